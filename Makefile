@@ -1,0 +1,57 @@
+# One command each, on a fresh machine: `make run`, `make test`, `make bench`.
+# Everything lives in .venv; nothing depends on what is installed by hand.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+DEPS   := $(VENV)/.deps-stamp
+BUILT  := $(VENV)/.built-stamp
+SOURCES := setup.py pyproject.toml $(wildcard engine/*.c engine/*.h bindings/*.pyx bindings/*.pxd bindings/*.pxi bindings/c/*.pxd)
+CC     ?= cc
+CFLAGS_C := -std=c11 -O2 -g -Wall -Wextra -Wconversion -Wsign-compare -Iengine
+SAN    := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+.PHONY: all build run test test-c test-asan bench clean
+
+all: build
+
+$(DEPS): requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+$(BUILT): $(DEPS) $(SOURCES)
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+	$(PY) setup.py -q build_ext --inplace
+	touch $@
+
+build: $(BUILT)
+
+run: build
+	$(VENV)/bin/pylog broker --data-dir ./data --host 127.0.0.1 --port 9092
+
+test: build
+	$(PY) -m pytest -q tests
+
+# The engine's own C tests, without Python (also run by tests/test_engine_c.py).
+tests/c/test_engine: tests/c/test_engine.c $(wildcard engine/*.c engine/*.h)
+	$(CC) $(CFLAGS_C) -o $@ tests/c/test_engine.c engine/*.c
+
+tests/c/test_engine_asan: tests/c/test_engine.c $(wildcard engine/*.c engine/*.h)
+	$(CC) $(CFLAGS_C) -O1 $(SAN) -o $@ tests/c/test_engine.c engine/*.c
+
+test-c: tests/c/test_engine
+	./tests/c/test_engine
+
+test-asan: tests/c/test_engine_asan
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./tests/c/test_engine_asan
+
+bench: build
+	$(PY) -m pytest bench -q --benchmark-disable-gc --benchmark-columns=median,ops,rounds \
+		--benchmark-sort=name --benchmark-json=.benchmarks/last.json
+	$(PY) bench/report.py .benchmarks/last.json
+
+clean:
+	rm -rf build $(BUILT) pylog/*.so bindings/_engine.c tests/c/test_engine tests/c/test_engine_asan

@@ -1,0 +1,499 @@
+# Records: the Record type, batch building (in C, one call per batch) and batch
+# decoding. Values and keys of uncompressed batches are zero-copy memoryview
+# slices of a pinned FetchSlice; compressed batches decode from their inflated bytes.
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.object cimport PyObject
+from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy
+from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
+
+from pylog import codecs as _codecs
+
+cdef extern from "pyview.h":
+    object pl_subview(object base, Py_ssize_t start, Py_ssize_t length)
+
+cdef int64_t now_ms() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
+
+
+@cython.final
+@cython.freelist(128)
+@cython.no_gc
+cdef class Record:
+    """One record: offset, timestamp, key, value, headers.
+
+    key and value are read-only zero-copy views (memoryview) or None; headers is a
+    tuple of (str, view or None) pairs. Records are not tracked by the cyclic GC
+    (they cannot be part of a cycle), which keeps large scans cheap. A view of a stored batch keeps its segment pinned:
+    the log refuses truncate and close while it is alive (copy with bytes() to keep).
+    """
+    cdef readonly int64_t offset
+    cdef readonly int64_t timestamp
+    cdef readonly object key
+    cdef readonly object value
+    cdef readonly tuple headers
+
+    def __repr__(self):
+        def short(v):
+            if v is None:
+                return "None"
+            b = bytes(v)
+            return repr(b if len(b) <= 40 else b[:40] + b"...")
+        return (f"Record(offset={self.offset}, timestamp={self.timestamp}, key={short(self.key)}, "
+                f"value={short(self.value)}, headers={[(k, None if v is None else bytes(v)) for k, v in self.headers]!r})")
+
+    def __eq__(self, other):
+        if not isinstance(other, Record):
+            return NotImplemented
+        cdef Record o = other
+        return (self.offset == o.offset and self.timestamp == o.timestamp and self.key == o.key
+                and self.value == o.value and self.headers == o.headers)
+
+    __hash__ = None
+
+    def __reduce__(self):
+        return (_make_record, (self.offset, self.timestamp,
+                               None if self.key is None else bytes(self.key),
+                               None if self.value is None else bytes(self.value),
+                               tuple((k, None if v is None else bytes(v)) for k, v in self.headers)))
+
+
+def _make_record(offset, timestamp, key, value, headers):
+    cdef Record r = Record.__new__(Record)
+    r.offset = offset
+    r.timestamp = timestamp
+    r.key = key
+    r.value = value
+    r.headers = tuple(headers)
+    return r
+
+
+# ---- building ----
+
+@cython.final
+cdef class _Scratch:
+    """A growable malloc'd byte buffer reused across builds (one per segment)."""
+    cdef uint8_t *buf
+    cdef size_t cap
+
+    def __dealloc__(self):
+        free(self.buf)
+
+    cdef uint8_t *reserve(self, size_t n) except NULL:
+        cdef uint8_t *p
+        if n > self.cap:
+            p = <uint8_t *>realloc(self.buf, n)
+            if p == NULL:
+                raise MemoryError()
+            self.buf = p
+            self.cap = n
+        return self.buf
+
+
+cdef inline int _bytes_field(object v, const uint8_t **ptr, int32_t *length, list keep) except -1:
+    """Point at the bytes of v (bytes fast path; any buffer is copied once)."""
+    if v is None:
+        ptr[0] = NULL
+        length[0] = -1
+        return 0
+    if not PyBytes_CheckExact(v):
+        if isinstance(v, str):
+            raise TypeError("record keys and values are bytes-like, not str (encode it first)")
+        v = bytes(v)
+        keep.append(v)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(v)
+    if n > 0x7FFFFFFF:
+        raise _errors.RecordTooLargeError("a key or value is over 2 GiB")
+    ptr[0] = <const uint8_t *>PyBytes_AS_STRING(v)
+    length[0] = <int32_t>n
+    return 0
+
+
+cdef class _BatchSpec:
+    """What a build produced: the batch in scratch plus its header facts."""
+    cdef Py_ssize_t length
+    cdef int32_t count
+    cdef int64_t max_timestamp
+
+
+cdef int _fill_headers(object hdrs, pl_header_in *out, list keep) except -1:
+    cdef int32_t j = 0
+    for item in hdrs:
+        k, v = item
+        if isinstance(k, str):
+            k = (<str>k).encode("utf-8")
+            keep.append(k)
+        if k is None:
+            raise TypeError("header keys are never None")
+        _bytes_field(k, &out[j].key, &out[j].key_len, keep)
+        _bytes_field(v, &out[j].value, &out[j].value_len, keep)
+        j += 1
+    return 0
+
+
+cdef Py_ssize_t build_batch(_Scratch scratch, object values, object keys, object headers,
+                            object timestamps, int codec, int32_t leader_epoch,
+                            int64_t *max_ts_out) except -1:
+    """Encode one batch (base offset 0) into scratch; return its length."""
+    values = PySequence_Fast(values, "values must be a sequence")
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(values), i, total_headers = 0, hpos = 0
+    cdef PyObject **vitems = PySequence_Fast_ITEMS(values)
+    if n == 0:
+        raise ValueError("a batch needs at least one record")
+    if n > 0x7FFFFFFF:
+        raise ValueError("too many records for one batch")
+    if keys is not None and len(keys) != n:
+        raise ValueError("keys and values differ in length")
+    if timestamps is not None and len(timestamps) != n:
+        raise ValueError("timestamps and values differ in length")
+    if headers is not None:
+        if len(headers) != n:
+            raise ValueError("headers and values differ in length")
+        for hl in headers:
+            if hl:
+                total_headers += len(hl)
+    cdef list keep = []
+    cdef pl_record_in *recs = <pl_record_in *>malloc(n * sizeof(pl_record_in))
+    cdef pl_header_in *hdrs = NULL
+    cdef int64_t ts, base_ts, max_ts, now
+    cdef size_t rsize, total
+    cdef uint8_t *out
+    cdef pl_batch_header h
+    if recs == NULL:
+        raise MemoryError()
+    try:
+        if total_headers:
+            hdrs = <pl_header_in *>malloc(total_headers * sizeof(pl_header_in))
+            if hdrs == NULL:
+                raise MemoryError()
+        now = now_ms()
+        base_ts = now if timestamps is None else <int64_t>timestamps[0]
+        max_ts = base_ts
+        for i in range(n):
+            _bytes_field(<object>vitems[i], &recs[i].value, &recs[i].value_len, keep)
+            if keys is None:
+                recs[i].key = NULL
+                recs[i].key_len = -1
+            else:
+                _bytes_field(keys[i], &recs[i].key, &recs[i].key_len, keep)
+            if timestamps is None:
+                ts = now
+            else:
+                ts = timestamps[i]
+                if ts > max_ts:
+                    max_ts = ts
+            recs[i].timestamp_delta = ts - base_ts
+            recs[i].header_count = 0
+            recs[i].headers = NULL
+            if headers is not None:
+                hl = headers[i]
+                if hl:
+                    recs[i].headers = hdrs + hpos
+                    recs[i].header_count = <int32_t>len(hl)
+                    _fill_headers(hl, hdrs + hpos, keep)
+                    hpos += len(hl)
+        rsize = pl_records_size(recs, n)
+        h.base_offset = 0
+        h.batch_length = 0
+        h.partition_leader_epoch = leader_epoch
+        h.magic = 2
+        h.crc = 0
+        h.attributes = codec
+        h.last_offset_delta = <int32_t>(n - 1)
+        h.base_timestamp = base_ts
+        h.max_timestamp = max_ts
+        h.producer_id = -1
+        h.producer_epoch = -1
+        h.base_sequence = -1
+        h.records_count = <int32_t>n
+        if codec == 0:
+            total = PL_BATCH_HEADER_SIZE + rsize
+            out = scratch.reserve(total)
+            pl_records_encode(out + PL_BATCH_HEADER_SIZE, recs, n)
+        else:
+            raw = bytearray(rsize)
+            pl_records_encode(<uint8_t *><char *>raw, recs, n)
+            packed = _codecs.compress(codec, raw)
+            total = PL_BATCH_HEADER_SIZE + len(packed)
+            out = scratch.reserve(total)
+            memcpy(out + PL_BATCH_HEADER_SIZE, PyBytes_AS_STRING(packed), len(packed))
+        if total > 0x7FFFFFFF:
+            raise _errors.RecordTooLargeError("batch over 2 GiB")
+        pl_batch_write_header(out, &h)
+        pl_batch_seal(out, total)
+        max_ts_out[0] = max_ts
+        return <Py_ssize_t>total
+    finally:
+        free(recs)
+        free(hdrs)
+
+
+cdef Py_ssize_t build_one(_Scratch scratch, object value, object key, object headers,
+                          object timestamp, int32_t leader_epoch, int64_t *ts_out) except -1:
+    """build_batch for a single record without the lists (the per-record append path)."""
+    cdef pl_record_in rec
+    cdef pl_header_in hbuf[8]
+    cdef pl_header_in *hdrs = hbuf
+    cdef list keep = None
+    cdef Py_ssize_t nh = 0
+    cdef size_t rsize, total
+    cdef int64_t ts
+    cdef uint8_t *out
+    cdef pl_batch_header h
+    if PyBytes_CheckExact(value):
+        rec.value = <const uint8_t *>PyBytes_AS_STRING(value)
+        rec.value_len = <int32_t>PyBytes_GET_SIZE(value)
+    else:
+        keep = []
+        _bytes_field(value, &rec.value, &rec.value_len, keep)
+    if key is None:
+        rec.key = NULL
+        rec.key_len = -1
+    else:
+        if keep is None:
+            keep = []
+        _bytes_field(key, &rec.key, &rec.key_len, keep)
+    rec.timestamp_delta = 0
+    rec.header_count = 0
+    rec.headers = NULL
+    try:
+        if headers:
+            nh = len(headers)
+            if nh > 8:
+                hdrs = <pl_header_in *>malloc(nh * sizeof(pl_header_in))
+                if hdrs == NULL:
+                    raise MemoryError()
+            if keep is None:
+                keep = []
+            _fill_headers(headers, hdrs, keep)
+            rec.headers = hdrs
+            rec.header_count = <int32_t>nh
+        ts = now_ms() if timestamp is None else <int64_t>timestamp
+        rsize = pl_records_size(&rec, 1)
+        total = PL_BATCH_HEADER_SIZE + rsize
+        out = scratch.reserve(total)
+        h.base_offset = 0
+        h.batch_length = 0
+        h.partition_leader_epoch = leader_epoch
+        h.magic = 2
+        h.crc = 0
+        h.attributes = 0
+        h.last_offset_delta = 0
+        h.base_timestamp = ts
+        h.max_timestamp = ts
+        h.producer_id = -1
+        h.producer_epoch = -1
+        h.base_sequence = -1
+        h.records_count = 1
+        pl_batch_write_header(out, &h)
+        pl_records_encode(out + PL_BATCH_HEADER_SIZE, &rec, 1)
+        pl_batch_seal(out, total)
+        ts_out[0] = ts
+        return <Py_ssize_t>total
+    finally:
+        if hdrs != hbuf:
+            free(hdrs)
+
+
+# ---- decoding ----
+
+@cython.final
+cdef class _DecodedBatch:
+    """A batch whose records were checked and located: mv holds the records
+    section starting at rec_start; starts[i] is record i's position in it."""
+    cdef object mv
+    cdef const uint8_t *base
+    cdef Py_ssize_t rec_start
+    cdef Py_ssize_t rec_len
+    cdef int32_t count
+    cdef int32_t *starts
+    cdef int64_t base_offset
+    cdef int64_t last_offset
+    cdef int64_t base_timestamp
+    cdef int64_t max_timestamp
+    cdef int16_t attributes
+
+    def __dealloc__(self):
+        free(self.starts)
+
+    cdef Record record(self, int32_t i, object where):
+        cdef pl_record_out r
+        cdef int32_t n
+        cdef Py_ssize_t p = self.starts[i]
+        cdef int rc = pl_records_decode(self.base + self.rec_start + p, <size_t>(self.rec_len - p), 1, &r, &n)
+        if rc != PL_OK:
+            check(rc, where)
+        return _make(self, &r, p + self.rec_start)
+
+
+cdef Record _make(_DecodedBatch b, pl_record_out *r, Py_ssize_t shift):
+    cdef Record rec = Record.__new__(Record)
+    cdef object mv = b.mv
+    cdef pl_header_out hbuf[16]
+    cdef pl_header_out *hs = hbuf
+    cdef int32_t j
+    cdef Py_ssize_t kp, vp
+    cdef int rc
+    rec.offset = b.base_offset + r.offset_delta
+    if b.attributes & PL_ATTR_LOG_APPEND_TIME:
+        rec.timestamp = b.max_timestamp
+    else:
+        rec.timestamp = b.base_timestamp + r.timestamp_delta
+    if r.key_len >= 0:
+        kp = shift + r.key_pos
+        rec.key = pl_subview(mv, kp, r.key_len)
+    else:
+        rec.key = None
+    if r.value_len >= 0:
+        vp = shift + r.value_pos
+        rec.value = pl_subview(mv, vp, r.value_len)
+    else:
+        rec.value = None
+    if r.header_count == 0:
+        rec.headers = ()
+        return rec
+    if r.header_count > 16:
+        hs = <pl_header_out *>malloc(r.header_count * sizeof(pl_header_out))
+        if hs == NULL:
+            raise MemoryError()
+    try:
+        rc = pl_headers_decode(b.base + shift, <size_t>(b.rec_start + b.rec_len - shift), r.headers_pos,
+                               r.header_count, hs)
+        if rc != PL_OK:
+            check(rc)
+        out = []
+        for j in range(r.header_count):
+            k = PyUnicode_DecodeUTF8(<const char *>b.base + shift + hs[j].key_pos, hs[j].key_len, "replace")
+            if hs[j].value_len < 0:
+                out.append((k, None))
+            else:
+                vp = shift + hs[j].value_pos
+                out.append((k, pl_subview(mv, vp, hs[j].value_len)))
+        rec.headers = tuple(out)
+    finally:
+        if hs != hbuf:
+            free(hs)
+    return rec
+
+
+cdef _DecodedBatch decode_batch(object batch_view, const uint8_t *ptr, Py_ssize_t length,
+                                object where, int64_t position, bint locate=True):
+    """Check the CRC of the batch at ptr[0,length) and locate its records.
+    batch_view must export exactly those bytes and keep them alive."""
+    cdef pl_batch_header h
+    cdef int rc = pl_batch_validate(ptr, <size_t>length, &h)
+    if rc != PL_OK:
+        check(rc, where, position)
+    cdef _DecodedBatch b = _DecodedBatch.__new__(_DecodedBatch)
+    cdef int codec = h.attributes & PL_ATTR_COMPRESSION_MASK
+    b.base_offset = h.base_offset
+    b.last_offset = h.base_offset + h.last_offset_delta
+    b.base_timestamp = h.base_timestamp
+    b.max_timestamp = h.max_timestamp
+    b.attributes = h.attributes
+    b.count = h.records_count
+    if codec == 0:
+        b.mv = memoryview(batch_view)
+        b.base = ptr
+        b.rec_start = PL_BATCH_HEADER_SIZE
+        b.rec_len = h.batch_length + PL_BATCH_LOG_OVERHEAD - PL_BATCH_HEADER_SIZE
+    else:
+        raw = _codecs.decompress(codec, memoryview(batch_view)[PL_BATCH_HEADER_SIZE:])
+        b.mv = memoryview(raw)
+        b.base = <const uint8_t *>PyBytes_AS_STRING(raw)
+        b.rec_start = 0
+        b.rec_len = len(raw)
+    if b.count > 0 and locate:
+        b.starts = <int32_t *>malloc(b.count * sizeof(int32_t))
+        if b.starts == NULL:
+            raise MemoryError()
+        rc = pl_records_positions(b.base + b.rec_start, <size_t>b.rec_len, b.count, b.starts)
+        if rc != PL_OK:
+            check(rc, where, position)
+    return b
+
+
+cdef list batch_records(_DecodedBatch b, int64_t start_offset, int64_t end_offset, bint values_only,
+                        object where):
+    """Records (or values) of b with start_offset <= offset < end_offset, decoded in one pass."""
+    cdef pl_record_out *rs
+    cdef int32_t n, i
+    cdef list out = []
+    cdef Record rec
+    cdef Py_ssize_t vp, p
+    cdef int64_t off
+    cdef int rc
+    if b.count == 0:
+        return out
+    rs = <pl_record_out *>malloc(b.count * sizeof(pl_record_out))
+    if rs == NULL:
+        raise MemoryError()
+    try:
+        rc = pl_records_decode(b.base + b.rec_start, <size_t>b.rec_len, b.count, rs, &n)
+        if rc != PL_OK:
+            check(rc, where)
+        mv = b.mv
+        for i in range(n):
+            off = b.base_offset + rs[i].offset_delta
+            if off < start_offset:
+                continue
+            if off >= end_offset:
+                break
+            if values_only:
+                if rs[i].value_len < 0:
+                    out.append(None)
+                else:
+                    vp = b.rec_start + rs[i].value_pos
+                    out.append(pl_subview(mv, vp, rs[i].value_len))
+            else:
+                out.append(_make(b, &rs[i], b.rec_start))
+    finally:
+        free(rs)
+    return out
+
+
+def validate_batches(data):
+    """Walk record batches in data checking each CRC: (valid_bytes, batches,
+    records, last_offset, stop_error or None)."""
+    cdef const uint8_t[::1] view = data
+    cdef pl_batches_info info
+    if view.shape[0] == 0:
+        return (0, 0, 0, -1, None)
+    with nogil:
+        pl_batches_scan(&view[0], view.shape[0], 1, &info)
+    return (info.valid_bytes, info.batches, info.records, info.last_offset,
+            None if info.stop_rc == PL_OK else pl_strerror(info.stop_rc).decode())
+
+
+def encode_batch(values, keys=None, headers=None, timestamps=None, compression=None,
+                 int64_t base_offset=0, int32_t leader_epoch=-1):
+    """One record batch v2 as bytes (for tools, tests and clients)."""
+    cdef _Scratch s = _Scratch()
+    cdef int64_t max_ts
+    cdef Py_ssize_t n = build_batch(s, values, keys, headers, timestamps,
+                                    _codecs.codec_id(compression), leader_epoch, &max_ts)
+    pl_batch_set_base_offset(s.buf, base_offset)
+    return (<char *>s.buf)[:n]
+
+
+def decode_batches(data):
+    """Every Record in data (whole batches), copying nothing from data."""
+    cdef const uint8_t[::1] view = data
+    cdef Py_ssize_t pos = 0, total, n = view.shape[0]
+    cdef pl_batch_header h
+    cdef list out = []
+    cdef _DecodedBatch b
+    mv = memoryview(data)
+    while pos < n:
+        rc = pl_batch_parse_header(&view[pos], <size_t>(n - pos), &h)
+        if rc != PL_OK:
+            check(rc, None, pos)
+        total = h.batch_length + PL_BATCH_LOG_OVERHEAD
+        b = decode_batch(mv[pos:pos + total], &view[pos], total, None, pos, False)
+        out.extend(batch_records(b, -1, 0x7FFFFFFFFFFFFFFF, False, None))
+        pos += total
+    return out

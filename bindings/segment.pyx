@@ -1,0 +1,462 @@
+# Segment: one .log with its .index and .timeindex (engine/segment.c), plus the
+# read paths that must stay in native code: record lookup, batch decoding and
+# zero-copy slices. Not thread-safe: pylog.log.Log serialises every call.
+import os as _os_seg
+
+cdef int64_t _INT64_MAX = 0x7FFFFFFFFFFFFFFF
+
+
+@cython.final
+cdef class FetchSlice:
+    """Bytes [position, position + length) of a segment's .log, exported as a
+    read-only buffer without copying. While a FetchSlice (or any memoryview made
+    from it) is alive the segment is pinned: truncate and close raise BufferError.
+    A broker can also hand (fileno(), position, length) to os.sendfile."""
+    cdef readonly Segment segment
+    cdef readonly int64_t position
+    cdef readonly int64_t length
+    cdef const uint8_t *ptr
+
+    def __len__(self):
+        return self.length
+
+    def __getbuffer__(self, Py_buffer *buffer, int flags):
+        PyBuffer_FillInfo(buffer, self, <void *>self.ptr, self.length, 1, flags)
+
+    def __releasebuffer__(self, Py_buffer *buffer):
+        pass
+
+    def __dealloc__(self):
+        if self.segment is not None and self.segment._s != NULL:
+            pl_segment_unpin(self.segment._s)
+
+    def fileno(self):
+        return self.segment._fd()
+
+    def __repr__(self):
+        return f"FetchSlice({self.segment.path!r}, position={self.position}, length={self.length})"
+
+
+cdef FetchSlice _slice(Segment seg, int64_t position, int64_t length):
+    cdef const uint8_t *p
+    check(pl_segment_bytes(seg._s, position, length, &p), seg.path, position)
+    cdef FetchSlice fs = FetchSlice.__new__(FetchSlice)
+    fs.segment = seg
+    fs.position = position
+    fs.length = length
+    fs.ptr = p
+    pl_segment_pin(seg._s)
+    return fs
+
+
+@cython.final
+cdef class IndexView:
+    """The valid entries of a segment's .index or .timeindex as a read-only buffer
+    (big-endian, Kafka's layout); numpy.frombuffer turns it into an array. Pins
+    the segment like a FetchSlice."""
+    cdef readonly Segment segment
+    cdef const uint8_t *ptr
+    cdef Py_ssize_t nbytes
+
+    def __getbuffer__(self, Py_buffer *buffer, int flags):
+        PyBuffer_FillInfo(buffer, self, <void *>self.ptr, self.nbytes, 1, flags)
+
+    def __releasebuffer__(self, Py_buffer *buffer):
+        pass
+
+    def __dealloc__(self):
+        if self.segment is not None and self.segment._s != NULL:
+            pl_segment_unpin(self.segment._s)
+
+
+cdef class Segment:
+    """One segment. Invariants (checked in C): synced_size <= size; offsets of
+    stored batches increase; index entries stay below next_offset.
+
+    Thread-safety: none; the owning Log holds its lock around every call.
+    """
+    cdef pl_segment *_s
+    cdef readonly str path
+    cdef readonly int64_t base_offset
+    cdef readonly int64_t segment_bytes
+    cdef readonly int64_t segment_ms
+    cdef int32_t _leader_epoch
+    cdef _Scratch _scratch
+    cdef dict _cache
+    cdef int64_t _cache_records
+    cdef int64_t _cache_limit
+
+    def __cinit__(self, str directory, int64_t base_offset, *, int64_t segment_bytes=1 << 30,
+                  int64_t segment_ms=-1, int64_t index_max_bytes=10 * 1024 * 1024,
+                  int32_t index_interval_bytes=4096, int32_t write_buffer_bytes=0,
+                  int64_t reserve_bytes=-1, bint writable=True, int64_t cache_records=1 << 22,
+                  int32_t leader_epoch=-1):
+        cdef pl_segment_config cfg
+        name = f"{base_offset:020d}"
+        self.path = _os_seg.path.join(directory, name + ".log")
+        self.base_offset = base_offset
+        self.segment_bytes = segment_bytes
+        self.segment_ms = segment_ms
+        self._leader_epoch = leader_epoch
+        self._scratch = _Scratch()
+        self._cache = {}
+        self._cache_records = 0
+        self._cache_limit = cache_records
+        cfg.base_offset = base_offset
+        # Reserve address space for a full segment plus one large batch, so the
+        # mapping (and every view into it) never has to move while it fills.
+        cfg.reserve_bytes = reserve_bytes if reserve_bytes >= 0 else min(segment_bytes + (1 << 20), 0x7FFFFFFF)
+        cfg.index_max_bytes = index_max_bytes
+        cfg.index_interval_bytes = index_interval_bytes
+        cfg.write_buffer_bytes = write_buffer_bytes
+        cfg.writable = writable
+        lp = _os_seg.fsencode(self.path)
+        ip = _os_seg.fsencode(_os_seg.path.join(directory, name + ".index"))
+        tp = _os_seg.fsencode(_os_seg.path.join(directory, name + ".timeindex"))
+        check(pl_segment_open(&self._s, lp, ip, tp, &cfg), self.path)
+
+    def __dealloc__(self):
+        if self._s != NULL:
+            # Only reached when the owner forgot close(); views hold a reference,
+            # so none can be alive here.
+            pl_segment_close(self._s, 0)
+            self._s = NULL
+
+    cdef inline int _ensure_open(self) except -1:
+        if self._s == NULL:
+            raise _errors.LogClosedError(f"{self.path}: segment is closed")
+        return 0
+
+    cdef int _fd(self) except -1:
+        self._ensure_open()
+        return _os_seg.open(self.path, _os_seg.O_RDONLY | _os_seg.O_CLOEXEC)
+
+    # ---- lifecycle ----
+
+    def close(self, bint trim=True):
+        """Flush buffered bytes, trim the indexes, unmap. BufferError while views live."""
+        if self._s == NULL:
+            return
+        self._drop_cache()
+        if pl_segment_pins(self._s) > 0:
+            raise BufferError(f"{self.path}: {pl_segment_pins(self._s)} views are still alive; "
+                              "release them (or copy with bytes()) before closing")
+        check(pl_segment_flush_buffer(self._s), self.path)
+        cdef int rc = pl_segment_close(self._s, trim)
+        self._s = NULL
+        check(rc, self.path)
+
+    @property
+    def closed(self):
+        return self._s == NULL
+
+    def load(self):
+        """Trusting open; returns (ok, next_offset). ok is False when the indexes or
+        the tail need a recovery."""
+        self._ensure_open()
+        cdef pl_segment_info info
+        cdef int rc = pl_segment_load(self._s, &info)
+        if rc == PL_ECORRUPT:
+            return False, info.next_offset
+        check(rc, self.path)
+        return True, info.next_offset
+
+    def recover(self):
+        """Check every batch, rebuild the indexes, cut at the first bad batch.
+        Returns (valid_bytes, truncated_bytes, batches, next_offset, reason or None)."""
+        self._ensure_open()
+        self._drop_cache()
+        cdef pl_segment_info info
+        cdef int rc
+        with nogil:
+            rc = pl_segment_recover(self._s, &info)
+        check(rc, self.path)
+        reason = None if info.stop_rc == PL_OK else pl_strerror(info.stop_rc).decode()
+        return info.size, info.truncated_bytes, info.batches, info.next_offset, reason
+
+    def flush_buffer(self):
+        self._ensure_open()
+        check(pl_segment_flush_buffer(self._s), self.path)
+
+    def sync(self):
+        """Buffered bytes to the OS, then fdatasync (without the GIL) and msync."""
+        self._ensure_open()
+        cdef int rc
+        with nogil:
+            rc = pl_segment_sync(self._s)
+        check(rc, self.path)
+
+    def seal(self):
+        self._ensure_open()
+        check(pl_segment_seal(self._s), self.path)
+
+    def unseal(self):
+        self._ensure_open()
+        check(pl_segment_unseal(self._s), self.path)
+
+    def truncate_to(self, int64_t offset):
+        """Cut at the start of the batch holding offset; return the new next_offset."""
+        self._ensure_open()
+        self._drop_cache()
+        cdef int64_t cut
+        if pl_segment_pins(self._s) > 0 and offset < pl_segment_next_offset(self._s):
+            raise BufferError(f"{self.path}: views are still alive; release them before truncating")
+        check(pl_segment_truncate_to(self._s, offset, &cut), self.path)
+        return cut
+
+    # ---- facts ----
+
+    @property
+    def size(self):
+        self._ensure_open()
+        return pl_segment_size(self._s)
+
+    @property
+    def synced_size(self):
+        self._ensure_open()
+        return pl_segment_synced_size(self._s)
+
+    @property
+    def next_offset(self):
+        self._ensure_open()
+        return pl_segment_next_offset(self._s)
+
+    @property
+    def max_timestamp(self):
+        self._ensure_open()
+        return pl_segment_max_timestamp(self._s)
+
+    @property
+    def first_batch_timestamp(self):
+        self._ensure_open()
+        return pl_segment_first_batch_timestamp(self._s)
+
+    @property
+    def pins(self):
+        """Live views of this segment, not counting the read cache's own (which
+        is dropped whenever the segment must change)."""
+        if self._s == NULL:
+            return 0
+        self._drop_cache()
+        return pl_segment_pins(self._s)
+
+    @property
+    def index_entries(self):
+        self._ensure_open()
+        return (pl_index_entries(pl_segment_offset_index(self._s)),
+                pl_index_entries(pl_segment_time_index(self._s)))
+
+    def index_view(self, bint time=False):
+        """IndexView over the offset index (or the time index)."""
+        self._ensure_open()
+        cdef const pl_index *ix = pl_segment_time_index(self._s) if time else pl_segment_offset_index(self._s)
+        cdef IndexView v = IndexView.__new__(IndexView)
+        v.segment = self
+        v.ptr = pl_index_data(ix)
+        v.nbytes = pl_index_entries(ix) * (PL_TIME_ENTRY_SIZE if time else PL_OFFSET_ENTRY_SIZE)
+        pl_segment_pin(self._s)
+        return v
+
+    # ---- appends ----
+
+    cdef inline bint _must_roll(self, Py_ssize_t n, int64_t largest, int64_t ts):
+        cdef int64_t size = pl_segment_size(self._s), first
+        if size == 0:
+            return False  # an empty segment takes any batch (C remaps when needed)
+        if size + n > self.segment_bytes:
+            return True
+        if self.segment_ms >= 0:
+            first = pl_segment_first_batch_timestamp(self._s)
+            if first >= 0 and ts - first > self.segment_ms:
+                return True
+        return pl_segment_can_append(self._s, <size_t>n, largest) != PL_OK
+
+    cdef int64_t _append_scratch(self, Py_ssize_t n, int32_t count, int64_t max_ts) except -2:
+        cdef int64_t base = pl_segment_next_offset(self._s)
+        cdef int64_t last = base + count - 1
+        if self._must_roll(n, last, max_ts):
+            return -1
+        pl_batch_set_base_offset(self._scratch.buf, base)
+        check(pl_segment_append(self._s, self._scratch.buf, <size_t>n, last, max_ts, last), self.path)
+        return base
+
+    cdef int64_t _append_record(self, value, key, headers, timestamp) except -2:
+        self._ensure_open()
+        cdef int64_t ts
+        cdef Py_ssize_t n = build_one(self._scratch, value, key, headers, timestamp, self._leader_epoch, &ts)
+        return self._append_scratch(n, 1, ts)
+
+    cdef int64_t _append_records(self, values, keys, headers, timestamps, int codec) except -2:
+        self._ensure_open()
+        cdef int64_t max_ts
+        cdef Py_ssize_t n = build_batch(self._scratch, values, keys, headers, timestamps, codec,
+                                        self._leader_epoch, &max_ts)
+        return self._append_scratch(n, <int32_t>len(values), max_ts)
+
+    def append_record(self, value, key=None, headers=None, timestamp=None):
+        """Append one record as one batch; its offset, or -1 when the segment must roll first."""
+        return self._append_record(value, key, headers, timestamp)
+
+    def append_records(self, values, keys=None, headers=None, timestamps=None, int codec=0):
+        """Append one batch of records; its first offset, or -1 when the segment must roll first."""
+        return self._append_records(values, keys, headers, timestamps, codec)
+
+    def append_batches(self, data, int32_t leader_epoch=-1, bint assign_offsets=True,
+                       bint allow_control=False):
+        """Append whole v2 batches received as bytes: validated (CRC and all), given
+        offsets from next_offset on and stamped with leader_epoch (as a leader does),
+        or kept as they are (assign_offsets=False, as a follower does).
+        Returns (first_offset, last_offset), or None when the segment must roll first."""
+        self._ensure_open()
+        cdef const uint8_t[::1] view = data
+        cdef Py_ssize_t n = view.shape[0]
+        cdef pl_batches_info info
+        cdef uint8_t *buf = self._scratch.reserve(n if n > 0 else 1)
+        cdef int rc
+        if n == 0:
+            raise ValueError("no batches")
+        memcpy(buf, &view[0], n)
+        if assign_offsets:
+            rc = pl_batches_assign_offsets(buf, n, pl_segment_next_offset(self._s), leader_epoch,
+                                           allow_control, &info)
+            if rc != PL_OK:
+                check(rc, "record batches", info.valid_bytes)
+        else:
+            pl_batches_scan(buf, n, 1, &info)
+            if info.stop_rc != PL_OK:
+                check(info.stop_rc, "record batches", info.valid_bytes)
+            if info.first_offset < pl_segment_next_offset(self._s):
+                raise ValueError(f"batches start at {info.first_offset}, below next offset "
+                                 f"{pl_segment_next_offset(self._s)}")
+        if self._must_roll(n, info.last_offset, info.max_timestamp):
+            return None
+        check(pl_segment_append(self._s, buf, <size_t>n, info.last_offset, info.max_timestamp,
+                                info.offset_of_max_timestamp), self.path)
+        return info.first_offset, info.last_offset
+
+    # ---- reads ----
+
+    cdef void _drop_cache(self):
+        self._cache.clear()
+        self._cache_records = 0
+
+    cdef _DecodedBatch _decoded(self, int64_t position, pl_batch_header *h):
+        """The batch at position, checked and located, from the cache when there.
+        The cache holds a pin on each batch it keeps: it is dropped before any
+        truncate or close."""
+        cdef _DecodedBatch b = self._cache.get(position)
+        if b is not None:
+            return b
+        cdef int64_t total = h.batch_length + PL_BATCH_LOG_OVERHEAD
+        cdef FetchSlice fs = _slice(self, position, total)
+        b = decode_batch(fs, fs.ptr, total, self.path, position)
+        if b.count > self._cache_limit:
+            return b
+        while self._cache_records + b.count > self._cache_limit and self._cache:
+            # Evict the oldest entry (dicts keep insertion order).
+            old = <_DecodedBatch>self._cache.pop(next(iter(self._cache)))
+            self._cache_records -= old.count
+        self._cache[position] = b
+        self._cache_records += b.count
+        return b
+
+    def read_record(self, int64_t offset):
+        """The Record at offset (OffsetOutOfRangeError when it is not here)."""
+        return self._read_record(offset)
+
+    cdef Record _read_record(self, int64_t offset):
+        self._ensure_open()
+        cdef int64_t position
+        cdef pl_batch_header h
+        cdef int rc = pl_segment_find_batch(self._s, offset, &position, &h)
+        if rc != PL_OK:
+            if rc == PL_ERANGE:
+                raise _errors.OffsetOutOfRangeError(f"offset {offset} is not in segment {self.path}")
+            check(rc, self.path)
+        if offset < h.base_offset:
+            raise _errors.OffsetOutOfRangeError(f"offset {offset} is not stored (compacted away)")
+        cdef _DecodedBatch b = self._decoded(position, &h)
+        cdef int32_t i = <int32_t>(offset - b.base_offset)
+        cdef Record rec
+        if i < b.count:
+            rec = b.record(i, self.path)
+            if rec.offset == offset:
+                return rec
+        # Offsets inside the batch have gaps (a compacted batch): look for it.
+        for rec in batch_records(b, offset, offset + 1, False, self.path):
+            return rec
+        raise _errors.OffsetOutOfRangeError(f"offset {offset} is not stored (compacted away)")
+
+    def find_batch(self, int64_t offset):
+        """(position, base_offset, last_offset) of the batch holding offset, or None."""
+        self._ensure_open()
+        cdef int64_t position
+        cdef pl_batch_header h
+        cdef int rc = pl_segment_find_batch(self._s, offset, &position, &h)
+        if rc == PL_ERANGE:
+            return None
+        check(rc, self.path)
+        return position, h.base_offset, h.base_offset + h.last_offset_delta
+
+    def scan_batch(self, int64_t position, int64_t start_offset=0, int64_t end_offset=_INT64_MAX,
+                   bint values_only=False):
+        """Decode the batch at position: (records or values with start_offset <= offset
+        < end_offset, next position, last offset of the batch). Checks the CRC."""
+        self._ensure_open()
+        cdef pl_batch_header h
+        cdef const uint8_t *p
+        cdef int64_t size = pl_segment_size(self._s)
+        if position >= size:
+            return [], position, -1
+        check(pl_segment_bytes(self._s, position, size - position, &p), self.path)
+        cdef int rc = pl_batch_parse_header(p, <size_t>(size - position), &h)
+        if rc != PL_OK:
+            check(rc, self.path, position)
+        cdef int64_t total = h.batch_length + PL_BATCH_LOG_OVERHEAD
+        cdef FetchSlice fs = _slice(self, position, total)
+        cdef _DecodedBatch b = decode_batch(fs, fs.ptr, total, self.path, position, False)
+        return batch_records(b, start_offset, end_offset, values_only, self.path), position + total, b.last_offset
+
+    def find_time(self, int64_t timestamp):
+        """Offset of the first record with timestamp >= timestamp, or None."""
+        self._ensure_open()
+        cdef int64_t position
+        cdef pl_batch_header h
+        cdef int rc = pl_segment_find_time(self._s, timestamp, &position, &h)
+        if rc == PL_ERANGE:
+            return None
+        check(rc, self.path)
+        cdef _DecodedBatch b = self._decoded(position, &h)
+        for rec in batch_records(b, -1, _INT64_MAX, False, self.path):
+            if (<Record>rec).timestamp >= timestamp:
+                return (<Record>rec).offset
+        return None
+
+    def slice(self, int64_t position, int64_t length):
+        """A FetchSlice of [position, position + length)."""
+        self._ensure_open()
+        return _slice(self, position, length)
+
+    def read_batches(self, int64_t offset, int64_t max_bytes, int64_t max_position=-1):
+        """Whole batches from the one holding offset, at most max_bytes but at least
+        one batch (KIP-74), as a FetchSlice; None when offset is past this segment."""
+        self._ensure_open()
+        cdef int64_t position, end, total
+        cdef pl_batch_header h
+        cdef const uint8_t *p
+        cdef int rc = pl_segment_find_batch(self._s, offset, &position, &h)
+        if rc == PL_ERANGE:
+            return None
+        check(rc, self.path)
+        cdef int64_t size = pl_segment_size(self._s) if max_position < 0 else max_position
+        check(pl_segment_bytes(self._s, position, pl_segment_size(self._s) - position, &p), self.path)
+        end = position + h.batch_length + PL_BATCH_LOG_OVERHEAD
+        while end < size:
+            rc = pl_batch_parse_header(p + (end - position), <size_t>(size - end), &h)
+            if rc != PL_OK:
+                break
+            total = h.batch_length + PL_BATCH_LOG_OVERHEAD
+            if end + total - position > max_bytes:
+                break
+            end += total
+        return _slice(self, position, end - position)

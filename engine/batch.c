@@ -1,0 +1,299 @@
+/*
+ * batch.c: record batch v2 parse, validate, patch, encode and decode.
+ * The byte layout is in batch.h. Every read is bounds-checked against the
+ * batch's own length and the caller's buffer: a corrupt length can make a
+ * parse fail, never read outside the buffer.
+ */
+#include "batch.h"
+
+#include <string.h>
+
+#include "crc32c.h"
+#include "pl_common.h"
+#include "varint.h"
+
+/* Bytes after batch_length that a header needs: 61 - 12. */
+#define PL_BATCH_MIN_LENGTH (PL_BATCH_HEADER_SIZE - PL_BATCH_LOG_OVERHEAD)
+
+int pl_batch_parse_header(const uint8_t *buf, size_t len, pl_batch_header *out) {
+    if (len < 17) return PL_ETRUNCATED;
+    int32_t batch_length = (int32_t)pl_load_be32(buf + 8);
+    int8_t magic = (int8_t)buf[16];
+    if (magic != PL_BATCH_MAGIC) {
+        /* A zero-filled tail (preallocated or a torn page) reads as magic 0
+         * with length 0: report it as truncation, not as a legacy batch. */
+        if (batch_length == 0) return PL_ETRUNCATED;
+        return PL_EMAGIC;
+    }
+    if (batch_length < PL_BATCH_MIN_LENGTH) return PL_ECORRUPT;
+    if (len < PL_BATCH_HEADER_SIZE) return PL_ETRUNCATED;
+    out->base_offset = (int64_t)pl_load_be64(buf);
+    out->batch_length = batch_length;
+    out->partition_leader_epoch = (int32_t)pl_load_be32(buf + 12);
+    out->magic = magic;
+    out->crc = pl_load_be32(buf + 17);
+    out->attributes = (int16_t)pl_load_be16(buf + 21);
+    out->last_offset_delta = (int32_t)pl_load_be32(buf + 23);
+    out->base_timestamp = (int64_t)pl_load_be64(buf + 27);
+    out->max_timestamp = (int64_t)pl_load_be64(buf + 35);
+    out->producer_id = (int64_t)pl_load_be64(buf + 43);
+    out->producer_epoch = (int16_t)pl_load_be16(buf + 51);
+    out->base_sequence = (int32_t)pl_load_be32(buf + 53);
+    out->records_count = (int32_t)pl_load_be32(buf + 57);
+    if (out->last_offset_delta < 0 || out->records_count < 0) return PL_ECORRUPT;
+    if ((size_t)batch_length + PL_BATCH_LOG_OVERHEAD > len) return PL_ETRUNCATED;
+    return PL_OK;
+}
+
+int pl_batch_validate(const uint8_t *buf, size_t len, pl_batch_header *out) {
+    int rc = pl_batch_parse_header(buf, len, out);
+    if (rc != PL_OK) return rc;
+    size_t total = (size_t)out->batch_length + PL_BATCH_LOG_OVERHEAD;
+    uint32_t crc = pl_crc32c(0, buf + PL_BATCH_CRC_START, total - PL_BATCH_CRC_START);
+    return crc == out->crc ? PL_OK : PL_ECORRUPT;
+}
+
+void pl_batch_set_base_offset(uint8_t *batch, int64_t base_offset) {
+    pl_store_be64(batch, (uint64_t)base_offset);
+}
+
+void pl_batch_set_leader_epoch(uint8_t *batch, int32_t leader_epoch) {
+    pl_store_be32(batch + 12, (uint32_t)leader_epoch);
+}
+
+static void info_init(pl_batches_info *out) {
+    out->valid_bytes = 0;
+    out->batches = 0;
+    out->records = 0;
+    out->first_offset = -1;
+    out->last_offset = -1;
+    out->max_timestamp = -1;
+    out->offset_of_max_timestamp = -1;
+    out->stop_rc = PL_OK;
+}
+
+static void info_add(pl_batches_info *out, const pl_batch_header *h, size_t total) {
+    int64_t last = h->base_offset + h->last_offset_delta;
+    if (out->batches == 0) out->first_offset = h->base_offset;
+    out->last_offset = last;
+    out->batches++;
+    out->records += h->records_count;
+    out->valid_bytes += total;
+    /* Kafka's shallow offset of the max timestamp is the batch's last offset. */
+    if (h->max_timestamp > out->max_timestamp) {
+        out->max_timestamp = h->max_timestamp;
+        out->offset_of_max_timestamp = last;
+    }
+}
+
+int pl_batches_scan(const uint8_t *buf, size_t len, int check_crc, pl_batches_info *out) {
+    info_init(out);
+    size_t pos = 0;
+    while (pos < len) {
+        pl_batch_header h;
+        int rc = check_crc ? pl_batch_validate(buf + pos, len - pos, &h)
+                           : pl_batch_parse_header(buf + pos, len - pos, &h);
+        if (rc != PL_OK) { out->stop_rc = rc; return PL_OK; }
+        size_t total = (size_t)h.batch_length + PL_BATCH_LOG_OVERHEAD;
+        info_add(out, &h, total);
+        pos += total;
+    }
+    return PL_OK;
+}
+
+int pl_batches_assign_offsets(uint8_t *buf, size_t len, int64_t next_offset, int32_t leader_epoch,
+                              int allow_control, pl_batches_info *out) {
+    /* First pass validates everything, so a failure leaves buf untouched. */
+    size_t pos = 0;
+    info_init(out);
+    if (len == 0) return PL_EINVAL;
+    while (pos < len) {
+        pl_batch_header h;
+        int rc = pl_batch_validate(buf + pos, len - pos, &h);
+        if (rc != PL_OK) { out->stop_rc = rc; return rc; }
+        if (h.records_count == 0 || h.records_count != h.last_offset_delta + 1) {
+            out->stop_rc = PL_ECORRUPT;
+            return PL_ECORRUPT;
+        }
+        if ((h.attributes & PL_ATTR_CONTROL) && !allow_control) {
+            out->stop_rc = PL_EINVAL;
+            return PL_EINVAL;
+        }
+        pos += (size_t)h.batch_length + PL_BATCH_LOG_OVERHEAD;
+    }
+    pos = 0;
+    int64_t offset = next_offset;
+    while (pos < len) {
+        pl_batch_header h;
+        (void)pl_batch_parse_header(buf + pos, len - pos, &h);
+        pl_batch_set_base_offset(buf + pos, offset);
+        if (leader_epoch >= 0) pl_batch_set_leader_epoch(buf + pos, leader_epoch);
+        h.base_offset = offset;
+        size_t total = (size_t)h.batch_length + PL_BATCH_LOG_OVERHEAD;
+        info_add(out, &h, total);
+        offset += (int64_t)h.last_offset_delta + 1;
+        pos += total;
+    }
+    return PL_OK;
+}
+
+/* ---- records ---- */
+
+static inline size_t bytes_field_size(int32_t n) {
+    return pl_varlong_size(n) + (n > 0 ? (size_t)n : 0);
+}
+
+static size_t record_body_size(const pl_record_in *r, int64_t offset_delta) {
+    size_t n = 1; /* attributes */
+    n += pl_varlong_size(r->timestamp_delta);
+    n += pl_varlong_size(offset_delta);
+    n += bytes_field_size(r->key_len);
+    n += bytes_field_size(r->value_len);
+    n += pl_varlong_size(r->header_count);
+    for (int32_t i = 0; i < r->header_count; i++) {
+        n += bytes_field_size(r->headers[i].key_len);
+        n += bytes_field_size(r->headers[i].value_len);
+    }
+    return n;
+}
+
+size_t pl_records_size(pl_record_in *recs, size_t n) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t body = record_body_size(&recs[i], (int64_t)i);
+        recs[i].body_size = body;
+        total += pl_varlong_size((int64_t)body) + body;
+    }
+    return total;
+}
+
+static inline uint8_t *write_bytes_field(uint8_t *p, const uint8_t *data, int32_t n) {
+    p += pl_varlong_write(p, n);
+    if (n > 0) { memcpy(p, data, (size_t)n); p += n; }
+    return p;
+}
+
+size_t pl_records_encode(uint8_t *out, const pl_record_in *recs, size_t n) {
+    uint8_t *p = out;
+    for (size_t i = 0; i < n; i++) {
+        const pl_record_in *r = &recs[i];
+        p += pl_varlong_write(p, (int64_t)r->body_size);
+        *p++ = 0;
+        p += pl_varlong_write(p, r->timestamp_delta);
+        p += pl_varlong_write(p, (int64_t)i);
+        p = write_bytes_field(p, r->key, r->key_len);
+        p = write_bytes_field(p, r->value, r->value_len);
+        p += pl_varlong_write(p, r->header_count);
+        for (int32_t j = 0; j < r->header_count; j++) {
+            p = write_bytes_field(p, r->headers[j].key, r->headers[j].key_len);
+            p = write_bytes_field(p, r->headers[j].value, r->headers[j].value_len);
+        }
+    }
+    return (size_t)(p - out);
+}
+
+void pl_batch_write_header(uint8_t *out, const pl_batch_header *h) {
+    pl_store_be64(out, (uint64_t)h->base_offset);
+    pl_store_be32(out + 8, (uint32_t)h->batch_length);
+    pl_store_be32(out + 12, (uint32_t)h->partition_leader_epoch);
+    out[16] = (uint8_t)PL_BATCH_MAGIC;
+    pl_store_be32(out + 17, h->crc);
+    pl_store_be16(out + 21, (uint16_t)h->attributes);
+    pl_store_be32(out + 23, (uint32_t)h->last_offset_delta);
+    pl_store_be64(out + 27, (uint64_t)h->base_timestamp);
+    pl_store_be64(out + 35, (uint64_t)h->max_timestamp);
+    pl_store_be64(out + 43, (uint64_t)h->producer_id);
+    pl_store_be16(out + 51, (uint16_t)h->producer_epoch);
+    pl_store_be32(out + 53, (uint32_t)h->base_sequence);
+    pl_store_be32(out + 57, (uint32_t)h->records_count);
+}
+
+void pl_batch_seal(uint8_t *batch, size_t total_len) {
+    pl_store_be32(batch + 8, (uint32_t)(total_len - PL_BATCH_LOG_OVERHEAD));
+    uint32_t crc = pl_crc32c(0, batch + PL_BATCH_CRC_START, total_len - PL_BATCH_CRC_START);
+    pl_store_be32(batch + 17, crc);
+}
+
+/* A length-prefixed byte field inside [pos, end): -1 = null. */
+static inline int read_bytes_field(const uint8_t *buf, size_t *pos, size_t end, int32_t *fpos,
+                                   int32_t *flen) {
+    int32_t n;
+    size_t k = pl_varint_read(buf + *pos, end - *pos, &n);
+    if (k == 0 || n < -1) return PL_ECORRUPT;
+    *pos += k;
+    *fpos = (int32_t)*pos;
+    *flen = n;
+    if (n > 0) {
+        if ((size_t)n > end - *pos) return PL_ECORRUPT;
+        *pos += (size_t)n;
+    }
+    return PL_OK;
+}
+
+int pl_records_decode(const uint8_t *buf, size_t len, int32_t count, pl_record_out *out,
+                      int32_t *decoded) {
+    size_t pos = 0;
+    int32_t i;
+    int rc = PL_OK;
+    if (len > INT32_MAX) { *decoded = 0; return PL_EINVAL; }
+    for (i = 0; i < count; i++) {
+        int32_t rec_len;
+        size_t k = pl_varint_read(buf + pos, len - pos, &rec_len);
+        if (k == 0 || rec_len < 1 || (size_t)rec_len > len - pos - k) { rc = PL_ECORRUPT; break; }
+        pos += k;
+        size_t end = pos + (size_t)rec_len;
+        pl_record_out *r = &out[i];
+        pos += 1; /* attributes: unused */
+        k = pl_varlong_read(buf + pos, end - pos, &r->timestamp_delta);
+        if (k == 0) { rc = PL_ECORRUPT; break; }
+        pos += k;
+        k = pl_varint_read(buf + pos, end - pos, &r->offset_delta);
+        if (k == 0) { rc = PL_ECORRUPT; break; }
+        pos += k;
+        if ((rc = read_bytes_field(buf, &pos, end, &r->key_pos, &r->key_len)) != PL_OK) break;
+        if ((rc = read_bytes_field(buf, &pos, end, &r->value_pos, &r->value_len)) != PL_OK) break;
+        k = pl_varint_read(buf + pos, end - pos, &r->header_count);
+        if (k == 0 || r->header_count < 0) { rc = PL_ECORRUPT; break; }
+        pos += k;
+        r->headers_pos = (int32_t)pos;
+        for (int32_t j = 0; j < r->header_count; j++) {
+            int32_t p, n;
+            if ((rc = read_bytes_field(buf, &pos, end, &p, &n)) != PL_OK) break;
+            if (n < 0) { rc = PL_ECORRUPT; break; } /* header keys are never null */
+            if ((rc = read_bytes_field(buf, &pos, end, &p, &n)) != PL_OK) break;
+        }
+        if (rc != PL_OK) break;
+        if (pos != end) { rc = PL_ECORRUPT; break; }
+    }
+    *decoded = i;
+    return rc;
+}
+
+int pl_records_positions(const uint8_t *buf, size_t len, int32_t count, int32_t *starts) {
+    size_t pos = 0;
+    if (len > INT32_MAX || count < 0) return PL_EINVAL;
+    for (int32_t i = 0; i < count; i++) {
+        int32_t rec_len, n;
+        pl_record_out r;
+        size_t k = pl_varint_read(buf + pos, len - pos, &rec_len);
+        if (k == 0 || rec_len < 1 || (size_t)rec_len > len - pos - k) return PL_ECORRUPT;
+        int rc = pl_records_decode(buf + pos, k + (size_t)rec_len, 1, &r, &n);
+        if (rc != PL_OK) return rc;
+        starts[i] = (int32_t)pos;
+        pos += k + (size_t)rec_len;
+    }
+    return PL_OK;
+}
+
+int pl_headers_decode(const uint8_t *buf, size_t len, int32_t pos, int32_t count, pl_header_out *out) {
+    size_t p = (size_t)pos;
+    if (pos < 0 || p > len) return PL_ECORRUPT;
+    for (int32_t j = 0; j < count; j++) {
+        int rc = read_bytes_field(buf, &p, len, &out[j].key_pos, &out[j].key_len);
+        if (rc != PL_OK) return rc;
+        if (out[j].key_len < 0) return PL_ECORRUPT;
+        rc = read_bytes_field(buf, &p, len, &out[j].value_pos, &out[j].value_len);
+        if (rc != PL_OK) return rc;
+    }
+    return PL_OK;
+}

@@ -1,0 +1,462 @@
+/*
+ * segment.c: one .log file with its two indexes; the contract is in segment.h.
+ *
+ * Index rule (Kafka's LogSegment.append and recover): before an append, when more
+ * than index_interval_bytes were written since the last index entry, add an offset
+ * entry (largest offset of this append, position where it starts) and a time
+ * entry (max timestamp so far, its offset). The counter then restarts at zero and
+ * the append's size is added.
+ */
+#define _GNU_SOURCE
+#include "segment.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pl_common.h"
+
+struct pl_segment {
+    int sg_fd;
+    pl_segment_config sg_cfg;
+    uint8_t *sg_map;           /* read-only view of the .log, sg_map_bytes long */
+    int64_t sg_map_bytes;
+    int64_t sg_size;           /* appended bytes, including buffered ones */
+    int64_t sg_os_size;        /* bytes handed to the OS */
+    int64_t sg_synced_size;    /* bytes made durable by fdatasync */
+    int64_t sg_next_offset;
+    int64_t sg_max_timestamp;
+    int64_t sg_offset_of_max_timestamp;
+    int64_t sg_first_batch_timestamp;
+    int64_t sg_bytes_since_index;
+    int64_t sg_pins;
+    pl_index *sg_oix;
+    pl_index *sg_tix;
+    uint8_t *sg_wbuf;
+    int64_t sg_wbuf_len;
+};
+
+static void check_invariants(const pl_segment *s) {
+#ifdef PL_DEBUG
+    if (!(s->sg_synced_size <= s->sg_os_size && s->sg_os_size <= s->sg_size &&
+          s->sg_size - s->sg_os_size == s->sg_wbuf_len))
+        abort();
+#else
+    (void)s;
+#endif
+}
+
+static int64_t page_round_up(int64_t n) {
+    int64_t page = (int64_t)sysconf(_SC_PAGESIZE);
+    if (n < page) n = page;
+    return (n + page - 1) / page * page;
+}
+
+static int io_error(void) { return errno == ENOSPC || errno == EFBIG || errno == EDQUOT ? PL_ENOSPC : PL_EIO; }
+
+static int map_log(pl_segment *s, int64_t bytes) {
+    void *p = mmap(NULL, (size_t)bytes, PROT_READ, MAP_SHARED, s->sg_fd, 0);
+    if (p == MAP_FAILED) return errno == ENOMEM ? PL_ENOMEM : PL_EIO;
+    PL_DEBUG_COUNT(maps_opened);
+    s->sg_map = p;
+    s->sg_map_bytes = bytes;
+    return PL_OK;
+}
+
+static void unmap_log(pl_segment *s) {
+    if (s->sg_map) {
+        munmap(s->sg_map, (size_t)s->sg_map_bytes);
+        PL_DEBUG_COUNT(maps_closed);
+    }
+    s->sg_map = NULL;
+    s->sg_map_bytes = 0;
+}
+
+static void reset_state(pl_segment *s) {
+    s->sg_next_offset = s->sg_cfg.base_offset;
+    s->sg_max_timestamp = -1;
+    s->sg_offset_of_max_timestamp = -1;
+    s->sg_first_batch_timestamp = -1;
+    s->sg_bytes_since_index = 0;
+}
+
+int pl_segment_open(pl_segment **out, const char *log_path, const char *index_path,
+                    const char *time_index_path, const pl_segment_config *cfg) {
+    *out = NULL;
+    if (cfg->base_offset < 0 || cfg->index_interval_bytes < 0 || cfg->write_buffer_bytes < 0)
+        return PL_EINVAL;
+    pl_segment *s = calloc(1, sizeof *s);
+    if (!s) return PL_ENOMEM;
+    s->sg_cfg = *cfg;
+    reset_state(s);
+    int rc = PL_EIO;
+    s->sg_fd = open(log_path, cfg->writable ? (O_RDWR | O_CREAT | O_CLOEXEC) : (O_RDONLY | O_CLOEXEC),
+                    0644);
+    if (s->sg_fd < 0) { free(s); return PL_EIO; }
+    PL_DEBUG_COUNT(fds_opened);
+    struct stat st;
+    if (fstat(s->sg_fd, &st) != 0) goto fail;
+    s->sg_size = s->sg_os_size = s->sg_synced_size = (int64_t)st.st_size;
+    int64_t reserve = cfg->reserve_bytes > s->sg_size ? cfg->reserve_bytes : s->sg_size;
+    if ((rc = map_log(s, page_round_up(reserve))) != PL_OK) goto fail;
+    if (cfg->write_buffer_bytes > 0 && !(s->sg_wbuf = malloc((size_t)cfg->write_buffer_bytes))) {
+        rc = PL_ENOMEM;
+        goto fail;
+    }
+    if ((rc = pl_index_open(&s->sg_oix, index_path, PL_INDEX_OFFSET, cfg->base_offset,
+                            cfg->index_max_bytes, cfg->writable)) != PL_OK)
+        goto fail;
+    if ((rc = pl_index_open(&s->sg_tix, time_index_path, PL_INDEX_TIME, cfg->base_offset,
+                            cfg->index_max_bytes, cfg->writable)) != PL_OK)
+        goto fail;
+    *out = s;
+    return PL_OK;
+fail:
+    {
+        int saved = errno;
+        if (s->sg_oix) pl_index_close(s->sg_oix, 0);
+        unmap_log(s);
+        free(s->sg_wbuf);
+        close(s->sg_fd);
+        PL_DEBUG_COUNT(fds_closed);
+        free(s);
+        errno = saved;
+    }
+    return rc;
+}
+
+/* Write all of p[0,n) at the OS end of the file; on failure cut the file back so
+ * nothing partial stays, and leave errno and the sizes as they were. */
+static int write_at_end(pl_segment *s, const uint8_t *p, size_t n) {
+    int64_t start = s->sg_os_size;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = pwrite(s->sg_fd, p + done, n - done, (off_t)(start + (int64_t)done));
+        if (w > 0) { done += (size_t)w; continue; }
+        if (w < 0 && errno == EINTR) continue;
+        if (w == 0) errno = ENOSPC;
+        int rc = io_error(), saved = errno;
+        if (ftruncate(s->sg_fd, (off_t)start) != 0) { /* the write error is the one to report */ }
+        errno = saved;
+        return rc;
+    }
+    s->sg_os_size = start + (int64_t)n;
+    return PL_OK;
+}
+
+int pl_segment_flush_buffer(pl_segment *s) {
+    if (s->sg_wbuf_len == 0) return PL_OK;
+    int rc = write_at_end(s, s->sg_wbuf, (size_t)s->sg_wbuf_len);
+    if (rc == PL_OK) s->sg_wbuf_len = 0;
+    check_invariants(s);
+    return rc;
+}
+
+int pl_segment_close(pl_segment *s, int trim_indexes) {
+    if (!s) return PL_OK;
+    int rc = PL_OK;
+    if (s->sg_cfg.writable) rc = pl_segment_flush_buffer(s);
+    int trim = trim_indexes && s->sg_cfg.writable;
+    int r2 = pl_index_close(s->sg_oix, trim);
+    int r3 = pl_index_close(s->sg_tix, trim);
+    if (rc == PL_OK) rc = r2 != PL_OK ? r2 : r3;
+    unmap_log(s);
+    if (close(s->sg_fd) != 0 && rc == PL_OK) rc = PL_EIO;
+    PL_DEBUG_COUNT(fds_closed);
+    free(s->sg_wbuf);
+    free(s);
+    return rc;
+}
+
+/* Make the mapping cover at least need bytes; only possible with no pins, since
+ * a new mapping moves every pointer handed out. */
+static int ensure_mapped(pl_segment *s, int64_t need) {
+    if (need <= s->sg_map_bytes) return PL_OK;
+    if (s->sg_pins > 0) return PL_EFULL;
+    int64_t want = s->sg_map_bytes * 2 > need ? s->sg_map_bytes * 2 : need;
+    uint8_t *old = s->sg_map;
+    int64_t old_bytes = s->sg_map_bytes;
+    int rc = map_log(s, page_round_up(want));
+    if (rc != PL_OK) { s->sg_map = old; s->sg_map_bytes = old_bytes; return rc; }
+    munmap(old, (size_t)old_bytes);
+    PL_DEBUG_COUNT(maps_closed);
+    return PL_OK;
+}
+
+/* The index rule (see the top of this file) for an append or a recovered batch
+ * of size bytes starting at position, whose largest offset is last_offset. */
+static int maybe_index(pl_segment *s, int64_t position, int64_t last_offset, int64_t size) {
+    if (s->sg_bytes_since_index > s->sg_cfg.index_interval_bytes) {
+        int rc = pl_offset_index_append(s->sg_oix, last_offset, position);
+        if (rc != PL_OK) return rc;
+        rc = pl_time_index_append(s->sg_tix, s->sg_max_timestamp, s->sg_offset_of_max_timestamp);
+        if (rc != PL_OK) return rc;
+        s->sg_bytes_since_index = 0;
+    }
+    s->sg_bytes_since_index += size;
+    return PL_OK;
+}
+
+static void note_timestamp(pl_segment *s, int64_t max_timestamp, int64_t offset) {
+    if (max_timestamp > s->sg_max_timestamp) {
+        s->sg_max_timestamp = max_timestamp;
+        s->sg_offset_of_max_timestamp = offset;
+    }
+}
+
+int pl_segment_can_append(const pl_segment *s, size_t len, int64_t largest_offset) {
+    if (largest_offset - s->sg_cfg.base_offset > INT32_MAX) return PL_EOVERFLOW;
+    if (s->sg_size + (int64_t)len > INT32_MAX) return PL_EFULL;  /* positions are int32 */
+    if (pl_index_is_full(s->sg_oix) || pl_index_is_full(s->sg_tix)) return PL_EFULL;
+    return PL_OK;
+}
+
+int pl_segment_append(pl_segment *s, const uint8_t *buf, size_t len, int64_t largest_offset,
+                      int64_t max_timestamp, int64_t offset_of_max_timestamp) {
+    if (!s->sg_cfg.writable) return PL_EINVAL;
+    if (len == 0) return PL_OK;
+    if (len < PL_BATCH_HEADER_SIZE || largest_offset < s->sg_next_offset) return PL_EINVAL;
+    int rc = pl_segment_can_append(s, len, largest_offset);
+    if (rc != PL_OK) return rc;
+    if ((rc = ensure_mapped(s, s->sg_size + (int64_t)len)) != PL_OK) return rc;
+
+    int64_t position = s->sg_size;
+    int64_t cap = s->sg_cfg.write_buffer_bytes;
+    if (cap > 0 && (int64_t)len <= cap - s->sg_wbuf_len) {
+        memcpy(s->sg_wbuf + s->sg_wbuf_len, buf, len);
+        s->sg_wbuf_len += (int64_t)len;
+    } else {
+        if ((rc = pl_segment_flush_buffer(s)) != PL_OK) return rc;
+        if ((int64_t)len < cap) {
+            memcpy(s->sg_wbuf, buf, len);
+            s->sg_wbuf_len = (int64_t)len;
+        } else if ((rc = write_at_end(s, buf, len)) != PL_OK) {
+            return rc;
+        }
+    }
+    /* The bytes are in: from here on nothing fails except index bookkeeping,
+     * which can_append made sure has room. */
+    if (position == 0) s->sg_first_batch_timestamp = (int64_t)pl_load_be64(buf + 35);
+    note_timestamp(s, max_timestamp, offset_of_max_timestamp);
+    rc = maybe_index(s, position, largest_offset, (int64_t)len);
+    s->sg_size = position + (int64_t)len;
+    s->sg_next_offset = largest_offset + 1;
+    check_invariants(s);
+    return rc;
+}
+
+int pl_segment_sync(pl_segment *s) {
+    if (!s->sg_cfg.writable) return PL_OK;
+    int rc = pl_segment_flush_buffer(s);
+    if (rc != PL_OK) return rc;
+    if (s->sg_synced_size < s->sg_os_size) {
+        if (fdatasync(s->sg_fd) != 0) return io_error();
+        s->sg_synced_size = s->sg_os_size;
+    }
+    if ((rc = pl_index_sync(s->sg_oix)) != PL_OK) return rc;
+    return pl_index_sync(s->sg_tix);
+}
+
+int pl_segment_bytes(pl_segment *s, int64_t pos, int64_t len, const uint8_t **out) {
+    if (pos < 0 || len < 0 || pos + len > s->sg_size) return PL_ERANGE;
+    if (pos + len > s->sg_os_size) {
+        int rc = pl_segment_flush_buffer(s);
+        if (rc != PL_OK) return rc;
+    }
+    *out = s->sg_map + pos;
+    return PL_OK;
+}
+
+/* Walk batch headers from position pos until stop() says so. */
+static int walk_to_offset(pl_segment *s, int64_t pos, int64_t target, int64_t *position,
+                          pl_batch_header *hdr) {
+    const uint8_t *base;
+    int rc = pl_segment_bytes(s, 0, s->sg_size, &base);
+    if (rc != PL_OK) return rc;
+    while (pos < s->sg_size) {
+        rc = pl_batch_parse_header(base + pos, (size_t)(s->sg_size - pos), hdr);
+        if (rc != PL_OK) return rc;
+        if (hdr->base_offset + hdr->last_offset_delta >= target) { *position = pos; return PL_OK; }
+        pos += (int64_t)hdr->batch_length + PL_BATCH_LOG_OVERHEAD;
+    }
+    return PL_ERANGE;
+}
+
+int pl_segment_find_batch(pl_segment *s, int64_t target, int64_t *position, pl_batch_header *hdr) {
+    if (target >= s->sg_next_offset) return PL_ERANGE;
+    int64_t off, pos;
+    pl_offset_index_lookup(s->sg_oix, target, &off, &pos);
+    return walk_to_offset(s, pos, target, position, hdr);
+}
+
+int pl_segment_find_time(pl_segment *s, int64_t timestamp, int64_t *position, pl_batch_header *hdr) {
+    int64_t ts, off, idx_off, pos;
+    pl_time_index_lookup(s->sg_tix, timestamp, &ts, &off);
+    pl_offset_index_lookup(s->sg_oix, off, &idx_off, &pos);
+    const uint8_t *base;
+    int rc = pl_segment_bytes(s, 0, s->sg_size, &base);
+    if (rc != PL_OK) return rc;
+    while (pos < s->sg_size) {
+        rc = pl_batch_parse_header(base + pos, (size_t)(s->sg_size - pos), hdr);
+        if (rc != PL_OK) return rc;
+        if (hdr->max_timestamp >= timestamp) { *position = pos; return PL_OK; }
+        pos += (int64_t)hdr->batch_length + PL_BATCH_LOG_OVERHEAD;
+    }
+    return PL_ERANGE;
+}
+
+int pl_segment_load(pl_segment *s, pl_segment_info *out) {
+    memset(out, 0, sizeof *out);
+    reset_state(s);
+    if (pl_index_check(s->sg_oix) != PL_OK || pl_index_check(s->sg_tix) != PL_OK) {
+        out->stop_rc = PL_ECORRUPT;
+        return PL_ECORRUPT;
+    }
+    int64_t n = pl_index_entries(s->sg_oix), pos = 0, off, ts, toff;
+    if (n > 0) {
+        pl_index_entry(s->sg_oix, n - 1, &off, &pos);
+        if (pos >= s->sg_size) { out->stop_rc = PL_ECORRUPT; return PL_ECORRUPT; }
+    }
+    int64_t index_pos = pos;
+    if (pl_index_entries(s->sg_tix) > 0) {
+        pl_index_entry(s->sg_tix, pl_index_entries(s->sg_tix) - 1, &ts, &toff);
+        if (toff >= s->sg_cfg.base_offset + INT32_MAX) { out->stop_rc = PL_ECORRUPT; return PL_ECORRUPT; }
+        note_timestamp(s, ts, toff);
+    }
+    const uint8_t *base = s->sg_map;
+    pl_batch_header h;
+    if (s->sg_size > 0) {
+        int rc = pl_batch_parse_header(base, (size_t)s->sg_size, &h);
+        if (rc != PL_OK) { out->stop_rc = rc; return PL_ECORRUPT; }
+        s->sg_first_batch_timestamp = h.max_timestamp;
+    }
+    while (pos < s->sg_size) {
+        int rc = pl_batch_parse_header(base + pos, (size_t)(s->sg_size - pos), &h);
+        if (rc != PL_OK || h.base_offset < s->sg_next_offset) {
+            out->stop_rc = rc != PL_OK ? rc : PL_ECORRUPT;
+            out->stop_position = pos;
+            return PL_ECORRUPT;
+        }
+        int64_t last = h.base_offset + h.last_offset_delta;
+        note_timestamp(s, h.max_timestamp, last);
+        s->sg_next_offset = last + 1;
+        pos += (int64_t)h.batch_length + PL_BATCH_LOG_OVERHEAD;
+        out->batches++;
+    }
+    s->sg_bytes_since_index = s->sg_size - index_pos;
+    out->size = s->sg_size;
+    out->next_offset = s->sg_next_offset;
+    out->stop_position = pos;
+    return PL_OK;
+}
+
+int pl_segment_recover(pl_segment *s, pl_segment_info *out) {
+    memset(out, 0, sizeof *out);
+    if (s->sg_pins > 0) return PL_EBUSY;
+    int rc = pl_segment_flush_buffer(s);
+    if (rc != PL_OK) return rc;
+    reset_state(s);
+    pl_index_reset(s->sg_oix);
+    pl_index_reset(s->sg_tix);
+    const uint8_t *base = s->sg_map;
+    int64_t size = s->sg_size, pos = 0;
+    /* A long sequential read: let the kernel read ahead. */
+    if (size > 0) madvise(s->sg_map, (size_t)size, MADV_SEQUENTIAL);
+    out->stop_rc = PL_OK;
+    while (pos < size) {
+        pl_batch_header h;
+        rc = pl_batch_validate(base + pos, (size_t)(size - pos), &h);
+        if (rc != PL_OK) { out->stop_rc = rc; break; }
+        int64_t last = h.base_offset + h.last_offset_delta;
+        if (h.base_offset < s->sg_next_offset || last - s->sg_cfg.base_offset > INT32_MAX) {
+            out->stop_rc = PL_ECORRUPT;
+            break;
+        }
+        int64_t total = (int64_t)h.batch_length + PL_BATCH_LOG_OVERHEAD;
+        if (pos == 0) s->sg_first_batch_timestamp = h.max_timestamp;
+        note_timestamp(s, h.max_timestamp, last);
+        if ((rc = maybe_index(s, pos, last, total)) != PL_OK) { out->stop_rc = rc; break; }
+        s->sg_next_offset = last + 1;
+        pos += total;
+        out->batches++;
+    }
+    if (size > 0) madvise(s->sg_map, (size_t)size, MADV_NORMAL);
+    out->stop_position = pos;
+    if (pos < size) {
+        if (!s->sg_cfg.writable) return PL_EINVAL;
+        if (ftruncate(s->sg_fd, (off_t)pos) != 0) return io_error();
+        out->truncated_bytes = size - pos;
+        s->sg_size = s->sg_os_size = pos;
+        if (s->sg_synced_size > pos) s->sg_synced_size = pos;
+    }
+    out->size = s->sg_size;
+    out->next_offset = s->sg_next_offset;
+    check_invariants(s);
+    return PL_OK;
+}
+
+int pl_segment_truncate_to(pl_segment *s, int64_t offset, int64_t *cut_offset) {
+    if (offset >= s->sg_next_offset) { *cut_offset = s->sg_next_offset; return PL_OK; }
+    if (s->sg_pins > 0) return PL_EBUSY;
+    int rc = pl_segment_flush_buffer(s);
+    if (rc != PL_OK) return rc;
+    int64_t position = 0, cut = s->sg_cfg.base_offset;
+    pl_batch_header h;
+    if (offset > s->sg_cfg.base_offset || s->sg_size > 0) {
+        rc = pl_segment_find_batch(s, offset < s->sg_cfg.base_offset ? s->sg_cfg.base_offset : offset,
+                                   &position, &h);
+        if (rc != PL_OK) return rc;
+        cut = h.base_offset;
+    }
+    if (ftruncate(s->sg_fd, (off_t)position) != 0) return io_error();
+    s->sg_size = s->sg_os_size = position;
+    if (s->sg_synced_size > position) s->sg_synced_size = position;
+    pl_index_truncate_to_offset(s->sg_oix, cut);
+    pl_index_truncate_to_offset(s->sg_tix, cut);
+    s->sg_next_offset = position == 0 ? s->sg_cfg.base_offset : cut;
+    /* As Kafka: the max timestamp falls back to the time index's last entry. */
+    s->sg_max_timestamp = -1;
+    s->sg_offset_of_max_timestamp = -1;
+    int64_t te = pl_index_entries(s->sg_tix), ts, toff;
+    if (te > 0 && pl_index_entry(s->sg_tix, te - 1, &ts, &toff) == PL_OK) note_timestamp(s, ts, toff);
+    if (position == 0) s->sg_first_batch_timestamp = -1;
+    s->sg_bytes_since_index = 0;
+    *cut_offset = s->sg_next_offset;
+    check_invariants(s);
+    return PL_OK;
+}
+
+int pl_segment_seal(pl_segment *s) {
+    if (!s->sg_cfg.writable) return PL_OK;
+    int rc = pl_segment_flush_buffer(s);
+    if (rc != PL_OK) return rc;
+    if (s->sg_max_timestamp >= 0 && !pl_index_is_full(s->sg_tix)) {
+        rc = pl_time_index_append(s->sg_tix, s->sg_max_timestamp, s->sg_offset_of_max_timestamp);
+        if (rc != PL_OK) return rc;
+    }
+    if ((rc = pl_index_trim(s->sg_oix)) != PL_OK) return rc;
+    return pl_index_trim(s->sg_tix);
+}
+
+int pl_segment_unseal(pl_segment *s) {
+    if (s->sg_pins > 0) return PL_EBUSY;
+    int rc = pl_index_extend(s->sg_oix, s->sg_cfg.index_max_bytes);
+    if (rc != PL_OK) return rc;
+    return pl_index_extend(s->sg_tix, s->sg_cfg.index_max_bytes);
+}
+
+int pl_segment_pin(pl_segment *s) { s->sg_pins++; return PL_OK; }
+void pl_segment_unpin(pl_segment *s) { if (s->sg_pins > 0) s->sg_pins--; }
+int64_t pl_segment_pins(const pl_segment *s) { return s->sg_pins; }
+int64_t pl_segment_base_offset(const pl_segment *s) { return s->sg_cfg.base_offset; }
+int64_t pl_segment_size(const pl_segment *s) { return s->sg_size; }
+int64_t pl_segment_synced_size(const pl_segment *s) { return s->sg_synced_size; }
+int64_t pl_segment_next_offset(const pl_segment *s) { return s->sg_next_offset; }
+int64_t pl_segment_max_timestamp(const pl_segment *s) { return s->sg_max_timestamp; }
+int64_t pl_segment_first_batch_timestamp(const pl_segment *s) { return s->sg_first_batch_timestamp; }
+const pl_index *pl_segment_offset_index(const pl_segment *s) { return s->sg_oix; }
+const pl_index *pl_segment_time_index(const pl_segment *s) { return s->sg_tix; }

@@ -1,0 +1,105 @@
+"""The one exception tree of pylog, shared by the library, the broker and clients.
+
+Each class carries the Kafka wire ``error_code`` it stands for and whether a
+client may retry. ``code_for(exc)`` turns any exception into a wire code (the
+broker's single point of translation); ``for_code(code)`` goes the other way.
+The native engine's PL_E* codes are mapped to these classes in exactly one
+place, bindings/errors.pxi.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "PylogError", "CorruptRecordError", "OffsetOutOfRangeError", "StorageError",
+    "DiskFullError", "LogLockedError", "LogClosedError", "RecordTooLargeError",
+    "InvalidRecordError", "UnsupportedCompressionError", "code_for", "for_code",
+]
+
+_BY_CODE: dict[int, type["PylogError"]] = {}
+
+
+class PylogError(Exception):
+    """Base of every pylog error. error_code -1 is Kafka's UNKNOWN_SERVER_ERROR."""
+
+    error_code = -1
+    retriable = False
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        # The first class declared for a code is the one for_code() returns.
+        if "error_code" in cls.__dict__:
+            _BY_CODE.setdefault(cls.error_code, cls)
+
+
+class OffsetOutOfRangeError(PylogError):
+    """The offset is below log_start_offset or at/after log_end_offset."""
+
+    error_code = 1
+
+
+class CorruptRecordError(PylogError):
+    """Stored or received bytes fail a length, magic or CRC check.
+
+    ``path`` and ``position`` name the file and byte position when known."""
+
+    error_code = 2  # CORRUPT_MESSAGE
+    retriable = True
+
+    def __init__(self, message, path=None, position=None):
+        super().__init__(message)
+        self.path = path
+        self.position = position
+
+
+class RecordTooLargeError(PylogError):
+    error_code = 10  # MESSAGE_TOO_LARGE
+
+
+class StorageError(PylogError):
+    """A system call on the log's files failed; ``errno`` says why when known."""
+
+    error_code = 56  # KAFKA_STORAGE_ERROR
+    retriable = True
+
+    def __init__(self, message, errno=None):
+        super().__init__(message)
+        self.errno = errno
+
+
+class DiskFullError(StorageError):
+    """The disk (or the file size limit) is full. Nothing partial was written; the
+    log stays readable and appends may be retried once space is freed."""
+
+
+class LogLockedError(PylogError):
+    """Another process (or another open Log) holds the log directory's lock."""
+
+
+class LogClosedError(PylogError):
+    """The log or segment was closed."""
+
+
+class UnsupportedCompressionError(PylogError):
+    error_code = 76  # UNSUPPORTED_COMPRESSION_TYPE
+
+
+class InvalidRecordError(PylogError):
+    error_code = 87  # INVALID_RECORD
+
+
+_BY_CODE.setdefault(-1, PylogError)
+
+
+def code_for(exc: BaseException) -> int:
+    """The Kafka error code for exc (walks the class hierarchy; 0 for None)."""
+    if exc is None:
+        return 0
+    for cls in type(exc).__mro__:
+        code = cls.__dict__.get("error_code")
+        if code is not None:
+            return code
+    return -1
+
+
+def for_code(code: int) -> type[PylogError]:
+    """The exception class for a Kafka error code (PylogError when unknown)."""
+    return _BY_CODE.get(code, PylogError)

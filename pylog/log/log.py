@@ -1,0 +1,577 @@
+"""Log: a directory of segments that reads and writes like one Kafka partition log.
+
+On disk it is exactly Kafka's layout (KAFKA-NOTES §1): segments named by the
+20-digit base offset (.log, .index, .timeindex) holding record batches v2, so a
+broker can serve the bytes as they are. Beside them: the lock file, Kafka-format
+checkpoints of the log start offset and the recovery point, and a clean-shutdown
+marker written by close().
+
+Invariants: log_start_offset <= log_end_offset; segments are ordered by base
+offset, contiguous, and only the last (the active one) takes appends; the
+recovery point (everything below it was fdatasync'd) only moves up, except by
+truncation.
+
+Thread-safety: every public method takes the log's lock (an RLock), so a Log may
+be shared between threads; it is not shared between processes (the lock file
+refuses a second opener).
+"""
+from __future__ import annotations
+
+import bisect
+import fcntl
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from .. import _engine
+from ..codecs import codec_id
+from ..errors import LogClosedError, LogLockedError, OffsetOutOfRangeError, RecordTooLargeError
+from .checkpoint import fsync_dir, read_checkpoint, write_checkpoint
+
+log = logging.getLogger("pylog.log")
+
+LOCK_FILE = ".lock"
+CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
+LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
+RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
+_LEFTOVER_SUFFIXES = (".deleted", ".cleaned", ".swap", ".tmp")
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    base_offset: int
+    next_offset: int
+    size: int
+    max_timestamp: int
+    path: str
+
+
+class Log(_engine.LogCore):
+    """An append-only log of records with Kafka's on-disk format.
+
+    Open with Log.open(path, ...); use as a context manager or call close().
+    """
+
+    # ---- opening ----
+
+    @classmethod
+    def open(cls, path, *, segment_bytes: int = 1 << 30, segment_ms: int | None = None,
+             index_interval_bytes: int = 4096, segment_index_bytes: int = 10 << 20,
+             retention_ms: int | None = None, retention_bytes: int | None = None,
+             flush_messages: int | None = None, flush_ms: int | None = None,
+             write_buffer_bytes: int = 64 << 10, recovery: str = "auto",
+             leader_epoch: int = -1, cache_records: int = 1 << 22, create: bool = True) -> "Log":
+        """Open (creating when create) the log in directory path.
+
+        segment_bytes / segment_ms: roll conditions (Kafka's segment.bytes, segment.ms).
+        retention_ms / retention_bytes: enforce_retention() deletes whole old segments.
+        flush_messages / flush_ms: fdatasync after that many appended records or that
+          long since the last flush; None for both leaves flushing to the OS.
+        write_buffer_bytes: appends gather in a buffer of this size before reaching
+          the OS (like a Python file); reads, flush() and close() push it out. 0
+          writes every append through to the OS before returning.
+        recovery: "auto" checks every batch after the recovery point when the last
+          close was not clean; "full" checks every batch of every segment.
+        """
+        if recovery not in ("auto", "full"):
+            raise ValueError("recovery is 'auto' or 'full'")
+        if segment_bytes < 1024:
+            raise ValueError("segment_bytes must be at least 1024")
+        self = cls.__new__(cls)
+        self._init(os.fspath(path), dict(
+            segment_bytes=segment_bytes, segment_ms=-1 if segment_ms is None else segment_ms,
+            index_max_bytes=segment_index_bytes, index_interval_bytes=index_interval_bytes,
+            write_buffer_bytes=write_buffer_bytes, cache_records=cache_records,
+            leader_epoch=leader_epoch),
+            retention_ms, retention_bytes, flush_messages, flush_ms, recovery, create)
+        return self
+
+    def _init(self, path, seg_cfg, retention_ms, retention_bytes, flush_messages, flush_ms,
+              recovery, create):
+        self.path = path
+        self._seg_cfg = seg_cfg
+        self.retention_ms = retention_ms
+        self.retention_bytes = retention_bytes
+        self.flush_messages = flush_messages
+        self._closed = True
+        self.flush_ms = flush_ms
+        self._unflushed = 0
+        self._last_flush = time.monotonic()
+        self._flusher = None
+        if create:
+            os.makedirs(path, exist_ok=True)
+        elif not os.path.isdir(path):
+            raise FileNotFoundError(f"log directory {path} does not exist")
+        self._lock_fd = self._take_lock()
+        try:
+            self._load(recovery)
+        except BaseException:
+            for seg in self._segments:
+                seg.close(trim=False)
+            os.close(self._lock_fd)
+            raise
+        self._closed = False
+        if flush_ms is not None:
+            self._flusher = _Flusher(self, flush_ms / 1000.0)
+            self._flusher.start()
+
+    def _take_lock(self) -> int:
+        fd = os.open(os.path.join(self.path, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LogLockedError(f"log directory {self.path} is in use by another process "
+                                 f"(or another open Log); close that one first") from None
+        return fd
+
+    def _load(self, recovery: str):
+        names = os.listdir(self.path)
+        for name in names:
+            if name.endswith(_LEFTOVER_SUFFIXES):
+                log.warning("%s: removing leftover %s from an interrupted operation", self.path, name)
+                os.remove(os.path.join(self.path, name))
+        bases = sorted(int(n[:20]) for n in names if n.endswith(".log") and len(n) == 24 and n[:20].isdigit())
+        base_set = set(bases)
+        for name in names:
+            if name.endswith((".index", ".timeindex")) and name[:20].isdigit() and int(name[:20]) not in base_set:
+                os.remove(os.path.join(self.path, name))  # an index without its .log
+        clean_marker = os.path.join(self.path, CLEAN_SHUTDOWN_FILE)
+        clean = os.path.exists(clean_marker)
+        if clean:
+            os.remove(clean_marker)
+        self._log_start_offset = self._read_offset(LOG_START_CHECKPOINT, 0)
+        self._recovery_point = self._read_offset(RECOVERY_POINT_CHECKPOINT, 0)
+        full = recovery == "full"
+        for i, base in enumerate(bases):
+            active = i == len(bases) - 1
+            seg = self._open_segment(base, active)
+            self._append_segment(seg)
+            next_base = bases[i + 1] if not active else None
+            must_check = full or (not clean and (next_base is None or next_base > self._recovery_point))
+            if not must_check:
+                ok, _ = seg.load()
+                if ok:
+                    continue
+                log.warning("%s: index or tail of segment %d fails its check; recovering it", self.path, base)
+            valid, cut, batches, next_offset, reason = seg.recover()
+            if cut or (reason is not None and not active):
+                log.warning("%s: recovery cut %d bytes at position %d of %s (%s); %d later segments dropped",
+                            self.path, cut, valid, seg.path, reason or "end of segment", len(bases) - i - 1)
+                for later in bases[i + 1:]:
+                    self._delete_files(later)
+                    log.warning("%s: dropped segment %020d after the cut", self.path, later)
+                break
+        if not self._segments:
+            self._append_segment(self._open_segment(self._log_start_offset, True))
+        last = self._segments[-1]
+        if not last.closed and last is not None:
+            pass
+        self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
+        if self._log_start_offset > self.log_end_offset:
+            self._log_start_offset = self.log_end_offset
+        self._recovery_point = min(self._recovery_point, self.log_end_offset)
+        if not clean:
+            # What was checked now is as good as flushed for the next start.
+            self._write_checkpoints(recovery_point=self.log_end_offset, sync_first=True)
+
+    def _read_offset(self, name: str, default: int) -> int:
+        try:
+            entries = read_checkpoint(os.path.join(self.path, name))
+        except (ValueError, OSError) as exc:
+            log.warning("%s: ignoring unreadable %s (%s)", self.path, name, exc)
+            return default
+        return int(entries[0][-1]) if entries else default
+
+    def _open_segment(self, base: int, active: bool) -> _engine.Segment:
+        cfg = dict(self._seg_cfg)
+        if not active:
+            cfg["index_max_bytes"] = 0  # keep a sealed segment's trimmed indexes as they are
+        return _engine.Segment(self.path, base, **cfg)
+
+    def _append_segment(self, seg):
+        self._segments.append(seg)
+        self._bases.append(seg.base_offset)
+
+    def _delete_files(self, base: int):
+        for suffix in (".log", ".index", ".timeindex"):
+            try:
+                os.remove(os.path.join(self.path, f"{base:020d}{suffix}"))
+            except FileNotFoundError:
+                pass
+
+    # ---- facts ----
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start_offset
+
+    @property
+    def recovery_point(self) -> int:
+        return self._recovery_point
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def segments(self) -> list[SegmentInfo]:
+        with self._lock:
+            self._check_open()
+            return [SegmentInfo(s.base_offset, s.next_offset, s.size, s.max_timestamp, s.path)
+                    for s in self._segments]
+
+    @property
+    def size_bytes(self) -> int:
+        with self._lock:
+            return sum(s.size for s in self._segments)
+
+    def __len__(self):
+        return self.log_end_offset - self.log_start_offset
+
+    def __repr__(self):
+        state = "closed" if self._closed else f"[{self._log_start_offset}, {self.log_end_offset})"
+        return f"Log({self.path!r}, {state})"
+
+    # ---- appends ----
+
+    def append_batches(self, data, leader_epoch: int = -1, assign_offsets: bool = True):
+        """Append record batches v2 as received (validated; offsets assigned and the
+        leader epoch stamped unless assign_offsets is False). Returns (first, last)."""
+        with self._lock:
+            self._check_open()
+            seg = self._segments[-1]
+            res = seg.append_batches(data, leader_epoch, assign_offsets)
+            if res is None:
+                res = self._roll().append_batches(data, leader_epoch, assign_offsets)
+                if res is None:
+                    raise RecordTooLargeError("batches do not fit an empty segment")
+            if self.flush_messages is not None:
+                self._after_append(res[1] - res[0] + 1)
+            return res
+
+    def _after_append(self, n: int):
+        self._unflushed += n
+        if self._unflushed >= self.flush_messages:
+            self._flush_locked()
+
+    def roll(self):
+        """Start a new segment at log_end_offset (unless the active one is empty)."""
+        with self._lock:
+            self._check_open()
+            if self._segments[-1].size:
+                self._roll()
+
+    def _roll(self) -> _engine.Segment:
+        old = self._segments[-1]
+        if old.size == 0:
+            return old
+        old.seal()
+        seg = self._open_segment(old.next_offset, True)
+        self._append_segment(seg)
+        return seg
+
+    # ---- flushing ----
+
+    def flush(self):
+        """Make every appended record durable (fdatasync), and move the recovery point."""
+        with self._lock:
+            self._check_open()
+            self._flush_locked()
+
+    def _flush_locked(self):
+        leo = self.log_end_offset
+        for seg in self._segments[self._segment_index(self._recovery_point):]:
+            seg.sync()
+        fsync_dir(self.path)
+        self._unflushed = 0
+        self._last_flush = time.monotonic()
+        if leo > self._recovery_point:
+            self._recovery_point = leo
+            self._write_checkpoints()
+
+    def _write_checkpoints(self, recovery_point=None, sync_first=False):
+        if sync_first:
+            for seg in self._segments:
+                seg.sync()
+        if recovery_point is not None:
+            self._recovery_point = recovery_point
+        name = os.path.basename(os.path.normpath(self.path))
+        topic, _, part = name.rpartition("-")
+        if not part.isdigit():
+            topic, part = name, "0"
+        write_checkpoint(os.path.join(self.path, RECOVERY_POINT_CHECKPOINT), [(topic, part, self._recovery_point)])
+        write_checkpoint(os.path.join(self.path, LOG_START_CHECKPOINT), [(topic, part, self._log_start_offset)])
+
+    def maybe_flush(self):
+        """Flush if flush_ms has passed since the last flush (the flusher thread calls this)."""
+        with self._lock:
+            if self._closed or self.flush_ms is None:
+                return
+            if (time.monotonic() - self._last_flush) * 1000 >= self.flush_ms and \
+                    self._recovery_point < self.log_end_offset:
+                self._flush_locked()
+
+    # ---- reads ----
+
+    def _check_open(self):
+        if self._closed:
+            raise LogClosedError(f"{self.path}: log is closed")
+
+    def _segment_index(self, offset: int) -> int:
+        i = bisect.bisect_right(self._bases, offset) - 1
+        return i if i > 0 else 0
+
+    def _check_range(self, offset: int):
+        if offset < self._log_start_offset or offset >= self.log_end_offset:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is out of range [{self._log_start_offset}, {self.log_end_offset})")
+
+    def scan(self, start_offset: int | None = None, end_offset: int | None = None) -> Iterator[_engine.Record]:
+        """Records from start_offset (default: log_start_offset) up to end_offset
+        (default: the log end offset when the scan starts), checking every batch's CRC."""
+        return self._scan(start_offset, end_offset, False)
+
+    def scan_values(self, start_offset: int | None = None, end_offset: int | None = None) -> Iterator:
+        """Like scan, but only the values (zero-copy views, or None for tombstones)."""
+        return self._scan(start_offset, end_offset, True)
+
+    def _scan(self, start_offset, end_offset, values_only):
+        with self._lock:
+            self._check_open()
+            start = self._log_start_offset if start_offset is None else start_offset
+            end = self.log_end_offset if end_offset is None else min(end_offset, self.log_end_offset)
+            if start < self._log_start_offset or start > self.log_end_offset:
+                raise OffsetOutOfRangeError(
+                    f"offset {start} is out of range [{self._log_start_offset}, {self.log_end_offset}]")
+        return self._scan_gen(start, end, values_only)
+
+    def _scan_gen(self, offset, end, values_only):
+        # Each step takes the lock for one batch, so appends may interleave with a
+        # long scan, and the generator holds no lock between batches.
+        seg = position = None
+        while offset < end:
+            with self._lock:
+                self._check_open()
+                if seg is None or seg.closed or position is None:
+                    if offset < self._log_start_offset:
+                        raise OffsetOutOfRangeError(f"offset {offset} was deleted during the scan")
+                    seg = self._segments[self._segment_index(offset)]
+                    found = seg.find_batch(offset)
+                    if found is None:
+                        i = self._segment_index(offset) + 1
+                        if i >= len(self._segments):
+                            return
+                        seg, position = self._segments[i], 0
+                    else:
+                        position = found[0]
+                items, position, last = seg.scan_batch(position, offset, end, values_only)
+                if last < 0:  # end of this segment: go on in the next
+                    position = None
+                    if seg is self._segments[-1]:
+                        return
+                    offset = max(offset, seg.next_offset)
+                    continue
+                offset = last + 1
+            yield from items
+
+    def offset_for_time(self, timestamp: int) -> int | None:
+        """The first offset whose record timestamp is >= timestamp (ms), or None."""
+        with self._lock:
+            self._check_open()
+            for seg in self._segments:
+                if seg.max_timestamp >= timestamp:
+                    off = seg.find_time(timestamp)
+                    if off is not None:
+                        return max(off, self._log_start_offset)
+            return None
+
+    def read_batches(self, offset: int, max_bytes: int = 1 << 20):
+        """Whole stored batches from the one holding offset: a zero-copy FetchSlice of at
+        most max_bytes (at least one batch), for serving fetches and tools."""
+        with self._lock:
+            self._check_open()
+            self._check_range(offset)
+            i = self._segment_index(offset)
+            return self._segments[i].read_batches(offset, max_bytes)
+
+    def index_arrays(self):
+        """[(base_offset, offset_index, time_index)] as numpy arrays over the mmap'ed
+        index files (Kafka's big-endian layout). They pin their segments: drop them
+        before truncate or close."""
+        import numpy as np
+        off_dt = np.dtype([("relative_offset", ">i4"), ("position", ">i4")])
+        time_dt = np.dtype([("timestamp", ">i8"), ("relative_offset", ">i4")])
+        with self._lock:
+            self._check_open()
+            return [(s.base_offset, np.frombuffer(s.index_view(False), dtype=off_dt),
+                     np.frombuffer(s.index_view(True), dtype=time_dt)) for s in self._segments]
+
+    # ---- truncation and retention ----
+
+    def truncate_to(self, offset: int):
+        """Remove every record at or after offset (log_end_offset becomes offset)."""
+        with self._lock:
+            self._check_open()
+            if offset >= self.log_end_offset:
+                return
+            if offset < self._log_start_offset:
+                raise OffsetOutOfRangeError(f"cannot truncate to {offset}, below log_start_offset "
+                                            f"{self._log_start_offset}")
+            i = self._segment_index(offset)
+            for seg in self._segments[i:]:
+                if seg.pins:
+                    raise BufferError(f"{seg.path}: views are still alive; release them before truncating")
+            seg = self._segments[i]
+            # A cut inside a batch keeps the records before it: re-append them.
+            keep = []
+            found = seg.find_batch(offset)
+            if found is not None and found[1] < offset:
+                keep, _, _ = seg.scan_batch(found[0], found[1], offset, False)
+                keep = [(r.offset, r.timestamp, None if r.key is None else bytes(r.key),
+                         None if r.value is None else bytes(r.value),
+                         [(k, None if v is None else bytes(v)) for k, v in r.headers]) for r in keep]
+            for later in self._segments[i + 1:]:
+                later.close(trim=False)
+                self._delete_files(later.base_offset)
+            del self._segments[i + 1:]
+            del self._bases[i + 1:]
+            seg.truncate_to(offset)
+            seg.unseal()
+            if keep:
+                first = seg.next_offset
+                if first != keep[0][0]:
+                    raise AssertionError("offsets in the cut batch are not contiguous")
+                seg.append_records([k[3] for k in keep], [k[2] for k in keep],
+                                   [k[4] for k in keep], [k[1] for k in keep], 0)
+            if self._recovery_point > self.log_end_offset:
+                self._recovery_point = self.log_end_offset
+                self._write_checkpoints()
+
+    def delete_records(self, offset: int) -> int:
+        """Move log_start_offset up to offset (Kafka's DeleteRecords) and delete the
+        segments wholly below it. Returns the new log_start_offset."""
+        with self._lock:
+            self._check_open()
+            if offset > self.log_end_offset:
+                raise OffsetOutOfRangeError(f"offset {offset} is past log_end_offset {self.log_end_offset}")
+            if offset > self._log_start_offset:
+                self._log_start_offset = offset
+                self._write_checkpoints()
+                self._delete_segments_below(offset)
+            return self._log_start_offset
+
+    def _delete_segments_below(self, offset):
+        while len(self._segments) > 1 and self._segments[1].base_offset <= offset:
+            if not self._delete_oldest("below log start offset"):
+                break
+
+    def _delete_oldest(self, why: str) -> bool:
+        seg = self._segments[0]
+        if seg.pins:
+            log.info("%s: segment %d is still read through live views; deleting it later", self.path, seg.base_offset)
+            return False
+        seg.close(trim=False)
+        self._delete_files(seg.base_offset)
+        del self._segments[0]
+        del self._bases[0]
+        self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
+        log.info("%s: deleted segment %020d (%s)", self.path, seg.base_offset, why)
+        return True
+
+    def enforce_retention(self, now_ms: int | None = None) -> int:
+        """Delete whole segments past retention_ms or beyond retention_bytes (never
+        the active one). Returns how many were deleted."""
+        with self._lock:
+            self._check_open()
+            now = int(time.time() * 1000) if now_ms is None else now_ms
+            deleted = 0
+            if self.retention_ms is not None and self.retention_ms >= 0:
+                while len(self._segments) > 1:
+                    seg = self._segments[0]
+                    ts = seg.max_timestamp
+                    if ts < 0:
+                        ts = int(os.stat(seg.path).st_mtime * 1000)
+                    if now - ts <= self.retention_ms or not self._delete_oldest("retention.ms"):
+                        break
+                    deleted += 1
+            if self.retention_bytes is not None and self.retention_bytes >= 0:
+                total = sum(s.size for s in self._segments)
+                while len(self._segments) > 1 and total - self._segments[0].size >= self.retention_bytes:
+                    size = self._segments[0].size
+                    if not self._delete_oldest("retention.bytes"):
+                        break
+                    total -= size
+                    deleted += 1
+            if deleted:
+                self._write_checkpoints()
+            return deleted
+
+    # ---- closing ----
+
+    def close(self):
+        """Flush, trim the indexes, mark a clean shutdown and release the lock.
+        BufferError (and the log stays open) while record views are alive."""
+        flusher = self._flusher
+        if flusher is not None:
+            flusher.stop()
+        with self._lock:
+            if self._closed:
+                return
+            for seg in self._segments:
+                if seg.pins:
+                    raise BufferError(f"{seg.path}: {seg.pins} views are still alive; release them "
+                                      "(or copy with bytes()) before closing")
+            self._flush_locked()
+            for seg in self._segments:
+                seg.close(trim=True)
+            with open(os.path.join(self.path, CLEAN_SHUTDOWN_FILE), "w") as f:
+                f.write('{"version":0,"brokerEpoch":-1}')
+                f.flush()
+                os.fsync(f.fileno())
+            fsync_dir(self.path)
+            self._closed = True
+            os.close(self._lock_fd)
+            self._flusher = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        # A Log dropped without close() is like a crash: nothing is flushed, and the
+        # next open recovers. Only the lock is released here.
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None and not getattr(self, "_closed", True):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class _Flusher(threading.Thread):
+    """Calls Log.maybe_flush every flush_ms (Kafka's log.flush.interval.ms)."""
+
+    def __init__(self, owner: Log, interval: float):
+        super().__init__(name=f"pylog-flusher {owner.path}", daemon=True)
+        import weakref
+        self._owner = weakref.ref(owner)
+        self._interval = interval
+        self._stop = threading.Event()
+
+    def run(self):
+        while not self._stop.wait(self._interval):
+            owner = self._owner()
+            if owner is None:
+                return
+            owner.maybe_flush()
+            del owner
+
+    def stop(self):
+        self._stop.set()
+        if self is not threading.current_thread():
+            self.join()
