@@ -417,43 +417,61 @@ cdef _DecodedBatch decode_batch(object batch_view, const uint8_t *ptr, Py_ssize_
     return b
 
 
-cdef list batch_records(_DecodedBatch b, int64_t start_offset, int64_t end_offset, bint values_only,
-                        object where):
-    """Records (or values) of b with start_offset <= offset < end_offset, decoded in one pass."""
+@cython.final
+cdef class _BatchIter:
+    """Records (or values) of one decoded batch with start_offset <= offset <
+    end_offset, made one at a time: a scan keeps only the record in hand alive,
+    so the cyclic GC's young generation stays small (memoryviews are tracked)."""
+    cdef _DecodedBatch b
     cdef pl_record_out *rs
     cdef int32_t n, i
-    cdef list out = []
-    cdef Record rec
-    cdef Py_ssize_t vp, p
-    cdef int64_t off
+    cdef int64_t start_offset, end_offset
+    cdef bint values_only
+
+    def __dealloc__(self):
+        free(self.rs)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef pl_record_out *r
+        cdef int64_t off
+        while self.i < self.n:
+            r = &self.rs[self.i]
+            self.i += 1
+            off = self.b.base_offset + r.offset_delta
+            if off < self.start_offset:
+                continue
+            if off >= self.end_offset:
+                self.i = self.n
+                break
+            if not self.values_only:
+                return _make(self.b, r, self.b.rec_start)
+            if r.value_len < 0:
+                return None
+            return pl_subview(self.b.mv, self.b.rec_start + r.value_pos, r.value_len)
+        raise StopIteration
+
+
+cdef _BatchIter batch_records(_DecodedBatch b, int64_t start_offset, int64_t end_offset, bint values_only,
+                              object where):
+    """Decode every record of b (bounds-checked, in one C pass) and iterate over
+    those in [start_offset, end_offset)."""
+    cdef _BatchIter it = _BatchIter.__new__(_BatchIter)
     cdef int rc
-    if b.count == 0:
-        return out
-    rs = <pl_record_out *>malloc(b.count * sizeof(pl_record_out))
-    if rs == NULL:
-        raise MemoryError()
-    try:
-        rc = pl_records_decode(b.base + b.rec_start, <size_t>b.rec_len, b.count, rs, &n)
+    it.b = b
+    it.start_offset = start_offset
+    it.end_offset = end_offset
+    it.values_only = values_only
+    if b.count > 0:
+        it.rs = <pl_record_out *>malloc(b.count * sizeof(pl_record_out))
+        if it.rs == NULL:
+            raise MemoryError()
+        rc = pl_records_decode(b.base + b.rec_start, <size_t>b.rec_len, b.count, it.rs, &it.n)
         if rc != PL_OK:
             check(rc, where)
-        mv = b.mv
-        for i in range(n):
-            off = b.base_offset + rs[i].offset_delta
-            if off < start_offset:
-                continue
-            if off >= end_offset:
-                break
-            if values_only:
-                if rs[i].value_len < 0:
-                    out.append(None)
-                else:
-                    vp = b.rec_start + rs[i].value_pos
-                    out.append(pl_subview(mv, vp, rs[i].value_len))
-            else:
-                out.append(_make(b, &rs[i], b.rec_start))
-    finally:
-        free(rs)
-    return out
+    return it
 
 
 def validate_batches(data):

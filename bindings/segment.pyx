@@ -4,6 +4,8 @@
 import os as _os_seg
 
 cdef int64_t _INT64_MAX = 0x7FFFFFFFFFFFFFFF
+# Batches with fewer records are decoded on each read instead of cached.
+cdef int32_t _CACHE_MIN_RECORDS = 16
 
 
 @cython.final
@@ -89,7 +91,8 @@ cdef class Segment:
     def __cinit__(self, str directory, int64_t base_offset, *, int64_t segment_bytes=1 << 30,
                   int64_t segment_ms=-1, int64_t index_max_bytes=10 * 1024 * 1024,
                   int32_t index_interval_bytes=4096, int32_t write_buffer_bytes=0,
-                  int64_t reserve_bytes=-1, bint writable=True, int64_t cache_records=1 << 22,
+                  int64_t reserve_bytes=-1, bint writable=True, bint sealed=False,
+                  int64_t cache_records=1 << 22,
                   int32_t leader_epoch=-1):
         cdef pl_segment_config cfg
         name = f"{base_offset:020d}"
@@ -110,6 +113,7 @@ cdef class Segment:
         cfg.index_interval_bytes = index_interval_bytes
         cfg.write_buffer_bytes = write_buffer_bytes
         cfg.writable = writable
+        cfg.sealed = sealed
         lp = _os_seg.fsencode(self.path)
         ip = _os_seg.fsencode(_os_seg.path.join(directory, name + ".index"))
         tp = _os_seg.fsencode(_os_seg.path.join(directory, name + ".timeindex"))
@@ -178,12 +182,13 @@ cdef class Segment:
         self._ensure_open()
         check(pl_segment_flush_buffer(self._s), self.path)
 
-    def sync(self):
-        """Buffered bytes to the OS, then fdatasync (without the GIL) and msync."""
+    def sync(self, bint indexes=True):
+        """Buffered bytes to the OS, then fdatasync (without the GIL), and msync of
+        the indexes unless indexes is False."""
         self._ensure_open()
         cdef int rc
         with nogil:
-            rc = pl_segment_sync(self._s)
+            rc = pl_segment_sync(self._s) if indexes else pl_segment_sync_data(self._s)
         check(rc, self.path)
 
     def seal(self):
@@ -349,8 +354,10 @@ cdef class Segment:
             return b
         cdef int64_t total = h.batch_length + PL_BATCH_LOG_OVERHEAD
         cdef FetchSlice fs = _slice(self, position, total)
-        b = decode_batch(fs, fs.ptr, total, self.path, position)
-        if b.count > self._cache_limit:
+        b = decode_batch(fs, fs.ptr, total, self.path, position, h.records_count >= _CACHE_MIN_RECORDS)
+        # Small batches decode faster than a cache lookup pays for, and a cache of
+        # many tiny entries only feeds the cyclic GC: keep only batches worth it.
+        if b.count < _CACHE_MIN_RECORDS or b.count > self._cache_limit:
             return b
         while self._cache_records + b.count > self._cache_limit and self._cache:
             # Evict the oldest entry (dicts keep insertion order).
@@ -378,13 +385,17 @@ cdef class Segment:
         cdef _DecodedBatch b = self._decoded(position, &h)
         cdef int32_t i = <int32_t>(offset - b.base_offset)
         cdef Record rec
+        if b.starts == NULL:  # not located (a small batch): decode it all once
+            for r in batch_records(b, offset, offset + 1, False, self.path):
+                return r
+            raise _errors.OffsetOutOfRangeError(f"offset {offset} is not stored (compacted away)")
         if i < b.count:
             rec = b.record(i, self.path)
             if rec.offset == offset:
                 return rec
         # Offsets inside the batch have gaps (a compacted batch): look for it.
-        for rec in batch_records(b, offset, offset + 1, False, self.path):
-            return rec
+        for r in batch_records(b, offset, offset + 1, False, self.path):
+            return r
         raise _errors.OffsetOutOfRangeError(f"offset {offset} is not stored (compacted away)")
 
     def find_batch(self, int64_t offset):
@@ -400,8 +411,9 @@ cdef class Segment:
 
     def scan_batch(self, int64_t position, int64_t start_offset=0, int64_t end_offset=_INT64_MAX,
                    bint values_only=False):
-        """Decode the batch at position: (records or values with start_offset <= offset
-        < end_offset, next position, last offset of the batch). Checks the CRC."""
+        """Decode the batch at position: (an iterator over the records or values with
+        start_offset <= offset < end_offset, next position, last offset of the batch).
+        Checks the CRC and every record's bounds before returning."""
         self._ensure_open()
         cdef pl_batch_header h
         cdef const uint8_t *p

@@ -270,19 +270,18 @@ int pl_records_decode(const uint8_t *buf, size_t len, int32_t count, pl_record_o
 }
 
 int pl_records_positions(const uint8_t *buf, size_t len, int32_t count, int32_t *starts) {
+    /* Only the length prefixes are walked here: each record is fully decoded
+     * (and bounds-checked within its own length) when it is read. */
     size_t pos = 0;
     if (len > INT32_MAX || count < 0) return PL_EINVAL;
     for (int32_t i = 0; i < count; i++) {
-        int32_t rec_len, n;
-        pl_record_out r;
+        int32_t rec_len;
         size_t k = pl_varint_read(buf + pos, len - pos, &rec_len);
         if (k == 0 || rec_len < 1 || (size_t)rec_len > len - pos - k) return PL_ECORRUPT;
-        int rc = pl_records_decode(buf + pos, k + (size_t)rec_len, 1, &r, &n);
-        if (rc != PL_OK) return rc;
         starts[i] = (int32_t)pos;
         pos += k + (size_t)rec_len;
     }
-    return PL_OK;
+    return pos == len ? PL_OK : PL_ECORRUPT;
 }
 
 int pl_headers_decode(const uint8_t *buf, size_t len, int32_t pos, int32_t count, pl_header_out *out) {

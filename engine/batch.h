@@ -63,8 +63,9 @@ typedef struct pl_batch_header {
 
 /* Parse the header at buf[0,len) without checking the CRC.
  * @return PL_OK; PL_ETRUNCATED if len < 17 (magic not yet readable) or the
- *   header or the whole batch (batch_length + 12) is longer than len;
- *   PL_EMAGIC if magic != 2; PL_ECORRUPT if batch_length < 49 (a header needs 49
+ *   header or the whole batch (batch_length + 12) is longer than len, and for
+ *   zero-filled bytes (length 0, magic 0: a preallocated or torn tail);
+ *   PL_EMAGIC if magic != 2 otherwise; PL_ECORRUPT if batch_length < 49 (a header needs 49
  *   bytes after the length field) or last_offset_delta < 0.
  * The header is filled whenever at least 61 bytes were present. */
 int pl_batch_parse_header(const uint8_t *buf, size_t len, pl_batch_header *out);
@@ -151,8 +152,10 @@ typedef struct pl_record_out {
 int pl_records_decode(const uint8_t *buf, size_t len, int32_t count, pl_record_out *out,
                       int32_t *decoded);
 
-/* Validate count records in buf[0,len) (as pl_records_decode) and write where each
- * record starts (its length varint) into starts[0,count). @return PL_OK or PL_ECORRUPT. */
+/* Walk the length prefixes of count records in buf[0,len) and write where each
+ * record starts (its length varint) into starts[0,count). The records must fill
+ * buf exactly. Records themselves are checked when decoded (pl_records_decode).
+ * @return PL_OK or PL_ECORRUPT. */
 int pl_records_positions(const uint8_t *buf, size_t len, int32_t count, int32_t *starts);
 
 typedef struct pl_header_out {

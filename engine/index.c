@@ -181,8 +181,12 @@ int pl_offset_index_append(pl_index *ix, int64_t offset, int64_t position) {
 }
 
 void pl_offset_index_lookup(const pl_index *ix, int64_t target, int64_t *offset, int64_t *position) {
-    int64_t rel = target - ix->ix_base_offset;
-    int64_t slot = rel < 0 ? -1 : floor_slot(ix, rel > INT32_MAX ? INT32_MAX : rel);
+    /* Compare before subtracting: target - base could overflow. */
+    int64_t slot = -1;
+    if (target >= ix->ix_base_offset) {
+        int64_t rel = target - ix->ix_base_offset;
+        slot = floor_slot(ix, rel > INT32_MAX ? INT32_MAX : rel);
+    }
     if (slot < 0) { *offset = ix->ix_base_offset; *position = 0; return; }
     *offset = ix->ix_base_offset + off_rel(ix, slot);
     *position = off_pos(ix, slot);
@@ -225,12 +229,20 @@ int pl_index_entry(const pl_index *ix, int64_t i, int64_t *a, int64_t *b) {
     return PL_OK;
 }
 
+void pl_index_reset(pl_index *ix) {
+    /* Not by offset: a garbage index may hold entries that compare below the base. */
+    if (ix->ix_writable && ix->ix_map && ix->ix_entries > 0)
+        memset(ix->ix_map, 0, (size_t)(ix->ix_entries * ix->ix_entry_size));
+    ix->ix_entries = 0;
+}
+
 static inline int64_t entry_rel_offset(const pl_index *ix, int64_t i) {
     return ix->ix_kind == PL_INDEX_OFFSET ? off_rel(ix, i) : time_rel(ix, i);
 }
 
 void pl_index_truncate_to_offset(pl_index *ix, int64_t offset) {
-    int64_t rel = offset - ix->ix_base_offset;
+    if (offset <= ix->ix_base_offset) { pl_index_reset(ix); return; }
+    int64_t rel = offset - ix->ix_base_offset > INT32_MAX ? (int64_t)INT32_MAX + 1 : offset - ix->ix_base_offset;
     int64_t before = ix->ix_entries;
     /* Offsets increase in both kinds of index, so drop from the tail. */
     while (ix->ix_entries > 0 && entry_rel_offset(ix, ix->ix_entries - 1) >= rel) ix->ix_entries--;
@@ -240,12 +252,11 @@ void pl_index_truncate_to_offset(pl_index *ix, int64_t offset) {
                (size_t)((before - ix->ix_entries) * ix->ix_entry_size));
 }
 
-void pl_index_reset(pl_index *ix) { pl_index_truncate_to_offset(ix, ix->ix_base_offset); }
-
 int pl_index_check(const pl_index *ix) {
     for (int64_t i = 0; i < ix->ix_entries; i++) {
         int64_t rel = entry_rel_offset(ix, i);
         if (rel < 0) return PL_ECORRUPT;
+        if (ix->ix_kind == PL_INDEX_OFFSET && off_pos(ix, i) < 0) return PL_ECORRUPT;
         if (i == 0) continue;
         if (ix->ix_kind == PL_INDEX_OFFSET) {
             if (rel <= off_rel(ix, i - 1) || off_pos(ix, i) <= off_pos(ix, i - 1)) return PL_ECORRUPT;

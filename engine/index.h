@@ -12,9 +12,9 @@
  * trailing all-zero entries; pl_index_check() finds anything else that is wrong
  * and the caller rebuilds the index from the .log.
  *
- * Offsets are strictly increasing in both files; offset-index positions too;
- * time-index timestamps too (an entry is added only when the maximum timestamp
- * grew). Lookups are floor lookups by binary search, the newest 8 KiB of entries
+ * Offset-index offsets and positions are strictly increasing. Time-index
+ * timestamps are strictly increasing (an entry is added only when the maximum
+ * timestamp grew) and their offsets never decrease (Kafka allows a repeat). Lookups are floor lookups by binary search, the newest 8 KiB of entries
  * first ("warm" section: appends and consumers near the tail stay in pages that
  * are already resident; only older targets touch cold pages).
  *

@@ -107,11 +107,12 @@ int pl_segment_open(pl_segment **out, const char *log_path, const char *index_pa
         rc = PL_ENOMEM;
         goto fail;
     }
+    int64_t index_bytes = cfg->sealed ? 0 : cfg->index_max_bytes;
     if ((rc = pl_index_open(&s->sg_oix, index_path, PL_INDEX_OFFSET, cfg->base_offset,
-                            cfg->index_max_bytes, cfg->writable)) != PL_OK)
+                            index_bytes, cfg->writable)) != PL_OK)
         goto fail;
     if ((rc = pl_index_open(&s->sg_tix, time_index_path, PL_INDEX_TIME, cfg->base_offset,
-                            cfg->index_max_bytes, cfg->writable)) != PL_OK)
+                            index_bytes, cfg->writable)) != PL_OK)
         goto fail;
     *out = s;
     return PL_OK;
@@ -158,8 +159,11 @@ int pl_segment_flush_buffer(pl_segment *s) {
 
 int pl_segment_close(pl_segment *s, int trim_indexes) {
     if (!s) return PL_OK;
-    int rc = PL_OK;
-    if (s->sg_cfg.writable) rc = pl_segment_flush_buffer(s);
+    int rc = s->sg_pins > 0 ? PL_EBUSY : PL_OK;
+    if (s->sg_cfg.writable) {
+        int r1 = pl_segment_flush_buffer(s);
+        if (rc == PL_OK) rc = r1;
+    }
     int trim = trim_indexes && s->sg_cfg.writable;
     int r2 = pl_index_close(s->sg_oix, trim);
     int r3 = pl_index_close(s->sg_tix, trim);
@@ -211,6 +215,8 @@ static void note_timestamp(pl_segment *s, int64_t max_timestamp, int64_t offset)
 int pl_segment_can_append(const pl_segment *s, size_t len, int64_t largest_offset) {
     if (largest_offset - s->sg_cfg.base_offset > INT32_MAX) return PL_EOVERFLOW;
     if (s->sg_size + (int64_t)len > INT32_MAX) return PL_EFULL;  /* positions are int32 */
+    /* Pinned, the mapping cannot move to grow (see Lifetime in segment.h). */
+    if (s->sg_pins > 0 && s->sg_size + (int64_t)len > s->sg_map_bytes) return PL_EFULL;
     if (pl_index_is_full(s->sg_oix) || pl_index_is_full(s->sg_tix)) return PL_EFULL;
     return PL_OK;
 }
@@ -219,7 +225,9 @@ int pl_segment_append(pl_segment *s, const uint8_t *buf, size_t len, int64_t lar
                       int64_t max_timestamp, int64_t offset_of_max_timestamp) {
     if (!s->sg_cfg.writable) return PL_EINVAL;
     if (len == 0) return PL_OK;
-    if (len < PL_BATCH_HEADER_SIZE || largest_offset < s->sg_next_offset) return PL_EINVAL;
+    if (len < PL_BATCH_HEADER_SIZE || largest_offset < s->sg_next_offset ||
+        (int64_t)pl_load_be64(buf) < s->sg_next_offset)
+        return PL_EINVAL;
     int rc = pl_segment_can_append(s, len, largest_offset);
     if (rc != PL_OK) return rc;
     if ((rc = ensure_mapped(s, s->sg_size + (int64_t)len)) != PL_OK) return rc;
@@ -249,7 +257,7 @@ int pl_segment_append(pl_segment *s, const uint8_t *buf, size_t len, int64_t lar
     return rc;
 }
 
-int pl_segment_sync(pl_segment *s) {
+int pl_segment_sync_data(pl_segment *s) {
     if (!s->sg_cfg.writable) return PL_OK;
     int rc = pl_segment_flush_buffer(s);
     if (rc != PL_OK) return rc;
@@ -257,6 +265,13 @@ int pl_segment_sync(pl_segment *s) {
         if (fdatasync(s->sg_fd) != 0) return io_error();
         s->sg_synced_size = s->sg_os_size;
     }
+    return PL_OK;
+}
+
+int pl_segment_sync(pl_segment *s) {
+    if (!s->sg_cfg.writable) return PL_OK;
+    int rc = pl_segment_sync_data(s);
+    if (rc != PL_OK) return rc;
     if ((rc = pl_index_sync(s->sg_oix)) != PL_OK) return rc;
     return pl_index_sync(s->sg_tix);
 }
@@ -286,17 +301,23 @@ static int walk_to_offset(pl_segment *s, int64_t pos, int64_t target, int64_t *p
     return PL_ERANGE;
 }
 
+/* A position read from an index is only a hint: outside the file, start over. */
+static inline int64_t sane_position(const pl_segment *s, int64_t pos) {
+    return pos < 0 || pos >= s->sg_size ? 0 : pos;
+}
+
 int pl_segment_find_batch(pl_segment *s, int64_t target, int64_t *position, pl_batch_header *hdr) {
     if (target >= s->sg_next_offset) return PL_ERANGE;
     int64_t off, pos;
     pl_offset_index_lookup(s->sg_oix, target, &off, &pos);
-    return walk_to_offset(s, pos, target, position, hdr);
+    return walk_to_offset(s, sane_position(s, pos), target, position, hdr);
 }
 
 int pl_segment_find_time(pl_segment *s, int64_t timestamp, int64_t *position, pl_batch_header *hdr) {
     int64_t ts, off, idx_off, pos;
     pl_time_index_lookup(s->sg_tix, timestamp, &ts, &off);
     pl_offset_index_lookup(s->sg_oix, off, &idx_off, &pos);
+    pos = sane_position(s, pos);
     const uint8_t *base;
     int rc = pl_segment_bytes(s, 0, s->sg_size, &base);
     if (rc != PL_OK) return rc;
@@ -362,11 +383,18 @@ int pl_segment_recover(pl_segment *s, pl_segment_info *out) {
     reset_state(s);
     pl_index_reset(s->sg_oix);
     pl_index_reset(s->sg_tix);
+    /* The rebuilt indexes may need more room than a sealed segment's trimmed
+     * files had (another index interval, or the old files were garbage). */
+    if (s->sg_cfg.writable) {
+        if ((rc = pl_index_extend(s->sg_oix, s->sg_cfg.index_max_bytes)) != PL_OK) return rc;
+        if ((rc = pl_index_extend(s->sg_tix, s->sg_cfg.index_max_bytes)) != PL_OK) return rc;
+    }
     const uint8_t *base = s->sg_map;
     int64_t size = s->sg_size, pos = 0;
     /* A long sequential read: let the kernel read ahead. */
     if (size > 0) madvise(s->sg_map, (size_t)size, MADV_SEQUENTIAL);
     out->stop_rc = PL_OK;
+    int indexing = 1;
     while (pos < size) {
         pl_batch_header h;
         rc = pl_batch_validate(base + pos, (size_t)(size - pos), &h);
@@ -379,7 +407,12 @@ int pl_segment_recover(pl_segment *s, pl_segment_info *out) {
         int64_t total = (int64_t)h.batch_length + PL_BATCH_LOG_OVERHEAD;
         if (pos == 0) s->sg_first_batch_timestamp = h.max_timestamp;
         note_timestamp(s, h.max_timestamp, last);
-        if ((rc = maybe_index(s, pos, last, total)) != PL_OK) { out->stop_rc = rc; break; }
+        if (indexing && (rc = maybe_index(s, pos, last, total)) != PL_OK) {
+            /* A full index only ends indexing (the segment rolls at the next
+             * append); it is never a reason to cut valid data. */
+            if (rc != PL_EFULL) { out->stop_rc = rc; break; }
+            indexing = 0;
+        }
         s->sg_next_offset = last + 1;
         pos += total;
         out->batches++;
@@ -396,6 +429,10 @@ int pl_segment_recover(pl_segment *s, pl_segment_info *out) {
     out->size = s->sg_size;
     out->next_offset = s->sg_next_offset;
     check_invariants(s);
+    if (s->sg_cfg.sealed && s->sg_cfg.writable) {
+        if ((rc = pl_index_trim(s->sg_oix)) != PL_OK) return rc;
+        if ((rc = pl_index_trim(s->sg_tix)) != PL_OK) return rc;
+    }
     return PL_OK;
 }
 
@@ -404,27 +441,27 @@ int pl_segment_truncate_to(pl_segment *s, int64_t offset, int64_t *cut_offset) {
     if (s->sg_pins > 0) return PL_EBUSY;
     int rc = pl_segment_flush_buffer(s);
     if (rc != PL_OK) return rc;
-    int64_t position = 0, cut = s->sg_cfg.base_offset;
+    int64_t position = 0, cut;
     pl_batch_header h;
     if (offset > s->sg_cfg.base_offset || s->sg_size > 0) {
         rc = pl_segment_find_batch(s, offset < s->sg_cfg.base_offset ? s->sg_cfg.base_offset : offset,
                                    &position, &h);
         if (rc != PL_OK) return rc;
         cut = h.base_offset;
+    } else {
+        cut = s->sg_cfg.base_offset;
     }
     if (ftruncate(s->sg_fd, (off_t)position) != 0) return io_error();
     s->sg_size = s->sg_os_size = position;
     if (s->sg_synced_size > position) s->sg_synced_size = position;
     pl_index_truncate_to_offset(s->sg_oix, cut);
     pl_index_truncate_to_offset(s->sg_tix, cut);
-    s->sg_next_offset = position == 0 ? s->sg_cfg.base_offset : cut;
-    /* As Kafka: the max timestamp falls back to the time index's last entry. */
-    s->sg_max_timestamp = -1;
-    s->sg_offset_of_max_timestamp = -1;
-    int64_t te = pl_index_entries(s->sg_tix), ts, toff;
-    if (te > 0 && pl_index_entry(s->sg_tix, te - 1, &ts, &toff) == PL_OK) note_timestamp(s, ts, toff);
-    if (position == 0) s->sg_first_batch_timestamp = -1;
-    s->sg_bytes_since_index = 0;
+    /* The max timestamp, first batch timestamp and next offset of what remains:
+     * the time index's last entry, then a walk over the batches after the last
+     * offset-index entry (as a trusting open does). */
+    pl_segment_info info;
+    rc = pl_segment_load(s, &info);
+    if (rc != PL_OK) return rc;
     *cut_offset = s->sg_next_offset;
     check_invariants(s);
     return PL_OK;

@@ -12,9 +12,12 @@
  * size counts every appended byte, os_size what reached the OS and synced_size
  * what fdatasync made durable.
  *
- * Lifetime: pointers from pl_segment_bytes stay valid until close or a truncate
- * below them. The owner pins the segment (pl_segment_pin) while views are alive;
- * truncate and close refuse with PL_EBUSY while pins > 0.
+ * Lifetime: pointers from pl_segment_bytes stay valid while the segment is
+ * pinned (pl_segment_pin), which the owner does for as long as views are alive.
+ * While pinned, truncate refuses with PL_EBUSY and an append that would need a
+ * larger mapping than reserve_bytes refuses with PL_EFULL; unpinned, the mapping
+ * is regrown (moving it) instead. Closing a pinned segment is a caller bug: it
+ * returns PL_EBUSY (and still frees everything).
  *
  * Thread-safety: none; the owner (pylog's Log) serialises access.
  */
@@ -31,11 +34,13 @@ typedef struct pl_segment pl_segment;
 
 typedef struct pl_segment_config {
     int64_t base_offset;
-    int64_t reserve_bytes;        /* address space mapped for the .log; appends past it need a roll */
+    int64_t reserve_bytes;        /* address space first mapped for the .log (see Lifetime) */
     int64_t index_max_bytes;      /* segment.index.bytes (10 MiB in Kafka) */
     int32_t index_interval_bytes; /* index.interval.bytes (4096 in Kafka) */
     int32_t write_buffer_bytes;   /* 0: every append reaches the OS before returning */
     int writable;
+    int sealed;                   /* an inactive segment: open its indexes as they are,
+                                     without preallocating (pl_segment_unseal grows them) */
 } pl_segment_config;
 
 /* Open or create the three files. Nothing is scanned: call pl_segment_load
@@ -45,7 +50,8 @@ int pl_segment_open(pl_segment **out, const char *log_path, const char *index_pa
                     const char *time_index_path, const pl_segment_config *cfg);
 
 /* Push buffered bytes to the OS, optionally trim the indexes, unmap, close and free.
- * Always frees s; returns the first error met (buffered bytes are then lost). */
+ * Always frees s; returns the first error met (buffered bytes are then lost), or
+ * PL_EBUSY when it was still pinned. */
 int pl_segment_close(pl_segment *s, int trim_indexes);
 
 /* What load or recover found. */
@@ -66,13 +72,14 @@ int pl_segment_load(pl_segment *s, pl_segment_info *out);
 
 /* Recovery: reset both indexes, walk every batch checking length, magic, CRC and
  * offsets (at least the base offset, increasing, fitting int32 relative to the base),
- * rebuild the indexes with the index_interval_bytes rule, and cut the .log
- * at the first bad batch. @return PL_OK (out says what was cut), PL_EBUSY, PL_EIO. */
+ * rebuild the indexes with the index_interval_bytes rule (when an index fills up,
+ * indexing stops; valid data is never cut for it), and cut the .log at the first
+ * bad batch. @return PL_OK (out says what was cut), PL_EBUSY, PL_EIO. */
 int pl_segment_recover(pl_segment *s, pl_segment_info *out);
 
 /* Append whole batches whose offsets are already assigned (first offset >= next
  * offset). largest_offset, max_timestamp and offset_of_max_timestamp describe buf.
- * @return PL_OK; PL_EFULL (reserve or an index is full: roll first), PL_EOVERFLOW
+ * @return PL_OK; PL_EFULL (an index is full, or pinned and past the mapping: roll first), PL_EOVERFLOW
  * (largest_offset does not fit relative to the base: roll), PL_EINVAL, PL_ENOSPC
  * or PL_EIO (nothing of buf was kept and the segment is as before). */
 int pl_segment_append(pl_segment *s, const uint8_t *buf, size_t len, int64_t largest_offset,
@@ -87,6 +94,11 @@ int pl_segment_flush_buffer(pl_segment *s);
 
 /* flush_buffer, fdatasync the .log, msync both indexes. */
 int pl_segment_sync(pl_segment *s);
+
+/* flush_buffer and fdatasync the .log only: the durability of the records. The
+ * indexes need no sync for that, since recovery rebuilds them from the .log for
+ * every segment after the recovery point. */
+int pl_segment_sync_data(pl_segment *s);
 
 /* Pointer to bytes [pos, pos+len) of the .log (pushing buffered bytes to the OS
  * first if the range needs them). @return PL_OK, PL_ERANGE, or a flush error. */

@@ -12,6 +12,7 @@ cdef extern from "segment.h" nogil:
         int32_t index_interval_bytes
         int32_t write_buffer_bytes
         int writable
+        int sealed
     ctypedef struct pl_segment_info:
         int64_t size
         int64_t truncated_bytes
@@ -29,6 +30,7 @@ cdef extern from "segment.h" nogil:
     int pl_segment_can_append(const pl_segment *s, size_t len, int64_t largest_offset)
     int pl_segment_flush_buffer(pl_segment *s)
     int pl_segment_sync(pl_segment *s)
+    int pl_segment_sync_data(pl_segment *s)
     int pl_segment_bytes(pl_segment *s, int64_t pos, int64_t len, const uint8_t **out)
     int pl_segment_find_batch(pl_segment *s, int64_t target, int64_t *position, pl_batch_header *hdr)
     int pl_segment_find_time(pl_segment *s, int64_t timestamp, int64_t *position, pl_batch_header *hdr)

@@ -38,6 +38,7 @@ CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
 RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
 _LEFTOVER_SUFFIXES = (".deleted", ".cleaned", ".swap", ".tmp")
+CHECKPOINT_INTERVAL_S = 60.0  # log.flush.offset.checkpoint.interval.ms
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class Log(_engine.LogCore):
         self._closed = True
         self.flush_ms = flush_ms
         self._unflushed = 0
-        self._last_flush = time.monotonic()
+        self._last_flush = self._last_checkpoint = time.monotonic()
         self._flusher = None
         if create:
             os.makedirs(path, exist_ok=True)
@@ -148,10 +149,13 @@ class Log(_engine.LogCore):
         full = recovery == "full"
         for i, base in enumerate(bases):
             active = i == len(bases) - 1
+            stem = os.path.join(self.path, f"{base:020d}")
+            index_missing = not (os.path.exists(stem + ".index") and os.path.exists(stem + ".timeindex"))
             seg = self._open_segment(base, active)
             self._append_segment(seg)
             next_base = bases[i + 1] if not active else None
-            must_check = full or (not clean and (next_base is None or next_base > self._recovery_point))
+            must_check = full or index_missing or (
+                not clean and (next_base is None or next_base > self._recovery_point))
             if not must_check:
                 ok, _ = seg.load()
                 if ok:
@@ -187,10 +191,8 @@ class Log(_engine.LogCore):
         return int(entries[0][-1]) if entries else default
 
     def _open_segment(self, base: int, active: bool) -> _engine.Segment:
-        cfg = dict(self._seg_cfg)
-        if not active:
-            cfg["index_max_bytes"] = 0  # keep a sealed segment's trimmed indexes as they are
-        return _engine.Segment(self.path, base, **cfg)
+        # A sealed segment's trimmed indexes stay as they are; unseal() grows them.
+        return _engine.Segment(self.path, base, sealed=not active, **self._seg_cfg)
 
     def _append_segment(self, seg):
         self._segments.append(seg)
@@ -269,8 +271,10 @@ class Log(_engine.LogCore):
         if old.size == 0:
             return old
         old.seal()
+        old.sync()  # a sealed segment is trusted (indexes too) once below the recovery point
         seg = self._open_segment(old.next_offset, True)
         self._append_segment(seg)
+        fsync_dir(self.path)  # the new segment's files exist after a crash
         return seg
 
     # ---- flushing ----
@@ -282,17 +286,23 @@ class Log(_engine.LogCore):
             self._flush_locked()
 
     def _flush_locked(self):
+        # One fdatasync per segment with unsynced data (usually just the active
+        # one). Sealed segments and their indexes were synced at roll; the active
+        # segment's indexes are rebuilt by recovery, so they need no msync here.
         leo = self.log_end_offset
         for seg in self._segments[self._segment_index(self._recovery_point):]:
-            seg.sync()
-        fsync_dir(self.path)
+            seg.sync(indexes=False)
         self._unflushed = 0
         self._last_flush = time.monotonic()
         if leo > self._recovery_point:
             self._recovery_point = leo
-            self._write_checkpoints()
+            # Kafka writes the recovery-point checkpoint every 60 s, not per flush:
+            # a stale checkpoint only makes the next recovery scan more.
+            if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
+                self._write_checkpoints()
 
     def _write_checkpoints(self, recovery_point=None, sync_first=False):
+        self._last_checkpoint = time.monotonic()
         if sync_first:
             for seg in self._segments:
                 seg.sync()
@@ -429,10 +439,11 @@ class Log(_engine.LogCore):
             keep = []
             found = seg.find_batch(offset)
             if found is not None and found[1] < offset:
-                keep, _, _ = seg.scan_batch(found[0], found[1], offset, False)
+                it, _, _ = seg.scan_batch(found[0], found[1], offset, False)
                 keep = [(r.offset, r.timestamp, None if r.key is None else bytes(r.key),
                          None if r.value is None else bytes(r.value),
-                         [(k, None if v is None else bytes(v)) for k, v in r.headers]) for r in keep]
+                         [(k, None if v is None else bytes(v)) for k, v in r.headers]) for r in it]
+                del it  # it pins the segment
             for later in self._segments[i + 1:]:
                 later.close(trim=False)
                 self._delete_files(later.base_offset)
@@ -444,8 +455,11 @@ class Log(_engine.LogCore):
                 first = seg.next_offset
                 if first != keep[0][0]:
                     raise AssertionError("offsets in the cut batch are not contiguous")
-                seg.append_records([k[3] for k in keep], [k[2] for k in keep],
-                                   [k[4] for k in keep], [k[1] for k in keep], 0)
+                args = ([k[3] for k in keep], [k[2] for k in keep], [k[4] for k in keep],
+                        [k[1] for k in keep], 0)
+                # Re-encoded uncompressed, the kept records may outgrow the segment.
+                if seg.append_records(*args) < 0 and self._roll().append_records(*args) < 0:
+                    raise RecordTooLargeError("the records kept by the truncation do not fit a segment")
             if self._recovery_point > self.log_end_offset:
                 self._recovery_point = self.log_end_offset
                 self._write_checkpoints()
@@ -514,19 +528,24 @@ class Log(_engine.LogCore):
     def close(self):
         """Flush, trim the indexes, mark a clean shutdown and release the lock.
         BufferError (and the log stays open) while record views are alive."""
+        with self._lock:
+            if self._closed:
+                return
+            self._check_no_views()
+        # Stop the flusher outside the lock: it takes the lock itself.
         flusher = self._flusher
         if flusher is not None:
             flusher.stop()
         with self._lock:
             if self._closed:
                 return
-            for seg in self._segments:
-                if seg.pins:
-                    raise BufferError(f"{seg.path}: {seg.pins} views are still alive; release them "
-                                      "(or copy with bytes()) before closing")
+            self._check_no_views()
             self._flush_locked()
             for seg in self._segments:
+                seg.seal()
+                seg.sync()  # after a clean shutdown the indexes are trusted: make them durable
                 seg.close(trim=True)
+            self._write_checkpoints()
             with open(os.path.join(self.path, CLEAN_SHUTDOWN_FILE), "w") as f:
                 f.write('{"version":0,"brokerEpoch":-1}')
                 f.flush()
@@ -535,6 +554,12 @@ class Log(_engine.LogCore):
             self._closed = True
             os.close(self._lock_fd)
             self._flusher = None
+
+    def _check_no_views(self):
+        for seg in self._segments:
+            if seg.pins:
+                raise BufferError(f"{seg.path}: {seg.pins} views are still alive; release them "
+                                  "(or copy with bytes()) before closing")
 
     def __enter__(self):
         return self
@@ -561,10 +586,10 @@ class _Flusher(threading.Thread):
         import weakref
         self._owner = weakref.ref(owner)
         self._interval = interval
-        self._stop = threading.Event()
+        self._stopped = threading.Event()
 
     def run(self):
-        while not self._stop.wait(self._interval):
+        while not self._stopped.wait(self._interval):
             owner = self._owner()
             if owner is None:
                 return
@@ -572,6 +597,6 @@ class _Flusher(threading.Thread):
             del owner
 
     def stop(self):
-        self._stop.set()
+        self._stopped.set()
         if self is not threading.current_thread():
             self.join()
