@@ -1,0 +1,126 @@
+"""Shared fixtures for pylog's Python test-suite.
+
+- ``log_dir``: a fresh, empty directory for one log (under pytest's tmp_path).
+- ``open_log``: a factory ``open_log(path=None, **options)`` that opens a Log and
+  closes it at teardown if the test did not.
+- An autouse check (for the test modules directly in tests/) that every Log opened
+  during a test is closed (or dropped, as the crash tests do on purpose) when the
+  test ends. A Log left open holds its directory lock and its mmaps; the check
+  closes it and fails the test. Opt out with ``@pytest.mark.allow_open_logs``.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import pathlib
+import tempfile
+import weakref
+
+import hypothesis.configuration
+import pytest
+
+from pylog import Log
+
+TESTS_DIR = pathlib.Path(__file__).resolve().parent
+# Modules in tests/ whose owners did not ask for the open-log check.
+_UNCHECKED = {"test_engine_c.py"}
+
+# Hypothesis keeps caches in ./.hypothesis by default; keep the work tree clean.
+hypothesis.configuration.set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "pylog-tests-hypothesis"))
+
+_opened: "weakref.WeakSet[Log]" = weakref.WeakSet()
+_orig_init = Log._init
+
+
+def _tracking_init(self, *args, **kwargs):
+    _opened.add(self)
+    return _orig_init(self, *args, **kwargs)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "allow_open_logs: do not fail the test when a Log is still open at its end")
+    Log._init = _tracking_init
+
+
+def pytest_unconfigure(config):
+    Log._init = _orig_init
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call":
+        item._pylog_call_failed = rep.failed
+
+
+def _failed(request) -> bool:
+    return getattr(request.node, "_pylog_call_failed", False)
+
+
+def _close_quietly(log):
+    """Close, or at least release the directory lock when views still pin it
+    (a failed test's traceback may keep them alive)."""
+    try:
+        log.close()
+    except Exception:  # noqa: BLE001
+        fd = getattr(log, "_lock_fd", None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            log._lock_fd = None
+
+
+def _is_open(log) -> bool:
+    return not getattr(log, "_closed", True)
+
+
+@pytest.fixture(autouse=True)
+def _no_log_left_open(request):
+    path = pathlib.Path(str(request.node.fspath)).resolve()
+    if path.parent != TESTS_DIR or path.name in _UNCHECKED \
+            or request.node.get_closest_marker("allow_open_logs"):
+        yield
+        return
+    before = set(id(x) for x in _opened)
+    yield
+    leaked = [x for x in list(_opened) if id(x) not in before and _is_open(x)]
+    if leaked:
+        gc.collect()  # a Log only reachable from a dead frame is not a leak
+        leaked = [x for x in list(_opened) if id(x) not in before and _is_open(x)]
+    if leaked:
+        names = [repr(x) for x in leaked]
+        for x in leaked:
+            _close_quietly(x)
+        if _failed(request):
+            return  # the test's own failure says enough
+        pytest.fail(f"Log(s) left open at the end of the test: {names}", pytrace=False)
+
+
+@pytest.fixture
+def log_dir(tmp_path) -> str:
+    """A fresh directory path (not yet created) for one log."""
+    return os.fspath(tmp_path / "topic-0")
+
+
+@pytest.fixture
+def open_log(request, log_dir):
+    """open_log(path=None, **options) -> Log; closed at teardown when still open."""
+    logs = []
+
+    def _open(path=None, **options):
+        log = Log.open(log_dir if path is None else path, **options)
+        logs.append(log)
+        return log
+
+    yield _open
+    for log in logs:
+        if _is_open(log):
+            gc.collect()
+            if _failed(request):
+                _close_quietly(log)
+            else:
+                log.close()
