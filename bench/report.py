@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Summarise a pytest-benchmark JSON file from `make bench` as Markdown.
+
+    python bench/report.py .benchmarks/last.json [--md OUT.md] [--strict]
+
+Prints one table per scenario (implementation, median time, records/s, ratio to
+LMDB, and GB/s for F), then a PASS/FAIL line per goal, and writes the same text to
+OUT.md (default: the JSON path with .md, i.e. .benchmarks/last.md). Missing rows
+(pylog skipped, a peer deselected) are reported as such, never as a crash.
+--strict: exit 1 when a goal FAILs (a missing pylog row is not a failure).
+
+records/s = extra_info["records"] / median seconds of the rounds; each round does
+the whole workload once, so the median is over whole runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+# scenario group -> (title, what one record means, goal)
+# goal: ("ratio", peer impl, minimum ratio) or ("gbps", None, minimum GB/s)
+SCENARIOS = [
+    ("A_append_batch", "A. append_batch, 1000 records per call", ("ratio", "lmdb", 2.0)),
+    ("B_append", "B. append, one record per call", ("ratio", "file", 1.0)),
+    ("C_scan", "C. full scan of values", ("ratio", "lmdb", 1.5)),
+    ("D_random_read", "D. random read by offset", ("ratio", "lmdb", 2.0)),
+    ("E_append_fsync", "E. append_batch of 1000 + fdatasync per batch", ("ratio", "file", 1.0)),
+    ("F_recovery", 'F. recovery: Log.open(recovery="full") over ~1 GiB', ("gbps", None, 1.0)),
+]
+IMPL_ORDER = ["pylog", "lmdb", "sqlite", "file", "crc32c"]
+IMPL_NAME = {"pylog": "pylog", "lmdb": "LMDB", "sqlite": "SQLite", "file": "plain file", "crc32c": "crc32c (read + CRC)"}
+
+
+def fmt_time(s: float) -> str:
+    if s >= 1:
+        return f"{s:.3f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.1f} µs"
+
+
+def fmt_rate(r: float) -> str:
+    if r >= 1e6:
+        return f"{r / 1e6:.2f} M"
+    if r >= 1e3:
+        return f"{r / 1e3:.1f} k"
+    return f"{r:.0f}"
+
+
+def fmt_ratio(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}x"
+
+
+def load(path: str):
+    with open(path) as f:
+        data = json.load(f)
+    rows: dict[str, dict[str, dict]] = {}
+    for b in data.get("benchmarks", []):
+        ei = b.get("extra_info") or {}
+        scen = ei.get("scenario") or b.get("group") or "?"
+        impl = ei.get("impl") or b.get("name", "?")
+        st = b.get("stats") or {}
+        med = st.get("median")
+        if not med:
+            continue
+        row = dict(
+            name=b.get("name"),
+            median=med,
+            iqr=st.get("iqr"),
+            min=st.get("min"),
+            max=st.get("max"),
+            rounds=st.get("rounds"),
+            records=ei.get("records"),
+            bytes=ei.get("bytes"),
+            note=ei.get("note", ""),
+            source=ei.get("source"),
+            load=ei.get("loadavg1"),
+        )
+        row["rps"] = row["records"] / med if row["records"] else None
+        row["gbps"] = row["bytes"] / med / 1e9 if row["bytes"] else None
+        rows.setdefault(scen, {})[impl] = row
+    return data, rows
+
+
+def scenario_md(scen, title, goal, impls):
+    out = [f"### {title}", ""]
+    if not impls:
+        out += ["(no results: scenario not run or all rows skipped)", ""]
+        return out, ("SKIP", "SKIP: scenario not run")
+    recs = sorted({r["records"] for r in impls.values() if r["records"]})
+    if recs:
+        out.append("records per round: " + ", ".join(f"{r:,}" for r in recs))
+        out.append("")
+    is_f = goal[0] == "gbps"
+    lm = impls.get("lmdb")
+    head = ["implementation", "median", "records/s", "vs LMDB"] + (["GB/s"] if is_f else []) + ["IQR", "rounds"]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+    order = [i for i in IMPL_ORDER if i in impls] + sorted(i for i in impls if i not in IMPL_ORDER)
+    for impl in order:
+        r = impls[impl]
+        ratio = r["rps"] / lm["rps"] if (lm and lm["rps"] and r["rps"]) else None
+        iqr = f"{100 * r['iqr'] / r['median']:.0f}%" if r.get("iqr") is not None else "—"
+        cells = [IMPL_NAME.get(impl, impl), fmt_time(r["median"]), fmt_rate(r["rps"]) if r["rps"] else "—", fmt_ratio(ratio)]
+        if is_f:
+            cells.append(f"{r['gbps']:.2f}" if r["gbps"] else "—")
+        cells += [iqr, str(r["rounds"])]
+        out.append("| " + " | ".join(cells) + " |")
+    missing = [IMPL_NAME[i] for i in ("pylog", "lmdb", "sqlite", "file") if i not in impls and not (is_f and i in ("lmdb", "sqlite"))]
+    if missing:
+        out.append("")
+        out.append("not measured: " + ", ".join(missing))
+    src = {r["source"] for r in impls.values() if r.get("source")}
+    if src:
+        out.append("")
+        out.append("data: " + "; ".join(sorted(src)))
+    out.append("")
+
+    kind, peer, need = goal
+    py = impls.get("pylog")
+    if kind == "gbps":
+        desc = f"goal >= {need:g} GB/s"
+        if not py or not py["gbps"]:
+            verdict = ("SKIP", f"SKIP: pylog recovery not measured ({desc})")
+        else:
+            ok = py["gbps"] >= need
+            verdict = ("PASS" if ok else "FAIL", f"{'PASS' if ok else 'FAIL'}: pylog recovery {py['gbps']:.2f} GB/s ({desc})")
+    else:
+        pname = "LMDB" if peer == "lmdb" else IMPL_NAME[peer]
+        desc = f"goal >= {need:g}x"
+        p = impls.get(peer)
+        if not py or not py["rps"]:
+            verdict = ("SKIP", f"SKIP: pylog not measured ({desc} {pname})")
+        elif not p or not p["rps"]:
+            verdict = ("SKIP", f"SKIP: {pname} not measured ({desc} {pname})")
+        else:
+            x = py["rps"] / p["rps"]
+            ok = x >= need
+            verdict = ("PASS" if ok else "FAIL", f"{'PASS' if ok else 'FAIL'}: pylog {x:.1f}x {pname} ({desc})")
+    out.append(f"**{verdict[1]}**")
+    out.append("")
+    return out, verdict
+
+
+def build(data, rows, src_path):
+    mi = data.get("machine_info") or {}
+    ci = data.get("commit_info") or {}
+    cpu = (mi.get("cpu") or {}).get("brand_raw") or mi.get("processor") or "?"
+    lines = [
+        "## pylog log-core benchmarks",
+        "",
+        f"source: `{src_path}`, {data.get('datetime', '?')}; "
+        f"python {mi.get('python_version', '?')}; cpu: {cpu} ({(mi.get('cpu') or {}).get('count', '?')} cores); "
+        f"commit {str(ci.get('id') or '?')[:12]}{' (dirty)' if ci.get('dirty') else ''}",
+        "",
+        "Medians over whole-workload rounds; ratios are records/s divided by LMDB's "
+        "(or the plain file's, where the goal says so). On a shared 2-core machine read "
+        "medians and ratios, not single runs.",
+        "",
+    ]
+    verdicts = []
+    known = {s for s, _, _ in SCENARIOS}
+    for scen, title, goal in SCENARIOS:
+        md, v = scenario_md(scen, title, goal, rows.get(scen, {}))
+        lines += md
+        verdicts.append(v)
+    for scen in sorted(set(rows) - known):
+        md, _ = scenario_md(scen, scen, ("ratio", "lmdb", 0.0), rows[scen])
+        lines += md[:-2]  # table only, no goal line
+    loads = [r["load"] for impls in rows.values() for r in impls.values() if r.get("load") is not None]
+    if loads:
+        ncpu = ((mi.get("cpu") or {}).get("count")) or os.cpu_count() or 1
+        busy = max(loads) > ncpu - 0.5
+        lines += [f"1-min load average after each benchmark: {min(loads):.2f}-{max(loads):.2f} on {ncpu} cores"
+                  + (" (other work competed for the CPU: treat the ratios with care)" if busy else ""), ""]
+    lines += ["### Goals", ""]
+    lines += [f"- {title.split('.')[0]}: {v[1]}" for (_, title, _), v in zip(SCENARIOS, verdicts)]
+    lines.append("")
+    return "\n".join(lines), verdicts
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("json", nargs="?", default=".benchmarks/last.json")
+    ap.add_argument("--md", help="where to write the Markdown (default: JSON path with .md)")
+    ap.add_argument("--strict", action="store_true", help="exit 1 if any goal FAILs")
+    a = ap.parse_args(argv)
+    if not os.path.exists(a.json):
+        print(f"report.py: {a.json} not found (did the benchmark run?)", file=sys.stderr)
+        return 2
+    data, rows = load(a.json)
+    text, verdicts = build(data, rows, a.json)
+    print(text)
+    md = a.md or os.path.splitext(a.json)[0] + ".md"
+    with open(md, "w") as f:
+        f.write(text)
+    print(f"(written to {md})")
+    if a.strict and any(v[0] == "FAIL" for v in verdicts):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
