@@ -1,0 +1,12 @@
+"""The Kafka wire protocol: primitive types, generated message classes, frames.
+
+    errors.py    ProtocolError, UnsupportedVersionError
+    types.py     primitive encodings (ints, varints, strings, bytes, arrays, tagged fields)
+    schema.py    base classes of the generated messages and their encode/decode entry points
+    codegen.py   `python -m pylog.protocol.codegen`: Kafka's JSON schemas -> messages.py
+    messages.py  GENERATED: one class per request/response/header; REQUESTS, RESPONSES
+    framing.py   size-prefixed frames with request/response headers
+
+Nothing is imported here, so that using the primitives does not load the
+generated module.
+"""
