@@ -21,6 +21,12 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
 from pylog import Log
 from pylog.errors import OffsetOutOfRangeError
 
+try:  # a failure's shrink may otherwise take up to 5 minutes here
+    from hypothesis.internal.conjecture import engine as _engine_mod
+    _engine_mod.MAX_SHRINKING_SECONDS = min(_engine_mod.MAX_SHRINKING_SECONDS, 30)
+except (ImportError, AttributeError):  # pragma: no cover - other hypothesis versions
+    pass
+
 from loghelpers import rec_tuple
 
 keys = st.none() | st.binary(max_size=12)

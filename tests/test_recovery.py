@@ -126,6 +126,26 @@ def test_crash_image_keeps_every_flushed_record(open_log, tmp_path, wb):
         assert all_values(again) == [value_of(i) for i in range(n)]
 
 
+@pytest.mark.parametrize("wb", [512, 64 << 10], ids=["wb512", "wb64k"])
+@pytest.mark.parametrize("made_durable", ["flush", "close"])
+def test_truncate_inside_a_batch_keeps_durable_records_durable(open_log, log_dir, tmp_path, wb, made_durable):
+    # Records below the truncation point were durable before truncate_to and are
+    # below the recovery point after it: a crash right after must not lose them.
+    log = open_log(write_buffer_bytes=wb)
+    log.append_batch([b"a", b"b", b"c"], timestamps=[T0, T0 + 1, T0 + 2])
+    if made_durable == "flush":
+        log.flush()
+    else:
+        log.close()
+        log = open_log(write_buffer_bytes=wb)
+    log.truncate_to(2)
+    assert log.recovery_point == 2
+    image = crash_image(log, tmp_path / "image")
+    with Log.open(image) as again:
+        assert again.log_end_offset == 2
+        assert all_values(again) == [b"a", b"b"]
+
+
 # ---- bit flips ----
 
 def multi_segment_log(open_log, n=120, **kw):
@@ -136,25 +156,25 @@ def multi_segment_log(open_log, n=120, **kw):
     return log
 
 
-def test_bit_flip_in_last_segment_after_unclean_stop(open_log, tmp_path, caplog):
+@pytest.mark.parametrize("recovery", ["auto", "full"])
+def test_bit_flip_in_last_segment_after_unclean_stop(open_log, tmp_path, caplog, recovery):
     caplog.set_level(logging.WARNING, logger="pylog")
-    log = multi_segment_log(open_log)
-    log.flush()
-    image = crash_image(log, tmp_path / "image")
+    log = multi_segment_log(open_log, write_buffer_bytes=0)  # every append reached the OS
+    image = crash_image(log, tmp_path / "image")             # nothing flushed: all is checked
     last_base = segment_bases(image)[-1]
     path = log_file(image, last_base)
     batches = read_batches_file(path)
     assert len(batches) >= 3
     victim = batches[len(batches) // 2]
     flip_bit(path, victim["position"] + victim["size"] - 5, 3)  # inside a record
-    # The image was flushed, so its recovery point covers everything: only a
-    # full recovery looks at the flip. The auto one must at least not return it.
-    with Log.open(image, segment_bytes=2048, recovery="full") as again:
+    with Log.open(image, segment_bytes=2048, recovery=recovery) as again:
         assert again.log_end_offset == victim["base_offset"]
         assert all_values(again) == [value_of(i) for i in range(victim["base_offset"])]
         assert os.path.getsize(path) == victim["position"]
         assert any(str(victim["position"]) in m for m in cut_warnings(caplog, path))
         assert again.append(b"after") == victim["base_offset"]
+    with Log.open(image, segment_bytes=2048) as again:
+        assert again.log_end_offset == victim["base_offset"] + 1
 
 
 def test_bit_flip_after_recovery_point_cuts_and_drops_later_segments(open_log, tmp_path, caplog):

@@ -460,6 +460,10 @@ class Log(_engine.LogCore):
                 # Re-encoded uncompressed, the kept records may outgrow the segment.
                 if seg.append_records(*args) < 0 and self._roll().append_records(*args) < 0:
                     raise RecordTooLargeError("the records kept by the truncation do not fit a segment")
+                # They were durable before the cut: make their new copy durable too.
+                if keep[-1][0] < self._recovery_point:
+                    for s in self._segments[i:]:
+                        s.sync(indexes=False)
             if self._recovery_point > self.log_end_offset:
                 self._recovery_point = self.log_end_offset
                 self._write_checkpoints()
