@@ -383,3 +383,8 @@ def test_bytes_like_values_are_accepted():
     recs = decode_batches(encode_batch([bytearray(b"ba"), memoryview(b"mv")], keys=[memoryview(b"k"), None],
                                        timestamps=[1, 2]))
     assert [(bytes(r.value), None if r.key is None else bytes(r.key)) for r in recs] == [(b"ba", b"k"), (b"mv", None)]
+
+
+def test_header_key_none_is_a_type_error():
+    with pytest.raises(TypeError):
+        encode_batch([b"v"], headers=[[(None, b"x")]])
