@@ -77,7 +77,9 @@ cdef class LogCore:
     cdef inline Segment _active(self):
         if self._closed:
             raise _errors.LogClosedError(f"{self.path}: log is closed")
-        return <Segment>PyList_GET_ITEM(self._segments, PyList_GET_SIZE(self._segments) - 1)
+        cdef Segment seg = <Segment>PyList_GET_ITEM(self._segments, PyList_GET_SIZE(self._segments) - 1)
+        seg._ensure_open()
+        return seg
 
     cdef Segment _segment_for(self, int64_t offset):
         """The segment whose range holds offset (binary search over _bases)."""
@@ -95,8 +97,9 @@ cdef class LogCore:
         """The offset the next appended record gets."""
         if PyList_GET_SIZE(self._segments) == 0:
             return self._log_start_offset
-        return pl_segment_next_offset((<Segment>PyList_GET_ITEM(
-            self._segments, PyList_GET_SIZE(self._segments) - 1))._s)
+        cdef Segment seg = <Segment>PyList_GET_ITEM(self._segments, PyList_GET_SIZE(self._segments) - 1)
+        seg._ensure_open()
+        return pl_segment_next_offset(seg._s)
 
     def append(self, value, key=None, headers=None, timestamp=None):
         """Append one record; return its offset. headers: [(str, bytes or None)]."""

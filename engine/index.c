@@ -25,6 +25,8 @@ struct pl_index {
     int64_t ix_max_entries;  /* capacity of the file/mapping */
     uint8_t *ix_map;
     int64_t ix_map_bytes;
+    int64_t ix_allocated;    /* file bytes known to have disk blocks (see pl_index_reserve) */
+    int ix_no_fallocate;     /* the file system has no fallocate: fall back to sparse */
 };
 
 static int map_file(pl_index *ix, int64_t bytes) {
@@ -92,6 +94,7 @@ int pl_index_open(pl_index **out, const char *path, int kind, int64_t base_offse
     if (ix->ix_entries == 1 && file_entries > 1 && entry_is_zero(ix, 0) &&
         kind == PL_INDEX_TIME)
         ix->ix_entries = 0;
+    ix->ix_allocated = ix->ix_entries * ix->ix_entry_size;
     *out = ix;
     return PL_OK;
 fail:
@@ -116,6 +119,28 @@ int pl_index_close(pl_index *ix, int trim) {
     PL_DEBUG_COUNT(fds_closed);
     free(ix);
     return rc;
+}
+
+int pl_index_reserve(pl_index *ix, int64_t n) {
+    int64_t need = n * ix->ix_entry_size;
+    if (PL_LIKELY(need <= ix->ix_allocated) || ix->ix_no_fallocate) return PL_OK;
+    if (n > pl_index_max_entries(ix)) return PL_EFULL;
+    int64_t page = (int64_t)sysconf(_SC_PAGESIZE);
+    int64_t end = (need + 4 * page - 1) / page * page; /* a few pages ahead: one call per few hundred entries */
+    int64_t cap = ix->ix_max_entries * ix->ix_entry_size;
+    if (end > cap) end = cap;
+    if (end < need) end = need;
+    int err = posix_fallocate(ix->ix_fd, (off_t)ix->ix_allocated, (off_t)(end - ix->ix_allocated));
+    if (err == EOPNOTSUPP || err == ENOSYS || err == EINVAL) {
+        ix->ix_no_fallocate = 1;
+        return PL_OK;
+    }
+    if (err != 0) {
+        errno = err;
+        return err == ENOSPC || err == EFBIG || err == EDQUOT ? PL_ENOSPC : PL_EIO;
+    }
+    ix->ix_allocated = end;
+    return PL_OK;
 }
 
 int64_t pl_index_entries(const pl_index *ix) { return ix->ix_entries; }
@@ -173,6 +198,8 @@ int pl_offset_index_append(pl_index *ix, int64_t offset, int64_t position) {
         if (rel <= off_rel(ix, last) || position <= off_pos(ix, last)) return PL_EINVAL;
     }
     if (pl_index_is_full(ix)) return PL_EFULL;
+    int rc = pl_index_reserve(ix, ix->ix_entries + 1);
+    if (rc != PL_OK) return rc;
     uint8_t *e = ix->ix_map + ix->ix_entries * PL_OFFSET_ENTRY_SIZE;
     pl_store_be32(e, (uint32_t)rel);
     pl_store_be32(e + 4, (uint32_t)position);
@@ -203,6 +230,8 @@ int pl_time_index_append(pl_index *ix, int64_t timestamp, int64_t offset) {
         if (rel < time_rel(ix, last)) return PL_EINVAL;
     }
     if (pl_index_is_full(ix)) return PL_EFULL;
+    int rc = pl_index_reserve(ix, ix->ix_entries + 1);
+    if (rc != PL_OK) return rc;
     uint8_t *e = ix->ix_map + ix->ix_entries * PL_TIME_ENTRY_SIZE;
     pl_store_be64(e, (uint64_t)timestamp);
     pl_store_be32(e + 8, (uint32_t)rel);
@@ -278,6 +307,7 @@ int pl_index_trim(pl_index *ix) {
      * again while sealed), so live views into the entries stay valid. */
     if (ftruncate(ix->ix_fd, (off_t)(ix->ix_entries * ix->ix_entry_size)) != 0) return PL_EIO;
     ix->ix_sealed = 1;
+    ix->ix_allocated = ix->ix_entries * ix->ix_entry_size;
     return PL_OK;
 }
 

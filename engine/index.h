@@ -43,6 +43,15 @@ int pl_index_open(pl_index **out, const char *path, int kind, int64_t base_offse
  * entries. Frees ix even when an error is returned. */
 int pl_index_close(pl_index *ix, int trim);
 
+/* Make sure the file has disk blocks for n entries. The file is sparse (set by
+ * ftruncate) and written through a shared mapping, where a full disk would show
+ * up as SIGBUS on the first store to a new page; allocating ahead (fallocate, a
+ * page or more at a time) turns that into PL_ENOSPC before anything is written.
+ * Appends below do this themselves; a caller that must not fail halfway (the
+ * segment, before it writes a batch) calls it first. @return PL_OK, PL_ENOSPC,
+ * PL_EFULL (n is past the capacity), PL_EIO. */
+int pl_index_reserve(pl_index *ix, int64_t n);
+
 int64_t pl_index_entries(const pl_index *ix);
 int64_t pl_index_max_entries(const pl_index *ix);
 int pl_index_is_full(const pl_index *ix);

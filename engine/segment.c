@@ -38,6 +38,8 @@ struct pl_segment {
     pl_index *sg_tix;
     uint8_t *sg_wbuf;
     int64_t sg_wbuf_len;
+    int64_t sg_reserved_end;   /* disk blocks are allocated up to here for buffered bytes */
+    int sg_no_fallocate;       /* the file system cannot reserve: buffered bytes may meet ENOSPC late */
 };
 
 static void check_invariants(const pl_segment *s) {
@@ -157,6 +159,25 @@ int pl_segment_flush_buffer(pl_segment *s) {
     return rc;
 }
 
+/* Buffered bytes are acknowledged appends: before any enters the buffer, make
+ * sure the disk has room for a whole buffer past the OS end of the file
+ * (fallocate, keeping the file size), so that a full disk fails the append that
+ * cannot be stored and never the later write of bytes already accepted. One call
+ * per buffer's worth of appends. */
+static int reserve_buffer_space(pl_segment *s, int64_t need_end) {
+    if (PL_LIKELY(need_end <= s->sg_reserved_end) || s->sg_no_fallocate) return PL_OK;
+    int64_t len = s->sg_cfg.write_buffer_bytes;
+    if (fallocate(s->sg_fd, FALLOC_FL_KEEP_SIZE, (off_t)s->sg_os_size, (off_t)len) != 0) {
+        if (errno == EOPNOTSUPP || errno == ENOSYS) {
+            s->sg_no_fallocate = 1;
+            return PL_OK;
+        }
+        return io_error();
+    }
+    s->sg_reserved_end = s->sg_os_size + len;
+    return PL_OK;
+}
+
 int pl_segment_close(pl_segment *s, int trim_indexes) {
     if (!s) return PL_OK;
     int rc = s->sg_pins > 0 ? PL_EBUSY : PL_OK;
@@ -164,6 +185,10 @@ int pl_segment_close(pl_segment *s, int trim_indexes) {
         int r1 = pl_segment_flush_buffer(s);
         if (rc == PL_OK) rc = r1;
     }
+    /* Give back blocks reserved past the end for the buffer. */
+    if (s->sg_cfg.writable && s->sg_reserved_end > s->sg_os_size && rc == PL_OK &&
+        ftruncate(s->sg_fd, (off_t)s->sg_os_size) != 0)
+        rc = PL_EIO;
     int trim = trim_indexes && s->sg_cfg.writable;
     int r2 = pl_index_close(s->sg_oix, trim);
     int r3 = pl_index_close(s->sg_tix, trim);
@@ -231,15 +256,22 @@ int pl_segment_append(pl_segment *s, const uint8_t *buf, size_t len, int64_t lar
     int rc = pl_segment_can_append(s, len, largest_offset);
     if (rc != PL_OK) return rc;
     if ((rc = ensure_mapped(s, s->sg_size + (int64_t)len)) != PL_OK) return rc;
+    /* Disk blocks for index entries this append may add, before any byte is
+     * written: afterwards nothing may fail (see the top of this file). */
+    if ((rc = pl_index_reserve(s->sg_oix, pl_index_entries(s->sg_oix) + 1)) != PL_OK ||
+        (rc = pl_index_reserve(s->sg_tix, pl_index_entries(s->sg_tix) + 1)) != PL_OK)
+        return rc;
 
     int64_t position = s->sg_size;
     int64_t cap = s->sg_cfg.write_buffer_bytes;
     if (cap > 0 && (int64_t)len <= cap - s->sg_wbuf_len) {
+        if ((rc = reserve_buffer_space(s, s->sg_size + (int64_t)len)) != PL_OK) return rc;
         memcpy(s->sg_wbuf + s->sg_wbuf_len, buf, len);
         s->sg_wbuf_len += (int64_t)len;
     } else {
         if ((rc = pl_segment_flush_buffer(s)) != PL_OK) return rc;
         if ((int64_t)len < cap) {
+            if ((rc = reserve_buffer_space(s, s->sg_size + (int64_t)len)) != PL_OK) return rc;
             memcpy(s->sg_wbuf, buf, len);
             s->sg_wbuf_len = (int64_t)len;
         } else if ((rc = write_at_end(s, buf, len)) != PL_OK) {
@@ -410,7 +442,7 @@ int pl_segment_recover(pl_segment *s, pl_segment_info *out) {
         if (indexing && (rc = maybe_index(s, pos, last, total)) != PL_OK) {
             /* A full index only ends indexing (the segment rolls at the next
              * append); it is never a reason to cut valid data. */
-            if (rc != PL_EFULL) { out->stop_rc = rc; break; }
+            if (rc != PL_EFULL && rc != PL_ENOSPC) { out->stop_rc = rc; break; }
             indexing = 0;
         }
         s->sg_next_offset = last + 1;

@@ -73,7 +73,7 @@ int pl_segment_load(pl_segment *s, pl_segment_info *out);
 /* Recovery: reset both indexes, walk every batch checking length, magic, CRC and
  * offsets (at least the base offset, increasing, fitting int32 relative to the base),
  * rebuild the indexes with the index_interval_bytes rule (when an index fills up,
- * indexing stops; valid data is never cut for it), and cut the .log at the first
+ * or the disk has no room for it, indexing stops; valid data is never cut for it), and cut the .log at the first
  * bad batch. @return PL_OK (out says what was cut), PL_EBUSY, PL_EIO. */
 int pl_segment_recover(pl_segment *s, pl_segment_info *out);
 

@@ -54,8 +54,9 @@ class RecordTooLargeError(PylogError):
     error_code = 10  # MESSAGE_TOO_LARGE
 
 
-class StorageError(PylogError):
-    """A system call on the log's files failed; ``errno`` says why when known."""
+class StorageError(PylogError, OSError):
+    """A system call on the log's files failed; ``errno`` says why when known.
+    Also an OSError, so code that handles I/O errors handles these too."""
 
     error_code = 56  # KAFKA_STORAGE_ERROR
     retriable = True

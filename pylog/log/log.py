@@ -18,6 +18,8 @@ refuses a second opener).
 from __future__ import annotations
 
 import bisect
+import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -28,7 +30,8 @@ from typing import Iterable, Iterator
 
 from .. import _engine
 from ..codecs import codec_id
-from ..errors import LogClosedError, LogLockedError, OffsetOutOfRangeError, RecordTooLargeError
+from ..errors import (DiskFullError, LogClosedError, LogLockedError, OffsetOutOfRangeError,
+                      RecordTooLargeError, StorageError)
 from .checkpoint import fsync_dir, read_checkpoint, write_checkpoint
 
 log = logging.getLogger("pylog.log")
@@ -312,8 +315,10 @@ class Log(_engine.LogCore):
         topic, _, part = name.rpartition("-")
         if not part.isdigit():
             topic, part = name, "0"
-        write_checkpoint(os.path.join(self.path, RECOVERY_POINT_CHECKPOINT), [(topic, part, self._recovery_point)])
-        write_checkpoint(os.path.join(self.path, LOG_START_CHECKPOINT), [(topic, part, self._log_start_offset)])
+        with _storage_errors(self.path):
+            write_checkpoint(os.path.join(self.path, RECOVERY_POINT_CHECKPOINT),
+                             [(topic, part, self._recovery_point)])
+            write_checkpoint(os.path.join(self.path, LOG_START_CHECKPOINT), [(topic, part, self._log_start_offset)])
 
     def maybe_flush(self):
         """Flush if flush_ms has passed since the last flush (the flusher thread calls this)."""
@@ -543,21 +548,33 @@ class Log(_engine.LogCore):
         with self._lock:
             if self._closed:
                 return
-            self._check_no_views()
-            self._flush_locked()
-            for seg in self._segments:
-                seg.seal()
-                seg.sync()  # after a clean shutdown the indexes are trusted: make them durable
-                seg.close(trim=True)
-            self._write_checkpoints()
-            with open(os.path.join(self.path, CLEAN_SHUTDOWN_FILE), "w") as f:
-                f.write('{"version":0,"brokerEpoch":-1}')
-                f.flush()
-                os.fsync(f.fileno())
-            fsync_dir(self.path)
+            try:
+                # Everything that can fail (a full disk, say) comes before the
+                # segments close, so a failed close leaves a working, open log.
+                self._check_no_views()
+                self._flush_locked()
+                for seg in self._segments:
+                    seg.seal()
+                    seg.sync()  # after a clean shutdown the indexes are trusted: make them durable
+                self._write_checkpoints()
+                with _storage_errors(self.path):
+                    with open(os.path.join(self.path, CLEAN_SHUTDOWN_FILE), "w") as f:
+                        f.write('{"version":0,"brokerEpoch":-1}')
+                        f.flush()
+                        os.fsync(f.fileno())
+                    fsync_dir(self.path)
+            except BaseException:
+                if flusher is not None:
+                    self._flusher = _Flusher(self, self.flush_ms / 1000.0)
+                    self._flusher.start()
+                raise
             self._closed = True
-            os.close(self._lock_fd)
             self._flusher = None
+            try:
+                for seg in self._segments:
+                    seg.close(trim=True)
+            finally:
+                os.close(self._lock_fd)
 
     def _check_no_views(self):
         for seg in self._segments:
@@ -580,6 +597,16 @@ class Log(_engine.LogCore):
                 os.close(fd)
             except OSError:
                 pass
+
+
+@contextlib.contextmanager
+def _storage_errors(path):
+    """OSError from the log's own small files as pylog's StorageError/DiskFullError."""
+    try:
+        yield
+    except OSError as exc:
+        cls = DiskFullError if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else StorageError
+        raise cls(f"{path}: {exc.strerror or exc}", errno=exc.errno) from exc
 
 
 class _Flusher(threading.Thread):
