@@ -435,6 +435,13 @@ cdef class _BatchIter:
         return self
 
     def __next__(self):
+        x = self._next()
+        if x is _DONE:
+            raise StopIteration
+        return x
+
+    cdef object _next(self):
+        """The next record or value, or _DONE (None is a tombstone's value)."""
         cdef pl_record_out *r
         cdef int64_t off
         while self.i < self.n:
@@ -451,7 +458,34 @@ cdef class _BatchIter:
             if r.value_len < 0:
                 return None
             return pl_subview(self.b.mv, self.b.rec_start + r.value_pos, r.value_len)
-        raise StopIteration
+        return _DONE
+
+
+cdef object _DONE = object()
+
+
+@cython.final
+cdef class Flatten:
+    """Iterates over the records of each per-batch iterator that batches yields,
+    natively: a long scan costs no Python frame per record, only per batch."""
+    cdef object batches
+    cdef _BatchIter cur
+
+    def __cinit__(self, batches):
+        self.batches = iter(batches)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef object x
+        while True:
+            if self.cur is not None:
+                x = self.cur._next()
+                if x is not _DONE:
+                    return x
+                self.cur = None
+            self.cur = <_BatchIter?>next(self.batches)  # StopIteration ends the scan
 
 
 cdef _BatchIter batch_records(_DecodedBatch b, int64_t start_offset, int64_t end_offset, bint values_only,

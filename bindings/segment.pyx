@@ -373,16 +373,29 @@ cdef class Segment:
 
     cdef Record _read_record(self, int64_t offset):
         self._ensure_open()
-        cdef int64_t position
+        cdef int64_t position, off, next_off, next_pos
         cdef pl_batch_header h
-        cdef int rc = pl_segment_find_batch(self._s, offset, &position, &h)
+        cdef _DecodedBatch b
+        cdef int rc
+        # Fast path: the index's next entry names the batch holding offset and the
+        # batch is decoded in the cache, so no byte of the .log is touched before
+        # the record itself (each header read is a cache miss on random reads).
+        pl_offset_index_lookup2(pl_segment_offset_index(self._s), offset, &off, &position,
+                                &next_off, &next_pos)
+        if next_off >= offset and offset < pl_segment_next_offset(self._s):
+            b = self._cache.get(next_pos)
+            if b is not None and b.starts != NULL and b.base_offset <= offset <= b.last_offset:
+                return self._record_in(b, offset)
+        rc = pl_segment_find_batch(self._s, offset, &position, &h)
         if rc != PL_OK:
             if rc == PL_ERANGE:
                 raise _errors.OffsetOutOfRangeError(f"offset {offset} is not in segment {self.path}")
             check(rc, self.path)
         if offset < h.base_offset:
             raise _errors.OffsetOutOfRangeError(f"offset {offset} is not stored (compacted away)")
-        cdef _DecodedBatch b = self._decoded(position, &h)
+        return self._record_in(self._decoded(position, &h), offset)
+
+    cdef Record _record_in(self, _DecodedBatch b, int64_t offset):
         cdef int32_t i = <int32_t>(offset - b.base_offset)
         cdef Record rec
         if b.starts == NULL:  # not located (a small batch): decode it all once

@@ -207,13 +207,28 @@ int pl_offset_index_append(pl_index *ix, int64_t offset, int64_t position) {
     return PL_OK;
 }
 
-void pl_offset_index_lookup(const pl_index *ix, int64_t target, int64_t *offset, int64_t *position) {
+static int64_t offset_floor_slot(const pl_index *ix, int64_t target) {
     /* Compare before subtracting: target - base could overflow. */
-    int64_t slot = -1;
-    if (target >= ix->ix_base_offset) {
-        int64_t rel = target - ix->ix_base_offset;
-        slot = floor_slot(ix, rel > INT32_MAX ? INT32_MAX : rel);
+    if (target < ix->ix_base_offset) return -1;
+    int64_t rel = target - ix->ix_base_offset;
+    return floor_slot(ix, rel > INT32_MAX ? INT32_MAX : rel);
+}
+
+void pl_offset_index_lookup2(const pl_index *ix, int64_t target, int64_t *offset, int64_t *position,
+                             int64_t *next_offset, int64_t *next_position) {
+    int64_t slot = offset_floor_slot(ix, target);
+    if (slot < 0) { *offset = ix->ix_base_offset; *position = 0; }
+    else { *offset = ix->ix_base_offset + off_rel(ix, slot); *position = off_pos(ix, slot); }
+    if (slot + 1 < ix->ix_entries) {
+        *next_offset = ix->ix_base_offset + off_rel(ix, slot + 1);
+        *next_position = off_pos(ix, slot + 1);
+    } else {
+        *next_offset = *next_position = -1;
     }
+}
+
+void pl_offset_index_lookup(const pl_index *ix, int64_t target, int64_t *offset, int64_t *position) {
+    int64_t slot = offset_floor_slot(ix, target);
     if (slot < 0) { *offset = ix->ix_base_offset; *position = 0; return; }
     *offset = ix->ix_base_offset + off_rel(ix, slot);
     *position = off_pos(ix, slot);

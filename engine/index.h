@@ -66,6 +66,14 @@ int pl_offset_index_append(pl_index *ix, int64_t offset, int64_t position);
 /* Greatest entry with offset <= target; (base_offset, 0) when there is none. */
 void pl_offset_index_lookup(const pl_index *ix, int64_t target, int64_t *offset, int64_t *position);
 
+/* pl_offset_index_lookup, and also the entry after the floor: (-1, -1) when there
+ * is none. Kafka's entries name the LAST offset of a batch set, so the floor
+ * usually points at the set before the target's; the next entry starts the set
+ * that holds the target whenever next_offset >= target and no unindexed batch
+ * lies between (callers check the batch's base offset). */
+void pl_offset_index_lookup2(const pl_index *ix, int64_t target, int64_t *offset, int64_t *position,
+                             int64_t *next_offset, int64_t *next_position);
+
 /* Time index: add (timestamp, offset) when timestamp is greater than the last
  * entry's (otherwise nothing is added and PL_OK returned). @return as above. */
 int pl_time_index_append(pl_index *ix, int64_t timestamp, int64_t offset);

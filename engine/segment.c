@@ -340,8 +340,21 @@ static inline int64_t sane_position(const pl_segment *s, int64_t pos) {
 
 int pl_segment_find_batch(pl_segment *s, int64_t target, int64_t *position, pl_batch_header *hdr) {
     if (target >= s->sg_next_offset) return PL_ERANGE;
-    int64_t off, pos;
-    pl_offset_index_lookup(s->sg_oix, target, &off, &pos);
+    int64_t off, pos, next_off, next_pos;
+    pl_offset_index_lookup2(s->sg_oix, target, &off, &pos, &next_off, &next_pos);
+    /* Try the batch the next entry starts first: with large batches it is the
+     * target's, and the walk from the floor would read one more header (a cache
+     * miss on a random read). */
+    if (next_off >= target && next_pos > 0 && next_pos < s->sg_size) {
+        const uint8_t *base;
+        int rc = pl_segment_bytes(s, 0, s->sg_size, &base);
+        if (rc != PL_OK) return rc;
+        if (pl_batch_parse_header(base + next_pos, (size_t)(s->sg_size - next_pos), hdr) == PL_OK &&
+            hdr->base_offset <= target && hdr->base_offset + hdr->last_offset_delta >= target) {
+            *position = next_pos;
+            return PL_OK;
+        }
+    }
     return walk_to_offset(s, sane_position(s, pos), target, position, hdr);
 }
 

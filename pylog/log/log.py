@@ -361,11 +361,12 @@ class Log(_engine.LogCore):
             if start < self._log_start_offset or start > self.log_end_offset:
                 raise OffsetOutOfRangeError(
                     f"offset {start} is out of range [{self._log_start_offset}, {self.log_end_offset}]")
-        return self._scan_gen(start, end, values_only)
+        return _engine.Flatten(self._scan_batches(start, end, values_only))
 
-    def _scan_gen(self, offset, end, values_only):
-        # Each step takes the lock for one batch, so appends may interleave with a
-        # long scan, and the generator holds no lock between batches.
+    def _scan_batches(self, offset, end, values_only):
+        # Yields one record iterator per batch. Each step takes the lock for one
+        # batch, so appends may interleave with a long scan, and no lock is held
+        # between batches.
         seg = position = None
         while offset < end:
             with self._lock:
@@ -390,7 +391,7 @@ class Log(_engine.LogCore):
                     offset = max(offset, seg.next_offset)
                     continue
                 offset = last + 1
-            yield from items
+            yield items
 
     def offset_for_time(self, timestamp: int) -> int | None:
         """The first offset whose record timestamp is >= timestamp (ms), or None."""
