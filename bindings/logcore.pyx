@@ -5,35 +5,59 @@
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_acquire_lock, PyThread_release_lock,
-                               PyThread_get_thread_ident, WAIT_LOCK, NOWAIT_LOCK)
+                               PyThread_get_thread_ident, WAIT_LOCK)
 
 
 @cython.final
 cdef class RLock:
-    """A re-entrant lock for the log: the same semantics as threading.RLock at a
-    fraction of its cost on the per-record path. Usable with `with` from Python."""
-    cdef PyThread_type_lock _lock
+    """A re-entrant lock with threading.RLock's semantics, at a fraction of its
+    cost on the per-record path.
+
+    Every state change happens while holding the GIL, so taking a free lock is
+    just setting _owner and _count: no OS lock, no clock read (CPython's
+    non-blocking lock acquire reads the clock). An OS lock comes in only under
+    contention: the first waiter takes it on the owner's behalf (_is_locked),
+    then blocks on it without the GIL until the owner's last release frees it,
+    and wakes as the new owner."""
+    cdef PyThread_type_lock _real_lock
     cdef unsigned long _owner
     cdef long _count
+    cdef long _pending
+    cdef bint _is_locked
 
     def __cinit__(self):
-        self._lock = PyThread_allocate_lock()
-        if self._lock == NULL:
+        self._real_lock = PyThread_allocate_lock()
+        if self._real_lock == NULL:
             raise MemoryError()
 
     def __dealloc__(self):
-        if self._lock != NULL:
-            PyThread_free_lock(self._lock)
+        if self._real_lock != NULL:
+            PyThread_free_lock(self._real_lock)
 
     cdef inline int acquire_(self) except -1:
         cdef unsigned long me = PyThread_get_thread_ident()
-        if self._count and self._owner == me:
-            self._count += 1
+        if self._count:
+            if self._owner == me:
+                self._count += 1
+                return 0
+        elif not self._pending:
+            self._owner = me
+            self._count = 1
             return 0
-        if not PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
-            # Contended: wait without the GIL, or the holder could never finish.
-            with nogil:
-                PyThread_acquire_lock(self._lock, WAIT_LOCK)
+        return self._wait(me)
+
+    cdef int _wait(self, unsigned long me) except -1:
+        cdef int locked
+        if not self._is_locked and not self._pending:
+            # The owner took the lock without the OS lock: take it for them, so
+            # their release is what wakes us.
+            PyThread_acquire_lock(self._real_lock, WAIT_LOCK)
+            self._is_locked = True
+        self._pending += 1
+        with nogil:
+            locked = PyThread_acquire_lock(self._real_lock, WAIT_LOCK)
+        self._pending -= 1
+        self._is_locked = True
         self._owner = me
         self._count = 1
         return 0
@@ -44,7 +68,9 @@ cdef class RLock:
         self._count -= 1
         if self._count == 0:
             self._owner = 0
-            PyThread_release_lock(self._lock)
+            if self._is_locked:
+                self._is_locked = False
+                PyThread_release_lock(self._real_lock)
         return 0
 
     def __enter__(self):
