@@ -5,6 +5,7 @@ cimport cython
 from cpython.buffer cimport PyBuffer_FillInfo
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint32_t
 from libc.string cimport memcpy
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 
 from c.common cimport *
 from c.crc32c cimport *

@@ -316,6 +316,7 @@ cdef class _DecodedBatch:
     cdef int64_t base_timestamp
     cdef int64_t max_timestamp
     cdef int16_t attributes
+    cdef int64_t slot  # its offset-index entry in the segment's slot cache, or -1
 
     def __dealloc__(self):
         free(self.starts)
@@ -390,6 +391,7 @@ cdef _DecodedBatch decode_batch(object batch_view, const uint8_t *ptr, Py_ssize_
         check(rc, where, position)
     cdef _DecodedBatch b = _DecodedBatch.__new__(_DecodedBatch)
     cdef int codec = h.attributes & PL_ATTR_COMPRESSION_MASK
+    b.slot = -1
     b.base_offset = h.base_offset
     b.last_offset = h.base_offset + h.last_offset_delta
     b.base_timestamp = h.base_timestamp

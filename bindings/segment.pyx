@@ -84,7 +84,8 @@ cdef class Segment:
     cdef readonly int64_t segment_ms
     cdef int32_t _leader_epoch
     cdef _Scratch _scratch
-    cdef dict _cache
+    cdef dict _cache          # position -> _DecodedBatch, oldest first
+    cdef list _by_slot        # offset-index entry -> the same _DecodedBatch, or None
     cdef int64_t _cache_records
     cdef int64_t _cache_limit
 
@@ -103,6 +104,7 @@ cdef class Segment:
         self._leader_epoch = leader_epoch
         self._scratch = _Scratch()
         self._cache = {}
+        self._by_slot = []
         self._cache_records = 0
         self._cache_limit = cache_records
         cfg.base_offset = base_offset
@@ -343,6 +345,7 @@ cdef class Segment:
 
     cdef void _drop_cache(self):
         self._cache.clear()
+        self._by_slot = []
         self._cache_records = 0
 
     cdef _DecodedBatch _decoded(self, int64_t position, pl_batch_header *h):
@@ -363,6 +366,8 @@ cdef class Segment:
             # Evict the oldest entry (dicts keep insertion order).
             old = <_DecodedBatch>self._cache.pop(next(iter(self._cache)))
             self._cache_records -= old.count
+            if old.slot >= 0:
+                self._by_slot[old.slot] = None
         self._cache[position] = b
         self._cache_records += b.count
         return b
@@ -373,17 +378,27 @@ cdef class Segment:
 
     cdef Record _read_record(self, int64_t offset):
         self._ensure_open()
-        cdef int64_t position, off, next_off, next_pos
+        cdef int64_t position, off, next_off, next_pos, slot
+        cdef PyObject *item
         cdef pl_batch_header h
         cdef _DecodedBatch b
         cdef int rc
         # Fast path: the index's next entry names the batch holding offset and the
         # batch is decoded in the cache, so no byte of the .log is touched before
-        # the record itself (each header read is a cache miss on random reads).
+        # the record itself (each header read is a cache miss on random reads),
+        # and the entry's number finds the batch without hashing.
         pl_offset_index_lookup2(pl_segment_offset_index(self._s), offset, &off, &position,
-                                &next_off, &next_pos)
+                                &next_off, &next_pos, &slot)
         if next_off >= offset and offset < pl_segment_next_offset(self._s):
-            b = self._cache.get(next_pos)
+            b = None
+            if slot < PyList_GET_SIZE(self._by_slot):
+                item = PyList_GET_ITEM(self._by_slot, slot)
+                if item != <PyObject *>None:
+                    b = <_DecodedBatch>item
+            if b is None:
+                b = self._cache.get(next_pos)
+                if b is not None and b.base_offset <= offset <= b.last_offset:
+                    self._remember_slot(b, slot)
             if b is not None and b.starts != NULL and b.base_offset <= offset <= b.last_offset:
                 return self._record_in(b, offset)
         rc = pl_segment_find_batch(self._s, offset, &position, &h)
@@ -393,7 +408,17 @@ cdef class Segment:
             check(rc, self.path)
         if offset < h.base_offset:
             raise _errors.OffsetOutOfRangeError(f"offset {offset} is not stored (compacted away)")
-        return self._record_in(self._decoded(position, &h), offset)
+        b = self._decoded(position, &h)
+        if position == next_pos and next_off >= offset and self._cache.get(position) is b:
+            self._remember_slot(b, slot)
+        return self._record_in(b, offset)
+
+    cdef void _remember_slot(self, _DecodedBatch b, int64_t slot):
+        cdef Py_ssize_t n = PyList_GET_SIZE(self._by_slot)
+        if slot >= n:
+            self._by_slot.extend([None] * (slot + 1 - n))
+        self._by_slot[slot] = b
+        b.slot = slot
 
     cdef Record _record_in(self, _DecodedBatch b, int64_t offset):
         cdef int32_t i = <int32_t>(offset - b.base_offset)

@@ -169,21 +169,49 @@ static inline int64_t entry_key(const pl_index *ix, int64_t i) {
     return ix->ix_kind == PL_INDEX_OFFSET ? off_rel(ix, i) : time_ts(ix, i);
 }
 
-/* Index of the greatest entry with key <= target, or -1. Binary search over the
- * warm tail first (see index.h for why), then over the cold head. */
+/* Index of the greatest entry with key <= target, or -1.
+ *
+ * Interpolation first: Kafka's offsets are dense, so an offset index's keys grow
+ * almost linearly with the slot and the guess usually lands on the answer or next
+ * to it. From the guess a galloping search (steps 1, 2, 4, ...) brackets the
+ * answer and a binary search finishes, so skewed keys (timestamps) still cost
+ * O(log n). Touching two or three entries instead of log2(n) keeps lookups in
+ * the pages consumers near the tail already use, which is what Kafka's "warm
+ * section" binary search is for. */
 static int64_t floor_slot(const pl_index *ix, int64_t target) {
     int64_t n = ix->ix_entries;
     if (n == 0 || entry_key(ix, 0) > target) return -1;
-    int64_t warm = n - PL_INDEX_WARM_BYTES / ix->ix_entry_size;
-    if (warm < 0) warm = 0;
-    int64_t lo, hi;
-    if (entry_key(ix, warm) <= target) { lo = warm; hi = n - 1; }
-    else { lo = 0; hi = warm; }
-    /* invariant: key(lo) <= target; answer in [lo, hi] */
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo + 1) / 2;
+    int64_t k_last = entry_key(ix, n - 1);
+    if (k_last <= target) return n - 1;
+    int64_t k0 = entry_key(ix, 0);
+    /* key(0) <= target < key(n-1); double keeps timestamp spans from overflowing */
+    int64_t g = (int64_t)((double)(target - k0) / (double)(k_last - k0) * (double)(n - 1));
+    if (g < 0) g = 0;
+    if (g > n - 2) g = n - 2;
+    int64_t lo, hi; /* invariant: key(lo) <= target < key(hi) */
+    if (entry_key(ix, g) <= target) {
+        lo = g;
+        int64_t step = 1;
+        for (;;) {
+            hi = lo + step < n - 1 ? lo + step : n - 1;
+            if (entry_key(ix, hi) > target) break;
+            lo = hi;
+            step <<= 1;
+        }
+    } else {
+        hi = g;
+        int64_t step = 1;
+        for (;;) {
+            lo = hi - step > 0 ? hi - step : 0;
+            if (entry_key(ix, lo) <= target) break;
+            hi = lo;
+            step <<= 1;
+        }
+    }
+    while (hi - lo > 1) {
+        int64_t mid = lo + (hi - lo) / 2;
         if (entry_key(ix, mid) <= target) lo = mid;
-        else hi = mid - 1;
+        else hi = mid;
     }
     return lo;
 }
@@ -215,15 +243,16 @@ static int64_t offset_floor_slot(const pl_index *ix, int64_t target) {
 }
 
 void pl_offset_index_lookup2(const pl_index *ix, int64_t target, int64_t *offset, int64_t *position,
-                             int64_t *next_offset, int64_t *next_position) {
+                             int64_t *next_offset, int64_t *next_position, int64_t *next_slot) {
     int64_t slot = offset_floor_slot(ix, target);
     if (slot < 0) { *offset = ix->ix_base_offset; *position = 0; }
     else { *offset = ix->ix_base_offset + off_rel(ix, slot); *position = off_pos(ix, slot); }
     if (slot + 1 < ix->ix_entries) {
         *next_offset = ix->ix_base_offset + off_rel(ix, slot + 1);
         *next_position = off_pos(ix, slot + 1);
+        *next_slot = slot + 1;
     } else {
-        *next_offset = *next_position = -1;
+        *next_offset = *next_position = *next_slot = -1;
     }
 }
 

@@ -14,9 +14,9 @@
  *
  * Offset-index offsets and positions are strictly increasing. Time-index
  * timestamps are strictly increasing (an entry is added only when the maximum
- * timestamp grew) and their offsets never decrease (Kafka allows a repeat). Lookups are floor lookups by binary search, the newest 8 KiB of entries
- * first ("warm" section: appends and consumers near the tail stay in pages that
- * are already resident; only older targets touch cold pages).
+ * timestamp grew) and their offsets never decrease (Kafka allows a repeat).
+ * Lookups are floor lookups: an interpolation guess, then a galloping and a
+ * binary search (index.c says why), so they touch few entries and few pages.
  *
  * Thread-safety: none; the owner serialises access.
  */
@@ -31,7 +31,6 @@ typedef struct pl_index pl_index;
 enum { PL_INDEX_OFFSET = 1, PL_INDEX_TIME = 2 };
 #define PL_OFFSET_ENTRY_SIZE 8
 #define PL_TIME_ENTRY_SIZE 12
-#define PL_INDEX_WARM_BYTES 8192
 
 /* Open (creating if absent) the index at path. When writable, extend the file to
  * max_bytes and map that much; else map the file as it is.
@@ -70,9 +69,10 @@ void pl_offset_index_lookup(const pl_index *ix, int64_t target, int64_t *offset,
  * is none. Kafka's entries name the LAST offset of a batch set, so the floor
  * usually points at the set before the target's; the next entry starts the set
  * that holds the target whenever next_offset >= target and no unindexed batch
- * lies between (callers check the batch's base offset). */
+ * lies between (callers check the batch's base offset). next_slot is that
+ * entry's number, a stable name for the batch until the index is truncated. */
 void pl_offset_index_lookup2(const pl_index *ix, int64_t target, int64_t *offset, int64_t *position,
-                             int64_t *next_offset, int64_t *next_position);
+                             int64_t *next_offset, int64_t *next_position, int64_t *next_slot);
 
 /* Time index: add (timestamp, offset) when timestamp is greater than the last
  * entry's (otherwise nothing is added and PL_OK returned). @return as above. */

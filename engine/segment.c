@@ -340,8 +340,8 @@ static inline int64_t sane_position(const pl_segment *s, int64_t pos) {
 
 int pl_segment_find_batch(pl_segment *s, int64_t target, int64_t *position, pl_batch_header *hdr) {
     if (target >= s->sg_next_offset) return PL_ERANGE;
-    int64_t off, pos, next_off, next_pos;
-    pl_offset_index_lookup2(s->sg_oix, target, &off, &pos, &next_off, &next_pos);
+    int64_t off, pos, next_off, next_pos, next_slot;
+    pl_offset_index_lookup2(s->sg_oix, target, &off, &pos, &next_off, &next_pos, &next_slot);
     /* Try the batch the next entry starts first: with large batches it is the
      * target's, and the walk from the floor would read one more header (a cache
      * miss on a random read). */

@@ -11,5 +11,5 @@ cdef extern from "index.h" nogil:
     int64_t pl_index_entries(const pl_index *ix)
     const uint8_t *pl_index_data(const pl_index *ix)
     void pl_offset_index_lookup2(const pl_index *ix, int64_t target, int64_t *offset, int64_t *position,
-                                 int64_t *next_offset, int64_t *next_position)
+                                 int64_t *next_offset, int64_t *next_position, int64_t *next_slot)
     int pl_index_entry(const pl_index *ix, int64_t i, int64_t *a, int64_t *b)
