@@ -38,4 +38,21 @@ static PyObject *pl_subview(PyObject *base, Py_ssize_t start, Py_ssize_t len) {
     return mv;
 }
 
+/* Narrow view, a fresh PyMemoryView_FromObject(base) not yet handed out, to
+ * [start, start+len) of base (so it can be allocated before the bytes it will
+ * show are known). 0 on success; -1 (nothing changed, no exception set) when
+ * pl_subview's conditions do not hold. */
+static int pl_narrow(PyObject *view, PyObject *base, Py_ssize_t start, Py_ssize_t len) {
+    PyMemoryViewObject *b = (PyMemoryViewObject *)base, *m = (PyMemoryViewObject *)view;
+    if (!PyMemoryView_Check(base) || !PyMemoryView_Check(view) || m->mbuf != b->mbuf ||
+        b->view.ndim != 1 || b->view.itemsize != 1 || b->view.suboffsets != NULL || start < 0 ||
+        len < 0 || start + len > b->view.len)
+        return -1;
+    m->view.buf = (char *)b->view.buf + start;
+    m->view.len = len;
+    m->view.shape[0] = len;
+    m->view.strides[0] = 1;
+    return 0;
+}
+
 #endif

@@ -4,6 +4,7 @@
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.object cimport PyObject
+from cpython.memoryview cimport PyMemoryView_FromObject
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
@@ -13,6 +14,10 @@ from pylog import codecs as _codecs
 
 cdef extern from "pyview.h":
     object pl_subview(object base, Py_ssize_t start, Py_ssize_t length)
+    int pl_narrow(object view, object base, Py_ssize_t start, Py_ssize_t length)
+
+cdef extern from *:
+    void __builtin_prefetch(const void *addr) nogil
 
 cdef int64_t now_ms() noexcept nogil:
     cdef timespec ts
@@ -325,14 +330,24 @@ cdef class _DecodedBatch:
         cdef pl_record_out r
         cdef int32_t n
         cdef Py_ssize_t p = self.starts[i]
-        cdef int rc = pl_records_decode(self.base + self.rec_start + p, <size_t>(self.rec_len - p), 1, &r, &n)
+        cdef const uint8_t *at = self.base + self.rec_start + p
+        # On a random read the record is a cache miss: start fetching it, and
+        # allocate the Record and its value's view while the line arrives.
+        __builtin_prefetch(at)
+        __builtin_prefetch(at + 64)
+        cdef Record rec = Record.__new__(Record)
+        cdef object view = PyMemoryView_FromObject(self.mv)
+        cdef int rc = pl_records_decode(at, <size_t>(self.rec_len - p), 1, &r, &n)
         if rc != PL_OK:
             check(rc, where)
-        return _make(self, &r, p + self.rec_start)
+        return _make(self, &r, p + self.rec_start, rec, view)
 
 
-cdef Record _make(_DecodedBatch b, pl_record_out *r, Py_ssize_t shift):
-    cdef Record rec = Record.__new__(Record)
+cdef Record _make(_DecodedBatch b, pl_record_out *r, Py_ssize_t shift, Record rec=None, object view=None):
+    """The Record for r; rec and view, when given, are fresh objects to fill
+    (view a PyMemoryView_FromObject(b.mv) for the value)."""
+    if rec is None:
+        rec = Record.__new__(Record)
     cdef object mv = b.mv
     cdef pl_header_out hbuf[16]
     cdef pl_header_out *hs = hbuf
@@ -351,7 +366,10 @@ cdef Record _make(_DecodedBatch b, pl_record_out *r, Py_ssize_t shift):
         rec.key = None
     if r.value_len >= 0:
         vp = shift + r.value_pos
-        rec.value = pl_subview(mv, vp, r.value_len)
+        if view is not None and pl_narrow(view, mv, vp, r.value_len) == 0:
+            rec.value = view
+        else:
+            rec.value = pl_subview(mv, vp, r.value_len)
     else:
         rec.value = None
     if r.header_count == 0:
