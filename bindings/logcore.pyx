@@ -107,8 +107,9 @@ cdef class LogCore:
         seg._ensure_open()
         return seg
 
-    cdef Segment _segment_for(self, int64_t offset):
-        """The segment whose range holds offset (binary search over _bases)."""
+    cpdef Py_ssize_t _segment_index(self, int64_t offset):
+        """Index in _segments of the segment whose range holds offset (the first
+        one for offsets below it): a binary search over _bases."""
         cdef Py_ssize_t lo = 0, hi = PyList_GET_SIZE(self._bases) - 1, mid
         while lo < hi:
             mid = (lo + hi + 1) >> 1
@@ -116,7 +117,10 @@ cdef class LogCore:
                 lo = mid
             else:
                 hi = mid - 1
-        return <Segment>PyList_GET_ITEM(self._segments, lo)
+        return lo if lo > 0 else 0
+
+    cdef inline Segment _segment_for(self, int64_t offset):
+        return <Segment>PyList_GET_ITEM(self._segments, self._segment_index(offset))
 
     @property
     def log_end_offset(self):

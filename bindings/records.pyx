@@ -118,13 +118,6 @@ cdef inline int _bytes_field(object v, const uint8_t **ptr, int32_t *length, lis
     return 0
 
 
-cdef class _BatchSpec:
-    """What a build produced: the batch in scratch plus its header facts."""
-    cdef Py_ssize_t length
-    cdef int32_t count
-    cdef int64_t max_timestamp
-
-
 cdef int _fill_headers(object hdrs, pl_header_in *out, list keep) except -1:
     cdef int32_t j = 0
     for item in hdrs:

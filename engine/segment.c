@@ -318,7 +318,7 @@ int pl_segment_bytes(pl_segment *s, int64_t pos, int64_t len, const uint8_t **ou
     return PL_OK;
 }
 
-/* Walk batch headers from position pos until stop() says so. */
+/* Walk batch headers from position pos to the first batch whose last offset >= target. */
 static int walk_to_offset(pl_segment *s, int64_t pos, int64_t target, int64_t *position,
                           pl_batch_header *hdr) {
     const uint8_t *base;

@@ -1,6 +1,6 @@
 """pylog: a log engine with a native core, and a Kafka-compatible broker."""
 try:
-    from . import _engine
+    from . import _engine  # noqa: F401  (fails early, with the message below)
 except ImportError as exc:  # pragma: no cover - the build is required, never optional
     raise ImportError(
         "pylog's native module pylog._engine is not built. Run `make build` (or "

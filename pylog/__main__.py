@@ -9,7 +9,6 @@ def _dump_log(args) -> int:
     """Print the batches (and with --records, the records) of a .log file, as
     kafka-dump-log does, checking every CRC."""
     from . import _engine
-    from .errors import PylogError
 
     with open(args.file, "rb") as f:
         data = f.read()

@@ -17,7 +17,6 @@ refuses a second opener).
 """
 from __future__ import annotations
 
-import bisect
 import contextlib
 import errno
 import fcntl
@@ -26,10 +25,9 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from .. import _engine
-from ..codecs import codec_id
 from ..errors import (DiskFullError, LogClosedError, LogLockedError, OffsetOutOfRangeError,
                       RecordTooLargeError, StorageError)
 from .checkpoint import fsync_dir, read_checkpoint, write_checkpoint
@@ -174,9 +172,6 @@ class Log(_engine.LogCore):
                 break
         if not self._segments:
             self._append_segment(self._open_segment(self._log_start_offset, True))
-        last = self._segments[-1]
-        if not last.closed and last is not None:
-            pass
         self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
         if self._log_start_offset > self.log_end_offset:
             self._log_start_offset = self.log_end_offset
@@ -334,10 +329,6 @@ class Log(_engine.LogCore):
     def _check_open(self):
         if self._closed:
             raise LogClosedError(f"{self.path}: log is closed")
-
-    def _segment_index(self, offset: int) -> int:
-        i = bisect.bisect_right(self._bases, offset) - 1
-        return i if i > 0 else 0
 
     def _check_range(self, offset: int):
         if offset < self._log_start_offset or offset >= self.log_end_offset:
