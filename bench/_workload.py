@@ -103,6 +103,84 @@ def open_sqlite(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
     return conn
 
 
+def fresh_store(kind: str, scratch, name: str, n: int, *, pylog=None, sync: bool = False,
+                synchronous: str = "NORMAL"):
+    """(prepare, cleanup) for a fresh, empty store per round (untimed): prepare
+    makes it, cleanup checks it holds n records, closes and removes it.
+    kind: "pylog", "lmdb", "sqlite" or "file" (length-prefixed records)."""
+    if kind == "pylog":
+        def prepare():
+            path = scratch.path(name)
+            return path, pylog.Log.open(path, **PYLOG_OPTS)
+
+        def cleanup(state):
+            path, log = state
+            assert log.log_end_offset == n, (log.log_end_offset, n)
+            log.close()
+            rm_rf(path)
+    elif kind == "lmdb":
+        def prepare():
+            path = scratch.path(name)
+            return path, open_lmdb(path, n, sync=sync)
+
+        def cleanup(state):
+            path, env = state
+            assert env.stat()["entries"] == n
+            env.close()
+            rm_rf(path)
+    elif kind == "sqlite":
+        def prepare():
+            path = scratch.path(name) + ".db"
+            return path, open_sqlite(path, synchronous)
+
+        def cleanup(state):
+            path, conn = state
+            assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == n
+            conn.close()
+            for s in ("", "-wal", "-shm"):
+                rm_rf(path + s)
+    elif kind == "file":
+        def prepare():
+            path = scratch.path(name) + ".dat"
+            return path, open(path, "wb")
+
+        def cleanup(state):
+            path, f = state
+            f.close()
+            assert os.path.getsize(path) == n * (4 + RECORD_BYTES)
+            rm_rf(path)
+    else:
+        raise ValueError(kind)
+    return prepare, cleanup
+
+
+# Batched writers shared by A (append_batch) and E (the same plus a sync): each
+# writes values[i:i+BATCH] as one batch, the way a log built on that store must.
+
+def lmdb_put_batch(env, values, i: int) -> None:
+    """One write txn with putmulti(append=True); keys packed here, as a log must."""
+    pack = KEY.pack
+    with env.begin(write=True) as txn:
+        txn.cursor().putmulti([(pack(o), v) for o, v in enumerate(values[i : i + BATCH], i)], append=True)
+
+
+def sqlite_insert_batch(conn, values, i: int) -> None:
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO t(offset, value) VALUES (?, ?)", enumerate(values[i : i + BATCH], i))
+    conn.execute("COMMIT")
+
+
+def file_batch(values, i: int) -> bytes:
+    """values[i:i+BATCH] as length-prefixed records, ready for one write."""
+    lp = LEN.pack
+    parts = []
+    a = parts.append
+    for v in values[i : i + BATCH]:
+        a(lp(len(v)))
+        a(v)
+    return b"".join(parts)
+
+
 def import_pylog():
     """(pylog module, None) or (None, reason) when pylog is not usable yet."""
     try:

@@ -8,8 +8,6 @@ store is not timed (SQLite's close checkpoints the WAL, which is not append cost
 LMDB keys (8-byte big-endian offsets) are packed inside the timed part, as a log
 built on LMDB must do; pylog assigns its offsets itself.
 """
-import os
-
 import pytest
 
 import _workload as W
@@ -23,100 +21,48 @@ def test_append_batch_pylog(benchmark, cfg, values, scratch, pylog_mod, info):
     info("pylog", SCEN, n, n * W.RECORD_BYTES)
     B = W.BATCH
 
-    def prepare():
-        path = scratch.path("a-pylog")
-        return path, pylog_mod.Log.open(path, **W.PYLOG_OPTS)
-
     def work(state):
         append_batch = state[1].append_batch
         for i in range(0, n, B):
             append_batch(values[i : i + B])
 
-    def cleanup(state):
-        path, log = state
-        assert log.log_end_offset == n, (log.log_end_offset, n)
-        log.close()
-        W.rm_rf(path)
-
-    W.run_rounds(benchmark, work, prepare, cleanup, cfg.rounds)
+    W.run_rounds(benchmark, work, *W.fresh_store("pylog", scratch, "a-pylog", n, pylog=pylog_mod), cfg.rounds)
 
 
 def test_append_batch_lmdb(benchmark, cfg, values, scratch, info):
     n = len(values)
     info("lmdb", SCEN, n, n * W.RECORD_BYTES, note="one write txn per 1000-record putmulti(append=True); sync=False, writemap")
-    B = W.BATCH
-    pack = W.KEY.pack
-
-    def prepare():
-        path = scratch.path("a-lmdb")
-        return path, W.open_lmdb(path, n)
+    put_batch = W.lmdb_put_batch
 
     def work(state):
-        begin = state[1].begin
-        for i in range(0, n, B):
-            with begin(write=True) as txn:
-                txn.cursor().putmulti([(pack(o), v) for o, v in enumerate(values[i : i + B], i)], append=True)
+        env = state[1]
+        for i in range(0, n, W.BATCH):
+            put_batch(env, values, i)
 
-    def cleanup(state):
-        path, env = state
-        assert env.stat()["entries"] == n
-        env.close()
-        W.rm_rf(path)
-
-    W.run_rounds(benchmark, work, prepare, cleanup, cfg.rounds)
+    W.run_rounds(benchmark, work, *W.fresh_store("lmdb", scratch, "a-lmdb", n), cfg.rounds)
 
 
 def test_append_batch_sqlite(benchmark, cfg, values, scratch, info):
     n = len(values)
     info("sqlite", SCEN, n, n * W.RECORD_BYTES, note="executemany of 1000 rows per BEGIN/COMMIT; WAL, synchronous=NORMAL")
-    B = W.BATCH
-
-    def prepare():
-        path = scratch.path("a-sqlite") + ".db"
-        return path, W.open_sqlite(path)
+    insert_batch = W.sqlite_insert_batch
 
     def work(state):
-        ex = state[1].execute
-        exm = state[1].executemany
-        for i in range(0, n, B):
-            ex("BEGIN")
-            exm("INSERT INTO t(offset, value) VALUES (?, ?)", enumerate(values[i : i + B], i))
-            ex("COMMIT")
+        conn = state[1]
+        for i in range(0, n, W.BATCH):
+            insert_batch(conn, values, i)
 
-    def cleanup(state):
-        path, conn = state
-        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == n
-        conn.close()
-        for s in ("", "-wal", "-shm"):
-            W.rm_rf(path + s)
-
-    W.run_rounds(benchmark, work, prepare, cleanup, cfg.rounds)
+    W.run_rounds(benchmark, work, *W.fresh_store("sqlite", scratch, "a-sqlite", n), cfg.rounds)
 
 
 def test_append_batch_file(benchmark, cfg, values, scratch, info):
     n = len(values)
     info("file", SCEN, n, n * W.RECORD_BYTES, note="one f.write(b''.join(1000 length-prefixed records)) per batch, buffered")
-    B = W.BATCH
-    lp = W.LEN.pack
-
-    def prepare():
-        path = scratch.path("a-file") + ".dat"
-        return path, open(path, "wb")
+    file_batch = W.file_batch
 
     def work(state):
         write = state[1].write
-        for i in range(0, n, B):
-            parts = []
-            a = parts.append
-            for v in values[i : i + B]:
-                a(lp(len(v)))
-                a(v)
-            write(b"".join(parts))
+        for i in range(0, n, W.BATCH):
+            write(file_batch(values, i))
 
-    def cleanup(state):
-        path, f = state
-        f.close()
-        assert os.path.getsize(path) == n * (4 + W.RECORD_BYTES)
-        W.rm_rf(path)
-
-    W.run_rounds(benchmark, work, prepare, cleanup, cfg.rounds)
+    W.run_rounds(benchmark, work, *W.fresh_store("file", scratch, "a-file", n), cfg.rounds)

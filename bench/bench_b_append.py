@@ -9,7 +9,6 @@ puts (a txn per put would measure LMDB's commit cost, not its append path; one t
 for all 1M would be an unbounded transaction); SQLite does one INSERT per record,
 committing every 1000. Closing is not timed.
 """
-import os
 
 import pytest
 
@@ -23,22 +22,12 @@ def test_append_pylog(benchmark, cfg, values, scratch, pylog_mod, info):
     n = len(values)
     info("pylog", SCEN, n, n * W.RECORD_BYTES)
 
-    def prepare():
-        path = scratch.path("b-pylog")
-        return path, pylog_mod.Log.open(path, **W.PYLOG_OPTS)
-
     def work(state):
         append = state[1].append
         for v in values:
             append(v)
 
-    def cleanup(state):
-        path, log = state
-        assert log.log_end_offset == n, (log.log_end_offset, n)
-        log.close()
-        W.rm_rf(path)
-
-    W.run_rounds(benchmark, work, prepare, cleanup, cfg.rounds)
+    W.run_rounds(benchmark, work, *W.fresh_store("pylog", scratch, "b-pylog", n, pylog=pylog_mod), cfg.rounds)
 
 
 def test_append_file(benchmark, cfg, values, scratch, info):
@@ -46,22 +35,12 @@ def test_append_file(benchmark, cfg, values, scratch, info):
     info("file", SCEN, n, n * W.RECORD_BYTES, note="f.write(pack('>I', len(v)) + v) per record, default buffering")
     pack = W.LEN.pack
 
-    def prepare():
-        path = scratch.path("b-file") + ".dat"
-        return path, open(path, "wb")
-
     def work(state):
         write = state[1].write
         for v in values:
             write(pack(len(v)) + v)
 
-    def cleanup(state):
-        path, f = state
-        f.close()
-        assert os.path.getsize(path) == n * (4 + W.RECORD_BYTES)
-        W.rm_rf(path)
-
-    W.run_rounds(benchmark, work, prepare, cleanup, cfg.rounds)
+    W.run_rounds(benchmark, work, *W.fresh_store("file", scratch, "b-file", n), cfg.rounds)
 
 
 def test_append_lmdb(benchmark, cfg, values, scratch, info):
@@ -69,10 +48,6 @@ def test_append_lmdb(benchmark, cfg, values, scratch, info):
     info("lmdb", SCEN, n, n * W.RECORD_BYTES, note="txn.put(key, v, append=True) per record, one write txn per 1000 puts; sync=False")
     B = W.BATCH
     pack = W.KEY.pack
-
-    def prepare():
-        path = scratch.path("b-lmdb")
-        return path, W.open_lmdb(path, n)
 
     def work(state):
         begin = state[1].begin
@@ -83,23 +58,13 @@ def test_append_lmdb(benchmark, cfg, values, scratch, info):
                 for o in range(i, i + B):
                     put(pack(o), values[o], append=True)
 
-    def cleanup(state):
-        path, env = state
-        assert env.stat()["entries"] == n
-        env.close()
-        W.rm_rf(path)
-
-    W.run_rounds(benchmark, work, prepare, cleanup, cfg.rounds)
+    W.run_rounds(benchmark, work, *W.fresh_store("lmdb", scratch, "b-lmdb", n), cfg.rounds)
 
 
 def test_append_sqlite(benchmark, cfg, values, scratch, info):
     n = len(values)
     info("sqlite", SCEN, n, n * W.RECORD_BYTES, note="one INSERT per record, COMMIT every 1000; WAL, synchronous=NORMAL")
     B = W.BATCH
-
-    def prepare():
-        path = scratch.path("b-sqlite") + ".db"
-        return path, W.open_sqlite(path)
 
     def work(state):
         ex = state[1].execute
@@ -110,11 +75,4 @@ def test_append_sqlite(benchmark, cfg, values, scratch, info):
                 ex(sql, (o, values[o]))
             ex("COMMIT")
 
-    def cleanup(state):
-        path, conn = state
-        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == n
-        conn.close()
-        for s in ("", "-wal", "-shm"):
-            W.rm_rf(path + s)
-
-    W.run_rounds(benchmark, work, prepare, cleanup, cfg.rounds)
+    W.run_rounds(benchmark, work, *W.fresh_store("sqlite", scratch, "b-sqlite", n), cfg.rounds)
