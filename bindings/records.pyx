@@ -562,3 +562,22 @@ def decode_batches(data):
         out.extend(batch_records(b, -1, 0x7FFFFFFFFFFFFFFF, False, None))
         pos += total
     return out
+
+
+def batch_headers(data):
+    """The header of every whole batch in data, without checking CRCs: a list of
+    (position, base_offset, last_offset_delta, max_timestamp, producer_id,
+    producer_epoch, base_sequence, records_count, attributes). For the broker's
+    producer-state checks before an append and its replay of a log on start;
+    stops at the first batch that is cut short or unreadable."""
+    cdef const uint8_t[::1] view = data
+    cdef Py_ssize_t pos = 0, n = view.shape[0]
+    cdef pl_batch_header h
+    cdef list out = []
+    while pos < n:
+        if pl_batch_parse_header(&view[pos], <size_t>(n - pos), &h) != PL_OK:
+            break
+        out.append((pos, h.base_offset, h.last_offset_delta, h.max_timestamp, h.producer_id,
+                    h.producer_epoch, h.base_sequence, h.records_count, h.attributes))
+        pos += h.batch_length + PL_BATCH_LOG_OVERHEAD
+    return out

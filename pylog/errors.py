@@ -9,12 +9,44 @@ place, bindings/errors.pxi.
 from __future__ import annotations
 
 __all__ = [
-    "PylogError", "CorruptRecordError", "OffsetOutOfRangeError", "StorageError",
-    "DiskFullError", "LogLockedError", "LogClosedError", "RecordTooLargeError",
-    "InvalidRecordError", "UnsupportedCompressionError", "code_for", "for_code",
+    "CorruptRecordError",
+    "DiskFullError",
+    "DuplicateSequenceNumberError",
+    "InvalidConfigError",
+    "InvalidPartitionsError",
+    "InvalidProducerEpochError",
+    "InvalidRecordError",
+    "InvalidReplicaAssignmentError",
+    "InvalidReplicationFactorError",
+    "InvalidRequestError",
+    "InvalidRequiredAcksError",
+    "InvalidTimestampError",
+    "InvalidTopicError",
+    "InvalidTxnStateError",
+    "LeaderNotAvailableError",
+    "LogClosedError",
+    "LogLockedError",
+    "NotEnoughReplicasAfterAppendError",
+    "NotEnoughReplicasError",
+    "NotLeaderOrFollowerError",
+    "OffsetOutOfRangeError",
+    "OutOfOrderSequenceNumberError",
+    "PolicyViolationError",
+    "PylogError",
+    "RecordTooLargeError",
+    "RequestTimedOutError",
+    "StorageError",
+    "TopicAlreadyExistsError",
+    "TopicDeletionDisabledError",
+    "UnknownProducerIdError",
+    "UnknownTopicOrPartitionError",
+    "UnsupportedCompressionError",
+    "UnsupportedVersionError",
+    "code_for",
+    "for_code",
 ]
 
-_BY_CODE: dict[int, type["PylogError"]] = {}
+_BY_CODE: dict[int, type[PylogError]] = {}
 
 
 class PylogError(Exception):
@@ -86,6 +118,106 @@ class UnsupportedCompressionError(PylogError):
 class InvalidRecordError(PylogError):
     error_code = 87  # INVALID_RECORD
 
+
+
+# ---- errors the broker returns on the wire (KAFKA-NOTES §8) ----
+
+class UnknownTopicOrPartitionError(PylogError):
+    error_code = 3
+    retriable = True
+
+
+class LeaderNotAvailableError(PylogError):
+    error_code = 5
+    retriable = True
+
+
+class NotLeaderOrFollowerError(PylogError):
+    error_code = 6
+    retriable = True
+
+
+class RequestTimedOutError(PylogError):
+    error_code = 7
+    retriable = True
+
+
+class InvalidTopicError(PylogError):
+    error_code = 17
+
+
+class NotEnoughReplicasError(PylogError):
+    error_code = 19
+    retriable = True
+
+
+class NotEnoughReplicasAfterAppendError(PylogError):
+    error_code = 20
+    retriable = True
+
+
+class InvalidRequiredAcksError(PylogError):
+    error_code = 21
+
+
+class InvalidTimestampError(PylogError):
+    error_code = 32
+
+
+class UnsupportedVersionError(PylogError):
+    error_code = 35
+
+
+class TopicAlreadyExistsError(PylogError):
+    error_code = 36
+
+
+class InvalidPartitionsError(PylogError):
+    error_code = 37
+
+
+class InvalidReplicationFactorError(PylogError):
+    error_code = 38
+
+
+class InvalidReplicaAssignmentError(PylogError):
+    error_code = 39
+
+
+class InvalidConfigError(PylogError):
+    error_code = 40
+
+
+class InvalidRequestError(PylogError):
+    error_code = 42
+
+
+class PolicyViolationError(PylogError):
+    error_code = 44
+
+
+class OutOfOrderSequenceNumberError(PylogError):
+    error_code = 45
+
+
+class DuplicateSequenceNumberError(PylogError):
+    error_code = 46
+
+
+class InvalidProducerEpochError(PylogError):
+    error_code = 47
+
+
+class InvalidTxnStateError(PylogError):
+    error_code = 48
+
+
+class TopicDeletionDisabledError(PylogError):
+    error_code = 73
+
+
+class UnknownProducerIdError(PylogError):
+    error_code = 59
 
 _BY_CODE.setdefault(-1, PylogError)
 

@@ -1,0 +1,43 @@
+"""The API versions this broker advertises in ApiVersions (KAFKA-NOTES §3.3).
+
+Chosen so librdkafka, kafka-python and aiokafka all pick a version the broker
+serves: minima never above aiokafka's maxima, Fetch 11 in range so
+kafka-python infers a 2.3+ broker (zstd, idempotence), Metadata capped at 5
+so clients do not start KIP-320 leader-epoch validation (no
+OffsetForLeaderEpoch yet), and no flexible versions except ApiVersions 3-4.
+
+Produce is advertised from 0 (Kafka 4.0 does the same, KAFKA-18659) because
+librdkafka before 2.11.1 enables compression only when Produce v0 is in range;
+versions 0-2 (message formats 0/1) are refused with UNSUPPORTED_VERSION when
+actually sent.
+"""
+from __future__ import annotations
+
+PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
+API_VERSIONS = 18
+CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 19, 20, 21, 22
+DESCRIBE_CONFIGS, ALTER_CONFIGS, CREATE_PARTITIONS = 32, 33, 37
+
+# api_key: (min advertised, max advertised)
+ADVERTISED: dict[int, tuple[int, int]] = {
+    PRODUCE: (0, 7),
+    FETCH: (4, 11),
+    LIST_OFFSETS: (1, 3),
+    METADATA: (0, 5),
+    API_VERSIONS: (0, 4),
+    CREATE_TOPICS: (2, 4),
+    DELETE_TOPICS: (1, 3),
+    DELETE_RECORDS: (0, 1),
+    INIT_PRODUCER_ID: (0, 1),
+    DESCRIBE_CONFIGS: (1, 2),
+    ALTER_CONFIGS: (0, 1),
+    CREATE_PARTITIONS: (0, 1),
+}
+
+# Versions inside the advertised range that are still refused when sent.
+SERVED_MIN = {PRODUCE: 3}
+
+
+def is_served(api_key: int, version: int) -> bool:
+    rng = ADVERTISED.get(api_key)
+    return rng is not None and max(rng[0], SERVED_MIN.get(api_key, rng[0])) <= version <= rng[1]

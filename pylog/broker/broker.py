@@ -1,0 +1,200 @@
+"""The broker: configuration, the LogManager, the request handlers, the server
+and the background tasks, started and stopped together.
+
+A single broker is its own controller (the embedded controller: topic
+creation, deletion and partition changes are decided by the LogManager on
+this broker, and Metadata names this broker as controller_id).
+
+Use `await Broker(config).start()` inside a running loop, `Broker.run()` for a
+process (SIGTERM / Ctrl-C stop it cleanly), or `start_in_thread()` for an
+in-process broker on its own loop thread (tests, pylog.testing).
+
+Everything except start_in_thread/stop_in_thread runs on the broker's loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
+
+from .config import BrokerConfig
+from .handlers import Handlers
+from .log_manager import LogManager, _atomic_write
+from .server import Server
+
+log = logging.getLogger("pylog.broker")
+
+PRODUCER_ID_BLOCK = 1000
+PRODUCER_ID_FILE = "pylog-producer-ids"
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig | dict | None = None, data_dir: str | None = None):
+        self.config = config if isinstance(config, BrokerConfig) else BrokerConfig(config or {})
+        self.broker_id = self.config.broker_id
+        self.log_manager = LogManager(self.config, data_dir)
+        self.handlers = None
+        self.server = None
+        self.host, self.port = self.config.listener()
+        self.advertised_host, self.advertised_port = self.host, self.port
+        self.stopping = False
+        self._tasks = []
+        self._pid_next = 0
+        self._pid_limit = 0
+        self._loop = None
+        self._thread = None
+        self._stopped = None
+
+    @property
+    def data_dir(self) -> str:
+        return self.log_manager.data_dir
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.advertised_host}:{self.advertised_port}"
+
+    # ---- producer ids: handed out in blocks reserved on disk first, so none
+    # is ever reused after a restart or crash ----
+
+    def next_producer_id(self) -> int:
+        if self._pid_next >= self._pid_limit:
+            path = os.path.join(self.data_dir, PRODUCER_ID_FILE)
+            try:
+                with open(path) as f:
+                    start = int(f.read().strip() or 0)
+            except FileNotFoundError:
+                start = 0
+            _atomic_write(path, str(start + PRODUCER_ID_BLOCK).encode())
+            self._pid_next, self._pid_limit = start, start + PRODUCER_ID_BLOCK
+        pid = self._pid_next
+        self._pid_next += 1
+        return pid
+
+    # ---- lifecycle on a running loop ----
+
+    async def start(self):
+        t0 = time.monotonic()
+        self._loop = asyncio.get_running_loop()
+        self.log_manager.open()
+        self.handlers = Handlers(self)
+        self.server = Server(self)
+        self.port = await self.server.start(self.host, self.port)
+        adv = self.config.advertised_listener()
+        if adv is not None:
+            self.advertised_host, self.advertised_port = adv
+        else:
+            host = self.host if self.host not in ("", "0.0.0.0", "::") else _default_host()
+            self.advertised_host, self.advertised_port = host, self.port
+        self._tasks.append(asyncio.ensure_future(self._housekeeping()))
+        log.info("broker %d listening on %s:%d (advertised %s) with data in %s, started in %.0f ms",
+                 self.broker_id, self.host, self.port, self.bootstrap, self.data_dir,
+                 (time.monotonic() - t0) * 1000)
+        return self
+
+    async def _housekeeping(self):
+        interval = min(self.config.get("log.retention.check.interval.ms"),
+                       self.config.get("log.flush.offset.checkpoint.interval.ms")) / 1000.0
+        while True:
+            await asyncio.sleep(interval)
+            self.log_manager.housekeeping()
+
+    async def stop(self):
+        """Stop accepting, finish responses in progress, flush and close every log."""
+        if self.stopping:
+            return
+        self.stopping = True
+        for t in self._tasks:
+            t.cancel()
+        if self.server is not None:
+            await self.server.stop()
+        self.log_manager.close()
+        log.info("broker %d stopped; logs flushed and closed", self.broker_id)
+
+    # ---- a broker process ----
+
+    def run(self) -> int:
+        """Serve until SIGTERM or SIGINT, then stop cleanly."""
+        async def main():
+            await self.start()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            print(f"pylog broker {self.broker_id} ready at {self.bootstrap} (data in {self.data_dir})", flush=True)
+            await stop.wait()
+            log.info("signal received: shutting down")
+            await self.stop()
+        _new_loop_runner(main)
+        return 0
+
+    # ---- an in-process broker on its own thread ----
+
+    def start_in_thread(self, timeout: float = 30.0):
+        ready = threading.Event()
+        error = []
+
+        def target():
+            loop = _new_loop()
+            asyncio.set_event_loop(loop)
+            self._stopped = asyncio.Event()
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as e:
+                error.append(e)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_until_complete(self._stopped.wait())
+                loop.run_until_complete(self.stop())
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=target, name=f"pylog-broker-{self.broker_id}", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise TimeoutError("the broker did not start")
+        if error:
+            self._thread.join()
+            raise error[0]
+        return self
+
+    def stop_in_thread(self, timeout: float = 30.0):
+        if self._thread is None:
+            return
+        self._loop.call_soon_threadsafe(self._stopped.set)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def call(self, fn, *args):
+        """Run fn(*args) on the broker's loop thread and return its result (tests, tools)."""
+        async def inner():
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(inner(), self._loop).result(30)
+
+
+def _default_host() -> str:
+    import socket
+    return socket.gethostname()
+
+
+def _new_loop():
+    try:
+        import uvloop
+        return uvloop.new_event_loop()
+    except ImportError:
+        return asyncio.new_event_loop()
+
+
+def _new_loop_runner(main):
+    loop = _new_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()

@@ -1,0 +1,58 @@
+"""`pylog broker`: options in Kafka's terms, then run until SIGTERM / Ctrl-C."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def add_broker_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="where the logs live (Kafka's log.dirs); default ./data")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 9092; 0 picks a free one)")
+    p.add_argument("--broker-id", type=int, help="this broker's id (broker.id, default 1)")
+    p.add_argument("--config", metavar="server.properties",
+                   help="a Kafka server.properties file (Kafka's key names)")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="set one config key, e.g. --override num.partitions=6 (repeatable); "
+                        "wins over --config")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+
+
+def build_config(args) -> dict:
+    from .config import read_properties
+    props: dict[str, str] = {}
+    if args.config:
+        props.update(read_properties(args.config))
+    for item in args.override:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--override expects KEY=VALUE, got {item!r}")
+        props[key.strip()] = value.strip()
+    if args.data_dir is not None:
+        props["log.dirs"] = args.data_dir
+    elif "log.dirs" not in props and "log.dir" not in props:
+        props["log.dirs"] = "./data"
+    if args.broker_id is not None:
+        props["broker.id"] = str(args.broker_id)
+    if args.host is not None or args.port is not None or "listeners" not in props:
+        from .config import BrokerConfig
+        host, port = BrokerConfig({"listeners": props.get("listeners", "PLAINTEXT://127.0.0.1:9092")}).listener()
+        host = args.host if args.host is not None else host
+        port = args.port if args.port is not None else port
+        props["listeners"] = f"PLAINTEXT://{host}:{port}"
+    return props
+
+
+def run_broker(args) -> int:
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from ..errors import PylogError
+    from .broker import Broker
+    from .config import BrokerConfig
+    try:
+        broker = Broker(BrokerConfig(build_config(args)))
+        return broker.run()
+    except (PylogError, OSError, RuntimeError) as e:
+        print(f"pylog broker: {e}", file=sys.stderr)
+        return 1

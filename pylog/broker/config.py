@@ -1,0 +1,299 @@
+"""Broker and topic configuration under Kafka's own key names.
+
+A broker reads a server.properties file (Kafka's format) plus --override
+key=value pairs; every key keeps Kafka's name and default. Topic configs
+(retention.ms, segment.bytes, ...) default to the broker key Kafka derives them
+from (log.retention.ms, log.segment.bytes, ...) and can be set per topic by
+CreateTopics / AlterConfigs. Unknown broker keys are kept and reported, as
+Kafka does ("supplied but not used"); unknown topic keys are refused, as Kafka
+refuses them, with INVALID_CONFIG.
+
+Values are stored as the strings Kafka shows (DescribeConfigs returns strings)
+and parsed on access, so what a client wrote is what it reads back.
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+from ..errors import InvalidConfigError
+
+log = logging.getLogger("pylog.broker")
+
+LONG_MAX = (1 << 63) - 1
+
+# key: (type, default). Types: int, bool, str, list.
+BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
+    "broker.id": (int, 1),
+    "listeners": (str, "PLAINTEXT://127.0.0.1:9092"),
+    "advertised.listeners": (str, None),
+    "log.dirs": (str, None),
+    "log.dir": (str, "/tmp/kafka-logs"),
+    "num.partitions": (int, 1),
+    "default.replication.factor": (int, 1),
+    "auto.create.topics.enable": (bool, True),
+    "delete.topic.enable": (bool, True),
+    "log.retention.ms": (int, None),
+    "log.retention.minutes": (int, None),
+    "log.retention.hours": (int, 168),
+    "log.retention.bytes": (int, -1),
+    "log.retention.check.interval.ms": (int, 300000),
+    "log.segment.bytes": (int, 1 << 30),
+    "log.roll.ms": (int, None),
+    "log.roll.hours": (int, 168),
+    "log.flush.interval.messages": (int, LONG_MAX),
+    "log.flush.interval.ms": (int, None),
+    "log.flush.scheduler.interval.ms": (int, LONG_MAX),
+    "log.flush.offset.checkpoint.interval.ms": (int, 60000),
+    "log.index.interval.bytes": (int, 4096),
+    "log.index.size.max.bytes": (int, 10 << 20),
+    "log.cleanup.policy": (str, "delete"),
+    "log.message.timestamp.type": (str, "CreateTime"),
+    "compression.type": (str, "producer"),
+    "message.max.bytes": (int, 1048588),
+    "min.insync.replicas": (int, 1),
+    "unclean.leader.election.enable": (bool, False),
+    "socket.request.max.bytes": (int, 104857600),
+    "connections.max.idle.ms": (int, 600000),
+    "producer.id.expiration.ms": (int, 86400000),
+    "offsets.topic.replication.factor": (int, 1),
+    "offsets.topic.num.partitions": (int, 50),
+    "cluster.id": (str, None),
+    # pylog's own: a request whose first bytes arrived must be complete within
+    # this time, or the connection is closed (a stalled half request).
+    "pylog.request.read.timeout.ms": (int, 30000),
+}
+
+# topic key: (broker key giving its default, type, allowed values or None)
+TOPIC_CONFIGS: dict[str, tuple[str | None, type, tuple | None]] = {
+    "cleanup.policy": ("log.cleanup.policy", str, None),
+    "compression.type": ("compression.type", str, ("producer",)),
+    "delete.retention.ms": (None, int, None),
+    "file.delete.delay.ms": (None, int, None),
+    "flush.messages": ("log.flush.interval.messages", int, None),
+    "flush.ms": ("log.flush.interval.ms", int, None),
+    "index.interval.bytes": ("log.index.interval.bytes", int, None),
+    "max.message.bytes": ("message.max.bytes", int, None),
+    "message.timestamp.type": ("log.message.timestamp.type", str, ("CreateTime",)),
+    "min.cleanable.dirty.ratio": (None, str, None),
+    "min.compaction.lag.ms": (None, int, None),
+    "min.insync.replicas": ("min.insync.replicas", int, None),
+    "retention.bytes": ("log.retention.bytes", int, None),
+    "retention.ms": ("log.retention.ms", int, None),
+    "segment.bytes": ("log.segment.bytes", int, None),
+    "segment.index.bytes": ("log.index.size.max.bytes", int, None),
+    "segment.ms": ("log.roll.ms", int, None),
+    "unclean.leader.election.enable": ("unclean.leader.election.enable", bool, None),
+}
+# Defaults of topic keys with no broker key behind them (Kafka's).
+_TOPIC_ONLY_DEFAULTS = {
+    "delete.retention.ms": "86400000", "file.delete.delay.ms": "60000",
+    "min.cleanable.dirty.ratio": "0.5", "min.compaction.lag.ms": "0",
+}
+
+_LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+
+
+def validate_topic_name(name: str) -> None:
+    from ..errors import InvalidTopicError
+    if not name or name in (".", "..") or not _LEGAL_TOPIC.match(name):
+        raise InvalidTopicError(
+            f"topic name {name!r} is illegal: 1-249 characters of ASCII letters, digits, '.', '_' and '-'")
+
+
+def _to_str(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _parse(key: str, typ: type, text: str):
+    if text is None:
+        return None
+    if typ is bool:
+        t = str(text).strip().lower()
+        if t not in ("true", "false"):
+            raise InvalidConfigError(f"{key}: {text!r} is not a boolean (true/false)")
+        return t == "true"
+    if typ is int:
+        try:
+            return int(str(text).strip())
+        except ValueError:
+            raise InvalidConfigError(f"{key}: {text!r} is not an integer") from None
+    return str(text).strip()
+
+
+def read_properties(path: str) -> dict[str, str]:
+    """A Java .properties file as a dict (comments, blank lines, `=` or `:`
+    separators and backslash line continuations)."""
+    out: dict[str, str] = {}
+    with open(path, encoding="utf-8") as f:
+        pending = ""
+        for raw in f:
+            line = pending + raw.strip()
+            pending = ""
+            if line.endswith("\\"):
+                pending = line[:-1]
+                continue
+            if not line or line[0] in "#!":
+                continue
+            m = re.match(r"([^=:\s]+)\s*[=:\s]\s*(.*)$", line)
+            if m:
+                out[m.group(1)] = m.group(2)
+            else:
+                out[line] = ""
+    return out
+
+
+class BrokerConfig:
+    """The broker's settings: Kafka keys, typed on access. Immutable after start
+    (dynamic broker configs are not supported)."""
+
+    def __init__(self, props: dict[str, str] | None = None):
+        self.props: dict[str, str] = {}
+        for k, v in (props or {}).items():
+            self.props[k] = _to_str(v)
+        unknown = [k for k in self.props if k not in BROKER_DEFAULTS]
+        if unknown:
+            log.warning("these broker configs were supplied but are not used: %s", ", ".join(sorted(unknown)))
+        for k in self.props:
+            if k in BROKER_DEFAULTS:
+                self.get(k)  # fail early on a bad value
+
+    def get(self, key: str):
+        typ, default = BROKER_DEFAULTS[key]
+        if key in self.props:
+            return _parse(key, typ, self.props[key])
+        return default
+
+    def is_set(self, key: str) -> bool:
+        return key in self.props
+
+    # ---- derived values, as Kafka derives them ----
+
+    @property
+    def broker_id(self) -> int:
+        return self.get("broker.id")
+
+    @property
+    def log_dir(self) -> str:
+        dirs = self.get("log.dirs") or self.get("log.dir")
+        first = dirs.split(",")[0].strip()
+        if "," in dirs:
+            log.warning("several log.dirs given (%s); pylog uses the first, %s", dirs, first)
+        return first
+
+    def listener(self) -> tuple[str, int]:
+        return _host_port(self.get("listeners"))
+
+    def advertised_listener(self) -> tuple[str, int] | None:
+        adv = self.get("advertised.listeners")
+        return _host_port(adv) if adv else None
+
+    def retention_ms(self) -> int:
+        for key, scale in (("log.retention.ms", 1), ("log.retention.minutes", 60000),
+                           ("log.retention.hours", 3600000)):
+            v = self.get(key)
+            if v is not None:
+                return v * scale
+        return 168 * 3600000
+
+    def roll_ms(self) -> int:
+        v = self.get("log.roll.ms")
+        return v if v is not None else self.get("log.roll.hours") * 3600000
+
+    def topic_default(self, key: str) -> str:
+        """The broker-level default of a topic config, as a string."""
+        broker_key = TOPIC_CONFIGS[key][0]
+        if broker_key == "log.retention.ms":
+            return str(self.retention_ms())
+        if broker_key == "log.roll.ms":
+            return str(self.roll_ms())
+        if broker_key == "log.flush.interval.ms":
+            v = self.get(broker_key)
+            return str(LONG_MAX if v is None else v)
+        if broker_key is None:
+            return _TOPIC_ONLY_DEFAULTS[key]
+        return _to_str(self.get(broker_key))
+
+    def topic_default_is_set(self, key: str) -> bool:
+        broker_key = TOPIC_CONFIGS[key][0]
+        return broker_key is not None and self.is_set(broker_key)
+
+
+def _host_port(listeners: str) -> tuple[str, int]:
+    first = listeners.split(",")[0].strip()
+    m = re.match(r"^(?:[A-Za-z_]+://)?\[?([^\]]*?)\]?:(\d+)$", first)
+    if not m:
+        raise InvalidConfigError(f"listeners: cannot read host:port from {first!r}")
+    return m.group(1) or "0.0.0.0", int(m.group(2))
+
+
+def validate_topic_configs(configs: dict[str, str | None]) -> dict[str, str]:
+    """Check topic-level overrides (names and values); a None value removes one."""
+    out = {}
+    for key, value in configs.items():
+        if key not in TOPIC_CONFIGS:
+            raise InvalidConfigError(f"unknown topic config {key!r}")
+        if value is None:
+            out[key] = None
+            continue
+        _, typ, allowed = TOPIC_CONFIGS[key]
+        parsed = _parse(key, typ, value)
+        if allowed is not None and parsed not in allowed:
+            raise InvalidConfigError(f"{key}={value!r} is not supported by pylog (supported: "
+                                     f"{', '.join(allowed)})")
+        if key == "cleanup.policy":
+            parts = {p.strip() for p in parsed.split(",")}
+            if not parts or not parts <= {"delete", "compact"}:
+                raise InvalidConfigError(f"cleanup.policy={value!r}: use delete, compact or both")
+        if key in ("segment.bytes",) and parsed < 1024:
+            raise InvalidConfigError(f"segment.bytes={value} is below the minimum of 1024")
+        if key == "min.insync.replicas" and parsed < 1:
+            raise InvalidConfigError("min.insync.replicas must be at least 1")
+        if key == "max.message.bytes" and parsed < 0:
+            raise InvalidConfigError("max.message.bytes must not be negative")
+        out[key] = _to_str(parsed)
+    return out
+
+
+class TopicConfig:
+    """A topic's effective configs: its overrides over the broker's defaults."""
+
+    __slots__ = ("broker", "overrides")
+
+    def __init__(self, broker: BrokerConfig, overrides: dict[str, str] | None = None):
+        self.broker = broker
+        self.overrides = dict(overrides or {})
+
+    def get_str(self, key: str) -> str:
+        if key in self.overrides:
+            return self.overrides[key]
+        return self.broker.topic_default(key)
+
+    def get(self, key: str):
+        return _parse(key, TOPIC_CONFIGS[key][1], self.get_str(key))
+
+    def source(self, key: str) -> int:
+        """DescribeConfigs config_source: 1 topic, 4 static broker, 5 default."""
+        if key in self.overrides:
+            return 1
+        return 4 if self.broker.topic_default_is_set(key) else 5
+
+    def log_options(self) -> dict:
+        """Keyword arguments for Log.open."""
+        retention_ms = self.get("retention.ms")
+        retention_bytes = self.get("retention.bytes")
+        deletes = "delete" in self.get("cleanup.policy")
+        flush_messages = self.get("flush.messages")
+        flush_ms = self.get("flush.ms")
+        return dict(
+            segment_bytes=self.get("segment.bytes"),
+            segment_ms=self.get("segment.ms"),
+            index_interval_bytes=self.get("index.interval.bytes"),
+            segment_index_bytes=self.get("segment.index.bytes"),
+            retention_ms=retention_ms if deletes and retention_ms >= 0 else None,
+            retention_bytes=retention_bytes if deletes and retention_bytes >= 0 else None,
+            flush_messages=None if flush_messages >= LONG_MAX else flush_messages,
+            flush_ms=None if flush_ms >= LONG_MAX else flush_ms,
+        )

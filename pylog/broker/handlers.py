@@ -1,0 +1,456 @@
+"""One function per Kafka API: a decoded request in, a response out.
+
+A handler returns a response object (encoded by the connection with the
+generated codecs), a list of pre-encoded chunks (bytes and FetchSlices, the
+Fetch path, so segment bytes are never copied through Python), None (acks=0
+produce: no response at all), or a coroutine when the answer must wait (a
+long-poll fetch). Exceptions raised inside per-partition work become that
+partition's error code through errors.code_for; an exception escaping a
+handler closes the connection, as Kafka does for a request it cannot serve.
+
+Runs on the broker's event loop only.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+
+from ..errors import (
+    InvalidRequestError,
+    InvalidRequiredAcksError,
+    OffsetOutOfRangeError,
+    PylogError,
+    TopicDeletionDisabledError,
+    code_for,
+)
+from ..protocol import messages as m
+from . import api_versions as av
+from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, validate_topic_name
+
+log = logging.getLogger("pylog.broker")
+
+RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+
+
+def _err_message(exc):
+    return str(exc) or type(exc).__name__
+
+
+def _code(exc):
+    code = code_for(exc)
+    if code == -1 and not isinstance(exc, PylogError):
+        log.exception("unexpected error serving a request", exc_info=exc)
+    return code
+
+
+class Handlers:
+    def __init__(self, broker):
+        self.broker = broker
+        self.logs = broker.log_manager
+        self.table = {
+            av.API_VERSIONS: self.api_versions,
+            av.METADATA: self.metadata,
+            av.PRODUCE: self.produce,
+            av.FETCH: self.fetch,
+            av.LIST_OFFSETS: self.list_offsets,
+            av.CREATE_TOPICS: self.create_topics,
+            av.DELETE_TOPICS: self.delete_topics,
+            av.CREATE_PARTITIONS: self.create_partitions,
+            av.DESCRIBE_CONFIGS: self.describe_configs,
+            av.ALTER_CONFIGS: self.alter_configs,
+            av.DELETE_RECORDS: self.delete_records,
+            av.INIT_PRODUCER_ID: self.init_producer_id,
+        }
+
+    # ---- ApiVersions (18) ----
+
+    def api_versions(self, header, req):
+        R = m.ApiVersionsResponse
+        keys = [R.ApiVersion(k, lo, hi) for k, (lo, hi) in sorted(av.ADVERTISED.items())]
+        return R(error_code=0, api_keys=keys, throttle_time_ms=0)
+
+    @staticmethod
+    def api_versions_error():
+        """The v0-shaped reply to an ApiVersions version we do not know (§3.2)."""
+        lo, hi = av.ADVERTISED[av.API_VERSIONS]
+        return m.ApiVersionsResponse(error_code=35, api_keys=[m.ApiVersionsResponse.ApiVersion(18, lo, hi)])
+
+    # ---- Metadata (3) ----
+
+    def metadata(self, header, req):
+        R = m.MetadataResponse
+        b = self.broker
+        version = header.request_api_version
+        brokers = [R.MetadataResponseBroker(b.broker_id, b.advertised_host, b.advertised_port, None)]
+        if req.topics is None or (version == 0 and not req.topics):
+            names = sorted(self.logs.topics)
+        else:
+            names = [t.name for t in req.topics]
+        auto = b.config.get("auto.create.topics.enable") and (version < 4 or req.allow_auto_topic_creation)
+        topics = []
+        for name in names:
+            meta = self.logs.topics.get(name)
+            if meta is None:
+                try:
+                    validate_topic_name(name)
+                except PylogError as e:
+                    topics.append(R.MetadataResponseTopic(error_code=code_for(e), name=name))
+                    continue
+                if not auto:
+                    topics.append(R.MetadataResponseTopic(error_code=3, name=name))
+                    continue
+                try:
+                    meta = self.logs.create_topic(name)
+                except PylogError as e:
+                    topics.append(R.MetadataResponseTopic(error_code=_code(e), name=name))
+                    continue
+            parts = []
+            for i in range(meta.num_partitions):
+                p = self.logs.partitions[(name, i)]
+                parts.append(R.MetadataResponsePartition(
+                    error_code=0, partition_index=i, leader_id=p.leader_id, leader_epoch=p.leader_epoch,
+                    replica_nodes=list(p.replicas), isr_nodes=list(p.isr), offline_replicas=[]))
+            topics.append(R.MetadataResponseTopic(error_code=0, name=name, topic_id=meta.topic_id,
+                                                  is_internal=name in INTERNAL_TOPICS, partitions=parts))
+        return R(throttle_time_ms=0, brokers=brokers, cluster_id=self.logs.cluster_id,
+                 controller_id=b.broker_id, topics=topics)
+
+    # ---- Produce (0) ----
+
+    def produce(self, header, req):
+        acks = req.acks
+        version = header.request_api_version
+        R = m.ProduceResponse
+        P = R.PartitionProduceResponse
+        out = []
+        failed = False
+        for td in req.topic_data:
+            parts = []
+            for pd in td.partition_data:
+                try:
+                    if acks not in (0, 1, -1):
+                        raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {acks}")
+                    if req.transactional_id is not None:
+                        raise InvalidRequestError("transactions are not supported by this broker yet")
+                    p = self.logs.get_partition(td.name, pd.index)
+                    r = p.append_as_leader(pd.records, acks)
+                    parts.append(P(index=pd.index, error_code=0, base_offset=r.first_offset,
+                                   log_append_time_ms=r.log_append_time, log_start_offset=r.log_start_offset))
+                except Exception as e:
+                    failed = True
+                    if not isinstance(e, PylogError) and not isinstance(e, (ValueError, OSError)):
+                        raise
+                    code = _code(e)
+                    if code in (2, 10, 87, 45, 47):
+                        log.info("produce to %s-%d refused: %s", td.name, pd.index, e)
+                    parts.append(P(index=pd.index, error_code=code, base_offset=-1, log_append_time_ms=-1,
+                                   log_start_offset=-1, error_message=_err_message(e)))
+            out.append(R.TopicProduceResponse(name=td.name, partition_responses=parts))
+        if acks == 0:
+            if failed:
+                # Kafka closes the connection so that an acks=0 producer notices.
+                raise ConnectionAbortedError("acks=0 produce failed")
+            return None
+        _ = version
+        return R(responses=out, throttle_time_ms=0)
+
+    # ---- Fetch (1) ----
+
+    def fetch(self, header, req):
+        deadline = time.monotonic() + max(req.max_wait_ms, 0) / 1000.0
+        version = header.request_api_version
+        if req.session_id != 0 or req.session_epoch not in (-1, 0):
+            # Sessions are not kept: every request is a full one (KIP-227 allows it).
+            return _encode_fetch_error(version, 70)
+        chunks, total, ready = self._fetch_once(req, version)
+        if ready or total >= req.min_bytes or req.max_wait_ms <= 0:
+            return chunks
+        del chunks
+        return self._fetch_wait(req, version, deadline)
+
+    async def _fetch_wait(self, req, version, deadline):
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            fut = loop.create_future()
+            parts = []
+            for t in req.topics:
+                for fp in t.partitions:
+                    p = self.logs.partitions.get((t.topic, fp.partition))
+                    if p is not None:
+                        p.add_waiter(fut)
+                        parts.append(p)
+            try:
+                await asyncio.wait_for(fut, remaining)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                for p in parts:
+                    p.remove_waiter(fut)
+            if self.broker.stopping:
+                break
+            chunks, total, ready = self._fetch_once(req, version)
+            if ready or total >= req.min_bytes:
+                return chunks
+            del chunks
+        return self._fetch_once(req, version)[0]
+
+    def _fetch_once(self, req, version):
+        """The encoded response: (chunks, record bytes, respond_now). respond_now
+        is set when a partition has an error (Kafka answers those at once)."""
+        budget = req.max_bytes if req.max_bytes > 0 else 0x7FFFFFFF
+        total = 0
+        error = False
+        read_committed = req.isolation_level == 1
+        head = bytearray(_I32.pack(0))  # throttle_time_ms
+        if version >= 7:
+            head += _I16I32.pack(0, 0)  # error_code, session_id
+        head += _I32.pack(len(req.topics))
+        chunks = []
+        for t in req.topics:
+            name = t.topic.encode()
+            head += _I16.pack(len(name)) + name + _I32.pack(len(t.partitions))
+            for fp in t.partitions:
+                p = self.logs.partitions.get((t.topic, fp.partition))
+                data = None
+                if p is None:
+                    code, hw, lso, lss = 3, -1, -1, -1
+                elif version >= 9 and fp.current_leader_epoch >= 0 and fp.current_leader_epoch != p.leader_epoch:
+                    code = 74 if fp.current_leader_epoch < p.leader_epoch else 75
+                    hw, lso, lss = p.high_watermark, p.last_stable_offset, p.log_start_offset
+                else:
+                    hw, lso, lss = p.high_watermark, p.last_stable_offset, p.log_start_offset
+                    code = 0
+                    try:
+                        if budget > 0 or total == 0:
+                            limit = min(fp.partition_max_bytes, budget)
+                            data = p.read(fp.fetch_offset, limit)
+                            if data is not None and total > 0 and len(data) > budget:
+                                data = None  # only the first partition may exceed the budget (KIP-74)
+                    except OffsetOutOfRangeError:
+                        code = 1
+                    except PylogError as e:
+                        code = _code(e)
+                if code:
+                    error = True
+                head += _PART.pack(fp.partition, code, hw, lso)
+                if version >= 5:
+                    head += _I64.pack(lss)
+                head += _I32.pack(0 if read_committed else -1)  # aborted_transactions
+                if version >= 11:
+                    head += _I32.pack(-1)  # preferred_read_replica
+                if data is None:
+                    head += _I32.pack(0)
+                else:
+                    n = len(data)
+                    head += _I32.pack(n)
+                    chunks.append(bytes(head))
+                    chunks.append(data)
+                    head = bytearray()
+                    total += n
+                    budget -= n
+        if head:
+            chunks.append(bytes(head))
+        return chunks, total, error
+
+    # ---- ListOffsets (2) ----
+
+    def list_offsets(self, header, req):
+        R = m.ListOffsetsResponse
+        P = R.ListOffsetsPartitionResponse
+        committed = req.isolation_level == 1
+        topics = []
+        for t in req.topics:
+            parts = []
+            for lp in t.partitions:
+                try:
+                    p = self.logs.get_partition(t.name, lp.partition_index)
+                    ts = lp.timestamp
+                    if ts == -1:
+                        offset = p.last_stable_offset if committed else p.high_watermark
+                        out_ts = -1
+                    elif ts == -2:
+                        offset, out_ts = p.log_start_offset, -1
+                    elif ts < 0:
+                        raise InvalidRequestError(f"timestamp {ts} is not supported")
+                    else:
+                        offset = p.offset_for_time(ts)
+                        if offset is None or offset >= p.high_watermark:
+                            offset, out_ts = -1, -1
+                        else:
+                            out_ts = p.log.read(offset).timestamp
+                    parts.append(P(partition_index=lp.partition_index, error_code=0, timestamp=out_ts,
+                                   offset=offset, old_style_offsets=[offset]))
+                except PylogError as e:
+                    parts.append(P(partition_index=lp.partition_index, error_code=_code(e),
+                                   timestamp=-1, offset=-1))
+            topics.append(R.ListOffsetsTopicResponse(name=t.name, partitions=parts))
+        return R(throttle_time_ms=0, topics=topics)
+
+    # ---- CreateTopics (19) / DeleteTopics (20) / CreatePartitions (37) ----
+
+    def create_topics(self, header, req):
+        R = m.CreateTopicsResponse
+        results = []
+        for t in req.topics:
+            try:
+                n, rf = t.num_partitions, t.replication_factor
+                if t.assignments:
+                    if n != -1 or rf != -1:
+                        raise InvalidRequestError(
+                            "give either a replica assignment or num_partitions/replication_factor, not both")
+                    for a in t.assignments:
+                        if list(a.broker_ids) != [self.broker.broker_id]:
+                            from ..errors import InvalidReplicaAssignmentError
+                            raise InvalidReplicaAssignmentError(
+                                f"partition {a.partition_index}: replicas {list(a.broker_ids)}; only broker "
+                                f"{self.broker.broker_id} exists")
+                    n, rf = len(t.assignments), 1
+                configs = {c.name: c.value for c in t.configs}
+                self.logs.create_topic(t.name, n, rf, configs, validate_only=req.validate_only)
+                results.append(R.CreatableTopicResult(name=t.name, error_code=0, error_message=None))
+            except PylogError as e:
+                results.append(R.CreatableTopicResult(name=t.name, error_code=_code(e), error_message=str(e)))
+        return R(throttle_time_ms=0, topics=results)
+
+    def delete_topics(self, header, req):
+        R = m.DeleteTopicsResponse
+        out = []
+        for name in req.topic_names:
+            try:
+                if not self.broker.config.get("delete.topic.enable"):
+                    raise TopicDeletionDisabledError("topic deletion is disabled (delete.topic.enable=false)")
+                self.logs.delete_topic(name)
+                out.append(R.DeletableTopicResult(name=name, error_code=0))
+            except PylogError as e:
+                out.append(R.DeletableTopicResult(name=name, error_code=_code(e), error_message=str(e)))
+        return R(throttle_time_ms=0, responses=out)
+
+    def create_partitions(self, header, req):
+        R = m.CreatePartitionsResponse
+        out = []
+        for t in req.topics:
+            try:
+                self.logs.create_partitions(t.name, t.count, validate_only=req.validate_only)
+                out.append(R.CreatePartitionsTopicResult(name=t.name, error_code=0, error_message=None))
+            except PylogError as e:
+                out.append(R.CreatePartitionsTopicResult(name=t.name, error_code=_code(e), error_message=str(e)))
+        return R(throttle_time_ms=0, results=out)
+
+    # ---- DescribeConfigs (32) / AlterConfigs (33) ----
+
+    def describe_configs(self, header, req):
+        R = m.DescribeConfigsResponse
+        C = R.DescribeConfigsResourceResult
+        S = R.DescribeConfigsSynonym
+        results = []
+        for res in req.resources:
+            keys = res.configuration_keys
+            try:
+                configs = []
+                if res.resource_type == RESOURCE_TOPIC:
+                    tc = self.logs.topic_config(res.resource_name)
+                    for key in sorted(TOPIC_CONFIGS):
+                        if keys is not None and key not in keys:
+                            continue
+                        src = tc.source(key)
+                        syn = []
+                        if req.include_synonyms:
+                            if key in tc.overrides:
+                                syn.append(S(name=key, value=tc.overrides[key], source=1))
+                            broker_key = TOPIC_CONFIGS[key][0]
+                            if broker_key and self.broker.config.is_set(broker_key):
+                                syn.append(S(name=broker_key, value=tc.broker.topic_default(key), source=4))
+                            syn.append(S(name=broker_key or key, value=tc.broker.topic_default(key), source=5))
+                        configs.append(C(name=key, value=tc.get_str(key), read_only=False,
+                                         is_default=src == 5, config_source=src, is_sensitive=False,
+                                         synonyms=syn))
+                elif res.resource_type == RESOURCE_BROKER:
+                    if res.resource_name not in ("", str(self.broker.broker_id)):
+                        raise InvalidRequestError(f"this is broker {self.broker.broker_id}, not {res.resource_name}")
+                    cfg = self.broker.config
+                    for key in sorted(BROKER_DEFAULTS):
+                        if keys is not None and key not in keys:
+                            continue
+                        v = cfg.get(key)
+                        value = None if v is None else ("true" if v is True else "false" if v is False else str(v))
+                        src = 4 if cfg.is_set(key) else 5
+                        configs.append(C(name=key, value=value, read_only=True, is_default=src == 5,
+                                         config_source=src, is_sensitive=False, synonyms=[]))
+                else:
+                    raise InvalidRequestError(f"resource type {res.resource_type} is not supported")
+                results.append(R.DescribeConfigsResult(error_code=0, error_message=None,
+                                                       resource_type=res.resource_type,
+                                                       resource_name=res.resource_name, configs=configs))
+            except PylogError as e:
+                results.append(R.DescribeConfigsResult(error_code=_code(e), error_message=str(e),
+                                                       resource_type=res.resource_type,
+                                                       resource_name=res.resource_name, configs=[]))
+        return R(throttle_time_ms=0, results=results)
+
+    def alter_configs(self, header, req):
+        R = m.AlterConfigsResponse
+        out = []
+        for res in req.resources:
+            try:
+                if res.resource_type != RESOURCE_TOPIC:
+                    raise InvalidRequestError("only topic configs can be altered (no dynamic broker configs)")
+                self.logs.alter_configs(res.resource_name, {c.name: c.value for c in res.configs},
+                                        validate_only=req.validate_only)
+                out.append(R.AlterConfigsResourceResponse(error_code=0, error_message=None,
+                                                          resource_type=res.resource_type,
+                                                          resource_name=res.resource_name))
+            except PylogError as e:
+                out.append(R.AlterConfigsResourceResponse(error_code=_code(e), error_message=str(e),
+                                                          resource_type=res.resource_type,
+                                                          resource_name=res.resource_name))
+        return R(throttle_time_ms=0, responses=out)
+
+    # ---- DeleteRecords (21) ----
+
+    def delete_records(self, header, req):
+        R = m.DeleteRecordsResponse
+        topics = []
+        for t in req.topics:
+            parts = []
+            for dp in t.partitions:
+                try:
+                    p = self.logs.get_partition(t.name, dp.partition_index)
+                    low = p.delete_records(dp.offset)
+                    parts.append(R.DeleteRecordsPartitionResult(partition_index=dp.partition_index,
+                                                                low_watermark=low, error_code=0))
+                except PylogError as e:
+                    parts.append(R.DeleteRecordsPartitionResult(partition_index=dp.partition_index,
+                                                                low_watermark=-1, error_code=_code(e)))
+            topics.append(R.DeleteRecordsTopicResult(name=t.name, partitions=parts))
+        return R(throttle_time_ms=0, topics=topics)
+
+    # ---- InitProducerId (22) ----
+
+    def init_producer_id(self, header, req):
+        R = m.InitProducerIdResponse
+        if req.transactional_id is not None:
+            return R(throttle_time_ms=0, error_code=InvalidRequestError.error_code, producer_id=-1,
+                     producer_epoch=-1)
+        pid = self.broker.next_producer_id()
+        return R(throttle_time_ms=0, error_code=0, producer_id=pid, producer_epoch=0)
+
+
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_I64 = struct.Struct(">q")
+_I16I32 = struct.Struct(">hi")
+_PART = struct.Struct(">ihqq")  # partition_index, error_code, high_watermark, last_stable_offset
+
+
+def _encode_fetch_error(version, code):
+    body = _I32.pack(0)
+    if version >= 7:
+        body += _I16I32.pack(code, 0)
+    return [body + _I32.pack(0)]
+

@@ -1,0 +1,296 @@
+"""LogManager: the broker's data directory, its topics and their partitions.
+
+Layout (Kafka's): `<data dir>/<topic>-<partition>/` holds each partition's
+segments and checkpoints; `meta.properties` names the broker and cluster;
+`pylog-topics.json` keeps each topic's id, partition count, replication factor
+and config overrides (what ZooKeeper or the metadata log holds in Kafka),
+written atomically. Partition directories with no entry there (written by
+pylog's embedded producer, or copied in) are adopted as topics with default
+configs, so a broker can serve a directory written without one.
+
+Invariants: every topic in `topics` has exactly partitions 0..n-1 open in
+`partitions`; a deleted topic's directories are renamed `*-delete` before
+being removed, so a crash mid-delete never resurrects it.
+
+Not thread-safe: the broker's event loop owns it (deleting renamed
+directories happens on a helper thread that touches nothing else).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import uuid
+
+from ..errors import (
+    InvalidPartitionsError,
+    InvalidReplicationFactorError,
+    InvalidTopicError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+from ..log.checkpoint import fsync_dir
+from .config import (
+    BrokerConfig,
+    TopicConfig,
+    validate_topic_configs,
+    validate_topic_name,
+)
+from .partition import Partition
+
+log = logging.getLogger("pylog.broker")
+
+TOPICS_FILE = "pylog-topics.json"
+META_FILE = "meta.properties"
+_PARTITION_DIR = re.compile(r"^(.+)-(\d+)$")
+
+
+class TopicMeta:
+    __slots__ = ("configs", "name", "num_partitions", "replication_factor", "topic_id")
+
+    def __init__(self, name, topic_id, num_partitions, replication_factor=1, configs=None):
+        self.name = name
+        self.topic_id = topic_id
+        self.num_partitions = num_partitions
+        self.replication_factor = replication_factor
+        self.configs = dict(configs or {})
+
+    def to_json(self):
+        return {"id": str(self.topic_id), "partitions": self.num_partitions,
+                "replication_factor": self.replication_factor, "configs": self.configs}
+
+
+class LogManager:
+    def __init__(self, config: BrokerConfig, data_dir: str | None = None):
+        self.config = config
+        self.data_dir = os.path.abspath(data_dir or config.log_dir)
+        self.broker_id = config.broker_id
+        self.topics: dict[str, TopicMeta] = {}
+        self.partitions: dict[tuple[str, int], Partition] = {}
+        self.cluster_id = ""
+
+    # ---- start and stop ----
+
+    def open(self):
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.cluster_id = self._load_meta()
+        self._load_topics()
+        for meta in self.topics.values():
+            for i in range(meta.num_partitions):
+                self._open_partition(meta, i)
+        log.info("opened %d topics, %d partitions in %s", len(self.topics), len(self.partitions),
+                 self.data_dir)
+
+    def close(self):
+        errors = []
+        for p in list(self.partitions.values()):
+            try:
+                p.close()
+            except Exception as e:  # close the others all the same
+                errors.append(e)
+                log.error("closing %s failed: %s", p, e)
+        self.partitions.clear()
+        if errors:
+            raise errors[0]
+
+    def _load_meta(self) -> str:
+        path = os.path.join(self.data_dir, META_FILE)
+        props = {}
+        if os.path.exists(path):
+            from .config import read_properties
+            props = read_properties(path)
+            stored = props.get("broker.id") or props.get("node.id")
+            if stored is not None and int(stored) != self.broker_id:
+                raise RuntimeError(
+                    f"{path} says broker.id={stored} but this broker is configured with "
+                    f"broker.id={self.broker_id}; use the matching id or another data dir")
+        cluster_id = self.config.get("cluster.id") or props.get("cluster.id")
+        if not cluster_id:
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if props.get("cluster.id") != cluster_id or "broker.id" not in props:
+            text = f"version=0\nbroker.id={self.broker_id}\ncluster.id={cluster_id}\n"
+            _atomic_write(path, text.encode())
+        return cluster_id
+
+    def _load_topics(self):
+        path = os.path.join(self.data_dir, TOPICS_FILE)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+            for name, t in doc.get("topics", {}).items():
+                self.topics[name] = TopicMeta(name, uuid.UUID(t["id"]), t["partitions"],
+                                              t.get("replication_factor", 1), t.get("configs", {}))
+        adopted = {}
+        for entry in os.listdir(self.data_dir):
+            m = _PARTITION_DIR.match(entry)
+            if not m or not os.path.isdir(os.path.join(self.data_dir, entry)):
+                continue
+            name, idx = m.group(1), int(m.group(2))
+            if name not in self.topics:
+                adopted[name] = max(adopted.get(name, 0), idx + 1)
+        for name, n in adopted.items():
+            try:
+                validate_topic_name(name)
+            except InvalidTopicError:
+                log.warning("ignoring directory %s: %s is not a legal topic name", name, name)
+                continue
+            log.info("adopting topic %s (%d partitions found in %s)", name, n, self.data_dir)
+            self.topics[name] = TopicMeta(name, uuid.uuid4(), n)
+        if adopted:
+            self._save_topics()
+
+    def _save_topics(self):
+        doc = {"version": 1, "topics": {n: t.to_json() for n, t in sorted(self.topics.items())}}
+        _atomic_write(os.path.join(self.data_dir, TOPICS_FILE),
+                      json.dumps(doc, indent=1, sort_keys=True).encode())
+
+    def _open_partition(self, meta: TopicMeta, index: int) -> Partition:
+        path = os.path.join(self.data_dir, f"{meta.name}-{index}")
+        p = Partition(meta.name, index, path, TopicConfig(self.config, meta.configs), self.broker_id,
+                      self.config.get("producer.id.expiration.ms"))
+        self.partitions[(meta.name, index)] = p
+        return p
+
+    # ---- lookups ----
+
+    def get_partition(self, topic: str, index: int) -> Partition:
+        p = self.partitions.get((topic, index))
+        if p is None:
+            raise UnknownTopicOrPartitionError(f"this broker does not host {topic}-{index}")
+        return p
+
+    def topic_config(self, name: str) -> TopicConfig:
+        meta = self.topics.get(name)
+        if meta is None:
+            raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
+        return TopicConfig(self.config, meta.configs)
+
+    # ---- topic management (the embedded controller's decisions) ----
+
+    def create_topic(self, name: str, num_partitions: int = -1, replication_factor: int = -1,
+                     configs: dict | None = None, validate_only: bool = False) -> TopicMeta:
+        validate_topic_name(name)
+        if name in self.topics:
+            raise TopicAlreadyExistsError(f"topic {name!r} already exists")
+        if num_partitions == -1:
+            num_partitions = self.config.get("num.partitions")
+        if replication_factor == -1:
+            replication_factor = self.config.get("default.replication.factor")
+        if num_partitions <= 0:
+            raise InvalidPartitionsError(f"number of partitions must be larger than 0, not {num_partitions}")
+        if replication_factor <= 0:
+            raise InvalidReplicationFactorError(
+                f"replication factor must be larger than 0, not {replication_factor}")
+        if replication_factor > 1:
+            raise InvalidReplicationFactorError(
+                f"replication factor {replication_factor} is larger than the 1 available broker")
+        overrides = {k: v for k, v in validate_topic_configs(configs or {}).items() if v is not None}
+        meta = TopicMeta(name, uuid.uuid4(), num_partitions, replication_factor, overrides)
+        if validate_only:
+            return meta
+        self.topics[name] = meta
+        try:
+            for i in range(num_partitions):
+                self._open_partition(meta, i)
+        except BaseException:
+            self._drop_partitions(name, range(num_partitions))
+            del self.topics[name]
+            raise
+        self._save_topics()
+        log.info("created topic %s with %d partitions, configs %s", name, num_partitions, overrides)
+        return meta
+
+    def delete_topic(self, name: str):
+        meta = self.topics.get(name)
+        if meta is None:
+            raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
+        del self.topics[name]
+        self._save_topics()
+        self._drop_partitions(name, range(meta.num_partitions))
+        log.info("deleted topic %s", name)
+
+    def _drop_partitions(self, name, indexes):
+        doomed = []
+        for i in indexes:
+            p = self.partitions.pop((name, i), None)
+            if p is not None:
+                p.close()
+            path = os.path.join(self.data_dir, f"{name}-{i}")
+            if os.path.exists(path):
+                gone = f"{path}.{uuid.uuid4().hex}-delete"
+                os.rename(path, gone)
+                doomed.append(gone)
+        if doomed:
+            fsync_dir(self.data_dir)
+            threading.Thread(target=_remove_all, args=(doomed,), name="pylog-delete", daemon=True).start()
+
+    def create_partitions(self, name: str, count: int, validate_only: bool = False):
+        meta = self.topics.get(name)
+        if meta is None:
+            raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
+        if count < meta.num_partitions:
+            raise InvalidPartitionsError(
+                f"topic {name} has {meta.num_partitions} partitions; the count can only grow, not to {count}")
+        if count == meta.num_partitions:
+            raise InvalidPartitionsError(f"topic {name} already has {count} partitions")
+        if validate_only:
+            return
+        old = meta.num_partitions
+        for i in range(old, count):
+            self._open_partition(meta, i)
+        meta.num_partitions = count
+        self._save_topics()
+        log.info("topic %s: partitions %d -> %d", name, old, count)
+
+    def alter_configs(self, name: str, configs: dict, validate_only: bool = False, incremental=False):
+        """Replace the topic's overrides with configs (AlterConfigs semantics), or
+        merge them when incremental (a None value deletes one)."""
+        meta = self.topics.get(name)
+        if meta is None:
+            raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
+        checked = validate_topic_configs(configs)
+        new = dict(meta.configs) if incremental else {}
+        for k, v in checked.items():
+            if v is None:
+                new.pop(k, None)
+            else:
+                new[k] = v
+        if validate_only:
+            return
+        meta.configs = new
+        self._save_topics()
+        cfg = TopicConfig(self.config, new)
+        for i in range(meta.num_partitions):
+            self.partitions[(name, i)].apply_config(cfg)
+
+    # ---- upkeep ----
+
+    def housekeeping(self):
+        for p in list(self.partitions.values()):
+            try:
+                p.housekeeping()
+            except Exception as e:
+                log.error("housekeeping of %s failed: %s", p, e)
+
+    def flush_all(self):
+        for p in self.partitions.values():
+            p.log.flush()
+
+
+def _remove_all(paths):
+    for p in paths:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _atomic_write(path: str, data: bytes):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path))

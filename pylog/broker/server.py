@@ -1,0 +1,340 @@
+"""The Kafka-protocol TCP server: frames in, responses out, in order.
+
+Each connection is an asyncio BufferedProtocol reading straight into its own
+receive buffer, so a request is decoded where it landed (records in a Produce
+request reach the log as a slice of that buffer). Requests are decoded and
+started in arrival order; a handler that must wait (a long-poll fetch) holds
+back the responses queued behind it, so responses leave strictly in request
+order, as Kafka clients require. acks=0 produce requests get no response.
+
+Limits, checked before any work: the int32 size prefix must lie in
+[0, socket.request.max.bytes] or the connection is closed at once; a request
+whose first bytes arrived must be complete within
+pylog.request.read.timeout.ms; a connection with nothing in flight is closed
+after connections.max.idle.ms. Malformed requests, unknown API keys and
+unsupported versions close the connection (ApiVersions gets its v0 error
+reply instead, KAFKA-NOTES §3.2). None of this touches any log.
+
+Fetch responses carry segment bytes as FetchSlices: when the transport has
+nothing queued, large slices go out with os.sendfile straight from the
+segment file; otherwise they are handed to the transport as memoryviews of
+the mmap.
+
+Runs on one event loop thread; no locking.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import struct
+import time
+from collections import deque
+
+from ..protocol.errors import ProtocolError, UnsupportedVersionError
+from ..protocol.framing import decode_request, encode_response
+from . import api_versions as av
+
+log = logging.getLogger("pylog.broker")
+
+RECV_BUFFER = 1 << 20
+SENDFILE_MIN = 32 << 10
+MAX_QUEUED = 1000  # requests in flight per connection before reading pauses
+
+_I32 = struct.Struct(">i")
+_I32I32 = struct.Struct(">ii")
+
+
+class Connection(asyncio.BufferedProtocol):
+    def __init__(self, server):
+        self.server = server
+        self.handlers = server.handlers
+        self.max_request = server.max_request_bytes
+        self.transport = None
+        self.sock_fd = -1
+        self.peer = "?"
+        self._buf = bytearray(RECV_BUFFER)
+        self._view = memoryview(self._buf)
+        self._start = 0          # unparsed bytes are _buf[_start:_end]
+        self._end = 0
+        self._big = None         # (bytearray, filled) for a frame larger than _buf
+        self._pending = deque()  # responses waiting for an earlier one, in order
+        self._drainer = None
+        self._paused_writing = False
+        self._reading_paused = False
+        self.closed = False
+        self.last_active = time.monotonic()
+        self.partial_since = None
+
+    # ---- asyncio callbacks ----
+
+    def connection_made(self, transport):
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            self.sock_fd = sock.fileno() if self.server.native_sendfile else -1
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.server.connections.discard(self)
+        for item in self._pending:
+            if isinstance(item, asyncio.Task):
+                item.cancel()
+        self._pending.clear()
+        if self._drainer is not None:
+            self._drainer.cancel()
+
+    def pause_writing(self):
+        self._paused_writing = True
+        self._pause_reading()
+
+    def resume_writing(self):
+        self._paused_writing = False
+        self._maybe_resume_reading()
+
+    def _pause_reading(self):
+        if not self._reading_paused and not self.closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _maybe_resume_reading(self):
+        if self._reading_paused and not self._paused_writing and len(self._pending) < MAX_QUEUED \
+                and not self.closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def get_buffer(self, sizehint):
+        if self._big is not None:
+            buf, filled = self._big
+            return memoryview(buf)[filled:]
+        if RECV_BUFFER - self._end < 65536:
+            # Move the unparsed tail to the front. Slices handed to handlers are
+            # never kept past the handler call, so overwriting is safe.
+            n = self._end - self._start
+            self._buf[:n] = self._buf[self._start:self._end]
+            self._start, self._end = 0, n
+        return self._view[self._end:]
+
+    def buffer_updated(self, nbytes):
+        self.last_active = time.monotonic()
+        if self._big is not None:
+            buf, filled = self._big
+            filled += nbytes
+            if filled < len(buf):
+                self._big = (buf, filled)
+                return
+            self._big = None
+            self.partial_since = None
+            self._on_frame(memoryview(buf))
+            return
+        self._end += nbytes
+        buf = self._buf
+        while not self.closed:
+            avail = self._end - self._start
+            if avail < 4:
+                break
+            size = _I32.unpack_from(buf, self._start)[0]
+            if size < 0 or size > self.max_request:
+                log.warning("closing connection from %s: request size %d outside [0, %d] "
+                            "(socket.request.max.bytes)", self.peer, size, self.max_request)
+                self.close()
+                return
+            if avail - 4 >= size:
+                s = self._start + 4
+                self._start = s + size
+                self._on_frame(self._view[s:s + size])
+                continue
+            if size + 4 > RECV_BUFFER:
+                big = bytearray(size)
+                have = avail - 4
+                big[:have] = buf[self._start + 4:self._end]
+                self._big = (big, have)
+                self._start = self._end = 0
+            break
+        if self._start == self._end:
+            self._start = self._end = 0
+            if self._big is None:
+                self.partial_since = None
+                return
+        if self.partial_since is None:
+            self.partial_since = self.last_active
+
+    def eof_received(self):
+        return False
+
+    # ---- requests ----
+
+    def _on_frame(self, frame):
+        try:
+            header, req = decode_request(frame)
+        except UnsupportedVersionError as e:
+            h = getattr(e, "header", None)
+            if h is not None and h.request_api_key == av.API_VERSIONS:
+                self._respond(h, self.handlers.api_versions_error(), force_version=0)
+                return
+            log.warning("closing connection from %s: %s", self.peer, e)
+            self.close()
+            return
+        except ProtocolError as e:
+            log.warning("closing connection from %s: malformed request: %s", self.peer, e)
+            self.close()
+            return
+        key, version = header.request_api_key, header.request_api_version
+        handler = self.handlers.table.get(key)
+        if handler is None or not av.is_served(key, version):
+            if key == av.API_VERSIONS:
+                self._respond(header, self.handlers.api_versions_error(), force_version=0)
+                return
+            log.warning("closing connection from %s: api key %d v%d is not served", self.peer, key, version)
+            self.close()
+            return
+        try:
+            result = handler(header, req)
+        except Exception as e:
+            if not isinstance(e, ConnectionAbortedError):
+                log.exception("closing connection from %s: %s v%d failed", self.peer, type(req).__name__,
+                              version)
+            self.close()
+            return
+        if result is None:
+            return  # acks=0
+        if asyncio.iscoroutine(result):
+            task = asyncio.ensure_future(result)
+            self._pending.append((header, task))
+            if len(self._pending) >= MAX_QUEUED:
+                self._pause_reading()
+            if self._drainer is None:
+                self._drainer = asyncio.ensure_future(self._drain())
+        elif self._pending:
+            self._pending.append((header, result))
+        else:
+            self._respond(header, result)
+
+    async def _drain(self):
+        try:
+            while self._pending and not self.closed:
+                header, item = self._pending[0]
+                if isinstance(item, asyncio.Future):
+                    try:
+                        item = await item
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("closing connection from %s: request failed", self.peer)
+                        self.close()
+                        return
+                self._pending.popleft()
+                if not self.closed:
+                    self._respond(header, item)
+                self._maybe_resume_reading()
+        finally:
+            self._drainer = None
+
+    def _respond(self, header, result, force_version=None):
+        if self.closed:
+            return
+        version = header.request_api_version if force_version is None else force_version
+        if type(result) is list:
+            self._write_chunks(header.correlation_id, result)
+        else:
+            self.transport.write(encode_response(header.correlation_id, header.request_api_key, version, result))
+
+    def _write_chunks(self, correlation_id, chunks):
+        """Write a response made of bytes and FetchSlices (response header v0)."""
+        size = 4
+        for c in chunks:
+            size += len(c)
+        t = self.transport
+        out = bytearray(_I32I32.pack(size, correlation_id))
+        for c in chunks:
+            if type(c) is bytes:
+                out += c
+                continue
+            n = len(c)
+            if n < SENDFILE_MIN or self.sock_fd < 0:
+                out += c
+                continue
+            t.write(out)
+            out = bytearray()
+            sent = 0
+            if t.get_write_buffer_size() == 0:
+                try:
+                    sent = os.sendfile(self.sock_fd, c.fileno(), c.position, n)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    sent = 0  # the transport's write below reports the broken socket
+            if sent < n:
+                t.write(memoryview(c)[sent:])
+        if out:
+            t.write(out)
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.abort()
+
+
+class Server:
+    """Accepts connections and sweeps idle and stalled ones."""
+
+    def __init__(self, broker):
+        self.broker = broker
+        self.handlers = broker.handlers
+        cfg = broker.config
+        self.max_request_bytes = cfg.get("socket.request.max.bytes")
+        self.idle_ms = cfg.get("connections.max.idle.ms")
+        self.read_timeout_ms = cfg.get("pylog.request.read.timeout.ms")
+        self.connections: set[Connection] = set()
+        self.native_sendfile = True
+        self._server = None
+        self._sweeper = None
+
+    async def start(self, host, port):
+        loop = asyncio.get_running_loop()
+        # Only the stdlib selector transport lets a response go out with
+        # os.sendfile between its own writes safely.
+        self.native_sendfile = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+        self._server = await loop.create_server(lambda: Connection(self), host, port,
+                                                reuse_address=True, backlog=1024)
+        self._sweeper = asyncio.ensure_future(self._sweep())
+        return self._server.sockets[0].getsockname()[1]
+
+    async def _sweep(self):
+        interval = max(0.05, min(self.idle_ms, self.read_timeout_ms) / 4000.0)
+        interval = min(interval, 1.0)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for c in list(self.connections):
+                if c.partial_since is not None and (now - c.partial_since) * 1000 > self.read_timeout_ms:
+                    log.warning("closing connection from %s: request incomplete after %d ms "
+                                "(pylog.request.read.timeout.ms)", c.peer, self.read_timeout_ms)
+                    c.close()
+                elif not c._pending and c.partial_since is None and \
+                        (now - c.last_active) * 1000 > self.idle_ms:
+                    log.info("closing idle connection from %s (connections.max.idle.ms=%d)", c.peer, self.idle_ms)
+                    c.close()
+
+    async def stop(self, grace: float = 2.0):
+        if self._server is not None:
+            self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        # Let responses already being prepared go out, then close.
+        deadline = time.monotonic() + grace
+        while any(c._pending for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for c in list(self.connections):
+            c.close()
+        if self._server is not None:
+            await self._server.wait_closed()

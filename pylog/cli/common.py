@@ -1,0 +1,99 @@
+"""What every client sub-command shares: the --bootstrap-server option,
+k=v option parsing, and turning errors into a message and an exit code."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..client import Client
+from ..client.errors import error_name
+from ..errors import PylogError
+from ..protocol.errors import ProtocolError
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+__all__ = ["DEFAULT_BOOTSTRAP", "add_bootstrap", "open_client", "key_value", "parse_bool",
+           "properties", "run_tool", "acks_value", "RawHelp"]
+
+
+class RawHelp(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep the hand-wrapped examples in descriptions, and show defaults."""
+
+
+def add_bootstrap(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bootstrap-server", default=DEFAULT_BOOTSTRAP, metavar="HOST:PORT[,...]",
+                   help="broker(s) to connect to first")
+    p.add_argument("--client-id", default="pylog", help="client_id sent in every request header")
+    p.add_argument("--request-timeout-ms", type=int, default=30000,
+                   help="socket timeout of every request")
+
+
+def open_client(args) -> Client:
+    return Client(args.bootstrap_server, client_id=args.client_id,
+                  timeout=args.request_timeout_ms / 1000.0)
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """argparse type for k=v options (the value may itself contain '=')."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key, value
+
+
+def parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("true", "1", "yes"):
+        return True
+    if low in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def properties(pairs, known: dict[str, object], what: str) -> dict[str, object]:
+    """--property k=v pairs over `known` defaults; a key not in `known` is an
+    error rather than silently ignored (a typo would otherwise change nothing)."""
+    out = dict(known)
+    for key, value in pairs or ():
+        if key not in known:
+            raise SystemExit(f"unknown {what} property {key!r}; known: {', '.join(sorted(known))}")
+        default = known[key]
+        out[key] = parse_bool(value) if isinstance(default, bool) else value
+    return out
+
+
+def acks_value(text: str) -> int:
+    """--acks: all / -1 / 0 / 1, as Kafka's acks config."""
+    if text.lower() == "all":
+        return -1
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value not in (-1, 0, 1):
+        raise argparse.ArgumentTypeError(f"acks must be all, -1, 0 or 1, not {text!r}")
+    return value
+
+
+def run_tool(fn, args) -> int:
+    """Run a tool; a pylog or protocol error becomes one line on stderr and
+    exit code 1, Ctrl-C exit code 130, a closed stdout (| head) exit 0."""
+    try:
+        return fn(args) or 0
+    except PylogError as e:
+        code = getattr(e, "error_code", -1)
+        name = "" if code in (-1, None) or error_name(code) in str(e) else f"{error_name(code)}: "
+        print(f"Error: {name}{e}", file=sys.stderr)
+        return 1
+    except ProtocolError as e:
+        print(f"Error: protocol: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, as Unix tools
+        # do, and point stdout at /dev/null so the exit-time flush cannot fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

@@ -1,0 +1,153 @@
+"""`pylog topics create|list|describe|delete|alter`: kafka-topics.sh over the
+Kafka protocol (CreateTopics, Metadata, DescribeConfigs, DeleteTopics,
+CreatePartitions, AlterConfigs). Output lines follow kafka-topics' so that
+scripts written for it keep working."""
+from __future__ import annotations
+
+import sys
+
+from .common import RawHelp, add_bootstrap, key_value, open_client
+
+__all__ = ["add_topics_parser"]
+
+
+def add_topics_parser(sub) -> None:
+    p = sub.add_parser("topics", help="create, list, describe, delete or alter topics (kafka-topics)",
+                       description="Manage topics, as kafka-topics.sh does.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    c = actions.add_parser("create", help="create a topic", formatter_class=RawHelp,
+                           description="Create a topic (CreateTopics, sent to the controller).\n"
+                                       "example: pylog topics create --topic t --partitions 6 "
+                                       "--config retention.ms=60000")
+    add_bootstrap(c)
+    c.add_argument("--topic", required=True)
+    c.add_argument("--partitions", type=int, default=-1, help="-1: the broker's num.partitions")
+    c.add_argument("--replication-factor", type=int, default=-1,
+                   help="-1: the broker's default.replication.factor")
+    c.add_argument("--config", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="topic config override (repeatable)")
+    c.add_argument("--if-not-exists", action="store_true",
+                   help="succeed quietly when the topic already exists")
+    c.set_defaults(tool=_create)
+
+    ls = actions.add_parser("list", help="list topic names", formatter_class=RawHelp,
+                            description="Print every topic name, one a line, sorted.")
+    add_bootstrap(ls)
+    ls.add_argument("--exclude-internal", action="store_true", help="leave out internal topics")
+    ls.set_defaults(tool=_list)
+
+    d = actions.add_parser("describe", help="describe topics and their partitions", formatter_class=RawHelp,
+                           description="kafka-topics --describe output: one line per topic\n"
+                                       "(Topic, TopicId when known, PartitionCount, ReplicationFactor,\n"
+                                       "non-default Configs), then one line per partition\n"
+                                       "(Topic, Partition, Leader, Replicas, Isr).")
+    add_bootstrap(d)
+    d.add_argument("--topic", help="the topic (default: every topic)")
+    d.add_argument("--exclude-internal", action="store_true")
+    d.set_defaults(tool=_describe)
+
+    rm = actions.add_parser("delete", help="delete a topic", formatter_class=RawHelp,
+                            description="Delete a topic (DeleteTopics, sent to the controller).")
+    add_bootstrap(rm)
+    rm.add_argument("--topic", required=True)
+    rm.add_argument("--if-exists", action="store_true", help="succeed quietly when there is no such topic")
+    rm.set_defaults(tool=_delete)
+
+    a = actions.add_parser("alter", help="add partitions or change topic configs", formatter_class=RawHelp,
+                           description="--partitions N grows the topic to N partitions (CreatePartitions);\n"
+                                       "--config k=v sets and --delete-config k removes topic configs\n"
+                                       "(read with DescribeConfigs, written whole with AlterConfigs,\n"
+                                       "so the topic's other overrides are kept).")
+    add_bootstrap(a)
+    a.add_argument("--topic", required=True)
+    a.add_argument("--partitions", type=int, help="the new total partition count")
+    a.add_argument("--config", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="set a topic config (repeatable)")
+    a.add_argument("--delete-config", action="append", default=[], metavar="KEY",
+                   help="remove a topic config override (repeatable)")
+    a.set_defaults(tool=_alter)
+
+
+def _create(args) -> int:
+    with open_client(args) as client:
+        try:
+            client.create_topics(args.topic, args.partitions, args.replication_factor,
+                                 dict(args.config))
+        except Exception as e:
+            if args.if_not_exists and getattr(e, "error_code", None) == 36:  # TOPIC_ALREADY_EXISTS
+                return 0
+            raise
+    print(f"Created topic {args.topic}.")
+    return 0
+
+
+def _list(args) -> int:
+    with open_client(args) as client:
+        topics = client.metadata(None).topics
+    for name in sorted(topics):
+        if not (args.exclude_internal and topics[name].is_internal):
+            print(name)
+    return 0
+
+
+def _ids(nodes) -> str:
+    return ",".join(str(n) for n in nodes)
+
+
+def _describe(args) -> int:
+    with open_client(args) as client:
+        topics = client.metadata(None if args.topic is None else [args.topic]).topics
+        if args.topic is not None:
+            client.topic(args.topic)  # raises UNKNOWN_TOPIC_OR_PARTITION and the like
+        out = []
+        for name in sorted(topics):
+            t = topics[name]
+            if t.error_code or (args.exclude_internal and t.is_internal):
+                continue
+            configs = client.describe_configs(name)
+            parts = [t.partitions[i] for i in sorted(t.partitions)]
+            rf = len(parts[0].replicas) if parts else 0
+            shown = ",".join(f"{e.name}={e.value}" for e in configs.values() if not e.is_default)
+            line = f"Topic: {name}"
+            if t.topic_id is not None:
+                line += f"\tTopicId: {t.topic_id}"
+            out.append(f"{line}\tPartitionCount: {len(parts)}\tReplicationFactor: {rf}\tConfigs: {shown}")
+            for p in parts:
+                leader = p.leader_id if p.leader_id >= 0 else "none"
+                line = (f"\tTopic: {name}\tPartition: {p.partition}\tLeader: {leader}\t"
+                        f"Replicas: {_ids(p.replicas)}\tIsr: {_ids(p.isr)}")
+                if p.offline_replicas:
+                    line += f"\tOffline: {_ids(p.offline_replicas)}"
+                out.append(line)
+    print("\n".join(out))
+    return 0
+
+
+def _delete(args) -> int:
+    with open_client(args) as client:
+        try:
+            client.delete_topics([args.topic])
+        except Exception as e:
+            if args.if_exists and getattr(e, "error_code", None) == 3:  # UNKNOWN_TOPIC_OR_PARTITION
+                return 0
+            raise
+    return 0
+
+
+def _alter(args) -> int:
+    if args.partitions is None and not args.config and not args.delete_config:
+        print("Error: nothing to alter: give --partitions and/or --config / --delete-config",
+              file=sys.stderr)
+        return 2
+    with open_client(args) as client:
+        if args.partitions is not None:
+            client.create_partitions(args.topic, args.partitions)
+        if args.config or args.delete_config:
+            merged = client.dynamic_configs(args.topic)
+            merged.update(dict(args.config))
+            for key in args.delete_config:
+                merged.pop(key, None)
+            client.alter_configs(args.topic, merged)
+    return 0
+

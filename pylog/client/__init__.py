@@ -1,0 +1,19 @@
+"""A small synchronous Kafka protocol client, for pylog's tools and tests.
+
+    wire.py         Connection: one socket, ApiVersions handshake, version choice, pipelining
+    client.py       Client: metadata, leader routing, admin requests, produce, fetch, list_offsets
+    records.py      reading fetched record batches as a consumer does (partial tail, control batches)
+    partitioner.py  Kafka's murmur2 key partitioner
+    errors.py       Kafka error names; the pylog.errors exception for a broker's error code
+
+Nothing here is thread-safe: each Client or Connection belongs to one thread.
+"""
+from .client import (EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, BrokerMetadata, Client, ClusterMetadata,
+                     ConfigEntry, FetchedPartition, PartitionMetadata, TopicMetadata)
+from .errors import ConnectionClosedError, check, error_for, error_name
+from .wire import OUR_VERSIONS, Connection
+
+__all__ = ["Client", "Connection", "OUR_VERSIONS", "ClusterMetadata", "BrokerMetadata",
+           "TopicMetadata", "PartitionMetadata", "ConfigEntry", "FetchedPartition",
+           "LATEST_TIMESTAMP", "EARLIEST_TIMESTAMP", "ConnectionClosedError", "check",
+           "error_for", "error_name"]

@@ -1,0 +1,415 @@
+"""A small synchronous Kafka client: metadata, admin requests, produce, fetch.
+
+    client = Client("127.0.0.1:9092")
+    client.create_topics("t", partitions=3)
+    err, base_offset = client.produce("t", 0, _engine.encode_batch([b"v"]))
+    err, high_watermark, log_start_offset, records = client.fetch("t", 0, 0)
+
+Routing follows Kafka's: Produce, Fetch, ListOffsets and DeleteRecords go to
+the partition's leader, CreateTopics / DeleteTopics / CreatePartitions to the
+controller, Metadata and DescribeConfigs / AlterConfigs of topics to any
+broker (the bootstrap connection). One Connection per broker id, opened on
+first use, reused after.
+
+Errors: admin calls and list_offsets raise pylog.errors exceptions (see
+client/errors.py: ``exc.error_code`` is the broker's code). produce() and
+fetch() return the partition's error_code instead, because callers that
+stream (the console tools, perf) decide per code whether to retry, refresh
+metadata or stop; ``check(code)`` turns one into the exception.
+
+The metadata cache is refreshed by metadata(); leader lookups refresh it once
+when a partition or its leader is unknown. A leader change is not detected
+by itself: callers refresh on NOT_LEADER_OR_FOLLOWER.
+
+Thread-safety: none; a Client and its connections belong to one thread.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..protocol.messages import (AlterConfigsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+                                 DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+                                 FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest)
+from ..protocol.types import ZERO_UUID
+from .errors import ConnectionClosedError, check, error_for
+from .wire import Connection
+
+__all__ = ["Client", "ClusterMetadata", "BrokerMetadata", "TopicMetadata", "PartitionMetadata",
+           "ConfigEntry", "FetchedPartition", "parse_bootstrap",
+           "LATEST_TIMESTAMP", "EARLIEST_TIMESTAMP", "RESOURCE_TOPIC"]
+
+LATEST_TIMESTAMP = -1
+EARLIEST_TIMESTAMP = -2
+RESOURCE_TOPIC = 2          # DescribeConfigs/AlterConfigs resource_type
+DYNAMIC_TOPIC_CONFIG = 1    # DescribeConfigs config_source (v1+)
+DEFAULT_CONFIG = 5
+
+
+@dataclass
+class BrokerMetadata:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None = None
+
+
+@dataclass
+class PartitionMetadata:
+    partition: int
+    leader_id: int
+    replicas: list[int]
+    isr: list[int]
+    offline_replicas: list[int] = field(default_factory=list)
+    leader_epoch: int = -1
+    error_code: int = 0
+
+
+@dataclass
+class TopicMetadata:
+    name: str
+    error_code: int
+    is_internal: bool
+    partitions: dict[int, PartitionMetadata]
+    topic_id: object = None  # uuid.UUID when the Metadata version carries one (v10+)
+
+
+@dataclass
+class ClusterMetadata:
+    brokers: dict[int, BrokerMetadata]
+    controller_id: int
+    cluster_id: str | None
+    topics: dict[str, TopicMetadata]
+
+
+@dataclass
+class ConfigEntry:
+    name: str
+    value: str | None
+    read_only: bool
+    config_source: int  # Kafka's ConfigSource id; 5 = DEFAULT_CONFIG, 1 = DYNAMIC_TOPIC_CONFIG
+    is_sensitive: bool
+
+    @property
+    def is_default(self) -> bool:
+        return self.config_source == DEFAULT_CONFIG
+
+
+@dataclass
+class FetchedPartition:
+    topic: str
+    partition: int
+    error_code: int
+    high_watermark: int
+    last_stable_offset: int
+    log_start_offset: int
+    records: object  # bytes-like, may end with a partial batch; see client/records.py
+
+
+def parse_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
+    """"host:port,host2:port2" -> [(host, port), ...]; [v6]:port allowed."""
+    out = []
+    for item in bootstrap.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(f"bootstrap server {item!r} is not host:port")
+        out.append((host.strip("[]"), int(port)))
+    if not out:
+        raise ValueError("no bootstrap server given")
+    return out
+
+
+class Client:
+    """A client of one Kafka cluster (see the module doc)."""
+
+    def __init__(self, bootstrap: str, client_id: str = "pylog", timeout: float = 30.0):
+        self.client_id = client_id
+        self.timeout = timeout
+        self._bootstrap_servers = parse_bootstrap(bootstrap)
+        self._bootstrap: Connection | None = None
+        self._connections: dict[int, Connection] = {}
+        self.cluster: ClusterMetadata | None = None
+        self._bootstrap_connection()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        for conn in self._connections.values():
+            conn.close()
+        self._connections.clear()
+        if self._bootstrap is not None:
+            self._bootstrap.close()
+            self._bootstrap = None
+
+    # --- connections ----------------------------------------------------------
+
+    def _bootstrap_connection(self) -> Connection:
+        if self._bootstrap is not None and not self._bootstrap.closed:
+            return self._bootstrap
+        errors = []
+        for host, port in self._bootstrap_servers:
+            try:
+                self._bootstrap = Connection(host, port, self.client_id, self.timeout)
+                return self._bootstrap
+            except ConnectionClosedError as e:
+                errors.append(str(e))
+        raise ConnectionClosedError("no bootstrap server reachable: " + "; ".join(errors))
+
+    def connection(self, node_id: int) -> Connection:
+        """The connection to broker node_id (opened on first use)."""
+        conn = self._connections.get(node_id)
+        if conn is not None and not conn.closed:
+            return conn
+        if self.cluster is None or node_id not in self.cluster.brokers:
+            self.metadata([])
+        broker = self.cluster.brokers.get(node_id)
+        if broker is None:
+            raise error_for(8, f"broker {node_id} is not in the cluster metadata")  # BROKER_NOT_AVAILABLE
+        conn = self._connections[node_id] = Connection(broker.host, broker.port, self.client_id,
+                                                       self.timeout)
+        return conn
+
+    def any_connection(self) -> Connection:
+        return self._bootstrap_connection()
+
+    def controller_connection(self) -> Connection:
+        if self.cluster is None:
+            self.metadata([])
+        if self.cluster.controller_id < 0:
+            raise error_for(41, "the cluster metadata names no controller")  # NOT_CONTROLLER
+        return self.connection(self.cluster.controller_id)
+
+    # --- metadata -------------------------------------------------------------
+
+    def metadata(self, topics=None, allow_auto_topic_creation: bool = False) -> ClusterMetadata:
+        """Metadata for `topics` (None = all topics, [] = brokers only). The
+        answer replaces the cached brokers and merges into the cached topics.
+        Per-topic errors are left in TopicMetadata.error_code."""
+        names = None if topics is None else [MetadataRequest.MetadataRequestTopic(name=t)
+                                             for t in topics]
+        resp = self._bootstrap_connection().request(
+            MetadataRequest(topics=names, allow_auto_topic_creation=allow_auto_topic_creation))
+        brokers = {b.node_id: BrokerMetadata(b.node_id, b.host, b.port, b.rack) for b in resp.brokers}
+        found = {}
+        for t in resp.topics:
+            parts = {p.partition_index: PartitionMetadata(
+                p.partition_index, p.leader_id, list(p.replica_nodes), list(p.isr_nodes),
+                list(p.offline_replicas), p.leader_epoch, p.error_code) for p in t.partitions}
+            topic_id = t.topic_id if t.topic_id != ZERO_UUID else None
+            found[t.name] = TopicMetadata(t.name, t.error_code, t.is_internal, parts, topic_id)
+        old_topics = {} if self.cluster is None or topics is None else self.cluster.topics
+        self.cluster = ClusterMetadata(brokers, resp.controller_id, resp.cluster_id,
+                                       {**old_topics, **found})
+        return ClusterMetadata(brokers, resp.controller_id, resp.cluster_id, found)
+
+    def topic(self, name: str, refresh: bool = False) -> TopicMetadata:
+        """One topic's metadata; raises for a topic-level error."""
+        t = None if refresh or self.cluster is None else self.cluster.topics.get(name)
+        if t is None or t.error_code:
+            t = self.metadata([name]).topics.get(name)
+        if t is None:
+            raise error_for(3, f"topic {name!r} is not in the metadata response")
+        check(t.error_code, f"topic {name!r}")
+        return t
+
+    def partitions_for(self, name: str) -> list[int]:
+        return sorted(self.topic(name).partitions)
+
+    def leader_for(self, topic: str, partition: int) -> int:
+        """The node id of the partition's leader; refreshes the metadata once
+        if the partition or its leader is unknown."""
+        for refresh in (False, True):
+            t = self.topic(topic, refresh=refresh)
+            p = t.partitions.get(partition)
+            if p is not None and p.leader_id >= 0 and not p.error_code:
+                return p.leader_id
+        if p is None:
+            raise error_for(3, f"{topic}-{partition} does not exist")
+        raise error_for(p.error_code or 5, f"{topic}-{partition} has no leader")
+
+    def wait_for_leaders(self, topic: str, timeout: float = 10.0) -> TopicMetadata:
+        """Poll Metadata until every partition of topic has a leader (a topic
+        just created or auto-created may briefly have none)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            t = self.metadata([topic]).topics.get(topic)
+            if t is not None and not t.error_code and t.partitions and all(
+                    p.leader_id >= 0 and not p.error_code for p in t.partitions.values()):
+                return t
+            code = 3 if t is None else (t.error_code or 5)
+            if time.monotonic() >= deadline or (code and code not in (3, 5, 6)):
+                raise error_for(code, f"topic {topic!r}: partitions without a leader after "
+                                      f"{timeout:g} s")
+            time.sleep(0.05)
+
+    # --- admin ----------------------------------------------------------------
+
+    def create_topics(self, name: str, partitions: int = -1, replication_factor: int = -1,
+                      configs: dict | None = None, timeout_ms: int = 30000,
+                      validate_only: bool = False) -> None:
+        """CreateTopics for one topic (-1 = the broker's default count/factor)."""
+        topic = CreateTopicsRequest.CreatableTopic(
+            name=name, num_partitions=partitions, replication_factor=replication_factor,
+            configs=[CreateTopicsRequest.CreatableTopicConfig(name=k, value=None if v is None else str(v))
+                     for k, v in (configs or {}).items()])
+        resp = self.controller_connection().request(CreateTopicsRequest(
+            topics=[topic], timeout_ms=timeout_ms, validate_only=validate_only))
+        for r in resp.topics:
+            check(r.error_code, r.error_message or f"topic {r.name!r}")
+
+    def delete_topics(self, names, timeout_ms: int = 30000) -> None:
+        """DeleteTopics for one name or a list of names."""
+        names = [names] if isinstance(names, str) else list(names)
+        resp = self.controller_connection().request(DeleteTopicsRequest(topic_names=names,
+                                                                         timeout_ms=timeout_ms))
+        for r in resp.responses:
+            check(r.error_code, r.error_message or f"topic {r.name!r}")
+        if self.cluster is not None:
+            for n in names:
+                self.cluster.topics.pop(n, None)
+
+    def create_partitions(self, name: str, total_count: int, timeout_ms: int = 30000,
+                          validate_only: bool = False) -> None:
+        """CreatePartitions: grow topic `name` to total_count partitions."""
+        resp = self.controller_connection().request(CreatePartitionsRequest(
+            topics=[CreatePartitionsRequest.CreatePartitionsTopic(name=name, count=total_count)],
+            timeout_ms=timeout_ms, validate_only=validate_only))
+        for r in resp.results:
+            check(r.error_code, r.error_message or f"topic {r.name!r}")
+
+    def describe_configs(self, topic: str, keys=None) -> dict[str, ConfigEntry]:
+        """The topic's configs by name (keys=None: all of them)."""
+        resp = self.any_connection().request(DescribeConfigsRequest(resources=[
+            DescribeConfigsRequest.DescribeConfigsResource(
+                resource_type=RESOURCE_TOPIC, resource_name=topic,
+                configuration_keys=None if keys is None else list(keys))]))
+        out = {}
+        for r in resp.results:
+            check(r.error_code, r.error_message or f"configs of topic {topic!r}")
+            for c in r.configs:
+                out[c.name] = ConfigEntry(c.name, c.value, c.read_only, c.config_source, c.is_sensitive)
+        return out
+
+    def alter_configs(self, topic: str, configs: dict, validate_only: bool = False) -> None:
+        """AlterConfigs: the topic's dynamic configs become exactly `configs`
+        (Kafka's non-incremental semantics: a key left out returns to its
+        default). To change one key, merge with dynamic_configs() first."""
+        resp = self.any_connection().request(AlterConfigsRequest(resources=[
+            AlterConfigsRequest.AlterConfigsResource(
+                resource_type=RESOURCE_TOPIC, resource_name=topic,
+                configs=[AlterConfigsRequest.AlterableConfig(name=k, value=None if v is None else str(v))
+                         for k, v in configs.items()])], validate_only=validate_only))
+        for r in resp.responses:
+            check(r.error_code, r.error_message or f"configs of topic {topic!r}")
+
+    def dynamic_configs(self, topic: str) -> dict[str, str]:
+        """The configs set on the topic itself (source DYNAMIC_TOPIC_CONFIG)."""
+        return {name: e.value for name, e in self.describe_configs(topic).items()
+                if e.config_source == DYNAMIC_TOPIC_CONFIG}
+
+    # --- data -----------------------------------------------------------------
+
+    def produce_request(self, topic: str, partition: int, batch, acks: int = -1,
+                        timeout_ms: int = 30000) -> ProduceRequest:
+        return ProduceRequest(acks=acks, timeout_ms=timeout_ms, topic_data=[
+            ProduceRequest.TopicProduceData(name=topic, partition_data=[
+                ProduceRequest.PartitionProduceData(index=partition, records=batch)])])
+
+    def produce(self, topic: str, partition: int, batch, acks: int = -1,
+                timeout_ms: int = 30000) -> tuple[int, int]:
+        """Append one encoded record batch (or several concatenated) to the
+        partition's leader: (error_code, base_offset); (0, -1) for acks=0."""
+        conn = self.connection(self.leader_for(topic, partition))
+        resp = conn.request(self.produce_request(topic, partition, batch, acks, timeout_ms))
+        if resp is None:
+            return 0, -1
+        p = _only_partition(resp.responses, "partition_responses", topic, partition, "index")
+        return p.error_code, p.base_offset
+
+    def fetch_request(self, offsets, max_wait_ms: int = 500, min_bytes: int = 1,
+                      max_bytes: int = 52428800, partition_max_bytes: int = 1048576,
+                      isolation_level: int = 0) -> FetchRequest:
+        """A sessionless consumer Fetch for {(topic, partition): fetch_offset}."""
+        by_topic: dict[str, list] = {}
+        for (topic, partition), offset in offsets.items():
+            by_topic.setdefault(topic, []).append(FetchRequest.FetchPartition(
+                partition=partition, fetch_offset=offset, partition_max_bytes=partition_max_bytes))
+        return FetchRequest(
+            replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=min_bytes, max_bytes=max_bytes,
+            isolation_level=isolation_level, session_id=0, session_epoch=-1,
+            topics=[FetchRequest.FetchTopic(topic=t, partitions=ps) for t, ps in by_topic.items()])
+
+    def fetch_from(self, node_id: int, offsets, **kw) -> dict[tuple[str, int], FetchedPartition]:
+        """One Fetch to broker node_id for {(topic, partition): fetch_offset}
+        (partitions it leads); keyword arguments as fetch_request()."""
+        resp = self.connection(node_id).request(self.fetch_request(offsets, **kw))
+        check(resp.error_code, f"fetch from broker {node_id}")
+        return fetched_partitions(resp)
+
+    def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 1048576,
+              max_wait_ms: int = 500, min_bytes: int = 1, isolation_level: int = 0):
+        """(error_code, high_watermark, log_start_offset, records) for one
+        partition; records may end with a partial batch."""
+        got = self.fetch_from(self.leader_for(topic, partition), {(topic, partition): offset},
+                              max_wait_ms=max_wait_ms, min_bytes=min_bytes, max_bytes=max_bytes,
+                              partition_max_bytes=max_bytes, isolation_level=isolation_level)
+        p = got.get((topic, partition))
+        if p is None:
+            raise error_for(3, f"fetch response has no {topic}-{partition}")
+        return p.error_code, p.high_watermark, p.log_start_offset, p.records
+
+    def list_offsets(self, topic: str, partition: int, timestamp: int,
+                     isolation_level: int = 0) -> int:
+        """The offset for timestamp: -1 (LATEST_TIMESTAMP) = high watermark,
+        -2 (EARLIEST_TIMESTAMP) = log_start_offset, else the first offset
+        whose timestamp is >= timestamp (-1 if none)."""
+        conn = self.connection(self.leader_for(topic, partition))
+        resp = conn.request(ListOffsetsRequest(replica_id=-1, isolation_level=isolation_level, topics=[
+            ListOffsetsRequest.ListOffsetsTopic(name=topic, partitions=[
+                ListOffsetsRequest.ListOffsetsPartition(partition_index=partition,
+                                                        timestamp=timestamp)])]))
+        p = _only_partition(resp.topics, "partitions", topic, partition, "partition_index")
+        check(p.error_code, f"list offsets of {topic}-{partition}")
+        return p.offset
+
+    def delete_records(self, topic: str, offsets: dict[int, int],
+                       timeout_ms: int = 30000) -> dict[int, int]:
+        """DeleteRecords below {partition: offset} (-1 = the high watermark);
+        returns each partition's new low watermark (log_start_offset). All
+        partitions must share a leader per request, so one request per leader."""
+        by_leader: dict[int, list] = {}
+        for partition, offset in offsets.items():
+            by_leader.setdefault(self.leader_for(topic, partition), []).append(
+                DeleteRecordsRequest.DeleteRecordsPartition(partition_index=partition, offset=offset))
+        out = {}
+        for node_id, parts in by_leader.items():
+            resp = self.connection(node_id).request(DeleteRecordsRequest(timeout_ms=timeout_ms, topics=[
+                DeleteRecordsRequest.DeleteRecordsTopic(name=topic, partitions=parts)]))
+            for t in resp.topics:
+                for p in t.partitions:
+                    check(p.error_code, f"delete records of {t.name}-{p.partition_index}")
+                    out[p.partition_index] = p.low_watermark
+        return out
+
+
+def fetched_partitions(resp) -> dict[tuple[str, int], FetchedPartition]:
+    return {(t.topic, p.partition_index): FetchedPartition(
+        t.topic, p.partition_index, p.error_code, p.high_watermark, p.last_stable_offset,
+        p.log_start_offset, p.records) for t in resp.responses for p in t.partitions}
+
+
+def _only_partition(topics, parts_attr, topic, partition, index_attr):
+    """The entry for (topic, partition) in a one-partition response."""
+    for t in topics:
+        if t.name == topic:
+            for p in getattr(t, parts_attr):
+                if getattr(p, index_attr) == partition:
+                    return p
+    raise error_for(3, f"response has no entry for {topic}-{partition}")

@@ -1,0 +1,248 @@
+"""One TCP connection to one Kafka broker: frames, correlation ids, versions.
+
+    conn = Connection("127.0.0.1", 9092)          # connects + ApiVersions handshake
+    resp = conn.request(MetadataRequest(topics=None))
+    cids = [conn.send(req) for req in reqs]       # pipelining: several in flight
+    resps = [conn.receive() for _ in cids]        # answers come back in send order
+
+Invariants:
+- The first request on the socket is ApiVersions (v3; v0-1-2 fallback when the
+  broker answers UNSUPPORTED_VERSION), and ``api_versions`` holds the broker's
+  (min, max) per api key from then on.
+- A request's version is min(our max in OUR_VERSIONS, broker max) unless the
+  caller names one; a version outside both ranges is refused before sending.
+- Responses are matched to requests strictly in FIFO order (Kafka answers in
+  request order on a connection) and each one's correlation id is checked.
+  Produce with acks=0 gets no answer, so it is never put in the queue.
+- Any socket error, timeout or correlation mismatch closes the connection and
+  raises ConnectionClosedError: the stream position is then unknown, so every
+  request still in flight is lost.
+
+Thread-safety: none. One thread uses a Connection at a time (the Client and
+the tools are single-threaded); concurrent send/receive would interleave
+frames.
+"""
+from __future__ import annotations
+
+import collections
+import socket
+import struct
+
+from ..protocol.errors import ProtocolError
+from ..protocol.framing import decode_response, encode_request, response_correlation_id
+from ..protocol.messages import ApiVersionsRequest, ApiVersionsResponse
+from .errors import ConnectionClosedError, check, error_for
+
+__all__ = ["OUR_VERSIONS", "Connection", "MAX_FRAME_BYTES"]
+
+API_VERSIONS = 18
+
+# The versions this client speaks per api key (the broker advertises the same
+# ranges; KAFKA-NOTES §3.3). None of them needs flexible encoding except
+# ApiVersions v3.
+OUR_VERSIONS = {
+    0: (3, 7),    # Produce: magic-2 batches need >= 3
+    1: (4, 11),   # Fetch
+    2: (1, 3),    # ListOffsets
+    3: (1, 5),    # Metadata: v1+ so that a null topic list means "all topics"
+    18: (0, 3),   # ApiVersions
+    19: (2, 4),   # CreateTopics
+    20: (1, 3),   # DeleteTopics
+    21: (0, 1),   # DeleteRecords
+    32: (1, 2),   # DescribeConfigs
+    33: (0, 1),   # AlterConfigs
+    37: (0, 1),   # CreatePartitions
+}
+
+# A response larger than this is treated as a broken stream rather than
+# waited for (a fetch of max_bytes plus one oversized batch stays far below).
+MAX_FRAME_BYTES = 1 << 30
+
+_SIZE = struct.Struct(">i")
+_INT16 = struct.Struct(">h")
+
+
+class Connection:
+    """A synchronous, pipelining connection to one broker (see the module doc)."""
+
+    def __init__(self, host: str, port: int, client_id: str = "pylog", timeout: float = 30.0):
+        self.host = host
+        self.port = int(port)
+        self.client_id = client_id
+        self.timeout = timeout
+        self._next_cid = 0
+        self._in_flight: collections.deque = collections.deque()  # (cid, api_key, version)
+        try:
+            self._sock = socket.create_connection((host, self.port), timeout=timeout)
+        except OSError as e:
+            raise ConnectionClosedError(f"cannot connect to {host}:{port}: {e}") from e
+        # Requests are written whole with sendall; Nagle would only delay the
+        # last segment of each one.
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.api_versions: dict[int, tuple[int, int]] = {}
+        try:
+            self.api_versions = self._handshake()
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self):
+        state = "closed" if self._sock is None else f"{len(self._in_flight)} in flight"
+        return f"<Connection {self.host}:{self.port} {state}>"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
+    def fileno(self) -> int:
+        """The socket's descriptor, for select() over several connections."""
+        if self._sock is None:
+            raise ConnectionClosedError(f"connection to {self.host}:{self.port} is closed")
+        return self._sock.fileno()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent whose response has not been received yet."""
+        return len(self._in_flight)
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        self._in_flight.clear()
+        if sock is not None:
+            sock.close()
+
+    # --- versions -------------------------------------------------------------
+
+    def version_for(self, api_key: int) -> int:
+        """The version to send api_key with: the highest both sides speak."""
+        ours = OUR_VERSIONS.get(api_key)
+        theirs = self.api_versions.get(api_key)
+        if ours is None:
+            raise error_for(35, f"this client does not speak api key {api_key}")
+        if theirs is None:
+            raise error_for(35, f"broker {self.host}:{self.port} does not support api key {api_key}")
+        version = min(ours[1], theirs[1])
+        if version < max(ours[0], theirs[0]):
+            raise error_for(35, f"api key {api_key}: client speaks v{ours[0]}-{ours[1]}, "
+                                f"broker v{theirs[0]}-{theirs[1]}")
+        return version
+
+    def _handshake(self) -> dict[int, tuple[int, int]]:
+        resp = self._api_versions(3)
+        if resp.error_code == 35:
+            # The broker answered with a v0 body; its ApiVersions entry (if
+            # any) says which version to retry with, as the Java client does.
+            entry = next((k for k in resp.api_keys if k.api_key == API_VERSIONS), None)
+            retry = min(entry.max_version, 3) if entry is not None else 0
+            resp = self._api_versions(retry if retry < 3 else 0)
+        check(resp.error_code, f"ApiVersions from {self.host}:{self.port}")
+        return {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
+
+    def _api_versions(self, version: int) -> ApiVersionsResponse:
+        from .. import __version__
+        body = ApiVersionsRequest(client_software_name="pylog", client_software_version=__version__)
+        self.send(body, version)
+        frame = self._receive_frame(self._in_flight[0][0])
+        self._in_flight.popleft()
+        # Any error reply to ApiVersions is v0-shaped whatever version was
+        # asked (KIP-511); error_code is the first field of every version, so
+        # it can be read before choosing how to decode the rest.
+        error_code = _INT16.unpack_from(frame, 4)[0] if len(frame) >= 6 else 0
+        decode_version = version if error_code == 0 else 0
+        try:
+            return decode_response(frame, API_VERSIONS, decode_version)[1]
+        except ProtocolError as e:
+            self.close()
+            raise ConnectionClosedError(
+                f"unreadable ApiVersions v{decode_version} response from "
+                f"{self.host}:{self.port}: {e}") from e
+
+    # --- requests -------------------------------------------------------------
+
+    def send(self, body, api_version: int | None = None) -> int | None:
+        """Write one request; returns its correlation id, or None for a
+        Produce with acks=0 (which gets no response, so receive() must not be
+        called for it)."""
+        if self._sock is None:
+            raise ConnectionClosedError(f"connection to {self.host}:{self.port} is closed")
+        api_key = body.API_KEY
+        version = self.version_for(api_key) if api_version is None else api_version
+        cid = self._next_cid
+        self._next_cid = (cid + 1) & 0x7FFFFFFF
+        frame = encode_request(cid, api_key, version, body, self.client_id)
+        try:
+            self._sock.sendall(frame)
+        except OSError as e:
+            self.close()
+            raise ConnectionClosedError(f"send to {self.host}:{self.port} failed: {e}") from e
+        if api_key == 0 and body.acks == 0:
+            return None
+        self._in_flight.append((cid, api_key, version))
+        return cid
+
+    def receive(self):
+        """The response to the oldest request in flight, decoded."""
+        if not self._in_flight:
+            raise ProtocolError("receive() with no request in flight")
+        cid, api_key, version = self._in_flight[0]
+        frame = self._receive_frame(cid)
+        self._in_flight.popleft()
+        try:
+            return decode_response(frame, api_key, version)[1]
+        except ProtocolError as e:
+            # The frame was whole, so the stream is still aligned; the bytes
+            # are wrong, which is the broker's bug, not a connection failure.
+            raise ProtocolError(f"response to api key {api_key} v{version} from "
+                                f"{self.host}:{self.port}: {e}") from e
+
+    def request(self, body, api_version: int | None = None):
+        """send + receive: the decoded response (None for acks=0 Produce).
+        Pipelined requests sent before must have been received first."""
+        if self._in_flight:
+            raise ProtocolError(f"request() with {len(self._in_flight)} pipelined "
+                                "response(s) not yet received")
+        if self.send(body, api_version) is None:
+            return None
+        return self.receive()
+
+    # --- frames ---------------------------------------------------------------
+
+    def _receive_frame(self, expected_cid: int) -> memoryview:
+        size = _SIZE.unpack(self._read_exact(4))[0]
+        if size < 4 or size > MAX_FRAME_BYTES:
+            self.close()
+            raise ConnectionClosedError(f"bad response size {size} from {self.host}:{self.port}")
+        frame = self._read_exact(size)
+        cid = response_correlation_id(frame)
+        if cid != expected_cid:
+            self.close()
+            raise ConnectionClosedError(
+                f"response correlation id {cid} from {self.host}:{self.port}, "
+                f"expected {expected_cid} (responses out of order)")
+        return frame
+
+    def _read_exact(self, n: int) -> memoryview:
+        # A fresh buffer per frame: decoded records fields are slices of it,
+        # so it must never be reused while the caller holds a response.
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        sock = self._sock
+        if sock is None:
+            raise ConnectionClosedError(f"connection to {self.host}:{self.port} is closed")
+        try:
+            while got < n:
+                k = sock.recv_into(view[got:])
+                if k == 0:
+                    raise OSError("connection closed by the broker")
+                got += k
+        except OSError as e:  # socket.timeout is an OSError too
+            self.close()
+            raise ConnectionClosedError(f"receive from {self.host}:{self.port} failed: {e}") from e
+        return view

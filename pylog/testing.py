@@ -1,0 +1,70 @@
+"""A real, in-process Kafka-protocol broker for tests: the embedded Kafka.
+
+    from pylog.testing import running_broker
+    with running_broker() as broker:          # temp dir, ephemeral port
+        producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap})
+
+With pytest, installing pylog provides the `kafka_broker` fixture (see
+pylog.pytest_plugin), which yields the same handle. The handle is a str (the
+bootstrap address), so it can be passed straight to any client, and has
+.broker (the Broker), .data_dir, .bootstrap and restart().
+"""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+
+from .broker import Broker, BrokerConfig
+
+__all__ = ["BrokerHandle", "running_broker"]
+
+
+class BrokerHandle(str):
+    """The bootstrap address "host:port" of a running in-process broker."""
+
+    broker: Broker
+    data_dir: str
+
+    def __new__(cls, broker: Broker, config: dict):
+        self = super().__new__(cls, broker.bootstrap)
+        self.broker = broker
+        self.data_dir = broker.data_dir
+        self._config = config
+        return self
+
+    @property
+    def bootstrap(self) -> str:
+        return str(self)
+
+    @property
+    def port(self) -> int:
+        return self.broker.advertised_port
+
+    def restart(self) -> BrokerHandle:
+        """Stop the broker cleanly and start it again on the same port and data."""
+        self.broker.stop_in_thread()
+        cfg = dict(self._config)
+        cfg["listeners"] = f"PLAINTEXT://127.0.0.1:{self.port}"
+        self.broker = Broker(BrokerConfig(cfg)).start_in_thread()
+        return self
+
+
+@contextlib.contextmanager
+def running_broker(data_dir=None, config: dict | None = None, port: int = 0):
+    """Start a broker on 127.0.0.1:port (0: a free port) with its data in data_dir
+    (a temporary directory, removed afterwards, when None); yield its
+    BrokerHandle; stop it (flushing and closing every log) on exit."""
+    tmp = None
+    if data_dir is None:
+        tmp = data_dir = tempfile.mkdtemp(prefix="pylog-broker-")
+    cfg = {"log.dirs": str(data_dir), "listeners": f"PLAINTEXT://127.0.0.1:{port}"}
+    cfg.update(config or {})
+    broker = Broker(BrokerConfig(cfg)).start_in_thread()
+    handle = BrokerHandle(broker, cfg)
+    try:
+        yield handle
+    finally:
+        handle.broker.stop_in_thread()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
