@@ -6,6 +6,8 @@ Options (pytest bench ... --bench-records 20000 for a quick check):
   --bench-sync-batches N   1000-record batches per round in E (default 100)
   --bench-rounds N         rounds per benchmark in A-E (default 5; F uses min(3, N))
   --bench-recovery-mib N   size of the log validated in F (default 1024 = 1 GiB)
+  --bench-broker-messages N  messages per round in G, the broker benchmark (default 1,000,000)
+  --bench-broker-rounds N  rounds per benchmark in G (default 5)
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ def pytest_addoption(parser):
     g.addoption("--bench-reads", type=int, default=100_000, help="random reads per round in D (default 100,000)")
     g.addoption("--bench-sync-batches", type=int, default=100, help="1000-record batches per round in E (default 100)")
     g.addoption("--bench-rounds", type=int, default=5, help="rounds per benchmark in A-E (default 5; F uses min(3, N))")
+    g.addoption("--bench-broker-messages", type=int, default=1_000_000,
+                help="messages produced per round in G (default 1,000,000)")
+    g.addoption("--bench-broker-rounds", type=int, default=5, help="rounds per benchmark in G (default 5)")
     g.addoption("--bench-recovery-mib", type=int, default=1024, help="MiB of log validated in F (default 1024)")
 
 

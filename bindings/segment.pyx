@@ -309,20 +309,33 @@ cdef class Segment:
         return self._append_records(values, keys, headers, timestamps, codec)
 
     def append_batches(self, data, int32_t leader_epoch=-1, bint assign_offsets=True,
-                       bint allow_control=False):
+                       bint allow_control=False, bint in_place=False):
         """Append whole v2 batches received as bytes: validated (CRC and all), given
         offsets from next_offset on and stamped with leader_epoch (as a leader does),
         or kept as they are (assign_offsets=False, as a follower does).
+        in_place: data is a writable buffer the caller no longer needs; offsets and
+        epoch are patched into it instead of into a copy (the broker's receive buffer).
         Returns (first_offset, last_offset), or None when the segment must roll first."""
         self._ensure_open()
-        cdef const uint8_t[::1] view = data
-        cdef Py_ssize_t n = view.shape[0]
+        cdef const uint8_t[::1] view
+        cdef uint8_t[::1] wview
+        cdef Py_ssize_t n
         cdef pl_batches_info info
-        cdef uint8_t *buf = self._scratch.reserve(n if n > 0 else 1)
+        cdef uint8_t *buf
         cdef int rc
-        if n == 0:
-            raise ValueError("no batches")
-        memcpy(buf, &view[0], n)
+        if in_place:
+            wview = data
+            n = wview.shape[0]
+            if n == 0:
+                raise ValueError("no batches")
+            buf = &wview[0]
+        else:
+            view = data
+            n = view.shape[0]
+            if n == 0:
+                raise ValueError("no batches")
+            buf = self._scratch.reserve(n)
+            memcpy(buf, &view[0], n)
         if assign_offsets:
             rc = pl_batches_assign_offsets(buf, n, pl_segment_next_offset(self._s), leader_epoch,
                                            allow_control, &info)

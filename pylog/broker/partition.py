@@ -149,7 +149,8 @@ class Partition:
         if dup is not None:
             return AppendResult(dup[2], dup[3], self.log.log_start_offset, duplicate=True)
         try:
-            first, last = self.log.append_batches(data, self.leader_epoch)
+            # The request's bytes are ours to patch (the connection's receive buffer).
+            first, last = self.log.append_batches(data, self.leader_epoch, in_place=_writable(data))
         except ValueError as e:  # magic, control batch, count mismatch
             raise InvalidRecordError(str(e)) from e
         self.producer_state.update(headers, first)
@@ -234,3 +235,7 @@ class Partition:
 
 
 __all__ = ["AppendResult", "CorruptRecordError", "Partition"]
+
+
+def _writable(data) -> bool:
+    return type(data) is memoryview and not data.readonly or type(data) is bytearray

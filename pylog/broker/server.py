@@ -38,7 +38,8 @@ from . import api_versions as av
 
 log = logging.getLogger("pylog.broker")
 
-RECV_BUFFER = 1 << 20
+RECV_BUFFER_MIN = 64 << 10   # a connection's receive buffer starts here...
+RECV_BUFFER_MAX = 4 << 20    # ...and grows to fit frames up to this; larger ones get their own
 SENDFILE_MIN = 32 << 10
 MAX_QUEUED = 1000  # requests in flight per connection before reading pauses
 
@@ -54,7 +55,7 @@ class Connection(asyncio.BufferedProtocol):
         self.transport = None
         self.sock_fd = -1
         self.peer = "?"
-        self._buf = bytearray(RECV_BUFFER)
+        self._buf = bytearray(RECV_BUFFER_MIN)
         self._view = memoryview(self._buf)
         self._start = 0          # unparsed bytes are _buf[_start:_end]
         self._end = 0
@@ -63,6 +64,7 @@ class Connection(asyncio.BufferedProtocol):
         self._drainer = None
         self._paused_writing = False
         self._reading_paused = False
+        self._out = None         # responses gathered while a read is processed
         self.closed = False
         self.last_active = time.monotonic()
         self.partial_since = None
@@ -115,7 +117,7 @@ class Connection(asyncio.BufferedProtocol):
         if self._big is not None:
             buf, filled = self._big
             return memoryview(buf)[filled:]
-        if RECV_BUFFER - self._end < 65536:
+        if len(self._buf) - self._end < len(self._buf) >> 2:
             # Move the unparsed tail to the front. Slices handed to handlers are
             # never kept past the handler call, so overwriting is safe.
             n = self._end - self._start
@@ -136,6 +138,17 @@ class Connection(asyncio.BufferedProtocol):
             self._on_frame(memoryview(buf))
             return
         self._end += nbytes
+        # Responses to every request in this read go out in one write: on
+        # loopback each send costs the sender the receiver's TCP work too.
+        self._out = []
+        try:
+            self._parse_frames()
+        finally:
+            out, self._out = self._out, None
+            if out and not self.closed:
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _parse_frames(self):
         buf = self._buf
         while not self.closed:
             avail = self._end - self._start
@@ -152,12 +165,22 @@ class Connection(asyncio.BufferedProtocol):
                 self._start = s + size
                 self._on_frame(self._view[s:s + size])
                 continue
-            if size + 4 > RECV_BUFFER:
+            if size + 4 > RECV_BUFFER_MAX:
                 big = bytearray(size)
                 have = avail - 4
                 big[:have] = buf[self._start + 4:self._end]
                 self._big = (big, have)
                 self._start = self._end = 0
+            elif size + 4 > len(buf) - self._start:
+                # Grow (a new buffer: the old one may still be exported to the
+                # transport) to hold this frame and a few more like it.
+                new_len = len(buf)
+                while new_len < 2 * (size + 4) and new_len < RECV_BUFFER_MAX:
+                    new_len *= 2
+                new = bytearray(new_len)
+                new[:avail] = buf[self._start:self._end]
+                self._buf, self._view = new, memoryview(new)
+                self._start, self._end = 0, avail
             break
         if self._start == self._end:
             self._start = self._end = 0
@@ -244,8 +267,12 @@ class Connection(asyncio.BufferedProtocol):
         version = header.request_api_version if force_version is None else force_version
         if type(result) is list:
             self._write_chunks(header.correlation_id, result)
+            return
+        data = encode_response(header.correlation_id, header.request_api_key, version, result)
+        if self._out is not None:
+            self._out.append(data)
         else:
-            self.transport.write(encode_response(header.correlation_id, header.request_api_key, version, result))
+            self.transport.write(data)
 
     def _write_chunks(self, correlation_id, chunks):
         """Write a response made of bytes and FetchSlices (response header v0)."""
@@ -253,7 +280,12 @@ class Connection(asyncio.BufferedProtocol):
         for c in chunks:
             size += len(c)
         t = self.transport
-        out = bytearray(_I32I32.pack(size, correlation_id))
+        out = bytearray()
+        if self._out:  # responses gathered before this one go first
+            for b in self._out:
+                out += b
+            self._out.clear()
+        out += _I32I32.pack(size, correlation_id)
         for c in chunks:
             if type(c) is bytes:
                 out += c
@@ -334,7 +366,17 @@ class Server:
         deadline = time.monotonic() + grace
         while any(c._pending for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        tasks = []
         for c in list(self.connections):
+            tasks.extend(item for _h, item in c._pending if isinstance(item, asyncio.Future))
+            if c._drainer is not None:
+                tasks.append(c._drainer)
             c.close()
+        for t in tasks:
+            t.cancel()
+        # Let the cancelled tasks finish before the loop goes away.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._sweeper is not None:
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()

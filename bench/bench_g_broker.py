@@ -1,0 +1,176 @@
+"""G. The broker over loopback, driven by confluent-kafka (librdkafka).
+
+Per round: a fresh 6-partition topic; confluent-kafka produces --bench-broker-messages
+(default 1,000,000) messages of 100 bytes (linger.ms=5, batch.size=1000000) with
+acks=1 or acks=all and flushes; then a consumer reads them all back (assign() from
+offset 0, consume(num_messages=10000)). The broker is a separate `python -m
+pylog.broker` process writing real segment files; its CPU time (user+system, all
+threads, from /proc/<pid>/task/*/schedstat, nanoseconds) is read before and after
+each phase, and the client's from getrusage(RUSAGE_SELF) (librdkafka's threads
+included), so "who is the limit" is visible: compare client CPU with broker CPU.
+
+Goals (issue "pylog broker"): produce >= 700,000 msg/s; broker CPU <= 0.15 s per
+million messages produced and <= 0.1 s per million fetched.
+
+    .venv/bin/python -m pytest bench/bench_g_broker.py --benchmark-disable-gc
+"""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+ck = pytest.importorskip("confluent_kafka")
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+VALUE = b"x" * 100
+PARTITIONS = 6
+
+
+def _cpu_seconds(pid: int) -> float:
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:
+            pass  # a thread that just ended
+    return total / 1e9
+
+
+def _self_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class BrokerProcess:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="pylog-bench-broker-", dir=os.environ.get("BENCH_DIR"))
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pylog.broker", "--data-dir", self.dir, "--port", str(self.port),
+             "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if "ready" not in line:
+            self.stop()
+            raise RuntimeError(f"broker did not start: {line!r}")
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def cpu(self) -> float:
+        return _cpu_seconds(self.proc.pid)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        finally:
+            self.proc.stdout.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def broker():
+    b = BrokerProcess()
+    yield b
+    b.stop()
+
+
+def _messages(request) -> int:
+    return request.config.getoption("--bench-broker-messages")
+
+
+def _rounds(request) -> int:
+    return request.config.getoption("--bench-broker-rounds")
+
+
+_topics = []
+
+
+def _new_topic(bootstrap: str) -> str:
+    name = f"perf-{len(_topics)}-{os.getpid()}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the result is in
+    admin.create_topics([NewTopic(name, PARTITIONS, 1)])[name].result(30)
+    _topics.append(name)
+    return name
+
+
+def _record(benchmark, scenario, impl, n, samples):
+    benchmark.extra_info.update(
+        scenario="G_broker", impl=impl, records=n, bytes=n * len(VALUE),
+        broker_cpu_s_per_m=statistics.median(s[0] for s in samples) / n * 1e6,
+        client_cpu_s_per_m=statistics.median(s[1] for s in samples) / n * 1e6,
+        broker_cpu_rounds=[round(s[0] / n * 1e6, 4) for s in samples],
+        loadavg1=os.getloadavg()[0])
+
+
+@pytest.mark.parametrize("acks", ["1", "all"])
+def test_g_produce(benchmark, broker, request, acks):
+    n = _messages(request)
+    samples = []
+    state = {}
+
+    def setup():
+        state["topic"] = _new_topic(broker.bootstrap)
+        state["producer"] = ck.Producer({
+            "bootstrap.servers": broker.bootstrap, "linger.ms": 5, "batch.size": 1000000, "acks": acks,
+            "queue.buffering.max.messages": 2 * n, "queue.buffering.max.kbytes": 2097151})
+        state["producer"].list_topics(state["topic"], timeout=10)  # connect outside the timing
+        return (), {}
+
+    def produce():
+        p, topic = state["producer"], state["topic"]
+        b0, c0 = broker.cpu(), _self_cpu()
+        produce_ = p.produce
+        for i in range(n):
+            produce_(topic, VALUE, partition=i % PARTITIONS)
+        left = p.flush(120)
+        samples.append((broker.cpu() - b0, _self_cpu() - c0))
+        assert left == 0, f"{left} messages not delivered"
+
+    benchmark.pedantic(produce, setup=setup, rounds=_rounds(request), iterations=1)
+    _record(benchmark, "G_broker", f"produce acks={acks}", n, samples)
+
+
+def test_g_consume(benchmark, broker, request):
+    n = _messages(request)
+    # The topic of the last produce round holds n messages.
+    if not _topics:
+        pytest.skip("no produced topic to read (run with test_g_produce)")
+    topic = _topics[-1]
+    samples = []
+    state = {}
+
+    def setup():
+        if "consumer" in state:
+            state.pop("consumer").close()
+        c = state["consumer"] = ck.Consumer({
+            "bootstrap.servers": broker.bootstrap, "group.id": "bench-g", "enable.auto.commit": False,
+            "fetch.max.bytes": 52428800})
+        c.assign([ck.TopicPartition(topic, i, 0) for i in range(PARTITIONS)])
+        c.list_topics(topic, timeout=10)
+        return (), {}
+
+    def consume():
+        c = state["consumer"]
+        b0, c0 = broker.cpu(), _self_cpu()
+        got = 0
+        deadline = time.monotonic() + 120
+        while got < n and time.monotonic() < deadline:
+            got += len(c.consume(num_messages=10000, timeout=1.0))
+        samples.append((broker.cpu() - b0, _self_cpu() - c0))
+        assert got == n, f"consumed {got} of {n}"
+
+    benchmark.pedantic(consume, setup=setup, rounds=_rounds(request), iterations=1)
+    state.pop("consumer").close()
+    _record(benchmark, "G_broker", "consume", n, samples)
