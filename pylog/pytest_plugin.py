@@ -1,0 +1,30 @@
+"""pytest plugin (registered by installing pylog): a real Kafka-protocol broker per test.
+
+    def test_roundtrip(kafka_broker):
+        p = confluent_kafka.Producer({"bootstrap.servers": kafka_broker})
+        ...
+
+`kafka_broker` starts an in-process pylog broker on 127.0.0.1 with an
+ephemeral port and its data in the test's tmp_path, yields its handle (a str
+equal to the bootstrap address, with .broker, .data_dir and .restart()), and
+stops it afterwards. Broker settings use Kafka's keys, through a marker:
+
+    @pytest.mark.kafka_broker(config={"num.partitions": "3"})
+"""
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "kafka_broker(config=None): Kafka config keys for the kafka_broker fixture's broker")
+
+
+@pytest.fixture
+def kafka_broker(request, tmp_path):
+    from .testing import running_broker
+    marker = request.node.get_closest_marker("kafka_broker")
+    config = dict((marker.kwargs.get("config") or {}) if marker else {})
+    with running_broker(tmp_path / "kafka-data", config=config) as handle:
+        yield handle
