@@ -313,7 +313,14 @@ class Connection(asyncio.BufferedProtocol):
         if not self.closed:
             self.closed = True
             if self.transport is not None:
-                self.transport.abort()
+                # Requests before the one that forced the close were served (a
+                # produce may be appended): their answers still go out.
+                if self._out:
+                    self.transport.write(b"".join(self._out))
+                    self._out.clear()
+                    self.transport.close()
+                else:
+                    self.transport.abort()
 
 
 class Server:
