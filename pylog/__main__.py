@@ -31,25 +31,39 @@ def _dump_log(args) -> int:
     return bad
 
 
+def _add_broker_parser(sub) -> None:
+    b = sub.add_parser("broker", help="run a Kafka-protocol broker",
+                       description="Run a Kafka-protocol broker until SIGTERM / Ctrl-C.")
+    try:
+        from .broker.cli import add_broker_arguments, run_broker
+    except ImportError as exc:
+        # The rest of the command line must keep working in a tree where the
+        # broker package is absent or broken; say why when it is asked for.
+        reason = str(exc)
+
+        def run_broker(_args) -> int:
+            print(f"pylog broker: not available: {reason}", file=sys.stderr)
+            return 2
+    else:
+        add_broker_arguments(b)
+    b.set_defaults(run=run_broker)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="pylog", description="pylog: a log engine and a Kafka-compatible broker")
-    sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("broker", help="run a broker (not built yet: the 'pylog broker' issue)")
-    b.add_argument("--data-dir", default="./data")
-    b.add_argument("--host", default="127.0.0.1")
-    b.add_argument("--port", type=int, default=9092)
-    d = sub.add_parser("dump-log", help="print and check the record batches of a .log segment file")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_broker_parser(sub)
+    d = sub.add_parser("dump-log", help="print and check the record batches of a .log segment file",
+                       description=_dump_log.__doc__)
     d.add_argument("file")
     d.add_argument("--records", action="store_true", help="print every record too")
+    d.set_defaults(run=_dump_log)
+    from .cli import add_client_commands, run_tool
+    add_client_commands(sub)
     args = p.parse_args(argv)
-    if args.command == "dump-log":
-        return _dump_log(args)
-    if args.command == "broker":
-        print("pylog broker: the Kafka-protocol broker is not implemented yet (open issue "
-              "'pylog broker'); the log library (import pylog) and the benchmarks are ready.",
-              file=sys.stderr)
-        return 2
-    return 1
+    if getattr(args, "tool", None) is not None:
+        return run_tool(args.tool, args)
+    return args.run(args)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,30 @@ from ..protocol.errors import ProtocolError
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
-__all__ = ["DEFAULT_BOOTSTRAP", "add_bootstrap", "open_client", "key_value", "parse_bool",
-           "properties", "run_tool", "acks_value", "RawHelp"]
+__all__ = [
+    "DEFAULT_BOOTSTRAP",
+    "RawHelp",
+    "acks_value",
+    "add_bootstrap",
+    "key_value",
+    "open_client",
+    "parse_bool",
+    "properties",
+    "run_tool",
+]
 
 
-class RawHelp(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the hand-wrapped examples in descriptions, and show defaults."""
+class RawHelp(argparse.RawDescriptionHelpFormatter):
+    """Keep the hand-wrapped descriptions as written; append "(default: X)"
+    to an option's help when it has a real default (not None/False/[])."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if action.option_strings and "%(default)" not in text and default not in (
+                None, False, [], argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
 
 
 def add_bootstrap(p: argparse.ArgumentParser) -> None:

@@ -28,7 +28,7 @@ from ..client.errors import ConnectionClosedError, check, error_for
 from ..client.records import consumed_records, next_fetch_offset
 from .common import RawHelp, add_bootstrap, key_value, open_client, properties
 
-__all__ = ["add_consume_parser", "FORMATTER_PROPERTIES", "MessageFormatter"]
+__all__ = ["FORMATTER_PROPERTIES", "MessageFormatter", "add_consume_parser"]
 
 FORMATTER_PROPERTIES = {
     "print.timestamp": False, "print.partition": False, "print.offset": False,
@@ -151,34 +151,52 @@ def _consume(args) -> int:
                     wait_ms = max(1, min(wait_ms, int(left * 1000)))
                 got = _fetch_round(client, args, positions, wait_ms, isolation)
                 for part, fetched in got:
-                    if fetched.error_code == OFFSET_OUT_OF_RANGE:
-                        new = client.list_offsets(args.topic, part, reset_ts)
-                        print(f"WARN offset {positions[part]} is out of range for {args.topic}-{part}; "
-                              f"resetting to offset {new}", file=sys.stderr)
-                        positions[part] = new
+                    if not _usable(client, args, part, fetched, positions, reset_ts):
                         continue
-                    if fetched.error_code in _REFRESH_CODES:
-                        client.metadata([args.topic])
-                        time.sleep(0.1)
-                        continue
-                    check(fetched.error_code, f"fetch {args.topic}-{part}")
-                    start = positions[part]
-                    for r in consumed_records(part, fetched.records, start):
-                        out.write(formatter.format(r))
-                        count += 1
+                    limit = None if args.max_messages is None else args.max_messages - count
+                    printed, positions[part] = _write_records(out, formatter, part, fetched.records,
+                                                              positions[part], limit)
+                    if printed:
+                        count += printed
                         last_record = time.monotonic()
-                        if args.max_messages is not None and count >= args.max_messages:
-                            break
-                    else:
-                        positions[part] = next_fetch_offset(fetched.records, start)
-                        continue
-                    positions[part] = r.offset + 1
-                    break
+                    if args.max_messages is not None and count >= args.max_messages:
+                        break
                 out.flush()
         finally:
             out.flush()
             print(f"Processed a total of {count} messages", file=sys.stderr)
     return 0
+
+
+def _usable(client, args, part, fetched, positions, reset_ts) -> bool:
+    """True when fetched holds records to read; handles the errors a consumer
+    recovers from (out of range: reset the position; leadership moved:
+    refresh metadata) and raises for the others."""
+    code = fetched.error_code
+    if code == OFFSET_OUT_OF_RANGE:
+        new = client.list_offsets(args.topic, part, reset_ts)
+        print(f"WARN offset {positions[part]} is out of range for {args.topic}-{part}; "
+              f"resetting to offset {new}", file=sys.stderr)
+        positions[part] = new
+        return False
+    if code in _REFRESH_CODES:
+        client.metadata([args.topic])
+        time.sleep(0.1)
+        return False
+    check(code, f"fetch {args.topic}-{part}")
+    return True
+
+
+def _write_records(out, formatter, part, records, start, limit):
+    """Print the records at or after offset start, at most limit (None: no
+    limit): (records printed, the partition's next position)."""
+    printed = 0
+    for r in consumed_records(part, records, start):
+        if printed == limit:
+            return printed, r.offset
+        out.write(formatter.format(r))
+        printed += 1
+    return printed, next_fetch_offset(records, start)
 
 
 def _fetch_round(client, args, positions, wait_ms, isolation):

@@ -28,9 +28,16 @@ import time
 from .. import _engine
 from ..client.errors import ConnectionClosedError, error_for
 from ..client.partitioner import partition_for_key
-from .common import RawHelp, acks_value, add_bootstrap, key_value, open_client, properties
+from .common import (
+    RawHelp,
+    acks_value,
+    add_bootstrap,
+    key_value,
+    open_client,
+    properties,
+)
 
-__all__ = ["add_produce_parser", "LineReader", "READER_PROPERTIES"]
+__all__ = ["READER_PROPERTIES", "LineReader", "add_produce_parser"]
 
 READER_PROPERTIES = {
     "parse.key": False, "key.separator": "\t",
@@ -88,28 +95,41 @@ class LineReader:
     def _null(self, b: bytes):
         return None if self.null_marker is not None and b == self.null_marker else b
 
+    def _split(self, rest: bytes, sep: bytes, what: str, line: bytes, lineno: int):
+        """(head, tail) around the first sep, or None when sep is missing
+        and ignore.error allows that."""
+        head, found, tail = rest.partition(sep)
+        if found:
+            return head, tail
+        if self.ignore_error:
+            return None
+        raise ValueError(f"no {what} found on line number {lineno}: {line!r}")
+
     def parse(self, line: bytes, lineno: int):
         headers = []
+        key = None
         rest = line
         if self.parse_headers:
-            head, sep, tail = rest.partition(self.headers_delim)
-            if not sep:
-                if not self.ignore_error:
-                    raise ValueError(f"no headers delimiter found on line number {lineno}: {line!r}")
-            else:
-                rest = tail
+            cut = self._split(rest, self.headers_delim, "headers delimiter", line, lineno)
+            if cut is not None:
+                head, rest = cut
                 for item in head.split(self.headers_sep) if head else ():
                     k, ksep, v = item.partition(self.header_key_sep)
                     headers.append((k.decode(errors="replace"), self._null(v) if ksep else None))
-        key = None
         if self.parse_key:
-            k, sep, tail = rest.partition(self.key_sep)
-            if not sep:
-                if not self.ignore_error:
-                    raise ValueError(f"no key separator found on line number {lineno}: {line!r}")
-            else:
-                key, rest = self._null(k), tail
+            cut = self._split(rest, self.key_sep, "key separator", line, lineno)
+            if cut is not None:
+                key, rest = self._null(cut[0]), cut[1]
         return key, self._null(rest), headers
+
+
+def _chomp(line: bytes) -> bytes:
+    """The line without its ending ("\n" or "\r\n"), as Java's readLine."""
+    if line.endswith(b"\n"):
+        line = line[:-1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+    return line
 
 
 def _read_lines(stream, out: queue.Queue) -> None:
@@ -122,20 +142,52 @@ def _read_lines(stream, out: queue.Queue) -> None:
         out.put(None)
 
 
-class _Pending:
-    __slots__ = ("keys", "values", "headers", "since")
+class _Batcher:
+    """Records waiting for their batch, per partition, and the partition
+    choice (see the module doc). One thread."""
 
-    def __init__(self, now):
-        self.keys, self.values, self.headers, self.since = [], [], [], now
+    def __init__(self, client, args, partitions):
+        self.client, self.args, self.partitions = client, args, partitions
+        self.compression = None if args.compression == "none" else args.compression
+        self.linger = args.linger_ms / 1000.0
+        self.pending: dict[int, tuple[float, list, list, list]] = {}  # since, keys, values, headers
+        self.sticky = 0  # index in partitions of the unkeyed records' partition
+        self.failures = 0
 
+    def add(self, key, value, headers) -> None:
+        if self.args.partition is not None:
+            part = self.args.partition
+        elif key is not None:
+            part = partition_for_key(key, len(self.partitions))
+        else:
+            part = self.partitions[self.sticky % len(self.partitions)]
+        _since, keys, values, hdrs = self.pending.setdefault(part, (time.monotonic(), [], [], []))
+        keys.append(key)
+        values.append(value)
+        hdrs.append(headers)
 
-_NOTHING = object()  # the linger timer fired before a line arrived
+    def wait(self) -> float | None:
+        """Seconds until the oldest pending batch lingers out (None: nothing pending)."""
+        if not self.pending:
+            return None
+        oldest = min(since for since, *_ in self.pending.values())
+        return max(0.0, oldest + self.linger - time.monotonic())
+
+    def send_ready(self, everything: bool = False) -> None:
+        now = time.monotonic()
+        for part in sorted(self.pending):
+            since, keys, values, headers = self.pending[part]
+            if everything or len(values) >= self.args.batch_size or now - since >= self.linger:
+                del self.pending[part]
+                batch = _engine.encode_batch(values, keys=keys, headers=headers,
+                                             compression=self.compression)
+                self.failures += not _send(self.client, self.args, part, batch, len(values))
+                if self.args.partition is None and part == self.partitions[self.sticky % len(self.partitions)]:
+                    self.sticky += 1
 
 
 def _produce(args) -> int:
     reader = LineReader(properties(args.property, READER_PROPERTIES, "line reader"))
-    compression = None if args.compression == "none" else args.compression
-    linger = args.linger_ms / 1000.0
     with open_client(args) as client:
         # A producer's Metadata asks for auto-creation, as Kafka's does;
         # whether it happens is up to the broker (auto.create.topics.enable).
@@ -143,49 +195,30 @@ def _produce(args) -> int:
         partitions = sorted(client.wait_for_leaders(args.topic, timeout=10.0).partitions)
         if args.partition is not None and args.partition not in partitions:
             raise error_for(3, f"{args.topic} has no partition {args.partition}")
+        batcher = _Batcher(client, args, partitions)
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=_read_lines, args=(sys.stdin.buffer, lines), daemon=True).start()
-        pending: dict[int, _Pending] = {}
-        sticky = 0  # index into partitions of the unkeyed records' partition
-        failures = lineno = 0
-        eof = False
-        while not eof:
-            timeout = None
-            if pending:
-                oldest = min(b.since for b in pending.values())
-                timeout = max(0.0, oldest + linger - time.monotonic())
+        lineno = 0
+        while True:
             try:
-                line = lines.get(timeout=timeout)
-            except queue.Empty:
-                line = _NOTHING
+                line = lines.get(timeout=batcher.wait())
+            except queue.Empty:  # the oldest batch lingered out
+                batcher.send_ready()
+                continue
             if line is None:
-                eof = True
-            elif line is not _NOTHING:
-                lineno += 1
-                key, value, headers = reader.parse(line.rstrip(b"\r\n"), lineno)
-                if args.partition is not None:
-                    part = args.partition
-                elif key is not None:
-                    part = partition_for_key(key, len(partitions))
-                else:
-                    part = partitions[sticky % len(partitions)]
-                b = pending.get(part)
-                if b is None:
-                    b = pending[part] = _Pending(time.monotonic())
-                b.keys.append(key)
-                b.values.append(value)
-                b.headers.append(headers)
-            now = time.monotonic()
-            for part in sorted(pending):
-                b = pending[part]
-                if eof or len(b.values) >= args.batch_size or now - b.since >= linger:
-                    del pending[part]
-                    batch = _engine.encode_batch(b.values, keys=b.keys, headers=b.headers,
-                                                 compression=compression)
-                    failures += not _send(client, args, part, batch, len(b.values))
-                    if args.partition is None and part == partitions[sticky % len(partitions)]:
-                        sticky += 1
-    return 1 if failures else 0
+                break
+            lineno += 1
+            try:
+                batcher.add(*reader.parse(_chomp(line), lineno))
+            except ValueError as e:
+                # As kafka-console-producer: stop at a malformed line; the
+                # lines read before it are still sent.
+                print(f"Error: {e}", file=sys.stderr)
+                batcher.failures += 1
+                break
+            batcher.send_ready()
+        batcher.send_ready(everything=True)
+    return 1 if batcher.failures else 0
 
 
 def _send(client, args, partition: int, batch: bytes, count: int) -> bool:

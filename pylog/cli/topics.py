@@ -16,11 +16,14 @@ def add_topics_parser(sub) -> None:
                        description="Manage topics, as kafka-topics.sh does.")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    c = actions.add_parser("create", help="create a topic", formatter_class=RawHelp,
-                           description="Create a topic (CreateTopics, sent to the controller).\n"
-                                       "example: pylog topics create --topic t --partitions 6 "
-                                       "--config retention.ms=60000")
-    add_bootstrap(c)
+    def action(name, help, description, tool):
+        a = actions.add_parser(name, help=help, description=description, formatter_class=RawHelp)
+        add_bootstrap(a)
+        a.set_defaults(tool=tool)
+        return a
+
+    c = action("create", "create a topic", "Create a topic (CreateTopics, sent to the controller).\n"
+               "example: pylog topics create --topic t --partitions 6 --config retention.ms=60000", _create)
     c.add_argument("--topic", required=True)
     c.add_argument("--partitions", type=int, default=-1, help="-1: the broker's num.partitions")
     c.add_argument("--replication-factor", type=int, default=-1,
@@ -29,44 +32,34 @@ def add_topics_parser(sub) -> None:
                    help="topic config override (repeatable)")
     c.add_argument("--if-not-exists", action="store_true",
                    help="succeed quietly when the topic already exists")
-    c.set_defaults(tool=_create)
 
-    ls = actions.add_parser("list", help="list topic names", formatter_class=RawHelp,
-                            description="Print every topic name, one a line, sorted.")
-    add_bootstrap(ls)
+    ls = action("list", "list topic names", "Print every topic name, one a line, sorted.", _list)
     ls.add_argument("--exclude-internal", action="store_true", help="leave out internal topics")
-    ls.set_defaults(tool=_list)
 
-    d = actions.add_parser("describe", help="describe topics and their partitions", formatter_class=RawHelp,
-                           description="kafka-topics --describe output: one line per topic\n"
-                                       "(Topic, TopicId when known, PartitionCount, ReplicationFactor,\n"
-                                       "non-default Configs), then one line per partition\n"
-                                       "(Topic, Partition, Leader, Replicas, Isr).")
-    add_bootstrap(d)
+    d = action("describe", "describe topics and their partitions",
+               "kafka-topics --describe output: one line per topic\n"
+               "(Topic, TopicId when known, PartitionCount, ReplicationFactor,\n"
+               "non-default Configs), then one line per partition\n"
+               "(Topic, Partition, Leader, Replicas, Isr).", _describe)
     d.add_argument("--topic", help="the topic (default: every topic)")
-    d.add_argument("--exclude-internal", action="store_true")
-    d.set_defaults(tool=_describe)
+    d.add_argument("--exclude-internal", action="store_true", help="leave out internal topics")
 
-    rm = actions.add_parser("delete", help="delete a topic", formatter_class=RawHelp,
-                            description="Delete a topic (DeleteTopics, sent to the controller).")
-    add_bootstrap(rm)
+    rm = action("delete", "delete a topic", "Delete a topic (DeleteTopics, sent to the controller).",
+                _delete)
     rm.add_argument("--topic", required=True)
     rm.add_argument("--if-exists", action="store_true", help="succeed quietly when there is no such topic")
-    rm.set_defaults(tool=_delete)
 
-    a = actions.add_parser("alter", help="add partitions or change topic configs", formatter_class=RawHelp,
-                           description="--partitions N grows the topic to N partitions (CreatePartitions);\n"
-                                       "--config k=v sets and --delete-config k removes topic configs\n"
-                                       "(read with DescribeConfigs, written whole with AlterConfigs,\n"
-                                       "so the topic's other overrides are kept).")
-    add_bootstrap(a)
+    a = action("alter", "add partitions or change topic configs",
+               "--partitions N grows the topic to N partitions (CreatePartitions);\n"
+               "--config k=v sets and --delete-config k removes topic configs\n"
+               "(read with DescribeConfigs, written whole with AlterConfigs,\n"
+               "so the topic's other overrides are kept).", _alter)
     a.add_argument("--topic", required=True)
     a.add_argument("--partitions", type=int, help="the new total partition count")
     a.add_argument("--config", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="set a topic config (repeatable)")
     a.add_argument("--delete-config", action="append", default=[], metavar="KEY",
                    help="remove a topic config override (repeatable)")
-    a.set_defaults(tool=_alter)
 
 
 def _create(args) -> int:

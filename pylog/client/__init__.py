@@ -8,12 +8,34 @@
 
 Nothing here is thread-safe: each Client or Connection belongs to one thread.
 """
-from .client import (EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, BrokerMetadata, Client, ClusterMetadata,
-                     ConfigEntry, FetchedPartition, PartitionMetadata, TopicMetadata)
+from .client import (
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    BrokerMetadata,
+    Client,
+    ClusterMetadata,
+    ConfigEntry,
+    FetchedPartition,
+    PartitionMetadata,
+    TopicMetadata,
+)
 from .errors import ConnectionClosedError, check, error_for, error_name
 from .wire import OUR_VERSIONS, Connection
 
-__all__ = ["Client", "Connection", "OUR_VERSIONS", "ClusterMetadata", "BrokerMetadata",
-           "TopicMetadata", "PartitionMetadata", "ConfigEntry", "FetchedPartition",
-           "LATEST_TIMESTAMP", "EARLIEST_TIMESTAMP", "ConnectionClosedError", "check",
-           "error_for", "error_name"]
+__all__ = [
+    "EARLIEST_TIMESTAMP",
+    "LATEST_TIMESTAMP",
+    "OUR_VERSIONS",
+    "BrokerMetadata",
+    "Client",
+    "ClusterMetadata",
+    "ConfigEntry",
+    "Connection",
+    "ConnectionClosedError",
+    "FetchedPartition",
+    "PartitionMetadata",
+    "TopicMetadata",
+    "check",
+    "error_for",
+    "error_name",
+]

@@ -15,7 +15,9 @@ Errors: admin calls and list_offsets raise pylog.errors exceptions (see
 client/errors.py: ``exc.error_code`` is the broker's code). produce() and
 fetch() return the partition's error_code instead, because callers that
 stream (the console tools, perf) decide per code whether to retry, refresh
-metadata or stop; ``check(code)`` turns one into the exception.
+metadata or stop; ``check(code)`` turns one into the exception. They still
+raise when the request cannot be routed (a topic or partition missing from
+the metadata) or the connection fails (ConnectionClosedError).
 
 The metadata cache is refreshed by metadata(); leader lookups refresh it once
 when a partition or its leader is unknown. A leader change is not detected
@@ -28,16 +30,35 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..protocol.messages import (AlterConfigsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-                                 DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-                                 FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest)
+from ..protocol.messages import (
+    AlterConfigsRequest,
+    CreatePartitionsRequest,
+    CreateTopicsRequest,
+    DeleteRecordsRequest,
+    DeleteTopicsRequest,
+    DescribeConfigsRequest,
+    FetchRequest,
+    ListOffsetsRequest,
+    MetadataRequest,
+    ProduceRequest,
+)
 from ..protocol.types import ZERO_UUID
 from .errors import ConnectionClosedError, check, error_for
 from .wire import Connection
 
-__all__ = ["Client", "ClusterMetadata", "BrokerMetadata", "TopicMetadata", "PartitionMetadata",
-           "ConfigEntry", "FetchedPartition", "parse_bootstrap",
-           "LATEST_TIMESTAMP", "EARLIEST_TIMESTAMP", "RESOURCE_TOPIC"]
+__all__ = [
+    "EARLIEST_TIMESTAMP",
+    "LATEST_TIMESTAMP",
+    "RESOURCE_TOPIC",
+    "BrokerMetadata",
+    "Client",
+    "ClusterMetadata",
+    "ConfigEntry",
+    "FetchedPartition",
+    "PartitionMetadata",
+    "TopicMetadata",
+    "parse_bootstrap",
+]
 
 LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..errors import PylogError, for_code
 
-__all__ = ["ERROR_NAMES", "RETRIABLE", "ConnectionClosedError", "error_name", "error_for", "check"]
+__all__ = ["ERROR_NAMES", "RETRIABLE", "ConnectionClosedError", "check", "error_for", "error_name"]
 
 # Kafka's names (org.apache.kafka.common.protocol.Errors), so messages read
 # like the Java tools' and can be searched for.

@@ -12,13 +12,23 @@ Functions only; no state, so safe from any thread.
 from __future__ import annotations
 
 import struct
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 from .. import _engine
 from ..errors import CorruptRecordError
 
-__all__ = ["BATCH_HEADER", "BatchHeader", "ConsumedRecord", "whole_batches", "batch_headers",
-           "consumed_records", "next_fetch_offset", "CREATE_TIME", "LOG_APPEND_TIME"]
+__all__ = [
+    "BATCH_HEADER",
+    "CREATE_TIME",
+    "LOG_APPEND_TIME",
+    "BatchHeader",
+    "ConsumedRecord",
+    "batch_headers",
+    "consumed_records",
+    "next_fetch_offset",
+    "whole_batches",
+]
 
 # Record batch v2 header, 61 bytes (KAFKA-NOTES §2.1).
 BATCH_HEADER = struct.Struct(">qiiBIhiqqqhii")

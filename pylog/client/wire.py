@@ -33,7 +33,7 @@ from ..protocol.framing import decode_response, encode_request, response_correla
 from ..protocol.messages import ApiVersionsRequest, ApiVersionsResponse
 from .errors import ConnectionClosedError, check, error_for
 
-__all__ = ["OUR_VERSIONS", "Connection", "MAX_FRAME_BYTES"]
+__all__ = ["MAX_FRAME_BYTES", "OUR_VERSIONS", "Connection"]
 
 API_VERSIONS = 18
 

@@ -1,0 +1,27 @@
+"""The Kafka-client sub-commands of `pylog`, modelled on Kafka's shell tools.
+
+    topics.py        pylog topics create|list|describe|delete|alter   (kafka-topics)
+    produce.py       pylog produce                                    (kafka-console-producer)
+    consume.py       pylog consume                                    (kafka-console-consumer)
+    perf_produce.py  pylog perf produce                               (kafka-producer-perf-test)
+    perf_consume.py  pylog perf consume                               (kafka-consumer-perf-test)
+    common.py        --bootstrap-server, k=v options, errors -> exit codes
+
+Each add_*_parser(subparsers) adds its parser(s); every leaf parser sets
+`tool` (a function of the parsed args returning an exit code), which
+pylog.__main__ runs through common.run_tool.
+"""
+from .common import run_tool
+from .consume import add_consume_parser
+from .perf import add_perf_parser
+from .produce import add_produce_parser
+from .topics import add_topics_parser
+
+__all__ = ["add_client_commands", "run_tool"]
+
+
+def add_client_commands(sub) -> None:
+    add_topics_parser(sub)
+    add_produce_parser(sub)
+    add_consume_parser(sub)
+    add_perf_parser(sub)
