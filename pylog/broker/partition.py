@@ -138,6 +138,9 @@ class Partition:
         max_bytes = self.config.get("max.message.bytes")
         ends = [h[0] for h in headers[1:]] + [len(data)]
         for h, end in zip(headers, ends):
+            if h[7] != h[2] + 1:
+                raise InvalidRecordError(
+                    f"batch at byte {h[0]}: records_count {h[7]} != last_offset_delta + 1 ({h[2] + 1})")
             if end - h[0] > max_bytes:
                 raise RecordTooLargeError(
                     f"a batch of {end - h[0]} bytes exceeds max.message.bytes={max_bytes} of {self.topic}")
