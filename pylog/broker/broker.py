@@ -28,6 +28,7 @@ from .server import Server
 log = logging.getLogger("pylog.broker")
 
 PRODUCER_ID_BLOCK = 1000
+FLUSH_CHECK_S = 0.1
 PRODUCER_ID_FILE = "pylog-producer-ids"
 
 
@@ -89,6 +90,7 @@ class Broker:
             host = self.host if self.host not in ("", "0.0.0.0", "::") else _default_host()
             self.advertised_host, self.advertised_port = host, self.port
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
+        self._tasks.append(asyncio.ensure_future(self._flusher()))
         log.info("broker %d listening on %s:%d (advertised %s) with data in %s, started in %.0f ms",
                  self.broker_id, self.host, self.port, self.bootstrap, self.data_dir,
                  (time.monotonic() - t0) * 1000)
@@ -101,6 +103,20 @@ class Broker:
             await asyncio.sleep(interval)
             self.log_manager.housekeeping()
 
+    async def _flusher(self):
+        """fdatasync logs whose flush.ms has passed (only topics that set it;
+        Kafka's default leaves flushing to the OS). The sync runs on a worker
+        thread so the loop keeps serving other partitions meanwhile."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(FLUSH_CHECK_S)
+            due = [p.log for p in self.log_manager.partitions.values() if p.log.flush_ms is not None]
+            for plog in due:
+                try:
+                    await loop.run_in_executor(None, plog.maybe_flush)
+                except Exception as e:  # a closed (deleted) log, a failed disk: next round
+                    log.warning("time-based flush of %s failed: %s", plog.path, e)
+
     async def stop(self):
         """Stop accepting, finish responses in progress, flush and close every log."""
         if self.stopping:
@@ -108,6 +124,7 @@ class Broker:
         self.stopping = True
         for t in self._tasks:
             t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.server is not None:
             await self.server.stop()
         self.log_manager.close()

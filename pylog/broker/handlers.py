@@ -196,9 +196,9 @@ class Handlers:
                 break
             chunks, total, ready = self._fetch_once(req, version)
             if ready or total >= req.min_bytes:
-                return chunks
+                return detach_chunks(chunks)
             del chunks
-        return self._fetch_once(req, version)[0]
+        return detach_chunks(self._fetch_once(req, version)[0])
 
     def _fetch_once(self, req, version):
         """The encoded response: (chunks, record bytes, respond_now). respond_now
@@ -446,6 +446,14 @@ _I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
 _I16I32 = struct.Struct(">hi")
 _PART = struct.Struct(">ihqq")  # partition_index, error_code, high_watermark, last_stable_offset
+
+
+def detach_chunks(chunks):
+    """The chunks with segment bytes copied out. A delayed answer may wait behind
+    another before it is written, and a FetchSlice kept that long would pin its
+    segment against retention and topic deletion; delayed answers are small
+    (they waited for new data), so the copy is cheap."""
+    return [c if type(c) is bytes else bytes(c) for c in chunks]
 
 
 def _encode_fetch_error(version, code):

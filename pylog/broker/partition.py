@@ -60,8 +60,12 @@ class Partition:
         self.leader_epoch = self._read_leader_epoch()
         # Writes go through to the OS on every append (write_buffer_bytes=0): an
         # acknowledged batch must survive the broker process dying.
-        self.log = Log.open(path, write_buffer_bytes=0, leader_epoch=self.leader_epoch,
-                            **config.log_options())
+        opts = config.log_options()
+        flush_ms = opts.pop("flush_ms")
+        self.log = Log.open(path, write_buffer_bytes=0, leader_epoch=self.leader_epoch, **opts)
+        # Time-based flushes come from the broker's flush task (one for all
+        # partitions), not from a flusher thread per log.
+        self.log.flush_ms = flush_ms
         self.high_watermark = self._initial_high_watermark()
         self.producer_state = ProducerStateManager(path, producer_id_expiration_ms)
         self.producer_state.load(self.log)
@@ -211,6 +215,7 @@ class Partition:
         self.log.retention_ms = opts["retention_ms"]
         self.log.retention_bytes = opts["retention_bytes"]
         self.log.flush_messages = opts["flush_messages"]
+        self.log.flush_ms = opts["flush_ms"]
         # Segment settings take effect from the next segment.
         self.log._seg_cfg.update(segment_bytes=opts["segment_bytes"],
                                  segment_ms=-1 if opts["segment_ms"] is None else opts["segment_ms"],
@@ -226,10 +231,9 @@ class Partition:
         self.checkpoint_high_watermark()
 
     def close(self):
-        for fut in self._waiters:
-            if not fut.done():
-                fut.cancel()
-        self._waiters = []
+        # Waiting fetches wake up and find the partition gone (an error
+        # answer), rather than being cancelled under their connection.
+        self._wake_fetchers()
         try:
             self.producer_state.take_snapshot(self.log.log_end_offset, force=True)
             self.checkpoint_high_watermark()

@@ -35,6 +35,7 @@ from collections import deque
 from ..protocol.errors import ProtocolError, UnsupportedVersionError
 from ..protocol.framing import decode_request, encode_response
 from . import api_versions as av
+from .handlers import detach_chunks
 
 log = logging.getLogger("pylog.broker")
 
@@ -237,6 +238,8 @@ class Connection(asyncio.BufferedProtocol):
             if self._drainer is None:
                 self._drainer = asyncio.ensure_future(self._drain())
         elif self._pending:
+            if type(result) is list:
+                result = detach_chunks(result)
             self._pending.append((header, result))
         else:
             self._respond(header, result)
