@@ -1,5 +1,9 @@
 """One function per Kafka API: a decoded request in, a response out.
 
+Produce is the exception: it takes the whole frame and returns the whole
+response frame, through the hand-written codec of protocol/produce.py (the
+hot path); the connection routes it before generic decoding.
+
 A handler returns a response object (encoded by the connection with the
 generated codecs), a list of pre-encoded chunks (bytes and FetchSlices, the
 Fetch path, so segment bytes are never copied through Python), None (acks=0
@@ -26,6 +30,7 @@ from ..errors import (
     code_for,
 )
 from ..protocol import messages as m
+from ..protocol.produce import decode_produce_request, encode_produce_response
 from . import api_versions as av
 from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, validate_topic_name
 
@@ -53,7 +58,6 @@ class Handlers:
         self.table = {
             av.API_VERSIONS: self.api_versions,
             av.METADATA: self.metadata,
-            av.PRODUCE: self.produce,
             av.FETCH: self.fetch,
             av.LIST_OFFSETS: self.list_offsets,
             av.CREATE_TOPICS: self.create_topics,
@@ -120,42 +124,36 @@ class Handlers:
 
     # ---- Produce (0) ----
 
-    def produce(self, header, req):
-        acks = req.acks
-        version = header.request_api_version
-        R = m.ProduceResponse
-        P = R.PartitionProduceResponse
-        out = []
+    def produce(self, frame):
+        """A whole Produce request frame in, the whole response frame out (None
+        for acks=0). Decoded by the hand-written codec (protocol/produce.py):
+        this is the broker's hot path. Raises ProtocolError for malformed bytes."""
+        correlation_id, version, _client, txn_id, acks, _timeout, topics = decode_produce_request(frame)
+        results = []
         failed = False
-        for td in req.topic_data:
-            parts = []
-            for pd in td.partition_data:
+        for name, parts in topics:
+            out = []
+            for index, records in parts:
                 try:
                     if acks not in (0, 1, -1):
                         raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {acks}")
-                    if req.transactional_id is not None:
+                    if txn_id is not None:
                         raise InvalidRequestError("transactions are not supported by this broker yet")
-                    p = self.logs.get_partition(td.name, pd.index)
-                    r = p.append_as_leader(pd.records, acks)
-                    parts.append(P(index=pd.index, error_code=0, base_offset=r.first_offset,
-                                   log_append_time_ms=r.log_append_time, log_start_offset=r.log_start_offset))
-                except Exception as e:
+                    r = self.logs.get_partition(name, index).append_as_leader(records, acks)
+                    out.append((index, 0, r.first_offset, r.log_append_time, r.log_start_offset, None))
+                except (PylogError, ValueError, OSError) as e:
                     failed = True
-                    if not isinstance(e, PylogError) and not isinstance(e, (ValueError, OSError)):
-                        raise
                     code = _code(e)
                     if code in (2, 10, 87, 45, 47):
-                        log.info("produce to %s-%d refused: %s", td.name, pd.index, e)
-                    parts.append(P(index=pd.index, error_code=code, base_offset=-1, log_append_time_ms=-1,
-                                   log_start_offset=-1, error_message=_err_message(e)))
-            out.append(R.TopicProduceResponse(name=td.name, partition_responses=parts))
+                        log.info("produce to %s-%d refused: %s", name, index, e)
+                    out.append((index, code, -1, -1, -1, _err_message(e)))
+            results.append((name, out))
         if acks == 0:
             if failed:
                 # Kafka closes the connection so that an acks=0 producer notices.
                 raise ConnectionAbortedError("acks=0 produce failed")
             return None
-        _ = version
-        return R(responses=out, throttle_time_ms=0)
+        return encode_produce_response(correlation_id, version, results)
 
     # ---- Fetch (1) ----
 

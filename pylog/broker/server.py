@@ -44,7 +44,9 @@ RECV_BUFFER_MAX = 4 << 20    # ...and grows to fit frames up to this; larger one
 SENDFILE_MIN = 32 << 10
 MAX_QUEUED = 1000  # requests in flight per connection before reading pauses
 
+_I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
+_PRODUCE_KEY = b"\x00\x00"
 _I32I32 = struct.Struct(">ii")
 
 
@@ -197,6 +199,10 @@ class Connection(asyncio.BufferedProtocol):
     # ---- requests ----
 
     def _on_frame(self, frame):
+        if frame[:2] == _PRODUCE_KEY and len(frame) >= 4 and \
+                av.is_served(av.PRODUCE, _I16.unpack_from(frame, 2)[0]):
+            self._on_produce(frame)
+            return
         try:
             header, req = decode_request(frame)
         except UnsupportedVersionError as e:
@@ -244,6 +250,27 @@ class Connection(asyncio.BufferedProtocol):
         else:
             self._respond(header, result)
 
+    def _on_produce(self, frame):
+        try:
+            result = self.handlers.produce(frame)
+        except ProtocolError as e:
+            log.warning("closing connection from %s: malformed request: %s", self.peer, e)
+            self.close()
+            return
+        except Exception as e:
+            if not isinstance(e, ConnectionAbortedError):
+                log.exception("closing connection from %s: Produce failed", self.peer)
+            self.close()
+            return
+        if result is None:
+            return  # acks=0
+        if self._pending:
+            self._pending.append((None, result))
+        elif self._out is not None:
+            self._out.append(result)
+        else:
+            self.transport.write(result)
+
     async def _drain(self):
         try:
             while self._pending and not self.closed:
@@ -266,6 +293,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def _respond(self, header, result, force_version=None):
         if self.closed:
+            return
+        if header is None:  # a whole response frame already (Produce)
+            self.transport.write(result)
             return
         version = header.request_api_version if force_version is None else force_version
         if type(result) is list:
