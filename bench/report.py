@@ -77,6 +77,9 @@ def load(path: str):
             note=ei.get("note", ""),
             source=ei.get("source"),
             load=ei.get("loadavg1"),
+            broker_cpu=ei.get("broker_cpu_s_per_m"),
+            client_cpu=ei.get("client_cpu_s_per_m"),
+            broker_cpu_rounds=ei.get("broker_cpu_rounds"),
         )
         row["rps"] = row["records"] / med if row["records"] else None
         row["gbps"] = row["bytes"] / med / 1e9 if row["bytes"] else None
@@ -144,12 +147,45 @@ def scenario_md(scen, title, goal, impls):
     return out, verdict
 
 
+# G: the broker. impl -> (goal on msg/s or None, goal on broker CPU s per million)
+BROKER_ROWS = [("produce acks=1", 700_000, 0.15), ("produce acks=all", 700_000, 0.15), ("consume", None, 0.1)]
+
+
+def broker_md(impls):
+    out = ["### G. The broker over loopback, driven by confluent-kafka (100-byte messages, 6 partitions)", ""]
+    if not impls:
+        return out + ["(not run)", ""], []
+    out += ["| phase | msg/s | MB/s | broker CPU s / M msgs | client CPU s / M msgs | broker CPU per round | rounds |",
+            "|---|---:|---:|---:|---:|---|---:|"]
+    verdicts = []
+    for impl, rate_goal, cpu_goal in BROKER_ROWS:
+        r = impls.get(impl)
+        if r is None:
+            out.append(f"| {impl} | not measured | | | | | |")
+            verdicts.append(("SKIP", f"SKIP: {impl} not measured"))
+            continue
+        rounds = ", ".join(f"{x:.3f}" for x in r.get("broker_cpu_rounds") or [])
+        out.append(f"| {impl} | {fmt_rate(r['rps'])} | {r['gbps'] * 1e3:.0f} | {r['broker_cpu']:.3f} | "
+                   f"{r['client_cpu']:.3f} | {rounds} | {r['rounds']} |")
+        ok_rate = rate_goal is None or r["rps"] >= rate_goal
+        ok_cpu = r["broker_cpu"] <= cpu_goal
+        goal = (f"goal >= {rate_goal:,} msg/s and " if rate_goal else "goal ") + f"broker CPU <= {cpu_goal} s/M"
+        verdicts.append(("PASS" if ok_rate and ok_cpu else "FAIL",
+                         f"{'PASS' if ok_rate and ok_cpu else 'FAIL'}: {impl} {fmt_rate(r['rps'])} msg/s, "
+                         f"broker {r['broker_cpu']:.3f} s/M, client {r['client_cpu']:.3f} s/M ({goal})"))
+    out += ["", "Medians over rounds; CPU is user+system time of all threads (broker: /proc schedstat; "
+            "client: getrusage, librdkafka's threads included). Where client CPU far exceeds broker CPU "
+            "the client is the limit.", ""]
+    out += [f"**{v[1]}**" for v in verdicts] + [""]
+    return out, verdicts
+
+
 def build(data, rows, src_path):
     mi = data.get("machine_info") or {}
     ci = data.get("commit_info") or {}
     cpu = (mi.get("cpu") or {}).get("brand_raw") or mi.get("processor") or "?"
     lines = [
-        "## pylog log-core benchmarks",
+        "## pylog benchmarks",
         "",
         f"source: `{src_path}`, {data.get('datetime', '?')}; "
         f"python {mi.get('python_version', '?')}; cpu: {cpu} ({(mi.get('cpu') or {}).get('count', '?')} cores); "
@@ -166,6 +202,9 @@ def build(data, rows, src_path):
         md, v = scenario_md(scen, title, goal, rows.get(scen, {}))
         lines += md
         verdicts.append(v)
+    g_md, g_verdicts = broker_md(rows.get("G_broker", {}))
+    lines += g_md
+    known.add("G_broker")
     for scen in sorted(set(rows) - known):
         md, _ = scenario_md(scen, scen, ("ratio", "lmdb", 0.0), rows[scen])
         lines += md[:-2]  # table only, no goal line
@@ -177,6 +216,8 @@ def build(data, rows, src_path):
                   + (" (other work competed for the CPU: treat the ratios with care)" if busy else ""), ""]
     lines += ["### Goals", ""]
     lines += [f"- {title.split('.')[0]}: {v[1]}" for (_, title, _), v in zip(SCENARIOS, verdicts)]
+    lines += [f"- G: {v[1]}" for v in g_verdicts]
+    verdicts = verdicts + g_verdicts
     lines.append("")
     return "\n".join(lines), verdicts
 

@@ -62,6 +62,8 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # pylog's own: a request whose first bytes arrived must be complete within
     # this time, or the connection is closed (a stalled half request).
     "pylog.request.read.timeout.ms": (int, 30000),
+    # pylog's own: auto (uvloop when installed), asyncio or uvloop.
+    "pylog.event.loop": (str, "auto"),
 }
 
 # topic key: (broker key giving its default, type, allowed values or None)
