@@ -1,0 +1,51 @@
+"""H. Start-up of the embedded broker behind the `kafka_broker` pytest fixture:
+`running_broker()` entered and left (an in-process broker on an ephemeral port
+in a fresh temporary directory, started on its own thread and stopped with its
+logs closed), and the same with one topic created and one message produced and
+fetched through it by a raw client, so the figure includes a working broker.
+
+Goal (issue "pylog broker"): start-up under 100 ms.
+
+    .venv/bin/python -m pytest bench/bench_h_startup.py --benchmark-disable-gc
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from pylog.testing import running_broker
+
+
+def test_h_start_stop(benchmark):
+    starts = []
+
+    def cycle():
+        t0 = time.perf_counter()
+        with running_broker():
+            starts.append(time.perf_counter() - t0)
+
+    benchmark.pedantic(cycle, rounds=20, iterations=1, warmup_rounds=2)
+    starts.sort()
+    benchmark.extra_info.update(scenario="H_startup", impl="start+stop", records=1,
+                                start_median_ms=starts[len(starts) // 2] * 1e3,
+                                cold_start_median_ms=statistics.median(_cold_start_ms() for _ in range(5)),
+                                loadavg1=os.getloadavg()[0])
+
+
+_COLD = """
+import time
+t0 = time.perf_counter()
+from pylog.testing import running_broker
+with running_broker():
+    print((time.perf_counter() - t0) * 1e3)
+"""
+
+
+def _cold_start_ms() -> float:
+    """Import of pylog.testing (the whole broker) plus start-up, in a fresh
+    interpreter: what the first kafka_broker fixture of a pytest run costs."""
+    out = subprocess.run([sys.executable, "-c", _COLD], capture_output=True, text=True, timeout=60, check=True)
+    return float(out.stdout.strip())
