@@ -4,7 +4,8 @@ Chosen so librdkafka, kafka-python and aiokafka all pick a version the broker
 serves: minima never above aiokafka's maxima, Fetch 11 in range so
 kafka-python infers a 2.3+ broker (zstd, idempotence), Metadata capped at 5
 so clients do not start KIP-320 leader-epoch validation (no
-OffsetForLeaderEpoch yet), and no flexible versions except ApiVersions 3-4.
+OffsetForLeaderEpoch yet), and no flexible versions except ApiVersions 3-4
+and IncrementalAlterConfigs 1 (which only admin clients send).
 
 Produce is advertised from 0 (Kafka 4.0 does the same, KAFKA-18659) because
 librdkafka before 2.11.1 enables compression only when Produce v0 is in range;
@@ -17,6 +18,7 @@ PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
 API_VERSIONS = 18
 CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 19, 20, 21, 22
 DESCRIBE_CONFIGS, ALTER_CONFIGS, CREATE_PARTITIONS = 32, 33, 37
+INCREMENTAL_ALTER_CONFIGS = 44
 
 # api_key: (min advertised, max advertised)
 ADVERTISED: dict[int, tuple[int, int]] = {
@@ -32,6 +34,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     DESCRIBE_CONFIGS: (1, 2),
     ALTER_CONFIGS: (0, 1),
     CREATE_PARTITIONS: (0, 1),
+    INCREMENTAL_ALTER_CONFIGS: (0, 1),  # v1 is flexible; confluent-kafka's non-deprecated way
 }
 
 # Versions inside the advertised range that are still refused when sent.

@@ -22,6 +22,7 @@ import struct
 import time
 
 from ..errors import (
+    InvalidConfigError,
     InvalidRequestError,
     InvalidRequiredAcksError,
     OffsetOutOfRangeError,
@@ -65,6 +66,7 @@ class Handlers:
             av.CREATE_PARTITIONS: self.create_partitions,
             av.DESCRIBE_CONFIGS: self.describe_configs,
             av.ALTER_CONFIGS: self.alter_configs,
+            av.INCREMENTAL_ALTER_CONFIGS: self.incremental_alter_configs,
             av.DELETE_RECORDS: self.delete_records,
             av.INIT_PRODUCER_ID: self.init_producer_id,
         }
@@ -409,6 +411,30 @@ class Handlers:
                                                           resource_name=res.resource_name))
         return R(throttle_time_ms=0, responses=out)
 
+    def incremental_alter_configs(self, header, req):
+        R = m.IncrementalAlterConfigsResponse
+        out = []
+        for res in req.resources:
+            try:
+                if res.resource_type != RESOURCE_TOPIC:
+                    raise InvalidRequestError("only topic configs can be altered (no dynamic broker configs)")
+                current = dict(self.logs.topic_config(res.resource_name).overrides)
+                changes = {}
+                for c in res.configs:
+                    changes[c.name] = _apply_config_op(c.name, c.config_operation, c.value,
+                                                       changes.get(c.name, current.get(c.name)),
+                                                       self.logs.topic_config(res.resource_name))
+                self.logs.alter_configs(res.resource_name, changes, validate_only=req.validate_only,
+                                        incremental=True)
+                out.append(R.AlterConfigsResourceResponse(error_code=0, error_message=None,
+                                                          resource_type=res.resource_type,
+                                                          resource_name=res.resource_name))
+            except PylogError as e:
+                out.append(R.AlterConfigsResourceResponse(error_code=_code(e), error_message=str(e),
+                                                          resource_type=res.resource_type,
+                                                          resource_name=res.resource_name))
+        return R(throttle_time_ms=0, responses=out)
+
     # ---- DeleteRecords (21) ----
 
     def delete_records(self, header, req):
@@ -444,6 +470,30 @@ _I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
 _I16I32 = struct.Struct(">hi")
 _PART = struct.Struct(">ihqq")  # partition_index, error_code, high_watermark, last_stable_offset
+
+
+_SET, _DELETE, _APPEND, _SUBTRACT = 0, 1, 2, 3
+_LIST_CONFIGS = frozenset({"cleanup.policy"})
+
+
+def _apply_config_op(name, op, value, current, topic_config):
+    """The new override for one IncrementalAlterConfigs operation (None: removed)."""
+    if op == _SET:
+        return value
+    if op == _DELETE:
+        return None
+    if op in (_APPEND, _SUBTRACT):
+        if name not in _LIST_CONFIGS:
+            raise InvalidConfigError(f"{name} is not a list config: APPEND and SUBTRACT do not apply")
+        base = current if current is not None else topic_config.get_str(name)
+        items = [x.strip() for x in base.split(",") if x.strip()]
+        given = [x.strip() for x in (value or "").split(",") if x.strip()]
+        if op == _APPEND:
+            items += [x for x in given if x not in items]
+        else:
+            items = [x for x in items if x not in given]
+        return ",".join(items)
+    raise InvalidRequestError(f"unknown config operation {op}")
 
 
 def detach_chunks(chunks):
