@@ -28,6 +28,7 @@ from ..errors import (
     OffsetOutOfRangeError,
     PylogError,
     TopicDeletionDisabledError,
+    UnknownTopicOrPartitionError,
     code_for,
 )
 from ..protocol import messages as m
@@ -394,45 +395,38 @@ class Handlers:
         return R(throttle_time_ms=0, results=results)
 
     def alter_configs(self, header, req):
-        R = m.AlterConfigsResponse
-        out = []
-        for res in req.resources:
-            try:
-                if res.resource_type != RESOURCE_TOPIC:
-                    raise InvalidRequestError("only topic configs can be altered (no dynamic broker configs)")
-                self.logs.alter_configs(res.resource_name, {c.name: c.value for c in res.configs},
-                                        validate_only=req.validate_only)
-                out.append(R.AlterConfigsResourceResponse(error_code=0, error_message=None,
-                                                          resource_type=res.resource_type,
-                                                          resource_name=res.resource_name))
-            except PylogError as e:
-                out.append(R.AlterConfigsResourceResponse(error_code=_code(e), error_message=str(e),
-                                                          resource_type=res.resource_type,
-                                                          resource_name=res.resource_name))
-        return R(throttle_time_ms=0, responses=out)
+        """AlterConfigs: each resource's overrides replaced by the given set."""
+        return self._alter(m.AlterConfigsResponse, req, lambda res: (
+            {c.name: c.value for c in res.configs}, False))
 
     def incremental_alter_configs(self, header, req):
-        R = m.IncrementalAlterConfigsResponse
+        """IncrementalAlterConfigs: SET/DELETE/APPEND/SUBTRACT per key, others kept."""
+        def changes(res):
+            tc = self.logs.topic_config(res.resource_name)
+            out = {}
+            for c in res.configs:
+                out[c.name] = _apply_config_op(c.name, c.config_operation, c.value,
+                                               out.get(c.name, tc.overrides.get(c.name)), tc)
+            return out, True
+        return self._alter(m.IncrementalAlterConfigsResponse, req, changes)
+
+    def _alter(self, R, req, changes_of):
         out = []
         for res in req.resources:
+            code, message = 0, None
             try:
                 if res.resource_type != RESOURCE_TOPIC:
                     raise InvalidRequestError("only topic configs can be altered (no dynamic broker configs)")
-                current = dict(self.logs.topic_config(res.resource_name).overrides)
-                changes = {}
-                for c in res.configs:
-                    changes[c.name] = _apply_config_op(c.name, c.config_operation, c.value,
-                                                       changes.get(c.name, current.get(c.name)),
-                                                       self.logs.topic_config(res.resource_name))
+                if res.resource_name not in self.logs.topics:
+                    raise UnknownTopicOrPartitionError(f"topic {res.resource_name} does not exist")
+                changes, incremental = changes_of(res)
                 self.logs.alter_configs(res.resource_name, changes, validate_only=req.validate_only,
-                                        incremental=True)
-                out.append(R.AlterConfigsResourceResponse(error_code=0, error_message=None,
-                                                          resource_type=res.resource_type,
-                                                          resource_name=res.resource_name))
+                                        incremental=incremental)
             except PylogError as e:
-                out.append(R.AlterConfigsResourceResponse(error_code=_code(e), error_message=str(e),
-                                                          resource_type=res.resource_type,
-                                                          resource_name=res.resource_name))
+                code, message = _code(e), str(e)
+            out.append(R.AlterConfigsResourceResponse(error_code=code, error_message=message,
+                                                      resource_type=res.resource_type,
+                                                      resource_name=res.resource_name))
         return R(throttle_time_ms=0, responses=out)
 
     # ---- DeleteRecords (21) ----

@@ -104,3 +104,15 @@ def test_incremental_alter_configs_operations(tmp_path):
             alter({"retention.ms": "1"}, AlterConfigOpType.APPEND)
         with pytest.raises(KafkaException, match="unknown topic config"):
             alter({"no.such.key": "1"})
+
+
+def test_altering_configs_of_an_unknown_topic_is_an_error_answer(tmp_path):
+    from confluent_kafka import KafkaException
+    import pytest
+    with running_broker(tmp_path / "d") as b:
+        admin = AdminClient({"bootstrap.servers": str(b)})
+        res = ConfigResource(ConfigResource.Type.TOPIC, "nope")
+        with pytest.raises(KafkaException, match="UNKNOWN_TOPIC_OR_PART|does not exist"):
+            admin.incremental_alter_configs([topic_configs("nope", {"retention.ms": "1"})])[res].result(10)
+        # the connection survived: the same client still gets answers
+        assert "nope" not in admin.list_topics(timeout=10).topics
