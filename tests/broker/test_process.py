@@ -124,3 +124,44 @@ def test_bad_config_is_a_clear_error(tmp_path):
 def test_help(args):
     out = subprocess.run([sys.executable, "-m", "pylog", *args], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "usage" in out.stdout.lower()
+
+
+def test_idle_connections_are_closed_and_busy_ones_kept(tmp_path):
+    import time
+
+    from pylog.testing import running_broker
+    with running_broker(tmp_path / "d", config={"connections.max.idle.ms": "300"}) as b:
+        idle = socket.create_connection(("127.0.0.1", b.port), timeout=5)
+        t0 = time.monotonic()
+        assert idle.recv(1) == b""          # closed by the broker, not by the timeout above
+        assert 0.3 <= time.monotonic() - t0 < 4
+        idle.close()
+        # A producer that keeps sending is never idle for that long.
+        p = Producer({"bootstrap.servers": str(b), "linger.ms": 0})
+        for i in range(15):
+            p.produce("busy", b"%d" % i)
+            p.flush(5)
+            time.sleep(0.1)
+        assert p.flush(5) == 0
+
+
+def test_min_insync_replicas_above_the_isr_refuses_acks_all_only(tmp_path):
+    # One broker: the ISR is 1. As in Kafka, acks=all then gets NOT_ENOUGH_REPLICAS
+    # and nothing is appended, while acks=1 writes go on.
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import NewTopic
+
+    from pylog.testing import running_broker
+    with running_broker(tmp_path / "d") as b:
+        admin = AdminClient({"bootstrap.servers": str(b)})
+        admin.create_topics([NewTopic("mi", 1, 1, config={"min.insync.replicas": "2"})])["mi"].result(10)
+        errs = []
+        p = Producer({"bootstrap.servers": str(b), "acks": "all", "retries": 0, "message.timeout.ms": 3000})
+        p.produce("mi", b"x", on_delivery=lambda e, m: errs.append(e))
+        p.flush(10)
+        assert errs and errs[0] is not None and errs[0].code() == KafkaError.NOT_ENOUGH_REPLICAS
+        assert b.broker.log_manager.partitions[("mi", 0)].log_end_offset == 0
+        p1 = Producer({"bootstrap.servers": str(b), "acks": "1"})
+        p1.produce("mi", b"y")
+        assert p1.flush(10) == 0
+        assert b.broker.log_manager.partitions[("mi", 0)].log_end_offset == 1
