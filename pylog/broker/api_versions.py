@@ -20,8 +20,21 @@ CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 19, 20, 21, 22
 DESCRIBE_CONFIGS, ALTER_CONFIGS, CREATE_PARTITIONS = 32, 33, 37
 INCREMENTAL_ALTER_CONFIGS = 44
 
+OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP = 8, 9, 10, 11, 12, 13
+SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS = 14, 15, 16, 42
+
 # api_key: (min advertised, max advertised)
 ADVERTISED: dict[int, tuple[int, int]] = {
+    OFFSET_COMMIT: (2, 3),
+    OFFSET_FETCH: (1, 3),
+    FIND_COORDINATOR: (0, 2),
+    JOIN_GROUP: (0, 5),       # v4: MEMBER_ID_REQUIRED (KIP-394); v5: static members
+    HEARTBEAT: (0, 3),
+    LEAVE_GROUP: (0, 1),      # aiokafka's maximum is 1
+    SYNC_GROUP: (0, 3),
+    DESCRIBE_GROUPS: (0, 4),  # v4: group_instance_id of members
+    LIST_GROUPS: (0, 4),      # v3 flexible; v4: states filter and each group's state
+    DELETE_GROUPS: (0, 1),
     PRODUCE: (0, 7),
     FETCH: (4, 11),
     LIST_OFFSETS: (1, 3),

@@ -20,6 +20,8 @@ import signal
 import threading
 import time
 
+from ..groups.api import GroupApis
+from ..groups.coordinator import GroupCoordinator
 from .config import BrokerConfig
 from .handlers import Handlers
 from .log_manager import LogManager, _atomic_write
@@ -38,6 +40,7 @@ class Broker:
         self.broker_id = self.config.broker_id
         self.log_manager = LogManager(self.config, data_dir)
         self.handlers = None
+        self.groups = None
         self.server = None
         self.host, self.port = self.config.listener()
         self.advertised_host, self.advertised_port = self.host, self.port
@@ -81,6 +84,9 @@ class Broker:
         self._loop = asyncio.get_running_loop()
         self.log_manager.open()
         self.handlers = Handlers(self)
+        self.groups = GroupCoordinator(self)
+        self.handlers.table.update(GroupApis(self, self.groups).table())
+        self.groups.start()
         self.server = Server(self)
         self.port = await self.server.start(self.host, self.port)
         adv = self.config.advertised_listener()
@@ -127,6 +133,8 @@ class Broker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.server is not None:
             await self.server.stop()
+        if self.groups is not None:
+            await self.groups.stop()
         self.log_manager.close()
         log.info("broker %d stopped; logs flushed and closed", self.broker_id)
 

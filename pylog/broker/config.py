@@ -59,6 +59,13 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "offsets.topic.replication.factor": (int, 1),
     "offsets.topic.num.partitions": (int, 50),
     "cluster.id": (str, None),
+    "group.min.session.timeout.ms": (int, 6000),
+    "group.max.session.timeout.ms": (int, 1800000),
+    "group.initial.rebalance.delay.ms": (int, 3000),
+    "group.max.size": (int, 2147483647),
+    "offset.metadata.max.bytes": (int, 4096),
+    "offsets.retention.minutes": (int, 10080),
+    "offsets.retention.check.interval.ms": (int, 600000),
     # pylog's own: a request whose first bytes arrived must be complete within
     # this time, or the connection is closed (a stalled half request).
     "pylog.request.read.timeout.ms": (int, 30000),

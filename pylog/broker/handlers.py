@@ -57,6 +57,7 @@ class Handlers:
     def __init__(self, broker):
         self.broker = broker
         self.logs = broker.log_manager
+        self.current_peer_host = ""  # set by the connection for each request it dispatches
         self.table = {
             av.API_VERSIONS: self.api_versions,
             av.METADATA: self.metadata,

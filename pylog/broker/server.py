@@ -58,6 +58,7 @@ class Connection(asyncio.BufferedProtocol):
         self.transport = None
         self.sock_fd = -1
         self.peer = "?"
+        self.peer_host = ""
         self._buf = bytearray(RECV_BUFFER_MIN)
         self._view = memoryview(self._buf)
         self._start = 0          # unparsed bytes are _buf[_start:_end]
@@ -85,6 +86,7 @@ class Connection(asyncio.BufferedProtocol):
             self.sock_fd = sock.fileno() if self.server.native_sendfile else -1
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.peer_host = peer[0] if peer else ""
         self.server.connections.add(self)
 
     def connection_lost(self, exc):
@@ -226,6 +228,7 @@ class Connection(asyncio.BufferedProtocol):
             log.warning("closing connection from %s: api key %d v%d is not served", self.peer, key, version)
             self.close()
             return
+        self.handlers.current_peer_host = self.peer_host
         try:
             result = handler(header, req)
         except Exception as e:

@@ -1,0 +1,1 @@
+"""Consumer groups: the group coordinator, its APIs, and __consumer_offsets."""

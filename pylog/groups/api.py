@@ -1,0 +1,164 @@
+"""The group APIs on the wire: FindCoordinator, JoinGroup, SyncGroup,
+Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups,
+DeleteGroups. Each turns a decoded request into GroupCoordinator calls and a
+response object; JoinGroup and SyncGroup return coroutines (their answers wait
+for the rebalance). Runs on the broker's event loop.
+"""
+from __future__ import annotations
+
+from ..protocol import messages as m
+from .coordinator import COORDINATOR_NOT_AVAILABLE, NONE, GroupState
+
+KEY_GROUP, KEY_TRANSACTION = 0, 1
+# DescribeGroups' authorized_operations when they were not asked for (Kafka's INT32_MIN).
+AUTHORIZED_OPERATIONS_OMITTED = -(1 << 31)
+
+
+class GroupApis:
+    def __init__(self, broker, coordinator):
+        self.broker = broker
+        self.coordinator = coordinator
+
+    def table(self):
+        return {
+            10: self.find_coordinator, 11: self.join_group, 12: self.heartbeat, 13: self.leave_group,
+            14: self.sync_group, 8: self.offset_commit, 9: self.offset_fetch, 15: self.describe_groups,
+            16: self.list_groups, 42: self.delete_groups,
+        }
+
+    # ---- FindCoordinator (10) ----
+
+    def find_coordinator(self, header, req):
+        R = m.FindCoordinatorResponse
+        b = self.broker
+        if req.key_type == KEY_TRANSACTION:
+            return R(throttle_time_ms=0, error_code=COORDINATOR_NOT_AVAILABLE,
+                     error_message="transactions are not supported by this broker yet",
+                     node_id=-1, host="", port=-1)
+        if req.key_type != KEY_GROUP:
+            return R(throttle_time_ms=0, error_code=42, error_message=f"unknown key type {req.key_type}",
+                     node_id=-1, host="", port=-1)
+        self.coordinator.ensure_offsets_topic()
+        # One broker leads every partition of __consumer_offsets: it coordinates every group.
+        return R(throttle_time_ms=0, error_code=NONE, error_message=None, node_id=b.broker_id,
+                 host=b.advertised_host, port=b.advertised_port)
+
+    # ---- JoinGroup (11) / SyncGroup (14) ----
+
+    async def _join(self, header, req, peer):
+        version = header.request_api_version
+        code, generation, protocol, leader, member_id, members = await self.coordinator.join_group(
+            version, req.group_id, req.member_id, req.group_instance_id if version >= 5 else None,
+            header.client_id or "", peer, req.session_timeout_ms,
+            req.rebalance_timeout_ms if version >= 1 else req.session_timeout_ms,
+            req.protocol_type, [(p.name, p.metadata) for p in req.protocols])
+        R = m.JoinGroupResponse
+        return R(throttle_time_ms=0, error_code=code, generation_id=generation, protocol_name=protocol or "",
+                 leader=leader or "", member_id=member_id, members=[
+                     R.JoinGroupResponseMember(member_id=mid, group_instance_id=gid, metadata=meta)
+                     for mid, gid, meta in members])
+
+    def join_group(self, header, req):
+        # The connection names its peer just before dispatching (same loop turn).
+        return self._join(header, req, "/" + self.broker.handlers.current_peer_host)
+
+    async def _sync(self, header, req):
+        version = header.request_api_version
+        code, assignment = await self.coordinator.sync_group(
+            req.group_id, req.generation_id, req.member_id, req.group_instance_id if version >= 3 else None,
+            [(a.member_id, a.assignment) for a in req.assignments])
+        return m.SyncGroupResponse(throttle_time_ms=0, error_code=code, assignment=assignment)
+
+    def sync_group(self, header, req):
+        return self._sync(header, req)
+
+    # ---- Heartbeat (12) / LeaveGroup (13) ----
+
+    def heartbeat(self, header, req):
+        code = self.coordinator.heartbeat(req.group_id, req.generation_id, req.member_id,
+                                          req.group_instance_id if header.request_api_version >= 3 else None)
+        return m.HeartbeatResponse(throttle_time_ms=0, error_code=code)
+
+    def leave_group(self, header, req):
+        version = header.request_api_version
+        R = m.LeaveGroupResponse
+        if version < 3:
+            return R(throttle_time_ms=0, error_code=self.coordinator.leave_group(req.group_id, req.member_id))
+        results = [R.MemberResponse(member_id=mm.member_id, group_instance_id=mm.group_instance_id,
+                                    error_code=self.coordinator.leave_group(req.group_id, mm.member_id,
+                                                                            mm.group_instance_id))
+                   for mm in req.members]
+        return R(throttle_time_ms=0, error_code=NONE, members=results)
+
+    # ---- OffsetCommit (8) / OffsetFetch (9) ----
+
+    def offset_commit(self, header, req):
+        version = header.request_api_version
+        offsets = [(t.name, p.partition_index, p.committed_offset,
+                    p.committed_leader_epoch if version >= 6 else -1, p.committed_metadata)
+                   for t in req.topics for p in t.partitions]
+        codes = self.coordinator.commit_offsets(
+            req.group_id, req.generation_id_or_member_epoch if version >= 1 else -1,
+            req.member_id if version >= 1 else "", req.group_instance_id if version >= 7 else None, offsets)
+        R = m.OffsetCommitResponse
+        return R(throttle_time_ms=0, topics=[R.OffsetCommitResponseTopic(name=t.name, partitions=[
+            R.OffsetCommitResponsePartition(partition_index=p.partition_index,
+                                            error_code=codes[(t.name, p.partition_index)])
+            for p in t.partitions]) for t in req.topics])
+
+    def offset_fetch(self, header, req):
+        R = m.OffsetFetchResponse
+        if req.topics is None:
+            found = self.coordinator.fetch_offsets(req.group_id)
+        else:
+            found = self.coordinator.fetch_offsets(
+                req.group_id, [(t.name, p) for t in req.topics for p in t.partition_indexes])
+        by_topic: dict[str, list] = {}
+        for (topic, partition), om in found.items():
+            by_topic.setdefault(topic, []).append(R.OffsetFetchResponsePartition(
+                partition_index=partition, committed_offset=om.offset if om else -1,
+                committed_leader_epoch=om.leader_epoch if om else -1, metadata=om.metadata if om else "",
+                error_code=NONE))
+        return R(throttle_time_ms=0, error_code=NONE, topics=[
+            R.OffsetFetchResponseTopic(name=t, partitions=parts) for t, parts in by_topic.items()])
+
+    # ---- DescribeGroups (15) / ListGroups (16) / DeleteGroups (42) ----
+
+    def describe_groups(self, header, req):
+        R = m.DescribeGroupsResponse
+        out = []
+        for gid in req.groups:
+            g = self.coordinator.describe(gid)
+            ops = AUTHORIZED_OPERATIONS_OMITTED
+            if g is None:
+                out.append(R.DescribedGroup(error_code=NONE, group_id=gid, group_state=GroupState.DEAD.value,
+                                            protocol_type="", protocol_data="", members=[],
+                                            authorized_operations=ops))
+                continue
+            show_members = g.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE,
+                                       GroupState.PREPARING_REBALANCE)
+            members = [R.DescribedGroupMember(
+                member_id=mm.member_id, group_instance_id=mm.group_instance_id, client_id=mm.client_id,
+                client_host=mm.client_host,
+                member_metadata=mm.metadata_for(g.protocol_name) if g.state is GroupState.STABLE else b"",
+                member_assignment=mm.assignment if g.state is GroupState.STABLE else b"")
+                for mm in g.members.values()] if show_members else []
+            out.append(R.DescribedGroup(
+                error_code=NONE, group_id=gid, group_state=g.state.value, protocol_type=g.protocol_type or "",
+                protocol_data=(g.protocol_name or "") if g.state is GroupState.STABLE else "",
+                members=members, authorized_operations=ops))
+        return R(throttle_time_ms=0, groups=out)
+
+    def list_groups(self, header, req):
+        R = m.ListGroupsResponse
+        wanted = set(req.states_filter) if header.request_api_version >= 4 and req.states_filter else None
+        groups = [R.ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type or "",
+                                group_state=g.state.value)
+                  for g in self.coordinator.list_groups() if wanted is None or g.state.value in wanted]
+        return R(throttle_time_ms=0, error_code=NONE, groups=groups)
+
+    def delete_groups(self, header, req):
+        R = m.DeleteGroupsResponse
+        return R(throttle_time_ms=0, results=[
+            R.DeletableGroupResult(group_id=gid, error_code=self.coordinator.delete_group(gid))
+            for gid in req.groups_names])

@@ -1,0 +1,680 @@
+"""The group coordinator: classic consumer groups (KAFKA-NOTES §5).
+
+Each group is an explicit state machine:
+
+    Empty --join--> PreparingRebalance --all joined / timeout--> CompletingRebalance
+      ^                 ^        |                                       |
+      |                 |        +--no members left--> Empty             | leader's SyncGroup
+      |                 +------- member joins, leaves, dies, changes ----+--> Stable
+      +---- last member leaves / expires (from any state) ; DeleteGroups --> Dead
+
+JoinGroup and SyncGroup answers wait (futures) until the rebalance completes;
+every other API answers at once. Membership follows Kafka: KIP-394 member ids
+(MEMBER_ID_REQUIRED from JoinGroup v4), static members (group.instance.id:
+a rejoin replaces the old member id, fences it with FENCED_INSTANCE_ID, and
+causes no rebalance when the group is stable and the member's protocols are
+unchanged), session timeouts (a member neither heartbeating nor waiting in a
+join or sync is expelled), rebalance timeouts (members that do not rejoin are
+dropped), group.initial.rebalance.delay.ms for a group's first rebalance.
+
+Committed offsets and each group's metadata are appended to the group's
+partition of __consumer_offsets before they are acknowledged, and replayed
+on start-up. Empty groups' offsets expire after offsets.retention.minutes.
+
+Invariants: a group in Stable or CompletingRebalance has a leader among its
+members and a protocol every member supports; generation_id grows by one per
+completed rebalance; pending (KIP-394) members are not members.
+
+Runs on the broker's event loop only; no locking.
+"""
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+import uuid
+
+from ..errors import PylogError
+from ..protocol.group_records import GroupMetadataValue
+from . import offsets_topic as ot
+from .offsets_topic import OffsetAndMetadata
+
+log = logging.getLogger("pylog.groups")
+
+# Kafka's error codes for groups (KAFKA-NOTES §8).
+NONE = 0
+UNKNOWN_TOPIC_OR_PARTITION = 3
+OFFSET_METADATA_TOO_LARGE = 12
+COORDINATOR_NOT_AVAILABLE = 15
+ILLEGAL_GENERATION = 22
+INCONSISTENT_GROUP_PROTOCOL = 23
+INVALID_GROUP_ID = 24
+UNKNOWN_MEMBER_ID = 25
+INVALID_SESSION_TIMEOUT = 26
+REBALANCE_IN_PROGRESS = 27
+NON_EMPTY_GROUP = 68
+GROUP_ID_NOT_FOUND = 69
+MEMBER_ID_REQUIRED = 79
+GROUP_MAX_SIZE_REACHED = 81
+FENCED_INSTANCE_ID = 82
+
+
+class GroupState(enum.Enum):
+    EMPTY = "Empty"
+    PREPARING_REBALANCE = "PreparingRebalance"
+    COMPLETING_REBALANCE = "CompletingRebalance"
+    STABLE = "Stable"
+    DEAD = "Dead"
+
+
+class GroupError(PylogError):
+    def __init__(self, code, message=""):
+        super().__init__(message or str(code))
+        self.error_code = code
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Member:
+    __slots__ = ("member_id", "group_instance_id", "client_id", "client_host", "session_timeout_ms",
+                 "rebalance_timeout_ms", "protocol_type", "protocols", "assignment", "join_future",
+                 "sync_future", "last_heartbeat", "is_new")
+
+    def __init__(self, member_id, group_instance_id, client_id, client_host, session_timeout_ms,
+                 rebalance_timeout_ms, protocol_type, protocols):
+        self.member_id = member_id
+        self.group_instance_id = group_instance_id
+        self.client_id = client_id
+        self.client_host = client_host
+        self.session_timeout_ms = session_timeout_ms
+        self.rebalance_timeout_ms = rebalance_timeout_ms
+        self.protocol_type = protocol_type
+        self.protocols = protocols      # [(name, metadata bytes)] in preference order
+        self.assignment = b""
+        self.join_future = None         # set while its JoinGroup waits
+        self.sync_future = None         # set while its SyncGroup waits
+        self.last_heartbeat = time.monotonic()
+        self.is_new = True
+
+    def metadata_for(self, protocol):
+        for name, meta in self.protocols:
+            if name == protocol:
+                return meta
+        return b""
+
+    def same_protocols(self, protocols) -> bool:
+        return [(n, bytes(m)) for n, m in self.protocols] == [(n, bytes(m)) for n, m in protocols]
+
+
+class Group:
+    def __init__(self, group_id):
+        self.group_id = group_id
+        self.state = GroupState.EMPTY
+        self.generation_id = 0
+        self.protocol_type = None
+        self.protocol_name = None
+        self.leader_id = None
+        self.members: dict[str, Member] = {}
+        self.pending: dict[str, float] = {}        # KIP-394 member ids -> expiry (monotonic)
+        self.static: dict[str, str] = {}           # group_instance_id -> member_id
+        self.offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
+        self.join_deadline = None                  # monotonic: when the join phase ends at the latest
+        self.initial_delay_until = None            # first rebalance: wait this long for more members
+        self.sync_deadline = None
+        self.state_timestamp = _now_ms()
+        self.empty_since = _now_ms()
+
+    def transition(self, state: GroupState):
+        if state is not self.state:
+            log.info("group %s: %s -> %s (generation %d)", self.group_id, self.state.value, state.value,
+                     self.generation_id)
+            self.state = state
+            self.state_timestamp = _now_ms()
+            if state is GroupState.EMPTY:
+                self.empty_since = self.state_timestamp
+
+    def all_joined(self) -> bool:
+        return all(m.join_future is not None for m in self.members.values())
+
+    def rebalance_timeout_ms(self) -> int:
+        return max((m.rebalance_timeout_ms for m in self.members.values()), default=0)
+
+    def supports(self, protocol_type, protocols) -> bool:
+        """Whether a member with these protocols may join: same protocol type,
+        and at least one protocol every member (it included) supports."""
+        if not self.members:
+            return True
+        if protocol_type != self.protocol_type:
+            return False
+        common = {n for n, _ in protocols}
+        for m in self.members.values():
+            common &= {n for n, _ in m.protocols}
+        return bool(common)
+
+    def select_protocol(self) -> str:
+        common = set.intersection(*({n for n, _ in m.protocols} for m in self.members.values()))
+        votes = {}
+        for m in self.members.values():
+            first = next(n for n, _ in m.protocols if n in common)
+            votes[first] = votes.get(first, 0) + 1
+        # Most votes; ties go to the first member's preference order, as stable as Kafka's.
+        order = [n for n, _ in next(iter(self.members.values())).protocols if n in common]
+        return max(order, key=lambda n: (votes.get(n, 0), -order.index(n)))
+
+
+class GroupCoordinator:
+    def __init__(self, broker):
+        self.broker = broker
+        self.config = broker.config
+        self.logs = broker.log_manager
+        self.groups: dict[str, Group] = {}
+        self._task = None
+        c = self.config
+        self.num_partitions = c.get("offsets.topic.num.partitions")
+        self.min_session = c.get("group.min.session.timeout.ms")
+        self.max_session = c.get("group.max.session.timeout.ms")
+        self.initial_delay_ms = c.get("group.initial.rebalance.delay.ms")
+        self.max_size = c.get("group.max.size")
+        self.metadata_max_bytes = c.get("offset.metadata.max.bytes")
+        self.retention_ms = c.get("offsets.retention.minutes") * 60000
+        self.retention_check_ms = c.get("offsets.retention.check.interval.ms")
+        self._last_retention_check = time.monotonic()
+
+    # ---- start-up: replay __consumer_offsets ----
+
+    def start(self):
+        if ot.TOPIC in self.logs.topics:
+            self._load()
+        self._task = asyncio.ensure_future(self._tick())
+
+    async def stop(self):
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for g in self.groups.values():
+            for m in g.members.values():
+                for fut in (m.join_future, m.sync_future):
+                    if fut is not None and not fut.done():
+                        fut.cancel()
+
+    def _load(self):
+        t0 = time.monotonic()
+        meta = self.logs.topics[ot.TOPIC]
+        n_offsets = 0
+        for i in range(meta.num_partitions):
+            part = self.logs.partitions[(ot.TOPIC, i)]
+            for kind, key, value in ot.replay(part.log):
+                if kind == "offset":
+                    group_id, topic, partition = key
+                    g = self._group(group_id, create=value is not None)
+                    if g is None:
+                        continue
+                    if value is None:
+                        g.offsets.pop((topic, partition), None)
+                    else:
+                        g.offsets[(topic, partition)] = value
+                        n_offsets += 1
+                elif value is None:
+                    self.groups.pop(key, None)
+                else:
+                    self._restore_group(key, value)
+        for gid in [gid for gid, g in self.groups.items() if not g.members and not g.offsets]:
+            del self.groups[gid]
+        log.info("loaded %d groups (%d offset commits replayed) from %s in %.0f ms", len(self.groups),
+                 n_offsets, ot.TOPIC, (time.monotonic() - t0) * 1000)
+
+    def _restore_group(self, group_id, v: GroupMetadataValue):
+        g = self._group(group_id, create=True)
+        g.generation_id = v.generation
+        g.protocol_type = v.protocol_type or None
+        g.protocol_name = v.protocol
+        g.leader_id = v.leader
+        g.members = {}
+        g.static = {}
+        for mm in v.members:
+            m = Member(mm.member_id, mm.group_instance_id, mm.client_id, mm.client_host, mm.session_timeout,
+                       mm.rebalance_timeout if mm.rebalance_timeout >= 0 else mm.session_timeout,
+                       g.protocol_type, [(g.protocol_name, bytes(mm.subscription))])
+            m.assignment = bytes(mm.assignment)
+            m.is_new = False
+            g.members[m.member_id] = m
+            if m.group_instance_id:
+                g.static[m.group_instance_id] = m.member_id
+        # Members get a fresh session timeout to find the restarted coordinator.
+        g.state = GroupState.STABLE if g.members else GroupState.EMPTY
+        if v.current_state_timestamp > 0:
+            g.state_timestamp = v.current_state_timestamp
+            if not g.members:
+                g.empty_since = v.current_state_timestamp
+
+    # ---- the offsets topic ----
+
+    def partition_for(self, group_id: str) -> int:
+        return ot.partition_for(group_id, self.num_partitions)
+
+    def ensure_offsets_topic(self):
+        if ot.TOPIC not in self.logs.topics:
+            self.logs.create_topic(ot.TOPIC, self.num_partitions, 1, {
+                "cleanup.policy": "compact", "segment.bytes": str(100 << 20),
+                "max.message.bytes": str(self.config.get("socket.request.max.bytes"))})
+
+    def _partition(self, group_id):
+        self.ensure_offsets_topic()
+        return self.logs.get_partition(ot.TOPIC, self.partition_for(group_id))
+
+    def _store(self, group_id, keys, values):
+        ot.append(self._partition(group_id), keys, values)
+
+    def _store_group(self, g: Group):
+        members = [GroupMetadataValue.MemberMetadata(
+            member_id=m.member_id, group_instance_id=m.group_instance_id, client_id=m.client_id,
+            client_host=m.client_host, rebalance_timeout=m.rebalance_timeout_ms,
+            session_timeout=m.session_timeout_ms, subscription=m.metadata_for(g.protocol_name),
+            assignment=m.assignment) for m in g.members.values()]
+        value = GroupMetadataValue(protocol_type=g.protocol_type or "", generation=g.generation_id,
+                                   protocol=g.protocol_name, leader=g.leader_id,
+                                   current_state_timestamp=g.state_timestamp, members=members)
+        self._store(g.group_id, [ot.group_key(g.group_id)], [ot.group_value(value)])
+
+    # ---- lookups ----
+
+    def _group(self, group_id, create=False):
+        g = self.groups.get(group_id)
+        if g is None and create:
+            g = self.groups[group_id] = Group(group_id)
+        return g
+
+    # ---- JoinGroup ----
+
+    async def join_group(self, version, group_id, member_id, group_instance_id, client_id, client_host,
+                         session_timeout_ms, rebalance_timeout_ms, protocol_type, protocols):
+        """Returns (error_code, generation_id, protocol_name, leader, member_id, members)."""
+        if not group_id:
+            return _join_error(INVALID_GROUP_ID, member_id)
+        if not self.min_session <= session_timeout_ms <= self.max_session:
+            return _join_error(INVALID_SESSION_TIMEOUT, member_id)
+        if not protocols or not protocol_type:
+            return _join_error(INCONSISTENT_GROUP_PROTOCOL, member_id)
+        self.ensure_offsets_topic()
+        g = self._group(group_id, create=not member_id)
+        if g is None or g.state is GroupState.DEAD:
+            return _join_error(UNKNOWN_MEMBER_ID if member_id else COORDINATOR_NOT_AVAILABLE, member_id)
+        if not g.supports(protocol_type, protocols):
+            return _join_error(INCONSISTENT_GROUP_PROTOCOL, member_id)
+        protocols = [(n, bytes(md)) for n, md in protocols]
+
+        if not member_id:
+            new_id = f"{group_instance_id or client_id}-{uuid.uuid4()}"
+            if group_instance_id is not None:
+                old_id = g.static.get(group_instance_id)
+                if old_id is not None and old_id in g.members:
+                    return await self._rejoin_static(g, old_id, new_id, client_id, client_host,
+                                                     session_timeout_ms, rebalance_timeout_ms, protocols)
+            elif version >= 4:
+                # KIP-394: hand out the id first; the member joins with it.
+                g.pending[new_id] = time.monotonic() + session_timeout_ms / 1000
+                return _join_error(MEMBER_ID_REQUIRED, new_id)
+            if self.max_size and len(g.members) >= self.max_size:
+                return _join_error(GROUP_MAX_SIZE_REACHED, "")
+            m = Member(new_id, group_instance_id, client_id, client_host, session_timeout_ms,
+                       rebalance_timeout_ms, protocol_type, protocols)
+            return await self._add_and_wait(g, m)
+
+        if member_id in g.pending:
+            del g.pending[member_id]
+            if self.max_size and len(g.members) >= self.max_size:
+                return _join_error(GROUP_MAX_SIZE_REACHED, member_id)
+            m = Member(member_id, group_instance_id, client_id, client_host, session_timeout_ms,
+                       rebalance_timeout_ms, protocol_type, protocols)
+            return await self._add_and_wait(g, m)
+
+        m = g.members.get(member_id)
+        if m is None:
+            if group_instance_id is not None and group_instance_id in g.static:
+                return _join_error(FENCED_INSTANCE_ID, member_id)
+            return _join_error(UNKNOWN_MEMBER_ID, member_id)
+        if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
+            return _join_error(FENCED_INSTANCE_ID, member_id)
+        m.last_heartbeat = time.monotonic()
+        if g.state is GroupState.PREPARING_REBALANCE:
+            m.protocols = protocols
+            m.session_timeout_ms, m.rebalance_timeout_ms = session_timeout_ms, rebalance_timeout_ms
+            return await self._wait_join(g, m)
+        if g.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE) and m.same_protocols(protocols) \
+                and (g.state is GroupState.COMPLETING_REBALANCE or member_id != g.leader_id):
+            # Nothing changed: the member only lost its answer; give it again.
+            members = self._members_for(g) if member_id == g.leader_id else []
+            return NONE, g.generation_id, g.protocol_name, g.leader_id, member_id, members
+        m.protocols = protocols
+        m.session_timeout_ms, m.rebalance_timeout_ms = session_timeout_ms, rebalance_timeout_ms
+        self._prepare_rebalance(g, f"member {member_id} rejoined with new metadata or as leader")
+        return await self._wait_join(g, m)
+
+    async def _rejoin_static(self, g, old_id, new_id, client_id, client_host, session_timeout_ms,
+                             rebalance_timeout_ms, protocols):
+        old = g.members.pop(old_id)
+        m = Member(new_id, old.group_instance_id, client_id, client_host, session_timeout_ms,
+                   rebalance_timeout_ms, old.protocol_type, protocols)
+        m.assignment = old.assignment
+        m.is_new = False
+        g.members[new_id] = m
+        g.static[old.group_instance_id] = new_id
+        for fut in (old.join_future, old.sync_future):
+            if fut is not None and not fut.done():
+                fut.set_result(FENCED_INSTANCE_ID)
+        if g.leader_id == old_id:
+            g.leader_id = new_id
+        log.info("group %s: static member %s rejoined as %s (was %s)", g.group_id, old.group_instance_id,
+                 new_id, old_id)
+        if g.state is GroupState.STABLE and old.same_protocols(protocols):
+            # KIP-345: a known static member coming back changes nothing.
+            self._store_group(g)
+            members = self._members_for(g) if new_id == g.leader_id else []
+            return NONE, g.generation_id, g.protocol_name, g.leader_id, new_id, members
+        if g.state is GroupState.PREPARING_REBALANCE:
+            return await self._wait_join(g, m)
+        self._prepare_rebalance(g, f"static member {old.group_instance_id} rejoined with new metadata")
+        return await self._wait_join(g, m)
+
+    async def _add_and_wait(self, g: Group, m: Member):
+        if not g.members:
+            g.protocol_type = m.protocol_type
+        g.members[m.member_id] = m
+        if m.group_instance_id is not None:
+            g.static[m.group_instance_id] = m.member_id
+        if g.state is GroupState.PREPARING_REBALANCE and g.initial_delay_until is not None:
+            # Still gathering the first members: wait a little longer for more (bounded).
+            g.initial_delay_until = min(time.monotonic() + self.initial_delay_ms / 1000, g.join_deadline)
+        self._prepare_rebalance(g, f"member {m.member_id} joined")
+        return await self._wait_join(g, m)
+
+    async def _wait_join(self, g: Group, m: Member):
+        loop = asyncio.get_running_loop()
+        if m.join_future is not None and not m.join_future.done():
+            m.join_future.set_result(REBALANCE_IN_PROGRESS)  # superseded by this request
+        fut = m.join_future = loop.create_future()
+        self._maybe_complete_join(g)
+        result = await fut
+        if isinstance(result, int):
+            return _join_error(result, m.member_id)
+        return result
+
+    def _members_for(self, g: Group):
+        return [(m.member_id, m.group_instance_id, m.metadata_for(g.protocol_name)) for m in g.members.values()]
+
+    def _prepare_rebalance(self, g: Group, why: str):
+        if g.state is GroupState.PREPARING_REBALANCE:
+            return
+        if g.state is GroupState.COMPLETING_REBALANCE:
+            # Members waiting in SyncGroup must rejoin.
+            for m in g.members.values():
+                if m.sync_future is not None and not m.sync_future.done():
+                    m.sync_future.set_result(REBALANCE_IN_PROGRESS)
+                m.sync_future = None
+        now = time.monotonic()
+        first = g.state is GroupState.EMPTY
+        g.join_deadline = now + max(g.rebalance_timeout_ms(), 1) / 1000
+        g.initial_delay_until = now + self.initial_delay_ms / 1000 if first and self.initial_delay_ms > 0 else None
+        if g.initial_delay_until is not None:
+            g.join_deadline = max(g.join_deadline, g.initial_delay_until)
+        log.info("group %s: preparing rebalance: %s", g.group_id, why)
+        g.transition(GroupState.PREPARING_REBALANCE)
+
+    def _maybe_complete_join(self, g: Group, deadline_passed=False):
+        if g.state is not GroupState.PREPARING_REBALANCE:
+            return
+        now = time.monotonic()
+        if g.initial_delay_until is not None and now < g.initial_delay_until and not deadline_passed:
+            return
+        if not g.all_joined() and not deadline_passed and now < g.join_deadline:
+            return
+        # Members that did not rejoin in time are out.
+        for mid in [mid for mid, m in g.members.items() if m.join_future is None]:
+            self._remove_member(g, mid, "did not rejoin within the rebalance timeout", rebalance=False)
+        g.initial_delay_until = None
+        g.generation_id += 1
+        if not g.members:
+            g.protocol_name = g.leader_id = None
+            g.transition(GroupState.EMPTY)
+            self._store_group(g)
+            return
+        g.protocol_name = g.select_protocol()
+        if g.leader_id not in g.members:
+            g.leader_id = next(iter(g.members))
+        g.transition(GroupState.COMPLETING_REBALANCE)
+        g.sync_deadline = now + max(g.rebalance_timeout_ms(), 1) / 1000
+        members = self._members_for(g)
+        for m in g.members.values():
+            fut, m.join_future = m.join_future, None
+            m.is_new = False
+            m.last_heartbeat = now
+            if fut is not None and not fut.done():
+                fut.set_result((NONE, g.generation_id, g.protocol_name, g.leader_id, m.member_id,
+                                members if m.member_id == g.leader_id else []))
+
+    # ---- SyncGroup ----
+
+    async def sync_group(self, group_id, generation_id, member_id, group_instance_id, assignments):
+        """Returns (error_code, assignment bytes)."""
+        g = self.groups.get(group_id)
+        if g is None or g.state is GroupState.DEAD:
+            return UNKNOWN_MEMBER_ID, b""
+        m = g.members.get(member_id)
+        if m is None:
+            return (FENCED_INSTANCE_ID if group_instance_id in g.static else UNKNOWN_MEMBER_ID), b""
+        if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
+            return FENCED_INSTANCE_ID, b""
+        if generation_id != g.generation_id:
+            return ILLEGAL_GENERATION, b""
+        m.last_heartbeat = time.monotonic()
+        if g.state is GroupState.PREPARING_REBALANCE:
+            return REBALANCE_IN_PROGRESS, b""
+        if g.state is GroupState.STABLE:
+            return NONE, m.assignment
+        if g.state is GroupState.EMPTY:
+            return UNKNOWN_MEMBER_ID, b""
+        # CompletingRebalance: wait for the leader's assignment.
+        fut = m.sync_future = asyncio.get_running_loop().create_future()
+        if member_id == g.leader_id:
+            given = {mid: bytes(a) for mid, a in assignments}
+            for mid, mm in g.members.items():
+                mm.assignment = given.get(mid, b"")
+            self._store_group(g)
+            g.transition(GroupState.STABLE)
+            g.sync_deadline = None
+            for mm in g.members.values():
+                f, mm.sync_future = mm.sync_future, None
+                if f is not None and not f.done():
+                    f.set_result((NONE, mm.assignment))
+        result = await fut
+        if isinstance(result, int):
+            return result, b""
+        return result
+
+    # ---- Heartbeat / LeaveGroup ----
+
+    def heartbeat(self, group_id, generation_id, member_id, group_instance_id):
+        g = self.groups.get(group_id)
+        if g is None or g.state in (GroupState.DEAD, GroupState.EMPTY):
+            return UNKNOWN_MEMBER_ID
+        m = g.members.get(member_id)
+        if m is None:
+            return FENCED_INSTANCE_ID if group_instance_id in g.static else UNKNOWN_MEMBER_ID
+        if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
+            return FENCED_INSTANCE_ID
+        if generation_id != g.generation_id:
+            return ILLEGAL_GENERATION
+        m.last_heartbeat = time.monotonic()
+        if g.state is GroupState.PREPARING_REBALANCE:
+            return REBALANCE_IN_PROGRESS
+        return NONE
+
+    def leave_group(self, group_id, member_id, group_instance_id=None):
+        g = self.groups.get(group_id)
+        if g is None or g.state is GroupState.DEAD:
+            return UNKNOWN_MEMBER_ID
+        if member_id not in g.members:
+            if member_id in g.pending:
+                del g.pending[member_id]
+                return NONE
+            return UNKNOWN_MEMBER_ID
+        if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
+            return FENCED_INSTANCE_ID
+        self._remove_member(g, member_id, "left the group")
+        return NONE
+
+    def _remove_member(self, g: Group, member_id: str, why: str, rebalance=True):
+        m = g.members.pop(member_id, None)
+        if m is None:
+            return
+        log.info("group %s: member %s %s", g.group_id, member_id, why)
+        if m.group_instance_id is not None and g.static.get(m.group_instance_id) == member_id:
+            del g.static[m.group_instance_id]
+        for fut in (m.join_future, m.sync_future):
+            if fut is not None and not fut.done():
+                fut.set_result(UNKNOWN_MEMBER_ID)
+        if not rebalance:
+            return
+        if g.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
+            self._prepare_rebalance(g, f"member {member_id} {why}")
+        self._maybe_complete_join(g)
+
+    # ---- offsets ----
+
+    def commit_offsets(self, group_id, generation_id, member_id, group_instance_id, offsets):
+        """offsets: [(topic, partition, offset, leader_epoch, metadata)]. Returns
+        {(topic, partition): error_code}; appended before it returns."""
+        def all_(code):
+            return {(t, p): code for t, p, *_ in offsets}
+        if not group_id:
+            return all_(INVALID_GROUP_ID)
+        g = self.groups.get(group_id)
+        if generation_id < 0 and not member_id:
+            # A standalone consumer (assign + commit): only for groups without members.
+            if g is not None and g.members:
+                return all_(ILLEGAL_GENERATION)
+            if g is None or g.state is GroupState.DEAD:
+                g = self.groups[group_id] = Group(group_id)
+        else:
+            if g is None or g.state is GroupState.DEAD:
+                return all_(ILLEGAL_GENERATION if generation_id >= 0 and not member_id else UNKNOWN_MEMBER_ID)
+            m = g.members.get(member_id)
+            if m is None:
+                return all_(FENCED_INSTANCE_ID if group_instance_id in g.static else UNKNOWN_MEMBER_ID)
+            if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
+                return all_(FENCED_INSTANCE_ID)
+            if generation_id != g.generation_id:
+                return all_(ILLEGAL_GENERATION)
+            if g.state is GroupState.COMPLETING_REBALANCE:
+                return all_(REBALANCE_IN_PROGRESS)
+            m.last_heartbeat = time.monotonic()
+        result, keys, values, accepted = {}, [], [], []
+        now = _now_ms()
+        for topic, partition, offset, leader_epoch, metadata in offsets:
+            metadata = metadata or ""
+            if len(metadata.encode()) > self.metadata_max_bytes:
+                result[(topic, partition)] = OFFSET_METADATA_TOO_LARGE
+                continue
+            meta = self.logs.topics.get(topic)
+            if meta is None or not 0 <= partition < meta.num_partitions:
+                result[(topic, partition)] = UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            om = OffsetAndMetadata(offset, leader_epoch, metadata, now)
+            keys.append(ot.offset_key(group_id, topic, partition))
+            values.append(ot.offset_value(om))
+            accepted.append(((topic, partition), om))
+        if keys:
+            try:
+                self._store(group_id, keys, values)
+            except PylogError as e:
+                code = e.error_code if e.error_code > 0 else COORDINATOR_NOT_AVAILABLE
+                for tp, _ in accepted:
+                    result[tp] = code
+                return result
+            for tp, om in accepted:
+                g.offsets[tp] = om
+                result[tp] = NONE
+        return result
+
+    def fetch_offsets(self, group_id, partitions=None):
+        """{(topic, partition): OffsetAndMetadata or None}; all committed ones
+        when partitions is None."""
+        g = self.groups.get(group_id)
+        offsets = g.offsets if g is not None else {}
+        if partitions is None:
+            return dict(offsets)
+        return {tp: offsets.get(tp) for tp in partitions}
+
+    # ---- admin ----
+
+    def describe(self, group_id):
+        return self.groups.get(group_id)
+
+    def list_groups(self):
+        return [g for g in self.groups.values() if g.state is not GroupState.DEAD]
+
+    def delete_group(self, group_id):
+        g = self.groups.get(group_id)
+        if g is None or g.state is GroupState.DEAD:
+            return GROUP_ID_NOT_FOUND
+        if g.members or g.state is not GroupState.EMPTY:
+            return NON_EMPTY_GROUP
+        self._drop_group(g)
+        return NONE
+
+    def _drop_group(self, g: Group):
+        keys = [ot.offset_key(g.group_id, t, p) for t, p in g.offsets] + [ot.group_key(g.group_id)]
+        self._store(g.group_id, keys, [None] * len(keys))
+        g.transition(GroupState.DEAD)
+        del self.groups[g.group_id]
+
+    # ---- timers: sessions, join and sync deadlines, offset retention ----
+
+    async def _tick(self):
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.tick()
+            except Exception:  # keep the timers running whatever one group does
+                log.exception("group coordinator tick failed")
+
+    def tick(self):
+        now = time.monotonic()
+        for g in list(self.groups.values()):
+            for mid, expiry in list(g.pending.items()):
+                if now > expiry:
+                    del g.pending[mid]
+            if g.state is GroupState.PREPARING_REBALANCE:
+                self._maybe_complete_join(g, deadline_passed=now >= g.join_deadline)
+            for mid, m in list(g.members.items()):
+                waiting = (m.join_future is not None and not m.join_future.done()) or \
+                    (m.sync_future is not None and not m.sync_future.done())
+                if not waiting and (now - m.last_heartbeat) * 1000 > m.session_timeout_ms:
+                    self._remove_member(g, mid, f"expired (no heartbeat for {m.session_timeout_ms} ms)")
+            if g.state is GroupState.COMPLETING_REBALANCE and g.sync_deadline is not None and now > g.sync_deadline:
+                # The leader never sent the assignment: start over without the laggards.
+                for mid in [mid for mid, m in g.members.items() if m.sync_future is None]:
+                    self._remove_member(g, mid, "did not sync within the rebalance timeout", rebalance=False)
+                self._prepare_rebalance(g, "the leader's assignment did not arrive in time")
+                self._maybe_complete_join(g)
+        if (now - self._last_retention_check) * 1000 >= self.retention_check_ms:
+            self._last_retention_check = now
+            self.expire_offsets()
+
+    def expire_offsets(self, now_ms=None):
+        """Drop the offsets of groups empty for longer than offsets.retention.minutes."""
+        now_ms = _now_ms() if now_ms is None else now_ms
+        for g in list(self.groups.values()):
+            if g.state is GroupState.EMPTY and not g.members and now_ms - g.empty_since > self.retention_ms:
+                log.info("group %s: offsets expired (empty since %d ms ago)", g.group_id, now_ms - g.empty_since)
+                self._drop_group(g)
+
+
+TICK_S = 0.05
+
+
+def _join_error(code, member_id):
+    return code, -1, None, "", member_id, []
