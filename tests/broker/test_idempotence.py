@@ -4,45 +4,16 @@ sequence gaps and stale epochs are refused, and the state survives a restart
 both from its snapshot and rebuilt from the log alone."""
 import glob
 import os
-import socket
 import struct
 
 import pytest
+from kafkawire import Wire
 
 from pylog import _engine, crc32c
 from pylog.protocol import messages as m
-from pylog.protocol.framing import decode_response, encode_request
 from pylog.testing import running_broker
 
 OUT_OF_ORDER, INVALID_EPOCH = 45, 47
-
-
-class Wire:
-    """One raw connection: request() sends and returns the decoded response."""
-
-    def __init__(self, bootstrap):
-        host, port = bootstrap.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=10)
-        self.cid = 0
-
-    def request(self, api_key, version, body):
-        self.cid += 1
-        self.sock.sendall(encode_request(self.cid, api_key, version, body, "idem-test"))
-        size = struct.unpack(">i", self._read(4))[0]
-        header, resp = decode_response(self._read(size), api_key, version)
-        assert header.correlation_id == self.cid
-        return resp
-
-    def _read(self, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            assert chunk, "connection closed"
-            buf += chunk
-        return buf
-
-    def close(self):
-        self.sock.close()
 
 
 def idempotent_batch(pid, epoch, seq, n, tag=b"v"):

@@ -340,6 +340,20 @@ def test_messages_py_is_up_to_date():
         "pylog/protocol/messages.py is stale: run `python -m pylog.protocol.codegen`")
 
 
+GROUP_SCHEMAS = SCHEMAS.parent / "group-coordinator"
+GROUP_RECORDS = ["OffsetCommitKey", "OffsetCommitValue", "GroupMetadataKey", "GroupMetadataValue"]
+
+
+@pytest.mark.skipif(not GROUP_SCHEMAS.is_dir(), reason="shared/kafka-protocol not present")
+def test_group_records_py_is_up_to_date():
+    from pylog.protocol import codegen, group_records
+    committed = Path(group_records.__file__).read_text(encoding="utf-8")
+    assert codegen.generate(GROUP_SCHEMAS, GROUP_RECORDS) == committed, (
+        "pylog/protocol/group_records.py is stale: run `python -m pylog.protocol.codegen --schemas "
+        "../shared/kafka-protocol/group-coordinator --only " + ",".join(GROUP_RECORDS)
+        + " --out pylog/protocol/group_records.py`")
+
+
 # --- speed sanity (printed, not asserted) ----------------------------------------
 
 def test_fetch_response_v11_speed():
