@@ -8,6 +8,7 @@ Options (pytest bench ... --bench-records 20000 for a quick check):
   --bench-recovery-mib N   size of the log validated in F (default 1024 = 1 GiB)
   --bench-broker-messages N  messages per round in G, the broker benchmark (default 1,000,000)
   --bench-broker-rounds N  rounds per benchmark in G (default 5)
+  --bench-commit-requests N  OffsetCommit requests per round in I (default 5000)
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ def pytest_addoption(parser):
     g.addoption("--bench-broker-messages", type=int, default=1_000_000,
                 help="messages produced per round in G (default 1,000,000)")
     g.addoption("--bench-broker-rounds", type=int, default=5, help="rounds per benchmark in G (default 5)")
+    g.addoption("--bench-commit-requests", type=int, default=5000,
+                help="OffsetCommit requests (10 partitions each) per round in I (default 5000)")
     g.addoption("--bench-recovery-mib", type=int, default=1024, help="MiB of log validated in F (default 1024)")
 
 

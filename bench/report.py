@@ -83,6 +83,11 @@ def load(path: str):
             file_cpu=ei.get("file_cpu_s_per_m"),
             start_ms=ei.get("start_median_ms"),
             cold_ms=ei.get("cold_start_median_ms"),
+            broker_cpu_k=ei.get("broker_cpu_s_per_k"),
+            client_cpu_k=ei.get("client_cpu_s_per_k"),
+            settle_s=ei.get("settle_s"),
+            settle_rounds=ei.get("settle_rounds"),
+            goal_s=ei.get("goal_s"),
         )
         row["rps"] = row["records"] / med if row["records"] else None
         row["gbps"] = row["bytes"] / med / 1e9 if row["bytes"] else None
@@ -202,6 +207,35 @@ def startup_md(impls):
     return out, [v]
 
 
+def groups_md(impls):
+    out = ["### I. Consumer groups (confluent-kafka against the broker process)", ""]
+    verdicts = []
+    c = impls.get("offset commits")
+    if c is None:
+        out.append("offset commits: not measured")
+        verdicts.append(("SKIP", "SKIP: offset commits not measured"))
+    else:
+        ok = c["rps"] >= 20000
+        out.append(f"offset commits (10 partitions per OffsetCommit request, asynchronous): {fmt_rate(c['rps'])} "
+                   f"commits/s, median of {c['rounds']} rounds of {c['records']:,}; broker CPU "
+                   f"{c['broker_cpu_k'] * 1000:.1f} µs per commit, client {c['client_cpu_k'] * 1000:.1f} µs")
+        verdicts.append(("PASS" if ok else "FAIL", f"{'PASS' if ok else 'FAIL'}: {fmt_rate(c['rps'])} commits/s "
+                         "(goal >= 20,000 commits/s)"))
+    s = impls.get("group of 10 settles")
+    if s is None:
+        out.append("settle: not measured")
+        verdicts.append(("SKIP", "SKIP: group settle time not measured"))
+    else:
+        ok = s["settle_s"] <= s["goal_s"]
+        rounds = ", ".join(f"{x:.2f}" for x in s.get("settle_rounds") or [])
+        out.append(f"group of 10 settles {s['settle_s']:.2f} s after the last member subscribed "
+                   f"(rounds: {rounds} s; group.initial.rebalance.delay.ms = 3000)")
+        verdicts.append(("PASS" if ok else "FAIL", f"{'PASS' if ok else 'FAIL'}: a group of 10 settles in "
+                         f"{s['settle_s']:.2f} s (goal <= {s['goal_s']:.1f} s)"))
+    out += [""] + [f"**{v[1]}**" for v in verdicts] + [""]
+    return out, verdicts
+
+
 def build(data, rows, src_path):
     mi = data.get("machine_info") or {}
     ci = data.get("commit_info") or {}
@@ -230,6 +264,9 @@ def build(data, rows, src_path):
     h_md, h_verdicts = startup_md(rows.get("H_startup", {}))
     lines += h_md
     known.add("H_startup")
+    i_md, i_verdicts = groups_md(rows.get("I_groups", {}))
+    lines += i_md
+    known.add("I_groups")
     for scen in sorted(set(rows) - known):
         md, _ = scenario_md(scen, scen, ("ratio", "lmdb", 0.0), rows[scen])
         lines += md[:-2]  # table only, no goal line
@@ -243,7 +280,8 @@ def build(data, rows, src_path):
     lines += [f"- {title.split('.')[0]}: {v[1]}" for (_, title, _), v in zip(SCENARIOS, verdicts)]
     lines += [f"- G: {v[1]}" for v in g_verdicts]
     lines += [f"- H: {v[1]}" for v in h_verdicts]
-    verdicts = verdicts + g_verdicts + h_verdicts
+    lines += [f"- I: {v[1]}" for v in i_verdicts]
+    verdicts = verdicts + g_verdicts + h_verdicts + i_verdicts
     lines.append("")
     return "\n".join(lines), verdicts
 
