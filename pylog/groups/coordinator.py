@@ -68,12 +68,6 @@ class GroupState(enum.Enum):
     DEAD = "Dead"
 
 
-class GroupError(PylogError):
-    def __init__(self, code, message=""):
-        super().__init__(message or str(code))
-        self.error_code = code
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
