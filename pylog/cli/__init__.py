@@ -3,6 +3,7 @@
     topics.py        pylog topics create|list|describe|delete|alter   (kafka-topics)
     produce.py       pylog produce                                    (kafka-console-producer)
     consume.py       pylog consume                                    (kafka-console-consumer)
+    groups.py        pylog groups list|describe|reset-offsets|delete  (kafka-consumer-groups)
     perf_produce.py  pylog perf produce                               (kafka-producer-perf-test)
     perf_consume.py  pylog perf consume                               (kafka-consumer-perf-test)
     common.py        --bootstrap-server, k=v options, errors -> exit codes
@@ -13,6 +14,7 @@ pylog.__main__ runs through common.run_tool.
 """
 from .common import run_tool
 from .consume import add_consume_parser
+from .groups import add_groups_parser
 from .perf import add_perf_parser
 from .produce import add_produce_parser
 from .topics import add_topics_parser
@@ -24,4 +26,5 @@ def add_client_commands(sub) -> None:
     add_topics_parser(sub)
     add_produce_parser(sub)
     add_consume_parser(sub)
+    add_groups_parser(sub)
     add_perf_parser(sub)

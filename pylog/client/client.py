@@ -8,8 +8,15 @@
 Routing follows Kafka's: Produce, Fetch, ListOffsets and DeleteRecords go to
 the partition's leader, CreateTopics / DeleteTopics / CreatePartitions to the
 controller, Metadata and DescribeConfigs / AlterConfigs of topics to any
-broker (the bootstrap connection). One Connection per broker id, opened on
-first use, reused after.
+broker (the bootstrap connection), the group requests (OffsetFetch,
+OffsetCommit, DescribeGroups, DeleteGroups) to the group's coordinator found
+with FindCoordinator, ListGroups to every broker. One Connection per broker
+id, opened on first use, reused after.
+
+Group requests are retried, until the client's timeout, while the answer is
+COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR
+(the coordinator is looked up again for the last two), as Kafka's admin
+client does; any other error is raised (or returned, where documented).
 
 Errors: admin calls and list_offsets raise pylog.errors exceptions (see
 client/errors.py: ``exc.error_code`` is the broker's code). produce() and
@@ -30,19 +37,28 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ..errors import PylogError
+from ..protocol.errors import ProtocolError
 from ..protocol.messages import (
     AlterConfigsRequest,
+    ConsumerProtocolAssignment,
     CreatePartitionsRequest,
     CreateTopicsRequest,
+    DeleteGroupsRequest,
     DeleteRecordsRequest,
     DeleteTopicsRequest,
     DescribeConfigsRequest,
+    DescribeGroupsRequest,
     FetchRequest,
+    FindCoordinatorRequest,
+    ListGroupsRequest,
     ListOffsetsRequest,
     MetadataRequest,
+    OffsetCommitRequest,
+    OffsetFetchRequest,
     ProduceRequest,
 )
-from ..protocol.types import ZERO_UUID
+from ..protocol.types import INT16, ZERO_UUID
 from .errors import ConnectionClosedError, check, error_for
 from .wire import Connection
 
@@ -55,8 +71,12 @@ __all__ = [
     "ClusterMetadata",
     "ConfigEntry",
     "FetchedPartition",
+    "GroupDescription",
+    "GroupListing",
+    "GroupMember",
     "PartitionMetadata",
     "TopicMetadata",
+    "consumer_assignment",
     "parse_bootstrap",
 ]
 
@@ -65,6 +85,11 @@ EARLIEST_TIMESTAMP = -2
 RESOURCE_TOPIC = 2          # DescribeConfigs/AlterConfigs resource_type
 DYNAMIC_TOPIC_CONFIG = 1    # DescribeConfigs config_source (v1+)
 DEFAULT_CONFIG = 5
+
+# Errors after which a group request is sent again (KAFKA-NOTES §5.1):
+# COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR.
+COORDINATOR_ERRORS = frozenset({14, 15, 16})
+GROUP_ID_NOT_FOUND = 69
 
 
 @dataclass
@@ -127,6 +152,55 @@ class FetchedPartition:
     records: object  # bytes-like, may end with a partial batch; see client/records.py
 
 
+@dataclass
+class GroupListing:
+    group_id: str
+    protocol_type: str
+    state: str | None  # None when the broker's ListGroups version has no group_state (< v4)
+
+
+@dataclass
+class GroupMember:
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    metadata: bytes
+    assignment: bytes  # the protocol's bytes; consumer_assignment() reads the consumer protocol's
+
+    def assigned_partitions(self) -> list[tuple[str, int]]:
+        """The (topic, partition)s of a consumer-protocol assignment."""
+        return consumer_assignment(self.assignment)
+
+
+@dataclass
+class GroupDescription:
+    group_id: str
+    state: str          # Empty, PreparingRebalance, CompletingRebalance, Stable or Dead
+    protocol_type: str  # "consumer" for consumer groups; "" for a group with offsets only
+    protocol: str       # the chosen assignor (protocol name), "" when none
+    members: list[GroupMember]
+    coordinator: BrokerMetadata | None = None
+
+
+def consumer_assignment(data) -> list[tuple[str, int]]:
+    """The (topic, partition)s in a consumer-protocol Assignment (int16
+    version + ConsumerProtocolAssignment, KAFKA-NOTES §5.4), in their order;
+    [] for empty bytes (a member not assigned yet). A version above the
+    codec's is read as its known prefix, as Kafka's readers do."""
+    if data is None or len(data) == 0:
+        return []
+    mv = memoryview(data)
+    if len(mv) < 2:
+        raise ProtocolError(f"consumer protocol assignment of {len(mv)} byte(s)")
+    version = INT16.unpack_from(mv, 0)[0]
+    if version < 0:
+        raise ProtocolError(f"consumer protocol assignment version {version}")
+    hi = ConsumerProtocolAssignment.VALID_VERSIONS[1]
+    assignment, _ = ConsumerProtocolAssignment.decode_from(mv, 2, min(version, hi))
+    return [(tp.topic, p) for tp in assignment.assigned_partitions for p in tp.partitions]
+
+
 def parse_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
     """"host:port,host2:port2" -> [(host, port), ...]; [v6]:port allowed."""
     out = []
@@ -152,6 +226,7 @@ class Client:
         self._bootstrap_servers = parse_bootstrap(bootstrap)
         self._bootstrap: Connection | None = None
         self._connections: dict[int, Connection] = {}
+        self._coordinators: dict[str, int] = {}  # group id -> coordinator node id
         self.cluster: ClusterMetadata | None = None
         self._bootstrap_connection()
 
@@ -400,6 +475,35 @@ class Client:
         check(p.error_code, f"list offsets of {topic}-{partition}")
         return p.offset
 
+    def list_offsets_many(self, timestamps: dict, isolation_level: int = 0) -> dict:
+        """ListOffsets for {(topic, partition): timestamp} (timestamps as
+        list_offsets'), one request per leader: {(topic, partition):
+        (error_code, offset)}. A partition that cannot be routed (unknown
+        topic or partition, no leader) gets that error code, not an exception."""
+        by_leader: dict[int, dict[str, list]] = {}
+        out = {}
+        for (topic, partition), ts in timestamps.items():
+            try:
+                leader = self.leader_for(topic, partition)
+            except ConnectionClosedError:
+                raise
+            except PylogError as e:
+                out[(topic, partition)] = (getattr(e, "error_code", -1), -1)
+                continue
+            by_leader.setdefault(leader, {}).setdefault(topic, []).append(
+                ListOffsetsRequest.ListOffsetsPartition(partition_index=partition, timestamp=ts))
+        for node_id, topics in by_leader.items():
+            resp = self.connection(node_id).request(ListOffsetsRequest(
+                replica_id=-1, isolation_level=isolation_level,
+                topics=[ListOffsetsRequest.ListOffsetsTopic(name=t, partitions=ps)
+                        for t, ps in topics.items()]))
+            for t in resp.topics:
+                for p in t.partitions:
+                    out[(t.name, p.partition_index)] = (p.error_code, p.offset)
+        for tp in timestamps:
+            out.setdefault(tp, (3, -1))  # asked but not answered
+        return out
+
     def delete_records(self, topic: str, offsets: dict[int, int],
                        timeout_ms: int = 30000) -> dict[int, int]:
         """DeleteRecords below {partition: offset} (-1 = the high watermark);
@@ -417,6 +521,148 @@ class Client:
                 for p in t.partitions:
                     check(p.error_code, f"delete records of {t.name}-{p.partition_index}")
                     out[p.partition_index] = p.low_watermark
+        return out
+
+
+    # --- consumer groups ------------------------------------------------------
+
+    def find_coordinator(self, group_id: str, refresh: bool = False) -> int:
+        """The node id of the group's coordinator (FindCoordinator, cached)."""
+        if not refresh and group_id in self._coordinators:
+            return self._coordinators[group_id]
+        deadline = time.monotonic() + self.timeout
+        while True:
+            resp = self.any_connection().request(FindCoordinatorRequest(key=group_id, key_type=0))
+            if resp.error_code == 0:
+                self._coordinators[group_id] = resp.node_id
+                return resp.node_id
+            if resp.error_code not in COORDINATOR_ERRORS or time.monotonic() >= deadline:
+                check(resp.error_code, resp.error_message or f"coordinator of group {group_id!r}")
+            time.sleep(0.1)
+
+    def coordinator(self, group_id: str) -> BrokerMetadata | None:
+        """The coordinator's broker entry (None if it is not in the metadata)."""
+        node_id = self.find_coordinator(group_id)
+        if self.cluster is None or node_id not in self.cluster.brokers:
+            self.metadata([])
+        return self.cluster.brokers.get(node_id)
+
+    def _group_request(self, group_id: str, body, error_of):
+        """Send body to the group's coordinator; send it again (to a coordinator
+        looked up afresh) while error_of(response) is a coordinator error."""
+        deadline = time.monotonic() + self.timeout
+        refresh = False
+        while True:
+            resp = self.connection(self.find_coordinator(group_id, refresh)).request(body)
+            code = error_of(resp)
+            if code not in COORDINATOR_ERRORS or time.monotonic() >= deadline:
+                return resp
+            refresh = code != 14  # LOAD_IN_PROGRESS: same coordinator, later
+            time.sleep(0.1)
+
+    def list_groups(self, states=None) -> list[GroupListing]:
+        """ListGroups on every broker, merged (sorted by group id). `states`
+        (e.g. ["Stable", "Empty"]) filters on the broker (ListGroups v4+)."""
+        self.metadata([])
+        out: dict[str, GroupListing] = {}
+        for node_id in sorted(self.cluster.brokers):
+            conn = self.connection(node_id)
+            version = conn.version_for(ListGroupsRequest.API_KEY)
+            if states and version < 4:
+                raise error_for(35, f"broker {node_id} answers ListGroups v{version}, "
+                                    "and filtering on states needs v4")
+            resp = conn.request(ListGroupsRequest(states_filter=list(states or ())), version)
+            check(resp.error_code, f"list groups on broker {node_id}")
+            for g in resp.groups:
+                out[g.group_id] = GroupListing(g.group_id, g.protocol_type,
+                                               g.group_state if version >= 4 else None)
+        return [out[g] for g in sorted(out)]
+
+    def describe_group(self, group_id: str) -> GroupDescription:
+        """DescribeGroups for one group. A group the coordinator does not
+        know is state "Dead" with no members (older brokers answer that;
+        GROUP_ID_NOT_FOUND from newer ones is read the same way)."""
+        resp = self._group_request(group_id, DescribeGroupsRequest(groups=[group_id]),
+                                   lambda r: next((g.error_code for g in r.groups), 0))
+        g = next((g for g in resp.groups if g.group_id == group_id), None)
+        if g is None:
+            raise error_for(-1, f"DescribeGroups response has no group {group_id!r}")
+        coordinator = self.coordinator(group_id)
+        if g.error_code == GROUP_ID_NOT_FOUND:
+            return GroupDescription(group_id, "Dead", "", "", [], coordinator)
+        check(g.error_code, f"describe group {group_id!r}")
+        members = [GroupMember(m.member_id, m.group_instance_id, m.client_id, m.client_host,
+                               bytes(m.member_metadata), bytes(m.member_assignment))
+                   for m in g.members]
+        return GroupDescription(g.group_id, g.group_state, g.protocol_type, g.protocol_data,
+                                members, coordinator)
+
+    def committed_offsets(self, group_id: str, partitions=None) -> dict[tuple[str, int], int]:
+        """OffsetFetch: {(topic, partition): committed offset} for the given
+        (topic, partition)s, or for every partition the group committed when
+        partitions is None (OffsetFetch v2+). Partitions without a committed
+        offset are left out."""
+        if partitions is None:
+            topics = None
+            conn = self.connection(self.find_coordinator(group_id))
+            version = conn.version_for(OffsetFetchRequest.API_KEY)
+            if version < 2:
+                raise error_for(35, f"the coordinator of group {group_id!r} answers OffsetFetch "
+                                    f"v{version}; listing every committed partition needs v2")
+        else:
+            by_topic: dict[str, list[int]] = {}
+            for topic, partition in partitions:
+                by_topic.setdefault(topic, []).append(partition)
+            topics = [OffsetFetchRequest.OffsetFetchRequestTopic(name=t, partition_indexes=ps)
+                      for t, ps in by_topic.items()]
+
+        def error_of(r):
+            # v1 has no top-level error_code: coordinator errors come per partition.
+            return r.error_code or next((p.error_code for t in r.topics for p in t.partitions
+                                         if p.error_code in COORDINATOR_ERRORS), 0)
+
+        resp = self._group_request(group_id, OffsetFetchRequest(group_id=group_id, topics=topics),
+                                   error_of)
+        check(resp.error_code, f"fetch committed offsets of group {group_id!r}")
+        out = {}
+        for t in resp.topics:
+            for p in t.partitions:
+                check(p.error_code, f"committed offset of group {group_id!r} for "
+                                    f"{t.name}-{p.partition_index}")
+                if p.committed_offset >= 0:
+                    out[(t.name, p.partition_index)] = p.committed_offset
+        return out
+
+    def commit_offsets(self, group_id: str, offsets: dict, generation_id: int = -1,
+                       member_id: str = "", metadata: str = "") -> None:
+        """OffsetCommit {(topic, partition): offset} for the group. The
+        defaults (generation -1, member id "") are the admin-client form,
+        which a coordinator accepts only for a group without active members."""
+        by_topic: dict[str, list] = {}
+        for (topic, partition), offset in offsets.items():
+            by_topic.setdefault(topic, []).append(OffsetCommitRequest.OffsetCommitRequestPartition(
+                partition_index=partition, committed_offset=offset, committed_metadata=metadata))
+        body = OffsetCommitRequest(
+            group_id=group_id, generation_id_or_member_epoch=generation_id, member_id=member_id,
+            topics=[OffsetCommitRequest.OffsetCommitRequestTopic(name=t, partitions=ps)
+                    for t, ps in by_topic.items()])
+        resp = self._group_request(group_id, body, lambda r: next(
+            (p.error_code for t in r.topics for p in t.partitions
+             if p.error_code in COORDINATOR_ERRORS), 0))
+        for t in resp.topics:
+            for p in t.partitions:
+                check(p.error_code, f"commit offset of group {group_id!r} for "
+                                    f"{t.name}-{p.partition_index}")
+
+    def delete_groups(self, group_ids) -> dict[str, int]:
+        """DeleteGroups, each group at its coordinator: {group id: error_code}
+        (0 = deleted; NON_EMPTY_GROUP (68) while it has members,
+        GROUP_ID_NOT_FOUND (69) for an unknown group)."""
+        out = {}
+        for group_id in ([group_ids] if isinstance(group_ids, str) else group_ids):
+            resp = self._group_request(group_id, DeleteGroupsRequest(groups_names=[group_id]),
+                                       lambda r: next((g.error_code for g in r.results), 0))
+            out[group_id] = next((g.error_code for g in resp.results if g.group_id == group_id), -1)
         return out
 
 

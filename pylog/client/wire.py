@@ -39,12 +39,21 @@ API_VERSIONS = 18
 
 # The versions this client speaks per api key (the broker advertises the same
 # ranges; KAFKA-NOTES §3.3). None of them needs flexible encoding except
-# ApiVersions v3.
+# ApiVersions v3 and ListGroups v3-4 (request header v2, response header v1;
+# the codecs and framing handle both).
 OUR_VERSIONS = {
     0: (3, 7),    # Produce: magic-2 batches need >= 3
     1: (4, 11),   # Fetch
     2: (1, 3),    # ListOffsets
     3: (1, 5),    # Metadata: v1+ so that a null topic list means "all topics"
+    8: (2, 3),    # OffsetCommit
+    9: (1, 3),    # OffsetFetch: v2+ for a null topic list ("every committed partition")
+    10: (0, 2),   # FindCoordinator
+    # JoinGroup, SyncGroup, Heartbeat and LeaveGroup (11-14) are left out:
+    # this client is no group member (a caller may still send them with an
+    # explicit version).
+    15: (0, 4),   # DescribeGroups
+    16: (0, 4),   # ListGroups: v4 has states_filter and group_state
     18: (0, 3),   # ApiVersions
     19: (2, 4),   # CreateTopics
     20: (1, 3),   # DeleteTopics
@@ -52,6 +61,7 @@ OUR_VERSIONS = {
     32: (1, 2),   # DescribeConfigs
     33: (0, 1),   # AlterConfigs
     37: (0, 1),   # CreatePartitions
+    42: (0, 1),   # DeleteGroups
 }
 
 # A response larger than this is treated as a broken stream rather than

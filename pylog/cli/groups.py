@@ -1,0 +1,452 @@
+"""`pylog groups list|describe|reset-offsets|delete`: kafka-consumer-groups.sh
+over the Kafka protocol (ListGroups, FindCoordinator, DescribeGroups,
+OffsetFetch, ListOffsets, OffsetCommit, DeleteGroups).
+
+Output follows kafka-consumer-groups' (its tables, its "-" for an unknown
+value, its notes and error sentences) so that scripts written for it keep
+working. As in Kafka, the notes about a group's state ("has no active
+members", "is rebalancing") go to stderr and the tables to stdout.
+
+Exit codes: 0 when everything asked for was done, 1 when a group does not
+exist, a reset was refused (active group), a deletion failed or a request
+failed, 2 for bad arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+
+from ..client.client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
+from ..client.errors import check, error_name
+from ..protocol.errors import ProtocolError
+from .common import RawHelp, add_bootstrap, open_client
+
+__all__ = ["add_groups_parser", "parse_datetime"]
+
+MISSING = "-"  # Kafka's MISSING_COLUMN_VALUE
+STATES = ("PreparingRebalance", "CompletingRebalance", "Stable", "Dead", "Empty")
+REBALANCING = ("PreparingRebalance", "CompletingRebalance", "Assigning", "Reconciling")
+INACTIVE = ("Empty", "Dead")
+
+# The messages of Kafka's exceptions for the codes a group command meets, so
+# that failure lines read as the Java tool's.
+KAFKA_MESSAGES = {
+    15: "The coordinator is not available.",
+    16: "This is not the correct coordinator.",
+    24: "The configured groupId is invalid.",
+    30: "Group authorization failed.",
+    68: "The group is not empty.",
+    69: "The group id does not exist.",
+}
+
+
+def add_groups_parser(sub) -> None:
+    p = sub.add_parser("groups", help="list, describe, reset offsets of or delete consumer groups "
+                                      "(kafka-consumer-groups)",
+                       description="Manage consumer groups, as kafka-consumer-groups.sh does.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name, help, description, tool):
+        a = actions.add_parser(name, help=help, description=description, formatter_class=RawHelp)
+        add_bootstrap(a)
+        a.set_defaults(tool=tool)
+        return a
+
+    ls = action("list", "list consumer groups",
+                "Print the id of every consumer group (ListGroups on every broker),\n"
+                "one a line, sorted. With --state, a GROUP STATE table (ListGroups v4).",
+                _list)
+    ls.add_argument("--state", nargs="?", const="", default=None, metavar="STATE[,STATE...]",
+                    help="show each group's state; with a value, only groups in those states "
+                         f"({', '.join(STATES)}; case-insensitive)")
+
+    d = action("describe", "describe consumer groups: offsets and lag, members or state",
+               "By default one row per partition the group has committed or been\n"
+               "assigned: GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG\n"
+               "CONSUMER-ID HOST CLIENT-ID (CURRENT-OFFSET from OffsetFetch,\n"
+               "LOG-END-OFFSET from ListOffsets latest, consumer columns from the\n"
+               "member assignments of DescribeGroups; \"-\" where unknown).\n"
+               "--members: one row per member; --state: the group's coordinator,\n"
+               "assignor, state and member count.\n"
+               "example: pylog groups describe my-group --members --verbose", _describe)
+    d.add_argument("groups", nargs="*", metavar="GROUP", help="the group(s) to describe")
+    d.add_argument("--group", action="append", default=[], help="a group to describe (repeatable)")
+    d.add_argument("--all-groups", action="store_true", help="describe every consumer group")
+    what = d.add_mutually_exclusive_group()
+    what.add_argument("--offsets", action="store_true", help="the offsets table (the default)")
+    what.add_argument("--members", action="store_true", help="the group's members")
+    what.add_argument("--state", action="store_true", help="the group's state")
+    d.add_argument("--verbose", action="store_true",
+                   help="with --members: each member's assigned partitions too")
+
+    r = action("reset-offsets", "reset the committed offsets of an inactive group",
+               "Compute new committed offsets for the group's partitions and print\n"
+               "them (GROUP TOPIC PARTITION NEW-OFFSET); with --execute commit them\n"
+               "(OffsetCommit, generation -1, member id \"\"). Only for a group\n"
+               "without active members (state Empty, or Dead: not known yet).\n"
+               "New offsets are kept within [earliest, latest] of each partition.\n"
+               "example: pylog groups reset-offsets --group g --topic t:0,1 --to-offset 5 --execute",
+               _reset)
+    r.add_argument("--group", action="append", default=[], help="the group (repeatable)")
+    r.add_argument("--all-groups", action="store_true", help="every consumer group")
+    r.add_argument("--topic", action="append", default=[], metavar="TOPIC[:P,P...]",
+                   help="a topic, all its partitions or the listed ones (repeatable)")
+    r.add_argument("--all-topics", action="store_true",
+                   help="every partition the group has a committed offset for")
+    to = r.add_mutually_exclusive_group(required=True)
+    to.add_argument("--to-earliest", action="store_true", help="the earliest offset")
+    to.add_argument("--to-latest", action="store_true", help="the latest offset (log end)")
+    to.add_argument("--to-current", action="store_true",
+                    help="the committed offset (latest where none)")
+    to.add_argument("--to-offset", type=int, metavar="N", help="offset N")
+    to.add_argument("--shift-by", type=int, metavar="N",
+                    help="the committed offset plus N (N may be negative)")
+    to.add_argument("--to-datetime", type=parse_datetime, metavar="YYYY-MM-DDTHH:mm:SS.sss",
+                    help="the first offset whose timestamp is at or after the time (latest where "
+                         "none is); local time unless a zone is given (Z, +hh:mm)")
+    mode = r.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="only print the new offsets")
+    mode.add_argument("--execute", action="store_true", help="commit the new offsets")
+
+    rm = action("delete", "delete consumer groups",
+                "Delete groups without active members, with their committed offsets\n"
+                "(DeleteGroups, at each group's coordinator).", _delete)
+    rm.add_argument("--group", action="append", default=[], help="the group (repeatable)")
+    rm.add_argument("--all-groups", action="store_true", help="every consumer group")
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def parse_datetime(text: str) -> int:
+    """'YYYY-MM-DDTHH:mm:SS.sss' (seconds and milliseconds optional; a zone
+    as Z or +hh:mm optional, else local time) -> epoch milliseconds."""
+    if "T" not in text:
+        raise argparse.ArgumentTypeError(
+            f"Error parsing timestamp {text!r}: it does not contain a 'T' according to ISO8601 format")
+    try:
+        dt = datetime.datetime.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"Error parsing timestamp {text!r}: {e}") from None
+    return int(round(dt.timestamp() * 1000))
+
+
+def _error(text: str) -> None:
+    print(f"Error: {text}", file=sys.stderr)
+
+
+def _kafka_error(code: int) -> str:
+    msg = KAFKA_MESSAGES.get(code)
+    return f"{error_name(code)}: {msg}" if msg else f"{error_name(code)} ({code})"
+
+
+def _consumer_groups(client) -> list[str]:
+    """Every consumer group (protocol type "consumer", or "" for a group with
+    committed offsets only), as Kafka's --all-groups takes them."""
+    return [g.group_id for g in client.list_groups() if g.protocol_type in ("consumer", "")]
+
+
+def _group_ids(args, client) -> list[str]:
+    ids = list(getattr(args, "groups", [])) + list(args.group)
+    if args.all_groups:
+        ids += [g for g in _consumer_groups(client) if g not in ids]
+    return list(dict.fromkeys(ids))
+
+
+def _columns(rows, header, mins=None) -> list[str]:
+    """Kafka's layout: every column but the last padded to max(its minimum
+    (15 unless given), widest value) and separated by one space; the last
+    one unpadded."""
+    mins = mins or [15] * (len(header) - 1)
+    widths = [max(mins[i], *(len(str(r[i])) for r in [header, *rows])) for i in range(len(header) - 1)]
+    return [" ".join(str(v).ljust(w) for v, w in zip(r, widths)) + " " + str(r[-1]) for r in [header, *rows]]
+
+
+def _state_note(group: str, state: str, rows: int) -> bool:
+    """Kafka's shouldPrintMemberState: say why nothing (or little) is shown;
+    True when there are rows to print."""
+    if state == "Dead":
+        _error(f"Consumer group '{group}' does not exist.")
+        return False
+    if state == "Empty":
+        print(f"\nConsumer group '{group}' has no active members.", file=sys.stderr)
+    elif state in REBALANCING:
+        print(f"\nWarning: Consumer group '{group}' is rebalancing.", file=sys.stderr)
+    return rows > 0
+
+
+def _assignment(member) -> list[tuple[str, int]]:
+    try:
+        return member.assigned_partitions()
+    except ProtocolError as e:
+        print(f"Warning: member {member.member_id}: unreadable consumer assignment: {e}",
+              file=sys.stderr)
+        return []
+
+
+# --- list -----------------------------------------------------------------------
+
+
+def _list(args) -> int:
+    with open_client(args) as client:
+        if args.state is None:
+            for g in _consumer_groups(client):
+                print(g)
+            return 0
+        wanted = []
+        canonical = {s.lower(): s for s in STATES}
+        for s in filter(None, (s.strip() for s in args.state.split(","))):
+            if s.lower() not in canonical:
+                _error(f"unknown group state {s!r}; known: {', '.join(STATES)}")
+                return 2
+            wanted.append(canonical[s.lower()])
+        groups = [g for g in client.list_groups(wanted or None) if g.protocol_type in ("consumer", "")]
+    width = max([15] + [len(g.group_id) for g in groups])
+    print(f"{'GROUP'.ljust(width)} STATE")
+    for g in groups:
+        print(f"{g.group_id.ljust(width)} {g.state or MISSING}")
+    return 0
+
+
+# --- describe -------------------------------------------------------------------
+
+
+def _describe(args) -> int:
+    with open_client(args) as client:
+        groups = _group_ids(args, client)
+        if not groups:
+            _error("describe needs a GROUP, --group or --all-groups")
+            return 2
+        rc = 0
+        for group in groups:
+            desc = client.describe_group(group)
+            if args.members:
+                ok = _describe_members(args, desc)
+            elif args.state:
+                ok = _describe_state(desc)
+            else:
+                ok = _describe_offsets(client, desc)
+            rc = rc or (0 if ok else 1)
+    return rc
+
+
+def _describe_offsets(client, desc) -> bool:
+    group = desc.group_id
+    if desc.state == "Dead":
+        return _state_note(group, desc.state, 0)
+    committed = client.committed_offsets(group)
+    # Members with partitions, most partitions first (as Kafka), then the
+    # committed partitions no member holds.
+    rows = []
+    assigned = set()
+    members = [(m, sorted(_assignment(m))) for m in desc.members]
+    members = sorted((x for x in members if x[1]), key=lambda x: -len(x[1]))
+    for m, tps in members:
+        for tp in tps:
+            assigned.add(tp)
+            rows.append((tp, m.member_id, m.client_host, m.client_id))
+    for tp in sorted(set(committed) - assigned):
+        rows.append((tp, MISSING, MISSING, MISSING))
+    if not _state_note(group, desc.state, len(rows)):
+        return True
+    ends = client.list_offsets_many({tp: LATEST_TIMESTAMP for tp, *_ in rows})
+    table = []
+    for tp, consumer, host, client_id in rows:
+        current = committed.get(tp)
+        err, end = ends.get(tp, (-1, -1))
+        end = end if err == 0 and end >= 0 else None
+        lag = end - current if end is not None and current is not None else None
+        table.append([group, tp[0], tp[1], *(MISSING if v is None else v for v in (current, end, lag)),
+                      consumer, host, client_id])
+    header = ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",
+              "CONSUMER-ID", "HOST", "CLIENT-ID"]
+    print()
+    print("\n".join(_columns(table, header, [15, 15, 10, 15, 15, 15, 15, 15])))
+    return True
+
+
+def _describe_members(args, desc) -> bool:
+    group = desc.group_id
+    if not _state_note(group, desc.state, len(desc.members)):
+        return desc.state != "Dead"
+    with_instance = any(m.group_instance_id for m in desc.members)
+    header = ["GROUP", "CONSUMER-ID", *(["GROUP-INSTANCE-ID"] if with_instance else []),
+              "HOST", "CLIENT-ID", "#PARTITIONS"]
+    table = []
+    for m in desc.members:
+        tps = _assignment(m)
+        row = [group, m.member_id, *([m.group_instance_id or MISSING] if with_instance else []),
+               m.client_host, m.client_id, len(tps)]
+        if args.verbose:
+            by_topic: dict[str, list[int]] = {}
+            for t, p in tps:
+                by_topic.setdefault(t, []).append(p)
+            row.append(",".join(f"{t}({','.join(str(p) for p in sorted(ps))})"
+                                for t, ps in sorted(by_topic.items())) or MISSING)
+        table.append(row)
+    if args.verbose:
+        header.append("ASSIGNMENT")
+    print()
+    print("\n".join(line.rstrip() for line in _columns(table, header)))
+    return True
+
+
+def _describe_state(desc) -> bool:
+    group = desc.group_id
+    if desc.state == "Dead":
+        return _state_note(group, desc.state, 0)
+    c = desc.coordinator
+    coordinator = MISSING if c is None else f"{c.host}:{c.port}  ({c.node_id})"
+    header = ["GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"]
+    row = [group, coordinator, desc.protocol or "", desc.state, len(desc.members)]
+    widths = [max(15, len(group)), max(25, len(coordinator)), 25, 15]
+    print()
+    for r in (header, row):
+        print(" ".join(str(v).ljust(w) for v, w in zip(r, widths)) + " " + str(r[-1]))
+    return True
+
+
+# --- reset-offsets --------------------------------------------------------------
+
+
+def _partitions_to_reset(args, client, group) -> list[tuple[str, int]]:
+    if args.all_topics:
+        return sorted(client.committed_offsets(group))
+    out = []
+    for spec in args.topic:
+        topic, sep, parts = spec.partition(":")
+        known = client.partitions_for(topic)  # raises UNKNOWN_TOPIC_OR_PARTITION
+        if not sep:
+            out += [(topic, p) for p in known]
+            continue
+        for p in parts.split(","):
+            try:
+                partition = int(p)
+            except ValueError:
+                raise SystemExit(f"Error: bad partition {p!r} in --topic {spec!r}") from None
+            if partition not in known:
+                check(3, f"topic {topic!r} has no partition {partition}")
+            out.append((topic, partition))
+    return sorted(set(out))
+
+
+def _clamp(tps, wanted: dict, client) -> dict:
+    """Kafka's checkOffsetsRange: a new offset above the log end becomes the
+    log end, one below the log start becomes the log start."""
+    ends = _offsets(client, tps, LATEST_TIMESTAMP)
+    starts = _offsets(client, tps, EARLIEST_TIMESTAMP)
+    out = {}
+    for tp in tps:
+        offset = wanted[tp]
+        if offset > ends[tp]:
+            print(f"WARN: New offset ({offset}) is higher than latest offset for topic partition "
+                  f"{tp[0]}-{tp[1]}. Value will be set to {ends[tp]}", file=sys.stderr)
+            offset = ends[tp]
+        elif offset < starts[tp]:
+            print(f"WARN: New offset ({offset}) is lower than earliest offset for topic partition "
+                  f"{tp[0]}-{tp[1]}. Value will be set to {starts[tp]}", file=sys.stderr)
+            offset = starts[tp]
+        out[tp] = offset
+    return out
+
+
+def _offsets(client, tps, timestamp) -> dict:
+    got = client.list_offsets_many({tp: timestamp for tp in tps})
+    for tp in tps:
+        check(got[tp][0], f"list offsets of {tp[0]}-{tp[1]}")
+    return {tp: got[tp][1] for tp in tps}
+
+
+def _new_offsets(args, client, group, tps) -> dict:
+    if args.to_earliest:
+        return _offsets(client, tps, EARLIEST_TIMESTAMP)
+    if args.to_latest:
+        return _offsets(client, tps, LATEST_TIMESTAMP)
+    if args.to_offset is not None:
+        return _clamp(tps, {tp: args.to_offset for tp in tps}, client)
+    if args.to_datetime is not None:
+        got = client.list_offsets_many({tp: args.to_datetime for tp in tps})
+        found, empty = {}, []
+        for tp in tps:
+            check(got[tp][0], f"list offsets of {tp[0]}-{tp[1]}")
+            if got[tp][1] >= 0:
+                found[tp] = got[tp][1]
+            else:
+                empty.append(tp)
+        for tp in empty:
+            print(f"\nWarn: Partition {tp[1]} from topic {tp[0]} is empty. "
+                  "Falling back to latest known offset.", file=sys.stderr)
+        found.update(_offsets(client, empty, LATEST_TIMESTAMP) if empty else {})
+        return found
+    committed = client.committed_offsets(group, tps) if tps else {}
+    if args.to_current:
+        missing = [tp for tp in tps if tp not in committed]
+        latest = _offsets(client, missing, LATEST_TIMESTAMP) if missing else {}
+        return {tp: committed[tp] if tp in committed else latest[tp] for tp in tps}
+    # --shift-by
+    for tp in tps:
+        if tp not in committed:
+            raise SystemExit(f"Error: Cannot shift offset for partition {tp[0]}-{tp[1]} since "
+                             "there is no current committed offset")
+    return _clamp(tps, {tp: committed[tp] + args.shift_by for tp in tps}, client)
+
+
+def _reset(args) -> int:
+    if bool(args.topic) == bool(args.all_topics):
+        _error("reset-offsets takes one of --topic and --all-topics")
+        return 2
+    with open_client(args) as client:
+        groups = _group_ids(args, client)
+        if not groups:
+            _error("reset-offsets needs --group or --all-groups")
+            return 2
+        rc = 0
+        plans = {}
+        for group in groups:
+            state = client.describe_group(group).state
+            if state not in INACTIVE:
+                _error(f"Assignments can only be reset if the group '{group}' is inactive, "
+                       f"but the current state is {state}.")
+                rc = 1
+                continue
+            tps = _partitions_to_reset(args, client, group)
+            plans[group] = _new_offsets(args, client, group, tps)
+            if args.execute and plans[group]:
+                client.commit_offsets(group, plans[group])
+    if plans:
+        fmt = "{:<30} {:<30} {:<10} {}"
+        print()
+        print(fmt.format("GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"))
+        for group, plan in plans.items():
+            for (topic, partition), offset in sorted(plan.items()):
+                print(fmt.format(group, topic, partition, offset))
+    if not args.execute and not args.dry_run:
+        print("\nWARN: No action will be performed as the --execute option is missing. "
+              "Add --dry-run to keep this behaviour without the warning, or --execute to "
+              "commit the new offsets.", file=sys.stderr)
+    return rc
+
+
+# --- delete ---------------------------------------------------------------------
+
+
+def _delete(args) -> int:
+    with open_client(args) as client:
+        groups = _group_ids(args, client)
+        if not groups:
+            _error("delete needs --group or --all-groups")
+            return 2
+        results = client.delete_groups(groups)
+    ok = [g for g, code in results.items() if code == 0]
+    failed = {g: code for g, code in results.items() if code != 0}
+    names = ", ".join(f"'{g}'" for g in ok)
+    if not failed:
+        print(f"Deletion of requested consumer groups ({names}) was successful.")
+        return 0
+    _error("Deletion of some consumer groups failed:")
+    for g, code in failed.items():
+        print(f"* Group '{g}' could not be deleted due to: {_kafka_error(code)}")
+    if ok:
+        print(f"\nThese other groups were deleted successfully: {names}")
+    return 1
