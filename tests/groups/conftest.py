@@ -1,0 +1,93 @@
+"""Fixtures for the consumer-group tests: real brokers on ephemeral ports, real
+clients (confluent-kafka, kafka-python, aiokafka) over real sockets.
+
+Brokers here use short group timings so rebalances and expiries take well
+under a second or two: group.initial.rebalance.delay.ms=100 and
+group.min.session.timeout.ms=1000 (clients then use session timeouts of a
+few seconds and heartbeat every 300 ms).
+
+- ``gbroker``: one broker per test module, for tests that only use their own
+  uniquely named topics and groups.
+- ``fresh_gbroker``: a broker of its own, for tests that restart it.
+- ``topic`` / ``group``: names unique to the test (nothing is created).
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import re
+import uuid
+import warnings
+
+import pytest
+
+from pylog.testing import running_broker
+
+GROUP_CONFIG = {
+    "num.partitions": "1",
+    "group.initial.rebalance.delay.ms": "100",
+    "group.min.session.timeout.ms": "1000",
+}
+
+
+def _import_kafka_python():
+    """kafka-python 3 loads its protocol schemas with importlib.resources.read_text,
+    deprecated in Python 3.11; import all of it once with that warning silenced
+    (the test-suite turns warnings into errors). Same as tests/broker/conftest.py."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            importlib.import_module("kafka")
+        except ImportError:
+            return
+        for group in ("admin", "consumer", "metadata", "producer"):
+            pkg = importlib.import_module(f"kafka.protocol.{group}")
+            for info in pkgutil.iter_modules(pkg.__path__):
+                importlib.import_module(f"kafka.protocol.{group}.{info.name}")
+
+
+_import_kafka_python()
+
+
+def pytest_collection_modifyitems(items):
+    # ... and in case a module is only imported lazily, while a test runs.
+    for item in items:
+        if "tests/groups/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.filterwarnings(
+                "ignore:read_text is deprecated:DeprecationWarning"))
+
+
+@pytest.fixture(scope="module")
+def gbroker():
+    with running_broker(config=GROUP_CONFIG) as b:
+        yield b
+
+
+@pytest.fixture
+def fresh_gbroker():
+    with running_broker(config=GROUP_CONFIG) as b:
+        yield b
+
+
+def _name(request) -> str:
+    base = re.sub(r"[^a-zA-Z0-9._-]", "_", request.node.name)[:50]
+    return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def topic(request):
+    return "t-" + _name(request)
+
+
+@pytest.fixture
+def group(request):
+    return "g-" + _name(request)
+
+
+@pytest.fixture
+def group_log(caplog):
+    """The coordinator's log (logger "pylog.groups", INFO: state transitions,
+    expiries) as captured records."""
+    caplog.set_level(logging.INFO, logger="pylog.groups")
+    return caplog
