@@ -48,6 +48,7 @@ def test_i_offset_commits(benchmark, broker, request):
     state = {"round": 0}
 
     def setup():
+        os.sync()
         state["round"] += 1
         c = state["consumer"] = ck.Consumer({
             "bootstrap.servers": broker.bootstrap, "group.id": f"commit-bench-{state['round']}",

@@ -124,3 +124,31 @@ def open_log(request, log_dir):
                 _close_quietly(log)
             else:
                 log.close()
+
+
+def _import_kafka_python():
+    """kafka-python 3 loads its protocol schemas with importlib.resources.read_text,
+    deprecated in Python 3.11; import all of it once with that warning silenced
+    (this suite turns warnings into errors)."""
+    import importlib
+    import pkgutil
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            importlib.import_module("kafka")
+        except ImportError:
+            return
+        for group in ("admin", "consumer", "metadata", "producer"):
+            pkg = importlib.import_module(f"kafka.protocol.{group}")
+            for info in pkgutil.iter_modules(pkg.__path__):
+                importlib.import_module(f"kafka.protocol.{group}.{info.name}")
+
+
+_import_kafka_python()
+
+
+def pytest_collection_modifyitems(items):
+    # ... and in case a module is only imported lazily, while a test runs.
+    for item in items:
+        item.add_marker(pytest.mark.filterwarnings("ignore:read_text is deprecated:DeprecationWarning"))

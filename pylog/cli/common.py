@@ -47,6 +47,21 @@ def add_bootstrap(p: argparse.ArgumentParser) -> None:
                    help="socket timeout of every request")
 
 
+def action_parsers(sub, name, help, description):
+    """A sub-command with actions (`pylog topics create`, ...): returns a
+    function action(name, help, description, tool) adding one action parser
+    that takes --bootstrap-server and runs tool(args)."""
+    p = sub.add_parser(name, help=help, description=description)
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name, help, description, tool):
+        a = actions.add_parser(name, help=help, description=description, formatter_class=RawHelp)
+        add_bootstrap(a)
+        a.set_defaults(tool=tool)
+        return a
+    return action
+
+
 def open_client(args) -> Client:
     return Client(args.bootstrap_server, client_id=args.client_id,
                   timeout=args.request_timeout_ms / 1000.0)

@@ -20,7 +20,7 @@ import sys
 from ..client.client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from ..client.errors import check, error_name
 from ..protocol.errors import ProtocolError
-from .common import RawHelp, add_bootstrap, open_client
+from .common import action_parsers, open_client
 
 __all__ = ["add_groups_parser", "parse_datetime"]
 
@@ -42,16 +42,8 @@ KAFKA_MESSAGES = {
 
 
 def add_groups_parser(sub) -> None:
-    p = sub.add_parser("groups", help="list, describe, reset offsets of or delete consumer groups "
-                                      "(kafka-consumer-groups)",
-                       description="Manage consumer groups, as kafka-consumer-groups.sh does.")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    def action(name, help, description, tool):
-        a = actions.add_parser(name, help=help, description=description, formatter_class=RawHelp)
-        add_bootstrap(a)
-        a.set_defaults(tool=tool)
-        return a
+    action = action_parsers(sub, "groups", "list, describe, reset offsets of or delete consumer groups "
+                            "(kafka-consumer-groups)", "Manage consumer groups, as kafka-consumer-groups.sh does.")
 
     ls = action("list", "list consumer groups",
                 "Print the id of every consumer group (ListGroups on every broker),\n"

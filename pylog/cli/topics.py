@@ -6,21 +6,14 @@ from __future__ import annotations
 
 import sys
 
-from .common import RawHelp, add_bootstrap, key_value, open_client
+from .common import action_parsers, key_value, open_client
 
 __all__ = ["add_topics_parser"]
 
 
 def add_topics_parser(sub) -> None:
-    p = sub.add_parser("topics", help="create, list, describe, delete or alter topics (kafka-topics)",
-                       description="Manage topics, as kafka-topics.sh does.")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    def action(name, help, description, tool):
-        a = actions.add_parser(name, help=help, description=description, formatter_class=RawHelp)
-        add_bootstrap(a)
-        a.set_defaults(tool=tool)
-        return a
+    action = action_parsers(sub, "topics", "create, list, describe, delete or alter topics (kafka-topics)",
+                            "Manage topics, as kafka-topics.sh does.")
 
     c = action("create", "create a topic", "Create a topic (CreateTopics, sent to the controller).\n"
                "example: pylog topics create --topic t --partitions 6 --config retention.ms=60000", _create)
