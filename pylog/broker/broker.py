@@ -114,8 +114,9 @@ class Broker:
         Kafka's default leaves flushing to the OS). The sync runs on a worker
         thread so the loop keeps serving other partitions meanwhile."""
         loop = asyncio.get_running_loop()
+        due = []
         while True:
-            await asyncio.sleep(FLUSH_CHECK_S)
+            await asyncio.sleep(FLUSH_CHECK_S if due else 1.0)
             due = [p.log for p in self.log_manager.partitions.values() if p.log.flush_ms is not None]
             for plog in due:
                 try:

@@ -629,7 +629,10 @@ class GroupCoordinator:
 
     async def _tick(self):
         while True:
-            await asyncio.sleep(TICK_S)
+            # Timers matter only while some group has members; otherwise wake
+            # rarely (offset retention), not 20 times a second for nothing.
+            busy = any(g.members or g.pending for g in self.groups.values())
+            await asyncio.sleep(TICK_S if busy else IDLE_TICK_S)
             try:
                 self.tick()
             except Exception:  # keep the timers running whatever one group does
@@ -668,6 +671,7 @@ class GroupCoordinator:
 
 
 TICK_S = 0.05
+IDLE_TICK_S = 1.0
 
 
 def _join_error(code, member_id):
