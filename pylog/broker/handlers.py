@@ -327,7 +327,11 @@ class Handlers:
             try:
                 if not self.broker.config.get("delete.topic.enable"):
                     raise TopicDeletionDisabledError("topic deletion is disabled (delete.topic.enable=false)")
+                if name in INTERNAL_TOPICS:
+                    raise InvalidRequestError(f"{name} is an internal topic and cannot be deleted")
                 self.logs.delete_topic(name)
+                if self.broker.groups is not None:
+                    self.broker.groups.topic_deleted(name)
                 out.append(R.DeletableTopicResult(name=name, error_code=0))
             except PylogError as e:
                 out.append(R.DeletableTopicResult(name=name, error_code=_code(e), error_message=str(e)))
@@ -338,6 +342,9 @@ class Handlers:
         out = []
         for t in req.topics:
             try:
+                if t.name in INTERNAL_TOPICS:
+                    raise InvalidRequestError(f"{t.name} is an internal topic: its partition count is fixed "
+                                              "(groups are placed by hashing over it)")
                 self.logs.create_partitions(t.name, t.count, validate_only=req.validate_only)
                 out.append(R.CreatePartitionsTopicResult(name=t.name, error_code=0, error_message=None))
             except PylogError as e:

@@ -602,6 +602,19 @@ class GroupCoordinator:
             return dict(offsets)
         return {tp: offsets.get(tp) for tp in partitions}
 
+    def topic_deleted(self, topic: str):
+        """Forget (with tombstones) every committed offset of a deleted topic,
+        as Kafka does, so a topic re-created under the name starts clean."""
+        for g in list(self.groups.values()):
+            gone = [tp for tp in g.offsets if tp[0] == topic]
+            if not gone:
+                continue
+            self._store(g.group_id, [ot.offset_key(g.group_id, t, p) for t, p in gone], [None] * len(gone))
+            for tp in gone:
+                del g.offsets[tp]
+            if g.state is GroupState.EMPTY and not g.members and not g.offsets:
+                self._drop_group(g)
+
     # ---- admin ----
 
     def describe(self, group_id):

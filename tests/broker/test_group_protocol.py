@@ -257,3 +257,30 @@ def test_empty_groups_offsets_expire(broker):
         assert "old" not in gc.groups
         r = w.request(FETCH_OFFSETS, 3, m.OffsetFetchRequest(group_id="old", topics=None))
         assert r.topics == []
+
+
+def test_deleting_a_topic_forgets_its_committed_offsets(broker):
+    with Wire(broker) as w:
+        broker.broker.call(broker.broker.log_manager.create_topic, "doomed", 2)
+        assert commit(w, "", -1, [("doomed", 0, 5, ""), ("t", 0, 9, "")]) == [0, 0]
+        assert commit(w, "", -1, [("doomed", 1, 3, "")], group="only-doomed") == [0]
+        r = w.request(20, 3, m.DeleteTopicsRequest(topic_names=["doomed"], timeout_ms=5000))
+        assert r.responses[0].error_code == 0
+        r = w.request(FETCH_OFFSETS, 3, m.OffsetFetchRequest(group_id="g", topics=None))
+        assert [(t.name, p.partition_index) for t in r.topics for p in t.partitions] == [("t", 0)]
+        assert "only-doomed" not in broker.broker.groups.groups
+    broker.restart()  # the tombstones were stored
+    with Wire(broker) as w:
+        r = w.request(FETCH_OFFSETS, 3, m.OffsetFetchRequest(group_id="g", topics=None))
+        assert [(t.name, p.partition_index) for t in r.topics for p in t.partitions] == [("t", 0)]
+
+
+def test_the_offsets_topic_cannot_be_deleted_or_resized(broker):
+    with Wire(broker) as w:
+        w.request(FIND, 2, m.FindCoordinatorRequest(key="g", key_type=0))
+        r = w.request(20, 3, m.DeleteTopicsRequest(topic_names=["__consumer_offsets"], timeout_ms=5000))
+        assert r.responses[0].error_code == 42
+        r = w.request(37, 1, m.CreatePartitionsRequest(topics=[m.CreatePartitionsRequest.CreatePartitionsTopic(
+            name="__consumer_offsets", count=60)], timeout_ms=5000))
+        assert r.results[0].error_code == 42
+    assert broker.broker.log_manager.topics["__consumer_offsets"].num_partitions == 50
