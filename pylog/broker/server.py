@@ -42,6 +42,7 @@ log = logging.getLogger("pylog.broker")
 RECV_BUFFER_MIN = 64 << 10   # a connection's receive buffer starts here...
 RECV_BUFFER_MAX = 4 << 20    # ...and grows to fit frames up to this; larger ones get their own
 SENDFILE_MIN = 32 << 10
+SHRINK_AFTER_S = 10       # a quiet connection's grown receive buffer is given back after this
 MAX_QUEUED = 1000  # requests in flight per connection before reading pauses
 
 _I16 = struct.Struct(">h")
@@ -194,6 +195,14 @@ class Connection(asyncio.BufferedProtocol):
                 return
         if self.partial_since is None:
             self.partial_since = self.last_active
+
+    def shrink_buffer(self):
+        """Give back a receive buffer grown for large requests once the
+        connection is quiet (the sweeper calls this)."""
+        if len(self._buf) > RECV_BUFFER_MIN and self._start == self._end and self._big is None:
+            self._buf = bytearray(RECV_BUFFER_MIN)
+            self._view = memoryview(self._buf)
+            self._start = self._end = 0
 
     def eof_received(self):
         return False
@@ -399,6 +408,8 @@ class Server:
                         (now - c.last_active) * 1000 > self.idle_ms:
                     log.info("closing idle connection from %s (connections.max.idle.ms=%d)", c.peer, self.idle_ms)
                     c.close()
+                elif now - c.last_active > SHRINK_AFTER_S:
+                    c.shrink_buffer()
 
     async def stop(self, grace: float = 2.0):
         if self._server is not None:

@@ -68,3 +68,21 @@ def test_stalled_half_request_is_closed(loop_broker):
     assert s.recv(10) == b""
     assert time.monotonic() - t0 < 5
     s.close()
+
+
+def test_a_grown_receive_buffer_is_given_back_when_quiet(tmp_path, monkeypatch):
+    import pylog.broker.server as server
+    monkeypatch.setattr(server, "SHRINK_AFTER_S", 0.2)
+    with running_broker(tmp_path / "d", config={"pylog.request.read.timeout.ms": "200"}) as b:
+        p = Producer({"bootstrap.servers": str(b), "linger.ms": 50, "batch.size": 1_000_000})
+        for _ in range(5):
+            p.produce("big", b"z" * 400_000)
+        assert p.flush(10) == 0
+        conns = list(b.broker.server.connections)
+        assert max(len(c._buf) for c in conns) > server.RECV_BUFFER_MIN
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and max(len(c._buf) for c in conns) > server.RECV_BUFFER_MIN:
+            time.sleep(0.05)
+        assert max(len(c._buf) for c in conns) == server.RECV_BUFFER_MIN
+        p.produce("big", b"after" * 100_000)  # and it grows again when needed
+        assert p.flush(10) == 0
