@@ -52,7 +52,7 @@ class Partition:
         self.topic = topic
         self.index = index
         self.path = path
-        self.config = config  # TopicConfig
+        self._set_config(config)
         self.broker_id = broker_id
         self.leader_id = broker_id
         self.replicas = [broker_id]
@@ -139,7 +139,7 @@ class Partition:
         if not data:
             raise InvalidRecordError("produce request without record batches")
         headers = _engine.batch_headers(data)
-        max_bytes = self.config.get("max.message.bytes")
+        max_bytes = self.max_message_bytes
         ends = [h[0] for h in headers[1:]] + [len(data)]
         for h, end in zip(headers, ends):
             if h[7] != h[2] + 1:
@@ -148,10 +148,10 @@ class Partition:
             if end - h[0] > max_bytes:
                 raise RecordTooLargeError(
                     f"a batch of {end - h[0]} bytes exceeds max.message.bytes={max_bytes} of {self.topic}")
-        if required_acks == -1 and len(self.isr) < self.config.get("min.insync.replicas"):
+        if required_acks == -1 and len(self.isr) < self.min_insync_replicas:
             raise NotEnoughReplicasError(
                 f"{self.topic}-{self.index}: ISR {self.isr} is smaller than min.insync.replicas="
-                f"{self.config.get('min.insync.replicas')}")
+                f"{self.min_insync_replicas}")
         dup = self.producer_state.check(headers)
         if dup is not None:
             return AppendResult(dup[2], dup[3], self.log.log_start_offset, duplicate=True)
@@ -209,8 +209,14 @@ class Partition:
 
     # ---- upkeep ----
 
+    def _set_config(self, config):
+        self.config = config  # TopicConfig
+        # Read on every append: parsed once here, not per request.
+        self.max_message_bytes = config.get("max.message.bytes")
+        self.min_insync_replicas = config.get("min.insync.replicas")
+
     def apply_config(self, config):
-        self.config = config
+        self._set_config(config)
         opts = config.log_options()
         self.log.retention_ms = opts["retention_ms"]
         self.log.retention_bytes = opts["retention_bytes"]
