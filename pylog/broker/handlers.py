@@ -24,6 +24,7 @@ import time
 from ..errors import (
     InvalidConfigError,
     InvalidRequestError,
+    InvalidTopicError,
     InvalidRequiredAcksError,
     OffsetOutOfRangeError,
     PylogError,
@@ -39,7 +40,8 @@ from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, validate_topic_name
 log = logging.getLogger("pylog.broker")
 
 RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
-INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+OFFSETS_TOPIC = "__consumer_offsets"
+INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, "__transaction_state"})
 
 
 def _err_message(exc):
@@ -111,7 +113,13 @@ class Handlers:
                     topics.append(R.MetadataResponseTopic(error_code=3, name=name))
                     continue
                 try:
-                    meta = self.logs.create_topic(name)
+                    if name == OFFSETS_TOPIC and b.groups is not None:
+                        b.groups.ensure_offsets_topic()  # with its own partition count and configs
+                        meta = self.logs.topics[name]
+                    elif name in INTERNAL_TOPICS:
+                        raise InvalidRequestError(f"{name} is an internal topic; it is not created on demand")
+                    else:
+                        meta = self.logs.create_topic(name)
                 except PylogError as e:
                     topics.append(R.MetadataResponseTopic(error_code=_code(e), name=name))
                     continue
@@ -143,6 +151,8 @@ class Handlers:
                         raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {acks}")
                     if txn_id is not None:
                         raise InvalidRequestError("transactions are not supported by this broker yet")
+                    if name in INTERNAL_TOPICS:
+                        raise InvalidTopicError(f"{name} is an internal topic: clients cannot produce to it")
                     r = self.logs.get_partition(name, index).append_as_leader(records, acks)
                     out.append((index, 0, r.first_offset, r.log_append_time, r.log_start_offset, None))
                 except (PylogError, ValueError, OSError) as e:
@@ -301,6 +311,8 @@ class Handlers:
         results = []
         for t in req.topics:
             try:
+                if t.name in INTERNAL_TOPICS:
+                    raise InvalidRequestError(f"{t.name} is an internal topic: the broker creates it")
                 n, rf = t.num_partitions, t.replication_factor
                 if t.assignments:
                     if n != -1 or rf != -1:
@@ -446,6 +458,8 @@ class Handlers:
             parts = []
             for dp in t.partitions:
                 try:
+                    if t.name in INTERNAL_TOPICS:
+                        raise InvalidRequestError(f"records of the internal topic {t.name} cannot be deleted")
                     p = self.logs.get_partition(t.name, dp.partition_index)
                     low = p.delete_records(dp.offset)
                     parts.append(R.DeleteRecordsPartitionResult(partition_index=dp.partition_index,

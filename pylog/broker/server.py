@@ -93,9 +93,9 @@ class Connection(asyncio.BufferedProtocol):
     def connection_lost(self, exc):
         self.closed = True
         self.server.connections.discard(self)
-        for item in self._pending:
-            if isinstance(item, asyncio.Task):
-                item.cancel()
+        for _header, item in self._pending:
+            if isinstance(item, asyncio.Future):
+                item.cancel()  # long polls stop waiting for a socket that is gone
         self._pending.clear()
         if self._drainer is not None:
             self._drainer.cancel()
@@ -118,6 +118,15 @@ class Connection(asyncio.BufferedProtocol):
                 and not self.closed:
             self._reading_paused = False
             self.transport.resume_reading()
+            if self.partial_since is not None:
+                self.partial_since = time.monotonic()  # the wait was ours, not the client's
+            if self._end > self._start:
+                # Frames already received but left unparsed when reading paused.
+                asyncio.get_running_loop().call_soon(self._parse_buffered)
+
+    def _parse_buffered(self):
+        if not self.closed and not self._reading_paused:
+            self._parse_buffered_now()
 
     def get_buffer(self, sizehint):
         if self._big is not None:
@@ -146,6 +155,9 @@ class Connection(asyncio.BufferedProtocol):
         self._end += nbytes
         # Responses to every request in this read go out in one write: on
         # loopback each send costs the sender the receiver's TCP work too.
+        self._parse_buffered_now()
+
+    def _parse_buffered_now(self):
         self._out = []
         try:
             self._parse_frames()
@@ -156,7 +168,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def _parse_frames(self):
         buf = self._buf
-        while not self.closed:
+        # Stop at once when reading pauses (too many answers queued): the rest
+        # waits in the buffer and is parsed when reading resumes.
+        while not self.closed and not self._reading_paused:
             avail = self._end - self._start
             if avail < 4:
                 break
@@ -219,7 +233,7 @@ class Connection(asyncio.BufferedProtocol):
         except UnsupportedVersionError as e:
             h = getattr(e, "header", None)
             if h is not None and h.request_api_key == av.API_VERSIONS:
-                self._respond(h, self.handlers.api_versions_error(), force_version=0)
+                self._answer_api_versions_error(h)
                 return
             log.warning("closing connection from %s: %s", self.peer, e)
             self.close()
@@ -232,7 +246,7 @@ class Connection(asyncio.BufferedProtocol):
         handler = self.handlers.table.get(key)
         if handler is None or not av.is_served(key, version):
             if key == av.API_VERSIONS:
-                self._respond(header, self.handlers.api_versions_error(), force_version=0)
+                self._answer_api_versions_error(header)
                 return
             log.warning("closing connection from %s: api key %d v%d is not served", self.peer, key, version)
             self.close()
@@ -249,18 +263,31 @@ class Connection(asyncio.BufferedProtocol):
         if result is None:
             return  # acks=0
         if asyncio.iscoroutine(result):
-            task = asyncio.ensure_future(result)
-            self._pending.append((header, task))
-            if len(self._pending) >= MAX_QUEUED:
-                self._pause_reading()
+            self._queue(header, asyncio.ensure_future(result))
             if self._drainer is None:
                 self._drainer = asyncio.ensure_future(self._drain())
         elif self._pending:
             if type(result) is list:
                 result = detach_chunks(result)
-            self._pending.append((header, result))
+            self._queue(header, result)
         else:
             self._respond(header, result)
+
+    def _queue(self, header, item):
+        """Hold an answer behind earlier ones still being prepared; past
+        MAX_QUEUED answers, stop reading requests until the queue drains."""
+        self._pending.append((header, item))
+        if len(self._pending) >= MAX_QUEUED:
+            self._pause_reading()
+
+    def _answer_api_versions_error(self, header):
+        # A v0-shaped body whatever version was asked (KAFKA-NOTES §3.2),
+        # behind any answer still queued.
+        frame = encode_response(header.correlation_id, av.API_VERSIONS, 0, self.handlers.api_versions_error())
+        if self._pending:
+            self._queue(None, frame)
+        else:
+            self._respond(None, frame)
 
     def _on_produce(self, frame):
         try:
@@ -277,7 +304,7 @@ class Connection(asyncio.BufferedProtocol):
         if result is None:
             return  # acks=0
         if self._pending:
-            self._pending.append((None, result))
+            self._queue(None, result)
         elif self._out is not None:
             self._out.append(result)
         else:
@@ -303,13 +330,16 @@ class Connection(asyncio.BufferedProtocol):
         finally:
             self._drainer = None
 
-    def _respond(self, header, result, force_version=None):
+    def _respond(self, header, result):
         if self.closed:
             return
-        if header is None:  # a whole response frame already (Produce)
-            self.transport.write(result)
+        if header is None:  # a whole response frame already (Produce, ApiVersions errors)
+            if self._out is not None:
+                self._out.append(result)
+            else:
+                self.transport.write(result)
             return
-        version = header.request_api_version if force_version is None else force_version
+        version = header.request_api_version
         if type(result) is list:
             self._write_chunks(header.correlation_id, result)
             return
@@ -400,7 +430,8 @@ class Server:
             await asyncio.sleep(interval)
             now = time.monotonic()
             for c in list(self.connections):
-                if c.partial_since is not None and (now - c.partial_since) * 1000 > self.read_timeout_ms:
+                if c.partial_since is not None and not c._reading_paused and \
+                        (now - c.partial_since) * 1000 > self.read_timeout_ms:
                     log.warning("closing connection from %s: request incomplete after %d ms "
                                 "(pylog.request.read.timeout.ms)", c.peer, self.read_timeout_ms)
                     c.close()

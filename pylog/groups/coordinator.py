@@ -247,7 +247,10 @@ class GroupCoordinator:
     # ---- the offsets topic ----
 
     def partition_for(self, group_id: str) -> int:
-        return ot.partition_for(group_id, self.num_partitions)
+        # The topic's real partition count (it may predate a config change):
+        # the placement must stay what it was when the offsets were written.
+        meta = self.logs.topics.get(ot.TOPIC)
+        return ot.partition_for(group_id, meta.num_partitions if meta is not None else self.num_partitions)
 
     def ensure_offsets_topic(self):
         if ot.TOPIC not in self.logs.topics:
@@ -359,15 +362,18 @@ class GroupCoordinator:
         for fut in (old.join_future, old.sync_future):
             if fut is not None and not fut.done():
                 fut.set_result(FENCED_INSTANCE_ID)
+        answered_leader = g.leader_id
         if g.leader_id == old_id:
             g.leader_id = new_id
         log.info("group %s: static member %s rejoined as %s (was %s)", g.group_id, old.group_instance_id,
                  new_id, old_id)
         if g.state is GroupState.STABLE and old.same_protocols(protocols):
-            # KIP-345: a known static member coming back changes nothing.
+            # KIP-345: a known static member coming back changes nothing. As Kafka
+            # does, the answer names the previous leader id and no members, so a
+            # returning leader does not compute an assignment a stable group would
+            # not hand out anyway.
             self._store_group(g)
-            members = self._members_for(g) if new_id == g.leader_id else []
-            return NONE, g.generation_id, g.protocol_name, g.leader_id, new_id, members
+            return NONE, g.generation_id, g.protocol_name, answered_leader, new_id, []
         if g.state is GroupState.PREPARING_REBALANCE:
             return await self._wait_join(g, m)
         self._prepare_rebalance(g, f"static member {old.group_instance_id} rejoined with new metadata")
@@ -470,13 +476,27 @@ class GroupCoordinator:
             return NONE, m.assignment
         if g.state is GroupState.EMPTY:
             return UNKNOWN_MEMBER_ID, b""
-        # CompletingRebalance: wait for the leader's assignment.
+        # CompletingRebalance: wait for the leader's assignment. A SyncGroup sent
+        # again by the same member supersedes the earlier one, which is answered.
+        if m.sync_future is not None and not m.sync_future.done():
+            m.sync_future.set_result(REBALANCE_IN_PROGRESS)
         fut = m.sync_future = asyncio.get_running_loop().create_future()
         if member_id == g.leader_id:
             given = {mid: bytes(a) for mid, a in assignments}
             for mid, mm in g.members.items():
                 mm.assignment = given.get(mid, b"")
-            self._store_group(g)
+            try:
+                self._store_group(g)
+            except (PylogError, OSError) as e:
+                # Not stored, so not handed out: everyone rejoins (Kafka's answer
+                # to a failed group write is COORDINATOR_NOT_AVAILABLE).
+                log.error("group %s: storing the assignment failed: %s", g.group_id, e)
+                for mm in g.members.values():
+                    f, mm.sync_future = mm.sync_future, None
+                    if f is not None and not f.done():
+                        f.set_result(COORDINATOR_NOT_AVAILABLE)
+                self._prepare_rebalance(g, "the assignment could not be stored")
+                return COORDINATOR_NOT_AVAILABLE, b""
             g.transition(GroupState.STABLE)
             g.sync_deadline = None
             for mm in g.members.values():
@@ -549,7 +569,7 @@ class GroupCoordinator:
         if generation_id < 0 and not member_id:
             # A standalone consumer (assign + commit): only for groups without members.
             if g is not None and g.members:
-                return all_(ILLEGAL_GENERATION)
+                return all_(UNKNOWN_MEMBER_ID)
             if g is None or g.state is GroupState.DEAD:
                 g = self.groups[group_id] = Group(group_id)
         else:
@@ -583,8 +603,9 @@ class GroupCoordinator:
         if keys:
             try:
                 self._store(group_id, keys, values)
-            except PylogError as e:
-                code = e.error_code if e.error_code > 0 else COORDINATOR_NOT_AVAILABLE
+            except (PylogError, OSError) as e:
+                code = getattr(e, "error_code", -1)
+                code = code if code in (UNKNOWN_TOPIC_OR_PARTITION, 10) else COORDINATOR_NOT_AVAILABLE
                 for tp, _ in accepted:
                     result[tp] = code
                 return result
@@ -654,32 +675,58 @@ class GroupCoordinator:
     def tick(self):
         now = time.monotonic()
         for g in list(self.groups.values()):
-            for mid, expiry in list(g.pending.items()):
-                if now > expiry:
-                    del g.pending[mid]
-            if g.state is GroupState.PREPARING_REBALANCE:
-                self._maybe_complete_join(g, deadline_passed=now >= g.join_deadline)
-            for mid, m in list(g.members.items()):
-                waiting = (m.join_future is not None and not m.join_future.done()) or \
-                    (m.sync_future is not None and not m.sync_future.done())
-                if not waiting and (now - m.last_heartbeat) * 1000 > m.session_timeout_ms:
-                    self._remove_member(g, mid, f"expired (no heartbeat for {m.session_timeout_ms} ms)")
-            if g.state is GroupState.COMPLETING_REBALANCE and g.sync_deadline is not None and now > g.sync_deadline:
-                # The leader never sent the assignment: start over without the laggards.
-                for mid in [mid for mid, m in g.members.items() if m.sync_future is None]:
-                    self._remove_member(g, mid, "did not sync within the rebalance timeout", rebalance=False)
-                self._prepare_rebalance(g, "the leader's assignment did not arrive in time")
-                self._maybe_complete_join(g)
+            try:
+                self._tick_group(g, now)
+            except Exception:  # one group's failure must not stop the others' timers
+                log.exception("group %s: timer work failed", g.group_id)
         if (now - self._last_retention_check) * 1000 >= self.retention_check_ms:
             self._last_retention_check = now
-            self.expire_offsets()
+            try:
+                self.expire_offsets()
+            except Exception:
+                log.exception("offset expiry failed")
+
+    def _tick_group(self, g, now):
+        for mid, expiry in list(g.pending.items()):
+            if now > expiry:
+                del g.pending[mid]
+        if g.state is GroupState.PREPARING_REBALANCE:
+            self._maybe_complete_join(g, deadline_passed=now >= g.join_deadline)
+        for mid, m in list(g.members.items()):
+            waiting = (m.join_future is not None and not m.join_future.done()) or \
+                (m.sync_future is not None and not m.sync_future.done())
+            if not waiting and (now - m.last_heartbeat) * 1000 > m.session_timeout_ms:
+                self._remove_member(g, mid, f"expired (no heartbeat for {m.session_timeout_ms} ms)")
+        if g.state is GroupState.COMPLETING_REBALANCE and g.sync_deadline is not None and now > g.sync_deadline:
+            # The leader never sent the assignment: start over without the laggards.
+            for mid in [mid for mid, m in g.members.items() if m.sync_future is None]:
+                self._remove_member(g, mid, "did not sync within the rebalance timeout", rebalance=False)
+            self._prepare_rebalance(g, "the leader's assignment did not arrive in time")
+            self._maybe_complete_join(g)
 
     def expire_offsets(self, now_ms=None):
-        """Drop the offsets of groups empty for longer than offsets.retention.minutes."""
+        """Offset retention (offsets.retention.minutes), as Kafka applies it:
+        a group that uses a protocol loses its offsets once it has been Empty
+        that long; a standalone group (assign + commit, no protocol) loses each
+        offset that long after it was committed. Empty groups left with no
+        offsets are forgotten."""
         now_ms = _now_ms() if now_ms is None else now_ms
         for g in list(self.groups.values()):
-            if g.state is GroupState.EMPTY and not g.members and now_ms - g.empty_since > self.retention_ms:
-                log.info("group %s: offsets expired (empty since %d ms ago)", g.group_id, now_ms - g.empty_since)
+            if g.members or g.pending or g.state is not GroupState.EMPTY:
+                continue
+            if g.protocol_type is None:
+                old = [tp for tp, om in g.offsets.items() if now_ms - om.commit_timestamp > self.retention_ms]
+                if old and len(old) < len(g.offsets):
+                    self._store(g.group_id, [ot.offset_key(g.group_id, t, p) for t, p in old], [None] * len(old))
+                    for tp in old:
+                        del g.offsets[tp]
+                    continue
+                expired = bool(old) or not g.offsets
+            else:
+                expired = now_ms - g.empty_since > self.retention_ms or not g.offsets
+            if expired:
+                if g.offsets or g.generation_id:
+                    log.info("group %s: expired (empty, offsets past retention)", g.group_id)
                 self._drop_group(g)
 
 

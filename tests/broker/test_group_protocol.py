@@ -191,7 +191,7 @@ def test_offset_commit_rules_and_fetch(broker):
         # With members, commits need the member and its generation.
         j = join(w)
         sync(w, j.member_id, j.generation_id, [(j.member_id, b"")])
-        assert commit(w, "", -1, [("t", 0, 6, "")]) == [ILLEGAL_GENERATION]
+        assert commit(w, "", -1, [("t", 0, 6, "")]) == [UNKNOWN_MEMBER]
         assert commit(w, "stranger", j.generation_id, [("t", 0, 6, "")]) == [UNKNOWN_MEMBER]
         assert commit(w, j.member_id, j.generation_id + 1, [("t", 0, 6, "")]) == [ILLEGAL_GENERATION]
         assert commit(w, j.member_id, j.generation_id, [("t", 0, 6, "m2")]) == [0]
@@ -246,17 +246,118 @@ def test_groups_and_offsets_survive_a_restart(broker):
         assert "gone" not in broker.broker.groups.groups
 
 
-def test_empty_groups_offsets_expire(broker):
+def test_offset_retention(broker):
+    gc = broker.broker.groups
     with Wire(broker) as w:
-        commit(w, "", -1, [("t", 0, 3, "")], group="old")
-        gc = broker.broker.groups
-        far = gc.groups["old"].empty_since + gc.retention_ms + 1
-        broker.broker.call(gc.expire_offsets, far - 2)
-        assert "old" in gc.groups
-        broker.broker.call(gc.expire_offsets, far)
-        assert "old" not in gc.groups
-        r = w.request(FETCH_OFFSETS, 3, m.OffsetFetchRequest(group_id="old", topics=None))
+        # A standalone group: each offset expires by its own commit time.
+        assert commit(w, "", -1, [("t", 0, 3, "")], group="solo") == [0]
+        first = gc.groups["solo"].offsets[("t", 0)].commit_timestamp
+        threading.Event().wait(0.01)
+        assert commit(w, "", -1, [("t", 1, 4, "")], group="solo") == [0]
+        second = gc.groups["solo"].offsets[("t", 1)].commit_timestamp
+        assert second > first
+        broker.broker.call(gc.expire_offsets, first + gc.retention_ms)          # nothing old enough
+        assert set(gc.groups["solo"].offsets) == {("t", 0), ("t", 1)}
+        broker.broker.call(gc.expire_offsets, second + gc.retention_ms)         # only the first
+        assert set(gc.groups["solo"].offsets) == {("t", 1)}
+        broker.broker.call(gc.expire_offsets, second + gc.retention_ms + 1)     # then the group
+        assert "solo" not in gc.groups
+        # A consumer group: its offsets go once it has been Empty for the retention time.
+        j = join(w, group="cg")
+        sync(w, j.member_id, j.generation_id, [(j.member_id, b"")], group="cg")
+        assert commit(w, j.member_id, j.generation_id, [("t", 2, 5, "")], group="cg") == [0]
+        broker.broker.call(gc.expire_offsets, 1 << 60)  # far future, but the group has a member
+        assert ("t", 2) in gc.groups["cg"].offsets
+        assert w.request(LEAVE, 1, m.LeaveGroupRequest(group_id="cg", member_id=j.member_id)).error_code == 0
+        empty_since = gc.groups["cg"].empty_since
+        broker.broker.call(gc.expire_offsets, empty_since + gc.retention_ms)
+        assert "cg" in gc.groups
+        broker.broker.call(gc.expire_offsets, empty_since + gc.retention_ms + 1)
+        assert "cg" not in gc.groups
+        r = w.request(FETCH_OFFSETS, 3, m.OffsetFetchRequest(group_id="solo", topics=None))
         assert r.topics == []
+
+
+def test_a_probe_group_without_offsets_does_not_linger(broker):
+    with Wire(broker) as w:
+        assert w.request(JOIN, 4, join_req(group="probe", session=100)).error_code == MEMBER_ID_REQUIRED
+        gc = broker.broker.groups
+        for _ in range(100):  # the pending member id expires after its session timeout
+            if not gc.groups["probe"].pending:
+                break
+            threading.Event().wait(0.02)
+        broker.broker.call(gc.expire_offsets)
+        assert "probe" not in gc.groups
+
+
+def test_a_repeated_sync_answers_the_first_one(broker):
+    with Wire(broker) as w1, Wire(broker) as w2a, Wire(broker) as w2b:
+        a = join(w1, rebalance=5000)
+        out = {}
+        t = threading.Thread(target=lambda: out.update(b=join(w2a, rebalance=5000)))
+        t.start()
+        for _ in range(200):
+            if broker.broker.groups.groups["g"].state.value == "PreparingRebalance":
+                break
+            threading.Event().wait(0.01)
+        a2 = w1.request(JOIN, 5, join_req(member_id=a.member_id, rebalance=5000))
+        t.join(10)
+        b = out["b"]
+        cid1 = w2a.send(SYNC, 3, m.SyncGroupRequest(group_id="g", generation_id=b.generation_id,
+                                                    member_id=b.member_id, assignments=[]))
+        threading.Event().wait(0.2)
+        cid2 = w2b.send(SYNC, 3, m.SyncGroupRequest(group_id="g", generation_id=b.generation_id,
+                                                    member_id=b.member_id, assignments=[]))
+        assert w2a.receive(SYNC, 3, cid1).error_code == REBALANCE_IN_PROGRESS  # superseded, not lost
+        sync(w1, a2.member_id, a2.generation_id, [(a2.member_id, b"A"), (b.member_id, b"B")])
+        assert w2b.receive(SYNC, 3, cid2).assignment == b"B"
+
+
+def test_a_returning_static_leader_is_not_asked_to_assign(broker):
+    with Wire(broker) as w1, Wire(broker) as w2:
+        a = join(w1, instance="lead")
+        assert a.leader == a.member_id
+        sync(w1, a.member_id, a.generation_id, [(a.member_id, b"KEEP")], instance="lead")
+        again = join(w2, instance="lead")
+        assert again.error_code == 0 and again.generation_id == a.generation_id
+        assert again.leader == a.member_id != again.member_id and again.members == []
+        assert sync(w2, again.member_id, again.generation_id, instance="lead").assignment == b"KEEP"
+
+
+def test_offsets_topic_made_by_a_metadata_request_is_the_real_one(tmp_path):
+    with running_broker(tmp_path / "d", config={"offsets.topic.num.partitions": "7"}) as b:
+        with Wire(b) as w:
+            r = w.request(3, 5, m.MetadataRequest(topics=[m.MetadataRequest.MetadataRequestTopic(
+                name="__consumer_offsets")], allow_auto_topic_creation=True))
+            assert len(r.topics[0].partitions) == 7
+            assert b.broker.log_manager.topics["__consumer_offsets"].configs["cleanup.policy"] == "compact"
+            r = w.request(19, 4, m.CreateTopicsRequest(topics=[m.CreateTopicsRequest.CreatableTopic(
+                name="__transaction_state", num_partitions=1, replication_factor=1)], timeout_ms=1000))
+            assert r.topics[0].error_code == 42
+            assert commit(w, "", -1, [("__consumer_offsets", 0, 1, "")], group="x") == [0]
+    # The placement follows the topic, not a changed config: offsets stay where they were written.
+    with running_broker(tmp_path / "d", config={"offsets.topic.num.partitions": "50"}) as b:
+        assert b.broker.groups.partition_for("x") == partition_for("x", 7)
+        with Wire(b) as w:
+            r = w.request(FETCH_OFFSETS, 3, m.OffsetFetchRequest(group_id="x", topics=None))
+            assert [(t.name, p.committed_offset) for t in r.topics for p in t.partitions] == \
+                [("__consumer_offsets", 1)]
+
+
+def test_internal_topics_refuse_produce_and_delete_records(broker):
+    from pylog import _engine
+    with Wire(broker) as w:
+        w.request(FIND, 2, m.FindCoordinatorRequest(key="g", key_type=0))
+        P = m.ProduceRequest
+        r = w.request(0, 7, P(acks=-1, timeout_ms=1000, topic_data=[P.TopicProduceData(
+            name="__consumer_offsets", partition_data=[P.PartitionProduceData(
+                index=0, records=_engine.encode_batch([None], keys=[b"\0\1forged"]))])]))
+        assert r.responses[0].partition_responses[0].error_code == 17
+        D = m.DeleteRecordsRequest
+        r = w.request(21, 1, D(topics=[D.DeleteRecordsTopic(name="__consumer_offsets", partitions=[
+            D.DeleteRecordsPartition(partition_index=0, offset=-1)])], timeout_ms=1000))
+        assert r.topics[0].partitions[0].error_code == 42
+        assert broker.broker.log_manager.partitions[("__consumer_offsets", 0)].log_end_offset == 0
 
 
 def test_deleting_a_topic_forgets_its_committed_offsets(broker):
