@@ -12,9 +12,11 @@ from c.crc32c cimport *
 from c.batch cimport *
 from c.index cimport *
 from c.segment cimport *
+from c.murmur2 cimport *
 
 include "errors.pxi"
 include "crc.pyx"
 include "records.pyx"
 include "segment.pyx"
 include "logcore.pyx"
+include "hash.pyx"

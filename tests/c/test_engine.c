@@ -34,6 +34,7 @@
 #include "batch.h"
 #include "index.h"
 #include "segment.h"
+#include "murmur2.h"
 
 /* ------------------------------------------------------------------------- */
 /* check macros                                                              */
@@ -257,6 +258,17 @@ static uint32_t ref_crc32c(uint32_t crc, const uint8_t *p, size_t n) {
         for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
     }
     return ~crc;
+}
+
+/* Kafka's UtilsTest.testMurmur2 vectors. */
+static void test_murmur2(void) {
+    static const struct { const char *key; int32_t hash; } v[] = {
+        {"21", -973932308}, {"foobar", -790332482}, {"a-little-bit-long-string", -985981536},
+        {"a-little-bit-longer-string", -1486304829},
+        {"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971}, {"abc", 479470107},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        EQ(pl_murmur2((const uint8_t *)v[i].key, strlen(v[i].key)), v[i].hash);
 }
 
 static void test_crc32c(void) {
@@ -3034,6 +3046,7 @@ typedef struct section {
 
 static const section sections[] = {
     {"crc32c", test_crc32c, 0},
+    {"murmur2", test_murmur2, 0},
     {"varint", test_varint, 0},
     {"batch", test_batch, 0},
     {"index", test_index, 1},
