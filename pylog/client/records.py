@@ -19,7 +19,6 @@ from .. import _engine
 from ..errors import CorruptRecordError
 
 __all__ = [
-    "BATCH_HEADER",
     "CREATE_TIME",
     "LOG_APPEND_TIME",
     "BatchHeader",
@@ -30,8 +29,6 @@ __all__ = [
     "whole_batches",
 ]
 
-# Record batch v2 header, 61 bytes (KAFKA-NOTES §2.1).
-BATCH_HEADER = struct.Struct(">qiiBIhiqqqhii")
 _LENGTH = struct.Struct(">qi")
 _LOG_OVERHEAD = 12  # base_offset + batch_length, not counted in batch_length
 
@@ -44,28 +41,19 @@ LOG_APPEND_TIME = "LogAppendTime"
 
 
 class BatchHeader(NamedTuple):
+    """What a consumer needs of a batch header (read in C by
+    _engine.batch_headers, the broker's own header walk)."""
+
     position: int
+    size: int
     base_offset: int
-    batch_length: int
-    partition_leader_epoch: int
-    magic: int
-    crc: int
-    attributes: int
     last_offset_delta: int
-    base_timestamp: int
     max_timestamp: int
-    producer_id: int
-    producer_epoch: int
-    base_sequence: int
-    records_count: int
+    attributes: int
 
     @property
     def last_offset(self) -> int:
         return self.base_offset + self.last_offset_delta
-
-    @property
-    def size(self) -> int:
-        return self.batch_length + _LOG_OVERHEAD
 
     @property
     def is_control(self) -> bool:
@@ -110,13 +98,10 @@ def whole_batches(records) -> memoryview:
 def batch_headers(batches) -> list[BatchHeader]:
     """The header of every batch in `batches` (whole batches, e.g. from
     whole_batches)."""
-    out = []
-    pos, n = 0, len(batches)
-    while pos + BATCH_HEADER.size <= n:
-        h = BatchHeader(pos, *BATCH_HEADER.unpack_from(batches, pos))
-        out.append(h)
-        pos += h.size
-    return out
+    raw = _engine.batch_headers(batches)
+    ends = [h[0] for h in raw[1:]] + [len(batches)]
+    return [BatchHeader(pos, end - pos, base, delta, max_ts, attrs)
+            for (pos, base, delta, max_ts, _pid, _epoch, _seq, _count, attrs), end in zip(raw, ends)]
 
 
 def consumed_records(partition: int, records, fetch_offset: int) -> Iterator[ConsumedRecord]:
