@@ -17,6 +17,7 @@ _ERROR_CLASSES = {
     PL_EBUSY: BufferError,
     PL_ECLOSED: _errors.LogClosedError,
     PL_ELOCKED: _errors.LogLockedError,
+    PL_EINVALREC: _errors.InvalidRecordError,
 }
 
 

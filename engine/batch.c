@@ -111,13 +111,10 @@ int pl_batches_assign_offsets(uint8_t *buf, size_t len, int64_t next_offset, int
         pl_batch_header h;
         int rc = pl_batch_validate(buf + pos, len - pos, &h);
         if (rc != PL_OK) { out->stop_rc = rc; return rc; }
-        if (h.records_count == 0 || h.records_count != h.last_offset_delta + 1) {
-            out->stop_rc = PL_ECORRUPT;
-            return PL_ECORRUPT;
-        }
-        if ((h.attributes & PL_ATTR_CONTROL) && !allow_control) {
-            out->stop_rc = PL_EINVAL;
-            return PL_EINVAL;
+        if (h.records_count == 0 || h.records_count != h.last_offset_delta + 1 ||
+            ((h.attributes & PL_ATTR_CONTROL) && !allow_control)) {
+            out->stop_rc = PL_EINVALREC;
+            return PL_EINVALREC;
         }
         pos += (size_t)h.batch_length + PL_BATCH_LOG_OVERHEAD;
     }

@@ -99,7 +99,8 @@ int pl_batches_scan(const uint8_t *buf, size_t len, int check_crc, pl_batches_in
  * batches, magic 2, CRC, records_count == last_offset_delta + 1 > 0, not a control
  * batch unless allow_control), then give them offsets from next_offset on and
  * stamp leader_epoch (unless leader_epoch < 0). Fills *out (offsets after the patch).
- * @return PL_OK, or the first failure; on failure nothing was patched. */
+ * @return PL_OK, or the first failure (PL_EINVALREC for an intact batch failing the
+ *   count or control rule); on failure nothing was patched. */
 int pl_batches_assign_offsets(uint8_t *buf, size_t len, int64_t next_offset, int32_t leader_epoch,
                               int allow_control, pl_batches_info *out);
 

@@ -16,6 +16,7 @@ const char *pl_strerror(int rc) {
     case PL_EBUSY: return "views into the segment are still alive";
     case PL_ECLOSED: return "segment is closed";
     case PL_ELOCKED: return "locked by another process";
+    case PL_EINVALREC: return "invalid record batch (records count or control flag)";
     default: return "unknown error";
     }
 }

@@ -29,6 +29,8 @@ enum {
     PL_EBUSY = -11,     /* views into the mapping are alive */
     PL_ECLOSED = -12,   /* handle already closed */
     PL_ELOCKED = -13,   /* another process holds the lock */
+    PL_EINVALREC = -14, /* an intact batch a producer may not send: records_count !=
+                           last_offset_delta + 1, or a control batch */
 };
 
 /* Text for a PL_E* code (never NULL). */

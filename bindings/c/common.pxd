@@ -16,6 +16,7 @@ cdef extern from "pl_common.h" nogil:
         PL_EBUSY
         PL_ECLOSED
         PL_ELOCKED
+        PL_EINVALREC
     const char *pl_strerror(int rc)
     ctypedef struct pl_debug_counters:
         int64_t maps_opened, maps_closed, fds_opened, fds_closed

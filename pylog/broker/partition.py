@@ -21,7 +21,6 @@ import time
 
 from .. import _engine
 from ..errors import (
-    CorruptRecordError,
     InvalidRecordError,
     NotEnoughReplicasError,
     OffsetOutOfRangeError,
@@ -142,9 +141,6 @@ class Partition:
         max_bytes = self.max_message_bytes
         ends = [h[0] for h in headers[1:]] + [len(data)]
         for h, end in zip(headers, ends):
-            if h[7] != h[2] + 1:
-                raise InvalidRecordError(
-                    f"batch at byte {h[0]}: records_count {h[7]} != last_offset_delta + 1 ({h[2] + 1})")
             if end - h[0] > max_bytes:
                 raise RecordTooLargeError(
                     f"a batch of {end - h[0]} bytes exceeds max.message.bytes={max_bytes} of {self.topic}")
@@ -155,11 +151,9 @@ class Partition:
         dup = self.producer_state.check(headers)
         if dup is not None:
             return AppendResult(dup[2], dup[3], self.log.log_start_offset, duplicate=True)
-        try:
-            # The request's bytes are ours to patch (the connection's receive buffer).
-            first, last = self.log.append_batches(data, self.leader_epoch, in_place=_writable(data))
-        except ValueError as e:  # magic, control batch, count mismatch
-            raise InvalidRecordError(str(e)) from e
+        # The request's bytes are ours to patch (the connection's receive buffer).
+        # The engine refuses bad batches (CorruptRecordError, InvalidRecordError).
+        first, last = self.log.append_batches(data, self.leader_epoch, in_place=_writable(data))
         self.producer_state.update(headers, first)
         self.maybe_increment_high_watermark()
         return AppendResult(first, last, self.log.log_start_offset)
@@ -247,7 +241,7 @@ class Partition:
             self.log.close()
 
 
-__all__ = ["AppendResult", "CorruptRecordError", "Partition"]
+__all__ = ["AppendResult", "Partition"]
 
 
 def _writable(data) -> bool:
