@@ -24,7 +24,8 @@ from ..groups.api import GroupApis
 from ..groups.coordinator import GroupCoordinator
 from .config import BrokerConfig
 from .handlers import Handlers
-from .log_manager import LogManager, _atomic_write
+from ..log.checkpoint import atomic_write
+from .log_manager import LogManager
 from .server import Server
 
 log = logging.getLogger("pylog.broker")
@@ -71,7 +72,7 @@ class Broker:
                     start = int(f.read().strip() or 0)
             except FileNotFoundError:
                 start = 0
-            _atomic_write(path, str(start + PRODUCER_ID_BLOCK).encode())
+            atomic_write(path, str(start + PRODUCER_ID_BLOCK).encode())
             self._pid_next, self._pid_limit = start, start + PRODUCER_ID_BLOCK
         pid = self._pid_next
         self._pid_next += 1

@@ -33,7 +33,7 @@ from ..errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
-from ..log.checkpoint import fsync_dir
+from ..log.checkpoint import atomic_write, fsync_dir
 from .config import (
     BrokerConfig,
     TopicConfig,
@@ -113,7 +113,7 @@ class LogManager:
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if props.get("cluster.id") != cluster_id or "broker.id" not in props:
             text = f"version=0\nbroker.id={self.broker_id}\ncluster.id={cluster_id}\n"
-            _atomic_write(path, text.encode())
+            atomic_write(path, text.encode())
         return cluster_id
 
     def _load_topics(self):
@@ -145,7 +145,7 @@ class LogManager:
 
     def _save_topics(self):
         doc = {"version": 1, "topics": {n: t.to_json() for n, t in sorted(self.topics.items())}}
-        _atomic_write(os.path.join(self.data_dir, TOPICS_FILE),
+        atomic_write(os.path.join(self.data_dir, TOPICS_FILE),
                       json.dumps(doc, indent=1, sort_keys=True).encode())
 
     def _open_partition(self, meta: TopicMeta, index: int) -> Partition:
@@ -284,13 +284,3 @@ class LogManager:
 def _remove_all(paths):
     for p in paths:
         shutil.rmtree(p, ignore_errors=True)
-
-
-def _atomic_write(path: str, data: bytes):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(os.path.dirname(path))

@@ -65,6 +65,7 @@ class Partition:
         # Time-based flushes come from the broker's flush task (one for all
         # partitions), not from a flusher thread per log.
         self.log.flush_ms = flush_ms
+        self._checkpointed_hw = None
         self.high_watermark = self._initial_high_watermark()
         self.producer_state = ProducerStateManager(path, producer_id_expiration_ms)
         self.producer_state.load(self.log)
@@ -118,7 +119,11 @@ class Partition:
         return hw
 
     def checkpoint_high_watermark(self):
-        write_checkpoint(os.path.join(self.path, HW_CHECKPOINT), [(self.topic, self.index, self.high_watermark)])
+        # Two fsyncs per write: skipped when the high watermark has not moved.
+        if self.high_watermark != self._checkpointed_hw:
+            write_checkpoint(os.path.join(self.path, HW_CHECKPOINT),
+                             [(self.topic, self.index, self.high_watermark)])
+            self._checkpointed_hw = self.high_watermark
 
     def maybe_increment_high_watermark(self) -> bool:
         """HW = min log end offset over the ISR (here: this replica's)."""

@@ -28,7 +28,7 @@ from collections import deque
 
 from .. import _engine
 from ..errors import InvalidProducerEpochError, OutOfOrderSequenceNumberError
-from ..log.checkpoint import fsync_dir
+from ..log.checkpoint import atomic_write
 
 log = logging.getLogger("pylog.broker")
 
@@ -172,14 +172,7 @@ class ProducerStateManager:
         body = json.dumps({"version": 1, "offset": log_end_offset, "producers": [
             [e.producer_id, e.producer_epoch, e.last_timestamp, [list(b) for b in e.batches]]
             for e in self.producers.values()]}, separators=(",", ":")).encode()
-        path = self._path(log_end_offset)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(b"%08x\n" % _engine.crc32c(body) + body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(self.log_dir)
+        atomic_write(self._path(log_end_offset), b"%08x\n" % _engine.crc32c(body) + body)
         for old in self._snapshots():
             if old != log_end_offset:
                 try:

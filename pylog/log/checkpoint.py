@@ -10,11 +10,19 @@ import os
 
 
 def write_checkpoint(path: str, entries: list[tuple]) -> None:
-    tmp = path + ".tmp"
     text = "0\n%d\n" % len(entries) + "".join(" ".join(str(x) for x in e) + "\n" for e in entries)
+    atomic_write(path, text.encode())
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Replace path with data so that a crash leaves the old or the new file:
+    <path>.tmp written and fsync'd, renamed over path, the directory fsync'd."""
+    tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, text.encode())
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         os.fsync(fd)
     finally:
         os.close(fd)
