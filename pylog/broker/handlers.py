@@ -232,12 +232,12 @@ class Handlers:
                 data = None
                 if p is None:
                     code, hw, lso, lss = 3, -1, -1, -1
-                elif version >= 9 and fp.current_leader_epoch >= 0 and fp.current_leader_epoch != p.leader_epoch:
-                    code = 74 if fp.current_leader_epoch < p.leader_epoch else 75
-                    hw, lso, lss = p.high_watermark, p.last_stable_offset, p.log_start_offset
                 else:
-                    hw, lso, lss = p.high_watermark, p.last_stable_offset, p.log_start_offset
-                    code = 0
+                    code, hw, lso, lss = 0, p.high_watermark, p.last_stable_offset, p.log_start_offset
+                if p is not None and version >= 9 and fp.current_leader_epoch >= 0 and \
+                        fp.current_leader_epoch != p.leader_epoch:
+                    code = 74 if fp.current_leader_epoch < p.leader_epoch else 75  # FENCED / UNKNOWN
+                elif p is not None:
                     try:
                         if budget > 0 or total == 0:
                             limit = min(fp.partition_max_bytes, budget)

@@ -35,14 +35,13 @@ LEADER_EPOCH_CHECKPOINT = "leader-epoch-checkpoint"
 
 
 class AppendResult:
-    __slots__ = ("duplicate", "first_offset", "last_offset", "log_append_time", "log_start_offset")
+    __slots__ = ("first_offset", "last_offset", "log_append_time", "log_start_offset")
 
-    def __init__(self, first_offset, last_offset, log_start_offset, duplicate=False):
+    def __init__(self, first_offset, last_offset, log_start_offset):
         self.first_offset = first_offset
         self.last_offset = last_offset
         self.log_append_time = -1  # CreateTime topics only
         self.log_start_offset = log_start_offset
-        self.duplicate = duplicate
 
 
 class Partition:
@@ -155,7 +154,8 @@ class Partition:
                 f"{self.min_insync_replicas}")
         dup = self.producer_state.check(headers)
         if dup is not None:
-            return AppendResult(dup[2], dup[3], self.log.log_start_offset, duplicate=True)
+            # A retried batch: its original offsets, nothing appended.
+            return AppendResult(dup[2], dup[3], self.log.log_start_offset)
         # The request's bytes are ours to patch (the connection's receive buffer).
         # The engine refuses bad batches (CorruptRecordError, InvalidRecordError).
         first, last = self.log.append_batches(data, self.leader_epoch, in_place=_writable(data))

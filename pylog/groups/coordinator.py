@@ -75,7 +75,7 @@ def _now_ms() -> int:
 class Member:
     __slots__ = ("member_id", "group_instance_id", "client_id", "client_host", "session_timeout_ms",
                  "rebalance_timeout_ms", "protocol_type", "protocols", "assignment", "join_future",
-                 "sync_future", "last_heartbeat", "is_new")
+                 "sync_future", "last_heartbeat")
 
     def __init__(self, member_id, group_instance_id, client_id, client_host, session_timeout_ms,
                  rebalance_timeout_ms, protocol_type, protocols):
@@ -91,7 +91,6 @@ class Member:
         self.join_future = None         # set while its JoinGroup waits
         self.sync_future = None         # set while its SyncGroup waits
         self.last_heartbeat = time.monotonic()
-        self.is_new = True
 
     def metadata_for(self, protocol):
         for name, meta in self.protocols:
@@ -233,7 +232,6 @@ class GroupCoordinator:
                        mm.rebalance_timeout if mm.rebalance_timeout >= 0 else mm.session_timeout,
                        g.protocol_type, [(g.protocol_name, bytes(mm.subscription))])
             m.assignment = bytes(mm.assignment)
-            m.is_new = False
             g.members[m.member_id] = m
             if m.group_instance_id:
                 g.static[m.group_instance_id] = m.member_id
@@ -356,7 +354,6 @@ class GroupCoordinator:
         m = Member(new_id, old.group_instance_id, client_id, client_host, session_timeout_ms,
                    rebalance_timeout_ms, old.protocol_type, protocols)
         m.assignment = old.assignment
-        m.is_new = False
         g.members[new_id] = m
         g.static[old.group_instance_id] = new_id
         for fut in (old.join_future, old.sync_future):
@@ -449,7 +446,6 @@ class GroupCoordinator:
         members = self._members_for(g)
         for m in g.members.values():
             fut, m.join_future = m.join_future, None
-            m.is_new = False
             m.last_heartbeat = now
             if fut is not None and not fut.done():
                 fut.set_result((NONE, g.generation_id, g.protocol_name, g.leader_id, m.member_id,
