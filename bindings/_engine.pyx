@@ -17,6 +17,8 @@ from c.murmur2 cimport *
 include "errors.pxi"
 include "crc.pyx"
 include "records.pyx"
+include "producer.pyx"
+include "consumer.pyx"
 include "segment.pyx"
 include "logcore.pyx"
 include "hash.pyx"

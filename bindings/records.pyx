@@ -133,6 +133,27 @@ cdef int _fill_headers(object hdrs, pl_header_in *out, list keep) except -1:
     return 0
 
 
+cdef pl_header_in *_record_headers(pl_record_in *rec, object headers, pl_header_in *hbuf,
+                                   list keep) except NULL:
+    """Point rec at its headers: in hbuf (8 entries) when they fit, else in a
+    malloc'd array the caller frees when it is not hbuf. Returns the array."""
+    cdef Py_ssize_t nh = len(headers)
+    cdef pl_header_in *hdrs = hbuf
+    if nh > 8:
+        hdrs = <pl_header_in *>malloc(nh * sizeof(pl_header_in))
+        if hdrs == NULL:
+            raise MemoryError()
+    try:
+        _fill_headers(headers, hdrs, keep)
+    except BaseException:
+        if hdrs != hbuf:
+            free(hdrs)
+        raise
+    rec.headers = hdrs
+    rec.header_count = <int32_t>nh
+    return hdrs
+
+
 cdef Py_ssize_t build_batch(_Scratch scratch, object values, object keys, object headers,
                             object timestamps, int codec, int32_t leader_epoch,
                             int64_t *max_ts_out) except -1:
@@ -237,7 +258,6 @@ cdef Py_ssize_t build_one(_Scratch scratch, object value, object key, object hea
     cdef pl_header_in hbuf[8]
     cdef pl_header_in *hdrs = hbuf
     cdef list keep = None
-    cdef Py_ssize_t nh = 0
     cdef size_t rsize, total
     cdef int64_t ts
     cdef uint8_t *out
@@ -260,16 +280,9 @@ cdef Py_ssize_t build_one(_Scratch scratch, object value, object key, object hea
     rec.headers = NULL
     try:
         if headers:
-            nh = len(headers)
-            if nh > 8:
-                hdrs = <pl_header_in *>malloc(nh * sizeof(pl_header_in))
-                if hdrs == NULL:
-                    raise MemoryError()
             if keep is None:
                 keep = []
-            _fill_headers(headers, hdrs, keep)
-            rec.headers = hdrs
-            rec.header_count = <int32_t>nh
+            hdrs = _record_headers(&rec, headers, hbuf, keep)
         ts = now_ms() if timestamp is None else <int64_t>timestamp
         rsize = pl_records_size(&rec, 1)
         total = PL_BATCH_HEADER_SIZE + rsize
@@ -392,6 +405,19 @@ cdef Record _make(_DecodedBatch b, pl_record_out *r, Py_ssize_t shift, Record re
     return rec
 
 
+cdef _DecodedBatch _batch_from_header(const pl_batch_header *h):
+    """A _DecodedBatch with the header's fields; records not located yet."""
+    cdef _DecodedBatch b = _DecodedBatch.__new__(_DecodedBatch)
+    b.slot = -1
+    b.base_offset = h.base_offset
+    b.last_offset = h.base_offset + h.last_offset_delta
+    b.base_timestamp = h.base_timestamp
+    b.max_timestamp = h.max_timestamp
+    b.attributes = h.attributes
+    b.count = h.records_count
+    return b
+
+
 cdef _DecodedBatch decode_batch(object batch_view, const uint8_t *ptr, Py_ssize_t length,
                                 object where, int64_t position, bint locate=True):
     """Check the CRC of the batch at ptr[0,length) and locate its records.
@@ -400,15 +426,8 @@ cdef _DecodedBatch decode_batch(object batch_view, const uint8_t *ptr, Py_ssize_
     cdef int rc = pl_batch_validate(ptr, <size_t>length, &h)
     if rc != PL_OK:
         check(rc, where, position)
-    cdef _DecodedBatch b = _DecodedBatch.__new__(_DecodedBatch)
+    cdef _DecodedBatch b = _batch_from_header(&h)
     cdef int codec = h.attributes & PL_ATTR_COMPRESSION_MASK
-    b.slot = -1
-    b.base_offset = h.base_offset
-    b.last_offset = h.base_offset + h.last_offset_delta
-    b.base_timestamp = h.base_timestamp
-    b.max_timestamp = h.max_timestamp
-    b.attributes = h.attributes
-    b.count = h.records_count
     if codec == 0:
         b.mv = memoryview(batch_view)
         b.base = ptr

@@ -154,14 +154,29 @@ static size_t record_body_size(const pl_record_in *r, int64_t offset_delta) {
     return n;
 }
 
+size_t pl_record_size(pl_record_in *r, int32_t offset_delta) {
+    size_t body = record_body_size(r, offset_delta);
+    r->body_size = body;
+    return pl_varlong_size((int64_t)body) + body;
+}
+
 size_t pl_records_size(pl_record_in *recs, size_t n) {
     size_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t body = record_body_size(&recs[i], (int64_t)i);
-        recs[i].body_size = body;
-        total += pl_varlong_size((int64_t)body) + body;
-    }
+    for (size_t i = 0; i < n; i++) total += pl_record_size(&recs[i], (int32_t)i);
     return total;
+}
+
+size_t pl_records_fit(pl_record_in *recs, size_t n, size_t max_bytes, size_t *size_out) {
+    size_t total = 0, i;
+    for (i = 0; i < n; i++) {
+        size_t k = pl_record_size(&recs[i], (int32_t)i);
+        /* The first record always goes in: a record larger than a batch is a
+         * batch of its own, never an error here. */
+        if (i > 0 && total + k > max_bytes) break;
+        total += k;
+    }
+    *size_out = total;
+    return i;
 }
 
 static inline uint8_t *write_bytes_field(uint8_t *p, const uint8_t *data, int32_t n) {
@@ -170,22 +185,25 @@ static inline uint8_t *write_bytes_field(uint8_t *p, const uint8_t *data, int32_
     return p;
 }
 
+size_t pl_record_encode(uint8_t *out, const pl_record_in *r, int32_t offset_delta) {
+    uint8_t *p = out;
+    p += pl_varlong_write(p, (int64_t)r->body_size);
+    *p++ = 0;
+    p += pl_varlong_write(p, r->timestamp_delta);
+    p += pl_varlong_write(p, offset_delta);
+    p = write_bytes_field(p, r->key, r->key_len);
+    p = write_bytes_field(p, r->value, r->value_len);
+    p += pl_varlong_write(p, r->header_count);
+    for (int32_t j = 0; j < r->header_count; j++) {
+        p = write_bytes_field(p, r->headers[j].key, r->headers[j].key_len);
+        p = write_bytes_field(p, r->headers[j].value, r->headers[j].value_len);
+    }
+    return (size_t)(p - out);
+}
+
 size_t pl_records_encode(uint8_t *out, const pl_record_in *recs, size_t n) {
     uint8_t *p = out;
-    for (size_t i = 0; i < n; i++) {
-        const pl_record_in *r = &recs[i];
-        p += pl_varlong_write(p, (int64_t)r->body_size);
-        *p++ = 0;
-        p += pl_varlong_write(p, r->timestamp_delta);
-        p += pl_varlong_write(p, (int64_t)i);
-        p = write_bytes_field(p, r->key, r->key_len);
-        p = write_bytes_field(p, r->value, r->value_len);
-        p += pl_varlong_write(p, r->header_count);
-        for (int32_t j = 0; j < r->header_count; j++) {
-            p = write_bytes_field(p, r->headers[j].key, r->headers[j].key_len);
-            p = write_bytes_field(p, r->headers[j].value, r->headers[j].value_len);
-        }
-    }
+    for (size_t i = 0; i < n; i++) p += pl_record_encode(p, &recs[i], (int32_t)i);
     return (size_t)(p - out);
 }
 

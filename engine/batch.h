@@ -128,6 +128,21 @@ size_t pl_records_size(pl_record_in *recs, size_t n);
  * (the sizes are computed once). @return bytes written. */
 size_t pl_records_encode(uint8_t *out, const pl_record_in *recs, size_t n);
 
+/* One record at a time, for an accumulator that appends to an open batch:
+ * pl_record_size gives the record's exact size (its length varint included)
+ * with the given offset_delta and notes its body size in r->body_size;
+ * pl_record_encode then writes it (same offset_delta) and returns the bytes
+ * written. timestamp_delta may be negative (Kafka allows it). */
+size_t pl_record_size(pl_record_in *r, int32_t offset_delta);
+size_t pl_record_encode(uint8_t *out, const pl_record_in *r, int32_t offset_delta);
+
+/* How many of recs[0,n) (offset deltas 0, 1, ...) fit in a records section of
+ * at most max_bytes; always at least one when n > 0, so a record larger than
+ * max_bytes still makes a batch of its own. Notes body_size for those records,
+ * as pl_records_size does, so pl_records_encode(out, recs, count) can follow;
+ * *size_out gets their total size. @return the count. */
+size_t pl_records_fit(pl_record_in *recs, size_t n, size_t max_bytes, size_t *size_out);
+
 /* Write a 61-byte header with h's fields (batch_length and crc are taken from h as
  * given; pl_batch_seal fills both). */
 void pl_batch_write_header(uint8_t *out, const pl_batch_header *h);

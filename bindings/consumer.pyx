@@ -1,0 +1,180 @@
+# Consumer side: the records field of a Fetch response -> ConsumerRecords, in
+# one native pass (the semantics of pylog/client/records.py: consumed_records
+# and next_fetch_offset). Keys and values are zero-copy views of the response
+# (or of the inflated records of a compressed batch).
+
+cdef extern from "pl_common.h" nogil:
+    uint32_t pl_load_be32(const uint8_t *p)
+
+
+@cython.final
+@cython.freelist(256)
+@cython.no_gc
+cdef class ConsumerRecord:
+    """One fetched record. key and value are read-only views (memoryview) of
+    the fetch response, or of a compressed batch's inflated records, or None;
+    headers a tuple of (str, view or None). timestamp_type is 0 (CreateTime) or
+    1 (LogAppendTime: timestamp is the batch's max_timestamp); leader_epoch is
+    the batch's partition_leader_epoch. Immutable once made; safe to share
+    between threads. Not tracked by the cyclic GC (it cannot be part of a
+    cycle). Copy with bytes() to keep a key or value without the response."""
+    cdef readonly str topic
+    cdef readonly int32_t partition
+    cdef readonly int64_t offset
+    cdef readonly int64_t timestamp
+    cdef readonly int32_t timestamp_type
+    cdef readonly object key
+    cdef readonly object value
+    cdef readonly tuple headers
+    cdef readonly int32_t leader_epoch
+
+    @property
+    def serialized_key_size(self):
+        return -1 if self.key is None else len(self.key)
+
+    @property
+    def serialized_value_size(self):
+        return -1 if self.value is None else len(self.value)
+
+    def __repr__(self):
+        def short(v):
+            if v is None:
+                return "None"
+            b = bytes(v)
+            return repr(b if len(b) <= 40 else b[:40] + b"...")
+        return (f"ConsumerRecord(topic={self.topic!r}, partition={self.partition}, offset={self.offset}, "
+                f"timestamp={self.timestamp}, timestamp_type={self.timestamp_type}, "
+                f"key={short(self.key)}, value={short(self.value)}, "
+                f"headers={[(k, None if v is None else bytes(v)) for k, v in self.headers]!r}, "
+                f"leader_epoch={self.leader_epoch})")
+
+    def __eq__(self, other):
+        if not isinstance(other, ConsumerRecord):
+            return NotImplemented
+        cdef ConsumerRecord o = other
+        return (self.offset == o.offset and self.partition == o.partition and self.topic == o.topic
+                and self.timestamp == o.timestamp and self.timestamp_type == o.timestamp_type
+                and self.leader_epoch == o.leader_epoch and self.key == o.key
+                and self.value == o.value and self.headers == o.headers)
+
+    __hash__ = None
+
+
+cdef _DecodedBatch _fetched_batch(object mv, const uint8_t *ptr, Py_ssize_t pos, pl_batch_header *h):
+    """decode_batch's record location, without its CRC check: decode_fetched
+    checked the CRC already (or was told not to)."""
+    cdef _DecodedBatch b = _batch_from_header(h)
+    cdef int codec = h.attributes & PL_ATTR_COMPRESSION_MASK
+    cdef Py_ssize_t total = h.batch_length + PL_BATCH_LOG_OVERHEAD
+    if codec == 0:
+        # The whole response is the base: every key and value is a view of it.
+        b.mv = mv
+        b.base = ptr
+        b.rec_start = pos + PL_BATCH_HEADER_SIZE
+        b.rec_len = total - PL_BATCH_HEADER_SIZE
+    else:
+        raw = _codecs.decompress(codec, mv[pos + PL_BATCH_HEADER_SIZE:pos + total])
+        b.mv = memoryview(raw)
+        b.base = <const uint8_t *>PyBytes_AS_STRING(raw)
+        b.rec_start = 0
+        b.rec_len = len(raw)
+    return b
+
+
+def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint check_crcs=True,
+                   int max_records=-1):
+    """The data records at or after fetch_offset in a Fetch response's records
+    field, and where the next fetch starts: (list of ConsumerRecord,
+    next_fetch_offset).
+
+    A batch cut short at the end is dropped (KIP-74); a whole batch failing its
+    checks (CRC when check_crcs) raises CorruptRecordError; control batches are
+    skipped. next_fetch_offset is one past the last whole batch, never below
+    fetch_offset; when max_records (>= 0) stops the decoding before the data
+    records run out, it is one past the last record returned."""
+    cdef const uint8_t[::1] view
+    cdef const uint8_t *ptr
+    cdef Py_ssize_t n, pos = 0, total, rest
+    cdef pl_batch_header h
+    cdef int rc
+    cdef int32_t length, ts_type, i, decoded
+    cdef int64_t next_offset = fetch_offset, off, last_returned = -1
+    cdef list out = []
+    cdef _DecodedBatch b
+    cdef pl_record_out *rs = NULL
+    cdef pl_record_out *r
+    cdef int32_t rs_cap = 0
+    cdef Record rec
+    cdef ConsumerRecord cr
+    cdef bint stopped = False
+    if records is None:
+        return out, fetch_offset
+    mv = memoryview(records)
+    if mv.nbytes == 0:
+        return out, fetch_offset
+    view = mv.cast("B") if mv.format != "B" else mv
+    if view.shape[0] != mv.nbytes:
+        raise ValueError("records must be a contiguous buffer")
+    ptr = &view[0]
+    n = view.shape[0]
+    try:
+        while pos < n and not stopped:
+            rc = (pl_batch_validate(ptr + pos, <size_t>(n - pos), &h) if check_crcs
+                  else pl_batch_parse_header(ptr + pos, <size_t>(n - pos), &h))
+            if rc != PL_OK:
+                rest = n - pos
+                if rest >= PL_BATCH_LOG_OVERHEAD:
+                    length = <int32_t>pl_load_be32(ptr + pos + 8)
+                    if length >= 0 and length + PL_BATCH_LOG_OVERHEAD <= rest:
+                        raise _errors.CorruptRecordError(
+                            f"fetched batch at byte {pos}: {pl_strerror(rc).decode()}", position=pos)
+                break   # the KIP-74 partial trailing batch
+            total = h.batch_length + PL_BATCH_LOG_OVERHEAD
+            if (h.attributes & PL_ATTR_CONTROL) or h.base_offset + h.last_offset_delta < fetch_offset \
+                    or h.records_count == 0:
+                next_offset = h.base_offset + h.last_offset_delta + 1
+                pos += total
+                continue
+            b = _fetched_batch(mv, ptr, pos, &h)
+            if b.count > rs_cap:
+                free(rs)
+                rs = <pl_record_out *>malloc(b.count * sizeof(pl_record_out))
+                if rs == NULL:
+                    rs_cap = 0
+                    raise MemoryError()
+                rs_cap = b.count
+            rc = pl_records_decode(b.base + b.rec_start, <size_t>b.rec_len, b.count, rs, &decoded)
+            if rc != PL_OK:
+                check(rc, None, pos)
+            ts_type = 1 if h.attributes & PL_ATTR_LOG_APPEND_TIME else 0
+            for i in range(decoded):
+                r = &rs[i]
+                off = b.base_offset + r.offset_delta
+                if off < fetch_offset:
+                    continue
+                if max_records >= 0 and len(out) >= max_records:
+                    stopped = True
+                    break
+                # _make gives the key, value and header views (and the
+                # LogAppendTime rule) exactly as every other reader does.
+                rec = _make(b, r, b.rec_start)
+                cr = ConsumerRecord.__new__(ConsumerRecord)
+                cr.topic = topic
+                cr.partition = partition
+                cr.offset = off
+                cr.timestamp = rec.timestamp
+                cr.timestamp_type = ts_type
+                cr.key = rec.key
+                cr.value = rec.value
+                cr.headers = rec.headers
+                cr.leader_epoch = h.partition_leader_epoch
+                out.append(cr)
+                last_returned = off
+            if not stopped:
+                next_offset = h.base_offset + h.last_offset_delta + 1
+                pos += total
+    finally:
+        free(rs)
+    if stopped:
+        next_offset = last_returned + 1 if last_returned >= 0 else fetch_offset
+    return out, next_offset if next_offset > fetch_offset else fetch_offset
