@@ -12,6 +12,24 @@ from ._engine import Record, crc32c
 from .errors import CorruptRecordError, OffsetOutOfRangeError, PylogError
 from .log.log import Log
 
+from .structs import OffsetAndMetadata, RecordMetadata, TopicPartition
+
 __version__ = "0.1.0"
-__all__ = ["Log", "Record", "crc32c", "errors", "PylogError", "CorruptRecordError",
+__all__ = ["Consumer", "Log", "OffsetAndMetadata", "Producer", "Record", "RecordMetadata",
+           "TopicPartition", "aio", "crc32c", "errors", "PylogError", "CorruptRecordError",
            "OffsetOutOfRangeError", "__version__"]
+
+
+def __getattr__(name):
+    # The clients are imported on first use: `import pylog` for the log
+    # library alone stays as quick as it was.
+    if name == "Producer":
+        from .producer import Producer
+        return Producer
+    if name == "Consumer":
+        from .consumer import Consumer
+        return Consumer
+    if name == "aio":
+        import importlib
+        return importlib.import_module(".aio", __name__)
+    raise AttributeError(f"module 'pylog' has no attribute {name!r}")

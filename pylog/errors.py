@@ -9,6 +9,8 @@ place, bindings/errors.pxi.
 from __future__ import annotations
 
 __all__ = [
+    "BufferFullError",
+    "CommitFailedError",
     "CorruptRecordError",
     "DiskFullError",
     "DuplicateSequenceNumberError",
@@ -26,12 +28,14 @@ __all__ = [
     "LeaderNotAvailableError",
     "LogClosedError",
     "LogLockedError",
+    "NoOffsetForPartitionError",
     "NotEnoughReplicasAfterAppendError",
     "NotEnoughReplicasError",
     "NotLeaderOrFollowerError",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceNumberError",
     "PolicyViolationError",
+    "ProducerClosedError",
     "PylogError",
     "RecordTooLargeError",
     "RequestTimedOutError",
@@ -140,6 +144,29 @@ class NotLeaderOrFollowerError(PylogError):
 class RequestTimedOutError(PylogError):
     error_code = 7
     retriable = True
+
+
+class BufferFullError(PylogError, TimeoutError):
+    """Client side: a producer's buffer_memory stayed full for max_block_ms.
+    No wire code of its own (Kafka's TimeoutException)."""
+
+    retriable = True
+
+
+class ProducerClosedError(PylogError):
+    """Client side: send() on a closed producer."""
+
+
+class CommitFailedError(PylogError):
+    """Client side: an offset commit the group refused because the member's
+    generation is stale or it is no longer a member (a rebalance happened in
+    between); the partitions may already belong to another member, so it is
+    not retried. error_code is the broker's code."""
+
+
+class NoOffsetForPartitionError(OffsetOutOfRangeError):
+    """Client side: auto_offset_reset="none" and a partition has no
+    committed offset to start from (Java's NoOffsetForPartitionException)."""
 
 
 class InvalidTopicError(PylogError):

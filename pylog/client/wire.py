@@ -196,6 +196,35 @@ class Connection:
         self._in_flight.append((cid, api_key, version))
         return cid
 
+    def send_buffers(self, api_key: int, version: int, buffers, expect_response: bool = True) -> int:
+        """Write one request already encoded as buffers (size prefix included,
+        correlation id self.next_correlation_id); the hand-written Produce
+        encoder uses it so record batches are not copied into one frame."""
+        if self._sock is None:
+            raise ConnectionClosedError(f"connection to {self.host}:{self.port} is closed")
+        cid = self._next_cid
+        self._next_cid = (cid + 1) & 0x7FFFFFFF
+        try:
+            views = [memoryview(b).cast("B") for b in buffers if len(b)]
+            while views:
+                sent = self._sock.sendmsg(views)
+                # A partial write (full socket buffer): drop what went out.
+                while views and sent >= len(views[0]):
+                    sent -= len(views[0])
+                    views.pop(0)
+                if views and sent:
+                    views[0] = views[0][sent:]
+        except OSError as e:
+            self.close()
+            raise ConnectionClosedError(f"send to {self.host}:{self.port} failed: {e}") from e
+        if expect_response:
+            self._in_flight.append((cid, api_key, version))
+        return cid
+
+    @property
+    def next_correlation_id(self) -> int:
+        return self._next_cid
+
     def receive(self):
         """The response to the oldest request in flight, decoded."""
         if not self._in_flight:

@@ -15,7 +15,8 @@ import struct
 
 from .errors import ProtocolError
 
-__all__ = ["FIRST_VERSION", "LAST_VERSION", "decode_produce_request", "encode_produce_response"]
+__all__ = ["FIRST_VERSION", "LAST_VERSION", "decode_produce_request", "encode_produce_request",
+           "encode_produce_response"]
 
 FIRST_VERSION, LAST_VERSION = 3, 8
 
@@ -126,3 +127,45 @@ def encode_produce_response(correlation_id, version, results):
     out += _I32.pack(0)  # throttle_time_ms
     out[0:4] = _I32.pack(len(out) - 4)
     return bytes(out)
+
+
+def encode_produce_request(correlation_id, version, client_id, acks, timeout_ms, partitions,
+                           transactional_id=None):
+    """A Produce v3-v8 request as a list of buffers for sendmsg (size prefix
+    included), so the record batches go out without being copied into one
+    frame. partitions: [(topic, index, records)], grouped by topic in the
+    order given (a topic's partitions must be contiguous)."""
+    head = bytearray(_HEAD.pack(0, version, correlation_id, -1 if client_id is None else 0))
+    if client_id is not None:
+        cb = client_id.encode()
+        head[-2:] = _I16.pack(len(cb))
+        head += cb
+    if transactional_id is None:
+        head += _I16.pack(-1)
+    else:
+        tb = transactional_id.encode()
+        head += _I16.pack(len(tb))
+        head += tb
+    by_topic: list = []
+    for topic, index, records in partitions:
+        if by_topic and by_topic[-1][0] == topic:
+            by_topic[-1][1].append((index, records))
+        else:
+            by_topic.append((topic, [(index, records)]))
+    head += _ACKS.pack(acks, timeout_ms, len(by_topic))
+    out = [None, head]
+    cur = head
+    for topic, parts in by_topic:
+        tb = topic.encode()
+        cur += _I16.pack(len(tb))
+        cur += tb
+        cur += _I32.pack(len(parts))
+        for index, records in parts:
+            n = -1 if records is None else len(records)
+            cur += _PART.pack(index, n)
+            if n > 0:
+                out.append(records)
+                cur = bytearray()
+                out.append(cur)
+    out[0] = _I32.pack(sum(len(b) for b in out[1:]))
+    return out

@@ -1,0 +1,158 @@
+"""asyncio variants of pylog's Producer and Consumer.
+
+    async with pylog.aio.Producer(bootstrap_servers="127.0.0.1:9092") as p:
+        md = await p.send_and_wait("t", b"v")
+        fut = await p.send("t", b"w")        # queued; await fut for the ack
+
+    async with pylog.aio.Consumer("t", bootstrap_servers=..., group_id="g") as c:
+        async for record in c:
+            ...
+
+Both wrap the threaded clients rather than re-implementing the protocol on
+the event loop: the producer's per-message path is already native and never
+blocks unless the buffer is full or the topic's metadata is unknown (then the
+call moves to a thread), and acknowledgements come back as asyncio futures
+resolved from the sender thread with call_soon_threadsafe. The consumer runs
+every call in one dedicated thread (a Consumer belongs to one thread), so a
+long poll never blocks the loop. Names follow aiokafka (send, send_and_wait,
+getone, getmany, start/stop) where they mean the same thing.
+
+Thread-safety: use each object from the event loop that created it.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+
+from . import _engine
+from .consumer import Consumer as _Consumer
+from .producer import Producer as _Producer
+
+__all__ = ["Consumer", "Producer"]
+
+
+def _resolve(fut: asyncio.Future, handle) -> None:
+    if fut.cancelled():
+        return
+    exc = handle.exception(0)
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(handle.get(0))
+
+
+class Producer:
+    """asyncio face of pylog.Producer; the same keyword arguments."""
+
+    def __init__(self, bootstrap_servers: str | None = None, **config):
+        self._args = (bootstrap_servers, config)
+        self._producer: _Producer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        bootstrap, config = self._args
+        # Connecting and the first metadata request block: do them off the loop.
+        self._producer = await self._loop.run_in_executor(
+            None, functools.partial(_Producer, bootstrap, **config))
+
+    def _future_for(self, handle) -> asyncio.Future:
+        fut = self._loop.create_future()
+        loop = self._loop
+        handle.add_done_callback(lambda h: loop.call_soon_threadsafe(_resolve, fut, h))
+        return fut
+
+    async def send(self, topic: str, value=None, key=None, partition=None, timestamp=None,
+                   headers=None) -> asyncio.Future:
+        """Queue a record; returns a future resolved with its RecordMetadata."""
+        p = self._producer
+        try:
+            handle = p._append(topic, -1 if partition is None else partition, key, value,
+                               timestamp, headers, None)
+        except (_engine.NeedMetadata, _engine.BufferFull):
+            handle = await self._loop.run_in_executor(None, functools.partial(
+                p.send, topic, value, key, partition, timestamp, headers))
+        return self._future_for(handle)
+
+    async def send_and_wait(self, topic: str, value=None, key=None, partition=None,
+                            timestamp=None, headers=None):
+        return await (await self.send(topic, value, key, partition, timestamp, headers))
+
+    async def send_many(self, topic: str, values, keys=None, partition=None):
+        """send_many in a thread; returns the list of per-batch RecordMetadata once acked."""
+        results = await self._loop.run_in_executor(None, functools.partial(
+            self._producer.send_many, topic, values, keys, partition))
+        return await self._loop.run_in_executor(None, results.get)
+
+    async def flush(self, timeout: float | None = None) -> int:
+        return await self._loop.run_in_executor(None, self._producer.flush, timeout)
+
+    async def stop(self, timeout: float | None = None) -> None:
+        if self._producer is not None:
+            await self._loop.run_in_executor(None, self._producer.close, timeout)
+
+    async def __aenter__(self):
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.stop()
+
+
+class Consumer:
+    """asyncio face of pylog.Consumer; the same arguments. Every call runs
+    on the consumer's own thread."""
+
+    def __init__(self, *topics, **config):
+        self._args = (topics, config)
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pylog-aio-consumer")
+        self._consumer: _Consumer | None = None
+
+    async def _call(self, fn, *args, **kw):
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, functools.partial(fn, *args, **kw))
+
+    async def start(self) -> None:
+        topics, config = self._args
+        self._consumer = await self._call(_Consumer, *topics, **config)
+
+    async def getmany(self, timeout_ms: int = 1000, max_records: int | None = None) -> list:
+        return await self._call(self._consumer.poll, timeout_ms / 1000, max_records)
+
+    async def getone(self):
+        while True:
+            got = await self._call(self._consumer.poll, 1.0, 1)
+            if got:
+                return got[0]
+
+    def __aiter__(self):
+        return self._iterate()
+
+    async def _iterate(self):
+        while True:
+            for record in await self.getmany():
+                yield record
+
+    def __getattr__(self, name):
+        """Every other Consumer method (subscribe, assign, seek, commit,
+        committed, position, pause, resume, ...) as a coroutine."""
+        attr = getattr(self._consumer, name)
+        if not callable(attr):
+            return attr
+
+        async def call(*args, **kw):
+            return await self._call(attr, *args, **kw)
+        return call
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._call(self._consumer.close)
+        self._pool.shutdown(wait=True)
+
+    async def __aenter__(self):
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.stop()

@@ -1,0 +1,265 @@
+"""pylog.Producer: batching, partitioning, acks, retries and idempotence, over
+the network or straight into a local directory.
+
+    with pylog.Producer(bootstrap_servers="127.0.0.1:9092") as p:
+        p.send("orders", b"value", key=b"k", on_delivery=lambda err, md: ...)
+        p.send_many("orders", values)          # whole batches built in C
+        p.flush()
+
+    with pylog.Producer(log_dir="data/") as p:  # embedded: no broker, same layout
+        ...
+
+send() is the per-message path: the native accumulator (bindings/producer.pyx)
+picks the partition (explicit; murmur2 of the key like the Java client and
+librdkafka's murmur2_random; sticky for null keys, KIP-480; round robin or
+xxhash on request) and encodes the record into its partition's open batch, all
+in C. A background sender thread (sender.py) takes batches that are full, or
+older than linger_ms, and writes them out (transport.py).
+
+Invariants: see Sender (ordering, idempotent retries, every batch ends once).
+Thread-safety: send(), send_many(), flush() and close() may be called from
+any thread. Delivery callbacks run on the sender thread; keep them short.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from .. import _engine, errors
+from ..structs import RecordMetadata
+from .sender import Sender
+from .transport import EmbeddedTransport, NetworkTransport, ProducerMetadata
+
+__all__ = ["BatchResults", "Producer"]
+
+_ACKS = {"all": -1, -1: -1, "-1": -1, 1: 1, "1": 1, 0: 0, "0": 0}
+
+
+class BatchResults:
+    """What send_many() returns: the batches it made, in order."""
+
+    def __init__(self, topic: str, batches):
+        self.topic = topic
+        self.batches = batches
+
+    def done(self) -> bool:
+        return all(b.done for b in self.batches)
+
+    def get(self, timeout: float | None = None) -> list[RecordMetadata]:
+        """One RecordMetadata per batch (offset of its first record); raises
+        the first batch's error, or TimeoutError."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out = []
+        for b in self.batches:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            out.append(b.result(left))
+        return out
+
+    result = get
+
+    @property
+    def records_count(self) -> int:
+        return sum(b.records_count for b in self.batches)
+
+
+class Producer:
+    """A Kafka producer (see the module doc). Exactly one of bootstrap_servers
+    (network mode) and log_dir (embedded mode) must be given."""
+
+    def __init__(self, bootstrap_servers: str | None = None, *, log_dir=None,
+                 client_id: str = "pylog", acks="all", batch_size: int = 1_000_000,
+                 linger_ms: int = 5, buffer_memory: int = 64 * 1024 * 1024,
+                 max_block_ms: int = 60_000, compression_type: str | None = None,
+                 retries: int = 2_147_483_647, retry_backoff_ms: int = 100,
+                 request_timeout_ms: int = 30_000, delivery_timeout_ms: int = 120_000,
+                 enable_idempotence: bool = True, partitioner: str = "murmur2",
+                 allow_auto_create_topics: bool = True, metadata_max_age_ms: int = 300_000,
+                 num_partitions: int = 1):
+        if (bootstrap_servers is None) == (log_dir is None):
+            raise ValueError("give exactly one of bootstrap_servers (network) or log_dir (embedded)")
+        if acks not in _ACKS:
+            raise ValueError(f"acks must be 0, 1 or 'all', not {acks!r}")
+        self.acks = _ACKS[acks]
+        if enable_idempotence and self.acks != -1:
+            raise errors.InvalidConfigError(
+                "enable_idempotence needs acks='all' (set enable_idempotence=False for acks=0/1)")
+        if compression_type not in (None, "none", "lz4", "gzip", "snappy", "zstd"):
+            raise ValueError(f"unknown compression_type {compression_type!r}")
+        if batch_size <= 0 or buffer_memory < batch_size:
+            raise ValueError("batch_size must be > 0 and <= buffer_memory")
+        self.max_block_ms = max_block_ms
+        self._space = threading.Condition()
+        self._closed = False
+        self._blocked = 0   # send() calls waiting for buffer space
+        self._acc = _engine.RecordAccumulator(
+            batch_size, buffer_memory, None if compression_type == "none" else compression_type,
+            self._wakeup, partitioner)
+        if log_dir is not None:
+            from ..embedded import LocalStore
+            self._store = LocalStore.open(log_dir, auto_create_topics=allow_auto_create_topics,
+                                          num_partitions=num_partitions)
+            self._metadata = None
+            transport = EmbeddedTransport(self._store)
+        else:
+            self._store = None
+            self._metadata = ProducerMetadata(bootstrap_servers, client_id,
+                                              request_timeout_ms / 1000,
+                                              allow_auto_create_topics, metadata_max_age_ms)
+            transport = NetworkTransport(self._metadata, client_id=client_id, acks=self.acks,
+                                         request_timeout_ms=request_timeout_ms)
+        self._sender = Sender(self._acc, transport, linger_ms=linger_ms, retries=retries,
+                              retry_backoff_ms=retry_backoff_ms,
+                              delivery_timeout_ms=delivery_timeout_ms,
+                              idempotent=enable_idempotence, on_progress=self._space_freed)
+        self._sender.start()
+        # The per-message path: a bound method of the native accumulator.
+        self._append = self._acc.append
+
+    def _wakeup(self) -> None:
+        self._sender.wakeup()
+
+    def _space_freed(self) -> None:
+        """Called by the sender after batches end (their bytes released)."""
+        if self._blocked:
+            with self._space:
+                self._space.notify_all()
+
+    # ---- sending ----------------------------------------------------------------
+
+    def send(self, topic: str, value=None, key=None, partition: int | None = None,
+             timestamp: int | None = None, headers=None, on_delivery=None):
+        """Queue one record; returns a DeliveryHandle (get(timeout) ->
+        RecordMetadata). on_delivery(err, metadata) runs on the sender thread
+        once the record is acknowledged or has failed. Blocks up to
+        max_block_ms when the topic's metadata is not known yet or
+        buffer_memory is full, then raises (TimeoutError subclasses)."""
+        try:
+            return self._append(topic, -1 if partition is None else partition, key, value,
+                                timestamp, headers, on_delivery)
+        except (_engine.NeedMetadata, _engine.BufferFull) as e:
+            return self._send_slow(e, topic, partition, key, value, timestamp, headers,
+                                   on_delivery)
+
+    def _send_slow(self, first, topic, partition, key, value, timestamp, headers, on_delivery):
+        self._check_open()
+        deadline = time.monotonic() + self.max_block_ms / 1000
+        exc = first
+        while True:
+            if isinstance(exc, _engine.NeedMetadata):
+                self._learn_partitions(topic, deadline)
+            else:
+                self._wait_for_space(deadline)
+            self._check_open()
+            try:
+                return self._append(topic, -1 if partition is None else partition, key, value,
+                                    timestamp, headers, on_delivery)
+            except (_engine.NeedMetadata, _engine.BufferFull) as e:
+                exc = e
+
+    def send_many(self, topic: str, values, keys=None, partition: int | None = None,
+                  timestamp: int | None = None) -> BatchResults:
+        """Queue many records at once, built into whole batches in C (the
+        bulk path: no per-record Python work). values (and keys, if given)
+        are lists of bytes. With keys, each record goes to its key's
+        partition; without, full batches rotate over the partitions."""
+        if not isinstance(values, list):
+            values = list(values)
+        if keys is not None and not isinstance(keys, list):
+            keys = list(keys)
+        deadline = time.monotonic() + self.max_block_ms / 1000
+        p = -1 if partition is None else partition
+        while True:
+            self._check_open()
+            try:
+                batches = self._acc.append_many(topic, p, values, keys, timestamp)
+            except _engine.NeedMetadata:
+                self._learn_partitions(topic, deadline)
+                continue
+            except _engine.BufferFull:
+                self._wait_for_space(deadline)
+                continue
+            self._sender.wakeup()
+            return BatchResults(topic, batches)
+
+    def _learn_partitions(self, topic: str, deadline: float) -> None:
+        left = max(0.0, deadline - time.monotonic())
+        if self._store is not None:
+            parts = self._store.partitions_for(topic, create=True)
+            if parts is None:
+                raise errors.UnknownTopicOrPartitionError(
+                    f"topic {topic!r} does not exist; auto creation is off")
+            self._acc.set_partition_count(topic, len(parts))
+            return
+        count = self._metadata.partition_count(topic, left)
+        self._acc.set_partition_count(topic, count)
+
+    def _wait_for_space(self, deadline: float) -> None:
+        with self._space:
+            self._blocked += 1
+            try:
+                self._wait_locked(deadline)
+            finally:
+                self._blocked -= 1
+
+    def _wait_locked(self, deadline: float) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise errors.BufferFullError(
+                f"buffer_memory full for max_block_ms={self.max_block_ms} "
+                f"({self._acc.buffered_bytes()} bytes waiting to be sent)")
+        # The sender notifies after every batch it ends; the short timeout
+        # covers a release that raced with the caller's failed append.
+        self._space.wait(min(left, 0.05))
+
+    def _refuse(self, *args) -> None:
+        raise errors.ProducerClosedError("the producer is closed")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise errors.ProducerClosedError("the producer is closed")
+        if self._sender.fatal is not None:
+            raise errors.ProducerClosedError(
+                f"the producer's sender thread died: {self._sender.fatal!r}")
+
+    # ---- the rest ---------------------------------------------------------------
+
+    def partitions_for(self, topic: str) -> list[int]:
+        if self._store is not None:
+            parts = self._store.partitions_for(topic, create=False)
+            if parts is None:
+                raise errors.UnknownTopicOrPartitionError(f"topic {topic!r} does not exist")
+            return sorted(parts)
+        return list(range(self._metadata.partition_count(topic, self.max_block_ms / 1000)))
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Send everything queued now (linger ignored) and wait until all of
+        it is acknowledged or failed. Returns the number of batches still
+        outstanding when timeout passed (0 = everything done)."""
+        return self._sender.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush (up to timeout; None = wait for everything), then fail what
+        is still queued and stop the sender thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._append = self._refuse   # later send() calls fail at once
+        try:
+            self._sender.close(timeout)
+        finally:
+            if self._metadata is not None:
+                self._metadata.close()
+            if self._store is not None:
+                self._store.close()
+            with self._space:
+                self._space.notify_all()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if not getattr(self, "_closed", True):
+            self.close(0)
