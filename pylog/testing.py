@@ -17,7 +17,14 @@ import tempfile
 
 from .broker import Broker, BrokerConfig
 
-__all__ = ["BrokerHandle", "running_broker"]
+__all__ = ["FAST_GROUP_CONFIG", "BrokerHandle", "running_broker"]
+
+# Broker settings for tests with consumer groups: the first rebalance waits
+# 100 ms instead of 3 s, and clients may use session timeouts down to 1 s.
+FAST_GROUP_CONFIG = {
+    "group.initial.rebalance.delay.ms": "100",
+    "group.min.session.timeout.ms": "1000",
+}
 
 
 class BrokerHandle(str):

@@ -13,7 +13,9 @@ from __future__ import annotations
 import gc
 import os
 import pathlib
+import re
 import tempfile
+import uuid
 import weakref
 
 import hypothesis.configuration
@@ -152,3 +154,20 @@ def pytest_collection_modifyitems(items):
     # ... and in case a module is only imported lazily, while a test runs.
     for item in items:
         item.add_marker(pytest.mark.filterwarnings("ignore:read_text is deprecated:DeprecationWarning"))
+
+
+def _unique_name(request) -> str:
+    base = re.sub(r"[^a-zA-Z0-9._-]", "_", request.node.name)[:50]
+    return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def topic(request):
+    """A topic name unique to the test (nothing is created)."""
+    return "t-" + _unique_name(request)
+
+
+@pytest.fixture
+def group(request):
+    """A group id unique to the test."""
+    return "g-" + _unique_name(request)

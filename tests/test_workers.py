@@ -459,3 +459,66 @@ def test_rebalance_drains_revoked_partitions(broker, caplog):
     assert procs[1].stats.processed > 0, "the second member got nothing"
     assert rec.violations == []
     assert committed(broker, "g-rebalance") == ends
+
+
+def test_processor_with_a_pylog_consumer(broker, caplog):
+    """The same loop over pylog's own Consumer (wrapped automatically): every
+    commit is checked against the unfinished set, handlers get pylog records."""
+    import pylog
+    caplog.set_level("CRITICAL", logger="pylog.client.workers")
+    ends = end_offsets(broker)
+    rec = Recorder()
+
+    class Checked(pylog.Consumer):
+        def poll(self, timeout=1.0, max_records=None):
+            got = super().poll(timeout, max_records)
+            with rec.lock:
+                for r in got:
+                    rec.unfinished[r.partition].add(r.offset)
+                    rec.delivered_max[r.partition] = max(rec.delivered_max[r.partition], r.offset)
+            return got
+
+        def commit(self, offsets=None, asynchronous=False, callback=None):
+            with rec.lock:
+                for tp, om in offsets.items():
+                    low = min(rec.unfinished[tp.partition], default=rec.delivered_max[tp.partition] + 1)
+                    if om.offset > low:
+                        rec.violations.append((tp.partition, om.offset, low))
+                rec.commits.append({tp.partition: om.offset for tp, om in offsets.items()})
+            return super().commit(offsets, asynchronous=asynchronous, callback=callback)
+
+    def handler(record):
+        assert isinstance(record.offset, int) and record.value is not None
+        with rec.lock:
+            rec.running += 1
+            rec.max_running = max(rec.max_running, rec.running)
+        try:
+            time.sleep(random.uniform(0, 0.003))
+            if record.offset % 41 == 3:
+                raise RuntimeError("handler failure")
+        finally:
+            with rec.lock:
+                rec.running -= 1
+                rec.unfinished[record.partition].discard(record.offset)
+                rec.handled.add((record.partition, record.offset))
+
+    consumer = Checked(bootstrap_servers=str(broker), group_id="g-pylog", auto_offset_reset="earliest",
+                       enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=300,
+                       fetch_max_wait_ms=10)
+    proc = ConcurrentProcessor(consumer, handler, workers=16, max_in_flight=20, commit_interval_s=0.05)
+    proc.subscribe([TOPIC])
+    stop = threading.Event()
+    th = threading.Thread(target=proc.run, args=(stop,))
+    th.start()
+    try:
+        wait_for(lambda: all_done(rec))
+    finally:
+        stop.set()
+        th.join(TIMEOUT)
+    assert not th.is_alive()
+    consumer.close(autocommit=False)
+    assert rec.violations == []
+    assert len(rec.commits) >= 3
+    assert rec.max_running <= 20
+    assert proc.stats.failed > 0
+    assert committed(broker, "g-pylog") == ends

@@ -18,6 +18,7 @@ directories happens on a helper thread that touches nothing else).
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from ..errors import (
     InvalidPartitionsError,
     InvalidReplicationFactorError,
     InvalidTopicError,
+    LogLockedError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
@@ -46,6 +48,7 @@ log = logging.getLogger("pylog.broker")
 
 TOPICS_FILE = "pylog-topics.json"
 META_FILE = "meta.properties"
+DIR_LOCK_FILE = ".lock"
 _PARTITION_DIR = re.compile(r"^(.+)-(\d+)$")
 
 
@@ -72,16 +75,24 @@ class LogManager:
         self.topics: dict[str, TopicMeta] = {}
         self.partitions: dict[tuple[str, int], Partition] = {}
         self.cluster_id = ""
+        self._dir_lock_fd: int | None = None
 
     # ---- start and stop ----
 
     def open(self):
         os.makedirs(self.data_dir, exist_ok=True)
-        self.cluster_id = self._load_meta()
-        self._load_topics()
-        for meta in self.topics.values():
-            for i in range(meta.num_partitions):
-                self._open_partition(meta, i)
+        self._lock_dir()
+        try:
+            self.cluster_id = self._load_meta()
+            self._load_topics()
+            for meta in self.topics.values():
+                for i in range(meta.num_partitions):
+                    self._open_partition(meta, i)
+        except BaseException:
+            # A start that fails half way must not keep partitions (and
+            # their file locks) open until the garbage collector runs.
+            self.close()
+            raise
         log.info("opened %d topics, %d partitions in %s", len(self.topics), len(self.partitions),
                  self.data_dir)
 
@@ -94,8 +105,25 @@ class LogManager:
                 errors.append(e)
                 log.error("closing %s failed: %s", p, e)
         self.partitions.clear()
+        if self._dir_lock_fd is not None:
+            os.close(self._dir_lock_fd)   # releases the flock
+            self._dir_lock_fd = None
         if errors:
             raise errors[0]
+
+    def _lock_dir(self) -> None:
+        """flock <data_dir>/.lock (the name Kafka gives a data directory's
+        lock): one broker, or one embedded pylog.embedded.LocalStore, per
+        directory, whether it has topics yet or not."""
+        fd = os.open(os.path.join(self.data_dir, DIR_LOCK_FILE),
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LogLockedError(f"data directory {self.data_dir} is in use (by another broker "
+                                 "or an embedded producer/consumer)") from None
+        self._dir_lock_fd = fd
 
     def _load_meta(self) -> str:
         path = os.path.join(self.data_dir, META_FILE)

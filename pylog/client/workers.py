@@ -54,7 +54,10 @@ The consumer needs: ``poll(timeout) -> msg | None`` with ``msg.topic()``,
 ``subscribe()`` only, ``subscribe(topics, on_revoke=..., on_lost=...)``. Objects
 in ``tps`` are built with the ``topic_partition(topic, partition[, offset])``
 factory (default: ``confluent_kafka.TopicPartition``) and read back through
-``.topic``/``.partition``. confluent-kafka's Consumer fits as is.
+``.topic``/``.partition``. confluent-kafka's Consumer fits as is; a
+``pylog.Consumer`` is wrapped in ``PylogConsumerAdapter`` automatically (its
+poll returns lists of records with attributes, not one message with methods),
+and handlers then receive pylog's ConsumerRecord objects.
 """
 from __future__ import annotations
 
@@ -169,6 +172,70 @@ def _default_topic_partition() -> Callable[..., Any]:
     return TopicPartition
 
 
+def _read_confluent(msg):
+    return msg.error(), msg.topic(), msg.partition(), msg.offset()
+
+
+def _is_pylog_consumer(consumer) -> bool:
+    from ..consumer import Consumer
+    return isinstance(consumer, Consumer)
+
+
+class _Offset:
+    """The topic_partition factory for pylog consumers (topic, partition, offset)."""
+
+    __slots__ = ("topic", "partition", "offset")
+
+    def __init__(self, topic, partition, offset=-1001):
+        self.topic, self.partition, self.offset = topic, partition, offset
+
+
+class PylogConsumerAdapter:
+    """pylog.Consumer behind the confluent-style surface the processor uses:
+    poll(timeout) hands out one record at a time from pylog's batches,
+    pause/resume take lists, commit takes objects with .offset.
+
+    Thread-safety: none; the processor's loop thread is its only user."""
+
+    def __init__(self, consumer):
+        self.consumer = consumer
+        self._buffer: collections.deque = collections.deque()
+
+    @staticmethod
+    def read(record):
+        return None, record.topic, record.partition, record.offset
+
+    def poll(self, timeout: float):
+        if not self._buffer:
+            self._buffer.extend(self.consumer.poll(timeout))
+            if not self._buffer:
+                return None
+        return self._buffer.popleft()
+
+    def assignment(self):
+        return list(self.consumer.assignment())
+
+    def pause(self, tps) -> None:
+        from ..structs import TopicPartition
+        parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+        self.consumer.pause(*parts)
+        # Records already handed over by pylog's poll stay in the buffer: the
+        # processor keeps what arrives after pausing in its own backlog.
+
+    def resume(self, tps) -> None:
+        from ..structs import TopicPartition
+        self.consumer.resume(*[TopicPartition(tp.topic, tp.partition) for tp in tps])
+
+    def commit(self, offsets, asynchronous: bool = False):
+        from ..structs import OffsetAndMetadata, TopicPartition
+        self.consumer.commit({TopicPartition(o.topic, o.partition): OffsetAndMetadata(o.offset)
+                              for o in offsets}, asynchronous=asynchronous)
+        return None
+
+    def subscribe(self, topics, on_revoke=None, on_lost=None) -> None:
+        self.consumer.subscribe(topics, on_revoke=on_revoke, on_lost=on_lost)
+
+
 class ConcurrentProcessor:
     """Run ``handler(msg)`` for every polled message on a bounded thread pool
     and commit, per partition, only offsets below which all work is done.
@@ -196,7 +263,11 @@ class ConcurrentProcessor:
         self._resume_at = max_in_flight // 2 if resume_at is None else resume_at
         if not 0 <= self._resume_at < max_in_flight:
             raise ValueError("resume_at must be in [0, max_in_flight)")
+        if _is_pylog_consumer(consumer):
+            consumer = PylogConsumerAdapter(consumer)
+            topic_partition = topic_partition or _Offset
         self._consumer = consumer
+        self._read = consumer.read if isinstance(consumer, PylogConsumerAdapter) else _read_confluent
         self._handler = handler
         self._on_error = on_error or self._log_error
         self._max = max_in_flight
@@ -350,14 +421,13 @@ class ConcurrentProcessor:
         return self._consumer.poll(self._poll_timeout)
 
     def _accept(self, msg) -> None:
-        err = msg.error()
+        err, topic, partition, offset = self._read(msg)
         if err is not None:
             code = err.code() if callable(getattr(err, "code", None)) else None
             if code != _PARTITION_EOF:
                 log.warning("consumer error: %s", err)
             return
-        tp = (msg.topic(), msg.partition())
-        offset = msg.offset()
+        tp = (topic, partition)
         with self._cond:
             last = self._tracker.last_started(tp)
             rewind_wait = last is not None and offset <= last
@@ -518,7 +588,6 @@ class ConcurrentProcessor:
         # cancel_futures: only matters when the drain timed out.
         self._pool.shutdown(wait=drained, cancel_futures=True)
 
-    @staticmethod
-    def _log_error(msg, exc: BaseException) -> None:
-        log.error("handler failed for %s[%d]@%d (counted as done): %r",
-                  msg.topic(), msg.partition(), msg.offset(), exc)
+    def _log_error(self, msg, exc: BaseException) -> None:
+        _err, topic, partition, offset = self._read(msg)
+        log.error("handler failed for %s[%d]@%d (counted as done): %r", topic, partition, offset, exc)

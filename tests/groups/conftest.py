@@ -14,18 +14,12 @@ few seconds and heartbeat every 300 ms).
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 
 import pytest
 
-from pylog.testing import running_broker
+from pylog.testing import FAST_GROUP_CONFIG, running_broker
 
-GROUP_CONFIG = {
-    "num.partitions": "1",
-    "group.initial.rebalance.delay.ms": "100",
-    "group.min.session.timeout.ms": "1000",
-}
+GROUP_CONFIG = {**FAST_GROUP_CONFIG, "num.partitions": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -38,21 +32,6 @@ def gbroker():
 def fresh_gbroker():
     with running_broker(config=GROUP_CONFIG) as b:
         yield b
-
-
-def _name(request) -> str:
-    base = re.sub(r"[^a-zA-Z0-9._-]", "_", request.node.name)[:50]
-    return f"{base}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def topic(request):
-    return "t-" + _name(request)
-
-
-@pytest.fixture
-def group(request):
-    return "g-" + _name(request)
 
 
 @pytest.fixture

@@ -1,0 +1,634 @@
+"""pylog's Consumer: positions, buffers, commits and group membership over a FetchSource.
+
+    with Consumer("orders", bootstrap_servers="127.0.0.1:9092", group_id="billing") as c:
+        for record in c:
+            handle(record)
+
+One API, two places records live: a cluster (bootstrap_servers=...,
+NetworkSource + GroupMembership) or a broker's log directory read directly
+(log_dir=..., EmbeddedSource + LocalMembership). This module holds what is
+common: where each partition is (position), which fetched records have not
+been returned yet (a per-partition buffer, so max_records never costs a
+re-fetch), commits (sync, async, auto) and the rebalance callbacks.
+
+Semantics follow Kafka's Java consumer:
+- position(tp) is the offset of the next record poll() returns for tp;
+  commit() with no argument commits every assigned partition's position.
+- Auto commit (enable_auto_commit) runs inside poll() every
+  auto_commit_interval_ms and commits the positions reached by the records
+  of earlier polls (at-least-once), and again before partitions are revoked
+  and on close().
+- Asynchronous commits run in order; each one's callback(err, offsets) is
+  called from a later poll(), commit() or close(); a synchronous commit
+  first completes every asynchronous one issued before it.
+- Rebalance callbacks on_assign / on_revoke / on_lost are called as
+  callback(consumer, partitions) from inside poll() (or close() /
+  unsubscribe()), on the polling thread; on_lost defaults to on_revoke, as
+  Java's onPartitionsLost does.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import re
+import time
+from typing import NamedTuple
+
+from .. import _engine
+from ..errors import CommitFailedError, NoOffsetForPartitionError, OffsetOutOfRangeError, PylogError
+from ..structs import OffsetAndMetadata, TopicPartition
+
+__all__ = ["CommitFailedError", "Consumer", "ConsumerRecord", "NoOffsetForPartitionError",
+           "OffsetAndTimestamp"]
+
+log = logging.getLogger("pylog.consumer")
+
+EARLIEST, LATEST = -2, -1
+_ISOLATION_LEVELS = {"read_uncommitted": 0, "read_committed": 1}
+# How often a pattern subscription looks for new matching topics (Java's
+# metadata.max.age.ms is 5 minutes; tests and users expect sooner).
+PATTERN_REFRESH_S = 5.0
+RETRY_BACKOFF_S = 0.1
+
+
+class OffsetAndTimestamp(NamedTuple):
+    """offsets_for_times(): the first offset whose timestamp is >= the one
+    asked, and that record's timestamp."""
+
+    offset: int
+    timestamp: int
+
+
+# poll()'s records are _engine.ConsumerRecord objects made by the native
+# decoder (values are zero-copy views of the fetch response).
+ConsumerRecord = _engine.ConsumerRecord
+_decode_fetched = _engine.decode_fetched
+
+
+class _Buffer:
+    """Decoded records of one fetch not yet returned by poll()."""
+
+    __slots__ = ("index", "next_offset", "records")
+
+    def __init__(self, records, next_offset):
+        self.records = records
+        self.index = 0
+        self.next_offset = next_offset
+
+
+class _Listener:
+    """What the membership calls back; forwards to the Consumer."""
+
+    def __init__(self, consumer):
+        self._consumer = consumer
+
+    def on_assign(self, partitions):
+        self._consumer._partitions_assigned(partitions)
+
+    def on_revoke(self, partitions):
+        self._consumer._partitions_revoked(partitions)
+
+    def on_lost(self, partitions):
+        self._consumer._partitions_lost(partitions)
+
+
+class Consumer:
+    """A Kafka consumer over the network or a local log directory (module doc).
+
+    Invariants: the keys of _positions are exactly the current assignment
+    (value None until a start offset is known); a partition has a buffer only
+    while it holds records not yet returned, and those start at its position;
+    paused partitions are neither fetched nor returned.
+    Thread-safety: none. One thread uses a Consumer (as Java's); only the
+    group heartbeat thread runs beside it, inside GroupMembership.
+    """
+
+    def __init__(self, *topics, bootstrap_servers=None, log_dir=None, group_id=None, client_id="pylog",
+                 auto_offset_reset="latest", enable_auto_commit=True, auto_commit_interval_ms=5000,
+                 fetch_min_bytes=1, fetch_max_wait_ms=500, fetch_max_bytes=52428800,
+                 max_partition_fetch_bytes=1048576, max_poll_records=500,
+                 isolation_level="read_uncommitted", check_crcs=True, session_timeout_ms=45000,
+                 heartbeat_interval_ms=3000, max_poll_interval_ms=300000,
+                 partition_assignment_strategy=("range",), group_instance_id=None,
+                 request_timeout_ms=30000, on_assign=None, on_revoke=None, on_lost=None):
+        if (bootstrap_servers is None) == (log_dir is None):
+            raise ValueError("give exactly one of bootstrap_servers and log_dir")
+        if auto_offset_reset not in ("earliest", "latest", "none"):
+            raise ValueError(f"auto_offset_reset must be earliest, latest or none, not {auto_offset_reset!r}")
+        if isolation_level not in _ISOLATION_LEVELS:
+            raise ValueError(f"isolation_level must be read_uncommitted or read_committed, "
+                             f"not {isolation_level!r}")
+        if max_poll_records < 1:
+            raise ValueError("max_poll_records must be at least 1")
+        if isinstance(partition_assignment_strategy, str):
+            partition_assignment_strategy = [s.strip() for s in partition_assignment_strategy.split(",")]
+        self.group_id = group_id
+        self.client_id = client_id
+        self.auto_offset_reset = auto_offset_reset
+        self.enable_auto_commit = bool(enable_auto_commit) and group_id is not None
+        self.auto_commit_interval = auto_commit_interval_ms / 1000
+        self.max_poll_records = max_poll_records
+        self.check_crcs = check_crcs
+        self.isolation_level = _ISOLATION_LEVELS[isolation_level]
+        self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._fetch_args = {"min_bytes": fetch_min_bytes, "max_bytes": fetch_max_bytes,
+                            "max_partition_bytes": max_partition_fetch_bytes,
+                            "isolation_level": self.isolation_level}
+        self._group_args = {"session_timeout_ms": session_timeout_ms,
+                            "rebalance_timeout_ms": max_poll_interval_ms,
+                            "heartbeat_interval_ms": heartbeat_interval_ms,
+                            "group_instance_id": group_instance_id, "client_id": client_id,
+                            "request_timeout_ms": request_timeout_ms}
+        self._strategies = list(partition_assignment_strategy)
+        self._callbacks = (on_assign, on_revoke, on_lost)
+        self._embedded = log_dir is not None
+        if self._embedded:
+            from .embedded_source import EmbeddedSource
+            self._source = EmbeddedSource(log_dir)
+        else:
+            from .network_source import NetworkSource
+            self._source = NetworkSource(bootstrap_servers, client_id=client_id,
+                                         request_timeout_ms=request_timeout_ms)
+        self._membership = None
+        self._subscription: set[str] | None = None
+        self._pattern: re.Pattern | None = None
+        self._pattern_checked = 0.0
+        self._manual = False
+        self._positions: dict[TopicPartition, int | None] = {}
+        self._reset_needed: set[TopicPartition] = set()  # position None: reset, no committed lookup
+        self._buffers: dict[TopicPartition, _Buffer] = {}
+        self._paused: set[TopicPartition] = set()
+        self._retry_at: dict[TopicPartition, float] = {}
+        self._drain_start = 0
+        self._async_commits: collections.deque = collections.deque()
+        self._next_auto_commit = time.monotonic() + self.auto_commit_interval
+        self._closing = False
+        self._closed = False
+        if topics:
+            self.subscribe(list(topics))
+
+    def __repr__(self):
+        where = "closed" if self._closed else f"{len(self._positions)} partition(s)"
+        return f"<Consumer {self.client_id} group={self.group_id!r} {where}>"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __iter__(self):
+        while not self._closed:
+            yield from self.poll(1.0)
+
+    # --- subscription and assignment ------------------------------------------
+
+    def subscribe(self, topics, on_assign=None, on_revoke=None, on_lost=None) -> None:
+        """Join the group with these topics (a list, one name, or a regex
+        pattern string starting with "^"); replaces any earlier subscription."""
+        self._check_open()
+        if self._manual:
+            raise RuntimeError("subscribe() after assign(): call unsubscribe() first")
+        if self.group_id is None:
+            raise ValueError("subscribe() needs a group_id (use assign() without one)")
+        if on_assign or on_revoke or on_lost:
+            self._callbacks = (on_assign, on_revoke, on_lost)
+        if isinstance(topics, str) and topics.startswith("^"):
+            self._pattern = re.compile(topics)
+            self._pattern_checked = 0.0
+            self._subscription = set()
+        else:
+            topics = [topics] if isinstance(topics, str) else list(topics)
+            if not topics:
+                self.unsubscribe()
+                return
+            self._pattern = None
+            self._subscription = set(topics)
+        membership = self._ensure_membership()
+        membership.subscribe(self._subscription)
+
+    def _ensure_membership(self):
+        if self._membership is None:
+            from .assignors import get_assignor
+            assignors = [get_assignor(name) for name in self._strategies]
+            if self._embedded:
+                from .embedded_source import LocalMembership as membership_cls
+            else:
+                from .membership import GroupMembership as membership_cls
+            self._membership = membership_cls(self.group_id, listener=_Listener(self),
+                                              assignors=assignors, source=self._source,
+                                              **self._group_args)
+        return self._membership
+
+    def subscription(self) -> set[str]:
+        return set(self._subscription or ())
+
+    def unsubscribe(self) -> None:
+        """Leave the group (revoking the assignment) or drop the manual
+        assignment."""
+        self._check_open()
+        if self._membership is not None:
+            membership, self._membership = self._membership, None
+            membership.close(leave=True)
+        self._subscription = None
+        self._pattern = None
+        self._manual = False
+        self._forget(list(self._positions))
+
+    def assign(self, partitions) -> None:
+        """Read exactly these partitions, without group membership (commits
+        still go to group_id, if given, with generation -1)."""
+        self._check_open()
+        if self._subscription is not None:
+            raise RuntimeError("assign() after subscribe(): call unsubscribe() first")
+        partitions = {TopicPartition(*tp) for tp in partitions}
+        self._forget([tp for tp in self._positions if tp not in partitions])
+        for tp in partitions:
+            self._positions.setdefault(tp, None)
+        self._manual = bool(partitions)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._positions)
+
+    def _forget(self, partitions) -> None:
+        for tp in partitions:
+            self._positions.pop(tp, None)
+            self._buffers.pop(tp, None)
+            self._paused.discard(tp)
+            self._reset_needed.discard(tp)
+            self._retry_at.pop(tp, None)
+
+    def _partitions_assigned(self, partitions) -> None:
+        for tp in partitions:
+            self._positions.setdefault(tp, None)
+        if self._callbacks[0] is not None:
+            self._callbacks[0](self, list(partitions))
+
+    def _partitions_revoked(self, partitions) -> None:
+        if self.enable_auto_commit and not self._closing:
+            offsets = {tp: OffsetAndMetadata(p) for tp, p in self._positions.items()
+                       if tp in set(partitions) and p is not None}
+            try:
+                self._commit_now(offsets)
+            except PylogError as e:
+                log.warning("auto commit before revoking %d partition(s) failed: %s", len(offsets), e)
+        if self._callbacks[1] is not None:
+            self._callbacks[1](self, list(partitions))
+        self._forget(partitions)
+
+    def _partitions_lost(self, partitions) -> None:
+        callback = self._callbacks[2] or self._callbacks[1]
+        if callback is not None:
+            callback(self, list(partitions))
+        self._forget(partitions)
+
+    # --- poll -----------------------------------------------------------------
+
+    def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list:
+        """Up to max_records (default max_poll_records) records, waiting up to
+        timeout seconds for some; [] when none came in time."""
+        self._check_open()
+        max_records = max_records or self.max_poll_records
+        deadline = time.monotonic() + max(0.0, timeout)
+        self._complete_async_commits()
+        if self._membership is not None:
+            self._membership.note_poll()
+        while True:
+            if self._membership is not None:
+                self._refresh_pattern()
+                self._membership.ensure_active(max(0.0, deadline - time.monotonic()))
+            self._maybe_auto_commit()
+            self._update_positions()
+            out = self._drain(max_records)
+            if out:
+                self._prefetch()
+                return out
+            remaining = deadline - time.monotonic()
+            positions = self._fetchable()
+            if positions:
+                wait_ms = int(max(0.0, min(self._fetch_max_wait_ms, remaining * 1000)))
+                fetched = self._source.fetch(positions, max_wait_ms=wait_ms, **self._fetch_args)
+                self._apply(positions, fetched)
+                out = self._drain(max_records)
+                if out:
+                    self._prefetch()
+                    return out
+            elif remaining > 0:
+                # Nothing to fetch (no assignment yet, all paused or backing
+                # off): look again soon rather than spin.
+                time.sleep(min(remaining, RETRY_BACKOFF_S))
+            if time.monotonic() >= deadline:
+                return []
+
+    def _fetchable(self) -> dict[TopicPartition, int]:
+        now = time.monotonic()
+        out = {}
+        for tp, pos in self._positions.items():
+            if pos is None or tp in self._buffers or tp in self._paused:
+                continue
+            retry = self._retry_at.get(tp)
+            if retry is not None:
+                if now < retry:
+                    continue
+                del self._retry_at[tp]
+            out[tp] = pos
+        return out
+
+    def _prefetch(self) -> None:
+        # Pipelining: ask now for the partitions whose records are all
+        # returned, so the broker reads while the caller works.
+        prefetch = getattr(self._source, "prefetch", None)
+        if prefetch is None:
+            return
+        positions = self._fetchable()
+        if positions:
+            prefetch(positions, max_wait_ms=self._fetch_max_wait_ms, **self._fetch_args)
+
+    def _apply(self, asked: dict[TopicPartition, int], fetched) -> None:
+        for tp, part in fetched.items():
+            offset = asked.get(tp)
+            if offset is None or self._positions.get(tp) != offset or tp in self._buffers:
+                continue
+            if part.error is not None:
+                self._fetch_error(tp, offset, part.error)
+                continue
+            if not part.records:
+                continue
+            records, next_offset = _decode_fetched(part.records, tp.topic, tp.partition, offset,
+                                                   self.check_crcs)
+            if records:
+                self._buffers[tp] = _Buffer(records, next_offset)
+            elif next_offset > offset:
+                self._positions[tp] = next_offset  # only control batches / records below offset
+
+    def _fetch_error(self, tp: TopicPartition, offset: int, error: BaseException) -> None:
+        code = getattr(error, "error_code", None)
+        if code == OffsetOutOfRangeError.error_code:
+            if self.auto_offset_reset == "none":
+                raise error
+            log.info("offset %d of %s-%d is out of range; resetting to %s",
+                     offset, tp.topic, tp.partition, self.auto_offset_reset)
+            self._positions[tp] = None
+            self._reset_needed.add(tp)
+        elif getattr(error, "retriable", False):
+            self._retry_at[tp] = time.monotonic() + RETRY_BACKOFF_S
+        else:
+            raise error
+
+    def _drain(self, max_records: int) -> list:
+        if not self._buffers:
+            return []
+        out: list = []
+        tps = list(self._buffers)
+        # Start at a different partition each time so that a small
+        # max_records does not starve the later ones.
+        start = self._drain_start % len(tps)
+        self._drain_start += 1
+        for tp in tps[start:] + tps[:start]:
+            if tp in self._paused:
+                continue
+            buf = self._buffers[tp]
+            want = max_records - len(out)
+            end = min(len(buf.records), buf.index + want)
+            if end > buf.index:
+                if buf.index == 0 and end == len(buf.records) and not out:
+                    out = buf.records  # the common case: the whole fetch, no copy
+                else:
+                    out.extend(buf.records[buf.index:end])
+                self._positions[tp] = buf.records[end - 1].offset + 1
+                buf.index = end
+            if buf.index >= len(buf.records):
+                del self._buffers[tp]
+                self._positions[tp] = max(self._positions[tp], buf.next_offset)
+            if len(out) >= max_records:
+                break
+        return out
+
+    # --- positions ------------------------------------------------------------
+
+    def _update_positions(self, only=None) -> None:
+        missing = [tp for tp, pos in self._positions.items()
+                   if pos is None and (only is None or tp in only)]
+        if not missing:
+            return
+        committed = {}
+        lookup = [tp for tp in missing if tp not in self._reset_needed]
+        if self.group_id is not None and lookup:
+            committed = self._source.committed_offsets(self.group_id, lookup)
+        reset = []
+        for tp in missing:
+            om = committed.get(tp)
+            if om is not None and om.offset >= 0:
+                self._positions[tp] = om.offset
+            else:
+                reset.append(tp)
+        if not reset:
+            return
+        if self.auto_offset_reset == "none":
+            raise NoOffsetForPartitionError(
+                f"no committed offset for {', '.join(f'{t}-{p}' for t, p in reset)} "
+                "and auto_offset_reset is none")
+        ts = EARLIEST if self.auto_offset_reset == "earliest" else LATEST
+        found = self._source.list_offsets({tp: ts for tp in reset}, self.isolation_level)
+        for tp in reset:
+            offset = found.get(tp, (-1, -1))[0]
+            if offset >= 0:
+                self._positions[tp] = offset
+                self._reset_needed.discard(tp)
+
+    def _assigned(self, tp) -> TopicPartition:
+        tp = TopicPartition(*tp)
+        if tp not in self._positions:
+            raise RuntimeError(f"{tp.topic}-{tp.partition} is not assigned to this consumer")
+        return tp
+
+    def seek(self, partition, offset: int) -> None:
+        """Make offset the next one poll() returns for partition."""
+        self._check_open()
+        tp = self._assigned(partition)
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, not {offset}")
+        self._positions[tp] = offset
+        self._buffers.pop(tp, None)
+        self._reset_needed.discard(tp)
+        self._retry_at.pop(tp, None)
+
+    def _seek_to(self, timestamp: int, partitions) -> None:
+        self._check_open()
+        tps = [self._assigned(tp) for tp in partitions] or list(self._positions)
+        found = self._source.list_offsets({tp: timestamp for tp in tps}, self.isolation_level)
+        for tp in tps:
+            self.seek(tp, found[tp][0])
+
+    def seek_to_beginning(self, *partitions) -> None:
+        """Move to each partition's log_start_offset (no argument: every assigned one)."""
+        self._seek_to(EARLIEST, partitions)
+
+    def seek_to_end(self, *partitions) -> None:
+        """Move to each partition's end (high watermark; last stable offset
+        under read_committed); no argument: every assigned one."""
+        self._seek_to(LATEST, partitions)
+
+    def position(self, partition) -> int:
+        """The offset of the next record poll() returns for partition."""
+        self._check_open()
+        tp = self._assigned(partition)
+        if self._positions[tp] is None:
+            self._update_positions({tp})
+        return self._positions[tp]
+
+    def pause(self, *partitions) -> None:
+        self._check_open()
+        self._paused.update(self._assigned(tp) for tp in partitions)
+
+    def resume(self, *partitions) -> None:
+        self._check_open()
+        self._paused.difference_update(TopicPartition(*tp) for tp in partitions)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self._paused)
+
+    # --- commits --------------------------------------------------------------
+
+    def _check_group(self) -> None:
+        if self.group_id is None:
+            raise ValueError("committing or reading committed offsets needs a group_id")
+
+    def committed(self, partitions):
+        """The committed OffsetAndMetadata of one partition (None if none),
+        or {partition: OffsetAndMetadata | None} for a list of them."""
+        self._check_open()
+        self._check_group()
+        single = isinstance(partitions, tuple) and len(partitions) == 2 and isinstance(partitions[1], int)
+        tps = [TopicPartition(*partitions)] if single else [TopicPartition(*tp) for tp in partitions]
+        found = self._source.committed_offsets(self.group_id, tps)
+        return found.get(tps[0]) if single else {tp: found.get(tp) for tp in tps}
+
+    def commit(self, offsets=None, asynchronous: bool = False, callback=None):
+        """Commit offsets ({partition: OffsetAndMetadata or int}; None: the
+        position of every assigned partition). Synchronous: returns the
+        committed offsets, raises on failure. Asynchronous: returns at once;
+        callback(err, offsets) runs during a later poll() / commit() / close()."""
+        self._check_open()
+        self._check_group()
+        if offsets is None:
+            offsets = {tp: OffsetAndMetadata(p) for tp, p in self._positions.items() if p is not None}
+        else:
+            offsets = {TopicPartition(*tp): (om if isinstance(om, OffsetAndMetadata) else OffsetAndMetadata(om))
+                       for tp, om in offsets.items()}
+        if asynchronous:
+            self._async_commits.append((offsets, callback))
+            return None
+        self._complete_async_commits()
+        self._commit_now(offsets)
+        if callback is not None:
+            callback(None, offsets)
+        return offsets
+
+    def _commit_now(self, offsets) -> None:
+        if not offsets:
+            return
+        generation, member_id = -1, ""
+        if self._membership is not None:
+            generation, member_id = self._membership.generation()
+        self._source.commit_offsets(self.group_id, offsets, generation_id=generation,
+                                    member_id=member_id,
+                                    group_instance_id=self._group_args["group_instance_id"])
+
+    def _complete_async_commits(self) -> None:
+        while self._async_commits:
+            offsets, callback = self._async_commits.popleft()
+            err = None
+            try:
+                self._commit_now(offsets)
+            except PylogError as e:
+                err = e
+                if callback is None:
+                    log.warning("asynchronous commit failed: %s", e)
+            if callback is not None:
+                callback(err, offsets)
+
+    def _maybe_auto_commit(self) -> None:
+        if not self.enable_auto_commit:
+            return
+        now = time.monotonic()
+        if now < self._next_auto_commit:
+            return
+        self._next_auto_commit = now + self.auto_commit_interval
+        offsets = {tp: OffsetAndMetadata(p) for tp, p in self._positions.items() if p is not None}
+        try:
+            self._commit_now(offsets)
+        except PylogError as e:
+            log.warning("auto commit of %d partition(s) failed: %s", len(offsets), e)
+
+    # --- offsets and metadata -------------------------------------------------
+
+    def offsets_for_times(self, timestamps) -> dict:
+        """{partition: OffsetAndTimestamp of the first record with timestamp >=
+        the one given, or None when there is none}."""
+        self._check_open()
+        asked = {TopicPartition(*tp): ts for tp, ts in timestamps.items()}
+        for tp, ts in asked.items():
+            if ts < 0:
+                raise ValueError(f"timestamp of {tp.topic}-{tp.partition} must be >= 0, not {ts}")
+        found = self._source.list_offsets(asked, self.isolation_level)
+        return {tp: (OffsetAndTimestamp(*found[tp]) if found.get(tp, (-1, -1))[0] >= 0 else None)
+                for tp in asked}
+
+    def _offsets(self, timestamp: int, partitions) -> dict:
+        self._check_open()
+        tps = [TopicPartition(*tp) for tp in partitions]
+        found = self._source.list_offsets({tp: timestamp for tp in tps}, self.isolation_level)
+        return {tp: found[tp][0] for tp in tps}
+
+    def beginning_offsets(self, partitions) -> dict:
+        """{partition: log_start_offset}."""
+        return self._offsets(EARLIEST, partitions)
+
+    def end_offsets(self, partitions) -> dict:
+        """{partition: the offset after the last readable record}."""
+        return self._offsets(LATEST, partitions)
+
+    def partitions_for_topic(self, topic: str) -> list[int] | None:
+        self._check_open()
+        return self._source.partitions_for(topic, refresh=True)
+
+    def topics(self) -> set[str]:
+        self._check_open()
+        return set(self._source.topics())
+
+    def _refresh_pattern(self) -> None:
+        if self._pattern is None:
+            return
+        now = time.monotonic()
+        if now - self._pattern_checked < PATTERN_REFRESH_S:
+            return
+        self._pattern_checked = now
+        self._subscription = {t for t in self._source.topics() if self._pattern.fullmatch(t)}
+        self._membership.subscribe(self._subscription)
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the consumer is closed")
+
+    def close(self, autocommit: bool = True, timeout: float | None = None) -> None:
+        """Commit (with auto commit on), finish asynchronous commits, leave the
+        group, close connections. A second call does nothing."""
+        if self._closed:
+            return
+        try:
+            if autocommit and self.enable_auto_commit:
+                try:
+                    self._commit_now({tp: OffsetAndMetadata(p) for tp, p in self._positions.items()
+                                      if p is not None})
+                except PylogError as e:
+                    log.warning("auto commit on close failed: %s", e)
+            self._complete_async_commits()
+            self._closing = True
+            if self._membership is not None:
+                self._membership.close(leave=True)
+        finally:
+            self._closed = True
+            self._source.close()

@@ -1,0 +1,257 @@
+"""A Consumer's records from a local broker data directory (embedded mode).
+
+EmbeddedSource implements FetchSource over the process's LocalStore for the
+directory; LocalMembership implements the group membership interface for the
+one member a local directory can have (one process owns the directory, so
+there is nobody to share partitions with and no coordinator to ask).
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+from ..embedded.store import LocalStore
+from ..errors import OffsetOutOfRangeError, PylogError
+from ..structs import OffsetAndMetadata, TopicPartition
+from .source import FetchedPartition
+
+__all__ = ["EmbeddedSource", "LocalMembership"]
+
+_NO_LIMIT = 0x7FFFFFFF
+
+
+class EmbeddedSource:
+    """FetchSource over a LocalStore: the same answers a broker on that
+    directory would give, without sockets.
+
+    A fetch with nothing to return waits on the store's `appended` condition,
+    which every append in this process notifies: a locked directory has no
+    other writer, so no new data can arrive unseen.
+
+    Invariants: answers never include records at or above the high watermark;
+    each answer's records are whole batches starting with the one holding the
+    position (the consumer drops the records below it, as from a broker).
+
+    Thread-safety: used from the consumer's thread only, except wakeup(),
+    which any thread may call. close() drops this source's store reference.
+    """
+
+    def __init__(self, log_dir, *, allow_auto_create_topics: bool = True, store: LocalStore | None = None,
+                 **store_options):
+        """store_options go to LocalStore.open (auto_create_topics,
+        num_partitions, config); store: an open LocalStore to share instead
+        (this source takes its own reference)."""
+        if store is None:
+            store = LocalStore.open(log_dir, **store_options)
+        else:
+            store = LocalStore.open(store.data_dir)  # one more reference to the same store
+        self.store = store
+        self.allow_auto_create_topics = allow_auto_create_topics
+        self._woken = False
+        self._closed = False
+
+    # ---- metadata ----
+
+    def partitions_for(self, topic: str, refresh: bool = False) -> list[int] | None:
+        # Nothing is cached, so every answer is fresh: refresh has nothing to do.
+        return self.store.partitions_for(topic, create=self.allow_auto_create_topics)
+
+    def topics(self) -> list[str]:
+        return self.store.topics()
+
+    # ---- fetching ----
+
+    def fetch(self, positions: dict[TopicPartition, int], *, max_wait_ms: int, min_bytes: int = 1,
+              max_bytes: int = 52428800, max_partition_bytes: int = 1048576,
+              isolation_level: int = 0) -> dict[TopicPartition, FetchedPartition]:
+        """Every position's partition: records (whole batches, bytes), the high
+        watermark and log start offset, or an error (OffsetOutOfRangeError,
+        UnknownTopicOrPartitionError). Waits up to max_wait_ms for min_bytes of
+        records; returns at once on an error, and early on wakeup().
+        isolation_level is accepted for the interface: without transactions
+        the last stable offset is the high watermark."""
+        store = self.store
+        cond = store.appended
+        deadline = time.monotonic() + max(max_wait_ms, 0) / 1000.0
+        while True:
+            with cond:
+                seen = store.append_count   # taken before reading: an append after it wakes the wait
+            out, total, error = self._fetch_once(positions, max_bytes, max_partition_bytes)
+            if error or total >= min_bytes or max_wait_ms <= 0 or not positions:
+                break
+            with cond:
+                while store.append_count == seen and not self._woken and not store.closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    cond.wait(remaining)
+                if self._woken:
+                    self._woken = False  # this wakeup is used up; one during a data answer is kept
+                    break
+                if store.closed or store.append_count == seen:
+                    break  # closed, or max_wait_ms passed with nothing new
+        return out
+
+    def _fetch_once(self, positions, max_bytes, max_partition_bytes):
+        store = self.store
+        budget = max_bytes if max_bytes > 0 else _NO_LIMIT
+        total = 0
+        error = False
+        out = {}
+        for tp, offset in positions.items():
+            try:
+                if budget > 0 or total == 0:
+                    limit = min(max_partition_bytes if max_partition_bytes > 0 else _NO_LIMIT, budget)
+                    data, hw, lso = store.read(tp.topic, tp.partition, offset, limit)
+                    if total > 0 and len(data) > budget:
+                        data = b""  # only the first partition may exceed the budget (KIP-74)
+                else:
+                    data = b""
+                    hw = store.high_watermark(tp.topic, tp.partition)
+                    lso = store.log_start_offset(tp.topic, tp.partition)
+                out[tp] = FetchedPartition(data, hw, lso, None)
+                total += len(data)
+                budget -= len(data)
+            except OffsetOutOfRangeError as e:
+                error = True
+                out[tp] = FetchedPartition(None, store.high_watermark(tp.topic, tp.partition),
+                                           store.log_start_offset(tp.topic, tp.partition), e)
+            except PylogError as e:
+                error = True
+                out[tp] = FetchedPartition(None, -1, -1, e)
+        return out, total, error
+
+    def list_offsets(self, timestamps: dict[TopicPartition, int],
+                     isolation_level: int = 0) -> dict[TopicPartition, tuple[int, int]]:
+        return {tp: self.store.list_offset(tp.topic, tp.partition, ts) for tp, ts in timestamps.items()}
+
+    # ---- committed offsets ----
+
+    def commit_offsets(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata], *,
+                       generation_id: int = -1, member_id: str = "",
+                       group_instance_id: str | None = None) -> None:
+        # The local member is the group's only one: its commits need no
+        # generation check, and are stored as standalone commits (which is
+        # also what a broker started later expects of a group with no members).
+        self.store.commit_offsets(group_id, offsets)
+
+    def committed_offsets(self, group_id: str,
+                          partitions: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        return self.store.committed_offsets(group_id, partitions)
+
+    # ---- lifecycle ----
+
+    def wakeup(self) -> None:
+        """Make the current (or else the next) fetch return at once."""
+        cond = self.store.appended
+        with cond:
+            self._woken = True
+            cond.notify_all()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.store.close()
+
+
+class LocalMembership:
+    """Group membership with one member: this process, the only one that can
+    open the directory. Same interface as the network GroupMembership.
+
+    Every partition of the subscribed topics is assigned to it. A change of
+    subscription or of the topics' partitions (new partitions, a topic
+    created) is a rebalance: the generation grows by one and the listener
+    hears of it, eagerly (all revoked, then all assigned) unless every
+    assignor is COOPERATIVE (then only the difference), as a Kafka consumer
+    with those assignors would. There are no sessions, so
+    on_lost is never called.
+
+    Invariants: assignment() is exactly the partitions of the subscribed
+    topics as of the last ensure_active(); generation() is (-1, "") until the
+    first ensure_active() and after close().
+
+    Thread-safety: not thread-safe; the consumer's thread only. Listener
+    callbacks run on the thread calling ensure_active() or close().
+    """
+
+    def __init__(self, group_id: str, *, listener, assignors=(), session_timeout_ms: int = 45000,
+                 rebalance_timeout_ms: int = 300000, heartbeat_interval_ms: int = 3000,
+                 group_instance_id: str | None = None, source: EmbeddedSource, client_id: str = "pylog",
+                 **_ignored):
+        self.group_id = group_id
+        self.listener = listener
+        self.source = source
+        self.group_instance_id = group_instance_id
+        self.cooperative = _is_cooperative(assignors)
+        self._member_id = f"{group_instance_id or client_id}-{uuid.uuid4()}"
+        self._subscription: set[str] = set()
+        self._assignment: set[TopicPartition] = set()
+        self._generation_id = 0
+        self._joined = False
+        self._closed = False
+
+    def subscribe(self, topics: set[str]) -> None:
+        topics = set(topics)
+        if topics != self._subscription:
+            self._subscription = topics
+            self._joined = False  # a rejoin, on the next ensure_active
+
+    def ensure_active(self, timeout_s: float = 0.0) -> bool:
+        """Bring the assignment up to date with the subscription and the
+        topics' partitions, calling the listener for a change. True unless closed."""
+        if self._closed:
+            return False
+        target = self._target()
+        if not self._joined or target != self._assignment:
+            self._rebalance(target)
+        return True
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._assignment)
+
+    def generation(self) -> tuple[int, str]:
+        if not self._joined or self._closed:
+            return -1, ""
+        return self._generation_id, self._member_id
+
+    def note_poll(self) -> None:
+        # max.poll.interval.ms evicts a member so others can take its
+        # partitions; a sole local member has nobody to hand them to.
+        pass
+
+    def close(self, leave: bool = True) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        owned, self._assignment = self._assignment, set()
+        if owned and leave:
+            self.listener.on_revoke(sorted(owned))
+
+    # ---- internals ----
+
+    def _target(self) -> set[TopicPartition]:
+        out = set()
+        for topic in self._subscription:
+            for p in self.source.partitions_for(topic, refresh=True) or ():
+                out.add(TopicPartition(topic, p))
+        return out
+
+    def _rebalance(self, target: set[TopicPartition]):
+        old = self._assignment
+        if self.cooperative:
+            revoked, assigned = old - target, target - old
+        else:
+            revoked, assigned = old, target
+        if revoked:
+            self.listener.on_revoke(sorted(revoked))
+        # State first: a listener that raises still leaves a consistent member.
+        self._assignment = set(target)
+        self._generation_id += 1
+        self._joined = True
+        self.listener.on_assign(sorted(assigned))
+
+
+def _is_cooperative(assignors) -> bool:
+    # As Java (and the network GroupMembership): cooperative (KIP-429) only
+    # when every configured assignor is.
+    return bool(assignors) and all(getattr(a, "protocol", "EAGER") == "COOPERATIVE" for a in assignors)

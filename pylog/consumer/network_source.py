@@ -1,0 +1,399 @@
+"""NetworkSource: a Consumer's FetchSource over the Kafka protocol.
+
+Fetches go to each partition's leader, one sessionless Fetch per broker, and
+at most one Fetch in flight per broker. A Fetch may be sent ahead
+(prefetch) and picked up by a later fetch(): the broker reads and sends
+while the caller processes the previous records. An answer is used only for
+the partitions whose requested offset is still the caller's position; the
+rest of it is dropped (the caller sought, paused or lost the partition
+meanwhile).
+
+Failures are turned into per-partition errors or empty answers, never
+exceptions from fetch(): a lost connection closes that broker's connection
+and backs off before it is used again; NOT_LEADER_OR_FOLLOWER and
+UNKNOWN_TOPIC_OR_PARTITION mark the metadata stale so the next send routes
+afresh.
+"""
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import time
+
+from ..client.client import Client, fetched_partitions
+from ..client.errors import ConnectionClosedError, check, error_for
+from ..client.wire import Connection
+from ..errors import CommitFailedError, PylogError
+from ..protocol.messages import (
+    FindCoordinatorRequest,
+    ListOffsetsRequest,
+    OffsetCommitRequest,
+    OffsetFetchRequest,
+)
+from ..structs import OffsetAndMetadata, TopicPartition
+from .source import FetchedPartition
+
+__all__ = ["NetworkSource"]
+
+log = logging.getLogger("pylog.consumer")
+
+# Versions named explicitly so the request shape does not drift with the
+# client's defaults (our broker: OffsetCommit 2-3, OffsetFetch 1-3).
+OFFSET_COMMIT_VERSION = 3
+OFFSET_FETCH_VERSION = 3
+
+COORDINATOR_ERRORS = frozenset({14, 15, 16})  # LOAD_IN_PROGRESS, NOT_AVAILABLE, NOT_COORDINATOR
+# Errors after which the partition's leader must be looked up again.
+METADATA_ERRORS = frozenset({3, 5, 6, 74, 75})
+# A commit from a member whose generation is gone: Java's CommitFailedException.
+GENERATION_ERRORS = frozenset({22, 25, 27})
+
+
+class _InFlight:
+    __slots__ = ("conn", "offsets", "sent_at")
+
+    def __init__(self, conn, offsets):
+        self.conn = conn
+        self.offsets = offsets          # {TopicPartition: fetch_offset} asked
+        self.sent_at = time.monotonic()
+
+
+class NetworkSource:
+    """A FetchSource for a cluster reached at bootstrap_servers.
+
+    Invariants: at most one Fetch in flight per broker node; a response is
+    applied only to partitions whose position still equals the offset it was
+    asked for. Thread-safety: the consumer's thread only, except wakeup(),
+    which may be called from any thread (it writes one byte to a socketpair
+    that fetch() selects on).
+    """
+
+    def __init__(self, bootstrap_servers: str, *, client_id: str = "pylog",
+                 request_timeout_ms: int = 30000, retry_backoff_ms: int = 100,
+                 reconnect_backoff_ms: int = 50, reconnect_backoff_max_ms: int = 1000):
+        self.client = Client(bootstrap_servers, client_id=client_id,
+                             timeout=request_timeout_ms / 1000)
+        self.retry_backoff = retry_backoff_ms / 1000
+        self._reconnect_backoff = reconnect_backoff_ms / 1000
+        self._reconnect_backoff_max = reconnect_backoff_max_ms / 1000
+        self._in_flight: dict[int, _InFlight] = {}       # node id -> Fetch sent, unanswered
+        # Fetches have connections of their own: a Fetch may stay in flight
+        # across calls, and the Client's connections must be free for
+        # request/response calls (commits, offsets) meanwhile.
+        self._fetch_conns: dict[int, Connection] = {}
+        self._node_backoff: dict[int, tuple[float, float]] = {}  # node -> (retry at, last delay)
+        self._stale_topics: set[str] = set()
+        self._coordinators: dict[str, tuple[int, str, int]] = {}  # group -> (node, host, port)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    # --- metadata -------------------------------------------------------------
+
+    def partitions_for(self, topic: str, refresh: bool = False) -> list[int] | None:
+        try:
+            return sorted(self.client.topic(topic, refresh=refresh).partitions)
+        except PylogError as e:
+            if getattr(e, "error_code", None) == 3:
+                return None
+            raise
+
+    def topics(self) -> list[str]:
+        md = self.client.metadata(None)
+        return sorted(n for n, t in md.topics.items() if not t.is_internal and not t.error_code)
+
+    def _leader(self, tp: TopicPartition) -> int | None:
+        """tp's leader node, None when unknown now (retried on a later call)."""
+        try:
+            if tp.topic in self._stale_topics:
+                self._stale_topics.discard(tp.topic)
+                self.client.topic(tp.topic, refresh=True)
+            return self.client.leader_for(tp.topic, tp.partition)
+        except ConnectionClosedError:
+            return None
+        except PylogError as e:
+            log.debug("no leader for %s-%d: %s", tp.topic, tp.partition, e)
+            return None
+
+    # --- fetch ----------------------------------------------------------------
+
+    def prefetch(self, positions: dict[TopicPartition, int], *, max_wait_ms: int, min_bytes: int,
+                 max_bytes: int, max_partition_bytes: int, isolation_level: int) -> None:
+        """Send Fetches for positions now (to brokers with none in flight); a
+        later fetch() with the same positions receives them."""
+        self._send(positions, {"max_wait_ms": max_wait_ms, "min_bytes": min_bytes, "max_bytes": max_bytes,
+                                   "partition_max_bytes": max_partition_bytes,
+                                   "isolation_level": isolation_level})
+
+    def _send(self, positions, kw) -> None:
+        busy = {tp for f in self._in_flight.values() for tp in f.offsets}
+        by_node: dict[int, dict] = {}
+        now = time.monotonic()
+        for tp, offset in positions.items():
+            if tp in busy:
+                continue
+            node = self._leader(tp)
+            if node is None or node in self._in_flight:
+                continue
+            backoff = self._node_backoff.get(node)
+            if backoff is not None and now < backoff[0]:
+                continue
+            by_node.setdefault(node, {})[tp] = offset
+        for node, offsets in by_node.items():
+            try:
+                conn = self._fetch_connection(node)
+                conn.send(self.client.fetch_request(offsets, **kw))
+            except ConnectionClosedError as e:
+                self._connection_failed(node, e)
+                continue
+            self._node_backoff.pop(node, None)
+            self._in_flight[node] = _InFlight(conn, offsets)
+
+    def _fetch_connection(self, node: int) -> Connection:
+        conn = self._fetch_conns.get(node)
+        if conn is None or conn.closed:
+            broker = None if self.client.cluster is None else self.client.cluster.brokers.get(node)
+            if broker is None:
+                self.client.metadata([])
+                broker = self.client.cluster.brokers.get(node)
+            if broker is None:
+                raise ConnectionClosedError(f"broker {node} is not in the cluster metadata")
+            conn = self._fetch_conns[node] = Connection(broker.host, broker.port, self.client.client_id,
+                                                        self.client.timeout)
+        return conn
+
+    def _connection_failed(self, node: int, exc) -> None:
+        self._in_flight.pop(node, None)
+        conn = self._fetch_conns.pop(node, None)
+        if conn is not None:
+            conn.close()
+        last = self._node_backoff.get(node, (0.0, 0.0))[1]
+        delay = min(self._reconnect_backoff_max, max(self._reconnect_backoff, last * 2))
+        self._node_backoff[node] = (time.monotonic() + delay, delay)
+        # The broker may have moved or died: route afresh next time.
+        self.client.cluster = None
+        log.info("connection to broker %d failed (%s); retrying in %.2f s", node, exc, delay)
+
+    def fetch(self, positions: dict[TopicPartition, int], *, max_wait_ms: int, min_bytes: int,
+              max_bytes: int, max_partition_bytes: int,
+              isolation_level: int) -> dict[TopicPartition, FetchedPartition]:
+        self._send(positions, {"max_wait_ms": max_wait_ms, "min_bytes": min_bytes, "max_bytes": max_bytes,
+                                   "partition_max_bytes": max_partition_bytes,
+                                   "isolation_level": isolation_level})
+        if not self._in_flight:
+            # Nothing could be sent (no leader, backing off): wait a little so
+            # the caller's loop does not spin, but stay wakeable.
+            wait = min(max_wait_ms / 1000, self.retry_backoff)
+            if wait > 0:
+                self._wait([self._wake_r], wait)
+                self._drain_wakeups()
+            return {}
+        out: dict[TopicPartition, FetchedPartition] = {}
+        deadline = time.monotonic() + max_wait_ms / 1000
+        while self._in_flight and not out:
+            by_fd = {f.conn.fileno(): node for node, f in self._in_flight.items()}
+            ready = self._wait([self._wake_r, *by_fd], max(0.0, deadline - time.monotonic()))
+            woken = self._wake_r.fileno() in ready
+            for fd in ready:
+                node = by_fd.get(fd)
+                if node is not None:
+                    self._receive(node, positions, out)
+            if woken:
+                self._drain_wakeups()
+                break
+            if time.monotonic() >= deadline:
+                break
+        return out
+
+    def _wait(self, fds, timeout: float) -> list:
+        fds = [f if isinstance(f, int) else f.fileno() for f in fds]
+        try:
+            ready, _, _ = select.select(fds, [], [], timeout)
+        except (OSError, ValueError):
+            return []
+        return ready
+
+    def _receive(self, node: int, positions, out) -> None:
+        flight = self._in_flight.pop(node)
+        try:
+            resp = flight.conn.receive()
+        except ConnectionClosedError as e:
+            self._connection_failed(node, e)
+            return
+        if resp.error_code:
+            log.info("fetch from broker %d failed: error %d", node, resp.error_code)
+            return
+        for (topic, partition), p in fetched_partitions(resp).items():
+            tp = TopicPartition(topic, partition)
+            asked = flight.offsets.get(tp)
+            if asked is None or positions.get(tp) != asked:
+                continue  # the caller moved on since this was asked
+            error = None
+            if p.error_code:
+                error = error_for(p.error_code, f"fetch {topic}-{partition} at offset {asked}")
+                if p.error_code in METADATA_ERRORS:
+                    self._stale_topics.add(topic)
+            out[tp] = FetchedPartition(p.records, p.high_watermark, p.log_start_offset, error)
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def wakeup(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass  # the buffer is full: a wakeup is pending anyway
+
+    # --- offsets --------------------------------------------------------------
+
+    def list_offsets(self, timestamps: dict[TopicPartition, int],
+                     isolation_level: int = 0) -> dict[TopicPartition, tuple[int, int]]:
+        out: dict[TopicPartition, tuple[int, int]] = {}
+        deadline = time.monotonic() + self.client.timeout
+        todo = dict(timestamps)
+        while todo:
+            by_node: dict[int, dict[str, list]] = {}
+            failed = None
+            for tp, ts in todo.items():
+                node = self._leader(tp)
+                if node is None:
+                    failed = error_for(5, f"no leader for {tp.topic}-{tp.partition}")
+                    continue
+                by_node.setdefault(node, {}).setdefault(tp.topic, []).append(
+                    ListOffsetsRequest.ListOffsetsPartition(partition_index=tp.partition, timestamp=ts))
+            for node, topics in by_node.items():
+                try:
+                    resp = self.client.connection(node).request(ListOffsetsRequest(
+                        replica_id=-1, isolation_level=isolation_level,
+                        topics=[ListOffsetsRequest.ListOffsetsTopic(name=t, partitions=ps)
+                                for t, ps in topics.items()]))
+                except ConnectionClosedError as e:
+                    self.client.cluster = None
+                    failed = e
+                    continue
+                for t in resp.topics:
+                    for p in t.partitions:
+                        tp = TopicPartition(t.name, p.partition_index)
+                        if tp not in todo:
+                            continue
+                        if p.error_code == 0:
+                            out[tp] = (p.offset, p.timestamp)
+                            del todo[tp]
+                        elif p.error_code in METADATA_ERRORS or p.error_code in (7, 78):
+                            self._stale_topics.add(t.name)
+                            failed = error_for(p.error_code, f"list offsets of {t.name}-{p.partition_index}")
+                        else:
+                            check(p.error_code, f"list offsets of {t.name}-{p.partition_index}")
+            if todo:
+                if time.monotonic() >= deadline:
+                    raise failed or error_for(7, "list offsets timed out")
+                time.sleep(self.retry_backoff)
+        return out
+
+    # --- group offsets --------------------------------------------------------
+
+    def find_coordinator(self, group_id: str, refresh: bool = False):
+        """(node_id, host, port) of the group's coordinator, retrying while
+        the cluster answers COORDINATOR_NOT_AVAILABLE / LOAD_IN_PROGRESS."""
+        cached = None if refresh else self._coordinators.get(group_id)
+        if cached is not None:
+            return cached
+        deadline = time.monotonic() + self.client.timeout
+        while True:
+            try:
+                resp = self.client.any_connection().request(
+                    FindCoordinatorRequest(key=group_id, key_type=0))
+            except ConnectionClosedError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(self.retry_backoff)
+                continue
+            if resp.error_code == 0:
+                found = (resp.node_id, resp.host, resp.port)
+                self._coordinators[group_id] = found
+                return found
+            if resp.error_code not in COORDINATOR_ERRORS or time.monotonic() >= deadline:
+                check(resp.error_code, resp.error_message or f"coordinator of group {group_id!r}")
+            time.sleep(self.retry_backoff)
+
+    def _group_request(self, group_id: str, body, version: int, error_of):
+        deadline = time.monotonic() + self.client.timeout
+        refresh = False
+        while True:
+            node = self.find_coordinator(group_id, refresh)[0]
+            try:
+                resp = self.client.connection(node).request(body, version)
+            except ConnectionClosedError:
+                if time.monotonic() >= deadline:
+                    raise
+                refresh = True
+                time.sleep(self.retry_backoff)
+                continue
+            code = error_of(resp)
+            if code not in COORDINATOR_ERRORS or time.monotonic() >= deadline:
+                return resp
+            refresh = code != 14
+            time.sleep(self.retry_backoff)
+
+    def commit_offsets(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata], *,
+                       generation_id: int = -1, member_id: str = "",
+                       group_instance_id: str | None = None) -> None:
+        if not offsets:
+            return
+        by_topic: dict[str, list] = {}
+        for tp, om in offsets.items():
+            by_topic.setdefault(tp.topic, []).append(OffsetCommitRequest.OffsetCommitRequestPartition(
+                partition_index=tp.partition, committed_offset=om.offset,
+                committed_leader_epoch=om.leader_epoch, committed_metadata=om.metadata or ""))
+        # v3 has no group_instance_id (v7+); the broker checks the member id.
+        body = OffsetCommitRequest(
+            group_id=group_id, generation_id_or_member_epoch=generation_id, member_id=member_id,
+            topics=[OffsetCommitRequest.OffsetCommitRequestTopic(name=t, partitions=ps)
+                    for t, ps in by_topic.items()])
+        resp = self._group_request(group_id, body, OFFSET_COMMIT_VERSION, lambda r: next(
+            (p.error_code for t in r.topics for p in t.partitions if p.error_code in COORDINATOR_ERRORS), 0))
+        for t in resp.topics:
+            for p in t.partitions:
+                if p.error_code in GENERATION_ERRORS:
+                    exc = CommitFailedError(
+                        f"commit of group {group_id!r} refused ({p.error_code}): the group "
+                        "rebalanced; the partitions may belong to another member now")
+                    exc.error_code = p.error_code
+                    raise exc
+                check(p.error_code, f"commit offset of group {group_id!r} for {t.name}-{p.partition_index}")
+
+    def committed_offsets(self, group_id: str,
+                          partitions: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        by_topic: dict[str, list[int]] = {}
+        for tp in partitions:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        body = OffsetFetchRequest(group_id=group_id, topics=[
+            OffsetFetchRequest.OffsetFetchRequestTopic(name=t, partition_indexes=ps)
+            for t, ps in by_topic.items()])
+        resp = self._group_request(group_id, body, OFFSET_FETCH_VERSION, lambda r: r.error_code or next(
+            (p.error_code for t in r.topics for p in t.partitions if p.error_code in COORDINATOR_ERRORS), 0))
+        check(resp.error_code, f"fetch committed offsets of group {group_id!r}")
+        out: dict[TopicPartition, OffsetAndMetadata | None] = {tp: None for tp in partitions}
+        for t in resp.topics:
+            for p in t.partitions:
+                check(p.error_code, f"committed offset of group {group_id!r} for {t.name}-{p.partition_index}")
+                if p.committed_offset >= 0:
+                    out[TopicPartition(t.name, p.partition_index)] = OffsetAndMetadata(
+                        p.committed_offset, p.metadata or "", -1)
+        return out
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def close(self) -> None:
+        self._in_flight.clear()
+        for conn in self._fetch_conns.values():
+            conn.close()
+        self._fetch_conns.clear()
+        self.client.close()
+        self._wake_r.close()
+        self._wake_w.close()
