@@ -236,6 +236,85 @@ def groups_md(impls):
     return out, verdicts
 
 
+# J: pylog's clients against confluent-kafka / kafka-python, same broker, same run.
+# (impl, kind) in table order; kind "p" = producer (ratio to confluent produce),
+# "c" = consumer (ratio to the better confluent consume row).
+CLIENT_ROWS = [
+    ("confluent produce", "p"), ("pylog send", "p"), ("pylog send_many", "p"), ("kafka-python send", "p"),
+    ("pylog embedded send", "p"), ("pylog embedded send_many", "p"),
+    ("confluent consume", "c"), ("confluent consume tuned", "c"), ("pylog poll", "c"),
+    ("kafka-python poll", "c"), ("pylog embedded poll", "c"),
+]
+# (label, impl, peer impl or "best confluent consume", minimum ratio)
+CLIENT_GOALS = [
+    ("1. send", "pylog send", "confluent produce", 0.8),
+    ("2. send_many", "pylog send_many", "confluent produce", 3.0),
+    ("3. consumer", "pylog poll", "best confluent consume", 1.0),
+    ("4. embedded send_many", "pylog embedded send_many", "pylog send_many", 5.0),
+    ("4. embedded send", "pylog embedded send", "pylog send", 5.0),
+]
+
+
+def _best_confluent_consume(impls):
+    found = [impls[i] for i in ("confluent consume", "confluent consume tuned") if impls.get(i) and impls[i]["rps"]]
+    if not found:
+        return None, None
+    best = max(found, key=lambda r: r["rps"])
+    return best, [i for i in ("confluent consume", "confluent consume tuned") if impls.get(i) is best][0]
+
+
+def clients_md(impls):
+    out = ["### J. pylog's clients vs confluent-kafka and kafka-python (same broker process, same run; "
+           "100-byte messages, 6 partitions, acks=1, linger 5 ms, batch size 1,000,000)", ""]
+    if not impls:
+        return out + ["(not run)", ""], []
+    prod_ref = impls.get("confluent produce")
+    cons_ref, cons_ref_name = _best_confluent_consume(impls)
+    out += ["| client | messages | msg/s | vs confluent | client CPU s / M msgs | broker CPU s / M msgs "
+            "| IQR | rounds |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    known = [i for i, _ in CLIENT_ROWS]
+    kinds = dict(CLIENT_ROWS)
+    for impl in known + sorted(i for i in impls if i not in known):
+        r = impls.get(impl)
+        if r is None:
+            out.append(f"| {impl} | not measured | | | | | | |")
+            continue
+        ref = cons_ref if kinds.get(impl) == "c" else prod_ref
+        ratio = r["rps"] / ref["rps"] if (ref and ref["rps"] and r["rps"]) else None
+        iqr = f"{100 * r['iqr'] / r['median']:.0f}%" if r.get("iqr") is not None else "—"
+        bcpu = f"{r['broker_cpu']:.3f}" if r.get("broker_cpu") is not None else "— (no broker)"
+        ccpu = f"{r['client_cpu']:.3f}" if r.get("client_cpu") is not None else "—"
+        out.append(f"| {impl} | {r['records']:,} | {fmt_rate(r['rps'])} | {fmt_ratio(ratio)} | {ccpu} | {bcpu} "
+                   f"| {iqr} | {r['rounds']} |")
+    out += ["", "msg/s = messages / median wall time of the rounds (producers: first send to flush() "
+            "returning, everything acknowledged; consumers: until all messages were returned). "
+            "'vs confluent': producers against confluent produce, consumers against the better of the "
+            f"two confluent consume rows ({cons_ref_name or 'none measured'}). Client CPU from getrusage "
+            "(all the client's threads), broker CPU from /proc schedstat. kafka-python rows are "
+            "references on fewer messages, no goal.", ""]
+    verdicts = []
+    for label, impl, peer, need in CLIENT_GOALS:
+        r = impls.get(impl)
+        if peer == "best confluent consume":
+            p, pname = cons_ref, cons_ref_name or "confluent consume"
+        else:
+            p, pname = impls.get(peer), peer
+        desc = f"goal >= {need:g}x {pname}" if peer != "best confluent consume" else \
+            f"goal >= {need:g}x the better confluent consume row"
+        if not r or not r["rps"]:
+            verdicts.append(("SKIP", f"SKIP: {label}: {impl} not measured ({desc})"))
+        elif not p or not p["rps"]:
+            verdicts.append(("SKIP", f"SKIP: {label}: {pname} not measured ({desc})"))
+        else:
+            x = r["rps"] / p["rps"]
+            ok = x >= need
+            verdicts.append(("PASS" if ok else "FAIL",
+                             f"{'PASS' if ok else 'FAIL'}: {label}: {impl} {fmt_rate(r['rps'])} msg/s = {x:.2f}x "
+                             f"{pname} {fmt_rate(p['rps'])} msg/s ({desc})"))
+    out += [f"**{v[1]}**" for v in verdicts] + [""]
+    return out, verdicts
+
+
 def build(data, rows, src_path):
     mi = data.get("machine_info") or {}
     ci = data.get("commit_info") or {}
@@ -267,6 +346,9 @@ def build(data, rows, src_path):
     i_md, i_verdicts = groups_md(rows.get("I_groups", {}))
     lines += i_md
     known.add("I_groups")
+    j_md, j_verdicts = clients_md(rows.get("J_clients", {}))
+    lines += j_md
+    known.add("J_clients")
     for scen in sorted(set(rows) - known):
         md, _ = scenario_md(scen, scen, ("ratio", "lmdb", 0.0), rows[scen])
         lines += md[:-2]  # table only, no goal line
@@ -281,7 +363,8 @@ def build(data, rows, src_path):
     lines += [f"- G: {v[1]}" for v in g_verdicts]
     lines += [f"- H: {v[1]}" for v in h_verdicts]
     lines += [f"- I: {v[1]}" for v in i_verdicts]
-    verdicts = verdicts + g_verdicts + h_verdicts + i_verdicts
+    lines += [f"- J: {v[1]}" for v in j_verdicts]
+    verdicts = verdicts + g_verdicts + h_verdicts + i_verdicts + j_verdicts
     lines.append("")
     return "\n".join(lines), verdicts
 
