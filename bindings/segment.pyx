@@ -71,6 +71,19 @@ cdef class IndexView:
             pl_segment_unpin(self.segment._s)
 
 
+cdef int _prepare_batches(uint8_t *buf, const uint8_t *src, Py_ssize_t n, int64_t next_offset,
+                          int32_t leader_epoch, bint allow_control, bint assign_offsets,
+                          pl_batches_info *info) noexcept nogil:
+    """Copy src into buf (unless the batches are appended in place: src NULL),
+    then validate them and assign offsets, or only validate (a follower's)."""
+    if src != NULL:
+        memcpy(buf, src, <size_t>n)
+    if assign_offsets:
+        return pl_batches_assign_offsets(buf, <size_t>n, next_offset, leader_epoch, allow_control, info)
+    pl_batches_scan(buf, <size_t>n, 1, info)
+    return PL_OK
+
+
 cdef class Segment:
     """One segment. Invariants (checked in C): synced_size <= size; offsets of
     stored batches increase; index entries stay below next_offset.
@@ -322,7 +335,10 @@ cdef class Segment:
         cdef Py_ssize_t n
         cdef pl_batches_info info
         cdef uint8_t *buf
-        cdef int rc
+        cdef const uint8_t *src = NULL
+        cdef int rc = PL_OK
+        cdef int64_t next_offset = pl_segment_next_offset(self._s)
+        cdef bint big
         if in_place:
             wview = data
             n = wview.shape[0]
@@ -335,23 +351,38 @@ cdef class Segment:
             if n == 0:
                 raise ValueError("no batches")
             buf = self._scratch.reserve(n)
-            memcpy(buf, &view[0], n)
+            src = &view[0]
+        # Large appends copy, CRC-check and write without the GIL, so another
+        # thread (an embedded producer's caller encoding the next batch) runs
+        # meanwhile. The Log's lock keeps every other user of this segment
+        # out; small appends keep the GIL (releasing it costs more than they do).
+        big = n >= 65536
+        if big:
+            with nogil:
+                rc = _prepare_batches(buf, src, n, next_offset, leader_epoch, allow_control,
+                                      assign_offsets, &info)
+        else:
+            rc = _prepare_batches(buf, src, n, next_offset, leader_epoch, allow_control,
+                                  assign_offsets, &info)
         if assign_offsets:
-            rc = pl_batches_assign_offsets(buf, n, pl_segment_next_offset(self._s), leader_epoch,
-                                           allow_control, &info)
             if rc != PL_OK:
                 check(rc, "record batches", info.valid_bytes)
         else:
-            pl_batches_scan(buf, n, 1, &info)
             if info.stop_rc != PL_OK:
                 check(info.stop_rc, "record batches", info.valid_bytes)
-            if info.first_offset < pl_segment_next_offset(self._s):
+            if info.first_offset < next_offset:
                 raise ValueError(f"batches start at {info.first_offset}, below next offset "
-                                 f"{pl_segment_next_offset(self._s)}")
+                                 f"{next_offset}")
         if self._must_roll(n, info.last_offset, info.max_timestamp):
             return None
-        check(pl_segment_append(self._s, buf, <size_t>n, info.last_offset, info.max_timestamp,
-                                info.offset_of_max_timestamp), self.path)
+        if big:
+            with nogil:
+                rc = pl_segment_append(self._s, buf, <size_t>n, info.last_offset,
+                                       info.max_timestamp, info.offset_of_max_timestamp)
+        else:
+            rc = pl_segment_append(self._s, buf, <size_t>n, info.last_offset, info.max_timestamp,
+                                   info.offset_of_max_timestamp)
+        check(rc, self.path)
         return info.first_offset, info.last_offset
 
     # ---- reads ----

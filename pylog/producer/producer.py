@@ -88,6 +88,7 @@ class Producer:
         if batch_size <= 0 or buffer_memory < batch_size:
             raise ValueError("batch_size must be > 0 and <= buffer_memory")
         self.max_block_ms = max_block_ms
+        self._batch_size = batch_size
         self._space = threading.Condition()
         self._closed = False
         self._blocked = 0   # send() calls waiting for buffer space
@@ -168,6 +169,18 @@ class Producer:
             keys = list(keys)
         deadline = time.monotonic() + self.max_block_ms / 1000
         p = -1 if partition is None else partition
+        if keys is not None or not values:
+            return BatchResults(topic, self._append_many(topic, p, values, keys, timestamp,
+                                                         deadline))
+        # About one batch per call: the sender writes each batch out (without
+        # the GIL where it can) while the next one is encoded.
+        step = max(1, self._batch_size // (len(values[0]) + 8))
+        batches = []
+        for i in range(0, len(values), step):
+            batches += self._append_many(topic, p, values[i:i + step], None, timestamp, deadline)
+        return BatchResults(topic, batches)
+
+    def _append_many(self, topic, p, values, keys, timestamp, deadline):
         while True:
             self._check_open()
             try:
@@ -179,7 +192,7 @@ class Producer:
                 self._wait_for_space(deadline)
                 continue
             self._sender.wakeup()
-            return BatchResults(topic, batches)
+            return batches
 
     def _learn_partitions(self, topic: str, deadline: float) -> None:
         left = max(0.0, deadline - time.monotonic())
