@@ -35,10 +35,12 @@ def poll_all(consumers, until, timeout=20.0, seen=None):
     return seen
 
 
-def test_three_consumers_split_six_partitions_and_take_over(cbroker, topic, group):
+@pytest.mark.parametrize("strategy", ["range", "roundrobin", "sticky", "cooperative-sticky"])
+def test_three_consumers_split_six_partitions_and_take_over(cbroker, topic, group, strategy):
     create_topic(cbroker, topic, 6)
     produce(cbroker, topic, [(i % 6, None, b"a%d" % i, None, None) for i in range(300)])
-    consumers = [group_consumer(cbroker, topic, group, enable_auto_commit=False) for _ in range(3)]
+    consumers = [group_consumer(cbroker, topic, group, enable_auto_commit=False,
+                                partition_assignment_strategy=[strategy]) for _ in range(3)]
     try:
         seen = poll_all(consumers, lambda: sorted(len(c.assignment()) for c in consumers) == [2, 2, 2]
                         and len(set().union(*(c.assignment() for c in consumers))) == 6)
@@ -136,7 +138,7 @@ def test_cooperative_sticky_revokes_only_what_moves(cbroker, topic, group):
         b.close()
 
 
-@pytest.mark.parametrize("strategy", ["range"])
+@pytest.mark.parametrize("strategy", ["range", "roundrobin", "cooperative-sticky"])
 def test_pylog_and_confluent_consumers_share_a_group(cbroker, topic, group, strategy):
     create_topic(cbroker, topic, 4)
     produce(cbroker, topic, [(i % 4, None, b"x%d" % i, None, None) for i in range(40)])
