@@ -81,6 +81,9 @@ def test_topics_create_list_describe_alter_delete(broker):
                         r"Configs: retention.ms=123456", lines[0]), lines[0]
     assert lines[1:] == [f"\tTopic: orders\tPartition: {p}\tLeader: {leader}\tReplicas: {leader}\t"
                          f"Isr: {leader}" for p in range(3)]
+    # One replica, always in sync: nothing under-replicated or unavailable.
+    for flag in ("--under-replicated-partitions", "--unavailable-partitions"):
+        assert pylog(broker, "topics", "describe", flag).stdout.decode() == ""
 
     pylog(broker, "topics", "alter", "--topic", "orders", "--partitions", "5",
           "--config", "segment.bytes=1048576")

@@ -36,6 +36,10 @@ def add_topics_parser(sub) -> None:
                "(Topic, Partition, Leader, Replicas, Isr).", _describe)
     d.add_argument("--topic", help="the topic (default: every topic)")
     d.add_argument("--exclude-internal", action="store_true", help="leave out internal topics")
+    d.add_argument("--under-replicated-partitions", action="store_true",
+                   help="only partitions whose ISR is smaller than their replica list")
+    d.add_argument("--unavailable-partitions", action="store_true",
+                   help="only partitions without a leader")
 
     rm = action("delete", "delete a topic", "Delete a topic (DeleteTopics, sent to the controller).",
                 _delete)
@@ -98,15 +102,22 @@ def _describe(args) -> int:
             line = f"Topic: {name}"
             if t.topic_id is not None:
                 line += f"\tTopicId: {t.topic_id}"
-            out.append(f"{line}\tPartitionCount: {len(parts)}\tReplicationFactor: {rf}\tConfigs: {shown}")
+            if not (args.under_replicated_partitions or args.unavailable_partitions):
+                # kafka-topics prints only the partition lines with these filters.
+                out.append(f"{line}\tPartitionCount: {len(parts)}\tReplicationFactor: {rf}\tConfigs: {shown}")
+            only = args.under_replicated_partitions or args.unavailable_partitions
             for p in parts:
+                if only and not ((args.under_replicated_partitions and len(p.isr) < len(p.replicas))
+                                 or (args.unavailable_partitions and p.leader_id < 0)):
+                    continue
                 leader = p.leader_id if p.leader_id >= 0 else "none"
                 line = (f"\tTopic: {name}\tPartition: {p.partition}\tLeader: {leader}\t"
                         f"Replicas: {_ids(p.replicas)}\tIsr: {_ids(p.isr)}")
                 if p.offline_replicas:
                     line += f"\tOffline: {_ids(p.offline_replicas)}"
                 out.append(line)
-    print("\n".join(out))
+    if out:
+        print("\n".join(out))
     return 0
 
 
