@@ -6,12 +6,14 @@
     groups.py        pylog groups list|describe|reset-offsets|delete  (kafka-consumer-groups)
     perf_produce.py  pylog perf produce                               (kafka-producer-perf-test)
     perf_consume.py  pylog perf consume                               (kafka-consumer-perf-test)
+    cluster.py       pylog cluster up|status|down                     (a local cluster of processes)
     common.py        --bootstrap-server, k=v options, errors -> exit codes
 
 Each add_*_parser(subparsers) adds its parser(s); every leaf parser sets
 `tool` (a function of the parsed args returning an exit code), which
 pylog.__main__ runs through common.run_tool.
 """
+from .cluster import add_cluster_parser
 from .common import run_tool
 from .consume import add_consume_parser
 from .groups import add_groups_parser
@@ -28,3 +30,4 @@ def add_client_commands(sub) -> None:
     add_consume_parser(sub)
     add_groups_parser(sub)
     add_perf_parser(sub)
+    add_cluster_parser(sub)
