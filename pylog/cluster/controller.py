@@ -1,0 +1,856 @@
+"""The cluster controller (ZooKeeper-era Kafka semantics, KAFKA-NOTES §4.3-4.5):
+it owns partition leadership and the ISR as written in the MetadataStore and
+tells brokers about them with LeaderAndIsr (v3), UpdateMetadata (v5) and
+StopReplica (v1).
+
+Duties:
+- becoming controller (store.elect_controller): load topics and partition
+  states, elect leaders for partitions without a live one, send UpdateMetadata
+  to every live broker and LeaderAndIsr to every live replica;
+- broker death: elect a new leader for partitions it led (election.py, CAS
+  writes), drop it from every ISR it is in, tell the replicas and everyone;
+- broker start: UpdateMetadata to it (everything) and to the others (the new
+  broker list), LeaderAndIsr for its replicas, elect leaders for partitions
+  that were offline;
+- topic creation (assignment.py), partition addition, deletion (StopReplica
+  delete_partitions=true, then removal from the store);
+- AlterPartition from leaders (ISR changes, checked against leader_epoch and
+  partition_epoch), controlled shutdown, preferred leader election (manual and
+  auto.leader.rebalance).
+
+Threading: every piece of controller work runs on ONE thread, the event
+thread, which takes events from a queue in order. Store watches, the
+rebalance timer and the public methods only put events on that queue (the
+public methods then wait for their event's result), so the controller's own
+state (_epoch, _live, _topics, _states, _shutting_down) is touched by the
+event thread alone and needs no lock. Requests to brokers are sent from the
+event thread too, synchronously: a slow broker delays the controller, as one
+controller-to-broker queue per broker would avoid (not done).
+
+Invariants:
+- _epoch is the controller epoch this store was elected with, or None when
+  not the active controller; while None no request is sent and no state is
+  written.
+- _states mirrors the store: every write goes through store CAS
+  (update_partition_state with the partition_epoch we last read); a lost race
+  re-reads the state and decides again; a write refused for a newer controller
+  epoch (ControllerMovedError) makes this controller resign.
+- Every state this controller writes carries controller_epoch = _epoch.
+
+Errors to callers: PylogError subclasses carrying Kafka codes
+(NOT_CONTROLLER 41 when not active, TOPIC_ALREADY_EXISTS, ...).
+"""
+from __future__ import annotations
+
+import abc
+import concurrent.futures
+import logging
+import queue
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+
+from ..errors import (
+    InvalidPartitionsError,
+    InvalidReplicaAssignmentError,
+    InvalidReplicationFactorError,
+    PylogError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+from ..protocol.messages import (
+    AlterPartitionRequest,
+    AlterPartitionResponse,
+    ControlledShutdownResponse,
+    LeaderAndIsrRequest,
+    StopReplicaRequest,
+    UpdateMetadataRequest,
+)
+from . import election
+from .assignment import assign_replicas
+from .metadata_store import BrokerInfo, ControllerMovedError, MetadataStore, PartitionState, TopicAssignment
+
+__all__ = [
+    "LEADER_AND_ISR_VERSION",
+    "UPDATE_METADATA_VERSION",
+    "STOP_REPLICA_VERSION",
+    "LEADER_DURING_DELETE",
+    "BrokerChannel",
+    "WireBrokerChannel",
+    "Controller",
+    "NotControllerError",
+]
+
+log = logging.getLogger(__name__)
+
+# Inter-broker versions fixed by the issue's design (all non-flexible).
+LEADER_AND_ISR_VERSION = 3
+UPDATE_METADATA_VERSION = 5
+STOP_REPLICA_VERSION = 1
+
+# Kafka's LeaderAndIsr.LeaderDuringDelete: UpdateMetadata partitions with this
+# leader tell brokers to drop the topic from their metadata cache.
+LEADER_DURING_DELETE = -2
+
+LISTENER_NAME = "PLAINTEXT"
+SECURITY_PROTOCOL_PLAINTEXT = 0
+
+# Error codes (Kafka's Errors).
+NONE = 0
+UNKNOWN_TOPIC_OR_PARTITION = 3
+BROKER_NOT_AVAILABLE = 8
+NOT_CONTROLLER = 41
+INVALID_REQUEST = 42
+OPERATION_NOT_ATTEMPTED = 55
+FENCED_LEADER_EPOCH = 74
+STALE_BROKER_EPOCH = 77
+INVALID_UPDATE_VERSION = 95
+INELIGIBLE_REPLICA = 107
+
+# A CAS write lost to a concurrent writer (a leader's ISR change through the
+# store, another controller) is re-decided this many times before giving up.
+MAX_CAS_RETRIES = 10
+
+
+class NotControllerError(PylogError):
+    """This broker is not (or no longer) the active controller."""
+
+    error_code = NOT_CONTROLLER
+
+
+# --- talking to brokers ------------------------------------------------------------------
+
+class BrokerChannel(abc.ABC):
+    """How the controller reaches brokers: one request, one response.
+
+    send raises ConnectionError (or OSError) when the broker cannot be
+    reached; the controller logs it and goes on (the broker gets the whole
+    state again when it re-registers). update_brokers is told the live broker
+    set whenever it changes, so a channel can open and close connections."""
+
+    @abc.abstractmethod
+    def send(self, broker_id: int, request, api_version: int):
+        ...
+
+    def update_brokers(self, live: Mapping[int, BrokerInfo]) -> None:  # noqa: B027 (optional hook)
+        pass
+
+    def close(self) -> None:  # noqa: B027
+        pass
+
+
+class WireBrokerChannel(BrokerChannel):
+    """BrokerChannel over pylog.client.wire.Connection: one synchronous
+    connection per live broker, opened on first use, dropped when the broker
+    leaves or the connection fails (the next send reconnects).
+
+    Thread-safety: used by the controller's event thread only."""
+
+    def __init__(self, live_brokers: Mapping[int, BrokerInfo] | None = None, timeout: float = 30.0,
+                 client_id: str = "pylog-controller"):
+        self._brokers: dict[int, BrokerInfo] = dict(live_brokers or {})
+        self._conns: dict = {}
+        self._timeout = timeout
+        self._client_id = client_id
+
+    def update_brokers(self, live: Mapping[int, BrokerInfo]) -> None:
+        self._brokers = dict(live)
+        for broker_id in list(self._conns):
+            info = self._brokers.get(broker_id)
+            conn = self._conns[broker_id]
+            if info is None or (info.host, info.port) != (conn.host, conn.port):
+                self._conns.pop(broker_id).close()
+
+    def send(self, broker_id: int, request, api_version: int):
+        from ..client.wire import Connection
+        conn = self._conns.get(broker_id)
+        if conn is None or conn.closed:
+            info = self._brokers.get(broker_id)
+            if info is None:
+                raise ConnectionError(f"broker {broker_id} is not live")
+            conn = Connection(info.host, info.port, client_id=self._client_id, timeout=self._timeout)
+            self._conns[broker_id] = conn
+        try:
+            return conn.request(request, api_version)
+        except BaseException:
+            self._conns.pop(broker_id, None)
+            conn.close()
+            raise
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+
+# --- the controller -----------------------------------------------------------------------
+
+TopicPartition = tuple[str, int]
+
+
+class Controller:
+    """One broker's controller (see the module doc for duties, threading and
+    invariants). start() registers the watches and tries to become the active
+    controller; stop() ends the event thread (and resigns)."""
+
+    def __init__(self, broker_id: int, store: MetadataStore, channel: BrokerChannel, *,
+                 unclean_leader_election_enable: bool = False,
+                 auto_leader_rebalance_enable: bool = True,
+                 leader_imbalance_check_interval_seconds: float = 300,
+                 leader_imbalance_per_broker_percentage: int = election.LEADER_IMBALANCE_PER_BROKER_PERCENTAGE,
+                 call_timeout: float = 60.0):
+        self.broker_id = broker_id
+        self.store = store
+        self.channel = channel
+        self.unclean_leader_election_enable = unclean_leader_election_enable
+        self.auto_leader_rebalance_enable = auto_leader_rebalance_enable
+        self.leader_imbalance_check_interval_seconds = leader_imbalance_check_interval_seconds
+        self.leader_imbalance_per_broker_percentage = leader_imbalance_per_broker_percentage
+        self.call_timeout = call_timeout
+        # Event-thread state (see the class doc).
+        self._epoch: int | None = None
+        self._live: dict[int, BrokerInfo] = {}
+        self._topics: dict[str, TopicAssignment] = {}
+        self._states: dict[TopicPartition, PartitionState] = {}
+        self._shutting_down: set[int] = set()
+        self._events: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._timer: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> "Controller":
+        self._thread = threading.Thread(target=self._run, name=f"controller-{self.broker_id}", daemon=True)
+        self._thread.start()
+        self.store.watch_controller(lambda cid: self._put(self._on_controller_change, cid))
+        self.store.watch_brokers(lambda live: self._put(self._on_broker_change, dict(live)))
+        self._put(self._try_elect)
+        if self.auto_leader_rebalance_enable:
+            self._timer = threading.Thread(target=self._rebalance_timer, daemon=True,
+                                           name=f"controller-{self.broker_id}-rebalance")
+            self._timer.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        if not self._stopping.is_set():
+            try:
+                self._call(self._resign, True)
+            except PylogError:
+                pass
+        self._stopping.set()
+        self._events.put(None)
+        self._thread.join()
+        if self._timer is not None:
+            self._timer.join()
+        self.channel.close()
+
+    @property
+    def is_active(self) -> bool:
+        return self._epoch is not None
+
+    @property
+    def epoch(self) -> int | None:
+        return self._epoch
+
+    def live_broker_ids(self) -> set[int]:
+        """The brokers the controller currently considers live."""
+        return self._call(lambda: set(self._live))
+
+    def sync(self) -> None:
+        """Wait until every event queued so far has been handled."""
+        self._call(lambda: None)
+
+    # -- public operations (thread-safe: they run on the event thread) ------------------------
+
+    def create_topic(self, name: str, num_partitions: int, replication_factor: int,
+                     replica_assignment: Mapping[int, list[int]] | None = None,
+                     configs: Mapping[str, str] | None = None) -> TopicAssignment:
+        return self._call(self._create_topic, name, num_partitions, replication_factor,
+                          replica_assignment, configs)
+
+    def create_partitions(self, name: str, total_count: int,
+                          replica_assignment: Mapping[int, list[int]] | None = None) -> TopicAssignment:
+        return self._call(self._create_partitions, name, total_count, replica_assignment)
+
+    def delete_topic(self, name: str) -> None:
+        return self._call(self._delete_topic, name)
+
+    def alter_partition(self, request: AlterPartitionRequest, api_version: int = 0) -> AlterPartitionResponse:
+        return self._call(self._alter_partition, request, api_version)
+
+    def controlled_shutdown(self, broker_id: int, broker_epoch: int = -1) -> ControlledShutdownResponse:
+        return self._call(self._controlled_shutdown, broker_id, broker_epoch)
+
+    def elect_preferred_leaders(self, partitions: Iterable[TopicPartition] | None = None
+                                ) -> dict[TopicPartition, int]:
+        """Preferred election for the given partitions (all when None);
+        {partition: new leader} for those that moved."""
+        return self._call(self._elect_preferred, None if partitions is None else list(partitions))
+
+    def check_leader_imbalance(self) -> dict[TopicPartition, int]:
+        """One auto.leader.rebalance round now (the timer calls it every interval)."""
+        return self._call(self._check_imbalance)
+
+    def submit(self, fn_name: str, *args) -> concurrent.futures.Future:
+        """Queue a public operation by name and return its Future at once (for
+        callers on an asyncio loop: asyncio.wrap_future(controller.submit(...)))."""
+        fn = {"alter_partition": self._alter_partition, "controlled_shutdown": self._controlled_shutdown,
+              "create_topic": self._create_topic, "delete_topic": self._delete_topic,
+              "create_partitions": self._create_partitions}[fn_name]
+        return self._put(fn, *args)
+
+    # -- snapshots for tests / tools (copies; safe from any thread after sync()) -----------
+
+    def partition_states(self) -> dict[TopicPartition, PartitionState]:
+        return self._call(lambda: dict(self._states))
+
+    # -- event machinery ---------------------------------------------------------------
+
+    def _put(self, fn: Callable, *args) -> concurrent.futures.Future:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        if self._stopping.is_set():
+            fut.set_exception(NotControllerError("controller stopped"))
+            return fut
+        self._events.put((fn, args, fut))
+        return fut
+
+    def _call(self, fn: Callable, *args):
+        if threading.current_thread() is self._thread:
+            return fn(*args)
+        if self._thread is None:
+            raise NotControllerError("controller not started")
+        return self._put(fn, *args).result(self.call_timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._events.get()
+            if item is None:
+                return
+            fn, args, fut = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except ControllerMovedError as e:
+                log.warning("controller %s: a newer controller wrote first (%s); resigning", self.broker_id, e)
+                self._resign(False)
+                fut.set_exception(NotControllerError(str(e)))
+            except BaseException as e:  # noqa: BLE001 - the caller gets it; the loop must go on
+                if not isinstance(e, PylogError):
+                    log.exception("controller %s: event %s failed", self.broker_id, getattr(fn, "__name__", fn))
+                fut.set_exception(e)
+            else:
+                fut.set_result(result)
+
+    def _rebalance_timer(self) -> None:
+        while not self._stopping.wait(self.leader_imbalance_check_interval_seconds):
+            self._put(self._check_imbalance_if_active)
+
+    def _require_active(self) -> int:
+        if self._epoch is None:
+            raise NotControllerError(f"broker {self.broker_id} is not the active controller")
+        return self._epoch
+
+    # -- election and resignation ------------------------------------------------------------
+
+    def _on_controller_change(self, controller_id: int | None) -> None:
+        # Notifications are snapshots and may be stale: ask the store again.
+        current = self.store.controller_id()
+        if current is None:
+            if self._epoch is not None:
+                # Our role is gone (session expired, resigned): whatever we
+                # hold is stale; start again from the store if re-elected.
+                self._resign(False)
+            self._try_elect()
+        elif current != self.broker_id and self._epoch is not None:
+            self._resign(False)
+
+    def _try_elect(self) -> None:
+        if self._epoch is not None or self._stopping.is_set():
+            return
+        epoch = self.store.elect_controller(self.broker_id)
+        if epoch is None:
+            return
+        log.info("broker %s is the controller, epoch %s", self.broker_id, epoch)
+        self._epoch = epoch
+        self._on_controller_failover()
+
+    def _resign(self, voluntary: bool) -> None:
+        was_active = self._epoch is not None
+        self._epoch = None
+        self._live, self._topics, self._states = {}, {}, {}
+        self._shutting_down = set()
+        if voluntary and was_active:
+            self.store.resign_controller()
+
+    def _on_controller_failover(self) -> None:
+        self._live = dict(self.store.live_brokers())
+        self.channel.update_brokers(self._live)
+        self._topics = dict(self.store.topics())
+        self._states = {}
+        missing: list[TopicPartition] = []
+        for name, topic in self._topics.items():
+            for p in topic.partitions:
+                state = self.store.partition_state(name, p)
+                if state is None:
+                    missing.append((name, p))
+                else:
+                    self._states[(name, p)] = state
+        # A topic created just before a controller died may lack states.
+        for tp in missing:
+            self._initialize_partition(tp)
+        self._send_update_metadata(self._live, self._states)
+        changed = self._elect_offline_partitions()
+        targets = set(self._states)
+        self._send_leader_and_isr(targets)
+        if changed:
+            self._send_update_metadata(self._live, changed)
+
+    # -- broker membership --------------------------------------------------------------------
+
+    def _on_broker_change(self, live: dict[int, BrokerInfo]) -> None:
+        if self._epoch is None:
+            return
+        old = self._live
+        new_ids = {b for b in live if b not in old}
+        dead_ids = {b for b in old if b not in live}
+        # Same id with a new endpoint: it restarted between two watch events.
+        bounced = {b for b in live if b in old and (live[b].host, live[b].port) != (old[b].host, old[b].port)}
+        if bounced:
+            # A restarted broker lost its replica state: first handle it as
+            # dead (leadership moves away, it leaves ISRs), then as new.
+            self._live = {b: i for b, i in live.items() if b not in bounced}
+            self.channel.update_brokers(self._live)
+            self._on_broker_failure(bounced)
+        self._live = dict(live)
+        self.channel.update_brokers(self._live)
+        if new_ids or bounced:
+            self._on_broker_startup(new_ids | bounced)
+        if dead_ids:
+            self._on_broker_failure(dead_ids)
+
+    def _on_broker_startup(self, new_ids: set[int]) -> None:
+        self._shutting_down -= new_ids
+        others = {b: i for b, i in self._live.items() if b not in new_ids}
+        self._send_update_metadata(others, {})
+        self._send_update_metadata({b: self._live[b] for b in new_ids}, self._states)
+        on_new = {tp for tp, tA in self._replicas_by_partition().items() if new_ids & set(tA)}
+        self._send_leader_and_isr(on_new, only_brokers=new_ids)
+        changed = self._elect_offline_partitions()
+        if changed:
+            self._send_leader_and_isr(set(changed))
+            self._send_update_metadata(self._live, changed)
+
+    def _on_broker_failure(self, dead_ids: set[int]) -> None:
+        self._shutting_down -= dead_ids
+        changed = self._elect_offline_partitions()
+        # Then every dead replica leaves the ISRs it is still in (Kafka's
+        # OfflineReplica transition: removeReplicasFromIsr).
+        for tp in sorted(self._states):
+            for replica in sorted(dead_ids):
+                if replica in self._states[tp].isr:
+                    new = self._cas(tp, lambda s, r=replica: election.remove_replica_from_isr(s, r, self._epoch))
+                    if new is not None:
+                        changed[tp] = new
+        if changed:
+            self._send_leader_and_isr(set(changed))
+            self._send_update_metadata(self._live, changed)
+
+    def _electable(self) -> set[int]:
+        # Kafka's isReplicaOnline: live and not shutting down.
+        return {b for b in self._live if b not in self._shutting_down}
+
+    def _unclean_enabled(self, topic: str) -> bool:
+        value = self.store.topic_configs(topic).get("unclean.leader.election.enable")
+        if value is None:
+            return self.unclean_leader_election_enable
+        return str(value).strip().lower() == "true"
+
+    def _elect_offline_partitions(self) -> dict[TopicPartition, PartitionState]:
+        """Elect a leader for every partition whose leader is not live."""
+        changed = {}
+        unclean_by_topic: dict[str, bool] = {}
+        for tp in sorted(self._states):
+            state = self._states[tp]
+            if state.leader in self._live and state.leader >= 0:
+                continue
+            topic = tp[0]
+            if topic not in unclean_by_topic:
+                unclean_by_topic[topic] = self._unclean_enabled(topic)
+            assignment = self._topics[topic].partitions[tp[1]]
+            new = self._cas(tp, lambda s, a=assignment, u=unclean_by_topic[topic]: (
+                None if (s.leader in self._live and s.leader >= 0)
+                else election.elect_offline(s, a, self._electable(), self._epoch, u)))
+            if new is not None:
+                changed[tp] = new
+            else:
+                log.warning("controller: no leader electable for %s-%s (isr %s)", tp[0], tp[1], state.isr)
+        return changed
+
+    # -- CAS writes ----------------------------------------------------------------------
+
+    def _cas(self, tp: TopicPartition, decide: Callable[[PartitionState], PartitionState | None]
+             ) -> PartitionState | None:
+        """Write decide(current state) with compare-and-set, re-reading and
+        re-deciding when another writer got there first; the written state, or
+        None when decide says there is nothing to write."""
+        epoch = self._require_active()
+        state = self._states[tp]
+        for _ in range(MAX_CAS_RETRIES):
+            new = decide(state)
+            if new is None:
+                return None
+            written = self.store.update_partition_state(tp[0], tp[1], new, state.partition_epoch)
+            if written is not None:
+                self._states[tp] = written
+                return written
+            state = self.store.partition_state(tp[0], tp[1])
+            if state is None:
+                raise UnknownTopicOrPartitionError(f"{tp[0]}-{tp[1]} disappeared")
+            if state.controller_epoch > epoch:
+                raise ControllerMovedError(
+                    f"{tp[0]}-{tp[1]} written by controller epoch {state.controller_epoch} > {epoch}")
+            self._states[tp] = state
+        raise PylogError(f"{tp[0]}-{tp[1]}: compare-and-set lost {MAX_CAS_RETRIES} times")
+
+    def _initialize_partition(self, tp: TopicPartition) -> PartitionState | None:
+        """NewPartition -> OnlinePartition: leader = first live replica, ISR =
+        the live replicas, leader_epoch 0. Nothing written when none is live."""
+        epoch = self._require_active()
+        replicas = self._topics[tp[0]].partitions[tp[1]]
+        live = [r for r in replicas if r in self._live]
+        if not live:
+            log.warning("controller: no live replica for new partition %s-%s %s", tp[0], tp[1], replicas)
+            return None
+        state = PartitionState(leader=live[0], leader_epoch=0, isr=live, controller_epoch=epoch)
+        written = self.store.create_partition_state(tp[0], tp[1], state)
+        self._states[tp] = written
+        return written
+
+    # -- topics --------------------------------------------------------------------------
+
+    def _live_broker_list(self) -> list[BrokerInfo]:
+        return [self._live[b] for b in sorted(self._live)]
+
+    def _check_manual_assignment(self, assignment: Mapping[int, list[int]], first: int, count: int) -> None:
+        if sorted(assignment) != list(range(first, first + count)):
+            raise InvalidReplicaAssignmentError(
+                f"partitions {sorted(assignment)} are not {first}..{first + count - 1}")
+        sizes = {len(r) for r in assignment.values()}
+        if len(sizes) != 1 or 0 in sizes:
+            raise InvalidReplicaAssignmentError("every partition needs the same, non-zero replica count")
+        for replicas in assignment.values():
+            if len(set(replicas)) != len(replicas):
+                raise InvalidReplicaAssignmentError(f"duplicate replicas in {replicas}")
+
+    def _create_topic(self, name, num_partitions, replication_factor, replica_assignment, configs):
+        epoch = self._require_active()
+        if name in self._topics or name in self.store.topics():
+            raise TopicAlreadyExistsError(f"Topic '{name}' already exists.")
+        if replica_assignment:
+            assignment = {int(p): [int(b) for b in r] for p, r in replica_assignment.items()}
+            self._check_manual_assignment(assignment, 0, len(assignment))
+        else:
+            assignment = assign_replicas(self._live_broker_list(), num_partitions, replication_factor)
+        topic = TopicAssignment(name=name, topic_id=uuid.uuid4(), partitions=assignment)
+        self.store.create_topic(topic, dict(configs or {}))
+        self._topics[name] = topic
+        created = {}
+        for p in sorted(assignment):
+            state = self._initialize_partition((name, p))
+            if state is not None:
+                created[(name, p)] = state
+        log.info("controller epoch %s created %s %s", epoch, name, assignment)
+        self._send_leader_and_isr(set(created), is_new=True)
+        self._send_update_metadata(self._live, created)
+        return topic
+
+    def _create_partitions(self, name, total_count, replica_assignment):
+        self._require_active()
+        topic = self._topics.get(name)
+        if topic is None:
+            raise UnknownTopicOrPartitionError(f"Topic '{name}' does not exist.")
+        existing = len(topic.partitions)
+        if total_count <= existing:
+            raise InvalidPartitionsError(f"Topic currently has {existing} partitions, "
+                                         f"{total_count} would not be an increase.")
+        rf = len(topic.partitions[0])
+        if replica_assignment:
+            added = {int(p): [int(b) for b in r] for p, r in replica_assignment.items()}
+            self._check_manual_assignment(added, existing, total_count - existing)
+        else:
+            brokers = self._live_broker_list()
+            if rf > len(brokers):
+                raise InvalidReplicationFactorError(
+                    f"Replication factor: {rf} larger than available brokers: {len(brokers)}.")
+            # Kafka (AdminZkClient.createPartitions): continue the round robin
+            # from partition 0's preferred leader.
+            ids = [b.broker_id for b in brokers]
+            start_index = next((i for i, b in enumerate(ids) if b >= topic.partitions[0][0]), 0)
+            added = assign_replicas(brokers, total_count - existing, rf, start_partition=existing,
+                                    fixed_start_index=start_index)
+        new_topic = TopicAssignment(name=name, topic_id=topic.topic_id, partitions={**topic.partitions, **added})
+        self.store.set_assignment(new_topic)
+        self._topics[name] = new_topic
+        created = {}
+        for p in sorted(added):
+            state = self._initialize_partition((name, p))
+            if state is not None:
+                created[(name, p)] = state
+        self._send_leader_and_isr(set(created), is_new=True)
+        self._send_update_metadata(self._live, created)
+        return new_topic
+
+    def _delete_topic(self, name: str) -> None:
+        epoch = self._require_active()
+        topic = self._topics.get(name)
+        if topic is None:
+            raise UnknownTopicOrPartitionError(f"Topic '{name}' does not exist.")
+        # Brokers first forget the topic (leader -2), then delete its logs.
+        deleting = {(name, p): PartitionState(leader=LEADER_DURING_DELETE,
+                                              leader_epoch=self._states.get((name, p), _NO_STATE).leader_epoch,
+                                              isr=[], controller_epoch=epoch)
+                    for p in topic.partitions}
+        self._send_update_metadata(self._live, deleting, replicas_of={tp: topic.partitions[tp[1]] for tp in deleting})
+        by_broker: dict[int, list[int]] = {}
+        for p, replicas in topic.partitions.items():
+            for b in replicas:
+                by_broker.setdefault(b, []).append(p)
+        for b, parts in sorted(by_broker.items()):
+            if b not in self._live:
+                # A dead replica keeps its files (Kafka would wait for it).
+                log.warning("controller: %s replicas on dead broker %s not deleted", name, b)
+                continue
+            req = StopReplicaRequest(controller_id=self.broker_id, controller_epoch=epoch, broker_epoch=-1,
+                                     delete_partitions=True,
+                                     topics=[StopReplicaRequest.StopReplicaTopicV1(
+                                         name=name, partition_indexes=sorted(parts))])
+            self._send(b, req, STOP_REPLICA_VERSION)
+        self.store.delete_topic(name)
+        del self._topics[name]
+        for p in topic.partitions:
+            self._states.pop((name, p), None)
+
+    # -- AlterPartition (leader -> controller ISR changes) ------------------------------------
+
+    def _alter_partition(self, request: AlterPartitionRequest, api_version: int = 0) -> AlterPartitionResponse:
+        resp = AlterPartitionResponse()
+        if self._epoch is None:
+            resp.error_code = NOT_CONTROLLER
+            return resp
+        if request.broker_id not in self._live:
+            resp.error_code = STALE_BROKER_EPOCH
+            return resp
+        changed = {}
+        for topic_data in request.topics:
+            out_topic = AlterPartitionResponse.TopicData(topic_name=topic_data.topic_name,
+                                                        topic_id=topic_data.topic_id)
+            resp.topics.append(out_topic)
+            for pd in topic_data.partitions:
+                tp = (topic_data.topic_name, pd.partition_index)
+                new_isr = (list(pd.new_isr) if api_version < 3
+                           else [b.broker_id for b in pd.new_isr_with_epochs])
+                error, state = self._alter_one(tp, request.broker_id, pd.leader_epoch, pd.partition_epoch,
+                                               new_isr, api_version)
+                out = AlterPartitionResponse.PartitionData(partition_index=pd.partition_index, error_code=error)
+                if state is not None:
+                    out.leader_id, out.leader_epoch = state.leader, state.leader_epoch
+                    out.isr, out.partition_epoch = list(state.isr), state.partition_epoch
+                    if error == NONE:
+                        changed[tp] = state
+                out_topic.partitions.append(out)
+        if changed:
+            self._send_update_metadata(self._live, changed)
+        return resp
+
+    def _alter_one(self, tp, broker_id, leader_epoch, partition_epoch, new_isr, api_version):
+        """(error code, state to answer with) for one partition, Kafka's order
+        of checks (KafkaController.processAlterPartition)."""
+        current = self._states.get(tp)
+        if current is None:
+            return UNKNOWN_TOPIC_OR_PARTITION, None
+        if partition_epoch > current.partition_epoch or leader_epoch > current.leader_epoch:
+            # The leader knows a newer state than ours: we are likely no
+            # longer the controller; NOT_CONTROLLER makes it look again.
+            return NOT_CONTROLLER, None
+        if leader_epoch < current.leader_epoch:
+            return FENCED_LEADER_EPOCH, None
+        if broker_id != current.leader:
+            return INVALID_REQUEST, None
+        if list(new_isr) == list(current.isr):
+            # Already so: answer with it (idempotent retries), before the
+            # partition_epoch fence.
+            return NONE, current
+        if partition_epoch < current.partition_epoch:
+            return INVALID_UPDATE_VERSION, None
+        replicas = self._topics[tp[0]].partitions[tp[1]]
+        if current.leader not in new_isr or len(set(new_isr)) != len(new_isr):
+            return INVALID_REQUEST, None
+        if any(b not in replicas or b not in self._live or b in self._shutting_down for b in new_isr):
+            return (INELIGIBLE_REPLICA if api_version >= 1 else OPERATION_NOT_ATTEMPTED), None
+        new = PartitionState(leader=current.leader, leader_epoch=current.leader_epoch, isr=list(new_isr),
+                             controller_epoch=self._epoch, partition_epoch=current.partition_epoch)
+        written = self.store.update_partition_state(tp[0], tp[1], new, current.partition_epoch)
+        if written is None:
+            reread = self.store.partition_state(tp[0], tp[1])
+            if reread is not None:
+                self._states[tp] = reread
+            return INVALID_UPDATE_VERSION, None
+        self._states[tp] = written
+        return NONE, written
+
+    # -- controlled shutdown ------------------------------------------------------------------
+
+    def _controlled_shutdown(self, broker_id: int, broker_epoch: int = -1) -> ControlledShutdownResponse:
+        if self._epoch is None:
+            return ControlledShutdownResponse(error_code=NOT_CONTROLLER)
+        if broker_id not in self._live:
+            return ControlledShutdownResponse(error_code=BROKER_NOT_AVAILABLE)
+        self._shutting_down.add(broker_id)
+        changed: dict[TopicPartition, PartitionState] = {}
+        stop_follower: list[TopicPartition] = []
+        for tp in sorted(self._states):
+            replicas = self._topics[tp[0]].partitions[tp[1]]
+            state = self._states[tp]
+            if broker_id not in replicas or len(replicas) <= 1 or state.leader < 0:
+                continue
+            if state.leader == broker_id:
+                new = self._cas(tp, lambda s, a=replicas: (
+                    election.elect_controlled_shutdown(s, a, self._electable(), self._shutting_down, self._epoch)
+                    if s.leader == broker_id else None))
+            else:
+                # A follower leaves the ISR now and stops fetching.
+                new = self._cas(tp, lambda s: election.remove_replica_from_isr(s, broker_id, self._epoch))
+                stop_follower.append(tp)
+            if new is not None:
+                changed[tp] = new
+        if changed:
+            self._send_leader_and_isr(set(changed), exclude_brokers={broker_id})
+            self._send_update_metadata(self._live, changed)
+        if stop_follower:
+            by_topic: dict[str, list[int]] = {}
+            for t, p in stop_follower:
+                by_topic.setdefault(t, []).append(p)
+            req = StopReplicaRequest(controller_id=self.broker_id, controller_epoch=self._epoch, broker_epoch=-1,
+                                     delete_partitions=False,
+                                     topics=[StopReplicaRequest.StopReplicaTopicV1(name=t, partition_indexes=ps)
+                                             for t, ps in sorted(by_topic.items())])
+            self._send(broker_id, req, STOP_REPLICA_VERSION)
+        remaining = [ControlledShutdownResponse.RemainingPartition(topic_name=t, partition_index=p)
+                     for (t, p), s in sorted(self._states.items())
+                     if s.leader == broker_id and len(self._topics[t].partitions[p]) > 1]
+        return ControlledShutdownResponse(error_code=NONE, remaining_partitions=remaining)
+
+    # -- preferred leader election ------------------------------------------------------------
+
+    def _elect_preferred(self, partitions: list[TopicPartition] | None) -> dict[TopicPartition, int]:
+        self._require_active()
+        targets = sorted(self._states) if partitions is None else sorted(partitions)
+        changed = {}
+        for tp in targets:
+            if tp not in self._states:
+                continue
+            assignment = self._topics[tp[0]].partitions[tp[1]]
+            live = self._electable()
+            new = self._cas(tp, lambda s, a=assignment: election.elect_preferred(s, a, live, self._epoch))
+            if new is not None:
+                changed[tp] = new
+        if changed:
+            self._send_leader_and_isr(set(changed))
+            self._send_update_metadata(self._live, changed)
+        return {tp: s.leader for tp, s in changed.items()}
+
+    def _check_imbalance(self) -> dict[TopicPartition, int]:
+        self._require_active()
+        assignments = {(t, p): r for t, topic in self._topics.items() for p, r in topic.partitions.items()}
+        candidates = election.preferred_election_candidates(
+            assignments, self._states, self._live, self.leader_imbalance_per_broker_percentage)
+        if not candidates:
+            return {}
+        return self._elect_preferred(candidates)
+
+    def _check_imbalance_if_active(self) -> None:
+        if self._epoch is not None:
+            self._check_imbalance()
+
+    # -- requests to brokers --------------------------------------------------------------------
+
+    def _replicas_by_partition(self) -> dict[TopicPartition, list[int]]:
+        return {(t, p): r for t, topic in self._topics.items() for p, r in topic.partitions.items()}
+
+    def _send(self, broker_id: int, request, api_version: int):
+        try:
+            resp = self.channel.send(broker_id, request, api_version)
+        except (OSError, PylogError) as e:
+            # The broker gets the full state again when it re-registers.
+            log.warning("controller: %s to broker %s failed: %s", type(request).__name__, broker_id, e)
+            return None
+        if resp is not None and getattr(resp, "error_code", 0):
+            log.warning("controller: broker %s answered %s with error %s",
+                        broker_id, type(request).__name__, resp.error_code)
+        return resp
+
+    def _send_leader_and_isr(self, partitions: set[TopicPartition], is_new: bool = False,
+                             only_brokers: set[int] | None = None, exclude_brokers: set[int] = frozenset()):
+        """LeaderAndIsr to every live replica of each partition (optionally
+        only some brokers), one request per broker."""
+        epoch = self._require_active()
+        per_broker: dict[int, list[TopicPartition]] = {}
+        for tp in partitions:
+            if tp not in self._states:
+                continue
+            for b in self._topics[tp[0]].partitions[tp[1]]:
+                if b in self._live and b not in exclude_brokers and (only_brokers is None or b in only_brokers):
+                    per_broker.setdefault(b, []).append(tp)
+        for b, tps in sorted(per_broker.items()):
+            by_topic: dict[str, list] = {}
+            leaders = set()
+            for t, p in sorted(tps):
+                s = self._states[(t, p)]
+                leaders.add(s.leader)
+                by_topic.setdefault(t, []).append(LeaderAndIsrRequest.LeaderAndIsrPartitionState(
+                    partition_index=p, controller_epoch=s.controller_epoch, leader=s.leader,
+                    leader_epoch=s.leader_epoch, isr=list(s.isr), partition_epoch=s.partition_epoch,
+                    replicas=list(self._topics[t].partitions[p]), adding_replicas=[], removing_replicas=[],
+                    is_new=is_new))
+            req = LeaderAndIsrRequest(
+                controller_id=self.broker_id, controller_epoch=epoch, broker_epoch=-1,
+                topic_states=[LeaderAndIsrRequest.LeaderAndIsrTopicState(topic_name=t, partition_states=ps)
+                              for t, ps in by_topic.items()],
+                live_leaders=[LeaderAndIsrRequest.LeaderAndIsrLiveLeader(
+                    broker_id=l, host_name=self._live[l].host, port=self._live[l].port)
+                    for l in sorted(leaders) if l in self._live])
+            self._send(b, req, LEADER_AND_ISR_VERSION)
+
+    def _send_update_metadata(self, brokers: Mapping[int, BrokerInfo], states: Mapping[TopicPartition, PartitionState],
+                              replicas_of: Mapping[TopicPartition, list[int]] | None = None):
+        """UpdateMetadata with these partition states and every live broker's
+        endpoint to each broker in ``brokers``."""
+        epoch = self._require_active()
+        if not brokers:
+            return
+        by_topic: dict[str, list] = {}
+        for (t, p), s in sorted(states.items()):
+            replicas = (replicas_of or {}).get((t, p)) or self._topics[t].partitions[p]
+            by_topic.setdefault(t, []).append(UpdateMetadataRequest.UpdateMetadataPartitionState(
+                partition_index=p, controller_epoch=s.controller_epoch, leader=s.leader,
+                leader_epoch=s.leader_epoch, isr=list(s.isr), zk_version=s.partition_epoch,
+                replicas=list(replicas), offline_replicas=[r for r in replicas if r not in self._live]))
+        live_brokers = [UpdateMetadataRequest.UpdateMetadataBroker(
+            id=b, endpoints=[UpdateMetadataRequest.UpdateMetadataEndpoint(
+                port=info.port, host=info.host, listener=LISTENER_NAME,
+                security_protocol=SECURITY_PROTOCOL_PLAINTEXT)],
+            rack=info.rack) for b, info in sorted(self._live.items())]
+        req = UpdateMetadataRequest(
+            controller_id=self.broker_id, controller_epoch=epoch, broker_epoch=-1,
+            topic_states=[UpdateMetadataRequest.UpdateMetadataTopicState(topic_name=t, partition_states=ps)
+                          for t, ps in by_topic.items()],
+            live_brokers=live_brokers)
+        for b in sorted(brokers):
+            self._send(b, req, UPDATE_METADATA_VERSION)
+
+
+_NO_STATE = PartitionState(leader=-1, leader_epoch=0, isr=[], controller_epoch=0)
