@@ -1,0 +1,65 @@
+"""OffsetForLeaderEpoch (key 23): the leader's answer to "where does epoch E end?".
+
+Followers ask it when they become followers, to find where their log diverges
+from the leader's (KIP-101/279); consumers ask it after a leader change to
+detect truncation (KIP-320). Versions 0-3 (v3 adds replica_id, v2
+current_leader_epoch and throttle_time_ms, v1 the answer's leader_epoch).
+
+As Kafka's ReplicaManager.lastOffsetForLeaderEpoch / Partition.lastOffsetForLeaderEpoch,
+per partition and in this order:
+  UNKNOWN_TOPIC_OR_PARTITION (3)    not hosted here (or whatever code lookup's error carries);
+  FENCED_LEADER_EPOCH (74)          current_leader_epoch (v2+, -1 = not given) < our leader_epoch;
+  UNKNOWN_LEADER_EPOCH (75)         current_leader_epoch > our leader_epoch;
+  NOT_LEADER_OR_FOLLOWER (6)        we are not the leader: Kafka serves this API from
+                                    leaders only, whoever asks (fetchOnlyFromLeader = true);
+  else (leader_epoch, end_offset) = epoch_cache.end_offset_for(requested, log_end_offset),
+  which is (-1, -1) when the epoch is unknown.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import PylogError, code_for
+from ..protocol import messages as m
+
+NONE = 0
+NOT_LEADER_OR_FOLLOWER = 6
+FENCED_LEADER_EPOCH = 74
+UNKNOWN_LEADER_EPOCH = 75
+# RecordBatch.NO_PARTITION_LEADER_EPOCH: the request carries no current_leader_epoch.
+NO_PARTITION_LEADER_EPOCH = -1
+
+
+def offset_for_leader_epoch(req: m.OffsetForLeaderEpochRequest,
+                            lookup: Callable) -> m.OffsetForLeaderEpochResponse:
+    """The response to req. lookup(topic, partition) returns the hosted replica (an
+    object with leader_epoch, is_leader, epoch_cache and log_end_offset; the broker's
+    Partition) or raises a PylogError such as UnknownTopicOrPartitionError, whose
+    code becomes the partition's error. Runs on the broker's event loop."""
+    R = m.OffsetForLeaderEpochResponse
+    topics = []
+    for t in req.topics:
+        parts = []
+        for p in t.partitions:
+            error, epoch, end_offset = _answer(t.topic, p, lookup)
+            parts.append(R.EpochEndOffset(error_code=error, partition=p.partition,
+                                          leader_epoch=epoch, end_offset=end_offset))
+        topics.append(R.OffsetForLeaderTopicResult(topic=t.topic, partitions=parts))
+    return R(throttle_time_ms=0, topics=topics)
+
+
+def _answer(topic, p, lookup):
+    try:
+        replica = lookup(topic, p.partition)
+    except PylogError as e:
+        return code_for(e), -1, -1
+    current = p.current_leader_epoch
+    if current != NO_PARTITION_LEADER_EPOCH:
+        if replica.leader_epoch > current:
+            return FENCED_LEADER_EPOCH, -1, -1
+        if replica.leader_epoch < current:
+            return UNKNOWN_LEADER_EPOCH, -1, -1
+    if not replica.is_leader:
+        return NOT_LEADER_OR_FOLLOWER, -1, -1
+    epoch, end_offset = replica.epoch_cache.end_offset_for(p.leader_epoch, replica.log_end_offset)
+    return NONE, epoch, end_offset
