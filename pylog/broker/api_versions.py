@@ -7,6 +7,11 @@ so clients do not start KIP-320 leader-epoch validation (no
 OffsetForLeaderEpoch yet), and no flexible versions except ApiVersions 3-4
 and IncrementalAlterConfigs 1 (which only admin clients send).
 
+The inter-broker APIs a controller sends (LeaderAndIsr, UpdateMetadata,
+StopReplica) are advertised as Kafka advertises them, in the versions whose
+shape pylog serves; OffsetForLeaderEpoch 0-3 serves followers (KIP-101) and,
+once Metadata carries leader epochs, consumers (KIP-320).
+
 Produce is advertised from 0 (Kafka 4.0 does the same, KAFKA-18659) because
 librdkafka before 2.11.1 enables compression only when Produce v0 is in range;
 versions 0-2 (message formats 0/1) are refused with UNSUPPORTED_VERSION when
@@ -19,6 +24,8 @@ API_VERSIONS = 18
 CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 19, 20, 21, 22
 DESCRIBE_CONFIGS, ALTER_CONFIGS, CREATE_PARTITIONS = 32, 33, 37
 INCREMENTAL_ALTER_CONFIGS = 44
+LEADER_AND_ISR, STOP_REPLICA, UPDATE_METADATA, OFFSET_FOR_LEADER_EPOCH = 4, 5, 6, 23
+ALTER_PARTITION = 56
 
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP = 8, 9, 10, 11, 12, 13
 SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS = 14, 15, 16, 42
@@ -48,6 +55,13 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     ALTER_CONFIGS: (0, 1),
     CREATE_PARTITIONS: (0, 1),
     INCREMENTAL_ALTER_CONFIGS: (0, 1),  # v1 is flexible; confluent-kafka's non-deprecated way
+    # Inter-broker APIs (controller -> broker), advertised as Kafka brokers do;
+    # only the versions pylog's controller sends (topic_states grouping).
+    LEADER_AND_ISR: (2, 4),
+    UPDATE_METADATA: (5, 6),
+    STOP_REPLICA: (1, 2),
+    OFFSET_FOR_LEADER_EPOCH: (0, 3),
+    ALTER_PARTITION: (0, 0),  # leaders -> controller; NOT_CONTROLLER on other brokers
 }
 
 # Versions inside the advertised range that are still refused when sent.

@@ -3,7 +3,10 @@ and the background tasks, started and stopped together.
 
 A single broker is its own controller (the embedded controller: topic
 creation, deletion and partition changes are decided by the LogManager on
-this broker, and Metadata names this broker as controller_id).
+this broker, and Metadata names this broker as controller_id). In a cluster
+the controller drives the broker with LeaderAndIsr / UpdateMetadata /
+StopReplica: the ReplicaManager (replication.py) applies them, and Metadata
+answers come from the MetadataCache once an UpdateMetadata arrived.
 
 Use `await Broker(config).start()` inside a running loop, `Broker.run()` for a
 process (SIGTERM / Ctrl-C stop it cleanly), or `start_in_thread()` for an
@@ -26,6 +29,8 @@ from .config import BrokerConfig
 from .handlers import Handlers
 from ..log.checkpoint import atomic_write
 from .log_manager import LogManager
+from .metadata_cache import MetadataCache
+from .replication import ReplicaManager
 from .server import Server
 
 log = logging.getLogger("pylog.broker")
@@ -40,6 +45,8 @@ class Broker:
         self.config = config if isinstance(config, BrokerConfig) else BrokerConfig(config or {})
         self.broker_id = self.config.broker_id
         self.log_manager = LogManager(self.config, data_dir)
+        self.metadata_cache = MetadataCache()
+        self.replica_manager = None
         self.handlers = None
         self.groups = None
         self.server = None
@@ -84,6 +91,7 @@ class Broker:
         t0 = time.monotonic()
         self._loop = asyncio.get_running_loop()
         self.log_manager.open()
+        self.replica_manager = ReplicaManager(self, self.metadata_cache)
         self.handlers = Handlers(self)
         self.groups = GroupCoordinator(self)
         self.handlers.table.update(GroupApis(self, self.groups).table())
@@ -96,6 +104,7 @@ class Broker:
         else:
             host = self.host if self.host not in ("", "0.0.0.0", "::") else _default_host()
             self.advertised_host, self.advertised_port = host, self.port
+        self.replica_manager.start()
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         self._tasks.append(asyncio.ensure_future(self._flusher()))
         log.info("broker %d listening on %s:%d (advertised %s) with data in %s, started in %.0f ms",
@@ -133,6 +142,9 @@ class Broker:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.replica_manager is not None:
+            # Fetchers stop appending before the logs close.
+            await self.replica_manager.stop()
         if self.server is not None:
             await self.server.stop()
         if self.groups is not None:

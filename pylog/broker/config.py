@@ -66,6 +66,20 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "offset.metadata.max.bytes": (int, 4096),
     "offsets.retention.minutes": (int, 10080),
     "offsets.retention.check.interval.ms": (int, 600000),
+    # Replication and the cluster (KAFKA-NOTES §4; Kafka's names and defaults).
+    "broker.rack": (str, None),
+    "zookeeper.connect": (str, None),
+    "zookeeper.session.timeout.ms": (int, 18000),
+    "replica.lag.time.max.ms": (int, 30000),
+    "replica.fetch.wait.max.ms": (int, 500),
+    "replica.fetch.max.bytes": (int, 1048576),
+    "auto.leader.rebalance.enable": (bool, True),
+    "leader.imbalance.check.interval.seconds": (int, 300),
+    "controlled.shutdown.enable": (bool, True),
+    # pylog's own, for the embedded metadata backend: the broker id that is the
+    # controller, and where it listens ("host:port").
+    "pylog.controller.id": (int, None),
+    "pylog.controller.listener": (str, None),
     # pylog's own: a request whose first bytes arrived must be complete within
     # this time, or the connection is closed (a stalled half request).
     "pylog.request.read.timeout.ms": (int, 30000),

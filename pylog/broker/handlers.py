@@ -23,6 +23,7 @@ import time
 
 from ..errors import (
     InvalidConfigError,
+    NotLeaderOrFollowerError,
     InvalidRequestError,
     InvalidTopicError,
     InvalidRequiredAcksError,
@@ -35,6 +36,7 @@ from ..errors import (
 from ..protocol import messages as m
 from ..protocol.produce import decode_produce_request, encode_produce_response
 from . import api_versions as av
+from .epoch_api import offset_for_leader_epoch
 from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, validate_topic_name
 
 log = logging.getLogger("pylog.broker")
@@ -73,6 +75,11 @@ class Handlers:
             av.INCREMENTAL_ALTER_CONFIGS: self.incremental_alter_configs,
             av.DELETE_RECORDS: self.delete_records,
             av.INIT_PRODUCER_ID: self.init_producer_id,
+            av.LEADER_AND_ISR: self.leader_and_isr,
+            av.UPDATE_METADATA: self.update_metadata,
+            av.STOP_REPLICA: self.stop_replica,
+            av.OFFSET_FOR_LEADER_EPOCH: self.offset_for_leader_epoch,
+            av.ALTER_PARTITION: self.alter_partition,
         }
 
     # ---- ApiVersions (18) ----
@@ -91,6 +98,8 @@ class Handlers:
     # ---- Metadata (3) ----
 
     def metadata(self, header, req):
+        if self.broker.metadata_cache.in_cluster:
+            return self._cluster_metadata(header, req)
         R = m.MetadataResponse
         b = self.broker
         version = header.request_api_version
@@ -124,7 +133,7 @@ class Handlers:
                     topics.append(R.MetadataResponseTopic(error_code=_code(e), name=name))
                     continue
             parts = []
-            for i in range(meta.num_partitions):
+            for i in meta.hosted:
                 p = self.logs.partitions[(name, i)]
                 parts.append(R.MetadataResponsePartition(
                     error_code=0, partition_index=i, leader_id=p.leader_id, leader_epoch=p.leader_epoch,
@@ -134,15 +143,108 @@ class Handlers:
         return R(throttle_time_ms=0, brokers=brokers, cluster_id=self.logs.cluster_id,
                  controller_id=b.broker_id, topics=topics)
 
+    def _cluster_metadata(self, header, req):
+        """Metadata from the MetadataCache (the controller's UpdateMetadata).
+        Topics are not created on demand here: that is the controller's job."""
+        R = m.MetadataResponse
+        cache = self.broker.metadata_cache
+        version = header.request_api_version
+        brokers = [R.MetadataResponseBroker(e.id, e.host, e.port, e.rack)
+                   for _id, e in sorted(cache.brokers.items())]
+        if req.topics is None or (version == 0 and not req.topics):
+            names = sorted(cache.topics)
+        else:
+            names = [t.name for t in req.topics]
+        topics = []
+        for name in names:
+            parts_state = cache.topics.get(name)
+            if parts_state is None:
+                try:
+                    validate_topic_name(name)
+                    code = 3  # UNKNOWN_TOPIC_OR_PARTITION
+                except PylogError as e:
+                    code = code_for(e)
+                topics.append(R.MetadataResponseTopic(error_code=code, name=name))
+                continue
+            parts = []
+            for i, st in sorted(parts_state.items()):
+                # LEADER_NOT_AVAILABLE while the leader is not a live broker.
+                code = 0 if st.leader in cache.brokers else 5
+                parts.append(R.MetadataResponsePartition(
+                    error_code=code, partition_index=i, leader_id=st.leader, leader_epoch=st.leader_epoch,
+                    replica_nodes=list(st.replicas), isr_nodes=list(st.isr),
+                    offline_replicas=list(st.offline_replicas)))
+            topics.append(R.MetadataResponseTopic(error_code=0, name=name, topic_id=cache.topic_id(name),
+                                                  is_internal=name in INTERNAL_TOPICS, partitions=parts))
+        return R(throttle_time_ms=0, brokers=brokers, cluster_id=self.logs.cluster_id,
+                 controller_id=cache.controller_id, topics=topics)
+
+    # ---- LeaderAndIsr (4) / UpdateMetadata (6) / StopReplica (5): from the controller ----
+
+    def leader_and_isr(self, header, req):
+        R = m.LeaderAndIsrResponse
+        rm = self.broker.replica_manager
+        if not rm.accept_controller_epoch(req.controller_epoch):
+            log.warning("refusing LeaderAndIsr from controller %d: epoch %d is older than %d",
+                        req.controller_id, req.controller_epoch, rm.controller_epoch)
+            errors = [R.LeaderAndIsrPartitionError(topic_name=ts.topic_name, partition_index=ps.partition_index,
+                                                   error_code=11)
+                      for ts in req.topic_states for ps in ts.partition_states]
+            return R(error_code=11, partition_errors=errors)
+        results = rm.become_leader_or_follower(req)
+        return R(error_code=0, partition_errors=[
+            R.LeaderAndIsrPartitionError(topic_name=t, partition_index=i, error_code=c) for t, i, c in results])
+
+    def update_metadata(self, header, req):
+        rm = self.broker.replica_manager
+        if not rm.accept_controller_epoch(req.controller_epoch):
+            log.warning("refusing UpdateMetadata from controller %d: epoch %d is older than %d",
+                        req.controller_id, req.controller_epoch, rm.controller_epoch)
+            return m.UpdateMetadataResponse(error_code=11)
+        self.broker.metadata_cache.update(req)
+        return m.UpdateMetadataResponse(error_code=0)
+
+    def stop_replica(self, header, req):
+        R = m.StopReplicaResponse
+        rm = self.broker.replica_manager
+        if not rm.accept_controller_epoch(req.controller_epoch):
+            return R(error_code=11, partition_errors=[
+                R.StopReplicaPartitionError(topic_name=t.name, partition_index=i, error_code=11)
+                for t in req.topics for i in t.partition_indexes])
+        results = rm.stop_replicas(req)
+        return R(error_code=0, partition_errors=[
+            R.StopReplicaPartitionError(topic_name=t, partition_index=i, error_code=c) for t, i, c in results])
+
+    # ---- AlterPartition (56): leaders -> the controller ----
+
+    def alter_partition(self, header, req):
+        """Served by the broker hosting the active controller (broker.controller,
+        a pylog.cluster.controller.Controller whose event thread decides);
+        NOT_CONTROLLER (41) anywhere else."""
+        ctl = getattr(self.broker, "controller", None)
+        if ctl is None or not ctl.is_active:
+            return m.AlterPartitionResponse(throttle_time_ms=0, error_code=41, topics=[])
+        fut = ctl.submit("alter_partition", req, header.request_api_version)
+
+        async def wait():
+            return await asyncio.wrap_future(fut)
+        return wait()
+
+    # ---- OffsetForLeaderEpoch (23) ----
+
+    def offset_for_leader_epoch(self, header, req):
+        return offset_for_leader_epoch(req, self.logs.get_partition)
+
     # ---- Produce (0) ----
 
     def produce(self, frame):
         """A whole Produce request frame in, the whole response frame out (None
         for acks=0). Decoded by the hand-written codec (protocol/produce.py):
         this is the broker's hot path. Raises ProtocolError for malformed bytes."""
-        correlation_id, version, _client, txn_id, acks, _timeout, topics = decode_produce_request(frame)
+        correlation_id, version, _client, txn_id, acks, timeout_ms, topics = decode_produce_request(frame)
         results = []
         failed = False
+        waiting = []  # (Partition, last offset, result index) of acks=all appends not yet committed
         for name, parts in topics:
             out = []
             for index, records in parts:
@@ -153,8 +255,11 @@ class Handlers:
                         raise InvalidRequestError("transactions are not supported by this broker yet")
                     if name in INTERNAL_TOPICS:
                         raise InvalidTopicError(f"{name} is an internal topic: clients cannot produce to it")
-                    r = self.logs.get_partition(name, index).append_as_leader(records, acks)
+                    p = self.logs.get_partition(name, index)
+                    r = p.append_as_leader(records, acks)
                     out.append((index, 0, r.first_offset, r.log_append_time, r.log_start_offset, None))
+                    if acks == -1 and p.produce_outcome(r.last_offset) is None:
+                        waiting.append((p, r.last_offset, len(results), len(out) - 1))
                 except (PylogError, ValueError, OSError) as e:
                     failed = True
                     code = _code(e)
@@ -167,6 +272,44 @@ class Handlers:
                 # Kafka closes the connection so that an acks=0 producer notices.
                 raise ConnectionAbortedError("acks=0 produce failed")
             return None
+        if waiting:
+            return self._produce_wait(correlation_id, version, results, waiting, timeout_ms)
+        return encode_produce_response(correlation_id, version, results)
+
+    async def _produce_wait(self, correlation_id, version, results, waiting, timeout_ms):
+        """acks=all: answer once the HW passed every appended offset (§4.1),
+        REQUEST_TIMED_OUT after timeout_ms, NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        when the ISR shrank below min.insync.replicas meanwhile. A coroutine
+        so that other connections are served while this one waits."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + max(timeout_ms, 0) / 1000.0
+        while waiting:
+            remaining = deadline - time.monotonic()
+            still = []
+            for w in waiting:
+                p, last, ti, pi = w
+                code = p.produce_outcome(last)
+                if code is None and remaining > 0 and not self.broker.stopping:
+                    still.append(w)
+                    continue
+                if code is None:
+                    code = 7  # REQUEST_TIMED_OUT
+                if code:
+                    idx = results[ti][1][pi][0]
+                    results[ti][1][pi] = (idx, code, -1, -1, -1, None)
+            waiting = still
+            if not waiting:
+                break
+            fut = loop.create_future()
+            for p, last, _ti, _pi in waiting:
+                p.add_produce_waiter(last, fut)
+            try:
+                await asyncio.wait_for(fut, remaining)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                for p, _last, _ti, _pi in waiting:
+                    p.remove_produce_waiter(fut)
         return encode_produce_response(correlation_id, version, results)
 
     # ---- Fetch (1) ----
@@ -219,6 +362,7 @@ class Handlers:
         total = 0
         error = False
         read_committed = req.isolation_level == 1
+        replica_id = req.replica_id
         head = bytearray(_I32.pack(0))  # throttle_time_ms
         if version >= 7:
             head += _I16I32.pack(0, 0)  # error_code, session_id
@@ -230,6 +374,11 @@ class Handlers:
             for fp in t.partitions:
                 p = self.logs.partitions.get((t.topic, fp.partition))
                 data = None
+                follower = replica_id >= 0 and p is not None and p.is_leader and replica_id in p.replicas
+                if follower:
+                    # The follower's LEO is its fetch offset (§4.1): may move
+                    # the HW (so the answer carries the newest), or the ISR.
+                    p.update_follower_fetch(replica_id, fp.fetch_offset, fp.log_start_offset)
                 if p is None:
                     code, hw, lso, lss = 3, -1, -1, -1
                 else:
@@ -237,11 +386,16 @@ class Handlers:
                 if p is not None and version >= 9 and fp.current_leader_epoch >= 0 and \
                         fp.current_leader_epoch != p.leader_epoch:
                     code = 74 if fp.current_leader_epoch < p.leader_epoch else 75  # FENCED / UNKNOWN
+                elif p is not None and (not p.is_leader or (replica_id >= 0 and not follower)):
+                    # Only the leader serves fetches, and only to its replicas
+                    # when replica_id is set.
+                    code = NotLeaderOrFollowerError.error_code
                 elif p is not None:
                     try:
                         if budget > 0 or total == 0:
                             limit = min(fp.partition_max_bytes, budget)
-                            data = p.read(fp.fetch_offset, limit)
+                            data = p.read_for_replica(fp.fetch_offset, limit) if follower else \
+                                p.read(fp.fetch_offset, limit)
                             if data is not None and total > 0 and len(data) > budget:
                                 data = None  # only the first partition may exceed the budget (KIP-74)
                     except OffsetOutOfRangeError:
@@ -282,6 +436,9 @@ class Handlers:
             for lp in t.partitions:
                 try:
                     p = self.logs.get_partition(t.name, lp.partition_index)
+                    if not p.is_leader:
+                        raise NotLeaderOrFollowerError(
+                            f"broker {self.broker.broker_id} is not the leader of {t.name}-{lp.partition_index}")
                     ts = lp.timestamp
                     if ts == -1:
                         offset = p.last_stable_offset if committed else p.high_watermark

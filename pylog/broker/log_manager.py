@@ -8,8 +8,17 @@ written atomically. Partition directories with no entry there (written by
 pylog's embedded producer, or copied in) are adopted as topics with default
 configs, so a broker can serve a directory written without one.
 
-Invariants: every topic in `topics` has exactly partitions 0..n-1 open in
-`partitions`; a deleted topic's directories are renamed `*-delete` before
+Replicas assigned by a controller (LeaderAndIsr) for a topic this broker
+did not create: the topic's entry then lists the partitions hosted here
+(`assigned`), since a broker of a cluster holds only some partitions of a
+topic; such partitions start with no known leader (Partition
+controller_managed) until the controller's state arrives. Their configs are
+the broker's defaults (topic config overrides from the controller's store are
+not applied yet).
+
+Invariants: every topic in `topics` has exactly its hosted partitions open in
+`partitions` (0..n-1 for a topic created here, `assigned` for one the
+controller placed here); a deleted topic's directories are renamed `*-delete` before
 being removed, so a crash mid-delete never resurrects it.
 
 Not thread-safe: the broker's event loop owns it (deleting renamed
@@ -53,18 +62,28 @@ _PARTITION_DIR = re.compile(r"^(.+)-(\d+)$")
 
 
 class TopicMeta:
-    __slots__ = ("configs", "name", "num_partitions", "replication_factor", "topic_id")
+    __slots__ = ("assigned", "configs", "name", "num_partitions", "replication_factor", "topic_id")
 
-    def __init__(self, name, topic_id, num_partitions, replication_factor=1, configs=None):
+    def __init__(self, name, topic_id, num_partitions, replication_factor=1, configs=None, assigned=None):
         self.name = name
         self.topic_id = topic_id
         self.num_partitions = num_partitions
         self.replication_factor = replication_factor
         self.configs = dict(configs or {})
+        # None: a topic created here (every partition hosted); else the sorted
+        # partition indexes the controller assigned to this broker.
+        self.assigned = None if assigned is None else sorted(assigned)
+
+    @property
+    def hosted(self):
+        return range(self.num_partitions) if self.assigned is None else list(self.assigned)
 
     def to_json(self):
-        return {"id": str(self.topic_id), "partitions": self.num_partitions,
-                "replication_factor": self.replication_factor, "configs": self.configs}
+        doc = {"id": str(self.topic_id), "partitions": self.num_partitions,
+               "replication_factor": self.replication_factor, "configs": self.configs}
+        if self.assigned is not None:
+            doc["assigned"] = self.assigned
+        return doc
 
 
 class LogManager:
@@ -86,7 +105,7 @@ class LogManager:
             self.cluster_id = self._load_meta()
             self._load_topics()
             for meta in self.topics.values():
-                for i in range(meta.num_partitions):
+                for i in meta.hosted:
                     self._open_partition(meta, i)
         except BaseException:
             # A start that fails half way must not keep partitions (and
@@ -151,7 +170,8 @@ class LogManager:
                 doc = json.load(f)
             for name, t in doc.get("topics", {}).items():
                 self.topics[name] = TopicMeta(name, uuid.UUID(t["id"]), t["partitions"],
-                                              t.get("replication_factor", 1), t.get("configs", {}))
+                                              t.get("replication_factor", 1), t.get("configs", {}),
+                                              t.get("assigned"))
         adopted = {}
         for entry in os.listdir(self.data_dir):
             m = _PARTITION_DIR.match(entry)
@@ -179,7 +199,8 @@ class LogManager:
     def _open_partition(self, meta: TopicMeta, index: int) -> Partition:
         path = os.path.join(self.data_dir, f"{meta.name}-{index}")
         p = Partition(meta.name, index, path, TopicConfig(self.config, meta.configs), self.broker_id,
-                      self.config.get("producer.id.expiration.ms"))
+                      self.config.get("producer.id.expiration.ms"),
+                      controller_managed=meta.assigned is not None)
         self.partitions[(meta.name, index)] = p
         return p
 
@@ -238,8 +259,54 @@ class LogManager:
             raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
         del self.topics[name]
         self._save_topics()
-        self._drop_partitions(name, range(meta.num_partitions))
+        self._drop_partitions(name, meta.hosted)
         log.info("deleted topic %s", name)
+
+    # ---- replicas assigned by the controller ----
+
+    def ensure_assigned_partition(self, name: str, index: int, topic_id=None) -> Partition:
+        """The local replica of name-index that the controller assigned here,
+        created (directory and an `assigned` entry in pylog-topics.json) when
+        missing. A topic created locally keeps its entry as it is."""
+        p = self.partitions.get((name, index))
+        if p is not None:
+            return p
+        validate_topic_name(name)
+        meta = self.topics.get(name)
+        if meta is None:
+            tid = topic_id if topic_id is not None and topic_id.int != 0 else uuid.uuid4()
+            meta = self.topics[name] = TopicMeta(name, tid, index + 1, 1, {}, assigned=[])
+        elif meta.assigned is None:
+            # A locally created topic gaining a partition it did not have:
+            # from now on it lists what is hosted.
+            meta.assigned = list(meta.hosted)
+        meta.assigned = sorted(set(meta.assigned) | {index})
+        meta.num_partitions = max(meta.num_partitions, index + 1)
+        try:
+            p = self._open_partition(meta, index)
+        except BaseException:
+            meta.assigned.remove(index)
+            if not meta.assigned:
+                del self.topics[name]
+            raise
+        self._save_topics()
+        log.info("created replica %s-%d (assigned by the controller)", name, index)
+        return p
+
+    def delete_partition(self, name: str, index: int):
+        """Remove the local replica name-index and its data (StopReplica with
+        delete_partitions); the topic's entry goes with its last replica."""
+        meta = self.topics.get(name)
+        if meta is None or (name, index) not in self.partitions:
+            raise UnknownTopicOrPartitionError(f"this broker does not host {name}-{index}")
+        hosted = [i for i in meta.hosted if i != index]
+        if hosted:
+            meta.assigned = hosted
+        else:
+            del self.topics[name]
+        self._save_topics()
+        self._drop_partitions(name, [index])
+        log.info("deleted replica %s-%d", name, index)
 
     def _drop_partitions(self, name, indexes):
         doomed = []
@@ -292,7 +359,7 @@ class LogManager:
         meta.configs = new
         self._save_topics()
         cfg = TopicConfig(self.config, new)
-        for i in range(meta.num_partitions):
+        for i in meta.hosted:
             self.partitions[(name, i)].apply_config(cfg)
 
     # ---- upkeep ----

@@ -1,16 +1,25 @@
 """One topic-partition replica hosted by this broker.
 
-A Partition owns its Log, its producer state and the replication bookkeeping
-that the cluster issue will grow: leader_epoch (stamped into every batch
-appended as leader), isr, and a high_watermark kept apart from the log end
-offset. With a single replica the ISR is this broker alone, so the high
-watermark reaches the log end offset as soon as an append returns; the
-code paths (append, then maybe_increment_high_watermark, reads bounded by
-the high watermark) are the ones replication will use.
+A Partition owns its Log, its producer state, its leader epoch cache and the
+replication bookkeeping (KAFKA-NOTES §4.1): leader_id, leader_epoch (stamped
+into every batch appended as leader), replicas, isr, partition_epoch and a
+high_watermark kept apart from the log end offset.
+
+Two ways to exist:
+- local (single broker, topics created by this broker's LogManager): this
+  broker is leader and the whole ISR from the start, so the high watermark
+  reaches the log end offset as soon as an append returns;
+- controller-managed (a replica the controller assigned with LeaderAndIsr):
+  no leader is known (leader_id -1) until make_leader / make_follower applies
+  the controller's state. As leader it tracks every follower's fetch position
+  (ReplicaState) and moves the high watermark to the minimum log end offset
+  over the ISR; as follower it appends the leader's batches unchanged
+  (append_as_follower) and takes min(leader HW, own LEO) as its HW.
 
 Invariants: log_start_offset <= high_watermark <= log_end_offset; the high
 watermark never moves backwards except by truncation; consumers read only
-below it.
+below it; only the leader appends client batches; the ISR always holds the
+leader while it leads.
 
 Not thread-safe: the broker's event loop owns every Partition.
 """
@@ -20,18 +29,21 @@ import os
 import time
 
 from .. import _engine
+import struct
+
 from ..errors import (
     InvalidRecordError,
     NotEnoughReplicasError,
+    NotLeaderOrFollowerError,
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
 from ..log.checkpoint import read_checkpoint, write_checkpoint
+from ..log.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochCache
 from ..log.log import Log
 from .producer_state import ProducerStateManager
 
 HW_CHECKPOINT = "replication-offset-checkpoint"
-LEADER_EPOCH_CHECKPOINT = "leader-epoch-checkpoint"
 
 
 class AppendResult:
@@ -44,31 +56,84 @@ class AppendResult:
         self.log_start_offset = log_start_offset
 
 
+class ReplicaState:
+    """The leader's view of one follower, from that follower's fetches (§4.1)."""
+
+    __slots__ = ("last_caught_up_time_ms", "last_fetch_leader_log_end_offset", "last_fetch_time_ms",
+                 "log_end_offset", "log_start_offset", "replica_id")
+
+    def __init__(self, replica_id: int, in_sync: bool, now_ms: int):
+        self.replica_id = replica_id
+        self.log_end_offset = -1          # unknown until its first fetch
+        self.log_start_offset = -1
+        self.last_fetch_time_ms = 0
+        self.last_fetch_leader_log_end_offset = -1
+        # An ISR member counts as caught up when leadership starts (Kafka's
+        # resetReplicaState), so it gets replica.lag.time.max.ms to fetch.
+        self.last_caught_up_time_ms = now_ms if in_sync else 0
+
+    def update(self, fetch_offset: int, log_start_offset: int, leader_log_end_offset: int, now_ms: int):
+        # lastCaughtUpTime rule (§4.1): caught up as of this fetch when it
+        # reached the leader's LEO now, or as of the previous fetch when it
+        # reached the LEO the leader had then (steady small produces).
+        if fetch_offset >= leader_log_end_offset:
+            self.last_caught_up_time_ms = max(self.last_caught_up_time_ms, now_ms)
+        elif fetch_offset >= self.last_fetch_leader_log_end_offset >= 0:
+            self.last_caught_up_time_ms = max(self.last_caught_up_time_ms, self.last_fetch_time_ms)
+        self.log_end_offset = fetch_offset
+        self.log_start_offset = log_start_offset
+        self.last_fetch_leader_log_end_offset = leader_log_end_offset
+        self.last_fetch_time_ms = now_ms
+
+
 class Partition:
     def __init__(self, topic: str, index: int, path: str, config, broker_id: int,
-                 producer_id_expiration_ms: int = 86400000):
+                 producer_id_expiration_ms: int = 86400000, controller_managed: bool = False):
         self.topic = topic
         self.index = index
         self.path = path
         self._set_config(config)
         self.broker_id = broker_id
-        self.leader_id = broker_id
-        self.replicas = [broker_id]
-        self.isr = [broker_id]
-        self.leader_epoch = self._read_leader_epoch()
+        self.controller_managed = controller_managed
+        if controller_managed:
+            # Nothing is served until the controller says who leads.
+            self.leader_id, self.replicas, self.isr = -1, [], []
+        else:
+            self.leader_id, self.replicas, self.isr = broker_id, [broker_id], [broker_id]
+        self.partition_epoch = 0
+        self.controller_epoch = -1
+        self.followers: dict[int, ReplicaState] = {}
+        self.pending_isr = None   # the ISR asked of the controller (AlterPartition in flight)
         # Writes go through to the OS on every append (write_buffer_bytes=0): an
         # acknowledged batch must survive the broker process dying.
         opts = config.log_options()
         flush_ms = opts.pop("flush_ms")
+        os.makedirs(path, exist_ok=True)
+        self.epoch_cache = LeaderEpochCache(os.path.join(path, LEADER_EPOCH_CHECKPOINT))
+        latest = self.epoch_cache.latest_epoch()
+        if controller_managed:
+            self.leader_epoch = latest
+        else:
+            self.leader_epoch = max(latest, 0)
         self.log = Log.open(path, write_buffer_bytes=0, leader_epoch=self.leader_epoch, **opts)
         # Time-based flushes come from the broker's flush task (one for all
         # partitions), not from a flusher thread per log.
         self.log.flush_ms = flush_ms
+        # Entries past the log's end (a crash before the log reached the disk)
+        # are not history.
+        self.epoch_cache.truncate_from_end(self.log.log_end_offset)
+        self.epoch_cache.truncate_from_start(self.log.log_start_offset)
+        self.epoch_cache.flush()
+        if not controller_managed and self.epoch_cache.latest_epoch() < 0:
+            self.epoch_cache.assign(self.leader_epoch, self.log.log_end_offset)
+            self.epoch_cache.flush()
         self._checkpointed_hw = None
         self.high_watermark = self._initial_high_watermark()
         self.producer_state = ProducerStateManager(path, producer_id_expiration_ms)
         self.producer_state.load(self.log)
         self._waiters: list = []  # futures of fetches waiting for new data
+        self._produce_waiters: list = []  # (required offset, future) of acks=all produces
+        self.on_isr_change_needed = None  # set by the ReplicaManager: called with (partition, new_isr)
 
     # ---- names Kafka uses ----
 
@@ -85,23 +150,15 @@ class Partition:
         # No transactions yet: nothing is pending, so LSO = HW.
         return self.high_watermark
 
+    @property
+    def is_leader(self) -> bool:
+        return self.leader_id == self.broker_id
+
     def __repr__(self):
-        return (f"Partition({self.topic}-{self.index}, leader_epoch={self.leader_epoch}, "
-                f"hw={self.high_watermark}, leo={self.log_end_offset})")
+        return (f"Partition({self.topic}-{self.index}, leader={self.leader_id}, leader_epoch={self.leader_epoch}, "
+                f"isr={self.isr}, hw={self.high_watermark}, leo={self.log_end_offset})")
 
-    # ---- leader epoch and high watermark persistence ----
-
-    def _read_leader_epoch(self) -> int:
-        try:
-            entries = read_checkpoint(os.path.join(self.path, LEADER_EPOCH_CHECKPOINT))
-        except ValueError:
-            entries = []
-        # Kafka's file lists (epoch, start_offset) pairs; the last is current.
-        return int(entries[-1][0]) if entries else 0
-
-    def _write_leader_epoch(self, start_offset: int):
-        os.makedirs(self.path, exist_ok=True)
-        write_checkpoint(os.path.join(self.path, LEADER_EPOCH_CHECKPOINT), [(self.leader_epoch, start_offset)])
+    # ---- high watermark persistence ----
 
     def _initial_high_watermark(self) -> int:
         try:
@@ -112,10 +169,9 @@ class Partition:
         leo = self.log.log_end_offset
         # A single replica's whole log is committed (it is the whole ISR); with
         # replication the checkpoint bounds it, and a follower catches up.
-        hw = leo if self.isr == [self.broker_id] else min(max(hw, self.log.log_start_offset), leo)
-        if not os.path.exists(os.path.join(self.path, LEADER_EPOCH_CHECKPOINT)):
-            self._write_leader_epoch(leo)
-        return hw
+        if not self.controller_managed:
+            return leo
+        return min(max(hw, self.log.log_start_offset), leo)
 
     def checkpoint_high_watermark(self):
         # Two fsyncs per write: skipped when the high watermark has not moved.
@@ -125,20 +181,144 @@ class Partition:
             self._checkpointed_hw = self.high_watermark
 
     def maybe_increment_high_watermark(self) -> bool:
-        """HW = min log end offset over the ISR (here: this replica's)."""
+        """As leader: HW = min log end offset over the ISR; forward only."""
         new = self.log.log_end_offset
+        for rid in self.isr:
+            if rid != self.broker_id:
+                st = self.followers.get(rid)
+                if st is None or st.log_end_offset < 0:
+                    return False  # an ISR member not heard from yet holds the HW
+                new = min(new, st.log_end_offset)
         if new > self.high_watermark:
             self.high_watermark = new
             self._wake_fetchers()
+            self._wake_producers()
             return True
         return False
+
+    # ---- leadership (the controller's LeaderAndIsr) ----
+
+    def _apply_state(self, state):
+        self.leader_id = state.leader
+        self.leader_epoch = state.leader_epoch
+        self.replicas = list(state.replicas)
+        self.isr = list(state.isr)
+        self.partition_epoch = state.partition_epoch
+        self.pending_isr = None
+
+    def make_leader(self, state, now_ms: int) -> bool:
+        """Become (or stay) leader with the controller's state; True when
+        this is a new leadership or epoch. The HW is kept; followers start
+        afresh (unknown positions, ISR members counted as caught up now)."""
+        new_epoch = not self.is_leader or state.leader_epoch != self.leader_epoch
+        self._apply_state(state)
+        if new_epoch:
+            if self.epoch_cache.latest_epoch() < self.leader_epoch:
+                self.epoch_cache.assign(self.leader_epoch, self.log.log_end_offset)  # written through
+            self.followers = {r: ReplicaState(r, r in self.isr, now_ms)
+                              for r in self.replicas if r != self.broker_id}
+        else:
+            for r in self.replicas:
+                if r != self.broker_id and r not in self.followers:
+                    self.followers[r] = ReplicaState(r, r in self.isr, now_ms)
+        self.maybe_increment_high_watermark()
+        self._wake_fetchers()
+        self._wake_producers()
+        return new_epoch
+
+    def make_follower(self, state) -> bool:
+        """Follow state.leader; True when the leader or epoch changed (the
+        fetcher must then truncate before fetching). Waiting produces and
+        fetches wake up and find this replica no longer leads."""
+        changed = self.leader_id != state.leader or state.leader_epoch != self.leader_epoch
+        self._apply_state(state)
+        self.followers = {}
+        self._wake_fetchers()
+        self._wake_producers()
+        return changed
+
+    def stop(self):
+        """No longer a replica the controller drives here (StopReplica)."""
+        self.leader_id = -1
+        self._wake_fetchers()
+        self._wake_producers()
+
+    def apply_isr(self, isr, partition_epoch: int):
+        """The ISR the controller committed (an AlterPartition answer)."""
+        self.isr = list(isr)
+        self.partition_epoch = partition_epoch
+        self.pending_isr = None
+        now_ms = _now_ms()
+        for r in self.replicas:
+            if r != self.broker_id and r not in self.followers:
+                self.followers[r] = ReplicaState(r, r in self.isr, now_ms)
+        # A smaller ISR may let the HW move (and wakes acks=all waiters that
+        # must now fail with NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+        self.maybe_increment_high_watermark()
+        self._wake_producers()
+
+    # ---- the leader's view of its followers ----
+
+    def update_follower_fetch(self, replica_id: int, fetch_offset: int, log_start_offset: int,
+                              now_ms: int | None = None):
+        """A follower fetched from fetch_offset: its LEO is that (§4.1). May
+        move the HW, and asks for an ISR expansion when it caught up."""
+        now_ms = _now_ms() if now_ms is None else now_ms
+        st = self.followers.get(replica_id)
+        if st is None:
+            st = self.followers[replica_id] = ReplicaState(replica_id, False, now_ms)
+        st.update(fetch_offset, log_start_offset, self.log.log_end_offset, now_ms)
+        if replica_id not in self.isr and self.pending_isr is None and self._may_join_isr(st):
+            self._request_isr(self.isr + [replica_id])
+        self.maybe_increment_high_watermark()
+
+    def _may_join_isr(self, st) -> bool:
+        # ISR expansion (§4.1): caught up to the HW and into the current epoch.
+        epoch_start = next((start for epoch, start in self.epoch_cache.epoch_entries()
+                            if epoch == self.leader_epoch), 0)
+        return st.log_end_offset >= self.high_watermark and st.log_end_offset >= epoch_start
+
+    def out_of_sync_replicas(self, max_lag_ms: int, now_ms: int | None = None) -> list[int]:
+        """ISR followers whose last catch-up is older than max_lag_ms (§4.1)."""
+        now_ms = _now_ms() if now_ms is None else now_ms
+        leo = self.log.log_end_offset
+        out = []
+        for rid in self.isr:
+            if rid == self.broker_id:
+                continue
+            st = self.followers.get(rid)
+            if st is None:
+                continue
+            if st.log_end_offset != leo and now_ms - st.last_caught_up_time_ms > max_lag_ms:
+                out.append(rid)
+        return out
+
+    def maybe_shrink_isr(self, max_lag_ms: int, now_ms: int | None = None) -> bool:
+        if not self.is_leader or self.pending_isr is not None:
+            return False
+        lagging = self.out_of_sync_replicas(max_lag_ms, now_ms)
+        if not lagging:
+            return False
+        self._request_isr([r for r in self.isr if r not in lagging])
+        return True
+
+    def _request_isr(self, new_isr):
+        if self.on_isr_change_needed is None:
+            return
+        self.pending_isr = list(new_isr)
+        self.on_isr_change_needed(self, self.pending_isr)
 
     # ---- appends ----
 
     def append_as_leader(self, data, required_acks: int) -> AppendResult:
         """Append the batches of one produce request. Raises CorruptRecordError,
-        InvalidRecordError, RecordTooLargeError, the producer-state errors; on any
-        of them nothing was appended."""
+        InvalidRecordError, RecordTooLargeError, NotLeaderOrFollowerError,
+        NotEnoughReplicasError, the producer-state errors; on any of them
+        nothing was appended."""
+        if not self.is_leader:
+            raise NotLeaderOrFollowerError(
+                f"broker {self.broker_id} is not the leader of {self.topic}-{self.index} "
+                f"(leader: {self.leader_id})")
         if not data:
             raise InvalidRecordError("produce request without record batches")
         headers = _engine.batch_headers(data)
@@ -160,10 +340,54 @@ class Partition:
         # The engine refuses bad batches (CorruptRecordError, InvalidRecordError).
         first, last = self.log.append_batches(data, self.leader_epoch, in_place=_writable(data))
         self.producer_state.update(headers, first)
-        self.maybe_increment_high_watermark()
+        if not self.maybe_increment_high_watermark() and self.followers:
+            self._wake_fetchers()  # followers long-polling for new data
         return AppendResult(first, last, self.log.log_start_offset)
 
-    # ---- fetch waiting ----
+    def append_as_follower(self, data, leader_high_watermark: int) -> int:
+        """Append the leader's batches as they are (offsets and leader epochs
+        kept); whole batches only. The HW becomes min(leader HW, own LEO).
+        Returns the number of bytes appended."""
+        headers = _engine.batch_headers(data) if data else []
+        n = 0
+        if headers:
+            last_pos = headers[-1][0]
+            if last_pos + _BATCH_HEAD.size <= len(data):
+                end = last_pos + 12 + _I32.unpack_from(data, last_pos + 8)[0]
+                if end > len(data):  # the last batch is cut short (fetch size)
+                    headers.pop()
+                    end = last_pos
+            else:
+                headers.pop()
+                end = last_pos
+            if headers:
+                data = data[:end]
+                for h in headers:
+                    epoch = _I32.unpack_from(data, h[0] + 12)[0]
+                    if epoch > self.epoch_cache.latest_epoch():
+                        self.epoch_cache.assign(epoch, h[1])  # written through
+                self.log.append_batches(data, assign_offsets=False)
+                self.producer_state.update(headers, -1)
+                n = end
+        hw = min(leader_high_watermark, self.log.log_end_offset)
+        if hw > self.high_watermark:
+            self.high_watermark = hw
+        return n
+
+    def truncate_to(self, offset: int):
+        """Drop every record at or after offset (a follower's divergent tail).
+        The epoch cache is cut even when the log is already that short: an
+        epoch assigned as leader with no data under it must go (KIP-279)."""
+        offset = max(min(offset, self.log.log_end_offset), self.log.log_start_offset)
+        self.epoch_cache.truncate_from_end(offset)
+        self.epoch_cache.flush()
+        if offset < self.log.log_end_offset:
+            self.log.truncate_to(offset)
+            self.producer_state.load(self.log)
+        if self.high_watermark > offset:
+            self.high_watermark = offset
+
+    # ---- waiting fetches and produces ----
 
     def add_waiter(self, fut):
         self._waiters.append(fut)
@@ -181,6 +405,32 @@ class Partition:
                 if not fut.done():
                     fut.set_result(None)
 
+    def add_produce_waiter(self, required_offset: int, fut):
+        """fut is resolved when the HW passes required_offset (or anything
+        that may settle the produce happens: ISR or leadership change)."""
+        self._produce_waiters.append((required_offset, fut))
+
+    def remove_produce_waiter(self, fut):
+        self._produce_waiters = [w for w in self._produce_waiters if w[1] is not fut]
+
+    def _wake_producers(self):
+        if self._produce_waiters:
+            waiters, self._produce_waiters = self._produce_waiters, []
+            for _off, fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+
+    def produce_outcome(self, required_offset: int):
+        """For an acks=all produce waiting on offsets up to required_offset:
+        None while it must wait, else the error code to answer (0: committed)."""
+        if not self.is_leader:
+            return NotLeaderOrFollowerError.error_code
+        if self.high_watermark > required_offset:
+            # Kafka's checkEnoughReplicasReachOffset: committed, but with too
+            # small an ISR the producer is told (the data stays).
+            return 0 if len(self.isr) >= self.min_insync_replicas else 20
+        return None
+
     # ---- reads ----
 
     def read(self, offset: int, max_bytes: int):
@@ -192,6 +442,16 @@ class Partition:
         if offset > self.high_watermark:
             raise OffsetOutOfRangeError(
                 f"offset {offset} is above the high watermark {self.high_watermark} of {self.topic}-{self.index}")
+        return self.log.read_batches(offset, max(max_bytes, 1))
+
+    def read_for_replica(self, offset: int, max_bytes: int):
+        """As read, but up to the log end offset (what followers replicate)."""
+        leo = self.log.log_end_offset
+        if offset == leo and offset >= self.log.log_start_offset:
+            return None
+        if offset > leo:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is above the log end offset {leo} of {self.topic}-{self.index}")
         return self.log.read_batches(offset, max(max_bytes, 1))
 
     def offset_for_time(self, timestamp: int):
@@ -231,22 +491,33 @@ class Partition:
         """Retention, producer expiry and checkpoints (the broker's background task)."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         self.log.enforce_retention(now_ms)
+        self.epoch_cache.truncate_from_start(self.log.log_start_offset)
         self.producer_state.expire(now_ms)
         self.producer_state.take_snapshot(self.log.log_end_offset)
         self.checkpoint_high_watermark()
 
     def close(self):
-        # Waiting fetches wake up and find the partition gone (an error
-        # answer), rather than being cancelled under their connection.
+        # Waiting fetches and produces wake up and find the partition gone
+        # (an error answer), rather than being cancelled under their connection.
+        self.leader_id = -1 if self.controller_managed else self.leader_id
         self._wake_fetchers()
+        self._wake_producers()
         try:
             self.producer_state.take_snapshot(self.log.log_end_offset, force=True)
             self.checkpoint_high_watermark()
+            self.epoch_cache.flush()
         finally:
             self.log.close()
 
 
-__all__ = ["AppendResult", "Partition"]
+__all__ = ["AppendResult", "Partition", "ReplicaState"]
+
+_I32 = struct.Struct(">i")
+_BATCH_HEAD = struct.Struct(">qii")  # base_offset, batch_length, partition_leader_epoch
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _writable(data) -> bool:

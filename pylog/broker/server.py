@@ -303,7 +303,12 @@ class Connection(asyncio.BufferedProtocol):
             return
         if result is None:
             return  # acks=0
-        if self._pending:
+        if asyncio.iscoroutine(result):
+            # acks=all waiting for the followers: answered in order, like a long poll.
+            self._queue(None, asyncio.ensure_future(result))
+            if self._drainer is None:
+                self._drainer = asyncio.ensure_future(self._drain())
+        elif self._pending:
             self._queue(None, result)
         elif self._out is not None:
             self._out.append(result)

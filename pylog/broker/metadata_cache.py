@@ -1,0 +1,106 @@
+"""MetadataCache: this broker's copy of the cluster's metadata, as the
+controller last sent it with UpdateMetadata (KAFKA-NOTES §4.5).
+
+It holds the live brokers (id, host, port, rack), the controller's id and
+epoch, and every partition's state (leader, leader_epoch, replicas, isr,
+offline_replicas, zk_version = partition_epoch). Metadata responses are built
+from it once the broker is part of a cluster (`in_cluster`: an UpdateMetadata
+arrived); until then the broker answers from its local single-broker view.
+
+Invariants: controller_epoch never decreases (older requests are refused by
+the handlers before they reach the cache); a partition state is replaced only
+by one with a leader_epoch at least as new.
+
+Not thread-safe: the broker's event loop owns it.
+"""
+from __future__ import annotations
+
+import uuid
+
+
+_ZERO_UUID = uuid.UUID(int=0)
+
+
+class BrokerEndpoint:
+    __slots__ = ("host", "id", "port", "rack")
+
+    def __init__(self, broker_id: int, host: str, port: int, rack: str | None = None):
+        self.id = broker_id
+        self.host = host
+        self.port = port
+        self.rack = rack
+
+    def __repr__(self):
+        return f"BrokerEndpoint({self.id}, {self.host}:{self.port}, rack={self.rack})"
+
+
+class PartitionState:
+    __slots__ = ("isr", "leader", "leader_epoch", "offline_replicas", "partition_epoch", "replicas")
+
+    def __init__(self, leader, leader_epoch, replicas, isr, offline_replicas=(), partition_epoch=0):
+        self.leader = leader
+        self.leader_epoch = leader_epoch
+        self.replicas = list(replicas)
+        self.isr = list(isr)
+        self.offline_replicas = list(offline_replicas)
+        self.partition_epoch = partition_epoch
+
+
+class MetadataCache:
+    def __init__(self):
+        self.in_cluster = False
+        self.controller_id = -1
+        self.controller_epoch = -1
+        self.brokers: dict[int, BrokerEndpoint] = {}
+        # topic -> {partition index -> PartitionState}
+        self.topics: dict[str, dict[int, PartitionState]] = {}
+        self.topic_ids: dict[str, uuid.UUID] = {}
+        # Leaders named in LeaderAndIsr (live_leaders): how a follower finds
+        # its leader even before the UpdateMetadata that lists it arrives.
+        self.leader_endpoints: dict[int, BrokerEndpoint] = {}
+
+    def update(self, req) -> None:
+        """Apply an UpdateMetadata request (v5+: topic_states grouping)."""
+        self.in_cluster = True
+        self.controller_id = req.controller_id
+        self.controller_epoch = max(self.controller_epoch, req.controller_epoch)
+        brokers = {}
+        for b in req.live_brokers:
+            ep = b.endpoints[0] if b.endpoints else None
+            host, port = (ep.host, ep.port) if ep is not None else (b.v0_host, b.v0_port)
+            brokers[b.id] = BrokerEndpoint(b.id, host, port, b.rack)
+        self.brokers = brokers
+        for ts in req.topic_states:
+            parts = self.topics.setdefault(ts.topic_name, {})
+            if getattr(ts, "topic_id", None) is not None and ts.topic_id.int != 0:
+                self.topic_ids[ts.topic_name] = ts.topic_id
+            for ps in ts.partition_states:
+                if ps.leader == -2:
+                    # LeaderDuringDelete: the topic is being deleted.
+                    parts.pop(ps.partition_index, None)
+                    continue
+                cur = parts.get(ps.partition_index)
+                if cur is not None and ps.leader_epoch < cur.leader_epoch:
+                    continue
+                parts[ps.partition_index] = PartitionState(ps.leader, ps.leader_epoch, ps.replicas, ps.isr,
+                                                           ps.offline_replicas, ps.zk_version)
+            if not parts:
+                del self.topics[ts.topic_name]
+                self.topic_ids.pop(ts.topic_name, None)
+
+    def note_live_leaders(self, live_leaders) -> None:
+        for ll in live_leaders:
+            self.leader_endpoints[ll.broker_id] = BrokerEndpoint(ll.broker_id, ll.host_name, ll.port)
+
+    def endpoint(self, broker_id: int) -> BrokerEndpoint | None:
+        return self.brokers.get(broker_id) or self.leader_endpoints.get(broker_id)
+
+    def controller(self) -> BrokerEndpoint | None:
+        return self.brokers.get(self.controller_id) if self.controller_id >= 0 else None
+
+    def partition(self, topic: str, index: int) -> PartitionState | None:
+        return self.topics.get(topic, {}).get(index)
+
+    def topic_id(self, topic: str) -> uuid.UUID:
+        # The zero id when the controller sent none (UpdateMetadata < v7).
+        return self.topic_ids.get(topic, _ZERO_UUID)

@@ -1,0 +1,284 @@
+"""Follower replication: one ReplicaFetcher per leader broker, fetching every
+partition this broker follows from that leader (KAFKA-NOTES §4.1, §4.2).
+
+A fetcher is an asyncio task on the broker's loop (Partitions belong to the
+loop), talking to the leader over one asyncio stream with our codecs: Fetch v11
+with replica_id = this broker's id, isolation level 0, and
+replica.fetch.wait.max.ms / replica.fetch.max.bytes. Batches are appended as
+the leader wrote them (Partition.append_as_follower: offsets and leader epochs
+kept), and the follower's HW becomes min(leader HW, own LEO).
+
+A partition added after a leader or epoch change is truncated first
+(KIP-101/279): OffsetForLeaderEpoch v3 to the leader for the follower's latest
+epoch, the answer applied with pylog.log.leader_epoch.follower_truncation_offset,
+repeated while the follower lacks the epoch the leader answered; a replica
+without epochs falls back to its high watermark.
+
+Invariants: a partition is in at most one fetcher (the manager moves it);
+every answer is applied only if the partition is still in this fetcher with the
+leader epoch the request was sent under (LeaderAndIsr may change it while a
+request is in flight).
+
+Not thread-safe: runs on the broker's event loop only.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+
+from ..log.leader_epoch import follower_truncation_offset, follower_truncation_start
+from ..protocol import messages as m
+from ..protocol.framing import decode_response, encode_request
+
+log = logging.getLogger("pylog.broker.replication")
+
+FETCH_VERSION = 11
+OFFSET_FOR_LEADER_EPOCH_VERSION = 3
+FETCH_RESPONSE_MAX_BYTES = 10 << 20   # Kafka's replica.fetch.response.max.bytes
+BACKOFF_S = 0.2                       # after an error (Kafka's replica.fetch.backoff.ms is 1 s)
+REQUEST_TIMEOUT_S = 30.0
+
+_I32 = struct.Struct(">i")
+
+
+class LeaderConnection:
+    """One request at a time to one broker over an asyncio stream."""
+
+    def __init__(self, host: str, port: int, client_id: str):
+        self.host, self.port, self.client_id = host, port, client_id
+        self._reader = self._writer = None
+        self._cid = 0
+
+    async def request(self, body, version: int, timeout: float = REQUEST_TIMEOUT_S):
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), timeout)
+        self._cid = (self._cid + 1) & 0x7FFFFFFF
+        self._writer.write(encode_request(self._cid, body.API_KEY, version, body, self.client_id))
+        try:
+            await self._writer.drain()
+            size = _I32.unpack(await asyncio.wait_for(self._reader.readexactly(4), timeout))[0]
+            frame = await asyncio.wait_for(self._reader.readexactly(size), timeout)
+        except BaseException:
+            self.close()  # the stream position is unknown now
+            raise
+        header, resp = decode_response(frame, body.API_KEY, version)
+        if header.correlation_id != self._cid:
+            self.close()
+            raise ConnectionError(f"correlation id {header.correlation_id} != {self._cid}")
+        return resp
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+
+class _FetchState:
+    __slots__ = ("leader_epoch", "partition", "truncating")
+
+    def __init__(self, partition, truncating: bool):
+        self.partition = partition
+        self.leader_epoch = partition.leader_epoch
+        self.truncating = truncating
+
+
+class ReplicaFetcher:
+    def __init__(self, manager, leader_id: int):
+        self.manager = manager
+        self.leader_id = leader_id
+        self.broker_id = manager.broker_id
+        self.partitions: dict[tuple[str, int], _FetchState] = {}
+        self._wake = asyncio.Event()
+        self._conn = None
+        self._task = asyncio.ensure_future(self._run())
+
+    def add(self, partition, truncate: bool):
+        key = (partition.topic, partition.index)
+        cur = self.partitions.get(key)
+        if cur is not None and not truncate and cur.leader_epoch == partition.leader_epoch:
+            return
+        self.partitions[key] = _FetchState(partition, truncate or (cur is not None and cur.truncating))
+        self._wake.set()
+
+    def remove(self, key):
+        self.partitions.pop(key, None)
+
+    async def stop(self):
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        if self._conn is not None:
+            self._conn.close()
+
+    def _current(self, key, st) -> bool:
+        """st is still this fetcher's, under the same leader epoch."""
+        return self.partitions.get(key) is st and st.partition.leader_epoch == st.leader_epoch \
+            and not st.partition.is_leader and st.partition.leader_id == self.leader_id
+
+    async def _run(self):
+        while True:
+            if not self.partitions:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                if self._conn is None:
+                    ep = self.manager.endpoint(self.leader_id)
+                    if ep is None:
+                        log.warning("broker %d: no address known for leader %d; retrying",
+                                    self.broker_id, self.leader_id)
+                        await asyncio.sleep(BACKOFF_S)
+                        continue
+                    self._conn = LeaderConnection(ep.host, ep.port, f"replica-fetcher-{self.broker_id}")
+                for key, st in list(self.partitions.items()):
+                    if st.truncating:
+                        await self._truncate(key, st)
+                await self._fetch_once()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, EOFError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+                log.info("broker %d: fetching from leader %d failed (%s); retrying", self.broker_id,
+                         self.leader_id, e)
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                await asyncio.sleep(BACKOFF_S)
+            except Exception:
+                log.exception("broker %d: replica fetcher for leader %d failed; retrying", self.broker_id,
+                              self.leader_id)
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                await asyncio.sleep(BACKOFF_S)
+
+    # ---- truncation on becoming follower (KIP-101/279) ----
+
+    async def _truncate(self, key, st):
+        p = st.partition
+        step = follower_truncation_start(p.epoch_cache, p.log_end_offset, p.high_watermark)
+        while True:
+            p.truncate_to(step.offset)
+            if step.done:
+                break
+            req = m.OffsetForLeaderEpochRequest(replica_id=self.broker_id, topics=[
+                m.OffsetForLeaderEpochRequest.OffsetForLeaderTopic(topic=key[0], partitions=[
+                    m.OffsetForLeaderEpochRequest.OffsetForLeaderPartition(
+                        partition=key[1], current_leader_epoch=st.leader_epoch, leader_epoch=step.next_epoch)])])
+            resp = await self._conn.request(req, OFFSET_FOR_LEADER_EPOCH_VERSION)
+            if not self._current(key, st):
+                return
+            r = resp.topics[0].partitions[0]
+            if r.error_code:
+                log.info("broker %d: OffsetForLeaderEpoch %s-%d from leader %d: error %d; retrying",
+                         self.broker_id, key[0], key[1], self.leader_id, r.error_code)
+                await asyncio.sleep(BACKOFF_S)
+                return
+            step = follower_truncation_offset(p.epoch_cache, p.log_end_offset, p.high_watermark,
+                                              r.leader_epoch, r.end_offset)
+        log.info("broker %d: %s-%d truncated to %d for leader %d epoch %d", self.broker_id, key[0], key[1],
+                 p.log_end_offset, self.leader_id, st.leader_epoch)
+        st.truncating = False
+
+    # ---- fetching ----
+
+    async def _fetch_once(self):
+        F = m.FetchRequest
+        sent = {}
+        by_topic: dict[str, list] = {}
+        for key, st in self.partitions.items():
+            if st.truncating:
+                continue
+            p = st.partition
+            sent[key] = st
+            by_topic.setdefault(key[0], []).append(F.FetchPartition(
+                partition=key[1], current_leader_epoch=st.leader_epoch, fetch_offset=p.log_end_offset,
+                log_start_offset=p.log_start_offset, partition_max_bytes=self.manager.fetch_max_bytes))
+        if not sent:
+            await asyncio.sleep(BACKOFF_S)
+            return
+        req = F(replica_id=self.broker_id, max_wait_ms=self.manager.fetch_wait_max_ms, min_bytes=1,
+                max_bytes=FETCH_RESPONSE_MAX_BYTES, isolation_level=0, session_id=0, session_epoch=-1,
+                topics=[F.FetchTopic(topic=t, partitions=ps) for t, ps in by_topic.items()],
+                forgotten_topics_data=[], rack_id="")
+        resp = await self._conn.request(req, FETCH_VERSION,
+                                        timeout=REQUEST_TIMEOUT_S + self.manager.fetch_wait_max_ms / 1000.0)
+        if resp.error_code:
+            log.info("broker %d: fetch from leader %d: error %d", self.broker_id, self.leader_id, resp.error_code)
+            await asyncio.sleep(BACKOFF_S)
+            return
+        backoff = False
+        for t in resp.responses:
+            for pr in t.partitions:
+                key = (t.topic, pr.partition_index)
+                st = sent.get(key)
+                if st is None or not self._current(key, st):
+                    continue
+                p = st.partition
+                if pr.error_code == 0:
+                    if pr.records:
+                        p.append_as_follower(pr.records, pr.high_watermark)
+                    else:
+                        p.append_as_follower(b"", pr.high_watermark)
+                elif pr.error_code == 1:
+                    # OFFSET_OUT_OF_RANGE: our log end is past the leader's
+                    # (truncate by epochs), or below its log start (not
+                    # handled yet: a follower cannot restart its log there).
+                    if p.log_end_offset < pr.log_start_offset:
+                        log.error("broker %d: %s-%d is below leader %d's log start offset %d; "
+                                  "this follower cannot catch up (not supported yet)", self.broker_id,
+                                  key[0], key[1], self.leader_id, pr.log_start_offset)
+                        backoff = True
+                    else:
+                        st.truncating = True
+                else:
+                    # FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH, NOT_LEADER_OR_FOLLOWER...:
+                    # a LeaderAndIsr is on its way to one of us.
+                    log.debug("broker %d: fetch %s-%d from leader %d: error %d", self.broker_id,
+                              key[0], key[1], self.leader_id, pr.error_code)
+                    backoff = True
+        del resp
+        if backoff:
+            await asyncio.sleep(BACKOFF_S)
+
+
+class ReplicaFetcherManager:
+    """Which fetcher (leader) each followed partition is fetched by."""
+
+    def __init__(self, broker, metadata_cache):
+        self.broker_id = broker.broker_id
+        self.cache = metadata_cache
+        cfg = broker.config
+        self.fetch_wait_max_ms = cfg.get("replica.fetch.wait.max.ms")
+        self.fetch_max_bytes = cfg.get("replica.fetch.max.bytes")
+        self.fetchers: dict[int, ReplicaFetcher] = {}
+
+    def endpoint(self, broker_id):
+        return self.cache.endpoint(broker_id)
+
+    def add(self, partition, truncate: bool):
+        """Fetch partition from its leader (partition.leader_id), truncating first when asked."""
+        key = (partition.topic, partition.index)
+        for lid, f in self.fetchers.items():
+            if lid != partition.leader_id:
+                f.remove(key)
+        f = self.fetchers.get(partition.leader_id)
+        if f is None:
+            f = self.fetchers[partition.leader_id] = ReplicaFetcher(self, partition.leader_id)
+        f.add(partition, truncate)
+
+    def remove(self, key):
+        for f in self.fetchers.values():
+            f.remove(key)
+
+    def following(self, key) -> int | None:
+        """The leader key is fetched from, or None."""
+        for lid, f in self.fetchers.items():
+            if key in f.partitions:
+                return lid
+        return None
+
+    async def stop(self):
+        fetchers, self.fetchers = list(self.fetchers.values()), {}
+        for f in fetchers:
+            await f.stop()

@@ -1,0 +1,200 @@
+"""ReplicaManager: what the controller drives on this broker (KAFKA-NOTES §4).
+
+It applies LeaderAndIsr (become leader or follower per partition, with
+controller-epoch and leader-epoch fencing) and StopReplica, keeps the
+follower fetchers (replica_fetcher.py) in step, and runs the leader's ISR
+maintenance: every replica.lag.time.max.ms / 2 it looks for ISR followers that
+have not caught up within replica.lag.time.max.ms, and whenever a follower
+catches up it may rejoin. The leader never changes the ISR by itself: it asks
+the controller with AlterPartition v0 and applies the ISR the controller
+answers (Kafka's AlterPartition path, 2.7+), one request in flight per
+partition (Partition.pending_isr).
+
+Invariants: controller_epoch is the highest epoch seen in any accepted
+controller request and never decreases; a partition is led here exactly when
+the last accepted LeaderAndIsr for it named this broker, and is then in no
+fetcher.
+
+Not thread-safe: runs on the broker's event loop only.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ..errors import PylogError, code_for
+from ..protocol import messages as m
+from .replica_fetcher import LeaderConnection, ReplicaFetcherManager
+
+log = logging.getLogger("pylog.broker.replication")
+
+STALE_CONTROLLER_EPOCH = 11
+FENCED_LEADER_EPOCH = 74
+UNKNOWN_TOPIC_OR_PARTITION = 3
+ALTER_PARTITION_VERSION = 0
+ALTER_PARTITION_TIMEOUT_S = 10.0
+
+
+class ReplicaManager:
+    def __init__(self, broker, metadata_cache):
+        self.broker = broker
+        self.broker_id = broker.broker_id
+        self.logs = broker.log_manager
+        self.cache = metadata_cache
+        self.controller_epoch = -1
+        self.lag_time_max_ms = broker.config.get("replica.lag.time.max.ms")
+        self.fetchers = ReplicaFetcherManager(broker, metadata_cache)
+        self._tasks: set = set()
+        self._isr_task = None
+
+    def start(self):
+        self._isr_task = asyncio.ensure_future(self._isr_check_loop())
+
+    async def stop(self):
+        if self._isr_task is not None:
+            self._isr_task.cancel()
+        tasks = list(self._tasks) + ([self._isr_task] if self._isr_task is not None else [])
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.fetchers.stop()
+
+    # ---- controller epoch fencing ----
+
+    def accept_controller_epoch(self, epoch: int) -> bool:
+        """False for a request from an older controller (STALE_CONTROLLER_EPOCH)."""
+        if epoch < self.controller_epoch:
+            return False
+        self.controller_epoch = epoch
+        return True
+
+    # ---- LeaderAndIsr ----
+
+    def become_leader_or_follower(self, req) -> list[tuple[str, int, int]]:
+        """Apply a LeaderAndIsr request whose controller epoch was accepted;
+        (topic, partition, error code) for each partition state."""
+        self.cache.note_live_leaders(req.live_leaders)
+        now_ms = int(time.time() * 1000)
+        out = []
+        for ts in req.topic_states:
+            for ps in ts.partition_states:
+                topic = ts.topic_name
+                try:
+                    code = self._apply_partition_state(topic, ts, ps, now_ms)
+                except PylogError as e:
+                    log.warning("LeaderAndIsr for %s-%d failed: %s", topic, ps.partition_index, e)
+                    code = code_for(e)
+                out.append((topic, ps.partition_index, code))
+        return out
+
+    def _apply_partition_state(self, topic, ts, ps, now_ms) -> int:
+        if self.broker_id not in ps.replicas:
+            return UNKNOWN_TOPIC_OR_PARTITION
+        p = self.logs.ensure_assigned_partition(topic, ps.partition_index, getattr(ts, "topic_id", None))
+        if ps.leader_epoch < p.leader_epoch:
+            log.warning("broker %d: ignoring LeaderAndIsr for %s-%d: leader epoch %d is older than %d",
+                        self.broker_id, topic, ps.partition_index, ps.leader_epoch, p.leader_epoch)
+            return FENCED_LEADER_EPOCH
+        p.controller_managed = True
+        p.controller_epoch = ps.controller_epoch
+        p.on_isr_change_needed = self._isr_change_needed
+        key = (topic, ps.partition_index)
+        if ps.leader == self.broker_id:
+            self.fetchers.remove(key)
+            if p.make_leader(ps, now_ms):
+                log.info("broker %d: leader of %s-%d, epoch %d, isr %s, LEO %d, HW %d", self.broker_id, topic,
+                         ps.partition_index, ps.leader_epoch, list(ps.isr), p.log_end_offset, p.high_watermark)
+        else:
+            changed = p.make_follower(ps)
+            if ps.leader < 0:
+                self.fetchers.remove(key)
+            else:
+                self.fetchers.add(p, truncate=changed)
+            if changed:
+                log.info("broker %d: follower of %s-%d, leader %d epoch %d", self.broker_id, topic,
+                         ps.partition_index, ps.leader, ps.leader_epoch)
+        return 0
+
+    # ---- StopReplica ----
+
+    def stop_replicas(self, req) -> list[tuple[str, int, int]]:
+        out = []
+        for t in req.topics:
+            for idx in t.partition_indexes:
+                key = (t.name, idx)
+                self.fetchers.remove(key)
+                code = 0
+                p = self.logs.partitions.get(key)
+                try:
+                    if p is not None:
+                        p.stop()
+                        if req.delete_partitions:
+                            self.logs.delete_partition(t.name, idx)
+                except PylogError as e:
+                    code = code_for(e)
+                out.append((t.name, idx, code))
+        return out
+
+    # ---- ISR changes through the controller (AlterPartition) ----
+
+    async def _isr_check_loop(self):
+        interval = max(self.lag_time_max_ms / 2000.0, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            now_ms = int(time.time() * 1000)
+            for p in list(self.logs.partitions.values()):
+                if p.controller_managed and p.is_leader:
+                    try:
+                        p.maybe_shrink_isr(self.lag_time_max_ms, now_ms)
+                    except Exception:
+                        log.exception("ISR check of %s failed", p)
+
+    def _isr_change_needed(self, p, new_isr):
+        t = asyncio.ensure_future(self._alter_partition(p, list(new_isr), p.leader_epoch, p.partition_epoch))
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _alter_partition(self, p, new_isr, leader_epoch, partition_epoch):
+        """Ask the controller for new_isr; apply what it answers."""
+        key = (p.topic, p.index)
+        ctl = self.cache.controller()
+        if ctl is None:
+            log.warning("broker %d: %s-%d needs ISR %s but no controller is known", self.broker_id,
+                        p.topic, p.index, new_isr)
+            p.pending_isr = None
+            return
+        Q = m.AlterPartitionRequest
+        req = Q(broker_id=self.broker_id, broker_epoch=-1, topics=[Q.TopicData(topic_name=p.topic, partitions=[
+            Q.PartitionData(partition_index=p.index, leader_epoch=leader_epoch, new_isr=new_isr,
+                            leader_recovery_state=0, partition_epoch=partition_epoch)])])
+        log.info("broker %d: asking controller %d to change the ISR of %s-%d from %s to %s", self.broker_id,
+                 ctl.id, p.topic, p.index, p.isr, new_isr)
+        conn = LeaderConnection(ctl.host, ctl.port, f"broker-{self.broker_id}-alter-partition")
+        try:
+            resp = await conn.request(req, ALTER_PARTITION_VERSION, timeout=ALTER_PARTITION_TIMEOUT_S)
+        except (OSError, EOFError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+            log.warning("broker %d: AlterPartition for %s-%d failed: %s", self.broker_id, p.topic, p.index, e)
+            if p.pending_isr == new_isr:
+                p.pending_isr = None  # asked again at the next ISR check
+            return
+        finally:
+            conn.close()
+        if self.logs.partitions.get(key) is not p:
+            return
+        if resp.error_code:
+            log.warning("broker %d: AlterPartition refused: error %d", self.broker_id, resp.error_code)
+        for t in resp.topics:
+            for r in t.partitions:
+                if t.topic_name != p.topic or r.partition_index != p.index:
+                    continue
+                if r.error_code == 0 and r.leader_id == self.broker_id and r.leader_epoch == p.leader_epoch \
+                        and r.partition_epoch >= p.partition_epoch:
+                    log.info("broker %d: ISR of %s-%d is now %s (partition epoch %d)", self.broker_id,
+                             p.topic, p.index, list(r.isr), r.partition_epoch)
+                    p.apply_isr(r.isr, r.partition_epoch)
+                    return
+                log.warning("broker %d: AlterPartition for %s-%d: error %d", self.broker_id, p.topic, p.index,
+                            r.error_code)
+        if p.pending_isr == new_isr:
+            p.pending_isr = None
