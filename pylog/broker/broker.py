@@ -59,6 +59,8 @@ class Broker:
         self._loop = None
         self._thread = None
         self._stopped = None
+        self.controller = None        # a pylog.cluster.controller.Controller in a ZooKeeper cluster
+        self.metadata_store = None
 
     @property
     def data_dir(self) -> str:
@@ -105,12 +107,80 @@ class Broker:
             host = self.host if self.host not in ("", "0.0.0.0", "::") else _default_host()
             self.advertised_host, self.advertised_port = host, self.port
         self.replica_manager.start()
+        if self.config.get("zookeeper.connect"):
+            await self._join_cluster()
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         self._tasks.append(asyncio.ensure_future(self._flusher()))
         log.info("broker %d listening on %s:%d (advertised %s) with data in %s, started in %.0f ms",
                  self.broker_id, self.host, self.port, self.bootstrap, self.data_dir,
                  (time.monotonic() - t0) * 1000)
         return self
+
+    # ---- cluster membership (zookeeper.connect set) ----
+
+    async def _join_cluster(self):
+        """Register in ZooKeeper (an ephemeral /brokers/ids/<id>) and run a
+        Controller, which campaigns for /controller: whichever broker gets it
+        drives the cluster, the others stand by (Kafka's ZooKeeper mode).
+        Registration comes after the listener is up, since the controller
+        starts sending LeaderAndIsr/UpdateMetadata as soon as it sees us."""
+        from ..cluster.controller import Controller, WireBrokerChannel
+        from ..cluster.metadata_store import BrokerInfo
+        from ..cluster.zk_store import ZkMetadataStore
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        store = await loop.run_in_executor(None, lambda: ZkMetadataStore(
+            cfg.get("zookeeper.connect"), session_timeout_ms=cfg.get("zookeeper.session.timeout.ms")))
+        self.metadata_store = store
+        # Metadata answers carry the cluster's id (kept in ZooKeeper), not the
+        # one this data directory got when it first ran alone.
+        self.log_manager.cluster_id = await loop.run_in_executor(None, store.cluster_id)
+        info = BrokerInfo(self.broker_id, self.advertised_host, self.advertised_port, cfg.get("broker.rack"))
+        await loop.run_in_executor(None, store.register_broker, info)
+        self.controller = Controller(
+            self.broker_id, store, WireBrokerChannel(),
+            unclean_leader_election_enable=cfg.get("unclean.leader.election.enable"),
+            auto_leader_rebalance_enable=cfg.get("auto.leader.rebalance.enable"),
+            leader_imbalance_check_interval_seconds=cfg.get("leader.imbalance.check.interval.seconds"))
+        await loop.run_in_executor(None, self.controller.start)
+
+    async def _leave_cluster(self):
+        """Controlled shutdown (leadership moved off this broker first, so
+        clients see a new leader at once instead of after a session timeout),
+        then stop the controller and close the ZooKeeper session, which
+        removes the registration."""
+        loop = asyncio.get_running_loop()
+        if self.config.get("controlled.shutdown.enable"):
+            try:
+                await loop.run_in_executor(None, self._controlled_shutdown)
+            except Exception as e:  # the shutdown goes on: the controller will notice the session end
+                log.warning("controlled shutdown failed: %s", e)
+        if self.controller is not None:
+            await loop.run_in_executor(None, self.controller.stop)
+        if self.metadata_store is not None:
+            await loop.run_in_executor(None, self.metadata_store.close)
+
+    def _controlled_shutdown(self, attempts: int = 3, backoff_s: float = 0.5) -> None:
+        """ControlledShutdown (7) v2 to the active controller, until it reports
+        no partition left led by this broker (Kafka retries 3 times)."""
+        from ..client.wire import Connection
+        from ..protocol.messages import ControlledShutdownRequest
+        for attempt in range(attempts):
+            ctl = self.metadata_cache.controller()
+            if ctl is None:
+                return   # no controller known (alone, or never joined): nothing to hand over
+            if ctl.id == self.broker_id and self.controller is not None and self.controller.is_active:
+                resp = self.controller.controlled_shutdown(self.broker_id, -1)
+            else:
+                with Connection(ctl.host, ctl.port, client_id=f"broker-{self.broker_id}", timeout=30) as c:
+                    resp = c.request(ControlledShutdownRequest(broker_id=self.broker_id, broker_epoch=-1),
+                                     api_version=2)
+            if resp.error_code == 0 and not resp.remaining_partitions:
+                log.info("controlled shutdown: leadership moved off broker %d", self.broker_id)
+                return
+            log.info("controlled shutdown attempt %d: error %d, %d partition(s) still led here",
+                     attempt + 1, resp.error_code, len(resp.remaining_partitions))
+            time.sleep(backoff_s)
 
     async def _housekeeping(self):
         interval = min(self.config.get("log.retention.check.interval.ms"),
@@ -139,6 +209,8 @@ class Broker:
         if self.stopping:
             return
         self.stopping = True
+        if self.controller is not None or self.metadata_store is not None:
+            await self._leave_cluster()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

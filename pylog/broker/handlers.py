@@ -80,6 +80,7 @@ class Handlers:
             av.STOP_REPLICA: self.stop_replica,
             av.OFFSET_FOR_LEADER_EPOCH: self.offset_for_leader_epoch,
             av.ALTER_PARTITION: self.alter_partition,
+            av.CONTROLLED_SHUTDOWN: self.controlled_shutdown,
         }
 
     # ---- ApiVersions (18) ----
@@ -229,6 +230,38 @@ class Handlers:
         async def wait():
             return await asyncio.wrap_future(fut)
         return wait()
+
+    # ---- ControlledShutdown (7): a stopping broker -> the controller ----
+
+    def controlled_shutdown(self, header, req):
+        ctl = self._active_controller()
+        if ctl is None:
+            return m.ControlledShutdownResponse(error_code=41, remaining_partitions=[])
+        fut = ctl.submit("controlled_shutdown", req.broker_id, req.broker_epoch)
+
+        async def wait():
+            return await asyncio.wrap_future(fut)
+        return wait()
+
+    def _active_controller(self):
+        """This broker's Controller when it is the active one, else None
+        (then cluster requests are answered NOT_CONTROLLER, 41, and clients
+        look the controller up in Metadata again)."""
+        ctl = getattr(self.broker, "controller", None)
+        return ctl if ctl is not None and ctl.is_active else None
+
+    def _in_cluster(self) -> bool:
+        return getattr(self.broker, "controller", None) is not None
+
+    async def _by_controller(self, ctl, fn_name, *args):
+        """Run one controller operation on its event thread; the pylog error
+        it raises (a bad replication factor, an existing topic, ...) is the
+        answer's error code."""
+        try:
+            await asyncio.wrap_future(ctl.submit(fn_name, *args))
+            return 0, None
+        except PylogError as e:
+            return _code(e), str(e)
 
     # ---- OffsetForLeaderEpoch (23) ----
 
@@ -464,6 +497,8 @@ class Handlers:
     # ---- CreateTopics (19) / DeleteTopics (20) / CreatePartitions (37) ----
 
     def create_topics(self, header, req):
+        if self._in_cluster():
+            return self._create_topics_in_cluster(req)
         R = m.CreateTopicsResponse
         results = []
         for t in req.topics:
@@ -489,7 +524,39 @@ class Handlers:
                 results.append(R.CreatableTopicResult(name=t.name, error_code=_code(e), error_message=str(e)))
         return R(throttle_time_ms=0, topics=results)
 
+    def _create_topics_in_cluster(self, req):
+        """CreateTopics in a cluster: the active controller assigns replicas
+        (Kafka's round-robin, rack-aware with racks) and tells the brokers;
+        any other broker answers NOT_CONTROLLER so the client retries there."""
+        R = m.CreateTopicsResponse
+        ctl = self._active_controller()
+        cfg = self.broker.config
+
+        async def run():
+            results = []
+            for t in req.topics:
+                if ctl is None:
+                    code, msg = 41, "this broker is not the controller"
+                elif t.name in INTERNAL_TOPICS:
+                    code, msg = 42, f"{t.name} is an internal topic: the broker creates it"
+                elif req.validate_only:
+                    code, msg = 0, None
+                else:
+                    n = t.num_partitions if t.num_partitions != -1 else cfg.get("num.partitions")
+                    rf = t.replication_factor if t.replication_factor != -1 else cfg.get("default.replication.factor")
+                    assignment = ({a.partition_index: list(a.broker_ids) for a in t.assignments}
+                                  if t.assignments else None)
+                    if assignment:
+                        n, rf = len(assignment), len(next(iter(assignment.values())))
+                    configs = {c.name: c.value for c in t.configs}
+                    code, msg = await self._by_controller(ctl, "create_topic", t.name, n, rf, assignment, configs)
+                results.append(R.CreatableTopicResult(name=t.name, error_code=code, error_message=msg))
+            return R(throttle_time_ms=0, topics=results)
+        return run()
+
     def delete_topics(self, header, req):
+        if self._in_cluster():
+            return self._delete_topics_in_cluster(req)
         R = m.DeleteTopicsResponse
         out = []
         for name in req.topic_names:
@@ -506,7 +573,28 @@ class Handlers:
                 out.append(R.DeletableTopicResult(name=name, error_code=_code(e), error_message=str(e)))
         return R(throttle_time_ms=0, responses=out)
 
+    def _delete_topics_in_cluster(self, req):
+        R = m.DeleteTopicsResponse
+        ctl = self._active_controller()
+
+        async def run():
+            out = []
+            for name in req.topic_names:
+                if ctl is None:
+                    code, msg = 41, "this broker is not the controller"
+                elif not self.broker.config.get("delete.topic.enable"):
+                    code, msg = TopicDeletionDisabledError.error_code, "topic deletion is disabled"
+                elif name in INTERNAL_TOPICS:
+                    code, msg = 42, f"{name} is an internal topic and cannot be deleted"
+                else:
+                    code, msg = await self._by_controller(ctl, "delete_topic", name)
+                out.append(R.DeletableTopicResult(name=name, error_code=code, error_message=msg))
+            return R(throttle_time_ms=0, responses=out)
+        return run()
+
     def create_partitions(self, header, req):
+        if self._in_cluster():
+            return self._create_partitions_in_cluster(req)
         R = m.CreatePartitionsResponse
         out = []
         for t in req.topics:
@@ -519,6 +607,25 @@ class Handlers:
             except PylogError as e:
                 out.append(R.CreatePartitionsTopicResult(name=t.name, error_code=_code(e), error_message=str(e)))
         return R(throttle_time_ms=0, results=out)
+
+    def _create_partitions_in_cluster(self, req):
+        R = m.CreatePartitionsResponse
+        ctl = self._active_controller()
+
+        async def run():
+            out = []
+            for t in req.topics:
+                if ctl is None:
+                    code, msg = 41, "this broker is not the controller"
+                elif t.name in INTERNAL_TOPICS:
+                    code, msg = 42, f"{t.name} is an internal topic: its partition count is fixed"
+                elif req.validate_only:
+                    code, msg = 0, None
+                else:
+                    code, msg = await self._by_controller(ctl, "create_partitions", t.name, t.count, None)
+                out.append(R.CreatePartitionsTopicResult(name=t.name, error_code=code, error_message=msg))
+            return R(throttle_time_ms=0, results=out)
+        return run()
 
     # ---- DescribeConfigs (32) / AlterConfigs (33) ----
 

@@ -1,0 +1,159 @@
+"""Three brokers and a real ZooKeeper: a cluster forms (one controller
+elected), topics are created with replication factor 3, confluent-kafka
+produces with acks=all and reads everything back, and leadership moves when
+the leader stops -- with nothing acknowledged lost."""
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import pytest
+
+from pylog.testing import running_broker
+
+ck = pytest.importorskip("confluent_kafka")
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+CLUSTER = {
+    "replica.lag.time.max.ms": "2000",
+    "replica.fetch.wait.max.ms": "100",
+    "zookeeper.session.timeout.ms": "4000",
+    "min.insync.replicas": "2",
+    "default.replication.factor": "3",
+    "num.partitions": "3",
+    "auto.leader.rebalance.enable": "false",
+}
+
+
+@contextlib.contextmanager
+def cluster(zk_connect, n=3, **extra):
+    with contextlib.ExitStack() as stack:
+        brokers = [stack.enter_context(running_broker(config={
+            "broker.id": str(i), "zookeeper.connect": zk_connect, **CLUSTER, **extra}))
+            for i in range(1, n + 1)]
+        wait_for(lambda: sum(1 for b in brokers if b.broker.controller.is_active) == 1,
+                 what="one active controller")
+        active = next(b.broker.controller for b in brokers if b.broker.controller.is_active)
+        wait_for(lambda: active.live_broker_ids() == set(range(1, n + 1)), what="every broker registered")
+        yield brokers
+
+
+def wait_for(cond, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def bootstrap(brokers):
+    return ",".join(str(b) for b in brokers)
+
+
+def partition_md(admin, topic):
+    md = admin.list_topics(topic, timeout=10).topics.get(topic)
+    return {} if md is None or md.error else md.partitions
+
+
+def create_topic(brokers, name, partitions, rf=3):
+    admin = AdminClient({"bootstrap.servers": bootstrap(brokers)})
+    admin.create_topics([NewTopic(name, partitions, rf)])[name].result(20)
+    wait_for(lambda: len(partition_md(admin, name)) == partitions and all(
+        p.leader >= 0 and len(p.isrs) == rf for p in partition_md(admin, name).values()),
+        what=f"{name}: leaders and full ISRs")
+    return admin
+
+
+def read_all(bs, topic, partitions, expect, timeout=30):
+    c = ck.Consumer({"bootstrap.servers": bs, "group.id": "r", "enable.auto.commit": False})
+    c.assign([ck.TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < expect and time.monotonic() < deadline:
+            got += [m for m in c.consume(num_messages=10000, timeout=0.5) if not m.error()]
+        got += [m for m in c.consume(num_messages=10000, timeout=0.5) if not m.error()]
+    finally:
+        c.close()
+    return got
+
+
+def test_cluster_forms_replicates_and_serves_from_any_broker(zk_connect):
+    with cluster(zk_connect) as bs:
+        create_topic(bs, "orders", 3)
+        p = ck.Producer({"bootstrap.servers": bootstrap(bs), "acks": "all", "enable.idempotence": True,
+                         "linger.ms": 5})
+        for i in range(3000):
+            p.produce("orders", str(i).encode(), key=str(i % 7).encode())
+        assert p.flush(30) == 0
+        got = read_all(str(bs[2]), "orders", 3, 3000)
+        assert sorted(int(m.value()) for m in got) == list(range(3000))
+        # Every replica holds the same log end offset for every partition.
+        ends = {}
+        for b in bs:
+            for part in range(3):
+                wait_for(lambda b=b, part=part: b.broker.log_manager.get_partition(
+                    "orders", part).log_end_offset == b.broker.log_manager.get_partition(
+                    "orders", part).high_watermark, what="follower caught up")
+                ends.setdefault(part, set()).add(
+                    b.broker.log_manager.get_partition("orders", part).log_end_offset)
+        assert all(len(v) == 1 for v in ends.values()), ends
+        assert sum(next(iter(v)) for v in ends.values()) == 3000
+
+
+def test_a_non_controller_answers_not_controller_and_clients_find_the_controller(zk_connect):
+    with cluster(zk_connect) as bs:
+        others = [b for b in bs if not b.broker.controller.is_active]
+        # AdminClient bootstrapped on a non-controller still gets the topic created:
+        # Metadata names the controller, and CreateTopics goes there.
+        create_topic(others[:1], "via-other", 2)
+
+
+@pytest.mark.parametrize("controlled", [True, False], ids=["controlled-shutdown", "session-end"])
+def test_leader_stop_moves_leadership_and_loses_nothing(zk_connect, controlled):
+    with cluster(zk_connect, **{"controlled.shutdown.enable": str(controlled).lower()}) as bs:
+        admin = create_topic(bs, "f", 1)
+        acked, errors = [], []
+        stop = threading.Event()
+
+        def produce():
+            p = ck.Producer({"bootstrap.servers": bootstrap(bs), "acks": "all", "enable.idempotence": True,
+                             "linger.ms": 2, "message.timeout.ms": 60000})
+
+            def cb(err, m):
+                (errors if err else acked).append(err or int(m.value()))
+            i = 0
+            while not stop.is_set():
+                p.produce("f", str(i).encode(), on_delivery=cb)
+                p.poll(0)
+                i += 1
+                if i % 100 == 0:
+                    time.sleep(0.005)
+            assert p.flush(60) == 0
+        t = threading.Thread(target=produce)
+        t.start()
+        try:
+            wait_for(lambda: len(acked) > 2000, what="first acks")
+            leader = partition_md(admin, "f")[0].leader
+            victim = next(b for b in bs if b.broker.broker_id == leader)
+            t0 = time.monotonic()
+            victim.broker.stop_in_thread()
+            survivors = [b for b in bs if b is not victim]
+            admin2 = AdminClient({"bootstrap.servers": bootstrap(survivors)})
+            wait_for(lambda: partition_md(admin2, "f").get(0) is not None
+                     and partition_md(admin2, "f")[0].leader not in (-1, leader), what="a new leader")
+            failover_s = time.monotonic() - t0
+            n_before = len(acked)
+            wait_for(lambda: len(acked) > n_before + 2000, what="acks after the failover")
+        finally:
+            stop.set()
+            t.join(90)
+        print(f"failover ({'controlled' if controlled else 'session end'}): new leader after "
+              f"{failover_s * 1000:.0f} ms; {len(acked)} acknowledged")
+        assert not t.is_alive()
+        assert errors == []
+        got = read_all(bootstrap(survivors), "f", 1, len(acked))
+        values = [int(m.value()) for m in got]
+        assert set(acked) <= set(values), f"{len(set(acked) - set(values))} acknowledged messages lost"
+        assert len(values) == len(set(values)), "duplicates"
+        assert [m.offset() for m in got] == list(range(len(got)))
