@@ -44,3 +44,37 @@ def test_one_broker_without_zookeeper_up_status_down(tmp_path):
 def test_several_brokers_without_zookeeper_are_refused_clearly(tmp_path):
     r = pylog("cluster", "up", "--brokers", "3", "--zookeeper", "no", "--dir", str(tmp_path), check=False)
     assert r.returncode == 1 and b"need ZooKeeper" in r.stderr
+
+
+def test_three_brokers_with_zookeeper_replicate(tmp_path):
+    import os
+
+    from pylog.cluster.zk_server import zookeeper_installed
+    if not zookeeper_installed():
+        if os.environ.get("PYLOG_CI"):
+            pytest.fail("ZooKeeper is not installed (.ci/run installs Debian's zookeeper package)")
+        pytest.skip("ZooKeeper is not installed")
+    d = str(tmp_path / "c")
+    port = _free_port()
+    bootstrap = pylog("cluster", "up", "--brokers", "3", "--zookeeper", "yes", "--dir", d,
+                      "--base-port", str(port)).stdout.decode().strip()
+    try:
+        assert bootstrap.count(",") == 2
+        status = pylog("cluster", "status", "--dir", d).stdout.decode()
+        assert status.startswith("zookeeper") and status.count("\tup") == 4
+        pylog("topics", "create", "--bootstrap-server", bootstrap, "--topic", "t", "--partitions", "3",
+              "--replication-factor", "3")
+        p = ck.Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        for i in range(300):
+            p.produce("t", str(i).encode(), partition=i % 3)
+        assert p.flush(20) == 0
+        lines = pylog("topics", "describe", "--bootstrap-server", bootstrap, "--topic", "t"
+                      ).stdout.decode().splitlines()
+        assert "ReplicationFactor: 3" in lines[0]
+        for line in lines[1:]:
+            replicas = line.split("Replicas: ")[1].split("\t")[0]
+            assert sorted(replicas.split(",")) == ["1", "2", "3"]
+        assert pylog("topics", "describe", "--bootstrap-server", bootstrap,
+                     "--under-replicated-partitions").stdout.decode() == ""
+    finally:
+        pylog("cluster", "down", "--dir", d)

@@ -13,7 +13,7 @@ leadership moves away first) and waits for them, then stops ZooKeeper.
 
 Without ZooKeeper only one broker is possible today: several brokers need a
 controller they can all reach, and the embedded controller does not yet
-accept other brokers' registrations (it says so rather than starting a
+accept other brokers' registrations (`up` says so rather than starting a
 cluster that cannot work).
 """
 from __future__ import annotations
