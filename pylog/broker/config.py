@@ -66,6 +66,9 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "offset.metadata.max.bytes": (int, 4096),
     "offsets.retention.minutes": (int, 10080),
     "offsets.retention.check.interval.ms": (int, 600000),
+    # In a cluster, how long an offset commit or group write waits for the
+    # offsets partition's ISR (Kafka writes them with acks=all).
+    "offsets.commit.timeout.ms": (int, 5000),
     # Replication and the cluster (KAFKA-NOTES §4; Kafka's names and defaults).
     "broker.rack": (str, None),
     "zookeeper.connect": (str, None),

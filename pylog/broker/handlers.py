@@ -527,7 +527,11 @@ class Handlers:
     def _create_topics_in_cluster(self, req):
         """CreateTopics in a cluster: the active controller assigns replicas
         (Kafka's round-robin, rack-aware with racks) and tells the brokers;
-        any other broker answers NOT_CONTROLLER so the client retries there."""
+        any other broker answers NOT_CONTROLLER so the client retries there.
+        Internal topics are refused, except __consumer_offsets with exactly
+        this cluster's offsets.topic.num.partitions and replication factor
+        (what a broker's group coordinator asks for, groups/coordinator.py):
+        whoever asks, the topic is the one the coordinators expect."""
         R = m.CreateTopicsResponse
         ctl = self._active_controller()
         cfg = self.broker.config
@@ -537,7 +541,12 @@ class Handlers:
             for t in req.topics:
                 if ctl is None:
                     code, msg = 41, "this broker is not the controller"
-                elif t.name in INTERNAL_TOPICS:
+                elif t.name == OFFSETS_TOPIC and not self._is_offsets_topic_request(t):
+                    code, msg = 42, (f"{t.name} is created by the group coordinators, with "
+                                     f"offsets.topic.num.partitions={cfg.get('offsets.topic.num.partitions')} "
+                                     f"and offsets.topic.replication.factor="
+                                     f"{cfg.get('offsets.topic.replication.factor')}")
+                elif t.name in INTERNAL_TOPICS and t.name != OFFSETS_TOPIC:
                     code, msg = 42, f"{t.name} is an internal topic: the broker creates it"
                 elif req.validate_only:
                     code, msg = 0, None
@@ -549,10 +558,17 @@ class Handlers:
                     if assignment:
                         n, rf = len(assignment), len(next(iter(assignment.values())))
                     configs = {c.name: c.value for c in t.configs}
+                    if t.name == OFFSETS_TOPIC:
+                        configs = self.broker.groups.offsets_topic_configs()
                     code, msg = await self._by_controller(ctl, "create_topic", t.name, n, rf, assignment, configs)
                 results.append(R.CreatableTopicResult(name=t.name, error_code=code, error_message=msg))
             return R(throttle_time_ms=0, topics=results)
         return run()
+
+    def _is_offsets_topic_request(self, t) -> bool:
+        cfg = self.broker.config
+        return (not t.assignments and t.num_partitions == cfg.get("offsets.topic.num.partitions")
+                and t.replication_factor == cfg.get("offsets.topic.replication.factor"))
 
     def delete_topics(self, header, req):
         if self._in_cluster():

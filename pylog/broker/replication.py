@@ -32,6 +32,7 @@ log = logging.getLogger("pylog.broker.replication")
 STALE_CONTROLLER_EPOCH = 11
 FENCED_LEADER_EPOCH = 74
 UNKNOWN_TOPIC_OR_PARTITION = 3
+OFFSETS_TOPIC = "__consumer_offsets"
 ALTER_PARTITION_VERSION = 0
 ALTER_PARTITION_TIMEOUT_S = 10.0
 
@@ -100,6 +101,28 @@ class ReplicaManager:
         p.controller_epoch = ps.controller_epoch
         p.on_isr_change_needed = self._isr_change_needed
         key = (topic, ps.partition_index)
+        try:
+            return self._become(p, topic, ps, key, now_ms)
+        finally:
+            if topic == OFFSETS_TOPIC:
+                self._offsets_leadership(ps.partition_index, p.is_leader)
+
+    def _offsets_leadership(self, index, leader: bool):
+        """The group coordinator follows the leadership of __consumer_offsets
+        partitions: loads a partition's groups as leader, forgets them otherwise."""
+        groups = self.broker.groups
+        if groups is None:
+            return
+        try:
+            if leader:
+                groups.on_become_leader(index)
+            else:
+                groups.on_resign(index)
+        except Exception:  # the replica's state is applied whatever the coordinator makes of it
+            log.exception("broker %d: the group coordinator failed to follow %s-%d", self.broker_id,
+                          OFFSETS_TOPIC, index)
+
+    def _become(self, p, topic, ps, key, now_ms) -> int:
         if ps.leader == self.broker_id:
             self.fetchers.remove(key)
             if p.make_leader(ps, now_ms):
@@ -126,6 +149,8 @@ class ReplicaManager:
                 self.fetchers.remove(key)
                 code = 0
                 p = self.logs.partitions.get(key)
+                if t.name == OFFSETS_TOPIC:
+                    self._offsets_leadership(idx, False)
                 try:
                     if p is not None:
                         p.stop()

@@ -2,12 +2,16 @@
 Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups,
 DeleteGroups. Each turns a decoded request into GroupCoordinator calls and a
 response object; JoinGroup and SyncGroup return coroutines (their answers wait
-for the rebalance). Runs on the broker's event loop.
+for the rebalance), and so does OffsetCommit in a cluster (it waits for the
+offsets partition's ISR). In a cluster FindCoordinator names the leader of the
+group's __consumer_offsets partition and every other group API answers
+NOT_COORDINATOR for a group this broker does not coordinate. Runs on the
+broker's event loop.
 """
 from __future__ import annotations
 
 from ..protocol import messages as m
-from .coordinator import COORDINATOR_NOT_AVAILABLE, NONE, GroupState
+from .coordinator import COORDINATOR_NOT_AVAILABLE, NONE, GroupState, _join_error
 
 KEY_GROUP, KEY_TRANSACTION = 0, 1
 # DescribeGroups' authorized_operations when they were not asked for (Kafka's INT32_MIN).
@@ -38,6 +42,10 @@ class GroupApis:
         if req.key_type != KEY_GROUP:
             return R(throttle_time_ms=0, error_code=42, error_message=f"unknown key type {req.key_type}",
                      node_id=-1, host="", port=-1)
+        if self.coordinator.cluster:
+            code, node_id, host, port = self.coordinator.coordinator_for(req.key)
+            return R(throttle_time_ms=0, error_code=code, error_message=None, node_id=node_id, host=host,
+                     port=port)
         self.coordinator.ensure_offsets_topic()
         # One broker leads every partition of __consumer_offsets: it coordinates every group.
         return R(throttle_time_ms=0, error_code=NONE, error_message=None, node_id=b.broker_id,
@@ -47,6 +55,11 @@ class GroupApis:
 
     async def _join(self, header, req, peer):
         version = header.request_api_version
+        wrong = self.coordinator.coordinator_error(req.group_id)
+        if wrong:
+            code, generation, protocol, leader, member_id, members = _join_error(wrong, req.member_id)
+            return m.JoinGroupResponse(throttle_time_ms=0, error_code=code, generation_id=generation,
+                                       protocol_name="", leader="", member_id=member_id, members=[])
         code, generation, protocol, leader, member_id, members = await self.coordinator.join_group(
             version, req.group_id, req.member_id, req.group_instance_id if version >= 5 else None,
             header.client_id or "", peer, req.session_timeout_ms,
@@ -64,6 +77,9 @@ class GroupApis:
 
     async def _sync(self, header, req):
         version = header.request_api_version
+        wrong = self.coordinator.coordinator_error(req.group_id)
+        if wrong:
+            return m.SyncGroupResponse(throttle_time_ms=0, error_code=wrong, assignment=b"")
         code, assignment = await self.coordinator.sync_group(
             req.group_id, req.generation_id, req.member_id, req.group_instance_id if version >= 3 else None,
             [(a.member_id, a.assignment) for a in req.assignments])
@@ -75,6 +91,9 @@ class GroupApis:
     # ---- Heartbeat (12) / LeaveGroup (13) ----
 
     def heartbeat(self, header, req):
+        wrong = self.coordinator.coordinator_error(req.group_id)
+        if wrong:
+            return m.HeartbeatResponse(throttle_time_ms=0, error_code=wrong)
         code = self.coordinator.heartbeat(req.group_id, req.generation_id, req.member_id,
                                           req.group_instance_id if header.request_api_version >= 3 else None)
         return m.HeartbeatResponse(throttle_time_ms=0, error_code=code)
@@ -82,6 +101,9 @@ class GroupApis:
     def leave_group(self, header, req):
         version = header.request_api_version
         R = m.LeaveGroupResponse
+        wrong = self.coordinator.coordinator_error(req.group_id)
+        if wrong:
+            return R(throttle_time_ms=0, error_code=wrong, members=[])
         if version < 3:
             return R(throttle_time_ms=0, error_code=self.coordinator.leave_group(req.group_id, req.member_id))
         results = [R.MemberResponse(member_id=mm.member_id, group_instance_id=mm.group_instance_id,
@@ -97,9 +119,22 @@ class GroupApis:
         offsets = [(t.name, p.partition_index, p.committed_offset,
                     p.committed_leader_epoch if version >= 6 else -1, p.committed_metadata)
                    for t in req.topics for p in t.partitions]
-        codes = self.coordinator.commit_offsets(
-            req.group_id, req.generation_id_or_member_epoch if version >= 1 else -1,
-            req.member_id if version >= 1 else "", req.group_instance_id if version >= 7 else None, offsets)
+        args = (req.group_id, req.generation_id_or_member_epoch if version >= 1 else -1,
+                req.member_id if version >= 1 else "", req.group_instance_id if version >= 7 else None, offsets)
+        if self.coordinator.cluster:
+            return self._commit_replicated(req, args)
+        return self._commit_response(req, self.coordinator.commit_offsets(*args))
+
+    async def _commit_replicated(self, req, args):
+        wrong = self.coordinator.coordinator_error(req.group_id)
+        if wrong:
+            codes = {(t.name, p.partition_index): wrong for t in req.topics for p in t.partitions}
+        else:
+            codes = await self.coordinator.commit_offsets_replicated(*args)
+        return self._commit_response(req, codes)
+
+    @staticmethod
+    def _commit_response(req, codes):
         R = m.OffsetCommitResponse
         return R(throttle_time_ms=0, topics=[R.OffsetCommitResponseTopic(name=t.name, partitions=[
             R.OffsetCommitResponsePartition(partition_index=p.partition_index,
@@ -108,6 +143,13 @@ class GroupApis:
 
     def offset_fetch(self, header, req):
         R = m.OffsetFetchResponse
+        wrong = self.coordinator.coordinator_error(req.group_id)
+        if wrong:
+            # v2+ read the top-level code; v1 the partitions' codes.
+            return R(throttle_time_ms=0, error_code=wrong, topics=[
+                R.OffsetFetchResponseTopic(name=t.name, partitions=[R.OffsetFetchResponsePartition(
+                    partition_index=p, committed_offset=-1, committed_leader_epoch=-1, metadata="",
+                    error_code=wrong) for p in t.partition_indexes]) for t in req.topics or []])
         if req.topics is None:
             found = self.coordinator.fetch_offsets(req.group_id)
         else:
@@ -128,8 +170,13 @@ class GroupApis:
         R = m.DescribeGroupsResponse
         out = []
         for gid in req.groups:
-            g = self.coordinator.describe(gid)
             ops = AUTHORIZED_OPERATIONS_OMITTED
+            wrong = self.coordinator.coordinator_error(gid)
+            if wrong:
+                out.append(R.DescribedGroup(error_code=wrong, group_id=gid, group_state="", protocol_type="",
+                                            protocol_data="", members=[], authorized_operations=ops))
+                continue
+            g = self.coordinator.describe(gid)
             if g is None:
                 out.append(R.DescribedGroup(error_code=NONE, group_id=gid, group_state=GroupState.DEAD.value,
                                             protocol_type="", protocol_data="", members=[],
@@ -160,5 +207,6 @@ class GroupApis:
     def delete_groups(self, header, req):
         R = m.DeleteGroupsResponse
         return R(throttle_time_ms=0, results=[
-            R.DeletableGroupResult(group_id=gid, error_code=self.coordinator.delete_group(gid))
+            R.DeletableGroupResult(group_id=gid, error_code=self.coordinator.coordinator_error(gid)
+                                   or self.coordinator.delete_group(gid))
             for gid in req.groups_names])

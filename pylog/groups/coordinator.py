@@ -21,6 +21,18 @@ Committed offsets and each group's metadata are appended to the group's
 partition of __consumer_offsets before they are acknowledged, and replayed
 on start-up. Empty groups' offsets expire after offsets.retention.minutes.
 
+In a cluster (zookeeper.connect set) __consumer_offsets is a replicated
+topic the controller creates (offsets.topic.num.partitions partitions,
+offsets.topic.replication.factor replicas) and this coordinator serves only
+the groups whose partition this broker leads: becoming leader of a partition
+(LeaderAndIsr, replication.py) replays it into memory, becoming follower or
+losing the replica forgets its groups, and every request for another group is
+answered NOT_COORDINATOR. Offset commits and the leader's assignment are
+answered only once the partition's high watermark covers them (acks=all), with
+Kafka's error mapping (GroupMetadataManager): NOT_ENOUGH_REPLICAS(_AFTER_APPEND)
+-> COORDINATOR_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER -> NOT_COORDINATOR.
+A single broker keeps every partition and answers at once (its HW is its LEO).
+
 Invariants: a group in Stable or CompletingRebalance has a leader among its
 members and a protocol every member supports; generation_id grows by one per
 completed rebalance; pending (KIP-394) members are not members.
@@ -35,7 +47,7 @@ import logging
 import time
 import uuid
 
-from ..errors import PylogError
+from ..errors import NotLeaderOrFollowerError, PylogError
 from ..protocol.group_records import GroupMetadataValue
 from . import offsets_topic as ot
 from .offsets_topic import OffsetAndMetadata
@@ -44,9 +56,16 @@ log = logging.getLogger("pylog.groups")
 
 # Kafka's error codes for groups (KAFKA-NOTES §8).
 NONE = 0
+NOT_LEADER_OR_FOLLOWER = 6
+REQUEST_TIMED_OUT = 7
 UNKNOWN_TOPIC_OR_PARTITION = 3
 OFFSET_METADATA_TOO_LARGE = 12
+COORDINATOR_LOAD_IN_PROGRESS = 14
 COORDINATOR_NOT_AVAILABLE = 15
+NOT_COORDINATOR = 16
+NOT_ENOUGH_REPLICAS = 19
+NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20
+TOPIC_ALREADY_EXISTS = 36
 ILLEGAL_GENERATION = 22
 INCONSISTENT_GROUP_PROTOCOL = 23
 INVALID_GROUP_ID = 24
@@ -175,18 +194,27 @@ class GroupCoordinator:
         self.retention_ms = c.get("offsets.retention.minutes") * 60000
         self.retention_check_ms = c.get("offsets.retention.check.interval.ms")
         self._last_retention_check = time.monotonic()
+        # Cluster mode: partitions of __consumer_offsets are led (and loaded)
+        # here only as the controller decides.
+        self.cluster = bool(c.get("zookeeper.connect"))
+        self.replication_factor = c.get("offsets.topic.replication.factor")
+        self.commit_timeout_ms = c.get("offsets.commit.timeout.ms")
+        self.owned: set[int] = set()    # offsets partitions led here and loaded
+        self._creating = None           # the offsets topic creation in flight (a task)
+        self._too_few_warned = 0.0      # monotonic time of the last "too few brokers" warning
 
     # ---- start-up: replay __consumer_offsets ----
 
     def start(self):
-        if ot.TOPIC in self.logs.topics:
+        if not self.cluster and ot.TOPIC in self.logs.topics:
             self._load()
         self._task = asyncio.ensure_future(self._tick())
 
     async def stop(self):
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, self._creating) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for g in self.groups.values():
             for m in g.members.values():
                 for fut in (m.join_future, m.sync_future):
@@ -198,26 +226,153 @@ class GroupCoordinator:
         meta = self.logs.topics[ot.TOPIC]
         n_offsets = 0
         for i in range(meta.num_partitions):
-            part = self.logs.partitions[(ot.TOPIC, i)]
-            for kind, key, value in ot.replay(part.log):
-                if kind == "offset":
-                    group_id, topic, partition = key
-                    g = self._group(group_id, create=value is not None)
-                    if g is None:
-                        continue
-                    if value is None:
-                        g.offsets.pop((topic, partition), None)
-                    else:
-                        g.offsets[(topic, partition)] = value
-                        n_offsets += 1
-                elif value is None:
-                    self.groups.pop(key, None)
-                else:
-                    self._restore_group(key, value)
+            n_offsets += self._replay(self.logs.partitions[(ot.TOPIC, i)])
         for gid in [gid for gid, g in self.groups.items() if not g.members and not g.offsets]:
             del self.groups[gid]
         log.info("loaded %d groups (%d offset commits replayed) from %s in %.0f ms", len(self.groups),
                  n_offsets, ot.TOPIC, (time.monotonic() - t0) * 1000)
+
+    def _replay(self, part) -> int:
+        """Replay one partition of the topic into self.groups; the number of
+        offset commits read."""
+        n_offsets = 0
+        for kind, key, value in ot.replay(part.log):
+            if kind == "offset":
+                group_id, topic, partition = key
+                g = self._group(group_id, create=value is not None)
+                if g is None:
+                    continue
+                if value is None:
+                    g.offsets.pop((topic, partition), None)
+                else:
+                    g.offsets[(topic, partition)] = value
+                    n_offsets += 1
+            elif value is None:
+                self.groups.pop(key, None)
+            else:
+                self._restore_group(key, value)
+        return n_offsets
+
+    # ---- cluster mode: which groups this broker coordinates ----
+
+    def offsets_partition_count(self) -> int:
+        """In a cluster: the topic's partition count as the controller
+        published it (the configured count until it did)."""
+        parts = self.broker.metadata_cache.topics.get(ot.TOPIC)
+        return max(parts) + 1 if parts else self.num_partitions
+
+    def coordinator_error(self, group_id) -> int:
+        """NONE when this broker coordinates group_id (always, alone);
+        NOT_COORDINATOR when another broker does (or should)."""
+        if not self.cluster:
+            return NONE
+        return NONE if self.partition_for(group_id) in self.owned else NOT_COORDINATOR
+
+    def on_become_leader(self, index: int):
+        """This broker now leads partition `index` of the topic: load its
+        groups and offsets (synchronously: the replay is done before the next
+        request is served, so no COORDINATOR_LOAD_IN_PROGRESS is needed)."""
+        if not self.cluster or index in self.owned:
+            return
+        part = self.logs.partitions.get((ot.TOPIC, index))
+        if part is None:
+            return
+        t0 = time.monotonic()
+        self._forget_partition(index, NOT_COORDINATOR)  # leftovers, if any
+        before = set(self.groups)
+        n_offsets = self._replay(part)
+        loaded = [gid for gid in self.groups if gid not in before]
+        for gid in loaded:
+            g = self.groups[gid]
+            if not g.members and not g.offsets:
+                del self.groups[gid]
+        self.owned.add(index)
+        log.info("broker %d: coordinator for %s-%d: loaded %d groups (%d offset commits) in %.0f ms",
+                 self.broker.broker_id, ot.TOPIC, index, sum(1 for gid in loaded if gid in self.groups),
+                 n_offsets, (time.monotonic() - t0) * 1000)
+
+    def on_resign(self, index: int):
+        """This broker no longer leads partition `index` (follower, replica
+        stopped): forget its groups; waiting joins and syncs get
+        NOT_COORDINATOR, and members find the new coordinator."""
+        if not self.cluster or index not in self.owned:
+            return
+        self.owned.discard(index)
+        n = self._forget_partition(index, NOT_COORDINATOR)
+        log.info("broker %d: no longer coordinator for %s-%d: %d groups unloaded", self.broker.broker_id,
+                 ot.TOPIC, index, n)
+
+    def _forget_partition(self, index: int, code: int) -> int:
+        gone = [g for gid, g in self.groups.items() if self.partition_for(gid) == index]
+        for g in gone:
+            for mm in g.members.values():
+                for fut in (mm.join_future, mm.sync_future):
+                    if fut is not None and not fut.done():
+                        fut.set_result(code)
+                mm.join_future = mm.sync_future = None
+            del self.groups[g.group_id]
+        return len(gone)
+
+    def coordinator_for(self, group_id):
+        """FindCoordinator in a cluster: (error, node_id, host, port) of the
+        leader of the group's partition; COORDINATOR_NOT_AVAILABLE while the
+        topic does not exist (its creation is then asked of the controller)
+        or the partition has no live leader."""
+        cache = self.broker.metadata_cache
+        parts = cache.topics.get(ot.TOPIC)
+        if not parts:
+            self._request_offsets_topic()
+            return COORDINATOR_NOT_AVAILABLE, -1, "", -1
+        st = parts.get(ot.partition_for(group_id, max(parts) + 1))
+        ep = cache.brokers.get(st.leader) if st is not None and st.leader >= 0 else None
+        if ep is None:
+            return COORDINATOR_NOT_AVAILABLE, -1, "", -1
+        return NONE, ep.id, ep.host, ep.port
+
+    def offsets_topic_configs(self) -> dict:
+        return {"cleanup.policy": "compact", "segment.bytes": str(100 << 20),
+                "max.message.bytes": str(self.config.get("socket.request.max.bytes"))}
+
+    def _request_offsets_topic(self):
+        if self._creating is not None and not self._creating.done():
+            return
+        live = len(self.broker.metadata_cache.brokers)
+        if live < self.replication_factor:
+            # As Kafka: no topic with fewer replicas than asked; clients retry.
+            if time.monotonic() - self._too_few_warned < 10:
+                return
+            self._too_few_warned = time.monotonic()
+            log.warning("broker %d: %s not created: %d live brokers, offsets.topic.replication.factor=%d",
+                        self.broker.broker_id, ot.TOPIC, live, self.replication_factor)
+            return
+        self._creating = asyncio.ensure_future(self._create_offsets_topic())
+
+    async def _create_offsets_topic(self):
+        """Ask the active controller to create the topic: the one on this
+        broker directly, another one with CreateTopics on a worker thread."""
+        n, rf, configs = self.num_partitions, self.replication_factor, self.offsets_topic_configs()
+        ctl = self.broker.controller
+        try:
+            if ctl is not None and ctl.is_active:
+                await asyncio.wrap_future(ctl.submit("create_topic", ot.TOPIC, n, rf, None, configs))
+                code = NONE
+            else:
+                ep = self.broker.metadata_cache.controller()
+                if ep is None:
+                    return
+                code = await asyncio.get_running_loop().run_in_executor(
+                    None, _create_topic_by_wire, ep.host, ep.port, self.broker.broker_id, n, rf, configs)
+        except PylogError as e:
+            code = e.error_code
+        except Exception as e:  # a connection failure: the next FindCoordinator asks again
+            log.warning("broker %d: creating %s failed: %s", self.broker.broker_id, ot.TOPIC, e)
+            return
+        if code in (NONE, TOPIC_ALREADY_EXISTS):
+            log.info("broker %d: %s created (%d partitions, replication factor %d)%s", self.broker.broker_id,
+                     ot.TOPIC, n, rf, " by another broker" if code else "")
+        else:
+            log.warning("broker %d: the controller refused to create %s: error %d", self.broker.broker_id,
+                        ot.TOPIC, code)
 
     def _restore_group(self, group_id, v: GroupMetadataValue):
         g = self._group(group_id, create=True)
@@ -245,23 +400,59 @@ class GroupCoordinator:
     # ---- the offsets topic ----
 
     def partition_for(self, group_id: str) -> int:
+        if self.cluster:
+            return ot.partition_for(group_id, self.offsets_partition_count())
         # The topic's real partition count (it may predate a config change):
         # the placement must stay what it was when the offsets were written.
         meta = self.logs.topics.get(ot.TOPIC)
         return ot.partition_for(group_id, meta.num_partitions if meta is not None else self.num_partitions)
 
     def ensure_offsets_topic(self):
+        if self.cluster:
+            return  # the controller creates it (coordinator_for)
         if ot.TOPIC not in self.logs.topics:
-            self.logs.create_topic(ot.TOPIC, self.num_partitions, 1, {
-                "cleanup.policy": "compact", "segment.bytes": str(100 << 20),
-                "max.message.bytes": str(self.config.get("socket.request.max.bytes"))})
+            self.logs.create_topic(ot.TOPIC, self.num_partitions, 1, self.offsets_topic_configs())
 
     def _partition(self, group_id):
+        if self.cluster:
+            index = self.partition_for(group_id)
+            p = self.logs.partitions.get((ot.TOPIC, index))
+            if p is None or index not in self.owned:
+                raise NotLeaderOrFollowerError(f"broker {self.broker.broker_id} does not lead {ot.TOPIC}-{index}")
+            return p
         self.ensure_offsets_topic()
         return self.logs.get_partition(ot.TOPIC, self.partition_for(group_id))
 
     def _store(self, group_id, keys, values):
-        ot.append(self._partition(group_id), keys, values)
+        """Append; the offset of the last record written."""
+        return ot.append(self._partition(group_id), keys, values)
+
+    async def _wait_committed(self, group_id, last_offset) -> int:
+        """Cluster mode, after _store: wait until the high watermark covers
+        last_offset (acks=all). The error code as Kafka's GroupMetadataManager
+        maps it for offsets: 0, COORDINATOR_NOT_AVAILABLE (ISR too small),
+        NOT_COORDINATOR (leadership lost) or REQUEST_TIMED_OUT."""
+        try:
+            p = self._partition(group_id)
+        except PylogError:
+            return NOT_COORDINATOR
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.commit_timeout_ms / 1000
+        while True:
+            code = p.produce_outcome(last_offset)
+            if code is not None:
+                return _store_error(code)
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self.broker.stopping:
+                return REQUEST_TIMED_OUT
+            fut = loop.create_future()
+            p.add_produce_waiter(last_offset, fut)
+            try:
+                await asyncio.wait_for(fut, remaining)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                p.remove_produce_waiter(fut)
 
     def _store_group(self, g: Group):
         members = [GroupMetadataValue.MemberMetadata(
@@ -272,7 +463,7 @@ class GroupCoordinator:
         value = GroupMetadataValue(protocol_type=g.protocol_type or "", generation=g.generation_id,
                                    protocol=g.protocol_name, leader=g.leader_id,
                                    current_state_timestamp=g.state_timestamp, members=members)
-        self._store(g.group_id, [ot.group_key(g.group_id)], [ot.group_value(value)])
+        return self._store(g.group_id, [ot.group_key(g.group_id)], [ot.group_value(value)])
 
     # ---- lookups ----
 
@@ -481,28 +672,47 @@ class GroupCoordinator:
             given = {mid: bytes(a) for mid, a in assignments}
             for mid, mm in g.members.items():
                 mm.assignment = given.get(mid, b"")
+            current = True
             try:
-                self._store_group(g)
+                last = self._store_group(g)
             except (PylogError, OSError) as e:
                 # Not stored, so not handed out: everyone rejoins (Kafka's answer
                 # to a failed group write is COORDINATOR_NOT_AVAILABLE).
                 log.error("group %s: storing the assignment failed: %s", g.group_id, e)
+                code = _store_error(getattr(e, "error_code", -1)) if self.cluster else COORDINATOR_NOT_AVAILABLE
+                self._assignment_failed(g, code)
+                return code, b""
+            if self.cluster:
+                # Handed out only once the ISR has it (acks=all).
+                generation = g.generation_id
+                code = await self._wait_committed(group_id, last)
+                # A rebalance, an unload or a newer SyncGroup meanwhile answered
+                # the waiting members already.
+                current = self.groups.get(group_id) is g and g.generation_id == generation and \
+                    g.state is GroupState.COMPLETING_REBALANCE
+                if current and code:
+                    log.warning("group %s: the assignment was not replicated: error %d", g.group_id, code)
+                    code = COORDINATOR_NOT_AVAILABLE if code == REQUEST_TIMED_OUT else code
+                    self._assignment_failed(g, code)
+                    return code, b""
+            if current:
+                g.transition(GroupState.STABLE)
+                g.sync_deadline = None
                 for mm in g.members.values():
                     f, mm.sync_future = mm.sync_future, None
                     if f is not None and not f.done():
-                        f.set_result(COORDINATOR_NOT_AVAILABLE)
-                self._prepare_rebalance(g, "the assignment could not be stored")
-                return COORDINATOR_NOT_AVAILABLE, b""
-            g.transition(GroupState.STABLE)
-            g.sync_deadline = None
-            for mm in g.members.values():
-                f, mm.sync_future = mm.sync_future, None
-                if f is not None and not f.done():
-                    f.set_result((NONE, mm.assignment))
+                        f.set_result((NONE, mm.assignment))
         result = await fut
         if isinstance(result, int):
             return result, b""
         return result
+
+    def _assignment_failed(self, g: Group, code: int):
+        for mm in g.members.values():
+            f, mm.sync_future = mm.sync_future, None
+            if f is not None and not f.done():
+                f.set_result(code)
+        self._prepare_rebalance(g, "the assignment could not be stored")
 
     # ---- Heartbeat / LeaveGroup ----
 
@@ -557,45 +767,8 @@ class GroupCoordinator:
     def commit_offsets(self, group_id, generation_id, member_id, group_instance_id, offsets):
         """offsets: [(topic, partition, offset, leader_epoch, metadata)]. Returns
         {(topic, partition): error_code}; appended before it returns."""
-        def all_(code):
-            return {(t, p): code for t, p, *_ in offsets}
-        if not group_id:
-            return all_(INVALID_GROUP_ID)
-        g = self.groups.get(group_id)
-        if generation_id < 0 and not member_id:
-            # A standalone consumer (assign + commit): only for groups without members.
-            if g is not None and g.members:
-                return all_(UNKNOWN_MEMBER_ID)
-            if g is None or g.state is GroupState.DEAD:
-                g = self.groups[group_id] = Group(group_id)
-        else:
-            if g is None or g.state is GroupState.DEAD:
-                return all_(ILLEGAL_GENERATION if generation_id >= 0 and not member_id else UNKNOWN_MEMBER_ID)
-            m = g.members.get(member_id)
-            if m is None:
-                return all_(FENCED_INSTANCE_ID if group_instance_id in g.static else UNKNOWN_MEMBER_ID)
-            if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
-                return all_(FENCED_INSTANCE_ID)
-            if generation_id != g.generation_id:
-                return all_(ILLEGAL_GENERATION)
-            if g.state is GroupState.COMPLETING_REBALANCE:
-                return all_(REBALANCE_IN_PROGRESS)
-            m.last_heartbeat = time.monotonic()
-        result, keys, values, accepted = {}, [], [], []
-        now = _now_ms()
-        for topic, partition, offset, leader_epoch, metadata in offsets:
-            metadata = metadata or ""
-            if len(metadata.encode()) > self.metadata_max_bytes:
-                result[(topic, partition)] = OFFSET_METADATA_TOO_LARGE
-                continue
-            meta = self.logs.topics.get(topic)
-            if meta is None or not 0 <= partition < meta.num_partitions:
-                result[(topic, partition)] = UNKNOWN_TOPIC_OR_PARTITION
-                continue
-            om = OffsetAndMetadata(offset, leader_epoch, metadata, now)
-            keys.append(ot.offset_key(group_id, topic, partition))
-            values.append(ot.offset_value(om))
-            accepted.append(((topic, partition), om))
+        result, g, keys, values, accepted = self._check_commit(
+            group_id, generation_id, member_id, group_instance_id, offsets)
         if keys:
             try:
                 self._store(group_id, keys, values)
@@ -609,6 +782,77 @@ class GroupCoordinator:
                 g.offsets[tp] = om
                 result[tp] = NONE
         return result
+
+    async def commit_offsets_replicated(self, group_id, generation_id, member_id, group_instance_id, offsets):
+        """As commit_offsets, in a cluster: answered (and the offsets cached)
+        once the offsets partition's high watermark covers the commit."""
+        result, g, keys, values, accepted = self._check_commit(
+            group_id, generation_id, member_id, group_instance_id, offsets)
+        if keys:
+            try:
+                last = self._store(group_id, keys, values)
+                code = await self._wait_committed(group_id, last)
+            except (PylogError, OSError) as e:
+                code = _store_error(getattr(e, "error_code", -1))
+            if code == NONE and self.groups.get(group_id) is g:
+                for tp, om in accepted:
+                    g.offsets[tp] = om
+            elif code == NONE:
+                code = NOT_COORDINATOR  # unloaded meanwhile: the new coordinator replays it
+            for tp, _ in accepted:
+                result[tp] = code
+        return result
+
+    def _topic_partition_exists(self, topic, partition) -> bool:
+        if self.cluster:
+            return partition in self.broker.metadata_cache.topics.get(topic, {})
+        meta = self.logs.topics.get(topic)
+        return meta is not None and 0 <= partition < meta.num_partitions
+
+    def _check_commit(self, group_id, generation_id, member_id, group_instance_id, offsets):
+        """The checks of an offset commit: (result so far, group, keys,
+        values, [(tp, OffsetAndMetadata)] to store)."""
+        def all_(code):
+            return {(t, p): code for t, p, *_ in offsets}
+        def fail(code):
+            return all_(code), None, [], [], []
+        if not group_id:
+            return fail(INVALID_GROUP_ID)
+        g = self.groups.get(group_id)
+        if generation_id < 0 and not member_id:
+            # A standalone consumer (assign + commit): only for groups without members.
+            if g is not None and g.members:
+                return fail(UNKNOWN_MEMBER_ID)
+            if g is None or g.state is GroupState.DEAD:
+                g = self.groups[group_id] = Group(group_id)
+        else:
+            if g is None or g.state is GroupState.DEAD:
+                return fail(ILLEGAL_GENERATION if generation_id >= 0 and not member_id else UNKNOWN_MEMBER_ID)
+            m = g.members.get(member_id)
+            if m is None:
+                return fail(FENCED_INSTANCE_ID if group_instance_id in g.static else UNKNOWN_MEMBER_ID)
+            if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
+                return fail(FENCED_INSTANCE_ID)
+            if generation_id != g.generation_id:
+                return fail(ILLEGAL_GENERATION)
+            if g.state is GroupState.COMPLETING_REBALANCE:
+                return fail(REBALANCE_IN_PROGRESS)
+            m.last_heartbeat = time.monotonic()
+        result, keys, values, accepted = {}, [], [], []
+        now = _now_ms()
+        for topic, partition, offset, leader_epoch, metadata in offsets:
+            metadata = metadata or ""
+            if len(metadata.encode()) > self.metadata_max_bytes:
+                result[(topic, partition)] = OFFSET_METADATA_TOO_LARGE
+                continue
+            if not self._topic_partition_exists(topic, partition):
+                result[(topic, partition)] = UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            om = OffsetAndMetadata(offset, leader_epoch, metadata, now)
+            keys.append(ot.offset_key(group_id, topic, partition))
+            values.append(ot.offset_value(om))
+            accepted.append(((topic, partition), om))
+        return result, g, keys, values, accepted
 
     def fetch_offsets(self, group_id, partitions=None):
         """{(topic, partition): OffsetAndMetadata or None}; all committed ones
@@ -732,3 +976,35 @@ IDLE_TICK_S = 1.0
 
 def _join_error(code, member_id):
     return code, -1, None, "", member_id, []
+
+
+def _store_error(code: int) -> int:
+    """A failed write to the offsets partition as a group error (Kafka's
+    GroupMetadataManager mapping)."""
+    if code in (NONE, REQUEST_TIMED_OUT):
+        return code
+    if code in (UNKNOWN_TOPIC_OR_PARTITION, NOT_ENOUGH_REPLICAS, NOT_ENOUGH_REPLICAS_AFTER_APPEND):
+        return COORDINATOR_NOT_AVAILABLE
+    if code in (NOT_LEADER_OR_FOLLOWER, 56):      # 56: KAFKA_STORAGE_ERROR
+        return NOT_COORDINATOR
+    if code in (4, 10, 18):                       # INVALID_FETCH_SIZE, MESSAGE/RECORD_LIST_TOO_LARGE
+        return 28                                 # INVALID_COMMIT_OFFSET_SIZE
+    return COORDINATOR_NOT_AVAILABLE
+
+
+def _create_topic_by_wire(host, port, broker_id, n, rf, configs) -> int:
+    """CreateTopics for the offsets topic sent to the controller at host:port
+    (on a worker thread); its error code."""
+    from ..client.wire import Connection
+    from ..protocol.messages import CreateTopicsRequest as Q
+    req = Q(topics=[Q.CreatableTopic(
+        name=ot.TOPIC, num_partitions=n, replication_factor=rf, assignments=[],
+        configs=[Q.CreatableTopicConfig(name=k, value=v) for k, v in configs.items()])], timeout_ms=30000)
+    with Connection(host, port, client_id=f"{INTERNAL_CLIENT_ID}-{broker_id}", timeout=30) as c:
+        resp = c.request(req)
+    return resp.topics[0].error_code
+
+
+# The client id a broker's coordinator uses to ask the controller for the
+# offsets topic (a name in the controller's logs; it grants nothing).
+INTERNAL_CLIENT_ID = "pylog-group-coordinator"

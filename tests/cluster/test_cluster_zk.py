@@ -107,6 +107,10 @@ def test_a_non_controller_answers_not_controller_and_clients_find_the_controller
         # AdminClient bootstrapped on a non-controller still gets the topic created:
         # Metadata names the controller, and CreateTopics goes there.
         create_topic(others[:1], "via-other", 2)
+        # The offsets topic is the coordinators' to shape: other settings are refused.
+        admin = AdminClient({"bootstrap.servers": bootstrap(bs)})
+        with pytest.raises(ck.KafkaException, match="created by the group coordinators"):
+            admin.create_topics([NewTopic("__consumer_offsets", 3, 1)])["__consumer_offsets"].result(20)
 
 
 @pytest.mark.parametrize("controlled", [True, False], ids=["controlled-shutdown", "session-end"])
