@@ -88,6 +88,10 @@ def load(path: str):
             settle_s=ei.get("settle_s"),
             settle_rounds=ei.get("settle_rounds"),
             goal_s=ei.get("goal_s"),
+            broker_cpu_each=ei.get("broker_cpu_each_s_per_m"),
+            zk_cpu=ei.get("zk_cpu_s_per_m"),
+            fetch_max_bytes=ei.get("replica_fetch_max_bytes"),
+            fetch_wait_ms=ei.get("replica_fetch_wait_max_ms"),
         )
         row["rps"] = row["records"] / med if row["records"] else None
         row["gbps"] = row["bytes"] / med / 1e9 if row["bytes"] else None
@@ -315,6 +319,65 @@ def clients_md(impls):
     return out, verdicts
 
 
+# K: a 3-broker cluster. Rows in table order; the goal is a ratio to the RF=1 row.
+CLUSTER_ROWS = ["RF=1 acks=1", "RF=3 acks=1", "RF=3 acks=all"]
+CLUSTER_GOAL = 0.40   # RF=3 acks=all >= 40% of RF=1 (Kafka 2014: 421,823 / 821,557 = 51%)
+
+
+def cluster_md(impls):
+    out = ["### K. 3 brokers + ZooKeeper on one machine: replication overhead (confluent-kafka, "
+           "100-byte messages, 6 partitions, linger 5 ms, batch size 1,000,000)", ""]
+    if not impls:
+        return out + ["(not run)", ""], []
+    base = impls.get("RF=1 acks=1")
+    out += ["| scenario | msg/s | MB/s | vs RF=1 | broker CPU s / M msgs (3 brokers) | per broker "
+            "| client CPU s / M msgs | ZooKeeper CPU s / M | IQR | rounds |",
+            "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for impl in CLUSTER_ROWS + sorted(i for i in impls if i not in CLUSTER_ROWS):
+        r = impls.get(impl)
+        if r is None:
+            out.append(f"| {impl} | not measured | | | | | | | | |")
+            continue
+        ratio = r["rps"] / base["rps"] if (base and base["rps"]) else None
+        iqr = f"{100 * r['iqr'] / r['median']:.0f}%" if r.get("iqr") is not None else "—"
+        each = ", ".join(f"{x:.3f}" for x in r.get("broker_cpu_each") or [])
+        zk = f"{r['zk_cpu']:.3f}" if r.get("zk_cpu") is not None else "—"
+        out.append(f"| {impl} | {fmt_rate(r['rps'])} | {r['gbps'] * 1e3:.0f} | "
+                   f"{'—' if ratio is None else f'{100 * ratio:.0f}%'} | {r['broker_cpu']:.3f} | {each} | "
+                   f"{r['client_cpu']:.3f} | {zk} | {iqr} | {r['rounds']} |")
+    fmb = {r.get("fetch_max_bytes") for r in impls.values()} - {None}
+    fwait = {r.get("fetch_wait_ms") for r in impls.values()} - {None}
+    out += ["", "msg/s = messages / median wall time (first produce to flush() returning, all acknowledged). "
+            "Broker CPU: user+system of all threads of the three broker processes (/proc schedstat), "
+            "summed; client CPU from getrusage. Each round a fresh topic, leaders spread over the three "
+            "brokers; the three processes share this machine's cores with the client and ZooKeeper"
+            + (f"; replica.fetch.max.bytes={', '.join(f'{x:,}' for x in sorted(fmb))}" if fmb else "")
+            + (f", replica.fetch.wait.max.ms={', '.join(str(x) for x in sorted(fwait))}" if fwait else "")
+            + ".", ""]
+    verdicts = []
+    if base and base["rps"]:
+        r1 = impls.get("RF=3 acks=1")
+        if r1 and r1["rps"]:
+            out.append(f"RF=3 acks=1 / RF=1: {100 * r1['rps'] / base['rps']:.0f}% "
+                       f"(replication overhead {100 * (1 - r1['rps'] / base['rps']):.0f}%)")
+        ra = impls.get("RF=3 acks=all")
+        if ra and ra["rps"]:
+            x = ra["rps"] / base["rps"]
+            out.append(f"RF=3 acks=all / RF=1: {100 * x:.0f}% (replication overhead {100 * (1 - x):.0f}%)")
+            ok = x >= CLUSTER_GOAL
+            verdicts.append(("PASS" if ok else "FAIL",
+                             f"{'PASS' if ok else 'FAIL'}: RF=3 acks=all {fmt_rate(ra['rps'])} msg/s = "
+                             f"{100 * x:.0f}% of RF=1 {fmt_rate(base['rps'])} msg/s "
+                             f"(goal >= {100 * CLUSTER_GOAL:.0f}%; Kafka 2014: 51%)"))
+        else:
+            verdicts.append(("SKIP", "SKIP: RF=3 acks=all not measured"))
+        out.append("")
+    else:
+        verdicts.append(("SKIP", "SKIP: RF=1 acks=1 not measured (the goal's baseline)"))
+    out += [f"**{v[1]}**" for v in verdicts] + [""]
+    return out, verdicts
+
+
 def build(data, rows, src_path):
     mi = data.get("machine_info") or {}
     ci = data.get("commit_info") or {}
@@ -349,6 +412,9 @@ def build(data, rows, src_path):
     j_md, j_verdicts = clients_md(rows.get("J_clients", {}))
     lines += j_md
     known.add("J_clients")
+    k_md, k_verdicts = cluster_md(rows.get("K_cluster", {}))
+    lines += k_md
+    known.add("K_cluster")
     for scen in sorted(set(rows) - known):
         md, _ = scenario_md(scen, scen, ("ratio", "lmdb", 0.0), rows[scen])
         lines += md[:-2]  # table only, no goal line
@@ -364,7 +430,8 @@ def build(data, rows, src_path):
     lines += [f"- H: {v[1]}" for v in h_verdicts]
     lines += [f"- I: {v[1]}" for v in i_verdicts]
     lines += [f"- J: {v[1]}" for v in j_verdicts]
-    verdicts = verdicts + g_verdicts + h_verdicts + i_verdicts + j_verdicts
+    lines += [f"- K: {v[1]}" for v in k_verdicts]
+    verdicts = verdicts + g_verdicts + h_verdicts + i_verdicts + j_verdicts + k_verdicts
     lines.append("")
     return "\n".join(lines), verdicts
 
