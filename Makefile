@@ -12,7 +12,7 @@ CC     ?= cc
 CFLAGS_C := -std=c11 -O2 -g -Wall -Wextra -Wconversion -Wsign-compare -Iengine
 SAN    := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-.PHONY: all build run test test-c test-asan bench clean
+.PHONY: all build run test test-c test-asan bench soak clean
 
 all: build
 
@@ -50,6 +50,14 @@ test-c: tests/c/test_engine
 
 test-asan: tests/c/test_engine_asan
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./tests/c/test_engine_asan
+
+# The fault tests (tests/cluster/test_faults.py) with more rounds and longer
+# produce phases than `make test` runs; -s prints the failover figures.
+SOAK_ROUNDS ?= 5
+SOAK_PHASE_ACKS ?= 5000
+soak: build
+	PYLOG_FAULT_ROUNDS=$(SOAK_ROUNDS) PYLOG_FAULT_PHASE_ACKS=$(SOAK_PHASE_ACKS) \
+		$(PY) -m pytest -q -s tests/cluster/test_faults.py
 
 bench: build
 	$(PY) -m pytest bench -q --benchmark-disable-gc --benchmark-columns=median,ops,rounds \
