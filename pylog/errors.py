@@ -29,6 +29,7 @@ __all__ = [
     "LogClosedError",
     "LogLockedError",
     "NoOffsetForPartitionError",
+    "OffsetNotAvailableError",
     "NotEnoughReplicasAfterAppendError",
     "NotEnoughReplicasError",
     "NotLeaderOrFollowerError",
@@ -143,6 +144,13 @@ class NotLeaderOrFollowerError(PylogError):
 
 class RequestTimedOutError(PylogError):
     error_code = 7
+    retriable = True
+
+
+class OffsetNotAvailableError(PylogError):
+    """A new leader cannot answer for its high watermark yet (KIP-207)."""
+
+    error_code = 78
     retriable = True
 
 

@@ -23,10 +23,11 @@ import time
 
 from ..errors import (
     InvalidConfigError,
-    NotLeaderOrFollowerError,
     InvalidRequestError,
-    InvalidTopicError,
     InvalidRequiredAcksError,
+    InvalidTopicError,
+    NotLeaderOrFollowerError,
+    OffsetNotAvailableError,
     OffsetOutOfRangeError,
     PylogError,
     TopicDeletionDisabledError,
@@ -36,8 +37,8 @@ from ..errors import (
 from ..protocol import messages as m
 from ..protocol.produce import decode_produce_request, encode_produce_response
 from . import api_versions as av
-from .epoch_api import offset_for_leader_epoch
 from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, validate_topic_name
+from .epoch_api import offset_for_leader_epoch
 
 log = logging.getLogger("pylog.broker")
 
@@ -473,6 +474,9 @@ class Handlers:
                         raise NotLeaderOrFollowerError(
                             f"broker {self.broker.broker_id} is not the leader of {t.name}-{lp.partition_index}")
                     ts = lp.timestamp
+                    if ts != -2 and not p.high_watermark_known:
+                        raise OffsetNotAvailableError(
+                            f"{t.name}-{lp.partition_index}: the new leader's high watermark is not known yet")
                     if ts == -1:
                         offset = p.last_stable_offset if committed else p.high_watermark
                         out_ts = -1

@@ -440,9 +440,25 @@ class Partition:
         if offset == self.high_watermark and offset >= self.log.log_start_offset:
             return None
         if offset > self.high_watermark:
+            if offset <= self.log.log_end_offset:
+                # Stored but not yet committed (a new leader's high watermark
+                # lags the old one's until its followers fetch): nothing to
+                # read yet, as Kafka answers -- not out of range, which would
+                # make a consumer reset its position.
+                return None
             raise OffsetOutOfRangeError(
-                f"offset {offset} is above the high watermark {self.high_watermark} of {self.topic}-{self.index}")
+                f"offset {offset} is above the log end offset {self.log.log_end_offset} of "
+                f"{self.topic}-{self.index}")
         return self.log.read_batches(offset, max(max_bytes, 1))
+
+    @property
+    def high_watermark_known(self) -> bool:
+        """False while this leader's high watermark is still below the start of
+        its own leader epoch: until a follower fetches from it, it cannot tell
+        how far the previous leader had committed (KIP-207: ListOffsets then
+        answers OFFSET_NOT_AVAILABLE instead of a high watermark that went back)."""
+        entry = self.epoch_cache.latest_entry()
+        return entry is None or self.high_watermark >= entry[1]
 
     def read_for_replica(self, offset: int, max_bytes: int):
         """As read, but up to the log end offset (what followers replicate)."""

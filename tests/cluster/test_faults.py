@@ -62,7 +62,7 @@ OFFSET_OUT_OF_RANGE, OFFSET_NOT_AVAILABLE = 1, 78
 # failover. While this is True the watcher reports such a drop right after a
 # leader change instead of failing on it; any other drop still fails. Set it to
 # False when that test passes.
-KNOWN_STALE_HW_AFTER_FAILOVER = True
+KNOWN_STALE_HW_AFTER_FAILOVER = False
 
 BROKER_CONFIG = {
     "zookeeper.session.timeout.ms": str(SESSION_MS),
@@ -683,11 +683,11 @@ def controlled_nodes(tmp_path):
         listener.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pylog bug: a new leader whose high watermark is behind the start offset of its leader epoch "
-    "answers ListOffsets latest with that stale HW (Kafka: OFFSET_NOT_AVAILABLE, KIP-207) and a Fetch "
-    "between its HW and its log end with OFFSET_OUT_OF_RANGE (Kafka: an empty answer), so at a "
-    "failover clients see the HW go backwards and consumers at the old HW reset their offset"))
+# A new leader whose high watermark is behind the start offset of its leader
+# epoch must not answer ListOffsets latest with that stale HW (Kafka:
+# OFFSET_NOT_AVAILABLE, KIP-207) nor a Fetch between its HW and its log end
+# with OFFSET_OUT_OF_RANGE (Kafka: an empty answer): else at a failover clients
+# see the HW go backwards and consumers at the old HW reset their offset.
 def test_a_new_leader_does_not_expose_a_high_watermark_behind_its_epoch_start(controlled_nodes):
     from .test_replication import TOPIC as T, produce, publish, wait_until
     ctl, nodes, listener = controlled_nodes
