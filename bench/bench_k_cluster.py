@@ -29,7 +29,6 @@ BENCH_K_FETCH_MAX_BYTES / BENCH_K_FETCH_WAIT_MS override the two fetch settings.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import socket
 import statistics
@@ -43,6 +42,7 @@ import pytest
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
+from bench_g_broker import _cpu_seconds, _self_cpu  # noqa: E402
 from pylog.cluster.zk_server import ZooKeeperServer, ZooKeeperUnavailable, zookeeper_installed  # noqa: E402
 
 VALUE = b"x" * 100
@@ -58,22 +58,6 @@ OVERRIDES = {
 }
 # scenario -> (replication factor, acks)
 SCENARIOS = {"RF=1 acks=1": (1, "1"), "RF=3 acks=1": (3, "1"), "RF=3 acks=all": (3, "all")}
-
-
-def _cpu_seconds(pid: int) -> float:
-    total = 0
-    for t in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except FileNotFoundError:
-            pass  # a thread that just ended
-    return total / 1e9
-
-
-def _self_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def _free_port() -> int:

@@ -15,7 +15,11 @@ import uuid
 
 import pytest
 
-from pylog.cluster.zk_server import ZooKeeperServer, ZooKeeperUnavailable, zookeeper_installed
+from pylog.cluster.zk_server import (
+    ZooKeeperServer,
+    ZooKeeperUnavailable,
+    zookeeper_installed,
+)
 
 
 @pytest.fixture(scope="session")

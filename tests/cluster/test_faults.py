@@ -43,7 +43,13 @@ import pylog
 from pylog import _engine
 from pylog.client import Client
 from pylog.client.wire import Connection
-from pylog.protocol.messages import CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest
+from pylog.protocol.messages import (
+    CreateTopicsRequest,
+    FetchRequest,
+    ListOffsetsRequest,
+    MetadataRequest,
+    ProduceRequest,
+)
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -689,7 +695,8 @@ def controlled_nodes(tmp_path):
 # with OFFSET_OUT_OF_RANGE (Kafka: an empty answer): else at a failover clients
 # see the HW go backwards and consumers at the old HW reset their offset.
 def test_a_new_leader_does_not_expose_a_high_watermark_behind_its_epoch_start(controlled_nodes):
-    from .test_replication import TOPIC as T, produce, publish, wait_until
+    from .test_replication import TOPIC as T
+    from .test_replication import produce, publish, wait_until
     ctl, nodes, listener = controlled_nodes
     publish(ctl, listener, nodes, 1, 0, [1, 2, 3], [1, 2, 3])
     assert produce(nodes[1].bootstrap, 100)[1] == []

@@ -5,19 +5,15 @@ coordinator broker stops another one takes the group over with its committed
 offsets, while the members go on consuming without losing a message."""
 from __future__ import annotations
 
-import contextlib
 import time
-
-import pytest
 
 from pylog.client import Client
 from pylog.client.wire import Connection
 from pylog.groups import offsets_topic as ot
-from pylog.testing import running_broker
+from pylog.protocol.messages import FindCoordinatorRequest, OffsetFetchRequest
 
-ck = pytest.importorskip("confluent_kafka")
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from pylog.protocol.messages import FindCoordinatorRequest, OffsetFetchRequest  # noqa: E402
+from . import zkcluster
+from .zkcluster import AdminClient, bootstrap, ck, create_topic, partition_md, wait_for
 
 CLUSTER = {
     "replica.lag.time.max.ms": "2000",
@@ -34,42 +30,8 @@ CLUSTER = {
 GROUP = "g-failover"
 
 
-@contextlib.contextmanager
 def cluster(zk_connect, n=3, **extra):
-    with contextlib.ExitStack() as stack:
-        brokers = [stack.enter_context(running_broker(config={
-            "broker.id": str(i), "zookeeper.connect": zk_connect, **CLUSTER, **extra}))
-            for i in range(1, n + 1)]
-        wait_for(lambda: sum(1 for b in brokers if b.broker.controller.is_active) == 1,
-                 what="one active controller")
-        active = next(b.broker.controller for b in brokers if b.broker.controller.is_active)
-        wait_for(lambda: active.live_broker_ids() == set(range(1, n + 1)), what="every broker registered")
-        yield brokers
-
-
-def wait_for(cond, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def bootstrap(brokers):
-    return ",".join(str(b) for b in brokers)
-
-
-def partition_md(admin, topic):
-    md = admin.list_topics(topic, timeout=10).topics.get(topic)
-    return {} if md is None or md.error else md.partitions
-
-
-def create_topic(brokers, name, partitions, rf=3):
-    admin = AdminClient({"bootstrap.servers": bootstrap(brokers)})
-    admin.create_topics([NewTopic(name, partitions, rf)])[name].result(20)
-    wait_for(lambda: len(partition_md(admin, name)) == partitions and all(
-        p.leader >= 0 and len(p.isrs) == rf for p in partition_md(admin, name).values()),
-        what=f"{name}: leaders and full ISRs")
-    return admin
+    return zkcluster.cluster(zk_connect, n, base=CLUSTER, **extra)
 
 
 def coordinators(brokers, group):

@@ -18,8 +18,13 @@ import pytest
 
 from pylog.cluster import zk_server
 from pylog.cluster.local_store import LocalMetadataStore
-from pylog.cluster.metadata_store import (BrokerIdInUseError, BrokerInfo, ControllerMovedError, PartitionState,
-                                          TopicAssignment)
+from pylog.cluster.metadata_store import (
+    BrokerIdInUseError,
+    BrokerInfo,
+    ControllerMovedError,
+    PartitionState,
+    TopicAssignment,
+)
 from pylog.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 SESSION_TIMEOUT_MS = 6000

@@ -1,0 +1,60 @@
+"""Helpers for tests of in-process brokers forming a ZooKeeper cluster."""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import pytest
+
+from pylog.testing import running_broker
+
+ck = pytest.importorskip("confluent_kafka")
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+CLUSTER = {
+    "replica.lag.time.max.ms": "2000",
+    "replica.fetch.wait.max.ms": "100",
+    "zookeeper.session.timeout.ms": "4000",
+    "min.insync.replicas": "2",
+    "default.replication.factor": "3",
+    "num.partitions": "3",
+    "auto.leader.rebalance.enable": "false",
+}
+
+
+@contextlib.contextmanager
+def cluster(zk_connect, n=3, base=None, **extra):
+    with contextlib.ExitStack() as stack:
+        brokers = [stack.enter_context(running_broker(config={
+            "broker.id": str(i), "zookeeper.connect": zk_connect, **(base or CLUSTER), **extra}))
+            for i in range(1, n + 1)]
+        wait_for(lambda: sum(1 for b in brokers if b.broker.controller.is_active) == 1,
+                 what="one active controller")
+        active = next(b.broker.controller for b in brokers if b.broker.controller.is_active)
+        wait_for(lambda: active.live_broker_ids() == set(range(1, n + 1)), what="every broker registered")
+        yield brokers
+
+
+def wait_for(cond, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def bootstrap(brokers):
+    return ",".join(str(b) for b in brokers)
+
+
+def partition_md(admin, topic):
+    md = admin.list_topics(topic, timeout=10).topics.get(topic)
+    return {} if md is None or md.error else md.partitions
+
+
+def create_topic(brokers, name, partitions, rf=3):
+    admin = AdminClient({"bootstrap.servers": bootstrap(brokers)})
+    admin.create_topics([NewTopic(name, partitions, rf)])[name].result(20)
+    wait_for(lambda: len(partition_md(admin, name)) == partitions and all(
+        p.leader >= 0 and len(p.isrs) == rf for p in partition_md(admin, name).values()),
+        what=f"{name}: leaders and full ISRs")
+    return admin
