@@ -466,9 +466,16 @@ def test_librdkafka_subscription_bytes(broker, strategy):
             ours = get_assignor(strategy).assign_partitions(REAL_TOPIC_PARTITIONS, subs)
             check_valid(REAL_TOPIC_PARTITIONS, subs, ours)
     finally:
-        # Closed together: a member closing may wait for a rebalance that
-        # needs the other member to rejoin, which it only does while served.
-        closers = [threading.Thread(target=c.close) for c in consumers]
+        # Leave first, serving both members until neither holds partitions
+        # (librdkafka's close() can otherwise wait on a rebalance that needs
+        # the other member), then close them together.
+        for c in consumers:
+            c.unsubscribe()
+        deadline = time.monotonic() + 10
+        while any(c.assignment() for c in consumers) and time.monotonic() < deadline:
+            for c in consumers:
+                c.poll(0.05)
+        closers = [threading.Thread(target=c.close, daemon=True) for c in consumers]
         for t in closers:
             t.start()
         for t in closers:
