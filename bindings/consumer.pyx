@@ -37,16 +37,10 @@ cdef class ConsumerRecord:
         return -1 if self.value is None else len(self.value)
 
     def __repr__(self):
-        def short(v):
-            if v is None:
-                return "None"
-            b = bytes(v)
-            return repr(b if len(b) <= 40 else b[:40] + b"...")
         return (f"ConsumerRecord(topic={self.topic!r}, partition={self.partition}, offset={self.offset}, "
                 f"timestamp={self.timestamp}, timestamp_type={self.timestamp_type}, "
-                f"key={short(self.key)}, value={short(self.value)}, "
-                f"headers={[(k, None if v is None else bytes(v)) for k, v in self.headers]!r}, "
-                f"leader_epoch={self.leader_epoch})")
+                f"key={_short(self.key)}, value={_short(self.value)}, "
+                f"headers={_plain_headers(self.headers)!r}, leader_epoch={self.leader_epoch})")
 
     def __eq__(self, other):
         if not isinstance(other, ConsumerRecord):

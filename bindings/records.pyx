@@ -43,13 +43,8 @@ cdef class Record:
     cdef readonly tuple headers
 
     def __repr__(self):
-        def short(v):
-            if v is None:
-                return "None"
-            b = bytes(v)
-            return repr(b if len(b) <= 40 else b[:40] + b"...")
-        return (f"Record(offset={self.offset}, timestamp={self.timestamp}, key={short(self.key)}, "
-                f"value={short(self.value)}, headers={[(k, None if v is None else bytes(v)) for k, v in self.headers]!r})")
+        return (f"Record(offset={self.offset}, timestamp={self.timestamp}, key={_short(self.key)}, "
+                f"value={_short(self.value)}, headers={_plain_headers(self.headers)!r})")
 
     def __eq__(self, other):
         if not isinstance(other, Record):
@@ -65,6 +60,18 @@ cdef class Record:
                                None if self.key is None else bytes(self.key),
                                None if self.value is None else bytes(self.value),
                                tuple((k, None if v is None else bytes(v)) for k, v in self.headers)))
+
+
+def _short(v):
+    """A key or value for a repr: bytes, cut after 40."""
+    if v is None:
+        return "None"
+    b = bytes(v)
+    return repr(b if len(b) <= 40 else b[:40] + b"...")
+
+
+def _plain_headers(headers):
+    return [(k, None if v is None else bytes(v)) for k, v in headers]
 
 
 def _make_record(offset, timestamp, key, value, headers):

@@ -289,6 +289,20 @@ class Recorder:
         self.resumes = 0
         self.revoked = []
 
+    def delivered(self, partition, offset):
+        with self.lock:
+            self.unfinished[partition].add(offset)
+            self.delivered_max[partition] = max(self.delivered_max[partition], offset)
+
+    def check_commit(self, offsets: dict) -> None:
+        """Record a commit {partition: offset}, noting any offset past an unfinished message."""
+        with self.lock:
+            for p, off in offsets.items():
+                low = min(self.unfinished[p], default=self.delivered_max[p] + 1)
+                if off > low:
+                    self.violations.append((p, off, low))
+            self.commits.append(dict(offsets))
+
 
 class RecordingConsumer:
     """A confluent Consumer wrapped to record what the processor does with it
@@ -300,10 +314,7 @@ class RecordingConsumer:
     def poll(self, timeout):
         msg = self.c.poll(timeout)
         if msg is not None and msg.error() is None:
-            with self.rec.lock:
-                p = msg.partition()
-                self.rec.unfinished[p].add(msg.offset())
-                self.rec.delivered_max[p] = max(self.rec.delivered_max[p], msg.offset())
+            self.rec.delivered(msg.partition(), msg.offset())
         return msg
 
     def assignment(self):
@@ -327,12 +338,7 @@ class RecordingConsumer:
         return self.c.subscribe(topics, on_revoke=revoke, on_lost=on_lost)
 
     def commit(self, offsets, asynchronous):
-        with self.rec.lock:
-            for tp in offsets:
-                low = min(self.rec.unfinished[tp.partition], default=self.rec.delivered_max[tp.partition] + 1)
-                if tp.offset > low:
-                    self.rec.violations.append((tp.partition, tp.offset, low))
-            self.rec.commits.append({tp.partition: tp.offset for tp in offsets})
+        self.rec.check_commit({tp.partition: tp.offset for tp in offsets})
         return self.c.commit(offsets=offsets, asynchronous=asynchronous)
 
 
@@ -472,19 +478,12 @@ def test_processor_with_a_pylog_consumer(broker, caplog):
     class Checked(pylog.Consumer):
         def poll(self, timeout=1.0, max_records=None):
             got = super().poll(timeout, max_records)
-            with rec.lock:
-                for r in got:
-                    rec.unfinished[r.partition].add(r.offset)
-                    rec.delivered_max[r.partition] = max(rec.delivered_max[r.partition], r.offset)
+            for r in got:
+                rec.delivered(r.partition, r.offset)
             return got
 
         def commit(self, offsets=None, asynchronous=False, callback=None):
-            with rec.lock:
-                for tp, om in offsets.items():
-                    low = min(rec.unfinished[tp.partition], default=rec.delivered_max[tp.partition] + 1)
-                    if om.offset > low:
-                        rec.violations.append((tp.partition, om.offset, low))
-                rec.commits.append({tp.partition: om.offset for tp, om in offsets.items()})
+            rec.check_commit({tp.partition: om.offset for tp, om in offsets.items()})
             return super().commit(offsets, asynchronous=asynchronous, callback=callback)
 
     def handler(record):
