@@ -61,6 +61,13 @@ def test_cluster_forms_replicates_and_serves_from_any_broker(zk_connect):
 def test_a_non_controller_answers_not_controller_and_clients_find_the_controller(zk_connect):
     with cluster(zk_connect) as bs:
         others = [b for b in bs if not b.broker.controller.is_active]
+        from pylog.client.wire import Connection
+        from pylog.protocol.messages import CreateTopicsRequest as Q
+        with Connection("127.0.0.1", others[0].port) as conn:
+            resp = conn.request(Q(topics=[Q.CreatableTopic(name="direct", num_partitions=1,
+                                                          replication_factor=1, assignments=[], configs=[])],
+                                  timeout_ms=10000))
+        assert resp.topics[0].error_code == 41   # NOT_CONTROLLER: nothing created here
         # AdminClient bootstrapped on a non-controller still gets the topic created:
         # Metadata names the controller, and CreateTopics goes there.
         create_topic(others[:1], "via-other", 2)
