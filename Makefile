@@ -57,7 +57,7 @@ SOAK_ROUNDS ?= 5
 SOAK_PHASE_ACKS ?= 5000
 soak: build
 	PYLOG_FAULT_ROUNDS=$(SOAK_ROUNDS) PYLOG_FAULT_PHASE_ACKS=$(SOAK_PHASE_ACKS) \
-		$(PY) -m pytest -q -s tests/cluster/test_faults.py
+		PYLOG_TEST_HARD_TIMEOUT=0 $(PY) -m pytest -q -s -o timeout=0 tests/cluster/test_faults.py
 
 bench: build
 	$(PY) -m pytest bench -q --benchmark-disable-gc --benchmark-columns=median,ops,rounds \

@@ -3,6 +3,9 @@
 - ``log_dir``: a fresh, empty directory for one log (under pytest's tmp_path).
 - ``open_log``: a factory ``open_log(path=None, **options)`` that opens a Log and
   closes it at teardown if the test did not.
+- A hard per-test watchdog (PYLOG_TEST_HARD_TIMEOUT seconds, 420 by default):
+  a test stuck where pytest-timeout cannot reach it ends the whole run with
+  every thread's stack printed, instead of stalling CI until its budget is gone.
 - An autouse check (for the test modules directly in tests/) that every Log opened
   during a test is closed (or dropped, as the crash tests do on purpose) when the
   test ends. A Log left open holds its directory lock and its mmaps; the check
@@ -10,6 +13,7 @@
 """
 from __future__ import annotations
 
+import faulthandler
 import gc
 import os
 import pathlib
@@ -39,7 +43,22 @@ def _tracking_init(self, *args, **kwargs):
     return _orig_init(self, *args, **kwargs)
 
 
+# pytest-timeout's signal fails just the stuck test, but its handler runs only
+# when the main thread gets the GIL back; a C call that blocks holding the GIL
+# (librdkafka's close() in confluent-kafka's rebalance callback,
+# confluentinc/librdkafka#4041, once stalled CI for 90 minutes) never gives it
+# back. faulthandler's watchdog is a C thread that needs no GIL: it prints every
+# thread's stack to the real stderr and exits. Longer than pytest-timeout, so
+# that one gets its chance first.
+_HARD_TIMEOUT = float(os.environ.get("PYLOG_TEST_HARD_TIMEOUT", "420"))
+_watchdog_file = None
+
+
 def pytest_configure(config):
+    global _watchdog_file
+    # fd 2 as it is now, before output capture points it at a temporary file
+    # that nobody reads after an exit.
+    _watchdog_file = os.fdopen(os.dup(2), "w")
     config.addinivalue_line(
         "markers", "allow_open_logs: do not fail the test when a Log is still open at its end")
     Log._init = _tracking_init
@@ -47,6 +66,18 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     Log._init = _orig_init
+    if _watchdog_file is not None:
+        _watchdog_file.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if _HARD_TIMEOUT > 0:
+        faulthandler.dump_traceback_later(_HARD_TIMEOUT, exit=True, file=_watchdog_file)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -9,10 +9,13 @@ consumers in a group on a real pylog broker and read back with DescribeGroups.
 """
 from __future__ import annotations
 
+import json
 import struct
-import threading
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -429,29 +432,34 @@ def _stable_group(broker, group, count, timeout=20.0):
 
 
 @pytest.mark.parametrize("strategy", ["range", "roundrobin", "cooperative-sticky"])
-def test_librdkafka_subscription_bytes(broker, strategy):
+def test_librdkafka_subscription_bytes(broker, strategy, tmp_path):
     """Two librdkafka consumers with `strategy` join one group on a pylog
     broker; their JoinGroup metadata (read back with DescribeGroups) decodes
     to their subscription, and for the deterministic assignors our assignor
-    computes from that metadata exactly what librdkafka's leader did."""
-    from confluent_kafka import Consumer
+    computes from that metadata exactly what librdkafka's leader did.
+
+    The members run in a child process (tests/client/rdkafka_members.py says
+    why: a librdkafka close() that can hang holding the GIL)."""
     group = f"asg-{strategy}-{uuid.uuid4().hex[:8]}"
     topics = sorted(REAL_TOPIC_PARTITIONS)
-    consumers = [Consumer({"bootstrap.servers": broker, "group.id": group,
-                           "partition.assignment.strategy": strategy,
-                           "session.timeout.ms": 6000, "heartbeat.interval.ms": 300,
-                           "enable.auto.commit": False}) for _ in range(2)]
+    conf = {"bootstrap.servers": str(broker), "group.id": group,
+            "partition.assignment.strategy": strategy,
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 300,
+            "enable.auto.commit": False, "members": 2, "topics": topics}
+    errors = tmp_path / "members.err"
+    with open(errors, "w") as err:
+        members = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("rdkafka_members.py")), json.dumps(conf)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
     try:
-        for c in consumers:
-            c.subscribe(topics)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while True:
-            for c in consumers:
-                c.poll(0.05)
+            assert members.poll() is None, f"the members exited: {errors.read_text()[-2000:]}"
             g = _stable_group(broker, group, 2, timeout=max(0.1, deadline - time.monotonic()))
             if strategy != "cooperative-sticky" or sum(
                     len(decode_assignment(m.assignment)) for m in g.members) == 5:
                 break
+            time.sleep(0.05)
         assert g.protocol == strategy
         subs = {m.member_id: decode_subscription(m.metadata) for m in g.members}
         for s in subs.values():
@@ -466,21 +474,12 @@ def test_librdkafka_subscription_bytes(broker, strategy):
             ours = get_assignor(strategy).assign_partitions(REAL_TOPIC_PARTITIONS, subs)
             check_valid(REAL_TOPIC_PARTITIONS, subs, ours)
     finally:
-        # Leave first, serving both members until neither holds partitions
-        # (librdkafka's close() can otherwise wait on a rebalance that needs
-        # the other member), then close them together.
-        for c in consumers:
-            c.unsubscribe()
-        deadline = time.monotonic() + 10
-        while any(c.assignment() for c in consumers) and time.monotonic() < deadline:
-            for c in consumers:
-                c.poll(0.05)
-        closers = [threading.Thread(target=c.close, daemon=True) for c in consumers]
-        for t in closers:
-            t.start()
-        for t in closers:
-            t.join(30)
-        assert not any(t.is_alive() for t in closers), "a consumer did not close"
+        members.stdin.close()  # end of file: the members leave and close
+        try:
+            members.wait(20)
+        except subprocess.TimeoutExpired:
+            members.kill()
+            members.wait()
 
 
 def test_kafka_python_subscription_bytes(broker):
