@@ -25,9 +25,9 @@ import time
 
 from ..groups.api import GroupApis
 from ..groups.coordinator import GroupCoordinator
+from ..log.checkpoint import atomic_write
 from .config import BrokerConfig
 from .handlers import Handlers
-from ..log.checkpoint import atomic_write
 from .log_manager import LogManager
 from .metadata_cache import MetadataCache
 from .replication import ReplicaManager
@@ -56,6 +56,8 @@ class Broker:
         self._tasks = []
         self._pid_next = 0
         self._pid_limit = 0
+        self._pid_blocks = None       # in a cluster: claims the next block of ids, returns its start
+        self._pid_lock = asyncio.Lock()
         self._loop = None
         self._thread = None
         self._stopped = None
@@ -74,6 +76,8 @@ class Broker:
     # is ever reused after a restart or crash ----
 
     def next_producer_id(self) -> int:
+        """The next id from this data directory's own blocks (a broker alone,
+        or the embedded store); a broker in a cluster uses allocate_producer_id."""
         if self._pid_next >= self._pid_limit:
             path = os.path.join(self.data_dir, PRODUCER_ID_FILE)
             try:
@@ -86,6 +90,22 @@ class Broker:
         pid = self._pid_next
         self._pid_next += 1
         return pid
+
+    async def allocate_producer_id(self) -> int:
+        """The next producer id. In a cluster the blocks come from the cluster
+        (Kafka's /latest_producer_id_block, or the embedded controller), so two
+        brokers never hand out the same id: a shared id would make one
+        producer's batches look like duplicates of another's to a leader."""
+        if self._pid_blocks is None:
+            return self.next_producer_id()
+        async with self._pid_lock:
+            if self._pid_next >= self._pid_limit:
+                start = await asyncio.get_running_loop().run_in_executor(
+                    None, self._pid_blocks, PRODUCER_ID_BLOCK)
+                self._pid_next, self._pid_limit = start, start + PRODUCER_ID_BLOCK
+            pid = self._pid_next
+            self._pid_next += 1
+            return pid
 
     # ---- lifecycle on a running loop ----
 
@@ -137,6 +157,8 @@ class Broker:
         self.log_manager.cluster_id = await loop.run_in_executor(None, store.cluster_id)
         info = BrokerInfo(self.broker_id, self.advertised_host, self.advertised_port, cfg.get("broker.rack"))
         await loop.run_in_executor(None, store.register_broker, info)
+        self._pid_blocks = store.next_producer_id_block
+        self._pid_limit = 0   # from now on ids come from the cluster's blocks only
         self.controller = Controller(
             self.broker_id, store, WireBrokerChannel(),
             unclean_leader_election_enable=cfg.get("unclean.leader.election.enable"),

@@ -761,9 +761,19 @@ class Handlers:
         if req.transactional_id is not None:
             return R(throttle_time_ms=0, error_code=InvalidRequestError.error_code, producer_id=-1,
                      producer_epoch=-1)
-        pid = self.broker.next_producer_id()
-        return R(throttle_time_ms=0, error_code=0, producer_id=pid, producer_epoch=0)
+        async def allocate():
+            try:
+                pid = await self.broker.allocate_producer_id()
+            except Exception as e:  # the cluster's store unreachable: the client retries
+                log.warning("no producer id block from the cluster: %s", e)
+                return R(throttle_time_ms=0, error_code=COORDINATOR_NOT_AVAILABLE,
+                         producer_id=-1, producer_epoch=-1)
+            return R(throttle_time_ms=0, error_code=0, producer_id=pid, producer_epoch=0)
+        return allocate()
 
+
+# Kafka's answer to InitProducerId while no id block can be had (the client retries).
+COORDINATOR_NOT_AVAILABLE = 15
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")

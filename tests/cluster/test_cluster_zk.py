@@ -77,6 +77,26 @@ def test_a_non_controller_answers_not_controller_and_clients_find_the_controller
             admin.create_topics([NewTopic("__consumer_offsets", 3, 1)])["__consumer_offsets"].result(20)
 
 
+def test_producer_ids_are_unique_across_the_cluster(zk_connect):
+    """Every broker answers InitProducerId (idempotent producers ask whichever
+    broker they reach first), so the ids come from blocks claimed in ZooKeeper:
+    two brokers handing out the same id would make a leader take one
+    producer's batches for duplicates of another's and drop them."""
+    from pylog.client.wire import Connection
+    from pylog.protocol.messages import InitProducerIdRequest
+    with cluster(zk_connect, n=2) as bs:
+        ids = {}
+        for b in bs:
+            with Connection("127.0.0.1", b.port) as conn:
+                for _ in range(3):
+                    resp = conn.request(InitProducerIdRequest(transactional_id=None,
+                                                              transaction_timeout_ms=60000),
+                                        api_version=1)
+                    assert resp.error_code == 0
+                    ids.setdefault(resp.producer_id, []).append(b.broker.broker_id)
+        assert len(ids) == 6, f"a producer id handed out twice: {ids}"
+
+
 @pytest.mark.parametrize("controlled", [True, False], ids=["controlled-shutdown", "session-end"])
 def test_leader_stop_moves_leadership_and_loses_nothing(zk_connect, controlled):
     with cluster(zk_connect, **{"controlled.shutdown.enable": str(controlled).lower()}) as bs:
