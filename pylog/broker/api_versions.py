@@ -27,6 +27,7 @@ INCREMENTAL_ALTER_CONFIGS = 44
 LEADER_AND_ISR, STOP_REPLICA, UPDATE_METADATA, OFFSET_FOR_LEADER_EPOCH = 4, 5, 6, 23
 ALTER_PARTITION = 56
 CONTROLLED_SHUTDOWN = 7
+BROKER_REGISTRATION, BROKER_HEARTBEAT, ALLOCATE_PRODUCER_IDS = 62, 63, 67
 
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP = 8, 9, 10, 11, 12, 13
 SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS = 14, 15, 16, 42
@@ -64,6 +65,11 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     OFFSET_FOR_LEADER_EPOCH: (0, 3),
     ALTER_PARTITION: (0, 0),  # leaders -> controller; NOT_CONTROLLER on other brokers
     CONTROLLED_SHUTDOWN: (2, 2),  # a stopping broker -> controller; NOT_CONTROLLER elsewhere
+    # Brokers -> the embedded controller (KRaft's APIs, served on the ordinary
+    # listener of the broker that is the controller; NOT_CONTROLLER elsewhere).
+    BROKER_REGISTRATION: (0, 0),
+    BROKER_HEARTBEAT: (0, 0),
+    ALLOCATE_PRODUCER_IDS: (0, 0),
 }
 
 # Versions inside the advertised range that are still refused when sent.

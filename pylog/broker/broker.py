@@ -27,6 +27,7 @@ from ..groups.api import GroupApis
 from ..groups.coordinator import GroupCoordinator
 from ..log.checkpoint import atomic_write
 from .config import BrokerConfig
+from .controller_apis import ControllerApis
 from .handlers import Handlers
 from .log_manager import LogManager
 from .metadata_cache import MetadataCache
@@ -56,13 +57,21 @@ class Broker:
         self._tasks = []
         self._pid_next = 0
         self._pid_limit = 0
-        self._pid_blocks = None       # in a cluster: claims the next block of ids, returns its start
+        self._pid_blocks = None       # in a cluster: claims a block of ids, returns (start, count)
         self._pid_lock = asyncio.Lock()
         self._loop = None
         self._thread = None
         self._stopped = None
-        self.controller = None        # a pylog.cluster.controller.Controller in a ZooKeeper cluster
-        self.metadata_store = None
+        self.controller = None        # a pylog.cluster.controller.Controller on brokers that may control
+        self.metadata_store = None    # ZooKeeper, or the embedded controller's LocalMetadataStore
+        self.broker_registry = None   # on the embedded controller: the other brokers' registrations
+        self.controller_client = None  # on the embedded controller's other brokers: registration, heartbeats
+
+    @property
+    def in_cluster(self) -> bool:
+        """Part of a cluster (ZooKeeper or the embedded controller): topics,
+        leaders and replicas are the controller's, not this broker's own."""
+        return bool(self.config.get("zookeeper.connect")) or self.config.get("pylog.controller.id") is not None
 
     @property
     def data_dir(self) -> str:
@@ -100,9 +109,9 @@ class Broker:
             return self.next_producer_id()
         async with self._pid_lock:
             if self._pid_next >= self._pid_limit:
-                start = await asyncio.get_running_loop().run_in_executor(
+                start, count = await asyncio.get_running_loop().run_in_executor(
                     None, self._pid_blocks, PRODUCER_ID_BLOCK)
-                self._pid_next, self._pid_limit = start, start + PRODUCER_ID_BLOCK
+                self._pid_next, self._pid_limit = start, start + count
             pid = self._pid_next
             self._pid_next += 1
             return pid
@@ -117,6 +126,7 @@ class Broker:
         self.handlers = Handlers(self)
         self.groups = GroupCoordinator(self)
         self.handlers.table.update(GroupApis(self, self.groups).table())
+        self.handlers.table.update(ControllerApis(self).table())
         self.groups.start()
         self.server = Server(self)
         self.port = await self.server.start(self.host, self.port)
@@ -129,6 +139,8 @@ class Broker:
         self.replica_manager.start()
         if self.config.get("zookeeper.connect"):
             await self._join_cluster()
+        elif self.config.get("pylog.controller.id") is not None:
+            await self._join_embedded_cluster()
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         self._tasks.append(asyncio.ensure_future(self._flusher()))
         log.info("broker %d listening on %s:%d (advertised %s) with data in %s, started in %.0f ms",
@@ -144,7 +156,6 @@ class Broker:
         drives the cluster, the others stand by (Kafka's ZooKeeper mode).
         Registration comes after the listener is up, since the controller
         starts sending LeaderAndIsr/UpdateMetadata as soon as it sees us."""
-        from ..cluster.controller import Controller, WireBrokerChannel
         from ..cluster.metadata_store import BrokerInfo
         from ..cluster.zk_store import ZkMetadataStore
         loop = asyncio.get_running_loop()
@@ -157,14 +168,61 @@ class Broker:
         self.log_manager.cluster_id = await loop.run_in_executor(None, store.cluster_id)
         info = BrokerInfo(self.broker_id, self.advertised_host, self.advertised_port, cfg.get("broker.rack"))
         await loop.run_in_executor(None, store.register_broker, info)
-        self._pid_blocks = store.next_producer_id_block
+        self._pid_blocks = lambda n: (store.next_producer_id_block(n), n)
         self._pid_limit = 0   # from now on ids come from the cluster's blocks only
+        await self._start_controller(store)
+
+    async def _join_embedded_cluster(self):
+        """Without ZooKeeper: the broker whose id is pylog.controller.id keeps
+        the cluster's metadata in <data dir>/pylog-cluster and runs the only
+        Controller; every other broker registers with it over the wire and
+        heartbeats (BrokerRegistration/BrokerHeartbeat). Not highly available:
+        while the controller broker is down, leaders do not move and topics
+        cannot be created, though the partitions keep serving."""
+        from ..cluster.controller_client import ControllerClient
+        from ..cluster.local_store import LocalMetadataStore
+        from ..cluster.metadata_store import BrokerInfo
+        from ..cluster.registry import BrokerRegistry
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        info = BrokerInfo(self.broker_id, self.advertised_host, self.advertised_port, cfg.get("broker.rack"))
+        if cfg.get("pylog.controller.id") != self.broker_id:
+            listener = cfg.get("pylog.controller.listener")
+            if not listener:
+                raise ValueError("pylog.controller.listener (host:port of the controller broker) must be set "
+                                 "on every broker but the controller")
+            client = ControllerClient(listener, info, cfg.get("broker.heartbeat.interval.ms"))
+            self.controller_client = client
+            self._pid_blocks = client.allocate_producer_ids
+            client.start()
+            # Metadata answers carry the cluster's id once the controller told it.
+            self._tasks.append(asyncio.ensure_future(self._adopt_cluster_id(client)))
+            return
+        path = os.path.join(self.data_dir, "pylog-cluster")
+        store = await loop.run_in_executor(None, LocalMetadataStore, path)
+        self.metadata_store = store
+        self.log_manager.cluster_id = await loop.run_in_executor(None, store.cluster_id)
+        await loop.run_in_executor(None, store.register_broker, info)
+        self._pid_blocks = lambda n: (store.next_producer_id_block(n), n)
+        self._pid_limit = 0
+        self.broker_registry = BrokerRegistry(store.path, cfg.get("broker.session.timeout.ms")).start()
+        await self._start_controller(store)
+
+    async def _start_controller(self, store):
+        from ..cluster.controller import Controller, WireBrokerChannel
+        cfg = self.config
         self.controller = Controller(
             self.broker_id, store, WireBrokerChannel(),
             unclean_leader_election_enable=cfg.get("unclean.leader.election.enable"),
             auto_leader_rebalance_enable=cfg.get("auto.leader.rebalance.enable"),
             leader_imbalance_check_interval_seconds=cfg.get("leader.imbalance.check.interval.seconds"))
-        await loop.run_in_executor(None, self.controller.start)
+        await asyncio.get_running_loop().run_in_executor(None, self.controller.start)
+
+    async def _adopt_cluster_id(self, client):
+        while not client.registered.is_set():
+            await asyncio.sleep(0.05)
+        if client.cluster_id:
+            self.log_manager.cluster_id = client.cluster_id
 
     async def _leave_cluster(self):
         """Controlled shutdown (leadership moved off this broker first, so
@@ -177,8 +235,12 @@ class Broker:
                 await loop.run_in_executor(None, self._controlled_shutdown)
             except Exception as e:  # the shutdown goes on: the controller will notice the session end
                 log.warning("controlled shutdown failed: %s", e)
+        if self.controller_client is not None:
+            await loop.run_in_executor(None, self.controller_client.stop)
         if self.controller is not None:
             await loop.run_in_executor(None, self.controller.stop)
+        if self.broker_registry is not None:
+            await loop.run_in_executor(None, self.broker_registry.stop)
         if self.metadata_store is not None:
             await loop.run_in_executor(None, self.metadata_store.close)
 
@@ -231,7 +293,7 @@ class Broker:
         if self.stopping:
             return
         self.stopping = True
-        if self.controller is not None or self.metadata_store is not None:
+        if self.in_cluster:
             await self._leave_cluster()
         for t in self._tasks:
             t.cancel()

@@ -83,6 +83,10 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # controller, and where it listens ("host:port").
     "pylog.controller.id": (int, None),
     "pylog.controller.listener": (str, None),
+    # With the embedded controller, a broker heartbeats this often and is
+    # declared dead after this long without one (Kafka's KRaft names and defaults).
+    "broker.heartbeat.interval.ms": (int, 2000),
+    "broker.session.timeout.ms": (int, 9000),
     # pylog's own: a request whose first bytes arrived must be complete within
     # this time, or the connection is closed (a stalled half request).
     "pylog.request.read.timeout.ms": (int, 30000),

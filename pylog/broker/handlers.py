@@ -252,7 +252,7 @@ class Handlers:
         return ctl if ctl is not None and ctl.is_active else None
 
     def _in_cluster(self) -> bool:
-        return getattr(self.broker, "controller", None) is not None
+        return self.broker.in_cluster
 
     async def _by_controller(self, ctl, fn_name, *args):
         """Run one controller operation on its event thread; the pylog error

@@ -196,7 +196,7 @@ class GroupCoordinator:
         self._last_retention_check = time.monotonic()
         # Cluster mode: partitions of __consumer_offsets are led (and loaded)
         # here only as the controller decides.
-        self.cluster = bool(c.get("zookeeper.connect"))
+        self.cluster = broker.in_cluster
         self.replication_factor = c.get("offsets.topic.replication.factor")
         self.commit_timeout_ms = c.get("offsets.commit.timeout.ms")
         self.owned: set[int] = set()    # offsets partitions led here and loaded

@@ -17,6 +17,7 @@ from .zkcluster import (
     cluster,
     create_topic,
     partition_md,
+    produce_numbers,
     wait_for,
 )
 
@@ -38,11 +39,7 @@ def read_all(bs, topic, partitions, expect, timeout=30):
 def test_cluster_forms_replicates_and_serves_from_any_broker(zk_connect):
     with cluster(zk_connect) as bs:
         create_topic(bs, "orders", 3)
-        p = ck.Producer({"bootstrap.servers": bootstrap(bs), "acks": "all", "enable.idempotence": True,
-                         "linger.ms": 5})
-        for i in range(3000):
-            p.produce("orders", str(i).encode(), key=str(i % 7).encode())
-        assert p.flush(30) == 0
+        produce_numbers(bs, "orders", 3000)
         got = read_all(str(bs[2]), "orders", 3, 3000)
         assert sorted(int(m.value()) for m in got) == list(range(3000))
         # Every replica holds the same log end offset for every partition.

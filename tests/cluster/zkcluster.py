@@ -1,4 +1,5 @@
-"""Helpers for tests of in-process brokers forming a ZooKeeper cluster."""
+"""Helpers for tests of in-process brokers forming a cluster, over ZooKeeper
+(``cluster``) or around the embedded controller (``embedded_cluster``)."""
 from __future__ import annotations
 
 import contextlib
@@ -35,6 +36,23 @@ def cluster(zk_connect, n=3, base=None, **extra):
         yield brokers
 
 
+@contextlib.contextmanager
+def embedded_cluster(n=3, base=None, data_dirs=None, **extra):
+    """n brokers without ZooKeeper: broker 1 is the controller, the others
+    register with it on its listener."""
+    with contextlib.ExitStack() as stack:
+        cfg = {**(base or CLUSTER), "pylog.controller.id": "1", **extra}
+        dirs = data_dirs or [None] * n
+        first = stack.enter_context(running_broker(data_dir=dirs[0], config={"broker.id": "1", **cfg}))
+        cfg["pylog.controller.listener"] = str(first)
+        brokers = [first] + [stack.enter_context(running_broker(data_dir=dirs[i - 1], config={
+            "broker.id": str(i), **cfg})) for i in range(2, n + 1)]
+        ctl = first.broker.controller
+        wait_for(lambda: ctl.is_active and ctl.live_broker_ids() == set(range(1, n + 1)),
+                 what="every broker registered with the embedded controller")
+        yield brokers
+
+
 def wait_for(cond, timeout=20.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not cond():
@@ -58,3 +76,12 @@ def create_topic(brokers, name, partitions, rf=3):
         p.leader >= 0 and len(p.isrs) == rf for p in partition_md(admin, name).values()),
         what=f"{name}: leaders and full ISRs")
     return admin
+
+
+def produce_numbers(brokers, topic, n, keys=7):
+    """0..n-1 as values (keyed i % keys) with an idempotent acks=all producer."""
+    p = ck.Producer({"bootstrap.servers": bootstrap(brokers), "acks": "all", "enable.idempotence": True,
+                     "linger.ms": 5})
+    for i in range(n):
+        p.produce(topic, str(i).encode(), key=str(i % keys).encode())
+    assert p.flush(30) == 0

@@ -1,0 +1,95 @@
+"""The embedded controller's broker-facing APIs: BrokerRegistration (62),
+BrokerHeartbeat (63) and AllocateProducerIds (67), as KRaft brokers send them
+to their controller.
+
+Served by the broker whose id is pylog.controller.id (it holds the
+BrokerRegistry and the metadata store); every other broker, and every broker
+of a ZooKeeper cluster, answers NOT_CONTROLLER (41).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..cluster.metadata_store import PRODUCER_ID_BLOCK_SIZE, BrokerInfo
+from ..cluster.registry import BROKER_ID_NOT_REGISTERED, STALE_BROKER_EPOCH
+from ..protocol import messages as m
+from . import api_versions as av
+
+__all__ = ["ControllerApis"]
+
+log = logging.getLogger("pylog.broker")
+
+NOT_CONTROLLER = 41
+INVALID_REQUEST = 42
+INCONSISTENT_CLUSTER_ID = 104
+
+
+class ControllerApis:
+    """Handlers over Broker.broker_registry and Broker.metadata_store. Runs on
+    the broker's loop; store writes go to worker threads (they fsync)."""
+
+    def __init__(self, broker):
+        self.broker = broker
+
+    def table(self) -> dict:
+        return {av.BROKER_REGISTRATION: self.broker_registration, av.BROKER_HEARTBEAT: self.broker_heartbeat,
+                av.ALLOCATE_PRODUCER_IDS: self.allocate_producer_ids}
+
+    def broker_registration(self, header, req):
+        R = m.BrokerRegistrationResponse
+        registry = self.broker.broker_registry
+        if registry is None:
+            return R(throttle_time_ms=0, error_code=NOT_CONTROLLER, broker_epoch=-1)
+        if req.cluster_id and req.cluster_id != self.broker.log_manager.cluster_id:
+            log.warning("broker %d registers for cluster %s, this is %s: refused", req.broker_id,
+                        req.cluster_id, self.broker.log_manager.cluster_id)
+            return R(throttle_time_ms=0, error_code=INCONSISTENT_CLUSTER_ID, broker_epoch=-1)
+        listeners = [x for x in req.listeners if x.name == "PLAINTEXT"] or list(req.listeners)
+        if not listeners:
+            return R(throttle_time_ms=0, error_code=INVALID_REQUEST, broker_epoch=-1)
+        info = BrokerInfo(req.broker_id, listeners[0].host, listeners[0].port, req.rack)
+
+        async def register():
+            code, epoch = await asyncio.get_running_loop().run_in_executor(
+                None, registry.register, info, req.incarnation_id)
+            return R(throttle_time_ms=0, error_code=code, broker_epoch=epoch)
+        return register()
+
+    def broker_heartbeat(self, header, req):
+        R = m.BrokerHeartbeatResponse
+        registry = self.broker.broker_registry
+        if registry is None:
+            return R(throttle_time_ms=0, error_code=NOT_CONTROLLER, is_caught_up=False, is_fenced=True,
+                     should_shut_down=False)
+
+        def answer(code):
+            return R(throttle_time_ms=0, error_code=code, is_caught_up=code == 0, is_fenced=code != 0,
+                     should_shut_down=bool(req.want_shut_down) and code == 0)
+        if not req.want_shut_down:
+            return answer(registry.heartbeat(req.broker_id, req.broker_epoch))
+
+        async def goodbye():   # closing the session notifies the controller: off the loop
+            code = await asyncio.get_running_loop().run_in_executor(
+                None, registry.heartbeat, req.broker_id, req.broker_epoch, True)
+            return answer(code)
+        return goodbye()
+
+    def allocate_producer_ids(self, header, req):
+        R = m.AllocateProducerIdsResponse
+        registry, store = self.broker.broker_registry, self.broker.metadata_store
+        if registry is None or store is None:
+            return R(throttle_time_ms=0, error_code=NOT_CONTROLLER, producer_id_start=-1, producer_id_len=0)
+        epoch = registry.broker_epoch(req.broker_id)
+        if epoch is None:
+            return R(throttle_time_ms=0, error_code=BROKER_ID_NOT_REGISTERED, producer_id_start=-1,
+                     producer_id_len=0)
+        if epoch != req.broker_epoch:
+            return R(throttle_time_ms=0, error_code=STALE_BROKER_EPOCH, producer_id_start=-1, producer_id_len=0)
+
+        async def allocate():
+            start = await asyncio.get_running_loop().run_in_executor(
+                None, store.next_producer_id_block, PRODUCER_ID_BLOCK_SIZE)
+            return R(throttle_time_ms=0, error_code=0, producer_id_start=start,
+                     producer_id_len=PRODUCER_ID_BLOCK_SIZE)
+        return allocate()
