@@ -41,9 +41,62 @@ def test_one_broker_without_zookeeper_up_status_down(tmp_path):
     assert pylog("cluster", "status", "--dir", d, check=False).returncode == 1
 
 
-def test_several_brokers_without_zookeeper_are_refused_clearly(tmp_path):
-    r = pylog("cluster", "up", "--brokers", "3", "--zookeeper", "no", "--dir", str(tmp_path), check=False)
-    assert r.returncode == 1 and b"need ZooKeeper" in r.stderr
+def test_three_brokers_with_the_embedded_controller_outlive_a_killed_broker(tmp_path):
+    """No ZooKeeper: broker 1 is the controller. A SIGKILLed broker sends no
+    goodbye; the controller notices the missing heartbeats after
+    broker.session.timeout.ms, moves its leadership, and acks=all writes with
+    min.insync.replicas=2 go on with nothing acknowledged lost."""
+    import json
+    import os
+    import signal
+    import time
+
+    from confluent_kafka.admin import AdminClient
+    d = str(tmp_path / "c")
+    port = _free_port()
+    overrides = ["broker.session.timeout.ms=3000", "broker.heartbeat.interval.ms=300",
+                 "min.insync.replicas=2", "replica.lag.time.max.ms=3000"]
+    bootstrap = pylog("cluster", "up", "--brokers", "3", "--zookeeper", "no", "--dir", d, "--base-port", str(port),
+                      *[x for o in overrides for x in ("--override", o)]).stdout.decode().strip()
+    try:
+        status = pylog("cluster", "status", "--dir", d).stdout.decode().splitlines()
+        assert [line.endswith("\tcontroller") for line in status] == [True, False, False]
+        assert all("\tup" in line for line in status)
+        pylog("topics", "create", "--bootstrap-server", bootstrap, "--topic", "t", "--partitions", "3",
+              "--replication-factor", "3")
+        p = ck.Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+        for i in range(300):
+            p.produce("t", str(i).encode(), partition=i % 3)
+        assert p.flush(20) == 0
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+
+        def parts():
+            return admin.list_topics("t", timeout=10).topics["t"].partitions
+        led = [i for i, pm in parts().items() if pm.leader == 3]
+        assert led, "broker 3 leads no partition"
+        with open(os.path.join(d, "cluster.json")) as f:
+            victim = next(b for b in json.load(f)["brokers"] if b["id"] == 3)
+        t0 = time.monotonic()
+        os.kill(victim["pid"], signal.SIGKILL)
+        deadline = t0 + 30
+        while not all(parts()[i].leader not in (-1, 3) and 3 not in parts()[i].isrs for i in led):
+            assert time.monotonic() < deadline, f"no new leader: {parts()}"
+            time.sleep(0.1)
+        print(f"embedded controller: new leader {(time.monotonic() - t0) * 1000:.0f} ms after SIGKILL "
+              f"(broker.session.timeout.ms=3000)")
+        for i in range(300, 600):
+            p.produce("t", str(i).encode(), partition=i % 3)
+        assert p.flush(30) == 0
+        c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "g", "enable.auto.commit": False})
+        c.assign([ck.TopicPartition("t", i, 0) for i in range(3)])
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < 600 and time.monotonic() < deadline:
+            got += [int(m.value()) for m in c.consume(1000, timeout=0.5) if not m.error()]
+        c.close()
+        assert sorted(got) == list(range(600))
+    finally:
+        pylog("cluster", "down", "--dir", d)
 
 
 def test_three_brokers_with_zookeeper_replicate(tmp_path):

@@ -37,6 +37,8 @@ from .server import Server
 log = logging.getLogger("pylog.broker")
 
 PRODUCER_ID_BLOCK = 1000
+# How long a starting broker waits to be registered with the embedded controller.
+REGISTRATION_WAIT_S = 30.0
 FLUSH_CHECK_S = 0.1
 PRODUCER_ID_FILE = "pylog-producer-ids"
 
@@ -195,8 +197,19 @@ class Broker:
             self.controller_client = client
             self._pid_blocks = client.allocate_producer_ids
             client.start()
-            # Metadata answers carry the cluster's id once the controller told it.
-            self._tasks.append(asyncio.ensure_future(self._adopt_cluster_id(client)))
+            # Like a KRaft broker, start serving once registered (the cluster's
+            # id is then known and the controller can send LeaderAndIsr); a
+            # controller that is down only delays this, up to the limit below.
+            deadline = loop.time() + REGISTRATION_WAIT_S
+            while not client.registered.is_set() and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            if client.registered.is_set():
+                self.log_manager.cluster_id = client.cluster_id or self.log_manager.cluster_id
+            else:
+                log.warning("broker %d: not registered with the controller at %s after %.0f s; serving "
+                            "meanwhile, registering in the background", self.broker_id, listener,
+                            REGISTRATION_WAIT_S)
+                self._tasks.append(asyncio.ensure_future(self._adopt_cluster_id(client)))
             return
         path = os.path.join(self.data_dir, "pylog-cluster")
         store = await loop.run_in_executor(None, LocalMetadataStore, path)

@@ -7,14 +7,13 @@
 `up` starts a real ZooKeeper (Debian's zookeeper package) when it is
 installed and N `pylog broker` processes registered in it (ports from
 --base-port on, data in DIR/broker-<id>); the processes outlive the command.
-Their pids, ports and directories go to DIR/cluster.json, which `status` and
-`down` read. `down` stops the brokers with SIGTERM (a controlled shutdown:
-leadership moves away first) and waits for them, then stops ZooKeeper.
-
-Without ZooKeeper only one broker is possible today: several brokers need a
-controller they can all reach, and the embedded controller does not yet
-accept other brokers' registrations (`up` says so rather than starting a
-cluster that cannot work).
+Without ZooKeeper (not installed, or --zookeeper no) broker 1 hosts the
+embedded controller and the others register with it: no extra service, but
+no controller failover either (while broker 1 is down, leaders do not move).
+Pids, ports and directories go to DIR/cluster.json, which `status` and `down`
+read. `down` stops the brokers with SIGTERM (a controlled shutdown:
+leadership moves away first), the embedded controller's broker last, and
+waits for them, then stops ZooKeeper.
 """
 from __future__ import annotations
 
@@ -90,15 +89,17 @@ def _up(args) -> int:
               file=sys.stderr)
         return 1
     os.makedirs(directory, exist_ok=True)
-    from ..cluster.zk_server import ZooKeeperServer, ZooKeeperUnavailable, zookeeper_installed
+    from ..cluster.zk_server import (
+        ZooKeeperServer,
+        ZooKeeperUnavailable,
+        zookeeper_installed,
+    )
     use_zk = args.zookeeper == "yes" or (args.zookeeper == "auto" and zookeeper_installed())
-    if not use_zk and args.brokers > 1:
-        print("several brokers need ZooKeeper for now (apt-get install zookeeper, or --brokers 1): "
-              "the embedded controller does not yet take other brokers' registrations",
-              file=sys.stderr)
-        return 1
-    state: dict = {"brokers": [], "zookeeper": None}
+    state: dict = {"brokers": [], "zookeeper": None, "controller": None}
     overrides = [f"{k}={v}" for k, v in args.override]
+    if not use_zk and args.brokers > 1:
+        state["controller"] = {"embedded": 1}
+        overrides += ["pylog.controller.id=1", f"pylog.controller.listener=127.0.0.1:{args.base_port}"]
     if use_zk:
         try:
             zk = ZooKeeperServer(keep_dir=True).start()
@@ -147,25 +148,32 @@ def _status(args) -> int:
     if zk:
         print(f"zookeeper\t127.0.0.1:{zk['port']}\tpid {zk['pid']}\t"
               f"{'up' if _alive(zk['pid']) else 'down'}")
+    embedded = (state.get("controller") or {}).get("embedded")
     for b in state["brokers"]:
         print(f"broker {b['id']}\t127.0.0.1:{b['port']}\tpid {b['pid']}\t"
-              f"{'up' if _alive(b['pid']) else 'down'}")
+              f"{'up' if _alive(b['pid']) else 'down'}" + ("\tcontroller" if b["id"] == embedded else ""))
     return 0
 
 
 def _stop_all(state: dict, timeout: float) -> bool:
     clean = True
-    for b in state["brokers"]:
-        if _alive(b["pid"]):
-            os.kill(b["pid"], signal.SIGTERM)
-    for b in state["brokers"]:
-        deadline = time.monotonic() + timeout
-        while _alive(b["pid"]) and time.monotonic() < deadline:
-            _reap(b["pid"])
-            time.sleep(0.05)
-        if _alive(b["pid"]):
-            clean = False
-            os.kill(b["pid"], signal.SIGKILL)
+    # The embedded controller's broker goes last: the others hand their
+    # leadership over through it (controlled shutdown) on the way out.
+    embedded = (state.get("controller") or {}).get("embedded")
+    waves = [[b for b in state["brokers"] if b["id"] != embedded],
+             [b for b in state["brokers"] if b["id"] == embedded]]
+    for wave in waves:
+        for b in wave:
+            if _alive(b["pid"]):
+                os.kill(b["pid"], signal.SIGTERM)
+        for b in wave:
+            deadline = time.monotonic() + timeout
+            while _alive(b["pid"]) and time.monotonic() < deadline:
+                _reap(b["pid"])
+                time.sleep(0.05)
+            if _alive(b["pid"]):
+                clean = False
+                os.kill(b["pid"], signal.SIGKILL)
     zk = state.get("zookeeper")
     if zk and _alive(zk["pid"]):
         os.kill(zk["pid"], signal.SIGTERM)
