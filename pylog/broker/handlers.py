@@ -37,8 +37,9 @@ from ..errors import (
 from ..protocol import messages as m
 from ..protocol.produce import decode_produce_request, encode_produce_response
 from . import api_versions as av
-from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, validate_topic_name
+from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, TopicConfig, validate_topic_name
 from .epoch_api import offset_for_leader_epoch
+from .log_manager import merge_overrides
 
 log = logging.getLogger("pylog.broker")
 
@@ -204,6 +205,7 @@ class Handlers:
                         req.controller_id, req.controller_epoch, rm.controller_epoch)
             return m.UpdateMetadataResponse(error_code=11)
         self.broker.metadata_cache.update(req)
+        rm.apply_topic_configs(req)
         return m.UpdateMetadataResponse(error_code=0)
 
     def stop_replica(self, header, req):
@@ -659,7 +661,7 @@ class Handlers:
             try:
                 configs = []
                 if res.resource_type == RESOURCE_TOPIC:
-                    tc = self.logs.topic_config(res.resource_name)
+                    tc = self._topic_config(res.resource_name)
                     for key in sorted(TOPIC_CONFIGS):
                         if keys is not None and key not in keys:
                             continue
@@ -701,20 +703,31 @@ class Handlers:
     def alter_configs(self, header, req):
         """AlterConfigs: each resource's overrides replaced by the given set."""
         return self._alter(m.AlterConfigsResponse, req, lambda res: (
-            {c.name: c.value for c in res.configs}, False))
+            {c.name: c.value for c in res.configs}, False), header.request_api_version)
 
     def incremental_alter_configs(self, header, req):
         """IncrementalAlterConfigs: SET/DELETE/APPEND/SUBTRACT per key, others kept."""
         def changes(res):
-            tc = self.logs.topic_config(res.resource_name)
+            tc = self._topic_config(res.resource_name)
             out = {}
             for c in res.configs:
                 out[c.name] = _apply_config_op(c.name, c.config_operation, c.value,
                                                out.get(c.name, tc.overrides.get(c.name)), tc)
             return out, True
-        return self._alter(m.IncrementalAlterConfigsResponse, req, changes)
+        return self._alter(m.IncrementalAlterConfigsResponse, req, changes, header.request_api_version)
 
-    def _alter(self, R, req, changes_of):
+    def _topic_config(self, name):
+        """A topic's configs: in a cluster the controller's overrides (every
+        broker has them from UpdateMetadata, replica here or not), else this
+        broker's own."""
+        cache = self.broker.metadata_cache
+        if self._in_cluster() and name in cache.topics:
+            return TopicConfig(self.broker.config, cache.topic_configs.get(name, {}))
+        return self.logs.topic_config(name)
+
+    def _alter(self, R, req, changes_of, version):
+        if self._in_cluster():
+            return self._alter_in_cluster(R, req, changes_of, version)
         out = []
         for res in req.resources:
             code, message = 0, None
@@ -731,6 +744,42 @@ class Handlers:
             out.append(R.AlterConfigsResourceResponse(error_code=code, error_message=message,
                                                       resource_type=res.resource_type,
                                                       resource_name=res.resource_name))
+        return R(throttle_time_ms=0, responses=out)
+
+    async def _alter_in_cluster(self, R, req, changes_of, version):
+        """Topic overrides are the controller's: the active controller merges
+        and stores them and tells every broker (UpdateMetadata); any other
+        broker forwards the request to it, as a KRaft broker does."""
+        loop = asyncio.get_running_loop()
+        ctl = self._active_controller()
+        if ctl is None:
+            ep = self.broker.metadata_cache.controller()
+            if ep is not None:
+                try:
+                    return await loop.run_in_executor(None, _forward, ep, req, version)
+                except PylogError as e:
+                    log.warning("forwarding %s to the controller failed: %s", type(req).__name__, e)
+            return R(throttle_time_ms=0, responses=[R.AlterConfigsResourceResponse(
+                error_code=41, error_message="the controller cannot be reached",
+                resource_type=res.resource_type, resource_name=res.resource_name) for res in req.resources])
+        out = []
+        for res in req.resources:
+            code, message = 0, None
+            try:
+                name = res.resource_name
+                if res.resource_type != RESOURCE_TOPIC:
+                    raise InvalidRequestError("only topic configs can be altered (no dynamic broker configs)")
+                if name not in self.broker.metadata_cache.topics:
+                    raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
+                changes, incremental = changes_of(res)
+                current = await loop.run_in_executor(None, ctl.topic_configs, name)
+                new = merge_overrides(current, changes, incremental)
+                if not req.validate_only:
+                    code, message = await self._by_controller(ctl, "alter_topic_configs", name, new)
+            except PylogError as e:
+                code, message = _code(e), str(e)
+            out.append(R.AlterConfigsResourceResponse(error_code=code, error_message=message,
+                                                      resource_type=res.resource_type, resource_name=res.resource_name))
         return R(throttle_time_ms=0, responses=out)
 
     # ---- DeleteRecords (21) ----
@@ -770,6 +819,13 @@ class Handlers:
                          producer_id=-1, producer_epoch=-1)
             return R(throttle_time_ms=0, error_code=0, producer_id=pid, producer_epoch=0)
         return allocate()
+
+
+def _forward(ep, req, version):
+    """req sent as it came to the controller at ep (on a worker thread); its answer."""
+    from ..client.wire import Connection
+    with Connection(ep.host, ep.port, client_id="pylog-forward", timeout=30) as c:
+        return c.request(req, api_version=version)
 
 
 # Kafka's answer to InitProducerId while no id block can be had (the client retries).

@@ -264,10 +264,16 @@ class LogManager:
 
     # ---- replicas assigned by the controller ----
 
-    def ensure_assigned_partition(self, name: str, index: int, topic_id=None) -> Partition:
+    def ensure_assigned_partition(self, name: str, index: int, topic_id=None,
+                                  configs: dict | None = None) -> Partition:
         """The local replica of name-index that the controller assigned here,
         created (directory and an `assigned` entry in pylog-topics.json) when
-        missing. A topic created locally keeps its entry as it is."""
+        missing. A topic created locally keeps its entry as it is. configs,
+        when given, are the topic's overrides as the controller has them: a
+        new topic starts with them, an existing one takes them if they changed."""
+        if configs is not None:
+            configs = {k: v for k, v in validate_topic_configs(configs).items() if v is not None}
+            self.sync_topic_configs(name, configs)
         p = self.partitions.get((name, index))
         if p is not None:
             return p
@@ -275,7 +281,7 @@ class LogManager:
         meta = self.topics.get(name)
         if meta is None:
             tid = topic_id if topic_id is not None and topic_id.int != 0 else uuid.uuid4()
-            meta = self.topics[name] = TopicMeta(name, tid, index + 1, 1, {}, assigned=[])
+            meta = self.topics[name] = TopicMeta(name, tid, index + 1, 1, dict(configs or {}), assigned=[])
         elif meta.assigned is None:
             # A locally created topic gaining a partition it did not have:
             # from now on it lists what is hosted.
@@ -341,19 +347,26 @@ class LogManager:
         self._save_topics()
         log.info("topic %s: partitions %d -> %d", name, old, count)
 
+    def sync_topic_configs(self, name: str, configs: dict) -> bool:
+        """Take the controller's overrides for a topic hosted here (no-op when
+        not hosted or unchanged); True when they changed."""
+        meta = self.topics.get(name)
+        if meta is None:
+            return False
+        configs = {k: v for k, v in validate_topic_configs(configs).items() if v is not None}
+        if meta.configs == configs:
+            return False
+        self.alter_configs(name, configs)
+        log.info("topic %s: config overrides from the controller: %s", name, configs)
+        return True
+
     def alter_configs(self, name: str, configs: dict, validate_only: bool = False, incremental=False):
         """Replace the topic's overrides with configs (AlterConfigs semantics), or
         merge them when incremental (a None value deletes one)."""
         meta = self.topics.get(name)
         if meta is None:
             raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
-        checked = validate_topic_configs(configs)
-        new = dict(meta.configs) if incremental else {}
-        for k, v in checked.items():
-            if v is None:
-                new.pop(k, None)
-            else:
-                new[k] = v
+        new = merge_overrides(meta.configs, configs, incremental)
         if validate_only:
             return
         meta.configs = new
@@ -374,6 +387,18 @@ class LogManager:
     def flush_all(self):
         for p in self.partitions.values():
             p.log.flush()
+
+
+def merge_overrides(current: dict, changes: dict, incremental: bool) -> dict:
+    """A topic's overrides after AlterConfigs (changes replace them all) or
+    IncrementalAlterConfigs (merged in; a None value deletes one), validated."""
+    new = dict(current) if incremental else {}
+    for k, v in validate_topic_configs(changes).items():
+        if v is None:
+            new.pop(k, None)
+        else:
+            new[k] = v
+    return new
 
 
 def _remove_all(paths):

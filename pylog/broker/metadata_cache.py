@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import uuid
 
+from ..protocol.pylog_tags import topic_configs_of
 
 _ZERO_UUID = uuid.UUID(int=0)
 
@@ -55,6 +56,9 @@ class MetadataCache:
         # topic -> {partition index -> PartitionState}
         self.topics: dict[str, dict[int, PartitionState]] = {}
         self.topic_ids: dict[str, uuid.UUID] = {}
+        # Config overrides of every topic (the controller's, in UpdateMetadata):
+        # DescribeConfigs answers from here on brokers without a replica.
+        self.topic_configs: dict[str, dict[str, str]] = {}
         # Leaders named in LeaderAndIsr (live_leaders): how a follower finds
         # its leader even before the UpdateMetadata that lists it arrives.
         self.leader_endpoints: dict[int, BrokerEndpoint] = {}
@@ -74,6 +78,9 @@ class MetadataCache:
             parts = self.topics.setdefault(ts.topic_name, {})
             if getattr(ts, "topic_id", None) is not None and ts.topic_id.int != 0:
                 self.topic_ids[ts.topic_name] = ts.topic_id
+            configs = topic_configs_of(ts)
+            if configs is not None:
+                self.topic_configs[ts.topic_name] = configs
             for ps in ts.partition_states:
                 if ps.leader == -2:
                     # LeaderDuringDelete: the topic is being deleted.
@@ -87,6 +94,7 @@ class MetadataCache:
             if not parts:
                 del self.topics[ts.topic_name]
                 self.topic_ids.pop(ts.topic_name, None)
+                self.topic_configs.pop(ts.topic_name, None)
 
     def note_live_leaders(self, live_leaders) -> None:
         for ll in live_leaders:

@@ -25,6 +25,7 @@ import time
 
 from ..errors import PylogError, code_for
 from ..protocol import messages as m
+from ..protocol.pylog_tags import topic_configs_of
 from .replica_fetcher import LeaderConnection, ReplicaFetcherManager
 
 log = logging.getLogger("pylog.broker.replication")
@@ -92,7 +93,8 @@ class ReplicaManager:
     def _apply_partition_state(self, topic, ts, ps, now_ms) -> int:
         if self.broker_id not in ps.replicas:
             return UNKNOWN_TOPIC_OR_PARTITION
-        p = self.logs.ensure_assigned_partition(topic, ps.partition_index, getattr(ts, "topic_id", None))
+        p = self.logs.ensure_assigned_partition(topic, ps.partition_index, getattr(ts, "topic_id", None),
+                                                topic_configs_of(ts))
         if ps.leader_epoch < p.leader_epoch:
             log.warning("broker %d: ignoring LeaderAndIsr for %s-%d: leader epoch %d is older than %d",
                         self.broker_id, topic, ps.partition_index, ps.leader_epoch, p.leader_epoch)
@@ -138,6 +140,18 @@ class ReplicaManager:
                 log.info("broker %d: follower of %s-%d, leader %d epoch %d", self.broker_id, topic,
                          ps.partition_index, ps.leader, ps.leader_epoch)
         return 0
+
+    def apply_topic_configs(self, req) -> None:
+        """The config overrides an UpdateMetadata carries, for the topics with
+        replicas here (the others' are kept in the MetadataCache only)."""
+        for ts in req.topic_states:
+            configs = topic_configs_of(ts)
+            if configs is None:
+                continue
+            try:
+                self.logs.sync_topic_configs(ts.topic_name, configs)
+            except PylogError as e:
+                log.warning("broker %d: config overrides of %s not applied: %s", self.broker_id, ts.topic_name, e)
 
     # ---- StopReplica ----
 

@@ -66,9 +66,16 @@ from ..protocol.messages import (
     StopReplicaRequest,
     UpdateMetadataRequest,
 )
+from ..protocol.pylog_tags import topic_configs_field
 from . import election
 from .assignment import assign_replicas
-from .metadata_store import BrokerInfo, ControllerMovedError, MetadataStore, PartitionState, TopicAssignment
+from .metadata_store import (
+    BrokerInfo,
+    ControllerMovedError,
+    MetadataStore,
+    PartitionState,
+    TopicAssignment,
+)
 
 __all__ = [
     "LEADER_AND_ISR_VERSION",
@@ -83,9 +90,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Inter-broker versions fixed by the issue's design (all non-flexible).
-LEADER_AND_ISR_VERSION = 3
-UPDATE_METADATA_VERSION = 5
+# Inter-broker versions. LeaderAndIsr v4 and UpdateMetadata v6 are the first
+# flexible ones: their topic states carry each topic's config overrides in a
+# pylog tagged field (pylog/protocol/pylog_tags.py), which brokers need when
+# they create a replica and whenever the overrides change.
+LEADER_AND_ISR_VERSION = 4
+UPDATE_METADATA_VERSION = 6
 STOP_REPLICA_VERSION = 1
 
 # Kafka's LeaderAndIsr.LeaderDuringDelete: UpdateMetadata partitions with this
@@ -211,6 +221,7 @@ class Controller:
         self._epoch: int | None = None
         self._live: dict[int, BrokerInfo] = {}
         self._topics: dict[str, TopicAssignment] = {}
+        self._configs: dict[str, dict[str, str]] = {}   # topic config overrides, as in the store
         self._states: dict[TopicPartition, PartitionState] = {}
         self._shutting_down: set[int] = set()
         self._events: queue.Queue = queue.Queue()
@@ -278,6 +289,14 @@ class Controller:
     def delete_topic(self, name: str) -> None:
         return self._call(self._delete_topic, name)
 
+    def alter_topic_configs(self, name: str, configs: Mapping[str, str]) -> None:
+        """Replace the topic's config overrides (already validated) and tell
+        every broker (UpdateMetadata carries them)."""
+        return self._call(self._alter_topic_configs, name, configs)
+
+    def topic_configs(self, name: str) -> dict[str, str]:
+        return self._call(lambda: dict(self._configs.get(name, {})))
+
     def alter_partition(self, request: AlterPartitionRequest, api_version: int = 0) -> AlterPartitionResponse:
         return self._call(self._alter_partition, request, api_version)
 
@@ -299,7 +318,8 @@ class Controller:
         callers on an asyncio loop: asyncio.wrap_future(controller.submit(...)))."""
         fn = {"alter_partition": self._alter_partition, "controlled_shutdown": self._controlled_shutdown,
               "create_topic": self._create_topic, "delete_topic": self._delete_topic,
-              "create_partitions": self._create_partitions}[fn_name]
+              "create_partitions": self._create_partitions,
+              "alter_topic_configs": self._alter_topic_configs}[fn_name]
         return self._put(fn, *args)
 
     # -- snapshots for tests / tools (copies; safe from any thread after sync()) -----------
@@ -390,6 +410,7 @@ class Controller:
         self._live = dict(self.store.live_brokers())
         self.channel.update_brokers(self._live)
         self._topics = dict(self.store.topics())
+        self._configs = {name: dict(self.store.topic_configs(name)) for name in self._topics}
         self._states = {}
         missing: list[TopicPartition] = []
         for name, topic in self._topics.items():
@@ -558,6 +579,7 @@ class Controller:
         topic = TopicAssignment(name=name, topic_id=uuid.uuid4(), partitions=assignment)
         self.store.create_topic(topic, dict(configs or {}))
         self._topics[name] = topic
+        self._configs[name] = dict(configs or {})
         created = {}
         for p in sorted(assignment):
             state = self._initialize_partition((name, p))
@@ -631,8 +653,21 @@ class Controller:
             self._send(b, req, STOP_REPLICA_VERSION)
         self.store.delete_topic(name)
         del self._topics[name]
+        self._configs.pop(name, None)
         for p in topic.partitions:
             self._states.pop((name, p), None)
+
+    def _alter_topic_configs(self, name: str, configs: Mapping[str, str]) -> None:
+        self._require_active()
+        topic = self._topics.get(name)
+        if topic is None:
+            raise UnknownTopicOrPartitionError(f"Topic '{name}' does not exist.")
+        configs = dict(configs)
+        self.store.set_topic_configs(name, configs)
+        self._configs[name] = configs
+        log.info("controller: %s config overrides now %s", name, configs)
+        self._send_update_metadata(self._live, {(name, p): self._states[(name, p)] for p in topic.partitions
+                                                if (name, p) in self._states})
 
     # -- AlterPartition (leader -> controller ISR changes) ------------------------------------
 
@@ -818,8 +853,9 @@ class Controller:
                     is_new=is_new))
             req = LeaderAndIsrRequest(
                 controller_id=self.broker_id, controller_epoch=epoch, broker_epoch=-1,
-                topic_states=[LeaderAndIsrRequest.LeaderAndIsrTopicState(topic_name=t, partition_states=ps)
-                              for t, ps in by_topic.items()],
+                topic_states=[LeaderAndIsrRequest.LeaderAndIsrTopicState(
+                    topic_name=t, partition_states=ps, _unknown_tagged_fields=self._configs_field(t))
+                    for t, ps in by_topic.items()],
                 live_leaders=[LeaderAndIsrRequest.LeaderAndIsrLiveLeader(
                     broker_id=l, host_name=self._live[l].host, port=self._live[l].port)
                     for l in sorted(leaders) if l in self._live])
@@ -846,11 +882,17 @@ class Controller:
             rack=info.rack) for b, info in sorted(self._live.items())]
         req = UpdateMetadataRequest(
             controller_id=self.broker_id, controller_epoch=epoch, broker_epoch=-1,
-            topic_states=[UpdateMetadataRequest.UpdateMetadataTopicState(topic_name=t, partition_states=ps)
-                          for t, ps in by_topic.items()],
+            topic_states=[UpdateMetadataRequest.UpdateMetadataTopicState(
+                topic_name=t, partition_states=ps, _unknown_tagged_fields=self._configs_field(t))
+                for t, ps in by_topic.items()],
             live_brokers=live_brokers)
         for b in sorted(brokers):
             self._send(b, req, UPDATE_METADATA_VERSION)
+
+
+    def _configs_field(self, topic: str):
+        configs = self._configs.get(topic)
+        return None if configs is None else [topic_configs_field(configs)]
 
 
 _NO_STATE = PartitionState(leader=-1, leader_epoch=0, isr=[], controller_epoch=0)

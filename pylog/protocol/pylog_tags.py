@@ -1,0 +1,36 @@
+"""pylog's own tagged fields on Kafka's inter-broker messages.
+
+A flexible message version may carry tagged fields its receiver does not know
+(the receiver skips them), so the controller adds what Kafka's LeaderAndIsr
+(v4) and UpdateMetadata (v6) do not carry and Kafka keeps elsewhere (in
+ZooKeeper's /config/topics, or the KRaft metadata log):
+
+- TOPIC_CONFIGS (tag 7001) on each topic state: the topic's config overrides
+  as a JSON object of strings. Present means "exactly these" (an empty object
+  clears every override); absent means "unchanged".
+"""
+from __future__ import annotations
+
+import json
+
+__all__ = ["TOPIC_CONFIGS_TAG", "topic_configs_field", "topic_configs_of"]
+
+# Far above the small numbers Kafka gives its own tagged fields.
+TOPIC_CONFIGS_TAG = 7001
+
+
+def topic_configs_field(configs: dict[str, str]) -> tuple[int, bytes]:
+    """The (tag, bytes) to put in a topic state's _unknown_tagged_fields."""
+    return TOPIC_CONFIGS_TAG, json.dumps(configs, separators=(",", ":"), sort_keys=True).encode()
+
+
+def topic_configs_of(struct) -> dict[str, str] | None:
+    """The overrides a decoded topic state carries, or None when it carries none."""
+    for tag, data in getattr(struct, "_unknown_tagged_fields", None) or ():
+        if tag == TOPIC_CONFIGS_TAG:
+            value = json.loads(bytes(data))
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise ValueError(f"tagged field {tag}: not an object of strings")
+            return value
+    return None
