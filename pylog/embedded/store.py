@@ -75,6 +75,8 @@ class LocalStore:
     # The broker's own producer id allocator (blocks reserved on disk first);
     # it needs only data_dir, _pid_next and _pid_limit, which the store has.
     _next_producer_id = Broker.next_producer_id
+    # What the group coordinator asks of its broker: one process, no cluster.
+    in_cluster = False
 
     @classmethod
     def open(cls, log_dir, *, auto_create_topics: bool = True, num_partitions: int = 1,
