@@ -21,6 +21,7 @@ from ..errors import InvalidConfigError
 log = logging.getLogger("pylog.broker")
 
 LONG_MAX = (1 << 63) - 1
+RACK_AWARE_REPLICA_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 
 # key: (type, default). Types: int, bool, str, list.
 BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
@@ -71,6 +72,11 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "offsets.commit.timeout.ms": (int, 5000),
     # Replication and the cluster (KAFKA-NOTES §4; Kafka's names and defaults).
     "broker.rack": (str, None),
+    # KIP-392: unset, consumers read from leaders only (Kafka's default);
+    # RackAwareReplicaSelector (Kafka's class name, or the bare class name)
+    # makes a leader send a consumer in another rack to a replica in its own
+    # (replica_selector() below).
+    "replica.selector.class": (str, None),
     "zookeeper.connect": (str, None),
     "zookeeper.session.timeout.ms": (int, 18000),
     "replica.lag.time.max.ms": (int, 30000),
@@ -189,6 +195,7 @@ class BrokerConfig:
         for k in self.props:
             if k in BROKER_DEFAULTS:
                 self.get(k)  # fail early on a bad value
+        self.replica_selector()
 
     def get(self, key: str):
         typ, default = BROKER_DEFAULTS[key]
@@ -212,6 +219,19 @@ class BrokerConfig:
         if "," in dirs:
             log.warning("several log.dirs given (%s); pylog uses the first, %s", dirs, first)
         return first
+
+    def replica_selector(self) -> str | None:
+        """"rack-aware" or None (leader only) from replica.selector.class.
+        Kafka loads any ReplicaSelector class; pylog has Kafka's one
+        implementation, and refuses other names as Kafka would fail to load
+        them, rather than silently serving from the leader."""
+        name = self.get("replica.selector.class")
+        if not name:
+            return None
+        if name in (RACK_AWARE_REPLICA_SELECTOR, RACK_AWARE_REPLICA_SELECTOR.rsplit(".", 1)[1]):
+            return "rack-aware"
+        raise InvalidConfigError(f"replica.selector.class: {name!r} is not supported "
+                                 f"(use {RACK_AWARE_REPLICA_SELECTOR})")
 
     def listener(self) -> tuple[str, int]:
         return _host_port(self.get("listeners"))

@@ -356,13 +356,15 @@ class Handlers:
         if req.session_id != 0 or req.session_epoch not in (-1, 0):
             # Sessions are not kept: every request is a full one (KIP-227 allows it).
             return _encode_fetch_error(version, 70)
-        chunks, total, ready = self._fetch_once(req, version)
+        source = self._fetch_source(req, version)
+        chunks, total, ready, served = self._fetch_once(req, version, source)
         if ready or total >= req.min_bytes or req.max_wait_ms <= 0:
+            _count_bytes_out(served)
             return chunks
-        del chunks
-        return self._fetch_wait(req, version, deadline)
+        del chunks, served
+        return self._fetch_wait(req, version, deadline, source)
 
-    async def _fetch_wait(self, req, version, deadline):
+    async def _fetch_wait(self, req, version, deadline, source):
         loop = asyncio.get_running_loop()
         while True:
             remaining = deadline - time.monotonic()
@@ -385,20 +387,64 @@ class Handlers:
                     p.remove_waiter(fut)
             if self.broker.stopping:
                 break
-            chunks, total, ready = self._fetch_once(req, version)
+            chunks, total, ready, served = self._fetch_once(req, version, source)
             if ready or total >= req.min_bytes:
+                _count_bytes_out(served)
                 return detach_chunks(chunks)
-            del chunks
-        return detach_chunks(self._fetch_once(req, version)[0])
+            del chunks, served
+        chunks, _total, _ready, served = self._fetch_once(req, version, source)
+        _count_bytes_out(served)
+        return detach_chunks(chunks)
 
-    def _fetch_once(self, req, version):
-        """The encoded response: (chunks, record bytes, respond_now). respond_now
-        is set when a partition has an error (Kafka answers those at once)."""
+    def _fetch_source(self, req, version):
+        """Who fetches, as Kafka's FetchParams sees it: (from_follower,
+        only_from_leader, client_rack). Fetch v11 carries client metadata
+        (rack_id), and Kafka then lets any replica serve a consumer
+        (fetchOnlyLeader is false; KIP-392), whatever the rack and selector;
+        older consumers and every follower fetch are served by leaders only.
+        client_rack is set when this broker, as leader, should look for a
+        preferred read replica (replica.selector.class, a non-empty rack_id)."""
+        from_follower = req.replica_id >= 0
+        client_metadata = version >= 11 and not from_follower
+        rack = None
+        if client_metadata and req.rack_id and self.broker.config.replica_selector() == "rack-aware":
+            rack = req.rack_id
+        return from_follower, not client_metadata, rack
+
+    def _may_serve(self, p, from_follower, follower, only_leader) -> bool:
+        if from_follower:
+            # Only the leader serves replicas, and only its own: followers
+            # never serve followers.
+            return follower
+        if p.is_leader:
+            return True
+        # A follower serves a consumer that sent client metadata, from a log
+        # it keeps for a known leader; not once the controller stopped it here.
+        return not only_leader and p.leader_id >= 0 and self.broker.broker_id in p.replicas
+
+    def _fetch_once(self, req, version, source):
+        """The encoded response: (chunks, record bytes, respond_now, served).
+        respond_now is set when a partition has an error or is sent to a
+        preferred read replica (Kafka answers those at once); served lists
+        (partition, record bytes) read for a consumer, counted in bytes_out
+        only by the caller that sends this answer."""
         budget = req.max_bytes if req.max_bytes > 0 else 0x7FFFFFFF
         total = 0
-        error = False
+        respond_now = False
         read_committed = req.isolation_level == 1
         replica_id = req.replica_id
+        from_follower, only_leader, client_rack = source
+        if client_rack is not None:
+            # The leader's own rack from its config (what UpdateMetadata says
+            # of it); the others' from the live brokers the controller sent.
+            leader_rack = self.broker.config.get("broker.rack")
+            live = self.broker.metadata_cache.brokers
+
+            def rack_of(rid):
+                ep = live.get(rid)
+                return (False, None) if ep is None else (True, ep.rack)
+            now_ms = int(time.time() * 1000)
+        served = []
         head = bytearray(_I32.pack(0))  # throttle_time_ms
         if version >= 7:
             head += _I16I32.pack(0, 0)  # error_code, session_id
@@ -410,7 +456,8 @@ class Handlers:
             for fp in t.partitions:
                 p = self.logs.partitions.get((t.topic, fp.partition))
                 data = None
-                follower = replica_id >= 0 and p is not None and p.is_leader and replica_id in p.replicas
+                preferred = -1
+                follower = from_follower and p is not None and p.is_leader and replica_id in p.replicas
                 if follower:
                     # The follower's LEO is its fetch offset (§4.1): may move
                     # the HW (so the answer carries the newest), or the ISR.
@@ -418,34 +465,48 @@ class Handlers:
                 if p is None:
                     code, hw, lso, lss = 3, -1, -1, -1
                 else:
+                    # On a follower these are its own: its HW (the leader's, as
+                    # of its last fetch, capped by its log end) bounds what a
+                    # consumer reads here. LSO = HW on every replica while the
+                    # broker refuses transactional produce; with transactions a
+                    # follower must derive its LSO from its replicated producer
+                    # state before serving read_committed.
                     code, hw, lso, lss = 0, p.high_watermark, p.last_stable_offset, p.log_start_offset
                 if p is not None and version >= 9 and fp.current_leader_epoch >= 0 and \
                         fp.current_leader_epoch != p.leader_epoch:
                     code = 74 if fp.current_leader_epoch < p.leader_epoch else 75  # FENCED / UNKNOWN
-                elif p is not None and (not p.is_leader or (replica_id >= 0 and not follower)):
-                    # Only the leader serves fetches, and only to its replicas
-                    # when replica_id is set.
+                elif p is not None and not self._may_serve(p, from_follower, follower, only_leader):
                     code = NotLeaderOrFollowerError.error_code
                 elif p is not None:
-                    try:
-                        if budget > 0 or total == 0:
-                            limit = min(fp.partition_max_bytes, budget)
-                            data = p.read_for_replica(fp.fetch_offset, limit) if follower else \
-                                p.read(fp.fetch_offset, limit)
-                            if data is not None and total > 0 and len(data) > budget:
-                                data = None  # only the first partition may exceed the budget (KIP-74)
-                    except OffsetOutOfRangeError:
-                        code = 1
-                    except PylogError as e:
-                        code = _code(e)
+                    if client_rack is not None and p.is_leader:
+                        preferred = p.preferred_read_replica(fp.fetch_offset, client_rack, leader_rack,
+                                                             rack_of, now_ms)
+                    if preferred >= 0:
+                        # Sent elsewhere: no records, and no waiting (Kafka's
+                        # hasPreferredReadReplica), so the consumer moves at once.
+                        respond_now = True
+                    else:
+                        try:
+                            if budget > 0 or total == 0:
+                                limit = min(fp.partition_max_bytes, budget)
+                                data = p.read_for_replica(fp.fetch_offset, limit) if follower else \
+                                    p.read(fp.fetch_offset, limit)
+                                if data is not None and total > 0 and len(data) > budget:
+                                    data = None  # only the first partition may exceed the budget (KIP-74)
+                        except OffsetOutOfRangeError:
+                            # Also a follower's answer past its own log end: a
+                            # KIP-392 consumer goes back to the leader on it.
+                            code = 1
+                        except PylogError as e:
+                            code = _code(e)
                 if code:
-                    error = True
+                    respond_now = True
                 head += _PART.pack(fp.partition, code, hw, lso)
                 if version >= 5:
                     head += _I64.pack(lss)
                 head += _I32.pack(0 if read_committed else -1)  # aborted_transactions
                 if version >= 11:
-                    head += _I32.pack(-1)  # preferred_read_replica
+                    head += _I32.pack(preferred)
                 if data is None:
                     head += _I32.pack(0)
                 else:
@@ -456,9 +517,11 @@ class Handlers:
                     head = bytearray()
                     total += n
                     budget -= n
+                    if not from_follower:
+                        served.append((p, n))
         if head:
             chunks.append(bytes(head))
-        return chunks, total, error
+        return chunks, total, respond_now, served
 
     # ---- ListOffsets (2) ----
 
@@ -868,6 +931,11 @@ def detach_chunks(chunks):
     segment against retention and topic deletion; delayed answers are small
     (they waited for new data), so the copy is cheap."""
     return [c if type(c) is bytes else bytes(c) for c in chunks]
+
+
+def _count_bytes_out(served):
+    for p, n in served:
+        p.bytes_out += n
 
 
 def _encode_fetch_error(version, code):

@@ -26,11 +26,10 @@ Not thread-safe: the broker's event loop owns every Partition.
 from __future__ import annotations
 
 import os
+import struct
 import time
 
 from .. import _engine
-import struct
-
 from ..errors import (
     InvalidRecordError,
     NotEnoughReplicasError,
@@ -134,6 +133,10 @@ class Partition:
         self._waiters: list = []  # futures of fetches waiting for new data
         self._produce_waiters: list = []  # (required offset, future) of acks=all produces
         self.on_isr_change_needed = None  # set by the ReplicaManager: called with (partition, new_isr)
+        # Kafka's BytesOutPerSec for this replica: record bytes sent to
+        # consumers (replication excluded), counted when the answer is sent.
+        # With KIP-392 it shows which replica consumers actually read from.
+        self.bytes_out = 0
 
     # ---- names Kafka uses ----
 
@@ -372,6 +375,8 @@ class Partition:
         hw = min(leader_high_watermark, self.log.log_end_offset)
         if hw > self.high_watermark:
             self.high_watermark = hw
+            # Consumers long-polling on this follower (KIP-392) can read more.
+            self._wake_fetchers()
         return n
 
     def truncate_to(self, offset: int):
@@ -449,7 +454,28 @@ class Partition:
             raise OffsetOutOfRangeError(
                 f"offset {offset} is above the log end offset {self.log.log_end_offset} of "
                 f"{self.topic}-{self.index}")
-        return self.log.read_batches(offset, max(max_bytes, 1))
+        data = self.log.read_batches(offset, max(max_bytes, 1))
+        if self.high_watermark < self.log.log_end_offset:
+            data = self._cut_at_high_watermark(data)
+        return data
+
+    def _cut_at_high_watermark(self, data):
+        """data without its batches at or above the HW. The log reads whole
+        batches from the fetch offset up to max_bytes, whatever they hold;
+        Kafka bounds a consumer's read by the HW's position in the log, so
+        records not yet on every ISR replica (an acks=1 append on a leader, the
+        uncommitted tail a follower already copied) are never handed out."""
+        if data is None:
+            return None
+        held = data.segment.find_batch(self.high_watermark)
+        if held is None:
+            return data  # the HW is past this segment: all of it is committed
+        cut = held[0] - data.position
+        if cut >= len(data):
+            return data
+        if cut <= 0:
+            return None  # the first batch reaches the HW: nothing is readable yet
+        return data.segment.slice(data.position, cut)
 
     @property
     def high_watermark_known(self) -> bool:
@@ -469,6 +495,40 @@ class Partition:
             raise OffsetOutOfRangeError(
                 f"offset {offset} is above the log end offset {leo} of {self.topic}-{self.index}")
         return self.log.read_batches(offset, max(max_bytes, 1))
+
+    def preferred_read_replica(self, fetch_offset: int, client_rack: str, leader_rack, rack_of,
+                               now_ms: int | None = None) -> int:
+        """As leader, the replica a consumer in client_rack should fetch
+        fetch_offset from: Kafka's RackAwareReplicaSelector over the replicas
+        ReplicaManager.findPreferredReadReplica offers it. -1 means this leader.
+
+        Candidates are the followers in the ISR whose last fetch showed they
+        hold fetch_offset (log_start_offset <= it <= log_end_offset) and that
+        rack_of(id) knows (a live broker: rack_of returns (True, rack)).
+        Out-of-sync followers are left out because a consumer sent there could
+        trail the log indefinitely. Among the candidates in the client's rack
+        the leader wins when it is one of them; otherwise the most caught up
+        (largest log_end_offset, then the most recent catch-up; the lowest id
+        when even that ties, where Kafka's pick is arbitrary)."""
+        if not client_rack or not self.is_leader:
+            return -1
+        if leader_rack == client_rack:
+            return -1
+        now_ms = _now_ms() if now_ms is None else now_ms
+        best = None
+        for rid in self.isr:
+            if rid == self.broker_id:
+                continue
+            st = self.followers.get(rid)
+            if st is None or not (st.log_start_offset <= fetch_offset <= st.log_end_offset):
+                continue
+            live, rack = rack_of(rid)
+            if not live or rack != client_rack:
+                continue
+            key = (st.log_end_offset, -(now_ms - st.last_caught_up_time_ms), -rid)
+            if best is None or key > best[0]:
+                best = (key, rid)
+        return -1 if best is None else best[1]
 
     def offset_for_time(self, timestamp: int):
         return self.log.offset_for_time(timestamp)

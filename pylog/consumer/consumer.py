@@ -35,7 +35,12 @@ import time
 from typing import NamedTuple
 
 from .. import _engine
-from ..errors import CommitFailedError, NoOffsetForPartitionError, OffsetOutOfRangeError, PylogError
+from ..errors import (
+    CommitFailedError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+    PylogError,
+)
 from ..structs import OffsetAndMetadata, TopicPartition
 
 __all__ = ["CommitFailedError", "Consumer", "ConsumerRecord", "NoOffsetForPartitionError",
@@ -110,7 +115,8 @@ class Consumer:
                  isolation_level="read_uncommitted", check_crcs=True, session_timeout_ms=45000,
                  heartbeat_interval_ms=3000, max_poll_interval_ms=300000,
                  partition_assignment_strategy=("range",), group_instance_id=None,
-                 request_timeout_ms=30000, on_assign=None, on_revoke=None, on_lost=None):
+                 request_timeout_ms=30000, on_assign=None, on_revoke=None, on_lost=None,
+                 client_rack=None):
         if (bootstrap_servers is None) == (log_dir is None):
             raise ValueError("give exactly one of bootstrap_servers and log_dir")
         if auto_offset_reset not in ("earliest", "latest", "none"):
@@ -147,8 +153,10 @@ class Consumer:
             self._source = EmbeddedSource(log_dir)
         else:
             from .network_source import NetworkSource
+            # client_rack: Java's client.rack; with it, leaders configured for
+            # it (KIP-392) send this consumer to a replica in its rack.
             self._source = NetworkSource(bootstrap_servers, client_id=client_id,
-                                         request_timeout_ms=request_timeout_ms)
+                                         request_timeout_ms=request_timeout_ms, client_rack=client_rack)
         self._membership = None
         self._subscription: set[str] | None = None
         self._pattern: re.Pattern | None = None

@@ -13,6 +13,16 @@ exceptions from fetch(): a lost connection closes that broker's connection
 and backs off before it is used again; NOT_LEADER_OR_FOLLOWER and
 UNKNOWN_TOPIC_OR_PARTITION mark the metadata stale so the next send routes
 afresh.
+
+Fetch from the closest replica (KIP-392), as Java's consumer does: with
+client_rack set, Fetches (v11) carry it as rack_id; a leader may answer a
+partition with preferred_read_replica (and no records), and that partition is
+then fetched from that broker until the lease (Java's metadata.max.age.ms)
+expires, the broker leaves the metadata, its connection fails or it answers
+the partition with any error -- then from the leader again. An
+OFFSET_OUT_OF_RANGE from a read replica means it is behind, not that the
+position is bad: it is not passed on (no offset reset), the next fetch goes
+to the leader.
 """
 from __future__ import annotations
 
@@ -21,7 +31,7 @@ import select
 import socket
 import time
 
-from ..client.client import Client, fetched_partitions
+from ..client.client import Client
 from ..client.errors import ConnectionClosedError, check, error_for
 from ..client.wire import Connection
 from ..errors import CommitFailedError, PylogError
@@ -48,14 +58,19 @@ COORDINATOR_ERRORS = frozenset({14, 15, 16})  # LOAD_IN_PROGRESS, NOT_AVAILABLE,
 METADATA_ERRORS = frozenset({3, 5, 6, 74, 75})
 # A commit from a member whose generation is gone: Java's CommitFailedException.
 GENERATION_ERRORS = frozenset({22, 25, 27})
+OFFSET_OUT_OF_RANGE = 1
+# How long a preferred read replica is used before asking the leader again
+# (Java: until the next metadata expiry, metadata.max.age.ms = 5 min).
+READ_REPLICA_LEASE_S = 300.0
 
 
 class _InFlight:
-    __slots__ = ("conn", "offsets", "sent_at")
+    __slots__ = ("conn", "offsets", "replica_tps", "sent_at")
 
-    def __init__(self, conn, offsets):
+    def __init__(self, conn, offsets, replica_tps):
         self.conn = conn
         self.offsets = offsets          # {TopicPartition: fetch_offset} asked
+        self.replica_tps = replica_tps  # those asked of a preferred read replica, not the leader
         self.sent_at = time.monotonic()
 
 
@@ -71,9 +86,12 @@ class NetworkSource:
 
     def __init__(self, bootstrap_servers: str, *, client_id: str = "pylog",
                  request_timeout_ms: int = 30000, retry_backoff_ms: int = 100,
-                 reconnect_backoff_ms: int = 50, reconnect_backoff_max_ms: int = 1000):
+                 reconnect_backoff_ms: int = 50, reconnect_backoff_max_ms: int = 1000,
+                 client_rack: str | None = None):
         self.client = Client(bootstrap_servers, client_id=client_id,
                              timeout=request_timeout_ms / 1000)
+        self.client_rack = client_rack or ""
+        self._read_replicas: dict[TopicPartition, tuple[int, float]] = {}  # tp -> (node, lease end)
         self.retry_backoff = retry_backoff_ms / 1000
         self._reconnect_backoff = reconnect_backoff_ms / 1000
         self._reconnect_backoff_max = reconnect_backoff_max_ms / 1000
@@ -126,14 +144,33 @@ class NetworkSource:
                                    "partition_max_bytes": max_partition_bytes,
                                    "isolation_level": isolation_level})
 
+    def _read_replica(self, tp: TopicPartition, now: float) -> int | None:
+        """The preferred read replica to fetch tp from, None for the leader."""
+        got = self._read_replicas.get(tp)
+        if got is None:
+            return None
+        node, until = got
+        cluster = self.client.cluster
+        if now >= until or (cluster is not None and node not in cluster.brokers):
+            # Expired, or gone from the metadata (Java's selectReadReplica):
+            # the leader again, and it may name a replica anew.
+            del self._read_replicas[tp]
+            return None
+        return node
+
     def _send(self, positions, kw) -> None:
         busy = {tp for f in self._in_flight.values() for tp in f.offsets}
         by_node: dict[int, dict] = {}
+        replica_tps: set[TopicPartition] = set()
         now = time.monotonic()
         for tp, offset in positions.items():
             if tp in busy:
                 continue
-            node = self._leader(tp)
+            node = self._read_replica(tp, now)
+            if node is not None:
+                replica_tps.add(tp)
+            else:
+                node = self._leader(tp)
             if node is None or node in self._in_flight:
                 continue
             backoff = self._node_backoff.get(node)
@@ -143,12 +180,14 @@ class NetworkSource:
         for node, offsets in by_node.items():
             try:
                 conn = self._fetch_connection(node)
-                conn.send(self.client.fetch_request(offsets, **kw))
+                req = self.client.fetch_request(offsets, **kw)
+                req.rack_id = self.client_rack  # sent from Fetch v11 on
+                conn.send(req)
             except ConnectionClosedError as e:
                 self._connection_failed(node, e)
                 continue
             self._node_backoff.pop(node, None)
-            self._in_flight[node] = _InFlight(conn, offsets)
+            self._in_flight[node] = _InFlight(conn, offsets, {tp for tp in offsets if tp in replica_tps})
 
     def _fetch_connection(self, node: int) -> Connection:
         conn = self._fetch_conns.get(node)
@@ -165,6 +204,8 @@ class NetworkSource:
 
     def _connection_failed(self, node: int, exc) -> None:
         self._in_flight.pop(node, None)
+        for tp in [tp for tp, (n, _) in self._read_replicas.items() if n == node]:
+            del self._read_replicas[tp]
         conn = self._fetch_conns.pop(node, None)
         if conn is not None:
             conn.close()
@@ -224,17 +265,32 @@ class NetworkSource:
         if resp.error_code:
             log.info("fetch from broker %d failed: error %d", node, resp.error_code)
             return
-        for (topic, partition), p in fetched_partitions(resp).items():
-            tp = TopicPartition(topic, partition)
-            asked = flight.offsets.get(tp)
-            if asked is None or positions.get(tp) != asked:
-                continue  # the caller moved on since this was asked
-            error = None
-            if p.error_code:
-                error = error_for(p.error_code, f"fetch {topic}-{partition} at offset {asked}")
-                if p.error_code in METADATA_ERRORS:
-                    self._stale_topics.add(topic)
-            out[tp] = FetchedPartition(p.records, p.high_watermark, p.log_start_offset, error)
+        for t in resp.responses:
+            for p in t.partitions:
+                self._received(node, flight, TopicPartition(t.topic, p.partition_index), p, positions, out)
+
+    def _received(self, node, flight, tp, p, positions, out) -> None:
+        from_replica = tp in flight.replica_tps
+        if p.error_code and from_replica and self._read_replicas.get(tp, (None,))[0] == node:
+            # An error from a read replica: back to the leader. (Java keeps the
+            # replica on UNKNOWN_LEADER_EPOCH; this consumer sends no leader
+            # epoch, so it never gets that one.)
+            del self._read_replicas[tp]
+        elif p.error_code == 0 and p.preferred_read_replica >= 0 and p.preferred_read_replica != node:
+            self._read_replicas[tp] = (p.preferred_read_replica, time.monotonic() + READ_REPLICA_LEASE_S)
+            log.debug("fetching %s-%d from its preferred read replica %d", tp.topic, tp.partition,
+                      p.preferred_read_replica)
+        asked = flight.offsets.get(tp)
+        if asked is None or positions.get(tp) != asked:
+            return  # the caller moved on since this was asked
+        if p.error_code == OFFSET_OUT_OF_RANGE and from_replica:
+            return  # the replica is behind: the leader decides whether the position is out of range
+        error = None
+        if p.error_code:
+            error = error_for(p.error_code, f"fetch {tp.topic}-{tp.partition} at offset {asked}")
+            if p.error_code in METADATA_ERRORS:
+                self._stale_topics.add(tp.topic)
+        out[tp] = FetchedPartition(p.records, p.high_watermark, p.log_start_offset, error)
 
     def _drain_wakeups(self) -> None:
         try:
