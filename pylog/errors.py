@@ -19,6 +19,7 @@ __all__ = [
     "InvalidProducerEpochError",
     "InvalidRecordError",
     "InvalidReplicaAssignmentError",
+    "NoReassignmentInProgressError",
     "InvalidReplicationFactorError",
     "InvalidRequestError",
     "InvalidRequiredAcksError",
@@ -221,6 +222,11 @@ class InvalidReplicaAssignmentError(PylogError):
 
 class InvalidConfigError(PylogError):
     error_code = 40
+
+
+class NoReassignmentInProgressError(PylogError):
+    """A cancellation for a partition that is not being reassigned."""
+    error_code = 85
 
 
 class InvalidRequestError(PylogError):

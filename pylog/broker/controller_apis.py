@@ -1,10 +1,15 @@
-"""The embedded controller's broker-facing APIs: BrokerRegistration (62),
-BrokerHeartbeat (63) and AllocateProducerIds (67), as KRaft brokers send them
-to their controller.
+"""APIs only the controller answers.
 
-Served by the broker whose id is pylog.controller.id (it holds the
-BrokerRegistry and the metadata store); every other broker, and every broker
-of a ZooKeeper cluster, answers NOT_CONTROLLER (41).
+- BrokerRegistration (62), BrokerHeartbeat (63), AllocateProducerIds (67): the
+  embedded controller's broker-facing APIs, as KRaft brokers send them. Served
+  by the broker whose id is pylog.controller.id (it holds the BrokerRegistry and
+  the metadata store); NOT_CONTROLLER (41) on every other broker and in a
+  ZooKeeper cluster.
+- AlterPartitionReassignments (45), ListPartitionReassignments (46): partition
+  reassignment (KIP-455), served by the active controller in either kind of
+  cluster (NOT_CONTROLLER elsewhere, so an admin client looks it up again).
+  pylog's own tagged field 7002 on the alter request sets the copy throttle
+  (pylog/protocol/pylog_tags.py).
 """
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ import logging
 
 from ..cluster.metadata_store import PRODUCER_ID_BLOCK_SIZE, BrokerInfo
 from ..cluster.registry import BROKER_ID_NOT_REGISTERED, STALE_BROKER_EPOCH
+from ..errors import code_for
 from ..protocol import messages as m
+from ..protocol.pylog_tags import reassignment_throttle_of
 from . import api_versions as av
 
 __all__ = ["ControllerApis"]
@@ -34,7 +41,13 @@ class ControllerApis:
 
     def table(self) -> dict:
         return {av.BROKER_REGISTRATION: self.broker_registration, av.BROKER_HEARTBEAT: self.broker_heartbeat,
-                av.ALLOCATE_PRODUCER_IDS: self.allocate_producer_ids}
+                av.ALLOCATE_PRODUCER_IDS: self.allocate_producer_ids,
+                av.ALTER_PARTITION_REASSIGNMENTS: self.alter_partition_reassignments,
+                av.LIST_PARTITION_REASSIGNMENTS: self.list_partition_reassignments}
+
+    def _active_controller(self):
+        ctl = self.broker.controller
+        return ctl if ctl is not None and ctl.is_active else None
 
     def broker_registration(self, header, req):
         R = m.BrokerRegistrationResponse
@@ -93,3 +106,47 @@ class ControllerApis:
             return R(throttle_time_ms=0, error_code=0, producer_id_start=start,
                      producer_id_len=PRODUCER_ID_BLOCK_SIZE)
         return allocate()
+
+    def alter_partition_reassignments(self, header, req):
+        R = m.AlterPartitionReassignmentsResponse
+        ctl = self._active_controller()
+        if ctl is None:
+            return R(throttle_time_ms=0, error_code=NOT_CONTROLLER, error_message="this broker is not the controller",
+                     responses=[])
+        try:
+            throttle = reassignment_throttle_of(req)
+        except ValueError as e:
+            return R(throttle_time_ms=0, error_code=INVALID_REQUEST, error_message=str(e), responses=[])
+        targets = {(t.name, p.partition_index): None if p.replicas is None else list(p.replicas)
+                   for t in req.topics for p in t.partitions}
+
+        async def run():
+            results = await asyncio.wrap_future(ctl.submit("reassign_partitions", targets, throttle))
+            by_topic: dict[str, list] = {}
+            for (topic, index), err in sorted(results.items()):
+                by_topic.setdefault(topic, []).append(R.ReassignablePartitionResponse(
+                    partition_index=index, error_code=0 if err is None else code_for(err),
+                    error_message=None if err is None else str(err)))
+            return R(throttle_time_ms=0, error_code=0, error_message=None, responses=[
+                R.ReassignableTopicResponse(name=t, partitions=ps) for t, ps in by_topic.items()])
+        return run()
+
+    def list_partition_reassignments(self, header, req):
+        R = m.ListPartitionReassignmentsResponse
+        ctl = self._active_controller()
+        if ctl is None:
+            return R(throttle_time_ms=0, error_code=NOT_CONTROLLER, error_message="this broker is not the controller",
+                     topics=[])
+        wanted = None if req.topics is None else {(t.name, i) for t in req.topics for i in t.partition_indexes}
+
+        async def run():
+            ongoing = await asyncio.wrap_future(ctl.submit("reassignments"))
+            by_topic: dict[str, list] = {}
+            for (topic, index), (replicas, adding, removing) in sorted(ongoing.items()):
+                if wanted is None or (topic, index) in wanted:
+                    by_topic.setdefault(topic, []).append(R.OngoingPartitionReassignment(
+                        partition_index=index, replicas=replicas, adding_replicas=adding,
+                        removing_replicas=removing))
+            return R(throttle_time_ms=0, error_code=0, error_message=None, topics=[
+                R.OngoingTopicReassignment(name=t, partitions=ps) for t, ps in by_topic.items()])
+        return run()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 
 from ..log.leader_epoch import follower_truncation_offset, follower_truncation_start
 from ..protocol import messages as m
@@ -186,14 +187,22 @@ class ReplicaFetcher:
         F = m.FetchRequest
         sent = {}
         by_topic: dict[str, list] = {}
+        throttled, quota = self.manager.throttled, self.manager.quota
+        quota_left = quota.available()
         for key, st in self.partitions.items():
             if st.truncating:
                 continue
+            max_bytes = self.manager.fetch_max_bytes
+            if key in throttled:
+                if not quota_left:
+                    continue
+                # Small fetches, so one answer does not overdraw the bucket by much.
+                max_bytes = min(max_bytes, max(1, quota.rate // 4))
             p = st.partition
             sent[key] = st
             by_topic.setdefault(key[0], []).append(F.FetchPartition(
                 partition=key[1], current_leader_epoch=st.leader_epoch, fetch_offset=p.log_end_offset,
-                log_start_offset=p.log_start_offset, partition_max_bytes=self.manager.fetch_max_bytes))
+                log_start_offset=p.log_start_offset, partition_max_bytes=max_bytes))
         if not sent:
             await asyncio.sleep(BACKOFF_S)
             return
@@ -216,6 +225,8 @@ class ReplicaFetcher:
                     continue
                 p = st.partition
                 if pr.error_code == 0:
+                    if key in throttled and pr.records:
+                        quota.record(len(pr.records))
                     if pr.records:
                         p.append_as_follower(pr.records, pr.high_watermark)
                     else:
@@ -242,6 +253,41 @@ class ReplicaFetcher:
             await asyncio.sleep(BACKOFF_S)
 
 
+class ReplicationQuota:
+    """A token bucket over the bytes this broker copies for throttled
+    partitions (adding replicas of a reassignment with a throttle), one per
+    broker as Kafka's follower.replication.throttled.rate is: when it is spent,
+    fetches leave the throttled partitions out until it refills (Kafka's
+    ReplicationQuotaManager does the same). Up to one second of the rate can
+    be saved up. Loop-only, like the fetchers."""
+
+    def __init__(self, clock=time.monotonic):
+        self.rate: int | None = None
+        self._clock = clock
+        self._tokens = 0.0
+        self._t = clock()
+
+    def set_rate(self, rate: int | None) -> None:
+        self._refill()
+        self.rate = rate
+        if rate is not None:
+            self._tokens = min(self._tokens, float(rate))
+
+    def _refill(self) -> None:
+        now = self._clock()
+        if self.rate is not None:
+            self._tokens = min(float(self.rate), self._tokens + (now - self._t) * self.rate)
+        self._t = now
+
+    def available(self) -> bool:
+        self._refill()
+        return self.rate is None or self._tokens > 0
+
+    def record(self, nbytes: int) -> None:
+        self._refill()
+        self._tokens -= nbytes
+
+
 class ReplicaFetcherManager:
     """Which fetcher (leader) each followed partition is fetched by."""
 
@@ -252,6 +298,17 @@ class ReplicaFetcherManager:
         self.fetch_wait_max_ms = cfg.get("replica.fetch.wait.max.ms")
         self.fetch_max_bytes = cfg.get("replica.fetch.max.bytes")
         self.fetchers: dict[int, ReplicaFetcher] = {}
+        self.quota = ReplicationQuota()
+        self.throttled: dict[tuple[str, int], int] = {}   # partition -> its reassignment throttle (B/s)
+
+    def set_throttle(self, key, rate: int | None) -> None:
+        """Throttle (or not) the copying of partition key; the broker's quota
+        runs at the lowest rate asked for by any throttled partition."""
+        if rate:
+            self.throttled[key] = rate
+        else:
+            self.throttled.pop(key, None)
+        self.quota.set_rate(min(self.throttled.values()) if self.throttled else None)
 
     def endpoint(self, broker_id):
         return self.cache.endpoint(broker_id)
@@ -270,6 +327,8 @@ class ReplicaFetcherManager:
     def remove(self, key):
         for f in self.fetchers.values():
             f.remove(key)
+        if key in self.throttled:
+            self.set_throttle(key, None)
 
     def following(self, key) -> int | None:
         """The leader key is fetched from, or None."""

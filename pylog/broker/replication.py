@@ -25,7 +25,7 @@ import time
 
 from ..errors import PylogError, code_for
 from ..protocol import messages as m
-from ..protocol.pylog_tags import topic_configs_of
+from ..protocol.pylog_tags import reassignment_throttle_of, topic_configs_of
 from .replica_fetcher import LeaderConnection, ReplicaFetcherManager
 
 log = logging.getLogger("pylog.broker.replication")
@@ -127,11 +127,15 @@ class ReplicaManager:
     def _become(self, p, topic, ps, key, now_ms) -> int:
         if ps.leader == self.broker_id:
             self.fetchers.remove(key)
+            self.fetchers.set_throttle(key, None)
             if p.make_leader(ps, now_ms):
                 log.info("broker %d: leader of %s-%d, epoch %d, isr %s, LEO %d, HW %d", self.broker_id, topic,
                          ps.partition_index, ps.leader_epoch, list(ps.isr), p.log_end_offset, p.high_watermark)
         else:
             changed = p.make_follower(ps)
+            # An adding replica of a throttled reassignment copies at its rate.
+            self.fetchers.set_throttle(key, reassignment_throttle_of(ps)
+                                       if self.broker_id in (ps.adding_replicas or ()) else None)
             if ps.leader < 0:
                 self.fetchers.remove(key)
             else:

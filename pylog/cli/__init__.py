@@ -7,6 +7,7 @@
     perf_produce.py  pylog perf produce                               (kafka-producer-perf-test)
     perf_consume.py  pylog perf consume                               (kafka-consumer-perf-test)
     cluster.py       pylog cluster up|status|down                     (a local cluster of processes)
+    reassign.py      pylog reassign                                   (kafka-reassign-partitions)
     common.py        --bootstrap-server, k=v options, errors -> exit codes
 
 Each add_*_parser(subparsers) adds its parser(s); every leaf parser sets
@@ -19,6 +20,7 @@ from .consume import add_consume_parser
 from .groups import add_groups_parser
 from .perf import add_perf_parser
 from .produce import add_produce_parser
+from .reassign import add_reassign_parser
 from .topics import add_topics_parser
 
 __all__ = ["add_client_commands", "run_tool"]
@@ -31,3 +33,4 @@ def add_client_commands(sub) -> None:
     add_groups_parser(sub)
     add_perf_parser(sub)
     add_cluster_parser(sub)
+    add_reassign_parser(sub)

@@ -54,6 +54,7 @@ from ..errors import (
     InvalidPartitionsError,
     InvalidReplicaAssignmentError,
     InvalidReplicationFactorError,
+    NoReassignmentInProgressError,
     PylogError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
@@ -66,7 +67,7 @@ from ..protocol.messages import (
     StopReplicaRequest,
     UpdateMetadataRequest,
 )
-from ..protocol.pylog_tags import topic_configs_field
+from ..protocol.pylog_tags import reassignment_throttle_field, topic_configs_field
 from . import election
 from .assignment import assign_replicas
 from .metadata_store import (
@@ -222,6 +223,10 @@ class Controller:
         self._live: dict[int, BrokerInfo] = {}
         self._topics: dict[str, TopicAssignment] = {}
         self._configs: dict[str, dict[str, str]] = {}   # topic config overrides, as in the store
+        # Partitions being reassigned: target replicas and the copy throttle
+        # (bytes/s for the adding replicas; None: unthrottled). The target is
+        # also in the store (replicas minus removing); the throttle is not.
+        self._reassigning: dict[TopicPartition, tuple[list[int], int | None]] = {}
         self._states: dict[TopicPartition, PartitionState] = {}
         self._shutting_down: set[int] = set()
         self._events: queue.Queue = queue.Queue()
@@ -297,6 +302,17 @@ class Controller:
     def topic_configs(self, name: str) -> dict[str, str]:
         return self._call(lambda: dict(self._configs.get(name, {})))
 
+    def reassign_partitions(self, targets: Mapping[TopicPartition, list[int] | None],
+                            throttle: int | None = None) -> dict[TopicPartition, PylogError | None]:
+        """Start moving each partition to its target replicas (None cancels a
+        reassignment in progress); {partition: error or None}. The move ends
+        by itself once the target replicas are all in sync."""
+        return self._call(self._reassign, dict(targets), throttle)
+
+    def reassignments(self) -> dict[TopicPartition, tuple[list[int], list[int], list[int]]]:
+        """Partitions being reassigned: (replicas, adding, removing)."""
+        return self._call(self._list_reassignments)
+
     def alter_partition(self, request: AlterPartitionRequest, api_version: int = 0) -> AlterPartitionResponse:
         return self._call(self._alter_partition, request, api_version)
 
@@ -319,7 +335,9 @@ class Controller:
         fn = {"alter_partition": self._alter_partition, "controlled_shutdown": self._controlled_shutdown,
               "create_topic": self._create_topic, "delete_topic": self._delete_topic,
               "create_partitions": self._create_partitions,
-              "alter_topic_configs": self._alter_topic_configs}[fn_name]
+              "alter_topic_configs": self._alter_topic_configs,
+              "reassign_partitions": self._reassign,
+              "reassignments": self._list_reassignments}[fn_name]
         return self._put(fn, *args)
 
     # -- snapshots for tests / tools (copies; safe from any thread after sync()) -----------
@@ -411,6 +429,11 @@ class Controller:
         self.channel.update_brokers(self._live)
         self._topics = dict(self.store.topics())
         self._configs = {name: dict(self.store.topic_configs(name)) for name in self._topics}
+        # A reassignment a previous controller started goes on (its throttle
+        # was that controller's: unthrottled from here).
+        self._reassigning = {(name, p): ([r for r in replicas if r not in topic.removing.get(p, ())], None)
+                             for name, topic in self._topics.items() for p, replicas in topic.partitions.items()
+                             if topic.adding.get(p) or topic.removing.get(p)}
         self._states = {}
         missing: list[TopicPartition] = []
         for name, topic in self._topics.items():
@@ -479,6 +502,8 @@ class Controller:
         if changed:
             self._send_leader_and_isr(set(changed))
             self._send_update_metadata(self._live, changed)
+        for tp in list(self._reassigning):
+            self._maybe_complete_reassignment(tp)
 
     def _electable(self) -> set[int]:
         # Kafka's isReplicaOnline: live and not shutting down.
@@ -614,7 +639,8 @@ class Controller:
             start_index = next((i for i, b in enumerate(ids) if b >= topic.partitions[0][0]), 0)
             added = assign_replicas(brokers, total_count - existing, rf, start_partition=existing,
                                     fixed_start_index=start_index)
-        new_topic = TopicAssignment(name=name, topic_id=topic.topic_id, partitions={**topic.partitions, **added})
+        new_topic = TopicAssignment(name=name, topic_id=topic.topic_id, partitions={**topic.partitions, **added},
+                                    adding=topic.adding, removing=topic.removing)
         self.store.set_assignment(new_topic)
         self._topics[name] = new_topic
         created = {}
@@ -654,6 +680,8 @@ class Controller:
         self.store.delete_topic(name)
         del self._topics[name]
         self._configs.pop(name, None)
+        for tp in [tp for tp in self._reassigning if tp[0] == name]:
+            del self._reassigning[tp]
         for p in topic.partitions:
             self._states.pop((name, p), None)
 
@@ -668,6 +696,121 @@ class Controller:
         log.info("controller: %s config overrides now %s", name, configs)
         self._send_update_metadata(self._live, {(name, p): self._states[(name, p)] for p in topic.partitions
                                                 if (name, p) in self._states})
+
+    # -- partition reassignment (KIP-455; Kafka's steps in ZooKeeper mode) ---------------------
+    #
+    # Start: replicas = target + original (distinct), with adding/removing kept
+    # in the store; the leader epoch is bumped and LeaderAndIsr sent, so the
+    # adding replicas start fetching and the leader counts them. Completion,
+    # checked whenever the ISR changes: once every target replica is in sync,
+    # the leader is re-elected from the target if it is not in it, the ISR and
+    # the replicas become the target's, and the removed replicas are stopped
+    # and deleted. Cancelling is reassigning back to the original replicas.
+
+    def _reassign(self, targets, throttle):
+        self._require_active()
+        results = {}
+        for tp, target in sorted(targets.items()):
+            try:
+                if target is None:
+                    topic = self._topic_of(tp)
+                    if not (topic.adding.get(tp[1]) or topic.removing.get(tp[1])):
+                        raise NoReassignmentInProgressError(f"{tp[0]}-{tp[1]} is not being reassigned")
+                    original = [r for r in topic.partitions[tp[1]] if r not in topic.adding.get(tp[1], ())]
+                    self._start_reassignment(tp, original, None)
+                else:
+                    self._start_reassignment(tp, [int(b) for b in target], throttle)
+                results[tp] = None
+            except PylogError as e:
+                results[tp] = e
+        return results
+
+    def _topic_of(self, tp: TopicPartition) -> TopicAssignment:
+        topic = self._topics.get(tp[0])
+        if topic is None or tp[1] not in topic.partitions:
+            raise UnknownTopicOrPartitionError(f"{tp[0]}-{tp[1]} does not exist")
+        return topic
+
+    def _start_reassignment(self, tp, target: list[int], throttle: int | None) -> None:
+        epoch = self._require_active()
+        topic = self._topic_of(tp)
+        p = tp[1]
+        if not target or len(set(target)) != len(target):
+            raise InvalidReplicaAssignmentError(f"{tp[0]}-{p}: replicas {target} are empty or repeat")
+        unknown = [b for b in target if b not in self._live]
+        if unknown:
+            raise InvalidReplicaAssignmentError(f"{tp[0]}-{p}: brokers {unknown} are not registered")
+        current = topic.partitions[p]
+        original = [r for r in current if r not in topic.adding.get(p, ())]
+        if target == original and tp not in self._reassigning:
+            return   # already there
+        # A move replacing one in progress (a cancel included) keeps every
+        # current replica until it completes: the ones left out are removed then.
+        replicas = list(dict.fromkeys(target + current))
+        adding = [r for r in target if r not in original]
+        removing = [r for r in current if r not in target]
+        self._set_partition_assignment(tp, replicas, adding, removing)
+        self._reassigning[tp] = (list(target), throttle)
+        log.info("controller epoch %s: reassigning %s-%d from %s to %s (throttle %s)", epoch, tp[0], p,
+                 original, target, f"{throttle} B/s" if throttle else "none")
+        if tp in self._states:
+            new = self._cas(tp, lambda s: election._new_leader_and_isr(s, s.leader, list(s.isr), epoch))
+            self._send_leader_and_isr({tp})
+            self._send_update_metadata(self._live, {tp: new if new is not None else self._states[tp]})
+        self._maybe_complete_reassignment(tp)
+
+    def _set_partition_assignment(self, tp, replicas, adding, removing) -> None:
+        topic = self._topics[tp[0]]
+        p = tp[1]
+        new = TopicAssignment(
+            name=topic.name, topic_id=topic.topic_id, partitions={**topic.partitions, p: list(replicas)},
+            adding={**{k: v for k, v in topic.adding.items() if k != p}, **({p: adding} if adding else {})},
+            removing={**{k: v for k, v in topic.removing.items() if k != p}, **({p: removing} if removing else {})})
+        self.store.set_assignment(new)
+        self._topics[tp[0]] = new
+
+    def _maybe_complete_reassignment(self, tp) -> None:
+        entry = self._reassigning.get(tp)
+        state = self._states.get(tp)
+        if entry is None or state is None:
+            return
+        target, _ = entry
+        if not set(target) <= set(state.isr):
+            return
+        epoch = self._require_active()
+        electable = self._electable()
+
+        def decide(s):
+            leader = s.leader if s.leader in target and s.leader in electable else \
+                election.reassign_partition_leader(target, s.isr, electable)
+            if leader is None:
+                return None
+            return election._with(s, leader=leader, leader_epoch=s.leader_epoch + 1,
+                                  isr=[r for r in s.isr if r in target], controller_epoch=epoch)
+        new = self._cas(tp, decide)
+        if new is None:
+            log.warning("controller: %s-%d: no target replica can lead yet; reassignment waits", tp[0], tp[1])
+            return
+        removed = [r for r in self._topics[tp[0]].partitions[tp[1]] if r not in target]
+        self._set_partition_assignment(tp, target, [], [])
+        del self._reassigning[tp]
+        log.info("controller: %s-%d reassigned to %s (leader %d)", tp[0], tp[1], target, new.leader)
+        self._send_leader_and_isr({tp})
+        for b in removed:
+            if b in self._live:
+                self._send(b, StopReplicaRequest(
+                    controller_id=self.broker_id, controller_epoch=epoch, broker_epoch=-1, delete_partitions=True,
+                    topics=[StopReplicaRequest.StopReplicaTopicV1(name=tp[0], partition_indexes=[tp[1]])]),
+                    STOP_REPLICA_VERSION)
+        self._send_update_metadata(self._live, {tp: new})
+
+    def _list_reassignments(self):
+        out = {}
+        for tp in sorted(self._reassigning):
+            topic = self._topics[tp[0]]
+            out[tp] = (list(topic.partitions[tp[1]]), list(topic.adding.get(tp[1], [])),
+                       list(topic.removing.get(tp[1], [])))
+        return out
 
     # -- AlterPartition (leader -> controller ISR changes) ------------------------------------
 
@@ -699,6 +842,9 @@ class Controller:
                 out_topic.partitions.append(out)
         if changed:
             self._send_update_metadata(self._live, changed)
+        for tp in changed:
+            if tp in self._reassigning:   # an adding replica may just have caught up
+                self._maybe_complete_reassignment(tp)
         return resp
 
     def _alter_one(self, tp, broker_id, leader_epoch, partition_epoch, new_isr, api_version):
@@ -846,11 +992,14 @@ class Controller:
             for t, p in sorted(tps):
                 s = self._states[(t, p)]
                 leaders.add(s.leader)
+                topic = self._topics[t]
+                throttle = self._reassigning.get((t, p), (None, None))[1]
                 by_topic.setdefault(t, []).append(LeaderAndIsrRequest.LeaderAndIsrPartitionState(
                     partition_index=p, controller_epoch=s.controller_epoch, leader=s.leader,
                     leader_epoch=s.leader_epoch, isr=list(s.isr), partition_epoch=s.partition_epoch,
-                    replicas=list(self._topics[t].partitions[p]), adding_replicas=[], removing_replicas=[],
-                    is_new=is_new))
+                    replicas=list(topic.partitions[p]), adding_replicas=list(topic.adding.get(p, [])),
+                    removing_replicas=list(topic.removing.get(p, [])), is_new=is_new,
+                    _unknown_tagged_fields=[reassignment_throttle_field(throttle)] if throttle else None))
             req = LeaderAndIsrRequest(
                 controller_id=self.broker_id, controller_epoch=epoch, broker_epoch=-1,
                 topic_states=[LeaderAndIsrRequest.LeaderAndIsrTopicState(

@@ -287,7 +287,8 @@ class LocalMetadataStore(MetadataStore):
             self._check_epoch()
             rec = self._topic(assignment.name)
             stored = TopicAssignment.from_json(assignment.name, rec["topic"])
-            new = TopicAssignment(assignment.name, stored.topic_id, dict(assignment.partitions))
+            new = TopicAssignment(assignment.name, stored.topic_id, dict(assignment.partitions),
+                                  dict(assignment.adding), dict(assignment.removing))
             s.write_topic(assignment.name, {**rec, "topic": new.to_json()})
 
     def delete_topic(self, name: str) -> None:

@@ -92,25 +92,34 @@ class PartitionState:
 
 @dataclasses.dataclass(frozen=True)
 class TopicAssignment:
-    """A topic's id and replica assignment: partition -> replicas, preferred leader first."""
+    """A topic's id and replica assignment: partition -> replicas, preferred
+    leader first. During a reassignment a partition's replicas are the target
+    and the original together, with adding (target minus original) and
+    removing (original minus target) listed apart, as Kafka keeps them."""
 
     name: str
     topic_id: uuid.UUID
     partitions: dict[int, list[int]]
+    adding: dict[int, list[int]] = dataclasses.field(default_factory=dict)
+    removing: dict[int, list[int]] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         # Kafka's TopicZNode JSON; topic ids are written as Kafka's Uuid.toString
         # (URL-safe base64 of the 16 bytes, no padding).
         return {"version": 3,
                 "partitions": {str(p): list(r) for p, r in sorted(self.partitions.items())},
-                "adding_replicas": {}, "removing_replicas": {},
+                "adding_replicas": {str(p): list(r) for p, r in sorted(self.adding.items()) if r},
+                "removing_replicas": {str(p): list(r) for p, r in sorted(self.removing.items()) if r},
                 "topic_id": uuid_to_kafka(self.topic_id)}
 
     @classmethod
     def from_json(cls, name: str, obj: dict) -> "TopicAssignment":
         tid = obj.get("topic_id")
+        def parts(key):
+            return {int(p): [int(b) for b in r] for p, r in (obj.get(key) or {}).items()}
         return cls(name=name, topic_id=uuid_from_kafka(tid) if tid else uuid.UUID(int=0),
-                   partitions={int(p): [int(b) for b in r] for p, r in obj.get("partitions", {}).items()})
+                   partitions=parts("partitions"), adding=parts("adding_replicas"),
+                   removing=parts("removing_replicas"))
 
 
 def uuid_to_kafka(u: uuid.UUID) -> str:

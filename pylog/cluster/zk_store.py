@@ -361,7 +361,8 @@ class ZkMetadataStore(MetadataStore):
             except NoNodeError:
                 raise UnknownTopicOrPartitionError(f"unknown topic {assignment.name!r}") from None
             stored = TopicAssignment.from_json(assignment.name, json.loads(data))
-            new = TopicAssignment(assignment.name, stored.topic_id, dict(assignment.partitions))
+            new = TopicAssignment(assignment.name, stored.topic_id, dict(assignment.partitions),
+                                  dict(assignment.adding), dict(assignment.removing))
             [r] = self._commit(lambda t: t.set_data(_topic_path(assignment.name), _dumps(new.to_json()),
                                                     version=stat.version))
             if isinstance(r, BadVersionError):

@@ -8,15 +8,21 @@ ZooKeeper's /config/topics, or the KRaft metadata log):
 - TOPIC_CONFIGS (tag 7001) on each topic state: the topic's config overrides
   as a JSON object of strings. Present means "exactly these" (an empty object
   clears every override); absent means "unchanged".
+- REASSIGNMENT_THROTTLE (tag 7002) on a LeaderAndIsr partition state being
+  reassigned: the rate in bytes/s (int64) at which its adding replicas copy
+  it (`pylog reassign --throttle`; Kafka keeps such rates as dynamic broker
+  configs, which pylog does not have).
 """
 from __future__ import annotations
 
 import json
 
-__all__ = ["TOPIC_CONFIGS_TAG", "topic_configs_field", "topic_configs_of"]
+__all__ = ["REASSIGNMENT_THROTTLE_TAG", "TOPIC_CONFIGS_TAG", "reassignment_throttle_field",
+           "reassignment_throttle_of", "topic_configs_field", "topic_configs_of"]
 
 # Far above the small numbers Kafka gives its own tagged fields.
 TOPIC_CONFIGS_TAG = 7001
+REASSIGNMENT_THROTTLE_TAG = 7002
 
 
 def topic_configs_field(configs: dict[str, str]) -> tuple[int, bytes]:
@@ -33,4 +39,19 @@ def topic_configs_of(struct) -> dict[str, str] | None:
                     isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
                 raise ValueError(f"tagged field {tag}: not an object of strings")
             return value
+    return None
+
+
+def reassignment_throttle_field(rate: int) -> tuple[int, bytes]:
+    return REASSIGNMENT_THROTTLE_TAG, rate.to_bytes(8, "big", signed=True)
+
+
+def reassignment_throttle_of(struct) -> int | None:
+    """The bytes/s an adding replica of this partition may copy at, or None."""
+    for tag, data in getattr(struct, "_unknown_tagged_fields", None) or ():
+        if tag == REASSIGNMENT_THROTTLE_TAG:
+            if len(data) != 8:
+                raise ValueError(f"tagged field {tag}: {len(data)} bytes, not 8")
+            rate = int.from_bytes(bytes(data), "big", signed=True)
+            return rate if rate > 0 else None
     return None
