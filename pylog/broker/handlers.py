@@ -204,8 +204,18 @@ class Handlers:
             log.warning("refusing UpdateMetadata from controller %d: epoch %d is older than %d",
                         req.controller_id, req.controller_epoch, rm.controller_epoch)
             return m.UpdateMetadataResponse(error_code=11)
-        self.broker.metadata_cache.update(req)
+        cache = self.broker.metadata_cache
+        # Topics the controller is deleting (every partition LeaderDuringDelete):
+        # the group coordinator here forgets their committed offsets, as Kafka's
+        # does on UpdateMetadata, whether or not this broker held a replica.
+        deleted = [ts.topic_name for ts in req.topic_states if ts.topic_name in cache.topics
+                   and ts.partition_states and all(ps.leader == -2 for ps in ts.partition_states)]
+        cache.update(req)
         rm.apply_topic_configs(req)
+        if deleted and self.broker.groups is not None:
+            for name in deleted:
+                if name not in cache.topics:
+                    self.broker.groups.topic_deleted(name)
         return m.UpdateMetadataResponse(error_code=0)
 
     def stop_replica(self, header, req):

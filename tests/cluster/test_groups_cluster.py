@@ -163,3 +163,26 @@ def test_too_few_brokers_for_the_offsets_replication_factor(zk_connect):
                 assert resp.error_code == 15, resp
             time.sleep(0.2)
         assert all(ot.TOPIC not in b.broker.metadata_cache.topics for b in bs)
+
+
+def test_deleting_a_topic_forgets_its_committed_offsets(zk_connect):
+    """As Kafka's coordinators do on UpdateMetadata: the group's committed
+    offsets for a deleted topic are tombstoned, so a topic re-created under
+    the name does not inherit them (the coordinator need not host a replica)."""
+    with cluster(zk_connect) as bs:
+        create_topic(bs, "gone", 3, rf=1)
+        create_topic(bs, "kept", 1)
+        c = ck.Consumer({"bootstrap.servers": bootstrap(bs), "group.id": GROUP, "enable.auto.commit": False})
+        try:
+            c.commit(offsets=[ck.TopicPartition("gone", p, 5 + p) for p in range(3)]
+                     + [ck.TopicPartition("kept", 0, 7)], asynchronous=False)
+        finally:
+            c.close()
+        assert committed(bootstrap(bs), "gone", 3) == {0: 5, 1: 6, 2: 7}
+        admin = AdminClient({"bootstrap.servers": bootstrap(bs)})
+        admin.delete_topics(["gone"])["gone"].result(20)
+        wait_for(lambda: all("gone" not in b.broker.metadata_cache.topics for b in bs), what="the topic gone")
+        assert committed(bootstrap(bs), "gone", 3) == {0: -1001, 1: -1001, 2: -1001}
+        assert committed(bootstrap(bs), "kept", 1) == {0: 7}
+        create_topic(bs, "gone", 3, rf=1)
+        assert committed(bootstrap(bs), "gone", 3) == {0: -1001, 1: -1001, 2: -1001}
