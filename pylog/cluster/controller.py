@@ -47,6 +47,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 
@@ -136,12 +137,18 @@ class BrokerChannel(abc.ABC):
 
     send raises ConnectionError (or OSError) when the broker cannot be
     reached; the controller logs it and goes on (the broker gets the whole
-    state again when it re-registers). update_brokers is told the live broker
-    set whenever it changes, so a channel can open and close connections."""
+    state again when it re-registers). post is what the controller calls: here
+    send, its failure and any error code logged; a channel may instead queue
+    the request and send it later, in order per broker. update_brokers is told
+    the live broker set whenever it changes, so a channel can open and close
+    connections."""
 
     @abc.abstractmethod
     def send(self, broker_id: int, request, api_version: int):
         ...
+
+    def post(self, broker_id: int, request, api_version: int) -> None:
+        _send_and_log(self, broker_id, request, api_version)
 
     def update_brokers(self, live: Mapping[int, BrokerInfo]) -> None:  # noqa: B027 (optional hook)
         pass
@@ -153,45 +160,155 @@ class BrokerChannel(abc.ABC):
 class WireBrokerChannel(BrokerChannel):
     """BrokerChannel over pylog.client.wire.Connection: one synchronous
     connection per live broker, opened on first use, dropped when the broker
-    leaves or the connection fails (the next send reconnects).
+    leaves or the connection fails (the next send reconnects). post queues the
+    request for the broker's own sender thread (Kafka's RequestSendThread), so
+    a broker that is slow or stopped (SIGSTOP) holds up only its own requests,
+    not the controller's event thread and every other broker's.
 
-    Thread-safety: used by the controller's event thread only."""
+    Invariants: a broker's requests are sent in the order posted; one thread
+    uses a broker's connection at a time (its sender, or a direct send);
+    requests still queued for a broker that leaves the live set are dropped.
+    Thread-safety: every method may be called from any thread (one lock)."""
 
     def __init__(self, live_brokers: Mapping[int, BrokerInfo] | None = None, timeout: float = 30.0,
                  client_id: str = "pylog-controller"):
         self._brokers: dict[int, BrokerInfo] = dict(live_brokers or {})
         self._conns: dict = {}
+        self._senders: dict[int, _BrokerSender] = {}
+        self._closed = False
+        self._lock = threading.Lock()
         self._timeout = timeout
         self._client_id = client_id
 
     def update_brokers(self, live: Mapping[int, BrokerInfo]) -> None:
-        self._brokers = dict(live)
-        for broker_id in list(self._conns):
-            info = self._brokers.get(broker_id)
-            conn = self._conns[broker_id]
-            if info is None or (info.host, info.port) != (conn.host, conn.port):
-                self._conns.pop(broker_id).close()
+        gone = []
+        with self._lock:
+            self._brokers = dict(live)
+            for broker_id in list(self._conns):
+                info = self._brokers.get(broker_id)
+                conn = self._conns[broker_id]
+                if info is None or (info.host, info.port) != (conn.host, conn.port):
+                    gone.append(self._conns.pop(broker_id))
+            for broker_id in list(self._senders):
+                if broker_id not in self._brokers:
+                    self._senders.pop(broker_id).stop()
+        for conn in gone:   # a sender blocked on it gets an error and moves on
+            conn.close()
 
     def send(self, broker_id: int, request, api_version: int):
         from ..client.wire import Connection
-        conn = self._conns.get(broker_id)
-        if conn is None or conn.closed:
+        with self._lock:
+            if self._closed:
+                raise ConnectionError("the controller's channel is closed")
+            conn = self._conns.get(broker_id)
             info = self._brokers.get(broker_id)
+        if conn is None or conn.closed:
             if info is None:
                 raise ConnectionError(f"broker {broker_id} is not live")
             conn = Connection(info.host, info.port, client_id=self._client_id, timeout=self._timeout)
-            self._conns[broker_id] = conn
+            with self._lock:
+                now = self._brokers.get(broker_id)
+                # Kept only while the broker is still live at that address and
+                # the channel open: no connection may outlive update_brokers/close.
+                keep = not self._closed and now is not None and (now.host, now.port) == (info.host, info.port)
+                old = self._conns.get(broker_id) if keep else None
+                if keep:
+                    self._conns[broker_id] = conn
+            if old is not None and old is not conn:
+                old.close()
+            if not keep:
+                conn.close()
+                raise ConnectionError(f"broker {broker_id} left while being connected to")
         try:
             return conn.request(request, api_version)
         except BaseException:
-            self._conns.pop(broker_id, None)
+            with self._lock:
+                if self._conns.get(broker_id) is conn:
+                    del self._conns[broker_id]
             conn.close()
             raise
 
+    def post(self, broker_id: int, request, api_version: int) -> None:
+        with self._lock:
+            if broker_id not in self._brokers:
+                log.warning("controller: %s to broker %s dropped: not live", type(request).__name__, broker_id)
+                return
+            sender = self._senders.get(broker_id)
+            if sender is None:
+                sender = self._senders[broker_id] = _BrokerSender(self, broker_id)
+        sender.put(request, api_version)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every request posted so far was sent (or failed)."""
+        with self._lock:
+            senders = list(self._senders.values())
+        deadline = time.monotonic() + timeout
+        return all(s.join_queue(max(0.0, deadline - time.monotonic())) for s in senders)
+
     def close(self) -> None:
-        for conn in self._conns.values():
+        """Send what is queued (up to 5 s per broker), then close everything."""
+        with self._lock:
+            senders, self._senders = list(self._senders.values()), {}
+        for s in senders:
+            s.stop()
+        deadline = time.monotonic() + 5
+        for s in senders:
+            s.join(timeout=max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._closed = True
+            conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:   # also ends a send still blocked on a silent broker
             conn.close()
-        self._conns.clear()
+
+
+class _BrokerSender:
+    """One broker's queue of controller requests and the thread sending them."""
+
+    def __init__(self, channel: WireBrokerChannel, broker_id: int):
+        self.channel = channel
+        self.broker_id = broker_id
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name=f"controller-to-broker-{broker_id}", daemon=True)
+        self._thread.start()
+
+    def put(self, request, api_version: int) -> None:
+        self._queue.put((request, api_version))
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def join(self, timeout: float) -> None:
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def join_queue(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._queue.unfinished_tasks
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                _send_and_log(self.channel, self.broker_id, *item)
+            finally:
+                self._queue.task_done()
+
+
+def _send_and_log(channel: BrokerChannel, broker_id: int, request, api_version: int):
+    try:
+        resp = channel.send(broker_id, request, api_version)
+    except (OSError, PylogError) as e:
+        # The broker gets the full state again when it re-registers.
+        log.warning("controller: %s to broker %s failed: %s", type(request).__name__, broker_id, e)
+        return None
+    if resp is not None and getattr(resp, "error_code", 0):
+        log.warning("controller: broker %s answered %s with error %s",
+                    broker_id, type(request).__name__, resp.error_code)
+    return resp
 
 
 # --- the controller -----------------------------------------------------------------------
@@ -962,17 +1079,8 @@ class Controller:
     def _replicas_by_partition(self) -> dict[TopicPartition, list[int]]:
         return {(t, p): r for t, topic in self._topics.items() for p, r in topic.partitions.items()}
 
-    def _send(self, broker_id: int, request, api_version: int):
-        try:
-            resp = self.channel.send(broker_id, request, api_version)
-        except (OSError, PylogError) as e:
-            # The broker gets the full state again when it re-registers.
-            log.warning("controller: %s to broker %s failed: %s", type(request).__name__, broker_id, e)
-            return None
-        if resp is not None and getattr(resp, "error_code", 0):
-            log.warning("controller: broker %s answered %s with error %s",
-                        broker_id, type(request).__name__, resp.error_code)
-        return resp
+    def _send(self, broker_id: int, request, api_version: int) -> None:
+        self.channel.post(broker_id, request, api_version)
 
     def _send_leader_and_isr(self, partitions: set[TopicPartition], is_new: bool = False,
                              only_brokers: set[int] | None = None, exclude_brokers: set[int] = frozenset()):

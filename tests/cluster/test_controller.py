@@ -561,6 +561,51 @@ def test_wire_broker_channel_against_a_real_broker(tmp_path):
             channel.close()
 
 
+def test_a_silent_broker_holds_up_only_its_own_requests(tmp_path):
+    """post() never blocks the caller (the controller's event thread), and a
+    broker that accepts connections but never answers (as a SIGSTOPped process
+    does: the kernel still completes the handshake) delays only the requests
+    queued for it; requests to a live broker are delivered meanwhile, in order."""
+    import socket
+
+    from pylog.cluster.controller import WireBrokerChannel
+    from pylog.testing import running_broker
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        with running_broker(data_dir=str(tmp_path / "b1"), config={"broker.id": "1"}) as b:
+            host, port = b.bootstrap.rsplit(":", 1)
+            channel = WireBrokerChannel({1: BrokerInfo(1, host, int(port)),
+                                         2: BrokerInfo(2, "127.0.0.1", silent.getsockname()[1])}, timeout=30)
+
+            def um(epoch):
+                return UpdateMetadataRequest(controller_id=0, controller_epoch=epoch, broker_epoch=-1, live_brokers=[
+                    UpdateMetadataRequest.UpdateMetadataBroker(id=1, endpoints=[
+                        UpdateMetadataRequest.UpdateMetadataEndpoint(port=int(port), host=host,
+                                                                     listener="PLAINTEXT", security_protocol=0)])])
+            try:
+                t0 = time.monotonic()
+                for epoch in (3, 4, 5):
+                    channel.post(2, um(epoch), UPDATE_METADATA_VERSION)
+                    channel.post(1, um(epoch), UPDATE_METADATA_VERSION)
+                assert time.monotonic() - t0 < 1.0
+                rm = b.broker.replica_manager
+                deadline = time.monotonic() + 10
+                while rm.controller_epoch != 5 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert rm.controller_epoch == 5, "the live broker did not get its requests"
+                assert time.monotonic() - t0 < 10        # not after the silent broker's 30 s timeout
+                assert not channel.flush(timeout=0.5)   # the silent broker's requests still wait
+                channel.update_brokers({1: BrokerInfo(1, host, int(port))})   # it is declared dead
+                assert channel.flush(timeout=10)        # its connection closed: its queue ends
+            finally:
+                channel.close()
+    finally:
+        silent.close()
+
+
 def test_lost_role_without_competitor_reelects_with_new_epoch(cluster):
     c = cluster()
     c.controller.create_topic("t", 1, 2, replica_assignment={0: [1, 2]})
