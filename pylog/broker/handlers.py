@@ -101,7 +101,11 @@ class Handlers:
     # ---- Metadata (3) ----
 
     def metadata(self, header, req):
-        if self.broker.metadata_cache.in_cluster:
+        if self.broker.metadata_cache.in_cluster or self._in_cluster():
+            # A broker of a cluster answers from the controller's metadata,
+            # even before its first UpdateMetadata (then: itself only, no
+            # controller, no topics, and clients ask again) -- never as if it
+            # were alone, which would name itself controller.
             return self._cluster_metadata(header, req)
         R = m.MetadataResponse
         b = self.broker
@@ -154,6 +158,10 @@ class Handlers:
         version = header.request_api_version
         brokers = [R.MetadataResponseBroker(e.id, e.host, e.port, e.rack)
                    for _id, e in sorted(cache.brokers.items())]
+        if not brokers:
+            b = self.broker
+            brokers = [R.MetadataResponseBroker(b.broker_id, b.advertised_host, b.advertised_port,
+                                                b.config.get("broker.rack"))]
         if req.topics is None or (version == 0 and not req.topics):
             names = sorted(cache.topics)
         else:

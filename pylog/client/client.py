@@ -276,10 +276,17 @@ class Client:
         return self._bootstrap_connection()
 
     def controller_connection(self) -> Connection:
+        """The active controller's connection. A cluster forming (or electing
+        a new controller) answers Metadata without one for a moment: ask again
+        until one is named, up to this client's timeout."""
         if self.cluster is None:
             self.metadata([])
-        if self.cluster.controller_id < 0:
-            raise error_for(41, "the cluster metadata names no controller")  # NOT_CONTROLLER
+        deadline = time.monotonic() + self.timeout
+        while self.cluster.controller_id < 0:
+            if time.monotonic() >= deadline:
+                raise error_for(41, "the cluster metadata names no controller")  # NOT_CONTROLLER
+            time.sleep(0.1)
+            self.metadata([])
         return self.connection(self.cluster.controller_id)
 
     # --- metadata -------------------------------------------------------------

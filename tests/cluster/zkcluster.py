@@ -33,6 +33,7 @@ def cluster(zk_connect, n=3, base=None, **extra):
                  what="one active controller")
         active = next(b.broker.controller for b in brokers if b.broker.controller.is_active)
         wait_for(lambda: active.live_broker_ids() == set(range(1, n + 1)), what="every broker registered")
+        wait_until_every_broker_knows_the_controller(brokers, active.broker_id)
         yield brokers
 
 
@@ -50,7 +51,15 @@ def embedded_cluster(n=3, base=None, data_dirs=None, **extra):
         ctl = first.broker.controller
         wait_for(lambda: ctl.is_active and ctl.live_broker_ids() == set(range(1, n + 1)),
                  what="every broker registered with the embedded controller")
+        wait_until_every_broker_knows_the_controller(brokers, 1)
         yield brokers
+
+
+def wait_until_every_broker_knows_the_controller(brokers, controller_id):
+    """The controller's UpdateMetadata reached every broker (its requests go
+    out on per-broker threads, after registration is seen)."""
+    wait_for(lambda: all(b.broker.metadata_cache.controller_id == controller_id for b in brokers),
+             what="every broker's metadata naming the controller")
 
 
 def wait_for(cond, timeout=20.0, what="condition"):
