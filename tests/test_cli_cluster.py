@@ -10,10 +10,26 @@ import pytest
 ck = pytest.importorskip("confluent_kafka")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_port(n: int = 3) -> int:
+    """A base port with base..base+n-1 all free, below Linux's ephemeral range
+    (32768+), where outgoing connections of other tests would take them."""
+    import random
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32000 - n)
+        socks = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no run of free ports found")
 
 
 def pylog(*args, check=True):
