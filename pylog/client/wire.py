@@ -231,6 +231,10 @@ class Connection:
             raise ProtocolError("receive() with no request in flight")
         cid, api_key, version = self._in_flight[0]
         frame = self._receive_frame(cid)
+        if not self._in_flight:
+            # close() from another thread (how a caller unblocks a read) won
+            # the race: the connection is gone, whatever arrived.
+            raise ConnectionClosedError(f"connection to {self.host}:{self.port} was closed")
         self._in_flight.popleft()
         try:
             return decode_response(frame, api_key, version)[1]

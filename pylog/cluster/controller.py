@@ -301,9 +301,12 @@ class _BrokerSender:
 def _send_and_log(channel: BrokerChannel, broker_id: int, request, api_version: int):
     try:
         resp = channel.send(broker_id, request, api_version)
-    except (OSError, PylogError) as e:
-        # The broker gets the full state again when it re-registers.
-        log.warning("controller: %s to broker %s failed: %s", type(request).__name__, broker_id, e)
+    except Exception as e:  # noqa: BLE001
+        # The broker gets the full state again when it re-registers. Any
+        # exception: a connection closed under a sender by update_brokers or
+        # close fails in whatever way the socket read does, and a sender
+        # thread that died would leave its broker's queue unsent for good.
+        log.warning("controller: %s to broker %s failed: %r", type(request).__name__, broker_id, e)
         return None
     if resp is not None and getattr(resp, "error_code", 0):
         log.warning("controller: broker %s answered %s with error %s",
