@@ -164,14 +164,8 @@ class Broker:
         cfg = self.config
         store = await loop.run_in_executor(None, lambda: ZkMetadataStore(
             cfg.get("zookeeper.connect"), session_timeout_ms=cfg.get("zookeeper.session.timeout.ms")))
-        self.metadata_store = store
-        # Metadata answers carry the cluster's id (kept in ZooKeeper), not the
-        # one this data directory got when it first ran alone.
-        self.log_manager.cluster_id = await loop.run_in_executor(None, store.cluster_id)
         info = BrokerInfo(self.broker_id, self.advertised_host, self.advertised_port, cfg.get("broker.rack"))
-        await loop.run_in_executor(None, store.register_broker, info)
-        self._pid_blocks = lambda n: (store.next_producer_id_block(n), n)
-        self._pid_limit = 0   # from now on ids come from the cluster's blocks only
+        await self._register_in(store, info)
         await self._start_controller(store)
 
     async def _join_embedded_cluster(self):
@@ -200,26 +194,31 @@ class Broker:
             # Like a KRaft broker, start serving once registered (the cluster's
             # id is then known and the controller can send LeaderAndIsr); a
             # controller that is down only delays this, up to the limit below.
-            deadline = loop.time() + REGISTRATION_WAIT_S
-            while not client.registered.is_set() and loop.time() < deadline:
-                await asyncio.sleep(0.05)
-            if client.registered.is_set():
-                self.log_manager.cluster_id = client.cluster_id or self.log_manager.cluster_id
-            else:
+            adopt = asyncio.ensure_future(self._adopt_cluster_id(client))
+            try:
+                await asyncio.wait_for(asyncio.shield(adopt), REGISTRATION_WAIT_S)
+            except asyncio.TimeoutError:
                 log.warning("broker %d: not registered with the controller at %s after %.0f s; serving "
                             "meanwhile, registering in the background", self.broker_id, listener,
                             REGISTRATION_WAIT_S)
-                self._tasks.append(asyncio.ensure_future(self._adopt_cluster_id(client)))
+                self._tasks.append(adopt)
             return
         path = os.path.join(self.data_dir, "pylog-cluster")
         store = await loop.run_in_executor(None, LocalMetadataStore, path)
+        await self._register_in(store, info)
+        self.broker_registry = BrokerRegistry(store.path, cfg.get("broker.session.timeout.ms")).start()
+        await self._start_controller(store)
+
+    async def _register_in(self, store, info):
+        """Join the cluster through its metadata store: its cluster id (not the
+        one this data directory got when it first ran alone), this broker's
+        registration, and producer ids from the cluster's blocks from now on."""
+        loop = asyncio.get_running_loop()
         self.metadata_store = store
         self.log_manager.cluster_id = await loop.run_in_executor(None, store.cluster_id)
         await loop.run_in_executor(None, store.register_broker, info)
         self._pid_blocks = lambda n: (store.next_producer_id_block(n), n)
         self._pid_limit = 0
-        self.broker_registry = BrokerRegistry(store.path, cfg.get("broker.session.timeout.ms")).start()
-        await self._start_controller(store)
 
     async def _start_controller(self, store):
         from ..cluster.controller import Controller, WireBrokerChannel
