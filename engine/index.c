@@ -37,6 +37,10 @@ static int map_file(pl_index *ix, int64_t bytes) {
     void *p = mmap(NULL, (size_t)bytes, prot, MAP_SHARED, ix->ix_fd, 0);
     if (p == MAP_FAILED) return PL_EIO;
     PL_DEBUG_COUNT(maps_opened);
+    /* Appends touch each new page once, in order: a fault with the default
+     * read-around made the kernel zero-fill the (fallocated, unwritten) pages
+     * around it every time, an eighth of an embedded producer's write path. */
+    if (ix->ix_writable) (void)madvise(p, (size_t)bytes, MADV_RANDOM);
     ix->ix_map = p;
     ix->ix_map_bytes = bytes;
     return PL_OK;
