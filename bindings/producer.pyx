@@ -4,7 +4,11 @@
 # then release). Records are encoded into a batch's malloc'd buffer as they
 # arrive (engine/batch.c: pl_record_size, pl_record_encode), so a batch is never
 # a list of Python objects, and build() only adds the 61-byte header (and the
-# compression) while copying them once into the bytes it sends.
+# compression) while copying them once into the bytes it sends; seal() writes
+# the header into the batch's own buffer instead, for a writer in this process
+# (the embedded transport), which appends that buffer in place with no copy.
+# append_many encodes large calls without the GIL, so the sender thread writes
+# earlier batches out on the other core meanwhile.
 #
 # Thread-safety of this file, "GIL-atomic": every method runs with the GIL held
 # and makes its state change in a stretch of C code that calls no Python code
@@ -18,11 +22,13 @@ import os as _os_prod
 import threading as _threading
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from cpython.list cimport PyList_GET_ITEM
+from cpython.list cimport PyList_GET_ITEM, PyList_AsTuple
+from cpython.tuple cimport PyTuple_CheckExact
+from cpython.sequence cimport PySequence_Tuple
 from libc.stdlib cimport calloc
 from libc.stdint cimport uint64_t
-from cpython.memoryview cimport PyMemoryView_FromMemory
-from cpython.buffer cimport PyBUF_READ
+from cpython.memoryview cimport PyMemoryView_FromMemory, PyMemoryView_FromObject
+from cpython.buffer cimport PyBUF_READ, PyBuffer_FillInfo
 
 # pylog.structs.RecordMetadata, imported on first use: the engine module loads
 # without the Python package's value types.
@@ -42,6 +48,11 @@ cdef extern from "batch.h" nogil:
     size_t pl_records_fit(pl_record_in *recs, size_t n, size_t max_bytes, size_t *size_out)
 
 _producer_log = _logging.getLogger("pylog.producer")
+
+cdef enum:
+    _RECS_KEEP_MAX = 1 << 16
+    _POOL_SLOTS = 8
+    _POOL_MIN = 65536
 
 cdef enum:
     _PART_MURMUR2 = 0
@@ -92,8 +103,46 @@ cdef inline int _record_from(pl_record_in *rec, object key, object value, list k
 cdef class _Memory:
     """The buffer_memory count of one accumulator: bytes (headers and records)
     of its batches not yet released. Shared with every batch it made, so a batch
-    gives its bytes back after it left the accumulator. GIL-atomic."""
+    gives its bytes back after it left the accumulator. GIL-atomic.
+
+    Also a few freed large batch buffers, kept for the next batches: a fresh
+    malloc of a batch-sized buffer is a fresh mapping whose every page faults
+    and is zeroed on first write, a sixth of a bulk producer's time. At most
+    _POOL_SLOTS buffers of _POOL_MIN bytes or more are kept."""
     cdef int64_t used
+    cdef uint8_t *_pool_buf[_POOL_SLOTS]
+    cdef size_t _pool_cap[_POOL_SLOTS]
+    cdef int _pool_n
+
+    cdef uint8_t *take(self, size_t need, size_t *cap) noexcept:
+        """A kept buffer of at least need bytes (its size in *cap), or NULL."""
+        cdef int i
+        for i in range(self._pool_n):
+            if self._pool_cap[i] >= need:
+                p = self._pool_buf[i]
+                cap[0] = self._pool_cap[i]
+                self._pool_n -= 1
+                self._pool_buf[i] = self._pool_buf[self._pool_n]
+                self._pool_cap[i] = self._pool_cap[self._pool_n]
+                return p
+        return NULL
+
+    cdef void give(self, uint8_t *p, size_t cap) noexcept:
+        """Keep p for a later batch, or free it."""
+        if p == NULL:
+            return
+        if cap >= _POOL_MIN and self._pool_n < _POOL_SLOTS:
+            self._pool_buf[self._pool_n] = p
+            self._pool_cap[self._pool_n] = cap
+            self._pool_n += 1
+        else:
+            free(p)
+
+    def __dealloc__(self):
+        cdef int i
+        for i in range(self._pool_n):
+            free(self._pool_buf[i])
+        self._pool_n = 0
 
 
 @cython.final
@@ -156,6 +205,8 @@ cdef class ProducerBatch:
     cdef object _event
     cdef list _callbacks     # DeliveryHandles with a callback, in record order
     cdef list _waiters       # (handle, fn) from add_done_callback
+    cdef bint _sealed        # header and CRC written into _buf itself (seal())
+    cdef Py_ssize_t _exports # buffer views of _buf alive: it is not freed meanwhile
 
     def __cinit__(self):
         self.partition = -1
@@ -166,7 +217,8 @@ cdef class ProducerBatch:
         self._log_append_time = -1
 
     def __dealloc__(self):
-        free(self._buf)
+        # No view can be alive here: each holds a reference to the batch.
+        self._free_buf()
         if self._held and self._mem is not None:
             self._mem.used -= self._held
 
@@ -189,9 +241,24 @@ cdef class ProducerBatch:
         return (f"ProducerBatch({self.topic!r}, partition={self.partition}, "
                 f"records_count={self.records_count}, size={self.size}, {state})")
 
+    cdef void _free_buf(self) noexcept:
+        if self._mem is not None:
+            self._mem.give(self._buf, self._cap)
+        else:
+            free(self._buf)
+        self._buf = NULL
+        self._cap = 0
+
     cdef int _grow(self, size_t need, size_t first) except -1:
         cdef size_t cap = self._cap if self._cap else first
         cdef uint8_t *p
+        if self._buf == NULL and self._mem is not None and need >= _POOL_MIN:
+            p = self._mem.take(need, &cap)
+            if p != NULL:
+                self._buf = p
+                self._cap = cap
+                return 0
+            cap = self._cap if self._cap else first
         if cap == 0:
             cap = need
         while cap < need:
@@ -202,6 +269,18 @@ cdef class ProducerBatch:
         self._buf = p
         self._cap = cap
         return 0
+
+    cdef void _fresh_header(self, pl_batch_header *h) noexcept:
+        """The header fields of a first build; the caller sets attributes and the producer fields."""
+        h.base_offset = 0
+        h.batch_length = 0
+        h.partition_leader_epoch = -1
+        h.magic = 2
+        h.crc = 0
+        h.last_offset_delta = self.records_count - 1
+        h.base_timestamp = self.base_timestamp
+        h.max_timestamp = self.max_timestamp
+        h.records_count = self.records_count
 
     def build(self, int64_t producer_id=-1, int16_t producer_epoch=-1, int32_t base_sequence=-1,
               bint transactional=False):
@@ -217,6 +296,8 @@ cdef class ProducerBatch:
         cdef Py_ssize_t total
         if self._open:
             raise ValueError("build() of a batch still open for appends (drain it first)")
+        if self._buf == NULL and self._built is None:
+            raise ValueError(f"build() of {self.topic}-{self.partition} after its bytes were dropped")
         if base_sequence == -1:
             base_sequence = self.base_sequence
         if self._built is not None:
@@ -235,15 +316,7 @@ cdef class ProducerBatch:
             p = <uint8_t *>PyBytes_AS_STRING(out)
             check(pl_batch_parse_header(p, <size_t>total, &h))
         else:
-            h.base_offset = 0
-            h.batch_length = 0
-            h.partition_leader_epoch = -1
-            h.magic = 2
-            h.crc = 0
-            h.last_offset_delta = self.records_count - 1
-            h.base_timestamp = self.base_timestamp
-            h.max_timestamp = self.max_timestamp
-            h.records_count = self.records_count
+            self._fresh_header(&h)
             if self._codec == 0:
                 total = <Py_ssize_t>self._len
                 out = PyBytes_FromStringAndSize(NULL, total)
@@ -274,10 +347,70 @@ cdef class ProducerBatch:
         self._locked = True
         # The bytes object holds the batch from now on; the records buffer is
         # no longer needed (a rebuild copies the bytes).
-        free(self._buf)
-        self._buf = NULL
-        self._cap = 0
+        self.drop_buffer()
         return out
+
+    def seal(self, int64_t producer_id=-1, int16_t producer_epoch=-1, int32_t base_sequence=-1,
+             bint transactional=False):
+        """build() without the copy, for a writer in this process (the embedded
+        transport): the header and CRC are written into the batch's own buffer
+        and a writable memoryview of it comes back, which the log patches in
+        place (base offset, leader epoch: outside the CRC) and writes out. The
+        buffer lives while any view of it does; drop_buffer() frees it early.
+        A compressed batch, or one already built, returns build()'s bytes.
+        The same producer-field rules as build()."""
+        cdef pl_batch_header h
+        if self._open:
+            raise ValueError("seal() of a batch still open for appends (drain it first)")
+        if self._codec != 0 or self._built is not None or self._buf == NULL:
+            return self.build(producer_id, producer_epoch, base_sequence, transactional)
+        if base_sequence == -1:
+            base_sequence = self.base_sequence
+        if self._sealed and not (producer_id == self.producer_id and producer_epoch == self.producer_epoch
+                                 and base_sequence == self.base_sequence
+                                 and transactional == self.transactional):
+            if self._locked:
+                raise ValueError(
+                    f"seal() of {self.topic}-{self.partition} with other producer fields "
+                    f"(producer_id {producer_id}, epoch {producer_epoch}, base_sequence "
+                    f"{base_sequence}) than its first seal; call reset_producer_fields() first")
+            self._sealed = False
+        if not self._sealed:
+            if self._exports:
+                raise BufferError("seal() with new producer fields while a view of the batch is alive")
+            self._fresh_header(&h)
+            h.attributes = <int16_t>(PL_ATTR_TRANSACTIONAL if transactional else 0)
+            h.producer_id = producer_id
+            h.producer_epoch = producer_epoch
+            h.base_sequence = base_sequence
+            pl_batch_write_header(self._buf, &h)
+            if self._len >= 65536:
+                with nogil:
+                    pl_batch_seal(self._buf, self._len)
+            else:
+                pl_batch_seal(self._buf, self._len)
+            self._sealed = True
+            self.producer_id = producer_id
+            self.producer_epoch = producer_epoch
+            self.base_sequence = base_sequence
+            self.transactional = transactional
+            self._locked = True
+        return PyMemoryView_FromObject(self)
+
+    def drop_buffer(self):
+        """Free the records buffer now (after the batch was written), unless a
+        view of it is still alive; then it goes with the batch."""
+        if self._exports == 0 and self._buf != NULL:
+            self._free_buf()
+
+    def __getbuffer__(self, Py_buffer *buffer, int flags):
+        if not self._sealed or self._buf == NULL:
+            raise BufferError("only a sealed batch exposes its bytes (seal())")
+        PyBuffer_FillInfo(buffer, self, <void *>self._buf, <Py_ssize_t>self._len, 0, flags)
+        self._exports += 1
+
+    def __releasebuffer__(self, Py_buffer *buffer):
+        self._exports -= 1
 
     def reset_producer_fields(self):
         """Allow the next build() to use another producer id, epoch and
@@ -495,6 +628,15 @@ cdef class RecordAccumulator:
     cdef uint64_t _version
     cdef int64_t _linger_ms
     cdef size_t _first_capacity
+    # append_many's array of record pointers, kept between calls (a fresh one
+    # per call was a fresh mapping to fault in); a concurrent call, which finds
+    # it taken, uses its own.
+    cdef pl_record_in *_recs
+    cdef size_t _recs_cap
+    cdef bint _recs_taken
+
+    def __dealloc__(self):
+        free(self._recs)
 
     def __init__(self, int batch_size, int64_t buffer_memory, str compression=None, object wakeup=None,
                  str partitioner="murmur2"):
@@ -790,7 +932,9 @@ cdef class RecordAccumulator:
         cdef ProducerBatch b
         cdef PyObject **vitems
         cdef PyObject **kitems = NULL
-        cdef bint keyed
+        cdef uint8_t **bufs = NULL
+        cdef tuple pinned = None
+        cdef bint keyed, took = False
         if n == 0:
             return []
         t = self._topics.get(topic)
@@ -806,15 +950,35 @@ cdef class RecordAccumulator:
             kitems = PySequence_Fast_ITEMS(keys)
         if n > 0x7FFFFFFF:
             raise ValueError("too many records for one call")
-        vitems = PySequence_Fast_ITEMS(values)
+        if n >= 64:
+            # References to every value and key for the GIL-free encode below.
+            pinned = (PyList_AsTuple(values), keys)
+            if keys is not None and not PyTuple_CheckExact(keys):
+                keys = PySequence_Tuple(keys)
+                pinned = (pinned[0], keys)
+                kitems = PySequence_Fast_ITEMS(keys)
+            values = None
+            vitems = PySequence_Fast_ITEMS(pinned[0])
+        else:
+            vitems = PySequence_Fast_ITEMS(values)
         ts = now_ms() if timestamp is None else <int64_t>timestamp
         max_section = <size_t>(self._batch_size - PL_BATCH_HEADER_SIZE) if self._batch_size > PL_BATCH_HEADER_SIZE else 0
         # The count as read now: a Python call below (xxhash) may let another
         # thread change it, which the commit checks.
         count = t.count
-        recs = <pl_record_in *>malloc(n * sizeof(pl_record_in))
-        if recs == NULL:
-            raise MemoryError()
+        if not self._recs_taken and <size_t>n <= _RECS_KEEP_MAX:
+            if self._recs_cap < <size_t>n:
+                recs = <pl_record_in *>realloc(self._recs, n * sizeof(pl_record_in))
+                if recs == NULL:
+                    raise MemoryError()
+                self._recs = recs
+                self._recs_cap = <size_t>n
+            recs = self._recs
+            self._recs_taken = took = True
+        else:
+            recs = <pl_record_in *>malloc(n * sizeof(pl_record_in))
+            if recs == NULL:
+                raise MemoryError()
         try:
             for i in range(n):
                 _record_from(&recs[i], None if kitems == NULL else <object>kitems[i],
@@ -845,7 +1009,8 @@ cdef class RecordAccumulator:
                 for i in range(n):
                     grouped[counts[parts[i]]] = recs[i]
                     counts[parts[i]] += 1
-                free(recs)
+                if recs != self._recs:
+                    free(recs)
                 recs = grouped
                 grouped = NULL
                 # counts[p] is now the end of p's group; its start is counts[p-1].
@@ -885,16 +1050,15 @@ cdef class RecordAccumulator:
                 raise BufferFull(f"buffer_memory {self._buffer_memory} full ({used} bytes held, "
                                  f"{total} more needed)")
             # Build every batch (private objects, no shared state touched).
+            bufs = <uint8_t **>malloc(nchunks * sizeof(uint8_t *))
+            if bufs == NULL:
+                raise MemoryError()
             for ci in range(nchunks):
                 b = self._new_batch()
-                a = chunks[4 * ci + 1]
                 k = <size_t>chunks[4 * ci + 2]
                 sz = <size_t>chunks[4 * ci + 3]
                 b._grow(PL_BATCH_HEADER_SIZE + sz, 0)
-                # pl_records_fit noted the body size of each record with its
-                # offset delta in its chunk (a record that did not fit one chunk
-                # was sized again as the first of the next), as encode needs.
-                pl_records_encode(b._buf + PL_BATCH_HEADER_SIZE, recs + a, k)
+                bufs[ci] = b._buf + PL_BATCH_HEADER_SIZE
                 b.topic = t.name
                 b.partition = <int32_t>chunks[4 * ci]
                 b._ts = t
@@ -904,6 +1068,20 @@ cdef class RecordAccumulator:
                 b.records_count = <int32_t>k
                 b._len = PL_BATCH_HEADER_SIZE + sz
                 out.append(b)
+            # pl_records_fit noted the body size of each record with its offset
+            # delta in its chunk (a record that did not fit one chunk was sized
+            # again as the first of the next), as encode needs. Large calls
+            # encode without the GIL, so the sender thread writes out earlier
+            # batches meanwhile: every record points into a bytes object (or a
+            # copy in keep) that `pinned` and keep hold, so no other thread can
+            # free or change one (a list's items could be replaced meanwhile).
+            if total >= 65536 and pinned is not None:
+                with nogil:
+                    for ci in range(nchunks):
+                        pl_records_encode(bufs[ci], recs + chunks[4 * ci + 1], <size_t>chunks[4 * ci + 2])
+            else:
+                for ci in range(nchunks):
+                    pl_records_encode(bufs[ci], recs + chunks[4 * ci + 1], <size_t>chunks[4 * ci + 2])
             # ---- GIL-atomic commit ----
             if t.count < count:
                 raise NeedMetadata(topic)   # the topic shrank meanwhile: ask again
@@ -927,11 +1105,15 @@ cdef class RecordAccumulator:
             self._mem.used += total
             self._version += 1
         finally:
-            free(recs)
+            if recs != self._recs:
+                free(recs)
+            if took:
+                self._recs_taken = False
             free(grouped)
             free(parts)
             free(counts)
             free(chunks)
+            free(bufs)
         self._wake()
         return out
 

@@ -339,6 +339,104 @@ def test_lz4_round_trip():
     assert [bytes(r.value) for r in recs] == values and nxt == 500
 
 
+def test_seal_writes_header_and_crc_into_the_batch_itself():
+    # seal() is build() without the copy, for a writer in this process: the
+    # same bytes, but as a writable view of the batch's own buffer.
+    acc, twin = make(count=1, batch_size=1 << 20), make(count=1, batch_size=1 << 20)
+    values = [b"%05d" % i * 30 for i in range(3000)]   # > 64 KiB: the CRC runs without the GIL
+    b, = acc.append_many("t", 0, values, timestamp=5)
+    t, = twin.append_many("t", 0, values, timestamp=5)
+    assert acc.drain(0, 0, True) == [b]
+    view = b.seal(77, 3, 41, True)
+    assert isinstance(view, memoryview) and not view.readonly and len(view) == HEADER + b.size
+    assert bytes(view) == t.build(77, 3, 41, True)
+    assert _engine.validate_batches(view)[4] is None
+    assert records_of(bytes(view))[-1][3] == values[-1]
+    assert bytes(b.seal(77, 3, 41, True)) == bytes(view)   # same fields: the same bytes again
+    with pytest.raises(ValueError, match="reset_producer_fields"):
+        b.seal(78, 0, 0)
+    b.reset_producer_fields()
+    with pytest.raises(BufferError):
+        b.seal(78, 0, 0)          # the header cannot change under a live view
+    view.release()
+    again = b.seal(78, 0, 0)
+    assert header_of(bytes(again))["producer_id"] == 78 and _engine.validate_batches(again)[4] is None
+    # A view keeps the buffer: drop_buffer() leaves it until the view is gone.
+    b.drop_buffer()
+    assert records_of(bytes(again))[0][3] == values[0]
+    again.release()
+    b.drop_buffer()
+    with pytest.raises(ValueError, match="dropped"):
+        b.build(78, 0, 0)
+    with pytest.raises(BufferError):
+        memoryview(b)
+    # Small batches, and open ones.
+    send(acc, value=b"v", partition=0)
+    c, = acc.drain(0, 0, True)
+    assert records_of(bytes(c.seal()))[0][3] == b"v" and c.build() == bytes(c.seal())
+    with pytest.raises(ValueError):
+        send(acc, partition=0).batch.seal()
+
+
+def test_seal_of_a_compressed_batch_is_build():
+    acc = make(count=1, batch_size=1 << 20, compression="lz4")
+    b, = acc.append_many("t", 0, [b"x" * 100] * 100)
+    data = b.seal(5, 0, 0)
+    assert isinstance(data, bytes) and data is b.build(5, 0, 0)
+
+
+def test_reused_buffers_carry_only_their_own_records():
+    # Freed large buffers go to the next batches (no fresh pages to fault in):
+    # each batch must still be exactly its own records.
+    acc = make(count=1, batch_size=1 << 20)
+    for round_ in range(4):
+        values = [bytes([65 + round_]) * (50 + round_ * 10)] * (2000 - round_ * 300)
+        batches = acc.append_many("t", 0, values)
+        for b in acc.drain(0, 0, True):
+            view = b.seal()
+            assert [r[3] for r in records_of(bytes(view))] == values
+            view.release()
+            b.drop_buffer()
+            b.release()
+        assert len(batches) == 1
+
+
+def test_append_many_keeps_its_values_while_encoding_without_the_gil():
+    # Large calls encode without the GIL; another thread replacing the list's
+    # items meanwhile must not free what is being copied. Every record is one
+    # of the two values its slot ever held, never anything else.
+    acc = make(count=1, batch_size=1 << 24, buffer_memory=1 << 34)
+    n = 20000
+    olds = [b"o%07d" % i * 20 for i in range(n)]
+    news = [b"n%07d" % i * 20 for i in range(n)]
+    stop, running = threading.Event(), threading.Event()
+
+    def churn(lst):
+        while not stop.is_set():
+            for i in range(0, n, 7):
+                v = news[i] if lst[i][0] == 111 else olds[i]
+                lst[i] = v[:1] + v[1:]   # a new object: the one it replaces is freed
+            running.set()
+    try:
+        for _ in range(20):
+            lst = [v[:1] + v[1:] for v in olds]   # objects only lst holds
+            t = threading.Thread(target=churn, args=(lst,))
+            t.start()
+            running.wait()
+            running.clear()
+            try:
+                batches = acc.append_many("t", 0, lst)
+            finally:
+                stop.set()
+                t.join()
+                stop.clear()
+            got = [r[3] for b in acc.drain(0, 0, True) for r in records_of(b.build())]
+            assert len(batches) == 1 and len(got) == n
+            assert all(g == o or g == w for g, o, w in zip(got, olds, news))
+    finally:
+        stop.set()
+
+
 # ---- completion -------------------------------------------------------------------
 
 def test_complete_resolves_handles_and_callbacks_in_order():

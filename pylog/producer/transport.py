@@ -272,13 +272,19 @@ class EmbeddedTransport:
     def send(self, batches, now: int):
         done = self._done
         for b in batches:
+            # seal(), not build(): the log appends the batch's own buffer in
+            # place (no copy into a bytes object, none into the log's scratch),
+            # which is then freed at once rather than with the batch.
+            data = b.seal(b.producer_id, b.producer_epoch, b.base_sequence)
             try:
-                base_offset, append_time = self.store.append(
-                    b.topic, b.partition, b.build(b.producer_id, b.producer_epoch, b.base_sequence))
+                base_offset, append_time = self.store.append(b.topic, b.partition, data)
             except errors.PylogError as e:
-                done.append((b, e, -1, -1))
+                done.append((b, e, -1, -1))   # the buffer stays: a retry seals it again
             else:
                 done.append((b, 0, base_offset, append_time))
+                if isinstance(data, memoryview):
+                    data.release()
+                    b.drop_buffer()   # kept instead while anything else still views it
         return []
 
     def waitables(self):
