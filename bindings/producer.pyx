@@ -22,9 +22,9 @@ import os as _os_prod
 import threading as _threading
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from cpython.list cimport PyList_GET_ITEM, PyList_AsTuple
-from cpython.tuple cimport PyTuple_CheckExact
-from cpython.sequence cimport PySequence_Tuple
+from cpython.list cimport PyList_GET_ITEM
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.ref cimport Py_INCREF
 from libc.stdlib cimport calloc
 from libc.stdint cimport uint64_t
 from cpython.memoryview cimport PyMemoryView_FromMemory, PyMemoryView_FromObject
@@ -585,6 +585,72 @@ cdef class DeliveryHandle:
         return f"DeliveryHandle({b.topic!r}, partition={b.partition}, index={self.index}, {state})"
 
 
+cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(void *op)
+
+
+cdef tuple _pin(PyObject **items, Py_ssize_t n):
+    """A tuple holding items[0:n]: append_many's references for the time it
+    works without the GIL. Untracked by the garbage collector (it lives for
+    one call; tracked, a collection meanwhile would walk its n items)."""
+    cdef tuple t = PyTuple_New(n)
+    cdef Py_ssize_t i
+    cdef object o
+    for i in range(n):
+        o = <object>items[i]
+        Py_INCREF(o)
+        PyTuple_SET_ITEM(t, i, o)
+    PyObject_GC_UnTrack(<void *>t)
+    return t
+
+
+cdef Py_ssize_t _plan_chunks(pl_record_in *recs, Py_ssize_t n, bint keyed, const Py_ssize_t *ends,
+                             int32_t partition, int32_t start, int32_t count, size_t max_section,
+                             Py_ssize_t **chunks_out, int64_t *total_out) noexcept nogil:
+    """append_many's split of recs into batches of at most max_section record
+    bytes: (partition, first, count, size) per chunk into a malloc'd
+    *chunks_out, the bytes of all batches (headers too) into *total_out.
+    keyed: recs are grouped by partition, group p ending at ends[p]; else
+    partition >= 0 takes all, or chunks go round from start. Returns the
+    number of chunks, or -1 when out of memory."""
+    cdef Py_ssize_t a = 0, e, nchunks = 0, cap = 0
+    cdef Py_ssize_t *chunks = NULL
+    cdef Py_ssize_t *grown
+    cdef int32_t p = 0
+    cdef size_t k, sz
+    cdef int64_t total = 0
+    while a < n:
+        if keyed:
+            while ends[p] <= a:
+                p += 1
+            e = ends[p]
+        else:
+            e = n
+        k = pl_records_fit(recs + a, <size_t>(e - a), max_section, &sz)
+        if nchunks == cap:
+            cap = cap * 2 if cap else 16
+            grown = <Py_ssize_t *>realloc(chunks, cap * 4 * sizeof(Py_ssize_t))
+            if grown == NULL:
+                free(chunks)
+                return -1
+            chunks = grown
+        if keyed:
+            chunks[4 * nchunks] = p
+        elif partition >= 0:
+            chunks[4 * nchunks] = partition
+        else:
+            chunks[4 * nchunks] = (start + nchunks) % count
+        chunks[4 * nchunks + 1] = a
+        chunks[4 * nchunks + 2] = <Py_ssize_t>k
+        chunks[4 * nchunks + 3] = <Py_ssize_t>sz
+        total += PL_BATCH_HEADER_SIZE + <int64_t>sz
+        nchunks += 1
+        a += <Py_ssize_t>k
+    chunks_out[0] = chunks
+    total_out[0] = total
+    return nchunks
+
+
 @cython.final
 cdef class RecordAccumulator:
     """The producer's per-partition batches: one open batch per partition that
@@ -906,7 +972,8 @@ cdef class RecordAccumulator:
             self._wake()
         return h
 
-    def append_many(self, str topic, int partition, list values, object keys=None, object timestamp=None):
+    def append_many(self, str topic, int partition, list values, object keys=None, object timestamp=None,
+                    Py_ssize_t start=0, Py_ssize_t stop=-1):
         """Bulk append, batches built in C: returns the new ProducerBatch
         objects (closed at once, ready to drain), which serve as the handles
         (wait, result, done). partition >= 0: all records there; < 0 without
@@ -915,18 +982,19 @@ cdef class RecordAccumulator:
         grouped per partition in the order given. The open batches of the
         partitions written are closed first, so records keep their order.
         One timestamp (None: now) for every record. BufferFull when the new
-        batches do not fit in buffer_memory, unless the buffer is empty."""
-        cdef Py_ssize_t n = len(values), i, a, e, nchunks = 0, ci
+        batches do not fit in buffer_memory, unless the buffer is empty.
+        start, stop: only values[start:stop] (and those keys), without a copy
+        of the list (stop -1: to the end)."""
+        cdef Py_ssize_t n, i, a, e, nchunks = 0, ci
         cdef _TopicState t
         cdef pl_record_in *recs = NULL
         cdef pl_record_in *grouped = NULL
         cdef int32_t *parts = NULL
         cdef Py_ssize_t *counts = NULL
         cdef Py_ssize_t *chunks = NULL   # (partition, first, count, size) per chunk
-        cdef Py_ssize_t chunk_cap = 0
         cdef size_t sz, k, max_section
         cdef int64_t ts, total = 0, used
-        cdef int32_t p, start, count, null_p = -1
+        cdef int32_t p, first_p, count, null_p = -1
         cdef list keep = []
         cdef list out = []
         cdef ProducerBatch b
@@ -935,6 +1003,11 @@ cdef class RecordAccumulator:
         cdef uint8_t **bufs = NULL
         cdef tuple pinned = None
         cdef bint keyed, took = False
+        if stop < 0 or stop > len(values):
+            stop = len(values)
+        if start < 0 or start > stop:
+            raise ValueError(f"start {start} outside 0..{stop}")
+        n = stop - start
         if n == 0:
             return []
         t = self._topics.get(topic)
@@ -945,22 +1018,19 @@ cdef class RecordAccumulator:
         keyed = partition < 0 and keys is not None and self._partitioner != _PART_ROUND_ROBIN
         if keys is not None:
             keys = PySequence_Fast(keys, "keys must be a sequence")
-            if PySequence_Fast_GET_SIZE(keys) != n:
+            if PySequence_Fast_GET_SIZE(keys) != len(values):
                 raise ValueError("keys and values differ in length")
-            kitems = PySequence_Fast_ITEMS(keys)
+            kitems = PySequence_Fast_ITEMS(keys) + start
         if n > 0x7FFFFFFF:
             raise ValueError("too many records for one call")
+        vitems = PySequence_Fast_ITEMS(values) + start
         if n >= 64:
-            # References to every value and key for the GIL-free encode below.
-            pinned = (PyList_AsTuple(values), keys)
-            if keys is not None and not PyTuple_CheckExact(keys):
-                keys = PySequence_Tuple(keys)
-                pinned = (pinned[0], keys)
-                kitems = PySequence_Fast_ITEMS(keys)
-            values = None
+            # References to every value and key for the GIL-free work below
+            # (another thread could replace a list's items meanwhile).
+            pinned = (_pin(vitems, n), None if keys is None else _pin(kitems, n))
             vitems = PySequence_Fast_ITEMS(pinned[0])
-        else:
-            vitems = PySequence_Fast_ITEMS(values)
+            if keys is not None:
+                kitems = PySequence_Fast_ITEMS(pinned[1])
         ts = now_ms() if timestamp is None else <int64_t>timestamp
         max_section = <size_t>(self._batch_size - PL_BATCH_HEADER_SIZE) if self._batch_size > PL_BATCH_HEADER_SIZE else 0
         # The count as read now: a Python call below (xxhash) may let another
@@ -1014,37 +1084,20 @@ cdef class RecordAccumulator:
                 recs = grouped
                 grouped = NULL
                 # counts[p] is now the end of p's group; its start is counts[p-1].
-            start = partition
+            first_p = partition
             if partition < 0 and not keyed:
-                start = t.sticky if t.sticky >= 0 else self._next_sticky(t, t.last_sticky)
-            # Chunks of at most batch_size bytes each.
-            a = 0
-            p = 0
-            while a < n:
-                if keyed:
-                    while counts[p] <= a:
-                        p += 1
-                    e = counts[p]
-                else:
-                    e = n
-                k = pl_records_fit(recs + a, <size_t>(e - a), max_section, &sz)
-                if nchunks == chunk_cap:
-                    chunk_cap = chunk_cap * 2 if chunk_cap else 16
-                    chunks = <Py_ssize_t *>realloc(chunks, chunk_cap * 4 * sizeof(Py_ssize_t))
-                    if chunks == NULL:
-                        raise MemoryError()
-                if keyed:
-                    chunks[4 * nchunks] = p
-                elif partition >= 0:
-                    chunks[4 * nchunks] = partition
-                else:
-                    chunks[4 * nchunks] = (start + nchunks) % count
-                chunks[4 * nchunks + 1] = a
-                chunks[4 * nchunks + 2] = <Py_ssize_t>k
-                chunks[4 * nchunks + 3] = <Py_ssize_t>sz
-                total += PL_BATCH_HEADER_SIZE + <int64_t>sz
-                nchunks += 1
-                a += <Py_ssize_t>k
+                first_p = t.sticky if t.sticky >= 0 else self._next_sticky(t, t.last_sticky)
+            # Chunks of at most batch_size bytes each (sizing every record: as
+            # the encode below, without the GIL for a large call).
+            if pinned is not None:
+                with nogil:
+                    nchunks = _plan_chunks(recs, n, keyed, counts, partition, first_p, count,
+                                           max_section, &chunks, &total)
+            else:
+                nchunks = _plan_chunks(recs, n, keyed, counts, partition, first_p, count,
+                                       max_section, &chunks, &total)
+            if nchunks < 0:
+                raise MemoryError()
             used = self._mem.used
             if used > 0 and used + total > self._buffer_memory:
                 raise BufferFull(f"buffer_memory {self._buffer_memory} full ({used} bytes held, "

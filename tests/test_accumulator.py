@@ -554,6 +554,26 @@ def test_append_many_spreads_full_batches_over_partitions():
     assert batches[0].result() == RecordMetadata("t", parts[0], 10, 42)
 
 
+def test_append_many_start_stop_is_a_slice_without_the_copy():
+    values = [b"v%03d" % i for i in range(200)]
+    keys = [b"k%03d" % (i % 17) for i in range(200)]
+    for lo, hi in ((0, 200), (10, 150), (120, -1), (199, 200), (50, 10**6)):
+        a, b = make(count=3, batch_size=HEADER + 300), make(count=3, batch_size=HEADER + 300)
+        end = 200 if hi < 0 or hi > 200 else hi
+        for kw, ks in (({}, None), ({"keys": keys}, keys[lo:end])):
+            got = a.append_many("t", -1, values, kw.get("keys"), 7, lo, hi)
+            want = b.append_many("t", -1, values[lo:end], ks, 7)
+            # (unkeyed batches start at each accumulator's own random sticky partition)
+            assert [(x.partition if ks else 0, records_of(x.build())) for x in got] == \
+                [(y.partition if ks else 0, records_of(y.build())) for y in want]
+    acc = make()
+    assert acc.append_many("t", 0, values, None, None, 200) == []
+    with pytest.raises(ValueError):
+        acc.append_many("t", 0, values, None, None, 201)
+    with pytest.raises(ValueError, match="differ in length"):
+        acc.append_many("t", -1, values, keys[:100], None, 0, 100)
+
+
 def test_append_many_one_partition_keeps_order_after_open_batch():
     acc = make(count=2, batch_size=1 << 20)
     send(acc, value=b"first", partition=1)

@@ -177,14 +177,14 @@ class Producer:
         step = max(1, self._batch_size // (len(values[0]) + 8))
         batches = []
         for i in range(0, len(values), step):
-            batches += self._append_many(topic, p, values[i:i + step], None, timestamp, deadline)
+            batches += self._append_many(topic, p, values, None, timestamp, deadline, i, i + step)
         return BatchResults(topic, batches)
 
-    def _append_many(self, topic, p, values, keys, timestamp, deadline):
+    def _append_many(self, topic, p, values, keys, timestamp, deadline, start=0, stop=-1):
         while True:
             self._check_open()
             try:
-                batches = self._acc.append_many(topic, p, values, keys, timestamp)
+                batches = self._acc.append_many(topic, p, values, keys, timestamp, start, stop)
             except _engine.NeedMetadata:
                 self._learn_partitions(topic, deadline)
                 continue
