@@ -20,6 +20,7 @@ pylog buffer_memory=2 GiB), 100-byte values, no compression.
     pylog embedded send      pylog.Producer(log_dir=...) into a fresh temp directory
     pylog embedded send_many (the broker's directory layout, written in this process;
                              topic pre-created untimed with 6 partitions)
+    floor: ...               three references for goal 4, no goal (see "floors" below)
 
 Consumers read back the topic of confluent's last produce round (n messages,
 6 partitions, as librdkafka batched them): assign all 6 partitions from offset 0,
@@ -198,10 +199,14 @@ def _pylog_producer(pylog, **where):
                           batch_size=BATCH_SIZE, buffer_memory=BUFFER)
 
 
-def _pylog_send(p, topic, n):
-    send = p.send
+def _send_loop(send, topic, n):
+    # The loop every per-message producer row runs (and the loop floor, below).
     for i in range(n):
         send(topic, VALUE, partition=i % PARTITIONS)
+
+
+def _pylog_send(p, topic, n):
+    _send_loop(p.send, topic, n)
     left = p.flush(120)
     assert left == 0, f"{left} batches not acknowledged"
 
@@ -320,6 +325,100 @@ def test_j_embedded_send_many(benchmark, request, jstate):
     chunks = _chunks(_n(request))
     _bench_embedded_produce(benchmark, request, jstate, "pylog embedded send_many",
                             lambda p, topic, n: _pylog_send_many(p, topic, chunks))
+
+
+# ------------------------------------------------------------------ floors
+#
+# References for goal 4 (embedded >= 5x network), no goal of their own: what
+# any producer in this process must spend at least, measured in the same run.
+#   floor: send loop, no-op callee   _send_loop with a lambda that does nothing
+#   floor: encode only               append_many over the send_many chunks, the
+#                                    same ranges Producer.send_many uses, batches
+#                                    drained and dropped (nothing written)
+#   floor: pwrite of the batches     the record batches the encode makes (built
+#                                    untimed), written with plain pwrite into 6
+#                                    fresh files, one per partition
+
+
+def _bench_floor(benchmark, request, impl, make, run, drop=lambda x: None):
+    n = _n(request)
+    rounds = _rounds(request)
+    samples = []
+    state = {}
+
+    def setup():
+        if "x" in state:
+            drop(state.pop("x"))
+        state["x"] = make()
+        return (), {}
+
+    def timed():
+        c0 = _self_cpu()
+        run(state["x"], n)
+        samples.append((None, _self_cpu() - c0))
+
+    try:
+        benchmark.pedantic(timed, setup=setup, rounds=rounds, iterations=1, warmup_rounds=1)
+    finally:
+        if "x" in state:
+            drop(state.pop("x"))
+    samples.pop(0)
+    _record(benchmark, impl, n, samples)
+
+
+def test_j_floor_send_loop(benchmark, request):
+    _bench_floor(benchmark, request, "floor: send loop, no-op callee",
+                 lambda: (lambda topic, value, partition=None: None),
+                 lambda send, n: _send_loop(send, "bench", n))
+
+
+def _encode_all(acc, chunks, keep):
+    step = max(1, BATCH_SIZE // (len(VALUE) + 8))   # as Producer.send_many splits
+    for c in chunks:
+        for i in range(0, len(c), step):
+            acc.append_many("bench", -1, c, None, None, i, i + step)
+        for b in acc.drain(0, 0, True):
+            if keep is not None:
+                keep.append((b.partition, b.build()))
+            b.release()
+
+
+def _accumulator():
+    from pylog import _engine
+    acc = _engine.RecordAccumulator(BATCH_SIZE, BUFFER)
+    acc.set_partition_count("bench", PARTITIONS)
+    return acc
+
+
+def test_j_floor_encode(benchmark, request):
+    _import_pylog()
+    chunks = _chunks(_n(request))
+    _bench_floor(benchmark, request, "floor: encode only", _accumulator,
+                 lambda acc, n: _encode_all(acc, chunks, None))
+
+
+def test_j_floor_pwrite(benchmark, request, jstate):
+    _import_pylog()
+    batches = []
+    _encode_all(_accumulator(), _chunks(_n(request)), batches)
+
+    def make():
+        os.sync()
+        d = tempfile.mkdtemp(prefix="plain-", dir=jstate["root"])
+        return d, [os.open(os.path.join(d, f"{p}.log"), os.O_CREAT | os.O_WRONLY, 0o644)
+                   for p in range(PARTITIONS)]
+
+    def run(x, n):
+        fds, at = x[1], [0] * PARTITIONS
+        for p, data in batches:
+            at[p] += os.pwrite(fds[p], data, at[p])
+
+    def drop(x):
+        for fd in x[1]:
+            os.close(fd)
+        shutil.rmtree(x[0], ignore_errors=True)
+
+    _bench_floor(benchmark, request, "floor: pwrite of the batches", make, run, drop)
 
 
 # ------------------------------------------------------------------ consumers
