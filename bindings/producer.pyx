@@ -1311,3 +1311,38 @@ cdef class RecordAccumulator:
     def __repr__(self):
         return (f"RecordAccumulator(batch_size={self._batch_size}, buffer_memory={self._buffer_memory}, "
                 f"pending={self.pending_count()}, buffered_bytes={self._mem.used})")
+
+
+@cython.final
+cdef class SendPath:
+    """Producer.send in C: the accumulator's append, and the Producer's slow
+    path (metadata not known yet, buffer_memory full) when append raises. A
+    Python method around append cost about as much as append itself; the
+    Producer installs this object's bound send over its own method.
+
+    After close(), send calls refuse() (which raises) instead, also through
+    a bound send taken before.
+
+    Thread-safety: that of RecordAccumulator.append (GIL-atomic)."""
+    cdef RecordAccumulator _acc
+    cdef object _slow
+    cdef object _refuse
+    cdef bint _closed
+
+    def __cinit__(self, RecordAccumulator acc not None, object slow, object refuse):
+        self._acc = acc
+        self._slow = slow
+        self._refuse = refuse
+
+    def close(self):
+        self._closed = True
+
+    def send(self, str topic, value=None, key=None, partition=None, timestamp=None, headers=None,
+             on_delivery=None):
+        if self._closed:
+            return self._refuse()
+        try:
+            return self._acc.append(topic, -1 if partition is None else partition, key, value,
+                                    timestamp, headers, on_delivery)
+        except (NeedMetadata, BufferFull) as e:
+            return self._slow(e, topic, partition, key, value, timestamp, headers, on_delivery)

@@ -113,8 +113,12 @@ class Producer:
                               delivery_timeout_ms=delivery_timeout_ms,
                               idempotent=enable_idempotence, on_progress=self._space_freed)
         self._sender.start()
-        # The per-message path: a bound method of the native accumulator.
+        # The per-message path: a bound method of the native accumulator, and
+        # send() itself in C (an instance attribute over the method below,
+        # which documents it and does the same in Python).
         self._append = self._acc.append
+        self._send_path = _engine.SendPath(self._acc, self._send_slow, self._refuse)
+        self.send = self._send_path.send
 
     def _wakeup(self) -> None:
         self._sender.wakeup()
@@ -257,6 +261,7 @@ class Producer:
             return
         self._closed = True
         self._append = self._refuse   # later send() calls fail at once
+        self._send_path.close()
         try:
             self._sender.close(timeout)
         finally:

@@ -309,6 +309,7 @@ def test_close_with_timeout_fails_what_is_left(proxied):
     b, proxy = proxied
     topic = _topic(b.bootstrap, 1)
     p = pylog.Producer(b.bootstrap, linger_ms=0)
+    bound_send = p.send   # send() is in C (SendPath); a bound one must be refused too
     p.send(topic, b"warm").get(10)
     proxy.hold(True)
     h = p.send(topic, b"stuck")
@@ -319,4 +320,6 @@ def test_close_with_timeout_fails_what_is_left(proxied):
         h.get(1)
     with pytest.raises(errors.ProducerClosedError):
         p.send(topic, b"after")
+    with pytest.raises(errors.ProducerClosedError):
+        bound_send(topic, b"after", partition=0, on_delivery=print)
     proxy.hold(False)
