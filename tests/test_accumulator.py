@@ -401,6 +401,22 @@ def test_reused_buffers_carry_only_their_own_records():
         assert len(batches) == 1
 
 
+def test_freed_buffers_kept_up_to_half_of_buffer_memory():
+    acc = make(count=1, batch_size=300_000, buffer_memory=2_000_000)
+    batches = acc.append_many("t", 0, [b"x" * 1000] * 1485)   # 5 batches of 297 records, ~300 kB
+    assert len(batches) == 5 and acc.pooled_bytes() == 0
+    for b in acc.drain(0, 0, True):
+        b.seal()
+        b.drop_buffer()
+        b.release()
+    assert 600_000 <= acc.pooled_bytes() <= 1_000_000   # 3 of the 5 fit in half of 2 MB
+    again = acc.append_many("t", 0, [b"y" * 1000] * 600)   # 2 batches, from the kept buffers
+    assert acc.pooled_bytes() < 600_000
+    assert [bytes(r.value) for b in again for r in _engine.decode_batches(b.build())] == [b"y" * 1000] * 600
+    acc.trim_pool()
+    assert acc.pooled_bytes() == 0
+
+
 def test_append_many_keeps_its_values_while_encoding_without_the_gil():
     # Large calls encode without the GIL; another thread replacing the list's
     # items meanwhile must not free what is being copied. Every record is one

@@ -269,6 +269,7 @@ class Producer:
                 self._metadata.close()
             if self._store is not None:
                 self._store.close()
+            self._acc.trim_pool()
             with self._space:
                 self._space.notify_all()
 
