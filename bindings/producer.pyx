@@ -120,16 +120,19 @@ cdef class _Memory:
     cdef int _pool_n
 
     cdef uint8_t *take(self, size_t need, size_t *cap) noexcept:
-        """A kept buffer of at least need bytes (its size in *cap), or NULL."""
-        cdef int i
-        for i in range(self._pool_n):
+        """A kept buffer of at least need bytes (its size in *cap), or NULL.
+        The most recently kept one that fits: it may still be in the cache."""
+        cdef int i, j
+        cdef uint8_t *p
+        for i in range(self._pool_n - 1, -1, -1):
             if self._pool_cap[i] >= need:
                 p = self._pool_buf[i]
                 cap[0] = self._pool_cap[i]
                 self._pool_bytes -= <int64_t>self._pool_cap[i]
                 self._pool_n -= 1
-                self._pool_buf[i] = self._pool_buf[self._pool_n]
-                self._pool_cap[i] = self._pool_cap[self._pool_n]
+                for j in range(i, self._pool_n):
+                    self._pool_buf[j] = self._pool_buf[j + 1]
+                    self._pool_cap[j] = self._pool_cap[j + 1]
                 return p
         return NULL
 
