@@ -50,6 +50,9 @@ cdef extern from "batch.h" nogil:
 _producer_log = _logging.getLogger("pylog.producer")
 
 cdef enum:
+    # Work on at least this many bytes is done without the GIL (releasing it
+    # costs more than smaller work takes).
+    _NOGIL_MIN_BYTES = 65536
     _RECS_KEEP_MAX = 1 << 16
     _POOL_SLOTS = 64
     _POOL_MIN = 65536
@@ -273,7 +276,6 @@ cdef class ProducerBatch:
                 self._buf = p
                 self._cap = cap
                 return 0
-            cap = self._cap if self._cap else first
         if cap == 0:
             cap = need
         while cap < need:
@@ -297,6 +299,42 @@ cdef class ProducerBatch:
         h.max_timestamp = self.max_timestamp
         h.records_count = self.records_count
 
+    cdef int _check_fields(self, str what, int64_t producer_id, int16_t producer_epoch,
+                           int32_t base_sequence, bint transactional) except -1:
+        """1 when the fields are those of the bytes already made (use them
+        again); 0 when new ones may be written; ValueError when they differ
+        and are locked."""
+        if (producer_id == self.producer_id and producer_epoch == self.producer_epoch
+                and base_sequence == self.base_sequence and transactional == self.transactional):
+            return 1
+        if self._locked:
+            raise ValueError(
+                f"{what}() of {self.topic}-{self.partition} with other producer fields "
+                f"(producer_id {producer_id}, epoch {producer_epoch}, base_sequence "
+                f"{base_sequence}) than its first {what}; call reset_producer_fields() first")
+        return 0
+
+    cdef void _stamp(self, uint8_t *p, size_t total, pl_batch_header *h, int16_t codec,
+                     int64_t producer_id, int16_t producer_epoch, int32_t base_sequence,
+                     bint transactional) noexcept:
+        """Write h with these producer fields and the CRC over p[:total], and
+        lock the fields (an idempotent retry must resend identical bytes)."""
+        h.attributes = <int16_t>(codec | (PL_ATTR_TRANSACTIONAL if transactional else 0))
+        h.producer_id = producer_id
+        h.producer_epoch = producer_epoch
+        h.base_sequence = base_sequence
+        pl_batch_write_header(p, h)
+        if total >= _NOGIL_MIN_BYTES:
+            with nogil:
+                pl_batch_seal(p, total)
+        else:
+            pl_batch_seal(p, total)
+        self.producer_id = producer_id
+        self.producer_epoch = producer_epoch
+        self.base_sequence = base_sequence
+        self.transactional = transactional
+        self._locked = True
+
     def build(self, int64_t producer_id=-1, int16_t producer_epoch=-1, int32_t base_sequence=-1,
               bint transactional=False):
         """The record batch v2 to send (bytes): base_offset 0,
@@ -316,14 +354,8 @@ cdef class ProducerBatch:
         if base_sequence == -1:
             base_sequence = self.base_sequence
         if self._built is not None:
-            if (producer_id == self.producer_id and producer_epoch == self.producer_epoch
-                    and base_sequence == self.base_sequence and transactional == self.transactional):
+            if self._check_fields("build", producer_id, producer_epoch, base_sequence, transactional):
                 return self._built
-            if self._locked:
-                raise ValueError(
-                    f"build() of {self.topic}-{self.partition} with other producer fields "
-                    f"(producer_id {producer_id}, epoch {producer_epoch}, base_sequence "
-                    f"{base_sequence}) than its first build; call reset_producer_fields() first")
             # A new producer id or epoch: the same records under a new header
             # (the fields are inside the CRC, so it is recomputed).
             total = PyBytes_GET_SIZE(self._built)
@@ -348,18 +380,9 @@ cdef class ProducerBatch:
                 memcpy(p + PL_BATCH_HEADER_SIZE, PyBytes_AS_STRING(packed), PyBytes_GET_SIZE(packed))
             if total > 0x7FFFFFFF:
                 raise _errors.RecordTooLargeError("batch over 2 GiB")
-        h.attributes = <int16_t>(self._codec | (PL_ATTR_TRANSACTIONAL if transactional else 0))
-        h.producer_id = producer_id
-        h.producer_epoch = producer_epoch
-        h.base_sequence = base_sequence
-        pl_batch_write_header(p, &h)
-        pl_batch_seal(p, <size_t>total)
+        self._stamp(p, <size_t>total, &h, <int16_t>self._codec, producer_id, producer_epoch,
+                    base_sequence, transactional)
         self._built = out
-        self.producer_id = producer_id
-        self.producer_epoch = producer_epoch
-        self.base_sequence = base_sequence
-        self.transactional = transactional
-        self._locked = True
         # The bytes object holds the batch from now on; the records buffer is
         # no longer needed (a rebuild copies the bytes).
         self.drop_buffer()
@@ -381,35 +404,14 @@ cdef class ProducerBatch:
             return self.build(producer_id, producer_epoch, base_sequence, transactional)
         if base_sequence == -1:
             base_sequence = self.base_sequence
-        if self._sealed and not (producer_id == self.producer_id and producer_epoch == self.producer_epoch
-                                 and base_sequence == self.base_sequence
-                                 and transactional == self.transactional):
-            if self._locked:
-                raise ValueError(
-                    f"seal() of {self.topic}-{self.partition} with other producer fields "
-                    f"(producer_id {producer_id}, epoch {producer_epoch}, base_sequence "
-                    f"{base_sequence}) than its first seal; call reset_producer_fields() first")
-            self._sealed = False
-        if not self._sealed:
+        if not (self._sealed and self._check_fields("seal", producer_id, producer_epoch, base_sequence,
+                                                    transactional)):
             if self._exports:
                 raise BufferError("seal() with new producer fields while a view of the batch is alive")
             self._fresh_header(&h)
-            h.attributes = <int16_t>(PL_ATTR_TRANSACTIONAL if transactional else 0)
-            h.producer_id = producer_id
-            h.producer_epoch = producer_epoch
-            h.base_sequence = base_sequence
-            pl_batch_write_header(self._buf, &h)
-            if self._len >= 65536:
-                with nogil:
-                    pl_batch_seal(self._buf, self._len)
-            else:
-                pl_batch_seal(self._buf, self._len)
+            self._stamp(self._buf, self._len, &h, 0, producer_id, producer_epoch, base_sequence,
+                        transactional)
             self._sealed = True
-            self.producer_id = producer_id
-            self.producer_epoch = producer_epoch
-            self.base_sequence = base_sequence
-            self.transactional = transactional
-            self._locked = True
         return PyMemoryView_FromObject(self)
 
     def drop_buffer(self):
@@ -1144,7 +1146,7 @@ cdef class RecordAccumulator:
             # batches meanwhile: every record points into a bytes object (or a
             # copy in keep) that `pinned` and keep hold, so no other thread can
             # free or change one (a list's items could be replaced meanwhile).
-            if total >= 65536 and pinned is not None:
+            if total >= _NOGIL_MIN_BYTES and pinned is not None:
                 with nogil:
                     for ci in range(nchunks):
                         pl_records_encode(bufs[ci], recs + chunks[4 * ci + 1], <size_t>chunks[4 * ci + 2])
