@@ -125,6 +125,13 @@ class Connection:
         sock, self._sock = self._sock, None
         self._in_flight.clear()
         if sock is not None:
+            # shutdown first: close() alone does not wake a thread blocked
+            # receiving on this socket (a controller sender waiting on a
+            # stopped broker would wait out its whole timeout).
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             sock.close()
 
     # --- versions -------------------------------------------------------------

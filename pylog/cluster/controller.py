@@ -191,7 +191,7 @@ class WireBrokerChannel(BrokerChannel):
                     gone.append(self._conns.pop(broker_id))
             for broker_id in list(self._senders):
                 if broker_id not in self._brokers:
-                    self._senders.pop(broker_id).stop()
+                    self._senders.pop(broker_id).stop(drop=True)
         for conn in gone:   # a sender blocked on it gets an error and moves on
             conn.close()
 
@@ -268,13 +268,18 @@ class _BrokerSender:
         self.channel = channel
         self.broker_id = broker_id
         self._queue: queue.Queue = queue.Queue()
+        self._dropping = False
         self._thread = threading.Thread(target=self._run, name=f"controller-to-broker-{broker_id}", daemon=True)
         self._thread.start()
 
     def put(self, request, api_version: int) -> None:
         self._queue.put((request, api_version))
 
-    def stop(self) -> None:
+    def stop(self, drop: bool = False) -> None:
+        """End the thread after the queued requests; drop: without sending
+        them (the broker left: its stale requests must not reach it, nor race a
+        new sender's if it comes back)."""
+        self._dropping = self._dropping or drop
         self._queue.put(None)
 
     def join(self, timeout: float) -> None:
@@ -293,7 +298,8 @@ class _BrokerSender:
             try:
                 if item is None:
                     return
-                _send_and_log(self.channel, self.broker_id, *item)
+                if not self._dropping:
+                    _send_and_log(self.channel, self.broker_id, *item)
             finally:
                 self._queue.task_done()
 

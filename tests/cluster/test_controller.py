@@ -565,7 +565,9 @@ def test_a_silent_broker_holds_up_only_its_own_requests(tmp_path):
     """post() never blocks the caller (the controller's event thread), and a
     broker that accepts connections but never answers (as a SIGSTOPped process
     does: the kernel still completes the handshake) delays only the requests
-    queued for it; requests to a live broker are delivered meanwhile, in order."""
+    queued for it; requests to a live broker are delivered meanwhile. Once it
+    is declared dead, its stale requests are dropped, not sent, even if it
+    registers again at the same address before its sender got to them."""
     import socket
 
     from pylog.cluster.controller import WireBrokerChannel
@@ -574,11 +576,12 @@ def test_a_silent_broker_holds_up_only_its_own_requests(tmp_path):
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
+    silent_info = BrokerInfo(2, "127.0.0.1", silent.getsockname()[1])
     try:
         with running_broker(data_dir=str(tmp_path / "b1"), config={"broker.id": "1"}) as b:
             host, port = b.bootstrap.rsplit(":", 1)
-            channel = WireBrokerChannel({1: BrokerInfo(1, host, int(port)),
-                                         2: BrokerInfo(2, "127.0.0.1", silent.getsockname()[1])}, timeout=30)
+            live_info = BrokerInfo(1, host, int(port))
+            channel = WireBrokerChannel({1: live_info, 2: silent_info}, timeout=5)
 
             def um(epoch):
                 return UpdateMetadataRequest(controller_id=0, controller_epoch=epoch, broker_epoch=-1, live_brokers=[
@@ -596,10 +599,26 @@ def test_a_silent_broker_holds_up_only_its_own_requests(tmp_path):
                 while rm.controller_epoch != 5 and time.monotonic() < deadline:
                     time.sleep(0.01)
                 assert rm.controller_epoch == 5, "the live broker did not get its requests"
-                assert time.monotonic() - t0 < 10        # not after the silent broker's 30 s timeout
+                assert time.monotonic() - t0 < 4.5        # before the silent broker's 5 s timeout
                 assert not channel.flush(timeout=0.5)   # the silent broker's requests still wait
-                channel.update_brokers({1: BrokerInfo(1, host, int(port))})   # it is declared dead
-                assert channel.flush(timeout=10)        # its connection closed: its queue ends
+                silent_sender = channel._senders[2]
+                channel.update_brokers({1: live_info})               # declared dead...
+                channel.update_brokers({1: live_info, 2: silent_info})   # ...and back at once
+                assert channel.flush(timeout=1)         # its old sender is no longer the channel's
+                # The old sender's first request times out; epochs 4 and 5 are
+                # dropped, so it never connects again (sending them would).
+                silent_sender.join(timeout=15)
+                assert not silent_sender._thread.is_alive()
+                silent.settimeout(0.5)
+                accepted = []
+                try:
+                    while True:
+                        accepted.append(silent.accept()[0])
+                except (TimeoutError, socket.timeout):
+                    pass
+                for c in accepted:
+                    c.close()
+                assert len(accepted) == 1, f"{len(accepted)} connections to the departed broker"
             finally:
                 channel.close()
     finally:
