@@ -212,18 +212,14 @@ class Handlers:
             log.warning("refusing UpdateMetadata from controller %d: epoch %d is older than %d",
                         req.controller_id, req.controller_epoch, rm.controller_epoch)
             return m.UpdateMetadataResponse(error_code=11)
-        cache = self.broker.metadata_cache
-        # Topics the controller is deleting (every partition LeaderDuringDelete):
-        # the group coordinator here forgets their committed offsets, as Kafka's
-        # does on UpdateMetadata, whether or not this broker held a replica.
-        deleted = [ts.topic_name for ts in req.topic_states if ts.topic_name in cache.topics
-                   and ts.partition_states and all(ps.leader == -2 for ps in ts.partition_states)]
-        cache.update(req)
+        # Topics the controller is deleting (the cache drops them): the group
+        # coordinator here forgets their committed offsets, as Kafka's does on
+        # UpdateMetadata, whether or not this broker held a replica.
+        deleted = self.broker.metadata_cache.update(req)
         rm.apply_topic_configs(req)
-        if deleted and self.broker.groups is not None:
+        if self.broker.groups is not None:
             for name in deleted:
-                if name not in cache.topics:
-                    self.broker.groups.topic_deleted(name)
+                self.broker.groups.topic_deleted(name)
         return m.UpdateMetadataResponse(error_code=0)
 
     def stop_replica(self, header, req):
@@ -425,7 +421,10 @@ class Handlers:
         from_follower = req.replica_id >= 0
         client_metadata = version >= 11 and not from_follower
         rack = None
-        if client_metadata and req.rack_id and self.broker.config.replica_selector() == "rack-aware":
+        # A consumer in this leader's own rack reads here (RackAwareReplicaSelector
+        # picks the leader then): no per-partition search for it.
+        if (client_metadata and req.rack_id and req.rack_id != self.broker.config.get("broker.rack")
+                and self.broker.config.replica_selector() == "rack-aware"):
             rack = req.rack_id
         return from_follower, not client_metadata, rack
 

@@ -63,8 +63,10 @@ class MetadataCache:
         # its leader even before the UpdateMetadata that lists it arrives.
         self.leader_endpoints: dict[int, BrokerEndpoint] = {}
 
-    def update(self, req) -> None:
-        """Apply an UpdateMetadata request (v5+: topic_states grouping)."""
+    def update(self, req) -> list[str]:
+        """Apply an UpdateMetadata request (v5+: topic_states grouping).
+        Returns the topics it removed (known before, every partition now
+        LeaderDuringDelete): the ones the controller is deleting."""
         self.in_cluster = True
         self.controller_id = req.controller_id
         self.controller_epoch = max(self.controller_epoch, req.controller_epoch)
@@ -74,7 +76,9 @@ class MetadataCache:
             host, port = (ep.host, ep.port) if ep is not None else (b.v0_host, b.v0_port)
             brokers[b.id] = BrokerEndpoint(b.id, host, port, b.rack)
         self.brokers = brokers
+        removed = []
         for ts in req.topic_states:
+            known = ts.topic_name in self.topics
             parts = self.topics.setdefault(ts.topic_name, {})
             if getattr(ts, "topic_id", None) is not None and ts.topic_id.int != 0:
                 self.topic_ids[ts.topic_name] = ts.topic_id
@@ -95,6 +99,9 @@ class MetadataCache:
                 del self.topics[ts.topic_name]
                 self.topic_ids.pop(ts.topic_name, None)
                 self.topic_configs.pop(ts.topic_name, None)
+                if known:
+                    removed.append(ts.topic_name)
+        return removed
 
     def note_live_leaders(self, live_leaders) -> None:
         for ll in live_leaders:

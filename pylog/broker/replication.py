@@ -126,8 +126,7 @@ class ReplicaManager:
 
     def _become(self, p, topic, ps, key, now_ms) -> int:
         if ps.leader == self.broker_id:
-            self.fetchers.remove(key)
-            self.fetchers.set_throttle(key, None)
+            self.fetchers.remove(key)   # its throttle too
             if p.make_leader(ps, now_ms):
                 log.info("broker %d: leader of %s-%d, epoch %d, isr %s, LEO %d, HW %d", self.broker_id, topic,
                          ps.partition_index, ps.leader_epoch, list(ps.isr), p.log_end_offset, p.high_watermark)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ..client.errors import check
 from ..protocol.messages import AlterPartitionReassignmentsRequest as Alter
 from ..protocol.messages import ListPartitionReassignmentsRequest as ListReq
 from ..protocol.pylog_tags import reassignment_throttle_field
@@ -71,9 +72,7 @@ def _alter(client, targets: dict[tuple[str, int], list[int] | None], throttle: i
                                           for t, ps in by_topic.items()],
                 _unknown_tagged_fields=[reassignment_throttle_field(throttle)] if throttle else None)
     resp = client.controller_connection().request(req, api_version=0)
-    if resp.error_code:
-        from ..client.errors import error_for
-        raise error_for(resp.error_code, resp.error_message)
+    check(resp.error_code, resp.error_message)
     failed = 0
     for t in resp.responses:
         for pr in t.partitions:
@@ -85,9 +84,7 @@ def _alter(client, targets: dict[tuple[str, int], list[int] | None], throttle: i
 
 def _ongoing(client) -> dict[tuple[str, int], tuple[list[int], list[int], list[int]]]:
     resp = client.controller_connection().request(ListReq(timeout_ms=60000, topics=None), api_version=0)
-    if resp.error_code:
-        from ..client.errors import error_for
-        raise error_for(resp.error_code, resp.error_message)
+    check(resp.error_code, resp.error_message)
     return {(t.name, p.partition_index): (list(p.replicas), list(p.adding_replicas), list(p.removing_replicas))
             for t in resp.topics for p in t.partitions}
 

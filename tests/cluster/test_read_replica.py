@@ -258,13 +258,16 @@ def test_without_a_replica_selector_the_leader_serves_every_rack(zk_connect):
             p = fetch(bs[1], "plain", 0, rack=rack)
             assert (p.error_code, p.preferred_read_replica) == (0, -1)
             assert values(p, "plain", 0) == [b"plain-%d" % i for i in range(50)]
+        served_before = replica(bs[1], "plain")[2]
         r = RdkafkaReader(bs, "plain", rack="r1")
         try:
             assert len(r.read_until(50)) == 50
             assert r.fetching_from() == (1, 1)
         finally:
             r.close()
-        assert replica(bs[1], "plain")[2] >= replica(bs[1], "plain")[3] and replica(bs[2], "plain")[2] == 0
+        # The reader's bytes came from the leader, none from either follower.
+        assert replica(bs[1], "plain")[2] - served_before >= replica(bs[1], "plain")[3]
+        assert replica(bs[2], "plain")[2] == 0 and replica(bs[3], "plain")[2] == 0
 
 
 def test_what_a_follower_serves_and_refuses(zk_connect):
