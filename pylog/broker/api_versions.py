@@ -9,7 +9,7 @@ and IncrementalAlterConfigs 1 (which only admin clients send).
 
 The inter-broker APIs a controller sends (LeaderAndIsr, UpdateMetadata,
 StopReplica) are advertised as Kafka advertises them, in the versions whose
-shape pylog serves; OffsetForLeaderEpoch 0-3 serves followers (KIP-101) and,
+shape pylog serves, by brokers of a cluster only (INTER_BROKER_APIS); OffsetForLeaderEpoch 0-3 serves followers (KIP-101) and,
 once Metadata carries leader epochs, consumers (KIP-320).
 
 Produce is advertised from 0 (Kafka 4.0 does the same, KAFKA-18659) because
@@ -75,6 +75,10 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     BROKER_HEARTBEAT: (0, 0),
     ALLOCATE_PRODUCER_IDS: (0, 0),
 }
+
+# Sent only between brokers and their controller: a broker outside a cluster
+# serves and advertises none of them (Broker.start).
+INTER_BROKER_APIS = frozenset({LEADER_AND_ISR, UPDATE_METADATA, STOP_REPLICA, CONTROLLED_SHUTDOWN, ALTER_PARTITION})
 
 # Versions inside the advertised range that are still refused when sent.
 SERVED_MIN = {PRODUCE: 3}

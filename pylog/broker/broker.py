@@ -26,6 +26,7 @@ import time
 from ..groups.api import GroupApis
 from ..groups.coordinator import GroupCoordinator
 from ..log.checkpoint import atomic_write
+from . import api_versions as av
 from .config import BrokerConfig
 from .controller_apis import ControllerApis
 from .handlers import Handlers
@@ -74,6 +75,16 @@ class Broker:
         """Part of a cluster (ZooKeeper or the embedded controller): topics,
         leaders and replicas are the controller's, not this broker's own."""
         return bool(self.config.get("zookeeper.connect")) or self.config.get("pylog.controller.id") is not None
+
+    def broker_epoch(self) -> int:
+        """This broker's current epoch (KIP-380), -1 while not registered: the
+        czxid of its ZooKeeper registration, or what the embedded controller
+        gave it (the controller broker's own from its store)."""
+        if self.controller_client is not None:
+            return self.controller_client.broker_epoch
+        if self.metadata_store is not None:
+            return self.metadata_store.registered_broker_epoch()
+        return -1
 
     @property
     def data_dir(self) -> str:
@@ -129,6 +140,13 @@ class Broker:
         self.groups = GroupCoordinator(self)
         self.handlers.table.update(GroupApis(self, self.groups).table())
         self.handlers.table.update(ControllerApis(self).table())
+        if not self.in_cluster:
+            # No controller drives a lone broker: like a listener that does not
+            # enable them in Kafka, it neither advertises these nor answers
+            # them (the connection is closed), so no client can delete its
+            # logs, rewrite its metadata or move its leadership.
+            for key in av.INTER_BROKER_APIS:
+                self.handlers.table.pop(key, None)
         self.groups.start()
         self.server = Server(self)
         self.port = await self.server.start(self.host, self.port)
@@ -266,11 +284,11 @@ class Broker:
             if ctl is None:
                 return   # no controller known (alone, or never joined): nothing to hand over
             if ctl.id == self.broker_id and self.controller is not None and self.controller.is_active:
-                resp = self.controller.controlled_shutdown(self.broker_id, -1)
+                resp = self.controller.controlled_shutdown(self.broker_id)
             else:
                 with Connection(ctl.host, ctl.port, client_id=f"broker-{self.broker_id}", timeout=30) as c:
-                    resp = c.request(ControlledShutdownRequest(broker_id=self.broker_id, broker_epoch=-1),
-                                     api_version=2)
+                    resp = c.request(ControlledShutdownRequest(broker_id=self.broker_id,
+                                                               broker_epoch=self.broker_epoch()), api_version=2)
             if resp.error_code == 0 and not resp.remaining_partitions:
                 log.info("controlled shutdown: leadership moved off broker %d", self.broker_id)
                 return

@@ -89,7 +89,10 @@ class Handlers:
 
     def api_versions(self, header, req):
         R = m.ApiVersionsResponse
-        keys = [R.ApiVersion(k, lo, hi) for k, (lo, hi) in sorted(av.ADVERTISED.items())]
+        # Only what this broker serves: a lone broker leaves the inter-broker
+        # APIs out of its table (Kafka advertises only a listener's enabled APIs).
+        keys = [R.ApiVersion(k, lo, hi) for k, (lo, hi) in sorted(av.ADVERTISED.items())
+                if k not in av.INTER_BROKER_APIS or k in self.table]
         return R(error_code=0, api_keys=keys, throttle_time_ms=0)
 
     @staticmethod
@@ -191,47 +194,66 @@ class Handlers:
                  controller_id=cache.controller_id, topics=topics)
 
     # ---- LeaderAndIsr (4) / UpdateMetadata (6) / StopReplica (5): from the controller ----
+    # Served only by a broker of a cluster (a lone broker has no controller:
+    # Broker.start leaves them out of its table and ApiVersions). Each is
+    # admitted first (ReplicaManager.admit: this broker's epoch, the current
+    # controller); a refused one is answered with that error and applied nowhere.
+
+    def _admitted(self, req, apply, refuse):
+        code = self.broker.replica_manager.admit(req)
+        if isinstance(code, int):
+            return apply() if code == 0 else refuse(code)
+
+        async def later():
+            c = await code
+            return apply() if c == 0 else refuse(c)
+        return later()
 
     def leader_and_isr(self, header, req):
         R = m.LeaderAndIsrResponse
         rm = self.broker.replica_manager
-        if not rm.accept_controller_epoch(req.controller_epoch):
-            log.warning("refusing LeaderAndIsr from controller %d: epoch %d is older than %d",
-                        req.controller_id, req.controller_epoch, rm.controller_epoch)
-            errors = [R.LeaderAndIsrPartitionError(topic_name=ts.topic_name, partition_index=ps.partition_index,
-                                                   error_code=11)
-                      for ts in req.topic_states for ps in ts.partition_states]
-            return R(error_code=11, partition_errors=errors)
-        results = rm.become_leader_or_follower(req)
-        return R(error_code=0, partition_errors=[
-            R.LeaderAndIsrPartitionError(topic_name=t, partition_index=i, error_code=c) for t, i, c in results])
+
+        def apply():
+            results = rm.become_leader_or_follower(req)
+            return R(error_code=0, partition_errors=[
+                R.LeaderAndIsrPartitionError(topic_name=t, partition_index=i, error_code=c) for t, i, c in results])
+
+        def refuse(code):
+            return R(error_code=code, partition_errors=[
+                R.LeaderAndIsrPartitionError(topic_name=ts.topic_name, partition_index=ps.partition_index,
+                                             error_code=code)
+                for ts in req.topic_states for ps in ts.partition_states])
+        return self._admitted(req, apply, refuse)
 
     def update_metadata(self, header, req):
         rm = self.broker.replica_manager
-        if not rm.accept_controller_epoch(req.controller_epoch):
-            log.warning("refusing UpdateMetadata from controller %d: epoch %d is older than %d",
-                        req.controller_id, req.controller_epoch, rm.controller_epoch)
-            return m.UpdateMetadataResponse(error_code=11)
-        # Topics the controller is deleting (the cache drops them): the group
-        # coordinator here forgets their committed offsets, as Kafka's does on
-        # UpdateMetadata, whether or not this broker held a replica.
-        deleted = self.broker.metadata_cache.update(req)
-        rm.apply_topic_configs(req)
-        if self.broker.groups is not None:
-            for name in deleted:
-                self.broker.groups.topic_deleted(name)
-        return m.UpdateMetadataResponse(error_code=0)
+
+        def apply():
+            # Topics the controller is deleting (the cache drops them): the group
+            # coordinator here forgets their committed offsets, as Kafka's does on
+            # UpdateMetadata, whether or not this broker held a replica.
+            deleted = self.broker.metadata_cache.update(req)
+            rm.apply_topic_configs(req)
+            if self.broker.groups is not None:
+                for name in deleted:
+                    self.broker.groups.topic_deleted(name)
+            return m.UpdateMetadataResponse(error_code=0)
+        return self._admitted(req, apply, lambda code: m.UpdateMetadataResponse(error_code=code))
 
     def stop_replica(self, header, req):
         R = m.StopReplicaResponse
         rm = self.broker.replica_manager
-        if not rm.accept_controller_epoch(req.controller_epoch):
-            return R(error_code=11, partition_errors=[
-                R.StopReplicaPartitionError(topic_name=t.name, partition_index=i, error_code=11)
+
+        def apply():
+            results = rm.stop_replicas(req)
+            return R(error_code=0, partition_errors=[
+                R.StopReplicaPartitionError(topic_name=t, partition_index=i, error_code=c) for t, i, c in results])
+
+        def refuse(code):
+            return R(error_code=code, partition_errors=[
+                R.StopReplicaPartitionError(topic_name=t.name, partition_index=i, error_code=code)
                 for t in req.topics for i in t.partition_indexes])
-        results = rm.stop_replicas(req)
-        return R(error_code=0, partition_errors=[
-            R.StopReplicaPartitionError(topic_name=t, partition_index=i, error_code=c) for t, i, c in results])
+        return self._admitted(req, apply, refuse)
 
     # ---- AlterPartition (56): leaders -> the controller ----
 
@@ -242,7 +264,7 @@ class Handlers:
         ctl = getattr(self.broker, "controller", None)
         if ctl is None or not ctl.is_active:
             return m.AlterPartitionResponse(throttle_time_ms=0, error_code=41, topics=[])
-        fut = ctl.submit("alter_partition", req, header.request_api_version)
+        fut = ctl.submit("alter_partition", req, header.request_api_version, True)
 
         async def wait():
             return await asyncio.wrap_future(fut)

@@ -31,6 +31,10 @@ from .replica_fetcher import LeaderConnection, ReplicaFetcherManager
 log = logging.getLogger("pylog.broker.replication")
 
 STALE_CONTROLLER_EPOCH = 11
+STALE_BROKER_EPOCH = 77
+# How long a controller request naming a broker epoch newer than this broker
+# knows waits for its registration answer (sent before the controller saw it).
+BROKER_EPOCH_WAIT_S = 10.0
 FENCED_LEADER_EPOCH = 74
 UNKNOWN_TOPIC_OR_PARTITION = 3
 OFFSETS_TOPIC = "__consumer_offsets"
@@ -44,7 +48,9 @@ class ReplicaManager:
         self.broker_id = broker.broker_id
         self.logs = broker.log_manager
         self.cache = metadata_cache
+        # The controller whose requests were last admitted, and its epoch.
         self.controller_epoch = -1
+        self.controller_id: int | None = None
         self.lag_time_max_ms = broker.config.get("replica.lag.time.max.ms")
         self.fetchers = ReplicaFetcherManager(broker, metadata_cache)
         self._tasks: set = set()
@@ -62,14 +68,73 @@ class ReplicaManager:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.fetchers.stop()
 
-    # ---- controller epoch fencing ----
+    # ---- fencing of controller requests (LeaderAndIsr, UpdateMetadata, StopReplica) ----
 
-    def accept_controller_epoch(self, epoch: int) -> bool:
-        """False for a request from an older controller (STALE_CONTROLLER_EPOCH)."""
-        if epoch < self.controller_epoch:
+    def admit(self, req):
+        """0 when this controller request may be applied, else the error code
+        to refuse it with: STALE_BROKER_EPOCH when it is not meant for this
+        life of this broker, STALE_CONTROLLER_EPOCH when its controller is not
+        the current one. An int at once when the answer is known here, else
+        an awaitable of it (the broker's registration is catching up, or a new
+        controller epoch is checked against the metadata store). A refused
+        request is applied nowhere, so a forged one changes nothing."""
+        code = self._admit_now(req)
+        return self._admit_later(req) if code is None else code
+
+    def _admit_now(self, req):
+        mine = self.broker.broker_epoch()
+        if req.broker_epoch != mine:
+            # Kafka accepts broker_epoch -1 from controllers older than KIP-380;
+            # every version served here carries the field and pylog's controller
+            # always fills it, so -1 is refused like any other stale epoch.
+            # A newer one may be ours already, the registration answer not yet
+            # read (Kafka's "rare scenario"): that is waited for.
+            return STALE_BROKER_EPOCH if req.broker_epoch < mine or req.broker_epoch < 0 else None
+        if req.controller_epoch < self.controller_epoch:
+            return STALE_CONTROLLER_EPOCH
+        if req.controller_epoch == self.controller_epoch:
+            # One epoch is won by one controller: another id with it is not one.
+            return 0 if req.controller_id == self.controller_id else STALE_CONTROLLER_EPOCH
+        return None   # a controller epoch never seen: confirmed first
+
+    async def _admit_later(self, req) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BROKER_EPOCH_WAIT_S
+        while req.broker_epoch > self.broker.broker_epoch() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if req.broker_epoch != self.broker.broker_epoch():
+            log.warning("broker %d: refusing %s from controller %d: broker epoch %d is not this broker's %d",
+                        self.broker_id, type(req).__name__, req.controller_id, req.broker_epoch,
+                        self.broker.broker_epoch())
+            return STALE_BROKER_EPOCH
+        code = self._admit_now(req)
+        if code is not None:
+            return code
+        if not await self._is_current_controller(req.controller_id, req.controller_epoch):
+            log.warning("broker %d: refusing %s: controller %d with epoch %d is not the current controller",
+                        self.broker_id, type(req).__name__, req.controller_id, req.controller_epoch)
+            return STALE_CONTROLLER_EPOCH
+        code = self._admit_now(req)   # another request may have moved the epoch meanwhile
+        if code is None:
+            self.controller_epoch, self.controller_id = req.controller_epoch, req.controller_id
+            log.info("broker %d: controller %d, epoch %d", self.broker_id, req.controller_id, req.controller_epoch)
+            code = 0
+        return code
+
+    async def _is_current_controller(self, controller_id: int, controller_epoch: int) -> bool:
+        """Whether the cluster's metadata names this controller with this epoch:
+        the store when this broker has one (ZooKeeper, or the embedded
+        controller's own), else the configured pylog.controller.id (a broker of
+        the embedded controller, whose epochs it cannot read)."""
+        store = self.broker.metadata_store
+        if store is None:
+            return controller_id == self.broker.config.get("pylog.controller.id")
+        try:
+            current = await asyncio.get_running_loop().run_in_executor(None, store.current_controller)
+        except Exception as e:  # the store unreachable: not confirmed, the controller sends again on failover
+            log.warning("broker %d: cannot read the current controller: %s", self.broker_id, e)
             return False
-        self.controller_epoch = epoch
-        return True
+        return current == (controller_id, controller_epoch)
 
     # ---- LeaderAndIsr ----
 
@@ -207,7 +272,8 @@ class ReplicaManager:
             p.pending_isr = None
             return
         Q = m.AlterPartitionRequest
-        req = Q(broker_id=self.broker_id, broker_epoch=-1, topics=[Q.TopicData(topic_name=p.topic, partitions=[
+        req = Q(broker_id=self.broker_id, broker_epoch=self.broker.broker_epoch(),
+                topics=[Q.TopicData(topic_name=p.topic, partitions=[
             Q.PartitionData(partition_index=p.index, leader_epoch=leader_epoch, new_isr=new_isr,
                             leader_recovery_state=0, partition_epoch=partition_epoch)])])
         log.info("broker %d: asking controller %d to change the ISR of %s-%d from %s to %s", self.broker_id,

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
+import copy
 import logging
 import queue
 import threading
@@ -439,10 +440,16 @@ class Controller:
         """Partitions being reassigned: (replicas, adding, removing)."""
         return self._call(self._list_reassignments)
 
-    def alter_partition(self, request: AlterPartitionRequest, api_version: int = 0) -> AlterPartitionResponse:
-        return self._call(self._alter_partition, request, api_version)
+    def alter_partition(self, request: AlterPartitionRequest, api_version: int = 0,
+                        check_broker_epoch: bool = False) -> AlterPartitionResponse:
+        """check_broker_epoch: the request came over the wire, so its
+        broker_epoch must be the sender's current one (in-process callers are
+        this broker's own code and tests)."""
+        return self._call(self._alter_partition, request, api_version, check_broker_epoch)
 
-    def controlled_shutdown(self, broker_id: int, broker_epoch: int = -1) -> ControlledShutdownResponse:
+    def controlled_shutdown(self, broker_id: int, broker_epoch: int | None = None) -> ControlledShutdownResponse:
+        """broker_epoch: the one the request carried (over the wire), which
+        must be the broker's current one; None for an in-process caller."""
         return self._call(self._controlled_shutdown, broker_id, broker_epoch)
 
     def elect_preferred_leaders(self, partitions: Iterable[TopicPartition] | None = None
@@ -587,8 +594,10 @@ class Controller:
         old = self._live
         new_ids = {b for b in live if b not in old}
         dead_ids = {b for b in old if b not in live}
-        # Same id with a new endpoint: it restarted between two watch events.
-        bounced = {b for b in live if b in old and (live[b].host, live[b].port) != (old[b].host, old[b].port)}
+        # Same id with a new endpoint or a new broker epoch: it restarted (or
+        # registered again) between two watch events (KIP-380).
+        bounced = {b for b in live if b in old and ((live[b].host, live[b].port) != (old[b].host, old[b].port)
+                                                    or live[b].broker_epoch != old[b].broker_epoch)}
         if bounced:
             # A restarted broker lost its replica state: first handle it as
             # dead (leadership moves away, it leaves ISRs), then as new.
@@ -940,12 +949,16 @@ class Controller:
 
     # -- AlterPartition (leader -> controller ISR changes) ------------------------------------
 
-    def _alter_partition(self, request: AlterPartitionRequest, api_version: int = 0) -> AlterPartitionResponse:
+    def _alter_partition(self, request: AlterPartitionRequest, api_version: int = 0,
+                         check_broker_epoch: bool = False) -> AlterPartitionResponse:
         resp = AlterPartitionResponse()
         if self._epoch is None:
             resp.error_code = NOT_CONTROLLER
             return resp
-        if request.broker_id not in self._live:
+        # Kafka's order: an unknown broker, or not its current epoch (-1
+        # included: every AlterPartition version carries it), is STALE_BROKER_EPOCH.
+        if request.broker_id not in self._live or (
+                check_broker_epoch and request.broker_epoch != self._live[request.broker_id].broker_epoch):
             resp.error_code = STALE_BROKER_EPOCH
             return resp
         changed = {}
@@ -1011,11 +1024,18 @@ class Controller:
 
     # -- controlled shutdown ------------------------------------------------------------------
 
-    def _controlled_shutdown(self, broker_id: int, broker_epoch: int = -1) -> ControlledShutdownResponse:
+    def _controlled_shutdown(self, broker_id: int, broker_epoch: int | None = None) -> ControlledShutdownResponse:
         if self._epoch is None:
             return ControlledShutdownResponse(error_code=NOT_CONTROLLER)
         if broker_id not in self._live:
             return ControlledShutdownResponse(error_code=BROKER_NOT_AVAILABLE)
+        # ControlledShutdown v2 (the only version served) carries the epoch:
+        # one that is not the broker's current one (-1 included) is refused,
+        # so no one but the broker itself moves its leadership away.
+        if broker_epoch is not None and broker_epoch != self._live[broker_id].broker_epoch:
+            log.warning("controlled shutdown of broker %d refused: broker epoch %d, current %d", broker_id,
+                        broker_epoch, self._live[broker_id].broker_epoch)
+            return ControlledShutdownResponse(error_code=STALE_BROKER_EPOCH)
         self._shutting_down.add(broker_id)
         changed: dict[TopicPartition, PartitionState] = {}
         stop_follower: list[TopicPartition] = []
@@ -1089,6 +1109,13 @@ class Controller:
         return {(t, p): r for t, topic in self._topics.items() for p, r in topic.partitions.items()}
 
     def _send(self, broker_id: int, request, api_version: int) -> None:
+        # Every controller request carries the receiver's broker epoch as
+        # this controller knows it (KIP-380): a broker that has restarted since
+        # refuses it, and so does one that was sent a forged request.
+        info = self._live.get(broker_id)
+        if info is not None:
+            request = copy.copy(request)
+            request.broker_epoch = info.broker_epoch
         self.channel.post(broker_id, request, api_version)
 
     def _send_leader_and_isr(self, partitions: set[TopicPartition], is_new: bool = False,

@@ -98,9 +98,10 @@ class ControllerClient:
         resp = self._request(req, 0)
         if resp.error_code:
             raise error_for(resp.error_code, f"the controller refused broker {i.broker_id}'s registration")
+        # At once: the controller may already be sending requests with it.
+        self.broker_epoch = resp.broker_epoch
         md = self._request(MetadataRequest(topics=[], allow_auto_topic_creation=False), 5)
         self.cluster_id = md.cluster_id
-        self.broker_epoch = resp.broker_epoch
         log.info("broker %d registered with the controller at %s:%d (epoch %d, cluster %s)", i.broker_id,
                  self.controller_host, self.controller_port, self.broker_epoch, self.cluster_id)
         self.registered.set()
@@ -134,8 +135,8 @@ class ControllerClient:
         while not self._stop.is_set():
             wait = self._interval_s
             try:
-                if self.broker_epoch < 0:
-                    self._register()
+                if self.broker_epoch < 0 or not self.registered.is_set():
+                    self._register()   # again after a failed cluster id read: same incarnation, same epoch
                 else:
                     code = self._heartbeat()
                     if code in (BROKER_ID_NOT_REGISTERED, STALE_BROKER_EPOCH):

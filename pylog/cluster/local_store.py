@@ -15,12 +15,14 @@ same path at the same time (an flock on <path>/.lock).
 """
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
 import os
 import queue
 import threading
+import time
 from typing import Callable
 
 from pylog.errors import LogLockedError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
@@ -54,6 +56,9 @@ class _Shared:
         self.path = path
         self.lock = threading.RLock()
         self.sessions = 0
+        # Broker epochs grow across restarts of the process too, so a broker's
+        # old epoch is never handed out again: wall-clock ms, then +1 per use.
+        self.last_broker_epoch = time.time_ns() // 1_000_000
         os.makedirs(os.path.join(path, "topics"), exist_ok=True)
         self._lock_fd = os.open(os.path.join(path, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
@@ -200,9 +205,19 @@ class LocalMetadataStore(MetadataStore):
             held = s.brokers.get(info.broker_id)
             if held is not None and held[1] is not self:
                 raise BrokerIdInUseError(f"broker id {info.broker_id} is registered by another session")
+            if held is not None:
+                epoch = held[0].broker_epoch   # the same registration, updated (as a znode's czxid stays)
+            else:
+                epoch = s.last_broker_epoch = max(s.last_broker_epoch + 1, time.time_ns() // 1_000_000)
+            info = dataclasses.replace(info, broker_epoch=epoch)
             s.brokers[info.broker_id] = (info, self)
             self._broker_id = info.broker_id
             s.brokers_changed()
+
+    def registered_broker_epoch(self) -> int:
+        with self._s.lock:
+            held = self._s.brokers.get(self._broker_id) if self._broker_id is not None else None
+            return held[0].broker_epoch if held is not None and held[1] is self else -1
 
     def live_brokers(self) -> dict[int, BrokerInfo]:
         with self._s.lock:

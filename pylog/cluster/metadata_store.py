@@ -57,12 +57,21 @@ class BrokerIdInUseError(PylogError):
 
 @dataclasses.dataclass(frozen=True)
 class BrokerInfo:
-    """A live broker's registration (one PLAINTEXT listener)."""
+    """A live broker's registration (one PLAINTEXT listener).
+
+    broker_epoch (KIP-380) is new with every registration and grows: the
+    czxid of the /brokers/ids/<id> znode in ZooKeeper, a counter of the
+    embedded store. The controller puts the receiver's epoch in every request
+    it sends, and a broker refuses one that names another epoch, so a request
+    meant for an earlier life of the broker (or forged) changes nothing. -1
+    until registered. Not part of equality: the same endpoint is the same
+    broker to compare, whatever its epoch."""
 
     broker_id: int
     host: str
     port: int
     rack: str | None = None
+    broker_epoch: int = dataclasses.field(default=-1, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +162,16 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def register_broker(self, info: BrokerInfo) -> None:
         """Register this broker; the registration lives as long as this store's session."""
+
+    def current_controller(self) -> tuple[int | None, int]:
+        """(the active controller's id or None, the current controller epoch),
+        as up to date as the store can make them."""
+        return self.controller_id(), self.controller_epoch()
+
+    def registered_broker_epoch(self) -> int:
+        """The broker epoch of this session's current registration, -1 when
+        none (a registration made again after a lost session has a new one)."""
+        return -1
 
     @abc.abstractmethod
     def live_brokers(self) -> dict[int, BrokerInfo]:

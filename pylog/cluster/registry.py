@@ -58,9 +58,6 @@ class BrokerRegistry:
         self._clock = clock
         self._lock = threading.Lock()
         self._by_id: dict[int, _Registration] = {}
-        # Epochs grow across controller restarts too: a broker's old epoch is
-        # never handed out again (wall-clock milliseconds, then +1 per use).
-        self._last_epoch = time.time_ns() // 1_000_000
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._expire_loop, name="pylog-broker-registry", daemon=True)
 
@@ -106,10 +103,11 @@ class BrokerRegistry:
         except BaseException:
             session.close()
             raise
+        # The store hands out the epoch (one counter with the controller
+        # broker's own registration), and the controller reads it there.
+        epoch = session.registered_broker_epoch()
         with self._lock:
-            self._last_epoch = max(self._last_epoch + 1, time.time_ns() // 1_000_000)
-            reg = _Registration(session, incarnation_id, self._last_epoch,
-                                self._clock() + self.session_timeout_s)
+            reg = _Registration(session, incarnation_id, epoch, self._clock() + self.session_timeout_s)
             raced = self._by_id.get(info.broker_id)
             self._by_id[info.broker_id] = reg
         if raced is not None:   # two registrations of one id at once: the later one wins

@@ -13,6 +13,7 @@ Paths (under the chroot of the connect string, created if missing):
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -120,6 +121,7 @@ class ZkMetadataStore(MetadataStore):
                 boot.close()
         self._lock = threading.Lock()
         self._registration: BrokerInfo | None = None
+        self._broker_epoch = -1
         self._elected_epoch: int | None = None
         self._elected_epoch_version: int | None = None
         self._closed = False
@@ -178,7 +180,8 @@ class ZkMetadataStore(MetadataStore):
         path = f"{BROKER_IDS}/{info.broker_id}"
         data = _dumps(broker_json(info))
         try:
-            self._zk.create(path, data, ephemeral=True)
+            # Kafka's broker epoch is the registration's czxid (KIP-380).
+            _, stat = self._zk.create(path, data, ephemeral=True, include_data=True)
         except NodeExistsError:
             try:
                 _, stat = self._zk.get(path)
@@ -187,6 +190,10 @@ class ZkMetadataStore(MetadataStore):
             if stat.ephemeralOwner != self.session_id:
                 raise BrokerIdInUseError(f"broker id {info.broker_id} is registered by another session") from None
             self._zk.set(path, data)
+        self._broker_epoch = stat.czxid
+
+    def registered_broker_epoch(self) -> int:
+        return self._broker_epoch
 
     def live_brokers(self) -> dict[int, BrokerInfo]:
         return self._read_brokers(self._zk.get_children(BROKER_IDS))
@@ -196,10 +203,10 @@ class ZkMetadataStore(MetadataStore):
         out = {}
         for bid, res in pending:
             try:
-                data, _ = res.get()
+                data, stat = res.get()
             except NoNodeError:
                 continue  # gone between the listing and the read
-            out[bid] = broker_from_json(bid, json.loads(data))
+            out[bid] = dataclasses.replace(broker_from_json(bid, json.loads(data)), broker_epoch=stat.czxid)
         return dict(sorted(out.items()))
 
     def watch_brokers(self, callback: Callable[[dict[int, BrokerInfo]], None]) -> None:
@@ -286,6 +293,13 @@ class ZkMetadataStore(MetadataStore):
         except NoNodeError:
             return INITIAL_CONTROLLER_EPOCH
         return int(data)
+
+    def current_controller(self) -> tuple[int | None, int]:
+        # sync first: this session's server may lag the one the new
+        # controller wrote through, and a broker asks exactly when a request
+        # names a controller epoch newer than any it has seen.
+        self._zk.sync(CONTROLLER_EPOCH)
+        return self.controller_id(), self.controller_epoch()
 
     @property
     def elected_epoch(self) -> int | None:

@@ -5,16 +5,21 @@
   explicit api_version), as pylog's controller will, and returns the decoded
   responses.
 - ``FakeControllerListener`` is the controller's socket as far as the
-  brokers' AlterPartition requests go: a tiny thread-served TCP listener that
-  decodes every request frame with our codecs, records the AlterPartition
-  requests, and (when ``answer`` is set) commits the asked ISR the way a
-  controller does (partition_epoch + 1), otherwise leaves them unanswered.
+  brokers go: a tiny thread-served TCP listener that decodes every request
+  frame with our codecs. Brokers configured with ``broker_config()``
+  (pylog.controller.id / pylog.controller.listener naming it) register with it
+  as with the embedded controller and get a broker epoch, which
+  ``TestController`` puts in its requests (brokers refuse any other, KIP-380).
+  It records the AlterPartition requests and (when ``answer`` is set) commits
+  the asked ISR the way a controller does (partition_epoch + 1), otherwise
+  leaves them unanswered.
 
 Not thread-safe beyond what its lock guards: tests read ``alter_requests``
 while the listener thread appends to it.
 """
 from __future__ import annotations
 
+import copy
 import socket
 import struct
 import threading
@@ -30,9 +35,10 @@ _I32 = struct.Struct(">i")
 class TestController:
     __test__ = False  # not a pytest test class
 
-    def __init__(self, controller_id: int = 100, controller_epoch: int = 1):
+    def __init__(self, controller_id: int = 100, controller_epoch: int = 1, listener=None):
         self.controller_id = controller_id
         self.controller_epoch = controller_epoch
+        self.listener = listener   # the FakeControllerListener the brokers registered with
         self.brokers: dict[int, tuple[str, int]] = {}   # live brokers: id -> (host, port)
         self.partition_epochs: dict[tuple[str, int], int] = {}
 
@@ -41,6 +47,8 @@ class TestController:
 
     def _send(self, broker_id: int, body, version: int):
         host, port = self.brokers[broker_id]
+        body = copy.copy(body)
+        body.broker_epoch = self.listener.broker_epoch(broker_id) if self.listener is not None else -1
         with Connection(host, port, client_id=f"controller-{self.controller_id}") as c:
             return c.request(body, api_version=version)
 
@@ -94,15 +102,35 @@ class TestController:
 class FakeControllerListener:
     """A listening socket standing in for the controller (see the module doc)."""
 
-    def __init__(self, answer: bool = True):
+    def __init__(self, answer: bool = True, controller_id: int = 100):
         self.answer = answer
+        self.controller_id = controller_id
         self.alter_requests: list = []   # (monotonic time, AlterPartitionRequest)
         self._lock = threading.Lock()
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.host, self.port = self._sock.getsockname()
         self._closed = False
         self._epochs: dict[tuple[str, int], int] = {}
+        self._broker_epochs: dict[int, int] = {}
+        self._incarnations: dict[int, object] = {}
+        self._next_broker_epoch = 1000
+        self._next_pid = 0
         threading.Thread(target=self._accept, daemon=True, name="fake-controller").start()
+
+    def broker_config(self) -> dict[str, str]:
+        """What makes a broker one of this controller's cluster."""
+        return {"pylog.controller.id": str(self.controller_id),
+                "pylog.controller.listener": f"{self.host}:{self.port}"}
+
+    def broker_epoch(self, broker_id: int, timeout: float = 30.0) -> int:
+        """The epoch the broker got when it last registered (waits for it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if broker_id in self._broker_epochs:
+                    return self._broker_epochs[broker_id]
+            time.sleep(0.02)
+        raise AssertionError(f"broker {broker_id} never registered with the fake controller")
 
     def close(self):
         self._closed = True
@@ -140,6 +168,11 @@ class FakeControllerListener:
                 if frame is None:
                     return
                 header, req = decode_request(frame)
+                other = self._registration_api(req)
+                if other is not None:
+                    conn.sendall(encode_response(header.correlation_id, header.request_api_key,
+                                                 header.request_api_version, other))
+                    continue
                 if header.request_api_key != m.AlterPartitionRequest.API_KEY:
                     return  # a fake: nothing else is served (the connection closes)
                 with self._lock:
@@ -160,6 +193,39 @@ class FakeControllerListener:
                 conn.sendall(encode_response(header.correlation_id, header.request_api_key,
                                              header.request_api_version,
                                              R(throttle_time_ms=0, error_code=0, topics=topics)))
+
+
+    def _registration_api(self, req):
+        """The answer to a broker's registration-side request (as the embedded
+        controller gives it), or None for another API."""
+        if isinstance(req, m.ApiVersionsRequest):
+            R = m.ApiVersionsResponse
+            return R(error_code=0, throttle_time_ms=0, api_keys=[R.ApiVersion(k, lo, hi) for k, lo, hi in (
+                (3, 0, 5), (7, 2, 2), (18, 0, 3), (56, 0, 0), (62, 0, 0), (63, 0, 0), (67, 0, 0))])
+        if isinstance(req, m.BrokerRegistrationRequest):
+            with self._lock:
+                if self._incarnations.get(req.broker_id) != req.incarnation_id:
+                    self._incarnations[req.broker_id] = req.incarnation_id
+                    self._next_broker_epoch += 1
+                    self._broker_epochs[req.broker_id] = self._next_broker_epoch
+                epoch = self._broker_epochs[req.broker_id]
+            return m.BrokerRegistrationResponse(throttle_time_ms=0, error_code=0, broker_epoch=epoch)
+        if isinstance(req, m.BrokerHeartbeatRequest):
+            with self._lock:
+                ok = self._broker_epochs.get(req.broker_id) == req.broker_epoch
+            return m.BrokerHeartbeatResponse(throttle_time_ms=0, error_code=0 if ok else 77, is_caught_up=ok,
+                                             is_fenced=not ok, should_shut_down=bool(req.want_shut_down))
+        if isinstance(req, m.MetadataRequest):
+            return m.MetadataResponse(throttle_time_ms=0, brokers=[], cluster_id="fake-controller-cluster",
+                                      controller_id=self.controller_id, topics=[])
+        if isinstance(req, m.AllocateProducerIdsRequest):
+            with self._lock:
+                start, self._next_pid = self._next_pid, self._next_pid + 1000
+            return m.AllocateProducerIdsResponse(throttle_time_ms=0, error_code=0, producer_id_start=start,
+                                                 producer_id_len=1000)
+        if isinstance(req, m.ControlledShutdownRequest):
+            return m.ControlledShutdownResponse(error_code=0, remaining_partitions=[])
+        return None
 
 
 def _recv_exactly(conn, n):

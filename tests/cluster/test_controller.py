@@ -12,6 +12,7 @@ starting, closing its session is the broker dying.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -540,13 +541,18 @@ def test_wire_broker_channel_against_a_real_broker(tmp_path):
     from pylog.cluster.controller import WireBrokerChannel
     from pylog.testing import running_broker
 
-    with running_broker(data_dir=str(tmp_path / "b1"), config={"broker.id": "1"}) as b:
+    from .controlhelper import FakeControllerListener
+
+    # A broker of controller 0's cluster (only its controller's requests are served).
+    fake = FakeControllerListener(controller_id=0)
+    with running_broker(data_dir=str(tmp_path / "b1"), config={"broker.id": "1", **fake.broker_config()}) as b:
         host, port = b.bootstrap.rsplit(":", 1)
         info = BrokerInfo(broker_id=1, host=host, port=int(port))
         channel = WireBrokerChannel({1: info}, timeout=10)
         try:
             def um(epoch):
-                return UpdateMetadataRequest(controller_id=0, controller_epoch=epoch, broker_epoch=-1, live_brokers=[
+                return UpdateMetadataRequest(controller_id=0, controller_epoch=epoch, broker_epoch=fake.broker_epoch(1),
+                                             live_brokers=[
                     UpdateMetadataRequest.UpdateMetadataBroker(id=1, endpoints=[
                         UpdateMetadataRequest.UpdateMetadataEndpoint(port=int(port), host=host,
                                                                      listener="PLAINTEXT", security_protocol=0)])])
@@ -559,6 +565,7 @@ def test_wire_broker_channel_against_a_real_broker(tmp_path):
                 channel.send(1, um(3), UPDATE_METADATA_VERSION)
         finally:
             channel.close()
+            fake.close()
 
 
 def test_a_silent_broker_holds_up_only_its_own_requests(tmp_path):
@@ -573,18 +580,22 @@ def test_a_silent_broker_holds_up_only_its_own_requests(tmp_path):
     from pylog.cluster.controller import WireBrokerChannel
     from pylog.testing import running_broker
 
+    from .controlhelper import FakeControllerListener
+
+    fake = FakeControllerListener(controller_id=0)
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     silent_info = BrokerInfo(2, "127.0.0.1", silent.getsockname()[1])
     try:
-        with running_broker(data_dir=str(tmp_path / "b1"), config={"broker.id": "1"}) as b:
+        with running_broker(data_dir=str(tmp_path / "b1"), config={"broker.id": "1", **fake.broker_config()}) as b:
             host, port = b.bootstrap.rsplit(":", 1)
             live_info = BrokerInfo(1, host, int(port))
             channel = WireBrokerChannel({1: live_info, 2: silent_info}, timeout=5)
 
             def um(epoch):
-                return UpdateMetadataRequest(controller_id=0, controller_epoch=epoch, broker_epoch=-1, live_brokers=[
+                return UpdateMetadataRequest(controller_id=0, controller_epoch=epoch, broker_epoch=fake.broker_epoch(1),
+                                             live_brokers=[
                     UpdateMetadataRequest.UpdateMetadataBroker(id=1, endpoints=[
                         UpdateMetadataRequest.UpdateMetadataEndpoint(port=int(port), host=host,
                                                                      listener="PLAINTEXT", security_protocol=0)])])
@@ -623,6 +634,7 @@ def test_a_silent_broker_holds_up_only_its_own_requests(tmp_path):
                 channel.close()
     finally:
         silent.close()
+        fake.close()
 
 
 def test_a_sender_thread_survives_any_failure_of_one_request(tmp_path):
@@ -643,17 +655,22 @@ def test_a_sender_thread_survives_any_failure_of_one_request(tmp_path):
                 raise IndexError("pop from an empty deque")
             return super().send(broker_id, request, api_version)
 
-    with running_broker(data_dir=str(tmp_path / "b1"), config={"broker.id": "1"}) as b:
+    from .controlhelper import FakeControllerListener
+
+    fake = FakeControllerListener(controller_id=0)
+    with running_broker(data_dir=str(tmp_path / "b1"), config={"broker.id": "1", **fake.broker_config()}) as b:
         host, port = b.bootstrap.rsplit(":", 1)
         channel = FailingOnce({1: BrokerInfo(1, host, int(port))}, timeout=10)
         try:
             for epoch in (3, 4):
-                channel.post(1, UpdateMetadataRequest(controller_id=0, controller_epoch=epoch, broker_epoch=-1,
-                                                      live_brokers=[]), UPDATE_METADATA_VERSION)
+                channel.post(1, UpdateMetadataRequest(controller_id=0, controller_epoch=epoch,
+                                                      broker_epoch=fake.broker_epoch(1), live_brokers=[]),
+                             UPDATE_METADATA_VERSION)
             assert channel.flush(timeout=10)
             assert channel.failed and b.broker.replica_manager.controller_epoch == 4
         finally:
             channel.close()
+            fake.close()
 
 
 def test_lost_role_without_competitor_reelects_with_new_epoch(cluster):
@@ -696,10 +713,31 @@ def test_bounced_broker_loses_leadership_then_rejoins(cluster):
     c = cluster()
     c.controller.create_topic("t", 1, 3, replica_assignment={0: [1, 2, 3]})
     # broker 1 restarts on another port between two watch notifications
+    live = c.admin.live_brokers()
     c.controller._put(c.controller._on_broker_change, {
-        1: BrokerInfo(1, "127.0.0.1", 9100), 2: BrokerInfo(2, "127.0.0.1", 9002),
-        3: BrokerInfo(3, "127.0.0.1", 9003)}).result(10)
+        1: dataclasses.replace(live[1], port=9100), 2: live[2], 3: live[3]}).result(10)
     s = c.admin.partition_state("t", 0)
     assert s.leader == 2 and s.isr == [2, 3]
     lai = leader_and_isr_states([(b, r) for b, r in c.channel.take() if r.API_KEY == 4])
     assert lai[(1, "t", 0)].leader == 2  # it rejoins as a follower
+
+
+def test_a_broker_back_with_a_new_epoch_at_the_same_address_is_bounced(cluster):
+    """KIP-380: a restart between two watch notifications on the same host and
+    port shows only as a new broker epoch. The controller must treat it as a
+    restart (its requests to the old epoch would all be refused now)."""
+    c = cluster()
+    c.controller.create_topic("t", 1, 3, replica_assignment={0: [1, 2, 3]})
+    c.channel.take()
+    live = c.admin.live_brokers()
+    assert all(info.broker_epoch >= 0 for info in live.values())
+    again = dataclasses.replace(live[1], broker_epoch=live[1].broker_epoch + 1)
+    c.controller._put(c.controller._on_broker_change, {1: again, 2: live[2], 3: live[3]}).result(10)
+    s = c.admin.partition_state("t", 0)
+    assert s.leader == 2 and s.isr == [2, 3]
+    sent = c.channel.take()
+    lai = leader_and_isr_states([(b, r) for b, r in sent if r.API_KEY == 4])
+    assert lai[(1, "t", 0)].leader == 2
+    # every request carries its receiver's epoch: broker 1's new one
+    assert {r.broker_epoch for b, r in sent if b == 1} == {again.broker_epoch}
+    assert all(r.broker_epoch == live[b].broker_epoch for b, r in sent if b != 1)

@@ -678,8 +678,8 @@ def controlled_nodes(tmp_path):
     try:
         for i in (1, 2, 3):
             # Lag 60 s: the ISR changes only when the test says so.
-            nodes[i] = Node(i, tmp_path / f"n{i}", {"replica.lag.time.max.ms": "60000"})
-        ctl = TestController(controller_id=100, controller_epoch=1)
+            nodes[i] = Node(i, tmp_path / f"n{i}", {"replica.lag.time.max.ms": "60000"}, listener)
+        ctl = TestController(controller_id=100, controller_epoch=1, listener=listener)
         for i, n in nodes.items():
             ctl.add_broker(i, "127.0.0.1", n.port)
         yield ctl, nodes, listener

@@ -26,12 +26,14 @@ FAKE_CONTROLLER_ID = 100
 class Node:
     """One broker of the test cluster, restartable on its port and data dir."""
 
-    def __init__(self, broker_id, data_dir, extra):
+    def __init__(self, broker_id, data_dir, extra, controller):
         self.broker_id = broker_id
+        # A broker of the fake controller's cluster: only its controller's
+        # requests are served (a lone broker serves none).
         self.config = {"broker.id": str(broker_id), "log.dirs": str(data_dir),
                        "listeners": "PLAINTEXT://127.0.0.1:0",
                        "replica.lag.time.max.ms": "1000", "replica.fetch.wait.max.ms": "100",
-                       "auto.create.topics.enable": "false", **extra}
+                       "auto.create.topics.enable": "false", **controller.broker_config(), **extra}
         self.broker = Broker(BrokerConfig(self.config)).start_in_thread()
         self.port = self.broker.advertised_port
         self.config["listeners"] = f"PLAINTEXT://127.0.0.1:{self.port}"
@@ -89,9 +91,9 @@ def cluster(tmp_path):
 
         def make(extra=None):
             for i in (1, 2, 3):
-                nodes[i] = Node(i, tmp_path / f"broker-{i}", extra or {})
+                nodes[i] = Node(i, tmp_path / f"broker-{i}", extra or {}, ctl_listener)
                 stack.callback(nodes[i].stop)
-            ctl = TestController(controller_id=FAKE_CONTROLLER_ID, controller_epoch=1)
+            ctl = TestController(controller_id=FAKE_CONTROLLER_ID, controller_epoch=1, listener=ctl_listener)
             for i, n in nodes.items():
                 ctl.add_broker(i, "127.0.0.1", n.port)
             return ctl, nodes, ctl_listener

@@ -1,0 +1,129 @@
+"""Controller requests forged by a plain client against a broker of a
+3-broker cluster (ZooKeeper, and the embedded controller): a broker admits
+LeaderAndIsr / UpdateMetadata / StopReplica only when they carry its own
+current broker epoch (KIP-380; else STALE_BROKER_EPOCH, 77) and come from the
+current controller (else STALE_CONTROLLER_EPOCH, 11). Each forged request
+must change nothing: the replica is not deleted (its records are there after
+a restart), the metadata keeps the real brokers and topics, leadership does
+not move and produce still works."""
+from __future__ import annotations
+
+import pytest
+from forged import EVIL_HOST, leader_and_isr_nowhere, stop_replica_delete, update_metadata_evil
+from kafkawire import Wire
+
+from pylog.protocol import messages as m
+
+from .test_cluster_zk import read_all
+from .zkcluster import ck, cluster, create_topic, embedded_cluster, produce_numbers, wait_for
+
+TOPIC = "keep"
+N = 100
+STALE_CONTROLLER_EPOCH, STALE_BROKER_EPOCH = 11, 77
+
+
+@pytest.fixture(params=["zookeeper", "embedded"])
+def three_brokers(request):
+    if request.param == "zookeeper":
+        with cluster(request.getfixturevalue("zk_connect")) as bs:
+            yield request.param, bs
+    else:
+        with embedded_cluster() as bs:
+            yield request.param, bs
+
+
+def metadata(b):
+    w = Wire(b)
+    try:
+        md = w.request(3, 5, m.MetadataRequest(topics=None, allow_auto_topic_creation=False))
+    finally:
+        w.sock.close()
+    brokers = sorted((x.node_id, x.host, x.port) for x in md.brokers)
+    topics = {t.name: sorted((p.partition_index, p.leader_id, tuple(sorted(p.replica_nodes)),
+                              tuple(sorted(p.isr_nodes))) for p in t.partitions)
+              for t in md.topics if t.error_code == 0}
+    return brokers, md.controller_id, topics
+
+
+def registered_epoch(b):
+    """The broker's epoch as its controller knows it: the czxid of its
+    ZooKeeper registration, or what the embedded controller answered it."""
+    if b.broker.controller_client is not None:
+        return b.broker.controller_client.broker_epoch
+    return b.broker.metadata_store.client.exists(f"/brokers/ids/{b.broker.broker_id}").czxid
+
+
+def log_end(b):
+    p = b.broker.log_manager.partitions.get((TOPIC, 0))
+    return None if p is None else p.log_end_offset
+
+
+def forge(b, api_key, version, body):
+    w = Wire(b)
+    try:
+        return w.request(api_key, version, body)
+    finally:
+        w.sock.close()
+
+
+def requests_with(broker_ids, controller_id, controller_epoch, broker_epoch):
+    return (stop_replica_delete(TOPIC, [0], controller_id, controller_epoch, broker_epoch),
+            update_metadata_evil(broker_ids, controller_id, controller_epoch, broker_epoch),
+            leader_and_isr_nowhere(TOPIC, 0, broker_ids, controller_id, controller_epoch, broker_epoch))
+
+
+def test_forged_controller_requests_change_nothing_on_a_cluster_broker(three_brokers):
+    mode, bs = three_brokers
+    create_topic(bs, TOPIC, 1, rf=3)
+    produce_numbers(bs, TOPIC, N)
+    ids = [1, 2, 3]
+    target = bs[1]                     # broker 2: never the embedded controller; any role with ZooKeeper
+    active = next(b.broker.controller for b in bs if b.broker.controller is not None and b.broker.controller.is_active)
+    ctl_id, ctl_epoch = active.broker_id, active.epoch
+    other_id = next(i for i in ids if i != ctl_id)
+    mine = registered_epoch(target)
+    assert mine > 0 and ctl_epoch >= 1
+    wait_for(lambda: log_end(target) == N, what="broker 2 holds every record")
+    before = metadata(target)
+    assert before[1] == ctl_id and len(before[0]) == 3 and before[2][TOPIC][0][1] in ids
+
+    cases = [
+        ("broker epoch -1", -1, ctl_id, ctl_epoch, STALE_BROKER_EPOCH),
+        ("an older broker epoch", mine - 1, ctl_id, ctl_epoch, STALE_BROKER_EPOCH),
+        ("an old controller epoch", mine, ctl_id, ctl_epoch - 1, STALE_CONTROLLER_EPOCH),
+        ("another controller with the current epoch", mine, other_id, ctl_epoch, STALE_CONTROLLER_EPOCH),
+    ]
+    if mode == "zookeeper":
+        # ZooKeeper names the controller of each epoch: a newer epoch it does
+        # not hold is no controller's (the embedded controller's brokers
+        # cannot read its epochs, only its configured id).
+        cases.append(("a controller epoch the store does not hold", mine, ctl_id, ctl_epoch + 1,
+                      STALE_CONTROLLER_EPOCH))
+    else:
+        cases.append(("another controller with a newer epoch", mine, other_id, ctl_epoch + 1,
+                      STALE_CONTROLLER_EPOCH))
+    answers = []
+    for what, broker_epoch, controller_id, controller_epoch, want in cases:
+        for api_key, version, body in requests_with(ids, controller_id, controller_epoch, broker_epoch):
+            answers.append((what, api_key, want, forge(target, api_key, version, body).error_code))
+    # A broker epoch newer than the broker's own is waited for (its own
+    # registration answer may be late), then refused as well.
+    api_key, version, body = stop_replica_delete(TOPIC, [0], ctl_id, ctl_epoch, mine + 1000)
+    answers.append(("a newer broker epoch", api_key, STALE_BROKER_EPOCH,
+                    forge(target, api_key, version, body).error_code))
+
+    # Nothing changed: the replica, the metadata, the leader.
+    assert log_end(target) == N
+    after = metadata(target)
+    assert after == before
+    assert EVIL_HOST not in {h for _, h, _ in after[0]}
+    assert [a for a in answers if a[2] != a[3]] == []
+    p = ck.Producer({"bootstrap.servers": ",".join(str(b) for b in bs), "acks": "all"})
+    p.produce(TOPIC, b"after")
+    assert p.flush(30) == 0
+    wait_for(lambda: log_end(target) == N + 1, what="broker 2 replicates the new record")
+    # The data survives broker 2's restart, on broker 2 itself.
+    target.restart()
+    assert log_end(target) == N + 1
+    got = read_all(str(target), TOPIC, 1, N + 1)
+    assert sorted(x.value() for x in got) == sorted([str(i).encode() for i in range(N)] + [b"after"])
