@@ -50,7 +50,10 @@ def registered_epoch(b):
     ZooKeeper registration, or what the embedded controller answered it."""
     if b.broker.controller_client is not None:
         return b.broker.controller_client.broker_epoch
-    return b.broker.metadata_store.client.exists(f"/brokers/ids/{b.broker.broker_id}").czxid
+    store = b.broker.metadata_store
+    if hasattr(store, "client"):
+        return store.client.exists(f"/brokers/ids/{b.broker.broker_id}").czxid
+    return store.registered_broker_epoch()   # the embedded controller broker's own
 
 
 def log_end(b):
@@ -127,3 +130,42 @@ def test_forged_controller_requests_change_nothing_on_a_cluster_broker(three_bro
     assert log_end(target) == N + 1
     got = read_all(str(target), TOPIC, 1, N + 1)
     assert sorted(x.value() for x in got) == sorted([str(i).encode() for i in range(N)] + [b"after"])
+
+
+def test_forged_requests_to_the_controller_move_no_leadership(three_brokers):
+    """ControlledShutdown (7) and AlterPartition (56) are what brokers send the
+    controller; every version served carries the sender's broker epoch, and
+    the controller takes them only with the sender's current one (Kafka's
+    ZooKeeper controller: STALE_BROKER_EPOCH). Forged, they would move every
+    leadership off a broker or shrink an ISR to its leader."""
+    mode, bs = three_brokers
+    create_topic(bs, TOPIC, 1, rf=3)
+    produce_numbers(bs, TOPIC, N)
+    host = next(b for b in bs if b.broker.controller is not None and b.broker.controller.is_active)
+    state = host.broker.controller.partition_states()[(TOPIC, 0)]
+    leader = state.leader
+    before = metadata(host)
+    assert sorted(before[2][TOPIC][0][3]) == [1, 2, 3]
+    wrong = [-1, registered_epoch(next(b for b in bs if b.broker.broker_id == leader)) - 1]
+    answers = []
+    for epoch in wrong:
+        r = forge(host, 7, 2, m.ControlledShutdownRequest(broker_id=leader, broker_epoch=epoch))
+        answers.append(("ControlledShutdown", epoch, r.error_code, len(r.remaining_partitions)))
+        Q = m.AlterPartitionRequest
+        r = forge(host, 56, 0, Q(broker_id=leader, broker_epoch=epoch, topics=[Q.TopicData(
+            topic_name=TOPIC, partitions=[Q.PartitionData(
+                partition_index=0, leader_epoch=state.leader_epoch, new_isr=[leader],
+                leader_recovery_state=0, partition_epoch=state.partition_epoch)])]))
+        answers.append(("AlterPartition", epoch, r.error_code, r.topics))
+    after = metadata(host)
+    assert after == before
+    now = host.broker.controller.partition_states()[(TOPIC, 0)]
+    assert (now.leader, sorted(now.isr), now.leader_epoch) == (leader, [1, 2, 3], state.leader_epoch)
+    assert [a[:3] for a in answers] == [("ControlledShutdown", -1, STALE_BROKER_EPOCH),
+                                        ("AlterPartition", -1, STALE_BROKER_EPOCH),
+                                        ("ControlledShutdown", wrong[1], STALE_BROKER_EPOCH),
+                                        ("AlterPartition", wrong[1], STALE_BROKER_EPOCH)]
+    # The leader still takes writes.
+    p = ck.Producer({"bootstrap.servers": ",".join(str(b) for b in bs), "acks": "all"})
+    p.produce(TOPIC, b"after")
+    assert p.flush(30) == 0
