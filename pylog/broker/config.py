@@ -28,6 +28,11 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "broker.id": (int, 1),
     "listeners": (str, "PLAINTEXT://127.0.0.1:9092"),
     "advertised.listeners": (str, None),
+    # Kafka's listener roles. pylog binds one listener (the first of
+    # `listeners`): the inter-broker one may only name it, and a separate
+    # control-plane listener cannot exist yet (BrokerConfig._check_listener_roles).
+    "inter.broker.listener.name": (str, None),
+    "control.plane.listener.name": (str, None),
     "log.dirs": (str, None),
     "log.dir": (str, "/tmp/kafka-logs"),
     "num.partitions": (int, 1),
@@ -196,6 +201,39 @@ class BrokerConfig:
             if k in BROKER_DEFAULTS:
                 self.get(k)  # fail early on a bad value
         self.replica_selector()
+        self._check_listener_roles()
+
+    def _check_listener_roles(self) -> None:
+        """Kafka's KafkaConfig rules for inter.broker.listener.name and
+        control.plane.listener.name, refused where pylog cannot honour them
+        rather than accepted and ignored: its server binds one listener, so
+        the inter-broker listener can only be that one (then every listener
+        role is that listener, as in Kafka with a single listener), and a
+        control-plane listener, which Kafka requires to differ from the
+        inter-broker one, would need a second."""
+        bound = _listener_name(self.get("listeners").split(",")[0])
+        adv = self.get("advertised.listeners")
+        advertised = {_listener_name(x) for x in (adv or self.get("listeners")).split(",") if x.strip()}
+        inter = self.get("inter.broker.listener.name")
+        if inter is not None:
+            if inter.upper() not in advertised:
+                raise InvalidConfigError(
+                    f"inter.broker.listener.name must be a listener name defined in advertised.listeners. "
+                    f"The valid options based on currently configured listeners are {','.join(sorted(advertised))}")
+            if inter.upper() != bound:
+                raise InvalidConfigError(
+                    f"inter.broker.listener.name={inter}: pylog binds only one listener, {bound} (the first of "
+                    f"listeners), so inter-broker traffic can only use that one")
+        control = self.get("control.plane.listener.name")
+        if control is not None:
+            if control.upper() == (inter or "PLAINTEXT").upper():
+                raise InvalidConfigError(
+                    f"control.plane.listener.name, when defined, should have a different value from the inter "
+                    f"broker listener name. Currently they both have the value {control}")
+            raise InvalidConfigError(
+                f"control.plane.listener.name={control}: a control-plane listener must be a listener of its own, "
+                f"and pylog binds only one ({bound}); leave it unset (the controller then uses the inter-broker "
+                f"listener, as Kafka does)")
 
     def get(self, key: str):
         typ, default = BROKER_DEFAULTS[key]
@@ -269,6 +307,13 @@ class BrokerConfig:
     def topic_default_is_set(self, key: str) -> bool:
         broker_key = TOPIC_CONFIGS[key][0]
         return broker_key is not None and self.is_set(broker_key)
+
+
+def _listener_name(entry: str) -> str:
+    """NAME of one NAME://host:port entry, upper-cased as Kafka normalises
+    listener names; a bare host:port is the PLAINTEXT listener."""
+    name, sep, _ = entry.strip().partition("://")
+    return name.upper() if sep else "PLAINTEXT"
 
 
 def _host_port(listeners: str) -> tuple[str, int]:
