@@ -9,8 +9,9 @@ and IncrementalAlterConfigs 1 (which only admin clients send).
 
 The inter-broker APIs a controller sends (LeaderAndIsr, UpdateMetadata,
 StopReplica) are advertised as Kafka advertises them, in the versions whose
-shape pylog serves, by brokers of a cluster only (INTER_BROKER_APIS); OffsetForLeaderEpoch 0-3 serves followers (KIP-101) and,
-once Metadata carries leader epochs, consumers (KIP-320).
+shape pylog serves, by brokers of a cluster only (INTER_BROKER_APIS);
+OffsetForLeaderEpoch 0-3 serves followers (KIP-101) and, once Metadata
+carries leader epochs, consumers (KIP-320).
 
 Produce is advertised from 0 (Kafka 4.0 does the same, KAFKA-18659) because
 librdkafka before 2.11.1 enables compression only when Produce v0 is in range;

@@ -83,13 +83,16 @@ class ReplicaManager:
 
     def _admit_now(self, req):
         mine = self.broker.broker_epoch()
-        if req.broker_epoch != mine:
+        if req.broker_epoch < 0:
             # Kafka accepts broker_epoch -1 from controllers older than KIP-380;
             # every version served here carries the field and pylog's controller
-            # always fills it, so -1 is refused like any other stale epoch.
+            # always fills it, so -1 is refused like any other stale epoch (also
+            # while this broker is not registered and its own epoch is -1).
+            return STALE_BROKER_EPOCH
+        if req.broker_epoch != mine:
             # A newer one may be ours already, the registration answer not yet
             # read (Kafka's "rare scenario"): that is waited for.
-            return STALE_BROKER_EPOCH if req.broker_epoch < mine or req.broker_epoch < 0 else None
+            return STALE_BROKER_EPOCH if req.broker_epoch < mine else None
         if req.controller_epoch < self.controller_epoch:
             return STALE_CONTROLLER_EPOCH
         if req.controller_epoch == self.controller_epoch:
@@ -272,10 +275,11 @@ class ReplicaManager:
             p.pending_isr = None
             return
         Q = m.AlterPartitionRequest
+        # The controller takes it only with this broker's current epoch.
+        part = Q.PartitionData(partition_index=p.index, leader_epoch=leader_epoch, new_isr=new_isr,
+                               leader_recovery_state=0, partition_epoch=partition_epoch)
         req = Q(broker_id=self.broker_id, broker_epoch=self.broker.broker_epoch(),
-                topics=[Q.TopicData(topic_name=p.topic, partitions=[
-            Q.PartitionData(partition_index=p.index, leader_epoch=leader_epoch, new_isr=new_isr,
-                            leader_recovery_state=0, partition_epoch=partition_epoch)])])
+                topics=[Q.TopicData(topic_name=p.topic, partitions=[part])])
         log.info("broker %d: asking controller %d to change the ISR of %s-%d from %s to %s", self.broker_id,
                  ctl.id, p.topic, p.index, p.isr, new_isr)
         conn = LeaderConnection(ctl.host, ctl.port, f"broker-{self.broker_id}-alter-partition")
