@@ -169,3 +169,37 @@ def test_forged_requests_to_the_controller_move_no_leadership(three_brokers):
     p = ck.Producer({"bootstrap.servers": ",".join(str(b) for b in bs), "acks": "all"})
     p.produce(TOPIC, b"after")
     assert p.flush(30) == 0
+
+
+def test_a_broker_not_yet_registered_refuses_broker_epoch_minus_one(tmp_path):
+    """Before its registration is answered a broker's own epoch is unknown
+    (-1): a forged request carrying -1 must not pass as "its" epoch. The
+    controller here never answers, so the broker serves unregistered (after
+    its registration wait)."""
+    import os
+    import socket
+
+    from pylog.broker import Broker, BrokerConfig
+    from pylog.testing import BrokerHandle
+
+    gone = socket.socket()
+    gone.bind(("127.0.0.1", 0))
+    addr = "127.0.0.1:%d" % gone.getsockname()[1]
+    gone.close()                                   # connections to it are refused
+    cfg = {"broker.id": "2", "log.dirs": str(tmp_path / "d"), "listeners": "PLAINTEXT://127.0.0.1:0",
+           "pylog.controller.id": "1", "pylog.controller.listener": addr}
+    # Past the broker's 30 s wait for its registration.
+    b = BrokerHandle(Broker(BrokerConfig(cfg)).start_in_thread(timeout=120), cfg)
+    try:
+        b.broker.call(b.broker.log_manager.create_topic, TOPIC, 1)
+        part = b.broker.log_manager.partitions[(TOPIC, 0)]
+        leader_before = part.leader_id
+        assert b.broker.controller_client.broker_epoch == -1
+        for api_key, version, body in requests_with([2], 1, 1, -1):
+            assert forge(b, api_key, version, body).error_code == STALE_BROKER_EPOCH, api_key
+        # Not deleted, not handed to broker 99, no bogus broker in the metadata.
+        assert b.broker.log_manager.partitions.get((TOPIC, 0)) is part and os.path.isdir(part.log.path)
+        assert part.leader_id == leader_before
+        assert EVIL_HOST not in {h for _, h, _ in metadata(b)[0]}
+    finally:
+        b.broker.stop_in_thread()
