@@ -41,6 +41,7 @@ from ..errors import (
     InvalidReplicationFactorError,
     InvalidTopicError,
     LogLockedError,
+    StorageError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
@@ -62,7 +63,7 @@ _PARTITION_DIR = re.compile(r"^(.+)-(\d+)$")
 
 
 class TopicMeta:
-    __slots__ = ("assigned", "configs", "name", "num_partitions", "replication_factor", "topic_id")
+    __slots__ = ("assigned", "configs", "name", "num_partitions", "offline", "replication_factor", "topic_id")
 
     def __init__(self, name, topic_id, num_partitions, replication_factor=1, configs=None, assigned=None):
         self.name = name
@@ -73,10 +74,21 @@ class TopicMeta:
         # None: a topic created here (every partition hosted); else the sorted
         # partition indexes the controller assigned to this broker.
         self.assigned = None if assigned is None else sorted(assigned)
+        # Partitions hosted here whose log could not be opened at start (not
+        # saved: they are tried again at the next start).
+        self.offline: set[int] = set()
+
+    @property
+    def hosted_all(self):
+        """Every partition this broker hosts, offline ones included."""
+        return range(self.num_partitions) if self.assigned is None else list(self.assigned)
 
     @property
     def hosted(self):
-        return range(self.num_partitions) if self.assigned is None else list(self.assigned)
+        """The partitions hosted here and open (what Metadata lists)."""
+        if not self.offline:
+            return self.hosted_all
+        return [i for i in self.hosted_all if i not in self.offline]
 
     def to_json(self):
         doc = {"id": str(self.topic_id), "partitions": self.num_partitions,
@@ -105,15 +117,23 @@ class LogManager:
             self.cluster_id = self._load_meta()
             self._load_topics()
             for meta in self.topics.values():
-                for i in meta.hosted:
-                    self._open_partition(meta, i)
+                for i in meta.hosted_all:
+                    try:
+                        self._open_partition(meta, i)
+                    except Exception as e:  # noqa: BLE001 -- any failure: that partition only
+                        # Kafka takes a failed log dir offline and serves the
+                        # rest; here the unit is one partition's directory.
+                        meta.offline.add(i)
+                        log.error("partition %s-%d is offline: its log in %s could not be opened: %s",
+                                  meta.name, i, self.data_dir, e, exc_info=not isinstance(e, OSError))
         except BaseException:
             # A start that fails half way must not keep partitions (and
             # their file locks) open until the garbage collector runs.
             self.close()
             raise
-        log.info("opened %d topics, %d partitions in %s", len(self.topics), len(self.partitions),
-                 self.data_dir)
+        offline = sum(len(t.offline) for t in self.topics.values())
+        log.info("opened %d topics, %d partitions in %s%s", len(self.topics), len(self.partitions),
+                 self.data_dir, f" ({offline} offline)" if offline else "")
 
     def close(self):
         errors = []
@@ -202,6 +222,7 @@ class LogManager:
                       self.config.get("producer.id.expiration.ms"),
                       controller_managed=meta.assigned is not None)
         self.partitions[(meta.name, index)] = p
+        meta.offline.discard(index)
         return p
 
     # ---- lookups ----
@@ -209,6 +230,10 @@ class LogManager:
     def get_partition(self, topic: str, index: int) -> Partition:
         p = self.partitions.get((topic, index))
         if p is None:
+            meta = self.topics.get(topic)
+            if meta is not None and index in meta.offline:
+                # Kafka's answer for a replica in an offline log dir.
+                raise StorageError(f"partition {topic}-{index} is offline: its log could not be opened")
             raise UnknownTopicOrPartitionError(f"this broker does not host {topic}-{index}")
         return p
 
@@ -259,7 +284,7 @@ class LogManager:
             raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
         del self.topics[name]
         self._save_topics()
-        self._drop_partitions(name, meta.hosted)
+        self._drop_partitions(name, meta.hosted_all)
         log.info("deleted topic %s", name)
 
     # ---- replicas assigned by the controller ----
@@ -285,7 +310,7 @@ class LogManager:
         elif meta.assigned is None:
             # A locally created topic gaining a partition it did not have:
             # from now on it lists what is hosted.
-            meta.assigned = list(meta.hosted)
+            meta.assigned = list(meta.hosted_all)
         meta.assigned = sorted(set(meta.assigned) | {index})
         meta.num_partitions = max(meta.num_partitions, index + 1)
         try:
@@ -305,7 +330,7 @@ class LogManager:
         meta = self.topics.get(name)
         if meta is None or (name, index) not in self.partitions:
             raise UnknownTopicOrPartitionError(f"this broker does not host {name}-{index}")
-        hosted = [i for i in meta.hosted if i != index]
+        hosted = [i for i in meta.hosted_all if i != index]
         if hosted:
             meta.assigned = hosted
         else:

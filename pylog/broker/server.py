@@ -423,6 +423,7 @@ class Server:
         # Only the stdlib selector transport lets a response go out with
         # os.sendfile between its own writes safely.
         self.native_sendfile = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+        _quiet_accept_failures(loop)
         self._server = await loop.create_server(lambda: Connection(self), host, port,
                                                 reuse_address=True, backlog=1024)
         self._sweeper = asyncio.ensure_future(self._sweep())
@@ -470,3 +471,25 @@ class Server:
             await asyncio.gather(self._sweeper, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+
+
+def _quiet_accept_failures(loop):
+    """asyncio answers accept() failing for want of descriptors (EMFILE/ENFILE)
+    by pausing accepts for a second and trying again, which is what a broker
+    needs; it also logs a traceback each time. Log one line instead."""
+    previous = loop.get_exception_handler()
+
+    def handler(loop, context):
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and context.get("message", "").startswith("socket.accept() out of"):
+            log.warning("cannot accept connections for now (%s); retrying", exc.strerror or exc)
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    if getattr(previous, "_pylog_accept", False):
+        return
+    handler._pylog_accept = True
+    loop.set_exception_handler(handler)

@@ -288,9 +288,16 @@ class Log(_engine.LogCore):
             return old
         old.seal()
         old.sync()  # a sealed segment is trusted (indexes too) once below the recovery point
-        seg = self._open_segment(old.next_offset, True)
+        try:
+            seg = self._open_segment(old.next_offset, True)
+        except BaseException:
+            # No new segment (out of descriptors, say): the old one stays the
+            # active one, so the budget must not park it and appends go on there.
+            old.unseal()
+            raise
         self._append_segment(seg)
-        fsync_dir(self.path)  # the new segment's files exist after a crash
+        with _storage_errors(self.path):
+            fsync_dir(self.path)  # the new segment's files exist after a crash
         return seg
 
     # ---- flushing ----
