@@ -79,16 +79,8 @@ class TopicMeta:
         self.offline: set[int] = set()
 
     @property
-    def hosted_all(self):
-        """Every partition this broker hosts, offline ones included."""
-        return range(self.num_partitions) if self.assigned is None else list(self.assigned)
-
-    @property
     def hosted(self):
-        """The partitions hosted here and open (what Metadata lists)."""
-        if not self.offline:
-            return self.hosted_all
-        return [i for i in self.hosted_all if i not in self.offline]
+        return range(self.num_partitions) if self.assigned is None else list(self.assigned)
 
     def to_json(self):
         doc = {"id": str(self.topic_id), "partitions": self.num_partitions,
@@ -117,7 +109,7 @@ class LogManager:
             self.cluster_id = self._load_meta()
             self._load_topics()
             for meta in self.topics.values():
-                for i in meta.hosted_all:
+                for i in meta.hosted:
                     try:
                         self._open_partition(meta, i)
                     except Exception as e:  # noqa: BLE001 -- any failure: that partition only
@@ -227,6 +219,12 @@ class LogManager:
 
     # ---- lookups ----
 
+    def offline_partition(self, topic: str, index: int) -> "OfflinePartition":
+        """What Metadata says of a hosted partition whose log could not be
+        opened: no leader (Kafka elects none when the only replica's log dir
+        is offline), this broker its replica, out of the ISR."""
+        return OfflinePartition(self.broker_id)
+
     def get_partition(self, topic: str, index: int) -> Partition:
         p = self.partitions.get((topic, index))
         if p is None:
@@ -284,7 +282,7 @@ class LogManager:
             raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
         del self.topics[name]
         self._save_topics()
-        self._drop_partitions(name, meta.hosted_all)
+        self._drop_partitions(name, meta.hosted)
         log.info("deleted topic %s", name)
 
     # ---- replicas assigned by the controller ----
@@ -310,12 +308,14 @@ class LogManager:
         elif meta.assigned is None:
             # A locally created topic gaining a partition it did not have:
             # from now on it lists what is hosted.
-            meta.assigned = list(meta.hosted_all)
+            meta.assigned = list(meta.hosted)
         meta.assigned = sorted(set(meta.assigned) | {index})
         meta.num_partitions = max(meta.num_partitions, index + 1)
         try:
             p = self._open_partition(meta, index)
         except BaseException:
+            if index in meta.offline:
+                raise  # hosted all along; still offline
             meta.assigned.remove(index)
             if not meta.assigned:
                 del self.topics[name]
@@ -330,7 +330,7 @@ class LogManager:
         meta = self.topics.get(name)
         if meta is None or (name, index) not in self.partitions:
             raise UnknownTopicOrPartitionError(f"this broker does not host {name}-{index}")
-        hosted = [i for i in meta.hosted_all if i != index]
+        hosted = [i for i in meta.hosted if i != index]
         if hosted:
             meta.assigned = hosted
         else:
@@ -398,7 +398,9 @@ class LogManager:
         self._save_topics()
         cfg = TopicConfig(self.config, new)
         for i in meta.hosted:
-            self.partitions[(name, i)].apply_config(cfg)
+            p = self.partitions.get((name, i))
+            if p is not None:  # None: offline
+                p.apply_config(cfg)
 
     # ---- upkeep ----
 
@@ -412,6 +414,15 @@ class LogManager:
     def flush_all(self):
         for p in self.partitions.values():
             p.log.flush()
+
+
+class OfflinePartition:
+    """Stands in for an offline partition in Metadata answers."""
+    __slots__ = ("isr", "leader_epoch", "leader_id", "replicas")
+
+    def __init__(self, broker_id):
+        self.leader_id, self.leader_epoch = -1, -1
+        self.replicas, self.isr = [broker_id], []
 
 
 def merge_overrides(current: dict, changes: dict, incremental: bool) -> dict:
