@@ -476,20 +476,31 @@ class Server:
 def _quiet_accept_failures(loop):
     """asyncio answers accept() failing for want of descriptors (EMFILE/ENFILE)
     by pausing accepts for a second and trying again, which is what a broker
-    needs; it also logs a traceback each time. Log one line instead."""
+    needs; it also logs a traceback for every failed accept (up to the backlog
+    per wake-up), and each schedules a retry that, once the server is closed,
+    fails on the closed socket with another traceback. Log one line per episode
+    instead, and drop the retries' failures after the close. (uvloop resets
+    the waiting connections instead, and logs nothing.)"""
     previous = loop.get_exception_handler()
+    if getattr(previous, "_pylog_accept", False):
+        return
+    last_warning = [-1e9]
 
     def handler(loop, context):
         exc = context.get("exception")
         if isinstance(exc, OSError) and context.get("message", "").startswith("socket.accept() out of"):
-            log.warning("cannot accept connections for now (%s); retrying", exc.strerror or exc)
+            now = time.monotonic()
+            if now - last_warning[0] >= 10:
+                last_warning[0] = now
+                log.warning("cannot accept connections for now (%s); retrying", exc.strerror or exc)
             return
+        callback = getattr(context.get("handle"), "_callback", None)
+        if isinstance(exc, ValueError) and getattr(callback, "__name__", "") == "_start_serving":
+            return  # a retry scheduled above, run after the server closed
         if previous is not None:
             previous(loop, context)
         else:
             loop.default_exception_handler(context)
 
-    if getattr(previous, "_pylog_accept", False):
-        return
     handler._pylog_accept = True
     loop.set_exception_handler(handler)

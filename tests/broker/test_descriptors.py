@@ -254,3 +254,72 @@ def test_unreadable_partition_dir_leaves_the_others_served(tmp_path):
         assert b.stop() == 0
     err = b.stderr()
     assert "partition t-1 is offline" in err and "partition u-0 is offline" in err
+
+
+def _big_batch(n_bytes):
+    with tempfile.TemporaryDirectory() as d, Log.open(d) as lg:
+        lg.append(b"v" * n_bytes, timestamp=int(time.time() * 1000))
+        return bytes(lg.read_batches(0))
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_out_of_descriptors_is_an_error_answer_and_passes(tmp_path, loop):
+    data = tmp_path / "data"
+    write_segments(str(data / "e-0"), 40)
+    # 128 descriptors: a budget of 21 segments, so the 40 sealed ones stay
+    # closed until read.
+    b = LimitedBroker(data, 128, "--override", "log.segment.bytes=1024",
+                      "--override", f"pylog.event.loop={loop}")
+    try:
+        with Client(b.bootstrap) as client:
+            assert client.fetch("e", 0, 3)[0] == 0
+            assert client.produce("e", 0, _big_batch(600)) == (0, 40)
+            # No descriptor can be opened any more (existing ones stay).
+            resource.prlimit(b.proc.pid, resource.RLIMIT_NOFILE, (0, 128))
+            try:
+                # A produce that rolls a new segment, a fetch from a closed
+                # segment: KAFKA_STORAGE_ERROR for the partition.
+                assert client.produce("e", 0, _big_batch(600)) == (56, -1)
+                assert client.fetch("e", 0, 20)[0] == 56
+                # A client connecting now waits in the listen backlog.
+                late = {}
+
+                def connect_late():
+                    with Client(b.bootstrap) as c2:
+                        late["md"] = sorted(c2.metadata(["e"]).topics["e"].partitions)
+
+                t = threading.Thread(target=connect_late)
+                t.start()
+                time.sleep(1.5)
+                assert "md" not in late
+            finally:
+                resource.prlimit(b.proc.pid, resource.RLIMIT_NOFILE, (128, 128))
+            t.join(60)
+            assert late.get("md") == [0]
+            # Descriptors again: the same requests succeed.
+            assert client.produce("e", 0, _big_batch(600)) == (0, 41)
+            code, _hw, _lso, records = client.fetch("e", 0, 20)
+            assert code == 0 and len(records) > 0
+        assert b.proc.poll() is None
+    finally:
+        assert b.stop() == 0
+    err = b.stderr()
+    assert "Traceback" not in err, err[-3000:]
+
+
+def test_sendfile_fetches_keep_no_descriptor(tmp_path):
+    """The stdlib loop's fetch answers go out with os.sendfile from the
+    segment's own descriptor; none is opened (and left open) per answer."""
+    b = LimitedBroker(tmp_path / "data", None, "--override", "pylog.event.loop=asyncio")
+    try:
+        with Client(b.bootstrap) as client:
+            client.create_topics("s", 1)
+            assert client.produce("s", 0, _big_batch(200_000))[0] == 0
+            client.fetch("s", 0, 0)
+            before = len(b.fds())
+            for _ in range(100):
+                code, _hw, _lso, records = client.fetch("s", 0, 0)
+                assert code == 0 and len(records) > 200_000
+            assert len(b.fds()) <= before + 5
+    finally:
+        assert b.stop() == 0
