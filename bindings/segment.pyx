@@ -32,6 +32,7 @@ cdef class _SegmentBudget:
     cdef public Py_ssize_t parked_total
     cdef list _ring
     cdef Py_ssize_t _hand
+    cdef bint _sweeping
 
     def __cinit__(self):
         self.limit = 0
@@ -39,37 +40,48 @@ cdef class _SegmentBudget:
         self.parked_total = 0
         self._ring = []
         self._hand = 0
+        self._sweeping = False
 
     cdef int make_room(self, Segment keep) except -1:
         if self.limit <= 0:
             self.limit = default_segment_limit()
-        if self.open_count < self.limit:
+        if self.open_count < self.limit or self._sweeping:
+            # (A sweep is already under way in another thread that let the GIL
+            # go, to log: the limit is soft, this opening goes ahead.)
             return 0
+        self._sweeping = True
+        try:
+            self._sweep(keep)
+        finally:
+            self._sweeping = False
+        return 0
+
+    cdef int _sweep(self, Segment keep) except -1:
         cdef list ring = self._ring
         cdef Py_ssize_t steps = 0, max_steps = 2 * len(ring) + 1
         cdef Segment seg
+        cdef bint drop
         while self.open_count >= self.limit and ring and steps < max_steps:
             steps += 1
             if self._hand >= len(ring):
                 self._hand = 0
             obj = ring[self._hand]()
-            if obj is None or (<Segment>obj)._s == NULL or not (<Segment>obj)._sealed:
-                if obj is not None:
-                    (<Segment>obj)._in_ring = False
+            drop = obj is None or (<Segment>obj)._s == NULL or not (<Segment>obj)._sealed
+            if not drop:
+                seg = <Segment>obj
+                if seg is keep or seg._ref:
+                    seg._ref = False
+                    self._hand += 1
+                    continue
+                drop = seg._try_park()
+                if not drop:
+                    self._hand += 1
+                    continue
+            if obj is not None:
+                (<Segment>obj)._in_ring = False
+            if self._hand < len(ring):
                 ring[self._hand] = ring[len(ring) - 1]
                 ring.pop()
-                continue
-            seg = <Segment>obj
-            if seg is keep or seg._ref:
-                seg._ref = False
-                self._hand += 1
-                continue
-            if seg._try_park():
-                seg._in_ring = False
-                ring[self._hand] = ring[len(ring) - 1]
-                ring.pop()
-            else:
-                self._hand += 1
         return 0
 
     cdef void join(self, Segment seg):

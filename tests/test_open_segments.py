@@ -133,3 +133,41 @@ def test_truncation_and_retention_over_closed_segments(tmp_path, budget):
         lg.close()
     with Log.open(tmp_path, segment_bytes=1024) as lg:
         assert bytes(lg.read(cut).value) == b"after"
+
+
+def test_threads_sharing_the_budget(tmp_path, budget):
+    """Threads reading their own logs and one shared log park each other's
+    segments (taking the owner's lock without waiting), and every read stays
+    right."""
+    import random
+    import threading
+    budget(6)
+    logs = [_fill(tmp_path / f"l{i}", 25) for i in range(4)]
+    errors = []
+
+    def reader(lg, seed):
+        rnd = random.Random(seed)
+        try:
+            for _ in range(1500):
+                off = rnd.randrange(lg.log_end_offset)
+                r = lg.read(off)
+                if bytes(r.value)[:6] != b"%06d" % off:
+                    errors.append((lg.path, off))
+                if rnd.random() < 0.01:
+                    assert sum(1 for _ in lg.scan_values(off)) == lg.log_end_offset - off
+        except BaseException as e:  # noqa: BLE001 -- reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader, args=(logs[i % 4], i)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        gc.collect()
+        logs[0].read(0)  # one more opening sweeps what the threads left open
+        assert _segment_fds(tmp_path) <= 3 * (6 + 3)  # + the other logs' active segments
+    finally:
+        for lg in logs:
+            lg.close()
