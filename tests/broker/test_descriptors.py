@@ -199,7 +199,9 @@ def test_restart_with_many_segments_under_low_nofile(tmp_path):
         assert b.stop() == 0, b.stderr()[-3000:]
 
     # SIGTERM was a clean shutdown; it starts again under the same limit.
+    t1 = time.monotonic()
     b = LimitedBroker(data, NOFILE)
+    restarted = time.monotonic() - t1
     try:
         assert b.segment_fds() <= bound
         assert _produce(b.bootstrap, "many", [b"again"]) == [N_SEGMENTS + 20]
@@ -209,7 +211,8 @@ def test_restart_with_many_segments_under_low_nofile(tmp_path):
         assert b.stop() == 0
     assert "Traceback" not in b.stderr()
     print(f"\n{N_SEGMENTS} segments: written in {written:.1f} s, broker started in {started:.1f} s, "
-          f"all read in {read:.1f} s, peak {peak[0]} segment descriptors (bound {bound})")
+          f"all read in {read:.1f} s, peak {peak[0]} segment descriptors (bound {bound}), "
+          f"restarted in {restarted:.1f} s")
 
 
 def test_unreadable_partition_dir_leaves_the_others_served(tmp_path):
