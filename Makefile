@@ -55,9 +55,13 @@ test-asan: tests/c/test_engine_asan
 # produce phases than `make test` runs; -s prints the failover figures.
 SOAK_ROUNDS ?= 5
 SOAK_PHASE_ACKS ?= 5000
+# And a restart on 100,000 segments under ulimit -n 1024 (make test: 20,000).
+SOAK_SEGMENTS ?= 100000
 soak: build
 	PYLOG_FAULT_ROUNDS=$(SOAK_ROUNDS) PYLOG_FAULT_PHASE_ACKS=$(SOAK_PHASE_ACKS) \
 		PYLOG_TEST_HARD_TIMEOUT=0 $(PY) -m pytest -q -s -o timeout=0 tests/cluster/test_faults.py
+	PYLOG_MANY_SEGMENTS=$(SOAK_SEGMENTS) PYLOG_TEST_HARD_TIMEOUT=0 $(PY) -m pytest -q -s -o timeout=0 \
+		tests/broker/test_descriptors.py -k many_segments
 
 bench: build
 	$(PY) -m pytest bench -q --benchmark-disable-gc --benchmark-columns=median,ops,rounds \

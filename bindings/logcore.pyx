@@ -73,6 +73,24 @@ cdef class RLock:
                 PyThread_release_lock(self._real_lock)
         return 0
 
+    def try_acquire(self):
+        """Take the lock if that needs no waiting (re-entrant): True when taken.
+        The open-segment budget parks another log's segment only this way."""
+        cdef unsigned long me = PyThread_get_thread_ident()
+        if self._count:
+            if self._owner != me:
+                return False
+            self._count += 1
+            return True
+        if self._pending:
+            return False
+        self._owner = me
+        self._count = 1
+        return True
+
+    def release(self):
+        self.release_()
+
     def __enter__(self):
         self.acquire_()
         return self

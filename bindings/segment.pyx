@@ -2,10 +2,130 @@
 # read paths that must stay in native code: record lookup, batch decoding and
 # zero-copy slices. Not thread-safe: pylog.log.Log serialises every call.
 import os as _os_seg
+import weakref as _weakref_seg
 
 cdef int64_t _INT64_MAX = 0x7FFFFFFFFFFFFFFF
 # Batches with fewer records are decoded on each read instead of cached.
 cdef int32_t _CACHE_MIN_RECORDS = 16
+
+import logging as _logging_seg
+_seg_log = _logging_seg.getLogger("pylog.log")
+
+
+@cython.final
+cdef class _SegmentBudget:
+    """How many segments may have their files open at once, process-wide (each
+    costs three descriptors and three mappings); all logs share it, so many
+    segments can never run the process out of descriptors.
+
+    Sealed segments owned by a Log wait in a ring; when opening one more would
+    pass the limit, a CLOCK sweep closes ("parks") the least recently used: a
+    segment used since the last sweep gets a second chance. A parked segment
+    reopens by itself on its next use. Active segments and segments with live
+    views (pins) are never parked, so the limit can be passed while views are
+    alive; their closing is deferred to a later sweep.
+
+    Thread-safety: the GIL plus each segment's owner lock, taken without
+    waiting (a busy owner's segments are skipped, never waited for)."""
+    cdef public Py_ssize_t limit
+    cdef public Py_ssize_t open_count
+    cdef public Py_ssize_t parked_total
+    cdef list _ring
+    cdef Py_ssize_t _hand
+    cdef bint _sweeping
+
+    def __cinit__(self):
+        self.limit = 0
+        self.open_count = 0
+        self.parked_total = 0
+        self._ring = []
+        self._hand = 0
+        self._sweeping = False
+
+    cdef int make_room(self, Segment keep) except -1:
+        if self.limit <= 0:
+            self.limit = default_segment_limit()
+        if self.open_count < self.limit or self._sweeping:
+            # (A sweep is already under way in another thread that let the GIL
+            # go, to log: the limit is soft, this opening goes ahead.)
+            return 0
+        self._sweeping = True
+        try:
+            self._sweep(keep)
+        finally:
+            self._sweeping = False
+        return 0
+
+    cdef int _sweep(self, Segment keep) except -1:
+        cdef list ring = self._ring
+        cdef Py_ssize_t steps = 0, max_steps = 2 * len(ring) + 1
+        cdef Segment seg
+        cdef bint drop
+        while self.open_count >= self.limit and ring and steps < max_steps:
+            steps += 1
+            if self._hand >= len(ring):
+                self._hand = 0
+            obj = ring[self._hand]()
+            drop = obj is None or (<Segment>obj)._s == NULL or not (<Segment>obj)._sealed
+            if not drop:
+                seg = <Segment>obj
+                if seg is keep or seg._ref:
+                    seg._ref = False
+                    self._hand += 1
+                    continue
+                drop = seg._try_park()
+                if not drop:
+                    self._hand += 1
+                    continue
+            if obj is not None:
+                (<Segment>obj)._in_ring = False
+            if self._hand < len(ring):
+                ring[self._hand] = ring[len(ring) - 1]
+                ring.pop()
+        return 0
+
+    cdef void join(self, Segment seg):
+        if not seg._in_ring and seg._owner_lock is not None:
+            seg._in_ring = True
+            self._ring.append(seg._weakself)
+
+
+cdef _SegmentBudget _BUDGET = _SegmentBudget()
+
+
+def default_segment_limit():
+    """The open-segment limit the current RLIMIT_NOFILE allows: half of the soft
+    limit for segment files (three per segment; the rest is for sockets and
+    everything else), and at most a third of vm.max_map_count's half, as each
+    open segment also maps three files."""
+    import resource
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        soft = 1 << 20
+    limit = soft // 2 // 3
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            limit = min(limit, int(f.read()) // 2 // 3)
+    except (OSError, ValueError):
+        pass
+    return max(8, limit)
+
+
+def open_segments():
+    """(segments with open files, the limit) of this process's segment budget."""
+    if _BUDGET.limit <= 0:
+        _BUDGET.limit = default_segment_limit()
+    return _BUDGET.open_count, _BUDGET.limit
+
+
+def set_open_segment_limit(limit=None):
+    """Set the open-segment limit (None: derive it from the current RLIMIT_NOFILE,
+    e.g. after raising that). Takes effect at the next segment opening."""
+    if limit is None:
+        limit = default_segment_limit()
+    if limit < 1:
+        raise ValueError("the open-segment limit must be at least 1")
+    _BUDGET.limit = limit
 
 
 @cython.final
@@ -33,6 +153,8 @@ cdef class FetchSlice:
             pl_segment_unpin(self.segment._s)
 
     def fileno(self):
+        """The segment's own .log descriptor (valid while this slice lives: it
+        pins the segment open). Not to be closed by the caller."""
         return self.segment._fd()
 
     def __repr__(self):
@@ -101,13 +223,29 @@ cdef class Segment:
     cdef list _by_slot        # offset-index entry -> the same _DecodedBatch, or None
     cdef int64_t _cache_records
     cdef int64_t _cache_limit
+    # Reopening a parked segment (see _SegmentBudget):
+    cdef pl_segment_config _cfg
+    cdef bytes _lp, _ip, _tp
+    cdef bint _parked          # files closed to save descriptors; reopened on use
+    cdef bint _sealed
+    cdef bint _ref             # used since the budget's last sweep
+    cdef bint _in_ring
+    cdef object _owner_lock    # the owning Log's lock; None: never parked
+    cdef object _weakself
+    cdef object __weakref__
+    # Facts kept while parked; -2: not known (ask the files).
+    cdef int64_t _p_next_offset, _p_size, _p_max_ts, _p_first_ts
 
     def __cinit__(self, str directory, int64_t base_offset, *, int64_t segment_bytes=1 << 30,
                   int64_t segment_ms=-1, int64_t index_max_bytes=10 * 1024 * 1024,
                   int32_t index_interval_bytes=4096, int32_t write_buffer_bytes=0,
                   int64_t reserve_bytes=-1, bint writable=True, bint sealed=False,
                   int64_t cache_records=1 << 22,
-                  int32_t leader_epoch=-1):
+                  int32_t leader_epoch=-1, owner_lock=None, bint defer=False,
+                  int64_t next_offset=-1, int64_t size=-1):
+        """defer (sealed segments of a Log only): open nothing now; next_offset
+        and size are taken as given and the files open on first use, checked
+        then (pl_segment_load, recovered when that fails)."""
         cdef pl_segment_config cfg
         name = f"{base_offset:020d}"
         self.path = _os_seg.path.join(directory, name + ".log")
@@ -129,10 +267,31 @@ cdef class Segment:
         cfg.write_buffer_bytes = write_buffer_bytes
         cfg.writable = writable
         cfg.sealed = sealed
-        lp = _os_seg.fsencode(self.path)
-        ip = _os_seg.fsencode(_os_seg.path.join(directory, name + ".index"))
-        tp = _os_seg.fsencode(_os_seg.path.join(directory, name + ".timeindex"))
-        check(pl_segment_open(&self._s, lp, ip, tp, &cfg), self.path)
+        self._lp = _os_seg.fsencode(self.path)
+        self._ip = _os_seg.fsencode(_os_seg.path.join(directory, name + ".index"))
+        self._tp = _os_seg.fsencode(_os_seg.path.join(directory, name + ".timeindex"))
+        self._cfg = cfg
+        self._sealed = sealed
+        self._owner_lock = owner_lock
+        self._weakself = _weakref_seg.ref(self)
+        self._p_max_ts = self._p_first_ts = -2
+        if defer:
+            if not sealed or owner_lock is None or next_offset < base_offset or size < 0:
+                raise ValueError("only a Log's sealed segment of known next_offset and size is deferred")
+            self._parked = True
+            self._p_next_offset = next_offset
+            self._p_size = size
+            return
+        self._open_files()
+
+    cdef int _open_files(self) except -1:
+        _BUDGET.make_room(self)
+        check(pl_segment_open(&self._s, self._lp, self._ip, self._tp, &self._cfg), self.path)
+        _BUDGET.open_count += 1
+        self._ref = True
+        if self._sealed:
+            _BUDGET.join(self)
+        return 0
 
     def __dealloc__(self):
         if self._s != NULL:
@@ -140,21 +299,87 @@ cdef class Segment:
             # so none can be alive here.
             pl_segment_close(self._s, 0)
             self._s = NULL
+            _BUDGET.open_count -= 1
 
     cdef inline int _ensure_open(self) except -1:
         if self._s == NULL:
+            if self._parked:
+                return self._unpark()
             raise _errors.LogClosedError(f"{self.path}: segment is closed")
+        self._ref = True
         return 0
+
+    cdef int _unpark(self) except -1:
+        cdef pl_segment_info info
+        cdef int rc
+        self._cfg.sealed = 1
+        self._open_files()
+        rc = pl_segment_load(self._s, &info)
+        if rc == PL_ECORRUPT:
+            _seg_log.warning("%s: index or tail fails its check on reopening; recovering the segment",
+                             self.path)
+            with nogil:
+                rc = pl_segment_recover(self._s, &info)
+            if rc == PL_OK:
+                rc = pl_segment_sync(self._s)
+            if rc == PL_OK and info.next_offset != self._p_next_offset:
+                _seg_log.error("%s: recovered up to offset %d, but the next segment starts at %d "
+                               "(data below the recovery point was damaged)",
+                               self.path, info.next_offset, self._p_next_offset)
+        if rc != PL_OK:
+            pl_segment_close(self._s, 0)
+            self._s = NULL
+            _BUDGET.open_count -= 1
+            check(rc, self.path)
+        self._parked = False
+        return 0
+
+    cdef bint _try_park(self):
+        """Close the files of this sealed segment if nobody is using it; False
+        when its owner is busy or views are alive."""
+        lock = self._owner_lock
+        if lock is None or not lock.try_acquire():
+            return False
+        cdef int rc
+        try:
+            if self._s == NULL or not self._sealed:
+                return False
+            self._drop_cache()
+            if pl_segment_pins(self._s) > 0:
+                return False
+            self._p_next_offset = pl_segment_next_offset(self._s)
+            self._p_size = pl_segment_size(self._s)
+            self._p_max_ts = pl_segment_max_timestamp(self._s)
+            self._p_first_ts = pl_segment_first_batch_timestamp(self._s)
+            # A sealed segment was synced when it was sealed (or recovered);
+            # anything still unsynced is made durable before its descriptor goes.
+            rc = PL_OK
+            if pl_segment_synced_size(self._s) < pl_segment_size(self._s):
+                rc = pl_segment_sync_data(self._s)
+            if rc != PL_OK:
+                return False
+            rc = pl_segment_close(self._s, 0)
+            self._s = NULL
+            self._parked = True
+            _BUDGET.open_count -= 1
+            _BUDGET.parked_total += 1
+            if rc != PL_OK:
+                _seg_log.warning("%s: closing the parked segment's files: %s", self.path,
+                                 pl_strerror(rc).decode())
+            return True
+        finally:
+            lock.release()
 
     cdef int _fd(self) except -1:
         self._ensure_open()
-        return _os_seg.open(self.path, _os_seg.O_RDONLY | _os_seg.O_CLOEXEC)
+        return pl_segment_log_fd(self._s)
 
     # ---- lifecycle ----
 
     def close(self, bint trim=True):
         """Flush buffered bytes, trim the indexes, unmap. BufferError while views live."""
         if self._s == NULL:
+            self._parked = False
             return
         self._drop_cache()
         if pl_segment_pins(self._s) > 0:
@@ -163,11 +388,18 @@ cdef class Segment:
         check(pl_segment_flush_buffer(self._s), self.path)
         cdef int rc = pl_segment_close(self._s, trim)
         self._s = NULL
+        _BUDGET.open_count -= 1
         check(rc, self.path)
 
     @property
     def closed(self):
-        return self._s == NULL
+        """Closed for good (a parked segment is not: it reopens on use)."""
+        return self._s == NULL and not self._parked
+
+    @property
+    def parked(self):
+        """Its files are closed for the open-segment budget until the next use."""
+        return self._parked
 
     def load(self):
         """Trusting open; returns (ok, next_offset). ok is False when the indexes or
@@ -199,7 +431,10 @@ cdef class Segment:
 
     def sync(self, bint indexes=True):
         """Buffered bytes to the OS, then fdatasync (without the GIL), and msync of
-        the indexes unless indexes is False."""
+        the indexes unless indexes is False. A parked segment was synced before
+        its files closed: nothing to do."""
+        if self._parked:
+            return
         self._ensure_open()
         cdef int rc
         with nogil:
@@ -207,12 +442,17 @@ cdef class Segment:
         check(rc, self.path)
 
     def seal(self):
+        if self._parked:
+            return  # only sealed segments are parked
         self._ensure_open()
         check(pl_segment_seal(self._s), self.path)
+        self._sealed = True
+        _BUDGET.join(self)
 
     def unseal(self):
         self._ensure_open()
         check(pl_segment_unseal(self._s), self.path)
+        self._sealed = False
 
     def truncate_to(self, int64_t offset):
         """Cut at the start of the batch holding offset; return the new next_offset."""
@@ -228,26 +468,36 @@ cdef class Segment:
 
     @property
     def size(self):
+        if self._parked:
+            return self._p_size
         self._ensure_open()
         return pl_segment_size(self._s)
 
     @property
     def synced_size(self):
+        if self._parked:
+            return self._p_size
         self._ensure_open()
         return pl_segment_synced_size(self._s)
 
     @property
     def next_offset(self):
+        if self._parked:
+            return self._p_next_offset
         self._ensure_open()
         return pl_segment_next_offset(self._s)
 
     @property
     def max_timestamp(self):
+        if self._parked and self._p_max_ts != -2:
+            return self._p_max_ts
         self._ensure_open()
         return pl_segment_max_timestamp(self._s)
 
     @property
     def first_batch_timestamp(self):
+        if self._parked and self._p_first_ts != -2:
+            return self._p_first_ts
         self._ensure_open()
         return pl_segment_first_batch_timestamp(self._s)
 

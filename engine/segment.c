@@ -559,6 +559,7 @@ int pl_segment_pin(pl_segment *s) { s->sg_pins++; return PL_OK; }
 void pl_segment_unpin(pl_segment *s) { if (s->sg_pins > 0) s->sg_pins--; }
 int64_t pl_segment_pins(const pl_segment *s) { return s->sg_pins; }
 int64_t pl_segment_base_offset(const pl_segment *s) { return s->sg_cfg.base_offset; }
+int pl_segment_log_fd(const pl_segment *s) { return s->sg_fd; }
 int64_t pl_segment_size(const pl_segment *s) { return s->sg_size; }
 int64_t pl_segment_synced_size(const pl_segment *s) { return s->sg_synced_size; }
 int64_t pl_segment_next_offset(const pl_segment *s) { return s->sg_next_offset; }

@@ -129,6 +129,8 @@ void pl_segment_unpin(pl_segment *s);
 int64_t pl_segment_pins(const pl_segment *s);
 
 int64_t pl_segment_base_offset(const pl_segment *s);
+/* The .log's descriptor (readable; valid until close), for sendfile(2) while pinned. */
+int pl_segment_log_fd(const pl_segment *s);
 int64_t pl_segment_size(const pl_segment *s);
 int64_t pl_segment_synced_size(const pl_segment *s);
 int64_t pl_segment_next_offset(const pl_segment *s);

@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 import threading
 import time
 
+from .. import _engine
 from ..groups.api import GroupApis
 from ..groups.coordinator import GroupCoordinator
 from ..log.checkpoint import atomic_write
@@ -134,6 +136,10 @@ class Broker:
     async def start(self):
         t0 = time.monotonic()
         self._loop = asyncio.get_running_loop()
+        soft, hard = raise_nofile_limit()
+        _engine.set_open_segment_limit()  # its share of the (raised) limit
+        log.info("open files: limit %d (hard %d); at most %d segments open at once",
+                 soft, hard, _engine.open_segments()[1])
         self.log_manager.open()
         self.replica_manager = ReplicaManager(self, self.metadata_cache)
         self.handlers = Handlers(self)
@@ -400,6 +406,29 @@ class Broker:
         async def inner():
             return fn(*args)
         return asyncio.run_coroutine_threadsafe(inner(), self._loop).result(30)
+
+
+def raise_nofile_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; (soft, hard) after. A
+    broker owns its process, and every connection costs a descriptor; the logs
+    themselves stay within a share of whatever the limit is (the open-segment
+    budget), so this only makes room. The library (Log.open) leaves the limit
+    alone: it is the host program's, and code using select() breaks past 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if hard == resource.RLIM_INFINITY:
+        try:
+            with open("/proc/sys/fs/nr_open") as f:
+                target = int(f.read())
+        except (OSError, ValueError):
+            target = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as e:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, e)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft, hard
 
 
 def _default_host() -> str:

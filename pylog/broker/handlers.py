@@ -144,7 +144,7 @@ class Handlers:
                     continue
             parts = []
             for i in meta.hosted:
-                p = self.logs.partitions[(name, i)]
+                p = self.logs.partitions.get((name, i)) or self.logs.offline_partition(name, i)
                 parts.append(R.MetadataResponsePartition(
                     error_code=0, partition_index=i, leader_id=p.leader_id, leader_epoch=p.leader_epoch,
                     replica_nodes=list(p.replicas), isr_nodes=list(p.isr), offline_replicas=[]))

@@ -41,6 +41,7 @@ from ..errors import (
     InvalidReplicationFactorError,
     InvalidTopicError,
     LogLockedError,
+    StorageError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
@@ -62,7 +63,7 @@ _PARTITION_DIR = re.compile(r"^(.+)-(\d+)$")
 
 
 class TopicMeta:
-    __slots__ = ("assigned", "configs", "name", "num_partitions", "replication_factor", "topic_id")
+    __slots__ = ("assigned", "configs", "name", "num_partitions", "offline", "replication_factor", "topic_id")
 
     def __init__(self, name, topic_id, num_partitions, replication_factor=1, configs=None, assigned=None):
         self.name = name
@@ -73,6 +74,9 @@ class TopicMeta:
         # None: a topic created here (every partition hosted); else the sorted
         # partition indexes the controller assigned to this broker.
         self.assigned = None if assigned is None else sorted(assigned)
+        # Partitions hosted here whose log could not be opened at start (not
+        # saved: they are tried again at the next start).
+        self.offline: set[int] = set()
 
     @property
     def hosted(self):
@@ -106,14 +110,22 @@ class LogManager:
             self._load_topics()
             for meta in self.topics.values():
                 for i in meta.hosted:
-                    self._open_partition(meta, i)
+                    try:
+                        self._open_partition(meta, i)
+                    except Exception as e:  # noqa: BLE001 -- any failure: that partition only
+                        # Kafka takes a failed log dir offline and serves the
+                        # rest; here the unit is one partition's directory.
+                        meta.offline.add(i)
+                        log.error("partition %s-%d is offline: its log in %s could not be opened: %s",
+                                  meta.name, i, self.data_dir, e, exc_info=not isinstance(e, OSError))
         except BaseException:
             # A start that fails half way must not keep partitions (and
             # their file locks) open until the garbage collector runs.
             self.close()
             raise
-        log.info("opened %d topics, %d partitions in %s", len(self.topics), len(self.partitions),
-                 self.data_dir)
+        offline = sum(len(t.offline) for t in self.topics.values())
+        log.info("opened %d topics, %d partitions in %s%s", len(self.topics), len(self.partitions),
+                 self.data_dir, f" ({offline} offline)" if offline else "")
 
     def close(self):
         errors = []
@@ -202,13 +214,24 @@ class LogManager:
                       self.config.get("producer.id.expiration.ms"),
                       controller_managed=meta.assigned is not None)
         self.partitions[(meta.name, index)] = p
+        meta.offline.discard(index)
         return p
 
     # ---- lookups ----
 
+    def offline_partition(self, topic: str, index: int) -> "OfflinePartition":
+        """What Metadata says of a hosted partition whose log could not be
+        opened: no leader (Kafka elects none when the only replica's log dir
+        is offline), this broker its replica, out of the ISR."""
+        return OfflinePartition(self.broker_id)
+
     def get_partition(self, topic: str, index: int) -> Partition:
         p = self.partitions.get((topic, index))
         if p is None:
+            meta = self.topics.get(topic)
+            if meta is not None and index in meta.offline:
+                # Kafka's answer for a replica in an offline log dir.
+                raise StorageError(f"partition {topic}-{index} is offline: its log could not be opened")
             raise UnknownTopicOrPartitionError(f"this broker does not host {topic}-{index}")
         return p
 
@@ -291,6 +314,8 @@ class LogManager:
         try:
             p = self._open_partition(meta, index)
         except BaseException:
+            if index in meta.offline:
+                raise  # hosted all along; still offline
             meta.assigned.remove(index)
             if not meta.assigned:
                 del self.topics[name]
@@ -373,7 +398,9 @@ class LogManager:
         self._save_topics()
         cfg = TopicConfig(self.config, new)
         for i in meta.hosted:
-            self.partitions[(name, i)].apply_config(cfg)
+            p = self.partitions.get((name, i))
+            if p is not None:  # None: offline
+                p.apply_config(cfg)
 
     # ---- upkeep ----
 
@@ -387,6 +414,15 @@ class LogManager:
     def flush_all(self):
         for p in self.partitions.values():
             p.log.flush()
+
+
+class OfflinePartition:
+    """Stands in for an offline partition in Metadata answers."""
+    __slots__ = ("isr", "leader_epoch", "leader_id", "replicas")
+
+    def __init__(self, broker_id):
+        self.leader_id, self.leader_epoch = -1, -1
+        self.replicas, self.isr = [broker_id], []
 
 
 def merge_overrides(current: dict, changes: dict, incremental: bool) -> dict:

@@ -423,6 +423,7 @@ class Server:
         # Only the stdlib selector transport lets a response go out with
         # os.sendfile between its own writes safely.
         self.native_sendfile = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+        _quiet_accept_failures(loop)
         self._server = await loop.create_server(lambda: Connection(self), host, port,
                                                 reuse_address=True, backlog=1024)
         self._sweeper = asyncio.ensure_future(self._sweep())
@@ -470,3 +471,36 @@ class Server:
             await asyncio.gather(self._sweeper, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+
+
+def _quiet_accept_failures(loop):
+    """asyncio answers accept() failing for want of descriptors (EMFILE/ENFILE)
+    by pausing accepts for a second and trying again, which is what a broker
+    needs; it also logs a traceback for every failed accept (up to the backlog
+    per wake-up), and each schedules a retry that, once the server is closed,
+    fails on the closed socket with another traceback. Log one line per episode
+    instead, and drop the retries' failures after the close. (uvloop resets
+    the waiting connections instead, and logs nothing.)"""
+    previous = loop.get_exception_handler()
+    if getattr(previous, "_pylog_accept", False):
+        return
+    last_warning = [-1e9]
+
+    def handler(loop, context):
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and context.get("message", "").startswith("socket.accept() out of"):
+            now = time.monotonic()
+            if now - last_warning[0] >= 10:
+                last_warning[0] = now
+                log.warning("cannot accept connections for now (%s); retrying", exc.strerror or exc)
+            return
+        callback = getattr(context.get("handle"), "_callback", None)
+        if isinstance(exc, ValueError) and getattr(callback, "__name__", "") == "_start_serving":
+            return  # a retry scheduled above, run after the server closed
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    handler._pylog_accept = True
+    loop.set_exception_handler(handler)

@@ -109,7 +109,10 @@ class Log(_engine.LogCore):
             raise FileNotFoundError(f"log directory {path} does not exist")
         self._lock_fd = self._take_lock()
         try:
-            self._load(recovery)
+            # Held so that the open-segment budget (which parks segments of any
+            # log, taking its lock without waiting) leaves the loading ones alone.
+            with self._lock:
+                self._load(recovery)
         except BaseException:
             for seg in self._segments:
                 seg.close(trim=False)
@@ -138,6 +141,7 @@ class Log(_engine.LogCore):
                 os.remove(os.path.join(self.path, name))
         bases = sorted(int(n[:20]) for n in names if n.endswith(".log") and len(n) == 24 and n[:20].isdigit())
         base_set = set(bases)
+        name_set = set(names)
         for name in names:
             if name.endswith((".index", ".timeindex")) and name[:20].isdigit() and int(name[:20]) not in base_set:
                 os.remove(os.path.join(self.path, name))  # an index without its .log
@@ -150,19 +154,29 @@ class Log(_engine.LogCore):
         full = recovery == "full"
         for i, base in enumerate(bases):
             active = i == len(bases) - 1
-            stem = os.path.join(self.path, f"{base:020d}")
-            index_missing = not (os.path.exists(stem + ".index") and os.path.exists(stem + ".timeindex"))
-            seg = self._open_segment(base, active)
-            self._append_segment(seg)
+            stem = f"{base:020d}"
+            index_missing = stem + ".index" not in name_set or stem + ".timeindex" not in name_set
             next_base = bases[i + 1] if not active else None
             must_check = full or index_missing or (
                 not clean and (next_base is None or next_base > self._recovery_point))
+            if not must_check and not active:
+                # Trusted (below the recovery point, or shut down cleanly): its
+                # files open on first use (and are checked then), so a log of
+                # many segments starts without a descriptor per segment file.
+                size = os.stat(os.path.join(self.path, stem + ".log")).st_size
+                self._append_segment(self._open_segment(base, False, defer=True, next_offset=next_base,
+                                                        size=size))
+                continue
+            seg = self._open_segment(base, active)
+            self._append_segment(seg)
             if not must_check:
                 ok, _ = seg.load()
                 if ok:
                     continue
                 log.warning("%s: index or tail of segment %d fails its check; recovering it", self.path, base)
             valid, cut, batches, next_offset, reason = seg.recover()
+            if not active:
+                seg.sync()  # it may be parked (its files closed) before the final checkpoint
             if cut or (reason is not None and not active):
                 log.warning("%s: recovery cut %d bytes at position %d of %s (%s); %d later segments dropped",
                             self.path, cut, valid, seg.path, reason or "end of segment", len(bases) - i - 1)
@@ -188,9 +202,10 @@ class Log(_engine.LogCore):
             return default
         return int(entries[0][-1]) if entries else default
 
-    def _open_segment(self, base: int, active: bool) -> _engine.Segment:
+    def _open_segment(self, base: int, active: bool, **deferred) -> _engine.Segment:
         # A sealed segment's trimmed indexes stay as they are; unseal() grows them.
-        return _engine.Segment(self.path, base, sealed=not active, **self._seg_cfg)
+        return _engine.Segment(self.path, base, sealed=not active, owner_lock=self._lock,
+                               **self._seg_cfg, **deferred)
 
     def _append_segment(self, seg):
         self._segments.append(seg)
@@ -273,9 +288,16 @@ class Log(_engine.LogCore):
             return old
         old.seal()
         old.sync()  # a sealed segment is trusted (indexes too) once below the recovery point
-        seg = self._open_segment(old.next_offset, True)
+        try:
+            seg = self._open_segment(old.next_offset, True)
+        except BaseException:
+            # No new segment (out of descriptors, say): the old one stays the
+            # active one, so the budget must not park it and appends go on there.
+            old.unseal()
+            raise
         self._append_segment(seg)
-        fsync_dir(self.path)  # the new segment's files exist after a crash
+        with _storage_errors(self.path):
+            fsync_dir(self.path)  # the new segment's files exist after a crash
         return seg
 
     # ---- flushing ----
