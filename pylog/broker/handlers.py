@@ -306,7 +306,7 @@ class Handlers:
                     if name in INTERNAL_TOPICS:
                         raise InvalidTopicError(f"{name} is an internal topic: clients cannot produce to it")
                     p = self.logs.get_partition(name, index)
-                    r = p.append_as_leader(records, acks)
+                    r = p.append_as_leader(records, acks, version)
                     out.append((index, 0, r.first_offset, r.log_append_time, r.log_start_offset, None))
                     if acks == -1 and p.produce_outcome(r.last_offset) is None:
                         waiting.append((p, r.last_offset, len(results), len(out) - 1))
@@ -315,7 +315,7 @@ class Handlers:
                     code = _code(e)
                     if code in (2, 10, 87, 45, 47):
                         log.info("produce to %s-%d refused: %s", name, index, e)
-                    out.append((index, code, -1, -1, -1, _err_message(e)))
+                    out.append((index, code, -1, -1, -1, _err_message(e), getattr(e, "record_errors", ())))
             results.append((name, out))
         if acks == 0:
             if failed:
