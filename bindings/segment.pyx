@@ -513,17 +513,35 @@ cdef class Segment:
 
     def find_time(self, int64_t timestamp):
         """Offset of the first record with timestamp >= timestamp, or None."""
+        found = self.find_time_record(timestamp)
+        return None if found is None else found[0]
+
+    def find_time_record(self, int64_t timestamp, int64_t min_offset=-1, int64_t max_inflated=64 << 20):
+        """(offset, timestamp) of the first record with timestamp >= timestamp and
+        offset >= min_offset in the first batch that can hold one, or None. A
+        compressed batch is inflated as a stream of at most max_inflated bytes
+        (RecordTooLargeError past it) and only up to the answer: a stored bomb
+        costs bounded memory and time, never the whole inflated batch."""
         self._ensure_open()
-        cdef int64_t position
+        cdef int64_t position, total
         cdef pl_batch_header h
         cdef int rc = pl_segment_find_time(self._s, timestamp, &position, &h)
         if rc == PL_ERANGE:
             return None
         check(rc, self.path)
+        cdef FetchSlice fs
+        cdef int64_t min_delta
+        if h.attributes & PL_ATTR_COMPRESSION_MASK:
+            total = h.batch_length + PL_BATCH_LOG_OVERHEAD
+            fs = _slice(self, position, total)
+            min_delta = min_offset - h.base_offset
+            found = find_time_inflated(fs, timestamp, max_inflated,
+                                       <int32_t>max(0, min(min_delta, <int64_t>0x7FFFFFFF)))
+            return None if found is None else (h.base_offset + found[0], found[1])
         cdef _DecodedBatch b = self._decoded(position, &h)
-        for rec in batch_records(b, -1, _INT64_MAX, False, self.path):
+        for rec in batch_records(b, min_offset, _INT64_MAX, False, self.path):
             if (<Record>rec).timestamp >= timestamp:
-                return (<Record>rec).offset
+                return ((<Record>rec).offset, (<Record>rec).timestamp)
         return None
 
     def slice(self, int64_t position, int64_t length):

@@ -153,10 +153,11 @@ def patch_max_timestamp(buf, int64_t max_timestamp):
     pl_batch_seal(&v[0], <size_t>v.shape[0])
 
 
-def find_time_inflated(data, int64_t timestamp, int64_t max_inflated):
+def find_time_inflated(data, int64_t timestamp, int64_t max_inflated, int32_t min_delta=0):
     """In one stored compressed batch (data: its bytes), the (offset_delta,
-    timestamp) of the first record with timestamp >= timestamp, or None; the
-    records are inflated as a stream of at most max_inflated bytes."""
+    timestamp) of the first record with timestamp >= timestamp and offset_delta
+    >= min_delta, or None; the records are inflated as a stream of at most
+    max_inflated bytes, and the walk stops at the answer."""
     cdef const uint8_t[::1] view = data
     cdef pl_batch_header h
     cdef pl_record_walker w
@@ -164,6 +165,7 @@ def find_time_inflated(data, int64_t timestamp, int64_t max_inflated):
     view = None
     pl_record_walker_init(&w, &h, NULL, NULL, 0)
     w.find_timestamp = timestamp
+    w.find_min_delta = min_delta
     _walk_inflated(&w, h.attributes & PL_ATTR_COMPRESSION_MASK, memoryview(data)[PL_BATCH_HEADER_SIZE:],
                    max_inflated)
     if w.found_delta < 0:

@@ -121,7 +121,8 @@ static int walk_record(pl_record_walker *w, const uint8_t *p, size_t body_len) {
             add_error(w, index, PL_EINVALTS, ts);
     }
     if (ts > w->max_timestamp) w->max_timestamp = ts;
-    if (w->find_timestamp >= 0 && w->found_delta < 0 && ts >= w->find_timestamp) {
+    if (w->find_timestamp >= 0 && w->found_delta < 0 && ts >= w->find_timestamp &&
+        offset_delta >= w->find_min_delta) {
         w->found_delta = offset_delta;
         w->found_timestamp = ts;
     }

@@ -64,6 +64,7 @@ typedef struct pl_record_walker {
     int check_timestamps;      /* validate (opts) or just walk */
     pl_validate_opts opts;
     int64_t find_timestamp;    /* -1: no search; else note the first record with timestamp >= it */
+    int32_t find_min_delta;    /* ... and offset_delta >= this (Kafka's startingOffset: the log start) */
     pl_record_error *errors;   /* caller's array, may be NULL */
     int32_t errors_cap;
     /* results */

@@ -17,6 +17,7 @@ cdef extern from "validate.h" nogil:
     ctypedef struct pl_record_walker:
         int32_t records_count
         int64_t find_timestamp
+        int32_t find_min_delta
         int32_t records
         int32_t errors_count
         int32_t has_timestamp_error

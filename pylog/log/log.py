@@ -398,6 +398,21 @@ class Log(_engine.LogCore):
                         return max(off, self._log_start_offset)
             return None
 
+    def offset_and_timestamp_for_time(self, timestamp: int, max_inflated: int = 64 << 20):
+        """Kafka's fetchOffsetByTimestamp: (offset, timestamp) of the first record
+        at or after the log start whose timestamp is >= timestamp, or None. A
+        compressed batch is inflated as a bounded stream only up to the answer
+        (Segment.find_time_record); one batch at a time. Takes the log's lock,
+        so it can run on a worker thread while the event loop goes on."""
+        with self._lock:
+            self._check_open()
+            for seg in self._segments:
+                if seg.max_timestamp >= timestamp and seg.next_offset > self._log_start_offset:
+                    found = seg.find_time_record(timestamp, self._log_start_offset, max_inflated)
+                    if found is not None:
+                        return found
+            return None
+
     def read_batches(self, offset: int, max_bytes: int = 1 << 20):
         """Whole stored batches from the one holding offset: a zero-copy FetchSlice of at
         most max_bytes (at least one batch), for serving fetches and tools."""
