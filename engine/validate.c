@@ -49,10 +49,39 @@ static void add_error(pl_record_walker *w, int32_t index, int kind, int64_t ts) 
     if (kind == PL_EINVALTS) w->has_timestamp_error = 1;
 }
 
+/* Most varints in a record are one byte (small lengths, deltas, counts):
+ * decoded inline here, the general reader only for longer ones. This walk
+ * runs over every produced record, so it is on the broker's hot path. */
+static inline size_t varint_fast(const uint8_t *p, size_t len, int32_t *out) {
+    if (PL_LIKELY(len > 0 && p[0] < 0x80)) {
+        *out = (int32_t)(p[0] >> 1) ^ -(int32_t)(p[0] & 1);
+        return 1;
+    }
+    if (PL_LIKELY(len > 1 && p[1] < 0x80)) {
+        uint32_t u = (uint32_t)(p[0] & 0x7F) | ((uint32_t)p[1] << 7);
+        *out = (int32_t)(u >> 1) ^ -(int32_t)(u & 1);
+        return 2;
+    }
+    return pl_varint_read(p, len, out);
+}
+
+static inline size_t varlong_fast(const uint8_t *p, size_t len, int64_t *out) {
+    if (PL_LIKELY(len > 0 && p[0] < 0x80)) {
+        *out = (int64_t)(p[0] >> 1) ^ -(int64_t)(p[0] & 1);
+        return 1;
+    }
+    if (PL_LIKELY(len > 1 && p[1] < 0x80)) {
+        uint32_t u = (uint32_t)(p[0] & 0x7F) | ((uint32_t)p[1] << 7);
+        *out = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+        return 2;
+    }
+    return pl_varlong_read(p, len, out);
+}
+
 /* A length-prefixed field inside p[*pos, end). min_len: -1 where null is allowed, 0 otherwise. */
 static inline int skip_bytes_field(const uint8_t *p, size_t *pos, size_t end, int32_t min_len, int32_t *len) {
     int32_t n;
-    size_t k = pl_varint_read(p + *pos, end - *pos, &n);
+    size_t k = varint_fast(p + *pos, end - *pos, &n);
     if (k == 0 || n < min_len) return 0;
     *pos += k;
     if (n > 0) {
@@ -79,10 +108,10 @@ static int walk_record(pl_record_walker *w, const uint8_t *p, size_t body_len) {
     int32_t offset_delta, key_len, value_len, header_count, n;
     int32_t index = w->records;
     if (body_len < 1) return fail(w->message, PL_EINVALREC, "record %d: empty record body", index);
-    size_t k = pl_varlong_read(p + pos, body_len - pos, &ts_delta);
+    size_t k = varlong_fast(p + pos, body_len - pos, &ts_delta);
     if (k == 0) return fail(w->message, PL_EINVALREC, "record %d: invalid timestamp delta varlong", index);
     pos += k;
-    k = pl_varint_read(p + pos, body_len - pos, &offset_delta);
+    k = varint_fast(p + pos, body_len - pos, &offset_delta);
     if (k == 0) return fail(w->message, PL_EINVALREC, "record %d: invalid offset delta varint", index);
     pos += k;
     if (offset_delta != index)
@@ -93,7 +122,7 @@ static int walk_record(pl_record_walker *w, const uint8_t *p, size_t body_len) {
         return fail(w->message, PL_EINVALREC, "record %d: key length overruns the record", index);
     if (!skip_bytes_field(p, &pos, body_len, -1, &value_len))
         return fail(w->message, PL_EINVALREC, "record %d: value length overruns the record", index);
-    k = pl_varint_read(p + pos, body_len - pos, &header_count);
+    k = varint_fast(p + pos, body_len - pos, &header_count);
     if (k == 0 || header_count < 0)
         return fail(w->message, PL_EINVALREC, "Found invalid number of record headers in record %d", index);
     pos += k;
@@ -138,7 +167,7 @@ int64_t pl_record_walker_feed(pl_record_walker *w, const uint8_t *buf, size_t le
                         "Incorrect declared batch size, records still remaining in file (%d records declared)",
                         w->records_count);
         int32_t rec_len;
-        size_t k = pl_varint_read(buf + pos, len - pos, &rec_len);
+        size_t k = varint_fast(buf + pos, len - pos, &rec_len);
         if (k == 0) {
             if (!eof && len - pos < 5) { *need = 5; break; } /* the varint may go on in the next chunk */
             return fail(w->message, PL_EINVALREC, "record %d: invalid record length varint", w->records);
