@@ -185,7 +185,7 @@ def _inflate_snappy(data, chunk):
     data = memoryview(data)
     if bytes(data[:8]) != _XERIAL_MAGIC:
         _raw_snappy_length(data)
-        yield bytes(snappy.decompress_raw(bytes(data)))
+        yield from _pieces(bytes(snappy.decompress_raw(bytes(data))), chunk)
         return
     pos = 16
     while pos < len(data):
@@ -197,5 +197,13 @@ def _inflate_snappy(data, chunk):
             raise ValueError("xerial block longer than the data")
         block = data[pos:pos + n]
         _raw_snappy_length(block)
-        yield bytes(snappy.decompress_raw(bytes(block)))
+        yield from _pieces(bytes(snappy.decompress_raw(bytes(block))), chunk)
         pos += n
+
+
+def _pieces(out: bytes, chunk: int):
+    # In chunk-sized views, so that a search can stop early and the caller's
+    # bound counts what was walked.
+    view = memoryview(out)
+    for i in range(0, len(out), chunk):
+        yield view[i:i + chunk]

@@ -441,3 +441,20 @@ def test_list_offsets_by_time_over_a_stored_bomb_is_bounded(tmp_path):
         assert b.status("VmHWM") - peak < RSS_BOUND
     finally:
         b.stop()
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_real_client_compressible_batches_pass(broker, topic, codec):
+    """What the bound must never refuse: librdkafka's largest batches
+    (batch.size 1 MB, linger) of highly compressible values. (A guard against
+    a bound set too low: it passes on the old code too.)"""
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 100,
+                  "batch.size": 1000000, "compression.type": codec})
+    acked = []
+    value = bytes(10000)
+    for i in range(1500):
+        p.produce(topic, value + b"%d" % i, partition=0,
+                  on_delivery=lambda e, msg: acked.append(msg.value()) if e is None else None)
+    assert p.flush(TIMEOUT) == 0
+    assert len(acked) == 1500
+    assert log_end_offset(broker, topic) == 1500
