@@ -118,9 +118,13 @@ def validate_produce(data, int64_t now_ms, int64_t before_max_ms, int64_t after_
     try:
         if n == 0:
             rc = pl_validate_produce(NULL, 0, &opts, errors, cap, &res)
-        else:
+        elif n >= 65536:
+            # As Segment.append_batches: large batches are walked without the
+            # GIL; for small ones releasing it costs more than the walk.
             with nogil:
                 rc = pl_validate_produce(&view[0], n, &opts, errors, cap, &res)
+        else:
+            rc = pl_validate_produce(&view[0], n, &opts, errors, cap, &res)
         if rc != PL_OK:
             if res.errors_count > 0:
                 raise _record_errors_exception(rc, errors, res.errors_count, cap, topic_partition, now_ms,
