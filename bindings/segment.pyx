@@ -73,13 +73,14 @@ cdef class IndexView:
 
 cdef int _prepare_batches(uint8_t *buf, const uint8_t *src, Py_ssize_t n, int64_t next_offset,
                           int32_t leader_epoch, bint allow_control, bint assign_offsets,
-                          pl_batches_info *info) noexcept nogil:
+                          pl_batches_info *info, bint crc_checked=False) noexcept nogil:
     """Copy src into buf (unless the batches are appended in place: src NULL),
     then validate them and assign offsets, or only validate (a follower's)."""
     if src != NULL:
         memcpy(buf, src, <size_t>n)
     if assign_offsets:
-        return pl_batches_assign_offsets(buf, <size_t>n, next_offset, leader_epoch, allow_control, info)
+        return pl_batches_assign_offsets_crc(buf, <size_t>n, next_offset, leader_epoch, allow_control,
+                                             not crc_checked, info)
     pl_batches_scan(buf, <size_t>n, 1, info)
     return PL_OK
 
@@ -322,12 +323,13 @@ cdef class Segment:
         return self._append_records(values, keys, headers, timestamps, codec)
 
     def append_batches(self, data, int32_t leader_epoch=-1, bint assign_offsets=True,
-                       bint allow_control=False, bint in_place=False):
+                       bint allow_control=False, bint in_place=False, bint crc_checked=False):
         """Append whole v2 batches received as bytes: validated (CRC and all), given
         offsets from next_offset on and stamped with leader_epoch (as a leader does),
         or kept as they are (assign_offsets=False, as a follower does).
         in_place: data is a writable buffer the caller no longer needs; offsets and
         epoch are patched into it instead of into a copy (the broker's receive buffer).
+        crc_checked: validate_produce has just checked the CRC of these very bytes.
         Returns (first_offset, last_offset), or None when the segment must roll first."""
         self._ensure_open()
         cdef const uint8_t[::1] view
@@ -360,10 +362,10 @@ cdef class Segment:
         if big:
             with nogil:
                 rc = _prepare_batches(buf, src, n, next_offset, leader_epoch, allow_control,
-                                      assign_offsets, &info)
+                                      assign_offsets, &info, crc_checked)
         else:
             rc = _prepare_batches(buf, src, n, next_offset, leader_epoch, allow_control,
-                                  assign_offsets, &info)
+                                  assign_offsets, &info, crc_checked)
         if assign_offsets:
             if rc != PL_OK:
                 check(rc, "record batches", info.valid_bytes)

@@ -348,7 +348,8 @@ class Partition:
             return AppendResult(dup[2], dup[3], self.log.log_start_offset)
         # The request's bytes are ours to patch (the connection's receive buffer).
         # The engine refuses bad batches (CorruptRecordError, InvalidRecordError).
-        first, last = self.log.append_batches(data, self.leader_epoch, in_place=_writable(data))
+        first, last = self.log.append_batches(data, self.leader_epoch, in_place=_writable(data),
+                                              crc_checked=produce_version is not None)
         self.producer_state.update(headers, first)
         if not self.maybe_increment_high_watermark() and self.followers:
             self._wake_fetchers()  # followers long-polling for new data

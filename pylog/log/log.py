@@ -238,17 +238,19 @@ class Log(_engine.LogCore):
     # ---- appends ----
 
     def append_batches(self, data, leader_epoch: int = -1, assign_offsets: bool = True,
-                       in_place: bool = False):
+                       in_place: bool = False, crc_checked: bool = False):
         """Append record batches v2 as received (validated; offsets assigned and the
         leader epoch stamped unless assign_offsets is False). Returns (first, last).
         in_place: patch offsets into data itself (a writable buffer the caller is
-        done with) instead of into a copy."""
+        done with) instead of into a copy. crc_checked: the caller has just checked
+        the CRC of these bytes (the broker's produce validation), not done twice."""
         with self._lock:
             self._check_open()
             seg = self._segments[-1]
-            res = seg.append_batches(data, leader_epoch, assign_offsets, False, in_place)
+            res = seg.append_batches(data, leader_epoch, assign_offsets, False, in_place, crc_checked)
             if res is None:
-                res = self._roll().append_batches(data, leader_epoch, assign_offsets, False, in_place)
+                res = self._roll().append_batches(data, leader_epoch, assign_offsets, False, in_place,
+                                                  crc_checked)
                 if res is None:
                     raise RecordTooLargeError("batches do not fit an empty segment")
             if self.flush_messages is not None:
