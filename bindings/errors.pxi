@@ -18,6 +18,8 @@ _ERROR_CLASSES = {
     PL_ECLOSED: _errors.LogClosedError,
     PL_ELOCKED: _errors.LogLockedError,
     PL_EINVALREC: _errors.InvalidRecordError,
+    PL_EINVALTS: _errors.InvalidTimestampError,
+    PL_ECODEC: _errors.UnsupportedCompressionError,
 }
 
 

@@ -195,13 +195,14 @@ cdef class IndexView:
 
 cdef int _prepare_batches(uint8_t *buf, const uint8_t *src, Py_ssize_t n, int64_t next_offset,
                           int32_t leader_epoch, bint allow_control, bint assign_offsets,
-                          pl_batches_info *info) noexcept nogil:
+                          pl_batches_info *info, bint crc_checked=False) noexcept nogil:
     """Copy src into buf (unless the batches are appended in place: src NULL),
     then validate them and assign offsets, or only validate (a follower's)."""
     if src != NULL:
         memcpy(buf, src, <size_t>n)
     if assign_offsets:
-        return pl_batches_assign_offsets(buf, <size_t>n, next_offset, leader_epoch, allow_control, info)
+        return pl_batches_assign_offsets_crc(buf, <size_t>n, next_offset, leader_epoch, allow_control,
+                                             not crc_checked, info)
     pl_batches_scan(buf, <size_t>n, 1, info)
     return PL_OK
 
@@ -572,12 +573,13 @@ cdef class Segment:
         return self._append_records(values, keys, headers, timestamps, codec)
 
     def append_batches(self, data, int32_t leader_epoch=-1, bint assign_offsets=True,
-                       bint allow_control=False, bint in_place=False):
+                       bint allow_control=False, bint in_place=False, bint crc_checked=False):
         """Append whole v2 batches received as bytes: validated (CRC and all), given
         offsets from next_offset on and stamped with leader_epoch (as a leader does),
         or kept as they are (assign_offsets=False, as a follower does).
         in_place: data is a writable buffer the caller no longer needs; offsets and
         epoch are patched into it instead of into a copy (the broker's receive buffer).
+        crc_checked: validate_produce has just checked the CRC of these very bytes.
         Returns (first_offset, last_offset), or None when the segment must roll first."""
         self._ensure_open()
         cdef const uint8_t[::1] view
@@ -610,10 +612,10 @@ cdef class Segment:
         if big:
             with nogil:
                 rc = _prepare_batches(buf, src, n, next_offset, leader_epoch, allow_control,
-                                      assign_offsets, &info)
+                                      assign_offsets, &info, crc_checked)
         else:
             rc = _prepare_batches(buf, src, n, next_offset, leader_epoch, allow_control,
-                                  assign_offsets, &info)
+                                  assign_offsets, &info, crc_checked)
         if assign_offsets:
             if rc != PL_OK:
                 check(rc, "record batches", info.valid_bytes)
@@ -763,17 +765,35 @@ cdef class Segment:
 
     def find_time(self, int64_t timestamp):
         """Offset of the first record with timestamp >= timestamp, or None."""
+        found = self.find_time_record(timestamp)
+        return None if found is None else found[0]
+
+    def find_time_record(self, int64_t timestamp, int64_t min_offset=-1, int64_t max_inflated=64 << 20):
+        """(offset, timestamp) of the first record with timestamp >= timestamp and
+        offset >= min_offset in the first batch that can hold one, or None. A
+        compressed batch is inflated as a stream of at most max_inflated bytes
+        (RecordTooLargeError past it) and only up to the answer: a stored bomb
+        costs bounded memory and time, never the whole inflated batch."""
         self._ensure_open()
-        cdef int64_t position
+        cdef int64_t position, total
         cdef pl_batch_header h
         cdef int rc = pl_segment_find_time(self._s, timestamp, &position, &h)
         if rc == PL_ERANGE:
             return None
         check(rc, self.path)
+        cdef FetchSlice fs
+        cdef int64_t min_delta
+        if h.attributes & PL_ATTR_COMPRESSION_MASK:
+            total = h.batch_length + PL_BATCH_LOG_OVERHEAD
+            fs = _slice(self, position, total)
+            min_delta = min_offset - h.base_offset
+            found = find_time_inflated(fs, timestamp, max_inflated,
+                                       <int32_t>max(0, min(min_delta, <int64_t>0x7FFFFFFF)))
+            return None if found is None else (h.base_offset + found[0], found[1])
         cdef _DecodedBatch b = self._decoded(position, &h)
-        for rec in batch_records(b, -1, _INT64_MAX, False, self.path):
+        for rec in batch_records(b, min_offset, _INT64_MAX, False, self.path):
             if (<Record>rec).timestamp >= timestamp:
-                return (<Record>rec).offset
+                return ((<Record>rec).offset, (<Record>rec).timestamp)
         return None
 
     def slice(self, int64_t position, int64_t length):

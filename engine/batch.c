@@ -103,13 +103,19 @@ int pl_batches_scan(const uint8_t *buf, size_t len, int check_crc, pl_batches_in
 
 int pl_batches_assign_offsets(uint8_t *buf, size_t len, int64_t next_offset, int32_t leader_epoch,
                               int allow_control, pl_batches_info *out) {
+    return pl_batches_assign_offsets_crc(buf, len, next_offset, leader_epoch, allow_control, 1, out);
+}
+
+int pl_batches_assign_offsets_crc(uint8_t *buf, size_t len, int64_t next_offset, int32_t leader_epoch,
+                                  int allow_control, int check_crc, pl_batches_info *out) {
     /* First pass validates everything, so a failure leaves buf untouched. */
     size_t pos = 0;
     info_init(out);
     if (len == 0) return PL_EINVAL;
     while (pos < len) {
         pl_batch_header h;
-        int rc = pl_batch_validate(buf + pos, len - pos, &h);
+        int rc = check_crc ? pl_batch_validate(buf + pos, len - pos, &h)
+                           : pl_batch_parse_header(buf + pos, len - pos, &h);
         if (rc != PL_OK) { out->stop_rc = rc; return rc; }
         if (h.records_count == 0 || h.records_count != h.last_offset_delta + 1 ||
             ((h.attributes & PL_ATTR_CONTROL) && !allow_control)) {

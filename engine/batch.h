@@ -104,6 +104,11 @@ int pl_batches_scan(const uint8_t *buf, size_t len, int check_crc, pl_batches_in
 int pl_batches_assign_offsets(uint8_t *buf, size_t len, int64_t next_offset, int32_t leader_epoch,
                               int allow_control, pl_batches_info *out);
 
+/* The same, with the CRC check skipped unless check_crc: for batches whose CRC
+ * pl_validate_produce (validate.h) has just checked over the same bytes. */
+int pl_batches_assign_offsets_crc(uint8_t *buf, size_t len, int64_t next_offset, int32_t leader_epoch,
+                                  int allow_control, int check_crc, pl_batches_info *out);
+
 /* ---- records ---- */
 
 typedef struct pl_header_in {

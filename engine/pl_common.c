@@ -17,6 +17,8 @@ const char *pl_strerror(int rc) {
     case PL_ECLOSED: return "segment is closed";
     case PL_ELOCKED: return "locked by another process";
     case PL_EINVALREC: return "invalid record batch (records count or control flag)";
+    case PL_EINVALTS: return "record timestamp out of the allowed range";
+    case PL_ECODEC: return "unsupported compression type";
     default: return "unknown error";
     }
 }

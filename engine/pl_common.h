@@ -30,7 +30,10 @@ enum {
     PL_ECLOSED = -12,   /* handle already closed */
     PL_ELOCKED = -13,   /* another process holds the lock */
     PL_EINVALREC = -14, /* an intact batch a producer may not send: records_count !=
-                           last_offset_delta + 1, or a control batch */
+                           last_offset_delta + 1, or a control batch; or a record
+                           that fails Kafka's record checks (validate.h) */
+    PL_EINVALTS = -15,  /* a record's timestamp is outside the topic's window */
+    PL_ECODEC = -16,    /* unknown compression codec, or one the request version may not use */
 };
 
 /* Text for a PL_E* code (never NULL). */

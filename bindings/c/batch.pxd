@@ -38,6 +38,8 @@ cdef extern from "batch.h" nogil:
     int pl_batches_scan(const uint8_t *buf, size_t len, int check_crc, pl_batches_info *out)
     int pl_batches_assign_offsets(uint8_t *buf, size_t len, int64_t next_offset, int32_t leader_epoch,
                                   int allow_control, pl_batches_info *out)
+    int pl_batches_assign_offsets_crc(uint8_t *buf, size_t len, int64_t next_offset, int32_t leader_epoch,
+                                      int allow_control, int check_crc, pl_batches_info *out)
     ctypedef struct pl_header_in:
         const uint8_t *key
         int32_t key_len

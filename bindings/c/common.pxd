@@ -17,6 +17,8 @@ cdef extern from "pl_common.h" nogil:
         PL_ECLOSED
         PL_ELOCKED
         PL_EINVALREC
+        PL_EINVALTS
+        PL_ECODEC
     const char *pl_strerror(int rc)
     ctypedef struct pl_debug_counters:
         int64_t maps_opened, maps_closed, fds_opened, fds_closed

@@ -46,7 +46,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     DESCRIBE_GROUPS: (0, 4),  # v4: group_instance_id of members
     LIST_GROUPS: (0, 4),      # v3 flexible; v4: states filter and each group's state
     DELETE_GROUPS: (0, 1),
-    PRODUCE: (0, 7),
+    PRODUCE: (0, 8),          # v8: record_errors and error_message (KIP-467)
     FETCH: (4, 11),
     LIST_OFFSETS: (1, 3),
     METADATA: (0, 5),

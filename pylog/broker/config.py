@@ -55,6 +55,10 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "log.index.size.max.bytes": (int, 10 << 20),
     "log.cleanup.policy": (str, "delete"),
     "log.message.timestamp.type": (str, "CreateTime"),
+    # KIP-937: a CreateTime record more than this far before / after the
+    # broker's clock is refused with INVALID_TIMESTAMP (Kafka's defaults).
+    "log.message.timestamp.before.max.ms": (int, LONG_MAX),
+    "log.message.timestamp.after.max.ms": (int, 3600000),
     "compression.type": (str, "producer"),
     "message.max.bytes": (int, 1048588),
     "min.insync.replicas": (int, 1),
@@ -101,6 +105,15 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # pylog's own: a request whose first bytes arrived must be complete within
     # this time, or the connection is closed (a stalled half request).
     "pylog.request.read.timeout.ms": (int, 30000),
+    # pylog's own: the most bytes a produced compressed batch may inflate to
+    # (at least the topic's max.message.bytes, so whatever is accepted
+    # uncompressed is also accepted compressed). Kafka has no such bound and
+    # inflates whatever it is sent; 64 MiB is 64 times the default
+    # max.message.bytes: a 1 MB librdkafka or Java batch.size filled with
+    # text-like data inflates 3-10x, and even all-zero payloads stay far below
+    # it, while a 60 KB zstd bomb that would inflate to 2 GB is refused after
+    # 64 MiB of work, streamed, never held.
+    "pylog.message.max.decompressed.bytes": (int, 64 << 20),
     # pylog's own: auto (uvloop when installed), asyncio or uvloop.
     "pylog.event.loop": (str, "auto"),
 }
@@ -116,6 +129,8 @@ TOPIC_CONFIGS: dict[str, tuple[str | None, type, tuple | None]] = {
     "index.interval.bytes": ("log.index.interval.bytes", int, None),
     "max.message.bytes": ("message.max.bytes", int, None),
     "message.timestamp.type": ("log.message.timestamp.type", str, ("CreateTime",)),
+    "message.timestamp.before.max.ms": ("log.message.timestamp.before.max.ms", int, None),
+    "message.timestamp.after.max.ms": ("log.message.timestamp.after.max.ms", int, None),
     "min.cleanable.dirty.ratio": (None, str, None),
     "min.compaction.lag.ms": (None, int, None),
     "min.insync.replicas": ("min.insync.replicas", int, None),
@@ -200,6 +215,9 @@ class BrokerConfig:
         for k in self.props:
             if k in BROKER_DEFAULTS:
                 self.get(k)  # fail early on a bad value
+        for k in ("log.message.timestamp.before.max.ms", "log.message.timestamp.after.max.ms"):
+            if self.get(k) < 0:
+                raise InvalidConfigError(f"{k}={self.get(k)}: the value must be at least 0")
         self.replica_selector()
         self._check_listener_roles()
 
@@ -348,6 +366,8 @@ def validate_topic_configs(configs: dict[str, str | None]) -> dict[str, str]:
             raise InvalidConfigError("min.insync.replicas must be at least 1")
         if key == "max.message.bytes" and parsed < 0:
             raise InvalidConfigError("max.message.bytes must not be negative")
+        if key in ("message.timestamp.before.max.ms", "message.timestamp.after.max.ms") and parsed < 0:
+            raise InvalidConfigError(f"{key}={value}: the value must be at least 0")
         out[key] = _to_str(parsed)
     return out
 

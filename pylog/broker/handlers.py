@@ -328,7 +328,7 @@ class Handlers:
                     if name in INTERNAL_TOPICS:
                         raise InvalidTopicError(f"{name} is an internal topic: clients cannot produce to it")
                     p = self.logs.get_partition(name, index)
-                    r = p.append_as_leader(records, acks)
+                    r = p.append_as_leader(records, acks, version)
                     out.append((index, 0, r.first_offset, r.log_append_time, r.log_start_offset, None))
                     if acks == -1 and p.produce_outcome(r.last_offset) is None:
                         waiting.append((p, r.last_offset, len(results), len(out) - 1))
@@ -337,7 +337,7 @@ class Handlers:
                     code = _code(e)
                     if code in (2, 10, 87, 45, 47):
                         log.info("produce to %s-%d refused: %s", name, index, e)
-                    out.append((index, code, -1, -1, -1, _err_message(e)))
+                    out.append((index, code, -1, -1, -1, _err_message(e), getattr(e, "record_errors", ())))
             results.append((name, out))
         if acks == 0:
             if failed:
@@ -565,10 +565,15 @@ class Handlers:
     # ---- ListOffsets (2) ----
 
     def list_offsets(self, header, req):
+        """Earliest/latest answered at once; lookups by timestamp may inflate a
+        stored compressed batch, so they run on a worker thread (one bounded
+        batch at a time, Log.offset_and_timestamp_for_time) and the response
+        waits for them in a coroutine while other clients are served."""
         R = m.ListOffsetsResponse
         P = R.ListOffsetsPartitionResponse
         committed = req.isolation_level == 1
         topics = []
+        by_time = []  # (parts, position in parts, Partition, timestamp)
         for t in req.topics:
             parts = []
             for lp in t.partitions:
@@ -589,18 +594,36 @@ class Handlers:
                     elif ts < 0:
                         raise InvalidRequestError(f"timestamp {ts} is not supported")
                     else:
-                        offset = p.offset_for_time(ts)
-                        if offset is None or offset >= p.high_watermark:
-                            offset, out_ts = -1, -1
-                        else:
-                            out_ts = p.log.read(offset).timestamp
+                        by_time.append((parts, len(parts), p, ts))
+                        parts.append(None)
+                        continue
                     parts.append(P(partition_index=lp.partition_index, error_code=0, timestamp=out_ts,
                                    offset=offset, old_style_offsets=[offset]))
                 except PylogError as e:
                     parts.append(P(partition_index=lp.partition_index, error_code=_code(e),
                                    timestamp=-1, offset=-1))
             topics.append(R.ListOffsetsTopicResponse(name=t.name, partitions=parts))
-        return R(throttle_time_ms=0, topics=topics)
+        resp = R(throttle_time_ms=0, topics=topics)
+        if not by_time:
+            return resp
+
+        async def by_timestamp():
+            loop = asyncio.get_running_loop()
+            for parts, i, p, ts in by_time:
+                index = p.index
+                try:
+                    found = await loop.run_in_executor(
+                        None, p.log.offset_and_timestamp_for_time, ts, p.max_inflated_bytes)
+                    if found is None or found[0] >= p.high_watermark:
+                        offset, out_ts = -1, -1
+                    else:
+                        offset, out_ts = found
+                    parts[i] = P(partition_index=index, error_code=0, timestamp=out_ts, offset=offset,
+                                 old_style_offsets=[offset])
+                except PylogError as e:
+                    parts[i] = P(partition_index=index, error_code=_code(e), timestamp=-1, offset=-1)
+            return resp
+        return by_timestamp()
 
     # ---- CreateTopics (19) / DeleteTopics (20) / CreatePartitions (37) ----
 

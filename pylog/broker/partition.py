@@ -313,11 +313,14 @@ class Partition:
 
     # ---- appends ----
 
-    def append_as_leader(self, data, required_acks: int) -> AppendResult:
+    def append_as_leader(self, data, required_acks: int, produce_version: int | None = None) -> AppendResult:
         """Append the batches of one produce request. Raises CorruptRecordError,
-        InvalidRecordError, RecordTooLargeError, NotLeaderOrFollowerError,
-        NotEnoughReplicasError, the producer-state errors; on any of them
-        nothing was appended."""
+        InvalidRecordError, InvalidTimestampError, UnsupportedCompressionError,
+        RecordTooLargeError, NotLeaderOrFollowerError, NotEnoughReplicasError,
+        the producer-state errors; on any of them nothing was appended.
+        produce_version: a client's Produce request, whose every record is
+        checked as Kafka's LogValidator does (engine/validate.h); None for the
+        broker's own batches (group metadata, the embedded store)."""
         if not self.is_leader:
             raise NotLeaderOrFollowerError(
                 f"broker {self.broker_id} is not the leader of {self.topic}-{self.index} "
@@ -331,6 +334,10 @@ class Partition:
             if end - h[0] > max_bytes:
                 raise RecordTooLargeError(
                     f"a batch of {end - h[0]} bytes exceeds max.message.bytes={max_bytes} of {self.topic}")
+        if produce_version is not None:
+            data = _engine.validate_produce(
+                data, int(time.time() * 1000), self.timestamp_before_max_ms, self.timestamp_after_max_ms,
+                self.compacted, produce_version, self.max_inflated_bytes, self._name)
         if required_acks == -1 and len(self.isr) < self.min_insync_replicas:
             raise NotEnoughReplicasError(
                 f"{self.topic}-{self.index}: ISR {self.isr} is smaller than min.insync.replicas="
@@ -341,7 +348,8 @@ class Partition:
             return AppendResult(dup[2], dup[3], self.log.log_start_offset)
         # The request's bytes are ours to patch (the connection's receive buffer).
         # The engine refuses bad batches (CorruptRecordError, InvalidRecordError).
-        first, last = self.log.append_batches(data, self.leader_epoch, in_place=_writable(data))
+        first, last = self.log.append_batches(data, self.leader_epoch, in_place=_writable(data),
+                                              crc_checked=produce_version is not None)
         self.producer_state.update(headers, first)
         if not self.maybe_increment_high_watermark() and self.followers:
             self._wake_fetchers()  # followers long-polling for new data
@@ -549,6 +557,15 @@ class Partition:
         # Read on every append: parsed once here, not per request.
         self.max_message_bytes = config.get("max.message.bytes")
         self.min_insync_replicas = config.get("min.insync.replicas")
+        self.timestamp_before_max_ms = config.get("message.timestamp.before.max.ms")
+        self.timestamp_after_max_ms = config.get("message.timestamp.after.max.ms")
+        self.compacted = "compact" in config.get("cleanup.policy")
+        # Never below max.message.bytes: a batch accepted uncompressed is
+        # accepted compressed (config.py explains the default).
+        broker = getattr(config, "broker", None)
+        bound = broker.get("pylog.message.max.decompressed.bytes") if broker is not None else 64 << 20
+        self.max_inflated_bytes = max(bound, self.max_message_bytes)
+        self._name = f"{self.topic}-{self.index}"
 
     def apply_config(self, config):
         self._set_config(config)

@@ -253,17 +253,19 @@ class Log(_engine.LogCore):
     # ---- appends ----
 
     def append_batches(self, data, leader_epoch: int = -1, assign_offsets: bool = True,
-                       in_place: bool = False):
+                       in_place: bool = False, crc_checked: bool = False):
         """Append record batches v2 as received (validated; offsets assigned and the
         leader epoch stamped unless assign_offsets is False). Returns (first, last).
         in_place: patch offsets into data itself (a writable buffer the caller is
-        done with) instead of into a copy."""
+        done with) instead of into a copy. crc_checked: the caller has just checked
+        the CRC of these bytes (the broker's produce validation), not done twice."""
         with self._lock:
             self._check_open()
             seg = self._segments[-1]
-            res = seg.append_batches(data, leader_epoch, assign_offsets, False, in_place)
+            res = seg.append_batches(data, leader_epoch, assign_offsets, False, in_place, crc_checked)
             if res is None:
-                res = self._roll().append_batches(data, leader_epoch, assign_offsets, False, in_place)
+                res = self._roll().append_batches(data, leader_epoch, assign_offsets, False, in_place,
+                                                  crc_checked)
                 if res is None:
                     raise RecordTooLargeError("batches do not fit an empty segment")
             if self.flush_messages is not None:
@@ -418,6 +420,21 @@ class Log(_engine.LogCore):
                     off = seg.find_time(timestamp)
                     if off is not None:
                         return max(off, self._log_start_offset)
+            return None
+
+    def offset_and_timestamp_for_time(self, timestamp: int, max_inflated: int = 64 << 20):
+        """Kafka's fetchOffsetByTimestamp: (offset, timestamp) of the first record
+        at or after the log start whose timestamp is >= timestamp, or None. A
+        compressed batch is inflated as a bounded stream only up to the answer
+        (Segment.find_time_record); one batch at a time. Takes the log's lock,
+        so it can run on a worker thread while the event loop goes on."""
+        with self._lock:
+            self._check_open()
+            for seg in self._segments:
+                if seg.max_timestamp >= timestamp and seg.next_offset > self._log_start_offset:
+                    found = seg.find_time_record(timestamp, self._log_start_offset, max_inflated)
+                    if found is not None:
+                        return found
             return None
 
     def read_batches(self, offset: int, max_bytes: int = 1 << 20):

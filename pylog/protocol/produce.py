@@ -103,8 +103,9 @@ def decode_produce_request(frame):
 def encode_produce_response(correlation_id, version, results):
     """The whole response frame (size prefix included). results: a list of
     (topic, [(index, error_code, base_offset, log_append_time_ms,
-    log_start_offset, error_message)]); error messages exist only from v8 on
-    (with record_errors, always empty here)."""
+    log_start_offset, error_message[, record_errors])]) with record_errors
+    [(batch_index, batch_index_error_message)]; error messages and record
+    errors exist only from v8 on."""
     out = bytearray(_SIZE_CORR.pack(0, correlation_id))
     out += _I32.pack(len(results))
     for name, parts in results:
@@ -112,12 +113,22 @@ def encode_produce_response(correlation_id, version, results):
         out += _I16.pack(len(b))
         out += b
         out += _I32.pack(len(parts))
-        for index, code, base, append_time, start, message in parts:
+        for part in parts:
+            index, code, base, append_time, start, message = part[:6]
             out += _RESP_PART.pack(index, code, base, append_time)
             if version >= 5:
                 out += _I64.pack(start)
             if version >= 8:
-                out += _I32.pack(0)  # record_errors
+                record_errors = part[6] if len(part) > 6 else ()
+                out += _I32.pack(len(record_errors))
+                for batch_index, batch_message in record_errors:
+                    out += _I32.pack(batch_index)
+                    if batch_message is None:
+                        out += _I16.pack(-1)
+                    else:
+                        bm = batch_message.encode()[:32767]
+                        out += _I16.pack(len(bm))
+                        out += bm
                 if message is None:
                     out += _I16.pack(-1)
                 else:

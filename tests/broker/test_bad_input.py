@@ -442,12 +442,14 @@ def test_produce_bad_crc_is_corrupt_message(healthy):
 
 
 def test_produce_bad_crc_in_second_batch_appends_nothing(healthy):
-    """Two batches for one partition, the second corrupt: refused as a whole."""
+    """Two batches for one partition, the second corrupt: refused as a whole.
+    Kafka refuses a second batch before any CRC is read (ProduceRequest.
+    validateRecords: exactly one record batch per partition from v3 on)."""
     b2 = bytearray(batch(2, b"two"))
     b2[30] ^= 0x01   # inside baseTimestamp, covered by the CRC
     with connect(healthy.broker) as s:
         r = call(s, 33, PRODUCE, 7, produce_body(GUARDED, batch(2, b"one") + bytes(b2)))
-        assert produce_error(r) == CORRUPT_MESSAGE
+        assert produce_error(r) == INVALID_RECORD
 
 
 @pytest.mark.parametrize("magic", [0, 1, 3])
