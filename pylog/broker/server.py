@@ -41,6 +41,7 @@ log = logging.getLogger("pylog.broker")
 
 RECV_BUFFER_MIN = 64 << 10   # a connection's receive buffer starts here...
 RECV_BUFFER_MAX = 4 << 20    # ...and grows to fit frames up to this; larger ones get their own
+BIG_FRAME_START = 1 << 20    # a larger frame's own buffer starts here and doubles as bytes arrive
 SENDFILE_MIN = 32 << 10
 SHRINK_AFTER_S = 10       # a quiet connection's grown receive buffer is given back after this
 MAX_QUEUED = 1000  # requests in flight per connection before reading pauses
@@ -64,7 +65,10 @@ class Connection(asyncio.BufferedProtocol):
         self._view = memoryview(self._buf)
         self._start = 0          # unparsed bytes are _buf[_start:_end]
         self._end = 0
-        self._big = None         # (bytearray, filled) for a frame larger than _buf
+        # [bytearray, filled, frame size] for a frame larger than RECV_BUFFER_MAX:
+        # its buffer grows only as its bytes arrive, so a size prefix alone
+        # (up to socket.request.max.bytes) costs no memory.
+        self._big = None
         self._pending = deque()  # responses waiting for an earlier one, in order
         self._drainer = None
         self._paused_writing = False
@@ -129,24 +133,38 @@ class Connection(asyncio.BufferedProtocol):
             self._parse_buffered_now()
 
     def get_buffer(self, sizehint):
-        if self._big is not None:
-            buf, filled = self._big
+        big = self._big
+        if big is not None:
+            buf, filled, size = big
+            if filled == len(buf):
+                new = bytearray(min(size, 2 * len(buf)))
+                new[:filled] = buf
+                big[0] = buf = new
             return memoryview(buf)[filled:]
-        if len(self._buf) - self._end < len(self._buf) >> 2:
-            # Move the unparsed tail to the front. Slices handed to handlers are
-            # never kept past the handler call, so overwriting is safe.
+        buf = self._buf
+        if len(buf) - self._end < len(buf) >> 2:
             n = self._end - self._start
-            self._buf[:n] = self._buf[self._start:self._end]
+            if n > len(buf) >> 1 and len(buf) < RECV_BUFFER_MAX:
+                # Most of the buffer is one frame still arriving: double it
+                # (a new one: the old may still be exported to the transport).
+                # Grown from bytes received, never from the size announced.
+                new = bytearray(2 * len(buf))
+                new[:n] = buf[self._start:self._end]
+                self._buf, self._view = new, memoryview(new)
+            else:
+                # Move the unparsed tail to the front. Slices handed to handlers
+                # are never kept past the handler call, so overwriting is safe.
+                buf[:n] = buf[self._start:self._end]
             self._start, self._end = 0, n
         return self._view[self._end:]
 
     def buffer_updated(self, nbytes):
         self.last_active = time.monotonic()
-        if self._big is not None:
-            buf, filled = self._big
-            filled += nbytes
-            if filled < len(buf):
-                self._big = (buf, filled)
+        big = self._big
+        if big is not None:
+            big[1] += nbytes
+            buf, filled, size = big
+            if filled < size:
                 return
             self._big = None
             self.partial_since = None
@@ -186,21 +204,13 @@ class Connection(asyncio.BufferedProtocol):
                 self._on_frame(self._view[s:s + size])
                 continue
             if size + 4 > RECV_BUFFER_MAX:
-                big = bytearray(size)
                 have = avail - 4
+                big = bytearray(min(size, max(BIG_FRAME_START, 2 * have)))
                 big[:have] = buf[self._start + 4:self._end]
-                self._big = (big, have)
+                self._big = [big, have, size]
                 self._start = self._end = 0
-            elif size + 4 > len(buf) - self._start:
-                # Grow (a new buffer: the old one may still be exported to the
-                # transport) to hold this frame and a few more like it.
-                new_len = len(buf)
-                while new_len < 2 * (size + 4) and new_len < RECV_BUFFER_MAX:
-                    new_len *= 2
-                new = bytearray(new_len)
-                new[:avail] = buf[self._start:self._end]
-                self._buf, self._view = new, memoryview(new)
-                self._start, self._end = 0, avail
+            # A smaller frame that does not fit yet gets room as its bytes
+            # arrive (get_buffer).
             break
         if self._start == self._end:
             self._start = self._end = 0
