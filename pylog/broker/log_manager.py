@@ -40,9 +40,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import (
     InvalidPartitionsError,
-    LogClosedError,
     InvalidReplicationFactorError,
     InvalidTopicError,
+    LogClosedError,
     LogLockedError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
@@ -289,6 +289,8 @@ class LogManager:
     def file_executor(self) -> ThreadPoolExecutor:
         """One thread for topic file work, so creations and deletions reach
         the disk in the order they were asked for."""
+        if self._closing:
+            raise LogClosedError("the broker is stopping")
         if self._files is None:
             self._files = ThreadPoolExecutor(1, thread_name_prefix="pylog-topic-files")
         return self._files

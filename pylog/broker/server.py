@@ -65,6 +65,7 @@ class Connection(asyncio.BufferedProtocol):
         self._view = memoryview(self._buf)
         self._start = 0          # unparsed bytes are _buf[_start:_end]
         self._end = 0
+        self._want = 0           # the _buf size the frame being received asks for
         # [bytearray, filled, frame size] for a frame larger than RECV_BUFFER_MAX:
         # its buffer grows only as its bytes arrive, so a size prefix alone
         # (up to socket.request.max.bytes) costs no memory.
@@ -144,11 +145,12 @@ class Connection(asyncio.BufferedProtocol):
         buf = self._buf
         if len(buf) - self._end < len(buf) >> 2:
             n = self._end - self._start
-            if n > len(buf) >> 1 and len(buf) < RECV_BUFFER_MAX:
-                # Most of the buffer is one frame still arriving: double it
-                # (a new one: the old may still be exported to the transport).
-                # Grown from bytes received, never from the size announced.
-                new = bytearray(2 * len(buf))
+            if len(buf) < self._want:
+                # The frame arriving asks for more room: double (a new buffer:
+                # the old may still be exported to the transport). Only a full
+                # buffer grows, so the memory follows the bytes received, not
+                # the size announced.
+                new = bytearray(min(self._want, 2 * len(buf)))
                 new[:n] = buf[self._start:self._end]
                 self._buf, self._view = new, memoryview(new)
             else:
@@ -209,8 +211,13 @@ class Connection(asyncio.BufferedProtocol):
                 big[:have] = buf[self._start + 4:self._end]
                 self._big = [big, have, size]
                 self._start = self._end = 0
-            # A smaller frame that does not fit yet gets room as its bytes
-            # arrive (get_buffer).
+            elif size + 4 > len(buf) - self._start:
+                # Room for this frame and a few more like it, made as its
+                # bytes arrive (get_buffer).
+                want = len(buf)
+                while want < 2 * (size + 4) and want < RECV_BUFFER_MAX:
+                    want *= 2
+                self._want = want
             break
         if self._start == self._end:
             self._start = self._end = 0
@@ -227,6 +234,7 @@ class Connection(asyncio.BufferedProtocol):
             self._buf = bytearray(RECV_BUFFER_MIN)
             self._view = memoryview(self._buf)
             self._start = self._end = 0
+            self._want = 0
 
     def eof_received(self):
         return False
