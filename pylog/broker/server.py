@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
 import os
 import socket
 import struct
+import sys
 import time
 from collections import deque
 
@@ -41,7 +43,8 @@ log = logging.getLogger("pylog.broker")
 
 RECV_BUFFER_MIN = 64 << 10   # a connection's receive buffer starts here...
 RECV_BUFFER_MAX = 4 << 20    # ...and grows to fit frames up to this; larger ones get their own
-BIG_FRAME_START = 1 << 20    # a larger frame's own buffer starts here and doubles as bytes arrive
+BIG_FRAME_START = 1 << 20    # without mmap, a larger frame's own buffer starts here and doubles
+_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith("linux") else 0)
 SENDFILE_MIN = 32 << 10
 SHRINK_AFTER_S = 10       # a quiet connection's grown receive buffer is given back after this
 MAX_QUEUED = 1000  # requests in flight per connection before reading pauses
@@ -66,10 +69,12 @@ class Connection(asyncio.BufferedProtocol):
         self._start = 0          # unparsed bytes are _buf[_start:_end]
         self._end = 0
         self._want = 0           # the _buf size the frame being received asks for
-        # [bytearray, filled, frame size] for a frame larger than RECV_BUFFER_MAX:
-        # its buffer grows only as its bytes arrive, so a size prefix alone
-        # (up to socket.request.max.bytes) costs no memory.
+        # [buffer, filled, frame size] for a frame larger than RECV_BUFFER_MAX,
+        # in a buffer of its own (_frame_buffer) that costs memory only as its
+        # bytes arrive: a size prefix alone (up to socket.request.max.bytes)
+        # costs none.
         self._big = None
+        self._spare = None       # the last large frame's mapping, reused by the next (its pages are in)
         self._pending = deque()  # responses waiting for an earlier one, in order
         self._drainer = None
         self._paused_writing = False
@@ -137,11 +142,11 @@ class Connection(asyncio.BufferedProtocol):
         big = self._big
         if big is not None:
             buf, filled, size = big
-            if filled == len(buf):
+            if filled == len(buf):  # only a bytearray (no mmap) is smaller than the frame
                 new = bytearray(min(size, 2 * len(buf)))
                 new[:filled] = buf
                 big[0] = buf = new
-            return memoryview(buf)[filled:]
+            return memoryview(buf)[filled:size]
         buf = self._buf
         if len(buf) - self._end < len(buf) >> 2:
             n = self._end - self._start
@@ -170,7 +175,10 @@ class Connection(asyncio.BufferedProtocol):
                 return
             self._big = None
             self.partial_since = None
-            self._on_frame(memoryview(buf))
+            self._on_frame(memoryview(buf)[:size])
+            if type(buf) is mmap.mmap:
+                # Fresh pages cost a fault each; the next large frame reuses these.
+                self._spare = buf
             return
         self._end += nbytes
         # Responses to every request in this read go out in one write: on
@@ -207,7 +215,9 @@ class Connection(asyncio.BufferedProtocol):
                 continue
             if size + 4 > RECV_BUFFER_MAX:
                 have = avail - 4
-                big = bytearray(min(size, max(BIG_FRAME_START, 2 * have)))
+                big, self._spare = self._spare, None
+                if big is None or len(big) < size:
+                    big = _frame_buffer(size, have)
                 big[:have] = buf[self._start + 4:self._end]
                 self._big = [big, have, size]
                 self._start = self._end = 0
@@ -230,6 +240,8 @@ class Connection(asyncio.BufferedProtocol):
     def shrink_buffer(self):
         """Give back a receive buffer grown for large requests once the
         connection is quiet (the sweeper calls this)."""
+        if self._big is None:
+            self._spare = None
         if len(self._buf) > RECV_BUFFER_MIN and self._start == self._end and self._big is None:
             self._buf = bytearray(RECV_BUFFER_MIN)
             self._view = memoryview(self._buf)
@@ -419,6 +431,18 @@ class Connection(asyncio.BufferedProtocol):
                     self.transport.close()
                 else:
                     self.transport.abort()
+
+
+def _frame_buffer(size, have):
+    """A buffer for one large frame. An anonymous mapping of the whole frame:
+    its pages cost memory only once written (a bytearray is zero-filled at
+    once), and it is filled in place with no copying. Where that is refused
+    (an address-space limit), a bytearray that get_buffer doubles as the bytes
+    arrive."""
+    try:
+        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+    except (OSError, ValueError, OverflowError):
+        return bytearray(min(size, max(BIG_FRAME_START, 2 * have)))
 
 
 class Server:
