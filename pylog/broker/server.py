@@ -8,7 +8,8 @@ back the responses queued behind it, so responses leave strictly in request
 order, as Kafka clients require. acks=0 produce requests get no response.
 
 Limits, checked before any work: the int32 size prefix must lie in
-[0, socket.request.max.bytes] or the connection is closed at once; a request
+[0, socket.request.max.bytes] or the connection is closed at once, and a
+request costs memory as its bytes arrive, not as announced; a request
 whose first bytes arrived must be complete within
 pylog.request.read.timeout.ms; a connection with nothing in flight is closed
 after connections.max.idle.ms. Malformed requests, unknown API keys and
