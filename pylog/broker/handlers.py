@@ -46,6 +46,7 @@ log = logging.getLogger("pylog.broker")
 
 RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
 OFFSETS_TOPIC = "__consumer_offsets"
+METADATA_CHUNK = 2000  # topic names a Metadata request handles between turns of the event loop
 INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, "__transaction_state"})
 
 
@@ -121,31 +122,32 @@ class Handlers:
         auto = b.config.get("auto.create.topics.enable") and (version < 4 or req.allow_auto_topic_creation)
         answers = {}     # name -> an error code, for names not answered from self.logs.topics
         to_create = []   # names to create on demand, in order
-        for name in names:
-            if name in self.logs.topics or name in answers:
-                continue
-            try:
-                validate_topic_name(name)
-            except PylogError as e:
-                answers[name] = code_for(e)
-                continue
-            if not auto:
-                answers[name] = 3
-                continue
-            try:
-                if name == OFFSETS_TOPIC and b.groups is not None:
-                    b.groups.ensure_offsets_topic()  # with its own partition count and configs
-                elif name in INTERNAL_TOPICS:
-                    raise InvalidRequestError(f"{name} is an internal topic; it is not created on demand")
-                else:
-                    to_create.append(name)
-                    answers[name] = 0
-            except PylogError as e:
-                answers[name] = _code(e)
 
-        def answer():
-            topics = []
-            for name in names:
+        def classify(chunk):
+            for name in chunk:
+                if name in self.logs.topics or name in answers:
+                    continue
+                try:
+                    validate_topic_name(name)
+                except PylogError as e:
+                    answers[name] = code_for(e)
+                    continue
+                if not auto:
+                    answers[name] = 3
+                    continue
+                try:
+                    if name == OFFSETS_TOPIC and b.groups is not None:
+                        b.groups.ensure_offsets_topic()  # with its own partition count and configs
+                    elif name in INTERNAL_TOPICS:
+                        raise InvalidRequestError(f"{name} is an internal topic; it is not created on demand")
+                    else:
+                        to_create.append(name)
+                        answers[name] = 0
+                except PylogError as e:
+                    answers[name] = _code(e)
+
+        def answer(chunk, topics):
+            for name in chunk:
                 meta = self.logs.topics.get(name)
                 if meta is None:
                     topics.append(R.MetadataResponseTopic(error_code=answers.get(name) or 3, name=name))
@@ -163,34 +165,64 @@ class Handlers:
                         replica_nodes=list(p.replicas), isr_nodes=list(p.isr), offline_replicas=[]))
                 topics.append(R.MetadataResponseTopic(error_code=0, name=name, topic_id=meta.topic_id,
                                                       is_internal=name in INTERNAL_TOPICS, partitions=parts))
+            return topics
+
+        def response(topics):
             return R(throttle_time_ms=0, brokers=brokers, cluster_id=self.logs.cluster_id,
                      controller_id=b.broker_id, topics=topics)
 
-        if not to_create:
-            return answer()
-        # Kafka sends the names to create to its controller as one
-        # CreateTopics, which refuses the whole batch past its partition limit.
-        if len(to_create) * max(b.config.get("num.partitions"), 1) > MAX_PARTITIONS_PER_BATCH:
-            log.warning("not creating %d topics on demand: more than %d partitions in one request",
-                        len(to_create), MAX_PARTITIONS_PER_BATCH)
+        def prepare():
+            """The topics to create, reserved; [] when there are none or too many."""
+            if not to_create:
+                return []
+            # Kafka sends the names to create to its controller as one
+            # CreateTopics, which refuses the whole batch past its partition limit.
+            if len(to_create) * max(b.config.get("num.partitions"), 1) > MAX_PARTITIONS_PER_BATCH:
+                log.warning("not creating %d topics on demand: more than %d partitions in one request",
+                            len(to_create), MAX_PARTITIONS_PER_BATCH)
+                for name in to_create:
+                    answers[name] = PolicyViolationError.error_code
+                return []
+            prepared = []
             for name in to_create:
-                answers[name] = PolicyViolationError.error_code
-            return answer()
-        prepared = []
-        for name in to_create:
-            if name in self.logs._creating:
-                answers[name] = 3  # being created for another request: Kafka's answer for it in flight
-                continue
-            try:
-                prepared.append(self.logs.prepare_topic(name))
-            except PylogError as e:
-                answers[name] = _code(e)
+                if name in self.logs._creating:
+                    answers[name] = 3  # being created for another request: Kafka's answer for it in flight
+                    continue
+                try:
+                    prepared.append(self.logs.prepare_topic(name))
+                except PylogError as e:
+                    answers[name] = _code(e)
+            return prepared
 
-        async def create():
+        async def create(prepared):
             for name, (code, _msg) in (await self._create_prepared(prepared)).items():
                 answers[name] = code
-            return answer()
-        return _to_the_end(create())
+
+        if len(names) > METADATA_CHUNK:
+            # Many names: the work is done a chunk at a time, the event loop
+            # serving others in between.
+            async def in_chunks():
+                for k in range(0, len(names), METADATA_CHUNK):
+                    classify(names[k:k + METADATA_CHUNK])
+                    await asyncio.sleep(0)
+                prepared = prepare()
+                if prepared:
+                    await create(prepared)
+                topics = []
+                for k in range(0, len(names), METADATA_CHUNK):
+                    answer(names[k:k + METADATA_CHUNK], topics)
+                    await asyncio.sleep(0)
+                return response(topics)
+            return _to_the_end(in_chunks())
+        classify(names)
+        prepared = prepare()
+        if not prepared:
+            return response(answer(names, []))
+
+        async def create_then_answer():
+            await create(prepared)
+            return response(answer(names, []))
+        return _to_the_end(create_then_answer())
 
     async def _create_prepared(self, metas):
         """Open the partitions of topics LogManager.prepare_topic reserved, on

@@ -49,6 +49,11 @@ _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswit
 SENDFILE_MIN = 32 << 10
 SHRINK_AFTER_S = 10       # a quiet connection's grown receive buffer is given back after this
 MAX_QUEUED = 1000  # requests in flight per connection before reading pauses
+# A request at least this large (a Metadata naming 100,000 topics) is decoded
+# and its answer encoded on a worker thread, its connection muted meanwhile (as
+# Kafka mutes a connection with a request in progress): the event loop keeps
+# serving everyone else while that CPU work runs.
+OFF_LOOP_BYTES = 256 << 10
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -80,6 +85,7 @@ class Connection(asyncio.BufferedProtocol):
         self._drainer = None
         self._paused_writing = False
         self._reading_paused = False
+        self._off_loop = False   # a large request is being decoded or encoded on a worker thread
         self._out = None         # responses gathered while a read is processed
         self.closed = False
         self.last_active = time.monotonic()
@@ -126,6 +132,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _maybe_resume_reading(self):
         if self._reading_paused and not self._paused_writing and len(self._pending) < MAX_QUEUED \
+                and not self._off_loop \
                 and not self.closed:
             self._reading_paused = False
             self.transport.resume_reading()
@@ -259,6 +266,14 @@ class Connection(asyncio.BufferedProtocol):
                 av.is_served(av.PRODUCE, _I16.unpack_from(frame, 2)[0]):
             self._on_produce(frame)
             return
+        if len(frame) >= OFF_LOOP_BYTES:
+            self._off_loop = True
+            self._pause_reading()
+            # A copy: frame may be a view of the receive buffer, reused once reading resumes.
+            self._queue(None, asyncio.ensure_future(self._serve_off_loop(bytes(frame))))
+            if self._drainer is None:
+                self._drainer = asyncio.ensure_future(self._drain())
+            return
         try:
             header, req = decode_request(frame)
         except UnsupportedVersionError as e:
@@ -303,6 +318,53 @@ class Connection(asyncio.BufferedProtocol):
             self._queue(header, result)
         else:
             self._respond(header, result)
+
+    async def _serve_off_loop(self, frame):
+        """A large request: decoded on a worker thread, handled on the loop,
+        its answer encoded on a worker thread; the whole response frame, or
+        None when the connection is closed instead."""
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                header, req = await loop.run_in_executor(None, decode_request, frame)
+            except UnsupportedVersionError as e:
+                h = getattr(e, "header", None)
+                if h is not None and h.request_api_key == av.API_VERSIONS:
+                    return encode_response(h.correlation_id, av.API_VERSIONS, 0,
+                                           self.handlers.api_versions_error())
+                log.warning("closing connection from %s: %s", self.peer, e)
+                self.close()
+                return None
+            except ProtocolError as e:
+                log.warning("closing connection from %s: malformed request: %s", self.peer, e)
+                self.close()
+                return None
+            key, version = header.request_api_key, header.request_api_version
+            handler = self.handlers.table.get(key)
+            if handler is None or not av.is_served(key, version):
+                log.warning("closing connection from %s: api key %d v%d is not served", self.peer, key, version)
+                self.close()
+                return None
+            self.handlers.current_peer_host = self.peer_host
+            try:
+                result = handler(header, req)
+                if asyncio.iscoroutine(result):
+                    result = await result
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if not isinstance(e, ConnectionAbortedError):
+                    log.exception("closing connection from %s: %s v%d failed", self.peer, type(req).__name__,
+                                  version)
+                self.close()
+                return None
+            if type(result) is list:
+                body = b"".join(detach_chunks(result))
+                return _I32I32.pack(len(body) + 4, header.correlation_id) + body
+            return await loop.run_in_executor(None, encode_response, header.correlation_id, key, version, result)
+        finally:
+            self._off_loop = False
+            self._maybe_resume_reading()
 
     def _queue(self, header, item):
         """Hold an answer behind earlier ones still being prepared; past
@@ -360,7 +422,7 @@ class Connection(asyncio.BufferedProtocol):
                         self.close()
                         return
                 self._pending.popleft()
-                if not self.closed:
+                if not self.closed and item is not None:
                     self._respond(header, item)
                 self._maybe_resume_reading()
         finally:
