@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 
-from ..errors import InvalidConfigError
+from ..errors import InvalidConfigError, InvalidTopicError
 
 log = logging.getLogger("pylog.broker")
 
@@ -64,6 +64,9 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "min.insync.replicas": (int, 1),
     "unclean.leader.election.enable": (bool, False),
     "socket.request.max.bytes": (int, 104857600),
+    # The most a consumer's Fetch answer carries, whatever its max_bytes
+    # (KIP-74; the first batch still goes out whole).
+    "fetch.max.bytes": (int, 57671680),
     "connections.max.idle.ms": (int, 600000),
     "producer.id.expiration.ms": (int, 86400000),
     "offsets.topic.replication.factor": (int, 1),
@@ -91,6 +94,7 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "replica.lag.time.max.ms": (int, 30000),
     "replica.fetch.wait.max.ms": (int, 500),
     "replica.fetch.max.bytes": (int, 1048576),
+    "replica.fetch.response.max.bytes": (int, 10485760),
     "auto.leader.rebalance.enable": (bool, True),
     "leader.imbalance.check.interval.seconds": (int, 300),
     "controlled.shutdown.enable": (bool, True),
@@ -147,12 +151,13 @@ _TOPIC_ONLY_DEFAULTS = {
     "min.cleanable.dirty.ratio": "0.5", "min.compaction.lag.ms": "0",
 }
 
-_LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+# Kafka's Topic.validate. fullmatch: `$` would let a final newline through,
+# and a topic name becomes a directory name.
+_LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
 
 def validate_topic_name(name: str) -> None:
-    from ..errors import InvalidTopicError
-    if not name or name in (".", "..") or not _LEGAL_TOPIC.match(name):
+    if not isinstance(name, str) or name in (".", "..") or not _LEGAL_TOPIC.fullmatch(name):
         raise InvalidTopicError(
             f"topic name {name!r} is illegal: 1-249 characters of ASCII letters, digits, '.', '_' and '-'")
 

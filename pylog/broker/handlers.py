@@ -29,6 +29,7 @@ from ..errors import (
     NotLeaderOrFollowerError,
     OffsetNotAvailableError,
     OffsetOutOfRangeError,
+    PolicyViolationError,
     PylogError,
     TopicDeletionDisabledError,
     UnknownTopicOrPartitionError,
@@ -39,12 +40,13 @@ from ..protocol.produce import decode_produce_request, encode_produce_response
 from . import api_versions as av
 from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, TopicConfig, validate_topic_name
 from .epoch_api import offset_for_leader_epoch
-from .log_manager import merge_overrides
+from .log_manager import MAX_PARTITIONS_PER_BATCH, merge_overrides
 
 log = logging.getLogger("pylog.broker")
 
 RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
 OFFSETS_TOPIC = "__consumer_offsets"
+METADATA_CHUNK = 2000  # topic names a Metadata request handles between turns of the event loop
 INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, "__transaction_state"})
 
 
@@ -64,6 +66,8 @@ class Handlers:
         self.broker = broker
         self.logs = broker.log_manager
         self.current_peer_host = ""  # set by the connection for each request it dispatches
+        self._fetch_max_bytes = broker.config.get("fetch.max.bytes")
+        self._fetch_response_max_follower = broker.config.get("replica.fetch.response.max.bytes")
         self.table = {
             av.API_VERSIONS: self.api_versions,
             av.METADATA: self.metadata,
@@ -119,39 +123,142 @@ class Handlers:
         else:
             names = [t.name for t in req.topics]
         auto = b.config.get("auto.create.topics.enable") and (version < 4 or req.allow_auto_topic_creation)
-        topics = []
-        for name in names:
-            meta = self.logs.topics.get(name)
-            if meta is None:
+        answers = {}     # name -> an error code, for names not answered from self.logs.topics
+        to_create = []   # names to create on demand, in order
+
+        def classify(chunk):
+            for name in chunk:
+                if name in self.logs.topics or name in answers:
+                    continue
                 try:
                     validate_topic_name(name)
                 except PylogError as e:
-                    topics.append(R.MetadataResponseTopic(error_code=code_for(e), name=name))
+                    answers[name] = code_for(e)
                     continue
                 if not auto:
-                    topics.append(R.MetadataResponseTopic(error_code=3, name=name))
+                    answers[name] = 3
                     continue
                 try:
                     if name == OFFSETS_TOPIC and b.groups is not None:
                         b.groups.ensure_offsets_topic()  # with its own partition count and configs
-                        meta = self.logs.topics[name]
                     elif name in INTERNAL_TOPICS:
                         raise InvalidRequestError(f"{name} is an internal topic; it is not created on demand")
                     else:
-                        meta = self.logs.create_topic(name)
+                        to_create.append(name)
+                        answers[name] = 0
                 except PylogError as e:
-                    topics.append(R.MetadataResponseTopic(error_code=_code(e), name=name))
+                    answers[name] = _code(e)
+
+        def answer(chunk, topics):
+            for name in chunk:
+                meta = self.logs.topics.get(name)
+                if meta is None:
+                    topics.append(R.MetadataResponseTopic(error_code=answers.get(name) or 3, name=name))
                     continue
-            parts = []
-            for i in meta.hosted:
-                p = self.logs.partitions.get((name, i)) or self.logs.offline_partition(name, i)
-                parts.append(R.MetadataResponsePartition(
-                    error_code=0, partition_index=i, leader_id=p.leader_id, leader_epoch=p.leader_epoch,
-                    replica_nodes=list(p.replicas), isr_nodes=list(p.isr), offline_replicas=[]))
-            topics.append(R.MetadataResponseTopic(error_code=0, name=name, topic_id=meta.topic_id,
-                                                  is_internal=name in INTERNAL_TOPICS, partitions=parts))
-        return R(throttle_time_ms=0, brokers=brokers, cluster_id=self.logs.cluster_id,
-                 controller_id=b.broker_id, topics=topics)
+                parts = []
+                for i in meta.hosted:
+                    p = self.logs.partitions.get((name, i))
+                    if p is None:
+                        # A replica whose log could not be opened: no leader, as
+                        # Kafka answers for a partition whose only log dir is offline.
+                        parts.append(R.MetadataResponsePartition(
+                            error_code=5, partition_index=i, leader_id=-1, leader_epoch=-1,
+                            replica_nodes=[b.broker_id], isr_nodes=[],
+                            offline_replicas=[b.broker_id] if i in meta.offline else []))
+                        continue
+                    parts.append(R.MetadataResponsePartition(
+                        error_code=0, partition_index=i, leader_id=p.leader_id, leader_epoch=p.leader_epoch,
+                        replica_nodes=list(p.replicas), isr_nodes=list(p.isr), offline_replicas=[]))
+                topics.append(R.MetadataResponseTopic(error_code=0, name=name, topic_id=meta.topic_id,
+                                                      is_internal=name in INTERNAL_TOPICS, partitions=parts))
+            return topics
+
+        def response(topics):
+            return R(throttle_time_ms=0, brokers=brokers, cluster_id=self.logs.cluster_id,
+                     controller_id=b.broker_id, topics=topics)
+
+        def prepare():
+            """The topics to create, reserved; [] when there are none or too many."""
+            if not to_create:
+                return []
+            # Kafka sends the names to create to its controller as one
+            # CreateTopics, which refuses the whole batch past its partition limit.
+            if len(to_create) * max(b.config.get("num.partitions"), 1) > MAX_PARTITIONS_PER_BATCH:
+                log.warning("not creating %d topics on demand: more than %d partitions in one request",
+                            len(to_create), MAX_PARTITIONS_PER_BATCH)
+                for name in to_create:
+                    answers[name] = PolicyViolationError.error_code
+                return []
+            prepared = []
+            for name in to_create:
+                if name in self.logs._creating:
+                    answers[name] = 3  # being created for another request: Kafka's answer for it in flight
+                    continue
+                try:
+                    prepared.append(self.logs.prepare_topic(name))
+                except PylogError as e:
+                    answers[name] = _code(e)
+            return prepared
+
+        async def create(prepared):
+            for name, (code, _msg) in (await self._create_prepared(prepared)).items():
+                answers[name] = code
+
+        if len(names) > METADATA_CHUNK:
+            # Many names: the work is done a chunk at a time, the event loop
+            # serving others in between.
+            async def in_chunks():
+                for k in range(0, len(names), METADATA_CHUNK):
+                    classify(names[k:k + METADATA_CHUNK])
+                    await asyncio.sleep(0)
+                prepared = prepare()
+                if prepared:
+                    await create(prepared)
+                topics = []
+                for k in range(0, len(names), METADATA_CHUNK):
+                    answer(names[k:k + METADATA_CHUNK], topics)
+                    await asyncio.sleep(0)
+                return response(topics)
+            return _to_the_end(in_chunks())
+        classify(names)
+        prepared = prepare()
+        if not prepared:
+            return response(answer(names, []))
+
+        async def create_then_answer():
+            await create(prepared)
+            return response(answer(names, []))
+        return _to_the_end(create_then_answer())
+
+    async def _create_prepared(self, metas):
+        """Open the partitions of topics LogManager.prepare_topic reserved, on
+        the LogManager's file thread so the loop keeps serving, and register
+        them; name -> (error code, message). A failed creation leaves nothing."""
+        loop = asyncio.get_running_loop()
+        out = {}
+        for i, meta in enumerate(metas):
+            try:
+                try:
+                    parts = await loop.run_in_executor(self.logs.file_executor, self.logs.open_topic_partitions,
+                                                       meta)
+                finally:
+                    self.logs._creating.discard(meta.name)
+                self.logs.register_topic(meta, parts, save=False)
+                out[meta.name] = (0, None)
+            except asyncio.CancelledError:
+                for later in metas[i + 1:]:
+                    self.logs._creating.discard(later.name)
+                raise
+            except Exception as e:
+                out[meta.name] = _file_work_error(e, f"creating topic {meta.name}")
+        if any(code == 0 for code, _msg in out.values()):
+            # One write of the topics file for the request, before the answer.
+            try:
+                await loop.run_in_executor(self.logs.file_executor, self.logs.write_topics,
+                                           *self.logs.topics_snapshot())
+            except OSError as e:
+                log.error("writing %s failed: %s", "pylog-topics.json", e)
+        return out
 
     def _cluster_metadata(self, header, req):
         """Metadata from the MetadataCache (the controller's UpdateMetadata).
@@ -393,14 +500,15 @@ class Handlers:
             # Sessions are not kept: every request is a full one (KIP-227 allows it).
             return _encode_fetch_error(version, 70)
         source = self._fetch_source(req, version)
-        chunks, total, ready, served = self._fetch_once(req, version, source)
+        wanted = _fetch_wanted(req.topics)
+        chunks, total, ready, served = self._fetch_once(req, version, source, wanted)
         if ready or total >= req.min_bytes or req.max_wait_ms <= 0:
             _count_bytes_out(served)
             return chunks
         del chunks, served
-        return self._fetch_wait(req, version, deadline, source)
+        return self._fetch_wait(req, version, deadline, source, wanted)
 
-    async def _fetch_wait(self, req, version, deadline, source):
+    async def _fetch_wait(self, req, version, deadline, source, wanted):
         loop = asyncio.get_running_loop()
         while True:
             remaining = deadline - time.monotonic()
@@ -408,9 +516,9 @@ class Handlers:
                 break
             fut = loop.create_future()
             parts = []
-            for t in req.topics:
-                for fp in t.partitions:
-                    p = self.logs.partitions.get((t.topic, fp.partition))
+            for topic, fps in wanted:
+                for fp in fps:
+                    p = self.logs.partitions.get((topic, fp.partition))
                     if p is not None:
                         p.add_waiter(fut)
                         parts.append(p)
@@ -423,12 +531,12 @@ class Handlers:
                     p.remove_waiter(fut)
             if self.broker.stopping:
                 break
-            chunks, total, ready, served = self._fetch_once(req, version, source)
+            chunks, total, ready, served = self._fetch_once(req, version, source, wanted)
             if ready or total >= req.min_bytes:
                 _count_bytes_out(served)
                 return detach_chunks(chunks)
             del chunks, served
-        chunks, _total, _ready, served = self._fetch_once(req, version, source)
+        chunks, _total, _ready, served = self._fetch_once(req, version, source, wanted)
         _count_bytes_out(served)
         return detach_chunks(chunks)
 
@@ -461,18 +569,22 @@ class Handlers:
         # it keeps for a known leader; not once the controller stopped it here.
         return not only_leader and p.leader_id >= 0 and self.broker.broker_id in p.replicas
 
-    def _fetch_once(self, req, version, source):
+    def _fetch_once(self, req, version, source, wanted):
         """The encoded response: (chunks, record bytes, respond_now, served).
         respond_now is set when a partition has an error or is sent to a
         preferred read replica (Kafka answers those at once); served lists
         (partition, record bytes) read for a consumer, counted in bytes_out
         only by the caller that sends this answer."""
+        from_follower, only_leader, client_rack = source
+        # Kafka's bound on the whole answer: the request's max_bytes, capped by
+        # fetch.max.bytes for consumers and replica.fetch.response.max.bytes
+        # for followers (the first batch still goes out whole, KIP-74).
         budget = req.max_bytes if req.max_bytes > 0 else 0x7FFFFFFF
+        budget = min(budget, self._fetch_response_max_follower if from_follower else self._fetch_max_bytes)
         total = 0
         respond_now = False
         read_committed = req.isolation_level == 1
         replica_id = req.replica_id
-        from_follower, only_leader, client_rack = source
         if client_rack is not None:
             # The leader's own rack from its config (what UpdateMetadata says
             # of it); the others' from the live brokers the controller sent.
@@ -487,13 +599,13 @@ class Handlers:
         head = bytearray(_I32.pack(0))  # throttle_time_ms
         if version >= 7:
             head += _I16I32.pack(0, 0)  # error_code, session_id
-        head += _I32.pack(len(req.topics))
+        head += _I32.pack(len(wanted))
         chunks = []
-        for t in req.topics:
-            name = t.topic.encode()
-            head += _I16.pack(len(name)) + name + _I32.pack(len(t.partitions))
-            for fp in t.partitions:
-                p = self.logs.partitions.get((t.topic, fp.partition))
+        for topic, fps in wanted:
+            name = topic.encode()
+            head += _I16.pack(len(name)) + name + _I32.pack(len(fps))
+            for fp in fps:
+                p = self.logs.partitions.get((topic, fp.partition))
                 data = None
                 preferred = -1
                 follower = from_follower and p is not None and p.is_leader and replica_id in p.replicas
@@ -627,11 +739,31 @@ class Handlers:
 
     # ---- CreateTopics (19) / DeleteTopics (20) / CreatePartitions (37) ----
 
+    def _too_many_partitions(self, req):
+        """Kafka's controller check (validateTotalNumberOfPartitions): the
+        partitions a CreateTopics asks for, counted before any work."""
+        default = self.broker.config.get("num.partitions")
+        total = 0
+        for t in req.topics:
+            if t.assignments:
+                total += len(t.assignments)
+            elif t.num_partitions == -1:
+                total += default
+            elif t.num_partitions > 0:
+                total += t.num_partitions
+        return total > MAX_PARTITIONS_PER_BATCH
+
     def create_topics(self, header, req):
+        R = m.CreateTopicsResponse
+        if self._too_many_partitions(req):
+            return R(throttle_time_ms=0, topics=[R.CreatableTopicResult(
+                name=t.name, error_code=PolicyViolationError.error_code,
+                error_message=f"Excessively large number of partitions per request (more than "
+                              f"{MAX_PARTITIONS_PER_BATCH}).") for t in req.topics])
         if self._in_cluster():
             return self._create_topics_in_cluster(req)
-        R = m.CreateTopicsResponse
         results = []
+        prepared = []
         for t in req.topics:
             try:
                 if t.name in INTERNAL_TOPICS:
@@ -649,11 +781,22 @@ class Handlers:
                                 f"{self.broker.broker_id} exists")
                     n, rf = len(t.assignments), 1
                 configs = {c.name: c.value for c in t.configs}
-                self.logs.create_topic(t.name, n, rf, configs, validate_only=req.validate_only)
+                meta = self.logs.prepare_topic(t.name, n, rf, configs, validate_only=req.validate_only)
+                if not req.validate_only:
+                    prepared.append(meta)
                 results.append(R.CreatableTopicResult(name=t.name, error_code=0, error_message=None))
             except PylogError as e:
                 results.append(R.CreatableTopicResult(name=t.name, error_code=_code(e), error_message=str(e)))
-        return R(throttle_time_ms=0, topics=results)
+        if not prepared:
+            return R(throttle_time_ms=0, topics=results)
+
+        async def create():
+            done = await self._create_prepared(prepared)
+            for r in results:
+                if r.error_code == 0 and r.name in done:
+                    r.error_code, r.error_message = done[r.name]
+            return R(throttle_time_ms=0, topics=results)
+        return _to_the_end(create())
 
     def _create_topics_in_cluster(self, req):
         """CreateTopics in a cluster: the active controller assigns replicas
@@ -706,19 +849,36 @@ class Handlers:
             return self._delete_topics_in_cluster(req)
         R = m.DeleteTopicsResponse
         out = []
+        parts, paths = [], []  # of deleted topics: closed and removed off the loop
         for name in req.topic_names:
             try:
                 if not self.broker.config.get("delete.topic.enable"):
                     raise TopicDeletionDisabledError("topic deletion is disabled (delete.topic.enable=false)")
                 if name in INTERNAL_TOPICS:
                     raise InvalidRequestError(f"{name} is an internal topic and cannot be deleted")
-                self.logs.delete_topic(name)
+                ps, ds = self.logs.unregister_topic(name)
+                parts += ps
+                paths += ds
                 if self.broker.groups is not None:
                     self.broker.groups.topic_deleted(name)
                 out.append(R.DeletableTopicResult(name=name, error_code=0))
             except PylogError as e:
                 out.append(R.DeletableTopicResult(name=name, error_code=_code(e), error_message=str(e)))
-        return R(throttle_time_ms=0, responses=out)
+        if not paths:
+            return R(throttle_time_ms=0, responses=out)
+        snapshot = self.logs.topics_snapshot()
+
+        async def finish():
+            # The topics are gone already; the answer waits for the file work
+            # (the topics file written, directories renamed), as it did when
+            # that work ran on the loop.
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    self.logs.file_executor, self.logs.finish_delete, snapshot, parts, paths)
+            except OSError as e:
+                log.error("the file work of deleting topics failed: %s", e)
+            return R(throttle_time_ms=0, responses=out)
+        return _to_the_end(finish())
 
     def _delete_topics_in_cluster(self, req):
         R = m.DeleteTopicsResponse
@@ -740,20 +900,64 @@ class Handlers:
         return run()
 
     def create_partitions(self, header, req):
+        R = m.CreatePartitionsResponse
+        # Kafka's controller builds at most MAX_RECORDS_PER_USER_OP (10,000)
+        # records per request, one per new partition, and refuses the whole
+        # request past that (POLICY_VIOLATION), before any work.
+        current = self._partition_counts()
+        added = sum(max(t.count - current.get(t.name, t.count), 0) for t in req.topics)
+        if added > MAX_PARTITIONS_PER_BATCH:
+            return R(throttle_time_ms=0, results=[R.CreatePartitionsTopicResult(
+                name=t.name, error_code=PolicyViolationError.error_code,
+                error_message="Unable to perform excessively large batch operation.") for t in req.topics])
         if self._in_cluster():
             return self._create_partitions_in_cluster(req)
-        R = m.CreatePartitionsResponse
         out = []
+        prepared = []  # (meta, old count, new count, result)
         for t in req.topics:
             try:
                 if t.name in INTERNAL_TOPICS:
                     raise InvalidRequestError(f"{t.name} is an internal topic: its partition count is fixed "
                                               "(groups are placed by hashing over it)")
-                self.logs.create_partitions(t.name, t.count, validate_only=req.validate_only)
-                out.append(R.CreatePartitionsTopicResult(name=t.name, error_code=0, error_message=None))
+                meta, old = self.logs.prepare_partitions(t.name, t.count, validate_only=req.validate_only)
+                r = R.CreatePartitionsTopicResult(name=t.name, error_code=0, error_message=None)
+                if not req.validate_only:
+                    prepared.append((meta, old, t.count, r))
+                out.append(r)
             except PylogError as e:
                 out.append(R.CreatePartitionsTopicResult(name=t.name, error_code=_code(e), error_message=str(e)))
-        return R(throttle_time_ms=0, results=out)
+        if not prepared:
+            return R(throttle_time_ms=0, results=out)
+
+        async def grow():
+            loop = asyncio.get_running_loop()
+            for i, (meta, old, count, r) in enumerate(prepared):
+                try:
+                    try:
+                        parts = await loop.run_in_executor(self.logs.file_executor, self.logs.open_topic_partitions,
+                                                           meta, range(old, count))
+                    finally:
+                        self.logs._creating.discard(meta.name)
+                    self.logs.register_partitions(meta, parts, count, save=False)
+                except asyncio.CancelledError:
+                    for later in prepared[i + 1:]:
+                        self.logs._creating.discard(later[0].name)
+                    raise
+                except Exception as e:
+                    r.error_code, r.error_message = _file_work_error(e, f"adding partitions to {meta.name}")
+            if any(r.error_code == 0 for _m, _o, _c, r in prepared):
+                try:
+                    await loop.run_in_executor(self.logs.file_executor, self.logs.write_topics,
+                                               *self.logs.topics_snapshot())
+                except OSError as e:
+                    log.error("writing %s failed: %s", "pylog-topics.json", e)
+            return R(throttle_time_ms=0, results=out)
+        return _to_the_end(grow())
+
+    def _partition_counts(self):
+        if self._in_cluster():
+            return {name: len(parts) for name, parts in self.broker.metadata_cache.topics.items()}
+        return {name: meta.num_partitions for name, meta in self.logs.topics.items()}
 
     def _create_partitions_in_cluster(self, req):
         R = m.CreatePartitionsResponse
@@ -919,6 +1123,10 @@ class Handlers:
                     if t.name in INTERNAL_TOPICS:
                         raise InvalidRequestError(f"records of the internal topic {t.name} cannot be deleted")
                     p = self.logs.get_partition(t.name, dp.partition_index)
+                    if dp.offset < 0 and dp.offset != -1:
+                        # Kafka's Partition.deleteRecordsOnLeader: only -1
+                        # (HIGH_WATERMARK) stands for an offset.
+                        raise OffsetOutOfRangeError(f"cannot delete records below the negative offset {dp.offset}")
                     low = p.delete_records(dp.offset)
                     parts.append(R.DeleteRecordsPartitionResult(partition_index=dp.partition_index,
                                                                 low_watermark=low, error_code=0))
@@ -993,6 +1201,48 @@ def detach_chunks(chunks):
     segment against retention and topic deletion; delayed answers are small
     (they waited for new data), so the copy is cheap."""
     return [c if type(c) is bytes else bytes(c) for c in chunks]
+
+
+def _fetch_wanted(topics):
+    """The partitions a Fetch asks for as Kafka's FetchRequest.fetchData sees
+    them: a LinkedHashMap keyed by partition, so a partition listed twice is
+    answered once, where it was first listed, for what it asked last; then
+    grouped into topics as Kafka's FetchResponse does (runs of one topic)."""
+    if len(topics) == 1:
+        fps = topics[0].partitions
+        if len(fps) < 2 or len({fp.partition for fp in fps}) == len(fps):
+            return [(topics[0].topic, fps)]  # the common case: nothing repeated
+    by_key = {}
+    for t in topics:
+        for fp in t.partitions:
+            by_key[(t.topic, fp.partition)] = fp  # a repeat replaces the value, keeps the place
+    wanted = []
+    for (topic, _index), fp in by_key.items():
+        if wanted and wanted[-1][0] == topic:
+            wanted[-1][1].append(fp)
+        else:
+            wanted.append((topic, [fp]))
+    return wanted
+
+
+async def _to_the_end(coro):
+    """Run coro to its end even when its client goes away (the connection
+    cancels what it waits for): topic file work half done would leave
+    partitions opened but never registered."""
+    return await asyncio.shield(asyncio.ensure_future(coro))
+
+
+def _file_work_error(exc, what):
+    """(error code, message) for topic file work that failed; an OSError (no
+    disk space, no file descriptors left) is the request's error, not the
+    connection's end."""
+    if isinstance(exc, PylogError):
+        return _code(exc), str(exc)
+    if isinstance(exc, OSError):
+        log.warning("%s failed: %s", what, exc)
+        return -1, f"{what} failed: {exc}"
+    log.error("%s failed", what, exc_info=exc)
+    return -1, f"{what} failed: {type(exc).__name__}"
 
 
 def _count_bytes_out(served):

@@ -34,12 +34,15 @@ import os
 import re
 import shutil
 import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import (
     InvalidPartitionsError,
     InvalidReplicationFactorError,
     InvalidTopicError,
+    LogClosedError,
     LogLockedError,
     StorageError,
     TopicAlreadyExistsError,
@@ -59,7 +62,11 @@ log = logging.getLogger("pylog.broker")
 TOPICS_FILE = "pylog-topics.json"
 META_FILE = "meta.properties"
 DIR_LOCK_FILE = ".lock"
-_PARTITION_DIR = re.compile(r"^(.+)-(\d+)$")
+# Kafka's controller refuses a CreateTopics (or CreatePartitions) that would
+# add more partitions than this in one request, before any work
+# (ReplicationControlManager.MAX_PARTITIONS_PER_BATCH, POLICY_VIOLATION).
+MAX_PARTITIONS_PER_BATCH = 10_000
+_PARTITION_DIR = re.compile(r"(.+)-(\d+)", re.DOTALL)  # fullmatch: a name may not end in a newline
 
 
 class TopicMeta:
@@ -99,6 +106,15 @@ class LogManager:
         self.partitions: dict[tuple[str, int], Partition] = {}
         self.cluster_id = ""
         self._dir_lock_fd: int | None = None
+        self._creating: set[str] = set()  # topics whose partitions are being opened off the loop
+        self._closing = False
+        self._files = None  # the one thread doing topic file work, in order (see file_executor)
+        # pylog-topics.json is written from the loop or from file_executor's
+        # thread: each snapshot has a number, and an older one never
+        # overwrites a newer one.
+        self._topics_lock = threading.Lock()
+        self._topics_seq = 0
+        self._topics_written = 0
 
     # ---- start and stop ----
 
@@ -128,6 +144,11 @@ class LogManager:
                  self.data_dir, f" ({offline} offline)" if offline else "")
 
     def close(self):
+        # A creation running off the loop sees _closing, rolls back and ends.
+        self._closing = True
+        if self._files is not None:
+            self._files.shutdown(wait=True)
+            self._files = None
         errors = []
         for p in list(self.partitions.values()):
             try:
@@ -181,12 +202,19 @@ class LogManager:
             with open(path, encoding="utf-8") as f:
                 doc = json.load(f)
             for name, t in doc.get("topics", {}).items():
+                try:
+                    validate_topic_name(name)
+                except InvalidTopicError:
+                    # Written by an older broker that let it through: its
+                    # directory stays on disk, unserved, and the broker starts.
+                    log.error("ignoring topic %r in %s: not a legal topic name", name, path)
+                    continue
                 self.topics[name] = TopicMeta(name, uuid.UUID(t["id"]), t["partitions"],
                                               t.get("replication_factor", 1), t.get("configs", {}),
                                               t.get("assigned"))
         adopted = {}
         for entry in os.listdir(self.data_dir):
-            m = _PARTITION_DIR.match(entry)
+            m = _PARTITION_DIR.fullmatch(entry)
             if not m or not os.path.isdir(os.path.join(self.data_dir, entry)):
                 continue
             name, idx = m.group(1), int(m.group(2))
@@ -196,7 +224,7 @@ class LogManager:
             try:
                 validate_topic_name(name)
             except InvalidTopicError:
-                log.warning("ignoring directory %s: %s is not a legal topic name", name, name)
+                log.warning("ignoring the directories of %r: not a legal topic name", name)
                 continue
             log.info("adopting topic %s (%d partitions found in %s)", name, n, self.data_dir)
             self.topics[name] = TopicMeta(name, uuid.uuid4(), n)
@@ -204,26 +232,41 @@ class LogManager:
             self._save_topics()
 
     def _save_topics(self):
+        self.write_topics(*self.topics_snapshot())
+
+    def topics_snapshot(self) -> tuple[int, bytes]:
+        """pylog-topics.json as it should be now (on the loop), for write_topics."""
         doc = {"version": 1, "topics": {n: t.to_json() for n, t in sorted(self.topics.items())}}
-        atomic_write(os.path.join(self.data_dir, TOPICS_FILE),
-                      json.dumps(doc, indent=1, sort_keys=True).encode())
+        self._topics_seq += 1
+        return self._topics_seq, json.dumps(doc, indent=1, sort_keys=True).encode()
+
+    def write_topics(self, seq: int, data: bytes):
+        """Write a topics_snapshot (any thread) unless a newer one is written."""
+        with self._topics_lock:
+            if seq <= self._topics_written:
+                return
+            atomic_write(os.path.join(self.data_dir, TOPICS_FILE), data)
+            self._topics_written = seq
+
+    def _partition_path(self, name: str, index: int) -> str:
+        # Every way into the data dir passes here: a name with a '/', a
+        # newline or '..' never becomes a path.
+        validate_topic_name(name)
+        return os.path.join(self.data_dir, f"{name}-{index}")
+
+    def _new_partition(self, meta: TopicMeta, index: int) -> Partition:
+        return Partition(meta.name, index, self._partition_path(meta.name, index),
+                         TopicConfig(self.config, meta.configs), self.broker_id,
+                         self.config.get("producer.id.expiration.ms"),
+                         controller_managed=meta.assigned is not None)
 
     def _open_partition(self, meta: TopicMeta, index: int) -> Partition:
-        path = os.path.join(self.data_dir, f"{meta.name}-{index}")
-        p = Partition(meta.name, index, path, TopicConfig(self.config, meta.configs), self.broker_id,
-                      self.config.get("producer.id.expiration.ms"),
-                      controller_managed=meta.assigned is not None)
+        p = self._new_partition(meta, index)
         self.partitions[(meta.name, index)] = p
         meta.offline.discard(index)
         return p
 
     # ---- lookups ----
-
-    def offline_partition(self, topic: str, index: int) -> "OfflinePartition":
-        """What Metadata says of a hosted partition whose log could not be
-        opened: no leader (Kafka elects none when the only replica's log dir
-        is offline), this broker its replica, out of the ISR."""
-        return OfflinePartition(self.broker_id)
 
     def get_partition(self, topic: str, index: int) -> Partition:
         p = self.partitions.get((topic, index))
@@ -245,8 +288,34 @@ class LogManager:
 
     def create_topic(self, name: str, num_partitions: int = -1, replication_factor: int = -1,
                      configs: dict | None = None, validate_only: bool = False) -> TopicMeta:
+        meta = self.prepare_topic(name, num_partitions, replication_factor, configs, validate_only)
+        if validate_only:
+            return meta
+        try:
+            parts = self.open_topic_partitions(meta)
+        finally:
+            self._creating.discard(name)
+        return self.register_topic(meta, parts)
+
+    # Creating a topic off the event loop: prepare_topic (checks, on the loop),
+    # open_topic_partitions (the file work, on file_executor's thread; touches
+    # no shared state), register_topic (on the loop). The name is reserved in
+    # between, so a second creation of it answers TOPIC_ALREADY_EXISTS.
+
+    @property
+    def file_executor(self) -> ThreadPoolExecutor:
+        """One thread for topic file work, so creations and deletions reach
+        the disk in the order they were asked for."""
+        if self._closing:
+            raise LogClosedError("the broker is stopping")
+        if self._files is None:
+            self._files = ThreadPoolExecutor(1, thread_name_prefix="pylog-topic-files")
+        return self._files
+
+    def prepare_topic(self, name: str, num_partitions: int = -1, replication_factor: int = -1,
+                      configs: dict | None = None, validate_only: bool = False) -> TopicMeta:
         validate_topic_name(name)
-        if name in self.topics:
+        if name in self.topics or name in self._creating:
             raise TopicAlreadyExistsError(f"topic {name!r} already exists")
         if num_partitions == -1:
             num_partitions = self.config.get("num.partitions")
@@ -262,28 +331,73 @@ class LogManager:
                 f"replication factor {replication_factor} is larger than the 1 available broker")
         overrides = {k: v for k, v in validate_topic_configs(configs or {}).items() if v is not None}
         meta = TopicMeta(name, uuid.uuid4(), num_partitions, replication_factor, overrides)
-        if validate_only:
-            return meta
-        self.topics[name] = meta
+        if not validate_only:
+            self._creating.add(name)
+        return meta
+
+    def open_topic_partitions(self, meta: TopicMeta, indexes=None) -> list[Partition]:
+        """Open (creating) the partitions of meta (indexes: those, else all),
+        not yet registered. On failure, undoes exactly what it did: closes the
+        partitions it opened and removes the directories it created."""
+        indexes = range(meta.num_partitions) if indexes is None else indexes
+        opened, created = [], []
         try:
-            for i in range(num_partitions):
-                self._open_partition(meta, i)
+            for i in indexes:
+                if self._closing:
+                    raise LogClosedError("the broker is stopping")
+                path = self._partition_path(meta.name, i)
+                if not os.path.exists(path):
+                    created.append(path)
+                opened.append(self._new_partition(meta, i))
+                time.sleep(0)  # off the loop: let the loop thread have the GIL between partitions
         except BaseException:
-            self._drop_partitions(name, range(num_partitions))
-            del self.topics[name]
+            self._close_opened(opened)
+            self._retire_dirs(created, background=False)
             raise
-        self._save_topics()
-        log.info("created topic %s with %d partitions, configs %s", name, num_partitions, overrides)
+        return opened
+
+    def register_topic(self, meta: TopicMeta, parts: list[Partition], save=True) -> TopicMeta:
+        """Make a topic whose partitions open_topic_partitions opened visible
+        (save=False: the caller writes topics_snapshot() afterwards)."""
+        self.topics[meta.name] = meta
+        for p in parts:
+            self.partitions[(meta.name, p.index)] = p
+        if save:
+            self._save_topics()
+        log.info("created topic %s with %d partitions, configs %s", meta.name, meta.num_partitions, meta.configs)
         return meta
 
     def delete_topic(self, name: str):
+        self.finish_delete(self.topics_snapshot(), *self.unregister_topic(name))
+
+    def unregister_topic(self, name: str) -> tuple[list[Partition], list[str]]:
+        """Forget a topic (on the loop): its partitions leave `partitions`
+        and whoever waits on them is woken here, on the loop. Returns the
+        partitions and directories for finish_delete, which closes and
+        removes them and may run on file_executor."""
         meta = self.topics.get(name)
         if meta is None:
             raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
         del self.topics[name]
-        self._save_topics()
-        self._drop_partitions(name, meta.hosted)
+        parts, paths = [], []
+        for i in meta.hosted:
+            p = self.partitions.pop((name, i), None)
+            if p is not None:
+                # Partition.close would wake them from file_executor's thread.
+                p._wake_fetchers()
+                p._wake_producers()
+                parts.append(p)
+            paths.append(self._partition_path(name, i))
         log.info("deleted topic %s", name)
+        return parts, paths
+
+    def finish_delete(self, snapshot, parts, paths):
+        """The file work of deleting topics: pylog-topics.json without them
+        first (then a crash never brings them back), then their partitions
+        closed and directories retired."""
+        self.write_topics(*snapshot)
+        self._close_opened(parts)
+        self._retire_dirs(paths)
 
     # ---- replicas assigned by the controller ----
 
@@ -340,37 +454,83 @@ class LogManager:
         log.info("deleted replica %s-%d", name, index)
 
     def _drop_partitions(self, name, indexes):
-        doomed = []
+        self._retire_dirs(self._close_partitions(name, indexes))
+
+    def _close_partitions(self, name, indexes) -> list[str]:
+        paths = []
         for i in indexes:
             p = self.partitions.pop((name, i), None)
             if p is not None:
                 p.close()
-            path = os.path.join(self.data_dir, f"{name}-{i}")
+            paths.append(self._partition_path(name, i))
+        return paths
+
+    def _retire_dirs(self, paths, background=True):
+        """Rename each existing directory *-delete (a crash from here on never
+        resurrects it), then remove it (on a helper thread when background)."""
+        doomed = []
+        for path in paths:
             if os.path.exists(path):
                 gone = f"{path}.{uuid.uuid4().hex}-delete"
                 os.rename(path, gone)
                 doomed.append(gone)
         if doomed:
             fsync_dir(self.data_dir)
-            threading.Thread(target=_remove_all, args=(doomed,), name="pylog-delete", daemon=True).start()
+            if background:
+                threading.Thread(target=_remove_all, args=(doomed,), name="pylog-delete", daemon=True).start()
+            else:
+                _remove_all(doomed)
 
     def create_partitions(self, name: str, count: int, validate_only: bool = False):
+        meta, old = self.prepare_partitions(name, count, validate_only)
+        if validate_only:
+            return
+        try:
+            parts = self.open_topic_partitions(meta, range(old, count))
+        finally:
+            self._creating.discard(name)
+        self.register_partitions(meta, parts, count)
+
+    def prepare_partitions(self, name: str, count: int, validate_only: bool = False):
+        """The checks of CreatePartitions (on the loop): (meta, old count);
+        the topic is reserved until register_partitions."""
         meta = self.topics.get(name)
         if meta is None:
             raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
+        if name in self._creating:
+            raise InvalidPartitionsError(f"the partitions of {name} are being changed by another request")
         if count < meta.num_partitions:
             raise InvalidPartitionsError(
                 f"topic {name} has {meta.num_partitions} partitions; the count can only grow, not to {count}")
         if count == meta.num_partitions:
             raise InvalidPartitionsError(f"topic {name} already has {count} partitions")
-        if validate_only:
-            return
+        if not validate_only:
+            self._creating.add(name)
+        return meta, meta.num_partitions
+
+    def register_partitions(self, meta: TopicMeta, parts: list[Partition], count: int, save=True):
+        """(save=False: the caller writes topics_snapshot() afterwards.)"""
+        name = meta.name
+        if self.topics.get(name) is not meta:
+            # Deleted while its new partitions were opened: they go too.
+            self._retire_dirs(self._close_opened(parts))
+            raise UnknownTopicOrPartitionError(f"topic {name} was deleted")
         old = meta.num_partitions
-        for i in range(old, count):
-            self._open_partition(meta, i)
+        for p in parts:
+            self.partitions[(name, p.index)] = p
         meta.num_partitions = count
-        self._save_topics()
+        if save:
+            self._save_topics()
         log.info("topic %s: partitions %d -> %d", name, old, count)
+
+    @staticmethod
+    def _close_opened(parts) -> list[str]:
+        for p in parts:
+            try:
+                p.close()
+            except Exception as e:
+                log.error("closing %s: %s", p, e)
+        return [p.path for p in parts]
 
     def sync_topic_configs(self, name: str, configs: dict) -> bool:
         """Take the controller's overrides for a topic hosted here (no-op when
@@ -414,15 +574,6 @@ class LogManager:
     def flush_all(self):
         for p in self.partitions.values():
             p.log.flush()
-
-
-class OfflinePartition:
-    """Stands in for an offline partition in Metadata answers."""
-    __slots__ = ("isr", "leader_epoch", "leader_id", "replicas")
-
-    def __init__(self, broker_id):
-        self.leader_id, self.leader_epoch = -1, -1
-        self.replicas, self.isr = [broker_id], []
 
 
 def merge_overrides(current: dict, changes: dict, incremental: bool) -> dict:

@@ -8,7 +8,8 @@ back the responses queued behind it, so responses leave strictly in request
 order, as Kafka clients require. acks=0 produce requests get no response.
 
 Limits, checked before any work: the int32 size prefix must lie in
-[0, socket.request.max.bytes] or the connection is closed at once; a request
+[0, socket.request.max.bytes] or the connection is closed at once, and a
+request costs memory as its bytes arrive, not as announced; a request
 whose first bytes arrived must be complete within
 pylog.request.read.timeout.ms; a connection with nothing in flight is closed
 after connections.max.idle.ms. Malformed requests, unknown API keys and
@@ -26,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
 import os
 import socket
 import struct
+import sys
 import time
 from collections import deque
 
@@ -41,9 +44,16 @@ log = logging.getLogger("pylog.broker")
 
 RECV_BUFFER_MIN = 64 << 10   # a connection's receive buffer starts here...
 RECV_BUFFER_MAX = 4 << 20    # ...and grows to fit frames up to this; larger ones get their own
+BIG_FRAME_START = 1 << 20    # without mmap, a larger frame's own buffer starts here and doubles
+_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith("linux") else 0)
 SENDFILE_MIN = 32 << 10
 SHRINK_AFTER_S = 10       # a quiet connection's grown receive buffer is given back after this
 MAX_QUEUED = 1000  # requests in flight per connection before reading pauses
+# A request at least this large (a Metadata naming 100,000 topics) is decoded
+# and its answer encoded on a worker thread, its connection muted meanwhile (as
+# Kafka mutes a connection with a request in progress): the event loop keeps
+# serving everyone else while that CPU work runs.
+OFF_LOOP_BYTES = 256 << 10
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -64,11 +74,18 @@ class Connection(asyncio.BufferedProtocol):
         self._view = memoryview(self._buf)
         self._start = 0          # unparsed bytes are _buf[_start:_end]
         self._end = 0
-        self._big = None         # (bytearray, filled) for a frame larger than _buf
+        self._want = 0           # the _buf size the frame being received asks for
+        # [buffer, filled, frame size] for a frame larger than RECV_BUFFER_MAX,
+        # in a buffer of its own (_frame_buffer) that costs memory only as its
+        # bytes arrive: a size prefix alone (up to socket.request.max.bytes)
+        # costs none.
+        self._big = None
+        self._spare = None       # the last large frame's mapping, reused by the next (its pages are in)
         self._pending = deque()  # responses waiting for an earlier one, in order
         self._drainer = None
         self._paused_writing = False
         self._reading_paused = False
+        self._off_loop = False   # a large request is being decoded or encoded on a worker thread
         self._out = None         # responses gathered while a read is processed
         self.closed = False
         self.last_active = time.monotonic()
@@ -115,6 +132,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _maybe_resume_reading(self):
         if self._reading_paused and not self._paused_writing and len(self._pending) < MAX_QUEUED \
+                and not self._off_loop \
                 and not self.closed:
             self._reading_paused = False
             self.transport.resume_reading()
@@ -129,28 +147,46 @@ class Connection(asyncio.BufferedProtocol):
             self._parse_buffered_now()
 
     def get_buffer(self, sizehint):
-        if self._big is not None:
-            buf, filled = self._big
-            return memoryview(buf)[filled:]
-        if len(self._buf) - self._end < len(self._buf) >> 2:
-            # Move the unparsed tail to the front. Slices handed to handlers are
-            # never kept past the handler call, so overwriting is safe.
+        big = self._big
+        if big is not None:
+            buf, filled, size = big
+            if filled == len(buf):  # only a bytearray (no mmap) is smaller than the frame
+                new = bytearray(min(size, 2 * len(buf)))
+                new[:filled] = buf
+                big[0] = buf = new
+            return memoryview(buf)[filled:size]
+        buf = self._buf
+        if len(buf) - self._end < len(buf) >> 2:
             n = self._end - self._start
-            self._buf[:n] = self._buf[self._start:self._end]
+            if len(buf) < self._want:
+                # The frame arriving asks for more room: double (a new buffer:
+                # the old may still be exported to the transport). Only a full
+                # buffer grows, so the memory follows the bytes received, not
+                # the size announced.
+                new = bytearray(min(self._want, 2 * len(buf)))
+                new[:n] = buf[self._start:self._end]
+                self._buf, self._view = new, memoryview(new)
+            else:
+                # Move the unparsed tail to the front. Slices handed to handlers
+                # are never kept past the handler call, so overwriting is safe.
+                buf[:n] = buf[self._start:self._end]
             self._start, self._end = 0, n
         return self._view[self._end:]
 
     def buffer_updated(self, nbytes):
         self.last_active = time.monotonic()
-        if self._big is not None:
-            buf, filled = self._big
-            filled += nbytes
-            if filled < len(buf):
-                self._big = (buf, filled)
+        big = self._big
+        if big is not None:
+            big[1] += nbytes
+            buf, filled, size = big
+            if filled < size:
                 return
             self._big = None
             self.partial_since = None
-            self._on_frame(memoryview(buf))
+            self._on_frame(memoryview(buf)[:size])
+            if type(buf) is mmap.mmap:
+                # Fresh pages cost a fault each; the next large frame reuses these.
+                self._spare = buf
             return
         self._end += nbytes
         # Responses to every request in this read go out in one write: on
@@ -186,21 +222,20 @@ class Connection(asyncio.BufferedProtocol):
                 self._on_frame(self._view[s:s + size])
                 continue
             if size + 4 > RECV_BUFFER_MAX:
-                big = bytearray(size)
                 have = avail - 4
+                big, self._spare = self._spare, None
+                if big is None or len(big) < size:
+                    big = _frame_buffer(size, have)
                 big[:have] = buf[self._start + 4:self._end]
-                self._big = (big, have)
+                self._big = [big, have, size]
                 self._start = self._end = 0
             elif size + 4 > len(buf) - self._start:
-                # Grow (a new buffer: the old one may still be exported to the
-                # transport) to hold this frame and a few more like it.
-                new_len = len(buf)
-                while new_len < 2 * (size + 4) and new_len < RECV_BUFFER_MAX:
-                    new_len *= 2
-                new = bytearray(new_len)
-                new[:avail] = buf[self._start:self._end]
-                self._buf, self._view = new, memoryview(new)
-                self._start, self._end = 0, avail
+                # Room for this frame and a few more like it, made as its
+                # bytes arrive (get_buffer).
+                want = len(buf)
+                while want < 2 * (size + 4) and want < RECV_BUFFER_MAX:
+                    want *= 2
+                self._want = want
             break
         if self._start == self._end:
             self._start = self._end = 0
@@ -213,10 +248,13 @@ class Connection(asyncio.BufferedProtocol):
     def shrink_buffer(self):
         """Give back a receive buffer grown for large requests once the
         connection is quiet (the sweeper calls this)."""
+        if self._big is None:
+            self._spare = None
         if len(self._buf) > RECV_BUFFER_MIN and self._start == self._end and self._big is None:
             self._buf = bytearray(RECV_BUFFER_MIN)
             self._view = memoryview(self._buf)
             self._start = self._end = 0
+            self._want = 0
 
     def eof_received(self):
         return False
@@ -227,6 +265,14 @@ class Connection(asyncio.BufferedProtocol):
         if frame[:2] == _PRODUCE_KEY and len(frame) >= 4 and \
                 av.is_served(av.PRODUCE, _I16.unpack_from(frame, 2)[0]):
             self._on_produce(frame)
+            return
+        if len(frame) >= OFF_LOOP_BYTES:
+            self._off_loop = True
+            self._pause_reading()
+            # A copy: frame may be a view of the receive buffer, reused once reading resumes.
+            self._queue(None, asyncio.ensure_future(self._serve_off_loop(bytes(frame))))
+            if self._drainer is None:
+                self._drainer = asyncio.ensure_future(self._drain())
             return
         try:
             header, req = decode_request(frame)
@@ -272,6 +318,53 @@ class Connection(asyncio.BufferedProtocol):
             self._queue(header, result)
         else:
             self._respond(header, result)
+
+    async def _serve_off_loop(self, frame):
+        """A large request: decoded on a worker thread, handled on the loop,
+        its answer encoded on a worker thread; the whole response frame, or
+        None when the connection is closed instead."""
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                header, req = await loop.run_in_executor(None, decode_request, frame)
+            except UnsupportedVersionError as e:
+                h = getattr(e, "header", None)
+                if h is not None and h.request_api_key == av.API_VERSIONS:
+                    return encode_response(h.correlation_id, av.API_VERSIONS, 0,
+                                           self.handlers.api_versions_error())
+                log.warning("closing connection from %s: %s", self.peer, e)
+                self.close()
+                return None
+            except ProtocolError as e:
+                log.warning("closing connection from %s: malformed request: %s", self.peer, e)
+                self.close()
+                return None
+            key, version = header.request_api_key, header.request_api_version
+            handler = self.handlers.table.get(key)
+            if handler is None or not av.is_served(key, version):
+                log.warning("closing connection from %s: api key %d v%d is not served", self.peer, key, version)
+                self.close()
+                return None
+            self.handlers.current_peer_host = self.peer_host
+            try:
+                result = handler(header, req)
+                if asyncio.iscoroutine(result):
+                    result = await result
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if not isinstance(e, ConnectionAbortedError):
+                    log.exception("closing connection from %s: %s v%d failed", self.peer, type(req).__name__,
+                                  version)
+                self.close()
+                return None
+            if type(result) is list:
+                body = b"".join(detach_chunks(result))
+                return _I32I32.pack(len(body) + 4, header.correlation_id) + body
+            return await loop.run_in_executor(None, encode_response, header.correlation_id, key, version, result)
+        finally:
+            self._off_loop = False
+            self._maybe_resume_reading()
 
     def _queue(self, header, item):
         """Hold an answer behind earlier ones still being prepared; past
@@ -329,7 +422,7 @@ class Connection(asyncio.BufferedProtocol):
                         self.close()
                         return
                 self._pending.popleft()
-                if not self.closed:
+                if not self.closed and item is not None:
                     self._respond(header, item)
                 self._maybe_resume_reading()
         finally:
@@ -401,6 +494,18 @@ class Connection(asyncio.BufferedProtocol):
                     self.transport.close()
                 else:
                     self.transport.abort()
+
+
+def _frame_buffer(size, have):
+    """A buffer for one large frame. An anonymous mapping of the whole frame:
+    its pages cost memory only once written (a bytearray is zero-filled at
+    once), and it is filled in place with no copying. Where that is refused
+    (an address-space limit), a bytearray that get_buffer doubles as the bytes
+    arrive."""
+    try:
+        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+    except (OSError, ValueError, OverflowError):
+        return bytearray(min(size, max(BIG_FRAME_START, 2 * have)))
 
 
 class Server:
