@@ -212,20 +212,31 @@ class LogManager:
                 self.topics[name] = TopicMeta(name, uuid.UUID(t["id"]), t["partitions"],
                                               t.get("replication_factor", 1), t.get("configs", {}),
                                               t.get("assigned"))
-        adopted = {}
+        found: dict[str, set[int]] = {}
         for entry in os.listdir(self.data_dir):
             m = _PARTITION_DIR.fullmatch(entry)
             if not m or not os.path.isdir(os.path.join(self.data_dir, entry)):
                 continue
             name, idx = m.group(1), int(m.group(2))
             if name not in self.topics:
-                adopted[name] = max(adopted.get(name, 0), idx + 1)
-        for name, n in adopted.items():
+                found.setdefault(name, set()).add(idx)
+        adopted = {}
+        for name, indexes in found.items():
             try:
                 validate_topic_name(name)
             except InvalidTopicError:
                 log.warning("ignoring the directories of %r: not a legal topic name", name)
                 continue
+            n = len(indexes)
+            if max(indexes) != n - 1:
+                # Only a topic whose partitions are all there is adopted: one
+                # stray directory named t-99999999 would otherwise create a
+                # hundred million partitions at start.
+                log.warning("ignoring the directories of %r: partitions %s are not 0..%d", name,
+                            sorted(indexes)[:10], n - 1)
+                continue
+            adopted[name] = n
+        for name, n in adopted.items():
             log.info("adopting topic %s (%d partitions found in %s)", name, n, self.data_dir)
             self.topics[name] = TopicMeta(name, uuid.uuid4(), n)
         if adopted:

@@ -430,6 +430,23 @@ def test_log_manager_refuses_illegal_names_on_every_path(tmp_path):
         lm.close()
 
 
+def test_stray_partition_directory_is_not_adopted_as_a_huge_topic(tmp_path):
+    """A lone directory t-99999999 (no topics file entry) made the start
+    create a hundred million partitions; only complete topics are adopted."""
+    from pylog.broker.config import BrokerConfig
+    from pylog.broker.log_manager import LogManager
+    (tmp_path / "t-99999999").mkdir()
+    (tmp_path / "u-0").mkdir()
+    (tmp_path / "u-1").mkdir()
+    lm = LogManager(BrokerConfig({"log.dirs": str(tmp_path)}))
+    lm.open()
+    try:
+        assert sorted(lm.topics) == ["u"] and lm.topics["u"].num_partitions == 2
+        assert sorted(n for n in os.listdir(tmp_path) if n.startswith("t-")) == ["t-99999999"]
+    finally:
+        lm.close()
+
+
 # ---- DeleteRecords --------------------------------------------------------------------------
 
 def test_delete_records_negative_offsets():
