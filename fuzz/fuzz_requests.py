@@ -13,8 +13,9 @@ Oracle, from what the broker does with a frame (broker/server.py _on_frame):
   one); anything else escapes the connection's handler as a traceback. An
   ApiVersions request with a readable header keeps .header (KIP-511 answer).
 - a Produce request of a served version also goes through the hand-written
-  decoder (protocol/produce.py), which raises nothing but ProtocolError and,
-  where both decoders accept the frame, agrees with the generated one.
+  decoder (protocol/produce.py), which raises nothing but ProtocolError,
+  accepts exactly what the generated decoder accepts (but a client_id that is
+  not UTF-8) and reads the same request from it.
 - what decodes re-encodes, and those bytes decode and re-encode to the same
   bytes (a decoder and its encoder agree on the layout).
 """
@@ -76,10 +77,16 @@ def frame_input(frame: bytes) -> bytes:
 def _check_produce(frame, generated):
     try:
         fast = decode_produce_request(memoryview(frame))
-    except ProtocolError:
+    except ProtocolError as e:
+        if generated is not None:
+            raise Finding(f"Produce: the hand-written decoder refuses what the generated one reads: {e}")
         return
     if generated is None:
-        return
+        try:
+            RequestHeader.decode_from(memoryview(frame), 0, 1)
+        except ProtocolError:
+            return  # a client_id that is not UTF-8: the fast path reads it with replacement
+        raise Finding("Produce: the hand-written decoder reads what the generated one refuses")
     header, body = generated
     corr, version, _client, txn, acks, timeout_ms, topics = fast
     same = (corr == header.correlation_id and version == header.request_api_version
