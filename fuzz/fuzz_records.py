@@ -81,7 +81,8 @@ def partition() -> Partition:
         return p
     _cleanup()
     # On tmpfs where there is one: the disk is not what is being fuzzed.
-    root = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    root = os.environ.get("PYLOG_FUZZ_TMP") or (
+        "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir())
     if _state["dir"] is None:
         _remove_stale(root)
     _state["dir"] = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=root)

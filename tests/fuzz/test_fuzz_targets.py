@@ -78,7 +78,10 @@ def test_fuzz_decompress_short_run(tmp_path):
 def test_fuzz_records_short_run(tmp_path):
     # lenient: the known gap below (accepted batches that do not read back)
     # would stop the run at once; everything else is checked.
-    fuzz("records", tmp_path, RUNS["records"], env={"PYLOG_FUZZ_READBACK": "lenient"})
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fuzz("records", tmp_path, RUNS["records"],
+         env={"PYLOG_FUZZ_READBACK": "lenient", "PYLOG_FUZZ_TMP": str(logs)})
 
 
 @pytest.mark.parametrize("path", findings("records-accepted-"), ids=os.path.basename)
