@@ -135,7 +135,7 @@ def test_one(data: bytes):
     if offsets != list(range(first, last + 1)):
         # A record's offset_delta out of sequence: pylog's own readers then
         # disagree (Log.scan stops at a delta past the end, scan from a later
-        # offset finds nothing). fuzz/findings/records-*offset-delta*.
+        # offset finds nothing). fuzz/findings/records-accepted-offset-delta-*.
         if READBACK == "lenient":
             _state["appends"] = APPENDS_PER_LOG
             return
