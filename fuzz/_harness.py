@@ -26,7 +26,7 @@ class Finding(AssertionError):
     """An input on which pylog broke its contract."""
 
 
-def run(module_name: str, test_one, argv=None):
+def run(test_one, argv=None):
     import atheris
     argv = list(sys.argv if argv is None else argv)
     given = {a.split("=", 1)[0] for a in argv[1:] if a.startswith("-")}

@@ -42,4 +42,4 @@ def test_one(data: bytes):
 
 
 if __name__ == "__main__":
-    _harness.run(__name__, test_one)
+    _harness.run(test_one)

@@ -22,7 +22,6 @@ Oracle, from what the broker does with a frame (broker/server.py _on_frame):
 from __future__ import annotations
 
 import struct
-import sys
 
 try:
     from . import _harness
@@ -133,4 +132,4 @@ def test_one(data: bytes):
         raise Finding(f"{cls.__name__} v{version}: encode(decode(encode(x))) != encode(x)\n{body!r}")
 
 if __name__ == "__main__":
-    _harness.run(__name__, test_one)
+    _harness.run(test_one)
