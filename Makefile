@@ -12,7 +12,7 @@ CC     ?= cc
 CFLAGS_C := -std=c11 -O2 -g -Wall -Wextra -Wconversion -Wsign-compare -Iengine
 SAN    := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-.PHONY: all build run test test-c test-asan bench soak clean
+.PHONY: all build run test test-c test-asan bench soak clean fuzz fuzz-clang
 
 all: build
 
@@ -51,6 +51,40 @@ test-c: tests/c/test_engine
 test-asan: tests/c/test_engine_asan
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./tests/c/test_engine_asan
 
+# Fuzzing (fuzz/README.md): each target for FUZZ_SECONDS, or FUZZ_RUNS inputs
+# when set, then the inputs each executed. The libFuzzer build of the batch
+# parser needs clang (-fsanitize=fuzzer); gcc has no libFuzzer. `make test`
+# runs a short pass of every target without it (tests/fuzz).
+# FUZZ_READBACK=lenient lets the records target go on past accepted batches
+# that do not read back (the engine does not validate records on append yet).
+FUZZ_SECONDS ?= 600
+FUZZ_RUNS ?=
+FUZZ_TARGETS ?= requests decompress records batch
+FUZZ_READBACK ?= strict
+CLANG ?= clang
+FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+fuzz/build/batch_fuzz: fuzz/batch_fuzz.c $(wildcard engine/*.c engine/*.h)
+	@$(MAKE) --no-print-directory fuzz-clang
+	@mkdir -p fuzz/build
+	$(CLANG) -std=c11 -O1 -g $(FUZZ_SAN) -Iengine -o $@ fuzz/batch_fuzz.c engine/*.c
+
+# clang, from the distribution's packages when it is missing and we may install.
+fuzz-clang:
+	@command -v $(CLANG) >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "make fuzz: installing clang (for -fsanitize=fuzzer)"; \
+			(apt-get install -y -q clang >/dev/null 2>&1 || \
+			 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q clang >/dev/null 2>&1)); \
+		fi; \
+		command -v $(CLANG) >/dev/null 2>&1 || { \
+			echo "make fuzz: clang is required for the libFuzzer target (apt-get install clang)," \
+			     "or run without it: make fuzz FUZZ_TARGETS='requests decompress records'" >&2; exit 1; }; }
+
+fuzz: build $(if $(filter batch,$(FUZZ_TARGETS)),fuzz/build/batch_fuzz)
+	PYLOG_FUZZ_READBACK=$(FUZZ_READBACK) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) \
+		$(PY) fuzz/run.py $(FUZZ_TARGETS)
+
 # The fault tests (tests/cluster/test_faults.py) with more rounds and longer
 # produce phases than `make test` runs; -s prints the failover figures.
 SOAK_ROUNDS ?= 5
@@ -69,4 +103,5 @@ bench: build
 	$(PY) bench/report.py .benchmarks/last.json
 
 clean:
-	rm -rf build $(BUILT) pylog/*.so bindings/_engine.c tests/c/test_engine tests/c/test_engine_asan
+	rm -rf build $(BUILT) pylog/*.so bindings/_engine.c tests/c/test_engine tests/c/test_engine_asan \
+		fuzz/build fuzz/artifacts fuzz/corpus

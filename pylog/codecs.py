@@ -58,34 +58,81 @@ def compress(codec: int, data) -> bytes:
     raise UnsupportedCompressionError(f"unknown compression id {codec}")
 
 
-def decompress(codec: int, data) -> bytes:
-    """Inflate a batch's records section; CorruptRecordError if it does not inflate."""
+# The engine addresses a records section with int32 positions, so nothing
+# larger can be decoded: a batch that inflates past this is refused before its
+# output is allocated (a few bytes of snappy or zstd can claim gigabytes).
+MAX_INFLATED = 0x7FFFFFFF
+_ZSTD_SLICE = 1024
+
+
+def decompress(codec: int, data, max_bytes: int = MAX_INFLATED) -> bytes:
+    """Inflate a batch's records section; CorruptRecordError if it does not
+    inflate or would inflate past max_bytes."""
     try:
         if codec == LZ4:
             import lz4.frame
-            return lz4.frame.decompress(bytes(data))
+            d = lz4.frame.LZ4FrameDecompressor()
+            out = d.decompress(bytes(data), max_length=max_bytes + 1)
+            _check_size(out, max_bytes)
+            if not d.eof:
+                raise ValueError("lz4 frame incomplete")
+            return out
         if codec == GZIP:
-            return zlib.decompress(bytes(data), 16 + zlib.MAX_WBITS)
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out = d.decompress(bytes(data), max_bytes + 1)
+            _check_size(out, max_bytes)
+            if not d.eof:
+                raise ValueError("gzip stream incomplete or truncated")
+            return out
         if codec == ZSTD:
             zstd = _need("zstandard", "zstd")
-            return zstd.ZstdDecompressor().decompressobj().decompress(bytes(data))
+            # Fed in slices, checking the size between them: the library has
+            # no output limit, and a zstd block inflates at most 32768-fold,
+            # so the overshoot is bounded by _ZSTD_SLICE * 32768.
+            d = zstd.ZstdDecompressor().decompressobj()
+            src = bytes(data)
+            parts, total = [], 0
+            for pos in range(0, len(src), _ZSTD_SLICE):
+                if d.eof:  # bytes after the frame are ignored, as one call would
+                    break
+                chunk = d.decompress(src[pos:pos + _ZSTD_SLICE])
+                total += len(chunk)
+                _check_size(b"", max_bytes, total)
+                parts.append(chunk)
+            return b"".join(parts)
         if codec == SNAPPY:
-            return _snappy_decompress(bytes(data))
-    except UnsupportedCompressionError:
+            return _snappy_decompress(bytes(data), max_bytes)
+    except (UnsupportedCompressionError, CorruptRecordError):
         raise
     except Exception as exc:  # each codec library raises its own error type
         raise CorruptRecordError(f"records do not inflate as codec {codec}: {exc}") from exc
     raise UnsupportedCompressionError(f"unknown compression id {codec}")
 
 
-def _snappy_decompress(data: bytes) -> bytes:
+def _check_size(out, max_bytes, size=None):
+    size = len(out) if size is None else size
+    if size > max_bytes:
+        raise CorruptRecordError(f"records inflate past {max_bytes} bytes")
+
+
+def _snappy_raw(snappy, block, max_bytes):
+    # A raw block starts with its inflated length, which the library allocates
+    # before decoding: check it first.
+    n = snappy.decompress_raw_len(block)
+    if n > max_bytes:
+        raise CorruptRecordError(f"a snappy block claims {n} bytes, over the limit of {max_bytes}")
+    return bytes(snappy.decompress_raw(block))
+
+
+def _snappy_decompress(data: bytes, max_bytes: int = MAX_INFLATED) -> bytes:
     snappy = _need("cramjam", "snappy").snappy
     if not data.startswith(_XERIAL_MAGIC):
-        return bytes(snappy.decompress_raw(data))
+        return _snappy_raw(snappy, data, max_bytes)
     # xerial framing: 8-byte magic, int32 version, int32 compatible, then
     # [int32 length][raw snappy block] until the end.
     out = []
     pos = 16
+    left = max_bytes
     while pos < len(data):
         if pos + 4 > len(data):
             raise ValueError("xerial block length cut short")
@@ -93,7 +140,9 @@ def _snappy_decompress(data: bytes) -> bytes:
         pos += 4
         if n < 0 or pos + n > len(data):
             raise ValueError("xerial block longer than the data")
-        out.append(bytes(snappy.decompress_raw(data[pos:pos + n])))
+        block = _snappy_raw(snappy, data[pos:pos + n], left)
+        left -= len(block)
+        out.append(block)
         pos += n
     return b"".join(out)
 

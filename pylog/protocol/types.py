@@ -7,6 +7,7 @@ Classic encodings (every version):
     string / nullable string                int16 length, UTF-8 bytes; null = length -1
     bytes / records                         int32 length, raw bytes; null = length -1
     array                                   int32 count, elements; null = count -1
+                                            (readers take any negative length as null)
 
 Flexible versions (KIP-482) switch strings, bytes, records and arrays to their
 compact forms and end every struct with a tagged-field section:
@@ -219,11 +220,15 @@ def _decode_utf8(buf, pos, end):
         raise ProtocolError(f"invalid UTF-8 in string at offset {pos}: {e.reason}") from None
 
 
+# A nullable field reads any negative length as null, as Kafka's generated
+# readers do (`if (length < 0) null`); Produce's hand-written decoder does the
+# same, and the two must agree on what a request is.
+
 def _make_string_reader(length, nullable):
     def read(buf, pos):
         n, start = length(buf, pos)
         if n < 0:
-            if n == -1 and nullable:
+            if nullable:
                 return None, start
             raise _bad_length(n, pos, nullable)
         end = start + n
@@ -237,7 +242,7 @@ def _make_data_reader(length, nullable, copy):
     def read(buf, pos):
         n, start = length(buf, pos)
         if n < 0:
-            if n == -1 and nullable:
+            if nullable:
                 return None, start
             raise _bad_length(n, pos, nullable)
         end = start + n
@@ -372,10 +377,10 @@ def read_array_length(buf, pos):
 
 
 def read_nullable_array_length(buf, pos):
-    """Returns -1 for a null array."""
+    """Returns -1 for a null array (any negative count, as Kafka reads it)."""
     n, end = _length32(buf, pos)
-    if n < -1:
-        raise _bad_length(n, pos, True)
+    if n < 0:
+        return -1, end
     _check_count(buf, end, n, pos)
     return n, end
 
