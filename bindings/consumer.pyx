@@ -130,6 +130,7 @@ def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint
                 pos += total
                 continue
             b = _fetched_batch(mv, ptr, pos, &h)
+            _check_count_fits(b, "fetched batch", pos)
             if b.count > rs_cap:
                 free(rs)
                 rs = <pl_record_out *>malloc(b.count * sizeof(pl_record_out))

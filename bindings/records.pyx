@@ -412,6 +412,16 @@ cdef Record _make(_DecodedBatch b, pl_record_out *r, Py_ssize_t shift, Record re
     return rec
 
 
+cdef inline int _check_count_fits(_DecodedBatch b, object where, object position) except -1:
+    """Every record holds at least 7 bytes (a length varint and six one-byte
+    fields): a records_count the section cannot hold is corrupt, found before
+    an array of that many records is allocated on the header's word."""
+    if <int64_t>b.count * 7 > b.rec_len:
+        raise _errors.CorruptRecordError(
+            f"{where or 'batch'}: {b.count} records cannot fit in {b.rec_len} bytes", position=position)
+    return 0
+
+
 cdef _DecodedBatch _batch_from_header(const pl_batch_header *h):
     """A _DecodedBatch with the header's fields; records not located yet."""
     cdef _DecodedBatch b = _DecodedBatch.__new__(_DecodedBatch)
@@ -446,6 +456,7 @@ cdef _DecodedBatch decode_batch(object batch_view, const uint8_t *ptr, Py_ssize_
         b.base = <const uint8_t *>PyBytes_AS_STRING(raw)
         b.rec_start = 0
         b.rec_len = len(raw)
+    _check_count_fits(b, where, position)
     if b.count > 0 and locate:
         b.starts = <int32_t *>malloc(b.count * sizeof(int32_t))
         if b.starts == NULL:
@@ -538,6 +549,7 @@ cdef _BatchIter batch_records(_DecodedBatch b, int64_t start_offset, int64_t end
     it.end_offset = end_offset
     it.values_only = values_only
     if b.count > 0:
+        _check_count_fits(b, where, None)
         it.rs = <pl_record_out *>malloc(b.count * sizeof(pl_record_out))
         if it.rs == NULL:
             raise MemoryError()

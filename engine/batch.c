@@ -117,7 +117,7 @@ int pl_batches_assign_offsets_crc(uint8_t *buf, size_t len, int64_t next_offset,
         int rc = check_crc ? pl_batch_validate(buf + pos, len - pos, &h)
                            : pl_batch_parse_header(buf + pos, len - pos, &h);
         if (rc != PL_OK) { out->stop_rc = rc; return rc; }
-        if (h.records_count == 0 || h.records_count != h.last_offset_delta + 1 ||
+        if (h.records_count == 0 || (int64_t)h.records_count != (int64_t)h.last_offset_delta + 1 ||
             ((h.attributes & PL_ATTR_CONTROL) && !allow_control)) {
             out->stop_rc = PL_EINVALREC;
             return PL_EINVALREC;

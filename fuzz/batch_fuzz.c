@@ -23,6 +23,7 @@
 #include "batch.h"
 #include "crc32c.h"
 #include "pl_common.h"
+#include "validate.h"
 
 #define FLAG_RESEAL 0x01
 #define FLAG_RECORDS 0x02
@@ -112,29 +113,7 @@ static void check_scan(const uint8_t *buf, size_t len) {
     }
 }
 
-/* Known, reported, not ours to fix (engine/batch.c:114, records_count !=
- * last_offset_delta + 1 overflows int32 for last_offset_delta == INT32_MAX:
- * fuzz/findings/batch-last-offset-delta-int32-max-ubsan). Such inputs skip
- * pl_batches_assign_offsets until it is fixed; -DFUZZ_NO_KNOWN_GUARDS
- * builds without the guard to check the fix. */
-static int known_engine_ub(const uint8_t *buf, size_t len) {
-#ifdef FUZZ_NO_KNOWN_GUARDS
-    (void)buf; (void)len;
-    return 0;
-#else
-    size_t pos = 0;
-    while (pos < len) {
-        pl_batch_header h;
-        if (pl_batch_parse_header(buf + pos, len - pos, &h) != PL_OK) return 0;
-        if (h.last_offset_delta == INT32_MAX) return 1;
-        pos += (size_t)h.batch_length + PL_BATCH_LOG_OVERHEAD;
-    }
-    return 0;
-#endif
-}
-
 static void check_assign_offsets(const uint8_t *buf, size_t len) {
-    if (known_engine_ub(buf, len)) return;
     uint8_t *copy = malloc(len + 1);
     REQUIRE(copy);
     if (len) memcpy(copy, buf, len);
@@ -176,6 +155,42 @@ static void check_batch_records(const uint8_t *buf, size_t len) {
     }
 }
 
+/* The leader's produce validation (engine/validate.c), on the bytes as a
+ * Produce request carries them, then the record walker over every
+ * uncompressed batch fed in uneven chunks, as the bounded inflater feeds it. */
+static void check_validate_produce(const uint8_t *buf, size_t len) {
+    static pl_record_error errors[8];
+    for (int compacted = 0; compacted <= 1; compacted++) {
+        pl_validate_opts opts = {1700000000000LL, INT64_MAX, 3600000LL, compacted, 9};
+        pl_validate_result res;
+        int rc = pl_validate_produce(buf, len, &opts, errors, 8, &res);
+        REQUIRE(is_rc(rc));
+        if (rc == PL_OK) REQUIRE(res.batch_size == len);
+        if (rc == PL_OK && res.codec == 0) {
+            /* Accepted: the readers' decoder agrees on every record. */
+            size_t n = len - PL_BATCH_HEADER_SIZE;
+            check_records_section(buf + PL_BATCH_HEADER_SIZE, n, res.header.records_count);
+        }
+    }
+    pl_batch_header h;
+    if (pl_batch_parse_header(buf, len, &h) != PL_OK) return;
+    size_t total = (size_t)h.batch_length + PL_BATCH_LOG_OVERHEAD;
+    const uint8_t *sec = buf + PL_BATCH_HEADER_SIZE;
+    size_t n = total - PL_BATCH_HEADER_SIZE, pos = 0, step = 1 + (len % 7);
+    pl_record_walker w;
+    pl_record_walker_init(&w, &h, NULL, NULL, 0);
+    size_t have = 0;   /* bytes of sec handed to the walker so far */
+    while (pos <= n) {
+        have = have + step > n ? n : have + step;
+        size_t need = 0;
+        int64_t used = pl_record_walker_feed(&w, sec + pos, have - pos, have == n, &need);
+        if (used < 0) { REQUIRE(is_rc((int)used)); return; }
+        REQUIRE((size_t)used <= have - pos);
+        pos += (size_t)used;
+        if (have == n) break;
+    }
+}
+
 typedef void (*check_fn)(const uint8_t *buf, size_t len);
 
 /* One line per engine entry point that takes untrusted batches. */
@@ -185,6 +200,7 @@ static const check_fn CHECKS[] = {
     check_scan,
     check_assign_offsets,
     check_batch_records,
+    check_validate_produce,
 };
 
 static void reseal(uint8_t *buf, size_t len) {

@@ -388,3 +388,33 @@ def test_bytes_like_values_are_accepted():
 def test_header_key_none_is_a_type_error():
     with pytest.raises(TypeError):
         encode_batch([b"v"], headers=[[(None, b"x")]])
+
+
+def _claiming(batch: bytes, count: int) -> bytes:
+    """batch with records_count and last_offset_delta set to count (count - 1),
+    its CRC made valid again: a header that lies about its records."""
+    b = bytearray(batch)
+    struct.pack_into(">i", b, 23, count - 1)
+    struct.pack_into(">i", b, 57, count)
+    struct.pack_into(">I", b, 17, calc_crc32c(bytes(b[21:])))
+    return bytes(b)
+
+
+@pytest.mark.parametrize("count", [0x4C4C4C4C, 2**31 - 1])
+def test_readers_refuse_a_count_the_records_cannot_hold(tmp_path, count):
+    """A stored or fetched batch claiming more records than its bytes can hold
+    (a record is at least 7 bytes) is CorruptRecordError before any array of
+    that many records is allocated: it was a MemoryError (or a 2^31 x 56-byte
+    malloc) from the header's word (fuzz/findings/records-count-huge-malloc)."""
+    bad = _claiming(encode_batch([b"a", b"b"], base_offset=0), count)
+    with pytest.raises(CorruptRecordError):
+        _engine.decode_fetched(bad, "t", 0, 0)
+    with pytest.raises(CorruptRecordError):
+        list(decode_batches(bad))
+    # As stored by the engine (the broker's produce path refuses it first; a
+    # follower or an old data dir may still hold one).
+    with pylog.Log.open(str(tmp_path / "t-0")) as log:
+        log.append_batches(bad, assign_offsets=False)
+        with pytest.raises(CorruptRecordError):
+            for _ in log.scan():
+                pass

@@ -85,9 +85,6 @@ def test_fuzz_records_short_run(tmp_path):
 
 
 @pytest.mark.parametrize("path", findings("records-accepted-"), ids=os.path.basename)
-@pytest.mark.xfail(strict=True, raises=fuzz_records.Finding,
-                   reason="the broker accepts batches whose records do not decode: the engine does not "
-                          "validate records on append yet (issue 13, record validation in C)")
 def test_accepted_batches_read_back(path):
     with open(path, "rb") as f:
         fuzz_records.test_one(f.read())
