@@ -53,7 +53,9 @@ def test_reads_across_segments_stay_within_the_budget(tmp_path, budget):
             assert bytes(lg.read(off).value)[:6] == b"%06d" % off
         assert _segment_fds(tmp_path) <= 3 * 5
         assert lg.offset_for_time(0) == 0
-        assert _engine.open_segments() == (_segment_fds(tmp_path) // 3, 5)
+        # The count is process-wide: a log another test left open may hold one.
+        opened, limit = _engine.open_segments()
+        assert limit == 5 and _segment_fds(tmp_path) // 3 <= opened <= limit
     finally:
         lg.close()
     assert _segment_fds(tmp_path) == 0
