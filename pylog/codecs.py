@@ -128,11 +128,19 @@ def _snappy_decompress(data: bytes, max_bytes: int = MAX_INFLATED) -> bytes:
     snappy = _need("cramjam", "snappy").snappy
     if not data.startswith(_XERIAL_MAGIC):
         return _snappy_raw(snappy, data, max_bytes)
-    # xerial framing: 8-byte magic, int32 version, int32 compatible, then
-    # [int32 length][raw snappy block] until the end.
     out = []
-    pos = 16
     left = max_bytes
+    for framed in _xerial_blocks(data):
+        block = _snappy_raw(snappy, framed, left)
+        left -= len(block)
+        out.append(block)
+    return b"".join(out)
+
+
+def _xerial_blocks(data):
+    """The raw snappy blocks of xerial framing: 8-byte magic, int32 version,
+    int32 compatible, then [int32 length][raw snappy block] until the end."""
+    pos = 16
     while pos < len(data):
         if pos + 4 > len(data):
             raise ValueError("xerial block length cut short")
@@ -140,11 +148,8 @@ def _snappy_decompress(data: bytes, max_bytes: int = MAX_INFLATED) -> bytes:
         pos += 4
         if n < 0 or pos + n > len(data):
             raise ValueError("xerial block longer than the data")
-        block = _snappy_raw(snappy, data[pos:pos + n], left)
-        left -= len(block)
-        out.append(block)
+        yield data[pos:pos + n]
         pos += n
-    return b"".join(out)
 
 
 def inflate_stream(codec: int, data, chunk: int):
@@ -236,18 +241,9 @@ def _inflate_snappy(data, chunk):
         _raw_snappy_length(data)
         yield from _pieces(bytes(snappy.decompress_raw(bytes(data))), chunk)
         return
-    pos = 16
-    while pos < len(data):
-        if pos + 4 > len(data):
-            raise ValueError("xerial block length cut short")
-        (n,) = struct.unpack_from(">i", data, pos)
-        pos += 4
-        if n < 0 or pos + n > len(data):
-            raise ValueError("xerial block longer than the data")
-        block = data[pos:pos + n]
+    for block in _xerial_blocks(data):
         _raw_snappy_length(block)
         yield from _pieces(bytes(snappy.decompress_raw(bytes(block))), chunk)
-        pos += n
 
 
 def _pieces(out: bytes, chunk: int):
