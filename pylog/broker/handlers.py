@@ -191,7 +191,7 @@ class Handlers:
                 return []
             prepared = []
             for name in to_create:
-                if name in self.logs._creating:
+                if self.logs.is_reserved(name):
                     answers[name] = 3  # being created for another request: Kafka's answer for it in flight
                     continue
                 try:
@@ -231,28 +231,36 @@ class Handlers:
         return _to_the_end(create_then_answer())
 
     async def _create_prepared(self, metas):
-        """Open the partitions of topics LogManager.prepare_topic reserved, on
-        the LogManager's file thread so the loop keeps serving, and register
-        them; name -> (error code, message). A failed creation leaves nothing."""
+        """Open the partitions of topics LogManager.prepare_topic reserved and
+        register them; name -> (error code, message)."""
+        jobs = [(meta, None, lambda parts, meta=meta: self.logs.register_topic(meta, parts, save=False),
+                 f"creating topic {meta.name}") for meta in metas]
+        return {meta.name: result for meta, result in zip(metas, await self._open_reserved(jobs))}
+
+    async def _open_reserved(self, jobs):
+        """jobs: (meta, partition indexes or None for all, register(parts), what).
+        Each job's partitions are opened on the LogManager's file thread, so the
+        loop keeps serving, then registered on the loop; the topics file is
+        written once for the request, before the answer. A failed job leaves
+        nothing behind. Returns an (error code, message) per job."""
         loop = asyncio.get_running_loop()
-        out = {}
-        for i, meta in enumerate(metas):
+        out = []
+        for i, (meta, indexes, register, what) in enumerate(jobs):
             try:
                 try:
                     parts = await loop.run_in_executor(self.logs.file_executor, self.logs.open_topic_partitions,
-                                                       meta)
+                                                       meta, indexes)
                 finally:
-                    self.logs._creating.discard(meta.name)
-                self.logs.register_topic(meta, parts, save=False)
-                out[meta.name] = (0, None)
+                    self.logs.release(meta.name)
+                register(parts)
+                out.append((0, None))
             except asyncio.CancelledError:
-                for later in metas[i + 1:]:
-                    self.logs._creating.discard(later.name)
+                for later in jobs[i + 1:]:
+                    self.logs.release(later[0].name)
                 raise
             except Exception as e:
-                out[meta.name] = _file_work_error(e, f"creating topic {meta.name}")
-        if any(code == 0 for code, _msg in out.values()):
-            # One write of the topics file for the request, before the answer.
+                out.append(_file_work_error(e, what))
+        if any(code == 0 for code, _msg in out):
             try:
                 await loop.run_in_executor(self.logs.file_executor, self.logs.write_topics,
                                            *self.logs.topics_snapshot())
@@ -930,27 +938,13 @@ class Handlers:
             return R(throttle_time_ms=0, results=out)
 
         async def grow():
-            loop = asyncio.get_running_loop()
-            for i, (meta, old, count, r) in enumerate(prepared):
-                try:
-                    try:
-                        parts = await loop.run_in_executor(self.logs.file_executor, self.logs.open_topic_partitions,
-                                                           meta, range(old, count))
-                    finally:
-                        self.logs._creating.discard(meta.name)
-                    self.logs.register_partitions(meta, parts, count, save=False)
-                except asyncio.CancelledError:
-                    for later in prepared[i + 1:]:
-                        self.logs._creating.discard(later[0].name)
-                    raise
-                except Exception as e:
-                    r.error_code, r.error_message = _file_work_error(e, f"adding partitions to {meta.name}")
-            if any(r.error_code == 0 for _m, _o, _c, r in prepared):
-                try:
-                    await loop.run_in_executor(self.logs.file_executor, self.logs.write_topics,
-                                               *self.logs.topics_snapshot())
-                except OSError as e:
-                    log.error("writing %s failed: %s", "pylog-topics.json", e)
+            jobs = [(meta, range(old, count),
+                     lambda parts, meta=meta, count=count: self.logs.register_partitions(meta, parts, count,
+                                                                                         save=False),
+                     f"adding partitions to {meta.name}") for meta, old, count, _r in prepared]
+            for (_m, _o, _c, r), (code, msg) in zip(prepared, await self._open_reserved(jobs)):
+                if code:
+                    r.error_code, r.error_message = code, msg
             return R(throttle_time_ms=0, results=out)
         return _to_the_end(grow())
 

@@ -305,7 +305,7 @@ class LogManager:
         try:
             parts = self.open_topic_partitions(meta)
         finally:
-            self._creating.discard(name)
+            self.release(name)
         return self.register_topic(meta, parts)
 
     # Creating a topic off the event loop: prepare_topic (checks, on the loop),
@@ -345,6 +345,14 @@ class LogManager:
         if not validate_only:
             self._creating.add(name)
         return meta
+
+    def is_reserved(self, name: str) -> bool:
+        """Whether a topic's partitions are being opened (prepare_topic or
+        prepare_partitions reserved it; release() ends that)."""
+        return name in self._creating
+
+    def release(self, name: str):
+        self._creating.discard(name)
 
     def open_topic_partitions(self, meta: TopicMeta, indexes=None) -> list[Partition]:
         """Open (creating) the partitions of meta (indexes: those, else all),
@@ -499,7 +507,7 @@ class LogManager:
         try:
             parts = self.open_topic_partitions(meta, range(old, count))
         finally:
-            self._creating.discard(name)
+            self.release(name)
         self.register_partitions(meta, parts, count)
 
     def prepare_partitions(self, name: str, count: int, validate_only: bool = False):

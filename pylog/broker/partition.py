@@ -40,6 +40,7 @@ from ..errors import (
 from ..log.checkpoint import read_checkpoint, write_checkpoint
 from ..log.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochCache
 from ..log.log import Log
+from .config import BROKER_DEFAULTS
 from .producer_state import ProducerStateManager
 
 HW_CHECKPOINT = "replication-offset-checkpoint"
@@ -563,7 +564,8 @@ class Partition:
         # Never below max.message.bytes: a batch accepted uncompressed is
         # accepted compressed (config.py explains the default).
         broker = getattr(config, "broker", None)
-        bound = broker.get("pylog.message.max.decompressed.bytes") if broker is not None else 64 << 20
+        key = "pylog.message.max.decompressed.bytes"
+        bound = broker.get(key) if broker is not None else BROKER_DEFAULTS[key][1]
         self.max_inflated_bytes = max(bound, self.max_message_bytes)
         self._name = f"{self.topic}-{self.index}"
 
