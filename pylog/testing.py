@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import tempfile
 
 from .broker import Broker, BrokerConfig
 
-__all__ = ["FAST_GROUP_CONFIG", "BrokerHandle", "running_broker"]
+__all__ = ["FAST_GROUP_CONFIG", "BrokerHandle", "free_port", "running_broker"]
 
 # Broker settings for tests with consumer groups: the first rebalance waits
 # 100 ms instead of 3 s, and clients may use session timeouts down to 1 s.
@@ -55,6 +56,14 @@ class BrokerHandle(str):
         cfg["listeners"] = f"PLAINTEXT://127.0.0.1:{self.port}"
         self.broker = Broker(BrokerConfig(cfg)).start_in_thread()
         return self
+
+
+def free_port() -> int:
+    """A loopback port free at the time of the call, for a broker process a
+    test starts itself (running_broker binds port 0 and needs none)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ import pytest
 from pylog import _engine
 from pylog.protocol import messages as m
 from pylog.protocol.framing import decode_response, encode_request
-from pylog.testing import running_broker
+from pylog.testing import free_port, running_broker
 
 API_VERSIONS, METADATA, PRODUCE, FETCH, CREATE_TOPICS, CREATE_PARTITIONS, DELETE_RECORDS = 18, 3, 0, 1, 19, 37, 21
 OFFSET_OUT_OF_RANGE, INVALID_TOPIC, POLICY_VIOLATION = 1, 17, 44
@@ -116,14 +116,6 @@ def batch(n, size):
 
 
 # ---- the broker as a process ----------------------------------------------------------
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
 
 class BrokerProc:
     def __init__(self, tmp_path, *overrides):

@@ -32,6 +32,7 @@ from kafka import TopicPartition as KpTopicPartition
 from pylog import _engine
 from pylog.protocol import messages as m
 from pylog.protocol.framing import decode_response, encode_request
+from pylog.testing import free_port
 
 zstandard = pytest.importorskip("zstandard")
 
@@ -43,18 +44,10 @@ RSS_BOUND = 200 << 20  # what a bomb may add to the broker's peak RSS
 
 # ---- the broker process ---------------------------------------------------------
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class BrokerProc:
     def __init__(self, data_dir):
         self.data_dir = str(data_dir)
-        self.port = _free_port()
+        self.port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pylog", "broker", "--data-dir", self.data_dir, "--port", str(self.port),
              "--override", "num.partitions=1"],
