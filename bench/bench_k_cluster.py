@@ -67,14 +67,17 @@ def _free_port() -> int:
 
 
 class BrokerProcess:
-    def __init__(self, broker_id: int, root: str, zk: str):
+    """One `python -m pylog broker`; zk=None starts a standalone broker (bench L)."""
+
+    def __init__(self, broker_id: int, root: str, zk: str | None, overrides: dict | None = None):
         self.broker_id = broker_id
         self.dir = os.path.join(root, f"b{broker_id}")
         self.port = _free_port()
         cmd = [sys.executable, "-m", "pylog", "broker", "--data-dir", self.dir, "--port", str(self.port),
-               "--broker-id", str(broker_id), "--log-level", "WARNING",
-               "--override", f"zookeeper.connect={zk}"]
-        for k, v in OVERRIDES.items():
+               "--broker-id", str(broker_id), "--log-level", "WARNING"]
+        if zk is not None:
+            cmd += ["--override", f"zookeeper.connect={zk}"]
+        for k, v in (OVERRIDES if overrides is None else overrides).items():
             cmd += ["--override", f"{k}={v}"]
         self._err = open(os.path.join(root, f"b{broker_id}.stderr"), "wb")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err, text=True)
@@ -103,12 +106,12 @@ class BrokerProcess:
 
 
 class Cluster:
-    def __init__(self, zk: ZooKeeperServer, root: str):
+    def __init__(self, zk: ZooKeeperServer, root: str, overrides: dict | None = None):
         self.zk = zk
         self.root = root
         self.brokers: list[BrokerProcess] = []
         for i in BROKER_IDS:
-            self.brokers.append(BrokerProcess(i, root, zk.connect))
+            self.brokers.append(BrokerProcess(i, root, zk.connect, overrides))
         self.bootstrap = ",".join(b.address for b in self.brokers)
         self.n_topics = 0
 

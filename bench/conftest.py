@@ -9,6 +9,7 @@ Options (pytest bench ... --bench-records 20000 for a quick check):
   --bench-broker-messages N  messages per round in G, the broker benchmark (default 1,000,000)
   --bench-broker-rounds N  rounds per benchmark in G (default 5)
   --bench-commit-requests N  OffsetCommit requests per round in I (default 5000)
+  --bench-l-targets/-rates/-sizes/-seconds/-warmup/-linger-ms  bench L (see bench_l_latency.py)
 """
 from __future__ import annotations
 
@@ -37,6 +38,13 @@ def pytest_addoption(parser):
     g.addoption("--bench-commit-requests", type=int, default=5000,
                 help="OffsetCommit requests (10 partitions each) per round in I (default 5000)")
     g.addoption("--bench-recovery-mib", type=int, default=1024, help="MiB of log validated in F (default 1024)")
+    g.addoption("--bench-l-targets", default="pylog,pylog-rf3,tansu,noida,redis",
+                help="L: comma-separated targets (pylog, pylog-rf3, tansu, noida, redis; default all)")
+    g.addoption("--bench-l-rates", default="10000,50000,100000", help="L: messages/s, comma-separated")
+    g.addoption("--bench-l-sizes", default="100,1024", help="L: message sizes in bytes (>= 16), comma-separated")
+    g.addoption("--bench-l-seconds", type=float, default=10.0, help="L: measured seconds per point (default 10)")
+    g.addoption("--bench-l-warmup", type=float, default=2.0, help="L: warm-up seconds per point, not counted")
+    g.addoption("--bench-l-linger-ms", type=int, default=1, help="L: the Kafka producer's linger.ms (default 1)")
 
 
 def pytest_configure(config):

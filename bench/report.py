@@ -92,6 +92,7 @@ def load(path: str):
             zk_cpu=ei.get("zk_cpu_s_per_m"),
             fetch_max_bytes=ei.get("replica_fetch_max_bytes"),
             fetch_wait_ms=ei.get("replica_fetch_wait_max_ms"),
+            extra=ei,
         )
         row["rps"] = row["records"] / med if row["records"] else None
         row["gbps"] = row["bytes"] / med / 1e9 if row["bytes"] else None
@@ -407,6 +408,77 @@ def cluster_md(impls):
     return out, verdicts
 
 
+# L: end-to-end latency at fixed rates. The goal holds for one pylog broker at 50k msg/s.
+LATENCY_TARGETS = ["pylog", "pylog-rf3", "tansu", "noida", "redis"]
+LATENCY_GOAL = (50000, 5.0, 20.0)   # rate, p99 ms, p99.9 ms
+
+
+def _ms(x):
+    return "—" if x is None else (f"{x:.2f}" if x < 10 else f"{x:.0f}" if x >= 100 else f"{x:.1f}")
+
+
+def latency_point_note(e):
+    """Why a row's figures are not a clean measurement at its rate (empty when they are)."""
+    notes = []
+    lost = (e.get("lost") or 0) + (e.get("undelivered") or 0)
+    if lost:
+        notes.append(f"LOST {e.get('lost', 0):,} (undelivered {e.get('undelivered', 0):,})")
+    if e.get("produce_errors"):
+        notes.append(f"{e['produce_errors']:,} produce errors ({e.get('first_error')})")
+    if e.get("duplicates"):
+        notes.append(f"{e['duplicates']:,} duplicates")
+    ach = e.get("achieved_rate")
+    if ach is not None and ach < 0.98 * e["rate"]:
+        notes.append(f"producer could not keep the rate ({ach / e['rate']:.0%})")
+    if e.get("p99_ms") is None:
+        notes.append("nothing received")
+    return "; ".join(notes)
+
+
+def latency_md(impls):
+    out = ["### L. End-to-end latency at fixed rates (one producer, acks=all, one consumer; "
+           "send = the scheduled time, so stalls count for every message they delay)", ""]
+    if not impls:
+        return out + ["(not run)", ""], []
+    pts = sorted((r["extra"] for r in impls.values()),
+                 key=lambda e: (LATENCY_TARGETS.index(e["target"]) if e["target"] in LATENCY_TARGETS else 99,
+                                e["size"], e["rate"]))
+    out += ["| target | size | rate | achieved | p50 ms | p99 ms | p99.9 ms | max ms | received | lost "
+            "| send lag p99 / max ms | server CPU % | note |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for e in pts:
+        ach = e.get("achieved_rate")
+        out.append(f"| {e.get('label', e['target'])} | {e['size']} B | {fmt_rate(e['rate'])} | "
+                   f"{fmt_rate(ach) if ach else '—'} | {_ms(e.get('p50_ms'))} | {_ms(e.get('p99_ms'))} | "
+                   f"{_ms(e.get('p999_ms'))} | {_ms(e.get('max_ms'))} | {e.get('received', 0):,} | "
+                   f"{e.get('lost', 0):,} | {_ms(e.get('send_lag_p99_ms'))} / {_ms(e.get('send_lag_max_ms'))} | "
+                   f"{e.get('server_cpu_pct', 0):.0f} | {latency_point_note(e)} |")
+    e0 = pts[0]
+    versions = sorted({f"{e.get('label')}: {e.get('version')}" for e in pts})
+    out += ["", f"{e0.get('seconds'):g} s measured per point after {e0.get('warmup_s'):g} s of warm-up; "
+            f"Kafka producers linger.ms={e0.get('linger_ms')}, batch.size 1 MiB; one partition; pylog with "
+            "log.flush.interval.messages=10000. Latency = consumer's clock when the message was returned "
+            "minus its scheduled send time. 'achieved' = measured messages / time the producer took to "
+            "send them; send lag = how far the producer's own sends fell behind the schedule. Server CPU "
+            "% of one core over the point (all its threads; the three brokers summed for RF=3).",
+            "", "versions: " + "; ".join(versions), ""]
+    verdicts = []
+    rate, p99_goal, p999_goal = LATENCY_GOAL
+    goal_pts = [e for e in pts if e["target"] == "pylog" and e["rate"] == rate]
+    if not goal_pts:
+        verdicts.append(("SKIP", f"SKIP: one pylog broker at {fmt_rate(rate)} msg/s not measured "
+                         f"(goal p99 < {p99_goal:g} ms, p99.9 < {p999_goal:g} ms)"))
+    for e in goal_pts:
+        note = latency_point_note(e)
+        ok = (not note and e["p99_ms"] < p99_goal and e["p999_ms"] < p999_goal)
+        verdicts.append(("PASS" if ok else "FAIL",
+                         f"{'PASS' if ok else 'FAIL'}: one pylog broker, {fmt_rate(rate)} msg/s x {e['size']} B: "
+                         f"p99 {_ms(e.get('p99_ms'))} ms, p99.9 {_ms(e.get('p999_ms'))} ms "
+                         f"(goal p99 < {p99_goal:g} ms, p99.9 < {p999_goal:g} ms)" + (f"; {note}" if note else "")))
+    out += [f"**{v[1]}**" for v in verdicts] + [""]
+    return out, verdicts
+
+
 def build(data, rows, src_path):
     mi = data.get("machine_info") or {}
     ci = data.get("commit_info") or {}
@@ -444,6 +516,9 @@ def build(data, rows, src_path):
     k_md, k_verdicts = cluster_md(rows.get("K_cluster", {}))
     lines += k_md
     known.add("K_cluster")
+    l_md, l_verdicts = latency_md(rows.get("L_latency", {}))
+    lines += l_md
+    known.add("L_latency")
     for scen in sorted(set(rows) - known):
         md, _ = scenario_md(scen, scen, ("ratio", "lmdb", 0.0), rows[scen])
         lines += md[:-2]  # table only, no goal line
@@ -460,7 +535,8 @@ def build(data, rows, src_path):
     lines += [f"- I: {v[1]}" for v in i_verdicts]
     lines += [f"- J: {v[1]}" for v in j_verdicts]
     lines += [f"- K: {v[1]}" for v in k_verdicts]
-    verdicts = verdicts + g_verdicts + h_verdicts + i_verdicts + j_verdicts + k_verdicts
+    lines += [f"- L: {v[1]}" for v in l_verdicts]
+    verdicts = verdicts + g_verdicts + h_verdicts + i_verdicts + j_verdicts + k_verdicts + l_verdicts
     lines.append("")
     return "\n".join(lines), verdicts
 
