@@ -52,7 +52,10 @@ from bench_k_cluster import BROKER_IDS, OVERRIDES as K_OVERRIDES, BrokerProcess,
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENTS = os.path.join(HERE, "_latency_clients.py")
-FLUSH = {"log.flush.interval.messages": "10000"}
+# BENCH_L_FLUSH_MESSAGES=none leaves Kafka's default (no flush by message count): to
+# see what the flushes cost, not for the table.
+_FLUSH_N = os.environ.get("BENCH_L_FLUSH_MESSAGES", "10000")
+FLUSH = {} if _FLUSH_N == "none" else {"log.flush.interval.messages": _FLUSH_N}
 TARGETS = ("pylog", "pylog-rf3", "tansu", "noida", "redis")
 LABEL = {"pylog": "pylog (1 broker)", "pylog-rf3": "pylog (3 brokers, RF=3)", "tansu": "Tansu",
          "noida": "noida-db", "redis": "Redis Streams"}
@@ -254,8 +257,9 @@ def _create_topic(server, name: str) -> str:
 
 
 def _delete_topic(server, name: str):
+    admin = AdminClient({"bootstrap.servers": server.bootstrap})  # alive until the result is in
     try:
-        AdminClient({"bootstrap.servers": server.bootstrap}).delete_topics([name])[name].result(30)
+        admin.delete_topics([name])[name].result(30)
     except Exception as e:  # a peer without DeleteTopics: the data stays until the server stops
         sys.stderr.write(f"bench L: could not delete {name}: {e}\n")
 
@@ -331,6 +335,37 @@ def _result(proc, what, timeout):
     return json.loads(lines[-1])
 
 
+class WakeProbe:
+    """How late this machine wakes a sleeping thread, measured while a point runs: a
+    thread of the (otherwise idle) driver sleeps 1 ms at a time and records how far
+    past the 1 ms it woke. No server can deliver below this floor on a loaded box
+    (other work on the 2 cores shows here first), so the report prints it per row."""
+
+    def __init__(self):
+        import threading
+
+        self.lags = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        mono, sleep, lags = time.monotonic_ns, time.sleep, self.lags
+        while not self._stop.is_set():
+            t = mono()
+            sleep(0.001)
+            lags.append(mono() - t - 1_000_000)
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._t.join()
+        x = sorted(self.lags)
+        if not x:
+            return {}
+        return dict(wake_lag_p99_ms=x[int(0.99 * (len(x) - 1))] / 1e6, wake_lag_p999_ms=x[int(0.999 * (len(x) - 1))] / 1e6,
+                    wake_lag_max_ms=x[-1] / 1e6)
+
+
 def run_point(server, target, rate, size, seconds, warmup, linger_ms, n_point):
     warmup_n = int(rate * warmup)
     total = warmup_n + int(rate * seconds)
@@ -350,7 +385,11 @@ def run_point(server, target, rate, size, seconds, warmup, linger_ms, n_point):
         cpu0 = sum(_cpu_seconds(p) for p in server.pids())
         t0 = time.monotonic()
         prod = _spawn("produce", args)
-        p = _result(prod, "producer", seconds + warmup + 120)
+        probe = WakeProbe()
+        try:
+            p = _result(prod, "producer", seconds + warmup + 120)
+        finally:
+            wake = probe.stop()
         wall = time.monotonic() - t0
         cpu1 = sum(_cpu_seconds(p) for p in server.pids())
         try:
@@ -365,7 +404,7 @@ def run_point(server, target, rate, size, seconds, warmup, linger_ms, n_point):
             cons.wait()
     if server.kind == "kafka":
         _delete_topic(server, topic)
-    return dict(producer=p, consumer=c, server_cpu_pct=100 * (cpu1 - cpu0) / wall)
+    return dict(producer=p, consumer=c, server_cpu_pct=100 * (cpu1 - cpu0) / wall, wake=wake)
 
 
 def test_l_latency(benchmark, servers, request, point):
@@ -384,11 +423,12 @@ def test_l_latency(benchmark, servers, request, point):
     p, c = out["producer"], out["consumer"]
     benchmark.extra_info.update(
         scenario="L_latency", impl=f"{target} {rate // 1000}k {size}B", target=target, label=LABEL[target],
-        version=server.version, rate=rate, size=size, seconds=seconds, warmup_s=warmup, linger_ms=linger,
+        version=server.version, flush_messages=_FLUSH_N if target.startswith("pylog") else None,
+        rate=rate, size=size, seconds=seconds, warmup_s=warmup, linger_ms=linger,
         records=p["measured"], achieved_rate=p["achieved_rate"], send_lag_p99_ms=p["send_lag_p99_ms"],
         send_lag_max_ms=p["send_lag_max_ms"], undelivered=p["undelivered"], produce_errors=p["errors"],
         first_error=p["first_error"], received=c["received"], lost=c["lost"], duplicates=c["duplicates"],
         malformed=c["malformed"], p50_ms=c.get("p50_ms"), p99_ms=c.get("p99_ms"), p999_ms=c.get("p999_ms"),
         max_ms=c.get("max_ms"), mean_ms=c.get("mean_ms"), max_ms_per_second=c.get("max_ms_per_second"),
         server_cpu_pct=out["server_cpu_pct"], producer_cpu_s=p["cpu_s"], consumer_cpu_s=c["cpu_s"],
-        loadavg1=os.getloadavg()[0])
+        loadavg1=os.getloadavg()[0], **out["wake"])

@@ -444,22 +444,26 @@ def latency_md(impls):
                  key=lambda e: (LATENCY_TARGETS.index(e["target"]) if e["target"] in LATENCY_TARGETS else 99,
                                 e["size"], e["rate"]))
     out += ["| target | size | rate | achieved | p50 ms | p99 ms | p99.9 ms | max ms | received | lost "
-            "| send lag p99 / max ms | server CPU % | note |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+            "| send lag p99 / max ms | wake-up lag p99.9 ms | load | server CPU % | note |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for e in pts:
         ach = e.get("achieved_rate")
         out.append(f"| {e.get('label', e['target'])} | {e['size']} B | {fmt_rate(e['rate'])} | "
                    f"{fmt_rate(ach) if ach else '—'} | {_ms(e.get('p50_ms'))} | {_ms(e.get('p99_ms'))} | "
                    f"{_ms(e.get('p999_ms'))} | {_ms(e.get('max_ms'))} | {e.get('received', 0):,} | "
                    f"{e.get('lost', 0):,} | {_ms(e.get('send_lag_p99_ms'))} / {_ms(e.get('send_lag_max_ms'))} | "
+                   f"{_ms(e.get('wake_lag_p999_ms'))} | {e.get('loadavg1', 0):.1f} | "
                    f"{e.get('server_cpu_pct', 0):.0f} | {latency_point_note(e)} |")
     e0 = pts[0]
+    flush = next((e["flush_messages"] for e in pts if e.get("flush_messages")), "10000")
     versions = sorted({f"{e.get('label')}: {e.get('version')}" for e in pts})
     out += ["", f"{e0.get('seconds'):g} s measured per point after {e0.get('warmup_s'):g} s of warm-up; "
             f"Kafka producers linger.ms={e0.get('linger_ms')}, batch.size 1 MiB; one partition; pylog with "
-            "log.flush.interval.messages=10000. Latency = consumer's clock when the message was returned "
+            f"log.flush.interval.messages={flush}. Latency = consumer's clock when the message was returned "
             "minus its scheduled send time. 'achieved' = measured messages / time the producer took to "
-            "send them; send lag = how far the producer's own sends fell behind the schedule. Server CPU "
+            "send them; send lag = how far the producer's own sends fell behind the schedule. Wake-up lag: how "
+            "late a thread sleeping 1 ms at a time woke meanwhile (the machine's own floor: on a loaded "
+            "box no server gets below it); load = 1-min load average after the point. Server CPU "
             "% of one core over the point (all its threads; the three brokers summed for RF=3).",
             "", "versions: " + "; ".join(versions), ""]
     verdicts = []
