@@ -192,6 +192,7 @@ class KafkaReceiver:
             # librdkafka 2.x backs off a whole second when its local queue passes its
             # thresholds; that is the client's pause, not the broker's latency.
             "fetch.queue.backoff.ms": 1,
+            **({"fetch.wait.max.ms": a["fetch_wait_ms"]} if a.get("fetch_wait_ms") else {}),
         })
         self.c.assign([TopicPartition(a["topic"], 0, OFFSET_BEGINNING)])
         self.errors = 0

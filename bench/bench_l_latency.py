@@ -56,6 +56,9 @@ CLIENTS = os.path.join(HERE, "_latency_clients.py")
 # see what the flushes cost, not for the table.
 _FLUSH_N = os.environ.get("BENCH_L_FLUSH_MESSAGES", "10000")
 FLUSH = {} if _FLUSH_N == "none" else {"log.flush.interval.messages": _FLUSH_N}
+# BENCH_L_FETCH_WAIT_MS sets the consumer's fetch.wait.max.ms (default: librdkafka's 500),
+# to tell a server that answers a fetch only when the wait runs out from a slow one.
+FETCH_WAIT_MS = int(os.environ.get("BENCH_L_FETCH_WAIT_MS", 0)) or None
 TARGETS = ("pylog", "pylog-rf3", "tansu", "noida", "redis")
 LABEL = {"pylog": "pylog (1 broker)", "pylog-rf3": "pylog (3 brokers, RF=3)", "tansu": "Tansu",
          "noida": "noida-db", "redis": "Redis Streams"}
@@ -227,9 +230,9 @@ class Redis(_Process):
         if exe is None:
             pytest.skip("Redis: redis-server not installed (make bench-peers: apt-get install redis-server)")
         try:
-            import redis  # noqa: F401
+            import hiredis  # noqa: F401
         except ImportError:
-            pytest.skip("Redis: pip package redis not installed (make bench-peers)")
+            pytest.skip("Redis: pip package hiredis not installed (make bench-peers)")
         port = _free_port()
         super().__init__("redis", lambda d: [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
                                               "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
@@ -371,7 +374,7 @@ def run_point(server, target, rate, size, seconds, warmup, linger_ms, n_point):
     total = warmup_n + int(rate * seconds)
     topic = f"l-{n_point}-{os.getpid()}"
     args = dict(kind=server.kind, topic=topic, rate=rate, size=size, total=total, warmup_n=warmup_n,
-                linger_ms=linger_ms, grace_s=10.0)
+                linger_ms=linger_ms, grace_s=10.0, fetch_wait_ms=FETCH_WAIT_MS)
     if server.kind == "kafka":
         args["bootstrap"] = server.bootstrap
         _create_topic(server, topic)
@@ -424,7 +427,7 @@ def test_l_latency(benchmark, servers, request, point):
     benchmark.extra_info.update(
         scenario="L_latency", impl=f"{target} {rate // 1000}k {size}B", target=target, label=LABEL[target],
         version=server.version, flush_messages=_FLUSH_N if target.startswith("pylog") else None,
-        rate=rate, size=size, seconds=seconds, warmup_s=warmup, linger_ms=linger,
+        rate=rate, size=size, seconds=seconds, warmup_s=warmup, linger_ms=linger, fetch_wait_ms=FETCH_WAIT_MS,
         records=p["measured"], achieved_rate=p["achieved_rate"], send_lag_p99_ms=p["send_lag_p99_ms"],
         send_lag_max_ms=p["send_lag_max_ms"], undelivered=p["undelivered"], produce_errors=p["errors"],
         first_error=p["first_error"], received=c["received"], lost=c["lost"], duplicates=c["duplicates"],

@@ -459,7 +459,9 @@ def latency_md(impls):
     versions = sorted({f"{e.get('label')}: {e.get('version')}" for e in pts})
     out += ["", f"{e0.get('seconds'):g} s measured per point after {e0.get('warmup_s'):g} s of warm-up; "
             f"Kafka producers linger.ms={e0.get('linger_ms')}, batch.size 1 MiB; one partition; pylog with "
-            f"log.flush.interval.messages={flush}. Latency = consumer's clock when the message was returned "
+            f"log.flush.interval.messages={flush}"
+            + (f"; consumer fetch.wait.max.ms={e0['fetch_wait_ms']}" if e0.get("fetch_wait_ms") else "")
+            + ". Latency = consumer's clock when the message was returned "
             "minus its scheduled send time. 'achieved' = measured messages / time the producer took to "
             "send them; send lag = how far the producer's own sends fell behind the schedule. Wake-up lag: how "
             "late a thread sleeping 1 ms at a time woke meanwhile (the machine's own floor: on a loaded "
