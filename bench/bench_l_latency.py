@@ -315,8 +315,10 @@ def pytest_generate_tests(metafunc):
     bad = [t for t in targets if t not in TARGETS]
     if bad:
         raise pytest.UsageError(f"--bench-l-targets: unknown {bad}; choose from {', '.join(TARGETS)}")
-    points = [(t, r, s) for t in targets for s in _ints(cfg.getoption("--bench-l-sizes"))
-              for r in _ints(cfg.getoption("--bench-l-rates"))]
+    sizes, rates = _ints(cfg.getoption("--bench-l-sizes")), _ints(cfg.getoption("--bench-l-rates"))
+    if any(s < 16 for s in sizes) or any(r <= 0 for r in rates):
+        raise pytest.UsageError("--bench-l-sizes must be >= 16 (the payload's header) and --bench-l-rates > 0")
+    points = [(t, r, s) for t in targets for s in sizes for r in rates]
     metafunc.parametrize("point", points, ids=[f"{t}-{r // 1000}k-{s}B" for t, r, s in points])
 
 
