@@ -87,6 +87,12 @@ class BrokerPartitionWriter:
             raise UnknownTopicOrPartitionError(f"this broker does not host {topic}-{index}")
         return p.log.scan()
 
+    def commit_outcome(self, topic, index, offset):
+        p = self.logs.partitions.get((topic, index))
+        if p is None:
+            return UnknownTopicOrPartitionError.error_code
+        return p.produce_outcome(offset)
+
     async def wait_committed(self, topic, index, offset, timeout_s) -> int:
         p = self.logs.partitions.get((topic, index))
         if p is None:

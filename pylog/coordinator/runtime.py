@@ -148,6 +148,12 @@ class CoordinatorRuntime:
             raise NotCoordinatorError(f"node {self.writer.node_id} does not coordinate {self.topic}-{index}")
         return self.writer.append(self.topic, index, keys, values)
 
+    def committed_now(self, index: int, last_offset: int) -> int | None:
+        """After an event appended up to last_offset: its outcome if already
+        known (0 when the high watermark covers it: a lone replica at once),
+        None while it must wait (`committed`)."""
+        return self.writer.commit_outcome(self.topic, index, last_offset)
+
     async def committed(self, index: int, last_offset: int) -> int:
         """After an event appended up to last_offset: wait until the high
         watermark covers it; 0, NOT_COORDINATOR when the partition unloaded

@@ -32,6 +32,10 @@ class PartitionWriter(Protocol):
         """Every record of the partition from its log start, in offset order
         (objects with .offset, .key, .value), for replay."""
 
+    def commit_outcome(self, topic: str, index: int, offset: int) -> int | None:
+        """0 when the high watermark already passes offset, an error when it
+        never will here (not leader, ISR too small), None while undecided."""
+
     async def wait_committed(self, topic: str, index: int, offset: int, timeout_s: float) -> int:
         """Wait until the partition's high watermark passes offset: 0, or
         the error (NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS_AFTER_APPEND,

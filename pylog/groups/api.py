@@ -113,15 +113,17 @@ class GroupApis:
                    for t in req.topics for p in t.partitions]
         args = (req.group_id, req.generation_id_or_member_epoch if version >= 1 else -1,
                 req.member_id if version >= 1 else "", req.group_instance_id if version >= 7 else None, offsets)
-        return self._commit_replicated(req, args)
-
-    async def _commit_replicated(self, req, args):
         wrong = self.coordinator.coordinator_error(req.group_id)
         if wrong:
-            codes = {(t.name, p.partition_index): wrong for t in req.topics for p in t.partitions}
-        else:
-            codes = await self.coordinator.commit_offsets_replicated(*args)
-        return self._commit_response(req, codes)
+            return self._commit_response(req, {(t.name, p.partition_index): wrong
+                                               for t in req.topics for p in t.partitions})
+        codes = self.coordinator.commit_offsets_replicated(*args)
+        if isinstance(codes, dict):
+            return self._commit_response(req, codes)
+        return self._commit_later(req, codes)
+
+    async def _commit_later(self, req, waiting):
+        return self._commit_response(req, await waiting)
 
     @staticmethod
     def _commit_response(req, codes):

@@ -682,43 +682,46 @@ class GroupCoordinator:
 
     def commit_offsets(self, group_id, generation_id, member_id, group_instance_id, offsets):
         """offsets: [(topic, partition, offset, leader_epoch, metadata)]. Returns
-        {(topic, partition): error_code}; appended before it returns, with no
-        wait for replication: for a data directory used without a broker (one
-        replica), where nothing else waits."""
-        result, g, keys, values, accepted = self._check_commit(
-            group_id, generation_id, member_id, group_instance_id, offsets)
-        if keys:
-            try:
-                self._store(group_id, keys, values)
-            except (PylogError, OSError) as e:
-                code = getattr(e, "error_code", -1)
-                code = code if code in (UNKNOWN_TOPIC_OR_PARTITION, 10) else COORDINATOR_NOT_AVAILABLE
-                for tp, _ in accepted:
-                    result[tp] = code
-                return result
-            for tp, om in accepted:
-                g.offsets[tp] = om
-                result[tp] = NONE
+        {(topic, partition): error_code}; appended before it returns. For a
+        data directory used without a broker (one replica: committed at once)."""
+        result = self.commit_offsets_replicated(group_id, generation_id, member_id, group_instance_id, offsets)
+        if not isinstance(result, dict):
+            result.close()
+            raise RuntimeError("commit_offsets needs a partition whose appends are committed at once")
         return result
 
-    async def commit_offsets_replicated(self, group_id, generation_id, member_id, group_instance_id, offsets):
-        """An OffsetCommit: answered (and the offsets cached) once the offsets
-        partition's high watermark covers the commit."""
+    def commit_offsets_replicated(self, group_id, generation_id, member_id, group_instance_id, offsets):
+        """An OffsetCommit: the offsets are appended now and answered (and
+        cached) once the offsets partition's high watermark covers them. The
+        result ({(topic, partition): error_code}) when that is already so (a
+        lone replica), else a coroutine that waits for it."""
+        self.ensure_offsets_topic()  # before the checks: loading the partition resets its groups
         result, g, keys, values, accepted = self._check_commit(
             group_id, generation_id, member_id, group_instance_id, offsets)
-        if keys:
-            try:
-                last = self._store(group_id, keys, values)
-                code = await self._wait_committed(group_id, last)
-            except (PylogError, OSError) as e:
-                code = _store_error(getattr(e, "error_code", -1))
-            if code == NONE and self.groups.get(group_id) is g:
-                for tp, om in accepted:
-                    g.offsets[tp] = om
-            elif code == NONE:
-                code = NOT_COORDINATOR  # unloaded meanwhile: the new coordinator replays it
-            for tp, _ in accepted:
-                result[tp] = code
+        if not keys:
+            return result
+        index = self.partition_for(group_id)
+        try:
+            last = self._store(group_id, keys, values)
+        except (PylogError, OSError) as e:
+            return self._commit_done(result, g, group_id, accepted, _store_error(getattr(e, "error_code", -1)))
+        code = self.runtime.committed_now(index, last)
+        if code is not None:
+            return self._commit_done(result, g, group_id, accepted, _store_error(code))
+        return self._commit_wait(result, g, group_id, accepted, last)
+
+    async def _commit_wait(self, result, g, group_id, accepted, last):
+        code = await self._wait_committed(group_id, last)
+        return self._commit_done(result, g, group_id, accepted, code)
+
+    def _commit_done(self, result, g, group_id, accepted, code):
+        if code == NONE and self.groups.get(group_id) is g:
+            for tp, om in accepted:
+                g.offsets[tp] = om
+        elif code == NONE:
+            code = NOT_COORDINATOR  # unloaded meanwhile: the new coordinator replays it
+        for tp, _ in accepted:
+            result[tp] = code
         return result
 
     def _topic_partition_exists(self, topic, partition) -> bool:

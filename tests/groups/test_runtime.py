@@ -123,11 +123,13 @@ def test_events_of_one_partition_run_in_issue_order(gbroker):
     gc = b.broker.groups
     n = 50
 
+    async def one(i):
+        r = gc.commit_offsets_replicated("g-order", -1, "", None, [("rt-order", 0, i, -1, "")])
+        return r if isinstance(r, dict) else await r
+
     async def commit_all():
-        # Issued in order, all at once: each one appends, then waits for the HW.
-        return await asyncio.gather(*(
-            gc.commit_offsets_replicated("g-order", -1, "", None, [("rt-order", 0, i, -1, "")])
-            for i in range(n)))
+        # Issued in order, all at once: each one appends, then (if need be) waits for the HW.
+        return await asyncio.gather(*(one(i) for i in range(n)))
     results = run_on_loop(b, commit_all)
     assert all(r == {("rt-order", 0): 0} for r in results), results
     assert b.broker.call(lambda: gc.fetch_offsets("g-order", [("rt-order", 0)]))[("rt-order", 0)].offset == n - 1
