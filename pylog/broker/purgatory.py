@@ -19,7 +19,8 @@ watched. The deadline is a loop.call_at timer per operation, so a timeout
 fires when it is due, not on a polling tick.
 
 Threads: the event loop's thread only (Partition fires from the loop, where
-its appends run). No locks: the watcher lists are touched only there.
+its appends run). No locks, and no reliance on the GIL: the watcher lists are
+touched only there.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class DelayedOperation:
     """Something that waits on partitions. Subclasses implement try_complete():
     True once the operation may be answered (the condition holds, or it can
     never hold: leadership lost, broker stopping). The answer itself is built
-    by the waiter after Purgatory.wait returns."""
+    by the waiter after Purgatory.wait returns. Event-loop thread only."""
 
     __slots__ = ("_future",)
 

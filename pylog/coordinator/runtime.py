@@ -12,10 +12,11 @@ For each partition of the topic the runtime keeps a context:
 - **unload**: when leadership goes, its timers are cancelled and the shard
   forgets the partition (`unloaded`): waiting requests get NOT_COORDINATOR.
 - **events**: a request or a timer for the partition runs as one event, a
-  synchronous call on the event loop's thread, so the events of a partition
-  run one at a time, in the order they were issued, and a write's state
-  change and its append are never split by another event. A request for a
-  partition not active here gets NOT_COORDINATOR.
+  synchronous call on the event loop's thread (the shard's methods between
+  two awaits), so the events of a partition run one at a time, in the order
+  they were issued, and a write's state change and its append are never split
+  by another event. Appending for a partition not active here raises
+  NotCoordinatorError (NOT_COORDINATOR); the shard checks `is_active` first.
 - **writes**: an event appends its records with `append` (as leader); the
   request is answered only once `committed` says the high watermark covers
   them (the broker's purgatory completes that wait), so an acknowledged
@@ -29,9 +30,10 @@ memory before the next request is served (no COORDINATOR_LOAD_IN_PROGRESS).
 A very large partition stalls the loop meanwhile; loading in steps is left
 for when compaction keeps these partitions small or it shows up.
 
-Threads: the event loop's thread only, every method. Without a running loop
-(the embedded store, under its own lock) only load/unload and events run;
-timers and `committed` need the loop.
+Threads: the event loop's thread only, every method; no locks, and nothing
+relies on the GIL (no other thread touches a runtime). Without a running loop
+(the embedded store, one thread at a time under its own lock) only
+load/unload and events run; timers and `committed` need the loop.
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ import asyncio
 import logging
 import time
 from typing import Protocol
+
+from ..errors import PylogError
 
 log = logging.getLogger("pylog.coordinator")
 
@@ -60,7 +64,9 @@ class CoordinatorShard(Protocol):
         whatever waits on it with NOT_COORDINATOR."""
 
 
-class NotCoordinatorError(Exception):
+class NotCoordinatorError(PylogError):
+    """An event for a partition of the topic this broker does not coordinate."""
+
     error_code = NOT_COORDINATOR
 
 
@@ -104,7 +110,7 @@ class CoordinatorRuntime:
             n += 1
         self._contexts[index] = _Context(index)
         self.shard.loaded(index)
-        log.info("node %d: coordinator for %s-%d: %d records replayed in %.0f ms", self.writer.node_id,
+        log.log(logging.INFO if n else logging.DEBUG, "node %d: coordinator for %s-%d: %d records replayed in %.0f ms", self.writer.node_id,
                  self.topic, index, n, (time.monotonic() - t0) * 1000)
         return True
 
@@ -132,14 +138,7 @@ class CoordinatorRuntime:
     def active_partitions(self) -> list[int]:
         return sorted(self._contexts)
 
-    # ---- events ----
-
-    def run(self, index: int, event, *args):
-        """Run one event of partition index now; NotCoordinatorError when the
-        partition is not active here."""
-        if index not in self._contexts:
-            raise NotCoordinatorError(f"node {self.writer.node_id} does not coordinate {self.topic}-{index}")
-        return event(*args)
+    # ---- writes ----
 
     def append(self, index: int, keys: list, values: list) -> int:
         """Within an event: append records to the partition as leader; the
