@@ -495,9 +495,16 @@ class Handlers:
             _count_bytes_out(served)
             return chunks
         del chunks, served
-        return self._fetch_wait(req, version, deadline, source, wanted)
+        # The partitions' positions as this read saw them, taken now: whatever
+        # moves before the wait starts completes it at once.
+        return self._fetch_wait(req, version, deadline, source, wanted, self._delayed_fetch(wanted))
 
-    async def _fetch_wait(self, req, version, deadline, source, wanted):
+    def _delayed_fetch(self, wanted):
+        parts = [p for p in (self.logs.partitions.get((topic, fp.partition))
+                             for topic, fps in wanted for fp in fps) if p is not None]
+        return _DelayedFetch(parts, self.broker)
+
+    async def _fetch_wait(self, req, version, deadline, source, wanted, op):
         """Long-poll: wait in the purgatory until a fetched partition moves
         (new data, a new high watermark, a leadership change), read again,
         and answer once min_bytes are there or max_wait_ms has passed."""
@@ -505,10 +512,7 @@ class Handlers:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.broker.stopping:
                 break
-            parts = [p for p in (self.logs.partitions.get((topic, fp.partition))
-                                 for topic, fps in wanted for fp in fps) if p is not None]
-            moved = await self.purgatory.wait(_DelayedFetch(parts, self.broker), parts,
-                                              (HIGH_WATERMARK, LOG_END), remaining)
+            moved = await self.purgatory.wait(op, op.parts, (HIGH_WATERMARK, LOG_END), remaining)
             if not moved or self.broker.stopping:
                 break
             chunks, total, ready, served = self._fetch_once(req, version, source, wanted)
@@ -516,6 +520,7 @@ class Handlers:
                 _count_bytes_out(served)
                 return detach_chunks(chunks)
             del chunks, served
+            op = self._delayed_fetch(wanted)
         chunks, _total, _ready, served = self._fetch_once(req, version, source, wanted)
         _count_bytes_out(served)
         return detach_chunks(chunks)
