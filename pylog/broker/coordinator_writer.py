@@ -35,6 +35,8 @@ class BrokerPartitionWriter:
         self.broker = broker            # None: a data directory used without a broker
         self.purgatory = purgatory
         self.node_id = broker.broker_id if broker is not None else -1
+        # Fixed for the broker's life (its config); asked on every commit.
+        self._cluster = broker is not None and broker.in_cluster
         self._creating = None           # an internal topic's creation in flight (a task)
         self._too_few_warned = 0.0
 
@@ -43,10 +45,6 @@ class BrokerPartitionWriter:
         """A data directory without a broker (the embedded store): one
         replica, so every append is committed once it returns."""
         return cls(log_manager)
-
-    @property
-    def _cluster(self) -> bool:
-        return self.broker is not None and self.broker.in_cluster
 
     # ---- the topic ----
 

@@ -17,6 +17,7 @@ Not thread-safe: the broker's event loop owns it.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 
@@ -33,6 +34,7 @@ OFFSET_KEY_VERSION, GROUP_KEY_VERSION = 1, 2
 OFFSET_VALUE_VERSION, GROUP_VALUE_VERSION = 3, 3
 
 
+@functools.lru_cache(maxsize=4096)   # asked for each group request; group ids repeat
 def java_string_hash(s: str) -> int:
     """Java's String.hashCode over UTF-16 code units, as an int32."""
     h = 0
