@@ -31,6 +31,7 @@ from ..log.checkpoint import atomic_write
 from . import api_versions as av
 from .config import BrokerConfig
 from .controller_apis import ControllerApis
+from .coordinator_writer import BrokerPartitionWriter
 from .handlers import Handlers
 from .log_manager import LogManager
 from .metadata_cache import MetadataCache
@@ -143,8 +144,9 @@ class Broker:
         self.log_manager.open()
         self.replica_manager = ReplicaManager(self, self.metadata_cache)
         self.handlers = Handlers(self)
-        self.groups = GroupCoordinator(self)
-        self.handlers.table.update(GroupApis(self, self.groups).table())
+        self.coordinator_writer = BrokerPartitionWriter(self.log_manager, self, self.handlers.purgatory)
+        self.groups = GroupCoordinator(self.config, self.coordinator_writer)
+        self.handlers.table.update(GroupApis(self.groups).table())
         self.handlers.table.update(ControllerApis(self).table())
         if not self.in_cluster:
             # No controller drives a lone broker: like a listener that does not
@@ -341,6 +343,7 @@ class Broker:
             await self.server.stop()
         if self.groups is not None:
             await self.groups.stop()
+            await self.coordinator_writer.stop()
         self.log_manager.close()
         log.info("broker %d stopped; logs flushed and closed", self.broker_id)
 

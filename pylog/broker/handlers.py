@@ -41,6 +41,7 @@ from . import api_versions as av
 from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, TopicConfig, validate_topic_name
 from .epoch_api import offset_for_leader_epoch
 from .log_manager import MAX_PARTITIONS_PER_BATCH, merge_overrides
+from .purgatory import HIGH_WATERMARK, LOG_END, DelayedOperation, Purgatory
 
 log = logging.getLogger("pylog.broker")
 
@@ -65,7 +66,7 @@ class Handlers:
     def __init__(self, broker):
         self.broker = broker
         self.logs = broker.log_manager
-        self.current_peer_host = ""  # set by the connection for each request it dispatches
+        self.purgatory = Purgatory()  # acks=all produces, fetch long-polls, coordinator writes
         self._fetch_max_bytes = broker.config.get("fetch.max.bytes")
         self._fetch_response_max_follower = broker.config.get("replica.fetch.response.max.bytes")
         self.table = {
@@ -466,37 +467,17 @@ class Handlers:
     async def _produce_wait(self, correlation_id, version, results, waiting, timeout_ms):
         """acks=all: answer once the HW passed every appended offset (§4.1),
         REQUEST_TIMED_OUT after timeout_ms, NOT_ENOUGH_REPLICAS_AFTER_APPEND
-        when the ISR shrank below min.insync.replicas meanwhile. A coroutine
-        so that other connections are served while this one waits."""
-        loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + max(timeout_ms, 0) / 1000.0
-        while waiting:
-            remaining = deadline - time.monotonic()
-            still = []
-            for w in waiting:
-                p, last, ti, pi = w
-                code = p.produce_outcome(last)
-                if code is None and remaining > 0 and not self.broker.stopping:
-                    still.append(w)
-                    continue
-                if code is None:
-                    code = 7  # REQUEST_TIMED_OUT
-                if code:
-                    idx = results[ti][1][pi][0]
-                    results[ti][1][pi] = (idx, code, -1, -1, -1, None)
-            waiting = still
-            if not waiting:
-                break
-            fut = loop.create_future()
-            for p, last, _ti, _pi in waiting:
-                p.add_produce_waiter(last, fut)
-            try:
-                await asyncio.wait_for(fut, remaining)
-            except asyncio.TimeoutError:
-                pass
-            finally:
-                for p, _last, _ti, _pi in waiting:
-                    p.remove_produce_waiter(fut)
+        when the ISR shrank below min.insync.replicas meanwhile. Waits in the
+        purgatory, so other connections are served meanwhile."""
+        op = _DelayedProduce(waiting, self.broker)
+        await self.purgatory.wait(op, {w[0] for w in waiting}, (HIGH_WATERMARK,), max(timeout_ms, 0) / 1000.0)
+        for p, last, ti, pi in waiting:
+            code = p.produce_outcome(last)
+            if code is None:
+                code = 7  # REQUEST_TIMED_OUT
+            if code:
+                idx = results[ti][1][pi][0]
+                results[ti][1][pi] = (idx, code, -1, -1, -1, None)
         return encode_produce_response(correlation_id, version, results)
 
     # ---- Fetch (1) ----
@@ -514,36 +495,32 @@ class Handlers:
             _count_bytes_out(served)
             return chunks
         del chunks, served
-        return self._fetch_wait(req, version, deadline, source, wanted)
+        # The partitions' positions as this read saw them, taken now: whatever
+        # moves before the wait starts completes it at once.
+        return self._fetch_wait(req, version, deadline, source, wanted, self._delayed_fetch(wanted))
 
-    async def _fetch_wait(self, req, version, deadline, source, wanted):
-        loop = asyncio.get_running_loop()
+    def _delayed_fetch(self, wanted):
+        parts = [p for p in (self.logs.partitions.get((topic, fp.partition))
+                             for topic, fps in wanted for fp in fps) if p is not None]
+        return _DelayedFetch(parts, self.broker)
+
+    async def _fetch_wait(self, req, version, deadline, source, wanted, op):
+        """Long-poll: wait in the purgatory until a fetched partition moves
+        (new data, a new high watermark, a leadership change), read again,
+        and answer once min_bytes are there or max_wait_ms has passed."""
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self.broker.stopping:
                 break
-            fut = loop.create_future()
-            parts = []
-            for topic, fps in wanted:
-                for fp in fps:
-                    p = self.logs.partitions.get((topic, fp.partition))
-                    if p is not None:
-                        p.add_waiter(fut)
-                        parts.append(p)
-            try:
-                await asyncio.wait_for(fut, remaining)
-            except asyncio.TimeoutError:
-                pass
-            finally:
-                for p in parts:
-                    p.remove_waiter(fut)
-            if self.broker.stopping:
+            moved = await self.purgatory.wait(op, op.parts, (HIGH_WATERMARK, LOG_END), remaining)
+            if not moved or self.broker.stopping:
                 break
             chunks, total, ready, served = self._fetch_once(req, version, source, wanted)
             if ready or total >= req.min_bytes:
                 _count_bytes_out(served)
                 return detach_chunks(chunks)
             del chunks, served
+            op = self._delayed_fetch(wanted)
         chunks, _total, _ready, served = self._fetch_once(req, version, source, wanted)
         _count_bytes_out(served)
         return detach_chunks(chunks)
@@ -1250,3 +1227,43 @@ def _encode_fetch_error(version, code):
         body += _I16I32.pack(code, 0)
     return [body + _I32.pack(0)]
 
+
+class _DelayedProduce(DelayedOperation):
+    """acks=all: complete once every appended offset has an outcome
+    (Partition.produce_outcome: committed, ISR too small, not leader) or the
+    broker stops. Event-loop thread only."""
+
+    __slots__ = ("waiting", "broker")
+
+    def __init__(self, waiting, broker):
+        self.waiting = waiting   # [(Partition, last offset, topic index, partition index)]
+        self.broker = broker
+
+    def try_complete(self) -> bool:
+        if self.broker.stopping:
+            return True
+        return all(p.produce_outcome(last) is not None for p, last, _t, _i in self.waiting)
+
+
+class _DelayedFetch(DelayedOperation):
+    """Fetch long-poll: complete once any fetched partition moved (high
+    watermark, log end offset, leadership) since the fetch last read it, or
+    the broker stops; the handler then reads again (Kafka's DelayedFetch
+    counts bytes from segment positions; here the read itself does).
+    Event-loop thread only."""
+
+    __slots__ = ("parts", "seen", "broker")
+
+    def __init__(self, parts, broker):
+        self.parts = parts
+        self.seen = [_position(p) for p in parts]
+        self.broker = broker
+
+    def try_complete(self) -> bool:
+        if self.broker.stopping:
+            return True
+        return any(_position(p) != s for p, s in zip(self.parts, self.seen))
+
+
+def _position(p):
+    return p.high_watermark, p.log_end_offset, p.leader_id, p.leader_epoch

@@ -21,7 +21,14 @@ watermark never moves backwards except by truncation; consumers read only
 below it; only the leader appends client batches; the ISR always holds the
 leader while it leads.
 
-Not thread-safe: the broker's event loop owns every Partition.
+Listeners: where the high watermark or the log end offset moves, and where
+the ISR or the leadership changes, the partition tells the broker's purgatory
+(broker/purgatory.py), which completes the acks=all produces, long-polling
+fetches and coordinator writes waiting here. No other waiting mechanism.
+
+Not thread-safe: the broker's event loop owns every Partition (the embedded
+store drives one from any thread under its own lock; no purgatory is attached
+there).
 """
 from __future__ import annotations
 
@@ -42,6 +49,7 @@ from ..log.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochCache
 from ..log.log import Log
 from .config import BROKER_DEFAULTS
 from .producer_state import ProducerStateManager
+from .purgatory import HIGH_WATERMARK, LOG_END
 
 HW_CHECKPOINT = "replication-offset-checkpoint"
 
@@ -131,8 +139,9 @@ class Partition:
         self.high_watermark = self._initial_high_watermark()
         self.producer_state = ProducerStateManager(path, producer_id_expiration_ms)
         self.producer_state.load(self.log)
-        self._waiters: list = []  # futures of fetches waiting for new data
-        self._produce_waiters: list = []  # (required offset, future) of acks=all produces
+        # The broker's purgatory, attached by it when an operation first waits
+        # on this partition; told where the high watermark and log end move.
+        self.purgatory = None
         self.on_isr_change_needed = None  # set by the ReplicaManager: called with (partition, new_isr)
         # Kafka's BytesOutPerSec for this replica: record bytes sent to
         # consumers (replication excluded), counted when the answer is sent.
@@ -401,38 +410,18 @@ class Partition:
         if self.high_watermark > offset:
             self.high_watermark = offset
 
-    # ---- waiting fetches and produces ----
-
-    def add_waiter(self, fut):
-        self._waiters.append(fut)
-
-    def remove_waiter(self, fut):
-        try:
-            self._waiters.remove(fut)
-        except ValueError:
-            pass
+    # ---- listeners: where waiting requests may complete (broker/purgatory.py) ----
 
     def _wake_fetchers(self):
-        if self._waiters:
-            waiters, self._waiters = self._waiters, []
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
-
-    def add_produce_waiter(self, required_offset: int, fut):
-        """fut is resolved when the HW passes required_offset (or anything
-        that may settle the produce happens: ISR or leadership change)."""
-        self._produce_waiters.append((required_offset, fut))
-
-    def remove_produce_waiter(self, fut):
-        self._produce_waiters = [w for w in self._produce_waiters if w[1] is not fut]
+        """The log end offset (or a follower's high watermark) moved."""
+        if self.purgatory is not None:
+            self.purgatory.check_and_complete(self, LOG_END)
 
     def _wake_producers(self):
-        if self._produce_waiters:
-            waiters, self._produce_waiters = self._produce_waiters, []
-            for _off, fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
+        """The high watermark moved, or what decides a wait on it changed
+        (ISR, leadership, closing)."""
+        if self.purgatory is not None:
+            self.purgatory.check_and_complete(self, HIGH_WATERMARK)
 
     def produce_outcome(self, required_offset: int):
         """For an acks=all produce waiting on offsets up to required_offset:

@@ -61,6 +61,22 @@ _PRODUCE_KEY = b"\x00\x00"
 _I32I32 = struct.Struct(">ii")
 
 
+class RequestContext:
+    """One request as its handler sees it: the header's fields and the peer
+    that sent it. The connection builds one per request and passes it where
+    the header went, so nothing about a request lives in shared state between
+    a dispatch and an await. Immutable once built: any thread may read it."""
+
+    __slots__ = ("request_api_key", "request_api_version", "correlation_id", "client_id", "peer_host")
+
+    def __init__(self, header, peer_host: str):
+        self.request_api_key = header.request_api_key
+        self.request_api_version = header.request_api_version
+        self.correlation_id = header.correlation_id
+        self.client_id = header.client_id
+        self.peer_host = peer_host
+
+
 class Connection(asyncio.BufferedProtocol):
     def __init__(self, server):
         self.server = server
@@ -297,7 +313,7 @@ class Connection(asyncio.BufferedProtocol):
             log.warning("closing connection from %s: api key %d v%d is not served", self.peer, key, version)
             self.close()
             return
-        self.handlers.current_peer_host = self.peer_host
+        header = RequestContext(header, self.peer_host)
         try:
             result = handler(header, req)
         except Exception as e:
@@ -345,7 +361,7 @@ class Connection(asyncio.BufferedProtocol):
                 log.warning("closing connection from %s: api key %d v%d is not served", self.peer, key, version)
                 self.close()
                 return None
-            self.handlers.current_peer_host = self.peer_host
+            header = RequestContext(header, self.peer_host)
             try:
                 result = handler(header, req)
                 if asyncio.iscoroutine(result):

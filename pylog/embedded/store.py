@@ -45,6 +45,7 @@ from typing import ClassVar
 
 from ..broker.broker import Broker
 from ..broker.config import BrokerConfig, read_properties
+from ..broker.coordinator_writer import BrokerPartitionWriter
 from ..broker.handlers import INTERNAL_TOPICS
 from ..broker.log_manager import META_FILE, LogManager
 from ..client.errors import check
@@ -109,8 +110,7 @@ class LocalStore:
             self.data_dir = path
             self.log_manager = LogManager(self.config, path)
             self.log_manager.open()
-            # The coordinator needs only .config and .log_manager of its broker.
-            self._groups = GroupCoordinator(self)
+            self._groups = GroupCoordinator(self.config, BrokerPartitionWriter.local(self.log_manager))
             if ot.TOPIC in self.log_manager.topics:
                 self._load_groups()
         except BaseException:
@@ -269,7 +269,7 @@ class LocalStore:
                 for (t, p), om in got.items()}
 
     def _load_groups(self):
-        self._groups._load()
+        self._groups.load()
         # Members restored from a broker's group metadata are gone (this
         # process holds the directory, so no broker serves them): forget them in
         # memory so standalone commits are accepted. Nothing is written; a broker

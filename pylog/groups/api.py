@@ -2,11 +2,11 @@
 Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups,
 DeleteGroups. Each turns a decoded request into GroupCoordinator calls and a
 response object; JoinGroup and SyncGroup return coroutines (their answers wait
-for the rebalance), and so does OffsetCommit in a cluster (it waits for the
-offsets partition's ISR). In a cluster FindCoordinator names the leader of the
-group's __consumer_offsets partition and every other group API answers
-NOT_COORDINATOR for a group this broker does not coordinate. Runs on the
-broker's event loop.
+for the rebalance), and so does OffsetCommit (it waits for the offsets
+partition's high watermark). FindCoordinator names the leader of the group's
+__consumer_offsets partition and every other group API answers
+NOT_COORDINATOR for a group this broker does not coordinate. Threads: the
+broker's event loop only.
 """
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ AUTHORIZED_OPERATIONS_OMITTED = -(1 << 31)
 
 
 class GroupApis:
-    def __init__(self, broker, coordinator):
-        self.broker = broker
+    def __init__(self, coordinator):
         self.coordinator = coordinator
 
     def table(self):
@@ -34,7 +33,6 @@ class GroupApis:
 
     def find_coordinator(self, header, req):
         R = m.FindCoordinatorResponse
-        b = self.broker
         if req.key_type == KEY_TRANSACTION:
             return R(throttle_time_ms=0, error_code=COORDINATOR_NOT_AVAILABLE,
                      error_message="transactions are not supported by this broker yet",
@@ -42,14 +40,9 @@ class GroupApis:
         if req.key_type != KEY_GROUP:
             return R(throttle_time_ms=0, error_code=42, error_message=f"unknown key type {req.key_type}",
                      node_id=-1, host="", port=-1)
-        if self.coordinator.cluster:
-            code, node_id, host, port = self.coordinator.coordinator_for(req.key)
-            return R(throttle_time_ms=0, error_code=code, error_message=None, node_id=node_id, host=host,
-                     port=port)
-        self.coordinator.ensure_offsets_topic()
-        # One broker leads every partition of __consumer_offsets: it coordinates every group.
-        return R(throttle_time_ms=0, error_code=NONE, error_message=None, node_id=b.broker_id,
-                 host=b.advertised_host, port=b.advertised_port)
+        code, node_id, host, port = self.coordinator.coordinator_for(req.key)
+        return R(throttle_time_ms=0, error_code=code, error_message=None, node_id=node_id, host=host,
+                 port=port)
 
     # ---- JoinGroup (11) / SyncGroup (14) ----
 
@@ -72,8 +65,7 @@ class GroupApis:
                      for mid, gid, meta in members])
 
     def join_group(self, header, req):
-        # The connection names its peer just before dispatching (same loop turn).
-        return self._join(header, req, "/" + self.broker.handlers.current_peer_host)
+        return self._join(header, req, "/" + header.peer_host)
 
     async def _sync(self, header, req):
         version = header.request_api_version
@@ -121,17 +113,17 @@ class GroupApis:
                    for t in req.topics for p in t.partitions]
         args = (req.group_id, req.generation_id_or_member_epoch if version >= 1 else -1,
                 req.member_id if version >= 1 else "", req.group_instance_id if version >= 7 else None, offsets)
-        if self.coordinator.cluster:
-            return self._commit_replicated(req, args)
-        return self._commit_response(req, self.coordinator.commit_offsets(*args))
-
-    async def _commit_replicated(self, req, args):
         wrong = self.coordinator.coordinator_error(req.group_id)
         if wrong:
-            codes = {(t.name, p.partition_index): wrong for t in req.topics for p in t.partitions}
-        else:
-            codes = await self.coordinator.commit_offsets_replicated(*args)
-        return self._commit_response(req, codes)
+            return self._commit_response(req, {(t.name, p.partition_index): wrong
+                                               for t in req.topics for p in t.partitions})
+        codes = self.coordinator.commit_offsets_replicated(*args)
+        if isinstance(codes, dict):
+            return self._commit_response(req, codes)
+        return self._commit_later(req, codes)
+
+    async def _commit_later(self, req, waiting):
+        return self._commit_response(req, await waiting)
 
     @staticmethod
     def _commit_response(req, codes):

@@ -21,23 +21,24 @@ Committed offsets and each group's metadata are appended to the group's
 partition of __consumer_offsets before they are acknowledged, and replayed
 on start-up. Empty groups' offsets expire after offsets.retention.minutes.
 
-In a cluster (zookeeper.connect set) __consumer_offsets is a replicated
-topic the controller creates (offsets.topic.num.partitions partitions,
-offsets.topic.replication.factor replicas) and this coordinator serves only
-the groups whose partition this broker leads: becoming leader of a partition
-(LeaderAndIsr, replication.py) replays it into memory, becoming follower or
-losing the replica forgets its groups, and every request for another group is
+The coordinator runs on a CoordinatorRuntime (coordinator/runtime.py) and
+sees its partitions only through a PartitionWriter (coordinator/writer.py):
+it serves the groups whose partition of __consumer_offsets this broker leads
+(a lone broker leads them all). Becoming leader of a partition replays it into
+memory, losing it forgets its groups, and every request for another group is
 answered NOT_COORDINATOR. Offset commits and the leader's assignment are
 answered only once the partition's high watermark covers them (acks=all), with
 Kafka's error mapping (GroupMetadataManager): NOT_ENOUGH_REPLICAS(_AFTER_APPEND)
 -> COORDINATOR_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER -> NOT_COORDINATOR.
-A single broker keeps every partition and answers at once (its HW is its LEO).
+Timers (sessions, join and sync deadlines, offset retention) are runtime
+timers at each group's next deadline, not a polling tick.
 
 Invariants: a group in Stable or CompletingRebalance has a leader among its
 members and a protocol every member supports; generation_id grows by one per
 completed rebalance; pending (KIP-394) members are not members.
 
-Runs on the broker's event loop only; no locking.
+Runs on the broker's event loop only; no locking (see GroupCoordinator for
+the embedded store's use).
 """
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ import logging
 import time
 import uuid
 
-from ..errors import NotLeaderOrFollowerError, PylogError
+from ..coordinator.runtime import CoordinatorRuntime
+from ..errors import PylogError
 from ..protocol.group_records import GroupMetadataValue
 from . import offsets_topic as ot
 from .offsets_topic import OffsetAndMetadata
@@ -109,7 +111,7 @@ class Member:
         self.assignment = b""
         self.join_future = None         # set while its JoinGroup waits
         self.sync_future = None         # set while its SyncGroup waits
-        self.last_heartbeat = time.monotonic()
+        self.last_heartbeat = time.monotonic()   # the runtime's clock
 
     def metadata_for(self, protocol):
         for name, meta in self.protocols:
@@ -178,13 +180,21 @@ class Group:
 
 
 class GroupCoordinator:
-    def __init__(self, broker):
-        self.broker = broker
-        self.config = broker.config
-        self.logs = broker.log_manager
+    """The group state machine, run by a CoordinatorRuntime over the
+    partitions of __consumer_offsets this broker leads (coordinator/runtime.py).
+    It reaches its partitions only through the runtime and the narrow
+    PartitionWriter (coordinator/writer.py), never the broker.
+
+    Threads: the event loop's thread only, as the runtime. The embedded store
+    calls load(), commit_offsets() and fetch_offsets() from any thread, one
+    at a time under its own lock, with no loop (no timers, no waiting).
+    """
+
+    def __init__(self, config, writer):
+        self.config = config
+        self.writer = writer
         self.groups: dict[str, Group] = {}
-        self._task = None
-        c = self.config
+        c = config
         self.num_partitions = c.get("offsets.topic.num.partitions")
         self.min_session = c.get("group.min.session.timeout.ms")
         self.max_session = c.get("group.max.session.timeout.ms")
@@ -193,114 +203,80 @@ class GroupCoordinator:
         self.metadata_max_bytes = c.get("offset.metadata.max.bytes")
         self.retention_ms = c.get("offsets.retention.minutes") * 60000
         self.retention_check_ms = c.get("offsets.retention.check.interval.ms")
-        self._last_retention_check = time.monotonic()
-        # Cluster mode: partitions of __consumer_offsets are led (and loaded)
-        # here only as the controller decides.
-        self.cluster = broker.in_cluster
         self.replication_factor = c.get("offsets.topic.replication.factor")
-        self.commit_timeout_ms = c.get("offsets.commit.timeout.ms")
-        self.owned: set[int] = set()    # offsets partitions led here and loaded
-        self._creating = None           # the offsets topic creation in flight (a task)
-        self._too_few_warned = 0.0      # monotonic time of the last "too few brokers" warning
+        self.runtime = CoordinatorRuntime(ot.TOPIC, writer, self,
+                                          write_timeout_ms=c.get("offsets.commit.timeout.ms"))
+        self.clock = self.runtime.clock
 
-    # ---- start-up: replay __consumer_offsets ----
+    # ---- start-up and shutdown ----
 
     def start(self):
-        if not self.cluster and ot.TOPIC in self.logs.topics:
-            self._load()
-        self._task = asyncio.ensure_future(self._tick())
+        """Load the partitions led here now (a lone broker: all of them)."""
+        self.load()
+
+    def load(self):
+        """Replay every partition of the topic this broker leads (idempotent)."""
+        self.runtime.load_led_partitions()
 
     async def stop(self):
-        tasks = [t for t in (self._task, self._creating) if t is not None]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.runtime.stop()
         for g in self.groups.values():
             for m in g.members.values():
                 for fut in (m.join_future, m.sync_future):
                     if fut is not None and not fut.done():
                         fut.cancel()
 
-    def _load(self):
-        t0 = time.monotonic()
-        meta = self.logs.topics[ot.TOPIC]
-        n_offsets = 0
-        for i in range(meta.num_partitions):
-            n_offsets += self._replay(self.logs.partitions[(ot.TOPIC, i)])
-        for gid in [gid for gid, g in self.groups.items() if not g.members and not g.offsets]:
-            del self.groups[gid]
-        log.info("loaded %d groups (%d offset commits replayed) from %s in %.0f ms", len(self.groups),
-                 n_offsets, ot.TOPIC, (time.monotonic() - t0) * 1000)
+    # ---- the shard: what the runtime drives ----
 
-    def _replay(self, part) -> int:
-        """Replay one partition of the topic into self.groups; the number of
-        offset commits read."""
-        n_offsets = 0
-        for kind, key, value in ot.replay(part.log):
-            if kind == "offset":
-                group_id, topic, partition = key
-                g = self._group(group_id, create=value is not None)
-                if g is None:
-                    continue
-                if value is None:
-                    g.offsets.pop((topic, partition), None)
-                else:
-                    g.offsets[(topic, partition)] = value
-                    n_offsets += 1
-            elif value is None:
-                self.groups.pop(key, None)
+    def replay(self, index: int, rec):
+        out = ot.decode(rec, f"{ot.TOPIC}-{index}")
+        if out is None:
+            return
+        kind, key, value = out
+        if kind == "offset":
+            group_id, topic, partition = key
+            g = self._group(group_id, create=value is not None)
+            if g is None:
+                return
+            if value is None:
+                g.offsets.pop((topic, partition), None)
             else:
-                self._restore_group(key, value)
-        return n_offsets
+                g.offsets[(topic, partition)] = value
+        elif value is None:
+            self.groups.pop(key, None)
+        else:
+            self._restore_group(key, value)
 
-    # ---- cluster mode: which groups this broker coordinates ----
-
-    def offsets_partition_count(self) -> int:
-        """In a cluster: the topic's partition count as the controller
-        published it (the configured count until it did)."""
-        parts = self.broker.metadata_cache.topics.get(ot.TOPIC)
-        return max(parts) + 1 if parts else self.num_partitions
-
-    def coordinator_error(self, group_id) -> int:
-        """NONE when this broker coordinates group_id (always, alone);
-        NOT_COORDINATOR when another broker does (or should)."""
-        if not self.cluster:
-            return NONE
-        return NONE if self.partition_for(group_id) in self.owned else NOT_COORDINATOR
-
-    def on_become_leader(self, index: int):
-        """This broker now leads partition `index` of the topic: load its
-        groups and offsets (synchronously: the replay is done before the next
-        request is served, so no COORDINATOR_LOAD_IN_PROGRESS is needed)."""
-        if not self.cluster or index in self.owned:
-            return
-        part = self.logs.partitions.get((ot.TOPIC, index))
-        if part is None:
-            return
-        t0 = time.monotonic()
-        self._forget_partition(index, NOT_COORDINATOR)  # leftovers, if any
-        before = set(self.groups)
-        n_offsets = self._replay(part)
-        loaded = [gid for gid in self.groups if gid not in before]
-        for gid in loaded:
+    def loaded(self, index: int):
+        for gid in [gid for gid, g in self.groups.items() if self.partition_for(gid) == index]:
             g = self.groups[gid]
             if not g.members and not g.offsets:
                 del self.groups[gid]
-        self.owned.add(index)
-        log.info("broker %d: coordinator for %s-%d: loaded %d groups (%d offset commits) in %.0f ms",
-                 self.broker.broker_id, ot.TOPIC, index, sum(1 for gid in loaded if gid in self.groups),
-                 n_offsets, (time.monotonic() - t0) * 1000)
+            else:
+                self._arm(g)
+        self._arm_retention(index)
+
+    def unloaded(self, index: int):
+        self._forget_partition(index, NOT_COORDINATOR)
+
+    # ---- leadership of the topic's partitions (the replica manager tells) ----
+
+    def on_become_leader(self, index: int):
+        self.runtime.on_become_leader(index)
 
     def on_resign(self, index: int):
-        """This broker no longer leads partition `index` (follower, replica
-        stopped): forget its groups; waiting joins and syncs get
-        NOT_COORDINATOR, and members find the new coordinator."""
-        if not self.cluster or index not in self.owned:
-            return
-        self.owned.discard(index)
-        n = self._forget_partition(index, NOT_COORDINATOR)
-        log.info("broker %d: no longer coordinator for %s-%d: %d groups unloaded", self.broker.broker_id,
-                 ot.TOPIC, index, n)
+        self.runtime.on_resign(index)
+
+    def offsets_partition_count(self) -> int:
+        """The topic's partition count (the configured one until it exists)."""
+        return self.writer.partition_count(ot.TOPIC) or self.num_partitions
+
+    def coordinator_error(self, group_id) -> int:
+        """NONE when this broker coordinates group_id (its partition is loaded
+        here); NOT_COORDINATOR when another broker does (or should)."""
+        if self.writer.partition_count(ot.TOPIC) is None:
+            self.ensure_offsets_topic()
+        return NONE if self.runtime.is_active(self.partition_for(group_id)) else NOT_COORDINATOR
 
     def _forget_partition(self, index: int, code: int) -> int:
         gone = [g for gid, g in self.groups.items() if self.partition_for(gid) == index]
@@ -314,65 +290,22 @@ class GroupCoordinator:
         return len(gone)
 
     def coordinator_for(self, group_id):
-        """FindCoordinator in a cluster: (error, node_id, host, port) of the
-        leader of the group's partition; COORDINATOR_NOT_AVAILABLE while the
-        topic does not exist (its creation is then asked of the controller)
-        or the partition has no live leader."""
-        cache = self.broker.metadata_cache
-        parts = cache.topics.get(ot.TOPIC)
-        if not parts:
-            self._request_offsets_topic()
-            return COORDINATOR_NOT_AVAILABLE, -1, "", -1
-        st = parts.get(ot.partition_for(group_id, max(parts) + 1))
-        ep = cache.brokers.get(st.leader) if st is not None and st.leader >= 0 else None
+        """FindCoordinator: (error, node_id, host, port) of the leader of the
+        group's partition; COORDINATOR_NOT_AVAILABLE while the topic does not
+        exist (its creation is then asked for) or the partition has no live
+        leader."""
+        if self.writer.partition_count(ot.TOPIC) is None:
+            self.ensure_offsets_topic()
+            if self.writer.partition_count(ot.TOPIC) is None:
+                return COORDINATOR_NOT_AVAILABLE, -1, "", -1
+        ep = self.writer.leader_endpoint(ot.TOPIC, self.partition_for(group_id))
         if ep is None:
             return COORDINATOR_NOT_AVAILABLE, -1, "", -1
-        return NONE, ep.id, ep.host, ep.port
+        return (NONE, *ep)
 
     def offsets_topic_configs(self) -> dict:
         return {"cleanup.policy": "compact", "segment.bytes": str(100 << 20),
                 "max.message.bytes": str(self.config.get("socket.request.max.bytes"))}
-
-    def _request_offsets_topic(self):
-        if self._creating is not None and not self._creating.done():
-            return
-        live = len(self.broker.metadata_cache.brokers)
-        if live < self.replication_factor:
-            # As Kafka: no topic with fewer replicas than asked; clients retry.
-            if time.monotonic() - self._too_few_warned < 10:
-                return
-            self._too_few_warned = time.monotonic()
-            log.warning("broker %d: %s not created: %d live brokers, offsets.topic.replication.factor=%d",
-                        self.broker.broker_id, ot.TOPIC, live, self.replication_factor)
-            return
-        self._creating = asyncio.ensure_future(self._create_offsets_topic())
-
-    async def _create_offsets_topic(self):
-        """Ask the active controller to create the topic: the one on this
-        broker directly, another one with CreateTopics on a worker thread."""
-        n, rf, configs = self.num_partitions, self.replication_factor, self.offsets_topic_configs()
-        ctl = self.broker.controller
-        try:
-            if ctl is not None and ctl.is_active:
-                await asyncio.wrap_future(ctl.submit("create_topic", ot.TOPIC, n, rf, None, configs))
-                code = NONE
-            else:
-                ep = self.broker.metadata_cache.controller()
-                if ep is None:
-                    return
-                code = await asyncio.get_running_loop().run_in_executor(
-                    None, _create_topic_by_wire, ep.host, ep.port, self.broker.broker_id, n, rf, configs)
-        except PylogError as e:
-            code = e.error_code
-        except Exception as e:  # a connection failure: the next FindCoordinator asks again
-            log.warning("broker %d: creating %s failed: %s", self.broker.broker_id, ot.TOPIC, e)
-            return
-        if code in (NONE, TOPIC_ALREADY_EXISTS):
-            log.info("broker %d: %s created (%d partitions, replication factor %d)%s", self.broker.broker_id,
-                     ot.TOPIC, n, rf, " by another broker" if code else "")
-        else:
-            log.warning("broker %d: the controller refused to create %s: error %d", self.broker.broker_id,
-                        ot.TOPIC, code)
 
     def _restore_group(self, group_id, v: GroupMetadataValue):
         g = self._group(group_id, create=True)
@@ -400,59 +333,34 @@ class GroupCoordinator:
     # ---- the offsets topic ----
 
     def partition_for(self, group_id: str) -> int:
-        if self.cluster:
-            return ot.partition_for(group_id, self.offsets_partition_count())
         # The topic's real partition count (it may predate a config change):
         # the placement must stay what it was when the offsets were written.
-        meta = self.logs.topics.get(ot.TOPIC)
-        return ot.partition_for(group_id, meta.num_partitions if meta is not None else self.num_partitions)
+        return ot.partition_for(group_id, self.offsets_partition_count())
 
     def ensure_offsets_topic(self):
-        if self.cluster:
-            return  # the controller creates it (coordinator_for)
-        if ot.TOPIC not in self.logs.topics:
-            self.logs.create_topic(ot.TOPIC, self.num_partitions, 1, self.offsets_topic_configs())
-
-    def _partition(self, group_id):
-        if self.cluster:
-            index = self.partition_for(group_id)
-            p = self.logs.partitions.get((ot.TOPIC, index))
-            if p is None or index not in self.owned:
-                raise NotLeaderOrFollowerError(f"broker {self.broker.broker_id} does not lead {ot.TOPIC}-{index}")
-            return p
-        self.ensure_offsets_topic()
-        return self.logs.get_partition(ot.TOPIC, self.partition_for(group_id))
+        """Ask for the topic if it does not exist (a lone broker has it at
+        once and loads its partitions; a cluster's leaders load them as
+        leadership arrives)."""
+        if self.writer.partition_count(ot.TOPIC) is None:
+            self.writer.create_topic(ot.TOPIC, self.num_partitions, self.replication_factor,
+                                     self.offsets_topic_configs())
+            self.load()
 
     def _store(self, group_id, keys, values):
-        """Append; the offset of the last record written."""
-        return ot.append(self._partition(group_id), keys, values)
+        """Append, as an event of the group's partition; the offset of the last
+        record written. Raises NotCoordinatorError when the partition is not
+        loaded here."""
+        index = self.partition_for(group_id)
+        if not self.runtime.is_active(index):
+            self.ensure_offsets_topic()
+        return self.runtime.append(index, keys, values)
 
     async def _wait_committed(self, group_id, last_offset) -> int:
-        """Cluster mode, after _store: wait until the high watermark covers
-        last_offset (acks=all). The error code as Kafka's GroupMetadataManager
-        maps it for offsets: 0, COORDINATOR_NOT_AVAILABLE (ISR too small),
-        NOT_COORDINATOR (leadership lost) or REQUEST_TIMED_OUT."""
-        try:
-            p = self._partition(group_id)
-        except PylogError:
-            return NOT_COORDINATOR
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.commit_timeout_ms / 1000
-        while True:
-            code = p.produce_outcome(last_offset)
-            if code is not None:
-                return _store_error(code)
-            remaining = deadline - loop.time()
-            if remaining <= 0 or self.broker.stopping:
-                return REQUEST_TIMED_OUT
-            fut = loop.create_future()
-            p.add_produce_waiter(last_offset, fut)
-            try:
-                await asyncio.wait_for(fut, remaining)
-            except asyncio.TimeoutError:
-                pass
-            finally:
-                p.remove_produce_waiter(fut)
+        """After _store: wait until the high watermark covers last_offset
+        (acks=all). The error code as Kafka's GroupMetadataManager maps it for
+        offsets: 0, COORDINATOR_NOT_AVAILABLE (ISR too small), NOT_COORDINATOR
+        (leadership lost) or REQUEST_TIMED_OUT."""
+        return _store_error(await self.runtime.committed(self.partition_for(group_id), last_offset))
 
     def _store_group(self, g: Group):
         members = [GroupMetadataValue.MemberMetadata(
@@ -501,7 +409,8 @@ class GroupCoordinator:
                                                      session_timeout_ms, rebalance_timeout_ms, protocols)
             elif version >= 4:
                 # KIP-394: hand out the id first; the member joins with it.
-                g.pending[new_id] = time.monotonic() + session_timeout_ms / 1000
+                g.pending[new_id] = self.clock() + session_timeout_ms / 1000
+                self._arm(g)
                 return _join_error(MEMBER_ID_REQUIRED, new_id)
             if self.max_size and len(g.members) >= self.max_size:
                 return _join_error(GROUP_MAX_SIZE_REACHED, "")
@@ -524,7 +433,7 @@ class GroupCoordinator:
             return _join_error(UNKNOWN_MEMBER_ID, member_id)
         if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
             return _join_error(FENCED_INSTANCE_ID, member_id)
-        m.last_heartbeat = time.monotonic()
+        m.last_heartbeat = self.clock()
         if g.state is GroupState.PREPARING_REBALANCE:
             m.protocols = protocols
             m.session_timeout_ms, m.rebalance_timeout_ms = session_timeout_ms, rebalance_timeout_ms
@@ -575,7 +484,7 @@ class GroupCoordinator:
             g.static[m.group_instance_id] = m.member_id
         if g.state is GroupState.PREPARING_REBALANCE and g.initial_delay_until is not None:
             # Still gathering the first members: wait a little longer for more (bounded).
-            g.initial_delay_until = min(time.monotonic() + self.initial_delay_ms / 1000, g.join_deadline)
+            g.initial_delay_until = min(self.clock() + self.initial_delay_ms / 1000, g.join_deadline)
         self._prepare_rebalance(g, f"member {m.member_id} joined")
         return await self._wait_join(g, m)
 
@@ -585,6 +494,7 @@ class GroupCoordinator:
             m.join_future.set_result(REBALANCE_IN_PROGRESS)  # superseded by this request
         fut = m.join_future = loop.create_future()
         self._maybe_complete_join(g)
+        self._arm(g)
         result = await fut
         if isinstance(result, int):
             return _join_error(result, m.member_id)
@@ -602,7 +512,7 @@ class GroupCoordinator:
                 if m.sync_future is not None and not m.sync_future.done():
                     m.sync_future.set_result(REBALANCE_IN_PROGRESS)
                 m.sync_future = None
-        now = time.monotonic()
+        now = self.clock()
         first = g.state is GroupState.EMPTY
         g.join_deadline = now + max(g.rebalance_timeout_ms(), 1) / 1000
         g.initial_delay_until = now + self.initial_delay_ms / 1000 if first and self.initial_delay_ms > 0 else None
@@ -610,11 +520,12 @@ class GroupCoordinator:
             g.join_deadline = max(g.join_deadline, g.initial_delay_until)
         log.info("group %s: preparing rebalance: %s", g.group_id, why)
         g.transition(GroupState.PREPARING_REBALANCE)
+        self._arm(g)
 
     def _maybe_complete_join(self, g: Group, deadline_passed=False):
         if g.state is not GroupState.PREPARING_REBALANCE:
             return
-        now = time.monotonic()
+        now = self.clock()
         if g.initial_delay_until is not None and now < g.initial_delay_until and not deadline_passed:
             return
         if not g.all_joined() and not deadline_passed and now < g.join_deadline:
@@ -641,6 +552,7 @@ class GroupCoordinator:
             if fut is not None and not fut.done():
                 fut.set_result((NONE, g.generation_id, g.protocol_name, g.leader_id, m.member_id,
                                 members if m.member_id == g.leader_id else []))
+        self._arm(g)
 
     # ---- SyncGroup ----
 
@@ -656,7 +568,7 @@ class GroupCoordinator:
             return FENCED_INSTANCE_ID, b""
         if generation_id != g.generation_id:
             return ILLEGAL_GENERATION, b""
-        m.last_heartbeat = time.monotonic()
+        m.last_heartbeat = self.clock()
         if g.state is GroupState.PREPARING_REBALANCE:
             return REBALANCE_IN_PROGRESS, b""
         if g.state is GroupState.STABLE:
@@ -679,22 +591,21 @@ class GroupCoordinator:
                 # Not stored, so not handed out: everyone rejoins (Kafka's answer
                 # to a failed group write is COORDINATOR_NOT_AVAILABLE).
                 log.error("group %s: storing the assignment failed: %s", g.group_id, e)
-                code = _store_error(getattr(e, "error_code", -1)) if self.cluster else COORDINATOR_NOT_AVAILABLE
+                code = _store_error(getattr(e, "error_code", -1))
                 self._assignment_failed(g, code)
                 return code, b""
-            if self.cluster:
-                # Handed out only once the ISR has it (acks=all).
-                generation = g.generation_id
-                code = await self._wait_committed(group_id, last)
-                # A rebalance, an unload or a newer SyncGroup meanwhile answered
-                # the waiting members already.
-                current = self.groups.get(group_id) is g and g.generation_id == generation and \
-                    g.state is GroupState.COMPLETING_REBALANCE
-                if current and code:
-                    log.warning("group %s: the assignment was not replicated: error %d", g.group_id, code)
-                    code = COORDINATOR_NOT_AVAILABLE if code == REQUEST_TIMED_OUT else code
-                    self._assignment_failed(g, code)
-                    return code, b""
+            # Handed out only once the ISR has it (acks=all).
+            generation = g.generation_id
+            code = await self._wait_committed(group_id, last)
+            # A rebalance, an unload or a newer SyncGroup meanwhile answered
+            # the waiting members already.
+            current = self.groups.get(group_id) is g and g.generation_id == generation and \
+                g.state is GroupState.COMPLETING_REBALANCE
+            if current and code:
+                log.warning("group %s: the assignment was not replicated: error %d", g.group_id, code)
+                code = COORDINATOR_NOT_AVAILABLE if code == REQUEST_TIMED_OUT else code
+                self._assignment_failed(g, code)
+                return code, b""
             if current:
                 g.transition(GroupState.STABLE)
                 g.sync_deadline = None
@@ -702,6 +613,9 @@ class GroupCoordinator:
                     f, mm.sync_future = mm.sync_future, None
                     if f is not None and not f.done():
                         f.set_result((NONE, mm.assignment))
+                self._arm(g)
+        else:
+            self._arm(g)
         result = await fut
         if isinstance(result, int):
             return result, b""
@@ -727,7 +641,8 @@ class GroupCoordinator:
             return FENCED_INSTANCE_ID
         if generation_id != g.generation_id:
             return ILLEGAL_GENERATION
-        m.last_heartbeat = time.monotonic()
+        m.last_heartbeat = self.clock()
+        self._arm(g)
         if g.state is GroupState.PREPARING_REBALANCE:
             return REBALANCE_IN_PROGRESS
         return NONE
@@ -744,6 +659,7 @@ class GroupCoordinator:
         if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
             return FENCED_INSTANCE_ID
         self._remove_member(g, member_id, "left the group")
+        self._arm(g)
         return NONE
 
     def _remove_member(self, g: Group, member_id: str, why: str, rebalance=True):
@@ -766,48 +682,50 @@ class GroupCoordinator:
 
     def commit_offsets(self, group_id, generation_id, member_id, group_instance_id, offsets):
         """offsets: [(topic, partition, offset, leader_epoch, metadata)]. Returns
-        {(topic, partition): error_code}; appended before it returns."""
-        result, g, keys, values, accepted = self._check_commit(
-            group_id, generation_id, member_id, group_instance_id, offsets)
-        if keys:
-            try:
-                self._store(group_id, keys, values)
-            except (PylogError, OSError) as e:
-                code = getattr(e, "error_code", -1)
-                code = code if code in (UNKNOWN_TOPIC_OR_PARTITION, 10) else COORDINATOR_NOT_AVAILABLE
-                for tp, _ in accepted:
-                    result[tp] = code
-                return result
-            for tp, om in accepted:
-                g.offsets[tp] = om
-                result[tp] = NONE
+        {(topic, partition): error_code}; appended before it returns. For a
+        data directory used without a broker (one replica: committed at once)."""
+        result = self.commit_offsets_replicated(group_id, generation_id, member_id, group_instance_id, offsets)
+        if not isinstance(result, dict):
+            result.close()
+            raise RuntimeError("commit_offsets needs a partition whose appends are committed at once")
         return result
 
-    async def commit_offsets_replicated(self, group_id, generation_id, member_id, group_instance_id, offsets):
-        """As commit_offsets, in a cluster: answered (and the offsets cached)
-        once the offsets partition's high watermark covers the commit."""
+    def commit_offsets_replicated(self, group_id, generation_id, member_id, group_instance_id, offsets):
+        """An OffsetCommit: the offsets are appended now and answered (and
+        cached) once the offsets partition's high watermark covers them. The
+        result ({(topic, partition): error_code}) when that is already so (a
+        lone replica), else a coroutine that waits for it."""
+        self.ensure_offsets_topic()  # before the checks: loading the partition resets its groups
         result, g, keys, values, accepted = self._check_commit(
             group_id, generation_id, member_id, group_instance_id, offsets)
-        if keys:
-            try:
-                last = self._store(group_id, keys, values)
-                code = await self._wait_committed(group_id, last)
-            except (PylogError, OSError) as e:
-                code = _store_error(getattr(e, "error_code", -1))
-            if code == NONE and self.groups.get(group_id) is g:
-                for tp, om in accepted:
-                    g.offsets[tp] = om
-            elif code == NONE:
-                code = NOT_COORDINATOR  # unloaded meanwhile: the new coordinator replays it
-            for tp, _ in accepted:
-                result[tp] = code
+        if not keys:
+            return result
+        index = self.partition_for(group_id)
+        try:
+            last = self._store(group_id, keys, values)
+        except (PylogError, OSError) as e:
+            return self._commit_done(result, g, group_id, accepted, _store_error(getattr(e, "error_code", -1)))
+        code = self.runtime.committed_now(index, last)
+        if code is not None:
+            return self._commit_done(result, g, group_id, accepted, _store_error(code))
+        return self._commit_wait(result, g, group_id, accepted, last)
+
+    async def _commit_wait(self, result, g, group_id, accepted, last):
+        code = await self._wait_committed(group_id, last)
+        return self._commit_done(result, g, group_id, accepted, code)
+
+    def _commit_done(self, result, g, group_id, accepted, code):
+        if code == NONE and self.groups.get(group_id) is g:
+            for tp, om in accepted:
+                g.offsets[tp] = om
+        elif code == NONE:
+            code = NOT_COORDINATOR  # unloaded meanwhile: the new coordinator replays it
+        for tp, _ in accepted:
+            result[tp] = code
         return result
 
     def _topic_partition_exists(self, topic, partition) -> bool:
-        if self.cluster:
-            return partition in self.broker.metadata_cache.topics.get(topic, {})
-        meta = self.logs.topics.get(topic)
-        return meta is not None and 0 <= partition < meta.num_partitions
+        return self.writer.partition_exists(topic, partition)
 
     def _check_commit(self, group_id, generation_id, member_id, group_instance_id, offsets):
         """The checks of an offset commit: (result so far, group, keys,
@@ -837,7 +755,7 @@ class GroupCoordinator:
                 return fail(ILLEGAL_GENERATION)
             if g.state is GroupState.COMPLETING_REBALANCE:
                 return fail(REBALANCE_IN_PROGRESS)
-            m.last_heartbeat = time.monotonic()
+            m.last_heartbeat = self.clock()
         result, keys, values, accepted = {}, [], [], []
         now = _now_ms()
         for topic, partition, offset, leader_epoch, metadata in offsets:
@@ -900,51 +818,85 @@ class GroupCoordinator:
         del self.groups[g.group_id]
 
     # ---- timers: sessions, join and sync deadlines, offset retention ----
+    #
+    # One runtime timer per group, at the group's earliest deadline (a pending
+    # member id's expiry, the end of the join phase or the initial delay, the
+    # end of the sync phase, a member's session). Events that move a deadline
+    # earlier re-arm it; one that only moves deadlines later (a heartbeat) lets
+    # the timer fire, find nothing due, and re-arm at the new earliest.
 
-    async def _tick(self):
-        while True:
-            # Timers matter only while some group has members; otherwise wake
-            # rarely (offset retention), not 20 times a second for nothing.
-            busy = any(g.members or g.pending for g in self.groups.values())
-            await asyncio.sleep(TICK_S if busy else IDLE_TICK_S)
-            try:
-                self.tick()
-            except Exception:  # keep the timers running whatever one group does
-                log.exception("group coordinator tick failed")
+    def _next_deadline(self, g: Group):
+        times = list(g.pending.values())
+        if g.state is GroupState.PREPARING_REBALANCE:
+            times.append(g.join_deadline)
+            if g.initial_delay_until is not None:
+                times.append(g.initial_delay_until)
+        if g.state is GroupState.COMPLETING_REBALANCE and g.sync_deadline is not None:
+            times.append(g.sync_deadline)
+        for m in g.members.values():
+            waiting = (m.join_future is not None and not m.join_future.done()) or \
+                (m.sync_future is not None and not m.sync_future.done())
+            if not waiting:
+                times.append(m.last_heartbeat + m.session_timeout_ms / 1000)
+        return min(times, default=None)
 
-    def tick(self):
-        now = time.monotonic()
-        for g in list(self.groups.values()):
-            try:
-                self._tick_group(g, now)
-            except Exception:  # one group's failure must not stop the others' timers
-                log.exception("group %s: timer work failed", g.group_id)
-        if (now - self._last_retention_check) * 1000 >= self.retention_check_ms:
-            self._last_retention_check = now
-            try:
-                self.expire_offsets()
-            except Exception:
-                log.exception("offset expiry failed")
+    def _arm(self, g: Group):
+        """(Re-)arm the group's timer at its earliest deadline, unless it
+        already fires no later. Needs the loop (not for the embedded store)."""
+        index = self.partition_for(g.group_id)
+        if not self.runtime.is_active(index) or _no_loop():
+            return
+        key = ("group", g.group_id)
+        when = self._next_deadline(g)
+        if when is None:
+            self.runtime.cancel_timer(index, key)
+            return
+        armed = self.runtime.timer_deadline(index, key)
+        if armed is not None and armed <= when:
+            return
+        self.runtime.schedule_timer(index, key, when, self._group_timer, g.group_id)
+
+    def _group_timer(self, group_id):
+        g = self.groups.get(group_id)
+        if g is None:
+            return
+        try:
+            self._tick_group(g, self.clock())
+        finally:
+            if self.groups.get(group_id) is g:
+                self._arm(g)
+
+    def _arm_retention(self, index: int):
+        if _no_loop():
+            return
+        self.runtime.schedule_timer(index, "retention", self.clock() + self.retention_check_ms / 1000,
+                                    self._retention_timer, index)
+
+    def _retention_timer(self, index: int):
+        try:
+            self.expire_offsets(partition=index)
+        finally:
+            self._arm_retention(index)
 
     def _tick_group(self, g, now):
         for mid, expiry in list(g.pending.items()):
-            if now > expiry:
+            if now >= expiry:
                 del g.pending[mid]
         if g.state is GroupState.PREPARING_REBALANCE:
             self._maybe_complete_join(g, deadline_passed=now >= g.join_deadline)
         for mid, m in list(g.members.items()):
             waiting = (m.join_future is not None and not m.join_future.done()) or \
                 (m.sync_future is not None and not m.sync_future.done())
-            if not waiting and (now - m.last_heartbeat) * 1000 > m.session_timeout_ms:
+            if not waiting and now >= m.last_heartbeat + m.session_timeout_ms / 1000:
                 self._remove_member(g, mid, f"expired (no heartbeat for {m.session_timeout_ms} ms)")
-        if g.state is GroupState.COMPLETING_REBALANCE and g.sync_deadline is not None and now > g.sync_deadline:
+        if g.state is GroupState.COMPLETING_REBALANCE and g.sync_deadline is not None and now >= g.sync_deadline:
             # The leader never sent the assignment: start over without the laggards.
             for mid in [mid for mid, m in g.members.items() if m.sync_future is None]:
                 self._remove_member(g, mid, "did not sync within the rebalance timeout", rebalance=False)
             self._prepare_rebalance(g, "the leader's assignment did not arrive in time")
             self._maybe_complete_join(g)
 
-    def expire_offsets(self, now_ms=None):
+    def expire_offsets(self, now_ms=None, partition=None):
         """Offset retention (offsets.retention.minutes), as Kafka applies it:
         a group that uses a protocol loses its offsets once it has been Empty
         that long; a standalone group (assign + commit, no protocol) loses each
@@ -953,6 +905,8 @@ class GroupCoordinator:
         now_ms = _now_ms() if now_ms is None else now_ms
         for g in list(self.groups.values()):
             if g.members or g.pending or g.state is not GroupState.EMPTY:
+                continue
+            if partition is not None and self.partition_for(g.group_id) != partition:
                 continue
             if g.protocol_type is None:
                 old = [tp for tp, om in g.offsets.items() if now_ms - om.commit_timestamp > self.retention_ms]
@@ -970,10 +924,6 @@ class GroupCoordinator:
                 self._drop_group(g)
 
 
-TICK_S = 0.05
-IDLE_TICK_S = 1.0
-
-
 def _join_error(code, member_id):
     return code, -1, None, "", member_id, []
 
@@ -985,26 +935,16 @@ def _store_error(code: int) -> int:
         return code
     if code in (UNKNOWN_TOPIC_OR_PARTITION, NOT_ENOUGH_REPLICAS, NOT_ENOUGH_REPLICAS_AFTER_APPEND):
         return COORDINATOR_NOT_AVAILABLE
-    if code in (NOT_LEADER_OR_FOLLOWER, 56):      # 56: KAFKA_STORAGE_ERROR
+    if code in (NOT_LEADER_OR_FOLLOWER, NOT_COORDINATOR, 56):      # 56: KAFKA_STORAGE_ERROR
         return NOT_COORDINATOR
     if code in (4, 10, 18):                       # INVALID_FETCH_SIZE, MESSAGE/RECORD_LIST_TOO_LARGE
         return 28                                 # INVALID_COMMIT_OFFSET_SIZE
     return COORDINATOR_NOT_AVAILABLE
 
 
-def _create_topic_by_wire(host, port, broker_id, n, rf, configs) -> int:
-    """CreateTopics for the offsets topic sent to the controller at host:port
-    (on a worker thread); its error code."""
-    from ..client.wire import Connection
-    from ..protocol.messages import CreateTopicsRequest as Q
-    req = Q(topics=[Q.CreatableTopic(
-        name=ot.TOPIC, num_partitions=n, replication_factor=rf, assignments=[],
-        configs=[Q.CreatableTopicConfig(name=k, value=v) for k, v in configs.items()])], timeout_ms=30000)
-    with Connection(host, port, client_id=f"{INTERNAL_CLIENT_ID}-{broker_id}", timeout=30) as c:
-        resp = c.request(req)
-    return resp.topics[0].error_code
-
-
-# The client id a broker's coordinator uses to ask the controller for the
-# offsets topic (a name in the controller's logs; it grants nothing).
-INTERNAL_CLIENT_ID = "pylog-group-coordinator"
+def _no_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+        return False
+    except RuntimeError:
+        return True

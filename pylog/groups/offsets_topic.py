@@ -17,6 +17,7 @@ Not thread-safe: the broker's event loop owns it.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 
@@ -33,6 +34,7 @@ OFFSET_KEY_VERSION, GROUP_KEY_VERSION = 1, 2
 OFFSET_VALUE_VERSION, GROUP_VALUE_VERSION = 3, 3
 
 
+@functools.lru_cache(maxsize=4096)   # asked for each group request; group ids repeat
 def java_string_hash(s: str) -> int:
     """Java's String.hashCode over UTF-16 code units, as an int32."""
     h = 0
@@ -111,18 +113,17 @@ def decode_record(key, value):
     return None
 
 
-def replay(plog):
-    """Every record of a partition log in order, decoded (see decode_record)."""
-    for rec in plog.scan():
-        if rec.key is None:
-            continue
-        try:
-            out = decode_record(rec.key, rec.value)
-        except Exception as e:  # one unreadable record must not lose the others
-            log.warning("%s: offset %d: unreadable group record skipped: %s", plog.path, rec.offset, e)
-            continue
-        if out is not None:
-            yield out
+def decode(rec, where=""):
+    """One record of the topic decoded (see decode_record); None for a record
+    without a key, of a kind not used here, or unreadable (logged: one bad
+    record must not lose the others)."""
+    if rec.key is None:
+        return None
+    try:
+        return decode_record(rec.key, rec.value)
+    except Exception as e:
+        log.warning("%s: offset %d: unreadable group record skipped: %s", where, rec.offset, e)
+        return None
 
 
 def append(partition, keys, values):

@@ -29,7 +29,7 @@ def long_poll():
 
 def waiters(b):
     part = b.broker.log_manager.partitions[("t", 0)]
-    return b.broker.call(lambda: len(part._waiters))
+    return b.broker.call(lambda: b.broker.handlers.purgatory.watching(part))
 
 
 def test_answers_queued_behind_a_long_poll_are_bounded(broker):

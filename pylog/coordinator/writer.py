@@ -1,0 +1,52 @@
+"""What a coordinator may ask of the broker: the partitions of its internal
+topic, and nothing else (Kafka's coordinator-common PartitionWriter is the
+model). The broker implements it in one adapter (broker/coordinator_writer.py);
+a coordinator never sees the Broker, its config, controller or caches.
+
+Threads: implementations are called from the event loop's thread only
+(`append` and `read` run where the partition's appends run).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+
+class PartitionWriter(Protocol):
+    node_id: int   # this broker's id (for log lines and answers naming the coordinator)
+
+    def partition_count(self, topic: str) -> int | None:
+        """The topic's partition count as this broker knows it; None while
+        the topic does not exist."""
+
+    def led_partitions(self, topic: str) -> list[int]:
+        """The partitions of topic this broker leads now (a lone broker leads
+        every one); later changes arrive as on_become_leader/on_resign."""
+
+    def append(self, topic: str, index: int, keys: list, values: list) -> int:
+        """Append records as leader (a value of None is a tombstone); the
+        offset of the last one. Raises NotLeaderOrFollowerError,
+        UnknownTopicOrPartitionError, a storage error."""
+
+    def read(self, topic: str, index: int) -> Iterator:
+        """Every record of the partition from its log start, in offset order
+        (objects with .offset, .key, .value), for replay."""
+
+    def commit_outcome(self, topic: str, index: int, offset: int) -> int | None:
+        """0 when the high watermark already passes offset, an error when it
+        never will here (not leader, ISR too small), None while undecided."""
+
+    async def wait_committed(self, topic: str, index: int, offset: int, timeout_s: float) -> int:
+        """Wait until the partition's high watermark passes offset: 0, or
+        the error (NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        REQUEST_TIMED_OUT)."""
+
+    def partition_exists(self, topic: str, index: int) -> bool:
+        """Whether topic-index exists in the cluster (any topic)."""
+
+    def leader_endpoint(self, topic: str, index: int) -> tuple[int, str, int] | None:
+        """(node_id, host, port) of the partition's live leader, or None."""
+
+    def create_topic(self, topic: str, num_partitions: int, replication_factor: int, configs: dict) -> None:
+        """Ask for the internal topic to be created (idempotent, may complete
+        later: leadership of its partitions then arrives as usual)."""
