@@ -41,6 +41,10 @@ def _name_of(node) -> str | None:
         return node.id
     if isinstance(node, ast.Attribute):
         return node.attr
+    # getattr(e, "error_code", None)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" \
+            and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str):
+        return node.args[1].value
     if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) \
             and isinstance(node.slice.value, str):
         return node.slice.value

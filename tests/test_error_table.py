@@ -213,6 +213,8 @@ def test_no_error_number_is_written_outside_the_table():
     "code = 3 if t is None else (t.error_code or 5)",
     "if code == 15: pass",
     "if 15 == resp.error_code: pass",
+    "if getattr(e, 'error_code', None) == 3: pass",
+    "if p['error_code'] == 3: pass",
     "if err in (3, 6): pass",
     "if code not in {14, 15}: pass",
     "x = {'error_code': 41}",

@@ -115,7 +115,7 @@ class NetworkSource:
         try:
             return sorted(self.client.topic(topic, refresh=refresh).partitions)
         except PylogError as e:
-            if getattr(e, "error_code", None) == 3:
+            if getattr(e, "error_code", None) == Errors.UNKNOWN_TOPIC_OR_PARTITION:
                 return None
             raise
 
