@@ -214,9 +214,10 @@ int pl_validate_produce(const uint8_t *buf, size_t len, const pl_validate_opts *
     if (rc != PL_OK) {
         /* ProduceRequest.validateRecords reads the codec before anything else;
          * it sits in the low byte of the big-endian attributes. */
-        int codec = buf[PL_BATCH_ATTRIBUTES_OFFSET + 1] & PL_ATTR_COMPRESSION_MASK;
-        if (len >= PL_BATCH_HEADER_SIZE && codec > 4)
-            return fail(out->message, PL_ECODEC, "Unknown compression type id: %d", codec);
+        if (len >= PL_BATCH_HEADER_SIZE) {
+            int codec = buf[PL_BATCH_ATTRIBUTES_OFFSET + 1] & PL_ATTR_COMPRESSION_MASK;
+            if (codec > 4) return fail(out->message, PL_ECODEC, "Unknown compression type id: %d", codec);
+        }
         return fail(out->message, PL_ECORRUPT, "record batch cut short or with an impossible length (%s)",
                     pl_strerror(rc));
     }
