@@ -12,9 +12,6 @@
 #include "pl_common.h"
 #include "varint.h"
 
-/* Bytes after batch_length that a header needs: 61 - 12. */
-#define PL_BATCH_MIN_LENGTH (PL_BATCH_HEADER_SIZE - PL_BATCH_LOG_OVERHEAD)
-
 int pl_batch_parse_header(const uint8_t *buf, size_t len, pl_batch_header *out) {
     if (len < PL_BATCH_MAGIC_END) return PL_ETRUNCATED;
     int32_t batch_length = (int32_t)pl_load_be32(buf + PL_BATCH_LENGTH_OFFSET);

@@ -56,6 +56,8 @@
 #define PL_BATCH_CRC_START PL_BATCH_ATTRIBUTES_OFFSET    /* the CRC covers [attributes, end) */
 /* Bytes needed before the magic byte can be read (and a batch's version known). */
 #define PL_BATCH_MAGIC_END (PL_BATCH_MAGIC_OFFSET + 1)
+/* The smallest batch_length: the header's bytes after the length field. */
+#define PL_BATCH_MIN_LENGTH (PL_BATCH_HEADER_SIZE - PL_BATCH_LOG_OVERHEAD)
 #define PL_BATCH_MAGIC 2
 #define PL_MAX_RECORD_OVERHEAD 21 /* per record, excluding key, value and headers */
 

@@ -19,6 +19,7 @@ cdef extern from "batch.h" nogil:
         PL_BATCH_RECORDS_COUNT_OFFSET
         PL_BATCH_RECORDS_OFFSET
         PL_BATCH_MAGIC_END
+        PL_BATCH_MIN_LENGTH
         PL_BATCH_HEADER_SIZE
         PL_BATCH_LOG_OVERHEAD
         PL_BATCH_CRC_START
