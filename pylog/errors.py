@@ -24,6 +24,7 @@ __all__ = [
     "CorruptRecordError",
     "DiskFullError",
     "DuplicateSequenceNumberError",
+    "Errors",
     "InvalidConfigError",
     "InvalidPartitionsError",
     "InvalidProducerEpochError",
@@ -58,7 +59,6 @@ __all__ = [
     "UnknownTopicOrPartitionError",
     "UnsupportedCompressionError",
     "UnsupportedVersionError",
-    "Errors",
     "code_for",
     "for_code",
 ]

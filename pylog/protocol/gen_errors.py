@@ -11,7 +11,7 @@ Two steps, so the generated module can be checked without a Kafka checkout:
   generate  (the default) writes error_codes.py from kafka_errors.json.
 
     git --git-dir=<kafka>.git archive HEAD clients/src/main/java | tar -x -C /tmp/k
-    python -m pylog.protocol.gen_errors extract /tmp/k/clients/src/main/java
+    python -m pylog.protocol.gen_errors extract /tmp/k/clients/src/main/java "<repo>@<commit>"
     python -m pylog.protocol.gen_errors
 
 tests/test_error_table.py checks error_codes.py is what `generate` writes.
@@ -117,16 +117,17 @@ def extract(root: str) -> list[dict]:
     return rows
 
 
-def write_data(rows: list[dict], path: str = DATA) -> None:
+def write_data(rows: list[dict], source: str, path: str = DATA) -> None:
+    """One error a line, under the name of the tree they came from."""
     with open(path, "w", encoding="utf-8") as f:
-        f.write("[\n")
-        f.write(",\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
-        f.write("\n]\n")
+        f.write('{"source": %s,\n "errors": [\n' % json.dumps(source))
+        f.write(",\n".join("  " + json.dumps(r, ensure_ascii=False) for r in rows))
+        f.write("\n]}\n")
 
 
 def load_data(path: str = DATA) -> list[dict]:
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        return json.load(f)["errors"]
 
 
 # The generated module's lines before the entries (kept as lines, not as a
@@ -166,11 +167,11 @@ def generate(data: str = DATA, out: str = OUT) -> None:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["extract"]:
-        if len(argv) != 2:
+        if len(argv) not in (2, 3):
             print(__doc__, file=sys.stderr)
             return 2
         rows = extract(argv[1])
-        write_data(rows)
+        write_data(rows, argv[2] if len(argv) == 3 else os.path.abspath(argv[1]))
         print(f"{len(rows)} errors -> {DATA}")
         return 0
     if argv:
