@@ -118,7 +118,7 @@ def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint
             if rc != PL_OK:
                 rest = n - pos
                 if rest >= PL_BATCH_LOG_OVERHEAD:
-                    length = <int32_t>pl_load_be32(ptr + pos + 8)
+                    length = <int32_t>pl_load_be32(ptr + pos + PL_BATCH_LENGTH_OFFSET)
                     if length >= 0 and length + PL_BATCH_LOG_OVERHEAD <= rest:
                         raise _errors.CorruptRecordError(
                             f"fetched batch at byte {pos}: {pl_strerror(rc).decode()}", position=pos)

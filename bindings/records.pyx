@@ -559,6 +559,31 @@ cdef _BatchIter batch_records(_DecodedBatch b, int64_t start_offset, int64_t end
     return it
 
 
+# The header layout as compiled from engine/batch.h (via c/batch.pxd), so a test
+# can check pylog/protocol/batch_layout.py against what the engine really uses.
+BATCH_LAYOUT = {
+    "BASE_OFFSET_OFFSET": PL_BATCH_BASE_OFFSET_OFFSET,
+    "LENGTH_OFFSET": PL_BATCH_LENGTH_OFFSET,
+    "PARTITION_LEADER_EPOCH_OFFSET": PL_BATCH_PARTITION_LEADER_EPOCH_OFFSET,
+    "MAGIC_OFFSET": PL_BATCH_MAGIC_OFFSET,
+    "CRC_OFFSET": PL_BATCH_CRC_OFFSET,
+    "ATTRIBUTES_OFFSET": PL_BATCH_ATTRIBUTES_OFFSET,
+    "LAST_OFFSET_DELTA_OFFSET": PL_BATCH_LAST_OFFSET_DELTA_OFFSET,
+    "BASE_TIMESTAMP_OFFSET": PL_BATCH_BASE_TIMESTAMP_OFFSET,
+    "MAX_TIMESTAMP_OFFSET": PL_BATCH_MAX_TIMESTAMP_OFFSET,
+    "PRODUCER_ID_OFFSET": PL_BATCH_PRODUCER_ID_OFFSET,
+    "PRODUCER_EPOCH_OFFSET": PL_BATCH_PRODUCER_EPOCH_OFFSET,
+    "BASE_SEQUENCE_OFFSET": PL_BATCH_BASE_SEQUENCE_OFFSET,
+    "RECORDS_COUNT_OFFSET": PL_BATCH_RECORDS_COUNT_OFFSET,
+    "RECORDS_OFFSET": PL_BATCH_RECORDS_OFFSET,
+    "HEADER_SIZE": PL_BATCH_HEADER_SIZE,
+    "LOG_OVERHEAD": PL_BATCH_LOG_OVERHEAD,
+    "CRC_START": PL_BATCH_CRC_START,
+    "MAGIC": PL_BATCH_MAGIC,
+    "MIN_LENGTH": PL_BATCH_MIN_LENGTH,
+}
+
+
 def validate_batches(data):
     """Walk record batches in data checking each CRC: (valid_bytes, batches,
     records, last_offset, stop_error or None)."""

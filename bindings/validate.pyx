@@ -153,7 +153,7 @@ def validate_produce(data, int64_t now_ms, int64_t before_max_ms, int64_t after_
 
 def patch_max_timestamp(buf, int64_t max_timestamp):
     cdef uint8_t[::1] v = buf
-    pl_store_be64(&v[35], <uint64_t>max_timestamp)
+    pl_store_be64(&v[PL_BATCH_MAX_TIMESTAMP_OFFSET], <uint64_t>max_timestamp)
     pl_batch_seal(&v[0], <size_t>v.shape[0])
 
 

@@ -12,13 +12,10 @@
 #include "pl_common.h"
 #include "varint.h"
 
-/* Bytes after batch_length that a header needs: 61 - 12. */
-#define PL_BATCH_MIN_LENGTH (PL_BATCH_HEADER_SIZE - PL_BATCH_LOG_OVERHEAD)
-
 int pl_batch_parse_header(const uint8_t *buf, size_t len, pl_batch_header *out) {
-    if (len < 17) return PL_ETRUNCATED;
-    int32_t batch_length = (int32_t)pl_load_be32(buf + 8);
-    int8_t magic = (int8_t)buf[16];
+    if (len < PL_BATCH_MAGIC_END) return PL_ETRUNCATED;
+    int32_t batch_length = (int32_t)pl_load_be32(buf + PL_BATCH_LENGTH_OFFSET);
+    int8_t magic = (int8_t)buf[PL_BATCH_MAGIC_OFFSET];
     if (magic != PL_BATCH_MAGIC) {
         /* A zero-filled tail (preallocated or a torn page) reads as magic 0
          * with length 0: report it as truncation, not as a legacy batch. */
@@ -27,19 +24,19 @@ int pl_batch_parse_header(const uint8_t *buf, size_t len, pl_batch_header *out) 
     }
     if (batch_length < PL_BATCH_MIN_LENGTH) return PL_ECORRUPT;
     if (len < PL_BATCH_HEADER_SIZE) return PL_ETRUNCATED;
-    out->base_offset = (int64_t)pl_load_be64(buf);
+    out->base_offset = (int64_t)pl_load_be64(buf + PL_BATCH_BASE_OFFSET_OFFSET);
     out->batch_length = batch_length;
-    out->partition_leader_epoch = (int32_t)pl_load_be32(buf + 12);
+    out->partition_leader_epoch = (int32_t)pl_load_be32(buf + PL_BATCH_PARTITION_LEADER_EPOCH_OFFSET);
     out->magic = magic;
-    out->crc = pl_load_be32(buf + 17);
-    out->attributes = (int16_t)pl_load_be16(buf + 21);
-    out->last_offset_delta = (int32_t)pl_load_be32(buf + 23);
-    out->base_timestamp = (int64_t)pl_load_be64(buf + 27);
-    out->max_timestamp = (int64_t)pl_load_be64(buf + 35);
-    out->producer_id = (int64_t)pl_load_be64(buf + 43);
-    out->producer_epoch = (int16_t)pl_load_be16(buf + 51);
-    out->base_sequence = (int32_t)pl_load_be32(buf + 53);
-    out->records_count = (int32_t)pl_load_be32(buf + 57);
+    out->crc = pl_load_be32(buf + PL_BATCH_CRC_OFFSET);
+    out->attributes = (int16_t)pl_load_be16(buf + PL_BATCH_ATTRIBUTES_OFFSET);
+    out->last_offset_delta = (int32_t)pl_load_be32(buf + PL_BATCH_LAST_OFFSET_DELTA_OFFSET);
+    out->base_timestamp = (int64_t)pl_load_be64(buf + PL_BATCH_BASE_TIMESTAMP_OFFSET);
+    out->max_timestamp = (int64_t)pl_load_be64(buf + PL_BATCH_MAX_TIMESTAMP_OFFSET);
+    out->producer_id = (int64_t)pl_load_be64(buf + PL_BATCH_PRODUCER_ID_OFFSET);
+    out->producer_epoch = (int16_t)pl_load_be16(buf + PL_BATCH_PRODUCER_EPOCH_OFFSET);
+    out->base_sequence = (int32_t)pl_load_be32(buf + PL_BATCH_BASE_SEQUENCE_OFFSET);
+    out->records_count = (int32_t)pl_load_be32(buf + PL_BATCH_RECORDS_COUNT_OFFSET);
     if (out->last_offset_delta < 0 || out->records_count < 0) return PL_ECORRUPT;
     if ((size_t)batch_length + PL_BATCH_LOG_OVERHEAD > len) return PL_ETRUNCATED;
     return PL_OK;
@@ -54,11 +51,11 @@ int pl_batch_validate(const uint8_t *buf, size_t len, pl_batch_header *out) {
 }
 
 void pl_batch_set_base_offset(uint8_t *batch, int64_t base_offset) {
-    pl_store_be64(batch, (uint64_t)base_offset);
+    pl_store_be64(batch + PL_BATCH_BASE_OFFSET_OFFSET, (uint64_t)base_offset);
 }
 
 void pl_batch_set_leader_epoch(uint8_t *batch, int32_t leader_epoch) {
-    pl_store_be32(batch + 12, (uint32_t)leader_epoch);
+    pl_store_be32(batch + PL_BATCH_PARTITION_LEADER_EPOCH_OFFSET, (uint32_t)leader_epoch);
 }
 
 static void info_init(pl_batches_info *out) {
@@ -214,25 +211,25 @@ size_t pl_records_encode(uint8_t *out, const pl_record_in *recs, size_t n) {
 }
 
 void pl_batch_write_header(uint8_t *out, const pl_batch_header *h) {
-    pl_store_be64(out, (uint64_t)h->base_offset);
-    pl_store_be32(out + 8, (uint32_t)h->batch_length);
-    pl_store_be32(out + 12, (uint32_t)h->partition_leader_epoch);
-    out[16] = (uint8_t)PL_BATCH_MAGIC;
-    pl_store_be32(out + 17, h->crc);
-    pl_store_be16(out + 21, (uint16_t)h->attributes);
-    pl_store_be32(out + 23, (uint32_t)h->last_offset_delta);
-    pl_store_be64(out + 27, (uint64_t)h->base_timestamp);
-    pl_store_be64(out + 35, (uint64_t)h->max_timestamp);
-    pl_store_be64(out + 43, (uint64_t)h->producer_id);
-    pl_store_be16(out + 51, (uint16_t)h->producer_epoch);
-    pl_store_be32(out + 53, (uint32_t)h->base_sequence);
-    pl_store_be32(out + 57, (uint32_t)h->records_count);
+    pl_store_be64(out + PL_BATCH_BASE_OFFSET_OFFSET, (uint64_t)h->base_offset);
+    pl_store_be32(out + PL_BATCH_LENGTH_OFFSET, (uint32_t)h->batch_length);
+    pl_store_be32(out + PL_BATCH_PARTITION_LEADER_EPOCH_OFFSET, (uint32_t)h->partition_leader_epoch);
+    out[PL_BATCH_MAGIC_OFFSET] = (uint8_t)PL_BATCH_MAGIC;
+    pl_store_be32(out + PL_BATCH_CRC_OFFSET, h->crc);
+    pl_store_be16(out + PL_BATCH_ATTRIBUTES_OFFSET, (uint16_t)h->attributes);
+    pl_store_be32(out + PL_BATCH_LAST_OFFSET_DELTA_OFFSET, (uint32_t)h->last_offset_delta);
+    pl_store_be64(out + PL_BATCH_BASE_TIMESTAMP_OFFSET, (uint64_t)h->base_timestamp);
+    pl_store_be64(out + PL_BATCH_MAX_TIMESTAMP_OFFSET, (uint64_t)h->max_timestamp);
+    pl_store_be64(out + PL_BATCH_PRODUCER_ID_OFFSET, (uint64_t)h->producer_id);
+    pl_store_be16(out + PL_BATCH_PRODUCER_EPOCH_OFFSET, (uint16_t)h->producer_epoch);
+    pl_store_be32(out + PL_BATCH_BASE_SEQUENCE_OFFSET, (uint32_t)h->base_sequence);
+    pl_store_be32(out + PL_BATCH_RECORDS_COUNT_OFFSET, (uint32_t)h->records_count);
 }
 
 void pl_batch_seal(uint8_t *batch, size_t total_len) {
-    pl_store_be32(batch + 8, (uint32_t)(total_len - PL_BATCH_LOG_OVERHEAD));
+    pl_store_be32(batch + PL_BATCH_LENGTH_OFFSET, (uint32_t)(total_len - PL_BATCH_LOG_OVERHEAD));
     uint32_t crc = pl_crc32c(0, batch + PL_BATCH_CRC_START, total_len - PL_BATCH_CRC_START);
-    pl_store_be32(batch + 17, crc);
+    pl_store_be32(batch + PL_BATCH_CRC_OFFSET, crc);
 }
 
 /* A length-prefixed byte field inside [pos, end): -1 = null. */

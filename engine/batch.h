@@ -33,9 +33,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PL_BATCH_HEADER_SIZE 61   /* RECORD_BATCH_OVERHEAD */
-#define PL_BATCH_LOG_OVERHEAD 12  /* base_offset + batch_length */
-#define PL_BATCH_CRC_START 21     /* the CRC covers [21, end) */
+/* The header's field offsets: the one place they are named. bindings/c/batch.pxd
+ * mirrors them for Cython and pylog/protocol/batch_layout.py for Python (a test
+ * checks both against this list). Kafka's DefaultRecordBatch names the same. */
+#define PL_BATCH_BASE_OFFSET_OFFSET 0
+#define PL_BATCH_LENGTH_OFFSET 8
+#define PL_BATCH_PARTITION_LEADER_EPOCH_OFFSET 12
+#define PL_BATCH_MAGIC_OFFSET 16
+#define PL_BATCH_CRC_OFFSET 17
+#define PL_BATCH_ATTRIBUTES_OFFSET 21
+#define PL_BATCH_LAST_OFFSET_DELTA_OFFSET 23
+#define PL_BATCH_BASE_TIMESTAMP_OFFSET 27
+#define PL_BATCH_MAX_TIMESTAMP_OFFSET 35
+#define PL_BATCH_PRODUCER_ID_OFFSET 43
+#define PL_BATCH_PRODUCER_EPOCH_OFFSET 51
+#define PL_BATCH_BASE_SEQUENCE_OFFSET 53
+#define PL_BATCH_RECORDS_COUNT_OFFSET 57
+#define PL_BATCH_RECORDS_OFFSET 61
+
+#define PL_BATCH_HEADER_SIZE PL_BATCH_RECORDS_OFFSET     /* RECORD_BATCH_OVERHEAD */
+#define PL_BATCH_LOG_OVERHEAD PL_BATCH_PARTITION_LEADER_EPOCH_OFFSET /* base_offset + batch_length */
+#define PL_BATCH_CRC_START PL_BATCH_ATTRIBUTES_OFFSET    /* the CRC covers [attributes, end) */
+/* Bytes needed before the magic byte can be read (and a batch's version known). */
+#define PL_BATCH_MAGIC_END (PL_BATCH_MAGIC_OFFSET + 1)
+/* The smallest batch_length: the header's bytes after the length field. */
+#define PL_BATCH_MIN_LENGTH (PL_BATCH_HEADER_SIZE - PL_BATCH_LOG_OVERHEAD)
 #define PL_BATCH_MAGIC 2
 #define PL_MAX_RECORD_OVERHEAD 21 /* per record, excluding key, value and headers */
 

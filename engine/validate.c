@@ -204,16 +204,20 @@ int pl_validate_produce(const uint8_t *buf, size_t len, const pl_validate_opts *
     memset(out, 0, sizeof(*out));
     out->max_timestamp = -1;
     if (len == 0) return fail(out->message, PL_EINVALREC, "Produce requests must have at least one record batch");
-    if (len < 17) return fail(out->message, PL_ECORRUPT, "record batch of %zu bytes is cut short", len);
-    if (buf[16] != PL_BATCH_MAGIC)
+    if (len < PL_BATCH_MAGIC_END)
+        return fail(out->message, PL_ECORRUPT, "record batch of %zu bytes is cut short", len);
+    if (buf[PL_BATCH_MAGIC_OFFSET] != PL_BATCH_MAGIC)
         return fail(out->message, PL_EINVALREC,
                     "Produce requests are only allowed to contain record batches with magic version 2 (got %d)",
-                    (int)(int8_t)buf[16]);
+                    (int)(int8_t)buf[PL_BATCH_MAGIC_OFFSET]);
     int rc = pl_batch_parse_header(buf, len, h);
     if (rc != PL_OK) {
-        /* ProduceRequest.validateRecords reads the codec before anything else. */
-        if (len >= PL_BATCH_HEADER_SIZE && (buf[22] & PL_ATTR_COMPRESSION_MASK) > 4)
-            return fail(out->message, PL_ECODEC, "Unknown compression type id: %d", buf[22] & 7);
+        /* ProduceRequest.validateRecords reads the codec before anything else;
+         * it sits in the low byte of the big-endian attributes. */
+        if (len >= PL_BATCH_HEADER_SIZE) {
+            int codec = buf[PL_BATCH_ATTRIBUTES_OFFSET + 1] & PL_ATTR_COMPRESSION_MASK;
+            if (codec > 4) return fail(out->message, PL_ECODEC, "Unknown compression type id: %d", codec);
+        }
         return fail(out->message, PL_ECORRUPT, "record batch cut short or with an impossible length (%s)",
                     pl_strerror(rc));
     }

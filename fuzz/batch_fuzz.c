@@ -92,7 +92,8 @@ static void check_parse_header(const uint8_t *buf, size_t len) {
     int rc = pl_batch_parse_header(buf, len, &h);
     REQUIRE(is_rc(rc));
     if (rc == PL_OK)
-        REQUIRE(h.batch_length >= 49 && (size_t)h.batch_length + PL_BATCH_LOG_OVERHEAD <= len &&
+        REQUIRE(h.batch_length >= PL_BATCH_MIN_LENGTH &&
+                (size_t)h.batch_length + PL_BATCH_LOG_OVERHEAD <= len &&
                 h.magic == PL_BATCH_MAGIC && h.last_offset_delta >= 0 && h.records_count >= 0);
 }
 
@@ -206,11 +207,11 @@ static const check_fn CHECKS[] = {
 static void reseal(uint8_t *buf, size_t len) {
     size_t pos = 0;
     while (pos + PL_BATCH_HEADER_SIZE <= len) {
-        int32_t length = (int32_t)pl_load_be32(buf + pos + 8);
-        if (length < 49 || (size_t)length + PL_BATCH_LOG_OVERHEAD > len - pos) return;
+        int32_t length = (int32_t)pl_load_be32(buf + pos + PL_BATCH_LENGTH_OFFSET);
+        if (length < PL_BATCH_MIN_LENGTH || (size_t)length + PL_BATCH_LOG_OVERHEAD > len - pos) return;
         size_t total = (size_t)length + PL_BATCH_LOG_OVERHEAD;
         uint32_t crc = pl_crc32c(0, buf + pos + PL_BATCH_CRC_START, total - PL_BATCH_CRC_START);
-        pl_store_be32(buf + pos + 17, crc);
+        pl_store_be32(buf + pos + PL_BATCH_CRC_OFFSET, crc);
         pos += total;
     }
 }

@@ -39,6 +39,7 @@ with _harness.instrumenting(__name__ == "__main__"):
     from pylog.broker.config import BrokerConfig, TopicConfig
     from pylog.broker.partition import Partition
     from pylog.errors import CorruptRecordError, PylogError, UnsupportedCompressionError
+    from pylog.protocol import batch_layout as L
 
 Finding = _harness.Finding
 # strict: an accepted batch that does not read back is a finding (the goal).
@@ -97,12 +98,12 @@ def partition() -> Partition:
 def reseal(buf: bytearray):
     """Recompute the CRC of each whole batch (header walk as the engine does)."""
     pos = 0
-    while pos + 61 <= len(buf):
-        length = _I32.unpack_from(buf, pos + 8)[0]
-        end = pos + 12 + length
-        if length < 49 or end > len(buf):
+    while pos + L.HEADER_SIZE <= len(buf):
+        length = _I32.unpack_from(buf, pos + L.LENGTH_OFFSET)[0]
+        end = pos + L.LOG_OVERHEAD + length
+        if length < L.MIN_LENGTH or end > len(buf):
             return
-        struct.pack_into(">I", buf, pos + 17, _engine.crc32c(bytes(buf[pos + 21:end])))
+        struct.pack_into(">I", buf, pos + L.CRC_OFFSET, _engine.crc32c(bytes(buf[pos + L.CRC_START:end])))
         pos = end
 
 

@@ -22,6 +22,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 from pylog import _engine, codecs  # noqa: E402
+from pylog.protocol import batch_layout as L  # noqa: E402
 from pylog.protocol.framing import decode_request, decode_request_header  # noqa: E402
 from pylog.protocol.messages import REQUESTS  # noqa: E402
 from pylog.protocol.schema import fields_in_version, struct_type  # noqa: E402
@@ -135,7 +136,7 @@ def built_batches():
 def decompress_seeds():
     sections = [b"", b"x" * 1000, bytes(range(256)) * 4]
     for _name, batch in golden_batches():
-        sections.append(batch[61:])
+        sections.append(batch[L.RECORDS_OFFSET:])
     for i, raw in enumerate(sections):
         for j, codec in enumerate((codecs.GZIP, codecs.SNAPPY, codecs.LZ4, codecs.ZSTD)):
             packed = codecs.compress(codec, raw)
@@ -163,8 +164,10 @@ def batch_seeds():
     # record count), see batch_fuzz.c.
     yield from record_seeds()
     for name, b in batches():
-        if len(b) > 61 and b[22] & 0x07 == 0 and struct.unpack_from(">i", b, 57)[0] < 256:
-            yield name + "-section", b"\x02" + bytes([struct.unpack_from(">i", b, 57)[0]]) + b[61:]
+        count = struct.unpack_from(">i", b, L.RECORDS_COUNT_OFFSET)[0] if len(b) > L.HEADER_SIZE else None
+        uncompressed = len(b) > L.HEADER_SIZE and struct.unpack_from(">h", b, L.ATTRIBUTES_OFFSET)[0] & 0x07 == 0
+        if uncompressed and count < 256:
+            yield name + "-section", b"\x02" + bytes([count]) + b[L.RECORDS_OFFSET:]
 
 
 SEEDS = {"requests": request_seeds, "decompress": decompress_seeds,

@@ -12,7 +12,7 @@ import zlib
 
 from .errors import CorruptRecordError, UnsupportedCompressionError
 
-NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
+NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4  # not an error code
 NAMES = {"none": NONE, "gzip": GZIP, "snappy": SNAPPY, "lz4": LZ4, "zstd": ZSTD}
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 

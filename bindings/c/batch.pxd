@@ -1,9 +1,29 @@
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint32_t
 
 cdef extern from "batch.h" nogil:
+    # The header layout, mirrored from batch.h (tests/test_batch_layout.py checks
+    # the names and values against it and against pylog/protocol/batch_layout.py).
     enum:
+        PL_BATCH_BASE_OFFSET_OFFSET
+        PL_BATCH_LENGTH_OFFSET
+        PL_BATCH_PARTITION_LEADER_EPOCH_OFFSET
+        PL_BATCH_MAGIC_OFFSET
+        PL_BATCH_CRC_OFFSET
+        PL_BATCH_ATTRIBUTES_OFFSET
+        PL_BATCH_LAST_OFFSET_DELTA_OFFSET
+        PL_BATCH_BASE_TIMESTAMP_OFFSET
+        PL_BATCH_MAX_TIMESTAMP_OFFSET
+        PL_BATCH_PRODUCER_ID_OFFSET
+        PL_BATCH_PRODUCER_EPOCH_OFFSET
+        PL_BATCH_BASE_SEQUENCE_OFFSET
+        PL_BATCH_RECORDS_COUNT_OFFSET
+        PL_BATCH_RECORDS_OFFSET
+        PL_BATCH_MAGIC_END
+        PL_BATCH_MIN_LENGTH
         PL_BATCH_HEADER_SIZE
         PL_BATCH_LOG_OVERHEAD
+        PL_BATCH_CRC_START
+        PL_BATCH_MAGIC
         PL_ATTR_COMPRESSION_MASK
         PL_ATTR_LOG_APPEND_TIME
         PL_ATTR_TRANSACTIONAL

@@ -17,9 +17,9 @@ import asyncio
 import logging
 
 from ..cluster.metadata_store import PRODUCER_ID_BLOCK_SIZE, BrokerInfo
-from ..cluster.registry import BROKER_ID_NOT_REGISTERED, STALE_BROKER_EPOCH
 from ..errors import code_for
 from ..protocol import messages as m
+from ..protocol.error_codes import Errors
 from ..protocol.pylog_tags import reassignment_throttle_of
 from . import api_versions as av
 
@@ -27,9 +27,6 @@ __all__ = ["ControllerApis"]
 
 log = logging.getLogger("pylog.broker")
 
-NOT_CONTROLLER = 41
-INVALID_REQUEST = 42
-INCONSISTENT_CLUSTER_ID = 104
 
 
 class ControllerApis:
@@ -53,14 +50,14 @@ class ControllerApis:
         R = m.BrokerRegistrationResponse
         registry = self.broker.broker_registry
         if registry is None:
-            return R(throttle_time_ms=0, error_code=NOT_CONTROLLER, broker_epoch=-1)
+            return R(throttle_time_ms=0, error_code=Errors.NOT_CONTROLLER, broker_epoch=-1)
         if req.cluster_id and req.cluster_id != self.broker.log_manager.cluster_id:
             log.warning("broker %d registers for cluster %s, this is %s: refused", req.broker_id,
                         req.cluster_id, self.broker.log_manager.cluster_id)
-            return R(throttle_time_ms=0, error_code=INCONSISTENT_CLUSTER_ID, broker_epoch=-1)
+            return R(throttle_time_ms=0, error_code=Errors.INCONSISTENT_CLUSTER_ID, broker_epoch=-1)
         listeners = [x for x in req.listeners if x.name == "PLAINTEXT"] or list(req.listeners)
         if not listeners:
-            return R(throttle_time_ms=0, error_code=INVALID_REQUEST, broker_epoch=-1)
+            return R(throttle_time_ms=0, error_code=Errors.INVALID_REQUEST, broker_epoch=-1)
         info = BrokerInfo(req.broker_id, listeners[0].host, listeners[0].port, req.rack)
 
         async def register():
@@ -73,7 +70,7 @@ class ControllerApis:
         R = m.BrokerHeartbeatResponse
         registry = self.broker.broker_registry
         if registry is None:
-            return R(throttle_time_ms=0, error_code=NOT_CONTROLLER, is_caught_up=False, is_fenced=True,
+            return R(throttle_time_ms=0, error_code=Errors.NOT_CONTROLLER, is_caught_up=False, is_fenced=True,
                      should_shut_down=False)
 
         def answer(code):
@@ -92,13 +89,14 @@ class ControllerApis:
         R = m.AllocateProducerIdsResponse
         registry, store = self.broker.broker_registry, self.broker.metadata_store
         if registry is None or store is None:
-            return R(throttle_time_ms=0, error_code=NOT_CONTROLLER, producer_id_start=-1, producer_id_len=0)
+            return R(throttle_time_ms=0, error_code=Errors.NOT_CONTROLLER, producer_id_start=-1, producer_id_len=0)
         epoch = registry.broker_epoch(req.broker_id)
         if epoch is None:
-            return R(throttle_time_ms=0, error_code=BROKER_ID_NOT_REGISTERED, producer_id_start=-1,
+            return R(throttle_time_ms=0, error_code=Errors.BROKER_ID_NOT_REGISTERED, producer_id_start=-1,
                      producer_id_len=0)
         if epoch != req.broker_epoch:
-            return R(throttle_time_ms=0, error_code=STALE_BROKER_EPOCH, producer_id_start=-1, producer_id_len=0)
+            return R(throttle_time_ms=0, error_code=Errors.STALE_BROKER_EPOCH, producer_id_start=-1,
+                     producer_id_len=0)
 
         async def allocate():
             start = await asyncio.get_running_loop().run_in_executor(
@@ -111,12 +109,13 @@ class ControllerApis:
         R = m.AlterPartitionReassignmentsResponse
         ctl = self._active_controller()
         if ctl is None:
-            return R(throttle_time_ms=0, error_code=NOT_CONTROLLER, error_message="this broker is not the controller",
+            return R(throttle_time_ms=0, error_code=Errors.NOT_CONTROLLER,
+                     error_message="this broker is not the controller",
                      responses=[])
         try:
             throttle = reassignment_throttle_of(req)
         except ValueError as e:
-            return R(throttle_time_ms=0, error_code=INVALID_REQUEST, error_message=str(e), responses=[])
+            return R(throttle_time_ms=0, error_code=Errors.INVALID_REQUEST, error_message=str(e), responses=[])
         targets = {(t.name, p.partition_index): None if p.replicas is None else list(p.replicas)
                    for t in req.topics for p in t.partitions}
 
@@ -135,7 +134,8 @@ class ControllerApis:
         R = m.ListPartitionReassignmentsResponse
         ctl = self._active_controller()
         if ctl is None:
-            return R(throttle_time_ms=0, error_code=NOT_CONTROLLER, error_message="this broker is not the controller",
+            return R(throttle_time_ms=0, error_code=Errors.NOT_CONTROLLER,
+                     error_message="this broker is not the controller",
                      topics=[])
         wanted = None if req.topics is None else {(t.name, i) for t in req.topics for i in t.partition_indexes}
 

@@ -21,11 +21,8 @@ from typing import Callable
 
 from ..errors import PylogError, code_for
 from ..protocol import messages as m
+from ..protocol.error_codes import Errors
 
-NONE = 0
-NOT_LEADER_OR_FOLLOWER = 6
-FENCED_LEADER_EPOCH = 74
-UNKNOWN_LEADER_EPOCH = 75
 # RecordBatch.NO_PARTITION_LEADER_EPOCH: the request carries no current_leader_epoch.
 NO_PARTITION_LEADER_EPOCH = -1
 
@@ -56,10 +53,10 @@ def _answer(topic, p, lookup):
     current = p.current_leader_epoch
     if current != NO_PARTITION_LEADER_EPOCH:
         if replica.leader_epoch > current:
-            return FENCED_LEADER_EPOCH, -1, -1
+            return Errors.FENCED_LEADER_EPOCH, -1, -1
         if replica.leader_epoch < current:
-            return UNKNOWN_LEADER_EPOCH, -1, -1
+            return Errors.UNKNOWN_LEADER_EPOCH, -1, -1
     if not replica.is_leader:
-        return NOT_LEADER_OR_FOLLOWER, -1, -1
+        return Errors.NOT_LEADER_OR_FOLLOWER, -1, -1
     epoch, end_offset = replica.epoch_cache.end_offset_for(p.leader_epoch, replica.log_end_offset)
-    return NONE, epoch, end_offset
+    return Errors.NONE, epoch, end_offset

@@ -30,6 +30,7 @@ import time
 
 from ..log.leader_epoch import follower_truncation_offset, follower_truncation_start
 from ..protocol import messages as m
+from ..protocol.error_codes import Errors
 from ..protocol.framing import decode_response, encode_request
 
 log = logging.getLogger("pylog.broker.replication")
@@ -224,14 +225,14 @@ class ReplicaFetcher:
                 if st is None or not self._current(key, st):
                     continue
                 p = st.partition
-                if pr.error_code == 0:
+                if pr.error_code == Errors.NONE:
                     if key in throttled and pr.records:
                         quota.record(len(pr.records))
                     if pr.records:
                         p.append_as_follower(pr.records, pr.high_watermark)
                     else:
                         p.append_as_follower(b"", pr.high_watermark)
-                elif pr.error_code == 1:
+                elif pr.error_code == Errors.OFFSET_OUT_OF_RANGE:
                     # OFFSET_OUT_OF_RANGE: our log end is past the leader's
                     # (truncate by epochs), or below its log start (not
                     # handled yet: a follower cannot restart its log there).

@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..errors import PylogError
+from ..protocol.error_codes import Errors
 from ..protocol.errors import ProtocolError
 from ..protocol.messages import (
     AlterConfigsRequest,
@@ -59,7 +60,7 @@ from ..protocol.messages import (
     ProduceRequest,
 )
 from ..protocol.types import INT16, ZERO_UUID
-from .errors import ConnectionClosedError, check, error_for
+from .errors import COORDINATOR_ERRORS, ConnectionClosedError, check, error_for
 from .wire import Connection
 
 __all__ = [
@@ -86,10 +87,9 @@ RESOURCE_TOPIC = 2          # DescribeConfigs/AlterConfigs resource_type
 DYNAMIC_TOPIC_CONFIG = 1    # DescribeConfigs config_source (v1+)
 DEFAULT_CONFIG = 5
 
-# Errors after which a group request is sent again (KAFKA-NOTES §5.1):
-# COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR.
-COORDINATOR_ERRORS = frozenset({14, 15, 16})
-GROUP_ID_NOT_FOUND = 69
+# Answers while a new topic's partitions are still getting leaders: wait on.
+_LEADER_WAIT_ERRORS = frozenset({Errors.UNKNOWN_TOPIC_OR_PARTITION, Errors.LEADER_NOT_AVAILABLE,
+                                 Errors.NOT_LEADER_OR_FOLLOWER})
 
 
 @dataclass
@@ -267,7 +267,7 @@ class Client:
             self.metadata([])
         broker = self.cluster.brokers.get(node_id)
         if broker is None:
-            raise error_for(8, f"broker {node_id} is not in the cluster metadata")  # BROKER_NOT_AVAILABLE
+            raise error_for(Errors.BROKER_NOT_AVAILABLE, f"broker {node_id} is not in the cluster metadata")
         conn = self._connections[node_id] = Connection(broker.host, broker.port, self.client_id,
                                                        self.timeout)
         return conn
@@ -284,7 +284,7 @@ class Client:
         deadline = time.monotonic() + self.timeout
         while self.cluster.controller_id < 0:
             if time.monotonic() >= deadline:
-                raise error_for(41, "the cluster metadata names no controller")  # NOT_CONTROLLER
+                raise error_for(Errors.NOT_CONTROLLER, "the cluster metadata names no controller")
             time.sleep(0.1)
             self.metadata([])
         return self.connection(self.cluster.controller_id)
@@ -318,7 +318,7 @@ class Client:
         if t is None or t.error_code:
             t = self.metadata([name]).topics.get(name)
         if t is None:
-            raise error_for(3, f"topic {name!r} is not in the metadata response")
+            raise error_for(Errors.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} is not in the metadata response")
         check(t.error_code, f"topic {name!r}")
         return t
 
@@ -334,8 +334,8 @@ class Client:
             if p is not None and p.leader_id >= 0 and not p.error_code:
                 return p.leader_id
         if p is None:
-            raise error_for(3, f"{topic}-{partition} does not exist")
-        raise error_for(p.error_code or 5, f"{topic}-{partition} has no leader")
+            raise error_for(Errors.UNKNOWN_TOPIC_OR_PARTITION, f"{topic}-{partition} does not exist")
+        raise error_for(p.error_code or Errors.LEADER_NOT_AVAILABLE, f"{topic}-{partition} has no leader")
 
     def wait_for_leaders(self, topic: str, timeout: float = 10.0) -> TopicMetadata:
         """Poll Metadata until every partition of topic has a leader (a topic
@@ -346,8 +346,11 @@ class Client:
             if t is not None and not t.error_code and t.partitions and all(
                     p.leader_id >= 0 and not p.error_code for p in t.partitions.values()):
                 return t
-            code = 3 if t is None else (t.error_code or 5)
-            if time.monotonic() >= deadline or (code and code not in (3, 5, 6)):
+            if t is None:
+                code = Errors.UNKNOWN_TOPIC_OR_PARTITION
+            else:
+                code = t.error_code or Errors.LEADER_NOT_AVAILABLE
+            if time.monotonic() >= deadline or code not in _LEADER_WAIT_ERRORS:
                 raise error_for(code, f"topic {topic!r}: partitions without a leader after "
                                       f"{timeout:g} s")
             time.sleep(0.05)
@@ -465,7 +468,7 @@ class Client:
                               partition_max_bytes=max_bytes, isolation_level=isolation_level)
         p = got.get((topic, partition))
         if p is None:
-            raise error_for(3, f"fetch response has no {topic}-{partition}")
+            raise error_for(Errors.UNKNOWN_TOPIC_OR_PARTITION, f"fetch response has no {topic}-{partition}")
         return p.error_code, p.high_watermark, p.log_start_offset, p.records
 
     def list_offsets(self, topic: str, partition: int, timestamp: int,
@@ -540,7 +543,7 @@ class Client:
         deadline = time.monotonic() + self.timeout
         while True:
             resp = self.any_connection().request(FindCoordinatorRequest(key=group_id, key_type=0))
-            if resp.error_code == 0:
+            if resp.error_code == Errors.NONE:
                 self._coordinators[group_id] = resp.node_id
                 return resp.node_id
             if resp.error_code not in COORDINATOR_ERRORS or time.monotonic() >= deadline:
@@ -564,7 +567,7 @@ class Client:
             code = error_of(resp)
             if code not in COORDINATOR_ERRORS or time.monotonic() >= deadline:
                 return resp
-            refresh = code != 14  # LOAD_IN_PROGRESS: same coordinator, later
+            refresh = code != Errors.COORDINATOR_LOAD_IN_PROGRESS  # same coordinator, later
             time.sleep(0.1)
 
     def list_groups(self, states=None) -> list[GroupListing]:
@@ -576,8 +579,9 @@ class Client:
             conn = self.connection(node_id)
             version = conn.version_for(ListGroupsRequest.API_KEY)
             if states and version < 4:
-                raise error_for(35, f"broker {node_id} answers ListGroups v{version}, "
-                                    "and filtering on states needs v4")
+                raise error_for(Errors.UNSUPPORTED_VERSION,
+                                f"broker {node_id} answers ListGroups v{version}, "
+                                "and filtering on states needs v4")
             resp = conn.request(ListGroupsRequest(states_filter=list(states or ())), version)
             check(resp.error_code, f"list groups on broker {node_id}")
             for g in resp.groups:
@@ -593,9 +597,9 @@ class Client:
                                    lambda r: next((g.error_code for g in r.groups), 0))
         g = next((g for g in resp.groups if g.group_id == group_id), None)
         if g is None:
-            raise error_for(-1, f"DescribeGroups response has no group {group_id!r}")
+            raise error_for(Errors.UNKNOWN_SERVER_ERROR, f"DescribeGroups response has no group {group_id!r}")
         coordinator = self.coordinator(group_id)
-        if g.error_code == GROUP_ID_NOT_FOUND:
+        if g.error_code == Errors.GROUP_ID_NOT_FOUND:
             return GroupDescription(group_id, "Dead", "", "", [], coordinator)
         check(g.error_code, f"describe group {group_id!r}")
         members = [GroupMember(m.member_id, m.group_instance_id, m.client_id, m.client_host,
@@ -614,8 +618,9 @@ class Client:
             conn = self.connection(self.find_coordinator(group_id))
             version = conn.version_for(OffsetFetchRequest.API_KEY)
             if version < 2:
-                raise error_for(35, f"the coordinator of group {group_id!r} answers OffsetFetch "
-                                    f"v{version}; listing every committed partition needs v2")
+                raise error_for(Errors.UNSUPPORTED_VERSION,
+                                f"the coordinator of group {group_id!r} answers OffsetFetch "
+                                f"v{version}; listing every committed partition needs v2")
         else:
             by_topic: dict[str, list[int]] = {}
             for topic, partition in partitions:
@@ -686,4 +691,4 @@ def _only_partition(topics, parts_attr, topic, partition, index_attr):
             for p in getattr(t, parts_attr):
                 if getattr(p, index_attr) == partition:
                     return p
-    raise error_for(3, f"response has no entry for {topic}-{partition}")
+    raise error_for(Errors.UNKNOWN_TOPIC_OR_PARTITION, f"response has no entry for {topic}-{partition}")

@@ -11,12 +11,12 @@ Functions only; no state, so safe from any thread.
 """
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
 from .. import _engine
 from ..errors import CorruptRecordError
+from ..protocol.batch_layout import LOG_OVERHEAD, LOG_PREFIX
 
 __all__ = [
     "CREATE_TIME",
@@ -29,8 +29,6 @@ __all__ = [
     "whole_batches",
 ]
 
-_LENGTH = struct.Struct(">qi")
-_LOG_OVERHEAD = 12  # base_offset + batch_length, not counted in batch_length
 
 _ATTR_TIMESTAMP_TYPE = 0x08
 _ATTR_TRANSACTIONAL = 0x10
@@ -86,9 +84,9 @@ def whole_batches(records) -> memoryview:
     valid, _batches, _count, _last, stop_error = _engine.validate_batches(view)
     if stop_error is not None:
         rest = view[valid:]
-        if len(rest) >= _LOG_OVERHEAD:
-            length = _LENGTH.unpack_from(rest, 0)[1]
-            if 0 <= length and length + _LOG_OVERHEAD <= len(rest):
+        if len(rest) >= LOG_OVERHEAD:
+            length = LOG_PREFIX.unpack_from(rest, 0)[1]
+            if 0 <= length and length + LOG_OVERHEAD <= len(rest):
                 raise CorruptRecordError(f"fetched batch at byte {valid}: {stop_error}",
                                          position=valid)
         # else: the KIP-74 partial trailing batch.

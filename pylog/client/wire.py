@@ -28,6 +28,7 @@ import collections
 import socket
 import struct
 
+from ..protocol.error_codes import Errors
 from ..protocol.errors import ProtocolError
 from ..protocol.framing import decode_response, encode_request, response_correlation_id
 from ..protocol.messages import ApiVersionsRequest, ApiVersionsResponse
@@ -141,18 +142,20 @@ class Connection:
         ours = OUR_VERSIONS.get(api_key)
         theirs = self.api_versions.get(api_key)
         if ours is None:
-            raise error_for(35, f"this client does not speak api key {api_key}")
+            raise error_for(Errors.UNSUPPORTED_VERSION, f"this client does not speak api key {api_key}")
         if theirs is None:
-            raise error_for(35, f"broker {self.host}:{self.port} does not support api key {api_key}")
+            raise error_for(Errors.UNSUPPORTED_VERSION,
+                            f"broker {self.host}:{self.port} does not support api key {api_key}")
         version = min(ours[1], theirs[1])
         if version < max(ours[0], theirs[0]):
-            raise error_for(35, f"api key {api_key}: client speaks v{ours[0]}-{ours[1]}, "
-                                f"broker v{theirs[0]}-{theirs[1]}")
+            raise error_for(Errors.UNSUPPORTED_VERSION,
+                            f"api key {api_key}: client speaks v{ours[0]}-{ours[1]}, "
+                            f"broker v{theirs[0]}-{theirs[1]}")
         return version
 
     def _handshake(self) -> dict[int, tuple[int, int]]:
         resp = self._api_versions(3)
-        if resp.error_code == 35:
+        if resp.error_code == Errors.UNSUPPORTED_VERSION:
             # The broker answered with a v0 body; its ApiVersions entry (if
             # any) says which version to retry with, as the Java client does.
             entry = next((k for k in resp.api_keys if k.api_key == API_VERSIONS), None)

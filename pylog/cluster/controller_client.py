@@ -12,6 +12,7 @@ import uuid
 
 from ..client.errors import error_for
 from ..errors import PylogError
+from ..protocol.error_codes import Errors
 from ..protocol.messages import (
     AllocateProducerIdsRequest,
     BrokerHeartbeatRequest,
@@ -19,7 +20,6 @@ from ..protocol.messages import (
     MetadataRequest,
 )
 from .metadata_store import BrokerInfo
-from .registry import BROKER_ID_NOT_REGISTERED, STALE_BROKER_EPOCH
 
 __all__ = ["ControllerClient"]
 
@@ -139,7 +139,7 @@ class ControllerClient:
                     self._register()   # again after a failed cluster id read: same incarnation, same epoch
                 else:
                     code = self._heartbeat()
-                    if code in (BROKER_ID_NOT_REGISTERED, STALE_BROKER_EPOCH):
+                    if code in (Errors.BROKER_ID_NOT_REGISTERED, Errors.STALE_BROKER_EPOCH):
                         # The controller restarted or let this broker's session
                         # lapse: register again now (same incarnation).
                         log.warning("broker %d: the controller answered the heartbeat with error %d; "

@@ -17,17 +17,13 @@ import threading
 import time
 import uuid
 
+from ..protocol.error_codes import Errors
 from .local_store import LocalMetadataStore
 from .metadata_store import BrokerIdInUseError, BrokerInfo
 
-__all__ = ["BrokerRegistry", "STALE_BROKER_EPOCH", "DUPLICATE_BROKER_REGISTRATION", "BROKER_ID_NOT_REGISTERED"]
+__all__ = ["BrokerRegistry"]
 
 log = logging.getLogger("pylog.cluster.registry")
-
-# Kafka's error codes for the registration APIs.
-STALE_BROKER_EPOCH = 77
-DUPLICATE_BROKER_REGISTRATION = 101
-BROKER_ID_NOT_REGISTERED = 102
 
 
 @dataclasses.dataclass
@@ -99,7 +95,7 @@ class BrokerRegistry:
             session.register_broker(info)
         except BrokerIdInUseError:
             session.close()
-            return DUPLICATE_BROKER_REGISTRATION, -1
+            return Errors.DUPLICATE_BROKER_REGISTRATION, -1
         except BaseException:
             session.close()
             raise
@@ -124,9 +120,9 @@ class BrokerRegistry:
         with self._lock:
             held = self._by_id.get(broker_id)
             if held is None:
-                return BROKER_ID_NOT_REGISTERED
+                return Errors.BROKER_ID_NOT_REGISTERED
             if held.broker_epoch != broker_epoch:
-                return STALE_BROKER_EPOCH
+                return Errors.STALE_BROKER_EPOCH
             if not want_shut_down:
                 held.deadline = self._clock() + self.session_timeout_s
                 return 0

@@ -23,8 +23,9 @@ import select
 import threading
 import time
 
-from ..client.errors import ConnectionClosedError, error_for
+from ..client.errors import COORDINATOR_ERRORS, ConnectionClosedError, error_for
 from ..client.wire import Connection
+from ..protocol.error_codes import Errors
 from ..protocol.messages import (
     ConsumerProtocolSubscription,
     HeartbeatRequest,
@@ -44,10 +45,6 @@ SYNC_GROUP_VERSION = 3
 HEARTBEAT_VERSION = 3
 LEAVE_GROUP_VERSION = 1
 
-NONE = 0
-COORDINATOR_ERRORS = frozenset({14, 15, 16})
-ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS = 22, 25, 27
-MEMBER_ID_REQUIRED, FENCED_INSTANCE_ID = 79, 82
 
 _UNJOINED, _JOINING, _SYNCING, _STABLE = "unjoined", "joining", "syncing", "stable"
 
@@ -299,23 +296,23 @@ class GroupMembership:
         if code in COORDINATOR_ERRORS:
             self._coordinator_lost(f"{what}: error {code}")
             return
-        if code == FENCED_INSTANCE_ID:
+        if code == Errors.FENCED_INSTANCE_ID:
             with self._lock:
                 self._fenced = error_for(code, f"{what}: group instance id {self.group_instance_id!r} "
                                                "is used by another consumer")
             raise self._fenced
         with self._lock:
-            if code == UNKNOWN_MEMBER_ID:
+            if code == Errors.UNKNOWN_MEMBER_ID:
                 self._generation, self._member_id = -1, ""
-            elif code == ILLEGAL_GENERATION:
+            elif code == Errors.ILLEGAL_GENERATION:
                 self._generation = -1
-            elif code != REBALANCE_IN_PROGRESS:
+            elif code != Errors.REBALANCE_IN_PROGRESS:
                 raise error_for(code, f"{what} of group {self.group_id!r}")
         log.info("%s of group %s: error %d, joining again", what, self.group_id, code)
 
     def _on_join(self, resp) -> None:
         code = resp.error_code
-        if code == MEMBER_ID_REQUIRED:
+        if code == Errors.MEMBER_ID_REQUIRED:
             # KIP-394: the coordinator named our member id; join again with it.
             with self._lock:
                 self._member_id = resp.member_id
@@ -424,19 +421,19 @@ class GroupMembership:
                 conn.close()
 
     def _on_heartbeat(self, code: int, generation: int) -> None:
-        if code == NONE:
+        if code == Errors.NONE:
             return
         with self._lock:
             if self._generation != generation:
                 return  # answered for a generation we have already left
-            if code == REBALANCE_IN_PROGRESS:
+            if code == Errors.REBALANCE_IN_PROGRESS:
                 self._rejoin_needed = True
-            elif code in (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID):
+            elif code in (Errors.ILLEGAL_GENERATION, Errors.UNKNOWN_MEMBER_ID):
                 self._generation = -1
-                if code == UNKNOWN_MEMBER_ID:
+                if code == Errors.UNKNOWN_MEMBER_ID:
                     self._member_id = ""
                 self._lost = self._rejoin_needed = True
-            elif code == FENCED_INSTANCE_ID:
+            elif code == Errors.FENCED_INSTANCE_ID:
                 self._fenced = error_for(code, f"group instance id {self.group_instance_id!r} "
                                                "is used by another consumer")
             elif code in COORDINATOR_ERRORS:

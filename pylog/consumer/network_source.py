@@ -32,9 +32,10 @@ import socket
 import time
 
 from ..client.client import Client
-from ..client.errors import ConnectionClosedError, check, error_for
+from ..client.errors import COORDINATOR_ERRORS, ConnectionClosedError, check, error_for
 from ..client.wire import Connection
 from ..errors import CommitFailedError, PylogError
+from ..protocol.error_codes import Errors
 from ..protocol.messages import (
     FindCoordinatorRequest,
     ListOffsetsRequest,
@@ -53,12 +54,13 @@ log = logging.getLogger("pylog.consumer")
 OFFSET_COMMIT_VERSION = 3
 OFFSET_FETCH_VERSION = 3
 
-COORDINATOR_ERRORS = frozenset({14, 15, 16})  # LOAD_IN_PROGRESS, NOT_AVAILABLE, NOT_COORDINATOR
 # Errors after which the partition's leader must be looked up again.
-METADATA_ERRORS = frozenset({3, 5, 6, 74, 75})
+METADATA_ERRORS = frozenset({Errors.UNKNOWN_TOPIC_OR_PARTITION, Errors.LEADER_NOT_AVAILABLE,
+                             Errors.NOT_LEADER_OR_FOLLOWER, Errors.FENCED_LEADER_EPOCH,
+                             Errors.UNKNOWN_LEADER_EPOCH})
 # A commit from a member whose generation is gone: Java's CommitFailedException.
-GENERATION_ERRORS = frozenset({22, 25, 27})
-OFFSET_OUT_OF_RANGE = 1
+GENERATION_ERRORS = frozenset({Errors.ILLEGAL_GENERATION, Errors.UNKNOWN_MEMBER_ID,
+                               Errors.REBALANCE_IN_PROGRESS})
 # How long a preferred read replica is used before asking the leader again
 # (Java: until the next metadata expiry, metadata.max.age.ms = 5 min).
 READ_REPLICA_LEASE_S = 300.0
@@ -113,7 +115,7 @@ class NetworkSource:
         try:
             return sorted(self.client.topic(topic, refresh=refresh).partitions)
         except PylogError as e:
-            if getattr(e, "error_code", None) == 3:
+            if getattr(e, "error_code", None) == Errors.UNKNOWN_TOPIC_OR_PARTITION:
                 return None
             raise
 
@@ -276,14 +278,14 @@ class NetworkSource:
             # replica on UNKNOWN_LEADER_EPOCH; this consumer sends no leader
             # epoch, so it never gets that one.)
             del self._read_replicas[tp]
-        elif p.error_code == 0 and p.preferred_read_replica >= 0 and p.preferred_read_replica != node:
+        elif p.error_code == Errors.NONE and p.preferred_read_replica >= 0 and p.preferred_read_replica != node:
             self._read_replicas[tp] = (p.preferred_read_replica, time.monotonic() + READ_REPLICA_LEASE_S)
             log.debug("fetching %s-%d from its preferred read replica %d", tp.topic, tp.partition,
                       p.preferred_read_replica)
         asked = flight.offsets.get(tp)
         if asked is None or positions.get(tp) != asked:
             return  # the caller moved on since this was asked
-        if p.error_code == OFFSET_OUT_OF_RANGE and from_replica:
+        if p.error_code == Errors.OFFSET_OUT_OF_RANGE and from_replica:
             return  # the replica is behind: the leader decides whether the position is out of range
         error = None
         if p.error_code:
@@ -318,7 +320,7 @@ class NetworkSource:
             for tp, ts in todo.items():
                 node = self._leader(tp)
                 if node is None:
-                    failed = error_for(5, f"no leader for {tp.topic}-{tp.partition}")
+                    failed = error_for(Errors.LEADER_NOT_AVAILABLE, f"no leader for {tp.topic}-{tp.partition}")
                     continue
                 by_node.setdefault(node, {}).setdefault(tp.topic, []).append(
                     ListOffsetsRequest.ListOffsetsPartition(partition_index=tp.partition, timestamp=ts))
@@ -337,17 +339,18 @@ class NetworkSource:
                         tp = TopicPartition(t.name, p.partition_index)
                         if tp not in todo:
                             continue
-                        if p.error_code == 0:
+                        if p.error_code == Errors.NONE:
                             out[tp] = (p.offset, p.timestamp)
                             del todo[tp]
-                        elif p.error_code in METADATA_ERRORS or p.error_code in (7, 78):
+                        elif p.error_code in METADATA_ERRORS or p.error_code in (Errors.REQUEST_TIMED_OUT,
+                                                                                 Errors.OFFSET_NOT_AVAILABLE):
                             self._stale_topics.add(t.name)
                             failed = error_for(p.error_code, f"list offsets of {t.name}-{p.partition_index}")
                         else:
                             check(p.error_code, f"list offsets of {t.name}-{p.partition_index}")
             if todo:
                 if time.monotonic() >= deadline:
-                    raise failed or error_for(7, "list offsets timed out")
+                    raise failed or error_for(Errors.REQUEST_TIMED_OUT, "list offsets timed out")
                 time.sleep(self.retry_backoff)
         return out
 
@@ -369,7 +372,7 @@ class NetworkSource:
                     raise
                 time.sleep(self.retry_backoff)
                 continue
-            if resp.error_code == 0:
+            if resp.error_code == Errors.NONE:
                 found = (resp.node_id, resp.host, resp.port)
                 self._coordinators[group_id] = found
                 return found
@@ -393,7 +396,7 @@ class NetworkSource:
             code = error_of(resp)
             if code not in COORDINATOR_ERRORS or time.monotonic() >= deadline:
                 return resp
-            refresh = code != 14
+            refresh = code != Errors.COORDINATOR_LOAD_IN_PROGRESS
             time.sleep(self.retry_backoff)
 
     def commit_offsets(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata], *,

@@ -4,6 +4,8 @@ Each class carries the Kafka error code a broker answers with when a request
 fails this way, so the broker can map it without a table of its own.
 """
 
+from .error_codes import Errors
+
 __all__ = ["ProtocolError", "UnsupportedVersionError"]
 
 
@@ -12,8 +14,8 @@ class ProtocolError(Exception):
     where the schema forbids one, invalid UTF-8, trailing garbage; or an object
     that cannot be encoded (wrong type, value out of range)."""
 
-    error_code = 42  # INVALID_REQUEST
-    retriable = False
+    error_code = Errors.INVALID_REQUEST
+    retriable = Errors.INVALID_REQUEST.retriable
     header = None  # the RequestHeader, when the failing request's header was read
 
 
@@ -25,7 +27,7 @@ class UnsupportedVersionError(ProtocolError):
     a disconnect (KIP-511).
     """
 
-    error_code = 35  # UNSUPPORTED_VERSION
+    error_code = Errors.UNSUPPORTED_VERSION
 
     def __init__(self, message, header=None):
         super().__init__(message)

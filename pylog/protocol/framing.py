@@ -21,7 +21,7 @@ limiting the frame size is the connection's job.
 An ApiVersions request of a version this build does not know must still be
 answered, never dropped: decode_request raises UnsupportedVersionError with
 `.header` set, and the broker replies with
-`encode_response(header.correlation_id, 18, 0, ApiVersionsResponse(error_code=35, ...))`.
+`encode_response(header.correlation_id, 18, 0, ApiVersionsResponse(error_code=Errors.UNSUPPORTED_VERSION, ...))`.
 """
 
 from struct import error as StructError

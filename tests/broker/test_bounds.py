@@ -128,8 +128,12 @@ class BrokerProc:
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()
         if "ready" not in line:
+            # Pipe and log closed here: left to the garbage collector, they surface
+            # as a ResourceWarning in some later test.
             self.proc.kill()
             self.proc.wait()
+            self.proc.stdout.close()
+            self.log.close()
             raise AssertionError(f"broker did not start: {line!r} {self.log_path.read_text()}")
 
     def rss(self) -> int:

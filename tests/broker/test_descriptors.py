@@ -81,8 +81,12 @@ class LimitedBroker:
              *extra], stdout=subprocess.PIPE, stderr=self._err, text=True, preexec_fn=limit)
         line = self.proc.stdout.readline()
         if "ready" not in line:
+            # Pipe and log closed here: left to the garbage collector, they surface
+            # as a ResourceWarning in some later test.
             self.proc.kill()
             self.proc.wait()
+            self.proc.stdout.close()
+            self._err.close()
             raise AssertionError(f"broker did not start: {line!r}\n{self.stderr()[-3000:]}")
         self.bootstrap = f"127.0.0.1:{self.port}"
 

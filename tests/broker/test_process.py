@@ -21,8 +21,14 @@ class BrokerProc:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if "ready" not in line:
+            # Reaped and its pipes closed here: left to the garbage collector, they
+            # surface as a ResourceWarning in some later test.
             self.proc.kill()
-            raise AssertionError(f"broker did not start: {line!r} {self.proc.stderr.read()}")
+            err = self.proc.stderr.read()
+            self.proc.wait()
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+            raise AssertionError(f"broker did not start: {line!r} {err}")
         self.bootstrap = f"127.0.0.1:{port}"
 
     def stop(self, sig):

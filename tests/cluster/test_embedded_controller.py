@@ -10,13 +10,9 @@ import uuid
 from pylog.client.wire import Connection
 from pylog.cluster.local_store import LocalMetadataStore
 from pylog.cluster.metadata_store import BrokerInfo
-from pylog.cluster.registry import (
-    BROKER_ID_NOT_REGISTERED,
-    DUPLICATE_BROKER_REGISTRATION,
-    STALE_BROKER_EPOCH,
-    BrokerRegistry,
-)
+from pylog.cluster.registry import BrokerRegistry
 from pylog.protocol import messages as m
+from pylog.protocol.error_codes import Errors
 from pylog.testing import running_broker
 
 from .test_cluster_zk import read_all
@@ -120,7 +116,7 @@ def test_a_non_controller_refuses_controller_apis():
             assert c.request(_registration(9), api_version=0).error_code == 41   # NOT_CONTROLLER
         with Connection("127.0.0.1", bs[0].port) as c:
             # The controller's own id cannot be taken by another process.
-            assert c.request(_registration(1), api_version=0).error_code == DUPLICATE_BROKER_REGISTRATION
+            assert c.request(_registration(1), api_version=0).error_code == Errors.DUPLICATE_BROKER_REGISTRATION
             r = c.request(_registration(2, cluster_id="not-this-cluster"), api_version=0)
             assert r.error_code == 104   # INCONSISTENT_CLUSTER_ID
 
@@ -153,10 +149,10 @@ def test_registry_expires_silent_brokers_and_fences_old_incarnations(tmp_path):
         clock.now += 2                      # broker 3: 10 s without a heartbeat; broker 2: 2 s
         assert reg.expire() == [3]
         wait_for(lambda: set(watcher.live_brokers()) == {2}, what="broker 3 gone from the store")
-        assert reg.heartbeat(3, e3) == BROKER_ID_NOT_REGISTERED
+        assert reg.heartbeat(3, e3) == Errors.BROKER_ID_NOT_REGISTERED
         code, e2b = reg.register(BrokerInfo(2, "h", 1, None), uuid.uuid4())  # broker 2 restarted
         assert code == 0 and e2b > e2
-        assert reg.heartbeat(2, e2) == STALE_BROKER_EPOCH
+        assert reg.heartbeat(2, e2) == Errors.STALE_BROKER_EPOCH
         assert reg.heartbeat(2, e2b) == 0
         assert reg.heartbeat(2, e2b, want_shut_down=True) == 0
         assert watcher.live_brokers() == {}

@@ -123,7 +123,17 @@ class BrokerProcess:
                "--override", f"zookeeper.connect={self.zk}"]
         for k, v in self.config.items():
             cmd += ["--override", f"{k}={v}"]
+        self._release_pipe()   # a restart: the last process's pipe, if a failed step left it open
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def _release_pipe(self) -> None:
+        # Every path that ends a process closes its stdout pipe, also when the
+        # process exited on its own after a test gave up waiting (a SIGTERM that
+        # took over 60 s): an open pipe held by a failed test's traceback is
+        # closed by the garbage collector later, as an unraisable ResourceWarning
+        # in whatever test runs then (once tests/protocol/test_kafka_python_oracle.py).
+        if self.proc is not None and self.proc.stdout is not None and not self.proc.stdout.closed:
+            self.proc.stdout.close()
 
     def await_ready(self) -> None:
         line = self.proc.stdout.readline()
@@ -141,7 +151,7 @@ class BrokerProcess:
 
     def wait_exit(self, timeout: float = 60) -> None:
         self.proc.wait(timeout)
-        self.proc.stdout.close()
+        self._release_pipe()
 
     def pause(self) -> None:
         self.state = "paused"
@@ -161,6 +171,9 @@ class BrokerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.wait_exit(10)
+        if self.proc is not None:
+            self.proc.wait(10)   # reaps one that exited on its own
+            self._release_pipe()
         self.state = "down"
 
 
@@ -508,6 +521,37 @@ def verify(cluster: Cluster, load: Load, label: str, timings: dict[str, list[flo
     assert all(lg == logs[0] for lg in logs), \
         f"replicas differ in length: {[len(lg) for lg in logs]} (final log {len(got)})"
     assert len(logs[0]) == len(got)
+
+
+def test_stop_releases_the_pipe_of_a_process_that_exited_on_its_own(tmp_path):
+    """A broker whose SIGTERM shutdown outlasted the test's wait_exit exits before
+    teardown: stop() must still close its stdout pipe. Left open, the pipe was
+    closed by the garbage collector in a later test, as an unraisable
+    ResourceWarning (seen once in tests/protocol/test_kafka_python_oracle.py)."""
+    import gc
+    import warnings
+
+    b = BrokerProcess(1, str(tmp_path), "127.0.0.1:1", {})
+    # A real process standing in for the broker: ready, then a shutdown that
+    # outlasts the wait, then it exits by itself.
+    slow_exit = ("import signal, time; signal.signal(signal.SIGTERM, lambda *a: None); "
+                 "print('ready', flush=True); time.sleep(0.5)")
+    b.proc = subprocess.Popen([sys.executable, "-c", slow_exit], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    b.await_ready()
+    b.signal(signal.SIGTERM)
+    with pytest.raises(subprocess.TimeoutExpired):
+        b.wait_exit(0.01)                 # the test gives up first ...
+    deadline = time.monotonic() + 30
+    while b.proc.poll() is None:          # ... and the process exits before teardown
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        b.stop()
+        del b
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 @pytest.fixture
