@@ -262,3 +262,22 @@ def test_up_says_why_a_broker_cannot_start(tmp_path):
         assert pylog("cluster", "status", "--dir", d, check=False).returncode == 3
     finally:
         pylog("cluster", "down", "--dir", d, "--delete-data", check=False)
+
+
+def test_tools_say_which_broker_is_the_controller_and_that_it_is_down(tmp_path):
+    d = str(tmp_path / "c")
+    port = _free_port(2)
+    pylog("cluster", "up", "--brokers", "2", "--zookeeper", "no", "--dir", d, "--base-port", str(port))
+    try:
+        pylog("cluster", "stop", "--dir", d, "--broker", "1")
+        other = f"127.0.0.1:{port + 1}"
+        r = pylog("topics", "create", "--bootstrap-server", other, "--topic", "t", check=False)
+        assert r.returncode == 1
+        assert f"broker 1 (127.0.0.1:{port}) is the controller and cannot be reached: it is down".encode() \
+            in r.stderr, r.stderr
+        r = subprocess.run([sys.executable, "-m", "pylog", "produce", "--bootstrap-server", other, "--topic", "u"],
+                           input=b"a\n", capture_output=True, timeout=120)
+        assert r.returncode == 1
+        assert b"topic 'u' does not exist" in r.stderr and b"is the controller and cannot be reached" in r.stderr
+    finally:
+        pylog("cluster", "down", "--dir", d)

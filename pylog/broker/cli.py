@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 
@@ -51,7 +52,13 @@ def run_broker(args) -> int:
     from .broker import Broker
     from .config import BrokerConfig
     try:
-        broker = Broker(BrokerConfig(build_config(args)))
+        props = build_config(args)
+        for d in (props.get("log.dirs") or props.get("log.dir") or "").split(","):
+            if d and os.path.exists(d) and not os.path.isdir(d):
+                print(f"pylog broker: the data directory {d} is a file, not a directory: give --data-dir "
+                      f"(log.dirs) a directory, or move the file away", file=sys.stderr)
+                return 1
+        broker = Broker(BrokerConfig(props))
         return broker.run()
     except (PylogError, OSError, RuntimeError) as e:
         print(f"pylog broker: {e}", file=sys.stderr)

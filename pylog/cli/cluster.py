@@ -235,7 +235,8 @@ def _why(out: bytes) -> str:
     text = out.decode(errors="replace").rstrip().splitlines()
     reason = next((x for x in reversed(text) if x.startswith("pylog broker:") or "Error" in x.split(":")[0]),
                   None)
-    return (f"  {reason}\n" if reason else "") + _tail(out)
+    tail = _tail(out)
+    return tail if reason is None or reason in tail else f"  {reason}\n  ...\n{tail}"
 
 
 def _status(args) -> int:

@@ -28,6 +28,7 @@ import time
 from .. import _engine
 from ..client.errors import ConnectionClosedError, error_for
 from ..client.partitioner import partition_for_key
+from ..errors import UnknownTopicOrPartitionError
 from .common import (
     RawHelp,
     acks_value,
@@ -192,7 +193,12 @@ def _produce(args) -> int:
         # A producer's Metadata asks for auto-creation, as Kafka's does;
         # whether it happens is up to the broker (auto.create.topics.enable).
         client.metadata([args.topic], allow_auto_topic_creation=True)
-        partitions = sorted(client.wait_for_leaders(args.topic, timeout=10.0).partitions)
+        try:
+            partitions = sorted(client.wait_for_leaders(args.topic, timeout=10.0).partitions)
+        except UnknownTopicOrPartitionError:
+            raise UnknownTopicOrPartitionError(
+                f"topic {args.topic!r} does not exist and was not created: {_why_not_created(client)}; "
+                f"create it with `pylog topics create --topic {args.topic}`") from None
         if args.partition is not None and args.partition not in partitions:
             raise error_for(3, f"{args.topic} has no partition {args.partition}")
         batcher = _Batcher(client, args, partitions)
@@ -219,6 +225,17 @@ def _produce(args) -> int:
             batcher.send_ready()
         batcher.send_ready(everything=True)
     return 1 if batcher.failures else 0
+
+
+def _why_not_created(client) -> str:
+    """Why a producer's Metadata request did not auto-create its topic."""
+    node = client.cluster.controller_id if client.cluster is not None else -1
+    if node >= 0:
+        try:
+            client.controller_connection()
+        except ConnectionClosedError as e:
+            return str(e)
+    return "the broker does not create topics on demand (auto.create.topics.enable=false)"
 
 
 def _send(client, args, partition: int, batch: bytes, count: int) -> bool:
