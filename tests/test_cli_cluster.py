@@ -281,3 +281,56 @@ def test_tools_say_which_broker_is_the_controller_and_that_it_is_down(tmp_path):
         assert b"topic 'u' does not exist" in r.stderr and b"is the controller and cannot be reached" in r.stderr
     finally:
         pylog("cluster", "down", "--dir", d)
+
+
+def test_groups_outlive_a_killed_coordinator_in_a_three_broker_cluster(tmp_path):
+    """`pylog cluster up` gives __consumer_offsets min(3, brokers) replicas,
+    so SIGKILLing the broker coordinating a group loses neither the group's
+    committed offsets nor its ability to consume and commit."""
+    import os
+    import signal
+    import time
+
+    from pylog.client import Client
+    _need_zookeeper()
+    d = str(tmp_path / "c")
+    port = _free_port(3)
+    bootstrap = pylog("cluster", "up", "--brokers", "3", "--zookeeper", "yes", "--dir", d,
+                      "--base-port", str(port)).stdout.decode().strip()
+    try:
+        pylog("topics", "create", "--bootstrap-server", bootstrap, "--topic", "t", "--partitions", "3",
+              "--replication-factor", "3")
+        p = ck.Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        for i in range(30):
+            p.produce("t", b"%d" % i, partition=i % 3)
+        assert p.flush(30) == 0
+
+        def consume(expect):
+            c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "g", "enable.auto.commit": False,
+                             "auto.offset.reset": "earliest"})
+            c.subscribe(["t"])
+            got, deadline = [], time.monotonic() + 120
+            while len(got) < expect and time.monotonic() < deadline:
+                got += [int(m.value()) for m in c.consume(100, 1.0) if not m.error()]
+            c.commit(asynchronous=False)
+            c.close()
+            return sorted(got)
+        assert consume(30) == list(range(30))
+        out = pylog("topics", "describe", "--bootstrap-server", bootstrap, "--topic",
+                    "__consumer_offsets").stdout.decode()
+        assert "ReplicationFactor: 3" in out, out
+        with Client(bootstrap) as client:
+            victim = client.find_coordinator("g")
+        pid = next(b["pid"] for b in _state(d)["brokers"] if b["id"] == victim)
+        os.kill(pid, signal.SIGKILL)
+        for i in range(30, 40):
+            p.produce("t", b"%d" % i, partition=i % 3)
+        assert p.flush(60) == 0
+        # From the committed offsets: only the ten new records.
+        assert consume(10) == list(range(30, 40))
+        with Client(",".join(f"127.0.0.1:{port + i}" for i in range(3) if i + 1 != victim)) as client:
+            assert client.find_coordinator("g") != victim
+            committed = client.committed_offsets("g")
+        assert sum(committed.values()) == 40
+    finally:
+        pylog("cluster", "down", "--dir", d)

@@ -36,6 +36,12 @@ def build_config(args) -> dict:
         props["log.dirs"] = "./data"
     if args.broker_id is not None:
         props["broker.id"] = str(args.broker_id)
+    if not any(k in props for k in ("zookeeper.connect", "pylog.controller.id",
+                                    "offsets.topic.replication.factor")):
+        # A lone broker: as Kafka's shipped config/server.properties for one
+        # development broker, one replica of __consumer_offsets (the key's
+        # default, 3, is for clusters; `pylog cluster up` sets min(3, brokers)).
+        props["offsets.topic.replication.factor"] = "1"
     if args.host is not None or args.port is not None or "listeners" not in props:
         from .config import BrokerConfig
         host, port = BrokerConfig({"listeners": props.get("listeners", "PLAINTEXT://127.0.0.1:9092")}).listener()
