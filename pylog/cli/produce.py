@@ -17,6 +17,10 @@ Records are batched per partition: a batch goes out when it holds
 --batch-size lines, when its oldest line is --linger-ms old, or at end of
 input. Partition: --partition if given, else Kafka's murmur2 hash of the key,
 else one partition per batch, rotating (Kafka's sticky partitioner).
+
+Kafka client settings: --producer-property KEY=VALUE (repeatable) and
+--producer.config FILE take the keys in PRODUCER_PROPERTIES (over the options
+above); security settings are refused, since pylog has none yet.
 """
 from __future__ import annotations
 
@@ -33,12 +37,14 @@ from .common import (
     RawHelp,
     acks_value,
     add_bootstrap,
+    apply_client_properties,
+    client_properties,
     key_value,
     open_client,
     properties,
 )
 
-__all__ = ["READER_PROPERTIES", "LineReader", "add_produce_parser"]
+__all__ = ["PRODUCER_PROPERTIES", "READER_PROPERTIES", "LineReader", "add_produce_parser"]
 
 READER_PROPERTIES = {
     "parse.key": False, "key.separator": "\t",
@@ -71,7 +77,26 @@ def add_produce_parser(sub) -> None:
                    help="resends of a batch after a retriable error (NOT_LEADER_OR_FOLLOWER, ...)")
     p.add_argument("--produce-timeout-ms", type=int, default=30000,
                    help="timeout_ms of Produce requests (how long acks=all may wait)")
+    p.add_argument("--producer-property", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="a Kafka producer setting (repeatable; see above)")
+    p.add_argument("--producer.config", dest="producer_config", metavar="FILE",
+                   help="a properties file of Kafka producer settings")
     p.set_defaults(tool=_produce)
+
+
+def _compression(value: str) -> str:
+    if value not in COMPRESSIONS:
+        raise ValueError(f"one of {', '.join(COMPRESSIONS)}")
+    return value
+
+
+# Kafka producer keys this tool honours (besides common.COMMON_CLIENT_PROPERTIES).
+PRODUCER_PROPERTIES = {
+    "acks": ("acks", acks_value),
+    "compression.type": ("compression", _compression),
+    "linger.ms": ("linger_ms", int),
+    "retries": ("retries", int),
+}
 
 
 class LineReader:
@@ -188,6 +213,8 @@ class _Batcher:
 
 
 def _produce(args) -> int:
+    apply_client_properties(args, client_properties([args.producer_config] if args.producer_config else [],
+                                                    args.producer_property), PRODUCER_PROPERTIES, "producer")
     reader = LineReader(properties(args.property, READER_PROPERTIES, "line reader"))
     with open_client(args) as client:
         # A producer's Metadata asks for auto-creation, as Kafka's does;
