@@ -224,12 +224,10 @@ def _consume(args) -> int:
         last_record = time.monotonic()
         try:
             while args.max_messages is None or count < args.max_messages:
-                wait_ms = 500
-                if args.timeout_ms is not None:
-                    left = args.timeout_ms / 1000.0 - (time.monotonic() - last_record)
-                    if left <= 0:
-                        break
-                    wait_ms = max(1, min(wait_ms, int(left * 1000)))
+                wait = _next_wait(args, last_record)
+                if wait is None:
+                    break
+                wait_ms = max(1, int(wait * 1000))
                 got = _fetch_round(client, args, positions, wait_ms, isolation)
                 for part, fetched in got:
                     if not _usable(client, args, part, fetched, positions, reset_ts):
@@ -267,12 +265,9 @@ def _consume_in_group(args) -> int:
     last_record = time.monotonic()
     try:
         while args.max_messages is None or count < args.max_messages:
-            wait = 0.5
-            if args.timeout_ms is not None:
-                wait = args.timeout_ms / 1000.0 - (time.monotonic() - last_record)
-                if wait <= 0:
-                    break
-                wait = min(wait, 0.5)
+            wait = _next_wait(args, last_record)
+            if wait is None:
+                break
             limit = 500 if args.max_messages is None else min(500, args.max_messages - count)
             records = consumer.poll(timeout=wait, max_records=limit)
             for r in records:
@@ -300,6 +295,15 @@ class _Printed:
         self.partition, self.offset, self.timestamp = r.partition, r.offset, r.timestamp
         self.timestamp_type = "LogAppendTime" if r.timestamp_type == 1 else "CreateTime"
         self.key, self.value, self.headers = r.key, r.value, r.headers
+
+
+def _next_wait(args, last_record: float) -> float | None:
+    """Seconds the next fetch may wait (at most 0.5), or None when
+    --timeout-ms has passed since the last record."""
+    if args.timeout_ms is None:
+        return 0.5
+    left = args.timeout_ms / 1000.0 - (time.monotonic() - last_record)
+    return None if left <= 0 else min(left, 0.5)
 
 
 def _usable(client, args, part, fetched, positions, reset_ts) -> bool:
