@@ -262,7 +262,8 @@ def _why_not_created(client) -> str:
             client.controller_connection()
         except ConnectionClosedError as e:
             return str(e)
-    return "the broker does not create topics on demand (auto.create.topics.enable=false)"
+    return ("the broker does not create topics on demand (auto.create.topics.enable=false, or a broker of "
+            "a cluster, which does not yet)")
 
 
 def _send(client, args, partition: int, batch: bytes, count: int) -> bool:
