@@ -17,12 +17,14 @@ SAN    := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-rec
 all: build
 
 $(DEPS): requirements-dev.txt
+	@echo "make: [1/3] creating $(VENV) and installing requirements-dev.txt into it (first time: 1-2 minutes)"
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r requirements-dev.txt
 	touch $@
 
 $(BUILT): $(DEPS) $(SOURCES)
+	@echo "make: [2/3] building the C engine and its Cython bindings (pylog._engine; about a minute)"
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 	$(PY) setup.py -q build_ext --inplace
 	touch $@
@@ -33,7 +35,8 @@ build: $(BUILT)
 	@$(PY) -m compileall -q pylog >/dev/null
 
 run: build
-	$(VENV)/bin/pylog broker --data-dir ./data --host 127.0.0.1 --port 9092
+	@echo "make: [3/3] starting pylog broker on 127.0.0.1:9092, data in ./data (Ctrl-C stops it)"
+	@$(VENV)/bin/pylog broker --data-dir ./data --host 127.0.0.1 --port 9092
 
 test: build
 	$(PY) -m pytest -q tests

@@ -31,6 +31,17 @@ def _dump_log(args) -> int:
     return bad
 
 
+def _version() -> str:
+    """The installed distribution's version (what pip installed), else the
+    package's own (a source tree on sys.path)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("pylog")
+    except PackageNotFoundError:
+        from . import __version__
+        return __version__
+
+
 def _add_broker_parser(sub) -> None:
     b = sub.add_parser("broker", help="run a Kafka-protocol broker",
                        description="Run a Kafka-protocol broker until SIGTERM / Ctrl-C.")
@@ -51,6 +62,7 @@ def _add_broker_parser(sub) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="pylog", description="pylog: a log engine and a Kafka-compatible broker")
+    p.add_argument("--version", action="version", version=f"pylog {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_broker_parser(sub)
     d = sub.add_parser("dump-log", help="print and check the record batches of a .log segment file",

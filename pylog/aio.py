@@ -28,6 +28,7 @@ import functools
 from . import _engine
 from .consumer import Consumer as _Consumer
 from .producer import Producer as _Producer
+from .producer.producer import FailedSend
 
 __all__ = ["Consumer", "Producer"]
 
@@ -73,6 +74,10 @@ class Producer:
         except (_engine.NeedMetadata, _engine.BufferFull):
             handle = await self._loop.run_in_executor(None, functools.partial(
                 p.send, topic, value, key, partition, timestamp, headers))
+            if isinstance(handle, FailedSend):
+                # As aiokafka: a topic without metadata within max_block_ms
+                # makes send() itself raise, not the ack's future.
+                raise handle.error
         return self._future_for(handle)
 
     async def send_and_wait(self, topic: str, value=None, key=None, partition=None,

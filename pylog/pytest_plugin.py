@@ -10,6 +10,11 @@ equal to the bootstrap address, with .broker, .data_dir and .restart()), and
 stops it afterwards. Broker settings use Kafka's keys, through a marker:
 
     @pytest.mark.kafka_broker(config={"num.partitions": "3"})
+
+The broker has pylog.testing.FAST_GROUP_CONFIG (the first rebalance after
+100 ms instead of Kafka's 3 s, session timeouts from 1 s) and one replica of
+__consumer_offsets; a key in the marker's config wins, e.g.
+config={"group.initial.rebalance.delay.ms": "3000"} for Kafka's delay.
 """
 from __future__ import annotations
 
@@ -23,8 +28,8 @@ def pytest_configure(config):
 
 @pytest.fixture
 def kafka_broker(request, tmp_path):
-    from .testing import running_broker
+    from .testing import FAST_GROUP_CONFIG, running_broker
     marker = request.node.get_closest_marker("kafka_broker")
-    config = dict((marker.kwargs.get("config") or {}) if marker else {})
+    config = {**FAST_GROUP_CONFIG, **((marker.kwargs.get("config") or {}) if marker else {})}
     with running_broker(tmp_path / "kafka-data", config=config) as handle:
         yield handle

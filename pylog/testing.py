@@ -18,13 +18,21 @@ import tempfile
 
 from .broker import Broker, BrokerConfig
 
-__all__ = ["FAST_GROUP_CONFIG", "BrokerHandle", "free_port", "running_broker"]
+__all__ = ["FAST_GROUP_CONFIG", "SINGLE_BROKER_CONFIG", "BrokerHandle", "free_port", "running_broker"]
 
 # Broker settings for tests with consumer groups: the first rebalance waits
 # 100 ms instead of 3 s, and clients may use session timeouts down to 1 s.
+# The kafka_broker fixture uses them unless its marker's config says otherwise.
 FAST_GROUP_CONFIG = {
     "group.initial.rebalance.delay.ms": "100",
     "group.min.session.timeout.ms": "1000",
+}
+
+# What a single broker for tests has unless config says otherwise: one
+# replica of __consumer_offsets (Kafka's default is 3; its shipped
+# config/server.properties sets 1 for a single development broker too).
+SINGLE_BROKER_CONFIG = {
+    "offsets.topic.replication.factor": "1",
 }
 
 
@@ -69,12 +77,13 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_broker(data_dir=None, config: dict | None = None, port: int = 0):
     """Start a broker on 127.0.0.1:port (0: a free port) with its data in data_dir
-    (a temporary directory, removed afterwards, when None); yield its
+    (a temporary directory, removed afterwards, when None), Kafka's defaults
+    but SINGLE_BROKER_CONFIG under config's keys; yield its
     BrokerHandle; stop it (flushing and closing every log) on exit."""
     tmp = None
     if data_dir is None:
         tmp = data_dir = tempfile.mkdtemp(prefix="pylog-broker-")
-    cfg = {"log.dirs": str(data_dir), "listeners": f"PLAINTEXT://127.0.0.1:{port}"}
+    cfg = {"log.dirs": str(data_dir), "listeners": f"PLAINTEXT://127.0.0.1:{port}", **SINGLE_BROKER_CONFIG}
     cfg.update(config or {})
     broker = Broker(BrokerConfig(cfg)).start_in_thread()
     handle = BrokerHandle(broker, cfg)

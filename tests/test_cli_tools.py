@@ -226,3 +226,97 @@ def test_message_formatter_follows_kafka_default_formatter():
     assert MessageFormatter(FORMATTER_PROPERTIES).format(rec) == b"v\n"
     no_value = {**FORMATTER_PROPERTIES, "print.key": True, "print.value": False, "null.literal": "-"}
     assert MessageFormatter(no_value).format(rec) == b"-"
+
+
+# ---- Kafka's client options (issue 14) ------------------------------------------
+
+
+@pytest.fixture
+def group_broker(tmp_path):
+    from pylog.testing import FAST_GROUP_CONFIG
+    with running_broker(tmp_path / "data", config=FAST_GROUP_CONFIG) as b:
+        yield b
+
+
+def test_console_consumer_with_group_commits_offsets(group_broker):
+    """--group makes it a member that resumes from, and commits, the group's
+    offsets: two runs of --max-messages 3 read six different records."""
+    from pylog.client import Client
+    b = group_broker
+    pylog(b, "topics", "create", "--topic", "g", "--partitions", "2")
+    pylog(b, "produce", "--topic", "g", "--property", "parse.key=true", "--property", "key.separator=:",
+          input=b"".join(b"k%d:v%d\n" % (i % 2, i) for i in range(8)))
+    first = pylog(b, "consume", "--topic", "g", "--group", "console", "--from-beginning",
+                  "--max-messages", "3").stdout.split()
+    with Client(str(b)) as c:
+        assert sum(c.committed_offsets("console").values()) == 3
+    second = pylog(b, "consume", "--topic", "g", "--consumer-property", "group.id=console",
+                   "--max-messages", "3").stdout.split()
+    assert len(first) == len(second) == 3 and not set(first) & set(second)
+    with Client(str(b)) as c:
+        assert sum(c.committed_offsets("console").values()) == 6
+    out = pylog(b, "consume", "--topic", "g", "--group", "a", "--partition", "0", check=False)
+    assert out.returncode != 0 and b"--group and --partition cannot be used together" in out.stderr
+
+
+def test_client_settings_from_properties_and_files_and_security_refused(group_broker, tmp_path):
+    b = group_broker
+    cfg = tmp_path / "consumer.properties"
+    cfg.write_text("group.id=from-file\nauto.offset.reset=earliest\n")
+    pylog(b, "produce", "--topic", "f", "--producer-property", "acks=1", "--producer-property",
+          "compression.type=lz4", input=b"a\nb\n")
+    assert pylog(b, "consume", "--topic", "f", "--consumer.config", str(cfg),
+                 "--max-messages", "2").stdout == b"a\nb\n"
+    prod = tmp_path / "producer.properties"
+    prod.write_text("linger.ms=1\nacks=all\n")
+    pylog(b, "produce", "--topic", "f", "--producer.config", str(prod), input=b"c\n")
+    pylog(b, "perf", "produce", "--topic", "f", "--num-records", "10", "--record-size", "5",
+          "--producer.config", str(prod))
+    admin = tmp_path / "admin.properties"
+    admin.write_text("client.id=admin-tool\n")
+    assert b"f" in pylog(b, "topics", "list", "--command-config", str(admin)).stdout.split()
+    for args in (["consume", "--topic", "f", "--consumer-property", "security.protocol=SASL_SSL"],
+                 ["produce", "--topic", "f", "--producer-property", "ssl.keystore.location=/k"],
+                 ["perf", "produce", "--topic", "f", "--num-records", "1", "--record-size", "1",
+                  "--producer-props", "sasl.mechanism=PLAIN"]):
+        out = pylog(b, *args, input=b"x\n", check=False)
+        assert out.returncode != 0 and b"security settings are not supported" in out.stderr, out.stderr
+    admin.write_text("sasl.jaas.config=x\n")
+    out = pylog(b, "topics", "list", "--command-config", str(admin), check=False)
+    assert out.returncode != 0 and b"security settings are not supported" in out.stderr
+    # A key a tool does not honour is refused by name, not ignored.
+    out = pylog(b, "perf", "produce", "--topic", "f", "--num-records", "1", "--record-size", "1",
+                "--producer-props", "buffer.memory=1", check=False)
+    assert out.returncode != 0 and b"'buffer.memory' is not supported" in out.stderr
+
+
+def test_perf_consume_with_group_commits(group_broker):
+    from pylog.client import Client
+    b = group_broker
+    pylog(b, "perf", "produce", "--topic", "pc", "--num-records", "500", "--record-size", "10")
+    out = pylog(b, "perf", "consume", "--topic", "pc", "--messages", "500", "--group", "perf").stdout
+    assert out.decode().splitlines()[1].split(", ")[4] == "500"
+    with Client(str(b)) as c:
+        assert sum(c.committed_offsets("perf").values()) == 500
+
+
+def test_perf_tools_print_their_summary_on_ctrl_c(broker):
+    import signal
+    for args, first_line in (
+            (["produce", "--topic", "cc", "--num-records", "100000000", "--record-size", "10",
+              "--throughput", "2000", "--reporting-interval", "200"], b"records sent"),
+            (["consume", "--topic", "cc", "--messages", "100000000", "--timeout", "600000"],
+             b"start.time")):
+        p = subprocess.Popen([sys.executable, "-m", "pylog", "perf", *args, "--bootstrap-server", str(broker)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert first_line in p.stdout.readline()
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=60)
+        finally:
+            p.kill()
+        assert p.returncode == 130, err
+        if args[0] == "produce":
+            assert re.search(rb"\d+ records sent, .* ms 99\.9th\.\n$", out), out
+        else:
+            assert len(out.decode().strip().split(", ")) == 10, out

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 
@@ -35,6 +36,12 @@ def build_config(args) -> dict:
         props["log.dirs"] = "./data"
     if args.broker_id is not None:
         props["broker.id"] = str(args.broker_id)
+    if not any(k in props for k in ("zookeeper.connect", "pylog.controller.id",
+                                    "offsets.topic.replication.factor")):
+        # A lone broker: as Kafka's shipped config/server.properties for one
+        # development broker, one replica of __consumer_offsets (the key's
+        # default, 3, is for clusters; `pylog cluster up` sets min(3, brokers)).
+        props["offsets.topic.replication.factor"] = "1"
     if args.host is not None or args.port is not None or "listeners" not in props:
         from .config import BrokerConfig
         host, port = BrokerConfig({"listeners": props.get("listeners", "PLAINTEXT://127.0.0.1:9092")}).listener()
@@ -51,7 +58,13 @@ def run_broker(args) -> int:
     from .broker import Broker
     from .config import BrokerConfig
     try:
-        broker = Broker(BrokerConfig(build_config(args)))
+        props = build_config(args)
+        for d in (props.get("log.dirs") or props.get("log.dir") or "").split(","):
+            if d and os.path.exists(d) and not os.path.isdir(d):
+                print(f"pylog broker: the data directory {d} is a file, not a directory: give --data-dir "
+                      f"(log.dirs) a directory, or move the file away", file=sys.stderr)
+                return 1
+        broker = Broker(BrokerConfig(props))
         return broker.run()
     except (PylogError, OSError, RuntimeError) as e:
         print(f"pylog broker: {e}", file=sys.stderr)

@@ -69,7 +69,7 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "fetch.max.bytes": (int, 57671680),
     "connections.max.idle.ms": (int, 600000),
     "producer.id.expiration.ms": (int, 86400000),
-    "offsets.topic.replication.factor": (int, 1),
+    "offsets.topic.replication.factor": (int, 3),
     "offsets.topic.num.partitions": (int, 50),
     "cluster.id": (str, None),
     "group.min.session.timeout.ms": (int, 6000),

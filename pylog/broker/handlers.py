@@ -1112,8 +1112,8 @@ class Handlers:
     def init_producer_id(self, header, req):
         R = m.InitProducerIdResponse
         if req.transactional_id is not None:
-            return R(throttle_time_ms=0, error_code=InvalidRequestError.error_code, producer_id=-1,
-                     producer_epoch=-1)
+            return R(throttle_time_ms=0, error_code=refuse_transactions(req.transactional_id),
+                     producer_id=-1, producer_epoch=-1)
         async def allocate():
             try:
                 pid = await self.broker.allocate_producer_id()
@@ -1123,6 +1123,28 @@ class Handlers:
                          producer_id=-1, producer_epoch=-1)
             return R(throttle_time_ms=0, error_code=0, producer_id=pid, producer_epoch=0)
         return allocate()
+
+
+UNSUPPORTED_VERSION = 35
+
+
+def refuse_transactions(transactional_id) -> int:
+    """The answer to a transactional producer until transactions exist:
+    UNSUPPORTED_VERSION, Kafka's code for a feature the broker lacks, which
+    clients treat as fatal (the Java client's init_transactions fails at once),
+    and a line in the broker's log saying why."""
+    now = time.monotonic()
+    if now - _txn_refusal_logged.get(transactional_id, -60.0) >= 60.0:
+        # Clients that retry (librdkafka) ask every 500 ms: one line a minute per id.
+        if len(_txn_refusal_logged) >= 1000:
+            _txn_refusal_logged.clear()
+        _txn_refusal_logged[transactional_id] = now
+        log.warning("transactional producer %r refused: transactions are not supported by this broker "
+                    "yet (UNSUPPORTED_VERSION)", transactional_id)
+    return UNSUPPORTED_VERSION
+
+
+_txn_refusal_logged: dict = {}  # transactional id -> when last logged; brokers' loops (GIL-atomic dict ops)
 
 
 def _forward(ep, req, version):

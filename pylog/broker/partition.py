@@ -343,7 +343,8 @@ class Partition:
         for h, end in zip(headers, ends):
             if end - h[0] > max_bytes:
                 raise RecordTooLargeError(
-                    f"a batch of {end - h[0]} bytes exceeds max.message.bytes={max_bytes} of {self.topic}")
+                    f"a batch of {end - h[0]} bytes exceeds max.message.bytes={max_bytes} of {self.topic} "
+                    f"(raise the topic's max.message.bytes, or the broker's message.max.bytes)")
         if produce_version is not None:
             data = _engine.validate_produce(
                 data, int(time.time() * 1000), self.timestamp_before_max_ms, self.timestamp_after_max_ms,

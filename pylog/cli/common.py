@@ -14,10 +14,14 @@ from ..protocol.errors import ProtocolError
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 __all__ = [
+    "add_command_config",
+    "COMMON_CLIENT_PROPERTIES",
     "DEFAULT_BOOTSTRAP",
     "RawHelp",
     "acks_value",
     "add_bootstrap",
+    "apply_client_properties",
+    "client_properties",
     "key_value",
     "open_client",
     "parse_bool",
@@ -47,6 +51,68 @@ def add_bootstrap(p: argparse.ArgumentParser) -> None:
                    help="socket timeout of every request")
 
 
+def _plaintext(value: str) -> str:
+    if value.upper() != "PLAINTEXT":
+        raise argparse.ArgumentTypeError("pylog speaks PLAINTEXT only")
+    return value
+
+
+# Kafka client keys every tool honours: key -> (args attribute, converter).
+COMMON_CLIENT_PROPERTIES = {
+    "bootstrap.servers": ("bootstrap_server", str),
+    "client.id": ("client_id", str),
+    "request.timeout.ms": ("request_timeout_ms", int),
+    "security.protocol": ("security_protocol", _plaintext),
+}
+
+
+def client_properties(files, pairs) -> dict[str, str]:
+    """Kafka client settings as its tools take them: properties files
+    (--consumer.config, --producer.config, --command-config), then KEY=VALUE
+    pairs (--consumer-property, ...), later ones winning. Security settings
+    are refused: pylog has no TLS or SASL yet, and a client told to use them
+    must not silently talk in the clear."""
+    from ..broker.config import read_properties
+    props: dict[str, str] = {}
+    for path in files or ():
+        try:
+            props.update(read_properties(path))
+        except OSError as e:
+            raise SystemExit(f"cannot read the client config file {path}: {e.strerror}") from None
+    props.update(dict(pairs or ()))
+    insecure = sorted(k for k in props if k.startswith(("ssl.", "sasl."))
+                      or (k == "security.protocol" and props[k].strip().upper() != "PLAINTEXT"))
+    if insecure:
+        raise SystemExit(f"security settings are not supported (pylog has no TLS or SASL yet; it speaks "
+                         f"PLAINTEXT only): {', '.join(insecure)}")
+    return props
+
+
+def apply_client_properties(args, props: dict, table: dict, what: str) -> None:
+    """Set args' attributes from props through table (key -> (attribute,
+    converter)), COMMON_CLIENT_PROPERTIES included. A key the tool does not
+    honour is refused by name, never ignored. --bootstrap-server, when
+    given, wins over bootstrap.servers, as in Kafka's tools."""
+    table = {**COMMON_CLIENT_PROPERTIES, **table}
+    for key, value in props.items():
+        if key not in table:
+            raise SystemExit(f"{what} property {key!r} is not supported by this tool; it takes "
+                             f"{', '.join(sorted(table))}")
+        attr, conv = table[key]
+        if attr == "bootstrap_server" and getattr(args, attr, None) not in (None, DEFAULT_BOOTSTRAP):
+            continue
+        try:
+            setattr(args, attr, conv(value.strip()))
+        except (ValueError, argparse.ArgumentTypeError) as e:
+            raise SystemExit(f"{what} property {key}={value!r}: {e}") from None
+
+
+def add_command_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--command-config", metavar="FILE",
+                   help="a properties file of client settings (bootstrap.servers, client.id, "
+                        "request.timeout.ms; security settings are refused)")
+
+
 def action_parsers(sub, name, help, description):
     """A sub-command with actions (`pylog topics create`, ...): returns a
     function action(name, help, description, tool) adding one action parser
@@ -57,12 +123,15 @@ def action_parsers(sub, name, help, description):
     def action(name, help, description, tool):
         a = actions.add_parser(name, help=help, description=description, formatter_class=RawHelp)
         add_bootstrap(a)
+        add_command_config(a)
         a.set_defaults(tool=tool)
         return a
     return action
 
 
 def open_client(args) -> Client:
+    if getattr(args, "command_config", None):
+        apply_client_properties(args, client_properties([args.command_config], ()), {}, "admin client")
     return Client(args.bootstrap_server, client_id=args.client_id,
                   timeout=args.request_timeout_ms / 1000.0)
 

@@ -1,6 +1,11 @@
-"""`pylog consume`: kafka-console-consumer without a consumer group.
+"""`pylog consume`: kafka-console-consumer.
 
-Reads one partition (--partition) or every partition of the topic, starting
+With --group (or group.id in --consumer-property / --consumer.config) it is a
+member of that consumer group: it is given partitions by the group, starts at
+the group's committed offsets (else auto.offset.reset: earliest with
+--from-beginning, latest otherwise) and commits what it printed (auto commit,
+and once more when it stops), as Kafka's tool does. Without a group it reads
+one partition (--partition) or every partition of the topic, starting
 at --offset (earliest, latest or a number; needs --partition), or at the
 earliest offset with --from-beginning, else at the latest. Each record is
 printed as kafka-console-consumer's DefaultMessageFormatter prints it:
@@ -14,6 +19,11 @@ print.timestamp, print.partition, print.offset, print.headers, print.value,
 key.separator, line.separator, headers.separator, headers.key.separator,
 null.literal).
 
+Kafka client settings: --consumer-property KEY=VALUE (repeatable) and
+--consumer.config FILE take the keys in CONSUMER_PROPERTIES; security
+settings (ssl.*, sasl.*, a security.protocol other than PLAINTEXT) are
+refused, since pylog has none yet.
+
 Stops after --max-messages records, or when no record arrived for
 --timeout-ms (exit 0 in both cases); "Processed a total of N messages" goes
 to stderr as kafka-console-consumer's does.
@@ -26,9 +36,37 @@ import time
 from ..client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from ..client.errors import ConnectionClosedError, check, error_for
 from ..client.records import consumed_records, next_fetch_offset
-from .common import RawHelp, add_bootstrap, key_value, open_client, properties
+from .common import (
+    RawHelp,
+    add_bootstrap,
+    apply_client_properties,
+    client_properties,
+    key_value,
+    open_client,
+    parse_bool,
+    properties,
+)
 
-__all__ = ["FORMATTER_PROPERTIES", "MessageFormatter", "add_consume_parser"]
+__all__ = ["CONSUMER_PROPERTIES", "FORMATTER_PROPERTIES", "MessageFormatter", "add_consume_parser"]
+
+# Kafka consumer keys this tool honours (besides common.COMMON_CLIENT_PROPERTIES):
+# key -> (argument, converter). GROUP_ONLY ones need a group.
+CONSUMER_PROPERTIES = {
+    "group.id": ("group", str),
+    "auto.offset.reset": ("auto_offset_reset", str),
+    "isolation.level": ("isolation_level", str),
+    "max.partition.fetch.bytes": ("max_partition_fetch_bytes", int),
+    "enable.auto.commit": ("enable_auto_commit", parse_bool),
+    "auto.commit.interval.ms": ("auto_commit_interval_ms", int),
+    "session.timeout.ms": ("session_timeout_ms", int),
+    "heartbeat.interval.ms": ("heartbeat_interval_ms", int),
+    "max.poll.interval.ms": ("max_poll_interval_ms", int),
+    "group.instance.id": ("group_instance_id", str),
+    "partition.assignment.strategy": ("partition_assignment_strategy",
+                                      lambda v: tuple(x.strip() for x in v.split(","))),
+}
+_GROUP_ONLY = ("enable_auto_commit", "auto_commit_interval_ms", "session_timeout_ms", "heartbeat_interval_ms",
+               "max_poll_interval_ms", "group_instance_id", "partition_assignment_strategy")
 
 FORMATTER_PROPERTIES = {
     "print.timestamp": False, "print.partition": False, "print.offset": False,
@@ -55,6 +93,11 @@ def add_consume_parser(sub) -> None:
     p.add_argument("--isolation-level", choices=("read_uncommitted", "read_committed"),
                    default="read_uncommitted")
     p.add_argument("--max-partition-fetch-bytes", type=int, default=1048576)
+    p.add_argument("--group", help="consume as a member of this consumer group, committing offsets")
+    p.add_argument("--consumer-property", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="a Kafka consumer setting (repeatable; see above)")
+    p.add_argument("--consumer.config", dest="consumer_config", metavar="FILE",
+                   help="a properties file of Kafka consumer settings")
     for name in ("key", "partition", "offset", "timestamp", "headers"):
         p.add_argument(f"--print-{name}", action="store_true", help=f"print.{name}=true")
     p.add_argument("--property", type=key_value, action="append", default=[], metavar="NAME=VALUE",
@@ -101,6 +144,14 @@ class MessageFormatter:
         return self.sep.join(parts)
 
 
+def _formatter_props(args) -> dict:
+    props = properties(args.property, FORMATTER_PROPERTIES, "formatter")
+    for name in ("key", "partition", "offset", "timestamp", "headers"):
+        if getattr(args, f"print_{name}"):
+            props[f"print.{name}"] = True
+    return props
+
+
 def _start_offsets(client, args, partitions) -> dict[int, int]:
     if args.offset is None:
         ts = EARLIEST_TIMESTAMP if args.from_beginning else LATEST_TIMESTAMP
@@ -118,16 +169,46 @@ def _start_offsets(client, args, partitions) -> dict[int, int]:
     return {p: offset for p in partitions}
 
 
+def _client_settings(args) -> None:
+    """--group, --consumer-property and --consumer.config into args, with
+    Kafka's checks: one group id wherever given, no group with --partition,
+    auto.offset.reset consistent with --from-beginning."""
+    props = client_properties([args.consumer_config] if args.consumer_config else [], args.consumer_property)
+    given = {g for g in (args.group, props.get("group.id")) if g is not None}
+    if len(given) > 1:
+        raise SystemExit("the group ids given in different places (--group, --consumer-property, "
+                         f"--consumer.config) do not match: {', '.join(sorted(given))}")
+    for attr in _GROUP_ONLY:
+        setattr(args, attr, None)
+    args.auto_offset_reset = None
+    group = args.group
+    apply_client_properties(args, props, CONSUMER_PROPERTIES, "consumer")
+    args.group = group if group is not None else args.group
+    if args.group is not None and args.partition is not None:
+        raise SystemExit("--group and --partition cannot be used together")
+    if args.auto_offset_reset is not None:
+        if args.auto_offset_reset not in ("earliest", "latest", "none"):
+            raise SystemExit(f"auto.offset.reset must be earliest, latest or none, not {args.auto_offset_reset!r}")
+        if args.from_beginning and args.auto_offset_reset != "earliest":
+            raise SystemExit(f"--from-beginning and auto.offset.reset={args.auto_offset_reset} contradict "
+                             f"each other; give one of them")
+    if args.group is None:
+        set_ = [a for a in _GROUP_ONLY if getattr(args, a) is not None]
+        if set_:
+            raise SystemExit(f"{', '.join(set_)} need a consumer group (--group)")
+        if args.auto_offset_reset is not None and args.offset is None:
+            args.from_beginning = args.auto_offset_reset == "earliest"
+
+
 def _consume(args) -> int:
+    _client_settings(args)
+    if args.group is not None:
+        return _consume_in_group(args)
     if args.offset is not None and args.partition is None:
         raise SystemExit("--offset needs --partition")
     if args.offset is not None and args.from_beginning:
         raise SystemExit("--offset and --from-beginning cannot be used together")
-    props = properties(args.property, FORMATTER_PROPERTIES, "formatter")
-    for name in ("key", "partition", "offset", "timestamp", "headers"):
-        if getattr(args, f"print_{name}"):
-            props[f"print.{name}"] = True
-    formatter = MessageFormatter(props)
+    formatter = MessageFormatter(_formatter_props(args))
     isolation = 1 if args.isolation_level == "read_committed" else 0
     out = sys.stdout.buffer
     count = 0
@@ -143,12 +224,10 @@ def _consume(args) -> int:
         last_record = time.monotonic()
         try:
             while args.max_messages is None or count < args.max_messages:
-                wait_ms = 500
-                if args.timeout_ms is not None:
-                    left = args.timeout_ms / 1000.0 - (time.monotonic() - last_record)
-                    if left <= 0:
-                        break
-                    wait_ms = max(1, min(wait_ms, int(left * 1000)))
+                wait = _next_wait(args, last_record)
+                if wait is None:
+                    break
+                wait_ms = max(1, int(wait * 1000))
                 got = _fetch_round(client, args, positions, wait_ms, isolation)
                 for part, fetched in got:
                     if not _usable(client, args, part, fetched, positions, reset_ts):
@@ -166,6 +245,65 @@ def _consume(args) -> int:
             out.flush()
             print(f"Processed a total of {count} messages", file=sys.stderr)
     return 0
+
+
+def _consume_in_group(args) -> int:
+    """The console consumer as a member of args.group (pylog.Consumer)."""
+    from ..consumer import Consumer
+    if args.offset is not None:
+        raise SystemExit("--offset needs --partition, which cannot be used with --group")
+    formatter = MessageFormatter(_formatter_props(args))
+    kw = {a: getattr(args, a) for a in _GROUP_ONLY if getattr(args, a) is not None}
+    consumer = Consumer(args.topic, bootstrap_servers=args.bootstrap_server, group_id=args.group,
+                        client_id=args.client_id, request_timeout_ms=args.request_timeout_ms,
+                        auto_offset_reset=args.auto_offset_reset or ("earliest" if args.from_beginning
+                                                                     else "latest"),
+                        isolation_level=args.isolation_level,
+                        max_partition_fetch_bytes=args.max_partition_fetch_bytes, **kw)
+    out = sys.stdout.buffer
+    count = 0
+    last_record = time.monotonic()
+    try:
+        while args.max_messages is None or count < args.max_messages:
+            wait = _next_wait(args, last_record)
+            if wait is None:
+                break
+            limit = 500 if args.max_messages is None else min(500, args.max_messages - count)
+            records = consumer.poll(timeout=wait, max_records=limit)
+            for r in records:
+                out.write(formatter.format(_Printed(r)))
+            if records:
+                count += len(records)
+                last_record = time.monotonic()
+                out.flush()
+    finally:
+        out.flush()
+        # close() commits the positions after what was printed (with auto
+        # commit on, Kafka's default), then leaves the group.
+        consumer.close()
+        print(f"Processed a total of {count} messages", file=sys.stderr)
+    return 0
+
+
+class _Printed:
+    """A pylog ConsumerRecord as the formatter reads records (its
+    timestamp_type as Kafka's name)."""
+
+    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "timestamp_type", "value")
+
+    def __init__(self, r):
+        self.partition, self.offset, self.timestamp = r.partition, r.offset, r.timestamp
+        self.timestamp_type = "LogAppendTime" if r.timestamp_type == 1 else "CreateTime"
+        self.key, self.value, self.headers = r.key, r.value, r.headers
+
+
+def _next_wait(args, last_record: float) -> float | None:
+    """Seconds the next fetch may wait (at most 0.5), or None when
+    --timeout-ms has passed since the last record."""
+    if args.timeout_ms is None:
+        return 0.5
+    left = args.timeout_ms / 1000.0 - (time.monotonic() - last_record)
+    return None if left <= 0 else min(left, 0.5)
 
 
 def _usable(client, args, part, fetched, positions, reset_ts) -> bool:

@@ -1,13 +1,18 @@
-"""`pylog perf consume`: kafka-consumer-perf-test without a consumer group.
+"""`pylog perf consume`: kafka-consumer-perf-test.
 
 Reads --messages records from every partition of the topic (from the
-earliest offset, or the latest with --from-latest) and prints
+earliest offset, or the latest with --from-latest; with --group, as a member
+of that consumer group from its committed offsets, committing on the way out)
+and prints
 kafka-consumer-perf-test's header and result line:
 
     start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
 
-MB are 2^20 bytes of record keys + values; rebalance.time.ms is 0 (no group
-to join). With --show-detailed-stats, a line per --reporting-interval instead
+MB are 2^20 bytes of record keys + values; rebalance.time.ms is the time
+until the group gave this consumer its partitions (0 without --group).
+--consumer.config FILE takes Kafka consumer settings (CONSUMER_PROPERTIES of
+`pylog consume`; security settings are refused). Ctrl-C prints the result
+line of what was read so far, as Kafka's tool does on shutdown. With --show-detailed-stats, a line per --reporting-interval instead
 (time, threadId, then the same columns over the interval), as Kafka's tool;
 without it a progress line goes to stderr every interval. Stops when
 --messages records were read (exactly that many are counted) or when none
@@ -27,7 +32,7 @@ from ..client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from ..client.client import fetched_partitions
 from ..client.errors import check
 from ..client.records import batch_headers, whole_batches
-from .common import RawHelp, add_bootstrap, open_client
+from .common import RawHelp, add_bootstrap, apply_client_properties, client_properties, open_client
 
 __all__ = ["add_perf_consume_parser"]
 
@@ -54,6 +59,9 @@ def add_perf_consume_parser(sub) -> None:
     p.add_argument("--hide-header", action="store_true")
     p.add_argument("--date-format", default="%Y-%m-%d %H:%M:%S:%f",
                    help="strftime format of times (%%f is shown as milliseconds)")
+    p.add_argument("--group", help="consume as a member of this consumer group (default: no group)")
+    p.add_argument("--consumer.config", dest="consumer_config", metavar="FILE",
+                   help="a properties file of Kafka consumer settings")
     p.set_defaults(tool=_perf_consume)
 
 
@@ -96,11 +104,14 @@ class _Progress:
         if self.args.show_detailed_stats:
             return  # Kafka's tool prints only the interval lines then
         elapsed = max(end - self.start, 1e-9)
+        fetch = max(elapsed - self.rebalance_s, 1e-9)
         mb = self.bytes / _MB
         n = self.messages
         print(f"{_when(self.args.date_format, self.start)}, {_when(self.args.date_format, end)}, "
-              f"{mb:.4f}, {mb / elapsed:.4f}, {n}, {n / elapsed:.4f}, 0, {int(elapsed * 1000)}, "
-              f"{mb / elapsed:.4f}, {n / elapsed:.4f}", flush=True)
+              f"{mb:.4f}, {mb / elapsed:.4f}, {n}, {n / elapsed:.4f}, {int(self.rebalance_s * 1000)}, "
+              f"{int(fetch * 1000)}, {mb / fetch:.4f}, {n / fetch:.4f}", flush=True)
+
+    rebalance_s = 0.0
 
 
 def count_records(records, fetch_offset: int, limit: int) -> tuple[int, int, int]:
@@ -125,10 +136,62 @@ def count_records(records, fetch_offset: int, limit: int) -> tuple[int, int, int
 
 
 def _perf_consume(args) -> int:
-    with open_client(args) as client:
-        progress = _Progress(args)
+    from .consume import CONSUMER_PROPERTIES
+    props = client_properties([args.consumer_config] if args.consumer_config else [], ())
+    if args.group is not None and props.setdefault("group.id", args.group) != args.group:
+        raise SystemExit(f"--group {args.group} and group.id={props['group.id']} in --consumer.config differ")
+    args.group = props.pop("group.id", None)
+    args.session_timeout_ms = args.auto_offset_reset = None
+    apply_client_properties(args, props, {k: v for k, v in CONSUMER_PROPERTIES.items()
+                                          if k in ("session.timeout.ms", "auto.offset.reset")}, "consumer")
+    progress = _Progress(args)
+    try:
         if not args.hide_header:
             print(DETAILED_HEADER if args.show_detailed_stats else HEADER, flush=True)
+        if args.group is not None:
+            _consume_in_group(args, progress)
+        else:
+            _consume_alone(args, progress)
+    except KeyboardInterrupt:
+        progress.total(time.time())
+        return 130
+    end = time.time()
+    if progress.messages < args.messages:
+        print(f"WARNING: Exiting before consuming the expected number of messages: timeout "
+              f"({args.timeout} ms) exceeded. You can use the --timeout option to increase the "
+              f"timeout.", file=sys.stderr)
+    progress.total(end)
+    return 0 if progress.messages >= args.messages else 1
+
+
+def _consume_in_group(args, progress) -> None:
+    from ..consumer import Consumer
+    kw = {} if args.session_timeout_ms is None else {"session_timeout_ms": args.session_timeout_ms}
+    reset = args.auto_offset_reset or ("latest" if args.from_latest else "earliest")
+
+    def assigned(_consumer, _partitions):
+        if not progress.rebalance_s:
+            progress.rebalance_s = time.time() - progress.start
+    c = Consumer(args.topic, bootstrap_servers=args.bootstrap_server, group_id=args.group,
+                 client_id=args.client_id, request_timeout_ms=args.request_timeout_ms,
+                 auto_offset_reset=reset, max_partition_fetch_bytes=args.fetch_size,
+                 fetch_max_bytes=args.max_bytes, on_assign=assigned, **kw)
+    try:
+        last_record = time.monotonic()
+        while progress.messages < args.messages:
+            if time.monotonic() - last_record > args.timeout / 1000.0:
+                break
+            records = c.poll(timeout=0.1, max_records=min(10000, args.messages - progress.messages))
+            if records:
+                last_record = time.monotonic()
+                progress.add(len(records), sum(r.serialized_key_size + r.serialized_value_size
+                                               + (r.key is None) + (r.value is None) for r in records))
+    finally:
+        c.close()
+
+
+def _consume_alone(args, progress) -> None:
+    with open_client(args) as client:
         parts = client.partitions_for(args.topic)
         ts = LATEST_TIMESTAMP if args.from_latest else EARLIEST_TIMESTAMP
         positions = {p: client.list_offsets(args.topic, p, ts) for p in parts}
@@ -161,10 +224,3 @@ def _perf_consume(args) -> int:
                     if n:
                         last_record = time.monotonic()
                         progress.add(n, nbytes)
-        end = time.time()
-        if progress.messages < args.messages:
-            print(f"WARNING: Exiting before consuming the expected number of messages: timeout "
-                  f"({args.timeout} ms) exceeded. You can use the --timeout option to increase the "
-                  f"timeout.", file=sys.stderr)
-        progress.total(end)
-    return 0 if progress.messages >= args.messages else 1

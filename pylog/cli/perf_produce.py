@@ -32,7 +32,7 @@ import time
 from .. import _engine
 from ..client.errors import ConnectionClosedError, error_for
 from ..protocol.messages import ProduceRequest
-from .common import RawHelp, acks_value, add_bootstrap, key_value, open_client
+from .common import RawHelp, acks_value, add_bootstrap, apply_client_properties, client_properties, key_value, open_client
 
 __all__ = ["ProducerStats", "add_perf_produce_parser"]
 
@@ -61,15 +61,17 @@ def add_perf_produce_parser(sub) -> None:
     p.add_argument("--reporting-interval", type=int, default=5000, help="ms between progress lines")
     p.add_argument("--producer-props", type=key_value, nargs="+", default=[], metavar="KEY=VALUE",
                    help="Kafka producer configs: acks, batch.size, linger.ms, compression.type, "
-                        "max.in.flight.requests.per.connection, max.request.size, bootstrap.servers")
+                        "max.in.flight.requests.per.connection, max.request.size, bootstrap.servers, "
+                        "client.id, request.timeout.ms, retries; others are refused")
+    p.add_argument("--producer.config", dest="producer_config", metavar="FILE",
+                   help="a properties file of the same producer configs (--producer-props win)")
     p.set_defaults(tool=_perf_produce)
 
 
 _PROPS = {"acks": ("acks", acks_value), "batch.size": ("batch_size", int),
           "linger.ms": ("linger_ms", int), "compression.type": ("compression", str),
           "max.in.flight.requests.per.connection": ("max_in_flight", int),
-          "max.request.size": ("max_request_size", int),
-          "bootstrap.servers": ("bootstrap_server", str)}
+          "max.request.size": ("max_request_size", int), "retries": ("retries", int)}
 
 
 class ProducerStats:
@@ -147,12 +149,12 @@ class _Batch:
 
 
 def _perf_produce(args) -> int:
-    for key, value in args.producer_props:
-        if key in _PROPS:
-            attr, conv = _PROPS[key]
-            setattr(args, attr, conv(value))
-        else:
-            print(f"WARN producer property {key} is not supported; ignored", file=sys.stderr)
+    # As Kafka's tool, --producer-props set bootstrap.servers too (it has no
+    # --bootstrap-server of its own; pylog's wins when given).
+    apply_client_properties(args, client_properties([args.producer_config] if args.producer_config else [],
+                                                    args.producer_props), _PROPS, "producer")
+    if args.compression not in ("none", "gzip", "snappy", "lz4", "zstd"):
+        raise SystemExit(f"compression.type must be none, gzip, snappy, lz4 or zstd, not {args.compression!r}")
     with open_client(args) as client:
         return _PerfProducer(client, args).run()
 
@@ -191,6 +193,18 @@ class _PerfProducer:
         per_request = {node: max(1, min(len(parts), args.max_request_size // self.batch_bytes))
                        for node, parts in leaders.items()}
         stats = self.stats = ProducerStats(self.n, args.reporting_interval)
+        try:
+            self._loop(leaders, conns, in_flight, cursor, per_request)
+        except KeyboardInterrupt:
+            # As Kafka's tool (its shutdown hook): the summary of what was
+            # acknowledged so far, then the usual exit status of Ctrl-C.
+            stats.print_total(time.monotonic())
+            return 130
+        stats.print_total(time.monotonic())
+        return 1 if self.failed else 0
+
+    def _loop(self, leaders, conns, in_flight, cursor, per_request) -> None:
+        args, stats = self.args, self.stats
         start = stats.start
         rate = args.throughput if args.throughput > 0 else None
         linger = args.linger_ms / 1000.0
@@ -223,8 +237,6 @@ class _PerfProducer:
             if self.retry:
                 leaders, conns, in_flight, cursor, per_request = self._relayout(
                     leaders, conns, in_flight, cursor, per_request)
-        stats.print_total(time.monotonic())
-        return 1 if self.failed else 0
 
     def _idle_wait(self, rate, linger, start) -> float:
         """How long nothing can be sent: until the next record is due, or,

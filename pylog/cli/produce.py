@@ -17,6 +17,10 @@ Records are batched per partition: a batch goes out when it holds
 --batch-size lines, when its oldest line is --linger-ms old, or at end of
 input. Partition: --partition if given, else Kafka's murmur2 hash of the key,
 else one partition per batch, rotating (Kafka's sticky partitioner).
+
+Kafka client settings: --producer-property KEY=VALUE (repeatable) and
+--producer.config FILE take the keys in PRODUCER_PROPERTIES (over the options
+above); security settings are refused, since pylog has none yet.
 """
 from __future__ import annotations
 
@@ -28,16 +32,19 @@ import time
 from .. import _engine
 from ..client.errors import ConnectionClosedError, error_for
 from ..client.partitioner import partition_for_key
+from ..errors import UnknownTopicOrPartitionError
 from .common import (
     RawHelp,
     acks_value,
     add_bootstrap,
+    apply_client_properties,
+    client_properties,
     key_value,
     open_client,
     properties,
 )
 
-__all__ = ["READER_PROPERTIES", "LineReader", "add_produce_parser"]
+__all__ = ["PRODUCER_PROPERTIES", "READER_PROPERTIES", "LineReader", "add_produce_parser"]
 
 READER_PROPERTIES = {
     "parse.key": False, "key.separator": "\t",
@@ -70,7 +77,26 @@ def add_produce_parser(sub) -> None:
                    help="resends of a batch after a retriable error (NOT_LEADER_OR_FOLLOWER, ...)")
     p.add_argument("--produce-timeout-ms", type=int, default=30000,
                    help="timeout_ms of Produce requests (how long acks=all may wait)")
+    p.add_argument("--producer-property", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="a Kafka producer setting (repeatable; see above)")
+    p.add_argument("--producer.config", dest="producer_config", metavar="FILE",
+                   help="a properties file of Kafka producer settings")
     p.set_defaults(tool=_produce)
+
+
+def _compression(value: str) -> str:
+    if value not in COMPRESSIONS:
+        raise ValueError(f"one of {', '.join(COMPRESSIONS)}")
+    return value
+
+
+# Kafka producer keys this tool honours (besides common.COMMON_CLIENT_PROPERTIES).
+PRODUCER_PROPERTIES = {
+    "acks": ("acks", acks_value),
+    "compression.type": ("compression", _compression),
+    "linger.ms": ("linger_ms", int),
+    "retries": ("retries", int),
+}
 
 
 class LineReader:
@@ -187,12 +213,19 @@ class _Batcher:
 
 
 def _produce(args) -> int:
+    apply_client_properties(args, client_properties([args.producer_config] if args.producer_config else [],
+                                                    args.producer_property), PRODUCER_PROPERTIES, "producer")
     reader = LineReader(properties(args.property, READER_PROPERTIES, "line reader"))
     with open_client(args) as client:
         # A producer's Metadata asks for auto-creation, as Kafka's does;
         # whether it happens is up to the broker (auto.create.topics.enable).
         client.metadata([args.topic], allow_auto_topic_creation=True)
-        partitions = sorted(client.wait_for_leaders(args.topic, timeout=10.0).partitions)
+        try:
+            partitions = sorted(client.wait_for_leaders(args.topic, timeout=10.0).partitions)
+        except UnknownTopicOrPartitionError:
+            raise UnknownTopicOrPartitionError(
+                f"topic {args.topic!r} does not exist and was not created: {_why_not_created(client)}; "
+                f"create it with `pylog topics create --topic {args.topic}`") from None
         if args.partition is not None and args.partition not in partitions:
             raise error_for(3, f"{args.topic} has no partition {args.partition}")
         batcher = _Batcher(client, args, partitions)
@@ -219,6 +252,18 @@ def _produce(args) -> int:
             batcher.send_ready()
         batcher.send_ready(everything=True)
     return 1 if batcher.failures else 0
+
+
+def _why_not_created(client) -> str:
+    """Why a producer's Metadata request did not auto-create its topic."""
+    node = client.cluster.controller_id if client.cluster is not None else -1
+    if node >= 0:
+        try:
+            client.controller_connection()
+        except ConnectionClosedError as e:
+            return str(e)
+    return ("the broker does not create topics on demand (auto.create.topics.enable=false, or a broker of "
+            "a cluster, which does not yet)")
 
 
 def _send(client, args, partition: int, batch: bytes, count: int) -> bool:

@@ -25,7 +25,7 @@ from ..client.errors import check
 from ..protocol.messages import AlterPartitionReassignmentsRequest as Alter
 from ..protocol.messages import ListPartitionReassignmentsRequest as ListReq
 from ..protocol.pylog_tags import reassignment_throttle_field
-from .common import RawHelp, add_bootstrap, open_client
+from .common import RawHelp, add_bootstrap, add_command_config, open_client
 
 __all__ = ["add_reassign_parser"]
 
@@ -34,6 +34,7 @@ def add_reassign_parser(sub) -> None:
     p = sub.add_parser("reassign", help="move partition replicas between brokers (kafka-reassign-partitions)",
                        description=__doc__, formatter_class=RawHelp)
     add_bootstrap(p)
+    add_command_config(p)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--generate", action="store_true", help="print a plan moving --topics onto --broker-list")
     what.add_argument("--execute", action="store_true", help="start the plan in --reassignment-json-file")

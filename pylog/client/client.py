@@ -287,7 +287,15 @@ class Client:
                 raise error_for(Errors.NOT_CONTROLLER, "the cluster metadata names no controller")
             time.sleep(0.1)
             self.metadata([])
-        return self.connection(self.cluster.controller_id)
+        node = self.cluster.controller_id
+        try:
+            return self.connection(node)
+        except ConnectionClosedError as e:
+            b = self.cluster.brokers.get(node)
+            where = f" ({b.host}:{b.port})" if b is not None else ""
+            raise ConnectionClosedError(
+                f"broker {node}{where} is the controller and cannot be reached: it is down ({e}); "
+                f"topics cannot be created, deleted or changed until it is back") from None
 
     # --- metadata -------------------------------------------------------------
 

@@ -64,12 +64,14 @@ class ZooKeeperServer:
     """
 
     def __init__(self, tick_time_ms: int = 2000, port: int = 0, keep_dir: bool = False,
-                 start_timeout: float = 30.0):
+                 start_timeout: float = 30.0, directory: str | None = None):
         self.tick_time_ms = tick_time_ms
         self.port = port
-        self.keep_dir = keep_dir
+        # A given directory (`pylog cluster`'s) outlives the server: its data is
+        # the cluster's topics, wanted again by the next start.
+        self.keep_dir = keep_dir or directory is not None
         self.start_timeout = start_timeout
-        self.dir: str | None = None
+        self.dir: str | None = directory
         self.process: subprocess.Popen | None = None
 
     @property
@@ -89,7 +91,9 @@ class ZooKeeperServer:
         java = shutil.which("java")
         if java is None:
             raise ZooKeeperUnavailable("java not found on PATH (ZooKeeper needs a JRE)")
-        self.dir = tempfile.mkdtemp(prefix="pylog-zk-")
+        if self.dir is None:
+            self.dir = tempfile.mkdtemp(prefix="pylog-zk-")
+        os.makedirs(self.dir, exist_ok=True)
         # A port picked free and then bound by the JVM a moment later may be taken
         # in between; retry a few times with a fresh port before giving up.
         attempts = 1 if self.port else 3

@@ -34,7 +34,9 @@ class GroupApis:
     def find_coordinator(self, header, req):
         R = m.FindCoordinatorResponse
         if req.key_type == KEY_TRANSACTION:
-            return R(throttle_time_ms=0, error_code=COORDINATOR_NOT_AVAILABLE,
+            # Not retriable (COORDINATOR_NOT_AVAILABLE made clients wait out their timeout).
+            from ..broker.handlers import refuse_transactions
+            return R(throttle_time_ms=0, error_code=refuse_transactions(req.key),
                      error_message="transactions are not supported by this broker yet",
                      node_id=-1, host="", port=-1)
         if req.key_type != KEY_GROUP:

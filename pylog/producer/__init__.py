@@ -6,6 +6,6 @@
 The per-message work (partitioner, record encoding into open batches) is native:
 bindings/producer.pyx (RecordAccumulator, ProducerBatch, DeliveryHandle).
 """
-from .producer import BatchResults, Producer
+from .producer import BatchResults, FailedSend, Producer
 
-__all__ = ["BatchResults", "Producer"]
+__all__ = ["BatchResults", "FailedSend", "Producer"]

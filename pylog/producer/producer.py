@@ -30,7 +30,7 @@ from ..structs import RecordMetadata
 from .sender import Sender
 from .transport import EmbeddedTransport, NetworkTransport, ProducerMetadata
 
-__all__ = ["BatchResults", "Producer"]
+__all__ = ["BatchResults", "FailedSend", "Producer"]
 
 _ACKS = {"all": -1, -1: -1, "-1": -1, 1: 1, "1": 1, 0: 0, "0": 0}
 
@@ -60,6 +60,51 @@ class BatchResults:
     @property
     def records_count(self) -> int:
         return sum(b.records_count for b in self.batches)
+
+
+class FailedSend:
+    """What send() returns for a record that never reached a batch: its
+    topic's metadata could not be had within max_block_ms (the topic does not
+    exist and may not be created, the brokers cannot be reached). Behaves as a
+    DeliveryHandle that is already done with that error, as the Java client's
+    send() returns a failed future instead of throwing.
+
+    Thread-safety: immutable once made; any thread."""
+
+    __slots__ = ("topic", "partition", "error")
+
+    def __init__(self, topic: str, partition: int | None, error: BaseException):
+        self.topic = topic
+        self.partition = -1 if partition is None else partition
+        self.error = error
+
+    def done(self) -> bool:
+        return True
+
+    def get(self, timeout: float | None = None):
+        raise self.error
+
+    result = get
+
+    def exception(self, timeout: float | None = None) -> BaseException:
+        return self.error
+
+    def add_done_callback(self, fn) -> None:
+        fn(self)
+
+    def __repr__(self) -> str:
+        return f"FailedSend(topic={self.topic!r}, error={self.error!r})"
+
+
+def _clean(exc: BaseException) -> BaseException:
+    """exc without the internal exception it was raised while handling
+    (NeedMetadata, a socket error): the caller sees one error that says what
+    went wrong, not the producer's plumbing."""
+    exc.__context__ = None
+    exc.__cause__ = None
+    exc.__suppress_context__ = True
+    exc.__traceback__ = None
+    return exc
 
 
 class Producer:
@@ -137,7 +182,12 @@ class Producer:
         RecordMetadata). on_delivery(err, metadata) runs on the sender thread
         once the record is acknowledged or has failed. Blocks up to
         max_block_ms when the topic's metadata is not known yet or
-        buffer_memory is full, then raises (TimeoutError subclasses)."""
+        buffer_memory is full. When the topic's metadata cannot be had in
+        that time (the topic does not exist and auto-creation is off, no
+        broker answers) the record is not queued: the returned handle has
+        already failed with that error (get() raises it) and on_delivery has
+        been called with it, as the Java client does. A full buffer raises
+        BufferFullError (a TimeoutError)."""
         try:
             return self._append(topic, -1 if partition is None else partition, key, value,
                                 timestamp, headers, on_delivery)
@@ -151,7 +201,12 @@ class Producer:
         exc = first
         while True:
             if isinstance(exc, _engine.NeedMetadata):
-                self._learn_partitions(topic, deadline)
+                try:
+                    self._learn_partitions(topic, deadline)
+                except errors.ProducerClosedError:
+                    raise
+                except (errors.PylogError, OSError) as e:
+                    return self._failed(topic, partition, _clean(e), on_delivery)
             else:
                 self._wait_for_space(deadline)
             self._check_open()
@@ -160,6 +215,12 @@ class Producer:
                                     timestamp, headers, on_delivery)
             except (_engine.NeedMetadata, _engine.BufferFull) as e:
                 exc = e
+
+    @staticmethod
+    def _failed(topic, partition, exc, on_delivery) -> FailedSend:
+        if on_delivery is not None:
+            on_delivery(exc, None)
+        return FailedSend(topic, partition, exc)
 
     def send_many(self, topic: str, values, keys=None, partition: int | None = None,
                   timestamp: int | None = None) -> BatchResults:
@@ -190,13 +251,18 @@ class Producer:
             try:
                 batches = self._acc.append_many(topic, p, values, keys, timestamp, start, stop)
             except _engine.NeedMetadata:
-                self._learn_partitions(topic, deadline)
-                continue
+                need_metadata = True
             except _engine.BufferFull:
+                need_metadata = False
+            else:
+                self._sender.wakeup()
+                return batches
+            # Outside the except clause: an error raised while waiting is not
+            # chained under the internal NeedMetadata / BufferFull.
+            if need_metadata:
+                self._learn_partitions(topic, deadline)
+            else:
                 self._wait_for_space(deadline)
-                continue
-            self._sender.wakeup()
-            return batches
 
     def _learn_partitions(self, topic: str, deadline: float) -> None:
         left = max(0.0, deadline - time.monotonic())

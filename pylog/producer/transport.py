@@ -221,6 +221,11 @@ class NetworkTransport:
             if p is None:
                 results.append((b, errors.InvalidRequestError(
                     f"Produce response has no {b.topic}-{b.partition}"), -1, -1))
+            elif p.error_code and getattr(p, "error_message", None):
+                # Produce v8+: the broker says why (the limit and the key that
+                # raises it, for MESSAGE_TOO_LARGE); keep that in the error.
+                results.append((b, error_for(p.error_code, f"producing to {b.topic}-{b.partition}: "
+                                                           f"{p.error_message}"), -1, -1))
             else:
                 results.append((b, p.error_code, p.base_offset, p.log_append_time_ms))
         return results

@@ -29,3 +29,36 @@ def test_plugin_is_registered_by_the_installed_package():
     from importlib.metadata import entry_points
     eps = [ep.value for ep in entry_points(group="pytest11") if ep.name == "pylog"]
     assert eps == ["pylog.pytest_plugin"]
+
+
+def test_fixture_has_fast_group_settings_by_default(kafka_broker):
+    """FAST_GROUP_CONFIG: a group's first rebalance waits 100 ms, not Kafka's 3 s."""
+    from pylog.testing import FAST_GROUP_CONFIG
+    cfg = kafka_broker.broker.config
+    for key, value in FAST_GROUP_CONFIG.items():
+        assert cfg.get(key) == int(value)
+    assert cfg.get("offsets.topic.replication.factor") == 1
+
+
+@pytest.mark.kafka_broker(config={"group.initial.rebalance.delay.ms": "3000"})
+def test_marker_config_wins_over_the_fast_group_settings(kafka_broker):
+    cfg = kafka_broker.broker.config
+    assert cfg.get("group.initial.rebalance.delay.ms") == 3000
+    assert cfg.get("group.min.session.timeout.ms") == 1000
+
+
+def test_a_lone_broker_defaults_to_one_offsets_replica_and_a_cluster_to_kafkas_three():
+    """Kafka's default is 3 (a cluster); a lone broker, as Kafka's shipped
+    config/server.properties for one development broker, gets 1."""
+    import argparse
+
+    from pylog.broker.cli import add_broker_arguments, build_config
+    from pylog.broker.config import BrokerConfig
+    p = argparse.ArgumentParser()
+    add_broker_arguments(p)
+    assert BrokerConfig({}).get("offsets.topic.replication.factor") == 3
+    assert build_config(p.parse_args([]))["offsets.topic.replication.factor"] == "1"
+    zk = build_config(p.parse_args(["--override", "zookeeper.connect=127.0.0.1:1/x"]))
+    assert "offsets.topic.replication.factor" not in zk
+    given = build_config(p.parse_args(["--override", "offsets.topic.replication.factor=2"]))
+    assert given["offsets.topic.replication.factor"] == "2"

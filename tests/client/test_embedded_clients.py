@@ -91,5 +91,6 @@ def test_embedded_idempotent_sequences_survive_reopen(tmp_path):
 
 def test_embedded_unknown_topic_with_auto_creation_off(tmp_path):
     with pylog.Producer(log_dir=str(tmp_path), allow_auto_create_topics=False) as p:
+        h = p.send("nope", b"v")
         with pytest.raises(errors.UnknownTopicOrPartitionError, match="auto creation is off"):
-            p.send("nope", b"v")
+            h.get(10)

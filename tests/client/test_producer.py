@@ -171,11 +171,31 @@ def test_send_many_with_keys_follows_the_partitioner(broker):
     assert all(v == sorted(v) for v in order.values())
 
 
-def test_unknown_topic_with_auto_creation_off_is_a_clear_error():
+def test_unknown_topic_with_auto_creation_off_fails_the_future_with_one_clean_error():
+    """As the Java client: send() returns a failed future (and calls
+    on_delivery) once max_block_ms's metadata wait is over, and the error is
+    the one that says what is wrong, not chained under the producer's
+    internal NeedMetadata."""
+    import traceback
+    seen = []
     with running_broker(config={"auto.create.topics.enable": "false"}) as b:
-        with pylog.Producer(b.bootstrap, max_block_ms=500) as p:
-            with pytest.raises(errors.UnknownTopicOrPartitionError, match="does not exist"):
-                p.send("nope", b"v")
+        for client_side in (True, False):
+            with pylog.Producer(b.bootstrap, max_block_ms=500,
+                                allow_auto_create_topics=client_side) as p:
+                h = p.send("nope", b"v", on_delivery=lambda err, md: seen.append((err, md)))
+                assert h.done()
+                with pytest.raises(errors.UnknownTopicOrPartitionError, match="does not exist") as ei:
+                    h.get(10)
+                assert isinstance(h.exception(), errors.UnknownTopicOrPartitionError)
+                assert ei.value.__cause__ is None and ei.value.__context__ is None
+                text = "".join(traceback.format_exception(ei.value))
+                assert "NeedMetadata" not in text, text
+                # send_many raises it, equally unchained
+                with pytest.raises(errors.UnknownTopicOrPartitionError) as ei:
+                    p.send_many("nope", [b"a"])
+                assert ei.value.__context__ is None
+    assert [type(err) for err, _ in seen] == [errors.UnknownTopicOrPartitionError] * 2
+    assert [md for _, md in seen] == [None, None]
 
 
 def test_auto_creates_topics_when_the_broker_allows(broker):
