@@ -186,8 +186,6 @@ ALLOWLIST = [
     "pylog/cluster/*store*.py",
     "pylog/embedded/store.py",
     "pylog/log/*",
-    "pylog/producer/*",
-    "pylog/cli/*",
 ]
 
 

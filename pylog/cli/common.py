@@ -9,6 +9,7 @@ import sys
 from ..client import Client
 from ..client.errors import error_name
 from ..errors import PylogError
+from ..protocol.error_codes import Errors
 from ..protocol.errors import ProtocolError
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -185,7 +186,7 @@ def run_tool(fn, args) -> int:
         return fn(args) or 0
     except PylogError as e:
         code = getattr(e, "error_code", -1)
-        name = "" if code in (-1, None) or error_name(code) in str(e) else f"{error_name(code)}: "
+        name = "" if code in (Errors.UNKNOWN_SERVER_ERROR, None) or error_name(code) in str(e) else f"{error_name(code)}: "
         print(f"Error: {name}{e}", file=sys.stderr)
         return 1
     except ProtocolError as e:

@@ -36,6 +36,7 @@ import time
 from ..client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from ..client.errors import ConnectionClosedError, check, error_for
 from ..client.records import consumed_records, next_fetch_offset
+from ..protocol.error_codes import Errors
 from .common import (
     RawHelp,
     add_bootstrap,
@@ -75,8 +76,9 @@ FORMATTER_PROPERTIES = {
     "headers.key.separator": ":", "null.literal": "null",
 }
 
-OFFSET_OUT_OF_RANGE = 1
-_REFRESH_CODES = frozenset({3, 5, 6, 74, 75})  # metadata changed under us: look again
+_REFRESH_CODES = frozenset({Errors.UNKNOWN_TOPIC_OR_PARTITION, Errors.LEADER_NOT_AVAILABLE,
+                            Errors.NOT_LEADER_OR_FOLLOWER, Errors.FENCED_LEADER_EPOCH,
+                            Errors.UNKNOWN_LEADER_EPOCH})  # metadata changed under us: look again
 
 
 def add_consume_parser(sub) -> None:
@@ -215,7 +217,7 @@ def _consume(args) -> int:
     with open_client(args) as client:
         all_partitions = client.partitions_for(args.topic)
         if args.partition is not None and args.partition not in all_partitions:
-            raise error_for(3, f"{args.topic} has no partition {args.partition}")
+            raise error_for(Errors.UNKNOWN_TOPIC_OR_PARTITION, f"{args.topic} has no partition {args.partition}")
         partitions = all_partitions if args.partition is None else [args.partition]
         positions = _start_offsets(client, args, partitions)
         # Where an out-of-range position goes: auto.offset.reset, which the
@@ -311,7 +313,7 @@ def _usable(client, args, part, fetched, positions, reset_ts) -> bool:
     recovers from (out of range: reset the position; leadership moved:
     refresh metadata) and raises for the others."""
     code = fetched.error_code
-    if code == OFFSET_OUT_OF_RANGE:
+    if code == Errors.OFFSET_OUT_OF_RANGE:
         new = client.list_offsets(args.topic, part, reset_ts)
         print(f"WARN offset {positions[part]} is out of range for {args.topic}-{part}; "
               f"resetting to offset {new}", file=sys.stderr)

@@ -19,6 +19,7 @@ import sys
 
 from ..client.client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from ..client.errors import check, error_name
+from ..protocol.error_codes import Errors
 from ..protocol.errors import ProtocolError
 from .common import action_parsers, open_client
 
@@ -318,7 +319,7 @@ def _partitions_to_reset(args, client, group) -> list[tuple[str, int]]:
             except ValueError:
                 raise SystemExit(f"Error: bad partition {p!r} in --topic {spec!r}") from None
             if partition not in known:
-                check(3, f"topic {topic!r} has no partition {partition}")
+                check(Errors.UNKNOWN_TOPIC_OR_PARTITION, f"topic {topic!r} has no partition {partition}")
             out.append((topic, partition))
     return sorted(set(out))
 

@@ -32,12 +32,15 @@ from ..client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from ..client.client import fetched_partitions
 from ..client.errors import check
 from ..client.records import batch_headers, whole_batches
+from ..protocol.error_codes import Errors
 from .common import RawHelp, add_bootstrap, apply_client_properties, client_properties, open_client
 
 __all__ = ["add_perf_consume_parser"]
 
 _MB = 1024.0 * 1024.0
-_REFRESH_CODES = frozenset({3, 5, 6, 74, 75})
+_REFRESH_CODES = frozenset({Errors.UNKNOWN_TOPIC_OR_PARTITION, Errors.LEADER_NOT_AVAILABLE,
+                            Errors.NOT_LEADER_OR_FOLLOWER, Errors.FENCED_LEADER_EPOCH,
+                            Errors.UNKNOWN_LEADER_EPOCH})
 HEADER = ("start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, "
           "rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec")
 DETAILED_HEADER = ("time, threadId, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, "
@@ -212,7 +215,7 @@ def _consume_alone(args, progress) -> None:
                 resp = conn.receive()
                 check(resp.error_code, "fetch")
                 for (_topic, p), f in sorted(fetched_partitions(resp).items()):
-                    if f.error_code == 1:  # OFFSET_OUT_OF_RANGE: auto.offset.reset
+                    if f.error_code == Errors.OFFSET_OUT_OF_RANGE:  # auto.offset.reset
                         positions[p] = client.list_offsets(args.topic, p, ts)
                         continue
                     if f.error_code in _REFRESH_CODES:

@@ -33,6 +33,7 @@ from .. import _engine
 from ..client.errors import ConnectionClosedError, error_for
 from ..client.partitioner import partition_for_key
 from ..errors import UnknownTopicOrPartitionError
+from ..protocol.error_codes import Errors
 from .common import (
     RawHelp,
     acks_value,
@@ -227,7 +228,7 @@ def _produce(args) -> int:
                 f"topic {args.topic!r} does not exist and was not created: {_why_not_created(client)}; "
                 f"create it with `pylog topics create --topic {args.topic}`") from None
         if args.partition is not None and args.partition not in partitions:
-            raise error_for(3, f"{args.topic} has no partition {args.partition}")
+            raise error_for(Errors.UNKNOWN_TOPIC_OR_PARTITION, f"{args.topic} has no partition {args.partition}")
         batcher = _Batcher(client, args, partitions)
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=_read_lines, args=(sys.stdin.buffer, lines), daemon=True).start()
@@ -274,7 +275,7 @@ def _send(client, args, partition: int, batch: bytes, count: int) -> bool:
             code, _base = client.produce(args.topic, partition, batch, args.acks,
                                          args.produce_timeout_ms)
         except ConnectionClosedError as e:
-            code, detail = 13, str(e)  # NETWORK_EXCEPTION, as Kafka's producer reports it
+            code, detail = Errors.NETWORK_EXCEPTION, str(e)  # as Kafka's producer reports it
         else:
             detail = None
         if code == 0:

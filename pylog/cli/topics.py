@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+from ..protocol.error_codes import Errors
 from .common import action_parsers, key_value, open_client
 
 __all__ = ["add_topics_parser"]
@@ -65,7 +66,7 @@ def _create(args) -> int:
             client.create_topics(args.topic, args.partitions, args.replication_factor,
                                  dict(args.config))
         except Exception as e:
-            if args.if_not_exists and getattr(e, "error_code", None) == 36:  # TOPIC_ALREADY_EXISTS
+            if args.if_not_exists and getattr(e, "error_code", None) == Errors.TOPIC_ALREADY_EXISTS:
                 return 0
             raise
     print(f"Created topic {args.topic}.")
@@ -126,7 +127,7 @@ def _delete(args) -> int:
         try:
             client.delete_topics([args.topic])
         except Exception as e:
-            if args.if_exists and getattr(e, "error_code", None) == 3:  # UNKNOWN_TOPIC_OR_PARTITION
+            if args.if_exists and getattr(e, "error_code", None) == Errors.UNKNOWN_TOPIC_OR_PARTITION:
                 return 0
             raise
     return 0

@@ -41,13 +41,15 @@ import time
 
 from .. import errors
 from ..client.errors import RETRIABLE, ConnectionClosedError, error_for
+from ..protocol.error_codes import Errors
 
 log = logging.getLogger("pylog.producer")
 
 __all__ = ["Sender"]
 
 # Errors after which the leader may have moved: refresh metadata first.
-_METADATA_ERRORS = frozenset({3, 5, 6})     # UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER
+_METADATA_ERRORS = frozenset({Errors.UNKNOWN_TOPIC_OR_PARTITION, Errors.LEADER_NOT_AVAILABLE,
+                              Errors.NOT_LEADER_OR_FOLLOWER})
 _DUPLICATE_SEQUENCE = 46
 
 

@@ -24,6 +24,7 @@ from .. import errors
 from ..client.client import Client
 from ..client.errors import ConnectionClosedError, error_for
 from ..client.wire import Connection
+from ..protocol.error_codes import Errors
 from ..protocol.messages import InitProducerIdRequest
 from ..protocol.produce import encode_produce_request
 
@@ -77,13 +78,14 @@ class ProducerMetadata:
             try:
                 code, count = self.refresh(topic)
             except ConnectionClosedError as e:
-                code, count, last = -1, None, e
+                code, count, last = Errors.UNKNOWN_SERVER_ERROR, None, e
             else:
                 last = None
             if count:
                 return count
-            if code not in (-1, 3, 5) or time.monotonic() >= deadline:
-                if code == 3:
+            if code not in (Errors.UNKNOWN_SERVER_ERROR, Errors.UNKNOWN_TOPIC_OR_PARTITION,
+                            Errors.LEADER_NOT_AVAILABLE) or time.monotonic() >= deadline:
+                if code == Errors.UNKNOWN_TOPIC_OR_PARTITION:
                     how = ("auto creation is off" if not self._allow_auto_create
                            else "the broker did not create it (auto.create.topics.enable=false?)")
                     raise errors.UnknownTopicOrPartitionError(
@@ -160,7 +162,7 @@ class NetworkTransport:
         for b in batches:
             node, address = self.metadata.leader(b.topic, b.partition)
             if node < 0 or address is None:
-                failed.append((b, error_for(5, f"{b.topic}-{b.partition} has no leader")))
+                failed.append((b, error_for(Errors.LEADER_NOT_AVAILABLE, f"{b.topic}-{b.partition} has no leader")))
                 continue
             by_node.setdefault(node, []).append(b)
             addresses[node] = address
