@@ -44,6 +44,10 @@ PRODUCER_ID_BLOCK = 1000
 REGISTRATION_WAIT_S = 30.0
 FLUSH_CHECK_S = 0.1
 PRODUCER_ID_FILE = "pylog-producer-ids"
+# Kafka retries a controlled shutdown controlled.shutdown.max.retries (3) times,
+# each bounded by its request timeout; a stopping broker spends at most this on
+# all of them, so a controller that is gone or stalled never holds up its exit.
+CONTROLLED_SHUTDOWN_BUDGET_S = 20.0
 
 
 class Broker:
@@ -285,14 +289,17 @@ class Broker:
         no partition left led by this broker (Kafka retries 3 times)."""
         from ..client.wire import Connection
         from ..protocol.messages import ControlledShutdownRequest
+        deadline = time.monotonic() + CONTROLLED_SHUTDOWN_BUDGET_S
         for attempt in range(attempts):
             ctl = self.metadata_cache.controller()
-            if ctl is None:
-                return   # no controller known (alone, or never joined): nothing to hand over
+            remaining = deadline - time.monotonic()
+            if ctl is None or remaining <= 0:
+                return   # no controller known (alone, or never joined), or out of time
             if ctl.id == self.broker_id and self.controller is not None and self.controller.is_active:
                 resp = self.controller.controlled_shutdown(self.broker_id)
             else:
-                with Connection(ctl.host, ctl.port, client_id=f"broker-{self.broker_id}", timeout=30) as c:
+                with Connection(ctl.host, ctl.port, client_id=f"broker-{self.broker_id}",
+                                timeout=remaining) as c:
                     resp = c.request(ControlledShutdownRequest(broker_id=self.broker_id,
                                                                broker_epoch=self.broker_epoch()), api_version=2)
             if resp.error_code == 0 and not resp.remaining_partitions:
@@ -329,14 +336,17 @@ class Broker:
         if self.stopping:
             return
         self.stopping = True
+        if self.replica_manager is not None:
+            # First, before anything that may wait (the controlled shutdown
+            # talks to a controller that may be stopping too, or be gone): a
+            # fetcher left running retried a stopped leader every 200 ms for
+            # as long as that took, and its appends would race the logs' close.
+            await self.replica_manager.stop()
         if self.in_cluster:
             await self._leave_cluster()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.replica_manager is not None:
-            # Fetchers stop appending before the logs close.
-            await self.replica_manager.stop()
         if self.server is not None:
             await self.server.stop()
         if self.groups is not None:
