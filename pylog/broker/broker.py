@@ -25,6 +25,7 @@ import threading
 import time
 
 from .. import _engine
+from ..errors import PylogError
 from ..groups.api import GroupApis
 from ..groups.coordinator import GroupCoordinator
 from ..log.checkpoint import atomic_write
@@ -75,6 +76,7 @@ class Broker:
         self.metadata_store = None    # ZooKeeper, or the embedded controller's LocalMetadataStore
         self.broker_registry = None   # on the embedded controller: the other brokers' registrations
         self.controller_client = None  # on the embedded controller's other brokers: registration, heartbeats
+        self._too_few_warned = 0.0    # monotonic time of the last "too few brokers for an internal topic" warning
 
     @property
     def in_cluster(self) -> bool:
@@ -258,6 +260,64 @@ class Broker:
             leader_imbalance_check_interval_seconds=cfg.get("leader.imbalance.check.interval.seconds"))
         await asyncio.get_running_loop().run_in_executor(None, self.controller.start)
 
+    # ---- topics through the controller ----
+
+    async def create_topic_async(self, name: str, num_partitions: int = -1, replication_factor: int = -1,
+                                 assignment: dict | None = None, configs: dict | None = None,
+                                 validate_only: bool = False) -> tuple[int, str | None]:
+        """In a cluster: ask the active controller to create a topic (the one
+        on this broker directly, on its event thread; another one with
+        CreateTopics on a worker thread, as Kafka's AutoTopicCreationManager
+        forwards it); (error code, message). On the loop."""
+        n = num_partitions if num_partitions != -1 else self.config.get("num.partitions")
+        rf = replication_factor if replication_factor != -1 else self.config.get("default.replication.factor")
+        ctl = self.controller
+        if ctl is not None and ctl.is_active:
+            try:
+                await asyncio.wrap_future(ctl.submit("create_topic", name, n, rf, assignment, configs, validate_only))
+                return 0, None
+            except PylogError as e:
+                return e.error_code, str(e)
+        ep = self.metadata_cache.controller()
+        if ep is None:
+            return NOT_CONTROLLER, "no controller is known"
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, _create_topic_by_wire, ep.host, ep.port, self.broker_id, name, n, rf, configs or {})
+        except Exception as e:  # the controller unreachable: the caller's client asks again
+            log.warning("broker %d: asking controller %d to create %s failed: %s", self.broker_id, ep.id, name, e)
+            return NOT_CONTROLLER, f"the controller cannot be reached: {e}"
+
+    async def ensure_internal_topic(self, name: str) -> int:
+        """In a cluster, the one place internal topics are created (the group
+        coordinator's __consumer_offsets; a Metadata request naming it).
+        Kafka's rule (DefaultAutoTopicCreationManager): with fewer live brokers
+        than offsets.topic.replication.factor nothing is created and the answer
+        is COORDINATOR_NOT_AVAILABLE, which clients retry. 0 once the topic
+        exists or was created, else an error code. On the loop."""
+        if name != OFFSETS_TOPIC:
+            raise ValueError(f"{name} is not an internal topic this broker creates")
+        cfg = self.config
+        n, rf = cfg.get("offsets.topic.num.partitions"), cfg.get("offsets.topic.replication.factor")
+        if name in self.metadata_cache.topics:
+            return 0
+        live = len(self.metadata_cache.brokers)
+        if live < rf:
+            if time.monotonic() - self._too_few_warned > 10:
+                self._too_few_warned = time.monotonic()
+                log.warning("broker %d: %s not created: %d live brokers, offsets.topic.replication.factor=%d",
+                            self.broker_id, name, live, rf)
+            return COORDINATOR_NOT_AVAILABLE
+        code, msg = await self.create_topic_async(name, n, rf, None, self.groups.offsets_topic_configs())
+        if code == TOPIC_ALREADY_EXISTS:
+            return 0
+        if code:
+            log.warning("broker %d: the controller refused to create %s: error %d (%s)", self.broker_id, name,
+                        code, msg)
+        else:
+            log.info("broker %d: %s created (%d partitions, replication factor %d)", self.broker_id, name, n, rf)
+        return code
+
     async def _adopt_cluster_id(self, client):
         while not client.registered.is_set():
             await asyncio.sleep(0.05)
@@ -416,6 +476,28 @@ class Broker:
         async def inner():
             return fn(*args)
         return asyncio.run_coroutine_threadsafe(inner(), self._loop).result(30)
+
+
+def _create_topic_by_wire(host, port, broker_id, name, n, rf, configs) -> tuple[int, str | None]:
+    """CreateTopics for one topic sent to the controller at host:port (on a
+    worker thread); its (error code, message)."""
+    from ..client.wire import Connection
+    from ..protocol.messages import CreateTopicsRequest as Q
+    req = Q(topics=[Q.CreatableTopic(
+        name=name, num_partitions=n, replication_factor=rf, assignments=[],
+        configs=[Q.CreatableTopicConfig(name=k, value=v) for k, v in configs.items()])], timeout_ms=30000)
+    with Connection(host, port, client_id=f"{INTERNAL_CLIENT_ID}-{broker_id}", timeout=30) as c:
+        resp = c.request(req)
+    return resp.topics[0].error_code, resp.topics[0].error_message
+
+
+# The client id a broker uses when it asks the controller for a topic (a name
+# in the controller's logs; it grants nothing).
+INTERNAL_CLIENT_ID = "pylog-broker"
+OFFSETS_TOPIC = "__consumer_offsets"
+NOT_CONTROLLER = 41
+TOPIC_ALREADY_EXISTS = 36
+COORDINATOR_NOT_AVAILABLE = 15
 
 
 def raise_nofile_limit() -> tuple[int, int]:

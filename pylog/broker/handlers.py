@@ -48,6 +48,7 @@ RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
 OFFSETS_TOPIC = "__consumer_offsets"
 METADATA_CHUNK = 2000  # topic names a Metadata request handles between turns of the event loop
 INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, "__transaction_state"})
+TOPIC_ALREADY_EXISTS = 36
 
 
 def _err_message(exc):
@@ -270,43 +271,88 @@ class Handlers:
 
     def _cluster_metadata(self, header, req):
         """Metadata from the MetadataCache (the controller's UpdateMetadata).
-        Topics are not created on demand here: that is the controller's job."""
+        Unknown topics are created through the controller when
+        auto.create.topics.enable allows (Kafka's AutoTopicCreationManager;
+        __consumer_offsets through Broker.ensure_internal_topic): the answer
+        is then LEADER_NOT_AVAILABLE until this broker hears of the topic,
+        and clients ask again."""
         R = m.MetadataResponse
-        cache = self.broker.metadata_cache
+        b = self.broker
+        cache = b.metadata_cache
         version = header.request_api_version
         brokers = [R.MetadataResponseBroker(e.id, e.host, e.port, e.rack)
                    for _id, e in sorted(cache.brokers.items())]
         if not brokers:
-            b = self.broker
             brokers = [R.MetadataResponseBroker(b.broker_id, b.advertised_host, b.advertised_port,
                                                 b.config.get("broker.rack"))]
         if req.topics is None or (version == 0 and not req.topics):
             names = sorted(cache.topics)
         else:
             names = [t.name for t in req.topics]
-        topics = []
+        auto = b.config.get("auto.create.topics.enable") and (version < 4 or req.allow_auto_topic_creation)
+        answers = {}      # name -> error code, for names not in the cache
+        to_create = []    # (name, internal) to create, in order
         for name in names:
-            parts_state = cache.topics.get(name)
-            if parts_state is None:
-                try:
-                    validate_topic_name(name)
-                    code = 3  # UNKNOWN_TOPIC_OR_PARTITION
-                except PylogError as e:
-                    code = code_for(e)
-                topics.append(R.MetadataResponseTopic(error_code=code, name=name))
+            if name in cache.topics or name in answers:
                 continue
-            parts = []
-            for i, st in sorted(parts_state.items()):
-                # LEADER_NOT_AVAILABLE while the leader is not a live broker.
-                code = 0 if st.leader in cache.brokers else 5
-                parts.append(R.MetadataResponsePartition(
-                    error_code=code, partition_index=i, leader_id=st.leader, leader_epoch=st.leader_epoch,
-                    replica_nodes=list(st.replicas), isr_nodes=list(st.isr),
-                    offline_replicas=list(st.offline_replicas)))
-            topics.append(R.MetadataResponseTopic(error_code=0, name=name, topic_id=cache.topic_id(name),
-                                                  is_internal=name in INTERNAL_TOPICS, partitions=parts))
-        return R(throttle_time_ms=0, brokers=brokers, cluster_id=self.logs.cluster_id,
-                 controller_id=cache.controller_id, topics=topics)
+            try:
+                validate_topic_name(name)
+            except PylogError as e:
+                answers[name] = code_for(e)
+                continue
+            if not auto:
+                answers[name] = 3  # UNKNOWN_TOPIC_OR_PARTITION
+            elif name in INTERNAL_TOPICS and name != OFFSETS_TOPIC:
+                answers[name] = InvalidRequestError.error_code   # not created on demand
+            else:
+                to_create.append(name)
+
+        def answer():
+            topics = []
+            for name in names:
+                parts_state = cache.topics.get(name)
+                if parts_state is None:
+                    # Created, or being created: LEADER_NOT_AVAILABLE (5) until
+                    # this broker hears of it; else the error found for it.
+                    topics.append(R.MetadataResponseTopic(error_code=answers.get(name, 5) or 5, name=name,
+                                                          is_internal=name in INTERNAL_TOPICS))
+                    continue
+                parts = []
+                for i, st in sorted(parts_state.items()):
+                    # LEADER_NOT_AVAILABLE while the leader is not a live broker.
+                    code = 0 if st.leader in cache.brokers else 5
+                    parts.append(R.MetadataResponsePartition(
+                        error_code=code, partition_index=i, leader_id=st.leader, leader_epoch=st.leader_epoch,
+                        replica_nodes=list(st.replicas), isr_nodes=list(st.isr),
+                        offline_replicas=list(st.offline_replicas)))
+                topics.append(R.MetadataResponseTopic(error_code=0, name=name, topic_id=cache.topic_id(name),
+                                                      is_internal=name in INTERNAL_TOPICS, partitions=parts))
+            return R(throttle_time_ms=0, brokers=brokers, cluster_id=self.logs.cluster_id,
+                     controller_id=cache.controller_id, topics=topics)
+        if not to_create:
+            return answer()
+
+        async def create_then_answer():
+            # Kafka sends the names to its controller as one CreateTopics,
+            # refused as a whole past its partition limit.
+            if len(to_create) * max(b.config.get("num.partitions"), 1) > MAX_PARTITIONS_PER_BATCH:
+                log.warning("not creating %d topics on demand: more than %d partitions in one request",
+                            len(to_create), MAX_PARTITIONS_PER_BATCH)
+                for name in to_create:
+                    answers[name] = PolicyViolationError.error_code
+                return answer()
+            for name in to_create:
+                if name == OFFSETS_TOPIC:
+                    code = await b.ensure_internal_topic(name)
+                else:
+                    code, _msg = await b.create_topic_async(name)
+                    if code == TOPIC_ALREADY_EXISTS:
+                        code = 0   # created for another request meanwhile
+                    elif code == 41:
+                        code = 5   # no controller reachable yet: LEADER_NOT_AVAILABLE, retried
+                answers[name] = code
+            return answer()
+        return _to_the_end(create_then_answer())
 
     # ---- LeaderAndIsr (4) / UpdateMetadata (6) / StopReplica (5): from the controller ----
     # Served only by a broker of a cluster (a lone broker has no controller:
@@ -830,8 +876,6 @@ class Handlers:
                                      f"{cfg.get('offsets.topic.replication.factor')}")
                 elif t.name in INTERNAL_TOPICS and t.name != OFFSETS_TOPIC:
                     code, msg = 42, f"{t.name} is an internal topic: the broker creates it"
-                elif req.validate_only:
-                    code, msg = 0, None
                 else:
                     n = t.num_partitions if t.num_partitions != -1 else cfg.get("num.partitions")
                     rf = t.replication_factor if t.replication_factor != -1 else cfg.get("default.replication.factor")
@@ -842,7 +886,8 @@ class Handlers:
                     configs = {c.name: c.value for c in t.configs}
                     if t.name == OFFSETS_TOPIC:
                         configs = self.broker.groups.offsets_topic_configs()
-                    code, msg = await self._by_controller(ctl, "create_topic", t.name, n, rf, assignment, configs)
+                    code, msg = await self._by_controller(ctl, "create_topic", t.name, n, rf, assignment, configs,
+                                                          req.validate_only)
                 results.append(R.CreatableTopicResult(name=t.name, error_code=code, error_message=msg))
             return R(throttle_time_ms=0, topics=results)
         return run()
@@ -964,10 +1009,9 @@ class Handlers:
                     code, msg = 41, "this broker is not the controller"
                 elif t.name in INTERNAL_TOPICS:
                     code, msg = 42, f"{t.name} is an internal topic: its partition count is fixed"
-                elif req.validate_only:
-                    code, msg = 0, None
                 else:
-                    code, msg = await self._by_controller(ctl, "create_partitions", t.name, t.count, None)
+                    code, msg = await self._by_controller(ctl, "create_partitions", t.name, t.count, None,
+                                                          req.validate_only)
                 out.append(R.CreatePartitionsTopicResult(name=t.name, error_code=code, error_message=msg))
             return R(throttle_time_ms=0, results=out)
         return run()

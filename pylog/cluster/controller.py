@@ -52,6 +52,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 
+from ..broker.config import validate_topic_configs, validate_topic_name
 from ..errors import (
     InvalidPartitionsError,
     InvalidReplicaAssignmentError,
@@ -410,13 +411,14 @@ class Controller:
 
     def create_topic(self, name: str, num_partitions: int, replication_factor: int,
                      replica_assignment: Mapping[int, list[int]] | None = None,
-                     configs: Mapping[str, str] | None = None) -> TopicAssignment:
+                     configs: Mapping[str, str] | None = None, validate_only: bool = False) -> TopicAssignment:
         return self._call(self._create_topic, name, num_partitions, replication_factor,
-                          replica_assignment, configs)
+                          replica_assignment, configs, validate_only)
 
     def create_partitions(self, name: str, total_count: int,
-                          replica_assignment: Mapping[int, list[int]] | None = None) -> TopicAssignment:
-        return self._call(self._create_partitions, name, total_count, replica_assignment)
+                          replica_assignment: Mapping[int, list[int]] | None = None,
+                          validate_only: bool = False) -> TopicAssignment:
+        return self._call(self._create_partitions, name, total_count, replica_assignment, validate_only)
 
     def delete_topic(self, name: str) -> None:
         return self._call(self._delete_topic, name)
@@ -727,19 +729,32 @@ class Controller:
             if len(set(replicas)) != len(replicas):
                 raise InvalidReplicaAssignmentError(f"duplicate replicas in {replicas}")
 
-    def _create_topic(self, name, num_partitions, replication_factor, replica_assignment, configs):
+    def _create_topic(self, name, num_partitions, replication_factor, replica_assignment, configs,
+                      validate_only=False):
+        """Kafka's checks, in its order (an illegal name, an existing topic, the
+        counts, the assignment, the configs), then the topic; validate_only:
+        the checks alone."""
         epoch = self._require_active()
+        validate_topic_name(name)
         if name in self._topics or name in self.store.topics():
             raise TopicAlreadyExistsError(f"Topic '{name}' already exists.")
         if replica_assignment:
             assignment = {int(p): [int(b) for b in r] for p, r in replica_assignment.items()}
             self._check_manual_assignment(assignment, 0, len(assignment))
         else:
+            if num_partitions <= 0:
+                raise InvalidPartitionsError(f"number of partitions must be larger than 0, not {num_partitions}")
+            if replication_factor <= 0:
+                raise InvalidReplicationFactorError(
+                    f"replication factor must be larger than 0, not {replication_factor}")
             assignment = assign_replicas(self._live_broker_list(), num_partitions, replication_factor)
+        configs = {k: v for k, v in validate_topic_configs(dict(configs or {})).items() if v is not None}
+        if validate_only:
+            return None
         topic = TopicAssignment(name=name, topic_id=uuid.uuid4(), partitions=assignment)
-        self.store.create_topic(topic, dict(configs or {}))
+        self.store.create_topic(topic, configs)
         self._topics[name] = topic
-        self._configs[name] = dict(configs or {})
+        self._configs[name] = configs
         created = {}
         for p in sorted(assignment):
             state = self._initialize_partition((name, p))
@@ -750,7 +765,7 @@ class Controller:
         self._send_update_metadata(self._live, created)
         return topic
 
-    def _create_partitions(self, name, total_count, replica_assignment):
+    def _create_partitions(self, name, total_count, replica_assignment, validate_only=False):
         self._require_active()
         topic = self._topics.get(name)
         if topic is None:
@@ -774,6 +789,8 @@ class Controller:
             start_index = next((i for i, b in enumerate(ids) if b >= topic.partitions[0][0]), 0)
             added = assign_replicas(brokers, total_count - existing, rf, start_partition=existing,
                                     fixed_start_index=start_index)
+        if validate_only:
+            return None
         new_topic = TopicAssignment(name=name, topic_id=topic.topic_id, partitions={**topic.partitions, **added},
                                     adding=topic.adding, removing=topic.removing)
         self.store.set_assignment(new_topic)

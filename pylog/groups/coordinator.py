@@ -201,7 +201,6 @@ class GroupCoordinator:
         self.commit_timeout_ms = c.get("offsets.commit.timeout.ms")
         self.owned: set[int] = set()    # offsets partitions led here and loaded
         self._creating = None           # the offsets topic creation in flight (a task)
-        self._too_few_warned = 0.0      # monotonic time of the last "too few brokers" warning
 
     # ---- start-up: replay __consumer_offsets ----
 
@@ -336,43 +335,9 @@ class GroupCoordinator:
     def _request_offsets_topic(self):
         if self._creating is not None and not self._creating.done():
             return
-        live = len(self.broker.metadata_cache.brokers)
-        if live < self.replication_factor:
-            # As Kafka: no topic with fewer replicas than asked; clients retry.
-            if time.monotonic() - self._too_few_warned < 10:
-                return
-            self._too_few_warned = time.monotonic()
-            log.warning("broker %d: %s not created: %d live brokers, offsets.topic.replication.factor=%d",
-                        self.broker.broker_id, ot.TOPIC, live, self.replication_factor)
-            return
-        self._creating = asyncio.ensure_future(self._create_offsets_topic())
-
-    async def _create_offsets_topic(self):
-        """Ask the active controller to create the topic: the one on this
-        broker directly, another one with CreateTopics on a worker thread."""
-        n, rf, configs = self.num_partitions, self.replication_factor, self.offsets_topic_configs()
-        ctl = self.broker.controller
-        try:
-            if ctl is not None and ctl.is_active:
-                await asyncio.wrap_future(ctl.submit("create_topic", ot.TOPIC, n, rf, None, configs))
-                code = NONE
-            else:
-                ep = self.broker.metadata_cache.controller()
-                if ep is None:
-                    return
-                code = await asyncio.get_running_loop().run_in_executor(
-                    None, _create_topic_by_wire, ep.host, ep.port, self.broker.broker_id, n, rf, configs)
-        except PylogError as e:
-            code = e.error_code
-        except Exception as e:  # a connection failure: the next FindCoordinator asks again
-            log.warning("broker %d: creating %s failed: %s", self.broker.broker_id, ot.TOPIC, e)
-            return
-        if code in (NONE, TOPIC_ALREADY_EXISTS):
-            log.info("broker %d: %s created (%d partitions, replication factor %d)%s", self.broker.broker_id,
-                     ot.TOPIC, n, rf, " by another broker" if code else "")
-        else:
-            log.warning("broker %d: the controller refused to create %s: error %d", self.broker.broker_id,
-                        ot.TOPIC, code)
+        # The broker's one place for internal topics (Kafka's rule on too few
+        # live brokers included); clients retry FindCoordinator meanwhile.
+        self._creating = asyncio.ensure_future(self.broker.ensure_internal_topic(ot.TOPIC))
 
     def _restore_group(self, group_id, v: GroupMetadataValue):
         g = self._group(group_id, create=True)
@@ -990,21 +955,3 @@ def _store_error(code: int) -> int:
     if code in (4, 10, 18):                       # INVALID_FETCH_SIZE, MESSAGE/RECORD_LIST_TOO_LARGE
         return 28                                 # INVALID_COMMIT_OFFSET_SIZE
     return COORDINATOR_NOT_AVAILABLE
-
-
-def _create_topic_by_wire(host, port, broker_id, n, rf, configs) -> int:
-    """CreateTopics for the offsets topic sent to the controller at host:port
-    (on a worker thread); its error code."""
-    from ..client.wire import Connection
-    from ..protocol.messages import CreateTopicsRequest as Q
-    req = Q(topics=[Q.CreatableTopic(
-        name=ot.TOPIC, num_partitions=n, replication_factor=rf, assignments=[],
-        configs=[Q.CreatableTopicConfig(name=k, value=v) for k, v in configs.items()])], timeout_ms=30000)
-    with Connection(host, port, client_id=f"{INTERNAL_CLIENT_ID}-{broker_id}", timeout=30) as c:
-        resp = c.request(req)
-    return resp.topics[0].error_code
-
-
-# The client id a broker's coordinator uses to ask the controller for the
-# offsets topic (a name in the controller's logs; it grants nothing).
-INTERNAL_CLIENT_ID = "pylog-group-coordinator"
