@@ -88,6 +88,7 @@ __all__ = [
     "LEADER_DURING_DELETE",
     "BrokerChannel",
     "WireBrokerChannel",
+    "InProcessBrokerChannel",
     "Controller",
     "NotControllerError",
 ]
@@ -261,6 +262,94 @@ class WireBrokerChannel(BrokerChannel):
             conns, self._conns = list(self._conns.values()), {}
         for conn in conns:   # also ends a send still blocked on a silent broker
             conn.close()
+
+
+class InProcessBrokerChannel(BrokerChannel):
+    """Reaches the broker in this very process without a socket (Kafka's KRaft
+    combined mode): requests for ``broker_id`` are handed to ``apply`` (a
+    coroutine function taking the request) on that broker's event loop, one
+    at a time in the order posted, as a broker's connection would serve them.
+    The requests carry the broker epoch (Controller._send fills it), so the
+    broker admits them exactly as it admits one from the wire. Requests for
+    other brokers go to ``others`` (a WireBrokerChannel), or are dropped when
+    there is none (a one-node cluster).
+
+    Threads: post, send, update_brokers and close may be called from any
+    thread (the controller's event thread); start, drain and stop run on the
+    broker's loop, and so does every apply."""
+
+    def __init__(self, broker_id: int, loop, apply, others: BrokerChannel | None = None):
+        import asyncio
+        self.broker_id = broker_id
+        self._loop = loop
+        self._apply = apply
+        self._others = others
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._task = None
+        self._closed = False
+
+    def start(self) -> None:
+        import asyncio
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        import asyncio
+        while True:
+            request = await self._queue.get()
+            try:
+                resp = await self._apply(request)
+                if getattr(resp, "error_code", 0):
+                    log.warning("controller: broker %s answered %s with error %s", self.broker_id,
+                                type(request).__name__, resp.error_code)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the next request is still applied
+                log.exception("controller: applying %s on broker %s failed", type(request).__name__, self.broker_id)
+            finally:
+                self._queue.task_done()
+
+    async def drain(self) -> None:
+        """Wait until everything posted so far was applied."""
+        await self._queue.join()
+
+    async def stop(self) -> None:
+        import asyncio
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def send(self, broker_id: int, request, api_version: int):
+        import asyncio
+        if broker_id != self.broker_id:
+            if self._others is None:
+                raise ConnectionError(f"broker {broker_id} is not reachable from a one-node cluster")
+            return self._others.send(broker_id, request, api_version)
+        return asyncio.run_coroutine_threadsafe(self._apply(request), self._loop).result(30)
+
+    def post(self, broker_id: int, request, api_version: int) -> None:
+        if broker_id != self.broker_id:
+            if self._others is not None:
+                self._others.post(broker_id, request, api_version)
+            else:
+                log.warning("controller: %s to broker %s dropped: not in this one-node cluster",
+                            type(request).__name__, broker_id)
+            return
+        if self._closed:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, request)
+        except RuntimeError:   # the loop is closed: the broker is gone
+            pass
+
+    def update_brokers(self, live: Mapping[int, BrokerInfo]) -> None:
+        if self._others is not None:
+            self._others.update_brokers({b: i for b, i in live.items() if b != self.broker_id})
+
+    def close(self) -> None:
+        self._closed = True
+        if self._others is not None:
+            self._others.close()
 
 
 class _BrokerSender:
@@ -728,6 +817,10 @@ class Controller:
         for replicas in assignment.values():
             if len(set(replicas)) != len(replicas):
                 raise InvalidReplicaAssignmentError(f"duplicate replicas in {replicas}")
+            unknown = [b for b in replicas if b not in self._live]
+            if unknown:
+                # KRaft's ReplicationControlManager: only registered brokers.
+                raise InvalidReplicaAssignmentError(f"replicas {replicas}: brokers {unknown} are not registered")
 
     def _create_topic(self, name, num_partitions, replication_factor, replica_assignment, configs,
                       validate_only=False):
@@ -1193,12 +1286,19 @@ class Controller:
         req = UpdateMetadataRequest(
             controller_id=self.broker_id, controller_epoch=epoch, broker_epoch=-1,
             topic_states=[UpdateMetadataRequest.UpdateMetadataTopicState(
-                topic_name=t, partition_states=ps, _unknown_tagged_fields=self._configs_field(t))
+                topic_name=t, topic_id=self._topic_id(t), partition_states=ps,
+                _unknown_tagged_fields=self._configs_field(t))
                 for t, ps in by_topic.items()],
             live_brokers=live_brokers)
         for b in sorted(brokers):
             self._send(b, req, UPDATE_METADATA_VERSION)
 
+
+    def _topic_id(self, topic: str) -> uuid.UUID:
+        # Carried by UpdateMetadata v7+; the version sent on the wire (v6)
+        # leaves it out, a broker reached in-process gets it.
+        t = self._topics.get(topic)
+        return t.topic_id if t is not None else uuid.UUID(int=0)
 
     def _configs_field(self, topic: str):
         configs = self._configs.get(topic)

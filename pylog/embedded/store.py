@@ -107,7 +107,7 @@ class LocalStore:
                 props["broker.id"] = stored_id
             self.config = BrokerConfig(props)
             self.data_dir = path
-            self.log_manager = LogManager(self.config, path)
+            self.log_manager = LogManager(self.config, path, standalone=True)
             self.log_manager.open()
             # The coordinator needs only .config and .log_manager of its broker.
             self._groups = GroupCoordinator(self)
