@@ -15,7 +15,11 @@ controller request and never decreases; a partition is led here exactly when
 the last accepted LeaderAndIsr for it named this broker, and is then in no
 fetcher.
 
-Not thread-safe: runs on the broker's event loop only.
+Threads: not thread-safe; runs on the broker's event loop only, whether
+the controller's requests come over the wire or from the Controller in this
+process (InProcessBrokerChannel hands them to the loop). The logs of new
+replicas are opened on the LogManager's file thread (create_replicas), which
+touches nothing of this class.
 """
 from __future__ import annotations
 
