@@ -1,18 +1,25 @@
 """The broker: configuration, the LogManager, the request handlers, the server
 and the background tasks, started and stopped together.
 
-A single broker is its own controller (the embedded controller: topic
-creation, deletion and partition changes are decided by the LogManager on
-this broker, and Metadata names this broker as controller_id). In a cluster
-the controller drives the broker with LeaderAndIsr / UpdateMetadata /
-StopReplica: the ReplicaManager (replication.py) applies them, and Metadata
-answers come from the MetadataCache once an UpdateMetadata arrived.
+Every broker is part of a cluster with one control plane: topics are
+created, deleted, altered and reassigned by a Controller (pylog/cluster/
+controller.py), which drives the brokers with LeaderAndIsr / UpdateMetadata /
+StopReplica; the ReplicaManager (replication.py) applies them and Metadata is
+answered from the MetadataCache. A broker started with neither
+zookeeper.connect nor pylog.controller.id is a one-node cluster (Kafka's KRaft
+combined mode): it keeps the metadata in <data dir>/pylog-cluster like the
+embedded controller, runs the Controller in this process, and the controller
+reaches this broker without a socket (InProcessBrokerChannel). Such a broker
+neither serves nor advertises the inter-broker APIs on its listener.
 
 Use `await Broker(config).start()` inside a running loop, `Broker.run()` for a
 process (SIGTERM / Ctrl-C stop it cleanly), or `start_in_thread()` for an
 in-process broker on its own loop thread (tests, pylog.testing).
 
-Everything except start_in_thread/stop_in_thread runs on the broker's loop.
+Threads: everything except start_in_thread/stop_in_thread/call/create_topic
+runs on the broker's loop; those four may be called from any other thread.
+Controller work (store writes that fsync) runs on the controller's event
+thread or a worker thread, never on the loop.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ import threading
 import time
 
 from .. import _engine
+from ..errors import PylogError
 from ..groups.api import GroupApis
 from ..groups.coordinator import GroupCoordinator
 from ..log.checkpoint import atomic_write
@@ -45,6 +53,12 @@ PRODUCER_ID_BLOCK = 1000
 REGISTRATION_WAIT_S = 30.0
 FLUSH_CHECK_S = 0.1
 PRODUCER_ID_FILE = "pylog-producer-ids"
+# Where a one-node cluster (and the embedded controller) keeps the metadata.
+CLUSTER_DIR = "pylog-cluster"
+# Kafka's ZooKeeper-era default for controlled.shutdown.max.retries is 3, each
+# bounded by the request timeout; a stopping broker spends at most this on it,
+# so a controller that is gone or stalled never holds up its exit for long.
+CONTROLLED_SHUTDOWN_BUDGET_S = 20.0
 
 
 class Broker:
@@ -72,12 +86,19 @@ class Broker:
         self.metadata_store = None    # ZooKeeper, or the embedded controller's LocalMetadataStore
         self.broker_registry = None   # on the embedded controller: the other brokers' registrations
         self.controller_client = None  # on the embedded controller's other brokers: registration, heartbeats
+        self.local_channel = None     # how this broker's own Controller reaches it (InProcessBrokerChannel)
+        self._too_few_warned = 0.0    # monotonic time of the last "too few brokers" warning
+
+    # Every broker is in a cluster (a lone one is a one-node cluster): topics,
+    # leaders and replicas are the controller's. Kept as an attribute for the
+    # group coordinator, which reads it.
+    in_cluster = True
 
     @property
-    def in_cluster(self) -> bool:
-        """Part of a cluster (ZooKeeper or the embedded controller): topics,
-        leaders and replicas are the controller's, not this broker's own."""
-        return bool(self.config.get("zookeeper.connect")) or self.config.get("pylog.controller.id") is not None
+    def lone(self) -> bool:
+        """A one-node cluster whose controller runs in this process (neither
+        zookeeper.connect nor pylog.controller.id set)."""
+        return not self.config.get("zookeeper.connect") and self.config.get("pylog.controller.id") is None
 
     def broker_epoch(self) -> int:
         """This broker's current epoch (KIP-380), -1 while not registered: the
@@ -148,11 +169,12 @@ class Broker:
         self.groups = GroupCoordinator(self.config, self.coordinator_writer)
         self.handlers.table.update(GroupApis(self.groups).table())
         self.handlers.table.update(ControllerApis(self).table())
-        if not self.in_cluster:
-            # No controller drives a lone broker: like a listener that does not
-            # enable them in Kafka, it neither advertises these nor answers
-            # them (the connection is closed), so no client can delete its
-            # logs, rewrite its metadata or move its leadership.
+        if self.lone:
+            # A lone broker's controller reaches it in-process only: like a
+            # listener that does not enable them in Kafka, its listener neither
+            # advertises these nor answers them (the connection is closed), so
+            # no client can delete its logs, rewrite its metadata or move its
+            # leadership.
             for key in av.INTER_BROKER_APIS:
                 self.handlers.table.pop(key, None)
         self.groups.start()
@@ -169,6 +191,8 @@ class Broker:
             await self._join_cluster()
         elif self.config.get("pylog.controller.id") is not None:
             await self._join_embedded_cluster()
+        else:
+            await self._join_as_one_node_cluster()
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         self._tasks.append(asyncio.ensure_future(self._flusher()))
         log.info("broker %d listening on %s:%d (advertised %s) with data in %s, started in %.0f ms",
@@ -235,6 +259,34 @@ class Broker:
         self.broker_registry = BrokerRegistry(store.path, cfg.get("broker.session.timeout.ms")).start()
         await self._start_controller(store)
 
+    async def _join_as_one_node_cluster(self):
+        """A lone broker: the embedded controller's metadata store in its own
+        data dir, this broker registered in it, and the Controller running
+        here. Topics this data dir holds that the store does not know (a data
+        dir written before the store existed: pylog-topics.json, partition
+        directories written by pylog's embedded producer) are adopted into it
+        first (pylog/cluster/migration.py). Start-up waits until the
+        controller has made this broker the leader of every partition, so the
+        first request after start is served as before a restart."""
+        from ..cluster.local_store import LocalMetadataStore
+        from ..cluster.metadata_store import BrokerInfo
+        from ..cluster.migration import adopt_local_data
+        loop = asyncio.get_running_loop()
+        path = os.path.join(self.data_dir, CLUSTER_DIR)
+        store = await loop.run_in_executor(None, LocalMetadataStore, path)
+        local = self.log_manager.local_topics()
+        try:
+            await loop.run_in_executor(None, adopt_local_data, store, local, self.broker_id,
+                                       self.log_manager.cluster_id, os.path.join(self.data_dir, PRODUCER_ID_FILE))
+        except BaseException:
+            await loop.run_in_executor(None, store.close)
+            raise
+        info = BrokerInfo(self.broker_id, self.advertised_host, self.advertised_port, self.config.get("broker.rack"))
+        await self._register_in(store, info)
+        await self._start_controller(store)
+        await loop.run_in_executor(None, self.controller.sync)
+        await self.local_channel.drain()
+
     async def _register_in(self, store, info):
         """Join the cluster through its metadata store: its cluster id (not the
         one this data directory got when it first ran alone), this broker's
@@ -243,18 +295,122 @@ class Broker:
         self.metadata_store = store
         self.log_manager.cluster_id = await loop.run_in_executor(None, store.cluster_id)
         await loop.run_in_executor(None, store.register_broker, info)
-        self._pid_blocks = lambda n: (store.next_producer_id_block(n), n)
+        self._pid_blocks = lambda n: (self._claim_producer_ids(store, n), n)
         self._pid_limit = 0
 
+    def _claim_producer_ids(self, store, n: int) -> int:
+        """A block from the cluster (on a worker thread). On a lone broker the
+        data dir's pylog-producer-ids is moved past it too: pylog's embedded
+        store, which may open this directory later, hands out ids from that
+        file and must never repeat one the broker gave."""
+        start = store.next_producer_id_block(n)
+        if self.lone:
+            atomic_write(os.path.join(self.data_dir, PRODUCER_ID_FILE), str(start + n).encode())
+        return start
+
     async def _start_controller(self, store):
-        from ..cluster.controller import Controller, WireBrokerChannel
+        from ..cluster.controller import Controller, InProcessBrokerChannel, WireBrokerChannel
         cfg = self.config
+        # This broker is reached in-process; the others (none when lone) over the wire.
+        self.local_channel = InProcessBrokerChannel(self.broker_id, asyncio.get_running_loop(),
+                                                    self._apply_from_controller,
+                                                    None if self.lone else WireBrokerChannel())
+        self.local_channel.start()
         self.controller = Controller(
-            self.broker_id, store, WireBrokerChannel(),
+            self.broker_id, store, self.local_channel,
             unclean_leader_election_enable=cfg.get("unclean.leader.election.enable"),
-            auto_leader_rebalance_enable=cfg.get("auto.leader.rebalance.enable"),
+            # One broker leads everything already: no imbalance to check for.
+            auto_leader_rebalance_enable=cfg.get("auto.leader.rebalance.enable") and not self.lone,
             leader_imbalance_check_interval_seconds=cfg.get("leader.imbalance.check.interval.seconds"))
         await asyncio.get_running_loop().run_in_executor(None, self.controller.start)
+
+    async def _apply_from_controller(self, req):
+        """A controller request from this process's own Controller (on the
+        loop): the same handler, admission (broker and controller epochs,
+        KIP-380) included, as one that came over the wire."""
+        from ..protocol import messages as m
+        h = self.handlers
+        fn = {m.LeaderAndIsrRequest: h.leader_and_isr, m.UpdateMetadataRequest: h.update_metadata,
+              m.StopReplicaRequest: h.stop_replica}[type(req)]
+        resp = fn(None, req)
+        if asyncio.iscoroutine(resp):
+            resp = await resp
+        return resp
+
+    # ---- topics through the controller (the only way topics change) ----
+
+    async def create_topic_async(self, name: str, num_partitions: int = -1, replication_factor: int = -1,
+                                 assignment: dict | None = None, configs: dict | None = None,
+                                 validate_only: bool = False) -> tuple[int, str | None]:
+        """Ask the active controller to create a topic (the one in this process
+        directly, another one with CreateTopics on a worker thread); (error
+        code, message). Once created by this process's controller, this
+        broker has applied the new state before the answer."""
+        n = num_partitions if num_partitions != -1 else self.config.get("num.partitions")
+        rf = replication_factor if replication_factor != -1 else self.config.get("default.replication.factor")
+        ctl = self.controller
+        if ctl is not None and ctl.is_active:
+            try:
+                await asyncio.wrap_future(ctl.submit("create_topic", name, n, rf, assignment, configs, validate_only))
+                code, msg = 0, None
+            except PylogError as e:
+                code, msg = e.error_code, str(e)
+            await self.settled()
+            return code, msg
+        ep = self.metadata_cache.controller()
+        if ep is None:
+            return NOT_CONTROLLER, "no controller is known"
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, _create_topic_by_wire, ep.host, ep.port, self.broker_id, name, n, rf, configs or {})
+        except Exception as e:  # the controller unreachable: the caller's client asks again
+            log.warning("broker %d: asking controller %d to create %s failed: %s", self.broker_id, ep.id, name, e)
+            return NOT_CONTROLLER, f"the controller cannot be reached: {e}"
+
+    async def settled(self):
+        """Wait until every request this process's own controller has sent to
+        this broker so far was applied (nothing to wait for otherwise)."""
+        if self.local_channel is not None:
+            await self.local_channel.drain()
+
+    def create_topic(self, name: str, num_partitions: int = -1, replication_factor: int = -1,
+                     configs: dict | None = None) -> None:
+        """create_topic_async from another thread (tests, tools); raises the
+        error the controller answered with."""
+        code, msg = asyncio.run_coroutine_threadsafe(
+            self.create_topic_async(name, num_partitions, replication_factor, None, configs), self._loop).result(60)
+        if code:
+            raise PylogError(f"creating topic {name} failed with error {code}: {msg}")
+
+    async def ensure_internal_topic(self, name: str) -> int:
+        """The one place internal topics are created (the group coordinator's
+        __consumer_offsets; Metadata asking for it). Kafka's rule
+        (DefaultAutoTopicCreationManager): with fewer live brokers than the
+        topic's replication factor nothing is created and the answer is
+        COORDINATOR_NOT_AVAILABLE, which clients retry. Returns 0 once the
+        topic exists (or was created), else an error code."""
+        if name != OFFSETS_TOPIC:
+            raise ValueError(f"{name} is not an internal topic this broker creates")
+        cfg = self.config
+        n, rf = cfg.get("offsets.topic.num.partitions"), cfg.get("offsets.topic.replication.factor")
+        if name in self.metadata_cache.topics:
+            return 0
+        live = len(self.metadata_cache.brokers)
+        if live < rf:
+            if time.monotonic() - self._too_few_warned > 10:
+                self._too_few_warned = time.monotonic()
+                log.warning("broker %d: %s not created: %d live brokers, offsets.topic.replication.factor=%d",
+                            self.broker_id, name, live, rf)
+            return COORDINATOR_NOT_AVAILABLE
+        code, msg = await self.create_topic_async(name, n, rf, None, self.groups.offsets_topic_configs())
+        if code == TOPIC_ALREADY_EXISTS:
+            return 0
+        if code:
+            log.warning("broker %d: the controller refused to create %s: error %d (%s)", self.broker_id, name,
+                        code, msg)
+        else:
+            log.info("broker %d: %s created (%d partitions, replication factor %d)", self.broker_id, name, n, rf)
+        return code
 
     async def _adopt_cluster_id(self, client):
         while not client.registered.is_set():
@@ -266,9 +422,9 @@ class Broker:
         """Controlled shutdown (leadership moved off this broker first, so
         clients see a new leader at once instead of after a session timeout),
         then stop the controller and close the ZooKeeper session, which
-        removes the registration."""
+        removes the registration. A lone broker has nobody to hand over to."""
         loop = asyncio.get_running_loop()
-        if self.config.get("controlled.shutdown.enable"):
+        if self.config.get("controlled.shutdown.enable") and not self.lone:
             try:
                 await loop.run_in_executor(None, self._controlled_shutdown)
             except Exception as e:  # the shutdown goes on: the controller will notice the session end
@@ -287,14 +443,17 @@ class Broker:
         no partition left led by this broker (Kafka retries 3 times)."""
         from ..client.wire import Connection
         from ..protocol.messages import ControlledShutdownRequest
+        deadline = time.monotonic() + CONTROLLED_SHUTDOWN_BUDGET_S
         for attempt in range(attempts):
             ctl = self.metadata_cache.controller()
-            if ctl is None:
-                return   # no controller known (alone, or never joined): nothing to hand over
+            remaining = deadline - time.monotonic()
+            if ctl is None or remaining <= 0:
+                return   # no controller known (never joined), or out of time: nothing more to hand over
             if ctl.id == self.broker_id and self.controller is not None and self.controller.is_active:
                 resp = self.controller.controlled_shutdown(self.broker_id)
             else:
-                with Connection(ctl.host, ctl.port, client_id=f"broker-{self.broker_id}", timeout=30) as c:
+                with Connection(ctl.host, ctl.port, client_id=f"broker-{self.broker_id}",
+                                timeout=remaining) as c:
                     resp = c.request(ControlledShutdownRequest(broker_id=self.broker_id,
                                                                broker_epoch=self.broker_epoch()), api_version=2)
             if resp.error_code == 0 and not resp.remaining_partitions:
@@ -331,14 +490,18 @@ class Broker:
         if self.stopping:
             return
         self.stopping = True
-        if self.in_cluster:
-            await self._leave_cluster()
+        if self.replica_manager is not None:
+            # Before anything that may wait (the controlled shutdown talks to a
+            # controller that may be stopping too): a fetcher left running
+            # retries a stopped leader every 200 ms for as long as that takes,
+            # and its appends race the logs' close.
+            await self.replica_manager.stop()
+        await self._leave_cluster()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.replica_manager is not None:
-            # Fetchers stop appending before the logs close.
-            await self.replica_manager.stop()
+        if self.local_channel is not None:
+            await self.local_channel.stop()
         if self.server is not None:
             await self.server.stop()
         if self.groups is not None:
@@ -409,6 +572,29 @@ class Broker:
         async def inner():
             return fn(*args)
         return asyncio.run_coroutine_threadsafe(inner(), self._loop).result(30)
+
+
+def _create_topic_by_wire(host, port, broker_id, name, n, rf, configs) -> tuple[int, str | None]:
+    """CreateTopics for one topic sent to the controller at host:port (on a
+    worker thread, as Kafka's AutoTopicCreationManager forwards it); its
+    (error code, message)."""
+    from ..client.wire import Connection
+    from ..protocol.messages import CreateTopicsRequest as Q
+    req = Q(topics=[Q.CreatableTopic(
+        name=name, num_partitions=n, replication_factor=rf, assignments=[],
+        configs=[Q.CreatableTopicConfig(name=k, value=v) for k, v in configs.items()])], timeout_ms=30000)
+    with Connection(host, port, client_id=f"{INTERNAL_CLIENT_ID}-{broker_id}", timeout=30) as c:
+        resp = c.request(req)
+    return resp.topics[0].error_code, resp.topics[0].error_message
+
+
+# The client id a broker uses when it asks the controller for a topic (a name
+# in the controller's logs; it grants nothing).
+INTERNAL_CLIENT_ID = "pylog-broker"
+OFFSETS_TOPIC = "__consumer_offsets"
+NOT_CONTROLLER = 41
+TOPIC_ALREADY_EXISTS = 36
+COORDINATOR_NOT_AVAILABLE = 15
 
 
 def raise_nofile_limit() -> tuple[int, int]:

@@ -2,8 +2,8 @@
 narrow PartitionWriter interface meets the Broker (its LogManager, metadata
 cache, controller and purgatory).
 
-Creating an internal topic goes through `_create_topic`, the seam the control
-plane's own function replaces.
+Creating an internal topic goes to the control plane's one function for them
+(Broker.ensure_internal_topic).
 
 Threads: the event loop's thread only. `local(...)` (no broker: the embedded
 store) is called from any thread under the store's lock; it never waits.
@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
-from ..errors import PylogError, UnknownTopicOrPartitionError
+from ..errors import UnknownTopicOrPartitionError
 from ..groups import offsets_topic as ot
+from ..protocol.error_codes import Errors
 from .purgatory import HIGH_WATERMARK, DelayedOperation
 
 log = logging.getLogger("pylog.broker")
 
-NONE, REQUEST_TIMED_OUT, TOPIC_ALREADY_EXISTS = 0, 7, 36
-# The client id a broker uses to ask the controller for an internal topic (a
-# name in the controller's logs; it grants nothing).
-INTERNAL_CLIENT_ID = "pylog-group-coordinator"
 
 
 class BrokerPartitionWriter:
@@ -38,7 +34,6 @@ class BrokerPartitionWriter:
         # Fixed for the broker's life (its config); asked on every commit.
         self._cluster = broker is not None and broker.in_cluster
         self._creating = None           # an internal topic's creation in flight (a task)
-        self._too_few_warned = 0.0
 
     @classmethod
     def local(cls, log_manager):
@@ -99,7 +94,7 @@ class BrokerPartitionWriter:
         if self.purgatory is not None:
             await self.purgatory.wait(_DelayedWrite(p, offset, stopping), (p,), (HIGH_WATERMARK,), timeout_s)
         code = p.produce_outcome(offset)
-        return REQUEST_TIMED_OUT if code is None else code
+        return Errors.REQUEST_TIMED_OUT if code is None else code
 
     # ---- creating the topic (the control plane's job: one seam) ----
 
@@ -126,60 +121,14 @@ class _DelayedWrite(DelayedOperation):
 
 
 def _create_topic(w: BrokerPartitionWriter, topic, n, rf, configs):
-    """Today's ways to create an internal topic, until the control plane's one
-    function replaces this body: alone, the LogManager creates it at once
-    (one replica); in a cluster, the active controller is asked (directly, or
-    with CreateTopics on a worker thread), and leadership arrives later."""
-    if not w._cluster:
+    """Without a broker (the embedded store) the LogManager creates the topic
+    at once, one replica; a broker asks the control plane's one function for
+    internal topics (Broker.ensure_internal_topic), in the background:
+    leadership, and so loading, arrives when the controller has decided."""
+    if w.broker is None:
         if w.partition_count(topic) is None:
             w.logs.create_topic(topic, n, 1, configs)
         return
     if w._creating is not None and not w._creating.done():
         return
-    live = len(w.broker.metadata_cache.brokers)
-    if live < rf:
-        # As Kafka: no topic with fewer replicas than asked; clients retry.
-        if time.monotonic() - w._too_few_warned >= 10:
-            w._too_few_warned = time.monotonic()
-            log.warning("broker %d: %s not created: %d live brokers, replication factor %d",
-                        w.node_id, topic, live, rf)
-        return
-    w._creating = asyncio.ensure_future(_create_in_cluster(w, topic, n, rf, configs))
-
-
-async def _create_in_cluster(w, topic, n, rf, configs):
-    ctl = w.broker.controller
-    try:
-        if ctl is not None and ctl.is_active:
-            await asyncio.wrap_future(ctl.submit("create_topic", topic, n, rf, None, configs))
-            code = NONE
-        else:
-            ep = w.broker.metadata_cache.controller()
-            if ep is None:
-                return
-            code = await asyncio.get_running_loop().run_in_executor(
-                None, _create_topic_by_wire, ep.host, ep.port, w.node_id, topic, n, rf, configs)
-    except PylogError as e:
-        code = e.error_code
-    except Exception as e:  # a connection failure: the next FindCoordinator asks again
-        log.warning("broker %d: creating %s failed: %s", w.node_id, topic, e)
-        return
-    if code in (NONE, TOPIC_ALREADY_EXISTS):
-        log.info("broker %d: %s created (%d partitions, replication factor %d)%s", w.node_id, topic, n, rf,
-                 " by another broker" if code else "")
-    else:
-        log.warning("broker %d: the controller refused to create %s: error %d", w.node_id, topic, code)
-
-
-def _create_topic_by_wire(host, port, broker_id, topic, n, rf, configs) -> int:
-    """CreateTopics sent to the controller at host:port (on a worker thread);
-    its error code."""
-    from ..client.wire import Connection
-    from ..protocol.messages import CreateTopicsRequest as Q
-    req = Q(topics=[Q.CreatableTopic(
-        name=topic, num_partitions=n, replication_factor=rf, assignments=[],
-        configs=[Q.CreatableTopicConfig(name=k, value=v) for k, v in configs.items()])], timeout_ms=30000)
-    with Connection(host, port, client_id=f"{INTERNAL_CLIENT_ID}-{broker_id}", timeout=30) as c:
-        resp = c.request(req)
-    return resp.topics[0].error_code
-
+    w._creating = asyncio.ensure_future(w.broker.ensure_internal_topic(topic))

@@ -49,6 +49,8 @@ RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
 OFFSETS_TOPIC = "__consumer_offsets"
 METADATA_CHUNK = 2000  # topic names a Metadata request handles between turns of the event loop
 INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, "__transaction_state"})
+TOPIC_ALREADY_EXISTS = 36
+BROKER_NOT_AVAILABLE = 8
 
 
 def _err_message(exc):
@@ -109,27 +111,28 @@ class Handlers:
     # ---- Metadata (3) ----
 
     def metadata(self, header, req):
-        if self.broker.metadata_cache.in_cluster or self._in_cluster():
-            # A broker of a cluster answers from the controller's metadata,
-            # even before its first UpdateMetadata (then: itself only, no
-            # controller, no topics, and clients ask again) -- never as if it
-            # were alone, which would name itself controller.
-            return self._cluster_metadata(header, req)
+        """Answered from the MetadataCache (the controller's UpdateMetadata),
+        in every mode: before the first one arrives, this broker alone, no
+        controller, no topics, and clients ask again. Unknown topics are
+        created through the controller when auto.create.topics.enable allows
+        (Kafka's AutoTopicCreationManager): the answer has them once this
+        broker knows them, LEADER_NOT_AVAILABLE until then (clients retry)."""
         R = m.MetadataResponse
         b = self.broker
+        cache = b.metadata_cache
         version = header.request_api_version
-        brokers = [R.MetadataResponseBroker(b.broker_id, b.advertised_host, b.advertised_port, None)]
         if req.topics is None or (version == 0 and not req.topics):
-            names = sorted(self.logs.topics)
+            names = sorted(cache.topics)
         else:
             names = [t.name for t in req.topics]
         auto = b.config.get("auto.create.topics.enable") and (version < 4 or req.allow_auto_topic_creation)
-        answers = {}     # name -> an error code, for names not answered from self.logs.topics
+        answers = {}     # name -> an error code, for names not in the cache
         to_create = []   # names to create on demand, in order
+        internal = []    # internal topics asked for
 
         def classify(chunk):
             for name in chunk:
-                if name in self.logs.topics or name in answers:
+                if name in cache.topics or name in answers:
                     continue
                 try:
                     validate_topic_name(name)
@@ -138,50 +141,54 @@ class Handlers:
                     continue
                 if not auto:
                     answers[name] = 3
-                    continue
-                try:
-                    if name == OFFSETS_TOPIC and b.groups is not None:
-                        b.groups.ensure_offsets_topic()  # with its own partition count and configs
-                    elif name in INTERNAL_TOPICS:
-                        raise InvalidRequestError(f"{name} is an internal topic; it is not created on demand")
-                    else:
-                        to_create.append(name)
-                        answers[name] = 0
-                except PylogError as e:
-                    answers[name] = _code(e)
+                elif name == OFFSETS_TOPIC:
+                    internal.append(name)
+                    answers[name] = 0
+                elif name in INTERNAL_TOPICS:
+                    answers[name] = InvalidRequestError.error_code  # not created on demand
+                else:
+                    to_create.append(name)
+                    answers[name] = 0
 
         def answer(chunk, topics):
             for name in chunk:
-                meta = self.logs.topics.get(name)
-                if meta is None:
-                    topics.append(R.MetadataResponseTopic(error_code=answers.get(name) or 3, name=name))
+                parts_state = cache.topics.get(name)
+                if parts_state is None:
+                    # Created (or being created) but not known here yet: Kafka's
+                    # LEADER_NOT_AVAILABLE; else the error found for it.
+                    topics.append(R.MetadataResponseTopic(error_code=answers.get(name, 3) or 5, name=name,
+                                                          is_internal=name in INTERNAL_TOPICS))
                     continue
                 parts = []
-                for i in meta.hosted:
-                    p = self.logs.partitions.get((name, i))
-                    if p is None:
-                        # A replica whose log could not be opened: no leader, as
-                        # Kafka answers for a partition whose only log dir is offline.
+                for i, st in sorted(parts_state.items()):
+                    p = self.logs.partitions.get((name, i)) if st.leader == b.broker_id else None
+                    if st.leader == b.broker_id and p is None and i in self.logs.offline(name):
+                        # Led here but its log could not be opened: no leader, as
+                        # Kafka answers for a partition whose log dir is offline.
                         parts.append(R.MetadataResponsePartition(
                             error_code=5, partition_index=i, leader_id=-1, leader_epoch=-1,
-                            replica_nodes=[b.broker_id], isr_nodes=[],
-                            offline_replicas=[b.broker_id] if i in meta.offline else []))
+                            replica_nodes=list(st.replicas), isr_nodes=[], offline_replicas=[b.broker_id]))
                         continue
+                    # LEADER_NOT_AVAILABLE while the leader is not a live broker.
+                    code = 0 if st.leader in cache.brokers else 5
                     parts.append(R.MetadataResponsePartition(
-                        error_code=0, partition_index=i, leader_id=p.leader_id, leader_epoch=p.leader_epoch,
-                        replica_nodes=list(p.replicas), isr_nodes=list(p.isr), offline_replicas=[]))
-                topics.append(R.MetadataResponseTopic(error_code=0, name=name, topic_id=meta.topic_id,
+                        error_code=code, partition_index=i, leader_id=st.leader, leader_epoch=st.leader_epoch,
+                        replica_nodes=list(st.replicas), isr_nodes=list(st.isr),
+                        offline_replicas=list(st.offline_replicas)))
+                topics.append(R.MetadataResponseTopic(error_code=0, name=name, topic_id=cache.topic_id(name),
                                                       is_internal=name in INTERNAL_TOPICS, partitions=parts))
             return topics
 
         def response(topics):
+            brokers = [R.MetadataResponseBroker(e.id, e.host, e.port, e.rack)
+                       for _id, e in sorted(cache.brokers.items())]
+            if not brokers:
+                brokers = [R.MetadataResponseBroker(b.broker_id, b.advertised_host, b.advertised_port,
+                                                    b.config.get("broker.rack"))]
             return R(throttle_time_ms=0, brokers=brokers, cluster_id=self.logs.cluster_id,
-                     controller_id=b.broker_id, topics=topics)
+                     controller_id=cache.controller_id, topics=topics)
 
-        def prepare():
-            """The topics to create, reserved; [] when there are none or too many."""
-            if not to_create:
-                return []
+        async def create():
             # Kafka sends the names to create to its controller as one
             # CreateTopics, which refuses the whole batch past its partition limit.
             if len(to_create) * max(b.config.get("num.partitions"), 1) > MAX_PARTITIONS_PER_BATCH:
@@ -189,21 +196,13 @@ class Handlers:
                             len(to_create), MAX_PARTITIONS_PER_BATCH)
                 for name in to_create:
                     answers[name] = PolicyViolationError.error_code
-                return []
-            prepared = []
-            for name in to_create:
-                if self.logs.is_reserved(name):
-                    answers[name] = 3  # being created for another request: Kafka's answer for it in flight
-                    continue
-                try:
-                    prepared.append(self.logs.prepare_topic(name))
-                except PylogError as e:
-                    answers[name] = _code(e)
-            return prepared
-
-        async def create(prepared):
-            for name, (code, _msg) in (await self._create_prepared(prepared)).items():
-                answers[name] = code
+            else:
+                for name in to_create:
+                    code, _msg = await b.create_topic_async(name)
+                    # Already there: created for another request meanwhile.
+                    answers[name] = 0 if code == TOPIC_ALREADY_EXISTS else code
+            for name in internal:
+                answers[name] = await b.ensure_internal_topic(name)
 
         if len(names) > METADATA_CHUNK:
             # Many names: the work is done a chunk at a time, the event loop
@@ -212,9 +211,8 @@ class Handlers:
                 for k in range(0, len(names), METADATA_CHUNK):
                     classify(names[k:k + METADATA_CHUNK])
                     await asyncio.sleep(0)
-                prepared = prepare()
-                if prepared:
-                    await create(prepared)
+                if to_create or internal:
+                    await create()
                 topics = []
                 for k in range(0, len(names), METADATA_CHUNK):
                     answer(names[k:k + METADATA_CHUNK], topics)
@@ -222,92 +220,13 @@ class Handlers:
                 return response(topics)
             return _to_the_end(in_chunks())
         classify(names)
-        prepared = prepare()
-        if not prepared:
+        if not to_create and not internal:
             return response(answer(names, []))
 
         async def create_then_answer():
-            await create(prepared)
+            await create()
             return response(answer(names, []))
         return _to_the_end(create_then_answer())
-
-    async def _create_prepared(self, metas):
-        """Open the partitions of topics LogManager.prepare_topic reserved and
-        register them; name -> (error code, message)."""
-        jobs = [(meta, None, lambda parts, meta=meta: self.logs.register_topic(meta, parts, save=False),
-                 f"creating topic {meta.name}") for meta in metas]
-        return {meta.name: result for meta, result in zip(metas, await self._open_reserved(jobs))}
-
-    async def _open_reserved(self, jobs):
-        """jobs: (meta, partition indexes or None for all, register(parts), what).
-        Each job's partitions are opened on the LogManager's file thread, so the
-        loop keeps serving, then registered on the loop; the topics file is
-        written once for the request, before the answer. A failed job leaves
-        nothing behind. Returns an (error code, message) per job."""
-        loop = asyncio.get_running_loop()
-        out = []
-        for i, (meta, indexes, register, what) in enumerate(jobs):
-            try:
-                try:
-                    parts = await loop.run_in_executor(self.logs.file_executor, self.logs.open_topic_partitions,
-                                                       meta, indexes)
-                finally:
-                    self.logs.release(meta.name)
-                register(parts)
-                out.append((0, None))
-            except asyncio.CancelledError:
-                for later in jobs[i + 1:]:
-                    self.logs.release(later[0].name)
-                raise
-            except Exception as e:
-                out.append(_file_work_error(e, what))
-        if any(code == 0 for code, _msg in out):
-            try:
-                await loop.run_in_executor(self.logs.file_executor, self.logs.write_topics,
-                                           *self.logs.topics_snapshot())
-            except OSError as e:
-                log.error("writing %s failed: %s", "pylog-topics.json", e)
-        return out
-
-    def _cluster_metadata(self, header, req):
-        """Metadata from the MetadataCache (the controller's UpdateMetadata).
-        Topics are not created on demand here: that is the controller's job."""
-        R = m.MetadataResponse
-        cache = self.broker.metadata_cache
-        version = header.request_api_version
-        brokers = [R.MetadataResponseBroker(e.id, e.host, e.port, e.rack)
-                   for _id, e in sorted(cache.brokers.items())]
-        if not brokers:
-            b = self.broker
-            brokers = [R.MetadataResponseBroker(b.broker_id, b.advertised_host, b.advertised_port,
-                                                b.config.get("broker.rack"))]
-        if req.topics is None or (version == 0 and not req.topics):
-            names = sorted(cache.topics)
-        else:
-            names = [t.name for t in req.topics]
-        topics = []
-        for name in names:
-            parts_state = cache.topics.get(name)
-            if parts_state is None:
-                try:
-                    validate_topic_name(name)
-                    code = 3  # UNKNOWN_TOPIC_OR_PARTITION
-                except PylogError as e:
-                    code = code_for(e)
-                topics.append(R.MetadataResponseTopic(error_code=code, name=name))
-                continue
-            parts = []
-            for i, st in sorted(parts_state.items()):
-                # LEADER_NOT_AVAILABLE while the leader is not a live broker.
-                code = 0 if st.leader in cache.brokers else 5
-                parts.append(R.MetadataResponsePartition(
-                    error_code=code, partition_index=i, leader_id=st.leader, leader_epoch=st.leader_epoch,
-                    replica_nodes=list(st.replicas), isr_nodes=list(st.isr),
-                    offline_replicas=list(st.offline_replicas)))
-            topics.append(R.MetadataResponseTopic(error_code=0, name=name, topic_id=cache.topic_id(name),
-                                                  is_internal=name in INTERNAL_TOPICS, partitions=parts))
-        return R(throttle_time_ms=0, brokers=brokers, cluster_id=self.logs.cluster_id,
-                 controller_id=cache.controller_id, topics=topics)
 
     # ---- LeaderAndIsr (4) / UpdateMetadata (6) / StopReplica (5): from the controller ----
     # Served only by a broker of a cluster (a lone broker has no controller:
@@ -322,17 +241,29 @@ class Handlers:
 
         async def later():
             c = await code
-            return apply() if c == 0 else refuse(c)
+            out = apply() if c == 0 else refuse(c)
+            return (await out) if asyncio.iscoroutine(out) else out
         return later()
 
     def leader_and_isr(self, header, req):
         R = m.LeaderAndIsrResponse
         rm = self.broker.replica_manager
 
-        def apply():
+        def answer():
             results = rm.become_leader_or_follower(req)
             return R(error_code=0, partition_errors=[
                 R.LeaderAndIsrPartitionError(topic_name=t, partition_index=i, error_code=c) for t, i, c in results])
+
+        def apply():
+            new = rm.replicas_to_create(req)
+            if not new:
+                return answer()
+
+            async def create_then_answer():   # their logs opened off the loop first
+                if await rm.create_replicas(new):
+                    return answer()
+                return refuse(BROKER_NOT_AVAILABLE)   # the broker is stopping: nothing is opened any more
+            return _to_the_end(create_then_answer())
 
         def refuse(code):
             return R(error_code=code, partition_errors=[
@@ -405,18 +336,18 @@ class Handlers:
         ctl = getattr(self.broker, "controller", None)
         return ctl if ctl is not None and ctl.is_active else None
 
-    def _in_cluster(self) -> bool:
-        return self.broker.in_cluster
-
     async def _by_controller(self, ctl, fn_name, *args):
-        """Run one controller operation on its event thread; the pylog error
-        it raises (a bad replication factor, an existing topic, ...) is the
-        answer's error code."""
+        """Run one controller operation on its event thread (store writes and
+        their fsyncs stay off the loop); the pylog error it raises (a bad
+        replication factor, an existing topic, ...) is the answer's error
+        code. Once done, what the controller sent this broker is applied."""
         try:
             await asyncio.wrap_future(ctl.submit(fn_name, *args))
-            return 0, None
-        except PylogError as e:
-            return _code(e), str(e)
+            code, msg = 0, None
+        except Exception as e:  # noqa: BLE001 - a store write failing (OSError) is this request's error
+            code, msg = _file_work_error(e, f"the controller's {fn_name}")
+        await self.broker.settled()
+        return code, msg
 
     # ---- OffsetForLeaderEpoch (23) ----
 
@@ -745,84 +676,45 @@ class Handlers:
                 name=t.name, error_code=PolicyViolationError.error_code,
                 error_message=f"Excessively large number of partitions per request (more than "
                               f"{MAX_PARTITIONS_PER_BATCH}).") for t in req.topics])
-        if self._in_cluster():
-            return self._create_topics_in_cluster(req)
-        results = []
-        prepared = []
-        for t in req.topics:
-            try:
-                if t.name in INTERNAL_TOPICS:
-                    raise InvalidRequestError(f"{t.name} is an internal topic: the broker creates it")
-                n, rf = t.num_partitions, t.replication_factor
-                if t.assignments:
-                    if n != -1 or rf != -1:
-                        raise InvalidRequestError(
-                            "give either a replica assignment or num_partitions/replication_factor, not both")
-                    for a in t.assignments:
-                        if list(a.broker_ids) != [self.broker.broker_id]:
-                            from ..errors import InvalidReplicaAssignmentError
-                            raise InvalidReplicaAssignmentError(
-                                f"partition {a.partition_index}: replicas {list(a.broker_ids)}; only broker "
-                                f"{self.broker.broker_id} exists")
-                    n, rf = len(t.assignments), 1
-                configs = {c.name: c.value for c in t.configs}
-                meta = self.logs.prepare_topic(t.name, n, rf, configs, validate_only=req.validate_only)
-                if not req.validate_only:
-                    prepared.append(meta)
-                results.append(R.CreatableTopicResult(name=t.name, error_code=0, error_message=None))
-            except PylogError as e:
-                results.append(R.CreatableTopicResult(name=t.name, error_code=_code(e), error_message=str(e)))
-        if not prepared:
-            return R(throttle_time_ms=0, topics=results)
-
-        async def create():
-            done = await self._create_prepared(prepared)
-            for r in results:
-                if r.error_code == 0 and r.name in done:
-                    r.error_code, r.error_message = done[r.name]
-            return R(throttle_time_ms=0, topics=results)
-        return _to_the_end(create())
-
-    def _create_topics_in_cluster(self, req):
-        """CreateTopics in a cluster: the active controller assigns replicas
-        (Kafka's round-robin, rack-aware with racks) and tells the brokers;
-        any other broker answers NOT_CONTROLLER so the client retries there.
-        Internal topics are refused, except __consumer_offsets with exactly
-        this cluster's offsets.topic.num.partitions and replication factor
-        (what a broker's group coordinator asks for, groups/coordinator.py):
-        whoever asks, the topic is the one the coordinators expect."""
-        R = m.CreateTopicsResponse
         ctl = self._active_controller()
         cfg = self.broker.config
 
         async def run():
             results = []
             for t in req.topics:
-                if ctl is None:
-                    code, msg = 41, "this broker is not the controller"
-                elif t.name == OFFSETS_TOPIC and not self._is_offsets_topic_request(t):
-                    code, msg = 42, (f"{t.name} is created by the group coordinators, with "
-                                     f"offsets.topic.num.partitions={cfg.get('offsets.topic.num.partitions')} "
-                                     f"and offsets.topic.replication.factor="
-                                     f"{cfg.get('offsets.topic.replication.factor')}")
-                elif t.name in INTERNAL_TOPICS and t.name != OFFSETS_TOPIC:
-                    code, msg = 42, f"{t.name} is an internal topic: the broker creates it"
-                elif req.validate_only:
-                    code, msg = 0, None
-                else:
-                    n = t.num_partitions if t.num_partitions != -1 else cfg.get("num.partitions")
-                    rf = t.replication_factor if t.replication_factor != -1 else cfg.get("default.replication.factor")
-                    assignment = ({a.partition_index: list(a.broker_ids) for a in t.assignments}
-                                  if t.assignments else None)
-                    if assignment:
-                        n, rf = len(assignment), len(next(iter(assignment.values())))
-                    configs = {c.name: c.value for c in t.configs}
-                    if t.name == OFFSETS_TOPIC:
-                        configs = self.broker.groups.offsets_topic_configs()
-                    code, msg = await self._by_controller(ctl, "create_topic", t.name, n, rf, assignment, configs)
+                code, msg = 0, None
+                try:
+                    if ctl is None:
+                        code, msg = 41, "this broker is not the controller"
+                    elif t.name == OFFSETS_TOPIC and not self._is_offsets_topic_request(t):
+                        # Whoever asks (a broker's ensure_internal_topic forwarded
+                        # here), the topic is the one the coordinators expect.
+                        code, msg = 42, (f"{t.name} is created by the group coordinators, with "
+                                         f"offsets.topic.num.partitions={cfg.get('offsets.topic.num.partitions')} "
+                                         f"and offsets.topic.replication.factor="
+                                         f"{cfg.get('offsets.topic.replication.factor')}")
+                    elif t.name in INTERNAL_TOPICS and t.name != OFFSETS_TOPIC:
+                        code, msg = 42, f"{t.name} is an internal topic: the broker creates it"
+                    else:
+                        n, rf = t.num_partitions, t.replication_factor
+                        assignment = None
+                        if t.assignments:
+                            if n != -1 or rf != -1:
+                                raise InvalidRequestError("give either a replica assignment or "
+                                                          "num_partitions/replication_factor, not both")
+                            assignment = {a.partition_index: list(a.broker_ids) for a in t.assignments}
+                        n = n if n != -1 else cfg.get("num.partitions")
+                        rf = rf if rf != -1 else cfg.get("default.replication.factor")
+                        configs = {c.name: c.value for c in t.configs}
+                        if t.name == OFFSETS_TOPIC:
+                            configs = self.broker.groups.offsets_topic_configs()
+                        code, msg = await self._by_controller(ctl, "create_topic", t.name, n, rf, assignment,
+                                                              configs, req.validate_only)
+                except PylogError as e:
+                    code, msg = _code(e), str(e)
                 results.append(R.CreatableTopicResult(name=t.name, error_code=code, error_message=msg))
             return R(throttle_time_ms=0, topics=results)
-        return run()
+        return _to_the_end(run())
 
     def _is_offsets_topic_request(self, t) -> bool:
         cfg = self.broker.config
@@ -830,42 +722,6 @@ class Handlers:
                 and t.replication_factor == cfg.get("offsets.topic.replication.factor"))
 
     def delete_topics(self, header, req):
-        if self._in_cluster():
-            return self._delete_topics_in_cluster(req)
-        R = m.DeleteTopicsResponse
-        out = []
-        parts, paths = [], []  # of deleted topics: closed and removed off the loop
-        for name in req.topic_names:
-            try:
-                if not self.broker.config.get("delete.topic.enable"):
-                    raise TopicDeletionDisabledError("topic deletion is disabled (delete.topic.enable=false)")
-                if name in INTERNAL_TOPICS:
-                    raise InvalidRequestError(f"{name} is an internal topic and cannot be deleted")
-                ps, ds = self.logs.unregister_topic(name)
-                parts += ps
-                paths += ds
-                if self.broker.groups is not None:
-                    self.broker.groups.topic_deleted(name)
-                out.append(R.DeletableTopicResult(name=name, error_code=0))
-            except PylogError as e:
-                out.append(R.DeletableTopicResult(name=name, error_code=_code(e), error_message=str(e)))
-        if not paths:
-            return R(throttle_time_ms=0, responses=out)
-        snapshot = self.logs.topics_snapshot()
-
-        async def finish():
-            # The topics are gone already; the answer waits for the file work
-            # (the topics file written, directories renamed), as it did when
-            # that work ran on the loop.
-            try:
-                await asyncio.get_running_loop().run_in_executor(
-                    self.logs.file_executor, self.logs.finish_delete, snapshot, parts, paths)
-            except OSError as e:
-                log.error("the file work of deleting topics failed: %s", e)
-            return R(throttle_time_ms=0, responses=out)
-        return _to_the_end(finish())
-
-    def _delete_topics_in_cluster(self, req):
         R = m.DeleteTopicsResponse
         ctl = self._active_controller()
 
@@ -882,7 +738,7 @@ class Handlers:
                     code, msg = await self._by_controller(ctl, "delete_topic", name)
                 out.append(R.DeletableTopicResult(name=name, error_code=code, error_message=msg))
             return R(throttle_time_ms=0, responses=out)
-        return run()
+        return _to_the_end(run())
 
     def create_partitions(self, header, req):
         R = m.CreatePartitionsResponse
@@ -895,59 +751,28 @@ class Handlers:
             return R(throttle_time_ms=0, results=[R.CreatePartitionsTopicResult(
                 name=t.name, error_code=PolicyViolationError.error_code,
                 error_message="Unable to perform excessively large batch operation.") for t in req.topics])
-        if self._in_cluster():
-            return self._create_partitions_in_cluster(req)
-        out = []
-        prepared = []  # (meta, old count, new count, result)
-        for t in req.topics:
-            try:
-                if t.name in INTERNAL_TOPICS:
-                    raise InvalidRequestError(f"{t.name} is an internal topic: its partition count is fixed "
-                                              "(groups are placed by hashing over it)")
-                meta, old = self.logs.prepare_partitions(t.name, t.count, validate_only=req.validate_only)
-                r = R.CreatePartitionsTopicResult(name=t.name, error_code=0, error_message=None)
-                if not req.validate_only:
-                    prepared.append((meta, old, t.count, r))
-                out.append(r)
-            except PylogError as e:
-                out.append(R.CreatePartitionsTopicResult(name=t.name, error_code=_code(e), error_message=str(e)))
-        if not prepared:
-            return R(throttle_time_ms=0, results=out)
-
-        async def grow():
-            jobs = [(meta, range(old, count),
-                     lambda parts, meta=meta, count=count: self.logs.register_partitions(meta, parts, count,
-                                                                                         save=False),
-                     f"adding partitions to {meta.name}") for meta, old, count, _r in prepared]
-            for (_m, _o, _c, r), (code, msg) in zip(prepared, await self._open_reserved(jobs)):
-                if code:
-                    r.error_code, r.error_message = code, msg
-            return R(throttle_time_ms=0, results=out)
-        return _to_the_end(grow())
-
-    def _partition_counts(self):
-        if self._in_cluster():
-            return {name: len(parts) for name, parts in self.broker.metadata_cache.topics.items()}
-        return {name: meta.num_partitions for name, meta in self.logs.topics.items()}
-
-    def _create_partitions_in_cluster(self, req):
-        R = m.CreatePartitionsResponse
         ctl = self._active_controller()
 
         async def run():
             out = []
             for t in req.topics:
+                existing = current.get(t.name, 0)
                 if ctl is None:
                     code, msg = 41, "this broker is not the controller"
                 elif t.name in INTERNAL_TOPICS:
-                    code, msg = 42, f"{t.name} is an internal topic: its partition count is fixed"
-                elif req.validate_only:
-                    code, msg = 0, None
+                    code, msg = 42, (f"{t.name} is an internal topic: its partition count is fixed "
+                                     "(groups are placed by hashing over it)")
                 else:
-                    code, msg = await self._by_controller(ctl, "create_partitions", t.name, t.count, None)
+                    assignment = ({existing + k: list(a.broker_ids) for k, a in enumerate(t.assignments)}
+                                  if t.assignments else None)
+                    code, msg = await self._by_controller(ctl, "create_partitions", t.name, t.count, assignment,
+                                                          req.validate_only)
                 out.append(R.CreatePartitionsTopicResult(name=t.name, error_code=code, error_message=msg))
             return R(throttle_time_ms=0, results=out)
-        return run()
+        return _to_the_end(run())
+
+    def _partition_counts(self):
+        return {name: len(parts) for name, parts in self.broker.metadata_cache.topics.items()}
 
     # ---- DescribeConfigs (32) / AlterConfigs (33) ----
 
@@ -1017,36 +842,14 @@ class Handlers:
         return self._alter(m.IncrementalAlterConfigsResponse, req, changes, header.request_api_version)
 
     def _topic_config(self, name):
-        """A topic's configs: in a cluster the controller's overrides (every
-        broker has them from UpdateMetadata, replica here or not), else this
-        broker's own."""
+        """A topic's configs: the controller's overrides (every broker has them
+        from UpdateMetadata, replica here or not)."""
         cache = self.broker.metadata_cache
-        if self._in_cluster() and name in cache.topics:
-            return TopicConfig(self.broker.config, cache.topic_configs.get(name, {}))
-        return self.logs.topic_config(name)
+        if name not in cache.topics:
+            raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
+        return TopicConfig(self.broker.config, cache.topic_configs.get(name, {}))
 
-    def _alter(self, R, req, changes_of, version):
-        if self._in_cluster():
-            return self._alter_in_cluster(R, req, changes_of, version)
-        out = []
-        for res in req.resources:
-            code, message = 0, None
-            try:
-                if res.resource_type != RESOURCE_TOPIC:
-                    raise InvalidRequestError("only topic configs can be altered (no dynamic broker configs)")
-                if res.resource_name not in self.logs.topics:
-                    raise UnknownTopicOrPartitionError(f"topic {res.resource_name} does not exist")
-                changes, incremental = changes_of(res)
-                self.logs.alter_configs(res.resource_name, changes, validate_only=req.validate_only,
-                                        incremental=incremental)
-            except PylogError as e:
-                code, message = _code(e), str(e)
-            out.append(R.AlterConfigsResourceResponse(error_code=code, error_message=message,
-                                                      resource_type=res.resource_type,
-                                                      resource_name=res.resource_name))
-        return R(throttle_time_ms=0, responses=out)
-
-    async def _alter_in_cluster(self, R, req, changes_of, version):
+    async def _alter(self, R, req, changes_of, version):
         """Topic overrides are the controller's: the active controller merges
         and stores them and tells every broker (UpdateMetadata); any other
         broker forwards the request to it, as a KRaft broker does."""

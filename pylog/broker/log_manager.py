@@ -1,4 +1,15 @@
-"""LogManager: the broker's data directory, its topics and their partitions.
+"""LogManager: the logs on disk of a data directory (a broker's, or pylog's
+embedded store's) and the partitions open over them.
+
+What topics exist is not decided here. On a broker the Controller decides
+(every broker is in a cluster; a lone one is a one-node cluster): the
+LeaderAndIsr / StopReplica it sends make this LogManager open, create or
+delete the replicas it is told to (open_replicas + register_replicas off the
+loop, ensure_assigned_partition, delete_partition), and pylog-topics.json is
+this data dir's list of hosted replicas and their last known configs, which the
+one-node cluster adopts into its metadata at start (pylog/cluster/migration.py).
+create_topic/create_partitions serve pylog's embedded store alone, which has no
+controller yet.
 
 Layout (Kafka's): `<data dir>/<topic>-<partition>/` holds each partition's
 segments and checkpoints; `meta.properties` names the broker and cluster;
@@ -12,17 +23,18 @@ Replicas assigned by a controller (LeaderAndIsr) for a topic this broker
 did not create: the topic's entry then lists the partitions hosted here
 (`assigned`), since a broker of a cluster holds only some partitions of a
 topic; such partitions start with no known leader (Partition
-controller_managed) until the controller's state arrives. Their configs are
-the broker's defaults (topic config overrides from the controller's store are
-not applied yet).
+controller_managed) until the controller's state arrives; their config
+overrides are the controller's (carried by LeaderAndIsr and UpdateMetadata).
 
 Invariants: every topic in `topics` has exactly its hosted partitions open in
 `partitions` (0..n-1 for a topic created here, `assigned` for one the
 controller placed here); a deleted topic's directories are renamed `*-delete` before
 being removed, so a crash mid-delete never resurrects it.
 
-Not thread-safe: the broker's event loop owns it (deleting renamed
-directories happens on a helper thread that touches nothing else).
+Threads: not thread-safe; the broker's event loop owns it. open_replicas,
+open_topic_partitions and write_topics run on file_executor's one thread and
+touch no shared state but the topics file (under _topics_lock); removing
+renamed directories happens on a helper thread that touches nothing else.
 """
 from __future__ import annotations
 
@@ -98,8 +110,12 @@ class TopicMeta:
 
 
 class LogManager:
-    def __init__(self, config: BrokerConfig, data_dir: str | None = None):
+    def __init__(self, config: BrokerConfig, data_dir: str | None = None, standalone: bool = False):
+        """standalone: no controller will drive these logs (pylog's embedded
+        store): every partition is led here, also the replicas a broker's
+        controller had placed in this directory."""
         self.config = config
+        self.standalone = standalone
         self.data_dir = os.path.abspath(data_dir or config.log_dir)
         self.broker_id = config.broker_id
         self.topics: dict[str, TopicMeta] = {}
@@ -269,7 +285,7 @@ class LogManager:
         return Partition(meta.name, index, self._partition_path(meta.name, index),
                          TopicConfig(self.config, meta.configs), self.broker_id,
                          self.config.get("producer.id.expiration.ms"),
-                         controller_managed=meta.assigned is not None)
+                         controller_managed=meta.assigned is not None and not self.standalone)
 
     def _open_partition(self, meta: TopicMeta, index: int) -> Partition:
         p = self._new_partition(meta, index)
@@ -288,6 +304,26 @@ class LogManager:
                 raise StorageError(f"partition {topic}-{index} is offline: its log could not be opened")
             raise UnknownTopicOrPartitionError(f"this broker does not host {topic}-{index}")
         return p
+
+    def offline(self, name: str) -> set[int]:
+        """The partitions of name hosted here whose log could not be opened."""
+        meta = self.topics.get(name)
+        return meta.offline if meta is not None else set()
+
+    def local_topics(self) -> list:
+        """What this data dir holds, for the cluster's metadata to adopt at
+        start (pylog/cluster/migration.py); taken on the loop."""
+        from ..cluster.migration import LocalTopic
+        out = []
+        for name, meta in sorted(self.topics.items()):
+            epochs = {}
+            for i in meta.hosted:
+                p = self.partitions.get((name, i))
+                if p is not None:
+                    epochs[i] = p.epoch_cache.latest_epoch()
+            out.append(LocalTopic(name, meta.topic_id, meta.num_partitions, list(meta.hosted),
+                                  dict(meta.configs), epochs))
+        return out
 
     def topic_config(self, name: str) -> TopicConfig:
         meta = self.topics.get(name)
@@ -346,11 +382,6 @@ class LogManager:
             self._creating.add(name)
         return meta
 
-    def is_reserved(self, name: str) -> bool:
-        """Whether a topic's partitions are being opened (prepare_topic or
-        prepare_partitions reserved it; release() ends that)."""
-        return name in self._creating
-
     def release(self, name: str):
         self._creating.discard(name)
 
@@ -386,38 +417,6 @@ class LogManager:
         log.info("created topic %s with %d partitions, configs %s", meta.name, meta.num_partitions, meta.configs)
         return meta
 
-    def delete_topic(self, name: str):
-        self.finish_delete(self.topics_snapshot(), *self.unregister_topic(name))
-
-    def unregister_topic(self, name: str) -> tuple[list[Partition], list[str]]:
-        """Forget a topic (on the loop): its partitions leave `partitions`
-        and whoever waits on them is woken here, on the loop. Returns the
-        partitions and directories for finish_delete, which closes and
-        removes them and may run on file_executor."""
-        meta = self.topics.get(name)
-        if meta is None:
-            raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
-        del self.topics[name]
-        parts, paths = [], []
-        for i in meta.hosted:
-            p = self.partitions.pop((name, i), None)
-            if p is not None:
-                # Partition.close would wake them from file_executor's thread.
-                p._wake_fetchers()
-                p._wake_producers()
-                parts.append(p)
-            paths.append(self._partition_path(name, i))
-        log.info("deleted topic %s", name)
-        return parts, paths
-
-    def finish_delete(self, snapshot, parts, paths):
-        """The file work of deleting topics: pylog-topics.json without them
-        first (then a crash never brings them back), then their partitions
-        closed and directories retired."""
-        self.write_topics(*snapshot)
-        self._close_opened(parts)
-        self._retire_dirs(paths)
-
     # ---- replicas assigned by the controller ----
 
     def ensure_assigned_partition(self, name: str, index: int, topic_id=None,
@@ -426,13 +425,29 @@ class LogManager:
         created (directory and an `assigned` entry in pylog-topics.json) when
         missing. A topic created locally keeps its entry as it is. configs,
         when given, are the topic's overrides as the controller has them: a
-        new topic starts with them, an existing one takes them if they changed."""
+        new topic starts with them, an existing one takes them if they changed.
+        A replica whose log cannot be opened stays assigned and offline (as a
+        Kafka log dir that failed): Metadata shows it, produce answers
+        KAFKA_STORAGE_ERROR, and the next start tries again."""
         if configs is not None:
             configs = {k: v for k, v in validate_topic_configs(configs).items() if v is not None}
             self.sync_topic_configs(name, configs)
         p = self.partitions.get((name, index))
         if p is not None:
             return p
+        meta = self._note_assigned(name, index, topic_id, configs)
+        try:
+            p = self._open_partition(meta, index)
+        except BaseException:
+            meta.offline.add(index)
+            self._save_topics()
+            raise
+        self._save_topics()
+        log.info("created replica %s-%d (assigned by the controller)", name, index)
+        return p
+
+    def _note_assigned(self, name, index, topic_id, configs) -> TopicMeta:
+        """The topic entry listing index as hosted here (created when missing)."""
         validate_topic_name(name)
         meta = self.topics.get(name)
         if meta is None:
@@ -444,18 +459,46 @@ class LogManager:
             meta.assigned = list(meta.hosted)
         meta.assigned = sorted(set(meta.assigned) | {index})
         meta.num_partitions = max(meta.num_partitions, index + 1)
-        try:
-            p = self._open_partition(meta, index)
-        except BaseException:
-            if index in meta.offline:
-                raise  # hosted all along; still offline
-            meta.assigned.remove(index)
-            if not meta.assigned:
-                del self.topics[name]
-            raise
-        self._save_topics()
-        log.info("created replica %s-%d (assigned by the controller)", name, index)
-        return p
+        return meta
+
+    # New replicas off the loop: open_replicas (the file work, on
+    # file_executor's thread; touches no shared state), then register_replicas
+    # (on the loop), then the topics file written off the loop.
+
+    def open_replicas(self, specs) -> list:
+        """specs: (topic, index, topic_id, config overrides); for each, its new
+        Partition or the exception opening it raised."""
+        out = []
+        for name, index, _topic_id, configs in specs:
+            if self._closing:
+                raise LogClosedError("the broker is stopping")
+            try:
+                overrides = {k: v for k, v in validate_topic_configs(configs or {}).items() if v is not None}
+                out.append(Partition(name, index, self._partition_path(name, index),
+                                     TopicConfig(self.config, overrides), self.broker_id,
+                                     self.config.get("producer.id.expiration.ms"), controller_managed=True))
+            except Exception as e:  # noqa: BLE001 - that replica only; the loop tries it again and reports it
+                out.append(e)
+            time.sleep(0)  # off the loop: let the loop thread have the GIL between partitions
+        return out
+
+    def close_unregistered(self, opened) -> None:
+        """Close what open_replicas opened and will not be registered."""
+        self._close_opened([p for p in opened if not isinstance(p, BaseException)])
+
+    def register_replicas(self, specs, opened) -> None:
+        """Make the replicas open_replicas opened visible (on the loop); one
+        already there meanwhile keeps its own, the new one is closed."""
+        for (name, index, topic_id, configs), p in zip(specs, opened):
+            if isinstance(p, BaseException):
+                continue
+            if (name, index) in self.partitions:
+                self._close_opened([p])
+                continue
+            meta = self._note_assigned(name, index, topic_id, configs)
+            self.partitions[(name, index)] = p
+            meta.offline.discard(index)
+            log.info("created replica %s-%d (assigned by the controller)", name, index)
 
     def delete_partition(self, name: str, index: int):
         """Remove the local replica name-index and its data (StopReplica with

@@ -301,6 +301,7 @@ class ReplicaFetcherManager:
         self.fetchers: dict[int, ReplicaFetcher] = {}
         self.quota = ReplicationQuota()
         self.throttled: dict[tuple[str, int], int] = {}   # partition -> its reassignment throttle (B/s)
+        self._stopped = False   # once stopped (the broker is stopping) no fetcher starts again
 
     def set_throttle(self, key, rate: int | None) -> None:
         """Throttle (or not) the copying of partition key; the broker's quota
@@ -316,6 +317,11 @@ class ReplicaFetcherManager:
 
     def add(self, partition, truncate: bool):
         """Fetch partition from its leader (partition.leader_id), truncating first when asked."""
+        if self._stopped:
+            # A LeaderAndIsr applied while the broker stops (a controller moving
+            # leadership during the controlled shutdown): a fetcher started now
+            # would never be stopped, retrying its leader every BACKOFF_S.
+            return
         key = (partition.topic, partition.index)
         for lid, f in self.fetchers.items():
             if lid != partition.leader_id:
@@ -339,6 +345,7 @@ class ReplicaFetcherManager:
         return None
 
     async def stop(self):
+        self._stopped = True
         fetchers, self.fetchers = list(self.fetchers.values()), {}
         for f in fetchers:
             await f.stop()

@@ -15,7 +15,11 @@ controller request and never decreases; a partition is led here exactly when
 the last accepted LeaderAndIsr for it named this broker, and is then in no
 fetcher.
 
-Not thread-safe: runs on the broker's event loop only.
+Threads: not thread-safe; runs on the broker's event loop only, whether
+the controller's requests come over the wire or from the Controller in this
+process (InProcessBrokerChannel hands them to the loop). The logs of new
+replicas are opened on the LogManager's file thread (create_replicas), which
+touches nothing of this class.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import asyncio
 import logging
 import time
 
-from ..errors import PylogError, code_for
+from ..errors import LogClosedError, PylogError, code_for
 from ..protocol import messages as m
 from ..protocol.pylog_tags import reassignment_throttle_of, topic_configs_of
 from .replica_fetcher import LeaderConnection, ReplicaFetcherManager
@@ -37,6 +41,7 @@ STALE_BROKER_EPOCH = 77
 BROKER_EPOCH_WAIT_S = 10.0
 FENCED_LEADER_EPOCH = 74
 UNKNOWN_TOPIC_OR_PARTITION = 3
+KAFKA_STORAGE_ERROR = 56
 OFFSETS_TOPIC = "__consumer_offsets"
 ALTER_PARTITION_VERSION = 0
 ALTER_PARTITION_TIMEOUT_S = 10.0
@@ -141,6 +146,39 @@ class ReplicaManager:
 
     # ---- LeaderAndIsr ----
 
+    def replicas_to_create(self, req) -> list:
+        """The replicas a LeaderAndIsr assigns here that have no log yet:
+        (topic, index, topic_id, config overrides)."""
+        out = []
+        for ts in req.topic_states:
+            for ps in ts.partition_states:
+                key = (ts.topic_name, ps.partition_index)
+                if self.broker_id in ps.replicas and key not in self.logs.partitions and \
+                        ps.partition_index not in self.logs.offline(ts.topic_name):
+                    out.append((ts.topic_name, ps.partition_index, getattr(ts, "topic_id", None),
+                                topic_configs_of(ts)))
+        return out
+
+    async def create_replicas(self, specs) -> bool:
+        """Open new replicas' logs on the LogManager's file thread (each a few
+        milliseconds of file work: hundreds would stall every connection),
+        register them on the loop, write the topics file off it. False when
+        the broker is stopping (nothing opened or registered)."""
+        loop = asyncio.get_running_loop()
+        try:
+            opened = await loop.run_in_executor(self.logs.file_executor, self.logs.open_replicas, specs)
+        except LogClosedError:
+            return False
+        if self.broker.stopping:
+            self.logs.close_unregistered(opened)
+            return False
+        self.logs.register_replicas(specs, opened)
+        try:
+            await loop.run_in_executor(self.logs.file_executor, self.logs.write_topics, *self.logs.topics_snapshot())
+        except (OSError, LogClosedError) as e:
+            log.error("broker %d: writing the topics file failed: %s", self.broker_id, e)
+        return True
+
     def become_leader_or_follower(self, req) -> list[tuple[str, int, int]]:
         """Apply a LeaderAndIsr request whose controller epoch was accepted;
         (topic, partition, error code) for each partition state."""
@@ -155,6 +193,12 @@ class ReplicaManager:
                 except PylogError as e:
                     log.warning("LeaderAndIsr for %s-%d failed: %s", topic, ps.partition_index, e)
                     code = code_for(e)
+                except OSError as e:
+                    # Its log cannot be opened here: the replica is offline
+                    # (LogManager keeps it so), as for a failed Kafka log dir.
+                    log.error("LeaderAndIsr for %s-%d: the replica's log cannot be opened: %s", topic,
+                              ps.partition_index, e)
+                    code = KAFKA_STORAGE_ERROR
                 out.append((topic, ps.partition_index, code))
         return out
 

@@ -52,6 +52,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 
+from ..broker.config import validate_topic_configs, validate_topic_name
 from ..errors import (
     InvalidPartitionsError,
     InvalidReplicaAssignmentError,
@@ -87,6 +88,7 @@ __all__ = [
     "LEADER_DURING_DELETE",
     "BrokerChannel",
     "WireBrokerChannel",
+    "InProcessBrokerChannel",
     "Controller",
     "NotControllerError",
 ]
@@ -262,6 +264,94 @@ class WireBrokerChannel(BrokerChannel):
             conn.close()
 
 
+class InProcessBrokerChannel(BrokerChannel):
+    """Reaches the broker in this very process without a socket (Kafka's KRaft
+    combined mode): requests for ``broker_id`` are handed to ``apply`` (a
+    coroutine function taking the request) on that broker's event loop, one
+    at a time in the order posted, as a broker's connection would serve them.
+    The requests carry the broker epoch (Controller._send fills it), so the
+    broker admits them exactly as it admits one from the wire. Requests for
+    other brokers go to ``others`` (a WireBrokerChannel), or are dropped when
+    there is none (a one-node cluster).
+
+    Threads: post, send, update_brokers and close may be called from any
+    thread (the controller's event thread); start, drain and stop run on the
+    broker's loop, and so does every apply."""
+
+    def __init__(self, broker_id: int, loop, apply, others: BrokerChannel | None = None):
+        import asyncio
+        self.broker_id = broker_id
+        self._loop = loop
+        self._apply = apply
+        self._others = others
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._task = None
+        self._closed = False
+
+    def start(self) -> None:
+        import asyncio
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        import asyncio
+        while True:
+            request = await self._queue.get()
+            try:
+                resp = await self._apply(request)
+                if getattr(resp, "error_code", 0):
+                    log.warning("controller: broker %s answered %s with error %s", self.broker_id,
+                                type(request).__name__, resp.error_code)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the next request is still applied
+                log.exception("controller: applying %s on broker %s failed", type(request).__name__, self.broker_id)
+            finally:
+                self._queue.task_done()
+
+    async def drain(self) -> None:
+        """Wait until everything posted so far was applied."""
+        await self._queue.join()
+
+    async def stop(self) -> None:
+        import asyncio
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def send(self, broker_id: int, request, api_version: int):
+        import asyncio
+        if broker_id != self.broker_id:
+            if self._others is None:
+                raise ConnectionError(f"broker {broker_id} is not reachable from a one-node cluster")
+            return self._others.send(broker_id, request, api_version)
+        return asyncio.run_coroutine_threadsafe(self._apply(request), self._loop).result(30)
+
+    def post(self, broker_id: int, request, api_version: int) -> None:
+        if broker_id != self.broker_id:
+            if self._others is not None:
+                self._others.post(broker_id, request, api_version)
+            else:
+                log.warning("controller: %s to broker %s dropped: not in this one-node cluster",
+                            type(request).__name__, broker_id)
+            return
+        if self._closed:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, request)
+        except RuntimeError:   # the loop is closed: the broker is gone
+            pass
+
+    def update_brokers(self, live: Mapping[int, BrokerInfo]) -> None:
+        if self._others is not None:
+            self._others.update_brokers({b: i for b, i in live.items() if b != self.broker_id})
+
+    def close(self) -> None:
+        self._closed = True
+        if self._others is not None:
+            self._others.close()
+
+
 class _BrokerSender:
     """One broker's queue of controller requests and the thread sending them."""
 
@@ -410,13 +500,14 @@ class Controller:
 
     def create_topic(self, name: str, num_partitions: int, replication_factor: int,
                      replica_assignment: Mapping[int, list[int]] | None = None,
-                     configs: Mapping[str, str] | None = None) -> TopicAssignment:
+                     configs: Mapping[str, str] | None = None, validate_only: bool = False) -> TopicAssignment:
         return self._call(self._create_topic, name, num_partitions, replication_factor,
-                          replica_assignment, configs)
+                          replica_assignment, configs, validate_only)
 
     def create_partitions(self, name: str, total_count: int,
-                          replica_assignment: Mapping[int, list[int]] | None = None) -> TopicAssignment:
-        return self._call(self._create_partitions, name, total_count, replica_assignment)
+                          replica_assignment: Mapping[int, list[int]] | None = None,
+                          validate_only: bool = False) -> TopicAssignment:
+        return self._call(self._create_partitions, name, total_count, replica_assignment, validate_only)
 
     def delete_topic(self, name: str) -> None:
         return self._call(self._delete_topic, name)
@@ -726,20 +817,37 @@ class Controller:
         for replicas in assignment.values():
             if len(set(replicas)) != len(replicas):
                 raise InvalidReplicaAssignmentError(f"duplicate replicas in {replicas}")
+            unknown = [b for b in replicas if b not in self._live]
+            if unknown:
+                # KRaft's ReplicationControlManager: only registered brokers.
+                raise InvalidReplicaAssignmentError(f"replicas {replicas}: brokers {unknown} are not registered")
 
-    def _create_topic(self, name, num_partitions, replication_factor, replica_assignment, configs):
+    def _create_topic(self, name, num_partitions, replication_factor, replica_assignment, configs,
+                      validate_only=False):
+        """Kafka's checks, in its order (an illegal name, an existing topic, the
+        counts, the assignment, the configs), then the topic; validate_only:
+        the checks alone."""
         epoch = self._require_active()
+        validate_topic_name(name)
         if name in self._topics or name in self.store.topics():
             raise TopicAlreadyExistsError(f"Topic '{name}' already exists.")
         if replica_assignment:
             assignment = {int(p): [int(b) for b in r] for p, r in replica_assignment.items()}
             self._check_manual_assignment(assignment, 0, len(assignment))
         else:
+            if num_partitions <= 0:
+                raise InvalidPartitionsError(f"number of partitions must be larger than 0, not {num_partitions}")
+            if replication_factor <= 0:
+                raise InvalidReplicationFactorError(
+                    f"replication factor must be larger than 0, not {replication_factor}")
             assignment = assign_replicas(self._live_broker_list(), num_partitions, replication_factor)
+        configs = {k: v for k, v in validate_topic_configs(dict(configs or {})).items() if v is not None}
+        if validate_only:
+            return None
         topic = TopicAssignment(name=name, topic_id=uuid.uuid4(), partitions=assignment)
-        self.store.create_topic(topic, dict(configs or {}))
+        self.store.create_topic(topic, configs)
         self._topics[name] = topic
-        self._configs[name] = dict(configs or {})
+        self._configs[name] = configs
         created = {}
         for p in sorted(assignment):
             state = self._initialize_partition((name, p))
@@ -750,7 +858,7 @@ class Controller:
         self._send_update_metadata(self._live, created)
         return topic
 
-    def _create_partitions(self, name, total_count, replica_assignment):
+    def _create_partitions(self, name, total_count, replica_assignment, validate_only=False):
         self._require_active()
         topic = self._topics.get(name)
         if topic is None:
@@ -774,6 +882,8 @@ class Controller:
             start_index = next((i for i, b in enumerate(ids) if b >= topic.partitions[0][0]), 0)
             added = assign_replicas(brokers, total_count - existing, rf, start_partition=existing,
                                     fixed_start_index=start_index)
+        if validate_only:
+            return None
         new_topic = TopicAssignment(name=name, topic_id=topic.topic_id, partitions={**topic.partitions, **added},
                                     adding=topic.adding, removing=topic.removing)
         self.store.set_assignment(new_topic)
@@ -1176,12 +1286,19 @@ class Controller:
         req = UpdateMetadataRequest(
             controller_id=self.broker_id, controller_epoch=epoch, broker_epoch=-1,
             topic_states=[UpdateMetadataRequest.UpdateMetadataTopicState(
-                topic_name=t, partition_states=ps, _unknown_tagged_fields=self._configs_field(t))
+                topic_name=t, topic_id=self._topic_id(t), partition_states=ps,
+                _unknown_tagged_fields=self._configs_field(t))
                 for t, ps in by_topic.items()],
             live_brokers=live_brokers)
         for b in sorted(brokers):
             self._send(b, req, UPDATE_METADATA_VERSION)
 
+
+    def _topic_id(self, topic: str) -> uuid.UUID:
+        # Carried by UpdateMetadata v7+; the version sent on the wire (v6)
+        # leaves it out, a broker reached in-process gets it.
+        t = self._topics.get(topic)
+        return t.topic_id if t is not None else uuid.UUID(int=0)
 
     def _configs_field(self, topic: str):
         configs = self._configs.get(topic)

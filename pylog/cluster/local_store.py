@@ -3,7 +3,7 @@
 Durable state lives in JSON files under ``path`` (the controller broker puts it
 in <data dir>/pylog-cluster/), each replaced atomically on every change:
   cluster.json        {"version":1,"cluster_id":..,"controller_epoch":N,"latest_producer_id_block":{..}}
-  topics/<t>.json     {"version":1,"topic":<Kafka's /brokers/topics/<t> JSON>,"config":{..},
+  topics/<t>.json     {"version":1,"name":<t>,"topic":<Kafka's /brokers/topics/<t> JSON>,"config":{..},
                        "partitions":{"0":{"partition_epoch":V,"state":<Kafka's partition state JSON>}}}
 Broker registrations and the controller role are ephemeral: held in memory and
 dropped when the LocalMetadataStore that made them closes (or the process ends).
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -42,6 +43,15 @@ _registry_lock = threading.Lock()
 
 def _dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _topic_file(name: str) -> str:
+    """A topic's file name: <name>.json, or for a name too long for that plus
+    the temporary suffix (topic names go up to 249 characters, file names to
+    255 bytes) a prefix and a hash of it; the record holds the name."""
+    if len(name) <= 200:
+        return name + ".json"
+    return f"{name[:180]}~{hashlib.sha256(name.encode()).hexdigest()[:16]}.json"
 
 
 class _Shared:
@@ -78,7 +88,8 @@ class _Shared:
         for fn in sorted(os.listdir(tdir)):
             if fn.endswith(".json"):
                 with open(os.path.join(tdir, fn), "rb") as f:
-                    self.topics[fn[:-5]] = json.loads(f.read())
+                    rec = json.loads(f.read())
+                self.topics[rec.get("name", fn[:-5])] = rec
         self.brokers: dict[int, tuple[BrokerInfo, object]] = {}
         self.controller: tuple[int, object] | None = None
         self.broker_watchers: list[tuple[object, Callable]] = []
@@ -94,7 +105,7 @@ class _Shared:
         self.cluster = new
 
     def write_topic(self, name: str, record: dict | None) -> None:
-        fpath = os.path.join(self.path, "topics", name + ".json")
+        fpath = os.path.join(self.path, "topics", _topic_file(name))
         if record is None:
             os.unlink(fpath)
             fd = os.open(os.path.dirname(fpath), os.O_RDONLY)
@@ -104,6 +115,7 @@ class _Shared:
                 os.close(fd)
             del self.topics[name]
         else:
+            record = {**record, "name": name}
             atomic_write(fpath, _dumps(record))
             self.topics[name] = record
 
@@ -365,6 +377,27 @@ class LocalMetadataStore(MetadataStore):
             if not s.cluster["cluster_id"]:
                 s.write_cluster(cluster_id=new_cluster_id())
             return s.cluster["cluster_id"]
+
+    def adopt_cluster_id(self, cluster_id: str) -> str:
+        """The cluster's id, taking cluster_id when it has none yet (a data dir
+        that ran alone before the store existed keeps the id it had)."""
+        s = self._s
+        with s.lock:
+            if not s.cluster["cluster_id"] and cluster_id:
+                s.write_cluster(cluster_id=cluster_id)
+        return self.cluster_id()
+
+    def reserve_producer_ids_below(self, next_id: int) -> None:
+        """Make every block handed out from now on start at next_id or later
+        (ids a data dir gave before the store existed are never reused)."""
+        s = self._s
+        with s.lock:
+            last = s.cluster["latest_producer_id_block"]
+            if next_id <= 0 or (last and int(last["block_end"]) + 1 >= next_id):
+                return
+            s.write_cluster(latest_producer_id_block={
+                "version": 1, "broker": self._broker_id if self._broker_id is not None else -1,
+                "block_start": str(next_id - 1), "block_end": str(next_id - 1)})
 
     def next_producer_id_block(self, size: int = PRODUCER_ID_BLOCK_SIZE) -> int:
         s = self._s

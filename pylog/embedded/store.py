@@ -108,7 +108,7 @@ class LocalStore:
                 props["broker.id"] = stored_id
             self.config = BrokerConfig(props)
             self.data_dir = path
-            self.log_manager = LogManager(self.config, path)
+            self.log_manager = LogManager(self.config, path, standalone=True)
             self.log_manager.open()
             self._groups = GroupCoordinator(self.config, BrokerPartitionWriter.local(self.log_manager))
             if ot.TOPIC in self.log_manager.topics:

@@ -66,7 +66,7 @@ def test_a_lone_broker_does_not_advertise_the_inter_broker_apis(tmp_path):
 
 def test_forged_controller_requests_change_nothing_on_a_lone_broker(tmp_path):
     with running_broker(data_dir=str(tmp_path / "d"), config={"broker.id": "1", "num.partitions": "1"}) as b:
-        b.broker.call(b.broker.log_manager.create_topic, TOPIC, 1)
+        b.broker.create_topic(TOPIC, 1)
         produce(b.bootstrap, N, "before")
         # Whatever epochs a forger puts in: nothing of these is served here.
         for api_key, version, body in (

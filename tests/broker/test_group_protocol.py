@@ -1,5 +1,6 @@
 """The group coordinator's rules, one raw request at a time (KAFKA-NOTES §5):
 error codes real clients rely on, which client libraries rarely show directly."""
+import asyncio
 import threading
 
 import pytest
@@ -20,8 +21,18 @@ METADATA_TOO_LARGE = 12
 def broker(tmp_path):
     with running_broker(tmp_path / "d", config={"group.initial.rebalance.delay.ms": "0",
                                                 "group.min.session.timeout.ms": "100"}) as b:
-        b.broker.call(b.broker.log_manager.create_topic, "t", 4)
+        b.broker.create_topic("t", 4)
+        coordinator_ready(b)
         yield b
+
+
+def coordinator_ready(b):
+    """What a client's FindCoordinator sets off and waits for (retrying
+    COORDINATOR_NOT_AVAILABLE): __consumer_offsets created and led here. These
+    tests send group requests straight to the broker, without looking first."""
+    code = asyncio.run_coroutine_threadsafe(
+        b.broker.ensure_internal_topic("__consumer_offsets"), b.broker._loop).result(60)
+    assert code == 0
 
 
 def join_req(member_id="", protocols=(("range", b"meta"),), session=10000, rebalance=10000, instance=None,
@@ -362,7 +373,7 @@ def test_internal_topics_refuse_produce_and_delete_records(broker):
 
 def test_deleting_a_topic_forgets_its_committed_offsets(broker):
     with Wire(broker) as w:
-        broker.broker.call(broker.broker.log_manager.create_topic, "doomed", 2)
+        broker.broker.create_topic("doomed", 2)
         assert commit(w, "", -1, [("doomed", 0, 5, ""), ("t", 0, 9, "")]) == [0, 0]
         assert commit(w, "", -1, [("doomed", 1, 3, "")], group="only-doomed") == [0]
         r = w.request(20, 3, m.DeleteTopicsRequest(topic_names=["doomed"], timeout_ms=5000))

@@ -44,7 +44,7 @@ def leo(handle, topic="t", partition=0):
 @pytest.fixture
 def broker(tmp_path):
     with running_broker(tmp_path / "data") as b:
-        b.broker.call(b.broker.log_manager.create_topic, "t", 2)
+        b.broker.create_topic("t", 2)
         yield b
 
 

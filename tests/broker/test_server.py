@@ -16,7 +16,7 @@ from pylog.testing import running_broker
 @pytest.fixture
 def broker(tmp_path):
     with running_broker(tmp_path / "d") as b:
-        b.broker.call(b.broker.log_manager.create_topic, "t", 1)
+        b.broker.create_topic("t", 1)
         yield b
 
 
