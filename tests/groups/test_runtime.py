@@ -10,6 +10,7 @@ import time
 from pylog.client.wire import Connection
 from pylog.groups import offsets_topic as ot
 from pylog.protocol import messages as m
+from pylog.protocol.error_codes import Errors
 from pylog.testing import running_broker
 
 from .conftest import GROUP_CONFIG
@@ -36,8 +37,23 @@ def conn(b):
     return Connection(b.broker.advertised_host, b.broker.advertised_port, client_id="runtime-test")
 
 
+def find_coordinator(c, group):
+    """FindCoordinator until this broker answers as the group's coordinator, as
+    clients do: the first ask only sets off creating __consumer_offsets
+    (COORDINATOR_NOT_AVAILABLE meanwhile)."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        r = c.request(m.FindCoordinatorRequest(key=group, key_type=0), api_version=1)
+        if r.error_code == 0:
+            return r
+        assert r.error_code == Errors.COORDINATOR_NOT_AVAILABLE, r
+        assert time.monotonic() < deadline, f"no coordinator for {group}: {r}"
+        time.sleep(0.05)
+
+
 def join_and_sync(c, group, session_ms):
     """One member joins group (KIP-394 two-step JoinGroup) and syncs; its id."""
+    find_coordinator(c, group)
     J = m.JoinGroupRequest
     protos = [J.JoinGroupRequestProtocol(name="range", metadata=b"\x00")]
     r = c.request(J(group_id=group, session_timeout_ms=session_ms, rebalance_timeout_ms=session_ms,
@@ -91,8 +107,7 @@ def test_runtime_timers_fire_at_their_deadline_and_die_with_their_partition(gbro
     b = gbroker
     gc = b.broker.groups
     with conn(b) as c:
-        r = c.request(m.FindCoordinatorRequest(key="g-any", key_type=0), api_version=1)
-        assert r.error_code == 0
+        find_coordinator(c, "g-any")
     rt = gc.runtime
     index = b.broker.call(lambda: rt.active_partitions()[0])
 
@@ -120,6 +135,8 @@ def test_runtime_timers_fire_at_their_deadline_and_die_with_their_partition(gbro
 def test_events_of_one_partition_run_in_issue_order(gbroker):
     b = gbroker
     create_topic(str(b), "rt-order", 1)
+    with conn(b) as c:
+        find_coordinator(c, "g-order")
     gc = b.broker.groups
     n = 50
 
@@ -150,7 +167,7 @@ def test_a_restarted_broker_replays_its_partitions(tmp_path):
     with running_broker(data_dir=str(tmp_path), config=GROUP_CONFIG) as b:
         create_topic(str(b), "rt-restart", 2)
         with conn(b) as c:
-            assert c.request(m.FindCoordinatorRequest(key="g-restart", key_type=0), api_version=1).error_code == 0
+            find_coordinator(c, "g-restart")
             O = m.OffsetCommitRequest
             r = c.request(O(group_id="g-restart", generation_id_or_member_epoch=-1, member_id="", topics=[
                 O.OffsetCommitRequestTopic(name="rt-restart", partitions=[
