@@ -152,6 +152,7 @@ cdef class LogCore:
     def append(self, value, key=None, headers=None, timestamp=None):
         """Append one record; return its offset. headers: [(str, bytes or None)]."""
         cdef int64_t off
+        cdef bint due = False
         self._lock.acquire_()
         try:
             off = self._active()._append_record(value, key, headers, timestamp)
@@ -160,16 +161,19 @@ cdef class LogCore:
                 if off < 0:
                     raise _errors.RecordTooLargeError("record does not fit an empty segment")
             if self.flush_messages is not None:
-                self._after_append(1)
-            return off
+                due = self._after_append(1)
         finally:
             self._lock.release_()
+        if due:  # flush.messages reached: fdatasync, without the lock
+            self._flush_due()
+        return off
 
     def append_batch(self, values, keys=None, headers=None, timestamps=None, compression=None):
         """Append values (with optional keys, per-record header lists and timestamps)
         as one record batch; return the first offset."""
         cdef int codec = 0 if compression is None else _codecs.codec_id(compression)
         cdef int64_t off
+        cdef bint due = False
         self._lock.acquire_()
         try:
             off = self._active()._append_records(values, keys, headers, timestamps, codec)
@@ -178,10 +182,12 @@ cdef class LogCore:
                 if off < 0:
                     raise _errors.RecordTooLargeError("batch does not fit an empty segment")
             if self.flush_messages is not None:
-                self._after_append(len(values))
-            return off
+                due = self._after_append(len(values))
         finally:
             self._lock.release_()
+        if due:
+            self._flush_due()
+        return off
 
     def read(self, int64_t offset):
         """The record at offset. Its key and value are zero-copy views."""

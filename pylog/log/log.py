@@ -103,6 +103,9 @@ class Log(_engine.LogCore):
         self._unflushed = 0
         self._last_flush = self._last_checkpoint = time.monotonic()
         self._flusher = None
+        self.flush_executor = None  # set: flush.messages fsyncs are submitted to it
+        self._flush_queued = False
+        self._truncations = 0       # moves on every truncation (see _sync)
         if create:
             os.makedirs(path, exist_ok=True)
         elif not os.path.isdir(path):
@@ -268,14 +271,34 @@ class Log(_engine.LogCore):
                                                   crc_checked)
                 if res is None:
                     raise RecordTooLargeError("batches do not fit an empty segment")
-            if self.flush_messages is not None:
-                self._after_append(res[1] - res[0] + 1)
-            return res
+            due = self.flush_messages is not None and self._after_append(res[1] - res[0] + 1)
+        if due:
+            self._flush_due()
+        return res
 
-    def _after_append(self, n: int):
+    def _after_append(self, n: int) -> bool:
+        # Under the lock: counts, and says whether flush.messages is reached.
         self._unflushed += n
-        if self._unflushed >= self.flush_messages:
-            self._flush_locked()
+        return self._unflushed >= self.flush_messages
+
+    def _flush_due(self):
+        # Called after an append released the lock. The broker hands the
+        # fdatasync to a worker (flush_executor) so the event loop never waits.
+        executor = self.flush_executor
+        if executor is None:
+            self._sync()
+        elif not self._flush_queued:
+            self._flush_queued = True
+            executor.submit(self._queued_flush)
+
+    def _queued_flush(self):
+        self._flush_queued = False
+        try:
+            self._sync()
+        except LogClosedError:
+            pass
+        except Exception as exc:  # noqa: BLE001 -- a worker has nobody to raise to
+            log.error("%s: flush after flush.messages failed: %s", self.path, exc)
 
     def roll(self):
         """Start a new segment at log_end_offset (unless the active one is empty)."""
@@ -305,26 +328,66 @@ class Log(_engine.LogCore):
     # ---- flushing ----
 
     def flush(self):
-        """Make every appended record durable (fdatasync), and move the recovery point."""
+        """Make every appended record durable (fdatasync), and move the recovery point.
+        The fdatasync runs outside the log's lock, so appends from other threads go
+        on meanwhile; what is made durable is everything appended before the call."""
+        self._sync()
+
+    def _sync(self, due_ms=None):
+        # Capture under the lock (buffered bytes pushed to the OS, the log end
+        # offset, the descriptors, each segment pinned so its descriptor stays
+        # open), fdatasync outside it, then record the result under it again.
+        # A truncation meanwhile (_truncations moved) leaves the recovery point.
         with self._lock:
+            if due_ms is not None:
+                if self._closed or (time.monotonic() - self._last_flush) * 1000 < due_ms or \
+                        self._recovery_point >= self.log_end_offset:
+                    return
             self._check_open()
-            self._flush_locked()
+            leo = self.log_end_offset
+            generation = self._truncations
+            pending = []
+            try:
+                for seg in self._segments[self._segment_index(self._recovery_point):]:
+                    fd, upto = seg.sync_begin()
+                    if fd >= 0:
+                        pending.append((seg, fd, upto))
+            except BaseException:
+                for seg, _, upto in pending:
+                    seg.sync_end(upto, False)
+                raise
+            self._unflushed = 0
+            self._last_flush = time.monotonic()
+        synced = False
+        try:
+            for seg, fd, _ in pending:
+                with _storage_errors(seg.path):
+                    os.fdatasync(fd)
+            synced = True
+        finally:
+            with self._lock:
+                for seg, _, upto in pending:
+                    seg.sync_end(upto, synced)
+                checkpoint = False
+                if synced and generation == self._truncations and leo > self._recovery_point:
+                    self._recovery_point = leo
+                    # Kafka writes the recovery-point checkpoint every 60 s, not per
+                    # flush: a stale checkpoint only makes the next recovery scan more.
+                    checkpoint = time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S
+        if checkpoint:
+            self._write_checkpoints()
 
     def _flush_locked(self):
         # One fdatasync per segment with unsynced data (usually just the active
         # one). Sealed segments and their indexes were synced at roll; the active
         # segment's indexes are rebuilt by recovery, so they need no msync here.
+        # (Only close() syncs under the lock: nothing may append after it anyway.)
         leo = self.log_end_offset
         for seg in self._segments[self._segment_index(self._recovery_point):]:
             seg.sync(indexes=False)
         self._unflushed = 0
         self._last_flush = time.monotonic()
-        if leo > self._recovery_point:
-            self._recovery_point = leo
-            # Kafka writes the recovery-point checkpoint every 60 s, not per flush:
-            # a stale checkpoint only makes the next recovery scan more.
-            if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
-                self._write_checkpoints()
+        self._recovery_point = max(self._recovery_point, leo)
 
     def _write_checkpoints(self, recovery_point=None, sync_first=False):
         self._last_checkpoint = time.monotonic()
@@ -343,13 +406,13 @@ class Log(_engine.LogCore):
             write_checkpoint(os.path.join(self.path, LOG_START_CHECKPOINT), [(topic, part, self._log_start_offset)])
 
     def maybe_flush(self):
-        """Flush if flush_ms has passed since the last flush (the flusher thread calls this)."""
-        with self._lock:
-            if self._closed or self.flush_ms is None:
-                return
-            if (time.monotonic() - self._last_flush) * 1000 >= self.flush_ms and \
-                    self._recovery_point < self.log_end_offset:
-                self._flush_locked()
+        """Flush if flush_ms has passed since the last flush (the flusher thread, or
+        the broker's flush task on a worker, calls this). Like flush(), the
+        fdatasync does not hold the log's lock."""
+        flush_ms = self.flush_ms
+        if flush_ms is None:
+            return
+        self._sync(due_ms=flush_ms)
 
     # ---- reads ----
 
@@ -448,8 +511,8 @@ class Log(_engine.LogCore):
 
     def index_arrays(self):
         """[(base_offset, offset_index, time_index)] as numpy arrays over the mmap'ed
-        index files (Kafka's big-endian layout). They pin their segments: drop them
-        before truncate or close."""
+        index files (Kafka's big-endian layout). They pin their segments: truncation
+        refuses while they live; close leaves the mappings to them."""
         import numpy as np
         off_dt = np.dtype([("relative_offset", ">i4"), ("position", ">i4")])
         time_dt = np.dtype([("timestamp", ">i8"), ("relative_offset", ">i4")])
@@ -470,10 +533,8 @@ class Log(_engine.LogCore):
                 raise OffsetOutOfRangeError(f"cannot truncate to {offset}, below log_start_offset "
                                             f"{self._log_start_offset}")
             i = self._segment_index(offset)
-            for seg in self._segments[i:]:
-                if seg.pins:
-                    raise BufferError(f"{seg.path}: views are still alive; release them before truncating")
             seg = self._segments[i]
+            self._truncations += 1
             # A cut inside a batch keeps the records before it: re-append them.
             keep = []
             found = seg.find_batch(offset)
@@ -483,13 +544,16 @@ class Log(_engine.LogCore):
                          None if r.value is None else bytes(r.value),
                          [(k, None if v is None else bytes(v)) for k, v in r.headers]) for r in it]
                 del it  # it pins the segment
+            # First the one step that may refuse (a live view past the cut, which
+            # would read beyond the file): then nothing has changed yet. Views of
+            # the later segments keep their mappings until they go.
+            seg.truncate_to(offset)
+            seg.unseal()
             for later in self._segments[i + 1:]:
                 later.close(trim=False)
                 self._delete_files(later.base_offset)
             del self._segments[i + 1:]
             del self._bases[i + 1:]
-            seg.truncate_to(offset)
-            seg.unseal()
             if keep:
                 first = seg.next_offset
                 if first != keep[0][0]:
@@ -527,9 +591,7 @@ class Log(_engine.LogCore):
 
     def _delete_oldest(self, why: str) -> bool:
         seg = self._segments[0]
-        if seg.pins:
-            log.info("%s: segment %d is still read through live views; deleting it later", self.path, seg.base_offset)
-            return False
+        # Live views of it keep its mapping (so their bytes) until the last goes.
         seg.close(trim=False)
         self._delete_files(seg.base_offset)
         del self._segments[0]
@@ -570,11 +632,11 @@ class Log(_engine.LogCore):
 
     def close(self):
         """Flush, trim the indexes, mark a clean shutdown and release the lock.
-        BufferError (and the log stays open) while record views are alive."""
+        Record and slice views still alive stay valid: each segment is unmapped
+        when its last view goes."""
         with self._lock:
             if self._closed:
                 return
-            self._check_no_views()
         # Stop the flusher outside the lock: it takes the lock itself.
         flusher = self._flusher
         if flusher is not None:
@@ -585,7 +647,6 @@ class Log(_engine.LogCore):
             try:
                 # Everything that can fail (a full disk, say) comes before the
                 # segments close, so a failed close leaves a working, open log.
-                self._check_no_views()
                 self._flush_locked()
                 for seg in self._segments:
                     seg.seal()
@@ -610,17 +671,19 @@ class Log(_engine.LogCore):
             finally:
                 os.close(self._lock_fd)
 
-    def _check_no_views(self):
-        for seg in self._segments:
-            if seg.pins:
-                raise BufferError(f"{seg.path}: {seg.pins} views are still alive; release them "
-                                  "(or copy with bytes()) before closing")
-
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+            return
+        # The block's own exception is the one the caller must see: a failure
+        # to close on top of it (a full disk, say) is only logged.
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            log.exception("%s: closing after an exception in the with block failed", self.path)
 
     def __del__(self):
         # A Log dropped without close() is like a crash: nothing is flushed, and the
