@@ -234,6 +234,7 @@ cdef class Segment:
     cdef bint _ref             # used since the budget's last sweep
     cdef bint _in_ring
     cdef bint _closing         # closed while views were alive: unmapped by the last one
+    cdef int _holds            # fdatasyncs under way outside the owner's lock (sync_begin)
     cdef object _owner_lock    # the owning Log's lock; None: never parked
     cdef object _weakself
     cdef object __weakref__
@@ -349,7 +350,7 @@ cdef class Segment:
             if self._s == NULL or not self._sealed:
                 return False
             self._drop_cache()
-            if pl_segment_pins(self._s) > 0:
+            if pl_segment_pins(self._s) > 0 or self._holds > 0:
                 return False
             self._p_next_offset = pl_segment_next_offset(self._s)
             self._p_size = pl_segment_size(self._s)
@@ -388,7 +389,7 @@ cdef class Segment:
             self._parked = False
             return
         self._drop_cache()
-        if pl_segment_pins(self._s) > 0:
+        if pl_segment_pins(self._s) > 0 or self._holds > 0:
             check(pl_segment_detach(self._s, trim), self.path)
             self._closing = True
             return
@@ -404,7 +405,11 @@ cdef class Segment:
         if self._s == NULL:
             return
         pl_segment_unpin(self._s)
-        if self._closing and pl_segment_pins(self._s) == 0:
+        self._finish_close()
+
+    cdef void _finish_close(self):
+        cdef int rc
+        if self._closing and pl_segment_pins(self._s) == 0 and self._holds == 0:
             rc = pl_segment_close(self._s, 0)
             self._s = NULL
             self._closing = False
@@ -476,14 +481,17 @@ cdef class Segment:
         check(pl_segment_sync_begin(self._s, &fd, &upto), self.path)
         if fd < 0 or upto <= pl_segment_synced_size(self._s):
             return -1, 0
-        pl_segment_pin_range(self._s, 0)  # pins no bytes: truncation may go on
+        # Not a view (truncation may go on): only keeps the descriptor open.
+        self._holds += 1
         return fd, upto
 
     def sync_end(self, int64_t upto, bint synced):
         """After the fdatasync of sync_begin (synced: it succeeded), under the owner's lock."""
         if synced and self._s != NULL and not self._closing:
             pl_segment_sync_done(self._s, upto)
-        self._unpin()
+        self._holds -= 1
+        if self._s != NULL:
+            self._finish_close()
 
     def seal(self):
         if self._parked:

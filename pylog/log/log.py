@@ -30,7 +30,8 @@ from typing import Iterator
 from .. import _engine
 from ..errors import (DiskFullError, LogClosedError, LogLockedError, OffsetOutOfRangeError,
                       RecordTooLargeError, StorageError)
-from .checkpoint import fsync_dir, read_checkpoint, write_checkpoint
+from .checkpoint import (LOG_START, RECOVERY_POINT, DirCheckpoints, fsync_dir, read_checkpoint,
+                         topic_partition_of, write_checkpoint)
 
 log = logging.getLogger("pylog.log")
 
@@ -65,7 +66,8 @@ class Log(_engine.LogCore):
              retention_ms: int | None = None, retention_bytes: int | None = None,
              flush_messages: int | None = None, flush_ms: int | None = None,
              write_buffer_bytes: int = 64 << 10, recovery: str = "auto",
-             leader_epoch: int = -1, cache_records: int = 1 << 22, create: bool = True) -> "Log":
+             leader_epoch: int = -1, cache_records: int = 1 << 22, create: bool = True,
+             dir_checkpoints: DirCheckpoints | None = None) -> "Log":
         """Open (creating when create) the log in directory path.
 
         segment_bytes / segment_ms: roll conditions (Kafka's segment.bytes, segment.ms).
@@ -77,12 +79,16 @@ class Log(_engine.LogCore):
           writes every append through to the OS before returning.
         recovery: "auto" checks every batch after the recovery point when the last
           close was not clean; "full" checks every batch of every segment.
+        dir_checkpoints: the data dir's shared checkpoint files (a broker's, as
+          Kafka keeps them) instead of this log's own; the owner writes them.
+          A log without an entry there reads its own files (today's layout).
         """
         if recovery not in ("auto", "full"):
             raise ValueError("recovery is 'auto' or 'full'")
         if segment_bytes < 1024:
             raise ValueError("segment_bytes must be at least 1024")
         self = cls.__new__(cls)
+        self._dir_checkpoints = dir_checkpoints
         self._init(os.fspath(path), dict(
             segment_bytes=segment_bytes, segment_ms=-1 if segment_ms is None else segment_ms,
             index_max_bytes=segment_index_bytes, index_interval_bytes=index_interval_bytes,
@@ -106,6 +112,7 @@ class Log(_engine.LogCore):
         self.flush_executor = None  # set: flush.messages fsyncs are submitted to it
         self._flush_queued = False
         self._truncations = 0       # moves on every truncation (see _sync)
+        self._retired = []          # renamed .deleted under the lock, removed outside it
         if create:
             os.makedirs(path, exist_ok=True)
         elif not os.path.isdir(path):
@@ -152,8 +159,8 @@ class Log(_engine.LogCore):
         clean = os.path.exists(clean_marker)
         if clean:
             os.remove(clean_marker)
-        self._log_start_offset = self._read_offset(LOG_START_CHECKPOINT, 0)
-        self._recovery_point = self._read_offset(RECOVERY_POINT_CHECKPOINT, 0)
+        self._log_start_offset = self._checkpointed(LOG_START, 0)
+        self._recovery_point = self._checkpointed(RECOVERY_POINT, 0)
         full = recovery == "full"
         for i, base in enumerate(bases):
             active = i == len(bases) - 1
@@ -197,6 +204,14 @@ class Log(_engine.LogCore):
             # What was checked now is as good as flushed for the next start.
             self._write_checkpoints(recovery_point=self.log_end_offset, sync_first=True)
 
+    def _checkpointed(self, name: str, default: int) -> int:
+        dc = self._dir_checkpoints
+        if dc is not None:
+            found = dc.get(name, *topic_partition_of(self.path))
+            if found is not None:
+                return found
+        return self._read_offset(name, default)
+
     def _read_offset(self, name: str, default: int) -> int:
         try:
             entries = read_checkpoint(os.path.join(self.path, name))
@@ -213,6 +228,28 @@ class Log(_engine.LogCore):
     def _append_segment(self, seg):
         self._segments.append(seg)
         self._bases.append(seg.base_offset)
+
+    def _retire_files(self, base: int):
+        # Under the lock only a rename (as Kafka's .deleted suffix): the unlink,
+        # which can take long for a large file, runs in _remove_retired after
+        # the lock is released. A crash in between leaves .deleted files, which
+        # the next load removes.
+        for suffix in (".log", ".index", ".timeindex"):
+            path = os.path.join(self.path, f"{base:020d}{suffix}")
+            try:
+                os.rename(path, path + ".deleted")
+            except FileNotFoundError:
+                continue
+            self._retired.append(path + ".deleted")
+
+    def _remove_retired(self):
+        with self._lock:
+            doomed, self._retired = self._retired, []
+        for path in doomed:
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
 
     def _delete_files(self, base: int):
         for suffix in (".log", ".index", ".timeindex"):
@@ -289,7 +326,11 @@ class Log(_engine.LogCore):
             self._sync()
         elif not self._flush_queued:
             self._flush_queued = True
-            executor.submit(self._queued_flush)
+            try:
+                executor.submit(self._queued_flush)
+            except RuntimeError:  # the owner is shutting its executor down
+                self._flush_queued = False
+                self._sync()
 
     def _queued_flush(self):
         self._flush_queued = False
@@ -389,6 +430,13 @@ class Log(_engine.LogCore):
         self._last_flush = time.monotonic()
         self._recovery_point = max(self._recovery_point, leo)
 
+    def checkpoint(self):
+        """Write the recovery point and log start offset checkpoints now (with
+        dir_checkpoints: record them there, for the owner's next write)."""
+        with self._lock:
+            self._check_open()
+            self._write_checkpoints()
+
     def _write_checkpoints(self, recovery_point=None, sync_first=False):
         self._last_checkpoint = time.monotonic()
         if sync_first:
@@ -396,10 +444,12 @@ class Log(_engine.LogCore):
                 seg.sync()
         if recovery_point is not None:
             self._recovery_point = recovery_point
-        name = os.path.basename(os.path.normpath(self.path))
-        topic, _, part = name.rpartition("-")
-        if not part.isdigit():
-            topic, part = name, "0"
+        topic, part = topic_partition_of(self.path)
+        dc = self._dir_checkpoints
+        if dc is not None:  # the owner writes the files, off its event loop
+            dc.set(RECOVERY_POINT, topic, part, self._recovery_point)
+            dc.set(LOG_START, topic, part, self._log_start_offset)
+            return
         with _storage_errors(self.path):
             write_checkpoint(os.path.join(self.path, RECOVERY_POINT_CHECKPOINT),
                              [(topic, part, self._recovery_point)])
@@ -525,6 +575,13 @@ class Log(_engine.LogCore):
 
     def truncate_to(self, offset: int):
         """Remove every record at or after offset (log_end_offset becomes offset)."""
+        try:
+            self._truncate_to(offset)
+        finally:
+            if self._retired:
+                self._remove_retired()
+
+    def _truncate_to(self, offset: int):
         with self._lock:
             self._check_open()
             if offset >= self.log_end_offset:
@@ -551,7 +608,7 @@ class Log(_engine.LogCore):
             seg.unseal()
             for later in self._segments[i + 1:]:
                 later.close(trim=False)
-                self._delete_files(later.base_offset)
+                self._retire_files(later.base_offset)
             del self._segments[i + 1:]
             del self._bases[i + 1:]
             if keep:
@@ -574,6 +631,13 @@ class Log(_engine.LogCore):
     def delete_records(self, offset: int) -> int:
         """Move log_start_offset up to offset (Kafka's DeleteRecords) and delete the
         segments wholly below it. Returns the new log_start_offset."""
+        try:
+            return self._delete_records(offset)
+        finally:
+            if self._retired:
+                self._remove_retired()
+
+    def _delete_records(self, offset: int) -> int:
         with self._lock:
             self._check_open()
             if offset > self.log_end_offset:
@@ -593,7 +657,7 @@ class Log(_engine.LogCore):
         seg = self._segments[0]
         # Live views of it keep its mapping (so their bytes) until the last goes.
         seg.close(trim=False)
-        self._delete_files(seg.base_offset)
+        self._retire_files(seg.base_offset)
         del self._segments[0]
         del self._bases[0]
         self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
@@ -603,6 +667,13 @@ class Log(_engine.LogCore):
     def enforce_retention(self, now_ms: int | None = None) -> int:
         """Delete whole segments past retention_ms or beyond retention_bytes (never
         the active one). Returns how many were deleted."""
+        try:
+            return self._enforce_retention(now_ms)
+        finally:
+            if self._retired:
+                self._remove_retired()
+
+    def _enforce_retention(self, now_ms: int | None = None) -> int:
         with self._lock:
             self._check_open()
             now = int(time.time() * 1000) if now_ms is None else now_ms
