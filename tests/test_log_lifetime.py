@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 import pylog
 from pylog.errors import LogClosedError
 from pylog.log.log import Log
+
+from loghelpers import REPO
 
 
 def _mapped(path) -> int:
@@ -133,3 +139,34 @@ def test_truncation_deletes_later_segments_under_live_views(open_log):
     assert not os.path.exists(last.path)
     assert bytes(view)[:6] == b"%06d" % last.base_offset
     del view
+
+
+_SLOW_WRITER = r"""
+import sys, time
+from pylog.log.log import Log
+log = Log.open(sys.argv[1])          # the default 64 KiB write buffer
+for i in range(20):
+    log.append(b"record %d" % i)
+    time.sleep(0.02)
+print("appended", log.log_end_offset, flush=True)
+time.sleep(600)
+"""
+
+
+def test_buffered_appends_reach_the_os_within_the_bound_and_survive_sigkill(log_dir):
+    from pylog.log.log import WRITE_BUFFER_MAX_MS
+    env = dict(os.environ, PYTHONPATH=REPO)
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, log_dir], stdout=subprocess.PIPE, text=True,
+                             env=env)
+    try:
+        assert child.stdout.readline().split() == ["appended", "20"]
+        # Far past the documented bound (the records are a few hundred bytes,
+        # so a full buffer never pushed them out).
+        time.sleep(max(3.0, 10 * WRITE_BUFFER_MAX_MS / 1000.0))
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(60)
+        child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    with Log.open(log_dir) as log:
+        assert [bytes(r.value) for r in log.scan()] == [b"record %d" % i for i in range(20)]
