@@ -39,7 +39,11 @@ LOCK_FILE = ".lock"
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
 RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
-_LEFTOVER_SUFFIXES = (".deleted", ".cleaned", ".swap", ".tmp")
+_LEFTOVER_SUFFIXES = (".deleted", ".tmp")
+_SEGMENT_SUFFIXES = (".log", ".index", ".timeindex")
+# Called after each rename of replace_segments with its step's name; a crash
+# test sets it to end the process there. None in normal use.
+_SWAP_STEP_HOOK = None
 CHECKPOINT_INTERVAL_S = 60.0  # log.flush.offset.checkpoint.interval.ms
 # How long appended bytes may sit in a Log's write buffer before a background
 # thread pushes them to the OS (where a killed process no longer loses them).
@@ -153,11 +157,8 @@ class Log(_engine.LogCore):
         return fd
 
     def _load(self, recovery: str):
+        self._finish_interrupted_swap()
         names = os.listdir(self.path)
-        for name in names:
-            if name.endswith(_LEFTOVER_SUFFIXES):
-                log.warning("%s: removing leftover %s from an interrupted operation", self.path, name)
-                os.remove(os.path.join(self.path, name))
         bases = sorted(int(n[:20]) for n in names if n.endswith(".log") and len(n) == 24 and n[:20].isdigit())
         base_set = set(bases)
         name_set = set(names)
@@ -213,6 +214,119 @@ class Log(_engine.LogCore):
             # What was checked now is as good as flushed for the next start.
             self._write_checkpoints(recovery_point=self.log_end_offset, sync_first=True)
 
+    def _finish_interrupted_swap(self):
+        """Complete or undo a replace_segments that a crash interrupted, by
+        Kafka's LogLoader rules: .deleted and .tmp files go; a .cleaned file
+        means step 1 was not finished, so it goes with every .swap file at or
+        above the lowest .cleaned base offset (.cleaned files are renamed .swap
+        highest base first); the .swap files left are a finished step 1: the old
+        segment files in [lowest .swap base, highest .swap next offset) go and
+        the .swap files take their final names."""
+        names = os.listdir(self.path)
+        cleaned, swaps = [], []
+        for name in names:
+            if name.endswith(_LEFTOVER_SUFFIXES):
+                log.warning("%s: removing leftover %s from an interrupted operation", self.path, name)
+                os.remove(os.path.join(self.path, name))
+            elif name.endswith(".cleaned") and name[:20].isdigit():
+                cleaned.append(name)
+            elif name.endswith(".swap") and name[:20].isdigit():
+                swaps.append(name)
+        if not cleaned and not swaps:
+            return
+        min_cleaned = min((int(n[:20]) for n in cleaned), default=None)
+        for name in cleaned + [n for n in swaps if min_cleaned is not None and int(n[:20]) >= min_cleaned]:
+            log.warning("%s: removing %s of an unfinished segment swap", self.path, name)
+            os.remove(os.path.join(self.path, name))
+        swaps = [n for n in swaps if min_cleaned is None or int(n[:20]) < min_cleaned]
+        ends = {}
+        for n in swaps:
+            if n.endswith(".log.swap"):
+                ends[int(n[:20])] = _next_offset_of_file(os.path.join(self.path, n), int(n[:20]))
+        # A .log.swap that is not whole batches to its end was not made by
+        # replace_segments (which syncs the files before step 1): it goes.
+        bad = {base for base, end in ends.items() if end is None}
+        for name in [n for n in swaps if int(n[:20]) in bad]:
+            log.warning("%s: removing %s, which is not a whole segment", self.path, name)
+            os.remove(os.path.join(self.path, name))
+            swaps.remove(name)
+        ends = {base: end for base, end in ends.items() if end is not None}
+        if ends:
+            low, high = min(ends), max(ends.values())
+            for name in os.listdir(self.path):
+                if name.endswith(_SEGMENT_SUFFIXES) and name[:20].isdigit() and low <= int(name[:20]) < high:
+                    log.warning("%s: removing %s, replaced by a swapped-in segment", self.path, name)
+                    os.remove(os.path.join(self.path, name))
+        for name in swaps:
+            log.warning("%s: completing the swap of %s", self.path, name)
+            os.rename(os.path.join(self.path, name), os.path.join(self.path, name[:-len(".swap")]))
+        fsync_dir(self.path)
+
+    def replace_segments(self, new_bases: list[int], old_bases: list[int]):
+        """Replace the sealed segments old_bases by rewritten ones (what log
+        compaction does): the caller wrote each new segment as
+        <base>.log.cleaned (and .index.cleaned, .timeindex.cleaned) in this
+        directory, covering the old segments' offsets. Crash-safe as Kafka's
+        LocalLog.replaceSegments, so the next load sees the old segments or the
+        new ones, never a mix, a loss or a doubling (_finish_interrupted_swap):
+        1. each .cleaned file renamed .swap, highest base offset first;
+        2. the old segments' files renamed .deleted;
+        3. the .swap files renamed to their final names; the .deleted files go.
+        Views of the old segments stay valid (their mappings go with the last)."""
+        try:
+            self._replace_segments(sorted(new_bases), sorted(old_bases))
+        finally:
+            if self._retired:
+                self._remove_retired()
+
+    def _replace_segments(self, new_bases, old_bases):
+        with self._lock:
+            self._check_open()
+            if not new_bases or not old_bases:
+                raise ValueError("replace_segments needs new and old segments")
+            first = self._bases.index(old_bases[0]) if old_bases[0] in self._bases else -1
+            if first < 0 or self._bases[first:first + len(old_bases)] != old_bases or \
+                    first + len(old_bases) >= len(self._segments):
+                raise ValueError(f"{old_bases} are not contiguous sealed segments of {self.path}")
+            if new_bases[0] < old_bases[0] or new_bases[-1] >= self._segments[first + len(old_bases)].base_offset:
+                raise ValueError("the new segments must lie within the offsets of the old ones")
+            stems = [os.path.join(self.path, f"{b:020d}") for b in new_bases]
+            for stem in stems:
+                for suffix in _SEGMENT_SUFFIXES:
+                    path = stem + suffix + ".cleaned"
+                    if suffix == ".log" or os.path.exists(path):
+                        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                        try:
+                            os.fsync(fd)
+                        finally:
+                            os.close(fd)
+            for stem in reversed(stems):  # 1
+                for suffix in _SEGMENT_SUFFIXES:
+                    if os.path.exists(stem + suffix + ".cleaned"):
+                        os.rename(stem + suffix + ".cleaned", stem + suffix + ".swap")
+                        _swap_step("cleaned-to-swap")
+            fsync_dir(self.path)
+            olds = self._segments[first:first + len(old_bases)]
+            for seg in olds:  # 2
+                seg.close(trim=False)
+                self._retire_files(seg.base_offset, hook=True)
+            fsync_dir(self.path)
+            for stem in stems:  # 3
+                for suffix in _SEGMENT_SUFFIXES:
+                    if os.path.exists(stem + suffix + ".swap"):
+                        os.rename(stem + suffix + ".swap", stem + suffix)
+                        _swap_step("swap-to-final")
+            fsync_dir(self.path)
+            new = []
+            for base in new_bases:
+                seg = self._open_segment(base, False)
+                new.append(seg)
+                if not seg.load()[0]:
+                    seg.recover()
+                    seg.sync()
+            self._segments[first:first + len(old_bases)] = new
+            self._bases[first:first + len(old_bases)] = new_bases
+
     def _checkpointed(self, name: str, default: int) -> int:
         dc = self._dir_checkpoints
         if dc is not None:
@@ -238,7 +352,7 @@ class Log(_engine.LogCore):
         self._segments.append(seg)
         self._bases.append(seg.base_offset)
 
-    def _retire_files(self, base: int):
+    def _retire_files(self, base: int, hook: bool = False):
         # Under the lock only a rename (as Kafka's .deleted suffix): the unlink,
         # which can take long for a large file, runs in _remove_retired after
         # the lock is released. A crash in between leaves .deleted files, which
@@ -250,6 +364,8 @@ class Log(_engine.LogCore):
             except FileNotFoundError:
                 continue
             self._retired.append(path + ".deleted")
+            if hook:
+                _swap_step("old-to-deleted")
 
     def _remove_retired(self):
         with self._lock:
@@ -779,6 +895,31 @@ class Log(_engine.LogCore):
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _swap_step(name: str):
+    if _SWAP_STEP_HOOK is not None:
+        _SWAP_STEP_HOOK(name)
+
+
+def _next_offset_of_file(path: str, base: int) -> int | None:
+    """Last offset + 1 of the batches in a .log file (base when empty), from
+    the batch headers alone: base offset (8 bytes), length (4), and the last
+    offset delta at byte 23 (KAFKA-NOTES §2). None unless the file is whole
+    batches to its end."""
+    next_offset = base
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        pos = 0
+        while pos + 61 <= size:
+            f.seek(pos)
+            head = f.read(27)
+            first, length = int.from_bytes(head[0:8], "big", signed=True), int.from_bytes(head[8:12], "big")
+            if length < 49 or pos + 12 + length > size:
+                break
+            next_offset = first + int.from_bytes(head[23:27], "big", signed=True) + 1
+            pos += 12 + length
+    return next_offset if pos == size else None
 
 
 @contextlib.contextmanager
