@@ -2,6 +2,7 @@
 # lock, in native code so that one call costs one call. Everything else about
 # the log (open, recovery, roll, retention, truncation) is Python in
 # pylog/log/log.py, which subclasses this.
+import io as _io_lc
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_acquire_lock, PyThread_release_lock,
@@ -110,6 +111,7 @@ cdef class LogCore:
     cdef public int64_t _log_start_offset
     cdef public bint _closed
     cdef public object flush_messages
+    cdef public bint _read_only
 
     def __cinit__(self, *args, **kwargs):
         self._lock = RLock()
@@ -117,6 +119,11 @@ cdef class LogCore:
         self._bases = []
         self._closed = True
         self.flush_messages = None
+
+    cdef inline Segment _active_for_append(self):
+        if self._read_only:
+            raise _io_lc.UnsupportedOperation(f"{self.path}: log opened read-only")
+        return self._active()
 
     cdef inline Segment _active(self):
         if self._closed:
@@ -155,7 +162,7 @@ cdef class LogCore:
         cdef bint due = False
         self._lock.acquire_()
         try:
-            off = self._active()._append_record(value, key, headers, timestamp)
+            off = self._active_for_append()._append_record(value, key, headers, timestamp)
             if off < 0:
                 off = (<Segment>self._roll())._append_record(value, key, headers, timestamp)
                 if off < 0:
@@ -176,7 +183,7 @@ cdef class LogCore:
         cdef bint due = False
         self._lock.acquire_()
         try:
-            off = self._active()._append_records(values, keys, headers, timestamps, codec)
+            off = self._active_for_append()._append_records(values, keys, headers, timestamps, codec)
             if off < 0:
                 off = (<Segment>self._roll())._append_records(values, keys, headers, timestamps, codec)
                 if off < 0:

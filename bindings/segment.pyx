@@ -453,6 +453,14 @@ cdef class Segment:
         reason = None if info.stop_rc == PL_OK else pl_strerror(info.stop_rc).decode()
         return info.size, info.truncated_bytes, info.batches, info.next_offset, reason
 
+    def refresh(self, bint from_start=False, bint drop_indexes=False):
+        """A read-only segment takes the whole batches another process appended
+        since (see pl_segment_refresh); returns next_offset."""
+        self._ensure_open()
+        cdef pl_segment_info info
+        check(pl_segment_refresh(self._s, from_start, drop_indexes, &info), self.path)
+        return info.next_offset
+
     def flush_buffer(self):
         self._ensure_open()
         check(pl_segment_flush_buffer(self._s), self.path)

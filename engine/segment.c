@@ -559,6 +559,42 @@ int pl_segment_unseal(pl_segment *s) {
     return pl_index_extend(s->sg_tix, s->sg_cfg.index_max_bytes);
 }
 
+int pl_segment_refresh(pl_segment *s, int from_start, int drop_indexes, pl_segment_info *out) {
+    memset(out, 0, sizeof *out);
+    if (s->sg_cfg.writable) return PL_EINVAL;
+    struct stat st;
+    if (fstat(s->sg_fd, &st) != 0) return PL_EIO;
+    int64_t file_size = (int64_t)st.st_size, pos = s->sg_size;
+    if (from_start) {
+        reset_state(s);
+        pos = 0;
+    }
+    if (drop_indexes) {
+        /* The writer may still trim them (at its roll) under our mapping. */
+        pl_index_reset(s->sg_oix);
+        pl_index_reset(s->sg_tix);
+    }
+    if (file_size > s->sg_map_bytes) file_size = s->sg_map_bytes; /* past the reservation: a later roll */
+    while (pos < file_size) {
+        pl_batch_header h;
+        /* Only whole batches: the writer may be half way through one. */
+        if (pl_batch_parse_header(s->sg_map + pos, (size_t)(file_size - pos), &h) != PL_OK) break;
+        int64_t total = (int64_t)h.batch_length + PL_BATCH_LOG_OVERHEAD;
+        if (pos + total > file_size || h.base_offset < s->sg_next_offset) break;
+        int64_t last = h.base_offset + h.last_offset_delta;
+        if (pos == 0) s->sg_first_batch_timestamp = h.max_timestamp;
+        note_timestamp(s, h.max_timestamp, last);
+        s->sg_next_offset = last + 1;
+        pos += total;
+        out->batches++;
+    }
+    s->sg_size = s->sg_os_size = s->sg_synced_size = pos;
+    out->size = pos;
+    out->next_offset = s->sg_next_offset;
+    out->stop_position = pos;
+    return PL_OK;
+}
+
 int pl_segment_detach(pl_segment *s, int trim_indexes) {
     int rc = PL_OK;
     if (s->sg_cfg.writable) {

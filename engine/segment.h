@@ -124,6 +124,15 @@ int pl_segment_seal(pl_segment *s);
 /* It became active again (later segments were deleted by a truncation). */
 int pl_segment_unseal(pl_segment *s);
 
+/* A read-only segment (writable 0) follows another process appending to it:
+ * take the whole batches that reached the file since the last call (from the
+ * start when from_start), by their headers (scans check CRCs). The indexes
+ * are not re-read: lookups past their last entry walk headers. drop_indexes:
+ * forget them (for the writer's active segment, whose index files it trims
+ * at its roll: reading them then would fault).
+ * @return PL_OK, PL_EINVAL (a writable segment), PL_EIO. */
+int pl_segment_refresh(pl_segment *s, int from_start, int drop_indexes, pl_segment_info *out);
+
 /* Do now the file work of close (push the buffer, give back reserved blocks,
  * seal and trim the indexes when trim_indexes) and make the segment read-only,
  * so that the pl_segment_close which ends it later (when its last pin goes)

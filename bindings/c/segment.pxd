@@ -40,6 +40,7 @@ cdef extern from "segment.h" nogil:
     int pl_segment_pin(pl_segment *s)
     int pl_segment_pin_range(pl_segment *s, int64_t end)
     int pl_segment_detach(pl_segment *s, int trim_indexes)
+    int pl_segment_refresh(pl_segment *s, int from_start, int drop_indexes, pl_segment_info *out)
     int pl_segment_sync_begin(pl_segment *s, int *fd, int64_t *upto)
     void pl_segment_sync_done(pl_segment *s, int64_t upto)
     void pl_segment_unpin(pl_segment *s)

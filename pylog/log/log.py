@@ -74,7 +74,7 @@ class Log(_engine.LogCore):
              flush_messages: int | None = None, flush_ms: int | None = None,
              write_buffer_bytes: int = 64 << 10, recovery: str = "auto",
              leader_epoch: int = -1, cache_records: int = 1 << 22, create: bool = True,
-             dir_checkpoints: DirCheckpoints | None = None) -> "Log":
+             dir_checkpoints: DirCheckpoints | None = None, read_only: bool = False) -> "Log":
         """Open (creating when create) the log in directory path.
 
         segment_bytes / segment_ms: roll conditions (Kafka's segment.bytes, segment.ms).
@@ -93,6 +93,12 @@ class Log(_engine.LogCore):
         dir_checkpoints: the data dir's shared checkpoint files (a broker's, as
           Kafka keeps them) instead of this log's own; the owner writes them.
           A log without an entry there reads its own files (today's layout).
+        read_only: follow a log that another process (or another Log) writes,
+          as Chronicle Queue's tailers do: no lock is taken and nothing on disk
+          changes; refresh() (and each scan()) takes what the writer's appends
+          and rolls brought since. The writer's buffered appends show once they
+          reach the OS (within WRITE_BUFFER_MAX_MS). Appending and the other
+          changes raise io.UnsupportedOperation.
         """
         if recovery not in ("auto", "full"):
             raise ValueError("recovery is 'auto' or 'full'")
@@ -100,6 +106,9 @@ class Log(_engine.LogCore):
             raise ValueError("segment_bytes must be at least 1024")
         self = cls.__new__(cls)
         self._dir_checkpoints = dir_checkpoints
+        self._read_only = read_only
+        if read_only:
+            create, write_buffer_bytes, flush_messages, flush_ms = False, 0, None, None
         self._init(os.fspath(path), dict(
             segment_bytes=segment_bytes, segment_ms=-1 if segment_ms is None else segment_ms,
             index_max_bytes=segment_index_bytes, index_interval_bytes=index_interval_bytes,
@@ -128,7 +137,7 @@ class Log(_engine.LogCore):
             os.makedirs(path, exist_ok=True)
         elif not os.path.isdir(path):
             raise FileNotFoundError(f"log directory {path} does not exist")
-        self._lock_fd = self._take_lock()
+        self._lock_fd = None if self._read_only else self._take_lock()
         try:
             # Held so that the open-segment budget (which parks segments of any
             # log, taking its lock without waiting) leaves the loading ones alone.
@@ -137,7 +146,8 @@ class Log(_engine.LogCore):
         except BaseException:
             for seg in self._segments:
                 seg.close(trim=False)
-            os.close(self._lock_fd)
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
             raise
         self._closed = False
         if seg_cfg["write_buffer_bytes"] > 0:
@@ -157,6 +167,8 @@ class Log(_engine.LogCore):
         return fd
 
     def _load(self, recovery: str):
+        if self._read_only:
+            return self._load_read_only()
         self._finish_interrupted_swap()
         names = os.listdir(self.path)
         bases = sorted(int(n[:20]) for n in names if n.endswith(".log") and len(n) == 24 and n[:20].isdigit())
@@ -213,6 +225,54 @@ class Log(_engine.LogCore):
         if not clean:
             # What was checked now is as good as flushed for the next start.
             self._write_checkpoints(recovery_point=self.log_end_offset, sync_first=True)
+
+    def _load_read_only(self):
+        # Trusts what is there and changes nothing: a sealed segment whose
+        # indexes fail their check is walked from its start instead of recovered.
+        self._log_start_offset = self._checkpointed(LOG_START, 0)
+        self._recovery_point = 0
+        bases = self._segment_bases()
+        for base in bases:
+            self._attach_read_only(base, base == bases[-1])
+        if not self._segments:
+            raise FileNotFoundError(f"{self.path} holds no segment to follow")
+        self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
+
+    def _segment_bases(self) -> list[int]:
+        return sorted(int(n[:20]) for n in os.listdir(self.path)
+                      if n.endswith(".log") and len(n) == 24 and n[:20].isdigit())
+
+    def _attach_read_only(self, base: int, active: bool = True):
+        # A segment with a later one was sealed (its index trimmed) before that
+        # one was made: its indexes hold still. The active one's do not.
+        cfg = dict(self._seg_cfg, index_max_bytes=-1) if active else self._seg_cfg
+        seg = _engine.Segment(self.path, base, sealed=not active, owner_lock=self._lock, writable=False, **cfg)
+        seg.refresh(True, active)
+        self._append_segment(seg)
+
+    def refresh(self) -> int:
+        """A read-only log takes what the writer appended (and the segments it
+        rolled) since the last refresh; returns log_end_offset."""
+        with self._lock:
+            self._check_open()
+            if not self._read_only:
+                return self.log_end_offset
+            while True:
+                end = self._segments[-1].refresh()
+                # The writer rolls at its log end: the next segment is named by it.
+                if not os.path.exists(os.path.join(self.path, f"{end:020d}.log")) or end == self._bases[-1]:
+                    return end
+                try:
+                    self._attach_read_only(end)
+                except StorageError as exc:
+                    if exc.errno != errno.ENOENT:
+                        raise
+                    return end  # its index files are not made yet: at the next refresh
+
+    def _check_writable(self):
+        if self._read_only:
+            import io
+            raise io.UnsupportedOperation(f"{self.path}: log opened read-only")
 
     def _finish_interrupted_swap(self):
         """Complete or undo a replace_segments that a crash interrupted, by
@@ -282,6 +342,7 @@ class Log(_engine.LogCore):
     def _replace_segments(self, new_bases, old_bases):
         with self._lock:
             self._check_open()
+            self._check_writable()
             if not new_bases or not old_bases:
                 raise ValueError("replace_segments needs new and old segments")
             first = self._bases.index(old_bases[0]) if old_bases[0] in self._bases else -1
@@ -346,7 +407,7 @@ class Log(_engine.LogCore):
     def _open_segment(self, base: int, active: bool, **deferred) -> _engine.Segment:
         # A sealed segment's trimmed indexes stay as they are; unseal() grows them.
         return _engine.Segment(self.path, base, sealed=not active, owner_lock=self._lock,
-                               **self._seg_cfg, **deferred)
+                               writable=not self._read_only, **self._seg_cfg, **deferred)
 
     def _append_segment(self, seg):
         self._segments.append(seg)
@@ -426,6 +487,7 @@ class Log(_engine.LogCore):
         the CRC of these bytes (the broker's produce validation), not done twice."""
         with self._lock:
             self._check_open()
+            self._check_writable()
             seg = self._segments[-1]
             res = seg.append_batches(data, leader_epoch, assign_offsets, False, in_place, crc_checked)
             if res is None:
@@ -470,6 +532,7 @@ class Log(_engine.LogCore):
         """Start a new segment at log_end_offset (unless the active one is empty)."""
         with self._lock:
             self._check_open()
+            self._check_writable()
             if self._segments[-1].size:
                 self._roll()
 
@@ -505,6 +568,7 @@ class Log(_engine.LogCore):
         # open), fdatasync outside it, then record the result under it again.
         # A truncation meanwhile (_truncations moved) leaves the recovery point.
         with self._lock:
+            self._check_writable()
             if due_ms is not None:
                 if self._closed or (time.monotonic() - self._last_flush) * 1000 < due_ms or \
                         self._recovery_point >= self.log_end_offset:
@@ -565,6 +629,7 @@ class Log(_engine.LogCore):
         dir_checkpoints: record them there, for the owner's next write)."""
         with self._lock:
             self._check_open()
+            self._check_writable()
             self._write_checkpoints()
 
     def _write_checkpoints(self, recovery_point=None, sync_first=False):
@@ -615,6 +680,8 @@ class Log(_engine.LogCore):
         return self._scan(start_offset, end_offset, True)
 
     def _scan(self, start_offset, end_offset, values_only):
+        if self._read_only:
+            self.refresh()
         with self._lock:
             self._check_open()
             start = self._log_start_offset if start_offset is None else start_offset
@@ -714,6 +781,7 @@ class Log(_engine.LogCore):
     def _truncate_to(self, offset: int):
         with self._lock:
             self._check_open()
+            self._check_writable()
             if offset >= self.log_end_offset:
                 return
             if offset < self._log_start_offset:
@@ -770,6 +838,7 @@ class Log(_engine.LogCore):
     def _delete_records(self, offset: int) -> int:
         with self._lock:
             self._check_open()
+            self._check_writable()
             if offset > self.log_end_offset:
                 raise OffsetOutOfRangeError(f"offset {offset} is past log_end_offset {self.log_end_offset}")
             if offset > self._log_start_offset:
@@ -806,6 +875,7 @@ class Log(_engine.LogCore):
     def _enforce_retention(self, now_ms: int | None = None) -> int:
         with self._lock:
             self._check_open()
+            self._check_writable()
             now = int(time.time() * 1000) if now_ms is None else now_ms
             deleted = 0
             if self.retention_ms is not None and self.retention_ms >= 0:
@@ -837,6 +907,11 @@ class Log(_engine.LogCore):
         when its last view goes."""
         with self._lock:
             if self._closed:
+                return
+            if self._read_only:
+                self._closed = True
+                for seg in self._segments:
+                    seg.close(trim=False)
                 return
         # Stop the flusher outside the lock: it takes the lock itself.
         flusher = self._flusher
