@@ -112,6 +112,7 @@ cdef class LogCore:
     cdef public bint _closed
     cdef public object flush_messages
     cdef public bint _read_only
+    cdef public bint _pristine   # opened clean and unchanged since (see Log._leave_pristine)
 
     def __cinit__(self, *args, **kwargs):
         self._lock = RLock()
@@ -121,8 +122,8 @@ cdef class LogCore:
         self.flush_messages = None
 
     cdef inline Segment _active_for_append(self):
-        if self._read_only:
-            raise _io_lc.UnsupportedOperation(f"{self.path}: log opened read-only")
+        if self._read_only or self._pristine:
+            self._check_writable()
         return self._active()
 
     cdef inline Segment _active(self):

@@ -170,3 +170,28 @@ def test_buffered_appends_reach_the_os_within_the_bound_and_survive_sigkill(log_
     assert child.returncode == -signal.SIGKILL
     with Log.open(log_dir) as log:
         assert [bytes(r.value) for r in log.scan()] == [b"record %d" % i for i in range(20)]
+
+
+def test_a_log_only_read_closes_without_writing(log_dir):
+    with Log.open(log_dir, segment_bytes=4096) as log:
+        _fill(log, 10)
+
+    def state():
+        return {n: (st.st_size, st.st_mtime_ns) for n in os.listdir(log_dir)
+                for st in [os.stat(os.path.join(log_dir, n))]}
+
+    before = state()
+    with Log.open(log_dir, segment_bytes=4096) as log:
+        assert sum(1 for _ in log.scan()) == 100
+        assert bytes(log.read(50).value)[:6] == b"000050"
+    after = state()
+    assert set(after) == set(before)
+    assert {n: s for n, (s, _) in after.items()} == {n: s for n, (s, _) in before.items()}
+    # the marker and the checkpoints were not rewritten (no fsync of anything)
+    for name in (".kafka_cleanshutdown", "recovery-point-offset-checkpoint", "log-start-offset-checkpoint"):
+        assert after[name] == before[name]
+    # a change takes the marker away first, so a crash after it is recovered
+    with Log.open(log_dir, segment_bytes=4096) as log:
+        log.append(b"x")
+        assert not os.path.exists(os.path.join(log_dir, ".kafka_cleanshutdown"))
+    assert os.path.exists(os.path.join(log_dir, ".kafka_cleanshutdown"))

@@ -180,7 +180,13 @@ class Log(_engine.LogCore):
         clean_marker = os.path.join(self.path, CLEAN_SHUTDOWN_FILE)
         clean = os.path.exists(clean_marker)
         if clean:
-            os.remove(clean_marker)
+            if self._dir_checkpoints is None:
+                # A library log that is only read stays cleanly shut down: the
+                # marker goes at the first change (_leave_pristine), and close()
+                # of an unchanged log writes and syncs nothing.
+                self._pristine = True
+            else:
+                os.remove(clean_marker)
         self._log_start_offset = self._checkpointed(LOG_START, 0)
         self._recovery_point = self._checkpointed(RECOVERY_POINT, 0)
         full = recovery == "full"
@@ -273,6 +279,18 @@ class Log(_engine.LogCore):
         if self._read_only:
             import io
             raise io.UnsupportedOperation(f"{self.path}: log opened read-only")
+        if self._pristine:
+            self._leave_pristine()
+
+    def _leave_pristine(self):
+        # Before the first change reaches the files: once the marker is gone
+        # (durably), the next open checks what a crash may have left.
+        with self._lock:
+            if self._pristine:
+                with _storage_errors(self.path):
+                    os.remove(os.path.join(self.path, CLEAN_SHUTDOWN_FILE))
+                    fsync_dir(self.path)
+                self._pristine = False
 
     def _finish_interrupted_swap(self):
         """Complete or undo a replace_segments that a crash interrupted, by
@@ -568,12 +586,12 @@ class Log(_engine.LogCore):
         # open), fdatasync outside it, then record the result under it again.
         # A truncation meanwhile (_truncations moved) leaves the recovery point.
         with self._lock:
-            self._check_writable()
             if due_ms is not None:
                 if self._closed or (time.monotonic() - self._last_flush) * 1000 < due_ms or \
                         self._recovery_point >= self.log_end_offset:
                     return
             self._check_open()
+            self._check_writable()
             leo = self.log_end_offset
             generation = self._truncations
             pending = []
@@ -912,6 +930,20 @@ class Log(_engine.LogCore):
                 self._closed = True
                 for seg in self._segments:
                     seg.close(trim=False)
+                return
+            if self._pristine:
+                # Nothing changed since a clean open: the files are as the last
+                # close left them (the active index only grew; seal trims it back).
+                self._closed = True
+                self._pristine = False
+                flusher, self._flusher = self._flusher, None
+                for seg in self._segments:
+                    if not seg.closed and not seg.parked:
+                        seg.seal()
+                    seg.close(trim=True)
+                os.close(self._lock_fd)
+                if flusher is not None:
+                    flusher._stopped.set()
                 return
         # Stop the flusher outside the lock: it takes the lock itself.
         flusher = self._flusher
