@@ -152,15 +152,19 @@ def filled_file(values, scratch):
     W.rm_rf(path)
 
 
-@pytest.fixture(scope="session")
-def filled_lmdb(values, scratch):
-    path = scratch.path("lmdb-filled")
+def _write_lmdb(path, values):
     env = W.open_lmdb(path, len(values))
     pack = W.KEY.pack
     for i in range(0, len(values), W.BATCH):
         with env.begin(write=True) as txn:
             txn.cursor().putmulti([(pack(o), v) for o, v in enumerate(values[i : i + W.BATCH], i)], append=True)
     env.close()
+
+
+@pytest.fixture(scope="session")
+def filled_lmdb(values, scratch):
+    path = scratch.path("lmdb-filled")
+    _write_lmdb(path, values)
     env = W.open_lmdb(path, len(values))
     yield env
     env.close()
@@ -225,12 +229,7 @@ def closed_pylog(values, scratch):
 def closed_lmdb(values, scratch):
     """The LMDB counterpart of closed_pylog."""
     path = scratch.path("lmdb-closed")
-    env = W.open_lmdb(path, len(values))
-    pack = W.KEY.pack
-    for i in range(0, len(values), W.BATCH):
-        with env.begin(write=True) as txn:
-            txn.cursor().putmulti([(pack(o), v) for o, v in enumerate(values[i : i + W.BATCH], i)], append=True)
-    env.close()
+    _write_lmdb(path, values)
     yield path
     W.rm_rf(path)
 
