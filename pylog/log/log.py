@@ -12,8 +12,12 @@ recovery point (everything below it was fdatasync'd) only moves up, except by
 truncation.
 
 Thread-safety: every public method takes the log's lock (an RLock), so a Log may
-be shared between threads; it is not shared between processes (the lock file
-refuses a second opener).
+be shared between threads; the lock's bookkeeping relies on the GIL (see
+logcore.pyx's RLock). fdatasync, and the unlink of deleted segments, run outside
+the lock, so a flushing thread never stalls appends. One writer per directory
+across processes (the lock file refuses a second); other processes may follow
+it with read_only=True. Segments are unmapped by their last view (segment.pyx),
+so close, retention and truncation never wait for the user's views.
 """
 from __future__ import annotations
 
