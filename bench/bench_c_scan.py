@@ -5,6 +5,11 @@ Goal: pylog >= 1.5x LMDB (records/s).
 The stores are filled once per session (conftest.filled_*), closed and reopened,
 so the data is in the page cache for everyone: this measures the per-record read
 path, not the disk. Each round is one complete `for v in ...: pass`.
+
+The *_fresh rows are the library as a user meets it: each round opens the store
+(its own closed copy, conftest.closed_*), iterates over full records (pylog's
+Record objects; LMDB's (key, value) pairs) and closes it, all on the clock.
+Goal there too: pylog >= 1.5x LMDB.
 """
 import pytest
 
@@ -45,6 +50,41 @@ def test_scan_lmdb(benchmark, cfg, values, filled_lmdb, info):
     with filled_lmdb.begin() as txn:
         vs = list(txn.cursor().iternext(keys=False, values=True))
     assert len(vs) == n and vs[0] == values[0] and vs[-1] == values[-1]
+
+
+def test_scan_pylog_fresh(benchmark, cfg, values, closed_pylog, info):
+    import pylog
+
+    n = len(values)
+    info("pylog", SCEN + "_fresh", n, n * W.RECORD_BYTES,
+         note="with Log.open(path) as log: for rec in log.scan(): pass")
+
+    def work(path):
+        with pylog.Log.open(path, **W.PYLOG_OPTS) as log:
+            for rec in log.scan():
+                pass
+        return rec
+
+    last = W.run_rounds(benchmark, work, *_keep(closed_pylog), cfg.rounds)
+    assert last.offset == n - 1 and bytes(last.value) == values[-1]
+
+
+def test_scan_lmdb_fresh(benchmark, cfg, values, closed_lmdb, info):
+    n = len(values)
+    info("lmdb", SCEN + "_fresh", n, n * W.RECORD_BYTES,
+         note="env = lmdb.open(path); for k, v in txn.cursor(): pass; env.close()")
+
+    def work(path):
+        env = W.open_lmdb(path, n)
+        try:
+            with env.begin() as txn:
+                for k, v in txn.cursor():
+                    pass
+        finally:
+            env.close()
+        return v
+
+    assert W.run_rounds(benchmark, work, *_keep(closed_lmdb), cfg.rounds) == values[-1]
 
 
 def test_scan_sqlite(benchmark, cfg, values, filled_sqlite, info):

@@ -7,6 +7,10 @@ Same stores as C (filled once, in the page cache), same offsets for everyone
 inside the timed part, as a caller holding an integer offset must. The plain-file
 row is extra (not in the goals): os.pread at a position kept in an in-memory list,
 i.e. a perfect dense index.
+
+The *_fresh rows open the store in each round (its own closed copy,
+conftest.closed_*), as a user's program does, then read: pylog
+`log.read(off).value`, LMDB `txn.get(key)`. Goal there too: pylog >= 2x LMDB.
 """
 import os
 
@@ -51,6 +55,44 @@ def test_random_read_lmdb(benchmark, cfg, values, random_offsets, filled_lmdb, i
     with filled_lmdb.begin() as txn:
         for off in offs[:1000]:
             assert txn.get(pack(off)) == values[off]
+
+
+def test_random_read_pylog_fresh(benchmark, cfg, values, random_offsets, closed_pylog, info):
+    import pylog
+
+    offs = random_offsets
+    info("pylog", SCEN + "_fresh", len(offs), len(offs) * W.RECORD_BYTES,
+         note="with Log.open(path) as log: log.read(off).value")
+
+    def work(path):
+        with pylog.Log.open(path, **W.PYLOG_OPTS) as log:
+            read = log.read
+            for off in offs:
+                v = read(off).value
+            return bytes(v)
+
+    assert W.run_rounds(benchmark, work, *_keep(closed_pylog), cfg.rounds) == values[offs[-1]]
+
+
+def test_random_read_lmdb_fresh(benchmark, cfg, values, random_offsets, closed_lmdb, info):
+    offs = random_offsets
+    info("lmdb", SCEN + "_fresh", len(offs), len(offs) * W.RECORD_BYTES,
+         note="env = lmdb.open(path); txn.get(struct.pack('>Q', off)); env.close()")
+    pack = W.KEY.pack
+    n = len(values)
+
+    def work(path):
+        env = W.open_lmdb(path, n)
+        try:
+            with env.begin() as txn:
+                get = txn.get
+                for off in offs:
+                    v = get(pack(off))
+        finally:
+            env.close()
+        return v
+
+    assert W.run_rounds(benchmark, work, *_keep(closed_lmdb), cfg.rounds) == values[offs[-1]]
 
 
 def test_random_read_sqlite(benchmark, cfg, values, random_offsets, filled_sqlite, info):

@@ -160,15 +160,19 @@ def filled_file(values, scratch):
     W.rm_rf(path)
 
 
-@pytest.fixture(scope="session")
-def filled_lmdb(values, scratch):
-    path = scratch.path("lmdb-filled")
+def _write_lmdb(path, values):
     env = W.open_lmdb(path, len(values))
     pack = W.KEY.pack
     for i in range(0, len(values), W.BATCH):
         with env.begin(write=True) as txn:
             txn.cursor().putmulti([(pack(o), v) for o, v in enumerate(values[i : i + W.BATCH], i)], append=True)
     env.close()
+
+
+@pytest.fixture(scope="session")
+def filled_lmdb(values, scratch):
+    path = scratch.path("lmdb-filled")
+    _write_lmdb(path, values)
     env = W.open_lmdb(path, len(values))
     yield env
     env.close()
@@ -211,6 +215,30 @@ def filled_pylog(values, scratch):
         # A view (or a cached decoded batch) still pins a segment: not a benchmark
         # result, but worth seeing. The log is dropped unclosed, like a crash.
         sys.stderr.write(f"\nbench: filled pylog log could not be closed: {e}\n")
+    W.rm_rf(path)
+
+
+@pytest.fixture(scope="session")
+def closed_pylog(values, scratch):
+    """A second pylog store of the same records, closed: the rows that open the
+    store afresh in each round (as a user's program does) open this one."""
+    pylog, reason = W.import_pylog()
+    if pylog is None:
+        pytest.skip(reason)
+    path = scratch.path("pylog-closed")
+    with pylog.Log.open(path, **W.PYLOG_OPTS) as log:
+        for i in range(0, len(values), W.BATCH):
+            log.append_batch(values[i : i + W.BATCH])
+    yield path
+    W.rm_rf(path)
+
+
+@pytest.fixture(scope="session")
+def closed_lmdb(values, scratch):
+    """The LMDB counterpart of closed_pylog."""
+    path = scratch.path("lmdb-closed")
+    _write_lmdb(path, values)
+    yield path
     W.rm_rf(path)
 
 

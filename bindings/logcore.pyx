@@ -2,6 +2,7 @@
 # lock, in native code so that one call costs one call. Everything else about
 # the log (open, recovery, roll, retention, truncation) is Python in
 # pylog/log/log.py, which subclasses this.
+import io as _io_lc
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_acquire_lock, PyThread_release_lock,
@@ -110,6 +111,8 @@ cdef class LogCore:
     cdef public int64_t _log_start_offset
     cdef public bint _closed
     cdef public object flush_messages
+    cdef public bint _read_only
+    cdef public bint _pristine   # opened clean and unchanged since (see Log._leave_pristine)
 
     def __cinit__(self, *args, **kwargs):
         self._lock = RLock()
@@ -117,6 +120,11 @@ cdef class LogCore:
         self._bases = []
         self._closed = True
         self.flush_messages = None
+
+    cdef inline Segment _active_for_append(self):
+        if self._read_only or self._pristine:
+            self._check_writable()
+        return self._active()
 
     cdef inline Segment _active(self):
         if self._closed:
@@ -152,36 +160,42 @@ cdef class LogCore:
     def append(self, value, key=None, headers=None, timestamp=None):
         """Append one record; return its offset. headers: [(str, bytes or None)]."""
         cdef int64_t off
+        cdef bint due = False
         self._lock.acquire_()
         try:
-            off = self._active()._append_record(value, key, headers, timestamp)
+            off = self._active_for_append()._append_record(value, key, headers, timestamp)
             if off < 0:
                 off = (<Segment>self._roll())._append_record(value, key, headers, timestamp)
                 if off < 0:
                     raise _errors.RecordTooLargeError("record does not fit an empty segment")
             if self.flush_messages is not None:
-                self._after_append(1)
-            return off
+                due = self._after_append(1)
         finally:
             self._lock.release_()
+        if due:  # flush.messages reached: fdatasync, without the lock
+            self._flush_due()
+        return off
 
     def append_batch(self, values, keys=None, headers=None, timestamps=None, compression=None):
         """Append values (with optional keys, per-record header lists and timestamps)
         as one record batch; return the first offset."""
         cdef int codec = 0 if compression is None else _codecs.codec_id(compression)
         cdef int64_t off
+        cdef bint due = False
         self._lock.acquire_()
         try:
-            off = self._active()._append_records(values, keys, headers, timestamps, codec)
+            off = self._active_for_append()._append_records(values, keys, headers, timestamps, codec)
             if off < 0:
                 off = (<Segment>self._roll())._append_records(values, keys, headers, timestamps, codec)
                 if off < 0:
                     raise _errors.RecordTooLargeError("batch does not fit an empty segment")
             if self.flush_messages is not None:
-                self._after_append(len(values))
-            return off
+                due = self._after_append(len(values))
         finally:
             self._lock.release_()
+        if due:
+            self._flush_due()
+        return off
 
     def read(self, int64_t offset):
         """The record at offset. Its key and value are zero-copy views."""

@@ -66,7 +66,8 @@ cdef class _SegmentBudget:
             if self._hand >= len(ring):
                 self._hand = 0
             obj = ring[self._hand]()
-            drop = obj is None or (<Segment>obj)._s == NULL or not (<Segment>obj)._sealed
+            drop = obj is None or (<Segment>obj)._s == NULL or not (<Segment>obj)._sealed \
+                or (<Segment>obj)._closing
             if not drop:
                 seg = <Segment>obj
                 if seg is keep or seg._ref:
@@ -132,7 +133,8 @@ def set_open_segment_limit(limit=None):
 cdef class FetchSlice:
     """Bytes [position, position + length) of a segment's .log, exported as a
     read-only buffer without copying. While a FetchSlice (or any memoryview made
-    from it) is alive the segment is pinned: truncate and close raise BufferError.
+    from it) is alive the segment is pinned: truncation below its end raises
+    BufferError, and close leaves the mapping (and the descriptor) to the last view.
     A broker can also hand (fileno(), position, length) to os.sendfile."""
     cdef readonly Segment segment
     cdef readonly int64_t position
@@ -149,8 +151,8 @@ cdef class FetchSlice:
         pass
 
     def __dealloc__(self):
-        if self.segment is not None and self.segment._s != NULL:
-            pl_segment_unpin(self.segment._s)
+        if self.segment is not None:
+            self.segment._unpin()
 
     def fileno(self):
         """The segment's own .log descriptor (valid while this slice lives: it
@@ -169,7 +171,7 @@ cdef FetchSlice _slice(Segment seg, int64_t position, int64_t length):
     fs.position = position
     fs.length = length
     fs.ptr = p
-    pl_segment_pin(seg._s)
+    pl_segment_pin_range(seg._s, position + length)
     return fs
 
 
@@ -189,8 +191,8 @@ cdef class IndexView:
         pass
 
     def __dealloc__(self):
-        if self.segment is not None and self.segment._s != NULL:
-            pl_segment_unpin(self.segment._s)
+        if self.segment is not None:
+            self.segment._unpin()
 
 
 cdef int _prepare_batches(uint8_t *buf, const uint8_t *src, Py_ssize_t n, int64_t next_offset,
@@ -231,6 +233,8 @@ cdef class Segment:
     cdef bint _sealed
     cdef bint _ref             # used since the budget's last sweep
     cdef bint _in_ring
+    cdef bint _closing         # closed while views were alive: unmapped by the last one
+    cdef int _holds            # fdatasyncs under way outside the owner's lock (sync_begin)
     cdef object _owner_lock    # the owning Log's lock; None: never parked
     cdef object _weakself
     cdef object __weakref__
@@ -303,7 +307,7 @@ cdef class Segment:
             _BUDGET.open_count -= 1
 
     cdef inline int _ensure_open(self) except -1:
-        if self._s == NULL:
+        if self._s == NULL or self._closing:
             if self._parked:
                 return self._unpark()
             raise _errors.LogClosedError(f"{self.path}: segment is closed")
@@ -346,7 +350,7 @@ cdef class Segment:
             if self._s == NULL or not self._sealed:
                 return False
             self._drop_cache()
-            if pl_segment_pins(self._s) > 0:
+            if pl_segment_pins(self._s) > 0 or self._holds > 0:
                 return False
             self._p_next_offset = pl_segment_next_offset(self._s)
             self._p_size = pl_segment_size(self._s)
@@ -378,24 +382,47 @@ cdef class Segment:
     # ---- lifecycle ----
 
     def close(self, bint trim=True):
-        """Flush buffered bytes, trim the indexes, unmap. BufferError while views live."""
-        if self._s == NULL:
+        """Flush buffered bytes, trim the indexes, unmap. While views are alive the
+        file work is done now and the unmap waits for the last view (which keeps
+        reading valid bytes until then); the segment counts as closed at once."""
+        if self._s == NULL or self._closing:
             self._parked = False
             return
         self._drop_cache()
-        if pl_segment_pins(self._s) > 0:
-            raise BufferError(f"{self.path}: {pl_segment_pins(self._s)} views are still alive; "
-                              "release them (or copy with bytes()) before closing")
+        if pl_segment_pins(self._s) > 0 or self._holds > 0:
+            check(pl_segment_detach(self._s, trim), self.path)
+            self._closing = True
+            return
         check(pl_segment_flush_buffer(self._s), self.path)
         cdef int rc = pl_segment_close(self._s, trim)
         self._s = NULL
         _BUDGET.open_count -= 1
         check(rc, self.path)
 
+    cdef void _unpin(self):
+        # Called by each view as it goes (GIL held; a view may go on any thread,
+        # after its Log released the segment, so this takes no lock).
+        if self._s == NULL:
+            return
+        pl_segment_unpin(self._s)
+        self._finish_close()
+
+    cdef void _finish_close(self):
+        cdef int rc
+        if self._closing and pl_segment_pins(self._s) == 0 and self._holds == 0:
+            rc = pl_segment_close(self._s, 0)
+            self._s = NULL
+            self._closing = False
+            _BUDGET.open_count -= 1
+            if rc != PL_OK:
+                _seg_log.warning("%s: closing the segment after its last view: %s", self.path,
+                                 pl_strerror(rc).decode())
+
     @property
     def closed(self):
-        """Closed for good (a parked segment is not: it reopens on use)."""
-        return self._s == NULL and not self._parked
+        """Closed for good (a parked segment is not: it reopens on use). A closed
+        segment whose views are alive keeps its mapping until the last one goes."""
+        return (self._s == NULL and not self._parked) or self._closing
 
     @property
     def parked(self):
@@ -426,6 +453,14 @@ cdef class Segment:
         reason = None if info.stop_rc == PL_OK else pl_strerror(info.stop_rc).decode()
         return info.size, info.truncated_bytes, info.batches, info.next_offset, reason
 
+    def refresh(self, bint from_start=False, bint drop_indexes=False):
+        """A read-only segment takes the whole batches another process appended
+        since (see pl_segment_refresh); returns next_offset."""
+        self._ensure_open()
+        cdef pl_segment_info info
+        check(pl_segment_refresh(self._s, from_start, drop_indexes, &info), self.path)
+        return info.next_offset
+
     def flush_buffer(self):
         self._ensure_open()
         check(pl_segment_flush_buffer(self._s), self.path)
@@ -442,6 +477,30 @@ cdef class Segment:
             rc = pl_segment_sync(self._s) if indexes else pl_segment_sync_data(self._s)
         check(rc, self.path)
 
+    def sync_begin(self):
+        """(fd, upto): the .log's descriptor and the size to make durable with an
+        fdatasync outside the owner's lock, buffered bytes pushed to the OS first;
+        fd -1 when nothing is to be synced. Otherwise the segment stays pinned (so
+        its descriptor open, even if it is closed meanwhile) until sync_end."""
+        cdef int fd
+        cdef int64_t upto
+        if self._parked or self._s == NULL or self._closing:
+            return -1, 0
+        check(pl_segment_sync_begin(self._s, &fd, &upto), self.path)
+        if fd < 0 or upto <= pl_segment_synced_size(self._s):
+            return -1, 0
+        # Not a view (truncation may go on): only keeps the descriptor open.
+        self._holds += 1
+        return fd, upto
+
+    def sync_end(self, int64_t upto, bint synced):
+        """After the fdatasync of sync_begin (synced: it succeeded), under the owner's lock."""
+        if synced and self._s != NULL and not self._closing:
+            pl_segment_sync_done(self._s, upto)
+        self._holds -= 1
+        if self._s != NULL:
+            self._finish_close()
+
     def seal(self):
         if self._parked:
             return  # only sealed segments are parked
@@ -452,7 +511,10 @@ cdef class Segment:
 
     def unseal(self):
         self._ensure_open()
-        check(pl_segment_unseal(self._s), self.path)
+        cdef int rc = pl_segment_unseal(self._s)
+        if rc == PL_EBUSY:
+            raise BufferError(f"{self.path}: an index view (Log.index_arrays) is still alive")
+        check(rc, self.path)
         self._sealed = False
 
     def truncate_to(self, int64_t offset):
@@ -460,9 +522,12 @@ cdef class Segment:
         self._ensure_open()
         self._drop_cache()
         cdef int64_t cut
-        if pl_segment_pins(self._s) > 0 and offset < pl_segment_next_offset(self._s):
-            raise BufferError(f"{self.path}: views are still alive; release them before truncating")
-        check(pl_segment_truncate_to(self._s, offset, &cut), self.path)
+        cdef int rc = pl_segment_truncate_to(self._s, offset, &cut)
+        if rc == PL_EBUSY:
+            raise BufferError(f"{self.path}: cannot truncate to offset {offset}: a record or slice "
+                              "view of the data past that point is still alive; release it (or "
+                              "copy with bytes()) first")
+        check(rc, self.path)
         return cut
 
     # ---- facts ----

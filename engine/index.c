@@ -89,6 +89,12 @@ int pl_index_open(pl_index **out, const char *path, int kind, int64_t base_offse
             goto fail;
         }
     }
+    if (!writable && max_bytes < 0) {
+        /* Another process's live index (it may trim the file under a mapping):
+         * not read at all. */
+        *out = ix;
+        return PL_OK;
+    }
     ix->ix_max_entries = cap;
     if ((rc = map_file(ix, cap * ix->ix_entry_size)) != PL_OK) goto fail;
     /* An untrimmed file after a crash ends in zeros: they are not entries.

@@ -33,7 +33,9 @@ enum { PL_INDEX_OFFSET = 1, PL_INDEX_TIME = 2 };
 #define PL_TIME_ENTRY_SIZE 12
 
 /* Open (creating if absent) the index at path. When writable, extend the file to
- * max_bytes and map that much; else map the file as it is.
+ * max_bytes and map that much; else map the file as it is, or, with max_bytes
+ * < 0 (another process's active segment, whose index it trims at its roll),
+ * leave it unread: no entries.
  * @return PL_OK, PL_EIO (errno), PL_ENOMEM, PL_EINVAL. */
 int pl_index_open(pl_index **out, const char *path, int kind, int64_t base_offset, int64_t max_bytes,
                   int writable);

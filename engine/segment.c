@@ -34,6 +34,8 @@ struct pl_segment {
     int64_t sg_first_batch_timestamp;
     int64_t sg_bytes_since_index;
     int64_t sg_pins;
+    int64_t sg_pin_end;        /* no live view reaches past this .log position
+                                  (INT64_MAX: a view of the indexes is alive) */
     pl_index *sg_oix;
     pl_index *sg_tix;
     uint8_t *sg_wbuf;
@@ -502,7 +504,6 @@ int pl_segment_recover(pl_segment *s, pl_segment_info *out) {
 
 int pl_segment_truncate_to(pl_segment *s, int64_t offset, int64_t *cut_offset) {
     if (offset >= s->sg_next_offset) { *cut_offset = s->sg_next_offset; return PL_OK; }
-    if (s->sg_pins > 0) return PL_EBUSY;
     int rc = pl_segment_flush_buffer(s);
     if (rc != PL_OK) return rc;
     int64_t position = 0, cut;
@@ -515,6 +516,8 @@ int pl_segment_truncate_to(pl_segment *s, int64_t offset, int64_t *cut_offset) {
     } else {
         cut = s->sg_cfg.base_offset;
     }
+    /* Views below the cut stay valid; one past it would read beyond the file. */
+    if (s->sg_pins > 0 && s->sg_pin_end > position) return PL_EBUSY;
     if (ftruncate(s->sg_fd, (off_t)position) != 0) return io_error();
     s->sg_size = s->sg_os_size = position;
     if (s->sg_synced_size > position) s->sg_synced_size = position;
@@ -549,14 +552,89 @@ int pl_segment_seal(pl_segment *s) {
 }
 
 int pl_segment_unseal(pl_segment *s) {
-    if (s->sg_pins > 0) return PL_EBUSY;
+    /* Growing the indexes may move their mappings: only views of the .log may live. */
+    if (s->sg_pins > 0 && s->sg_pin_end == INT64_MAX) return PL_EBUSY;
     int rc = pl_index_extend(s->sg_oix, s->sg_cfg.index_max_bytes);
     if (rc != PL_OK) return rc;
     return pl_index_extend(s->sg_tix, s->sg_cfg.index_max_bytes);
 }
 
-int pl_segment_pin(pl_segment *s) { s->sg_pins++; return PL_OK; }
-void pl_segment_unpin(pl_segment *s) { if (s->sg_pins > 0) s->sg_pins--; }
+int pl_segment_refresh(pl_segment *s, int from_start, int drop_indexes, pl_segment_info *out) {
+    memset(out, 0, sizeof *out);
+    if (s->sg_cfg.writable) return PL_EINVAL;
+    struct stat st;
+    if (fstat(s->sg_fd, &st) != 0) return PL_EIO;
+    int64_t file_size = (int64_t)st.st_size, pos = s->sg_size;
+    if (from_start) {
+        reset_state(s);
+        pos = 0;
+    }
+    if (drop_indexes) {
+        /* The writer may still trim them (at its roll) under our mapping. */
+        pl_index_reset(s->sg_oix);
+        pl_index_reset(s->sg_tix);
+    }
+    if (file_size > s->sg_map_bytes) file_size = s->sg_map_bytes; /* past the reservation: a later roll */
+    while (pos < file_size) {
+        pl_batch_header h;
+        /* Only whole batches: the writer may be half way through one. */
+        if (pl_batch_parse_header(s->sg_map + pos, (size_t)(file_size - pos), &h) != PL_OK) break;
+        int64_t total = (int64_t)h.batch_length + PL_BATCH_LOG_OVERHEAD;
+        if (pos + total > file_size || h.base_offset < s->sg_next_offset) break;
+        int64_t last = h.base_offset + h.last_offset_delta;
+        if (pos == 0) s->sg_first_batch_timestamp = h.max_timestamp;
+        note_timestamp(s, h.max_timestamp, last);
+        s->sg_next_offset = last + 1;
+        pos += total;
+        out->batches++;
+    }
+    s->sg_size = s->sg_os_size = s->sg_synced_size = pos;
+    out->size = pos;
+    out->next_offset = s->sg_next_offset;
+    out->stop_position = pos;
+    return PL_OK;
+}
+
+int pl_segment_detach(pl_segment *s, int trim_indexes) {
+    int rc = PL_OK;
+    if (s->sg_cfg.writable) {
+        if (trim_indexes) rc = pl_segment_seal(s);
+        else if ((rc = pl_segment_flush_buffer(s)) == PL_OK && s->sg_reserved_end > s->sg_os_size) {
+            if (ftruncate(s->sg_fd, (off_t)s->sg_os_size) != 0) rc = io_error();
+            else s->sg_reserved_end = s->sg_os_size;
+        }
+        if (rc != PL_OK) return rc;
+    }
+    /* From here on close touches no file content: another opener of the log
+     * may own these files before the last view goes. */
+    s->sg_cfg.writable = 0;
+    return PL_OK;
+}
+
+int pl_segment_sync_begin(pl_segment *s, int *fd, int64_t *upto) {
+    *fd = -1;
+    *upto = s->sg_synced_size;
+    if (!s->sg_cfg.writable) return PL_OK;
+    int rc = pl_segment_flush_buffer(s);
+    if (rc != PL_OK) return rc;
+    *fd = s->sg_fd;
+    *upto = s->sg_os_size;
+    return PL_OK;
+}
+
+void pl_segment_sync_done(pl_segment *s, int64_t upto) {
+    if (upto > s->sg_synced_size && upto <= s->sg_os_size) s->sg_synced_size = upto;
+}
+
+int pl_segment_pin(pl_segment *s) { s->sg_pins++; s->sg_pin_end = INT64_MAX; return PL_OK; }
+int pl_segment_pin_range(pl_segment *s, int64_t end) {
+    s->sg_pins++;
+    if (end > s->sg_pin_end) s->sg_pin_end = end;
+    return PL_OK;
+}
+void pl_segment_unpin(pl_segment *s) {
+    if (s->sg_pins > 0 && --s->sg_pins == 0) s->sg_pin_end = 0;
+}
 int64_t pl_segment_pins(const pl_segment *s) { return s->sg_pins; }
 int64_t pl_segment_base_offset(const pl_segment *s) { return s->sg_cfg.base_offset; }
 int pl_segment_log_fd(const pl_segment *s) { return s->sg_fd; }

@@ -14,7 +14,7 @@
  *
  * Lifetime: pointers from pl_segment_bytes stay valid while the segment is
  * pinned (pl_segment_pin), which the owner does for as long as views are alive.
- * While pinned, truncate refuses with PL_EBUSY and an append that would need a
+ * While pinned, truncate below a view refuses with PL_EBUSY and an append that would need a
  * larger mapping than reserve_bytes refuses with PL_EFULL; unpinned, the mapping
  * is regrown (moving it) instead. Closing a pinned segment is a caller bug: it
  * returns PL_EBUSY (and still frees everything).
@@ -124,7 +124,34 @@ int pl_segment_seal(pl_segment *s);
 /* It became active again (later segments were deleted by a truncation). */
 int pl_segment_unseal(pl_segment *s);
 
+/* A read-only segment (writable 0) follows another process appending to it:
+ * take the whole batches that reached the file since the last call (from the
+ * start when from_start), by their headers (scans check CRCs). The indexes
+ * are not re-read: lookups past their last entry walk headers. drop_indexes:
+ * forget them (for the writer's active segment, whose index files it trims
+ * at its roll: reading them then would fault).
+ * @return PL_OK, PL_EINVAL (a writable segment), PL_EIO. */
+int pl_segment_refresh(pl_segment *s, int from_start, int drop_indexes, pl_segment_info *out);
+
+/* Do now the file work of close (push the buffer, give back reserved blocks,
+ * seal and trim the indexes when trim_indexes) and make the segment read-only,
+ * so that the pl_segment_close which ends it later (when its last pin goes)
+ * only unmaps and closes descriptors. @return PL_OK or the error of the work. */
+int pl_segment_detach(pl_segment *s, int trim_indexes);
+
+/* fdatasync without holding the owner's lock, in three steps: under the lock,
+ * sync_begin pushes buffered bytes to the OS and gives the .log descriptor and
+ * the size to be made durable (fd -1: nothing to do); outside the lock, with
+ * the segment pinned so the descriptor stays open, the caller runs
+ * fdatasync(fd); under the lock again, sync_done records that size as synced
+ * (unless the segment was truncated below it meanwhile). */
+int pl_segment_sync_begin(pl_segment *s, int *fd, int64_t *upto);
+void pl_segment_sync_done(pl_segment *s, int64_t upto);
+
+/* pin: a view of anything (the indexes too); pin_range: a view of .log bytes
+ * before end only, so truncation at or past end may go ahead. */
 int pl_segment_pin(pl_segment *s);
+int pl_segment_pin_range(pl_segment *s, int64_t end);
 void pl_segment_unpin(pl_segment *s);
 int64_t pl_segment_pins(const pl_segment *s);
 

@@ -449,24 +449,6 @@ def test_close_with_flush_ms(log_dir):
     assert log.closed
 
 
-def test_flush_ms_keeps_working_after_a_refused_close(log_dir):
-    log = Log.open(log_dir, flush_ms=50)
-    try:
-        log.append(b"a")
-        r = log.read(0)
-        with pytest.raises(BufferError):
-            log.close()
-        del r
-        assert not log.closed
-        log.append(b"b")
-        t = time.monotonic()
-        while log.recovery_point < 2 and time.monotonic() - t < 2:
-            time.sleep(0.01)
-        assert log.recovery_point == 2, "the flusher stopped when close() was refused"
-    finally:
-        _close_despite_flusher(log)
-
-
 # ---- close and reopen ----
 
 @pytest.mark.parametrize("wb", BUFFERS)
@@ -484,7 +466,8 @@ def test_close_and_reopen_keeps_everything(open_log, log_dir, wb):
     assert os.path.exists(os.path.join(log_dir, ".kafka_cleanshutdown"))
     assert log.closed
     log = open_log(segment_bytes=1024, write_buffer_bytes=wb, index_interval_bytes=200)
-    assert not os.path.exists(os.path.join(log_dir, ".kafka_cleanshutdown"))
+    # Only read so far: still cleanly shut down (the marker goes at the first change).
+    assert os.path.exists(os.path.join(log_dir, ".kafka_cleanshutdown"))
     assert [rec_tuple(r) for r in log.scan()] == before
     assert [(s.base_offset, s.next_offset, s.size, s.max_timestamp) for s in log.segments()] == segs_before
     idx_after = [(b, o.tolist(), t.tolist()) for b, o, t in log.index_arrays()]
@@ -495,6 +478,7 @@ def test_close_and_reopen_keeps_everything(open_log, log_dir, wb):
     assert log.recovery_point == log.log_end_offset == 160
     assert log.offset_for_time(T0 + 1005) == 155
     assert log.append(b"more") == 160
+    assert not os.path.exists(os.path.join(log_dir, ".kafka_cleanshutdown"))
     log.close()
     with Log.open(log_dir) as again:
         assert [rec_tuple(r) for r in again.scan()][:160] == before
@@ -582,16 +566,17 @@ def test_index_arrays_pin_their_segments(open_log):
     fill(log, 5)
     arrays = log.index_arrays()
     with pytest.raises(BufferError):
-        log.close()
-    assert not log.closed
+        log.truncate_to(0)
+    log.close()                      # the arrays keep their mappings
+    assert log.closed
+    assert arrays[0][1].shape[0] >= 0
     del arrays
-    log.close()
 
 
 # ---- views, locks, errors ----
 
 @pytest.mark.parametrize("kind", ["read", "value", "header", "scan", "scan_values", "read_batches"])
-def test_views_block_truncate_and_close(open_log, kind):
+def test_views_block_truncation_below_them_not_close(open_log, kind):
     log = open_log()
     log.append_batch([b"a", b"b", b"c"], headers=[[("h", b"1")]] * 3)
     log.append_batch([b"d", b"e"])
@@ -608,19 +593,14 @@ def test_views_block_truncate_and_close(open_log, kind):
         view = next(iter(log.scan_values(1)))
     else:
         view = log.read_batches(0)
-    with pytest.raises(BufferError):
-        log.truncate_to(3)
-    with pytest.raises(BufferError):
-        log.close()
-    assert not log.closed
+    with pytest.raises(BufferError, match="still alive"):
+        log.truncate_to(1)
     assert log.log_end_offset == 5
     assert log.append(b"f") == 5     # the log still works
     assert bytes(log.read(4).value) == b"e"
-    del view
-    log.truncate_to(3)
-    assert values(log) == [b"a", b"b", b"c"]
-    log.close()
+    log.close()                      # views do not hold up close
     assert log.closed
+    del view
 
 
 def test_copies_do_not_block(open_log):

@@ -80,8 +80,6 @@ def test_live_views_keep_their_segments_mapped(tmp_path, budget):
         # Released views: those segments close again; the scan's still pins one.
         assert _segment_fds(tmp_path) <= 3 * 5
         assert bytes(first)[:6] == b"000000"
-        with pytest.raises(BufferError):
-            lg.close()
         del first, it
     finally:
         gc.collect()

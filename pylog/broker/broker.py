@@ -468,7 +468,7 @@ class Broker:
                        self.config.get("log.flush.offset.checkpoint.interval.ms")) / 1000.0
         while True:
             await asyncio.sleep(interval)
-            self.log_manager.housekeeping()
+            await self.log_manager.housekeeping()
 
     async def _flusher(self):
         """fdatasync logs whose flush.ms has passed (only topics that set it;

@@ -38,6 +38,7 @@ renamed directories happens on a helper thread that touches nothing else.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import fcntl
 import json
@@ -60,7 +61,7 @@ from ..errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
-from ..log.checkpoint import atomic_write, fsync_dir
+from ..log.checkpoint import DIR_FILES, DirCheckpoints, atomic_write, fsync_dir
 from .config import (
     BrokerConfig,
     TopicConfig,
@@ -131,6 +132,9 @@ class LogManager:
         self._topics_lock = threading.Lock()
         self._topics_seq = 0
         self._topics_written = 0
+        self.checkpoints: DirCheckpoints | None = None  # the data dir's, once open
+        # fdatasyncs due by flush.messages (found by an append on the loop) run here.
+        self._flush_executor = ThreadPoolExecutor(1, thread_name_prefix="pylog-flush")
 
     # ---- start and stop ----
 
@@ -140,6 +144,7 @@ class LogManager:
         try:
             self.cluster_id = self._load_meta()
             self._load_topics()
+            self.checkpoints = DirCheckpoints(self.data_dir)
             for meta in self.topics.values():
                 for i in meta.hosted:
                     try:
@@ -150,6 +155,7 @@ class LogManager:
                         meta.offline.add(i)
                         log.error("partition %s-%d is offline: its log in %s could not be opened: %s",
                                   meta.name, i, self.data_dir, e, exc_info=not isinstance(e, OSError))
+            self._migrate_checkpoints()
         except BaseException:
             # A start that fails half way must not keep partitions (and
             # their file locks) open until the garbage collector runs.
@@ -165,6 +171,7 @@ class LogManager:
         if self._files is not None:
             self._files.shutdown(wait=True)
             self._files = None
+        self._flush_executor.shutdown(wait=True)
         errors = []
         for p in list(self.partitions.values()):
             try:
@@ -173,6 +180,12 @@ class LogManager:
                 errors.append(e)
                 log.error("closing %s failed: %s", p, e)
         self.partitions.clear()
+        if self.checkpoints is not None:
+            try:
+                self.checkpoints.write()
+            except OSError as e:
+                errors.append(e)
+                log.error("writing the checkpoints of %s failed: %s", self.data_dir, e)
         if self._dir_lock_fd is not None:
             os.close(self._dir_lock_fd)   # releases the flock
             self._dir_lock_fd = None
@@ -282,10 +295,36 @@ class LogManager:
         return os.path.join(self.data_dir, f"{name}-{index}")
 
     def _new_partition(self, meta: TopicMeta, index: int) -> Partition:
-        return Partition(meta.name, index, self._partition_path(meta.name, index),
+        p = Partition(meta.name, index, self._partition_path(meta.name, index),
                          TopicConfig(self.config, meta.configs), self.broker_id,
                          self.config.get("producer.id.expiration.ms"),
-                         controller_managed=meta.assigned is not None and not self.standalone)
+                         controller_managed=meta.assigned is not None and not self.standalone,
+                         dir_checkpoints=self.checkpoints)
+        p.log.flush_executor = self._flush_executor
+        return p
+
+    def _migrate_checkpoints(self):
+        """Kafka keeps one recovery-point, log-start and replication-offset
+        checkpoint per data dir; the release before kept them in each
+        partition's directory. Each log read its own file when the data dir's
+        had no entry for it (Log._checkpointed): the data dir's files are
+        written with every open partition's offsets, then the old ones go."""
+        for p in self.partitions.values():
+            p.log.checkpoint()
+            p.checkpoint_high_watermark()
+        legacy = [os.path.join(p.path, name) for p in self.partitions.values() for name in DIR_FILES
+                  if os.path.exists(os.path.join(p.path, name))]
+        if not legacy:
+            self.checkpoints.write()  # only files whose entries changed
+            return
+        self.checkpoints.write(force=True)
+        for path in legacy:
+            os.remove(path)
+        for d in {os.path.dirname(path) for path in legacy}:
+            fsync_dir(d)
+        if legacy:
+            log.info("moved the checkpoints of %d partitions into %s's own files", len(
+                {os.path.dirname(path) for path in legacy}), self.data_dir)
 
     def _open_partition(self, meta: TopicMeta, index: int) -> Partition:
         p = self._new_partition(meta, index)
@@ -524,8 +563,15 @@ class LogManager:
             p = self.partitions.pop((name, i), None)
             if p is not None:
                 p.close()
+                self._forget_checkpoints([p])
             paths.append(self._partition_path(name, i))
         return paths
+
+    def _forget_checkpoints(self, parts):
+        # Entries of deleted partitions leave the data dir's files at their next write.
+        if self.checkpoints is not None:
+            for p in parts:
+                self.checkpoints.remove(p.topic, p.index)
 
     def _retire_dirs(self, paths, background=True):
         """Rename each existing directory *-delete (a crash from here on never
@@ -626,12 +672,46 @@ class LogManager:
 
     # ---- upkeep ----
 
-    def housekeeping(self):
+    async def housekeeping(self, now_ms: int | None = None):
+        """The broker's periodic upkeep (Kafka's retention check and checkpoint
+        tasks). Runs on the event loop, which owns the partitions' in-memory
+        state: producer expiry, the epoch cache's start and the high watermarks
+        change here; the file work (retention's segment deletion, producer
+        snapshots, the data dir's checkpoint files) runs on file_executor's
+        thread meanwhile, so the loop never waits on the disk. A log start moved
+        by this round's retention reaches the epoch cache in the next round."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        jobs = []
         for p in list(self.partitions.values()):
             try:
-                p.housekeeping()
-            except Exception as e:
+                p.epoch_cache.truncate_from_start(p.log.log_start_offset)
+                p.producer_state.expire(now_ms)
+                jobs.append((p, p.producer_state.prepare_snapshot(p.log.log_end_offset)))
+                p.checkpoint_high_watermark()
+            except Exception as e:  # noqa: BLE001 -- one partition's failure stops no other
                 log.error("housekeeping of %s failed: %s", p, e)
+        try:
+            executor = self.file_executor
+        except LogClosedError:
+            return
+        await asyncio.get_running_loop().run_in_executor(executor, self._housekeeping_files, jobs, now_ms)
+
+    def _housekeeping_files(self, jobs, now_ms):
+        # On file_executor's thread. Log methods take the log's lock; a partition
+        # deleted meanwhile answers LogClosedError and is skipped.
+        for p, snapshot in jobs:
+            try:
+                p.log.enforce_retention(now_ms)
+                if snapshot is not None:
+                    p.producer_state.write_snapshot(snapshot)
+            except LogClosedError:
+                pass
+            except Exception as e:  # noqa: BLE001
+                log.error("housekeeping of %s failed: %s", p, e)
+        try:
+            self.checkpoints.write()
+        except OSError as e:
+            log.error("writing the checkpoints of %s failed: %s", self.data_dir, e)
 
     def flush_all(self):
         for p in self.partitions.values():

@@ -96,8 +96,12 @@ class ReplicaState:
 
 class Partition:
     def __init__(self, topic: str, index: int, path: str, config, broker_id: int,
-                 producer_id_expiration_ms: int = 86400000, controller_managed: bool = False):
+                 producer_id_expiration_ms: int = 86400000, controller_managed: bool = False,
+                 dir_checkpoints=None):
         self.topic = topic
+        # The data dir's checkpoint files (LogManager writes them); None: this
+        # partition's own files in its directory.
+        self._dir_checkpoints = dir_checkpoints
         self.index = index
         self.path = path
         self._set_config(config)
@@ -123,7 +127,8 @@ class Partition:
             self.leader_epoch = latest
         else:
             self.leader_epoch = max(latest, 0)
-        self.log = Log.open(path, write_buffer_bytes=0, leader_epoch=self.leader_epoch, **opts)
+        self.log = Log.open(path, write_buffer_bytes=0, leader_epoch=self.leader_epoch,
+                            dir_checkpoints=dir_checkpoints, **opts)
         # Time-based flushes come from the broker's flush task (one for all
         # partitions), not from a flusher thread per log.
         self.log.flush_ms = flush_ms
@@ -174,11 +179,14 @@ class Partition:
     # ---- high watermark persistence ----
 
     def _initial_high_watermark(self) -> int:
-        try:
-            entries = read_checkpoint(os.path.join(self.path, HW_CHECKPOINT))
-            hw = int(entries[0][2]) if entries else 0
-        except (ValueError, IndexError):
-            hw = 0
+        dc = self._dir_checkpoints
+        hw = None if dc is None else dc.get(HW_CHECKPOINT, self.topic, self.index)
+        if hw is None:  # this partition's own file (the layout before per-dir checkpoints)
+            try:
+                entries = read_checkpoint(os.path.join(self.path, HW_CHECKPOINT))
+                hw = int(entries[0][2]) if entries else 0
+            except (ValueError, IndexError, OSError):
+                hw = 0
         leo = self.log.log_end_offset
         # A single replica's whole log is committed (it is the whole ISR); with
         # replication the checkpoint bounds it, and a follower catches up.
@@ -188,6 +196,9 @@ class Partition:
 
     def checkpoint_high_watermark(self):
         # Two fsyncs per write: skipped when the high watermark has not moved.
+        if self._dir_checkpoints is not None:
+            self._dir_checkpoints.set(HW_CHECKPOINT, self.topic, self.index, self.high_watermark)
+            return
         if self.high_watermark != self._checkpointed_hw:
             write_checkpoint(os.path.join(self.path, HW_CHECKPOINT),
                              [(self.topic, self.index, self.high_watermark)])
@@ -580,6 +591,8 @@ class Partition:
         self.producer_state.expire(now_ms)
         self.producer_state.take_snapshot(self.log.log_end_offset)
         self.checkpoint_high_watermark()
+        if self._dir_checkpoints is not None:
+            self._dir_checkpoints.write()
 
     def close(self):
         # Waiting fetches and produces wake up and find the partition gone

@@ -167,21 +167,36 @@ class ProducerStateManager:
     def take_snapshot(self, log_end_offset: int, force: bool = False) -> bool:
         """Write the state as of log_end_offset (when changed since the last one)
         and delete older snapshots. True when a file was written."""
-        if not force and (not self._changed or log_end_offset == self._snapshot_offset):
+        snapshot = self.prepare_snapshot(log_end_offset, force)
+        if snapshot is None:
             return False
+        self.write_snapshot(snapshot)
+        return True
+
+    def prepare_snapshot(self, log_end_offset: int, force: bool = False):
+        """The in-memory half of take_snapshot (on the thread that owns this
+        state): the snapshot to write, or None when nothing changed. The state
+        counts as snapshotted from here on."""
+        if not force and (not self._changed or log_end_offset == self._snapshot_offset):
+            return None
         body = json.dumps({"version": 1, "offset": log_end_offset, "producers": [
             [e.producer_id, e.producer_epoch, e.last_timestamp, [list(b) for b in e.batches]]
             for e in self.producers.values()]}, separators=(",", ":")).encode()
-        atomic_write(self._path(log_end_offset), b"%08x\n" % _engine.crc32c(body) + body)
+        self._snapshot_offset = log_end_offset
+        self._changed = False
+        return log_end_offset, b"%08x\n" % _engine.crc32c(body) + body
+
+    def write_snapshot(self, snapshot) -> None:
+        """The file half of take_snapshot (any thread; blocks on the disk):
+        write it, then delete older snapshots."""
+        log_end_offset, data = snapshot
+        atomic_write(self._path(log_end_offset), data)
         for old in self._snapshots():
             if old != log_end_offset:
                 try:
                     os.unlink(self._path(old))
                 except FileNotFoundError:
                     pass
-        self._snapshot_offset = log_end_offset
-        self._changed = False
-        return True
 
     def _load_snapshot(self, offset: int) -> bool:
         path = self._path(offset)

@@ -12,8 +12,12 @@ recovery point (everything below it was fdatasync'd) only moves up, except by
 truncation.
 
 Thread-safety: every public method takes the log's lock (an RLock), so a Log may
-be shared between threads; it is not shared between processes (the lock file
-refuses a second opener).
+be shared between threads; the lock's bookkeeping relies on the GIL (see
+logcore.pyx's RLock). fdatasync, and the unlink of deleted segments, run outside
+the lock, so a flushing thread never stalls appends. One writer per directory
+across processes (the lock file refuses a second); other processes may follow
+it with read_only=True. Segments are unmapped by their last view (segment.pyx),
+so close, retention and truncation never wait for the user's views.
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ from typing import Iterator
 from .. import _engine
 from ..errors import (DiskFullError, LogClosedError, LogLockedError, OffsetOutOfRangeError,
                       RecordTooLargeError, StorageError)
-from .checkpoint import fsync_dir, read_checkpoint, write_checkpoint
+from .checkpoint import (LOG_START, RECOVERY_POINT, DirCheckpoints, fsync_dir, read_checkpoint,
+                         topic_partition_of, write_checkpoint)
 
 log = logging.getLogger("pylog.log")
 
@@ -38,8 +43,15 @@ LOCK_FILE = ".lock"
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
 RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
-_LEFTOVER_SUFFIXES = (".deleted", ".cleaned", ".swap", ".tmp")
+_LEFTOVER_SUFFIXES = (".deleted", ".tmp")
+_SEGMENT_SUFFIXES = (".log", ".index", ".timeindex")
+# Called after each rename of replace_segments with its step's name; a crash
+# test sets it to end the process there. None in normal use.
+_SWAP_STEP_HOOK = None
 CHECKPOINT_INTERVAL_S = 60.0  # log.flush.offset.checkpoint.interval.ms
+# How long appended bytes may sit in a Log's write buffer before a background
+# thread pushes them to the OS (where a killed process no longer loses them).
+WRITE_BUFFER_MAX_MS = 200
 
 
 @dataclass(frozen=True)
@@ -65,7 +77,8 @@ class Log(_engine.LogCore):
              retention_ms: int | None = None, retention_bytes: int | None = None,
              flush_messages: int | None = None, flush_ms: int | None = None,
              write_buffer_bytes: int = 64 << 10, recovery: str = "auto",
-             leader_epoch: int = -1, cache_records: int = 1 << 22, create: bool = True) -> "Log":
+             leader_epoch: int = -1, cache_records: int = 1 << 22, create: bool = True,
+             dir_checkpoints: DirCheckpoints | None = None, read_only: bool = False) -> "Log":
         """Open (creating when create) the log in directory path.
 
         segment_bytes / segment_ms: roll conditions (Kafka's segment.bytes, segment.ms).
@@ -73,16 +86,33 @@ class Log(_engine.LogCore):
         flush_messages / flush_ms: fdatasync after that many appended records or that
           long since the last flush; None for both leaves flushing to the OS.
         write_buffer_bytes: appends gather in a buffer of this size before reaching
-          the OS (like a Python file); reads, flush() and close() push it out. 0
-          writes every append through to the OS before returning.
+          the OS (like a Python file); reads, flush() and close() push it out, and
+          so does a background thread once bytes have waited WRITE_BUFFER_MAX_MS
+          (200 ms; up to about 250 ms on a busy machine): a process that is
+          killed loses at most that much of its appends (a machine crash loses
+          what was not flushed). 0 writes every append through to the OS before
+          returning.
         recovery: "auto" checks every batch after the recovery point when the last
           close was not clean; "full" checks every batch of every segment.
+        dir_checkpoints: the data dir's shared checkpoint files (a broker's, as
+          Kafka keeps them) instead of this log's own; the owner writes them.
+          A log without an entry there reads its own files (today's layout).
+        read_only: follow a log that another process (or another Log) writes,
+          as Chronicle Queue's tailers do: no lock is taken and nothing on disk
+          changes; refresh() (and each scan()) takes what the writer's appends
+          and rolls brought since. The writer's buffered appends show once they
+          reach the OS (within WRITE_BUFFER_MAX_MS). Appending and the other
+          changes raise io.UnsupportedOperation.
         """
         if recovery not in ("auto", "full"):
             raise ValueError("recovery is 'auto' or 'full'")
         if segment_bytes < 1024:
             raise ValueError("segment_bytes must be at least 1024")
         self = cls.__new__(cls)
+        self._dir_checkpoints = dir_checkpoints
+        self._read_only = read_only
+        if read_only:
+            create, write_buffer_bytes, flush_messages, flush_ms = False, 0, None, None
         self._init(os.fspath(path), dict(
             segment_bytes=segment_bytes, segment_ms=-1 if segment_ms is None else segment_ms,
             index_max_bytes=segment_index_bytes, index_interval_bytes=index_interval_bytes,
@@ -103,11 +133,15 @@ class Log(_engine.LogCore):
         self._unflushed = 0
         self._last_flush = self._last_checkpoint = time.monotonic()
         self._flusher = None
+        self.flush_executor = None  # set: flush.messages fsyncs are submitted to it
+        self._flush_queued = False
+        self._truncations = 0       # moves on every truncation (see _sync)
+        self._retired = []          # renamed .deleted under the lock, removed outside it
         if create:
             os.makedirs(path, exist_ok=True)
         elif not os.path.isdir(path):
             raise FileNotFoundError(f"log directory {path} does not exist")
-        self._lock_fd = self._take_lock()
+        self._lock_fd = None if self._read_only else self._take_lock()
         try:
             # Held so that the open-segment budget (which parks segments of any
             # log, taking its lock without waiting) leaves the loading ones alone.
@@ -116,9 +150,12 @@ class Log(_engine.LogCore):
         except BaseException:
             for seg in self._segments:
                 seg.close(trim=False)
-            os.close(self._lock_fd)
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
             raise
         self._closed = False
+        if seg_cfg["write_buffer_bytes"] > 0:
+            _BufferDrainer.register(self)
         if flush_ms is not None:
             self._flusher = _Flusher(self, flush_ms / 1000.0)
             self._flusher.start()
@@ -134,11 +171,10 @@ class Log(_engine.LogCore):
         return fd
 
     def _load(self, recovery: str):
+        if self._read_only:
+            return self._load_read_only()
+        self._finish_interrupted_swap()
         names = os.listdir(self.path)
-        for name in names:
-            if name.endswith(_LEFTOVER_SUFFIXES):
-                log.warning("%s: removing leftover %s from an interrupted operation", self.path, name)
-                os.remove(os.path.join(self.path, name))
         bases = sorted(int(n[:20]) for n in names if n.endswith(".log") and len(n) == 24 and n[:20].isdigit())
         base_set = set(bases)
         name_set = set(names)
@@ -148,9 +184,15 @@ class Log(_engine.LogCore):
         clean_marker = os.path.join(self.path, CLEAN_SHUTDOWN_FILE)
         clean = os.path.exists(clean_marker)
         if clean:
-            os.remove(clean_marker)
-        self._log_start_offset = self._read_offset(LOG_START_CHECKPOINT, 0)
-        self._recovery_point = self._read_offset(RECOVERY_POINT_CHECKPOINT, 0)
+            if self._dir_checkpoints is None:
+                # A library log that is only read stays cleanly shut down: the
+                # marker goes at the first change (_leave_pristine), and close()
+                # of an unchanged log writes and syncs nothing.
+                self._pristine = True
+            else:
+                os.remove(clean_marker)
+        self._log_start_offset = self._checkpointed(LOG_START, 0)
+        self._recovery_point = self._checkpointed(RECOVERY_POINT, 0)
         full = recovery == "full"
         for i, base in enumerate(bases):
             active = i == len(bases) - 1
@@ -194,6 +236,188 @@ class Log(_engine.LogCore):
             # What was checked now is as good as flushed for the next start.
             self._write_checkpoints(recovery_point=self.log_end_offset, sync_first=True)
 
+    def _load_read_only(self):
+        # Trusts what is there and changes nothing: a sealed segment whose
+        # indexes fail their check is walked from its start instead of recovered.
+        self._log_start_offset = self._checkpointed(LOG_START, 0)
+        self._recovery_point = 0
+        bases = self._segment_bases()
+        for base in bases:
+            self._attach_read_only(base, base == bases[-1])
+        if not self._segments:
+            raise FileNotFoundError(f"{self.path} holds no segment to follow")
+        self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
+
+    def _segment_bases(self) -> list[int]:
+        return sorted(int(n[:20]) for n in os.listdir(self.path)
+                      if n.endswith(".log") and len(n) == 24 and n[:20].isdigit())
+
+    def _attach_read_only(self, base: int, active: bool = True):
+        # A segment with a later one was sealed (its index trimmed) before that
+        # one was made: its indexes hold still. The active one's do not.
+        cfg = dict(self._seg_cfg, index_max_bytes=-1) if active else self._seg_cfg
+        seg = _engine.Segment(self.path, base, sealed=not active, owner_lock=self._lock, writable=False, **cfg)
+        seg.refresh(True, active)
+        self._append_segment(seg)
+
+    def refresh(self) -> int:
+        """A read-only log takes what the writer appended (and the segments it
+        rolled) since the last refresh; returns log_end_offset."""
+        with self._lock:
+            self._check_open()
+            if not self._read_only:
+                return self.log_end_offset
+            while True:
+                end = self._segments[-1].refresh()
+                # The writer rolls at its log end: the next segment is named by it.
+                if not os.path.exists(os.path.join(self.path, f"{end:020d}.log")) or end == self._bases[-1]:
+                    return end
+                try:
+                    self._attach_read_only(end)
+                except StorageError as exc:
+                    if exc.errno != errno.ENOENT:
+                        raise
+                    return end  # its index files are not made yet: at the next refresh
+
+    def _check_writable(self):
+        if self._read_only:
+            import io
+            raise io.UnsupportedOperation(f"{self.path}: log opened read-only")
+        if self._pristine:
+            self._leave_pristine()
+
+    def _leave_pristine(self):
+        # Before the first change reaches the files: once the marker is gone
+        # (durably), the next open checks what a crash may have left.
+        with self._lock:
+            if self._pristine:
+                with _storage_errors(self.path):
+                    os.remove(os.path.join(self.path, CLEAN_SHUTDOWN_FILE))
+                    fsync_dir(self.path)
+                self._pristine = False
+
+    def _finish_interrupted_swap(self):
+        """Complete or undo a replace_segments that a crash interrupted, by
+        Kafka's LogLoader rules: .deleted and .tmp files go; a .cleaned file
+        means step 1 was not finished, so it goes with every .swap file at or
+        above the lowest .cleaned base offset (.cleaned files are renamed .swap
+        highest base first); the .swap files left are a finished step 1: the old
+        segment files in [lowest .swap base, highest .swap next offset) go and
+        the .swap files take their final names."""
+        names = os.listdir(self.path)
+        cleaned, swaps = [], []
+        for name in names:
+            if name.endswith(_LEFTOVER_SUFFIXES):
+                log.warning("%s: removing leftover %s from an interrupted operation", self.path, name)
+                os.remove(os.path.join(self.path, name))
+            elif name.endswith(".cleaned") and name[:20].isdigit():
+                cleaned.append(name)
+            elif name.endswith(".swap") and name[:20].isdigit():
+                swaps.append(name)
+        if not cleaned and not swaps:
+            return
+        min_cleaned = min((int(n[:20]) for n in cleaned), default=None)
+        for name in cleaned + [n for n in swaps if min_cleaned is not None and int(n[:20]) >= min_cleaned]:
+            log.warning("%s: removing %s of an unfinished segment swap", self.path, name)
+            os.remove(os.path.join(self.path, name))
+        swaps = [n for n in swaps if min_cleaned is None or int(n[:20]) < min_cleaned]
+        ends = {}
+        for n in swaps:
+            if n.endswith(".log.swap"):
+                ends[int(n[:20])] = _next_offset_of_file(os.path.join(self.path, n), int(n[:20]))
+        # A .log.swap that is not whole batches to its end was not made by
+        # replace_segments (which syncs the files before step 1): it goes.
+        bad = {base for base, end in ends.items() if end is None}
+        for name in [n for n in swaps if int(n[:20]) in bad]:
+            log.warning("%s: removing %s, which is not a whole segment", self.path, name)
+            os.remove(os.path.join(self.path, name))
+            swaps.remove(name)
+        ends = {base: end for base, end in ends.items() if end is not None}
+        if ends:
+            low, high = min(ends), max(ends.values())
+            for name in os.listdir(self.path):
+                if name.endswith(_SEGMENT_SUFFIXES) and name[:20].isdigit() and low <= int(name[:20]) < high:
+                    log.warning("%s: removing %s, replaced by a swapped-in segment", self.path, name)
+                    os.remove(os.path.join(self.path, name))
+        for name in swaps:
+            log.warning("%s: completing the swap of %s", self.path, name)
+            os.rename(os.path.join(self.path, name), os.path.join(self.path, name[:-len(".swap")]))
+        fsync_dir(self.path)
+
+    def replace_segments(self, new_bases: list[int], old_bases: list[int]):
+        """Replace the sealed segments old_bases by rewritten ones (what log
+        compaction does): the caller wrote each new segment as
+        <base>.log.cleaned (and .index.cleaned, .timeindex.cleaned) in this
+        directory, covering the old segments' offsets. Crash-safe as Kafka's
+        LocalLog.replaceSegments, so the next load sees the old segments or the
+        new ones, never a mix, a loss or a doubling (_finish_interrupted_swap):
+        1. each .cleaned file renamed .swap, highest base offset first;
+        2. the old segments' files renamed .deleted;
+        3. the .swap files renamed to their final names; the .deleted files go.
+        Views of the old segments stay valid (their mappings go with the last)."""
+        try:
+            self._replace_segments(sorted(new_bases), sorted(old_bases))
+        finally:
+            if self._retired:
+                self._remove_retired()
+
+    def _replace_segments(self, new_bases, old_bases):
+        with self._lock:
+            self._check_open()
+            self._check_writable()
+            if not new_bases or not old_bases:
+                raise ValueError("replace_segments needs new and old segments")
+            first = self._bases.index(old_bases[0]) if old_bases[0] in self._bases else -1
+            if first < 0 or self._bases[first:first + len(old_bases)] != old_bases or \
+                    first + len(old_bases) >= len(self._segments):
+                raise ValueError(f"{old_bases} are not contiguous sealed segments of {self.path}")
+            if new_bases[0] < old_bases[0] or new_bases[-1] >= self._segments[first + len(old_bases)].base_offset:
+                raise ValueError("the new segments must lie within the offsets of the old ones")
+            stems = [os.path.join(self.path, f"{b:020d}") for b in new_bases]
+            for stem in stems:
+                for suffix in _SEGMENT_SUFFIXES:
+                    path = stem + suffix + ".cleaned"
+                    if suffix == ".log" or os.path.exists(path):
+                        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                        try:
+                            os.fsync(fd)
+                        finally:
+                            os.close(fd)
+            for stem in reversed(stems):  # 1
+                for suffix in _SEGMENT_SUFFIXES:
+                    if os.path.exists(stem + suffix + ".cleaned"):
+                        os.rename(stem + suffix + ".cleaned", stem + suffix + ".swap")
+                        _swap_step("cleaned-to-swap")
+            fsync_dir(self.path)
+            olds = self._segments[first:first + len(old_bases)]
+            for seg in olds:  # 2
+                seg.close(trim=False)
+                self._retire_files(seg.base_offset, hook=True)
+            fsync_dir(self.path)
+            for stem in stems:  # 3
+                for suffix in _SEGMENT_SUFFIXES:
+                    if os.path.exists(stem + suffix + ".swap"):
+                        os.rename(stem + suffix + ".swap", stem + suffix)
+                        _swap_step("swap-to-final")
+            fsync_dir(self.path)
+            new = []
+            for base in new_bases:
+                seg = self._open_segment(base, False)
+                new.append(seg)
+                if not seg.load()[0]:
+                    seg.recover()
+                    seg.sync()
+            self._segments[first:first + len(old_bases)] = new
+            self._bases[first:first + len(old_bases)] = new_bases
+
+    def _checkpointed(self, name: str, default: int) -> int:
+        dc = self._dir_checkpoints
+        if dc is not None:
+            found = dc.get(name, *topic_partition_of(self.path))
+            if found is not None:
+                return found
+        return self._read_offset(name, default)
+
     def _read_offset(self, name: str, default: int) -> int:
         try:
             entries = read_checkpoint(os.path.join(self.path, name))
@@ -205,11 +429,35 @@ class Log(_engine.LogCore):
     def _open_segment(self, base: int, active: bool, **deferred) -> _engine.Segment:
         # A sealed segment's trimmed indexes stay as they are; unseal() grows them.
         return _engine.Segment(self.path, base, sealed=not active, owner_lock=self._lock,
-                               **self._seg_cfg, **deferred)
+                               writable=not self._read_only, **self._seg_cfg, **deferred)
 
     def _append_segment(self, seg):
         self._segments.append(seg)
         self._bases.append(seg.base_offset)
+
+    def _retire_files(self, base: int, hook: bool = False):
+        # Under the lock only a rename (as Kafka's .deleted suffix): the unlink,
+        # which can take long for a large file, runs in _remove_retired after
+        # the lock is released. A crash in between leaves .deleted files, which
+        # the next load removes.
+        for suffix in (".log", ".index", ".timeindex"):
+            path = os.path.join(self.path, f"{base:020d}{suffix}")
+            try:
+                os.rename(path, path + ".deleted")
+            except FileNotFoundError:
+                continue
+            self._retired.append(path + ".deleted")
+            if hook:
+                _swap_step("old-to-deleted")
+
+    def _remove_retired(self):
+        with self._lock:
+            doomed, self._retired = self._retired, []
+        for path in doomed:
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
 
     def _delete_files(self, base: int):
         for suffix in (".log", ".index", ".timeindex"):
@@ -261,6 +509,7 @@ class Log(_engine.LogCore):
         the CRC of these bytes (the broker's produce validation), not done twice."""
         with self._lock:
             self._check_open()
+            self._check_writable()
             seg = self._segments[-1]
             res = seg.append_batches(data, leader_epoch, assign_offsets, False, in_place, crc_checked)
             if res is None:
@@ -268,19 +517,44 @@ class Log(_engine.LogCore):
                                                   crc_checked)
                 if res is None:
                     raise RecordTooLargeError("batches do not fit an empty segment")
-            if self.flush_messages is not None:
-                self._after_append(res[1] - res[0] + 1)
-            return res
+            due = self.flush_messages is not None and self._after_append(res[1] - res[0] + 1)
+        if due:
+            self._flush_due()
+        return res
 
-    def _after_append(self, n: int):
+    def _after_append(self, n: int) -> bool:
+        # Under the lock: counts, and says whether flush.messages is reached.
         self._unflushed += n
-        if self._unflushed >= self.flush_messages:
-            self._flush_locked()
+        return self._unflushed >= self.flush_messages
+
+    def _flush_due(self):
+        # Called after an append released the lock. The broker hands the
+        # fdatasync to a worker (flush_executor) so the event loop never waits.
+        executor = self.flush_executor
+        if executor is None:
+            self._sync()
+        elif not self._flush_queued:
+            self._flush_queued = True
+            try:
+                executor.submit(self._queued_flush)
+            except RuntimeError:  # the owner is shutting its executor down
+                self._flush_queued = False
+                self._sync()
+
+    def _queued_flush(self):
+        self._flush_queued = False
+        try:
+            self._sync()
+        except LogClosedError:
+            pass
+        except Exception as exc:  # noqa: BLE001 -- a worker has nobody to raise to
+            log.error("%s: flush after flush.messages failed: %s", self.path, exc)
 
     def roll(self):
         """Start a new segment at log_end_offset (unless the active one is empty)."""
         with self._lock:
             self._check_open()
+            self._check_writable()
             if self._segments[-1].size:
                 self._roll()
 
@@ -305,26 +579,80 @@ class Log(_engine.LogCore):
     # ---- flushing ----
 
     def flush(self):
-        """Make every appended record durable (fdatasync), and move the recovery point."""
+        """Make every appended record durable (fdatasync), and move the recovery point.
+        The fdatasync runs outside the log's lock, so appends from other threads go
+        on meanwhile; what is made durable is everything appended before the call."""
+        self._sync()
+
+    def _sync(self, due_ms=None):
+        # Capture under the lock (buffered bytes pushed to the OS, the log end
+        # offset, the descriptors, each segment pinned so its descriptor stays
+        # open), fdatasync outside it, then record the result under it again.
+        # A truncation meanwhile (_truncations moved) leaves the recovery point.
         with self._lock:
+            if due_ms is not None:
+                if self._closed or (time.monotonic() - self._last_flush) * 1000 < due_ms or \
+                        self._recovery_point >= self.log_end_offset:
+                    return
             self._check_open()
-            self._flush_locked()
+            self._check_writable()
+            leo = self.log_end_offset
+            generation = self._truncations
+            pending = []
+            try:
+                for seg in self._segments[self._segment_index(self._recovery_point):]:
+                    fd, upto = seg.sync_begin()
+                    if fd >= 0:
+                        pending.append((seg, fd, upto))
+            except BaseException:
+                for seg, _, upto in pending:
+                    seg.sync_end(upto, False)
+                raise
+            self._unflushed = 0
+            self._last_flush = time.monotonic()
+        synced = False
+        try:
+            for seg, fd, _ in pending:
+                with _storage_errors(seg.path):
+                    os.fdatasync(fd)
+            synced = True
+        finally:
+            with self._lock:
+                for seg, _, upto in pending:
+                    seg.sync_end(upto, synced)
+                checkpoint = False
+                if synced and generation == self._truncations and leo > self._recovery_point:
+                    self._recovery_point = leo
+                    # Kafka writes the recovery-point checkpoint every 60 s, not per
+                    # flush: a stale checkpoint only makes the next recovery scan more.
+                    checkpoint = time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S
+        if checkpoint:
+            self._write_checkpoints()
 
     def _flush_locked(self):
         # One fdatasync per segment with unsynced data (usually just the active
         # one). Sealed segments and their indexes were synced at roll; the active
         # segment's indexes are rebuilt by recovery, so they need no msync here.
+        # (Only close() syncs under the lock: nothing may append after it anyway.)
         leo = self.log_end_offset
         for seg in self._segments[self._segment_index(self._recovery_point):]:
             seg.sync(indexes=False)
         self._unflushed = 0
         self._last_flush = time.monotonic()
-        if leo > self._recovery_point:
-            self._recovery_point = leo
-            # Kafka writes the recovery-point checkpoint every 60 s, not per flush:
-            # a stale checkpoint only makes the next recovery scan more.
-            if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
-                self._write_checkpoints()
+        self._recovery_point = max(self._recovery_point, leo)
+
+    def _drain_buffer(self):
+        with self._lock:
+            if not self._closed:
+                self._segments[-1].flush_buffer()
+
+    def checkpoint(self):
+        """Write the recovery point and log start offset checkpoints now (with
+        dir_checkpoints: record them there, for the owner's next write)."""
+        with self._lock:
+            self._check_open()
+            self._check_writable()
+            self._write_checkpoints()
 
     def _write_checkpoints(self, recovery_point=None, sync_first=False):
         self._last_checkpoint = time.monotonic()
@@ -333,23 +661,25 @@ class Log(_engine.LogCore):
                 seg.sync()
         if recovery_point is not None:
             self._recovery_point = recovery_point
-        name = os.path.basename(os.path.normpath(self.path))
-        topic, _, part = name.rpartition("-")
-        if not part.isdigit():
-            topic, part = name, "0"
+        topic, part = topic_partition_of(self.path)
+        dc = self._dir_checkpoints
+        if dc is not None:  # the owner writes the files, off its event loop
+            dc.set(RECOVERY_POINT, topic, part, self._recovery_point)
+            dc.set(LOG_START, topic, part, self._log_start_offset)
+            return
         with _storage_errors(self.path):
             write_checkpoint(os.path.join(self.path, RECOVERY_POINT_CHECKPOINT),
                              [(topic, part, self._recovery_point)])
             write_checkpoint(os.path.join(self.path, LOG_START_CHECKPOINT), [(topic, part, self._log_start_offset)])
 
     def maybe_flush(self):
-        """Flush if flush_ms has passed since the last flush (the flusher thread calls this)."""
-        with self._lock:
-            if self._closed or self.flush_ms is None:
-                return
-            if (time.monotonic() - self._last_flush) * 1000 >= self.flush_ms and \
-                    self._recovery_point < self.log_end_offset:
-                self._flush_locked()
+        """Flush if flush_ms has passed since the last flush (the flusher thread, or
+        the broker's flush task on a worker, calls this). Like flush(), the
+        fdatasync does not hold the log's lock."""
+        flush_ms = self.flush_ms
+        if flush_ms is None:
+            return
+        self._sync(due_ms=flush_ms)
 
     # ---- reads ----
 
@@ -372,6 +702,8 @@ class Log(_engine.LogCore):
         return self._scan(start_offset, end_offset, True)
 
     def _scan(self, start_offset, end_offset, values_only):
+        if self._read_only:
+            self.refresh()
         with self._lock:
             self._check_open()
             start = self._log_start_offset if start_offset is None else start_offset
@@ -448,8 +780,8 @@ class Log(_engine.LogCore):
 
     def index_arrays(self):
         """[(base_offset, offset_index, time_index)] as numpy arrays over the mmap'ed
-        index files (Kafka's big-endian layout). They pin their segments: drop them
-        before truncate or close."""
+        index files (Kafka's big-endian layout). They pin their segments: truncation
+        refuses while they live; close leaves the mappings to them."""
         import numpy as np
         off_dt = np.dtype([("relative_offset", ">i4"), ("position", ">i4")])
         time_dt = np.dtype([("timestamp", ">i8"), ("relative_offset", ">i4")])
@@ -462,18 +794,24 @@ class Log(_engine.LogCore):
 
     def truncate_to(self, offset: int):
         """Remove every record at or after offset (log_end_offset becomes offset)."""
+        try:
+            self._truncate_to(offset)
+        finally:
+            if self._retired:
+                self._remove_retired()
+
+    def _truncate_to(self, offset: int):
         with self._lock:
             self._check_open()
+            self._check_writable()
             if offset >= self.log_end_offset:
                 return
             if offset < self._log_start_offset:
                 raise OffsetOutOfRangeError(f"cannot truncate to {offset}, below log_start_offset "
                                             f"{self._log_start_offset}")
             i = self._segment_index(offset)
-            for seg in self._segments[i:]:
-                if seg.pins:
-                    raise BufferError(f"{seg.path}: views are still alive; release them before truncating")
             seg = self._segments[i]
+            self._truncations += 1
             # A cut inside a batch keeps the records before it: re-append them.
             keep = []
             found = seg.find_batch(offset)
@@ -483,13 +821,16 @@ class Log(_engine.LogCore):
                          None if r.value is None else bytes(r.value),
                          [(k, None if v is None else bytes(v)) for k, v in r.headers]) for r in it]
                 del it  # it pins the segment
-            for later in self._segments[i + 1:]:
-                later.close(trim=False)
-                self._delete_files(later.base_offset)
-            del self._segments[i + 1:]
-            del self._bases[i + 1:]
+            # First the one step that may refuse (a live view past the cut, which
+            # would read beyond the file): then nothing has changed yet. Views of
+            # the later segments keep their mappings until they go.
             seg.truncate_to(offset)
             seg.unseal()
+            for later in self._segments[i + 1:]:
+                later.close(trim=False)
+                self._retire_files(later.base_offset)
+            del self._segments[i + 1:]
+            del self._bases[i + 1:]
             if keep:
                 first = seg.next_offset
                 if first != keep[0][0]:
@@ -510,8 +851,16 @@ class Log(_engine.LogCore):
     def delete_records(self, offset: int) -> int:
         """Move log_start_offset up to offset (Kafka's DeleteRecords) and delete the
         segments wholly below it. Returns the new log_start_offset."""
+        try:
+            return self._delete_records(offset)
+        finally:
+            if self._retired:
+                self._remove_retired()
+
+    def _delete_records(self, offset: int) -> int:
         with self._lock:
             self._check_open()
+            self._check_writable()
             if offset > self.log_end_offset:
                 raise OffsetOutOfRangeError(f"offset {offset} is past log_end_offset {self.log_end_offset}")
             if offset > self._log_start_offset:
@@ -527,11 +876,9 @@ class Log(_engine.LogCore):
 
     def _delete_oldest(self, why: str) -> bool:
         seg = self._segments[0]
-        if seg.pins:
-            log.info("%s: segment %d is still read through live views; deleting it later", self.path, seg.base_offset)
-            return False
+        # Live views of it keep its mapping (so their bytes) until the last goes.
         seg.close(trim=False)
-        self._delete_files(seg.base_offset)
+        self._retire_files(seg.base_offset)
         del self._segments[0]
         del self._bases[0]
         self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
@@ -541,8 +888,16 @@ class Log(_engine.LogCore):
     def enforce_retention(self, now_ms: int | None = None) -> int:
         """Delete whole segments past retention_ms or beyond retention_bytes (never
         the active one). Returns how many were deleted."""
+        try:
+            return self._enforce_retention(now_ms)
+        finally:
+            if self._retired:
+                self._remove_retired()
+
+    def _enforce_retention(self, now_ms: int | None = None) -> int:
         with self._lock:
             self._check_open()
+            self._check_writable()
             now = int(time.time() * 1000) if now_ms is None else now_ms
             deleted = 0
             if self.retention_ms is not None and self.retention_ms >= 0:
@@ -570,11 +925,30 @@ class Log(_engine.LogCore):
 
     def close(self):
         """Flush, trim the indexes, mark a clean shutdown and release the lock.
-        BufferError (and the log stays open) while record views are alive."""
+        Record and slice views still alive stay valid: each segment is unmapped
+        when its last view goes."""
         with self._lock:
             if self._closed:
                 return
-            self._check_no_views()
+            if self._read_only:
+                self._closed = True
+                for seg in self._segments:
+                    seg.close(trim=False)
+                return
+            if self._pristine:
+                # Nothing changed since a clean open: the files are as the last
+                # close left them (the active index only grew; seal trims it back).
+                self._closed = True
+                self._pristine = False
+                flusher, self._flusher = self._flusher, None
+                for seg in self._segments:
+                    if not seg.closed and not seg.parked:
+                        seg.seal()
+                    seg.close(trim=True)
+                os.close(self._lock_fd)
+                if flusher is not None:
+                    flusher._stopped.set()
+                return
         # Stop the flusher outside the lock: it takes the lock itself.
         flusher = self._flusher
         if flusher is not None:
@@ -585,7 +959,6 @@ class Log(_engine.LogCore):
             try:
                 # Everything that can fail (a full disk, say) comes before the
                 # segments close, so a failed close leaves a working, open log.
-                self._check_no_views()
                 self._flush_locked()
                 for seg in self._segments:
                     seg.seal()
@@ -610,17 +983,19 @@ class Log(_engine.LogCore):
             finally:
                 os.close(self._lock_fd)
 
-    def _check_no_views(self):
-        for seg in self._segments:
-            if seg.pins:
-                raise BufferError(f"{seg.path}: {seg.pins} views are still alive; release them "
-                                  "(or copy with bytes()) before closing")
-
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+            return
+        # The block's own exception is the one the caller must see: a failure
+        # to close on top of it (a full disk, say) is only logged.
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            log.exception("%s: closing after an exception in the with block failed", self.path)
 
     def __del__(self):
         # A Log dropped without close() is like a crash: nothing is flushed, and the
@@ -633,6 +1008,31 @@ class Log(_engine.LogCore):
                 pass
 
 
+def _swap_step(name: str):
+    if _SWAP_STEP_HOOK is not None:
+        _SWAP_STEP_HOOK(name)
+
+
+def _next_offset_of_file(path: str, base: int) -> int | None:
+    """Last offset + 1 of the batches in a .log file (base when empty), from
+    the batch headers alone: base offset (8 bytes), length (4), and the last
+    offset delta at byte 23 (KAFKA-NOTES §2). None unless the file is whole
+    batches to its end."""
+    next_offset = base
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        pos = 0
+        while pos + 61 <= size:
+            f.seek(pos)
+            head = f.read(27)
+            first, length = int.from_bytes(head[0:8], "big", signed=True), int.from_bytes(head[8:12], "big")
+            if length < 49 or pos + 12 + length > size:
+                break
+            next_offset = first + int.from_bytes(head[23:27], "big", signed=True) + 1
+            pos += 12 + length
+    return next_offset if pos == size else None
+
+
 @contextlib.contextmanager
 def _storage_errors(path):
     """OSError from the log's own small files as pylog's StorageError/DiskFullError."""
@@ -641,6 +1041,39 @@ def _storage_errors(path):
     except OSError as exc:
         cls = DiskFullError if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else StorageError
         raise cls(f"{path}: {exc.strerror or exc}", errno=exc.errno) from exc
+
+
+class _BufferDrainer(threading.Thread):
+    """One daemon thread per process that pushes every buffered Log's write
+    buffer to the OS every WRITE_BUFFER_MAX_MS, so appended bytes survive the
+    process being killed within that bound. Holds each Log's lock only for the
+    write(2) of its buffer (at most write_buffer_bytes). Logs are held weakly."""
+
+    _instance = None
+    _guard = threading.Lock()
+
+    def __init__(self):
+        super().__init__(name="pylog-write-buffer", daemon=True)
+        import weakref
+        self._logs = weakref.WeakSet()
+
+    @classmethod
+    def register(cls, owner: "Log"):
+        with cls._guard:
+            if cls._instance is None or not cls._instance.is_alive():
+                cls._instance = cls()
+                cls._instance.start()
+            cls._instance._logs.add(owner)
+
+    def run(self):
+        while True:
+            time.sleep(WRITE_BUFFER_MAX_MS / 1000.0)
+            for owner in list(self._logs):
+                try:
+                    owner._drain_buffer()
+                except Exception as exc:  # noqa: BLE001 -- a full disk: the next append reports it
+                    log.debug("%s: pushing the write buffer failed: %s", owner.path, exc)
+                del owner
 
 
 class _Flusher(threading.Thread):

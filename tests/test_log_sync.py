@@ -1,0 +1,116 @@
+"""fdatasync never holds the lock that appends take: a flush syncs up to the
+position captured when it started, outside the log's lock."""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from pylog.log.log import Log
+
+
+@pytest.fixture
+def parked_sync(monkeypatch):
+    """os.fdatasync, but each call waits at a gate first (then really syncs),
+    so a test can act while a flush is inside its fdatasync."""
+    real = os.fdatasync
+    entered = threading.Event()
+    gate = threading.Event()
+
+    def fdatasync(fd):
+        entered.set()
+        if not gate.wait(60):
+            raise AssertionError("the gate was never opened")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    yield entered, gate
+    gate.set()
+
+
+def _in_thread(fn, *args):
+    done = threading.Event()
+    out = {}
+
+    def run():
+        try:
+            out["result"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 -- reported to the test
+            out["error"] = exc
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done, out
+
+
+@pytest.mark.parametrize("how", ["flush", "maybe_flush", "flush_messages"])
+def test_appends_go_on_while_a_flush_is_in_fdatasync(log_dir, parked_sync, how):
+    entered, gate = parked_sync
+    log = Log.open(log_dir, flush_messages=2 if how == "flush_messages" else None)
+    if how == "maybe_flush":
+        log.flush_ms = 0  # as the broker sets it: its flush task calls maybe_flush, no flusher thread
+    try:
+        if how == "flush_messages":
+            log.append(b"a")
+            flushing, out = _in_thread(log.append, b"b")  # the second append reaches flush.messages
+        else:
+            log.append_batch([b"a", b"b"])
+            flushing, out = _in_thread(log.flush if how == "flush" else log.maybe_flush)
+        assert entered.wait(60), "the flush never reached fdatasync"
+        # The flush is parked inside fdatasync: the log's lock must be free.
+        appended, res = _in_thread(log.append, b"c")
+        assert appended.wait(60), "an append waited for the fdatasync of another thread"
+        assert res == {"result": 2}
+        assert [bytes(r.value) for r in log.scan()] == [b"a", b"b", b"c"]
+        assert log.recovery_point == 0
+        gate.set()
+        assert flushing.wait(60) and "error" not in out
+        assert log.recovery_point == 2, "the sync covers what was appended before it started, no more"
+        log.flush()
+        assert log.recovery_point == 3
+    finally:
+        gate.set()
+        log.close()
+
+
+def test_a_truncation_during_the_fdatasync_keeps_the_recovery_point_honest(log_dir, parked_sync):
+    entered, gate = parked_sync
+    with Log.open(log_dir) as log:
+        log.append_batch([b"a", b"b", b"c"])
+        flushing, out = _in_thread(log.flush)
+        assert entered.wait(60)
+        log.truncate_to(1)
+        log.append(b"B")
+        gate.set()
+        assert flushing.wait(60) and "error" not in out
+        assert log.recovery_point <= 1
+        log.flush()
+        assert log.recovery_point == 2
+
+
+def test_flush_messages_goes_to_the_flush_executor(log_dir, parked_sync):
+    entered, gate = parked_sync
+    with ThreadPoolExecutor(1) as executor, Log.open(log_dir, flush_messages=1) as log:
+        log.flush_executor = executor
+        assert log.append(b"a") == 0       # returns while the sync waits on the worker
+        assert entered.wait(60)
+        assert log.append(b"b") == 1
+        gate.set()
+        executor.submit(lambda: None).result(60)
+        log.flush()
+        assert log.recovery_point == 2
+
+
+def test_a_segment_closed_during_the_fdatasync_keeps_its_descriptor(log_dir, parked_sync):
+    entered, gate = parked_sync
+    log = Log.open(log_dir, segment_bytes=1024, retention_bytes=0)
+    for i in range(20):
+        log.append(b"%04d" % i + b"x" * 200)
+    flushing, out = _in_thread(log.flush)
+    assert entered.wait(60)
+    assert log.enforce_retention() > 0     # deletes segments the flush is syncing
+    gate.set()
+    assert flushing.wait(60) and "error" not in out, out
+    log.close()
