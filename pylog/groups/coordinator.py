@@ -273,10 +273,11 @@ class GroupCoordinator:
 
     def coordinator_error(self, group_id) -> int:
         """NONE when this broker coordinates group_id (its partition is loaded
-        here); NOT_COORDINATOR when another broker does (or should)."""
+        here); COORDINATOR_LOAD_IN_PROGRESS while its partition is being
+        replayed here; NOT_COORDINATOR when another broker does (or should)."""
         if self.writer.partition_count(ot.TOPIC) is None:
             self.ensure_offsets_topic()
-        return NONE if self.runtime.is_active(self.partition_for(group_id)) else NOT_COORDINATOR
+        return self.runtime.partition_error(self.partition_for(group_id))
 
     def _forget_partition(self, index: int, code: int) -> int:
         gone = [g for gid, g in self.groups.items() if self.partition_for(gid) == index]
