@@ -176,8 +176,9 @@ class CoordinatorRuntime:
             return True
         if not more:
             self._activate(ctx, n, t0)
-        elif _running_loop() is None:
-            # No loop to yield to (the embedded store): the rest at once.
+        elif not self.writer.loads_in_steps or _running_loop() is None:
+            # No loop of ours to yield to (the embedded store, which may be
+            # called from a thread that runs some other loop): the rest at once.
             try:
                 while more:
                     k, more = self._replay_slice(index, records)
@@ -375,9 +376,12 @@ class CoordinatorRuntime:
     async def stop(self):
         """Cancel every timer and load; the partitions stay as they are (their
         logs close with the broker)."""
+        loads = [ctx.load_task for ctx in self._contexts.values() if ctx.load_task is not None]
+        for t in loads:
+            t.cancel()
+        # Their log scans end before the logs close.
+        await asyncio.gather(*loads, return_exceptions=True)
         for ctx in self._contexts.values():
-            if ctx.load_task is not None:
-                ctx.load_task.cancel()
             for h, _ in ctx.timers.values():
                 h.cancel()
             ctx.timers.clear()
