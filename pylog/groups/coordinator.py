@@ -25,8 +25,10 @@ The coordinator runs on a CoordinatorRuntime (coordinator/runtime.py) and
 sees its partitions only through a PartitionWriter (coordinator/writer.py):
 it serves the groups whose partition of __consumer_offsets this broker leads
 (a lone broker leads them all). Becoming leader of a partition replays it into
-memory, losing it forgets its groups, and every request for another group is
-answered NOT_COORDINATOR. Offset commits and the leader's assignment are
+memory (a big one in slices, its groups' requests answered
+COORDINATOR_LOAD_IN_PROGRESS meanwhile), losing it forgets its groups, and
+every request for another group is answered NOT_COORDINATOR. Each request
+about a group runs as an event on the runtime's queue of its partition. Offset commits and the leader's assignment are
 answered only once the partition's high watermark covers them (acks=all), with
 Kafka's error mapping (GroupMetadataManager): NOT_ENOUGH_REPLICAS(_AFTER_APPEND)
 -> COORDINATOR_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER -> NOT_COORDINATOR.

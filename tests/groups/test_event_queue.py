@@ -172,6 +172,26 @@ def test_a_big_offsets_partition_loads_in_steps_while_the_broker_answers(tmp_pat
                 if r.error_code == NONE:
                     break
                 assert r.error_code == COORDINATOR_LOAD_IN_PROGRESS, r
+                if not loading:
+                    # As Kafka during a load: FindCoordinator names this
+                    # broker, Heartbeat is answered blindly, ListGroups (no
+                    # partial list) and the group's APIs are retriable.
+                    # (The commit writes what the log ends with anyway, in
+                    # case the load finished meanwhile: then nothing is asserted.)
+                    fc = c.request(m.FindCoordinatorRequest(key=group, key_type=0), api_version=1)
+                    hb = c.request(H(group_id=group, generation_id=1, member_id="x"), api_version=3)
+                    lg = c.request(m.ListGroupsRequest(), api_version=3)
+                    cm = c.request(O(group_id=group, generation_id_or_member_epoch=-1, member_id="", topics=[
+                        O.OffsetCommitRequestTopic(name=topic, partitions=[O.OffsetCommitRequestPartition(
+                            partition_index=0, committed_offset=total - parts, committed_metadata="")])]),
+                        api_version=2)
+                    js = c.request(J(group_id=group, session_timeout_ms=10000, rebalance_timeout_ms=10000,
+                                     member_id="", protocol_type="consumer", protocols=PROTOS), api_version=5)
+                    if _fetch(c, group, topic, [0]).error_code == COORDINATOR_LOAD_IN_PROGRESS:
+                        assert fc.error_code == NONE and hb.error_code == NONE, (fc, hb)
+                        assert lg.error_code == COORDINATOR_LOAD_IN_PROGRESS and not lg.groups, lg
+                        assert cm.topics[0].partitions[0].error_code == COORDINATOR_LOAD_IN_PROGRESS, cm
+                        assert js.error_code == COORDINATOR_LOAD_IN_PROGRESS, js
                 loading += 1
                 assert c.request(m.ApiVersionsRequest(), api_version=0).error_code == NONE
                 if _fetch(c, group, topic, [0]).error_code == COORDINATOR_LOAD_IN_PROGRESS:
