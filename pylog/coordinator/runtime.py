@@ -88,13 +88,26 @@ class NotCoordinatorError(PylogError):
 class _Context:
     """One partition of the topic led here. Event-loop thread only."""
 
-    __slots__ = ("index", "timers", "state", "load_task")
+    __slots__ = ("index", "timers", "state", "load_task", "records")
 
     def __init__(self, index: int):
         self.index = index
         self.timers: dict = {}      # key -> (asyncio.TimerHandle, deadline in the runtime's clock)
         self.state = LOADING
         self.load_task = None
+        self.records = None         # the log scan a load is part way through
+
+    def end_load(self):
+        """Stop a load part way: cancel its task and close its log scan now
+        (a suspended scan holds a record view, which would keep the log from
+        closing; a task cancelled before its first step never reaches its
+        own cleanup)."""
+        if self.load_task is not None:
+            self.load_task.cancel()
+            self.load_task = None
+        records, self.records = self.records, None
+        if records is not None and hasattr(records, "close"):
+            records.close()
 
 
 class _EventQueue:
@@ -169,7 +182,7 @@ class CoordinatorRuntime:
         self.shard.unloaded(index)     # leftovers of an earlier leadership, if any
         t0 = time.monotonic()
         try:
-            records = iter(self.writer.read(self.topic, index))
+            records = ctx.records = iter(self.writer.read(self.topic, index))
             n, more = self._replay_slice(index, records)
         except Exception as e:
             self._load_failed(ctx, e)
@@ -219,10 +232,12 @@ class CoordinatorRuntime:
             return
         finally:
             ctx.load_task = None
+            ctx.end_load()
         if self._contexts.get(ctx.index) is ctx:
             self._activate(ctx, n, t0)
 
     def _activate(self, ctx: _Context, n: int, t0: float):
+        ctx.records = None
         ctx.state = ACTIVE
         self.shard.loaded(ctx.index)
         log.log(logging.INFO if n else logging.DEBUG, "node %d: coordinator for %s-%d: %d records replayed in %.0f ms",
@@ -232,6 +247,7 @@ class CoordinatorRuntime:
         # As Kafka's FAILED context: requests get NOT_COORDINATOR; a later
         # leadership change loads it again.
         log.error("node %d: loading %s-%d failed: %s", self.writer.node_id, self.topic, ctx.index, e)
+        ctx.end_load()
         self._contexts.pop(ctx.index, None)
         self.shard.unloaded(ctx.index)
 
@@ -240,8 +256,7 @@ class CoordinatorRuntime:
         ctx = self._contexts.pop(index, None)
         if ctx is None:
             return False
-        if ctx.load_task is not None:
-            ctx.load_task.cancel()
+        ctx.end_load()
         for h, _ in ctx.timers.values():
             h.cancel()
         ctx.timers.clear()
@@ -377,9 +392,8 @@ class CoordinatorRuntime:
         """Cancel every timer and load; the partitions stay as they are (their
         logs close with the broker)."""
         loads = [ctx.load_task for ctx in self._contexts.values() if ctx.load_task is not None]
-        for t in loads:
-            t.cancel()
-        # Their log scans end before the logs close.
+        for ctx in self._contexts.values():
+            ctx.end_load()       # their log scans end before the logs close
         await asyncio.gather(*loads, return_exceptions=True)
         for ctx in self._contexts.values():
             for h, _ in ctx.timers.values():

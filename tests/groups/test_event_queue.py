@@ -202,3 +202,40 @@ def test_a_big_offsets_partition_loads_in_steps_while_the_broker_answers(tmp_pat
         got = sorted((p.partition_index, p.committed_offset) for t in r.topics for p in t.partitions)
         assert got == [(p, max(i for i in range(total - parts, total) if i % parts == p)) for p in range(parts)]
         assert b.broker.call(lambda: index in gc.runtime.active_partitions())
+
+
+def test_a_partition_unloaded_during_its_load_stays_unloaded_until_led_again(gbroker):
+    """Leadership lost in the middle of a load (LeaderAndIsr can say so at any
+    time): the load stops, the partition answers NOT_COORDINATOR and keeps
+    none of the half-replayed groups; led again, it loads whole."""
+    b = gbroker
+    gc = b.broker.groups
+    rt = gc.runtime
+    group, topic, total, batch = "q-unload", "q-unload-t", 30_000, 5000
+    create_topic(str(b), topic, 1)
+    with conn(b) as c:
+        assert c.request(m.FindCoordinatorRequest(key=group, key_type=0), api_version=1).error_code == 0
+    index = gc.partition_for(group)
+    now = int(time.time() * 1000)
+    key = ot.offset_key(group, topic, 0)
+    for start in range(0, total, batch):
+        b.broker.call(lambda s=start: rt.append(index, [key] * batch, [
+            ot.offset_value(ot.OffsetAndMetadata(i, -1, "", now)) for i in range(s, s + batch)]))
+
+    def reload_then_lose_it():
+        rt.on_resign(index)
+        rt.on_become_leader(index)
+        loading = rt.partition_error(index)
+        rt.on_resign(index)
+        return loading, rt.partition_error(index)
+    assert b.broker.call(reload_then_lose_it) == (COORDINATOR_LOAD_IN_PROGRESS, 16)
+    time.sleep(0.5)   # the cancelled load would have finished by now
+    assert b.broker.call(lambda: (rt.partition_error(index), group in gc.groups)) == (16, False)
+    with conn(b) as c:
+        assert _fetch(c, group, topic, [0]).error_code == 16
+        b.broker.call(rt.on_become_leader, index)
+        deadline = time.monotonic() + DEADLINE
+        while (r := _fetch(c, group, topic, [0])).error_code == COORDINATOR_LOAD_IN_PROGRESS:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    assert r.error_code == NONE and r.topics[0].partitions[0].committed_offset == total - 1, r
