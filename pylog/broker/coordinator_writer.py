@@ -31,6 +31,7 @@ class BrokerPartitionWriter:
         self.broker = broker            # None: a data directory used without a broker
         self.purgatory = purgatory
         self.node_id = broker.broker_id if broker is not None else -1
+        self.loads_in_steps = broker is not None
         # Fixed for the broker's life (its config); asked on every commit.
         self._cluster = broker is not None and broker.in_cluster
         self._creating = None           # an internal topic's creation in flight (a task)

@@ -8,38 +8,47 @@ For each partition of the topic the runtime keeps a context:
 - **load**: when this broker becomes the partition's leader (LeaderAndIsr,
   or a lone broker leading every partition) the runtime replays the
   partition from its log start into the shard (`replay`), then marks it
-  active (`loaded`). A partition moving here again is replayed again.
-- **unload**: when leadership goes, its timers are cancelled and the shard
-  forgets the partition (`unloaded`): waiting requests get NOT_COORDINATOR.
-- **events**: a request or a timer for the partition runs as one event, a
-  synchronous call on the event loop's thread (the shard's methods between
-  two awaits), so the events of a partition run one at a time, in the order
-  they were issued, and a write's state change and its append are never split
-  by another event. Appending for a partition not active here raises
-  NotCoordinatorError (NOT_COORDINATOR); the shard checks `is_active` first.
+  active (`loaded`). A partition moving here again is replayed again. The
+  replay runs in slices of LOAD_SLICE records: the first at once (a small
+  partition is active before on_become_leader returns), the rest in a task
+  that yields to the loop between slices, so a big partition does not stall
+  the broker's other connections. Meanwhile the partition is *loading*:
+  `partition_error` says COORDINATOR_LOAD_IN_PROGRESS (retriable), as
+  Kafka's runtime answers for a context in its LOADING state.
+- **unload**: when leadership goes (or a load fails), its timers are
+  cancelled and the shard forgets the partition (`unloaded`): waiting
+  requests get NOT_COORDINATOR. An unload during a load ends the load.
+- **events**: `schedule(index, event, *args)` runs a request or a timer of a
+  partition as one event on that partition's queue. Events of one partition
+  run one at a time, in the order they were scheduled; events of different
+  partitions are independent. An event may be a coroutine function: it is
+  driven at once up to its first suspension (its state change is applied
+  then, before the next event of the partition starts), and what it awaits
+  afterwards (the rebalance, the high watermark covering its write) only
+  defers its answer, as Kafka applies a write's records at once and
+  completes the response when they are committed. So a Heartbeat pipelined
+  behind a JoinGroup on one connection sees the member the JoinGroup added.
 - **writes**: an event appends its records with `append` (as leader); the
   request is answered only once `committed` says the high watermark covers
   them (the broker's purgatory completes that wait), so an acknowledged
   commit survives the leader's loss.
 - **timers**: `schedule_timer` runs an event at its deadline (loop.call_at
   through the runtime's clock), not on a polling tick; a timer of a partition
-  that unloads never fires.
-
-The replay runs on the event loop in one go, so a partition's state is in
-memory before the next request is served (no COORDINATOR_LOAD_IN_PROGRESS).
-A very large partition stalls the loop meanwhile; loading in steps is left
-for when compaction keeps these partitions small or it shows up.
+  that unloads never fires. A timer's event goes through the partition's
+  queue like a request's.
 
 Threads: the event loop's thread only, every method; no locks, and nothing
 relies on the GIL (no other thread touches a runtime). Without a running loop
 (the embedded store, one thread at a time under its own lock) only
-load/unload and events run; timers and `committed` need the loop.
+load/unload and synchronous events run, and a load runs to its end at once;
+timers and `committed` need the loop.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Protocol
 
 from ..errors import PylogError
@@ -48,6 +57,12 @@ log = logging.getLogger("pylog.coordinator")
 
 NOT_COORDINATOR = 16
 REQUEST_TIMED_OUT = 7
+COORDINATOR_LOAD_IN_PROGRESS = 14
+# Records replayed per slice of a load before yielding to the loop: a few
+# milliseconds of decoding, so other connections wait at most that long.
+LOAD_SLICE = 2000
+
+LOADING, ACTIVE = "loading", "active"
 
 
 class CoordinatorShard(Protocol):
@@ -73,11 +88,69 @@ class NotCoordinatorError(PylogError):
 class _Context:
     """One partition of the topic led here. Event-loop thread only."""
 
-    __slots__ = ("index", "timers")
+    __slots__ = ("index", "timers", "state", "load_task", "records")
 
     def __init__(self, index: int):
         self.index = index
         self.timers: dict = {}      # key -> (asyncio.TimerHandle, deadline in the runtime's clock)
+        self.state = LOADING
+        self.load_task = None
+        self.records = None         # the log scan a load is part way through
+
+    def end_load(self):
+        """Stop a load part way: cancel its task and close its log scan now
+        (a suspended scan holds a record view, which would keep the log from
+        closing; a task cancelled before its first step never reaches its
+        own cleanup)."""
+        if self.load_task is not None:
+            self.load_task.cancel()
+            self.load_task = None
+        records, self.records = self.records, None
+        if records is not None and hasattr(records, "close"):
+            records.close()
+
+
+class _EventQueue:
+    """The events of one partition waiting to run, and whether one runs now.
+    Event-loop thread only."""
+
+    __slots__ = ("pending", "running")
+
+    def __init__(self):
+        self.pending: deque = deque()
+        self.running = False
+
+
+class _Resume:
+    """Awaitable that carries on driving a coroutine the runtime started by
+    hand (`_run_event`), from the future it suspended on: the coroutine's
+    first step ran inside its event, the rest runs in the awaiting task."""
+
+    __slots__ = ("coro", "waiting")
+
+    def __init__(self, coro, waiting):
+        self.coro, self.waiting = coro, waiting
+
+    def __await__(self):
+        coro, waiting = self.coro, self.waiting
+        self.coro = self.waiting = None
+        while True:
+            try:
+                value = yield waiting
+            except BaseException as e:  # cancellation (or a throw) goes into the coroutine
+                try:
+                    waiting = coro.throw(e)
+                except StopIteration as done:
+                    return done.value
+                continue
+            try:
+                waiting = coro.send(value)
+            except StopIteration as done:
+                return done.value
+
+
+async def _finish(resume: _Resume):
+    return await resume
 
 
 class CoordinatorRuntime:
@@ -94,31 +167,96 @@ class CoordinatorRuntime:
         # own clock may differ (uvloop), so timers convert to a delay.
         self.clock = clock
         self._contexts: dict[int, _Context] = {}
+        self._queues: dict[int, _EventQueue] = {}
 
     # ---- leadership ----
 
     def on_become_leader(self, index: int) -> bool:
-        """This broker now leads partition index: replay it and activate it.
-        False when it already was active here."""
+        """This broker now leads partition index: replay it and activate it
+        (see the module docstring: at once when it is small, else in slices
+        while it answers COORDINATOR_LOAD_IN_PROGRESS). False when it already
+        was loaded or loading here."""
         if index in self._contexts:
             return False
-        t0 = time.monotonic()
+        ctx = self._contexts[index] = _Context(index)
         self.shard.unloaded(index)     # leftovers of an earlier leadership, if any
-        n = 0
-        for rec in self.writer.read(self.topic, index):
-            self.shard.replay(index, rec)
-            n += 1
-        self._contexts[index] = _Context(index)
-        self.shard.loaded(index)
-        log.log(logging.INFO if n else logging.DEBUG, "node %d: coordinator for %s-%d: %d records replayed in %.0f ms", self.writer.node_id,
-                 self.topic, index, n, (time.monotonic() - t0) * 1000)
+        t0 = time.monotonic()
+        try:
+            records = ctx.records = iter(self.writer.read(self.topic, index))
+            n, more = self._replay_slice(index, records)
+        except Exception as e:
+            self._load_failed(ctx, e)
+            return True
+        if not more:
+            self._activate(ctx, n, t0)
+        elif not self.writer.loads_in_steps or _running_loop() is None:
+            # No loop of ours to yield to (the embedded store, which may be
+            # called from a thread that runs some other loop): the rest at once.
+            try:
+                while more:
+                    k, more = self._replay_slice(index, records)
+                    n += k
+            except Exception as e:
+                self._load_failed(ctx, e)
+                return True
+            self._activate(ctx, n, t0)
+        else:
+            ctx.load_task = asyncio.ensure_future(self._load_rest(ctx, records, n, t0))
         return True
+
+    def _replay_slice(self, index, records) -> tuple[int, bool]:
+        """Replay up to LOAD_SLICE records; (how many, whether more remain)."""
+        replay = self.shard.replay
+        n = 0
+        for rec in records:
+            replay(index, rec)
+            n += 1
+            if n == LOAD_SLICE:
+                return n, True
+        return n, False
+
+    async def _load_rest(self, ctx: _Context, records, n: int, t0: float):
+        more = True
+        try:
+            while more:
+                await asyncio.sleep(0)     # the other connections' turn
+                if self._contexts.get(ctx.index) is not ctx:
+                    return                 # unloaded meanwhile: on_resign cleaned up
+                k, more = self._replay_slice(ctx.index, records)
+                n += k
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            if self._contexts.get(ctx.index) is ctx:
+                self._load_failed(ctx, e)
+            return
+        finally:
+            ctx.load_task = None
+            ctx.end_load()
+        if self._contexts.get(ctx.index) is ctx:
+            self._activate(ctx, n, t0)
+
+    def _activate(self, ctx: _Context, n: int, t0: float):
+        ctx.records = None
+        ctx.state = ACTIVE
+        self.shard.loaded(ctx.index)
+        log.log(logging.INFO if n else logging.DEBUG, "node %d: coordinator for %s-%d: %d records replayed in %.0f ms",
+                self.writer.node_id, self.topic, ctx.index, n, (time.monotonic() - t0) * 1000)
+
+    def _load_failed(self, ctx: _Context, e: Exception):
+        # As Kafka's FAILED context: requests get NOT_COORDINATOR; a later
+        # leadership change loads it again.
+        log.error("node %d: loading %s-%d failed: %s", self.writer.node_id, self.topic, ctx.index, e)
+        ctx.end_load()
+        self._contexts.pop(ctx.index, None)
+        self.shard.unloaded(ctx.index)
 
     def on_resign(self, index: int) -> bool:
         """This broker no longer leads partition index: unload it."""
         ctx = self._contexts.pop(index, None)
         if ctx is None:
             return False
+        ctx.end_load()
         for h, _ in ctx.timers.values():
             h.cancel()
         ctx.timers.clear()
@@ -133,17 +271,64 @@ class CoordinatorRuntime:
             self.on_become_leader(index)
 
     def is_active(self, index: int) -> bool:
-        return index in self._contexts
+        ctx = self._contexts.get(index)
+        return ctx is not None and ctx.state is ACTIVE
+
+    def partition_error(self, index: int) -> int:
+        """0 when partition index is active here, COORDINATOR_LOAD_IN_PROGRESS
+        while it loads, NOT_COORDINATOR when it is not led here."""
+        ctx = self._contexts.get(index)
+        if ctx is None:
+            return NOT_COORDINATOR
+        return 0 if ctx.state is ACTIVE else COORDINATOR_LOAD_IN_PROGRESS
 
     def active_partitions(self) -> list[int]:
-        return sorted(self._contexts)
+        return sorted(i for i, ctx in self._contexts.items() if ctx.state is ACTIVE)
+
+    def loading_partitions(self) -> list[int]:
+        return sorted(i for i, ctx in self._contexts.items() if ctx.state is LOADING)
+
+    # ---- events ----
+
+    def schedule(self, index: int, event, *args):
+        """Run event(*args) as an event of partition index (module
+        docstring). Its result when it completes at once; a coroutine giving
+        its result when it suspended (or when it had to queue behind an event
+        of the same partition that scheduled it). An exception the event
+        raises before suspending propagates."""
+        q = self._queues.get(index)
+        if q is None:
+            q = self._queues[index] = _EventQueue()
+        if q.running:
+            # Scheduled from inside one of this partition's events: it runs
+            # when that one has applied its state change.
+            fut = asyncio.get_running_loop().create_future()
+            q.pending.append((event, args, fut))
+            return _await_future(fut)
+        q.running = True
+        try:
+            out = _run_event(event, args)
+            while q.pending:
+                ev, a, fut = q.pending.popleft()
+                try:
+                    r = _run_event(ev, a)
+                except Exception as e:
+                    fut.set_exception(e)
+                    continue
+                if asyncio.iscoroutine(r):
+                    _chain(r, fut)
+                else:
+                    fut.set_result(r)
+        finally:
+            q.running = False
+        return out
 
     # ---- writes ----
 
     def append(self, index: int, keys: list, values: list) -> int:
         """Within an event: append records to the partition as leader; the
         offset of the last one (for `committed`)."""
-        if index not in self._contexts:
+        if not self.is_active(index):
             raise NotCoordinatorError(f"node {self.writer.node_id} does not coordinate {self.topic}-{index}")
         return self.writer.append(self.topic, index, keys, values)
 
@@ -196,14 +381,60 @@ class CoordinatorRuntime:
             return  # unloaded (and perhaps loaded again) since it was armed
         ctx.timers.pop(key, None)
         try:
-            event(*args)
+            out = self.schedule(ctx.index, event, *args)
         except Exception:  # one timer's failure must not stop the partition's other timers
             log.exception("%s-%d: timer %r failed", self.topic, ctx.index, key)
+            return
+        if asyncio.iscoroutine(out):
+            asyncio.ensure_future(out)
 
     async def stop(self):
-        """Cancel every timer; the partitions stay as they are (their logs
-        close with the broker)."""
+        """Cancel every timer and load; the partitions stay as they are (their
+        logs close with the broker)."""
+        loads = [ctx.load_task for ctx in self._contexts.values() if ctx.load_task is not None]
+        for ctx in self._contexts.values():
+            ctx.end_load()       # their log scans end before the logs close
+        await asyncio.gather(*loads, return_exceptions=True)
         for ctx in self._contexts.values():
             for h, _ in ctx.timers.values():
                 h.cancel()
             ctx.timers.clear()
+
+
+def _running_loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _run_event(event, args):
+    """Call event(*args); a coroutine it returns is driven by hand up to its
+    first suspension (Python 3.11 has no eager tasks), so its state change is
+    applied now. The result, or a coroutine that finishes it."""
+    out = event(*args)
+    if not asyncio.iscoroutine(out):
+        return out
+    try:
+        waiting = out.send(None)
+    except StopIteration as done:
+        return done.value
+    return _finish(_Resume(out, waiting))
+
+
+async def _await_future(fut):
+    return await fut
+
+
+def _chain(coro, fut):
+    """Finish coro in a task and hand its outcome to fut."""
+    def done(t):
+        if fut.done():
+            return
+        if t.cancelled():
+            fut.cancel()
+        elif t.exception() is not None:
+            fut.set_exception(t.exception())
+        else:
+            fut.set_result(t.result())
+    asyncio.ensure_future(coro).add_done_callback(done)

@@ -5,13 +5,19 @@ response object; JoinGroup and SyncGroup return coroutines (their answers wait
 for the rebalance), and so does OffsetCommit (it waits for the offsets
 partition's high watermark). FindCoordinator names the leader of the group's
 __consumer_offsets partition and every other group API answers
-NOT_COORDINATOR for a group this broker does not coordinate. Threads: the
-broker's event loop only.
+NOT_COORDINATOR for a group this broker does not coordinate, and
+COORDINATOR_LOAD_IN_PROGRESS while the group's partition is being loaded
+(Heartbeat then answers NONE, as Kafka's group coordinator does).
+
+Each request about one group runs as an event on the coordinator runtime's
+queue of the group's partition (coordinator/runtime.py), so requests of one
+partition apply their state changes in arrival order, even when a JoinGroup's
+answer waits for the rebalance. Threads: the broker's event loop only.
 """
 from __future__ import annotations
 
 from ..protocol import messages as m
-from .coordinator import COORDINATOR_NOT_AVAILABLE, NONE, GroupState, _join_error
+from .coordinator import COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NONE, GroupState, _join_error
 
 KEY_GROUP, KEY_TRANSACTION = 0, 1
 # DescribeGroups' authorized_operations when they were not asked for (Kafka's INT32_MIN).
@@ -21,6 +27,12 @@ AUTHORIZED_OPERATIONS_OMITTED = -(1 << 31)
 class GroupApis:
     def __init__(self, coordinator):
         self.coordinator = coordinator
+
+    def _event(self, group_id, fn, *args):
+        """fn(*args) as an event of group_id's partition: its response, or a
+        coroutine giving it."""
+        c = self.coordinator
+        return c.runtime.schedule(c.partition_for(group_id), fn, *args)
 
     def table(self):
         return {
@@ -67,7 +79,7 @@ class GroupApis:
                      for mid, gid, meta in members])
 
     def join_group(self, header, req):
-        return self._join(header, req, "/" + header.peer_host)
+        return self._event(req.group_id, self._join, header, req, "/" + header.peer_host)
 
     async def _sync(self, header, req):
         version = header.request_api_version
@@ -80,19 +92,28 @@ class GroupApis:
         return m.SyncGroupResponse(throttle_time_ms=0, error_code=code, assignment=assignment)
 
     def sync_group(self, header, req):
-        return self._sync(header, req)
+        return self._event(req.group_id, self._sync, header, req)
 
     # ---- Heartbeat (12) / LeaveGroup (13) ----
 
     def heartbeat(self, header, req):
+        return self._event(req.group_id, self._heartbeat, header, req)
+
+    def _heartbeat(self, header, req):
         wrong = self.coordinator.coordinator_error(req.group_id)
         if wrong:
-            return m.HeartbeatResponse(throttle_time_ms=0, error_code=wrong)
+            # The group is still loading: as Kafka, answer blindly (its member
+            # learns of a rebalance from its next heartbeat).
+            return m.HeartbeatResponse(throttle_time_ms=0,
+                                       error_code=NONE if wrong == COORDINATOR_LOAD_IN_PROGRESS else wrong)
         code = self.coordinator.heartbeat(req.group_id, req.generation_id, req.member_id,
                                           req.group_instance_id if header.request_api_version >= 3 else None)
         return m.HeartbeatResponse(throttle_time_ms=0, error_code=code)
 
     def leave_group(self, header, req):
+        return self._event(req.group_id, self._leave_group, header, req)
+
+    def _leave_group(self, header, req):
         version = header.request_api_version
         R = m.LeaveGroupResponse
         wrong = self.coordinator.coordinator_error(req.group_id)
@@ -109,6 +130,9 @@ class GroupApis:
     # ---- OffsetCommit (8) / OffsetFetch (9) ----
 
     def offset_commit(self, header, req):
+        return self._event(req.group_id, self._offset_commit, header, req)
+
+    def _offset_commit(self, header, req):
         version = header.request_api_version
         offsets = [(t.name, p.partition_index, p.committed_offset,
                     p.committed_leader_epoch if version >= 6 else -1, p.committed_metadata)
@@ -136,6 +160,9 @@ class GroupApis:
             for p in t.partitions]) for t in req.topics])
 
     def offset_fetch(self, header, req):
+        return self._event(req.group_id, self._offset_fetch, header, req)
+
+    def _offset_fetch(self, header, req):
         R = m.OffsetFetchResponse
         wrong = self.coordinator.coordinator_error(req.group_id)
         if wrong:
@@ -192,6 +219,9 @@ class GroupApis:
 
     def list_groups(self, header, req):
         R = m.ListGroupsResponse
+        if self.coordinator.runtime.loading_partitions():
+            # As Kafka: no partial list while some groups are still unknown.
+            return R(throttle_time_ms=0, error_code=COORDINATOR_LOAD_IN_PROGRESS, groups=[])
         wanted = set(req.states_filter) if header.request_api_version >= 4 and req.states_filter else None
         groups = [R.ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type or "",
                                 group_state=g.state.value)

@@ -25,8 +25,10 @@ The coordinator runs on a CoordinatorRuntime (coordinator/runtime.py) and
 sees its partitions only through a PartitionWriter (coordinator/writer.py):
 it serves the groups whose partition of __consumer_offsets this broker leads
 (a lone broker leads them all). Becoming leader of a partition replays it into
-memory, losing it forgets its groups, and every request for another group is
-answered NOT_COORDINATOR. Offset commits and the leader's assignment are
+memory (a big one in slices, its groups' requests answered
+COORDINATOR_LOAD_IN_PROGRESS meanwhile), losing it forgets its groups, and
+every request for another group is answered NOT_COORDINATOR. Each request
+about a group runs as an event on the runtime's queue of its partition. Offset commits and the leader's assignment are
 answered only once the partition's high watermark covers them (acks=all), with
 Kafka's error mapping (GroupMetadataManager): NOT_ENOUGH_REPLICAS(_AFTER_APPEND)
 -> COORDINATOR_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER -> NOT_COORDINATOR.
@@ -273,10 +275,11 @@ class GroupCoordinator:
 
     def coordinator_error(self, group_id) -> int:
         """NONE when this broker coordinates group_id (its partition is loaded
-        here); NOT_COORDINATOR when another broker does (or should)."""
+        here); COORDINATOR_LOAD_IN_PROGRESS while its partition is being
+        replayed here; NOT_COORDINATOR when another broker does (or should)."""
         if self.writer.partition_count(ot.TOPIC) is None:
             self.ensure_offsets_topic()
-        return NONE if self.runtime.is_active(self.partition_for(group_id)) else NOT_COORDINATOR
+        return self.runtime.partition_error(self.partition_for(group_id))
 
     def _forget_partition(self, index: int, code: int) -> int:
         gone = [g for gid, g in self.groups.items() if self.partition_for(gid) == index]
