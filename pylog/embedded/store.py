@@ -216,25 +216,21 @@ class LocalStore:
         del fs
         return data, hw, lso
 
-    def list_offset(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
-        """ListOffsets for one partition: -2 earliest, -1 latest (the high
-        watermark), else the first offset whose timestamp is >= timestamp.
-        (offset, timestamp); (-1, -1) when no record is that late."""
+    def list_offset(self, topic: str, partition: int, timestamp: int,
+                    isolation_level: int = 0) -> tuple[int, int]:
+        """ListOffsets for one partition, by the broker's own body
+        (Partition.list_offset_now, then list_offset_by_time): -2 earliest,
+        -1 latest (the high watermark; the last stable offset under
+        isolation_level 1), else the first offset whose timestamp is >=
+        timestamp. (offset, timestamp); (-1, -1) when no record is that late.
+        The lookup by time reads the disk on the calling (user) thread, as the
+        broker does on a worker thread."""
         p = self._partition(topic, partition)
         with self._partition_lock(topic, partition):
-            if timestamp == -1:
-                return p.high_watermark, -1
-            if timestamp == -2:
-                return p.log_start_offset, -1
-            if timestamp < 0:
-                raise InvalidRequestError(f"timestamp {timestamp} is not supported")
-            offset = p.offset_for_time(timestamp)
-            if offset is None or offset >= p.high_watermark:
-                return -1, -1
-            rec = p.log.read(offset)
-            ts = rec.timestamp
-            del rec  # its key and value are views that pin the segment
-            return offset, ts
+            now = p.list_offset_now(timestamp, isolation_level == 1)
+            if now is not None:
+                return now
+            return p.list_offset_by_time(timestamp)
 
     def high_watermark(self, topic: str, partition: int) -> int:
         return self._partition(topic, partition).high_watermark
