@@ -43,11 +43,11 @@ import threading
 import time
 from typing import ClassVar
 
-from ..broker.broker import Broker
 from ..broker.config import BrokerConfig, read_properties
 from ..broker.coordinator_writer import BrokerPartitionWriter
 from ..broker.handlers import INTERNAL_TOPICS
 from ..broker.log_manager import META_FILE, LogManager
+from ..broker.producer_ids import ProducerIdBlocks
 from ..client.errors import check
 from ..errors import (
     InvalidRequestError,
@@ -72,12 +72,6 @@ class LocalStore:
 
     _registry: ClassVar[dict[str, LocalStore]] = {}
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    # The broker's own producer id allocator (blocks reserved on disk first);
-    # it needs only data_dir, _pid_next and _pid_limit, which the store has.
-    _next_producer_id = Broker.next_producer_id
-    # What the group coordinator asks of its broker: one process, no cluster.
-    in_cluster = False
 
     @classmethod
     def open(cls, log_dir, *, auto_create_topics: bool = True, num_partitions: int = 1,
@@ -121,7 +115,7 @@ class LocalStore:
         self._refs = 1
         self._lock = threading.RLock()
         self._partition_locks: dict[tuple[str, int], threading.Lock] = {}
-        self._pid_next = self._pid_limit = 0
+        self._producer_ids = ProducerIdBlocks(path)
         self._housekeeping_interval_s = min(self.config.get("log.retention.check.interval.ms"),
                                             self.config.get("log.flush.offset.checkpoint.interval.ms")) / 1000.0
         self._last_housekeeping: dict[tuple[str, int], float] = {}
@@ -284,7 +278,7 @@ class LocalStore:
         embedded and broker use of the directory."""
         with self._lock:
             self._check_open()
-            return self._next_producer_id(), 0
+            return self._producer_ids.next_id(), 0
 
     # ---- durability and closing ----
 
