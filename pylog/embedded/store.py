@@ -4,11 +4,21 @@ The embedded Producer and Consumer read and write through it. It is the
 broker's own storage code driven directly: a LogManager (pylog-topics.json,
 meta.properties, `<topic>-<n>/` partition logs), its Partitions (leader epoch
 stamping, idempotent-producer state, high watermark), the producer id blocks
-in `pylog-producer-ids`, and a GroupCoordinator for committed offsets (the
-same `__consumer_offsets` records, partition placement and replay). So a
+in `pylog-producer-ids` (ProducerIdBlocks, the broker's class), a
+GroupCoordinator for committed offsets (the same `__consumer_offsets`
+records, partition placement and replay, written through the coordinator
+runtime's BrokerPartitionWriter.local), and ListOffsets by the broker's own
+per-partition body (Partition.list_offset_now / list_offset_by_time). So a
 broker started on the directory afterwards serves everything written here,
-committed group offsets included, and a directory a broker wrote can be
-opened here.
+committed group offsets included (topics and partitions added here are
+adopted into its cluster metadata at its start, pylog/cluster/migration.py),
+and a directory a broker wrote can be opened here.
+
+Not yet shared (issue 12, point 4): topics are still created here through
+LogManager.create_topic, not through the in-process Controller, because the
+Controller applies its decisions to a Broker's handlers (LeaderAndIsr), which
+this store does not run. The step after this one holds a listener-less
+Broker on its own loop thread for topic creation, groups and the controller.
 
 One LocalStore per directory per process: `LocalStore.open` hands out the
 open one (reference counted) so a Producer and a Consumer on the same
@@ -35,6 +45,15 @@ before the high watermark); topic creation and offset commits by the store
 lock. Reads copy the batches out (one memcpy, no per-record loop) so no
 view pins a segment after the call. `appended` (a Condition) is notified
 after every append, for fetches that long-poll.
+
+The append path stays on the caller's thread: handing each batch to a loop
+thread (call_soon_threadsafe and a future to wait on) would cost a thread
+switch per send, more than the append itself for small batches (bench J's
+embedded send). So a store that holds a broker loop later must keep the
+partitions it appends to out of that loop's hands (or make the loop take the
+same partition lock), since Partition relies on having one owner; ListOffsets
+by time reads the disk on the caller's thread, as the broker does on a
+worker thread.
 """
 from __future__ import annotations
 
