@@ -43,16 +43,15 @@ from .coordinator_writer import BrokerPartitionWriter
 from .handlers import Handlers
 from .log_manager import LogManager
 from .metadata_cache import MetadataCache
+from .producer_ids import PRODUCER_ID_BLOCK, PRODUCER_ID_FILE, ProducerIdBlocks
 from .replication import ReplicaManager
 from .server import Server
 
 log = logging.getLogger("pylog.broker")
 
-PRODUCER_ID_BLOCK = 1000
 # How long a starting broker waits to be registered with the embedded controller.
 REGISTRATION_WAIT_S = 30.0
 FLUSH_CHECK_S = 0.1
-PRODUCER_ID_FILE = "pylog-producer-ids"
 # Where a one-node cluster (and the embedded controller) keeps the metadata.
 CLUSTER_DIR = "pylog-cluster"
 # Kafka's ZooKeeper-era default for controlled.shutdown.max.retries is 3, each
@@ -78,6 +77,7 @@ class Broker:
         self._pid_next = 0
         self._pid_limit = 0
         self._pid_blocks = None       # in a cluster: claims a block of ids, returns (start, count)
+        self._own_pid_blocks = None   # the data dir's own blocks (ProducerIdBlocks), before joining
         self._pid_lock = asyncio.Lock()
         self._loop = None
         self._thread = None
@@ -122,20 +122,12 @@ class Broker:
     # is ever reused after a restart or crash ----
 
     def next_producer_id(self) -> int:
-        """The next id from this data directory's own blocks (a broker alone,
-        or the embedded store); a broker in a cluster uses allocate_producer_id."""
-        if self._pid_next >= self._pid_limit:
-            path = os.path.join(self.data_dir, PRODUCER_ID_FILE)
-            try:
-                with open(path) as f:
-                    start = int(f.read().strip() or 0)
-            except FileNotFoundError:
-                start = 0
-            atomic_write(path, str(start + PRODUCER_ID_BLOCK).encode())
-            self._pid_next, self._pid_limit = start, start + PRODUCER_ID_BLOCK
-        pid = self._pid_next
-        self._pid_next += 1
-        return pid
+        """The next id from this data directory's own blocks (before joining
+        its cluster; the embedded store uses the same ProducerIdBlocks); a
+        broker in a cluster uses allocate_producer_id."""
+        if self._own_pid_blocks is None:
+            self._own_pid_blocks = ProducerIdBlocks(self.data_dir)
+        return self._own_pid_blocks.next_id()
 
     async def allocate_producer_id(self) -> int:
         """The next producer id. In a cluster the blocks come from the cluster

@@ -27,7 +27,6 @@ from ..errors import (
     InvalidRequiredAcksError,
     InvalidTopicError,
     NotLeaderOrFollowerError,
-    OffsetNotAvailableError,
     OffsetOutOfRangeError,
     PolicyViolationError,
     PylogError,
@@ -593,10 +592,11 @@ class Handlers:
     # ---- ListOffsets (2) ----
 
     def list_offsets(self, header, req):
-        """Earliest/latest answered at once; lookups by timestamp may inflate a
-        stored compressed batch, so they run on a worker thread (one bounded
-        batch at a time, Log.offset_and_timestamp_for_time) and the response
-        waits for them in a coroutine while other clients are served."""
+        """Per partition, Partition.list_offset_now / list_offset_by_time (the
+        one body, shared with the embedded store). Earliest/latest are answered
+        at once; lookups by timestamp may inflate a stored compressed batch, so
+        they run on a worker thread and the response waits for them in a
+        coroutine while other clients are served."""
         R = m.ListOffsetsResponse
         P = R.ListOffsetsPartitionResponse
         committed = req.isolation_level == 1
@@ -607,24 +607,12 @@ class Handlers:
             for lp in t.partitions:
                 try:
                     p = self.logs.get_partition(t.name, lp.partition_index)
-                    if not p.is_leader:
-                        raise NotLeaderOrFollowerError(
-                            f"broker {self.broker.broker_id} is not the leader of {t.name}-{lp.partition_index}")
-                    ts = lp.timestamp
-                    if ts != -2 and not p.high_watermark_known:
-                        raise OffsetNotAvailableError(
-                            f"{t.name}-{lp.partition_index}: the new leader's high watermark is not known yet")
-                    if ts == -1:
-                        offset = p.last_stable_offset if committed else p.high_watermark
-                        out_ts = -1
-                    elif ts == -2:
-                        offset, out_ts = p.log_start_offset, -1
-                    elif ts < 0:
-                        raise InvalidRequestError(f"timestamp {ts} is not supported")
-                    else:
-                        by_time.append((parts, len(parts), p, ts))
+                    now = p.list_offset_now(lp.timestamp, committed)
+                    if now is None:
+                        by_time.append((parts, len(parts), p, lp.timestamp))
                         parts.append(None)
                         continue
+                    offset, out_ts = now
                     parts.append(P(partition_index=lp.partition_index, error_code=0, timestamp=out_ts,
                                    offset=offset, old_style_offsets=[offset]))
                 except PylogError as e:
@@ -640,12 +628,7 @@ class Handlers:
             for parts, i, p, ts in by_time:
                 index = p.index
                 try:
-                    found = await loop.run_in_executor(
-                        None, p.log.offset_and_timestamp_for_time, ts, p.max_inflated_bytes)
-                    if found is None or found[0] >= p.high_watermark:
-                        offset, out_ts = -1, -1
-                    else:
-                        offset, out_ts = found
+                    offset, out_ts = await loop.run_in_executor(None, p.list_offset_by_time, ts)
                     parts[i] = P(partition_index=index, error_code=0, timestamp=out_ts, offset=offset,
                                  old_style_offsets=[offset])
                 except PylogError as e:

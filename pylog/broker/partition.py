@@ -39,8 +39,10 @@ import time
 from .. import _engine
 from ..errors import (
     InvalidRecordError,
+    InvalidRequestError,
     NotEnoughReplicasError,
     NotLeaderOrFollowerError,
+    OffsetNotAvailableError,
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
@@ -540,8 +542,40 @@ class Partition:
                 best = (key, rid)
         return -1 if best is None else best[1]
 
-    def offset_for_time(self, timestamp: int):
-        return self.log.offset_for_time(timestamp)
+    # ---- ListOffsets: the one body, for the broker's handler and the embedded
+    # store (Kafka's Partition.fetchOffsetForTimestamp) ----
+
+    def list_offset_now(self, timestamp: int, committed: bool = False) -> tuple[int, int] | None:
+        """ListOffsets' (offset, timestamp) for the latest (-1) or earliest (-2)
+        offset, or None when timestamp asks for a lookup by time, which may
+        inflate a compressed batch: the caller runs list_offset_by_time where
+        the disk may be waited on (a worker thread, never the event loop).
+        committed: isolation_level READ_COMMITTED (latest is then the last
+        stable offset). Raises NotLeaderOrFollowerError, OffsetNotAvailableError
+        (KIP-207), InvalidRequestError for another negative timestamp.
+        Called by the partition's owner (the broker's loop, or the embedded
+        store under its partition lock)."""
+        if not self.is_leader:
+            raise NotLeaderOrFollowerError(f"this broker is not the leader of {self._name}")
+        if timestamp != -2 and not self.high_watermark_known:
+            raise OffsetNotAvailableError(f"{self._name}: the new leader's high watermark is not known yet")
+        if timestamp == -1:
+            return (self.last_stable_offset if committed else self.high_watermark), -1
+        if timestamp == -2:
+            return self.log_start_offset, -1
+        if timestamp < 0:
+            raise InvalidRequestError(f"timestamp {timestamp} is not supported")
+        return None
+
+    def list_offset_by_time(self, timestamp: int) -> tuple[int, int]:
+        """ListOffsets by timestamp: (offset, timestamp) of the first record at
+        or after the log start, below the high watermark, whose timestamp is >=
+        timestamp; (-1, -1) when none is. Reads the disk (takes the Log's own
+        lock): any thread but the event loop."""
+        found = self.log.offset_and_timestamp_for_time(timestamp, self.max_inflated_bytes)
+        if found is None or found[0] >= self.high_watermark:
+            return -1, -1
+        return found
 
     def delete_records(self, offset: int) -> int:
         """Advance log_start_offset to offset (-1: the high watermark); the new low watermark."""

@@ -54,6 +54,9 @@ def adopt_local_data(store, topics: list[LocalTopic], broker_id: int, cluster_id
     adopted = []
     for t in topics:
         if t.name in known:
+            grown = _adopt_added_partitions(store, known[t.name], t, broker_id)
+            if grown:
+                adopted.append(f"{t.name} (partitions {grown})")
             continue
         if sorted(t.hosted) != list(range(t.num_partitions)):
             # Some partitions of a topic of another cluster: there is no
@@ -72,3 +75,24 @@ def adopt_local_data(store, topics: list[LocalTopic], broker_id: int, cluster_id
         log.info("adopted %d topics of %s into the cluster metadata: %s", len(adopted),
                  os.path.dirname(producer_id_file), ", ".join(adopted))
     return adopted
+
+
+def _adopt_added_partitions(store, stored, t: LocalTopic, broker_id: int) -> list[int]:
+    """Partitions of a topic the store knows that were added in this data dir
+    since (pylog's embedded store, which runs no controller, grew the topic
+    while no broker ran): the same topic (same id), every partition the store
+    has led by this broker alone, the new ones contiguous after them. Returns
+    the partitions adopted."""
+    new = sorted(set(t.hosted) - set(stored.partitions))
+    if not new or t.topic_id != stored.topic_id or sorted(t.hosted) != list(range(t.num_partitions)):
+        return []
+    if any(replicas != [broker_id] for replicas in stored.partitions.values()) or stored.adding:
+        return []
+    stored.partitions.update({i: [broker_id] for i in new})
+    store.set_assignment(stored)
+    epoch = store.controller_epoch()
+    for i in new:
+        store.create_partition_state(t.name, i, PartitionState(
+            leader=broker_id, leader_epoch=max(t.leader_epochs.get(i, 0), 0), isr=[broker_id],
+            controller_epoch=epoch))
+    return new

@@ -123,7 +123,8 @@ class EmbeddedSource:
 
     def list_offsets(self, timestamps: dict[TopicPartition, int],
                      isolation_level: int = 0) -> dict[TopicPartition, tuple[int, int]]:
-        return {tp: self.store.list_offset(tp.topic, tp.partition, ts) for tp, ts in timestamps.items()}
+        return {tp: self.store.list_offset(tp.topic, tp.partition, ts, isolation_level)
+                for tp, ts in timestamps.items()}
 
     # ---- committed offsets ----
 

@@ -4,11 +4,21 @@ The embedded Producer and Consumer read and write through it. It is the
 broker's own storage code driven directly: a LogManager (pylog-topics.json,
 meta.properties, `<topic>-<n>/` partition logs), its Partitions (leader epoch
 stamping, idempotent-producer state, high watermark), the producer id blocks
-in `pylog-producer-ids`, and a GroupCoordinator for committed offsets (the
-same `__consumer_offsets` records, partition placement and replay). So a
+in `pylog-producer-ids` (ProducerIdBlocks, the broker's class), a
+GroupCoordinator for committed offsets (the same `__consumer_offsets`
+records, partition placement and replay, written through the coordinator
+runtime's BrokerPartitionWriter.local), and ListOffsets by the broker's own
+per-partition body (Partition.list_offset_now / list_offset_by_time). So a
 broker started on the directory afterwards serves everything written here,
-committed group offsets included, and a directory a broker wrote can be
-opened here.
+committed group offsets included (topics and partitions added here are
+adopted into its cluster metadata at its start, pylog/cluster/migration.py),
+and a directory a broker wrote can be opened here.
+
+Not yet shared (issue 12, point 4): topics are still created here through
+LogManager.create_topic, not through the in-process Controller, because the
+Controller applies its decisions to a Broker's handlers (LeaderAndIsr), which
+this store does not run. The step after this one holds a listener-less
+Broker on its own loop thread for topic creation, groups and the controller.
 
 One LocalStore per directory per process: `LocalStore.open` hands out the
 open one (reference counted) so a Producer and a Consumer on the same
@@ -35,6 +45,15 @@ before the high watermark); topic creation and offset commits by the store
 lock. Reads copy the batches out (one memcpy, no per-record loop) so no
 view pins a segment after the call. `appended` (a Condition) is notified
 after every append, for fetches that long-poll.
+
+The append path stays on the caller's thread: handing each batch to a loop
+thread (call_soon_threadsafe and a future to wait on) would cost a thread
+switch per send, more than the append itself for small batches (bench J's
+embedded send). So a store that holds a broker loop later must keep the
+partitions it appends to out of that loop's hands (or make the loop take the
+same partition lock), since Partition relies on having one owner; ListOffsets
+by time reads the disk on the caller's thread, as the broker does on a
+worker thread.
 """
 from __future__ import annotations
 
@@ -43,11 +62,11 @@ import threading
 import time
 from typing import ClassVar
 
-from ..broker.broker import Broker
 from ..broker.config import BrokerConfig, read_properties
 from ..broker.coordinator_writer import BrokerPartitionWriter
 from ..broker.handlers import INTERNAL_TOPICS
 from ..broker.log_manager import META_FILE, LogManager
+from ..broker.producer_ids import ProducerIdBlocks
 from ..client.errors import check
 from ..errors import (
     InvalidRequestError,
@@ -72,12 +91,6 @@ class LocalStore:
 
     _registry: ClassVar[dict[str, LocalStore]] = {}
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    # The broker's own producer id allocator (blocks reserved on disk first);
-    # it needs only data_dir, _pid_next and _pid_limit, which the store has.
-    _next_producer_id = Broker.next_producer_id
-    # What the group coordinator asks of its broker: one process, no cluster.
-    in_cluster = False
 
     @classmethod
     def open(cls, log_dir, *, auto_create_topics: bool = True, num_partitions: int = 1,
@@ -121,7 +134,7 @@ class LocalStore:
         self._refs = 1
         self._lock = threading.RLock()
         self._partition_locks: dict[tuple[str, int], threading.Lock] = {}
-        self._pid_next = self._pid_limit = 0
+        self._producer_ids = ProducerIdBlocks(path)
         self._housekeeping_interval_s = min(self.config.get("log.retention.check.interval.ms"),
                                             self.config.get("log.flush.offset.checkpoint.interval.ms")) / 1000.0
         self._last_housekeeping: dict[tuple[str, int], float] = {}
@@ -216,25 +229,21 @@ class LocalStore:
         del fs
         return data, hw, lso
 
-    def list_offset(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
-        """ListOffsets for one partition: -2 earliest, -1 latest (the high
-        watermark), else the first offset whose timestamp is >= timestamp.
-        (offset, timestamp); (-1, -1) when no record is that late."""
+    def list_offset(self, topic: str, partition: int, timestamp: int,
+                    isolation_level: int = 0) -> tuple[int, int]:
+        """ListOffsets for one partition, by the broker's own body
+        (Partition.list_offset_now, then list_offset_by_time): -2 earliest,
+        -1 latest (the high watermark; the last stable offset under
+        isolation_level 1), else the first offset whose timestamp is >=
+        timestamp. (offset, timestamp); (-1, -1) when no record is that late.
+        The lookup by time reads the disk on the calling (user) thread, as the
+        broker does on a worker thread."""
         p = self._partition(topic, partition)
         with self._partition_lock(topic, partition):
-            if timestamp == -1:
-                return p.high_watermark, -1
-            if timestamp == -2:
-                return p.log_start_offset, -1
-            if timestamp < 0:
-                raise InvalidRequestError(f"timestamp {timestamp} is not supported")
-            offset = p.offset_for_time(timestamp)
-            if offset is None or offset >= p.high_watermark:
-                return -1, -1
-            rec = p.log.read(offset)
-            ts = rec.timestamp
-            del rec  # its key and value are views that pin the segment
-            return offset, ts
+            now = p.list_offset_now(timestamp, isolation_level == 1)
+            if now is not None:
+                return now
+            return p.list_offset_by_time(timestamp)
 
     def high_watermark(self, topic: str, partition: int) -> int:
         return self._partition(topic, partition).high_watermark
@@ -288,7 +297,7 @@ class LocalStore:
         embedded and broker use of the directory."""
         with self._lock:
             self._check_open()
-            return self._next_producer_id(), 0
+            return self._producer_ids.next_id(), 0
 
     # ---- durability and closing ----
 
