@@ -513,9 +513,12 @@ class LogManager:
                 raise LogClosedError("the broker is stopping")
             try:
                 overrides = {k: v for k, v in validate_topic_configs(configs or {}).items() if v is not None}
-                out.append(Partition(name, index, self._partition_path(name, index),
-                                     TopicConfig(self.config, overrides), self.broker_id,
-                                     self.config.get("producer.id.expiration.ms"), controller_managed=True))
+                p = Partition(name, index, self._partition_path(name, index),
+                              TopicConfig(self.config, overrides), self.broker_id,
+                              self.config.get("producer.id.expiration.ms"), controller_managed=True,
+                              dir_checkpoints=self.checkpoints)
+                p.log.flush_executor = self._flush_executor
+                out.append(p)
             except Exception as e:  # noqa: BLE001 - that replica only; the loop tries it again and reports it
                 out.append(e)
             time.sleep(0)  # off the loop: let the loop thread have the GIL between partitions
