@@ -36,6 +36,7 @@ from ..errors import PylogError
 from ..groups.api import GroupApis
 from ..groups.coordinator import GroupCoordinator
 from ..log.checkpoint import atomic_write
+from ..protocol.error_codes import Errors
 from . import api_versions as av
 from .config import BrokerConfig
 from .controller_apis import ControllerApis
@@ -351,13 +352,13 @@ class Broker:
             return code, msg
         ep = self.metadata_cache.controller()
         if ep is None:
-            return NOT_CONTROLLER, "no controller is known"
+            return Errors.NOT_CONTROLLER, "no controller is known"
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 None, _create_topic_by_wire, ep.host, ep.port, self.broker_id, name, n, rf, configs or {})
         except Exception as e:  # the controller unreachable: the caller's client asks again
             log.warning("broker %d: asking controller %d to create %s failed: %s", self.broker_id, ep.id, name, e)
-            return NOT_CONTROLLER, f"the controller cannot be reached: {e}"
+            return Errors.NOT_CONTROLLER, f"the controller cannot be reached: {e}"
 
     async def settled(self):
         """Wait until every request this process's own controller has sent to
@@ -393,9 +394,9 @@ class Broker:
                 self._too_few_warned = time.monotonic()
                 log.warning("broker %d: %s not created: %d live brokers, offsets.topic.replication.factor=%d",
                             self.broker_id, name, live, rf)
-            return COORDINATOR_NOT_AVAILABLE
+            return Errors.COORDINATOR_NOT_AVAILABLE
         code, msg = await self.create_topic_async(name, n, rf, None, self.groups.offsets_topic_configs())
-        if code == TOPIC_ALREADY_EXISTS:
+        if code == Errors.TOPIC_ALREADY_EXISTS:
             return 0
         if code:
             log.warning("broker %d: the controller refused to create %s: error %d (%s)", self.broker_id, name,
@@ -584,9 +585,6 @@ def _create_topic_by_wire(host, port, broker_id, name, n, rf, configs) -> tuple[
 # in the controller's logs; it grants nothing).
 INTERNAL_CLIENT_ID = "pylog-broker"
 OFFSETS_TOPIC = "__consumer_offsets"
-NOT_CONTROLLER = 41
-TOPIC_ALREADY_EXISTS = 36
-COORDINATOR_NOT_AVAILABLE = 15
 
 
 def raise_nofile_limit() -> tuple[int, int]:

@@ -35,6 +35,7 @@ from ..errors import (
     code_for,
 )
 from ..protocol import messages as m
+from ..protocol.error_codes import Errors
 from ..protocol.produce import decode_produce_request, encode_produce_response
 from . import api_versions as av
 from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, TopicConfig, validate_topic_name
@@ -48,8 +49,6 @@ RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
 OFFSETS_TOPIC = "__consumer_offsets"
 METADATA_CHUNK = 2000  # topic names a Metadata request handles between turns of the event loop
 INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, "__transaction_state"})
-TOPIC_ALREADY_EXISTS = 36
-BROKER_NOT_AVAILABLE = 8
 
 
 def _err_message(exc):
@@ -58,7 +57,7 @@ def _err_message(exc):
 
 def _code(exc):
     code = code_for(exc)
-    if code == -1 and not isinstance(exc, PylogError):
+    if code == Errors.UNKNOWN_SERVER_ERROR and not isinstance(exc, PylogError):
         log.exception("unexpected error serving a request", exc_info=exc)
     return code
 
@@ -105,7 +104,8 @@ class Handlers:
     def api_versions_error():
         """The v0-shaped reply to an ApiVersions version we do not know (§3.2)."""
         lo, hi = av.ADVERTISED[av.API_VERSIONS]
-        return m.ApiVersionsResponse(error_code=35, api_keys=[m.ApiVersionsResponse.ApiVersion(18, lo, hi)])
+        return m.ApiVersionsResponse(error_code=Errors.UNSUPPORTED_VERSION,
+                                     api_keys=[m.ApiVersionsResponse.ApiVersion(18, lo, hi)])
 
     # ---- Metadata (3) ----
 
@@ -139,7 +139,7 @@ class Handlers:
                     answers[name] = code_for(e)
                     continue
                 if not auto:
-                    answers[name] = 3
+                    answers[name] = Errors.UNKNOWN_TOPIC_OR_PARTITION
                 elif name == OFFSETS_TOPIC:
                     internal.append(name)
                     answers[name] = 0
@@ -155,7 +155,8 @@ class Handlers:
                 if parts_state is None:
                     # Created (or being created) but not known here yet: Kafka's
                     # LEADER_NOT_AVAILABLE; else the error found for it.
-                    topics.append(R.MetadataResponseTopic(error_code=answers.get(name, 3) or 5, name=name,
+                    code = answers.get(name, Errors.UNKNOWN_TOPIC_OR_PARTITION) or Errors.LEADER_NOT_AVAILABLE
+                    topics.append(R.MetadataResponseTopic(error_code=code, name=name,
                                                           is_internal=name in INTERNAL_TOPICS))
                     continue
                 parts = []
@@ -165,11 +166,11 @@ class Handlers:
                         # Led here but its log could not be opened: no leader, as
                         # Kafka answers for a partition whose log dir is offline.
                         parts.append(R.MetadataResponsePartition(
-                            error_code=5, partition_index=i, leader_id=-1, leader_epoch=-1,
+                            error_code=Errors.LEADER_NOT_AVAILABLE, partition_index=i, leader_id=-1, leader_epoch=-1,
                             replica_nodes=list(st.replicas), isr_nodes=[], offline_replicas=[b.broker_id]))
                         continue
                     # LEADER_NOT_AVAILABLE while the leader is not a live broker.
-                    code = 0 if st.leader in cache.brokers else 5
+                    code = 0 if st.leader in cache.brokers else Errors.LEADER_NOT_AVAILABLE
                     parts.append(R.MetadataResponsePartition(
                         error_code=code, partition_index=i, leader_id=st.leader, leader_epoch=st.leader_epoch,
                         replica_nodes=list(st.replicas), isr_nodes=list(st.isr),
@@ -199,7 +200,7 @@ class Handlers:
                 for name in to_create:
                     code, _msg = await b.create_topic_async(name)
                     # Already there: created for another request meanwhile.
-                    answers[name] = 0 if code == TOPIC_ALREADY_EXISTS else code
+                    answers[name] = 0 if code == Errors.TOPIC_ALREADY_EXISTS else code
             for name in internal:
                 answers[name] = await b.ensure_internal_topic(name)
 
@@ -261,7 +262,7 @@ class Handlers:
             async def create_then_answer():   # their logs opened off the loop first
                 if await rm.create_replicas(new):
                     return answer()
-                return refuse(BROKER_NOT_AVAILABLE)   # the broker is stopping: nothing is opened any more
+                return refuse(Errors.BROKER_NOT_AVAILABLE)   # the broker is stopping: nothing is opened any more
             return _to_the_end(create_then_answer())
 
         def refuse(code):
@@ -309,7 +310,7 @@ class Handlers:
         NOT_CONTROLLER (41) anywhere else."""
         ctl = getattr(self.broker, "controller", None)
         if ctl is None or not ctl.is_active:
-            return m.AlterPartitionResponse(throttle_time_ms=0, error_code=41, topics=[])
+            return m.AlterPartitionResponse(throttle_time_ms=0, error_code=Errors.NOT_CONTROLLER, topics=[])
         fut = ctl.submit("alter_partition", req, header.request_api_version, True)
 
         async def wait():
@@ -321,7 +322,7 @@ class Handlers:
     def controlled_shutdown(self, header, req):
         ctl = self._active_controller()
         if ctl is None:
-            return m.ControlledShutdownResponse(error_code=41, remaining_partitions=[])
+            return m.ControlledShutdownResponse(error_code=Errors.NOT_CONTROLLER, remaining_partitions=[])
         fut = ctl.submit("controlled_shutdown", req.broker_id, req.broker_epoch)
 
         async def wait():
@@ -381,7 +382,8 @@ class Handlers:
                 except (PylogError, ValueError, OSError) as e:
                     failed = True
                     code = _code(e)
-                    if code in (2, 10, 87, 45, 47):
+                    if code in (Errors.CORRUPT_MESSAGE, Errors.MESSAGE_TOO_LARGE, Errors.INVALID_RECORD,
+                                Errors.OUT_OF_ORDER_SEQUENCE_NUMBER, Errors.INVALID_PRODUCER_EPOCH):
                         log.info("produce to %s-%d refused: %s", name, index, e)
                     out.append((index, code, -1, -1, -1, _err_message(e), getattr(e, "record_errors", ())))
             results.append((name, out))
@@ -404,7 +406,7 @@ class Handlers:
         for p, last, ti, pi in waiting:
             code = p.produce_outcome(last)
             if code is None:
-                code = 7  # REQUEST_TIMED_OUT
+                code = Errors.REQUEST_TIMED_OUT
             if code:
                 idx = results[ti][1][pi][0]
                 results[ti][1][pi] = (idx, code, -1, -1, -1, None)
@@ -417,7 +419,7 @@ class Handlers:
         version = header.request_api_version
         if req.session_id != 0 or req.session_epoch not in (-1, 0):
             # Sessions are not kept: every request is a full one (KIP-227 allows it).
-            return _encode_fetch_error(version, 70)
+            return _encode_fetch_error(version, Errors.FETCH_SESSION_ID_NOT_FOUND)
         source = self._fetch_source(req, version)
         wanted = _fetch_wanted(req.topics)
         chunks, total, ready, served = self._fetch_once(req, version, source, wanted)
@@ -529,7 +531,7 @@ class Handlers:
                     # the HW (so the answer carries the newest), or the ISR.
                     p.update_follower_fetch(replica_id, fp.fetch_offset, fp.log_start_offset)
                 if p is None:
-                    code, hw, lso, lss = 3, -1, -1, -1
+                    code, hw, lso, lss = Errors.UNKNOWN_TOPIC_OR_PARTITION, -1, -1, -1
                 else:
                     # On a follower these are its own: its HW (the leader's, as
                     # of its last fetch, capped by its log end) bounds what a
@@ -540,7 +542,8 @@ class Handlers:
                     code, hw, lso, lss = 0, p.high_watermark, p.last_stable_offset, p.log_start_offset
                 if p is not None and version >= 9 and fp.current_leader_epoch >= 0 and \
                         fp.current_leader_epoch != p.leader_epoch:
-                    code = 74 if fp.current_leader_epoch < p.leader_epoch else 75  # FENCED / UNKNOWN
+                    code = (Errors.FENCED_LEADER_EPOCH if fp.current_leader_epoch < p.leader_epoch
+                            else Errors.UNKNOWN_LEADER_EPOCH)
                 elif p is not None and not self._may_serve(p, from_follower, follower, only_leader):
                     code = NotLeaderOrFollowerError.error_code
                 elif p is not None:
@@ -562,7 +565,7 @@ class Handlers:
                         except OffsetOutOfRangeError:
                             # Also a follower's answer past its own log end: a
                             # KIP-392 consumer goes back to the leader on it.
-                            code = 1
+                            code = Errors.OFFSET_OUT_OF_RANGE
                         except PylogError as e:
                             code = _code(e)
                 if code:
@@ -668,16 +671,16 @@ class Handlers:
                 code, msg = 0, None
                 try:
                     if ctl is None:
-                        code, msg = 41, "this broker is not the controller"
+                        code, msg = Errors.NOT_CONTROLLER, "this broker is not the controller"
                     elif t.name == OFFSETS_TOPIC and not self._is_offsets_topic_request(t):
                         # Whoever asks (a broker's ensure_internal_topic forwarded
                         # here), the topic is the one the coordinators expect.
-                        code, msg = 42, (f"{t.name} is created by the group coordinators, with "
+                        code, msg = Errors.INVALID_REQUEST, (f"{t.name} is created by the group coordinators, with "
                                          f"offsets.topic.num.partitions={cfg.get('offsets.topic.num.partitions')} "
                                          f"and offsets.topic.replication.factor="
                                          f"{cfg.get('offsets.topic.replication.factor')}")
                     elif t.name in INTERNAL_TOPICS and t.name != OFFSETS_TOPIC:
-                        code, msg = 42, f"{t.name} is an internal topic: the broker creates it"
+                        code, msg = Errors.INVALID_REQUEST, f"{t.name} is an internal topic: the broker creates it"
                     else:
                         n, rf = t.num_partitions, t.replication_factor
                         assignment = None
@@ -712,11 +715,11 @@ class Handlers:
             out = []
             for name in req.topic_names:
                 if ctl is None:
-                    code, msg = 41, "this broker is not the controller"
+                    code, msg = Errors.NOT_CONTROLLER, "this broker is not the controller"
                 elif not self.broker.config.get("delete.topic.enable"):
                     code, msg = TopicDeletionDisabledError.error_code, "topic deletion is disabled"
                 elif name in INTERNAL_TOPICS:
-                    code, msg = 42, f"{name} is an internal topic and cannot be deleted"
+                    code, msg = Errors.INVALID_REQUEST, f"{name} is an internal topic and cannot be deleted"
                 else:
                     code, msg = await self._by_controller(ctl, "delete_topic", name)
                 out.append(R.DeletableTopicResult(name=name, error_code=code, error_message=msg))
@@ -741,9 +744,9 @@ class Handlers:
             for t in req.topics:
                 existing = current.get(t.name, 0)
                 if ctl is None:
-                    code, msg = 41, "this broker is not the controller"
+                    code, msg = Errors.NOT_CONTROLLER, "this broker is not the controller"
                 elif t.name in INTERNAL_TOPICS:
-                    code, msg = 42, (f"{t.name} is an internal topic: its partition count is fixed "
+                    code, msg = Errors.INVALID_REQUEST, (f"{t.name} is an internal topic: its partition count is fixed "
                                      "(groups are placed by hashing over it)")
                 else:
                     assignment = ({existing + k: list(a.broker_ids) for k, a in enumerate(t.assignments)}
@@ -846,7 +849,7 @@ class Handlers:
                 except PylogError as e:
                     log.warning("forwarding %s to the controller failed: %s", type(req).__name__, e)
             return R(throttle_time_ms=0, responses=[R.AlterConfigsResourceResponse(
-                error_code=41, error_message="the controller cannot be reached",
+                error_code=Errors.NOT_CONTROLLER, error_message="the controller cannot be reached",
                 resource_type=res.resource_type, resource_name=res.resource_name) for res in req.resources])
         out = []
         for res in req.resources:
@@ -905,13 +908,11 @@ class Handlers:
                 pid = await self.broker.allocate_producer_id()
             except Exception as e:  # the cluster's store unreachable: the client retries
                 log.warning("no producer id block from the cluster: %s", e)
-                return R(throttle_time_ms=0, error_code=COORDINATOR_NOT_AVAILABLE,
+                return R(throttle_time_ms=0, error_code=Errors.COORDINATOR_NOT_AVAILABLE,
                          producer_id=-1, producer_epoch=-1)
             return R(throttle_time_ms=0, error_code=0, producer_id=pid, producer_epoch=0)
         return allocate()
 
-
-UNSUPPORTED_VERSION = 35
 
 
 def refuse_transactions(transactional_id) -> int:
@@ -927,7 +928,7 @@ def refuse_transactions(transactional_id) -> int:
         _txn_refusal_logged[transactional_id] = now
         log.warning("transactional producer %r refused: transactions are not supported by this broker "
                     "yet (UNSUPPORTED_VERSION)", transactional_id)
-    return UNSUPPORTED_VERSION
+    return Errors.UNSUPPORTED_VERSION
 
 
 _txn_refusal_logged: dict = {}  # transactional id -> when last logged; brokers' loops (GIL-atomic dict ops)
@@ -939,9 +940,6 @@ def _forward(ep, req, version):
     with Connection(ep.host, ep.port, client_id="pylog-forward", timeout=30) as c:
         return c.request(req, api_version=version)
 
-
-# Kafka's answer to InitProducerId while no id block can be had (the client retries).
-COORDINATOR_NOT_AVAILABLE = 15
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -1019,9 +1017,9 @@ def _file_work_error(exc, what):
         return _code(exc), str(exc)
     if isinstance(exc, OSError):
         log.warning("%s failed: %s", what, exc)
-        return -1, f"{what} failed: {exc}"
+        return Errors.UNKNOWN_SERVER_ERROR, f"{what} failed: {exc}"
     log.error("%s failed", what, exc_info=exc)
-    return -1, f"{what} failed: {type(exc).__name__}"
+    return Errors.UNKNOWN_SERVER_ERROR, f"{what} failed: {type(exc).__name__}"
 
 
 def _count_bytes_out(served):

@@ -49,6 +49,7 @@ from ..errors import (
 from ..log.checkpoint import read_checkpoint, write_checkpoint
 from ..log.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochCache
 from ..log.log import Log
+from ..protocol.error_codes import Errors
 from .config import BROKER_DEFAULTS
 from .producer_state import ProducerStateManager
 from .purgatory import HIGH_WATERMARK, LOG_END
@@ -445,7 +446,7 @@ class Partition:
         if self.high_watermark > required_offset:
             # Kafka's checkEnoughReplicasReachOffset: committed, but with too
             # small an ISR the producer is told (the data stays).
-            return 0 if len(self.isr) >= self.min_insync_replicas else 20
+            return 0 if len(self.isr) >= self.min_insync_replicas else Errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND
         return None
 
     # ---- reads ----

@@ -29,19 +29,15 @@ import time
 
 from ..errors import LogClosedError, PylogError, code_for
 from ..protocol import messages as m
+from ..protocol.error_codes import Errors
 from ..protocol.pylog_tags import reassignment_throttle_of, topic_configs_of
 from .replica_fetcher import LeaderConnection, ReplicaFetcherManager
 
 log = logging.getLogger("pylog.broker.replication")
 
-STALE_CONTROLLER_EPOCH = 11
-STALE_BROKER_EPOCH = 77
 # How long a controller request naming a broker epoch newer than this broker
 # knows waits for its registration answer (sent before the controller saw it).
 BROKER_EPOCH_WAIT_S = 10.0
-FENCED_LEADER_EPOCH = 74
-UNKNOWN_TOPIC_OR_PARTITION = 3
-KAFKA_STORAGE_ERROR = 56
 OFFSETS_TOPIC = "__consumer_offsets"
 ALTER_PARTITION_VERSION = 0
 ALTER_PARTITION_TIMEOUT_S = 10.0
@@ -93,16 +89,16 @@ class ReplicaManager:
             # every version served here carries the field and pylog's controller
             # always fills it, so -1 is refused like any other stale epoch (also
             # while this broker is not registered and its own epoch is -1).
-            return STALE_BROKER_EPOCH
+            return Errors.STALE_BROKER_EPOCH
         if req.broker_epoch != mine:
             # A newer one may be ours already, the registration answer not yet
             # read (Kafka's "rare scenario"): that is waited for.
-            return STALE_BROKER_EPOCH if req.broker_epoch < mine else None
+            return Errors.STALE_BROKER_EPOCH if req.broker_epoch < mine else None
         if req.controller_epoch < self.controller_epoch:
-            return STALE_CONTROLLER_EPOCH
+            return Errors.STALE_CONTROLLER_EPOCH
         if req.controller_epoch == self.controller_epoch:
             # One epoch is won by one controller: another id with it is not one.
-            return 0 if req.controller_id == self.controller_id else STALE_CONTROLLER_EPOCH
+            return 0 if req.controller_id == self.controller_id else Errors.STALE_CONTROLLER_EPOCH
         return None   # a controller epoch never seen: confirmed first
 
     async def _admit_later(self, req) -> int:
@@ -114,14 +110,14 @@ class ReplicaManager:
             log.warning("broker %d: refusing %s from controller %d: broker epoch %d is not this broker's %d",
                         self.broker_id, type(req).__name__, req.controller_id, req.broker_epoch,
                         self.broker.broker_epoch())
-            return STALE_BROKER_EPOCH
+            return Errors.STALE_BROKER_EPOCH
         code = self._admit_now(req)
         if code is not None:
             return code
         if not await self._is_current_controller(req.controller_id, req.controller_epoch):
             log.warning("broker %d: refusing %s: controller %d with epoch %d is not the current controller",
                         self.broker_id, type(req).__name__, req.controller_id, req.controller_epoch)
-            return STALE_CONTROLLER_EPOCH
+            return Errors.STALE_CONTROLLER_EPOCH
         code = self._admit_now(req)   # another request may have moved the epoch meanwhile
         if code is None:
             self.controller_epoch, self.controller_id = req.controller_epoch, req.controller_id
@@ -198,19 +194,19 @@ class ReplicaManager:
                     # (LogManager keeps it so), as for a failed Kafka log dir.
                     log.error("LeaderAndIsr for %s-%d: the replica's log cannot be opened: %s", topic,
                               ps.partition_index, e)
-                    code = KAFKA_STORAGE_ERROR
+                    code = Errors.KAFKA_STORAGE_ERROR
                 out.append((topic, ps.partition_index, code))
         return out
 
     def _apply_partition_state(self, topic, ts, ps, now_ms) -> int:
         if self.broker_id not in ps.replicas:
-            return UNKNOWN_TOPIC_OR_PARTITION
+            return Errors.UNKNOWN_TOPIC_OR_PARTITION
         p = self.logs.ensure_assigned_partition(topic, ps.partition_index, getattr(ts, "topic_id", None),
                                                 topic_configs_of(ts))
         if ps.leader_epoch < p.leader_epoch:
             log.warning("broker %d: ignoring LeaderAndIsr for %s-%d: leader epoch %d is older than %d",
                         self.broker_id, topic, ps.partition_index, ps.leader_epoch, p.leader_epoch)
-            return FENCED_LEADER_EPOCH
+            return Errors.FENCED_LEADER_EPOCH
         p.controller_managed = True
         p.controller_epoch = ps.controller_epoch
         p.on_isr_change_needed = self._isr_change_needed

@@ -62,6 +62,7 @@ from ..errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
+from ..protocol.error_codes import Errors
 from ..protocol.messages import (
     AlterPartitionRequest,
     AlterPartitionResponse,
@@ -110,18 +111,6 @@ LEADER_DURING_DELETE = -2
 LISTENER_NAME = "PLAINTEXT"
 SECURITY_PROTOCOL_PLAINTEXT = 0
 
-# Error codes (Kafka's Errors).
-NONE = 0
-UNKNOWN_TOPIC_OR_PARTITION = 3
-BROKER_NOT_AVAILABLE = 8
-NOT_CONTROLLER = 41
-INVALID_REQUEST = 42
-OPERATION_NOT_ATTEMPTED = 55
-FENCED_LEADER_EPOCH = 74
-STALE_BROKER_EPOCH = 77
-INVALID_UPDATE_VERSION = 95
-INELIGIBLE_REPLICA = 107
-
 # A CAS write lost to a concurrent writer (a leader's ISR change through the
 # store, another controller) is re-decided this many times before giving up.
 MAX_CAS_RETRIES = 10
@@ -130,7 +119,7 @@ MAX_CAS_RETRIES = 10
 class NotControllerError(PylogError):
     """This broker is not (or no longer) the active controller."""
 
-    error_code = NOT_CONTROLLER
+    error_code = Errors.NOT_CONTROLLER
 
 
 # --- talking to brokers ------------------------------------------------------------------
@@ -1063,13 +1052,13 @@ class Controller:
                          check_broker_epoch: bool = False) -> AlterPartitionResponse:
         resp = AlterPartitionResponse()
         if self._epoch is None:
-            resp.error_code = NOT_CONTROLLER
+            resp.error_code = Errors.NOT_CONTROLLER
             return resp
         # Kafka's order: an unknown broker, or not its current epoch (-1
         # included: every AlterPartition version carries it), is STALE_BROKER_EPOCH.
         if request.broker_id not in self._live or (
                 check_broker_epoch and request.broker_epoch != self._live[request.broker_id].broker_epoch):
-            resp.error_code = STALE_BROKER_EPOCH
+            resp.error_code = Errors.STALE_BROKER_EPOCH
             return resp
         changed = {}
         for topic_data in request.topics:
@@ -1086,7 +1075,7 @@ class Controller:
                 if state is not None:
                     out.leader_id, out.leader_epoch = state.leader, state.leader_epoch
                     out.isr, out.partition_epoch = list(state.isr), state.partition_epoch
-                    if error == NONE:
+                    if error == Errors.NONE:
                         changed[tp] = state
                 out_topic.partitions.append(out)
         if changed:
@@ -1101,26 +1090,26 @@ class Controller:
         of checks (KafkaController.processAlterPartition)."""
         current = self._states.get(tp)
         if current is None:
-            return UNKNOWN_TOPIC_OR_PARTITION, None
+            return Errors.UNKNOWN_TOPIC_OR_PARTITION, None
         if partition_epoch > current.partition_epoch or leader_epoch > current.leader_epoch:
             # The leader knows a newer state than ours: we are likely no
             # longer the controller; NOT_CONTROLLER makes it look again.
-            return NOT_CONTROLLER, None
+            return Errors.NOT_CONTROLLER, None
         if leader_epoch < current.leader_epoch:
-            return FENCED_LEADER_EPOCH, None
+            return Errors.FENCED_LEADER_EPOCH, None
         if broker_id != current.leader:
-            return INVALID_REQUEST, None
+            return Errors.INVALID_REQUEST, None
         if list(new_isr) == list(current.isr):
             # Already so: answer with it (idempotent retries), before the
             # partition_epoch fence.
-            return NONE, current
+            return Errors.NONE, current
         if partition_epoch < current.partition_epoch:
-            return INVALID_UPDATE_VERSION, None
+            return Errors.INVALID_UPDATE_VERSION, None
         replicas = self._topics[tp[0]].partitions[tp[1]]
         if current.leader not in new_isr or len(set(new_isr)) != len(new_isr):
-            return INVALID_REQUEST, None
+            return Errors.INVALID_REQUEST, None
         if any(b not in replicas or b not in self._live or b in self._shutting_down for b in new_isr):
-            return (INELIGIBLE_REPLICA if api_version >= 1 else OPERATION_NOT_ATTEMPTED), None
+            return (Errors.INELIGIBLE_REPLICA if api_version >= 1 else Errors.OPERATION_NOT_ATTEMPTED), None
         new = PartitionState(leader=current.leader, leader_epoch=current.leader_epoch, isr=list(new_isr),
                              controller_epoch=self._epoch, partition_epoch=current.partition_epoch)
         written = self.store.update_partition_state(tp[0], tp[1], new, current.partition_epoch)
@@ -1128,24 +1117,24 @@ class Controller:
             reread = self.store.partition_state(tp[0], tp[1])
             if reread is not None:
                 self._states[tp] = reread
-            return INVALID_UPDATE_VERSION, None
+            return Errors.INVALID_UPDATE_VERSION, None
         self._states[tp] = written
-        return NONE, written
+        return Errors.NONE, written
 
     # -- controlled shutdown ------------------------------------------------------------------
 
     def _controlled_shutdown(self, broker_id: int, broker_epoch: int | None = None) -> ControlledShutdownResponse:
         if self._epoch is None:
-            return ControlledShutdownResponse(error_code=NOT_CONTROLLER)
+            return ControlledShutdownResponse(error_code=Errors.NOT_CONTROLLER)
         if broker_id not in self._live:
-            return ControlledShutdownResponse(error_code=BROKER_NOT_AVAILABLE)
+            return ControlledShutdownResponse(error_code=Errors.BROKER_NOT_AVAILABLE)
         # ControlledShutdown v2 (the only version served) carries the epoch:
         # one that is not the broker's current one (-1 included) is refused,
         # so no one but the broker itself moves its leadership away.
         if broker_epoch is not None and broker_epoch != self._live[broker_id].broker_epoch:
             log.warning("controlled shutdown of broker %d refused: broker epoch %d, current %d", broker_id,
                         broker_epoch, self._live[broker_id].broker_epoch)
-            return ControlledShutdownResponse(error_code=STALE_BROKER_EPOCH)
+            return ControlledShutdownResponse(error_code=Errors.STALE_BROKER_EPOCH)
         self._shutting_down.add(broker_id)
         changed: dict[TopicPartition, PartitionState] = {}
         stop_follower: list[TopicPartition] = []
@@ -1179,7 +1168,7 @@ class Controller:
         remaining = [ControlledShutdownResponse.RemainingPartition(topic_name=t, partition_index=p)
                      for (t, p), s in sorted(self._states.items())
                      if s.leader == broker_id and len(self._topics[t].partitions[p]) > 1]
-        return ControlledShutdownResponse(error_code=NONE, remaining_partitions=remaining)
+        return ControlledShutdownResponse(error_code=Errors.NONE, remaining_partitions=remaining)
 
     # -- preferred leader election ------------------------------------------------------------
 

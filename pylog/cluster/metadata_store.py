@@ -27,6 +27,7 @@ import uuid
 from typing import Callable
 
 from pylog.errors import PylogError
+from pylog.protocol.error_codes import Errors
 
 __all__ = [
     "BrokerIdInUseError",
@@ -48,7 +49,7 @@ class ControllerMovedError(PylogError):
     """A write was refused because the controller epoch this store was elected
     with is no longer current: another controller has been elected since."""
 
-    error_code = 11  # STALE_CONTROLLER_EPOCH
+    error_code = Errors.STALE_CONTROLLER_EPOCH
 
 
 class BrokerIdInUseError(PylogError):
