@@ -52,12 +52,10 @@ from collections import deque
 from typing import Protocol
 
 from ..errors import PylogError
+from ..protocol.error_codes import Errors
 
 log = logging.getLogger("pylog.coordinator")
 
-NOT_COORDINATOR = 16
-REQUEST_TIMED_OUT = 7
-COORDINATOR_LOAD_IN_PROGRESS = 14
 # Records replayed per slice of a load before yielding to the loop: a few
 # milliseconds of decoding, so other connections wait at most that long.
 LOAD_SLICE = 2000
@@ -82,7 +80,7 @@ class CoordinatorShard(Protocol):
 class NotCoordinatorError(PylogError):
     """An event for a partition of the topic this broker does not coordinate."""
 
-    error_code = NOT_COORDINATOR
+    error_code = Errors.NOT_COORDINATOR
 
 
 class _Context:
@@ -279,8 +277,8 @@ class CoordinatorRuntime:
         while it loads, NOT_COORDINATOR when it is not led here."""
         ctx = self._contexts.get(index)
         if ctx is None:
-            return NOT_COORDINATOR
-        return 0 if ctx.state is ACTIVE else COORDINATOR_LOAD_IN_PROGRESS
+            return Errors.NOT_COORDINATOR
+        return 0 if ctx.state is ACTIVE else Errors.COORDINATOR_LOAD_IN_PROGRESS
 
     def active_partitions(self) -> list[int]:
         return sorted(i for i, ctx in self._contexts.items() if ctx.state is ACTIVE)
@@ -344,7 +342,7 @@ class CoordinatorRuntime:
         meanwhile, or the writer's error."""
         code = await self.writer.wait_committed(self.topic, index, last_offset, self.write_timeout_s)
         if code == 0 and index not in self._contexts:
-            return NOT_COORDINATOR
+            return Errors.NOT_COORDINATOR
         return code
 
     # ---- timers ----

@@ -17,7 +17,8 @@ answer waits for the rebalance. Threads: the broker's event loop only.
 from __future__ import annotations
 
 from ..protocol import messages as m
-from .coordinator import COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NONE, GroupState, _join_error
+from ..protocol.error_codes import Errors
+from .coordinator import GroupState, _join_error
 
 KEY_GROUP, KEY_TRANSACTION = 0, 1
 # DescribeGroups' authorized_operations when they were not asked for (Kafka's INT32_MIN).
@@ -52,7 +53,7 @@ class GroupApis:
                      error_message="transactions are not supported by this broker yet",
                      node_id=-1, host="", port=-1)
         if req.key_type != KEY_GROUP:
-            return R(throttle_time_ms=0, error_code=42, error_message=f"unknown key type {req.key_type}",
+            return R(throttle_time_ms=0, error_code=Errors.INVALID_REQUEST, error_message=f"unknown key type {req.key_type}",
                      node_id=-1, host="", port=-1)
         code, node_id, host, port = self.coordinator.coordinator_for(req.key)
         return R(throttle_time_ms=0, error_code=code, error_message=None, node_id=node_id, host=host,
@@ -105,7 +106,7 @@ class GroupApis:
             # The group is still loading: as Kafka, answer blindly (its member
             # learns of a rebalance from its next heartbeat).
             return m.HeartbeatResponse(throttle_time_ms=0,
-                                       error_code=NONE if wrong == COORDINATOR_LOAD_IN_PROGRESS else wrong)
+                                       error_code=Errors.NONE if wrong == Errors.COORDINATOR_LOAD_IN_PROGRESS else wrong)
         code = self.coordinator.heartbeat(req.group_id, req.generation_id, req.member_id,
                                           req.group_instance_id if header.request_api_version >= 3 else None)
         return m.HeartbeatResponse(throttle_time_ms=0, error_code=code)
@@ -125,7 +126,7 @@ class GroupApis:
                                     error_code=self.coordinator.leave_group(req.group_id, mm.member_id,
                                                                             mm.group_instance_id))
                    for mm in req.members]
-        return R(throttle_time_ms=0, error_code=NONE, members=results)
+        return R(throttle_time_ms=0, error_code=Errors.NONE, members=results)
 
     # ---- OffsetCommit (8) / OffsetFetch (9) ----
 
@@ -181,8 +182,8 @@ class GroupApis:
             by_topic.setdefault(topic, []).append(R.OffsetFetchResponsePartition(
                 partition_index=partition, committed_offset=om.offset if om else -1,
                 committed_leader_epoch=om.leader_epoch if om else -1, metadata=om.metadata if om else "",
-                error_code=NONE))
-        return R(throttle_time_ms=0, error_code=NONE, topics=[
+                error_code=Errors.NONE))
+        return R(throttle_time_ms=0, error_code=Errors.NONE, topics=[
             R.OffsetFetchResponseTopic(name=t, partitions=parts) for t, parts in by_topic.items()])
 
     # ---- DescribeGroups (15) / ListGroups (16) / DeleteGroups (42) ----
@@ -199,7 +200,7 @@ class GroupApis:
                 continue
             g = self.coordinator.describe(gid)
             if g is None:
-                out.append(R.DescribedGroup(error_code=NONE, group_id=gid, group_state=GroupState.DEAD.value,
+                out.append(R.DescribedGroup(error_code=Errors.NONE, group_id=gid, group_state=GroupState.DEAD.value,
                                             protocol_type="", protocol_data="", members=[],
                                             authorized_operations=ops))
                 continue
@@ -212,7 +213,7 @@ class GroupApis:
                 member_assignment=mm.assignment if g.state is GroupState.STABLE else b"")
                 for mm in g.members.values()] if show_members else []
             out.append(R.DescribedGroup(
-                error_code=NONE, group_id=gid, group_state=g.state.value, protocol_type=g.protocol_type or "",
+                error_code=Errors.NONE, group_id=gid, group_state=g.state.value, protocol_type=g.protocol_type or "",
                 protocol_data=(g.protocol_name or "") if g.state is GroupState.STABLE else "",
                 members=members, authorized_operations=ops))
         return R(throttle_time_ms=0, groups=out)
@@ -221,12 +222,12 @@ class GroupApis:
         R = m.ListGroupsResponse
         if self.coordinator.runtime.loading_partitions():
             # As Kafka: no partial list while some groups are still unknown.
-            return R(throttle_time_ms=0, error_code=COORDINATOR_LOAD_IN_PROGRESS, groups=[])
+            return R(throttle_time_ms=0, error_code=Errors.COORDINATOR_LOAD_IN_PROGRESS, groups=[])
         wanted = set(req.states_filter) if header.request_api_version >= 4 and req.states_filter else None
         groups = [R.ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type or "",
                                 group_state=g.state.value)
                   for g in self.coordinator.list_groups() if wanted is None or g.state.value in wanted]
-        return R(throttle_time_ms=0, error_code=NONE, groups=groups)
+        return R(throttle_time_ms=0, error_code=Errors.NONE, groups=groups)
 
     def delete_groups(self, header, req):
         R = m.DeleteGroupsResponse

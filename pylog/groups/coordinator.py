@@ -53,34 +53,11 @@ import uuid
 from ..coordinator.runtime import CoordinatorRuntime
 from ..errors import PylogError
 from ..protocol.group_records import GroupMetadataValue
+from ..protocol.error_codes import Errors
 from . import offsets_topic as ot
 from .offsets_topic import OffsetAndMetadata
 
 log = logging.getLogger("pylog.groups")
-
-# Kafka's error codes for groups (KAFKA-NOTES §8).
-NONE = 0
-NOT_LEADER_OR_FOLLOWER = 6
-REQUEST_TIMED_OUT = 7
-UNKNOWN_TOPIC_OR_PARTITION = 3
-OFFSET_METADATA_TOO_LARGE = 12
-COORDINATOR_LOAD_IN_PROGRESS = 14
-COORDINATOR_NOT_AVAILABLE = 15
-NOT_COORDINATOR = 16
-NOT_ENOUGH_REPLICAS = 19
-NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20
-TOPIC_ALREADY_EXISTS = 36
-ILLEGAL_GENERATION = 22
-INCONSISTENT_GROUP_PROTOCOL = 23
-INVALID_GROUP_ID = 24
-UNKNOWN_MEMBER_ID = 25
-INVALID_SESSION_TIMEOUT = 26
-REBALANCE_IN_PROGRESS = 27
-NON_EMPTY_GROUP = 68
-GROUP_ID_NOT_FOUND = 69
-MEMBER_ID_REQUIRED = 79
-GROUP_MAX_SIZE_REACHED = 81
-FENCED_INSTANCE_ID = 82
 
 
 class GroupState(enum.Enum):
@@ -259,7 +236,7 @@ class GroupCoordinator:
         self._arm_retention(index)
 
     def unloaded(self, index: int):
-        self._forget_partition(index, NOT_COORDINATOR)
+        self._forget_partition(index, Errors.NOT_COORDINATOR)
 
     # ---- leadership of the topic's partitions (the replica manager tells) ----
 
@@ -300,11 +277,11 @@ class GroupCoordinator:
         if self.writer.partition_count(ot.TOPIC) is None:
             self.ensure_offsets_topic()
             if self.writer.partition_count(ot.TOPIC) is None:
-                return COORDINATOR_NOT_AVAILABLE, -1, "", -1
+                return Errors.COORDINATOR_NOT_AVAILABLE, -1, "", -1
         ep = self.writer.leader_endpoint(ot.TOPIC, self.partition_for(group_id))
         if ep is None:
-            return COORDINATOR_NOT_AVAILABLE, -1, "", -1
-        return (NONE, *ep)
+            return Errors.COORDINATOR_NOT_AVAILABLE, -1, "", -1
+        return (Errors.NONE, *ep)
 
     def offsets_topic_configs(self) -> dict:
         return {"cleanup.policy": "compact", "segment.bytes": str(100 << 20),
@@ -390,17 +367,17 @@ class GroupCoordinator:
                          session_timeout_ms, rebalance_timeout_ms, protocol_type, protocols):
         """Returns (error_code, generation_id, protocol_name, leader, member_id, members)."""
         if not group_id:
-            return _join_error(INVALID_GROUP_ID, member_id)
+            return _join_error(Errors.INVALID_GROUP_ID, member_id)
         if not self.min_session <= session_timeout_ms <= self.max_session:
-            return _join_error(INVALID_SESSION_TIMEOUT, member_id)
+            return _join_error(Errors.INVALID_SESSION_TIMEOUT, member_id)
         if not protocols or not protocol_type:
-            return _join_error(INCONSISTENT_GROUP_PROTOCOL, member_id)
+            return _join_error(Errors.INCONSISTENT_GROUP_PROTOCOL, member_id)
         self.ensure_offsets_topic()
         g = self._group(group_id, create=not member_id)
         if g is None or g.state is GroupState.DEAD:
-            return _join_error(UNKNOWN_MEMBER_ID if member_id else COORDINATOR_NOT_AVAILABLE, member_id)
+            return _join_error(Errors.UNKNOWN_MEMBER_ID if member_id else Errors.COORDINATOR_NOT_AVAILABLE, member_id)
         if not g.supports(protocol_type, protocols):
-            return _join_error(INCONSISTENT_GROUP_PROTOCOL, member_id)
+            return _join_error(Errors.INCONSISTENT_GROUP_PROTOCOL, member_id)
         protocols = [(n, bytes(md)) for n, md in protocols]
 
         if not member_id:
@@ -414,9 +391,9 @@ class GroupCoordinator:
                 # KIP-394: hand out the id first; the member joins with it.
                 g.pending[new_id] = self.clock() + session_timeout_ms / 1000
                 self._arm(g)
-                return _join_error(MEMBER_ID_REQUIRED, new_id)
+                return _join_error(Errors.MEMBER_ID_REQUIRED, new_id)
             if self.max_size and len(g.members) >= self.max_size:
-                return _join_error(GROUP_MAX_SIZE_REACHED, "")
+                return _join_error(Errors.GROUP_MAX_SIZE_REACHED, "")
             m = Member(new_id, group_instance_id, client_id, client_host, session_timeout_ms,
                        rebalance_timeout_ms, protocol_type, protocols)
             return await self._add_and_wait(g, m)
@@ -424,7 +401,7 @@ class GroupCoordinator:
         if member_id in g.pending:
             del g.pending[member_id]
             if self.max_size and len(g.members) >= self.max_size:
-                return _join_error(GROUP_MAX_SIZE_REACHED, member_id)
+                return _join_error(Errors.GROUP_MAX_SIZE_REACHED, member_id)
             m = Member(member_id, group_instance_id, client_id, client_host, session_timeout_ms,
                        rebalance_timeout_ms, protocol_type, protocols)
             return await self._add_and_wait(g, m)
@@ -432,10 +409,10 @@ class GroupCoordinator:
         m = g.members.get(member_id)
         if m is None:
             if group_instance_id is not None and group_instance_id in g.static:
-                return _join_error(FENCED_INSTANCE_ID, member_id)
-            return _join_error(UNKNOWN_MEMBER_ID, member_id)
+                return _join_error(Errors.FENCED_INSTANCE_ID, member_id)
+            return _join_error(Errors.UNKNOWN_MEMBER_ID, member_id)
         if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
-            return _join_error(FENCED_INSTANCE_ID, member_id)
+            return _join_error(Errors.FENCED_INSTANCE_ID, member_id)
         m.last_heartbeat = self.clock()
         if g.state is GroupState.PREPARING_REBALANCE:
             m.protocols = protocols
@@ -445,7 +422,7 @@ class GroupCoordinator:
                 and (g.state is GroupState.COMPLETING_REBALANCE or member_id != g.leader_id):
             # Nothing changed: the member only lost its answer; give it again.
             members = self._members_for(g) if member_id == g.leader_id else []
-            return NONE, g.generation_id, g.protocol_name, g.leader_id, member_id, members
+            return Errors.NONE, g.generation_id, g.protocol_name, g.leader_id, member_id, members
         m.protocols = protocols
         m.session_timeout_ms, m.rebalance_timeout_ms = session_timeout_ms, rebalance_timeout_ms
         self._prepare_rebalance(g, f"member {member_id} rejoined with new metadata or as leader")
@@ -461,7 +438,7 @@ class GroupCoordinator:
         g.static[old.group_instance_id] = new_id
         for fut in (old.join_future, old.sync_future):
             if fut is not None and not fut.done():
-                fut.set_result(FENCED_INSTANCE_ID)
+                fut.set_result(Errors.FENCED_INSTANCE_ID)
         answered_leader = g.leader_id
         if g.leader_id == old_id:
             g.leader_id = new_id
@@ -473,7 +450,7 @@ class GroupCoordinator:
             # returning leader does not compute an assignment a stable group would
             # not hand out anyway.
             self._store_group(g)
-            return NONE, g.generation_id, g.protocol_name, answered_leader, new_id, []
+            return Errors.NONE, g.generation_id, g.protocol_name, answered_leader, new_id, []
         if g.state is GroupState.PREPARING_REBALANCE:
             return await self._wait_join(g, m)
         self._prepare_rebalance(g, f"static member {old.group_instance_id} rejoined with new metadata")
@@ -494,7 +471,7 @@ class GroupCoordinator:
     async def _wait_join(self, g: Group, m: Member):
         loop = asyncio.get_running_loop()
         if m.join_future is not None and not m.join_future.done():
-            m.join_future.set_result(REBALANCE_IN_PROGRESS)  # superseded by this request
+            m.join_future.set_result(Errors.REBALANCE_IN_PROGRESS)  # superseded by this request
         fut = m.join_future = loop.create_future()
         self._maybe_complete_join(g)
         self._arm(g)
@@ -513,7 +490,7 @@ class GroupCoordinator:
             # Members waiting in SyncGroup must rejoin.
             for m in g.members.values():
                 if m.sync_future is not None and not m.sync_future.done():
-                    m.sync_future.set_result(REBALANCE_IN_PROGRESS)
+                    m.sync_future.set_result(Errors.REBALANCE_IN_PROGRESS)
                 m.sync_future = None
         now = self.clock()
         first = g.state is GroupState.EMPTY
@@ -553,7 +530,7 @@ class GroupCoordinator:
             fut, m.join_future = m.join_future, None
             m.last_heartbeat = now
             if fut is not None and not fut.done():
-                fut.set_result((NONE, g.generation_id, g.protocol_name, g.leader_id, m.member_id,
+                fut.set_result((Errors.NONE, g.generation_id, g.protocol_name, g.leader_id, m.member_id,
                                 members if m.member_id == g.leader_id else []))
         self._arm(g)
 
@@ -563,25 +540,25 @@ class GroupCoordinator:
         """Returns (error_code, assignment bytes)."""
         g = self.groups.get(group_id)
         if g is None or g.state is GroupState.DEAD:
-            return UNKNOWN_MEMBER_ID, b""
+            return Errors.UNKNOWN_MEMBER_ID, b""
         m = g.members.get(member_id)
         if m is None:
-            return (FENCED_INSTANCE_ID if group_instance_id in g.static else UNKNOWN_MEMBER_ID), b""
+            return (Errors.FENCED_INSTANCE_ID if group_instance_id in g.static else Errors.UNKNOWN_MEMBER_ID), b""
         if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
-            return FENCED_INSTANCE_ID, b""
+            return Errors.FENCED_INSTANCE_ID, b""
         if generation_id != g.generation_id:
-            return ILLEGAL_GENERATION, b""
+            return Errors.ILLEGAL_GENERATION, b""
         m.last_heartbeat = self.clock()
         if g.state is GroupState.PREPARING_REBALANCE:
-            return REBALANCE_IN_PROGRESS, b""
+            return Errors.REBALANCE_IN_PROGRESS, b""
         if g.state is GroupState.STABLE:
-            return NONE, m.assignment
+            return Errors.NONE, m.assignment
         if g.state is GroupState.EMPTY:
-            return UNKNOWN_MEMBER_ID, b""
+            return Errors.UNKNOWN_MEMBER_ID, b""
         # CompletingRebalance: wait for the leader's assignment. A SyncGroup sent
         # again by the same member supersedes the earlier one, which is answered.
         if m.sync_future is not None and not m.sync_future.done():
-            m.sync_future.set_result(REBALANCE_IN_PROGRESS)
+            m.sync_future.set_result(Errors.REBALANCE_IN_PROGRESS)
         fut = m.sync_future = asyncio.get_running_loop().create_future()
         if member_id == g.leader_id:
             given = {mid: bytes(a) for mid, a in assignments}
@@ -606,7 +583,7 @@ class GroupCoordinator:
                 g.state is GroupState.COMPLETING_REBALANCE
             if current and code:
                 log.warning("group %s: the assignment was not replicated: error %d", g.group_id, code)
-                code = COORDINATOR_NOT_AVAILABLE if code == REQUEST_TIMED_OUT else code
+                code = Errors.COORDINATOR_NOT_AVAILABLE if code == Errors.REQUEST_TIMED_OUT else code
                 self._assignment_failed(g, code)
                 return code, b""
             if current:
@@ -615,7 +592,7 @@ class GroupCoordinator:
                 for mm in g.members.values():
                     f, mm.sync_future = mm.sync_future, None
                     if f is not None and not f.done():
-                        f.set_result((NONE, mm.assignment))
+                        f.set_result((Errors.NONE, mm.assignment))
                 self._arm(g)
         else:
             self._arm(g)
@@ -636,34 +613,34 @@ class GroupCoordinator:
     def heartbeat(self, group_id, generation_id, member_id, group_instance_id):
         g = self.groups.get(group_id)
         if g is None or g.state in (GroupState.DEAD, GroupState.EMPTY):
-            return UNKNOWN_MEMBER_ID
+            return Errors.UNKNOWN_MEMBER_ID
         m = g.members.get(member_id)
         if m is None:
-            return FENCED_INSTANCE_ID if group_instance_id in g.static else UNKNOWN_MEMBER_ID
+            return Errors.FENCED_INSTANCE_ID if group_instance_id in g.static else Errors.UNKNOWN_MEMBER_ID
         if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
-            return FENCED_INSTANCE_ID
+            return Errors.FENCED_INSTANCE_ID
         if generation_id != g.generation_id:
-            return ILLEGAL_GENERATION
+            return Errors.ILLEGAL_GENERATION
         m.last_heartbeat = self.clock()
         self._arm(g)
         if g.state is GroupState.PREPARING_REBALANCE:
-            return REBALANCE_IN_PROGRESS
-        return NONE
+            return Errors.REBALANCE_IN_PROGRESS
+        return Errors.NONE
 
     def leave_group(self, group_id, member_id, group_instance_id=None):
         g = self.groups.get(group_id)
         if g is None or g.state is GroupState.DEAD:
-            return UNKNOWN_MEMBER_ID
+            return Errors.UNKNOWN_MEMBER_ID
         if member_id not in g.members:
             if member_id in g.pending:
                 del g.pending[member_id]
-                return NONE
-            return UNKNOWN_MEMBER_ID
+                return Errors.NONE
+            return Errors.UNKNOWN_MEMBER_ID
         if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
-            return FENCED_INSTANCE_ID
+            return Errors.FENCED_INSTANCE_ID
         self._remove_member(g, member_id, "left the group")
         self._arm(g)
-        return NONE
+        return Errors.NONE
 
     def _remove_member(self, g: Group, member_id: str, why: str, rebalance=True):
         m = g.members.pop(member_id, None)
@@ -674,7 +651,7 @@ class GroupCoordinator:
             del g.static[m.group_instance_id]
         for fut in (m.join_future, m.sync_future):
             if fut is not None and not fut.done():
-                fut.set_result(UNKNOWN_MEMBER_ID)
+                fut.set_result(Errors.UNKNOWN_MEMBER_ID)
         if not rebalance:
             return
         if g.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
@@ -718,11 +695,11 @@ class GroupCoordinator:
         return self._commit_done(result, g, group_id, accepted, code)
 
     def _commit_done(self, result, g, group_id, accepted, code):
-        if code == NONE and self.groups.get(group_id) is g:
+        if code == Errors.NONE and self.groups.get(group_id) is g:
             for tp, om in accepted:
                 g.offsets[tp] = om
-        elif code == NONE:
-            code = NOT_COORDINATOR  # unloaded meanwhile: the new coordinator replays it
+        elif code == Errors.NONE:
+            code = Errors.NOT_COORDINATOR  # unloaded meanwhile: the new coordinator replays it
         for tp, _ in accepted:
             result[tp] = code
         return result
@@ -738,36 +715,36 @@ class GroupCoordinator:
         def fail(code):
             return all_(code), None, [], [], []
         if not group_id:
-            return fail(INVALID_GROUP_ID)
+            return fail(Errors.INVALID_GROUP_ID)
         g = self.groups.get(group_id)
         if generation_id < 0 and not member_id:
             # A standalone consumer (assign + commit): only for groups without members.
             if g is not None and g.members:
-                return fail(UNKNOWN_MEMBER_ID)
+                return fail(Errors.UNKNOWN_MEMBER_ID)
             if g is None or g.state is GroupState.DEAD:
                 g = self.groups[group_id] = Group(group_id)
         else:
             if g is None or g.state is GroupState.DEAD:
-                return fail(ILLEGAL_GENERATION if generation_id >= 0 and not member_id else UNKNOWN_MEMBER_ID)
+                return fail(Errors.ILLEGAL_GENERATION if generation_id >= 0 and not member_id else Errors.UNKNOWN_MEMBER_ID)
             m = g.members.get(member_id)
             if m is None:
-                return fail(FENCED_INSTANCE_ID if group_instance_id in g.static else UNKNOWN_MEMBER_ID)
+                return fail(Errors.FENCED_INSTANCE_ID if group_instance_id in g.static else Errors.UNKNOWN_MEMBER_ID)
             if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
-                return fail(FENCED_INSTANCE_ID)
+                return fail(Errors.FENCED_INSTANCE_ID)
             if generation_id != g.generation_id:
-                return fail(ILLEGAL_GENERATION)
+                return fail(Errors.ILLEGAL_GENERATION)
             if g.state is GroupState.COMPLETING_REBALANCE:
-                return fail(REBALANCE_IN_PROGRESS)
+                return fail(Errors.REBALANCE_IN_PROGRESS)
             m.last_heartbeat = self.clock()
         result, keys, values, accepted = {}, [], [], []
         now = _now_ms()
         for topic, partition, offset, leader_epoch, metadata in offsets:
             metadata = metadata or ""
             if len(metadata.encode()) > self.metadata_max_bytes:
-                result[(topic, partition)] = OFFSET_METADATA_TOO_LARGE
+                result[(topic, partition)] = Errors.OFFSET_METADATA_TOO_LARGE
                 continue
             if not self._topic_partition_exists(topic, partition):
-                result[(topic, partition)] = UNKNOWN_TOPIC_OR_PARTITION
+                result[(topic, partition)] = Errors.UNKNOWN_TOPIC_OR_PARTITION
                 continue
             om = OffsetAndMetadata(offset, leader_epoch, metadata, now)
             keys.append(ot.offset_key(group_id, topic, partition))
@@ -808,11 +785,11 @@ class GroupCoordinator:
     def delete_group(self, group_id):
         g = self.groups.get(group_id)
         if g is None or g.state is GroupState.DEAD:
-            return GROUP_ID_NOT_FOUND
+            return Errors.GROUP_ID_NOT_FOUND
         if g.members or g.state is not GroupState.EMPTY:
-            return NON_EMPTY_GROUP
+            return Errors.NON_EMPTY_GROUP
         self._drop_group(g)
-        return NONE
+        return Errors.NONE
 
     def _drop_group(self, g: Group):
         keys = [ot.offset_key(g.group_id, t, p) for t, p in g.offsets] + [ot.group_key(g.group_id)]
@@ -934,15 +911,15 @@ def _join_error(code, member_id):
 def _store_error(code: int) -> int:
     """A failed write to the offsets partition as a group error (Kafka's
     GroupMetadataManager mapping)."""
-    if code in (NONE, REQUEST_TIMED_OUT):
+    if code in (Errors.NONE, Errors.REQUEST_TIMED_OUT):
         return code
-    if code in (UNKNOWN_TOPIC_OR_PARTITION, NOT_ENOUGH_REPLICAS, NOT_ENOUGH_REPLICAS_AFTER_APPEND):
-        return COORDINATOR_NOT_AVAILABLE
-    if code in (NOT_LEADER_OR_FOLLOWER, NOT_COORDINATOR, 56):      # 56: KAFKA_STORAGE_ERROR
-        return NOT_COORDINATOR
-    if code in (4, 10, 18):                       # INVALID_FETCH_SIZE, MESSAGE/RECORD_LIST_TOO_LARGE
-        return 28                                 # INVALID_COMMIT_OFFSET_SIZE
-    return COORDINATOR_NOT_AVAILABLE
+    if code in (Errors.UNKNOWN_TOPIC_OR_PARTITION, Errors.NOT_ENOUGH_REPLICAS, Errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND):
+        return Errors.COORDINATOR_NOT_AVAILABLE
+    if code in (Errors.NOT_LEADER_OR_FOLLOWER, Errors.NOT_COORDINATOR, Errors.KAFKA_STORAGE_ERROR):
+        return Errors.NOT_COORDINATOR
+    if code in (Errors.INVALID_FETCH_SIZE, Errors.MESSAGE_TOO_LARGE, Errors.RECORD_LIST_TOO_LARGE):
+        return Errors.INVALID_COMMIT_OFFSET_SIZE
+    return Errors.COORDINATOR_NOT_AVAILABLE
 
 
 def _no_loop() -> bool:

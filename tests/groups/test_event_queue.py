@@ -18,7 +18,7 @@ from pylog.testing import running_broker
 
 from .conftest import GROUP_CONFIG
 from .helpers import create_topic
-from .test_runtime import join_and_sync
+from .test_runtime import find_coordinator, join_and_sync
 
 DEADLINE = 60.0
 NONE, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS = 0, 25, 27
@@ -55,6 +55,7 @@ def _pipelined(b, requests):
 
 
 def _member_id(c, group, session_ms=10000):
+    find_coordinator(c, group)
     r = c.request(J(group_id=group, session_timeout_ms=session_ms, rebalance_timeout_ms=session_ms,
                     member_id="", protocol_type="consumer", protocols=PROTOS), api_version=5)
     assert r.error_code == MEMBER_ID_REQUIRED, r
@@ -151,7 +152,7 @@ def test_a_big_offsets_partition_loads_in_steps_while_the_broker_answers(tmp_pat
         create_topic(str(b), topic, parts)
         gc = b.broker.groups
         with conn(b) as c:
-            assert c.request(m.FindCoordinatorRequest(key=group, key_type=0), api_version=1).error_code == 0
+            find_coordinator(c, group)
         index = gc.partition_for(group)
         now = int(time.time() * 1000)
         key = [ot.offset_key(group, topic, p) for p in range(parts)]
@@ -214,7 +215,7 @@ def test_a_partition_unloaded_during_its_load_stays_unloaded_until_led_again(gbr
     group, topic, total, batch = "q-unload", "q-unload-t", 30_000, 5000
     create_topic(str(b), topic, 1)
     with conn(b) as c:
-        assert c.request(m.FindCoordinatorRequest(key=group, key_type=0), api_version=1).error_code == 0
+        find_coordinator(c, group)
     index = gc.partition_for(group)
     now = int(time.time() * 1000)
     key = ot.offset_key(group, topic, 0)
