@@ -450,7 +450,12 @@ class Broker:
             if ctl is None or remaining <= 0:
                 return   # no controller known (never joined), or out of time: nothing more to hand over
             if ctl.id == self.broker_id and self.controller is not None and self.controller.is_active:
-                resp = self.controller.controlled_shutdown(self.broker_id)
+                if not self.metadata_store.connected():
+                    log.warning("controlled shutdown skipped: the metadata store is unreachable")
+                    return
+                # Bounded by what is left of the budget: with the store
+                # unreachable the controller's event thread may never answer.
+                resp = self.controller.submit("controlled_shutdown", self.broker_id, None).result(remaining)
             else:
                 with Connection(ctl.host, ctl.port, client_id=f"broker-{self.broker_id}",
                                 timeout=remaining) as c:
@@ -496,7 +501,10 @@ class Broker:
             # retries a stopped leader every 200 ms for as long as that takes,
             # and its appends race the logs' close.
             await self.replica_manager.stop()
-        await self._leave_cluster()
+        try:
+            await self._leave_cluster()
+        except Exception:  # noqa: BLE001 - the logs are closed whatever the cluster's state
+            log.exception("broker %d: leaving the cluster failed", self.broker_id)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
