@@ -527,6 +527,11 @@ class Controller:
         """Wait until every event queued so far has been handled."""
         self._call(lambda: None)
 
+    def barrier(self) -> concurrent.futures.Future:
+        """A Future done once every event queued so far has been handled (for
+        callers on an asyncio loop: asyncio.wrap_future(controller.barrier()))."""
+        return self._put(lambda: None)
+
     # -- public operations (thread-safe: they run on the event thread) ------------------------
 
     def create_topic(self, name: str, num_partitions: int, replication_factor: int,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -52,6 +51,7 @@ def _topic_file(name: str) -> str:
     255 bytes) a prefix and a hash of it; the record holds the name."""
     if len(name) <= 200:
         return name + ".json"
+    import hashlib  # rarely needed: not paid for at every start-up
     return f"{name[:180]}~{hashlib.sha256(name.encode()).hexdigest()[:16]}.json"
 
 
