@@ -224,7 +224,9 @@ class LocalMetadataStore(MetadataStore):
     gone and its watchers never fire again. Once elected, every topic/config/
     partition-state write checks that the controller epoch is still the one this
     store was elected with (ControllerMovedError otherwise). Thread-safe: all
-    state is in the shared object, under its lock.
+    state is in the shared object, under its lock. A batch() holds that lock
+    from its start until its writes are on disk, so only the thread inside it
+    ever sees changes not yet written.
     """
 
     def __init__(self, path: str):
