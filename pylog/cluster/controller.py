@@ -473,20 +473,19 @@ class Controller:
     STOP_WAIT_S = 10.0
 
     def stop(self) -> None:
-        """Resign (when the store answers), then end the event thread. When the
-        thread is still busy after STOP_WAIT_S (a store call that does not
+        """Resign (when the store is reachable), then end the event thread. When
+        the store is unreachable, resigning does not answer in STOP_WAIT_S, or
+        the thread is still busy after STOP_WAIT_S (a store call that does not
         return), the store is closed, which fails its calls in progress (kazoo:
         ConnectionClosedError), and the thread gets STOP_WAIT_S more; past that
-        it is left behind (a daemon thread: it does not hold up the exit)."""
+        it is left behind (a daemon thread: it does not hold up the exit).
+        Called from any thread but the event thread (which it joins)."""
         if self._thread is None:
             return
         blocked = not self.store.connected()   # its calls would not return: no resigning through it
         if not self._stopping.is_set() and not blocked:
             try:
-                if threading.current_thread() is self._thread:
-                    self._resign(True)
-                else:
-                    self._put(self._resign, True).result(self.STOP_WAIT_S)
+                self._put(self._resign, True).result(self.STOP_WAIT_S)
             except concurrent.futures.TimeoutError:
                 blocked = True
                 log.warning("controller %s: no answer to resigning in %.0f s; stopping anyway",
@@ -495,8 +494,8 @@ class Controller:
                 log.warning("controller %s: resigning failed (%r); stopping anyway", self.broker_id, e)
         self._stopping.set()
         self._events.put(None)
-        if not blocked:
-            self._thread.join(self.STOP_WAIT_S)
+        # Blocked: only long enough for an idle thread to take the None.
+        self._thread.join(0.5 if blocked else self.STOP_WAIT_S)
         if self._thread.is_alive():
             log.warning("controller %s: the event thread is blocked (store unreachable?); closing the store",
                         self.broker_id)
