@@ -266,18 +266,32 @@ class Broker:
         from ..cluster.migration import adopt_local_data
         loop = asyncio.get_running_loop()
         path = os.path.join(self.data_dir, CLUSTER_DIR)
-        store = await loop.run_in_executor(None, LocalMetadataStore, path)
         local = self.log_manager.local_topics()
-        try:
-            await loop.run_in_executor(None, adopt_local_data, store, local, self.broker_id,
-                                       self.log_manager.cluster_id, os.path.join(self.data_dir, PRODUCER_ID_FILE))
-        except BaseException:
-            await loop.run_in_executor(None, store.close)
-            raise
         info = BrokerInfo(self.broker_id, self.advertised_host, self.advertised_port, self.config.get("broker.rack"))
-        await self._register_in(store, info)
-        await self._start_controller(store)
-        await loop.run_in_executor(None, self.controller.sync)
+        pid_file = os.path.join(self.data_dir, PRODUCER_ID_FILE)
+        cluster_id = self.log_manager.cluster_id
+
+        def open_store():
+            # One trip to a worker thread and one store batch (each file
+            # written and fsync'd once) for everything before the controller
+            # runs: the migration, the registration, and the election, which
+            # the controller then finds already won by its own session.
+            store = LocalMetadataStore(path)
+            try:
+                with store.batch():
+                    adopt_local_data(store, local, self.broker_id, cluster_id, pid_file)
+                    store.register_broker(info)
+                    store.elect_controller(self.broker_id)
+                    return store, store.cluster_id()
+            except BaseException:
+                store.close()
+                raise
+
+        store, cluster_id = await loop.run_in_executor(None, open_store)
+        self._joined(store, cluster_id)
+        # No disk or network in its start (the store is in memory): on the loop.
+        await self._start_controller(store, start_on_loop=True)
+        await asyncio.wrap_future(self.controller.barrier())
         await self.local_channel.drain()
 
     async def _register_in(self, store, info):
@@ -285,9 +299,13 @@ class Broker:
         one this data directory got when it first ran alone), this broker's
         registration, and producer ids from the cluster's blocks from now on."""
         loop = asyncio.get_running_loop()
-        self.metadata_store = store
-        self.log_manager.cluster_id = await loop.run_in_executor(None, store.cluster_id)
+        cluster_id = await loop.run_in_executor(None, store.cluster_id)
         await loop.run_in_executor(None, store.register_broker, info)
+        self._joined(store, cluster_id)
+
+    def _joined(self, store, cluster_id: str) -> None:
+        self.metadata_store = store
+        self.log_manager.cluster_id = cluster_id
         self._pid_blocks = lambda n: (self._claim_producer_ids(store, n), n)
         self._pid_limit = 0
 
@@ -301,7 +319,7 @@ class Broker:
             atomic_write(os.path.join(self.data_dir, PRODUCER_ID_FILE), str(start + n).encode())
         return start
 
-    async def _start_controller(self, store):
+    async def _start_controller(self, store, start_on_loop: bool = False):
         from ..cluster.controller import Controller, InProcessBrokerChannel, WireBrokerChannel
         cfg = self.config
         # This broker is reached in-process; the others (none when lone) over the wire.
@@ -315,7 +333,10 @@ class Broker:
             # One broker leads everything already: no imbalance to check for.
             auto_leader_rebalance_enable=cfg.get("auto.leader.rebalance.enable") and not self.lone,
             leader_imbalance_check_interval_seconds=cfg.get("leader.imbalance.check.interval.seconds"))
-        await asyncio.get_running_loop().run_in_executor(None, self.controller.start)
+        if start_on_loop:
+            self.controller.start()
+        else:   # its watches are set over the network (ZooKeeper)
+            await asyncio.get_running_loop().run_in_executor(None, self.controller.start)
 
     async def _apply_from_controller(self, req):
         """A controller request from this process's own Controller (on the
@@ -443,7 +464,12 @@ class Broker:
             if ctl is None or remaining <= 0:
                 return   # no controller known (never joined), or out of time: nothing more to hand over
             if ctl.id == self.broker_id and self.controller is not None and self.controller.is_active:
-                resp = self.controller.controlled_shutdown(self.broker_id)
+                if not self.metadata_store.connected():
+                    log.warning("controlled shutdown skipped: the metadata store is unreachable")
+                    return
+                # Bounded by what is left of the budget: with the store
+                # unreachable the controller's event thread may never answer.
+                resp = self.controller.submit("controlled_shutdown", self.broker_id, None).result(remaining)
             else:
                 with Connection(ctl.host, ctl.port, client_id=f"broker-{self.broker_id}",
                                 timeout=remaining) as c:
@@ -489,7 +515,10 @@ class Broker:
             # retries a stopped leader every 200 ms for as long as that takes,
             # and its appends race the logs' close.
             await self.replica_manager.stop()
-        await self._leave_cluster()
+        try:
+            await self._leave_cluster()
+        except Exception:  # noqa: BLE001 - the logs are closed whatever the cluster's state
+            log.exception("broker %d: leaving the cluster failed", self.broker_id)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
+import contextlib
 import copy
 import logging
 import queue
@@ -454,19 +455,48 @@ class Controller:
             self._timer.start()
         return self
 
+    # How long stop() waits for the event thread, at each of its steps. Every
+    # wait is bounded: with ZooKeeper unreachable a kazoo call on the event
+    # thread blocks until the session comes back, which may be never, and a
+    # broker sent SIGTERM must exit whatever the store's state.
+    STOP_WAIT_S = 10.0
+
     def stop(self) -> None:
+        """Resign (when the store is reachable), then end the event thread. When
+        the store is unreachable, resigning does not answer in STOP_WAIT_S, or
+        the thread is still busy after STOP_WAIT_S (a store call that does not
+        return), the store is closed, which fails its calls in progress (kazoo:
+        ConnectionClosedError), and the thread gets STOP_WAIT_S more; past that
+        it is left behind (a daemon thread: it does not hold up the exit).
+        Called from any thread but the event thread (which it joins)."""
         if self._thread is None:
             return
-        if not self._stopping.is_set():
+        blocked = not self.store.connected()   # its calls would not return: no resigning through it
+        if not self._stopping.is_set() and not blocked:
             try:
-                self._call(self._resign, True)
-            except PylogError:
-                pass
+                self._put(self._resign, True).result(self.STOP_WAIT_S)
+            except concurrent.futures.TimeoutError:
+                blocked = True
+                log.warning("controller %s: no answer to resigning in %.0f s; stopping anyway",
+                            self.broker_id, self.STOP_WAIT_S)
+            except Exception as e:  # noqa: BLE001 - stopping goes on; the store ends the role with the session
+                log.warning("controller %s: resigning failed (%r); stopping anyway", self.broker_id, e)
         self._stopping.set()
         self._events.put(None)
-        self._thread.join()
+        # Blocked: only long enough for an idle thread to take the None.
+        self._thread.join(0.5 if blocked else self.STOP_WAIT_S)
+        if self._thread.is_alive():
+            log.warning("controller %s: the event thread is blocked (store unreachable?); closing the store",
+                        self.broker_id)
+            try:
+                self.store.close()
+            except Exception as e:  # noqa: BLE001
+                log.warning("controller %s: closing the store failed: %r", self.broker_id, e)
+            self._thread.join(self.STOP_WAIT_S)
+            if self._thread.is_alive():
+                log.warning("controller %s: the event thread did not end; leaving it", self.broker_id)
         if self._timer is not None:
-            self._timer.join()
+            self._timer.join(self.STOP_WAIT_S)   # it waits on _stopping: ends at once
         self.channel.close()
 
     @property
@@ -484,6 +514,11 @@ class Controller:
     def sync(self) -> None:
         """Wait until every event queued so far has been handled."""
         self._call(lambda: None)
+
+    def barrier(self) -> concurrent.futures.Future:
+        """A Future done once every event queued so far has been handled (for
+        callers on an asyncio loop: asyncio.wrap_future(controller.barrier()))."""
+        return self._put(lambda: None)
 
     # -- public operations (thread-safe: they run on the event thread) ------------------------
 
@@ -834,14 +869,17 @@ class Controller:
         if validate_only:
             return None
         topic = TopicAssignment(name=name, topic_id=uuid.uuid4(), partitions=assignment)
-        self.store.create_topic(topic, configs)
-        self._topics[name] = topic
-        self._configs[name] = configs
         created = {}
-        for p in sorted(assignment):
-            state = self._initialize_partition((name, p))
-            if state is not None:
-                created[(name, p)] = state
+        # One batch: the topic and its partition states reach the disk with one
+        # write (one fsync, not one per partition) before anyone is told.
+        with self._store_batch(name):
+            self.store.create_topic(topic, configs)
+            self._topics[name] = topic
+            self._configs[name] = configs
+            for p in sorted(assignment):
+                state = self._initialize_partition((name, p))
+                if state is not None:
+                    created[(name, p)] = state
         log.info("controller epoch %s created %s %s", epoch, name, assignment)
         self._send_leader_and_isr(set(created), is_new=True)
         self._send_update_metadata(self._live, created)
@@ -875,16 +913,44 @@ class Controller:
             return None
         new_topic = TopicAssignment(name=name, topic_id=topic.topic_id, partitions={**topic.partitions, **added},
                                     adding=topic.adding, removing=topic.removing)
-        self.store.set_assignment(new_topic)
-        self._topics[name] = new_topic
         created = {}
-        for p in sorted(added):
-            state = self._initialize_partition((name, p))
-            if state is not None:
-                created[(name, p)] = state
+        with self._store_batch(name):
+            self.store.set_assignment(new_topic)
+            self._topics[name] = new_topic
+            for p in sorted(added):
+                state = self._initialize_partition((name, p))
+                if state is not None:
+                    created[(name, p)] = state
         self._send_leader_and_isr(set(created), is_new=True)
         self._send_update_metadata(self._live, created)
         return new_topic
+
+    @contextlib.contextmanager
+    def _store_batch(self, topic: str):
+        """store.batch() for writes to one topic. When the batch fails (its
+        writes reached the disk partly or not at all), this controller's view
+        of the topic is read back from the store, which re-read its files."""
+        try:
+            with self.store.batch():
+                yield
+        except BaseException:
+            self._reload_topic(topic)
+            raise
+
+    def _reload_topic(self, name: str) -> None:
+        for tp in [tp for tp in self._states if tp[0] == name]:
+            del self._states[tp]
+        topic = self.store.topic(name)
+        if topic is None:
+            self._topics.pop(name, None)
+            self._configs.pop(name, None)
+            return
+        self._topics[name] = topic
+        self._configs[name] = dict(self.store.topic_configs(name))
+        for p in topic.partitions:
+            state = self.store.partition_state(name, p)
+            if state is not None:
+                self._states[(name, p)] = state
 
     def _delete_topic(self, name: str) -> None:
         epoch = self._require_active()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import contextlib
 import dataclasses
 import uuid
 from typing import Callable
@@ -263,6 +264,17 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """End the session: its registration and controller role disappear."""
+
+    def batch(self):
+        """A context manager: the writes made inside may be made durable
+        together when it ends (before it returns). Stores whose writes are
+        durable one by one need nothing: the default does nothing."""
+        return contextlib.nullcontext(self)
+
+    def connected(self) -> bool:
+        """Whether calls are answered now (False: a remote store whose server
+        is unreachable, whose calls would block until it comes back)."""
+        return True
 
     def __enter__(self):
         return self

@@ -40,7 +40,13 @@ class LocalTopic:
 def adopt_local_data(store, topics: list[LocalTopic], broker_id: int, cluster_id: str,
                      producer_id_file: str) -> list[str]:
     """Write into store (a LocalMetadataStore not yet driven by a controller)
-    what the data dir holds and it lacks; the names of the topics adopted."""
+    what the data dir holds and it lacks; the names of the topics adopted.
+    One batch: each file written once, all on disk before this returns."""
+    with store.batch():
+        return _adopt(store, topics, broker_id, cluster_id, producer_id_file)
+
+
+def _adopt(store, topics, broker_id, cluster_id, producer_id_file) -> list[str]:
     if cluster_id:
         store.adopt_cluster_id(cluster_id)
     try:

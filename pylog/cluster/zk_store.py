@@ -170,6 +170,9 @@ class ZkMetadataStore(MetadataStore):
         self._zk.stop()
         self._zk.close()
 
+    def connected(self) -> bool:
+        return self._zk.state == KazooState.CONNECTED
+
     # -- brokers -----------------------------------------------------------------
     def register_broker(self, info: BrokerInfo) -> None:
         self._create_registration(info)

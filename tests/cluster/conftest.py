@@ -1,6 +1,7 @@
 """Fixtures for the cluster tests: a real standalone ZooKeeper on loopback.
 
 - ``zookeeper``: one ZooKeeperServer for the whole session (started on first use).
+- ``own_zookeeper``: a ZooKeeperServer of the test's own (it may kill it).
 - ``zk_connect``: a connect string with a chroot of the test's own
   ("127.0.0.1:PORT/test-<uuid>", created), so tests never see each other's nodes.
 
@@ -22,16 +23,29 @@ from pylog.cluster.zk_server import (
 )
 
 
-@pytest.fixture(scope="session")
-def zookeeper():
+def _started(server: ZooKeeperServer) -> ZooKeeperServer:
     if not zookeeper_installed() and not os.environ.get("PYLOG_CI"):
         pytest.skip("ZooKeeper is not installed (apt-get install -y zookeeper; .ci/run installs it)")
     try:
-        server = ZooKeeperServer().start()
+        return server.start()
     except ZooKeeperUnavailable as e:
         if os.environ.get("PYLOG_CI"):
             pytest.fail(f"ZooKeeper is required under CI: {e}")
         pytest.skip(f"ZooKeeper cannot be started: {e}")
+
+
+@pytest.fixture(scope="session")
+def zookeeper():
+    server = _started(ZooKeeperServer())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_zookeeper(tmp_path):
+    """A ZooKeeper of the test's own, which it may kill and start again (same
+    port, same data directory)."""
+    server = _started(ZooKeeperServer(directory=str(tmp_path / "zk")))
     yield server
     server.stop()
 
