@@ -11,15 +11,11 @@ store) is called from any thread under the store's lock; it never waits.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from ..errors import UnknownTopicOrPartitionError
 from ..groups import offsets_topic as ot
 from ..protocol.error_codes import Errors
 from .purgatory import HIGH_WATERMARK, DelayedOperation
-
-log = logging.getLogger("pylog.broker")
-
 
 
 class BrokerPartitionWriter:
@@ -32,8 +28,9 @@ class BrokerPartitionWriter:
         self.purgatory = purgatory
         self.node_id = broker.broker_id if broker is not None else -1
         self.loads_in_steps = broker is not None
-        # Fixed for the broker's life (its config); asked on every commit.
-        self._cluster = broker is not None and broker.in_cluster
+        # Every broker is a cluster member now (alone: a one-node cluster), so
+        # its metadata cache answers; only the embedded store reads LogManager.
+        self._cluster = broker is not None
         self._creating = None           # an internal topic's creation in flight (a task)
 
     @classmethod
