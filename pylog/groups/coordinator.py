@@ -39,8 +39,8 @@ Invariants: a group in Stable or CompletingRebalance has a leader among its
 members and a protocol every member supports; generation_id grows by one per
 completed rebalance; pending (KIP-394) members are not members.
 
-Runs on the broker's event loop only; no locking (see GroupCoordinator for
-the embedded store's use).
+Runs on the broker's event loop only; no locking. (The embedded store is a
+broker without a listener: it runs this coordinator on its broker's loop too.)
 """
 from __future__ import annotations
 
@@ -164,9 +164,8 @@ class GroupCoordinator:
     It reaches its partitions only through the runtime and the narrow
     PartitionWriter (coordinator/writer.py), never the broker.
 
-    Threads: the event loop's thread only, as the runtime. The embedded store
-    calls load(), commit_offsets() and fetch_offsets() from any thread, one
-    at a time under its own lock, with no loop (no timers, no waiting).
+    Threads: the event loop's thread only, as the runtime (the embedded
+    store's too: it is a broker core on its own loop thread).
     """
 
     def __init__(self, config, writer):
@@ -675,16 +674,6 @@ class GroupCoordinator:
 
     # ---- offsets ----
 
-    def commit_offsets(self, group_id, generation_id, member_id, group_instance_id, offsets):
-        """offsets: [(topic, partition, offset, leader_epoch, metadata)]. Returns
-        {(topic, partition): error_code}; appended before it returns. For a
-        data directory used without a broker (one replica: committed at once)."""
-        result = self.commit_offsets_replicated(group_id, generation_id, member_id, group_instance_id, offsets)
-        if not isinstance(result, dict):
-            result.close()
-            raise RuntimeError("commit_offsets needs a partition whose appends are committed at once")
-        return result
-
     def commit_offsets_replicated(self, group_id, generation_id, member_id, group_instance_id, offsets):
         """An OffsetCommit: the offsets are appended now and answered (and
         cached) once the offsets partition's high watermark covers them. The
@@ -847,9 +836,9 @@ class GroupCoordinator:
 
     def _arm(self, g: Group):
         """(Re-)arm the group's timer at its earliest deadline, unless it
-        already fires no later. Needs the loop (not for the embedded store)."""
+        already fires no later. Needs the loop."""
         index = self.partition_for(g.group_id)
-        if not self.runtime.is_active(index) or _no_loop():
+        if not self.runtime.is_active(index):
             return
         key = ("group", g.group_id)
         when = self._next_deadline(g)
@@ -872,8 +861,6 @@ class GroupCoordinator:
                 self._arm(g)
 
     def _arm_retention(self, index: int):
-        if _no_loop():
-            return
         self.runtime.schedule_timer(index, "retention", self.clock() + self.retention_check_ms / 1000,
                                     self._retention_timer, index)
 
@@ -963,11 +950,3 @@ def _group_store_error(code: int) -> int:
     if code in _TOO_LARGE:
         return Errors.UNKNOWN_SERVER_ERROR
     return _WRITE_ERRORS.get(code, code)
-
-
-def _no_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-        return False
-    except RuntimeError:
-        return True
