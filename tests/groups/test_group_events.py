@@ -88,7 +88,7 @@ def test_a_failed_assignment_write_answers_every_member_and_rebalances(tmp_path)
     the follower waiting in SyncGroup; the group then prepares a rebalance and
     hands out nothing."""
     limit = 300_000
-    cfg = {**GROUP_CONFIG, "socket.request.max.bytes": str(limit), "group.initial.rebalance.delay.ms": "1500"}
+    cfg = {**GROUP_CONFIG, "socket.request.max.bytes": str(limit), "group.initial.rebalance.delay.ms": "3000"}
     J, S = m.JoinGroupRequest, m.SyncGroupRequest
     group = "g-too-big"
     sub = b"s" * (limit // 2)   # two members' subscriptions exceed the record limit
@@ -106,12 +106,22 @@ def test_a_failed_assignment_write_answers_every_member_and_rebalances(tmp_path)
             join(c2)
             j1, j2 = c1.receive(), c2.receive()
             assert j1.error_code == 0 and j2.error_code == 0, (j1, j2)
+            assert j1.generation_id == j2.generation_id and j1.leader == j2.leader, (j1, j2)
             leader, follower = (c1, j1), (c2, j2)
             if j2.member_id == j1.leader:
                 leader, follower = follower, leader
             follower[0].send(S(group_id=group, generation_id=follower[1].generation_id,
                                     member_id=follower[1].member_id, assignments=[]), api_version=3)
-            time.sleep(0.2)   # the follower waits in SyncGroup first
+            # The follower waits in SyncGroup before the leader's arrives.
+            fid = follower[1].member_id
+
+            def follower_waits():
+                g = b.broker.groups.groups.get(group)
+                return g is not None and g.members[fid].sync_future is not None
+            deadline = time.monotonic() + DEADLINE
+            while not b.broker.call(follower_waits):
+                assert time.monotonic() < deadline, "the follower's SyncGroup never arrived"
+                time.sleep(0.01)
             ls = leader[0].request(S(group_id=group, generation_id=leader[1].generation_id,
                                      member_id=leader[1].member_id, assignments=[
                                          S.SyncGroupRequestAssignment(member_id=x.member_id, assignment=b"a")
