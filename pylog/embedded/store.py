@@ -144,7 +144,8 @@ class LocalStore:
         self.config = BrokerConfig(props)
         self.data_dir = path
         self.auto_create_topics = self.config.get("auto.create.topics.enable")
-        self.broker = Broker(self.config, path, listen=False).start_in_thread()
+        # A big directory opens every partition before the start returns.
+        self.broker = Broker(self.config, path, listen=False).start_in_thread(CALL_TIMEOUT_S)
         self._loop = self.broker._loop
         self._refs = 1
         self._closed = False
