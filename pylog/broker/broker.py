@@ -62,7 +62,14 @@ CONTROLLED_SHUTDOWN_BUDGET_S = 20.0
 
 
 class Broker:
-    def __init__(self, config: BrokerConfig | dict | None = None, data_dir: str | None = None):
+    def __init__(self, config: BrokerConfig | dict | None = None, data_dir: str | None = None, *,
+                 listen: bool = True):
+        """listen=False: a broker core without a listener (pylog's embedded
+        store, pylog/embedded/store.py): the same logs, controller, handlers,
+        coordinators and background tasks, reached only in-process. It leaves
+        the process's open-file limit alone (the host program's, as Log.open
+        does)."""
+        self.listen = listen
         self.config = config if isinstance(config, BrokerConfig) else BrokerConfig(config or {})
         self.broker_id = self.config.broker_id
         self.log_manager = LogManager(self.config, data_dir)
@@ -151,10 +158,11 @@ class Broker:
     async def start(self):
         t0 = time.monotonic()
         self._loop = asyncio.get_running_loop()
-        soft, hard = raise_nofile_limit()
-        _engine.set_open_segment_limit()  # its share of the (raised) limit
-        log.info("open files: limit %d (hard %d); at most %d segments open at once",
-                 soft, hard, _engine.open_segments()[1])
+        if self.listen:
+            soft, hard = raise_nofile_limit()
+            _engine.set_open_segment_limit()  # its share of the (raised) limit
+            log.info("open files: limit %d (hard %d); at most %d segments open at once",
+                     soft, hard, _engine.open_segments()[1])
         self.log_manager.open()
         self.replica_manager = ReplicaManager(self, self.metadata_cache)
         self.handlers = Handlers(self)
@@ -171,8 +179,9 @@ class Broker:
             for key in av.INTER_BROKER_APIS:
                 self.handlers.table.pop(key, None)
         self.groups.start()
-        self.server = Server(self)
-        self.port = await self.server.start(self.host, self.port)
+        if self.listen:
+            self.server = Server(self)
+            self.port = await self.server.start(self.host, self.port)
         adv = self.config.advertised_listener()
         if adv is not None:
             self.advertised_host, self.advertised_port = adv
@@ -188,9 +197,9 @@ class Broker:
             await self._join_as_one_node_cluster()
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         self._tasks.append(asyncio.ensure_future(self._flusher()))
-        log.info("broker %d listening on %s:%d (advertised %s) with data in %s, started in %.0f ms",
-                 self.broker_id, self.host, self.port, self.bootstrap, self.data_dir,
-                 (time.monotonic() - t0) * 1000)
+        log.info("broker %d %s with data in %s, started in %.0f ms", self.broker_id,
+                 f"listening on {self.host}:{self.port} (advertised {self.bootstrap})" if self.listen
+                 else "without a listener", self.data_dir, (time.monotonic() - t0) * 1000)
         return self
 
     # ---- cluster membership (zookeeper.connect set) ----

@@ -5,8 +5,8 @@ cache, controller and purgatory).
 Creating an internal topic goes to the control plane's one function for them
 (Broker.ensure_internal_topic).
 
-Threads: the event loop's thread only. `local(...)` (no broker: the embedded
-store) is called from any thread under the store's lock; it never waits.
+Threads: the event loop's thread only (the embedded store is a broker core
+without a listener, so it uses this writer on its broker's loop too).
 """
 from __future__ import annotations
 
@@ -19,49 +19,29 @@ from .purgatory import HIGH_WATERMARK, DelayedOperation
 
 
 class BrokerPartitionWriter:
-    """PartitionWriter over this broker's partitions. Event-loop thread only
-    (see the module docstring for `local`)."""
+    """PartitionWriter over this broker's partitions. Event-loop thread only."""
 
-    def __init__(self, log_manager, broker=None, purgatory=None):
+    def __init__(self, log_manager, broker, purgatory):
         self.logs = log_manager
-        self.broker = broker            # None: a data directory used without a broker
+        self.broker = broker
         self.purgatory = purgatory
-        self.node_id = broker.broker_id if broker is not None else -1
-        self.loads_in_steps = broker is not None
-        # Every broker is a cluster member now (alone: a one-node cluster), so
-        # its metadata cache answers; only the embedded store reads LogManager.
-        self._cluster = broker is not None
+        self.node_id = broker.broker_id
+        self.loads_in_steps = True
         self._creating = None           # an internal topic's creation in flight (a task)
 
-    @classmethod
-    def local(cls, log_manager):
-        """A data directory without a broker (the embedded store): one
-        replica, so every append is committed once it returns."""
-        return cls(log_manager)
-
-    # ---- the topic ----
+    # ---- the topic: the cluster's metadata (every broker is a cluster member) ----
 
     def partition_count(self, topic):
-        if self._cluster:
-            parts = self.broker.metadata_cache.topics.get(topic)
-            return max(parts) + 1 if parts else None
-        meta = self.logs.topics.get(topic)
-        return meta.num_partitions if meta is not None else None
+        parts = self.broker.metadata_cache.topics.get(topic)
+        return max(parts) + 1 if parts else None
 
     def led_partitions(self, topic):
         return sorted(i for (t, i), p in self.logs.partitions.items() if t == topic and p.is_leader)
 
     def partition_exists(self, topic, index) -> bool:
-        if self._cluster:
-            return index in self.broker.metadata_cache.topics.get(topic, {})
-        meta = self.logs.topics.get(topic)
-        return meta is not None and 0 <= index < meta.num_partitions
+        return index in self.broker.metadata_cache.topics.get(topic, {})
 
     def leader_endpoint(self, topic, index):
-        if not self._cluster:
-            if self.broker is None or self.partition_count(topic) is None:
-                return None
-            return self.broker.broker_id, self.broker.advertised_host, self.broker.advertised_port
         cache = self.broker.metadata_cache
         st = cache.topics.get(topic, {}).get(index)
         ep = cache.brokers.get(st.leader) if st is not None and st.leader >= 0 else None
@@ -88,16 +68,21 @@ class BrokerPartitionWriter:
         p = self.logs.partitions.get((topic, index))
         if p is None:
             return UnknownTopicOrPartitionError.error_code
-        stopping = (lambda: self.broker.stopping) if self.broker is not None else (lambda: False)
-        if self.purgatory is not None:
-            await self.purgatory.wait(_DelayedWrite(p, offset, stopping), (p,), (HIGH_WATERMARK,), timeout_s)
+        broker = self.broker
+        await self.purgatory.wait(_DelayedWrite(p, offset, lambda: broker.stopping), (p,), (HIGH_WATERMARK,),
+                                  timeout_s)
         code = p.produce_outcome(offset)
         return Errors.REQUEST_TIMED_OUT if code is None else code
 
     # ---- creating the topic (the control plane's job: one seam) ----
 
     def create_topic(self, topic, num_partitions, replication_factor, configs):
-        _create_topic(self, topic, num_partitions, replication_factor, configs)
+        """The control plane's one function for internal topics
+        (Broker.ensure_internal_topic), in the background: leadership, and so
+        loading, arrives when the controller has decided."""
+        if self._creating is not None and not self._creating.done():
+            return
+        self._creating = asyncio.ensure_future(self.broker.ensure_internal_topic(topic))
 
     async def stop(self):
         t = self._creating
@@ -116,17 +101,3 @@ class _DelayedWrite(DelayedOperation):
 
     def try_complete(self) -> bool:
         return self.stopping() or self.p.produce_outcome(self.offset) is not None
-
-
-def _create_topic(w: BrokerPartitionWriter, topic, n, rf, configs):
-    """Without a broker (the embedded store) the LogManager creates the topic
-    at once, one replica; a broker asks the control plane's one function for
-    internal topics (Broker.ensure_internal_topic), in the background:
-    leadership, and so loading, arrives when the controller has decided."""
-    if w.broker is None:
-        if w.partition_count(topic) is None:
-            w.logs.create_topic(topic, n, 1, configs)
-        return
-    if w._creating is not None and not w._creating.done():
-        return
-    w._creating = asyncio.ensure_future(w.broker.ensure_internal_topic(topic))

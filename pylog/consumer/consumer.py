@@ -100,6 +100,10 @@ class _Listener:
 class Consumer:
     """A Kafka consumer over the network or a local log directory (module doc).
 
+    read_only (log_dir only): read a directory another process writes,
+    without its lock (pylog/embedded/reader.py); offsets are not committed
+    and committed ones are not read (positions start from auto_offset_reset).
+
     Invariants: the keys of _positions are exactly the current assignment
     (value None until a start offset is known); a partition has a buffer only
     while it holds records not yet returned, and those start at its position;
@@ -116,7 +120,7 @@ class Consumer:
                  heartbeat_interval_ms=3000, max_poll_interval_ms=300000,
                  partition_assignment_strategy=("range",), group_instance_id=None,
                  request_timeout_ms=30000, on_assign=None, on_revoke=None, on_lost=None,
-                 client_rack=None):
+                 client_rack=None, read_only=False):
         if (bootstrap_servers is None) == (log_dir is None):
             raise ValueError("give exactly one of bootstrap_servers and log_dir")
         if auto_offset_reset not in ("earliest", "latest", "none"):
@@ -131,7 +135,10 @@ class Consumer:
         self.group_id = group_id
         self.client_id = client_id
         self.auto_offset_reset = auto_offset_reset
-        self.enable_auto_commit = bool(enable_auto_commit) and group_id is not None
+        if read_only and log_dir is None:
+            raise ValueError("read_only is for log_dir (a directory another process writes)")
+        # A read-only consumer stores nothing, committed offsets included.
+        self.enable_auto_commit = bool(enable_auto_commit) and group_id is not None and not read_only
         self.auto_commit_interval = auto_commit_interval_ms / 1000
         self.max_poll_records = max_poll_records
         self.check_crcs = check_crcs
@@ -150,7 +157,7 @@ class Consumer:
         self._embedded = log_dir is not None
         if self._embedded:
             from .embedded_source import EmbeddedSource
-            self._source = EmbeddedSource(log_dir)
+            self._source = EmbeddedSource(log_dir, read_only=read_only)
         else:
             from .network_source import NetworkSource
             # client_rack: Java's client.rack; with it, leaders configured for

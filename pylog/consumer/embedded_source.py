@@ -1,15 +1,20 @@
 """A Consumer's records from a local broker data directory (embedded mode).
 
 EmbeddedSource implements FetchSource over the process's LocalStore for the
-directory; LocalMembership implements the group membership interface for the
+directory (a broker core without a listener), or over a read-only reader of a
+directory another process writes; LocalMembership implements the group membership interface for the
 one member a local directory can have (one process owns the directory, so
 there is nobody to share partitions with and no coordinator to ask).
 """
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
+from ..broker.handlers import _DelayedFetch
+from ..broker.purgatory import HIGH_WATERMARK, LOG_END
+from ..embedded.reader import TAIL_POLL_S
 from ..embedded.store import LocalStore
 from ..errors import OffsetOutOfRangeError, PylogError
 from ..structs import OffsetAndMetadata, TopicPartition
@@ -24,30 +29,40 @@ class EmbeddedSource:
     """FetchSource over a LocalStore: the same answers a broker on that
     directory would give, without sockets.
 
-    A fetch with nothing to return waits on the store's `appended` condition,
-    which every append in this process notifies: a locked directory has no
-    other writer, so no new data can arrive unseen.
+    A fetch runs on the store's broker core's loop: it reads the partitions
+    (Partition.read, as the Fetch handler does) and, with fewer than
+    min_bytes, waits in the broker's one purgatory on the partitions' high
+    watermark and log end listeners, with the Fetch long-poll's own delayed
+    operation (a partition moved since it was read), until max_wait_ms; then
+    it reads again. No other waiting mechanism. A read-only store
+    (LocalStore.open(read_only=True), another process writing) has its own
+    tail wait (pylog/embedded/reader.py).
 
     Invariants: answers never include records at or above the high watermark;
     each answer's records are whole batches starting with the one holding the
     position (the consumer drops the records below it, as from a broker).
 
-    Thread-safety: used from the consumer's thread only, except wakeup(),
-    which any thread may call. close() drops this source's store reference.
+    Thread-safety: fetch() and the other calls from the consumer's thread
+    only, except wakeup(), which any thread may call (it only schedules work
+    on the loop). `_woken` and `_op` are touched on the store's loop only.
+    close() drops this source's store reference.
     """
 
-    def __init__(self, log_dir, *, allow_auto_create_topics: bool = True, store: LocalStore | None = None,
+    def __init__(self, log_dir, *, allow_auto_create_topics: bool = True, store=None, read_only: bool = False,
                  **store_options):
         """store_options go to LocalStore.open (auto_create_topics,
         num_partitions, config); store: an open LocalStore to share instead
-        (this source takes its own reference)."""
+        (this source takes its own reference). read_only: tail a directory
+        another process writes (nothing is created, committed or locked)."""
         if store is None:
-            store = LocalStore.open(log_dir, **store_options)
+            store = LocalStore.open(log_dir, read_only=read_only, **store_options)
         else:
             store = LocalStore.open(store.data_dir)  # one more reference to the same store
         self.store = store
-        self.allow_auto_create_topics = allow_auto_create_topics
+        self.read_only = read_only
+        self.allow_auto_create_topics = allow_auto_create_topics and not read_only
         self._woken = False
+        self._op = None        # the fetch waiting in the purgatory now, if any
         self._closed = False
 
     # ---- metadata ----
@@ -70,29 +85,56 @@ class EmbeddedSource:
         records; returns at once on an error, and early on wakeup().
         isolation_level is accepted for the interface: without transactions
         the last stable offset is the high watermark."""
+        if self.read_only:
+            return self._tail(dict(positions), max_wait_ms, min_bytes, max_bytes, max_partition_bytes)
+        return self.store.call(self._fetch_on_loop, dict(positions), max_wait_ms, min_bytes, max_bytes,
+                               max_partition_bytes)
+
+    async def _fetch_on_loop(self, positions, max_wait_ms, min_bytes, max_bytes, max_partition_bytes):
         store = self.store
-        cond = store.appended
-        deadline = time.monotonic() + max(max_wait_ms, 0) / 1000.0
+        purgatory = store.broker.handlers.purgatory
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(max_wait_ms, 0) / 1000.0
         while True:
-            with cond:
-                seen = store.append_count   # taken before reading: an append after it wakes the wait
             out, total, error = self._fetch_once(positions, max_bytes, max_partition_bytes)
             if error or total >= min_bytes or max_wait_ms <= 0 or not positions:
-                break
-            with cond:
-                while store.append_count == seen and not self._woken and not store.closed:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    cond.wait(remaining)
-                if self._woken:
-                    self._woken = False  # this wakeup is used up; one during a data answer is kept
-                    break
-                if store.closed or store.append_count == seen:
-                    break  # closed, or max_wait_ms passed with nothing new
-        return out
+                return out
+            if self._woken:
+                self._woken = False   # this wakeup is used up; one during a data answer is kept
+                return out
+            remaining = deadline - loop.time()
+            if remaining <= 0 or store.closed:
+                return out
+            # The partitions' positions as this read saw them, taken now:
+            # whatever moves before the wait starts completes it at once.
+            parts = [store.partition_on_loop(tp.topic, tp.partition) for tp in positions]
+            op = self._op = _WakeableFetch(parts, store)
+            try:
+                moved = await purgatory.wait(op, parts, (HIGH_WATERMARK, LOG_END), remaining)
+            finally:
+                self._op = None
+            if self._woken:
+                self._woken = False
+                return out
+            if not moved or store.closed:
+                return out
+
+    def _tail(self, positions, max_wait_ms, min_bytes, max_bytes, max_partition_bytes):
+        """fetch() over a read-only store: another process appends, so no
+        listener here can tell; look again every TAIL_POLL_S (reader.py)."""
+        deadline = time.monotonic() + max(max_wait_ms, 0) / 1000.0
+        while True:
+            out, total, error = self._fetch_once(positions, max_bytes, max_partition_bytes)
+            if error or total >= min_bytes or max_wait_ms <= 0 or not positions or self._take_wakeup():
+                return out
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.store.closed:
+                return out
+            time.sleep(min(TAIL_POLL_S, remaining))
 
     def _fetch_once(self, positions, max_bytes, max_partition_bytes):
+        """(answers, record bytes, any error), by the store's read_now and
+        watermarks_now (on the loop for a LocalStore)."""
         store = self.store
         budget = max_bytes if max_bytes > 0 else _NO_LIMIT
         total = 0
@@ -102,20 +144,18 @@ class EmbeddedSource:
             try:
                 if budget > 0 or total == 0:
                     limit = min(max_partition_bytes if max_partition_bytes > 0 else _NO_LIMIT, budget)
-                    data, hw, lso = store.read(tp.topic, tp.partition, offset, limit)
+                    data, hw, lso = store.read_now(tp.topic, tp.partition, offset, limit)
                     if total > 0 and len(data) > budget:
                         data = b""  # only the first partition may exceed the budget (KIP-74)
                 else:
                     data = b""
-                    hw = store.high_watermark(tp.topic, tp.partition)
-                    lso = store.log_start_offset(tp.topic, tp.partition)
+                    hw, lso = store.watermarks_now(tp.topic, tp.partition)
                 out[tp] = FetchedPartition(data, hw, lso, None)
                 total += len(data)
                 budget -= len(data)
             except OffsetOutOfRangeError as e:
                 error = True
-                out[tp] = FetchedPartition(None, store.high_watermark(tp.topic, tp.partition),
-                                           store.log_start_offset(tp.topic, tp.partition), e)
+                out[tp] = FetchedPartition(None, *store.watermarks_now(tp.topic, tp.partition), e)
             except PylogError as e:
                 error = True
                 out[tp] = FetchedPartition(None, -1, -1, e)
@@ -144,15 +184,44 @@ class EmbeddedSource:
 
     def wakeup(self) -> None:
         """Make the current (or else the next) fetch return at once."""
-        cond = self.store.appended
-        with cond:
-            self._woken = True
-            cond.notify_all()
+        if self.read_only:
+            self._woken = True   # the tail wait looks at it (one attribute store: atomic under the GIL)
+            return
+        self.store.call_soon(self._wake)
+
+    def _wake(self):
+        self._woken = True
+        op = self._op
+        if op is not None:
+            op.complete_now()
+
+    def _take_wakeup(self) -> bool:
+        woken, self._woken = self._woken, False
+        return woken
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self.store.close()
+
+
+class _WakeableFetch(_DelayedFetch):
+    """The Fetch long-poll's delayed operation (broker/handlers.py), which
+    also completes when the store closes or a wakeup ends it. Loop only."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, parts, store):
+        super().__init__(parts, store.broker)
+        self.store = store
+
+    def try_complete(self) -> bool:
+        return self.store.closed or super().try_complete()
+
+    def complete_now(self):
+        fut = self._future
+        if fut is not None and not fut.done():
+            fut.set_result(True)
 
 
 class LocalMembership:

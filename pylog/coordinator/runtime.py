@@ -38,8 +38,9 @@ For each partition of the topic the runtime keeps a context:
   queue like a request's.
 
 Threads: the event loop's thread only, every method; no locks, and nothing
-relies on the GIL (no other thread touches a runtime). Without a running loop
-(the embedded store, one thread at a time under its own lock) only
+relies on the GIL (no other thread touches a runtime; the embedded store is
+a broker core on its own loop thread, so it runs the runtime there too).
+Without a running loop (a writer whose loads_in_steps is False) only
 load/unload and synchronous events run, and a load runs to its end at once;
 timers and `committed` need the loop.
 """
@@ -188,8 +189,8 @@ class CoordinatorRuntime:
         if not more:
             self._activate(ctx, n, t0)
         elif not self.writer.loads_in_steps or _running_loop() is None:
-            # No loop of ours to yield to (the embedded store, which may be
-            # called from a thread that runs some other loop): the rest at once.
+            # No loop of ours to yield to (a writer that does not load in
+            # steps, or no running loop): the rest at once.
             try:
                 while more:
                     k, more = self._replay_slice(index, records)

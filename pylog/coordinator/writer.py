@@ -16,7 +16,7 @@ class PartitionWriter(Protocol):
     node_id: int   # this broker's id (for log lines and answers naming the coordinator)
     # True when the runtime runs on this broker's event loop and may replay a
     # big partition in slices between other requests; False for a caller
-    # with no loop of its own (the embedded store): replay at once.
+    # with no loop of its own: replay at once.
     loads_in_steps: bool
 
     def partition_count(self, topic: str) -> int | None:

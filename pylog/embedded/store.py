@@ -1,73 +1,63 @@
-"""LocalStore: a broker's data directory used in-process, with no broker.
+"""LocalStore: a broker's data directory used in-process: a broker without a listener.
 
-The embedded Producer and Consumer read and write through it. It is the
-broker's own storage code driven directly: a LogManager (pylog-topics.json,
-meta.properties, `<topic>-<n>/` partition logs), its Partitions (leader epoch
-stamping, idempotent-producer state, high watermark), the producer id blocks
-in `pylog-producer-ids` (ProducerIdBlocks, the broker's class), a
-GroupCoordinator for committed offsets (the same `__consumer_offsets`
-records, partition placement and replay, written through the coordinator
-runtime's BrokerPartitionWriter.local), and ListOffsets by the broker's own
-per-partition body (Partition.list_offset_now / list_offset_by_time). So a
-broker started on the directory afterwards serves everything written here,
-committed group offsets included (topics and partitions added here are
-adopted into its cluster metadata at its start, pylog/cluster/migration.py),
-and a directory a broker wrote can be opened here.
+The embedded Producer and Consumer read and write through it. It holds a
+`pylog.Broker` started with `listen=False` on its own loop thread: the same
+LogManager, the same one-node cluster on the in-process Controller (the
+metadata in `<data dir>/pylog-cluster`), the same request handlers, group
+coordinator (on the coordinator runtime and the broker's partition writer),
+purgatory and background tasks (retention, checkpoints, time-based flushes)
+as `python -m pylog.broker` on the directory; only the socket server is
+missing. So:
 
-Not yet shared (issue 12, point 4): topics are still created here through
-LogManager.create_topic, not through the in-process Controller, because the
-Controller applies its decisions to a Broker's handlers (LeaderAndIsr), which
-this store does not run. The step after this one holds a listener-less
-Broker on its own loop thread for topic creation, groups and the controller.
+- topics are created, grown and deleted by the handlers' CreateTopics,
+  CreatePartitions and DeleteTopics bodies through the Controller (auto
+  creation too, with num.partitions), never by LogManager directly;
+- offsets are committed and fetched by the OffsetCommit / OffsetFetch
+  handlers, as events of the group coordinator's runtime;
+- ListOffsets is the handler's ListOffsets; producer ids come from the
+  InitProducerId handler;
+- appends are Partition.append_as_leader on the broker's loop (as the
+  Produce handler calls it), and a fetch with nothing to return waits in the
+  broker's purgatory like a Fetch long-poll (pylog/consumer/embedded_source.py).
+
+A broker started on the directory afterwards serves everything written here
+(the same files, metadata included), and a directory a broker wrote opens
+here.
 
 One LocalStore per directory per process: `LocalStore.open` hands out the
 open one (reference counted) so a Producer and a Consumer on the same
-directory share the same Log objects; `close()` drops a reference and the
-last one closes the logs (flushed, with a clean-shutdown marker).
+directory share one broker core; `close()` drops a reference and the last
+one stops it (logs flushed, with a clean-shutdown marker).
 
-Exclusion: the store holds an flock on `<log_dir>/.lock` (the name Kafka uses
-for a data directory's lock), and every partition Log holds the flock on its
-own `.lock`. A broker on the same directory (in this process or another)
-fails to open the partitions and its start raises LogLockedError; a store
-opened on a directory a broker is serving raises LogLockedError the same way
-(as soon as the directory has a topic), or at once when another LocalStore
-process holds the directory.
+Exclusion: the broker's LogManager holds an flock on `<log_dir>/.lock` (the
+name Kafka uses for a data directory's lock), and every partition Log holds
+the flock on its own `.lock`: a broker (or another process's store) on the
+same directory fails with LogLockedError. Readers in other processes use
+`LocalStore.open(..., read_only=True)`, which is pylog/embedded/reader.py.
 
-Invariants: single replica, so high_watermark == log_end_offset once an
-append returns; offsets are assigned by the log, contiguous across appends;
-the committed offsets in memory equal what replaying `__consumer_offsets`
-gives.
-
-Thread-safety: every public method may be called from any thread. Appends
-to and reads of one partition are serialised by that partition's lock (the
-broker's Partition is not thread-safe: an append moves the log end offset
-before the high watermark); topic creation and offset commits by the store
-lock. Reads copy the batches out (one memcpy, no per-record loop) so no
-view pins a segment after the call. `appended` (a Condition) is notified
-after every append, for fetches that long-poll.
-
-The append path stays on the caller's thread: handing each batch to a loop
-thread (call_soon_threadsafe and a future to wait on) would cost a thread
-switch per send, more than the append itself for small batches (bench J's
-embedded send). So a store that holds a broker loop later must keep the
-partitions it appends to out of that loop's hands (or make the loop take the
-same partition lock), since Partition relies on having one owner; ListOffsets
-by time reads the disk on the caller's thread, as the broker does on a
-worker thread.
+Threads: every public method may be called from any thread except the store's
+own loop thread (`pylog-broker-<id>`), where no user code runs. Each call
+hands its work to that loop (one thread switch per call: the embedded
+producer hands it all the batches of one drain at once, `append_many`) and
+waits for the answer; the Partitions, the purgatory and the coordinator are
+touched on the loop only, as in the broker, so nothing here relies on the GIL
+beyond the registry lock and concurrent.futures.
 """
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import inspect
 import os
 import threading
-import time
 from typing import ClassVar
 
+from ..broker.broker import Broker
 from ..broker.config import BrokerConfig, read_properties
-from ..broker.coordinator_writer import BrokerPartitionWriter
 from ..broker.handlers import INTERNAL_TOPICS
-from ..broker.log_manager import META_FILE, LogManager
-from ..broker.producer_ids import ProducerIdBlocks
+from ..broker.log_manager import META_FILE
 from ..client.errors import check
+from ..coordinator.runtime import _chain as chain
 from ..errors import (
     InvalidRequestError,
     InvalidTopicError,
@@ -75,18 +65,43 @@ from ..errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
-from ..groups import offsets_topic as ot
-from ..groups.coordinator import GroupCoordinator, GroupState
+from ..groups.coordinator import GroupState
+from ..protocol import messages as m
+from ..protocol.error_codes import Errors
 from ..structs import OffsetAndMetadata, TopicPartition
 
 __all__ = ["LocalStore"]
 
+# How long a call waits for the broker core's answer: far above any append or
+# topic creation; a broker core that does not answer in that time is wedged.
+CALL_TIMEOUT_S = 300.0
+
+
+_NOT_READY = frozenset({Errors.COORDINATOR_NOT_AVAILABLE, Errors.COORDINATOR_LOAD_IN_PROGRESS,
+                        Errors.NOT_COORDINATOR})
+
+
+# How long a commit or offset fetch asks again while the group coordinator is
+# not ready (the offsets topic being created and loaded: well under a second).
+COORDINATOR_WAIT_S = 30.0
+
+
+class _Header:
+    """The request header fields the handlers read, for in-process requests."""
+
+    __slots__ = ("request_api_version", "client_id", "peer_host")
+
+    def __init__(self, version: int):
+        self.request_api_version = version
+        self.client_id = "pylog-embedded"
+        self.peer_host = "in-process"
 
 
 class LocalStore:
     """A broker data directory opened in this process (see the module docstring).
 
-    Create with LocalStore.open(log_dir, ...), never directly. Thread-safe.
+    Create with LocalStore.open(log_dir, ...), never directly. Thread-safe:
+    any thread but the store's own loop thread.
     """
 
     _registry: ClassVar[dict[str, LocalStore]] = {}
@@ -94,10 +109,15 @@ class LocalStore:
 
     @classmethod
     def open(cls, log_dir, *, auto_create_topics: bool = True, num_partitions: int = 1,
-             config: dict | None = None) -> LocalStore:
+             config: dict | None = None, read_only: bool = False):
         """The process's store for log_dir, opened on first use. config: broker
         settings under Kafka's keys (log.segment.bytes, offsets.topic.num.partitions,
-        ...). A store already open keeps the settings of its first opener."""
+        ...). A store already open keeps the settings of its first opener.
+        read_only: a reader of a directory another process may be writing
+        (pylog/embedded/reader.py); it neither locks nor writes anything."""
+        if read_only:
+            from .reader import ReadOnlyStore
+            return ReadOnlyStore(log_dir)
         path = os.path.realpath(os.fspath(log_dir))
         with cls._registry_lock:
             store = cls._registry.get(path)
@@ -110,37 +130,30 @@ class LocalStore:
 
     def __init__(self, path, auto_create_topics, num_partitions, config):
         os.makedirs(path, exist_ok=True)
-        try:
-            props = {k: str(v) for k, v in (config or {}).items()}
-            props.setdefault("num.partitions", str(num_partitions))
-            props.setdefault("auto.create.topics.enable", str(bool(auto_create_topics)).lower())
-            props["log.dirs"] = path
-            stored_id = _stored_broker_id(path)
-            if stored_id is not None:
-                # The directory belongs to that broker id; LogManager refuses another.
-                props["broker.id"] = stored_id
-            self.config = BrokerConfig(props)
-            self.data_dir = path
-            self.log_manager = LogManager(self.config, path, standalone=True)
-            self.log_manager.open()
-            self._groups = GroupCoordinator(self.config, BrokerPartitionWriter.local(self.log_manager))
-            if ot.TOPIC in self.log_manager.topics:
-                self._load_groups()
-        except BaseException:
-            if getattr(self, "log_manager", None) is not None:
-                self.log_manager.close()
-            raise
+        props = {k: str(v) for k, v in (config or {}).items()}
+        props.setdefault("num.partitions", str(num_partitions))
+        props.setdefault("auto.create.topics.enable", str(bool(auto_create_topics)).lower())
+        props["log.dirs"] = path
+        # A one-node cluster: its internal topics have one replica (Kafka's
+        # single-broker configs set the same), unless the caller says otherwise.
+        props.setdefault("offsets.topic.replication.factor", "1")
+        stored_id = _stored_broker_id(path)
+        if stored_id is not None:
+            # The directory belongs to that broker id; LogManager refuses another.
+            props["broker.id"] = stored_id
+        self.config = BrokerConfig(props)
+        self.data_dir = path
         self.auto_create_topics = self.config.get("auto.create.topics.enable")
+        # A big directory opens every partition before the start returns.
+        self.broker = Broker(self.config, path, listen=False).start_in_thread(CALL_TIMEOUT_S)
+        self._loop = self.broker._loop
         self._refs = 1
-        self._lock = threading.RLock()
-        self._partition_locks: dict[tuple[str, int], threading.Lock] = {}
-        self._producer_ids = ProducerIdBlocks(path)
-        self._housekeeping_interval_s = min(self.config.get("log.retention.check.interval.ms"),
-                                            self.config.get("log.flush.offset.checkpoint.interval.ms")) / 1000.0
-        self._last_housekeeping: dict[tuple[str, int], float] = {}
         self._closed = False
-        self.appended = threading.Condition(threading.Lock())
-        self.append_count = 0   # appends so far, under `appended`: long polls watch it
+        try:
+            self._call(self._forget_members)
+        except BaseException:
+            self.broker.stop_in_thread()
+            raise
 
     # ---- facts ----
 
@@ -148,80 +161,141 @@ class LocalStore:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def log_manager(self):
+        return self.broker.log_manager
+
     def __repr__(self):
         return f"LocalStore({self.data_dir!r}, refs={self._refs}{', closed' if self._closed else ''})"
 
-    # ---- topics ----
+    # ---- the broker core's loop ----
+
+    def _call(self, fn, *args):
+        """fn(*args) on the broker core's loop; its result (a coroutine or
+        awaitable it returns is awaited there). Raises what fn raised."""
+        if self._closed:
+            raise LogClosedError(f"{self!r} is closed")
+        fut = concurrent.futures.Future()
+
+        def run():
+            try:
+                out = fn(*args)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                fut.set_exception(e)
+                return
+            if not inspect.isawaitable(out):
+                fut.set_result(out)
+                return
+            chain(out, fut)
+        try:
+            self._loop.call_soon_threadsafe(run)
+        except RuntimeError as e:   # the loop closed under us: the store was closed
+            raise LogClosedError(f"{self!r} is closed") from e
+        return fut.result(CALL_TIMEOUT_S)
+
+    def call_soon(self, fn, *args) -> None:
+        """fn(*args) on the broker core's loop, not waited for (wakeups)."""
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            pass   # closed: nothing left to wake
+
+    # ---- topics: the handlers' bodies, through the controller ----
 
     def create_topic(self, name: str, partitions: int = 1, config: dict | None = None) -> None:
         """Create a topic (TopicAlreadyExistsError, InvalidTopicError,
         InvalidPartitionsError, InvalidConfigError as the broker raises them)."""
         if name in INTERNAL_TOPICS:
             raise InvalidRequestError(f"{name} is an internal topic; it is not created by clients")
-        with self._lock:
-            self._check_open()
-            self.log_manager.create_topic(name, partitions, 1, config)
+        self._create_topic(name, partitions, config)
+
+    def _create_topic(self, name, partitions, config):
+        Q = m.CreateTopicsRequest
+        req = Q(topics=[Q.CreatableTopic(
+            name=name, num_partitions=partitions, replication_factor=-1, assignments=[],
+            configs=[Q.CreatableTopicConfig(name=k, value=str(v)) for k, v in (config or {}).items()])],
+            timeout_ms=int(CALL_TIMEOUT_S * 1000), validate_only=False)
+        r = self._call(self.broker.handlers.create_topics, _Header(7), req).topics[0]
+        check(r.error_code, r.error_message)
 
     def create_partitions(self, name: str, count: int) -> None:
         """Grow topic name to count partitions (Kafka's CreatePartitions)."""
-        with self._lock:
-            self._check_open()
-            self.log_manager.create_partitions(name, count)
+        Q = m.CreatePartitionsRequest
+        req = Q(topics=[Q.CreatePartitionsTopic(name=name, count=count, assignments=None)],
+                timeout_ms=int(CALL_TIMEOUT_S * 1000), validate_only=False)
+        r = self._call(self.broker.handlers.create_partitions, _Header(3), req).results[0]
+        check(r.error_code, r.error_message)
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic (Kafka's DeleteTopics; delete.topic.enable applies)."""
+        req = m.DeleteTopicsRequest(topics=[], topic_names=[name], timeout_ms=int(CALL_TIMEOUT_S * 1000))
+        r = self._call(self.broker.handlers.delete_topics, _Header(5), req).responses[0]
+        check(r.error_code, r.error_message)
 
     def partitions_for(self, topic: str, create: bool = False) -> list[int] | None:
         """The topic's partition ids; None when it does not exist (after
         creating it with num.partitions when create and auto_create_topics)."""
-        with self._lock:
-            self._check_open()
-            meta = self.log_manager.topics.get(topic)
-            if meta is None and create and self.auto_create_topics and topic not in INTERNAL_TOPICS:
-                try:
-                    meta = self.log_manager.create_topic(topic)
-                except TopicAlreadyExistsError:  # pragma: no cover - the lock rules it out
-                    meta = self.log_manager.topics[topic]
-            return None if meta is None else list(range(meta.num_partitions))
+        parts = self._call(self._partition_ids, topic)
+        if parts is None and create and self.auto_create_topics and topic not in INTERNAL_TOPICS:
+            try:
+                self._create_topic(topic, -1, None)
+            except TopicAlreadyExistsError:
+                pass   # created meanwhile by another caller
+            parts = self._call(self._partition_ids, topic)
+        return parts
+
+    def _partition_ids(self, topic):
+        states = self.broker.metadata_cache.topics.get(topic)
+        return sorted(states) if states else None
 
     def topics(self) -> list[str]:
         """Every topic except the internal ones, sorted."""
-        with self._lock:
-            self._check_open()
-            return sorted(t for t in self.log_manager.topics if t not in INTERNAL_TOPICS)
+        return self._call(lambda: sorted(t for t in self.broker.metadata_cache.topics if t not in INTERNAL_TOPICS))
 
     # ---- records ----
 
     def append(self, topic: str, partition: int, batch) -> tuple[int, int]:
         """Append the record batches in batch (v2, as a producer builds them) as
-        the broker appends a Produce request's: validated, offsets assigned, the
-        leader epoch stamped, idempotent producer fields checked. A retried
+        the Produce handler appends a request's: validated, offsets assigned,
+        the leader epoch stamped, idempotent producer fields checked. A retried
         idempotent batch is not written again: its original offset comes back.
         Returns (base_offset, log_append_time) with log_append_time -1
         (CreateTime topics only, like the broker)."""
-        if topic in INTERNAL_TOPICS:
-            raise InvalidTopicError(f"{topic} is an internal topic: clients cannot produce to it")
-        p = self._partition(topic, partition)
-        with self._partition_lock(topic, partition):
-            r = p.append_as_leader(batch, -1)
-            # No broker runs the background task here: the writer does it,
-            # for the partition it writes, as often as the broker would.
-            now = time.monotonic()
-            last = self._last_housekeeping.setdefault((topic, partition), now)
-            if now - last >= self._housekeeping_interval_s:
-                self._last_housekeeping[(topic, partition)] = now
-                p.housekeeping()
-        with self.appended:
-            self.append_count += 1
-            self.appended.notify_all()
-        return r.first_offset, r.log_append_time
+        out = self.append_many([(topic, partition, batch)])[0]
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+    def append_many(self, batches) -> list:
+        """append() for each (topic, partition, batch), in one trip to the
+        loop: (base_offset, log_append_time) or the exception, per batch."""
+        return self._call(self._append_on_loop, batches)
+
+    def _append_on_loop(self, batches):
+        out = []
+        get = self.broker.log_manager.get_partition
+        for topic, partition, batch in batches:
+            try:
+                if topic in INTERNAL_TOPICS:
+                    raise InvalidTopicError(f"{topic} is an internal topic: clients cannot produce to it")
+                r = get(topic, partition).append_as_leader(batch, -1)
+                out.append((r.first_offset, r.log_append_time))
+            except Exception as e:  # noqa: BLE001 - per batch, as a Produce answer per partition
+                out.append(e)
+        return out
 
     def read(self, topic: str, partition: int, offset: int, max_bytes: int):
         """(records, high_watermark, log_start_offset): whole batches from the one
         holding offset, at most max_bytes unless the first batch alone is larger
         (KIP-74), as bytes; b"" when offset is the high watermark.
         OffsetOutOfRangeError outside [log_start_offset, high_watermark]."""
-        p = self._partition(topic, partition)
-        with self._partition_lock(topic, partition):
-            hw, lso = p.high_watermark, p.log_start_offset
-            fs = p.read(offset, max_bytes)
+        return self._call(self.read_now, topic, partition, offset, max_bytes)
+
+    def read_now(self, topic, partition, offset, max_bytes):
+        """read() on the loop only (the embedded source's fetch runs there)."""
+        p = self.partition_on_loop(topic, partition)
+        hw, lso = p.high_watermark, p.log_start_offset
+        fs = p.read(offset, max_bytes)
         if fs is None:
             return b"", hw, lso
         # Copied out so no segment stays pinned by a caller's records.
@@ -229,62 +303,119 @@ class LocalStore:
         del fs
         return data, hw, lso
 
+    def watermarks_now(self, topic, partition) -> tuple[int, int]:
+        """(high_watermark, log_start_offset), on the loop only."""
+        p = self.partition_on_loop(topic, partition)
+        return p.high_watermark, p.log_start_offset
+
+    def partition_on_loop(self, topic, partition):
+        p = self.broker.log_manager.partitions.get((topic, partition))
+        if p is None:
+            raise UnknownTopicOrPartitionError(f"{topic}-{partition} does not exist in {self.data_dir}")
+        return p
+
     def list_offset(self, topic: str, partition: int, timestamp: int,
                     isolation_level: int = 0) -> tuple[int, int]:
-        """ListOffsets for one partition, by the broker's own body
-        (Partition.list_offset_now, then list_offset_by_time): -2 earliest,
-        -1 latest (the high watermark; the last stable offset under
-        isolation_level 1), else the first offset whose timestamp is >=
-        timestamp. (offset, timestamp); (-1, -1) when no record is that late.
-        The lookup by time reads the disk on the calling (user) thread, as the
-        broker does on a worker thread."""
-        p = self._partition(topic, partition)
-        with self._partition_lock(topic, partition):
-            now = p.list_offset_now(timestamp, isolation_level == 1)
-            if now is not None:
-                return now
-            return p.list_offset_by_time(timestamp)
+        """ListOffsets for one partition, by the broker's ListOffsets handler:
+        -2 earliest, -1 latest (the high watermark; the last stable offset
+        under isolation_level 1), else the first offset whose timestamp is >=
+        timestamp (looked up on a worker thread, as the broker does).
+        (offset, timestamp); (-1, -1) when no record is that late."""
+        Q = m.ListOffsetsRequest
+        req = Q(replica_id=-1, isolation_level=isolation_level, timeout_ms=0, topics=[Q.ListOffsetsTopic(
+            name=topic, partitions=[Q.ListOffsetsPartition(partition_index=partition, current_leader_epoch=-1,
+                                                           timestamp=timestamp, max_num_offsets=1)])])
+        r = self._call(self.broker.handlers.list_offsets, _Header(7), req).topics[0].partitions[0]
+        check(r.error_code, f"listing offsets of {topic}-{partition}")
+        return r.offset, r.timestamp
 
     def high_watermark(self, topic: str, partition: int) -> int:
-        return self._partition(topic, partition).high_watermark
+        return self._call(lambda: self.partition_on_loop(topic, partition).high_watermark)
 
     def log_start_offset(self, topic: str, partition: int) -> int:
-        return self._partition(topic, partition).log_start_offset
+        return self._call(lambda: self.partition_on_loop(topic, partition).log_start_offset)
 
-    # ---- committed offsets (__consumer_offsets, as the group coordinator keeps them) ----
+    def _partition(self, topic, partition):
+        """The Partition object (tests; touch it on the loop only: `call`)."""
+        return self._call(self.partition_on_loop, topic, partition)
+
+    def call(self, fn, *args):
+        """fn(*args) on the broker core's loop (tests, tools)."""
+        return self._call(fn, *args)
+
+    # ---- committed offsets: the OffsetCommit / OffsetFetch handlers ----
 
     def commit_offsets(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         """Store offsets for group_id as a standalone commit (no generation: a
-        local directory has one consumer process) in the group's partition of
-        __consumer_offsets, written before this returns. Raises the pylog error
-        of the first partition refused (UnknownTopicOrPartitionError,
-        OffsetMetadataTooLarge's code, ...); the others are stored."""
+        local directory has one consumer process), answered once written.
+        Raises the pylog error of the first partition refused
+        (UnknownTopicOrPartitionError, OffsetMetadataTooLarge's code, ...);
+        the others are stored."""
         if not offsets:
             return
-        items = [(tp.topic, tp.partition, om.offset, om.leader_epoch, om.metadata)
-                 for tp, om in offsets.items()]
-        with self._lock:
-            self._check_open()
-            result = self._groups.commit_offsets(group_id, -1, "", None, items)
-        for (topic, partition), code in sorted(result.items()):
-            check(code, f"committing {topic}-{partition} for group {group_id}")
+        Q = m.OffsetCommitRequest
+        by_topic: dict[str, list] = {}
+        for tp, om in offsets.items():
+            by_topic.setdefault(tp.topic, []).append(Q.OffsetCommitRequestPartition(
+                partition_index=tp.partition, committed_offset=om.offset, committed_leader_epoch=om.leader_epoch,
+                commit_timestamp=-1, committed_metadata=om.metadata))
+        req = Q(group_id=group_id, generation_id_or_member_epoch=-1, member_id="", group_instance_id=None,
+                retention_time_ms=-1, topics=[Q.OffsetCommitRequestTopic(name=t, partitions=ps)
+                                              for t, ps in by_topic.items()])
+        r = self._call(self._group_request, 8, 8, req,
+                       lambda r: [p.error_code for t in r.topics for p in t.partitions])
+        for code, t, p in sorted((p.error_code, t.name, p.partition_index) for t in r.topics for p in t.partitions):
+            check(code, f"committing {t}-{p} for group {group_id}")
 
     def committed_offsets(self, group_id: str, partitions) -> dict[TopicPartition, OffsetAndMetadata | None]:
-        with self._lock:
-            self._check_open()
-            got = self._groups.fetch_offsets(group_id, [(tp[0], tp[1]) for tp in partitions])
-        return {TopicPartition(t, p): None if om is None else
-                OffsetAndMetadata(om.offset, om.metadata or "", om.leader_epoch)
-                for (t, p), om in got.items()}
+        Q = m.OffsetFetchRequest
+        by_topic: dict[str, list] = {}
+        for tp in partitions:
+            by_topic.setdefault(tp[0], []).append(tp[1])
+        req = Q(group_id=group_id, topics=[Q.OffsetFetchRequestTopic(name=t, partition_indexes=ps)
+                                           for t, ps in by_topic.items()], groups=[], require_stable=False)
+        r = self._call(self._group_request, 9, 7, req,
+                       lambda r: [r.error_code] + [p.error_code for t in r.topics for p in t.partitions])
+        check(r.error_code, f"fetching the committed offsets of group {group_id}")
+        out = {TopicPartition(tp[0], tp[1]): None for tp in partitions}
+        for t in r.topics:
+            for p in t.partitions:
+                check(p.error_code, f"fetching the committed offset of {t.name}-{p.partition_index}")
+                if p.committed_offset >= 0:
+                    out[TopicPartition(t.name, p.partition_index)] = OffsetAndMetadata(
+                        p.committed_offset, p.metadata or "", p.committed_leader_epoch)
+        return out
 
-    def _load_groups(self):
-        self._groups.load()
-        # Members restored from a broker's group metadata are gone (this
-        # process holds the directory, so no broker serves them): forget them in
-        # memory so standalone commits are accepted. Nothing is written; a broker
-        # started later restores and expires them as after any restart.
-        for g in self._groups.groups.values():
-            if g.members:
+    async def _group_request(self, key, version, req, codes_of):
+        """A group API's handler, asked again (as a client would) while the
+        answer is that the coordinator is not ready: the offsets topic is
+        being created (on first use, as a broker creates it) or loaded."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COORDINATOR_WAIT_S
+        handler = self.broker.handlers.table[key]
+        while True:
+            out = handler(_Header(version), req)
+            if inspect.isawaitable(out):
+                out = await out
+            if loop.time() > deadline or not any(c in _NOT_READY for c in codes_of(out)):
+                return out
+            await asyncio.sleep(0.005)
+
+    async def _forget_members(self):
+        """Members restored from a broker's group metadata are gone (this
+        process holds the directory, so no broker serves them): forget them in
+        memory, once the offsets partitions are loaded, so standalone commits
+        are accepted. Nothing is written; a broker started later restores and
+        expires them as after any restart."""
+        runtime = self.broker.groups.runtime
+        while runtime.loading_partitions():
+            await asyncio.sleep(0.01)
+        for g in self.broker.groups.groups.values():
+            if g.members and g.state is not GroupState.DEAD:
+                for mm in g.members.values():
+                    for fut in (mm.join_future, mm.sync_future):
+                        if fut is not None and not fut.done():
+                            fut.cancel()
                 g.members.clear()
                 g.static.clear()
                 g.state = GroupState.EMPTY
@@ -292,40 +423,33 @@ class LocalStore:
     # ---- idempotent producers ----
 
     def init_producer_id(self) -> tuple[int, int]:
-        """(producer_id, producer_epoch) for a new idempotent producer, from the
-        broker's on-disk id blocks, so no id is handed out twice across
-        embedded and broker use of the directory."""
-        with self._lock:
-            self._check_open()
-            return self._producer_ids.next_id(), 0
+        """(producer_id, producer_epoch) for a new idempotent producer, by the
+        InitProducerId handler: no id is handed out twice across embedded and
+        broker use of the directory."""
+        req = m.InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1, producer_id=-1,
+                                      producer_epoch=-1)
+        r = self._call(self.broker.handlers.init_producer_id, _Header(4), req)
+        check(r.error_code, "allocating a producer id")
+        return r.producer_id, r.producer_epoch
 
     # ---- durability and closing ----
 
     def flush(self) -> None:
-        """fdatasync every partition written since the last flush."""
-        with self._lock:
-            self._check_open()
-            parts = list(self.log_manager.partitions.items())
-        for key, p in parts:
-            with self._partition_lock(*key):
-                p.log.flush()
+        """fdatasync every partition written since the last flush (on a
+        worker thread, as the broker's flusher does)."""
+        logs = self._call(lambda: [p.log for p in self.broker.log_manager.partitions.values()])
+        for plog in logs:
+            plog.flush()
 
     def housekeeping(self, now_ms: int | None = None) -> None:
-        """What the broker's background task does, for every partition now:
-        retention, producer-id expiry, producer-state snapshots, high
-        watermark checkpoints. (append() does it for the partition it writes
-        every log.retention.check.interval.ms.)"""
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        with self._lock:
-            self._check_open()
-            parts = list(self.log_manager.partitions.items())
-        for key, p in parts:
-            with self._partition_lock(*key):
-                p.housekeeping(now_ms)
+        """What the broker's background task does every
+        log.retention.check.interval.ms, now: retention, producer-id expiry,
+        producer-state snapshots, checkpoints."""
+        self._call(self.broker.log_manager.housekeeping, now_ms)
 
     def close(self) -> None:
-        """Drop one reference; the last closes every log (flushed, clean
-        shutdown) and unlocks the directory. Closing twice is harmless."""
+        """Drop one reference; the last stops the broker core (every log
+        flushed and closed, the directory unlocked). Closing twice is harmless."""
         cls = type(self)
         with cls._registry_lock:
             if self._closed:
@@ -335,40 +459,16 @@ class LocalStore:
                 return
             if cls._registry.get(self.data_dir) is self:
                 del cls._registry[self.data_dir]
-            with self._lock:
-                self._closed = True
-                self.log_manager.close()   # releases the directory lock too
-        with self.appended:
-            self.appended.notify_all()  # long polls return and see the store closed
+            self._closed = True
+            # Fetches waiting in the purgatory see the store closed and answer.
+            self.call_soon(self.broker.handlers.purgatory.complete_all)
+            self.broker.stop_in_thread(CALL_TIMEOUT_S)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
-
-    # ---- internals ----
-
-    def _check_open(self):
-        if self._closed:
-            raise LogClosedError(f"{self!r} is closed")
-
-    def _partition(self, topic, partition):
-        with self._lock:
-            self._check_open()
-            p = self.log_manager.partitions.get((topic, partition))
-        if p is None:
-            raise UnknownTopicOrPartitionError(f"{topic}-{partition} does not exist in {self.data_dir}")
-        return p
-
-    def _partition_lock(self, topic, partition):
-        if topic in INTERNAL_TOPICS:
-            # The coordinator appends to __consumer_offsets under the store lock.
-            return self._lock
-        lk = self._partition_locks.get((topic, partition))
-        if lk is None:
-            lk = self._partition_locks.setdefault((topic, partition), threading.Lock())
-        return lk
 
 
 def _stored_broker_id(path: str) -> str | None:
@@ -377,4 +477,3 @@ def _stored_broker_id(path: str) -> str | None:
         return None
     props = read_properties(meta)
     return props.get("broker.id") or props.get("node.id")
-

@@ -16,6 +16,8 @@ answer waits for the rebalance. Threads: the broker's event loop only.
 """
 from __future__ import annotations
 
+import inspect
+
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from .coordinator import GroupState, _join_error
@@ -189,49 +191,83 @@ class GroupApis:
     # ---- DescribeGroups (15) / ListGroups (16) / DeleteGroups (42) ----
 
     def describe_groups(self, header, req):
+        """Each group is described by a read event on its partition's queue,
+        so the answer shows the state every request before it applied."""
         R = m.DescribeGroupsResponse
-        out = []
-        for gid in req.groups:
-            ops = AUTHORIZED_OPERATIONS_OMITTED
-            wrong = self.coordinator.coordinator_error(gid)
-            if wrong:
-                out.append(R.DescribedGroup(error_code=wrong, group_id=gid, group_state="", protocol_type="",
-                                            protocol_data="", members=[], authorized_operations=ops))
-                continue
-            g = self.coordinator.describe(gid)
-            if g is None:
-                out.append(R.DescribedGroup(error_code=Errors.NONE, group_id=gid, group_state=GroupState.DEAD.value,
-                                            protocol_type="", protocol_data="", members=[],
-                                            authorized_operations=ops))
-                continue
-            show_members = g.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE,
-                                       GroupState.PREPARING_REBALANCE)
-            members = [R.DescribedGroupMember(
-                member_id=mm.member_id, group_instance_id=mm.group_instance_id, client_id=mm.client_id,
-                client_host=mm.client_host,
-                member_metadata=mm.metadata_for(g.protocol_name) if g.state is GroupState.STABLE else b"",
-                member_assignment=mm.assignment if g.state is GroupState.STABLE else b"")
-                for mm in g.members.values()] if show_members else []
-            out.append(R.DescribedGroup(
-                error_code=Errors.NONE, group_id=gid, group_state=g.state.value, protocol_type=g.protocol_type or "",
-                protocol_data=(g.protocol_name or "") if g.state is GroupState.STABLE else "",
-                members=members, authorized_operations=ops))
-        return R(throttle_time_ms=0, groups=out)
+        described = [self._event(gid, self._describe_group, gid) for gid in req.groups]
+        return _gathered(described, lambda groups: R(throttle_time_ms=0, groups=groups))
+
+    def _describe_group(self, gid):
+        R = m.DescribeGroupsResponse
+        ops = AUTHORIZED_OPERATIONS_OMITTED
+        wrong = self.coordinator.coordinator_error(gid)
+        if wrong:
+            return R.DescribedGroup(error_code=wrong, group_id=gid, group_state="", protocol_type="",
+                                    protocol_data="", members=[], authorized_operations=ops)
+        g = self.coordinator.describe(gid)
+        if g is None:
+            return R.DescribedGroup(error_code=Errors.NONE, group_id=gid, group_state=GroupState.DEAD.value,
+                                    protocol_type="", protocol_data="", members=[], authorized_operations=ops)
+        show_members = g.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE,
+                                   GroupState.PREPARING_REBALANCE)
+        members = [R.DescribedGroupMember(
+            member_id=mm.member_id, group_instance_id=mm.group_instance_id, client_id=mm.client_id,
+            client_host=mm.client_host,
+            member_metadata=mm.metadata_for(g.protocol_name) if g.state is GroupState.STABLE else b"",
+            member_assignment=mm.assignment if g.state is GroupState.STABLE else b"")
+            for mm in g.members.values()] if show_members else []
+        return R.DescribedGroup(
+            error_code=Errors.NONE, group_id=gid, group_state=g.state.value, protocol_type=g.protocol_type or "",
+            protocol_data=(g.protocol_name or "") if g.state is GroupState.STABLE else "",
+            members=members, authorized_operations=ops)
 
     def list_groups(self, header, req):
+        """A read event on the queue of every partition led here (Kafka's
+        runtime scatters ListGroups the same way), gathered into one answer."""
         R = m.ListGroupsResponse
-        if self.coordinator.runtime.loading_partitions():
+        runtime = self.coordinator.runtime
+        if runtime.loading_partitions():
             # As Kafka: no partial list while some groups are still unknown.
             return R(throttle_time_ms=0, error_code=Errors.COORDINATOR_LOAD_IN_PROGRESS, groups=[])
         wanted = set(req.states_filter) if header.request_api_version >= 4 and req.states_filter else None
-        groups = [R.ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type or "",
-                                group_state=g.state.value)
-                  for g in self.coordinator.list_groups() if wanted is None or g.state.value in wanted]
-        return R(throttle_time_ms=0, error_code=Errors.NONE, groups=groups)
+        listed = [runtime.schedule(index, self._list_partition, index, wanted)
+                  for index in runtime.active_partitions()]
+
+        def answer(per_partition):
+            if any(part is None for part in per_partition):
+                return R(throttle_time_ms=0, error_code=Errors.COORDINATOR_LOAD_IN_PROGRESS, groups=[])
+            return R(throttle_time_ms=0, error_code=Errors.NONE,
+                     groups=[lg for part in per_partition for lg in part])
+        return _gathered(listed, answer)
+
+    def _list_partition(self, index, wanted):
+        R = m.ListGroupsResponse
+        c = self.coordinator
+        if not c.runtime.is_active(index):
+            return None   # unloaded or loading again since the request arrived
+        return [R.ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value)
+                for g in c.list_groups() if c.partition_for(g.group_id) == index
+                and (wanted is None or g.state.value in wanted)]
 
     def delete_groups(self, header, req):
+        """Each group is deleted by an event on its partition's queue; the
+        answer waits until its tombstones are committed (a write event)."""
         R = m.DeleteGroupsResponse
-        return R(throttle_time_ms=0, results=[
-            R.DeletableGroupResult(group_id=gid, error_code=self.coordinator.coordinator_error(gid)
-                                   or self.coordinator.delete_group(gid))
-            for gid in req.groups_names])
+        codes = [self._event(gid, self._delete_group, gid) for gid in req.groups_names]
+        return _gathered(codes, lambda got: R(throttle_time_ms=0, results=[
+            R.DeletableGroupResult(group_id=gid, error_code=code) for gid, code in zip(req.groups_names, got)]))
+
+    def _delete_group(self, gid):
+        c = self.coordinator
+        return c.coordinator_error(gid) or c.delete_group(gid)
+
+
+def _gathered(results, build):
+    """build(list of results) at once when every event answered at once, else
+    a coroutine that awaits those still running, in order."""
+    if not any(inspect.isawaitable(r) for r in results):
+        return build(results)
+
+    async def later():
+        return build([await r if inspect.isawaitable(r) else r for r in results])
+    return later()

@@ -39,8 +39,8 @@ Invariants: a group in Stable or CompletingRebalance has a leader among its
 members and a protocol every member supports; generation_id grows by one per
 completed rebalance; pending (KIP-394) members are not members.
 
-Runs on the broker's event loop only; no locking (see GroupCoordinator for
-the embedded store's use).
+Runs on the broker's event loop only; no locking. (The embedded store is a
+broker without a listener: it runs this coordinator on its broker's loop too.)
 """
 from __future__ import annotations
 
@@ -164,9 +164,8 @@ class GroupCoordinator:
     It reaches its partitions only through the runtime and the narrow
     PartitionWriter (coordinator/writer.py), never the broker.
 
-    Threads: the event loop's thread only, as the runtime. The embedded store
-    calls load(), commit_offsets() and fetch_offsets() from any thread, one
-    at a time under its own lock, with no loop (no timers, no waiting).
+    Threads: the event loop's thread only, as the runtime (the embedded
+    store's too: it is a broker core on its own loop thread).
     """
 
     def __init__(self, config, writer):
@@ -340,14 +339,21 @@ class GroupCoordinator:
         (acks=all). The error code as Kafka's GroupMetadataManager maps it for
         offsets: 0, COORDINATOR_NOT_AVAILABLE (ISR too small), NOT_COORDINATOR
         (leadership lost) or REQUEST_TIMED_OUT."""
-        return _store_error(await self.runtime.committed(self.partition_for(group_id), last_offset))
+        return _store_error(await self._wait_committed_raw(group_id, last_offset))
 
-    def _store_group(self, g: Group):
+    async def _wait_committed_raw(self, group_id, last_offset) -> int:
+        """After _store: the write's own outcome (0, or the partition's error)."""
+        return await self.runtime.committed(self.partition_for(group_id), last_offset)
+
+    def _store_group(self, g: Group, assignment: dict | None = None):
+        """Append g's GroupMetadata record; assignment (member id -> bytes)
+        replaces the members' current ones in it (a leader's SyncGroup)."""
         members = [GroupMetadataValue.MemberMetadata(
             member_id=m.member_id, group_instance_id=m.group_instance_id, client_id=m.client_id,
             client_host=m.client_host, rebalance_timeout=m.rebalance_timeout_ms,
             session_timeout=m.session_timeout_ms, subscription=m.metadata_for(g.protocol_name),
-            assignment=m.assignment) for m in g.members.values()]
+            assignment=m.assignment if assignment is None else assignment.get(m.member_id, b""))
+            for m in g.members.values()]
         value = GroupMetadataValue(protocol_type=g.protocol_type or "", generation=g.generation_id,
                                    protocol=g.protocol_name, leader=g.leader_id,
                                    current_state_timestamp=g.state_timestamp, members=members)
@@ -561,32 +567,34 @@ class GroupCoordinator:
             m.sync_future.set_result(Errors.REBALANCE_IN_PROGRESS)
         fut = m.sync_future = asyncio.get_running_loop().create_future()
         if member_id == g.leader_id:
+            # Kafka's order (GroupMetadataManager.classicGroupSyncGroup): the
+            # record carries the leader's assignment (members it left out get
+            # an empty one); the members get it, and the group turns Stable,
+            # only once the write is committed. Until then the group stays in
+            # CompletingRebalance and every member's SyncGroup waits.
             given = {mid: bytes(a) for mid, a in assignments}
-            for mid, mm in g.members.items():
-                mm.assignment = given.get(mid, b"")
-            current = True
+            assignment = {mid: given.get(mid, b"") for mid in g.members}
+            generation = g.generation_id
             try:
-                last = self._store_group(g)
+                last = self._store_group(g, assignment)
             except (PylogError, OSError) as e:
-                # Not stored, so not handed out: everyone rejoins (Kafka's answer
-                # to a failed group write is COORDINATOR_NOT_AVAILABLE).
                 log.error("group %s: storing the assignment failed: %s", g.group_id, e)
-                code = _store_error(getattr(e, "error_code", -1))
+                code = _group_store_error(getattr(e, "error_code", -1))
                 self._assignment_failed(g, code)
                 return code, b""
-            # Handed out only once the ISR has it (acks=all).
-            generation = g.generation_id
-            code = await self._wait_committed(group_id, last)
+            code = await self._wait_committed_raw(group_id, last)
             # A rebalance, an unload or a newer SyncGroup meanwhile answered
             # the waiting members already.
             current = self.groups.get(group_id) is g and g.generation_id == generation and \
                 g.state is GroupState.COMPLETING_REBALANCE
             if current and code:
-                log.warning("group %s: the assignment was not replicated: error %d", g.group_id, code)
-                code = Errors.COORDINATOR_NOT_AVAILABLE if code == Errors.REQUEST_TIMED_OUT else code
+                code = _group_store_error(code)
+                log.warning("group %s: the assignment was not stored: error %d", g.group_id, code)
                 self._assignment_failed(g, code)
                 return code, b""
             if current:
+                for mid, mm in g.members.items():
+                    mm.assignment = assignment.get(mid, b"")
                 g.transition(GroupState.STABLE)
                 g.sync_deadline = None
                 for mm in g.members.values():
@@ -602,11 +610,17 @@ class GroupCoordinator:
         return result
 
     def _assignment_failed(self, g: Group, code: int):
+        """Kafka's answer to a failed assignment write: every member's
+        assignment is reset to empty, every waiting SyncGroup gets the error,
+        and the group prepares a rebalance (or completes the join when it can
+        no longer rebalance)."""
         for mm in g.members.values():
+            mm.assignment = b""
             f, mm.sync_future = mm.sync_future, None
             if f is not None and not f.done():
                 f.set_result(code)
-        self._prepare_rebalance(g, "the assignment could not be stored")
+        self._prepare_rebalance(g, f"error {code} when storing the group assignment")
+        self._maybe_complete_join(g)
 
     # ---- Heartbeat / LeaveGroup ----
 
@@ -659,16 +673,6 @@ class GroupCoordinator:
         self._maybe_complete_join(g)
 
     # ---- offsets ----
-
-    def commit_offsets(self, group_id, generation_id, member_id, group_instance_id, offsets):
-        """offsets: [(topic, partition, offset, leader_epoch, metadata)]. Returns
-        {(topic, partition): error_code}; appended before it returns. For a
-        data directory used without a broker (one replica: committed at once)."""
-        result = self.commit_offsets_replicated(group_id, generation_id, member_id, group_instance_id, offsets)
-        if not isinstance(result, dict):
-            result.close()
-            raise RuntimeError("commit_offsets needs a partition whose appends are committed at once")
-        return result
 
     def commit_offsets_replicated(self, group_id, generation_id, member_id, group_instance_id, offsets):
         """An OffsetCommit: the offsets are appended now and answered (and
@@ -788,14 +792,24 @@ class GroupCoordinator:
             return Errors.GROUP_ID_NOT_FOUND
         if g.members or g.state is not GroupState.EMPTY:
             return Errors.NON_EMPTY_GROUP
-        self._drop_group(g)
-        return Errors.NONE
+        try:
+            last = self._drop_group(g)
+        except (PylogError, OSError) as e:
+            return _store_error(getattr(e, "error_code", -1))
+        # Answered once the tombstones are committed, like an offset commit.
+        code = self.runtime.committed_now(self.partition_for(group_id), last)
+        if code is not None:
+            return _store_error(code)
+        return self._wait_committed(group_id, last)
 
-    def _drop_group(self, g: Group):
+    def _drop_group(self, g: Group) -> int:
+        """Tombstones for g's offsets and metadata, and g forgotten; the
+        offset of the last tombstone."""
         keys = [ot.offset_key(g.group_id, t, p) for t, p in g.offsets] + [ot.group_key(g.group_id)]
-        self._store(g.group_id, keys, [None] * len(keys))
+        last = self._store(g.group_id, keys, [None] * len(keys))
         g.transition(GroupState.DEAD)
         del self.groups[g.group_id]
+        return last
 
     # ---- timers: sessions, join and sync deadlines, offset retention ----
     #
@@ -822,9 +836,9 @@ class GroupCoordinator:
 
     def _arm(self, g: Group):
         """(Re-)arm the group's timer at its earliest deadline, unless it
-        already fires no later. Needs the loop (not for the embedded store)."""
+        already fires no later. Needs the loop."""
         index = self.partition_for(g.group_id)
-        if not self.runtime.is_active(index) or _no_loop():
+        if not self.runtime.is_active(index):
             return
         key = ("group", g.group_id)
         when = self._next_deadline(g)
@@ -847,8 +861,6 @@ class GroupCoordinator:
                 self._arm(g)
 
     def _arm_retention(self, index: int):
-        if _no_loop():
-            return
         self.runtime.schedule_timer(index, "retention", self.clock() + self.retention_check_ms / 1000,
                                     self._retention_timer, index)
 
@@ -908,23 +920,33 @@ def _join_error(code, member_id):
     return code, -1, None, "", member_id, []
 
 
+# Where Kafka's two mappings of a failed write to the offsets partition agree
+# (GroupMetadataManager: offsets and group metadata).
+_WRITE_ERRORS = {
+    Errors.UNKNOWN_TOPIC_OR_PARTITION: Errors.COORDINATOR_NOT_AVAILABLE,
+    Errors.NOT_ENOUGH_REPLICAS: Errors.COORDINATOR_NOT_AVAILABLE,
+    Errors.NOT_LEADER_OR_FOLLOWER: Errors.NOT_COORDINATOR,
+    Errors.NOT_COORDINATOR: Errors.NOT_COORDINATOR,
+    Errors.KAFKA_STORAGE_ERROR: Errors.NOT_COORDINATOR,
+}
+_TOO_LARGE = (Errors.INVALID_FETCH_SIZE, Errors.MESSAGE_TOO_LARGE, Errors.RECORD_LIST_TOO_LARGE)
+
+
 def _store_error(code: int) -> int:
-    """A failed write to the offsets partition as a group error (Kafka's
-    GroupMetadataManager mapping)."""
+    """A failed write of offsets as the OffsetCommit error."""
     if code in (Errors.NONE, Errors.REQUEST_TIMED_OUT):
         return code
-    if code in (Errors.UNKNOWN_TOPIC_OR_PARTITION, Errors.NOT_ENOUGH_REPLICAS, Errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND):
-        return Errors.COORDINATOR_NOT_AVAILABLE
-    if code in (Errors.NOT_LEADER_OR_FOLLOWER, Errors.NOT_COORDINATOR, Errors.KAFKA_STORAGE_ERROR):
-        return Errors.NOT_COORDINATOR
-    if code in (Errors.INVALID_FETCH_SIZE, Errors.MESSAGE_TOO_LARGE, Errors.RECORD_LIST_TOO_LARGE):
+    if code in _TOO_LARGE:
         return Errors.INVALID_COMMIT_OFFSET_SIZE
-    return Errors.COORDINATOR_NOT_AVAILABLE
+    return _WRITE_ERRORS.get(code, Errors.COORDINATOR_NOT_AVAILABLE)
 
 
-def _no_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-        return False
-    except RuntimeError:
-        return True
+def _group_store_error(code: int) -> int:
+    """A failed write of a group's metadata as the SyncGroup error (Kafka's
+    appendGroupMetadataErrorToResponseError: too-large records are
+    UNKNOWN_SERVER_ERROR here, a timeout COORDINATOR_NOT_AVAILABLE)."""
+    if code == Errors.REQUEST_TIMED_OUT:
+        return Errors.COORDINATOR_NOT_AVAILABLE
+    if code in _TOO_LARGE:
+        return Errors.UNKNOWN_SERVER_ERROR
+    return _WRITE_ERRORS.get(code, code)
