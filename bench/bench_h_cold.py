@@ -1,0 +1,56 @@
+"""H, cold start only, compared across checkouts: the first import of
+pylog.testing plus a running_broker() start, in a fresh interpreter each time
+(bench_h_startup's _COLD snippet), for one or more interpreters (each its own
+checkout's .venv/bin/python), interleaved run by run so that load from other
+work on the machine falls on every one of them alike.
+
+    python bench/bench_h_cold.py [--runs 21] PYTHON [PYTHON ...]
+
+Prints each interpreter's median, quartiles and minimum in ms, and the ratio
+of each median to the first one's. Not a pytest benchmark: it measures
+checkouts against each other, which one pytest process cannot.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_h_startup import _COLD, _ENV  # noqa: E402  (the one definition of what is timed)
+
+
+def cold_start_ms(python: str) -> float:
+    # cwd=/ so that no checkout's source tree shadows the interpreter's own pylog.
+    out = subprocess.run([python, "-c", _COLD], capture_output=True, text=True, timeout=60,
+                         check=True, cwd="/", env=_ENV)
+    return float(out.stdout.strip())
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=21)
+    p.add_argument("pythons", nargs="+")
+    args = p.parse_args(argv)
+    for py in args.pythons:  # warm the .pyc caches and the page cache first
+        cold_start_ms(py)
+    times: dict[str, list[float]] = {py: [] for py in args.pythons}
+    for i in range(args.runs):
+        # Alternate which one goes first, so neither always follows the other.
+        order = args.pythons if i % 2 == 0 else args.pythons[::-1]
+        for py in order:
+            times[py].append(cold_start_ms(py))
+    base = statistics.median(times[args.pythons[0]])
+    print(f"cold start (import pylog.testing + running_broker()), {args.runs} interleaved runs, "
+          f"loadavg1 {os.getloadavg()[0]:.2f}")
+    for py, ts in times.items():
+        q1, med, q3 = statistics.quantiles(ts, n=4)
+        med = statistics.median(ts)
+        print(f"  {py}: median {med:.1f} ms (q1 {q1:.1f}, q3 {q3:.1f}, min {min(ts):.1f}), "
+              f"ratio {med / base:.3f}")
+
+
+if __name__ == "__main__":
+    main()
