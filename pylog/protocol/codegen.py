@@ -750,7 +750,7 @@ def _package_init(specs, source):
 
     where = "".join(f"    {s.name!r}: {module_name(s)!r},\n" for s in specs)
     out = [GENERATED_BY.replace("{source}", source) + PACKAGE_DOC,
-           "from importlib import import_module as _import_module",
+           "import sys as _sys",
            "",
            "from ..schema import ClassTable as _ClassTable",
            "",
@@ -764,7 +764,10 @@ def _package_init(specs, source):
            "    module = _MODULE_OF.get(name)",
            "    if module is None:",
            "        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')",
-           "    cls = globals()[name] = getattr(_import_module(f'{__name__}.{module}'), name)",
+           "    # __import__ rather than importlib: -X importtime then shows what each costs.",
+           "    qualified = f'{__name__}.{module}'",
+           "    __import__(qualified)",
+           "    cls = globals()[name] = getattr(_sys.modules[qualified], name)",
            "    return cls",
            "",
            "",

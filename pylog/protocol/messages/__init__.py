@@ -18,7 +18,7 @@ start-up touches a few of them). Import the classes from this package, not
 from the submodules, whose split may change.
 """
 
-from importlib import import_module as _import_module
+import sys as _sys
 
 from ..schema import ClassTable as _ClassTable
 
@@ -219,7 +219,10 @@ def __getattr__(name):
     module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    cls = globals()[name] = getattr(_import_module(f'{__name__}.{module}'), name)
+    # __import__ rather than importlib: -X importtime then shows what each costs.
+    qualified = f'{__name__}.{module}'
+    __import__(qualified)
+    cls = globals()[name] = getattr(_sys.modules[qualified], name)
     return cls
 
 
