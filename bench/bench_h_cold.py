@@ -6,8 +6,9 @@ work on the machine falls on every one of them alike.
 
     python bench/bench_h_cold.py [--runs 21] PYTHON [PYTHON ...]
 
-Prints each interpreter's median, quartiles and minimum in ms, and the ratio
-of each median to the first one's. Not a pytest benchmark: it measures
+Prints each interpreter's median, quartiles and minimum wall time in ms, its
+median CPU time (all threads: the part that other load on the machine does
+not stretch), and the ratio of each median to the first interpreter's. Not a pytest benchmark: it measures
 checkouts against each other, which one pytest process cannot.
 """
 from __future__ import annotations
@@ -22,34 +23,45 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_h_startup import _COLD, _ENV  # noqa: E402  (the one definition of what is timed)
 
 
-def cold_start_ms(python: str) -> float:
+def cold_start_ms(python: str) -> tuple[float, float]:
+    """(wall ms, CPU ms of every thread) of one cold start."""
     # cwd=/ so that no checkout's source tree shadows the interpreter's own pylog.
     out = subprocess.run([python, "-c", _COLD], capture_output=True, text=True, timeout=60,
                          check=True, cwd="/", env=_ENV)
-    return float(out.stdout.strip())
+    wall, cpu = out.stdout.split()
+    return float(wall), float(cpu)
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=21)
+    p.add_argument("--raw", action="store_true", help="also print every run's time")
     p.add_argument("pythons", nargs="+")
     args = p.parse_args(argv)
     for py in args.pythons:  # warm the .pyc caches and the page cache first
         cold_start_ms(py)
     times: dict[str, list[float]] = {py: [] for py in args.pythons}
+    cpus: dict[str, list[float]] = {py: [] for py in args.pythons}
+    load0 = os.getloadavg()[0]
     for i in range(args.runs):
         # Alternate which one goes first, so neither always follows the other.
         order = args.pythons if i % 2 == 0 else args.pythons[::-1]
         for py in order:
-            times[py].append(cold_start_ms(py))
+            wall, cpu = cold_start_ms(py)
+            times[py].append(wall)
+            cpus[py].append(cpu)
     base = statistics.median(times[args.pythons[0]])
+    base_cpu = statistics.median(cpus[args.pythons[0]])
     print(f"cold start (import pylog.testing + running_broker()), {args.runs} interleaved runs, "
-          f"loadavg1 {os.getloadavg()[0]:.2f}")
+          f"loadavg1 {load0:.2f} -> {os.getloadavg()[0]:.2f}")
     for py, ts in times.items():
         q1, med, q3 = statistics.quantiles(ts, n=4)
-        med = statistics.median(ts)
+        cpu = statistics.median(cpus[py])
         print(f"  {py}: median {med:.1f} ms (q1 {q1:.1f}, q3 {q3:.1f}, min {min(ts):.1f}), "
-              f"ratio {med / base:.3f}")
+              f"ratio {med / base:.3f}; CPU median {cpu:.1f} ms, ratio {cpu / base_cpu:.3f}")
+        if args.raw:
+            print("    wall " + " ".join(f"{t:.0f}" for t in ts))
+            print("    cpu  " + " ".join(f"{t:.0f}" for t in cpus[py]))
 
 
 if __name__ == "__main__":
