@@ -15,7 +15,9 @@ schema its own), imported on first use: `from pylog.protocol.messages import
 FetchRequest`, `messages.FetchRequest` and REQUESTS[1] import fetch.py alone.
 A process pays for the APIs it uses, not for all of Kafka's (a broker's
 start-up touches a few of them). Import the classes from this package, not
-from the submodules, whose split may change.
+from the submodules, whose split may change. Any thread may look a class up:
+the import system runs a submodule once and makes a racing first lookup wait
+for it (tests/protocol/test_lazy_messages.py).
 """
 
 import sys as _sys
