@@ -7,29 +7,20 @@ work on the machine falls on every one of them alike.
     python bench/bench_h_cold.py [--runs 21] PYTHON [PYTHON ...]
 
 Prints each interpreter's median, quartiles and minimum wall time in ms, its
-median CPU time (all threads: the part that other load on the machine does
-not stretch), and the ratio of each median to the first interpreter's. Not a pytest benchmark: it measures
-checkouts against each other, which one pytest process cannot.
+median CPU time (all threads: the part that other load on the machine
+stretches less), and the ratio of each median to the first interpreter's.
+Not a pytest benchmark: it measures checkouts against each other, which one
+pytest process cannot.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_h_startup import _COLD, _ENV  # noqa: E402  (the one definition of what is timed)
-
-
-def cold_start_ms(python: str) -> tuple[float, float]:
-    """(wall ms, CPU ms of every thread) of one cold start."""
-    # cwd=/ so that no checkout's source tree shadows the interpreter's own pylog.
-    out = subprocess.run([python, "-c", _COLD], capture_output=True, text=True, timeout=60,
-                         check=True, cwd="/", env=_ENV)
-    wall, cpu = out.stdout.split()
-    return float(wall), float(cpu)
+from bench_h_startup import cold_start_ms  # noqa: E402  (the one definition of what is timed)
 
 
 def main(argv=None) -> None:
@@ -38,6 +29,8 @@ def main(argv=None) -> None:
     p.add_argument("--raw", action="store_true", help="also print every run's time")
     p.add_argument("pythons", nargs="+")
     args = p.parse_args(argv)
+    # Absolute, not resolved: a venv's python must be run by its own path.
+    args.pythons = [os.path.abspath(py) for py in args.pythons]
     for py in args.pythons:  # warm the .pyc caches and the page cache first
         cold_start_ms(py)
     times: dict[str, list[float]] = {py: [] for py in args.pythons}
