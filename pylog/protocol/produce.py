@@ -1,6 +1,6 @@
 """Hand-written codecs for the broker's hottest request: Produce v3-v8.
 
-The generated codecs (messages.py) build an object per struct; a produce
+The generated codecs (messages/) build an object per struct; a produce
 request of one partition is decoded and answered here with a few struct calls
 instead, which halves the broker's Python time per request. The generated
 classes stay the reference: tests/protocol/test_produce_codec.py checks that

@@ -1,4 +1,4 @@
-"""Runtime base of the generated message classes (pylog/protocol/messages.py).
+"""Runtime base of the generated message classes (pylog/protocol/messages/).
 
 A generated class carries a declarative description of its fields (FIELDS,
 one Field per JSON field, with Kafka's version strings) and, for messages,
@@ -9,6 +9,7 @@ only after an encode failed, to name the offending field.
 """
 
 import struct
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -17,7 +18,7 @@ from .types import ZERO_UUID
 
 __all__ = [
     "Field", "Struct", "Message", "UNSET", "ZERO_UUID",
-    "version_in", "fields_in_version", "struct_type",
+    "version_in", "fields_in_version", "struct_type", "ClassTable",
 ]
 
 
@@ -186,6 +187,49 @@ class Message(Struct):
             raise ProtocolError(
                 f"{cls.__name__} v{version}: {len(mv) - pos} trailing byte(s) after offset {pos}")
         return obj
+
+
+class ClassTable(Mapping):
+    """A read-only mapping (api key or schema name -> generated class) whose
+    classes are looked up, and so their submodule imported, on first access.
+
+    The keys are known without importing anything; iterating over values()
+    or items() imports every class in the table. Any thread may use it: the
+    import system serialises the submodule's import, and a concurrent first
+    lookup stores the same class twice (a dict store, atomic under the GIL)."""
+
+    __slots__ = ("_names", "_classes", "_resolve")
+
+    def __init__(self, resolve, names):
+        self._resolve = resolve  # class name -> class (the package's __getattr__)
+        self._names = names      # key -> class name
+        self._classes = {}       # key -> class, for the keys looked up so far
+
+    def __getitem__(self, key):
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = self._resolve(self._names[key])
+        return cls
+
+    def get(self, key, default=None):
+        # Mapping.get goes through a KeyError for unknown keys; framing asks
+        # once per frame, so the resolved classes are answered from one dict.
+        cls = self._classes.get(key)
+        if cls is not None:
+            return cls
+        return self[key] if key in self._names else default
+
+    def __contains__(self, key):
+        return key in self._names
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self):
+        return len(self._names)
+
+    def __repr__(self):
+        return f"ClassTable({self._names!r})"
 
 
 # --- encode diagnostics --------------------------------------------------------

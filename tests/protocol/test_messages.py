@@ -10,6 +10,7 @@ from uuid import UUID
 
 import pytest
 
+from pylog.protocol import codegen
 from pylog.protocol import messages as m
 from pylog.protocol.errors import ProtocolError, UnsupportedVersionError
 from pylog.protocol.schema import fields_in_version, struct_type, version_in
@@ -20,7 +21,7 @@ CASES = [(cls, v) for cls in ALL
          for v in range(cls.VALID_VERSIONS[0], cls.VALID_VERSIONS[1] + 1)]
 CASE_IDS = [f"{cls.__name__}-v{v}" for cls, v in CASES]
 
-SCHEMAS = Path(__file__).resolve().parents[2].parent / "shared" / "kafka-protocol" / "messages"
+SCHEMAS = codegen.DEFAULT_SCHEMAS  # beside the repository, or beside a folder above it
 
 
 # --- building objects by walking the schema ------------------------------------
@@ -333,11 +334,15 @@ def test_request_header_client_id_stays_classic_in_v2():
 # --- the committed file is the generator's output --------------------------------
 
 @pytest.mark.skipif(not SCHEMAS.is_dir(), reason="shared/kafka-protocol not present")
-def test_messages_py_is_up_to_date():
-    from pylog.protocol import codegen
-    committed = Path(m.__file__).read_text(encoding="utf-8")
-    assert codegen.generate(SCHEMAS) == committed, (
-        "pylog/protocol/messages.py is stale: run `python -m pylog.protocol.codegen`")
+def test_messages_package_is_up_to_date():
+    package = Path(m.__file__).parent
+    committed = {p.name: p.read_text(encoding="utf-8") for p in package.glob("*.py")}
+    generated = codegen.generate_package(SCHEMAS)
+    assert sorted(committed) == sorted(generated), (
+        "pylog/protocol/messages/ has other modules than the generator writes: "
+        "run `python -m pylog.protocol.codegen`")
+    stale = [name for name in generated if generated[name] != committed[name]]
+    assert not stale, f"pylog/protocol/messages/{stale[0]} is stale: run `python -m pylog.protocol.codegen`"
 
 
 GROUP_SCHEMAS = SCHEMAS.parent / "group-coordinator"
@@ -346,7 +351,7 @@ GROUP_RECORDS = ["OffsetCommitKey", "OffsetCommitValue", "GroupMetadataKey", "Gr
 
 @pytest.mark.skipif(not GROUP_SCHEMAS.is_dir(), reason="shared/kafka-protocol not present")
 def test_group_records_py_is_up_to_date():
-    from pylog.protocol import codegen, group_records
+    from pylog.protocol import group_records
     committed = Path(group_records.__file__).read_text(encoding="utf-8")
     assert codegen.generate(GROUP_SCHEMAS, GROUP_RECORDS) == committed, (
         "pylog/protocol/group_records.py is stale: run `python -m pylog.protocol.codegen --schemas "
