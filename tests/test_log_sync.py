@@ -201,3 +201,18 @@ def test_a_crash_before_the_rolled_segment_is_synced_recovers_it(log_dir, tmp_pa
         assert again.log_end_offset == n
         assert [bytes(r.value)[:4] for r in again.scan()] == [b"%04d" % i for i in range(n)]
         assert again.recovery_point == n
+
+
+def test_close_handlers_syncs_nothing_and_the_log_recovers(log_dir, sync_threads):
+    # Kafka's closeHandlers, for a log about to be deleted: no flush, no
+    # checkpoint, no clean-shutdown marker; opened again, it recovers.
+    log = Log.open(log_dir, segment_bytes=1024)
+    del sync_threads[:]
+    for i in range(3):
+        log.append(b"%04d" % i)
+    log.close_handlers()
+    assert log.closed
+    assert sync_threads == []
+    assert not os.path.exists(os.path.join(log_dir, ".kafka_cleanshutdown"))
+    with Log.open(log_dir, segment_bytes=1024) as again:
+        assert [bytes(r.value) for r in again.scan()] == [b"0000", b"0001", b"0002"]

@@ -292,9 +292,14 @@ class Handlers:
         rm = self.broker.replica_manager
 
         def apply():
-            results = rm.stop_replicas(req)
-            return R(error_code=0, partition_errors=[
-                R.StopReplicaPartitionError(topic_name=t, partition_index=i, error_code=c) for t, i, c in results])
+            stopping = rm.stop_replicas(req)   # applied now, in request order
+
+            async def stop_then_answer():   # deleted replicas' file work runs off the loop first
+                results = await stopping
+                return R(error_code=0, partition_errors=[
+                    R.StopReplicaPartitionError(topic_name=t, partition_index=i, error_code=c)
+                    for t, i, c in results])
+            return _to_the_end(stop_then_answer())
 
         def refuse(code):
             return R(error_code=code, partition_errors=[

@@ -44,6 +44,11 @@ ALTER_PARTITION_TIMEOUT_S = 10.0
 
 
 class ReplicaManager:
+    """Threads: the broker's event loop only (see the module docstring); the
+    file work it starts runs on the LogManager's threads and touches none
+    of its state.
+    """
+
     def __init__(self, broker, metadata_cache):
         self.broker = broker
         self.broker_id = broker.broker_id
@@ -266,8 +271,16 @@ class ReplicaManager:
 
     # ---- StopReplica ----
 
-    def stop_replicas(self, req) -> list[tuple[str, int, int]]:
+    def stop_replicas(self, req):
+        """Apply a StopReplica whose controller epoch was accepted: the
+        replicas stop (and deleted ones leave the LogManager) now, on the
+        loop, before any later request is applied; returns a coroutine of the
+        (topic, partition, error code) of each, which ends once the deleted
+        ones' file work, on the LogManager's file thread, is durable (the
+        controller counts a deletion done then), while the loop serves
+        everything else."""
         out = []
+        deletions = []
         for t in req.topics:
             for idx in t.partition_indexes:
                 key = (t.name, idx)
@@ -280,10 +293,21 @@ class ReplicaManager:
                     if p is not None:
                         p.stop()
                         if req.delete_partitions:
-                            self.logs.delete_partition(t.name, idx)
+                            deletions.append((len(out), self.logs.delete_partition(t.name, idx)))
                 except PylogError as e:
                     code = code_for(e)
                 out.append((t.name, idx, code))
+        return self._deleted(out, deletions)
+
+    async def _deleted(self, out, deletions) -> list[tuple[str, int, int]]:
+        for i, done in deletions:
+            try:
+                await asyncio.wrap_future(done)
+            except Exception as e:  # noqa: BLE001 -- that replica's answer carries it
+                log.error("broker %d: deleting the replica %s-%d failed: %s", self.broker_id, out[i][0],
+                          out[i][1], e)
+                out[i] = (out[i][0], out[i][1], code_for(e) if isinstance(e, PylogError)
+                          else Errors.KAFKA_STORAGE_ERROR)
         return out
 
     # ---- ISR changes through the controller (AlterPartition) ----

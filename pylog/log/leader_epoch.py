@@ -219,7 +219,10 @@ class TruncationStep:
     """One step of a follower's truncation: cut the log to `offset` (always <= its
     log end offset; cut the epoch cache with truncate_from_end(offset) too, even
     when the log is already that short). Then, if done, fetch from `offset`;
-    otherwise ask the leader (OffsetForLeaderEpoch) for `next_epoch`."""
+    otherwise ask the leader (OffsetForLeaderEpoch) for `next_epoch`.
+
+    Immutable once made: any thread.
+    """
 
     offset: int
     done: bool

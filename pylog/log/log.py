@@ -56,6 +56,8 @@ WRITE_BUFFER_MAX_MS = 200
 
 @dataclass(frozen=True)
 class SegmentInfo:
+    """Frozen: any thread."""
+
     base_offset: int
     next_offset: int
     size: int
@@ -67,6 +69,11 @@ class Log(_engine.LogCore):
     """An append-only log of records with Kafka's on-disk format.
 
     Open with Log.open(path, ...); use as a context manager or call close().
+
+    Threads: any. Every public method takes the log's lock (an RLock whose
+    bookkeeping relies on the GIL, logcore.pyx); fdatasync, the sync of a
+    rolled segment and the unlink of deleted segments run outside it. The
+    one-flag hand-offs to flush_executor (_hand_off) rely on the GIL too.
     """
 
     # ---- opening ----
@@ -1032,13 +1039,32 @@ class Log(_engine.LogCore):
                     self._flusher = _Flusher(self, self.flush_ms / 1000.0)
                     self._flusher.start()
                 raise
-            self._closed = True
-            self._flusher = None
-            try:
-                for seg in self._segments:
-                    seg.close(trim=True)
-            finally:
+            self._release_files(trim=True)
+
+    def _release_files(self, trim: bool):
+        # Under the lock: the log is closed from here on, whatever fails.
+        self._closed = True
+        self._flusher = None
+        try:
+            for seg in self._segments:
+                seg.close(trim=trim)
+        finally:
+            if self._lock_fd is not None:
                 os.close(self._lock_fd)
+
+    def close_handlers(self):
+        """Close the files without flushing, checkpointing or marking a clean
+        shutdown (Kafka's closeHandlers): for a log whose directory is about to
+        be deleted, so nothing is synced for data that is going. Views stay
+        valid as after close()."""
+        flusher = self._flusher
+        if flusher is not None:
+            flusher.stop()   # outside the lock: it takes the lock itself
+        with self._lock:
+            if self._closed:
+                return
+            self._pristine = False
+            self._release_files(trim=False)
 
     def __enter__(self):
         return self
@@ -1134,7 +1160,10 @@ class _BufferDrainer(threading.Thread):
 
 
 class _Flusher(threading.Thread):
-    """Calls Log.maybe_flush every flush_ms (Kafka's log.flush.interval.ms)."""
+    """Calls Log.maybe_flush every flush_ms (Kafka's log.flush.interval.ms).
+
+    Its own thread; stop() from any other thread.
+    """
 
     def __init__(self, owner: Log, interval: float):
         super().__init__(name=f"pylog-flusher {owner.path}", daemon=True)

@@ -1,0 +1,65 @@
+"""The broker's event loop does not wait on the disk for a segment roll or a
+replica's deletion (issue 12, point 6): the roll's sync (Kafka's flush-log
+task) and the deletion's close, rename and topics-file write (Kafka's
+asyncDelete) run on worker threads. Every fsync, fdatasync, rename and replace
+made from Python is recorded with the thread that made it (the engine's C
+code makes none of those on these paths any more), and none may come from the
+loop's thread."""
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import threading
+import time
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pylog.testing import running_broker
+
+
+async def _thread_ident():
+    return threading.get_ident()
+
+
+def _wait(cond, what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_rolls_and_replica_deletion_do_their_file_work_off_the_loop(tmp_path, monkeypatch):
+    calls = []
+    recording = threading.Event()
+    for name in ("fsync", "fdatasync", "rename", "replace"):
+        real = getattr(os, name)
+
+        def record(*args, _real=real, _name=name):
+            if recording.is_set():
+                calls.append((_name, threading.get_ident(), threading.current_thread().name,
+                              args[0] if isinstance(args[0], str) else None))
+            return _real(*args)
+        monkeypatch.setattr(os, name, record)
+    with running_broker(tmp_path / "d") as b:
+        loop_thread = asyncio.run_coroutine_threadsafe(_thread_ident(), b.broker._loop).result(10)
+        admin = AdminClient({"bootstrap.servers": b})
+        admin.create_topics([NewTopic("t", 1, 1, config={"segment.bytes": "1024"})])["t"].result(30)
+        p = Producer({"bootstrap.servers": b, "linger.ms": 0})
+        p.produce("t", b"first")
+        assert p.flush(30) == 0          # led here, its leader epoch written: creation is over
+        part = os.path.join(b.data_dir, "t-0")
+        recording.set()
+        for i in range(24):              # one batch each, about 370 bytes: a roll every two or three
+            p.produce("t", b"%04d" % i + b"x" * 300)
+            assert p.flush(30) == 0
+        assert len(glob.glob(os.path.join(part, "*.log"))) >= 5
+        _wait(lambda: sum(c[0] == "fdatasync" for c in calls) >= 4, "the rolled segments were never synced")
+        admin.delete_topics(["t"])["t"].result(30)
+        _wait(lambda: not glob.glob(part + "*"), "the deleted replica's directory stayed")
+        recording.clear()
+    assert [c for c in calls if c[1] == loop_thread] == []
+    assert {c[2].rsplit("_", 1)[0] for c in calls if c[0] == "fdatasync"} == {"pylog-flush"}
+    renamed = [c for c in calls if c[0] == "rename" and c[3] == part]
+    assert len(renamed) == 1 and renamed[0][2].startswith("pylog-topic-files")
