@@ -4,8 +4,8 @@ embedded store's) and the partitions open over them.
 What topics exist is not decided here. On a broker the Controller decides
 (every broker is in a cluster; a lone one is a one-node cluster): the
 LeaderAndIsr / StopReplica it sends make this LogManager open, create or
-delete the replicas it is told to (open_replicas + register_replicas off the
-loop, ensure_assigned_partition, delete_partition), and pylog-topics.json is
+delete the replicas it is told to (open_replicas off the loop, then
+register_replicas; delete_partition), and pylog-topics.json is
 this data dir's list of hosted replicas and their last known configs, which the
 one-node cluster adopts into its metadata at start (pylog/cluster/migration.py).
 create_topic/create_partitions serve pylog's embedded store alone, which has no
@@ -283,7 +283,24 @@ class LogManager:
             self._save_topics()
 
     def _save_topics(self):
-        self.write_topics(*self.topics_snapshot())
+        """pylog-topics.json as it is now. On a broker (whose loop owns this
+        LogManager) the write (two fsyncs) queues on file_executor's thread,
+        behind the file work asked before it; close() waits for it. The
+        embedded store (standalone) writes it here, on its caller's thread."""
+        snapshot = self.topics_snapshot()
+        if not self.standalone:
+            try:
+                self.file_executor.submit(self._write_topics_logged, *snapshot)
+                return
+            except (LogClosedError, RuntimeError):
+                pass   # stopping: written here
+        self.write_topics(*snapshot)
+
+    def _write_topics_logged(self, seq, data):
+        try:
+            self.write_topics(seq, data)
+        except OSError as e:   # the next change writes it again
+            log.error("writing %s in %s failed: %s", TOPICS_FILE, self.data_dir, e)
 
     def topics_snapshot(self) -> tuple[int, bytes]:
         """pylog-topics.json as it should be now (on the loop), for write_topics."""
@@ -471,33 +488,6 @@ class LogManager:
 
     # ---- replicas assigned by the controller ----
 
-    def ensure_assigned_partition(self, name: str, index: int, topic_id=None,
-                                  configs: dict | None = None) -> Partition:
-        """The local replica of name-index that the controller assigned here,
-        created (directory and an `assigned` entry in pylog-topics.json) when
-        missing. A topic created locally keeps its entry as it is. configs,
-        when given, are the topic's overrides as the controller has them: a
-        new topic starts with them, an existing one takes them if they changed.
-        A replica whose log cannot be opened stays assigned and offline (as a
-        Kafka log dir that failed): Metadata shows it, produce answers
-        KAFKA_STORAGE_ERROR, and the next start tries again."""
-        if configs is not None:
-            configs = {k: v for k, v in validate_topic_configs(configs).items() if v is not None}
-            self.sync_topic_configs(name, configs)
-        p = self.partitions.get((name, index))
-        if p is not None:
-            return p
-        meta = self._note_assigned(name, index, topic_id, configs)
-        try:
-            p = self._open_partition(meta, index)
-        except BaseException:
-            meta.offline.add(index)
-            self._save_topics()
-            raise
-        self._save_topics()
-        log.info("created replica %s-%d (assigned by the controller)", name, index)
-        return p
-
     def _note_assigned(self, name, index, topic_id, configs) -> TopicMeta:
         """The topic entry listing index as hosted here (created when missing)."""
         validate_topic_name(name)
@@ -546,6 +536,12 @@ class LogManager:
         already there meanwhile keeps its own, the new one is closed."""
         for (name, index, topic_id, configs), p in zip(specs, opened):
             if isinstance(p, BaseException):
+                if (name, index) not in self.partitions:
+                    # Assigned, but its log cannot be opened: offline until the
+                    # controller's next LeaderAndIsr tries it again (off the loop).
+                    self._note_assigned(name, index, topic_id, configs).offline.add(index)
+                    log.error("replica %s-%d is offline: its log in %s could not be opened: %s", name, index,
+                              self.data_dir, p)
                 continue
             if (name, index) in self.partitions:
                 self._close_opened([p])

@@ -149,13 +149,13 @@ class ReplicaManager:
 
     def replicas_to_create(self, req) -> list:
         """The replicas a LeaderAndIsr assigns here that have no log yet:
-        (topic, index, topic_id, config overrides)."""
+        (topic, index, topic_id, config overrides). An offline one (its log
+        could not be opened) is tried again, off the loop too."""
         out = []
         for ts in req.topic_states:
             for ps in ts.partition_states:
                 key = (ts.topic_name, ps.partition_index)
-                if self.broker_id in ps.replicas and key not in self.logs.partitions and \
-                        ps.partition_index not in self.logs.offline(ts.topic_name):
+                if self.broker_id in ps.replicas and key not in self.logs.partitions:
                     out.append((ts.topic_name, ps.partition_index, getattr(ts, "topic_id", None),
                                 topic_configs_of(ts)))
         return out
@@ -206,8 +206,12 @@ class ReplicaManager:
     def _apply_partition_state(self, topic, ts, ps, now_ms) -> int:
         if self.broker_id not in ps.replicas:
             return Errors.UNKNOWN_TOPIC_OR_PARTITION
-        p = self.logs.ensure_assigned_partition(topic, ps.partition_index, getattr(ts, "topic_id", None),
-                                                topic_configs_of(ts))
+        configs = topic_configs_of(ts)
+        if configs is not None:
+            self.logs.sync_topic_configs(topic, configs)
+        # Opened by create_replicas, off the loop; StorageError when it could
+        # not be (offline: KAFKA_STORAGE_ERROR, as a failed Kafka log dir).
+        p = self.logs.get_partition(topic, ps.partition_index)
         if ps.leader_epoch < p.leader_epoch:
             log.warning("broker %d: ignoring LeaderAndIsr for %s-%d: leader epoch %d is older than %d",
                         self.broker_id, topic, ps.partition_index, ps.leader_epoch, p.leader_epoch)
