@@ -17,9 +17,10 @@ fetcher.
 
 Threads: not thread-safe; runs on the broker's event loop only, whether
 the controller's requests come over the wire or from the Controller in this
-process (InProcessBrokerChannel hands them to the loop). The logs of new
-replicas are opened on the LogManager's file thread (create_replicas), which
-touches nothing of this class.
+process (InProcessBrokerChannel hands them to the loop). The file work a
+LeaderAndIsr needs (new replicas' logs, the leader-epoch-checkpoint of each
+new leader epoch: prepare_leader_and_isr) runs on the LogManager's file
+thread before the request is applied, touching no state of this class.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import logging
 import time
 
 from ..errors import LogClosedError, PylogError, code_for
+from ..log.leader_epoch import LeaderEpochCache
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.pylog_tags import reassignment_throttle_of, topic_configs_of
@@ -159,6 +161,58 @@ class ReplicaManager:
                     out.append((ts.topic_name, ps.partition_index, getattr(ts, "topic_id", None),
                                 topic_configs_of(ts)))
         return out
+
+    def prepare_leader_and_isr(self, req):
+        """The file work a LeaderAndIsr needs before it is applied, as a
+        coroutine run off the loop (True when it may then be applied; False:
+        the broker is stopping), or None when there is none: the new
+        replicas' logs (create_replicas) and the leader-epoch-checkpoint of
+        each replica that becomes leader in a new epoch (write_leader_epochs;
+        Kafka writes it before the leader appends under that epoch)."""
+        new = self.replicas_to_create(req)
+        if not new and not self.leader_epochs_to_write(req):
+            return None
+        return self._prepare(req, new)
+
+    async def _prepare(self, req, new) -> bool:
+        if new and not await self.create_replicas(new):
+            return False
+        await self.write_leader_epochs(self.leader_epochs_to_write(req))
+        return True
+
+    def leader_epochs_to_write(self, req) -> list:
+        """(partition, entries) for each replica here that this LeaderAndIsr
+        makes leader in an epoch its cache does not hold (Partition.make_leader
+        will assign it at its log end offset)."""
+        out = []
+        for ts in req.topic_states:
+            for ps in ts.partition_states:
+                if ps.leader != self.broker_id or self.broker_id not in ps.replicas:
+                    continue
+                p = self.logs.partitions.get((ts.topic_name, ps.partition_index))
+                if p is None or ps.leader_epoch < p.leader_epoch or \
+                        p.epoch_cache.latest_epoch() >= ps.leader_epoch:
+                    continue
+                entries = p.epoch_cache.entries_if_assigned(ps.leader_epoch, p.log.log_end_offset)
+                if entries is not None:
+                    out.append((p, entries))
+        return out
+
+    async def write_leader_epochs(self, jobs) -> None:
+        """Write those files on the LogManager's file thread; make_leader then
+        finds each as it would write it and writes nothing on the loop. When
+        this fails, or the log end moved meanwhile (a follower's last fetch),
+        make_leader writes the file itself."""
+        if not jobs:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self.logs.file_executor, _write_epoch_files, [(p.epoch_cache.path, e) for p, e in jobs])
+        except (OSError, LogClosedError) as e:
+            log.warning("broker %d: writing leader epoch checkpoints off the loop failed: %s", self.broker_id, e)
+            return
+        for p, entries in jobs:
+            p.epoch_cache.note_written(entries)
 
     async def create_replicas(self, specs) -> bool:
         """Open new replicas' logs on the LogManager's file thread (each a few
@@ -378,3 +432,9 @@ class ReplicaManager:
                             r.error_code)
         if p.pending_isr == new_isr:
             p.pending_isr = None
+
+
+def _write_epoch_files(jobs):
+    # On the LogManager's file thread: files only, no cache.
+    for path, entries in jobs:
+        LeaderEpochCache.write_file(path, entries)

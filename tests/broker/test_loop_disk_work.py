@@ -13,7 +13,7 @@ import os
 import threading
 import time
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pylog.testing import running_broker
@@ -63,3 +63,35 @@ def test_rolls_and_replica_deletion_do_their_file_work_off_the_loop(tmp_path, mo
     assert {c[2].rsplit("_", 1)[0] for c in calls if c[0] == "fdatasync"} == {"pylog-flush"}
     renamed = [c for c in calls if c[0] == "rename" and c[3] == part]
     assert len(renamed) == 1 and renamed[0][2].startswith("pylog-topic-files")
+
+
+def test_the_offsets_topic_is_created_off_the_loop(tmp_path, monkeypatch):
+    # A group's first use creates __consumer_offsets' 50 partitions: their
+    # directories, logs and leader-epoch-checkpoint files (two fsyncs each)
+    # are made on the file thread, before the LeaderAndIsr is applied.
+    calls = []
+    recording = threading.Event()
+    for name in ("fsync", "fdatasync", "rename", "replace", "mkdir", "makedirs"):
+        real = getattr(os, name)
+
+        def record(*args, _real=real, _name=name, **kwargs):
+            if recording.is_set():
+                calls.append((_name, threading.get_ident(), threading.current_thread().name, args[0]))
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(os, name, record)
+    with running_broker(tmp_path / "d") as b:
+        loop_thread = asyncio.run_coroutine_threadsafe(_thread_ident(), b.broker._loop).result(10)
+        admin = AdminClient({"bootstrap.servers": b})
+        admin.create_topics([NewTopic("t", 1, 1)])["t"].result(30)
+        recording.set()
+        c = Consumer({"bootstrap.servers": b, "group.id": "g", "enable.auto.commit": False})
+        try:
+            c.commit(offsets=[TopicPartition("t", 0, 5)], asynchronous=False)
+            assert c.committed([TopicPartition("t", 0)], timeout=30)[0].offset == 5
+        finally:
+            c.close()
+        recording.clear()
+        made = glob.glob(os.path.join(b.data_dir, "__consumer_offsets-*", "leader-epoch-checkpoint"))
+        assert len(made) == 50
+    assert [c for c in calls if c[1] == loop_thread] == []
+    assert len([c for c in calls if c[0] == "replace" and str(c[3]).endswith("leader-epoch-checkpoint.tmp")]) >= 50
