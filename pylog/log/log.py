@@ -368,8 +368,7 @@ class Log(_engine.LogCore):
         try:
             self._replace_segments(sorted(new_bases), sorted(old_bases))
         finally:
-            if self._retired:
-                self._remove_retired()
+            self._remove_retired_soon()
 
     def _replace_segments(self, new_bases, old_bases):
         with self._lock:
@@ -459,6 +458,21 @@ class Log(_engine.LogCore):
             self._retired.append(path + ".deleted")
             if hook:
                 _swap_step("old-to-deleted")
+
+    def _remove_retired_soon(self):
+        # Kafka unlinks .deleted files later, in a background task: with an
+        # owner's flush_executor (the broker's, whose DeleteRecords and
+        # truncations run on the event loop) the unlinks go there, else here.
+        if not self._retired:
+            return
+        executor = self.flush_executor
+        if executor is not None:
+            try:
+                executor.submit(self._remove_retired)
+                return
+            except RuntimeError:  # the owner is shutting its executor down
+                pass
+        self._remove_retired()
 
     def _remove_retired(self):
         with self._lock:
@@ -856,8 +870,7 @@ class Log(_engine.LogCore):
         try:
             self._truncate_to(offset)
         finally:
-            if self._retired:
-                self._remove_retired()
+            self._remove_retired_soon()
 
     def _truncate_to(self, offset: int):
         with self._lock:
@@ -918,8 +931,7 @@ class Log(_engine.LogCore):
         try:
             return self._delete_records(offset)
         finally:
-            if self._retired:
-                self._remove_retired()
+            self._remove_retired_soon()
 
     def _delete_records(self, offset: int) -> int:
         with self._lock:
@@ -955,8 +967,7 @@ class Log(_engine.LogCore):
         try:
             return self._enforce_retention(now_ms)
         finally:
-            if self._retired:
-                self._remove_retired()
+            self._remove_retired_soon()
 
     def _enforce_retention(self, now_ms: int | None = None) -> int:
         with self._lock:

@@ -95,3 +95,32 @@ def test_the_offsets_topic_is_created_off_the_loop(tmp_path, monkeypatch):
         assert len(made) == 50
     assert [c for c in calls if c[1] == loop_thread] == []
     assert len([c for c in calls if c[0] == "replace" and str(c[3]).endswith("leader-epoch-checkpoint.tmp")]) >= 50
+
+
+def test_delete_records_unlinks_segments_off_the_loop(tmp_path, monkeypatch):
+    # DeleteRecords runs on the loop; the segments it drops are only renamed
+    # *.deleted there, and unlinked on the flush thread (Kafka deletes them in
+    # a background task too).
+    removed = []
+    real_remove = os.remove
+
+    def remove(path, *args, **kwargs):
+        removed.append((threading.get_ident(), str(path)))
+        return real_remove(path, *args, **kwargs)
+    monkeypatch.setattr(os, "remove", remove)
+    with running_broker(tmp_path / "d") as b:
+        loop_thread = asyncio.run_coroutine_threadsafe(_thread_ident(), b.broker._loop).result(10)
+        admin = AdminClient({"bootstrap.servers": b})
+        admin.create_topics([NewTopic("dr", 1, 1, config={"segment.bytes": "1024"})])["dr"].result(30)
+        p = Producer({"bootstrap.servers": b, "linger.ms": 0})
+        for i in range(12):
+            p.produce("dr", b"%04d" % i + b"x" * 300)
+            assert p.flush(30) == 0
+        part = os.path.join(b.data_dir, "dr-0")
+        assert len(glob.glob(os.path.join(part, "*.log"))) >= 3
+        for f in admin.delete_records([TopicPartition("dr", 0, 10)]).values():
+            assert f.result(30).low_watermark == 10
+        _wait(lambda: not glob.glob(os.path.join(part, "*.deleted")) and
+              len([r for r in removed if r[1].endswith(".log.deleted")]) >= 2, "the dropped segments stayed")
+    dropped = [r for r in removed if r[1].startswith(part) and r[1].endswith(".deleted")]
+    assert dropped and all(t != loop_thread for t, _ in dropped)
