@@ -160,11 +160,12 @@ cdef class LogCore:
     def append(self, value, key=None, headers=None, timestamp=None):
         """Append one record; return its offset. headers: [(str, bytes or None)]."""
         cdef int64_t off
-        cdef bint due = False
+        cdef bint due = False, rolled = False
         self._lock.acquire_()
         try:
             off = self._active_for_append()._append_record(value, key, headers, timestamp)
             if off < 0:
+                rolled = True
                 off = (<Segment>self._roll())._append_record(value, key, headers, timestamp)
                 if off < 0:
                     raise _errors.RecordTooLargeError("record does not fit an empty segment")
@@ -172,6 +173,8 @@ cdef class LogCore:
                 due = self._after_append(1)
         finally:
             self._lock.release_()
+        if rolled:  # the sealed segment is synced without the lock (Log._after_roll)
+            self._after_roll()
         if due:  # flush.messages reached: fdatasync, without the lock
             self._flush_due()
         return off
@@ -181,11 +184,12 @@ cdef class LogCore:
         as one record batch; return the first offset."""
         cdef int codec = 0 if compression is None else _codecs.codec_id(compression)
         cdef int64_t off
-        cdef bint due = False
+        cdef bint due = False, rolled = False
         self._lock.acquire_()
         try:
             off = self._active_for_append()._append_records(values, keys, headers, timestamps, codec)
             if off < 0:
+                rolled = True
                 off = (<Segment>self._roll())._append_records(values, keys, headers, timestamps, codec)
                 if off < 0:
                     raise _errors.RecordTooLargeError("batch does not fit an empty segment")
@@ -193,6 +197,8 @@ cdef class LogCore:
                 due = self._after_append(len(values))
         finally:
             self._lock.release_()
+        if rolled:
+            self._after_roll()
         if due:
             self._flush_due()
         return off

@@ -235,6 +235,7 @@ cdef class Segment:
     cdef bint _in_ring
     cdef bint _closing         # closed while views were alive: unmapped by the last one
     cdef int _holds            # fdatasyncs under way outside the owner's lock (sync_begin)
+    cdef bint _index_dirty     # sealed, its indexes not yet made durable since
     cdef object _owner_lock    # the owning Log's lock; None: never parked
     cdef object _weakself
     cdef object __weakref__
@@ -356,13 +357,17 @@ cdef class Segment:
             self._p_size = pl_segment_size(self._s)
             self._p_max_ts = pl_segment_max_timestamp(self._s)
             self._p_first_ts = pl_segment_first_batch_timestamp(self._s)
-            # A sealed segment was synced when it was sealed (or recovered);
-            # anything still unsynced is made durable before its descriptor goes.
+            # A sealed segment is synced by its Log after the roll (or was
+            # recovered and synced); whatever is still unsynced is made durable
+            # before its descriptors go, indexes too.
             rc = PL_OK
-            if pl_segment_synced_size(self._s) < pl_segment_size(self._s):
+            if self._index_dirty:
+                rc = pl_segment_sync(self._s)
+            elif pl_segment_synced_size(self._s) < pl_segment_size(self._s):
                 rc = pl_segment_sync_data(self._s)
             if rc != PL_OK:
                 return False
+            self._index_dirty = False
             rc = pl_segment_close(self._s, 0)
             self._s = NULL
             self._parked = True
@@ -476,27 +481,43 @@ cdef class Segment:
         with nogil:
             rc = pl_segment_sync(self._s) if indexes else pl_segment_sync_data(self._s)
         check(rc, self.path)
+        if indexes:
+            self._index_dirty = False
 
-    def sync_begin(self):
-        """(fd, upto): the .log's descriptor and the size to make durable with an
-        fdatasync outside the owner's lock, buffered bytes pushed to the OS first;
-        fd -1 when nothing is to be synced. Otherwise the segment stays pinned (so
-        its descriptor open, even if it is closed meanwhile) until sync_end."""
-        cdef int fd
+    def sync_begin(self, bint indexes=False):
+        """(fd, upto, index_fds): the .log's descriptor and the size to make
+        durable with an fdatasync outside the owner's lock, buffered bytes
+        pushed to the OS first (fd -1: nothing to sync), and with indexes, the
+        descriptors of a sealed segment's index files to fsync when they were
+        not made durable since it was sealed (else ()). Unless there is nothing
+        to do, the segment stays held (its descriptors open, even if it is
+        closed meanwhile) until sync_end."""
+        cdef int fd, ofd, tfd
         cdef int64_t upto
         if self._parked or self._s == NULL or self._closing:
-            return -1, 0
+            return -1, 0, ()
         check(pl_segment_sync_begin(self._s, &fd, &upto), self.path)
         if fd < 0 or upto <= pl_segment_synced_size(self._s):
-            return -1, 0
-        # Not a view (truncation may go on): only keeps the descriptor open.
+            fd, upto = -1, 0
+        index_fds = ()
+        if indexes and self._index_dirty and self._sealed:
+            pl_segment_index_fds(self._s, &ofd, &tfd)
+            index_fds = (ofd, tfd)
+        if fd < 0 and not index_fds:
+            return -1, 0, ()
+        # Not a view (truncation may go on): only keeps the descriptors open.
         self._holds += 1
-        return fd, upto
+        return fd, upto, index_fds
 
-    def sync_end(self, int64_t upto, bint synced):
-        """After the fdatasync of sync_begin (synced: it succeeded), under the owner's lock."""
+    def sync_end(self, int64_t upto, bint synced, bint indexes_synced=False):
+        """After the syncs of sync_begin (synced: they succeeded;
+        indexes_synced: its index descriptors were fsync'd and the segment was
+        not changed meanwhile), under the owner's lock."""
         if synced and self._s != NULL and not self._closing:
-            pl_segment_sync_done(self._s, upto)
+            if upto > 0:
+                pl_segment_sync_done(self._s, upto)
+            if indexes_synced and self._sealed:
+                self._index_dirty = False
         self._holds -= 1
         if self._s != NULL:
             self._finish_close()
@@ -506,6 +527,8 @@ cdef class Segment:
             return  # only sealed segments are parked
         self._ensure_open()
         check(pl_segment_seal(self._s), self.path)
+        if not self._sealed and self._cfg.writable:
+            self._index_dirty = True
         self._sealed = True
         _BUDGET.join(self)
 
@@ -835,27 +858,47 @@ cdef class Segment:
 
     def find_time_record(self, int64_t timestamp, int64_t min_offset=-1, int64_t max_inflated=64 << 20):
         """(offset, timestamp) of the first record with timestamp >= timestamp and
-        offset >= min_offset in the first batch that can hold one, or None. A
-        compressed batch is inflated as a stream of at most max_inflated bytes
-        (RecordTooLargeError past it) and only up to the answer: a stored bomb
-        costs bounded memory and time, never the whole inflated batch."""
+        offset >= min_offset, or None (Kafka's LogSegment.findOffsetByTimestamp):
+        the time index gives the first batch that can hold one; when its only
+        such records lie below min_offset (the log start cut the batch), the
+        search goes on in the later batches. A compressed batch is inflated as
+        a stream of at most max_inflated bytes (RecordTooLargeError past it) and
+        only up to the answer: a stored bomb costs bounded memory and time,
+        never the whole inflated batch."""
         self._ensure_open()
-        cdef int64_t position, total
+        cdef int64_t position, total, size
+        cdef const uint8_t *p
         cdef pl_batch_header h
         cdef int rc = pl_segment_find_time(self._s, timestamp, &position, &h)
         if rc == PL_ERANGE:
             return None
         check(rc, self.path)
+        size = pl_segment_size(self._s)
+        while True:
+            total = h.batch_length + PL_BATCH_LOG_OVERHEAD
+            if h.max_timestamp >= timestamp and h.base_offset + h.last_offset_delta >= min_offset:
+                found = self._find_time_in_batch(position, &h, timestamp, min_offset, max_inflated)
+                if found is not None:
+                    return found
+            position += total
+            if position >= size:
+                return None
+            check(pl_segment_bytes(self._s, position, size - position, &p), self.path)
+            rc = pl_batch_parse_header(p, <size_t>(size - position), &h)
+            if rc != PL_OK:
+                check(rc, self.path, position)
+
+    cdef _find_time_in_batch(self, int64_t position, pl_batch_header *h, int64_t timestamp,
+                             int64_t min_offset, int64_t max_inflated):
         cdef FetchSlice fs
         cdef int64_t min_delta
         if h.attributes & PL_ATTR_COMPRESSION_MASK:
-            total = h.batch_length + PL_BATCH_LOG_OVERHEAD
-            fs = _slice(self, position, total)
+            fs = _slice(self, position, h.batch_length + PL_BATCH_LOG_OVERHEAD)
             min_delta = min_offset - h.base_offset
             found = find_time_inflated(fs, timestamp, max_inflated,
                                        <int32_t>max(0, min(min_delta, <int64_t>0x7FFFFFFF)))
             return None if found is None else (h.base_offset + found[0], found[1])
-        cdef _DecodedBatch b = self._decoded(position, &h)
+        cdef _DecodedBatch b = self._decoded(position, h)
         for rec in batch_records(b, min_offset, _INT64_MAX, False, self.path):
             if (<Record>rec).timestamp >= timestamp:
                 return ((<Record>rec).offset, (<Record>rec).timestamp)

@@ -157,6 +157,7 @@ int64_t pl_index_entries(const pl_index *ix) { return ix->ix_entries; }
 int64_t pl_index_max_entries(const pl_index *ix) { return ix->ix_sealed ? ix->ix_entries : ix->ix_max_entries; }
 int pl_index_is_full(const pl_index *ix) { return ix->ix_entries >= pl_index_max_entries(ix); }
 int pl_index_kind(const pl_index *ix) { return ix->ix_kind; }
+int pl_index_fd(const pl_index *ix) { return ix->ix_fd; }
 const uint8_t *pl_index_data(const pl_index *ix) { return ix->ix_map; }
 
 /* Raw fields of entry i: for the offset index (relative offset, position), for the

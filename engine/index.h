@@ -96,6 +96,8 @@ int pl_index_check(const pl_index *ix);
 
 /* msync the mapped entries. */
 int pl_index_sync(pl_index *ix);
+/* The index file's descriptor (valid until close). */
+int pl_index_fd(const pl_index *ix);
 
 /* Cut the file to the valid entries and accept no more appends (the segment
  * became inactive), or grow it back to max_bytes (it became active again). */

@@ -638,6 +638,10 @@ void pl_segment_unpin(pl_segment *s) {
 int64_t pl_segment_pins(const pl_segment *s) { return s->sg_pins; }
 int64_t pl_segment_base_offset(const pl_segment *s) { return s->sg_cfg.base_offset; }
 int pl_segment_log_fd(const pl_segment *s) { return s->sg_fd; }
+void pl_segment_index_fds(const pl_segment *s, int *offset_fd, int *time_fd) {
+    *offset_fd = pl_index_fd(s->sg_oix);
+    *time_fd = pl_index_fd(s->sg_tix);
+}
 int64_t pl_segment_size(const pl_segment *s) { return s->sg_size; }
 int64_t pl_segment_synced_size(const pl_segment *s) { return s->sg_synced_size; }
 int64_t pl_segment_next_offset(const pl_segment *s) { return s->sg_next_offset; }

@@ -158,6 +158,11 @@ int64_t pl_segment_pins(const pl_segment *s);
 int64_t pl_segment_base_offset(const pl_segment *s);
 /* The .log's descriptor (readable; valid until close), for sendfile(2) while pinned. */
 int pl_segment_log_fd(const pl_segment *s);
+/* The descriptors of the offset and time index files (valid until close), so
+ * that a sealed segment's indexes can be fsync'd outside the owner's lock
+ * while the segment is held open (fsync of the file writes the pages its
+ * shared mapping dirtied, as msync would). */
+void pl_segment_index_fds(const pl_segment *s, int *offset_fd, int *time_fd);
 int64_t pl_segment_size(const pl_segment *s);
 int64_t pl_segment_synced_size(const pl_segment *s);
 int64_t pl_segment_next_offset(const pl_segment *s);

@@ -653,3 +653,23 @@ def test_leader_twice_without_writing_in_between():
     assert a.log == []
     fetch_all(a, b)
     assert a.log == b.log
+
+
+def test_a_file_written_off_the_loop_is_not_written_again(tmp_path):
+    # The broker writes a new leader's entries on its file thread before the
+    # LeaderAndIsr is applied (ReplicaManager.write_leader_epochs); the assign
+    # on the loop that leaves the same entries then writes nothing, and one
+    # that leaves others (the log end moved meanwhile) writes through.
+    cache = LeaderEpochCache.in_dir(str(tmp_path))
+    cache.assign(0, 0)
+    entries = cache.entries_if_assigned(3, 10)
+    assert entries == [(0, 0), (3, 10)] and cache.epoch_entries() == [(0, 0)]
+    assert cache.entries_if_assigned(0, 5) is None
+    LeaderEpochCache.write_file(cache.path, entries)
+    cache.note_written(entries)
+    written = os.stat(cache.path).st_ino
+    assert cache.assign(3, 10)
+    assert os.stat(cache.path).st_ino == written
+    assert cache.assign(4, 12)
+    assert os.stat(cache.path).st_ino != written
+    assert LeaderEpochCache.in_dir(str(tmp_path)).epoch_entries() == [(0, 0), (3, 10), (4, 12)]

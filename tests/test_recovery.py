@@ -10,6 +10,8 @@ import logging
 import os
 import random
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -182,11 +184,18 @@ def test_bit_flip_after_recovery_point_cuts_and_drops_later_segments(open_log, t
     log = open_log(segment_bytes=2048)
     fill(log, 0, 20)
     log.flush()                      # recovery point 20
-    fill(log, 20, 100)               # several more segments, never flushed
-    bases = [s.base_offset for s in log.segments()]
-    assert len(bases) >= 4
-    image = crash_image(log, tmp_path / "image")
-    assert log.recovery_point == 20
+    held = threading.Event()
+    with ThreadPoolExecutor(1) as executor:
+        # The rolls' syncs (Log._after_roll) wait on a busy worker: the
+        # crash comes before any of them.
+        executor.submit(held.wait, 60)
+        log.flush_executor = executor
+        fill(log, 20, 100)           # several more segments, never flushed
+        bases = [s.base_offset for s in log.segments()]
+        assert len(bases) >= 4
+        image = crash_image(log, tmp_path / "image")
+        assert log.recovery_point == 20
+        held.set()
     # flip a bit in the middle of an unflushed segment that is not the last
     victim_seg = next(b for b in bases if b > 20)
     path = log_file(image, victim_seg)

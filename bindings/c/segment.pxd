@@ -47,6 +47,7 @@ cdef extern from "segment.h" nogil:
     int64_t pl_segment_pins(const pl_segment *s)
     int64_t pl_segment_base_offset(const pl_segment *s)
     int pl_segment_log_fd(const pl_segment *s)
+    void pl_segment_index_fds(const pl_segment *s, int *offset_fd, int *time_fd)
     int64_t pl_segment_size(const pl_segment *s)
     int64_t pl_segment_synced_size(const pl_segment *s)
     int64_t pl_segment_next_offset(const pl_segment *s)

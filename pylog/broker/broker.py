@@ -62,6 +62,11 @@ CONTROLLED_SHUTDOWN_BUDGET_S = 20.0
 
 
 class Broker:
+    """Threads: the broker's event loop, except start_in_thread,
+    stop_in_thread, call and create_topic, which any other thread may call
+    (they hand work to the loop); see the module docstring.
+    """
+
     def __init__(self, config: BrokerConfig | dict | None = None, data_dir: str | None = None, *,
                  listen: bool = True):
         """listen=False: a broker core without a listener (pylog's embedded

@@ -208,7 +208,10 @@ def read_properties(path: str) -> dict[str, str]:
 
 class BrokerConfig:
     """The broker's settings: Kafka keys, typed on access. Immutable after start
-    (dynamic broker configs are not supported)."""
+    (dynamic broker configs are not supported).
+
+    Threads: any (read-only after start; no lock: its dicts are only read).
+    """
 
     def __init__(self, props: dict[str, str] | None = None):
         self.props: dict[str, str] = {}
@@ -378,7 +381,10 @@ def validate_topic_configs(configs: dict[str, str | None]) -> dict[str, str]:
 
 
 class TopicConfig:
-    """A topic's effective configs: its overrides over the broker's defaults."""
+    """A topic's effective configs: its overrides over the broker's defaults.
+
+    Threads: any (read-only; a changed topic gets a new TopicConfig).
+    """
 
     __slots__ = ("broker", "overrides")
 

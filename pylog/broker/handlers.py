@@ -255,15 +255,15 @@ class Handlers:
                 R.LeaderAndIsrPartitionError(topic_name=t, partition_index=i, error_code=c) for t, i, c in results])
 
         def apply():
-            new = rm.replicas_to_create(req)
-            if not new:
+            preparing = rm.prepare_leader_and_isr(req)   # None: no file work to do first
+            if preparing is None:
                 return answer()
 
-            async def create_then_answer():   # their logs opened off the loop first
-                if await rm.create_replicas(new):
+            async def prepare_then_answer():   # new logs, new leader epochs: written off the loop first
+                if await preparing:
                     return answer()
                 return refuse(Errors.BROKER_NOT_AVAILABLE)   # the broker is stopping: nothing is opened any more
-            return _to_the_end(create_then_answer())
+            return _to_the_end(prepare_then_answer())
 
         def refuse(code):
             return R(error_code=code, partition_errors=[
@@ -292,9 +292,14 @@ class Handlers:
         rm = self.broker.replica_manager
 
         def apply():
-            results = rm.stop_replicas(req)
-            return R(error_code=0, partition_errors=[
-                R.StopReplicaPartitionError(topic_name=t, partition_index=i, error_code=c) for t, i, c in results])
+            stopping = rm.stop_replicas(req)   # applied now, in request order
+
+            async def stop_then_answer():   # deleted replicas' file work runs off the loop first
+                results = await stopping
+                return R(error_code=0, partition_errors=[
+                    R.StopReplicaPartitionError(topic_name=t, partition_index=i, error_code=c)
+                    for t, i, c in results])
+            return _to_the_end(stop_then_answer())
 
         def refuse(code):
             return R(error_code=code, partition_errors=[

@@ -4,8 +4,8 @@ embedded store's) and the partitions open over them.
 What topics exist is not decided here. On a broker the Controller decides
 (every broker is in a cluster; a lone one is a one-node cluster): the
 LeaderAndIsr / StopReplica it sends make this LogManager open, create or
-delete the replicas it is told to (open_replicas + register_replicas off the
-loop, ensure_assigned_partition, delete_partition), and pylog-topics.json is
+delete the replicas it is told to (open_replicas off the loop, then
+register_replicas; delete_partition), and pylog-topics.json is
 this data dir's list of hosted replicas and their last known configs, which the
 one-node cluster adopts into its metadata at start (pylog/cluster/migration.py).
 create_topic/create_partitions serve pylog's embedded store alone, which has no
@@ -32,9 +32,11 @@ controller placed here); a deleted topic's directories are renamed `*-delete` be
 being removed, so a crash mid-delete never resurrects it.
 
 Threads: not thread-safe; the broker's event loop owns it. open_replicas,
-open_topic_partitions and write_topics run on file_executor's one thread and
-touch no shared state but the topics file (under _topics_lock); removing
-renamed directories happens on a helper thread that touches nothing else.
+open_topic_partitions, write_topics and the file work of delete_partition
+(closing the log, the rename) run on file_executor's one thread and touch no
+shared state but the topics file (under _topics_lock); removing renamed
+directories happens on a helper thread that touches nothing else; Log syncs
+(flush.messages, rolled segments) run on the flush executor's thread.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ import shutil
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..errors import (
     InvalidPartitionsError,
@@ -83,6 +85,8 @@ _PARTITION_DIR = re.compile(r"(.+)-(\d+)", re.DOTALL)  # fullmatch: a name may n
 
 
 class TopicMeta:
+    """Threads: the broker's event loop (through its LogManager) only."""
+
     __slots__ = ("assigned", "configs", "name", "num_partitions", "offline", "replication_factor", "topic_id")
 
     def __init__(self, name, topic_id, num_partitions, replication_factor=1, configs=None, assigned=None):
@@ -111,6 +115,13 @@ class TopicMeta:
 
 
 class LogManager:
+    """Threads: the broker's event loop, but the file-work methods named in
+    the module docstring, which run on file_executor's one thread; the
+    flush executor's thread runs Log syncs only. The _creating set and the
+    topics/partitions maps are loop-only; _topics_lock guards the topics
+    file writes, which any thread may make.
+    """
+
     def __init__(self, config: BrokerConfig, data_dir: str | None = None, standalone: bool = False):
         """standalone: no controller will drive these logs (pylog's embedded
         store): every partition is led here, also the replicas a broker's
@@ -272,7 +283,24 @@ class LogManager:
             self._save_topics()
 
     def _save_topics(self):
-        self.write_topics(*self.topics_snapshot())
+        """pylog-topics.json as it is now. On a broker (whose loop owns this
+        LogManager) the write (two fsyncs) queues on file_executor's thread,
+        behind the file work asked before it; close() waits for it. The
+        embedded store (standalone) writes it here, on its caller's thread."""
+        snapshot = self.topics_snapshot()
+        if not self.standalone:
+            try:
+                self.file_executor.submit(self._write_topics_logged, *snapshot)
+                return
+            except (LogClosedError, RuntimeError):
+                pass   # stopping: written here
+        self.write_topics(*snapshot)
+
+    def _write_topics_logged(self, seq, data):
+        try:
+            self.write_topics(seq, data)
+        except OSError as e:   # the next change writes it again
+            log.error("writing %s in %s failed: %s", TOPICS_FILE, self.data_dir, e)
 
     def topics_snapshot(self) -> tuple[int, bytes]:
         """pylog-topics.json as it should be now (on the loop), for write_topics."""
@@ -280,13 +308,15 @@ class LogManager:
         self._topics_seq += 1
         return self._topics_seq, json.dumps(doc, indent=1, sort_keys=True).encode()
 
-    def write_topics(self, seq: int, data: bytes):
-        """Write a topics_snapshot (any thread) unless a newer one is written."""
+    def write_topics(self, seq: int, data: bytes) -> bool:
+        """Write a topics_snapshot (any thread) unless a newer one is written;
+        True when written (then the data dir was fsync'd after it)."""
         with self._topics_lock:
             if seq <= self._topics_written:
-                return
+                return False
             atomic_write(os.path.join(self.data_dir, TOPICS_FILE), data)
             self._topics_written = seq
+            return True
 
     def _partition_path(self, name: str, index: int) -> str:
         # Every way into the data dir passes here: a name with a '/', a
@@ -458,33 +488,6 @@ class LogManager:
 
     # ---- replicas assigned by the controller ----
 
-    def ensure_assigned_partition(self, name: str, index: int, topic_id=None,
-                                  configs: dict | None = None) -> Partition:
-        """The local replica of name-index that the controller assigned here,
-        created (directory and an `assigned` entry in pylog-topics.json) when
-        missing. A topic created locally keeps its entry as it is. configs,
-        when given, are the topic's overrides as the controller has them: a
-        new topic starts with them, an existing one takes them if they changed.
-        A replica whose log cannot be opened stays assigned and offline (as a
-        Kafka log dir that failed): Metadata shows it, produce answers
-        KAFKA_STORAGE_ERROR, and the next start tries again."""
-        if configs is not None:
-            configs = {k: v for k, v in validate_topic_configs(configs).items() if v is not None}
-            self.sync_topic_configs(name, configs)
-        p = self.partitions.get((name, index))
-        if p is not None:
-            return p
-        meta = self._note_assigned(name, index, topic_id, configs)
-        try:
-            p = self._open_partition(meta, index)
-        except BaseException:
-            meta.offline.add(index)
-            self._save_topics()
-            raise
-        self._save_topics()
-        log.info("created replica %s-%d (assigned by the controller)", name, index)
-        return p
-
     def _note_assigned(self, name, index, topic_id, configs) -> TopicMeta:
         """The topic entry listing index as hosted here (created when missing)."""
         validate_topic_name(name)
@@ -533,6 +536,12 @@ class LogManager:
         already there meanwhile keeps its own, the new one is closed."""
         for (name, index, topic_id, configs), p in zip(specs, opened):
             if isinstance(p, BaseException):
+                if (name, index) not in self.partitions:
+                    # Assigned, but its log cannot be opened: offline until the
+                    # controller's next LeaderAndIsr tries it again (off the loop).
+                    self._note_assigned(name, index, topic_id, configs).offline.add(index)
+                    log.error("replica %s-%d is offline: its log in %s could not be opened: %s", name, index,
+                              self.data_dir, p)
                 continue
             if (name, index) in self.partitions:
                 self._close_opened([p])
@@ -542,9 +551,17 @@ class LogManager:
             meta.offline.discard(index)
             log.info("created replica %s-%d (assigned by the controller)", name, index)
 
-    def delete_partition(self, name: str, index: int):
+    def delete_partition(self, name: str, index: int) -> Future:
         """Remove the local replica name-index and its data (StopReplica with
-        delete_partitions); the topic's entry goes with its last replica."""
+        delete_partitions); the topic's entry goes with its last replica.
+        On the loop, the replica leaves this LogManager at once (a new one of
+        the same name may be created meanwhile: its file work queues behind
+        this one's); the file work runs on file_executor's thread (Kafka's
+        asyncDelete): its log's files closed without a flush (its data is
+        going), its directory renamed *-delete and the topics file written,
+        whose directory fsync makes the rename durable too; then the directory
+        is removed in the background. Returns the Future of that file work,
+        done once the deletion is durable."""
         meta = self.topics.get(name)
         if meta is None or (name, index) not in self.partitions:
             raise UnknownTopicOrPartitionError(f"this broker does not host {name}-{index}")
@@ -553,22 +570,27 @@ class LogManager:
             meta.assigned = hosted
         else:
             del self.topics[name]
-        self._save_topics()
-        self._drop_partitions(name, [index])
-        log.info("deleted replica %s-%d", name, index)
+        p = self.partitions.pop((name, index))
+        self._forget_checkpoints([p])
+        snapshot = self.topics_snapshot()
+        try:
+            return self.file_executor.submit(self._delete_replica_files, p, snapshot)
+        except (LogClosedError, RuntimeError):   # stopping: done here, as close() would
+            done = Future()
+            try:
+                done.set_result(self._delete_replica_files(p, snapshot))
+            except Exception as e:  # noqa: BLE001 -- the caller reports it
+                done.set_exception(e)
+            return done
 
-    def _drop_partitions(self, name, indexes):
-        self._retire_dirs(self._close_partitions(name, indexes))
-
-    def _close_partitions(self, name, indexes) -> list[str]:
-        paths = []
-        for i in indexes:
-            p = self.partitions.pop((name, i), None)
-            if p is not None:
-                p.close()
-                self._forget_checkpoints([p])
-            paths.append(self._partition_path(name, i))
-        return paths
+    def _delete_replica_files(self, p: Partition, snapshot):
+        # On file_executor's thread: touches nothing of this LogManager but the
+        # topics file (under _topics_lock).
+        p.log.close_handlers()
+        self._retire_dirs([p.path], sync=False)
+        if not self.write_topics(*snapshot):   # a newer one was written, maybe before the rename
+            fsync_dir(self.data_dir)
+        log.info("deleted replica %s-%d", p.topic, p.index)
 
     def _forget_checkpoints(self, parts):
         # Entries of deleted partitions leave the data dir's files at their next write.
@@ -576,9 +598,10 @@ class LogManager:
             for p in parts:
                 self.checkpoints.remove(p.topic, p.index)
 
-    def _retire_dirs(self, paths, background=True):
+    def _retire_dirs(self, paths, background=True, sync=True):
         """Rename each existing directory *-delete (a crash from here on never
-        resurrects it), then remove it (on a helper thread when background)."""
+        resurrects it), then remove it (on a helper thread when background).
+        sync=False: the caller's next write in the data dir fsyncs it."""
         doomed = []
         for path in paths:
             if os.path.exists(path):
@@ -586,7 +609,8 @@ class LogManager:
                 os.rename(path, gone)
                 doomed.append(gone)
         if doomed:
-            fsync_dir(self.data_dir)
+            if sync:
+                fsync_dir(self.data_dir)
             if background:
                 threading.Thread(target=_remove_all, args=(doomed,), name="pylog-delete", daemon=True).start()
             else:

@@ -23,6 +23,8 @@ _ZERO_UUID = uuid.UUID(int=0)
 
 
 class BrokerEndpoint:
+    """Immutable once made: any thread."""
+
     __slots__ = ("host", "id", "port", "rack")
 
     def __init__(self, broker_id: int, host: str, port: int, rack: str | None = None):
@@ -36,6 +38,8 @@ class BrokerEndpoint:
 
 
 class PartitionState:
+    """Threads: the broker's event loop only (inside the MetadataCache)."""
+
     __slots__ = ("isr", "leader", "leader_epoch", "offline_replicas", "partition_epoch", "replicas")
 
     def __init__(self, leader, leader_epoch, replicas, isr, offline_replicas=(), partition_epoch=0):
@@ -48,6 +52,10 @@ class PartitionState:
 
 
 class MetadataCache:
+    """Threads: the broker's event loop only; other threads (the embedded
+    controller's) reach it through requests the loop applies.
+    """
+
     def __init__(self):
         self.in_cluster = False
         self.controller_id = -1

@@ -21,7 +21,11 @@ PRODUCER_ID_BLOCK = 1000
 
 
 class ProducerIdBlocks:
-    """Ids from one data directory's blocks (see the module docstring)."""
+    """Ids from one data directory's blocks (see the module docstring).
+
+    Threads: any, one call at a time (the caller serialises: the broker's
+    loop, the embedded store's lock); no lock of its own.
+    """
 
     def __init__(self, data_dir: str, block: int = PRODUCER_ID_BLOCK):
         self.path = os.path.join(data_dir, PRODUCER_ID_FILE)

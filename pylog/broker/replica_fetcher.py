@@ -45,7 +45,10 @@ _I32 = struct.Struct(">i")
 
 
 class LeaderConnection:
-    """One request at a time to one broker over an asyncio stream."""
+    """One request at a time to one broker over an asyncio stream.
+
+    Threads: the broker's event loop only.
+    """
 
     def __init__(self, host: str, port: int, client_id: str):
         self.host, self.port, self.client_id = host, port, client_id
@@ -78,6 +81,8 @@ class LeaderConnection:
 
 
 class _FetchState:
+    """Threads: the broker's event loop only."""
+
     __slots__ = ("leader_epoch", "partition", "truncating")
 
     def __init__(self, partition, truncating: bool):
@@ -87,6 +92,8 @@ class _FetchState:
 
 
 class ReplicaFetcher:
+    """Threads: the broker's event loop only (an asyncio task)."""
+
     def __init__(self, manager, leader_id: int):
         self.manager = manager
         self.leader_id = leader_id
@@ -260,7 +267,10 @@ class ReplicationQuota:
     broker as Kafka's follower.replication.throttled.rate is: when it is spent,
     fetches leave the throttled partitions out until it refills (Kafka's
     ReplicationQuotaManager does the same). Up to one second of the rate can
-    be saved up. Loop-only, like the fetchers."""
+    be saved up. Loop-only, like the fetchers.
+
+    Threads: the broker's event loop only (its fetchers share it).
+    """
 
     def __init__(self, clock=time.monotonic):
         self.rate: int | None = None
@@ -290,7 +300,10 @@ class ReplicationQuota:
 
 
 class ReplicaFetcherManager:
-    """Which fetcher (leader) each followed partition is fetched by."""
+    """Which fetcher (leader) each followed partition is fetched by.
+
+    Threads: the broker's event loop only.
+    """
 
     def __init__(self, broker, metadata_cache):
         self.broker_id = broker.broker_id

@@ -17,9 +17,10 @@ fetcher.
 
 Threads: not thread-safe; runs on the broker's event loop only, whether
 the controller's requests come over the wire or from the Controller in this
-process (InProcessBrokerChannel hands them to the loop). The logs of new
-replicas are opened on the LogManager's file thread (create_replicas), which
-touches nothing of this class.
+process (InProcessBrokerChannel hands them to the loop). The file work a
+LeaderAndIsr needs (new replicas' logs, the leader-epoch-checkpoint of each
+new leader epoch: prepare_leader_and_isr) runs on the LogManager's file
+thread before the request is applied, touching no state of this class.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import logging
 import time
 
 from ..errors import LogClosedError, PylogError, code_for
+from ..log.leader_epoch import LeaderEpochCache
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.pylog_tags import reassignment_throttle_of, topic_configs_of
@@ -44,6 +46,11 @@ ALTER_PARTITION_TIMEOUT_S = 10.0
 
 
 class ReplicaManager:
+    """Threads: the broker's event loop only (see the module docstring); the
+    file work it starts runs on the LogManager's threads and touches none
+    of its state.
+    """
+
     def __init__(self, broker, metadata_cache):
         self.broker = broker
         self.broker_id = broker.broker_id
@@ -144,16 +151,68 @@ class ReplicaManager:
 
     def replicas_to_create(self, req) -> list:
         """The replicas a LeaderAndIsr assigns here that have no log yet:
-        (topic, index, topic_id, config overrides)."""
+        (topic, index, topic_id, config overrides). An offline one (its log
+        could not be opened) is tried again, off the loop too."""
         out = []
         for ts in req.topic_states:
             for ps in ts.partition_states:
                 key = (ts.topic_name, ps.partition_index)
-                if self.broker_id in ps.replicas and key not in self.logs.partitions and \
-                        ps.partition_index not in self.logs.offline(ts.topic_name):
+                if self.broker_id in ps.replicas and key not in self.logs.partitions:
                     out.append((ts.topic_name, ps.partition_index, getattr(ts, "topic_id", None),
                                 topic_configs_of(ts)))
         return out
+
+    def prepare_leader_and_isr(self, req):
+        """The file work a LeaderAndIsr needs before it is applied, as a
+        coroutine run off the loop (True when it may then be applied; False:
+        the broker is stopping), or None when there is none: the new
+        replicas' logs (create_replicas) and the leader-epoch-checkpoint of
+        each replica that becomes leader in a new epoch (write_leader_epochs;
+        Kafka writes it before the leader appends under that epoch)."""
+        new = self.replicas_to_create(req)
+        if not new and not self.leader_epochs_to_write(req):
+            return None
+        return self._prepare(req, new)
+
+    async def _prepare(self, req, new) -> bool:
+        if new and not await self.create_replicas(new):
+            return False
+        await self.write_leader_epochs(self.leader_epochs_to_write(req))
+        return True
+
+    def leader_epochs_to_write(self, req) -> list:
+        """(partition, entries) for each replica here that this LeaderAndIsr
+        makes leader in an epoch its cache does not hold (Partition.make_leader
+        will assign it at its log end offset)."""
+        out = []
+        for ts in req.topic_states:
+            for ps in ts.partition_states:
+                if ps.leader != self.broker_id or self.broker_id not in ps.replicas:
+                    continue
+                p = self.logs.partitions.get((ts.topic_name, ps.partition_index))
+                if p is None or ps.leader_epoch < p.leader_epoch or \
+                        p.epoch_cache.latest_epoch() >= ps.leader_epoch:
+                    continue
+                entries = p.epoch_cache.entries_if_assigned(ps.leader_epoch, p.log.log_end_offset)
+                if entries is not None:
+                    out.append((p, entries))
+        return out
+
+    async def write_leader_epochs(self, jobs) -> None:
+        """Write those files on the LogManager's file thread; make_leader then
+        finds each as it would write it and writes nothing on the loop. When
+        this fails, or the log end moved meanwhile (a follower's last fetch),
+        make_leader writes the file itself."""
+        if not jobs:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self.logs.file_executor, _write_epoch_files, [(p.epoch_cache.path, e) for p, e in jobs])
+        except (OSError, LogClosedError) as e:
+            log.warning("broker %d: writing leader epoch checkpoints off the loop failed: %s", self.broker_id, e)
+            return
+        for p, entries in jobs:
+            p.epoch_cache.note_written(entries)
 
     async def create_replicas(self, specs) -> bool:
         """Open new replicas' logs on the LogManager's file thread (each a few
@@ -201,8 +260,12 @@ class ReplicaManager:
     def _apply_partition_state(self, topic, ts, ps, now_ms) -> int:
         if self.broker_id not in ps.replicas:
             return Errors.UNKNOWN_TOPIC_OR_PARTITION
-        p = self.logs.ensure_assigned_partition(topic, ps.partition_index, getattr(ts, "topic_id", None),
-                                                topic_configs_of(ts))
+        configs = topic_configs_of(ts)
+        if configs is not None:
+            self.logs.sync_topic_configs(topic, configs)
+        # Opened by create_replicas, off the loop; StorageError when it could
+        # not be (offline: KAFKA_STORAGE_ERROR, as a failed Kafka log dir).
+        p = self.logs.get_partition(topic, ps.partition_index)
         if ps.leader_epoch < p.leader_epoch:
             log.warning("broker %d: ignoring LeaderAndIsr for %s-%d: leader epoch %d is older than %d",
                         self.broker_id, topic, ps.partition_index, ps.leader_epoch, p.leader_epoch)
@@ -266,8 +329,16 @@ class ReplicaManager:
 
     # ---- StopReplica ----
 
-    def stop_replicas(self, req) -> list[tuple[str, int, int]]:
+    def stop_replicas(self, req):
+        """Apply a StopReplica whose controller epoch was accepted: the
+        replicas stop (and deleted ones leave the LogManager) now, on the
+        loop, before any later request is applied; returns a coroutine of the
+        (topic, partition, error code) of each, which ends once the deleted
+        ones' file work, on the LogManager's file thread, is durable (the
+        controller counts a deletion done then), while the loop serves
+        everything else."""
         out = []
+        deletions = []
         for t in req.topics:
             for idx in t.partition_indexes:
                 key = (t.name, idx)
@@ -280,10 +351,21 @@ class ReplicaManager:
                     if p is not None:
                         p.stop()
                         if req.delete_partitions:
-                            self.logs.delete_partition(t.name, idx)
+                            deletions.append((len(out), self.logs.delete_partition(t.name, idx)))
                 except PylogError as e:
                     code = code_for(e)
                 out.append((t.name, idx, code))
+        return self._deleted(out, deletions)
+
+    async def _deleted(self, out, deletions) -> list[tuple[str, int, int]]:
+        for i, done in deletions:
+            try:
+                await asyncio.wrap_future(done)
+            except Exception as e:  # noqa: BLE001 -- that replica's answer carries it
+                log.error("broker %d: deleting the replica %s-%d failed: %s", self.broker_id, out[i][0],
+                          out[i][1], e)
+                out[i] = (out[i][0], out[i][1], code_for(e) if isinstance(e, PylogError)
+                          else Errors.KAFKA_STORAGE_ERROR)
         return out
 
     # ---- ISR changes through the controller (AlterPartition) ----
@@ -350,3 +432,9 @@ class ReplicaManager:
                             r.error_code)
         if p.pending_isr == new_isr:
             p.pending_isr = None
+
+
+def _write_epoch_files(jobs):
+    # On the LogManager's file thread: files only, no cache.
+    for path, entries in jobs:
+        LeaderEpochCache.write_file(path, entries)

@@ -118,7 +118,10 @@ MAX_CAS_RETRIES = 10
 
 
 class NotControllerError(PylogError):
-    """This broker is not (or no longer) the active controller."""
+    """This broker is not (or no longer) the active controller.
+
+    Raised on the controller's event thread, carried to any caller.
+    """
 
     error_code = Errors.NOT_CONTROLLER
 
@@ -134,7 +137,11 @@ class BrokerChannel(abc.ABC):
     send, its failure and any error code logged; a channel may instead queue
     the request and send it later, in order per broker. update_brokers is told
     the live broker set whenever it changes, so a channel can open and close
-    connections."""
+    connections.
+
+    Threads: send is called on the controller's event thread only; an
+    implementation hands the request to the broker's own loop or socket.
+    """
 
     @abc.abstractmethod
     def send(self, broker_id: int, request, api_version: int):

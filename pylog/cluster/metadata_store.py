@@ -48,13 +48,19 @@ PRODUCER_ID_BLOCK_SIZE = 1000
 
 class ControllerMovedError(PylogError):
     """A write was refused because the controller epoch this store was elected
-    with is no longer current: another controller has been elected since."""
+    with is no longer current: another controller has been elected since.
+
+    Any thread.
+    """
 
     error_code = Errors.STALE_CONTROLLER_EPOCH
 
 
 class BrokerIdInUseError(PylogError):
-    """register_broker: another live session already registered this broker id."""
+    """register_broker: another live session already registered this broker id.
+
+    Any thread.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +73,10 @@ class BrokerInfo:
     it sends, and a broker refuses one that names another epoch, so a request
     meant for an earlier life of the broker (or forged) changes nothing. -1
     until registered. Not part of equality: the same endpoint is the same
-    broker to compare, whatever its epoch."""
+    broker to compare, whatever its epoch.
+
+    Frozen: any thread.
+    """
 
     broker_id: int
     host: str
@@ -81,7 +90,10 @@ class PartitionState:
     """Leader and ISR of one partition, as in /brokers/topics/<t>/partitions/<p>/state.
 
     partition_epoch is not stored in the record itself: it is the record's version
-    (ZooKeeper node version; a counter in the local store), 0 when created."""
+    (ZooKeeper node version; a counter in the local store), 0 when created.
+
+    Frozen: any thread.
+    """
 
     leader: int
     leader_epoch: int
@@ -106,7 +118,10 @@ class TopicAssignment:
     """A topic's id and replica assignment: partition -> replicas, preferred
     leader first. During a reassignment a partition's replicas are the target
     and the original together, with adding (target minus original) and
-    removing (original minus target) listed apart, as Kafka keeps them."""
+    removing (original minus target) listed apart, as Kafka keeps them.
+
+    Frozen (its dicts are not changed once made, by convention): any thread.
+    """
 
     name: str
     topic_id: uuid.UUID

@@ -28,7 +28,10 @@ log = logging.getLogger("pylog.cluster.migration")
 
 @dataclass
 class LocalTopic:
-    """One topic of the data dir as LogManager has it (taken on the loop)."""
+    """One topic of the data dir as LogManager has it (taken on the loop).
+
+    A snapshot taken on the broker's loop, then read on a worker thread only.
+    """
     name: str
     topic_id: object
     num_partitions: int

@@ -28,6 +28,8 @@ log = logging.getLogger("pylog.cluster.registry")
 
 @dataclasses.dataclass
 class _Registration:
+    """Threads: any, under the BrokerRegistry's lock only."""
+
     session: LocalMetadataStore
     incarnation_id: uuid.UUID
     broker_epoch: int

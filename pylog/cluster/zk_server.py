@@ -25,7 +25,10 @@ MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 
 class ZooKeeperUnavailable(RuntimeError):
     """ZooKeeper cannot be started here: the package or java is missing, or the
-    server did not come up (the message carries the tail of its log)."""
+    server did not come up (the message carries the tail of its log).
+
+    Any thread.
+    """
 
 
 def zookeeper_installed() -> bool:

@@ -71,13 +71,16 @@ class LeaderEpochCache:
 
     path None keeps the cache in memory only (simulations and tests).
 
-    Not thread-safe: the broker's event loop owns it (through the Partition).
+    Not thread-safe: the broker's event loop owns it (through the Partition);
+    write_file alone may run on any thread (the broker writes a new leader's
+    entries on its file thread before applying the LeaderAndIsr: note_written).
     """
 
     def __init__(self, path: str | None):
         self.path = path
         self._entries: list[tuple[int, int]] = []
         self._dirty = False
+        self._warn = True
         if path is not None:
             for fields in read_checkpoint(path):
                 if len(fields) != 2:
@@ -86,6 +89,9 @@ class LeaderEpochCache:
                 # file cannot break the monotonic invariant.
                 self._assign(int(fields[0]), int(fields[1]))
             self._dirty = False
+        # What the file holds as far as this cache knows (flush skips a write
+        # of the same entries: see note_written).
+        self._written = list(self._entries)
 
     @classmethod
     def in_dir(cls, partition_dir: str) -> "LeaderEpochCache":
@@ -149,6 +155,26 @@ class LeaderEpochCache:
             self.flush()
         return changed
 
+    def entries_if_assigned(self, epoch: int, start_offset: int) -> list[tuple[int, int]] | None:
+        """The entries assign(epoch, start_offset) would leave (None: it would
+        change nothing), without changing this cache."""
+        probe = LeaderEpochCache(None)
+        probe._warn = False
+        probe._entries = list(self._entries)
+        return probe._entries if probe._assign(epoch, start_offset) else None
+
+    def note_written(self, entries: list[tuple[int, int]]):
+        """The file now holds entries, written by write_file on another thread
+        (the broker's file thread, before a LeaderAndIsr is applied): an assign
+        or flush that leaves exactly these entries writes nothing."""
+        self._written = list(entries)
+
+    @staticmethod
+    def write_file(path: str, entries: list[tuple[int, int]]):
+        """Write a checkpoint of entries at path (any thread; touches no cache)."""
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        write_checkpoint(path, entries)
+
     def _assign(self, epoch: int, start_offset: int) -> bool:
         if epoch < 0 or start_offset < 0:
             raise ValueError(f"invalid leader epoch entry ({epoch}, {start_offset})")
@@ -161,7 +187,7 @@ class LeaderEpochCache:
         # Removing one entry that starts where the new one does is routine (a leader
         # elected and replaced before writing anything); anything else means the
         # log held data under epochs that the new entry contradicts.
-        if len(removed) > 1 or (removed and removed[0][1] != start_offset):
+        if self._warn and (len(removed) > 1 or (removed and removed[0][1] != start_offset)):
             log.warning("%s: new epoch entry (%d, %d) removed conflicting entries %s",
                         self.path, epoch, start_offset, removed[::-1])
         entries.append((epoch, start_offset))
@@ -205,10 +231,11 @@ class LeaderEpochCache:
             self._dirty = True
 
     def flush(self):
-        """Write the file atomically if anything changed since the last write."""
-        if self._dirty and self.path is not None:
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            write_checkpoint(self.path, self._entries)
+        """Write the file atomically if anything changed since the last write
+        (and it does not hold these entries already: note_written)."""
+        if self._dirty and self.path is not None and self._entries != self._written:
+            self.write_file(self.path, self._entries)
+            self._written = list(self._entries)
         self._dirty = False
 
 
@@ -219,7 +246,10 @@ class TruncationStep:
     """One step of a follower's truncation: cut the log to `offset` (always <= its
     log end offset; cut the epoch cache with truncate_from_end(offset) too, even
     when the log is already that short). Then, if done, fetch from `offset`;
-    otherwise ask the leader (OffsetForLeaderEpoch) for `next_epoch`."""
+    otherwise ask the leader (OffsetForLeaderEpoch) for `next_epoch`.
+
+    Immutable once made: any thread.
+    """
 
     offset: int
     done: bool

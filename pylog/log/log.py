@@ -56,6 +56,8 @@ WRITE_BUFFER_MAX_MS = 200
 
 @dataclass(frozen=True)
 class SegmentInfo:
+    """Frozen: any thread."""
+
     base_offset: int
     next_offset: int
     size: int
@@ -67,6 +69,11 @@ class Log(_engine.LogCore):
     """An append-only log of records with Kafka's on-disk format.
 
     Open with Log.open(path, ...); use as a context manager or call close().
+
+    Threads: any. Every public method takes the log's lock (an RLock whose
+    bookkeeping relies on the GIL, logcore.pyx); fdatasync, the sync of a
+    rolled segment and the unlink of deleted segments run outside it. The
+    one-flag hand-offs to flush_executor (_hand_off) rely on the GIL too.
     """
 
     # ---- opening ----
@@ -135,7 +142,10 @@ class Log(_engine.LogCore):
         self._flusher = None
         self.flush_executor = None  # set: flush.messages fsyncs are submitted to it
         self._flush_queued = False
+        self._roll_flush_queued = False
         self._truncations = 0       # moves on every truncation (see _sync)
+        self._rolls = 0             # moves on every roll (see _sync's directory fsync)
+        self._dir_synced_rolls = 0  # _rolls when the directory was last fsync'd
         self._retired = []          # renamed .deleted under the lock, removed outside it
         if create:
             os.makedirs(path, exist_ok=True)
@@ -358,8 +368,7 @@ class Log(_engine.LogCore):
         try:
             self._replace_segments(sorted(new_bases), sorted(old_bases))
         finally:
-            if self._retired:
-                self._remove_retired()
+            self._remove_retired_soon()
 
     def _replace_segments(self, new_bases, old_bases):
         with self._lock:
@@ -450,6 +459,21 @@ class Log(_engine.LogCore):
             if hook:
                 _swap_step("old-to-deleted")
 
+    def _remove_retired_soon(self):
+        # Kafka unlinks .deleted files later, in a background task: with an
+        # owner's flush_executor (the broker's, whose DeleteRecords and
+        # truncations run on the event loop) the unlinks go there, else here.
+        if not self._retired:
+            return
+        executor = self.flush_executor
+        if executor is not None:
+            try:
+                executor.submit(self._remove_retired)
+                return
+            except RuntimeError:  # the owner is shutting its executor down
+                pass
+        self._remove_retired()
+
     def _remove_retired(self):
         with self._lock:
             doomed, self._retired = self._retired, []
@@ -512,12 +536,15 @@ class Log(_engine.LogCore):
             self._check_writable()
             seg = self._segments[-1]
             res = seg.append_batches(data, leader_epoch, assign_offsets, False, in_place, crc_checked)
-            if res is None:
+            rolled = res is None
+            if rolled:
                 res = self._roll().append_batches(data, leader_epoch, assign_offsets, False, in_place,
                                                   crc_checked)
                 if res is None:
                     raise RecordTooLargeError("batches do not fit an empty segment")
             due = self.flush_messages is not None and self._after_append(res[1] - res[0] + 1)
+        if rolled:
+            self._after_roll()
         if due:
             self._flush_due()
         return res
@@ -530,40 +557,70 @@ class Log(_engine.LogCore):
     def _flush_due(self):
         # Called after an append released the lock. The broker hands the
         # fdatasync to a worker (flush_executor) so the event loop never waits.
+        self._hand_off("_flush_queued", self._sync, "flush after flush.messages")
+
+    def _after_roll(self):
+        # Called after a roll, once the lock is released (Kafka's "flush-log"
+        # task of UnifiedLog.roll): the sealed segments, their indexes and the
+        # directory entry of the new segment are made durable outside the
+        # lock, on flush_executor when the owner has one (the broker: so an
+        # append on the event loop never waits on the disk), else here. The
+        # recovery point moves past them only once that sync is done.
+        self._hand_off("_roll_flush_queued", self._sync_rolled, "flush of the rolled segment")
+
+    def _sync_rolled(self):
+        self._sync(rolled=True)
+
+    def _hand_off(self, flag: str, sync, what: str):
+        # At most one queued sync of each kind. The flag is set here and
+        # cleared by the worker, both under the GIL: a lost race costs one
+        # more queued sync, never a missed one.
         executor = self.flush_executor
         if executor is None:
-            self._sync()
-        elif not self._flush_queued:
-            self._flush_queued = True
-            try:
-                executor.submit(self._queued_flush)
-            except RuntimeError:  # the owner is shutting its executor down
-                self._flush_queued = False
-                self._sync()
+            return self._run_sync(sync)
+        if getattr(self, flag):
+            return
+        setattr(self, flag, True)
 
-    def _queued_flush(self):
-        self._flush_queued = False
+        def queued():
+            setattr(self, flag, False)
+            try:
+                self._run_sync(sync)
+            except Exception as exc:  # noqa: BLE001 -- a worker has nobody to raise to
+                log.error("%s: %s failed: %s", self.path, what, exc)
         try:
-            self._sync()
+            executor.submit(queued)
+        except RuntimeError:  # the owner is shutting its executor down
+            setattr(self, flag, False)
+            self._run_sync(sync)
+
+    @staticmethod
+    def _run_sync(sync):
+        try:
+            sync()
         except LogClosedError:
-            pass
-        except Exception as exc:  # noqa: BLE001 -- a worker has nobody to raise to
-            log.error("%s: flush after flush.messages failed: %s", self.path, exc)
+            pass  # closed meanwhile: close() synced everything itself
 
     def roll(self):
         """Start a new segment at log_end_offset (unless the active one is empty)."""
         with self._lock:
             self._check_open()
             self._check_writable()
-            if self._segments[-1].size:
+            rolled = self._segments[-1].size > 0
+            if rolled:
                 self._roll()
+        if rolled:
+            self._after_roll()
 
     def _roll(self) -> _engine.Segment:
+        # Under the lock: seal and open only. The sealed segment is synced
+        # (data, indexes, and the directory for the new one) by _after_roll,
+        # which every caller runs once the lock is released; until then the
+        # recovery point stays below it, so a crash recovers it from its bytes.
         old = self._segments[-1]
         if old.size == 0:
             return old
         old.seal()
-        old.sync()  # a sealed segment is trusted (indexes too) once below the recovery point
         try:
             seg = self._open_segment(old.next_offset, True)
         except BaseException:
@@ -572,8 +629,7 @@ class Log(_engine.LogCore):
             old.unseal()
             raise
         self._append_segment(seg)
-        with _storage_errors(self.path):
-            fsync_dir(self.path)  # the new segment's files exist after a crash
+        self._rolls += 1
         return seg
 
     # ---- flushing ----
@@ -584,11 +640,16 @@ class Log(_engine.LogCore):
         on meanwhile; what is made durable is everything appended before the call."""
         self._sync()
 
-    def _sync(self, due_ms=None):
+    def _sync(self, due_ms=None, rolled=False):
         # Capture under the lock (buffered bytes pushed to the OS, the log end
         # offset, the descriptors, each segment pinned so its descriptor stays
         # open), fdatasync outside it, then record the result under it again.
         # A truncation meanwhile (_truncations moved) leaves the recovery point.
+        # rolled: only the sealed segments (Kafka's flush up to the active
+        # segment's base offset after a roll). A sealed segment's indexes are
+        # fsync'd with it (a segment below the recovery point is trusted,
+        # indexes too), and the directory when a roll created segment files
+        # since it was last synced (Kafka's LocalLog.flush does the same).
         with self._lock:
             if due_ms is not None:
                 if self._closed or (time.monotonic() - self._last_flush) * 1000 < due_ms or \
@@ -596,32 +657,49 @@ class Log(_engine.LogCore):
                     return
             self._check_open()
             self._check_writable()
-            leo = self.log_end_offset
+            leo = self._bases[-1] if rolled else self.log_end_offset
+            if rolled and leo <= self._recovery_point and self._rolls == self._dir_synced_rolls:
+                return
             generation = self._truncations
+            rolls = self._rolls
+            sync_dir = rolls != self._dir_synced_rolls
+            active = self._segments[-1]
             pending = []
             try:
                 for seg in self._segments[self._segment_index(self._recovery_point):]:
-                    fd, upto = seg.sync_begin()
-                    if fd >= 0:
-                        pending.append((seg, fd, upto))
+                    if rolled and seg is active:
+                        break
+                    fd, upto, index_fds = seg.sync_begin(seg is not active)
+                    if fd >= 0 or index_fds:
+                        pending.append((seg, fd, upto, index_fds))
             except BaseException:
-                for seg, _, upto in pending:
+                for seg, _, upto, _ in pending:
                     seg.sync_end(upto, False)
                 raise
-            self._unflushed = 0
-            self._last_flush = time.monotonic()
+            if not rolled:
+                self._unflushed = 0
+                self._last_flush = time.monotonic()
         synced = False
         try:
-            for seg, fd, _ in pending:
+            for seg, fd, _, index_fds in pending:
                 with _storage_errors(seg.path):
-                    os.fdatasync(fd)
+                    if fd >= 0:
+                        os.fdatasync(fd)
+                    for index_fd in index_fds:
+                        os.fsync(index_fd)
+            if sync_dir:
+                with _storage_errors(self.path):
+                    fsync_dir(self.path)
             synced = True
         finally:
             with self._lock:
-                for seg, _, upto in pending:
-                    seg.sync_end(upto, synced)
+                same = synced and generation == self._truncations
+                for seg, _, upto, index_fds in pending:
+                    seg.sync_end(upto, synced, bool(index_fds) and same)
                 checkpoint = False
-                if synced and generation == self._truncations and leo > self._recovery_point:
+                if synced and sync_dir and rolls > self._dir_synced_rolls:
+                    self._dir_synced_rolls = rolls
+                if same and leo > self._recovery_point:
                     self._recovery_point = leo
                     # Kafka writes the recovery-point checkpoint every 60 s, not per
                     # flush: a stale checkpoint only makes the next recovery scan more.
@@ -744,15 +822,10 @@ class Log(_engine.LogCore):
             yield items
 
     def offset_for_time(self, timestamp: int) -> int | None:
-        """The first offset whose record timestamp is >= timestamp (ms), or None."""
-        with self._lock:
-            self._check_open()
-            for seg in self._segments:
-                if seg.max_timestamp >= timestamp:
-                    off = seg.find_time(timestamp)
-                    if off is not None:
-                        return max(off, self._log_start_offset)
-            return None
+        """The first offset at or after the log start whose record timestamp is
+        >= timestamp (ms), or None."""
+        found = self.offset_and_timestamp_for_time(timestamp)
+        return None if found is None else found[0]
 
     def offset_and_timestamp_for_time(self, timestamp: int, max_inflated: int = 64 << 20):
         """Kafka's fetchOffsetByTimestamp: (offset, timestamp) of the first record
@@ -797,8 +870,7 @@ class Log(_engine.LogCore):
         try:
             self._truncate_to(offset)
         finally:
-            if self._retired:
-                self._remove_retired()
+            self._remove_retired_soon()
 
     def _truncate_to(self, offset: int):
         with self._lock:
@@ -838,12 +910,17 @@ class Log(_engine.LogCore):
                 args = ([k[3] for k in keep], [k[2] for k in keep], [k[4] for k in keep],
                         [k[1] for k in keep], 0)
                 # Re-encoded uncompressed, the kept records may outgrow the segment.
+                rolls = self._rolls
                 if seg.append_records(*args) < 0 and self._roll().append_records(*args) < 0:
                     raise RecordTooLargeError("the records kept by the truncation do not fit a segment")
-                # They were durable before the cut: make their new copy durable too.
+                # They were durable before the cut: make their new copy durable
+                # too (a rare path, synced under the lock, new segment included).
                 if keep[-1][0] < self._recovery_point:
                     for s in self._segments[i:]:
                         s.sync(indexes=False)
+                    if rolls != self._rolls:
+                        with _storage_errors(self.path):
+                            fsync_dir(self.path)
             if self._recovery_point > self.log_end_offset:
                 self._recovery_point = self.log_end_offset
                 self._write_checkpoints()
@@ -854,8 +931,7 @@ class Log(_engine.LogCore):
         try:
             return self._delete_records(offset)
         finally:
-            if self._retired:
-                self._remove_retired()
+            self._remove_retired_soon()
 
     def _delete_records(self, offset: int) -> int:
         with self._lock:
@@ -891,8 +967,7 @@ class Log(_engine.LogCore):
         try:
             return self._enforce_retention(now_ms)
         finally:
-            if self._retired:
-                self._remove_retired()
+            self._remove_retired_soon()
 
     def _enforce_retention(self, now_ms: int | None = None) -> int:
         with self._lock:
@@ -975,13 +1050,32 @@ class Log(_engine.LogCore):
                     self._flusher = _Flusher(self, self.flush_ms / 1000.0)
                     self._flusher.start()
                 raise
-            self._closed = True
-            self._flusher = None
-            try:
-                for seg in self._segments:
-                    seg.close(trim=True)
-            finally:
+            self._release_files(trim=True)
+
+    def _release_files(self, trim: bool):
+        # Under the lock: the log is closed from here on, whatever fails.
+        self._closed = True
+        self._flusher = None
+        try:
+            for seg in self._segments:
+                seg.close(trim=trim)
+        finally:
+            if self._lock_fd is not None:
                 os.close(self._lock_fd)
+
+    def close_handlers(self):
+        """Close the files without flushing, checkpointing or marking a clean
+        shutdown (Kafka's closeHandlers): for a log whose directory is about to
+        be deleted, so nothing is synced for data that is going. Views stay
+        valid as after close()."""
+        flusher = self._flusher
+        if flusher is not None:
+            flusher.stop()   # outside the lock: it takes the lock itself
+        with self._lock:
+            if self._closed:
+                return
+            self._pristine = False
+            self._release_files(trim=False)
 
     def __enter__(self):
         return self
@@ -1077,7 +1171,10 @@ class _BufferDrainer(threading.Thread):
 
 
 class _Flusher(threading.Thread):
-    """Calls Log.maybe_flush every flush_ms (Kafka's log.flush.interval.ms)."""
+    """Calls Log.maybe_flush every flush_ms (Kafka's log.flush.interval.ms).
+
+    Its own thread; stop() from any other thread.
+    """
 
     def __init__(self, owner: Log, interval: float):
         super().__init__(name=f"pylog-flusher {owner.path}", daemon=True)

@@ -443,7 +443,7 @@ def test_log_manager_refuses_illegal_names_on_every_path(tmp_path):
     lm.open()
     try:
         for call in (lambda: lm.create_topic("x\n"),
-                     lambda: lm.ensure_assigned_partition("x\n", 0),
+                     lambda: _raise_first(lm.open_replicas([("x\n", 0, None, None)])),
                      lambda: lm.open_topic_partitions(TopicMeta("../x", None, 1))):
             with pytest.raises(InvalidTopicError):
                 call()
@@ -488,3 +488,8 @@ def test_delete_records_negative_offsets():
         assert delete(1) == (0, 1)
         assert delete(-1) == (0, 3)  # HIGH_WATERMARK
         c.close()
+
+
+def _raise_first(results):
+    if isinstance(results[0], BaseException):
+        raise results[0]

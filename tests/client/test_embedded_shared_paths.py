@@ -96,20 +96,26 @@ def test_list_offsets_after_delete_records_starts_at_the_log_start(tmp_path):
         store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="Segment.find_time_record looks only in the first batch whose max "
-                   "timestamp is late enough, so records of it below the log start hide the next batch's "
-                   "answer (bindings/segment.pyx, the Log's; the broker's ListOffsets answers the same)")
-def test_list_offsets_by_timestamp_skips_a_batch_cut_by_the_log_start(tmp_path):
+@pytest.mark.parametrize("codec", [None, "gzip"])
+def test_list_offsets_by_timestamp_skips_a_batch_cut_by_the_log_start(tmp_path, codec):
+    # Kafka's fetchOffsetByTimestamp: the first offset >= the log start whose
+    # timestamp is >= the target. The first batch late enough ([1000, 3000,
+    # 2000]) holds its only late-enough record (3000, offset 1) below the log
+    # start (2), so the answer is the next batch's first record.
     store = LocalStore.open(tmp_path)
     try:
         store.create_topic("t", 1)
-        write_batches(store, "t")
+        for stamps in ([1000, 3000, 2000], [4000, 4500]):
+            store.append("t", 0, _engine.encode_batch([b"v%d" % ts for ts in stamps], timestamps=stamps,
+                                                      compression=codec))
         store._partition("t", 0).delete_records(2)
-        # 3000 is at offset 1, below the log start; offset 2 is 2000, too
-        # early: Kafka answers the next batch's first record.
         assert store.list_offset("t", 0, 2500) == (3, 4000)
+        assert store.list_offset("t", 0, 2000) == (2, 2000)
+        assert store.list_offset("t", 0, 4600) == (-1, -1)
     finally:
         store.close()
+    with running_broker(data_dir=tmp_path, config=BROKER_CONFIG) as broker:
+        assert broker_offsets_for_times(broker, "t", [2500, 2000]) == {2500: 3, 2000: 2}
 
 
 def test_directory_goes_back_and_forth_between_store_and_broker(tmp_path):
