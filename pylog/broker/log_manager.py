@@ -8,8 +8,7 @@ delete the replicas it is told to (open_replicas off the loop, then
 register_replicas; delete_partition), and pylog-topics.json is
 this data dir's list of hosted replicas and their last known configs, which the
 one-node cluster adopts into its metadata at start (pylog/cluster/migration.py).
-create_topic/create_partitions serve pylog's embedded store alone, which has no
-controller yet.
+pylog's embedded store is a broker without a listener, so the same holds there.
 
 Layout (Kafka's): `<data dir>/<topic>-<partition>/` holds each partition's
 segments and checkpoints; `meta.properties` names the broker and cluster;
@@ -32,7 +31,7 @@ controller placed here); a deleted topic's directories are renamed `*-delete` be
 being removed, so a crash mid-delete never resurrects it.
 
 Threads: not thread-safe; the broker's event loop owns it. open_replicas,
-open_topic_partitions, write_topics and the file work of delete_partition
+write_topics and the file work of delete_partition
 (closing the log, the rename) run on file_executor's one thread and touch no
 shared state but the topics file (under _topics_lock); removing renamed
 directories happens on a helper thread that touches nothing else; Log syncs
@@ -117,24 +116,19 @@ class TopicMeta:
 class LogManager:
     """Threads: the broker's event loop, but the file-work methods named in
     the module docstring, which run on file_executor's one thread; the
-    flush executor's thread runs Log syncs only. The _creating set and the
-    topics/partitions maps are loop-only; _topics_lock guards the topics
+    flush executor's thread runs Log syncs only. The topics/partitions maps
+    are loop-only; _topics_lock guards the topics
     file writes, which any thread may make.
     """
 
-    def __init__(self, config: BrokerConfig, data_dir: str | None = None, standalone: bool = False):
-        """standalone: no controller will drive these logs (pylog's embedded
-        store): every partition is led here, also the replicas a broker's
-        controller had placed in this directory."""
+    def __init__(self, config: BrokerConfig, data_dir: str | None = None):
         self.config = config
-        self.standalone = standalone
         self.data_dir = os.path.abspath(data_dir or config.log_dir)
         self.broker_id = config.broker_id
         self.topics: dict[str, TopicMeta] = {}
         self.partitions: dict[tuple[str, int], Partition] = {}
         self.cluster_id = ""
         self._dir_lock_fd: int | None = None
-        self._creating: set[str] = set()  # topics whose partitions are being opened off the loop
         self._closing = False
         self._files = None  # the one thread doing topic file work, in order (see file_executor)
         # pylog-topics.json is written from the loop or from file_executor's
@@ -285,15 +279,13 @@ class LogManager:
     def _save_topics(self):
         """pylog-topics.json as it is now. On a broker (whose loop owns this
         LogManager) the write (two fsyncs) queues on file_executor's thread,
-        behind the file work asked before it; close() waits for it. The
-        embedded store (standalone) writes it here, on its caller's thread."""
+        behind the file work asked before it; close() waits for it."""
         snapshot = self.topics_snapshot()
-        if not self.standalone:
-            try:
-                self.file_executor.submit(self._write_topics_logged, *snapshot)
-                return
-            except (LogClosedError, RuntimeError):
-                pass   # stopping: written here
+        try:
+            self.file_executor.submit(self._write_topics_logged, *snapshot)
+            return
+        except (LogClosedError, RuntimeError):
+            pass   # stopping: written here
         self.write_topics(*snapshot)
 
     def _write_topics_logged(self, seq, data):
@@ -328,7 +320,7 @@ class LogManager:
         p = Partition(meta.name, index, self._partition_path(meta.name, index),
                          TopicConfig(self.config, meta.configs), self.broker_id,
                          self.config.get("producer.id.expiration.ms"),
-                         controller_managed=meta.assigned is not None and not self.standalone,
+                         controller_managed=meta.assigned is not None,
                          dir_checkpoints=self.checkpoints)
         p.log.flush_executor = self._flush_executor
         return p
@@ -400,23 +392,8 @@ class LogManager:
             raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
         return TopicConfig(self.config, meta.configs)
 
-    # ---- topic management (the embedded controller's decisions) ----
-
-    def create_topic(self, name: str, num_partitions: int = -1, replication_factor: int = -1,
-                     configs: dict | None = None, validate_only: bool = False) -> TopicMeta:
-        meta = self.prepare_topic(name, num_partitions, replication_factor, configs, validate_only)
-        if validate_only:
-            return meta
-        try:
-            parts = self.open_topic_partitions(meta)
-        finally:
-            self.release(name)
-        return self.register_topic(meta, parts)
-
-    # Creating a topic off the event loop: prepare_topic (checks, on the loop),
-    # open_topic_partitions (the file work, on file_executor's thread; touches
-    # no shared state), register_topic (on the loop). The name is reserved in
-    # between, so a second creation of it answers TOPIC_ALREADY_EXISTS.
+    # Topics are created, grown and deleted only by the controller (pylog/cluster):
+    # its LeaderAndIsr makes this broker open the replicas (open_replicas).
 
     @property
     def file_executor(self) -> ThreadPoolExecutor:
@@ -427,64 +404,6 @@ class LogManager:
         if self._files is None:
             self._files = ThreadPoolExecutor(1, thread_name_prefix="pylog-topic-files")
         return self._files
-
-    def prepare_topic(self, name: str, num_partitions: int = -1, replication_factor: int = -1,
-                      configs: dict | None = None, validate_only: bool = False) -> TopicMeta:
-        validate_topic_name(name)
-        if name in self.topics or name in self._creating:
-            raise TopicAlreadyExistsError(f"topic {name!r} already exists")
-        if num_partitions == -1:
-            num_partitions = self.config.get("num.partitions")
-        if replication_factor == -1:
-            replication_factor = self.config.get("default.replication.factor")
-        if num_partitions <= 0:
-            raise InvalidPartitionsError(f"number of partitions must be larger than 0, not {num_partitions}")
-        if replication_factor <= 0:
-            raise InvalidReplicationFactorError(
-                f"replication factor must be larger than 0, not {replication_factor}")
-        if replication_factor > 1:
-            raise InvalidReplicationFactorError(
-                f"replication factor {replication_factor} is larger than the 1 available broker")
-        overrides = {k: v for k, v in validate_topic_configs(configs or {}).items() if v is not None}
-        meta = TopicMeta(name, uuid.uuid4(), num_partitions, replication_factor, overrides)
-        if not validate_only:
-            self._creating.add(name)
-        return meta
-
-    def release(self, name: str):
-        self._creating.discard(name)
-
-    def open_topic_partitions(self, meta: TopicMeta, indexes=None) -> list[Partition]:
-        """Open (creating) the partitions of meta (indexes: those, else all),
-        not yet registered. On failure, undoes exactly what it did: closes the
-        partitions it opened and removes the directories it created."""
-        indexes = range(meta.num_partitions) if indexes is None else indexes
-        opened, created = [], []
-        try:
-            for i in indexes:
-                if self._closing:
-                    raise LogClosedError("the broker is stopping")
-                path = self._partition_path(meta.name, i)
-                if not os.path.exists(path):
-                    created.append(path)
-                opened.append(self._new_partition(meta, i))
-                time.sleep(0)  # off the loop: let the loop thread have the GIL between partitions
-        except BaseException:
-            self._close_opened(opened)
-            self._retire_dirs(created, background=False)
-            raise
-        return opened
-
-    def register_topic(self, meta: TopicMeta, parts: list[Partition], save=True) -> TopicMeta:
-        """Make a topic whose partitions open_topic_partitions opened visible
-        (save=False: the caller writes topics_snapshot() afterwards)."""
-        self.topics[meta.name] = meta
-        for p in parts:
-            self.partitions[(meta.name, p.index)] = p
-        if save:
-            self._save_topics()
-        log.info("created topic %s with %d partitions, configs %s", meta.name, meta.num_partitions, meta.configs)
-        return meta
 
     # ---- replicas assigned by the controller ----
 
@@ -615,48 +534,6 @@ class LogManager:
                 threading.Thread(target=_remove_all, args=(doomed,), name="pylog-delete", daemon=True).start()
             else:
                 _remove_all(doomed)
-
-    def create_partitions(self, name: str, count: int, validate_only: bool = False):
-        meta, old = self.prepare_partitions(name, count, validate_only)
-        if validate_only:
-            return
-        try:
-            parts = self.open_topic_partitions(meta, range(old, count))
-        finally:
-            self.release(name)
-        self.register_partitions(meta, parts, count)
-
-    def prepare_partitions(self, name: str, count: int, validate_only: bool = False):
-        """The checks of CreatePartitions (on the loop): (meta, old count);
-        the topic is reserved until register_partitions."""
-        meta = self.topics.get(name)
-        if meta is None:
-            raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
-        if name in self._creating:
-            raise InvalidPartitionsError(f"the partitions of {name} are being changed by another request")
-        if count < meta.num_partitions:
-            raise InvalidPartitionsError(
-                f"topic {name} has {meta.num_partitions} partitions; the count can only grow, not to {count}")
-        if count == meta.num_partitions:
-            raise InvalidPartitionsError(f"topic {name} already has {count} partitions")
-        if not validate_only:
-            self._creating.add(name)
-        return meta, meta.num_partitions
-
-    def register_partitions(self, meta: TopicMeta, parts: list[Partition], count: int, save=True):
-        """(save=False: the caller writes topics_snapshot() afterwards.)"""
-        name = meta.name
-        if self.topics.get(name) is not meta:
-            # Deleted while its new partitions were opened: they go too.
-            self._retire_dirs(self._close_opened(parts))
-            raise UnknownTopicOrPartitionError(f"topic {name} was deleted")
-        old = meta.num_partitions
-        for p in parts:
-            self.partitions[(name, p.index)] = p
-        meta.num_partitions = count
-        if save:
-            self._save_topics()
-        log.info("topic %s: partitions %d -> %d", name, old, count)
 
     @staticmethod
     def _close_opened(parts) -> list[str]:

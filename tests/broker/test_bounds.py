@@ -437,14 +437,13 @@ def test_illegal_names_in_a_data_dir_do_not_stop_the_broker(tmp_path):
 
 def test_log_manager_refuses_illegal_names_on_every_path(tmp_path):
     from pylog.broker.config import BrokerConfig
-    from pylog.broker.log_manager import LogManager, TopicMeta
+    from pylog.broker.log_manager import LogManager
     from pylog.errors import InvalidTopicError
     lm = LogManager(BrokerConfig({"log.dirs": str(tmp_path)}))
     lm.open()
     try:
-        for call in (lambda: lm.create_topic("x\n"),
-                     lambda: _raise_first(lm.open_replicas([("x\n", 0, None, None)])),
-                     lambda: lm.open_topic_partitions(TopicMeta("../x", None, 1))):
+        for call in (lambda: _raise_first(lm.open_replicas([("x\n", 0, None, None)])),
+                     lambda: _raise_first(lm.open_replicas([("../x", 0, None, None)]))):
             with pytest.raises(InvalidTopicError):
                 call()
         assert not [n for n in os.listdir(tmp_path) if "x" in n]

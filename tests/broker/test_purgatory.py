@@ -17,7 +17,7 @@ DEADLINE = 30.0
 @pytest.fixture
 def broker(tmp_path):
     with running_broker(tmp_path / "d") as b:
-        b.broker.call(b.broker.log_manager.create_topic, "t", 1)
+        b.broker.create_topic("t", 1)
         yield b
 
 

@@ -74,6 +74,11 @@ def test_no_second_body_for_topic_creation_in_the_embedded_package():
     assert "log_manager.create_topic" not in src and "log_manager.create_partitions" not in src
     writer = (REPO / "pylog" / "broker" / "coordinator_writer.py").read_text()
     assert "def local(" not in writer
+    # ... and there is no such body left to call: LogManager only opens the
+    # replicas the controller's LeaderAndIsr names.
+    from pylog.broker.log_manager import LogManager
+    for name in ("create_topic", "create_partitions", "prepare_topic", "open_topic_partitions", "register_topic"):
+        assert not hasattr(LogManager, name), name
 
 
 def test_the_embedded_long_poll_waits_in_the_brokers_purgatory(tmp_path):
