@@ -191,7 +191,11 @@ def test_a_broker_not_yet_registered_refuses_broker_epoch_minus_one(tmp_path):
     # Past the broker's 30 s wait for its registration.
     b = BrokerHandle(Broker(BrokerConfig(cfg)).start_in_thread(timeout=120), cfg)
     try:
-        b.broker.call(b.broker.log_manager.create_topic, TOPIC, 1)
+        # A replica hosted here (as a LeaderAndIsr would have opened it): this
+        # broker never reached its controller, so nothing else can make one.
+        lm = b.broker.log_manager
+        specs = [(TOPIC, 0, None, None)]
+        b.broker.call(lambda: lm.register_replicas(specs, lm.open_replicas(specs)))
         part = b.broker.log_manager.partitions[(TOPIC, 0)]
         leader_before = part.leader_id
         assert b.broker.controller_client.broker_epoch == -1
