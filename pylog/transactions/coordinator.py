@@ -308,7 +308,8 @@ class TransactionCoordinator:
         if st == TxnState.ONGOING:
             # Abort the previous incarnation's transaction under a bumped epoch;
             # the caller retries, and its retry bumps the epoch again.
-            return self._abort_fenced(meta, answer=Errors.CONCURRENT_TRANSACTIONS)
+            out = self._abort_fenced(meta, answer=Errors.CONCURRENT_TRANSACTIONS)
+            return (out, -1, -1) if isinstance(out, int) else _code_only(out)
         if epoch_exhausted(meta.producer_epoch) and (not expected or expected_epoch == meta.producer_epoch):
             if fresh_pid is None:
                 return NEED_PRODUCER_ID
@@ -576,6 +577,10 @@ class TransactionCoordinator:
                 continue
             out.append(meta)
         return Errors.NONE, unknown, out
+
+
+async def _code_only(writing):
+    return await writing, -1, -1
 
 
 def _write_error(code: int) -> int:
