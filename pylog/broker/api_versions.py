@@ -64,7 +64,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     # (AddPartitionsToTxn 5, EndTxn 5, InitProducerId 5, the
     # transaction.version feature), which is not served.
     INIT_PRODUCER_ID: (0, 4),
-    ADD_PARTITIONS_TO_TXN: (0, 3),
+    ADD_PARTITIONS_TO_TXN: (0, 4),  # v4: verify_only, from brokers (KIP-890 part 1)
     ADD_OFFSETS_TO_TXN: (0, 3),
     END_TXN: (0, 3),
     TXN_OFFSET_COMMIT: (0, 3),

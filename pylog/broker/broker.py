@@ -168,8 +168,9 @@ class Broker:
         self.txn_writer = TxnPartitionWriter(self.log_manager, self, self.handlers.purgatory)
         self.transactions = TransactionCoordinator(self.config, self.txn_writer)
         self.transactions.markers = MarkerChannel(self, self.transactions.is_current)
-        self.handlers.table.update(TransactionApis(self.transactions, self.groups, self.allocate_producer_id,
-                                                   dict(self.handlers.table)).table())
+        self.transaction_apis = TransactionApis(self.transactions, self.groups, self.allocate_producer_id,
+                                                dict(self.handlers.table))
+        self.handlers.table.update(self.transaction_apis.table())
         self.handlers.table.update(ControllerApis(self).table())
         if self.lone:
             # A lone broker's controller reaches it in-process only: like a
@@ -546,6 +547,7 @@ class Broker:
         if self.transactions is not None:
             await self.transactions.stop()
             await self.txn_writer.stop()
+            self.transaction_apis.verifier.close()
         self.log_manager.close()
         log.info("broker %d stopped; logs flushed and closed", self.broker_id)
 

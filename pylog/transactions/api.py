@@ -57,6 +57,7 @@ class TransactionApis:
         self.groups = groups
         self.allocate_producer_id = allocate_producer_id
         self.previous = previous
+        self.verifier = PartitionVerifier(coordinator)
 
     def table(self):
         return {FIND_COORDINATOR: self.find_coordinator, INIT_PRODUCER_ID: self.init_producer_id,
@@ -227,7 +228,22 @@ class TransactionApis:
         args = (req.transactional_id, req.group_id, req.producer_id, req.producer_epoch,
                 req.generation_id if version >= 3 else -1, req.member_id if version >= 3 else "",
                 req.group_instance_id if version >= 3 else None, offsets)
-        return _answer(g.runtime.schedule(g.partition_for(req.group_id), g.txn_commit_offsets, *args), respond)
+        return self._verified_commit(req, args, respond)
+
+    async def _verified_commit(self, req, args, respond):
+        """KIP-890 part 1 (Kafka's transaction.partition.verification.enable,
+        on by default): the group's __consumer_offsets partition must be in the
+        producer's transaction (AddOffsetsToTxn) before its offsets are
+        written; else INVALID_TXN_STATE, and nothing is written."""
+        g = self.groups
+        tp = (ot.TOPIC, g.partition_for(req.group_id))
+        code = await self.verifier.verify(req.transactional_id, req.producer_id, req.producer_epoch, tp)
+        if code:
+            return respond({(t, p): code for t, p, *_ in args[-1]})
+        out = g.runtime.schedule(tp[1], g.txn_commit_offsets, *args)
+        if hasattr(out, "__await__"):
+            out = await out
+        return respond(out)
 
     # ---- DescribeTransactions (65) / ListTransactions (66) ----
 
@@ -259,3 +275,69 @@ class TransactionApis:
         return R(throttle_time_ms=0, error_code=code, unknown_state_filters=unknown, transaction_states=[
             R.TransactionState(transactional_id=meta.transactional_id, producer_id=meta.producer_id,
                                transaction_state=meta.state.kafka_name) for meta in metas])
+
+
+class PartitionVerifier:
+    """Asks the transaction coordinator of an id whether a partition is in
+    the producer's transaction (Kafka's AddPartitionsToTxnManager): this
+    broker's own coordinator in-process, another broker's with
+    AddPartitionsToTxn v4 verify_only. Codes as Kafka gives them to a client
+    of the pre-KIP-890-part-2 versions: TRANSACTION_ABORTABLE (not in the
+    transaction) as INVALID_TXN_STATE, PRODUCER_FENCED as
+    INVALID_PRODUCER_EPOCH. Event-loop thread only; one request at a time per
+    broker connection."""
+
+    VERSION = 4
+
+    def __init__(self, coordinator):
+        self.coordinator = coordinator
+        self._conns: dict = {}    # (host, port) -> (LeaderConnection, asyncio.Lock)
+
+    async def verify(self, transactional_id, producer_id, producer_epoch, tp) -> int:
+        c = self.coordinator
+        if not transactional_id:
+            return Errors.INVALID_REQUEST
+        code, node_id, host, port = c.coordinator_for(transactional_id)
+        if code:
+            return code
+        if node_id == c.writer.node_id:
+            out = c.verify_partitions(transactional_id, producer_id, producer_epoch, [tp])
+        else:
+            try:
+                out = await self._remote(host, port, transactional_id, producer_id, producer_epoch, tp)
+            except Exception as e:  # the coordinator unreachable: the client retries
+                log.info("verifying %s in %s's transaction at %s:%d failed: %s", tp, transactional_id, host,
+                         port, e)
+                return Errors.COORDINATOR_NOT_AVAILABLE
+        code = out.get(tp, Errors.UNKNOWN_SERVER_ERROR) if isinstance(out, dict) else out
+        if code == Errors.PRODUCER_FENCED:
+            return Errors.INVALID_PRODUCER_EPOCH
+        if code == Errors.TRANSACTION_ABORTABLE:
+            return Errors.INVALID_TXN_STATE
+        return code
+
+    async def _remote(self, host, port, transactional_id, producer_id, producer_epoch, tp):
+        from ..broker.replica_fetcher import LeaderConnection
+        R = m.AddPartitionsToTxnRequest
+        req = R(transactions=[R.AddPartitionsToTxnTransaction(
+            transactional_id=transactional_id, producer_id=producer_id, producer_epoch=producer_epoch,
+            verify_only=True, topics=[R.AddPartitionsToTxnTopic(name=tp[0], partitions=[tp[1]])])])
+        entry = self._conns.get((host, port))
+        if entry is None:
+            entry = self._conns[(host, port)] = (LeaderConnection(host, port, "txn-verify"), asyncio.Lock())
+        conn, lock = entry
+        async with lock:
+            resp = await conn.request(req, self.VERSION)
+        if resp.error_code:
+            return resp.error_code
+        for txn in resp.results_by_transaction:
+            for t in txn.topic_results:
+                for p in t.results_by_partition:
+                    if (t.name, p.partition_index) == tp:
+                        return {tp: p.partition_error_code}
+        return Errors.UNKNOWN_SERVER_ERROR
+
+    def close(self):
+        for conn, _lock in self._conns.values():
+            conn.close()
+        self._conns.clear()

@@ -255,3 +255,47 @@ def test_transaction_state_survives_a_restart(tmp_path):
             assert init(w, "tx-durable")[0] == CONCURRENT
             assert describe(w, "tx-durable").producer_epoch == epoch + 1
             assert init(w, "tx-durable-2") == (0, pid2, epoch2 + 1)
+
+
+def txn_commit(w, tid, pid, epoch, group="grp-t", offsets=(("t", 0, 5),), version=3, member="", generation=-1):
+    R = m.TxnOffsetCommitRequest
+    topics = {}
+    for t, p, o in offsets:
+        topics.setdefault(t, []).append(R.TxnOffsetCommitRequestPartition(
+            partition_index=p, committed_offset=o, committed_leader_epoch=-1, committed_metadata="md"))
+    r = w.request(TXN_COMMIT, version, R(transactional_id=tid, group_id=group, producer_id=pid, producer_epoch=epoch,
+                                         generation_id=generation, member_id=member, group_instance_id=None,
+                                         topics=[R.TxnOffsetCommitRequestTopic(name=t, partitions=ps)
+                                                 for t, ps in topics.items()]))
+    return {(t.name, p.partition_index): p.error_code for t in r.topics for p in t.partitions}
+
+
+def fetch_offset(w, group, topic="t", partition=0):
+    R = m.OffsetFetchRequest
+    r = w.request(9, 3, R(group_id=group, topics=[R.OffsetFetchRequestTopic(name=topic, partition_indexes=[partition])]))
+    return [p.committed_offset for t in r.topics for p in t.partitions][0]
+
+
+def test_txn_offset_commit_needs_the_group_in_the_transaction_and_stays_pending(broker):
+    with Wire(broker) as w:
+        _, pid, epoch = init(w, "tx-offsets")
+        assert add(w, "tx-offsets", pid, epoch) == {("t", 0): 0}
+        # The group's offsets partition was not added (no AddOffsetsToTxn):
+        # INVALID_TXN_STATE, as Kafka's verification answers, and nothing is written.
+        offsets_partition = broker.broker.groups.partition_for("grp-t")
+        log_end = broker.broker.log_manager.partitions[("__consumer_offsets", offsets_partition)].log_end_offset
+        assert txn_commit(w, "tx-offsets", pid, epoch) == {("t", 0): INVALID_TXN_STATE}
+        assert broker.broker.log_manager.partitions[("__consumer_offsets", offsets_partition)].log_end_offset \
+            == log_end
+        r = w.request(ADD_OFFSETS, 0, m.AddOffsetsToTxnRequest(transactional_id="tx-offsets", producer_id=pid,
+                                                                producer_epoch=epoch, group_id="grp-t"))
+        assert r.error_code == 0
+        assert txn_commit(w, "tx-offsets", pid, epoch - 1) == {("t", 0): INVALID_PRODUCER_EPOCH}
+        assert txn_commit(w, "tx-offsets", pid + 100, epoch) == {("t", 0): INVALID_MAPPING}
+        assert txn_commit(w, "tx-offsets", pid, epoch, member="someone", generation=1) == {("t", 0): 25}
+        assert txn_commit(w, "tx-offsets", pid, epoch, offsets=(("t", 0, 5), ("nope", 0, 1))) == {
+            ("t", 0): 0, ("nope", 0): UNKNOWN_TOPIC}
+        # Written, but not the group's offset until the transaction commits.
+        assert fetch_offset(w, "grp-t") == -1
+        assert broker.broker.groups.txn_offsets[offsets_partition][pid] \
+            [("grp-t", "t", 0)].offset == 5
