@@ -299,3 +299,24 @@ def test_txn_offset_commit_needs_the_group_in_the_transaction_and_stays_pending(
         assert fetch_offset(w, "grp-t") == -1
         assert broker.broker.groups.txn_offsets[offsets_partition][pid] \
             [("grp-t", "t", 0)].offset == 5
+
+
+def test_an_exhausted_epoch_gets_a_new_producer_id(broker):
+    with Wire(broker) as w:
+        tc = broker.broker.transactions
+        for tid in ("tx-exhaust", "tx-exhaust-360"):
+            _, pid, _ = init(w, tid)
+            # 32766 bumps over the wire would take minutes: start from metadata that says so.
+            meta = broker.broker.call(lambda tid=tid: tc.txns[tid])
+            broker.broker.call(lambda meta=meta: setattr(meta, "producer_epoch", 32766))
+        # A new incarnation: a new producer id from epoch 0.
+        code, new_pid, epoch = init(w, "tx-exhaust")
+        assert (code, epoch) == (0, 0) and new_pid != pid
+        # KIP-360: the producer itself bumping its exhausted epoch gets a new
+        # id, and a retry of that request (its answer lost) the same again.
+        _, pid, _ = (0, broker.broker.call(lambda: tc.txns["tx-exhaust-360"].producer_id), 0)
+        code, new_pid, epoch = init(w, "tx-exhaust-360", version=3, pid=pid, epoch=32766)
+        assert (code, epoch) == (0, 0) and new_pid != pid
+        assert init(w, "tx-exhaust-360", version=3, pid=pid, epoch=32766) == (0, new_pid, 0)
+        assert init(w, "tx-exhaust-360", version=3, pid=pid, epoch=5)[0] == INVALID_PRODUCER_EPOCH
+        assert init(w, "tx-exhaust-360") == (0, new_pid, 1)
