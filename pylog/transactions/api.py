@@ -68,12 +68,9 @@ class TransactionApis:
     # ---- FindCoordinator (10), key_type 1 ----
 
     def find_coordinator(self, header, req):
-        if req.key_type != KEY_TRANSACTION:
+        if req.key_type != KEY_TRANSACTION or header.request_api_version == 0:   # v0: groups only
             return self.previous[FIND_COORDINATOR](header, req)
         code, node_id, host, port = self.coordinator.coordinator_for(req.key)
-        if header.request_api_version == 0:
-            # v0 has no key type: a v0 request always means a group.
-            return self.previous[FIND_COORDINATOR](header, req)
         return m.FindCoordinatorResponse(throttle_time_ms=0, error_code=code, error_message=None,
                                          node_id=node_id, host=host, port=port)
 
