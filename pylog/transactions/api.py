@@ -50,7 +50,8 @@ class TransactionApis:
     """Wire handlers over a TransactionCoordinator; `groups` the group
     coordinator (AddOffsetsToTxn's placement, TxnOffsetCommit), `previous`
     the handlers these replace for what is not transactional (FindCoordinator
-    of groups, InitProducerId without a transactional id)."""
+    of groups, InitProducerId without a transactional id). Event-loop thread
+    only."""
 
     def __init__(self, coordinator, groups, allocate_producer_id, previous: dict):
         self.coordinator = coordinator

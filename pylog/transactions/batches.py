@@ -36,7 +36,7 @@ class TxnRecordView:
     """A record of a transactional data batch, or a control batch's marker
     (`marker` True for COMMIT, False for ABORT, None for data), with the
     batch's producer id: what a coordinator's replay needs to hold the
-    records back until the marker."""
+    records back until the marker. A plain value, any thread."""
 
     __slots__ = ("offset", "key", "value", "producer_id", "marker")
 

@@ -57,6 +57,8 @@ class TxnPartitionWriter(BrokerPartitionWriter):
 
 
 class _Txn:
+    """One transaction's markers still to write. Event-loop thread only."""
+
     __slots__ = ("index", "coordinator_epoch", "transactional_id", "producer_id", "producer_epoch", "commit",
                  "remaining", "inflight", "done", "dropped")
 

@@ -63,7 +63,8 @@ def _now_ms() -> int:
 
 
 class TxnMetadata:
-    """One transactional id as this coordinator knows it."""
+    """One transactional id as this coordinator knows it. Event-loop thread
+    only (its coordinator's)."""
 
     __slots__ = ("transactional_id", "producer_id", "last_producer_id", "producer_epoch", "last_producer_epoch",
                  "timeout_ms", "state", "partitions", "start_ms", "last_update_ms", "pending",

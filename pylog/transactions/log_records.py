@@ -69,7 +69,7 @@ VALID_PREVIOUS = {
 
 
 class TxnRecord:
-    """A decoded value (the fields a coordinator keeps)."""
+    """A decoded value (the fields a coordinator keeps); a plain value, any thread."""
 
     __slots__ = ("producer_id", "producer_epoch", "timeout_ms", "state", "partitions", "last_update_ms",
                  "start_ms", "prev_producer_id", "next_producer_id", "next_producer_epoch", "client_version")
