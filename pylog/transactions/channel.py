@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from ..broker.coordinator_writer import BrokerPartitionWriter
 from ..broker.replica_fetcher import LeaderConnection
@@ -87,6 +88,7 @@ class MarkerChannel:
         self._wake = None
         self._task = None
         self._sends: set = set()
+        self._failure_logged: dict[int, float] = {}   # broker id -> when a failure was last logged
 
     # ---- what the coordinator calls ----
 
@@ -189,7 +191,10 @@ class MarkerChannel:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the broker unreachable, the connection lost: all again
-                log.info("WriteTxnMarkers to broker %d failed: %s; retrying", broker_id, e)
+                now = time.monotonic()
+                if now - self._failure_logged.get(broker_id, -60.0) >= 10.0:   # retried every 100 ms
+                    self._failure_logged[broker_id] = now
+                    log.info("WriteTxnMarkers to broker %d failed: %s; retrying", broker_id, e)
                 conn = self._conns.pop(broker_id, None)
                 if conn is not None:
                     conn.close()
