@@ -183,8 +183,8 @@ class TransactionCoordinator:
         for meta in self._of_partition(index):
             if meta.state in _PREPARE:
                 # Written before this coordinator (or its previous life) sent
-                # every marker: send them again (partitions drop duplicates
-                # of a marker by epoch).
+                # every marker: send them all again, as Kafka does (a second
+                # marker where the transaction already ended ends nothing).
                 self._send_markers(index, epoch, meta, meta.state == TxnState.PREPARE_COMMIT)
         if self.runtime.writer.loads_in_steps:
             now = self.clock()
