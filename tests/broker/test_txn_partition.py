@@ -1,0 +1,212 @@
+"""Transactions on partitions (KAFKA-NOTES §2.4, §6.3): transactional batches,
+WriteTxnMarkers written as a coordinator writes them, the last stable offset,
+the aborted-transaction index in Kafka's format, read_committed Fetch and
+ListOffsets, and real clients' read_committed consumers skipping aborted
+records. The transaction coordinator is another module: here producer ids
+come from InitProducerId without a transactional id and markers are sent
+in-process through the broker's own WriteTxnMarkers body, as a lone broker's
+coordinator sends them."""
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import struct
+
+import pytest
+from kafkawire import Wire
+
+from pylog import _engine, crc32c
+from pylog.protocol import messages as m
+from pylog.testing import running_broker
+
+INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE, COORDINATOR_FENCED, TXN_ID_AUTH = 47, 48, 52, 53
+ENTRY = struct.Struct(">hqqqq")
+
+
+def txn_batch(pid, epoch, seq, values, transactional=True):
+    """A record batch with producer fields set and the transactional bit."""
+    b = bytearray(_engine.encode_batch(values))
+    struct.pack_into(">qhi", b, 43, pid, epoch, seq)
+    if transactional:
+        b[22] |= 0x10
+    struct.pack_into(">I", b, 17, crc32c(bytes(b[21:])))
+    return bytes(b)
+
+
+def produce(w, topic, batch, partition=0, txn_id="txn-test"):
+    req = m.ProduceRequest(transactional_id=txn_id, acks=-1, timeout_ms=5000,
+                           topic_data=[m.ProduceRequest.TopicProduceData(
+                               name=topic, partition_data=[m.ProduceRequest.PartitionProduceData(
+                                   index=partition, records=batch)])])
+    p = w.request(0, 7, req).responses[0].partition_responses[0]
+    return p.error_code, p.base_offset
+
+
+def init_pid(w):
+    r = w.request(22, 1, m.InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60000))
+    assert r.error_code == 0
+    return r.producer_id, r.producer_epoch
+
+
+def write_marker(handle, topic, pid, epoch, commit, partitions=(0,), coordinator_epoch=0):
+    """The broker's WriteTxnMarkers body, run on its loop as its own
+    coordinator calls it: the error code of each partition."""
+    M = m.WriteTxnMarkersRequest
+    req = M(markers=[M.WritableTxnMarker(producer_id=pid, producer_epoch=epoch, transaction_result=commit,
+                                         coordinator_epoch=coordinator_epoch,
+                                         topics=[M.WritableTxnMarkerTopic(name=topic,
+                                                                          partition_indexes=list(partitions))])])
+    b = handle.broker
+    resp = asyncio.run_coroutine_threadsafe(b.handlers.txn_partition_apis.write_markers(req), b._loop).result(60)
+    return [p.error_code for p in resp.markers[0].topics[0].partitions]
+
+
+def fetch(w, topic, offset, isolation, partition=0):
+    req = m.FetchRequest(replica_id=-1, max_wait_ms=0, min_bytes=0, max_bytes=1 << 20, isolation_level=isolation,
+                         topics=[m.FetchRequest.FetchTopic(topic=topic, partitions=[
+                             m.FetchRequest.FetchPartition(partition=partition, fetch_offset=offset,
+                                                           partition_max_bytes=1 << 20)])])
+    return w.request(1, 11, req).responses[0].partitions[0]
+
+
+def batch_offsets(records):
+    """(base offset, last offset, is control) of each fetched batch."""
+    data = bytes(records or b"")
+    return [(h[1], h[1] + h[2], bool(h[8] & 0x20)) for h in _engine.batch_headers(data)]
+
+
+def list_offset(w, topic, isolation, partition=0):
+    req = m.ListOffsetsRequest(replica_id=-1, isolation_level=isolation, topics=[
+        m.ListOffsetsRequest.ListOffsetsTopic(name=topic, partitions=[
+            m.ListOffsetsRequest.ListOffsetsPartition(partition_index=partition, timestamp=-1)])])
+    return w.request(2, 2, req).topics[0].partitions[0].offset
+
+
+def partition_of(handle, topic, index=0):
+    return handle.broker.log_manager.partitions[(topic, index)]
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A broker of its own with topic "t" (one partition, small segments so a
+    test can roll them)."""
+    with running_broker(tmp_path / "data") as handle:
+        handle.broker.create_topic("t", 1, configs={"segment.bytes": "1024"})
+        yield handle
+
+
+def test_read_committed_stops_at_the_lso_until_the_commit_marker(broker):
+    with Wire(broker) as w:
+        pid, epoch = init_pid(w)
+        plain = txn_batch(-1, -1, -1, [b"p0", b"p1"], transactional=False)
+        assert produce(w, "t", plain, txn_id=None) == (0, 0)
+        assert produce(w, "t", txn_batch(pid, epoch, 0, [b"t0", b"t1", b"t2"])) == (0, 2)
+        assert produce(w, "t", plain, txn_id=None) == (0, 5)
+        # Open transaction from offset 2: read_committed stops there.
+        f = fetch(w, "t", 0, 1)
+        assert f.error_code == 0 and f.high_watermark == 7 and f.last_stable_offset == 2
+        assert batch_offsets(f.records) == [(0, 1, False)]
+        assert f.aborted_transactions == []
+        assert fetch(w, "t", 2, 1).records in (None, b"")
+        assert list_offset(w, "t", 1) == 2 and list_offset(w, "t", 0) == 7
+        # read_uncommitted reads everything, with a null aborted list.
+        f0 = fetch(w, "t", 0, 0)
+        assert f0.last_stable_offset == 2 and f0.aborted_transactions is None
+        assert [b[:2] for b in batch_offsets(f0.records)] == [(0, 1), (2, 4), (5, 6)]
+        assert write_marker(broker, "t", pid, epoch, True) == [0]
+        f = fetch(w, "t", 0, 1)
+        assert f.high_watermark == 8 and f.last_stable_offset == 8
+        assert batch_offsets(f.records) == [(0, 1, False), (2, 4, False), (5, 6, False), (7, 7, True)]
+        assert f.aborted_transactions == []
+        assert list_offset(w, "t", 1) == 8
+    p = partition_of(broker, "t")
+    assert p.producer_state.ongoing == {}
+    assert not glob.glob(os.path.join(p.path, "*.txnindex"))  # commits are not indexed
+
+
+def test_an_abort_is_indexed_in_kafkas_format_and_answered_to_read_committed(broker):
+    with Wire(broker) as w:
+        a, ea = init_pid(w)
+        b, eb = init_pid(w)
+        assert produce(w, "t", txn_batch(a, ea, 0, [b"a0", b"a1"])) == (0, 0)
+        assert produce(w, "t", txn_batch(b, eb, 0, [b"b0"])) == (0, 2)
+        assert produce(w, "t", txn_batch(a, ea, 2, [b"a2"])) == (0, 3)
+        assert write_marker(broker, "t", a, ea, False, coordinator_epoch=3) == [0]   # ABORT at 4
+        f = fetch(w, "t", 0, 1)
+        # b's transaction (from 2) is still open: LSO 2.
+        assert f.last_stable_offset == 2
+        assert [(t.producer_id, t.first_offset) for t in f.aborted_transactions] == [(a, 0)]
+        assert write_marker(broker, "t", b, eb, True) == [0]                        # COMMIT at 5
+        f = fetch(w, "t", 0, 1)
+        assert f.last_stable_offset == 6 and f.high_watermark == 6
+        assert [(t.producer_id, t.first_offset) for t in f.aborted_transactions] == [(a, 0)]
+        # A fetch past the abort marker needs no entry.
+        assert fetch(w, "t", 5, 1).aborted_transactions == []
+    p = partition_of(broker, "t")
+    files = glob.glob(os.path.join(p.path, "*.txnindex"))
+    assert [os.path.basename(f) for f in files] == ["00000000000000000000.txnindex"]
+    with open(files[0], "rb") as fh:
+        # version 0, producer id, first offset, marker offset, LSO then (b's
+        # transaction, still open, began at 2).
+        assert fh.read() == ENTRY.pack(0, a, 0, 4, 2)
+    # The marker itself, as Kafka writes it.
+    data = bytes(p.log.read_batches(4, 1 << 20))
+    h = _engine.batch_headers(data)[0]
+    assert h[1] == 4 and h[4] == a and h[5] == ea and h[6] == -1 and h[7] == 1 and h[8] & 0x30 == 0x30
+    (rec,) = _engine.decode_batches(data[:12 + struct.unpack_from(">i", data, 8)[0]])
+    assert bytes(rec.key) == struct.pack(">hh", 0, 0)       # version 0, ABORT
+    assert bytes(rec.value) == struct.pack(">hi", 0, 3)     # version 0, coordinator epoch
+
+
+def test_fencing_and_refusals_change_nothing(broker):
+    with Wire(broker) as w:
+        pid, epoch = init_pid(w)
+        assert produce(w, "t", txn_batch(pid, epoch, 0, [b"x"])) == (0, 0)
+        # Kafka refuses transactional batches without a transactional id.
+        assert produce(w, "t", txn_batch(pid, epoch, 1, [b"y"]), txn_id=None)[0] == TXN_ID_AUTH
+        # A non-transactional batch while the producer's transaction is open.
+        assert produce(w, "t", txn_batch(pid, epoch, 1, [b"y"], transactional=False))[0] == INVALID_TXN_STATE
+        p = partition_of(broker, "t")
+        assert p.log_end_offset == 1
+        assert write_marker(broker, "t", pid, epoch, False, coordinator_epoch=5) == [0]
+        leo = p.log_end_offset
+        # A zombie coordinator (older coordinator epoch) and a stale producer epoch.
+        assert write_marker(broker, "t", pid, epoch, True, coordinator_epoch=4) == [COORDINATOR_FENCED]
+        assert produce(w, "t", txn_batch(pid, epoch + 1, 0, [b"z"])) == (0, leo)
+        assert write_marker(broker, "t", pid, epoch, True, coordinator_epoch=5) == [INVALID_PRODUCER_EPOCH]
+        assert p.log_end_offset == leo + 1
+        assert p.producer_state.ongoing == {leo: pid}
+        # Unknown partitions are answered per partition.
+        assert write_marker(broker, "t", pid, epoch + 1, True, partitions=(7,), coordinator_epoch=5) == [3]
+
+
+def test_write_txn_markers_is_not_served_to_clients_of_a_lone_broker(broker):
+    with Wire(broker) as w:
+        keys = {k.api_key for k in w.request(18, 3, m.ApiVersionsRequest(
+            client_software_name="t", client_software_version="1")).api_keys}
+        assert 27 not in keys and 61 in keys
+        M = m.WriteTxnMarkersRequest
+        w.send(27, 0, M(markers=[M.WritableTxnMarker(producer_id=1, producer_epoch=0, transaction_result=False,
+                                                     coordinator_epoch=0, topics=[M.WritableTxnMarkerTopic(
+                                                         name="t", partition_indexes=[0])])]))
+        with pytest.raises((AssertionError, ConnectionError, OSError)):
+            w.receive(27, 0)
+    assert partition_of(broker, "t").log_end_offset == 0
+
+
+def test_describe_producers(broker):
+    with Wire(broker) as w:
+        pid, epoch = init_pid(w)
+        assert produce(w, "t", txn_batch(pid, epoch, 0, [b"a", b"b"])) == (0, 0)
+        D = m.DescribeProducersRequest
+        r = w.request(61, 0, D(topics=[D.TopicRequest(name="t", partition_indexes=[0, 5])]))
+        p0, p5 = r.topics[0].partitions
+        assert p0.error_code == 0 and p5.error_code == 3
+        (st,) = p0.active_producers
+        assert (st.producer_id, st.producer_epoch, st.last_sequence, st.coordinator_epoch,
+                st.current_txn_start_offset) == (pid, epoch, 1, -1, 0)
+        assert write_marker(broker, "t", pid, epoch, True, coordinator_epoch=2) == [0]
+        r = w.request(61, 0, D(topics=[D.TopicRequest(name="t", partition_indexes=[0])]))
+        (st,) = r.topics[0].partitions[0].active_producers
+        assert (st.coordinator_epoch, st.current_txn_start_offset) == (2, -1)
