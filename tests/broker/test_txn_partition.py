@@ -12,6 +12,8 @@ import asyncio
 import glob
 import os
 import struct
+import time
+import uuid
 
 import pytest
 from kafkawire import Wire
@@ -210,3 +212,213 @@ def test_describe_producers(broker):
         r = w.request(61, 0, D(topics=[D.TopicRequest(name="t", partition_indexes=[0])]))
         (st,) = r.topics[0].partitions[0].active_producers
         assert (st.coordinator_epoch, st.current_txn_start_offset) == (2, -1)
+
+
+# ---- real clients' read_committed consumers ----
+
+def mixed_transactions(handle, topic="t"):
+    """Offsets: plain p0 0, A's a0 a1 1-2, B's b0 3, A's a2 4, A's ABORT 5,
+    B's COMMIT 6, plain p1 7: the committed view is p0 b0 p1."""
+    with Wire(handle) as w:
+        a, ea = init_pid(w)
+        b, eb = init_pid(w)
+        plain = lambda v: txn_batch(-1, -1, -1, [v], transactional=False)  # noqa: E731
+        assert produce(w, topic, plain(b"p0"), txn_id=None)[0] == 0
+        assert produce(w, topic, txn_batch(a, ea, 0, [b"a0", b"a1"]))[0] == 0
+        assert produce(w, topic, txn_batch(b, eb, 0, [b"b0"]))[0] == 0
+        assert produce(w, topic, txn_batch(a, ea, 2, [b"a2"]))[0] == 0
+        assert write_marker(handle, topic, a, ea, False) == [0]
+        assert write_marker(handle, topic, b, eb, True) == [0]
+        assert produce(w, topic, plain(b"p1"), txn_id=None)[0] == 0
+    return a, b
+
+
+COMMITTED = [b"p0", b"b0", b"p1"]
+EVERYTHING = [b"p0", b"a0", b"a1", b"b0", b"a2", b"p1"]
+
+
+def consume_confluent(bootstrap, isolation):
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                  "isolation.level": isolation})
+    try:
+        c.assign([TopicPartition("t", 0, 0)])
+        got = []
+        deadline = time.monotonic() + 60
+        while b"p1" not in got and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is not None and msg.error() is None:
+                got.append(msg.value())
+        return got
+    finally:
+        c.close()
+
+
+def consume_kafka_python(bootstrap, isolation):
+    from kafka import KafkaConsumer, TopicPartition
+    c = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation, enable_auto_commit=False,
+                      group_id=None, auto_offset_reset="earliest")
+    try:
+        c.assign([TopicPartition("t", 0)])
+        c.seek(TopicPartition("t", 0), 0)
+        got = []
+        deadline = time.monotonic() + 60
+        while b"p1" not in got and time.monotonic() < deadline:
+            for recs in c.poll(500).values():
+                got.extend(r.value for r in recs)
+        return got
+    finally:
+        c.close()
+
+
+def consume_aiokafka(bootstrap, isolation):
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def run():
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation, enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+        await c.start()
+        try:
+            c.assign([TopicPartition("t", 0)])
+            c.seek(TopicPartition("t", 0), 0)
+            got = []
+            deadline = time.monotonic() + 60
+            while b"p1" not in got and time.monotonic() < deadline:
+                for recs in (await c.getmany(timeout_ms=500)).values():
+                    got.extend(r.value for r in recs)
+            return got
+        finally:
+            await c.stop()
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("consume", [consume_confluent, consume_kafka_python, consume_aiokafka],
+                         ids=["confluent-kafka", "kafka-python", "aiokafka"])
+def test_real_read_committed_consumers_skip_aborted_records_and_markers(broker, consume):
+    mixed_transactions(broker)
+    assert consume(broker.bootstrap, "read_committed") == COMMITTED
+    # read_uncommitted: every data record, never a control record.
+    assert consume(broker.bootstrap, "read_uncommitted") == EVERYTHING
+
+
+# ---- the index on disk: restarts, SIGKILL, truncation, retention ----
+
+def index_files(path):
+    """{file name: bytes} of the .txnindex files in a partition directory."""
+    out = {}
+    for f in sorted(glob.glob(os.path.join(str(path), "*.txnindex"))):
+        with open(f, "rb") as fh:
+            out[os.path.basename(f)] = fh.read()
+    return out
+
+
+def aborted_of(handle, offset=0):
+    with Wire(handle) as w:
+        f = fetch(w, "t", offset, 1)
+        return f.last_stable_offset, [(t.producer_id, t.first_offset) for t in f.aborted_transactions]
+
+
+def test_the_index_and_open_transactions_survive_a_clean_restart(broker):
+    a, b = mixed_transactions(broker)
+    with Wire(broker) as w:
+        c, ec = init_pid(w)
+        assert produce(w, "t", txn_batch(c, ec, 0, [b"c0"]))[0] == 0   # open at 8
+    before = aborted_of(broker)
+    assert before == (8, [(a, 1)])
+    p = partition_of(broker, "t")
+    index_bytes = index_files(p.path)
+    assert index_bytes
+    broker.restart()
+    assert aborted_of(broker) == before
+    p = partition_of(broker, "t")
+    assert index_files(p.path) == index_bytes
+    # The open transaction came back from the snapshot: its commit moves the LSO.
+    assert write_marker(broker, "t", c, ec, True) == [0]
+    assert aborted_of(broker)[0] == p.high_watermark == 10
+
+
+_CHILD = r"""
+import sys, asyncio
+sys.path.insert(0, sys.argv[2])
+import test_txn_partition as t
+from kafkawire import Wire
+from pylog.testing import running_broker
+with running_broker(sys.argv[1]) as h:
+    h.broker.create_topic("t", 1, configs={"segment.bytes": "1024"})
+    a, b = t.mixed_transactions(h)
+    with Wire(h) as w:
+        c, ec = t.init_pid(w)
+        assert t.produce(w, "t", t.txn_batch(c, ec, 0, [b"c0"]))[0] == 0
+    print(a, b, c, flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_the_index_is_rebuilt_after_sigkill(tmp_path):
+    """An unclean shutdown: no snapshot, the .txnindex files removed too (as
+    if they had not reached the disk); the load rebuilds them from the log,
+    byte for byte, with the open transaction still holding the LSO."""
+    import signal
+    import subprocess
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    data = tmp_path / "data"
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(data), here], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": os.path.dirname(here)})
+    try:
+        line = child.stdout.readline()
+        assert line, child.stderr.read()
+        a, b, c = map(int, line.split())
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+        child.stdout.close()
+        child.stderr.close()
+        child.stdin.close()
+    pdir = data / "t-0"
+    assert not glob.glob(str(pdir / "*.snapshot"))
+    kept = index_files(pdir)
+    assert kept
+    for name in kept:
+        os.unlink(pdir / name)
+    with running_broker(data) as handle:
+        assert aborted_of(handle) == (8, [(a, 1)])
+        p = partition_of(handle, "t")
+        assert p.producer_state.ongoing == {8: c}
+        got = index_files(p.path)
+        assert got == kept
+        # A aborted at 5 while B's transaction (from 3) was open.
+        assert ENTRY.unpack(b"".join(got.values())) == (0, a, 1, 5, 3)
+
+
+def test_truncation_and_deletion_take_the_index_along(broker):
+    a, b = mixed_transactions(broker)     # A aborted at 5, B committed at 6
+    p = partition_of(broker, "t")
+    loop = broker.broker._loop
+
+    def on_loop(fn, *args):
+        async def call():
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(call(), loop).result(30)
+    assert aborted_of(broker) == (8, [(a, 1)])
+    # A follower cutting its divergent tail below the markers forgets them.
+    on_loop(p.truncate_to, 5)
+    assert aborted_of(broker) == (1, [])
+    assert all(os.path.getsize(f) == 0 for f in glob.glob(os.path.join(p.path, "*.txnindex")))
+    # Both transactions are open again (their markers are gone).
+    assert p.producer_state.ongoing == {1: a, 3: b}
+    assert write_marker(broker, "t", a, 0, False) == [0]            # aborted again, at 5
+    assert aborted_of(broker) == (3, [(a, 1)])
+    assert write_marker(broker, "t", b, 0, True) == [0]             # committed, at 6
+    assert aborted_of(broker) == (7, [(a, 1)])
+    # Enough data to roll segments (segment.bytes 1024), then DeleteRecords
+    # past them: the segment holding the marker goes with its .txnindex.
+    with Wire(broker) as w:
+        for i in range(40):
+            assert produce(w, "t", txn_batch(-1, -1, -1, [b"x" * 100], transactional=False), txn_id=None)[0] == 0
+    holder = os.path.join(p.path, f"{p.log.segment_base_of(5):020d}.txnindex")
+    assert os.path.getsize(holder) == ENTRY.size
+    on_loop(p.delete_records, p.high_watermark)
+    assert not os.path.exists(holder)
+    assert aborted_of(broker, p.log_start_offset)[1] == []
