@@ -237,19 +237,23 @@ COMMITTED = [b"p0", b"b0", b"p1"]
 EVERYTHING = [b"p0", b"a0", b"a1", b"b0", b"a2", b"p1"]
 
 
+def until_last(next_values):
+    """Values from next_values() (a list per call) until p1, the last record,
+    arrives or 60 s pass."""
+    got = []
+    deadline = time.monotonic() + 60
+    while b"p1" not in got and time.monotonic() < deadline:
+        got.extend(next_values())
+    return got
+
+
 def consume_confluent(bootstrap, isolation):
     from confluent_kafka import Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex}", "enable.auto.commit": False,
                   "isolation.level": isolation})
     try:
         c.assign([TopicPartition("t", 0, 0)])
-        got = []
-        deadline = time.monotonic() + 60
-        while b"p1" not in got and time.monotonic() < deadline:
-            msg = c.poll(0.5)
-            if msg is not None and msg.error() is None:
-                got.append(msg.value())
-        return got
+        return until_last(lambda: [msg.value() for msg in c.consume(10, 0.5) if msg.error() is None])
     finally:
         c.close()
 
@@ -261,12 +265,7 @@ def consume_kafka_python(bootstrap, isolation):
     try:
         c.assign([TopicPartition("t", 0)])
         c.seek(TopicPartition("t", 0), 0)
-        got = []
-        deadline = time.monotonic() + 60
-        while b"p1" not in got and time.monotonic() < deadline:
-            for recs in c.poll(500).values():
-                got.extend(r.value for r in recs)
-        return got
+        return until_last(lambda: [r.value for recs in c.poll(500).values() for r in recs])
     finally:
         c.close()
 
