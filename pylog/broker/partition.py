@@ -175,7 +175,12 @@ class Partition:
         state on every replica, so a follower serving read_committed
         (KIP-392) answers the same as its leader once caught up."""
         first = self.producer_state.first_unstable_offset(self.high_watermark)
-        return self.high_watermark if first is None or first > self.high_watermark else first
+        if first is None or first > self.high_watermark:
+            return self.high_watermark
+        # A transaction begun below the log start (DeleteRecords, retention)
+        # holds it back no further than the log start, as Kafka's
+        # updateFirstUnstableOffset bounds it.
+        return max(first, self.log.log_start_offset)
 
     @property
     def is_leader(self) -> bool:

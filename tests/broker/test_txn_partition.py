@@ -291,8 +291,19 @@ def consume_aiokafka(bootstrap, isolation):
     return asyncio.run(run())
 
 
-@pytest.mark.parametrize("consume", [consume_confluent, consume_kafka_python, consume_aiokafka],
-                         ids=["confluent-kafka", "kafka-python", "aiokafka"])
+def consume_pylog(bootstrap, isolation):
+    from pylog import Consumer, TopicPartition
+    c = Consumer(bootstrap_servers=bootstrap, isolation_level=isolation, enable_auto_commit=False)
+    try:
+        c.assign([TopicPartition("t", 0)])
+        c.seek(TopicPartition("t", 0), 0)
+        return until_last(lambda: [bytes(r.value) for r in c.poll(0.5)])
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("consume", [consume_confluent, consume_kafka_python, consume_aiokafka, consume_pylog],
+                         ids=["confluent-kafka", "kafka-python", "aiokafka", "pylog"])
 def test_real_read_committed_consumers_skip_aborted_records_and_markers(broker, consume):
     mixed_transactions(broker)
     assert consume(broker.bootstrap, "read_committed") == COMMITTED
@@ -421,3 +432,24 @@ def test_truncation_and_deletion_take_the_index_along(broker):
     on_loop(p.delete_records, p.high_watermark)
     assert not os.path.exists(holder)
     assert aborted_of(broker, p.log_start_offset)[1] == []
+
+
+def test_decode_fetched_drops_aborted_batches_until_their_marker(broker):
+    """The C filter alone, on one fetch holding aborted, committed and later
+    records of the same producer: A's batches from its aborted transaction's
+    first offset up to its ABORT marker go; its later transaction stays."""
+    a, b = mixed_transactions(broker)
+    with Wire(broker) as w:
+        assert produce(w, "t", txn_batch(a, 0, 3, [b"a3"]))[0] == 0        # 8: A's next transaction
+        assert write_marker(broker, "t", a, 0, True) == [0]                 # 9: committed
+        f = fetch(w, "t", 0, 1)
+    aborted = [(t.producer_id, t.first_offset) for t in f.aborted_transactions]
+    assert aborted == [(a, 1)]
+    recs, next_offset = _engine.decode_fetched(f.records, "t", 0, 0, True, -1, aborted)
+    assert [bytes(r.value) for r in recs] == [b"p0", b"b0", b"p1", b"a3"] and next_offset == 10
+    # Without the list (read_uncommitted) only the markers go.
+    recs, _ = _engine.decode_fetched(f.records, "t", 0, 0)
+    assert [bytes(r.value) for r in recs] == EVERYTHING + [b"a3"]
+    # From inside the aborted transaction: the entry still applies.
+    recs, _ = _engine.decode_fetched(f.records, "t", 0, 2, True, -1, aborted)
+    assert [bytes(r.value) for r in recs] == [b"b0", b"p1", b"a3"]
