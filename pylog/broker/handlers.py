@@ -626,7 +626,8 @@ class Handlers:
                     p = self.logs.get_partition(t.name, lp.partition_index)
                     now = p.list_offset_now(lp.timestamp, committed)
                     if now is None:
-                        by_time.append((parts, len(parts), p, lp.timestamp))
+                        by_time.append((parts, len(parts), p, lp.timestamp,
+                                        p.last_stable_offset if committed else None))
                         parts.append(None)
                         continue
                     offset, out_ts = now
@@ -642,10 +643,10 @@ class Handlers:
 
         async def by_timestamp():
             loop = asyncio.get_running_loop()
-            for parts, i, p, ts in by_time:
+            for parts, i, p, ts, bound in by_time:
                 index = p.index
                 try:
-                    offset, out_ts = await loop.run_in_executor(None, p.list_offset_by_time, ts)
+                    offset, out_ts = await loop.run_in_executor(None, p.list_offset_by_time, ts, bound)
                     parts[i] = P(partition_index=index, error_code=0, timestamp=out_ts, offset=offset,
                                  old_style_offsets=[offset])
                 except PylogError as e:

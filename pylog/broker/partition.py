@@ -637,13 +637,15 @@ class Partition:
             raise InvalidRequestError(f"timestamp {timestamp} is not supported")
         return None
 
-    def list_offset_by_time(self, timestamp: int) -> tuple[int, int]:
+    def list_offset_by_time(self, timestamp: int, bound: int | None = None) -> tuple[int, int]:
         """ListOffsets by timestamp: (offset, timestamp) of the first record at
-        or after the log start, below the high watermark, whose timestamp is >=
-        timestamp; (-1, -1) when none is. Reads the disk (takes the Log's own
-        lock): any thread but the event loop."""
+        or after the log start, below the high watermark (below bound when
+        given: the last stable offset for READ_COMMITTED, read by the caller
+        on the partition's owner thread, as Kafka's lastFetchableOffset),
+        whose timestamp is >= timestamp; (-1, -1) when none is. Reads the disk
+        (takes the Log's own lock): any thread but the event loop."""
         found = self.log.offset_and_timestamp_for_time(timestamp, self.max_inflated_bytes)
-        if found is None or found[0] >= self.high_watermark:
+        if found is None or found[0] >= (self.high_watermark if bound is None else bound):
             return -1, -1
         return found
 

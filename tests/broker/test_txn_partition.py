@@ -26,9 +26,9 @@ INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE, COORDINATOR_FENCED, TXN_ID_AUTH = 47,
 ENTRY = struct.Struct(">hqqqq")
 
 
-def txn_batch(pid, epoch, seq, values, transactional=True):
+def txn_batch(pid, epoch, seq, values, transactional=True, timestamp=None):
     """A record batch with producer fields set and the transactional bit."""
-    b = bytearray(_engine.encode_batch(values))
+    b = bytearray(_engine.encode_batch(values, timestamps=None if timestamp is None else [timestamp] * len(values)))
     struct.pack_into(">qhi", b, 43, pid, epoch, seq)
     if transactional:
         b[22] |= 0x10
@@ -78,10 +78,10 @@ def batch_offsets(records):
     return [(h[1], h[1] + h[2], bool(h[8] & 0x20)) for h in _engine.batch_headers(data)]
 
 
-def list_offset(w, topic, isolation, partition=0):
+def list_offset(w, topic, isolation, partition=0, timestamp=-1):
     req = m.ListOffsetsRequest(replica_id=-1, isolation_level=isolation, topics=[
         m.ListOffsetsRequest.ListOffsetsTopic(name=topic, partitions=[
-            m.ListOffsetsRequest.ListOffsetsPartition(partition_index=partition, timestamp=-1)])])
+            m.ListOffsetsRequest.ListOffsetsPartition(partition_index=partition, timestamp=timestamp)])])
     return w.request(2, 2, req).topics[0].partitions[0].offset
 
 
@@ -103,7 +103,8 @@ def test_read_committed_stops_at_the_lso_until_the_commit_marker(broker):
         pid, epoch = init_pid(w)
         plain = txn_batch(-1, -1, -1, [b"p0", b"p1"], transactional=False)
         assert produce(w, "t", plain, txn_id=None) == (0, 0)
-        assert produce(w, "t", txn_batch(pid, epoch, 0, [b"t0", b"t1", b"t2"])) == (0, 2)
+        later = int(time.time() * 1000) + 60000
+        assert produce(w, "t", txn_batch(pid, epoch, 0, [b"t0", b"t1", b"t2"], timestamp=later)) == (0, 2)
         assert produce(w, "t", plain, txn_id=None) == (0, 5)
         # Open transaction from offset 2: read_committed stops there.
         f = fetch(w, "t", 0, 1)
@@ -112,6 +113,8 @@ def test_read_committed_stops_at_the_lso_until_the_commit_marker(broker):
         assert f.aborted_transactions == []
         assert fetch(w, "t", 2, 1).records in (None, b"")
         assert list_offset(w, "t", 1) == 2 and list_offset(w, "t", 0) == 7
+        # By time: the open transaction's records are not found for read_committed.
+        assert list_offset(w, "t", 0, timestamp=later) == 2 and list_offset(w, "t", 1, timestamp=later) == -1
         # read_uncommitted reads everything, with a null aborted list.
         f0 = fetch(w, "t", 0, 0)
         assert f0.last_stable_offset == 2 and f0.aborted_transactions is None
