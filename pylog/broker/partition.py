@@ -400,11 +400,15 @@ class Partition:
         for producer_id (WriteTxnMarkers): one control batch, which ends the
         producer's ongoing transaction here, indexes it when aborted and lets
         the LSO pass it once the HW does. Raises NotLeaderOrFollowerError,
-        InvalidProducerEpochError, TRANSACTION_COORDINATOR_FENCED (nothing
-        appended then)."""
+        NotEnoughReplicasError, InvalidProducerEpochError,
+        TRANSACTION_COORDINATOR_FENCED (nothing appended then)."""
         if not self.is_leader:
             raise NotLeaderOrFollowerError(
                 f"broker {self.broker_id} is not the leader of {self._name} (leader: {self.leader_id})")
+        if len(self.isr) < self.min_insync_replicas:
+            # Markers are appended with acks=all, as Kafka's coordinator asks.
+            raise NotEnoughReplicasError(
+                f"{self._name}: ISR {self.isr} is smaller than min.insync.replicas={self.min_insync_replicas}")
         self.producer_state.check_marker(producer_id, producer_epoch, coordinator_epoch)
         batch = bytearray(build_end_txn_marker(producer_id, producer_epoch, coordinator_epoch, commit,
                                                int(time.time() * 1000)))

@@ -23,6 +23,7 @@ from pylog.protocol import messages as m
 from pylog.testing import running_broker
 
 INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE, COORDINATOR_FENCED, TXN_ID_AUTH = 47, 48, 52, 53
+NOT_ENOUGH_REPLICAS = 19
 ENTRY = struct.Struct(">hqqqq")
 
 
@@ -184,6 +185,10 @@ def test_fencing_and_refusals_change_nothing(broker):
         assert p.producer_state.ongoing == {leo: pid}
         # Unknown partitions are answered per partition.
         assert write_marker(broker, "t", pid, epoch + 1, True, partitions=(7,), coordinator_epoch=5) == [3]
+    # Markers are appended with acks=all: an ISR below min.insync.replicas refuses them.
+    broker.broker.create_topic("m", 1, configs={"min.insync.replicas": "2"})
+    assert write_marker(broker, "m", pid, epoch + 1, True, coordinator_epoch=5) == [NOT_ENOUGH_REPLICAS]
+    assert partition_of(broker, "m").log_end_offset == 0
 
 
 def test_write_txn_markers_is_not_served_to_clients_of_a_lone_broker(broker):
