@@ -998,18 +998,20 @@ def detach_chunks(chunks):
 
 def _has_transactional_batch(topics) -> bool:
     """Whether a produce request holds a transactional batch: the attributes'
-    bit 4 (KAFKA-NOTES §2.1) of each batch, walked by its length field."""
+    bit 4 (KAFKA-NOTES §2.1) of each whole magic-2 batch, walked by length as
+    Kafka's batch iterator does (it stops at a batch cut short; a malformed
+    one is left to validation, which refuses it)."""
     for _name, parts in topics:
         for _index, records in parts:
             if not records:
                 continue
             pos, n = 0, len(records)
-            while pos + 23 <= n:
-                if records[pos + 22] & 0x10:
-                    return True
+            while pos + 61 <= n:
                 length = _I32.unpack_from(records, pos + 8)[0]
-                if length <= 0:
-                    break  # malformed: validation refuses it
+                if length < 49 or pos + 12 + length > n:
+                    break
+                if records[pos + 16] == 2 and records[pos + 22] & 0x10:
+                    return True
                 pos += 12 + length
     return False
 
