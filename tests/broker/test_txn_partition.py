@@ -224,9 +224,10 @@ def test_describe_producers(broker):
 
 # ---- real clients' read_committed consumers ----
 
-def mixed_transactions(handle, topic="t"):
+def mixed_transactions(handle, topic="t", midway=None):
     """Offsets: plain p0 0, A's a0 a1 1-2, B's b0 3, A's a2 4, A's ABORT 5,
-    B's COMMIT 6, plain p1 7: the committed view is p0 b0 p1."""
+    B's COMMIT 6, plain p1 7: the committed view is p0 b0 p1. midway() runs
+    after b0, while both transactions are open."""
     with Wire(handle) as w:
         a, ea = init_pid(w)
         b, eb = init_pid(w)
@@ -234,6 +235,8 @@ def mixed_transactions(handle, topic="t"):
         assert produce(w, topic, plain(b"p0"), txn_id=None)[0] == 0
         assert produce(w, topic, txn_batch(a, ea, 0, [b"a0", b"a1"]))[0] == 0
         assert produce(w, topic, txn_batch(b, eb, 0, [b"b0"]))[0] == 0
+        if midway is not None:
+            midway()
         assert produce(w, topic, txn_batch(a, ea, 2, [b"a2"]))[0] == 0
         assert write_marker(handle, topic, a, ea, False) == [0]
         assert write_marker(handle, topic, b, eb, True) == [0]
@@ -363,7 +366,9 @@ from kafkawire import Wire
 from pylog.testing import running_broker
 with running_broker(sys.argv[1]) as h:
     h.broker.create_topic("t", 1, configs={"segment.bytes": "1024"})
-    a, b = t.mixed_transactions(h)
+    p = h.broker.log_manager.partitions[("t", 0)]
+    snap = lambda: h.broker.call(p.producer_state.take_snapshot, p.log_end_offset)  # noqa: E731
+    a, b = t.mixed_transactions(h, midway=snap if sys.argv[3] == "snapshot" else None)
     with Wire(h) as w:
         c, ec = t.init_pid(w)
         assert t.produce(w, "t", t.txn_batch(c, ec, 0, [b"c0"]))[0] == 0
@@ -372,16 +377,19 @@ with running_broker(sys.argv[1]) as h:
 """
 
 
-def test_the_index_is_rebuilt_after_sigkill(tmp_path):
-    """An unclean shutdown: no snapshot, the .txnindex files removed too (as
-    if they had not reached the disk); the load rebuilds them from the log,
-    byte for byte, with the open transaction still holding the LSO."""
+@pytest.mark.parametrize("snapshot", ["no-snapshot", "snapshot"])
+def test_the_index_is_rebuilt_after_sigkill(tmp_path, snapshot):
+    """An unclean shutdown, the .txnindex files removed too (as if they had
+    not reached the disk): the load rebuilds them from the log, byte for
+    byte, with the open transaction still holding the LSO. With a snapshot
+    taken while A and B were open, the replay starts there and takes A's
+    first offset from it."""
     import signal
     import subprocess
     import sys
     here = os.path.dirname(os.path.abspath(__file__))
     data = tmp_path / "data"
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(data), here], stdin=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(data), here, snapshot], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              env={**os.environ, "PYTHONPATH": os.path.dirname(here)})
     try:
@@ -395,7 +403,8 @@ def test_the_index_is_rebuilt_after_sigkill(tmp_path):
         child.stderr.close()
         child.stdin.close()
     pdir = data / "t-0"
-    assert not glob.glob(str(pdir / "*.snapshot"))
+    snapshots = [os.path.basename(f) for f in glob.glob(str(pdir / "*.snapshot"))]
+    assert snapshots == ([] if snapshot == "no-snapshot" else ["00000000000000000004.snapshot"])
     kept = index_files(pdir)
     assert kept
     for name in kept:
