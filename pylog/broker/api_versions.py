@@ -5,7 +5,8 @@ serves: minima never above aiokafka's maxima, Fetch 11 in range so
 kafka-python infers a 2.3+ broker (zstd, idempotence), Metadata capped at 5
 so clients do not start KIP-320 leader-epoch validation (no
 OffsetForLeaderEpoch yet), and no flexible versions except ApiVersions 3-4
-and IncrementalAlterConfigs 1 (which only admin clients send).
+and IncrementalAlterConfigs 1 (which only admin clients send), DescribeProducers
+0 (flexible from its first version) and WriteTxnMarkers 1 (inter-broker).
 
 The inter-broker APIs a controller sends (LeaderAndIsr, UpdateMetadata,
 StopReplica) are advertised as Kafka advertises them, in the versions whose
