@@ -470,3 +470,29 @@ def test_decode_fetched_drops_aborted_batches_until_their_marker(broker):
     # From inside the aborted transaction: the entry still applies.
     recs, _ = _engine.decode_fetched(f.records, "t", 0, 2, True, -1, aborted)
     assert [bytes(r.value) for r in recs] == [b"b0", b"p1", b"a3"]
+
+
+def test_a_real_read_committed_consumer_waits_at_the_lso_of_an_open_transaction(broker):
+    from confluent_kafka import Consumer, TopicPartition
+    with Wire(broker) as w:
+        pid, epoch = init_pid(w)
+        plain = lambda v: txn_batch(-1, -1, -1, [v], transactional=False)  # noqa: E731
+        assert produce(w, "t", plain(b"before"), txn_id=None)[0] == 0       # 0
+        assert produce(w, "t", txn_batch(pid, epoch, 0, [b"open"]))[0] == 0  # 1, open
+        assert produce(w, "t", plain(b"after"), txn_id=None)[0] == 0        # 2
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"g-{uuid.uuid4().hex}",
+                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+    try:
+        c.assign([TopicPartition("t", 0, 0)])
+        got = []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            got += [msg.value() for msg in c.consume(10, 0.2) if msg.error() is None]
+        assert got == [b"before"]
+        assert write_marker(broker, "t", pid, epoch, True) == [0]
+        deadline = time.monotonic() + 60
+        while b"after" not in got and time.monotonic() < deadline:
+            got += [msg.value() for msg in c.consume(10, 0.2) if msg.error() is None]
+        assert got == [b"before", b"open", b"after"]
+    finally:
+        c.close()
