@@ -5,8 +5,9 @@ serves: minima never above aiokafka's maxima, Fetch 11 in range so
 kafka-python infers a 2.3+ broker (zstd, idempotence), Metadata capped at 5
 so clients do not start KIP-320 leader-epoch validation (no
 OffsetForLeaderEpoch yet), and no flexible versions except ApiVersions 3-4,
-IncrementalAlterConfigs 1 (which only admin clients send) and those of the
-transaction APIs (kafka-python sends them).
+IncrementalAlterConfigs 1 (which only admin clients send), those of the
+transaction APIs (kafka-python sends them), DescribeProducers 0 (flexible
+from its first version) and WriteTxnMarkers 1 (inter-broker).
 
 The inter-broker APIs a controller sends (LeaderAndIsr, UpdateMetadata,
 StopReplica) are advertised as Kafka advertises them, in the versions whose
@@ -33,6 +34,7 @@ BROKER_REGISTRATION, BROKER_HEARTBEAT, ALLOCATE_PRODUCER_IDS = 62, 63, 67
 ALTER_PARTITION_REASSIGNMENTS, LIST_PARTITION_REASSIGNMENTS = 45, 46
 ADD_PARTITIONS_TO_TXN, ADD_OFFSETS_TO_TXN, END_TXN, TXN_OFFSET_COMMIT = 24, 25, 26, 28
 DESCRIBE_TRANSACTIONS, LIST_TRANSACTIONS = 65, 66
+WRITE_TXN_MARKERS, DESCRIBE_PRODUCERS = 27, 61
 
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP = 8, 9, 10, 11, 12, 13
 SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS = 14, 15, 16, 42
@@ -90,11 +92,15 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     BROKER_REGISTRATION: (0, 0),
     BROKER_HEARTBEAT: (0, 0),
     ALLOCATE_PRODUCER_IDS: (0, 0),
+    # Transaction coordinator -> partition leaders (v1 flexible); admins.
+    WRITE_TXN_MARKERS: (0, 1),
+    DESCRIBE_PRODUCERS: (0, 0),
 }
 
 # Sent only between brokers and their controller: a broker outside a cluster
 # serves and advertises none of them (Broker.start).
-INTER_BROKER_APIS = frozenset({LEADER_AND_ISR, UPDATE_METADATA, STOP_REPLICA, CONTROLLED_SHUTDOWN, ALTER_PARTITION})
+INTER_BROKER_APIS = frozenset({LEADER_AND_ISR, UPDATE_METADATA, STOP_REPLICA, CONTROLLED_SHUTDOWN, ALTER_PARTITION,
+                               WRITE_TXN_MARKERS})
 
 # Versions inside the advertised range that are still refused when sent.
 SERVED_MIN = {PRODUCE: 3}

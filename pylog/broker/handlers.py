@@ -34,6 +34,7 @@ from ..errors import (
     UnknownTopicOrPartitionError,
     code_for,
 )
+from ..errors import for_code
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.produce import decode_produce_request, encode_produce_response
@@ -42,8 +43,10 @@ from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, TopicConfig, validate_topic_
 from .epoch_api import offset_for_leader_epoch
 from .log_manager import MAX_PARTITIONS_PER_BATCH, merge_overrides
 from .purgatory import HIGH_WATERMARK, LOG_END, DelayedOperation, Purgatory
+from .txn_partition_apis import TxnPartitionApis
 
 log = logging.getLogger("pylog.broker")
+TransactionalIdAuthorizationFailedError = for_code(Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
 
 RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
 OFFSETS_TOPIC = "__consumer_offsets"
@@ -90,6 +93,8 @@ class Handlers:
             av.ALTER_PARTITION: self.alter_partition,
             av.CONTROLLED_SHUTDOWN: self.controlled_shutdown,
         }
+        self.txn_partition_apis = TxnPartitionApis(broker, self.purgatory)
+        self.table.update(self.txn_partition_apis.table(av))
 
     # ---- ApiVersions (18) ----
 
@@ -362,6 +367,9 @@ class Handlers:
         for acks=0). Decoded by the hand-written codec (protocol/produce.py):
         this is the broker's hot path. Raises ProtocolError for malformed bytes."""
         correlation_id, version, _client, txn_id, acks, timeout_ms, topics = decode_produce_request(frame)
+        # Kafka answers transactional batches without a transactional id with
+        # TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request.
+        refused = txn_id is None and _has_transactional_batch(topics)
         results = []
         failed = False
         waiting = []  # (Partition, last offset, result index) of acks=all appends not yet committed
@@ -371,8 +379,9 @@ class Handlers:
                 try:
                     if acks not in (0, 1, -1):
                         raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {acks}")
-                    if txn_id is not None:
-                        raise InvalidRequestError("transactions are not supported by this broker yet")
+                    if refused:
+                        raise TransactionalIdAuthorizationFailedError(
+                            "transactional batches need the request's transactional id")
                     if name in INTERNAL_TOPICS:
                         raise InvalidTopicError(f"{name} is an internal topic: clients cannot produce to it")
                     p = self.logs.get_partition(name, index)
@@ -536,10 +545,8 @@ class Handlers:
                 else:
                     # On a follower these are its own: its HW (the leader's, as
                     # of its last fetch, capped by its log end) bounds what a
-                    # consumer reads here. LSO = HW on every replica while the
-                    # broker refuses transactional produce; with transactions a
-                    # follower must derive its LSO from its replicated producer
-                    # state before serving read_committed.
+                    # consumer reads here, and its LSO comes from the producer
+                    # state it rebuilt from the replicated batches and markers.
                     code, hw, lso, lss = 0, p.high_watermark, p.last_stable_offset, p.log_start_offset
                 if p is not None and version >= 9 and fp.current_leader_epoch >= 0 and \
                         fp.current_leader_epoch != p.leader_epoch:
@@ -560,7 +567,7 @@ class Handlers:
                             if budget > 0 or total == 0:
                                 limit = min(fp.partition_max_bytes, budget)
                                 data = p.read_for_replica(fp.fetch_offset, limit) if follower else \
-                                    p.read(fp.fetch_offset, limit)
+                                    p.read(fp.fetch_offset, limit, read_committed)
                                 if data is not None and total > 0 and len(data) > budget:
                                     data = None  # only the first partition may exceed the budget (KIP-74)
                         except OffsetOutOfRangeError:
@@ -574,7 +581,14 @@ class Handlers:
                 head += _PART.pack(fp.partition, code, hw, lso)
                 if version >= 5:
                     head += _I64.pack(lss)
-                head += _I32.pack(0 if read_committed else -1)  # aborted_transactions
+                if read_committed and not from_follower:
+                    # Kafka's collectAbortedTransactions for the range read.
+                    aborted = p.aborted_transactions(fp.fetch_offset) if data is not None else ()
+                    head += _I32.pack(len(aborted))
+                    for pid, first in aborted:
+                        head += _I64I64.pack(pid, first)
+                else:
+                    head += _I32.pack(-1)  # aborted_transactions: null
                 if version >= 11:
                     head += _I32.pack(preferred)
                 if data is None:
@@ -613,7 +627,8 @@ class Handlers:
                     p = self.logs.get_partition(t.name, lp.partition_index)
                     now = p.list_offset_now(lp.timestamp, committed)
                     if now is None:
-                        by_time.append((parts, len(parts), p, lp.timestamp))
+                        by_time.append((parts, len(parts), p, lp.timestamp,
+                                        p.last_stable_offset if committed else None))
                         parts.append(None)
                         continue
                     offset, out_ts = now
@@ -629,10 +644,10 @@ class Handlers:
 
         async def by_timestamp():
             loop = asyncio.get_running_loop()
-            for parts, i, p, ts in by_time:
+            for parts, i, p, ts, bound in by_time:
                 index = p.index
                 try:
-                    offset, out_ts = await loop.run_in_executor(None, p.list_offset_by_time, ts)
+                    offset, out_ts = await loop.run_in_executor(None, p.list_offset_by_time, ts, bound)
                     parts[i] = P(partition_index=index, error_code=0, timestamp=out_ts, offset=offset,
                                  old_style_offsets=[offset])
                 except PylogError as e:
@@ -935,6 +950,7 @@ _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
 _I16I32 = struct.Struct(">hi")
+_I64I64 = struct.Struct(">qq")
 _PART = struct.Struct(">ihqq")  # partition_index, error_code, high_watermark, last_stable_offset
 
 
@@ -968,6 +984,26 @@ def detach_chunks(chunks):
     segment against retention and topic deletion; delayed answers are small
     (they waited for new data), so the copy is cheap."""
     return [c if type(c) is bytes else bytes(c) for c in chunks]
+
+
+def _has_transactional_batch(topics) -> bool:
+    """Whether a produce request holds a transactional batch: the attributes'
+    bit 4 (KAFKA-NOTES §2.1) of each whole magic-2 batch, walked by length as
+    Kafka's batch iterator does (it stops at a batch cut short; a malformed
+    one is left to validation, which refuses it)."""
+    for _name, parts in topics:
+        for _index, records in parts:
+            if not records:
+                continue
+            pos, n = 0, len(records)
+            while pos + 61 <= n:
+                length = _I32.unpack_from(records, pos + 8)[0]
+                if length < 49 or pos + 12 + length > n:
+                    break
+                if records[pos + 16] == 2 and records[pos + 22] & 0x10:
+                    return True
+                pos += 12 + length
+    return False
 
 
 def _fetch_wanted(topics):

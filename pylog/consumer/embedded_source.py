@@ -68,15 +68,15 @@ class EmbeddedSource:
         watermark and log start offset, or an error (OffsetOutOfRangeError,
         UnknownTopicOrPartitionError). Waits up to max_wait_ms for min_bytes of
         records; returns at once on an error, and early on wakeup().
-        isolation_level is accepted for the interface: without transactions
-        the last stable offset is the high watermark."""
+        isolation_level 1 (READ_COMMITTED) reads below the last stable offset
+        and answers the aborted transactions, as the broker's Fetch does."""
         store = self.store
         cond = store.appended
         deadline = time.monotonic() + max(max_wait_ms, 0) / 1000.0
         while True:
             with cond:
                 seen = store.append_count   # taken before reading: an append after it wakes the wait
-            out, total, error = self._fetch_once(positions, max_bytes, max_partition_bytes)
+            out, total, error = self._fetch_once(positions, max_bytes, max_partition_bytes, isolation_level == 1)
             if error or total >= min_bytes or max_wait_ms <= 0 or not positions:
                 break
             with cond:
@@ -92,7 +92,7 @@ class EmbeddedSource:
                     break  # closed, or max_wait_ms passed with nothing new
         return out
 
-    def _fetch_once(self, positions, max_bytes, max_partition_bytes):
+    def _fetch_once(self, positions, max_bytes, max_partition_bytes, committed=False):
         store = self.store
         budget = max_bytes if max_bytes > 0 else _NO_LIMIT
         total = 0
@@ -102,14 +102,14 @@ class EmbeddedSource:
             try:
                 if budget > 0 or total == 0:
                     limit = min(max_partition_bytes if max_partition_bytes > 0 else _NO_LIMIT, budget)
-                    data, hw, lso = store.read(tp.topic, tp.partition, offset, limit)
+                    data, hw, lso, aborted = store.read_committed(tp.topic, tp.partition, offset, limit, committed)
                     if total > 0 and len(data) > budget:
                         data = b""  # only the first partition may exceed the budget (KIP-74)
                 else:
-                    data = b""
+                    data, aborted = b"", ()
                     hw = store.high_watermark(tp.topic, tp.partition)
                     lso = store.log_start_offset(tp.topic, tp.partition)
-                out[tp] = FetchedPartition(data, hw, lso, None)
+                out[tp] = FetchedPartition(data, hw, lso, None, aborted)
                 total += len(data)
                 budget -= len(data)
             except OffsetOutOfRangeError as e:

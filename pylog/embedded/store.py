@@ -218,16 +218,23 @@ class LocalStore:
         holding offset, at most max_bytes unless the first batch alone is larger
         (KIP-74), as bytes; b"" when offset is the high watermark.
         OffsetOutOfRangeError outside [log_start_offset, high_watermark]."""
+        return self.read_committed(topic, partition, offset, max_bytes, False)[:3]
+
+    def read_committed(self, topic: str, partition: int, offset: int, max_bytes: int, committed: bool = True):
+        """read for isolation_level READ_COMMITTED, by the broker's Fetch body:
+        below the last stable offset, and a fourth item, the aborted
+        transactions (producer_id, first_offset) the caller must drop."""
         p = self._partition(topic, partition)
         with self._partition_lock(topic, partition):
             hw, lso = p.high_watermark, p.log_start_offset
-            fs = p.read(offset, max_bytes)
+            fs = p.read(offset, max_bytes, committed)
+            aborted = tuple(p.aborted_transactions(offset)) if committed and fs is not None else ()
         if fs is None:
-            return b"", hw, lso
+            return b"", hw, lso, ()
         # Copied out so no segment stays pinned by a caller's records.
         data = bytes(fs)
         del fs
-        return data, hw, lso
+        return data, hw, lso, aborted
 
     def list_offset(self, topic: str, partition: int, timestamp: int,
                     isolation_level: int = 0) -> tuple[int, int]:
@@ -243,7 +250,7 @@ class LocalStore:
             now = p.list_offset_now(timestamp, isolation_level == 1)
             if now is not None:
                 return now
-            return p.list_offset_by_time(timestamp)
+            return p.list_offset_by_time(timestamp, p.last_stable_offset if isolation_level == 1 else None)
 
     def high_watermark(self, topic: str, partition: int) -> int:
         return self._partition(topic, partition).high_watermark
