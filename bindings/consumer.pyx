@@ -75,8 +75,29 @@ cdef _DecodedBatch _fetched_batch(object mv, const uint8_t *ptr, Py_ssize_t pos,
     return b
 
 
+cdef bint _is_abort_marker(object mv, const uint8_t *ptr, Py_ssize_t pos, pl_batch_header *h) except -1:
+    """Whether the control batch at pos holds an ABORT marker: its first
+    record's key is int16 version + int16 type 0 (KAFKA-NOTES §2.4)."""
+    cdef _DecodedBatch b
+    cdef pl_record_out r
+    cdef int32_t decoded = 0
+    cdef const uint8_t *key
+    if h.records_count < 1:
+        return False
+    b = _fetched_batch(mv, ptr, pos, h)
+    if pl_records_decode(b.base + b.rec_start, <size_t>b.rec_len, 1, &r, &decoded) != PL_OK or decoded < 1 \
+            or r.key_len < 4:
+        return False
+    key = b.base + b.rec_start + r.key_pos
+    return key[2] == 0 and key[3] == 0
+
+
+def _first_offset(entry):
+    return entry[1]
+
+
 def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint check_crcs=True,
-                   int max_records=-1):
+                   int max_records=-1, aborted=None):
     """The data records at or after fetch_offset in a Fetch response's records
     field, and where the next fetch starts: (list of ConsumerRecord,
     next_fetch_offset).
@@ -85,7 +106,12 @@ def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint
     checks (CRC when check_crcs) raises CorruptRecordError; control batches are
     skipped. next_fetch_offset is one past the last whole batch, never below
     fetch_offset; when max_records (>= 0) stops the decoding before the data
-    records run out, it is one past the last record returned."""
+    records run out, it is one past the last record returned.
+
+    aborted: a read_committed fetch's aborted_transactions, as (producer_id,
+    first_offset) pairs. A transactional batch of a producer whose aborted
+    transaction began at or before the batch's last offset is dropped, until
+    that producer's ABORT marker (the Java consumer's rule), per batch."""
     cdef const uint8_t[::1] view
     cdef const uint8_t *ptr
     cdef Py_ssize_t n, pos = 0, total, rest
@@ -101,8 +127,16 @@ def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint
     cdef Record rec
     cdef ConsumerRecord cr
     cdef bint stopped = False
+    cdef list pending = None          # aborted transactions by first offset
+    cdef Py_ssize_t next_aborted = 0, n_aborted = 0
+    cdef set aborted_pids = None      # producers whose batches are dropped now
+    cdef int64_t last
     if records is None:
         return out, fetch_offset
+    if aborted:
+        pending = sorted(aborted, key=_first_offset)
+        n_aborted = len(pending)
+        aborted_pids = set()
     mv = memoryview(records)
     if mv.nbytes == 0:
         return out, fetch_offset
@@ -124,6 +158,18 @@ def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint
                             f"fetched batch at byte {pos}: {pl_strerror(rc).decode()}", position=pos)
                 break   # the KIP-74 partial trailing batch
             total = h.batch_length + PL_BATCH_LOG_OVERHEAD
+            if aborted_pids is not None and h.producer_id >= 0:
+                last = h.base_offset + h.last_offset_delta
+                while next_aborted < n_aborted and pending[next_aborted][1] <= last:
+                    aborted_pids.add(pending[next_aborted][0])
+                    next_aborted += 1
+                if h.attributes & PL_ATTR_CONTROL:
+                    if h.producer_id in aborted_pids and _is_abort_marker(mv, ptr, pos, &h):
+                        aborted_pids.discard(h.producer_id)
+                elif (h.attributes & PL_ATTR_TRANSACTIONAL) and h.producer_id in aborted_pids:
+                    next_offset = last + 1
+                    pos += total
+                    continue
             if (h.attributes & PL_ATTR_CONTROL) or h.base_offset + h.last_offset_delta < fetch_offset \
                     or h.records_count == 0:
                 next_offset = h.base_offset + h.last_offset_delta + 1

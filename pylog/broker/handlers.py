@@ -34,6 +34,7 @@ from ..errors import (
     UnknownTopicOrPartitionError,
     code_for,
 )
+from ..errors import for_code
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.produce import decode_produce_request, encode_produce_response
@@ -42,13 +43,16 @@ from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, TopicConfig, validate_topic_
 from .epoch_api import offset_for_leader_epoch
 from .log_manager import MAX_PARTITIONS_PER_BATCH, merge_overrides
 from .purgatory import HIGH_WATERMARK, LOG_END, DelayedOperation, Purgatory
+from .txn_partition_apis import TxnPartitionApis
 
 log = logging.getLogger("pylog.broker")
+TransactionalIdAuthorizationFailedError = for_code(Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
 
 RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
 OFFSETS_TOPIC = "__consumer_offsets"
 METADATA_CHUNK = 2000  # topic names a Metadata request handles between turns of the event loop
-INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, "__transaction_state"})
+TRANSACTION_TOPIC = "__transaction_state"
+INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, TRANSACTION_TOPIC})
 
 
 def _err_message(exc):
@@ -89,6 +93,8 @@ class Handlers:
             av.ALTER_PARTITION: self.alter_partition,
             av.CONTROLLED_SHUTDOWN: self.controlled_shutdown,
         }
+        self.txn_partition_apis = TxnPartitionApis(broker, self.purgatory)
+        self.table.update(self.txn_partition_apis.table(av))
 
     # ---- ApiVersions (18) ----
 
@@ -366,6 +372,9 @@ class Handlers:
         for acks=0). Decoded by the hand-written codec (protocol/produce.py):
         this is the broker's hot path. Raises ProtocolError for malformed bytes."""
         correlation_id, version, _client, txn_id, acks, timeout_ms, topics = decode_produce_request(frame)
+        # Kafka answers transactional batches without a transactional id with
+        # TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request.
+        refused = txn_id is None and _has_transactional_batch(topics)
         results = []
         failed = False
         waiting = []  # (Partition, last offset, result index) of acks=all appends not yet committed
@@ -375,8 +384,9 @@ class Handlers:
                 try:
                     if acks not in (0, 1, -1):
                         raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {acks}")
-                    if txn_id is not None:
-                        raise InvalidRequestError("transactions are not supported by this broker yet")
+                    if refused:
+                        raise TransactionalIdAuthorizationFailedError(
+                            "transactional batches need the request's transactional id")
                     if name in INTERNAL_TOPICS:
                         raise InvalidTopicError(f"{name} is an internal topic: clients cannot produce to it")
                     p = self.logs.get_partition(name, index)
@@ -540,10 +550,8 @@ class Handlers:
                 else:
                     # On a follower these are its own: its HW (the leader's, as
                     # of its last fetch, capped by its log end) bounds what a
-                    # consumer reads here. LSO = HW on every replica while the
-                    # broker refuses transactional produce; with transactions a
-                    # follower must derive its LSO from its replicated producer
-                    # state before serving read_committed.
+                    # consumer reads here, and its LSO comes from the producer
+                    # state it rebuilt from the replicated batches and markers.
                     code, hw, lso, lss = 0, p.high_watermark, p.last_stable_offset, p.log_start_offset
                 if p is not None and version >= 9 and fp.current_leader_epoch >= 0 and \
                         fp.current_leader_epoch != p.leader_epoch:
@@ -564,7 +572,7 @@ class Handlers:
                             if budget > 0 or total == 0:
                                 limit = min(fp.partition_max_bytes, budget)
                                 data = p.read_for_replica(fp.fetch_offset, limit) if follower else \
-                                    p.read(fp.fetch_offset, limit)
+                                    p.read(fp.fetch_offset, limit, read_committed)
                                 if data is not None and total > 0 and len(data) > budget:
                                     data = None  # only the first partition may exceed the budget (KIP-74)
                         except OffsetOutOfRangeError:
@@ -578,7 +586,14 @@ class Handlers:
                 head += _PART.pack(fp.partition, code, hw, lso)
                 if version >= 5:
                     head += _I64.pack(lss)
-                head += _I32.pack(0 if read_committed else -1)  # aborted_transactions
+                if read_committed and not from_follower:
+                    # Kafka's collectAbortedTransactions for the range read.
+                    aborted = p.aborted_transactions(fp.fetch_offset) if data is not None else ()
+                    head += _I32.pack(len(aborted))
+                    for pid, first in aborted:
+                        head += _I64I64.pack(pid, first)
+                else:
+                    head += _I32.pack(-1)  # aborted_transactions: null
                 if version >= 11:
                     head += _I32.pack(preferred)
                 if data is None:
@@ -617,7 +632,8 @@ class Handlers:
                     p = self.logs.get_partition(t.name, lp.partition_index)
                     now = p.list_offset_now(lp.timestamp, committed)
                     if now is None:
-                        by_time.append((parts, len(parts), p, lp.timestamp))
+                        by_time.append((parts, len(parts), p, lp.timestamp,
+                                        p.last_stable_offset if committed else None))
                         parts.append(None)
                         continue
                     offset, out_ts = now
@@ -633,10 +649,10 @@ class Handlers:
 
         async def by_timestamp():
             loop = asyncio.get_running_loop()
-            for parts, i, p, ts in by_time:
+            for parts, i, p, ts, bound in by_time:
                 index = p.index
                 try:
-                    offset, out_ts = await loop.run_in_executor(None, p.list_offset_by_time, ts)
+                    offset, out_ts = await loop.run_in_executor(None, p.list_offset_by_time, ts, bound)
                     parts[i] = P(partition_index=index, error_code=0, timestamp=out_ts, offset=offset,
                                  old_style_offsets=[offset])
                 except PylogError as e:
@@ -684,7 +700,10 @@ class Handlers:
                                          f"offsets.topic.num.partitions={cfg.get('offsets.topic.num.partitions')} "
                                          f"and offsets.topic.replication.factor="
                                          f"{cfg.get('offsets.topic.replication.factor')}")
-                    elif t.name in INTERNAL_TOPICS and t.name != OFFSETS_TOPIC:
+                    elif t.name == TRANSACTION_TOPIC and not self._is_transaction_topic_request(t):
+                        code, msg = Errors.INVALID_REQUEST, (f"{t.name} is created by the transaction coordinators, "
+                                         f"with transaction.state.log.num.partitions and replication.factor")
+                    elif t.name in INTERNAL_TOPICS and t.name not in (OFFSETS_TOPIC, TRANSACTION_TOPIC):
                         code, msg = Errors.INVALID_REQUEST, f"{t.name} is an internal topic: the broker creates it"
                     else:
                         n, rf = t.num_partitions, t.replication_factor
@@ -699,6 +718,8 @@ class Handlers:
                         configs = {c.name: c.value for c in t.configs}
                         if t.name == OFFSETS_TOPIC:
                             configs = self.broker.groups.offsets_topic_configs()
+                        elif t.name == TRANSACTION_TOPIC:
+                            configs = self.broker.transactions.topic_configs()
                         code, msg = await self._by_controller(ctl, "create_topic", t.name, n, rf, assignment,
                                                               configs, req.validate_only)
                 except PylogError as e:
@@ -711,6 +732,11 @@ class Handlers:
         cfg = self.broker.config
         return (not t.assignments and t.num_partitions == cfg.get("offsets.topic.num.partitions")
                 and t.replication_factor == cfg.get("offsets.topic.replication.factor"))
+
+    def _is_transaction_topic_request(self, t) -> bool:
+        cfg = self.broker.config
+        return (not t.assignments and t.num_partitions == cfg.get("transaction.state.log.num.partitions")
+                and t.replication_factor == cfg.get("transaction.state.log.replication.factor"))
 
     def delete_topics(self, header, req):
         R = m.DeleteTopicsResponse
@@ -904,10 +930,9 @@ class Handlers:
     # ---- InitProducerId (22) ----
 
     def init_producer_id(self, header, req):
+        """Without a transactional id (idempotent producers); a transactional
+        one goes to the transaction coordinator (transactions/api.py)."""
         R = m.InitProducerIdResponse
-        if req.transactional_id is not None:
-            return R(throttle_time_ms=0, error_code=refuse_transactions(req.transactional_id),
-                     producer_id=-1, producer_epoch=-1)
         async def allocate():
             try:
                 pid = await self.broker.allocate_producer_id()
@@ -917,26 +942,6 @@ class Handlers:
                          producer_id=-1, producer_epoch=-1)
             return R(throttle_time_ms=0, error_code=0, producer_id=pid, producer_epoch=0)
         return allocate()
-
-
-
-def refuse_transactions(transactional_id) -> int:
-    """The answer to a transactional producer until transactions exist:
-    UNSUPPORTED_VERSION, Kafka's code for a feature the broker lacks, which
-    clients treat as fatal (the Java client's init_transactions fails at once),
-    and a line in the broker's log saying why."""
-    now = time.monotonic()
-    if now - _txn_refusal_logged.get(transactional_id, -60.0) >= 60.0:
-        # Clients that retry (librdkafka) ask every 500 ms: one line a minute per id.
-        if len(_txn_refusal_logged) >= 1000:
-            _txn_refusal_logged.clear()
-        _txn_refusal_logged[transactional_id] = now
-        log.warning("transactional producer %r refused: transactions are not supported by this broker "
-                    "yet (UNSUPPORTED_VERSION)", transactional_id)
-    return Errors.UNSUPPORTED_VERSION
-
-
-_txn_refusal_logged: dict = {}  # transactional id -> when last logged; brokers' loops (GIL-atomic dict ops)
 
 
 def _forward(ep, req, version):
@@ -950,6 +955,7 @@ _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
 _I16I32 = struct.Struct(">hi")
+_I64I64 = struct.Struct(">qq")
 _PART = struct.Struct(">ihqq")  # partition_index, error_code, high_watermark, last_stable_offset
 
 
@@ -983,6 +989,26 @@ def detach_chunks(chunks):
     segment against retention and topic deletion; delayed answers are small
     (they waited for new data), so the copy is cheap."""
     return [c if type(c) is bytes else bytes(c) for c in chunks]
+
+
+def _has_transactional_batch(topics) -> bool:
+    """Whether a produce request holds a transactional batch: the attributes'
+    bit 4 (KAFKA-NOTES §2.1) of each whole magic-2 batch, walked by length as
+    Kafka's batch iterator does (it stops at a batch cut short; a malformed
+    one is left to validation, which refuses it)."""
+    for _name, parts in topics:
+        for _index, records in parts:
+            if not records:
+                continue
+            pos, n = 0, len(records)
+            while pos + 61 <= n:
+                length = _I32.unpack_from(records, pos + 8)[0]
+                if length < 49 or pos + 12 + length > n:
+                    break
+                if records[pos + 16] == 2 and records[pos + 22] & 0x10:
+                    return True
+                pos += 12 + length
+    return False
 
 
 def _fetch_wanted(topics):

@@ -49,9 +49,10 @@ from ..errors import (
 from ..log.checkpoint import read_checkpoint, write_checkpoint
 from ..log.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochCache
 from ..log.log import Log
+from ..log.txn_index import TransactionIndexes
 from ..protocol.error_codes import Errors
 from .config import BROKER_DEFAULTS
-from .producer_state import ProducerStateManager
+from .producer_state import ProducerStateManager, build_end_txn_marker
 from .purgatory import HIGH_WATERMARK, LOG_END
 
 HW_CHECKPOINT = "replication-offset-checkpoint"
@@ -145,8 +146,9 @@ class Partition:
             self.epoch_cache.flush()
         self._checkpointed_hw = None
         self.high_watermark = self._initial_high_watermark()
+        self.txn_indexes = TransactionIndexes(path)
         self.producer_state = ProducerStateManager(path, producer_id_expiration_ms)
-        self.producer_state.load(self.log)
+        self.producer_state.load(self.log, self.txn_indexes)
         # The broker's purgatory, attached by it when an operation first waits
         # on this partition; told where the high watermark and log end move.
         self.purgatory = None
@@ -168,8 +170,17 @@ class Partition:
 
     @property
     def last_stable_offset(self) -> int:
-        # No transactions yet: nothing is pending, so LSO = HW.
-        return self.high_watermark
+        """min(first unstable offset, HW) (KAFKA-NOTES §6.3): a transaction
+        holds it back until its marker is below the HW. Kept by the producer
+        state on every replica, so a follower serving read_committed
+        (KIP-392) answers the same as its leader once caught up."""
+        first = self.producer_state.first_unstable_offset(self.high_watermark)
+        if first is None or first > self.high_watermark:
+            return self.high_watermark
+        # A transaction begun below the log start (DeleteRecords, retention)
+        # holds it back no further than the log start, as Kafka's
+        # updateFirstUnstableOffset bounds it.
+        return max(first, self.log.log_start_offset)
 
     @property
     def is_leader(self) -> bool:
@@ -337,14 +348,17 @@ class Partition:
 
     # ---- appends ----
 
-    def append_as_leader(self, data, required_acks: int, produce_version: int | None = None) -> AppendResult:
+    def append_as_leader(self, data, required_acks: int, produce_version: int | None = None,
+                         client: bool = True) -> AppendResult:
         """Append the batches of one produce request. Raises CorruptRecordError,
         InvalidRecordError, InvalidTimestampError, UnsupportedCompressionError,
         RecordTooLargeError, NotLeaderOrFollowerError, NotEnoughReplicasError,
         the producer-state errors; on any of them nothing was appended.
         produce_version: a client's Produce request, whose every record is
         checked as Kafka's LogValidator does (engine/validate.h); None for the
-        broker's own batches (group metadata, the embedded store)."""
+        broker's own batches (group metadata, the embedded store).
+        client: producer sequences are checked (Kafka's AppendOrigin.CLIENT);
+        False for a coordinator's transactional batches (epochs only)."""
         if not self.is_leader:
             raise NotLeaderOrFollowerError(
                 f"broker {self.broker_id} is not the leader of {self.topic}-{self.index} "
@@ -367,7 +381,7 @@ class Partition:
             raise NotEnoughReplicasError(
                 f"{self.topic}-{self.index}: ISR {self.isr} is smaller than min.insync.replicas="
                 f"{self.min_insync_replicas}")
-        dup = self.producer_state.check(headers)
+        dup = self.producer_state.check(headers, client=client)
         if dup is not None:
             # A retried batch: its original offsets, nothing appended.
             return AppendResult(dup[2], dup[3], self.log.log_start_offset)
@@ -375,10 +389,46 @@ class Partition:
         # The engine refuses bad batches (CorruptRecordError, InvalidRecordError).
         first, last = self.log.append_batches(data, self.leader_epoch, in_place=_writable(data),
                                               crc_checked=produce_version is not None)
-        self.producer_state.update(headers, first)
+        self._record_producers(headers, first, data)
         if not self.maybe_increment_high_watermark() and self.followers:
             self._wake_fetchers()  # followers long-polling for new data
         return AppendResult(first, last, self.log.log_start_offset)
+
+    def append_txn_marker(self, producer_id: int, producer_epoch: int, coordinator_epoch: int,
+                          commit: bool) -> AppendResult:
+        """As leader, write a transaction coordinator's COMMIT or ABORT marker
+        for producer_id (WriteTxnMarkers): one control batch, which ends the
+        producer's ongoing transaction here, indexes it when aborted and lets
+        the LSO pass it once the HW does. Raises NotLeaderOrFollowerError,
+        NotEnoughReplicasError, InvalidProducerEpochError,
+        TRANSACTION_COORDINATOR_FENCED (nothing appended then)."""
+        if not self.is_leader:
+            raise NotLeaderOrFollowerError(
+                f"broker {self.broker_id} is not the leader of {self._name} (leader: {self.leader_id})")
+        if len(self.isr) < self.min_insync_replicas:
+            # Markers are appended with acks=all, as Kafka's coordinator asks.
+            raise NotEnoughReplicasError(
+                f"{self._name}: ISR {self.isr} is smaller than min.insync.replicas={self.min_insync_replicas}")
+        self.producer_state.check_marker(producer_id, producer_epoch, coordinator_epoch)
+        batch = bytearray(build_end_txn_marker(producer_id, producer_epoch, coordinator_epoch, commit,
+                                               int(time.time() * 1000)))
+        headers = _engine.batch_headers(batch)
+        first, last = self.log.append_batches(batch, self.leader_epoch, in_place=True, allow_control=True)
+        self._record_producers(headers, first, batch)
+        if not self.maybe_increment_high_watermark() and self.followers:
+            self._wake_fetchers()
+        return AppendResult(first, last, self.log.log_start_offset)
+
+    def _record_producers(self, headers, first_offset: int, data):
+        """Producer state after an append (any role): transactions the markers
+        among the batches completed are indexed when aborted (with the LSO of
+        that moment, Kafka's rule), then leave the ongoing set."""
+        ps = self.producer_state
+        for done in ps.update(headers, first_offset, data):
+            if done.aborted:
+                self.txn_indexes.append(self.log.segment_base_of(done.last_offset), done.producer_id,
+                                        done.first_offset, done.last_offset, ps.last_stable_offset_at(done))
+            ps.complete_txn(done)
 
     def append_as_follower(self, data, leader_high_watermark: int) -> int:
         """Append the leader's batches as they are (offsets and leader epochs
@@ -403,7 +453,7 @@ class Partition:
                     if epoch > self.epoch_cache.latest_epoch():
                         self.epoch_cache.assign(epoch, h[1])  # written through
                 self.log.append_batches(data, assign_offsets=False)
-                self.producer_state.update(headers, -1)
+                self._record_producers(headers, -1, data)
                 n = end
         hw = min(leader_high_watermark, self.log.log_end_offset)
         if hw > self.high_watermark:
@@ -421,7 +471,8 @@ class Partition:
         self.epoch_cache.flush()
         if offset < self.log.log_end_offset:
             self.log.truncate_to(offset)
-            self.producer_state.load(self.log)
+            self.txn_indexes.truncate_to(offset)
+            self.producer_state.load(self.log, self.txn_indexes)
         if self.high_watermark > offset:
             self.high_watermark = offset
 
@@ -451,10 +502,18 @@ class Partition:
 
     # ---- reads ----
 
-    def read(self, offset: int, max_bytes: int):
-        """Whole batches from the one holding offset, below the high watermark:
-        a FetchSlice (at least one batch, even above max_bytes: KIP-74), or None
-        when offset is the high watermark. OffsetOutOfRangeError otherwise."""
+    def read(self, offset: int, max_bytes: int, committed: bool = False):
+        """Whole batches from the one holding offset, below the high watermark
+        (below the last stable offset when committed: isolation_level
+        READ_COMMITTED): a FetchSlice (at least one batch, even above
+        max_bytes: KIP-74), or None when offset is that bound.
+        OffsetOutOfRangeError otherwise."""
+        if committed:
+            lso = self.last_stable_offset
+            if lso < self.high_watermark and self.log.log_start_offset <= offset <= self.high_watermark:
+                if offset >= lso:
+                    return None  # Kafka's empty read at or past its max offset
+                return self._cut_at(self.log.read_batches(offset, max(max_bytes, 1)), lso)
         if offset == self.high_watermark and offset >= self.log.log_start_offset:
             return None
         if offset > self.high_watermark:
@@ -469,18 +528,19 @@ class Partition:
                 f"{self.topic}-{self.index}")
         data = self.log.read_batches(offset, max(max_bytes, 1))
         if self.high_watermark < self.log.log_end_offset:
-            data = self._cut_at_high_watermark(data)
+            data = self._cut_at(data, self.high_watermark)
         return data
 
-    def _cut_at_high_watermark(self, data):
-        """data without its batches at or above the HW. The log reads whole
+    def _cut_at(self, data, bound: int):
+        """data without its batches at or above bound (the HW, or the LSO for
+        read_committed: both fall on batch boundaries). The log reads whole
         batches from the fetch offset up to max_bytes, whatever they hold;
         Kafka bounds a consumer's read by the HW's position in the log, so
         records not yet on every ISR replica (an acks=1 append on a leader, the
         uncommitted tail a follower already copied) are never handed out."""
         if data is None:
             return None
-        held = data.segment.find_batch(self.high_watermark)
+        held = data.segment.find_batch(bound)
         if held is None:
             return data  # the HW is past this segment: all of it is committed
         cut = held[0] - data.position
@@ -489,6 +549,19 @@ class Partition:
         if cut <= 0:
             return None  # the first batch reaches the HW: nothing is readable yet
         return data.segment.slice(data.position, cut)
+
+    def aborted_transactions(self, fetch_offset: int) -> list:
+        """(producer_id, first_offset) of the aborted transactions a
+        read_committed consumer reading from fetch_offset must drop (Kafka's
+        collectAbortedTransactions). The upper bound is the LSO rather than the
+        end of the data returned: a larger bound only adds entries past the
+        data, which consumers never match."""
+        if not self.txn_indexes:
+            return []
+        # Segments retention deleted (on a worker thread) take their entries along.
+        self.txn_indexes.forget_below(self.log.segment_base_of(self.log.log_start_offset))
+        return [(e.producer_id, e.first_offset)
+                for e in self.txn_indexes.collect(fetch_offset, self.last_stable_offset)]
 
     @property
     def high_watermark_known(self) -> bool:
@@ -568,13 +641,15 @@ class Partition:
             raise InvalidRequestError(f"timestamp {timestamp} is not supported")
         return None
 
-    def list_offset_by_time(self, timestamp: int) -> tuple[int, int]:
+    def list_offset_by_time(self, timestamp: int, bound: int | None = None) -> tuple[int, int]:
         """ListOffsets by timestamp: (offset, timestamp) of the first record at
-        or after the log start, below the high watermark, whose timestamp is >=
-        timestamp; (-1, -1) when none is. Reads the disk (takes the Log's own
-        lock): any thread but the event loop."""
+        or after the log start, below the high watermark (below bound when
+        given: the last stable offset for READ_COMMITTED, read by the caller
+        on the partition's owner thread, as Kafka's lastFetchableOffset),
+        whose timestamp is >= timestamp; (-1, -1) when none is. Reads the disk
+        (takes the Log's own lock): any thread but the event loop."""
         found = self.log.offset_and_timestamp_for_time(timestamp, self.max_inflated_bytes)
-        if found is None or found[0] >= self.high_watermark:
+        if found is None or found[0] >= (self.high_watermark if bound is None else bound):
             return -1, -1
         return found
 
@@ -623,6 +698,7 @@ class Partition:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         self.log.enforce_retention(now_ms)
         self.epoch_cache.truncate_from_start(self.log.log_start_offset)
+        self.txn_indexes.forget_below(self.log.segment_base_of(self.log.log_start_offset))
         self.producer_state.expire(now_ms)
         self.producer_state.take_snapshot(self.log.log_end_offset)
         self.checkpoint_high_watermark()

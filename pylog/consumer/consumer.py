@@ -369,8 +369,10 @@ class Consumer:
                 continue
             if not part.records:
                 continue
+            # read_committed: the broker cut at the LSO; aborted records
+            # and markers are dropped per batch in C.
             records, next_offset = _decode_fetched(part.records, tp.topic, tp.partition, offset,
-                                                   self.check_crcs)
+                                                   self.check_crcs, -1, part.aborted_transactions)
             if records:
                 self._buffers[tp] = _Buffer(records, next_offset)
             elif next_offset > offset:

@@ -83,20 +83,22 @@ class EmbeddedSource:
         watermark and log start offset, or an error (OffsetOutOfRangeError,
         UnknownTopicOrPartitionError). Waits up to max_wait_ms for min_bytes of
         records; returns at once on an error, and early on wakeup().
-        isolation_level is accepted for the interface: without transactions
-        the last stable offset is the high watermark."""
+        isolation_level 1 (READ_COMMITTED) reads below the last stable offset
+        and answers the aborted transactions, as the broker's Fetch does."""
         if self.read_only:
-            return self._tail(dict(positions), max_wait_ms, min_bytes, max_bytes, max_partition_bytes)
+            return self._tail(dict(positions), max_wait_ms, min_bytes, max_bytes, max_partition_bytes,
+                              isolation_level == 1)
         return self.store.call(self._fetch_on_loop, dict(positions), max_wait_ms, min_bytes, max_bytes,
-                               max_partition_bytes)
+                               max_partition_bytes, isolation_level == 1)
 
-    async def _fetch_on_loop(self, positions, max_wait_ms, min_bytes, max_bytes, max_partition_bytes):
+    async def _fetch_on_loop(self, positions, max_wait_ms, min_bytes, max_bytes, max_partition_bytes,
+                             committed):
         store = self.store
         purgatory = store.broker.handlers.purgatory
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(max_wait_ms, 0) / 1000.0
         while True:
-            out, total, error = self._fetch_once(positions, max_bytes, max_partition_bytes)
+            out, total, error = self._fetch_once(positions, max_bytes, max_partition_bytes, committed)
             if error or total >= min_bytes or max_wait_ms <= 0 or not positions:
                 return out
             if self._woken:
@@ -119,12 +121,12 @@ class EmbeddedSource:
             if not moved or store.closed:
                 return out
 
-    def _tail(self, positions, max_wait_ms, min_bytes, max_bytes, max_partition_bytes):
+    def _tail(self, positions, max_wait_ms, min_bytes, max_bytes, max_partition_bytes, committed):
         """fetch() over a read-only store: another process appends, so no
         listener here can tell; look again every TAIL_POLL_S (reader.py)."""
         deadline = time.monotonic() + max(max_wait_ms, 0) / 1000.0
         while True:
-            out, total, error = self._fetch_once(positions, max_bytes, max_partition_bytes)
+            out, total, error = self._fetch_once(positions, max_bytes, max_partition_bytes, committed)
             if error or total >= min_bytes or max_wait_ms <= 0 or not positions or self._take_wakeup():
                 return out
             remaining = deadline - time.monotonic()
@@ -132,7 +134,7 @@ class EmbeddedSource:
                 return out
             time.sleep(min(TAIL_POLL_S, remaining))
 
-    def _fetch_once(self, positions, max_bytes, max_partition_bytes):
+    def _fetch_once(self, positions, max_bytes, max_partition_bytes, committed=False):
         """(answers, record bytes, any error), by the store's read_now and
         watermarks_now (on the loop for a LocalStore)."""
         store = self.store
@@ -144,13 +146,13 @@ class EmbeddedSource:
             try:
                 if budget > 0 or total == 0:
                     limit = min(max_partition_bytes if max_partition_bytes > 0 else _NO_LIMIT, budget)
-                    data, hw, lso = store.read_now(tp.topic, tp.partition, offset, limit)
+                    data, hw, lso, aborted = store.read_now(tp.topic, tp.partition, offset, limit, committed)
                     if total > 0 and len(data) > budget:
                         data = b""  # only the first partition may exceed the budget (KIP-74)
                 else:
-                    data = b""
+                    data, aborted = b"", ()
                     hw, lso = store.watermarks_now(tp.topic, tp.partition)
-                out[tp] = FetchedPartition(data, hw, lso, None)
+                out[tp] = FetchedPartition(data, hw, lso, None, aborted)
                 total += len(data)
                 budget -= len(data)
             except OffsetOutOfRangeError as e:

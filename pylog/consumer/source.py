@@ -21,13 +21,15 @@ class FetchedPartition(NamedTuple):
     records is the raw record batches (bytes-like) exactly as a Fetch
     response carries them; it may be empty or None. error is a pylog.errors
     exception instance (e.g. OffsetOutOfRangeError, NotLeaderOrFollowerError)
-    or None when the fetch succeeded.
+    or None when the fetch succeeded. aborted_transactions: a read_committed
+    fetch's (producer_id, first_offset) pairs (KAFKA-NOTES §6.3).
     """
 
     records: object
     high_watermark: int
     log_start_offset: int
     error: BaseException | None
+    aborted_transactions: tuple = ()
 
 
 class FetchSource(Protocol):

@@ -34,7 +34,7 @@ import re
 import threading
 
 from ..broker.handlers import INTERNAL_TOPICS
-from ..errors import LogClosedError, OffsetOutOfRangeError, UnknownTopicOrPartitionError
+from ..errors import InvalidConfigError, LogClosedError, OffsetOutOfRangeError, UnknownTopicOrPartitionError
 from ..log.log import Log
 from ..structs import TopicPartition
 
@@ -107,27 +107,35 @@ class ReadOnlyStore:
                 self._logs[(topic, partition)] = log
             return log
 
-    def read_now(self, topic: str, partition: int, offset: int, max_bytes: int):
-        """(records, high_watermark, log_start_offset) as LocalStore.read, with
-        the log end offset as the high watermark (module docstring)."""
+    def read_now(self, topic: str, partition: int, offset: int, max_bytes: int, committed: bool = False):
+        """(records, high_watermark, log_start_offset, aborted) as
+        LocalStore.read_now, with the log end offset as the high watermark
+        (module docstring). read_committed needs the writer's producer state
+        (the last stable offset), which a reader in another process does not
+        have: refused."""
+        if committed:
+            raise InvalidConfigError("isolation_level=read_committed cannot read a directory another process "
+                                     "writes (read_only=True): the last stable offset lives in the writer")
         log = self._log(topic, partition)
         end = log.refresh()
         start = log.log_start_offset
         if offset == end:
-            return b"", end, start
+            return b"", end, start, ()
         if offset < start or offset > end:
             raise OffsetOutOfRangeError(f"offset {offset} is out of range [{start}, {end}] of "
                                         f"{topic}-{partition}")
         fs = log.read_batches(offset, max(max_bytes, 1))
         data = bytes(fs)   # copied out: no view pins the writer's segments here
         del fs
-        return data, end, start
+        return data, end, start, ()
+
+    def read(self, topic: str, partition: int, offset: int, max_bytes: int):
+        """(records, high_watermark, log_start_offset) as LocalStore.read."""
+        return self.read_now(topic, partition, offset, max_bytes)[:3]
 
     def watermarks_now(self, topic: str, partition: int) -> tuple[int, int]:
         log = self._log(topic, partition)
         return log.refresh(), log.log_start_offset
-
-    read = read_now
 
     def list_offset(self, topic: str, partition: int, timestamp: int,
                     isolation_level: int = 0) -> tuple[int, int]:

@@ -289,19 +289,27 @@ class LocalStore:
         holding offset, at most max_bytes unless the first batch alone is larger
         (KIP-74), as bytes; b"" when offset is the high watermark.
         OffsetOutOfRangeError outside [log_start_offset, high_watermark]."""
-        return self._call(self.read_now, topic, partition, offset, max_bytes)
+        return self._call(self.read_now, topic, partition, offset, max_bytes)[:3]
 
-    def read_now(self, topic, partition, offset, max_bytes):
-        """read() on the loop only (the embedded source's fetch runs there)."""
+    def read_committed(self, topic: str, partition: int, offset: int, max_bytes: int, committed: bool = True):
+        """read for isolation_level READ_COMMITTED, by the broker's Fetch body:
+        below the last stable offset, and a fourth item, the aborted
+        transactions (producer_id, first_offset) the caller must drop."""
+        return self._call(self.read_now, topic, partition, offset, max_bytes, committed)
+
+    def read_now(self, topic, partition, offset, max_bytes, committed=False):
+        """read_committed() on the loop only (the embedded source's fetch runs
+        there): (records, high_watermark, log_start_offset, aborted)."""
         p = self.partition_on_loop(topic, partition)
         hw, lso = p.high_watermark, p.log_start_offset
-        fs = p.read(offset, max_bytes)
+        fs = p.read(offset, max_bytes, committed)
+        aborted = tuple(p.aborted_transactions(offset)) if committed and fs is not None else ()
         if fs is None:
-            return b"", hw, lso
+            return b"", hw, lso, ()
         # Copied out so no segment stays pinned by a caller's records.
         data = bytes(fs)
         del fs
-        return data, hw, lso
+        return data, hw, lso, aborted
 
     def watermarks_now(self, topic, partition) -> tuple[int, int]:
         """(high_watermark, log_start_offset), on the loop only."""

@@ -44,7 +44,8 @@ CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
 RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
 _LEFTOVER_SUFFIXES = (".deleted", ".tmp")
-_SEGMENT_SUFFIXES = (".log", ".index", ".timeindex")
+# .txnindex (txn_index.py, the aborted transactions of a segment) lives and dies with its segment.
+_SEGMENT_SUFFIXES = (".log", ".index", ".timeindex", ".txnindex")
 # Called after each rename of replace_segments with its step's name; a crash
 # test sets it to end the process there. None in normal use.
 _SWAP_STEP_HOOK = None
@@ -189,7 +190,7 @@ class Log(_engine.LogCore):
         base_set = set(bases)
         name_set = set(names)
         for name in names:
-            if name.endswith((".index", ".timeindex")) and name[:20].isdigit() and int(name[:20]) not in base_set:
+            if name.endswith(_SEGMENT_SUFFIXES[1:]) and name[:20].isdigit() and int(name[:20]) not in base_set:
                 os.remove(os.path.join(self.path, name))  # an index without its .log
         clean_marker = os.path.join(self.path, CLEAN_SHUTDOWN_FILE)
         clean = os.path.exists(clean_marker)
@@ -449,7 +450,7 @@ class Log(_engine.LogCore):
         # which can take long for a large file, runs in _remove_retired after
         # the lock is released. A crash in between leaves .deleted files, which
         # the next load removes.
-        for suffix in (".log", ".index", ".timeindex"):
+        for suffix in _SEGMENT_SUFFIXES:
             path = os.path.join(self.path, f"{base:020d}{suffix}")
             try:
                 os.rename(path, path + ".deleted")
@@ -484,13 +485,19 @@ class Log(_engine.LogCore):
                 pass
 
     def _delete_files(self, base: int):
-        for suffix in (".log", ".index", ".timeindex"):
+        for suffix in _SEGMENT_SUFFIXES:
             try:
                 os.remove(os.path.join(self.path, f"{base:020d}{suffix}"))
             except FileNotFoundError:
                 pass
 
     # ---- facts ----
+
+    def segment_base_of(self, offset: int) -> int:
+        """The base offset of the segment holding offset (the active one at or
+        past the log end): where an index entry for offset belongs."""
+        with self._lock:
+            return self._bases[self._segment_index(offset)]
 
     @property
     def log_start_offset(self) -> int:
@@ -525,20 +532,21 @@ class Log(_engine.LogCore):
     # ---- appends ----
 
     def append_batches(self, data, leader_epoch: int = -1, assign_offsets: bool = True,
-                       in_place: bool = False, crc_checked: bool = False):
+                       in_place: bool = False, crc_checked: bool = False, allow_control: bool = False):
         """Append record batches v2 as received (validated; offsets assigned and the
         leader epoch stamped unless assign_offsets is False). Returns (first, last).
         in_place: patch offsets into data itself (a writable buffer the caller is
         done with) instead of into a copy. crc_checked: the caller has just checked
-        the CRC of these bytes (the broker's produce validation), not done twice."""
+        the CRC of these bytes (the broker's produce validation), not done twice.
+        allow_control: control batches (a leader's transaction markers) accepted."""
         with self._lock:
             self._check_open()
             self._check_writable()
             seg = self._segments[-1]
-            res = seg.append_batches(data, leader_epoch, assign_offsets, False, in_place, crc_checked)
+            res = seg.append_batches(data, leader_epoch, assign_offsets, allow_control, in_place, crc_checked)
             rolled = res is None
             if rolled:
-                res = self._roll().append_batches(data, leader_epoch, assign_offsets, False, in_place,
+                res = self._roll().append_batches(data, leader_epoch, assign_offsets, allow_control, in_place,
                                                   crc_checked)
                 if res is None:
                     raise RecordTooLargeError("batches do not fit an empty segment")

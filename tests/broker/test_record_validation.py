@@ -153,9 +153,9 @@ def call(bootstrap_port, api_key, version, body, corr=7):
         return resp
 
 
-def produce_raw(broker, topic, records, version=7):
+def produce_raw(broker, topic, records, version=7, transactional_id=None):
     P = m.ProduceRequest
-    body = P(acks=-1, timeout_ms=10000, transactional_id=None, topic_data=[
+    body = P(acks=-1, timeout_ms=10000, transactional_id=transactional_id, topic_data=[
         P.TopicProduceData(name=topic, partition_data=[P.PartitionProduceData(index=0, records=records)])])
     (t,) = call(broker.port, PRODUCE, version, body).responses
     (part,) = t.partition_responses
@@ -294,7 +294,9 @@ def test_corrupt_batch_refused_and_later_records_readable(broker, topic, case):
     ensure_topic(broker, topic)
     before = produce_good(broker, topic, 3, b"before")
     leo = log_end_offset(broker, topic)
-    part = produce_raw(broker, topic, bad)
+    # A transactional batch comes with its transactional id (without one Kafka
+    # answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED before validating records).
+    part = produce_raw(broker, topic, bad, transactional_id="txn" if bad[22] & 0x10 else None)
     assert part.error_code == code, f"{case}: {part.error_code} ({part.error_message}), Kafka gives {code}"
     assert part.base_offset == -1
     assert log_end_offset(broker, topic) == leo, "a refused batch changed the log end offset"

@@ -70,7 +70,7 @@ def test_long_poll_waits_max_wait_ms_when_nothing_comes(source):
     t0 = time.monotonic()
     out = fetch(source, {T0: 0}, max_wait_ms=300)
     assert 0.29 < time.monotonic() - t0 < 3
-    assert out[T0] == (b"", 0, 0, None)
+    assert out[T0] == (b"", 0, 0, None, ())  # no aborted transactions
 
 
 def test_min_bytes_waits_for_enough_data(source):
