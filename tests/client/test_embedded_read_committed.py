@@ -2,7 +2,7 @@
 read_committed: pylog's Consumer reads below the last stable offset and drops
 aborted transactions and markers, by the same Partition body the broker's
 Fetch uses. Markers are written as a transaction coordinator writes them
-(Partition.append_txn_marker under the store's partition lock)."""
+(Partition.append_txn_marker on the store's broker loop)."""
 from __future__ import annotations
 
 import struct
@@ -23,8 +23,7 @@ def batch(values, pid=-1, seq=-1, transactional=True):
 
 
 def marker(store, pid, commit):
-    with store._partition_lock("t", 0):
-        store._partition("t", 0).append_txn_marker(pid, 0, 0, commit)
+    store.call(lambda: store.partition_on_loop("t", 0).append_txn_marker(pid, 0, 0, commit))
 
 
 def values(consumer, n_polls=20):
