@@ -29,10 +29,13 @@ FAST_GROUP_CONFIG = {
 }
 
 # What a single broker for tests has unless config says otherwise: one
-# replica of __consumer_offsets (Kafka's default is 3; its shipped
-# config/server.properties sets 1 for a single development broker too).
+# replica of __consumer_offsets and of __transaction_state, min ISR 1 (Kafka's
+# defaults are 3 and 2; its shipped config/server.properties sets 1 for a
+# single development broker too).
 SINGLE_BROKER_CONFIG = {
     "offsets.topic.replication.factor": "1",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
 }
 
 

@@ -1,11 +1,8 @@
 """Errors a newcomer meets first name the limit, the setting or the broker
 involved (issue 14): a too-large message, a data directory that is a file, a
-produce to a missing topic, a transactional producer (refused at once until
-transactions exist). The controller being down: tests/test_cli_cluster.py."""
+produce to a missing topic. The controller being down: tests/test_cli_cluster.py."""
 from __future__ import annotations
 
-import asyncio
-import logging
 import subprocess
 import sys
 
@@ -46,24 +43,3 @@ def test_console_producer_says_the_topic_does_not_exist():
     err = r.stderr.decode()
     assert "topic 'nope' does not exist" in err and "auto.create.topics.enable=false" in err, err
     assert "pylog topics create --topic nope" in err
-
-
-def test_a_transactional_producer_is_refused_at_once_and_the_broker_says_why(caplog):
-    """UNSUPPORTED_VERSION (not retriable) instead of COORDINATOR_NOT_AVAILABLE,
-    which clients retry until their timeout."""
-    aiokafka = pytest.importorskip("aiokafka")
-
-    async def start(bootstrap):
-        p = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id="tx-1")
-        try:
-            await p.start()
-        finally:
-            await p.stop()
-
-    caplog.set_level(logging.WARNING, logger="pylog.broker")
-    with running_broker() as b:
-        # aiokafka wraps the FindCoordinator error: KafkaError("UnsupportedVersionError()")
-        with pytest.raises(aiokafka.errors.KafkaError, match="UnsupportedVersion"):
-            asyncio.run(asyncio.wait_for(start(str(b)), 120))
-    assert any("transactional producer 'tx-1' refused: transactions are not supported" in r.getMessage()
-               for r in caplog.records)

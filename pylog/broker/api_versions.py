@@ -4,9 +4,10 @@ Chosen so librdkafka, kafka-python and aiokafka all pick a version the broker
 serves: minima never above aiokafka's maxima, Fetch 11 in range so
 kafka-python infers a 2.3+ broker (zstd, idempotence), Metadata capped at 5
 so clients do not start KIP-320 leader-epoch validation (no
-OffsetForLeaderEpoch yet), and no flexible versions except ApiVersions 3-4
-and IncrementalAlterConfigs 1 (which only admin clients send), DescribeProducers
-0 (flexible from its first version) and WriteTxnMarkers 1 (inter-broker).
+OffsetForLeaderEpoch yet), and no flexible versions except ApiVersions 3-4,
+IncrementalAlterConfigs 1 (which only admin clients send) and those of the
+transaction APIs (kafka-python sends them; DescribeProducers is flexible from
+its first version, WriteTxnMarkers 1 is inter-broker).
 
 The inter-broker APIs a controller sends (LeaderAndIsr, UpdateMetadata,
 StopReplica) are advertised as Kafka advertises them, in the versions whose
@@ -32,6 +33,8 @@ CONTROLLED_SHUTDOWN = 7
 BROKER_REGISTRATION, BROKER_HEARTBEAT, ALLOCATE_PRODUCER_IDS = 62, 63, 67
 ALTER_PARTITION_REASSIGNMENTS, LIST_PARTITION_REASSIGNMENTS = 45, 46
 WRITE_TXN_MARKERS, DESCRIBE_PRODUCERS = 27, 61
+ADD_PARTITIONS_TO_TXN, ADD_OFFSETS_TO_TXN, END_TXN, TXN_OFFSET_COMMIT = 24, 25, 26, 28
+DESCRIBE_TRANSACTIONS, LIST_TRANSACTIONS = 65, 66
 
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP = 8, 9, 10, 11, 12, 13
 SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS = 14, 15, 16, 42
@@ -56,7 +59,19 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     CREATE_TOPICS: (2, 4),
     DELETE_TOPICS: (1, 3),
     DELETE_RECORDS: (0, 1),
-    INIT_PRODUCER_ID: (0, 1),
+    # Transactions (pylog/transactions): the versions librdkafka 2.16
+    # (InitProducerId 0-4 incl. KIP-360's v3+, AddPartitions/AddOffsets 0,
+    # EndTxn 0-1, TxnOffsetCommit 0-3), kafka-python 3 (InitProducerId 4, the
+    # others 3; flexible from 2/3) and aiokafka (0) send. Not KIP-890 part 2
+    # (AddPartitionsToTxn 5, EndTxn 5, InitProducerId 5, the
+    # transaction.version feature), which is not served.
+    INIT_PRODUCER_ID: (0, 4),
+    ADD_PARTITIONS_TO_TXN: (0, 4),  # v4: verify_only, from brokers (KIP-890 part 1)
+    ADD_OFFSETS_TO_TXN: (0, 3),
+    END_TXN: (0, 3),
+    TXN_OFFSET_COMMIT: (0, 3),
+    DESCRIBE_TRANSACTIONS: (0, 0),
+    LIST_TRANSACTIONS: (0, 1),
     DESCRIBE_CONFIGS: (1, 2),
     ALTER_CONFIGS: (0, 1),
     CREATE_PARTITIONS: (0, 1),

@@ -37,6 +37,9 @@ from ..groups.api import GroupApis
 from ..groups.coordinator import GroupCoordinator
 from ..log.checkpoint import atomic_write
 from ..protocol.error_codes import Errors
+from ..transactions.api import TransactionApis
+from ..transactions.channel import MarkerChannel, TxnPartitionWriter
+from ..transactions.coordinator import TransactionCoordinator
 from . import api_versions as av
 from .config import BrokerConfig
 from .controller_apis import ControllerApis
@@ -70,6 +73,7 @@ class Broker:
         self.replica_manager = None
         self.handlers = None
         self.groups = None
+        self.transactions = None      # the transaction coordinator (pylog/transactions)
         self.server = None
         self.host, self.port = self.config.listener()
         self.advertised_host, self.advertised_port = self.host, self.port
@@ -161,6 +165,12 @@ class Broker:
         self.coordinator_writer = BrokerPartitionWriter(self.log_manager, self, self.handlers.purgatory)
         self.groups = GroupCoordinator(self.config, self.coordinator_writer)
         self.handlers.table.update(GroupApis(self.groups).table())
+        self.txn_writer = TxnPartitionWriter(self.log_manager, self, self.handlers.purgatory)
+        self.transactions = TransactionCoordinator(self.config, self.txn_writer)
+        self.transactions.markers = MarkerChannel(self, self.transactions.is_current)
+        self.transaction_apis = TransactionApis(self.transactions, self.groups, self.allocate_producer_id,
+                                                dict(self.handlers.table))
+        self.handlers.table.update(self.transaction_apis.table())
         self.handlers.table.update(ControllerApis(self).table())
         if self.lone:
             # A lone broker's controller reaches it in-process only: like a
@@ -171,6 +181,7 @@ class Broker:
             for key in av.INTER_BROKER_APIS:
                 self.handlers.table.pop(key, None)
         self.groups.start()
+        self.transactions.start()
         self.server = Server(self)
         self.port = await self.server.start(self.host, self.port)
         adv = self.config.advertised_listener()
@@ -403,20 +414,24 @@ class Broker:
         topic's replication factor nothing is created and the answer is
         COORDINATOR_NOT_AVAILABLE, which clients retry. Returns 0 once the
         topic exists (or was created), else an error code."""
-        if name != OFFSETS_TOPIC:
-            raise ValueError(f"{name} is not an internal topic this broker creates")
         cfg = self.config
-        n, rf = cfg.get("offsets.topic.num.partitions"), cfg.get("offsets.topic.replication.factor")
+        if name == OFFSETS_TOPIC:
+            prefix, configs = "offsets.topic", self.groups.offsets_topic_configs()
+        elif name == TRANSACTION_TOPIC:
+            prefix, configs = "transaction.state.log", self.transactions.topic_configs()
+        else:
+            raise ValueError(f"{name} is not an internal topic this broker creates")
+        n, rf = cfg.get(f"{prefix}.num.partitions"), cfg.get(f"{prefix}.replication.factor")
         if name in self.metadata_cache.topics:
             return 0
         live = len(self.metadata_cache.brokers)
         if live < rf:
             if time.monotonic() - self._too_few_warned > 10:
                 self._too_few_warned = time.monotonic()
-                log.warning("broker %d: %s not created: %d live brokers, offsets.topic.replication.factor=%d",
-                            self.broker_id, name, live, rf)
+                log.warning("broker %d: %s not created: %d live brokers, %s.replication.factor=%d",
+                            self.broker_id, name, live, prefix, rf)
             return Errors.COORDINATOR_NOT_AVAILABLE
-        code, msg = await self.create_topic_async(name, n, rf, None, self.groups.offsets_topic_configs())
+        code, msg = await self.create_topic_async(name, n, rf, None, configs)
         if code == Errors.TOPIC_ALREADY_EXISTS:
             return 0
         if code:
@@ -529,6 +544,10 @@ class Broker:
         if self.groups is not None:
             await self.groups.stop()
             await self.coordinator_writer.stop()
+        if self.transactions is not None:
+            await self.transactions.stop()
+            await self.txn_writer.stop()
+            self.transaction_apis.verifier.close()
         self.log_manager.close()
         log.info("broker %d stopped; logs flushed and closed", self.broker_id)
 
@@ -614,6 +633,7 @@ def _create_topic_by_wire(host, port, broker_id, name, n, rf, configs) -> tuple[
 # in the controller's logs; it grants nothing).
 INTERNAL_CLIENT_ID = "pylog-broker"
 OFFSETS_TOPIC = "__consumer_offsets"
+TRANSACTION_TOPIC = "__transaction_state"
 
 
 def raise_nofile_limit() -> tuple[int, int]:

@@ -42,6 +42,11 @@ def build_config(args) -> dict:
         # development broker, one replica of __consumer_offsets (the key's
         # default, 3, is for clusters; `pylog cluster up` sets min(3, brokers)).
         props["offsets.topic.replication.factor"] = "1"
+    if not any(k in props for k in ("zookeeper.connect", "pylog.controller.id",
+                                    "transaction.state.log.replication.factor")):
+        # The same for __transaction_state (server.properties sets both keys to 1).
+        props["transaction.state.log.replication.factor"] = "1"
+        props.setdefault("transaction.state.log.min.isr", "1")
     if args.host is not None or args.port is not None or "listeners" not in props:
         from .config import BrokerConfig
         host, port = BrokerConfig({"listeners": props.get("listeners", "PLAINTEXT://127.0.0.1:9092")}).listener()

@@ -120,6 +120,15 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "pylog.message.max.decompressed.bytes": (int, 64 << 20),
     # pylog's own: auto (uvloop when installed), asyncio or uvloop.
     "pylog.event.loop": (str, "auto"),
+    # The transaction coordinator (KAFKA-NOTES §6.2; Kafka's names and defaults).
+    "transaction.state.log.num.partitions": (int, 50),
+    "transaction.state.log.replication.factor": (int, 3),
+    "transaction.state.log.min.isr": (int, 2),
+    "transaction.state.log.segment.bytes": (int, 104857600),
+    "transaction.max.timeout.ms": (int, 900000),
+    "transactional.id.expiration.ms": (int, 604800000),
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms": (int, 10000),
+    "transaction.remove.expired.transaction.cleanup.interval.ms": (int, 3600000),
 }
 
 # topic key: (broker key giving its default, type, allowed values or None)

@@ -15,6 +15,7 @@ import asyncio
 from ..errors import UnknownTopicOrPartitionError
 from ..groups import offsets_topic as ot
 from ..protocol.error_codes import Errors
+from ..transactions.batches import scan_with_transactions, transactional_batch
 from .purgatory import HIGH_WATERMARK, DelayedOperation
 
 
@@ -76,7 +77,15 @@ class BrokerPartitionWriter:
         p = self.logs.partitions.get((topic, index))
         if p is None:
             raise UnknownTopicOrPartitionError(f"this broker does not host {topic}-{index}")
+        if topic == ot.TOPIC:
+            # Transactional offset commits: replay needs their producer and markers.
+            return scan_with_transactions(p.log)
         return p.log.scan()
+
+    def append_transactional(self, topic, index, producer_id, producer_epoch, keys, values) -> int:
+        """append, as one transactional batch of the producer (TxnOffsetCommit)."""
+        batch = transactional_batch(keys, values, producer_id, producer_epoch)
+        return self.logs.get_partition(topic, index).append_as_leader(batch, -1).last_offset
 
     def commit_outcome(self, topic, index, offset):
         p = self.logs.partitions.get((topic, index))

@@ -51,7 +51,8 @@ TransactionalIdAuthorizationFailedError = for_code(Errors.TRANSACTIONAL_ID_AUTHO
 RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
 OFFSETS_TOPIC = "__consumer_offsets"
 METADATA_CHUNK = 2000  # topic names a Metadata request handles between turns of the event loop
-INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, "__transaction_state"})
+TRANSACTION_TOPIC = "__transaction_state"
+INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, TRANSACTION_TOPIC})
 
 
 def _err_message(exc):
@@ -694,7 +695,10 @@ class Handlers:
                                          f"offsets.topic.num.partitions={cfg.get('offsets.topic.num.partitions')} "
                                          f"and offsets.topic.replication.factor="
                                          f"{cfg.get('offsets.topic.replication.factor')}")
-                    elif t.name in INTERNAL_TOPICS and t.name != OFFSETS_TOPIC:
+                    elif t.name == TRANSACTION_TOPIC and not self._is_transaction_topic_request(t):
+                        code, msg = Errors.INVALID_REQUEST, (f"{t.name} is created by the transaction coordinators, "
+                                         f"with transaction.state.log.num.partitions and replication.factor")
+                    elif t.name in INTERNAL_TOPICS and t.name not in (OFFSETS_TOPIC, TRANSACTION_TOPIC):
                         code, msg = Errors.INVALID_REQUEST, f"{t.name} is an internal topic: the broker creates it"
                     else:
                         n, rf = t.num_partitions, t.replication_factor
@@ -709,6 +713,8 @@ class Handlers:
                         configs = {c.name: c.value for c in t.configs}
                         if t.name == OFFSETS_TOPIC:
                             configs = self.broker.groups.offsets_topic_configs()
+                        elif t.name == TRANSACTION_TOPIC:
+                            configs = self.broker.transactions.topic_configs()
                         code, msg = await self._by_controller(ctl, "create_topic", t.name, n, rf, assignment,
                                                               configs, req.validate_only)
                 except PylogError as e:
@@ -721,6 +727,11 @@ class Handlers:
         cfg = self.broker.config
         return (not t.assignments and t.num_partitions == cfg.get("offsets.topic.num.partitions")
                 and t.replication_factor == cfg.get("offsets.topic.replication.factor"))
+
+    def _is_transaction_topic_request(self, t) -> bool:
+        cfg = self.broker.config
+        return (not t.assignments and t.num_partitions == cfg.get("transaction.state.log.num.partitions")
+                and t.replication_factor == cfg.get("transaction.state.log.replication.factor"))
 
     def delete_topics(self, header, req):
         R = m.DeleteTopicsResponse
@@ -914,10 +925,9 @@ class Handlers:
     # ---- InitProducerId (22) ----
 
     def init_producer_id(self, header, req):
+        """Without a transactional id (idempotent producers); a transactional
+        one goes to the transaction coordinator (transactions/api.py)."""
         R = m.InitProducerIdResponse
-        if req.transactional_id is not None:
-            return R(throttle_time_ms=0, error_code=refuse_transactions(req.transactional_id),
-                     producer_id=-1, producer_epoch=-1)
         async def allocate():
             try:
                 pid = await self.broker.allocate_producer_id()
@@ -927,26 +937,6 @@ class Handlers:
                          producer_id=-1, producer_epoch=-1)
             return R(throttle_time_ms=0, error_code=0, producer_id=pid, producer_epoch=0)
         return allocate()
-
-
-
-def refuse_transactions(transactional_id) -> int:
-    """The answer to a transactional producer until transactions exist:
-    UNSUPPORTED_VERSION, Kafka's code for a feature the broker lacks, which
-    clients treat as fatal (the Java client's init_transactions fails at once),
-    and a line in the broker's log saying why."""
-    now = time.monotonic()
-    if now - _txn_refusal_logged.get(transactional_id, -60.0) >= 60.0:
-        # Clients that retry (librdkafka) ask every 500 ms: one line a minute per id.
-        if len(_txn_refusal_logged) >= 1000:
-            _txn_refusal_logged.clear()
-        _txn_refusal_logged[transactional_id] = now
-        log.warning("transactional producer %r refused: transactions are not supported by this broker "
-                    "yet (UNSUPPORTED_VERSION)", transactional_id)
-    return Errors.UNSUPPORTED_VERSION
-
-
-_txn_refusal_logged: dict = {}  # transactional id -> when last logged; brokers' loops (GIL-atomic dict ops)
 
 
 def _forward(ep, req, version):

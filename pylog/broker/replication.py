@@ -39,6 +39,7 @@ log = logging.getLogger("pylog.broker.replication")
 # knows waits for its registration answer (sent before the controller saw it).
 BROKER_EPOCH_WAIT_S = 10.0
 OFFSETS_TOPIC = "__consumer_offsets"
+TRANSACTION_TOPIC = "__transaction_state"
 ALTER_PARTITION_VERSION = 0
 ALTER_PARTITION_TIMEOUT_S = 10.0
 
@@ -216,21 +217,28 @@ class ReplicaManager:
         finally:
             if topic == OFFSETS_TOPIC:
                 self._offsets_leadership(ps.partition_index, p.is_leader)
+            elif topic == TRANSACTION_TOPIC:
+                self._transaction_leadership(ps.partition_index, p.is_leader)
 
     def _offsets_leadership(self, index, leader: bool):
         """The group coordinator follows the leadership of __consumer_offsets
         partitions: loads a partition's groups as leader, forgets them otherwise."""
-        groups = self.broker.groups
-        if groups is None:
+        self._coordinator_follows(self.broker.groups, OFFSETS_TOPIC, index, leader)
+
+    def _transaction_leadership(self, index, leader: bool):
+        """The transaction coordinator follows __transaction_state's the same way."""
+        self._coordinator_follows(getattr(self.broker, "transactions", None), TRANSACTION_TOPIC, index, leader)
+
+    def _coordinator_follows(self, coordinator, topic, index, leader: bool):
+        if coordinator is None:
             return
         try:
             if leader:
-                groups.on_become_leader(index)
+                coordinator.on_become_leader(index)
             else:
-                groups.on_resign(index)
+                coordinator.on_resign(index)
         except Exception:  # the replica's state is applied whatever the coordinator makes of it
-            log.exception("broker %d: the group coordinator failed to follow %s-%d", self.broker_id,
-                          OFFSETS_TOPIC, index)
+            log.exception("broker %d: the coordinator failed to follow %s-%d", self.broker_id, topic, index)
 
     def _become(self, p, topic, ps, key, now_ms) -> int:
         if ps.leader == self.broker_id:
@@ -276,6 +284,8 @@ class ReplicaManager:
                 p = self.logs.partitions.get(key)
                 if t.name == OFFSETS_TOPIC:
                     self._offsets_leadership(idx, False)
+                elif t.name == TRANSACTION_TOPIC:
+                    self._transaction_leadership(idx, False)
                 try:
                     if p is not None:
                         p.stop()

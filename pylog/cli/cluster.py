@@ -161,6 +161,10 @@ def _up(args) -> int:
     if not any(k == "offsets.topic.replication.factor" for k, _ in args.override):
         # Kafka's default is 3; a smaller cluster could never create the topic.
         overrides.append(f"offsets.topic.replication.factor={min(3, args.brokers)}")
+    if not any(k == "transaction.state.log.replication.factor" for k, _ in args.override):
+        overrides.append(f"transaction.state.log.replication.factor={min(3, args.brokers)}")
+    if not any(k == "transaction.state.log.min.isr" for k, _ in args.override):
+        overrides.append(f"transaction.state.log.min.isr={min(2, args.brokers)}")
     if not use_zk and args.brokers > 1:
         state["controller"] = {"embedded": 1}
         overrides += ["pylog.controller.id=1", f"pylog.controller.listener=127.0.0.1:{args.base_port}"]

@@ -46,13 +46,7 @@ class GroupApis:
 
     def find_coordinator(self, header, req):
         R = m.FindCoordinatorResponse
-        if req.key_type == KEY_TRANSACTION:
-            # Not retriable (COORDINATOR_NOT_AVAILABLE made clients wait out their timeout).
-            from ..broker.handlers import refuse_transactions
-            return R(throttle_time_ms=0, error_code=refuse_transactions(req.key),
-                     error_message="transactions are not supported by this broker yet",
-                     node_id=-1, host="", port=-1)
-        if req.key_type != KEY_GROUP:
+        if req.key_type != KEY_GROUP:   # transactions: pylog/transactions/api.py answers key_type 1
             return R(throttle_time_ms=0, error_code=Errors.INVALID_REQUEST, error_message=f"unknown key type {req.key_type}",
                      node_id=-1, host="", port=-1)
         code, node_id, host, port = self.coordinator.coordinator_for(req.key)

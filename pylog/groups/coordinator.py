@@ -50,7 +50,7 @@ import logging
 import time
 import uuid
 
-from ..coordinator.runtime import CoordinatorRuntime
+from ..coordinator.runtime import CoordinatorRuntime, NotCoordinatorError
 from ..errors import PylogError
 from ..protocol.group_records import GroupMetadataValue
 from ..protocol.error_codes import Errors
@@ -186,6 +186,9 @@ class GroupCoordinator:
         self.runtime = CoordinatorRuntime(ot.TOPIC, writer, self,
                                           write_timeout_ms=c.get("offsets.commit.timeout.ms"))
         self.clock = self.runtime.clock
+        # TxnOffsetCommit: offsets written but not yet committed, per offsets
+        # partition and producer id: {index: {producer_id: {(group, topic, partition): OffsetAndMetadata}}}.
+        self.txn_offsets: dict[int, dict[int, dict]] = {}
 
     # ---- start-up and shutdown ----
 
@@ -208,6 +211,9 @@ class GroupCoordinator:
     # ---- the shard: what the runtime drives ----
 
     def replay(self, index: int, rec):
+        if getattr(rec, "producer_id", -1) >= 0:   # transactional (batches.TxnRecordView)
+            self._replay_transactional(index, rec)
+            return
         out = ot.decode(rec, f"{ot.TOPIC}-{index}")
         if out is None:
             return
@@ -237,6 +243,7 @@ class GroupCoordinator:
 
     def unloaded(self, index: int):
         self._forget_partition(index, Errors.NOT_COORDINATOR)
+        self.txn_offsets.pop(index, None)
 
     # ---- leadership of the topic's partitions (the replica manager tells) ----
 
@@ -736,6 +743,12 @@ class GroupCoordinator:
             if g.state is GroupState.COMPLETING_REBALANCE:
                 return fail(Errors.REBALANCE_IN_PROGRESS)
             m.last_heartbeat = self.clock()
+        result, keys, values, accepted = self._offset_records(group_id, offsets)
+        return result, g, keys, values, accepted
+
+    def _offset_records(self, group_id, offsets):
+        """The offsets' records: (codes of the refused ones, keys, values,
+        [((topic, partition), OffsetAndMetadata)] accepted)."""
         result, keys, values, accepted = {}, [], [], []
         now = _now_ms()
         for topic, partition, offset, leader_epoch, metadata in offsets:
@@ -750,7 +763,7 @@ class GroupCoordinator:
             keys.append(ot.offset_key(group_id, topic, partition))
             values.append(ot.offset_value(om))
             accepted.append(((topic, partition), om))
-        return result, g, keys, values, accepted
+        return result, keys, values, accepted
 
     def fetch_offsets(self, group_id, partitions=None):
         """{(topic, partition): OffsetAndMetadata or None}; all committed ones
@@ -876,6 +889,88 @@ class GroupCoordinator:
             self._prepare_rebalance(g, "the leader's assignment did not arrive in time")
             self._maybe_complete_join(g)
 
+    # ---- transactional offset commits (TxnOffsetCommit; KAFKA-NOTES §6.2) ----
+
+    def txn_commit_offsets(self, transactional_id, group_id, producer_id, producer_epoch, generation_id,
+                           member_id, group_instance_id, offsets):
+        """TxnOffsetCommit, as an event of the group's partition (Kafka's
+        handleTxnCommitOffsets): the offsets are written as one transactional
+        batch of the producer and held pending until its transaction's marker
+        (on_transaction_completed). {(topic, partition): code}, or a coroutine
+        giving it once the batch is replicated."""
+        def all_(code):
+            return {(t, p): code for t, p, *_ in offsets}
+        wrong = self.coordinator_error(group_id)
+        if wrong:
+            return all_(wrong)
+        g = self.groups.get(group_id)
+        if g is not None and g.state is GroupState.DEAD:
+            return all_(Errors.COORDINATOR_NOT_AVAILABLE)
+        static = g.static.get(group_instance_id) if g is not None and group_instance_id is not None else None
+        if static is not None and static != member_id:
+            return all_(Errors.FENCED_INSTANCE_ID)
+        if member_id and (g is None or member_id not in g.members):
+            return all_(Errors.UNKNOWN_MEMBER_ID)
+        if generation_id >= 0 and generation_id != (g.generation_id if g is not None else 0):
+            return all_(Errors.ILLEGAL_GENERATION)
+        result, keys, values, accepted = self._offset_records(group_id, offsets)
+        accepted = [((group_id, *tp), om) for tp, om in accepted]
+        if not accepted:
+            return result
+        index = self.partition_for(group_id)
+        try:
+            if not self.runtime.is_active(index):
+                raise NotCoordinatorError(f"{ot.TOPIC}-{index} is not loaded here")
+            last = self.writer.append_transactional(ot.TOPIC, index, producer_id, producer_epoch, keys, values)
+        except Exception as e:  # a fenced producer epoch, leadership lost, a storage error
+            from ..errors import code_for
+            code = _txn_store_error(code_for(e))
+            result.update({(t, p): code for (_g, t, p), _ in accepted})
+            return result
+        pending = self.txn_offsets.setdefault(index, {}).setdefault(producer_id, {})
+        pending.update(accepted)
+        return self._txn_commit_wait(result, index, producer_id, accepted, last)
+
+    async def _txn_commit_wait(self, result, index, producer_id, accepted, last):
+        code = self.runtime.committed_now(index, last)
+        if code is None:
+            code = await self.runtime.committed(index, last)
+        code = _txn_store_error(code)
+        if code:
+            pending = self.txn_offsets.get(index, {}).get(producer_id, {})
+            for key, om in accepted:
+                if pending.get(key) is om:
+                    del pending[key]
+        result.update({(t, p): code for (_g, t, p), _ in accepted})
+        return result
+
+    def on_transaction_completed(self, offsets_partition: int, producer_id: int, committed: bool):
+        """The WriteTxnMarkers handler wrote producer_id's COMMIT (committed)
+        or ABORT marker to __consumer_offsets-offsets_partition: its pending
+        offsets there become the groups' committed offsets, or are dropped.
+        Runs as an event of that partition."""
+        out = self.runtime.schedule(offsets_partition, self._complete_txn_offsets, offsets_partition, producer_id,
+                                    committed)
+        if asyncio.iscoroutine(out):
+            asyncio.ensure_future(out)
+
+    def _complete_txn_offsets(self, index: int, producer_id: int, committed: bool):
+        pending = self.txn_offsets.get(index, {}).pop(producer_id, None)
+        if not pending or not committed:
+            return
+        for (group_id, topic, partition), om in pending.items():
+            g = self._group(group_id, create=True)
+            if g is not None:
+                g.offsets[(topic, partition)] = om
+
+    def _replay_transactional(self, index: int, rec):
+        if rec.marker is not None:
+            self._complete_txn_offsets(index, rec.producer_id, rec.marker)
+            return
+        out = ot.decode(rec, f"{ot.TOPIC}-{index}")
+        if out is not None and out[0] == "offset" and out[2] is not None:
+            self.txn_offsets.setdefault(index, {}).setdefault(rec.producer_id, {})[out[1]] = out[2]
+
     def expire_offsets(self, now_ms=None, partition=None):
         """Offset retention (offsets.retention.minutes), as Kafka applies it:
         a group that uses a protocol loses its offsets once it has been Empty
@@ -920,6 +1015,15 @@ def _store_error(code: int) -> int:
     if code in (Errors.INVALID_FETCH_SIZE, Errors.MESSAGE_TOO_LARGE, Errors.RECORD_LIST_TOO_LARGE):
         return Errors.INVALID_COMMIT_OFFSET_SIZE
     return Errors.COORDINATOR_NOT_AVAILABLE
+
+
+def _txn_store_error(code: int) -> int:
+    """A failed transactional offset write (Kafka's storeOffsets mapping, which
+    passes the producer's own errors through)."""
+    if code in (Errors.INVALID_PRODUCER_EPOCH, Errors.PRODUCER_FENCED, Errors.INVALID_TXN_STATE,
+                Errors.TRANSACTION_COORDINATOR_FENCED, Errors.INVALID_PRODUCER_ID_MAPPING):
+        return code
+    return _store_error(code)
 
 
 def _no_loop() -> bool:

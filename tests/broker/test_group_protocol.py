@@ -2,6 +2,7 @@
 error codes real clients rely on, which client libraries rarely show directly."""
 import asyncio
 import threading
+import time
 
 import pytest
 from kafkawire import Wire
@@ -88,8 +89,14 @@ def test_find_coordinator_names_this_broker(broker):
         for v in (0, 1, 2):
             r = w.request(FIND, v, m.FindCoordinatorRequest(key="g", key_type=0))
             assert (r.error_code, r.node_id, r.port) == (0, broker.broker.broker_id, broker.port)
-        r = w.request(FIND, 1, m.FindCoordinatorRequest(key="txn", key_type=1))
-        assert r.error_code == 35  # UNSUPPORTED_VERSION until transactions exist (not retried for ever)
+        # key_type 1 (transactions): the coordinator of __transaction_state,
+        # COORDINATOR_NOT_AVAILABLE (15) until that topic exists.
+        for _ in range(600):
+            r = w.request(FIND, 1, m.FindCoordinatorRequest(key="txn", key_type=1))
+            if r.error_code != 15:
+                break
+            time.sleep(0.05)
+        assert (r.error_code, r.node_id, r.port) == (0, broker.broker.broker_id, broker.port)
     assert "__consumer_offsets" in broker.broker.log_manager.topics
 
 

@@ -62,3 +62,22 @@ def test_a_lone_broker_defaults_to_one_offsets_replica_and_a_cluster_to_kafkas_t
     assert "offsets.topic.replication.factor" not in zk
     given = build_config(p.parse_args(["--override", "offsets.topic.replication.factor=2"]))
     assert given["offsets.topic.replication.factor"] == "2"
+
+
+def test_a_lone_broker_defaults_to_one_transaction_state_replica_and_a_cluster_to_kafkas():
+    """The same for __transaction_state: Kafka's defaults (RF 3, min ISR 2)
+    for a cluster, server.properties' 1 and 1 for a lone broker."""
+    import argparse
+
+    from pylog.broker.cli import add_broker_arguments, build_config
+    from pylog.broker.config import BrokerConfig
+    p = argparse.ArgumentParser()
+    add_broker_arguments(p)
+    assert BrokerConfig({}).get("transaction.state.log.replication.factor") == 3
+    assert BrokerConfig({}).get("transaction.state.log.min.isr") == 2
+    lone = build_config(p.parse_args([]))
+    assert (lone["transaction.state.log.replication.factor"], lone["transaction.state.log.min.isr"]) == ("1", "1")
+    zk = build_config(p.parse_args(["--override", "zookeeper.connect=127.0.0.1:1/x"]))
+    assert "transaction.state.log.replication.factor" not in zk and "transaction.state.log.min.isr" not in zk
+    given = build_config(p.parse_args(["--override", "transaction.state.log.min.isr=2"]))
+    assert given["transaction.state.log.min.isr"] == "2"
