@@ -362,8 +362,11 @@ class Consumer:
                 continue
             if not part.records:
                 continue
-            records, next_offset = _decode_fetched(part.records, tp.topic, tp.partition, offset,
-                                                   self.check_crcs)
+            # read_committed: batches of aborted transactions are dropped
+            # whole in C (control batches always are).
+            records, next_offset = _decode_fetched(
+                part.records, tp.topic, tp.partition, offset, self.check_crcs, -1,
+                part.aborted_transactions if self.isolation_level else None)
             if records:
                 self._buffers[tp] = _Buffer(records, next_offset)
             elif next_offset > offset:
@@ -501,6 +504,18 @@ class Consumer:
     def _check_group(self) -> None:
         if self.group_id is None:
             raise ValueError("committing or reading committed offsets needs a group_id")
+
+    def group_metadata(self):
+        """This member's group metadata (group id, generation, member id,
+        group instance id) for Producer.send_offsets_to_transaction, as
+        Java's Consumer.groupMetadata(): generation -1 and member id "" when
+        the consumer holds no generation (manual assignment, not joined)."""
+        self._check_open()
+        self._check_group()
+        from ..producer.transactions import ConsumerGroupMetadata
+        generation, member_id = (-1, "") if self._membership is None else self._membership.generation()
+        instance = self._group_args["group_instance_id"]
+        return ConsumerGroupMetadata(self.group_id, generation, member_id, instance)
 
     def committed(self, partitions):
         """The committed OffsetAndMetadata of one partition (None if none),

@@ -292,7 +292,8 @@ class NetworkSource:
             error = error_for(p.error_code, f"fetch {tp.topic}-{tp.partition} at offset {asked}")
             if p.error_code in METADATA_ERRORS:
                 self._stale_topics.add(tp.topic)
-        out[tp] = FetchedPartition(p.records, p.high_watermark, p.log_start_offset, error)
+        out[tp] = FetchedPartition(p.records, p.high_watermark, p.log_start_offset, error,
+                                   p.aborted_transactions)
 
     def _drain_wakeups(self) -> None:
         try:
