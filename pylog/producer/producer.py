@@ -9,6 +9,17 @@ the network or straight into a local directory.
     with pylog.Producer(log_dir="data/") as p:  # embedded: no broker, same layout
         ...
 
+    p = pylog.Producer(bootstrap_servers=..., transactional_id="app-1")
+    p.init_transactions()                      # fences older producers of "app-1"
+    p.begin_transaction()
+    p.send("out", b"v")
+    p.send_offsets_to_transaction(offsets, consumer.group_metadata())
+    p.commit_transaction()                     # or abort_transaction()
+
+Transactions (transactions.py) are network mode only for now: the embedded
+store has no transaction coordinator, so log_dir with transactional_id is
+refused.
+
 send() is the per-message path: the native accumulator (bindings/producer.pyx)
 picks the partition (explicit; murmur2 of the key like the Java client and
 librdkafka's murmur2_random; sticky for null keys, KIP-480; round robin or
@@ -18,7 +29,7 @@ older than linger_ms, and writes them out (transport.py).
 
 Invariants: see Sender (ordering, idempotent retries, every batch ends once).
 Thread-safety: send(), send_many(), flush() and close() may be called from
-any thread. Delivery callbacks run on the sender thread; keep them short.
+any thread; the transactional calls from one thread at a time (as Kafka's). Delivery callbacks run on the sender thread; keep them short.
 """
 from __future__ import annotations
 

@@ -1,0 +1,298 @@
+"""pylog's transactional Producer and read_committed Consumer against a real
+pylog broker over real sockets, cross-checked with confluent-kafka; the
+`pylog transactions` tools' columns against a broker holding a transaction.
+
+These need the broker side of issue 15 (transaction coordinator, markers,
+LSO, aborted index): on a broker without it, init_transactions() fails.
+"""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import confluent_kafka
+import pytest
+
+import pylog
+import pylog.aio
+from pylog.client import Client
+from pylog.producer.transactions import IllegalTransactionStateError, ProducerFencedError
+from pylog.structs import OffsetAndMetadata, TopicPartition
+
+from .conftest import create_topic
+
+TIMEOUT = 60.0
+
+
+def _producer(bootstrap, tid, **kw):
+    p = pylog.Producer(bootstrap, transactional_id=tid, linger_ms=1, **kw)
+    p.init_transactions(TIMEOUT)
+    return p
+
+
+def _read_all(bootstrap, topic, partitions, isolation, expect=None, wait=3.0):
+    """Every value a pylog Consumer returns from offset 0 of each partition,
+    polling until `expect` values came (or, without expect, until `wait`
+    seconds pass with nothing new)."""
+    c = pylog.Consumer(bootstrap_servers=bootstrap, isolation_level=isolation,
+                       auto_offset_reset="earliest")
+    try:
+        c.assign([TopicPartition(topic, p) for p in range(partitions)])
+        out = []
+        deadline = time.monotonic() + TIMEOUT
+        quiet_until = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            got = c.poll(0.2)
+            if got:
+                out += [bytes(r.value) for r in got]
+                quiet_until = time.monotonic() + wait
+            if expect is not None and len(out) >= expect:
+                break
+            if expect is None and time.monotonic() > quiet_until:
+                break
+        return out
+    finally:
+        c.close()
+
+
+def _confluent_read(bootstrap, topic, partitions, isolation, expect):
+    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"ck-{topic}-{isolation}",
+                                  "isolation.level": isolation, "enable.auto.commit": False})
+    try:
+        c.assign([confluent_kafka.TopicPartition(topic, p, 0) for p in range(partitions)])
+        out = []
+        deadline = time.monotonic() + TIMEOUT
+        while len(out) < expect and time.monotonic() < deadline:
+            for m in c.consume(100, 0.5):
+                if m.error() is None:
+                    out.append(m.value())
+        # Anything extra (an aborted record) would arrive with the rest: look a moment longer.
+        for m in c.consume(100, 1.0):
+            if m.error() is None:
+                out.append(m.value())
+        return out
+    finally:
+        c.close()
+
+
+def _lso(bootstrap, topic, partition):
+    with Client(bootstrap) as c:
+        return c.list_offsets_many({(topic, partition): -1}, isolation_level=1)[(topic, partition)][1]
+
+
+def test_commit_then_abort_read_committed_sees_only_committed(cbroker, topic):
+    create_topic(cbroker, topic, partitions=2)
+    p = _producer(cbroker, f"tid-{topic}")
+    try:
+        p.begin_transaction()
+        for i in range(20):
+            p.send(topic, f"c{i}".encode(), partition=i % 2)
+        p.commit_transaction(TIMEOUT)
+        p.begin_transaction()
+        handles = [p.send(topic, f"a{i}".encode(), partition=i % 2) for i in range(20)]
+        p.flush()
+        assert all(h.get(TIMEOUT).offset >= 0 for h in handles)   # written, then aborted
+        p.abort_transaction(TIMEOUT)
+        p.begin_transaction()
+        for i in range(6):
+            p.send(topic, f"d{i}".encode(), partition=i % 2)
+        p.commit_transaction(TIMEOUT)
+    finally:
+        p.close()
+    committed = sorted([f"c{i}".encode() for i in range(20)] + [f"d{i}".encode() for i in range(6)])
+    assert sorted(_read_all(cbroker, topic, 2, "read_committed")) == committed
+    # read_uncommitted returns the aborted records too (never the markers).
+    assert len(_read_all(cbroker, topic, 2, "read_uncommitted", expect=46)) == 46
+    # librdkafka agrees about what is committed.
+    assert sorted(_confluent_read(cbroker, topic, 2, "read_committed", 26)) == committed
+
+
+def test_pylog_read_committed_skips_confluent_aborted(cbroker, topic):
+    create_topic(cbroker, topic, partitions=1)
+    ck = confluent_kafka.Producer({"bootstrap.servers": cbroker, "transactional.id": f"ck-{topic}"})
+    ck.init_transactions(TIMEOUT)
+    for txn, commit in (("x", True), ("y", False), ("z", True), ("w", False)):
+        ck.begin_transaction()
+        for i in range(50):
+            ck.produce(topic, f"{txn}{i}".encode(), partition=0)
+        (ck.commit_transaction if commit else ck.abort_transaction)(TIMEOUT)
+    got = _read_all(cbroker, topic, 1, "read_committed")
+    assert got == [f"x{i}".encode() for i in range(50)] + [f"z{i}".encode() for i in range(50)]
+
+
+def test_open_transaction_holds_read_committed_at_the_lso(cbroker, topic):
+    create_topic(cbroker, topic, partitions=1)
+    p = _producer(cbroker, f"tid-{topic}")
+    try:
+        p.begin_transaction()
+        p.send(topic, b"open", partition=0).get(TIMEOUT)
+        assert _read_all(cbroker, topic, 1, "read_committed", wait=1.5) == []
+        assert _lso(cbroker, topic, 0) == 0
+        p.commit_transaction(TIMEOUT)
+        assert _read_all(cbroker, topic, 1, "read_committed", expect=1) == [b"open"]
+    finally:
+        p.close()
+
+
+def test_send_outside_a_transaction_is_refused(cbroker, topic):
+    p = pylog.Producer(cbroker, transactional_id=f"tid-{topic}")
+    try:
+        with pytest.raises(IllegalTransactionStateError, match="begin_transaction"):
+            p.send(topic, b"v")
+        with pytest.raises(IllegalTransactionStateError):
+            p.begin_transaction()   # before init_transactions
+        p.init_transactions(TIMEOUT)
+        with pytest.raises(IllegalTransactionStateError, match="begin_transaction"):
+            p.send(topic, b"v")
+        with pytest.raises(IllegalTransactionStateError):
+            p.commit_transaction(TIMEOUT)
+    finally:
+        p.close()
+
+
+def test_a_second_producer_fences_the_first_and_aborts_its_transaction(cbroker, topic):
+    create_topic(cbroker, topic, partitions=1)
+    tid = f"tid-{topic}"
+    first = _producer(cbroker, tid)
+    second = None
+    try:
+        first.begin_transaction()
+        first.send(topic, b"zombie", partition=0).get(TIMEOUT)
+        second = _producer(cbroker, tid)   # bumps the epoch, aborts first's transaction
+        second.begin_transaction()
+        second.send(topic, b"live", partition=0)
+        second.commit_transaction(TIMEOUT)
+        with pytest.raises(ProducerFencedError) as info:
+            first.commit_transaction(TIMEOUT)
+        assert info.value.fatal and not info.value.txn_requires_abort
+        with pytest.raises(ProducerFencedError):   # fatal: every later call says so
+            first.begin_transaction()
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+    assert _read_all(cbroker, topic, 1, "read_committed", expect=1) == [b"live"]
+
+
+@pytest.mark.parametrize("commit", [True, False])
+def test_send_offsets_to_transaction_moves_the_group_only_on_commit(cbroker, topic, group, commit):
+    src, dst = f"{topic}-in", f"{topic}-out"
+    create_topic(cbroker, src, partitions=1)
+    create_topic(cbroker, dst, partitions=1)
+    with pylog.Producer(cbroker) as plain:
+        for i in range(10):
+            plain.send(src, f"m{i}".encode(), partition=0)
+    c = pylog.Consumer(src, bootstrap_servers=cbroker, group_id=group, auto_offset_reset="earliest",
+                       enable_auto_commit=False, isolation_level="read_committed",
+                       session_timeout_ms=6000, heartbeat_interval_ms=200)
+    p = _producer(cbroker, f"tid-{topic}")
+    try:
+        got = []
+        deadline = time.monotonic() + TIMEOUT
+        while len(got) < 10 and time.monotonic() < deadline:
+            got += c.poll(0.5)
+        assert len(got) == 10
+        gm = c.group_metadata()
+        assert gm.group_id == group and gm.generation_id >= 0 and gm.member_id
+        p.begin_transaction()
+        for r in got:
+            p.send(dst, bytes(r.value).upper(), partition=0)
+        p.send_offsets_to_transaction({TopicPartition(src, 0): OffsetAndMetadata(10, "", -1)}, gm, TIMEOUT)
+        if commit:
+            p.commit_transaction(TIMEOUT)
+        else:
+            p.abort_transaction(TIMEOUT)
+        committed = c.committed(TopicPartition(src, 0))
+    finally:
+        p.close()
+        c.close(autocommit=False)
+    if commit:
+        assert committed is not None and committed.offset == 10
+        assert sorted(_read_all(cbroker, dst, 1, "read_committed", expect=10)) == \
+            sorted(f"M{i}".encode() for i in range(10))
+    else:
+        assert committed is None
+        assert _read_all(cbroker, dst, 1, "read_committed", wait=1.5) == []
+
+
+def test_aio_transaction(cbroker, topic):
+    create_topic(cbroker, topic, partitions=1)
+
+    async def main():
+        async with pylog.aio.Producer(cbroker, transactional_id=f"tid-{topic}", linger_ms=1) as p:
+            await p.init_transactions(TIMEOUT)
+            async with p.transaction():
+                await p.send(topic, b"kept", partition=0)
+            with pytest.raises(RuntimeError):
+                async with p.transaction():
+                    await p.send(topic, b"dropped", partition=0)
+                    raise RuntimeError("abort me")
+            with pytest.raises(IllegalTransactionStateError):
+                await p.send(topic, b"outside", partition=0)
+
+    asyncio.run(main())
+    assert _read_all(cbroker, topic, 1, "read_committed") == [b"kept"]
+
+
+def _tool(*argv):
+    r = subprocess.run([sys.executable, "-m", "pylog", "transactions", *argv], capture_output=True,
+                       text=True, timeout=120)
+    return r.returncode, r.stdout, r.stderr
+
+
+def _table(out):
+    rows = [line.split("\t")[:-1] for line in out.splitlines()]
+    return [[c.strip() for c in row] for row in rows]
+
+
+def test_tools_columns_and_abort_of_a_hanging_transaction(cbroker, topic):
+    create_topic(cbroker, topic, partitions=1)
+    tid = f"tid-{topic}"
+    p = _producer(cbroker, tid, transaction_timeout_ms=600_000)
+    try:
+        p.begin_transaction()
+        first = p.send(topic, b"hanging", partition=0).get(TIMEOUT).offset
+
+        rc, out, err = _tool("list", "--bootstrap-server", cbroker)
+        assert rc == 0, err
+        rows = _table(out)
+        assert rows[0] == ["TransactionalId", "Coordinator", "ProducerId", "TransactionState"]
+        mine = [r for r in rows[1:] if r[0] == tid]
+        assert len(mine) == 1 and mine[0][3] == "Ongoing"
+        pid = mine[0][2]
+
+        rc, out, err = _tool("describe", "--bootstrap-server", cbroker, "--transactional-id", tid)
+        assert rc == 0, err
+        header, row = _table(out)
+        assert header == ["CoordinatorId", "TransactionalId", "ProducerId", "ProducerEpoch",
+                          "TransactionState", "TransactionTimeoutMs", "CurrentTransactionStartTimeMs",
+                          "TransactionDurationMs", "TopicPartitions"]
+        assert row[1:3] == [tid, pid] and row[4] == "Ongoing" and row[5] == "600000"
+        assert row[8] == f"{topic}-0" and int(row[7]) >= 0
+
+        rc, out, err = _tool("describe-producers", "--bootstrap-server", cbroker, "--topic", topic,
+                             "--partition", "0")
+        assert rc == 0, err
+        rows = _table(out)
+        assert rows[0] == ["ProducerId", "ProducerEpoch", "LatestCoordinatorEpoch", "LastSequence",
+                           "LastTimestamp", "CurrentTransactionStartOffset"]
+        assert [r for r in rows[1:] if r[0] == pid][0][5] == str(first)
+
+        assert _lso(cbroker, topic, 0) == first
+        rc, out, err = _tool("abort", "--bootstrap-server", cbroker, "--topic", topic, "--partition", "0",
+                             "--start-offset", str(first + 5))
+        assert rc == 1 and f"Could not find any open transactions starting at offset {first + 5}" in err
+        rc, out, err = _tool("abort", "--bootstrap-server", cbroker, "--topic", topic, "--partition", "0",
+                             "--start-offset", str(first))
+        assert rc == 0, err
+        deadline = time.monotonic() + TIMEOUT
+        while _lso(cbroker, topic, 0) <= first and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _lso(cbroker, topic, 0) > first   # the ABORT marker moved the LSO on
+        rc, out, err = _tool("describe", "--bootstrap-server", cbroker, "--transactional-id", "no-such-id")
+        assert rc == 1 and "Failed to describe transaction state of transactional-id `no-such-id`" in err
+    finally:
+        p.close()
+    assert _read_all(cbroker, topic, 1, "read_committed", wait=1.5) == []
