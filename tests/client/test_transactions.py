@@ -26,6 +26,17 @@ from .conftest import create_topic
 TIMEOUT = 60.0
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _broker_serves_transactions(cbroker):
+    """The broker side of issue 15 advertises the transaction APIs; without
+    it (this branch alone) these tests cannot run, and say why."""
+    with Client(cbroker) as c:
+        served = c.any_connection().api_versions
+    missing = [k for k in (24, 25, 26, 28, 61, 65, 66) if k not in served]
+    if missing:
+        pytest.skip(f"the broker does not serve the transaction APIs {missing} (issue 15's broker side)")
+
+
 def _producer(bootstrap, tid, **kw):
     p = pylog.Producer(bootstrap, transactional_id=tid, linger_ms=1, **kw)
     p.init_transactions(TIMEOUT)
