@@ -257,7 +257,14 @@ def _abort_with(client, args) -> int:
             f"coordinatorEpoch={coordinator_epoch})")
     try:
         leader = client.leader_for(args.topic, args.partition)
-        resp = _request(client.connection(leader), WriteTxnMarkersRequest(markers=[
+        conn = client.connection(leader)
+        if 27 not in conn.api_versions:
+            # Kafka serves WriteTxnMarkers only to principals allowed
+            # CLUSTER_ACTION; a pylog broker does not advertise it to this client.
+            return _fail(f"Failed to abort transaction {spec}",
+                         f"broker {leader} does not accept WriteTxnMarkers from this client (a lone pylog "
+                         "broker never does; a broker of a cluster only from the host of a live broker)")
+        resp = _request(conn, WriteTxnMarkersRequest(markers=[
             WriteTxnMarkersRequest.WritableTxnMarker(
                 producer_id=pid, producer_epoch=epoch, transaction_result=False,
                 coordinator_epoch=coordinator_epoch,
