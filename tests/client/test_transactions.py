@@ -135,6 +135,22 @@ def test_pylog_read_committed_skips_confluent_aborted(cbroker, topic):
     assert got == [f"x{i}".encode() for i in range(50)] + [f"z{i}".encode() for i in range(50)]
 
 
+def test_send_many_in_a_transaction(cbroker, topic):
+    create_topic(cbroker, topic, partitions=3)
+    p = _producer(cbroker, f"tid-{topic}")
+    try:
+        p.begin_transaction()
+        p.send_many(topic, [b"gone"] * 300)
+        p.abort_transaction(TIMEOUT)
+        p.begin_transaction()
+        p.send_many(topic, [f"k{i}".encode() for i in range(300)])
+        p.commit_transaction(TIMEOUT)
+    finally:
+        p.close()
+    got = _read_all(cbroker, topic, 3, "read_committed")
+    assert sorted(got) == sorted(f"k{i}".encode() for i in range(300))
+
+
 def test_open_transaction_holds_read_committed_at_the_lso(cbroker, topic):
     create_topic(cbroker, topic, partitions=1)
     p = _producer(cbroker, f"tid-{topic}")
@@ -177,6 +193,9 @@ def test_a_second_producer_fences_the_first_and_aborts_its_transaction(cbroker, 
         second.begin_transaction()
         second.send(topic, b"live", partition=0)
         second.commit_transaction(TIMEOUT)
+        # The zombie's next batch is refused by the partition (old epoch): fatal.
+        with pytest.raises(ProducerFencedError):
+            first.send(topic, b"zombie-2", partition=0).get(TIMEOUT)
         with pytest.raises(ProducerFencedError) as info:
             first.commit_transaction(TIMEOUT)
         assert info.value.fatal and not info.value.txn_requires_abort
