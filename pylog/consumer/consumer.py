@@ -366,7 +366,7 @@ class Consumer:
             # whole in C (control batches always are).
             records, next_offset = _decode_fetched(
                 part.records, tp.topic, tp.partition, offset, self.check_crcs, -1,
-                part.aborted_transactions if self.isolation_level else None)
+                getattr(part, "aborted_transactions", None) if self.isolation_level else None)
             if records:
                 self._buffers[tp] = _Buffer(records, next_offset)
             elif next_offset > offset:

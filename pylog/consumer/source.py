@@ -28,9 +28,6 @@ class FetchedPartition(NamedTuple):
     high_watermark: int
     log_start_offset: int
     error: BaseException | None
-    # read_committed: the answer's (producer_id, first_offset) pairs (or
-    # objects with those attributes) of aborted transactions; None otherwise.
-    aborted_transactions: object = None
 
 
 class FetchSource(Protocol):
