@@ -338,3 +338,36 @@ def test_tools_columns_and_abort_of_a_hanging_transaction(cbroker, topic):
     finally:
         p.close()
     assert _read_all(cbroker, topic, 1, "read_committed", wait=1.5) == []
+
+
+def test_transaction_timeout_aborts_and_fences_the_late_producer(topic):
+    from pylog.testing import running_broker
+    from .conftest import CLIENT_CONFIG
+    config = {**CLIENT_CONFIG, "transaction.abort.timed.out.transaction.cleanup.interval.ms": "200",
+              "transaction.max.timeout.ms": "60000"}
+    with running_broker(config=config) as b:
+        bootstrap = str(b)
+        create_topic(bootstrap, topic, partitions=1)
+        with pytest.raises(pylog.errors.PylogError) as info:
+            _producer(bootstrap, f"tid-{topic}-long", transaction_timeout_ms=120_000)
+        assert info.value.error_code == 50 and info.value.fatal   # INVALID_TRANSACTION_TIMEOUT
+        p = _producer(bootstrap, f"tid-{topic}", transaction_timeout_ms=500)
+        try:
+            p.begin_transaction()
+            first = p.send(topic, b"late", partition=0).get(TIMEOUT).offset
+            deadline = time.monotonic() + TIMEOUT
+            while _lso(bootstrap, topic, 0) <= first and time.monotonic() < deadline:
+                time.sleep(0.1)   # the coordinator aborts it (and bumps the epoch)
+            assert _lso(bootstrap, topic, 0) > first
+            with pytest.raises(ProducerFencedError):
+                p.commit_transaction(TIMEOUT)
+        finally:
+            p.close()
+        again = _producer(bootstrap, f"tid-{topic}")
+        try:
+            again.begin_transaction()
+            again.send(topic, b"fresh", partition=0)
+            again.commit_transaction(TIMEOUT)
+        finally:
+            again.close()
+        assert _read_all(bootstrap, topic, 1, "read_committed", expect=1) == [b"fresh"]
