@@ -4,6 +4,11 @@
         md = await p.send_and_wait("t", b"v")
         fut = await p.send("t", b"w")        # queued; await fut for the ack
 
+    async with pylog.aio.Producer(bootstrap_servers=..., transactional_id="app-1") as p:
+        await p.init_transactions()
+        async with p.transaction():          # commit on success, abort on an exception
+            await p.send("t", b"v")
+
     async with pylog.aio.Consumer("t", bootstrap_servers=..., group_id="g") as c:
         async for record in c:
             ...
