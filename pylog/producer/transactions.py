@@ -191,8 +191,8 @@ class TransactionManager:
                     return Connection(resp.host, resp.port, self._client_id, self._request_timeout)
                 code = resp.error_code
             except ConnectionClosedError as e:
-                code, self._client._bootstrap = -1, None
-                last = e
+                self._client.close()   # the next any_connection() connects afresh
+                code, last = -1, e
             else:
                 last = None
             if code == Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:

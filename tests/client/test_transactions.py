@@ -371,3 +371,25 @@ def test_transaction_timeout_aborts_and_fences_the_late_producer(topic):
         finally:
             again.close()
         assert _read_all(bootstrap, topic, 1, "read_committed", expect=1) == [b"fresh"]
+
+
+def test_producer_carries_on_across_a_broker_restart(topic, tmp_path):
+    """Lost connections to the coordinator and the leader are retried: the
+    coordinator is looked up again once the broker is back."""
+    from pylog.testing import running_broker
+    from .conftest import CLIENT_CONFIG
+    with running_broker(tmp_path / "data", config=CLIENT_CONFIG) as b:
+        bootstrap = str(b)
+        create_topic(bootstrap, topic, partitions=1)
+        p = _producer(bootstrap, f"tid-{topic}")
+        try:
+            p.begin_transaction()
+            p.send(topic, b"before", partition=0)
+            p.commit_transaction(TIMEOUT)
+            b.restart()
+            p.begin_transaction()
+            p.send(topic, b"after", partition=0)
+            p.commit_transaction(TIMEOUT)
+        finally:
+            p.close()
+        assert _read_all(bootstrap, topic, 1, "read_committed", expect=2) == [b"before", b"after"]
