@@ -75,63 +75,8 @@ cdef _DecodedBatch _fetched_batch(object mv, const uint8_t *ptr, Py_ssize_t pos,
     return b
 
 
-
-# read_committed (Kafka's CompletedFetch): a Fetch answer's aborted_transactions
-# name (producer_id, first_offset) pairs. Walking the batches in offset order,
-# a producer becomes "aborted" once a batch ends at or after its first_offset,
-# its transactional batches are then dropped whole, and its ABORT marker
-# (a control batch whose record key has type 0) ends that. Only whole batches
-# are looked at: no per-record work.
-cdef struct _AbortedTxn:
-    int64_t producer_id
-    int64_t first_offset
-
-
-cdef int _is_abort_marker(object mv, const uint8_t *ptr, Py_ssize_t pos, pl_batch_header *h) except -1:
-    """1 when the control batch at pos holds an ABORT marker: its first
-    record's key is int16 version, int16 type with type 0 (ABORT)."""
-    cdef _DecodedBatch b
-    cdef pl_record_out r
-    cdef int32_t decoded = 0
-    cdef const uint8_t *k
-    if h.records_count < 1:
-        return 0
-    b = _fetched_batch(mv, ptr, pos, h)
-    if pl_records_decode(b.base + b.rec_start, <size_t>b.rec_len, 1, &r, &decoded) != PL_OK \
-            or decoded < 1 or r.key_len < 4:
-        return 0   # not a marker Kafka would write: treated as a commit (never hides data)
-    k = b.base + b.rec_start + r.key_pos
-    return 1 if ((<int16_t>((k[2] << 8) | k[3])) == 0) else 0
-
-
-cdef _AbortedTxn *_aborted_array(object aborted, Py_ssize_t *count) except? NULL:
-    """aborted (pairs or objects with producer_id / first_offset) as a C array
-    sorted by first_offset; NULL with count 0 for none."""
-    cdef Py_ssize_t n, i
-    cdef _AbortedTxn *out
-    count[0] = 0
-    if not aborted:
-        return NULL
-    pairs = []
-    for a in aborted:
-        if isinstance(a, tuple):
-            pairs.append((a[1], a[0]))
-        else:
-            pairs.append((a.first_offset, a.producer_id))
-    pairs.sort()
-    n = len(pairs)
-    out = <_AbortedTxn *>malloc(n * sizeof(_AbortedTxn))
-    if out == NULL:
-        raise MemoryError()
-    for i in range(n):
-        out[i].first_offset = pairs[i][0]
-        out[i].producer_id = pairs[i][1]
-    count[0] = n
-    return out
-
-
 def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint check_crcs=True,
-                   int max_records=-1, aborted=None):
+                   int max_records=-1):
     """The data records at or after fetch_offset in a Fetch response's records
     field, and where the next fetch starts: (list of ConsumerRecord,
     next_fetch_offset).
@@ -140,11 +85,7 @@ def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint
     checks (CRC when check_crcs) raises CorruptRecordError; control batches are
     skipped. next_fetch_offset is one past the last whole batch, never below
     fetch_offset; when max_records (>= 0) stops the decoding before the data
-    records run out, it is one past the last record returned.
-
-    aborted (read_committed): the answer's aborted_transactions, as
-    (producer_id, first_offset) pairs or objects with those attributes; the
-    transactional batches of aborted transactions are skipped whole."""
+    records run out, it is one past the last record returned."""
     cdef const uint8_t[::1] view
     cdef const uint8_t *ptr
     cdef Py_ssize_t n, pos = 0, total, rest
@@ -160,10 +101,6 @@ def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint
     cdef Record rec
     cdef ConsumerRecord cr
     cdef bint stopped = False
-    cdef _AbortedTxn *ab = NULL
-    cdef int64_t *active = NULL        # producer ids inside an aborted transaction now
-    cdef Py_ssize_t an = 0, ai = 0, nactive = 0, j
-    cdef bint skip
     if records is None:
         return out, fetch_offset
     mv = memoryview(records)
@@ -175,11 +112,6 @@ def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint
     ptr = &view[0]
     n = view.shape[0]
     try:
-        ab = _aborted_array(aborted, &an)
-        if an:
-            active = <int64_t *>malloc(an * sizeof(int64_t))
-            if active == NULL:
-                raise MemoryError()
         while pos < n and not stopped:
             rc = (pl_batch_validate(ptr + pos, <size_t>(n - pos), &h) if check_crcs
                   else pl_batch_parse_header(ptr + pos, <size_t>(n - pos), &h))
@@ -192,29 +124,6 @@ def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint
                             f"fetched batch at byte {pos}: {pl_strerror(rc).decode()}", position=pos)
                 break   # the KIP-74 partial trailing batch
             total = h.batch_length + PL_BATCH_LOG_OVERHEAD
-            if an and h.producer_id >= 0:
-                while ai < an and ab[ai].first_offset <= h.base_offset + h.last_offset_delta:
-                    for j in range(nactive):
-                        if active[j] == ab[ai].producer_id:
-                            break
-                    else:
-                        active[nactive] = ab[ai].producer_id
-                        nactive += 1
-                    ai += 1
-                skip = False
-                for j in range(nactive):
-                    if active[j] == h.producer_id:
-                        if h.attributes & PL_ATTR_CONTROL:
-                            if _is_abort_marker(mv, ptr, pos, &h):
-                                nactive -= 1
-                                active[j] = active[nactive]
-                        elif h.attributes & PL_ATTR_TRANSACTIONAL:
-                            skip = True
-                        break
-                if skip:
-                    next_offset = h.base_offset + h.last_offset_delta + 1
-                    pos += total
-                    continue
             if (h.attributes & PL_ATTR_CONTROL) or h.base_offset + h.last_offset_delta < fetch_offset \
                     or h.records_count == 0:
                 next_offset = h.base_offset + h.last_offset_delta + 1
@@ -261,8 +170,6 @@ def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint
                 pos += total
     finally:
         free(rs)
-        free(ab)
-        free(active)
     if stopped:
         next_offset = last_returned + 1 if last_returned >= 0 else fetch_offset
     return out, next_offset if next_offset > fetch_offset else fetch_offset

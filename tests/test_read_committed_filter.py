@@ -1,11 +1,22 @@
 """read_committed in _engine.decode_fetched: batches of aborted transactions
 are dropped whole by producer id and offset range (Kafka's CompletedFetch),
-control batches always; batches built here as a broker would store them."""
+control batches always; batches built here as a broker would store them.
+
+The filter itself is i15-data's (decode_fetched's `aborted` argument); on a
+tree without it these tests skip, saying so."""
 from __future__ import annotations
 
 import struct
 
+import pytest
+
 from pylog import _engine
+
+try:
+    _engine.decode_fetched(b"", "t", 0, 0, True, -1, ())
+except TypeError:
+    pytest.skip("decode_fetched has no aborted argument in this tree (it comes with i15-data)",
+                allow_module_level=True)
 
 TRANSACTIONAL = 0x10
 CONTROL = 0x20
@@ -64,13 +75,10 @@ def test_non_transactional_batch_of_same_producer_id_is_not_dropped():
     assert values(recs) == [b"idem"]
 
 
-def test_aborted_as_objects_and_unsorted():
-    class Aborted:
-        def __init__(self, producer_id, first_offset):
-            self.producer_id, self.first_offset = producer_id, first_offset
+def test_aborted_pairs_unsorted():
     data = (txn_batch([b"p1"], 0, 1) + txn_batch([b"p2"], 1, 2) + marker(2, 2, ABORT)
             + marker(3, 1, ABORT) + txn_batch([b"p3"], 4, 3) + marker(5, 3, COMMIT))
-    recs, nxt = _engine.decode_fetched(data, "t", 0, 0, True, -1, [Aborted(2, 1), Aborted(1, 0)])
+    recs, nxt = _engine.decode_fetched(data, "t", 0, 0, True, -1, [(2, 1), (1, 0)])
     assert values(recs) == [b"p3"] and nxt == 6
 
 

@@ -362,11 +362,8 @@ class Consumer:
                 continue
             if not part.records:
                 continue
-            # read_committed: batches of aborted transactions are dropped
-            # whole in C (control batches always are).
-            records, next_offset = _decode_fetched(
-                part.records, tp.topic, tp.partition, offset, self.check_crcs, -1,
-                getattr(part, "aborted_transactions", None) if self.isolation_level else None)
+            records, next_offset = _decode_fetched(part.records, tp.topic, tp.partition, offset,
+                                                   self.check_crcs)
             if records:
                 self._buffers[tp] = _Buffer(records, next_offset)
             elif next_offset > offset:

@@ -66,12 +66,6 @@ GENERATION_ERRORS = frozenset({Errors.ILLEGAL_GENERATION, Errors.UNKNOWN_MEMBER_
 READ_REPLICA_LEASE_S = 300.0
 
 
-class _WithAborted(FetchedPartition):
-    """A FetchedPartition that also carries the answer's aborted_transactions
-    (read_committed): an attribute rather than a fifth field, so the
-    FetchSource contract (and the embedded source's 4-tuples) is unchanged."""
-
-
 class _InFlight:
     __slots__ = ("conn", "offsets", "replica_tps", "sent_at")
 
@@ -298,11 +292,7 @@ class NetworkSource:
             error = error_for(p.error_code, f"fetch {tp.topic}-{tp.partition} at offset {asked}")
             if p.error_code in METADATA_ERRORS:
                 self._stale_topics.add(tp.topic)
-        part = FetchedPartition(p.records, p.high_watermark, p.log_start_offset, error)
-        if p.aborted_transactions:
-            part = _WithAborted(*part)
-            part.aborted_transactions = p.aborted_transactions
-        out[tp] = part
+        out[tp] = FetchedPartition(p.records, p.high_watermark, p.log_start_offset, error)
 
     def _drain_wakeups(self) -> None:
         try:
