@@ -485,6 +485,57 @@ def latency_md(impls):
     return out, verdicts
 
 
+# M: transactions. (label, row, reference row, goal ratio)
+TXN_ROWS = ["plain (idempotent, acks=all)", "txn every 10,000", "txn every 1,000",
+            "consume read_uncommitted", "consume read_committed"]
+TXN_GOALS = [("transactional produce, a commit per 10,000", "txn every 10,000",
+              "plain (idempotent, acks=all)", 0.8),
+             ("read_committed consume", "consume read_committed", "consume read_uncommitted", 0.9)]
+TXN_LATENCY = "marker latency (EndTxn -> LSO past marker)"
+
+
+def transactions_md(impls):
+    out = ["### M. Transactions (confluent-kafka, 100-byte messages, 6 partitions, acks=all, "
+           "idempotent, linger 5 ms)", ""]
+    if not impls:
+        return out + ["(not run)", ""], []
+    out += ["| row | messages | msg/s | vs reference | client CPU s / M msgs | broker CPU s / M msgs | rounds |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    refs = {"txn every 10,000": "plain (idempotent, acks=all)", "txn every 1,000": "plain (idempotent, acks=all)",
+            "consume read_committed": "consume read_uncommitted"}
+    for impl in TXN_ROWS:
+        r = impls.get(impl)
+        if r is None:
+            out.append(f"| {impl} | not measured | | | | | |")
+            continue
+        ref = impls.get(refs.get(impl, ""))
+        ratio = r["rps"] / ref["rps"] if (ref and ref["rps"] and r["rps"]) else None
+        bcpu = f"{r['broker_cpu']:.3f}" if r.get("broker_cpu") is not None else "—"
+        ccpu = f"{r['client_cpu']:.3f}" if r.get("client_cpu") is not None else "—"
+        out.append(f"| {impl} | {r['records']:,} | {fmt_rate(r['rps'])} | {fmt_ratio(ratio)} | {ccpu} | {bcpu} "
+                   f"| {r['rounds']} |")
+    lat = impls.get(TXN_LATENCY)
+    out.append("")
+    if lat is not None:
+        e = lat["extra"]
+        out += [f"EndTxn to markers written (the read_committed LSO past the commit marker on all 6 "
+                f"partitions), {e.get('transactions')} transactions of 600 messages: p50 "
+                f"{e.get('marker_p50_ms')} ms, p99 {e.get('marker_p99_ms')} ms, max {e.get('marker_max_ms')} ms.",
+                ""]
+    verdicts = []
+    for label, impl, peer, need in TXN_GOALS:
+        r, p = impls.get(impl), impls.get(peer)
+        if not r or not p or not r["rps"] or not p["rps"]:
+            verdicts.append(("SKIP", f"SKIP: {label}: {impl} or {peer} not measured (goal >= {need:g}x)"))
+            continue
+        x = r["rps"] / p["rps"]
+        verdicts.append(("PASS" if x >= need else "FAIL",
+                         f"{'PASS' if x >= need else 'FAIL'}: {label}: {fmt_rate(r['rps'])} msg/s = {x:.2f}x "
+                         f"{peer} {fmt_rate(p['rps'])} msg/s (goal >= {need:g}x)"))
+    out += [f"**{v[1]}**" for v in verdicts] + [""]
+    return out, verdicts
+
+
 def build(data, rows, src_path):
     mi = data.get("machine_info") or {}
     ci = data.get("commit_info") or {}
@@ -525,6 +576,9 @@ def build(data, rows, src_path):
     l_md, l_verdicts = latency_md(rows.get("L_latency", {}))
     lines += l_md
     known.add("L_latency")
+    m_md, m_verdicts = transactions_md(rows.get("M_transactions", {}))
+    lines += m_md
+    known.add("M_transactions")
     for scen in sorted(set(rows) - known):
         md, _ = scenario_md(scen, scen, ("ratio", "lmdb", 0.0), rows[scen])
         lines += md[:-2]  # table only, no goal line
@@ -542,7 +596,9 @@ def build(data, rows, src_path):
     lines += [f"- J: {v[1]}" for v in j_verdicts]
     lines += [f"- K: {v[1]}" for v in k_verdicts]
     lines += [f"- L: {v[1]}" for v in l_verdicts]
-    verdicts = verdicts + g_verdicts + h_verdicts + i_verdicts + j_verdicts + k_verdicts + l_verdicts
+    lines += [f"- M: {v[1]}" for v in m_verdicts]
+    verdicts = (verdicts + g_verdicts + h_verdicts + i_verdicts + j_verdicts + k_verdicts + l_verdicts
+                + m_verdicts)
     lines.append("")
     return "\n".join(lines), verdicts
 

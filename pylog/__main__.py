@@ -10,6 +10,9 @@ def _dump_log(args) -> int:
     kafka-dump-log does, checking every CRC."""
     from . import _engine
 
+    decode = None
+    if args.transaction_log_decoder:
+        from .cli.dump_log import transaction_log_text as decode
     with open(args.file, "rb") as f:
         data = f.read()
     pos = 0
@@ -17,11 +20,13 @@ def _dump_log(args) -> int:
     while pos < len(data):
         valid, batches, _records, _last, err = _engine.validate_batches(memoryview(data)[pos:])
         if valid:
-            for rec in _engine.decode_batches(memoryview(data)[pos:pos + valid]) if args.records else ():
+            records = args.records or decode is not None
+            for rec in _engine.decode_batches(memoryview(data)[pos:pos + valid]) if records else ():
                 print(f"| offset: {rec.offset} CreateTime: {rec.timestamp} "
                       f"keySize: {-1 if rec.key is None else len(rec.key)} "
                       f"valueSize: {-1 if rec.value is None else len(rec.value)} "
-                      f"headerKeys: {[k for k, _ in rec.headers]}")
+                      f"headerKeys: {[k for k, _ in rec.headers]}"
+                      + ("" if decode is None else decode(rec.key, rec.value)))
             print(f"position: {pos} .. {pos + valid}: {batches} valid batches")
             pos += valid
         if err is not None:
@@ -69,6 +74,8 @@ def main(argv=None) -> int:
                        description=_dump_log.__doc__)
     d.add_argument("file")
     d.add_argument("--records", action="store_true", help="print every record too")
+    d.add_argument("--transaction-log-decoder", action="store_true",
+                   help="decode records as __transaction_state's keys and values (implies --records)")
     d.set_defaults(run=_dump_log)
     from .cli import add_client_commands, run_tool
     add_client_commands(sub)

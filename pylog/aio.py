@@ -4,6 +4,11 @@
         md = await p.send_and_wait("t", b"v")
         fut = await p.send("t", b"w")        # queued; await fut for the ack
 
+    async with pylog.aio.Producer(bootstrap_servers=..., transactional_id="app-1") as p:
+        await p.init_transactions()
+        async with p.transaction():          # commit on success, abort on an exception
+            await p.send("t", b"v")
+
     async with pylog.aio.Consumer("t", bootstrap_servers=..., group_id="g") as c:
         async for record in c:
             ...
@@ -68,6 +73,8 @@ class Producer:
                    headers=None) -> asyncio.Future:
         """Queue a record; returns a future resolved with its RecordMetadata."""
         p = self._producer
+        if p._txn is not None:
+            p._txn.check_can_send()
         try:
             handle = p._append(topic, -1 if partition is None else partition, key, value,
                                timestamp, headers, None)
@@ -90,6 +97,31 @@ class Producer:
             self._producer.send_many, topic, values, keys, partition))
         return await self._loop.run_in_executor(None, results.get)
 
+    # Transactions (transactional_id=...): each call may wait on the
+    # coordinator or on acknowledgements, so it runs in a thread.
+
+    async def init_transactions(self, timeout: float | None = None) -> None:
+        await self._loop.run_in_executor(None, self._producer.init_transactions, timeout)
+
+    async def begin_transaction(self) -> None:
+        self._producer.begin_transaction()   # no I/O
+
+    async def send_offsets_to_transaction(self, offsets, group_metadata,
+                                          timeout: float | None = None) -> None:
+        await self._loop.run_in_executor(None, functools.partial(
+            self._producer.send_offsets_to_transaction, offsets, group_metadata, timeout))
+
+    async def commit_transaction(self, timeout: float | None = None) -> None:
+        await self._loop.run_in_executor(None, self._producer.commit_transaction, timeout)
+
+    async def abort_transaction(self, timeout: float | None = None) -> None:
+        await self._loop.run_in_executor(None, self._producer.abort_transaction, timeout)
+
+    def transaction(self):
+        """async with producer.transaction(): begin, then commit on success
+        or abort on an exception (as aiokafka's)."""
+        return _Transaction(self)
+
     async def flush(self, timeout: float | None = None) -> int:
         return await self._loop.run_in_executor(None, self._producer.flush, timeout)
 
@@ -103,6 +135,21 @@ class Producer:
 
     async def __aexit__(self, *exc):
         await self.stop()
+
+
+class _Transaction:
+    def __init__(self, producer: Producer):
+        self._producer = producer
+
+    async def __aenter__(self):
+        await self._producer.begin_transaction()
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            await self._producer.commit_transaction()
+        elif not getattr(exc, "fatal", False):
+            await self._producer.abort_transaction()
 
 
 class Consumer:

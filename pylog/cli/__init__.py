@@ -8,6 +8,8 @@
     perf_consume.py  pylog perf consume                               (kafka-consumer-perf-test)
     cluster.py       pylog cluster up|status|down                     (a local cluster of processes)
     reassign.py      pylog reassign                                   (kafka-reassign-partitions)
+    transactions.py  pylog transactions list|describe|describe-producers|abort (kafka-transactions)
+    dump_log.py      pylog dump-log --transaction-log-decoder         (kafka-dump-log's decoder)
     common.py        --bootstrap-server, k=v options, errors -> exit codes
 
 Each add_*_parser(subparsers) adds its parser(s); every leaf parser sets
@@ -22,6 +24,7 @@ from .perf import add_perf_parser
 from .produce import add_produce_parser
 from .reassign import add_reassign_parser
 from .topics import add_topics_parser
+from .transactions import add_transactions_parser
 
 __all__ = ["add_client_commands", "run_tool"]
 
@@ -34,3 +37,4 @@ def add_client_commands(sub) -> None:
     add_perf_parser(sub)
     add_cluster_parser(sub)
     add_reassign_parser(sub)
+    add_transactions_parser(sub)

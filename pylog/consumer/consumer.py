@@ -511,6 +511,18 @@ class Consumer:
         if self.group_id is None:
             raise ValueError("committing or reading committed offsets needs a group_id")
 
+    def group_metadata(self):
+        """This member's group metadata (group id, generation, member id,
+        group instance id) for Producer.send_offsets_to_transaction, as
+        Java's Consumer.groupMetadata(): generation -1 and member id "" when
+        the consumer holds no generation (manual assignment, not joined)."""
+        self._check_open()
+        self._check_group()
+        from ..producer.transactions import ConsumerGroupMetadata
+        generation, member_id = (-1, "") if self._membership is None else self._membership.generation()
+        instance = self._group_args["group_instance_id"]
+        return ConsumerGroupMetadata(self.group_id, generation, member_id, instance)
+
     def committed(self, partitions):
         """The committed OffsetAndMetadata of one partition (None if none),
         or {partition: OffsetAndMetadata | None} for a list of them."""

@@ -9,6 +9,17 @@ the network or straight into a local directory.
     with pylog.Producer(log_dir="data/") as p:  # embedded: no broker, same layout
         ...
 
+    p = pylog.Producer(bootstrap_servers=..., transactional_id="app-1")
+    p.init_transactions()                      # fences older producers of "app-1"
+    p.begin_transaction()
+    p.send("out", b"v")
+    p.send_offsets_to_transaction(offsets, consumer.group_metadata())
+    p.commit_transaction()                     # or abort_transaction()
+
+Transactions (transactions.py) are network mode only for now: the embedded
+store has no transaction coordinator, so log_dir with transactional_id is
+refused.
+
 send() is the per-message path: the native accumulator (bindings/producer.pyx)
 picks the partition (explicit; murmur2 of the key like the Java client and
 librdkafka's murmur2_random; sticky for null keys, KIP-480; round robin or
@@ -18,7 +29,7 @@ older than linger_ms, and writes them out (transport.py).
 
 Invariants: see Sender (ordering, idempotent retries, every batch ends once).
 Thread-safety: send(), send_many(), flush() and close() may be called from
-any thread. Delivery callbacks run on the sender thread; keep them short.
+any thread; the transactional calls from one thread at a time (as Kafka's). Delivery callbacks run on the sender thread; keep them short.
 """
 from __future__ import annotations
 
@@ -28,6 +39,7 @@ import time
 from .. import _engine, errors
 from ..structs import RecordMetadata
 from .sender import Sender
+from .transactions import IllegalTransactionStateError, TransactionManager
 from .transport import EmbeddedTransport, NetworkTransport, ProducerMetadata
 
 __all__ = ["BatchResults", "FailedSend", "Producer"]
@@ -119,9 +131,28 @@ class Producer:
                  request_timeout_ms: int = 30_000, delivery_timeout_ms: int = 120_000,
                  enable_idempotence: bool = True, partitioner: str = "murmur2",
                  allow_auto_create_topics: bool = True, metadata_max_age_ms: int = 300_000,
-                 num_partitions: int = 1):
+                 num_partitions: int = 1, transactional_id: str | None = None,
+                 transaction_timeout_ms: int = 60_000):
         if (bootstrap_servers is None) == (log_dir is None):
             raise ValueError("give exactly one of bootstrap_servers (network) or log_dir (embedded)")
+        if transactional_id is not None:
+            if log_dir is not None:
+                # The embedded store has no transaction coordinator to place
+                # the id, fence older producers or write markers (issue 15,
+                # point 3: embedded transactions need the in-process broker's
+                # coordinator).
+                raise errors.InvalidConfigError(
+                    "transactional_id is not supported in embedded mode (log_dir) yet: it needs "
+                    "the in-process broker's transaction coordinator (issue 15); use "
+                    "bootstrap_servers, or leave transactional_id unset")
+            if not enable_idempotence:
+                raise errors.InvalidConfigError(
+                    "transactional_id needs enable_idempotence=True (as Kafka's "
+                    "transactional.id requires enable.idempotence)")
+            if not isinstance(transactional_id, str) or not transactional_id:
+                raise errors.InvalidConfigError("transactional_id must be a non-empty string")
+            if transaction_timeout_ms <= 0:
+                raise errors.InvalidConfigError("transaction_timeout_ms must be positive")
         if acks not in _ACKS:
             raise ValueError(f"acks must be 0, 1 or 'all', not {acks!r}")
         self.acks = _ACKS[acks]
@@ -152,11 +183,19 @@ class Producer:
                                               request_timeout_ms / 1000,
                                               allow_auto_create_topics, metadata_max_age_ms)
             transport = NetworkTransport(self._metadata, client_id=client_id, acks=self.acks,
-                                         request_timeout_ms=request_timeout_ms)
+                                         request_timeout_ms=request_timeout_ms,
+                                         transactional_id=transactional_id)
+        self._txn = None
+        if transactional_id is not None:
+            self._txn = TransactionManager(
+                bootstrap_servers, transactional_id, transaction_timeout_ms=transaction_timeout_ms,
+                client_id=client_id, request_timeout_ms=request_timeout_ms,
+                retry_backoff_ms=retry_backoff_ms)
         self._sender = Sender(self._acc, transport, linger_ms=linger_ms, retries=retries,
                               retry_backoff_ms=retry_backoff_ms,
                               delivery_timeout_ms=delivery_timeout_ms,
-                              idempotent=enable_idempotence, on_progress=self._space_freed)
+                              idempotent=enable_idempotence, on_progress=self._space_freed,
+                              txn=self._txn)
         self._sender.start()
         # The per-message path: a bound method of the native accumulator, and
         # send() itself in C (an instance attribute over the method below,
@@ -164,6 +203,15 @@ class Producer:
         self._append = self._acc.append
         self._send_path = _engine.SendPath(self._acc, self._send_slow, self._refuse)
         self.send = self._send_path.send
+        if self._txn is not None:
+            # Records go out only inside a transaction: one state check per
+            # send() in Python before the native path (Kafka checks there too).
+            self.send = self._send_transactional
+
+    def _send_transactional(self, topic: str, value=None, key=None, partition: int | None = None,
+                            timestamp: int | None = None, headers=None, on_delivery=None):
+        self._txn.check_can_send()
+        return self._send_path.send(topic, value, key, partition, timestamp, headers, on_delivery)
 
     def _wakeup(self) -> None:
         self._sender.wakeup()
@@ -228,6 +276,8 @@ class Producer:
         bulk path: no per-record Python work). values (and keys, if given)
         are lists of bytes. With keys, each record goes to its key's
         partition; without, full batches rotate over the partitions."""
+        if self._txn is not None:
+            self._txn.check_can_send()
         if not isinstance(values, list):
             values = list(values)
         if keys is not None and not isinstance(keys, list):
@@ -304,6 +354,70 @@ class Producer:
             raise errors.ProducerClosedError(
                 f"the producer's sender thread died: {self._sender.fatal!r}")
 
+    # ---- transactions (a Producer made with transactional_id) ------------------------
+
+    def _transaction_manager(self) -> TransactionManager:
+        self._check_open()
+        if self._txn is None:
+            raise IllegalTransactionStateError(
+                "this producer has no transactional_id: transactions are not enabled")
+        return self._txn
+
+    def init_transactions(self, timeout: float | None = None) -> None:
+        """Register the transactional_id with its coordinator: fences every
+        earlier producer with the same id and completes (aborts) its open
+        transaction. Call once, before the first begin_transaction()."""
+        self._transaction_manager().init_transactions(self._timeout(timeout))
+
+    def begin_transaction(self) -> None:
+        """Start a transaction: send() is allowed until commit or abort."""
+        self._transaction_manager().begin_transaction()
+
+    def send_offsets_to_transaction(self, offsets, group_metadata, timeout: float | None = None) -> None:
+        """Commit a consumer group's offsets as part of the open transaction
+        (consume-transform-produce): offsets {TopicPartition or (topic,
+        partition): OffsetAndMetadata or int (the next offset to consume)},
+        group_metadata from Consumer.group_metadata() (or a group id)."""
+        self._transaction_manager().send_offsets_to_transaction(
+            offsets, group_metadata, self._timeout(timeout))
+
+    def commit_transaction(self, timeout: float | None = None) -> None:
+        """Flush, then commit: every record sent in the transaction becomes
+        visible to read_committed consumers. After a timeout the call may be
+        repeated; after an abortable error only abort_transaction() is left."""
+        txn = self._transaction_manager()
+        timeout = self._timeout(timeout)
+        deadline = time.monotonic() + timeout
+        txn.begin_commit()
+        left = self._sender.flush(timeout)
+        if left:
+            raise errors.RequestTimedOutError(
+                f"commit_transaction: {left} batch(es) not acknowledged within {timeout} s; "
+                "call commit_transaction() again")
+        if txn.has_error:
+            raise txn.last_error
+        txn.end_transaction(True, max(0.0, deadline - time.monotonic()))
+
+    def abort_transaction(self, timeout: float | None = None) -> None:
+        """Abort: records not sent yet are failed (TransactionAbortedError),
+        those in flight are waited for, then the coordinator writes abort
+        markers and read_committed consumers never see the transaction."""
+        txn = self._transaction_manager()
+        timeout = self._timeout(timeout)
+        deadline = time.monotonic() + timeout
+        txn.begin_abort()
+        self._sender.wakeup()
+        left = self._sender.flush(timeout)
+        if left:
+            raise errors.RequestTimedOutError(
+                f"abort_transaction: {left} batch(es) still in flight after {timeout} s; "
+                "call abort_transaction() again")
+        txn.end_transaction(False, max(0.0, deadline - time.monotonic()))
+
+    def _timeout(self, timeout: float | None) -> float:
+        # Kafka's default for the transactional calls is max.block.ms.
+        return self.max_block_ms / 1000 if timeout is None else timeout
+
     # ---- the rest ---------------------------------------------------------------
 
     def partitions_for(self, topic: str) -> list[int]:
@@ -333,6 +447,8 @@ class Producer:
         finally:
             if self._metadata is not None:
                 self._metadata.close()
+            if self._txn is not None:
+                self._txn.close()
             if self._store is not None:
                 self._store.close()
             self._acc.trim_pool()

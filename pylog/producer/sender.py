@@ -42,6 +42,7 @@ import time
 from .. import errors
 from ..client.errors import RETRIABLE, ConnectionClosedError, error_for
 from ..protocol.error_codes import Errors
+from . import transactions as _txn
 
 log = logging.getLogger("pylog.producer")
 
@@ -62,7 +63,7 @@ class Sender(threading.Thread):
 
     def __init__(self, accumulator, transport, *, linger_ms: int, retries: int,
                  retry_backoff_ms: int, delivery_timeout_ms: int, idempotent: bool,
-                 on_progress=None, name: str = "pylog-producer-sender"):
+                 on_progress=None, name: str = "pylog-producer-sender", txn=None):
         super().__init__(name=name, daemon=True)
         self.acc = accumulator
         self.transport = transport
@@ -71,6 +72,7 @@ class Sender(threading.Thread):
         self.retry_backoff_ms = retry_backoff_ms
         self.delivery_timeout_ms = delivery_timeout_ms
         self.idempotent = idempotent
+        self.txn = txn   # a TransactionManager for a transactional producer, else None
         self._on_progress = on_progress
         self._queues: dict[tuple[str, int], collections.deque] = {}
         self._in_flight: set[tuple[str, int]] = set()
@@ -211,6 +213,8 @@ class Sender(threading.Thread):
             if not q or tp in self._in_flight or self._not_before.get(tp, 0) > now:
                 continue
             ready.append(q[0])
+        if self.txn is not None:
+            ready = self._transactional(ready, now)
         if not ready:
             return
         if self.idempotent and self._producer_id < 0:
@@ -230,9 +234,10 @@ class Sender(threading.Thread):
                 b.base_sequence = seq
                 self._sequences[tp] = (seq + b.records_count) & 0x7FFFFFFF
         sendable = []
+        transactional = self.txn is not None
         for b in ready:
             try:
-                b.build(self._producer_id, self._producer_epoch, b.base_sequence)
+                b.build(self._producer_id, self._producer_epoch, b.base_sequence, transactional)
             except Exception as e:   # a record the broker could never take
                 self._queues[(b.topic, b.partition)].popleft()
                 self._finish(b, e)
@@ -244,6 +249,56 @@ class Sender(threading.Thread):
         failed = self.transport.send(sendable, now)
         for b, exc in failed:
             self._retry_or_fail(b, exc, now)
+
+    def _transactional(self, ready: list, now: int) -> list:
+        """The ready batches that may go out now in the open transaction:
+        their partitions are added to it first (AddPartitionsToTxn). In an
+        aborting or failed transaction nothing goes out: what is not in
+        flight yet is failed instead (Kafka's abortUndrainedBatches)."""
+        txn = self.txn
+        state = txn.state
+        if state in (_txn.ABORTING, _txn.ABORTABLE_ERROR, _txn.FATAL_ERROR):
+            exc = txn.last_error
+            if exc is None:
+                exc = _txn.TransactionAbortedError(
+                    "the transaction is being aborted; the record was not sent")
+            self._fail_undrained(exc)
+            return []
+        pid, epoch = txn.producer_id_and_epoch
+        if pid != self._producer_id or epoch != self._producer_epoch:
+            # A new epoch (init_transactions, or the bump after an abort):
+            # sequences start again at 0 for every partition.
+            self._producer_id, self._producer_epoch = pid, epoch
+            self._sequences.clear()
+        tps = {(b.topic, b.partition) for b in ready}
+        try:
+            added, backoff = txn.add_partitions(tps, self.transport.request_timeout_ms / 1000)
+        except errors.PylogError as e:
+            self._fail_undrained(e)
+            return []
+        if len(added) < len(tps):
+            for tp in tps - added:
+                self._not_before[tp] = now + max(1, int(backoff * 1000))
+        return [b for b in ready if (b.topic, b.partition) in added]
+
+    def _fail_undrained(self, exc: BaseException) -> None:
+        """Fail every batch not in flight (queued here or still in the
+        accumulator); in-flight batches end with their answers."""
+        for tp in list(self._queues):
+            q = self._queues[tp]
+            keep = q.popleft() if q and tp in self._in_flight else None
+            while q:
+                b = q.popleft()
+                if not b.done:
+                    self._finish(b, exc)
+            if keep is not None:
+                q.append(keep)
+            else:
+                del self._queues[tp]
+        for b in self.acc.drain(_now_ms(), 0, True):
+            self._finish(b, exc)
+        self.acc.abort_all(exc)
+        self._notify()
 
     def _handle(self, results) -> None:
         """results: [(batch, error_code_or_exception, base_offset, log_append_time)]."""
@@ -308,6 +363,8 @@ class Sender(threading.Thread):
                 del self._queues[tp]
 
     def _finish(self, b, exc: BaseException) -> None:
+        if self.txn is not None and not isinstance(exc, _txn.TransactionAbortedError):
+            exc = self.txn.batch_failed(exc)
         b.fail(exc)
         b.release()
         self._notify()

@@ -177,7 +177,8 @@ class NetworkTransport:
                 group.sort(key=lambda b: b.topic)
                 bufs = encode_produce_request(
                     conn.next_correlation_id, version, self.client_id, self.acks,
-                    self.request_timeout_ms, [(b.topic, b.partition, b.build(b.producer_id, b.producer_epoch, b.base_sequence))
+                    self.request_timeout_ms, [(b.topic, b.partition, b.build(b.producer_id, b.producer_epoch, b.base_sequence,
+                                                            b.transactional))
                      for b in group],
                     self.transactional_id)
                 cid = conn.send_buffers(PRODUCE, version, bufs, expect_response=self.acks != 0)
