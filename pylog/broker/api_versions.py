@@ -81,6 +81,11 @@ ADVERTISED: dict[int, tuple[int, int]] = {
 # serves and advertises none of them (Broker.start).
 INTER_BROKER_APIS = frozenset({LEADER_AND_ISR, UPDATE_METADATA, STOP_REPLICA, CONTROLLED_SHUTDOWN, ALTER_PARTITION})
 
+# Served only on a listener that carries inter-broker traffic (the inter-broker
+# and control-plane listeners) when the broker has several: a client listener
+# neither advertises nor serves them (server.Connection._handler).
+BROKER_ONLY_APIS = INTER_BROKER_APIS | {BROKER_REGISTRATION, BROKER_HEARTBEAT, ALLOCATE_PRODUCER_IDS}
+
 # Versions inside the advertised range that are still refused when sent.
 SERVED_MIN = {PRODUCE: 3}
 

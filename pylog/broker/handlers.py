@@ -96,8 +96,10 @@ class Handlers:
         R = m.ApiVersionsResponse
         # Only what this broker serves: a lone broker leaves the inter-broker
         # APIs out of its table (Kafka advertises only a listener's enabled APIs).
+        # On a client listener of a broker with several, none of the inter-broker ones.
+        inter = header is None or header.listener.inter_broker
         keys = [R.ApiVersion(k, lo, hi) for k, (lo, hi) in sorted(av.ADVERTISED.items())
-                if k not in av.INTER_BROKER_APIS or k in self.table]
+                if (k not in av.INTER_BROKER_APIS or k in self.table) and (inter or k not in av.BROKER_ONLY_APIS)]
         return R(error_code=0, api_keys=keys, throttle_time_ms=0)
 
     @staticmethod
@@ -120,6 +122,7 @@ class Handlers:
         b = self.broker
         cache = b.metadata_cache
         version = header.request_api_version
+        listener = header.listener_name
         if req.topics is None or (version == 0 and not req.topics):
             names = sorted(cache.topics)
         else:
@@ -169,10 +172,14 @@ class Handlers:
                             error_code=Errors.LEADER_NOT_AVAILABLE, partition_index=i, leader_id=-1, leader_epoch=-1,
                             replica_nodes=list(st.replicas), isr_nodes=[], offline_replicas=[b.broker_id]))
                         continue
-                    # LEADER_NOT_AVAILABLE while the leader is not a live broker.
-                    code = 0 if st.leader in cache.brokers else Errors.LEADER_NOT_AVAILABLE
+                    # LEADER_NOT_AVAILABLE while the leader is not a live broker,
+                    # or has no endpoint on the listener asked on (Kafka's answer
+                    # up to Metadata v5; LISTENER_NOT_FOUND from v6).
+                    code, leader = 0, st.leader
+                    if cache.node(st.leader, listener) is None:
+                        code, leader = Errors.LEADER_NOT_AVAILABLE, -1
                     parts.append(R.MetadataResponsePartition(
-                        error_code=code, partition_index=i, leader_id=st.leader, leader_epoch=st.leader_epoch,
+                        error_code=code, partition_index=i, leader_id=leader, leader_epoch=st.leader_epoch,
                         replica_nodes=list(st.replicas), isr_nodes=list(st.isr),
                         offline_replicas=list(st.offline_replicas)))
                 topics.append(R.MetadataResponseTopic(error_code=0, name=name, topic_id=cache.topic_id(name),
@@ -180,11 +187,11 @@ class Handlers:
             return topics
 
         def response(topics):
-            brokers = [R.MetadataResponseBroker(e.id, e.host, e.port, e.rack)
-                       for _id, e in sorted(cache.brokers.items())]
-            if not brokers:
-                brokers = [R.MetadataResponseBroker(b.broker_id, b.advertised_host, b.advertised_port,
-                                                    b.config.get("broker.rack"))]
+            brokers = [R.MetadataResponseBroker(e.id, e.host, e.port, e.rack) for e in cache.nodes(listener)]
+            if not cache.brokers:
+                own = b.advertised_endpoint(listener)
+                if own is not None:
+                    brokers = [R.MetadataResponseBroker(b.broker_id, own[0], own[1], b.config.get("broker.rack"))]
             return R(throttle_time_ms=0, brokers=brokers, cluster_id=self.logs.cluster_id,
                      controller_id=cache.controller_id, topics=topics)
 

@@ -67,19 +67,39 @@ class RequestContext:
     the header went, so nothing about a request lives in shared state between
     a dispatch and an await. Immutable once built: any thread may read it."""
 
-    __slots__ = ("request_api_key", "request_api_version", "correlation_id", "client_id", "peer_host")
+    __slots__ = ("request_api_key", "request_api_version", "correlation_id", "client_id", "peer_host",
+                 "listener")
 
-    def __init__(self, header, peer_host: str):
+    def __init__(self, header, peer_host: str, listener: "BoundListener"):
         self.request_api_key = header.request_api_key
         self.request_api_version = header.request_api_version
         self.correlation_id = header.correlation_id
         self.client_id = header.client_id
         self.peer_host = peer_host
+        self.listener = listener
+
+    @property
+    def listener_name(self) -> str:
+        """The listener the request arrived on (Kafka's RequestContext.listenerName):
+        Metadata and FindCoordinator answer with the brokers' endpoints on it."""
+        return self.listener.name
+
+
+class BoundListener:
+    """One bound listener: its name, and whether it serves the inter-broker
+    APIs (av.BROKER_ONLY_APIS). Immutable once bound: any thread may read it."""
+
+    __slots__ = ("inter_broker", "name")
+
+    def __init__(self, name: str, inter_broker: bool):
+        self.name = name
+        self.inter_broker = inter_broker
 
 
 class Connection(asyncio.BufferedProtocol):
-    def __init__(self, server):
+    def __init__(self, server, listener: BoundListener):
         self.server = server
+        self.listener = listener
         self.handlers = server.handlers
         self.max_request = server.max_request_bytes
         self.transport = None
@@ -305,15 +325,14 @@ class Connection(asyncio.BufferedProtocol):
             self.close()
             return
         key, version = header.request_api_key, header.request_api_version
-        handler = self.handlers.table.get(key)
-        if handler is None or not av.is_served(key, version):
+        handler = self._handler(key, version)
+        if handler is None:
             if key == av.API_VERSIONS:
                 self._answer_api_versions_error(header)
                 return
-            log.warning("closing connection from %s: api key %d v%d is not served", self.peer, key, version)
             self.close()
             return
-        header = RequestContext(header, self.peer_host)
+        header = RequestContext(header, self.peer_host, self.listener)
         try:
             result = handler(header, req)
         except Exception as e:
@@ -334,6 +353,20 @@ class Connection(asyncio.BufferedProtocol):
             self._queue(header, result)
         else:
             self._respond(header, result)
+
+    def _handler(self, key, version):
+        """The handler of this API and version on this listener, or None (and
+        why logged): an inter-broker API on a client listener is not served,
+        as an API a listener does not enable is not in Kafka."""
+        handler = self.handlers.table.get(key)
+        if handler is None or not av.is_served(key, version):
+            log.warning("closing connection from %s: api key %d v%d is not served", self.peer, key, version)
+            return None
+        if key in av.BROKER_ONLY_APIS and not self.listener.inter_broker:
+            log.warning("closing connection from %s: api key %d (inter-broker) is not served on listener %s",
+                        self.peer, key, self.listener.name)
+            return None
+        return handler
 
     async def _serve_off_loop(self, frame):
         """A large request: decoded on a worker thread, handled on the loop,
@@ -356,12 +389,11 @@ class Connection(asyncio.BufferedProtocol):
                 self.close()
                 return None
             key, version = header.request_api_key, header.request_api_version
-            handler = self.handlers.table.get(key)
-            if handler is None or not av.is_served(key, version):
-                log.warning("closing connection from %s: api key %d v%d is not served", self.peer, key, version)
+            handler = self._handler(key, version)
+            if handler is None:
                 self.close()
                 return None
-            header = RequestContext(header, self.peer_host)
+            header = RequestContext(header, self.peer_host, self.listener)
             try:
                 result = handler(header, req)
                 if asyncio.iscoroutine(result):
@@ -525,7 +557,7 @@ def _frame_buffer(size, have):
 
 
 class Server:
-    """Accepts connections and sweeps idle and stalled ones."""
+    """Accepts connections on every listener and sweeps idle and stalled ones."""
 
     def __init__(self, broker):
         self.broker = broker
@@ -536,19 +568,33 @@ class Server:
         self.read_timeout_ms = cfg.get("pylog.request.read.timeout.ms")
         self.connections: set[Connection] = set()
         self.native_sendfile = True
-        self._server = None
+        self._servers = []
         self._sweeper = None
 
-    async def start(self, host, port):
+    async def start(self, listeners) -> list[int]:
+        """Bind each (name, host, port, inter_broker) listener; the ports bound,
+        in the same order. A listener that cannot be bound closes the ones
+        bound before it and raises."""
         loop = asyncio.get_running_loop()
         # Only the stdlib selector transport lets a response go out with
         # os.sendfile between its own writes safely.
         self.native_sendfile = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
         _quiet_accept_failures(loop)
-        self._server = await loop.create_server(lambda: Connection(self), host, port,
-                                                reuse_address=True, backlog=1024)
+        ports = []
+        try:
+            for name, host, port, inter_broker in listeners:
+                bound = BoundListener(name, inter_broker)
+                srv = await loop.create_server(lambda b=bound: Connection(self, b), host or None, port,
+                                               reuse_address=True, backlog=1024)
+                self._servers.append(srv)
+                ports.append(srv.sockets[0].getsockname()[1])
+        except BaseException:
+            for srv in self._servers:
+                srv.close()
+            self._servers = []
+            raise
         self._sweeper = asyncio.ensure_future(self._sweep())
-        return self._server.sockets[0].getsockname()[1]
+        return ports
 
     async def _sweep(self):
         interval = max(0.05, min(self.idle_ms, self.read_timeout_ms) / 4000.0)
@@ -570,8 +616,8 @@ class Server:
                     c.shrink_buffer()
 
     async def stop(self, grace: float = 2.0):
-        if self._server is not None:
-            self._server.close()
+        for srv in self._servers:
+            srv.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         # Let responses already being prepared go out, then close.
@@ -590,8 +636,8 @@ class Server:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._sweeper is not None:
             await asyncio.gather(self._sweeper, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        for srv in self._servers:
+            await srv.wait_closed()
 
 
 def _quiet_accept_failures(loop):
