@@ -128,11 +128,20 @@ class ReplicaManager:
     async def _is_current_controller(self, controller_id: int, controller_epoch: int) -> bool:
         """Whether the cluster's metadata names this controller with this epoch:
         the store when this broker has one (ZooKeeper, or the embedded
-        controller's own), else the configured pylog.controller.id (a broker of
-        the embedded controller, whose epochs it cannot read)."""
+        controller's own), else the embedded controller itself: the configured
+        pylog.controller.id, with the epoch it answers now (pylog's tagged
+        field on its heartbeat answer)."""
         store = self.broker.metadata_store
         if store is None:
-            return controller_id == self.broker.config.get("pylog.controller.id")
+            client = self.broker.controller_client
+            if controller_id != self.broker.config.get("pylog.controller.id") or client is None:
+                return False
+            try:
+                epoch = await asyncio.get_running_loop().run_in_executor(None, client.current_controller_epoch)
+            except Exception as e:  # unreachable: not confirmed, the controller sends again
+                log.warning("broker %d: cannot ask the controller for its epoch: %s", self.broker_id, e)
+                return False
+            return epoch == controller_epoch
         try:
             current = await asyncio.get_running_loop().run_in_executor(None, store.current_controller)
         except Exception as e:  # the store unreachable: not confirmed, the controller sends again on failover

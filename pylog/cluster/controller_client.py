@@ -13,6 +13,7 @@ import uuid
 from ..client.errors import error_for
 from ..errors import PylogError
 from ..protocol.error_codes import Errors
+from ..protocol.pylog_tags import controller_epoch_of
 from ..protocol.messages import (
     AllocateProducerIdsRequest,
     BrokerHeartbeatRequest,
@@ -88,12 +89,23 @@ class ControllerClient:
             raise error_for(resp.error_code, "the controller gave no producer id block")
         return resp.producer_id_start, resp.producer_id_len
 
+    def current_controller_epoch(self) -> int | None:
+        """The controller's current epoch, asked now (a heartbeat, whose
+        answer carries it: pylog's tagged field 7003); None when it gives none.
+        Any thread; raises OSError / PylogError when the controller cannot be asked."""
+        if self.broker_epoch < 0:
+            return None
+        resp = self._request(BrokerHeartbeatRequest(
+            broker_id=self.info.broker_id, broker_epoch=self.broker_epoch, current_metadata_offset=0,
+            want_fence=False, want_shut_down=False), 0)
+        return controller_epoch_of(resp) if resp.error_code == 0 else None
+
     def _register(self) -> None:
         i = self.info
         req = BrokerRegistrationRequest(
             broker_id=i.broker_id, cluster_id=self.cluster_id or "", incarnation_id=self.incarnation_id,
-            listeners=[BrokerRegistrationRequest.Listener(name="PLAINTEXT", host=i.host, port=i.port,
-                                                          security_protocol=0)],
+            listeners=[BrokerRegistrationRequest.Listener(name=name, host=host, port=port, security_protocol=0)
+                       for name, host, port in i.all_endpoints()],
             features=[], rack=i.rack)
         resp = self._request(req, 0)
         if resp.error_code:
