@@ -45,6 +45,8 @@ from .handlers import Handlers
 from .log_manager import LogManager
 from .metadata_cache import MetadataCache
 from .producer_ids import PRODUCER_ID_BLOCK, PRODUCER_ID_FILE, ProducerIdBlocks
+from .quota_apis import QuotaApis
+from .quotas import ControllerMutationQuotas
 from .replication import ReplicaManager
 from .server import Server
 
@@ -93,6 +95,9 @@ class Broker:
         self.broker_registry = None   # on the embedded controller: the other brokers' registrations
         self.controller_client = None  # on the embedded controller's other brokers: registration, heartbeats
         self.local_channel = None     # how this broker's own Controller reaches it (InProcessBrokerChannel)
+        # KIP-599, enforced where topics change: on the active controller.
+        self.mutation_quotas = ControllerMutationQuotas(
+            self.config, lambda: self.metadata_store.client_quotas() if self.metadata_store is not None else {})
         self._too_few_warned = 0.0    # monotonic time of the last "too few brokers" warning
 
     # Every broker is in a cluster (a lone one is a one-node cluster): topics,
@@ -167,6 +172,7 @@ class Broker:
         self.groups = GroupCoordinator(self.config, self.coordinator_writer)
         self.handlers.table.update(GroupApis(self.groups, self._endpoint_on).table())
         self.handlers.table.update(ControllerApis(self).table())
+        self.handlers.table.update(QuotaApis(self).table())
         if self.lone:
             # A lone broker's controller reaches it in-process only: like a
             # listener that does not enable them in Kafka, its listener neither

@@ -123,6 +123,10 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # it, while a 60 KB zstd bomb that would inflate to 2 GB is refused after
     # 64 MiB of work, streamed, never held.
     "pylog.message.max.decompressed.bytes": (int, 64 << 20),
+    # KIP-599's controller mutation quota: a token bucket of rate x window.num x
+    # window.size.seconds tokens per quota entity (Kafka's names and defaults).
+    "controller.quota.window.num": (int, 11),
+    "controller.quota.window.size.seconds": (int, 1),
     # pylog's own: auto (uvloop when installed), asyncio or uvloop.
     "pylog.event.loop": (str, "auto"),
 }
@@ -228,6 +232,9 @@ class BrokerConfig:
         for k in ("log.message.timestamp.before.max.ms", "log.message.timestamp.after.max.ms"):
             if self.get(k) < 0:
                 raise InvalidConfigError(f"{k}={self.get(k)}: the value must be at least 0")
+        for k in ("controller.quota.window.num", "controller.quota.window.size.seconds"):
+            if self.get(k) < 1:
+                raise InvalidConfigError(f"Invalid value {self.get(k)} for configuration {k}: Value must be at least 1")
         self.replica_selector()
         self._check_listener_roles()
 

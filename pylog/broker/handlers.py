@@ -673,9 +673,11 @@ class Handlers:
         cfg = self.broker.config
 
         async def run():
+            quota = await self._mutation_quota(header, 6)
             results = []
             for t in req.topics:
                 code, msg = 0, None
+                created = {}
                 try:
                     if ctl is None:
                         code, msg = Errors.NOT_CONTROLLER, "this broker is not the controller"
@@ -701,13 +703,25 @@ class Handlers:
                         configs = {c.name: c.value for c in t.configs}
                         if t.name == OFFSETS_TOPIC:
                             configs = self.broker.groups.offsets_topic_configs()
-                        code, msg = await self._by_controller(ctl, "create_topic", t.name, n, rf, assignment,
-                                                              configs, req.validate_only)
+                        cost = len(assignment) if assignment else n
+                        if not req.validate_only and t.name not in self.broker.metadata_cache.topics \
+                                and not quota.admit(cost):
+                            code, msg = Errors.THROTTLING_QUOTA_EXCEEDED, THROTTLED
+                        else:
+                            code, msg = await self._by_controller(ctl, "create_topic", t.name, n, rf, assignment,
+                                                                  configs, req.validate_only)
+                            created = _created_fields(cfg, n, rf, configs) if code == 0 else {}
                 except PylogError as e:
                     code, msg = _code(e), str(e)
-                results.append(R.CreatableTopicResult(name=t.name, error_code=code, error_message=msg))
-            return R(throttle_time_ms=0, topics=results)
+                results.append(R.CreatableTopicResult(name=t.name, error_code=code, error_message=msg, **created))
+            return R(throttle_time_ms=_throttled(header, quota), topics=results)
         return _to_the_end(run())
+
+    async def _mutation_quota(self, header, strict_since):
+        """This request's controller mutation quota (KIP-599): strict from
+        strict_since, permissive before (broker/quotas.py)."""
+        return await self.broker.mutation_quotas.quota_for(
+            header.client_id, header.request_api_version >= strict_since)
 
     def _is_offsets_topic_request(self, t) -> bool:
         cfg = self.broker.config
@@ -719,18 +733,22 @@ class Handlers:
         ctl = self._active_controller()
 
         async def run():
+            quota = await self._mutation_quota(header, 5)
             out = []
             for name in req.topic_names:
+                parts = len(self.broker.metadata_cache.topics.get(name, ()))
                 if ctl is None:
                     code, msg = Errors.NOT_CONTROLLER, "this broker is not the controller"
                 elif not self.broker.config.get("delete.topic.enable"):
                     code, msg = TopicDeletionDisabledError.error_code, "topic deletion is disabled"
                 elif name in INTERNAL_TOPICS:
                     code, msg = Errors.INVALID_REQUEST, f"{name} is an internal topic and cannot be deleted"
+                elif parts and not quota.admit(parts):
+                    code, msg = Errors.THROTTLING_QUOTA_EXCEEDED, THROTTLED
                 else:
                     code, msg = await self._by_controller(ctl, "delete_topic", name)
                 out.append(R.DeletableTopicResult(name=name, error_code=code, error_message=msg))
-            return R(throttle_time_ms=0, responses=out)
+            return R(throttle_time_ms=_throttled(header, quota), responses=out)
         return _to_the_end(run())
 
     def create_partitions(self, header, req):
@@ -747,6 +765,7 @@ class Handlers:
         ctl = self._active_controller()
 
         async def run():
+            quota = await self._mutation_quota(header, 3)
             out = []
             for t in req.topics:
                 existing = current.get(t.name, 0)
@@ -755,13 +774,16 @@ class Handlers:
                 elif t.name in INTERNAL_TOPICS:
                     code, msg = Errors.INVALID_REQUEST, (f"{t.name} is an internal topic: its partition count is fixed "
                                      "(groups are placed by hashing over it)")
+                elif not req.validate_only and existing and t.count > existing \
+                        and not quota.admit(t.count - existing):
+                    code, msg = Errors.THROTTLING_QUOTA_EXCEEDED, THROTTLED
                 else:
                     assignment = ({existing + k: list(a.broker_ids) for k, a in enumerate(t.assignments)}
                                   if t.assignments else None)
                     code, msg = await self._by_controller(ctl, "create_partitions", t.name, t.count, assignment,
                                                           req.validate_only)
                 out.append(R.CreatePartitionsTopicResult(name=t.name, error_code=code, error_message=msg))
-            return R(throttle_time_ms=0, results=out)
+            return R(throttle_time_ms=_throttled(header, quota), results=out)
         return _to_the_end(run())
 
     def _partition_counts(self):
@@ -939,6 +961,27 @@ def refuse_transactions(transactional_id) -> int:
 
 
 _txn_refusal_logged: dict = {}  # transactional id -> when last logged; brokers' loops (GIL-atomic dict ops)
+
+
+# Kafka's message for THROTTLING_QUOTA_EXCEEDED.
+THROTTLED = "The throttling quota has been exceeded."
+
+
+def _throttled(header, quota) -> int:
+    """The answer's throttle_time_ms; the connection is muted that long after it."""
+    ms = quota.throttle_time_ms
+    header.throttle_ms = ms
+    return ms
+
+
+def _created_fields(cfg, n, rf, configs) -> dict:
+    """CreateTopics v5+: what the topic was created with, every config and its source."""
+    from .config import TOPIC_CONFIGS, TopicConfig, validate_topic_configs
+    tc = TopicConfig(cfg, validate_topic_configs(configs or {}))
+    C = m.CreateTopicsResponse.CreatableTopicConfigs
+    return dict(num_partitions=n, replication_factor=rf, configs=[
+        C(name=k, value=tc.get_str(k), read_only=False, config_source=tc.source(k), is_sensitive=False)
+        for k in sorted(TOPIC_CONFIGS)])
 
 
 def _forward(ep, req, version):

@@ -68,7 +68,7 @@ class RequestContext:
     a dispatch and an await. Immutable once built: any thread may read it."""
 
     __slots__ = ("request_api_key", "request_api_version", "correlation_id", "client_id", "peer_host",
-                 "listener")
+                 "listener", "throttle_ms")
 
     def __init__(self, header, peer_host: str, listener: "BoundListener"):
         self.request_api_key = header.request_api_key
@@ -77,6 +77,10 @@ class RequestContext:
         self.client_id = header.client_id
         self.peer_host = peer_host
         self.listener = listener
+        # Set by a handler whose quota was exceeded (KIP-599): after the answer
+        # goes out, the connection reads nothing more for this long (Kafka mutes
+        # the channel; clients that do not back off by themselves wait too).
+        self.throttle_ms = 0
 
     @property
     def listener_name(self) -> str:
@@ -122,6 +126,7 @@ class Connection(asyncio.BufferedProtocol):
         self._paused_writing = False
         self._reading_paused = False
         self._off_loop = False   # a large request is being decoded or encoded on a worker thread
+        self._muted = False      # throttled by a quota: no reading until the throttle time is over
         self._out = None         # responses gathered while a read is processed
         self.closed = False
         self.last_active = time.monotonic()
@@ -168,7 +173,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _maybe_resume_reading(self):
         if self._reading_paused and not self._paused_writing and len(self._pending) < MAX_QUEUED \
-                and not self._off_loop \
+                and not self._off_loop and not self._muted \
                 and not self.closed:
             self._reading_paused = False
             self.transport.resume_reading()
@@ -398,6 +403,8 @@ class Connection(asyncio.BufferedProtocol):
                 result = handler(header, req)
                 if asyncio.iscoroutine(result):
                     result = await result
+                if header.throttle_ms > 0:
+                    self._mute(header.throttle_ms)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -485,6 +492,8 @@ class Connection(asyncio.BufferedProtocol):
             else:
                 self.transport.write(result)
             return
+        if header.throttle_ms > 0:
+            self._mute(header.throttle_ms)
         version = header.request_api_version
         if type(result) is list:
             self._write_chunks(header.correlation_id, result)
@@ -494,6 +503,15 @@ class Connection(asyncio.BufferedProtocol):
             self._out.append(data)
         else:
             self.transport.write(data)
+
+    def _mute(self, ms):
+        self._muted = True
+        self._pause_reading()
+        asyncio.get_running_loop().call_later(ms / 1000.0, self._unmute)
+
+    def _unmute(self):
+        self._muted = False
+        self._maybe_resume_reading()
 
     def _write_chunks(self, correlation_id, chunks):
         """Write a response made of bytes and FetchSlices (response header v0)."""

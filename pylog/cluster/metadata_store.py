@@ -278,6 +278,15 @@ class MetadataStore(abc.ABC):
         partition_epoch), or None when someone else changed it first."""
 
     # -- cluster-wide ----------------------------------------------------------------
+    def client_quotas(self) -> dict[str, dict[str, str]]:
+        """Every client quota entity with its settings: {Kafka's entity path
+        ("users/alice", "clients/<default>", "users/a/clients/c"): {key: value}}."""
+        raise NotImplementedError
+
+    def set_client_quotas(self, entity_path: str, configs: dict[str, str]) -> None:
+        """Replace an entity's quota settings (empty: it has none left)."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     def cluster_id(self) -> str:
         """The cluster id, created by the first caller ever."""

@@ -507,6 +507,48 @@ class ZkMetadataStore(MetadataStore):
         _raise_any([r])
         return PartitionState(new.leader, new.leader_epoch, list(new.isr), new.controller_epoch, r.version)
 
+    # -- client quotas: Kafka's /config/users and /config/clients ---------------------
+    def client_quotas(self) -> dict[str, dict[str, str]]:
+        out = {}
+
+        def read(path):
+            try:
+                data, _ = self._zk.get(f"/config/{path}")
+            except NoNodeError:
+                return
+            config = (json.loads(data) if data else {}).get("config") or {}
+            if config:
+                out[path] = {k: str(v) for k, v in config.items()}
+        for user in self._children("/config/users"):
+            read(f"users/{user}")
+            for client in self._children(f"/config/users/{user}/clients"):
+                read(f"users/{user}/clients/{client}")
+        for client in self._children("/config/clients"):
+            read(f"clients/{client}")
+        return out
+
+    def _children(self, path: str) -> list[str]:
+        try:
+            return sorted(self._zk.get_children(path))
+        except NoNodeError:
+            return []
+
+    def set_client_quotas(self, entity_path: str, configs: dict[str, str]) -> None:
+        """As Kafka's AdminZkClient.changeConfigs: the entity's node holds the
+        settings (an empty config when none is left), then a change
+        notification under /config/changes tells every broker."""
+        path = f"/config/{entity_path}"
+        data = _dumps({"version": 1, "config": dict(configs)})
+        if self._zk.exists(path) is None:
+            try:
+                self._zk.create(path, data, makepath=True)
+            except NodeExistsError:
+                self._zk.set(path, data)
+        else:
+            self._zk.set(path, data)
+        self._zk.create("/config/changes/config_change_", _dumps({"version": 2, "entity_path": entity_path}),
+                        sequence=True, makepath=True)
+
     # -- cluster-wide ----------------------------------------------------------------
     def cluster_id(self) -> str:
         while True:
