@@ -54,7 +54,8 @@ cdef class ConsumerRecord:
     __hash__ = None
 
 
-cdef _DecodedBatch _fetched_batch(object mv, const uint8_t *ptr, Py_ssize_t pos, pl_batch_header *h):
+cdef _DecodedBatch _fetched_batch(object mv, const uint8_t *ptr, Py_ssize_t pos, pl_batch_header *h,
+                                  int64_t max_inflated):
     """decode_batch's record location, without its CRC check: decode_fetched
     checked the CRC already (or was told not to)."""
     cdef _DecodedBatch b = _batch_from_header(h)
@@ -67,7 +68,7 @@ cdef _DecodedBatch _fetched_batch(object mv, const uint8_t *ptr, Py_ssize_t pos,
         b.rec_start = pos + PL_BATCH_HEADER_SIZE
         b.rec_len = total - PL_BATCH_HEADER_SIZE
     else:
-        raw = _codecs.decompress(codec, mv[pos + PL_BATCH_HEADER_SIZE:pos + total])
+        raw = _inflate(codec, mv[pos + PL_BATCH_HEADER_SIZE:pos + total], max_inflated, None, pos)
         b.mv = memoryview(raw)
         b.base = <const uint8_t *>PyBytes_AS_STRING(raw)
         b.rec_start = 0
@@ -76,7 +77,7 @@ cdef _DecodedBatch _fetched_batch(object mv, const uint8_t *ptr, Py_ssize_t pos,
 
 
 def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint check_crcs=True,
-                   int max_records=-1):
+                   int max_records=-1, int64_t max_inflated=-1):
     """The data records at or after fetch_offset in a Fetch response's records
     field, and where the next fetch starts: (list of ConsumerRecord,
     next_fetch_offset).
@@ -85,7 +86,9 @@ def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint
     checks (CRC when check_crcs) raises CorruptRecordError; control batches are
     skipped. next_fetch_offset is one past the last whole batch, never below
     fetch_offset; when max_records (>= 0) stops the decoding before the data
-    records run out, it is one past the last record returned."""
+    records run out, it is one past the last record returned. A compressed
+    batch inflates to at most max_inflated bytes (-1: codecs.READ_MAX_INFLATED),
+    else CorruptRecordError."""
     cdef const uint8_t[::1] view
     cdef const uint8_t *ptr
     cdef Py_ssize_t n, pos = 0, total, rest
@@ -129,7 +132,7 @@ def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint
                 next_offset = h.base_offset + h.last_offset_delta + 1
                 pos += total
                 continue
-            b = _fetched_batch(mv, ptr, pos, &h)
+            b = _fetched_batch(mv, ptr, pos, &h, max_inflated)
             _check_count_fits(b, "fetched batch", pos)
             if b.count > rs_cap:
                 free(rs)

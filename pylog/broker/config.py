@@ -483,6 +483,9 @@ class TopicConfig:
         flush_messages = self.get("flush.messages")
         flush_ms = self.get("flush.ms")
         return dict(
+            # Reads inflate a stored batch no further than produce let one in.
+            max_inflated_bytes=max(self.broker.get("pylog.message.max.decompressed.bytes"),
+                                   self.get("max.message.bytes")),
             segment_bytes=self.get("segment.bytes"),
             segment_ms=self.get("segment.ms"),
             index_interval_bytes=self.get("index.interval.bytes"),
