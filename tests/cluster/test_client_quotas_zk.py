@@ -45,3 +45,23 @@ def test_quotas_live_in_zookeeper_and_the_controller_enforces_them(zk_connect):
                 for i in range(8)]), api_version=6)
         codes = [t.error_code for t in r.topics]
         assert 0 in codes and THROTTLING_QUOTA_EXCEEDED in codes and r.throttle_time_ms > 0
+
+
+def test_embedded_cluster_brokers_forward_client_quotas_to_the_controller():
+    """A broker of the embedded controller holds no store: it forwards
+    AlterClientQuotas / DescribeClientQuotas to the controller, whose store
+    keeps them."""
+    from .zkcluster import embedded_cluster
+    with embedded_cluster(n=2) as bs:
+        Q, D = m.AlterClientQuotasRequest, m.DescribeClientQuotasRequest
+        host, port = str(bs[1]).rsplit(":", 1)
+        with Connection(host, int(port), client_id="admin", timeout=30) as c:
+            r = c.request(Q(validate_only=False, entries=[Q.EntryData(
+                entity=[Q.EntityData(entity_type="user", entity_name="carol")],
+                ops=[Q.OpData(key="controller_mutation_rate", value=4.0, remove=False)])]), api_version=1)
+            assert [e.error_code for e in r.entries] == [0]
+            d = c.request(D(strict=True, components=[D.ComponentData(entity_type="user", match_type=0,
+                                                                     match="carol")]), api_version=1)
+        assert d.error_code == 0
+        assert [[(v.key, v.value) for v in e.values] for e in d.entries] == [[("controller_mutation_rate", 4.0)]]
+        assert bs[0].broker.metadata_store.client_quotas() == {"users/carol": {"controller_mutation_rate": "4.0"}}
