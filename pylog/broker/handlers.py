@@ -97,7 +97,8 @@ class Handlers:
         # Only what this broker serves: a lone broker leaves the inter-broker
         # APIs out of its table (Kafka advertises only a listener's enabled APIs).
         # On a client listener of a broker with several, none of the inter-broker ones.
-        inter = header is None or header.listener.inter_broker
+        listener = getattr(header, "listener", None)
+        inter = listener is None or listener.inter_broker
         keys = [R.ApiVersion(k, lo, hi) for k, (lo, hi) in sorted(av.ADVERTISED.items())
                 if (k not in av.INTER_BROKER_APIS or k in self.table) and (inter or k not in av.BROKER_ONLY_APIS)]
         return R(error_code=0, api_keys=keys, throttle_time_ms=0)
@@ -122,7 +123,7 @@ class Handlers:
         b = self.broker
         cache = b.metadata_cache
         version = header.request_api_version
-        listener = header.listener_name
+        listener = getattr(header, "listener_name", None)   # None: the inter-broker one
         if req.topics is None or (version == 0 and not req.topics):
             names = sorted(cache.topics)
         else:
@@ -721,7 +722,7 @@ class Handlers:
         """This request's controller mutation quota (KIP-599): strict from
         strict_since, permissive before (broker/quotas.py)."""
         return await self.broker.mutation_quotas.quota_for(
-            header.client_id, header.request_api_version >= strict_since)
+            getattr(header, "client_id", None), getattr(header, "request_api_version", strict_since) >= strict_since)
 
     def _is_offsets_topic_request(self, t) -> bool:
         cfg = self.broker.config
@@ -970,7 +971,8 @@ THROTTLED = "The throttling quota has been exceeded."
 def _throttled(header, quota) -> int:
     """The answer's throttle_time_ms; the connection is muted that long after it."""
     ms = quota.throttle_time_ms
-    header.throttle_ms = ms
+    if header is not None:
+        header.throttle_ms = ms
     return ms
 
 

@@ -136,12 +136,21 @@ class ReplicaManager:
             client = self.broker.controller_client
             if controller_id != self.broker.config.get("pylog.controller.id") or client is None:
                 return False
-            try:
-                epoch = await asyncio.get_running_loop().run_in_executor(None, client.current_controller_epoch)
-            except Exception as e:  # unreachable: not confirmed, the controller sends again
-                log.warning("broker %d: cannot ask the controller for its epoch: %s", self.broker_id, e)
-                return False
-            return epoch == controller_epoch
+            # The registration answer, or a heartbeat answer that came after
+            # this request, carries the controller's epoch (the client's thread
+            # heartbeats at once when poked).
+            if client.controller_epoch == controller_epoch:
+                return True
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + BROKER_EPOCH_WAIT_S
+            seen = client.epoch_answers
+            client.poke()
+            while client.epoch_answers == seen:
+                if loop.time() >= deadline:
+                    log.warning("broker %d: the controller has not told its epoch", self.broker_id)
+                    return False
+                await asyncio.sleep(0.02)
+            return client.controller_epoch == controller_epoch
         try:
             current = await asyncio.get_running_loop().run_in_executor(None, store.current_controller)
         except Exception as e:  # the store unreachable: not confirmed, the controller sends again on failover

@@ -57,6 +57,12 @@ class ControllerClient:
         self._conn = None
         self._failing = False
         self._stop = threading.Event()
+        self._wake = threading.Event()   # stop() or poke(): the thread's wait ends early
+        # The controller epoch its last answer carried (pylog's tagged field),
+        # and how many answers carried one: the broker checks a new controller
+        # epoch against an answer that came after it asked (poke).
+        self.controller_epoch: int | None = None
+        self.epoch_answers = 0
         self._thread = threading.Thread(target=self._run, name=f"pylog-controller-client-{info.broker_id}",
                                         daemon=True)
 
@@ -68,6 +74,7 @@ class ControllerClient:
         """Stop heartbeating; a registered broker says it is shutting down, so
         the controller drops it at once instead of after its session timeout."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self._timeout_s + 1)
         if self.broker_epoch >= 0:
@@ -89,16 +96,17 @@ class ControllerClient:
             raise error_for(resp.error_code, "the controller gave no producer id block")
         return resp.producer_id_start, resp.producer_id_len
 
-    def current_controller_epoch(self) -> int | None:
-        """The controller's current epoch, asked now (a heartbeat, whose
-        answer carries it: pylog's tagged field 7003); None when it gives none.
-        Any thread; raises OSError / PylogError when the controller cannot be asked."""
-        if self.broker_epoch < 0:
-            return None
-        resp = self._request(BrokerHeartbeatRequest(
-            broker_id=self.info.broker_id, broker_epoch=self.broker_epoch, current_metadata_offset=0,
-            want_fence=False, want_shut_down=False), 0)
-        return controller_epoch_of(resp) if resp.error_code == 0 else None
+    def poke(self) -> None:
+        """Heartbeat now rather than at the next interval (any thread): its
+        answer brings the controller's current epoch. Only the client's own
+        thread uses its connection."""
+        self._wake.set()
+
+    def _note_epoch(self, resp) -> None:
+        epoch = controller_epoch_of(resp) if resp.error_code == 0 else None
+        if epoch is not None:
+            self.controller_epoch = epoch
+            self.epoch_answers += 1
 
     def _register(self) -> None:
         i = self.info
@@ -111,6 +119,7 @@ class ControllerClient:
         if resp.error_code:
             raise error_for(resp.error_code, f"the controller refused broker {i.broker_id}'s registration")
         # At once: the controller may already be sending requests with it.
+        self._note_epoch(resp)
         self.broker_epoch = resp.broker_epoch
         md = self._request(MetadataRequest(topics=[], allow_auto_topic_creation=False), 5)
         self.cluster_id = md.cluster_id
@@ -122,6 +131,7 @@ class ControllerClient:
         resp = self._request(BrokerHeartbeatRequest(
             broker_id=self.info.broker_id, broker_epoch=self.broker_epoch, current_metadata_offset=0,
             want_fence=False, want_shut_down=want_shut_down), 0)
+        self._note_epoch(resp)
         return resp.error_code
 
     def _request(self, body, version: int):
@@ -170,4 +180,5 @@ class ControllerClient:
                                 self.info.broker_id, self.controller_host, self.controller_port, e)
                     self._failing = True
                 wait = RETRY_BACKOFF_S if self.broker_epoch < 0 else self._interval_s
-            self._stop.wait(wait)
+            self._wake.wait(wait)
+            self._wake.clear()

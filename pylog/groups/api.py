@@ -59,9 +59,10 @@ class GroupApis:
             return R(throttle_time_ms=0, error_code=Errors.INVALID_REQUEST, error_message=f"unknown key type {req.key_type}",
                      node_id=-1, host="", port=-1)
         code, node_id, host, port = self.coordinator.coordinator_for(req.key)
-        if code == 0 and header is not None and self.endpoint_on is not None:
+        listener = getattr(header, "listener_name", None)
+        if code == 0 and listener is not None and self.endpoint_on is not None:
             # The coordinator's endpoint on the listener asked on, as Kafka answers.
-            ep = self.endpoint_on(node_id, header.listener_name)
+            ep = self.endpoint_on(node_id, listener)
             if ep is None:
                 code, node_id, host, port = Errors.COORDINATOR_NOT_AVAILABLE, -1, "", -1
             else:
