@@ -54,7 +54,8 @@ cdef class ConsumerRecord:
     __hash__ = None
 
 
-cdef _DecodedBatch _fetched_batch(object mv, const uint8_t *ptr, Py_ssize_t pos, pl_batch_header *h):
+cdef _DecodedBatch _fetched_batch(object mv, const uint8_t *ptr, Py_ssize_t pos, pl_batch_header *h,
+                                  int64_t max_inflated):
     """decode_batch's record location, without its CRC check: decode_fetched
     checked the CRC already (or was told not to)."""
     cdef _DecodedBatch b = _batch_from_header(h)
@@ -67,7 +68,7 @@ cdef _DecodedBatch _fetched_batch(object mv, const uint8_t *ptr, Py_ssize_t pos,
         b.rec_start = pos + PL_BATCH_HEADER_SIZE
         b.rec_len = total - PL_BATCH_HEADER_SIZE
     else:
-        raw = _codecs.decompress(codec, mv[pos + PL_BATCH_HEADER_SIZE:pos + total])
+        raw = _inflate(codec, mv[pos + PL_BATCH_HEADER_SIZE:pos + total], max_inflated, None, pos)
         b.mv = memoryview(raw)
         b.base = <const uint8_t *>PyBytes_AS_STRING(raw)
         b.rec_start = 0
@@ -75,7 +76,8 @@ cdef _DecodedBatch _fetched_batch(object mv, const uint8_t *ptr, Py_ssize_t pos,
     return b
 
 
-cdef bint _is_abort_marker(object mv, const uint8_t *ptr, Py_ssize_t pos, pl_batch_header *h) except -1:
+cdef bint _is_abort_marker(object mv, const uint8_t *ptr, Py_ssize_t pos, pl_batch_header *h,
+                           int64_t max_inflated) except -1:
     """Whether the control batch at pos holds an ABORT marker: its first
     record's key is int16 version + int16 type 0 (KAFKA-NOTES §2.4)."""
     cdef _DecodedBatch b
@@ -84,7 +86,7 @@ cdef bint _is_abort_marker(object mv, const uint8_t *ptr, Py_ssize_t pos, pl_bat
     cdef const uint8_t *key
     if h.records_count < 1:
         return False
-    b = _fetched_batch(mv, ptr, pos, h)
+    b = _fetched_batch(mv, ptr, pos, h, max_inflated)
     if pl_records_decode(b.base + b.rec_start, <size_t>b.rec_len, 1, &r, &decoded) != PL_OK or decoded < 1 \
             or r.key_len < 4:
         return False
@@ -97,7 +99,7 @@ def _first_offset(entry):
 
 
 def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint check_crcs=True,
-                   int max_records=-1, aborted=None):
+                   int max_records=-1, aborted=None, int64_t max_inflated=-1):
     """The data records at or after fetch_offset in a Fetch response's records
     field, and where the next fetch starts: (list of ConsumerRecord,
     next_fetch_offset).
@@ -111,7 +113,10 @@ def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint
     aborted: a read_committed fetch's aborted_transactions, as (producer_id,
     first_offset) pairs. A transactional batch of a producer whose aborted
     transaction began at or before the batch's last offset is dropped, until
-    that producer's ABORT marker (the Java consumer's rule), per batch."""
+    that producer's ABORT marker (the Java consumer's rule), per batch.
+
+    A compressed batch inflates to at most max_inflated bytes (-1:
+    codecs.READ_MAX_INFLATED), else CorruptRecordError."""
     cdef const uint8_t[::1] view
     cdef const uint8_t *ptr
     cdef Py_ssize_t n, pos = 0, total, rest
@@ -164,7 +169,7 @@ def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint
                     aborted_pids.add(pending[next_aborted][0])
                     next_aborted += 1
                 if h.attributes & PL_ATTR_CONTROL:
-                    if h.producer_id in aborted_pids and _is_abort_marker(mv, ptr, pos, &h):
+                    if h.producer_id in aborted_pids and _is_abort_marker(mv, ptr, pos, &h, max_inflated):
                         aborted_pids.discard(h.producer_id)
                 elif (h.attributes & PL_ATTR_TRANSACTIONAL) and h.producer_id in aborted_pids:
                     next_offset = last + 1
@@ -175,7 +180,7 @@ def decode_fetched(records, str topic, int partition, int64_t fetch_offset, bint
                 next_offset = h.base_offset + h.last_offset_delta + 1
                 pos += total
                 continue
-            b = _fetched_batch(mv, ptr, pos, &h)
+            b = _fetched_batch(mv, ptr, pos, &h, max_inflated)
             _check_count_fits(b, "fetched batch", pos)
             if b.count > rs_cap:
                 free(rs)

@@ -436,9 +436,11 @@ cdef _DecodedBatch _batch_from_header(const pl_batch_header *h):
 
 
 cdef _DecodedBatch decode_batch(object batch_view, const uint8_t *ptr, Py_ssize_t length,
-                                object where, int64_t position, bint locate=True):
+                                object where, int64_t position, bint locate=True, int64_t max_inflated=-1):
     """Check the CRC of the batch at ptr[0,length) and locate its records.
-    batch_view must export exactly those bytes and keep them alive."""
+    batch_view must export exactly those bytes and keep them alive. A
+    compressed batch inflates to at most max_inflated bytes (-1:
+    codecs.READ_MAX_INFLATED), else CorruptRecordError."""
     cdef pl_batch_header h
     cdef int rc = pl_batch_validate(ptr, <size_t>length, &h)
     if rc != PL_OK:
@@ -451,7 +453,7 @@ cdef _DecodedBatch decode_batch(object batch_view, const uint8_t *ptr, Py_ssize_
         b.rec_start = PL_BATCH_HEADER_SIZE
         b.rec_len = h.batch_length + PL_BATCH_LOG_OVERHEAD - PL_BATCH_HEADER_SIZE
     else:
-        raw = _codecs.decompress(codec, memoryview(batch_view)[PL_BATCH_HEADER_SIZE:])
+        raw = _inflate(codec, memoryview(batch_view)[PL_BATCH_HEADER_SIZE:], max_inflated, where, position)
         b.mv = memoryview(raw)
         b.base = <const uint8_t *>PyBytes_AS_STRING(raw)
         b.rec_start = 0
@@ -465,6 +467,18 @@ cdef _DecodedBatch decode_batch(object batch_view, const uint8_t *ptr, Py_ssize_
         if rc != PL_OK:
             check(rc, where, position)
     return b
+
+
+cdef bytes _inflate(int codec, object section, int64_t max_inflated, object where, int64_t position):
+    """A stored batch's records inflated, bounded (decode_batch); the error
+    says which batch."""
+    if max_inflated < 0:
+        max_inflated = _codecs.READ_MAX_INFLATED
+    try:
+        return _codecs.decompress(codec, section, max_inflated)
+    except _errors.CorruptRecordError as e:
+        at = f"the batch at position {position}" if where is None else f"{where}: the batch at position {position}"
+        raise _errors.CorruptRecordError(f"{at}: {e}") from e
 
 
 @cython.final
@@ -608,8 +622,10 @@ def encode_batch(values, keys=None, headers=None, timestamps=None, compression=N
     return (<char *>s.buf)[:n]
 
 
-def decode_batches(data):
-    """Every Record in data (whole batches), copying nothing from data."""
+def decode_batches(data, int64_t max_inflated=-1):
+    """Every Record in data (whole batches), copying nothing from data; a
+    compressed batch inflates to at most max_inflated bytes (-1:
+    codecs.READ_MAX_INFLATED)."""
     cdef const uint8_t[::1] view = data
     cdef Py_ssize_t pos = 0, total, n = view.shape[0]
     cdef pl_batch_header h
@@ -621,7 +637,7 @@ def decode_batches(data):
         if rc != PL_OK:
             check(rc, None, pos)
         total = h.batch_length + PL_BATCH_LOG_OVERHEAD
-        b = decode_batch(mv[pos:pos + total], &view[pos], total, None, pos, False)
+        b = decode_batch(mv[pos:pos + total], &view[pos], total, None, pos, False, max_inflated)
         out.extend(batch_records(b, -1, 0x7FFFFFFFFFFFFFFF, False, None))
         pos += total
     return out

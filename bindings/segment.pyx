@@ -226,6 +226,7 @@ cdef class Segment:
     cdef list _by_slot        # offset-index entry -> the same _DecodedBatch, or None
     cdef int64_t _cache_records
     cdef int64_t _cache_limit
+    cdef int64_t _max_inflated  # the most a stored compressed batch may inflate to when read
     # Reopening a parked segment (see _SegmentBudget):
     cdef pl_segment_config _cfg
     cdef bytes _lp, _ip, _tp
@@ -248,7 +249,7 @@ cdef class Segment:
                   int64_t reserve_bytes=-1, bint writable=True, bint sealed=False,
                   int64_t cache_records=1 << 22,
                   int32_t leader_epoch=-1, owner_lock=None, bint defer=False,
-                  int64_t next_offset=-1, int64_t size=-1):
+                  int64_t next_offset=-1, int64_t size=-1, int64_t max_inflated=-1):
         """defer (sealed segments of a Log only): open nothing now; next_offset
         and size are taken as given and the files open on first use, checked
         then (pl_segment_load, recovered when that fails)."""
@@ -264,6 +265,7 @@ cdef class Segment:
         self._by_slot = []
         self._cache_records = 0
         self._cache_limit = cache_records
+        self._max_inflated = max_inflated
         cfg.base_offset = base_offset
         # Reserve address space for a full segment plus one large batch, so the
         # mapping (and every view into it) never has to move while it fills.
@@ -741,7 +743,8 @@ cdef class Segment:
             return b
         cdef int64_t total = h.batch_length + PL_BATCH_LOG_OVERHEAD
         cdef FetchSlice fs = _slice(self, position, total)
-        b = decode_batch(fs, fs.ptr, total, self.path, position, h.records_count >= _CACHE_MIN_RECORDS)
+        b = decode_batch(fs, fs.ptr, total, self.path, position, h.records_count >= _CACHE_MIN_RECORDS,
+                         self._max_inflated)
         # Small batches decode faster than a cache lookup pays for, and a cache of
         # many tiny entries only feeds the cyclic GC: keep only batches worth it.
         if b.count < _CACHE_MIN_RECORDS or b.count > self._cache_limit:
@@ -848,7 +851,7 @@ cdef class Segment:
             check(rc, self.path, position)
         cdef int64_t total = h.batch_length + PL_BATCH_LOG_OVERHEAD
         cdef FetchSlice fs = _slice(self, position, total)
-        cdef _DecodedBatch b = decode_batch(fs, fs.ptr, total, self.path, position, False)
+        cdef _DecodedBatch b = decode_batch(fs, fs.ptr, total, self.path, position, False, self._max_inflated)
         return batch_records(b, start_offset, end_offset, values_only, self.path), position + total, b.last_offset
 
     def find_time(self, int64_t timestamp):

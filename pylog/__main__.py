@@ -9,6 +9,7 @@ def _dump_log(args) -> int:
     """Print the batches (and with --records, the records) of a .log file, as
     kafka-dump-log does, checking every CRC."""
     from . import _engine
+    from .errors import CorruptRecordError
 
     decode = None
     if args.transaction_log_decoder:
@@ -19,9 +20,16 @@ def _dump_log(args) -> int:
     bad = 0
     while pos < len(data):
         valid, batches, _records, _last, err = _engine.validate_batches(memoryview(data)[pos:])
+        if valid and (args.records or decode is not None):
+            try:
+                records = _engine.decode_batches(memoryview(data)[pos:pos + valid], args.max_inflated_bytes)
+            except CorruptRecordError as e:
+                print(f"position: {pos}: {e}")
+                return 1
+        else:
+            records = ()
         if valid:
-            records = args.records or decode is not None
-            for rec in _engine.decode_batches(memoryview(data)[pos:pos + valid]) if records else ():
+            for rec in records:
                 print(f"| offset: {rec.offset} CreateTime: {rec.timestamp} "
                       f"keySize: {-1 if rec.key is None else len(rec.key)} "
                       f"valueSize: {-1 if rec.value is None else len(rec.value)} "
@@ -76,6 +84,9 @@ def main(argv=None) -> int:
     d.add_argument("--records", action="store_true", help="print every record too")
     d.add_argument("--transaction-log-decoder", action="store_true",
                    help="decode records as __transaction_state's keys and values (implies --records)")
+    d.add_argument("--max-inflated-bytes", type=int, default=-1, metavar="N",
+                   help="the most one compressed batch may inflate to (default 64 MiB, a broker's "
+                        "pylog.message.max.decompressed.bytes); a batch past it is reported, not inflated further")
     d.set_defaults(run=_dump_log)
     from .cli import add_client_commands, run_tool
     add_client_commands(sub)

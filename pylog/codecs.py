@@ -62,6 +62,12 @@ def compress(codec: int, data) -> bytes:
 # larger can be decoded: a batch that inflates past this is refused before its
 # output is allocated (a few bytes of snappy or zstd can claim gigabytes).
 MAX_INFLATED = 0x7FFFFFFF
+# What a reader (Log.scan, the consumers, `pylog dump-log`) lets one stored
+# batch inflate to unless told otherwise: the broker's produce-side default
+# (pylog.message.max.decompressed.bytes, 64 MiB), so a bomb that got into a
+# log by other means (a file copied in, a broker with a larger bound) costs a
+# reader at most this much memory and work, then a CorruptRecordError.
+READ_MAX_INFLATED = 64 << 20
 _ZSTD_SLICE = 1024
 
 
@@ -112,7 +118,8 @@ def decompress(codec: int, data, max_bytes: int = MAX_INFLATED) -> bytes:
 def _check_size(out, max_bytes, size=None):
     size = len(out) if size is None else size
     if size > max_bytes:
-        raise CorruptRecordError(f"records inflate past {max_bytes} bytes")
+        raise CorruptRecordError(f"a compressed batch's records inflate past {max_bytes} bytes, the most one "
+                                 f"batch may inflate to (a broker's pylog.message.max.decompressed.bytes)")
 
 
 def _snappy_raw(snappy, block, max_bytes):

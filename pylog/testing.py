@@ -64,7 +64,8 @@ class BrokerHandle(str):
         """Stop the broker cleanly and start it again on the same port and data."""
         self.broker.stop_in_thread()
         cfg = dict(self._config)
-        cfg["listeners"] = f"PLAINTEXT://127.0.0.1:{self.port}"
+        # Every listener again on the port it had.
+        cfg["listeners"] = ",".join(f"{name}://{host}:{port}" for name, host, port in self.broker.bound_listeners)
         self.broker = Broker(BrokerConfig(cfg)).start_in_thread()
         return self
 

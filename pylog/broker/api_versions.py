@@ -27,6 +27,7 @@ API_VERSIONS = 18
 CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 19, 20, 21, 22
 DESCRIBE_CONFIGS, ALTER_CONFIGS, CREATE_PARTITIONS = 32, 33, 37
 INCREMENTAL_ALTER_CONFIGS = 44
+DESCRIBE_CLIENT_QUOTAS, ALTER_CLIENT_QUOTAS = 48, 49
 LEADER_AND_ISR, STOP_REPLICA, UPDATE_METADATA, OFFSET_FOR_LEADER_EPOCH = 4, 5, 6, 23
 ALTER_PARTITION = 56
 CONTROLLED_SHUTDOWN = 7
@@ -56,8 +57,11 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     LIST_OFFSETS: (1, 3),
     METADATA: (0, 5),
     API_VERSIONS: (0, 4),
-    CREATE_TOPICS: (2, 4),
-    DELETE_TOPICS: (1, 3),
+    # CreateTopics v6, DeleteTopics v5, CreatePartitions v3: the controller
+    # mutation quota refuses topics with THROTTLING_QUOTA_EXCEEDED (KIP-599);
+    # older versions are throttled instead (broker/quotas.py).
+    CREATE_TOPICS: (2, 6),
+    DELETE_TOPICS: (1, 5),
     DELETE_RECORDS: (0, 1),
     # Transactions (pylog/transactions): the versions librdkafka 2.16
     # (InitProducerId 0-4 incl. KIP-360's v3+, AddPartitions/AddOffsets 0,
@@ -74,7 +78,9 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     LIST_TRANSACTIONS: (0, 1),
     DESCRIBE_CONFIGS: (1, 2),
     ALTER_CONFIGS: (0, 1),
-    CREATE_PARTITIONS: (0, 1),
+    CREATE_PARTITIONS: (0, 3),
+    DESCRIBE_CLIENT_QUOTAS: (0, 1),   # controller_mutation_rate only (broker/quotas.py)
+    ALTER_CLIENT_QUOTAS: (0, 1),
     INCREMENTAL_ALTER_CONFIGS: (0, 1),  # v1 is flexible; confluent-kafka's non-deprecated way
     # Inter-broker APIs (controller -> broker), advertised as Kafka brokers do;
     # only the versions pylog's controller sends (topic_states grouping).
@@ -101,6 +107,11 @@ ADVERTISED: dict[int, tuple[int, int]] = {
 # serves and advertises none of them (Broker.start).
 INTER_BROKER_APIS = frozenset({LEADER_AND_ISR, UPDATE_METADATA, STOP_REPLICA, CONTROLLED_SHUTDOWN, ALTER_PARTITION,
                                WRITE_TXN_MARKERS})
+
+# Served only on a listener that carries inter-broker traffic (the inter-broker
+# and control-plane listeners) when the broker has several: a client listener
+# neither advertises nor serves them (server.Connection._handler).
+BROKER_ONLY_APIS = INTER_BROKER_APIS | {BROKER_REGISTRATION, BROKER_HEARTBEAT, ALLOCATE_PRODUCER_IDS}
 
 # Versions inside the advertised range that are still refused when sent.
 SERVED_MIN = {PRODUCE: 3}

@@ -48,6 +48,8 @@ from .handlers import Handlers
 from .log_manager import LogManager
 from .metadata_cache import MetadataCache
 from .producer_ids import PRODUCER_ID_BLOCK, PRODUCER_ID_FILE, ProducerIdBlocks
+from .quota_apis import QuotaApis
+from .quotas import ControllerMutationQuotas
 from .replication import ReplicaManager
 from .server import Server
 
@@ -81,7 +83,8 @@ class Broker:
         self.config = config if isinstance(config, BrokerConfig) else BrokerConfig(config or {})
         self.broker_id = self.config.broker_id
         self.log_manager = LogManager(self.config, data_dir)
-        self.metadata_cache = MetadataCache()
+        self.metadata_cache = MetadataCache(self.config.inter_broker_listener_name(),
+                                            self.config.control_plane_listener_name())
         self.replica_manager = None
         self.handlers = None
         self.groups = None
@@ -89,6 +92,10 @@ class Broker:
         self.server = None
         self.host, self.port = self.config.listener()
         self.advertised_host, self.advertised_port = self.host, self.port
+        # (name, host, port) of every listener as bound (ports chosen), and as
+        # advertised to clients and registered with the controller.
+        self.bound_listeners: list[tuple[str, str, int]] = []
+        self.endpoints: tuple = ()
         self.stopping = False
         self._tasks = []
         self._pid_next = 0
@@ -104,6 +111,9 @@ class Broker:
         self.broker_registry = None   # on the embedded controller: the other brokers' registrations
         self.controller_client = None  # on the embedded controller's other brokers: registration, heartbeats
         self.local_channel = None     # how this broker's own Controller reaches it (InProcessBrokerChannel)
+        # KIP-599, enforced where topics change: on the active controller.
+        self.mutation_quotas = ControllerMutationQuotas(
+            self.config, lambda: self.metadata_store.client_quotas() if self.metadata_store is not None else {})
         self._too_few_warned = 0.0    # monotonic time of the last "too few brokers" warning
 
     # Every broker is in a cluster (a lone one is a one-node cluster): topics,
@@ -177,7 +187,7 @@ class Broker:
         self.handlers = Handlers(self)
         self.coordinator_writer = BrokerPartitionWriter(self.log_manager, self, self.handlers.purgatory)
         self.groups = GroupCoordinator(self.config, self.coordinator_writer)
-        self.handlers.table.update(GroupApis(self.groups).table())
+        self.handlers.table.update(GroupApis(self.groups, self._endpoint_on).table())
         self.txn_writer = TxnPartitionWriter(self.log_manager, self, self.handlers.purgatory)
         self.transactions = TransactionCoordinator(self.config, self.txn_writer)
         self.transactions.markers = MarkerChannel(self, self.transactions.is_current)
@@ -185,6 +195,7 @@ class Broker:
                                                 dict(self.handlers.table))
         self.handlers.table.update(self.transaction_apis.table())
         self.handlers.table.update(ControllerApis(self).table())
+        self.handlers.table.update(QuotaApis(self).table())
         if self.lone:
             # A lone broker's controller reaches it in-process only: like a
             # listener that does not enable them in Kafka, its listener neither
@@ -197,13 +208,7 @@ class Broker:
         self.transactions.start()
         if self.listen:
             self.server = Server(self)
-            self.port = await self.server.start(self.host, self.port)
-        adv = self.config.advertised_listener()
-        if adv is not None:
-            self.advertised_host, self.advertised_port = adv
-        else:
-            host = self.host if self.host not in ("", "0.0.0.0", "::") else _default_host()
-            self.advertised_host, self.advertised_port = host, self.port
+        await self._bind_listeners()
         self.replica_manager.start()
         if self.config.get("zookeeper.connect"):
             await self._join_cluster()
@@ -214,9 +219,58 @@ class Broker:
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         self._tasks.append(asyncio.ensure_future(self._flusher()))
         log.info("broker %d %s with data in %s, started in %.0f ms", self.broker_id,
-                 f"listening on {self.host}:{self.port} (advertised {self.bootstrap})" if self.listen
+                 "listening on %s (advertised %s)" % (
+                     ",".join(f"{n}://{h}:{p}" for n, h, p in self.bound_listeners),
+                     ",".join(f"{n}://{h}:{p}" for n, h, p in self.endpoints)) if self.listen
                  else "without a listener", self.data_dir, (time.monotonic() - t0) * 1000)
         return self
+
+    async def _bind_listeners(self):
+        """Bind every listener (none when listen is False), then work out what is advertised. With one
+        listener it serves everything; with several, only the inter-broker and
+        control-plane listeners serve the inter-broker APIs (a client
+        listener neither advertises nor answers them)."""
+        cfg = self.config
+        listeners = cfg.listeners()
+        roles = {cfg.inter_broker_listener_name(), cfg.control_plane_listener_name()}
+        if self.listen:
+            ports = await self.server.start([(ln.name, ln.host, ln.port, len(listeners) == 1 or ln.name in roles)
+                                             for ln in listeners])
+        else:
+            ports = [ln.port for ln in listeners]   # nothing bound: what the config names
+        self.bound_listeners = [(ln.name, ln.host, port) for ln, port in zip(listeners, ports)]
+        self.host, self.port = self.bound_listeners[0][1], self.bound_listeners[0][2]
+        bound = {name: (host, port) for name, host, port in self.bound_listeners}
+        endpoints = []
+        for ln in cfg.advertised_listeners():
+            host, port = ln.host, ln.port or bound[ln.name][1]   # port 0: the one bound
+            if host in ("", "0.0.0.0", "::"):
+                host = _default_host()
+            endpoints.append((ln.name, host, port))
+        self.endpoints = tuple(endpoints)
+        self.advertised_host, self.advertised_port = endpoints[0][1], endpoints[0][2]
+
+    def advertised_endpoint(self, listener: str | None) -> tuple[str, int] | None:
+        """This broker's advertised host, port on listener (None: the first)."""
+        for name, host, port in self.endpoints:
+            if listener is None or name == listener:
+                return host, port
+        return None
+
+    def _endpoint_on(self, broker_id: int, listener: str) -> tuple[str, int] | None:
+        """broker_id's endpoint on listener, from the metadata cache (this
+        broker's own before the first UpdateMetadata)."""
+        ep = self.metadata_cache.node(broker_id, listener)
+        if ep is not None:
+            return ep.host, ep.port
+        if broker_id == self.broker_id and not self.metadata_cache.brokers:
+            return self.advertised_endpoint(listener)
+        return None
+
+    def _broker_info(self):
+        from ..cluster.metadata_store import BrokerInfo
+        return BrokerInfo(self.broker_id, self.advertised_host, self.advertised_port, self.config.get("broker.rack"),
+                          endpoints=self.endpoints)
 
     # ---- cluster membership (zookeeper.connect set) ----
 
@@ -226,14 +280,12 @@ class Broker:
         drives the cluster, the others stand by (Kafka's ZooKeeper mode).
         Registration comes after the listener is up, since the controller
         starts sending LeaderAndIsr/UpdateMetadata as soon as it sees us."""
-        from ..cluster.metadata_store import BrokerInfo
         from ..cluster.zk_store import ZkMetadataStore
         loop = asyncio.get_running_loop()
         cfg = self.config
         store = await loop.run_in_executor(None, lambda: ZkMetadataStore(
             cfg.get("zookeeper.connect"), session_timeout_ms=cfg.get("zookeeper.session.timeout.ms")))
-        info = BrokerInfo(self.broker_id, self.advertised_host, self.advertised_port, cfg.get("broker.rack"))
-        await self._register_in(store, info)
+        await self._register_in(store, self._broker_info())
         await self._start_controller(store)
 
     async def _join_embedded_cluster(self):
@@ -245,11 +297,10 @@ class Broker:
         cannot be created, though the partitions keep serving."""
         from ..cluster.controller_client import ControllerClient
         from ..cluster.local_store import LocalMetadataStore
-        from ..cluster.metadata_store import BrokerInfo
         from ..cluster.registry import BrokerRegistry
         loop = asyncio.get_running_loop()
         cfg = self.config
-        info = BrokerInfo(self.broker_id, self.advertised_host, self.advertised_port, cfg.get("broker.rack"))
+        info = self._broker_info()
         if cfg.get("pylog.controller.id") != self.broker_id:
             listener = cfg.get("pylog.controller.listener")
             if not listener:
@@ -287,12 +338,11 @@ class Broker:
         controller has made this broker the leader of every partition, so the
         first request after start is served as before a restart."""
         from ..cluster.local_store import LocalMetadataStore
-        from ..cluster.metadata_store import BrokerInfo
         from ..cluster.migration import adopt_local_data
         loop = asyncio.get_running_loop()
         path = os.path.join(self.data_dir, CLUSTER_DIR)
         local = self.log_manager.local_topics()
-        info = BrokerInfo(self.broker_id, self.advertised_host, self.advertised_port, self.config.get("broker.rack"))
+        info = self._broker_info()
         pid_file = os.path.join(self.data_dir, PRODUCER_ID_FILE)
         cluster_id = self.log_manager.cluster_id
 
@@ -350,14 +400,16 @@ class Broker:
         # This broker is reached in-process; the others (none when lone) over the wire.
         self.local_channel = InProcessBrokerChannel(self.broker_id, asyncio.get_running_loop(),
                                                     self._apply_from_controller,
-                                                    None if self.lone else WireBrokerChannel())
+                                                    None if self.lone else WireBrokerChannel(
+                                                        listener=cfg.control_plane_listener_name()))
         self.local_channel.start()
         self.controller = Controller(
             self.broker_id, store, self.local_channel,
             unclean_leader_election_enable=cfg.get("unclean.leader.election.enable"),
             # One broker leads everything already: no imbalance to check for.
             auto_leader_rebalance_enable=cfg.get("auto.leader.rebalance.enable") and not self.lone,
-            leader_imbalance_check_interval_seconds=cfg.get("leader.imbalance.check.interval.seconds"))
+            leader_imbalance_check_interval_seconds=cfg.get("leader.imbalance.check.interval.seconds"),
+            inter_broker_listener=cfg.inter_broker_listener_name())
         if start_on_loop:
             self.controller.start()
         else:   # its watches are set over the network (ZooKeeper)

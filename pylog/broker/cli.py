@@ -48,11 +48,13 @@ def build_config(args) -> dict:
         props["transaction.state.log.replication.factor"] = "1"
         props.setdefault("transaction.state.log.min.isr", "1")
     if args.host is not None or args.port is not None or "listeners" not in props:
-        from .config import BrokerConfig
-        host, port = BrokerConfig({"listeners": props.get("listeners", "PLAINTEXT://127.0.0.1:9092")}).listener()
+        # --host / --port move the first listener; the others stay as given.
+        from .config import parse_listeners
+        listeners = parse_listeners("listeners", props.get("listeners", "PLAINTEXT://127.0.0.1:9092"))
+        name, host, port = listeners[0]
         host = args.host if args.host is not None else host
         port = args.port if args.port is not None else port
-        props["listeners"] = f"PLAINTEXT://{host}:{port}"
+        props["listeners"] = ",".join(f"{n}://{h}:{p}" for n, h, p in [(name, host, port), *listeners[1:]])
     return props
 
 

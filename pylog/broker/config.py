@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import NamedTuple
 
 from ..errors import InvalidConfigError, InvalidTopicError
 
@@ -28,9 +29,13 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "broker.id": (int, 1),
     "listeners": (str, "PLAINTEXT://127.0.0.1:9092"),
     "advertised.listeners": (str, None),
-    # Kafka's listener roles. pylog binds one listener (the first of
-    # `listeners`): the inter-broker one may only name it, and a separate
-    # control-plane listener cannot exist yet (BrokerConfig._check_listener_roles).
+    # Kafka's listener names and roles (BrokerConfig.listeners): each listener
+    # is bound; the inter-broker one carries replication and broker ->
+    # controller requests, the control-plane one (KIP-291) the controller's
+    # requests. With several listeners, only those two serve the inter-broker
+    # APIs. Only the PLAINTEXT security protocol exists (no TLS/SASL yet).
+    "listener.security.protocol.map": (str, "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,"
+                                            "SASL_SSL:SASL_SSL"),
     "inter.broker.listener.name": (str, None),
     "control.plane.listener.name": (str, None),
     "log.dirs": (str, None),
@@ -118,6 +123,10 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # it, while a 60 KB zstd bomb that would inflate to 2 GB is refused after
     # 64 MiB of work, streamed, never held.
     "pylog.message.max.decompressed.bytes": (int, 64 << 20),
+    # KIP-599's controller mutation quota: a token bucket of rate x window.num x
+    # window.size.seconds tokens per quota entity (Kafka's names and defaults).
+    "controller.quota.window.num": (int, 11),
+    "controller.quota.window.size.seconds": (int, 1),
     # pylog's own: auto (uvloop when installed), asyncio or uvloop.
     "pylog.event.loop": (str, "auto"),
     # The transaction coordinator (KAFKA-NOTES §6.2; Kafka's names and defaults).
@@ -235,40 +244,92 @@ class BrokerConfig:
         for k in ("log.message.timestamp.before.max.ms", "log.message.timestamp.after.max.ms"):
             if self.get(k) < 0:
                 raise InvalidConfigError(f"{k}={self.get(k)}: the value must be at least 0")
+        for k in ("controller.quota.window.num", "controller.quota.window.size.seconds"):
+            if self.get(k) < 1:
+                raise InvalidConfigError(f"Invalid value {self.get(k)} for configuration {k}: Value must be at least 1")
         self.replica_selector()
         self._check_listener_roles()
 
     def _check_listener_roles(self) -> None:
-        """Kafka's KafkaConfig rules for inter.broker.listener.name and
-        control.plane.listener.name, refused where pylog cannot honour them
-        rather than accepted and ignored: its server binds one listener, so
-        the inter-broker listener can only be that one (then every listener
-        role is that listener, as in Kafka with a single listener), and a
-        control-plane listener, which Kafka requires to differ from the
-        inter-broker one, would need a second."""
-        bound = _listener_name(self.get("listeners").split(",")[0])
-        adv = self.get("advertised.listeners")
-        advertised = {_listener_name(x) for x in (adv or self.get("listeners")).split(",") if x.strip()}
-        inter = self.get("inter.broker.listener.name")
-        if inter is not None:
-            if inter.upper() not in advertised:
+        """Kafka's KafkaConfig listener rules, checked at start so a broker
+        never runs with a listener it cannot honour: distinct names and
+        ports, a security protocol for every name (PLAINTEXT is the only one
+        pylog speaks), advertised names among the bound ones, and the
+        inter-broker / control-plane names among the advertised ones."""
+        bound = self.listeners()
+        protocols = self.security_protocol_map()
+        for ln in bound:
+            proto = protocols.get(ln.name)
+            if proto is None:
+                raise InvalidConfigError(f"No security protocol defined for listener {ln.name} "
+                                         f"(listener.security.protocol.map)")
+            if proto != "PLAINTEXT":
                 raise InvalidConfigError(
-                    f"inter.broker.listener.name must be a listener name defined in advertised.listeners. "
-                    f"The valid options based on currently configured listeners are {','.join(sorted(advertised))}")
-            if inter.upper() != bound:
-                raise InvalidConfigError(
-                    f"inter.broker.listener.name={inter}: pylog binds only one listener, {bound} (the first of "
-                    f"listeners), so inter-broker traffic can only use that one")
+                    f"listener {ln.name} uses security protocol {proto}: pylog has no TLS or SASL yet (the "
+                    f"security issue), it speaks PLAINTEXT only; map the listener to PLAINTEXT or leave it out")
+        names = {ln.name for ln in bound}
+        advertised = self.advertised_listeners()
+        adv_names = {ln.name for ln in advertised}
+        if not adv_names <= names:
+            raise InvalidConfigError(
+                f"advertised.listeners listener names must be equal to or a subset of the ones defined in "
+                f"listeners. Found {','.join(sorted(adv_names))}. The valid options based on the current "
+                f"configuration are {','.join(sorted(names))}")
+        inter = self.inter_broker_listener_name()
+        if inter not in adv_names:
+            raise InvalidConfigError(
+                f"inter.broker.listener.name must be a listener name defined in advertised.listeners. "
+                f"The valid options based on currently configured listeners are {','.join(sorted(adv_names))}")
         control = self.get("control.plane.listener.name")
         if control is not None:
-            if control.upper() == (inter or "PLAINTEXT").upper():
+            control = control.upper()
+            if control == inter:
                 raise InvalidConfigError(
                     f"control.plane.listener.name, when defined, should have a different value from the inter "
                     f"broker listener name. Currently they both have the value {control}")
-            raise InvalidConfigError(
-                f"control.plane.listener.name={control}: a control-plane listener must be a listener of its own, "
-                f"and pylog binds only one ({bound}); leave it unset (the controller then uses the inter-broker "
-                f"listener, as Kafka does)")
+            if control not in adv_names:
+                raise InvalidConfigError(
+                    f"control.plane.listener.name must be a listener name defined in advertised.listeners. "
+                    f"The valid options based on currently configured listeners are "
+                    f"{','.join(sorted(adv_names))}")
+
+    def security_protocol_map(self) -> dict[str, str]:
+        out = {}
+        for item in self.get("listener.security.protocol.map").split(","):
+            if not item.strip():
+                continue
+            name, sep, proto = item.partition(":")
+            if not sep or not name.strip() or not proto.strip():
+                raise InvalidConfigError(f"listener.security.protocol.map: cannot read {item!r} "
+                                         f"(LISTENER_NAME:SECURITY_PROTOCOL pairs)")
+            out[name.strip().upper()] = proto.strip().upper()
+        return out
+
+    def listeners(self) -> list[Listener]:
+        """Every listener to bind, in the order given."""
+        return parse_listeners("listeners", self.get("listeners"))
+
+    def advertised_listeners(self) -> list[Listener]:
+        """What the broker registers (advertised.listeners, or listeners)."""
+        adv = self.get("advertised.listeners")
+        return parse_listeners("advertised.listeners", adv) if adv else self.listeners()
+
+    def inter_broker_listener_name(self) -> str:
+        """inter.broker.listener.name; unset, the listener named after
+        security.inter.broker.protocol's default, PLAINTEXT (Kafka's rule),
+        or the only listener when there is one (pylog's leniency: a lone
+        listener is every role, whatever its name)."""
+        inter = self.get("inter.broker.listener.name")
+        if inter is not None:
+            return inter.upper()
+        bound = self.listeners()
+        return bound[0].name if len(bound) == 1 else "PLAINTEXT"
+
+    def control_plane_listener_name(self) -> str:
+        """Where the controller's requests go: control.plane.listener.name,
+        else the inter-broker listener (KIP-291)."""
+        control = self.get("control.plane.listener.name")
+        return control.upper() if control is not None else self.inter_broker_listener_name()
 
     def get(self, key: str):
         typ, default = BROKER_DEFAULTS[key]
@@ -307,11 +368,10 @@ class BrokerConfig:
                                  f"(use {RACK_AWARE_REPLICA_SELECTOR})")
 
     def listener(self) -> tuple[str, int]:
-        return _host_port(self.get("listeners"))
-
-    def advertised_listener(self) -> tuple[str, int] | None:
-        adv = self.get("advertised.listeners")
-        return _host_port(adv) if adv else None
+        """host, port of the first listener (the one clients are told about
+        by `pylog broker` and the tests)."""
+        first = self.listeners()[0]
+        return first.host, first.port
 
     def retention_ms(self) -> int:
         for key, scale in (("log.retention.ms", 1), ("log.retention.minutes", 60000),
@@ -344,19 +404,34 @@ class BrokerConfig:
         return broker_key is not None and self.is_set(broker_key)
 
 
-def _listener_name(entry: str) -> str:
-    """NAME of one NAME://host:port entry, upper-cased as Kafka normalises
-    listener names; a bare host:port is the PLAINTEXT listener."""
-    name, sep, _ = entry.strip().partition("://")
-    return name.upper() if sep else "PLAINTEXT"
+class Listener(NamedTuple):
+    name: str    # upper-cased, as Kafka's ListenerName.normalised
+    host: str    # "" binds every interface
+    port: int
 
 
-def _host_port(listeners: str) -> tuple[str, int]:
-    first = listeners.split(",")[0].strip()
-    m = re.match(r"^(?:[A-Za-z_]+://)?\[?([^\]]*?)\]?:(\d+)$", first)
-    if not m:
-        raise InvalidConfigError(f"listeners: cannot read host:port from {first!r}")
-    return m.group(1) or "0.0.0.0", int(m.group(2))
+def parse_listeners(key: str, text: str) -> list[Listener]:
+    """Kafka's listenerListToEndPoints: NAME://host:port entries (a bare
+    host:port is PLAINTEXT), names distinct, and ports distinct but for 0
+    (an ephemeral port of each listener's own)."""
+    out: list[Listener] = []
+    for entry in text.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        m = re.match(r"^(?:([A-Za-z0-9_]+)://)?\[?([^\]]*?)\]?:(\d+)$", entry)
+        if not m:
+            raise InvalidConfigError(f"{key}: cannot read NAME://host:port from {entry!r}")
+        out.append(Listener((m.group(1) or "PLAINTEXT").upper(), m.group(2), int(m.group(3))))
+    if not out:
+        raise InvalidConfigError(f"{key}: no listener given")
+    names = [ln.name for ln in out]
+    if len(set(names)) != len(names):
+        raise InvalidConfigError(f"Each listener must have a different name, {key}: {text}")
+    ports = [ln.port for ln in out if ln.port != 0]
+    if key == "listeners" and len(set(ports)) != len(ports):
+        raise InvalidConfigError(f"Each listener must have a different port, {key}: {text}")
+    return out
 
 
 def validate_topic_configs(configs: dict[str, str | None]) -> dict[str, str]:
@@ -423,6 +498,9 @@ class TopicConfig:
         flush_messages = self.get("flush.messages")
         flush_ms = self.get("flush.ms")
         return dict(
+            # Reads inflate a stored batch no further than produce let one in.
+            max_inflated_bytes=max(self.broker.get("pylog.message.max.decompressed.bytes"),
+                                   self.get("max.message.bytes")),
             segment_bytes=self.get("segment.bytes"),
             segment_ms=self.get("segment.ms"),
             index_interval_bytes=self.get("index.interval.bytes"),

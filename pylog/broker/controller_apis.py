@@ -20,7 +20,7 @@ from ..cluster.metadata_store import PRODUCER_ID_BLOCK_SIZE, BrokerInfo
 from ..errors import code_for
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
-from ..protocol.pylog_tags import reassignment_throttle_of
+from ..protocol.pylog_tags import controller_epoch_field, reassignment_throttle_of
 from . import api_versions as av
 
 __all__ = ["ControllerApis"]
@@ -42,6 +42,13 @@ class ControllerApis:
                 av.ALTER_PARTITION_REASSIGNMENTS: self.alter_partition_reassignments,
                 av.LIST_PARTITION_REASSIGNMENTS: self.list_partition_reassignments}
 
+    def _epoch_field(self):
+        """The current controller epoch as pylog's tagged field (its brokers
+        check a new controller epoch against it), or None."""
+        ctl = self._active_controller()
+        epoch = ctl.epoch if ctl is not None else None
+        return None if epoch is None else [controller_epoch_field(epoch)]
+
     def _active_controller(self):
         ctl = self.broker.controller
         return ctl if ctl is not None and ctl.is_active else None
@@ -55,15 +62,18 @@ class ControllerApis:
             log.warning("broker %d registers for cluster %s, this is %s: refused", req.broker_id,
                         req.cluster_id, self.broker.log_manager.cluster_id)
             return R(throttle_time_ms=0, error_code=Errors.INCONSISTENT_CLUSTER_ID, broker_epoch=-1)
-        listeners = [x for x in req.listeners if x.name == "PLAINTEXT"] or list(req.listeners)
-        if not listeners:
+        # Every listener the broker has (security_protocol 0 is PLAINTEXT, the
+        # only one pylog speaks; others could not be reached).
+        endpoints = tuple((x.name.upper(), x.host, x.port) for x in req.listeners if x.security_protocol == 0)
+        if not endpoints:
             return R(throttle_time_ms=0, error_code=Errors.INVALID_REQUEST, broker_epoch=-1)
-        info = BrokerInfo(req.broker_id, listeners[0].host, listeners[0].port, req.rack)
+        info = BrokerInfo(req.broker_id, endpoints[0][1], endpoints[0][2], req.rack, endpoints=endpoints)
 
         async def register():
             code, epoch = await asyncio.get_running_loop().run_in_executor(
                 None, registry.register, info, req.incarnation_id)
-            return R(throttle_time_ms=0, error_code=code, broker_epoch=epoch)
+            return R(throttle_time_ms=0, error_code=code, broker_epoch=epoch,
+                     _unknown_tagged_fields=self._epoch_field())
         return register()
 
     def broker_heartbeat(self, header, req):
@@ -75,7 +85,8 @@ class ControllerApis:
 
         def answer(code):
             return R(throttle_time_ms=0, error_code=code, is_caught_up=code == 0, is_fenced=code != 0,
-                     should_shut_down=bool(req.want_shut_down) and code == 0)
+                     should_shut_down=bool(req.want_shut_down) and code == 0,
+                     _unknown_tagged_fields=self._epoch_field())
         if not req.want_shut_down:
             return answer(registry.heartbeat(req.broker_id, req.broker_epoch))
 

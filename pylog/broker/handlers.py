@@ -102,8 +102,11 @@ class Handlers:
         R = m.ApiVersionsResponse
         # Only what this broker serves: a lone broker leaves the inter-broker
         # APIs out of its table (Kafka advertises only a listener's enabled APIs).
+        # On a client listener of a broker with several, none of the inter-broker ones.
+        listener = getattr(header, "listener", None)
+        inter = listener is None or listener.inter_broker
         keys = [R.ApiVersion(k, lo, hi) for k, (lo, hi) in sorted(av.ADVERTISED.items())
-                if k not in av.INTER_BROKER_APIS or k in self.table]
+                if (k not in av.INTER_BROKER_APIS or k in self.table) and (inter or k not in av.BROKER_ONLY_APIS)]
         return R(error_code=0, api_keys=keys, throttle_time_ms=0)
 
     @staticmethod
@@ -126,6 +129,7 @@ class Handlers:
         b = self.broker
         cache = b.metadata_cache
         version = header.request_api_version
+        listener = getattr(header, "listener_name", None)   # None: the inter-broker one
         if req.topics is None or (version == 0 and not req.topics):
             names = sorted(cache.topics)
         else:
@@ -175,10 +179,14 @@ class Handlers:
                             error_code=Errors.LEADER_NOT_AVAILABLE, partition_index=i, leader_id=-1, leader_epoch=-1,
                             replica_nodes=list(st.replicas), isr_nodes=[], offline_replicas=[b.broker_id]))
                         continue
-                    # LEADER_NOT_AVAILABLE while the leader is not a live broker.
-                    code = 0 if st.leader in cache.brokers else Errors.LEADER_NOT_AVAILABLE
+                    # LEADER_NOT_AVAILABLE while the leader is not a live broker,
+                    # or has no endpoint on the listener asked on (Kafka's answer
+                    # up to Metadata v5; LISTENER_NOT_FOUND from v6).
+                    code, leader = 0, st.leader
+                    if cache.node(st.leader, listener) is None:
+                        code, leader = Errors.LEADER_NOT_AVAILABLE, -1
                     parts.append(R.MetadataResponsePartition(
-                        error_code=code, partition_index=i, leader_id=st.leader, leader_epoch=st.leader_epoch,
+                        error_code=code, partition_index=i, leader_id=leader, leader_epoch=st.leader_epoch,
                         replica_nodes=list(st.replicas), isr_nodes=list(st.isr),
                         offline_replicas=list(st.offline_replicas)))
                 topics.append(R.MetadataResponseTopic(error_code=0, name=name, topic_id=cache.topic_id(name),
@@ -186,11 +194,11 @@ class Handlers:
             return topics
 
         def response(topics):
-            brokers = [R.MetadataResponseBroker(e.id, e.host, e.port, e.rack)
-                       for _id, e in sorted(cache.brokers.items())]
-            if not brokers:
-                brokers = [R.MetadataResponseBroker(b.broker_id, b.advertised_host, b.advertised_port,
-                                                    b.config.get("broker.rack"))]
+            brokers = [R.MetadataResponseBroker(e.id, e.host, e.port, e.rack) for e in cache.nodes(listener)]
+            if not cache.brokers:
+                own = b.advertised_endpoint(listener)
+                if own is not None:
+                    brokers = [R.MetadataResponseBroker(b.broker_id, own[0], own[1], b.config.get("broker.rack"))]
             return R(throttle_time_ms=0, brokers=brokers, cluster_id=self.logs.cluster_id,
                      controller_id=cache.controller_id, topics=topics)
 
@@ -687,9 +695,11 @@ class Handlers:
         cfg = self.broker.config
 
         async def run():
+            quota = await self._mutation_quota(header, 6)
             results = []
             for t in req.topics:
                 code, msg = 0, None
+                created = {}
                 try:
                     if ctl is None:
                         code, msg = Errors.NOT_CONTROLLER, "this broker is not the controller"
@@ -720,13 +730,25 @@ class Handlers:
                             configs = self.broker.groups.offsets_topic_configs()
                         elif t.name == TRANSACTION_TOPIC:
                             configs = self.broker.transactions.topic_configs()
-                        code, msg = await self._by_controller(ctl, "create_topic", t.name, n, rf, assignment,
-                                                              configs, req.validate_only)
+                        cost = len(assignment) if assignment else n
+                        if not req.validate_only and t.name not in self.broker.metadata_cache.topics \
+                                and not quota.admit(cost):
+                            code, msg = Errors.THROTTLING_QUOTA_EXCEEDED, THROTTLED
+                        else:
+                            code, msg = await self._by_controller(ctl, "create_topic", t.name, n, rf, assignment,
+                                                                  configs, req.validate_only)
+                            created = _created_fields(cfg, n, rf, configs) if code == 0 else {}
                 except PylogError as e:
                     code, msg = _code(e), str(e)
-                results.append(R.CreatableTopicResult(name=t.name, error_code=code, error_message=msg))
-            return R(throttle_time_ms=0, topics=results)
+                results.append(R.CreatableTopicResult(name=t.name, error_code=code, error_message=msg, **created))
+            return R(throttle_time_ms=_throttled(header, quota), topics=results)
         return _to_the_end(run())
+
+    async def _mutation_quota(self, header, strict_since):
+        """This request's controller mutation quota (KIP-599): strict from
+        strict_since, permissive before (broker/quotas.py)."""
+        return await self.broker.mutation_quotas.quota_for(
+            getattr(header, "client_id", None), getattr(header, "request_api_version", strict_since) >= strict_since)
 
     def _is_offsets_topic_request(self, t) -> bool:
         cfg = self.broker.config
@@ -743,18 +765,22 @@ class Handlers:
         ctl = self._active_controller()
 
         async def run():
+            quota = await self._mutation_quota(header, 5)
             out = []
             for name in req.topic_names:
+                parts = len(self.broker.metadata_cache.topics.get(name, ()))
                 if ctl is None:
                     code, msg = Errors.NOT_CONTROLLER, "this broker is not the controller"
                 elif not self.broker.config.get("delete.topic.enable"):
                     code, msg = TopicDeletionDisabledError.error_code, "topic deletion is disabled"
                 elif name in INTERNAL_TOPICS:
                     code, msg = Errors.INVALID_REQUEST, f"{name} is an internal topic and cannot be deleted"
+                elif parts and not quota.admit(parts):
+                    code, msg = Errors.THROTTLING_QUOTA_EXCEEDED, THROTTLED
                 else:
                     code, msg = await self._by_controller(ctl, "delete_topic", name)
                 out.append(R.DeletableTopicResult(name=name, error_code=code, error_message=msg))
-            return R(throttle_time_ms=0, responses=out)
+            return R(throttle_time_ms=_throttled(header, quota), responses=out)
         return _to_the_end(run())
 
     def create_partitions(self, header, req):
@@ -771,6 +797,7 @@ class Handlers:
         ctl = self._active_controller()
 
         async def run():
+            quota = await self._mutation_quota(header, 3)
             out = []
             for t in req.topics:
                 existing = current.get(t.name, 0)
@@ -779,13 +806,16 @@ class Handlers:
                 elif t.name in INTERNAL_TOPICS:
                     code, msg = Errors.INVALID_REQUEST, (f"{t.name} is an internal topic: its partition count is fixed "
                                      "(groups are placed by hashing over it)")
+                elif not req.validate_only and existing and t.count > existing \
+                        and not quota.admit(t.count - existing):
+                    code, msg = Errors.THROTTLING_QUOTA_EXCEEDED, THROTTLED
                 else:
                     assignment = ({existing + k: list(a.broker_ids) for k, a in enumerate(t.assignments)}
                                   if t.assignments else None)
                     code, msg = await self._by_controller(ctl, "create_partitions", t.name, t.count, assignment,
                                                           req.validate_only)
                 out.append(R.CreatePartitionsTopicResult(name=t.name, error_code=code, error_message=msg))
-            return R(throttle_time_ms=0, results=out)
+            return R(throttle_time_ms=_throttled(header, quota), results=out)
         return _to_the_end(run())
 
     def _partition_counts(self):
@@ -942,6 +972,29 @@ class Handlers:
                          producer_id=-1, producer_epoch=-1)
             return R(throttle_time_ms=0, error_code=0, producer_id=pid, producer_epoch=0)
         return allocate()
+
+
+
+# Kafka's message for THROTTLING_QUOTA_EXCEEDED.
+THROTTLED = "The throttling quota has been exceeded."
+
+
+def _throttled(header, quota) -> int:
+    """The answer's throttle_time_ms; the connection is muted that long after it."""
+    ms = quota.throttle_time_ms
+    if header is not None:
+        header.throttle_ms = ms
+    return ms
+
+
+def _created_fields(cfg, n, rf, configs) -> dict:
+    """CreateTopics v5+: what the topic was created with, every config and its source."""
+    from .config import TOPIC_CONFIGS, TopicConfig, validate_topic_configs
+    tc = TopicConfig(cfg, validate_topic_configs(configs or {}))
+    C = m.CreateTopicsResponse.CreatableTopicConfigs
+    return dict(num_partitions=n, replication_factor=rf, configs=[
+        C(name=k, value=tc.get_str(k), read_only=False, config_source=tc.source(k), is_sensitive=False)
+        for k in sorted(TOPIC_CONFIGS)])
 
 
 def _forward(ep, req, version):

@@ -1,7 +1,7 @@
 """MetadataCache: this broker's copy of the cluster's metadata, as the
 controller last sent it with UpdateMetadata (KAFKA-NOTES §4.5).
 
-It holds the live brokers (id, host, port, rack), the controller's id and
+It holds the live brokers (id, rack and an endpoint per listener), the controller's id and
 epoch, and every partition's state (leader, leader_epoch, replicas, isr,
 offline_replicas, zk_version = partition_epoch). Metadata responses are built
 from it once the broker is part of a cluster (`in_cluster`: an UpdateMetadata
@@ -10,6 +10,14 @@ arrived); until then the broker answers from its local single-broker view.
 Invariants: controller_epoch never decreases (older requests are refused by
 the handlers before they reach the cache); a partition state is replaced only
 by one with a leader_epoch at least as new.
+
+Listeners: `brokers` holds each live broker's endpoint on this broker's
+inter-broker listener (replica fetchers and leaders' forwards use it);
+`controller()` is the controller's control-plane endpoint (KIP-291: broker
+-> controller requests go there, as Kafka's BrokerToControllerChannelManager
+does); `nodes(listener)` / `node(id, listener)` answer clients with the
+endpoints of the listener their request came in on (Kafka's
+getAliveBrokerNodes): a broker without that listener is left out.
 
 Not thread-safe: the broker's event loop owns it.
 """
@@ -56,7 +64,11 @@ class MetadataCache:
     controller's) reach it through requests the loop applies.
     """
 
-    def __init__(self):
+    def __init__(self, inter_broker_listener: str = "PLAINTEXT", control_plane_listener: str | None = None):
+        self.inter_broker_listener = inter_broker_listener
+        self.control_plane_listener = control_plane_listener or inter_broker_listener
+        # broker id -> {listener name -> BrokerEndpoint}
+        self.listeners: dict[int, dict[str, BrokerEndpoint]] = {}
         self.in_cluster = False
         self.controller_id = -1
         self.controller_epoch = -1
@@ -78,12 +90,17 @@ class MetadataCache:
         self.in_cluster = True
         self.controller_id = req.controller_id
         self.controller_epoch = max(self.controller_epoch, req.controller_epoch)
-        brokers = {}
+        brokers, listeners = {}, {}
         for b in req.live_brokers:
-            ep = b.endpoints[0] if b.endpoints else None
-            host, port = (ep.host, ep.port) if ep is not None else (b.v0_host, b.v0_port)
-            brokers[b.id] = BrokerEndpoint(b.id, host, port, b.rack)
+            eps = {ep.listener.upper(): BrokerEndpoint(b.id, ep.host, ep.port, b.rack) for ep in b.endpoints}
+            if not eps:
+                eps = {"PLAINTEXT": BrokerEndpoint(b.id, b.v0_host, b.v0_port, b.rack)}
+            listeners[b.id] = eps
+            # A broker registered without this broker's inter-broker listener
+            # (a mixed configuration) is still reached, at its first endpoint.
+            brokers[b.id] = eps.get(self.inter_broker_listener) or next(iter(eps.values()))
         self.brokers = brokers
+        self.listeners = listeners
         removed = []
         for ts in req.topic_states:
             known = ts.topic_name in self.topics
@@ -119,7 +136,23 @@ class MetadataCache:
         return self.brokers.get(broker_id) or self.leader_endpoints.get(broker_id)
 
     def controller(self) -> BrokerEndpoint | None:
-        return self.brokers.get(self.controller_id) if self.controller_id >= 0 else None
+        if self.controller_id < 0:
+            return None
+        return self.listeners.get(self.controller_id, {}).get(self.control_plane_listener) or \
+            self.brokers.get(self.controller_id)
+
+    def node(self, broker_id: int, listener: str | None) -> BrokerEndpoint | None:
+        """broker_id's endpoint on listener (None: the inter-broker one); None
+        when it is not live or has no such listener."""
+        if listener is None:
+            return self.brokers.get(broker_id)
+        return self.listeners.get(broker_id, {}).get(listener)
+
+    def nodes(self, listener: str | None) -> list[BrokerEndpoint]:
+        """Every live broker's endpoint on listener, by id; brokers without it left out."""
+        if listener is None:
+            return [e for _id, e in sorted(self.brokers.items())]
+        return [eps[listener] for _id, eps in sorted(self.listeners.items()) if listener in eps]
 
     def partition(self, topic: str, index: int) -> PartitionState | None:
         return self.topics.get(topic, {}).get(index)

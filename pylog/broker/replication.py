@@ -136,11 +136,29 @@ class ReplicaManager:
     async def _is_current_controller(self, controller_id: int, controller_epoch: int) -> bool:
         """Whether the cluster's metadata names this controller with this epoch:
         the store when this broker has one (ZooKeeper, or the embedded
-        controller's own), else the configured pylog.controller.id (a broker of
-        the embedded controller, whose epochs it cannot read)."""
+        controller's own), else the embedded controller itself: the configured
+        pylog.controller.id, with the epoch it answers now (pylog's tagged
+        field on its heartbeat answer)."""
         store = self.broker.metadata_store
         if store is None:
-            return controller_id == self.broker.config.get("pylog.controller.id")
+            client = self.broker.controller_client
+            if controller_id != self.broker.config.get("pylog.controller.id") or client is None:
+                return False
+            # The registration answer, or a heartbeat answer that came after
+            # this request, carries the controller's epoch (the client's thread
+            # heartbeats at once when poked).
+            if client.controller_epoch == controller_epoch:
+                return True
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + BROKER_EPOCH_WAIT_S
+            seen = client.epoch_answers
+            client.poke()
+            while client.epoch_answers == seen:
+                if loop.time() >= deadline:
+                    log.warning("broker %d: the controller has not told its epoch", self.broker_id)
+                    return False
+                await asyncio.sleep(0.02)
+            return client.controller_epoch == controller_epoch
         try:
             current = await asyncio.get_running_loop().run_in_executor(None, store.current_controller)
         except Exception as e:  # the store unreachable: not confirmed, the controller sends again on failover

@@ -67,19 +67,43 @@ class RequestContext:
     the header went, so nothing about a request lives in shared state between
     a dispatch and an await. Immutable once built: any thread may read it."""
 
-    __slots__ = ("request_api_key", "request_api_version", "correlation_id", "client_id", "peer_host")
+    __slots__ = ("request_api_key", "request_api_version", "correlation_id", "client_id", "peer_host",
+                 "listener", "throttle_ms")
 
-    def __init__(self, header, peer_host: str):
+    def __init__(self, header, peer_host: str, listener: "BoundListener"):
         self.request_api_key = header.request_api_key
         self.request_api_version = header.request_api_version
         self.correlation_id = header.correlation_id
         self.client_id = header.client_id
         self.peer_host = peer_host
+        self.listener = listener
+        # Set by a handler whose quota was exceeded (KIP-599): after the answer
+        # goes out, the connection reads nothing more for this long (Kafka mutes
+        # the channel; clients that do not back off by themselves wait too).
+        self.throttle_ms = 0
+
+    @property
+    def listener_name(self) -> str:
+        """The listener the request arrived on (Kafka's RequestContext.listenerName):
+        Metadata and FindCoordinator answer with the brokers' endpoints on it."""
+        return self.listener.name
+
+
+class BoundListener:
+    """One bound listener: its name, and whether it serves the inter-broker
+    APIs (av.BROKER_ONLY_APIS). Immutable once bound: any thread may read it."""
+
+    __slots__ = ("inter_broker", "name")
+
+    def __init__(self, name: str, inter_broker: bool):
+        self.name = name
+        self.inter_broker = inter_broker
 
 
 class Connection(asyncio.BufferedProtocol):
-    def __init__(self, server):
+    def __init__(self, server, listener: BoundListener):
         self.server = server
+        self.listener = listener
         self.handlers = server.handlers
         self.max_request = server.max_request_bytes
         self.transport = None
@@ -102,6 +126,7 @@ class Connection(asyncio.BufferedProtocol):
         self._paused_writing = False
         self._reading_paused = False
         self._off_loop = False   # a large request is being decoded or encoded on a worker thread
+        self._muted = False      # throttled by a quota: no reading until the throttle time is over
         self._out = None         # responses gathered while a read is processed
         self.closed = False
         self.last_active = time.monotonic()
@@ -148,7 +173,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _maybe_resume_reading(self):
         if self._reading_paused and not self._paused_writing and len(self._pending) < MAX_QUEUED \
-                and not self._off_loop \
+                and not self._off_loop and not self._muted \
                 and not self.closed:
             self._reading_paused = False
             self.transport.resume_reading()
@@ -305,15 +330,14 @@ class Connection(asyncio.BufferedProtocol):
             self.close()
             return
         key, version = header.request_api_key, header.request_api_version
-        handler = self.handlers.table.get(key)
-        if handler is None or not av.is_served(key, version):
+        handler = self._handler(key, version)
+        if handler is None:
             if key == av.API_VERSIONS:
                 self._answer_api_versions_error(header)
                 return
-            log.warning("closing connection from %s: api key %d v%d is not served", self.peer, key, version)
             self.close()
             return
-        header = RequestContext(header, self.peer_host)
+        header = RequestContext(header, self.peer_host, self.listener)
         try:
             result = handler(header, req)
         except Exception as e:
@@ -334,6 +358,20 @@ class Connection(asyncio.BufferedProtocol):
             self._queue(header, result)
         else:
             self._respond(header, result)
+
+    def _handler(self, key, version):
+        """The handler of this API and version on this listener, or None (and
+        why logged): an inter-broker API on a client listener is not served,
+        as an API a listener does not enable is not in Kafka."""
+        handler = self.handlers.table.get(key)
+        if handler is None or not av.is_served(key, version):
+            log.warning("closing connection from %s: api key %d v%d is not served", self.peer, key, version)
+            return None
+        if key in av.BROKER_ONLY_APIS and not self.listener.inter_broker:
+            log.warning("closing connection from %s: api key %d (inter-broker) is not served on listener %s",
+                        self.peer, key, self.listener.name)
+            return None
+        return handler
 
     async def _serve_off_loop(self, frame):
         """A large request: decoded on a worker thread, handled on the loop,
@@ -356,16 +394,17 @@ class Connection(asyncio.BufferedProtocol):
                 self.close()
                 return None
             key, version = header.request_api_key, header.request_api_version
-            handler = self.handlers.table.get(key)
-            if handler is None or not av.is_served(key, version):
-                log.warning("closing connection from %s: api key %d v%d is not served", self.peer, key, version)
+            handler = self._handler(key, version)
+            if handler is None:
                 self.close()
                 return None
-            header = RequestContext(header, self.peer_host)
+            header = RequestContext(header, self.peer_host, self.listener)
             try:
                 result = handler(header, req)
                 if asyncio.iscoroutine(result):
                     result = await result
+                if header.throttle_ms > 0:
+                    self._mute(header.throttle_ms)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -453,6 +492,8 @@ class Connection(asyncio.BufferedProtocol):
             else:
                 self.transport.write(result)
             return
+        if header.throttle_ms > 0:
+            self._mute(header.throttle_ms)
         version = header.request_api_version
         if type(result) is list:
             self._write_chunks(header.correlation_id, result)
@@ -462,6 +503,15 @@ class Connection(asyncio.BufferedProtocol):
             self._out.append(data)
         else:
             self.transport.write(data)
+
+    def _mute(self, ms):
+        self._muted = True
+        self._pause_reading()
+        asyncio.get_running_loop().call_later(ms / 1000.0, self._unmute)
+
+    def _unmute(self):
+        self._muted = False
+        self._maybe_resume_reading()
 
     def _write_chunks(self, correlation_id, chunks):
         """Write a response made of bytes and FetchSlices (response header v0)."""
@@ -525,7 +575,7 @@ def _frame_buffer(size, have):
 
 
 class Server:
-    """Accepts connections and sweeps idle and stalled ones."""
+    """Accepts connections on every listener and sweeps idle and stalled ones."""
 
     def __init__(self, broker):
         self.broker = broker
@@ -536,19 +586,33 @@ class Server:
         self.read_timeout_ms = cfg.get("pylog.request.read.timeout.ms")
         self.connections: set[Connection] = set()
         self.native_sendfile = True
-        self._server = None
+        self._servers = []
         self._sweeper = None
 
-    async def start(self, host, port):
+    async def start(self, listeners) -> list[int]:
+        """Bind each (name, host, port, inter_broker) listener; the ports bound,
+        in the same order. A listener that cannot be bound closes the ones
+        bound before it and raises."""
         loop = asyncio.get_running_loop()
         # Only the stdlib selector transport lets a response go out with
         # os.sendfile between its own writes safely.
         self.native_sendfile = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
         _quiet_accept_failures(loop)
-        self._server = await loop.create_server(lambda: Connection(self), host, port,
-                                                reuse_address=True, backlog=1024)
+        ports = []
+        try:
+            for name, host, port, inter_broker in listeners:
+                bound = BoundListener(name, inter_broker)
+                srv = await loop.create_server(lambda b=bound: Connection(self, b), host or None, port,
+                                               reuse_address=True, backlog=1024)
+                self._servers.append(srv)
+                ports.append(srv.sockets[0].getsockname()[1])
+        except BaseException:
+            for srv in self._servers:
+                srv.close()
+            self._servers = []
+            raise
         self._sweeper = asyncio.ensure_future(self._sweep())
-        return self._server.sockets[0].getsockname()[1]
+        return ports
 
     async def _sweep(self):
         interval = max(0.05, min(self.idle_ms, self.read_timeout_ms) / 4000.0)
@@ -570,8 +634,8 @@ class Server:
                     c.shrink_buffer()
 
     async def stop(self, grace: float = 2.0):
-        if self._server is not None:
-            self._server.close()
+        for srv in self._servers:
+            srv.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         # Let responses already being prepared go out, then close.
@@ -590,8 +654,8 @@ class Server:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._sweeper is not None:
             await asyncio.gather(self._sweeper, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        for srv in self._servers:
+            await srv.wait_closed()
 
 
 def _quiet_accept_failures(loop):

@@ -109,7 +109,6 @@ STOP_REPLICA_VERSION = 1
 # leader tell brokers to drop the topic from their metadata cache.
 LEADER_DURING_DELETE = -2
 
-LISTENER_NAME = "PLAINTEXT"
 SECURITY_PROTOCOL_PLAINTEXT = 0
 
 # A CAS write lost to a concurrent writer (a leader's ISR change through the
@@ -171,7 +170,10 @@ class WireBrokerChannel(BrokerChannel):
     Thread-safety: every method may be called from any thread (one lock)."""
 
     def __init__(self, live_brokers: Mapping[int, BrokerInfo] | None = None, timeout: float = 30.0,
-                 client_id: str = "pylog-controller"):
+                 client_id: str = "pylog-controller", listener: str | None = None):
+        # Each broker is reached on its endpoint of this listener (the
+        # control-plane one, else the inter-broker one: KIP-291).
+        self._listener = listener
         self._brokers: dict[int, BrokerInfo] = dict(live_brokers or {})
         self._conns: dict = {}
         self._senders: dict[int, _BrokerSender] = {}
@@ -187,7 +189,7 @@ class WireBrokerChannel(BrokerChannel):
             for broker_id in list(self._conns):
                 info = self._brokers.get(broker_id)
                 conn = self._conns[broker_id]
-                if info is None or (info.host, info.port) != (conn.host, conn.port):
+                if info is None or info.address(self._listener) != (conn.host, conn.port):
                     gone.append(self._conns.pop(broker_id))
             for broker_id in list(self._senders):
                 if broker_id not in self._brokers:
@@ -205,12 +207,13 @@ class WireBrokerChannel(BrokerChannel):
         if conn is None or conn.closed:
             if info is None:
                 raise ConnectionError(f"broker {broker_id} is not live")
-            conn = Connection(info.host, info.port, client_id=self._client_id, timeout=self._timeout)
+            conn = Connection(*info.address(self._listener), client_id=self._client_id, timeout=self._timeout)
             with self._lock:
                 now = self._brokers.get(broker_id)
                 # Kept only while the broker is still live at that address and
                 # the channel open: no connection may outlive update_brokers/close.
-                keep = not self._closed and now is not None and (now.host, now.port) == (info.host, info.port)
+                keep = not self._closed and now is not None and now.address(self._listener) == info.address(
+                    self._listener)
                 old = self._conns.get(broker_id) if keep else None
                 if keep:
                     self._conns[broker_id] = conn
@@ -423,8 +426,11 @@ class Controller:
                  auto_leader_rebalance_enable: bool = True,
                  leader_imbalance_check_interval_seconds: float = 300,
                  leader_imbalance_per_broker_percentage: int = election.LEADER_IMBALANCE_PER_BROKER_PERCENTAGE,
-                 call_timeout: float = 60.0):
+                 call_timeout: float = 60.0, inter_broker_listener: str | None = None):
         self.broker_id = broker_id
+        # LeaderAndIsr's live_leaders name each leader's endpoint on this
+        # listener: the one followers fetch from (Kafka's interBrokerListenerName).
+        self.inter_broker_listener = inter_broker_listener
         self.store = store
         self.channel = channel
         self.unclean_leader_election_enable = unclean_leader_election_enable
@@ -718,7 +724,7 @@ class Controller:
         dead_ids = {b for b in old if b not in live}
         # Same id with a new endpoint or a new broker epoch: it restarted (or
         # registered again) between two watch events (KIP-380).
-        bounced = {b for b in live if b in old and ((live[b].host, live[b].port) != (old[b].host, old[b].port)
+        bounced = {b for b in live if b in old and (_where(live[b]) != _where(old[b])
                                                     or live[b].broker_epoch != old[b].broker_epoch)}
         if bounced:
             # A restarted broker lost its replica state: first handle it as
@@ -1322,7 +1328,8 @@ class Controller:
                     topic_name=t, partition_states=ps, _unknown_tagged_fields=self._configs_field(t))
                     for t, ps in by_topic.items()],
                 live_leaders=[LeaderAndIsrRequest.LeaderAndIsrLiveLeader(
-                    broker_id=l, host_name=self._live[l].host, port=self._live[l].port)
+                    broker_id=l, host_name=self._live[l].address(self.inter_broker_listener)[0],
+                    port=self._live[l].address(self.inter_broker_listener)[1])
                     for l in sorted(leaders) if l in self._live])
             self._send(b, req, LEADER_AND_ISR_VERSION)
 
@@ -1342,8 +1349,8 @@ class Controller:
                 replicas=list(replicas), offline_replicas=[r for r in replicas if r not in self._live]))
         live_brokers = [UpdateMetadataRequest.UpdateMetadataBroker(
             id=b, endpoints=[UpdateMetadataRequest.UpdateMetadataEndpoint(
-                port=info.port, host=info.host, listener=LISTENER_NAME,
-                security_protocol=SECURITY_PROTOCOL_PLAINTEXT)],
+                port=port, host=host, listener=name, security_protocol=SECURITY_PROTOCOL_PLAINTEXT)
+                for name, host, port in info.all_endpoints()],
             rack=info.rack) for b, info in sorted(self._live.items())]
         req = UpdateMetadataRequest(
             controller_id=self.broker_id, controller_epoch=epoch, broker_epoch=-1,
@@ -1365,6 +1372,10 @@ class Controller:
     def _configs_field(self, topic: str):
         configs = self._configs.get(topic)
         return None if configs is None else [topic_configs_field(configs)]
+
+
+def _where(info: BrokerInfo) -> tuple:
+    return info.host, info.port, info.endpoints
 
 
 _NO_STATE = PartitionState(leader=-1, leader_epoch=0, isr=[], controller_epoch=0)

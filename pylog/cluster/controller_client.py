@@ -13,6 +13,7 @@ import uuid
 from ..client.errors import error_for
 from ..errors import PylogError
 from ..protocol.error_codes import Errors
+from ..protocol.pylog_tags import controller_epoch_of
 from ..protocol.messages import (
     AllocateProducerIdsRequest,
     BrokerHeartbeatRequest,
@@ -56,6 +57,12 @@ class ControllerClient:
         self._conn = None
         self._failing = False
         self._stop = threading.Event()
+        self._wake = threading.Event()   # stop() or poke(): the thread's wait ends early
+        # The controller epoch its last answer carried (pylog's tagged field),
+        # and how many answers carried one: the broker checks a new controller
+        # epoch against an answer that came after it asked (poke).
+        self.controller_epoch: int | None = None
+        self.epoch_answers = 0
         self._thread = threading.Thread(target=self._run, name=f"pylog-controller-client-{info.broker_id}",
                                         daemon=True)
 
@@ -67,6 +74,7 @@ class ControllerClient:
         """Stop heartbeating; a registered broker says it is shutting down, so
         the controller drops it at once instead of after its session timeout."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self._timeout_s + 1)
         if self.broker_epoch >= 0:
@@ -88,17 +96,30 @@ class ControllerClient:
             raise error_for(resp.error_code, "the controller gave no producer id block")
         return resp.producer_id_start, resp.producer_id_len
 
+    def poke(self) -> None:
+        """Heartbeat now rather than at the next interval (any thread): its
+        answer brings the controller's current epoch. Only the client's own
+        thread uses its connection."""
+        self._wake.set()
+
+    def _note_epoch(self, resp) -> None:
+        epoch = controller_epoch_of(resp) if resp.error_code == 0 else None
+        if epoch is not None:
+            self.controller_epoch = epoch
+            self.epoch_answers += 1
+
     def _register(self) -> None:
         i = self.info
         req = BrokerRegistrationRequest(
             broker_id=i.broker_id, cluster_id=self.cluster_id or "", incarnation_id=self.incarnation_id,
-            listeners=[BrokerRegistrationRequest.Listener(name="PLAINTEXT", host=i.host, port=i.port,
-                                                          security_protocol=0)],
+            listeners=[BrokerRegistrationRequest.Listener(name=name, host=host, port=port, security_protocol=0)
+                       for name, host, port in i.all_endpoints()],
             features=[], rack=i.rack)
         resp = self._request(req, 0)
         if resp.error_code:
             raise error_for(resp.error_code, f"the controller refused broker {i.broker_id}'s registration")
         # At once: the controller may already be sending requests with it.
+        self._note_epoch(resp)
         self.broker_epoch = resp.broker_epoch
         md = self._request(MetadataRequest(topics=[], allow_auto_topic_creation=False), 5)
         self.cluster_id = md.cluster_id
@@ -110,6 +131,7 @@ class ControllerClient:
         resp = self._request(BrokerHeartbeatRequest(
             broker_id=self.info.broker_id, broker_epoch=self.broker_epoch, current_metadata_offset=0,
             want_fence=False, want_shut_down=want_shut_down), 0)
+        self._note_epoch(resp)
         return resp.error_code
 
     def _request(self, body, version: int):
@@ -158,4 +180,5 @@ class ControllerClient:
                                 self.info.broker_id, self.controller_host, self.controller_port, e)
                     self._failing = True
                 wait = RETRY_BACKOFF_S if self.broker_epoch < 0 else self._interval_s
-            self._stop.wait(wait)
+            self._wake.wait(wait)
+            self._wake.clear()

@@ -479,6 +479,20 @@ class LocalMetadataStore(MetadataStore):
                 "version": 1, "broker": self._broker_id if self._broker_id is not None else -1,
                 "block_start": str(next_id - 1), "block_end": str(next_id - 1)})
 
+    def client_quotas(self) -> dict[str, dict[str, str]]:
+        with self._s.lock:
+            return {k: dict(v) for k, v in (self._s.cluster.get("client_quotas") or {}).items()}
+
+    def set_client_quotas(self, entity_path: str, configs: dict[str, str]) -> None:
+        s = self._s
+        with s.lock:
+            table = dict(s.cluster.get("client_quotas") or {})
+            if configs:
+                table[entity_path] = dict(configs)
+            else:
+                table.pop(entity_path, None)
+            s.write_cluster(client_quotas=table)
+
     def next_producer_id_block(self, size: int = PRODUCER_ID_BLOCK_SIZE) -> int:
         s = self._s
         with s.lock:

@@ -65,7 +65,14 @@ class BrokerIdInUseError(PylogError):
 
 @dataclasses.dataclass(frozen=True)
 class BrokerInfo:
-    """A live broker's registration (one PLAINTEXT listener).
+    """A live broker's registration.
+
+    endpoints: (listener name, host, port) of every advertised listener (all
+    PLAINTEXT: the only security protocol pylog speaks); host and port are the
+    first of them (Kafka's ZooKeeper JSON keeps the first PLAINTEXT endpoint
+    there too). Who talks to a broker picks the endpoint of the listener its
+    own configuration names (address()): the controller its control-plane
+    listener, replica fetchers the inter-broker one.
 
     broker_epoch (KIP-380) is new with every registration and grows: the
     czxid of the /brokers/ids/<id> znode in ZooKeeper, a counter of the
@@ -83,6 +90,25 @@ class BrokerInfo:
     port: int
     rack: str | None = None
     broker_epoch: int = dataclasses.field(default=-1, compare=False)
+    endpoints: tuple = ()
+
+    def __post_init__(self):
+        if not self.endpoints:   # one unnamed endpoint: Kafka's default listener name
+            object.__setattr__(self, "endpoints", (("PLAINTEXT", self.host, self.port),))
+        else:
+            object.__setattr__(self, "endpoints", tuple(tuple(e) for e in self.endpoints))
+
+    def address(self, listener: str | None) -> tuple[str, int]:
+        """host, port of this broker's listener named so; its first endpoint
+        when it has none of that name (a registration from before listeners
+        had names, or a broker configured differently)."""
+        for name, host, port in self.endpoints:
+            if name == listener:
+                return host, port
+        return self.host, self.port
+
+    def all_endpoints(self) -> tuple:
+        return self.endpoints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,6 +293,15 @@ class MetadataStore(abc.ABC):
         partition_epoch), or None when someone else changed it first."""
 
     # -- cluster-wide ----------------------------------------------------------------
+    def client_quotas(self) -> dict[str, dict[str, str]]:
+        """Every client quota entity with its settings: {Kafka's entity path
+        ("users/alice", "clients/<default>", "users/a/clients/c"): {key: value}}."""
+        raise NotImplementedError
+
+    def set_client_quotas(self, entity_path: str, configs: dict[str, str]) -> None:
+        """Replace an entity's quota settings (empty: it has none left)."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     def cluster_id(self) -> str:
         """The cluster id, created by the first caller ever."""

@@ -66,26 +66,41 @@ def _state_path(t: str, p: int) -> str:
 
 
 def broker_json(info: BrokerInfo) -> dict:
-    """Kafka's BrokerIdZNode v5 registration for one PLAINTEXT listener."""
-    obj = {"version": 5, "host": info.host, "port": info.port,
-           "endpoints": [f"PLAINTEXT://{info.host}:{info.port}"],
-           "listener_security_protocol_map": {"PLAINTEXT": "PLAINTEXT"},
+    """Kafka's BrokerIdZNode v5 registration: every listener in `endpoints`
+    and `listener_security_protocol_map`, host/port the first PLAINTEXT one."""
+    eps = info.all_endpoints()
+    obj = {"version": 5, "host": eps[0][1], "port": eps[0][2],
+           "endpoints": [f"{name}://{_bracketed(host)}:{port}" for name, host, port in eps],
+           "listener_security_protocol_map": {name: "PLAINTEXT" for name, _h, _p in eps},
            "jmx_port": -1, "timestamp": _now_ms(), "features": {}}
     if info.rack is not None:
         obj["rack"] = info.rack
     return obj
 
 
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def broker_from_json(broker_id: int, obj: dict) -> BrokerInfo:
-    host, port = obj.get("host"), obj.get("port", -1)
+    """A registration as Kafka writes it. Endpoints whose protocol (from
+    listener_security_protocol_map; a name with none is its own protocol,
+    as before the map existed) is not PLAINTEXT are left out: pylog cannot
+    speak to them."""
+    protocols = obj.get("listener_security_protocol_map") or {}
+    endpoints = []
     for ep in obj.get("endpoints", []):
-        # Prefer the PLAINTEXT endpoint; the top-level host/port may be null/-1.
-        proto, _, addr = ep.partition("://")
-        if proto == "PLAINTEXT":
-            h, _, p = addr.rpartition(":")
-            host, port = h.strip("[]"), int(p)
-            break
-    return BrokerInfo(broker_id=broker_id, host=host, port=int(port), rack=obj.get("rack"))
+        name, _, addr = ep.partition("://")
+        if protocols.get(name, name) != "PLAINTEXT":
+            continue
+        h, _, p = addr.rpartition(":")
+        endpoints.append((name.upper(), h.strip("[]"), int(p)))
+    if endpoints:
+        host, port = endpoints[0][1], endpoints[0][2]
+    else:   # the top-level host/port may be null/-1
+        host, port = obj.get("host"), obj.get("port", -1)
+    return BrokerInfo(broker_id=broker_id, host=host, port=int(port), rack=obj.get("rack"),
+                      endpoints=tuple(endpoints))
 
 
 def _split_chroot(connect: str) -> tuple[str, str]:
@@ -491,6 +506,48 @@ class ZkMetadataStore(MetadataStore):
             raise UnknownTopicOrPartitionError(f"no partition state for {topic}-{partition}")
         _raise_any([r])
         return PartitionState(new.leader, new.leader_epoch, list(new.isr), new.controller_epoch, r.version)
+
+    # -- client quotas: Kafka's /config/users and /config/clients ---------------------
+    def client_quotas(self) -> dict[str, dict[str, str]]:
+        out = {}
+
+        def read(path):
+            try:
+                data, _ = self._zk.get(f"/config/{path}")
+            except NoNodeError:
+                return
+            config = (json.loads(data) if data else {}).get("config") or {}
+            if config:
+                out[path] = {k: str(v) for k, v in config.items()}
+        for user in self._children("/config/users"):
+            read(f"users/{user}")
+            for client in self._children(f"/config/users/{user}/clients"):
+                read(f"users/{user}/clients/{client}")
+        for client in self._children("/config/clients"):
+            read(f"clients/{client}")
+        return out
+
+    def _children(self, path: str) -> list[str]:
+        try:
+            return sorted(self._zk.get_children(path))
+        except NoNodeError:
+            return []
+
+    def set_client_quotas(self, entity_path: str, configs: dict[str, str]) -> None:
+        """As Kafka's AdminZkClient.changeConfigs: the entity's node holds the
+        settings (an empty config when none is left), then a change
+        notification under /config/changes tells every broker."""
+        path = f"/config/{entity_path}"
+        data = _dumps({"version": 1, "config": dict(configs)})
+        if self._zk.exists(path) is None:
+            try:
+                self._zk.create(path, data, makepath=True)
+            except NodeExistsError:
+                self._zk.set(path, data)
+        else:
+            self._zk.set(path, data)
+        self._zk.create("/config/changes/config_change_", _dumps({"version": 2, "entity_path": entity_path}),
+                        sequence=True, makepath=True)
 
     # -- cluster-wide ----------------------------------------------------------------
     def cluster_id(self) -> str:

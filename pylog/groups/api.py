@@ -28,8 +28,11 @@ AUTHORIZED_OPERATIONS_OMITTED = -(1 << 31)
 
 
 class GroupApis:
-    def __init__(self, coordinator):
+    def __init__(self, coordinator, endpoint_on=None):
         self.coordinator = coordinator
+        # (broker id, listener name) -> (host, port) or None: the broker's
+        # endpoint on the listener a FindCoordinator came in on.
+        self.endpoint_on = endpoint_on
 
     def _event(self, group_id, fn, *args):
         """fn(*args) as an event of group_id's partition: its response, or a
@@ -52,6 +55,14 @@ class GroupApis:
             return R(throttle_time_ms=0, error_code=Errors.INVALID_REQUEST, error_message=f"unknown key type {req.key_type}",
                      node_id=-1, host="", port=-1)
         code, node_id, host, port = self.coordinator.coordinator_for(req.key)
+        listener = getattr(header, "listener_name", None)
+        if code == 0 and listener is not None and self.endpoint_on is not None:
+            # The coordinator's endpoint on the listener asked on, as Kafka answers.
+            ep = self.endpoint_on(node_id, listener)
+            if ep is None:
+                code, node_id, host, port = Errors.COORDINATOR_NOT_AVAILABLE, -1, "", -1
+            else:
+                host, port = ep
         return R(throttle_time_ms=0, error_code=code, error_message=None, node_id=node_id, host=host,
                  port=port)
 

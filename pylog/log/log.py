@@ -86,7 +86,8 @@ class Log(_engine.LogCore):
              flush_messages: int | None = None, flush_ms: int | None = None,
              write_buffer_bytes: int = 64 << 10, recovery: str = "auto",
              leader_epoch: int = -1, cache_records: int = 1 << 22, create: bool = True,
-             dir_checkpoints: DirCheckpoints | None = None, read_only: bool = False) -> "Log":
+             dir_checkpoints: DirCheckpoints | None = None, read_only: bool = False,
+             max_inflated_bytes: int = -1) -> "Log":
         """Open (creating when create) the log in directory path.
 
         segment_bytes / segment_ms: roll conditions (Kafka's segment.bytes, segment.ms).
@@ -111,6 +112,10 @@ class Log(_engine.LogCore):
           and rolls brought since. The writer's buffered appends show once they
           reach the OS (within WRITE_BUFFER_MAX_MS). Appending and the other
           changes raise io.UnsupportedOperation.
+        max_inflated_bytes: the most one stored compressed batch may inflate to
+          when read (scan, read); past it the read raises CorruptRecordError.
+          -1: pylog.codecs.READ_MAX_INFLATED (64 MiB, a broker's default
+          pylog.message.max.decompressed.bytes).
         """
         if recovery not in ("auto", "full"):
             raise ValueError("recovery is 'auto' or 'full'")
@@ -125,7 +130,7 @@ class Log(_engine.LogCore):
             segment_bytes=segment_bytes, segment_ms=-1 if segment_ms is None else segment_ms,
             index_max_bytes=segment_index_bytes, index_interval_bytes=index_interval_bytes,
             write_buffer_bytes=write_buffer_bytes, cache_records=cache_records,
-            leader_epoch=leader_epoch),
+            leader_epoch=leader_epoch, max_inflated=max_inflated_bytes),
             retention_ms, retention_bytes, flush_messages, flush_ms, recovery, create)
         return self
 

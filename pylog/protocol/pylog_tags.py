@@ -12,17 +12,22 @@ ZooKeeper's /config/topics, or the KRaft metadata log):
   reassigned: the rate in bytes/s (int64) at which its adding replicas copy
   it (`pylog reassign --throttle`; Kafka keeps such rates as dynamic broker
   configs, which pylog does not have).
+- CONTROLLER_EPOCH (tag 7003) on the embedded controller's BrokerRegistration
+  and BrokerHeartbeat answers: its current controller epoch (int32). Its
+  brokers cannot read its store; this is how they check a controller request
+  with an epoch they have not seen, as a ZooKeeper broker reads /controller.
 """
 from __future__ import annotations
 
 import json
 
-__all__ = ["REASSIGNMENT_THROTTLE_TAG", "TOPIC_CONFIGS_TAG", "reassignment_throttle_field",
+__all__ = ["CONTROLLER_EPOCH_TAG", "controller_epoch_field", "controller_epoch_of", "REASSIGNMENT_THROTTLE_TAG", "TOPIC_CONFIGS_TAG", "reassignment_throttle_field",
            "reassignment_throttle_of", "topic_configs_field", "topic_configs_of"]
 
 # Far above the small numbers Kafka gives its own tagged fields.
 TOPIC_CONFIGS_TAG = 7001
 REASSIGNMENT_THROTTLE_TAG = 7002
+CONTROLLER_EPOCH_TAG = 7003
 
 
 def topic_configs_field(configs: dict[str, str]) -> tuple[int, bytes]:
@@ -54,4 +59,18 @@ def reassignment_throttle_of(struct) -> int | None:
                 raise ValueError(f"tagged field {tag}: {len(data)} bytes, not 8")
             rate = int.from_bytes(bytes(data), "big", signed=True)
             return rate if rate > 0 else None
+    return None
+
+
+def controller_epoch_field(epoch: int) -> tuple[int, bytes]:
+    return CONTROLLER_EPOCH_TAG, epoch.to_bytes(4, "big", signed=True)
+
+
+def controller_epoch_of(struct) -> int | None:
+    """The controller epoch an embedded controller's answer carries, or None."""
+    for tag, data in getattr(struct, "_unknown_tagged_fields", None) or ():
+        if tag == CONTROLLER_EPOCH_TAG:
+            if len(data) != 4:
+                raise ValueError(f"tagged field {tag}: {len(data)} bytes, not 4")
+            return int.from_bytes(bytes(data), "big", signed=True)
     return None

@@ -20,17 +20,16 @@ import json
 import os
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
+from brokerproc import BrokerProc
 
 from pylog import _engine
 from pylog.protocol import messages as m
 from pylog.protocol.framing import decode_response, encode_request
-from pylog.testing import free_port, running_broker
+from pylog.testing import running_broker
 
 API_VERSIONS, METADATA, PRODUCE, FETCH, CREATE_TOPICS, CREATE_PARTITIONS, DELETE_RECORDS = 18, 3, 0, 1, 19, 37, 21
 OFFSET_OUT_OF_RANGE, INVALID_TOPIC, POLICY_VIOLATION = 1, 17, 44
@@ -115,53 +114,12 @@ def batch(n, size):
 
 # ---- the broker as a process ----------------------------------------------------------
 
-class BrokerProc:
-    def __init__(self, tmp_path, *overrides):
-        self.port = free_port()
-        self.data_dir = tmp_path / "data"
-        self.log_path = tmp_path / "broker.log"
-        args = [sys.executable, "-m", "pylog", "broker", "--data-dir", str(self.data_dir),
-                "--port", str(self.port), "--log-level", "WARNING"]
-        for o in overrides:
-            args += ["--override", o]
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
-        line = self.proc.stdout.readline()
-        if "ready" not in line:
-            # Pipe and log closed here: left to the garbage collector, they surface
-            # as a ResourceWarning in some later test.
-            self.proc.kill()
-            self.proc.wait()
-            self.proc.stdout.close()
-            self.log.close()
-            raise AssertionError(f"broker did not start: {line!r} {self.log_path.read_text()}")
-
-    def rss(self) -> int:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
-        self.log.close()
-        return self.proc.returncode
-
-
 @pytest.fixture
 def broker_proc(tmp_path):
     procs = []
 
     def start(*overrides):
-        b = BrokerProc(tmp_path, *overrides)
+        b = BrokerProc(tmp_path / "data", overrides=overrides, log_level="WARNING")
         procs.append(b)
         return b
     yield start
@@ -365,7 +323,7 @@ def test_topic_storm_runs_off_the_event_loop(broker_proc):
     timed.check(probe)
     c.close()
     assert b.stop() == 0
-    assert "Traceback" not in b.log_path.read_text()
+    assert "Traceback" not in b.stderr()
 
 
 def test_a_replica_that_cannot_be_created_is_offline_and_the_rest_serve(tmp_path):

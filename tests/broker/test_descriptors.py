@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from pylog.client import Client
 from pylog.log.log import Log
 
-from .test_process import free_port
+from pylog.testing import free_port
 
 N_SEGMENTS = int(os.environ.get("PYLOG_MANY_SEGMENTS", "20000"))
 NOFILE = 1024

@@ -10,34 +10,9 @@ import sys
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
+from brokerproc import BrokerProc
+
 from pylog.testing import free_port
-
-
-class BrokerProc:
-    def __init__(self, data_dir, port, *extra):
-        self.port = port
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pylog", "broker", "--data-dir", str(data_dir), "--port", str(port), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if "ready" not in line:
-            # Reaped and its pipes closed here: left to the garbage collector, they
-            # surface as a ResourceWarning in some later test.
-            self.proc.kill()
-            err = self.proc.stderr.read()
-            self.proc.wait()
-            self.proc.stdout.close()
-            self.proc.stderr.close()
-            raise AssertionError(f"broker did not start: {line!r} {err}")
-        self.bootstrap = f"127.0.0.1:{port}"
-
-    def stop(self, sig):
-        self.proc.send_signal(sig)
-        code = self.proc.wait(30)
-        err = self.proc.stderr.read()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        return code, err
 
 
 def produce(bootstrap, topic, n, start=0):
@@ -69,8 +44,8 @@ def test_config_file_overrides_and_sigterm(tmp_path):
     props.write_text("# a Kafka server.properties\nnum.partitions=4\nlog.retention.hours=1\n"
                      "log.segment.bytes=1048576\n")
     port = free_port()
-    b = BrokerProc(tmp_path / "data", port, "--config", str(props), "--override", "log.retention.hours=2",
-                   "--broker-id", "7")
+    b = BrokerProc(tmp_path / "data", "--config", str(props), "--override", "log.retention.hours=2",
+                   "--broker-id", "7", port=port)
     try:
         acked = produce(b.bootstrap, "cfg", 500)
         admin = AdminClient({"bootstrap.servers": b.bootstrap})
@@ -82,32 +57,32 @@ def test_config_file_overrides_and_sigterm(tmp_path):
         assert cfg["retention.ms"].value == str(2 * 3600000)  # the override wins
         assert cfg["segment.bytes"].value == "1048576"
     finally:
-        code, err = b.stop(signal.SIGTERM)
+        code, err = b.signal(signal.SIGTERM)
     assert code == 0, err
     assert "logs flushed and closed" in err
     for p in range(4):
         assert os.path.exists(tmp_path / "data" / f"cfg-{p}" / ".kafka_cleanshutdown")
-    b = BrokerProc(tmp_path / "data", port, "--broker-id", "7")
+    b = BrokerProc(tmp_path / "data", "--broker-id", "7", port=port)
     try:
         assert sorted(consume_all(b.bootstrap, "cfg", 4)) == sorted(acked)
     finally:
-        code, err = b.stop(signal.SIGINT)  # Ctrl-C stops it cleanly too
+        code, err = b.signal(signal.SIGINT)  # Ctrl-C stops it cleanly too
     assert code == 0, err
     assert "recover" not in err.lower()  # a clean shutdown needs no recovery
 
 
 def test_sigkill_loses_no_acknowledged_message(tmp_path):
     port = free_port()
-    b = BrokerProc(tmp_path / "data", port, "--override", "num.partitions=3")
+    b = BrokerProc(tmp_path / "data", overrides=["num.partitions=3"], port=port)
     acked = produce(b.bootstrap, "crash", 3000)
-    b.stop(signal.SIGKILL)
-    b = BrokerProc(tmp_path / "data", port)
+    b.signal(signal.SIGKILL)
+    b = BrokerProc(tmp_path / "data", port=port)
     try:
         got = consume_all(b.bootstrap, "crash", 3)
         more = produce(b.bootstrap, "crash", 10, start=3000)
         assert sorted(consume_all(b.bootstrap, "crash", 3)) == sorted(acked + more)
     finally:
-        b.stop(signal.SIGTERM)
+        b.signal(signal.SIGTERM)
     assert sorted(got) == sorted(acked)
 
 

@@ -18,13 +18,12 @@ import glob
 import os
 import socket
 import struct
-import subprocess
-import sys
 import time
 import uuid
 import zlib
 
 import pytest
+from brokerproc import BrokerProc
 from confluent_kafka import Consumer, Producer, TopicPartition
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KpTopicPartition
@@ -32,7 +31,6 @@ from kafka import TopicPartition as KpTopicPartition
 from pylog import _engine
 from pylog.protocol import messages as m
 from pylog.protocol.framing import decode_response, encode_request
-from pylog.testing import free_port
 
 zstandard = pytest.importorskip("zstandard")
 
@@ -44,40 +42,9 @@ RSS_BOUND = 200 << 20  # what a bomb may add to the broker's peak RSS
 
 # ---- the broker process ---------------------------------------------------------
 
-class BrokerProc:
-    def __init__(self, data_dir):
-        self.data_dir = str(data_dir)
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pylog", "broker", "--data-dir", self.data_dir, "--port", str(self.port),
-             "--override", "num.partitions=1"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = self.proc.stdout.readline()
-        if "ready" not in line:
-            self.proc.kill()
-            raise AssertionError(f"broker did not start: {line!r}")
-        self.bootstrap = f"127.0.0.1:{self.port}"
-
-    def status(self, field) -> int:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-        raise AssertionError(f"no {field} in /proc/{self.proc.pid}/status")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc.stdout.close()
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    b = BrokerProc(tmp_path_factory.mktemp("validation"))
+    b = BrokerProc(tmp_path_factory.mktemp("validation") / "data", overrides=["num.partitions=1"])
     try:
         yield b
     finally:
@@ -415,7 +382,7 @@ def test_list_offsets_by_time_over_a_stored_bomb_is_bounded(tmp_path):
         log.append_batches(bomb, leader_epoch=0)
         log.append_batches(small, leader_epoch=0)
         log.flush()
-    b = BrokerProc(data_dir)
+    b = BrokerProc(data_dir, overrides=["num.partitions=1"])
     try:
         ensure_topic(b, "old")
         peak = b.status("VmHWM")

@@ -28,6 +28,7 @@ import time
 from pylog.client.wire import Connection
 from pylog.protocol import messages as m
 from pylog.protocol.framing import decode_request, encode_response
+from pylog.protocol.pylog_tags import controller_epoch_field
 
 _I32 = struct.Struct(">i")
 
@@ -49,6 +50,8 @@ class TestController:
         host, port = self.brokers[broker_id]
         body = copy.copy(body)
         body.broker_epoch = self.listener.broker_epoch(broker_id) if self.listener is not None else -1
+        if self.listener is not None:   # one controller: its listener answers the epoch it sends with
+            self.listener.controller_epoch = max(self.listener.controller_epoch, body.controller_epoch)
         with Connection(host, port, client_id=f"controller-{self.controller_id}") as c:
             return c.request(body, api_version=version)
 
@@ -102,9 +105,13 @@ class TestController:
 class FakeControllerListener:
     """A listening socket standing in for the controller (see the module doc)."""
 
-    def __init__(self, answer: bool = True, controller_id: int = 100):
+    def __init__(self, answer: bool = True, controller_id: int = 100, controller_epoch: int = 1):
         self.answer = answer
         self.controller_id = controller_id
+        # The epoch its registration and heartbeat answers carry (pylog's
+        # tagged field): brokers admit a new controller epoch only when the
+        # controller answers it (TestController keeps it at what it sends).
+        self.controller_epoch = controller_epoch
         self.alter_requests: list = []   # (monotonic time, AlterPartitionRequest)
         self._lock = threading.Lock()
         self._sock = socket.create_server(("127.0.0.1", 0))
@@ -209,12 +216,14 @@ class FakeControllerListener:
                     self._next_broker_epoch += 1
                     self._broker_epochs[req.broker_id] = self._next_broker_epoch
                 epoch = self._broker_epochs[req.broker_id]
-            return m.BrokerRegistrationResponse(throttle_time_ms=0, error_code=0, broker_epoch=epoch)
+            return m.BrokerRegistrationResponse(throttle_time_ms=0, error_code=0, broker_epoch=epoch,
+                                                _unknown_tagged_fields=[controller_epoch_field(self.controller_epoch)])
         if isinstance(req, m.BrokerHeartbeatRequest):
             with self._lock:
                 ok = self._broker_epochs.get(req.broker_id) == req.broker_epoch
             return m.BrokerHeartbeatResponse(throttle_time_ms=0, error_code=0 if ok else 77, is_caught_up=ok,
-                                             is_fenced=not ok, should_shut_down=bool(req.want_shut_down))
+                                             is_fenced=not ok, should_shut_down=bool(req.want_shut_down),
+                                             _unknown_tagged_fields=[controller_epoch_field(self.controller_epoch)])
         if isinstance(req, m.MetadataRequest):
             return m.MetadataResponse(throttle_time_ms=0, brokers=[], cluster_id="fake-controller-cluster",
                                       controller_id=self.controller_id, topics=[])

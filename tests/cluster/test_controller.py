@@ -544,7 +544,7 @@ def test_wire_broker_channel_against_a_real_broker(tmp_path):
     from .controlhelper import FakeControllerListener
 
     # A broker of controller 0's cluster (only its controller's requests are served).
-    fake = FakeControllerListener(controller_id=0)
+    fake = FakeControllerListener(controller_id=0, controller_epoch=3)
     with running_broker(data_dir=str(tmp_path / "b1"), config={"broker.id": "1", **fake.broker_config()}) as b:
         host, port = b.bootstrap.rsplit(":", 1)
         info = BrokerInfo(broker_id=1, host=host, port=int(port))
@@ -582,7 +582,7 @@ def test_a_silent_broker_holds_up_only_its_own_requests(tmp_path):
 
     from .controlhelper import FakeControllerListener
 
-    fake = FakeControllerListener(controller_id=0)
+    fake = FakeControllerListener(controller_id=0, controller_epoch=5)
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
@@ -657,7 +657,7 @@ def test_a_sender_thread_survives_any_failure_of_one_request(tmp_path):
 
     from .controlhelper import FakeControllerListener
 
-    fake = FakeControllerListener(controller_id=0)
+    fake = FakeControllerListener(controller_id=0, controller_epoch=4)
     with running_broker(data_dir=str(tmp_path / "b1"), config={"broker.id": "1", **fake.broker_config()}) as b:
         host, port = b.bootstrap.rsplit(":", 1)
         channel = FailingOnce({1: BrokerInfo(1, host, int(port))}, timeout=10)

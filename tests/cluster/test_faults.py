@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from pylog.protocol.messages import (
     MetadataRequest,
     ProduceRequest,
 )
+from pylog.testing import free_port
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -78,12 +78,6 @@ BROKER_CONFIG = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class IsrNotShrunk(AssertionError):
     pass
 
@@ -107,7 +101,11 @@ class BrokerProcess:
     def __init__(self, broker_id: int, data_dir: str, zk: str, config: dict):
         self.broker_id = broker_id
         self.dir = data_dir
-        self.port = _free_port()
+        self.port = free_port()
+        # stderr goes here (every run of this broker, appended): a failure
+        # message quotes it.
+        self.log_path = os.path.join(os.path.dirname(os.path.abspath(data_dir)), f"broker-{broker_id}.log")
+        self._log = None
         self.zk = zk
         self.config = config
         self.proc = None
@@ -124,7 +122,15 @@ class BrokerProcess:
         for k, v in self.config.items():
             cmd += ["--override", f"{k}={v}"]
         self._release_pipe()   # a restart: the last process's pipe, if a failed step left it open
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self._log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True)
+
+    def stderr_tail(self, n: int = 4000) -> str:
+        try:
+            with open(self.log_path) as f:
+                return f.read()[-n:]
+        except OSError:
+            return ""
 
     def _release_pipe(self) -> None:
         # Every path that ends a process closes its stdout pipe, also when the
@@ -134,10 +140,13 @@ class BrokerProcess:
         # in whatever test runs then (once tests/protocol/test_kafka_python_oracle.py).
         if self.proc is not None and self.proc.stdout is not None and not self.proc.stdout.closed:
             self.proc.stdout.close()
+        if self._log is not None and not self._log.closed:
+            self._log.close()
 
     def await_ready(self) -> None:
         line = self.proc.stdout.readline()
-        assert "ready" in line, f"broker {self.broker_id} did not start: {line!r}"
+        assert "ready" in line, (f"broker {self.broker_id} did not start: {line!r}; its stderr "
+                                 f"({self.log_path}):\n{self.stderr_tail()}")
         self.state = "up"
 
     def start(self) -> None:
@@ -236,13 +245,18 @@ class Cluster:
         self.zk_connect = zk_connect
         cfg = {**BROKER_CONFIG, **config}
         self.brokers = [BrokerProcess(i, str(tmp_path / f"b{i}"), zk_connect, cfg) for i in range(1, n + 1)]
-        for b in self.brokers:   # in parallel: each process takes a while to import
-            b.launch()
-        for b in self.brokers:
-            b.await_ready()
         self.conns = Conns()
-        from pylog.cluster.zk_store import ZkMetadataStore
-        self.zk = ZkMetadataStore(zk_connect)
+        self.zk = None
+        try:
+            for b in self.brokers:   # in parallel: each process takes a while to import
+                b.launch()
+            for b in self.brokers:
+                b.await_ready()
+            from pylog.cluster.zk_store import ZkMetadataStore
+            self.zk = ZkMetadataStore(zk_connect)
+        except BaseException:
+            self.close()   # the brokers already started must not outlive the failed test
+            raise
 
     @property
     def bootstrap(self) -> str:
@@ -769,3 +783,14 @@ def test_a_new_leader_does_not_expose_a_high_watermark_behind_its_epoch_start(co
     # answer no lower than 150), and a fetch at 120 <= LEO is no error.
     assert lp.error_code == OFFSET_NOT_AVAILABLE or (lp.error_code == 0 and lp.offset >= 150)
     assert fp.error_code != OFFSET_OUT_OF_RANGE
+
+
+def test_a_cluster_that_fails_to_start_stops_the_brokers_it_started(zk_connect, tmp_path):
+    """Broker 2 cannot start (its data dir is a file): the failure quotes its
+    stderr, and brokers 1 and 3, which did start, are stopped with it."""
+    (tmp_path / "b2").write_text("not a directory")
+    c = Cluster.__new__(Cluster)
+    with pytest.raises(AssertionError) as failed:
+        c.__init__(zk_connect, tmp_path)
+    assert "broker 2 did not start" in str(failed.value) and "is a file" in str(failed.value)
+    assert [b.proc.poll() is not None for b in c.brokers] == [True, True, True]

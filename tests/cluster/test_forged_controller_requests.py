@@ -96,15 +96,13 @@ def test_forged_controller_requests_change_nothing_on_a_cluster_broker(three_bro
         ("an old controller epoch", mine, ctl_id, ctl_epoch - 1, STALE_CONTROLLER_EPOCH),
         ("another controller with the current epoch", mine, other_id, ctl_epoch, STALE_CONTROLLER_EPOCH),
     ]
-    if mode == "zookeeper":
-        # ZooKeeper names the controller of each epoch: a newer epoch it does
-        # not hold is no controller's (the embedded controller's brokers
-        # cannot read its epochs, only its configured id).
-        cases.append(("a controller epoch the store does not hold", mine, ctl_id, ctl_epoch + 1,
-                      STALE_CONTROLLER_EPOCH))
-    else:
-        cases.append(("another controller with a newer epoch", mine, other_id, ctl_epoch + 1,
-                      STALE_CONTROLLER_EPOCH))
+    # A newer epoch is checked with the cluster's metadata (ZooKeeper names
+    # the controller of each epoch; the embedded controller answers its own
+    # epoch): one it does not hold is no controller's, even from the real id.
+    cases.append(("a controller epoch the controller does not hold", mine, ctl_id, ctl_epoch + 1,
+                  STALE_CONTROLLER_EPOCH))
+    cases.append(("another controller with a newer epoch", mine, other_id, ctl_epoch + 1,
+                  STALE_CONTROLLER_EPOCH))
     answers = []
     for what, broker_epoch, controller_id, controller_epoch, want in cases:
         for api_key, version, body in requests_with(ids, controller_id, controller_epoch, broker_epoch):
