@@ -87,14 +87,19 @@ COORDINATOR_WAIT_S = 30.0
 
 
 class _Header:
-    """The request header fields the handlers read, for in-process requests."""
+    """The request context fields the handlers read (server.RequestContext's),
+    for in-process requests: no listener, and a throttle (KIP-599) that
+    nothing acts on, as no connection is there to mute."""
 
-    __slots__ = ("request_api_version", "client_id", "peer_host")
+    __slots__ = ("request_api_version", "correlation_id", "client_id", "peer_host", "listener", "throttle_ms")
 
     def __init__(self, version: int):
         self.request_api_version = version
+        self.correlation_id = 0
         self.client_id = "pylog-embedded"
         self.peer_host = "in-process"
+        self.listener = None
+        self.throttle_ms = 0
 
 
 class LocalStore:

@@ -233,10 +233,10 @@ def test_sigkill_mid_transaction_then_a_new_producer_with_the_same_id(tmp_path):
 
     from pylog.testing import free_port
 
-    from .test_process import BrokerProc
+    from brokerproc import BrokerProc
 
     port = free_port()
-    b = BrokerProc(tmp_path / "d", port)
+    b = BrokerProc(tmp_path / "d", port=port)
     try:
         admin = AdminClient({"bootstrap.servers": b.bootstrap})
         admin.create_topics([NewTopic("k", 1, 1)])["k"].result(30)
@@ -247,7 +247,7 @@ def test_sigkill_mid_transaction_then_a_new_producer_with_the_same_id(tmp_path):
             p1.produce("k", b"lost%d" % i)
         assert p1.flush(30) == 0
         b.stop(signal.SIGKILL)
-        b = BrokerProc(tmp_path / "d", port)
+        b = BrokerProc(tmp_path / "d", port=port)
         p2 = ck.Producer({"bootstrap.servers": b.bootstrap, "transactional.id": "ck-kill"})
         p2.init_transactions(60)
         p2.begin_transaction()
