@@ -192,14 +192,14 @@ class TransactionManager:
                 code = resp.error_code
             except ConnectionClosedError as e:
                 self._client.close()   # the next any_connection() connects afresh
-                code, last = -1, e
+                code, last = None, e   # no answer: look the coordinator up again
             else:
                 last = None
             if code == Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
                 raise _mark(error_for(code, f"transactional id {key!r}"), fatal=True)
             if code == Errors.GROUP_AUTHORIZATION_FAILED:
                 raise _mark(error_for(code, f"group {key!r}"), abortable=True)
-            if code not in (-1, Errors.COORDINATOR_NOT_AVAILABLE, Errors.COORDINATOR_LOAD_IN_PROGRESS,
+            if code not in (None, Errors.COORDINATOR_NOT_AVAILABLE, Errors.COORDINATOR_LOAD_IN_PROGRESS,
                             Errors.NOT_COORDINATOR):
                 raise _mark(error_for(code, f"FindCoordinator for {key!r}"), fatal=True)
             self._wait_or_timeout(deadline, f"finding the coordinator of {key!r}", last)
