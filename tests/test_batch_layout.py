@@ -43,6 +43,14 @@ def test_the_compiled_engine_and_the_python_module_agree_with_the_c_header():
     assert batch_layout.LOG_PREFIX.size == batch_layout.LOG_OVERHEAD
 
 
+def test_the_attribute_bits_agree_with_the_c_header():
+    text = (ROOT / "engine" / "batch.h").read_text()
+    c = {k: int(v, 16) for k, v in re.findall(r"^#define PL_(ATTR_\w+) (0x[0-9a-fA-F]+)", text, re.M)}
+    names = ("ATTR_COMPRESSION_MASK", "ATTR_LOG_APPEND_TIME", "ATTR_TRANSACTIONAL", "ATTR_CONTROL")
+    assert {k: getattr(batch_layout, k) for k in names} == {k: c[k] for k in names} == \
+        {"ATTR_COMPRESSION_MASK": 7, "ATTR_LOG_APPEND_TIME": 8, "ATTR_TRANSACTIONAL": 16, "ATTR_CONTROL": 32}
+
+
 def test_the_pxd_mirrors_every_offset_of_the_c_header():
     pxd = (ROOT / "bindings" / "c" / "batch.pxd").read_text()
     declared = set(re.findall(r"^\s+PL_BATCH_(\w+)\s*$", pxd, re.M))

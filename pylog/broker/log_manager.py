@@ -589,6 +589,9 @@ class LogManager:
         for p in list(self.partitions.values()):
             try:
                 p.epoch_cache.truncate_from_start(p.log.log_start_offset)
+                # Entries of segments retention or DeleteRecords removed (collect
+                # never reads below the fetch offset's segment; this frees them).
+                p.txn_indexes.forget_below(p.log.segment_base_of(p.log.log_start_offset))
                 p.producer_state.expire(now_ms)
                 jobs.append((p, p.producer_state.prepare_snapshot(p.log.log_end_offset)))
                 p.checkpoint_high_watermark()

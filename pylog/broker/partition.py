@@ -52,7 +52,8 @@ from ..log.log import Log
 from ..log.txn_index import TransactionIndexes
 from ..protocol.error_codes import Errors
 from .config import BROKER_DEFAULTS
-from .producer_state import ProducerStateManager, build_end_txn_marker
+from ..protocol.control_records import build_end_txn_marker
+from .producer_state import ProducerStateManager
 from .purgatory import HIGH_WATERMARK, LOG_END
 
 HW_CHECKPOINT = "replication-offset-checkpoint"
@@ -558,8 +559,6 @@ class Partition:
         data, which consumers never match."""
         if not self.txn_indexes:
             return []
-        # Segments retention deleted (on a worker thread) take their entries along.
-        self.txn_indexes.forget_below(self.log.segment_base_of(self.log.log_start_offset))
         return [(e.producer_id, e.first_offset)
                 for e in self.txn_indexes.collect(fetch_offset, self.last_stable_offset)]
 
@@ -692,18 +691,6 @@ class Partition:
                                  segment_ms=-1 if opts["segment_ms"] is None else opts["segment_ms"],
                                  index_interval_bytes=opts["index_interval_bytes"],
                                  index_max_bytes=opts["segment_index_bytes"])
-
-    def housekeeping(self, now_ms: int | None = None):
-        """Retention, producer expiry and checkpoints (the broker's background task)."""
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        self.log.enforce_retention(now_ms)
-        self.epoch_cache.truncate_from_start(self.log.log_start_offset)
-        self.txn_indexes.forget_below(self.log.segment_base_of(self.log.log_start_offset))
-        self.producer_state.expire(now_ms)
-        self.producer_state.take_snapshot(self.log.log_end_offset)
-        self.checkpoint_high_watermark()
-        if self._dir_checkpoints is not None:
-            self._dir_checkpoints.write()
 
     def close(self):
         # Waiting fetches and produces wake up and find the partition gone

@@ -33,13 +33,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import struct
 from collections import deque
 
 from .. import _engine
 from ..errors import (InvalidProducerEpochError, InvalidTxnStateError, OutOfOrderSequenceNumberError,
                       for_code)
 from ..log.checkpoint import atomic_write
+from ..protocol import batch_layout as L
+from ..protocol.control_records import ABORT, end_txn_marker
 from ..protocol.error_codes import Errors
 
 log = logging.getLogger("pylog.broker")
@@ -47,11 +48,6 @@ log = logging.getLogger("pylog.broker")
 SNAPSHOT_SUFFIX = ".snapshot"
 BATCHES_KEPT = 5
 _INT32_MAX = (1 << 31) - 1
-_ATTR_TRANSACTIONAL = 0x10
-_ATTR_CONTROL = 0x20
-_ATTR_COMPRESSION = 0x07
-# Control record types (KAFKA-NOTES §2.4); the others are KRaft's own.
-ABORT, COMMIT = 0, 1
 TransactionCoordinatorFencedError = for_code(Errors.TRANSACTION_COORDINATOR_FENCED)
 
 
@@ -65,79 +61,6 @@ def _last_seq(base_seq: int, last_offset_delta: int) -> int:
         return -1  # a coordinator's batch without sequences
     s = base_seq + last_offset_delta
     return s - _INT32_MAX - 1 if s > _INT32_MAX else s
-
-
-def _varint(buf, pos: int):
-    """A zigzag varint of buf at pos: (value, next position)."""
-    shift = raw = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        raw |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return (raw >> 1) ^ -(raw & 1), pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-_MARKER_VALUE = struct.Struct(">hi")
-
-
-def end_txn_marker(data, pos: int):
-    """(control type, coordinator epoch, record timestamp) of the control batch
-    at pos of data, or None when it is not a COMMIT/ABORT marker (an empty
-    control batch left by the cleaner, a KRaft control record, a compressed
-    or unreadable one: Kafka's EndTransactionMarker fields)."""
-    try:
-        data = memoryview(data).cast("B")
-        if _engine_attrs(data, pos) & _ATTR_COMPRESSION:
-            return None
-        base_ts = struct.unpack_from(">q", data, pos + 27)[0]
-        if struct.unpack_from(">i", data, pos + 57)[0] < 1:
-            return None
-        r = pos + 61
-        _length, r = _varint(data, r)
-        r += 1  # record attributes
-        ts_delta, r = _varint(data, r)
-        _offset_delta, r = _varint(data, r)
-        key_len, r = _varint(data, r)
-        if key_len < 4:
-            return None
-        _key_version, ctype = struct.unpack_from(">hh", data, r)
-        r += key_len
-        if ctype not in (ABORT, COMMIT):
-            return None
-        value_len, r = _varint(data, r)
-        if value_len < 6:
-            return None
-        _value_version, coordinator_epoch = _MARKER_VALUE.unpack_from(data, r)
-        return ctype, coordinator_epoch, base_ts + ts_delta
-    except (IndexError, ValueError, struct.error):
-        return None
-
-
-def _engine_attrs(data, pos: int) -> int:
-    return struct.unpack_from(">h", data, pos + 21)[0]
-
-
-def build_end_txn_marker(producer_id: int, producer_epoch: int, coordinator_epoch: int, commit: bool,
-                         timestamp_ms: int) -> bytes:
-    """One control batch holding a COMMIT or ABORT marker (KAFKA-NOTES §2.4):
-    transactional and control attributes, the producer's id and epoch, no
-    sequence, one record whose key is version 0 + type and whose value is
-    version 0 + coordinator epoch. Offsets and leader epoch are stamped by the
-    log's append; the CRC is computed here."""
-    key = struct.pack(">hh", 0, COMMIT if commit else ABORT)
-    value = _MARKER_VALUE.pack(0, coordinator_epoch)
-    # attributes 0, timestamp delta 0, offset delta 0, key 4 bytes, value 6 bytes, no headers
-    body = bytes([0, 0, 0, 8]) + key + bytes([12]) + value + bytes([0])
-    record = bytes([len(body) << 1]) + body
-    after_crc = struct.pack(">hiqqqhii", _ATTR_TRANSACTIONAL | _ATTR_CONTROL, 0, timestamp_ms, timestamp_ms,
-                            producer_id, producer_epoch, -1, 1) + record
-    crc = _engine.crc32c(after_crc)
-    head = struct.pack(">qiibI", 0, 4 + 1 + 4 + len(after_crc), -1, 2, crc)
-    return head + after_crc
 
 
 class ProducerEntry:
@@ -234,7 +157,7 @@ class ProducerStateManager:
         # pid -> (epoch, last_seq, in a transaction) within this request
         pending: dict[int, tuple[int, int, bool]] = {}
         for (_pos, _base, delta, _ts, pid, epoch, base_seq, _count, attrs) in headers:
-            if pid < 0 or attrs & _ATTR_CONTROL:
+            if pid < 0 or attrs & L.ATTR_CONTROL:
                 continue
             last_seq = _last_seq(base_seq, delta)
             entry = self.producers.get(pid)
@@ -271,7 +194,7 @@ class ProducerStateManager:
                         f"producer {pid} epoch {epoch}: expected sequence {_next_seq(cur_last)}, "
                         f"got {base_seq}")
             # Unknown producers (new, or expired) may start at any sequence (KIP-360).
-            transactional = bool(attrs & _ATTR_TRANSACTIONAL)
+            transactional = bool(attrs & L.ATTR_TRANSACTIONAL)
             if in_txn and not transactional:
                 raise InvalidTxnStateError(
                     f"producer {pid} has a transaction open on this partition: expected a transactional batch")
@@ -310,14 +233,14 @@ class ProducerStateManager:
             if first_offset < 0:
                 offset = base
             if pid >= 0:
-                if attrs & _ATTR_CONTROL:
+                if attrs & L.ATTR_CONTROL:
                     marker = end_txn_marker(data, pos) if data is not None else None
                     if marker is not None:
                         done = self._end_txn(pid, epoch, offset, *marker)
                         if done is not None:
                             completed.append(done)
                 else:
-                    self._append_data(pid, epoch, base_seq, delta, ts, offset, attrs & _ATTR_TRANSACTIONAL)
+                    self._append_data(pid, epoch, base_seq, delta, ts, offset, attrs & L.ATTR_TRANSACTIONAL)
             offset += delta + 1
         return completed
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 
 __all__ = [
+    "ATTR_COMPRESSION_MASK", "ATTR_CONTROL", "ATTR_LOG_APPEND_TIME", "ATTR_TRANSACTIONAL",
     "ATTRIBUTES_OFFSET", "BASE_OFFSET_OFFSET", "BASE_SEQUENCE_OFFSET", "BASE_TIMESTAMP_OFFSET",
     "CRC_OFFSET", "CRC_START", "HEADER_SIZE", "LAST_OFFSET_DELTA_OFFSET", "LENGTH_OFFSET",
     "LOG_OVERHEAD", "LOG_PREFIX", "MAGIC", "MAGIC_OFFSET", "MAX_TIMESTAMP_OFFSET", "MIN_LENGTH",
@@ -40,6 +41,12 @@ LOG_OVERHEAD = PARTITION_LEADER_EPOCH_OFFSET  # base_offset + batch_length, outs
 CRC_START = ATTRIBUTES_OFFSET              # the CRC covers [attributes, end of batch)
 MAGIC = 2
 MIN_LENGTH = HEADER_SIZE - LOG_OVERHEAD       # the smallest batch_length
+
+# The attributes' bits (PL_ATTR_* in engine/batch.h).
+ATTR_COMPRESSION_MASK = 0x07
+ATTR_LOG_APPEND_TIME = 0x08
+ATTR_TRANSACTIONAL = 0x10
+ATTR_CONTROL = 0x20
 
 # base_offset and batch_length: all a walk over batches needs to step to the next one.
 LOG_PREFIX = struct.Struct(">qi")

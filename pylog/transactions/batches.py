@@ -11,25 +11,24 @@ from __future__ import annotations
 import struct
 
 from .. import _engine
+from ..protocol import batch_layout as L
+from ..protocol.control_records import COMMIT, end_txn_marker
 
-_ATTRIBUTES_AT, _CRC_AT = 21, 17
-_PRODUCER = struct.Struct(">qhi")     # producer_id, producer_epoch, base_sequence at byte 43
-_PRODUCER_AT = 43
-_ATTR_TRANSACTIONAL = 0x10
+_PRODUCER = struct.Struct(">qhi")     # producer_id, producer_epoch, base_sequence at PRODUCER_ID_OFFSET
 
 
 def transactional_batch(keys: list, values: list, producer_id: int, producer_epoch: int) -> bytes:
     """One uncompressed batch of the records, marked transactional for the producer."""
     b = bytearray(_engine.encode_batch(values, keys=keys))
-    attrs = struct.unpack_from(">h", b, _ATTRIBUTES_AT)[0] | _ATTR_TRANSACTIONAL
-    struct.pack_into(">h", b, _ATTRIBUTES_AT, attrs)
-    _PRODUCER.pack_into(b, _PRODUCER_AT, producer_id, producer_epoch, -1)
-    struct.pack_into(">I", b, _CRC_AT, _engine.crc32c(bytes(b[_ATTRIBUTES_AT:])))
+    attrs = struct.unpack_from(">h", b, L.ATTRIBUTES_OFFSET)[0] | L.ATTR_TRANSACTIONAL
+    struct.pack_into(">h", b, L.ATTRIBUTES_OFFSET, attrs)
+    _PRODUCER.pack_into(b, L.PRODUCER_ID_OFFSET, producer_id, producer_epoch, -1)
+    struct.pack_into(">I", b, L.CRC_OFFSET, _engine.crc32c(bytes(b[L.CRC_START:])))
     return bytes(b)
 
 
 def is_transactional(attributes: int) -> bool:
-    return bool(attributes & _ATTR_TRANSACTIONAL)
+    return bool(attributes & L.ATTR_TRANSACTIONAL)
 
 
 class TxnRecordView:
@@ -45,8 +44,6 @@ class TxnRecordView:
         self.producer_id, self.marker = producer_id, marker
 
 
-_ATTR_CONTROL = 0x20
-_CONTROL_KEY = struct.Struct(">hh")
 READ_CHUNK = 1 << 20
 
 
@@ -69,14 +66,15 @@ def scan_with_transactions(log):
                 last = base + delta
                 if last < offset:
                     continue
+                if attrs & L.ATTR_CONTROL:
+                    # The marker's fields are read where the partition reads them.
+                    marker = end_txn_marker(view, pos)
+                    if marker is not None:
+                        yield TxnRecordView(base, None, None, pid, marker[0] == COMMIT)
+                    offset = last + 1
+                    continue
                 records = _engine.decode_batches(view[pos:stop])
-                if attrs & _ATTR_CONTROL:
-                    for r in records:
-                        if r.key is not None and len(r.key) >= 4:
-                            kind = _CONTROL_KEY.unpack_from(bytes(r.key), 0)[1]
-                            if kind in (0, 1):
-                                yield TxnRecordView(r.offset, None, None, pid, kind == 1)
-                elif attrs & _ATTR_TRANSACTIONAL:
+                if attrs & L.ATTR_TRANSACTIONAL:
                     for r in records:
                         yield TxnRecordView(r.offset, r.key, r.value, pid)
                 else:
