@@ -116,13 +116,7 @@ class TxnPartitionApis:
         return R(markers=results)
 
     def _offsets_transaction_completed(self, index, marker):
-        groups = self.broker.groups
-        hook = getattr(groups, "on_transaction_completed", None)
-        if hook is None:
-            # The group coordinator without transactional offset commits: no
-            # pending offsets of this producer can exist there.
-            return
-        hook(index, marker.producer_id, marker.transaction_result)
+        self.broker.groups.on_transaction_completed(index, marker.producer_id, marker.transaction_result)
 
     # ---- DescribeProducers (61) ----
 

@@ -213,10 +213,7 @@ class MarkerChannel:
 
     async def _call(self, broker_id, req):
         if broker_id == self.broker.broker_id:
-            apis = getattr(self.broker.handlers, "txn_partition_apis", None)
-            if apis is None:
-                raise RuntimeError("this broker has no WriteTxnMarkers handler")
-            return await apis.write_markers(req)
+            return await self.broker.handlers.txn_partition_apis.write_markers(req)
         ep = self.broker.metadata_cache.brokers.get(broker_id)
         if ep is None:
             raise ConnectionError(f"broker {broker_id} is not known")

@@ -59,17 +59,18 @@ def test_fetch_returns_records_and_watermarks(source):
 def test_long_poll_returns_early_on_append(source):
     t = append_later(source.store, 0.2, [b"late"], partition=1)
     t0 = time.monotonic()
-    out = fetch(source, {T0: 0, T1: 0}, max_wait_ms=10_000)
+    out = fetch(source, {T0: 0, T1: 0}, max_wait_ms=120_000)
     elapsed = time.monotonic() - t0
     t.join()
-    assert 0.15 < elapsed < 5
+    # Early: far below the 120 s wait however loaded the machine is.
+    assert 0.15 < elapsed < 60
     assert decode(out[T1].records, 1, 0) == [(0, b"late")]
 
 
 def test_long_poll_waits_max_wait_ms_when_nothing_comes(source):
     t0 = time.monotonic()
     out = fetch(source, {T0: 0}, max_wait_ms=300)
-    assert 0.29 < time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 > 0.29
     assert out[T0] == (b"", 0, 0, None, ())  # no aborted transactions
 
 
@@ -86,14 +87,14 @@ def test_min_bytes_waits_for_enough_data(source):
 def test_wakeup_ends_a_long_poll_and_is_consumed(source):
     threading.Timer(0.2, source.wakeup).start()
     t0 = time.monotonic()
-    out = fetch(source, {T0: 0}, max_wait_ms=10_000)
-    assert 0.15 < time.monotonic() - t0 < 5
+    out = fetch(source, {T0: 0}, max_wait_ms=120_000)
+    assert 0.15 < time.monotonic() - t0 < 60
     assert out[T0].records == b""
     # A wakeup before a fetch makes that fetch return at once; the next waits again.
     source.wakeup()
     t0 = time.monotonic()
-    fetch(source, {T0: 0}, max_wait_ms=10_000)
-    assert time.monotonic() - t0 < 1
+    fetch(source, {T0: 0}, max_wait_ms=120_000)
+    assert time.monotonic() - t0 < 60
     t0 = time.monotonic()
     fetch(source, {T0: 0}, max_wait_ms=200)
     assert time.monotonic() - t0 > 0.15
@@ -102,8 +103,8 @@ def test_wakeup_ends_a_long_poll_and_is_consumed(source):
 def test_errors_are_per_partition_and_answered_at_once(source):
     source.store.append("t", 0, _engine.encode_batch([b"a"]))
     t0 = time.monotonic()
-    out = fetch(source, {T0: 5, TopicPartition("t", 9): 0, T1: 0}, max_wait_ms=10_000)
-    assert time.monotonic() - t0 < 1
+    out = fetch(source, {T0: 5, TopicPartition("t", 9): 0, T1: 0}, max_wait_ms=120_000)
+    assert time.monotonic() - t0 < 60
     assert isinstance(out[T0].error, OffsetOutOfRangeError)
     assert (out[T0].high_watermark, out[T0].log_start_offset) == (1, 0)
     assert isinstance(out[TopicPartition("t", 9)].error, UnknownTopicOrPartitionError)
