@@ -81,6 +81,8 @@ class BrokerRegistry:
         ZooKeeper-style session on the same store) is DUPLICATE_BROKER_REGISTRATION."""
         replaced = None
         with self._lock:
+            if self._stop.is_set():   # this controller is going away: register with the next one
+                return Errors.NOT_CONTROLLER, -1
             now = self._clock()
             held = self._by_id.get(info.broker_id)
             if held is not None and held.incarnation_id == incarnation_id:
@@ -105,9 +107,17 @@ class BrokerRegistry:
         # broker's own registration), and the controller reads it there.
         epoch = session.registered_broker_epoch()
         with self._lock:
-            reg = _Registration(session, incarnation_id, epoch, self._clock() + self.session_timeout_s)
-            raced = self._by_id.get(info.broker_id)
-            self._by_id[info.broker_id] = reg
+            stopped = self._stop.is_set()
+            if not stopped:
+                reg = _Registration(session, incarnation_id, epoch, self._clock() + self.session_timeout_s)
+                raced = self._by_id.get(info.broker_id)
+                self._by_id[info.broker_id] = reg
+        if stopped:
+            # stop() ran while the store wrote this registration: nobody would
+            # ever close its session, and the next controller (in this process)
+            # would find the id held and refuse the broker for good.
+            session.close()
+            return Errors.NOT_CONTROLLER, -1
         if raced is not None:   # two registrations of one id at once: the later one wins
             raced.session.close()
         log.info("broker %d registered at %s:%d with epoch %d", info.broker_id, info.host, info.port,

@@ -87,10 +87,12 @@ def test_brokers_register_again_after_the_controller_restarts(tmp_path):
         cfg = {k: v for k, v in bs[0].broker.config.props.items() if k not in ("log.dirs", "listeners")}
         with running_broker(data_dir=dirs[0], port=ctl_port, config=cfg) as again:
             ctl = again.broker.controller
-            wait_for(lambda: ctl.is_active and ctl.live_broker_ids() == {1, 2, 3}, timeout=30,
-                     what="the other brokers registered with the restarted controller")
-            for b in bs[1:]:
-                assert b.broker.controller_client.broker_epoch > old_epochs[b.broker.broker_id]
+            # The store lists a broker before the broker reads its new epoch in
+            # the answer: wait for both.
+            wait_for(lambda: ctl.is_active and ctl.live_broker_ids() == {1, 2, 3}
+                     and all(b.broker.controller_client.broker_epoch > old_epochs[b.broker.broker_id]
+                             for b in bs[1:]),
+                     timeout=30, what="the other brokers registered with the restarted controller")
             # The topics it knew are still its own; new ones can be made.
             create_topic([again, *bs[1:]], "after", 2)
             admin = AdminClient({"bootstrap.servers": bootstrap([again, *bs[1:]])})
@@ -155,6 +157,28 @@ def test_registry_expires_silent_brokers_and_fences_old_incarnations(tmp_path):
         assert reg.heartbeat(2, e2) == Errors.STALE_BROKER_EPOCH
         assert reg.heartbeat(2, e2b) == 0
         assert reg.heartbeat(2, e2b, want_shut_down=True) == 0
+        assert watcher.live_brokers() == {}
+    finally:
+        reg.stop()
+        watcher.close()
+
+
+def test_a_registration_racing_the_controllers_stop_leaves_no_live_session(tmp_path, monkeypatch):
+    """A broker registering while its controller stops must be told to go to the
+    next controller, and must not leave its id held in the store: the next
+    controller in the same process would refuse it for good."""
+    watcher = LocalMetadataStore(str(tmp_path))
+    reg = BrokerRegistry(str(tmp_path), session_timeout_ms=9000)
+    write = LocalMetadataStore.register_broker
+
+    def stop_meanwhile(store, info):
+        write(store, info)
+        reg.stop()                   # the controller stops while the store writes
+    monkeypatch.setattr(LocalMetadataStore, "register_broker", stop_meanwhile)
+    try:
+        assert reg.register(BrokerInfo(2, "h", 1, None), uuid.uuid4()) == (Errors.NOT_CONTROLLER, -1)
+        wait_for(lambda: watcher.live_brokers() == {}, what="the racing registration gone from the store")
+        assert reg.register(BrokerInfo(3, "h", 1, None), uuid.uuid4()) == (Errors.NOT_CONTROLLER, -1)
         assert watcher.live_brokers() == {}
     finally:
         reg.stop()
