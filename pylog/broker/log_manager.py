@@ -33,7 +33,9 @@ being removed, so a crash mid-delete never resurrects it.
 Threads: not thread-safe; the broker's event loop owns it. open_replicas,
 write_topics and the file work of delete_partition
 (closing the log, the rename) run on file_executor's one thread and touch no
-shared state but the topics file (under _topics_lock); removing renamed
+shared state but the topics file (under _topics_lock); so do the file halves
+of a follower's truncation and of a leader-epoch-checkpoint write that the
+replica fetcher starts (Partition.truncate); removing renamed
 directories happens on a helper thread that touches nothing else; Log syncs
 (flush.messages, rolled segments) run on the flush executor's thread.
 """
@@ -587,6 +589,8 @@ class LogManager:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         jobs = []
         for p in list(self.partitions.values()):
+            if p.truncating:
+                continue   # its log and producer state are being rebuilt off the loop
             try:
                 p.epoch_cache.truncate_from_start(p.log.log_start_offset)
                 # Entries of segments retention or DeleteRecords removed (collect

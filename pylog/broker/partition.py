@@ -26,12 +26,21 @@ the ISR or the leadership changes, the partition tells the broker's purgatory
 (broker/purgatory.py), which completes the acks=all produces, long-polling
 fetches and coordinator writes waiting here. No other waiting mechanism.
 
-Not thread-safe: the broker's event loop owns every Partition (the embedded
-store drives one from any thread under its own lock; no purgatory is attached
-there).
+Threads: not thread-safe; the broker's event loop owns every Partition (the
+embedded store drives one from any thread under its own lock; no purgatory is
+attached there). File work that runs on the LogManager's file thread while
+the loop goes on: a follower's truncation (truncate: the log, its
+transaction index and leader-epoch-checkpoint cut, the producer state rebuilt
+into a new object that replaces the old with one attribute store, atomic
+under the GIL). While a truncation runs (truncating) the loop neither appends
+to this replica nor reads it (read answers nothing yet, housekeeping skips
+it, appends are refused, the replica fetcher waits with truncation_done, and
+a LeaderAndIsr making it leader waits too:
+ReplicaManager.prepare_leader_and_isr); the Log itself takes its own lock.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import struct
 import time
@@ -100,6 +109,15 @@ class ReplicaState:
 
 
 class Partition:
+    """Threads: its owner (the broker's loop; the embedded store under its
+    partition lock) calls everything, except the file half of a truncation
+    (_truncate_files), which truncate runs on the LogManager's file thread
+    while truncating is true and the owner keeps off this replica's log,
+    producer state and transaction index; truncate_to runs every step on its
+    caller, for owners that may wait on the disk. Relies on the GIL for the
+    producer_state swap and for reads of the log end offset meanwhile.
+    """
+
     def __init__(self, topic: str, index: int, path: str, config, broker_id: int,
                  producer_id_expiration_ms: int = 86400000, controller_managed: bool = False,
                  dir_checkpoints=None):
@@ -158,6 +176,8 @@ class Partition:
         # consumers (replication excluded), counted when the answer is sent.
         # With KIP-392 it shows which replica consumers actually read from.
         self.bytes_out = 0
+        # The task of a truncation whose file work is running off the loop.
+        self._truncation = None
 
     # ---- names Kafka uses ----
 
@@ -360,7 +380,7 @@ class Partition:
         broker's own batches (group metadata, the embedded store).
         client: producer sequences are checked (Kafka's AppendOrigin.CLIENT);
         False for a coordinator's transactional batches (epochs only)."""
-        if not self.is_leader:
+        if not self.is_leader or self._truncation is not None:
             raise NotLeaderOrFollowerError(
                 f"broker {self.broker_id} is not the leader of {self.topic}-{self.index} "
                 f"(leader: {self.leader_id})")
@@ -403,7 +423,7 @@ class Partition:
         the LSO pass it once the HW does. Raises NotLeaderOrFollowerError,
         NotEnoughReplicasError, InvalidProducerEpochError,
         TRANSACTION_COORDINATOR_FENCED (nothing appended then)."""
-        if not self.is_leader:
+        if not self.is_leader or self._truncation is not None:
             raise NotLeaderOrFollowerError(
                 f"broker {self.broker_id} is not the leader of {self._name} (leader: {self.leader_id})")
         if len(self.isr) < self.min_insync_replicas:
@@ -431,31 +451,60 @@ class Partition:
                                         done.first_offset, done.last_offset, ps.last_stable_offset_at(done))
             ps.complete_txn(done)
 
-    def append_as_follower(self, data, leader_high_watermark: int) -> int:
-        """Append the leader's batches as they are (offsets and leader epochs
-        kept); whole batches only. The HW becomes min(leader HW, own LEO).
-        Returns the number of bytes appended."""
+    @staticmethod
+    def follower_batches(data):
+        """(data, headers) of the whole batches at the start of a fetched
+        chunk (the last one may be cut short by the fetch size)."""
         headers = _engine.batch_headers(data) if data else []
-        n = 0
-        if headers:
-            last_pos = headers[-1][0]
-            if last_pos + _BATCH_HEAD.size <= len(data):
-                end = last_pos + 12 + _I32.unpack_from(data, last_pos + 8)[0]
-                if end > len(data):  # the last batch is cut short (fetch size)
-                    headers.pop()
-                    end = last_pos
-            else:
+        if not headers:
+            return data, headers
+        last_pos = headers[-1][0]
+        if last_pos + _BATCH_HEAD.size <= len(data):
+            end = last_pos + 12 + _I32.unpack_from(data, last_pos + 8)[0]
+            if end > len(data):  # the last batch is cut short (fetch size)
                 headers.pop()
                 end = last_pos
-            if headers:
-                data = data[:end]
-                for h in headers:
-                    epoch = _I32.unpack_from(data, h[0] + 12)[0]
-                    if epoch > self.epoch_cache.latest_epoch():
-                        self.epoch_cache.assign(epoch, h[1])  # written through
-                self.log.append_batches(data, assign_offsets=False)
-                self._record_producers(headers, -1, data)
-                n = end
+        else:
+            headers.pop()
+            end = last_pos
+        return data[:end], headers
+
+    def _new_epochs(self, data, headers):
+        latest = self.epoch_cache.latest_epoch()
+        out = []
+        for h in headers:
+            epoch = _I32.unpack_from(data, h[0] + 12)[0]
+            if epoch > latest:
+                out.append((epoch, h[1]))
+                latest = epoch
+        return out
+
+    def epochs_if_appended(self, batches):
+        """The leader-epoch entries appending batches (follower_batches) as
+        follower would leave, when that changes them (None: no new epoch):
+        the replica fetcher writes them off the loop first (write_file,
+        note_written), so append_as_follower writes nothing on the loop."""
+        data, headers = batches
+        new = self._new_epochs(data, headers)
+        return self.epoch_cache.entries_after(new) if new else None
+
+    def append_as_follower(self, data, leader_high_watermark: int, batches=None) -> int:
+        """Append the leader's batches as they are (offsets and leader epochs
+        kept); whole batches only. The HW becomes min(leader HW, own LEO).
+        batches: follower_batches(data), when the caller has them. Returns the
+        number of bytes appended."""
+        if self._truncation is not None:
+            raise NotLeaderOrFollowerError(f"{self._name} is being truncated")
+        data, headers = self.follower_batches(data) if batches is None else batches
+        n = 0
+        if headers:
+            new = self._new_epochs(data, headers)
+            if new:
+                # Written through unless the fetcher wrote it off the loop already.
+                self.epoch_cache.assign_all(new)
+            self.log.append_batches(data, assign_offsets=False)
+            self._record_producers(headers, -1, data)
+            n = len(data)
         hw = min(leader_high_watermark, self.log.log_end_offset)
         if hw > self.high_watermark:
             self.high_watermark = hw
@@ -463,19 +512,89 @@ class Partition:
             self._wake_fetchers()
         return n
 
+    # ---- truncation (a follower's divergent tail, KIP-101/279) ----
+
+    @property
+    def truncating(self) -> bool:
+        """A truncation's file work is running off the loop (see the module
+        docstring: nothing appends to, reads or snapshots this replica then)."""
+        return self._truncation is not None
+
     def truncate_to(self, offset: int):
         """Drop every record at or after offset (a follower's divergent tail).
         The epoch cache is cut even when the log is already that short: an
-        epoch assigned as leader with no data under it must go (KIP-279)."""
+        epoch assigned as leader with no data under it must go (KIP-279).
+        Every step on the calling thread: for an owner that may wait on the
+        disk (the embedded store, tools); the broker's loop uses truncate."""
+        job = self._begin_truncation(offset)
+        try:
+            self._truncate_files(job)
+        except BaseException:
+            self._truncation_failed(job)
+            raise
+        self._end_truncation(job)
+
+    async def truncate(self, offset: int, executor) -> None:
+        """truncate_to for the broker's loop: the file work runs on executor
+        (the LogManager's file thread) while this replica is truncating. Its
+        end is applied on the loop even when the caller is cancelled."""
+        await self.truncation_done()
+        job = self._begin_truncation(offset)
+        if job[1] is None and job[0] >= self.log.log_end_offset:
+            return  # no file to touch (the usual case on becoming follower)
+        self._truncation = task = asyncio.ensure_future(self._run_truncation(job, executor))
+        await asyncio.shield(task)
+
+    async def truncation_done(self) -> None:
+        """Wait for a truncation in flight (the one that failed included)."""
+        while self._truncation is not None:
+            try:
+                await asyncio.shield(self._truncation)
+            except Exception:  # noqa: BLE001 -- its own caller reports it
+                pass
+
+    async def _run_truncation(self, job, executor):
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, self._truncate_files, job)
+        except BaseException:
+            self._truncation_failed(job)
+            raise
+        else:
+            self._end_truncation(job)
+        finally:
+            self._truncation = None
+            self._wake_fetchers()  # consumers long-polling on this follower
+
+    def _begin_truncation(self, offset: int):
+        # On the owner: the in-memory cut. The HW comes down first, so nothing
+        # past the cut is handed out meanwhile.
         offset = max(min(offset, self.log.log_end_offset), self.log.log_start_offset)
         self.epoch_cache.truncate_from_end(offset)
-        self.epoch_cache.flush()
+        if self.high_watermark > offset:
+            self.high_watermark = offset
+        return offset, self.epoch_cache.take_unwritten()
+
+    def _truncate_files(self, job):
+        # Off the loop while truncating (or on the owner in truncate_to): the
+        # epoch file first (as before the split), then the log and what is
+        # derived from it. The new producer state replaces the old in one store.
+        offset, epochs = job
+        if epochs is not None:
+            LeaderEpochCache.write_file(self.epoch_cache.path, epochs)
         if offset < self.log.log_end_offset:
             self.log.truncate_to(offset)
             self.txn_indexes.truncate_to(offset)
-            self.producer_state.load(self.log, self.txn_indexes)
-        if self.high_watermark > offset:
-            self.high_watermark = offset
+            state = ProducerStateManager(self.path, self.producer_state.expiration_ms)
+            state.load(self.log, self.txn_indexes)
+            self.producer_state = state
+
+    def _end_truncation(self, job):
+        if job[1] is not None:
+            self.epoch_cache.note_written(job[1])
+
+    def _truncation_failed(self, job):
+        if job[1] is not None:
+            self.epoch_cache.mark_dirty()
 
     # ---- listeners: where waiting requests may complete (broker/purgatory.py) ----
 
@@ -509,6 +628,8 @@ class Partition:
         READ_COMMITTED): a FetchSlice (at least one batch, even above
         max_bytes: KIP-74), or None when offset is that bound.
         OffsetOutOfRangeError otherwise."""
+        if self._truncation is not None:
+            return None  # nothing to hand out until the cut is done
         if committed:
             lso = self.last_stable_offset
             if lso < self.high_watermark and self.log.log_start_offset <= offset <= self.high_watermark:

@@ -19,7 +19,11 @@ every answer is applied only if the partition is still in this fetcher with the
 leader epoch the request was sent under (LeaderAndIsr may change it while a
 request is in flight).
 
-Not thread-safe: runs on the broker's event loop only.
+Not thread-safe: runs on the broker's event loop only. Its file work runs on
+the LogManager's file thread while the fetcher waits: a truncation's
+(Partition.truncate) and the leader-epoch-checkpoint a fetched batch of a new
+leader epoch adds to (written before that batch is appended); no fetch is sent
+for, and no answer applied to, a partition being truncated.
 """
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ import logging
 import struct
 import time
 
-from ..log.leader_epoch import follower_truncation_offset, follower_truncation_start
+from ..errors import LogClosedError
+from ..log.leader_epoch import LeaderEpochCache, follower_truncation_offset, follower_truncation_start
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.framing import decode_response, encode_request
@@ -121,9 +126,11 @@ class ReplicaFetcher:
             self._conn.close()
 
     def _current(self, key, st) -> bool:
-        """st is still this fetcher's, under the same leader epoch."""
+        """st is still this fetcher's, under the same leader epoch, and no
+        truncation of it is running."""
         return self.partitions.get(key) is st and st.partition.leader_epoch == st.leader_epoch \
-            and not st.partition.is_leader and st.partition.leader_id == self.leader_id
+            and not st.partition.is_leader and st.partition.leader_id == self.leader_id \
+            and not st.partition.truncating
 
     async def _run(self):
         while True:
@@ -165,9 +172,14 @@ class ReplicaFetcher:
 
     async def _truncate(self, key, st):
         p = st.partition
+        await p.truncation_done()   # another fetcher's, for an earlier leader
+        if not self._current(key, st):
+            return
         step = follower_truncation_start(p.epoch_cache, p.log_end_offset, p.high_watermark)
         while True:
-            p.truncate_to(step.offset)
+            await p.truncate(step.offset, self.manager.file_executor)
+            if not self._current(key, st):
+                return
             if step.done:
                 break
             req = m.OffsetForLeaderEpochRequest(replica_id=self.broker_id, topics=[
@@ -189,6 +201,17 @@ class ReplicaFetcher:
                  p.log_end_offset, self.leader_id, st.leader_epoch)
         st.truncating = False
 
+    async def _write_epochs(self, p, entries) -> bool:
+        """Write p's leader-epoch-checkpoint as entries on the file thread;
+        False when the broker is stopping."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self.manager.file_executor, LeaderEpochCache.write_file, p.epoch_cache.path, entries)
+        except LogClosedError:
+            return False
+        p.epoch_cache.note_written(entries)
+        return True
+
     # ---- fetching ----
 
     async def _fetch_once(self):
@@ -198,7 +221,7 @@ class ReplicaFetcher:
         throttled, quota = self.manager.throttled, self.manager.quota
         quota_left = quota.available()
         for key, st in self.partitions.items():
-            if st.truncating:
+            if st.truncating or st.partition.truncating:
                 continue
             max_bytes = self.manager.fetch_max_bytes
             if key in throttled:
@@ -236,7 +259,14 @@ class ReplicaFetcher:
                     if key in throttled and pr.records:
                         quota.record(len(pr.records))
                     if pr.records:
-                        p.append_as_follower(pr.records, pr.high_watermark)
+                        batches = p.follower_batches(pr.records)
+                        entries = p.epochs_if_appended(batches)
+                        if entries is not None:
+                            # A new leader epoch: its checkpoint entry is
+                            # written off the loop, then the append finds it so.
+                            if not await self._write_epochs(p, entries) or not self._current(key, st):
+                                continue
+                        p.append_as_follower(pr.records, pr.high_watermark, batches)
                     else:
                         p.append_as_follower(b"", pr.high_watermark)
                 elif pr.error_code == Errors.OFFSET_OUT_OF_RANGE:
@@ -308,6 +338,7 @@ class ReplicaFetcherManager:
     def __init__(self, broker, metadata_cache):
         self.broker_id = broker.broker_id
         self.cache = metadata_cache
+        self._logs = broker.log_manager
         cfg = broker.config
         self.fetch_wait_max_ms = cfg.get("replica.fetch.wait.max.ms")
         self.fetch_max_bytes = cfg.get("replica.fetch.max.bytes")
@@ -327,6 +358,11 @@ class ReplicaFetcherManager:
 
     def endpoint(self, broker_id):
         return self.cache.endpoint(broker_id)
+
+    @property
+    def file_executor(self):
+        """The LogManager's file thread (LogClosedError once stopping)."""
+        return self._logs.file_executor
 
     def add(self, partition, truncate: bool):
         """Fetch partition from its leader (partition.leader_id), truncating first when asked."""

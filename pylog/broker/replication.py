@@ -20,7 +20,9 @@ the controller's requests come over the wire or from the Controller in this
 process (InProcessBrokerChannel hands them to the loop). The file work a
 LeaderAndIsr needs (new replicas' logs, the leader-epoch-checkpoint of each
 new leader epoch: prepare_leader_and_isr) runs on the LogManager's file
-thread before the request is applied, touching no state of this class.
+thread before the request is applied, touching no state of this class; a
+replica it makes leader is applied only once no truncation of it (the
+fetchers', also on that thread) is running.
 """
 from __future__ import annotations
 
@@ -187,17 +189,36 @@ class ReplicaManager:
         the broker is stopping), or None when there is none: the new
         replicas' logs (create_replicas) and the leader-epoch-checkpoint of
         each replica that becomes leader in a new epoch (write_leader_epochs;
-        Kafka writes it before the leader appends under that epoch)."""
+        Kafka writes it before the leader appends under that epoch); also the
+        end of any truncation of a replica it makes leader."""
         new = self.replicas_to_create(req)
-        if not new and not self.leader_epochs_to_write(req):
+        if not new and not self.leader_epochs_to_write(req) and not self._truncating_leaders(req):
             return None
         return self._prepare(req, new)
 
     async def _prepare(self, req, new) -> bool:
         if new and not await self.create_replicas(new):
             return False
-        await self.write_leader_epochs(self.leader_epochs_to_write(req))
-        return True
+        # A replica this request makes leader must not be mid-truncation (a
+        # follower's, off the loop) when it starts taking appends: wait until
+        # none is, with nothing awaited between that check and the apply.
+        while True:
+            for p in self._truncating_leaders(req):
+                await p.truncation_done()
+            await self.write_leader_epochs(self.leader_epochs_to_write(req))
+            if not self._truncating_leaders(req):
+                return True
+
+    def _truncating_leaders(self, req) -> list:
+        """The replicas here that req makes leader and that are being truncated."""
+        out = []
+        for ts in req.topic_states:
+            for ps in ts.partition_states:
+                if ps.leader == self.broker_id:
+                    p = self.logs.partitions.get((ts.topic_name, ps.partition_index))
+                    if p is not None and p.truncating:
+                        out.append(p)
+        return out
 
     def leader_epochs_to_write(self, req) -> list:
         """(partition, entries) for each replica here that this LeaderAndIsr

@@ -73,7 +73,9 @@ class LeaderEpochCache:
 
     Not thread-safe: the broker's event loop owns it (through the Partition);
     write_file alone may run on any thread (the broker writes a new leader's
-    entries on its file thread before applying the LeaderAndIsr: note_written).
+    entries on its file thread before applying the LeaderAndIsr, a
+    follower's before appending batches of a new epoch, and a truncated
+    cache's (take_unwritten) before the log is cut: note_written).
     """
 
     def __init__(self, path: str | None):
@@ -155,13 +157,47 @@ class LeaderEpochCache:
             self.flush()
         return changed
 
+    def assign_all(self, assignments) -> bool:
+        """assign each (epoch, start_offset) in turn, writing the file once at
+        the end (when something changed; not at all when it holds the result
+        already: note_written). Returns whether the cache changed."""
+        changed = False
+        for epoch, start_offset in assignments:
+            changed |= self._assign(epoch, start_offset)
+        if changed and self.path is not None:
+            self.flush()
+        return changed
+
     def entries_if_assigned(self, epoch: int, start_offset: int) -> list[tuple[int, int]] | None:
         """The entries assign(epoch, start_offset) would leave (None: it would
         change nothing), without changing this cache."""
+        return self.entries_after([(epoch, start_offset)])
+
+    def entries_after(self, assignments) -> list[tuple[int, int]] | None:
+        """The entries assign of each (epoch, start_offset) in turn would leave
+        (None: they would change nothing), without changing this cache."""
         probe = LeaderEpochCache(None)
         probe._warn = False
         probe._entries = list(self._entries)
-        return probe._entries if probe._assign(epoch, start_offset) else None
+        changed = False
+        for epoch, start_offset in assignments:
+            changed |= probe._assign(epoch, start_offset)
+        return probe._entries if changed else None
+
+    def take_unwritten(self) -> list[tuple[int, int]] | None:
+        """What flush() would write now (None: nothing), for a caller that
+        writes it on another thread (write_file, then note_written; mark_dirty
+        when that failed). The cache counts as flushed from here on."""
+        entries = None
+        if self._dirty and self.path is not None and self._entries != self._written:
+            entries = list(self._entries)
+        self._dirty = False
+        return entries
+
+    def mark_dirty(self):
+        """The next flush writes the file (a write of take_unwritten failed)."""
+        self._written = None
+        self._dirty = True
 
     def note_written(self, entries: list[tuple[int, int]]):
         """The file now holds entries, written by write_file on another thread
