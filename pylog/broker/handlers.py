@@ -937,6 +937,7 @@ class Handlers:
     def delete_records(self, header, req):
         R = m.DeleteRecordsResponse
         topics = []
+        deleting = []   # the segment deletions and checkpoint writes, off the loop
         for t in req.topics:
             parts = []
             for dp in t.partitions:
@@ -948,14 +949,29 @@ class Handlers:
                         # Kafka's Partition.deleteRecordsOnLeader: only -1
                         # (HIGH_WATERMARK) stands for an offset.
                         raise OffsetOutOfRangeError(f"cannot delete records below the negative offset {dp.offset}")
-                    low = p.delete_records(dp.offset)
+                    low = p.advance_log_start_offset(dp.offset)
+                    deleting.append(self.logs.delete_below_log_start(p))
                     parts.append(R.DeleteRecordsPartitionResult(partition_index=dp.partition_index,
                                                                 low_watermark=low, error_code=0))
                 except PylogError as e:
                     parts.append(R.DeleteRecordsPartitionResult(partition_index=dp.partition_index,
                                                                 low_watermark=-1, error_code=_code(e)))
             topics.append(R.DeleteRecordsTopicResult(name=t.name, partitions=parts))
-        return R(throttle_time_ms=0, topics=topics)
+        resp = R(throttle_time_ms=0, topics=topics)
+        deleting = [f for f in deleting if f is not None]
+        if not deleting:
+            return resp
+
+        async def answer_when_durable():
+            # The records are gone for readers already; the answer waits for
+            # the new log start to be on disk.
+            for f in deleting:
+                try:
+                    await asyncio.wrap_future(f)
+                except Exception as e:  # noqa: BLE001 -- the next DeleteRecords or retention tries again
+                    log.error("deleting the segments below a log start failed: %s", e)
+            return resp
+        return _to_the_end(answer_when_durable())
 
     # ---- InitProducerId (22) ----
 

@@ -35,7 +35,8 @@ write_topics and the file work of delete_partition
 (closing the log, the rename) run on file_executor's one thread and touch no
 shared state but the topics file (under _topics_lock); so do the file halves
 of a follower's truncation and of a leader-epoch-checkpoint write that the
-replica fetcher starts (Partition.truncate); removing renamed
+replica fetcher starts (Partition.truncate), and DeleteRecords' segment
+deletion and checkpoint write (delete_below_log_start); removing renamed
 directories happens on a helper thread that touches nothing else; Log syncs
 (flush.messages, rolled segments) run on the flush executor's thread.
 """
@@ -623,6 +624,27 @@ class LogManager:
             self.checkpoints.write()
         except OSError as e:
             log.error("writing the checkpoints of %s failed: %s", self.data_dir, e)
+
+    def delete_below_log_start(self, p: Partition) -> Future | None:
+        """DeleteRecords' file work for p, whose log start the loop moved:
+        on file_executor's thread, the segments wholly below it are deleted
+        and the data dir's checkpoints written, so the new log start is
+        durable when the Future is done. None when the broker is stopping
+        (close() writes the checkpoints; the segments go at the next
+        DeleteRecords or retention)."""
+        try:
+            return self.file_executor.submit(self._delete_below_log_start, p)
+        except (LogClosedError, RuntimeError):
+            return None
+
+    def _delete_below_log_start(self, p: Partition) -> None:
+        # On file_executor's thread (a partition deleted meanwhile is closed:
+        # LogClosedError, nothing to do).
+        try:
+            p.log.delete_segments_below_log_start()
+        except LogClosedError:
+            return
+        self.checkpoints.write()
 
     def flush_all(self):
         for p in self.partitions.values():

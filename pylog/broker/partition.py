@@ -32,7 +32,9 @@ attached there). File work that runs on the LogManager's file thread while
 the loop goes on: a follower's truncation (truncate: the log, its
 transaction index and leader-epoch-checkpoint cut, the producer state rebuilt
 into a new object that replaces the old with one attribute store, atomic
-under the GIL). While a truncation runs (truncating) the loop neither appends
+under the GIL), and the segment deletion after DeleteRecords
+(Log.delete_segments_below_log_start, under the Log's lock). While a
+truncation runs (truncating) the loop neither appends
 to this replica nor reads it (read answers nothing yet, housekeeping skips
 it, appends are refused, the replica fetcher waits with truncation_done, and
 a LeaderAndIsr making it leader waits too:
@@ -774,13 +776,25 @@ class Partition:
         return found
 
     def delete_records(self, offset: int) -> int:
-        """Advance log_start_offset to offset (-1: the high watermark); the new low watermark."""
+        """Advance log_start_offset to offset (-1: the high watermark) and
+        delete the segments below it; the new low watermark. Every step on
+        the caller (an owner that may wait on the disk); the broker's loop
+        calls advance_log_start_offset, then runs
+        log.delete_segments_below_log_start on its file thread."""
+        low = self.advance_log_start_offset(offset)
+        self.log.delete_segments_below_log_start()
+        return low
+
+    def advance_log_start_offset(self, offset: int) -> int:
+        """DeleteRecords' in-memory half (no file touched with the data dir's
+        checkpoints): log_start_offset moves to offset (-1: the high
+        watermark); the new low watermark."""
         if offset == -1:
             offset = self.high_watermark
         if offset > self.high_watermark:
             raise OffsetOutOfRangeError(
                 f"cannot delete records below {offset}: above the high watermark {self.high_watermark}")
-        return self.log.delete_records(offset)
+        return self.log.advance_log_start_offset(offset)
 
     # ---- upkeep ----
 

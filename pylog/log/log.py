@@ -941,12 +941,16 @@ class Log(_engine.LogCore):
     def delete_records(self, offset: int) -> int:
         """Move log_start_offset up to offset (Kafka's DeleteRecords) and delete the
         segments wholly below it. Returns the new log_start_offset."""
-        try:
-            return self._delete_records(offset)
-        finally:
-            self._remove_retired_soon()
+        start = self.advance_log_start_offset(offset)
+        self.delete_segments_below_log_start()
+        return start
 
-    def _delete_records(self, offset: int) -> int:
+    def advance_log_start_offset(self, offset: int) -> int:
+        """The first half of delete_records: log_start_offset moves up to
+        offset (reads below it are out of range from now on); the segments
+        below it stay until delete_segments_below_log_start. With
+        dir_checkpoints no file is touched (the owner writes them), so the
+        broker's loop calls it. Returns the new log_start_offset."""
         with self._lock:
             self._check_open()
             self._check_writable()
@@ -955,8 +959,21 @@ class Log(_engine.LogCore):
             if offset > self._log_start_offset:
                 self._log_start_offset = offset
                 self._write_checkpoints()
-                self._delete_segments_below(offset)
             return self._log_start_offset
+
+    def delete_segments_below_log_start(self) -> int:
+        """The file half of delete_records: delete the segments wholly below
+        log_start_offset (renamed *.deleted under the lock, unlinked later);
+        the broker runs it on its file thread. Returns how many went."""
+        try:
+            with self._lock:
+                self._check_open()
+                self._check_writable()
+                before = len(self._segments)
+                self._delete_segments_below(self._log_start_offset)
+                return before - len(self._segments)
+        finally:
+            self._remove_retired_soon()
 
     def _delete_segments_below(self, offset):
         while len(self._segments) > 1 and self._segments[1].base_offset <= offset:

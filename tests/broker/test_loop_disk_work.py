@@ -1,7 +1,8 @@
-"""The broker's event loop does not wait on the disk for a segment roll or a
-replica's deletion (issue 12, point 6): the roll's sync (Kafka's flush-log
-task) and the deletion's close, rename and topics-file write (Kafka's
-asyncDelete) run on worker threads. Every fsync, fdatasync, rename and replace
+"""The broker's event loop does not wait on the disk for a segment roll, a
+replica's deletion or DeleteRecords (issue 12, point 6): the roll's sync
+(Kafka's flush-log task), the deletion's close, rename and topics-file write
+(Kafka's asyncDelete) and DeleteRecords' segment renames and checkpoint write
+run on worker threads. Every fsync, fdatasync, rename and replace
 made from Python is recorded with the thread that made it (the engine's C
 code makes none of those on these paths any more), and none may come from the
 loop's thread."""
@@ -30,18 +31,23 @@ def _wait(cond, what, timeout=60):
         time.sleep(0.05)
 
 
+def _record(monkeypatch, names, calls, recording):
+    """Wrap each os function of names to append (name, thread id, thread
+    name, first argument) to calls while recording is set."""
+    for name in names:
+        real = getattr(os, name)
+
+        def record(*args, _real=real, _name=name, **kwargs):
+            if recording.is_set():
+                calls.append((_name, threading.get_ident(), threading.current_thread().name, args[0]))
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(os, name, record)
+
+
 def test_rolls_and_replica_deletion_do_their_file_work_off_the_loop(tmp_path, monkeypatch):
     calls = []
     recording = threading.Event()
-    for name in ("fsync", "fdatasync", "rename", "replace"):
-        real = getattr(os, name)
-
-        def record(*args, _real=real, _name=name):
-            if recording.is_set():
-                calls.append((_name, threading.get_ident(), threading.current_thread().name,
-                              args[0] if isinstance(args[0], str) else None))
-            return _real(*args)
-        monkeypatch.setattr(os, name, record)
+    _record(monkeypatch, ("fsync", "fdatasync", "rename", "replace"), calls, recording)
     with running_broker(tmp_path / "d") as b:
         loop_thread = asyncio.run_coroutine_threadsafe(_thread_ident(), b.broker._loop).result(10)
         admin = AdminClient({"bootstrap.servers": b})
@@ -71,14 +77,7 @@ def test_the_offsets_topic_is_created_off_the_loop(tmp_path, monkeypatch):
     # are made on the file thread, before the LeaderAndIsr is applied.
     calls = []
     recording = threading.Event()
-    for name in ("fsync", "fdatasync", "rename", "replace", "mkdir", "makedirs"):
-        real = getattr(os, name)
-
-        def record(*args, _real=real, _name=name, **kwargs):
-            if recording.is_set():
-                calls.append((_name, threading.get_ident(), threading.current_thread().name, args[0]))
-            return _real(*args, **kwargs)
-        monkeypatch.setattr(os, name, record)
+    _record(monkeypatch, ("fsync", "fdatasync", "rename", "replace", "mkdir", "makedirs"), calls, recording)
     with running_broker(tmp_path / "d") as b:
         loop_thread = asyncio.run_coroutine_threadsafe(_thread_ident(), b.broker._loop).result(10)
         admin = AdminClient({"bootstrap.servers": b})
@@ -97,17 +96,15 @@ def test_the_offsets_topic_is_created_off_the_loop(tmp_path, monkeypatch):
     assert len([c for c in calls if c[0] == "replace" and str(c[3]).endswith("leader-epoch-checkpoint.tmp")]) >= 50
 
 
-def test_delete_records_unlinks_segments_off_the_loop(tmp_path, monkeypatch):
-    # DeleteRecords runs on the loop; the segments it drops are only renamed
-    # *.deleted there, and unlinked on the flush thread (Kafka deletes them in
-    # a background task too).
-    removed = []
-    real_remove = os.remove
-
-    def remove(path, *args, **kwargs):
-        removed.append((threading.get_ident(), str(path)))
-        return real_remove(path, *args, **kwargs)
-    monkeypatch.setattr(os, "remove", remove)
+def test_delete_records_does_its_file_work_off_the_loop(tmp_path, monkeypatch):
+    # The loop only moves the log start in memory; the segments below it are
+    # renamed *.deleted and the data dir's log-start-offset-checkpoint written
+    # on the file thread, and the answer waits for that (the new log start is
+    # on disk when the client hears of it); the *.deleted files are unlinked
+    # later, on the flush thread (Kafka deletes them in a background task too).
+    calls = []
+    recording = threading.Event()
+    _record(monkeypatch, ("fsync", "fdatasync", "rename", "replace", "remove", "unlink"), calls, recording)
     with running_broker(tmp_path / "d") as b:
         loop_thread = asyncio.run_coroutine_threadsafe(_thread_ident(), b.broker._loop).result(10)
         admin = AdminClient({"bootstrap.servers": b})
@@ -118,9 +115,15 @@ def test_delete_records_unlinks_segments_off_the_loop(tmp_path, monkeypatch):
             assert p.flush(30) == 0
         part = os.path.join(b.data_dir, "dr-0")
         assert len(glob.glob(os.path.join(part, "*.log"))) >= 3
+        recording.set()
         for f in admin.delete_records([TopicPartition("dr", 0, 10)]).values():
             assert f.result(30).low_watermark == 10
+        with open(os.path.join(b.data_dir, "log-start-offset-checkpoint")) as f:
+            assert "dr 0 10" in f.read().splitlines()
         _wait(lambda: not glob.glob(os.path.join(part, "*.deleted")) and
-              len([r for r in removed if r[1].endswith(".log.deleted")]) >= 2, "the dropped segments stayed")
-    dropped = [r for r in removed if r[1].startswith(part) and r[1].endswith(".deleted")]
-    assert dropped and all(t != loop_thread for t, _ in dropped)
+              len([c for c in calls if c[0] == "remove" and str(c[3]).endswith(".log.deleted")]) >= 2,
+              "the dropped segments stayed")
+        recording.clear()
+    assert [c for c in calls if c[1] == loop_thread] == []
+    renamed = [c for c in calls if c[0] == "rename" and str(c[3]).startswith(part) and str(c[3]).endswith(".log")]
+    assert len(renamed) >= 2 and all(c[2].startswith("pylog-topic-files") for c in renamed), calls
