@@ -182,7 +182,11 @@ class Broker:
             _engine.set_open_segment_limit()  # its share of the (raised) limit
             log.info("open files: limit %d (hard %d); at most %d segments open at once",
                      soft, hard, _engine.open_segments()[1])
-        self.log_manager.open()
+        # The data dir's file work (meta.properties written and fsync'd, every
+        # log opened) on a worker thread: nothing else on this loop (another
+        # broker's, an embedding application's) waits on the disk meanwhile,
+        # and nothing here touches the LogManager until it is done.
+        await self._loop.run_in_executor(None, self.log_manager.open)
         self.replica_manager = ReplicaManager(self, self.metadata_cache)
         self.handlers = Handlers(self)
         self.coordinator_writer = BrokerPartitionWriter(self.log_manager, self, self.handlers.purgatory)

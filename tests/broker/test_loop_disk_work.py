@@ -17,6 +17,7 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from pylog.broker import Broker, BrokerConfig
 from pylog.testing import running_broker
 
 
@@ -127,3 +128,29 @@ def test_delete_records_does_its_file_work_off_the_loop(tmp_path, monkeypatch):
     assert [c for c in calls if c[1] == loop_thread] == []
     renamed = [c for c in calls if c[0] == "rename" and str(c[3]).startswith(part) and str(c[3]).endswith(".log")]
     assert len(renamed) >= 2 and all(c[2].startswith("pylog-topic-files") for c in renamed), calls
+
+
+def test_start_opens_the_data_dir_off_the_loop(tmp_path, monkeypatch):
+    # meta.properties written (tmp, fsync, rename, directory fsync) on the
+    # first start, and every log opened on the next (each partition's
+    # directory made sure of), on a worker thread: the loop may be an
+    # embedding application's, or serve another broker of the process.
+    calls = []
+    recording = threading.Event()
+    _record(monkeypatch, ("fsync", "fdatasync", "rename", "replace", "mkdir", "makedirs"), calls, recording)
+    config = {"broker.id": "0", "log.dirs": str(tmp_path / "d"), "listeners": "PLAINTEXT://127.0.0.1:0"}
+    loop_threads = []
+    for first in (True, False):
+        recording.set()
+        b = Broker(BrokerConfig(config)).start_in_thread()
+        recording.clear()
+        try:
+            loop_threads.append(b._thread.ident)
+            if first:
+                admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{b.advertised_port}"})
+                admin.create_topics([NewTopic("t", 2, 1)])["t"].result(30)
+        finally:
+            b.stop_in_thread()
+    assert any(c[0] == "replace" and str(c[3]).endswith("meta.properties.tmp") for c in calls)
+    assert any(c[0] == "makedirs" and str(c[3]).endswith("t-1") for c in calls)
+    assert [c for c in calls if c[1] in loop_threads] == []
