@@ -568,8 +568,12 @@ class Broker:
             time.sleep(backoff_s)
 
     async def _housekeeping(self):
-        interval = min(self.config.get("log.retention.check.interval.ms"),
-                       self.config.get("log.flush.offset.checkpoint.interval.ms")) / 1000.0
+        # Both at least 1 ms but the checkpoint interval, which Kafka lets be
+        # 0: its checkpoint task then is not periodic (here it rides on the
+        # retention check's rounds).
+        intervals = [self.config.get("log.retention.check.interval.ms"),
+                     self.config.get("log.flush.offset.checkpoint.interval.ms")]
+        interval = min(i for i in intervals if i > 0) / 1000.0
         while True:
             await asyncio.sleep(interval)
             await self.log_manager.housekeeping()

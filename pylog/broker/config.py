@@ -244,7 +244,13 @@ class BrokerConfig:
         for k in ("log.message.timestamp.before.max.ms", "log.message.timestamp.after.max.ms"):
             if self.get(k) < 0:
                 raise InvalidConfigError(f"{k}={self.get(k)}: the value must be at least 0")
-        for k in ("controller.quota.window.num", "controller.quota.window.size.seconds"):
+        # Kafka's ConfigDef ranges: atLeast(0) for the checkpoint interval,
+        # atLeast(1) for these (a retention check every 0 ms would spin).
+        if self.get("log.flush.offset.checkpoint.interval.ms") < 0:
+            k = "log.flush.offset.checkpoint.interval.ms"
+            raise InvalidConfigError(f"Invalid value {self.get(k)} for configuration {k}: Value must be at least 0")
+        for k in ("controller.quota.window.num", "controller.quota.window.size.seconds",
+                  "log.retention.check.interval.ms"):
             if self.get(k) < 1:
                 raise InvalidConfigError(f"Invalid value {self.get(k)} for configuration {k}: Value must be at least 1")
         self.replica_selector()

@@ -94,6 +94,19 @@ def test_bad_config_is_a_clear_error(tmp_path):
     assert "num.partitions" in out.stderr and "many" in out.stderr
 
 
+@pytest.mark.parametrize("key, value, least", [("log.retention.check.interval.ms", "0", 1),
+                                               ("log.retention.check.interval.ms", "-5", 1),
+                                               ("log.flush.offset.checkpoint.interval.ms", "-1", 0)])
+def test_housekeeping_intervals_out_of_kafkas_range_are_refused(tmp_path, key, value, least):
+    # Kafka's ConfigDef ranges (atLeast(1), atLeast(0)): a retention check
+    # every 0 ms made the housekeeping task spin on the loop.
+    out = subprocess.run([sys.executable, "-m", "pylog", "broker", "--data-dir", str(tmp_path),
+                          "--port", "0", "--override", f"{key}={value}"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert f"Invalid value {value} for configuration {key}: Value must be at least {least}" in out.stderr
+
+
 @pytest.mark.parametrize("args", [["--help"], ["broker", "--help"]])
 def test_help(args):
     out = subprocess.run([sys.executable, "-m", "pylog", *args], capture_output=True, text=True, timeout=60)

@@ -242,7 +242,7 @@ def test_internal_topics_are_not_client_topics(store):
 
 
 def test_retention_runs_without_a_broker(tmp_path):
-    s = LocalStore.open(tmp_path, config={"log.retention.check.interval.ms": "0"})
+    s = LocalStore.open(tmp_path, config={"log.retention.check.interval.ms": "1"})
     try:
         s.create_topic("r", 1, {"segment.bytes": "1024", "retention.ms": "60000"})
         for _ in range(5):  # records from 1970: past retention at once
