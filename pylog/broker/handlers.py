@@ -130,6 +130,11 @@ class Handlers:
         cache = b.metadata_cache
         version = header.request_api_version
         listener = getattr(header, "listener_name", None)   # None: the inter-broker one
+        # A broker without a listener (pylog's embedded store) is reachable by
+        # no network client: it advertises no endpoint, and what it leads has
+        # no leader a client could reach (Kafka's answer for a leader without
+        # an endpoint on the listener asked on).
+        unreachable = () if b.listen else (b.broker_id,)
         if req.topics is None or (version == 0 and not req.topics):
             names = sorted(cache.topics)
         else:
@@ -183,7 +188,7 @@ class Handlers:
                     # or has no endpoint on the listener asked on (Kafka's answer
                     # up to Metadata v5; LISTENER_NOT_FOUND from v6).
                     code, leader = 0, st.leader
-                    if cache.node(st.leader, listener) is None:
+                    if st.leader in unreachable or cache.node(st.leader, listener) is None:
                         code, leader = Errors.LEADER_NOT_AVAILABLE, -1
                     parts.append(R.MetadataResponsePartition(
                         error_code=code, partition_index=i, leader_id=leader, leader_epoch=st.leader_epoch,
@@ -194,8 +199,9 @@ class Handlers:
             return topics
 
         def response(topics):
-            brokers = [R.MetadataResponseBroker(e.id, e.host, e.port, e.rack) for e in cache.nodes(listener)]
-            if not cache.brokers:
+            brokers = [R.MetadataResponseBroker(e.id, e.host, e.port, e.rack) for e in cache.nodes(listener)
+                       if e.id not in unreachable]
+            if not cache.brokers and not unreachable:
                 own = b.advertised_endpoint(listener)
                 if own is not None:
                     brokers = [R.MetadataResponseBroker(b.broker_id, own[0], own[1], b.config.get("broker.rack"))]
