@@ -137,6 +137,22 @@ int pl_batches_assign_offsets_crc(uint8_t *buf, size_t len, int64_t next_offset,
     return PL_OK;
 }
 
+int pl_batches_set_log_append_time(uint8_t *buf, size_t len, int64_t now_ms) {
+    size_t pos = 0;
+    while (pos < len) {
+        pl_batch_header h;
+        int rc = pl_batch_parse_header(buf + pos, len - pos, &h);
+        if (rc != PL_OK) return rc;
+        size_t total = (size_t)h.batch_length + PL_BATCH_LOG_OVERHEAD;
+        pl_store_be16(buf + pos + PL_BATCH_ATTRIBUTES_OFFSET,
+                      (uint16_t)((uint16_t)h.attributes | PL_ATTR_LOG_APPEND_TIME));
+        pl_store_be64(buf + pos + PL_BATCH_MAX_TIMESTAMP_OFFSET, (uint64_t)now_ms);
+        pl_batch_seal(buf + pos, total);
+        pos += total;
+    }
+    return PL_OK;
+}
+
 /* ---- records ---- */
 
 static inline size_t bytes_field_size(int32_t n) {

@@ -131,6 +131,15 @@ int pl_batches_assign_offsets(uint8_t *buf, size_t len, int64_t next_offset, int
 int pl_batches_assign_offsets_crc(uint8_t *buf, size_t len, int64_t next_offset, int32_t leader_epoch,
                                   int allow_control, int check_crc, pl_batches_info *out);
 
+/* Kafka's LogAppendTime stamp (LogValidator, setMaxTimestamp(LOG_APPEND_TIME, now)):
+ * on every batch in buf[0,len), which the caller has validated, set the
+ * timestamp-type bit and max_timestamp = now_ms and recompute the CRC.
+ * base_timestamp and the records stay as the producer wrote them: a reader
+ * takes every record's timestamp from max_timestamp when the bit is set.
+ * @return PL_OK, or the header error of a batch that does not parse (batches
+ *   before it are stamped already). */
+int pl_batches_set_log_append_time(uint8_t *buf, size_t len, int64_t now_ms);
+
 /* ---- records ---- */
 
 typedef struct pl_header_in {
