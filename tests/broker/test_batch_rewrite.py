@@ -15,10 +15,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import (TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaException,
-                             Producer, TopicPartition)
+from confluent_kafka import (TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaError,
+                             KafkaException, Producer, TopicPartition)
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer, KafkaProducer
+from kafka import errors as KafkaErrors
 from kafka import TopicPartition as KpTopicPartition
 
 from pylog import _engine
@@ -187,3 +188,49 @@ def test_same_codec_is_stored_as_sent(broker):
     confluent_produce(broker, topic, [b"a" * 50] * 5, {"compression.type": "lz4"})
     assert all(h[8] & 7 == CODECS["lz4"] for h in stored_batches(broker, topic))
     assert len(confluent_read(broker, topic, 5)) == 5
+
+
+# ---- cleanup.policy checks: DeleteRecords, keyless records --------------------------------
+
+@pytest.mark.parametrize("policy,deletes", [("compact", False), ("delete", True), ("compact,delete", True)])
+def test_delete_records_needs_a_deleting_policy(broker, policy, deletes):
+    topic = create_topic(broker, {"cleanup.policy": policy})
+    confluent_produce(broker, topic, [b"a", b"b", b"c"])
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    fut = admin.delete_records([TopicPartition(topic, 0, 2)])[TopicPartition(topic, 0, 2)]
+    if deletes:
+        assert fut.result(TIMEOUT).low_watermark == 2
+        return
+    with pytest.raises(KafkaException) as ei:
+        fut.result(TIMEOUT)
+    err = ei.value.args[0]
+    assert err.code() == KafkaError.POLICY_VIOLATION, err
+    # Nothing went: every record still reads from offset 0.
+    assert [v for _, v, _, _ in confluent_read(broker, topic, 3)] == [b"a", b"b", b"c"]
+
+
+def test_keyless_records_refused_on_a_compacted_topic(broker):
+    """librdkafka's 0011 idea: a compacted topic takes keyed records only;
+    a batch holding a keyless one is refused whole with INVALID_RECORD (87)."""
+    topic = create_topic(broker, {"cleanup.policy": "compact"})
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 50, "retries": 0})
+    reports = []
+    p.produce(topic, b"keyed-1", key=b"k1", partition=0, on_delivery=lambda e, m: reports.append(e))
+    p.produce(topic, b"keyless", partition=0, on_delivery=lambda e, m: reports.append(e))
+    p.produce(topic, b"keyed-2", key=b"k2", partition=0, on_delivery=lambda e, m: reports.append(e))
+    assert p.flush(TIMEOUT) == 0
+    assert len(reports) == 3 and all(e is not None and e.code() == KafkaError.INVALID_RECORD for e in reports), \
+        reports
+    kp = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", retries=0)
+    with pytest.raises(KafkaErrors.InvalidRecordError) as ei:
+        kp.send(topic, b"keyless", partition=0).get(TIMEOUT)
+    kp.close()
+    # Kafka's record error message (LogValidator.validateKey), as kafka-python shows it.
+    assert f"Compacted topic cannot accept message without key in topic partition {topic}-0" in str(ei.value)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "rw-leo"})
+    try:
+        assert c.get_watermark_offsets(TopicPartition(topic, 0), timeout=TIMEOUT, cached=False) == (0, 0)
+    finally:
+        c.close()
+    confluent_produce(broker, topic, [b"keyed"])  # keyed records still go in
+    assert [(k, v) for k, v, _, _ in confluent_read(broker, topic, 1)] == [(b"k0", b"keyed")]
