@@ -246,11 +246,50 @@ cdef bytes _rebuild_batch(object batch, int target_codec, int64_t log_append_tim
     if log_append_time >= 0:
         h.attributes = <int16_t>(h.attributes | PL_ATTR_LOG_APPEND_TIME)
         h.max_timestamp = log_append_time
+    return _sealed_batch(&h, payload)
+
+
+def cut_batch(batch, int32_t keep, int64_t max_inflated):
+    """The stored batch (its bytes) holding only its first keep records, for a
+    truncation inside it: base offset, leader epoch, producer id, epoch, base
+    sequence, attributes (codec, timestamp type, transactional) and base
+    timestamp kept; count, last offset delta and (CreateTime) max timestamp
+    those of the kept records; the records section recompressed with the
+    batch's own codec, its inflation bounded by max_inflated. Returns bytes."""
+    cdef const uint8_t[::1] view = batch
+    cdef pl_batch_header h
+    cdef size_t prefix_len = 0
+    cdef int64_t max_ts = -1
+    cdef const uint8_t[::1] sv
+    check(pl_batch_validate(&view[0], <size_t>view.shape[0], &h))
+    view = None
+    if keep < 1 or keep > h.records_count:
+        raise ValueError(f"cannot keep {keep} of a batch of {h.records_count} records")
+    cdef int codec = h.attributes & PL_ATTR_COMPRESSION_MASK
+    section = memoryview(batch)[PL_BATCH_HEADER_SIZE:PL_BATCH_LOG_OVERHEAD + h.batch_length]
+    if codec != 0:
+        section = _inflate(codec, section, max_inflated, None, 0)
+    sv = section
+    check(pl_records_prefix(&sv[0], <size_t>sv.shape[0], h.records_count, keep,
+                            h.base_timestamp, &prefix_len, &max_ts))
+    sv = None
+    kept = section[:prefix_len]
+    payload = _codecs.compress(codec, kept) if codec != 0 else bytes(kept)
+    h.records_count = keep
+    h.last_offset_delta = keep - 1
+    if not (h.attributes & PL_ATTR_LOG_APPEND_TIME):
+        h.max_timestamp = max_ts
+    return _sealed_batch(&h, payload)
+
+
+cdef bytes _sealed_batch(pl_batch_header *h, bytes payload):
+    """h's header over payload (the records section as stored), length and CRC set."""
     cdef Py_ssize_t size = PL_BATCH_HEADER_SIZE + len(payload)
-    cdef bytearray out_buf = bytearray(size)
-    cdef uint8_t[::1] w = out_buf
-    pl_batch_write_header(&w[0], &h)
-    memcpy(&w[PL_BATCH_HEADER_SIZE], <const uint8_t *>(<bytes>payload), len(payload))
+    cdef bytearray out = bytearray(size)
+    cdef uint8_t[::1] w = out
+    pl_batch_write_header(&w[0], h)
+    if len(payload):
+        memcpy(&w[PL_BATCH_HEADER_SIZE], <const uint8_t *>payload, len(payload))
     pl_batch_seal(&w[0], <size_t>size)
     w = None
-    return bytes(out_buf)
+    return bytes(out)

@@ -226,6 +226,27 @@ size_t pl_records_encode(uint8_t *out, const pl_record_in *recs, size_t n) {
     return (size_t)(p - out);
 }
 
+int pl_records_prefix(const uint8_t *buf, size_t len, int32_t count, int32_t keep, int64_t base_timestamp,
+                      size_t *prefix_len, int64_t *max_timestamp) {
+    size_t pos = 0;
+    int64_t max_ts = -1;
+    if (keep < 0 || keep > count) return PL_EINVAL;
+    for (int32_t i = 0; i < keep; i++) {
+        int32_t rec_len;
+        int64_t ts_delta;
+        size_t k = pl_varint_read(buf + pos, len - pos, &rec_len);
+        if (k == 0 || rec_len < 2 || (size_t)rec_len > len - pos - k) return PL_ECORRUPT;
+        /* attributes (one byte), then the timestamp delta */
+        if (pl_varlong_read(buf + pos + k + 1, (size_t)rec_len - 1, &ts_delta) == 0) return PL_ECORRUPT;
+        int64_t ts = (int64_t)((uint64_t)base_timestamp + (uint64_t)ts_delta);
+        if (ts > max_ts) max_ts = ts;
+        pos += k + (size_t)rec_len;
+    }
+    *prefix_len = pos;
+    *max_timestamp = max_ts;
+    return PL_OK;
+}
+
 void pl_batch_write_header(uint8_t *out, const pl_batch_header *h) {
     pl_store_be64(out + PL_BATCH_BASE_OFFSET_OFFSET, (uint64_t)h->base_offset);
     pl_store_be32(out + PL_BATCH_LENGTH_OFFSET, (uint32_t)h->batch_length);

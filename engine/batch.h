@@ -179,6 +179,14 @@ size_t pl_record_encode(uint8_t *out, const pl_record_in *r, int32_t offset_delt
  * *size_out gets their total size. @return the count. */
 size_t pl_records_fit(pl_record_in *recs, size_t n, size_t max_bytes, size_t *size_out);
 
+/* For a cut inside a batch: the first keep of the count records in the
+ * uncompressed records section buf[0,len) (absolute timestamps from
+ * base_timestamp). *prefix_len gets the bytes they take, *max_timestamp their
+ * largest timestamp (-1 if none). Each record is bounds-checked within buf.
+ * @return PL_OK, PL_EINVAL if keep is not in [0, count], PL_ECORRUPT. */
+int pl_records_prefix(const uint8_t *buf, size_t len, int32_t count, int32_t keep, int64_t base_timestamp,
+                      size_t *prefix_len, int64_t *max_timestamp);
+
 /* Write a 61-byte header with h's fields (batch_length and crc are taken from h as
  * given; pl_batch_seal fills both). */
 void pl_batch_write_header(uint8_t *out, const pl_batch_header *h);
