@@ -65,7 +65,7 @@ class AppendResult:
     def __init__(self, first_offset, last_offset, log_start_offset):
         self.first_offset = first_offset
         self.last_offset = last_offset
-        self.log_append_time = -1  # CreateTime topics only
+        self.log_append_time = -1  # the broker's stamp on LogAppendTime topics, else -1
         self.log_start_offset = log_start_offset
 
 
@@ -377,11 +377,11 @@ class Partition:
         now = int(time.time() * 1000)
         if produce_version is not None:
             # Kafka checks the timestamp window only on CreateTime topics.
-            window = (LONG_MAX, LONG_MAX) if self.log_append_time else (self.timestamp_before_max_ms,
-                                                                         self.timestamp_after_max_ms)
+            window = (LONG_MAX, LONG_MAX) if self.uses_log_append_time else \
+                (self.timestamp_before_max_ms, self.timestamp_after_max_ms)
             data = _engine.validate_produce(data, now, window[0], window[1], self.compacted, produce_version,
                                             self.max_inflated_bytes, self._name)
-        log_append_time = now if self.log_append_time else -1
+        log_append_time = now if self.uses_log_append_time else -1
         if self.target_codec >= 0 or log_append_time >= 0:
             data, rebuilt = _engine.rewrite_batches(data, self.target_codec, log_append_time,
                                                     self.max_inflated_bytes)
@@ -434,14 +434,18 @@ class Partition:
             raise NotEnoughReplicasError(
                 f"{self._name}: ISR {self.isr} is smaller than min.insync.replicas={self.min_insync_replicas}")
         self.producer_state.check_marker(producer_id, producer_epoch, coordinator_epoch)
-        batch = bytearray(build_end_txn_marker(producer_id, producer_epoch, coordinator_epoch, commit,
-                                               int(time.time() * 1000)))
+        now = int(time.time() * 1000)
+        batch = bytearray(build_end_txn_marker(producer_id, producer_epoch, coordinator_epoch, commit, now))
+        if self.uses_log_append_time:
+            _engine.stamp_log_append_time(batch, now)  # Kafka's validator stamps markers too
         headers = _engine.batch_headers(batch)
         first, last = self.log.append_batches(batch, self.leader_epoch, in_place=True, allow_control=True)
         self._record_producers(headers, first, batch)
         if not self.maybe_increment_high_watermark() and self.followers:
             self._wake_fetchers()
-        return AppendResult(first, last, self.log.log_start_offset)
+        result = AppendResult(first, last, self.log.log_start_offset)
+        result.log_append_time = now if self.uses_log_append_time else -1
+        return result
 
     def _record_producers(self, headers, first_offset: int, data):
         """Producer state after an append (any role): transactions the markers
@@ -694,7 +698,7 @@ class Partition:
         self.timestamp_before_max_ms = config.get("message.timestamp.before.max.ms")
         self.timestamp_after_max_ms = config.get("message.timestamp.after.max.ms")
         self.compacted = "compact" in config.get("cleanup.policy")
-        self.log_append_time = config.get("message.timestamp.type") == "LogAppendTime"
+        self.uses_log_append_time = config.get("message.timestamp.type") == "LogAppendTime"
         self.target_codec = target_codec(config.get("compression.type"))
         # Never below max.message.bytes: a batch accepted uncompressed is
         # accepted compressed (config.py explains the default).

@@ -234,3 +234,22 @@ def test_keyless_records_refused_on_a_compacted_topic(broker):
         c.close()
     confluent_produce(broker, topic, [b"keyed"])  # keyed records still go in
     assert [(k, v) for k, v, _, _ in confluent_read(broker, topic, 1)] == [(b"k0", b"keyed")]
+
+
+def test_transaction_markers_of_a_log_append_time_topic_are_stamped(broker):
+    topic = create_topic(broker, {"message.timestamp.type": "LogAppendTime"})
+    before = int(time.time() * 1000)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": f"rw-{uuid.uuid4().hex[:6]}"})
+    p.init_transactions(TIMEOUT)
+    p.begin_transaction()
+    p.produce(topic, b"in-txn", key=b"k", partition=0, timestamp=OLD_TS)
+    p.commit_transaction(TIMEOUT)
+    deadline = time.monotonic() + TIMEOUT
+    while len(stored_batches(broker, topic)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the coordinator writes the marker after answering EndTxn
+    after = int(time.time() * 1000)
+    hs = stored_batches(broker, topic)
+    assert [bool(h[8] & 0x20) for h in hs] == [False, True]  # the data batch, then the COMMIT marker
+    assert all(h[8] & ATTR_LOG_APPEND_TIME and before <= h[3] <= after for h in hs), hs
+    (got,) = confluent_read(broker, topic, 1)
+    assert got[1] == b"in-txn" and got[3][0] == TIMESTAMP_LOG_APPEND_TIME and before <= got[3][1] <= after
