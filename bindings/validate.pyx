@@ -216,9 +216,10 @@ def rewrite_batches(data, int target_codec, int64_t log_append_time, int64_t max
         pos += total
     view = None
     if not rebuild:
+        if log_append_time < 0:
+            return data, False  # every batch already has the topic's codec
         out = bytearray(data) if memoryview(data).readonly else data
-        if log_append_time >= 0:
-            stamp_log_append_time(out, log_append_time)
+        stamp_log_append_time(out, log_append_time)
         return out, False
     mv = memoryview(data)
     parts = []

@@ -23,6 +23,8 @@ from kafka import errors as KafkaErrors
 from kafka import TopicPartition as KpTopicPartition
 
 from pylog import _engine
+from pylog.broker.config import BrokerConfig
+from pylog.errors import InvalidConfigError
 from pylog.testing import running_broker
 
 TIMEOUT = 60
@@ -145,6 +147,12 @@ def test_create_time_topic_keeps_the_producers_timestamps(broker):
 def test_bad_timestamp_type_and_codec_refused(broker):
     assert "message.timestamp.type" in str(create_topic_error(broker, {"message.timestamp.type": "Now"}))
     assert "compression.type" in str(create_topic_error(broker, {"compression.type": "none"}))
+
+
+@pytest.mark.parametrize("key,value", [("log.message.timestamp.type", "AppendTime"), ("compression.type", "lz5")])
+def test_broker_refuses_an_unknown_timestamp_type_or_codec(key, value):
+    with pytest.raises(InvalidConfigError, match=f"Invalid value {value} for configuration {key}"):
+        BrokerConfig({key: value})
 
 
 def test_broker_level_log_append_time_and_compression():
