@@ -394,8 +394,11 @@ class Partition:
                 f"{self.min_insync_replicas}")
         dup = self.producer_state.check(headers, client=client)
         if dup is not None:
-            # A retried batch: its original offsets, nothing appended.
-            return AppendResult(dup[2], dup[3], self.log.log_start_offset)
+            # A retried batch: its original offsets (and LogAppendTime stamp), nothing appended.
+            result = AppendResult(dup[2], dup[3], self.log.log_start_offset)
+            if self.uses_log_append_time:
+                result.log_append_time = dup[4]
+            return result
         # The request's bytes are ours to patch (the connection's receive buffer).
         # The engine refuses bad batches (CorruptRecordError, InvalidRecordError).
         first, last = self.log.append_batches(data, self.leader_epoch, in_place=_writable(data),

@@ -10,6 +10,7 @@ are the model.
 """
 from __future__ import annotations
 
+import struct
 import time
 import uuid
 from pathlib import Path
@@ -24,8 +25,11 @@ from kafka import TopicPartition as KpTopicPartition
 
 from pylog import _engine
 from pylog.broker.config import BrokerConfig
+from pylog.protocol import batch_layout as L
 from pylog.errors import InvalidConfigError
 from pylog.testing import running_broker
+
+from .test_record_validation import produce_raw
 
 TIMEOUT = 60
 OLD_TS = 1_000_000_000_000  # 2001: a producer timestamp no broker clock shows
@@ -261,3 +265,20 @@ def test_transaction_markers_of_a_log_append_time_topic_are_stamped(broker):
     assert all(h[8] & ATTR_LOG_APPEND_TIME and before <= h[3] <= after for h in hs), hs
     (got,) = confluent_read(broker, topic, 1)
     assert got[1] == b"in-txn" and got[3][0] == TIMESTAMP_LOG_APPEND_TIME and before <= got[3][1] <= after
+
+
+def test_a_retried_batch_is_answered_with_its_first_stamp(broker):
+    """An idempotent producer's retry of a batch already appended gets the
+    original offset and log_append_time_ms (Kafka answers from the
+    duplicate's batch metadata), nothing appended twice."""
+    topic = create_topic(broker, {"message.timestamp.type": "LogAppendTime"})
+    b = bytearray(_engine.encode_batch([b"once"], timestamps=[OLD_TS]))
+    struct.pack_into(">qhi", b, L.PRODUCER_ID_OFFSET, 777, 0, 0)
+    struct.pack_into(">I", b, L.CRC_OFFSET, _engine.crc32c(bytes(b[L.CRC_START:])))
+    first = produce_raw(broker, topic, bytes(b))
+    assert first.error_code == 0 and first.log_append_time_ms > OLD_TS
+    time.sleep(0.01)
+    again = produce_raw(broker, topic, bytes(b))
+    assert (again.error_code, again.base_offset, again.log_append_time_ms) == \
+        (0, first.base_offset, first.log_append_time_ms)
+    assert len(stored_batches(broker, topic)) == 1
