@@ -203,7 +203,7 @@ def rewrite_batches(data, int target_codec, int64_t log_append_time, int64_t max
     cdef size_t n = view.shape[0]
     cdef size_t pos = 0, total
     cdef pl_batch_header h
-    cdef list spans = []  # (start, end, header attributes) of each batch
+    cdef list spans = []  # (start, end) of each batch
     cdef int codec
     cdef bint rebuild = False
     while pos < n:
