@@ -175,3 +175,122 @@ def find_time_inflated(data, int64_t timestamp, int64_t max_inflated, int32_t mi
     if w.found_delta < 0:
         return None
     return (w.found_delta, w.found_timestamp)
+
+
+def stamp_log_append_time(buf, int64_t now_ms):
+    """LogAppendTime on every batch of buf (writable, batches validated):
+    engine/batch.h's pl_batches_set_log_append_time, one C walk."""
+    cdef uint8_t[::1] v = buf
+    cdef size_t n = v.shape[0]
+    if n:
+        check(pl_batches_set_log_append_time(&v[0], n, now_ms))
+
+
+def rewrite_batches(data, int target_codec, int64_t log_append_time, int64_t max_inflated):
+    """What Kafka's LogValidator does to batches a leader appends, beyond
+    validation: with target_codec >= 0 (the topic's compression.type other
+    than producer) a batch of another codec is rebuilt with that codec, its
+    producer id, epoch, base sequence, transactional bit, base timestamp,
+    record count and records kept (the records section moves between codecs
+    as it is; its inflation bounded by max_inflated as produce validation
+    bounds it); with log_append_time >= 0 every batch gets the LogAppendTime
+    bit and that max_timestamp. Control batches keep their codec (Kafka never
+    compresses them). Returns (data, rebuilt): data itself when stamped in
+    place (a copy first when it is read-only); rebuilt says a batch changed
+    size (the caller re-checks max.message.bytes, as Kafka does after a
+    rebuild)."""
+    cdef const uint8_t[::1] view = data
+    cdef size_t n = view.shape[0]
+    cdef size_t pos = 0, total
+    cdef pl_batch_header h
+    cdef list spans = []  # (start, end) of each batch
+    cdef int codec
+    cdef bint rebuild = False
+    while pos < n:
+        check(pl_batch_parse_header(&view[pos], n - pos, &h))
+        total = <size_t>h.batch_length + PL_BATCH_LOG_OVERHEAD
+        codec = h.attributes & PL_ATTR_COMPRESSION_MASK
+        if target_codec >= 0 and codec != target_codec and not (h.attributes & PL_ATTR_CONTROL):
+            rebuild = True
+        spans.append((pos, pos + total))
+        pos += total
+    view = None
+    if not rebuild:
+        if log_append_time < 0:
+            return data, False  # every batch already has the topic's codec
+        out = bytearray(data) if memoryview(data).readonly else data
+        stamp_log_append_time(out, log_append_time)
+        return out, False
+    mv = memoryview(data)
+    parts = []
+    for start, end in spans:
+        parts.append(_rebuild_batch(mv[start:end], target_codec, log_append_time, max_inflated))
+    return bytearray().join(parts), True
+
+
+cdef bytes _rebuild_batch(object batch, int target_codec, int64_t log_append_time, int64_t max_inflated):
+    cdef const uint8_t[::1] view = batch
+    cdef pl_batch_header h
+    check(pl_batch_parse_header(&view[0], <size_t>view.shape[0], &h))
+    view = None
+    cdef int codec = h.attributes & PL_ATTR_COMPRESSION_MASK
+    if codec == target_codec or (h.attributes & PL_ATTR_CONTROL):
+        out = bytearray(batch)
+        if log_append_time >= 0:
+            stamp_log_append_time(out, log_append_time)
+        return bytes(out)
+    section = batch[PL_BATCH_HEADER_SIZE:]
+    if codec != 0:
+        section = _codecs.decompress(codec, section, max_inflated)
+    payload = _codecs.compress(target_codec, section) if target_codec != 0 else bytes(section)
+    h.attributes = <int16_t>((h.attributes & ~(PL_ATTR_COMPRESSION_MASK | PL_ATTR_LOG_APPEND_TIME)) | target_codec)
+    if log_append_time >= 0:
+        h.attributes = <int16_t>(h.attributes | PL_ATTR_LOG_APPEND_TIME)
+        h.max_timestamp = log_append_time
+    return _sealed_batch(&h, payload)
+
+
+def cut_batch(batch, int32_t keep, int64_t max_inflated):
+    """The stored batch (its bytes) holding only its first keep records, for a
+    truncation inside it: base offset, leader epoch, producer id, epoch, base
+    sequence, attributes (codec, timestamp type, transactional) and base
+    timestamp kept; count, last offset delta and (CreateTime) max timestamp
+    those of the kept records; the records section recompressed with the
+    batch's own codec, its inflation bounded by max_inflated. Returns bytes."""
+    cdef const uint8_t[::1] view = batch
+    cdef pl_batch_header h
+    cdef size_t prefix_len = 0
+    cdef int64_t max_ts = -1
+    cdef const uint8_t[::1] sv
+    check(pl_batch_validate(&view[0], <size_t>view.shape[0], &h))
+    view = None
+    if keep < 1 or keep > h.records_count:
+        raise ValueError(f"cannot keep {keep} of a batch of {h.records_count} records")
+    cdef int codec = h.attributes & PL_ATTR_COMPRESSION_MASK
+    section = memoryview(batch)[PL_BATCH_HEADER_SIZE:PL_BATCH_LOG_OVERHEAD + h.batch_length]
+    if codec != 0:
+        section = _inflate(codec, section, max_inflated, None, 0)
+    sv = section
+    check(pl_records_prefix(&sv[0], <size_t>sv.shape[0], h.records_count, keep,
+                            h.base_timestamp, &prefix_len, &max_ts))
+    sv = None
+    kept = section[:prefix_len]
+    payload = _codecs.compress(codec, kept) if codec != 0 else bytes(kept)
+    h.records_count = keep
+    h.last_offset_delta = keep - 1
+    if not (h.attributes & PL_ATTR_LOG_APPEND_TIME):
+        h.max_timestamp = max_ts
+    return _sealed_batch(&h, payload)
+
+
+cdef bytes _sealed_batch(pl_batch_header *h, bytes payload):
+    """h's header over payload (the records section as stored), length and CRC set."""
+    cdef Py_ssize_t size = PL_BATCH_HEADER_SIZE + len(payload)
+    cdef bytearray out = bytearray(size)
+    cdef uint8_t[::1] w = out
+    pl_batch_write_header(&w[0], h)
+    if len(payload):
+        memcpy(&w[PL_BATCH_HEADER_SIZE], <const uint8_t *>payload, len(payload))
+    pl_batch_seal(&w[0], <size_t>size)
+    w = None
+    return bytes(out)

@@ -137,6 +137,22 @@ int pl_batches_assign_offsets_crc(uint8_t *buf, size_t len, int64_t next_offset,
     return PL_OK;
 }
 
+int pl_batches_set_log_append_time(uint8_t *buf, size_t len, int64_t now_ms) {
+    size_t pos = 0;
+    while (pos < len) {
+        pl_batch_header h;
+        int rc = pl_batch_parse_header(buf + pos, len - pos, &h);
+        if (rc != PL_OK) return rc;
+        size_t total = (size_t)h.batch_length + PL_BATCH_LOG_OVERHEAD;
+        pl_store_be16(buf + pos + PL_BATCH_ATTRIBUTES_OFFSET,
+                      (uint16_t)((uint16_t)h.attributes | PL_ATTR_LOG_APPEND_TIME));
+        pl_store_be64(buf + pos + PL_BATCH_MAX_TIMESTAMP_OFFSET, (uint64_t)now_ms);
+        pl_batch_seal(buf + pos, total);
+        pos += total;
+    }
+    return PL_OK;
+}
+
 /* ---- records ---- */
 
 static inline size_t bytes_field_size(int32_t n) {
@@ -208,6 +224,27 @@ size_t pl_records_encode(uint8_t *out, const pl_record_in *recs, size_t n) {
     uint8_t *p = out;
     for (size_t i = 0; i < n; i++) p += pl_record_encode(p, &recs[i], (int32_t)i);
     return (size_t)(p - out);
+}
+
+int pl_records_prefix(const uint8_t *buf, size_t len, int32_t count, int32_t keep, int64_t base_timestamp,
+                      size_t *prefix_len, int64_t *max_timestamp) {
+    size_t pos = 0;
+    int64_t max_ts = -1;
+    if (keep < 0 || keep > count) return PL_EINVAL;
+    for (int32_t i = 0; i < keep; i++) {
+        int32_t rec_len;
+        int64_t ts_delta;
+        size_t k = pl_varint_read(buf + pos, len - pos, &rec_len);
+        if (k == 0 || rec_len < 2 || (size_t)rec_len > len - pos - k) return PL_ECORRUPT;
+        /* attributes (one byte), then the timestamp delta */
+        if (pl_varlong_read(buf + pos + k + 1, (size_t)rec_len - 1, &ts_delta) == 0) return PL_ECORRUPT;
+        int64_t ts = (int64_t)((uint64_t)base_timestamp + (uint64_t)ts_delta);
+        if (ts > max_ts) max_ts = ts;
+        pos += k + (size_t)rec_len;
+    }
+    *prefix_len = pos;
+    *max_timestamp = max_ts;
+    return PL_OK;
 }
 
 void pl_batch_write_header(uint8_t *out, const pl_batch_header *h) {

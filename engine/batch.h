@@ -131,6 +131,15 @@ int pl_batches_assign_offsets(uint8_t *buf, size_t len, int64_t next_offset, int
 int pl_batches_assign_offsets_crc(uint8_t *buf, size_t len, int64_t next_offset, int32_t leader_epoch,
                                   int allow_control, int check_crc, pl_batches_info *out);
 
+/* Kafka's LogAppendTime stamp (LogValidator, setMaxTimestamp(LOG_APPEND_TIME, now)):
+ * on every batch in buf[0,len), which the caller has validated, set the
+ * timestamp-type bit and max_timestamp = now_ms and recompute the CRC.
+ * base_timestamp and the records stay as the producer wrote them: a reader
+ * takes every record's timestamp from max_timestamp when the bit is set.
+ * @return PL_OK, or the header error of a batch that does not parse (batches
+ *   before it are stamped already). */
+int pl_batches_set_log_append_time(uint8_t *buf, size_t len, int64_t now_ms);
+
 /* ---- records ---- */
 
 typedef struct pl_header_in {
@@ -169,6 +178,14 @@ size_t pl_record_encode(uint8_t *out, const pl_record_in *r, int32_t offset_delt
  * as pl_records_size does, so pl_records_encode(out, recs, count) can follow;
  * *size_out gets their total size. @return the count. */
 size_t pl_records_fit(pl_record_in *recs, size_t n, size_t max_bytes, size_t *size_out);
+
+/* For a cut inside a batch: the first keep of the count records in the
+ * uncompressed records section buf[0,len) (absolute timestamps from
+ * base_timestamp). *prefix_len gets the bytes they take, *max_timestamp their
+ * largest timestamp (-1 if none). Each record is bounds-checked within buf.
+ * @return PL_OK, PL_EINVAL if keep is not in [0, count], PL_ECORRUPT. */
+int pl_records_prefix(const uint8_t *buf, size_t len, int32_t count, int32_t keep, int64_t base_timestamp,
+                      size_t *prefix_len, int64_t *max_timestamp);
 
 /* Write a 61-byte header with h's fields (batch_length and crc are taken from h as
  * given; pl_batch_seal fills both). */

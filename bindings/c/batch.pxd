@@ -78,6 +78,9 @@ cdef extern from "batch.h" nogil:
     size_t pl_records_encode(uint8_t *out, const pl_record_in *recs, size_t n)
     void pl_batch_write_header(uint8_t *out, const pl_batch_header *h)
     void pl_batch_seal(uint8_t *batch, size_t total_len)
+    int pl_batches_set_log_append_time(uint8_t *buf, size_t len, int64_t now_ms)
+    int pl_records_prefix(const uint8_t *buf, size_t len, int32_t count, int32_t keep, int64_t base_timestamp,
+                          size_t *prefix_len, int64_t *max_timestamp)
     ctypedef struct pl_record_out:
         int64_t timestamp_delta
         int32_t offset_delta

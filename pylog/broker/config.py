@@ -143,14 +143,14 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
 # topic key: (broker key giving its default, type, allowed values or None)
 TOPIC_CONFIGS: dict[str, tuple[str | None, type, tuple | None]] = {
     "cleanup.policy": ("log.cleanup.policy", str, None),
-    "compression.type": ("compression.type", str, ("producer",)),
+    "compression.type": ("compression.type", str, ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")),
     "delete.retention.ms": (None, int, None),
     "file.delete.delay.ms": (None, int, None),
     "flush.messages": ("log.flush.interval.messages", int, None),
     "flush.ms": ("log.flush.interval.ms", int, None),
     "index.interval.bytes": ("log.index.interval.bytes", int, None),
     "max.message.bytes": ("message.max.bytes", int, None),
-    "message.timestamp.type": ("log.message.timestamp.type", str, ("CreateTime",)),
+    "message.timestamp.type": ("log.message.timestamp.type", str, ("CreateTime", "LogAppendTime")),
     "message.timestamp.before.max.ms": ("log.message.timestamp.before.max.ms", int, None),
     "message.timestamp.after.max.ms": ("log.message.timestamp.after.max.ms", int, None),
     "min.cleanable.dirty.ratio": (None, str, None),
@@ -249,6 +249,8 @@ class BrokerConfig:
         if self.get("log.flush.offset.checkpoint.interval.ms") < 0:
             k = "log.flush.offset.checkpoint.interval.ms"
             raise InvalidConfigError(f"Invalid value {self.get(k)} for configuration {k}: Value must be at least 0")
+        for k in ("log.message.timestamp.type", "compression.type"):
+            _check_allowed(k, self.get(k), TOPIC_CONFIGS[k.removeprefix("log.")][2])
         for k in ("controller.quota.window.num", "controller.quota.window.size.seconds",
                   "log.retention.check.interval.ms"):
             if self.get(k) < 1:
@@ -440,6 +442,22 @@ def parse_listeners(key: str, text: str) -> list[Listener]:
     return out
 
 
+# The broker's codec per compression.type (Kafka's BrokerCompressionType):
+# -1 keeps the producer's, else the batch-attribute codec a batch is rebuilt with.
+_TARGET_CODECS = {"producer": -1, "uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+def target_codec(compression_type: str) -> int:
+    return _TARGET_CODECS[compression_type]
+
+
+def _check_allowed(key: str, value, allowed) -> None:
+    # Kafka's ConfigDef.ValidString wording.
+    if allowed is not None and value not in allowed:
+        raise InvalidConfigError(f"Invalid value {value} for configuration {key}: String must be one of: "
+                                 f"{', '.join(allowed)}")
+
+
 def validate_topic_configs(configs: dict[str, str | None]) -> dict[str, str]:
     """Check topic-level overrides (names and values); a None value removes one."""
     out = {}
@@ -451,9 +469,7 @@ def validate_topic_configs(configs: dict[str, str | None]) -> dict[str, str]:
             continue
         _, typ, allowed = TOPIC_CONFIGS[key]
         parsed = _parse(key, typ, value)
-        if allowed is not None and parsed not in allowed:
-            raise InvalidConfigError(f"{key}={value!r} is not supported by pylog (supported: "
-                                     f"{', '.join(allowed)})")
+        _check_allowed(key, parsed, allowed)
         if key == "cleanup.policy":
             parts = {p.strip() for p in parsed.split(",")}
             if not parts or not parts <= {"delete", "compact"}:

@@ -951,6 +951,10 @@ class Handlers:
                     if t.name in INTERNAL_TOPICS:
                         raise InvalidRequestError(f"records of the internal topic {t.name} cannot be deleted")
                     p = self.logs.get_partition(t.name, dp.partition_index)
+                    if "delete" not in {x.strip() for x in p.config.get("cleanup.policy").split(",")}:
+                        # Kafka's Partition.deleteRecordsOnLeader: only a deleting policy lets records go.
+                        raise PolicyViolationError(f"Records of partition {t.name}-{dp.partition_index} can not "
+                                                   f"be deleted due to the configured policy")
                     if dp.offset < 0 and dp.offset != -1:
                         # Kafka's Partition.deleteRecordsOnLeader: only -1
                         # (HIGH_WATERMARK) stands for an offset.

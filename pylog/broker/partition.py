@@ -62,7 +62,7 @@ from ..log.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochCache
 from ..log.log import Log
 from ..log.txn_index import TransactionIndexes
 from ..protocol.error_codes import Errors
-from .config import BROKER_DEFAULTS
+from .config import BROKER_DEFAULTS, LONG_MAX, target_codec
 from ..protocol.control_records import build_end_txn_marker
 from .producer_state import ProducerStateManager
 from .purgatory import HIGH_WATERMARK, LOG_END
@@ -76,7 +76,7 @@ class AppendResult:
     def __init__(self, first_offset, last_offset, log_start_offset):
         self.first_offset = first_offset
         self.last_offset = last_offset
-        self.log_append_time = -1  # CreateTime topics only
+        self.log_append_time = -1  # the broker's stamp on LogAppendTime topics, else -1
         self.log_start_offset = log_start_offset
 
 
@@ -396,18 +396,31 @@ class Partition:
                 raise RecordTooLargeError(
                     f"a batch of {end - h[0]} bytes exceeds max.message.bytes={max_bytes} of {self.topic} "
                     f"(raise the topic's max.message.bytes, or the broker's message.max.bytes)")
+        now = int(time.time() * 1000)
         if produce_version is not None:
-            data = _engine.validate_produce(
-                data, int(time.time() * 1000), self.timestamp_before_max_ms, self.timestamp_after_max_ms,
-                self.compacted, produce_version, self.max_inflated_bytes, self._name)
+            # Kafka checks the timestamp window only on CreateTime topics.
+            window = (LONG_MAX, LONG_MAX) if self.uses_log_append_time else \
+                (self.timestamp_before_max_ms, self.timestamp_after_max_ms)
+            data = _engine.validate_produce(data, now, window[0], window[1], self.compacted, produce_version,
+                                            self.max_inflated_bytes, self._name)
+        log_append_time = now if self.uses_log_append_time else -1
+        if self.target_codec >= 0 or log_append_time >= 0:
+            data, rebuilt = _engine.rewrite_batches(data, self.target_codec, log_append_time,
+                                                    self.max_inflated_bytes)
+            headers = _engine.batch_headers(data)  # new max timestamps (and positions when rebuilt)
+            if rebuilt:
+                self._check_rebuilt_sizes(headers, len(data))
         if required_acks == -1 and len(self.isr) < self.min_insync_replicas:
             raise NotEnoughReplicasError(
                 f"{self.topic}-{self.index}: ISR {self.isr} is smaller than min.insync.replicas="
                 f"{self.min_insync_replicas}")
         dup = self.producer_state.check(headers, client=client)
         if dup is not None:
-            # A retried batch: its original offsets, nothing appended.
-            return AppendResult(dup[2], dup[3], self.log.log_start_offset)
+            # A retried batch: its original offsets (and LogAppendTime stamp), nothing appended.
+            result = AppendResult(dup[2], dup[3], self.log.log_start_offset)
+            if self.uses_log_append_time:
+                result.log_append_time = dup[4]
+            return result
         # The request's bytes are ours to patch (the connection's receive buffer).
         # The engine refuses bad batches (CorruptRecordError, InvalidRecordError).
         first, last = self.log.append_batches(data, self.leader_epoch, in_place=_writable(data),
@@ -415,7 +428,20 @@ class Partition:
         self._record_producers(headers, first, data)
         if not self.maybe_increment_high_watermark() and self.followers:
             self._wake_fetchers()  # followers long-polling for new data
-        return AppendResult(first, last, self.log.log_start_offset)
+        result = AppendResult(first, last, self.log.log_start_offset)
+        result.log_append_time = log_append_time
+        return result
+
+    def _check_rebuilt_sizes(self, headers, end: int):
+        """Kafka's re-check after a batch was recompressed: its new size may
+        pass max.message.bytes (RecordTooLargeError, nothing appended)."""
+        ends = [h[0] for h in headers[1:]] + [end]
+        for h, batch_end in zip(headers, ends):
+            size = batch_end - h[0]
+            if size > self.max_message_bytes:
+                raise RecordTooLargeError(
+                    f"Message batch size is {size} bytes in append to partition {self._name} which exceeds "
+                    f"the maximum configured size of {self.max_message_bytes}.")
 
     def append_txn_marker(self, producer_id: int, producer_epoch: int, coordinator_epoch: int,
                           commit: bool) -> AppendResult:
@@ -433,14 +459,18 @@ class Partition:
             raise NotEnoughReplicasError(
                 f"{self._name}: ISR {self.isr} is smaller than min.insync.replicas={self.min_insync_replicas}")
         self.producer_state.check_marker(producer_id, producer_epoch, coordinator_epoch)
-        batch = bytearray(build_end_txn_marker(producer_id, producer_epoch, coordinator_epoch, commit,
-                                               int(time.time() * 1000)))
+        now = int(time.time() * 1000)
+        batch = bytearray(build_end_txn_marker(producer_id, producer_epoch, coordinator_epoch, commit, now))
+        if self.uses_log_append_time:
+            _engine.stamp_log_append_time(batch, now)  # Kafka's validator stamps markers too
         headers = _engine.batch_headers(batch)
         first, last = self.log.append_batches(batch, self.leader_epoch, in_place=True, allow_control=True)
         self._record_producers(headers, first, batch)
         if not self.maybe_increment_high_watermark() and self.followers:
             self._wake_fetchers()
-        return AppendResult(first, last, self.log.log_start_offset)
+        result = AppendResult(first, last, self.log.log_start_offset)
+        result.log_append_time = now if self.uses_log_append_time else -1
+        return result
 
     def _record_producers(self, headers, first_offset: int, data):
         """Producer state after an append (any role): transactions the markers
@@ -806,6 +836,8 @@ class Partition:
         self.timestamp_before_max_ms = config.get("message.timestamp.before.max.ms")
         self.timestamp_after_max_ms = config.get("message.timestamp.after.max.ms")
         self.compacted = "compact" in config.get("cleanup.policy")
+        self.uses_log_append_time = config.get("message.timestamp.type") == "LogAppendTime"
+        self.target_codec = target_codec(config.get("compression.type"))
         # Never below max.message.bytes: a batch accepted uncompressed is
         # accepted compressed (config.py explains the default).
         broker = getattr(config, "broker", None)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from .. import _engine
+from ..protocol import batch_layout as L
 from ..errors import (DiskFullError, LogClosedError, LogLockedError, OffsetOutOfRangeError,
                       RecordTooLargeError, StorageError)
 from .checkpoint import (LOG_START, RECOVERY_POINT, DirCheckpoints, fsync_dir, read_checkpoint,
@@ -897,15 +898,12 @@ class Log(_engine.LogCore):
             i = self._segment_index(offset)
             seg = self._segments[i]
             self._truncations += 1
-            # A cut inside a batch keeps the records before it: re-append them.
-            keep = []
+            # A cut inside a batch keeps the records before it: the batch is
+            # re-appended holding only those, its producer fields and codec kept.
+            kept = None
             found = seg.find_batch(offset)
             if found is not None and found[1] < offset:
-                it, _, _ = seg.scan_batch(found[0], found[1], offset, False)
-                keep = [(r.offset, r.timestamp, None if r.key is None else bytes(r.key),
-                         None if r.value is None else bytes(r.value),
-                         [(k, None if v is None else bytes(v)) for k, v in r.headers]) for r in it]
-                del it  # it pins the segment
+                kept = self._cut_batch(seg, found[0], offset - found[1])
             # First the one step that may refuse (a live view past the cut, which
             # would read beyond the file): then nothing has changed yet. Views of
             # the later segments keep their mappings until they go.
@@ -916,19 +914,15 @@ class Log(_engine.LogCore):
                 self._retire_files(later.base_offset)
             del self._segments[i + 1:]
             del self._bases[i + 1:]
-            if keep:
-                first = seg.next_offset
-                if first != keep[0][0]:
-                    raise AssertionError("offsets in the cut batch are not contiguous")
-                args = ([k[3] for k in keep], [k[2] for k in keep], [k[4] for k in keep],
-                        [k[1] for k in keep], 0)
-                # Re-encoded uncompressed, the kept records may outgrow the segment.
+            if kept is not None:
+                # Recompressed, the kept records may outgrow the segment.
                 rolls = self._rolls
-                if seg.append_records(*args) < 0 and self._roll().append_records(*args) < 0:
+                if seg.append_batches(kept, -1, False) is None and \
+                        self._roll().append_batches(kept, -1, False) is None:
                     raise RecordTooLargeError("the records kept by the truncation do not fit a segment")
                 # They were durable before the cut: make their new copy durable
                 # too (a rare path, synced under the lock, new segment included).
-                if keep[-1][0] < self._recovery_point:
+                if offset - 1 < self._recovery_point:
                     for s in self._segments[i:]:
                         s.sync(indexes=False)
                     if rolls != self._rolls:
@@ -937,6 +931,17 @@ class Log(_engine.LogCore):
             if self._recovery_point > self.log_end_offset:
                 self._recovery_point = self.log_end_offset
                 self._write_checkpoints()
+
+    def _cut_batch(self, seg, position: int, keep: int) -> bytes:
+        """The batch at position in seg with only its first keep records (under the lock)."""
+        head = seg.slice(position, L.HEADER_SIZE)
+        total = L.LOG_PREFIX.unpack_from(head)[1] + L.LOG_OVERHEAD
+        del head  # slices pin the segment, which is about to be cut
+        batch = seg.slice(position, total)
+        try:
+            return _engine.cut_batch(batch, keep, self._seg_cfg["max_inflated"])
+        finally:
+            del batch
 
     def delete_records(self, offset: int) -> int:
         """Move log_start_offset up to offset (Kafka's DeleteRecords) and delete the

@@ -1386,11 +1386,58 @@ static void test_assign_offsets(void) {
     g_ctx[0] = 0;
 }
 
+/* The broker's rewrites: the LogAppendTime stamp touches only the bit,
+ * max_timestamp and the CRC of every batch; a records prefix is the size and
+ * max timestamp of the first keep records. */
+static void test_batch_rewrites(void) {
+    static recset rs;
+    tbatch bs[2];
+    gen_records(&rs, 17, 30, 0, 1);
+    bs[0] = build_batch(&rs, 1000);
+    bs[1] = gen_batch(5, 10, 5000, 0);
+    size_t len;
+    uint8_t *all = concat(bs, 2, &len);
+    uint8_t *orig = xmalloc(len);
+    memcpy(orig, all, len);
+    E(pl_batches_set_log_append_time(all, len, 777777));
+    size_t pos = 0;
+    for (int i = 0; i < 2; i++) {
+        pl_batch_header h;
+        E(pl_batch_validate(all + pos, len - pos, &h));
+        CHECK(h.attributes & PL_ATTR_LOG_APPEND_TIME);
+        EQ(h.max_timestamp, 777777);
+        EQ(h.base_timestamp, bs[i].base_ts);
+        EQ(memcmp(all + pos + PL_BATCH_RECORDS_OFFSET, orig + pos + PL_BATCH_RECORDS_OFFSET,
+                  bs[i].len - PL_BATCH_RECORDS_OFFSET), 0);
+        pos += bs[i].len;
+    }
+    ERC(pl_batches_set_log_append_time(all, len - 1, 1), PL_ETRUNCATED);
+    const uint8_t *sec = bs[0].buf + PL_BATCH_HEADER_SIZE;
+    size_t sec_len = bs[0].len - PL_BATCH_HEADER_SIZE;
+    for (int32_t keep = 0; keep <= 17; keep++) {
+        size_t plen = 0;
+        int64_t mx = 0, want = -1;
+        E(pl_records_prefix(sec, sec_len, 17, keep, 1000, &plen, &mx));
+        EQ(plen, pl_records_size(rs.recs, (size_t)keep));
+        for (int32_t i = 0; i < keep; i++) want = max64(want, 1000 + rs.recs[i].timestamp_delta);
+        EQ(mx, want);
+    }
+    size_t plen;
+    int64_t mx;
+    ERC(pl_records_prefix(sec, sec_len, 17, 18, 0, &plen, &mx), PL_EINVAL);
+    ERC(pl_records_prefix(sec, sec_len / 2, 17, 17, 0, &plen, &mx), PL_ECORRUPT);
+    free(orig);
+    free(all);
+    free(bs[0].buf);
+    free(bs[1].buf);
+}
+
 static void test_batch(void) {
     test_batch_build_validate();
     test_records_corrupt();
     test_batches_scan();
     test_assign_offsets();
+    test_batch_rewrites();
 }
 
 /* ------------------------------------------------------------------------- */
