@@ -106,7 +106,8 @@ ADVERTISED: dict[int, tuple[int, int]] = {
 }
 
 # Sent only between brokers and their controller: a broker outside a cluster
-# serves and advertises none of them (Broker.start).
+# serves and advertises none of them (Broker.start) but WriteTxnMarkers, which
+# an admin on its host sends to abort a hanging transaction.
 INTER_BROKER_APIS = frozenset({LEADER_AND_ISR, UPDATE_METADATA, STOP_REPLICA, CONTROLLED_SHUTDOWN, ALTER_PARTITION,
                                WRITE_TXN_MARKERS})
 
