@@ -244,7 +244,8 @@ def test_exactly_once_pipeline_while_a_broker_is_sigkilled_and_restarted(cluster
     """A consume-transform-produce loop: read_committed consumer of `in`,
     transactional producer writing `out` and the consumer's offsets
     (send_offsets_to_transaction). Its transaction coordinator's broker is
-    SIGKILLed after a few transactions and started again a few later. A
+    SIGKILLed inside a transaction (before its EndTxn) after a few
+    transactions and started again a few later. A
     transaction that fails is aborted and the input rewound to the group's
     committed offsets. `out`, read_committed, is exactly the transformed
     input."""
@@ -275,16 +276,17 @@ def test_exactly_once_pipeline_while_a_broker_is_sigkilled_and_restarted(cluster
         msgs = [msg for msg in c.consume(20, 1.0) if not msg.error()]
         if not msgs:
             continue
-        if commits == 3 and killed_at is None:
-            victim.signal(signal.SIGKILL)       # before the next transaction begins
-            victim.wait_exit()
-            killed_at = commits
         p.begin_transaction()
         try:
             for msg in msgs:
                 p.produce("out", msg.value() + b"!", partition=msg.partition())
             positions = c.position(c.assignment())
             retry_call(lambda: p.send_offsets_to_transaction(positions, c.consumer_group_metadata(), 60))
+            if commits == 3 and killed_at is None:
+                # Mid-transaction: records possibly in flight, EndTxn not sent yet.
+                victim.signal(signal.SIGKILL)
+                victim.wait_exit()
+                killed_at = commits
             retry_call(lambda: p.commit_transaction(60))
             commits += 1
             committed.update({tp.partition: tp.offset for tp in positions if tp.offset >= 0})
