@@ -176,7 +176,8 @@ def test_send_offsets_to_transaction_moves_the_group_only_on_commit(broker):
 
         step(10, commit=True)
         # Visible once the COMMIT marker is in __consumer_offsets (EndTxn is
-        # answered before the markers; OffsetFetch < v7 has no require_stable).
+        # answered before the markers; until then this read_committed
+        # consumer's OffsetFetch, require_stable, is answered UNSTABLE_OFFSET_COMMIT).
         until(lambda: group_offset() == 10, "the committed transaction's offsets")
         step(5, commit=False)
         until(lambda: state(broker, "ck-eos").transaction_state == "CompleteAbort", "the abort completes")
