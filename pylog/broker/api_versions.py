@@ -5,7 +5,9 @@ serves: minima never above aiokafka's maxima, Fetch 11 in range so
 kafka-python infers a 2.3+ broker (zstd, idempotence), Metadata capped at 5
 so clients do not start KIP-320 leader-epoch validation (no
 OffsetForLeaderEpoch yet), and no flexible versions except ApiVersions 3-4,
-IncrementalAlterConfigs 1 (which only admin clients send), those of the
+IncrementalAlterConfigs 1 (which only admin clients send), OffsetFetch 6-8
+(v7's require_stable is how read_committed consumers ask for stable
+offsets, KIP-447), those of the
 transaction APIs (kafka-python sends them), DescribeProducers 0 (flexible
 from its first version) and WriteTxnMarkers 1 (inter-broker).
 
@@ -43,7 +45,7 @@ SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS = 14, 15, 16, 42
 # api_key: (min advertised, max advertised)
 ADVERTISED: dict[int, tuple[int, int]] = {
     OFFSET_COMMIT: (2, 3),
-    OFFSET_FETCH: (1, 3),
+    OFFSET_FETCH: (1, 8),     # v7: require_stable (KIP-447); v8: several groups (KIP-709)
     FIND_COORDINATOR: (0, 2),
     JOIN_GROUP: (0, 5),       # v4: MEMBER_ID_REQUIRED (KIP-394); v5: static members
     HEARTBEAT: (0, 3),
@@ -104,7 +106,8 @@ ADVERTISED: dict[int, tuple[int, int]] = {
 }
 
 # Sent only between brokers and their controller: a broker outside a cluster
-# serves and advertises none of them (Broker.start).
+# serves and advertises none of them (Broker.start) but WriteTxnMarkers, which
+# an admin on its host sends to abort a hanging transaction.
 INTER_BROKER_APIS = frozenset({LEADER_AND_ISR, UPDATE_METADATA, STOP_REPLICA, CONTROLLED_SHUTDOWN, ALTER_PARTITION,
                                WRITE_TXN_MARKERS})
 

@@ -205,8 +205,9 @@ class Broker:
             # listener that does not enable them in Kafka, its listener neither
             # advertises these nor answers them (the connection is closed), so
             # no client can delete its logs, rewrite its metadata or move its
-            # leadership.
-            for key in av.INTER_BROKER_APIS:
+            # leadership. WriteTxnMarkers stays: an admin on the broker's own
+            # host aborts a hanging transaction with it (txn_partition_apis).
+            for key in av.INTER_BROKER_APIS - {av.WRITE_TXN_MARKERS}:
                 self.handlers.table.pop(key, None)
         self.groups.start()
         self.transactions.start()

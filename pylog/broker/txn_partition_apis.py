@@ -4,16 +4,15 @@ DescribeProducers (61), an admin's view of a partition's producer state
 (KAFKA-NOTES §6.2, §6.3; Kafka's KafkaApis handlers of the same names).
 
 WriteTxnMarkers is inter-broker. Kafka serves it to principals with
-CLUSTER_ACTION on the cluster; pylog has no authorizer yet, so:
-- a lone broker (a one-node cluster whose coordinator is in-process) neither
-  advertises nor answers it on its listener (av.INTER_BROKER_APIS; the
-  connection is closed), and its coordinator calls write_markers directly;
-- a broker of a cluster answers it only to a peer whose address is one of the
-  live brokers' (the metadata cache's endpoints, resolved off the loop), and
-  answers anyone else CLUSTER_AUTHORIZATION_FAILED for every partition, as
-  Kafka answers a principal without CLUSTER_ACTION. Nothing is written then.
-  This stops a client on another host; a client on a broker's own host is
-  only stopped once authorization exists (the security issue).
+CLUSTER_ACTION on the cluster (coordinators, and admins aborting a hanging
+transaction with kafka-transactions.sh abort); pylog has no authorizer yet,
+so a broker answers it only to a peer whose address is one of the live
+brokers' (the metadata cache's endpoints, resolved off the loop; a lone
+broker: its own), and answers anyone else CLUSTER_AUTHORIZATION_FAILED for
+every partition, as Kafka answers a principal without CLUSTER_ACTION.
+Nothing is written then. This stops a client on another host; a client on a
+broker's own host is only stopped once authorization exists (the security
+issue). A lone broker's coordinator calls write_markers in-process.
 
 Each marker is one control batch appended on the leader with the producer's
 id and epoch (Partition.append_txn_marker), answered once the high watermark
@@ -56,7 +55,7 @@ class TxnPartitionApis:
     # ---- WriteTxnMarkers (27) ----
 
     def write_txn_markers(self, header, req):
-        """The wire handler (a broker of a cluster only)."""
+        """The wire handler."""
         async def checked():
             if not await self._from_a_broker(header.peer_host):
                 log.warning("WriteTxnMarkers from %s refused: not the address of a live broker",

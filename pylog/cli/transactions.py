@@ -1,7 +1,11 @@
-"""`pylog transactions list|describe|describe-producers|abort`:
+"""`pylog transactions list|describe|describe-producers|find-hanging|abort`:
 kafka-transactions.sh over the Kafka protocol (ListTransactions on every
 broker, FindCoordinator key_type 1 + DescribeTransactions, DescribeProducers
 on the partition's leader, WriteTxnMarkers to abort a hanging transaction).
+find-hanging is the Java tool's search: the open transactions of the
+partitions' producer states older than --max-transaction-timeout whose
+producer id no coordinator lists, or whose coordinator does not count the
+partition in the transaction.
 
 Option names, table headers and the "None" for an absent value are
 kafka-transactions.sh's; its tables are columns padded to the widest value,
@@ -35,6 +39,10 @@ DESCRIBE_HEADERS = ("CoordinatorId", "TransactionalId", "ProducerId", "ProducerE
                     "TopicPartitions")
 PRODUCERS_HEADERS = ("ProducerId", "ProducerEpoch", "LatestCoordinatorEpoch", "LastSequence",
                      "LastTimestamp", "CurrentTransactionStartOffset")
+HANGING_HEADERS = ("Topic", "Partition", "ProducerId", "ProducerEpoch", "CoordinatorEpoch", "StartOffset",
+                   "LastTimestamp", "Duration(min)")
+# The Java tool's batch: partitions per DescribeProducers request.
+MAX_BATCH_SIZE = 500
 
 # api key -> the highest version this tool builds.
 _MAX_VERSIONS = {10: 3, 27: 1, 61: 0, 65: 0, 66: 1}
@@ -63,6 +71,17 @@ def add_transactions_parser(sub) -> None:
                                                  "specific replica")
     p.add_argument("--topic", required=True, help="topic name")
     p.add_argument("--partition", type=int, required=True, help="partition number")
+    h = action("find-hanging", "find hanging transactions",
+               "Open transactions of the partitions' producers older than\n"
+               "--max-transaction-timeout that their coordinator does not know of\n"
+               "(DescribeProducers, ListTransactions, DescribeTransactions): " + " ".join(HANGING_HEADERS),
+               _find_hanging)
+    h.add_argument("--broker-id", type=int, help="broker id to search for hanging transactions")
+    h.add_argument("--max-transaction-timeout", type=int, default=15,
+                   help="maximum transaction timeout in minutes to limit the scope of the search (15 minutes by "
+                        "default)")
+    h.add_argument("--topic", help="topic name to limit search to (required if --partition is specified)")
+    h.add_argument("--partition", type=int, help="partition number")
     a = action("abort", "abort a hanging transaction (requires administrative privileges)",
                "Write an ABORT marker for one producer's open transaction on a\n"
                "partition (WriteTxnMarkers to its leader). --start-offset finds the\n"
@@ -221,6 +240,127 @@ def _describe_producers_with(client, args) -> int:
     return 0
 
 
+# --- find-hanging -------------------------------------------------------------------
+
+
+def _find_hanging(args) -> int:
+    if args.topic is None and args.broker_id is None:
+        print("The `find-hanging` command requires either --topic or --broker-id to limit the scope of the "
+              "search", file=sys.stderr)
+        return 1
+    if args.partition is not None and args.topic is None:
+        print("The --partition argument requires --topic to be provided", file=sys.stderr)
+        return 1
+    return _run(_find_hanging_with, args)
+
+
+def _find_hanging_with(client, args) -> int:
+    try:
+        partitions = _partitions_to_search(client, args)
+    except _ERRORS as e:
+        return _fail("Failed to describe topics" if args.topic is not None else "Failed to list topics", e)
+    max_ms = args.max_transaction_timeout * 60000
+    try:
+        candidates = _open_transactions(client, partitions, args.broker_id, max_ms)
+    except _ERRORS as e:
+        return _fail(f"Failed to describe producers for {len(partitions)} partitions on broker "
+                     f"{'Optional.empty' if args.broker_id is None else args.broker_id}", e)
+    hanging = []
+    if candidates:
+        pids = {s.producer_id for _tp, s in candidates}
+        try:
+            tids = _transactional_ids(client, pids)
+        except _ERRORS as e:
+            return _fail(f"Failed to list transactions for {len(pids)} producers", e)
+        described = {}
+        for tid in set(tids.values()):
+            try:
+                described[tid] = _transaction_partitions(client, tid)
+            except _ERRORS as e:
+                return _fail(f"Failed to describe {len(set(tids.values()))} transactions", e)
+        for tp, s in candidates:
+            tid = tids.get(s.producer_id)
+            # Hanging unless its coordinator still counts the partition in the
+            # transaction (it will write the marker there).
+            if tid is None or described.get(tid) is None or tp not in described[tid]:
+                hanging.append((tp, s))
+    now = int(time.time() * 1000)
+    pretty_table(HANGING_HEADERS, [
+        (t, str(p), str(s.producer_id), str(s.producer_epoch), str(s.coordinator_epoch),
+         str(s.current_txn_start_offset), str(s.last_timestamp), str((now - s.last_timestamp) // 60000))
+        for (t, p), s in hanging])
+    return 0
+
+
+def _partitions_to_search(client, args) -> list:
+    if args.topic is not None and args.partition is not None:
+        return [(args.topic, args.partition)]
+    found = client.metadata(None if args.topic is None else [args.topic]).topics
+    out = []
+    for name, t in sorted(found.items()):
+        if t.error_code:
+            raise error_for(t.error_code, f"topic {name!r}")
+        out += [(name, i) for i, p in sorted(t.partitions.items())
+                if args.broker_id is None or args.broker_id in p.replicas]
+    return out
+
+
+def _open_transactions(client, partitions, broker_id, max_ms) -> list:
+    """[((topic, partition), producer state)] of the open transactions whose
+    producer wrote last more than max_ms ago, from each partition's leader
+    (or broker_id)."""
+    by_node: dict[int, list] = {}
+    for tp in partitions:
+        by_node.setdefault(broker_id if broker_id is not None else client.leader_for(*tp), []).append(tp)
+    out = []
+    now = int(time.time() * 1000)
+    for node, tps in sorted(by_node.items()):
+        for i in range(0, len(tps), MAX_BATCH_SIZE):
+            batch: dict[str, list] = {}
+            for t, p in tps[i:i + MAX_BATCH_SIZE]:
+                batch.setdefault(t, []).append(p)
+            resp = _request(client.connection(node), DescribeProducersRequest(topics=[
+                DescribeProducersRequest.TopicRequest(name=t, partition_indexes=ps) for t, ps in batch.items()]), 61)
+            for t in resp.topics:
+                for p in t.partitions:
+                    if p.error_code:
+                        raise error_for(p.error_code, p.error_message or f"{t.name}-{p.partition_index}")
+                    out += [((t.name, p.partition_index), s) for s in p.active_producers
+                            if s.current_txn_start_offset >= 0 and now - s.last_timestamp > max_ms]
+    return out
+
+
+def _transactional_ids(client, producer_ids) -> dict:
+    """{producer id: transactional id} from every broker's ListTransactions."""
+    out = {}
+    for node in sorted(client.metadata([]).brokers):
+        resp = _request(client.connection(node), ListTransactionsRequest(
+            producer_id_filters=sorted(producer_ids)), 66)
+        if resp.error_code:
+            raise error_for(resp.error_code, f"broker {node}")
+        out.update({t.producer_id: t.transactional_id for t in resp.transaction_states
+                    if t.producer_id in producer_ids})
+    return out
+
+
+def _transaction_partitions(client, tid):
+    """The (topic, partition)s tid's coordinator counts in its transaction;
+    None when it does not know tid."""
+    deadline = time.monotonic() + client.timeout
+    while True:
+        _node, conn = _coordinator(client, tid, 1)
+        state = _request(conn, DescribeTransactionsRequest(transactional_ids=[tid]), 65).transaction_states[0]
+        if state.error_code == Errors.TRANSACTIONAL_ID_NOT_FOUND:
+            return None
+        if state.error_code in (Errors.NOT_COORDINATOR, Errors.COORDINATOR_LOAD_IN_PROGRESS,
+                                Errors.COORDINATOR_NOT_AVAILABLE) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            continue
+        if state.error_code:
+            raise error_for(state.error_code, tid)
+        return {(t.topic, p) for t in state.topics for p in t.partitions}
+
+
 def _abort(args) -> int:
     if args.start_offset is None and args.producer_id is None:
         print("The transaction to abort must be identified either with --start-offset (for brokers on "
@@ -259,11 +399,11 @@ def _abort_with(client, args) -> int:
         leader = client.leader_for(args.topic, args.partition)
         conn = client.connection(leader)
         if 27 not in conn.api_versions:
-            # Kafka serves WriteTxnMarkers only to principals allowed
-            # CLUSTER_ACTION; a pylog broker does not advertise it to this client.
+            # A client listener of a broker with several listeners does not
+            # offer it (the inter-broker one does).
             return _fail(f"Failed to abort transaction {spec}",
-                         f"broker {leader} does not accept WriteTxnMarkers from this client (a lone pylog "
-                         "broker never does; a broker of a cluster only from the host of a live broker)")
+                         f"broker {leader} does not accept WriteTxnMarkers on this listener (use the "
+                         "inter-broker listener, from the host of a live broker)")
         resp = _request(conn, WriteTxnMarkersRequest(markers=[
             WriteTxnMarkersRequest.WritableTxnMarker(
                 producer_id=pid, producer_epoch=epoch, transaction_result=False,

@@ -165,7 +165,8 @@ class WireBrokerChannel(BrokerChannel):
     not the controller's event thread and every other broker's.
 
     Invariants: a broker's requests are sent in the order posted; one thread
-    uses a broker's connection at a time (its sender, or a direct send);
+    uses a broker's connection at a time (its sender, or a direct send; a
+    replaced sender still sending holds send_lock until it is done);
     requests still queued for a broker that leaves the live set are dropped.
     Thread-safety: every method may be called from any thread (one lock)."""
 
@@ -179,8 +180,18 @@ class WireBrokerChannel(BrokerChannel):
         self._senders: dict[int, _BrokerSender] = {}
         self._closed = False
         self._lock = threading.Lock()
+        # broker id -> held across a whole send to it: a sender stopped when
+        # its broker left the live set may still be sending when the broker
+        # is back and a new sender starts; without this both used the one
+        # connection at once and both requests failed (the broker then never
+        # got the metadata that made it see the other brokers).
+        self._send_locks: dict[int, threading.Lock] = {}
         self._timeout = timeout
         self._client_id = client_id
+
+    def send_lock(self, broker_id: int) -> threading.Lock:
+        with self._lock:
+            return self._send_locks.setdefault(broker_id, threading.Lock())
 
     def update_brokers(self, live: Mapping[int, BrokerInfo]) -> None:
         gone = []
@@ -390,7 +401,11 @@ class _BrokerSender:
                 if item is None:
                     return
                 if not self._dropping:
-                    _send_and_log(self.channel, self.broker_id, *item)
+                    with self.channel.send_lock(self.broker_id):
+                        # Re-checked under the lock: a dropped sender's request
+                        # must not follow the new sender's (stale metadata).
+                        if not self._dropping:
+                            _send_and_log(self.channel, self.broker_id, *item)
             finally:
                 self._queue.task_done()
 

@@ -168,30 +168,74 @@ class GroupApis:
             for p in t.partitions]) for t in req.topics])
 
     def offset_fetch(self, header, req):
-        return self._event(req.group_id, self._offset_fetch, header, req)
+        version = header.request_api_version
+        require_stable = version >= 7 and req.require_stable
+        if version < 8:
+            wanted = None if req.topics is None else [(t.name, t.partition_indexes) for t in req.topics]
+            out = self._event(req.group_id, self._fetch_group, req.group_id, wanted, require_stable)
+            return self._later(out, self._single_group) if inspect.iscoroutine(out) else self._single_group(out)
+        # v8+: several groups, each read by an event of its own partition.
+        outs = [(g.group_id, self._event(g.group_id, self._fetch_group, g.group_id,
+                                         None if g.topics is None else [(t.name, t.partition_indexes) for t in g.topics],
+                                         require_stable))
+                for g in req.groups]
+        if any(inspect.iscoroutine(o) for _gid, o in outs):
+            return self._groups_later(outs)
+        return self._many_groups(outs)
 
-    def _offset_fetch(self, header, req):
-        R = m.OffsetFetchResponse
-        wrong = self.coordinator.coordinator_error(req.group_id)
+    @staticmethod
+    async def _later(out, build):
+        return build(await out)
+
+    async def _groups_later(self, outs):
+        return self._many_groups([(gid, await o if inspect.iscoroutine(o) else o) for gid, o in outs])
+
+    def _fetch_group(self, group_id, wanted, require_stable):
+        """One group's offsets: (error_code, [(topic, [(partition, offset,
+        leader_epoch, metadata, error_code)])]). With require_stable a
+        partition holding an offset of an open transaction is answered
+        UNSTABLE_OFFSET_COMMIT, as Kafka's OffsetMetadataManager does, so a
+        read_committed consumer retries instead of starting from the offset
+        before it."""
+        wrong = self.coordinator.coordinator_error(group_id)
         if wrong:
-            # v2+ read the top-level code; v1 the partitions' codes.
-            return R(throttle_time_ms=0, error_code=wrong, topics=[
-                R.OffsetFetchResponseTopic(name=t.name, partitions=[R.OffsetFetchResponsePartition(
-                    partition_index=p, committed_offset=-1, committed_leader_epoch=-1, metadata="",
-                    error_code=wrong) for p in t.partition_indexes]) for t in req.topics or []])
-        if req.topics is None:
-            found = self.coordinator.fetch_offsets(req.group_id)
-        else:
-            found = self.coordinator.fetch_offsets(
-                req.group_id, [(t.name, p) for t in req.topics for p in t.partition_indexes])
+            return wrong, [(t, [(p, -1, -1, "", wrong) for p in ps]) for t, ps in wanted or []]
+        found = self.coordinator.fetch_offsets(
+            group_id, None if wanted is None else [(t, p) for t, ps in wanted for p in ps])
+        unstable = self.coordinator.pending_txn_offsets(group_id) if require_stable else ()
         by_topic: dict[str, list] = {}
         for (topic, partition), om in found.items():
-            by_topic.setdefault(topic, []).append(R.OffsetFetchResponsePartition(
-                partition_index=partition, committed_offset=om.offset if om else -1,
-                committed_leader_epoch=om.leader_epoch if om else -1, metadata=om.metadata if om else "",
-                error_code=Errors.NONE))
-        return R(throttle_time_ms=0, error_code=Errors.NONE, topics=[
-            R.OffsetFetchResponseTopic(name=t, partitions=parts) for t, parts in by_topic.items()])
+            if (topic, partition) in unstable:
+                row = (partition, -1, -1, "", Errors.UNSTABLE_OFFSET_COMMIT)
+            elif om is None:
+                row = (partition, -1, -1, "", Errors.NONE)
+            else:
+                row = (partition, om.offset, om.leader_epoch, om.metadata, Errors.NONE)
+            by_topic.setdefault(topic, []).append(row)
+        return Errors.NONE, list(by_topic.items())
+
+    @staticmethod
+    def _single_group(out):
+        # v2+ read the top-level code; v1 the partitions' codes.
+        R = m.OffsetFetchResponse
+        code, topics = out
+        return R(throttle_time_ms=0, error_code=code, topics=[
+            R.OffsetFetchResponseTopic(name=t, partitions=[R.OffsetFetchResponsePartition(
+                partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=md, error_code=c)
+                for p, o, e, md, c in rows]) for t, rows in topics])
+
+    @staticmethod
+    def _many_groups(outs):
+        R = m.OffsetFetchResponse
+        groups = []
+        for group_id, (code, topics) in outs:
+            if code:   # as Kafka: a group's error is its own code, without topics
+                topics = []
+            groups.append(R.OffsetFetchResponseGroup(group_id=group_id, error_code=code, topics=[
+                R.OffsetFetchResponseTopics(name=t, partitions=[R.OffsetFetchResponsePartitions(
+                    partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=md, error_code=c)
+                    for p, o, e, md, c in rows]) for t, rows in topics]))
+        return R(throttle_time_ms=0, groups=groups)
 
     # ---- DescribeGroups (15) / ListGroups (16) / DeleteGroups (42) ----
 

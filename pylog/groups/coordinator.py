@@ -778,6 +778,16 @@ class GroupCoordinator:
             return dict(offsets)
         return {tp: offsets.get(tp) for tp in partitions}
 
+    def pending_txn_offsets(self, group_id) -> set:
+        """{(topic, partition)} of group_id with a transactional offset written
+        by a transaction not yet completed (Kafka's
+        hasPendingTransactionalOffsets): OffsetFetch with require_stable
+        answers them UNSTABLE_OFFSET_COMMIT (KIP-447)."""
+        out = set()
+        for pending in self.txn_offsets.get(self.partition_for(group_id), {}).values():
+            out.update((t, p) for g, t, p in pending if g == group_id)
+        return out
+
     def topic_deleted(self, topic: str):
         """Forget (with tombstones) every committed offset of a deleted topic,
         as Kafka does, so a topic re-created under the name starts clean."""

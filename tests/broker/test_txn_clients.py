@@ -176,7 +176,8 @@ def test_send_offsets_to_transaction_moves_the_group_only_on_commit(broker):
 
         step(10, commit=True)
         # Visible once the COMMIT marker is in __consumer_offsets (EndTxn is
-        # answered before the markers; OffsetFetch < v7 has no require_stable).
+        # answered before the markers; until then this read_committed
+        # consumer's OffsetFetch, require_stable, is answered UNSTABLE_OFFSET_COMMIT).
         until(lambda: group_offset() == 10, "the committed transaction's offsets")
         step(5, commit=False)
         until(lambda: state(broker, "ck-eos").transaction_state == "CompleteAbort", "the abort completes")
@@ -339,3 +340,72 @@ def test_transactional_offsets_are_replayed_with_their_markers_after_a_restart(t
             assert end(w, "tx-replay", pid, epoch, True) == 0
             until(lambda: group_offset(b, "grp-replay", "t") == 11, "the replayed pending offsets applied")
             assert add(w, "tx-replay", pid, epoch) == {("t", 0): 0}
+
+
+def fetch_stable(b, group, name, version, require_stable):
+    """(error_code, committed_offset) of name-0 in group by OffsetFetch at
+    version (7: one group; 8: the groups array)."""
+    R = m.OffsetFetchRequest
+    with Wire(b) as w:
+        if version < 8:
+            r = w.request(9, version, R(group_id=group, require_stable=require_stable, topics=[
+                R.OffsetFetchRequestTopic(name=name, partition_indexes=[0])]))
+            assert r.error_code == 0
+            part = r.topics[0].partitions[0]
+        else:
+            r = w.request(9, version, R(require_stable=require_stable, groups=[R.OffsetFetchRequestGroup(
+                group_id=group, topics=[R.OffsetFetchRequestTopics(
+                    name=name, partition_indexes=[0])])]))
+            assert [g.group_id for g in r.groups] == [group] and r.groups[0].error_code == 0
+            part = r.groups[0].topics[0].partitions[0]
+    return part.error_code, part.committed_offset
+
+
+def test_require_stable_offset_fetch_waits_for_an_open_transactions_offsets(broker):
+    """KIP-447: while a transaction holds offsets of the group, OffsetFetch
+    v7+ with require_stable answers UNSTABLE_OFFSET_COMMIT (88) for that
+    partition, so a read_committed confluent consumer of the group does not
+    start from the offset committed before it; once the transaction commits
+    it starts from the transaction's offset."""
+    src = topic(broker, 1)
+    feeder = ck.Producer({"bootstrap.servers": str(broker)})
+    for i in range(20):
+        feeder.produce(src, b"%d" % i, partition=0)
+    assert feeder.flush(30) == 0
+    group = "stable-" + uuid.uuid4().hex[:6]
+    holder = ck.Consumer({"bootstrap.servers": str(broker), "group.id": group, "enable.auto.commit": False})
+    holder.commit(offsets=[ck.TopicPartition(src, 0, 5)], asynchronous=False)
+    p = ck.Producer({"bootstrap.servers": str(broker), "transactional.id": "ck-stable-" + uuid.uuid4().hex[:6]})
+    p.init_transactions(60)
+    p.begin_transaction()
+    p.send_offsets_to_transaction([ck.TopicPartition(src, 0, 12)], holder.consumer_group_metadata(), 60)
+    holder.close()
+
+    UNSTABLE = 88
+    for version in (7, 8):
+        assert fetch_stable(broker, group, src, version, True) == (UNSTABLE, -1)
+        assert fetch_stable(broker, group, src, version, False) == (0, 5)
+    assert group_offset(broker, group, src) == 5      # v3 has no require_stable
+
+    c = ck.Consumer({"bootstrap.servers": str(broker), "group.id": group, "auto.offset.reset": "earliest",
+                     "enable.auto.commit": False, "isolation.level": "read_committed"})
+    try:
+        c.subscribe([src])
+        until(lambda: c.poll(0.2) is None and c.assignment(), "the consumer's assignment")
+        # Assigned, its OffsetFetch answered 88 again and again: no record is
+        # read while the transaction is open (from offset 5 it would be).
+        quiet_until = time.monotonic() + 3
+        while time.monotonic() < quiet_until:
+            msg = c.poll(0.2)
+            assert msg is None or msg.error(), f"read offset {msg.offset()} before the transaction completed"
+        p.commit_transaction(60)
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline, "nothing read after the commit"
+            msg = c.poll(0.5)
+            if msg is not None and not msg.error():
+                break
+        assert msg.offset() == 12
+    finally:
+        c.close()
+    until(lambda: fetch_stable(broker, group, src, 8, True) == (0, 12), "the committed offset is stable")

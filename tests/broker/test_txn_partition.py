@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
+import socket
 import struct
 import time
 import uuid
@@ -191,18 +192,31 @@ def test_fencing_and_refusals_change_nothing(broker):
     assert partition_of(broker, "m").log_end_offset == 0
 
 
-def test_write_txn_markers_is_not_served_to_clients_of_a_lone_broker(broker):
-    with Wire(broker) as w:
+def test_write_txn_markers_is_served_to_the_lone_brokers_own_host_only(broker):
+    """kafka-transactions.sh abort's request: answered on the broker's own
+    host (an admin aborting a hanging transaction); from another address
+    (127.0.0.2) CLUSTER_AUTHORIZATION_FAILED (31) and nothing written."""
+    M = m.WriteTxnMarkersRequest
+
+    def abort(w, pid):
+        return [p.error_code for p in w.request(27, 0, M(markers=[M.WritableTxnMarker(
+            producer_id=pid, producer_epoch=0, transaction_result=False, coordinator_epoch=0,
+            topics=[M.WritableTxnMarkerTopic(name="t", partition_indexes=[0])])])).markers[0].topics[0].partitions]
+
+    start = partition_of(broker, "t").log_end_offset
+    w = Wire(broker)
+    w.sock.close()
+    w.sock = socket.create_connection(("127.0.0.1", broker.broker.advertised_port), timeout=15,
+                                      source_address=("127.0.0.2", 0))
+    with w:
         keys = {k.api_key for k in w.request(18, 3, m.ApiVersionsRequest(
             client_software_name="t", client_software_version="1")).api_keys}
-        assert 27 not in keys and 61 in keys
-        M = m.WriteTxnMarkersRequest
-        w.send(27, 0, M(markers=[M.WritableTxnMarker(producer_id=1, producer_epoch=0, transaction_result=False,
-                                                     coordinator_epoch=0, topics=[M.WritableTxnMarkerTopic(
-                                                         name="t", partition_indexes=[0])])]))
-        with pytest.raises((AssertionError, ConnectionError, OSError)):
-            w.receive(27, 0)
-    assert partition_of(broker, "t").log_end_offset == 0
+        assert 27 in keys and 61 in keys
+        assert abort(w, 4242) == [31]
+    assert partition_of(broker, "t").log_end_offset == start
+    with Wire(broker) as w:
+        assert abort(w, 4242) == [0]
+    assert partition_of(broker, "t").log_end_offset == start + 1      # the ABORT marker
 
 
 def test_describe_producers(broker):

@@ -1,0 +1,317 @@
+"""Transactions under SIGKILL on a 3-broker cluster of real broker processes
+(ZooKeeper, RF 3, min.insync.replicas 2; the processes of test_faults.py).
+Kafka's transactions_test.py is the model:
+
+- the transaction coordinator is killed after EndTxn was answered while its
+  markers cannot be written yet: the next coordinator loads PrepareCommit from
+  __transaction_state and completes the commit;
+- a partition leader is killed while a WriteTxnMarkers request to it is in
+  flight: the marker follows the partition to its new leader;
+- a consume-transform-produce loop (confluent-kafka, send_offsets_to_transaction,
+  read_committed) runs while a broker is killed and started again.
+
+Each time read_committed readers get every committed record exactly once and
+nothing of an aborted transaction.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+
+import pytest
+
+from pylog.client import Client
+from pylog.client.wire import Connection
+from pylog.protocol import messages as m
+from pylog.transactions import log_records as lr
+
+from .test_faults import BROKER_CONFIG, Cluster, wait_for
+
+ck = pytest.importorskip("confluent_kafka")
+
+CONFIG = {
+    **BROKER_CONFIG,
+    "num.partitions": "3",
+    "offsets.topic.num.partitions": "3",
+    "offsets.topic.replication.factor": "3",
+    "transaction.state.log.num.partitions": "3",
+    "transaction.state.log.replication.factor": "3",
+    "transaction.state.log.min.isr": "2",
+    "group.initial.rebalance.delay.ms": "0",
+}
+LOADED = (0, 105)      # DescribeTransactions of a loaded partition: found / TRANSACTIONAL_ID_NOT_FOUND
+
+
+def call(b, req, version=None, timeout=10.0):
+    with Connection("127.0.0.1", b.port, timeout=timeout) as c:
+        return c.request(req, api_version=version)
+
+
+def ask(b, req, version=None):
+    """call(), or None when the broker does not answer (down, starting)."""
+    try:
+        return call(b, req, version)
+    except Exception:
+        return None
+
+
+def leaders(cluster, topic):
+    """{partition: leader} of topic as every live broker names it, once they
+    agree and every partition has a leader; else None."""
+    seen = set()
+    for b in cluster.up():
+        r = ask(b, m.MetadataRequest(topics=[m.MetadataRequest.MetadataRequestTopic(name=topic)],
+                                     allow_auto_topic_creation=False))
+        if r is None or r.topics[0].error_code:
+            return None
+        out = tuple(sorted((p.partition_index, p.leader_id) for p in r.topics[0].partitions))
+        if not out or any(leader < 0 for _, leader in out):
+            return None
+        seen.add(out)
+    return dict(seen.pop()) if len(seen) == 1 else None
+
+
+def describe(b, tid):
+    r = ask(b, m.DescribeTransactionsRequest(transactional_ids=[tid]), 0)
+    return None if r is None else r.transaction_states[0]
+
+
+def coordinator(cluster, tid, timeout=90):
+    """The live broker that coordinates tid, once every live broker names it
+    and it has loaded tid's partition."""
+    def found():
+        ids = set()
+        for b in cluster.up():
+            r = ask(b, m.FindCoordinatorRequest(key=tid, key_type=1), 1)
+            if r is None or r.error_code:
+                return None
+            ids.add(r.node_id)
+        if len(ids) != 1:
+            return None
+        c = next((b for b in cluster.up() if b.broker_id in ids), None)
+        st = describe(c, tid) if c is not None else None
+        return c if st is not None and st.error_code in LOADED else None
+    return wait_for(found, timeout, f"the coordinator of {tid}, loaded")
+
+
+def tid_coordinated_by(cluster, broker_id, prefix):
+    coordinator(cluster, "probe")              # __transaction_state exists and is led
+    ts = wait_for(lambda: leaders(cluster, lr.TOPIC), 60, "__transaction_state's leaders")
+    return next(f"{prefix}-{i}" for i in range(10000) if ts[lr.partition_for(f"{prefix}-{i}", 3)] == broker_id)
+
+
+def create_topic(cluster, name, partitions=3, assignment=None, configs=None):
+    C = m.CreateTopicsRequest
+    topic = C.CreatableTopic(name=name, num_partitions=-1 if assignment else partitions,
+                             replication_factor=-1 if assignment else 3,
+                             assignments=[C.CreatableReplicaAssignment(partition_index=i, broker_ids=ids)
+                                          for i, ids in (assignment or {}).items()],
+                             configs=[C.CreatableTopicConfig(name=k, value=v) for k, v in (configs or {}).items()])
+    with Client(cluster.bootstrap, timeout=30) as client:
+        r = client.controller_connection().request(C(timeout_ms=30000, topics=[topic]))
+    assert r.topics[0].error_code == 0, r.topics[0]
+    return wait_for(lambda: leaders(cluster, name), 60, f"{name}'s leaders")
+
+
+def read_committed(cluster, topics, expected, timeout=90):
+    """Every value a read_committed reader gets from the start of topics
+    ({name: partitions}): waits for len(expected) values, then polls on a
+    little to catch a duplicate or an aborted record."""
+    c = ck.Consumer({"bootstrap.servers": ",".join(b.address for b in cluster.up()),
+                     "group.id": "check-" + uuid.uuid4().hex[:6], "isolation.level": "read_committed",
+                     "enable.auto.commit": False, "log_level": 0})
+    c.assign([ck.TopicPartition(t, i, ck.OFFSET_BEGINNING) for t, n in topics.items() for i in range(n)])
+    got, deadline = [], time.monotonic() + timeout
+    try:
+        while len(got) < len(expected):
+            assert time.monotonic() < deadline, f"read {len(got)} of {len(expected)}"
+            for msg in c.consume(500, 0.5):
+                if not msg.error():
+                    got.append(msg.value())
+        for _ in range(4):
+            got += [msg.value() for msg in c.consume(500, 0.5) if not msg.error()]
+    finally:
+        c.close()
+    assert sorted(got) == sorted(expected), (len(got), len(set(got)))
+
+
+@pytest.fixture
+def cluster(zk_connect, tmp_path):
+    c = Cluster(zk_connect, tmp_path, **CONFIG)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def test_sigkill_of_the_coordinator_after_end_txn_then_the_next_one_completes_the_commit(cluster):
+    """EndTxn is answered once PrepareCommit is replicated; the marker of
+    `solo` (one replica, its broker killed) cannot be written, so the
+    transaction waits in PrepareCommit when its coordinator is SIGKILLed. The
+    next coordinator loads it and, once `solo`'s broker is back, writes every
+    marker: the commit is read exactly once."""
+    tid = tid_coordinated_by(cluster, 2, "tx-kill-coord")
+    coord, solo_host, third = cluster.broker(2), cluster.broker(3), cluster.broker(1)
+    create_topic(cluster, "d")
+    create_topic(cluster, "solo", assignment={0: [solo_host.broker_id]}, configs={"min.insync.replicas": "1"})
+    p = ck.Producer({"bootstrap.servers": cluster.bootstrap, "transactional.id": tid, "log_level": 0})
+    p.init_transactions(60)
+    p.begin_transaction()
+    for i in range(30):
+        p.produce("d", b"d%d" % i, partition=i % 3)
+    for i in range(10):
+        p.produce("solo", b"s%d" % i, partition=0)
+    assert p.flush(60) == 0
+
+    solo_host.signal(signal.SIGKILL)
+    solo_host.wait_exit()
+    wait_for(lambda: ask(third, m.MetadataRequest(topics=[m.MetadataRequest.MetadataRequestTopic(name="solo")],
+                                                  allow_auto_topic_creation=False)).topics[0].partitions[0].leader_id
+             < 0, 60, "solo-0 offline")
+    p.commit_transaction(90)
+    time.sleep(1)                  # markers tried (and retried) meanwhile: solo-0 has no leader
+    assert describe(coord, tid).transaction_state == "PrepareCommit"
+
+    coord.signal(signal.SIGKILL)
+    coord.wait_exit()
+    solo_host.start()
+    new = coordinator(cluster, tid)
+    assert new is not coord
+    wait_for(lambda: (st := describe(new, tid)) is not None and st.transaction_state == "CompleteCommit", 90,
+             "the commit completed by the next coordinator")
+    coord.start()
+    read_committed(cluster, {"d": 3, "solo": 1}, [b"d%d" % i for i in range(30)] + [b"s%d" % i for i in range(10)])
+    # The producer goes on with the next coordinator.
+    p.begin_transaction()
+    p.produce("d", b"after", partition=0)
+    p.commit_transaction(90)
+    read_committed(cluster, {"d": 3}, [b"d%d" % i for i in range(30)] + [b"after"])
+
+
+def test_sigkill_of_a_partition_leader_with_a_marker_in_flight(cluster):
+    """The leader of one of the transaction's partitions is stopped (SIGSTOP)
+    so the coordinator's WriteTxnMarkers to it stays in flight, then
+    SIGKILLed: the marker is written at the partition's new leader, and the
+    commit (and the abort after it) are read as they should be."""
+    tid = tid_coordinated_by(cluster, 1, "tx-kill-leader")
+    coord = cluster.broker(1)
+    by_partition = create_topic(cluster, "d")
+    p = ck.Producer({"bootstrap.servers": cluster.bootstrap, "transactional.id": tid, "log_level": 0,
+                     "transaction.timeout.ms": "120000"})
+    p.init_transactions(60)
+    p.begin_transaction()
+    for i in range(30):
+        p.produce("d", b"c%d" % i, partition=i % 3)
+    assert p.flush(60) == 0
+    victim = next((part, leader) for part, leader in sorted(by_partition.items()) if leader != coord.broker_id)
+    leader = cluster.broker(victim[1])
+
+    leader.pause()
+    errors = []
+
+    def commit():
+        try:
+            p.commit_transaction(120)
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+    t = threading.Thread(target=commit)
+    t.start()
+    wait_for(lambda: (st := describe(coord, tid)) is not None and st.transaction_state == "PrepareCommit", 60,
+             "EndTxn: PrepareCommit, the marker to the stopped leader in flight")
+    leader.signal(signal.SIGKILL)
+    leader.wait_exit()
+    wait_for(lambda: (st := describe(coord, tid)) is not None and st.transaction_state == "CompleteCommit", 90,
+             "the marker written at the partition's new leader")
+    t.join(120)
+    assert not t.is_alive() and not errors, errors
+    assert wait_for(lambda: leaders(cluster, "d"), 60, "d's leaders")[victim[0]] != leader.broker_id
+
+    # An abort with the old leader still down, then it comes back as a follower.
+    p.begin_transaction()
+    for i in range(6):
+        p.produce("d", b"x%d" % i, partition=i % 3)
+    assert p.flush(60) == 0
+    p.abort_transaction(90)
+    leader.start()
+    wait_for(lambda: (st := describe(coord, tid)) is not None and st.transaction_state == "CompleteAbort", 90,
+             "the abort's markers")
+    read_committed(cluster, {"d": 3}, [b"c%d" % i for i in range(30)])
+
+
+def test_exactly_once_pipeline_while_a_broker_is_sigkilled_and_restarted(cluster):
+    """A consume-transform-produce loop: read_committed consumer of `in`,
+    transactional producer writing `out` and the consumer's offsets
+    (send_offsets_to_transaction). Its transaction coordinator's broker is
+    SIGKILLed inside a transaction (before its EndTxn) after a few
+    transactions and started again a few later. A
+    transaction that fails is aborted and the input rewound to the group's
+    committed offsets. `out`, read_committed, is exactly the transformed
+    input."""
+    n = 300
+    tid = tid_coordinated_by(cluster, 2, "eos-kill")
+    victim = cluster.broker(2)
+    create_topic(cluster, "in")
+    create_topic(cluster, "out")
+    feeder = ck.Producer({"bootstrap.servers": cluster.bootstrap, "log_level": 0})
+    for i in range(n):
+        feeder.produce("in", b"%d" % i, partition=i % 3)
+    assert feeder.flush(60) == 0
+
+    c = ck.Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "eos-" + uuid.uuid4().hex[:6],
+                     "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                     "isolation.level": "read_committed", "log_level": 0})
+    c.subscribe(["in"])
+    p = ck.Producer({"bootstrap.servers": cluster.bootstrap, "transactional.id": tid, "log_level": 0,
+                     "transaction.timeout.ms": "60000"})
+    p.init_transactions(60)
+    ends = {i: n // 3 for i in range(3)}
+    committed: dict[int, int] = {}
+    commits = aborts = 0
+    killed_at = restarted_at = None
+    deadline = time.monotonic() + 300
+    while any(committed.get(i, 0) < end for i, end in ends.items()):
+        assert time.monotonic() < deadline, f"committed {committed} of {ends}"
+        msgs = [msg for msg in c.consume(20, 1.0) if not msg.error()]
+        if not msgs:
+            continue
+        p.begin_transaction()
+        try:
+            for msg in msgs:
+                p.produce("out", msg.value() + b"!", partition=msg.partition())
+            positions = c.position(c.assignment())
+            retry_call(lambda: p.send_offsets_to_transaction(positions, c.consumer_group_metadata(), 60))
+            if commits == 3 and killed_at is None:
+                # Mid-transaction: records possibly in flight, EndTxn not sent yet.
+                victim.signal(signal.SIGKILL)
+                victim.wait_exit()
+                killed_at = commits
+            retry_call(lambda: p.commit_transaction(60))
+            commits += 1
+            committed.update({tp.partition: tp.offset for tp in positions if tp.offset >= 0})
+        except ck.KafkaException as e:
+            err = e.args[0]
+            assert err.txn_requires_abort(), err
+            retry_call(lambda: p.abort_transaction(60))
+            aborts += 1
+            # The aborted batch comes again: from the group's committed offsets.
+            for tp in c.committed(c.assignment(), timeout=60):
+                c.seek(ck.TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else 0))
+        if killed_at is not None and restarted_at is None and commits >= killed_at + 3:
+            victim.start()
+            restarted_at = commits
+    c.close()
+    assert restarted_at is not None, (commits, killed_at)
+    read_committed(cluster, {"out": 3}, [b"%d!" % i for i in range(n)])
+
+
+def retry_call(fn, attempts=5):
+    """A transactional call that failed with a retriable error is called again
+    (librdkafka's contract); an abortable or fatal error is raised."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except ck.KafkaException as e:
+            if not e.args[0].retriable() or i == attempts - 1:
+                raise
