@@ -16,8 +16,9 @@ missing. So:
   handlers, as events of the group coordinator's runtime;
 - ListOffsets is the handler's ListOffsets; producer ids come from the
   InitProducerId handler;
-- appends are Partition.append_as_leader on the broker's loop (as the
-  Produce handler calls it), and a fetch with nothing to return waits in the
+- appends run the Produce handler's per-partition body
+  (Handlers.produce_partition: the same record validation, producer
+  sequence and transaction checks as a request on the wire), and a fetch with nothing to return waits in the
   broker's purgatory like a Fetch long-poll (pylog/consumer/embedded_source.py).
 
 A broker started on the directory afterwards serves everything written here
@@ -54,13 +55,13 @@ from typing import ClassVar
 
 from ..broker.broker import Broker
 from ..broker.config import BrokerConfig, read_properties
-from ..broker.handlers import INTERNAL_TOPICS
+from ..broker.api_versions import ADVERTISED, PRODUCE
+from ..broker.handlers import INTERNAL_TOPICS, produce_refused
 from ..broker.log_manager import META_FILE
 from ..client.errors import check
 from ..coordinator.runtime import _chain as chain
 from ..errors import (
     InvalidRequestError,
-    InvalidTopicError,
     LogClosedError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
@@ -76,6 +77,10 @@ __all__ = ["LocalStore"]
 # topic creation; a broker core that does not answer in that time is wedged.
 CALL_TIMEOUT_S = 300.0
 
+
+# The Produce version whose rules the embedded appends follow: the newest the
+# broker serves.
+PRODUCE_VERSION = ADVERTISED[PRODUCE][1]
 
 _NOT_READY = frozenset({Errors.COORDINATOR_NOT_AVAILABLE, Errors.COORDINATOR_LOAD_IN_PROGRESS,
                         Errors.NOT_COORDINATOR})
@@ -260,9 +265,14 @@ class LocalStore:
     # ---- records ----
 
     def append(self, topic: str, partition: int, batch) -> tuple[int, int]:
-        """Append the record batches in batch (v2, as a producer builds them) as
-        the Produce handler appends a request's: validated, offsets assigned,
-        the leader epoch stamped, idempotent producer fields checked. A retried
+        """Append the record batches in batch (v2, as a producer builds them)
+        through the Produce handler's per-partition body: every record
+        validated as Kafka's LogValidator does (CorruptRecordError,
+        InvalidRecordError, InvalidTimestampError, ... with the error code the
+        wire answers, nothing appended), offsets assigned, the leader epoch
+        stamped, idempotent producer fields checked; a transactional batch is
+        refused (TRANSACTIONAL_ID_AUTHORIZATION_FAILED: no transactional id
+        here). A retried
         idempotent batch is not written again: its original offset comes back.
         Returns (base_offset, log_append_time) with log_append_time -1
         (CreateTime topics only, like the broker)."""
@@ -277,13 +287,16 @@ class LocalStore:
         return self._call(self._append_on_loop, batches)
 
     def _append_on_loop(self, batches):
+        # The Produce handler's own per-partition body, as for a request of the
+        # newest Produce version without a transactional id (the embedded
+        # producer has none) and acks=all, which a one-node cluster's
+        # high watermark covers at once.
+        body = self.broker.handlers.produce_partition
+        refused = produce_refused(None, [(t, [(p, b)]) for t, p, b in batches])
         out = []
-        get = self.broker.log_manager.get_partition
         for topic, partition, batch in batches:
             try:
-                if topic in INTERNAL_TOPICS:
-                    raise InvalidTopicError(f"{topic} is an internal topic: clients cannot produce to it")
-                r = get(topic, partition).append_as_leader(batch, -1)
+                _p, r = body(topic, partition, batch, -1, PRODUCE_VERSION, refused)
                 out.append((r.first_offset, r.log_append_time))
             except Exception as e:  # noqa: BLE001 - per batch, as a Produce answer per partition
                 out.append(e)
