@@ -388,7 +388,7 @@ class Handlers:
         correlation_id, version, _client, txn_id, acks, timeout_ms, topics = decode_produce_request(frame)
         # Kafka answers transactional batches without a transactional id with
         # TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request.
-        refused = txn_id is None and _has_transactional_batch(topics)
+        refused = produce_refused(txn_id, topics)
         results = []
         failed = False
         waiting = []  # (Partition, last offset, result index) of acks=all appends not yet committed
@@ -396,15 +396,7 @@ class Handlers:
             out = []
             for index, records in parts:
                 try:
-                    if acks not in (0, 1, -1):
-                        raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {acks}")
-                    if refused:
-                        raise TransactionalIdAuthorizationFailedError(
-                            "transactional batches need the request's transactional id")
-                    if name in INTERNAL_TOPICS:
-                        raise InvalidTopicError(f"{name} is an internal topic: clients cannot produce to it")
-                    p = self.logs.get_partition(name, index)
-                    r = p.append_as_leader(records, acks, version)
+                    p, r = self.produce_partition(name, index, records, acks, version, refused)
                     out.append((index, 0, r.first_offset, r.log_append_time, r.log_start_offset, None))
                     if acks == -1 and p.produce_outcome(r.last_offset) is None:
                         waiting.append((p, r.last_offset, len(results), len(out) - 1))
@@ -424,6 +416,24 @@ class Handlers:
         if waiting:
             return self._produce_wait(correlation_id, version, results, waiting, timeout_ms)
         return encode_produce_response(correlation_id, version, results)
+
+    def produce_partition(self, name, index, records, acks, version, refused):
+        """One partition of a Produce request: the body the wire's Produce and
+        the embedded store's appends share (pylog/embedded/store.py), so a
+        batch is checked the same way whichever path brings it (acks, the
+        transactional id rule, internal topics, every record by Kafka's
+        LogValidator rules, the producer's sequence and epoch). refused: the
+        request holds a transactional batch but no transactional id
+        (produce_refused). Returns (Partition, AppendResult); raises the
+        partition's error, with nothing appended."""
+        if acks not in (0, 1, -1):
+            raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {acks}")
+        if refused:
+            raise TransactionalIdAuthorizationFailedError("transactional batches need the request's transactional id")
+        if name in INTERNAL_TOPICS:
+            raise InvalidTopicError(f"{name} is an internal topic: clients cannot produce to it")
+        p = self.logs.get_partition(name, index)
+        return p, p.append_as_leader(records, acks, version)
 
     async def _produce_wait(self, correlation_id, version, results, waiting, timeout_ms):
         """acks=all: answer once the HW passed every appended offset (§4.1),
@@ -1068,6 +1078,13 @@ def detach_chunks(chunks):
     segment against retention and topic deletion; delayed answers are small
     (they waited for new data), so the copy is cheap."""
     return [c if type(c) is bytes else bytes(c) for c in chunks]
+
+
+def produce_refused(txn_id, topics) -> bool:
+    """Whether Kafka answers a Produce request TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    for all its partitions: a transactional batch without the request's
+    transactional id. topics: [(name, [(index, records)])]."""
+    return txn_id is None and _has_transactional_batch(topics)
 
 
 def _has_transactional_batch(topics) -> bool:

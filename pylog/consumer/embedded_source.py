@@ -29,7 +29,11 @@ class EmbeddedSource:
     """FetchSource over a LocalStore: the same answers a broker on that
     directory would give, without sockets.
 
-    A fetch runs on the store's broker core's loop: it reads the partitions
+    A fetch first reads on the consumer's thread (LocalStore.read_here: the
+    thread-safe Log, cut at the high watermark taken before the read) and
+    returns at once when that answers it; otherwise (nothing new yet,
+    read_committed, an offset only the loop can judge) it runs on the store's
+    broker core's loop: it reads the partitions
     (Partition.read, as the Fetch handler does) and, with fewer than
     min_bytes, waits in the broker's one purgatory on the partitions' high
     watermark and log end listeners, with the Fetch long-poll's own delayed
@@ -88,8 +92,17 @@ class EmbeddedSource:
         if self.read_only:
             return self._tail(dict(positions), max_wait_ms, min_bytes, max_bytes, max_partition_bytes,
                               isolation_level == 1)
+        committed = isolation_level == 1
+        if not committed and positions:
+            # First read here, on the consumer's thread: a fetch that finds
+            # its data (the common case when catching up) costs no trip to
+            # the loop. Only a wait, or what only the loop can answer, goes
+            # there (and reads again there).
+            out, total, error = self._fetch_once(positions, max_bytes, max_partition_bytes, here=True)
+            if out is not None and (error or total >= min_bytes or max_wait_ms <= 0):
+                return out
         return self.store.call(self._fetch_on_loop, dict(positions), max_wait_ms, min_bytes, max_bytes,
-                               max_partition_bytes, isolation_level == 1)
+                               max_partition_bytes, committed)
 
     async def _fetch_on_loop(self, positions, max_wait_ms, min_bytes, max_bytes, max_partition_bytes,
                              committed):
@@ -134,9 +147,11 @@ class EmbeddedSource:
                 return out
             time.sleep(min(TAIL_POLL_S, remaining))
 
-    def _fetch_once(self, positions, max_bytes, max_partition_bytes, committed=False):
+    def _fetch_once(self, positions, max_bytes, max_partition_bytes, committed=False, here=False):
         """(answers, record bytes, any error), by the store's read_now and
-        watermarks_now (on the loop for a LocalStore)."""
+        watermarks_now (on the loop for a LocalStore). here: on the calling
+        thread by LocalStore.read_here instead (never committed); answers is
+        None when a partition needs the loop (read_here said so)."""
         store = self.store
         budget = max_bytes if max_bytes > 0 else _NO_LIMIT
         total = 0
@@ -146,7 +161,13 @@ class EmbeddedSource:
             try:
                 if budget > 0 or total == 0:
                     limit = min(max_partition_bytes if max_partition_bytes > 0 else _NO_LIMIT, budget)
-                    data, hw, lso, aborted = store.read_now(tp.topic, tp.partition, offset, limit, committed)
+                    if here:
+                        got = store.read_here(tp.topic, tp.partition, offset, limit)
+                        if got is None:
+                            return None, 0, False
+                        data, hw, lso, aborted = got
+                    else:
+                        data, hw, lso, aborted = store.read_now(tp.topic, tp.partition, offset, limit, committed)
                     if total > 0 and len(data) > budget:
                         data = b""  # only the first partition may exceed the budget (KIP-74)
                 else:

@@ -16,8 +16,9 @@ missing. So:
   handlers, as events of the group coordinator's runtime;
 - ListOffsets is the handler's ListOffsets; producer ids come from the
   InitProducerId handler;
-- appends are Partition.append_as_leader on the broker's loop (as the
-  Produce handler calls it), and a fetch with nothing to return waits in the
+- appends run the Produce handler's per-partition body
+  (Handlers.produce_partition: the same record validation, producer
+  sequence and transaction checks as a request on the wire), and a fetch with nothing to return waits in the
   broker's purgatory like a Fetch long-poll (pylog/consumer/embedded_source.py).
 
 A broker started on the directory afterwards serves everything written here
@@ -36,12 +37,18 @@ same directory fails with LogLockedError. Readers in other processes use
 `LocalStore.open(..., read_only=True)`, which is pylog/embedded/reader.py.
 
 Threads: every public method may be called from any thread except the store's
-own loop thread (`pylog-broker-<id>`), where no user code runs. Each call
-hands its work to that loop (one thread switch per call: the embedded
-producer hands it all the batches of one drain at once, `append_many`) and
-waits for the answer; the Partitions, the purgatory and the coordinator are
-touched on the loop only, as in the broker, so nothing here relies on the GIL
-beyond the registry lock and concurrent.futures.
+own loop thread (`pylog-broker-<id>`), where no user code runs. Writes and
+everything that needs the broker's serialisation (appends, topics, offsets,
+ListOffsets, read_committed) hand their work to that loop (one thread switch
+per call: the embedded producer hands it all the batches of one drain at
+once, `append_many`) and wait for the answer; the Partitions' methods, the
+purgatory and the coordinator run on the loop only, as in the broker. Reads
+of committed records (read(), an embedded fetch's first look: read_here) run
+on the caller's thread instead: the Log is thread-safe by its own lock, and
+they read a Partition's high_watermark and log_start_offset as single int
+attribute loads, which relies on the GIL (a free-threaded build needs those
+two published atomically). Nothing else here relies on the GIL beyond the
+registry lock and concurrent.futures.
 """
 from __future__ import annotations
 
@@ -52,16 +59,18 @@ import os
 import threading
 from typing import ClassVar
 
+from .. import _engine
+from ..broker.api_versions import ADVERTISED, PRODUCE
 from ..broker.broker import Broker
 from ..broker.config import BrokerConfig, read_properties
-from ..broker.handlers import INTERNAL_TOPICS
+from ..broker.handlers import INTERNAL_TOPICS, produce_refused
 from ..broker.log_manager import META_FILE
 from ..client.errors import check
 from ..coordinator.runtime import _chain as chain
 from ..errors import (
     InvalidRequestError,
-    InvalidTopicError,
     LogClosedError,
+    PylogError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
@@ -76,6 +85,10 @@ __all__ = ["LocalStore"]
 # topic creation; a broker core that does not answer in that time is wedged.
 CALL_TIMEOUT_S = 300.0
 
+
+# The Produce version whose rules the embedded appends follow: the newest the
+# broker serves.
+PRODUCE_VERSION = ADVERTISED[PRODUCE][1]
 
 _NOT_READY = frozenset({Errors.COORDINATOR_NOT_AVAILABLE, Errors.COORDINATOR_LOAD_IN_PROGRESS,
                         Errors.NOT_COORDINATOR})
@@ -106,7 +119,9 @@ class LocalStore:
     """A broker data directory opened in this process (see the module docstring).
 
     Create with LocalStore.open(log_dir, ...), never directly. Thread-safe:
-    any thread but the store's own loop thread.
+    any thread but the store's own loop thread; *_now and partition_on_loop
+    on the loop only (read_here and the high_watermark / log_start_offset
+    reads on any thread; see the module docstring).
     """
 
     _registry: ClassVar[dict[str, LocalStore]] = {}
@@ -175,11 +190,14 @@ class LocalStore:
 
     # ---- the broker core's loop ----
 
+    def _check_open(self):
+        if self._closed:
+            raise LogClosedError(f"{self!r} is closed")
+
     def _call(self, fn, *args):
         """fn(*args) on the broker core's loop; its result (a coroutine or
         awaitable it returns is awaited there). Raises what fn raised."""
-        if self._closed:
-            raise LogClosedError(f"{self!r} is closed")
+        self._check_open()
         fut = concurrent.futures.Future()
 
         def run():
@@ -260,9 +278,14 @@ class LocalStore:
     # ---- records ----
 
     def append(self, topic: str, partition: int, batch) -> tuple[int, int]:
-        """Append the record batches in batch (v2, as a producer builds them) as
-        the Produce handler appends a request's: validated, offsets assigned,
-        the leader epoch stamped, idempotent producer fields checked. A retried
+        """Append the record batches in batch (v2, as a producer builds them)
+        through the Produce handler's per-partition body: every record
+        validated as Kafka's LogValidator does (CorruptRecordError,
+        InvalidRecordError, InvalidTimestampError, ... with the error code the
+        wire answers, nothing appended), offsets assigned, the leader epoch
+        stamped, idempotent producer fields checked; a transactional batch is
+        refused (TRANSACTIONAL_ID_AUTHORIZATION_FAILED: no transactional id
+        here). A retried
         idempotent batch is not written again: its original offset comes back.
         Returns (base_offset, log_append_time) with log_append_time -1
         (CreateTime topics only, like the broker)."""
@@ -277,13 +300,16 @@ class LocalStore:
         return self._call(self._append_on_loop, batches)
 
     def _append_on_loop(self, batches):
+        # The Produce handler's own per-partition body, as for a request of the
+        # newest Produce version without a transactional id (the embedded
+        # producer has none) and acks=all, which a one-node cluster's
+        # high watermark covers at once.
+        body = self.broker.handlers.produce_partition
+        refused = produce_refused(None, [(t, [(p, b)]) for t, p, b in batches])
         out = []
-        get = self.broker.log_manager.get_partition
         for topic, partition, batch in batches:
             try:
-                if topic in INTERNAL_TOPICS:
-                    raise InvalidTopicError(f"{topic} is an internal topic: clients cannot produce to it")
-                r = get(topic, partition).append_as_leader(batch, -1)
+                _p, r = body(topic, partition, batch, -1, PRODUCE_VERSION, refused)
                 out.append((r.first_offset, r.log_append_time))
             except Exception as e:  # noqa: BLE001 - per batch, as a Produce answer per partition
                 out.append(e)
@@ -294,13 +320,49 @@ class LocalStore:
         holding offset, at most max_bytes unless the first batch alone is larger
         (KIP-74), as bytes; b"" when offset is the high watermark.
         OffsetOutOfRangeError outside [log_start_offset, high_watermark]."""
-        return self._call(self.read_now, topic, partition, offset, max_bytes)[:3]
+        self._check_open()
+        out = self.read_here(topic, partition, offset, max_bytes)
+        if out is None:
+            out = self._call(self.read_now, topic, partition, offset, max_bytes)
+        return out[:3]
 
     def read_committed(self, topic: str, partition: int, offset: int, max_bytes: int, committed: bool = True):
         """read for isolation_level READ_COMMITTED, by the broker's Fetch body:
         below the last stable offset, and a fourth item, the aborted
         transactions (producer_id, first_offset) the caller must drop."""
         return self._call(self.read_now, topic, partition, offset, max_bytes, committed)
+
+    def read_here(self, topic, partition, offset, max_bytes):
+        """read_now(committed=False) on the calling thread, without a trip to
+        the loop (a fetch's first read, the public read()): the Log is
+        thread-safe (its lock), and the Partition's high_watermark and log
+        start are ints read once each (atomic under the GIL; the loop only
+        moves them forward, except truncation and DeleteRecords, which the
+        range check below leaves to the loop). The high watermark is taken
+        before the log is read and the copy is cut there, so no record at or
+        above it is handed out even while the loop appends. None when only the
+        loop can answer: an offset outside [log_start_offset, high_watermark]
+        (the errors and edge cases of Partition.read), a partition unknown,
+        closed or being deleted; the caller then asks read_now there."""
+        p = self.broker.log_manager.partitions.get((topic, partition))
+        if p is None:
+            return None
+        hw, lso = p.high_watermark, p.log_start_offset
+        if not lso <= offset <= hw:
+            return None
+        if offset == hw:
+            return b"", hw, lso, ()
+        plog = p.log
+        try:
+            fs = plog.read_batches(offset, max(max_bytes, 1))
+        except PylogError:   # closed, deleted or truncated meanwhile
+            return None
+        # Copied out so no segment stays pinned by a caller's records.
+        data = bytes(fs)
+        del fs
+        if plog.log_end_offset > hw:
+            data = _cut_at(data, hw)
+        return data, hw, lso, ()
 
     def read_now(self, topic, partition, offset, max_bytes, committed=False):
         """read_committed() on the loop only (the embedded source's fetch runs
@@ -322,6 +384,8 @@ class LocalStore:
         return p.high_watermark, p.log_start_offset
 
     def partition_on_loop(self, topic, partition):
+        """The Partition. Its methods run on the loop only; any thread may
+        read its high_watermark and log_start_offset (one int each)."""
         p = self.broker.log_manager.partitions.get((topic, partition))
         if p is None:
             raise UnknownTopicOrPartitionError(f"{topic}-{partition} does not exist in {self.data_dir}")
@@ -343,10 +407,13 @@ class LocalStore:
         return r.offset, r.timestamp
 
     def high_watermark(self, topic: str, partition: int) -> int:
-        return self._call(lambda: self.partition_on_loop(topic, partition).high_watermark)
+        # One int read, on the calling thread (atomic under the GIL).
+        self._check_open()
+        return self.partition_on_loop(topic, partition).high_watermark
 
     def log_start_offset(self, topic: str, partition: int) -> int:
-        return self._call(lambda: self.partition_on_loop(topic, partition).log_start_offset)
+        self._check_open()
+        return self.partition_on_loop(topic, partition).log_start_offset
 
     def _partition(self, topic, partition):
         """The Partition object (tests; touch it on the loop only: `call`)."""
@@ -482,6 +549,15 @@ class LocalStore:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _cut_at(data: bytes, bound: int) -> bytes:
+    """data without its batches at or above offset bound (a high watermark:
+    it falls on a batch boundary). Per batch, in C (batch_headers)."""
+    for h in _engine.batch_headers(data):
+        if h[1] >= bound:
+            return data[:h[0]]
+    return data
 
 
 def _stored_broker_id(path: str) -> str | None:

@@ -9,6 +9,7 @@ import struct
 
 from pylog import Consumer, TopicPartition, _engine, crc32c
 from pylog.embedded import LocalStore
+from pylog.embedded.store import PRODUCE_VERSION
 
 TP = TopicPartition("t", 0)
 
@@ -20,6 +21,14 @@ def batch(values, pid=-1, seq=-1, transactional=True):
         b[22] |= 0x10
     struct.pack_into(">I", b, 17, crc32c(bytes(b[21:])))
     return bytes(b)
+
+
+def txn_append(store, data):
+    """A transactional batch as a Produce request with a transactional id
+    brings it (the handler's per-partition body, on the store's loop): the
+    public append has no transactional id, so it refuses such batches with
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as the wire does."""
+    store.call(store.broker.handlers.produce_partition, "t", 0, data, -1, PRODUCE_VERSION, False)
 
 
 def marker(store, pid, commit):
@@ -39,8 +48,8 @@ def test_embedded_read_committed_consumer(tmp_path):
         store.create_topic("t", 1)
         a, b = 11, 12
         store.append("t", 0, batch([b"p0"], transactional=False))        # 0
-        store.append("t", 0, batch([b"a0", b"a1"], a, 0))                  # 1-2
-        store.append("t", 0, batch([b"b0"], b, 0))                         # 3, open
+        txn_append(store, batch([b"a0", b"a1"], a, 0))                     # 1-2
+        txn_append(store, batch([b"b0"], b, 0))                            # 3, open
         marker(store, a, False)                                            # 4: ABORT
         store.append("t", 0, batch([b"p1"], transactional=False))        # 5
         c = Consumer(log_dir=str(tmp_path / "data"), isolation_level="read_committed", enable_auto_commit=False)

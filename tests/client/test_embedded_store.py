@@ -15,6 +15,7 @@ from pylog import _engine
 from pylog.client.records import consumed_records
 from pylog.embedded import LocalStore
 from pylog.errors import (
+    InvalidRecordError,
     InvalidTopicError,
     LogClosedError,
     LogLockedError,
@@ -66,9 +67,13 @@ def test_append_read_round_trip_offsets_contiguous(store):
     assert store.partitions_for("t", create=True) == [0]
     assert store.append("t", 0, _engine.encode_batch([b"a", b"b", b"c"], keys=[b"k", None, b"k"])) == (0, -1)
     assert store.append("t", 0, _engine.encode_batch([b"d"])) == (3, -1)
-    # Two batches in one call, as a producer's request may carry.
+    # Two batches in one call are refused, as Kafka refuses them in one
+    # partition of a Produce request (v3+: exactly one batch), nothing written.
     two = _engine.encode_batch([b"e", b"f"]) + _engine.encode_batch([b"g"])
-    assert store.append("t", 0, two) == (4, -1)
+    with pytest.raises(InvalidRecordError, match="exactly one record batch"):
+        store.append("t", 0, two)
+    assert store.append("t", 0, _engine.encode_batch([b"e", b"f"])) == (4, -1)
+    assert store.append("t", 0, _engine.encode_batch([b"g"])) == (6, -1)
     records, hw = read_all(store, "t", 0)
     assert hw == 7
     assert records == [(0, b"k", b"a"), (1, None, b"b"), (2, b"k", b"c"), (3, None, b"d"),
