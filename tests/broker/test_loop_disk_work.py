@@ -145,7 +145,9 @@ def test_start_opens_the_data_dir_off_the_loop(tmp_path, monkeypatch):
         b = Broker(BrokerConfig(config)).start_in_thread()
         recording.clear()
         try:
-            loop_threads.append(b._thread.ident)
+            # (ident, name): an ident is reused once its thread ended, and the
+            # first broker's loop thread ends before the second start's workers run.
+            loop_threads.append((b._thread.ident, b._thread.name))
             if first:
                 admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{b.advertised_port}"})
                 admin.create_topics([NewTopic("t", 2, 1)])["t"].result(30)
@@ -153,4 +155,4 @@ def test_start_opens_the_data_dir_off_the_loop(tmp_path, monkeypatch):
             b.stop_in_thread()
     assert any(c[0] == "replace" and str(c[3]).endswith("meta.properties.tmp") for c in calls)
     assert any(c[0] == "makedirs" and str(c[3]).endswith("t-1") for c in calls)
-    assert [c for c in calls if c[1] in loop_threads] == []
+    assert [c for c in calls if (c[1], c[2]) in loop_threads] == []
