@@ -9,6 +9,8 @@ import confluent_kafka
 import pytest
 
 from pylog.consumer import Consumer
+from pylog.errors import CommitFailedError
+from pylog.protocol.error_codes import Errors
 from pylog.structs import TopicPartition
 
 from .conftest import FAST_GROUP, create_topic, produce
@@ -24,14 +26,26 @@ def poll_all(consumers, until, timeout=20.0, seen=None):
     """Poll each consumer in turn (one thread: joins do not block past a
     poll's timeout) until until() is true; returns records per consumer."""
     seen = seen if seen is not None else {id(c): [] for c in consumers}
+    refused = set()
     deadline = time.monotonic() + timeout
-    while not until():
+    while not until() or refused:   # a refused commit is made again before returning
         assert time.monotonic() < deadline, "condition not reached in time"
         for c in consumers:
             records = c.poll(0.05)
             seen.setdefault(id(c), []).extend(records)
-            if records and not c.enable_auto_commit:
-                c.commit()
+            if (records or id(c) in refused) and not c.enable_auto_commit:
+                try:
+                    c.commit()
+                    refused.discard(id(c))
+                except CommitFailedError as e:
+                    # Kafka's coordinator refuses a commit that reaches it
+                    # between a JoinGroup and its SyncGroup (REBALANCE_IN_PROGRESS),
+                    # and the consumer's own heartbeat thread can be rejoining
+                    # then; as a Java user does with RebalanceInProgressException,
+                    # poll (finishing the rebalance) and commit again.
+                    if e.error_code != Errors.REBALANCE_IN_PROGRESS:
+                        raise
+                    refused.add(id(c))
     return seen
 
 
