@@ -143,6 +143,7 @@ int pl_cleaner_new(pl_cleaner **out, int64_t now_ms, int64_t delete_retention_ms
     c->delete_retention_ms = delete_retention_ms;
     c->upper_bound = upper_bound;
     c->map_end = upper_bound;
+    c->st.latest_delete_horizon = -1;
     c->prod_cap = 64;
     c->prods = malloc(c->prod_cap * sizeof *c->prods);
     if (c->prods == NULL) { free(c); return PL_ENOMEM; }
@@ -614,6 +615,13 @@ static size_t write_kept(pl_cleaner *c, const pl_batch_header *h, const uint8_t 
     return w;
 }
 
+static void note_horizon(pl_cleaner *c, const uint8_t *batch) {
+    if (pl_load_be16(batch + PL_BATCH_ATTRIBUTES_OFFSET) & PL_ATTR_DELETE_HORIZON) {
+        int64_t h = (int64_t)pl_load_be64(batch + PL_BATCH_BASE_TIMESTAMP_OFFSET);
+        if (h > c->st.latest_delete_horizon) c->st.latest_delete_horizon = h;
+    }
+}
+
 static void write_empty(uint8_t *out, const pl_batch_header *h) {
     pl_batch_header e = *h;
     e.attributes = (int16_t)(h->attributes & (PL_ATTR_LOG_APPEND_TIME | PL_ATTR_TRANSACTIONAL | PL_ATTR_CONTROL));
@@ -686,6 +694,7 @@ int pl_cleaner_filter_walk(pl_cleaner *c, pl_offset_map *m, const uint8_t *buf, 
                 int64_t horizon = new_horizon(c, &plan, kept == h.records_count, tombstones);
                 if (horizon == -2) {
                     memcpy(o, b, total);
+                    note_horizon(c, o);
                     written = total;
                     c->st.batches_copied++;
                 } else {
@@ -694,6 +703,7 @@ int pl_cleaner_filter_walk(pl_cleaner *c, pl_offset_map *m, const uint8_t *buf, 
                     pl_batch_write_header(o, &nh);
                     written = PL_BATCH_HEADER_SIZE + n;
                     pl_batch_seal(o, written);
+                    note_horizon(c, o);
                     c->st.batches_rewritten++;
                 }
             } else if (plan.retain_empty) {
@@ -726,7 +736,10 @@ int pl_cleaner_filter_inflated(pl_cleaner *c, pl_offset_map *m, const uint8_t *r
     c->st.records_kept += kept;
     if (kept > 0) {
         int64_t horizon = new_horizon(c, plan, kept == h->records_count, tombstones);
+        if (horizon >= 0 && horizon > c->st.latest_delete_horizon) c->st.latest_delete_horizon = horizon;
         if (horizon == -2) {
+            if (h->attributes & PL_ATTR_DELETE_HORIZON && h->base_timestamp > c->st.latest_delete_horizon)
+                c->st.latest_delete_horizon = h->base_timestamp;
             *decision = PL_KEEP_ORIGINAL;
             c->st.batches_copied++;
             c->st.bytes_written += plan->total;

@@ -88,6 +88,7 @@ typedef struct pl_cleaner_stats {
     int64_t batches_emptied;  /* kept as a header for producer state or the round's last offset */
     int64_t batches_dropped;
     int64_t invalid_records;  /* keyless records below the map's latest offset (dropped) */
+    int64_t latest_delete_horizon; /* the latest horizon among the batches kept, -1 none */
 } pl_cleaner_stats;
 
 /* now_ms: the cleaning's time (tombstone and marker horizons are compared to it);

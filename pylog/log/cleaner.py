@@ -173,7 +173,13 @@ def _clean(lg, plan: _Plan, now, started, delete_retention_ms, dedupe_buffer_siz
                          0, _engine.OffsetMap.bytes_per_entry, False, time.monotonic() - started)
     dirty = [s for s in plan.segments if s[0] < plan.first_uncleanable and s[1] > plan.first_dirty and s[2] > 0]
     if plan.first_dirty >= plan.first_uncleanable or not dirty:
-        return empty
+        dirty = []
+        # Nothing new, but tombstones or markers of the cleaned part may be past
+        # their delete horizon (Kafka cleans such a log too): a round with an
+        # empty map, over the whole cleanable part. Unknown after an open: due.
+        horizon = lg._latest_delete_horizon
+        if not plan.segments or (horizon is not None and (horizon < 0 or horizon > now)):
+            return empty
     omap = offset_map if offset_map is not None else _engine.OffsetMap(dedupe_buffer_size, load_factor)
     omap.clear()
     # The filtering keeps the last batch of the cleaned range (Kafka keeps the
@@ -206,6 +212,8 @@ def _clean(lg, plan: _Plan, now, started, delete_retention_ms, dedupe_buffer_siz
         i = bases.index(s[0])
         next_start = bases[i + 1] if i + 1 < len(bases) else plan.first_uncleanable
         omap.latest_offset = min(next_start, plan.first_uncleanable) - 1
+    if not dirty:
+        omap.latest_offset = max(plan.first_dirty, min(plan.first_uncleanable, plan.segments[-1][1])) - 1
     end_offset = omap.latest_offset + 1
     map_stats = cleaning.stats()
     # 2. filter the segments up to the map's end, group by group
@@ -243,6 +251,7 @@ def _clean(lg, plan: _Plan, now, started, delete_retention_ms, dedupe_buffer_siz
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     st = cleaning.stats()
+    lg._latest_delete_horizon = st["latest_delete_horizon"]
     read = st["records_read"]
     return CleanerStats(plan.first_dirty, end_offset, plan.first_uncleanable, len(todo), len(new_bases),
                         map_stats["map_bytes"] + st["bytes_read"], st["bytes_written"], read,

@@ -155,6 +155,7 @@ class Log(_engine.LogCore):
         self._retired = []          # renamed .deleted under the lock, removed outside it
         self._cleaning = False      # a compaction round is under way (cleaner.py)
         self._first_dirty = None    # the cleaner checkpoint, read at the first compact()
+        self._latest_delete_horizon = None  # of the cleaned part's batches; None: not known since the open
         if create:
             os.makedirs(path, exist_ok=True)
         elif not os.path.isdir(path):
