@@ -236,6 +236,7 @@ def _clean(lg, plan: _Plan, now, started, delete_retention_ms, dedupe_buffer_siz
             _write_group(lg, cleaning, omap, scratch, base, [by_base[g[0]] for g in group], aborted,
                          plan.mtimes.get(group[-1][0]))
             new_bases.append(base)
+            _note("group-written")
         for s in plan.segments:
             s[5] = None  # the old segments' views go before their files are swapped out
         _note("cleaned-written")
