@@ -62,7 +62,8 @@ static inline int64_t home_slot(const pl_offset_map *m, uint64_t hash) {
 int pl_offset_map_put(pl_offset_map *m, uint64_t hash, int64_t offset) {
     int64_t i = home_slot(m, hash);
     m->lookups++;
-    for (;;) {
+    /* At most every slot: with load factor 1 a full map has no empty one. */
+    for (int64_t n = 0; n < m->nslots; n++) {
         uint64_t *s = m->slots + 2 * i;
         m->probes++;
         if (s[0] == hash) {
@@ -80,13 +81,13 @@ int pl_offset_map_put(pl_offset_map *m, uint64_t hash, int64_t offset) {
         }
         if (++i == m->nslots) i = 0;
     }
+    return PL_EFULL;
 }
 
 int64_t pl_offset_map_get(pl_offset_map *m, uint64_t hash) {
     int64_t i = home_slot(m, hash);
     m->lookups++;
-    /* At most every slot: a map with max_entries == nslots may have no empty one. */
-    for (int64_t n = 0; n < m->nslots; n++) {
+    for (int64_t n = 0; n < m->nslots; n++) { /* as in put */
         const uint64_t *s = m->slots + 2 * i;
         m->probes++;
         if (s[0] == hash) return (int64_t)s[1];
@@ -129,6 +130,7 @@ struct pl_cleaner {
     int64_t *retained_ab;
     size_t retained_count, retained_cap;
     uint8_t *keep;
+    uint64_t *hashes;  /* a batch's key hashes (0: no key), hashed and prefetched before the map is touched */
     size_t keep_cap;
     pending pend;
     pl_batch_header pend_new;  /* the re-encoded pending batch's header */
@@ -158,6 +160,7 @@ void pl_cleaner_free(pl_cleaner *c) {
     free(c->ab);
     free(c->retained_ab);
     free(c->keep);
+    free(c->hashes);
     free(c);
 }
 
@@ -397,6 +400,41 @@ static int next_record(const uint8_t *buf, size_t len, size_t *pos, rec_view *r)
     return PL_OK;
 }
 
+static int grow_keep(pl_cleaner *c, size_t n) {
+    if (n <= c->keep_cap) return PL_OK;
+    size_t cap = c->keep_cap ? c->keep_cap : 256;
+    while (cap < n) cap *= 2;
+    uint8_t *k = realloc(c->keep, cap);
+    if (k == NULL) return PL_ENOMEM;
+    c->keep = k;
+    uint64_t *h = realloc(c->hashes, cap * sizeof *h);
+    if (h == NULL) return PL_ENOMEM;
+    c->hashes = h;
+    c->keep_cap = cap;
+    return PL_OK;
+}
+
+/* Hash the keys of a batch's records into c->hashes and prefetch their home
+ * slots, so that the map's cache misses overlap instead of coming one by one. */
+static int hash_batch(pl_cleaner *c, const pl_offset_map *m, const pl_batch_header *h, const uint8_t *rec,
+                      size_t len) {
+    size_t pos = 0;
+    if (h->records_count < 0 || grow_keep(c, (size_t)h->records_count) != PL_OK) return PL_ENOMEM;
+    for (int32_t i = 0; i < h->records_count; i++) {
+        rec_view r;
+        int rc = next_record(rec, len, &pos, &r);
+        if (rc != PL_OK) return rc;
+        if (r.key_len < 0) {
+            c->hashes[i] = 0;
+            continue;
+        }
+        uint64_t hash = pl_offset_map_hash(r.key, r.key_len > 0 ? (size_t)r.key_len : 0);
+        c->hashes[i] = hash;
+        __builtin_prefetch(m->slots + 2 * home_slot(m, hash));
+    }
+    return pos == len ? PL_OK : PL_ECORRUPT;
+}
+
 /* One stored batch at buf + pos: its header, records section and codec. */
 typedef struct batch_view {
     pl_batch_header h;
@@ -419,19 +457,17 @@ static int read_batch(const uint8_t *buf, size_t len, size_t pos, batch_view *v)
 static int map_records(pl_cleaner *c, pl_offset_map *m, const pl_batch_header *h, const uint8_t *rec,
                        size_t len, int64_t start_offset, int *status) {
     size_t pos = 0;
+    int rc = hash_batch(c, m, h, rec, len);
+    if (rc != PL_OK) return rc;
     for (int32_t i = 0; i < h->records_count; i++) {
         rec_view r;
-        int rc = next_record(rec, len, &pos, &r);
-        if (rc != PL_OK) return rc;
+        (void)next_record(rec, len, &pos, &r); /* checked by hash_batch */
         int64_t offset = h->base_offset + r.off_delta;
         c->st.map_records++;
         if (offset >= c->map_end) break;
-        if (r.key_len >= 0 && offset >= start_offset) {
-            uint64_t hash = pl_offset_map_hash(r.key, r.key_len > 0 ? (size_t)r.key_len : 0);
-            if (pl_offset_map_put(m, hash, offset) == PL_EFULL) {
-                *status = PL_CLEAN_FULL;
-                return PL_OK;
-            }
+        if (c->hashes[i] != 0 && offset >= start_offset && pl_offset_map_put(m, c->hashes[i], offset) == PL_EFULL) {
+            *status = PL_CLEAN_FULL;
+            return PL_OK;
         }
     }
     int64_t last = h->base_offset + h->last_offset_delta;
@@ -527,17 +563,6 @@ static int plan_batch(pl_cleaner *c, const pl_batch_header *h, const uint8_t *re
     return PL_OK;
 }
 
-static int grow_keep(pl_cleaner *c, size_t n) {
-    if (n <= c->keep_cap) return PL_OK;
-    size_t cap = c->keep_cap ? c->keep_cap : 256;
-    while (cap < n) cap *= 2;
-    uint8_t *k = realloc(c->keep, cap);
-    if (k == NULL) return PL_ENOMEM;
-    c->keep = k;
-    c->keep_cap = cap;
-    return PL_OK;
-}
-
 /* Which records stay (c->keep), how many, whether a kept one is a tombstone. */
 static int judge_records(pl_cleaner *c, pl_offset_map *m, const pending *plan, const uint8_t *rec,
                          size_t len, int32_t *kept, int *tombstones) {
@@ -548,12 +573,12 @@ static int judge_records(pl_cleaner *c, pl_offset_map *m, const pending *plan, c
     size_t pos = 0;
     *kept = 0;
     *tombstones = 0;
-    if (h->records_count < 0 || grow_keep(c, (size_t)h->records_count) != PL_OK) return PL_ENOMEM;
+    int rc = hash_batch(c, m, h, rec, len);
+    if (rc != PL_OK) return rc;
     c->st.records_read += h->records_count;
     for (int32_t i = 0; i < h->records_count; i++) {
         rec_view r;
-        int rc = next_record(rec, len, &pos, &r);
-        if (rc != PL_OK) return rc;
+        (void)next_record(rec, len, &pos, &r); /* checked by hash_batch */
         int64_t offset = h->base_offset + r.off_delta;
         int keep;
         if (plan->discard_records) {
@@ -564,7 +589,7 @@ static int judge_records(pl_cleaner *c, pl_offset_map *m, const pending *plan, c
             keep = 0;
             c->st.invalid_records++;
         } else {
-            int64_t found = pl_offset_map_get(m, pl_offset_map_hash(r.key, r.key_len > 0 ? (size_t)r.key_len : 0));
+            int64_t found = pl_offset_map_get(m, c->hashes[i]);
             keep = offset >= found && (r.value_len >= 0 || keep_deletes);
         }
         c->keep[i] = (uint8_t)keep;
@@ -573,7 +598,7 @@ static int judge_records(pl_cleaner *c, pl_offset_map *m, const pending *plan, c
             if (r.value_len < 0) *tombstones = 1;
         }
     }
-    return pos == len ? PL_OK : PL_ECORRUPT;
+    return PL_OK;
 }
 
 /* Write the kept records (timestamps re-based on new_base) at out; fill the
