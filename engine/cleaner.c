@@ -131,6 +131,8 @@ struct pl_cleaner {
     size_t retained_count, retained_cap;
     uint8_t *keep;
     uint64_t *hashes;  /* a batch's key hashes (0: no key), hashed and prefetched before the map is touched */
+    int32_t *deltas;   /* its records' offset deltas */
+    uint8_t *nulls;    /* 1 for a record with a null value (a tombstone) */
     size_t keep_cap;
     pending pend;
     pl_batch_header pend_new;  /* the re-encoded pending batch's header */
@@ -161,6 +163,8 @@ void pl_cleaner_free(pl_cleaner *c) {
     free(c->retained_ab);
     free(c->keep);
     free(c->hashes);
+    free(c->deltas);
+    free(c->nulls);
     free(c);
 }
 
@@ -410,6 +414,12 @@ static int grow_keep(pl_cleaner *c, size_t n) {
     uint64_t *h = realloc(c->hashes, cap * sizeof *h);
     if (h == NULL) return PL_ENOMEM;
     c->hashes = h;
+    int32_t *d = realloc(c->deltas, cap * sizeof *d);
+    if (d == NULL) return PL_ENOMEM;
+    c->deltas = d;
+    uint8_t *z = realloc(c->nulls, cap);
+    if (z == NULL) return PL_ENOMEM;
+    c->nulls = z;
     c->keep_cap = cap;
     return PL_OK;
 }
@@ -424,6 +434,8 @@ static int hash_batch(pl_cleaner *c, const pl_offset_map *m, const pl_batch_head
         rec_view r;
         int rc = next_record(rec, len, &pos, &r);
         if (rc != PL_OK) return rc;
+        c->deltas[i] = r.off_delta;
+        c->nulls[i] = r.value_len < 0;
         if (r.key_len < 0) {
             c->hashes[i] = 0;
             continue;
@@ -456,13 +468,10 @@ static int read_batch(const uint8_t *buf, size_t len, size_t pos, batch_view *v)
 /* Add the keys of a batch's records (uncompressed section) to the map. */
 static int map_records(pl_cleaner *c, pl_offset_map *m, const pl_batch_header *h, const uint8_t *rec,
                        size_t len, int64_t start_offset, int *status) {
-    size_t pos = 0;
     int rc = hash_batch(c, m, h, rec, len);
     if (rc != PL_OK) return rc;
     for (int32_t i = 0; i < h->records_count; i++) {
-        rec_view r;
-        (void)next_record(rec, len, &pos, &r); /* checked by hash_batch */
-        int64_t offset = h->base_offset + r.off_delta;
+        int64_t offset = h->base_offset + c->deltas[i];
         c->st.map_records++;
         if (offset >= c->map_end) break;
         if (c->hashes[i] != 0 && offset >= start_offset && pl_offset_map_put(m, c->hashes[i], offset) == PL_EFULL) {
@@ -570,32 +579,29 @@ static int judge_records(pl_cleaner *c, pl_offset_map *m, const pending *plan, c
     int has_horizon = (h->attributes & PL_ATTR_DELETE_HORIZON) != 0;
     int keep_deletes = !has_horizon || c->now_ms < h->base_timestamp;
     int control = (h->attributes & PL_ATTR_CONTROL) != 0;
-    size_t pos = 0;
     *kept = 0;
     *tombstones = 0;
     int rc = hash_batch(c, m, h, rec, len);
     if (rc != PL_OK) return rc;
     c->st.records_read += h->records_count;
     for (int32_t i = 0; i < h->records_count; i++) {
-        rec_view r;
-        (void)next_record(rec, len, &pos, &r); /* checked by hash_batch */
-        int64_t offset = h->base_offset + r.off_delta;
+        int64_t offset = h->base_offset + c->deltas[i];
         int keep;
         if (plan->discard_records) {
             keep = 0;
         } else if (control || offset > m->latest_offset) {
             keep = 1;
-        } else if (r.key_len < 0) {
+        } else if (c->hashes[i] == 0) {
             keep = 0;
             c->st.invalid_records++;
         } else {
             int64_t found = pl_offset_map_get(m, c->hashes[i]);
-            keep = offset >= found && (r.value_len >= 0 || keep_deletes);
+            keep = offset >= found && (!c->nulls[i] || keep_deletes);
         }
         c->keep[i] = (uint8_t)keep;
         if (keep) {
             (*kept)++;
-            if (r.value_len < 0) *tombstones = 1;
+            if (c->nulls[i]) *tombstones = 1;
         }
     }
     return PL_OK;
