@@ -21,16 +21,13 @@ _CHILD = r"""
 import os, sys
 from pylog.log import cleaner, log as log_module
 from pylog.log.log import Log
-stop = int(sys.argv[2])
-seen = []
-def hook(step):
-    seen.append(step)
-    if len(seen) == stop:
+steps_left = [int(sys.argv[2])]
+def crash_after_n_steps(step):
+    steps_left[0] -= 1
+    if not steps_left[0]:
         os._exit(0)
-log_module._SWAP_STEP_HOOK = hook
-cleaner._STEP_HOOK = hook
-log = Log.open(sys.argv[1], segment_bytes=%d)
-log.compact(now_ms=%d)
+log_module._SWAP_STEP_HOOK = cleaner._STEP_HOOK = crash_after_n_steps
+Log.open(sys.argv[1], segment_bytes=%d).compact(now_ms=%d)
 os._exit(3)
 """ % (SEGMENT_BYTES, NOW)
 
