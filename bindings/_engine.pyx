@@ -13,6 +13,7 @@ from c.batch cimport *
 from c.index cimport *
 from c.segment cimport *
 from c.murmur2 cimport *
+from c.cleaner cimport *
 
 include "errors.pxi"
 include "crc.pyx"
@@ -23,3 +24,4 @@ include "segment.pyx"
 include "logcore.pyx"
 include "hash.pyx"
 include "validate.pyx"
+include "cleaner.pyx"

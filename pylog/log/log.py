@@ -154,6 +154,9 @@ class Log(_engine.LogCore):
         self._rolls = 0             # moves on every roll (see _sync's directory fsync)
         self._dir_synced_rolls = 0  # _rolls when the directory was last fsync'd
         self._retired = []          # renamed .deleted under the lock, removed outside it
+        self._cleaning = False      # a compaction round is under way (cleaner.py)
+        self._first_dirty = None    # the cleaner checkpoint, read at the first compact()
+        self._latest_delete_horizon = None  # of the cleaned part's batches; None: not known since the open
         if create:
             os.makedirs(path, exist_ok=True)
         elif not os.path.isdir(path):
@@ -425,6 +428,97 @@ class Log(_engine.LogCore):
                     seg.sync()
             self._segments[first:first + len(old_bases)] = new
             self._bases[first:first + len(old_bases)] = new_bases
+
+    # ---- compaction (the rounds themselves: cleaner.py) ----
+
+    def compact(self, now_ms: int | None = None, **settings):
+        """One round of log compaction (cleanup.policy=compact): for each key only
+        the latest record stays below the active segment (and below
+        min_compaction_lag_ms), tombstones go delete_retention_ms after the round
+        that first kept them, offsets never change. Settings (Kafka's):
+        delete_retention_ms (delete.retention.ms, 1 day), min_compaction_lag_ms (0),
+        dedupe_buffer_size (log.cleaner.dedupe.buffer.size, 128 MiB), load_factor
+        (0.9), last_stable_offset (an owner's LSO; nothing at or past it is
+        cleaned), first_dirty_offset (default: this log's cleaner-offset-checkpoint).
+        Returns cleaner.CleanerStats. The files work runs on the caller's thread,
+        the log's lock held only to plan and to swap the segments in."""
+        from .cleaner import clean_log
+        try:
+            return clean_log(self, now_ms, **settings)
+        finally:
+            self._remove_retired_soon()
+
+    @property
+    def first_dirty_offset(self) -> int:
+        """Where the next compaction round begins (the cleaner checkpoint)."""
+        with self._lock:
+            return max(self._cleaner_checkpoint(), self._log_start_offset)
+
+    def _cleaner_checkpoint(self) -> int:
+        if self._first_dirty is None:
+            from .cleaner import read_cleaner_checkpoint
+            self._first_dirty = read_cleaner_checkpoint(self.path) or 0
+        return self._first_dirty
+
+    def _cleaning_begin(self, now_ms, lag_ms, lso, first_dirty):
+        # Under the lock: the round's range, and views pinning the segments it
+        # reads (sealed ones below the first uncleanable offset; the others
+        # only for the producers' walk, dropped right after it).
+        from .cleaner import _Plan
+        with self._lock:
+            self._check_open()
+            self._check_writable()
+            if self._cleaning:
+                raise RuntimeError(f"{self.path}: a compaction round is already under way")
+            first_uncleanable = self._segments[-1].base_offset
+            if lag_ms > 0:
+                for seg in self._segments[:-1]:
+                    if seg.max_timestamp > now_ms - lag_ms:
+                        first_uncleanable = min(first_uncleanable, seg.base_offset)
+                        break
+            if lso is not None:
+                first_uncleanable = min(first_uncleanable, lso)
+            start = self._cleaner_checkpoint() if first_dirty is None else first_dirty
+            start = max(start, self._log_start_offset)
+            segments, others, mtimes, txn = [], [], {}, []
+            for seg in self._segments:
+                size = seg.size
+                view = seg.slice(0, size) if size > 0 else None
+                if seg is not self._segments[-1] and seg.base_offset < first_uncleanable:
+                    entries, time_entries = seg.index_entries if size > 0 else (0, 0)
+                    segments.append([seg.base_offset, seg.next_offset, size, entries * 8, time_entries * 12, view])
+                    stem = os.path.join(self.path, f"{seg.base_offset:020d}")
+                    mtimes[seg.base_offset] = os.stat(stem + ".log").st_mtime_ns
+                    if os.path.exists(stem + ".txnindex"):
+                        txn.append(stem + ".txnindex")
+                elif view is not None:
+                    others.append(view)
+            self._cleaning = True
+            return _Plan(start, first_uncleanable, self._log_start_offset, (self._truncations,),
+                         segments, others, txn, mtimes)
+
+    def _cleaning_end(self, plan):
+        with self._lock:
+            self._cleaning = False
+        for s in plan.segments:
+            s[5] = None
+        plan.other_views = []
+
+    def _cleaning_swap(self, plan, new_bases, old_bases, end_offset):
+        # Under the lock: the cleaned segments replace the old ones, unless the
+        # log moved under the round (a truncation, or retention or DeleteRecords
+        # removing segments it read): then the round's output is dropped.
+        from .cleaner import LogCleaningAbortedError, write_cleaner_checkpoint
+        with self._lock:
+            self._check_open()
+            if (self._truncations,) != plan.generation:
+                raise LogCleaningAbortedError(f"{self.path}: the log was truncated during the compaction round")
+            if not set(old_bases) <= set(self._bases):
+                raise LogCleaningAbortedError(f"{self.path}: segments were deleted during the compaction round")
+            self._replace_segments(new_bases, old_bases)
+            self._first_dirty = end_offset
+            with _storage_errors(self.path):
+                write_cleaner_checkpoint(self.path, end_offset)
 
     def _checkpointed(self, name: str, default: int) -> int:
         dc = self._dir_checkpoints

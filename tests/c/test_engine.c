@@ -35,6 +35,8 @@
 #include "index.h"
 #include "segment.h"
 #include "murmur2.h"
+#include "xxhash64.h"
+#include "cleaner.h"
 
 /* ------------------------------------------------------------------------- */
 /* check macros                                                              */
@@ -3089,6 +3091,72 @@ typedef struct section {
     int files;
 } section;
 
+/* ------------------------------------------------------------------------- */
+/* cleaner: xxhash64 and the offset map                                      */
+
+static void test_cleaner_map(void) {
+    /* XXH64 reference values (seed 0): empty, short tail, 4-byte tail, and a
+     * 39-byte input that takes the 32-byte stripe path. */
+    EQ(pl_xxhash64("", 0, 0), (int64_t)0xEF46DB3751D8E999ULL);
+    EQ(pl_xxhash64("a", 1, 0), (int64_t)0xD24EC4F1A98C6E5BULL);
+    EQ(pl_xxhash64("abc", 3, 0), (int64_t)0x44BC2CF5AD770999ULL);
+    const char *spam = "Nobody inspects the spammish repetition";
+    EQ(pl_xxhash64(spam, strlen(spam), 0), (int64_t)0xFBCEA83C8A378BF1ULL);
+    CHECK(pl_offset_map_hash((const uint8_t *)"", 0) != 0);
+
+    pl_offset_map m;
+    ERC(pl_offset_map_init(&m, 15, 0.9), PL_EINVAL);    /* not one slot */
+    ERC(pl_offset_map_init(&m, 1 << 20, 0.0), PL_EINVAL);
+    ERC(pl_offset_map_init(&m, 1 << 20, 1.5), PL_EINVAL);
+
+    /* 8 slots, all usable. Hashes with the same top 3 bits share a home slot
+     * (the map is indexed by multiply-shift): 7 for 0xE0..., so a second one
+     * wraps to slot 0, and lookups must follow the probe across the end. */
+    E(pl_offset_map_init(&m, 8 * PL_OFFSET_MAP_SLOT_BYTES, 1.0));
+    EQ(m.nslots, 8);
+    EQ(m.max_entries, 8);
+    EQ(pl_offset_map_get(&m, 0xE000000000000001ULL), -1);
+    E(pl_offset_map_put(&m, 0xE000000000000001ULL, 10));
+    E(pl_offset_map_put(&m, 0xE000000000000002ULL, 11));
+    E(pl_offset_map_put(&m, 0xE000000000000003ULL, 12));
+    EQ(pl_offset_map_get(&m, 0xE000000000000001ULL), 10);
+    EQ(pl_offset_map_get(&m, 0xE000000000000002ULL), 11);
+    EQ(pl_offset_map_get(&m, 0xE000000000000003ULL), 12);
+    EQ(m.slots[0], (int64_t)0xE000000000000002ULL); /* wrapped */
+    E(pl_offset_map_put(&m, 0xE000000000000002ULL, 40)); /* a later offset of the same key */
+    EQ(pl_offset_map_get(&m, 0xE000000000000002ULL), 40);
+    EQ(m.entries, 3);
+    EQ(m.latest_offset, 40);
+    for (uint64_t k = 1; k <= 5; k++) E(pl_offset_map_put(&m, k << 56, (int64_t)(100 + k)));
+    EQ(m.entries, 8);
+    /* Full: a new key is refused, a known one still moves, a miss ends. */
+    ERC(pl_offset_map_put(&m, 0x7000000000000009ULL, 1), PL_EFULL);
+    E(pl_offset_map_put(&m, 3ULL << 56, 200));
+    EQ(pl_offset_map_get(&m, 3ULL << 56), 200);
+    EQ(pl_offset_map_get(&m, 0x7000000000000009ULL), -1);
+    for (uint64_t k = 1; k <= 5; k++) EQ(pl_offset_map_get(&m, k << 56), k == 3 ? 200 : (int64_t)(100 + k));
+    pl_offset_map_clear(&m);
+    EQ(m.entries, 0);
+    EQ(m.latest_offset, -1);
+    EQ(pl_offset_map_get(&m, 0xE000000000000001ULL), -1);
+    pl_offset_map_free(&m);
+
+    /* Load factor 0.9 of a larger map: exactly that many distinct keys, all found. */
+    E(pl_offset_map_init(&m, 1000 * PL_OFFSET_MAP_SLOT_BYTES, 0.9));
+    EQ(m.max_entries, 900);
+    char key[32];
+    for (int i = 0; i < 900; i++) {
+        int n = snprintf(key, sizeof key, "key-%d", i);
+        E(pl_offset_map_put(&m, pl_offset_map_hash((const uint8_t *)key, (size_t)n), i));
+    }
+    ERC(pl_offset_map_put(&m, pl_offset_map_hash((const uint8_t *)"one more", 8), 1), PL_EFULL);
+    for (int i = 0; i < 900; i++) {
+        int n = snprintf(key, sizeof key, "key-%d", i);
+        EQ(pl_offset_map_get(&m, pl_offset_map_hash((const uint8_t *)key, (size_t)n)), i);
+    }
+    pl_offset_map_free(&m);
+}
+
 static const section sections[] = {
     {"crc32c", test_crc32c, 0},
     {"murmur2", test_murmur2, 0},
@@ -3102,6 +3170,7 @@ static const section sections[] = {
     {"segment_recover", test_segment_recover, 1},
     {"segment_limits", test_segment_limits, 1},
     {"segment_seal", test_segment_seal, 1},
+    {"cleaner_map", test_cleaner_map, 0},
 };
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
 

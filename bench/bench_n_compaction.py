@@ -1,0 +1,156 @@
+"""N. Log compaction: one cleaning round of a log of 10 M records over 1 M keys
+(100-byte values), against a plain copy of the same files in the same run.
+
+Once per session (untimed) a log is written with pylog: append_batch of 1000
+records, keys b"key-%09d" drawn uniformly (seeded) from 1 M, 100-byte values,
+segment_bytes 256 MiB, then rolled so every segment is cleanable. Each round
+copies that pristine directory to a scratch one and drops the copy's dirty pages
+with os.sync() (untimed), then times:
+
+  cleaner : Log.open(copy).compact(): the offset map built over the whole log,
+            every segment filtered into new ones (indexes built, fsync'd),
+            swapped in (.cleaned -> .swap -> rename)
+  copy    : shutil.copyfile of every file of the pristine log into another
+            directory, then fsync of each copy (the same durability)
+
+Figures: MB/s of log read and rewritten (the cleaner reads the log twice, for
+the map and for the copy, plus what it writes; the copy reads once and writes
+once), the log's own MB/s (its bytes over the time), and the map's bytes per
+key: 16 per slot (a 64-bit key hash and a 64-bit offset; Kafka's
+SkimpyOffsetMap spends 24), and the map's memory over the keys at
+log.cleaner.io.buffer.load.factor 0.9 (the dedupe buffer is sized to hold the
+keys: keys / 0.9 * 16 bytes).
+
+Goals (issue 16): cleaner >= 500 MB/s read + rewritten on one core; map <= 16
+bytes per key. Medians of the rounds.
+
+    .venv/bin/python bench/bench_n_compaction.py                      # 10 M records, 3 rounds
+    .venv/bin/python bench/bench_n_compaction.py --records 1000000 --keys 100000
+
+Under pytest (`make bench`) it runs with --bench-records records (1 M) and
+a tenth as many keys, one round, and checks that the log compacted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEGMENT_BYTES = 256 << 20
+VALUE_BYTES = 100
+BATCH = 1000
+
+
+def write_log(path: str, records: int, keys: int, seed: int = 20240601) -> int:
+    from pylog.log.log import Log
+    rng = random.Random(seed)
+    value = bytes(rng.randrange(256) for _ in range(VALUE_BYTES))
+    with Log.open(path, segment_bytes=SEGMENT_BYTES) as log:
+        for _ in range(0, records, BATCH):
+            log.append_batch([value] * BATCH, [b"key-%09d" % rng.randrange(keys) for _ in range(BATCH)])
+        log.roll()
+        return log.size_bytes
+
+
+def _files(path):
+    return [os.path.join(path, n) for n in sorted(os.listdir(path)) if os.path.isfile(os.path.join(path, n))]
+
+
+def copy_round(src: str, dst: str) -> float:
+    os.makedirs(dst)
+    t = time.perf_counter()
+    for f in _files(src):
+        out = os.path.join(dst, os.path.basename(f))
+        shutil.copyfile(f, out)
+        fd = os.open(out, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return time.perf_counter() - t
+
+
+def clean_round(src: str, dst: str, keys: int):
+    from pylog.log.log import Log
+    shutil.copytree(src, dst)
+    os.sync()
+    buffer = int(keys / 0.9 + 1) * 16
+    t = time.perf_counter()
+    with Log.open(dst, segment_bytes=SEGMENT_BYTES) as log:
+        stats = log.compact(dedupe_buffer_size=buffer)
+    return time.perf_counter() - t, stats
+
+
+def run(records: int, keys: int, rounds: int, root: str | None = None) -> dict:
+    work = tempfile.mkdtemp(prefix="pylog-bench-n-", dir=root)
+    try:
+        pristine = os.path.join(work, "pristine", "t-0")
+        log_bytes = write_log(pristine, records, keys)
+        seg_bytes = sum(os.path.getsize(f) for f in _files(pristine) if f.endswith(".log"))
+        file_bytes = sum(os.path.getsize(f) for f in _files(pristine))
+        clean, copy, last = [], [], None
+        for i in range(rounds):
+            dst = os.path.join(work, f"copy-{i}")
+            copy.append(copy_round(pristine, dst))
+            shutil.rmtree(dst)
+            dst = os.path.join(work, f"clean-{i}", "t-0")
+            secs, last = clean_round(pristine, dst, keys)
+            clean.append((secs, last))
+            shutil.rmtree(os.path.dirname(dst))
+        secs = statistics.median(c[0] for c in clean)
+        moved = statistics.median((c[1].bytes_read + c[1].bytes_written) / c[0] for c in clean) / 1e6
+        copy_s = statistics.median(copy)
+        return dict(records=records, keys=keys, rounds=rounds, log_bytes=log_bytes, seg_bytes=seg_bytes,
+                    clean_s=secs, clean_read_written_mb_s=moved, clean_log_mb_s=seg_bytes / secs / 1e6,
+                    copy_s=copy_s, copy_read_written_mb_s=2 * file_bytes / copy_s / 1e6,
+                    copy_mb_s=file_bytes / copy_s / 1e6,
+                    records_kept=last.records_kept, bytes_written=last.bytes_written,
+                    map_entries=last.map_entries, map_bytes_per_entry=last.map_bytes_per_entry,
+                    map_bytes_per_key=last.map_bytes_per_key)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(r: dict) -> str:
+    return "\n".join([
+        f"bench N: {r['records']:,} records over {r['keys']:,} keys, {r['log_bytes'] / 1e6:.0f} MB of log, "
+        f"medians of {r['rounds']} rounds",
+        f"  cleaner: {r['clean_s']:.2f} s, {r['clean_read_written_mb_s']:.0f} MB/s read + rewritten, "
+        f"{r['clean_log_mb_s']:.0f} MB/s of log; kept {r['records_kept']:,} records, "
+        f"{r['bytes_written'] / 1e6:.0f} MB",
+        f"  copy:    {r['copy_s']:.2f} s, {r['copy_read_written_mb_s']:.0f} MB/s read + written, "
+        f"{r['copy_mb_s']:.0f} MB/s of files (copyfile + fsync)",
+        f"  map: {r['map_bytes_per_entry']} bytes per slot, {r['map_bytes_per_key']:.1f} bytes per key at "
+        f"load factor 0.9 ({r['map_entries']:,} keys)",
+        f"  goals: >= 500 MB/s read + rewritten: {'PASS' if r['clean_read_written_mb_s'] >= 500 else 'FAIL'}; "
+        f"<= 16 bytes per key (slot): {'PASS' if r['map_bytes_per_entry'] <= 16 else 'FAIL'}",
+    ])
+
+
+def test_n_compaction(cfg, bench_root):
+    r = run(cfg.records, max(1, cfg.records // 10), 1, bench_root)
+    print("\n" + report(r))
+    assert r["records_kept"] <= r["keys"] and r["map_entries"] > 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--records", type=int, default=10_000_000)
+    p.add_argument("--keys", type=int, default=None, help="default: records / 10")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--dir", default=None, help="where the logs go (default: the temp dir)")
+    a = p.parse_args(argv)
+    if a.records < BATCH or a.records % BATCH:
+        p.error("--records must be a positive multiple of 1000")
+    print(report(run(a.records, a.keys or a.records // 10, a.rounds, a.dir)))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(HERE))
+    main()
