@@ -38,8 +38,15 @@ run: build
 	@echo "make: [3/3] starting pylog broker on 127.0.0.1:9092, data in ./data (Ctrl-C stops it)"
 	@$(VENV)/bin/pylog broker --data-dir ./data --host 127.0.0.1 --port 9092
 
+# Two worker processes (pytest-xdist), each running whole test files
+# (--dist loadfile), so a file's module-scoped broker and its tests stay in one
+# process. Most tests wait on sockets, timers and child processes rather than
+# the CPU, so two workers roughly halve the wall time even on two cores.
+# PYTEST_WORKERS=0 runs everything in this process (as before). --durations
+# keeps the slowest tests in every CI log.
+PYTEST_WORKERS ?= 2
 test: build
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=25 tests
 
 # The engine's own C tests, without Python (also run by tests/test_engine_c.py).
 tests/c/test_engine: tests/c/test_engine.c $(wildcard engine/*.c engine/*.h)

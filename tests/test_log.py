@@ -428,11 +428,14 @@ def test_flush_ms_flushes_by_itself(log_dir):
     try:
         fill(log, 3)
         assert log.recovery_point == 0
+        # Nothing but the flusher moves the recovery point here (no flush(),
+        # no close), so reaching 3 is the check; a generous deadline and no
+        # upper bound on the wait: an fdatasync on a loaded disk (parallel
+        # test workers) can take longer than the 0.8 s asserted before.
         t = time.monotonic()
-        while log.recovery_point < 3 and time.monotonic() - t < 3:
+        while log.recovery_point < 3 and time.monotonic() - t < 30:
             time.sleep(0.01)
         assert log.recovery_point == 3
-        assert time.monotonic() - t < 0.8
     finally:
         _close_despite_flusher(log)
 
