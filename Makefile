@@ -43,10 +43,13 @@ run: build
 # process. Most tests wait on sockets, timers and child processes rather than
 # the CPU, so two workers roughly halve the wall time even on two cores.
 # PYTEST_WORKERS=0 runs everything in this process (as before). --durations
-# keeps the slowest tests in every CI log.
+# keeps the slowest tests in every CI log. --max-worker-restart=0: a worker
+# ended by the hard watchdog (a hung test) ends the run at once, naming the
+# test; a replaced worker can wait forever under loadfile (pytest-xdist #784,
+# #1323: seen here, the run sat idle after a worker's watchdog exit).
 PYTEST_WORKERS ?= 2
 test: build
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=25 tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --max-worker-restart=0 --durations=25 tests
 
 # The engine's own C tests, without Python (also run by tests/test_engine_c.py).
 tests/c/test_engine: tests/c/test_engine.c $(wildcard engine/*.c engine/*.h)
