@@ -109,6 +109,7 @@ soak: build
 		PYLOG_TEST_HARD_TIMEOUT=0 $(PY) -m pytest -q -s -o timeout=0 tests/cluster/test_faults.py
 	PYLOG_MANY_SEGMENTS=$(SOAK_SEGMENTS) PYLOG_TEST_HARD_TIMEOUT=0 $(PY) -m pytest -q -s -o timeout=0 \
 		tests/broker/test_descriptors.py -k many_segments
+	PYLOG_SOAK=1 PYLOG_TEST_HARD_TIMEOUT=0 $(PY) -m pytest -q -s -o timeout=0 tests/cluster/test_txn_faults.py
 
 bench: build bench-peers
 	$(PY) -m pytest bench -q --benchmark-disable-gc --benchmark-columns=median,ops,rounds \

