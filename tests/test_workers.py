@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pylog.client.workers import ConcurrentProcessor, OffsetTracker
 from pylog.testing import running_broker
 
-TIMEOUT = 20.0
+TIMEOUT = 120.0   # a deadline, not a bound: a loaded machine (two test workers on two cores) needs room
 
 
 # -- OffsetTracker ------------------------------------------------------------
