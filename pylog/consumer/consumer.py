@@ -41,6 +41,7 @@ from ..errors import (
     OffsetOutOfRangeError,
     PylogError,
 )
+from ..protocol.error_codes import Errors
 from ..structs import OffsetAndMetadata, TopicPartition
 
 __all__ = ["CommitFailedError", "Consumer", "ConsumerRecord", "NoOffsetForPartitionError",
@@ -162,8 +163,12 @@ class Consumer:
             from .network_source import NetworkSource
             # client_rack: Java's client.rack; with it, leaders configured for
             # it (KIP-392) send this consumer to a replica in its rack.
+            # read_committed asks for stable offsets (OffsetFetch
+            # require_stable), as Java's consumer does: an offset an open
+            # transaction is committing is waited for, not read as it was.
             self._source = NetworkSource(bootstrap_servers, client_id=client_id,
-                                         request_timeout_ms=request_timeout_ms, client_rack=client_rack)
+                                         request_timeout_ms=request_timeout_ms, client_rack=client_rack,
+                                         require_stable=self.isolation_level == 1)
         self._membership = None
         self._subscription: set[str] | None = None
         self._pattern: re.Pattern | None = None
@@ -313,7 +318,7 @@ class Consumer:
                 self._refresh_pattern()
                 self._membership.ensure_active(max(0.0, deadline - time.monotonic()))
             self._maybe_auto_commit()
-            self._update_positions()
+            self._update_positions(deadline=deadline)
             out = self._drain(max_records)
             if out:
                 self._prefetch()
@@ -423,7 +428,13 @@ class Consumer:
 
     # --- positions ------------------------------------------------------------
 
-    def _update_positions(self, only=None) -> None:
+    def _update_positions(self, only=None, deadline=None) -> None:
+        """Positions of the partitions that have none: the group's committed
+        offset, else auto_offset_reset. From poll() (deadline given), a
+        committed offset an open transaction is still writing
+        (UNSTABLE_OFFSET_COMMIT past the deadline) leaves those partitions
+        without a position until a later poll, as Java's poll does; from
+        position() the error is raised."""
         missing = [tp for tp, pos in self._positions.items()
                    if pos is None and (only is None or tp in only)]
         if not missing:
@@ -431,7 +442,13 @@ class Consumer:
         committed = {}
         lookup = [tp for tp in missing if tp not in self._reset_needed]
         if self.group_id is not None and lookup:
-            committed = self._source.committed_offsets(self.group_id, lookup)
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                committed = self._source.committed_offsets(self.group_id, lookup, timeout=timeout)
+            except PylogError as e:
+                if deadline is None or getattr(e, "error_code", None) != Errors.UNSTABLE_OFFSET_COMMIT:
+                    raise
+                missing = [tp for tp in missing if tp not in lookup]
         reset = []
         for tp in missing:
             om = committed.get(tp)

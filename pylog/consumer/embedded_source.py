@@ -199,8 +199,9 @@ class EmbeddedSource:
         # also what a broker started later expects of a group with no members).
         self.store.commit_offsets(group_id, offsets)
 
-    def committed_offsets(self, group_id: str,
-                          partitions: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata | None]:
+    def committed_offsets(self, group_id: str, partitions: list[TopicPartition],
+                          timeout: float | None = None) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        # timeout: the network source's wait for stable offsets; the store answers at once.
         return self.store.committed_offsets(group_id, partitions)
 
     # ---- lifecycle ----

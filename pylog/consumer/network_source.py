@@ -50,9 +50,14 @@ __all__ = ["NetworkSource"]
 log = logging.getLogger("pylog.consumer")
 
 # Versions named explicitly so the request shape does not drift with the
-# client's defaults (our broker: OffsetCommit 2-3, OffsetFetch 1-3).
+# client's defaults. OffsetFetch v7 is the first with require_stable
+# (KIP-447): a read_committed consumer sends it, as Java's consumer and
+# librdkafka do, and a broker without it is refused (Java's
+# UnsupportedVersionException) rather than read unstably.
 OFFSET_COMMIT_VERSION = 3
 OFFSET_FETCH_VERSION = 3
+OFFSET_FETCH_STABLE_VERSION = 7
+OFFSET_FETCH = 9
 
 # Errors after which the partition's leader must be looked up again.
 METADATA_ERRORS = frozenset({Errors.UNKNOWN_TOPIC_OR_PARTITION, Errors.LEADER_NOT_AVAILABLE,
@@ -89,10 +94,13 @@ class NetworkSource:
     def __init__(self, bootstrap_servers: str, *, client_id: str = "pylog",
                  request_timeout_ms: int = 30000, retry_backoff_ms: int = 100,
                  reconnect_backoff_ms: int = 50, reconnect_backoff_max_ms: int = 1000,
-                 client_rack: str | None = None):
+                 client_rack: str | None = None, require_stable: bool = False):
         self.client = Client(bootstrap_servers, client_id=client_id,
                              timeout=request_timeout_ms / 1000)
         self.client_rack = client_rack or ""
+        # OffsetFetch's require_stable: the consumer reads read_committed, so a
+        # committed offset an open transaction is replacing is not used.
+        self.require_stable = require_stable
         self._read_replicas: dict[TopicPartition, tuple[int, float]] = {}  # tp -> (node, lease end)
         self.retry_backoff = retry_backoff_ms / 1000
         self._reconnect_backoff = reconnect_backoff_ms / 1000
@@ -381,13 +389,16 @@ class NetworkSource:
                 check(resp.error_code, resp.error_message or f"coordinator of group {group_id!r}")
             time.sleep(self.retry_backoff)
 
-    def _group_request(self, group_id: str, body, version: int, error_of):
+    def _group_request(self, group_id: str, body, version, error_of):
+        """body to the group's coordinator, again while it answers a
+        coordinator error; version: an int, or a function of the connection."""
         deadline = time.monotonic() + self.client.timeout
         refresh = False
         while True:
             node = self.find_coordinator(group_id, refresh)[0]
             try:
-                resp = self.client.connection(node).request(body, version)
+                conn = self.client.connection(node)
+                resp = conn.request(body, version(conn) if callable(version) else version)
             except ConnectionClosedError:
                 if time.monotonic() >= deadline:
                     raise
@@ -427,17 +438,33 @@ class NetworkSource:
                     raise exc
                 check(p.error_code, f"commit offset of group {group_id!r} for {t.name}-{p.partition_index}")
 
-    def committed_offsets(self, group_id: str,
-                          partitions: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata | None]:
+    def committed_offsets(self, group_id: str, partitions: list[TopicPartition],
+                          timeout: float | None = None) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        """The group's committed offsets. With require_stable, a partition
+        whose offset an open transaction is committing is answered
+        UNSTABLE_OFFSET_COMMIT: asked again (retry_backoff apart) until the
+        transaction ends or timeout (default: the request timeout) passes,
+        then that error is raised (retriable), as Java's consumer retries
+        UnstableOffsetCommitException until its timer runs out."""
         by_topic: dict[str, list[int]] = {}
         for tp in partitions:
             by_topic.setdefault(tp.topic, []).append(tp.partition)
-        body = OffsetFetchRequest(group_id=group_id, topics=[
+        body = OffsetFetchRequest(group_id=group_id, require_stable=self.require_stable, topics=[
             OffsetFetchRequest.OffsetFetchRequestTopic(name=t, partition_indexes=ps)
             for t, ps in by_topic.items()])
-        resp = self._group_request(group_id, body, OFFSET_FETCH_VERSION, lambda r: r.error_code or next(
-            (p.error_code for t in r.topics for p in t.partitions if p.error_code in COORDINATOR_ERRORS), 0))
-        check(resp.error_code, f"fetch committed offsets of group {group_id!r}")
+        deadline = time.monotonic() + (self.client.timeout if timeout is None else timeout)
+        while True:
+            resp = self._group_request(group_id, body, self._offset_fetch_version, lambda r: r.error_code or next(
+                (p.error_code for t in r.topics for p in t.partitions if p.error_code in COORDINATOR_ERRORS), 0))
+            check(resp.error_code, f"fetch committed offsets of group {group_id!r}")
+            unstable = [f"{t.name}-{p.partition_index}" for t in resp.topics for p in t.partitions
+                        if p.error_code == Errors.UNSTABLE_OFFSET_COMMIT]
+            if not unstable:
+                break
+            if time.monotonic() + self.retry_backoff > deadline:
+                raise error_for(Errors.UNSTABLE_OFFSET_COMMIT,
+                                f"group {group_id!r}: an open transaction commits offsets of {', '.join(unstable)}")
+            time.sleep(self.retry_backoff)
         out: dict[TopicPartition, OffsetAndMetadata | None] = {tp: None for tp in partitions}
         for t in resp.topics:
             for p in t.partitions:
@@ -446,6 +473,16 @@ class NetworkSource:
                     out[TopicPartition(t.name, p.partition_index)] = OffsetAndMetadata(
                         p.committed_offset, p.metadata or "", -1)
         return out
+
+    def _offset_fetch_version(self, conn: Connection) -> int:
+        if not self.require_stable:
+            return OFFSET_FETCH_VERSION
+        theirs = conn.api_versions.get(OFFSET_FETCH, (0, -1))[1]
+        if theirs < OFFSET_FETCH_STABLE_VERSION:
+            raise error_for(Errors.UNSUPPORTED_VERSION,
+                            f"broker {conn.host}:{conn.port} answers OffsetFetch up to v{theirs}: no require_stable "
+                            "for a read_committed consumer")
+        return OFFSET_FETCH_STABLE_VERSION
 
     # --- lifecycle ------------------------------------------------------------
 

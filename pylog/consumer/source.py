@@ -63,9 +63,10 @@ class FetchSource(Protocol):
         """Store offsets for group_id; raises pylog.errors exceptions."""
         ...
 
-    def committed_offsets(self, group_id: str,
-                          partitions: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata | None]:
-        """The committed offset of each partition, None when none is stored."""
+    def committed_offsets(self, group_id: str, partitions: list[TopicPartition],
+                          timeout: float | None = None) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        """The committed offset of each partition, None when none is stored;
+        timeout bounds a wait for offsets an open transaction is committing."""
         ...
 
     def wakeup(self) -> None:
