@@ -117,7 +117,7 @@ class BrokerProcess:
 
     def launch(self) -> None:
         cmd = [sys.executable, "-m", "pylog", "broker", "--data-dir", self.dir, "--port", str(self.port),
-               "--broker-id", str(self.broker_id), "--log-level", "WARNING",
+               "--broker-id", str(self.broker_id), "--log-level", os.environ.get("PYLOG_TEST_BROKER_LOG_LEVEL", "WARNING"),
                "--override", f"zookeeper.connect={self.zk}"]
         for k, v in self.config.items():
             cmd += ["--override", f"{k}={v}"]
