@@ -7,6 +7,9 @@ Kafka's transactions_test.py is the model:
   __transaction_state and completes the commit;
 - a partition leader is killed while a WriteTxnMarkers request to it is in
   flight: the marker follows the partition to its new leader;
+- the group coordinator is killed while a transaction holds offsets of its
+  group: the next one replays them as pending, takes the transaction's next
+  TxnOffsetCommit and makes the last one the group's offset at the marker;
 - a consume-transform-produce loop (confluent-kafka, send_offsets_to_transaction,
   read_committed) runs while a broker is killed and started again.
 
