@@ -295,7 +295,8 @@ def test_sigkill_of_the_group_coordinator_inside_a_transaction(cluster):
     coord = cluster.broker(1)
     create_topic(cluster, "src")
     group = group_led(cluster, "g-kill", lambda leader: leader != coord.broker_id)
-    old = next(b for b in cluster.up() if leaders(cluster, ot.TOPIC)[ot.partition_for(group, 3)] == b.broker_id)
+    offsets = wait_for(lambda: leaders(cluster, ot.TOPIC), 60, f"{ot.TOPIC}'s leaders")
+    old = cluster.broker(offsets[ot.partition_for(group, len(offsets))])
     r = call(coord, m.InitProducerIdRequest(transactional_id=tid, transaction_timeout_ms=120000), 1)
     assert r.error_code == 0, r
     pid, epoch = r.producer_id, r.producer_epoch
