@@ -10,13 +10,14 @@ raised InvalidConfigError, so every test here fails on that code.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
 import pylog
 from pylog.embedded import LocalStore
-from pylog.producer.transactions import IllegalTransactionStateError, ProducerFencedError
+from pylog.producer.transactions import ConsumerGroupMetadata, IllegalTransactionStateError, ProducerFencedError
 from pylog.structs import OffsetAndMetadata, TopicPartition
 
 TIMEOUT = 60.0
@@ -264,3 +265,33 @@ def test_the_transaction_state_survives_reopening_the_store(tmp_path):
     _commit(data, "tid-reopen", "t", b"next")
     assert read_to_end(data, "t", 1, "read_committed") == [b"committed", b"next"]
     assert read_to_end(data, "t", 1, "read_uncommitted") == [b"committed", b"left-open", b"next"]
+
+
+def test_read_committed_consumer_waits_for_pending_transactional_offsets(store, data):
+    """KIP-447: a read_committed consumer starting in a group while a
+    transaction holds offsets of it pending waits for the transaction's end
+    (UNSTABLE_OFFSET_COMMIT, asked again) and starts at the offset it
+    committed; reading the old (absent) offset would start it at 0 and
+    process m0-m9 twice."""
+    store.create_topic("in", 1)
+    with pylog.Producer(log_dir=data) as plain:
+        for i in range(12):
+            plain.send("in", f"m{i}".encode(), partition=0)
+    tp = TopicPartition("in", 0)
+    p = _producer(data, "tid-stable")
+    c = pylog.Consumer("in", log_dir=data, group_id="g", auto_offset_reset="earliest",
+                       enable_auto_commit=False, isolation_level="read_committed")
+    try:
+        p.begin_transaction()
+        p.send_offsets_to_transaction({tp: 10}, ConsumerGroupMetadata("g"), TIMEOUT)
+        timer = threading.Timer(1.0, p.commit_transaction, (TIMEOUT,))
+        timer.start()
+        got = []
+        deadline = time.monotonic() + TIMEOUT
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += [bytes(r.value) for r in c.poll(0.2)]
+        timer.join()
+        assert got == [b"m10", b"m11"]
+    finally:
+        c.close(autocommit=False)
+        p.close()
