@@ -10,12 +10,14 @@ raised InvalidConfigError, so every test here fails on that code.
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import pytest
 
 import pylog
+import pylog.aio
 from pylog.embedded import LocalStore
 from pylog.producer.transactions import ConsumerGroupMetadata, IllegalTransactionStateError, ProducerFencedError
 from pylog.structs import OffsetAndMetadata, TopicPartition
@@ -295,3 +297,21 @@ def test_read_committed_consumer_waits_for_pending_transactional_offsets(store, 
     finally:
         c.close(autocommit=False)
         p.close()
+
+
+def test_aio_embedded_transaction(store, data):
+    store.create_topic("t", 1)
+
+    async def main():
+        async with pylog.aio.Producer(log_dir=data, transactional_id="tid-aio", linger_ms=1) as p:
+            await p.init_transactions(TIMEOUT)
+            async with p.transaction():
+                await p.send("t", b"kept", partition=0)
+            with pytest.raises(RuntimeError):
+                async with p.transaction():
+                    await (await p.send("t", b"dropped", partition=0))
+                    raise RuntimeError("abort me")
+
+    asyncio.run(main())
+    assert read_to_end(data, "t", 1, "read_committed") == [b"kept"]
+    assert read_to_end(data, "t", 1, "read_uncommitted") == [b"kept", b"dropped"]
