@@ -86,6 +86,7 @@ from ..groups.coordinator import GroupState
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..structs import OffsetAndMetadata, TopicPartition
+from ..transactions import api as txn_api
 
 __all__ = ["LocalStore"]
 
@@ -103,6 +104,12 @@ _NOT_READY = frozenset({Errors.COORDINATOR_NOT_AVAILABLE, Errors.COORDINATOR_LOA
 # And for an OffsetFetch with require_stable: a transaction's offsets pending.
 _NOT_STABLE = _NOT_READY | {Errors.UNSTABLE_OFFSET_COMMIT}
 
+
+# What handle() serves: the transaction APIs' handlers (and FindCoordinator),
+# all of which take a decoded request (Produce, for one, takes a frame).
+_COORDINATOR_APIS = frozenset({txn_api.FIND_COORDINATOR, txn_api.INIT_PRODUCER_ID, txn_api.ADD_PARTITIONS_TO_TXN,
+                               txn_api.ADD_OFFSETS_TO_TXN, txn_api.END_TXN, txn_api.TXN_OFFSET_COMMIT,
+                               txn_api.DESCRIBE_TRANSACTIONS, txn_api.LIST_TRANSACTIONS})
 
 # How long a commit or offset fetch asks again while the group coordinator is
 # not ready (the offsets topic being created and loaded: well under a second).
@@ -553,6 +560,9 @@ class LocalStore:
         (pylog.producer.transactions.LocalCoordinator). Error codes come back
         in the response; UnsupportedVersionError for a version not served."""
         api_key = body.API_KEY
+        if api_key not in _COORDINATOR_APIS:
+            raise InvalidRequestError(f"api key {api_key} is not a coordinator request; LocalStore has a "
+                                      "method for it")
         lo, hi = ADVERTISED.get(api_key, (0, -1))
         if not lo <= version <= hi:
             raise UnsupportedVersionError(f"api key {api_key} v{version} is not served (v{lo}-{hi})")

@@ -315,3 +315,37 @@ def test_aio_embedded_transaction(store, data):
     asyncio.run(main())
     assert read_to_end(data, "t", 1, "read_committed") == [b"kept"]
     assert read_to_end(data, "t", 1, "read_uncommitted") == [b"kept", b"dropped"]
+
+
+def test_handle_answers_coordinator_requests_as_the_wire_does(store, data):
+    """LocalStore.handle, the embedded producer's way to the coordinators:
+    Kafka's error codes for bad requests, nothing changed; versions outside
+    the advertised range (KIP-890 part 2's EndTxn v5) and APIs that are not
+    coordinator requests refused."""
+    from pylog.errors import InvalidRequestError, UnsupportedVersionError
+    from pylog.protocol import messages as m
+    store.create_topic("t", 1)
+    _producer(data, "tid-bad").close()
+    p = _producer(data, "tid-bad")      # the second incarnation: epoch bumped
+    try:
+        end = m.EndTxnRequest(transactional_id="nobody", producer_id=12345, producer_epoch=0, committed=True)
+        assert store.handle(end, 3).error_code == 49            # INVALID_PRODUCER_ID_MAPPING
+        pid, epoch = p._txn.producer_id_and_epoch
+        Q = m.AddPartitionsToTxnRequest
+        stale = Q(v3_and_below_transactional_id="tid-bad", v3_and_below_producer_id=pid,
+                  v3_and_below_producer_epoch=epoch - 1,
+                  v3_and_below_topics=[Q.AddPartitionsToTxnTopic(name="t", partitions=[0])])
+        r = store.handle(stale, 3)
+        assert r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code == 90
+        described = store.handle(m.DescribeTransactionsRequest(transactional_ids=["tid-bad"]), 0)
+        assert described.transaction_states[0].transaction_state == "Empty"    # nothing was added
+        p.begin_transaction()
+        p.send("t", b"ok", partition=0)
+        p.commit_transaction(TIMEOUT)
+    finally:
+        p.close()
+    with pytest.raises(UnsupportedVersionError):
+        store.handle(end, 5)
+    with pytest.raises(InvalidRequestError):
+        store.handle(m.ListGroupsRequest(states_filter=[]), 4)
+    assert read_to_end(data, "t", 1, "read_committed") == [b"ok"]
