@@ -505,13 +505,17 @@ class LocalStore:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + COORDINATOR_WAIT_S
         handler = self.broker.handlers.table[key]
+        backoff = 0.005
         while True:
             out = handler(_Header(version), req)
             if inspect.isawaitable(out):
                 out = await out
             if loop.time() > deadline or not any(c in again for c in codes_of(out)):
                 return out
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(backoff)
+            # Up to Kafka's retry.backoff.ms: a transaction may hold the
+            # offsets unstable for seconds.
+            backoff = min(backoff * 2, 0.1)
 
     async def _forget_members(self):
         """Members restored from a broker's group metadata are gone (this

@@ -226,6 +226,7 @@ def test_send_offsets_to_transaction_moves_the_group_only_on_commit(store, data,
         p.begin_transaction()
         for r in got:
             p.send("out", bytes(r.value).upper(), partition=0)
+        assert p.flush(TIMEOUT) == 0    # written (an abort fails what is not sent yet)
         p.send_offsets_to_transaction({tp: OffsetAndMetadata(10, "", -1)}, c.group_metadata(), TIMEOUT)
         # Pending until the transaction ends: neither a plain nor a stable read sees it.
         assert store.committed_offsets("g", [tp])[tp] is None

@@ -61,6 +61,7 @@ CHILD = textwrap.dedent("""
         p.begin_transaction()
         for r in records:
             p.send("out", bytes(r.value).upper(), partition=r.partition)
+        p.flush(60)        # in the log before "open": a kill leaves them there, uncommitted
         p.send_offsets_to_transaction({tp: c.position(tp) for tp in c.assignment()}, c.group_metadata(), 60)
         say("open", n)
         if n % 3 == 0:
