@@ -104,7 +104,9 @@ def test_abort_needs_start_offset_or_producer_fields():
 
 
 def test_producer_refuses_transactional_id_where_it_cannot_work(tmp_path):
-    with pytest.raises(InvalidConfigError, match="embedded mode.*issue 15"):
-        Producer(log_dir=str(tmp_path), transactional_id="t1")
+    # Embedded transactions work (tests/client/test_embedded_txn.py); both
+    # modes refuse a transactional id without idempotence, as Kafka does.
+    with pytest.raises(InvalidConfigError, match="enable_idempotence"):
+        Producer(log_dir=str(tmp_path), transactional_id="t1", enable_idempotence=False)
     with pytest.raises(InvalidConfigError, match="enable_idempotence"):
         Producer("127.0.0.1:1", transactional_id="t1", enable_idempotence=False)

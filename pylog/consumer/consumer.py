@@ -158,7 +158,9 @@ class Consumer:
         self._embedded = log_dir is not None
         if self._embedded:
             from .embedded_source import EmbeddedSource
-            self._source = EmbeddedSource(log_dir, read_only=read_only)
+            # read_committed asks for stable offsets (KIP-447), as Kafka's consumer does.
+            self._source = EmbeddedSource(log_dir, read_only=read_only,
+                                          require_stable=self.isolation_level == 1)
         else:
             from .network_source import NetworkSource
             # client_rack: Java's client.rack; with it, leaders configured for
@@ -532,11 +534,20 @@ class Consumer:
         """This member's group metadata (group id, generation, member id,
         group instance id) for Producer.send_offsets_to_transaction, as
         Java's Consumer.groupMetadata(): generation -1 and member id "" when
-        the consumer holds no generation (manual assignment, not joined)."""
+        the consumer holds no generation (manual assignment, not joined,
+        embedded mode)."""
         self._check_open()
         self._check_group()
         from ..producer.transactions import ConsumerGroupMetadata
-        generation, member_id = (-1, "") if self._membership is None else self._membership.generation()
+        if self._membership is None or self._embedded:
+            # Embedded: the local member is not one of the store's group
+            # coordinator's members (its commits are standalone, see
+            # EmbeddedSource.commit_offsets), so a transaction commits its
+            # offsets as a member-less one (generation -1), which the group
+            # coordinator accepts for a group with no members.
+            generation, member_id = -1, ""
+        else:
+            generation, member_id = self._membership.generation()
         instance = self._group_args["group_instance_id"]
         return ConsumerGroupMetadata(self.group_id, generation, member_id, instance)
 

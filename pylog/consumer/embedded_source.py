@@ -53,11 +53,15 @@ class EmbeddedSource:
     """
 
     def __init__(self, log_dir, *, allow_auto_create_topics: bool = True, store=None, read_only: bool = False,
-                 **store_options):
+                 require_stable: bool = False, **store_options):
         """store_options go to LocalStore.open (auto_create_topics,
         num_partitions, config); store: an open LocalStore to share instead
         (this source takes its own reference). read_only: tail a directory
-        another process writes (nothing is created, committed or locked)."""
+        another process writes (nothing is created, committed or locked).
+        require_stable: committed offsets are read as a read_committed
+        consumer asks for them (KIP-447: not while a transaction holds some
+        of the group's offsets pending)."""
+        self.require_stable = require_stable
         if store is None:
             store = LocalStore.open(log_dir, read_only=read_only, **store_options)
         else:
@@ -202,6 +206,8 @@ class EmbeddedSource:
     def committed_offsets(self, group_id: str, partitions: list[TopicPartition],
                           timeout: float | None = None) -> dict[TopicPartition, OffsetAndMetadata | None]:
         # timeout: the network source's wait for stable offsets; the store answers at once.
+        if self.require_stable and not self.read_only:
+            return self.store.committed_offsets(group_id, partitions, require_stable=True)
         return self.store.committed_offsets(group_id, partitions)
 
     # ---- lifecycle ----

@@ -16,6 +16,13 @@ missing. So:
   handlers, as events of the group coordinator's runtime;
 - ListOffsets is the handler's ListOffsets; producer ids come from the
   InitProducerId handler;
+- transactions run on the broker's transaction coordinator: the embedded
+  transactional producer's InitProducerId, AddPartitionsToTxn,
+  AddOffsetsToTxn, EndTxn and TxnOffsetCommit are the handlers' (handle()),
+  its batches carry its transactional id into the Produce body, and the
+  markers are written by the broker's marker channel (in-process, as for a
+  lone broker), with its fencing, transaction.timeout.ms aborts and
+  recovery from `__transaction_state` when the directory is opened again;
 - appends run the Produce handler's per-partition body
   (Handlers.produce_partition: the same record validation, producer
   sequence and transaction checks as a request on the wire), and a fetch with nothing to return waits in the
@@ -73,11 +80,13 @@ from ..errors import (
     PylogError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
+    UnsupportedVersionError,
 )
 from ..groups.coordinator import GroupState
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..structs import OffsetAndMetadata, TopicPartition
+from ..transactions import api as txn_api
 
 __all__ = ["LocalStore"]
 
@@ -92,7 +101,15 @@ PRODUCE_VERSION = ADVERTISED[PRODUCE][1]
 
 _NOT_READY = frozenset({Errors.COORDINATOR_NOT_AVAILABLE, Errors.COORDINATOR_LOAD_IN_PROGRESS,
                         Errors.NOT_COORDINATOR})
+# And for an OffsetFetch with require_stable: a transaction's offsets pending.
+_NOT_STABLE = _NOT_READY | {Errors.UNSTABLE_OFFSET_COMMIT}
 
+
+# What handle() serves: the transaction APIs' handlers (and FindCoordinator),
+# all of which take a decoded request (Produce, for one, takes a frame).
+_COORDINATOR_APIS = frozenset({txn_api.FIND_COORDINATOR, txn_api.INIT_PRODUCER_ID, txn_api.ADD_PARTITIONS_TO_TXN,
+                               txn_api.ADD_OFFSETS_TO_TXN, txn_api.END_TXN, txn_api.TXN_OFFSET_COMMIT,
+                               txn_api.DESCRIBE_TRANSACTIONS, txn_api.LIST_TRANSACTIONS})
 
 # How long a commit or offset fetch asks again while the group coordinator is
 # not ready (the offsets topic being created and loaded: well under a second).
@@ -154,9 +171,12 @@ class LocalStore:
         props.setdefault("num.partitions", str(num_partitions))
         props.setdefault("auto.create.topics.enable", str(bool(auto_create_topics)).lower())
         props["log.dirs"] = path
-        # A one-node cluster: its internal topics have one replica (Kafka's
-        # single-broker configs set the same), unless the caller says otherwise.
+        # A one-node cluster: its internal topics have one replica and
+        # need one in sync (Kafka's single-broker configs set the same),
+        # unless the caller says otherwise.
         props.setdefault("offsets.topic.replication.factor", "1")
+        props.setdefault("transaction.state.log.replication.factor", "1")
+        props.setdefault("transaction.state.log.min.isr", "1")
         stored_id = _stored_broker_id(path)
         if stored_id is not None:
             # The directory belongs to that broker id; LogManager refuses another.
@@ -285,7 +305,7 @@ class LocalStore:
         wire answers, nothing appended), offsets assigned, the leader epoch
         stamped, idempotent producer fields checked; a transactional batch is
         refused (TRANSACTIONAL_ID_AUTHORIZATION_FAILED: no transactional id
-        here). A retried
+        here; the transactional producer uses append_many). A retried
         idempotent batch is not written again: its original offset comes back.
         Returns (base_offset, log_append_time) with log_append_time -1
         (CreateTime topics only, like the broker)."""
@@ -294,18 +314,20 @@ class LocalStore:
             raise out
         return out
 
-    def append_many(self, batches) -> list:
+    def append_many(self, batches, transactional_id: str | None = None) -> list:
         """append() for each (topic, partition, batch), in one trip to the
-        loop: (base_offset, log_append_time) or the exception, per batch."""
-        return self._call(self._append_on_loop, batches)
+        loop: (base_offset, log_append_time) or the exception, per batch.
+        transactional_id: a Produce request's field of that name (the
+        transactional producer's batches carry it; without it a
+        transactional batch is refused, as on the wire)."""
+        return self._call(self._append_on_loop, batches, transactional_id)
 
-    def _append_on_loop(self, batches):
+    def _append_on_loop(self, batches, transactional_id):
         # The Produce handler's own per-partition body, as for a request of the
-        # newest Produce version without a transactional id (the embedded
-        # producer has none) and acks=all, which a one-node cluster's
-        # high watermark covers at once.
+        # newest Produce version with that transactional id and acks=all,
+        # which a one-node cluster's high watermark covers at once.
         body = self.broker.handlers.produce_partition
-        refused = produce_refused(None, [(t, [(p, b)]) for t, p, b in batches])
+        refused = produce_refused(transactional_id, [(t, [(p, b)]) for t, p, b in batches])
         out = []
         for topic, partition, batch in batches:
             try:
@@ -447,15 +469,24 @@ class LocalStore:
         for code, t, p in sorted((p.error_code, t.name, p.partition_index) for t in r.topics for p in t.partitions):
             check(code, f"committing {t}-{p} for group {group_id}")
 
-    def committed_offsets(self, group_id: str, partitions) -> dict[TopicPartition, OffsetAndMetadata | None]:
+    def committed_offsets(self, group_id: str, partitions,
+                          require_stable: bool = False) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        """OffsetFetch for partitions of group_id. require_stable (KIP-447:
+        what a read_committed consumer asks): while a transaction holds
+        offsets of the group pending (TxnOffsetCommit, no marker yet), the
+        handler answers UNSTABLE_OFFSET_COMMIT; asked again until the
+        transaction ends, or COORDINATOR_WAIT_S, then that error is raised
+        (retriable)."""
         Q = m.OffsetFetchRequest
         by_topic: dict[str, list] = {}
         for tp in partitions:
             by_topic.setdefault(tp[0], []).append(tp[1])
         req = Q(group_id=group_id, topics=[Q.OffsetFetchRequestTopic(name=t, partition_indexes=ps)
-                                           for t, ps in by_topic.items()], groups=[], require_stable=False)
+                                           for t, ps in by_topic.items()], groups=[],
+                require_stable=require_stable)
         r = self._call(self._group_request, 9, 7, req,
-                       lambda r: [r.error_code] + [p.error_code for t in r.topics for p in t.partitions])
+                       lambda r: [r.error_code] + [p.error_code for t in r.topics for p in t.partitions],
+                       _NOT_STABLE if require_stable else _NOT_READY)
         check(r.error_code, f"fetching the committed offsets of group {group_id}")
         out = {TopicPartition(tp[0], tp[1]): None for tp in partitions}
         for t in r.topics:
@@ -466,20 +497,25 @@ class LocalStore:
                         p.committed_offset, p.metadata or "", p.committed_leader_epoch)
         return out
 
-    async def _group_request(self, key, version, req, codes_of):
+    async def _group_request(self, key, version, req, codes_of, again=_NOT_READY):
         """A group API's handler, asked again (as a client would) while the
-        answer is that the coordinator is not ready: the offsets topic is
-        being created (on first use, as a broker creates it) or loaded."""
+        answer is that the coordinator is not ready (codes in again): the
+        offsets topic is being created (on first use, as a broker creates
+        it) or loaded."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + COORDINATOR_WAIT_S
         handler = self.broker.handlers.table[key]
+        backoff = 0.005
         while True:
             out = handler(_Header(version), req)
             if inspect.isawaitable(out):
                 out = await out
-            if loop.time() > deadline or not any(c in _NOT_READY for c in codes_of(out)):
+            if loop.time() > deadline or not any(c in again for c in codes_of(out)):
                 return out
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(backoff)
+            # Up to Kafka's retry.backoff.ms: a transaction may hold the
+            # offsets unstable for seconds.
+            backoff = min(backoff * 2, 0.1)
 
     async def _forget_members(self):
         """Members restored from a broker's group metadata are gone (this
@@ -511,6 +547,30 @@ class LocalStore:
         r = self._call(self.broker.handlers.init_producer_id, _Header(4), req)
         check(r.error_code, "allocating a producer id")
         return r.producer_id, r.producer_epoch
+
+    # ---- transactions: the coordinators' handlers, as on the wire ----
+
+    def api_versions(self) -> dict[int, tuple[int, int]]:
+        """{api key: (min, max)} this store's broker core serves, as its
+        ApiVersions would answer on a listener."""
+        return dict(ADVERTISED)
+
+    def handle(self, body, version: int):
+        """The response of the broker core's handler for body's API key (a
+        decoded request, e.g. InitProducerIdRequest, EndTxnRequest,
+        TxnOffsetCommitRequest, FindCoordinatorRequest), at that version,
+        answered once the handler's writes are replicated, as a request on
+        the wire is: the embedded transactional producer's coordinator calls
+        (pylog.producer.transactions.LocalCoordinator). Error codes come back
+        in the response; UnsupportedVersionError for a version not served."""
+        api_key = body.API_KEY
+        if api_key not in _COORDINATOR_APIS:
+            raise InvalidRequestError(f"api key {api_key} is not a coordinator request; LocalStore has a "
+                                      "method for it")
+        lo, hi = ADVERTISED.get(api_key, (0, -1))
+        if not lo <= version <= hi:
+            raise UnsupportedVersionError(f"api key {api_key} v{version} is not served (v{lo}-{hi})")
+        return self._call(self.broker.handlers.table[api_key], _Header(version), body)
 
     # ---- durability and closing ----
 

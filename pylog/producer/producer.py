@@ -16,9 +16,11 @@ the network or straight into a local directory.
     p.send_offsets_to_transaction(offsets, consumer.group_metadata())
     p.commit_transaction()                     # or abort_transaction()
 
-Transactions (transactions.py) are network mode only for now: the embedded
-store has no transaction coordinator, so log_dir with transactional_id is
-refused.
+Transactions (transactions.py) work in both modes: embedded, the
+LocalStore's broker core is the transaction coordinator (the broker's own,
+with its fencing, timeouts and markers), asked through its request handlers.
+
+    p = pylog.Producer(log_dir="data/", transactional_id="app-1")
 
 send() is the per-message path: the native accumulator (bindings/producer.pyx)
 picks the partition (explicit; murmur2 of the key like the Java client and
@@ -136,15 +138,6 @@ class Producer:
         if (bootstrap_servers is None) == (log_dir is None):
             raise ValueError("give exactly one of bootstrap_servers (network) or log_dir (embedded)")
         if transactional_id is not None:
-            if log_dir is not None:
-                # The embedded store has no transaction coordinator to place
-                # the id, fence older producers or write markers (issue 15,
-                # point 3: embedded transactions need the in-process broker's
-                # coordinator).
-                raise errors.InvalidConfigError(
-                    "transactional_id is not supported in embedded mode (log_dir) yet: it needs "
-                    "the in-process broker's transaction coordinator (issue 15); use "
-                    "bootstrap_servers, or leave transactional_id unset")
             if not enable_idempotence:
                 raise errors.InvalidConfigError(
                     "transactional_id needs enable_idempotence=True (as Kafka's "
@@ -176,7 +169,8 @@ class Producer:
             self._store = LocalStore.open(log_dir, auto_create_topics=allow_auto_create_topics,
                                           num_partitions=num_partitions)
             self._metadata = None
-            transport = EmbeddedTransport(self._store)
+            transport = EmbeddedTransport(self._store, transactional_id=transactional_id,
+                                          request_timeout_ms=request_timeout_ms)
         else:
             self._store = None
             self._metadata = ProducerMetadata(bootstrap_servers, client_id,
@@ -190,7 +184,7 @@ class Producer:
             self._txn = TransactionManager(
                 bootstrap_servers, transactional_id, transaction_timeout_ms=transaction_timeout_ms,
                 client_id=client_id, request_timeout_ms=request_timeout_ms,
-                retry_backoff_ms=retry_backoff_ms)
+                retry_backoff_ms=retry_backoff_ms, store=self._store)
         self._sender = Sender(self._acc, transport, linger_ms=linger_ms, retries=retries,
                               retry_backoff_ms=retry_backoff_ms,
                               delivery_timeout_ms=delivery_timeout_ms,

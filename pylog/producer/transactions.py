@@ -10,8 +10,11 @@ transactional_id does around its batches.
 Requests to the transaction coordinator (FindCoordinator key_type 1,
 InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn) and the
 TxnOffsetCommit to the group coordinator go over this object's own
-connections, never the sender's produce connections. Their errors are sorted
-as Kafka's client sorts them:
+connections, never the sender's produce connections; in embedded mode (a
+LocalStore) they go to the store's broker core instead, through the same
+handlers a broker runs for them on the wire (LocalCoordinator), so the
+coordinator, its fencing and its markers are the broker's. Their errors are
+sorted as Kafka's client sorts them:
 
 - retried with retry_backoff_ms until the caller's timeout: NOT_COORDINATOR,
   COORDINATOR_NOT_AVAILABLE (the coordinator is looked up again),
@@ -146,16 +149,22 @@ def _fenced(detail: str) -> BaseException:
 class TransactionManager:
     """One transactional producer's transaction state (see the module doc)."""
 
-    def __init__(self, bootstrap_servers: str, transactional_id: str, *,
+    def __init__(self, bootstrap_servers: str | None, transactional_id: str, *,
                  transaction_timeout_ms: int, client_id: str, request_timeout_ms: int,
-                 retry_backoff_ms: int):
+                 retry_backoff_ms: int, store=None):
+        """bootstrap_servers: network mode; store (a LocalStore) instead:
+        embedded mode, every request answered by the store's broker core."""
         if not transactional_id:
             raise errors.InvalidConfigError("transactional_id must be a non-empty string")
         self.transactional_id = transactional_id
         self.transaction_timeout_ms = transaction_timeout_ms
         self.retry_backoff = retry_backoff_ms / 1000
         self._request_timeout = request_timeout_ms / 1000
-        self._client = Client(bootstrap_servers, client_id=client_id, timeout=self._request_timeout)
+        # Exactly one of the two: the in-process coordinators, or a client of
+        # the cluster whose FindCoordinator answers name the connections.
+        self._local = LocalCoordinator(store) if store is not None else None
+        self._client = None if store is not None else Client(bootstrap_servers, client_id=client_id,
+                                                             timeout=self._request_timeout)
         self._client_id = client_id
         self._lock = threading.RLock()
         self._io_lock = threading.Lock()
@@ -184,14 +193,18 @@ class TransactionManager:
         while the cluster has none yet."""
         while True:
             try:
-                conn = self._client.any_connection()
+                conn = self._local or self._client.any_connection()
                 resp = conn.request(FindCoordinatorRequest(key=key, key_type=key_type),
                                     api_version=self._version(conn, 10))
                 if resp.error_code == Errors.NONE:
-                    return Connection(resp.host, resp.port, self._client_id, self._request_timeout)
+                    # In-process, the answer's host and port name a listener
+                    # the store's broker core does not have: it is the coordinator.
+                    return self._local or Connection(resp.host, resp.port, self._client_id,
+                                                     self._request_timeout)
                 code = resp.error_code
             except ConnectionClosedError as e:
-                self._client.close()   # the next any_connection() connects afresh
+                if self._client is not None:
+                    self._client.close()   # the next any_connection() connects afresh
                 code, last = None, e   # no answer: look the coordinator up again
             else:
                 last = None
@@ -530,4 +543,31 @@ class TransactionManager:
             for conn in self._group_conns.values():
                 conn.close()
             self._group_conns.clear()
-            self._client.close()
+            if self._client is not None:
+                self._client.close()
+
+
+class LocalCoordinator:
+    """The transaction and group coordinators of a LocalStore, standing in
+    for the coordinator Connection of network mode (request(body,
+    api_version), api_versions, closed, close()): a request is handed,
+    decoded, to the handler the store's broker core runs for its API key on
+    the wire (LocalStore.handle), so the answers, errors and versions are a
+    broker's. Nothing to connect or close: the store's life is the
+    producer's. Any thread but the store's loop (LocalStore's rule)."""
+
+    host, port = "in-process", -1
+    closed = False
+
+    def __init__(self, store):
+        self.store = store
+        self.api_versions = store.api_versions()
+
+    def request(self, body, api_version: int):
+        try:
+            return self.store.handle(body, api_version)
+        except errors.LogClosedError as e:   # the store closed under the producer
+            raise ConnectionClosedError(str(e)) from e
+
+    def close(self) -> None:
+        pass

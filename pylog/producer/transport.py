@@ -275,8 +275,11 @@ class EmbeddedTransport:
     drain costs one thread switch, not one per batch; results are ready at
     once (poll_done). The sender thread only."""
 
-    def __init__(self, store):
+    def __init__(self, store, *, transactional_id: str | None = None, request_timeout_ms: int = 30_000):
         self.store = store
+        # Sent with every append, as a Produce request's field of that name.
+        self.transactional_id = transactional_id
+        self.request_timeout_ms = request_timeout_ms   # the transactional sender's AddPartitionsToTxn wait
         self._done: list = []
 
     def send(self, batches, now: int):
@@ -284,9 +287,10 @@ class EmbeddedTransport:
         # seal(), not build(): the log appends the batch's own buffer in
         # place (no copy into a bytes object, none into the log's scratch),
         # which is then freed at once rather than with the batch.
-        sealed = [b.seal(b.producer_id, b.producer_epoch, b.base_sequence) for b in batches]
+        sealed = [b.seal(b.producer_id, b.producer_epoch, b.base_sequence, b.transactional) for b in batches]
         try:
-            results = self.store.append_many([(b.topic, b.partition, data) for b, data in zip(batches, sealed)])
+            results = self.store.append_many([(b.topic, b.partition, data) for b, data in zip(batches, sealed)],
+                                             self.transactional_id)
         except errors.PylogError as e:   # the store closed: every batch fails
             results = [e] * len(batches)
         for b, data, r in zip(batches, sealed, results):
