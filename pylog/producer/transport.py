@@ -275,6 +275,8 @@ class EmbeddedTransport:
     drain costs one thread switch, not one per batch; results are ready at
     once (poll_done). The sender thread only."""
 
+    appends_in_place = True   # the Sender seals batches for it instead of building bytes
+
     def __init__(self, store):
         self.store = store
         self._done: list = []
