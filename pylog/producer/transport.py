@@ -275,6 +275,8 @@ class EmbeddedTransport:
     drain costs one thread switch, not one per batch; results are ready at
     once (poll_done). The sender thread only."""
 
+    appends_in_place = True   # the Sender seals batches for it instead of building bytes
+
     def __init__(self, store, *, transactional_id: str | None = None, request_timeout_ms: int = 30_000):
         self.store = store
         # Sent with every append, as a Produce request's field of that name.
