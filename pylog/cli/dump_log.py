@@ -6,7 +6,7 @@ files, which are Kafka's: its options and its output lines.
         [--skip-record-metadata] [--max-bytes N]
     pylog dump-log --files 00000000000000000000.index,….timeindex
         [--index-sanity-check | --verify-index-only] [--max-message-size N]
-    pylog dump-log --files 00000000000000000000.txnindex
+    pylog dump-log --files 00000000000000000000.txnindex,00000000000000000005.snapshot
 
 Per file `Dumping <file>`; a .log prints `Log starting offset: N` and one
 `baseOffset: … lastOffset: … count: …` line per batch; with
@@ -33,6 +33,7 @@ the engine (_engine.decode_batches, bounded inflation). One thread.
 """
 from __future__ import annotations
 
+import json
 import os
 import struct
 import sys
@@ -133,6 +134,8 @@ class _Dumper:
                 self.dump_time_index(path)
             elif suffix == ".txnindex":
                 self.dump_txn_index(path)
+            elif suffix == ".snapshot":
+                self.dump_producer_snapshot(path)
             else:
                 print(f"Ignoring unknown file {path}", file=sys.stderr)
         except (OSError, ValueError) as e:
@@ -330,6 +333,37 @@ class _Dumper:
                   f"lastStableOffset: {lso}")
         if len(raw) % _TXN_ENTRY.size:
             self._damage(f"{path}: {len(raw) % _TXN_ENTRY.size} bytes after the last whole entry")
+
+    def dump_producer_snapshot(self, path: str) -> None:
+        """pylog's producer-state snapshot (broker/producer_state.py: a CRC-32C
+        line, then JSON) in Kafka's lines for its .snapshot; the batch shown is
+        the producer's newest, the one Kafka's snapshot keeps."""
+        from .. import _engine
+        with open(path, "rb") as f:
+            data = f.read()
+        crc, _, body = data.partition(b"\n")
+        try:
+            if int(crc, 16) != _engine.crc32c(body):
+                raise ValueError("CRC mismatch")
+            doc = json.loads(body)
+            entries = doc["producers"]
+        except (ValueError, KeyError, TypeError) as e:
+            return self._damage(f"Snapshot {path} is corrupt: {e}")
+        for fields in entries:
+            try:
+                pid, epoch, last_ts, batches = fields[:4]
+                coordinator_epoch, txn_first = (fields[4], fields[5]) if len(fields) >= 6 else (-1, -1)
+                line = (f"producerId: {pid} producerEpoch: {epoch} coordinatorEpoch: {coordinator_epoch} "
+                        f"currentTxnFirstOffset: {'OptionalLong.empty' if txn_first < 0 else f'OptionalLong[{txn_first}]'} "
+                        f"lastTimestamp: {last_ts}")
+                if batches:
+                    first_seq, last_seq, first_offset, last_offset, ts = batches[-1]
+                    line += (f" firstSequence: {first_seq} lastSequence: {last_seq} lastOffset: {last_offset} "
+                             f"offsetDelta: {last_offset - first_offset} timestamp: {ts}")
+            except (ValueError, TypeError) as e:
+                self._damage(f"Snapshot {path}: an unreadable producer entry: {e}")
+                continue
+            print(line)
 
     # ---- after every file, on stderr, as Kafka ----
 

@@ -168,8 +168,9 @@ def test_offsets_decoder_on_a_brokers_consumer_offsets(tmp_path):
     from confluent_kafka import Consumer, Producer
 
     from pylog.testing import running_broker
-    with running_broker(config={"num.partitions": "1", "offsets.topic.num.partitions": "1"}) as b:
-        p = Producer({"bootstrap.servers": b.bootstrap})
+    data = tmp_path / "data"
+    with running_broker(data_dir=str(data), config={"num.partitions": "1", "offsets.topic.num.partitions": "1"}) as b:
+        p = Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": True, "linger.ms": 0})
         for i in range(5):
             p.produce("dl-topic", value=b"v%d" % i)
         assert p.flush(60) == 0
@@ -184,9 +185,17 @@ def test_offsets_decoder_on_a_brokers_consumer_offsets(tmp_path):
         assert got == 5
         c.commit(asynchronous=False)
         c.close()
-        files = sorted(glob.glob(os.path.join(b.data_dir, "__consumer_offsets-*", "*.log")))
-        r = run("--files", ",".join(files), "--offsets-decoder")
+    # The broker stopped: its files are whole, its producer state snapshotted.
+    files = sorted(glob.glob(os.path.join(data, "__consumer_offsets-*", "*.log")))
+    r = run("--files", ",".join(files), "--offsets-decoder")
     assert r.returncode == 0, r.stderr
+    (snapshot,) = glob.glob(os.path.join(data, "dl-topic-0", "*.snapshot"))
+    snap = run("--files", snapshot)
+    assert snap.returncode == 0, snap.stderr
+    (entry,) = [line for line in snap.stdout.splitlines() if line.startswith("producerId: ")]
+    assert re.fullmatch(r"producerId: \d+ producerEpoch: 0 coordinatorEpoch: -1 currentTxnFirstOffset: "
+                        r"OptionalLong.empty lastTimestamp: \d+ firstSequence: \d+ lastSequence: 4 "
+                        r"lastOffset: 4 offsetDelta: \d+ timestamp: \d+", entry), entry
     commits, groups = [], []
     for line in records(r.stdout):
         key = json.loads(line.split(" key: ", 1)[1].split(" payload: ")[0])
