@@ -130,3 +130,39 @@ def test_pylog_log_dirs_describe_prints_kafkas_json(loaded):
     assert missing.returncode == 1
     assert "ERROR: The given brokers do not exist from --broker-list: 5. Current existent brokers: 1" in missing.stderr
     assert _log_dirs("--bootstrap-server", loaded.bootstrap).returncode == 2   # --describe is required
+
+
+def test_a_cluster_leaders_and_followers(tmp_path):
+    """Two brokers, replication factor 2: each reports its own replica of every
+    partition, leader or follower, with the same bytes once the follower has
+    caught up, and lag 0 (Kafka's max(high watermark - log end offset, 0)
+    for a current log); kafka-log-dirs asks both."""
+    from tests.cluster.zkcluster import create_topic, embedded_cluster, produce_numbers, wait_for
+    with embedded_cluster(n=2) as bs:
+        create_topic(bs, "ld-rep", 2, rf=2)
+        produce_numbers(bs, "ld-rep", 500)
+
+        def leo(b, i):
+            return b.broker.log_manager.get_partition("ld-rep", i).log_end_offset
+        wait_for(lambda: all(leo(bs[0], i) == leo(bs[1], i) for i in (0, 1)),
+                 what="both replicas at the same log end offset")
+        admin = KafkaAdminClient(bootstrap_servers=",".join(str(b) for b in bs))
+        try:
+            answers = {a["broker"]: a["log_dirs"] for a in admin.describe_log_dirs(topic_partitions=["ld-rep"])}
+        finally:
+            admin.close()
+        r = _log_dirs("--describe", "--bootstrap-server", str(bs[0]), "--topic-list", "ld-rep")
+        data_dirs = {b.broker.broker_id: b.data_dir for b in bs}
+    assert set(answers) == {1, 2}
+    sizes = {}
+    for broker, (d,) in answers.items():
+        assert d["error_code"] == 0 and d["log_dir"] == os.path.abspath(data_dirs[broker])
+        (t,) = d["topics"]
+        for p in t["partitions"]:
+            assert p["offset_lag"] == 0 and p["is_future_key"] is False
+            sizes.setdefault(p["partition_index"], set()).add(p["partition_size"])
+    assert sorted(sizes) == [0, 1] and all(len(s) == 1 and s.pop() > 0 for s in sizes.values())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1] == "Received log directory information from brokers 1,2"
+    out = json.loads(r.stdout.splitlines()[2])
+    assert sorted(b["broker"] for b in out["brokers"]) == [1, 2]
