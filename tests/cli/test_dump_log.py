@@ -113,6 +113,23 @@ def test_compaction_shows_as_offset_gaps_and_empty_producer_batches(tmp_path):
     assert "version: 0 producerId: 7 firstOffset: 0 lastOffset: 2 lastStableOffset: 3" in after.stdout
 
 
+def test_a_cleaned_tombstone_shows_its_delete_horizon(tmp_path):
+    path = os.fspath(tmp_path / "t-0")
+    with Log.open(path) as log:
+        log.append(b"v1", b"a", timestamp=NOW)
+        log.append(b"v2", b"b", timestamp=NOW)
+        log.append(None, b"a", timestamp=NOW + 1)
+        log.roll()
+        log.compact(now_ms=NOW + 5, delete_retention_ms=1000)
+    r = run("--files", seg(path), "--print-data-log")
+    assert r.returncode == 0, r.stderr
+    kept = batches(r.stdout)
+    assert [(m[1], m[11]) for m in kept] == [("1", "OptionalLong.empty"), ("2", f"OptionalLong[{NOW + 1005}]")]
+    assert records(r.stdout)[-1] == f"| offset: 2 CreateTime: {NOW + 1} keySize: 1 valueSize: -1 sequence: -1 " \
+                                    "headerKeys: [] key: a"
+    assert "  -1 is followed by 1" in r.stderr
+
+
 def _group_record(rtype, key_cls, key, value_cls=None, value=None, version=0):
     k = struct.pack(">h", rtype) + key_cls.encode(key, key_cls.VALID_VERSIONS[0])
     v = None if value is None else struct.pack(">h", version) + value_cls.encode(value, version)
