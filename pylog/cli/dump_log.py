@@ -33,7 +33,10 @@ the engine (_engine.decode_batches, bounded inflation). One thread.
 """
 from __future__ import annotations
 
+import bisect
+import contextlib
 import json
+import mmap
 import os
 import struct
 import sys
@@ -147,9 +150,10 @@ class _Dumper:
     def dump_log(self, path: str) -> None:
         name = os.path.basename(path)
         print(f"Log starting offset: {_base_offset(name)}")
-        with open(path, "rb") as f:
-            data = f.read()
-        view = memoryview(data)
+        with _mapped(path) as data:
+            self._walk(path, name, data)
+
+    def _walk(self, path: str, name: str, data) -> None:
         max_bytes = self.args.max_bytes
         end = min(len(data), max(max_bytes, 0))
         pos, last_offset = 0, [-1]
@@ -167,7 +171,7 @@ class _Dumper:
                 self._damage(f"Found a batch of magic {magic} and size {size} at position {pos} of {name}: "
                              "not a record batch v2.")
                 break
-            self._batch(path, view[pos:pos + size], pos, last_offset)
+            self._batch(path, data[pos:pos + size], pos, last_offset)   # one batch's copy
             pos += size
         trailing = len(data) - pos
         if trailing > 0 and max_bytes == _INT32_MAX:
@@ -239,16 +243,11 @@ class _Dumper:
 
     # ---- .index / .timeindex / .txnindex ----
 
-    def _segment_log(self, path: str):
-        d, name = os.path.split(os.path.abspath(path))
-        stem = name.split(".")[0]
-        with open(os.path.join(d, stem + ".log"), "rb") as f:
-            return _base_offset(name), memoryview(f.read())
-
     def dump_index(self, path: str) -> None:
-        base, log = self._segment_log(path)
-        with open(path, "rb") as f:
-            raw = f.read()
+        with _mapped(_log_beside(path)) as log, _mapped(path) as raw:
+            self._index(path, _base_offset(os.path.basename(path)), log, raw)
+
+    def _index(self, path: str, base: int, log, raw) -> None:
         n = len(raw) // _OFFSET_ENTRY.size
         if n == 0:
             print(f"{path} is empty.")
@@ -276,9 +275,10 @@ class _Dumper:
                 print(f"offset: {offset} position: {position}")
 
     def dump_time_index(self, path: str) -> None:
-        base, log = self._segment_log(path)
-        with open(path, "rb") as f:
-            raw = f.read()
+        with _mapped(_log_beside(path)) as log, _mapped(path) as raw:
+            self._time_index(path, _base_offset(os.path.basename(path)), log, raw)
+
+    def _time_index(self, path: str, base: int, log, raw) -> None:
         n = len(raw) // _TIME_ENTRY.size
         if self.args.index_sanity_check:
             if n:
@@ -299,13 +299,15 @@ class _Dumper:
             return
         key = os.path.abspath(path)
         batches = _batch_spans(log)
+        lasts = [b[1] for b in batches]
         prev_ts = -1
         for i in range(n):
             ts, rel = _TIME_ENTRY.unpack_from(raw, i * _TIME_ENTRY.size)
             offset = base + rel
             if offset == base and i > 0:
                 return
-            match = next((b for b in batches if b[1] >= offset), None)
+            at = bisect.bisect_left(lasts, offset)
+            match = batches[at] if at < len(batches) else None
             if match is None:
                 self.damaged = True
                 self.time_not_found.setdefault(key, []).append((offset, -1))
@@ -389,6 +391,26 @@ class _Dumper:
             print(f"Non-consecutive offsets in {name}", file=err)
             for prev in sorted(pairs):
                 print(f"  {prev} is followed by {pairs[prev]}", file=err)
+
+
+@contextlib.contextmanager
+def _mapped(path: str):
+    """The file's bytes, mapped read-only: a 1 GiB segment costs no memory
+    of its own, and only what is sliced out of it is copied."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            yield b""
+            return
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            yield m
+        finally:
+            m.close()
+
+
+def _log_beside(path: str) -> str:
+    d, name = os.path.split(os.path.abspath(path))
+    return os.path.join(d, name.split(".")[0] + ".log")
 
 
 def _base_offset(name: str) -> int:
