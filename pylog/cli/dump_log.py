@@ -28,15 +28,15 @@ the bytes from there are counted as Kafka counts a torn tail (`Found N
 invalid bytes at the end of …`). The exit code is 1 when anything was
 damaged (Kafka's is 1 only where it stops with an exception), 0 otherwise.
 
-A tool, not the hot path: batches are walked in Python, records decoded by
-the engine (_engine.decode_batches, bounded inflation). One thread.
+A tool, not the hot path: batches are walked in Python, each read with
+pread (never the whole file, never a mapping a concurrent truncation could
+fault), records decoded by the engine (_engine.decode_batches, bounded
+inflation). One thread.
 """
 from __future__ import annotations
 
 import bisect
-import contextlib
 import json
-import mmap
 import os
 import struct
 import sys
@@ -56,6 +56,9 @@ __all__ = ["add_dump_log_parser", "dump_log"]
 _HEADER_UP_TO_MAGIC = L.LOG_OVERHEAD + 5
 _MIN_RECORD_OVERHEAD = 14
 _HEADER = struct.Struct(">qiibIhiqqqhii")
+_INT32, _INT8 = struct.Struct(">i"), struct.Struct(">b")
+# Read whole, so bounded: a snapshot holds a few hundred bytes per producer.
+_MAX_SNAPSHOT_BYTES = 256 << 20
 _CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 _ATTR_DELETE_HORIZON = 0x40
 _INT32_MAX = 0x7FFFFFFF
@@ -112,6 +115,9 @@ def dump_log(args) -> int:
 
 
 class _Dumper:
+    """One run over the files: what is printed as it goes, and what Kafka's
+    tool lists on stderr at the end. One thread."""
+
     def __init__(self, args):
         self.args = args
         self.decoder = (offsets_text if args.offsets_decoder
@@ -150,15 +156,15 @@ class _Dumper:
     def dump_log(self, path: str) -> None:
         name = os.path.basename(path)
         print(f"Log starting offset: {_base_offset(name)}")
-        with _mapped(path) as data:
+        with _File(path) as data:
             self._walk(path, name, data)
 
     def _walk(self, path: str, name: str, data) -> None:
         max_bytes = self.args.max_bytes
-        end = min(len(data), max(max_bytes, 0))
+        end = min(data.size, max(max_bytes, 0))
         pos, last_offset = 0, [-1]
         while end - pos >= _HEADER_UP_TO_MAGIC:
-            length = struct.unpack_from(">i", data, pos + L.LENGTH_OFFSET)[0]
+            length = data.unpack(_INT32, pos + L.LENGTH_OFFSET)[0]
             if length < _MIN_RECORD_OVERHEAD:
                 self._damage(f"Found record size {length} smaller than minimum record overhead "
                              f"({_MIN_RECORD_OVERHEAD}) in file {name} at position {pos}.")
@@ -166,14 +172,14 @@ class _Dumper:
             size = length + L.LOG_OVERHEAD
             if pos + size > end:
                 break  # a torn tail, or past --max-bytes
-            magic = data[pos + L.MAGIC_OFFSET]
+            magic = data.unpack(_INT8, pos + L.MAGIC_OFFSET)[0]
             if magic != L.MAGIC or size < L.HEADER_SIZE:
                 self._damage(f"Found a batch of magic {magic} and size {size} at position {pos} of {name}: "
                              "not a record batch v2.")
                 break
-            self._batch(path, data[pos:pos + size], pos, last_offset)   # one batch's copy
+            self._batch(path, data.read_all(pos, size), pos, last_offset)
             pos += size
-        trailing = len(data) - pos
+        trailing = data.size - pos
         if trailing > 0 and max_bytes == _INT32_MAX:
             self.damaged = True
             print(f"Found {trailing} invalid bytes at the end of {name}")
@@ -251,26 +257,26 @@ class _Dumper:
     # ---- .index / .timeindex / .txnindex ----
 
     def dump_index(self, path: str) -> None:
-        with _mapped(_log_beside(path)) as log, _mapped(path) as raw:
+        with _File(_log_beside(path)) as log, _File(path) as raw:
             self._index(path, _base_offset(os.path.basename(path)), log, raw)
 
     def _index(self, path: str, base: int, log, raw) -> None:
-        n = len(raw) // _OFFSET_ENTRY.size
+        n = raw.size // _OFFSET_ENTRY.size
         if n == 0:
             print(f"{path} is empty.")
             return
         if self.args.index_sanity_check:
-            last = base + _OFFSET_ENTRY.unpack_from(raw, (n - 1) * _OFFSET_ENTRY.size)[0]
+            last = base + raw.unpack(_OFFSET_ENTRY, (n - 1) * _OFFSET_ENTRY.size)[0]
             if last < base:
                 return self._damage(f"Corrupt index found, index file ({path}) has non-zero size but the last "
                                     f"offset is {last} which is less than the base offset {base}.")
-            if len(raw) % _OFFSET_ENTRY.size:
-                return self._damage(f"Index file {os.path.basename(path)} is corrupt, found {len(raw)} bytes "
+            if raw.size % _OFFSET_ENTRY.size:
+                return self._damage(f"Index file {os.path.basename(path)} is corrupt, found {raw.size} bytes "
                                     f"which is neither positive nor a multiple of {_OFFSET_ENTRY.size}.")
             print(f"{path} passed sanity check.")
             return
         for i in range(n):
-            rel, position = _OFFSET_ENTRY.unpack_from(raw, i * _OFFSET_ENTRY.size)
+            rel, position = raw.unpack(_OFFSET_ENTRY, i * _OFFSET_ENTRY.size)
             offset = base + rel
             if offset == base and i > 0:
                 return  # the preallocated, never written part
@@ -282,15 +288,15 @@ class _Dumper:
                 print(f"offset: {offset} position: {position}")
 
     def dump_time_index(self, path: str) -> None:
-        with _mapped(_log_beside(path)) as log, _mapped(path) as raw:
+        with _File(_log_beside(path)) as log, _File(path) as raw:
             self._time_index(path, _base_offset(os.path.basename(path)), log, raw)
 
     def _time_index(self, path: str, base: int, log, raw) -> None:
-        n = len(raw) // _TIME_ENTRY.size
+        n = raw.size // _TIME_ENTRY.size
         if self.args.index_sanity_check:
             if n:
-                first_ts = _TIME_ENTRY.unpack_from(raw, 0)[0]
-                last_ts, last_rel = _TIME_ENTRY.unpack_from(raw, (n - 1) * _TIME_ENTRY.size)
+                first_ts = raw.unpack(_TIME_ENTRY, 0)[0]
+                last_ts, last_rel = raw.unpack(_TIME_ENTRY, (n - 1) * _TIME_ENTRY.size)
                 if last_ts < first_ts:
                     return self._damage(f"Corrupt time index found, time index file ({path}) has non-zero size "
                                         f"but the last timestamp is {last_ts} which is less than the first "
@@ -299,8 +305,8 @@ class _Dumper:
                     return self._damage(f"Corrupt time index found, time index file ({path}) has non-zero size "
                                         f"but the last offset is {base + last_rel} which is less than the base "
                                         f"offset {base}")
-            if len(raw) % _TIME_ENTRY.size:
-                return self._damage(f"Time index file {os.path.basename(path)} is corrupt, found {len(raw)} "
+            if raw.size % _TIME_ENTRY.size:
+                return self._damage(f"Time index file {os.path.basename(path)} is corrupt, found {raw.size} "
                                     f"bytes which is neither positive nor a multiple of {_TIME_ENTRY.size}.")
             print(f"{path} passed sanity check.")
             return
@@ -309,7 +315,7 @@ class _Dumper:
         lasts = [b[1] for b in batches]
         prev_ts = -1
         for i in range(n):
-            ts, rel = _TIME_ENTRY.unpack_from(raw, i * _TIME_ENTRY.size)
+            ts, rel = raw.unpack(_TIME_ENTRY, i * _TIME_ENTRY.size)
             offset = base + rel
             if offset == base and i > 0:
                 return
@@ -322,7 +328,7 @@ class _Dumper:
                 self.damaged = True
                 self.time_not_found.setdefault(key, []).append((offset, match[1]))
             else:
-                max_ts = _max_record_timestamp(log[match[0]:match[2]])
+                max_ts = _max_record_timestamp(log.read_all(match[0], match[2] - match[0]))
                 if max_ts != ts:
                     self.damaged = True
                     self.time_mismatches.setdefault(key, []).append((ts, max_ts))
@@ -334,22 +340,27 @@ class _Dumper:
             prev_ts = ts
 
     def dump_txn_index(self, path: str) -> None:
-        with open(path, "rb") as f:
-            raw = f.read()
-        for i in range(len(raw) // _TXN_ENTRY.size):
-            version, pid, first, last, lso = _TXN_ENTRY.unpack_from(raw, i * _TXN_ENTRY.size)
+        with _File(path) as raw:
+            self._txn_index(path, raw)
+
+    def _txn_index(self, path: str, raw) -> None:
+        for i in range(raw.size // _TXN_ENTRY.size):
+            version, pid, first, last, lso = raw.unpack(_TXN_ENTRY, i * _TXN_ENTRY.size)
             print(f"version: {version} producerId: {pid} firstOffset: {first} lastOffset: {last} "
                   f"lastStableOffset: {lso}")
-        if len(raw) % _TXN_ENTRY.size:
-            self._damage(f"{path}: {len(raw) % _TXN_ENTRY.size} bytes after the last whole entry")
+        if raw.size % _TXN_ENTRY.size:
+            self._damage(f"{path}: {raw.size % _TXN_ENTRY.size} bytes after the last whole entry")
 
     def dump_producer_snapshot(self, path: str) -> None:
         """pylog's producer-state snapshot (broker/producer_state.py: a CRC-32C
         line, then JSON) in Kafka's lines for its .snapshot; the batch shown is
         the producer's newest, the one Kafka's snapshot keeps."""
         from .. import _engine
-        with open(path, "rb") as f:
-            data = f.read()
+        with _File(path) as f:
+            if f.size > _MAX_SNAPSHOT_BYTES:
+                return self._damage(f"Snapshot {path} is corrupt: {f.size} bytes, more than a producer "
+                                    f"state snapshot of pylog holds ({_MAX_SNAPSHOT_BYTES})")
+            data = f.read_all(0, f.size)
         crc, _, body = data.partition(b"\n")
         try:
             if int(crc, 16) != _engine.crc32c(body):
@@ -400,19 +411,35 @@ class _Dumper:
                 print(f"  {prev} is followed by {pairs[prev]}", file=err)
 
 
-@contextlib.contextmanager
-def _mapped(path: str):
-    """The file's bytes, mapped read-only: a 1 GiB segment costs no memory
-    of its own, and only what is sliced out of it is copied."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            yield b""
-            return
-        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        try:
-            yield m
-        finally:
-            m.close()
+class _Shrunk(ValueError):
+    pass
+
+
+class _File:
+    """A file read where asked with pread, never whole: a 1 GiB segment costs
+    one batch at a time, and a file a broker truncates meanwhile reads short
+    (reported) where a mapping would fault. size is taken at open."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY)
+        self.size = os.fstat(self.fd).st_size
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+    def read_all(self, pos: int, n: int) -> bytes:
+        data = os.pread(self.fd, n, pos)
+        if len(data) < n:
+            raise _Shrunk(f"{self.path} ends at byte {pos + len(data)} now, not {self.size}: it shrank "
+                          "while being read (a broker truncating it?)")
+        return data
+
+    def unpack(self, st: struct.Struct, pos: int) -> tuple:
+        return st.unpack(self.read_all(pos, st.size))
 
 
 def _log_beside(path: str) -> str:
@@ -450,14 +477,14 @@ def _control_text(key, value) -> str:
 
 
 def _batch_spans(log) -> list:
-    """(start, last offset, end) of each whole batch of a .log's bytes."""
-    out, pos, n = [], 0, len(log)
+    """(start, last offset, end) of each whole batch of a .log (a _File)."""
+    out, pos, n = [], 0, log.size
     while n - pos >= L.HEADER_SIZE:
-        base, length = L.LOG_PREFIX.unpack_from(log, pos)
+        base, length = log.unpack(L.LOG_PREFIX, pos)
         end = pos + L.LOG_OVERHEAD + length
         if length < L.MIN_LENGTH or end > n:
             break
-        delta = struct.unpack_from(">i", log, pos + L.LAST_OFFSET_DELTA_OFFSET)[0]
+        delta = log.unpack(_INT32, pos + L.LAST_OFFSET_DELTA_OFFSET)[0]
         out.append((pos, base + delta, end))
         pos = end
     return out
@@ -465,12 +492,12 @@ def _batch_spans(log) -> list:
 
 def _last_offset_at(log, position: int, max_size: int) -> int:
     """The last offset of the batch at position (-1: none readable there)."""
-    if position < 0 or position + L.HEADER_SIZE > len(log):
+    if position < 0 or position + L.HEADER_SIZE > log.size:
         return -1
-    base, length = L.LOG_PREFIX.unpack_from(log, position)
+    base, length = log.unpack(L.LOG_PREFIX, position)
     if length < L.MIN_LENGTH or length + L.LOG_OVERHEAD > max_size:
         return -1
-    return base + struct.unpack_from(">i", log, position + L.LAST_OFFSET_DELTA_OFFSET)[0]
+    return base + log.unpack(_INT32, position + L.LAST_OFFSET_DELTA_OFFSET)[0]
 
 
 def _max_record_timestamp(batch) -> int:
