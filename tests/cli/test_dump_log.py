@@ -300,3 +300,36 @@ def test_damaged_segments_are_reported_never_a_crash(tmp_path, damage):
         assert len(found) == 3 and [m[18] for m in found] == ["true", "true", "true"]
         assert f"| records of the batch at position {first_size} not readable" in r.stdout
         assert len(records(r.stdout)) == 6      # batches 0 and 2 still printed
+
+
+def test_transaction_log_decoder_and_markers_of_a_brokers_transaction(tmp_path):
+    from confluent_kafka import Producer
+
+    from pylog.testing import running_broker
+    data = tmp_path / "data"
+    with running_broker(data_dir=str(data), config={"num.partitions": "1", "transaction.state.log.num.partitions": "1",
+                                                    "transaction.state.log.replication.factor": "1",
+                                                    "transaction.state.log.min.isr": "1"}) as b:
+        p = Producer({"bootstrap.servers": b.bootstrap, "transactional.id": "dl-txn"})
+        p.init_transactions(60)
+        p.begin_transaction()
+        for i in range(3):
+            p.produce("dl-txn-topic", value=b"t%d" % i, key=b"k")
+        p.commit_transaction(60)
+    state = run("--files", ",".join(sorted(glob.glob(os.path.join(data, "__transaction_state-*", "*.log")))),
+                "--transaction-log-decoder")
+    assert state.returncode == 0, state.stderr
+    statuses = []
+    for line in records(state.stdout):
+        key = json.loads(line.split(" key: ", 1)[1].split(" payload: ")[0])
+        assert key == {"type": "0", "data": {"transactionalId": "dl-txn"}}
+        statuses.append(json.loads(line.split(" payload: ", 1)[1])["data"]["transactionStatus"])
+    # Empty (init), Ongoing, PrepareCommit, CompleteCommit: TransactionState's ids.
+    assert statuses[0] == 0 and statuses[-2:] == [2, 4] and 1 in statuses
+    topic = run("--files", seg(os.path.join(data, "dl-txn-topic-0")), "--deep-iteration")
+    assert topic.returncode == 0, topic.stderr
+    first, marker = batches(topic.stdout)
+    assert (first[3], first[9], first[10]) == ("3", "true", "false")
+    assert (marker[1], marker[9], marker[10], marker[6]) == ("3", "true", "true", first[6])
+    assert re.search(r"^\| offset: 3 CreateTime: \d+ keySize: 4 valueSize: 6 sequence: -1 headerKeys: \[\] "
+                     r"endTxnMarker: COMMIT coordinatorEpoch: \d+$", topic.stdout, re.M)
