@@ -54,7 +54,7 @@ def add_log_dirs_parser(sub) -> None:
     p.add_argument("--broker-list", default="", metavar="Broker list",
                    help='The list of brokers to be queried in the form "0,1,2". '
                         "All brokers in the cluster will be queried if no broker list is specified")
-    p.set_defaults(tool=_describe)
+    p.set_defaults(tool=_describe, client_id="log-dirs-tool")   # Kafka's tool's client.id
 
 
 def _describe(args) -> int:
