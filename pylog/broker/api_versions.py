@@ -30,6 +30,7 @@ CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 19, 20, 21, 22
 DESCRIBE_CONFIGS, ALTER_CONFIGS, CREATE_PARTITIONS = 32, 33, 37
 INCREMENTAL_ALTER_CONFIGS = 44
 DESCRIBE_CLIENT_QUOTAS, ALTER_CLIENT_QUOTAS = 48, 49
+DESCRIBE_LOG_DIRS = 35
 LEADER_AND_ISR, STOP_REPLICA, UPDATE_METADATA, OFFSET_FOR_LEADER_EPOCH = 4, 5, 6, 23
 ALTER_PARTITION = 56
 CONTROLLED_SHUTDOWN = 7
@@ -103,6 +104,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     # Transaction coordinator -> partition leaders (v1 flexible); admins.
     WRITE_TXN_MARKERS: (0, 1),
     DESCRIBE_PRODUCERS: (0, 0),
+    DESCRIBE_LOG_DIRS: (0, 4),  # v2 flexible; v3 top-level error_code; v4 volume total/usable bytes
 }
 
 # Sent only between brokers and their controller: a broker outside a cluster

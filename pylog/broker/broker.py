@@ -48,6 +48,7 @@ from .handlers import Handlers
 from .log_manager import LogManager
 from .metadata_cache import MetadataCache
 from .producer_ids import PRODUCER_ID_BLOCK, PRODUCER_ID_FILE, ProducerIdBlocks
+from .log_dirs_api import LogDirsApi
 from .quota_apis import QuotaApis
 from .quotas import ControllerMutationQuotas
 from .replication import ReplicaManager
@@ -200,6 +201,7 @@ class Broker:
         self.handlers.table.update(self.transaction_apis.table())
         self.handlers.table.update(ControllerApis(self).table())
         self.handlers.table.update(QuotaApis(self).table())
+        self.handlers.table.update(LogDirsApi(self).table())
         if self.lone:
             # A lone broker's controller reaches it in-process only: like a
             # listener that does not enable them in Kafka, its listener neither

@@ -9,7 +9,9 @@
     cluster.py       pylog cluster up|status|down                     (a local cluster of processes)
     reassign.py      pylog reassign                                   (kafka-reassign-partitions)
     transactions.py  pylog transactions list|describe|describe-producers|abort (kafka-transactions)
-    dump_log.py      pylog dump-log --transaction-log-decoder         (kafka-dump-log's decoder)
+    dump_log.py      pylog dump-log                                   (kafka-dump-log)
+    log_decoders.py  its --offsets-decoder / --transaction-log-decoder
+    log_dirs.py      pylog log-dirs --describe                        (kafka-log-dirs)
     common.py        --bootstrap-server, k=v options, errors -> exit codes
 
 Each add_*_parser(subparsers) adds its parser(s); every leaf parser sets
@@ -19,7 +21,9 @@ pylog.__main__ runs through common.run_tool.
 from .cluster import add_cluster_parser
 from .common import run_tool
 from .consume import add_consume_parser
+from .dump_log import add_dump_log_parser
 from .groups import add_groups_parser
+from .log_dirs import add_log_dirs_parser
 from .perf import add_perf_parser
 from .produce import add_produce_parser
 from .reassign import add_reassign_parser
@@ -38,3 +42,5 @@ def add_client_commands(sub) -> None:
     add_cluster_parser(sub)
     add_reassign_parser(sub)
     add_transactions_parser(sub)
+    add_dump_log_parser(sub)
+    add_log_dirs_parser(sub)
