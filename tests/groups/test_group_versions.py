@@ -284,3 +284,60 @@ def test_describe_v5_authorized_operations_and_list_v5_types(broker):
         r = w.request(DELETE, 2, m.DeleteGroupsRequest(groups_names=["lonely", "g", "nope"]))
         assert [(x.group_id, x.error_code) for x in r.results] == [("lonely", 0), ("g", 68), ("nope", 69)]
 
+
+
+# ---- kafka-python in the new versions (JoinGroup 7, SyncGroup 5, LeaveGroup 5,
+# OffsetCommit/OffsetFetch 8, batched FindCoordinator) ----
+
+def test_kafka_python_group_rebalances_commits_epochs_and_leaves(broker, group_log):
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+    from kafka.structs import OffsetAndMetadata
+
+    create_topic(broker.bootstrap, "kp", 4)
+
+    def member(name, instance=None):
+        c = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id="kpg", client_id=name,
+                          group_instance_id=instance, enable_auto_commit=False, auto_offset_reset="earliest",
+                          session_timeout_ms=6000, heartbeat_interval_ms=300, request_timeout_ms=30000)
+        c.subscribe(["kp"])
+        return c
+
+    def settle(consumers, sizes):
+        """Poll until the members hold that many partitions each, all 4 in all."""
+        def held():
+            return [sorted(tp.partition for tp in c.assignment()) for c in consumers]
+        deadline = time.monotonic() + 30
+        while [len(h) for h in held()] != sizes or sorted(sum(held(), [])) != [0, 1, 2, 3]:
+            assert time.monotonic() < deadline, [c.assignment() for c in consumers]
+            for c in consumers:
+                c.poll(timeout_ms=100)
+
+    c1 = member("kp-1", instance="kp-static")
+    c2 = None
+    try:
+        settle([c1], [4])
+        c2 = member("kp-2")
+        settle([c1, c2], [2, 2])
+        g = broker.broker.groups.groups["kpg"]
+        assert g.state.value == "Stable" and g.protocol_type == "consumer" and len(g.members) == 2
+        assert list(g.static) == ["kp-static"]
+        # Commits with leader epochs, read back by the member and by another client.
+        a, b = sorted(tp.partition for tp in c1.assignment())
+        c1.commit({KTP("kp", a): OffsetAndMetadata(5, "m0", 6), KTP("kp", b): OffsetAndMetadata(7, "m1", 2)})
+        om = c1.committed(KTP("kp", a), metadata=True)
+        assert (om.offset, om.metadata, om.leader_epoch) == (5, "m0", 6)
+        with Wire(broker.bootstrap) as w:
+            assert _fetch_v9(w, "kpg") == {("kp", a): (5, 6), ("kp", b): (7, 2)}
+        # The dynamic member leaves on close (LeaveGroup v5, batched form): the
+        # static one takes every partition.
+        leaver = c2._coordinator._generation.member_id
+        c2.close()
+        c2 = None
+        settle([c1], [4])
+        assert list(broker.broker.groups.groups["kpg"].members) == [c1._coordinator._generation.member_id]
+        assert any(f"member {leaver} left the group" in r.getMessage() for r in group_log.records)
+    finally:
+        c1.close()
+        if c2 is not None:
+            c2.close()
