@@ -9,6 +9,16 @@ NOT_COORDINATOR for a group this broker does not coordinate, and
 COORDINATOR_LOAD_IN_PROGRESS while the group's partition is being loaded
 (Heartbeat then answers NONE, as Kafka's group coordinator does).
 
+Versions are those Kafka 4.x serves (broker/api_versions.py), with what each
+adds: OffsetCommit v6 leader epochs (stored with OffsetCommitValue v3), v7
+group_instance_id, v9 GROUP_ID_NOT_FOUND for a missing group (its
+generation_id_or_member_epoch is a classic group's generation); OffsetFetch
+v9's member id and epoch, which Kafka ignores for classic groups;
+FindCoordinator v4+ batched keys; JoinGroup v7 protocol_type, v8 reason, v9
+skip_assignment (KIP-814); SyncGroup v5 protocol checks; LeaveGroup v3+
+batched members, v5 reason; DescribeGroups v3+ authorized operations;
+ListGroups v4 states and v5 types ("classic": every group here).
+
 Each request about one group runs as an event on the coordinator runtime's
 queue of the group's partition (coordinator/runtime.py), so requests of one
 partition apply their state changes in arrival order, even when a JoinGroup's
