@@ -341,3 +341,27 @@ def test_kafka_python_group_rebalances_commits_epochs_and_leaves(broker, group_l
         c1.close()
         if c2 is not None:
             c2.close()
+
+
+def test_librdkafka_admin_lists_types_and_describes_operations(broker):
+    """librdkafka's admin API on ListGroups v5 and DescribeGroups v5 (its test
+    0081 checks both): classic groups listed by type, a group's authorized
+    operations as Kafka reports them without an authorizer."""
+    from confluent_kafka import ConsumerGroupType
+    from confluent_kafka.admin import AclOperation
+
+    with Wire(broker.bootstrap) as w:
+        j = _join(w, 9, group="rdk")
+        assert _sync(w, 5, j.member_id, j.generation_id, [(j.member_id, b"")], group="rdk").error_code == 0
+        a = admin(broker.bootstrap)
+        listed = a.list_consumer_groups(types={ConsumerGroupType.CLASSIC}, request_timeout=TIMEOUT).result(TIMEOUT)
+        assert {(g.group_id, g.type) for g in listed.valid} == {("rdk", ConsumerGroupType.CLASSIC)}
+        listed = a.list_consumer_groups(types={ConsumerGroupType.CONSUMER}, request_timeout=TIMEOUT).result(TIMEOUT)
+        assert listed.valid == []
+        d = a.describe_consumer_groups(["rdk"], include_authorized_operations=True,
+                                       request_timeout=TIMEOUT)["rdk"].result(TIMEOUT)
+        assert set(d.authorized_operations) == {AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE,
+                                                AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS}
+        # librdkafka learns a group's type from DescribeGroups (classic) or
+        # ConsumerGroupDescribe (consumer groups, not served here).
+        assert d.type == ConsumerGroupType.CLASSIC
