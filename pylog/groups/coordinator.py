@@ -469,7 +469,25 @@ class GroupCoordinator:
             # hand out anyway; from v9 (KIP-814) a returning leader is named
             # leader, gets the members, and skip_assignment tells it not to
             # assign (it still learns the members, to watch their topics).
-            self._store_group(g)
+            # As Kafka, the answer waits until the new member id is stored;
+            # if that fails, the old id is the instance's again.
+            generation = g.generation_id
+            try:
+                code = await self._wait_committed_raw(g.group_id, self._store_group(g))
+            except (PylogError, OSError) as e:
+                code = getattr(e, "error_code", -1)
+            if code:
+                code = _group_store_error(code)
+                log.warning("group %s: static member %s not stored (error %d): back to %s", g.group_id,
+                            old.group_instance_id, code, old_id)
+                if self.groups.get(g.group_id) is g and g.members.get(new_id) is m and \
+                        g.generation_id == generation:
+                    del g.members[new_id]
+                    g.members[old_id] = old
+                    g.static[old.group_instance_id] = old_id
+                    if g.leader_id == new_id:
+                        g.leader_id = old_id
+                return code, g.generation_id, g.protocol_name, answered_leader, "", []
             if version >= 9:
                 leader = new_id == g.leader_id
                 return (Errors.NONE, g.generation_id, g.protocol_name, g.leader_id, new_id,
