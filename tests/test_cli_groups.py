@@ -132,6 +132,14 @@ def test_list_describe_delete_active_then_empty_group(broker):
         assert out.split() == ["g"]
         assert table(groups(broker, "list", "--state")[0]) == [{"GROUP": "g", "STATE": "Stable"}]
         assert table(groups(broker, "list", "--state", "empty,Dead")[0]) == []
+        # Kafka 4's --type (ListGroups v5), alone or with --state, in its printGroupInfo layout.
+        out, _ = groups(broker, "list", "--type")
+        assert out.splitlines() == ["GROUP".ljust(25) + " " + "TYPE".ljust(20), "g".ljust(25) + " " + "Classic".ljust(20)]
+        assert table(groups(broker, "list", "--type", "CLASSIC,consumer", "--state", "stable")[0]) == \
+            [{"GROUP": "g", "TYPE": "Classic", "STATE": "Stable"}]
+        assert table(groups(broker, "list", "--type", "consumer")[0]) == []
+        _, err = groups(broker, "list", "--type", "bogus", rc=2)
+        assert "Invalid types list 'bogus'. Valid types are: Consumer, Classic, Share" in err
 
         out, err = groups(broker, "describe", "g")
         assert err == ""

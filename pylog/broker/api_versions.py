@@ -45,16 +45,18 @@ SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS = 14, 15, 16, 42
 
 # api_key: (min advertised, max advertised)
 ADVERTISED: dict[int, tuple[int, int]] = {
-    OFFSET_COMMIT: (2, 3),
-    OFFSET_FETCH: (1, 8),     # v7: require_stable (KIP-447); v8: several groups (KIP-709)
-    FIND_COORDINATOR: (0, 2),
-    JOIN_GROUP: (0, 5),       # v4: MEMBER_ID_REQUIRED (KIP-394); v5: static members
-    HEARTBEAT: (0, 3),
-    LEAVE_GROUP: (0, 1),      # aiokafka's maximum is 1
-    SYNC_GROUP: (0, 3),
-    DESCRIBE_GROUPS: (0, 4),  # v4: group_instance_id of members
-    LIST_GROUPS: (0, 4),      # v3 flexible; v4: states filter and each group's state
-    DELETE_GROUPS: (0, 1),
+    # The group APIs up to what Kafka 4.x serves (pylog/groups/api.py), the
+    # minima kept at or below aiokafka's maxima (§3.3).
+    OFFSET_COMMIT: (2, 9),    # v6: leader epoch; v7: instance id; v8 flexible; v9: GROUP_ID_NOT_FOUND
+    OFFSET_FETCH: (1, 9),     # v7: require_stable (KIP-447); v8: several groups (KIP-709); v9: member epoch
+    FIND_COORDINATOR: (0, 6),  # v4: batched keys (KIP-699); v6: share key type (refused: no share groups)
+    JOIN_GROUP: (0, 9),       # v4: MEMBER_ID_REQUIRED (KIP-394); v5: static members; v9: skip_assignment (KIP-814)
+    HEARTBEAT: (0, 4),
+    LEAVE_GROUP: (0, 5),      # aiokafka's maximum is 1; v3: batched members; v5: reason
+    SYNC_GROUP: (0, 5),       # v5: protocol type and name checked (KIP-559)
+    DESCRIBE_GROUPS: (0, 5),  # v3: authorized operations; v4: group_instance_id of members
+    LIST_GROUPS: (0, 5),      # v4: states filter; v5: types filter (KIP-848)
+    DELETE_GROUPS: (0, 2),
     PRODUCE: (0, 8),          # v8: record_errors and error_message (KIP-467)
     FETCH: (4, 11),
     LIST_OFFSETS: (1, 3),

@@ -27,6 +27,8 @@ __all__ = ["add_groups_parser", "parse_datetime"]
 
 MISSING = "-"  # Kafka's MISSING_COLUMN_VALUE
 STATES = ("PreparingRebalance", "CompletingRebalance", "Stable", "Dead", "Empty")
+# Kafka's GroupType names: --type values (case-insensitive) and the TYPE column.
+TYPES = {"consumer": "Consumer", "classic": "Classic", "share": "Share"}
 REBALANCING = ("PreparingRebalance", "CompletingRebalance", "Assigning", "Reconciling")
 INACTIVE = ("Empty", "Dead")
 
@@ -48,11 +50,15 @@ def add_groups_parser(sub) -> None:
 
     ls = action("list", "list consumer groups",
                 "Print the id of every consumer group (ListGroups on every broker),\n"
-                "one a line, sorted. With --state, a GROUP STATE table (ListGroups v4).",
+                "one a line, sorted. With --type and/or --state, a GROUP [TYPE] [STATE]\n"
+                "table (ListGroups v5: types filter, v4: states filter).",
                 _list)
     ls.add_argument("--state", nargs="?", const="", default=None, metavar="STATE[,STATE...]",
                     help="show each group's state; with a value, only groups in those states "
                          f"({', '.join(STATES)}; case-insensitive)")
+    ls.add_argument("--type", nargs="?", const="", default=None, metavar="TYPE[,TYPE...]",
+                    help="show each group's type; with a value, only groups of those types "
+                         f"({', '.join(TYPES)}; case-insensitive)")
 
     d = action("describe", "describe consumer groups: offsets and lag, members or state",
                "By default one row per partition the group has committed or been\n"
@@ -182,23 +188,38 @@ def _assignment(member) -> list[tuple[str, int]]:
 
 
 def _list(args) -> int:
-    with open_client(args) as client:
-        if args.state is None:
+    if args.state is None and args.type is None:
+        with open_client(args) as client:
             for g in _consumer_groups(client):
                 print(g)
-            return 0
-        wanted = []
-        canonical = {s.lower(): s for s in STATES}
-        for s in filter(None, (s.strip() for s in args.state.split(","))):
-            if s.lower() not in canonical:
-                _error(f"unknown group state {s!r}; known: {', '.join(STATES)}")
-                return 2
-            wanted.append(canonical[s.lower()])
-        groups = [g for g in client.list_groups(wanted or None) if g.protocol_type in ("consumer", "")]
-    width = max([15] + [len(g.group_id) for g in groups])
-    print(f"{'GROUP'.ljust(width)} STATE")
+        return 0
+    states, types = [], []
+    canonical = {s.lower(): s for s in STATES}
+    for s in filter(None, (s.strip() for s in (args.state or "").split(","))):
+        if s.lower() not in canonical:
+            _error(f"unknown group state {s!r}; known: {', '.join(STATES)}")
+            return 2
+        states.append(canonical[s.lower()])
+    for t in filter(None, (t.strip().lower() for t in (args.type or "").split(","))):
+        if t not in TYPES:
+            # Kafka's sentence for it (ConsumerGroupCommand.consumerGroupTypesFromString).
+            _error(f"Invalid types list '{args.type}'. Valid types are: {', '.join(TYPES.values())}")
+            return 2
+        types.append(t)
+    with open_client(args) as client:
+        groups = [g for g in client.list_groups(states or None, types or None)
+                  if g.protocol_type in ("consumer", "")]
+    # Kafka 4's table (ConsumerGroupCommand.printGroupInfo): the GROUP column
+    # 10 wider than the longest id (at least 15), the others 20 wide.
+    width = max([15] + [len(g.group_id) for g in groups]) + 10
+    columns = [("GROUP", width, lambda g: g.group_id)]
+    if args.type is not None:
+        columns.append(("TYPE", 20, lambda g: TYPES.get((g.group_type or "").lower(), "Unknown")))
+    if args.state is not None:
+        columns.append(("STATE", 20, lambda g: g.state or "Unknown"))
+    print(" ".join(name.ljust(w) for name, w, _ in columns))
     for g in groups:
-        print(f"{g.group_id.ljust(width)} {g.state or MISSING}")
+        print(" ".join(str(get(g)).ljust(w) for _, w, get in columns))
     return 0
 
 

@@ -157,6 +157,7 @@ class GroupListing:
     group_id: str
     protocol_type: str
     state: str | None  # None when the broker's ListGroups version has no group_state (< v4)
+    group_type: str | None = None  # "classic", "consumer"...; None before ListGroups v5
 
 
 @dataclass
@@ -578,9 +579,10 @@ class Client:
             refresh = code != Errors.COORDINATOR_LOAD_IN_PROGRESS  # same coordinator, later
             time.sleep(0.1)
 
-    def list_groups(self, states=None) -> list[GroupListing]:
+    def list_groups(self, states=None, types=None) -> list[GroupListing]:
         """ListGroups on every broker, merged (sorted by group id). `states`
-        (e.g. ["Stable", "Empty"]) filters on the broker (ListGroups v4+)."""
+        (e.g. ["Stable", "Empty"]) filters on the broker (ListGroups v4+),
+        `types` (e.g. ["classic"]) too (v5+)."""
         self.metadata([])
         out: dict[str, GroupListing] = {}
         for node_id in sorted(self.cluster.brokers):
@@ -590,11 +592,17 @@ class Client:
                 raise error_for(Errors.UNSUPPORTED_VERSION,
                                 f"broker {node_id} answers ListGroups v{version}, "
                                 "and filtering on states needs v4")
-            resp = conn.request(ListGroupsRequest(states_filter=list(states or ())), version)
+            if types and version < 5:
+                raise error_for(Errors.UNSUPPORTED_VERSION,
+                                f"broker {node_id} answers ListGroups v{version}, "
+                                "and filtering on types needs v5")
+            resp = conn.request(ListGroupsRequest(states_filter=list(states or ()),
+                                                  types_filter=list(types or ())), version)
             check(resp.error_code, f"list groups on broker {node_id}")
             for g in resp.groups:
                 out[g.group_id] = GroupListing(g.group_id, g.protocol_type,
-                                               g.group_state if version >= 4 else None)
+                                               g.group_state if version >= 4 else None,
+                                               (g.group_type or None) if version >= 5 else None)
         return [out[g] for g in sorted(out)]
 
     def describe_group(self, group_id: str) -> GroupDescription:

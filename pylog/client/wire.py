@@ -54,7 +54,7 @@ OUR_VERSIONS = {
     # this client is no group member (a caller may still send them with an
     # explicit version).
     15: (0, 4),   # DescribeGroups
-    16: (0, 4),   # ListGroups: v4 has states_filter and group_state
+    16: (0, 5),   # ListGroups: v4 has states_filter and group_state, v5 types_filter and group_type
     18: (0, 3),   # ApiVersions
     19: (2, 4),   # CreateTopics
     20: (1, 3),   # DeleteTopics

@@ -9,6 +9,16 @@ NOT_COORDINATOR for a group this broker does not coordinate, and
 COORDINATOR_LOAD_IN_PROGRESS while the group's partition is being loaded
 (Heartbeat then answers NONE, as Kafka's group coordinator does).
 
+Versions are those Kafka 4.x serves (broker/api_versions.py), with what each
+adds: OffsetCommit v6 leader epochs (stored with OffsetCommitValue v3), v7
+group_instance_id, v9 GROUP_ID_NOT_FOUND for a missing group (its
+generation_id_or_member_epoch is a classic group's generation); OffsetFetch
+v9's member id and epoch, which Kafka ignores for classic groups;
+FindCoordinator v4+ batched keys; JoinGroup v7 protocol_type, v8 reason, v9
+skip_assignment (KIP-814); SyncGroup v5 protocol checks; LeaveGroup v3+
+batched members, v5 reason; DescribeGroups v3+ authorized operations;
+ListGroups v4 states and v5 types ("classic": every group here).
+
 Each request about one group runs as an event on the coordinator runtime's
 queue of the group's partition (coordinator/runtime.py), so requests of one
 partition apply their state changes in arrival order, even when a JoinGroup's
@@ -17,14 +27,25 @@ answer waits for the rebalance. Threads: the broker's event loop only.
 from __future__ import annotations
 
 import inspect
+import logging
 
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from .coordinator import GroupState, _join_error
 
-KEY_GROUP, KEY_TRANSACTION = 0, 1
+log = logging.getLogger("pylog.groups")
+
+KEY_GROUP, KEY_TRANSACTION, KEY_SHARE = 0, 1, 2
 # DescribeGroups' authorized_operations when they were not asked for (Kafka's INT32_MIN).
 AUTHORIZED_OPERATIONS_OMITTED = -(1 << 31)
+# What a GROUP resource allows when asked for (DescribeGroups v3+): pylog has
+# no authorizer, and Kafka without one answers every operation the resource
+# type supports (AclEntry.supportedOperations(GROUP): READ 3, DELETE 6,
+# DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11) as a bit field.
+GROUP_OPERATIONS = sum(1 << op for op in (3, 6, 8, 10, 11))
+# ListGroups v5's group_type of every group this coordinator runs (Kafka's
+# Group.GroupType names, matched case-insensitively in types_filter).
+CLASSIC = "classic"
 
 
 class GroupApis:
@@ -49,22 +70,49 @@ class GroupApis:
 
     # ---- FindCoordinator (10) ----
 
-    def find_coordinator(self, header, req):
+    def find_coordinator(self, header, req, resolvers=None):
+        """v0-3 look one key up; v4+ (KIP-699) each of coordinator_keys, every
+        key with its own error. Before v4 pylog/transactions/api.py answers
+        key_type 1 itself; from v4 it passes its lookup in resolvers
+        ({key_type: key -> (error, node_id, host, port)})."""
         R = m.FindCoordinatorResponse
-        if req.key_type != KEY_GROUP:   # transactions: pylog/transactions/api.py answers key_type 1
-            return R(throttle_time_ms=0, error_code=Errors.INVALID_REQUEST, error_message=f"unknown key type {req.key_type}",
-                     node_id=-1, host="", port=-1)
-        code, node_id, host, port = self.coordinator.coordinator_for(req.key)
+        if header.request_api_version < 4:
+            if req.key_type != KEY_GROUP:
+                return R(throttle_time_ms=0, error_code=Errors.INVALID_REQUEST,
+                         error_message=f"unknown key type {req.key_type}", node_id=-1, host="", port=-1)
+            code, node_id, host, port = self._locate(header, self.coordinator.coordinator_for, req.key)
+            return R(throttle_time_ms=0, error_code=code, error_message=None, node_id=node_id, host=host,
+                     port=port)
+        lookups = {KEY_GROUP: self.coordinator.coordinator_for, **(resolvers or {})}
+        if req.key_type not in (KEY_GROUP, KEY_TRANSACTION, KEY_SHARE):
+            # As Kafka: an unknown type fails the request, each key answered with it.
+            return R(throttle_time_ms=0, coordinators=[R.Coordinator(
+                key=k, node_id=-1, host="", port=-1, error_code=Errors.INVALID_REQUEST,
+                error_message=f"unknown coordinator type {req.key_type}") for k in req.coordinator_keys])
+        coordinators = []
+        for key in req.coordinator_keys:
+            lookup = lookups.get(req.key_type)
+            if lookup is None:
+                # Share groups (KIP-932) are not served: Kafka answers a
+                # broker without a share coordinator INVALID_REQUEST.
+                code, node_id, host, port = Errors.INVALID_REQUEST, -1, "", -1
+            else:
+                code, node_id, host, port = self._locate(header, lookup, key)
+            coordinators.append(R.Coordinator(key=key, node_id=node_id, host=host, port=port, error_code=code,
+                                              error_message=None))
+        return R(throttle_time_ms=0, coordinators=coordinators)
+
+    def _locate(self, header, lookup, key):
+        """lookup(key)'s (error, node_id, host, port), the coordinator's
+        endpoint on the listener the request came in on, as Kafka answers."""
+        code, node_id, host, port = lookup(key)
         listener = getattr(header, "listener_name", None)
         if code == 0 and listener is not None and self.endpoint_on is not None:
-            # The coordinator's endpoint on the listener asked on, as Kafka answers.
             ep = self.endpoint_on(node_id, listener)
             if ep is None:
-                code, node_id, host, port = Errors.COORDINATOR_NOT_AVAILABLE, -1, "", -1
-            else:
-                host, port = ep
-        return R(throttle_time_ms=0, error_code=code, error_message=None, node_id=node_id, host=host,
-                 port=port)
+                return Errors.COORDINATOR_NOT_AVAILABLE, -1, "", -1
+            host, port = ep
+        return code, node_id, host, port
 
     # ---- JoinGroup (11) / SyncGroup (14) ----
 
@@ -72,17 +120,22 @@ class GroupApis:
         version = header.request_api_version
         wrong = self.coordinator.coordinator_error(req.group_id)
         if wrong:
-            code, generation, protocol, leader, member_id, members = _join_error(wrong, req.member_id)
-            return m.JoinGroupResponse(throttle_time_ms=0, error_code=code, generation_id=generation,
-                                       protocol_name="", leader="", member_id=member_id, members=[])
-        code, generation, protocol, leader, member_id, members = await self.coordinator.join_group(
-            version, req.group_id, req.member_id, req.group_instance_id if version >= 5 else None,
-            header.client_id or "", peer, req.session_timeout_ms,
-            req.rebalance_timeout_ms if version >= 1 else req.session_timeout_ms,
-            req.protocol_type, [(p.name, p.metadata) for p in req.protocols])
+            result = _join_error(wrong, req.member_id)
+        else:
+            result = await self.coordinator.join_group(
+                version, req.group_id, req.member_id, req.group_instance_id if version >= 5 else None,
+                header.client_id or "", peer, req.session_timeout_ms,
+                req.rebalance_timeout_ms if version >= 1 else req.session_timeout_ms,
+                req.protocol_type, [(p.name, p.metadata) for p in req.protocols],
+                req.reason if version >= 8 else None)
+        code, generation, protocol, leader, member_id, members, *skip = result
+        # v7+ name the group's protocol type, and send no protocol (null) on an error.
+        g = self.coordinator.describe(req.group_id) if code == Errors.NONE else None
         R = m.JoinGroupResponse
-        return R(throttle_time_ms=0, error_code=code, generation_id=generation, protocol_name=protocol or "",
-                 leader=leader or "", member_id=member_id, members=[
+        return R(throttle_time_ms=0, error_code=code, generation_id=generation,
+                 protocol_type=g.protocol_type if g is not None else None,
+                 protocol_name=(protocol or "") if version < 7 else (protocol or None), leader=leader or "",
+                 skip_assignment=bool(skip and skip[0]), member_id=member_id, members=[
                      R.JoinGroupResponseMember(member_id=mid, group_instance_id=gid, metadata=meta)
                      for mid, gid, meta in members])
 
@@ -96,8 +149,13 @@ class GroupApis:
             return m.SyncGroupResponse(throttle_time_ms=0, error_code=wrong, assignment=b"")
         code, assignment = await self.coordinator.sync_group(
             req.group_id, req.generation_id, req.member_id, req.group_instance_id if version >= 3 else None,
-            [(a.member_id, a.assignment) for a in req.assignments])
-        return m.SyncGroupResponse(throttle_time_ms=0, error_code=code, assignment=assignment)
+            [(a.member_id, a.assignment) for a in req.assignments],
+            *((req.protocol_type, req.protocol_name) if version >= 5 else ()))
+        # v5+ name the group's protocol type and name (null on an error).
+        g = self.coordinator.describe(req.group_id) if code == Errors.NONE else None
+        return m.SyncGroupResponse(throttle_time_ms=0, error_code=code, assignment=assignment,
+                                   protocol_type=g.protocol_type if g is not None else None,
+                                   protocol_name=g.protocol_name if g is not None else None)
 
     def sync_group(self, header, req):
         return self._event(req.group_id, self._sync, header, req)
@@ -129,9 +187,13 @@ class GroupApis:
             return R(throttle_time_ms=0, error_code=wrong, members=[])
         if version < 3:
             return R(throttle_time_ms=0, error_code=self.coordinator.leave_group(req.group_id, req.member_id))
+        if self.coordinator.describe(req.group_id) is None:
+            # As Kafka: a group it does not know fails the whole request.
+            return R(throttle_time_ms=0, error_code=Errors.UNKNOWN_MEMBER_ID, members=[])
         results = [R.MemberResponse(member_id=mm.member_id, group_instance_id=mm.group_instance_id,
-                                    error_code=self.coordinator.leave_group(req.group_id, mm.member_id,
-                                                                            mm.group_instance_id))
+                                    error_code=self.coordinator.leave_group(
+                                        req.group_id, mm.member_id, mm.group_instance_id,
+                                        mm.reason if version >= 5 else None))
                    for mm in req.members]
         return R(throttle_time_ms=0, error_code=Errors.NONE, members=results)
 
@@ -146,7 +208,8 @@ class GroupApis:
                     p.committed_leader_epoch if version >= 6 else -1, p.committed_metadata)
                    for t in req.topics for p in t.partitions]
         args = (req.group_id, req.generation_id_or_member_epoch if version >= 1 else -1,
-                req.member_id if version >= 1 else "", req.group_instance_id if version >= 7 else None, offsets)
+                req.member_id if version >= 1 else "", req.group_instance_id if version >= 7 else None, offsets,
+                version)
         wrong = self.coordinator.coordinator_error(req.group_id)
         if wrong:
             return self._commit_response(req, {(t.name, p.partition_index): wrong
@@ -243,16 +306,18 @@ class GroupApis:
         """Each group is described by a read event on its partition's queue,
         so the answer shows the state every request before it applied."""
         R = m.DescribeGroupsResponse
-        described = [self._event(gid, self._describe_group, gid) for gid in req.groups]
+        asked = header.request_api_version >= 3 and req.include_authorized_operations
+        described = [self._event(gid, self._describe_group, gid, asked) for gid in req.groups]
         return _gathered(described, lambda groups: R(throttle_time_ms=0, groups=groups))
 
-    def _describe_group(self, gid):
+    def _describe_group(self, gid, with_operations=False):
         R = m.DescribeGroupsResponse
-        ops = AUTHORIZED_OPERATIONS_OMITTED
         wrong = self.coordinator.coordinator_error(gid)
         if wrong:
             return R.DescribedGroup(error_code=wrong, group_id=gid, group_state="", protocol_type="",
-                                    protocol_data="", members=[], authorized_operations=ops)
+                                    protocol_data="", members=[], authorized_operations=AUTHORIZED_OPERATIONS_OMITTED)
+        # As Kafka: asked-for operations on every group answered without an error.
+        ops = GROUP_OPERATIONS if with_operations else AUTHORIZED_OPERATIONS_OMITTED
         g = self.coordinator.describe(gid)
         if g is None:
             return R.DescribedGroup(error_code=Errors.NONE, group_id=gid, group_state=GroupState.DEAD.value,
@@ -278,8 +343,12 @@ class GroupApis:
         if runtime.loading_partitions():
             # As Kafka: no partial list while some groups are still unknown.
             return R(throttle_time_ms=0, error_code=Errors.COORDINATOR_LOAD_IN_PROGRESS, groups=[])
-        wanted = set(req.states_filter) if header.request_api_version >= 4 and req.states_filter else None
-        listed = [runtime.schedule(index, self._list_partition, index, wanted)
+        version = header.request_api_version
+        # As Kafka: states match case-insensitively; an unknown type matches no group.
+        states = {s.strip().lower() for s in req.states_filter} if version >= 4 and req.states_filter else None
+        if version >= 5 and req.types_filter and CLASSIC not in {t.lower() for t in req.types_filter}:
+            return R(throttle_time_ms=0, error_code=Errors.NONE, groups=[])
+        listed = [runtime.schedule(index, self._list_partition, index, states)
                   for index in runtime.active_partitions()]
 
         def answer(per_partition):
@@ -294,9 +363,10 @@ class GroupApis:
         c = self.coordinator
         if not c.runtime.is_active(index):
             return None   # unloaded or loading again since the request arrived
-        return [R.ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value)
+        return [R.ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value,
+                              group_type=CLASSIC)
                 for g in c.list_groups() if c.partition_for(g.group_id) == index
-                and (wanted is None or g.state.value in wanted)]
+                and (wanted is None or g.state.value.lower() in wanted)]
 
     def delete_groups(self, header, req):
         """Each group is deleted by an event on its partition's queue; the

@@ -377,8 +377,12 @@ class GroupCoordinator:
     # ---- JoinGroup ----
 
     async def join_group(self, version, group_id, member_id, group_instance_id, client_id, client_host,
-                         session_timeout_ms, rebalance_timeout_ms, protocol_type, protocols):
-        """Returns (error_code, generation_id, protocol_name, leader, member_id, members)."""
+                         session_timeout_ms, rebalance_timeout_ms, protocol_type, protocols, reason=None):
+        """Returns (error_code, generation_id, protocol_name, leader, member_id,
+        members), and a seventh item, skip_assignment, when it is true (a
+        static leader's return, JoinGroup v9). reason (v8+) is the client's,
+        logged with the rebalance it causes."""
+        because = f" (client reason: {reason})" if reason else ""
         if not group_id:
             return _join_error(Errors.INVALID_GROUP_ID, member_id)
         if not self.min_session <= session_timeout_ms <= self.max_session:
@@ -398,7 +402,7 @@ class GroupCoordinator:
             if group_instance_id is not None:
                 old_id = g.static.get(group_instance_id)
                 if old_id is not None and old_id in g.members:
-                    return await self._rejoin_static(g, old_id, new_id, client_id, client_host,
+                    return await self._rejoin_static(version, g, old_id, new_id, client_id, client_host,
                                                      session_timeout_ms, rebalance_timeout_ms, protocols)
             elif version >= 4:
                 # KIP-394: hand out the id first; the member joins with it.
@@ -409,7 +413,7 @@ class GroupCoordinator:
                 return _join_error(Errors.GROUP_MAX_SIZE_REACHED, "")
             m = Member(new_id, group_instance_id, client_id, client_host, session_timeout_ms,
                        rebalance_timeout_ms, protocol_type, protocols)
-            return await self._add_and_wait(g, m)
+            return await self._add_and_wait(g, m, because)
 
         if member_id in g.pending:
             del g.pending[member_id]
@@ -417,7 +421,7 @@ class GroupCoordinator:
                 return _join_error(Errors.GROUP_MAX_SIZE_REACHED, member_id)
             m = Member(member_id, group_instance_id, client_id, client_host, session_timeout_ms,
                        rebalance_timeout_ms, protocol_type, protocols)
-            return await self._add_and_wait(g, m)
+            return await self._add_and_wait(g, m, because)
 
         m = g.members.get(member_id)
         if m is None:
@@ -438,10 +442,10 @@ class GroupCoordinator:
             return Errors.NONE, g.generation_id, g.protocol_name, g.leader_id, member_id, members
         m.protocols = protocols
         m.session_timeout_ms, m.rebalance_timeout_ms = session_timeout_ms, rebalance_timeout_ms
-        self._prepare_rebalance(g, f"member {member_id} rejoined with new metadata or as leader")
+        self._prepare_rebalance(g, f"member {member_id} rejoined with new metadata or as leader{because}")
         return await self._wait_join(g, m)
 
-    async def _rejoin_static(self, g, old_id, new_id, client_id, client_host, session_timeout_ms,
+    async def _rejoin_static(self, version, g, old_id, new_id, client_id, client_host, session_timeout_ms,
                              rebalance_timeout_ms, protocols):
         old = g.members.pop(old_id)
         m = Member(new_id, old.group_instance_id, client_id, client_host, session_timeout_ms,
@@ -457,19 +461,44 @@ class GroupCoordinator:
             g.leader_id = new_id
         log.info("group %s: static member %s rejoined as %s (was %s)", g.group_id, old.group_instance_id,
                  new_id, old_id)
-        if g.state is GroupState.STABLE and old.same_protocols(protocols):
-            # KIP-345: a known static member coming back changes nothing. As Kafka
-            # does, the answer names the previous leader id and no members, so a
-            # returning leader does not compute an assignment a stable group would
-            # not hand out anyway.
-            self._store_group(g)
+        if g.state is GroupState.STABLE and g.select_protocol() == g.protocol_name:
+            # KIP-345: a known static member coming back changes nothing unless
+            # the group's protocol would change. Before JoinGroup v9 the answer
+            # names the previous leader id and no members, so a returning
+            # leader does not compute an assignment a stable group would not
+            # hand out anyway; from v9 (KIP-814) a returning leader is named
+            # leader, gets the members, and skip_assignment tells it not to
+            # assign (it still learns the members, to watch their topics).
+            # As Kafka, the answer waits until the new member id is stored;
+            # if that fails, the old id is the instance's again.
+            generation = g.generation_id
+            try:
+                code = await self._wait_committed_raw(g.group_id, self._store_group(g))
+            except (PylogError, OSError) as e:
+                code = getattr(e, "error_code", -1)
+            if code:
+                code = _group_store_error(code)
+                log.warning("group %s: static member %s not stored (error %d): back to %s", g.group_id,
+                            old.group_instance_id, code, old_id)
+                if self.groups.get(g.group_id) is g and g.members.get(new_id) is m and \
+                        g.generation_id == generation:
+                    del g.members[new_id]
+                    g.members[old_id] = old
+                    g.static[old.group_instance_id] = old_id
+                    if g.leader_id == new_id:
+                        g.leader_id = old_id
+                return code, g.generation_id, g.protocol_name, answered_leader, "", []
+            if version >= 9:
+                leader = new_id == g.leader_id
+                return (Errors.NONE, g.generation_id, g.protocol_name, g.leader_id, new_id,
+                        self._members_for(g) if leader else [], leader)
             return Errors.NONE, g.generation_id, g.protocol_name, answered_leader, new_id, []
         if g.state is GroupState.PREPARING_REBALANCE:
             return await self._wait_join(g, m)
         self._prepare_rebalance(g, f"static member {old.group_instance_id} rejoined with new metadata")
         return await self._wait_join(g, m)
 
-    async def _add_and_wait(self, g: Group, m: Member):
+    async def _add_and_wait(self, g: Group, m: Member, because=""):
         if not g.members:
             g.protocol_type = m.protocol_type
         g.members[m.member_id] = m
@@ -478,7 +507,7 @@ class GroupCoordinator:
         if g.state is GroupState.PREPARING_REBALANCE and g.initial_delay_until is not None:
             # Still gathering the first members: wait a little longer for more (bounded).
             g.initial_delay_until = min(self.clock() + self.initial_delay_ms / 1000, g.join_deadline)
-        self._prepare_rebalance(g, f"member {m.member_id} joined")
+        self._prepare_rebalance(g, f"member {m.member_id} joined{because}")
         return await self._wait_join(g, m)
 
     async def _wait_join(self, g: Group, m: Member):
@@ -549,8 +578,11 @@ class GroupCoordinator:
 
     # ---- SyncGroup ----
 
-    async def sync_group(self, group_id, generation_id, member_id, group_instance_id, assignments):
-        """Returns (error_code, assignment bytes)."""
+    async def sync_group(self, group_id, generation_id, member_id, group_instance_id, assignments,
+                         protocol_type=None, protocol_name=None):
+        """Returns (error_code, assignment bytes). protocol_type and
+        protocol_name (SyncGroup v5, KIP-559), when given, must be the group's:
+        INCONSISTENT_GROUP_PROTOCOL otherwise."""
         g = self.groups.get(group_id)
         if g is None or g.state is GroupState.DEAD:
             return Errors.UNKNOWN_MEMBER_ID, b""
@@ -561,6 +593,8 @@ class GroupCoordinator:
             return Errors.FENCED_INSTANCE_ID, b""
         if generation_id != g.generation_id:
             return Errors.ILLEGAL_GENERATION, b""
+        if _inconsistent(protocol_type, g.protocol_type) or _inconsistent(protocol_name, g.protocol_name):
+            return Errors.INCONSISTENT_GROUP_PROTOCOL, b""
         m.last_heartbeat = self.clock()
         if g.state is GroupState.PREPARING_REBALANCE:
             return Errors.REBALANCE_IN_PROGRESS, b""
@@ -648,18 +682,29 @@ class GroupCoordinator:
             return Errors.REBALANCE_IN_PROGRESS
         return Errors.NONE
 
-    def leave_group(self, group_id, member_id, group_instance_id=None):
+    def leave_group(self, group_id, member_id, group_instance_id=None, reason=None):
+        """One member's LeaveGroup, in Kafka's order of checks: an empty
+        member id with a group.instance.id removes that static member (how an
+        admin removes one, KIP-345), a pending member id leaves at once, any
+        other must be the member (and the instance's member)."""
         g = self.groups.get(group_id)
         if g is None or g.state is GroupState.DEAD:
             return Errors.UNKNOWN_MEMBER_ID
-        if member_id not in g.members:
-            if member_id in g.pending:
-                del g.pending[member_id]
-                return Errors.NONE
-            return Errors.UNKNOWN_MEMBER_ID
-        if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
-            return Errors.FENCED_INSTANCE_ID
-        self._remove_member(g, member_id, "left the group")
+        why = f"left the group (reason: {reason or 'not provided'})"
+        if not member_id:
+            static_id = g.static.get(group_instance_id) if group_instance_id is not None else None
+            if static_id is None or static_id not in g.members:
+                return Errors.UNKNOWN_MEMBER_ID
+            member_id = static_id
+        elif member_id in g.pending:
+            del g.pending[member_id]
+            log.info("group %s: pending member %s %s", g.group_id, member_id, why)
+            return Errors.NONE
+        else:
+            code = _member_error(g, member_id, group_instance_id)
+            if code:
+                return code
+        self._remove_member(g, member_id, why)
         self._arm(g)
         return Errors.NONE
 
@@ -681,14 +726,15 @@ class GroupCoordinator:
 
     # ---- offsets ----
 
-    def commit_offsets_replicated(self, group_id, generation_id, member_id, group_instance_id, offsets):
+    def commit_offsets_replicated(self, group_id, generation_id, member_id, group_instance_id, offsets,
+                                  version=8):
         """An OffsetCommit: the offsets are appended now and answered (and
         cached) once the offsets partition's high watermark covers them. The
         result ({(topic, partition): error_code}) when that is already so (a
         lone replica), else a coroutine that waits for it."""
         self.ensure_offsets_topic()  # before the checks: loading the partition resets its groups
         result, g, keys, values, accepted = self._check_commit(
-            group_id, generation_id, member_id, group_instance_id, offsets)
+            group_id, generation_id, member_id, group_instance_id, offsets, version)
         if not keys:
             return result
         index = self.partition_for(group_id)
@@ -718,9 +764,12 @@ class GroupCoordinator:
     def _topic_partition_exists(self, topic, partition) -> bool:
         return self.writer.partition_exists(topic, partition)
 
-    def _check_commit(self, group_id, generation_id, member_id, group_instance_id, offsets):
-        """The checks of an offset commit: (result so far, group, keys,
-        values, [(tp, OffsetAndMetadata)] to store)."""
+    def _check_commit(self, group_id, generation_id, member_id, group_instance_id, offsets, version=8):
+        """The checks of an offset commit, as Kafka 4's group coordinator makes
+        them for a classic group (OffsetMetadataManager, ClassicGroup
+        .validateOffsetCommit): (result so far, group, keys, values,
+        [(tp, OffsetAndMetadata)] to store). generation_id is OffsetCommit
+        v9's generation_id_or_member_epoch: a classic group's generation."""
         def all_(code):
             return {(t, p): code for t, p, *_ in offsets}
         def fail(code):
@@ -728,25 +777,25 @@ class GroupCoordinator:
         if not group_id:
             return fail(Errors.INVALID_GROUP_ID)
         g = self.groups.get(group_id)
-        if generation_id < 0 and not member_id:
-            # A standalone consumer (assign + commit): only for groups without members.
-            if g is not None and g.members:
-                return fail(Errors.UNKNOWN_MEMBER_ID)
-            if g is None or g.state is GroupState.DEAD:
-                g = self.groups[group_id] = Group(group_id)
-        else:
-            if g is None or g.state is GroupState.DEAD:
-                return fail(Errors.ILLEGAL_GENERATION if generation_id >= 0 and not member_id else Errors.UNKNOWN_MEMBER_ID)
-            m = g.members.get(member_id)
-            if m is None:
-                return fail(Errors.FENCED_INSTANCE_ID if group_instance_id in g.static else Errors.UNKNOWN_MEMBER_ID)
-            if group_instance_id is not None and g.static.get(group_instance_id) != member_id:
-                return fail(Errors.FENCED_INSTANCE_ID)
+        if g is None or g.state is GroupState.DEAD:
+            if generation_id >= 0:
+                # v9 names the missing group; older versions keep their answer.
+                return fail(Errors.GROUP_ID_NOT_FOUND if version >= 9 else Errors.ILLEGAL_GENERATION)
+            # A standalone consumer or an admin (assign + commit): a simple group.
+            g = self.groups[group_id] = Group(group_id)
+        if generation_id < 0 and g.state is GroupState.EMPTY:
+            pass   # a simple group's commit, or any while the group is empty
+        elif generation_id >= 0 or member_id or group_instance_id is not None:
+            code = _member_error(g, member_id, group_instance_id)
+            if code:
+                return fail(code)
             if generation_id != g.generation_id:
                 return fail(Errors.ILLEGAL_GENERATION)
-            if g.state is GroupState.COMPLETING_REBALANCE:
-                return fail(Errors.REBALANCE_IN_PROGRESS)
-            m.last_heartbeat = self.clock()
+            g.members[member_id].last_heartbeat = self.clock()
+        else:
+            return fail(Errors.UNKNOWN_MEMBER_ID)   # no member named, group not empty
+        if g.state is GroupState.COMPLETING_REBALANCE:
+            return fail(Errors.REBALANCE_IN_PROGRESS)
         result, keys, values, accepted = self._offset_records(group_id, offsets)
         return result, g, keys, values, accepted
 
@@ -1023,6 +1072,24 @@ class GroupCoordinator:
 
 def _join_error(code, member_id):
     return code, -1, None, "", member_id, []
+
+
+def _member_error(g: Group, member_id, group_instance_id) -> int:
+    """Kafka's ClassicGroup.validateMember: a group.instance.id must name a
+    static member whose member id this is (else UNKNOWN_MEMBER_ID, or
+    FENCED_INSTANCE_ID for another id), and the member must exist."""
+    if group_instance_id is not None:
+        static_id = g.static.get(group_instance_id)
+        if static_id is None:
+            return Errors.UNKNOWN_MEMBER_ID
+        if static_id != member_id:
+            return Errors.FENCED_INSTANCE_ID
+    return Errors.NONE if member_id in g.members else Errors.UNKNOWN_MEMBER_ID
+
+
+def _inconsistent(asked, the_groups) -> bool:
+    """SyncGroup v5: a protocol type or name given that is not the group's."""
+    return asked is not None and the_groups is not None and asked != the_groups
 
 
 # Where Kafka's two mappings of a failed write to the offsets partition agree

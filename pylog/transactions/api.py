@@ -69,6 +69,8 @@ class TransactionApis:
     # ---- FindCoordinator (10), key_type 1 ----
 
     def find_coordinator(self, header, req):
+        if header.request_api_version >= 4:   # batched keys: the group APIs answer each, with this lookup
+            return self.previous[FIND_COORDINATOR](header, req, {KEY_TRANSACTION: self.coordinator.coordinator_for})
         if req.key_type != KEY_TRANSACTION or header.request_api_version == 0:   # v0: groups only
             return self.previous[FIND_COORDINATOR](header, req)
         code, node_id, host, port = self.coordinator.coordinator_for(req.key)

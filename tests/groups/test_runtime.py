@@ -128,7 +128,9 @@ def test_runtime_timers_fire_at_their_deadline_and_die_with_their_partition(gbro
         await asyncio.sleep(0.3)
         return deadline, at, never.done()
     deadline, at, never_fired = run_on_loop(b, scenario)
-    assert at >= deadline
+    # uvloop keeps timers in whole milliseconds: one may fire up to 1 ms
+    # before its deadline (seen: 10 us early on a loaded machine).
+    assert at >= deadline - 0.001
     assert not never_fired
 
 
