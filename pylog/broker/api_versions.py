@@ -100,7 +100,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     # Inter-broker APIs (controller -> broker), advertised as Kafka brokers do;
     # only the versions pylog's controller sends (topic_states grouping).
     LEADER_AND_ISR: (2, 4),
-    UPDATE_METADATA: (5, 6),
+    UPDATE_METADATA: (5, 7),  # v7: topic ids (KIP-516)
     STOP_REPLICA: (1, 2),
     OFFSET_FOR_LEADER_EPOCH: (0, 3),
     ALTER_PARTITION: (0, 0),  # leaders -> controller; NOT_CONTROLLER on other brokers

@@ -483,7 +483,7 @@ class Handlers:
                         waiting.append((p, r.last_offset, len(results), len(out) - 1))
                 except (PylogError, ValueError, OSError) as e:
                     failed = True
-                    code = _code(e)
+                    code = self._not_hosted(name, index, _code(e))
                     if code in (Errors.CORRUPT_MESSAGE, Errors.MESSAGE_TOO_LARGE, Errors.INVALID_RECORD,
                                 Errors.OUT_OF_ORDER_SEQUENCE_NUMBER, Errors.INVALID_PRODUCER_EPOCH):
                         log.info("produce to %s-%d refused: %s", name, index, e)
@@ -500,6 +500,15 @@ class Handlers:
         if waiting:
             return self._produce_wait(correlation_id, version, results, waiting, timeout_ms)
         return encode_produce_response(correlation_id, version, results, list(endpoints.values()))
+
+    def _not_hosted(self, topic, index, code):
+        """Kafka's ReplicaManager.getPartitionOrError: a partition of a topic
+        that exists but has no replica here is NOT_LEADER_OR_FOLLOWER (the
+        client refreshes its metadata and goes to the leader), not
+        UNKNOWN_TOPIC_OR_PARTITION."""
+        if code == Errors.UNKNOWN_TOPIC_OR_PARTITION and self.broker.metadata_cache.partition(topic, index):
+            return Errors.NOT_LEADER_OR_FOLLOWER
+        return code
 
     def _current_leader(self, topic, index, listener, endpoints):
         """KIP-951: (leader_id, leader_epoch) of a partition a Produce was
@@ -763,8 +772,8 @@ class Handlers:
         topics = []
         by_time = []  # (parts, position in parts, Partition, timestamp)
 
-        def failed(index, exc):
-            code = _code(exc)
+        def failed(name, index, exc):
+            code = self._not_hosted(name, index, _code(exc))
             if code == Errors.OFFSET_NOT_AVAILABLE and version < 5:
                 code = Errors.LEADER_NOT_AVAILABLE
             return P(partition_index=index, error_code=code, timestamp=-1, offset=-1)
@@ -804,7 +813,7 @@ class Handlers:
                     parts.append(found(p, lp.partition_index, offset, out_ts,
                                        p.leader_epoch if ts == LATEST_TIMESTAMP else None))
                 except PylogError as e:
-                    parts.append(failed(lp.partition_index, e))
+                    parts.append(failed(t.name, lp.partition_index, e))
             topics.append(R.ListOffsetsTopicResponse(name=t.name, partitions=parts))
         resp = R(throttle_time_ms=0, topics=topics)
         if not by_time:
@@ -814,6 +823,7 @@ class Handlers:
             loop = asyncio.get_running_loop()
             for parts, i, p, ts, bound in by_time:
                 index = p.index
+                name = p.topic
                 try:
                     if ts == MAX_TIMESTAMP:
                         offset, out_ts = await loop.run_in_executor(None, _max_timestamp_offset, p, bound)
@@ -821,7 +831,7 @@ class Handlers:
                         offset, out_ts = await loop.run_in_executor(None, p.list_offset_by_time, ts, bound)
                     parts[i] = found(p, index, offset, out_ts)
                 except PylogError as e:
-                    parts[i] = failed(index, e)
+                    parts[i] = failed(name, index, e)
             return resp
         return by_timestamp()
 

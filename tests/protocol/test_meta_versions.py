@@ -56,9 +56,16 @@ def produce(bootstrap, topic, n, partition=0, **conf):
 
 
 def metadata(bootstrap, version, topics, **kw):
+    """version None: the broker's highest, up to 12."""
     host, port = bootstrap.rsplit(":", 1)
     with Connection(host, int(port)) as conn:
+        if version is None:
+            version = min(12, conn.api_versions[3][1])
         return conn.request(MR(topics=topics, allow_auto_topic_creation=False, **kw), api_version=version)
+
+
+def exists(bootstrap, name):
+    return metadata(bootstrap, None, [MR.MetadataRequestTopic(name=name)]).topics[0].error_code == 0
 
 
 def topic_id(bootstrap, name):
@@ -229,10 +236,29 @@ def test_confluent_consumer_validates_offsets_with_leader_epochs(broker, topic):
     record arrives once, in order, with its leader epoch."""
     create(broker, topic, 1)
     produce(broker, topic, 20)
+    # Which requests librdkafka sends, seen where the broker dispatches them.
+    table = broker.broker.handlers.table
+    seen = []
+    serve_epochs, serve_fetch = table[23], table[1]
+
+    def epochs(header, req):
+        seen.append(("epochs", header.request_api_version,
+                     [(t.topic, p.partition, p.current_leader_epoch, p.leader_epoch)
+                      for t in req.topics for p in t.partitions]))
+        return serve_epochs(header, req)
+
+    def fetch(header, req):
+        seen.append(("fetch", header.request_api_version,
+                     [p.current_leader_epoch for t in req.topics for p in t.partitions if t.topic == topic]))
+        return serve_fetch(header, req)
+    table[23], table[1] = epochs, fetch
     c = Consumer({"bootstrap.servers": broker, "group.id": topic, "enable.auto.commit": False,
                   "auto.offset.reset": "earliest"})
     try:
-        c.assign([TopicPartition(topic, 0, 3)])
+        # A position with its leader epoch (as a committed offset carries it):
+        # librdkafka validates it before fetching.
+        epoch = broker.broker.log_manager.get_partition(topic, 0).leader_epoch
+        c.assign([TopicPartition(topic, 0, 3, leader_epoch=epoch)])
         got = []
         deadline = time.monotonic() + 60
         while len(got) < 17 and time.monotonic() < deadline:
@@ -243,6 +269,12 @@ def test_confluent_consumer_validates_offsets_with_leader_epochs(broker, topic):
         assert got == [(o, epoch) for o in range(3, 20)]
     finally:
         c.close()
+        table[23], table[1] = serve_epochs, serve_fetch
+    # KIP-320: the position validated with OffsetForLeaderEpoch (librdkafka
+    # sends v2), then fetched with the leader epoch the Metadata named.
+    asked = [e for e in seen if e[0] == "epochs" and any(t == topic for t, *_ in e[2])]
+    assert asked and asked[0][1] == 2, seen
+    assert any(e[0] == "fetch" and e[2] == [epoch] for e in seen)
 
 
 def test_librdkafka_producer_forgets_partitions_of_a_recreated_topic(broker, topic):
@@ -257,9 +289,9 @@ def test_librdkafka_producer_forgets_partitions_of_a_recreated_topic(broker, top
         p.produce(topic, value=b"before", partition=part)
     assert p.flush(30) == 0
     delete(broker, topic)
-    wait_until(lambda: topic_id(broker, topic) is None, "the topic gone")
+    wait_until(lambda: not exists(broker, topic), "the topic gone")
     create(broker, topic, 2)
-    wait_until(lambda: topic_id(broker, topic), "the topic back")
+    wait_until(lambda: exists(broker, topic), "the topic back")
     results = []
     for part in range(4):
         p.produce(topic, value=b"after", partition=part,
