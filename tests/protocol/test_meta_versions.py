@@ -304,3 +304,20 @@ def test_librdkafka_producer_forgets_partitions_of_a_recreated_topic(broker, top
     assert by_part[0] is None and by_part[1] is None
     assert by_part[2].code() == KafkaError._UNKNOWN_PARTITION
     assert by_part[3].code() == KafkaError._UNKNOWN_PARTITION
+
+
+def test_librdkafka_all_topics_metadata_v12(broker, topic):
+    """librdkafka writes Metadata v9+'s null topic array as a 4-byte
+    placeholder (its issue #5049; bytes captured from confluent-kafka 2.16's
+    list_topics()). Kafka reads a null array then false, false, no tags and
+    ignores the 3 bytes left: so does pylog, and list_topics works."""
+    from pylog.protocol.framing import decode_request
+    frame = bytes.fromhex("0003000c00000003000772646b61666b610000000000010000")
+    header, req = decode_request(frame)
+    assert (header.request_api_key, header.request_api_version, header.client_id) == (3, 12, "rdkafka")
+    assert req.topics is None and req.allow_auto_topic_creation is False
+    assert req.include_topic_authorized_operations is False
+    create(broker, topic, 2)
+    a = admin(broker)
+    md = a.list_topics(timeout=30)
+    assert len(md.topics[topic].partitions) == 2
