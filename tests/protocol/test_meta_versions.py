@@ -321,3 +321,97 @@ def test_librdkafka_all_topics_metadata_v12(broker, topic):
     a = admin(broker)
     md = a.list_topics(timeout=30)
     assert len(md.topics[topic].partitions) == 2
+
+
+class _Seen:
+    """The (api key, version) of every request the broker dispatches, recorded
+    where it dispatches them (Produce has its own path)."""
+
+    def __init__(self, broker, keys=(2, 3)):
+        self.h = broker.broker.handlers
+        self.got = set()
+        self.saved = {k: self.h.table[k] for k in keys}
+        for k, serve in self.saved.items():
+            self.h.table[k] = self._wrap(k, serve)
+        self.produce = self.h.produce
+
+        def produce(frame, *a):
+            self.got.add((0, int.from_bytes(bytes(frame[2:4]), "big", signed=True)))
+            return self.produce(frame, *a)
+        self.h.produce = produce
+
+    def _wrap(self, key, serve):
+        def handler(header, req):
+            self.got.add((key, header.request_api_version))
+            return serve(header, req)
+        return handler
+
+    def close(self):
+        self.h.table.update(self.saved)
+        del self.h.produce
+
+
+def test_kafka_python_speaks_the_new_versions(broker, topic):
+    """kafka-python 3.0.12: a flexible Produce (v9, its choice here; through
+    the hand-written codec), Metadata v12, ListOffsets v9; its records come
+    back whole."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KTP
+    create(broker, topic, 1)
+    seen = _Seen(broker)
+    try:
+        p = KafkaProducer(bootstrap_servers=broker, acks="all")
+        for i in range(5):
+            p.send(topic, value=b"kp%d" % i, partition=0).get(timeout=30)
+        p.close()
+        c = KafkaConsumer(bootstrap_servers=broker, auto_offset_reset="earliest", enable_auto_commit=False)
+        c.assign([KTP(topic, 0)])
+        c.seek_to_end(KTP(topic, 0))
+        assert c.position(KTP(topic, 0)) == 5
+        c.seek(KTP(topic, 0), 0)
+        got = []
+        deadline = time.monotonic() + 60
+        while len(got) < 5 and time.monotonic() < deadline:
+            for recs in c.poll(timeout_ms=500).values():
+                got += [r.value for r in recs]
+        c.close()
+    finally:
+        seen.close()
+    assert got == [b"kp%d" % i for i in range(5)]
+    assert {(3, 12), (2, 9)} <= seen.got and any(k == 0 and v >= 9 for k, v in seen.got), seen.got
+
+
+def test_aiokafka_keeps_its_versions(broker, topic):
+    """aiokafka 0.14 implements Produce up to 7, Metadata up to 5, ListOffsets
+    up to 3: the wider ranges leave it on those."""
+    import asyncio
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition as ATP
+    create(broker, topic, 1)
+    seen = _Seen(broker)
+
+    async def run():
+        p = AIOKafkaProducer(bootstrap_servers=broker)
+        await p.start()
+        try:
+            for i in range(3):
+                await p.send_and_wait(topic, b"aio%d" % i, partition=0)
+        finally:
+            await p.stop()
+        c = AIOKafkaConsumer(bootstrap_servers=broker, auto_offset_reset="earliest", enable_auto_commit=False)
+        await c.start()
+        try:
+            c.assign([ATP(topic, 0)])
+            await c.seek_to_beginning(ATP(topic, 0))
+            got = []
+            while len(got) < 3:
+                msg = await asyncio.wait_for(c.getone(), 60)
+                got.append(msg.value)
+            return got
+        finally:
+            await c.stop()
+    try:
+        got = asyncio.run(run())
+    finally:
+        seen.close()
+    assert got == [b"aio%d" % i for i in range(3)]
+    assert {(0, 7), (3, 5), (2, 3)} <= seen.got, seen.got
