@@ -116,6 +116,8 @@ def decode_produce_request(frame):
 
 def _uvarint(buf, pos, end, what):
     """An unsigned varint of at most 5 bytes (a 32-bit value), as Kafka reads one."""
+    if pos < end and buf[pos] < 0x80:   # one byte: every count and short length
+        return buf[pos], pos + 1
     value = shift = 0
     while True:
         if pos >= end:
@@ -132,6 +134,8 @@ def _uvarint(buf, pos, end, what):
 
 def _skip_tags(buf, pos, end, what):
     """A tagged-field section: none is known in a Produce request, so each is skipped."""
+    if pos < end and buf[pos] == 0:     # none: what every client sends
+        return pos + 1
     n, pos = _uvarint(buf, pos, end, what)
     for _ in range(n):
         _tag, pos = _uvarint(buf, pos, end, what)
