@@ -67,7 +67,11 @@ def test_produce_to_a_follower_names_the_leader_from_v10():
         # A partition and a broker that is not its leader.
         index, leader = next((i, p.leader) for i, p in sorted(parts.items()))
         other = next(b for bid, b in by_id.items() if bid != leader)
-        epoch = by_id[leader].broker.log_manager.get_partition("lead", index).leader_epoch
+        # The leader's epoch once it has taken the partition over (its
+        # LeaderAndIsr may be applied just after the metadata shows it).
+        hosted = by_id[leader].broker.log_manager.partitions
+        wait_until(lambda: ("lead", index) in hosted and hosted["lead", index].leader_epoch >= 0, "the leader's epoch")
+        epoch = hosted["lead", index].leader_epoch
         batch = bytes(_engine.encode_batch([b"x"]))
         with Connection("127.0.0.1", other.port) as c:
             for version in (8, 9, 10, 11):

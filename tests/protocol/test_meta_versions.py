@@ -68,6 +68,14 @@ def exists(bootstrap, name):
     return metadata(bootstrap, None, [MR.MetadataRequestTopic(name=name)]).topics[0].error_code == 0
 
 
+def leader_epoch(broker, topic, index=0):
+    """The partition's leader epoch on the broker, once it leads it (its
+    LeaderAndIsr may be applied just after CreateTopics is answered)."""
+    hosted = broker.broker.log_manager.partitions
+    wait_until(lambda: (topic, index) in hosted and hosted[topic, index].leader_epoch >= 0, "a leader epoch")
+    return hosted[topic, index].leader_epoch
+
+
 def topic_id(bootstrap, name):
     resp = metadata(bootstrap, 12, [MR.MetadataRequestTopic(name=name)])
     t = resp.topics[0]
@@ -89,9 +97,7 @@ def test_metadata_carries_leader_epochs_ids_and_operations(broker, topic, versio
     resp = metadata(broker, version, [MR.MetadataRequestTopic(name=topic)])
     t = resp.topics[0]
     assert t.error_code == 0 and t.name == topic
-    hosted = broker.broker.log_manager.get_partition(topic, 0)
-    assert [p.leader_epoch for p in t.partitions] == [hosted.leader_epoch] * 2
-    assert hosted.leader_epoch >= 0
+    assert [p.leader_epoch for p in t.partitions] == [leader_epoch(broker, topic)] * 2
     if version >= 8:
         assert t.topic_authorized_operations == NOT_ASKED
     if 8 <= version <= 10:
@@ -158,7 +164,7 @@ def list_offsets(bootstrap, version, topic, timestamp, current_leader_epoch=-1, 
 def test_list_offsets_special_timestamps_and_epochs(broker, topic):
     create(broker, topic, 1)
     produce(broker, topic, 5)
-    epoch = broker.broker.log_manager.get_partition(topic, 0).leader_epoch
+    epoch = leader_epoch(broker, topic)
     latest = list_offsets(broker, 9, topic, -1)
     assert (latest.error_code, latest.offset, latest.leader_epoch) == (0, 5, epoch)
     earliest = list_offsets(broker, 9, topic, -2)
@@ -178,7 +184,7 @@ def test_list_offsets_special_timestamps_and_epochs(broker, topic):
 @pytest.mark.parametrize("version", [4, 6, 9])
 def test_list_offsets_checks_the_current_leader_epoch(broker, topic, version):
     create(broker, topic, 1)
-    epoch = broker.broker.log_manager.get_partition(topic, 0).leader_epoch
+    epoch = leader_epoch(broker, topic)
     assert list_offsets(broker, version, topic, -1, epoch).error_code == 0
     assert list_offsets(broker, version, topic, -1, epoch + 1).error_code == Errors.UNKNOWN_LEADER_EPOCH
     if epoch > 0:
@@ -257,7 +263,7 @@ def test_confluent_consumer_validates_offsets_with_leader_epochs(broker, topic):
     try:
         # A position with its leader epoch (as a committed offset carries it):
         # librdkafka validates it before fetching.
-        epoch = broker.broker.log_manager.get_partition(topic, 0).leader_epoch
+        epoch = leader_epoch(broker, topic)
         c.assign([TopicPartition(topic, 0, 3, leader_epoch=epoch)])
         got = []
         deadline = time.monotonic() + 60
@@ -265,7 +271,7 @@ def test_confluent_consumer_validates_offsets_with_leader_epochs(broker, topic):
             msg = c.poll(0.5)
             if msg is not None and not msg.error():
                 got.append((msg.offset(), msg.leader_epoch()))
-        epoch = broker.broker.log_manager.get_partition(topic, 0).leader_epoch
+        epoch = leader_epoch(broker, topic)
         assert got == [(o, epoch) for o in range(3, 20)]
     finally:
         c.close()
