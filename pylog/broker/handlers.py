@@ -157,10 +157,13 @@ class Handlers:
                 # asked for gets INVALID_REQUEST.
                 return self._metadata_refused(req, version)
             # Kafka's v12 lookup: once any id is given, topics are looked up
-            # by id only (names are ignored) and nothing is created on demand.
+            # by id only (entries without one are ignored) and nothing is
+            # created on demand.
             names = []
             for t in req.topics:
-                name = cache.topic_name(t.topic_id) if t.topic_id.int else None
+                if not t.topic_id.int:
+                    continue
+                name = cache.topic_name(t.topic_id)
                 if name is None:
                     by_id.append(R.MetadataResponseTopic(error_code=Errors.UNKNOWN_TOPIC_ID, name=None,
                                                          topic_id=t.topic_id, is_internal=False))
