@@ -15,10 +15,12 @@ import contextlib
 import shutil
 import socket
 import tempfile
+import time
 
 from .broker import Broker, BrokerConfig
 
-__all__ = ["FAST_GROUP_CONFIG", "SINGLE_BROKER_CONFIG", "BrokerHandle", "free_port", "running_broker"]
+__all__ = ["FAST_GROUP_CONFIG", "SINGLE_BROKER_CONFIG", "BrokerHandle", "free_port", "running_broker",
+           "wait_until"]
 
 # Broker settings for tests with consumer groups: the first rebalance waits
 # 100 ms instead of 3 s, and clients may use session timeouts down to 1 s.
@@ -97,3 +99,15 @@ def running_broker(data_dir=None, config: dict | None = None, port: int = 0):
         handle.broker.stop_in_thread()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def wait_until(cond, what="condition", timeout=60.0):
+    """cond()'s first true value, polled every 50 ms; AssertionError naming
+    what after timeout seconds (a deadline for a loaded machine, not a bound)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -2,9 +2,20 @@
 
 Chosen so librdkafka, kafka-python and aiokafka all pick a version the broker
 serves: minima never above aiokafka's maxima, Fetch 11 in range so
-kafka-python infers a 2.3+ broker (zstd, idempotence), Metadata capped at 5
-so clients do not start KIP-320 leader-epoch validation (no
-OffsetForLeaderEpoch yet), and no flexible versions except ApiVersions 3-4,
+kafka-python infers a 2.3+ broker (zstd, idempotence).
+
+Metadata, ListOffsets, Produce and DescribeCluster go as far as Apache Kafka
+4.0 serves them (issue 17): Metadata 0-12 (v7 leader epochs, so clients run
+KIP-320 validation with OffsetForLeaderEpoch and current_leader_epoch in
+Fetch/ListOffsets; v8 authorized operations; v9 flexible; v10 topic ids, new
+for a re-created topic; v12 lookups by id), ListOffsets 1-9 (v4
+current_leader_epoch and leader epochs in answers, v5 OFFSET_NOT_AVAILABLE,
+v6 flexible, v7 MAX_TIMESTAMP, v8 EARLIEST_LOCAL, v9 LATEST_TIERED), Produce
+0-11 (v9 flexible, v10-11 KIP-951 current leader on NOT_LEADER_OR_FOLLOWER)
+and DescribeCluster 0-1. Metadata was capped at 5 before: its leader
+epochs start KIP-320 validation, which needed OffsetForLeaderEpoch first.
+
+Otherwise no flexible versions except ApiVersions 3-4,
 IncrementalAlterConfigs 1 (which only admin clients send), OffsetFetch 6-8
 (v7's require_stable is how read_committed consumers ask for stable
 offsets, KIP-447), those of the
@@ -28,6 +39,7 @@ PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
 API_VERSIONS = 18
 CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 19, 20, 21, 22
 DESCRIBE_CONFIGS, ALTER_CONFIGS, CREATE_PARTITIONS = 32, 33, 37
+DESCRIBE_CLUSTER = 60
 INCREMENTAL_ALTER_CONFIGS = 44
 DESCRIBE_CLIENT_QUOTAS, ALTER_CLIENT_QUOTAS = 48, 49
 DESCRIBE_LOG_DIRS = 35
@@ -57,10 +69,11 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     DESCRIBE_GROUPS: (0, 5),  # v3: authorized operations; v4: group_instance_id of members
     LIST_GROUPS: (0, 5),      # v4: states filter; v5: types filter (KIP-848)
     DELETE_GROUPS: (0, 2),
-    PRODUCE: (0, 8),          # v8: record_errors and error_message (KIP-467)
+    PRODUCE: (0, 11),         # v8: record_errors (KIP-467); v9 flexible; v10-11: current leader (KIP-951)
     FETCH: (4, 11),
-    LIST_OFFSETS: (1, 3),
-    METADATA: (0, 5),
+    LIST_OFFSETS: (1, 9),     # v4: leader epochs; v7 MAX_TIMESTAMP; v8 EARLIEST_LOCAL; v9 LATEST_TIERED
+    METADATA: (0, 12),        # v7: leader epochs (KIP-320); v10: topic ids; v12: lookups by id
+    DESCRIBE_CLUSTER: (0, 1),
     API_VERSIONS: (0, 4),
     # CreateTopics v6, DeleteTopics v5, CreatePartitions v3: the controller
     # mutation quota refuses topics with THROTTLING_QUOTA_EXCEEDED (KIP-599);
@@ -90,7 +103,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     # Inter-broker APIs (controller -> broker), advertised as Kafka brokers do;
     # only the versions pylog's controller sends (topic_states grouping).
     LEADER_AND_ISR: (2, 4),
-    UPDATE_METADATA: (5, 6),
+    UPDATE_METADATA: (5, 7),  # v7: topic ids (KIP-516)
     STOP_REPLICA: (1, 2),
     OFFSET_FOR_LEADER_EPOCH: (0, 3),
     ALTER_PARTITION: (0, 0),  # leaders -> controller; NOT_CONTROLLER on other brokers

@@ -50,6 +50,18 @@ TransactionalIdAuthorizationFailedError = for_code(Errors.TRANSACTIONAL_ID_AUTHO
 
 RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
 OFFSETS_TOPIC = "__consumer_offsets"
+# The authorized-operations bitfields (bit n = AclOperation code n) of
+# Metadata v8+ and DescribeCluster: with no authorizer, every operation the
+# resource type supports (Kafka's AclEntry.supportedOperations); NOT_ASKED
+# (Integer.MIN_VALUE) when the request did not ask for them.
+NOT_ASKED = -(1 << 31)
+TOPIC_OPERATIONS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))   # READ..DESCRIBE, DESCRIBE/ALTER_CONFIGS
+CLUSTER_OPERATIONS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))   # CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
+                                                                     # DESCRIBE/ALTER_CONFIGS, IDEMPOTENT_WRITE
+# ListOffsets' special timestamps (ListOffsetsRequest's constants).
+LATEST_TIMESTAMP, EARLIEST_TIMESTAMP, MAX_TIMESTAMP = -1, -2, -3
+EARLIEST_LOCAL_TIMESTAMP, LATEST_TIERED_TIMESTAMP = -4, -5
+ENDPOINT_BROKER = 1  # DescribeCluster's EndpointType: 1 broker, 2 controller
 METADATA_CHUNK = 2000  # topic names a Metadata request handles between turns of the event loop
 TRANSACTION_TOPIC = "__transaction_state"
 INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, TRANSACTION_TOPIC})
@@ -76,6 +88,7 @@ class Handlers:
         self.table = {
             av.API_VERSIONS: self.api_versions,
             av.METADATA: self.metadata,
+            av.DESCRIBE_CLUSTER: self.describe_cluster,
             av.FETCH: self.fetch,
             av.LIST_OFFSETS: self.list_offsets,
             av.CREATE_TOPICS: self.create_topics,
@@ -135,11 +148,37 @@ class Handlers:
         # no leader a client could reach (Kafka's answer for a leader without
         # an endpoint on the listener asked on).
         unreachable = () if b.listen else (b.broker_id,)
+        by_id = []       # answers to topics asked for by id (v12+): found ones go on by name
         if req.topics is None or (version == 0 and not req.topics):
             names = sorted(cache.topics)
+        elif version >= 10 and any(t.name is None or t.topic_id.int for t in req.topics):
+            if version < 12:
+                # Kafka refuses ids (and null names) before v12: every topic
+                # asked for gets INVALID_REQUEST.
+                return self._metadata_refused(req, version)
+            # Kafka's v12 lookup: once any id is given, topics are looked up
+            # by id only (entries without one are ignored) and nothing is
+            # created on demand.
+            names = []
+            for t in req.topics:
+                if not t.topic_id.int:
+                    continue
+                name = cache.topic_name(t.topic_id)
+                if name is None:
+                    by_id.append(R.MetadataResponseTopic(error_code=Errors.UNKNOWN_TOPIC_ID, name=None,
+                                                         topic_id=t.topic_id, is_internal=False))
+                elif name not in names:
+                    names.append(name)
         else:
             names = [t.name for t in req.topics]
-        auto = b.config.get("auto.create.topics.enable") and (version < 4 or req.allow_auto_topic_creation)
+        auto = b.config.get("auto.create.topics.enable") and (version < 4 or req.allow_auto_topic_creation) \
+            and not by_id
+        # No authorizer: every operation a resource type supports is allowed
+        # (Kafka's AuthHelper.authorizedOperations without one); the field
+        # keeps its "not asked" default otherwise.
+        topic_ops = TOPIC_OPERATIONS if version >= 8 and req.include_topic_authorized_operations else NOT_ASKED
+        cluster_ops = CLUSTER_OPERATIONS if 8 <= version <= 10 and req.include_cluster_authorized_operations \
+            else NOT_ASKED
         answers = {}     # name -> an error code, for names not in the cache
         to_create = []   # names to create on demand, in order
         internal = []    # internal topics asked for
@@ -190,12 +229,15 @@ class Handlers:
                     code, leader = 0, st.leader
                     if st.leader in unreachable or cache.node(st.leader, listener) is None:
                         code, leader = Errors.LEADER_NOT_AVAILABLE, -1
+                        if version >= 6 and st.leader not in unreachable and cache.node(st.leader, None):
+                            code = Errors.LISTENER_NOT_FOUND
                     parts.append(R.MetadataResponsePartition(
                         error_code=code, partition_index=i, leader_id=leader, leader_epoch=st.leader_epoch,
                         replica_nodes=list(st.replicas), isr_nodes=list(st.isr),
                         offline_replicas=list(st.offline_replicas)))
                 topics.append(R.MetadataResponseTopic(error_code=0, name=name, topic_id=cache.topic_id(name),
-                                                      is_internal=name in INTERNAL_TOPICS, partitions=parts))
+                                                      is_internal=name in INTERNAL_TOPICS, partitions=parts,
+                                                      topic_authorized_operations=topic_ops))
             return topics
 
         def response(topics):
@@ -206,7 +248,8 @@ class Handlers:
                 if own is not None:
                     brokers = [R.MetadataResponseBroker(b.broker_id, own[0], own[1], b.config.get("broker.rack"))]
             return R(throttle_time_ms=0, brokers=brokers, cluster_id=self.logs.cluster_id,
-                     controller_id=cache.controller_id, topics=topics)
+                     controller_id=cache.controller_id, topics=by_id + topics,
+                     cluster_authorized_operations=cluster_ops)
 
         async def create():
             # Kafka sends the names to create to its controller as one
@@ -247,6 +290,44 @@ class Handlers:
             await create()
             return response(answer(names, []))
         return _to_the_end(create_then_answer())
+
+    @staticmethod
+    def _metadata_refused(req, version):
+        """Kafka's answer to a v10-11 request naming a topic by id or with a
+        null name (an InvalidRequestException: every topic asked for gets
+        INVALID_REQUEST, nothing else is answered)."""
+        R = m.MetadataResponse
+        return R(throttle_time_ms=0, brokers=[], cluster_id=None, controller_id=-1, topics=[
+            R.MetadataResponseTopic(error_code=Errors.INVALID_REQUEST, name=t.name if t.name is not None else "",
+                                    topic_id=t.topic_id, is_internal=False) for t in req.topics])
+
+    # ---- DescribeCluster (60) ----
+
+    def describe_cluster(self, header, req):
+        """The live brokers on the listener asked on, the cluster id and the
+        controller, as a Kafka broker answers (Kafka's
+        computeDescribeClusterResponse): only endpoint_type BROKER (1) is served
+        here, anything else gets MISMATCHED_ENDPOINT_TYPE."""
+        R = m.DescribeClusterResponse
+        b = self.broker
+        cache = b.metadata_cache
+        if req.endpoint_type != ENDPOINT_BROKER:
+            return R(throttle_time_ms=0, error_code=Errors.MISMATCHED_ENDPOINT_TYPE,
+                     error_message=f"The request was sent to an endpoint of type BROKER, but we wanted an "
+                                   f"endpoint of type {req.endpoint_type}",
+                     endpoint_type=ENDPOINT_BROKER, cluster_id=self.logs.cluster_id or "", brokers=[])
+        listener = getattr(header, "listener_name", None)
+        brokers = [R.DescribeClusterBroker(broker_id=e.id, host=e.host, port=e.port, rack=e.rack)
+                   for e in cache.nodes(listener)]
+        if not cache.brokers and b.listen:
+            own = b.advertised_endpoint(listener)
+            if own is not None:
+                brokers = [R.DescribeClusterBroker(broker_id=b.broker_id, host=own[0], port=own[1],
+                                                   rack=b.config.get("broker.rack"))]
+        ops = CLUSTER_OPERATIONS if req.include_cluster_authorized_operations else NOT_ASKED
+        return R(throttle_time_ms=0, error_code=0, error_message=None, endpoint_type=ENDPOINT_BROKER,
+                 cluster_id=self.logs.cluster_id or "", controller_id=cache.controller_id, brokers=brokers,
+                 cluster_authorized_operations=ops)
 
     # ---- LeaderAndIsr (4) / UpdateMetadata (6) / StopReplica (5): from the controller ----
     # Served only by a broker of a cluster (a lone broker has no controller:
@@ -381,16 +462,19 @@ class Handlers:
 
     # ---- Produce (0) ----
 
-    def produce(self, frame):
+    def produce(self, frame, listener=None):
         """A whole Produce request frame in, the whole response frame out (None
         for acks=0). Decoded by the hand-written codec (protocol/produce.py):
-        this is the broker's hot path. Raises ProtocolError for malformed bytes."""
+        this is the broker's hot path. Raises ProtocolError for malformed bytes.
+        listener: the name of the listener it came on (None: the inter-broker
+        one), where v10+ answers name the current leaders (KIP-951)."""
         correlation_id, version, _client, txn_id, acks, timeout_ms, topics = decode_produce_request(frame)
         # Kafka answers transactional batches without a transactional id with
         # TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request.
         refused = produce_refused(txn_id, topics)
         results = []
         failed = False
+        endpoints = {}  # leader id -> its endpoint, for v10+ NOT_LEADER_OR_FOLLOWER answers
         waiting = []  # (Partition, last offset, result index) of acks=all appends not yet committed
         for name, parts in topics:
             out = []
@@ -402,11 +486,14 @@ class Handlers:
                         waiting.append((p, r.last_offset, len(results), len(out) - 1))
                 except (PylogError, ValueError, OSError) as e:
                     failed = True
-                    code = _code(e)
+                    code = self._not_hosted(name, index, _code(e))
                     if code in (Errors.CORRUPT_MESSAGE, Errors.MESSAGE_TOO_LARGE, Errors.INVALID_RECORD,
                                 Errors.OUT_OF_ORDER_SEQUENCE_NUMBER, Errors.INVALID_PRODUCER_EPOCH):
                         log.info("produce to %s-%d refused: %s", name, index, e)
-                    out.append((index, code, -1, -1, -1, _err_message(e), getattr(e, "record_errors", ())))
+                    leader = None
+                    if version >= 10 and code == Errors.NOT_LEADER_OR_FOLLOWER:
+                        leader = self._current_leader(name, index, listener, endpoints)
+                    out.append((index, code, -1, -1, -1, _err_message(e), getattr(e, "record_errors", ()), leader))
             results.append((name, out))
         if acks == 0:
             if failed:
@@ -415,7 +502,33 @@ class Handlers:
             return None
         if waiting:
             return self._produce_wait(correlation_id, version, results, waiting, timeout_ms)
-        return encode_produce_response(correlation_id, version, results)
+        return encode_produce_response(correlation_id, version, results, list(endpoints.values()))
+
+    def _not_hosted(self, topic, index, code):
+        """Kafka's ReplicaManager.getPartitionOrError: a partition of a topic
+        that exists but has no replica here is NOT_LEADER_OR_FOLLOWER (the
+        client refreshes its metadata and goes to the leader), not
+        UNKNOWN_TOPIC_OR_PARTITION."""
+        if code == Errors.UNKNOWN_TOPIC_OR_PARTITION and self.broker.metadata_cache.partition(topic, index):
+            return Errors.NOT_LEADER_OR_FOLLOWER
+        return code
+
+    def _current_leader(self, topic, index, listener, endpoints):
+        """KIP-951: (leader_id, leader_epoch) of a partition a Produce was
+        refused for with NOT_LEADER_OR_FOLLOWER, as Kafka's getCurrentLeader:
+        the hosted replica's view, else the metadata cache's, else (-1, -1);
+        the leader's endpoint on listener goes into endpoints when it is live."""
+        p = self.logs.partitions.get((topic, index))
+        if p is not None:
+            leader = (p.leader_id, p.leader_epoch)
+        else:
+            st = self.broker.metadata_cache.partition(topic, index)
+            leader = (st.leader, st.leader_epoch) if st is not None else (-1, -1)
+        if leader[0] >= 0 and leader[0] not in endpoints and self.broker.listen:
+            ep = self.broker.metadata_cache.node(leader[0], listener)
+            if ep is not None:
+                endpoints[leader[0]] = (ep.id, ep.host, ep.port, ep.rack)
+        return leader
 
     def produce_partition(self, name, index, records, acks, version, refused):
         """One partition of a Produce request: the body the wire's Produce and
@@ -641,31 +754,69 @@ class Handlers:
     def list_offsets(self, header, req):
         """Per partition, Partition.list_offset_now / list_offset_by_time (the
         one body, shared with the embedded store). Earliest/latest are answered
-        at once; lookups by timestamp may inflate a stored compressed batch, so
-        they run on a worker thread and the response waits for them in a
-        coroutine while other clients are served."""
+        at once; lookups by timestamp (and MAX_TIMESTAMP's) may inflate a
+        stored compressed batch, so they run on a worker thread and the
+        response waits for them in a coroutine while other clients are served.
+
+        As Kafka's Partition.fetchOffsetForTimestamp: current_leader_epoch
+        (v4+) is checked first (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH),
+        then leadership; each answer carries the leader epoch of the offset
+        (v4+): the current one for LATEST, the epoch the record was written
+        in otherwise. EARLIEST_LOCAL (-4, KIP-405) is EARLIEST without tiered
+        storage; LATEST_TIERED (-5) is offset -1, epoch -1 (nothing tiered);
+        MAX_TIMESTAMP (-3, KIP-734) is the first record with the largest
+        timestamp below the high watermark (LSO for read_committed).
+        OFFSET_NOT_AVAILABLE exists from v5; older versions get
+        LEADER_NOT_AVAILABLE instead, as Kafka answers them."""
         R = m.ListOffsetsResponse
         P = R.ListOffsetsPartitionResponse
+        version = header.request_api_version
         committed = req.isolation_level == 1
         topics = []
         by_time = []  # (parts, position in parts, Partition, timestamp)
+
+        def failed(name, index, exc):
+            code = self._not_hosted(name, index, _code(exc))
+            if code == Errors.OFFSET_NOT_AVAILABLE and version < 5:
+                code = Errors.LEADER_NOT_AVAILABLE
+            return P(partition_index=index, error_code=code, timestamp=-1, offset=-1)
+
+        def found(p, index, offset, ts, epoch=None):
+            if epoch is None:
+                epoch = p.epoch_cache.epoch_for_offset(offset) if offset >= 0 else -1
+            return P(partition_index=index, error_code=0, timestamp=ts, offset=offset,
+                     old_style_offsets=[offset], leader_epoch=epoch)
+
         for t in req.topics:
             parts = []
             for lp in t.partitions:
                 try:
                     p = self.logs.get_partition(t.name, lp.partition_index)
-                    now = p.list_offset_now(lp.timestamp, committed)
+                    current = lp.current_leader_epoch if version >= 4 else -1
+                    if current >= 0 and current != p.leader_epoch:
+                        parts.append(P(partition_index=lp.partition_index, timestamp=-1, offset=-1,
+                                       error_code=Errors.FENCED_LEADER_EPOCH if current < p.leader_epoch
+                                       else Errors.UNKNOWN_LEADER_EPOCH))
+                        continue
+                    ts = lp.timestamp
+                    if ts == LATEST_TIERED_TIMESTAMP:
+                        if not p.is_leader:
+                            raise NotLeaderOrFollowerError(f"this broker is not the leader of {t.name}")
+                        parts.append(found(p, lp.partition_index, -1, -1, -1))
+                        continue
+                    # MAX_TIMESTAMP: the same checks as a lookup by time (ts 0), then a scan.
+                    now = p.list_offset_now(EARLIEST_TIMESTAMP if ts == EARLIEST_LOCAL_TIMESTAMP else
+                                            0 if ts == MAX_TIMESTAMP else ts, committed)
                     if now is None:
-                        by_time.append((parts, len(parts), p, lp.timestamp,
-                                        p.last_stable_offset if committed else None))
+                        by_time.append((parts, len(parts), p, ts,
+                                        p.last_stable_offset if committed else p.high_watermark))
                         parts.append(None)
                         continue
                     offset, out_ts = now
-                    parts.append(P(partition_index=lp.partition_index, error_code=0, timestamp=out_ts,
-                                   offset=offset, old_style_offsets=[offset]))
+                    parts.append(found(p, lp.partition_index, offset, out_ts,
+                                       p.leader_epoch if ts == LATEST_TIMESTAMP else None))
                 except PylogError as e:
-                    parts.append(P(partition_index=lp.partition_index, error_code=_code(e),
-                                   timestamp=-1, offset=-1))
+                    parts.append(failed(t.name, lp.partition_index, e))
             topics.append(R.ListOffsetsTopicResponse(name=t.name, partitions=parts))
         resp = R(throttle_time_ms=0, topics=topics)
         if not by_time:
@@ -675,12 +826,15 @@ class Handlers:
             loop = asyncio.get_running_loop()
             for parts, i, p, ts, bound in by_time:
                 index = p.index
+                name = p.topic
                 try:
-                    offset, out_ts = await loop.run_in_executor(None, p.list_offset_by_time, ts, bound)
-                    parts[i] = P(partition_index=index, error_code=0, timestamp=out_ts, offset=offset,
-                                 old_style_offsets=[offset])
+                    if ts == MAX_TIMESTAMP:
+                        offset, out_ts = await loop.run_in_executor(None, _max_timestamp_offset, p, bound)
+                    else:
+                        offset, out_ts = await loop.run_in_executor(None, p.list_offset_by_time, ts, bound)
+                    parts[i] = found(p, index, offset, out_ts)
                 except PylogError as e:
-                    parts[i] = P(partition_index=index, error_code=_code(e), timestamp=-1, offset=-1)
+                    parts[i] = failed(name, index, e)
             return resp
         return by_timestamp()
 
@@ -1013,6 +1167,20 @@ class Handlers:
 
 # Kafka's message for THROTTLING_QUOTA_EXCEEDED.
 THROTTLED = "The throttling quota has been exceeded."
+
+
+def _max_timestamp_offset(p, bound):
+    """ListOffsets MAX_TIMESTAMP: (offset, timestamp) of the first record
+    holding the largest timestamp in the log, (-1, -1) when the log is empty
+    or that record is not below bound (Kafka's lastFetchableOffset). Reads
+    the disk: a worker thread, never the event loop."""
+    top = max((s.max_timestamp for s in p.log.segments()), default=-1)
+    if top < 0:
+        return -1, -1
+    hit = p.log.offset_and_timestamp_for_time(top, p.max_inflated_bytes)
+    if hit is None or hit[0] >= bound:
+        return -1, -1
+    return hit
 
 
 def _throttled(header, quota) -> int:

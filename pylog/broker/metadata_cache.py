@@ -76,6 +76,7 @@ class MetadataCache:
         # topic -> {partition index -> PartitionState}
         self.topics: dict[str, dict[int, PartitionState]] = {}
         self.topic_ids: dict[str, uuid.UUID] = {}
+        self._by_id: dict[uuid.UUID, str] | None = None   # topic_ids inverted, built on demand
         # Config overrides of every topic (the controller's, in UpdateMetadata):
         # DescribeConfigs answers from here on brokers without a replica.
         self.topic_configs: dict[str, dict[str, str]] = {}
@@ -104,9 +105,17 @@ class MetadataCache:
         removed = []
         for ts in req.topic_states:
             known = ts.topic_name in self.topics
+            tid = getattr(ts, "topic_id", None)
+            if tid is not None and tid.int != 0:
+                old = self.topic_ids.get(ts.topic_name)
+                if old is not None and old != tid:
+                    # Deleted and re-created (this broker missed the deletion):
+                    # the new topic's epochs start again, so the old topic's
+                    # partition states must not outrank them.
+                    self.topics.pop(ts.topic_name, None)
+                self.topic_ids[ts.topic_name] = tid
+                self._by_id = None
             parts = self.topics.setdefault(ts.topic_name, {})
-            if getattr(ts, "topic_id", None) is not None and ts.topic_id.int != 0:
-                self.topic_ids[ts.topic_name] = ts.topic_id
             configs = topic_configs_of(ts)
             if configs is not None:
                 self.topic_configs[ts.topic_name] = configs
@@ -123,6 +132,7 @@ class MetadataCache:
             if not parts:
                 del self.topics[ts.topic_name]
                 self.topic_ids.pop(ts.topic_name, None)
+                self._by_id = None
                 self.topic_configs.pop(ts.topic_name, None)
                 if known:
                     removed.append(ts.topic_name)
@@ -156,6 +166,16 @@ class MetadataCache:
 
     def partition(self, topic: str, index: int) -> PartitionState | None:
         return self.topics.get(topic, {}).get(index)
+
+    def topic_name(self, topic_id: uuid.UUID) -> str | None:
+        """The topic whose id is topic_id (Metadata v12 lookups by id), or None."""
+        return self._names_by_id().get(topic_id)
+
+    def _names_by_id(self) -> dict:
+        # Rebuilt only after topic_ids changed (update); lookups by id are rare.
+        if self._by_id is None:
+            self._by_id = {tid: name for name, tid in self.topic_ids.items()}
+        return self._by_id
 
     def topic_id(self, topic: str) -> uuid.UUID:
         # The zero id when the controller sent none (UpdateMetadata < v7).

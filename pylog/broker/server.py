@@ -439,7 +439,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _on_produce(self, frame):
         try:
-            result = self.handlers.produce(frame)
+            result = self.handlers.produce(frame, self.listener.name)
         except ProtocolError as e:
             log.warning("closing connection from %s: malformed request: %s", self.peer, e)
             self.close()

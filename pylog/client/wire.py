@@ -39,14 +39,14 @@ __all__ = ["MAX_FRAME_BYTES", "OUR_VERSIONS", "Connection"]
 API_VERSIONS = 18
 
 # The versions this client speaks per api key (the broker advertises the same
-# ranges; KAFKA-NOTES §3.3). None of them needs flexible encoding except
-# ApiVersions v3 and ListGroups v3-4 (request header v2, response header v1;
-# the codecs and framing handle both).
+# ranges; KAFKA-NOTES §3.3). Flexible ones (request header v2, response
+# header v1; the codecs and framing handle both): ApiVersions v3, ListGroups
+# v3-4, ListOffsets v6+ and Metadata v9+.
 OUR_VERSIONS = {
     0: (3, 7),    # Produce: magic-2 batches need >= 3
     1: (4, 11),   # Fetch
-    2: (1, 3),    # ListOffsets
-    3: (1, 5),    # Metadata: v1+ so that a null topic list means "all topics"
+    2: (1, 9),    # ListOffsets: v5+ answers OFFSET_NOT_AVAILABLE (KIP-207), older ones LEADER_NOT_AVAILABLE
+    3: (1, 12),   # Metadata: v1+ so that a null topic list means "all topics"; v10+ topic ids
     8: (2, 3),    # OffsetCommit
     9: (1, 3),    # OffsetFetch: v2+ for a null topic list ("every committed partition")
     10: (0, 2),   # FindCoordinator

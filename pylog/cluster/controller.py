@@ -100,9 +100,11 @@ log = logging.getLogger(__name__)
 # Inter-broker versions. LeaderAndIsr v4 and UpdateMetadata v6 are the first
 # flexible ones: their topic states carry each topic's config overrides in a
 # pylog tagged field (pylog/protocol/pylog_tags.py), which brokers need when
-# they create a replica and whenever the overrides change.
+# they create a replica and whenever the overrides change. UpdateMetadata v7
+# carries each topic's id (KIP-516), which every broker's Metadata v10+ and
+# Fetch v13+ answer with.
 LEADER_AND_ISR_VERSION = 4
-UPDATE_METADATA_VERSION = 6
+UPDATE_METADATA_VERSION = 7
 STOP_REPLICA_VERSION = 1
 
 # Kafka's LeaderAndIsr.LeaderDuringDelete: UpdateMetadata partitions with this

@@ -58,6 +58,16 @@ def response_header_version(api_key, api_version):
     return 1 if cls is not None and cls.is_flexible(api_version) else 0
 
 
+# Requests whose trailing bytes are ignored, as Kafka's parser ignores them
+# (it reads the fields a version has and stops): librdkafka (2.16 and before,
+# its issue #5049) writes Metadata v9+'s null topic array ("all topics") as a
+# 4-byte placeholder, which Kafka reads as a null array, then
+# allow_auto_topic_creation and include_topic_authorized_operations false and
+# no tagged fields, the last 3 bytes left over. Every other request must end
+# where its last field does.
+TRAILING_BYTES_IGNORED = frozenset({3})
+
+
 def decode_request_header(frame):
     """Returns (RequestHeader, offset of the body)."""
     buf = memoryview(frame)
@@ -90,7 +100,7 @@ def decode_request(frame):
             f"{cls.__name__} v{version} is not supported (valid versions {lo}-{hi})", header)
     try:
         body, end = cls.decode_from(buf, pos, version)
-        if end != len(buf):
+        if end != len(buf) and api_key not in TRAILING_BYTES_IGNORED:
             raise ProtocolError(
                 f"{cls.__name__} v{version}: {len(buf) - end} trailing byte(s) after offset {end}")
     except ProtocolError as e:

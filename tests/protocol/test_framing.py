@@ -105,10 +105,21 @@ def test_unknown_api_key():
 
 
 def test_malformed_request_body():
-    frame = framing.encode_request(4, 3, 1, m.MetadataRequest(topics=[]))[4:]
+    L = m.ListOffsetsRequest
+    frame = framing.encode_request(4, 2, 1, L(replica_id=-1, topics=[]))[4:]
     with pytest.raises(ProtocolError, match="trailing") as info:
         framing.decode_request(frame + b"\x00")
     assert info.value.header.correlation_id == 4
+    with pytest.raises(ProtocolError) as info:
+        framing.decode_request(frame[:-1])
+    assert info.value.header.correlation_id == 4
+
+
+def test_metadata_trailing_bytes_are_ignored_as_kafka_ignores_them():
+    """librdkafka #5049 (framing.TRAILING_BYTES_IGNORED); cut short is still an error."""
+    frame = framing.encode_request(4, 3, 1, m.MetadataRequest(topics=[]))[4:]
+    header, req = framing.decode_request(frame + b"\x00")
+    assert header.correlation_id == 4 and req.topics == []
     with pytest.raises(ProtocolError) as info:
         framing.decode_request(frame[:-1])
     assert info.value.header.correlation_id == 4

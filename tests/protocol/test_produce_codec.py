@@ -67,3 +67,45 @@ def test_response_bytes_equal_the_generated_codec(res, version, corr):
                                    log_start_offset=s, error_message=msg)
         for i, c, b, t, s, msg in parts]) for n, parts in res])
     assert encode_produce_response(corr, version, res) == encode_response(corr, 0, version, ref)
+
+
+leaders = st.one_of(st.none(), st.tuples(int32, int32))
+endpoints = st.lists(st.tuples(int32, names, int32, st.one_of(st.none(), names)), max_size=3)
+record_errors = st.lists(st.tuples(int32, st.one_of(st.none(), names)), max_size=2)
+flexible_results = st.lists(st.tuples(names, st.lists(
+    st.tuples(int32, int16, int64, int64, int64, st.one_of(st.none(), names), record_errors, leaders),
+    max_size=3)), max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(flexible_results, endpoints, st.integers(8, LAST_VERSION), int32)
+def test_v8_to_v11_response_bytes_equal_the_generated_codec(res, eps, version, corr):
+    """Record errors (v8+), the flexible encoding (v9+), and KIP-951's tagged
+    CurrentLeader and NodeEndpoints (v10+: written only when not their
+    default, as Kafka writes tagged fields)."""
+    ref = R(throttle_time_ms=0, node_endpoints=[R.NodeEndpoint(node_id=i, host=h, port=p, rack=r)
+                                                for i, h, p, r in eps],
+            responses=[R.TopicProduceResponse(name=n, partition_responses=[
+                R.PartitionProduceResponse(
+                    index=i, error_code=c, base_offset=b, log_append_time_ms=t, log_start_offset=s,
+                    error_message=msg, record_errors=[R.BatchIndexAndErrorMessage(batch_index=bi,
+                                                                                  batch_index_error_message=bm)
+                                                      for bi, bm in errs],
+                    current_leader=R.LeaderIdAndEpoch(*(lead or (-1, -1))))
+                for i, c, b, t, s, msg, errs, lead in parts]) for n, parts in res])
+    assert encode_produce_response(corr, version, res, eps) == encode_response(corr, 0, version, ref)
+
+
+def test_flexible_request_tagged_fields_are_skipped():
+    """A v9+ request whose structs carry unknown tagged fields (a newer
+    client's) decodes to the same fields; Kafka skips tags it does not know."""
+    from pylog.protocol.produce import FIRST_FLEXIBLE
+    req = P(transactional_id="tx", acks=-1, timeout_ms=30000, topic_data=[
+        P.TopicProduceData(name="t", partition_data=[P.PartitionProduceData(index=2, records=b"abc")])])
+    req.topic_data[0].partition_data[0]._unknown_tagged_fields = [(7, b"\x01\x02")]
+    req.topic_data[0]._unknown_tagged_fields = [(3, b"")]
+    req._unknown_tagged_fields = [(9, b"\xff" * 5)]
+    frame = encode_request(11, 0, FIRST_FLEXIBLE, req, "c")[4:]
+    got = decode_produce_request(memoryview(frame))
+    assert got[:6] == (11, FIRST_FLEXIBLE, "c", "tx", -1, 30000)
+    assert [(n, [(i, bytes(r)) for i, r in parts]) for n, parts in got[6]] == [("t", [(2, b"abc")])]
