@@ -55,7 +55,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     LIST_GROUPS: (0, 4),      # v3 flexible; v4: states filter and each group's state
     DELETE_GROUPS: (0, 1),
     PRODUCE: (0, 8),          # v8: record_errors and error_message (KIP-467)
-    FETCH: (4, 11),
+    FETCH: (4, 17),           # v12 flexible, v13 topic ids, v15 replica_state, v16 node_endpoints (fetch_api.py)
     LIST_OFFSETS: (1, 3),
     METADATA: (0, 5),
     API_VERSIONS: (0, 4),
