@@ -67,10 +67,16 @@ class FetchApi:
         self.broker = broker
         self.logs = broker.log_manager
         self.purgatory = purgatory
-        self.sessions = FetchManager(broker.config.get("max.incremental.fetch.session.cache.slots"))
+        self.sessions = FetchManager(broker.config.get("max.incremental.fetch.session.cache.slots"),
+                                     known_partitions=self._known_partitions)
         self._fetch_max_bytes = broker.config.get("fetch.max.bytes")
         self._fetch_response_max_follower = broker.config.get("replica.fetch.response.max.bytes")
         self._names_by_id: dict[uuid.UUID, str] = {}
+        # The map above is rebuilt at most once per read (a request of unknown
+        # ids must not rebuild it per topic): the read's number, and the
+        # number of the read that last rebuilt it.
+        self._read_number = 0
+        self._names_read = -1
 
     # ---- the request ----
 
@@ -102,6 +108,7 @@ class FetchApi:
         return _encode(version, error, session_id, parts, endpoints)
 
     def _delayed_fetch(self, version, wanted):
+        self._read_number += 1
         parts = []
         for key, tid, fps in wanted:
             name = self._name_of(tid) if version >= 13 else key
@@ -173,8 +180,9 @@ class FetchApi:
         name = self._names_by_id.get(topic_id)
         if name is not None and self._is_id_of(name, topic_id):
             return name
-        if topic_id.int == 0:
+        if topic_id.int == 0 or self._names_read == self._read_number:
             return None
+        self._names_read = self._read_number
         ids = {}
         for n, tid in self.broker.metadata_cache.topic_ids.items():
             ids[tid] = n
@@ -182,6 +190,9 @@ class FetchApi:
             ids[meta.topic_id] = n
         self._names_by_id = ids
         return ids.get(topic_id)
+
+    def _known_partitions(self) -> int:
+        return len(self.logs.partitions) + sum(len(t) for t in self.broker.metadata_cache.topics.values())
 
     def _is_id_of(self, name, topic_id) -> bool:
         meta = self.logs.topics.get(name)
@@ -196,6 +207,7 @@ class FetchApi:
         record bytes) read for a consumer, counted in bytes_out only by the
         caller that sends this answer."""
         replica_id, from_follower, only_leader, client_rack = source
+        self._read_number += 1
         # Kafka's bound on the whole answer: the request's max_bytes, capped by
         # fetch.max.bytes for consumers and replica.fetch.response.max.bytes
         # for followers (the first batch still goes out whole, KIP-74).

@@ -17,6 +17,13 @@ S, INVALID_FETCH_SESSION_EPOCH for E other than the session's next epoch,
 FETCH_SESSION_TOPIC_ID_ERROR when a session made with topic ids (v13+) is
 continued without them or the other way round.
 
+A session holds at most max(SESSION_PARTITIONS_FLOOR, the partitions this
+broker knows of) partitions, so made-up partitions cannot grow the cache
+without bound (Kafka has no such limit; no real fetcher reaches it): a full
+request naming more is answered without a session, an incremental one that
+would grow past it closes the session (FETCH_SESSION_ID_NOT_FOUND; the
+fetcher starts again with a full request).
+
 The cache has Kafka's shape: max.incremental.fetch.session.cache.slots split
 over 8 shards (integer division, as Kafka's broker does), each owning a
 range of session ids; new sessions go to the shards in turn. A full shard
@@ -44,6 +51,7 @@ NUM_SHARDS = 8                 # Kafka's NumFetchSessionCacheShards
 EVICTION_MS = 120_000          # Kafka's MIN_INCREMENTAL_FETCH_SESSION_EVICTION_MS
 _INT_MAX = 0x7FFFFFFF
 SESSION_ID_RANGE = _INT_MAX // NUM_SHARDS
+SESSION_PARTITIONS_FLOOR = 10_000
 
 
 def next_epoch(epoch: int) -> int:
@@ -228,6 +236,8 @@ class FetchContext:
 
             def partitions():
                 return {(p[0], p[2].partition): _cached_from(p) for p in parts}
+            if not manager.may_hold(len(parts)):
+                return 0, INVALID_SESSION_ID, parts
             sid = manager.next_shard().maybe_create(_now_ms(), self.privileged, len(parts),
                                                     self.uses_topic_ids, partitions)
             return 0, sid, parts
@@ -268,10 +278,15 @@ def _now_ms() -> int:
 class FetchManager:
     """Kafka's FetchManager.newContext over a sharded FetchSessionCache."""
 
-    def __init__(self, slots: int, eviction_ms: int = EVICTION_MS):
+    def __init__(self, slots: int, eviction_ms: int = EVICTION_MS, known_partitions=lambda: 0):
         per_shard = slots // NUM_SHARDS
         self.shards = [FetchSessionCacheShard(per_shard, n, eviction_ms) for n in range(NUM_SHARDS)]
         self._next = 0
+        self._known_partitions = known_partitions
+
+    def may_hold(self, size: int) -> bool:
+        """Whether a session may have size partitions (counted only past the floor)."""
+        return size <= SESSION_PARTITIONS_FLOOR or size <= self._known_partitions()
 
     def shard_of(self, session_id: int) -> FetchSessionCacheShard | None:
         n = session_id // SESSION_ID_RANGE
@@ -307,6 +322,9 @@ class FetchManager:
         if session.uses_topic_ids != uses_ids:
             return FetchContext("error", [], error=Errors.FETCH_SESSION_TOPIC_ID_ERROR)
         session.update(wanted, forgotten)
+        if not self.may_hold(len(session.partitions)):
+            shard.remove(session)
+            return FetchContext("error", [], error=Errors.FETCH_SESSION_ID_NOT_FOUND)
         if not session.partitions:
             shard.remove(session)
             return FetchContext("sessionless", wanted)

@@ -217,3 +217,47 @@ def test_v16_names_the_current_leader_of_a_partition_not_served_here(b, topic):
             assert p.error_code == NOT_LEADER_OR_FOLLOWER
             assert (p.current_leader.leader_id, p.current_leader.leader_epoch) == leader
             assert [(e.node_id, e.host, e.port) for e in r.node_endpoints] == endpoints
+
+
+def test_a_session_of_made_up_partitions_is_bounded(b, topic):
+    from pylog.broker.fetch_session import SESSION_PARTITIONS_FLOOR
+    produce(b, topic, 1)
+    many = SESSION_PARTITIONS_FLOOR + 1   # far more than this broker knows of
+    with Wire(b) as w:
+        r = fetch(w, 12, [F.FetchTopic(topic=topic, partitions=[part(i) for i in range(many)])], session_epoch=0)
+        assert (r.error_code, r.session_id, len(answered(r))) == (NONE, 0, many)
+        sid = fetch(w, 12, [F.FetchTopic(topic=topic, partitions=[part(0)])], session_epoch=0).session_id
+        assert sid > 0
+        r = fetch(w, 12, [F.FetchTopic(topic=topic, partitions=[part(i) for i in range(many)])],
+                  session_id=sid, session_epoch=1)
+        assert (r.error_code, r.session_id, r.responses) == (FETCH_SESSION_ID_NOT_FOUND, 0, [])
+        assert fetch(w, 12, [], session_id=sid, session_epoch=2).error_code == FETCH_SESSION_ID_NOT_FOUND
+
+
+def test_a_recreated_topic_is_not_found_by_its_old_id(b, topic):
+    import time
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+    produce(b, topic, 1)
+    old = topic_id(b, topic)
+    controller_old = b.broker.metadata_cache.topic_ids.get(topic)
+    admin = AdminClient({"bootstrap.servers": str(b)})
+    admin.delete_topics([topic])[topic].result(30)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            admin.create_topics([NewTopic(topic, 4, 1)])[topic].result(30)
+            break
+        except Exception:
+            if time.monotonic() > deadline:   # the deletion still under way
+                raise
+            time.sleep(0.2)
+    produce(b, topic, 2)
+    new = topic_id(b, topic)
+    assert new != old
+    stale = [t for t in (old, controller_old) if t is not None]
+    with Wire(b) as w:
+        r = fetch(w, 13, [F.FetchTopic(topic_id=t, partitions=[part(0)]) for t in stale + [new]])
+    assert [(t.topic_id, t.partitions[0].error_code) for t in r.responses] == \
+        [(t, UNKNOWN_TOPIC_ID) for t in stale] + [(new, NONE)]
+    assert r.responses[-1].partitions[0].high_watermark == 2
