@@ -51,7 +51,7 @@ NUM_SHARDS = 8                 # Kafka's NumFetchSessionCacheShards
 EVICTION_MS = 120_000          # Kafka's MIN_INCREMENTAL_FETCH_SESSION_EVICTION_MS
 _INT_MAX = 0x7FFFFFFF
 SESSION_ID_RANGE = _INT_MAX // NUM_SHARDS
-SESSION_PARTITIONS_FLOOR = 10_000
+SESSION_PARTITIONS_FLOOR = 1000
 
 
 def next_epoch(epoch: int) -> int:
