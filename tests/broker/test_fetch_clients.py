@@ -106,3 +106,32 @@ def test_aiokafka_reads_many_partitions(b, topic):
             await c.stop()
         return got
     assert asyncio.run(read()) == expected(0, PARTITIONS * PER_PARTITION)
+
+
+@pytest.mark.skipif(__import__("pylog.broker.api_versions", fromlist=["x"]).ADVERTISED[3][1] < 10,
+                    reason="librdkafka sends topic ids (Fetch v13+) only once Metadata v10+ gives them")
+def test_confluent_kafka_fetches_by_topic_id_when_metadata_gives_ids(b, topic):
+    import logging
+    produce(b, topic, 0, PARTITIONS * PER_PARTITION)
+    lines = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+    log = logging.getLogger(f"rdkafka-{topic}")
+    log.addHandler(Capture())
+    log.setLevel(logging.DEBUG)
+    c = Consumer({"bootstrap.servers": str(b), "group.id": "unused", "enable.auto.commit": False,
+                  "fetch.wait.max.ms": 100, "debug": "protocol"}, logger=log)
+    got = set()
+    try:
+        c.assign([TopicPartition(topic, i, 0) for i in range(PARTITIONS)])
+        deadline = time.monotonic() + DEADLINE
+        while len(got) < PARTITIONS * PER_PARTITION and time.monotonic() < deadline:
+            for msg in c.consume(num_messages=1000, timeout=0.2):
+                assert msg.error() is None, msg.error()
+                got.add(msg.value())
+    finally:
+        c.close()
+    assert got == expected(0, PARTITIONS * PER_PARTITION)
+    assert any("Sent FetchRequest (v16" in line for line in lines)
