@@ -124,7 +124,7 @@ class FetchApi:
         """Long-poll: wait in the purgatory until a fetched partition moves
         (new data, a new high watermark, a leadership change), read again,
         and answer once min_bytes are there or max_wait_ms has passed."""
-        from .handlers import detach_chunks
+        from .handlers import detach_chunks  # here: handlers imports this module
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.broker.stopping:
