@@ -70,7 +70,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     LIST_GROUPS: (0, 5),      # v4: states filter; v5: types filter (KIP-848)
     DELETE_GROUPS: (0, 2),
     PRODUCE: (0, 11),         # v8: record_errors (KIP-467); v9 flexible; v10-11: current leader (KIP-951)
-    FETCH: (4, 11),
+    FETCH: (4, 17),           # v12 flexible, v13 topic ids, v15 replica_state, v16 node_endpoints (fetch_api.py)
     LIST_OFFSETS: (1, 9),     # v4: leader epochs; v7 MAX_TIMESTAMP; v8 EARLIEST_LOCAL; v9 LATEST_TIERED
     METADATA: (0, 12),        # v7: leader epochs (KIP-320); v10: topic ids; v12: lookups by id
     DESCRIBE_CLUSTER: (0, 1),

@@ -72,6 +72,8 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # The most a consumer's Fetch answer carries, whatever its max_bytes
     # (KIP-74; the first batch still goes out whole).
     "fetch.max.bytes": (int, 57671680),
+    # KIP-227: incremental fetch sessions the broker keeps (fetch_session.py).
+    "max.incremental.fetch.session.cache.slots": (int, 1000),
     "connections.max.idle.ms": (int, 600000),
     "producer.id.expiration.ms": (int, 86400000),
     "offsets.topic.replication.factor": (int, 3),
@@ -241,7 +243,8 @@ class BrokerConfig:
         for k in self.props:
             if k in BROKER_DEFAULTS:
                 self.get(k)  # fail early on a bad value
-        for k in ("log.message.timestamp.before.max.ms", "log.message.timestamp.after.max.ms"):
+        for k in ("log.message.timestamp.before.max.ms", "log.message.timestamp.after.max.ms",
+                  "max.incremental.fetch.session.cache.slots"):
             if self.get(k) < 0:
                 raise InvalidConfigError(f"{k}={self.get(k)}: the value must be at least 0")
         # Kafka's ConfigDef ranges: atLeast(0) for the checkpoint interval,

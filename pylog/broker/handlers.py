@@ -19,14 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-import time
 
 from ..errors import (
     InvalidConfigError,
     InvalidRequestError,
     InvalidRequiredAcksError,
     InvalidTopicError,
-    NotLeaderOrFollowerError,
     OffsetOutOfRangeError,
     PolicyViolationError,
     PylogError,
@@ -41,8 +39,9 @@ from ..protocol.produce import decode_produce_request, encode_produce_response
 from . import api_versions as av
 from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, TopicConfig, validate_topic_name
 from .epoch_api import offset_for_leader_epoch
+from .fetch_api import FetchApi
 from .log_manager import MAX_PARTITIONS_PER_BATCH, merge_overrides
-from .purgatory import HIGH_WATERMARK, LOG_END, DelayedOperation, Purgatory
+from .purgatory import HIGH_WATERMARK, DelayedOperation, Purgatory
 from .txn_partition_apis import TxnPartitionApis
 
 log = logging.getLogger("pylog.broker")
@@ -83,13 +82,12 @@ class Handlers:
         self.broker = broker
         self.logs = broker.log_manager
         self.purgatory = Purgatory()  # acks=all produces, fetch long-polls, coordinator writes
-        self._fetch_max_bytes = broker.config.get("fetch.max.bytes")
-        self._fetch_response_max_follower = broker.config.get("replica.fetch.response.max.bytes")
+        self.fetch_api = FetchApi(broker, self.purgatory)
         self.table = {
             av.API_VERSIONS: self.api_versions,
             av.METADATA: self.metadata,
             av.DESCRIBE_CLUSTER: self.describe_cluster,
-            av.FETCH: self.fetch,
+            av.FETCH: self.fetch_api.fetch,
             av.LIST_OFFSETS: self.list_offsets,
             av.CREATE_TOPICS: self.create_topics,
             av.DELETE_TOPICS: self.delete_topics,
@@ -564,191 +562,6 @@ class Handlers:
                 results[ti][1][pi] = (idx, code, -1, -1, -1, None)
         return encode_produce_response(correlation_id, version, results)
 
-    # ---- Fetch (1) ----
-
-    def fetch(self, header, req):
-        deadline = time.monotonic() + max(req.max_wait_ms, 0) / 1000.0
-        version = header.request_api_version
-        if req.session_id != 0 or req.session_epoch not in (-1, 0):
-            # Sessions are not kept: every request is a full one (KIP-227 allows it).
-            return _encode_fetch_error(version, Errors.FETCH_SESSION_ID_NOT_FOUND)
-        source = self._fetch_source(req, version)
-        wanted = _fetch_wanted(req.topics)
-        chunks, total, ready, served = self._fetch_once(req, version, source, wanted)
-        if ready or total >= req.min_bytes or req.max_wait_ms <= 0:
-            _count_bytes_out(served)
-            return chunks
-        del chunks, served
-        # The partitions' positions as this read saw them, taken now: whatever
-        # moves before the wait starts completes it at once.
-        return self._fetch_wait(req, version, deadline, source, wanted, self._delayed_fetch(wanted))
-
-    def _delayed_fetch(self, wanted):
-        parts = [p for p in (self.logs.partitions.get((topic, fp.partition))
-                             for topic, fps in wanted for fp in fps) if p is not None]
-        return _DelayedFetch(parts, self.broker)
-
-    async def _fetch_wait(self, req, version, deadline, source, wanted, op):
-        """Long-poll: wait in the purgatory until a fetched partition moves
-        (new data, a new high watermark, a leadership change), read again,
-        and answer once min_bytes are there or max_wait_ms has passed."""
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.broker.stopping:
-                break
-            moved = await self.purgatory.wait(op, op.parts, (HIGH_WATERMARK, LOG_END), remaining)
-            if not moved or self.broker.stopping:
-                break
-            chunks, total, ready, served = self._fetch_once(req, version, source, wanted)
-            if ready or total >= req.min_bytes:
-                _count_bytes_out(served)
-                return detach_chunks(chunks)
-            del chunks, served
-            op = self._delayed_fetch(wanted)
-        chunks, _total, _ready, served = self._fetch_once(req, version, source, wanted)
-        _count_bytes_out(served)
-        return detach_chunks(chunks)
-
-    def _fetch_source(self, req, version):
-        """Who fetches, as Kafka's FetchParams sees it: (from_follower,
-        only_from_leader, client_rack). Fetch v11 carries client metadata
-        (rack_id), and Kafka then lets any replica serve a consumer
-        (fetchOnlyLeader is false; KIP-392), whatever the rack and selector;
-        older consumers and every follower fetch are served by leaders only.
-        client_rack is set when this broker, as leader, should look for a
-        preferred read replica (replica.selector.class, a non-empty rack_id)."""
-        from_follower = req.replica_id >= 0
-        client_metadata = version >= 11 and not from_follower
-        rack = None
-        # A consumer in this leader's own rack reads here (RackAwareReplicaSelector
-        # picks the leader then): no per-partition search for it.
-        if (client_metadata and req.rack_id and req.rack_id != self.broker.config.get("broker.rack")
-                and self.broker.config.replica_selector() == "rack-aware"):
-            rack = req.rack_id
-        return from_follower, not client_metadata, rack
-
-    def _may_serve(self, p, from_follower, follower, only_leader) -> bool:
-        if from_follower:
-            # Only the leader serves replicas, and only its own: followers
-            # never serve followers.
-            return follower
-        if p.is_leader:
-            return True
-        # A follower serves a consumer that sent client metadata, from a log
-        # it keeps for a known leader; not once the controller stopped it here.
-        return not only_leader and p.leader_id >= 0 and self.broker.broker_id in p.replicas
-
-    def _fetch_once(self, req, version, source, wanted):
-        """The encoded response: (chunks, record bytes, respond_now, served).
-        respond_now is set when a partition has an error or is sent to a
-        preferred read replica (Kafka answers those at once); served lists
-        (partition, record bytes) read for a consumer, counted in bytes_out
-        only by the caller that sends this answer."""
-        from_follower, only_leader, client_rack = source
-        # Kafka's bound on the whole answer: the request's max_bytes, capped by
-        # fetch.max.bytes for consumers and replica.fetch.response.max.bytes
-        # for followers (the first batch still goes out whole, KIP-74).
-        budget = req.max_bytes if req.max_bytes > 0 else 0x7FFFFFFF
-        budget = min(budget, self._fetch_response_max_follower if from_follower else self._fetch_max_bytes)
-        total = 0
-        respond_now = False
-        read_committed = req.isolation_level == 1
-        replica_id = req.replica_id
-        if client_rack is not None:
-            # The leader's own rack from its config (what UpdateMetadata says
-            # of it); the others' from the live brokers the controller sent.
-            leader_rack = self.broker.config.get("broker.rack")
-            live = self.broker.metadata_cache.brokers
-
-            def rack_of(rid):
-                ep = live.get(rid)
-                return (False, None) if ep is None else (True, ep.rack)
-            now_ms = int(time.time() * 1000)
-        served = []
-        head = bytearray(_I32.pack(0))  # throttle_time_ms
-        if version >= 7:
-            head += _I16I32.pack(0, 0)  # error_code, session_id
-        head += _I32.pack(len(wanted))
-        chunks = []
-        for topic, fps in wanted:
-            name = topic.encode()
-            head += _I16.pack(len(name)) + name + _I32.pack(len(fps))
-            for fp in fps:
-                p = self.logs.partitions.get((topic, fp.partition))
-                data = None
-                preferred = -1
-                follower = from_follower and p is not None and p.is_leader and replica_id in p.replicas
-                if follower:
-                    # The follower's LEO is its fetch offset (§4.1): may move
-                    # the HW (so the answer carries the newest), or the ISR.
-                    p.update_follower_fetch(replica_id, fp.fetch_offset, fp.log_start_offset)
-                if p is None:
-                    code, hw, lso, lss = Errors.UNKNOWN_TOPIC_OR_PARTITION, -1, -1, -1
-                else:
-                    # On a follower these are its own: its HW (the leader's, as
-                    # of its last fetch, capped by its log end) bounds what a
-                    # consumer reads here, and its LSO comes from the producer
-                    # state it rebuilt from the replicated batches and markers.
-                    code, hw, lso, lss = 0, p.high_watermark, p.last_stable_offset, p.log_start_offset
-                if p is not None and version >= 9 and fp.current_leader_epoch >= 0 and \
-                        fp.current_leader_epoch != p.leader_epoch:
-                    code = (Errors.FENCED_LEADER_EPOCH if fp.current_leader_epoch < p.leader_epoch
-                            else Errors.UNKNOWN_LEADER_EPOCH)
-                elif p is not None and not self._may_serve(p, from_follower, follower, only_leader):
-                    code = NotLeaderOrFollowerError.error_code
-                elif p is not None:
-                    if client_rack is not None and p.is_leader:
-                        preferred = p.preferred_read_replica(fp.fetch_offset, client_rack, leader_rack,
-                                                             rack_of, now_ms)
-                    if preferred >= 0:
-                        # Sent elsewhere: no records, and no waiting (Kafka's
-                        # hasPreferredReadReplica), so the consumer moves at once.
-                        respond_now = True
-                    else:
-                        try:
-                            if budget > 0 or total == 0:
-                                limit = min(fp.partition_max_bytes, budget)
-                                data = p.read_for_replica(fp.fetch_offset, limit) if follower else \
-                                    p.read(fp.fetch_offset, limit, read_committed)
-                                if data is not None and total > 0 and len(data) > budget:
-                                    data = None  # only the first partition may exceed the budget (KIP-74)
-                        except OffsetOutOfRangeError:
-                            # Also a follower's answer past its own log end: a
-                            # KIP-392 consumer goes back to the leader on it.
-                            code = Errors.OFFSET_OUT_OF_RANGE
-                        except PylogError as e:
-                            code = _code(e)
-                if code:
-                    respond_now = True
-                head += _PART.pack(fp.partition, code, hw, lso)
-                if version >= 5:
-                    head += _I64.pack(lss)
-                if read_committed and not from_follower:
-                    # Kafka's collectAbortedTransactions for the range read.
-                    aborted = p.aborted_transactions(fp.fetch_offset) if data is not None else ()
-                    head += _I32.pack(len(aborted))
-                    for pid, first in aborted:
-                        head += _I64I64.pack(pid, first)
-                else:
-                    head += _I32.pack(-1)  # aborted_transactions: null
-                if version >= 11:
-                    head += _I32.pack(preferred)
-                if data is None:
-                    head += _I32.pack(0)
-                else:
-                    n = len(data)
-                    head += _I32.pack(n)
-                    chunks.append(bytes(head))
-                    chunks.append(data)
-                    head = bytearray()
-                    total += n
-                    budget -= n
-                    if not from_follower:
-                        served.append((p, n))
-        if head:
-            chunks.append(bytes(head))
-        return chunks, total, respond_now, served
-
     # ---- ListOffsets (2) ----
 
     def list_offsets(self, header, req):
@@ -1208,12 +1021,7 @@ def _forward(ep, req, version):
         return c.request(req, api_version=version)
 
 
-_I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
-_I64 = struct.Struct(">q")
-_I16I32 = struct.Struct(">hi")
-_I64I64 = struct.Struct(">qq")
-_PART = struct.Struct(">ihqq")  # partition_index, error_code, high_watermark, last_stable_offset
 
 
 _SET, _DELETE, _APPEND, _SUBTRACT = 0, 1, 2, 3
@@ -1275,28 +1083,6 @@ def _has_transactional_batch(topics) -> bool:
     return False
 
 
-def _fetch_wanted(topics):
-    """The partitions a Fetch asks for as Kafka's FetchRequest.fetchData sees
-    them: a LinkedHashMap keyed by partition, so a partition listed twice is
-    answered once, where it was first listed, for what it asked last; then
-    grouped into topics as Kafka's FetchResponse does (runs of one topic)."""
-    if len(topics) == 1:
-        fps = topics[0].partitions
-        if len(fps) < 2 or len({fp.partition for fp in fps}) == len(fps):
-            return [(topics[0].topic, fps)]  # the common case: nothing repeated
-    by_key = {}
-    for t in topics:
-        for fp in t.partitions:
-            by_key[(t.topic, fp.partition)] = fp  # a repeat replaces the value, keeps the place
-    wanted = []
-    for (topic, _index), fp in by_key.items():
-        if wanted and wanted[-1][0] == topic:
-            wanted[-1][1].append(fp)
-        else:
-            wanted.append((topic, [fp]))
-    return wanted
-
-
 async def _to_the_end(coro):
     """Run coro to its end even when its client goes away (the connection
     cancels what it waits for): topic file work half done would leave
@@ -1317,18 +1103,6 @@ def _file_work_error(exc, what):
     return Errors.UNKNOWN_SERVER_ERROR, f"{what} failed: {type(exc).__name__}"
 
 
-def _count_bytes_out(served):
-    for p, n in served:
-        p.bytes_out += n
-
-
-def _encode_fetch_error(version, code):
-    body = _I32.pack(0)
-    if version >= 7:
-        body += _I16I32.pack(code, 0)
-    return [body + _I32.pack(0)]
-
-
 class _DelayedProduce(DelayedOperation):
     """acks=all: complete once every appended offset has an outcome
     (Partition.produce_outcome: committed, ISR too small, not leader) or the
@@ -1344,27 +1118,3 @@ class _DelayedProduce(DelayedOperation):
         if self.broker.stopping:
             return True
         return all(p.produce_outcome(last) is not None for p, last, _t, _i in self.waiting)
-
-
-class _DelayedFetch(DelayedOperation):
-    """Fetch long-poll: complete once any fetched partition moved (high
-    watermark, log end offset, leadership) since the fetch last read it, or
-    the broker stops; the handler then reads again (Kafka's DelayedFetch
-    counts bytes from segment positions; here the read itself does).
-    Event-loop thread only."""
-
-    __slots__ = ("parts", "seen", "broker")
-
-    def __init__(self, parts, broker):
-        self.parts = parts
-        self.seen = [_position(p) for p in parts]
-        self.broker = broker
-
-    def try_complete(self) -> bool:
-        if self.broker.stopping:
-            return True
-        return any(_position(p) != s for p, s in zip(self.parts, self.seen))
-
-
-def _position(p):
-    return p.high_watermark, p.log_end_offset, p.leader_id, p.leader_epoch

@@ -12,7 +12,7 @@ import asyncio
 import time
 import uuid
 
-from ..broker.handlers import _DelayedFetch
+from ..broker.fetch_api import _DelayedFetch
 from ..broker.purgatory import HIGH_WATERMARK, LOG_END
 from ..embedded.reader import TAIL_POLL_S
 from ..embedded.store import LocalStore
