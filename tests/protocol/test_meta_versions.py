@@ -255,7 +255,9 @@ def test_confluent_consumer_validates_offsets_with_leader_epochs(broker, topic):
 
     def fetch(header, req):
         seen.append(("fetch", header.request_api_version,
-                     [p.current_leader_epoch for t in req.topics for p in t.partitions if t.topic == topic]))
+                     [p.current_leader_epoch for t in req.topics for p in t.partitions
+                      # by name, or by id from Fetch v13 (librdkafka uses ids once Metadata has them)
+                      if t.topic == topic or getattr(t, "topic_id", None) == broker.broker.metadata_cache.topic_id(topic)]))
         return serve_fetch(header, req)
     table[23], table[1] = epochs, fetch
     c = Consumer({"bootstrap.servers": broker, "group.id": topic, "enable.auto.commit": False,
