@@ -57,7 +57,8 @@ LOOP_TIMEOUT_S = 30.0
 
 class Throttler:
     """Kafka's Throttler: the bytes observed per check interval (300 ms) kept
-    at desired_rate on average by sleeping. Any thread (its own lock); the
+    at desired_rate on average by sleeping; a thread checks at most an
+    interval's budget after the last check. Any thread (its own lock); the
     sleep ends early when stop is set."""
 
     def __init__(self, desired_rate: float, stop: threading.Event, check_interval_s: float = 0.3):
@@ -79,7 +80,9 @@ class Throttler:
         with self._lock:
             self._observed += n
             elapsed = time.monotonic() - self._start
-            if elapsed < self.check_interval_s:
+            # Checked each interval, or sooner once an interval's worth is
+            # through (a burst stays within one interval's budget).
+            if elapsed < self.check_interval_s and self._observed < self.desired_rate * self.check_interval_s:
                 return
             due = self._observed / self.desired_rate - elapsed
             if due > 0:

@@ -39,9 +39,11 @@ def create_topic_error(broker, configs: dict) -> str:
 
 
 def alter(broker, topic, configs: dict):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    res = ConfigResource("TOPIC", topic, set_config=configs)
-    admin.alter_configs([res])[res].result(TIMEOUT)
+    res = ConfigResource("TOPIC", topic, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in configs.items()])
+    admin.incremental_alter_configs([res])[res].result(TIMEOUT)
 
 
 def produce(broker, topic, pairs):
@@ -131,7 +133,7 @@ def test_dirty_ratio_threshold_and_dynamic_config(broker):
     time.sleep(0.5)  # ten backoffs
     st = status(broker, topic)
     assert st.last_round is None and st.dirty_ratio == 1.0 and st.first_dirty_offset == 0
-    alter(broker, topic, {"cleanup.policy": "compact", "segment.bytes": "4096", "min.cleanable.dirty.ratio": "0.5"})
+    alter(broker, topic, {"min.cleanable.dirty.ratio": "0.5"})
     st = wait_for(lambda: (s := status(broker, topic)).last_round is not None and s, "a round after the change")
     assert st.last_round.records_removed > 0
     assert st.dirty_ratio < 0.5
@@ -288,7 +290,8 @@ def test_stats_of_a_deleted_partition_go(broker):
                                   "min.cleanable.dirty.ratio": "0.01"})
     produce(broker, topic, pairs(10, 20))
     wait_for(lambda: (s := status(broker, topic)) is not None and s.last_round is not None, "a round")
-    AdminClient({"bootstrap.servers": broker.bootstrap}).delete_topics([topic])[topic].result(TIMEOUT)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.delete_topics([topic])[topic].result(TIMEOUT)
     wait_for(lambda: status(broker, topic) is None, "the partition gone from the stats")
     wait_for(lambda: not any(t == topic for t, _, _ in read_checkpoint(
         str(Path(broker.data_dir) / "cleaner-offset-checkpoint"))) or None, "its checkpoint entry gone")
