@@ -76,6 +76,7 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "producer.id.expiration.ms": (int, 86400000),
     "offsets.topic.replication.factor": (int, 3),
     "offsets.topic.num.partitions": (int, 50),
+    "offsets.topic.segment.bytes": (int, 104857600),
     "cluster.id": (str, None),
     "group.min.session.timeout.ms": (int, 6000),
     "group.max.session.timeout.ms": (int, 1800000),
@@ -293,7 +294,7 @@ class BrokerConfig:
         for k in ("log.message.timestamp.type", "compression.type"):
             _check_allowed(k, self.get(k), TOPIC_CONFIGS[k.removeprefix("log.")][2])
         for k in ("controller.quota.window.num", "controller.quota.window.size.seconds",
-                  "log.retention.check.interval.ms"):
+                  "log.retention.check.interval.ms", "offsets.topic.segment.bytes"):
             if self.get(k) < 1:
                 raise InvalidConfigError(f"Invalid value {self.get(k)} for configuration {k}: Value must be at least 1")
         for k in _RANGES:

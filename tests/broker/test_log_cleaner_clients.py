@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KpTopicPartition
 
@@ -190,7 +190,7 @@ def _dir_bytes(path: Path) -> int:
 
 def test_commit_storm_leaves_consumer_offsets_bounded_and_right_after_restart(tmp_path):
     commits = 4000
-    config = {**FAST, "offsets.topic.num.partitions": "1"}
+    config = {**FAST, "offsets.topic.num.partitions": "1", "offsets.topic.segment.bytes": "16384"}
     group = f"storm-{uuid.uuid4().hex[:6]}"
     topic = f"storm-{uuid.uuid4().hex[:6]}"
     with running_broker(data_dir=tmp_path, config=config) as b:
@@ -199,13 +199,9 @@ def test_commit_storm_leaves_consumer_offsets_bounded_and_right_after_restart(tm
         c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False})
         try:
             c.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)  # creates __consumer_offsets
-            res = ConfigResource("TOPIC", "__consumer_offsets", incremental_configs=[
-                ConfigEntry("segment.bytes", "16384", incremental_operation=AlterConfigOpType.SET),
-                ConfigEntry("min.cleanable.dirty.ratio", "0.1", incremental_operation=AlterConfigOpType.SET)])
-            admin.incremental_alter_configs([res])[res].result(TIMEOUT)
             policy = admin.describe_configs([ConfigResource("TOPIC", "__consumer_offsets")])
             cfg = list(policy.values())[0].result(TIMEOUT)
-            assert cfg["cleanup.policy"].value == "compact"
+            assert cfg["cleanup.policy"].value == "compact" and cfg["segment.bytes"].value == "16384"
             for i in range(commits):
                 c.commit(offsets=[TopicPartition(topic, p, i * 10 + p) for p in range(4)], asynchronous=False)
         finally:
