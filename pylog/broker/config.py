@@ -531,7 +531,7 @@ def validate_topic_configs(configs: dict[str, str | None]) -> dict[str, str]:
         if key in ("message.timestamp.before.max.ms", "message.timestamp.after.max.ms") and parsed < 0:
             raise InvalidConfigError(f"{key}={value}: the value must be at least 0")
         _check_range(key, parsed)
-        out[key] = value.strip() if typ is float else _to_str(parsed)
+        out[key] = str(value).strip() if typ is float else _to_str(parsed)
     check_compaction_lags(out)
     return out
 

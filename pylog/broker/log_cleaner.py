@@ -41,6 +41,7 @@ are read on the event loop (run_on_loop), which owns them.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ from ..log.cleaner import CleanerStats, LogCleaningAbortedError, clean_log
 log = logging.getLogger("pylog.log.cleaner")
 
 INT_MAX = 0x7FFFFFFF
+CLEANER_NICE = 10
 LOOP_TIMEOUT_S = 30.0
 
 
@@ -144,6 +146,10 @@ class LogCleaner:
         self._paused: dict[tuple, int] = {}        # tp -> how many pauses hold it
         self._uncleanable: set[tuple] = set()
         self._last: dict[tuple, tuple[CleanerStats, int]] = {}
+        # tp -> the delete horizon a round left in place without removing
+        # anything (a tombstone in the batch a round keeps last): not a reason
+        # for another round until it changes.
+        self._stuck_horizon: dict[tuple, int] = {}
         self._threads: list[threading.Thread] = []
 
     # ---- start and stop ----
@@ -205,6 +211,7 @@ class LogCleaner:
             self._paused.pop(tp, None)
             self._uncleanable.discard(tp)
             self._last.pop(tp, None)
+            self._stuck_horizon.pop(tp, None)
 
     # ---- what the cleaner sees ----
 
@@ -270,7 +277,8 @@ class LogCleaner:
             if earliest.max_timestamp < now - max_lag:
                 delay = now - max_lag - earliest.max_timestamp
         horizon = getattr(plog, "_latest_delete_horizon", None)
-        horizon_due = bool(segs[:-1]) and horizon is not None and 0 <= horizon <= now
+        horizon_due = bool(segs[:-1]) and horizon is not None and 0 <= horizon <= now and \
+            self._stuck_horizon.get(tp) != horizon
         return _Candidate(tp, p, ratio, first_dirty, first_uncleanable, delay, horizon_due)
 
     def _grab_filthiest(self, now) -> _Candidate | None:
@@ -301,6 +309,12 @@ class LogCleaner:
     # ---- the threads ----
 
     def _run(self, thread_id: int) -> None:
+        try:
+            # Background work: the produce and fetch paths get the CPU first
+            # when the cores are busy (Linux: a thread's own nice value).
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CLEANER_NICE)
+        except (OSError, AttributeError):
+            pass
         omap = None
         while not self._stop.is_set():
             try:
@@ -359,6 +373,10 @@ class LogCleaner:
             p.log._remove_retired_soon()
             with self._cond:
                 self._last[tp] = (stats, _now_ms())
+                if stats.records_removed == 0:
+                    self._stuck_horizon[tp] = p.log._latest_delete_horizon
+                else:
+                    self._stuck_horizon.pop(tp, None)
             if stats.segments_cleaned:
                 _log_round(thread_id, tp, stats)
         except (LogCleaningAbortedError, LogClosedError) as e:
