@@ -295,3 +295,21 @@ def test_stats_of_a_deleted_partition_go(broker):
     wait_for(lambda: status(broker, topic) is None, "the partition gone from the stats")
     wait_for(lambda: not any(t == topic for t, _, _ in read_checkpoint(
         str(Path(broker.data_dir) / "cleaner-offset-checkpoint"))) or None, "its checkpoint entry gone")
+
+
+def test_read_from_a_segment_compaction_emptied_gives_the_next_record(tmp_path):
+    # Kafka's read moves to the next segment when one has nothing at or past
+    # the offset: a consumer at offset 0 of a cleaned log gets the first survivor.
+    import struct
+
+    from pylog.log.log import Log
+    with Log.open(str(tmp_path / "t-0"), segment_bytes=1024) as lg:
+        for r in range(20):
+            lg.append_batch([b"v%d" % r] * 5, [b"k%d" % i for i in range(5)])
+        lg.roll()
+        lg.compact()
+        assert any(s.size == 0 for s in lg.segments()[:-1])  # emptied segments stay until the next round
+        data = bytes(lg.read_batches(0, 1 << 20))
+        assert [r.offset for r in lg.scan()][0] == 95
+        base, delta = struct.unpack_from(">q", data)[0], struct.unpack_from(">i", data, 23)[0]
+        assert base <= 95 <= base + delta
