@@ -313,3 +313,28 @@ def test_read_from_a_segment_compaction_emptied_gives_the_next_record(tmp_path):
         assert [r.offset for r in lg.scan()][0] == 95
         base, delta = struct.unpack_from(">q", data)[0], struct.unpack_from(">i", data, 23)[0]
         assert base <= 95 <= base + delta
+
+
+def test_an_open_transaction_bounds_the_round_at_the_last_stable_offset(broker):
+    topic = create_topic(broker, {"cleanup.policy": "compact", "segment.bytes": "4096",
+                                  "min.cleanable.dirty.ratio": "0.01"})
+    plain = pairs(10, 20)
+    produce(broker, topic, plain)  # offsets 0..199
+    txp = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": f"tx-{uuid.uuid4().hex[:6]}",
+                    "linger.ms": 5, "batch.num.messages": 10})
+    txp.init_transactions(TIMEOUT)
+    txp.begin_transaction()
+    txn = pairs(10, 30, tag=b"t")
+    for k, v in txn:
+        txp.produce(topic, v, key=k, partition=0)
+    assert txp.flush(TIMEOUT) == 0
+    p = broker.broker.log_manager.partitions[(topic, 0)]
+    wait_for(lambda: p.log.log_end_offset >= len(plain) + len(txn), "the transaction's records stored")
+    st = wait_for(lambda: (s := status(broker, topic)).last_round is not None and s, "a round below the LSO")
+    time.sleep(0.3)  # more rounds may come: none may pass the open transaction's first offset
+    st = status(broker, topic)
+    assert st.last_round.first_uncleanable_offset <= len(plain)
+    assert st.last_round.end_offset <= len(plain)
+    txp.commit_transaction(TIMEOUT)
+    wait_for(lambda: status(broker, topic).last_round.end_offset > len(plain), "a round past the committed txn")
+    assert latest([(k, v) for _, k, v in read_all(broker, topic)]) == latest(plain + txn)
