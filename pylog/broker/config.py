@@ -300,6 +300,11 @@ class BrokerConfig:
         for k in _RANGES:
             if k in BROKER_DEFAULTS:
                 _check_range(k, self.get(k))
+        if not self.get("log.cleaner.io.max.bytes.per.second") > 0:
+            # Kafka takes it and its throttler then sleeps forever on the first
+            # bytes: a cleaner that can never finish nor be aborted. Refused.
+            raise InvalidConfigError("log.cleaner.io.max.bytes.per.second must be above 0 (the cleaner could "
+                                     "never move a byte)")
         if self.get("log.cleaner.min.compaction.lag.ms") > self.get("log.cleaner.max.compaction.lag.ms"):
             raise InvalidConfigError("conflict config setting log.cleaner.min.compaction.lag.ms > "
                                      "log.cleaner.max.compaction.lag.ms")

@@ -171,6 +171,7 @@ def test_topic_cleaner_configs_refused_as_kafka_refuses_them(broker, configs):
     ("log.cleaner.threads", "-1"), ("log.cleaner.backoff.ms", "-1"), ("log.cleaner.min.cleanable.ratio", "2"),
     ("log.cleaner.delete.retention.ms", "-5"), ("log.cleaner.max.compaction.lag.ms", "0"),
     ("log.cleaner.enable", "maybe"), ("log.cleaner.io.max.bytes.per.second", "fast"),
+    ("log.cleaner.io.max.bytes.per.second", "0"), ("log.cleaner.min.compaction.lag.ms", "-1"),
 ])
 def test_broker_cleaner_configs_refused(key, value):
     with pytest.raises(InvalidConfigError):
