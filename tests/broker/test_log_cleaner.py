@@ -339,3 +339,27 @@ def test_an_open_transaction_bounds_the_round_at_the_last_stable_offset(broker):
     txp.commit_transaction(TIMEOUT)
     wait_for(lambda: status(broker, topic).last_round.end_offset > len(plain), "a round past the committed txn")
     assert latest([(k, v) for _, k, v in read_all(broker, topic)]) == latest(plain + txn)
+
+
+def test_abort_and_pause_stops_a_round_in_progress():
+    # What truncation, partition deletion and DeleteRecords do: a round under
+    # way (slowed by the throttle here) is aborted and waited for; nothing
+    # of it is swapped in; resume lets the next one run.
+    with running_broker(config={**FAST, "log.cleaner.io.max.bytes.per.second": "100000"}) as b:
+        topic = create_topic(b, {"cleanup.policy": "compact", "segment.bytes": "65536",
+                                 "min.cleanable.dirty.ratio": "0.01"})
+        data = pairs(50, 80)
+        produce(b, topic, data)
+        cleaner = b.broker.log_cleaner
+        wait_for(lambda: status(b, topic).state == "cleaning", "a round under way")
+        segments = b.broker.log_manager.partitions[(topic, 0)].log.segments()
+        cleaner.abort_and_pause((topic, 0))
+        try:
+            st = status(b, topic)
+            assert st.state == "paused" and st.last_round is None
+            assert b.broker.log_manager.partitions[(topic, 0)].log.segments() == segments
+            assert latest([(k, v) for _, k, v in read_all(b, topic)]) == latest(data)
+        finally:
+            cleaner.resume((topic, 0))
+        st = wait_for(lambda: (s := status(b, topic)).last_round is not None and s, "the round after resume")
+        assert st.last_round.records_removed > 0
