@@ -77,6 +77,12 @@ def read_all(broker, topic):
     raise AssertionError("no end of partition within the deadline")
 
 
+def compacted(broker, segment_bytes=4096) -> str:
+    """A compacted topic cleaned as soon as it has a sealed segment."""
+    return create_topic(broker, {"cleanup.policy": "compact", "segment.bytes": str(segment_bytes),
+                                 "min.cleanable.dirty.ratio": "0.01"})
+
+
 def status(broker, topic):
     return broker.broker.log_cleaner.stats().get((topic, 0))
 
@@ -109,8 +115,7 @@ def broker():
 
 
 def test_compacted_topic_is_cleaned_and_reads_give_latest_values(broker):
-    topic = create_topic(broker, {"cleanup.policy": "compact", "segment.bytes": "4096",
-                                  "min.cleanable.dirty.ratio": "0.01"})
+    topic = compacted(broker)
     data = pairs(20, 30)
     produce(broker, topic, data)
     st = wait_for(lambda: (s := status(broker, topic)) is not None and s.last_round is not None
@@ -194,8 +199,7 @@ def test_topic_defaults_come_from_the_broker_keys():
 
 def test_one_cleaner_checkpoint_per_data_dir_and_the_old_one_migrated(tmp_path):
     with running_broker(data_dir=tmp_path, config=FAST) as b:
-        topic = create_topic(b, {"cleanup.policy": "compact", "segment.bytes": "4096",
-                                 "min.cleanable.dirty.ratio": "0.01"})
+        topic = compacted(b)
         data = pairs(10, 30)
         produce(b, topic, data)
         st = wait_for(lambda: (s := status(b, topic)) is not None and s.last_round is not None and s, "a round")
@@ -218,8 +222,7 @@ def test_one_cleaner_checkpoint_per_data_dir_and_the_old_one_migrated(tmp_path):
 
 def test_cleaner_disabled_cleans_nothing():
     with running_broker(config={**FAST, "log.cleaner.enable": "false"}) as b:
-        topic = create_topic(b, {"cleanup.policy": "compact", "segment.bytes": "4096",
-                                 "min.cleanable.dirty.ratio": "0.01"})
+        topic = compacted(b)
         data = pairs(10, 20)
         produce(b, topic, data)
         time.sleep(0.5)
@@ -228,8 +231,7 @@ def test_cleaner_disabled_cleans_nothing():
 
 
 def test_paused_partition_is_not_cleaned_until_resumed(broker):
-    topic = create_topic(broker, {"cleanup.policy": "compact", "segment.bytes": "4096",
-                                  "min.cleanable.dirty.ratio": "0.01"})
+    topic = compacted(broker)
     cleaner = broker.broker.log_cleaner
     cleaner.abort_and_pause((topic, 0))
     try:
@@ -245,8 +247,7 @@ def test_paused_partition_is_not_cleaned_until_resumed(broker):
 def test_io_throttle_slows_the_round():
     rate = 200_000.0
     with running_broker(config={**FAST, "log.cleaner.io.max.bytes.per.second": str(rate)}) as b:
-        topic = create_topic(b, {"cleanup.policy": "compact", "segment.bytes": "65536",
-                                 "min.cleanable.dirty.ratio": "0.01"})
+        topic = compacted(b, 65536)
         produce(b, topic, pairs(50, 80))  # about 400 KB
         st = wait_for(lambda: (s := status(b, topic)) is not None and s.last_round is not None and s,
                       "a throttled round")
@@ -287,8 +288,7 @@ def test_tombstones_go_after_delete_retention(broker):
 
 
 def test_stats_of_a_deleted_partition_go(broker):
-    topic = create_topic(broker, {"cleanup.policy": "compact", "segment.bytes": "4096",
-                                  "min.cleanable.dirty.ratio": "0.01"})
+    topic = compacted(broker)
     produce(broker, topic, pairs(10, 20))
     wait_for(lambda: (s := status(broker, topic)) is not None and s.last_round is not None, "a round")
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
@@ -317,8 +317,7 @@ def test_read_from_a_segment_compaction_emptied_gives_the_next_record(tmp_path):
 
 
 def test_an_open_transaction_bounds_the_round_at_the_last_stable_offset(broker):
-    topic = create_topic(broker, {"cleanup.policy": "compact", "segment.bytes": "4096",
-                                  "min.cleanable.dirty.ratio": "0.01"})
+    topic = compacted(broker)
     plain = pairs(10, 20)
     produce(broker, topic, plain)  # offsets 0..199
     txp = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": f"tx-{uuid.uuid4().hex[:6]}",
@@ -346,8 +345,7 @@ def test_abort_and_pause_stops_a_round_in_progress():
     # way (slowed by the throttle here) is aborted and waited for; nothing
     # of it is swapped in; resume lets the next one run.
     with running_broker(config={**FAST, "log.cleaner.io.max.bytes.per.second": "100000"}) as b:
-        topic = create_topic(b, {"cleanup.policy": "compact", "segment.bytes": "65536",
-                                 "min.cleanable.dirty.ratio": "0.01"})
+        topic = compacted(b, 65536)
         data = pairs(50, 80)
         produce(b, topic, data)
         cleaner = b.broker.log_cleaner
