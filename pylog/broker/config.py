@@ -305,9 +305,6 @@ class BrokerConfig:
             # bytes: a cleaner that can never finish nor be aborted. Refused.
             raise InvalidConfigError("log.cleaner.io.max.bytes.per.second must be above 0 (the cleaner could "
                                      "never move a byte)")
-        if self.get("log.cleaner.min.compaction.lag.ms") > self.get("log.cleaner.max.compaction.lag.ms"):
-            raise InvalidConfigError("conflict config setting log.cleaner.min.compaction.lag.ms > "
-                                     "log.cleaner.max.compaction.lag.ms")
         self.replica_selector()
         self._check_listener_roles()
 

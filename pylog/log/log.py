@@ -1065,11 +1065,15 @@ class Log(_engine.LogCore):
             if self._recovery_point > self.log_end_offset:
                 self._recovery_point = self.log_end_offset
                 self._write_checkpoints()
-            if self._first_dirty is not None and self._first_dirty > offset:
+            if self._cleaner_checkpoint() > offset:
                 # Kafka's maybeTruncateCheckpoint: the cleaned part ends at the cut.
                 self._first_dirty = offset
                 if self._dir_checkpoints is not None:
                     self._dir_checkpoints.set(CLEANER, *topic_partition_of(self.path), offset)
+                elif os.path.exists(os.path.join(self.path, CLEANER)):
+                    from .cleaner import write_cleaner_checkpoint
+                    with _storage_errors(self.path):
+                        write_cleaner_checkpoint(self.path, offset)
 
     def _cut_batch(self, seg, position: int, keep: int) -> bytes:
         """The batch at position in seg with only its first keep records (under the lock)."""

@@ -361,3 +361,19 @@ def test_abort_and_pause_stops_a_round_in_progress():
             cleaner.resume((topic, 0))
         st = wait_for(lambda: (s := status(b, topic)).last_round is not None and s, "the round after resume")
         assert st.last_round.records_removed > 0
+
+
+def test_truncation_below_the_cleaned_part_moves_the_checkpoint_down(tmp_path):
+    # Kafka's maybeTruncateCheckpoint: records appended after the cut are dirty again.
+    from pylog.log.cleaner import read_cleaner_checkpoint
+    from pylog.log.log import Log
+    path = str(tmp_path / "t-0")
+    with Log.open(path, segment_bytes=1024) as lg:
+        for r in range(20):
+            lg.append_batch([b"v%d" % r] * 5, [b"k%d" % i for i in range(5)])
+        lg.roll()
+        assert lg.compact().end_offset == 100 == read_cleaner_checkpoint(path)
+        lg.truncate_to(50)
+        assert lg.first_dirty_offset == 50 == read_cleaner_checkpoint(path)
+    with Log.open(path, segment_bytes=1024) as lg:
+        assert lg.first_dirty_offset == 50
