@@ -322,8 +322,11 @@ class LogCleaner:
                 if c is not None:
                     if omap is None:
                         omap = _engine.OffsetMap(self.map_bytes, self.load_factor)
-                    self._clean(thread_id, c, omap)
-                    continue
+                    if self._clean(thread_id, c, omap):
+                        continue
+                    # Nothing moved (an open transaction holds the LSO below
+                    # the dirty range, a truncation, a round aborted): the
+                    # backoff, not the same log again at once.
             except Exception:  # noqa: BLE001 -- the thread lives on (Kafka's CleanerThread)
                 log.exception("log cleaner thread %d failed; going on after the backoff", thread_id)
             self._wake.wait(self.backoff_s)
@@ -349,16 +352,18 @@ class LogCleaner:
             if self._in_progress.get(tp) == "aborted":
                 raise LogCleaningAbortedError(f"cleaning of {tp[0]}-{tp[1]} was aborted")
 
-    def _clean(self, thread_id: int, c: _Candidate, omap) -> None:
+    def _clean(self, thread_id: int, c: _Candidate, omap) -> bool:
+        """One round on c; True when it moved the log's first dirty offset or
+        removed records."""
         tp, p = c.tp, c.partition
         try:
             try:
                 lso, producers = self._on_loop(lambda: _loop_state(p))
             except Exception as e:  # noqa: BLE001 -- the loop is stopping: no round
                 log.warning("no cleaning of %s-%d now: %s", tp[0], tp[1], e)
-                return
+                return False
             if lso is None:
-                return  # truncating, or gone
+                return False  # truncating, or gone
             cfg = p.config
 
             def progress(n):
@@ -379,13 +384,16 @@ class LogCleaner:
                     self._stuck_horizon.pop(tp, None)
             if stats.segments_cleaned:
                 _log_round(thread_id, tp, stats)
+            return stats.end_offset > stats.first_dirty_offset or stats.records_removed > 0
         except (LogCleaningAbortedError, LogClosedError) as e:
             log.info("log cleaner thread %d: cleaning of %s-%d stopped: %s", thread_id, tp[0], tp[1], e)
+            return False
         except Exception:  # noqa: BLE001 -- that log only, until a restart (Kafka's uncleanable partitions)
             log.exception("log cleaner thread %d: cleaning %s-%d failed; it is marked uncleanable", thread_id,
                           tp[0], tp[1])
             with self._cond:
                 self._uncleanable.add(tp)
+            return False
         finally:
             with self._cond:
                 self._in_progress.pop(tp, None)
