@@ -5,6 +5,7 @@ Kafka's config keys and their validation, the data dir's
 cleaner-offset-checkpoint, pausing, the throttle, and compact,delete."""
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -377,3 +378,28 @@ def test_truncation_below_the_cleaned_part_moves_the_checkpoint_down(tmp_path):
         assert lg.first_dirty_offset == 50 == read_cleaner_checkpoint(path)
     with Log.open(path, segment_bytes=1024) as lg:
         assert lg.first_dirty_offset == 50
+
+
+def test_delete_records_aborts_a_round_in_progress_on_a_compact_delete_topic(caplog):
+    # DeleteRecords' segment deletion pauses the partition's cleaning
+    # (LogManager._delete_below_log_start): the throttled round under way is
+    # aborted, the records go, and the next round cleans what is left.
+    with running_broker(config={**FAST, "log.cleaner.io.max.bytes.per.second": "100000"}) as b:
+        topic = create_topic(b, {"cleanup.policy": "compact,delete", "segment.bytes": "65536",
+                                 "min.cleanable.dirty.ratio": "0.01"})
+        data = pairs(50, 80)
+        produce(b, topic, data)
+        wait_for(lambda: status(b, topic).state == "cleaning", "a round under way")
+        caplog.set_level(logging.INFO, logger="pylog.log.cleaner")
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        cut = TopicPartition(topic, 0, 2000)
+        assert admin.delete_records([cut])[cut].result(TIMEOUT).low_watermark == 2000
+        st = status(b, topic)
+        assert st.last_round is None  # the round in progress was dropped, not finished
+        # Aborted by the pause (not left to find its segments gone at the swap).
+        assert any(f"cleaning of {topic}-0 was aborted" in r.getMessage() for r in caplog.records)
+        p = b.broker.log_manager.partitions[(topic, 0)]
+        assert p.log.log_start_offset == 2000
+        st = wait_for(lambda: (s := status(b, topic)).last_round is not None and s, "the next round")
+        got = read_all(b, topic)
+        assert got[0][0] >= 2000 and latest([(k, v) for _, k, v in got]) == latest(data[2000:])
