@@ -403,3 +403,18 @@ def test_delete_records_aborts_a_round_in_progress_on_a_compact_delete_topic(cap
         st = wait_for(lambda: (s := status(b, topic)).last_round is not None and s, "the next round")
         got = read_all(b, topic)
         assert got[0][0] >= 2000 and latest([(k, v) for _, k, v in got]) == latest(data[2000:])
+
+
+def test_threads_share_the_dedupe_buffer_and_clean_logs_side_by_side():
+    with running_broker(config={**FAST, "log.cleaner.threads": "2",
+                                "log.cleaner.dedupe.buffer.size": str(8 << 20)}) as b:
+        cleaner = b.broker.log_cleaner
+        assert cleaner.num_threads == 2 and cleaner.map_bytes == 4 << 20  # Kafka splits it among them
+        assert sorted(t.name for t in cleaner._threads) == ["kafka-log-cleaner-thread-0",
+                                                              "kafka-log-cleaner-thread-1"]
+        topics = [compacted(b) for _ in range(3)]
+        for t in topics:
+            produce(b, t, pairs(10, 30))
+        for t in topics:
+            wait_for(lambda: (s := status(b, t)).last_round is not None and s.last_round.records_removed > 0,
+                     f"a round on {t}")
