@@ -298,7 +298,7 @@ class LogCleaner:
             due = c.delay_ms > 0 and c.first_uncleanable > c.first_dirty
             if due or c.ratio > c.partition.config.get("min.cleanable.dirty.ratio") or c.horizon_due:
                 found.append(c)
-        found.sort(key=lambda c: (c.delay_ms > 0, c.ratio), reverse=True)
+        found.sort(key=lambda c: c.ratio, reverse=True)  # Kafka: the highest ratio among the eligible
         with self._cond:
             for c in found:
                 if c.tp not in self._in_progress and c.tp not in self._paused and c.tp not in self._uncleanable:
