@@ -254,3 +254,46 @@ def test_embedded_store_cleans_its_compacted_topics(tmp_path):
         assert st.first_dirty_offset > 0
     finally:
         store.close()
+
+
+def test_transaction_state_is_compacted_and_still_serves_after_restart(tmp_path):
+    config = {**FAST, "transaction.state.log.num.partitions": "1", "transaction.state.log.segment.bytes": "16384"}
+    tid = f"tx-{uuid.uuid4().hex[:6]}"
+    topic = f"txs-{uuid.uuid4().hex[:6]}"
+    state_dir = tmp_path / "__transaction_state-0"
+    with running_broker(data_dir=tmp_path, config=config) as b:
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(TIMEOUT)
+        p = Producer({"bootstrap.servers": b.bootstrap, "transactional.id": tid, "linger.ms": 0})
+        p.init_transactions(TIMEOUT)
+        for i in range(300):
+            p.begin_transaction()
+            p.produce(topic, b"v%d" % i, partition=0)
+            p.commit_transaction(TIMEOUT)
+        st = wait_for(lambda: (s := b.broker.log_cleaner.stats().get(("__transaction_state", 0))) is not None
+                      and s.last_round is not None and s.last_round.records_removed > 0 and s,
+                      "a round on __transaction_state")
+        assert st.last_round.records_kept < st.last_round.records_read
+        del p
+    with running_broker(data_dir=tmp_path, config=config) as b:
+        # The coordinator reloads the compacted log: the id's epoch goes on from where it was.
+        p = Producer({"bootstrap.servers": b.bootstrap, "transactional.id": tid, "linger.ms": 0})
+        p.init_transactions(TIMEOUT)
+        p.begin_transaction()
+        p.produce(topic, b"after", partition=0)
+        p.commit_transaction(TIMEOUT)
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": f"g-{uuid.uuid4().hex[:6]}",
+                      "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                      "enable.auto.commit": False})
+        c.assign([TopicPartition(topic, 0, 0)])
+        got = []
+        deadline = time.monotonic() + TIMEOUT
+        try:
+            while b"after" not in got and time.monotonic() < deadline:
+                m = c.poll(0.5)
+                if m is not None and m.error() is None:
+                    got.append(m.value())
+        finally:
+            c.close()
+        assert got == [b"v%d" % i for i in range(300)] + [b"after"]
+    assert sum(f.stat().st_size for f in state_dir.glob("*.log")) < 300 * 3 * 60
