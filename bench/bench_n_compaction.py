@@ -24,8 +24,24 @@ keys: keys / 0.9 * 16 bytes).
 Goals (issue 16): cleaner >= 500 MB/s read + rewritten on one core; map <= 16
 bytes per key. Medians of the rounds.
 
+The third figure (--produce): produce throughput of other partitions while the
+broker's cleaner runs, against the same produce without it. Per round, two
+`pylog broker` processes in turn, in alternating order (log.cleaner.enable
+true and false), each given the same compacted topic "kv" of --produce-records
+records over a tenth as many keys (segment.bytes 16 MiB,
+min.cleanable.dirty.ratio=1 while it is written, so nothing is cleaned yet).
+Then, timed: kv's ratio set to 0.01 (IncrementalAlterConfigs; the cleaner
+starts a round within its 100 ms backoff) and confluent-kafka producing
+100-byte records to a 3-partition delete-policy topic ("other", acks=1,
+linger.ms=20) in steps of 20,000 for --window seconds. Figure: records/s with
+the cleaner over records/s without, median of the rounds' ratios (goal >=
+0.9x), with how much of the window the cleaning round covered (the round's
+time from its log line). The machine's other load shows in both runs alike
+only as far as it is steady: the rounds' spread is printed.
+
     .venv/bin/python bench/bench_n_compaction.py                      # 10 M records, 3 rounds
     .venv/bin/python bench/bench_n_compaction.py --records 1000000 --keys 100000
+    .venv/bin/python bench/bench_n_compaction.py --produce --produce-records 3000000 --rounds 3
 
 Under pytest (`make bench`) it runs with --bench-records records (1 M) and
 a tenth as many keys, one round, and checks that the log compacted.
@@ -133,6 +149,120 @@ def report(r: dict) -> str:
     ])
 
 
+PRODUCE_STEP = 20_000
+
+
+def _broker(data_dir, enabled: bool, io_max: float | None):
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+    from brokerproc import BrokerProc
+    extra = () if io_max is None else (f"log.cleaner.io.max.bytes.per.second={io_max}",)
+    return BrokerProc(data_dir, log_level="INFO", overrides=(
+        "num.partitions=1", "offsets.topic.replication.factor=1", "log.cleaner.backoff.ms=100",
+        f"log.cleaner.enable={'true' if enabled else 'false'}", *extra))
+
+
+def _alter(admin, topic, key, value):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+    res = ConfigResource("TOPIC", topic, incremental_configs=[
+        ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res])[res].result(60)
+
+
+def produce_window(work: str, records: int, enabled: bool, window_s: float,
+                   io_max: float | None = None) -> tuple[float, int, float]:
+    """One broker process: kv prefilled, then produce to "other" for window_s
+    while kv is cleaned (enabled) or not. (seconds, records produced, the
+    cleaning round's own seconds or 0)."""
+    import confluent_kafka as ck
+    from confluent_kafka.admin import AdminClient, NewTopic
+    data_dir = os.path.join(work, f"broker-{'on' if enabled else 'off'}")
+    b = _broker(data_dir, enabled, io_max)
+    try:
+        bs = f"127.0.0.1:{b.port}"
+        admin = AdminClient({"bootstrap.servers": bs})
+        fs = admin.create_topics([
+            NewTopic("kv", 1, 1, config={"cleanup.policy": "compact", "segment.bytes": str(16 << 20),
+                                         "min.cleanable.dirty.ratio": "1"}),
+            NewTopic("other", 3, 1)])
+        for f in fs.values():
+            f.result(60)
+        rng = random.Random(7)
+        value = bytes(rng.randrange(256) for _ in range(VALUE_BYTES))
+        keys = max(1, records // 10)
+        p = ck.Producer({"bootstrap.servers": bs, "acks": "1", "linger.ms": 20, "batch.size": 1 << 20,
+                         "queue.buffering.max.messages": 2_000_000})
+        for i in range(records):
+            while True:
+                try:
+                    p.produce("kv", value, key=b"key-%09d" % rng.randrange(keys), partition=0)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+        p.flush(600)
+        os.sync()  # the prefill's dirty pages are not the cleaner's cost
+        _alter(admin, "kv", "min.cleanable.dirty.ratio", "0.01")
+        t0 = time.perf_counter()
+        sent = 0
+        while time.perf_counter() - t0 < window_s:
+            for i in range(PRODUCE_STEP):
+                while True:
+                    try:
+                        p.produce("other", value, partition=i % 3)
+                        break
+                    except BufferError:
+                        p.poll(0.01)
+            p.flush(600)
+            sent += PRODUCE_STEP
+        elapsed = time.perf_counter() - t0
+        if not enabled:
+            return elapsed, sent, 0.0
+        marker = "cleaned kv-0"
+        while marker not in b.stderr():
+            if time.perf_counter() - t0 > 900:
+                raise RuntimeError(f"no cleaning round of kv within 900 s:\n{b.stderr()[-3000:]}")
+            time.sleep(0.2)
+        line = [ln for ln in b.stderr().splitlines() if marker in ln][0]
+        return elapsed, sent, float(line.split(" in ")[1].split(" s ")[0])
+    finally:
+        b.stop()
+
+
+def run_produce(records: int, rounds: int, root: str | None = None, io_max: float | None = None,
+                window_s: float = 5.0) -> dict:
+    ratios, on_rates, off_rates, cleaner_s = [], [], [], []
+    for i in range(rounds):
+        work = tempfile.mkdtemp(prefix="pylog-bench-n3-", dir=root)
+        try:
+            # The two runs of a round in alternating order: neither always
+            # comes second (after the other's files and page cache).
+            order = (True, False) if i % 2 == 0 else (False, True)
+            runs = {on: produce_window(work, records, on, window_s, io_max) for on in order}
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        on_rates.append(runs[True][1] / runs[True][0])
+        off_rates.append(runs[False][1] / runs[False][0])
+        ratios.append(on_rates[-1] / off_rates[-1])
+        cleaner_s.append(runs[True][2])
+    return dict(produce_records=records, rounds=rounds, io_max=io_max, window_s=window_s,
+                ratio=statistics.median(ratios), ratios=ratios, on_rate=statistics.median(on_rates),
+                off_rate=statistics.median(off_rates), cleaner_s=statistics.median(cleaner_s),
+                busy=statistics.median(min(c, window_s) / window_s for c in cleaner_s))
+
+
+def report_produce(r: dict) -> str:
+    return "\n".join([
+        f"bench N (produce beside the cleaner): kv of {r['produce_records']:,} records, medians of "
+        f"{r['rounds']} rounds, log.cleaner.io.max.bytes.per.second "
+        f"{'unlimited' if r['io_max'] is None else format(r['io_max'], '.0f')}",
+        f"  other partitions: {r['on_rate']:,.0f} records/s while kv is cleaned, {r['off_rate']:,.0f} "
+        f"records/s without the cleaner: {r['ratio']:.2f}x (rounds: "
+        f"{', '.join(f'{x:.2f}' for x in r['ratios'])})",
+        f"  window {r['window_s']:.1f} s; the cleaning round {r['cleaner_s']:.1f} s (busy for "
+        f"{100 * r['busy']:.0f}% of the window)",
+        f"  goal >= 0.9x: {'PASS' if r['ratio'] >= 0.9 else 'FAIL'}",
+    ])
+
+
 def test_n_compaction(cfg, bench_root):
     r = run(cfg.records, max(1, cfg.records // 10), 1, bench_root)
     print("\n" + report(r))
@@ -145,7 +275,15 @@ def main(argv=None):
     p.add_argument("--keys", type=int, default=None, help="default: records / 10")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--dir", default=None, help="where the logs go (default: the temp dir)")
+    p.add_argument("--produce", action="store_true", help="the third figure: produce beside the broker's cleaner")
+    p.add_argument("--produce-records", type=int, default=3_000_000)
+    p.add_argument("--window", type=float, default=5.0, help="seconds of produce per run (--produce)")
+    p.add_argument("--cleaner-io-max", type=float, default=None,
+                   help="log.cleaner.io.max.bytes.per.second for --produce (default: Kafka's, unlimited)")
     a = p.parse_args(argv)
+    if a.produce:
+        print(report_produce(run_produce(a.produce_records, a.rounds, a.dir, a.cleaner_io_max, a.window)))
+        return
     if a.records < BATCH or a.records % BATCH:
         p.error("--records must be a positive multiple of 1000")
     print(report(run(a.records, a.keys or a.records // 10, a.rounds, a.dir)))

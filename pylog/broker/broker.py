@@ -24,6 +24,7 @@ thread or a worker thread, never on the loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import resource
@@ -45,6 +46,7 @@ from .config import BrokerConfig
 from .controller_apis import ControllerApis
 from .coordinator_writer import BrokerPartitionWriter
 from .handlers import Handlers
+from .log_cleaner import LogCleaner
 from .log_manager import LogManager
 from .metadata_cache import MetadataCache
 from .producer_ids import PRODUCER_ID_BLOCK, PRODUCER_ID_FILE, ProducerIdBlocks
@@ -87,6 +89,7 @@ class Broker:
         self.metadata_cache = MetadataCache(self.config.inter_broker_listener_name(),
                                             self.config.control_plane_listener_name())
         self.replica_manager = None
+        self.log_cleaner = None
         self.handlers = None
         self.groups = None
         self.transactions = None      # the transaction coordinator (pylog/transactions)
@@ -188,6 +191,9 @@ class Broker:
         # broker's, an embedding application's) waits on the disk meanwhile,
         # and nothing here touches the LogManager until it is done.
         await self._loop.run_in_executor(None, self.log_manager.open)
+        self.log_cleaner = LogCleaner(self.config, self.log_manager, self._submit_to_loop)
+        self.log_manager.cleaner = self.log_cleaner
+        self.log_cleaner.start()
         self.replica_manager = ReplicaManager(self, self.metadata_cache)
         self.handlers = Handlers(self)
         self.coordinator_writer = BrokerPartitionWriter(self.log_manager, self, self.handlers.purgatory)
@@ -570,6 +576,19 @@ class Broker:
                      attempt + 1, resp.error_code, len(resp.remaining_partitions))
             time.sleep(backoff_s)
 
+    def _submit_to_loop(self, fn) -> concurrent.futures.Future:
+        """fn() run on this broker's loop, from another thread (the log cleaner's)."""
+        fut = concurrent.futures.Future()
+
+        def call():
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as e:  # noqa: BLE001 -- handed to the waiting thread
+                    fut.set_exception(e)
+        self._loop.call_soon_threadsafe(call)
+        return fut
+
     async def _housekeeping(self):
         # Both at least 1 ms but the checkpoint interval, which Kafka lets be
         # 0: its checkpoint task then is not periodic (here it rides on the
@@ -625,6 +644,9 @@ class Broker:
             await self.transactions.stop()
             await self.txn_writer.stop()
             self.transaction_apis.verifier.close()
+        if self.log_cleaner is not None:
+            # Off the loop: the threads' rounds stop at their next segment or chunk.
+            await asyncio.get_running_loop().run_in_executor(None, self.log_cleaner.shutdown)
         self.log_manager.close()
         log.info("broker %d stopped; logs flushed and closed", self.broker_id)
 

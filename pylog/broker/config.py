@@ -78,6 +78,7 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "producer.id.expiration.ms": (int, 86400000),
     "offsets.topic.replication.factor": (int, 3),
     "offsets.topic.num.partitions": (int, 50),
+    "offsets.topic.segment.bytes": (int, 104857600),
     "cluster.id": (str, None),
     "group.min.session.timeout.ms": (int, 6000),
     "group.max.session.timeout.ms": (int, 1800000),
@@ -140,13 +141,48 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "transactional.id.expiration.ms": (int, 604800000),
     "transaction.abort.timed.out.transaction.cleanup.interval.ms": (int, 10000),
     "transaction.remove.expired.transaction.cleanup.interval.ms": (int, 3600000),
+    # The log cleaner (Kafka's CleanerConfig: names, defaults and ranges;
+    # pylog/broker/log_cleaner.py). The dedupe buffer is shared by the threads.
+    "log.cleaner.enable": (bool, True),
+    "log.cleaner.threads": (int, 1),
+    "log.cleaner.backoff.ms": (int, 15000),
+    "log.cleaner.io.max.bytes.per.second": (float, 1.7976931348623157e308),
+    "log.cleaner.dedupe.buffer.size": (int, 128 << 20),
+    "log.cleaner.io.buffer.load.factor": (float, 0.9),
+    "log.cleaner.min.cleanable.ratio": (float, 0.5),
+    "log.cleaner.delete.retention.ms": (int, 86400000),
+    "log.cleaner.min.compaction.lag.ms": (int, 0),
+    "log.cleaner.max.compaction.lag.ms": (int, LONG_MAX),
 }
+# Kafka's ConfigDef ranges of numeric broker and topic keys: (low, high), None open.
+_RANGES: dict[str, tuple] = {
+    "log.cleaner.threads": (0, None),
+    "log.cleaner.backoff.ms": (0, None),
+    "log.cleaner.min.cleanable.ratio": (0, 1),
+    "log.cleaner.delete.retention.ms": (0, None),
+    "log.cleaner.min.compaction.lag.ms": (0, None),
+    "log.cleaner.max.compaction.lag.ms": (1, None),
+    "min.cleanable.dirty.ratio": (0, 1),
+    "delete.retention.ms": (0, None),
+    "min.compaction.lag.ms": (0, None),
+    "max.compaction.lag.ms": (1, None),
+}
+
+
+def _check_range(key: str, value) -> None:
+    # Kafka's ConfigDef.Range wording.
+    low, high = _RANGES.get(key, (None, None))
+    if low is not None and high is not None and not low <= value <= high:
+        raise InvalidConfigError(f"Invalid value {value} for configuration {key}: Value must be no less than "
+                                 f"{low} and no more than {high}")
+    if low is not None and value < low:
+        raise InvalidConfigError(f"Invalid value {value} for configuration {key}: Value must be at least {low}")
 
 # topic key: (broker key giving its default, type, allowed values or None)
 TOPIC_CONFIGS: dict[str, tuple[str | None, type, tuple | None]] = {
     "cleanup.policy": ("log.cleanup.policy", str, None),
     "compression.type": ("compression.type", str, ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")),
-    "delete.retention.ms": (None, int, None),
+    "delete.retention.ms": ("log.cleaner.delete.retention.ms", int, None),
     "file.delete.delay.ms": (None, int, None),
     "flush.messages": ("log.flush.interval.messages", int, None),
     "flush.ms": ("log.flush.interval.ms", int, None),
@@ -155,8 +191,9 @@ TOPIC_CONFIGS: dict[str, tuple[str | None, type, tuple | None]] = {
     "message.timestamp.type": ("log.message.timestamp.type", str, ("CreateTime", "LogAppendTime")),
     "message.timestamp.before.max.ms": ("log.message.timestamp.before.max.ms", int, None),
     "message.timestamp.after.max.ms": ("log.message.timestamp.after.max.ms", int, None),
-    "min.cleanable.dirty.ratio": (None, str, None),
-    "min.compaction.lag.ms": (None, int, None),
+    "max.compaction.lag.ms": ("log.cleaner.max.compaction.lag.ms", int, None),
+    "min.cleanable.dirty.ratio": ("log.cleaner.min.cleanable.ratio", float, None),
+    "min.compaction.lag.ms": ("log.cleaner.min.compaction.lag.ms", int, None),
     "min.insync.replicas": ("min.insync.replicas", int, None),
     "retention.bytes": ("log.retention.bytes", int, None),
     "retention.ms": ("log.retention.ms", int, None),
@@ -166,10 +203,7 @@ TOPIC_CONFIGS: dict[str, tuple[str | None, type, tuple | None]] = {
     "unclean.leader.election.enable": ("unclean.leader.election.enable", bool, None),
 }
 # Defaults of topic keys with no broker key behind them (Kafka's).
-_TOPIC_ONLY_DEFAULTS = {
-    "delete.retention.ms": "86400000", "file.delete.delay.ms": "60000",
-    "min.cleanable.dirty.ratio": "0.5", "min.compaction.lag.ms": "0",
-}
+_TOPIC_ONLY_DEFAULTS = {"file.delete.delay.ms": "60000"}
 
 # Kafka's Topic.validate. fullmatch: `$` would let a final newline through,
 # and a topic name becomes a directory name.
@@ -201,6 +235,14 @@ def _parse(key: str, typ: type, text: str):
             return int(str(text).strip())
         except ValueError:
             raise InvalidConfigError(f"{key}: {text!r} is not an integer") from None
+    if typ is float:
+        try:
+            v = float(str(text).strip())
+        except ValueError:
+            v = float("nan")
+        if v != v:  # NaN: Kafka's Double parse refuses it, and no range holds it
+            raise InvalidConfigError(f"{key}: {text!r} is not a number") from None
+        return v
     return str(text).strip()
 
 
@@ -255,9 +297,17 @@ class BrokerConfig:
         for k in ("log.message.timestamp.type", "compression.type"):
             _check_allowed(k, self.get(k), TOPIC_CONFIGS[k.removeprefix("log.")][2])
         for k in ("controller.quota.window.num", "controller.quota.window.size.seconds",
-                  "log.retention.check.interval.ms"):
+                  "log.retention.check.interval.ms", "offsets.topic.segment.bytes"):
             if self.get(k) < 1:
                 raise InvalidConfigError(f"Invalid value {self.get(k)} for configuration {k}: Value must be at least 1")
+        for k in _RANGES:
+            if k in BROKER_DEFAULTS:
+                _check_range(k, self.get(k))
+        if not self.get("log.cleaner.io.max.bytes.per.second") > 0:
+            # Kafka takes it and its throttler then sleeps forever on the first
+            # bytes: a cleaner that can never finish nor be aborted. Refused.
+            raise InvalidConfigError("log.cleaner.io.max.bytes.per.second must be above 0 (the cleaner could "
+                                     "never move a byte)")
         self.replica_selector()
         self._check_listener_roles()
 
@@ -485,8 +535,19 @@ def validate_topic_configs(configs: dict[str, str | None]) -> dict[str, str]:
             raise InvalidConfigError("max.message.bytes must not be negative")
         if key in ("message.timestamp.before.max.ms", "message.timestamp.after.max.ms") and parsed < 0:
             raise InvalidConfigError(f"{key}={value}: the value must be at least 0")
-        out[key] = _to_str(parsed)
+        _check_range(key, parsed)
+        out[key] = str(value).strip() if typ is float else _to_str(parsed)
+    check_compaction_lags(out)
     return out
+
+
+def check_compaction_lags(overrides: dict) -> None:
+    """Kafka's LogConfig.validateValues: min.compaction.lag.ms may not exceed
+    max.compaction.lag.ms (checked over the overrides a topic ends up with)."""
+    lo, hi = overrides.get("min.compaction.lag.ms"), overrides.get("max.compaction.lag.ms")
+    if lo is not None and hi is not None and int(lo) > int(hi):
+        raise InvalidConfigError(f"conflict topic config setting min.compaction.lag.ms ({lo}) > "
+                                 f"max.compaction.lag.ms ({hi})")
 
 
 class TopicConfig:
@@ -522,12 +583,18 @@ class TopicConfig:
         deletes = "delete" in self.get("cleanup.policy")
         flush_messages = self.get("flush.messages")
         flush_ms = self.get("flush.ms")
+        segment_ms = self.get("segment.ms")
+        max_lag = self.get("max.compaction.lag.ms")
+        if "compact" in self.get("cleanup.policy") and max_lag > 0:
+            # Kafka's LogConfig.maxSegmentMs: the active segment is never
+            # cleaned, so it rolls within max.compaction.lag.ms.
+            segment_ms = max_lag if segment_ms is None else min(segment_ms, max_lag)
         return dict(
             # Reads inflate a stored batch no further than produce let one in.
             max_inflated_bytes=max(self.broker.get("pylog.message.max.decompressed.bytes"),
                                    self.get("max.message.bytes")),
             segment_bytes=self.get("segment.bytes"),
-            segment_ms=self.get("segment.ms"),
+            segment_ms=segment_ms,
             index_interval_bytes=self.get("index.interval.bytes"),
             segment_index_bytes=self.get("segment.index.bytes"),
             retention_ms=retention_ms if deletes and retention_ms >= 0 else None,

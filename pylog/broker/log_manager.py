@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import fcntl
 import json
 import logging
@@ -69,6 +70,7 @@ from ..log.checkpoint import DIR_FILES, DirCheckpoints, atomic_write, fsync_dir
 from .config import (
     BrokerConfig,
     TopicConfig,
+    check_compaction_lags,
     validate_topic_configs,
     validate_topic_name,
 )
@@ -141,6 +143,7 @@ class LogManager:
         self._topics_seq = 0
         self._topics_written = 0
         self.checkpoints: DirCheckpoints | None = None  # the data dir's, once open
+        self.cleaner = None  # the broker's LogCleaner (log_cleaner.py), set once open
         # fdatasyncs due by flush.messages (found by an append on the loop) run here.
         self._flush_executor = ThreadPoolExecutor(1, thread_name_prefix="pylog-flush")
 
@@ -326,7 +329,16 @@ class LogManager:
                          controller_managed=meta.assigned is not None,
                          dir_checkpoints=self.checkpoints)
         p.log.flush_executor = self._flush_executor
+        p.cleaner_pause = self._cleaner_paused
         return p
+
+    def _cleaner_paused(self, topic: str, index: int):
+        """The cleaning of topic-index paused (a round aborted) for a with block
+        (Kafka's abortAndPauseCleaning / resumeCleaning): a truncation,
+        DeleteRecords' segment deletion. Any thread but a cleaner thread."""
+        if self.cleaner is None:
+            return contextlib.nullcontext()
+        return self.cleaner.paused((topic, index))
 
     def _migrate_checkpoints(self):
         """Kafka keeps one recovery-point, log-start and replication-offset
@@ -337,6 +349,7 @@ class LogManager:
         for p in self.partitions.values():
             p.log.checkpoint()
             p.checkpoint_high_watermark()
+            p.log.adopt_cleaner_checkpoint()
         legacy = [os.path.join(p.path, name) for p in self.partitions.values() for name in DIR_FILES
                   if os.path.exists(os.path.join(p.path, name))]
         if not legacy:
@@ -443,6 +456,7 @@ class LogManager:
                               self.config.get("producer.id.expiration.ms"), controller_managed=True,
                               dir_checkpoints=self.checkpoints)
                 p.log.flush_executor = self._flush_executor
+                p.cleaner_pause = self._cleaner_paused
                 out.append(p)
             except Exception as e:  # noqa: BLE001 - that replica only; the loop tries it again and reports it
                 out.append(e)
@@ -508,6 +522,8 @@ class LogManager:
     def _delete_replica_files(self, p: Partition, snapshot):
         # On file_executor's thread: touches nothing of this LogManager but the
         # topics file (under _topics_lock).
+        if self.cleaner is not None:
+            self.cleaner.abort_cleaning((p.topic, p.index))
         p.log.close_handlers()
         self._retire_dirs([p.path], sync=False)
         if not self.write_topics(*snapshot):   # a newer one was written, maybe before the rename
@@ -641,7 +657,8 @@ class LogManager:
         # On file_executor's thread (a partition deleted meanwhile is closed:
         # LogClosedError, nothing to do).
         try:
-            p.log.delete_segments_below_log_start()
+            with self._cleaner_paused(p.topic, p.index):
+                p.log.delete_segments_below_log_start()
         except LogClosedError:
             return
         self.checkpoints.write()
@@ -660,6 +677,7 @@ def merge_overrides(current: dict, changes: dict, incremental: bool) -> dict:
             new.pop(k, None)
         else:
             new[k] = v
+    check_compaction_lags(new)
     return new
 
 

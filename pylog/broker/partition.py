@@ -43,6 +43,7 @@ ReplicaManager.prepare_leader_and_isr); the Log itself takes its own lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import struct
 import time
@@ -129,6 +130,9 @@ class Partition:
         self._dir_checkpoints = dir_checkpoints
         self.index = index
         self.path = path
+        # (topic, index) -> a context pausing the broker's log cleaner on this
+        # partition (LogManager sets it); none here for other owners.
+        self.cleaner_pause = _no_cleaner_pause
         self._set_config(config)
         self.broker_id = broker_id
         self.controller_managed = controller_managed
@@ -614,7 +618,8 @@ class Partition:
         if epochs is not None:
             LeaderEpochCache.write_file(self.epoch_cache.path, epochs)
         if offset < self.log.log_end_offset:
-            self.log.truncate_to(offset)
+            with self.cleaner_pause(self.topic, self.index):  # Kafka's truncateTo pauses the cleaner
+                self.log.truncate_to(offset)
             self.txn_indexes.truncate_to(offset)
             state = ProducerStateManager(self.path, self.producer_state.expiration_ms)
             state.load(self.log, self.txn_indexes)
@@ -877,6 +882,10 @@ __all__ = ["AppendResult", "Partition", "ReplicaState"]
 
 _I32 = struct.Struct(">i")
 _BATCH_HEAD = struct.Struct(">qii")  # base_offset, batch_length, partition_leader_epoch
+
+
+def _no_cleaner_pause(topic, index):
+    return contextlib.nullcontext()
 
 
 def _now_ms() -> int:

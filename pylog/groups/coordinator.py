@@ -290,7 +290,7 @@ class GroupCoordinator:
         return (Errors.NONE, *ep)
 
     def offsets_topic_configs(self) -> dict:
-        return {"cleanup.policy": "compact", "segment.bytes": str(100 << 20),
+        return {"cleanup.policy": "compact", "segment.bytes": str(self.config.get("offsets.topic.segment.bytes")),
                 "max.message.bytes": str(self.config.get("socket.request.max.bytes"))}
 
     def _restore_group(self, group_id, v: GroupMetadataValue):

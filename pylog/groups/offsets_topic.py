@@ -10,8 +10,10 @@ group's coordinator (KAFKA-NOTES §5.1), so a broker that leads a partition can
 rebuild its groups by replaying it.
 
 The topic is created on first need (FindCoordinator, JoinGroup, OffsetCommit)
-with cleanup.policy=compact and segment.bytes=100 MiB, as Kafka creates it.
-Log compaction itself is not implemented yet: the topic keeps every record.
+with cleanup.policy=compact and segment.bytes=offsets.topic.segment.bytes
+(100 MiB), as Kafka creates it; the broker's log cleaner compacts it
+(pylog/broker/log_cleaner.py), so it holds about one record per group and
+partition committed, plus what is not cleaned yet.
 
 Not thread-safe: the broker's event loop owns it.
 """

@@ -61,7 +61,8 @@ def fsync_dir(path: str) -> None:
 RECOVERY_POINT = "recovery-point-offset-checkpoint"
 LOG_START = "log-start-offset-checkpoint"
 HIGH_WATERMARK = "replication-offset-checkpoint"
-DIR_FILES = (RECOVERY_POINT, LOG_START, HIGH_WATERMARK)
+CLEANER = "cleaner-offset-checkpoint"  # each compacted log's first dirty offset (Kafka's LogCleanerManager)
+DIR_FILES = (RECOVERY_POINT, LOG_START, HIGH_WATERMARK, CLEANER)
 
 
 def topic_partition_of(path: str) -> tuple[str, int]:
@@ -76,7 +77,8 @@ def topic_partition_of(path: str) -> tuple[str, int]:
 
 class DirCheckpoints:
     """Kafka's per-data-dir checkpoints: one recovery-point-offset-checkpoint,
-    log-start-offset-checkpoint and replication-offset-checkpoint in the data
+    log-start-offset-checkpoint, replication-offset-checkpoint and
+    cleaner-offset-checkpoint in the data
     directory, each a version-0 checkpoint of `topic partition offset` lines,
     instead of files in every partition's directory (N fsyncs per round).
 

@@ -136,12 +136,15 @@ def clean_log(lg, now_ms: int | None = None, *, delete_retention_ms: int = DELET
               min_compaction_lag_ms: int = MIN_COMPACTION_LAG_MS, dedupe_buffer_size: int = DEDUPE_BUFFER_SIZE,
               load_factor: float = LOAD_FACTOR, last_stable_offset: int | None = None,
               first_dirty_offset: int | None = None, offset_map=None,
-              active_producers: dict | None = None) -> CleanerStats:
+              active_producers: dict | None = None, progress=None) -> CleanerStats:
     """One cleaning round of lg (a pylog Log); see the module docstring.
     active_producers: {producer_id: (last_data_offset or -1, epoch)} from an
     owner that tracks producer state; None: every producer with a batch in the
     log counts as active (its last batch stays, as an empty batch if need be).
-    offset_map: an _engine.OffsetMap to reuse (its size then bounds memory)."""
+    offset_map: an _engine.OffsetMap to reuse (its size then bounds memory).
+    progress: called with a byte count after each segment mapped or filtered
+    and each output chunk written (an owner's I/O throttle); whatever it
+    raises ends the round with nothing swapped in."""
     started = time.monotonic()
     now = int(time.time() * 1000) if now_ms is None else now_ms
     if delete_retention_ms < 0 or min_compaction_lag_ms < 0:
@@ -149,7 +152,7 @@ def clean_log(lg, now_ms: int | None = None, *, delete_retention_ms: int = DELET
     plan = lg._cleaning_begin(now, min_compaction_lag_ms, last_stable_offset, first_dirty_offset)
     try:
         return _clean(lg, plan, now, started, delete_retention_ms, dedupe_buffer_size, load_factor,
-                      offset_map, active_producers)
+                      offset_map, active_producers, progress or _no_progress)
     finally:
         lg._cleaning_end(plan)
 
@@ -167,8 +170,12 @@ class _Plan:
     mtimes: dict            # base -> .log mtime
 
 
+def _no_progress(n):
+    pass
+
+
 def _clean(lg, plan: _Plan, now, started, delete_retention_ms, dedupe_buffer_size, load_factor, offset_map,
-           active_producers) -> CleanerStats:
+           active_producers, progress) -> CleanerStats:
     empty = CleanerStats(plan.first_dirty, plan.first_dirty, plan.first_uncleanable, 0, 0, 0, 0, 0, 0, 0, 0,
                          0, _engine.OffsetMap.bytes_per_entry, False, time.monotonic() - started)
     dirty = [s for s in plan.segments if s[0] < plan.first_uncleanable and s[1] > plan.first_dirty and s[2] > 0]
@@ -207,6 +214,7 @@ def _clean(lg, plan: _Plan, now, started, delete_retention_ms, dedupe_buffer_siz
     bases = [s[0] for s in plan.segments]
     for s in dirty:
         full = cleaning.map_segment(omap, s[5], plan.first_dirty)
+        progress(s[2])
         if full:
             break
         i = bases.index(s[0])
@@ -234,7 +242,7 @@ def _clean(lg, plan: _Plan, now, started, delete_retention_ms, dedupe_buffer_siz
         for group in groups:
             base = group[0][0]
             _write_group(lg, cleaning, omap, scratch, base, [by_base[g[0]] for g in group], aborted,
-                         plan.mtimes.get(group[-1][0]))
+                         plan.mtimes.get(group[-1][0]), progress)
             new_bases.append(base)
             _note("group-written")
         for s in plan.segments:
@@ -260,7 +268,7 @@ def _clean(lg, plan: _Plan, now, started, delete_retention_ms, dedupe_buffer_siz
                         _engine.OffsetMap.bytes_per_entry, full, time.monotonic() - started)
 
 
-def _write_group(lg, cleaning, omap, scratch, base, group, aborted, mtime):
+def _write_group(lg, cleaning, omap, scratch, base, group, aborted, mtime, progress):
     cfg = lg._seg_cfg
     out = _engine.Segment(scratch, base, segment_bytes=0x7FFFFFFF - (2 << 20), index_max_bytes=cfg["index_max_bytes"],
                           index_interval_bytes=cfg["index_interval_bytes"], write_buffer_bytes=1 << 20,
@@ -269,8 +277,10 @@ def _write_group(lg, cleaning, omap, scratch, base, group, aborted, mtime):
         def sink(view):
             if out.append_batches(view, -1, False, True) is None:
                 raise OverflowError(f"{lg.path}: cleaned segment {base} outgrew its limits")
+            progress(len(view))
         for s in group:
             cleaning.filter_segment(omap, s[5], sink)
+            progress(s[2])
         kept = cleaning.take_retained_aborted()
         out.seal()
         out.sync()

@@ -35,7 +35,7 @@ from .. import _engine
 from ..protocol import batch_layout as L
 from ..errors import (DiskFullError, LogClosedError, LogLockedError, OffsetOutOfRangeError,
                       RecordTooLargeError, StorageError)
-from .checkpoint import (LOG_START, RECOVERY_POINT, DirCheckpoints, fsync_dir, read_checkpoint,
+from .checkpoint import (CLEANER, LOG_START, RECOVERY_POINT, DirCheckpoints, fsync_dir, read_checkpoint,
                          topic_partition_of, write_checkpoint)
 
 log = logging.getLogger("pylog.log")
@@ -455,10 +455,28 @@ class Log(_engine.LogCore):
             return max(self._cleaner_checkpoint(), self._log_start_offset)
 
     def _cleaner_checkpoint(self) -> int:
+        # A library log keeps its own file; a broker's (dir_checkpoints) has
+        # an entry in the data dir's one (the per-log file of an older release
+        # read until then, see adopt_cleaner_checkpoint).
         if self._first_dirty is None:
             from .cleaner import read_cleaner_checkpoint
-            self._first_dirty = read_cleaner_checkpoint(self.path) or 0
+            found = None
+            if self._dir_checkpoints is not None:
+                found = self._dir_checkpoints.get(CLEANER, *topic_partition_of(self.path))
+            self._first_dirty = found if found is not None else read_cleaner_checkpoint(self.path) or 0
         return self._first_dirty
+
+    def adopt_cleaner_checkpoint(self) -> bool:
+        """With dir_checkpoints: take this log's own cleaner-offset-checkpoint
+        (an older release's) into the data dir's entries; True when there was
+        one (the owner then writes the data dir's file and removes it)."""
+        with self._lock:
+            if self._dir_checkpoints is None or not os.path.exists(os.path.join(self.path, CLEANER)):
+                return False
+            topic, part = topic_partition_of(self.path)
+            if self._dir_checkpoints.get(CLEANER, topic, part) is None:
+                self._dir_checkpoints.set(CLEANER, topic, part, self._cleaner_checkpoint())
+            return True
 
     def _cleaning_begin(self, now_ms, lag_ms, lso, first_dirty):
         # Under the lock: the round's range, and views pinning the segments it
@@ -479,6 +497,12 @@ class Log(_engine.LogCore):
             if lso is not None:
                 first_uncleanable = min(first_uncleanable, lso)
             start = self._cleaner_checkpoint() if first_dirty is None else first_dirty
+            if start > self.log_end_offset:
+                # Kafka's cleanableOffsets: a checkpoint past the log end (a
+                # log replaced under it) starts over from the log start.
+                log.warning("%s: cleaner checkpoint %d is past the log end %d; cleaning from the log start",
+                            self.path, start, self.log_end_offset)
+                start = self._log_start_offset
             start = max(start, self._log_start_offset)
             segments, others, mtimes, txn = [], [], {}, []
             for seg in self._segments:
@@ -517,8 +541,17 @@ class Log(_engine.LogCore):
                 raise LogCleaningAbortedError(f"{self.path}: segments were deleted during the compaction round")
             self._replace_segments(new_bases, old_bases)
             self._first_dirty = end_offset
+            dc = self._dir_checkpoints
+            if dc is not None:
+                dc.set(CLEANER, *topic_partition_of(self.path), end_offset)
+            else:
+                with _storage_errors(self.path):
+                    write_cleaner_checkpoint(self.path, end_offset)
+        if dc is not None:
+            # Outside the log's lock: appends and reads go on while it syncs.
+            # A crash before it only makes the next round clean again.
             with _storage_errors(self.path):
-                write_cleaner_checkpoint(self.path, end_offset)
+                dc.write()
 
     def _checkpointed(self, name: str, default: int) -> int:
         dc = self._dir_checkpoints
@@ -957,7 +990,14 @@ class Log(_engine.LogCore):
             self._check_open()
             self._check_range(offset)
             i = self._segment_index(offset)
-            return self._segments[i].read_batches(offset, max_bytes)
+            while True:
+                data = self._segments[i].read_batches(offset, max_bytes)
+                if data is not None or i + 1 >= len(self._segments):
+                    return data
+                # Nothing left at or past offset here (compaction emptied the
+                # rest of the segment): the next segment's first batch, as
+                # Kafka's read moves on to the next segment.
+                i += 1
 
     def index_arrays(self):
         """[(base_offset, offset_index, time_index)] as numpy arrays over the mmap'ed
@@ -1025,6 +1065,15 @@ class Log(_engine.LogCore):
             if self._recovery_point > self.log_end_offset:
                 self._recovery_point = self.log_end_offset
                 self._write_checkpoints()
+            if self._cleaner_checkpoint() > offset:
+                # Kafka's maybeTruncateCheckpoint: the cleaned part ends at the cut.
+                self._first_dirty = offset
+                if self._dir_checkpoints is not None:
+                    self._dir_checkpoints.set(CLEANER, *topic_partition_of(self.path), offset)
+                elif os.path.exists(os.path.join(self.path, CLEANER)):
+                    from .cleaner import write_cleaner_checkpoint
+                    with _storage_errors(self.path):
+                        write_cleaner_checkpoint(self.path, offset)
 
     def _cut_batch(self, seg, position: int, keep: int) -> bytes:
         """The batch at position in seg with only its first keep records (under the lock)."""
