@@ -205,9 +205,11 @@ class EmbeddedSource:
 
     def committed_offsets(self, group_id: str, partitions: list[TopicPartition],
                           timeout: float | None = None) -> dict[TopicPartition, OffsetAndMetadata | None]:
-        # timeout: the network source's wait for stable offsets; the store answers at once.
+        # timeout bounds the wait for offsets an open transaction holds
+        # unstable (default: the store's request timeout), as the network
+        # source's; poll passes what is left of its own.
         if self.require_stable and not self.read_only:
-            return self.store.committed_offsets(group_id, partitions, require_stable=True)
+            return self.store.committed_offsets(group_id, partitions, require_stable=True, timeout=timeout)
         return self.store.committed_offsets(group_id, partitions)
 
     # ---- lifecycle ----

@@ -469,14 +469,16 @@ class LocalStore:
         for code, t, p in sorted((p.error_code, t.name, p.partition_index) for t in r.topics for p in t.partitions):
             check(code, f"committing {t}-{p} for group {group_id}")
 
-    def committed_offsets(self, group_id: str, partitions,
-                          require_stable: bool = False) -> dict[TopicPartition, OffsetAndMetadata | None]:
+    def committed_offsets(self, group_id: str, partitions, require_stable: bool = False,
+                          timeout: float | None = None) -> dict[TopicPartition, OffsetAndMetadata | None]:
         """OffsetFetch for partitions of group_id. require_stable (KIP-447:
         what a read_committed consumer asks): while a transaction holds
         offsets of the group pending (TxnOffsetCommit, no marker yet), the
         handler answers UNSTABLE_OFFSET_COMMIT; asked again until the
-        transaction ends, or COORDINATOR_WAIT_S, then that error is raised
-        (retriable)."""
+        transaction ends, or timeout seconds (default COORDINATOR_WAIT_S, the
+        request timeout), then that error is raised (retriable), as the
+        network consumer does: a consumer's poll passes what is left of its
+        own timeout and leaves those partitions without a position."""
         Q = m.OffsetFetchRequest
         by_topic: dict[str, list] = {}
         for tp in partitions:
@@ -486,7 +488,7 @@ class LocalStore:
                 require_stable=require_stable)
         r = self._call(self._group_request, 9, 7, req,
                        lambda r: [r.error_code] + [p.error_code for t in r.topics for p in t.partitions],
-                       _NOT_STABLE if require_stable else _NOT_READY)
+                       _NOT_STABLE if require_stable else _NOT_READY, timeout)
         check(r.error_code, f"fetching the committed offsets of group {group_id}")
         out = {TopicPartition(tp[0], tp[1]): None for tp in partitions}
         for t in r.topics:
@@ -497,21 +499,28 @@ class LocalStore:
                         p.committed_offset, p.metadata or "", p.committed_leader_epoch)
         return out
 
-    async def _group_request(self, key, version, req, codes_of, again=_NOT_READY):
+    async def _group_request(self, key, version, req, codes_of, again=_NOT_READY, unstable_timeout=None):
         """A group API's handler, asked again (as a client would) while the
         answer is that the coordinator is not ready (codes in again): the
         offsets topic is being created (on first use, as a broker creates
-        it) or loaded."""
+        it) or loaded. An answer of UNSTABLE_OFFSET_COMMIT is asked again
+        only for unstable_timeout seconds when given (the caller's own
+        deadline, shorter than the coordinator's)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + COORDINATOR_WAIT_S
+        unstable_deadline = deadline if unstable_timeout is None else loop.time() + unstable_timeout
         handler = self.broker.handlers.table[key]
         backoff = 0.005
         while True:
             out = handler(_Header(version), req)
             if inspect.isawaitable(out):
                 out = await out
-            if loop.time() > deadline or not any(c in again for c in codes_of(out)):
+            codes = codes_of(out)
+            if loop.time() > deadline or not any(c in again for c in codes):
                 return out
+            if loop.time() > unstable_deadline and not any(c in again and c != Errors.UNSTABLE_OFFSET_COMMIT
+                                                           for c in codes):
+                return out   # only unstable offsets hold it: the caller's time is up
             await asyncio.sleep(backoff)
             # Up to Kafka's retry.backoff.ms: a transaction may hold the
             # offsets unstable for seconds.
