@@ -67,6 +67,10 @@ class BrokerPartitionWriter:
         batch = transactional_batch(keys, values, producer_id, producer_epoch)
         return self.logs.get_partition(topic, index).append_as_leader(batch, -1).last_offset
 
+    def append_txn_marker(self, topic, index, producer_id, producer_epoch, coordinator_epoch, committed) -> int:
+        p = self.logs.get_partition(topic, index)
+        return p.append_txn_marker(producer_id, producer_epoch, coordinator_epoch, committed).last_offset
+
     def commit_outcome(self, topic, index, offset):
         p = self.logs.partitions.get((topic, index))
         if p is None:

@@ -17,9 +17,11 @@ issue). A lone broker's coordinator calls write_markers in-process.
 Each marker is one control batch appended on the leader with the producer's
 id and epoch (Partition.append_txn_marker), answered once the high watermark
 passed it (the purgatory, as acks=all), so a coordinator never counts a
-marker that a leader change could lose. For `__consumer_offsets` partitions
-the group coordinator is told after a successful append, so that the
-transaction's offsets become visible (committed) or are dropped (aborted).
+marker that a leader change could lose. A `__consumer_offsets` marker is
+appended by the group coordinator (GroupCoordinator.write_txn_marker, Kafka's
+completeTransaction), which applies it where it sits in the log and refuses
+it with NOT_LEADER_OR_FOLLOWER while it loads the partition; once replicated
+the transaction's offsets become the group's (committed) or are dropped.
 
 Runs on the broker's event loop only.
 """
@@ -94,28 +96,33 @@ class TxnPartitionApis:
                     parts.append(res)
                     try:
                         p = self.broker.log_manager.get_partition(t.name, index)
-                        r = p.append_txn_marker(marker.producer_id, marker.producer_epoch,
-                                                marker.coordinator_epoch, marker.transaction_result)
+                        if t.name == OFFSETS_TOPIC:
+                            # Through the group coordinator, which applies it in log order.
+                            out = self.broker.groups.write_txn_marker(
+                                index, marker.producer_id, marker.producer_epoch, marker.coordinator_epoch,
+                                marker.transaction_result)
+                            offset, write = (await out) if asyncio.iscoroutine(out) else out
+                        else:
+                            offset = p.append_txn_marker(marker.producer_id, marker.producer_epoch,
+                                                         marker.coordinator_epoch, marker.transaction_result).last_offset
+                            write = None
                     except (PylogError, OSError) as e:
                         res.error_code = code_for(e)
                         log.info("marker for producer %d on %s-%d refused: %s", marker.producer_id, t.name,
                                  index, e)
                         continue
-                    waiting.append((p, r.last_offset, res, marker, t.name))
+                    waiting.append((p, offset, res, write))
                 topics.append(R.WritableTxnMarkerTopicResult(name=t.name, partitions=parts))
             results.append(R.WritableTxnMarkerResult(producer_id=marker.producer_id, topics=topics))
         if waiting:
             op = _DelayedMarkers(waiting, self.broker)
             await self.purgatory.wait(op, {w[0] for w in waiting}, (HIGH_WATERMARK,), MARKER_APPEND_TIMEOUT_S)
-            for p, offset, res, marker, topic in waiting:
+            for p, offset, res, write in waiting:
                 code = p.produce_outcome(offset)
                 res.error_code = Errors.REQUEST_TIMED_OUT if code is None else code
-                if res.error_code == 0 and topic == OFFSETS_TOPIC:
-                    self._offsets_transaction_completed(p.index, marker)
+                if write is not None:
+                    self.broker.groups.txn_marker_replicated(p.index, write, res.error_code == 0)
         return R(markers=results)
-
-    def _offsets_transaction_completed(self, index, marker):
-        self.broker.groups.on_transaction_completed(index, marker.producer_id, marker.transaction_result)
 
     # ---- DescribeProducers (61) ----
 
@@ -158,7 +165,7 @@ class _DelayedMarkers(DelayedOperation):
     def try_complete(self) -> bool:
         if self.broker.stopping:
             return True
-        return all(p.produce_outcome(offset) is not None for p, offset, _r, _m, _t in self.waiting)
+        return all(p.produce_outcome(offset) is not None for p, offset, _r, _w in self.waiting)
 
 
 def _refuse_all(req, code):

@@ -167,6 +167,9 @@ class CoordinatorRuntime:
         self.clock = clock
         self._contexts: dict[int, _Context] = {}
         self._queues: dict[int, _EventQueue] = {}
+        # Tests only: an async callable awaited (with the partition index)
+        # before each slice of a load after the first, to hold a load part way.
+        self.before_load_slice = None
 
     # ---- leadership ----
 
@@ -219,6 +222,8 @@ class CoordinatorRuntime:
         try:
             while more:
                 await asyncio.sleep(0)     # the other connections' turn
+                if self.before_load_slice is not None:
+                    await self.before_load_slice(ctx.index)
                 if self._contexts.get(ctx.index) is not ctx:
                     return                 # unloaded meanwhile: on_resign cleaned up
                 k, more = self._replay_slice(ctx.index, records)

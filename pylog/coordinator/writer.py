@@ -32,6 +32,12 @@ class PartitionWriter(Protocol):
         offset of the last one. Raises NotLeaderOrFollowerError,
         UnknownTopicOrPartitionError, a storage error."""
 
+    def append_txn_marker(self, topic: str, index: int, producer_id: int, producer_epoch: int,
+                          coordinator_epoch: int, committed: bool) -> int:
+        """Append a transaction's COMMIT (committed) or ABORT marker as
+        leader (WriteTxnMarkers for a partition of the coordinator's topic);
+        its offset. Raises as append does, or the producer's fencing error."""
+
     def read(self, topic: str, index: int) -> Iterator:
         """Every record of the partition from its log start, in offset order
         (objects with .offset, .key, .value), for replay."""

@@ -51,7 +51,7 @@ import time
 import uuid
 
 from ..coordinator.runtime import CoordinatorRuntime, NotCoordinatorError
-from ..errors import PylogError
+from ..errors import NotLeaderOrFollowerError, PylogError
 from ..protocol.group_records import GroupMetadataValue
 from ..protocol.error_codes import Errors
 from . import offsets_topic as ot
@@ -158,6 +158,17 @@ class Group:
         return max(order, key=lambda n: (votes.get(n, 0), -order.index(n)))
 
 
+class _MarkerWrite:
+    """A COMMIT/ABORT marker appended to an offsets partition, waiting to be
+    replicated, with the producer's offsets it completes. Event-loop thread
+    only, as the coordinator."""
+
+    __slots__ = ("producer_id", "pending", "committed")
+
+    def __init__(self, producer_id: int, pending: dict, committed: bool):
+        self.producer_id, self.pending, self.committed = producer_id, pending, committed
+
+
 class GroupCoordinator:
     """The group state machine, run by a CoordinatorRuntime over the
     partitions of __consumer_offsets this broker leads (coordinator/runtime.py).
@@ -188,6 +199,9 @@ class GroupCoordinator:
         # TxnOffsetCommit: offsets written but not yet committed, per offsets
         # partition and producer id: {index: {producer_id: {(group, topic, partition): OffsetAndMetadata}}}.
         self.txn_offsets: dict[int, dict[int, dict]] = {}
+        # Markers appended here whose high watermark wait is still on:
+        # {index: [_MarkerWrite]}; their offsets still count as pending.
+        self.txn_completing: dict[int, list] = {}
 
     # ---- start-up and shutdown ----
 
@@ -243,6 +257,7 @@ class GroupCoordinator:
     def unloaded(self, index: int):
         self._forget_partition(index, Errors.NOT_COORDINATOR)
         self.txn_offsets.pop(index, None)
+        self.txn_completing.pop(index, None)
 
     # ---- leadership of the topic's partitions (the replica manager tells) ----
 
@@ -833,7 +848,10 @@ class GroupCoordinator:
         hasPendingTransactionalOffsets): OffsetFetch with require_stable
         answers them UNSTABLE_OFFSET_COMMIT (KIP-447)."""
         out = set()
-        for pending in self.txn_offsets.get(self.partition_for(group_id), {}).values():
+        index = self.partition_for(group_id)
+        held = list(self.txn_offsets.get(index, {}).values())
+        held += [w.pending for w in self.txn_completing.get(index, ())]
+        for pending in held:
             out.update((t, p) for g, t, p in pending if g == group_id)
         return out
 
@@ -1015,20 +1033,61 @@ class GroupCoordinator:
         result.update({(t, p): code for (_g, t, p), _ in accepted})
         return result
 
-    def on_transaction_completed(self, offsets_partition: int, producer_id: int, committed: bool):
-        """The WriteTxnMarkers handler wrote producer_id's COMMIT (committed)
-        or ABORT marker to __consumer_offsets-offsets_partition: its pending
-        offsets there become the groups' committed offsets, or are dropped.
-        Runs as an event of that partition."""
-        out = self.runtime.schedule(offsets_partition, self._complete_txn_offsets, offsets_partition, producer_id,
-                                    committed)
-        if asyncio.iscoroutine(out):
-            asyncio.ensure_future(out)
+    def write_txn_marker(self, index: int, producer_id: int, producer_epoch: int, coordinator_epoch: int,
+                         committed: bool):
+        """WriteTxnMarkers for __consumer_offsets-index (Kafka's
+        GroupCoordinator.completeTransaction): as an event of the partition,
+        append the marker and take the producer's pending offsets in the same
+        step, so the marker applies exactly where it sits in the log: after
+        every transactional offset record before it, before any after it.
+        Refused while the partition loads (or is not coordinated here) with
+        NOT_LEADER_OR_FOLLOWER, as Kafka translates COORDINATOR_LOAD_IN_PROGRESS
+        and NOT_COORDINATOR for the transaction coordinator, which retries: a
+        marker is then never written under a load's log scan (whose end is
+        fixed when it starts), so the replay meets every marker a loaded
+        partition did not apply itself. (offset, write) for
+        txn_marker_replicated; raises the append's error."""
+        return self.runtime.schedule(index, self._write_txn_marker, index, producer_id, producer_epoch,
+                                     coordinator_epoch, committed)
+
+    def _write_txn_marker(self, index, producer_id, producer_epoch, coordinator_epoch, committed):
+        code = self.runtime.partition_error(index)
+        if code:
+            raise NotLeaderOrFollowerError(
+                f"{ot.TOPIC}-{index}: the group coordinator is "
+                f"{'loading it' if code == Errors.COORDINATOR_LOAD_IN_PROGRESS else 'not here'}")
+        offset = self.writer.append_txn_marker(ot.TOPIC, index, producer_id, producer_epoch, coordinator_epoch,
+                                               committed)
+        write = _MarkerWrite(producer_id, self.txn_offsets.get(index, {}).pop(producer_id, None) or {}, committed)
+        # Still pending (OffsetFetch require_stable answers UNSTABLE) until the
+        # marker is replicated, as the offsets of an OffsetCommit are applied then.
+        self.txn_completing.setdefault(index, []).append(write)
+        return offset, write
+
+    def txn_marker_replicated(self, index: int, write, ok: bool):
+        """The marker of write_txn_marker is replicated (ok) or failed: its
+        offsets become the groups' committed offsets (a COMMIT) or go; a
+        failed one keeps them pending for the transaction coordinator's retry.
+        Nothing when the partition was unloaded meanwhile (its next load
+        replays the log)."""
+        writes = self.txn_completing.get(index, [])
+        if not any(w is write for w in writes):
+            return
+        writes[:] = [w for w in writes if w is not write]
+        if not ok:
+            if write.pending:
+                held = self.txn_offsets.setdefault(index, {})
+                held[write.producer_id] = {**write.pending, **held.get(write.producer_id, {})}
+            return
+        if write.committed:
+            self._apply_txn_offsets(write.pending)
 
     def _complete_txn_offsets(self, index: int, producer_id: int, committed: bool):
         pending = self.txn_offsets.get(index, {}).pop(producer_id, None)
-        if not pending or not committed:
-            return
+        if pending and committed:
+            self._apply_txn_offsets(pending)
+
+    def _apply_txn_offsets(self, pending: dict):
         for (group_id, topic, partition), om in pending.items():
             g = self._group(group_id, create=True)
             if g is not None:
