@@ -985,7 +985,7 @@ class GroupCoordinator:
         """TxnOffsetCommit, as an event of the group's partition (Kafka's
         handleTxnCommitOffsets): the offsets are written as one transactional
         batch of the producer and held pending until its transaction's marker
-        (on_transaction_completed). {(topic, partition): code}, or a coroutine
+        (write_txn_marker). {(topic, partition): code}, or a coroutine
         giving it once the batch is replicated."""
         def all_(code):
             return {(t, p): code for t, p, *_ in offsets}
