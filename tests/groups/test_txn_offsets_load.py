@@ -1,4 +1,4 @@
-"""A transaction's COMMIT marker reaching a __consumer_offsets partition
+"""A transaction's COMMIT or ABORT marker reaching a __consumer_offsets partition
 while the group coordinator is still loading it in slices (a partition over
 LOAD_SLICE records, reloaded after its leadership moved): the marker must be
 applied where it sits in the log, after the transaction's offset records.
@@ -22,7 +22,8 @@ import asyncio
 import logging
 import threading
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+import pytest
+from confluent_kafka import OFFSET_INVALID, Consumer, Producer, TopicPartition
 
 from pylog.coordinator import runtime as rt
 from pylog.groups import offsets_topic as ot
@@ -40,7 +41,8 @@ def _on_loop(b, fn):
     return asyncio.run_coroutine_threadsafe(inner(), b.broker._loop).result(TIMEOUT)
 
 
-def test_a_commit_marker_during_a_sliced_load_applies_in_log_order(monkeypatch, caplog):
+@pytest.mark.parametrize("commit", [True, False], ids=["commit", "abort"])
+def test_a_marker_during_a_sliced_load_applies_in_log_order(monkeypatch, caplog, commit):
     caplog.set_level(logging.INFO, logger="pylog.broker")
     monkeypatch.setattr(rt, "LOAD_SLICE", 50)
     config = {**GROUP_CONFIG, "offsets.topic.num.partitions": "1"}
@@ -88,7 +90,7 @@ def test_a_commit_marker_during_a_sliced_load_applies_in_log_order(monkeypatch, 
 
             def commit():
                 try:
-                    p.commit_transaction(TIMEOUT)
+                    (p.commit_transaction if commit else p.abort_transaction)(TIMEOUT)
                 except Exception as e:  # reported below
                     errors.append(e)
                 done.set()
@@ -108,11 +110,13 @@ def test_a_commit_marker_during_a_sliced_load_applies_in_log_order(monkeypatch, 
             t.join(TIMEOUT)
             assert done.is_set() and not errors, errors
 
+            want = 42 if commit else OFFSET_INVALID   # an aborted transaction's offsets go
+
             def stable_committed():
                 if _on_loop(b, lambda: groups.pending_txn_offsets("g")):
                     return None
-                return g.committed([TopicPartition("in", 0)], timeout=10)[0].offset == 42
-            wait_until(stable_committed, "group g's committed offset to be stable at 42")
+                return g.committed([TopicPartition("in", 0)], timeout=10)[0].offset == want
+            wait_until(stable_committed, f"group g's committed offset to be stable at {want}")
         finally:
             p.flush(5)
             g.close()
