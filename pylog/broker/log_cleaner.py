@@ -312,6 +312,13 @@ class LogCleaner:
 
     def _run(self, thread_id: int) -> None:
         try:
+            # The kernel's name of the thread too (top -H, /proc/<pid>/task):
+            # Python 3.11 sets only its own. 15 characters at most.
+            with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as f:
+                f.write(f"kafka-log-cleaner-thread-{thread_id}"[:15])
+        except OSError:
+            pass
+        try:
             # Background work: the produce and fetch paths get the CPU first
             # when the cores are busy (Linux: a thread's own nice value).
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CLEANER_NICE)
