@@ -113,7 +113,7 @@ def _describe(args) -> int:
             shown = ",".join(f"{e.name}={e.value}" for e in configs.values() if not e.is_default)
             policy = configs.get("cleanup.policy")
             cleaning = {}
-            if policy is not None and "compact" in (policy.value or "").split(","):
+            if policy is not None and "compact" in [v.strip() for v in (policy.value or "").split(",")]:
                 cleaning = _cleaner_states(client, name, parts)
             line = f"Topic: {name}"
             if t.topic_id is not None:
