@@ -168,11 +168,44 @@ def _alter(admin, topic, key, value):
     admin.incremental_alter_configs([res])[res].result(60)
 
 
+def _thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) per thread name of process pid, summed over
+    threads of one name, the main thread as "<main>" (Linux /proc; {}
+    elsewhere)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = "<main>" if tid == str(pid) else stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _cpu_split(before: dict, after: dict) -> dict[str, float]:
+    # The cleaner threads ("kafka-log-cleaner-thread-N", cut to 15 characters
+    # by the kernel), the broker's main thread (its event loop: the process's
+    # own name) and every other thread of the broker.
+    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    cleaner = sum(v for k, v in d.items() if k.startswith("kafka-log-clean"))
+    loop = d.get("<main>", 0.0)
+    return {"cleaner": cleaner, "loop": loop, "other": sum(d.values()) - cleaner - loop}
+
+
 def produce_window(work: str, records: int, enabled: bool, window_s: float,
-                   io_max: float | None = None) -> tuple[float, int, float]:
+                   io_max: float | None = None) -> tuple[float, int, float, dict]:
     """One broker process: kv prefilled, then produce to "other" for window_s
     while kv is cleaned (enabled) or not. (seconds, records produced, the
-    cleaning round's own seconds or 0)."""
+    cleaning round's own seconds or 0, CPU seconds of the broker's threads and
+    of this client process during the window)."""
     import confluent_kafka as ck
     from confluent_kafka.admin import AdminClient, NewTopic
     data_dir = os.path.join(work, f"broker-{'on' if enabled else 'off'}")
@@ -201,6 +234,7 @@ def produce_window(work: str, records: int, enabled: bool, window_s: float,
         p.flush(600)
         os.sync()  # the prefill's dirty pages are not the cleaner's cost
         _alter(admin, "kv", "min.cleanable.dirty.ratio", "0.01")
+        cpu0, me0 = _thread_cpu(b.proc.pid), time.process_time()
         t0 = time.perf_counter()
         sent = 0
         while time.perf_counter() - t0 < window_s:
@@ -214,22 +248,24 @@ def produce_window(work: str, records: int, enabled: bool, window_s: float,
             p.flush(600)
             sent += PRODUCE_STEP
         elapsed = time.perf_counter() - t0
+        cpu = _cpu_split(cpu0, _thread_cpu(b.proc.pid))
+        cpu["client"] = time.process_time() - me0
         if not enabled:
-            return elapsed, sent, 0.0
+            return elapsed, sent, 0.0, cpu
         marker = "cleaned kv-0"
         while marker not in b.stderr():
             if time.perf_counter() - t0 > 900:
                 raise RuntimeError(f"no cleaning round of kv within 900 s:\n{b.stderr()[-3000:]}")
             time.sleep(0.2)
         line = [ln for ln in b.stderr().splitlines() if marker in ln][0]
-        return elapsed, sent, float(line.split(" in ")[1].split(" s ")[0])
+        return elapsed, sent, float(line.split(" in ")[1].split(" s ")[0]), cpu
     finally:
         b.stop()
 
 
 def run_produce(records: int, rounds: int, root: str | None = None, io_max: float | None = None,
                 window_s: float = 5.0) -> dict:
-    ratios, on_rates, off_rates, cleaner_s = [], [], [], []
+    ratios, on_rates, off_rates, cleaner_s, cpus = [], [], [], [], {True: [], False: []}
     for i in range(rounds):
         work = tempfile.mkdtemp(prefix="pylog-bench-n3-", dir=root)
         try:
@@ -243,7 +279,10 @@ def run_produce(records: int, rounds: int, root: str | None = None, io_max: floa
         off_rates.append(runs[False][1] / runs[False][0])
         ratios.append(on_rates[-1] / off_rates[-1])
         cleaner_s.append(runs[True][2])
-    return dict(produce_records=records, rounds=rounds, io_max=io_max, window_s=window_s,
+        for on in (True, False):
+            cpus[on].append({k: v / runs[on][0] for k, v in runs[on][3].items()})  # cores busy
+    cpu = {on: {k: statistics.median(c[k] for c in cpus[on]) for k in cpus[on][0]} for on in cpus}
+    return dict(cpu_on=cpu[True], cpu_off=cpu[False], produce_records=records, rounds=rounds, io_max=io_max, window_s=window_s,
                 ratio=statistics.median(ratios), ratios=ratios, on_rate=statistics.median(on_rates),
                 off_rate=statistics.median(off_rates), cleaner_s=statistics.median(cleaner_s),
                 busy=statistics.median(min(c, window_s) / window_s for c in cleaner_s))
@@ -259,6 +298,9 @@ def report_produce(r: dict) -> str:
         f"{', '.join(f'{x:.2f}' for x in r['ratios'])})",
         f"  window {r['window_s']:.1f} s; the cleaning round {r['cleaner_s']:.1f} s (busy for "
         f"{100 * r['busy']:.0f}% of the window)",
+        *(f"  cores busy over the window ({label}): cleaner threads {c['cleaner']:.2f}, broker main "
+          f"thread (event loop) {c['loop']:.2f}, other broker threads {c['other']:.2f}, producing client "
+          f"{c['client']:.2f}" for label, c in (("with cleaner", r["cpu_on"]), ("without", r["cpu_off"]))),
         f"  goal >= 0.9x: {'PASS' if r['ratio'] >= 0.9 else 'FAIL'}",
     ])
 

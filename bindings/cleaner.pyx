@@ -59,7 +59,10 @@ cdef class OffsetMap:
         return self.m.probes / self.m.lookups if self.m.lookups else 0.0
 
     def clear(self):
-        pl_offset_map_clear(&self.m)
+        # Dropping a used map's pages (madvise over up to 2 GiB) takes
+        # milliseconds: not while holding the GIL the event loop needs.
+        with nogil:
+            pl_offset_map_clear(&self.m)
 
     def put(self, key, int64_t offset):
         """False when the map is full and key is new."""
@@ -80,8 +83,10 @@ cdef class Cleaning:
     batch stays, aborted transactions, the counters. now_ms, delete_retention_ms
     and upper_bound (the first uncleanable offset) are fixed for the round.
 
-    Thread-safety: none; the cleaner thread running the round owns it. The
-    walks let the GIL go while C walks a segment."""
+    Thread-safety: none; the cleaner thread running the round owns it. Every
+    C walk (a segment's map or filter pass, an inflated batch's) runs without
+    the GIL, so the event loop is never kept waiting on a walk; the GIL is
+    held only between walks (the codecs, handing output to the sink)."""
     cdef pl_cleaner *c
     cdef bytearray _out
     cdef int64_t _max_inflated
@@ -138,6 +143,7 @@ cdef class Cleaning:
         cdef int64_t ppos, ptotal
         cdef int codec
         cdef const uint8_t[::1] inflated
+        cdef size_t n_in
         if n == 0:
             return False
         while True:
@@ -149,7 +155,9 @@ cdef class Cleaning:
             pl_cleaner_pending(self.c, &ppos, &ptotal, &codec)
             raw = _codecs.decompress(codec, view[ppos + PL_BATCH_HEADER_SIZE:ppos + ptotal], self._max_inflated)
             inflated = raw
-            rc = pl_cleaner_map_inflated(self.c, &omap.m, &inflated[0] if len(raw) else NULL, len(raw), &status)
+            n_in = len(raw)
+            with nogil:
+                rc = pl_cleaner_map_inflated(self.c, &omap.m, &inflated[0] if n_in else NULL, n_in, &status)
             check(rc, "cleaner: map walk", ppos)
             if status == PL_CLEAN_FULL:
                 return True
@@ -165,6 +173,8 @@ cdef class Cleaning:
         cdef uint8_t[::1] out = self._out
         cdef const uint8_t[::1] inflated
         cdef const uint8_t[::1] packed_view
+        cdef size_t n_in, scratch_len
+        cdef uint8_t *scratch_buf
         if n == 0:
             return
         while True:
@@ -190,11 +200,14 @@ cdef class Cleaning:
             pl_cleaner_pending(self.c, &ppos, &ptotal, &codec)
             raw = _codecs.decompress(codec, view[ppos + PL_BATCH_HEADER_SIZE:ppos + ptotal], self._max_inflated)
             inflated = raw
-            scratch = bytearray(len(raw) + 10 * (len(raw) // 7 + 1) + PL_BATCH_HEADER_SIZE)
+            n_in = len(raw)
+            scratch = bytearray(n_in + 10 * (n_in // 7 + 1) + PL_BATCH_HEADER_SIZE)
             out2 = memoryview(scratch)
-            rc = pl_cleaner_filter_inflated(self.c, &omap.m, &inflated[0] if len(raw) else NULL, len(raw),
-                                            <uint8_t *>PyByteArray_AS_STRING(scratch), len(scratch),
-                                            &out_len, &decision)
+            scratch_buf = <uint8_t *>PyByteArray_AS_STRING(scratch)
+            scratch_len = len(scratch)
+            with nogil:
+                rc = pl_cleaner_filter_inflated(self.c, &omap.m, &inflated[0] if n_in else NULL, n_in,
+                                                scratch_buf, scratch_len, &out_len, &decision)
             check(rc, "cleaner: filter walk", ppos)
             if decision == PL_KEEP_ORIGINAL:
                 sink(view[ppos:ppos + ptotal])

@@ -215,16 +215,18 @@ class LogCleaner:
 
     # ---- what the cleaner sees ----
 
-    def stats(self) -> dict[tuple, CleaningStatus]:
-        """Per hosted compacted partition (topic, index): its dirty ratio, first
-        dirty offset, first uncleanable offset (without the LSO bound, which
-        only the loop knows), how far past max.compaction.lag.ms it is, its
-        state, and the last round's CleanerStats with when it finished (epoch
-        ms). Reads each log's segment list under its lock: any thread but the
-        event loop."""
+    def stats(self, only=None) -> dict[tuple, CleaningStatus]:
+        """Per hosted compacted partition (topic, index), or those of them in
+        the set only: its dirty ratio, first dirty offset, first uncleanable
+        offset (without the LSO bound, which only the loop knows), how far past
+        max.compaction.lag.ms it is, its state, and the last round's
+        CleanerStats with when it finished (epoch ms). Reads each log's segment
+        list under its lock: any thread but the event loop."""
         now = _now_ms()
         out = {}
         for tp, p in list(self.log_manager.partitions.items()):
+            if only is not None and tp not in only:
+                continue
             c = self._measure(tp, p, now)
             if c is None:
                 continue
@@ -309,6 +311,13 @@ class LogCleaner:
     # ---- the threads ----
 
     def _run(self, thread_id: int) -> None:
+        try:
+            # The kernel's name of the thread too (top -H, /proc/<pid>/task):
+            # Python 3.11 sets only its own. 15 characters at most.
+            with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as f:
+                f.write(f"kafka-log-cleaner-thread-{thread_id}"[:15])
+        except OSError:
+            pass
         try:
             # Background work: the produce and fetch paths get the CPU first
             # when the cores are busy (Linux: a thread's own nice value).

@@ -16,9 +16,16 @@ A directory that cannot be looked at (removed, unreadable, its file system
 gone) is answered for with KAFKA_STORAGE_ERROR and no topics, as Kafka answers
 for an offline log dir; the top-level error code (v3+) stays NONE.
 
+From v2 (flexible), the entry of a compacted replica also carries pylog's
+tagged field 7004 (pylog/protocol/pylog_tags.py): the log cleaner's state of
+it (dirty ratio, first dirty offset, the last round), which `pylog topics
+describe` prints. Kafka's clients skip it as an unknown tagged field.
+
 Threads: the handler runs on the broker's loop and reads the partitions
-there (in-memory sizes and offsets); the statvfs of the directory runs on a
-worker thread, so a dead mount never stalls the loop.
+there (in-memory sizes and offsets); the statvfs of the directory and the
+cleaner's measure of the compacted logs (their segment lists, under each
+log's lock) run on a worker thread, so neither a dead mount nor a log's lock
+stalls the loop.
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ import os
 
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
+from ..protocol.pylog_tags import cleaner_state_field
 from . import api_versions as av
 
 log = logging.getLogger("pylog.broker")
@@ -57,14 +65,28 @@ class LogDirsApi:
         if req.topics is not None:
             wanted = {(t.topic, i) for t in req.topics for i in t.partitions}
         by_topic: dict[str, list] = {}
+        entries: dict[tuple, object] = {}
         for (topic, index), p in sorted(logs.partitions.items()):
             if wanted is not None and (topic, index) not in wanted:
                 continue
-            by_topic.setdefault(topic, []).append(R.DescribeLogDirsPartition(
+            e = entries[(topic, index)] = R.DescribeLogDirsPartition(
                 partition_index=index, partition_size=p.log.size_bytes,
-                offset_lag=max(p.high_watermark - p.log_end_offset, 0), is_future_key=False))
+                offset_lag=max(p.high_watermark - p.log_end_offset, 0), is_future_key=False)
+            by_topic.setdefault(topic, []).append(e)
+        loop = asyncio.get_running_loop()
+        cleaner = self.broker.log_cleaner
+        compacted = {tp for tp in entries if getattr(logs.partitions.get(tp), "compacted", False)}
+        if header.request_api_version >= 2 and compacted and cleaner is not None:
+            try:
+                states = await loop.run_in_executor(None, cleaner.stats, compacted)
+            except Exception as e:  # noqa: BLE001 -- the answer goes out without the extra field
+                log.warning("DescribeLogDirs: no cleaner state: %s", e)
+                states = {}
+            for tp, st in states.items():
+                if tp in entries:
+                    entries[tp]._unknown_tagged_fields = [cleaner_state_field(cleaner_state(st))]
         try:
-            total, usable = await asyncio.get_running_loop().run_in_executor(None, volume_bytes, data_dir)
+            total, usable = await loop.run_in_executor(None, volume_bytes, data_dir)
         except OSError as e:
             log.warning("Unable to describe replica dirs for %s: %s", data_dir, e)
             result = R.DescribeLogDirsResult(error_code=Errors.KAFKA_STORAGE_ERROR, log_dir=data_dir, topics=[])
@@ -74,3 +96,16 @@ class LogDirsApi:
                 topics=[R.DescribeLogDirsTopic(name=t, partitions=ps) for t, ps in by_topic.items()],
                 total_bytes=total, usable_bytes=usable)
         return R(throttle_time_ms=0, error_code=Errors.NONE, results=[result])
+
+
+def cleaner_state(st) -> dict:
+    """A CleaningStatus (pylog/broker/log_cleaner.py) as tag 7004's object."""
+    r = st.last_round
+    last = None if r is None else {
+        "finished_ms": st.last_round_ms, "elapsed_ms": int(r.elapsed_s * 1000),
+        "first_dirty_offset": r.first_dirty_offset, "end_offset": r.end_offset,
+        "bytes_read": r.bytes_read, "bytes_written": r.bytes_written,
+        "records_read": r.records_read, "records_kept": r.records_kept}
+    return {"dirty_ratio": round(st.dirty_ratio, 6), "first_dirty_offset": st.first_dirty_offset,
+            "first_uncleanable_offset": st.first_uncleanable_offset,
+            "max_compaction_delay_ms": st.max_compaction_delay_ms, "state": st.state, "last_round": last}

@@ -1,12 +1,19 @@
 """`pylog topics create|list|describe|delete|alter`: kafka-topics.sh over the
 Kafka protocol (CreateTopics, Metadata, DescribeConfigs, DeleteTopics,
 CreatePartitions, AlterConfigs). Output lines follow kafka-topics' so that
-scripts written for it keep working."""
+scripts written for it keep working; describe adds columns only to the
+partition lines of compacted topics (cleanup.policy has compact): the log
+cleaner's dirty ratio, first dirty offset and last round, which the partition
+leader reports in DescribeLogDirs' pylog tagged field 7004."""
 from __future__ import annotations
 
 import sys
+import time
 
+from ..errors import PylogError
 from ..protocol.error_codes import Errors
+from ..protocol.messages import DescribeLogDirsRequest
+from ..protocol.pylog_tags import cleaner_state_of
 from .common import action_parsers, key_value, open_client
 
 __all__ = ["add_topics_parser"]
@@ -34,7 +41,11 @@ def add_topics_parser(sub) -> None:
                "kafka-topics --describe output: one line per topic\n"
                "(Topic, TopicId when known, PartitionCount, ReplicationFactor,\n"
                "non-default Configs), then one line per partition\n"
-               "(Topic, Partition, Leader, Replicas, Isr).", _describe)
+               "(Topic, Partition, Leader, Replicas, Isr). For a compacted topic\n"
+               "(cleanup.policy has compact) a partition line goes on with the\n"
+               "log cleaner's view from its leader: DirtyRatio, FirstDirtyOffset,\n"
+               "LastCleaning (UTC; none before a round) and that round's\n"
+               "BytesRead, BytesWritten, RecordsKept (of RecordsRead).", _describe)
     d.add_argument("--topic", help="the topic (default: every topic)")
     d.add_argument("--exclude-internal", action="store_true", help="leave out internal topics")
     d.add_argument("--under-replicated-partitions", action="store_true",
@@ -100,6 +111,10 @@ def _describe(args) -> int:
             parts = [t.partitions[i] for i in sorted(t.partitions)]
             rf = len(parts[0].replicas) if parts else 0
             shown = ",".join(f"{e.name}={e.value}" for e in configs.values() if not e.is_default)
+            policy = configs.get("cleanup.policy")
+            cleaning = {}
+            if policy is not None and "compact" in [v.strip() for v in (policy.value or "").split(",")]:
+                cleaning = _cleaner_states(client, name, parts)
             line = f"Topic: {name}"
             if t.topic_id is not None:
                 line += f"\tTopicId: {t.topic_id}"
@@ -116,10 +131,60 @@ def _describe(args) -> int:
                         f"Replicas: {_ids(p.replicas)}\tIsr: {_ids(p.isr)}")
                 if p.offline_replicas:
                     line += f"\tOffline: {_ids(p.offline_replicas)}"
+                if p.partition in cleaning:
+                    line += _cleaner_columns(cleaning[p.partition])
                 out.append(line)
     if out:
         print("\n".join(out))
     return 0
+
+
+def _cleaner_states(client, topic: str, parts) -> dict[int, dict]:
+    """{partition: tag 7004's object} from each leader's DescribeLogDirs (v2+:
+    the tag needs a flexible version). A leader that cannot be asked, or
+    answers without the tag (another broker), leaves its partitions out."""
+    by_leader: dict[int, list[int]] = {}
+    for p in parts:
+        if p.leader_id >= 0:
+            by_leader.setdefault(p.leader_id, []).append(p.partition)
+    found = {}
+    for leader, indexes in sorted(by_leader.items()):
+        try:
+            conn = client.connection(leader)
+            lo, hi = conn.api_versions.get(DescribeLogDirsRequest.API_KEY, (0, -1))
+            version = min(hi, 4)
+            if version < max(lo, 2):
+                continue
+            resp = conn.request(DescribeLogDirsRequest(topics=[DescribeLogDirsRequest.DescribableLogDirTopic(
+                topic=topic, partitions=indexes)]), api_version=version)
+        except (OSError, PylogError) as e:
+            # The columns are extra: the lines kafka-topics prints still go out.
+            print(f"WARNING: no cleaner state of {topic} from broker {leader}: {e}", file=sys.stderr)
+            continue
+        for r in resp.results:
+            for t in r.topics:
+                if t.name != topic:
+                    continue
+                for p in t.partitions:
+                    try:
+                        state = cleaner_state_of(p)
+                    except ValueError as e:
+                        print(f"WARNING: broker {leader}: unreadable cleaner state of {topic}-"
+                              f"{p.partition_index}: {e}", file=sys.stderr)
+                        continue
+                    if state is not None and p.partition_index in indexes:
+                        found[p.partition_index] = state
+    return found
+
+
+def _cleaner_columns(st: dict) -> str:
+    cols = f"\tDirtyRatio: {st['dirty_ratio']:.3f}\tFirstDirtyOffset: {st['first_dirty_offset']}"
+    r = st.get("last_round")
+    if r is None:
+        return cols + "\tLastCleaning: none"
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["finished_ms"] / 1000))
+    return (cols + f"\tLastCleaning: {when}\tBytesRead: {r['bytes_read']}\tBytesWritten: {r['bytes_written']}"
+            f"\tRecordsKept: {r['records_kept']}\tRecordsRead: {r['records_read']}")
 
 
 def _delete(args) -> int:

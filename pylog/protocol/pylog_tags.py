@@ -16,18 +16,26 @@ ZooKeeper's /config/topics, or the KRaft metadata log):
   and BrokerHeartbeat answers: its current controller epoch (int32). Its
   brokers cannot read its store; this is how they check a controller request
   with an epoch they have not seen, as a ZooKeeper broker reads /controller.
+- CLEANER_STATE (tag 7004) on a DescribeLogDirs (v2+) partition entry of a
+  compacted log: the log cleaner's view of it as a JSON object (dirty_ratio,
+  first_dirty_offset, first_uncleanable_offset, max_compaction_delay_ms,
+  state, and last_round: null or the last round's finished_ms, elapsed_ms,
+  first_dirty_offset, end_offset, bytes_read, bytes_written, records_read,
+  records_kept), for `pylog topics describe`. Kafka keeps these as the
+  cleaner's JMX metrics and log lines, which a client cannot ask for.
 """
 from __future__ import annotations
 
 import json
 
-__all__ = ["CONTROLLER_EPOCH_TAG", "controller_epoch_field", "controller_epoch_of", "REASSIGNMENT_THROTTLE_TAG", "TOPIC_CONFIGS_TAG", "reassignment_throttle_field",
+__all__ = ["CLEANER_STATE_TAG", "cleaner_state_field", "cleaner_state_of", "CONTROLLER_EPOCH_TAG", "controller_epoch_field", "controller_epoch_of", "REASSIGNMENT_THROTTLE_TAG", "TOPIC_CONFIGS_TAG", "reassignment_throttle_field",
            "reassignment_throttle_of", "topic_configs_field", "topic_configs_of"]
 
 # Far above the small numbers Kafka gives its own tagged fields.
 TOPIC_CONFIGS_TAG = 7001
 REASSIGNMENT_THROTTLE_TAG = 7002
 CONTROLLER_EPOCH_TAG = 7003
+CLEANER_STATE_TAG = 7004
 
 
 def topic_configs_field(configs: dict[str, str]) -> tuple[int, bytes]:
@@ -73,4 +81,19 @@ def controller_epoch_of(struct) -> int | None:
             if len(data) != 4:
                 raise ValueError(f"tagged field {tag}: {len(data)} bytes, not 4")
             return int.from_bytes(bytes(data), "big", signed=True)
+    return None
+
+
+def cleaner_state_field(state: dict) -> tuple[int, bytes]:
+    return CLEANER_STATE_TAG, json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
+
+
+def cleaner_state_of(struct) -> dict | None:
+    """The cleaner state a DescribeLogDirs partition entry carries, or None."""
+    for tag, data in getattr(struct, "_unknown_tagged_fields", None) or ():
+        if tag == CLEANER_STATE_TAG:
+            value = json.loads(bytes(data))
+            if not isinstance(value, dict) or not isinstance(value.get("last_round"), (dict, type(None))):
+                raise ValueError(f"tagged field {tag}: not a cleaner state object")
+            return value
     return None
