@@ -28,6 +28,7 @@ Semantics follow Kafka's Java consumer:
 """
 from __future__ import annotations
 
+import bisect
 import collections
 import logging
 import re
@@ -69,17 +70,84 @@ class OffsetAndTimestamp(NamedTuple):
 # decoder (values are zero-copy views of the fetch response).
 ConsumerRecord = _engine.ConsumerRecord
 _decode_fetched = _engine.decode_fetched
+_batch_headers = _engine.batch_headers
+_MAX_OFFSET = (1 << 63) - 1
 
 
 class _Buffer:
-    """Decoded records of one fetch not yet returned by poll()."""
+    """One fetch's batches whose records poll() has not returned yet, decoded
+    a few whole batches at a time (_drain takes()): as many as the poll asks
+    for, and never a batch twice. So a fetch of many records never has them
+    all alive at once (decoding whole fetches cost the embedded consumer half
+    its CPU in page faults: the allocator handed each fetch's records' memory
+    back to the OS and took it again for the next), and a small max_records
+    costs no decoding again.
 
-    __slots__ = ("index", "next_offset", "records")
+    A read_committed fetch with aborted transactions is decoded whole, as
+    before: its filtering replays the batches from the first (decode_fetched).
 
-    def __init__(self, records, next_offset):
-        self.records = records
+    Invariants: records[index:] are decoded and not returned, all at or above
+    the partition's position; batches from starts[next_batch] on are not
+    decoded; next_offset is where the decoded batches end.
+    Thread-safety: the consumer's thread only, as the Consumer.
+    """
+
+    __slots__ = ("aborted", "data", "index", "lasts", "next_batch", "next_offset", "records", "starts")
+
+    def __init__(self, data, aborted, offset):
+        self.data = data
+        self.aborted = aborted
+        self.records = ()
         self.index = 0
-        self.next_offset = next_offset
+        self.next_batch = 0
+        self.next_offset = offset
+        headers = () if aborted else _batch_headers(data)
+        if len(headers) > 1:
+            self.starts = [h[0] for h in headers]
+            self.lasts = [h[1] + h[2] for h in headers]
+        else:
+            self.starts, self.lasts = [0], [_MAX_OFFSET]   # one chunk: the whole fetch
+
+    def take(self, tp, position, want, check_crcs, out):
+        """Up to want records from position on, appended to out (or out
+        itself when it was empty and a whole decoded chunk is returned); (out,
+        new position, whether this fetch is used up)."""
+        while True:
+            records, index = self.records, self.index
+            if index < len(records):
+                end = min(len(records), index + want)
+                if index == 0 and end == len(records) and not out:
+                    out = records   # the common case: a whole chunk, no copy
+                else:
+                    out.extend(records[index:end])
+                self.index = end
+                want -= end - index
+                position = records[end - 1].offset + 1
+            if self.index >= len(self.records):
+                if self.next_batch >= len(self.starts):
+                    return out, max(position, self.next_offset), True
+                if want <= 0:
+                    return out, position, False
+                self._decode(tp, position, want, check_crcs)
+            elif want <= 0:
+                return out, position, False
+
+    def _decode(self, tp, position, want, check_crcs):
+        # The next batches, through the one holding position + want - 1 (or
+        # the last), from the position on.
+        starts, lasts = self.starts, self.lasts
+        i = self.next_batch
+        j = min(bisect.bisect_left(lasts, position + want - 1, i), len(lasts) - 1)
+        data = self.data
+        if i > 0 or j + 1 < len(starts):
+            data = memoryview(data)[starts[i]:starts[j + 1] if j + 1 < len(starts) else len(data)]
+        # read_committed: the broker cut at the LSO; aborted records and
+        # markers are dropped per batch in C.
+        self.records, next_offset = _decode_fetched(data, tp.topic, tp.partition, position, check_crcs, -1,
+                                                    self.aborted)
+        self.index = 0
+        self.next_batch = j + 1
+        self.next_offset = max(self.next_offset, next_offset)
 
 
 class _Listener:
@@ -107,7 +175,8 @@ class Consumer:
 
     Invariants: the keys of _positions are exactly the current assignment
     (value None until a start offset is known); a partition has a buffer only
-    while it holds records not yet returned, and those start at its position;
+    while its fetched batches may hold records not yet returned (the last
+    poll that finds none drops it), and those start at its position;
     paused partitions are neither fetched nor returned.
     Thread-safety: none. One thread uses a Consumer (as Java's); only the
     group heartbeat thread runs beside it, inside GroupMembership.
@@ -376,14 +445,8 @@ class Consumer:
                 continue
             if not part.records:
                 continue
-            # read_committed: the broker cut at the LSO; aborted records
-            # and markers are dropped per batch in C.
-            records, next_offset = _decode_fetched(part.records, tp.topic, tp.partition, offset,
-                                                   self.check_crcs, -1, part.aborted_transactions)
-            if records:
-                self._buffers[tp] = _Buffer(records, next_offset)
-            elif next_offset > offset:
-                self._positions[tp] = next_offset  # only control batches / records below offset
+            # Decoded by _drain, as poll() asks for records.
+            self._buffers[tp] = _Buffer(part.records, part.aborted_transactions, offset)
 
     def _fetch_error(self, tp: TopicPartition, offset: int, error: BaseException) -> None:
         code = getattr(error, "error_code", None)
@@ -412,18 +475,10 @@ class Consumer:
             if tp in self._paused:
                 continue
             buf = self._buffers[tp]
-            want = max_records - len(out)
-            end = min(len(buf.records), buf.index + want)
-            if end > buf.index:
-                if buf.index == 0 and end == len(buf.records) and not out:
-                    out = buf.records  # the common case: the whole fetch, no copy
-                else:
-                    out.extend(buf.records[buf.index:end])
-                self._positions[tp] = buf.records[end - 1].offset + 1
-                buf.index = end
-            if buf.index >= len(buf.records):
+            out, self._positions[tp], done = buf.take(tp, self._positions[tp], max_records - len(out),
+                                                      self.check_crcs, out)
+            if done:
                 del self._buffers[tp]
-                self._positions[tp] = max(self._positions[tp], buf.next_offset)
             if len(out) >= max_records:
                 break
         return out

@@ -354,7 +354,7 @@ class LocalStore:
         transactions (producer_id, first_offset) the caller must drop."""
         return self._call(self.read_now, topic, partition, offset, max_bytes, committed)
 
-    def read_here(self, topic, partition, offset, max_bytes):
+    def read_here(self, topic, partition, offset, max_bytes, copy=True):
         """read_now(committed=False) on the calling thread, without a trip to
         the loop (a fetch's first read, the public read()): the Log is
         thread-safe (its lock), and the Partition's high_watermark and log
@@ -365,7 +365,11 @@ class LocalStore:
         above it is handed out even while the loop appends. None when only the
         loop can answer: an offset outside [log_start_offset, high_watermark]
         (the errors and edge cases of Partition.read), a partition unknown,
-        closed or being deleted; the caller then asks read_now there."""
+        closed or being deleted; the caller then asks read_now there.
+        copy=False: the records are a view of the mapped segment, not a copy
+        (the embedded consumer's fetch: its records then keep the segment
+        mapped while they live, as Log views do; truncation, which a
+        one-node store never runs on its leaders, would refuse meanwhile)."""
         p = self.broker.log_manager.partitions.get((topic, partition))
         if p is None:
             return None
@@ -379,9 +383,12 @@ class LocalStore:
             fs = plog.read_batches(offset, max(max_bytes, 1))
         except PylogError:   # closed, deleted or truncated meanwhile
             return None
-        # Copied out so no segment stays pinned by a caller's records.
-        data = bytes(fs)
-        del fs
+        if copy:
+            # Copied out so no segment stays pinned by a caller's records.
+            data = bytes(fs)
+            del fs
+        else:
+            data = memoryview(fs)
         if plog.log_end_offset > hw:
             data = _cut_at(data, hw)
         return data, hw, lso, ()
