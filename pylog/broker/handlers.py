@@ -456,7 +456,8 @@ class Handlers:
     # ---- OffsetForLeaderEpoch (23) ----
 
     def offset_for_leader_epoch(self, header, req):
-        return offset_for_leader_epoch(req, self.logs.get_partition)
+        return offset_for_leader_epoch(req, self.logs.get_partition,
+                                      self.broker.metadata_cache.has_partition)
 
     # ---- Produce (0) ----
 
