@@ -102,7 +102,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     INCREMENTAL_ALTER_CONFIGS: (0, 1),  # v1 is flexible; confluent-kafka's non-deprecated way
     # Inter-broker APIs (controller -> broker), advertised as Kafka brokers do;
     # only the versions pylog's controller sends (topic_states grouping).
-    LEADER_AND_ISR: (2, 4),
+    LEADER_AND_ISR: (2, 5),
     UPDATE_METADATA: (5, 7),  # v7: topic ids (KIP-516)
     STOP_REPLICA: (1, 2),
     OFFSET_FOR_LEADER_EPOCH: (0, 3),
