@@ -1,37 +1,23 @@
 """The API versions this broker advertises in ApiVersions (KAFKA-NOTES §3.3).
 
-Chosen so librdkafka, kafka-python and aiokafka all pick a version the broker
-serves: minima never above aiokafka's maxima, Fetch 11 in range so
-kafka-python infers a 2.3+ broker (zstd, idempotence).
+ADVERTISED goes as far as Apache Kafka 4.x brokers serve each API pylog
+implements (issue 17), flexible versions included: what librdkafka 2.16,
+kafka-python, aiokafka and the Java client send. The comment on each line
+names what its newest versions add. An API missing from the table is not
+served.
 
-Metadata, ListOffsets, Produce and DescribeCluster go as far as Apache Kafka
-4.0 serves them (issue 17): Metadata 0-12 (v7 leader epochs, so clients run
-KIP-320 validation with OffsetForLeaderEpoch and current_leader_epoch in
-Fetch/ListOffsets; v8 authorized operations; v9 flexible; v10 topic ids, new
-for a re-created topic; v12 lookups by id), ListOffsets 1-9 (v4
-current_leader_epoch and leader epochs in answers, v5 OFFSET_NOT_AVAILABLE,
-v6 flexible, v7 MAX_TIMESTAMP, v8 EARLIEST_LOCAL, v9 LATEST_TIERED), Produce
-0-11 (v9 flexible, v10-11 KIP-951 current leader on NOT_LEADER_OR_FOLLOWER)
-and DescribeCluster 0-1. Metadata was capped at 5 before: its leader
-epochs start KIP-320 validation, which needed OffsetForLeaderEpoch first.
+Minima are never above aiokafka's maxima, and Fetch 11 stays in range so
+kafka-python infers a 2.3+ broker (zstd, idempotence). Produce is advertised
+from 0 (as Kafka 4.0 does, KAFKA-18659: librdkafka before 2.11.1 enables
+compression only when v0 is in range) but versions 0-2 (message formats 0/1)
+are refused with UNSUPPORTED_VERSION when sent (SERVED_MIN).
 
-Otherwise no flexible versions except ApiVersions 3-4,
-IncrementalAlterConfigs 1 (which only admin clients send), OffsetFetch 6-8
-(v7's require_stable is how read_committed consumers ask for stable
-offsets, KIP-447), those of the
-transaction APIs (kafka-python sends them), DescribeProducers 0 (flexible
-from its first version) and WriteTxnMarkers 1 (inter-broker).
-
-The inter-broker APIs a controller sends (LeaderAndIsr, UpdateMetadata,
-StopReplica) are advertised as Kafka advertises them, in the versions whose
-shape pylog serves, by brokers of a cluster only (INTER_BROKER_APIS);
-OffsetForLeaderEpoch 0-3 serves followers (KIP-101) and, once Metadata
-carries leader epochs, consumers (KIP-320).
-
-Produce is advertised from 0 (Kafka 4.0 does the same, KAFKA-18659) because
-librdkafka before 2.11.1 enables compression only when Produce v0 is in range;
-versions 0-2 (message formats 0/1) are refused with UNSUPPORTED_VERSION when
-actually sent.
+The inter-broker APIs (LeaderAndIsr 5 and UpdateMetadata 7 with topic ids,
+StopReplica, AlterPartition, ControlledShutdown) are advertised in the
+versions pylog's controller sends, by brokers of a cluster only
+(INTER_BROKER_APIS) and only on listeners that carry inter-broker traffic
+(BROKER_ONLY_APIS). OffsetForLeaderEpoch 0-3 serves followers (KIP-101) and
+consumers validating positions with Metadata's leader epochs (KIP-320).
 """
 from __future__ import annotations
 
@@ -102,7 +88,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     INCREMENTAL_ALTER_CONFIGS: (0, 1),  # v1 is flexible; confluent-kafka's non-deprecated way
     # Inter-broker APIs (controller -> broker), advertised as Kafka brokers do;
     # only the versions pylog's controller sends (topic_states grouping).
-    LEADER_AND_ISR: (2, 4),
+    LEADER_AND_ISR: (2, 5),
     UPDATE_METADATA: (5, 7),  # v7: topic ids (KIP-516)
     STOP_REPLICA: (1, 2),
     OFFSET_FOR_LEADER_EPOCH: (0, 3),

@@ -7,7 +7,10 @@ current_leader_epoch and throttle_time_ms, v1 the answer's leader_epoch).
 
 As Kafka's ReplicaManager.lastOffsetForLeaderEpoch / Partition.lastOffsetForLeaderEpoch,
 per partition and in this order:
-  UNKNOWN_TOPIC_OR_PARTITION (3)    not hosted here (or whatever code lookup's error carries);
+  NOT_LEADER_OR_FOLLOWER (6)        not hosted here but a partition the metadata knows
+                                    (Kafka's getPartitionOrError: the client refreshes and
+                                    goes to the replicas);
+  UNKNOWN_TOPIC_OR_PARTITION (3)    not hosted and not known (or whatever code lookup's error carries);
   FENCED_LEADER_EPOCH (74)          current_leader_epoch (v2+, -1 = not given) < our leader_epoch;
   UNKNOWN_LEADER_EPOCH (75)         current_leader_epoch > our leader_epoch;
   NOT_LEADER_OR_FOLLOWER (6)        we are not the leader: Kafka serves this API from
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..errors import PylogError, code_for
+from ..errors import PylogError, UnknownTopicOrPartitionError, code_for
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 
@@ -28,26 +31,31 @@ NO_PARTITION_LEADER_EPOCH = -1
 
 
 def offset_for_leader_epoch(req: m.OffsetForLeaderEpochRequest,
-                            lookup: Callable) -> m.OffsetForLeaderEpochResponse:
+                            lookup: Callable, known: Callable = lambda topic, index: False
+                            ) -> m.OffsetForLeaderEpochResponse:
     """The response to req. lookup(topic, partition) returns the hosted replica (an
     object with leader_epoch, is_leader, epoch_cache and log_end_offset; the broker's
     Partition) or raises a PylogError such as UnknownTopicOrPartitionError, whose
-    code becomes the partition's error. Runs on the broker's event loop."""
+    code becomes the partition's error; known(topic, partition) says whether the
+    cluster's metadata has that partition. Runs on the broker's event loop."""
     R = m.OffsetForLeaderEpochResponse
     topics = []
     for t in req.topics:
         parts = []
         for p in t.partitions:
-            error, epoch, end_offset = _answer(t.topic, p, lookup)
+            error, epoch, end_offset = _answer(t.topic, p, lookup, known)
             parts.append(R.EpochEndOffset(error_code=error, partition=p.partition,
                                           leader_epoch=epoch, end_offset=end_offset))
         topics.append(R.OffsetForLeaderTopicResult(topic=t.topic, partitions=parts))
     return R(throttle_time_ms=0, topics=topics)
 
 
-def _answer(topic, p, lookup):
+def _answer(topic, p, lookup, known):
     try:
         replica = lookup(topic, p.partition)
+    except UnknownTopicOrPartitionError:
+        code = Errors.NOT_LEADER_OR_FOLLOWER if known(topic, p.partition) else Errors.UNKNOWN_TOPIC_OR_PARTITION
+        return code, -1, -1
     except PylogError as e:
         return code_for(e), -1, -1
     current = p.current_leader_epoch

@@ -246,7 +246,7 @@ class FetchApi:
                 diverging = None
                 follower = from_follower and p is not None and p.is_leader and replica_id in p.replicas
                 if p is None:
-                    code, hw, lso, lss = Errors.UNKNOWN_TOPIC_OR_PARTITION, -1, -1, -1
+                    code, hw, lso, lss = self._not_hosted(name, fp.partition), -1, -1, -1
                 else:
                     # On a follower these are its own: its HW (the leader's, as
                     # of its last fetch, capped by its log end) bounds what a
@@ -307,6 +307,16 @@ class FetchApi:
                 parts.append((key, tid, fp, code, hw, lss, n > 0, preferred, diverging, lso, data, aborted,
                               leader))
         return parts, total, respond_now, served
+
+    def _not_hosted(self, name, index) -> int:
+        """The error for a partition with no replica open here, as Kafka's
+        ReplicaManager.getPartitionOrError: an offline log, a partition the
+        cluster has elsewhere (the client refreshes its metadata), or none."""
+        if index in self.logs.offline(name):
+            return Errors.KAFKA_STORAGE_ERROR
+        if self.broker.metadata_cache.has_partition(name, index):
+            return Errors.NOT_LEADER_OR_FOLLOWER
+        return Errors.UNKNOWN_TOPIC_OR_PARTITION
 
     def _current_leader(self, name, index, p):
         """(leader id, leader epoch) as Kafka's KafkaApis.getCurrentLeader:

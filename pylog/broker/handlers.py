@@ -39,6 +39,7 @@ from ..protocol.produce import decode_produce_request, encode_produce_response
 from . import api_versions as av
 from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, TopicConfig, validate_topic_name
 from .epoch_api import offset_for_leader_epoch
+from .replication import leader_and_isr_response
 from .fetch_api import FetchApi
 from .log_manager import MAX_PARTITIONS_PER_BATCH, merge_overrides
 from .purgatory import HIGH_WATERMARK, DelayedOperation, Purgatory
@@ -345,13 +346,12 @@ class Handlers:
         return later()
 
     def leader_and_isr(self, header, req):
-        R = m.LeaderAndIsrResponse
         rm = self.broker.replica_manager
+        # None: from this process's own controller, which sends topic ids (v5's shape).
+        version = 5 if header is None else header.request_api_version
 
         def answer():
-            results = rm.become_leader_or_follower(req)
-            return R(error_code=0, partition_errors=[
-                R.LeaderAndIsrPartitionError(topic_name=t, partition_index=i, error_code=c) for t, i, c in results])
+            return leader_and_isr_response(req, 0, rm.become_leader_or_follower(req), version)
 
         def apply():
             preparing = rm.prepare_leader_and_isr(req)   # None: no file work to do first
@@ -365,10 +365,9 @@ class Handlers:
             return _to_the_end(prepare_then_answer())
 
         def refuse(code):
-            return R(error_code=code, partition_errors=[
-                R.LeaderAndIsrPartitionError(topic_name=ts.topic_name, partition_index=ps.partition_index,
-                                             error_code=code)
-                for ts in req.topic_states for ps in ts.partition_states])
+            return leader_and_isr_response(req, code, [(ts.topic_name, ps.partition_index, code)
+                                                       for ts in req.topic_states for ps in ts.partition_states],
+                                           version)
         return self._admitted(req, apply, refuse)
 
     def update_metadata(self, header, req):
@@ -456,7 +455,8 @@ class Handlers:
     # ---- OffsetForLeaderEpoch (23) ----
 
     def offset_for_leader_epoch(self, header, req):
-        return offset_for_leader_epoch(req, self.logs.get_partition)
+        return offset_for_leader_epoch(req, self.logs.get_partition,
+                                      self.broker.metadata_cache.has_partition)
 
     # ---- Produce (0) ----
 

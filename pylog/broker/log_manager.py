@@ -12,6 +12,9 @@ pylog's embedded store is a broker without a listener, so the same holds there.
 
 Layout (Kafka's): `<data dir>/<topic>-<partition>/` holds each partition's
 segments and checkpoints; `meta.properties` names the broker and cluster;
+`<topic>-<partition>/partition.metadata` holds the topic id the replica belongs
+to (Kafka's file, partition_metadata.py), the controller's, and wins over
+pylog-topics.json's at start;
 `pylog-topics.json` keeps each topic's id, partition count, replication factor
 and config overrides (what ZooKeeper or the metadata log holds in Kafka),
 written atomically. Partition directories with no entry there (written by
@@ -75,6 +78,7 @@ from .config import (
     validate_topic_name,
 )
 from .partition import Partition
+from .partition_metadata import read_topic_id, write_topic_id
 
 log = logging.getLogger("pylog.broker")
 
@@ -132,6 +136,9 @@ class LogManager:
         self.broker_id = config.broker_id
         self.topics: dict[str, TopicMeta] = {}
         self.partitions: dict[tuple[str, int], Partition] = {}
+        # The topic id in each open replica's partition.metadata (none there:
+        # not in this map). Loop-only, like partitions.
+        self.topic_ids_on_disk: dict[tuple[str, int], uuid.UUID] = {}
         self.cluster_id = ""
         self._dir_lock_fd: int | None = None
         self._closing = False
@@ -156,10 +163,17 @@ class LogManager:
             self.cluster_id = self._load_meta()
             self._load_topics()
             self.checkpoints = DirCheckpoints(self.data_dir)
+            ids_changed = False
             for meta in self.topics.values():
                 for i in meta.hosted:
                     try:
+                        disk_id = read_topic_id(self._partition_path(meta.name, i))
                         self._open_partition(meta, i)
+                        if disk_id is not None:
+                            self.topic_ids_on_disk[(meta.name, i)] = disk_id
+                            if disk_id != meta.topic_id:
+                                meta.topic_id = disk_id
+                                ids_changed = True
                     except Exception as e:  # noqa: BLE001 -- any failure: that partition only
                         # Kafka takes a failed log dir offline and serves the
                         # rest; here the unit is one partition's directory.
@@ -167,6 +181,8 @@ class LogManager:
                         log.error("partition %s-%d is offline: its log in %s could not be opened: %s",
                                   meta.name, i, self.data_dir, e, exc_info=not isinstance(e, OSError))
             self._migrate_checkpoints()
+            if ids_changed:
+                self._save_topics()
         except BaseException:
             # A start that fails half way must not keep partitions (and
             # their file locks) open until the garbage collector runs.
@@ -444,9 +460,11 @@ class LogManager:
 
     def open_replicas(self, specs) -> list:
         """specs: (topic, index, topic_id, config overrides); for each, its new
-        Partition or the exception opening it raised."""
+        Partition and the topic id in its partition.metadata (written from
+        topic_id when there was none; None when neither has one), or the
+        exception opening it raised."""
         out = []
-        for name, index, _topic_id, configs in specs:
+        for name, index, topic_id, configs in specs:
             if self._closing:
                 raise LogClosedError("the broker is stopping")
             try:
@@ -457,7 +475,15 @@ class LogManager:
                               dir_checkpoints=self.checkpoints)
                 p.log.flush_executor = self._flush_executor
                 p.cleaner_pause = self._cleaner_paused
-                out.append(p)
+                try:
+                    disk_id = read_topic_id(p.path)
+                    if disk_id is None and topic_id is not None and topic_id.int != 0:
+                        write_topic_id(p.path, topic_id)
+                        disk_id = topic_id
+                except BaseException:
+                    p.close()
+                    raise
+                out.append((p, disk_id))
             except Exception as e:  # noqa: BLE001 - that replica only; the loop tries it again and reports it
                 out.append(e)
             time.sleep(0)  # off the loop: let the loop thread have the GIL between partitions
@@ -465,13 +491,14 @@ class LogManager:
 
     def close_unregistered(self, opened) -> None:
         """Close what open_replicas opened and will not be registered."""
-        self._close_opened([p for p in opened if not isinstance(p, BaseException)])
+        self._close_opened([o[0] for o in opened if not isinstance(o, BaseException)])
 
     def register_replicas(self, specs, opened) -> None:
         """Make the replicas open_replicas opened visible (on the loop); one
         already there meanwhile keeps its own, the new one is closed."""
-        for (name, index, topic_id, configs), p in zip(specs, opened):
-            if isinstance(p, BaseException):
+        for (name, index, topic_id, configs), opened_one in zip(specs, opened):
+            if isinstance(opened_one, BaseException):
+                p = opened_one
                 if (name, index) not in self.partitions:
                     # Assigned, but its log cannot be opened: offline until the
                     # controller's next LeaderAndIsr tries it again (off the loop).
@@ -479,13 +506,50 @@ class LogManager:
                     log.error("replica %s-%d is offline: its log in %s could not be opened: %s", name, index,
                               self.data_dir, p)
                 continue
+            p, disk_id = opened_one
             if (name, index) in self.partitions:
                 self._close_opened([p])
                 continue
-            meta = self._note_assigned(name, index, topic_id, configs)
+            meta = self._note_assigned(name, index, disk_id or topic_id, configs)
             self.partitions[(name, index)] = p
             meta.offline.discard(index)
+            if disk_id is not None:
+                self.note_topic_id(name, index, disk_id)
             log.info("created replica %s-%d (assigned by the controller)", name, index)
+
+    def topic_ids_to_write(self, wanted) -> list:
+        """Of wanted ((topic, index, topic id) from a LeaderAndIsr), the open
+        replicas whose directory has no partition.metadata yet (written by an
+        older pylog, or before the controller sent ids): (topic, index, path,
+        topic id) for write_topic_ids."""
+        out = []
+        for name, index, tid in wanted:
+            p = self.partitions.get((name, index))
+            if p is not None and tid.int != 0 and (name, index) not in self.topic_ids_on_disk:
+                out.append((name, index, p.path, tid))
+        return out
+
+    @staticmethod
+    def write_topic_ids(jobs) -> list:
+        """On file_executor's thread: write each job's partition.metadata;
+        the jobs written (a failure is logged; the next LeaderAndIsr tries again)."""
+        done = []
+        for job in jobs:
+            try:
+                write_topic_id(job[2], job[3])
+                done.append(job)
+            except OSError as e:
+                log.error("writing the topic id of %s-%d failed: %s", job[0], job[1], e)
+        return done
+
+    def note_topic_id(self, name: str, index: int, topic_id: uuid.UUID) -> None:
+        """On the loop: name-index's partition.metadata holds topic_id, which
+        is then the topic's id here (pylog-topics.json written off the loop)."""
+        self.topic_ids_on_disk[(name, index)] = topic_id
+        meta = self.topics.get(name)
+        if meta is not None and meta.topic_id != topic_id:
+            meta.topic_id = topic_id
+            self._save_topics()
 
     def delete_partition(self, name: str, index: int) -> Future:
         """Remove the local replica name-index and its data (StopReplica with
@@ -507,6 +571,7 @@ class LogManager:
         else:
             del self.topics[name]
         p = self.partitions.pop((name, index))
+        self.topic_ids_on_disk.pop((name, index), None)
         self._forget_checkpoints([p])
         snapshot = self.topics_snapshot()
         try:

@@ -167,6 +167,12 @@ class MetadataCache:
     def partition(self, topic: str, index: int) -> PartitionState | None:
         return self.topics.get(topic, {}).get(index)
 
+    def has_partition(self, topic: str, index: int) -> bool:
+        """Whether the cluster has topic-index (Kafka's MetadataCache.contains):
+        a replica not hosted here answers NOT_LEADER_OR_FOLLOWER then, not
+        UNKNOWN_TOPIC_OR_PARTITION."""
+        return index in self.topics.get(topic, ())
+
     def topic_name(self, topic_id: uuid.UUID) -> str | None:
         """The topic whose id is topic_id (Metadata v12 lookups by id), or None."""
         return self._names_by_id().get(topic_id)

@@ -192,12 +192,15 @@ class ReplicaManager:
         Kafka writes it before the leader appends under that epoch); also the
         end of any truncation of a replica it makes leader."""
         new = self.replicas_to_create(req)
-        if not new and not self.leader_epochs_to_write(req) and not self._truncating_leaders(req):
+        ids = self.logs.topic_ids_to_write(_topic_ids_of(req))
+        if not new and not ids and not self.leader_epochs_to_write(req) and not self._truncating_leaders(req):
             return None
-        return self._prepare(req, new)
+        return self._prepare(req, new, ids)
 
-    async def _prepare(self, req, new) -> bool:
+    async def _prepare(self, req, new, ids) -> bool:
         if new and not await self.create_replicas(new):
+            return False
+        if ids and not await self.write_topic_ids(ids):
             return False
         # A replica this request makes leader must not be mid-truncation (a
         # follower's, off the loop) when it starts taking appends: wait until
@@ -237,6 +240,20 @@ class ReplicaManager:
                 if entries is not None:
                     out.append((p, entries))
         return out
+
+    async def write_topic_ids(self, jobs) -> bool:
+        """Write the partition.metadata of open replicas that have none yet
+        (topic ids from a LeaderAndIsr v5) on the LogManager's file thread.
+        False when the broker is stopping."""
+        try:
+            done = await asyncio.get_running_loop().run_in_executor(
+                self.logs.file_executor, self.logs.write_topic_ids, jobs)
+        except LogClosedError:
+            return False
+        for name, index, _path, tid in done:
+            if (name, index) not in self.logs.topic_ids_on_disk and (name, index) in self.logs.partitions:
+                self.logs.note_topic_id(name, index, tid)
+        return True
 
     async def write_leader_epochs(self, jobs) -> None:
         """Write those files on the LogManager's file thread; make_leader then
@@ -300,6 +317,14 @@ class ReplicaManager:
     def _apply_partition_state(self, topic, ts, ps, now_ms) -> int:
         if self.broker_id not in ps.replicas:
             return Errors.UNKNOWN_TOPIC_OR_PARTITION
+        tid = getattr(ts, "topic_id", None)
+        on_disk = self.logs.topic_ids_on_disk.get((topic, ps.partition_index))
+        if tid is not None and tid.int != 0 and on_disk is not None and on_disk != tid:
+            # This directory holds another incarnation of the topic (deleted
+            # while this broker was away): Kafka leaves it alone and answers so.
+            log.error("broker %d: LeaderAndIsr for %s-%d names topic id %s, but its log belongs to %s",
+                      self.broker_id, topic, ps.partition_index, tid, on_disk)
+            return Errors.INCONSISTENT_TOPIC_ID
         configs = topic_configs_of(ts)
         if configs is not None:
             self.logs.sync_topic_configs(topic, configs)
@@ -481,6 +506,33 @@ class ReplicaManager:
                             r.error_code)
         if p.pending_isr == new_isr:
             p.pending_isr = None
+
+
+def _topic_ids_of(req) -> list:
+    """(topic, index, topic id) of each partition state of a LeaderAndIsr
+    v5+ (none before v5, whose topic states carry no id)."""
+    out = []
+    for ts in req.topic_states:
+        tid = getattr(ts, "topic_id", None)
+        if tid is not None and tid.int != 0:
+            out.extend((ts.topic_name, ps.partition_index, tid) for ps in ts.partition_states)
+    return out
+
+
+def leader_and_isr_response(req, error_code: int, results, version: int):
+    """The LeaderAndIsrResponse for req: results are (topic, index, error
+    code); v5+ groups them by topic id (Kafka's LeaderAndIsrResponse), before
+    they are a flat list naming each topic."""
+    R = m.LeaderAndIsrResponse
+    if version < 5:
+        return R(error_code=error_code, partition_errors=[
+            R.LeaderAndIsrPartitionError(topic_name=t, partition_index=i, error_code=c) for t, i, c in results])
+    ids = {ts.topic_name: ts.topic_id for ts in req.topic_states}
+    by_topic: dict[str, list] = {}
+    for t, i, c in results:
+        by_topic.setdefault(t, []).append(R.LeaderAndIsrPartitionError(partition_index=i, error_code=c))
+    return R(error_code=error_code, topics=[R.LeaderAndIsrTopicError(topic_id=ids[t], partition_errors=errs)
+                                            for t, errs in by_topic.items()])
 
 
 def _write_epoch_files(jobs):

@@ -1,6 +1,6 @@
 """The cluster controller (ZooKeeper-era Kafka semantics, KAFKA-NOTES §4.3-4.5):
 it owns partition leadership and the ISR as written in the MetadataStore and
-tells brokers about them with LeaderAndIsr (v3), UpdateMetadata (v5) and
+tells brokers about them with LeaderAndIsr (v5), UpdateMetadata (v7) and
 StopReplica (v1).
 
 Duties:
@@ -102,8 +102,10 @@ log = logging.getLogger(__name__)
 # pylog tagged field (pylog/protocol/pylog_tags.py), which brokers need when
 # they create a replica and whenever the overrides change. UpdateMetadata v7
 # carries each topic's id (KIP-516), which every broker's Metadata v10+ and
-# Fetch v13+ answer with.
-LEADER_AND_ISR_VERSION = 4
+# Fetch v13+ answer with; LeaderAndIsr v5 carries it too, and each replica
+# keeps it in its partition.metadata (one id per topic on every broker, new
+# when the topic is re-created).
+LEADER_AND_ISR_VERSION = 5
 UPDATE_METADATA_VERSION = 7
 STOP_REPLICA_VERSION = 1
 
@@ -1342,7 +1344,8 @@ class Controller:
             req = LeaderAndIsrRequest(
                 controller_id=self.broker_id, controller_epoch=epoch, broker_epoch=-1,
                 topic_states=[LeaderAndIsrRequest.LeaderAndIsrTopicState(
-                    topic_name=t, partition_states=ps, _unknown_tagged_fields=self._configs_field(t))
+                    topic_name=t, topic_id=self._topic_id(t), partition_states=ps,
+                    _unknown_tagged_fields=self._configs_field(t))
                     for t, ps in by_topic.items()],
                 live_leaders=[LeaderAndIsrRequest.LeaderAndIsrLiveLeader(
                     broker_id=l, host_name=self._live[l].address(self.inter_broker_listener)[0],
@@ -1381,8 +1384,7 @@ class Controller:
 
 
     def _topic_id(self, topic: str) -> uuid.UUID:
-        # Carried by UpdateMetadata v7+; the version sent on the wire (v6)
-        # leaves it out, a broker reached in-process gets it.
+        # Carried by UpdateMetadata v7+ and LeaderAndIsr v5+.
         t = self._topics.get(topic)
         return t.topic_id if t is not None else uuid.UUID(int=0)
 

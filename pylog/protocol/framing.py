@@ -58,14 +58,15 @@ def response_header_version(api_key, api_version):
     return 1 if cls is not None and cls.is_flexible(api_version) else 0
 
 
-# Requests whose trailing bytes are ignored, as Kafka's parser ignores them
-# (it reads the fields a version has and stops): librdkafka (2.16 and before,
-# its issue #5049) writes Metadata v9+'s null topic array ("all topics") as a
-# 4-byte placeholder, which Kafka reads as a null array, then
-# allow_auto_topic_creation and include_topic_authorized_operations false and
-# no tagged fields, the last 3 bytes left over. Every other request must end
-# where its last field does.
-TRAILING_BYTES_IGNORED = frozenset({3})
+# Bytes left after a request's last field are ignored, as Kafka ignores them:
+# its RequestContext.parseRequest hands the body to the generated reader,
+# which reads the fields the version has and never looks at what remains
+# (a field that claims more bytes than the frame holds is still an error).
+# Clients rely on it: librdkafka (2.16 and before, its issue #5049) writes
+# Metadata v9+'s null topic array ("all topics") as a 4-byte placeholder,
+# read as a null array, false, false and no tagged fields, 3 bytes left over.
+# The frame is already bounded by socket.request.max.bytes, so nothing read
+# here grows with them.
 
 
 def decode_request_header(frame):
@@ -99,10 +100,7 @@ def decode_request(frame):
         raise UnsupportedVersionError(
             f"{cls.__name__} v{version} is not supported (valid versions {lo}-{hi})", header)
     try:
-        body, end = cls.decode_from(buf, pos, version)
-        if end != len(buf) and api_key not in TRAILING_BYTES_IGNORED:
-            raise ProtocolError(
-                f"{cls.__name__} v{version}: {len(buf) - end} trailing byte(s) after offset {end}")
+        body, _end = cls.decode_from(buf, pos, version)
     except ProtocolError as e:
         e.header = header
         raise

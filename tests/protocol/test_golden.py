@@ -105,7 +105,7 @@ def test_request_roundtrip(client_dir, item):
     if key == 3 and item["variant"] == "all" and client_dir.name.startswith("librdkafka-") and version >= 9:
         # librdkafka #5049: the null topic array written as a 4-byte
         # placeholder; read as Kafka reads it (null, false, false, no tags),
-        # the 3 bytes after the fields are left over (framing.TRAILING_BYTES_IGNORED).
+        # the 3 bytes after the fields are left over (ignored, as framing says).
         assert len(frame) == len(again) + 3 and frame[4:len(again)] == again[4:], _first_difference(again, frame)
         assert frame[len(again):] == b"\x01\x00\x00"
     else:
