@@ -74,3 +74,21 @@ def test_readme_examples_run_as_written(tmp_path):
             if "print(" in code and "def test_" not in code:
                 assert r.stdout.strip(), f"README block {i} printed nothing:\n{code}"
             assert "<memory at" not in r.stdout, f"README block {i} printed a memoryview:\n{r.stdout}"
+
+
+def test_the_wire_versions_list_is_the_advertised_table():
+    """The README's list of API versions says exactly what ApiVersions
+    advertises: every API of pylog/broker/api_versions.py with its range, and
+    no API the broker does not advertise."""
+    from pylog.broker import api_versions as av
+
+    text = README.read_text()
+    start = text.index("What it does on the wire")
+    section = text[start:text.index("Produce batches are validated", start)]
+    listed = {}
+    for name, lo, hi in re.findall(r"\b([A-Z][A-Za-z]+) (\d+)-(\d+)\b", section):
+        listed.setdefault(name, (int(lo), int(hi)))
+    camel = {v: "".join(w.capitalize() for w in k.split("_"))
+             for k, v in vars(av).items() if k.isupper() and isinstance(v, int)}
+    advertised = {camel[key]: rng for key, rng in av.ADVERTISED.items()}
+    assert listed == advertised
