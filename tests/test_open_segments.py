@@ -42,6 +42,11 @@ def _fill(path, segments, per_segment=3):
 
 
 def test_reads_across_segments_stay_within_the_budget(tmp_path, budget):
+    # The count is process-wide: logs of earlier tests in this process that
+    # are still alive (or whose records are) may hold segments the budget
+    # cannot close.
+    gc.collect()
+    held_elsewhere = _engine.open_segments()[0]
     budget(5)
     lg = _fill(tmp_path, 60)
     try:
@@ -53,9 +58,8 @@ def test_reads_across_segments_stay_within_the_budget(tmp_path, budget):
             assert bytes(lg.read(off).value)[:6] == b"%06d" % off
         assert _segment_fds(tmp_path) <= 3 * 5
         assert lg.offset_for_time(0) == 0
-        # The count is process-wide: a log another test left open may hold one.
         opened, limit = _engine.open_segments()
-        assert limit == 5 and _segment_fds(tmp_path) // 3 <= opened <= limit
+        assert limit == 5 and _segment_fds(tmp_path) // 3 <= opened <= limit + held_elsewhere
     finally:
         lg.close()
     assert _segment_fds(tmp_path) == 0

@@ -109,8 +109,8 @@ def decode_produce_request(frame):
                 pos += size
             parts.append((index, records))
         topics.append((name, parts))
-    if pos != end:
-        raise ProtocolError(f"Produce v{version}: {end - pos} trailing byte(s) after offset {pos}")
+    # Bytes after the last field are ignored, as Kafka's generated readers
+    # (and pylog's, framing.decode_request) ignore them.
     return correlation_id, version, client_id, transactional_id, acks, timeout_ms, topics
 
 
@@ -196,8 +196,8 @@ def _decode_flexible(frame, pos, end, correlation_id, version, client_id):
         pos = _skip_tags(frame, pos, end, "a topic's tagged fields")
         topics.append((name, parts))
     pos = _skip_tags(frame, pos, end, "the body's tagged fields")
-    if pos != end:
-        raise ProtocolError(f"Produce v{version}: {end - pos} trailing byte(s) after offset {pos}")
+    # Bytes after the last field are ignored, as Kafka's generated readers
+    # (and pylog's, framing.decode_request) ignore them.
     return correlation_id, version, client_id, transactional_id, acks, timeout_ms, topics
 
 
