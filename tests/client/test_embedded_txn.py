@@ -44,7 +44,11 @@ def store(data):
 
 def _producer(data, tid, **kw):
     p = pylog.Producer(log_dir=data, transactional_id=tid, linger_ms=1, **kw)
-    p.init_transactions(TIMEOUT)
+    try:
+        p.init_transactions(TIMEOUT)
+    except BaseException:
+        p.close()   # else its sender thread keeps the store (and its segments) open for the process
+        raise
     return p
 
 
