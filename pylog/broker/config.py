@@ -38,6 +38,9 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
                                             "SASL_SSL:SASL_SSL"),
     "inter.broker.listener.name": (str, None),
     "control.plane.listener.name": (str, None),
+    # Kafka's older way to name the inter-broker listener (by protocol); only
+    # PLAINTEXT can be honoured until TLS/SASL exist (see _refuse_security).
+    "security.inter.broker.protocol": (str, "PLAINTEXT"),
     "log.dirs": (str, None),
     "log.dir": (str, "/tmp/kafka-logs"),
     "num.partitions": (int, 1),
@@ -279,6 +282,7 @@ class BrokerConfig:
         self.props: dict[str, str] = {}
         for k, v in (props or {}).items():
             self.props[k] = _to_str(v)
+        _refuse_security(self.props)
         unknown = [k for k in self.props if k not in BROKER_DEFAULTS]
         if unknown:
             log.warning("these broker configs were supplied but are not used: %s", ", ".join(sorted(unknown)))
@@ -383,6 +387,8 @@ class BrokerConfig:
         inter = self.get("inter.broker.listener.name")
         if inter is not None:
             return inter.upper()
+        if self.is_set("security.inter.broker.protocol"):
+            return self.get("security.inter.broker.protocol").upper()
         bound = self.listeners()
         return bound[0].name if len(bound) == 1 else "PLAINTEXT"
 
@@ -463,6 +469,46 @@ class BrokerConfig:
     def topic_default_is_set(self, key: str) -> bool:
         broker_key = TOPIC_CONFIGS[key][0]
         return broker_key is not None and self.is_set(broker_key)
+
+
+# Kafka's broker keys that ask for authentication, encryption, authorization or
+# connection limits (BrokerSecurityConfigs, SslConfigs, SaslConfigs,
+# SocketServerConfigs, DelegationTokenManagerConfigs). None is implemented
+# yet (issue 19), and a broker that warned "supplied but not used" and went on
+# would serve everyone in plaintext with no authentication, which is what the
+# user set these keys to prevent: each one refuses the start instead. A key
+# leaves these lists when its part is built.
+_SECURITY_PREFIXES = ("ssl.", "sasl.", "listener.name.", "delegation.token.", "max.connection")
+_SECURITY_KEYS = frozenset({
+    "authorizer.class.name", "super.users", "allow.everyone.if.no.acl.found", "principal.builder.class",
+    "connections.max.reauth.ms", "connection.failed.authentication.delay.ms", "security.providers",
+    "client.quota.callback.class",
+})
+
+
+def _refuse_security(props: dict[str, str]) -> None:
+    """Refuse, before anything binds, every security key pylog cannot honour
+    yet, naming the key and why. Values that ask for nothing pass: an empty
+    authorizer.class.name (Kafka's default: no authorizer) and
+    security.inter.broker.protocol=PLAINTEXT."""
+    for key in sorted(props):
+        value = props[key].strip()
+        if key == "authorizer.class.name" and not value:
+            continue
+        if key == "security.inter.broker.protocol":
+            if value.upper() != "PLAINTEXT":
+                raise InvalidConfigError(
+                    f"security.inter.broker.protocol={value}: pylog has no TLS or SASL yet (issue 19), "
+                    f"brokers talk PLAINTEXT only; refusing to start rather than talk in the clear")
+            if "inter.broker.listener.name" in props:
+                raise InvalidConfigError(
+                    "Only one of inter.broker.listener.name and security.inter.broker.protocol should be set.")
+            continue
+        if key in _SECURITY_KEYS or key.startswith(_SECURITY_PREFIXES):
+            raise InvalidConfigError(
+                f"{key} is a security setting pylog does not implement yet (issue 19: TLS, SASL, ACLs, "
+                f"connection limits); refusing to start rather than serve every client in plaintext without "
+                f"it. Remove the key to run an unsecured broker.")
 
 
 class Listener(NamedTuple):
