@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from pylog.broker.config import BrokerConfig
 from pylog.errors import InvalidConfigError
 from pylog.log.checkpoint import read_checkpoint
-from pylog.testing import running_broker
+from pylog.testing import running_broker, wait_until
 
 TIMEOUT = 60
 FAST = {"num.partitions": "1", "log.cleaner.backoff.ms": "50"}
@@ -89,13 +89,7 @@ def status(broker, topic):
 
 
 def wait_for(cond, what, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(cond, what, timeout)
 
 
 def pairs(n_keys, rounds, tag=b"v"):

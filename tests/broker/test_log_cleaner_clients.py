@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KpTopicPartition
 
-from pylog.testing import running_broker
+from pylog.testing import running_broker, wait_until
 
 TIMEOUT = 90
 FAST = {"num.partitions": "1", "log.cleaner.backoff.ms": "50", "group.initial.rebalance.delay.ms": "0"}
@@ -29,13 +29,7 @@ N_KEYS, ROUNDS = 30, 60
 
 
 def wait_for(cond, what, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(cond, what, timeout)
 
 
 def check_view(records, produced, complete):

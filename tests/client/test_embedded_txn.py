@@ -18,6 +18,7 @@ import pytest
 
 import pylog
 import pylog.aio
+from pylog.testing import wait_until
 from pylog.embedded import LocalStore
 from pylog.producer.transactions import ConsumerGroupMetadata, IllegalTransactionStateError, ProducerFencedError
 from pylog.structs import OffsetAndMetadata, TopicPartition
@@ -93,10 +94,7 @@ def _commit(data, tid, topic, *values):
 
 
 def _wait_for(cond, what):
-    deadline = time.monotonic() + TIMEOUT
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    wait_until(cond, what, TIMEOUT)
 
 
 def test_commit_and_abort_read_committed_sees_only_committed(store, data):
