@@ -61,6 +61,10 @@ _PRODUCE_KEY = b"\x00\x00"
 _I32I32 = struct.Struct(">ii")
 
 
+# Kafka's principal of a client that did not authenticate (KafkaPrincipal.ANONYMOUS).
+ANONYMOUS_PRINCIPAL = "User:ANONYMOUS"
+
+
 class RequestContext:
     """One request as its handler sees it: the header's fields and the peer
     that sent it. The connection builds one per request and passes it where
@@ -68,15 +72,19 @@ class RequestContext:
     a dispatch and an await. Immutable once built: any thread may read it."""
 
     __slots__ = ("request_api_key", "request_api_version", "correlation_id", "client_id", "peer_host",
-                 "listener", "throttle_ms")
+                 "listener", "throttle_ms", "principal")
 
-    def __init__(self, header, peer_host: str, listener: "BoundListener"):
+    def __init__(self, header, peer_host: str, listener: "BoundListener", principal: str = ANONYMOUS_PRINCIPAL):
         self.request_api_key = header.request_api_key
         self.request_api_version = header.request_api_version
         self.correlation_id = header.correlation_id
         self.client_id = header.client_id
         self.peer_host = peer_host
         self.listener = listener
+        # Kafka's KafkaPrincipal as "<type>:<name>": who the connection
+        # authenticated as (User:ANONYMOUS on a PLAINTEXT listener, as in Kafka).
+        # ACLs and user quotas are decided on it.
+        self.principal = principal
         # Set by a handler whose quota was exceeded (KIP-599): after the answer
         # goes out, the connection reads nothing more for this long (Kafka mutes
         # the channel; clients that do not back off by themselves wait too).
@@ -110,6 +118,9 @@ class Connection(asyncio.BufferedProtocol):
         self.sock_fd = -1
         self.peer = "?"
         self.peer_host = ""
+        # Set once by authentication (TLS client certificate or SASL); every
+        # request's RequestContext carries it.
+        self.principal = ANONYMOUS_PRINCIPAL
         self._buf = bytearray(RECV_BUFFER_MIN)
         self._view = memoryview(self._buf)
         self._start = 0          # unparsed bytes are _buf[_start:_end]
@@ -337,7 +348,7 @@ class Connection(asyncio.BufferedProtocol):
                 return
             self.close()
             return
-        header = RequestContext(header, self.peer_host, self.listener)
+        header = RequestContext(header, self.peer_host, self.listener, self.principal)
         try:
             result = handler(header, req)
         except Exception as e:
@@ -398,7 +409,7 @@ class Connection(asyncio.BufferedProtocol):
             if handler is None:
                 self.close()
                 return None
-            header = RequestContext(header, self.peer_host, self.listener)
+            header = RequestContext(header, self.peer_host, self.listener, self.principal)
             try:
                 result = handler(header, req)
                 if asyncio.iscoroutine(result):
