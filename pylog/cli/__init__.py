@@ -12,6 +12,7 @@
     dump_log.py      pylog dump-log                                   (kafka-dump-log)
     log_decoders.py  its --offsets-decoder / --transaction-log-decoder
     log_dirs.py      pylog log-dirs --describe                        (kafka-log-dirs)
+    leader_election.py pylog leader-election                          (kafka-leader-election)
     common.py        --bootstrap-server, k=v options, errors -> exit codes
 
 Each add_*_parser(subparsers) adds its parser(s); every leaf parser sets
@@ -23,6 +24,7 @@ from .common import run_tool
 from .consume import add_consume_parser
 from .dump_log import add_dump_log_parser
 from .groups import add_groups_parser
+from .leader_election import add_leader_election_parser
 from .log_dirs import add_log_dirs_parser
 from .perf import add_perf_parser
 from .produce import add_produce_parser
@@ -44,3 +46,4 @@ def add_client_commands(sub) -> None:
     add_transactions_parser(sub)
     add_dump_log_parser(sub)
     add_log_dirs_parser(sub)
+    add_leader_election_parser(sub)
