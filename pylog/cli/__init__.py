@@ -13,6 +13,7 @@
     log_decoders.py  its --offsets-decoder / --transaction-log-decoder
     log_dirs.py      pylog log-dirs --describe                        (kafka-log-dirs)
     leader_election.py pylog leader-election                          (kafka-leader-election)
+    get_offsets.py   pylog get-offsets                                (kafka-get-offsets)
     common.py        --bootstrap-server, k=v options, errors -> exit codes
 
 Each add_*_parser(subparsers) adds its parser(s); every leaf parser sets
@@ -24,6 +25,7 @@ from .common import run_tool
 from .consume import add_consume_parser
 from .dump_log import add_dump_log_parser
 from .groups import add_groups_parser
+from .get_offsets import add_get_offsets_parser
 from .leader_election import add_leader_election_parser
 from .log_dirs import add_log_dirs_parser
 from .perf import add_perf_parser
@@ -47,3 +49,4 @@ def add_client_commands(sub) -> None:
     add_dump_log_parser(sub)
     add_log_dirs_parser(sub)
     add_leader_election_parser(sub)
+    add_get_offsets_parser(sub)
