@@ -14,6 +14,8 @@
     log_dirs.py      pylog log-dirs --describe                        (kafka-log-dirs)
     leader_election.py pylog leader-election                          (kafka-leader-election)
     get_offsets.py   pylog get-offsets                                (kafka-get-offsets)
+    delete_records.py pylog delete-records                            (kafka-delete-records)
+    java_compat.py   Java's HashMap order and exception names, as the Java tools print them
     common.py        --bootstrap-server, k=v options, errors -> exit codes
 
 Each add_*_parser(subparsers) adds its parser(s); every leaf parser sets
@@ -25,6 +27,7 @@ from .common import run_tool
 from .consume import add_consume_parser
 from .dump_log import add_dump_log_parser
 from .groups import add_groups_parser
+from .delete_records import add_delete_records_parser
 from .get_offsets import add_get_offsets_parser
 from .leader_election import add_leader_election_parser
 from .log_dirs import add_log_dirs_parser
@@ -50,3 +53,4 @@ def add_client_commands(sub) -> None:
     add_log_dirs_parser(sub)
     add_leader_election_parser(sub)
     add_get_offsets_parser(sub)
+    add_delete_records_parser(sub)

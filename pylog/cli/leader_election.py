@@ -23,6 +23,7 @@ from ..client.errors import error_for
 from ..protocol.error_codes import Errors
 from ..protocol.messages import ElectLeadersRequest
 from .common import add_bootstrap, add_command_config, open_client
+from .java_compat import exception_text
 
 __all__ = ["add_leader_election_parser"]
 
@@ -109,7 +110,7 @@ def _elect(args) -> int:
             elif pr.error_code == Errors.ELECTION_NOT_NEEDED:
                 noop.append(name)
             else:
-                failed.append((name, _java_exception(pr.error_code, pr.error_message)))
+                failed.append((name, exception_text(pr.error_code, pr.error_message)))
     if done:
         print(f"Successfully completed leader election ({kind}) for partitions {', '.join(done)}")
     if noop:
@@ -120,15 +121,3 @@ def _elect(args) -> int:
         print(f"{len(failed)} replica(s) could not be elected", file=sys.stderr)
         return 1
     return 0
-
-
-def _java_exception(code: int, message: str | None) -> str:
-    """The error as Java's toString of Kafka's exception prints it:
-    org.apache.kafka.common.errors.PreferredLeaderNotAvailableException: <message>
-    (Kafka's class names are the error's name in CamelCase; the message is the
-    broker's, else the error table's)."""
-    entry = Errors.for_code(code)
-    if entry is None:
-        return f"org.apache.kafka.common.errors.UnknownServerException: error code {code}"
-    camel = "".join(w.capitalize() for w in entry.name.split("_"))
-    return f"org.apache.kafka.common.errors.{camel}Exception: {message or entry.message}"
