@@ -15,6 +15,7 @@
     leader_election.py pylog leader-election                          (kafka-leader-election)
     get_offsets.py   pylog get-offsets                                (kafka-get-offsets)
     delete_records.py pylog delete-records                            (kafka-delete-records)
+    api_versions.py  pylog cluster api-versions                       (kafka-broker-api-versions)
     java_compat.py   Java's HashMap order and exception names, as the Java tools print them
     common.py        --bootstrap-server, k=v options, errors -> exit codes
 
