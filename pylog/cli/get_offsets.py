@@ -21,7 +21,7 @@ import re
 import sys
 
 from ..client.errors import error_for
-from .common import add_bootstrap, add_command_config, open_client
+from .common import add_bootstrap, add_command_config, open_client, topic_include_list
 
 __all__ = ["add_get_offsets_parser"]
 
@@ -59,13 +59,10 @@ def add_get_offsets_parser(sub) -> None:
 
 
 def _topic_regex(raw: str) -> re.Pattern:
-    text = raw.strip().replace(",", "|").replace(" ", "")
-    text = re.sub(r"""^["']+""", "", text)
-    text = re.sub(r"""["']+$""", "", text)
     try:
-        return re.compile(text)
-    except re.error:
-        raise ToolError(f"{text} is an invalid regex.") from None
+        return topic_include_list(raw)
+    except ValueError as e:
+        raise ToolError(str(e)) from None
 
 
 def _timestamp(text: str) -> int:
