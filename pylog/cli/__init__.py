@@ -15,6 +15,8 @@
     leader_election.py pylog leader-election                          (kafka-leader-election)
     get_offsets.py   pylog get-offsets                                (kafka-get-offsets)
     delete_records.py pylog delete-records                            (kafka-delete-records)
+    verifiable_producer.py pylog verifiable-producer                  (Kafka's VerifiableProducer)
+    verifiable_consumer.py pylog verifiable-consumer                  (Kafka's VerifiableConsumer)
     api_versions.py  pylog cluster api-versions                       (kafka-broker-api-versions)
     java_compat.py   Java's HashMap order and exception names, as the Java tools print them
     common.py        --bootstrap-server, k=v options, errors -> exit codes
@@ -37,6 +39,8 @@ from .produce import add_produce_parser
 from .reassign import add_reassign_parser
 from .topics import add_topics_parser
 from .transactions import add_transactions_parser
+from .verifiable_consumer import add_verifiable_consumer_parser
+from .verifiable_producer import add_verifiable_producer_parser
 
 __all__ = ["add_client_commands", "run_tool"]
 
@@ -55,3 +59,5 @@ def add_client_commands(sub) -> None:
     add_leader_election_parser(sub)
     add_get_offsets_parser(sub)
     add_delete_records_parser(sub)
+    add_verifiable_producer_parser(sub)
+    add_verifiable_consumer_parser(sub)
