@@ -113,6 +113,9 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # controller, and where it listens ("host:port").
     "pylog.controller.id": (int, None),
     "pylog.controller.listener": (str, None),
+    # pylog's own: serve the web console (pylog/console) at "host:port", a
+    # client of this broker's own listener over the Kafka protocol.
+    "pylog.console.listener": (str, None),
     # With the embedded controller, a broker heartbeats this often and is
     # declared dead after this long without one (Kafka's KRaft names and defaults).
     "broker.heartbeat.interval.ms": (int, 2000),

@@ -71,3 +71,24 @@ class ConsoleServer:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+
+
+async def start_broker_console(listener: str, bootstrap: str) -> ConsoleServer:
+    """A broker's console (pylog.console.listener = "host:port"), started
+    from its loop: binding and waiting for uvicorn happen on a worker
+    thread, so the broker's loop keeps serving (the console's first client
+    requests come to it)."""
+    import asyncio
+    host, sep, port = listener.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"pylog.console.listener must be host:port, not {listener!r}")
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise ValueError(f"pylog.console.listener is set but the console's packages are missing "
+                         f"(pip install 'pylog[console]'): {e}") from None
+    loop = asyncio.get_running_loop()
+    server = await loop.run_in_executor(None, lambda: ConsoleServer(bootstrap, host.strip("[]"), int(port)))
+    await loop.run_in_executor(None, server.start)
+    return server
