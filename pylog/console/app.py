@@ -109,6 +109,7 @@ def create_app(bootstrap: str, request_timeout_ms: int = 30000, title: str = "py
 
     def page(request, name, status=200, **context):
         context.setdefault("notice", request.query_params.get("notice"))
+        context["status"] = status
         return templates.TemplateResponse(request, name, context, status_code=status)
 
     def back(url: str, notice: str):
@@ -186,7 +187,7 @@ def create_app(bootstrap: str, request_timeout_ms: int = 30000, title: str = "py
     # --- errors ---
 
     async def console_error(request, exc: data.ConsoleError):
-        return page(request, "error.html", status=exc.status, status_code=exc.status, message=exc.message)
+        return page(request, "error.html", status=exc.status, message=exc.message)
 
     async def broker_error(request, exc: PylogError):
         code = getattr(exc, "error_code", None)
@@ -199,12 +200,12 @@ def create_app(bootstrap: str, request_timeout_ms: int = 30000, title: str = "py
         else:
             status, what = 502, "The cluster answered with an error"
         name = error_name(code) if code is not None else type(exc).__name__
-        return page(request, "error.html", status=status, status_code=status, message=f"{what}: {exc}",
+        return page(request, "error.html", status=status, message=f"{what}: {exc}",
                     error_name=name)
 
     async def http_error(request, exc: HTTPException):
         message = "There is no such page." if exc.status_code == 404 else str(exc.detail)
-        return page(request, "error.html", status=exc.status_code, status_code=exc.status_code,
+        return page(request, "error.html", status=exc.status_code,
                     message=message)
 
     routes = [
