@@ -317,6 +317,10 @@ class BrokerConfig:
                                      "never move a byte)")
         self.replica_selector()
         self._check_listener_roles()
+        console = self.get("pylog.console.listener")
+        if console is not None and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]*):\d{1,5}", console.strip()):
+            raise InvalidConfigError(f"pylog.console.listener={console!r}: expected host:port (the web "
+                                     "console's address)")
 
     def _check_listener_roles(self) -> None:
         """Kafka's KafkaConfig listener rules, checked at start so a broker

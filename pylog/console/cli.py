@@ -1,6 +1,7 @@
 """`pylog console`: the web console for a cluster reached at --bootstrap-server."""
 from __future__ import annotations
 
+import signal
 import sys
 
 from ..cli.common import RawHelp, add_bootstrap
@@ -33,6 +34,10 @@ def _run(args) -> int:
     except OSError as e:
         print(f"Error: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
         return 1
+    # uvicorn stops gracefully on SIGTERM, then raises it again for the
+    # handler it found: a no-op one makes that a normal exit (0), as
+    # `pylog broker` exits on SIGTERM. Ctrl-C stays KeyboardInterrupt (130).
+    signal.signal(signal.SIGTERM, lambda *_: None)
     print(f"pylog console for {args.bootstrap_server} at {server.url}", flush=True)
     server.serve_forever()
     return 0
