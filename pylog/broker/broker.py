@@ -234,7 +234,12 @@ class Broker:
         self._tasks.append(asyncio.ensure_future(self._flusher()))
         if self.config.get("pylog.console.listener"):
             from ..console.server import start_broker_console
-            self.console = await start_broker_console(self.config.get("pylog.console.listener"), self.bootstrap)
+            try:
+                self.console = await start_broker_console(self.config.get("pylog.console.listener"),
+                                                          self.bootstrap)
+            except BaseException:
+                await self.stop()  # a broker that cannot serve what it was told to does not start
+                raise
         log.info("broker %d %s with data in %s, started in %.0f ms", self.broker_id,
                  "listening on %s (advertised %s)" % (
                      ",".join(f"{n}://{h}:{p}" for n, h, p in self.bound_listeners),

@@ -12,6 +12,7 @@ import pytest
 
 from pylog.broker import Broker, BrokerConfig
 from pylog.errors import InvalidConfigError
+from pylog.testing import running_broker
 from .conftest import Http
 
 
@@ -70,3 +71,20 @@ def test_pylog_console_refuses_a_port_in_use(kafka_broker):
                             "--port", str(port)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in r.stderr
+
+
+def test_a_console_port_in_use_refuses_the_broker_start_cleanly(tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        broker = Broker(BrokerConfig({"log.dirs": str(tmp_path), "listeners": "PLAINTEXT://127.0.0.1:0",
+                                      "offsets.topic.replication.factor": "1",
+                                      "pylog.console.listener": f"127.0.0.1:{port}"}))
+        with pytest.raises(OSError):
+            broker.start_in_thread()
+    # Stopped, not half-started: its logs are closed and its data dir free for
+    # the next broker, whose console now gets the port.
+    with running_broker(tmp_path, config={"pylog.console.listener": f"127.0.0.1:{port}"}) as b:
+        assert Http(b.broker.console.url).get("/")[0] == 200
