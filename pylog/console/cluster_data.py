@@ -43,6 +43,7 @@ __all__ = [
 # the log over the wire, as any Kafka UI's is).
 PAGE_LIMIT = 200
 SEARCH_SCAN = 10000
+SHOWN_VALUE_BYTES = 64 << 10
 INACTIVE_GROUP_STATES = ("Empty", "Dead")
 
 
@@ -229,9 +230,15 @@ class Message:
             f".{self.timestamp % 1000:03d}Z"
 
 
-def _text(b) -> str | None:
+def _text(b, limit: int | None = None) -> str | None:
+    """bytes as text (undecodable bytes as \\x escapes); beyond limit bytes,
+    cut with a note of the full size, so one huge record cannot make a page
+    of megabytes."""
     if b is None:
         return None
+    b = memoryview(b)
+    if limit is not None and len(b) > limit:
+        return bytes(b[:limit]).decode("utf-8", errors="backslashreplace") + f"… ({len(b)} bytes in all)"
     return bytes(b).decode("utf-8", errors="backslashreplace")
 
 
@@ -277,7 +284,7 @@ def _read(client, topic: str, partition: int, offset: int, end: int, limit: int,
             key = _text(r.key)
             if match is not None and (key is None or match not in key):
                 continue
-            value = _text(r.value)
+            value = _text(r.value, SHOWN_VALUE_BYTES)
             out.append(Message(partition, r.offset, r.timestamp, r.timestamp_type, key, value,
                                _pretty(value), [(k, _text(v)) for k, v in r.headers],
                                0 if r.value is None else len(r.value)))

@@ -224,3 +224,17 @@ def test_unreachable_cluster_is_a_503_page():
         assert status == 503 and "cannot be reached" in body
     finally:
         server.stop()
+
+
+def test_a_huge_binary_value_is_cut_on_the_page_and_keys_pick_partitions(kafka_broker, http):
+    from pylog.client.partitioner import partition_for_key
+    http.post("/topics", {"name": "big", "partitions": "3"})
+    p = confluent_kafka.Producer({"bootstrap.servers": kafka_broker.bootstrap, "message.max.bytes": 2000000})
+    p.produce("big", value=b"\xff" + b"x" * 600000, partition=0)
+    assert p.flush(30) == 0
+    status, body, _ = http.get("/topics/big/messages", partition="0", **{"from": "earliest"})
+    assert status == 200 and len(body) < 300000
+    assert "<pre>\\xff" in body and "(600001 bytes in all)" in body
+    status, body, _ = http.post("/topics/big/messages", {"key": "alice", "value": "v"})
+    assert _notice(body) == f"Produced to partition {partition_for_key(b'alice', 3)} at offset " + \
+        ("1." if partition_for_key(b"alice", 3) == 0 else "0.")
