@@ -18,6 +18,7 @@ import urllib.parse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.routing import Mount, Route
@@ -229,7 +230,28 @@ def create_app(bootstrap: str, request_timeout_ms: int = 30000, title: str = "py
         finally:
             clients.close()
 
-    app = Starlette(routes=routes, exception_handlers={
+    class _SameOrigin:
+        """Refuse a form post whose Origin is another site (a page elsewhere
+        posting to a console it can reach through the user's browser):
+        browsers send Origin with every form POST; tools that send none pass."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http" and scope["method"] == "POST":
+                headers = dict(scope["headers"])
+                origin = headers.get(b"origin", b"").decode("latin-1")
+                host = headers.get(b"host", b"").decode("latin-1")
+                if origin and urllib.parse.urlsplit(origin).netloc != host:
+                    request = Request(scope, receive)
+                    response = page(request, "error.html", status=403,
+                                    message=f"Refused a form sent from another site ({origin}).")
+                    await response(scope, receive, send)
+                    return
+            await self.inner(scope, receive, send)
+
+    app = Starlette(middleware=[Middleware(_SameOrigin)], routes=routes, exception_handlers={
         data.ConsoleError: console_error, PylogError: broker_error, HTTPException: http_error},
         lifespan=lifespan)
     app.state.clients = clients

@@ -345,8 +345,18 @@ def browse_messages(client, topic: str, params: dict) -> dict:
         messages.sort(key=lambda m: (m.timestamp, m.partition, m.offset) if len(chosen) > 1
                       else (m.offset,))
         messages = messages[:limit]
+    older = newer = None
+    if len(chosen) == 1 and messages and not key:
+        # Paging within one partition: the `limit` records before the first
+        # shown, and those after the last.
+        p = chosen[0]
+        if messages[0].offset > starts.get(p, 0):
+            older = max(starts.get(p, 0), messages[0].offset - limit)
+        if messages[-1].offset + 1 < ends.get(p, 0):
+            newer = messages[-1].offset + 1
     return {"topic": topic, "partitions": partitions, "messages": messages, "limit": limit,
-            "starts": starts, "ends": ends}
+            "starts": starts, "ends": ends, "older": older, "newer": newer,
+            "partition": chosen[0] if len(chosen) == 1 else None}
 
 
 def parse_header_lines(text: str) -> list[tuple[str, bytes]]:

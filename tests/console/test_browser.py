@@ -68,6 +68,12 @@ def test_topic_flows_in_chromium(console, browser):
     assert b.text("tr.message td.headers") == "trace-id: t-0"
     assert b.text("tr.message td.key") == "customer-0"
     b.screenshot("4-by-offset")
+    # Paging: newer, then older again.
+    b.submit("#newer")
+    assert b.eval("Array.from(document.querySelectorAll('tr.message')).map(r => r.dataset.offset)") == ["1"]
+    b.submit("#older")
+    assert b.eval("Array.from(document.querySelectorAll('tr.message')).map(r => r.dataset.offset)") == ["0"]
+    assert b.eval("!document.querySelector('#older')")
 
     # By timestamp: record 2's own time finds record 2 first.
     b.goto(console.url + "/topics/payments/messages?partition=1&from=earliest")

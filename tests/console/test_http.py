@@ -238,3 +238,17 @@ def test_a_huge_binary_value_is_cut_on_the_page_and_keys_pick_partitions(kafka_b
     status, body, _ = http.post("/topics/big/messages", {"key": "alice", "value": "v"})
     assert _notice(body) == f"Produced to partition {partition_for_key(b'alice', 3)} at offset " + \
         ("1." if partition_for_key(b"alice", 3) == 0 else "0.")
+
+
+def test_a_form_posted_from_another_site_is_refused(kafka_broker, http):
+    import urllib.request
+    req = urllib.request.Request(http.base + "/topics", data=b"name=csrf&partitions=1", method="POST",
+                                 headers={"Origin": "http://elsewhere.example"})
+    status, body, _ = http._open(req)
+    assert status == 403 and "another site" in _error(body)
+    with Client(kafka_broker.bootstrap) as c:
+        assert "csrf" not in c.metadata(None).topics
+    # The console's own origin is accepted.
+    req = urllib.request.Request(http.base + "/topics", data=b"name=same&partitions=1", method="POST",
+                                 headers={"Origin": http.base})
+    assert http._open(req)[0] == 200
