@@ -57,8 +57,11 @@ class _Clients:
         self._all: list[Client] = []
         self._lock = threading.Lock()
 
-    def run(self, fn, *args):
-        for attempt in (0, 1):
+    def run(self, fn, *args, retry: bool = True):
+        """fn(client, *args) on this thread's client; after a lost
+        connection, once more on a new one if retry (reads only: a write
+        whose outcome is unknown, a produce, must not be sent twice)."""
+        for attempt in ((0, 1) if retry else (1,)):
             client = getattr(self._local, "client", None)
             if client is None:
                 client = Client(self.bootstrap, client_id="pylog-console", timeout=self.timeout)
@@ -108,6 +111,9 @@ def create_app(bootstrap: str, request_timeout_ms: int = 30000, title: str = "py
     async def call(fn, *args):
         return await run_in_threadpool(clients.run, fn, *args)
 
+    async def change(fn, *args):
+        return await run_in_threadpool(clients.run, fn, *args, retry=False)
+
     def page(request, name, status=200, **context):
         context.setdefault("notice", request.query_params.get("notice"))
         context["status"] = status
@@ -131,7 +137,7 @@ def create_app(bootstrap: str, request_timeout_ms: int = 30000, title: str = "py
 
     async def create_topic(request):
         form = await form_of(request)
-        await call(data.create_topic, form.get("name", ""), form.get("partitions", ""),
+        await change(data.create_topic, form.get("name", ""), form.get("partitions", ""),
                    form.get("replication", ""), form.get("configs", ""))
         name = form["name"].strip()
         return back(f"/topics/{urllib.parse.quote(name, safe='')}", f"Created topic {name}.")
@@ -145,10 +151,10 @@ def create_app(bootstrap: str, request_timeout_ms: int = 30000, title: str = "py
         form = await form_of(request)
         key = form.get("key", "")
         if form.get("action") == "delete":
-            await call(data.set_topic_config, name, key, None)
+            await change(data.set_topic_config, name, key, None)
             notice = f"Removed the override of {key.strip()}."
         else:
-            await call(data.set_topic_config, name, key, form.get("value", ""))
+            await change(data.set_topic_config, name, key, form.get("value", ""))
             notice = f"Set {key.strip()}={form.get('value', '')}."
         return back(f"/topics/{urllib.parse.quote(name, safe='')}", notice)
 
@@ -161,7 +167,7 @@ def create_app(bootstrap: str, request_timeout_ms: int = 30000, title: str = "py
     async def produce(request):
         name = request.path_params["name"]
         form = await form_of(request)
-        partition, offset = await call(data.produce_message, name, form)
+        partition, offset = await change(data.produce_message, name, form)
         query = urllib.parse.urlencode({"partition": partition, "from": "offset", "offset": offset,
                                         "notice": f"Produced to partition {partition} at offset {offset}."})
         return RedirectResponse(f"/topics/{urllib.parse.quote(name, safe='')}/messages?{query}",
@@ -177,7 +183,7 @@ def create_app(bootstrap: str, request_timeout_ms: int = 30000, title: str = "py
     async def reset(request):
         gid = request.path_params["group"]
         form = await form_of(request)
-        plan = await call(data.reset_group_offsets, gid, form)
+        plan = await change(data.reset_group_offsets, gid, form)
         moved = ", ".join(f"{t}-{p}: {o}" for (t, p), o in sorted(plan.items()))
         return back(f"/groups/{urllib.parse.quote(gid, safe='')}", f"Offsets reset ({moved}).")
 

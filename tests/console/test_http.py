@@ -252,3 +252,13 @@ def test_a_form_posted_from_another_site_is_refused(kafka_broker, http):
     req = urllib.request.Request(http.base + "/topics", data=b"name=same&partitions=1", method="POST",
                                  headers={"Origin": http.base})
     assert http._open(req)[0] == 200
+
+
+def test_pages_reconnect_after_a_broker_restart(kafka_broker, http):
+    assert http.post("/topics", {"name": "before", "partitions": "1"})[0] == 200
+    assert http.get("/topics/before")[0] == 200   # the worker threads' clients are connected
+    kafka_broker.restart()
+    # Reads retry once on a fresh connection: no error page after the restart.
+    for _ in range(3):
+        status, body, _ = http.get("/topics/before")
+        assert status == 200, body
