@@ -21,7 +21,11 @@ from ..client.partitioner import partition_for_key
 from ..client.records import consumed_records, next_fetch_offset
 from ..errors import PylogError
 from ..protocol.error_codes import Errors
-from ..protocol.messages import DescribeTransactionsRequest, ListTransactionsRequest
+from ..protocol.messages import (
+    ConsumerGroupDescribeRequest,
+    DescribeTransactionsRequest,
+    ListTransactionsRequest,
+)
 
 __all__ = [
     "ConsoleError",
@@ -406,10 +410,43 @@ def list_groups(client) -> list[dict]:
     return out
 
 
-def group_detail(client, group: str) -> dict:
+_CONSUMER_GROUP_DESCRIBE = 69
+
+
+def _consumer_group(client, group: str):
+    """The group as ConsumerGroupDescribe (KIP-848) sees it, or None where
+    the coordinator does not serve that API or knows no such consumer
+    group. DescribeGroups answers Dead for a KIP-848 group, as Kafka's
+    coordinator does for a group that is not classic."""
+    conn = client.connection(client.find_coordinator(group))
+    lo, hi = conn.api_versions.get(_CONSUMER_GROUP_DESCRIBE, (0, -1))
+    if hi < 0 or lo > 0:
+        return None
+    resp = conn.request(ConsumerGroupDescribeRequest(group_ids=[group]), api_version=0)
+    g = next((g for g in resp.groups if g.group_id == group), None)
+    if g is None or g.error_code == Errors.GROUP_ID_NOT_FOUND:
+        return None
+    check(g.error_code, g.error_message or f"describe consumer group {group!r}")
+    return g
+
+
+def _group_state(client, group: str) -> tuple[str, object]:
+    """(state, description): DescribeGroups', or ConsumerGroupDescribe's for
+    a KIP-848 group (its description then the response's group)."""
     desc = client.describe_group(group)
     if desc.state == "Dead":
+        modern = _consumer_group(client, group)
+        if modern is not None:
+            return modern.group_state, modern
+    return desc.state, desc
+
+
+def group_detail(client, group: str) -> dict:
+    state, desc = _group_state(client, group)
+    if state == "Dead":
         raise ConsoleError(404, f"There is no consumer group {group!r}.")
+    if not hasattr(desc, "protocol_type"):
+        return _consumer_group_detail(client, group, desc)
     committed = client.committed_offsets(group)
     members = []
     owner = {}
@@ -422,6 +459,33 @@ def group_detail(client, group: str) -> dict:
             owner[tp] = m.member_id
         members.append({"id": m.member_id, "instance": m.group_instance_id, "client_id": m.client_id,
                         "host": m.client_host, "assignment": tps})
+    rows = _lag_rows(client, committed, owner)
+    return {"id": group, "state": desc.state, "protocol_type": desc.protocol_type,
+            "protocol": desc.protocol, "members": members, "offsets": rows,
+            "coordinator": desc.coordinator, "total_lag": sum(r["lag"] or 0 for r in rows),
+            "topics": sorted({r["topic"] for r in rows})}
+
+
+def _consumer_group_detail(client, group: str, g) -> dict:
+    """group_detail of a KIP-848 consumer group (ConsumerGroupDescribe)."""
+    committed = client.committed_offsets(group)
+    members, owner = [], {}
+    for m in g.members:
+        tps = sorted((tp.topic_name, p) for tp in m.assignment.topic_partitions for p in tp.partitions)
+        for tp in tps:
+            owner[tp] = m.member_id
+        members.append({"id": m.member_id, "instance": m.instance_id, "client_id": m.client_id,
+                        "host": m.client_host, "assignment": tps})
+    rows = _lag_rows(client, committed, owner)
+    return {"id": group, "state": g.group_state, "protocol_type": "consumer (KIP-848)",
+            "protocol": g.assignor_name, "members": members, "offsets": rows,
+            "coordinator": client.coordinator(group), "total_lag": sum(r["lag"] or 0 for r in rows),
+            "topics": sorted({r["topic"] for r in rows})}
+
+
+def _lag_rows(client, committed: dict, owner: dict) -> list[dict]:
+    """One row per partition committed or assigned: committed offset, log
+    end (ListOffsets latest), lag, owning member."""
     tps = sorted(set(committed) | set(owner))
     ends = client.list_offsets_many({tp: LATEST_TIMESTAMP for tp in tps}) if tps else {}
     rows = []
@@ -432,17 +496,14 @@ def group_detail(client, group: str) -> dict:
         lag = end - current if end is not None and current is not None else None
         rows.append({"topic": tp[0], "partition": tp[1], "committed": current, "end": end, "lag": lag,
                      "member": owner.get(tp)})
-    return {"id": group, "state": desc.state, "protocol_type": desc.protocol_type,
-            "protocol": desc.protocol, "members": members, "offsets": rows,
-            "coordinator": desc.coordinator, "total_lag": sum(r["lag"] or 0 for r in rows),
-            "topics": sorted({r["topic"] for r in rows})}
+    return rows
 
 
 def reset_group_offsets(client, group: str, form: dict) -> dict:
     """Kafka's reset-offsets for one topic (or every committed partition) of
     an inactive group, computed and committed by `pylog groups`' own code."""
     from ..cli.groups import _new_offsets, parse_datetime
-    state = client.describe_group(group).state
+    state, _desc = _group_state(client, group)
     if state not in INACTIVE_GROUP_STATES:
         raise ConsoleError(409, f"Offsets can only be reset while the group {group!r} has no active "
                                 f"members; its state is {state}. Stop its consumers first.")

@@ -262,3 +262,43 @@ def test_pages_reconnect_after_a_broker_restart(kafka_broker, http):
     for _ in range(3):
         status, body, _ = http.get("/topics/before")
         assert status == 200, body
+
+
+def test_a_kip848_consumer_group_page_and_reset(kafka_broker, http):
+    with Client(kafka_broker.bootstrap) as c:
+        if 69 not in c.any_connection().api_versions:
+            pytest.skip("this broker does not serve ConsumerGroupDescribe (KIP-848 consumer groups)")
+    http.post("/topics", {"name": "modern", "partitions": "2"})
+    p = confluent_kafka.Producer({"bootstrap.servers": kafka_broker.bootstrap})
+    for i in range(20):
+        p.produce("modern", value=b"v%d" % i, partition=i % 2)
+    assert p.flush(30) == 0
+    c = confluent_kafka.Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": "kip848",
+                                  "group.protocol": "consumer", "auto.offset.reset": "earliest",
+                                  "enable.auto.commit": False})
+    from pylog.testing import wait_until
+    try:
+        c.subscribe(["modern"])
+        got = []
+        wait_until(lambda: got.extend(m for m in [c.poll(0.5)] if m is not None and not m.error())
+                   or len(got) >= 4, timeout=60, what="4 records")
+        c.commit(asynchronous=False)
+        expected = {f"modern-{p}": "-" for p in (0, 1)}
+        for m in got:
+            expected[f"modern-{m.partition()}"] = str(10 - (m.offset() + 1))
+
+        def stable():
+            body = http.get("/groups/kip848")[1]
+            return 'id="group-state">Stable<' in body and "modern-0, modern-1" in body and body
+        body = wait_until(stable, timeout=60, what="the KIP-848 group stable with both partitions")
+        assert "consumer (KIP-848)" in body
+        assert _lags(body) == expected
+        status, body, _ = http.post("/groups/kip848/reset", {"topic": "modern", "to": "earliest"})
+        assert status == 409
+    finally:
+        c.close()
+    wait_until(lambda: 'id="group-state">Empty<' in http.get("/groups/kip848")[1], timeout=60,
+               what="the group to be empty")
+    status, body, _ = http.post("/groups/kip848/reset", {"topic": "modern", "to": "earliest"})
+    assert status == 200, body
+    assert _lags(body) == {"modern-0": "10", "modern-1": "10"}
