@@ -310,6 +310,10 @@ class BrokerConfig:
         for k in _RANGES:
             if k in BROKER_DEFAULTS:
                 _check_range(k, self.get(k))
+        console = self.get("pylog.console.listener")
+        if console is not None and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]*):\d{1,5}", console.strip()):
+            raise InvalidConfigError(f"pylog.console.listener={console!r}: expected host:port (the web "
+                                     "console's address)")
         if not self.get("log.cleaner.io.max.bytes.per.second") > 0:
             # Kafka takes it and its throttler then sleeps forever on the first
             # bytes: a cleaner that can never finish nor be aborted. Refused.
@@ -317,10 +321,6 @@ class BrokerConfig:
                                      "never move a byte)")
         self.replica_selector()
         self._check_listener_roles()
-        console = self.get("pylog.console.listener")
-        if console is not None and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]*):\d{1,5}", console.strip()):
-            raise InvalidConfigError(f"pylog.console.listener={console!r}: expected host:port (the web "
-                                     "console's address)")
 
     def _check_listener_roles(self) -> None:
         """Kafka's KafkaConfig listener rules, checked at start so a broker
