@@ -61,7 +61,7 @@ def _self_cpu() -> float:
 
 
 class BrokerProcess:
-    def __init__(self):
+    def __init__(self, overrides=None):
         self.dir = tempfile.mkdtemp(prefix="pylog-bench-broker-", dir=os.environ.get("BENCH_DIR"))
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
@@ -69,7 +69,9 @@ class BrokerProcess:
         s.close()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pylog.broker", "--data-dir", self.dir, "--port", str(self.port),
-             "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
+             "--log-level", "WARNING",
+             *(a for k, v in (overrides or {}).items() for a in ("--override", f"{k}={v}"))],
+            stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if "ready" not in line:
             self.stop()

@@ -10,6 +10,9 @@
   cluster (NOT_CONTROLLER elsewhere, so an admin client looks it up again).
   pylog's own tagged field 7002 on the alter request sets the copy throttle
   (pylog/protocol/pylog_tags.py).
+- ElectLeaders (43): preferred and unclean elections (KIP-183, KIP-460), by
+  the active controller (NOT_CONTROLLER elsewhere; admin clients send it to
+  the controller Metadata names).
 """
 from __future__ import annotations
 
@@ -40,7 +43,8 @@ class ControllerApis:
         return {av.BROKER_REGISTRATION: self.broker_registration, av.BROKER_HEARTBEAT: self.broker_heartbeat,
                 av.ALLOCATE_PRODUCER_IDS: self.allocate_producer_ids,
                 av.ALTER_PARTITION_REASSIGNMENTS: self.alter_partition_reassignments,
-                av.LIST_PARTITION_REASSIGNMENTS: self.list_partition_reassignments}
+                av.LIST_PARTITION_REASSIGNMENTS: self.list_partition_reassignments,
+                av.ELECT_LEADERS: self.elect_leaders}
 
     def _epoch_field(self):
         """The current controller epoch as pylog's tagged field (its brokers
@@ -160,4 +164,33 @@ class ControllerApis:
                         removing_replicas=removing))
             return R(throttle_time_ms=0, error_code=0, error_message=None, topics=[
                 R.OngoingTopicReassignment(name=t, partitions=ps) for t, ps in by_topic.items()])
+        return run()
+
+    def elect_leaders(self, header, req):
+        R = m.ElectLeadersResponse
+        requested = None if req.topic_partitions is None else [
+            (t.topic, p) for t in req.topic_partitions for p in t.partitions]
+
+        def answer(top_code, results):
+            by_topic: dict[str, list] = {}
+            for (topic, index), (code, message) in results.items():
+                by_topic.setdefault(topic, []).append(R.PartitionResult(
+                    partition_id=index, error_code=code, error_message=message))
+            return R(throttle_time_ms=0, error_code=top_code, replica_election_results=[
+                R.ReplicaElectionResult(topic=t, partition_result=ps) for t, ps in by_topic.items()])
+
+        def refuse(code, message):
+            # v0 has no top-level error code: the error goes to every partition.
+            if header.request_api_version >= 1:
+                return answer(code, {})
+            return answer(0, {tp: (code, message) for tp in requested or ()})
+        if req.election_type not in (0, 1):
+            return refuse(Errors.INVALID_REQUEST, f"Unknown election type {req.election_type}")
+        ctl = self._active_controller()
+        if ctl is None:
+            return refuse(Errors.NOT_CONTROLLER, "this broker is not the controller")
+
+        async def run():
+            results = await asyncio.wrap_future(ctl.submit("elect_leaders", req.election_type == 1, requested))
+            return answer(0, results)
         return run()

@@ -12,6 +12,11 @@
     dump_log.py      pylog dump-log                                   (kafka-dump-log)
     log_decoders.py  its --offsets-decoder / --transaction-log-decoder
     log_dirs.py      pylog log-dirs --describe                        (kafka-log-dirs)
+    leader_election.py pylog leader-election                          (kafka-leader-election)
+    get_offsets.py   pylog get-offsets                                (kafka-get-offsets)
+    delete_records.py pylog delete-records                            (kafka-delete-records)
+    api_versions.py  pylog cluster api-versions                       (kafka-broker-api-versions)
+    java_compat.py   Java's HashMap order and exception names, as the Java tools print them
     common.py        --bootstrap-server, k=v options, errors -> exit codes
     (pylog/console)  pylog console                                    (the web console)
 
@@ -25,6 +30,9 @@ from .common import run_tool
 from .consume import add_consume_parser
 from .dump_log import add_dump_log_parser
 from .groups import add_groups_parser
+from .delete_records import add_delete_records_parser
+from .get_offsets import add_get_offsets_parser
+from .leader_election import add_leader_election_parser
 from .log_dirs import add_log_dirs_parser
 from .perf import add_perf_parser
 from .produce import add_produce_parser
@@ -46,4 +54,7 @@ def add_client_commands(sub) -> None:
     add_transactions_parser(sub)
     add_dump_log_parser(sub)
     add_log_dirs_parser(sub)
+    add_leader_election_parser(sub)
+    add_get_offsets_parser(sub)
+    add_delete_records_parser(sub)
     add_console_parser(sub)

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 
+from .api_versions import add_api_versions_action
 from .common import key_value
 
 __all__ = ["STATUS_ALL_UP", "STATUS_NO_CLUSTER", "STATUS_NONE_UP", "STATUS_SOME_DOWN", "add_cluster_parser"]
@@ -57,6 +58,7 @@ def add_cluster_parser(sub) -> None:
         a.add_argument("--dir", default="cluster", help="where data, logs and cluster.json go (default ./cluster)")
         a.set_defaults(tool=tool)
         return a
+    add_api_versions_action(acts)
     up = action("up", "start ZooKeeper (if installed) and N brokers", _up)
     up.add_argument("--brokers", type=int, default=3)
     up.add_argument("--base-port", type=int, default=9092, help="broker i listens on base-port + i - 1")

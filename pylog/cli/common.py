@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from ..client import Client
@@ -135,6 +136,20 @@ def open_client(args) -> Client:
         apply_client_properties(args, client_properties([args.command_config], ()), {}, "admin client")
     return Client(args.bootstrap_server, client_id=args.client_id,
                   timeout=args.request_timeout_ms / 1000.0)
+
+
+def topic_include_list(raw: str) -> re.Pattern:
+    """Kafka's tools' IncludeList topic filter: a Java regex matched against
+    the whole topic name; commas mean `|`, spaces and surrounding quotes are
+    dropped (property files bring them). ValueError for a bad regex, with
+    Kafka's message."""
+    text = raw.strip().replace(",", "|").replace(" ", "")
+    text = re.sub(r"""^["']+""", "", text)
+    text = re.sub(r"""["']+$""", "", text)
+    try:
+        return re.compile(text)
+    except re.error:
+        raise ValueError(f"{text} is an invalid regex.") from None
 
 
 def key_value(text: str) -> tuple[str, str]:

@@ -24,12 +24,22 @@ Kafka client settings: --consumer-property KEY=VALUE (repeatable) and
 settings (ssl.*, sasl.*, a security.protocol other than PLAINTEXT) are
 refused, since pylog has none yet.
 
+--formatter takes Kafka's formatter classes: DefaultMessageFormatter (the
+default, above), LoggingMessageFormatter (the same, and each record logged
+at INFO on stderr), NoOpMessageFormatter (nothing), and for the internal
+topics OffsetsMessageFormatter, GroupMetadataMessageFormatter and
+TransactionLogMessageFormatter (one JSON object per record, as Kafka 4's).
+--formatter-property / --formatter-config and --command-property /
+--command-config are Kafka 4's names for --property and --consumer-property /
+--consumer.config.
+
 Stops after --max-messages records, or when no record arrived for
 --timeout-ms (exit 0 in both cases); "Processed a total of N messages" goes
 to stderr as kafka-console-consumer's does.
 """
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
@@ -37,6 +47,7 @@ from ..client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from ..client.errors import ConnectionClosedError, check, error_for
 from ..client.records import consumed_records, next_fetch_offset
 from ..protocol.error_codes import Errors
+from .log_decoders import coordinator_formatter_json
 from .common import (
     RawHelp,
     add_bootstrap,
@@ -48,7 +59,9 @@ from .common import (
     properties,
 )
 
-__all__ = ["CONSUMER_PROPERTIES", "FORMATTER_PROPERTIES", "MessageFormatter", "add_consume_parser"]
+__all__ = ["CONSUMER_PROPERTIES", "FORMATTERS", "FORMATTER_PROPERTIES", "MessageFormatter", "add_consume_parser"]
+
+_log = logging.getLogger("org.apache.kafka.tools.consumer.LoggingMessageFormatter")
 
 # Kafka consumer keys this tool honours (besides common.COMMON_CLIENT_PROPERTIES):
 # key -> (argument, converter). GROUP_ONLY ones need a group.
@@ -70,7 +83,7 @@ _GROUP_ONLY = ("enable_auto_commit", "auto_commit_interval_ms", "session_timeout
                "max_poll_interval_ms", "group_instance_id", "partition_assignment_strategy")
 
 FORMATTER_PROPERTIES = {
-    "print.timestamp": False, "print.partition": False, "print.offset": False,
+    "print.timestamp": False, "print.partition": False, "print.offset": False, "print.delivery": False,
     "print.headers": False, "print.key": False, "print.value": True,
     "key.separator": "\t", "line.separator": "\n", "headers.separator": ",",
     "headers.key.separator": ":", "null.literal": "null",
@@ -96,20 +109,27 @@ def add_consume_parser(sub) -> None:
                    default="read_uncommitted")
     p.add_argument("--max-partition-fetch-bytes", type=int, default=1048576)
     p.add_argument("--group", help="consume as a member of this consumer group, committing offsets")
-    p.add_argument("--consumer-property", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--consumer-property", "--command-property", dest="consumer_property", type=key_value,
+                   action="append", default=[], metavar="KEY=VALUE",
                    help="a Kafka consumer setting (repeatable; see above)")
-    p.add_argument("--consumer.config", dest="consumer_config", metavar="FILE",
+    p.add_argument("--consumer.config", "--command-config", dest="consumer_config", metavar="FILE",
                    help="a properties file of Kafka consumer settings")
     for name in ("key", "partition", "offset", "timestamp", "headers"):
         p.add_argument(f"--print-{name}", action="store_true", help=f"print.{name}=true")
-    p.add_argument("--property", type=key_value, action="append", default=[], metavar="NAME=VALUE",
-                   help="formatter property (see above; repeatable)")
+    p.add_argument("--property", "--formatter-property", dest="property", type=key_value, action="append",
+                   default=[], metavar="NAME=VALUE", help="formatter property (see above; repeatable)")
+    p.add_argument("--formatter-config", metavar="FILE",
+                   help="a properties file of formatter properties (--formatter-property wins)")
+    p.add_argument("--formatter", default=DEFAULT_FORMATTER, metavar="CLASS",
+                   help="how records are printed: one of Kafka's formatter classes, "
+                        + ", ".join(sorted({c.rsplit(".", 1)[1] for c in FORMATTERS})))
     p.set_defaults(tool=_consume)
 
 
 class MessageFormatter:
     """Formats a ConsumedRecord as bytes, as Kafka's DefaultMessageFormatter
     does. Holds only its settings."""
+    shows_records = True
 
     def __init__(self, props: dict):
         self.props = props
@@ -133,6 +153,9 @@ class MessageFormatter:
             parts.append(b"Partition:%d" % r.partition)
         if p["print.offset"]:
             parts.append(b"Offset:%d" % r.offset)
+        if p["print.delivery"]:
+            # A share consumer's delivery count; a consumer has none.
+            parts.append(b"Delivery:NOT_PRESENT")
         if p["print.headers"]:
             parts.append(self.headers_sep.join(
                 k.encode() + self.header_key_sep + self._bytes(v) for k, v in r.headers)
@@ -146,8 +169,87 @@ class MessageFormatter:
         return self.sep.join(parts)
 
 
+class NoOpMessageFormatter:
+    """Kafka's NoOpMessageFormatter: prints nothing (a consumer for load)."""
+    shows_records = False
+
+    def __init__(self, props: dict):
+        pass
+
+    def format(self, r) -> bytes:
+        return b""
+
+
+class LoggingMessageFormatter(MessageFormatter):
+    """Kafka's LoggingMessageFormatter: the default formatter's output, and
+    the record logged at INFO (to stderr, where Kafka's tools log)."""
+
+    def format(self, r) -> bytes:
+        ts = f"{r.timestamp_type}:{r.timestamp}, " if r.timestamp >= 0 else ""
+        key = "key:null " if r.key is None else f"key:{bytes(r.key).decode('utf-8', 'replace')}, "
+        value = "value:null" if r.value is None else f"value:{bytes(r.value).decode('utf-8', 'replace')}"
+        _log.info("%s%s%s", ts, key, value)
+        return super().format(r)
+
+
+class CoordinatorRecordFormatter:
+    """Kafka 4's OffsetsMessageFormatter (offset commits of
+    __consumer_offsets), GroupMetadataMessageFormatter (its group metadata)
+    and TransactionLogMessageFormatter (__transaction_state): each record as
+    one JSON object, written without a line separator as Kafka's are."""
+    shows_records = True
+
+    def __init__(self, log: str, allowed):
+        self.log, self.allowed = log, allowed
+
+    def __call__(self, props: dict):
+        return self
+
+    def format(self, r) -> bytes:
+        text = coordinator_formatter_json(self.log, r.key, r.value, self.allowed, r.offset)
+        return b"" if text is None else text.encode()
+
+
+DEFAULT_FORMATTER = "org.apache.kafka.tools.consumer.DefaultMessageFormatter"
+# Kafka's class names (and the pre-4.0 kafka.tools ones) -> pylog's formatter.
+FORMATTERS = {
+    DEFAULT_FORMATTER: MessageFormatter,
+    "kafka.tools.DefaultMessageFormatter": MessageFormatter,
+    "org.apache.kafka.tools.consumer.LoggingMessageFormatter": LoggingMessageFormatter,
+    "kafka.tools.LoggingMessageFormatter": LoggingMessageFormatter,
+    "org.apache.kafka.tools.consumer.NoOpMessageFormatter": NoOpMessageFormatter,
+    "kafka.tools.NoOpMessageFormatter": NoOpMessageFormatter,
+    "org.apache.kafka.tools.consumer.OffsetsMessageFormatter": CoordinatorRecordFormatter("offsets", {0, 1}),
+    "org.apache.kafka.tools.consumer.GroupMetadataMessageFormatter": CoordinatorRecordFormatter("offsets", {2}),
+    "org.apache.kafka.tools.consumer.TransactionLogMessageFormatter": CoordinatorRecordFormatter("transactions",
+                                                                                               None),
+}
+
+
+def make_formatter(args):
+    cls = FORMATTERS.get(args.formatter)
+    if cls is None:
+        raise SystemExit(f"--formatter {args.formatter}: not a formatter pylog has; it has "
+                         + ", ".join(sorted(FORMATTERS)))
+    if cls is LoggingMessageFormatter and not _log.handlers:
+        # Kafka's tools log to stderr as "[time] LEVEL message (logger)".
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(message)s (%(name)s)"))
+        _log.addHandler(handler)
+        _log.setLevel(logging.INFO)
+        _log.propagate = False
+    return cls(_formatter_props(args))
+
+
 def _formatter_props(args) -> dict:
-    props = properties(args.property, FORMATTER_PROPERTIES, "formatter")
+    pairs = list(args.property)
+    if getattr(args, "formatter_config", None):
+        from ..broker.config import read_properties
+        try:
+            pairs = list(read_properties(args.formatter_config).items()) + pairs
+        except OSError as e:
+            raise SystemExit(f"cannot read --formatter-config {args.formatter_config}: {e.strerror}") from None
+    props = properties(pairs, FORMATTER_PROPERTIES, "formatter")
     for name in ("key", "partition", "offset", "timestamp", "headers"):
         if getattr(args, f"print_{name}"):
             props[f"print.{name}"] = True
@@ -210,7 +312,7 @@ def _consume(args) -> int:
         raise SystemExit("--offset needs --partition")
     if args.offset is not None and args.from_beginning:
         raise SystemExit("--offset and --from-beginning cannot be used together")
-    formatter = MessageFormatter(_formatter_props(args))
+    formatter = make_formatter(args)
     isolation = 1 if args.isolation_level == "read_committed" else 0
     out = sys.stdout.buffer
     count = 0
@@ -254,7 +356,7 @@ def _consume_in_group(args) -> int:
     from ..consumer import Consumer
     if args.offset is not None:
         raise SystemExit("--offset needs --partition, which cannot be used with --group")
-    formatter = MessageFormatter(_formatter_props(args))
+    formatter = make_formatter(args)
     kw = {a: getattr(args, a) for a in _GROUP_ONLY if getattr(args, a) is not None}
     consumer = Consumer(args.topic, bootstrap_servers=args.bootstrap_server, group_id=args.group,
                         client_id=args.client_id, request_timeout_ms=args.request_timeout_ms,

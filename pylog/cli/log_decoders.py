@@ -313,3 +313,39 @@ def _json_value(value, version: int):
     if hasattr(type(value), "FIELDS"):
         return message_json(value, version)
     return str(value)
+
+
+# --- kafka-console-consumer's coordinator formatters ------------------------------
+
+def _offsets_value_raw(rtype, buf):
+    version, pos = _unpack(">h", buf, 0)
+    _, value_cls = _classes(rtype)
+    return version, message_json(_decode_whole(value_cls, buf, pos, version), version)
+
+
+def coordinator_formatter_json(log: str, key, value, allowed=None, offset: int = -1) -> str | None:
+    """One record as Kafka 4's CoordinatorRecordMessageFormatter writes it
+    (OffsetsMessageFormatter, GroupMetadataMessageFormatter,
+    TransactionLogMessageFormatter): {"key":{"type":T,"data":{...}},
+    "value":{"version":V,"data":{...}}} (value null for a tombstone), the
+    embedded consumer-protocol bytes left as they are. None for what the
+    formatter skips: no key, a record type it does not show or does not
+    know. log is "offsets" or "transactions". ValueError (Kafka's "Could not
+    read record at offset O due to: ...") for a record that does not decode."""
+    if key is None:
+        return None
+    decode_key, decode_value = ((_offsets_key, _offsets_value_raw) if log == "offsets"
+                                else (_transaction_key, _transaction_value))
+    try:
+        rtype, kdata = decode_key(bytes(key))
+        if allowed is not None and rtype not in allowed:
+            return None
+        out = {"key": {"type": rtype, "data": kdata}, "value": None}
+        if value is not None:
+            version, vdata = decode_value(rtype, bytes(value))
+            out["value"] = {"version": version, "data": vdata}
+    except _UnknownType:
+        return None
+    except (ProtocolError, struct.error, ValueError, IndexError, UnicodeDecodeError, TypeError) as e:
+        raise ValueError(f"Could not read record at offset {offset} due to: {e}") from None
+    return _compact(out)

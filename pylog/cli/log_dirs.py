@@ -12,7 +12,7 @@ one line of JSON, `{"brokers":[{"broker":0,"logDirs":[{"partitions":[...],
 `{"partition":"t-0","size":N,"offsetLag":N,"isFuture":false}` filtered by
 --topic-list, a directory's error as the Java exception's class name. The
 Java tool builds its JSON from hash maps, so its keys and list items come in
-java.util.HashMap's order; _java_hash_order reproduces that order so the
+java.util.HashMap's order; java_hash_order reproduces that order so the
 output is byte for byte the same.
 
 One thread; blocking sockets (pylog's Client).
@@ -22,23 +22,18 @@ from __future__ import annotations
 import json
 import sys
 
-from ..client.errors import error_for, error_name
+from ..client.errors import error_for
 from ..errors import PylogError
 from ..protocol.errors import ProtocolError
 from ..protocol.error_codes import Errors
 from ..protocol.messages import DescribeLogDirsRequest
 from .common import add_bootstrap, add_command_config, open_client
+from .java_compat import exception_class, java_hash_order, java_int32, java_string_hash, java_topic_partition_hash
 
 __all__ = ["add_log_dirs_parser"]
 
 _API_KEY, _MAX_VERSION = 35, 4
 _ERRORS = (PylogError, ProtocolError, OSError)
-# The exception classes Kafka's admin client reports a log dir's error as.
-_EXCEPTIONS = {
-    Errors.KAFKA_STORAGE_ERROR: "KafkaStorageException",
-    Errors.CLUSTER_AUTHORIZATION_FAILED: "ClusterAuthorizationException",
-    Errors.UNKNOWN_SERVER_ERROR: "UnknownServerException",
-}
 
 
 def add_log_dirs_parser(sub) -> None:
@@ -98,22 +93,18 @@ def _log_dirs(client, node: int) -> list:
 
 
 def _exception(code: int):
-    if code == 0:
-        return None
-    name = _EXCEPTIONS.get(code) or "".join(w.capitalize() for w in error_name(code).split("_")) + "Exception"
-    return "org.apache.kafka.common.errors." + name
+    return None if code == 0 else exception_class(code)
 
 
 def _json(by_broker: dict, topics: set) -> str:
     brokers = []
-    for broker in _java_hash_order(list(by_broker), _java_int_hash):
+    for broker in java_hash_order(list(by_broker), java_int32):
         dirs = []
         results = {r.log_dir: r for r in by_broker[broker]}
-        for log_dir in _java_hash_order(list(results), _java_string_hash):
+        for log_dir in java_hash_order(list(results), java_string_hash):
             r = results[log_dir]
             parts = [(t.name, p) for t in r.topics for p in t.partitions if not topics or t.name in topics]
-            parts = _java_hash_order(parts, lambda tp: _java_int32((31 + tp[1].partition_index) * 31
-                                                                   + _java_string_hash(tp[0])))
+            parts = java_hash_order(parts, lambda tp: java_topic_partition_hash((tp[0], tp[1].partition_index)))
             dirs.append(_java_map({
                 "logDir": log_dir,
                 "error": _exception(r.error_code),
@@ -126,40 +117,8 @@ def _json(by_broker: dict, topics: set) -> str:
 
 
 def _join(ids) -> str:
-    return ",".join(str(i) for i in _java_hash_order(list(ids), _java_int_hash))
-
-
-# --- java.util.HashMap's iteration order ---------------------------------------
-
-def _java_int32(n: int) -> int:
-    n &= 0xFFFFFFFF
-    return n - (1 << 32) if n & 0x80000000 else n
-
-
-def _java_string_hash(s: str) -> int:
-    h = 0
-    for unit in s.encode("utf-16-be").hex(" ", 2).split() if s else ():
-        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
-    return _java_int32(h)
-
-
-def _java_int_hash(i: int) -> int:
-    return _java_int32(i)
-
-
-def _java_hash_order(keys: list, hash_fn) -> list:
-    """keys in the order a java.util.HashMap filled with them in this order
-    iterates them: by bucket (the spread hash's low bits of a table of 16,
-    doubled whenever more than 3/4 full), then by insertion within a bucket."""
-    capacity = 16
-    while len(keys) > capacity * 3 // 4:
-        capacity *= 2
-
-    def bucket(k):
-        h = hash_fn(k) & 0xFFFFFFFF
-        return (h ^ (h >> 16)) & (capacity - 1)
-    return [k for _, k in sorted(((bucket(k), i), k) for i, k in enumerate(keys))]
+    return ",".join(str(i) for i in java_hash_order(list(ids), java_int32))
 
 
 def _java_map(d: dict) -> dict:
-    return {k: d[k] for k in _java_hash_order(list(d), _java_string_hash)}
+    return {k: d[k] for k in java_hash_order(list(d), java_string_hash)}

@@ -368,10 +368,14 @@ class Client:
 
     def create_topics(self, name: str, partitions: int = -1, replication_factor: int = -1,
                       configs: dict | None = None, timeout_ms: int = 30000,
-                      validate_only: bool = False) -> None:
-        """CreateTopics for one topic (-1 = the broker's default count/factor)."""
+                      validate_only: bool = False, assignment: dict[int, list[int]] | None = None) -> None:
+        """CreateTopics for one topic (-1 = the broker's default count/factor;
+        assignment {partition: [broker ids]} places the replicas by hand, with
+        partitions and replication_factor left at -1, as Kafka requires)."""
         topic = CreateTopicsRequest.CreatableTopic(
             name=name, num_partitions=partitions, replication_factor=replication_factor,
+            assignments=[CreateTopicsRequest.CreatableReplicaAssignment(partition_index=p, broker_ids=list(b))
+                         for p, b in (assignment or {}).items()],
             configs=[CreateTopicsRequest.CreatableTopicConfig(name=k, value=None if v is None else str(v))
                      for k, v in (configs or {}).items()])
         resp = self.controller_connection().request(CreateTopicsRequest(
@@ -391,10 +395,14 @@ class Client:
                 self.cluster.topics.pop(n, None)
 
     def create_partitions(self, name: str, total_count: int, timeout_ms: int = 30000,
-                          validate_only: bool = False) -> None:
-        """CreatePartitions: grow topic `name` to total_count partitions."""
+                          validate_only: bool = False, assignments: list[list[int]] | None = None) -> None:
+        """CreatePartitions: grow topic `name` to total_count partitions
+        (assignments: the new partitions' replicas, in order; None = the
+        controller places them)."""
         resp = self.controller_connection().request(CreatePartitionsRequest(
-            topics=[CreatePartitionsRequest.CreatePartitionsTopic(name=name, count=total_count)],
+            topics=[CreatePartitionsRequest.CreatePartitionsTopic(
+                name=name, count=total_count, assignments=None if assignments is None else [
+                    CreatePartitionsRequest.CreatePartitionsAssignment(broker_ids=list(b)) for b in assignments])],
             timeout_ms=timeout_ms, validate_only=validate_only))
         for r in resp.results:
             check(r.error_code, r.error_message or f"topic {r.name!r}")

@@ -617,7 +617,8 @@ class Controller:
               "create_partitions": self._create_partitions,
               "alter_topic_configs": self._alter_topic_configs,
               "reassign_partitions": self._reassign,
-              "reassignments": self._list_reassignments}[fn_name]
+              "reassignments": self._list_reassignments,
+              "elect_leaders": self._elect_leaders}[fn_name]
         return self._put(fn, *args)
 
     # -- snapshots for tests / tools (copies; safe from any thread after sync()) -----------
@@ -1286,6 +1287,49 @@ class Controller:
             self._send_leader_and_isr(set(changed))
             self._send_update_metadata(self._live, changed)
         return {tp: s.leader for tp, s in changed.items()}
+
+    def _elect_leaders(self, unclean: bool, partitions: list[TopicPartition] | None
+                       ) -> dict[TopicPartition, tuple[int, str | None]]:
+        """ElectLeaders (KIP-183, KIP-460): {partition: (error code, message)}.
+        As Kafka's ReplicationControlManager.electLeaders: ELECTION_NOT_NEEDED
+        when the preferred replica already leads (preferred) or the partition
+        has a live leader (unclean); PREFERRED_LEADER_NOT_AVAILABLE /
+        ELIGIBLE_LEADERS_NOT_AVAILABLE when nobody can be elected. With
+        partitions None every partition is tried and those that needed no
+        election are left out of the answer."""
+        self._require_active()
+        every = partitions is None
+        targets = sorted(self._states) if every else list(partitions)
+        results: dict[TopicPartition, tuple[int, str | None]] = {}
+        changed = {}
+        for tp in targets:
+            if tp not in self._states:
+                results[tp] = (Errors.UNKNOWN_TOPIC_OR_PARTITION, f"No such partition as {tp[0]}-{tp[1]}")
+                continue
+            assignment = self._topics[tp[0]].partitions[tp[1]]
+            state = self._states[tp]
+            has_leader = state.leader >= 0 and state.leader in self._live
+            if (not unclean and assignment and state.leader == assignment[0] and has_leader) or (unclean and has_leader):
+                if not every:
+                    results[tp] = (Errors.ELECTION_NOT_NEEDED, None)
+                continue
+            live = self._electable()
+            if unclean:
+                new = self._cas(tp, lambda s, a=assignment: (
+                    None if (s.leader >= 0 and s.leader in self._live)
+                    else election.elect_offline(s, a, live, self._epoch, True)))
+            else:
+                new = self._cas(tp, lambda s, a=assignment: election.elect_preferred(s, a, live, self._epoch))
+            if new is None:
+                results[tp] = ((Errors.ELIGIBLE_LEADERS_NOT_AVAILABLE, None) if unclean
+                               else (Errors.PREFERRED_LEADER_NOT_AVAILABLE, None))
+            else:
+                changed[tp] = new
+                results[tp] = (Errors.NONE, None)
+        if changed:
+            self._send_leader_and_isr(set(changed))
+            self._send_update_metadata(self._live, changed)
+        return results
 
     def _check_imbalance(self) -> dict[TopicPartition, int]:
         self._require_active()

@@ -48,14 +48,14 @@ def test_describe_shows_dirty_ratio_then_the_last_round():
 
         lines = describe(b, topic)
         assert lines[1].startswith(f"\tTopic: {topic}\tPartition: 0\tLeader: {leader}\tReplicas: {leader}\t"
-                                   f"Isr: {leader}\tDirtyRatio: "), lines
+                                   f"Isr: {leader}\tElr: N/A\tLastKnownElr: N/A\tDirtyRatio: "), lines
         before = columns(lines[1])
         assert float(before["DirtyRatio"]) > 0, lines
         assert before["FirstDirtyOffset"] == "0" and before["LastCleaning"] == "none", lines
 
         # A topic without compact: kafka-topics' line, nothing added.
         assert describe(b, plain)[1:] == [f"\tTopic: {plain}\tPartition: 0\tLeader: {leader}\t"
-                                          f"Replicas: {leader}\tIsr: {leader}"]
+                                          f"Replicas: {leader}\tIsr: {leader}\tElr: N/A\tLastKnownElr: N/A"]
 
         alter(b, topic, {"min.cleanable.dirty.ratio": "0.01"})
         b.broker.log_cleaner.wake()

@@ -508,6 +508,32 @@ def test_preferred_and_auto_rebalance(cluster):
     assert any(r.API_KEY == 4 for _, r in c.channel.take())
 
 
+def test_elect_leaders_preferred_and_unclean(cluster):
+    """ElectLeaders' per-partition answers (Kafka's ReplicationControlManager.electLeaders)."""
+    c = cluster(brokers=(1, 2))
+    c.controller.create_topic("t", 2, 2, replica_assignment={0: [1, 2], 1: [2, 1]})
+    s = c.admin.partition_state("t", 0)
+    resp = c.controller.alter_partition(alter_partition_request(1, "t", 0, s.leader_epoch, s.partition_epoch, [1]))
+    assert resp.topics[0].partitions[0].error_code == 0
+    elect = lambda unclean, parts: c.controller.submit("elect_leaders", unclean, parts).result(10)  # noqa: E731
+    # Preferred replicas lead already; a missing partition is named.
+    assert elect(False, [("t", 0), ("t", 1), ("t", 5)]) == {
+        ("t", 0): (84, None), ("t", 1): (84, None), ("t", 5): (3, "No such partition as t-5")}
+    assert elect(False, None) == {}          # every partition: the unneeded ones left out
+    c.kill_broker(1)                         # t-0 loses its only in-sync replica: no clean leader
+    wait_until(lambda: c.admin.partition_state("t", 0).leader == -1, what="t-0 leaderless")
+    wait_until(lambda: c.admin.partition_state("t", 1).leader == 2, what="t-1 on 2")
+    assert elect(False, [("t", 0), ("t", 1)]) == {       # t-0's preferred replica (1) is dead
+        ("t", 0): (80, None), ("t", 1): (84, None)}       # PREFERRED_LEADER_NOT_AVAILABLE; 2 is t-1's
+    assert elect(True, [("t", 1)]) == {("t", 1): (84, None)}    # it has a leader: nothing to do
+    assert elect(True, [("t", 0)]) == {("t", 0): (0, None)}     # unclean: 2, out of the ISR, leads
+    s = c.admin.partition_state("t", 0)
+    assert (s.leader, s.isr) == (2, [2])
+    c.kill_broker(2)
+    wait_until(lambda: c.admin.partition_state("t", 0).leader == -1, what="t-0 leaderless again")
+    assert elect(True, [("t", 0)]) == {("t", 0): (83, None)}    # ELIGIBLE_LEADERS_NOT_AVAILABLE
+
+
 # --- partitions and deletion -------------------------------------------------------------------------
 
 def test_create_partitions_and_delete_topic(cluster):
