@@ -61,7 +61,11 @@ def http(console):
 @pytest.fixture
 def browser(request):
     from .cdp import Browser, chromium_path
-    if chromium_path() is None or pytest.importorskip("websocket") is None:
+    try:
+        import websocket  # noqa: F401  (websocket-client, in requirements-dev.txt)
+    except ImportError:
+        pytest.fail("websocket-client is not installed (requirements-dev.txt)")
+    if chromium_path() is None:
         if os.environ.get("PYLOG_CI"):
             pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
