@@ -74,3 +74,33 @@ def browser(request):
         yield b
     finally:
         b.close()
+
+
+def group_part_way(bootstrap: str, topic: str, group: str, records: int, partitions: int = 2, **conf):
+    """`records` records produced round-robin over the topic's partitions,
+    then a confluent-kafka consumer of group reads at least a fifth of them
+    and commits what it read. Returns (consumer, {topic-partition: expected
+    lag as the page prints it}); the caller closes the consumer."""
+    import confluent_kafka
+
+    from pylog.testing import wait_until
+    p = confluent_kafka.Producer({"bootstrap.servers": bootstrap})
+    for i in range(records):
+        p.produce(topic, value=b'{"i": %d}' % i, partition=i % partitions)
+    assert p.flush(30) == 0
+    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                                  "auto.offset.reset": "earliest", "enable.auto.commit": False, **conf})
+    try:
+        c.subscribe([topic])
+        got = []
+        wait_until(lambda: got.extend(m for m in [c.poll(0.5)] if m is not None and not m.error())
+                   or len(got) >= records // 5, timeout=60, what=f"{records // 5} records")
+        c.commit(asynchronous=False)
+    except BaseException:
+        c.close()
+        raise
+    per_partition = records // partitions
+    lags = {f"{topic}-{p}": "-" for p in range(partitions)}
+    for m in got:
+        lags[f"{topic}-{m.partition()}"] = str(per_partition - (m.offset() + 1))
+    return c, lags

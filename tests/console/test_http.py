@@ -11,6 +11,9 @@ import confluent_kafka
 import pytest
 
 from pylog.client import Client
+from pylog.testing import wait_until
+
+from .conftest import group_part_way
 
 
 def _notice(body: str) -> str:
@@ -153,37 +156,21 @@ def test_bad_produce_input_is_a_400_message(http):
 
 def test_group_page_shows_lag_and_reset_needs_an_empty_group(kafka_broker, http):
     http.post("/topics", {"name": "work", "partitions": "2"})
-    p = confluent_kafka.Producer({"bootstrap.servers": kafka_broker.bootstrap})
-    for i in range(20):
-        p.produce("work", value=b"v%d" % i, partition=i % 2)
-    assert p.flush(30) == 0
-    c = confluent_kafka.Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": "workers",
-                                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                                  "session.timeout.ms": 6000})
+    c, expected = group_part_way(kafka_broker.bootstrap, "work", "workers", 20, **{"session.timeout.ms": 6000})
     try:
-        c.subscribe(["work"])
-        got = []
-        from pylog.testing import wait_until
-        wait_until(lambda: got.extend(m for m in [c.poll(0.5)] if m is not None and not m.error()) or len(got) >= 6,
-                   timeout=60, what="6 records")
-        c.commit(asynchronous=False)
-        expected = {f"work-{p}": "-" for p in (0, 1)}
-        for m in got:
-            expected[f"work-{m.partition()}"] = str(10 - (m.offset() + 1))
         status, body, _ = http.get("/groups")
         assert status == 200 and '<a href="/groups/workers">workers</a>' in body
         status, body, _ = http.get("/groups/workers")
         assert status == 200
         assert re.search(r'id="group-state">Stable<', body)
         assert _lags(body) == expected
-        partition = got[0].partition()
-        assert '<svg class="lag-chart"' in body and f'data-partition="work-{partition}"' in body
+        assert '<svg class="lag-chart"' in body
+        assert all(f'data-partition="{tp}"' in body for tp in expected)
         assert 'id="reset-refused"' in body
         status, body, _ = http.post("/groups/workers/reset", {"topic": "work", "to": "earliest"})
         assert status == 409 and "no active" in _error(body)
     finally:
         c.close()
-    from pylog.testing import wait_until
     wait_until(lambda: 'id="group-state">Empty<' in http.get("/groups/workers")[1], timeout=60,
                what="the group to be empty")
     status, body, _ = http.post("/groups/workers/reset", {"topic": "work", "to": "earliest"})
@@ -269,24 +256,8 @@ def test_a_kip848_consumer_group_page_and_reset(kafka_broker, http):
         if 69 not in c.any_connection().api_versions:
             pytest.skip("this broker does not serve ConsumerGroupDescribe (KIP-848 consumer groups)")
     http.post("/topics", {"name": "modern", "partitions": "2"})
-    p = confluent_kafka.Producer({"bootstrap.servers": kafka_broker.bootstrap})
-    for i in range(20):
-        p.produce("modern", value=b"v%d" % i, partition=i % 2)
-    assert p.flush(30) == 0
-    c = confluent_kafka.Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": "kip848",
-                                  "group.protocol": "consumer", "auto.offset.reset": "earliest",
-                                  "enable.auto.commit": False})
-    from pylog.testing import wait_until
+    c, expected = group_part_way(kafka_broker.bootstrap, "modern", "kip848", 20, **{"group.protocol": "consumer"})
     try:
-        c.subscribe(["modern"])
-        got = []
-        wait_until(lambda: got.extend(m for m in [c.poll(0.5)] if m is not None and not m.error())
-                   or len(got) >= 4, timeout=60, what="4 records")
-        c.commit(asynchronous=False)
-        expected = {f"modern-{p}": "-" for p in (0, 1)}
-        for m in got:
-            expected[f"modern-{m.partition()}"] = str(10 - (m.offset() + 1))
-
         def stable():
             body = http.get("/groups/kip848")[1]
             return 'id="group-state">Stable<' in body and "modern-0, modern-1" in body and body
