@@ -16,8 +16,6 @@ import pytest
 
 ARTIFACTS = os.environ.get("PYLOG_CONSOLE_ARTIFACTS") or str(pathlib.Path(__file__).parent / "artifacts")
 
-pytest.importorskip("starlette", reason="the console's extra is not installed")
-
 
 class Http:
     """GET and POST (form-encoded) against the console, redirects followed;
