@@ -43,6 +43,11 @@ def test_topic_flows_in_chromium(console, browser):
     b.submit(f"{row} button[value=set]")
     assert b.text("#notice") == "Set retention.ms=3600000."
     assert b.eval(f"document.querySelector('{row} input[name=value]').value") == "3600000"
+    # Back to the broker's default: the override removed.
+    b.submit(f"{row} button[value=delete]")
+    assert b.text("#notice") == "Removed the override of retention.ms."
+    assert b.text(f"{row} td:nth-child(3)") == "default"
+    assert b.eval(f"document.querySelector('{row} input[name=value]').value") == "604800000"
 
     # Produce three records to partition 1 through the form.
     b.click("a.button")  # "Browse messages"
