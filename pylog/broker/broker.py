@@ -94,6 +94,7 @@ class Broker:
         self.groups = None
         self.transactions = None      # the transaction coordinator (pylog/transactions)
         self.server = None
+        self.console = None  # the web console, with pylog.console.listener
         self.host, self.port = self.config.listener()
         self.advertised_host, self.advertised_port = self.host, self.port
         # (name, host, port) of every listener as bound (ports chosen), and as
@@ -231,6 +232,14 @@ class Broker:
             await self._join_as_one_node_cluster()
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         self._tasks.append(asyncio.ensure_future(self._flusher()))
+        if self.config.get("pylog.console.listener"):
+            from ..console.server import start_broker_console
+            try:
+                self.console = await start_broker_console(self.config.get("pylog.console.listener"),
+                                                          self.bootstrap)
+            except BaseException:
+                await self.stop()  # a broker that cannot serve what it was told to does not start
+                raise
         log.info("broker %d %s with data in %s, started in %.0f ms", self.broker_id,
                  "listening on %s (advertised %s)" % (
                      ",".join(f"{n}://{h}:{p}" for n, h, p in self.bound_listeners),
@@ -635,6 +644,9 @@ class Broker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.local_channel is not None:
             await self.local_channel.stop()
+        if self.console is not None:
+            # Before the listener: the console's pages in flight still reach it.
+            await asyncio.get_running_loop().run_in_executor(None, self.console.stop)
         if self.server is not None:
             await self.server.stop()
         if self.groups is not None:

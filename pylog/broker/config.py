@@ -113,6 +113,9 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # controller, and where it listens ("host:port").
     "pylog.controller.id": (int, None),
     "pylog.controller.listener": (str, None),
+    # pylog's own: serve the web console (pylog/console) at "host:port", a
+    # client of this broker's own listener over the Kafka protocol.
+    "pylog.console.listener": (str, None),
     # With the embedded controller, a broker heartbeats this often and is
     # declared dead after this long without one (Kafka's KRaft names and defaults).
     "broker.heartbeat.interval.ms": (int, 2000),
@@ -307,6 +310,10 @@ class BrokerConfig:
         for k in _RANGES:
             if k in BROKER_DEFAULTS:
                 _check_range(k, self.get(k))
+        console = self.get("pylog.console.listener")
+        if console is not None and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]*):\d{1,5}", console.strip()):
+            raise InvalidConfigError(f"pylog.console.listener={console!r}: expected host:port (the web "
+                                     "console's address)")
         if not self.get("log.cleaner.io.max.bytes.per.second") > 0:
             # Kafka takes it and its throttler then sleeps forever on the first
             # bytes: a cleaner that can never finish nor be aborted. Refused.

@@ -20,17 +20,19 @@
     api_versions.py  pylog cluster api-versions                       (kafka-broker-api-versions)
     java_compat.py   Java's HashMap order and exception names, as the Java tools print them
     common.py        --bootstrap-server, k=v options, errors -> exit codes
+    (pylog/console)  pylog console                                    (the web console)
 
 Each add_*_parser(subparsers) adds its parser(s); every leaf parser sets
 `tool` (a function of the parsed args returning an exit code), which
 pylog.__main__ runs through common.run_tool.
 """
+from ..console.cli import add_console_parser
 from .cluster import add_cluster_parser
 from .common import run_tool
 from .consume import add_consume_parser
+from .delete_records import add_delete_records_parser
 from .dump_log import add_dump_log_parser
 from .groups import add_groups_parser
-from .delete_records import add_delete_records_parser
 from .get_offsets import add_get_offsets_parser
 from .leader_election import add_leader_election_parser
 from .log_dirs import add_log_dirs_parser
@@ -61,3 +63,4 @@ def add_client_commands(sub) -> None:
     add_delete_records_parser(sub)
     add_verifiable_producer_parser(sub)
     add_verifiable_consumer_parser(sub)
+    add_console_parser(sub)
