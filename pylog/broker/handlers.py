@@ -181,6 +181,11 @@ class Handlers:
         answers = {}     # name -> an error code, for names not in the cache
         to_create = []   # names to create on demand, in order
         internal = []    # internal topics asked for
+        az = b.authorizer
+        refused = ()     # names without DESCRIBE: omitted from "all topics", else TOPIC_AUTHORIZATION_FAILED
+        if az is not None:
+            names, refused, topic_ops, cluster_ops = az.metadata_view(header, names, req.topics is None or (
+                version == 0 and not req.topics), topic_ops != NOT_ASKED, cluster_ops != NOT_ASKED)
 
         def classify(chunk):
             for name in chunk:
@@ -191,8 +196,12 @@ class Handlers:
                 except PylogError as e:
                     answers[name] = code_for(e)
                     continue
-                if not auto:
+                if name in refused:
+                    answers[name] = Errors.TOPIC_AUTHORIZATION_FAILED
+                elif not auto:
                     answers[name] = Errors.UNKNOWN_TOPIC_OR_PARTITION
+                elif az is not None and not az.may_create_topic(header, name):
+                    answers[name] = Errors.TOPIC_AUTHORIZATION_FAILED
                 elif name == OFFSETS_TOPIC:
                     internal.append(name)
                     answers[name] = 0
@@ -204,11 +213,13 @@ class Handlers:
 
         def answer(chunk, topics):
             for name in chunk:
-                parts_state = cache.topics.get(name)
+                parts_state = cache.topics.get(name) if name not in refused else None
                 if parts_state is None:
                     # Created (or being created) but not known here yet: Kafka's
                     # LEADER_NOT_AVAILABLE; else the error found for it.
                     code = answers.get(name, Errors.UNKNOWN_TOPIC_OR_PARTITION) or Errors.LEADER_NOT_AVAILABLE
+                    if name in refused:
+                        code = Errors.TOPIC_AUTHORIZATION_FAILED
                     topics.append(R.MetadataResponseTopic(error_code=code, name=name,
                                                           is_internal=name in INTERNAL_TOPICS))
                     continue
@@ -236,7 +247,8 @@ class Handlers:
                         offline_replicas=list(st.offline_replicas)))
                 topics.append(R.MetadataResponseTopic(error_code=0, name=name, topic_id=cache.topic_id(name),
                                                       is_internal=name in INTERNAL_TOPICS, partitions=parts,
-                                                      topic_authorized_operations=topic_ops))
+                                                      topic_authorized_operations=topic_ops if az is None
+                                                      or topic_ops == NOT_ASKED else topic_ops(name)))
             return topics
 
         def response(topics):
@@ -460,13 +472,15 @@ class Handlers:
 
     # ---- Produce (0) ----
 
-    def produce(self, frame, listener=None):
+    def produce(self, frame, listener=None, who=None):
         """A whole Produce request frame in, the whole response frame out (None
         for acks=0). Decoded by the hand-written codec (protocol/produce.py):
         this is the broker's hot path. Raises ProtocolError for malformed bytes.
         listener: the name of the listener it came on (None: the inter-broker
-        one), where v10+ answers name the current leaders (KIP-951)."""
+        one), where v10+ answers name the current leaders (KIP-951). who: the
+        connection (its principal and host), for the authorizer."""
         correlation_id, version, _client, txn_id, acks, timeout_ms, topics = decode_produce_request(frame)
+        denied = None if self.broker.authorizer is None else self.broker.authorizer.produce_denials(who, txn_id, topics)
         # Kafka answers transactional batches without a transactional id with
         # TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request.
         refused = produce_refused(txn_id, topics)
@@ -477,6 +491,10 @@ class Handlers:
         for name, parts in topics:
             out = []
             for index, records in parts:
+                if denied and name in denied:
+                    failed = True
+                    out.append((index, denied.get(name), -1, -1, -1, None, (), None))
+                    continue
                 try:
                     p, r = self.produce_partition(name, index, records, acks, version, refused)
                     out.append((index, 0, r.first_offset, r.log_append_time, r.log_start_offset, None))

@@ -493,6 +493,37 @@ class LocalMetadataStore(MetadataStore):
                 table.pop(entity_path, None)
             s.write_cluster(client_quotas=table)
 
+    # ACLs live in cluster.json under "acls": {"<PATTERN>/<Type>/<name>": [entries]}.
+    def acls(self) -> dict[tuple[str, str, str], list[dict]]:
+        with self._s.lock:
+            table = self._s.cluster.get("acls") or {}
+        out = {}
+        for key, entries in table.items():
+            pattern, rtype, name = key.split("/", 2)
+            out[(rtype, pattern, name)] = [dict(e) for e in entries]
+        return out
+
+    def change_acls(self, resource: tuple[str, str, str], add: list[dict], remove: list[dict]) -> list[dict]:
+        rtype, pattern, name = resource
+        key = f"{pattern}/{rtype}/{name}"
+        s = self._s
+        with s.lock:
+            table = dict(s.cluster.get("acls") or {})
+            current = list(table.get(key) or [])
+            new = [e for e in current if e not in remove]
+            new += [e for e in add if e not in new]
+            if new != current:
+                if new:
+                    table[key] = new
+                else:
+                    table.pop(key, None)
+                s.write_cluster(acls=table)
+            return new
+
+    def watch_acls(self, callback) -> None:
+        """Only this process writes the store, and its writer updates its own
+        authorizer: nothing to watch."""
+
     def next_producer_id_block(self, size: int = PRODUCER_ID_BLOCK_SIZE) -> int:
         s = self._s
         with s.lock:

@@ -1,0 +1,219 @@
+"""CreateAcls (30), DescribeAcls (29), DeleteAcls (31), and keeping this
+broker's authorizer in step with the ACLs in the cluster's metadata store.
+
+The store holds the ACLs (ZooKeeper: Kafka's /kafka-acl trees and change
+notifications; the embedded controller: its cluster.json). A broker that holds
+the store writes there and updates its own authorizer; the store's watch
+brings other brokers' changes. A broker of the embedded controller without
+the store forwards Create/Delete to the controller and polls it for the whole
+set (DescribeAcls), as it holds no copy of the store.
+
+Without authorizer.class.name the three APIs answer SECURITY_DISABLED, as
+Kafka's do. Create/Delete need ALTER on the cluster, Describe DESCRIBE.
+
+Threads: handlers on the broker's loop; store calls on worker threads; store
+watch callbacks hop to the loop before touching the authorizer.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..errors import PylogError
+from ..protocol import messages as m
+from ..protocol.error_codes import Errors
+from . import api_versions as av
+from .authorizer import (ALTER, ANY, DESCRIBE, AclBinding, AclFilter, from_stored, to_stored, validate_binding,
+                         validate_filter)
+
+log = logging.getLogger("pylog.broker")
+
+NO_AUTHORIZER = "No Authorizer is configured."
+POLL_S = 2.0   # how often a broker without the store asks the controller for the ACLs
+
+
+class AclApis:
+    def __init__(self, broker):
+        self.broker = broker
+
+    def table(self) -> dict:
+        return {av.DESCRIBE_ACLS: self.describe_acls, av.CREATE_ACLS: self.create_acls,
+                av.DELETE_ACLS: self.delete_acls}
+
+    # ---- keeping the authorizer in step ----
+
+    async def start(self) -> None:
+        """Load every ACL before serving decisions on them; then follow changes."""
+        az, store = self.broker.authorizer, self.broker.metadata_store
+        if az is None:
+            return
+        loop = asyncio.get_running_loop()
+        if store is None:
+            self.broker._tasks.append(asyncio.ensure_future(self._poll_controller()))
+            return
+
+        def on_change(resource):
+            entries = store.acls().get(resource, [])   # the watch's thread: read here, apply on the loop
+            loop.call_soon_threadsafe(az.set_resource, resource, entries)
+        # Watch first, then load: a change in between is applied twice, never missed.
+        await loop.run_in_executor(None, store.watch_acls, on_change)
+        table = await loop.run_in_executor(None, store.acls)
+        az.replace(b for resource, entries in table.items() for b in from_stored(resource, entries))
+
+    async def _poll_controller(self):
+        from .handlers import _forward
+        az = self.broker.authorizer
+        loop = asyncio.get_running_loop()
+        while True:
+            ep = self.broker.metadata_cache.controller()
+            if ep is not None:
+                try:
+                    r = await loop.run_in_executor(None, _forward, ep, m.DescribeAclsRequest(
+                        resource_type_filter=ANY, pattern_type_filter=ANY, operation=ANY, permission_type=ANY), 3)
+                    if r.error_code == 0:
+                        az.replace(AclBinding(res.resource_type, res.resource_name, res.pattern_type, a.principal,
+                                              a.host, a.operation, a.permission_type)
+                                   for res in r.resources for a in res.acls)
+                    else:
+                        log.warning("the controller refused this broker's DescribeAcls: %s", r.error_message)
+                except (OSError, PylogError) as e:
+                    log.warning("cannot read the ACLs from the controller: %s", e)
+            await asyncio.sleep(POLL_S)
+
+    async def _forward(self, req, version, refuse):
+        from .handlers import _forward
+        ep = self.broker.metadata_cache.controller()
+        if ep is None:
+            return refuse("no controller is known")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, _forward, ep, req, version)
+        except (OSError, PylogError) as e:
+            return refuse(f"the controller cannot be reached: {e}")
+
+    def _change(self, resource, add, remove):
+        """On a worker thread: the store's change, and the resource's entries after it."""
+        return resource, self.broker.metadata_store.change_acls(resource, add, remove)
+
+    # ---- DescribeAcls (29) ----
+
+    def describe_acls(self, header, req):
+        R = m.DescribeAclsResponse
+        az = self.broker.authorizer
+
+        def refuse(code, msg):
+            return R(throttle_time_ms=0, error_code=code, error_message=msg, resources=[])
+        if az is None:
+            return refuse(Errors.SECURITY_DISABLED, NO_AUTHORIZER)
+        if not az.allows_cluster(header, DESCRIBE):
+            return refuse(Errors.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.")
+        f = AclFilter(req.resource_type_filter, req.resource_name_filter, req.pattern_type_filter,
+                      req.principal_filter, req.host_filter, req.operation, req.permission_type)
+        why = validate_filter(f)
+        if why:
+            return refuse(Errors.INVALID_REQUEST, why)
+        grouped: dict[tuple, list] = {}
+        for b in az.describe(f):
+            grouped.setdefault((b.resource_type, b.name, b.pattern_type), []).append(
+                R.AclDescription(principal=b.principal, host=b.host, operation=b.operation,
+                                 permission_type=b.permission))
+        return R(throttle_time_ms=0, error_code=0, error_message=None, resources=[
+            R.DescribeAclsResource(resource_type=t, resource_name=n, pattern_type=p, acls=acls)
+            for (t, n, p), acls in grouped.items()])
+
+    # ---- CreateAcls (30) ----
+
+    def create_acls(self, header, req):
+        R = m.CreateAclsResponse
+        az, store = self.broker.authorizer, self.broker.metadata_store
+
+        def all_refused(code, msg):
+            return R(throttle_time_ms=0, results=[R.AclCreationResult(error_code=code, error_message=msg)
+                                                  for _ in req.creations])
+        if az is None:
+            return all_refused(Errors.SECURITY_DISABLED, NO_AUTHORIZER)
+        if not az.allows_cluster(header, ALTER):
+            return all_refused(Errors.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.")
+        if store is None:
+            return self._forward(req, header.request_api_version, lambda msg: all_refused(Errors.NOT_CONTROLLER, msg))
+        results: list = [None] * len(req.creations)
+        by_resource: dict[tuple, list] = {}
+        for i, c in enumerate(req.creations):
+            b = AclBinding(c.resource_type, c.resource_name, c.resource_pattern_type, c.principal, c.host,
+                           c.operation, c.permission_type)
+            why = validate_binding(b)
+            if why:
+                results[i] = R.AclCreationResult(error_code=Errors.INVALID_REQUEST, error_message=why)
+                continue
+            resource, entry = to_stored(b)
+            by_resource.setdefault(resource, []).append((i, entry))
+
+        async def run():
+            loop = asyncio.get_running_loop()
+            for resource, items in by_resource.items():
+                try:
+                    _, entries = await loop.run_in_executor(None, self._change, resource, [e for _, e in items], [])
+                    az.set_resource(resource, entries)
+                    code, msg = 0, None
+                except Exception as e:  # noqa: BLE001 - this resource's creations fail; the others go on
+                    log.warning("creating ACLs on %s failed: %s", resource, e)
+                    code, msg = Errors.UNKNOWN_SERVER_ERROR, f"the ACLs cannot be stored: {e}"
+                for i, _ in items:
+                    results[i] = R.AclCreationResult(error_code=code, error_message=msg)
+            return R(throttle_time_ms=0, results=results)
+        return run()
+
+    # ---- DeleteAcls (31) ----
+
+    def delete_acls(self, header, req):
+        R = m.DeleteAclsResponse
+        az, store = self.broker.authorizer, self.broker.metadata_store
+
+        def all_refused(code, msg):
+            return R(throttle_time_ms=0, filter_results=[
+                R.DeleteAclsFilterResult(error_code=code, error_message=msg, matching_acls=[]) for _ in req.filters])
+        if az is None:
+            return all_refused(Errors.SECURITY_DISABLED, NO_AUTHORIZER)
+        if not az.allows_cluster(header, ALTER):
+            return all_refused(Errors.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.")
+        if store is None:
+            return self._forward(req, header.request_api_version, lambda msg: all_refused(Errors.NOT_CONTROLLER, msg))
+        filters = []
+        for f in req.filters:
+            af = AclFilter(f.resource_type_filter, f.resource_name_filter, f.pattern_type_filter, f.principal_filter,
+                           f.host_filter, f.operation, f.permission_type)
+            filters.append((af, validate_filter(af)))
+
+        async def run():
+            loop = asyncio.get_running_loop()
+            # The bindings each filter removes, from the set as it is now
+            # (Kafka's AclControlManager matches every filter against the same state).
+            matched = [[] if why else az.describe(af) for af, why in filters]
+            by_resource: dict[tuple, list] = {}
+            for bs in matched:
+                for b in bs:
+                    resource, entry = to_stored(b)
+                    if entry not in by_resource.setdefault(resource, []):
+                        by_resource[resource].append(entry)
+            failed: dict[tuple, str] = {}
+            for resource, entries in by_resource.items():
+                try:
+                    _, left = await loop.run_in_executor(None, self._change, resource, [], entries)
+                    az.set_resource(resource, left)
+                except Exception as e:  # noqa: BLE001 - reported on the bindings of this resource
+                    failed[resource] = f"the ACLs cannot be deleted: {e}"
+            out = []
+            for (af, why), bs in zip(filters, matched):
+                if why:
+                    out.append(R.DeleteAclsFilterResult(error_code=Errors.INVALID_REQUEST, error_message=why,
+                                                        matching_acls=[]))
+                    continue
+                acls = []
+                for b in bs:
+                    err = failed.get(to_stored(b)[0])
+                    acls.append(R.DeleteAclsMatchingAcl(
+                        error_code=Errors.UNKNOWN_SERVER_ERROR if err else 0, error_message=err,
+                        resource_type=b.resource_type, resource_name=b.name, pattern_type=b.pattern_type,
+                        principal=b.principal, host=b.host, operation=b.operation, permission_type=b.permission))
+                out.append(R.DeleteAclsFilterResult(error_code=0, error_message=None, matching_acls=acls))
+            return R(throttle_time_ms=0, filter_results=out)
+        return run()
