@@ -12,12 +12,14 @@
     dump_log.py      pylog dump-log                                   (kafka-dump-log)
     log_decoders.py  its --offsets-decoder / --transaction-log-decoder
     log_dirs.py      pylog log-dirs --describe                        (kafka-log-dirs)
+    acls.py          pylog acls --add|--remove|--list                 (kafka-acls)
     common.py        --bootstrap-server, k=v options, errors -> exit codes
 
 Each add_*_parser(subparsers) adds its parser(s); every leaf parser sets
 `tool` (a function of the parsed args returning an exit code), which
 pylog.__main__ runs through common.run_tool.
 """
+from .acls import add_acls_parser
 from .cluster import add_cluster_parser
 from .common import run_tool
 from .consume import add_consume_parser
@@ -44,3 +46,4 @@ def add_client_commands(sub) -> None:
     add_transactions_parser(sub)
     add_dump_log_parser(sub)
     add_log_dirs_parser(sub)
+    add_acls_parser(sub)
