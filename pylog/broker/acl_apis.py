@@ -52,9 +52,19 @@ class AclApis:
             self.broker._tasks.append(asyncio.ensure_future(self._poll_controller()))
             return
 
+        pending: dict = {}
+
+        def apply():
+            changed = dict(pending)
+            pending.clear()
+            if changed:
+                az.set_resources(changed)
+
         def on_change(resource):
-            entries = store.acls().get(resource, [])   # the watch's thread: read here, apply on the loop
-            loop.call_soon_threadsafe(az.set_resource, resource, entries)
+            # The watch's thread reads; the loop applies whatever has arrived
+            # by then in one index rebuild (a burst of notifications, one rebuild).
+            pending[resource] = store.acls_of(resource)
+            loop.call_soon_threadsafe(apply)
         # Watch first, then load: a change in between is applied twice, never missed.
         await loop.run_in_executor(None, store.watch_acls, on_change)
         table = await loop.run_in_executor(None, store.acls)
@@ -90,9 +100,19 @@ class AclApis:
         except (OSError, PylogError) as e:
             return refuse(f"the controller cannot be reached: {e}")
 
-    def _change(self, resource, add, remove):
-        """On a worker thread: the store's change, and the resource's entries after it."""
-        return resource, self.broker.metadata_store.change_acls(resource, add, remove)
+    def _change(self, changes: dict) -> tuple[dict, dict]:
+        """On a worker thread, in one store batch: {resource: (add, remove)}
+        applied; ({resource: entries after}, {resource: why it failed})."""
+        store = self.broker.metadata_store
+        done, failed = {}, {}
+        with store.batch():
+            for resource, (add, remove) in changes.items():
+                try:
+                    done[resource] = store.change_acls(resource, add, remove)
+                except Exception as e:  # noqa: BLE001 - this resource fails; the others go on
+                    log.warning("changing the ACLs of %s failed: %s", resource, e)
+                    failed[resource] = str(e)
+        return done, failed
 
     # ---- DescribeAcls (29) ----
 
@@ -148,17 +168,14 @@ class AclApis:
             by_resource.setdefault(resource, []).append((i, entry))
 
         async def run():
-            loop = asyncio.get_running_loop()
+            done, failed = await asyncio.get_running_loop().run_in_executor(None, self._change, {
+                resource: ([e for _, e in items], []) for resource, items in by_resource.items()})
+            az.set_resources(done)
             for resource, items in by_resource.items():
-                try:
-                    _, entries = await loop.run_in_executor(None, self._change, resource, [e for _, e in items], [])
-                    az.set_resource(resource, entries)
-                    code, msg = 0, None
-                except Exception as e:  # noqa: BLE001 - this resource's creations fail; the others go on
-                    log.warning("creating ACLs on %s failed: %s", resource, e)
-                    code, msg = Errors.UNKNOWN_SERVER_ERROR, f"the ACLs cannot be stored: {e}"
+                err = failed.get(resource)
                 for i, _ in items:
-                    results[i] = R.AclCreationResult(error_code=code, error_message=msg)
+                    results[i] = R.AclCreationResult(error_code=Errors.UNKNOWN_SERVER_ERROR if err else 0,
+                                                     error_message=err and f"the ACLs cannot be stored: {err}")
             return R(throttle_time_ms=0, results=results)
         return run()
 
@@ -194,13 +211,9 @@ class AclApis:
                     resource, entry = to_stored(b)
                     if entry not in by_resource.setdefault(resource, []):
                         by_resource[resource].append(entry)
-            failed: dict[tuple, str] = {}
-            for resource, entries in by_resource.items():
-                try:
-                    _, left = await loop.run_in_executor(None, self._change, resource, [], entries)
-                    az.set_resource(resource, left)
-                except Exception as e:  # noqa: BLE001 - reported on the bindings of this resource
-                    failed[resource] = f"the ACLs cannot be deleted: {e}"
+            done, failed = await loop.run_in_executor(None, self._change, {
+                resource: ([], entries) for resource, entries in by_resource.items()})
+            az.set_resources(done)
             out = []
             for (af, why), bs in zip(filters, matched):
                 if why:
@@ -211,7 +224,8 @@ class AclApis:
                 for b in bs:
                     err = failed.get(to_stored(b)[0])
                     acls.append(R.DeleteAclsMatchingAcl(
-                        error_code=Errors.UNKNOWN_SERVER_ERROR if err else 0, error_message=err,
+                        error_code=Errors.UNKNOWN_SERVER_ERROR if err else 0,
+                        error_message=err and f"the ACLs cannot be deleted: {err}",
                         resource_type=b.resource_type, resource_name=b.name, pattern_type=b.pattern_type,
                         principal=b.principal, host=b.host, operation=b.operation, permission_type=b.permission))
                 out.append(R.DeleteAclsFilterResult(error_code=0, error_message=None, matching_acls=acls))

@@ -244,13 +244,17 @@ class Authorizer:
     def bindings(self) -> frozenset[AclBinding]:
         return self._bindings
 
+    def set_resources(self, changed: dict[tuple[str, str, str], list[dict]]) -> None:
+        """Resources' entries as the store now holds them (one index rebuild
+        for the lot)."""
+        keys = {(_TYPE_BY_PATH[t], PREFIXED if p == "PREFIXED" else LITERAL, n) for t, p, n in changed}
+        keep = [b for b in self._bindings if (b.resource_type, b.pattern_type, b.name) not in keys]
+        for resource, entries in changed.items():
+            keep += from_stored(resource, entries)
+        self.replace(keep)
+
     def set_resource(self, resource: tuple[str, str, str], entries: list[dict]) -> None:
-        """One resource's entries as the store now holds them."""
-        rtype, pattern, name = resource
-        code, ptype = _TYPE_BY_PATH[rtype], PREFIXED if pattern == "PREFIXED" else LITERAL
-        keep = [b for b in self._bindings if not (b.resource_type == code and b.pattern_type == ptype
-                                                  and b.name == name)]
-        self.replace(keep + from_stored(resource, entries))
+        self.set_resources({resource: entries})
 
     def replace(self, bindings: Iterable[AclBinding]) -> None:
         """Swap in a whole new ACL set (a store load or a change notification)."""

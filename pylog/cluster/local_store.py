@@ -503,6 +503,11 @@ class LocalMetadataStore(MetadataStore):
             out[(rtype, pattern, name)] = [dict(e) for e in entries]
         return out
 
+    def acls_of(self, resource: tuple[str, str, str]) -> list[dict]:
+        rtype, pattern, name = resource
+        with self._s.lock:
+            return [dict(e) for e in (self._s.cluster.get("acls") or {}).get(f"{pattern}/{rtype}/{name}", [])]
+
     def change_acls(self, resource: tuple[str, str, str], add: list[dict], remove: list[dict]) -> list[dict]:
         rtype, pattern, name = resource
         key = f"{pattern}/{rtype}/{name}"

@@ -308,6 +308,10 @@ class MetadataStore(abc.ABC):
         """Every resource that has ACLs, with its entries."""
         raise NotImplementedError
 
+    def acls_of(self, resource: tuple[str, str, str]) -> list[dict]:
+        """One resource's entries (empty when it has none)."""
+        raise NotImplementedError
+
     def change_acls(self, resource: tuple[str, str, str], add: list[dict], remove: list[dict]) -> list[dict]:
         """Add and remove entries of one resource atomically (against other
         brokers' changes too); the resource's entries after the change."""

@@ -568,6 +568,10 @@ class ZkMetadataStore(MetadataStore):
                         out[(rtype, pattern, name)] = entries
         return out
 
+    def acls_of(self, resource: tuple[str, str, str]) -> list[dict]:
+        rtype, pattern, name = resource
+        return self._acl_entries(f"{ACL_ROOTS[pattern]}/{rtype}/{name}")[0]
+
     def _acl_entries(self, path: str) -> tuple[list[dict], int | None]:
         try:
             data, stat = self._zk.get(path)
