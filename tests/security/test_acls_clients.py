@@ -139,6 +139,11 @@ def test_group_join_needs_read_on_the_group_then_commits(acl_broker, admin, topi
         c.close()
 
 
+def _find_coordinator(b, group):
+    with _conn(b) as c:
+        return c.request(m.FindCoordinatorRequest(key=group, key_type=0), api_version=3).error_code == 0
+
+
 def test_offset_commit_needs_read_on_group_and_topic(acl_broker, admin, topic):
     _make_topic(admin, topic)
     group = f"g-{uuid.uuid4().hex[:8]}"
@@ -154,7 +159,8 @@ def test_offset_commit_needs_read_on_group_and_topic(acl_broker, admin, topic):
     grant(admin, binding(G, group, OP.READ))
     assert commit() == Errors.TOPIC_AUTHORIZATION_FAILED
     grant(admin, binding(T, topic, OP.READ))
-    assert commit() == 0
+    # (the broker's first group: NOT_COORDINATOR until FindCoordinator has made __consumer_offsets)
+    wait_until(lambda: _find_coordinator(acl_broker, group) and commit() == 0, what="the offset committed")
     # OffsetFetch: DESCRIBE on the group (READ implies it), topics without DESCRIBE left out
     OF = m.OffsetFetchRequest
     with _conn(acl_broker) as c:
