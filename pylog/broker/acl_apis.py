@@ -71,7 +71,7 @@ class AclApis:
         az.replace(b for resource, entries in table.items() for b in from_stored(resource, entries))
 
     async def _poll_controller(self):
-        from .handlers import _forward
+        from .handlers import _forward   # a broker's own read, not a client's request: no refusal answer
         az = self.broker.authorizer
         loop = asyncio.get_running_loop()
         while True:
@@ -90,15 +90,21 @@ class AclApis:
                     log.warning("cannot read the ACLs from the controller: %s", e)
             await asyncio.sleep(POLL_S)
 
-    async def _forward(self, req, version, refuse):
-        from .handlers import _forward
-        ep = self.broker.metadata_cache.controller()
-        if ep is None:
-            return refuse("no controller is known")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(None, _forward, ep, req, version)
-        except (OSError, PylogError) as e:
-            return refuse(f"the controller cannot be reached: {e}")
+    def _admitted(self, header, req, refuse_all):
+        """None when this broker changes the ACLs itself; else the answer:
+        SECURITY_DISABLED without an authorizer, CLUSTER_AUTHORIZATION_FAILED
+        without ALTER on the cluster, or the controller's (forwarded there
+        from a broker without the store)."""
+        az = self.broker.authorizer
+        if az is None:
+            return refuse_all(Errors.SECURITY_DISABLED, NO_AUTHORIZER)
+        if not az.allows_cluster(header, ALTER):
+            return refuse_all(Errors.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.")
+        if self.broker.metadata_store is None:
+            from .handlers import forward_to_controller
+            return forward_to_controller(self.broker, req, header.request_api_version,
+                                         lambda msg: refuse_all(Errors.NOT_CONTROLLER, msg))
+        return None
 
     def _change(self, changes: dict) -> tuple[dict, dict]:
         """On a worker thread, in one store batch: {resource: (add, remove)}
@@ -144,17 +150,11 @@ class AclApis:
 
     def create_acls(self, header, req):
         R = m.CreateAclsResponse
-        az, store = self.broker.authorizer, self.broker.metadata_store
-
-        def all_refused(code, msg):
-            return R(throttle_time_ms=0, results=[R.AclCreationResult(error_code=code, error_message=msg)
-                                                  for _ in req.creations])
-        if az is None:
-            return all_refused(Errors.SECURITY_DISABLED, NO_AUTHORIZER)
-        if not az.allows_cluster(header, ALTER):
-            return all_refused(Errors.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.")
-        if store is None:
-            return self._forward(req, header.request_api_version, lambda msg: all_refused(Errors.NOT_CONTROLLER, msg))
+        az = self.broker.authorizer
+        answer = self._admitted(header, req, lambda code, msg: R(throttle_time_ms=0, results=[
+            R.AclCreationResult(error_code=code, error_message=msg) for _ in req.creations]))
+        if answer is not None:
+            return answer
         results: list = [None] * len(req.creations)
         by_resource: dict[tuple, list] = {}
         for i, c in enumerate(req.creations):
@@ -183,17 +183,11 @@ class AclApis:
 
     def delete_acls(self, header, req):
         R = m.DeleteAclsResponse
-        az, store = self.broker.authorizer, self.broker.metadata_store
-
-        def all_refused(code, msg):
-            return R(throttle_time_ms=0, filter_results=[
-                R.DeleteAclsFilterResult(error_code=code, error_message=msg, matching_acls=[]) for _ in req.filters])
-        if az is None:
-            return all_refused(Errors.SECURITY_DISABLED, NO_AUTHORIZER)
-        if not az.allows_cluster(header, ALTER):
-            return all_refused(Errors.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.")
-        if store is None:
-            return self._forward(req, header.request_api_version, lambda msg: all_refused(Errors.NOT_CONTROLLER, msg))
+        az = self.broker.authorizer
+        answer = self._admitted(header, req, lambda code, msg: R(throttle_time_ms=0, filter_results=[
+            R.DeleteAclsFilterResult(error_code=code, error_message=msg, matching_acls=[]) for _ in req.filters]))
+        if answer is not None:
+            return answer
         filters = []
         for f in req.filters:
             af = AclFilter(f.resource_type_filter, f.resource_name_filter, f.pattern_type_filter, f.principal_filter,

@@ -18,7 +18,7 @@ import asyncio
 
 from ..protocol import messages as m
 from . import api_versions as av
-from .authorizer import (ALTER, ALTER_CONFIGS, CLUSTER, CLUSTER_ACTION, CLUSTER_NAME, CREATE, DELETE, DESCRIBE,
+from .authorizer import (ALTER, ALTER_CONFIGS, CLUSTER, CLUSTER_ACTION, CLUSTER_NAME, DELETE, DESCRIBE,
                          DESCRIBE_CONFIGS, GROUP, IDEMPOTENT_WRITE, READ, TOPIC, TRANSACTIONAL_ID, WRITE)
 
 TOPIC_DENIED, GROUP_DENIED, CLUSTER_DENIED, TXN_DENIED = 29, 30, 31, 53
@@ -109,46 +109,65 @@ def _topic_partitions(op, topics_attr, name_attr, parts_attr, part_index, make_t
     return guard
 
 
+def _named(op, rtype, req_attr, resp_attr, make, name_of=lambda x: x):
+    """Resources named in a list (req_attr) without op are taken out; each
+    comes back as make(R, name) in the response's resp_attr list."""
+    def guard(az, header, req, handler):
+        items = getattr(req, req_attr)
+        denied = az.denied(header, op, rtype, (name_of(x) for x in items))
+        if not denied:
+            return handler(header, req)
+        keep, out = _split(items, name_of, denied)
+        setattr(req, req_attr, keep)
+        R = m.RESPONSES[header.request_api_key]
+
+        def add(resp):
+            getattr(resp, resp_attr).extend(make(R, name_of(x)) for x in out)
+            return resp
+        if not keep:
+            return add(R(throttle_time_ms=0))
+        return _then(handler(header, req), add)
+    return guard
+
+
 # ---- per API ----
 
-def _list_offsets(az, header, req, handler):
-    return _topic_partitions(
-        DESCRIBE, "topics", "name", "partitions", lambda p: p.partition_index,
-        lambda R, n, ps: R.ListOffsetsTopicResponse(name=n, partitions=ps),
-        lambda R, i, c: R.ListOffsetsPartitionResponse(partition_index=i, error_code=c, timestamp=-1, offset=-1))(
-        az, header, req, handler)
+_list_offsets = _topic_partitions(
+    DESCRIBE, "topics", "name", "partitions", lambda p: p.partition_index,
+    lambda R, n, ps: R.ListOffsetsTopicResponse(name=n, partitions=ps),
+    lambda R, i, c: R.ListOffsetsPartitionResponse(partition_index=i, error_code=c, timestamp=-1, offset=-1))
+_consumer_epochs = _topic_partitions(
+    DESCRIBE, "topics", "topic", "partitions", lambda p: p.partition,
+    lambda R, n, ps: R.OffsetForLeaderTopicResult(topic=n, partitions=ps),
+    lambda R, i, c: R.EpochEndOffset(error_code=c, partition=i, leader_epoch=-1, end_offset=-1))
+_delete_records = _topic_partitions(
+    DELETE, "topics", "name", "partitions", lambda p: p.partition_index,
+    lambda R, n, ps: R.DeleteRecordsTopicResult(name=n, partitions=ps),
+    lambda R, i, c: R.DeleteRecordsPartitionResult(partition_index=i, low_watermark=-1, error_code=c))
+_describe_producers = _topic_partitions(
+    READ, "topics", "name", "partition_indexes", lambda p: p,
+    lambda R, n, ps: R.TopicResponse(name=n, partitions=ps),
+    lambda R, i, c: R.PartitionResponse(partition_index=i, error_code=c, error_message=None, active_producers=[]))
+_commit_topics = _topic_partitions(
+    READ, "topics", "name", "partitions", lambda p: p.partition_index,
+    lambda R, n, ps: R.OffsetCommitResponseTopic(name=n, partitions=ps),
+    lambda R, i, c: R.OffsetCommitResponsePartition(partition_index=i, error_code=c))
+_txn_commit_topics = _topic_partitions(
+    READ, "topics", "name", "partitions", lambda p: p.partition_index,
+    lambda R, n, ps: R.TxnOffsetCommitResponseTopic(name=n, partitions=ps),
+    lambda R, i, c: R.TxnOffsetCommitResponsePartition(partition_index=i, error_code=c))
 
 
 def _offset_for_leader_epoch(az, header, req, handler):
-    follower = getattr(req, "replica_id", -1) >= 0
-    if follower and not az.allows_cluster(header, CLUSTER_ACTION):
-        R = m.OffsetForLeaderEpochResponse
-        return R(throttle_time_ms=0, topics=[R.OffsetForLeaderTopicResult(topic=t.topic, partitions=[
-            R.EpochEndOffset(error_code=CLUSTER_DENIED, partition=p.partition, leader_epoch=-1, end_offset=-1)
-            for p in t.partitions]) for t in req.topics])
-    if follower:
+    """A follower (replica_id >= 0) needs CLUSTER_ACTION, a consumer DESCRIBE per topic."""
+    if getattr(req, "replica_id", -1) < 0:
+        return _consumer_epochs(az, header, req, handler)
+    if az.allows_cluster(header, CLUSTER_ACTION):
         return handler(header, req)
-    return _topic_partitions(
-        DESCRIBE, "topics", "topic", "partitions", lambda p: p.partition,
-        lambda R, n, ps: R.OffsetForLeaderTopicResult(topic=n, partitions=ps),
-        lambda R, i, c: R.EpochEndOffset(error_code=c, partition=i, leader_epoch=-1, end_offset=-1))(
-        az, header, req, handler)
-
-
-def _delete_records(az, header, req, handler):
-    return _topic_partitions(
-        DELETE, "topics", "name", "partitions", lambda p: p.partition_index,
-        lambda R, n, ps: R.DeleteRecordsTopicResult(name=n, partitions=ps),
-        lambda R, i, c: R.DeleteRecordsPartitionResult(partition_index=i, low_watermark=-1, error_code=c))(
-        az, header, req, handler)
-
-
-def _describe_producers(az, header, req, handler):
-    return _topic_partitions(
-        READ, "topics", "name", "partition_indexes", lambda p: p,
-        lambda R, n, ps: R.TopicResponse(name=n, partitions=ps),
-        lambda R, i, c: R.PartitionResponse(partition_index=i, error_code=c, error_message=None,
-                                            active_producers=[]))(az, header, req, handler)
+    R = m.OffsetForLeaderEpochResponse
+    return R(throttle_time_ms=0, topics=[R.OffsetForLeaderTopicResult(topic=t.topic, partitions=[
+        R.EpochEndOffset(error_code=CLUSTER_DENIED, partition=p.partition, leader_epoch=-1, end_offset=-1)
+        for p in t.partitions]) for t in req.topics])
 
 
 def _create_topics(az, header, req, handler):
@@ -186,18 +205,8 @@ def _delete_topics(az, header, req, handler):
     return _then(handler(header, req), add)
 
 
-def _create_partitions(az, header, req, handler):
-    denied = az.denied(header, ALTER, TOPIC, (t.name for t in req.topics))
-    if not denied:
-        return handler(header, req)
-    req.topics, out = _split(req.topics, lambda t: t.name, denied)
-    R = m.CreatePartitionsResponse
-
-    def add(resp):
-        resp.results.extend(R.CreatePartitionsTopicResult(name=t.name, error_code=TOPIC_DENIED,
-                                                          error_message=None) for t in out)
-        return resp
-    return _then(handler(header, req), add)
+_create_partitions = _named(ALTER, TOPIC, "topics", "results", lambda R, n: R.CreatePartitionsTopicResult(
+    name=n, error_code=TOPIC_DENIED, error_message=None), name_of=lambda t: t.name)
 
 
 def _configs(op, results_attr, make):
@@ -235,10 +244,7 @@ def _offset_commit(az, header, req, handler):
         return R(throttle_time_ms=0, topics=[R.OffsetCommitResponseTopic(name=t.name, partitions=[
             R.OffsetCommitResponsePartition(partition_index=p.partition_index, error_code=GROUP_DENIED)
             for p in t.partitions]) for t in req.topics])
-    return _topic_partitions(
-        READ, "topics", "name", "partitions", lambda p: p.partition_index,
-        lambda R, n, ps: R.OffsetCommitResponseTopic(name=n, partitions=ps),
-        lambda R, i, c: R.OffsetCommitResponsePartition(partition_index=i, error_code=c))(az, header, req, handler)
+    return _commit_topics(az, header, req, handler)
 
 
 def _txn_offset_commit(az, header, req, handler):
@@ -249,11 +255,7 @@ def _txn_offset_commit(az, header, req, handler):
         return R(throttle_time_ms=0, topics=[R.TxnOffsetCommitResponseTopic(name=t.name, partitions=[
             R.TxnOffsetCommitResponsePartition(partition_index=p.partition_index, error_code=code)
             for p in t.partitions]) for t in req.topics])
-    return _topic_partitions(
-        READ, "topics", "name", "partitions", lambda p: p.partition_index,
-        lambda R, n, ps: R.TxnOffsetCommitResponseTopic(name=n, partitions=ps),
-        lambda R, i, c: R.TxnOffsetCommitResponsePartition(partition_index=i, error_code=c))(
-        az, header, req, handler)
+    return _txn_commit_topics(az, header, req, handler)
 
 
 def _offset_fetch(az, header, req, handler):
@@ -336,19 +338,8 @@ def _list_groups(az, header, req, handler):
     return _then(handler(header, req), keep)
 
 
-def _delete_groups(az, header, req, handler):
-    R = m.DeleteGroupsResponse
-    denied = az.denied(header, DELETE, GROUP, req.groups_names)
-    if not denied:
-        return handler(header, req)
-    req.groups_names = [g for g in req.groups_names if g not in denied]
-
-    def add(resp):
-        resp.results.extend(R.DeletableGroupResult(group_id=g, error_code=GROUP_DENIED) for g in sorted(denied))
-        return resp
-    if not req.groups_names:
-        return add(R(throttle_time_ms=0, results=[]))
-    return _then(handler(header, req), add)
+_delete_groups = _named(DELETE, GROUP, "groups_names", "results", lambda R, g: R.DeletableGroupResult(
+    group_id=g, error_code=GROUP_DENIED))
 
 
 def _find_coordinator(az, header, req, handler):
@@ -407,22 +398,10 @@ def _add_partitions_to_txn(az, header, req, handler):
         for t in req.v3_and_below_topics])
 
 
-def _describe_transactions(az, header, req, handler):
-    R = m.DescribeTransactionsResponse
-    denied = az.denied(header, DESCRIBE, TRANSACTIONAL_ID, req.transactional_ids)
-    if not denied:
-        return handler(header, req)
-    req.transactional_ids = [t for t in req.transactional_ids if t not in denied]
-
-    def add(resp):
-        resp.transaction_states.extend(R.TransactionState(error_code=TXN_DENIED, transactional_id=t,
-                                                          transaction_state="", transaction_timeout_ms=0,
-                                                          transaction_start_time_ms=-1, producer_id=-1,
-                                                          producer_epoch=-1, topics=[]) for t in sorted(denied))
-        return resp
-    if not req.transactional_ids:
-        return add(R(throttle_time_ms=0, transaction_states=[]))
-    return _then(handler(header, req), add)
+_describe_transactions = _named(
+    DESCRIBE, TRANSACTIONAL_ID, "transactional_ids", "transaction_states", lambda R, t: R.TransactionState(
+        error_code=TXN_DENIED, transactional_id=t, transaction_state="", transaction_timeout_ms=0,
+        transaction_start_time_ms=-1, producer_id=-1, producer_epoch=-1, topics=[]))
 
 
 def _list_transactions(az, header, req, handler):

@@ -1039,6 +1039,19 @@ def _forward(ep, req, version):
         return c.request(req, api_version=version)
 
 
+async def forward_to_controller(broker, req, version, refuse):
+    """The controller's answer to req (a broker without the metadata store
+    forwards it, as KRaft brokers do), or refuse(why) when there is none."""
+    ep = broker.metadata_cache.controller()
+    if ep is None:
+        return refuse("no controller is known")
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, _forward, ep, req, version)
+    except (OSError, PylogError) as e:
+        log.warning("forwarding %s to the controller failed: %s", type(req).__name__, e)
+        return refuse(f"the controller cannot be reached: {e}")
+
+
 _I32 = struct.Struct(">i")
 
 
