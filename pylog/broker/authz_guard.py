@@ -27,7 +27,7 @@ NOT_ASKED = -(1 << 31)
 # DescribeConfigs / AlterConfigs resource types: 2 topic, 4 broker, 8 broker logger, 32 group.
 _CONFIG_RESOURCES = {2: (TOPIC, TOPIC_DENIED), 4: (CLUSTER, CLUSTER_DENIED), 8: (CLUSTER, CLUSTER_DENIED),
                      32: (GROUP, GROUP_DENIED)}
-CONSUMER_GROUP_HEARTBEAT = 68
+CONSUMER_GROUP_HEARTBEAT, CONSUMER_GROUP_DESCRIBE = 68, 69   # KIP-848: guarded once their handlers exist
 
 
 def install(table: dict, az) -> None:
@@ -328,6 +328,10 @@ def _describe_groups(az, header, req, handler):
     return _then(handler(header, req), add)
 
 
+_consumer_group_describe = _named(DESCRIBE, GROUP, "group_ids", "groups", lambda R, g: R.DescribedGroup(
+    error_code=GROUP_DENIED, error_message=None, group_id=g))
+
+
 def _list_groups(az, header, req, handler):
     if az.allows_cluster(header, DESCRIBE):
         return handler(header, req)
@@ -463,6 +467,7 @@ _GUARDS = {
     av.HEARTBEAT: _group(READ),
     av.LEAVE_GROUP: _group(READ),
     CONSUMER_GROUP_HEARTBEAT: _group(READ),
+    CONSUMER_GROUP_DESCRIBE: _consumer_group_describe,
     av.OFFSET_COMMIT: _offset_commit,
     av.OFFSET_FETCH: _offset_fetch,
     av.DESCRIBE_GROUPS: _describe_groups,
