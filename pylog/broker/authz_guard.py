@@ -171,13 +171,16 @@ def _offset_for_leader_epoch(az, header, req, handler):
 
 
 def _create_topics(az, header, req, handler):
+    """CREATE on the cluster or the topic; a created topic's configs (v5+)
+    only with DESCRIBE_CONFIGS on it, else topic_config_error_code says why."""
     denied = {t.name for t in req.topics if not az.may_create_topic(header, t.name)}
-    if not denied:
-        return handler(header, req)
     req.topics, out = _split(req.topics, lambda t: t.name, denied)
     R = m.CreateTopicsResponse
 
     def add(resp):
+        for t in resp.topics:
+            if t.configs and not az.allows(header, DESCRIBE_CONFIGS, TOPIC, t.name):
+                t.topic_config_error_code, t.configs = TOPIC_DENIED, None
         resp.topics.extend(R.CreatableTopicResult(name=t.name, error_code=TOPIC_DENIED,
                                                   error_message="Authorization failed.", num_partitions=-1,
                                                   replication_factor=-1, configs=None) for t in out)

@@ -148,6 +148,7 @@ class Handlers:
         # an endpoint on the listener asked on).
         unreachable = () if b.listen else (b.broker_id,)
         by_id = []       # answers to topics asked for by id (v12+): found ones go on by name
+        by_id_lookup = False
         if req.topics is None or (version == 0 and not req.topics):
             names = sorted(cache.topics)
         elif version >= 10 and any(t.name is None or t.topic_id.int for t in req.topics):
@@ -159,6 +160,7 @@ class Handlers:
             # by id only (entries without one are ignored) and nothing is
             # created on demand.
             names = []
+            by_id_lookup = True
             for t in req.topics:
                 if not t.topic_id.int:
                     continue
@@ -219,6 +221,11 @@ class Handlers:
                     # LEADER_NOT_AVAILABLE; else the error found for it.
                     code = answers.get(name, Errors.UNKNOWN_TOPIC_OR_PARTITION) or Errors.LEADER_NOT_AVAILABLE
                     if name in refused:
+                        if by_id_lookup:   # asked by id: answered by id, the name not given away
+                            topics.append(R.MetadataResponseTopic(
+                                error_code=Errors.TOPIC_AUTHORIZATION_FAILED, name=None,
+                                topic_id=cache.topic_id(name), is_internal=False))
+                            continue
                         code = Errors.TOPIC_AUTHORIZATION_FAILED
                     topics.append(R.MetadataResponseTopic(error_code=code, name=name,
                                                           is_internal=name in INTERNAL_TOPICS))

@@ -164,3 +164,34 @@ def test_kcat_lists_only_what_it_may_describe(acl_broker, admin, made):
     assert r.returncode == 0, r.stderr
     names = {t["topic"] for t in json.loads(r.stdout)["topics"]}
     assert made in names and hidden not in names
+
+
+def test_created_topics_configs_need_describe_configs(admin, conn, topic):
+    C = m.CreateTopicsRequest
+    grant(admin, binding(T, topic[:10], OP.CREATE, pattern=ResourcePatternType.PREFIXED))
+
+    def create(name):
+        r = conn.request(C(topics=[C.CreatableTopic(name=name, num_partitions=1, replication_factor=1,
+                                                    assignments=[], configs=[])],
+                           timeout_ms=30000, validate_only=False), api_version=5)
+        return r.topics[0]
+    t = create(topic)
+    assert (t.error_code, t.topic_config_error_code, t.configs) == (0, Errors.TOPIC_AUTHORIZATION_FAILED, None)
+    assert t.num_partitions == 1
+    grant(admin, binding(T, f"{topic}-2", OP.DESCRIBE_CONFIGS))
+    t = create(f"{topic}-2")
+    assert t.error_code == 0 and t.topic_config_error_code == 0 and t.configs
+
+
+def test_metadata_by_id_without_describe_gives_the_id_not_the_name(admin, conn, made):
+    grant(admin, binding(T, made, OP.ALTER))     # implies DESCRIBE: the id can be learnt
+    MR = m.MetadataRequest
+    r = conn.request(MR(topics=[MR.MetadataRequestTopic(name=made)], allow_auto_topic_creation=False),
+                     api_version=12)
+    tid = r.topics[0].topic_id
+    assert r.topics[0].error_code == 0 and tid.int
+    from .conftest import revoke
+    revoke(admin, binding(T, made, OP.ALTER))
+    r = conn.request(MR(topics=[MR.MetadataRequestTopic(name=None, topic_id=tid)], allow_auto_topic_creation=False),
+                     api_version=12)
+    assert [(t.error_code, t.name, t.topic_id) for t in r.topics] == [(Errors.TOPIC_AUTHORIZATION_FAILED, None, tid)]
