@@ -365,8 +365,15 @@ class Authorizer:
             names, refused = [n for n in names if n not in refused], ()
         p, h = ctx.principal, ctx.peer_host
         t_ops = (lambda name: self.authorized_operations(p, h, TOPIC, name)) if topic_ops else -(1 << 31)
-        c_ops = self.authorized_operations(p, h, CLUSTER, CLUSTER_NAME) if cluster_ops else -(1 << 31)
+        c_ops = self.cluster_operations(ctx) if cluster_ops else -(1 << 31)
         return names, refused, t_ops, c_ops
+
+    def cluster_operations(self, ctx) -> int:
+        """The cluster's authorized-operations bits: 0 without DESCRIBE on
+        it (Kafka's Metadata and DescribeCluster answers)."""
+        if not self.allows_cluster(ctx, DESCRIBE):
+            return 0
+        return self.authorized_operations(ctx.principal, ctx.peer_host, CLUSTER, CLUSTER_NAME)
 
     def may_create_topic(self, ctx, name: str) -> bool:
         """CREATE on the cluster, else on the topic (CreateTopics, auto-creation)."""

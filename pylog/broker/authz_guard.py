@@ -448,8 +448,7 @@ def _describe_cluster(az, header, req, handler):
         return handler(header, req)
 
     def ops(resp):
-        resp.cluster_authorized_operations = az.authorized_operations(header.principal, header.peer_host, CLUSTER,
-                                                                      CLUSTER_NAME)
+        resp.cluster_authorized_operations = az.cluster_operations(header)
         return resp
     return _then(handler(header, req), ops)
 
