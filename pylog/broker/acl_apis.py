@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from ..errors import PylogError
 from ..protocol import messages as m
@@ -32,6 +33,17 @@ NO_AUTHORIZER = "No Authorizer is configured."
 POLL_S = 2.0   # how often a broker without the store asks the controller for the ACLs
 
 
+_DESCRIBE_ALL = m.DescribeAclsRequest(resource_type_filter=ANY, pattern_type_filter=ANY, operation=ANY,
+                                     permission_type=ANY)
+
+
+def _bindings_of(r) -> list[AclBinding]:
+    if r.error_code:
+        raise PylogError(f"DescribeAcls refused: {r.error_message}")
+    return [AclBinding(res.resource_type, res.resource_name, res.pattern_type, a.principal, a.host, a.operation,
+                       a.permission_type) for res in r.resources for a in res.acls]
+
+
 class AclApis:
     def __init__(self, broker):
         self.broker = broker
@@ -41,6 +53,39 @@ class AclApis:
                 av.DELETE_ACLS: self.delete_acls}
 
     # ---- keeping the authorizer in step ----
+
+    async def preload(self) -> None:
+        """The ACLs loaded before the listeners open, as Kafka serves no
+        request before its authorizer's first load: read from ZooKeeper, the
+        embedded controller's files, or the controller broker; start() then
+        follows the store itself."""
+        az = self.broker.authorizer
+        if az is None:
+            return
+        try:
+            bindings = await asyncio.get_running_loop().run_in_executor(None, self._read_before_start)
+        except Exception as e:  # noqa: BLE001 - start() loads them once the store is there
+            log.warning("broker %d: the ACLs could not be read before serving: %s", self.broker.broker_id, e)
+            return
+        az.replace(bindings)
+
+    def _read_before_start(self) -> list[AclBinding]:
+        cfg = self.broker.config
+        if cfg.get("zookeeper.connect"):
+            from ..cluster.zk_store import ZkMetadataStore
+            with ZkMetadataStore(cfg.get("zookeeper.connect"),
+                                 session_timeout_ms=cfg.get("zookeeper.session.timeout.ms")) as store:
+                table = store.acls()
+        elif cfg.get("pylog.controller.id") not in (None, self.broker.broker_id):
+            from ..client.wire import Connection
+            host, _, port = (cfg.get("pylog.controller.listener") or "").rpartition(":")
+            with Connection(host, int(port), client_id="pylog-acls", timeout=10) as c:
+                return _bindings_of(c.request(_DESCRIBE_ALL, api_version=3))
+        else:
+            from ..cluster.local_store import read_acls
+            from .broker import CLUSTER_DIR   # here: broker imports this module
+            table = read_acls(os.path.join(self.broker.data_dir, CLUSTER_DIR))
+        return [b for resource, entries in table.items() for b in from_stored(resource, entries)]
 
     async def start(self) -> None:
         """Load every ACL before serving decisions on them; then follow changes."""
@@ -78,12 +123,9 @@ class AclApis:
             ep = self.broker.metadata_cache.controller()
             if ep is not None:
                 try:
-                    r = await loop.run_in_executor(None, _forward, ep, m.DescribeAclsRequest(
-                        resource_type_filter=ANY, pattern_type_filter=ANY, operation=ANY, permission_type=ANY), 3)
+                    r = await loop.run_in_executor(None, _forward, ep, _DESCRIBE_ALL, 3)
                     if r.error_code == 0:
-                        az.replace(AclBinding(res.resource_type, res.resource_name, res.pattern_type, a.principal,
-                                              a.host, a.operation, a.permission_type)
-                                   for res in r.resources for a in res.acls)
+                        az.replace(_bindings_of(r))
                     else:
                         log.warning("the controller refused this broker's DescribeAcls: %s", r.error_message)
                 except (OSError, PylogError) as e:

@@ -230,6 +230,7 @@ class Broker:
         self.transactions.start()
         if self.listen:
             self.server = Server(self)
+        await self.acl_apis.preload()
         await self._bind_listeners()
         self.replica_manager.start()
         if self.config.get("zookeeper.connect"):

@@ -33,7 +33,7 @@ from .metadata_store import (INITIAL_CONTROLLER_EPOCH, PRODUCER_ID_BLOCK_SIZE, B
                              ControllerMovedError, MetadataStore, PartitionState, TopicAssignment,
                              new_cluster_id)
 
-__all__ = ["LocalMetadataStore"]
+__all__ = ["LocalMetadataStore", "read_acls"]
 
 log = logging.getLogger("pylog.cluster.local")
 
@@ -53,6 +53,24 @@ def _topic_file(name: str) -> str:
         return name + ".json"
     import hashlib  # rarely needed: not paid for at every start-up
     return f"{name[:180]}~{hashlib.sha256(name.encode()).hexdigest()[:16]}.json"
+
+
+def _acl_table(stored: dict) -> dict[tuple[str, str, str], list[dict]]:
+    out = {}
+    for key, entries in stored.items():
+        pattern, rtype, name = key.split("/", 2)
+        out[(rtype, pattern, name)] = [dict(e) for e in entries]
+    return out
+
+
+def read_acls(path: str) -> dict[tuple[str, str, str], list[dict]]:
+    """The ACLs a store at path holds, read from its file without opening
+    the store (no lock, no session): what a broker loads before it serves."""
+    try:
+        with open(os.path.join(path, "cluster.json"), "rb") as f:
+            return _acl_table(json.loads(f.read()).get("acls") or {})
+    except FileNotFoundError:
+        return {}
 
 
 class _Shared:
@@ -496,12 +514,7 @@ class LocalMetadataStore(MetadataStore):
     # ACLs live in cluster.json under "acls": {"<PATTERN>/<Type>/<name>": [entries]}.
     def acls(self) -> dict[tuple[str, str, str], list[dict]]:
         with self._s.lock:
-            table = self._s.cluster.get("acls") or {}
-        out = {}
-        for key, entries in table.items():
-            pattern, rtype, name = key.split("/", 2)
-            out[(rtype, pattern, name)] = [dict(e) for e in entries]
-        return out
+            return _acl_table(self._s.cluster.get("acls") or {})
 
     def acls_of(self, resource: tuple[str, str, str]) -> list[dict]:
         rtype, pattern, name = resource
