@@ -174,6 +174,18 @@ def test_offset_commit_needs_read_on_group_and_topic(acl_broker, admin, topic):
         assert r.topics[0].partitions[0].error_code == Errors.TOPIC_AUTHORIZATION_FAILED
         r = c.request(OF(group_id="not-mine", topics=None), api_version=7)
         assert r.error_code == Errors.GROUP_AUTHORIZATION_FAILED
+        # v8+: several groups, each answered on its own
+        G8 = OF.OffsetFetchRequestGroup
+        r = c.request(OF(groups=[G8(group_id=group, topics=[OF.OffsetFetchRequestTopics(
+            name=topic, partition_indexes=[0])]), G8(group_id="not-mine", topics=None)]), api_version=8)
+        by_group = {g.group_id: g for g in r.groups}
+        assert by_group["not-mine"].error_code == Errors.GROUP_AUTHORIZATION_FAILED
+        assert by_group[group].error_code == 0
+        assert by_group[group].topics[0].partitions[0].error_code == Errors.TOPIC_AUTHORIZATION_FAILED
+        grant(admin, binding(T, topic, OP.DESCRIBE))
+        r = c.request(OF(groups=[G8(group_id=group, topics=None)]), api_version=8)
+        [g] = r.groups
+        assert [(t.name, t.partitions[0].committed_offset) for t in g.topics] == [(topic, 0)]
 
 
 def test_topic_creation_and_deletion_need_create_and_delete(acl_broker, admin, topic):
