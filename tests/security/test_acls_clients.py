@@ -315,3 +315,23 @@ def test_allow_everyone_if_no_acl_found(tmp_path):
         assert _produce(b, "open") is None
         err = _produce(b, "guarded")
         assert err is not None and err.code() == ck.KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_a_produce_with_a_transactional_id_needs_write_on_it(acl_broker, admin, topic):
+    """Kafka refuses the whole request with TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    before looking at topics; without a transactional id each topic is
+    checked on its own."""
+    from pylog import _engine
+    _make_topic(admin, topic)
+    grant(admin, binding(T, topic, OP.WRITE))
+    P = m.ProduceRequest
+    batch = _engine.encode_batch([b"v"])
+
+    def produce(txn_id, topics):
+        with _conn(acl_broker) as c:
+            r = c.request(P(transactional_id=txn_id, acks=1, timeout_ms=30000, topic_data=[
+                P.TopicProduceData(name=t, partition_data=[P.PartitionProduceData(index=0, records=batch)])
+                for t in topics]), api_version=9)
+        return {t.name: t.partition_responses[0].error_code for t in r.responses}
+    assert produce("not-mine", [topic]) == {topic: Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
+    assert produce(None, [topic, f"{topic}-no"]) == {topic: 0, f"{topic}-no": Errors.TOPIC_AUTHORIZATION_FAILED}
