@@ -69,8 +69,8 @@ def test_q_decision_cached(benchmark):
     az = Authorizer()
     az.replace(_bindings())
     topics = [(TOPIC_PREFIX + "orders", [])]
-    assert az.produce_denials(_Ctx, None, topics) is None
-    benchmark(az.produce_denials, _Ctx, None, topics)
+    assert az.produce_denials(_Ctx, None, topics, bool) is None
+    benchmark(az.produce_denials, _Ctx, None, topics, bool)
     benchmark.extra_info.update(scenario=SCENARIO, impl="decision (cached)", records=1, acls=len(az.bindings()))
 
 

@@ -344,12 +344,13 @@ class Authorizer:
             return () if self.allows_cluster(ctx, CLUSTER_ACTION) else Everything()
         return self.denied(ctx, READ, TOPIC, (name_of(tid) if version >= 13 else key for key, tid, _ in wanted))
 
-    def produce_denials(self, ctx, txn_id, topics):
-        """{topic: error code} for what a Produce may not write: without
-        WRITE on its transactional id the whole request is refused
-        (TRANSACTIONAL_ID_AUTHORIZATION_FAILED), else each topic without
-        WRITE gets TOPIC_AUTHORIZATION_FAILED. None when all is allowed."""
-        if txn_id is not None and not self.allows(ctx, WRITE, TRANSACTIONAL_ID, txn_id):
+    def produce_denials(self, ctx, txn_id, topics, transactional):
+        """{topic: error code} for what a Produce may not write: a request
+        with transactional batches (transactional(topics)) needs WRITE on its
+        transactional id, else the whole request is refused
+        (TRANSACTIONAL_ID_AUTHORIZATION_FAILED); each topic without WRITE gets
+        TOPIC_AUTHORIZATION_FAILED. None when all is allowed."""
+        if txn_id is not None and not self.allows(ctx, WRITE, TRANSACTIONAL_ID, txn_id) and transactional(topics):
             return Everything(53)
         bad = self.denied(ctx, WRITE, TOPIC, (name for name, _ in topics))
         return dict.fromkeys(bad, 29) if bad else None

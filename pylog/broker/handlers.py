@@ -487,7 +487,8 @@ class Handlers:
         one), where v10+ answers name the current leaders (KIP-951). who: the
         connection (its principal and host), for the authorizer."""
         correlation_id, version, _client, txn_id, acks, timeout_ms, topics = decode_produce_request(frame)
-        denied = None if self.broker.authorizer is None else self.broker.authorizer.produce_denials(who, txn_id, topics)
+        denied = None if self.broker.authorizer is None else self.broker.authorizer.produce_denials(
+            who, txn_id, topics, _has_transactional_batch)
         # Kafka answers transactional batches without a transactional id with
         # TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request.
         refused = produce_refused(txn_id, topics)

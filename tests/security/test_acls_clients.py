@@ -318,20 +318,27 @@ def test_allow_everyone_if_no_acl_found(tmp_path):
 
 
 def test_a_produce_with_a_transactional_id_needs_write_on_it(acl_broker, admin, topic):
-    """Kafka refuses the whole request with TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-    before looking at topics; without a transactional id each topic is
-    checked on its own."""
-    from pylog import _engine
+    """A request with transactional batches: Kafka refuses it whole with
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED before looking at topics; other
+    requests have each topic checked on its own."""
+    import struct
+
+    from pylog import _engine, crc32c
     _make_topic(admin, topic)
     grant(admin, binding(T, topic, OP.WRITE))
     P = m.ProduceRequest
     batch = _engine.encode_batch([b"v"])
+    txn_batch = bytearray(batch)
+    struct.pack_into(">h", txn_batch, 21, struct.unpack_from(">h", txn_batch, 21)[0] | 0x10)   # transactional
+    struct.pack_into(">I", txn_batch, 17, crc32c(bytes(txn_batch[21:])))
 
-    def produce(txn_id, topics):
+    def produce(txn_id, topics, records=batch):
         with _conn(acl_broker) as c:
             r = c.request(P(transactional_id=txn_id, acks=1, timeout_ms=30000, topic_data=[
-                P.TopicProduceData(name=t, partition_data=[P.PartitionProduceData(index=0, records=batch)])
+                P.TopicProduceData(name=t, partition_data=[P.PartitionProduceData(index=0, records=records)])
                 for t in topics]), api_version=9)
         return {t.name: t.partition_responses[0].error_code for t in r.responses}
-    assert produce("not-mine", [topic]) == {topic: Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
+    assert produce("not-mine", [topic], bytes(txn_batch)) == {topic: Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
+    # the id without transactional batches: not checked (Kafka looks at the batches)
+    assert produce("not-mine", [topic]) == {topic: 0}
     assert produce(None, [topic, f"{topic}-no"]) == {topic: 0, f"{topic}-no": Errors.TOPIC_AUTHORIZATION_FAILED}
