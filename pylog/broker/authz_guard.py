@@ -27,7 +27,9 @@ NOT_ASKED = -(1 << 31)
 # DescribeConfigs / AlterConfigs resource types: 2 topic, 4 broker, 8 broker logger, 32 group.
 _CONFIG_RESOURCES = {2: (TOPIC, TOPIC_DENIED), 4: (CLUSTER, CLUSTER_DENIED), 8: (CLUSTER, CLUSTER_DENIED),
                      32: (GROUP, GROUP_DENIED)}
-CONSUMER_GROUP_HEARTBEAT, CONSUMER_GROUP_DESCRIBE = 68, 69   # KIP-848: guarded once their handlers exist
+# Guarded once their handlers are in the table (KIP-848's group APIs; SCRAM credentials).
+CONSUMER_GROUP_HEARTBEAT, CONSUMER_GROUP_DESCRIBE = 68, 69
+DESCRIBE_USER_SCRAM_CREDENTIALS, ALTER_USER_SCRAM_CREDENTIALS = 50, 51
 
 
 def install(table: dict, az) -> None:
@@ -433,6 +435,15 @@ def _alter_client_quotas(az, header, req, handler):
         R.EntityData(entity_type=x.entity_type, entity_name=x.entity_name) for x in e.entity]) for e in req.entries])
 
 
+def _alter_user_scram_credentials(az, header, req, handler):
+    if az.allows_cluster(header, ALTER):
+        return handler(header, req)
+    R = m.AlterUserScramCredentialsResponse
+    users = dict.fromkeys(x.name for x in (*req.deletions, *req.upsertions))
+    return R(throttle_time_ms=0, results=[R.AlterUserScramCredentialsResult(
+        user=u, error_code=CLUSTER_DENIED, error_message=None) for u in users])
+
+
 def _write_txn_markers(az, header, req, handler):
     if az.allows_cluster(header, CLUSTER_ACTION):
         return handler(header, req)
@@ -490,6 +501,8 @@ _GUARDS = {
     av.ALTER_PARTITION_REASSIGNMENTS: _cluster(ALTER),
     av.LIST_PARTITION_REASSIGNMENTS: _cluster(DESCRIBE),
     av.WRITE_TXN_MARKERS: _write_txn_markers,
+    DESCRIBE_USER_SCRAM_CREDENTIALS: _cluster(DESCRIBE),
+    ALTER_USER_SCRAM_CREDENTIALS: _alter_user_scram_credentials,
     # Between brokers and their controller: the brokers' principal needs
     # CLUSTER_ACTION (or super.users), as in Kafka.
     av.LEADER_AND_ISR: _cluster(CLUSTER_ACTION),
