@@ -33,8 +33,10 @@ NO_AUTHORIZER = "No Authorizer is configured."
 POLL_S = 2.0   # how often a broker without the store asks the controller for the ACLs
 
 
-_DESCRIBE_ALL = m.DescribeAclsRequest(resource_type_filter=ANY, pattern_type_filter=ANY, operation=ANY,
-                                     permission_type=ANY)
+def _describe_all():
+    # built on use: message classes are built lazily (bench H's start-up)
+    return m.DescribeAclsRequest(resource_type_filter=ANY, pattern_type_filter=ANY, operation=ANY,
+                                 permission_type=ANY)
 
 
 def _bindings_of(r) -> list[AclBinding]:
@@ -80,7 +82,7 @@ class AclApis:
             from ..client.wire import Connection
             host, _, port = (cfg.get("pylog.controller.listener") or "").rpartition(":")
             with Connection(host, int(port), client_id="pylog-acls", timeout=10) as c:
-                return _bindings_of(c.request(_DESCRIBE_ALL, api_version=3))
+                return _bindings_of(c.request(_describe_all(), api_version=3))
         else:
             from ..cluster.local_store import read_acls
             from .broker import CLUSTER_DIR   # here: broker imports this module
@@ -123,7 +125,7 @@ class AclApis:
             ep = self.broker.metadata_cache.controller()
             if ep is not None:
                 try:
-                    r = await loop.run_in_executor(None, _forward, ep, _DESCRIBE_ALL, 3)
+                    r = await loop.run_in_executor(None, _forward, ep, _describe_all(), 3)
                     if r.error_code == 0:
                         az.replace(_bindings_of(r))
                     else:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Iterable, NamedTuple
 
+from ..protocol.error_codes import Errors
+
 # AclOperation, ResourceType, PatternType, AclPermissionType codes (Kafka's enums).
 UNKNOWN, ANY = 0, 1
 ALL, READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, CLUSTER_ACTION = 2, 3, 4, 5, 6, 7, 8, 9
@@ -351,9 +353,9 @@ class Authorizer:
         (TRANSACTIONAL_ID_AUTHORIZATION_FAILED); each topic without WRITE gets
         TOPIC_AUTHORIZATION_FAILED. None when all is allowed."""
         if txn_id is not None and not self.allows(ctx, WRITE, TRANSACTIONAL_ID, txn_id) and transactional(topics):
-            return Everything(53)
+            return Everything(Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
         bad = self.denied(ctx, WRITE, TOPIC, (name for name, _ in topics))
-        return dict.fromkeys(bad, 29) if bad else None
+        return dict.fromkeys(bad, Errors.TOPIC_AUTHORIZATION_FAILED) if bad else None
 
     def metadata_view(self, ctx, names, all_topics: bool, topic_ops: bool, cluster_ops: bool):
         """(names to answer, names refused, topic ops, cluster ops) for a

@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 
 from ..protocol import messages as m
+from ..protocol.error_codes import Errors
 from . import api_versions as av
 from .authorizer import (ALTER, ALTER_CONFIGS, CLUSTER, CLUSTER_ACTION, CLUSTER_NAME, DELETE, DESCRIBE,
                          DESCRIBE_CONFIGS, GROUP, IDEMPOTENT_WRITE, READ, TOPIC, TRANSACTIONAL_ID, WRITE)
 
-TOPIC_DENIED, GROUP_DENIED, CLUSTER_DENIED, TXN_DENIED = 29, 30, 31, 53
-OPERATION_NOT_ATTEMPTED = 55
+TOPIC_DENIED, GROUP_DENIED = Errors.TOPIC_AUTHORIZATION_FAILED, Errors.GROUP_AUTHORIZATION_FAILED
+CLUSTER_DENIED, TXN_DENIED = Errors.CLUSTER_AUTHORIZATION_FAILED, Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
 NOT_ASKED = -(1 << 31)
 # DescribeConfigs / AlterConfigs resource types: 2 topic, 4 broker, 8 broker logger, 32 group.
 _CONFIG_RESOURCES = {2: (TOPIC, TOPIC_DENIED), 4: (CLUSTER, CLUSTER_DENIED), 8: (CLUSTER, CLUSTER_DENIED),
@@ -403,7 +404,7 @@ def _add_partitions_to_txn(az, header, req, handler):
     return R(throttle_time_ms=0, results_by_topic_v3_and_below=[R.AddPartitionsToTxnTopicResult(
         name=t.name, results_by_partition=[R.AddPartitionsToTxnPartitionResult(
             partition_index=p, partition_error_code=TXN_DENIED if not txn_ok else
-            TOPIC_DENIED if t.name in denied else OPERATION_NOT_ATTEMPTED) for p in t.partitions])
+            TOPIC_DENIED if t.name in denied else Errors.OPERATION_NOT_ATTEMPTED) for p in t.partitions])
         for t in req.v3_and_below_topics])
 
 

@@ -269,7 +269,7 @@ def test_transactions_need_write_on_the_transactional_id(acl_broker, admin, topi
                         v3_and_below_topics=[A.AddPartitionsToTxnTopic(name=topic, partitions=[0]),
                                              A.AddPartitionsToTxnTopic(name=other, partitions=[0])]), api_version=3)
         codes = {t.name: t.results_by_partition[0].partition_error_code for t in r.results_by_topic_v3_and_below}
-        assert codes == {topic: 55, other: Errors.TOPIC_AUTHORIZATION_FAILED}   # 55: OPERATION_NOT_ATTEMPTED
+        assert codes == {topic: Errors.OPERATION_NOT_ATTEMPTED, other: Errors.TOPIC_AUTHORIZATION_FAILED}
         r = c.request(A(v3_and_below_transactional_id="not-mine", v3_and_below_producer_id=0,
                         v3_and_below_producer_epoch=0,
                         v3_and_below_topics=[A.AddPartitionsToTxnTopic(name=topic, partitions=[0])]), api_version=3)
