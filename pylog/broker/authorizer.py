@@ -13,9 +13,9 @@ per distinct prefix length present (a name of n characters needs at most n
 dictionary lookups, whatever the number of ACLs). Decisions are cached per
 (principal, host, operation, resource) until the ACL set changes.
 
-Threads: decisions on the broker's event loop; replace()/apply() may come from
-a store-watch thread: they build new index objects and swap them in one
-assignment, so a reader sees the old set or the new one, never half of each.
+Threads: the broker's event loop only (acl_apis.py hops store watches to it);
+a change builds new index objects and swaps them in, so a decision sees the
+old set or the new one, never half of each.
 """
 from __future__ import annotations
 
@@ -228,7 +228,7 @@ def _build(bindings: Iterable[AclBinding]) -> dict[int, _TypeIndex]:
 
 class Authorizer:
     """The broker's authorizer: this broker's copy of the cluster's ACLs
-    (fed by the metadata store, acl_store.py) and the decision on them."""
+    (kept in step with the metadata store by acl_apis.py) and the decision on them."""
 
     def __init__(self, super_users: Iterable[str] = (), allow_if_no_acl: bool = False):
         self.super_users = frozenset(super_users)
