@@ -121,6 +121,7 @@ def test_acls_survive_a_restart_and_super_users_bypass_them(tmp_path):
         p = ck.Producer({"bootstrap.servers": str(b)})
         p.produce("kept", b"v")
         assert p.flush(30) == 0
+        del p   # not left reconnecting to the stopped broker
     with running_broker(data_dir=data, config={**AUTHZ, "super.users": ANON}) as b:
         admin = AdminClient({"bootstrap.servers": str(b)})
         assert admin.describe_acls(ANY_FILTER, request_timeout=30).result() == [deny_all]
