@@ -38,6 +38,7 @@ ELECT_LEADERS = 43
 ADD_PARTITIONS_TO_TXN, ADD_OFFSETS_TO_TXN, END_TXN, TXN_OFFSET_COMMIT = 24, 25, 26, 28
 DESCRIBE_TRANSACTIONS, LIST_TRANSACTIONS = 65, 66
 WRITE_TXN_MARKERS, DESCRIBE_PRODUCERS = 27, 61
+DESCRIBE_ACLS, CREATE_ACLS, DELETE_ACLS = 29, 30, 31
 
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP = 8, 9, 10, 11, 12, 13
 SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS = 14, 15, 16, 42
@@ -108,6 +109,10 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     WRITE_TXN_MARKERS: (0, 1),
     DESCRIBE_PRODUCERS: (0, 0),
     DESCRIBE_LOG_DIRS: (0, 4),  # v2 flexible; v3 top-level error_code; v4 volume total/usable bytes
+    # ACLs (broker/acl_apis.py): Kafka 4.0 dropped v0; v1 pattern types (KIP-290); v2 flexible.
+    DESCRIBE_ACLS: (1, 3),
+    CREATE_ACLS: (1, 3),
+    DELETE_ACLS: (1, 3),
 }
 
 # Sent only between brokers and their controller: a broker outside a cluster

@@ -42,6 +42,9 @@ from ..transactions.api import TransactionApis
 from ..transactions.channel import MarkerChannel, TxnPartitionWriter
 from ..transactions.coordinator import TransactionCoordinator
 from . import api_versions as av
+from . import authz_guard
+from .acl_apis import AclApis
+from .authorizer import Authorizer
 from .config import BrokerConfig
 from .controller_apis import ControllerApis
 from .coordinator_writer import BrokerPartitionWriter
@@ -120,6 +123,8 @@ class Broker:
         self.mutation_quotas = ControllerMutationQuotas(
             self.config, lambda: self.metadata_store.client_quotas() if self.metadata_store is not None else {})
         self._too_few_warned = 0.0    # monotonic time of the last "too few brokers" warning
+        # ACLs (authorizer.class.name): None means no check anywhere.
+        self.authorizer = Authorizer.from_config(self.config) if self.config.authorizer_enabled() else None
 
     # Every broker is in a cluster (a lone one is a one-node cluster): topics,
     # leaders and replicas are the controller's. Kept as an attribute for the
@@ -209,6 +214,8 @@ class Broker:
         self.handlers.table.update(ControllerApis(self).table())
         self.handlers.table.update(QuotaApis(self).table())
         self.handlers.table.update(LogDirsApi(self).table())
+        self.acl_apis = AclApis(self)
+        self.handlers.table.update(self.acl_apis.table())
         if self.lone:
             # A lone broker's controller reaches it in-process only: like a
             # listener that does not enable them in Kafka, its listener neither
@@ -218,10 +225,13 @@ class Broker:
             # host aborts a hanging transaction with it (txn_partition_apis).
             for key in av.INTER_BROKER_APIS - {av.WRITE_TXN_MARKERS}:
                 self.handlers.table.pop(key, None)
+        if self.authorizer is not None:
+            authz_guard.install(self.handlers.table, self.authorizer)
         self.groups.start()
         self.transactions.start()
         if self.listen:
             self.server = Server(self)
+        await self.acl_apis.preload()
         await self._bind_listeners()
         self.replica_manager.start()
         if self.config.get("zookeeper.connect"):
@@ -230,6 +240,7 @@ class Broker:
             await self._join_embedded_cluster()
         else:
             await self._join_as_one_node_cluster()
+        await self.acl_apis.start()
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         self._tasks.append(asyncio.ensure_future(self._flusher()))
         if self.config.get("pylog.console.listener"):

@@ -100,6 +100,11 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # makes a leader send a consumer in another rack to a replica in its own
     # (replica_selector() below).
     "replica.selector.class": (str, None),
+    # Authorization (broker/authorizer.py): Kafka's two ACL authorizers map to
+    # pylog's one; none configured (the default) means no check at all.
+    "authorizer.class.name": (str, ""),
+    "super.users": (str, ""),
+    "allow.everyone.if.no.acl.found": (bool, False),
     "zookeeper.connect": (str, None),
     "zookeeper.session.timeout.ms": (int, 18000),
     "replica.lag.time.max.ms": (int, 30000),
@@ -286,6 +291,7 @@ class BrokerConfig:
         for k, v in (props or {}).items():
             self.props[k] = _to_str(v)
         _refuse_security(self.props)
+        self.authorizer_enabled()
         unknown = [k for k in self.props if k not in BROKER_DEFAULTS]
         if unknown:
             log.warning("these broker configs were supplied but are not used: %s", ", ".join(sorted(unknown)))
@@ -441,6 +447,18 @@ class BrokerConfig:
         raise InvalidConfigError(f"replica.selector.class: {name!r} is not supported "
                                  f"(use {RACK_AWARE_REPLICA_SELECTOR})")
 
+    def authorizer_enabled(self) -> bool:
+        """Whether ACLs are enforced: authorizer.class.name names one of Kafka's
+        ACL authorizers (both are pylog's one); another class is refused, as
+        Kafka fails to load a class it does not have."""
+        name = (self.get("authorizer.class.name") or "").strip()
+        if not name:
+            return False
+        if name in ACL_AUTHORIZERS:
+            return True
+        raise InvalidConfigError(f"authorizer.class.name: {name!r} is not supported (use "
+                                 f"{' or '.join(ACL_AUTHORIZERS)})")
+
     def listener(self) -> tuple[str, int]:
         """host, port of the first listener (the one clients are told about
         by `pylog broker` and the tests)."""
@@ -487,7 +505,7 @@ class BrokerConfig:
 # leaves these lists when its part is built.
 _SECURITY_PREFIXES = ("ssl.", "sasl.", "listener.name.", "delegation.token.", "max.connection")
 _SECURITY_KEYS = frozenset({
-    "authorizer.class.name", "super.users", "allow.everyone.if.no.acl.found", "principal.builder.class",
+    "principal.builder.class",
     "connections.max.reauth.ms", "connection.failed.authentication.delay.ms", "security.providers",
     "client.quota.callback.class",
 })
@@ -495,13 +513,10 @@ _SECURITY_KEYS = frozenset({
 
 def _refuse_security(props: dict[str, str]) -> None:
     """Refuse, before anything binds, every security key pylog cannot honour
-    yet, naming the key and why. Values that ask for nothing pass: an empty
-    authorizer.class.name (Kafka's default: no authorizer) and
+    yet, naming the key and why. Values that ask for nothing pass:
     security.inter.broker.protocol=PLAINTEXT."""
     for key in sorted(props):
         value = props[key].strip()
-        if key == "authorizer.class.name" and not value:
-            continue
         if key == "security.inter.broker.protocol":
             if value.upper() != "PLAINTEXT":
                 raise InvalidConfigError(
@@ -516,6 +531,9 @@ def _refuse_security(props: dict[str, str]) -> None:
                 f"{key} is a security setting pylog does not implement yet (issue 19: TLS, SASL, ACLs, "
                 f"connection limits); refusing to start rather than serve every client in plaintext without "
                 f"it. Remove the key to run an unsecured broker.")
+
+
+ACL_AUTHORIZERS = ("org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer")
 
 
 class Listener(NamedTuple):

@@ -91,6 +91,9 @@ class FetchApi:
             return _encode(version, ctx.error, 0, [], ())
         listener = getattr(header, "listener_name", None)
         wanted = ctx.wanted
+        if self.broker.authorizer is not None:
+            source = (*source, self.broker.authorizer.fetch_denials(header, replica_id >= 0, wanted, version,
+                                                                    self._name_of))
         parts, total, ready, served = self._fetch_once(req, version, source, wanted)
         if ready or total >= req.min_bytes or req.max_wait_ms <= 0 or not parts:
             _count_bytes_out(served)
@@ -206,7 +209,8 @@ class FetchApi:
         replica (Kafka answers those at once); served lists (partition,
         record bytes) read for a consumer, counted in bytes_out only by the
         caller that sends this answer."""
-        replica_id, from_follower, only_leader, client_rack = source
+        replica_id, from_follower, only_leader, client_rack, *denied = source
+        denied = denied[0] if denied else ()   # topics not authorized (broker/authorizer.py)
         self._read_number += 1
         # Kafka's bound on the whole answer: the request's max_bytes, capped by
         # fetch.max.bytes for consumers and replica.fetch.response.max.bytes
@@ -234,8 +238,9 @@ class FetchApi:
         for key, tid, fps in wanted:
             name = self._name_of(tid) if by_id else key
             for fp in fps:
-                if name is None:
-                    parts.append((key, tid, fp, Errors.UNKNOWN_TOPIC_ID, -1, -1, False, -1, None, -1, None,
+                if name is None or name in denied:
+                    parts.append((key, tid, fp, Errors.UNKNOWN_TOPIC_ID if name is None
+                                  else Errors.TOPIC_AUTHORIZATION_FAILED, -1, -1, False, -1, None, -1, None,
                                   None, None))
                     respond_now = True
                     continue

@@ -148,6 +148,7 @@ class Handlers:
         # an endpoint on the listener asked on).
         unreachable = () if b.listen else (b.broker_id,)
         by_id = []       # answers to topics asked for by id (v12+): found ones go on by name
+        by_id_lookup = False
         if req.topics is None or (version == 0 and not req.topics):
             names = sorted(cache.topics)
         elif version >= 10 and any(t.name is None or t.topic_id.int for t in req.topics):
@@ -159,6 +160,7 @@ class Handlers:
             # by id only (entries without one are ignored) and nothing is
             # created on demand.
             names = []
+            by_id_lookup = True
             for t in req.topics:
                 if not t.topic_id.int:
                     continue
@@ -181,6 +183,11 @@ class Handlers:
         answers = {}     # name -> an error code, for names not in the cache
         to_create = []   # names to create on demand, in order
         internal = []    # internal topics asked for
+        az = b.authorizer
+        refused = ()     # names without DESCRIBE: omitted from "all topics", else TOPIC_AUTHORIZATION_FAILED
+        if az is not None:
+            names, refused, topic_ops, cluster_ops = az.metadata_view(header, names, req.topics is None or (
+                version == 0 and not req.topics), topic_ops != NOT_ASKED, cluster_ops != NOT_ASKED)
 
         def classify(chunk):
             for name in chunk:
@@ -191,8 +198,12 @@ class Handlers:
                 except PylogError as e:
                     answers[name] = code_for(e)
                     continue
-                if not auto:
+                if name in refused:
+                    answers[name] = Errors.TOPIC_AUTHORIZATION_FAILED
+                elif not auto:
                     answers[name] = Errors.UNKNOWN_TOPIC_OR_PARTITION
+                elif az is not None and not az.may_create_topic(header, name):
+                    answers[name] = Errors.TOPIC_AUTHORIZATION_FAILED
                 elif name == OFFSETS_TOPIC:
                     internal.append(name)
                     answers[name] = 0
@@ -204,11 +215,18 @@ class Handlers:
 
         def answer(chunk, topics):
             for name in chunk:
-                parts_state = cache.topics.get(name)
+                parts_state = cache.topics.get(name) if name not in refused else None
                 if parts_state is None:
                     # Created (or being created) but not known here yet: Kafka's
                     # LEADER_NOT_AVAILABLE; else the error found for it.
                     code = answers.get(name, Errors.UNKNOWN_TOPIC_OR_PARTITION) or Errors.LEADER_NOT_AVAILABLE
+                    if name in refused:
+                        if by_id_lookup:   # asked by id: answered by id, the name not given away
+                            topics.append(R.MetadataResponseTopic(
+                                error_code=Errors.TOPIC_AUTHORIZATION_FAILED, name=None,
+                                topic_id=cache.topic_id(name), is_internal=False))
+                            continue
+                        code = Errors.TOPIC_AUTHORIZATION_FAILED
                     topics.append(R.MetadataResponseTopic(error_code=code, name=name,
                                                           is_internal=name in INTERNAL_TOPICS))
                     continue
@@ -236,7 +254,8 @@ class Handlers:
                         offline_replicas=list(st.offline_replicas)))
                 topics.append(R.MetadataResponseTopic(error_code=0, name=name, topic_id=cache.topic_id(name),
                                                       is_internal=name in INTERNAL_TOPICS, partitions=parts,
-                                                      topic_authorized_operations=topic_ops))
+                                                      topic_authorized_operations=topic_ops if az is None
+                                                      or topic_ops == NOT_ASKED else topic_ops(name)))
             return topics
 
         def response(topics):
@@ -460,13 +479,16 @@ class Handlers:
 
     # ---- Produce (0) ----
 
-    def produce(self, frame, listener=None):
+    def produce(self, frame, listener=None, who=None):
         """A whole Produce request frame in, the whole response frame out (None
         for acks=0). Decoded by the hand-written codec (protocol/produce.py):
         this is the broker's hot path. Raises ProtocolError for malformed bytes.
         listener: the name of the listener it came on (None: the inter-broker
-        one), where v10+ answers name the current leaders (KIP-951)."""
+        one), where v10+ answers name the current leaders (KIP-951). who: the
+        connection (its principal and host), for the authorizer."""
         correlation_id, version, _client, txn_id, acks, timeout_ms, topics = decode_produce_request(frame)
+        denied = None if self.broker.authorizer is None else self.broker.authorizer.produce_denials(
+            who, txn_id, topics, _has_transactional_batch)
         # Kafka answers transactional batches without a transactional id with
         # TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request.
         refused = produce_refused(txn_id, topics)
@@ -477,6 +499,10 @@ class Handlers:
         for name, parts in topics:
             out = []
             for index, records in parts:
+                if denied and name in denied:
+                    failed = True
+                    out.append((index, denied.get(name), -1, -1, -1, None, (), None))
+                    continue
                 try:
                     p, r = self.produce_partition(name, index, records, acks, version, refused)
                     out.append((index, 0, r.first_offset, r.log_append_time, r.log_start_offset, None))
@@ -1019,6 +1045,19 @@ def _forward(ep, req, version):
     from ..client.wire import Connection
     with Connection(ep.host, ep.port, client_id="pylog-forward", timeout=30) as c:
         return c.request(req, api_version=version)
+
+
+async def forward_to_controller(broker, req, version, refuse):
+    """The controller's answer to req (a broker without the metadata store
+    forwards it, as KRaft brokers do), or refuse(why) when there is none."""
+    ep = broker.metadata_cache.controller()
+    if ep is None:
+        return refuse("no controller is known")
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, _forward, ep, req, version)
+    except (OSError, PylogError) as e:
+        log.warning("forwarding %s to the controller failed: %s", type(req).__name__, e)
+        return refuse(f"the controller cannot be reached: {e}")
 
 
 _I32 = struct.Struct(">i")

@@ -32,16 +32,9 @@ class QuotaApis:
         return {av.DESCRIBE_CLIENT_QUOTAS: self.describe_client_quotas,
                 av.ALTER_CLIENT_QUOTAS: self.alter_client_quotas}
 
-    async def _forward(self, req, version, refuse):
-        from .handlers import _forward
-        ep = self.broker.metadata_cache.controller()
-        if ep is None:
-            return refuse("no controller is known")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(None, _forward, ep, req, version)
-        except (OSError, PylogError) as e:
-            log.warning("forwarding %s to the controller failed: %s", type(req).__name__, e)
-            return refuse(f"the controller cannot be reached: {e}")
+    def _forward(self, req, version, refuse):
+        from .handlers import forward_to_controller
+        return forward_to_controller(self.broker, req, version, refuse)
 
     # ---- DescribeClientQuotas (48) ----
 

@@ -450,7 +450,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _on_produce(self, frame):
         try:
-            result = self.handlers.produce(frame, self.listener.name)
+            result = self.handlers.produce(frame, self.listener.name, self)
         except ProtocolError as e:
             log.warning("closing connection from %s: malformed request: %s", self.peer, e)
             self.close()

@@ -19,6 +19,7 @@
     verifiable_consumer.py pylog verifiable-consumer                  (Kafka's VerifiableConsumer)
     api_versions.py  pylog cluster api-versions                       (kafka-broker-api-versions)
     java_compat.py   Java's HashMap order and exception names, as the Java tools print them
+    acls.py          pylog acls --add|--remove|--list                 (kafka-acls)
     common.py        --bootstrap-server, k=v options, errors -> exit codes
     (pylog/console)  pylog console                                    (the web console)
 
@@ -27,6 +28,7 @@ Each add_*_parser(subparsers) adds its parser(s); every leaf parser sets
 pylog.__main__ runs through common.run_tool.
 """
 from ..console.cli import add_console_parser
+from .acls import add_acls_parser
 from .cluster import add_cluster_parser
 from .common import run_tool
 from .consume import add_consume_parser
@@ -64,3 +66,4 @@ def add_client_commands(sub) -> None:
     add_verifiable_producer_parser(sub)
     add_verifiable_consumer_parser(sub)
     add_console_parser(sub)
+    add_acls_parser(sub)

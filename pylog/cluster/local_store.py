@@ -33,7 +33,7 @@ from .metadata_store import (INITIAL_CONTROLLER_EPOCH, PRODUCER_ID_BLOCK_SIZE, B
                              ControllerMovedError, MetadataStore, PartitionState, TopicAssignment,
                              new_cluster_id)
 
-__all__ = ["LocalMetadataStore"]
+__all__ = ["LocalMetadataStore", "read_acls"]
 
 log = logging.getLogger("pylog.cluster.local")
 
@@ -53,6 +53,24 @@ def _topic_file(name: str) -> str:
         return name + ".json"
     import hashlib  # rarely needed: not paid for at every start-up
     return f"{name[:180]}~{hashlib.sha256(name.encode()).hexdigest()[:16]}.json"
+
+
+def _acl_table(stored: dict) -> dict[tuple[str, str, str], list[dict]]:
+    out = {}
+    for key, entries in stored.items():
+        pattern, rtype, name = key.split("/", 2)
+        out[(rtype, pattern, name)] = [dict(e) for e in entries]
+    return out
+
+
+def read_acls(path: str) -> dict[tuple[str, str, str], list[dict]]:
+    """The ACLs a store at path holds, read from its file without opening
+    the store (no lock, no session): what a broker loads before it serves."""
+    try:
+        with open(os.path.join(path, "cluster.json"), "rb") as f:
+            return _acl_table(json.loads(f.read()).get("acls") or {})
+    except FileNotFoundError:
+        return {}
 
 
 class _Shared:
@@ -492,6 +510,37 @@ class LocalMetadataStore(MetadataStore):
             else:
                 table.pop(entity_path, None)
             s.write_cluster(client_quotas=table)
+
+    # ACLs live in cluster.json under "acls": {"<PATTERN>/<Type>/<name>": [entries]}.
+    def acls(self) -> dict[tuple[str, str, str], list[dict]]:
+        with self._s.lock:
+            return _acl_table(self._s.cluster.get("acls") or {})
+
+    def acls_of(self, resource: tuple[str, str, str]) -> list[dict]:
+        rtype, pattern, name = resource
+        with self._s.lock:
+            return [dict(e) for e in (self._s.cluster.get("acls") or {}).get(f"{pattern}/{rtype}/{name}", [])]
+
+    def change_acls(self, resource: tuple[str, str, str], add: list[dict], remove: list[dict]) -> list[dict]:
+        rtype, pattern, name = resource
+        key = f"{pattern}/{rtype}/{name}"
+        s = self._s
+        with s.lock:
+            table = dict(s.cluster.get("acls") or {})
+            current = list(table.get(key) or [])
+            new = [e for e in current if e not in remove]
+            new += [e for e in add if e not in new]
+            if new != current:
+                if new:
+                    table[key] = new
+                else:
+                    table.pop(key, None)
+                s.write_cluster(acls=table)
+            return new
+
+    def watch_acls(self, callback) -> None:
+        """Only this process writes the store, and its writer updates its own
+        authorizer: nothing to watch."""
 
     def next_producer_id_block(self, size: int = PRODUCER_ID_BLOCK_SIZE) -> int:
         s = self._s

@@ -302,6 +302,25 @@ class MetadataStore(abc.ABC):
         """Replace an entity's quota settings (empty: it has none left)."""
         raise NotImplementedError
 
+    # -- ACLs: resources are (Kafka's type name "Topic", "LITERAL" | "PREFIXED",
+    # name); entries Kafka's JSON {"principal","permissionType","operation","host"}.
+    def acls(self) -> dict[tuple[str, str, str], list[dict]]:
+        """Every resource that has ACLs, with its entries."""
+        raise NotImplementedError
+
+    def acls_of(self, resource: tuple[str, str, str]) -> list[dict]:
+        """One resource's entries (empty when it has none)."""
+        raise NotImplementedError
+
+    def change_acls(self, resource: tuple[str, str, str], add: list[dict], remove: list[dict]) -> list[dict]:
+        """Add and remove entries of one resource atomically (against other
+        brokers' changes too); the resource's entries after the change."""
+        raise NotImplementedError
+
+    def watch_acls(self, callback: Callable[[tuple[str, str, str]], None]) -> None:
+        """callback(resource) after another session changed that resource's
+        ACLs (stores whose only writer is this process need not call it)."""
+
     @abc.abstractmethod
     def cluster_id(self) -> str:
         """The cluster id, created by the first caller ever."""

@@ -10,6 +10,10 @@ Paths (under the chroot of the connect string, created if missing):
   /config/topics/<t>                         {"version":1,"config":{...}}
   /cluster/id                                {"version":"1","id":"..."}
   /latest_producer_id_block                  {"version":1,"broker":N,"block_start":"0","block_end":"999"}
+  /kafka-acl/<Type>/<name>                   LITERAL ACLs {"version":1,"acls":[{"principal","permissionType",
+  /kafka-acl-extended/prefixed/<Type>/<name>  PREFIXED ACLs              "operation","host"}]}
+  /kafka-acl-changes/acl_changes_<seq>       "<Type>:<name>" after a LITERAL change
+  /kafka-acl-extended-changes/acl_changes_<seq>  {"version":1,"resourceType","name","patternType":"Prefixed"}
 """
 from __future__ import annotations
 
@@ -43,6 +47,10 @@ CONTROLLER = "/controller"
 CONTROLLER_EPOCH = "/controller_epoch"
 CLUSTER_ID = "/cluster/id"
 PRODUCER_ID_BLOCK = "/latest_producer_id_block"
+# Kafka's ZkAclStore / ZkAclChangeStore paths (AclAuthorizer).
+ACL_ROOTS = {"LITERAL": "/kafka-acl", "PREFIXED": "/kafka-acl-extended/prefixed"}
+ACL_CHANGES = {"LITERAL": "/kafka-acl-changes", "PREFIXED": "/kafka-acl-extended-changes"}
+ACL_CHANGE_PREFIX = "acl_changes_"
 # The persistent paths a Kafka broker creates at startup (KafkaZkClient.createTopLevelPaths).
 PERSISTENT_PATHS = ("/consumers", BROKER_IDS, TOPICS, "/config/changes", CONFIG_TOPICS, "/config/clients",
                     "/config/users", "/config/brokers", "/admin/delete_topics", "/brokers/seqid",
@@ -548,6 +556,81 @@ class ZkMetadataStore(MetadataStore):
             self._zk.set(path, data)
         self._zk.create("/config/changes/config_change_", _dumps({"version": 2, "entity_path": entity_path}),
                         sequence=True, makepath=True)
+
+    # -- ACLs: Kafka's /kafka-acl and /kafka-acl-extended trees ---------------------
+    def acls(self) -> dict[tuple[str, str, str], list[dict]]:
+        out = {}
+        for pattern, root in ACL_ROOTS.items():
+            for rtype in self._children(root):
+                for name in self._children(f"{root}/{rtype}"):
+                    entries = self._acl_entries(f"{root}/{rtype}/{name}")[0]
+                    if entries:
+                        out[(rtype, pattern, name)] = entries
+        return out
+
+    def acls_of(self, resource: tuple[str, str, str]) -> list[dict]:
+        rtype, pattern, name = resource
+        return self._acl_entries(f"{ACL_ROOTS[pattern]}/{rtype}/{name}")[0]
+
+    def _acl_entries(self, path: str) -> tuple[list[dict], int | None]:
+        try:
+            data, stat = self._zk.get(path)
+        except NoNodeError:
+            return [], None
+        return (json.loads(data).get("acls") or [] if data else []), stat.version
+
+    def change_acls(self, resource: tuple[str, str, str], add: list[dict], remove: list[dict]) -> list[dict]:
+        """A conditional update of the resource's node (retried when another
+        broker changed it meanwhile), then a change notification as Kafka's
+        AclAuthorizer writes one, which every broker's watch picks up."""
+        rtype, pattern, name = resource
+        path = f"{ACL_ROOTS[pattern]}/{rtype}/{name}"
+        while True:
+            current, version = self._acl_entries(path)
+            new = [e for e in current if e not in remove]
+            new += [e for e in add if e not in new]
+            if new == current:
+                return current
+            data = _dumps({"version": 1, "acls": new})
+            try:
+                if version is None:
+                    self._zk.create(path, data, makepath=True)
+                elif new:
+                    self._zk.set(path, data, version=version)
+                else:
+                    self._zk.delete(path, version=version)
+            except (NodeExistsError, BadVersionError, NoNodeError):
+                continue
+            break
+        note = (f"{rtype}:{name}".encode() if pattern == "LITERAL" else
+                _dumps({"version": 1, "resourceType": rtype, "name": name, "patternType": "Prefixed"}))
+        self._zk.create(f"{ACL_CHANGES[pattern]}/{ACL_CHANGE_PREFIX}", note, sequence=True, makepath=True)
+        return new
+
+    def watch_acls(self, callback: Callable[[tuple[str, str, str]], None]) -> None:
+        """Kafka's ZkNodeChangeNotificationListener: each new notification
+        names a changed resource; the ones present when the watch starts are
+        old news (the caller loads everything first)."""
+        for pattern, changes in ACL_CHANGES.items():
+            self._zk.ensure_path(changes)
+            seen: set[str] = set(self._children(changes))
+
+            def on_children(children, pattern=pattern, changes=changes, seen=seen):
+                for child in sorted(set(children) - seen):
+                    seen.add(child)
+                    try:
+                        data, _ = self._zk.get(f"{changes}/{child}")
+                    except NoNodeError:
+                        continue
+                    if pattern == "LITERAL":
+                        rtype, _, name = data.decode().partition(":")
+                    else:
+                        obj = json.loads(data)
+                        rtype, name = obj["resourceType"], obj["name"]
+                    _safe_call(callback, (rtype, pattern, name))
+                seen.intersection_update(children)
+                return not self._closed
+            ChildrenWatch(self._zk, changes, on_children)
 
     # -- cluster-wide ----------------------------------------------------------------
     def cluster_id(self) -> str:
