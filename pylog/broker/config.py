@@ -397,6 +397,12 @@ class BrokerConfig:
         listener with (inter-broker or control plane); None for PLAINTEXT."""
         return self._client_tls.get(listener)
 
+    def inter_broker_tls(self):
+        """The SSLContext for connections to other brokers' inter-broker
+        listener (replica fetchers, transaction markers, requests to the
+        controller); None when that listener is PLAINTEXT."""
+        return self._client_tls.get(self.inter_broker_listener_name())
+
     def principal_mapper(self, listener: str):
         return self._principal_mappers[listener]
 
