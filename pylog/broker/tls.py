@@ -108,6 +108,11 @@ def server_context(props: dict[str, str], listener: str, sasl: bool = False) -> 
                                  f"String must be one of: required, requested, none")
     ctx.verify_mode = _CLIENT_AUTH[auth]
     if auth != "none":
+        try:
+            import cryptography  # noqa: F401  (subject_dn reads client certificates with it)
+        except ImportError:
+            raise InvalidConfigError(f"listener {listener}: ssl.client.auth={auth} needs the `cryptography` "
+                                     f"package to read client certificates (pip install cryptography)") from None
         _load_truststore(ctx, s, listener)
     return ctx
 
@@ -191,7 +196,7 @@ def _load_keystore(ctx: ssl.SSLContext, s: dict, listener: str) -> None:
         pem = _pkcs12_to_pem(location, s["ssl.keystore.password"], where)
         _load_pem_chain(ctx, pem, None, where)
         return
-    if s["ssl.keystore.password"] is not None and not location:
+    if s["ssl.keystore.password"] is not None:
         raise InvalidConfigError(f"{where}: SSL key store password cannot be specified with PEM format, only "
                                  f"key password may be specified (ssl.key.password)")
     if location:
@@ -219,6 +224,8 @@ def _load_truststore(ctx: ssl.SSLContext, s: dict, listener: str) -> None:
         raise InvalidConfigError(f"{where}: ssl.truststore.type={kind}: pylog reads PEM and PKCS12 trust stores")
     if location and inline:
         raise InvalidConfigError(f"{where}: set ssl.truststore.location or ssl.truststore.certificates, not both")
+    if kind == "PEM" and s["ssl.truststore.password"] is not None:
+        raise InvalidConfigError(f"{where}: SSL trust store password cannot be specified for PEM format")
     if kind == "PKCS12":
         if not location:
             raise InvalidConfigError(f"{where}: ssl.truststore.type=PKCS12 needs ssl.truststore.location")
