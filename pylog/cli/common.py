@@ -71,8 +71,8 @@ def client_properties(files, pairs) -> dict[str, str]:
     """Kafka client settings as its tools take them: properties files
     (--consumer.config, --producer.config, --command-config), then KEY=VALUE
     pairs (--consumer-property, ...), later ones winning. Security settings
-    are refused: pylog has no TLS or SASL yet, and a client told to use them
-    must not silently talk in the clear."""
+    are refused: pylog's tools have no TLS or SASL yet (the broker has TLS),
+    and a client told to use them must not silently talk in the clear."""
     from ..broker.config import read_properties
     props: dict[str, str] = {}
     for path in files or ():
@@ -84,8 +84,8 @@ def client_properties(files, pairs) -> dict[str, str]:
     insecure = sorted(k for k in props if k.startswith(("ssl.", "sasl."))
                       or (k == "security.protocol" and props[k].strip().upper() != "PLAINTEXT"))
     if insecure:
-        raise SystemExit(f"security settings are not supported (pylog has no TLS or SASL yet; it speaks "
-                         f"PLAINTEXT only): {', '.join(insecure)}")
+        raise SystemExit(f"security settings are not supported (pylog's tools have no TLS or SASL yet; they "
+                         f"speak PLAINTEXT only): {', '.join(insecure)}")
     return props
 
 
