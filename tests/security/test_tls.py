@@ -292,3 +292,10 @@ def test_a_wrong_key_password_refuses_the_start(tmp_path):
         BrokerConfig({**certs.broker_config(), "ssl.keystore.location": both, "ssl.key.password": "wrong"})
     with pytest.raises(InvalidConfigError, match="encrypted and ssl.key.password is not set"):
         BrokerConfig({**certs.broker_config(), "ssl.keystore.location": both})
+
+
+@pytest.mark.kafka_broker(tls="required", config={"ssl.principal.mapping.rules": "RULE:^CN=admin,.*$/admin/"})
+def test_a_certificate_no_mapping_rule_applies_to_is_refused(kafka_broker):
+    cert, key, _ = kafka_broker.certs.issue("eve")
+    assert _refused(_ssl_conf(kafka_broker, cert, key))
+    _produces_as(kafka_broker, "User:admin", "admin")
