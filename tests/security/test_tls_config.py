@@ -55,7 +55,8 @@ def test_two_ssl_listeners_with_their_own_client_auth(certs):
     ({"ssl.enabled.protocols": "TLSv1.1"}, "TLSv1.2 and TLSv1.3 only"),
     ({"ssl.protocol": "SSLv3"}, "ssl.protocol=SSLv3"),
     ({"ssl.cipher.suites": "TLS_AES_128_GCM_SHA256"}, "cannot narrow the TLS 1.3 suites"),
-    ({"ssl.cipher.suites": "NOT_A_SUITE"}, "none of these suites"),
+    ({"ssl.cipher.suites": "NOT_A_SUITE"}, "NOT_A_SUITE is not a suite"),
+    ({"ssl.cipher.suites": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TYPO_SUITE"}, "TYPO_SUITE is not a suite"),
     ({"ssl.principal.mapping.rules": "RULE:(/"}, "ssl.principal.mapping.rules"),
     ({"listener.name.other.ssl.client.auth": "required"}, "not an SSL listener"),
 ])
