@@ -46,6 +46,17 @@ def test_two_ssl_listeners_with_their_own_client_auth(certs):
     assert client.check_hostname and client.verify_mode == ssl.CERT_REQUIRED
 
 
+def test_endpoint_identification_off_for_the_broker_as_a_client(certs):
+    cfg = BrokerConfig({**certs.broker_config(), "security.inter.broker.protocol": "SSL",
+                        "listener.security.protocol.map": "SSL:SSL",
+                        "ssl.endpoint.identification.algorithm": ""})
+    client = cfg.inter_broker_tls()
+    assert not client.check_hostname and client.verify_mode == ssl.CERT_REQUIRED
+    with pytest.raises(InvalidConfigError, match="only https"):
+        BrokerConfig({**certs.broker_config(), "security.inter.broker.protocol": "SSL",
+                      "ssl.endpoint.identification.algorithm": "ldaps"})
+
+
 @pytest.mark.parametrize("extra, message", [
     ({"ssl.keystore.password": "x"}, "password cannot be specified with PEM"),
     ({"ssl.truststore.password": "x", "ssl.client.auth": "required"}, "cannot be specified for PEM"),
