@@ -19,8 +19,8 @@ import time
 
 from .broker import Broker, BrokerConfig
 
-__all__ = ["FAST_GROUP_CONFIG", "SINGLE_BROKER_CONFIG", "BrokerHandle", "free_port", "running_broker",
-           "wait_until"]
+__all__ = ["FAST_GROUP_CONFIG", "SINGLE_BROKER_CONFIG", "BrokerHandle", "TestCertificates", "free_port",
+           "running_broker", "wait_until"]
 
 # Broker settings for tests with consumer groups: the first rebalance waits
 # 100 ms instead of 3 s, and clients may use session timeouts down to 1 s.
@@ -46,6 +46,7 @@ class BrokerHandle(str):
 
     broker: Broker
     data_dir: str
+    certs = None   # the TestCertificates of a TLS broker made by the kafka_broker fixture
 
     def __new__(cls, broker: Broker, config: dict):
         self = super().__new__(cls, broker.bootstrap)
@@ -111,3 +112,102 @@ def wait_until(cond, what="condition", timeout=60.0):
             return v
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class TestCertificates:
+    """A throw-away certificate authority in directory, with the `cryptography`
+    package: ca.pem (its certificate, the trust store of brokers and clients),
+    broker.pem (the broker's key + certificate for hosts, Kafka's PEM
+    ssl.keystore.location) and client certificates from client(). EC P-256
+    keys: quick to make on a loaded machine."""
+
+    __test__ = False   # not a pytest test class despite the name
+
+    def __init__(self, directory, hosts=("127.0.0.1", "localhost"), ca_name: str = "pylog test CA"):
+        import os
+        self.dir = str(directory)
+        os.makedirs(self.dir, exist_ok=True)
+        self._ca_key = _ec_key()
+        self._ca_cert = _certificate(ca_name, self._ca_key, self._ca_key, None, ca=True)
+        self.ca = self._write("ca.pem", _pem_cert(self._ca_cert))
+        self.broker = self.issue("broker", hosts=hosts)[2]
+
+    def issue(self, common_name: str, hosts=(), key_password: str | None = None, org_unit: str = "test"):
+        """A certificate for common_name signed by this CA: (cert path, key
+        path, path of both in one file), the key encrypted (PKCS#8) with
+        key_password when given. Subject: CN=<name>,OU=<org_unit>,O=pylog."""
+        key = _ec_key()
+        cert = _certificate(common_name, key, self._ca_key, self._ca_cert, hosts=hosts, org_unit=org_unit)
+        key_pem = _pem_key(key, key_password)
+        cert_path = self._write(f"{common_name}.crt", _pem_cert(cert))
+        key_path = self._write(f"{common_name}.key", key_pem)
+        both = self._write(f"{common_name}.pem", key_pem + _pem_cert(cert))
+        return cert_path, key_path, both
+
+    def broker_config(self, listener: str = "SSL", client_auth: str = "none") -> dict:
+        """Broker keys for an SSL listener named listener on 127.0.0.1, an
+        ephemeral port, this CA's certificates."""
+        return {"listeners": f"{listener}://127.0.0.1:0",
+                "listener.security.protocol.map": f"{listener}:SSL",
+                "ssl.keystore.type": "PEM", "ssl.keystore.location": self.broker,
+                "ssl.truststore.type": "PEM", "ssl.truststore.location": self.ca,
+                "ssl.client.auth": client_auth}
+
+    def _write(self, name: str, data: bytes) -> str:
+        import os
+        path = os.path.join(self.dir, name)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            f.write(data)
+        return path
+
+
+def _ec_key():
+    from cryptography.hazmat.primitives.asymmetric import ec
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _certificate(common_name, key, issuer_key, issuer_cert, ca=False, hosts=(), org_unit="test"):
+    import datetime
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pylog"),
+                         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, org_unit),
+                         x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    b = (x509.CertificateBuilder().subject_name(subject)
+         .issuer_name(issuer_cert.subject if issuer_cert is not None else subject)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if ca:
+        b = b.add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                          content_commitment=False, key_encipherment=False,
+                                          data_encipherment=False, key_agreement=False, encipher_only=False,
+                                          decipher_only=False), critical=True)
+        b = b.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    else:
+        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                            critical=False)
+    if hosts:
+        names = []
+        for h in hosts:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(h)))
+            except ValueError:
+                names.append(x509.DNSName(h))
+        b = b.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return b.sign(issuer_key, hashes.SHA256())
+
+
+def _pem_cert(cert) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _pem_key(key, password: str | None) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    enc = (serialization.BestAvailableEncryption(password.encode()) if password
+           else serialization.NoEncryption())
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)

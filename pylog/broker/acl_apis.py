@@ -125,7 +125,8 @@ class AclApis:
             ep = self.broker.metadata_cache.controller()
             if ep is not None:
                 try:
-                    r = await loop.run_in_executor(None, _forward, ep, _describe_all(), 3)
+                    r = await loop.run_in_executor(None, _forward, ep, _describe_all(), 3,
+                                                   self.broker.config.inter_broker_tls())
                     if r.error_code == 0:
                         az.replace(_bindings_of(r))
                     else:

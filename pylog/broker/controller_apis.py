@@ -66,12 +66,15 @@ class ControllerApis:
             log.warning("broker %d registers for cluster %s, this is %s: refused", req.broker_id,
                         req.cluster_id, self.broker.log_manager.cluster_id)
             return R(throttle_time_ms=0, error_code=Errors.INCONSISTENT_CLUSTER_ID, broker_epoch=-1)
-        # Every listener the broker has (security_protocol 0 is PLAINTEXT, the
-        # only one pylog speaks; others could not be reached).
-        endpoints = tuple((x.name.upper(), x.host, x.port) for x in req.listeners if x.security_protocol == 0)
+        # Every listener the broker has that pylog can speak to (security
+        # protocol 0 PLAINTEXT, 1 SSL; SASL ones could not be reached).
+        reachable = [x for x in req.listeners if x.security_protocol in (0, 1)]
+        endpoints = tuple((x.name.upper(), x.host, x.port) for x in reachable)
+        protocols = tuple((x.name.upper(), "SSL" if x.security_protocol == 1 else "PLAINTEXT") for x in reachable)
         if not endpoints:
             return R(throttle_time_ms=0, error_code=Errors.INVALID_REQUEST, broker_epoch=-1)
-        info = BrokerInfo(req.broker_id, endpoints[0][1], endpoints[0][2], req.rack, endpoints=endpoints)
+        info = BrokerInfo(req.broker_id, endpoints[0][1], endpoints[0][2], req.rack, endpoints=endpoints,
+                          protocols=protocols)
 
         async def register():
             code, epoch = await asyncio.get_running_loop().run_in_executor(

@@ -55,15 +55,16 @@ class LeaderConnection:
     Threads: the broker's event loop only.
     """
 
-    def __init__(self, host: str, port: int, client_id: str):
+    def __init__(self, host: str, port: int, client_id: str, ssl=None):
         self.host, self.port, self.client_id = host, port, client_id
+        self.ssl = ssl   # the SSLContext of the inter-broker listener; None for PLAINTEXT
         self._reader = self._writer = None
         self._cid = 0
 
     async def request(self, body, version: int, timeout: float = REQUEST_TIMEOUT_S):
         if self._writer is None:
             self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), timeout)
+                asyncio.open_connection(self.host, self.port, ssl=self.ssl), timeout)
         self._cid = (self._cid + 1) & 0x7FFFFFFF
         self._writer.write(encode_request(self._cid, body.API_KEY, version, body, self.client_id))
         try:
@@ -146,7 +147,8 @@ class ReplicaFetcher:
                                     self.broker_id, self.leader_id)
                         await asyncio.sleep(BACKOFF_S)
                         continue
-                    self._conn = LeaderConnection(ep.host, ep.port, f"replica-fetcher-{self.broker_id}")
+                    self._conn = LeaderConnection(ep.host, ep.port, f"replica-fetcher-{self.broker_id}",
+                                                  self.manager.tls)
                 for key, st in list(self.partitions.items()):
                     if st.truncating:
                         await self._truncate(key, st)
@@ -340,6 +342,7 @@ class ReplicaFetcherManager:
         self.cache = metadata_cache
         self._logs = broker.log_manager
         cfg = broker.config
+        self.tls = cfg.inter_broker_tls()
         self.fetch_wait_max_ms = cfg.get("replica.fetch.wait.max.ms")
         self.fetch_max_bytes = cfg.get("replica.fetch.max.bytes")
         self.fetchers: dict[int, ReplicaFetcher] = {}

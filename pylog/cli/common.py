@@ -68,12 +68,21 @@ COMMON_CLIENT_PROPERTIES = {
 }
 
 
-def client_properties(files, pairs) -> dict[str, str]:
+def _admin_tls_keys() -> frozenset:
+    """The TLS keys of Kafka's Java clients the admin tools (--command-config)
+    honour: the broker's own, less the server-side ones (imported when a
+    properties file is read: the broker package is not loaded otherwise)."""
+    from ..broker.tls import SSL_DEFAULTS
+    return frozenset(k for k in SSL_DEFAULTS if k not in ("ssl.client.auth", "ssl.principal.mapping.rules"))
+
+
+def client_properties(files, pairs, tls: bool = False) -> dict[str, str]:
     """Kafka client settings as its tools take them: properties files
     (--consumer.config, --producer.config, --command-config), then KEY=VALUE
     pairs (--consumer-property, ...), later ones winning. Security settings
-    are refused: pylog has no TLS or SASL yet, and a client told to use them
-    must not silently talk in the clear."""
+    are refused: pylog's tools have no SASL yet, nor TLS but in the admin
+    tools (tls=True: security.protocol=SSL and _admin_tls_keys()), and a client
+    told to use them must not silently talk in the clear."""
     from ..broker.config import read_properties
     props: dict[str, str] = {}
     for path in files or ():
@@ -82,11 +91,13 @@ def client_properties(files, pairs) -> dict[str, str]:
         except OSError as e:
             raise SystemExit(f"cannot read the client config file {path}: {e.strerror}") from None
     props.update(dict(pairs or ()))
-    insecure = sorted(k for k in props if k.startswith(("ssl.", "sasl."))
-                      or (k == "security.protocol" and props[k].strip().upper() != "PLAINTEXT"))
+    allowed = ("PLAINTEXT", "SSL") if tls else ("PLAINTEXT",)
+    tls_keys = _admin_tls_keys() if tls else frozenset()
+    insecure = sorted(k for k in props if (k.startswith(("ssl.", "sasl.")) and k not in tls_keys)
+                      or (k == "security.protocol" and props[k].strip().upper() not in allowed))
     if insecure:
-        raise SystemExit(f"security settings are not supported (pylog has no TLS or SASL yet; it speaks "
-                         f"PLAINTEXT only): {', '.join(insecure)}")
+        raise SystemExit(f"security settings are not supported (pylog's tools have no SASL, and TLS only in the "
+                         f"admin tools' --command-config): {', '.join(insecure)}")
     return props
 
 
@@ -112,7 +123,8 @@ def apply_client_properties(args, props: dict, table: dict, what: str) -> None:
 def add_command_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--command-config", metavar="FILE",
                    help="a properties file of client settings (bootstrap.servers, client.id, "
-                        "request.timeout.ms; security settings are refused)")
+                        "request.timeout.ms; TLS as Kafka's tools take it: security.protocol=SSL, "
+                        "ssl.truststore.type=PEM, ssl.truststore.location, ssl.keystore.*; SASL is refused)")
 
 
 def action_parsers(sub, name, help, description):
@@ -132,10 +144,23 @@ def action_parsers(sub, name, help, description):
 
 
 def open_client(args) -> Client:
+    context = None
     if getattr(args, "command_config", None):
-        apply_client_properties(args, client_properties([args.command_config], ()), {}, "admin client")
+        props = client_properties([args.command_config], (), tls=True)
+        tls_props = {k: props.pop(k) for k in list(props) if k in _admin_tls_keys()}
+        if props.get("security.protocol", "PLAINTEXT").strip().upper() == "SSL":
+            from ..broker.tls import client_context
+            from ..errors import InvalidConfigError
+            try:
+                context = client_context(tls_props, "admin client")
+            except InvalidConfigError as e:
+                raise SystemExit(f"--command-config {args.command_config}: {e}") from None
+        elif tls_props:
+            raise SystemExit(f"{', '.join(sorted(tls_props))}: set security.protocol=SSL to use them")
+        props.pop("security.protocol", None)
+        apply_client_properties(args, props, {}, "admin client")
     return Client(args.bootstrap_server, client_id=args.client_id,
-                  timeout=args.request_timeout_ms / 1000.0)
+                  timeout=args.request_timeout_ms / 1000.0, ssl_context=context)
 
 
 def topic_include_list(raw: str) -> re.Pattern:
