@@ -145,7 +145,7 @@ def test_the_readme_server_properties_starts_a_broker(certs, tmp_path):
     from pylog.broker.config import read_properties
     from pylog.testing import running_broker
     readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = re.search(r"## Security: TLS listeners.*?```properties\n(.*?)```", readme, re.S).group(1)
+    block = re.search(r"### TLS listeners.*?```properties\n(.*?)```", readme, re.S).group(1)
     block = (block.replace("/etc/pylog/broker1.pem", certs.broker).replace("/etc/pylog/ca.pem", certs.ca)
              .replace("0.0.0.0:9093", "127.0.0.1:0").replace("0.0.0.0:9094", "127.0.0.1:0")
              .replace("broker1.example.com:9093", "127.0.0.1:0").replace("broker1.example.com:9094", "127.0.0.1:0"))
