@@ -1,4 +1,4 @@
-"""`pylog groups list|describe|reset-offsets|delete`: kafka-consumer-groups.sh
+"""`pylog groups list|describe|reset-offsets|configs|delete`: kafka-consumer-groups.sh
 over the Kafka protocol (ListGroups, FindCoordinator, ConsumerGroupDescribe
 for KIP-848 groups and DescribeGroups for classic ones, OffsetFetch,
 ListOffsets, OffsetCommit, DeleteGroups).
@@ -18,7 +18,7 @@ import argparse
 import datetime
 import sys
 
-from ..client.client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
+from ..client.client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, RESOURCE_GROUP
 from ..client.errors import check, error_name
 from ..protocol.error_codes import Errors
 from ..protocol.errors import ProtocolError
@@ -110,6 +110,22 @@ def add_groups_parser(sub) -> None:
     mode = r.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="only print the new offsets")
     mode.add_argument("--execute", action="store_true", help="commit the new offsets")
+
+    cf = action("configs", "describe or alter a group's configs (kafka-configs --entity-type groups)",
+                "A group's KIP-848 configs (consumer.session.timeout.ms,\n"
+                "consumer.heartbeat.interval.ms) as kafka-configs.sh --entity-type groups\n"
+                "--entity-name GROUP shows and changes them (DescribeConfigs,\n"
+                "IncrementalAlterConfigs on resource type GROUP). Without --add-config or\n"
+                "--delete-config: the configs set on the group (--all: every config).\n"
+                "example: pylog groups configs --group g --add-config consumer.session.timeout.ms=50000",
+                _configs)
+    cf.add_argument("--group", "--entity-name", dest="config_group", required=True, metavar="GROUP",
+                    help="the group")
+    cf.add_argument("--describe", action="store_true", help="show the configs (the default)")
+    cf.add_argument("--alter", action="store_true", help="change them (implied by --add-config/--delete-config)")
+    cf.add_argument("--all", action="store_true", help="with --describe: every config, defaults too")
+    cf.add_argument("--add-config", default=None, metavar="K=V[,K=V...]", help="configs to set")
+    cf.add_argument("--delete-config", default=None, metavar="K[,K...]", help="configs to remove")
 
     rm = action("delete", "delete consumer groups",
                 "Delete groups without active members, with their committed offsets\n"
@@ -479,6 +495,49 @@ def _reset(args) -> int:
               "Add --dry-run to keep this behaviour without the warning, or --execute to "
               "commit the new offsets.", file=sys.stderr)
     return rc
+
+
+# --- configs --------------------------------------------------------------------
+
+# DescribeConfigs config_source -> the name kafka-configs.sh prints (Kafka's ConfigEntry.ConfigSource).
+CONFIG_SOURCES = {1: "DYNAMIC_TOPIC_CONFIG", 2: "DYNAMIC_BROKER_CONFIG", 3: "DYNAMIC_DEFAULT_BROKER_CONFIG",
+                  4: "STATIC_BROKER_CONFIG", 5: "DEFAULT_CONFIG", 8: "DYNAMIC_GROUP_CONFIG"}
+GROUP_CONFIG_SOURCE = 8
+
+
+def _configs(args) -> int:
+    group = args.config_group
+    altering = args.add_config is not None or args.delete_config is not None
+    if args.alter and not altering:
+        _error("--alter needs --add-config and/or --delete-config")
+        return 2
+    if altering and (args.describe or args.all):
+        _error("--describe and --all cannot be combined with --add-config or --delete-config")
+        return 2
+    with open_client(args) as client:
+        if altering:
+            changes = {}
+            for item in filter(None, (x.strip() for x in (args.add_config or "").split(","))):
+                key, sep, value = item.partition("=")
+                if not sep or not key:
+                    _error(f"--add-config: expected key=value, got {item!r}")
+                    return 2
+                changes[key.strip()] = value.strip()
+            deletes = [k.strip() for k in (args.delete_config or "").split(",") if k.strip()]
+            client.incremental_alter_configs(RESOURCE_GROUP, group, changes, deletes)
+            print(f"Completed updating config for group {group}.")
+            return 0
+        entries = client.describe_configs(group, resource_type=RESOURCE_GROUP)
+        dynamic = [e for e in entries.values() if e.config_source == GROUP_CONFIG_SOURCE]
+        if not args.all and not dynamic and group not in {g.group_id for g in client.list_groups()}:
+            print(f"The group '{group}' doesn't exist and doesn't have dynamic config.")
+            return 0
+        print(f"{'All' if args.all else 'Dynamic'} configs for group {group} are:")
+        for e in sorted(entries.values() if args.all else dynamic, key=lambda e: e.name):
+            source = CONFIG_SOURCES.get(e.config_source, "UNKNOWN")
+            print(f"  {e.name}={e.value} sensitive={str(e.is_sensitive).lower()} "
+                  f"synonyms={{{source}:{e.name}={e.value}}}")
+    return 0
 
 
 # --- delete ---------------------------------------------------------------------

@@ -159,3 +159,35 @@ def test_zookeeper_new_controller_keeps_the_overrides(zk_connect):
         wait_until(lambda: all(b.broker.coordinator_writer.group_config("a/b c")[HEARTBEAT] == 5000
                                for b in survivors), what="the deletion through the new controller")
         assert new.broker.metadata_store.group_configs() == {}
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def pylog_groups(broker, *args, rc=0):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "pylog", "groups", *args, "--bootstrap-server", str(broker)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == rc, (args, out.returncode, out.stdout, out.stderr)
+    return out.stdout, out.stderr
+
+
+def test_groups_configs_command_as_kafka_configs(broker):
+    out, _ = pylog_groups(broker, "configs", "--group", "cli-g")
+    assert out == "The group 'cli-g' doesn't exist and doesn't have dynamic config.\n"
+    out, _ = pylog_groups(broker, "configs", "--group", "cli-g", "--alter",
+                          "--add-config", f"{SESSION}=25000,{HEARTBEAT}=6000")
+    assert out == "Completed updating config for group cli-g.\n"
+    out, _ = pylog_groups(broker, "configs", "--group", "cli-g", "--describe")
+    assert out == ("Dynamic configs for group cli-g are:\n"
+                   f"  {HEARTBEAT}=6000 sensitive=false synonyms={{DYNAMIC_GROUP_CONFIG:{HEARTBEAT}=6000}}\n"
+                   f"  {SESSION}=25000 sensitive=false synonyms={{DYNAMIC_GROUP_CONFIG:{SESSION}=25000}}\n")
+    pylog_groups(broker, "configs", "--entity-name", "cli-g", "--delete-config", HEARTBEAT)
+    out, _ = pylog_groups(broker, "configs", "--group", "cli-g", "--all")
+    assert out == ("All configs for group cli-g are:\n"
+                   f"  {HEARTBEAT}=5000 sensitive=false synonyms={{DEFAULT_CONFIG:{HEARTBEAT}=5000}}\n"
+                   f"  {SESSION}=25000 sensitive=false synonyms={{DYNAMIC_GROUP_CONFIG:{SESSION}=25000}}\n")
+    _, err = pylog_groups(broker, "configs", "--group", "cli-g", "--add-config", f"{SESSION}=5", rc=1)
+    assert err.strip() == ("Error: INVALID_CONFIG (40): consumer.session.timeout.ms must be greater than or equal "
+                           "to group.consumer.min.session.timeout.ms")
