@@ -51,6 +51,11 @@ class PartitionWriter(Protocol):
         the error (NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS_AFTER_APPEND,
         REQUEST_TIMED_OUT)."""
 
+    def topic_image(self) -> dict:
+        """{name: (topic_id, partition count)} of the cluster's topics, as
+        this broker knows them (KIP-848 groups subscribe by name or regex
+        and are assigned by topic id)."""
+
     def partition_exists(self, topic: str, index: int) -> bool:
         """Whether topic-index exists in the cluster (any topic)."""
 
