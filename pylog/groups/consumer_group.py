@@ -820,7 +820,12 @@ def _cfg(config, key, default):
     try:
         return config.get(key)
     except KeyError:
-        return default
+        # Until the broker's table defines the key (branch i17-assign): its
+        # raw value if set, else Kafka's default.
+        raw = getattr(config, "props", {}).get(key)
+        if raw is None:
+            return default
+        return int(raw) if isinstance(default, int) else raw
 
 
 def _write_error(code: int) -> int:

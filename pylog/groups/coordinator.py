@@ -219,7 +219,7 @@ class GroupCoordinator:
     async def stop(self):
         await self.runtime.stop()
         for g in self.groups.values():
-            for m in g.members.values():
+            for m in () if isinstance(g, ConsumerGroup) else g.members.values():
                 for fut in (m.join_future, m.sync_future):
                     if fut is not None and not fut.done():
                         fut.cancel()
