@@ -37,7 +37,7 @@ from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.produce import decode_produce_request, encode_produce_response
 from . import api_versions as av
-from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, TopicConfig, validate_topic_name
+from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, TopicConfig, config_text, validate_topic_name
 from .epoch_api import offset_for_leader_epoch
 from .replication import leader_and_isr_response
 from .fetch_api import FetchApi
@@ -840,7 +840,7 @@ class Handlers:
                         if keys is not None and key not in keys:
                             continue
                         v = cfg.get(key)
-                        value = None if v is None else ("true" if v is True else "false" if v is False else str(v))
+                        value = None if v is None else config_text(v)
                         src = 4 if cfg.is_set(key) else 5
                         configs.append(C(name=key, value=value, read_only=True, is_default=src == 5,
                                          config_source=src, is_sensitive=False, synonyms=[]))
