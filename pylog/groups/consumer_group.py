@@ -308,19 +308,14 @@ class ConsumerGroups:
 
     def __init__(self, coordinator, config):
         self.c = coordinator
-        self.heartbeat_interval_ms = _cfg(config, "group.consumer.heartbeat.interval.ms", 5000)
-        self.session_timeout_ms = _cfg(config, "group.consumer.session.timeout.ms", 45000)
-        self.max_size = _cfg(config, "group.consumer.max.size", 2147483647)
-        assignors = _cfg(config, "group.consumer.assignors", "uniform,range")
-        if isinstance(assignors, str):
-            assignors = [a.strip() for a in assignors.split(",") if a.strip()]
-        self.assignors = tuple(assignors) or consumer_assignors.ASSIGNOR_NAMES
-        policy = config.props.get("group.consumer.migration.policy") if hasattr(config, "props") else None
-        if policy is not None and policy.strip().lower() != "disabled":
-            from ..errors import ConfigError
-            raise ConfigError(
-                f"group.consumer.migration.policy={policy}: pylog implements only 'disabled' (no online "
-                "migration between classic and consumer groups)")
+        # BrokerConfig checked the bounds and refused what pylog cannot honour
+        # (another migration policy than `disabled`, unknown assignors).
+        self.heartbeat_interval_ms = config.get("group.consumer.heartbeat.interval.ms")
+        self.session_timeout_ms = config.get("group.consumer.session.timeout.ms")
+        self.max_size = config.get("group.consumer.max.size")
+        self.assignors = config.consumer_group_assignors()
+        # Kafka answers UNSUPPORTED_VERSION when `consumer` is not enabled.
+        self.enabled = "consumer" in config.group_rebalance_protocols()
 
     # ---- topics ----
 
@@ -351,6 +346,9 @@ class ConsumerGroups:
         replicated."""
         R = _response_type()
         try:
+            if not self.enabled:
+                raise HeartbeatError(Errors.UNSUPPORTED_VERSION, "The new consumer group protocol is not enabled "
+                                                                 "(group.coordinator.rebalance.protocols).")
             self._validate(version, req)
             resp, records = self._heartbeat(version, req, client_id, client_host)
         except HeartbeatError as e:
@@ -813,19 +811,6 @@ def _meta_tuple(m: ConsumerMember):
 def _response_type():
     from ..protocol import messages as msgs
     return msgs.ConsumerGroupHeartbeatResponse
-
-
-def _cfg(config, key, default):
-    """A group.consumer.* broker key (defined with the other broker keys)."""
-    try:
-        return config.get(key)
-    except KeyError:
-        # Until the broker's table defines the key (branch i17-assign): its
-        # raw value if set, else Kafka's default.
-        raw = getattr(config, "props", {}).get(key)
-        if raw is None:
-            return default
-        return int(raw) if isinstance(default, int) else raw
 
 
 def _write_error(code: int) -> int:

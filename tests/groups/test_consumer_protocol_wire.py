@@ -225,3 +225,12 @@ def test_the_group_survives_a_broker_restart(tmp_path):
         again = heartbeat(conn, "w-restart-g", mid, r.member_epoch, instance_id="keep", owned=owned(r))
         assert again.error_code == 0 and again.member_epoch == r.member_epoch
         conn.close()
+
+
+def test_heartbeats_refused_when_the_consumer_protocol_is_not_enabled():
+    with running_broker(config={**CONFIG, "group.coordinator.rebalance.protocols": "classic"}) as b:
+        conn = connect(b)
+        create_topic(b, "w-off-proto", 1)
+        r = heartbeat(conn, "w-off-proto-g", member_id(), 0, ["w-off-proto"])
+        assert r.error_code == Errors.UNSUPPORTED_VERSION
+        conn.close()
