@@ -708,7 +708,11 @@ class ConsumerGroups:
             g = self.c.groups[gid] = cg
         if kind == 3:
             if value is None:
+                # The group goes; its offsets stay (a conversion to classic keeps them).
                 del self.c.groups[gid]
+                if g.offsets:
+                    self.c.groups[gid] = Group(gid)
+                    self.c.groups[gid].offsets = g.offsets
             else:
                 g.group_epoch, g.metadata_hash = value.epoch, value.metadata_hash
         elif kind == 6:

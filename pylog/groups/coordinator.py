@@ -246,8 +246,15 @@ class GroupCoordinator:
             else:
                 g.offsets[(topic, partition)] = value
         elif value is None:
-            # A conversion to a consumer group writes this tombstone too.
-            if not isinstance(self.groups.get(key), ConsumerGroup):
+            # Offsets outlive the group's metadata (a conversion to a consumer
+            # group writes this tombstone and keeps them), as in Kafka.
+            g = self.groups.get(key)
+            if isinstance(g, ConsumerGroup):
+                pass
+            elif g is not None and g.offsets:
+                self.groups[key] = Group(key)
+                self.groups[key].offsets = g.offsets
+            else:
                 self.groups.pop(key, None)
         else:
             self._restore_group(key, value)

@@ -234,3 +234,57 @@ def test_heartbeats_refused_when_the_consumer_protocol_is_not_enabled():
         r = heartbeat(conn, "w-off-proto-g", member_id(), 0, ["w-off-proto"])
         assert r.error_code == Errors.UNSUPPORTED_VERSION
         conn.close()
+
+
+def _commit(conn, group, member, epoch, offset, topic, version=9):
+    C = m.OffsetCommitRequest
+    req = C(group_id=group, generation_id_or_member_epoch=epoch, member_id=member, group_instance_id=None,
+            retention_time_ms=-1, topics=[C.OffsetCommitRequestTopic(name=topic, partitions=[
+                C.OffsetCommitRequestPartition(partition_index=0, committed_offset=offset, committed_leader_epoch=-1,
+                                               committed_metadata="")])])
+    while True:
+        code = conn.request(req, api_version=version).topics[0].partitions[0].error_code
+        if code not in RETRIABLE:
+            return code
+
+
+def _fetched(conn, group, topic):
+    F = m.OffsetFetchRequest
+    while True:
+        g = conn.request(F(require_stable=False, groups=[F.OffsetFetchRequestGroup(
+            group_id=group, member_id=None, member_epoch=-1,
+            topics=[F.OffsetFetchRequestTopics(name=topic, partition_indexes=[0])])]), api_version=9).groups[0]
+        if g.error_code not in RETRIABLE:
+            return g.topics[0].partitions[0].committed_offset
+
+
+def test_empty_groups_convert_both_ways_keeping_their_offsets(tmp_path):
+    with running_broker(tmp_path / "data", config=CONFIG) as b:
+        create_topic(b, "w-conv", 1)
+        conn = connect(b)
+        assert _commit(conn, "w-conv-g", "", -1, 5, "w-conv") == 0          # a simple (classic) group
+        mid = member_id()
+        r = heartbeat(conn, "w-conv-g", mid, 0, ["w-conv"])                  # empty: becomes a consumer group
+        assert r.error_code == 0
+        assert _commit(conn, "w-conv-g", mid, r.member_epoch, 6, "w-conv") == 0
+        conn.close()
+        b.restart()
+        conn = connect(b)
+        assert _fetched(conn, "w-conv-g", "w-conv") == 6
+        g = wait_until(lambda: (lambda g: g if g.error_code == 0 else None)(describe(conn, "w-conv-g")),
+                       "the consumer group reloaded")
+        assert [mm.member_id for mm in g.members] == [mid]
+        assert heartbeat(conn, "w-conv-g", mid, -1).error_code == 0
+        # Empty again: a classic JoinGroup turns it back into a classic group, offsets kept.
+        J = m.JoinGroupRequest
+        j = conn.request(J(group_id="w-conv-g", session_timeout_ms=10000, rebalance_timeout_ms=10000, member_id="",
+                           group_instance_id=None, protocol_type="consumer", reason=None,
+                           protocols=[J.JoinGroupRequestProtocol(name="range", metadata=b"")]), api_version=3)
+        assert j.error_code == 0
+        assert describe(conn, "w-conv-g").error_code == Errors.GROUP_ID_NOT_FOUND
+        conn.close()
+        b.restart()
+        conn = connect(b)
+        assert _fetched(conn, "w-conv-g", "w-conv") == 6
+        assert describe(conn, "w-conv-g").error_code == Errors.GROUP_ID_NOT_FOUND   # classic after the replay
+        conn.close()
