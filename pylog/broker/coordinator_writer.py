@@ -14,6 +14,7 @@ import asyncio
 
 from ..errors import UnknownTopicOrPartitionError
 from ..groups import offsets_topic as ot
+from ..groups.group_configs import effective_group_config
 from ..protocol.error_codes import Errors
 from ..transactions.batches import scan_with_transactions, transactional_batch
 from .purgatory import HIGH_WATERMARK, DelayedOperation
@@ -51,6 +52,11 @@ class BrokerPartitionWriter:
         st = cache.topics.get(topic, {}).get(index)
         ep = cache.brokers.get(st.leader) if st is not None and st.leader >= 0 else None
         return None if ep is None else (ep.id, ep.host, ep.port)
+
+    def group_config(self, group_id) -> dict:
+        """The group's effective KIP-848 configs ({"consumer.session.timeout.ms": int,
+        "consumer.heartbeat.interval.ms": int}): its GROUP overrides, else the broker's values."""
+        return effective_group_config(self.broker.config, self.broker.metadata_cache.group_configs.get(group_id))
 
     # ---- records ----
 

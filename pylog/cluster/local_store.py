@@ -493,6 +493,21 @@ class LocalMetadataStore(MetadataStore):
                 table.pop(entity_path, None)
             s.write_cluster(client_quotas=table)
 
+    def group_configs(self) -> dict[str, dict[str, str]]:
+        with self._s.lock:
+            return {k: dict(v) for k, v in (self._s.cluster.get("group_configs") or {}).items()}
+
+    def set_group_configs(self, group_id: str, configs: dict[str, str]) -> None:
+        s = self._s
+        with s.lock:
+            self._check_epoch()
+            table = dict(s.cluster.get("group_configs") or {})
+            if configs:
+                table[group_id] = dict(configs)
+            else:
+                table.pop(group_id, None)
+            s.write_cluster(group_configs=table)
+
     def next_producer_id_block(self, size: int = PRODUCER_ID_BLOCK_SIZE) -> int:
         s = self._s
         with s.lock:
