@@ -56,6 +56,11 @@ class PartitionWriter(Protocol):
         this broker knows them (KIP-848 groups subscribe by name or regex
         and are assigned by topic id)."""
 
+    def group_config(self, group_id: str) -> dict:
+        """A KIP-848 group's effective consumer.session.timeout.ms and
+        consumer.heartbeat.interval.ms (its GROUP overrides, else the
+        broker's group.consumer.* values)."""
+
     def partition_exists(self, topic: str, index: int) -> bool:
         """Whether topic-index exists in the cluster (any topic)."""
 

@@ -310,8 +310,8 @@ class ConsumerGroups:
         self.c = coordinator
         # BrokerConfig checked the bounds and refused what pylog cannot honour
         # (another migration policy than `disabled`, unknown assignors).
-        self.heartbeat_interval_ms = config.get("group.consumer.heartbeat.interval.ms")
-        self.session_timeout_ms = config.get("group.consumer.session.timeout.ms")
+        # Sessions and heartbeat intervals: per group (GROUP config overrides,
+        # else the broker's group.consumer.* values), through the writer.
         self.max_size = config.get("group.consumer.max.size")
         self.assignors = config.consumer_group_assignors()
         # Kafka answers UNSUPPORTED_VERSION when `consumer` is not enabled.
@@ -571,7 +571,8 @@ class ConsumerGroups:
         if epoch == JOIN_EPOCH or full or changed:
             assignment = R.Assignment(topic_partitions=_tp_list(R.TopicPartitions, m.assigned))
         return R(throttle_time_ms=0, error_code=0, error_message=None, member_id=member_id,
-                 member_epoch=m.member_epoch, heartbeat_interval_ms=self.heartbeat_interval_ms,
+                 member_epoch=m.member_epoch,
+                 heartbeat_interval_ms=self._group_config(gid)["consumer.heartbeat.interval.ms"],
                  assignment=assignment), records
 
     def _assign(self, g: ConsumerGroup, topics: dict, subscribed: dict) -> list:
@@ -667,13 +668,17 @@ class ConsumerGroups:
         except (PylogError, OSError) as e:
             log.warning("group %s: fencing %s not stored: %s", group_id, member_id, e)
 
+    def _group_config(self, group_id) -> dict:
+        return self.c.writer.group_config(group_id)
+
     def _arm_session(self, g: ConsumerGroup, m: ConsumerMember):
         index = self.c.partition_for(g.group_id)
         if not self.c.runtime.is_active(index):
             return
+        ms = self._group_config(g.group_id)["consumer.session.timeout.ms"]
         self.c.runtime.schedule_timer(index, ("cg-session", g.group_id, m.member_id),
-                                      self.c.clock() + self.session_timeout_ms / 1000, self._fence_timer,
-                                      g.group_id, m.member_id, f"session timeout ({self.session_timeout_ms} ms)")
+                                      self.c.clock() + ms / 1000, self._fence_timer,
+                                      g.group_id, m.member_id, f"session timeout ({ms} ms)")
 
     def _arm_rebalance(self, g: ConsumerGroup, m: ConsumerMember):
         index = self.c.partition_for(g.group_id)

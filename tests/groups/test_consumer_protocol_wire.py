@@ -288,3 +288,17 @@ def test_empty_groups_convert_both_ways_keeping_their_offsets(tmp_path):
         assert _fetched(conn, "w-conv-g", "w-conv") == 6
         assert describe(conn, "w-conv-g").error_code == Errors.GROUP_ID_NOT_FOUND   # classic after the replay
         conn.close()
+
+
+def test_a_group_config_override_sets_the_heartbeat_interval(broker, conn):
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+    create_topic(broker, "w-gcfg", 1)
+    adm = AdminClient({"bootstrap.servers": str(broker)})
+    res = ConfigResource(ResourceType.GROUP, "w-gcfg-g", incremental_configs=[
+        ConfigEntry("consumer.heartbeat.interval.ms", "700", incremental_operation=AlterConfigOpType.SET)])
+    adm.incremental_alter_configs([res])[res].result(timeout=30)
+    r = wait_until(lambda: (lambda r: r if r.heartbeat_interval_ms == 700 else None)(
+        heartbeat(conn, "w-gcfg-g", member_id(), 0, ["w-gcfg"])), "the group's own heartbeat interval")
+    assert r.error_code == 0
+    other = heartbeat(conn, "w-gcfg-other", member_id(), 0, ["w-gcfg"])
+    assert other.heartbeat_interval_ms == 500          # the broker's value for every other group
