@@ -302,3 +302,21 @@ def test_a_group_config_override_sets_the_heartbeat_interval(broker, conn):
     assert r.error_code == 0
     other = heartbeat(conn, "w-gcfg-other", member_id(), 0, ["w-gcfg"])
     assert other.heartbeat_interval_ms == 500          # the broker's value for every other group
+
+
+def test_a_member_that_never_revokes_is_fenced_after_its_rebalance_timeout(broker, conn):
+    create_topic(broker, "w-slow", 4)
+    a, b = member_id(), member_id()
+    ra = heartbeat(conn, "w-slow-g", a, 0, ["w-slow"], rebalance_timeout_ms=1000)
+    assert heartbeat(conn, "w-slow-g", b, 0, ["w-slow"]).error_code == 0
+    everything = owned(ra)
+
+    def a_fenced():
+        # a keeps heartbeating (its session stays alive) but never gives anything up.
+        r = heartbeat(conn, "w-slow-g", a, ra.member_epoch, owned=everything)
+        return r.error_code == Errors.UNKNOWN_MEMBER_ID
+    wait_until(a_fenced, "the non-revoking member fenced")
+    got = wait_until(lambda: (lambda r: r if r.assignment is not None and len(_parts(r)) == 4 else None)(
+        heartbeat(conn, "w-slow-g", b, describe(conn, "w-slow-g").members[0].member_epoch, owned=[])),
+        "the other member given every partition")
+    assert got.error_code == 0
