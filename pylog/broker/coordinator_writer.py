@@ -40,6 +40,10 @@ class BrokerPartitionWriter:
     def led_partitions(self, topic):
         return sorted(i for (t, i), p in self.logs.partitions.items() if t == topic and p.is_leader)
 
+    def topic_image(self):
+        cache = self.broker.metadata_cache
+        return {name: (cache.topic_id(name), max(parts) + 1) for name, parts in cache.topics.items() if parts}
+
     def partition_exists(self, topic, index) -> bool:
         return index in self.broker.metadata_cache.topics.get(topic, {})
 

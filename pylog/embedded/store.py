@@ -82,6 +82,7 @@ from ..errors import (
     UnknownTopicOrPartitionError,
     UnsupportedVersionError,
 )
+from ..groups.consumer_group import ConsumerGroup
 from ..groups.coordinator import GroupState
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
@@ -543,6 +544,11 @@ class LocalStore:
         while runtime.loading_partitions():
             await asyncio.sleep(0.01)
         for g in self.broker.groups.groups.values():
+            if isinstance(g, ConsumerGroup):   # KIP-848: no futures, its state follows its members
+                g.members.clear()
+                g.static.clear()
+                g.target.clear()
+                continue
             if g.members and g.state is not GroupState.DEAD:
                 for mm in g.members.values():
                     for fut in (mm.join_future, mm.sync_future):
