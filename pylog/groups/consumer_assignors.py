@@ -25,7 +25,7 @@ assignments stays with the first member in id order.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import re2
@@ -109,26 +109,31 @@ def _java_uuid_order(topic_id: uuid.UUID) -> tuple[int, int]:
     return (msb - (1 << 64) if msb >> 63 else msb, lsb - (1 << 64) if lsb >> 63 else lsb)
 
 
-def _sorted_topics(topic_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
-    return sorted(topic_ids, key=_java_uuid_order)
-
-
 class _GroupSpec:
     """The assignors' input cleaned of what Kafka's GroupSpec can never contain (see the module doc)."""
 
     def __init__(self, members: Mapping[str, MemberSubscription], partitions_per_topic: Mapping[uuid.UUID, int]):
         self.partitions = {t: n for t, n in partitions_per_topic.items() if n > 0}
+        order = {t: _java_uuid_order(t) for t in self.partitions}
+        self.topic_order = order.__getitem__
         self.member_ids = sorted(members)
         self.instance_ids = {m: members[m].instance_id for m in self.member_ids}
         self.subscriptions: dict[str, frozenset[uuid.UUID]] = {}
         self.assignments: dict[str, dict[uuid.UUID, frozenset[int]]] = {}
         claimed: set[tuple[uuid.UUID, int]] = set()
+        # Members mostly share a handful of subscriptions: each distinct one is filtered once
+        # (UUID hashing is Python code, and large groups have members x topics of them).
+        existing: dict[frozenset, frozenset] = {}
         for member_id in self.member_ids:
             member = members[member_id]
-            self.subscriptions[member_id] = frozenset(t for t in member.subscribed_topic_ids if t in self.partitions)
+            subscribed = frozenset(member.subscribed_topic_ids)
+            kept_topics = existing.get(subscribed)
+            if kept_topics is None:
+                kept_topics = existing[subscribed] = frozenset(t for t in subscribed if t in self.partitions)
+            self.subscriptions[member_id] = kept_topics
             current: dict[uuid.UUID, frozenset[int]] = {}
-            for topic_id in _sorted_topics(member.assignment):
-                count = self.partitions.get(topic_id, 0)
+            for topic_id in sorted((t for t in member.assignment if t in order), key=self.topic_order):
+                count = self.partitions[topic_id]
                 kept = frozenset(
                     p for p in member.assignment[topic_id] if 0 <= p < count and (topic_id, p) not in claimed
                 )
@@ -150,7 +155,7 @@ def _uniform_homogeneous(spec: _GroupSpec) -> dict[str, Assignment]:
     subscribed = spec.subscriptions[spec.member_ids[0]]
     if not subscribed:
         return {}
-    topics = _sorted_topics(subscribed)
+    topics = sorted(subscribed, key=spec.topic_order)
     owned = {(t, p) for a in spec.assignments.values() for t, ps in a.items() for p in ps}
     unassigned = [(t, p) for t in topics for p in range(spec.partitions[t]) if (t, p) not in owned]
     total = sum(spec.partitions[t] for t in topics)
@@ -298,7 +303,7 @@ class _UniformHeterogeneous:
     def _topic_order(self, topic_id: uuid.UUID):
         # Partitions per subscriber descending, then fewer subscribers first, then topic id.
         count, subscribers = self.spec.partitions[topic_id], len(self.subscribers[topic_id])
-        return (-count / subscribers, subscribers, _java_uuid_order(topic_id))
+        return (-count / subscribers, subscribers, self.spec.topic_order(topic_id))
 
     def _revoke_unsubscribed(self) -> None:
         for index, member_id in enumerate(self.member_ids):
@@ -392,28 +397,28 @@ def _range(spec: _GroupSpec) -> dict[str, Assignment]:
         return (0, instance_id, "") if instance_id is not None else (1, "", member_id)
 
     members = sorted(spec.member_ids, key=order)
-    subscriber_counts: dict[uuid.UUID, int] = {}
+    # Each topic is cut on its own among its subscribers, in that one member order.
+    subscribers: dict[uuid.UUID, list[str]] = {}
+    by_subscription: dict[frozenset, list[str]] = {}
     for member_id in members:
-        for topic_id in spec.subscriptions[member_id]:
-            subscriber_counts[topic_id] = subscriber_counts.get(topic_id, 0) + 1
-    next_start = dict.fromkeys(subscriber_counts, 0)
-    extras = {t: spec.partitions[t] % n for t, n in subscriber_counts.items()}
-
-    result: dict[str, Assignment] = {}
-    for member_id in members:
-        assignment: Assignment = {}
-        for topic_id in _sorted_topics(spec.subscriptions[member_id]):
-            count = spec.partitions[topic_id]
-            quota = count // subscriber_counts[topic_id]
-            if extras[topic_id] > 0:
-                quota += 1
-                extras[topic_id] -= 1
-            start = next_start[topic_id]
-            stop = min(start + quota, count)
-            next_start[topic_id] = stop
-            if start < stop:
-                assignment[topic_id] = frozenset(range(start, stop))
-        result[member_id] = assignment
+        by_subscription.setdefault(spec.subscriptions[member_id], []).append(member_id)
+    position = {m: i for i, m in enumerate(members)}
+    for topics, group in by_subscription.items():
+        for topic_id in topics:
+            subscribers.setdefault(topic_id, []).extend(group)
+    result: dict[str, Assignment] = {member_id: {} for member_id in members}
+    for topic_id, subscribed in subscribers.items():
+        if len(by_subscription) > 1:
+            subscribed.sort(key=position.__getitem__)
+        count = spec.partitions[topic_id]
+        quota, extra = divmod(count, len(subscribed))
+        start = 0
+        for index, member_id in enumerate(subscribed):
+            stop = min(start + quota + (1 if index < extra else 0), count)
+            if start >= stop:
+                break
+            result[member_id][topic_id] = frozenset(range(start, stop))
+            start = stop
     return result
 
 
