@@ -94,6 +94,23 @@ def test_out_of_bounds_is_invalid_config_and_changes_nothing(broker):
     assert group_entries(admin, "g")[SESSION].value == "20000"
 
 
+def test_legacy_alter_configs_replaces_a_groups_overrides(broker):
+    """AlterConfigs (33), which Kafka's controller takes for groups too: the given set replaces
+    what the group had."""
+    from pylog.client import Client
+    from pylog.protocol.messages import AlterConfigsRequest
+
+    admin = AdminClient({"bootstrap.servers": str(broker)})
+    alter(admin, "legacy", set_(SESSION, "20000"), set_(HEARTBEAT, "6000"))
+    R = AlterConfigsRequest
+    with Client(str(broker)) as client:
+        resp = client.any_connection().request(R(resources=[R.AlterConfigsResource(
+            resource_type=32, resource_name="legacy", configs=[R.AlterableConfig(name=HEARTBEAT, value="7000")])]))
+    assert [(r.error_code, r.resource_type, r.resource_name) for r in resp.responses] == [(0, 32, "legacy")]
+    entries = group_entries(admin, "legacy")
+    assert entries[HEARTBEAT].value == "7000" and entries[SESSION].value == "30000"
+
+
 def test_validate_only_changes_nothing(broker):
     admin = AdminClient({"bootstrap.servers": str(broker)})
     resource = ConfigResource(ResourceType.GROUP, "g", incremental_configs=[set_(SESSION, "20000")])
