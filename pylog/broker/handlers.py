@@ -1087,8 +1087,8 @@ def _group_config_changes(configs) -> dict:
         elif c.config_operation == _DELETE:
             out[c.name] = None
         elif c.config_operation in (_APPEND, _SUBTRACT):
-            verb = "APPEND to" if c.config_operation == _APPEND else "SUBTRACT from"
-            raise InvalidConfigError(f"Can't {verb} key {c.name} because its type is not LIST.")
+            op = "APPEND" if c.config_operation == _APPEND else "SUBTRACT"
+            raise InvalidConfigError(f"Can't {op} to key {c.name} because its type is not LIST.")
         else:
             raise InvalidRequestError(f"unknown config operation {c.config_operation}")
     return out
