@@ -1072,6 +1072,7 @@ _I32 = struct.Struct(">i")
 
 
 _SET, _DELETE, _APPEND, _SUBTRACT = 0, 1, 2, 3
+_LIST_CONFIGS = frozenset({"cleanup.policy"})
 _CONFIG_TYPE_INT = 3   # DescribeConfigs v3+ ConfigType
 
 
@@ -1092,7 +1093,6 @@ def _group_config_changes(configs) -> dict:
         else:
             raise InvalidRequestError(f"unknown config operation {c.config_operation}")
     return out
-_LIST_CONFIGS = frozenset({"cleanup.policy"})
 
 
 def _apply_config_op(name, op, value, current, topic_config):
