@@ -657,10 +657,11 @@ class Consumer:
         generation, member_id = -1, ""
         if self._membership is not None:
             generation, member_id = self._membership.generation()
+        # A KIP-848 member's generation is its member epoch (OffsetCommit v9).
+        epoch = {"member_epoch": True} if self.group_protocol == "consumer" and self._membership is not None else {}
         self._source.commit_offsets(self.group_id, offsets, generation_id=generation,
                                     member_id=member_id,
-                                    group_instance_id=self._group_args["group_instance_id"],
-                                    member_epoch=self.group_protocol == "consumer" and self._membership is not None)
+                                    group_instance_id=self._group_args["group_instance_id"], **epoch)
 
     def _complete_async_commits(self) -> None:
         while self._async_commits:
