@@ -43,6 +43,7 @@ from ..protocol.coordinator_records import (
     ConsumerGroupCurrentMemberAssignmentValue as CurrentValue,
     ConsumerGroupMemberMetadataValue as MemberValue,
     ConsumerGroupMetadataValue as MetadataValue,
+    ConsumerGroupRegularExpressionValue as RegexValue,
     ConsumerGroupTargetAssignmentMemberValue as TargetValue,
     ConsumerGroupTargetAssignmentMetadataValue as TargetMetaValue,
 )
@@ -154,6 +155,7 @@ class ConsumerGroup:
         self.target: dict[str, Assignment] = {}    # member id -> target assignment
         self.static: dict[str, str] = {}           # instance id -> member id
         self.offsets: dict = {}                    # (topic, partition) -> OffsetAndMetadata
+        self.regexes: dict[str, list[str]] = {}    # subscription regex -> the topics it resolved to
         self.pending: dict = {}                    # (classic KIP-394 ids: never any here)
         self.dead = False
         self.empty_since = _now_ms()
@@ -325,18 +327,44 @@ class ConsumerGroups:
 
     def _subscribed(self, g: ConsumerGroup, topics: dict) -> dict:
         """{member id: set of topic names} each member subscribes to now."""
+        resolved = self._resolve(g, topics)
         out = {}
         for mid, m in g.members.items():
             names = {n for n in m.subscribed_topic_names if n in topics}
             if m.subscribed_topic_regex:
-                try:
-                    rx = consumer_assignors.compile_regex(m.subscribed_topic_regex)
-                except ValueError:
-                    rx = None
-                if rx is not None:
-                    names |= {n for n in topics if rx.fullmatch(n)}
+                names |= set(resolved.get(m.subscribed_topic_regex, ()))
             out[mid] = names
         return out
+
+    @staticmethod
+    def _resolve(g: ConsumerGroup, topics: dict) -> dict:
+        """{regex: sorted topic names it matches} of the regexes g's members
+        use (an invalid one matches nothing)."""
+        out = {}
+        for rx_text in {m.subscribed_topic_regex for m in g.members.values() if m.subscribed_topic_regex}:
+            try:
+                rx = consumer_assignors.compile_regex(rx_text)
+            except ValueError:
+                out[rx_text] = []
+                continue
+            out[rx_text] = sorted(n for n in topics if rx.fullmatch(n))
+        return out
+
+    def _regex_records(self, g: ConsumerGroup, topics: dict) -> list:
+        """Type-16 records for the regexes whose resolution changed, and
+        tombstones for those no member uses any more (Kafka keeps each
+        resolution in the log; here it is also what a reload shows)."""
+        now = self._resolve(g, topics)
+        records = []
+        for rx, names in now.items():
+            if g.regexes.get(rx) != names:
+                g.regexes[rx] = names
+                records.append((ot.consumer_key(16, g.group_id, regular_expression=rx), ot.consumer_value(
+                    16, RegexValue(topics=names, version=g.group_epoch, timestamp=_now_ms()))))
+        for rx in [rx for rx in g.regexes if rx not in now]:
+            del g.regexes[rx]
+            records.append((ot.consumer_key(16, g.group_id, regular_expression=rx), None))
+        return records
 
     # ---- the heartbeat ----
 
@@ -548,6 +576,7 @@ class ConsumerGroups:
             log.info("group %s: epoch %d (%s)", gid, g.group_epoch,
                      f"member {member_id} joined or changed its subscription" if subs_changed
                      else "subscribed topics changed")
+        records += self._regex_records(g, topics)
         if g.group_epoch > g.assignment_epoch:
             records += self._assign(g, topics, subscribed)
         target = g.target.get(member_id, {})
@@ -649,7 +678,7 @@ class ConsumerGroups:
         records = self._remove_records(g, m)
         self._drop_member(g, m, bump=True)
         records.append((_metadata_key(g.group_id), _metadata_value(g)))
-        return records
+        return records + self._regex_records(g, self._topics())
 
     def _fence_timer(self, group_id, member_id, why, epoch=None):
         g = self.c.groups.get(group_id)
@@ -745,8 +774,12 @@ class ConsumerGroups:
                 g.target[mid] = _tp_dict(value.topic_partitions)
             else:
                 m.apply_current(value)
-        # 4 (partition metadata, 4.0 only) and 16 (resolved regexes: resolved
-        # again here on demand) carry nothing this coordinator needs.
+        elif kind == 16:
+            if value is None:
+                g.regexes.pop(key.regular_expression, None)
+            else:
+                g.regexes[key.regular_expression] = list(value.topics)
+        # 4 (partition metadata, Kafka 4.0 only) carries nothing needed here.
 
     # ---- offsets ----
 
@@ -779,8 +812,9 @@ class ConsumerGroups:
         return Errors.NONE
 
     def delete_records(self, g: ConsumerGroup) -> list:
-        """Tombstones of an empty consumer group (offsets excepted): 6, 3."""
-        return [(_target_meta_key(g.group_id), None), (_metadata_key(g.group_id), None)]
+        """Tombstones of an empty consumer group (offsets excepted): 16, 6, 3."""
+        return [(ot.consumer_key(16, g.group_id, regular_expression=rx), None) for rx in g.regexes] + \
+            [(_target_meta_key(g.group_id), None), (_metadata_key(g.group_id), None)]
 
     # ---- ConsumerGroupDescribe ----
 

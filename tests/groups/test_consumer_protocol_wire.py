@@ -320,3 +320,33 @@ def test_a_member_that_never_revokes_is_fenced_after_its_rebalance_timeout(broke
         heartbeat(conn, "w-slow-g", b, describe(conn, "w-slow-g").members[0].member_epoch, owned=[])),
         "the other member given every partition")
     assert got.error_code == 0
+
+
+def test_records_in_consumer_offsets_have_kafkas_layouts(tmp_path):
+    """What a join and a leave write, read back by `pylog dump-log
+    --offsets-decoder` (Kafka's record types and field names)."""
+    import glob
+    import json
+    import re
+    import subprocess
+    import sys
+
+    from pylog.groups.offsets_topic import partition_for
+    data = tmp_path / "data"
+    with running_broker(data, config=CONFIG) as b:
+        create_topic(b, "rx-layout", 1)
+        conn = connect(b)
+        mid = member_id()
+        assert heartbeat(conn, "w-layout-g", mid, 0, [], regex="rx-.*").error_code == 0
+        assert heartbeat(conn, "w-layout-g", mid, -1).error_code == 0
+        conn.close()
+    files = glob.glob(f"{data}/__consumer_offsets-{partition_for('w-layout-g', 50)}/*.log")
+    out = subprocess.run([sys.executable, "-m", "pylog", "dump-log", "--offsets-decoder", "--files", *files],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [(json.loads(k)["type"], v) for k, v in re.findall(r"key: (\{.*?\}\}) payload: (\S.*)$", out, re.M)]
+    assert [(t, v == "<DELETE>") for t, v in rows] == [
+        ("5", False), ("3", False), ("16", False), ("7", False), ("6", False), ("8", False),   # the join
+        ("8", True), ("7", True), ("5", True), ("3", False), ("16", True)]                      # the leave
+    current = json.loads(rows[5][1])["data"]
+    assert current["memberEpoch"] == 1 and current["state"] == 0
+    assert json.loads(rows[2][1])["data"]["topics"] == ["rx-layout"]
