@@ -350,3 +350,37 @@ def test_records_in_consumer_offsets_have_kafkas_layouts(tmp_path):
     current = json.loads(rows[5][1])["data"]
     assert current["memberEpoch"] == 1 and current["state"] == 0
     assert json.loads(rows[2][1])["data"]["topics"] == ["rx-layout"]
+
+
+def test_a_deleted_topic_leaves_the_assignment(broker, conn):
+    from confluent_kafka.admin import AdminClient
+    create_topic(broker, "w-gone-a", 2)
+    create_topic(broker, "w-gone-b", 2)
+    mid = member_id()
+    r = heartbeat(conn, "w-gone-g", mid, 0, ["w-gone-a", "w-gone-b"])
+    assert len(_parts(r)) == 4
+    adm = AdminClient({"bootstrap.servers": str(broker)})
+    adm.delete_topics(["w-gone-b"])["w-gone-b"].result(30)
+    epoch, mine = r.member_epoch, owned(r)
+
+    def shrunk():
+        nonlocal epoch, mine
+        got = heartbeat(conn, "w-gone-g", mid, epoch, owned=mine)
+        assert got.error_code == 0, got.error_message
+        epoch = got.member_epoch
+        if got.assignment is not None:
+            mine = owned(got)      # the member gives up what it is no longer given
+        g = describe(conn, "w-gone-g")
+        return epoch > r.member_epoch and g.group_state == "Stable" and \
+            [tp.topic_name for tp in g.members[0].assignment.topic_partitions] == ["w-gone-a"]
+    wait_until(shrunk, "the deleted topic's partitions gone from the assignment")
+    assert len(mine) == 1 and len(mine[0].partitions) == 2
+
+
+def test_group_max_size():
+    with running_broker(config={**CONFIG, "group.consumer.max.size": "1"}) as b:
+        create_topic(b, "w-max", 1)
+        conn = connect(b)
+        assert heartbeat(conn, "w-max-g", member_id(), 0, ["w-max"]).error_code == 0
+        assert heartbeat(conn, "w-max-g", member_id(), 0, ["w-max"]).error_code == Errors.GROUP_MAX_SIZE_REACHED
+        conn.close()
