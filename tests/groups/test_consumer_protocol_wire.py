@@ -82,6 +82,12 @@ def test_epoch_errors(broker, conn):
     assert heartbeat(conn, "w-epoch-g", mid, r.member_epoch + 1).error_code == Errors.FENCED_MEMBER_EPOCH
     assert heartbeat(conn, "w-epoch-g", member_id(), r.member_epoch).error_code == Errors.UNKNOWN_MEMBER_ID
     assert heartbeat(conn, "w-epoch-g", mid, r.member_epoch).error_code == 0
+    # A second member moves the epoch on; the first rejoining at 0 with the same id is fenced, as in Kafka.
+    other = member_id()
+    r2 = heartbeat(conn, "w-epoch-g", other, 0, ["w-epoch"])
+    heartbeat(conn, "w-epoch-g", mid, r.member_epoch, owned=owned(r))
+    assert heartbeat(conn, "w-epoch-g", mid, 0, ["w-epoch"]).error_code == Errors.FENCED_MEMBER_EPOCH
+    assert r2.error_code == 0
 
 
 def test_bad_first_heartbeats(broker, conn):
@@ -121,6 +127,8 @@ def test_static_members(broker, conn):
     g = describe(conn, "w-static-g")
     assert [(mm.member_id, mm.instance_id) for mm in g.members] == [(b, "i-a")]
     assert g.group_epoch == 1                # a static member's return moves no epoch
+    # Its target came along: a later rebalance starts from it.
+    assert g.members[0].target_assignment.topic_partitions[0].partitions == [0, 1, 2, 3]
     assert heartbeat(conn, "w-static-g", a, ra.member_epoch, instance_id="i-a").error_code == \
         Errors.FENCED_INSTANCE_ID
 
