@@ -392,3 +392,30 @@ def test_group_max_size():
         assert heartbeat(conn, "w-max-g", member_id(), 0, ["w-max"]).error_code == 0
         assert heartbeat(conn, "w-max-g", member_id(), 0, ["w-max"]).error_code == Errors.GROUP_MAX_SIZE_REACHED
         conn.close()
+
+
+def test_an_empty_consumer_group_expires_with_its_offsets(broker, conn):
+    import asyncio
+    import time as _time
+    create_topic(broker, "w-expire", 1)
+    mid = member_id()
+    r = heartbeat(conn, "w-expire-g", mid, 0, ["w-expire"])
+    assert _commit(conn, "w-expire-g", mid, r.member_epoch, 3, "w-expire") == 0
+    coordinator = broker.broker.groups
+
+    def expire(after_ms):
+        async def run():
+            index = coordinator.partition_for("w-expire-g")
+            return coordinator.runtime.schedule(index, coordinator.expire_offsets,
+                                                int(_time.time() * 1000) + after_ms, index)
+        asyncio.run_coroutine_threadsafe(run(), broker.broker._loop).result(30)
+
+    week = coordinator.retention_ms
+    expire(2 * week)                                       # a member is in: nothing expires
+    assert describe(conn, "w-expire-g").error_code == 0
+    assert heartbeat(conn, "w-expire-g", mid, -1).error_code == 0
+    expire(0)                                              # empty, but not for long
+    assert _fetched(conn, "w-expire-g", "w-expire") == 3
+    expire(2 * week)
+    assert describe(conn, "w-expire-g").error_code == Errors.GROUP_ID_NOT_FOUND
+    assert _fetched(conn, "w-expire-g", "w-expire") == -1
