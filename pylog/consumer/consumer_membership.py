@@ -50,7 +50,7 @@ class ConsumerProtocolMembership:
     def __init__(self, group_id: str, *, listener, source, rebalance_timeout_ms: int,
                  group_instance_id: str | None, client_id: str = "pylog", request_timeout_ms: int = 30000,
                  retry_backoff_ms: int = 100, remote_assignor: str | None = None, client_rack: str | None = None,
-                 **_classic_only):
+                 max_poll_interval_ms: int | None = None, **_classic_only):
         self.group_id = group_id
         self.listener = listener
         self.rebalance_timeout_ms = rebalance_timeout_ms
@@ -59,6 +59,8 @@ class ConsumerProtocolMembership:
         self.request_timeout = request_timeout_ms / 1000
         self.retry_backoff = retry_backoff_ms / 1000
         self.remote_assignor = remote_assignor
+        # As Java: max.poll.interval.ms is also the rebalance timeout it sends.
+        self.max_poll_interval = (max_poll_interval_ms or rebalance_timeout_ms) / 1000
         self.client_rack = client_rack
         self._source = source
         # As librdkafka and Java: the member makes its id once and keeps it across rejoins.
@@ -78,6 +80,8 @@ class ConsumerProtocolMembership:
         self._lost = False
         self._fatal = None
         self._coordinator = None
+        self._last_poll = time.monotonic()
+        self._idle_left = False   # left for not polling: no heartbeats until the next poll
         self._thread: threading.Thread | None = None
 
     # --- public ---------------------------------------------------------------
@@ -97,7 +101,13 @@ class ConsumerProtocolMembership:
             return self._epoch, self.member_id
 
     def note_poll(self) -> None:
-        pass   # the broker's rebalance timeout bounds a member that stops reconciling
+        with self._lock:
+            self._last_poll = time.monotonic()
+            rejoin, self._idle_left = self._idle_left, False
+            if rejoin:
+                self._full = True
+        if rejoin:
+            self._wake.set()
 
     def ensure_active(self, timeout_s: float) -> bool:
         with self._lock:
@@ -208,9 +218,11 @@ class ConsumerProtocolMembership:
         try:
             while not self._closing.is_set():
                 with self._lock:
-                    coordinator, epoch, full, interval = self._coordinator, self._epoch, self._full, self._interval
-                    self._full = False
-                if coordinator is None:
+                    coordinator, epoch, full, idle_left = self._coordinator, self._epoch, self._full, self._idle_left
+                    idle = time.monotonic() - self._last_poll
+                    if not idle_left:
+                        self._full = False
+                if idle_left or coordinator is None:
                     self._wake.wait(self.retry_backoff)
                     self._wake.clear()
                     continue
@@ -220,6 +232,9 @@ class ConsumerProtocolMembership:
                             conn.close()
                         address = coordinator
                         conn = Connection(coordinator[1], coordinator[2], self.client_id, self.request_timeout)
+                    if epoch > 0 and idle > self.max_poll_interval:
+                        self._leave_for_poll_timeout(conn, idle)
+                        continue
                     resp = conn.request(self._request(epoch, full), HEARTBEAT_VERSION)
                 except ConnectionClosedError as e:
                     log.info("consumer group heartbeat to %s:%s failed: %s", coordinator[1], coordinator[2], e)
@@ -234,6 +249,20 @@ class ConsumerProtocolMembership:
         finally:
             if conn is not None:
                 conn.close()
+
+    def _leave_for_poll_timeout(self, conn: Connection, idle: float) -> None:
+        """As Java's consumer: a member that stopped polling leaves so the
+        group can move on; its partitions are lost, the next poll joins again."""
+        log.warning("poll() not called for %.1f s (max.poll.interval.ms %d): leaving group %s", idle,
+                    int(self.max_poll_interval * 1000), self.group_id)
+        try:
+            conn.request(self._request(LEAVE_STATIC if self.group_instance_id else LEAVE, full=False),
+                         HEARTBEAT_VERSION)
+        except ConnectionClosedError:
+            pass   # the session ends it anyway
+        with self._lock:
+            self._epoch, self._lost, self._given, self._owned_ids = JOIN, True, None, {}
+            self._idle_left = True
 
     def _on_response(self, resp, full: bool) -> None:
         code = resp.error_code

@@ -107,3 +107,29 @@ def test_bad_settings():
         PylogConsumer(log_dir="/nonexistent", group_id="g", group_protocol="consumer")
     with pytest.raises(ValueError):
         PylogConsumer(bootstrap_servers="127.0.0.1:1", group_id="g", group_remote_assignor="range")
+
+
+def test_a_pylog_member_that_stops_polling_leaves_and_rejoins(broker):
+    import time
+    topic, group = "p-idle", "p-idle-g"
+    create_topic(broker, topic, 4)
+    mine = pylog_consumer(broker, group, topic, max_poll_interval_ms=2000)
+    theirs = consumer(broker, group)
+    theirs.subscribe([topic])
+    try:
+        def shared():
+            mine.poll(0.1)
+            theirs.poll(0.1)
+            return len(mine.assignment()) == 2 and len(assigned(theirs)) == 2
+        wait_until(shared, "the partitions shared")
+        t0 = time.monotonic()
+        # mine stops polling: once past max.poll.interval it leaves, and theirs gets everything.
+        def taken_over():
+            theirs.poll(0.1)
+            return len(assigned(theirs)) == 4
+        wait_until(taken_over, "the idle member's partitions taken over")
+        assert time.monotonic() - t0 >= 1.5
+        wait_until(shared, "the idle member back after polling again")
+    finally:
+        mine.close()
+        theirs.close()
