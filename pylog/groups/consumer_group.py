@@ -43,6 +43,7 @@ from ..protocol.coordinator_records import (
     ConsumerGroupCurrentMemberAssignmentValue as CurrentValue,
     ConsumerGroupMemberMetadataValue as MemberValue,
     ConsumerGroupMetadataValue as MetadataValue,
+    ConsumerGroupRegularExpressionValue as RegexValue,
     ConsumerGroupTargetAssignmentMemberValue as TargetValue,
     ConsumerGroupTargetAssignmentMetadataValue as TargetMetaValue,
 )
@@ -154,6 +155,7 @@ class ConsumerGroup:
         self.target: dict[str, Assignment] = {}    # member id -> target assignment
         self.static: dict[str, str] = {}           # instance id -> member id
         self.offsets: dict = {}                    # (topic, partition) -> OffsetAndMetadata
+        self.regexes: dict[str, list[str]] = {}    # subscription regex -> the topics it resolved to
         self.pending: dict = {}                    # (classic KIP-394 ids: never any here)
         self.dead = False
         self.empty_since = _now_ms()
@@ -325,18 +327,44 @@ class ConsumerGroups:
 
     def _subscribed(self, g: ConsumerGroup, topics: dict) -> dict:
         """{member id: set of topic names} each member subscribes to now."""
+        resolved = self._resolve(g, topics)
         out = {}
         for mid, m in g.members.items():
             names = {n for n in m.subscribed_topic_names if n in topics}
             if m.subscribed_topic_regex:
-                try:
-                    rx = consumer_assignors.compile_regex(m.subscribed_topic_regex)
-                except ValueError:
-                    rx = None
-                if rx is not None:
-                    names |= {n for n in topics if rx.fullmatch(n)}
+                names |= set(resolved.get(m.subscribed_topic_regex, ()))
             out[mid] = names
         return out
+
+    @staticmethod
+    def _resolve(g: ConsumerGroup, topics: dict) -> dict:
+        """{regex: sorted topic names it matches} of the regexes g's members
+        use (an invalid one matches nothing)."""
+        out = {}
+        for rx_text in {m.subscribed_topic_regex for m in g.members.values() if m.subscribed_topic_regex}:
+            try:
+                rx = consumer_assignors.compile_regex(rx_text)
+            except ValueError:
+                out[rx_text] = []
+                continue
+            out[rx_text] = sorted(n for n in topics if rx.fullmatch(n))
+        return out
+
+    def _regex_records(self, g: ConsumerGroup, topics: dict) -> list:
+        """Type-16 records for the regexes whose resolution changed, and
+        tombstones for those no member uses any more (Kafka keeps each
+        resolution in the log; here it is also what a reload shows)."""
+        now = self._resolve(g, topics)
+        records = []
+        for rx, names in now.items():
+            if g.regexes.get(rx) != names:
+                g.regexes[rx] = names
+                records.append((ot.consumer_key(16, g.group_id, regular_expression=rx), ot.consumer_value(
+                    16, RegexValue(topics=names, version=g.group_epoch, timestamp=_now_ms()))))
+        for rx in [rx for rx in g.regexes if rx not in now]:
+            del g.regexes[rx]
+            records.append((ot.consumer_key(16, g.group_id, regular_expression=rx), None))
+        return records
 
     # ---- the heartbeat ----
 
@@ -453,18 +481,28 @@ class ConsumerGroups:
         owned = None if req.topic_partitions is None else _tp_dict(req.topic_partitions)
         regex = req.subscribed_topic_regex if version >= 1 else None
         member_id = req.member_id or new_member_id()
+        # Kafka's order: the size check, then the member (static or dynamic), then its epoch.
+        if len(g.members) >= self.max_size and member_id not in g.members:
+            raise HeartbeatError(Errors.GROUP_MAX_SIZE_REACHED,
+                                 f"The consumer group has reached its maximum capacity of {self.max_size} members.")
         replaced = None
+        check_epoch = True
         if req.instance_id is not None:
             static_id = g.static.get(req.instance_id)
             static = g.members.get(static_id) if static_id is not None else None
             if epoch == JOIN_EPOCH:
-                if static is not None and static.member_id != member_id:
+                check_epoch = False
+                if static is not None:
+                    # The instance comes back: only once its previous member left with -2.
                     if static.member_epoch != LEAVE_STATIC_EPOCH:
                         raise HeartbeatError(Errors.UNRELEASED_INSTANCE_ID,
-                                             f"Static member {static.member_id} with instance id "
-                                             f"{req.instance_id} is not released yet.")
+                                             f"Static member {member_id} with instance id {req.instance_id} cannot "
+                                             f"join the group because the instance id is owned by "
+                                             f"{static.member_id} member.")
                     replaced = static
-                m = g.members.get(member_id)
+                    m = None
+                else:
+                    m = g.members.get(member_id)
             else:
                 if static is None:
                     raise HeartbeatError(Errors.UNKNOWN_MEMBER_ID,
@@ -479,41 +517,36 @@ class ConsumerGroups:
             if m is None and epoch != JOIN_EPOCH:
                 raise HeartbeatError(Errors.UNKNOWN_MEMBER_ID,
                                      f"Member {member_id} is not a member of group {gid}.")
-        if m is None and replaced is None and len(g.members) >= self.max_size:
-            raise HeartbeatError(Errors.GROUP_MAX_SIZE_REACHED,
-                                 f"The consumer group has reached its maximum capacity of {self.max_size} members.")
-        if m is not None and epoch != JOIN_EPOCH:
+        if m is not None and check_epoch:
             if epoch > m.member_epoch:
                 raise HeartbeatError(Errors.FENCED_MEMBER_EPOCH,
-                                     f"The consumer group member has a greater epoch ({epoch}) than the one known "
-                                     f"by the group coordinator ({m.member_epoch}). The member must abandon all "
-                                     "its partitions and rejoin.")
+                                     f"The consumer group member has a greater member epoch ({epoch}) than the one "
+                                     f"known by the group coordinator ({m.member_epoch}). The member must abandon "
+                                     "all its partitions and rejoin.")
+            # The previous epoch with a subset of the assignment: the answer that bumped it was lost.
             if epoch < m.member_epoch and (epoch != m.previous_member_epoch or not _subset(owned, m.assigned)):
                 raise HeartbeatError(Errors.FENCED_MEMBER_EPOCH,
-                                     f"The consumer group member has a smaller epoch ({epoch}) than the one known "
-                                     f"by the group coordinator ({m.member_epoch}). The member must abandon all "
-                                     "its partitions and rejoin.")
+                                     f"The consumer group member has a smaller member epoch ({epoch}) than the "
+                                     f"one known by the group coordinator ({m.member_epoch}). The member must "
+                                     "abandon all its partitions and rejoin.")
         new = m is None
         if new:
             m = ConsumerMember(member_id)
             if replaced is not None:
-                # The static member's return: its partitions and target move to the new id, untouched.
+                # The static member's return (Kafka copies the member under the
+                # new id at epoch 0): its subscription, partitions and target stay.
+                target = g.target.get(replaced.member_id, {})
                 records += self._remove_records(g, replaced)
                 self._drop_member(g, replaced, bump=False)
-                m.member_epoch = replaced.previous_member_epoch if replaced.previous_member_epoch > 0 else 0
+                m.apply_metadata(replaced.metadata_value())
+                m.member_epoch = m.previous_member_epoch = 0
+                m.state = replaced.state
                 m.assigned, m.pending_revocation = replaced.assigned, replaced.pending_revocation
-                m.state = MemberState.STABLE if not replaced.pending_revocation else replaced.state
-                m.previous_member_epoch = replaced.previous_member_epoch
-                g.target[member_id] = g.target.pop(replaced.member_id, {}) if replaced.member_id in g.target \
-                    else {}
-                records.append((_target_key(gid, member_id), _target_value(g.target[member_id])))
+                g.target[member_id] = target
+                records.append((_target_key(gid, member_id), _target_value(target)))
                 log.info("group %s: static member %s rejoined as %s (was %s)", gid, req.instance_id, member_id,
                          replaced.member_id)
-        elif epoch == JOIN_EPOCH and m.member_epoch != JOIN_EPOCH and replaced is None:
-            # A known member rejoining (it lost its partitions, e.g. after a
-            # fencing it did not see): it starts again from nothing owned.
-            pass
-        before_meta = None if new else _meta_tuple(m)
+        before_meta = _meta_tuple(replaced) if replaced is not None else None if new else _meta_tuple(m)
         before_current = None if new else m.current_key()
         # Null fields mean "unchanged since the last heartbeat".
         if req.instance_id is not None:
@@ -534,7 +567,7 @@ class ConsumerGroups:
             if m.instance_id is not None:
                 g.static[m.instance_id] = member_id
         meta_changed = new or _meta_tuple(m) != before_meta
-        subs_changed = new and replaced is None or (before_meta is not None and before_meta[:3] != _meta_tuple(m)[:3])
+        subs_changed = (new and replaced is None) or (before_meta is not None and before_meta[:3] != _meta_tuple(m)[:3])
         if meta_changed:
             records.append((_member_key(gid, member_id), _member_value(m)))
         topics = self._topics()
@@ -548,6 +581,7 @@ class ConsumerGroups:
             log.info("group %s: epoch %d (%s)", gid, g.group_epoch,
                      f"member {member_id} joined or changed its subscription" if subs_changed
                      else "subscribed topics changed")
+        records += self._regex_records(g, topics)
         if g.group_epoch > g.assignment_epoch:
             records += self._assign(g, topics, subscribed)
         target = g.target.get(member_id, {})
@@ -649,7 +683,7 @@ class ConsumerGroups:
         records = self._remove_records(g, m)
         self._drop_member(g, m, bump=True)
         records.append((_metadata_key(g.group_id), _metadata_value(g)))
-        return records
+        return records + self._regex_records(g, self._topics())
 
     def _fence_timer(self, group_id, member_id, why, epoch=None):
         g = self.c.groups.get(group_id)
@@ -745,8 +779,12 @@ class ConsumerGroups:
                 g.target[mid] = _tp_dict(value.topic_partitions)
             else:
                 m.apply_current(value)
-        # 4 (partition metadata, 4.0 only) and 16 (resolved regexes: resolved
-        # again here on demand) carry nothing this coordinator needs.
+        elif kind == 16:
+            if value is None:
+                g.regexes.pop(key.regular_expression, None)
+            else:
+                g.regexes[key.regular_expression] = list(value.topics)
+        # 4 (partition metadata, Kafka 4.0 only) carries nothing needed here.
 
     # ---- offsets ----
 
@@ -779,8 +817,9 @@ class ConsumerGroups:
         return Errors.NONE
 
     def delete_records(self, g: ConsumerGroup) -> list:
-        """Tombstones of an empty consumer group (offsets excepted): 6, 3."""
-        return [(_target_meta_key(g.group_id), None), (_metadata_key(g.group_id), None)]
+        """Tombstones of an empty consumer group (offsets excepted): 16, 6, 3."""
+        return [(ot.consumer_key(16, g.group_id, regular_expression=rx), None) for rx in g.regexes] + \
+            [(_target_meta_key(g.group_id), None), (_metadata_key(g.group_id), None)]
 
     # ---- ConsumerGroupDescribe ----
 

@@ -1162,9 +1162,15 @@ class GroupCoordinator:
         offsets are forgotten."""
         now_ms = _now_ms() if now_ms is None else now_ms
         for g in list(self.groups.values()):
-            if g.members or g.pending or g.state is not GroupState.EMPTY:
-                continue
             if partition is not None and self.partition_for(g.group_id) != partition:
+                continue
+            if isinstance(g, ConsumerGroup):
+                # As a classic group with a protocol: empty that long, it goes with its offsets.
+                if not g.members and now_ms - g.empty_since > self.retention_ms:
+                    log.info("group %s: expired (empty consumer group, offsets past retention)", g.group_id)
+                    self._drop_group(g)
+                continue
+            if g.members or g.pending or g.state is not GroupState.EMPTY:
                 continue
             if g.protocol_type is None:
                 old = [tp for tp, om in g.offsets.items() if now_ms - om.commit_timestamp > self.retention_ms]

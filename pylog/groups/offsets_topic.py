@@ -104,9 +104,9 @@ CONSUMER_RECORDS = {
 }
 
 
-def consumer_key(kind: int, group_id: str, member_id: str | None = None) -> bytes:
+def consumer_key(kind: int, group_id: str, member_id: str | None = None, **fields) -> bytes:
     cls = CONSUMER_RECORDS[kind][0]
-    k = cls(group_id=group_id) if member_id is None else cls(group_id=group_id, member_id=member_id)
+    k = cls(group_id=group_id, **fields) if member_id is None else cls(group_id=group_id, member_id=member_id)
     return _I16.pack(kind) + cls.encode(k, 0)
 
 

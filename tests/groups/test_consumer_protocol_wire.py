@@ -82,6 +82,12 @@ def test_epoch_errors(broker, conn):
     assert heartbeat(conn, "w-epoch-g", mid, r.member_epoch + 1).error_code == Errors.FENCED_MEMBER_EPOCH
     assert heartbeat(conn, "w-epoch-g", member_id(), r.member_epoch).error_code == Errors.UNKNOWN_MEMBER_ID
     assert heartbeat(conn, "w-epoch-g", mid, r.member_epoch).error_code == 0
+    # A second member moves the epoch on; the first rejoining at 0 with the same id is fenced, as in Kafka.
+    other = member_id()
+    r2 = heartbeat(conn, "w-epoch-g", other, 0, ["w-epoch"])
+    heartbeat(conn, "w-epoch-g", mid, r.member_epoch, owned=owned(r))
+    assert heartbeat(conn, "w-epoch-g", mid, 0, ["w-epoch"]).error_code == Errors.FENCED_MEMBER_EPOCH
+    assert r2.error_code == 0
 
 
 def test_bad_first_heartbeats(broker, conn):
@@ -121,6 +127,8 @@ def test_static_members(broker, conn):
     g = describe(conn, "w-static-g")
     assert [(mm.member_id, mm.instance_id) for mm in g.members] == [(b, "i-a")]
     assert g.group_epoch == 1                # a static member's return moves no epoch
+    # Its target came along: a later rebalance starts from it.
+    assert g.members[0].target_assignment.topic_partitions[0].partitions == [0, 1, 2, 3]
     assert heartbeat(conn, "w-static-g", a, ra.member_epoch, instance_id="i-a").error_code == \
         Errors.FENCED_INSTANCE_ID
 
@@ -320,3 +328,94 @@ def test_a_member_that_never_revokes_is_fenced_after_its_rebalance_timeout(broke
         heartbeat(conn, "w-slow-g", b, describe(conn, "w-slow-g").members[0].member_epoch, owned=[])),
         "the other member given every partition")
     assert got.error_code == 0
+
+
+def test_records_in_consumer_offsets_have_kafkas_layouts(tmp_path):
+    """What a join and a leave write, read back by `pylog dump-log
+    --offsets-decoder` (Kafka's record types and field names)."""
+    import glob
+    import json
+    import re
+    import subprocess
+    import sys
+
+    from pylog.groups.offsets_topic import partition_for
+    data = tmp_path / "data"
+    with running_broker(data, config=CONFIG) as b:
+        create_topic(b, "rx-layout", 1)
+        conn = connect(b)
+        mid = member_id()
+        assert heartbeat(conn, "w-layout-g", mid, 0, [], regex="rx-.*").error_code == 0
+        assert heartbeat(conn, "w-layout-g", mid, -1).error_code == 0
+        conn.close()
+    files = glob.glob(f"{data}/__consumer_offsets-{partition_for('w-layout-g', 50)}/*.log")
+    out = subprocess.run([sys.executable, "-m", "pylog", "dump-log", "--offsets-decoder", "--files", *files],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [(json.loads(k)["type"], v) for k, v in re.findall(r"key: (\{.*?\}\}) payload: (\S.*)$", out, re.M)]
+    assert [(t, v == "<DELETE>") for t, v in rows] == [
+        ("5", False), ("3", False), ("16", False), ("7", False), ("6", False), ("8", False),   # the join
+        ("8", True), ("7", True), ("5", True), ("3", False), ("16", True)]                      # the leave
+    current = json.loads(rows[5][1])["data"]
+    assert current["memberEpoch"] == 1 and current["state"] == 0
+    assert json.loads(rows[2][1])["data"]["topics"] == ["rx-layout"]
+
+
+def test_a_deleted_topic_leaves_the_assignment(broker, conn):
+    from confluent_kafka.admin import AdminClient
+    create_topic(broker, "w-gone-a", 2)
+    create_topic(broker, "w-gone-b", 2)
+    mid = member_id()
+    r = heartbeat(conn, "w-gone-g", mid, 0, ["w-gone-a", "w-gone-b"])
+    assert len(_parts(r)) == 4
+    adm = AdminClient({"bootstrap.servers": str(broker)})
+    adm.delete_topics(["w-gone-b"])["w-gone-b"].result(30)
+    epoch, mine = r.member_epoch, owned(r)
+
+    def shrunk():
+        nonlocal epoch, mine
+        got = heartbeat(conn, "w-gone-g", mid, epoch, owned=mine)
+        assert got.error_code == 0, got.error_message
+        epoch = got.member_epoch
+        if got.assignment is not None:
+            mine = owned(got)      # the member gives up what it is no longer given
+        g = describe(conn, "w-gone-g")
+        return epoch > r.member_epoch and g.group_state == "Stable" and \
+            [tp.topic_name for tp in g.members[0].assignment.topic_partitions] == ["w-gone-a"]
+    wait_until(shrunk, "the deleted topic's partitions gone from the assignment")
+    assert len(mine) == 1 and len(mine[0].partitions) == 2
+
+
+def test_group_max_size():
+    with running_broker(config={**CONFIG, "group.consumer.max.size": "1"}) as b:
+        create_topic(b, "w-max", 1)
+        conn = connect(b)
+        assert heartbeat(conn, "w-max-g", member_id(), 0, ["w-max"]).error_code == 0
+        assert heartbeat(conn, "w-max-g", member_id(), 0, ["w-max"]).error_code == Errors.GROUP_MAX_SIZE_REACHED
+        conn.close()
+
+
+def test_an_empty_consumer_group_expires_with_its_offsets(broker, conn):
+    import asyncio
+    import time as _time
+    create_topic(broker, "w-expire", 1)
+    mid = member_id()
+    r = heartbeat(conn, "w-expire-g", mid, 0, ["w-expire"])
+    assert _commit(conn, "w-expire-g", mid, r.member_epoch, 3, "w-expire") == 0
+    coordinator = broker.broker.groups
+
+    def expire(after_ms):
+        async def run():
+            index = coordinator.partition_for("w-expire-g")
+            return coordinator.runtime.schedule(index, coordinator.expire_offsets,
+                                                int(_time.time() * 1000) + after_ms, index)
+        asyncio.run_coroutine_threadsafe(run(), broker.broker._loop).result(30)
+
+    week = coordinator.retention_ms
+    expire(2 * week)                                       # a member is in: nothing expires
+    assert describe(conn, "w-expire-g").error_code == 0
+    assert heartbeat(conn, "w-expire-g", mid, -1).error_code == 0
+    expire(0)                                              # empty, but not for long
+    assert _fetched(conn, "w-expire-g", "w-expire") == 3
+    expire(2 * week)
+    assert describe(conn, "w-expire-g").error_code == Errors.GROUP_ID_NOT_FOUND
+    assert _fetched(conn, "w-expire-g", "w-expire") == -1
