@@ -413,3 +413,19 @@ def test_compile_regex_is_re2_and_matches_whole_names():
 def test_compile_regex_refuses_what_re2_refuses(bad):
     with pytest.raises(ValueError):
         compile_regex(bad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(groups())
+def test_property_range_cuts_each_topic_into_contiguous_balanced_ranges(group):
+    members, partitions = group
+    result = assign("range", members, partitions)
+    for topic, count in partitions.items():
+        subscribers = [m for m, s in members.items() if topic in s.subscribed_topic_ids]
+        if not count or not subscribers:
+            continue
+        sizes_ = [len(result[m].get(topic, ())) for m in subscribers]
+        assert max(sizes_) - min(sizes_) <= 1
+        for m in subscribers:
+            ps = sorted(result[m].get(topic, ()))
+            assert ps == list(range(ps[0], ps[0] + len(ps))) if ps else True
