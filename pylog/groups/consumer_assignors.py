@@ -12,9 +12,10 @@ built-in assignors (org.apache.kafka.coordinator.group.assignor):
   counts are co-partitioned. Kafka 4.1+ dropped the 4.0 variant that looked at the current
   assignment: stickiness comes only from static members' instance ids, and so it does here.
 
-Kafka iterates hash sets where the order does not matter for correctness; this module fixes every
-such order (members by id, topics by Kafka's signed-UUID order, partitions ascending) so the same
-input always yields the same assignment on every broker.
+The same input yields the same assignment on every broker: members go in id order (as Kafka's
+own tests order them), topics that must be ranked in Kafka's signed-UUID order, and where Kafka's
+homogeneous builder walks a HashSet or HashMap the walk follows Java's bucket order, which makes
+its layouts Kafka's (checked against the expected assignments of Kafka's tests).
 
 Inputs Kafka never hands its assignors are tolerated rather than trusted: subscribed or assigned
 topics missing from ``partitions_per_topic`` (deleted topics) count as unsubscribed and are revoked,
@@ -109,6 +110,39 @@ def _java_uuid_order(topic_id: uuid.UUID) -> tuple[int, int]:
     return (msb - (1 << 64) if msb >> 63 else msb, lsb - (1 << 64) if lsb >> 63 else lsb)
 
 
+# Where Kafka's homogeneous builder walks a HashSet or HashMap (the subscribed topics, a
+# member's topics, a topic's partitions), the walk decides which partitions are dealt first and
+# which a member over its quota gives up. Java's order is that of the hash table's buckets:
+# (hash ^ hash >>> 16) & (table size - 1), the table at least 16 and grown while more than 3/4
+# full. Walking the same way gives Kafka's own layouts (its tests' expected assignments); keys
+# sharing a bucket, whose order is insertion order there, go in Kafka's sorted order here.
+def _java_table_size(count: int) -> int:
+    size = 16
+    while count > size * 3 // 4:
+        size *= 2
+    return size
+
+
+def _java_bucket(hash32: int, table_size: int) -> int:
+    return (hash32 ^ (hash32 >> 16)) & (table_size - 1)
+
+
+def _java_uuid_hash(topic_id: uuid.UUID) -> int:
+    """Kafka's Uuid.hashCode as an unsigned 32-bit value."""
+    x = (topic_id.int >> 64) ^ (topic_id.int & 0xFFFF_FFFF_FFFF_FFFF)
+    return ((x >> 32) ^ x) & 0xFFFF_FFFF
+
+
+def _java_topic_walk(topic_ids) -> list[uuid.UUID]:
+    size = _java_table_size(len(topic_ids))
+    return sorted(topic_ids, key=lambda t: (_java_bucket(_java_uuid_hash(t), size), _java_uuid_order(t)))
+
+
+def _java_partition_walk(partitions) -> list[int]:
+    size = _java_table_size(len(partitions))
+    return sorted(partitions, key=lambda p: (_java_bucket(p, size), p))
+
+
 class _GroupSpec:
     """The assignors' input cleaned of what Kafka's GroupSpec can never contain (see the module doc)."""
 
@@ -155,7 +189,7 @@ def _uniform_homogeneous(spec: _GroupSpec) -> dict[str, Assignment]:
     subscribed = spec.subscriptions[spec.member_ids[0]]
     if not subscribed:
         return {}
-    topics = sorted(subscribed, key=spec.topic_order)
+    topics = _java_topic_walk(subscribed)
     owned = {(t, p) for a in spec.assignments.values() for t, ps in a.items() for p in ps}
     unassigned = [(t, p) for t in topics for p in range(spec.partitions[t]) if (t, p) not in owned]
     total = sum(spec.partitions[t] for t in topics)
@@ -170,10 +204,11 @@ def _uniform_homogeneous(spec: _GroupSpec) -> dict[str, Assignment]:
         if has_extra:
             quota += 1
         kept: dict[uuid.UUID, set[int]] = {}
-        for topic_id, partitions in spec.assignments[member_id].items():
+        current = spec.assignments[member_id]
+        for topic_id in _java_topic_walk(current):
             if topic_id not in subscribed:
                 continue
-            ordered = sorted(partitions)
+            ordered = _java_partition_walk(current[topic_id])
             keep, revoke = ordered[:quota], ordered[quota:]
             quota -= len(keep)
             if keep:
