@@ -948,7 +948,7 @@ class Handlers:
     async def _alter_group(self, ctl, res, changes_of, validate_only):
         """A group's overrides: merged (or replaced, for AlterConfigs), checked against this
         controller's broker bounds as Kafka's controller does, stored and pushed to every broker."""
-        check_group_id(res.resource_name)
+        check_group_id(res.resource_name, altering=True)
         changes, incremental = changes_of(res)
         current = await asyncio.get_running_loop().run_in_executor(None, ctl.group_configs, res.resource_name)
         new = dict(current) if incremental else {}

@@ -111,6 +111,19 @@ def test_legacy_alter_configs_replaces_a_groups_overrides(broker):
     assert entries[HEARTBEAT].value == "7000" and entries[SESSION].value == "30000"
 
 
+def test_the_empty_group_name_is_refused(broker):
+    """confluent-kafka refuses an empty name itself; pylog's client sends it."""
+    from pylog.client import Client
+    from pylog.client.client import RESOURCE_GROUP
+    from pylog.errors import InvalidRequestError
+
+    with Client(str(broker)) as client:
+        with pytest.raises(InvalidRequestError, match="Group name must not be empty"):
+            client.describe_configs("", resource_type=RESOURCE_GROUP)
+        with pytest.raises(InvalidRequestError, match="Default group resources are not allowed."):
+            client.incremental_alter_configs(RESOURCE_GROUP, "", {SESSION: "20000"})
+
+
 def test_validate_only_changes_nothing(broker):
     admin = AdminClient({"bootstrap.servers": str(broker)})
     resource = ConfigResource(ResourceType.GROUP, "g", incremental_configs=[set_(SESSION, "20000")])
