@@ -17,6 +17,9 @@ own tests order them), topics that must be ranked in Kafka's signed-UUID order, 
 homogeneous builder walks a HashSet or HashMap the walk follows Java's bucket order, which makes
 its layouts Kafka's (checked against the expected assignments of Kafka's tests).
 
+Neither assignor looks at racks (Kafka 4.2's do not either): ``rack_id`` is carried for the
+coordinator's sake only.
+
 Inputs Kafka never hands its assignors are tolerated rather than trusted: subscribed or assigned
 topics missing from ``partitions_per_topic`` (deleted topics) count as unsubscribed and are revoked,
 partitions beyond a topic's count are dropped, and a partition found in two members' current
