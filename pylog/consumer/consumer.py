@@ -203,9 +203,9 @@ class Consumer:
         # Java's group.protocol: classic (its default) or consumer (KIP-848, the broker assigns).
         if group_protocol not in ("classic", "consumer"):
             raise ValueError(f"group_protocol must be classic or consumer, not {group_protocol!r}")
-        if group_protocol == "consumer" and log_dir is not None:
-            raise ValueError("group_protocol='consumer' needs bootstrap_servers: the embedded store's "
-                             "consumers use the classic protocol")
+        if group_protocol == "consumer" and read_only:
+            raise ValueError("group_protocol='consumer' with read_only: a reader of another process's "
+                             "directory is no member of its groups")
         if group_remote_assignor is not None and group_protocol != "consumer":
             raise ValueError("group_remote_assignor is for group_protocol='consumer'")
         self.group_protocol = group_protocol
@@ -313,11 +313,13 @@ class Consumer:
             from .assignors import get_assignor
             assignors = [get_assignor(name) for name in self._strategies]
             extra = {}
-            if self._embedded:
-                from .embedded_source import LocalMembership as membership_cls
-            elif self.group_protocol == "consumer":
+            if self.group_protocol == "consumer":
                 from .consumer_membership import ConsumerProtocolMembership as membership_cls
-                extra = self._consumer_protocol_args
+                extra = dict(self._consumer_protocol_args)
+                if self._embedded:   # a member of the store's own coordinator, in-process
+                    extra["local_store"] = self._source.store
+            elif self._embedded:
+                from .embedded_source import LocalMembership as membership_cls
             else:
                 from .membership import GroupMembership as membership_cls
             self._membership = membership_cls(self.group_id, listener=_Listener(self),

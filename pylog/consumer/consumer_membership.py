@@ -12,6 +12,10 @@ on_revoke for what was taken away and on_assign for what was added, then
 asks the thread for the ack. Partitions kept across assignments are never
 revoked.
 
+With local_store (an embedded store, Consumer(log_dir=...)), the same
+member talks to the store's own group coordinator in-process instead of over
+a connection, so consumers of one process share a KIP-848 group.
+
 Same interface as GroupMembership (membership.py). Thread-safety: public
 methods are for the user's thread; the heartbeat thread shares only the
 fields under self._lock.
@@ -36,6 +40,7 @@ log = logging.getLogger("pylog.consumer")
 
 HEARTBEAT_VERSION = 1
 JOIN, LEAVE, LEAVE_STATIC = 0, -1, -2
+_LOCAL = (-1, "in-process", -1)   # the embedded store's coordinator: no address
 # Errors after which the member starts again from epoch 0 with nothing owned.
 _REJOIN = frozenset({Errors.FENCED_MEMBER_EPOCH, Errors.UNKNOWN_MEMBER_ID})
 
@@ -50,7 +55,7 @@ class ConsumerProtocolMembership:
     def __init__(self, group_id: str, *, listener, source, rebalance_timeout_ms: int,
                  group_instance_id: str | None, client_id: str = "pylog", request_timeout_ms: int = 30000,
                  retry_backoff_ms: int = 100, remote_assignor: str | None = None, client_rack: str | None = None,
-                 max_poll_interval_ms: int | None = None, **_classic_only):
+                 max_poll_interval_ms: int | None = None, local_store=None, **_classic_only):
         self.group_id = group_id
         self.listener = listener
         self.rebalance_timeout_ms = rebalance_timeout_ms
@@ -63,6 +68,7 @@ class ConsumerProtocolMembership:
         self.max_poll_interval = (max_poll_interval_ms or rebalance_timeout_ms) / 1000
         self.client_rack = client_rack
         self._source = source
+        self._local = local_store
         # As librdkafka and Java: the member makes its id once and keeps it across rejoins.
         self.member_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         self._assignment: set[TopicPartition] = set()
@@ -118,7 +124,8 @@ class ConsumerProtocolMembership:
             raise fatal
         if need_coordinator:
             try:
-                coordinator = self._source.find_coordinator(self.group_id, refresh=True)
+                coordinator = _LOCAL if self._local is not None else \
+                    self._source.find_coordinator(self.group_id, refresh=True)
             except Exception as e:  # noqa: BLE001 - retried on the next poll
                 log.info("coordinator of group %s not found yet: %s", self.group_id, e)
                 time.sleep(min(self.retry_backoff, max(timeout_s, 0)))
@@ -149,9 +156,12 @@ class ConsumerProtocolMembership:
             epoch, coordinator = self._epoch, self._coordinator
         if leave and epoch > 0 and coordinator is not None:
             try:
-                with Connection(coordinator[1], coordinator[2], self.client_id, self.request_timeout) as conn:
-                    conn.request(self._request(LEAVE_STATIC if self.group_instance_id else LEAVE, full=False),
-                                 HEARTBEAT_VERSION)
+                leave_req = self._request(LEAVE_STATIC if self.group_instance_id else LEAVE, full=False)
+                if self._local is not None:
+                    self._local.handle(leave_req, HEARTBEAT_VERSION)
+                else:
+                    with Connection(coordinator[1], coordinator[2], self.client_id, self.request_timeout) as conn:
+                        conn.request(leave_req, HEARTBEAT_VERSION)
             except Exception as e:  # noqa: BLE001 - leaving is best effort: the session expires anyway
                 log.info("leaving group %s failed: %s", self.group_id, e)
         with self._lock:
@@ -164,8 +174,7 @@ class ConsumerProtocolMembership:
         have the thread report what is owned now."""
         unknown = [tid for tid in given if tid not in self._names]
         if unknown:
-            self._names = {t.topic_id: name for name, t in self._source.client.metadata(None).topics.items()
-                           if t.topic_id is not None}
+            self._names = self._topic_names()
         target = {TopicPartition(self._names[tid], p) for tid, ps in given.items() if tid in self._names
                   for p in ps}
         revoked = self._assignment - target
@@ -185,6 +194,14 @@ class ConsumerProtocolMembership:
             self._full = self._full or changed      # the ack: what is owned now
         if changed:
             self._wake.set()
+
+    def _topic_names(self) -> dict:
+        """{topic id: name} of the cluster's topics (the assignment names ids)."""
+        if self._local is not None:
+            cache = self._local.broker.metadata_cache
+            return self._local.call(lambda: {tid: name for name, tid in cache.topic_ids.items()})
+        return {t.topic_id: name for name, t in self._source.client.metadata(None).topics.items()
+                if t.topic_id is not None}
 
     def _revoke(self, partitions: set[TopicPartition]) -> None:
         self._assignment -= partitions
@@ -226,6 +243,10 @@ class ConsumerProtocolMembership:
                     self._wake.wait(self.retry_backoff)
                     self._wake.clear()
                     continue
+                if self._local is not None:
+                    if not self._local_heartbeat(epoch, full, idle):
+                        return
+                    continue
                 try:
                     if conn is None or conn.closed or address != coordinator:
                         if conn is not None:
@@ -250,16 +271,38 @@ class ConsumerProtocolMembership:
             if conn is not None:
                 conn.close()
 
-    def _leave_for_poll_timeout(self, conn: Connection, idle: float) -> None:
+    def _local_heartbeat(self, epoch: int, full: bool, idle: float) -> bool:
+        """One heartbeat to the embedded store's coordinator, then the wait
+        until the next; False once the store is closed."""
+        from ..errors import PylogError
+        try:
+            if epoch > 0 and idle > self.max_poll_interval:
+                self._leave_for_poll_timeout(None, idle)
+                return True
+            resp = self._local.handle(self._request(epoch, full), HEARTBEAT_VERSION)
+        except PylogError as e:
+            log.info("group %s: the embedded store stopped answering: %s", self.group_id, e)
+            return False
+        self._on_response(resp, full)
+        with self._lock:
+            interval = self._interval if self._epoch > 0 else self.retry_backoff
+        if self._wake.wait(interval):
+            self._wake.clear()
+        return True
+
+    def _leave_for_poll_timeout(self, conn: Connection | None, idle: float) -> None:
         """As Java's consumer: a member that stopped polling leaves so the
         group can move on; its partitions are lost, the next poll joins again."""
         log.warning("poll() not called for %.1f s (max.poll.interval.ms %d): leaving group %s", idle,
                     int(self.max_poll_interval * 1000), self.group_id)
+        leave = self._request(LEAVE_STATIC if self.group_instance_id else LEAVE, full=False)
         try:
-            conn.request(self._request(LEAVE_STATIC if self.group_instance_id else LEAVE, full=False),
-                         HEARTBEAT_VERSION)
-        except ConnectionClosedError:
-            pass   # the session ends it anyway
+            if conn is None:
+                self._local.handle(leave, HEARTBEAT_VERSION)
+            else:
+                conn.request(leave, HEARTBEAT_VERSION)
+        except Exception as e:  # noqa: BLE001 - the session ends it anyway
+            log.info("leaving group %s failed: %s", self.group_id, e)
         with self._lock:
             self._epoch, self._lost, self._given, self._owned_ids = JOIN, True, None, {}
             self._idle_left = True

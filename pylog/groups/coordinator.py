@@ -1040,21 +1040,9 @@ class GroupCoordinator:
         wrong = self.coordinator_error(group_id)
         if wrong:
             return all_(wrong)
-        g = self.groups.get(group_id)
-        if isinstance(g, ConsumerGroup):
-            code = self.consumer.commit_error(g, member_id, generation_id, 9, transactional=True)
-            if code:
-                return all_(code)
-            g = None   # the classic checks below do not apply
-        if g is not None and g.state is GroupState.DEAD:
-            return all_(Errors.COORDINATOR_NOT_AVAILABLE)
-        static = g.static.get(group_instance_id) if g is not None and group_instance_id is not None else None
-        if static is not None and static != member_id:
-            return all_(Errors.FENCED_INSTANCE_ID)
-        if member_id and (g is None or member_id not in g.members):
-            return all_(Errors.UNKNOWN_MEMBER_ID)
-        if generation_id >= 0 and generation_id != (g.generation_id if g is not None else 0):
-            return all_(Errors.ILLEGAL_GENERATION)
+        code = self._txn_commit_error(self.groups.get(group_id), generation_id, member_id, group_instance_id)
+        if code:
+            return all_(code)
         result, keys, values, accepted = self._offset_records(group_id, offsets)
         accepted = [((group_id, *tp), om) for tp, om in accepted]
         if not accepted:
@@ -1072,6 +1060,22 @@ class GroupCoordinator:
         pending = self.txn_offsets.setdefault(index, {}).setdefault(producer_id, {})
         pending.update(accepted)
         return self._txn_commit_wait(result, index, producer_id, accepted, last)
+
+    def _txn_commit_error(self, g, generation_id, member_id, group_instance_id) -> int:
+        """The member checks of a TxnOffsetCommit (a consumer group's are its
+        own: the generation is a member epoch)."""
+        if isinstance(g, ConsumerGroup):
+            return self.consumer.commit_error(g, member_id, generation_id, 9, transactional=True)
+        if g is not None and g.state is GroupState.DEAD:
+            return Errors.COORDINATOR_NOT_AVAILABLE
+        static = g.static.get(group_instance_id) if g is not None and group_instance_id is not None else None
+        if static is not None and static != member_id:
+            return Errors.FENCED_INSTANCE_ID
+        if member_id and (g is None or member_id not in g.members):
+            return Errors.UNKNOWN_MEMBER_ID
+        if generation_id >= 0 and generation_id != (g.generation_id if g is not None else 0):
+            return Errors.ILLEGAL_GENERATION
+        return Errors.NONE
 
     async def _txn_commit_wait(self, result, index, producer_id, accepted, last):
         code = self.runtime.committed_now(index, last)

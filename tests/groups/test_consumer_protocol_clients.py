@@ -199,3 +199,31 @@ def test_admin_describes_the_consumer_group(broker):
         assert group in {g.group_id for g in listed.valid}
     finally:
         close_all(cs)
+
+
+def test_transactional_offsets_of_a_consumer_group_member(broker):
+    from confluent_kafka import Producer
+    topic, group = "c-eos", "c-eos-g"
+    create_topic(broker, topic, 1)
+    produce(broker, topic, 10, 1)
+    c = consumer(broker, group)
+    c.subscribe([topic])
+    p = Producer({"bootstrap.servers": str(broker), "transactional.id": "c-eos-tx"})
+    try:
+        p.init_transactions(30)
+        got = []
+
+        def five():
+            msg = c.poll(0.2)
+            if msg is not None and not msg.error():
+                got.append(msg)
+            return len(got) >= 5
+        wait_until(five, "five records")
+        p.begin_transaction()
+        # The group metadata carries the member id and epoch; the coordinator checks them.
+        p.send_offsets_to_transaction([TopicPartition(topic, 0, got[-1].offset() + 1)],
+                                      c.consumer_group_metadata(), 30)
+        p.commit_transaction(30)
+        assert c.committed([TopicPartition(topic, 0)], timeout=30)[0].offset == got[-1].offset() + 1
+    finally:
+        c.close()

@@ -104,7 +104,7 @@ def test_bad_settings():
     with pytest.raises(ValueError):
         PylogConsumer(bootstrap_servers="127.0.0.1:1", group_id="g", group_protocol="eager")
     with pytest.raises(ValueError):
-        PylogConsumer(log_dir="/nonexistent", group_id="g", group_protocol="consumer")
+        PylogConsumer(log_dir="/nonexistent", group_id="g", group_protocol="consumer", read_only=True)
     with pytest.raises(ValueError):
         PylogConsumer(bootstrap_servers="127.0.0.1:1", group_id="g", group_remote_assignor="range")
 
@@ -133,3 +133,40 @@ def test_a_pylog_member_that_stops_polling_leaves_and_rejoins(broker):
     finally:
         mine.close()
         theirs.close()
+
+
+def test_embedded_consumers_share_a_kip848_group_of_the_store(tmp_path):
+    """Consumer(log_dir=..., group_protocol="consumer"): members of the
+    store's own coordinator in-process; then a broker serving the directory
+    has the group's offsets committed with member epochs."""
+    import pylog
+    d = str(tmp_path / "data")
+    with pylog.Producer(log_dir=d, num_partitions=4) as p:
+        for i in range(40):
+            p.send("emb", b"v%d" % i, partition=i % 4)
+        assert p.flush(10) == 0
+    kw = dict(log_dir=d, group_id="emb-g", group_protocol="consumer", auto_offset_reset="earliest",
+              enable_auto_commit=False)
+    a, b = pylog.Consumer("emb", **kw), pylog.Consumer("emb", **kw)
+    seen = set()
+    try:
+        def shared():
+            for c in (a, b):
+                for rec in c.poll(0.1):
+                    seen.add((rec.partition, rec.offset))
+            return len(a.assignment()) == 2 and len(b.assignment()) == 2 and len(seen) == 40
+        wait_until(shared, "two partitions each and every record read")
+        assert not ({tp.partition for tp in a.assignment()} & {tp.partition for tp in b.assignment()})
+        a.commit()
+        b.commit()
+    finally:
+        a.close()
+        b.close()
+    with running_broker(d) as broker:
+        c = consumer(broker, "emb-g")
+        try:
+            from confluent_kafka import TopicPartition
+            got = c.committed([TopicPartition("emb", p) for p in range(4)], timeout=30)
+            assert [tp.offset for tp in got] == [10, 10, 10, 10]
+        finally:
+            c.close()
