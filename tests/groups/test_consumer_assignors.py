@@ -524,3 +524,10 @@ def test_kafka_homogeneous_already_balanced_stays():
     members = {"A": member([K1], {K1: {0, 3}}), "B": member([K1, K2], {K1: {1}}),
                "C": member([K1, K2], {K1: {2, 4}})}
     assert layout(assign("uniform", members, {K1: 5})) == {"A": {K1: [0, 3]}, "B": {K1: [1]}, "C": {K1: [2, 4]}}
+
+
+def test_kafka_range_three_members_different_subscriptions():
+    # RangeAssignorTest's expected layout
+    members = {"A": member([K1, K2]), "B": member([K3]), "C": member([K2, K3])}
+    assert layout(assign("range", members, {K1: 3, K2: 3, K3: 2})) == {
+        "A": {K1: [0, 1, 2], K2: [0, 1]}, "B": {K3: [0]}, "C": {K2: [2], K3: [1]}}
