@@ -42,6 +42,7 @@ DESCRIBE_ACLS, CREATE_ACLS, DELETE_ACLS = 29, 30, 31
 
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP = 8, 9, 10, 11, 12, 13
 SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS = 14, 15, 16, 42
+CONSUMER_GROUP_HEARTBEAT, CONSUMER_GROUP_DESCRIBE = 68, 69
 
 # api_key: (min advertised, max advertised)
 ADVERTISED: dict[int, tuple[int, int]] = {
@@ -57,6 +58,10 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     DESCRIBE_GROUPS: (0, 5),  # v3: authorized operations; v4: group_instance_id of members
     LIST_GROUPS: (0, 5),      # v4: states filter; v5: types filter (KIP-848)
     DELETE_GROUPS: (0, 2),
+    # KIP-848 consumer groups (pylog/groups/consumer_group.py): librdkafka
+    # sends only heartbeat v1 (client-made member ids, regex subscriptions).
+    CONSUMER_GROUP_HEARTBEAT: (0, 1),
+    CONSUMER_GROUP_DESCRIBE: (0, 0),   # v1's MemberType (KIP-1099) is not in the generated codec
     PRODUCE: (0, 11),         # v8: record_errors (KIP-467); v9 flexible; v10-11: current leader (KIP-951)
     FETCH: (4, 17),           # v12 flexible, v13 topic ids, v15 replica_state, v16 node_endpoints (fetch_api.py)
     LIST_OFFSETS: (1, 9),     # v4: leader epochs; v7 MAX_TIMESTAMP; v8 EARLIEST_LOCAL; v9 LATEST_TIERED

@@ -26,7 +26,7 @@ log = logging.getLogger("pylog.broker")
 LONG_MAX = (1 << 63) - 1
 RACK_AWARE_REPLICA_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 
-# key: (type, default). Types: int, bool, str, list.
+# key: (type, default). Types: int, bool, str, float, list (Kafka's comma-separated LIST).
 BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "broker.id": (int, 1),
     "listeners": (str, "PLAINTEXT://127.0.0.1:9092"),
@@ -89,6 +89,21 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "group.max.session.timeout.ms": (int, 1800000),
     "group.initial.rebalance.delay.ms": (int, 3000),
     "group.max.size": (int, 2147483647),
+    # KIP-848 consumer groups (Kafka's GroupCoordinatorConfig names, defaults and checks;
+    # _check_group_coordinator below). Kafka 4.1+ also enables `streams` by default, which pylog
+    # does not serve: its default is Kafka 4.0's.
+    "group.coordinator.rebalance.protocols": (list, ["classic", "consumer"]),
+    "group.consumer.assignors": (list, ["uniform", "range"]),
+    "group.consumer.session.timeout.ms": (int, 45000),
+    "group.consumer.min.session.timeout.ms": (int, 45000),
+    "group.consumer.max.session.timeout.ms": (int, 60000),
+    "group.consumer.heartbeat.interval.ms": (int, 5000),
+    "group.consumer.min.heartbeat.interval.ms": (int, 5000),
+    "group.consumer.max.heartbeat.interval.ms": (int, 15000),
+    "group.consumer.max.size": (int, 2147483647),
+    # Kafka's default is bidirectional; pylog does not convert non-empty groups between the two
+    # protocols, which is exactly Kafka's `disabled`, so that is its default and only value.
+    "group.consumer.migration.policy": (str, "disabled"),
     "offset.metadata.max.bytes": (int, 4096),
     "offsets.retention.minutes": (int, 10080),
     "offsets.retention.check.interval.ms": (int, 600000),
@@ -182,6 +197,36 @@ _RANGES: dict[str, tuple] = {
 }
 
 
+_GROUP_CONSUMER_INT_KEYS = (
+    "group.consumer.session.timeout.ms", "group.consumer.min.session.timeout.ms",
+    "group.consumer.max.session.timeout.ms", "group.consumer.heartbeat.interval.ms",
+    "group.consumer.min.heartbeat.interval.ms", "group.consumer.max.heartbeat.interval.ms",
+    "group.consumer.max.size",
+)
+# Kafka's Group.GroupType names, in its documented order.
+_GROUP_TYPES = ("consumer", "classic", "share", "streams")
+_MIGRATION_POLICIES = ("bidirectional", "upgrade", "downgrade", "disabled")
+_ASSIGNOR_CLASSES = {
+    "org.apache.kafka.coordinator.group.assignor.UniformAssignor": "uniform",
+    "org.apache.kafka.coordinator.group.assignor.RangeAssignor": "range",
+}
+
+
+def _check_list(key: str, values: list[str], valid: tuple[str, ...] = ()) -> None:
+    """Kafka's ConfigDef.ValidList with empty and null lists refused, in its words."""
+    if not values:
+        allowed = f"[{', '.join(valid)}]" if valid else "any non-empty value"
+        raise InvalidConfigError(f"Configuration '{key}' must not be empty. Valid values include: {allowed}")
+    if len(set(values)) != len(values):
+        raise InvalidConfigError(f"Configuration '{key}' values must not be duplicated.")
+    for value in values:
+        if not value:
+            raise InvalidConfigError(f"Configuration '{key}' values must not be empty.")
+        if valid and value not in valid:
+            raise InvalidConfigError(f"Invalid value {value} for configuration {key}: String must be one of: "
+                                     f"{', '.join(valid)}")
+
+
 def _check_range(key: str, value) -> None:
     # Kafka's ConfigDef.Range wording.
     low, high = _RANGES.get(key, (None, None))
@@ -229,7 +274,10 @@ def validate_topic_name(name: str) -> None:
             f"topic name {name!r} is illegal: 1-249 characters of ASCII letters, digits, '.', '_' and '-'")
 
 
-def _to_str(v) -> str:
+def config_text(v) -> str:
+    """A typed config value as Kafka writes it (DescribeConfigs, properties files)."""
+    if isinstance(v, (list, tuple)):
+        return ",".join(map(str, v))
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)
@@ -248,6 +296,10 @@ def _parse(key: str, typ: type, text: str):
             return int(str(text).strip())
         except ValueError:
             raise InvalidConfigError(f"{key}: {text!r} is not an integer") from None
+    if typ is list:
+        # Kafka's ConfigDef LIST: comma-separated, whitespace around commas dropped, "" is [].
+        t = str(text).strip()
+        return re.split(r"\s*,\s*", t) if t else []
     if typ is float:
         try:
             v = float(str(text).strip())
@@ -291,7 +343,7 @@ class BrokerConfig:
     def __init__(self, props: dict[str, str] | None = None):
         self.props: dict[str, str] = {}
         for k, v in (props or {}).items():
-            self.props[k] = _to_str(v)
+            self.props[k] = config_text(v)
         _refuse_security(self.props)
         self.authorizer_enabled()
         unknown = [k for k in self.props if k not in BROKER_DEFAULTS and not _is_tls_key(k)]
@@ -329,6 +381,7 @@ class BrokerConfig:
                                      "never move a byte)")
         self.replica_selector()
         self._check_listener_roles()
+        self._check_group_coordinator()
 
     def _check_listener_roles(self) -> None:
         """Kafka's KafkaConfig listener rules, checked at start so a broker
@@ -465,6 +518,72 @@ class BrokerConfig:
             return _parse(key, typ, self.props[key])
         return default
 
+    def _check_group_coordinator(self) -> None:
+        """Kafka's GroupCoordinatorConfig checks (ConfigDef validators, then its `require`s and
+        KafkaConfig's), in Kafka's words, plus refusals of what pylog does not serve."""
+        for key in _GROUP_CONSUMER_INT_KEYS:
+            if self.get(key) < 1:
+                raise InvalidConfigError(f"Invalid value {self.get(key)} for configuration {key}: "
+                                         "Value must be at least 1")
+        key = "group.coordinator.rebalance.protocols"
+        protocols = self.get(key)
+        _check_list(key, protocols, valid=_GROUP_TYPES)
+        if "classic" not in protocols:
+            raise InvalidConfigError("Disabling the 'CLASSIC' protocol is not supported.")
+        unserved = sorted(set(protocols) - {"classic", "consumer"})
+        if unserved:
+            raise InvalidConfigError(f"{key}: pylog does not implement {', '.join(unserved)} groups "
+                                     "(only classic and consumer)")
+        key = "group.consumer.assignors"
+        _check_list(key, self.get(key))
+        self.consumer_group_assignors()
+        key = "group.consumer.migration.policy"
+        policy = self.get(key)
+        if policy.lower() not in _MIGRATION_POLICIES:
+            raise InvalidConfigError(f"Invalid value {policy} for configuration {key}: String must be one of "
+                                     f"(case insensitive): {', '.join(_MIGRATION_POLICIES)}")
+        if policy.lower() != "disabled":
+            raise InvalidConfigError(f"{key}={policy}: pylog implements only 'disabled' (classic and consumer "
+                                     "groups convert into each other only when empty)")
+        g = {k: self.get(f"group.consumer.{k}") for k in (
+            "session.timeout.ms", "min.session.timeout.ms", "max.session.timeout.ms",
+            "heartbeat.interval.ms", "min.heartbeat.interval.ms", "max.heartbeat.interval.ms")}
+        for ok, first, relation, second in (
+            (g["max.heartbeat.interval.ms"] >= g["min.heartbeat.interval.ms"],
+             "max.heartbeat.interval.ms", "greater than or equal to", "min.heartbeat.interval.ms"),
+            (g["heartbeat.interval.ms"] >= g["min.heartbeat.interval.ms"],
+             "heartbeat.interval.ms", "greater than or equal to", "min.heartbeat.interval.ms"),
+            (g["heartbeat.interval.ms"] <= g["max.heartbeat.interval.ms"],
+             "heartbeat.interval.ms", "less than or equal to", "max.heartbeat.interval.ms"),
+            (g["max.session.timeout.ms"] >= g["min.session.timeout.ms"],
+             "max.session.timeout.ms", "greater than or equal to", "min.session.timeout.ms"),
+            (g["session.timeout.ms"] >= g["min.session.timeout.ms"],
+             "session.timeout.ms", "greater than or equal to", "min.session.timeout.ms"),
+            (g["session.timeout.ms"] <= g["max.session.timeout.ms"],
+             "session.timeout.ms", "less than or equal to", "max.session.timeout.ms"),
+            (g["heartbeat.interval.ms"] < g["session.timeout.ms"],
+             "heartbeat.interval.ms", "less than", "session.timeout.ms"),
+        ):
+            if not ok:
+                raise InvalidConfigError(f"group.consumer.{first} must be {relation} group.consumer.{second}")
+
+    def consumer_group_assignors(self) -> tuple[str, ...]:
+        """group.consumer.assignors as assignor names, the default first. Kafka also takes the
+        built-in assignors' class names; any other class is refused as Kafka fails to load it."""
+        from ..groups.consumer_assignors import ASSIGNOR_NAMES
+        names = []
+        for entry in self.get("group.consumer.assignors"):
+            name = _ASSIGNOR_CLASSES.get(entry, entry)
+            if name not in ASSIGNOR_NAMES:
+                raise InvalidConfigError(f"Class {entry} cannot be found (pylog's consumer group assignors: "
+                                         f"{', '.join(ASSIGNOR_NAMES)})")
+            names.append(name)
+        return tuple(names)
+
+    def group_rebalance_protocols(self) -> frozenset[str]:
+        """group.coordinator.rebalance.protocols: ConsumerGroupHeartbeat is served only with `consumer`."""
+        return frozenset(self.get("group.coordinator.rebalance.protocols"))
+
     def is_set(self, key: str) -> bool:
         return key in self.props
 
@@ -537,7 +656,7 @@ class BrokerConfig:
             return str(LONG_MAX if v is None else v)
         if broker_key is None:
             return _TOPIC_ONLY_DEFAULTS[key]
-        return _to_str(self.get(broker_key))
+        return config_text(self.get(broker_key))
 
     def topic_default_is_set(self, key: str) -> bool:
         broker_key = TOPIC_CONFIGS[key][0]
@@ -667,7 +786,7 @@ def validate_topic_configs(configs: dict[str, str | None]) -> dict[str, str]:
         if key in ("message.timestamp.before.max.ms", "message.timestamp.after.max.ms") and parsed < 0:
             raise InvalidConfigError(f"{key}={value}: the value must be at least 0")
         _check_range(key, parsed)
-        out[key] = str(value).strip() if typ is float else _to_str(parsed)
+        out[key] = str(value).strip() if typ is float else config_text(parsed)
     check_compaction_lags(out)
     return out
 

@@ -14,6 +14,7 @@ import asyncio
 
 from ..errors import UnknownTopicOrPartitionError
 from ..groups import offsets_topic as ot
+from ..groups.group_configs import effective_group_config
 from ..protocol.error_codes import Errors
 from ..transactions.batches import scan_with_transactions, transactional_batch
 from .purgatory import HIGH_WATERMARK, DelayedOperation
@@ -39,6 +40,10 @@ class BrokerPartitionWriter:
     def led_partitions(self, topic):
         return sorted(i for (t, i), p in self.logs.partitions.items() if t == topic and p.is_leader)
 
+    def topic_image(self):
+        cache = self.broker.metadata_cache
+        return {name: (cache.topic_id(name), max(parts) + 1) for name, parts in cache.topics.items() if parts}
+
     def partition_exists(self, topic, index) -> bool:
         return index in self.broker.metadata_cache.topics.get(topic, {})
 
@@ -47,6 +52,11 @@ class BrokerPartitionWriter:
         st = cache.topics.get(topic, {}).get(index)
         ep = cache.brokers.get(st.leader) if st is not None and st.leader >= 0 else None
         return None if ep is None else (ep.id, ep.host, ep.port)
+
+    def group_config(self, group_id) -> dict:
+        """The group's effective KIP-848 configs ({"consumer.session.timeout.ms": int,
+        "consumer.heartbeat.interval.ms": int}): its GROUP overrides, else the broker's values."""
+        return effective_group_config(self.broker.config, self.broker.metadata_cache.group_configs.get(group_id))
 
     # ---- records ----
 

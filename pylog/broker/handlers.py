@@ -37,7 +37,8 @@ from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.produce import decode_produce_request, encode_produce_response
 from . import api_versions as av
-from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, TopicConfig, validate_topic_name
+from ..groups.group_configs import check_group_id, effective_group_config, validate_group_configs
+from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, TopicConfig, config_text, validate_topic_name
 from .epoch_api import offset_for_leader_epoch
 from .replication import leader_and_isr_response
 from .fetch_api import FetchApi
@@ -48,7 +49,7 @@ from .txn_partition_apis import TxnPartitionApis
 log = logging.getLogger("pylog.broker")
 TransactionalIdAuthorizationFailedError = for_code(Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
 
-RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
+RESOURCE_TOPIC, RESOURCE_BROKER, RESOURCE_GROUP = 2, 4, 32
 OFFSETS_TOPIC = "__consumer_offsets"
 # The authorized-operations bitfields (bit n = AclOperation code n) of
 # Metadata v8+ and DescribeCluster: with no authorizer, every operation the
@@ -866,10 +867,12 @@ class Handlers:
                         if keys is not None and key not in keys:
                             continue
                         v = cfg.get(key)
-                        value = None if v is None else ("true" if v is True else "false" if v is False else str(v))
+                        value = None if v is None else config_text(v)
                         src = 4 if cfg.is_set(key) else 5
                         configs.append(C(name=key, value=value, read_only=True, is_default=src == 5,
                                          config_source=src, is_sensitive=False, synonyms=[]))
+                elif res.resource_type == RESOURCE_GROUP:
+                    configs = self._describe_group_configs(res.resource_name, keys, req.include_synonyms)
                 else:
                     raise InvalidRequestError(f"resource type {res.resource_type} is not supported")
                 results.append(R.DescribeConfigsResult(error_code=0, error_message=None,
@@ -881,6 +884,25 @@ class Handlers:
                                                        resource_name=res.resource_name, configs=[]))
         return R(throttle_time_ms=0, results=results)
 
+    def _describe_group_configs(self, group_id, keys, include_synonyms):
+        """A group's configs as Kafka's ConfigHelper shows them: the override (source
+        GROUP_CONFIG, 8) else the broker's value (DEFAULT_CONFIG, 5), a group need not exist."""
+        C = m.DescribeConfigsResponse.DescribeConfigsResourceResult
+        S = m.DescribeConfigsResponse.DescribeConfigsSynonym
+        check_group_id(group_id)
+        overrides = self.broker.metadata_cache.group_configs.get(group_id, {})
+        values = effective_group_config(self.broker.config, overrides)
+        out = []
+        for key in sorted(values):
+            if keys is not None and key not in keys:
+                continue
+            src = 8 if key in overrides else 5
+            value = str(values[key])
+            out.append(C(name=key, value=value, read_only=False, is_default=src == 5, config_source=src,
+                         is_sensitive=False, synonyms=[S(name=key, value=value, source=src)] if include_synonyms
+                         else [], config_type=_CONFIG_TYPE_INT))
+        return out
+
     def alter_configs(self, header, req):
         """AlterConfigs: each resource's overrides replaced by the given set."""
         return self._alter(m.AlterConfigsResponse, req, lambda res: (
@@ -889,6 +911,8 @@ class Handlers:
     def incremental_alter_configs(self, header, req):
         """IncrementalAlterConfigs: SET/DELETE/APPEND/SUBTRACT per key, others kept."""
         def changes(res):
+            if res.resource_type == RESOURCE_GROUP:
+                return _group_config_changes(res.configs), True
             tc = self._topic_config(res.resource_name)
             out = {}
             for c in res.configs:
@@ -927,8 +951,14 @@ class Handlers:
             code, message = 0, None
             try:
                 name = res.resource_name
+                if res.resource_type == RESOURCE_GROUP:
+                    code, message = await self._alter_group(ctl, res, changes_of, req.validate_only)
+                    out.append(R.AlterConfigsResourceResponse(error_code=code, error_message=message,
+                                                              resource_type=res.resource_type, resource_name=name))
+                    continue
                 if res.resource_type != RESOURCE_TOPIC:
-                    raise InvalidRequestError("only topic configs can be altered (no dynamic broker configs)")
+                    raise InvalidRequestError("only topic and group configs can be altered (no dynamic broker "
+                                              "configs)")
                 if name not in self.broker.metadata_cache.topics:
                     raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
                 changes, incremental = changes_of(res)
@@ -941,6 +971,23 @@ class Handlers:
             out.append(R.AlterConfigsResourceResponse(error_code=code, error_message=message,
                                                       resource_type=res.resource_type, resource_name=res.resource_name))
         return R(throttle_time_ms=0, responses=out)
+
+    async def _alter_group(self, ctl, res, changes_of, validate_only):
+        """A group's overrides: merged (or replaced, for AlterConfigs), checked against this
+        controller's broker bounds as Kafka's controller does, stored and pushed to every broker."""
+        check_group_id(res.resource_name, altering=True)
+        changes, incremental = changes_of(res)
+        current = await asyncio.get_running_loop().run_in_executor(None, ctl.group_configs, res.resource_name)
+        new = dict(current) if incremental else {}
+        for key, value in changes.items():
+            if incremental and value is None:
+                new.pop(key, None)
+            else:
+                new[key] = value
+        new = validate_group_configs(self.broker.config, new)
+        if validate_only:
+            return 0, None
+        return await self._by_controller(ctl, "alter_group_configs", res.resource_name, new)
 
     # ---- DeleteRecords (21) ----
 
@@ -1068,6 +1115,26 @@ _I32 = struct.Struct(">i")
 
 _SET, _DELETE, _APPEND, _SUBTRACT = 0, 1, 2, 3
 _LIST_CONFIGS = frozenset({"cleanup.policy"})
+_CONFIG_TYPE_INT = 3   # DescribeConfigs v3+ ConfigType
+
+
+def _group_config_changes(configs) -> dict:
+    """IncrementalAlterConfigs operations on a group: {key: new value, None to delete}.
+    Group configs are all INT, so APPEND and SUBTRACT never apply (Kafka's words)."""
+    out = {}
+    for c in configs:
+        if c.config_operation == _SET:
+            if c.value is None:
+                raise InvalidConfigError(f"Null value not supported for group configs: {c.name}")
+            out[c.name] = c.value
+        elif c.config_operation == _DELETE:
+            out[c.name] = None
+        elif c.config_operation in (_APPEND, _SUBTRACT):
+            op = "APPEND" if c.config_operation == _APPEND else "SUBTRACT"
+            raise InvalidConfigError(f"Can't {op} to key {c.name} because its type is not LIST.")
+        else:
+            raise InvalidRequestError(f"unknown config operation {c.config_operation}")
+    return out
 
 
 def _apply_config_op(name, op, value, current, topic_config):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import uuid
 
-from ..protocol.pylog_tags import topic_configs_of
+from ..protocol.pylog_tags import group_configs_of, topic_configs_of
 
 _ZERO_UUID = uuid.UUID(int=0)
 
@@ -80,6 +80,8 @@ class MetadataCache:
         # Config overrides of every topic (the controller's, in UpdateMetadata):
         # DescribeConfigs answers from here on brokers without a replica.
         self.topic_configs: dict[str, dict[str, str]] = {}
+        # Every group's config overrides (KIP-848 GROUP resources), complete in each UpdateMetadata.
+        self.group_configs: dict[str, dict[str, str]] = {}
         # Leaders named in LeaderAndIsr (live_leaders): how a follower finds
         # its leader even before the UpdateMetadata that lists it arrives.
         self.leader_endpoints: dict[int, BrokerEndpoint] = {}
@@ -102,6 +104,9 @@ class MetadataCache:
             brokers[b.id] = eps.get(self.inter_broker_listener) or next(iter(eps.values()))
         self.brokers = brokers
         self.listeners = listeners
+        group_configs = group_configs_of(req)
+        if group_configs is not None:
+            self.group_configs = group_configs
         removed = []
         for ts in req.topic_states:
             known = ts.topic_name in self.topics

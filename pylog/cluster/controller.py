@@ -72,7 +72,7 @@ from ..protocol.messages import (
     StopReplicaRequest,
     UpdateMetadataRequest,
 )
-from ..protocol.pylog_tags import reassignment_throttle_field, topic_configs_field
+from ..protocol.pylog_tags import group_configs_field, reassignment_throttle_field, topic_configs_field
 from . import election
 from .assignment import assign_replicas
 from .metadata_store import (
@@ -465,6 +465,7 @@ class Controller:
         self._live: dict[int, BrokerInfo] = {}
         self._topics: dict[str, TopicAssignment] = {}
         self._configs: dict[str, dict[str, str]] = {}   # topic config overrides, as in the store
+        self._group_configs: dict[str, dict[str, str]] = {}   # group config overrides, as in the store
         # Partitions being reassigned: target replicas and the copy throttle
         # (bytes/s for the adding replicas; None: unthrottled). The target is
         # also in the store (replicas minus removing); the throttle is not.
@@ -579,6 +580,14 @@ class Controller:
     def topic_configs(self, name: str) -> dict[str, str]:
         return self._call(lambda: dict(self._configs.get(name, {})))
 
+    def alter_group_configs(self, group_id: str, configs: Mapping[str, str]) -> None:
+        """Replace a group's config overrides (already validated) and tell every broker
+        (UpdateMetadata carries all groups' overrides)."""
+        return self._call(self._alter_group_configs, group_id, configs)
+
+    def group_configs(self, group_id: str) -> dict[str, str]:
+        return self._call(lambda: dict(self._group_configs.get(group_id, {})))
+
     def reassign_partitions(self, targets: Mapping[TopicPartition, list[int] | None],
                             throttle: int | None = None) -> dict[TopicPartition, PylogError | None]:
         """Start moving each partition to its target replicas (None cancels a
@@ -619,6 +628,7 @@ class Controller:
               "create_topic": self._create_topic, "delete_topic": self._delete_topic,
               "create_partitions": self._create_partitions,
               "alter_topic_configs": self._alter_topic_configs,
+              "alter_group_configs": self._alter_group_configs,
               "reassign_partitions": self._reassign,
               "reassignments": self._list_reassignments,
               "elect_leaders": self._elect_leaders}[fn_name]
@@ -713,6 +723,7 @@ class Controller:
         self.channel.update_brokers(self._live)
         self._topics = dict(self.store.topics())
         self._configs = {name: dict(self.store.topic_configs(name)) for name in self._topics}
+        self._group_configs = self.store.group_configs()
         # A reassignment a previous controller started goes on (its throttle
         # was that controller's: unthrottled from here).
         self._reassigning = {(name, p): ([r for r in replicas if r not in topic.removing.get(p, ())], None)
@@ -1032,6 +1043,17 @@ class Controller:
         log.info("controller: %s config overrides now %s", name, configs)
         self._send_update_metadata(self._live, {(name, p): self._states[(name, p)] for p in topic.partitions
                                                 if (name, p) in self._states})
+
+    def _alter_group_configs(self, group_id: str, configs: Mapping[str, str]) -> None:
+        self._require_active()
+        configs = dict(configs)
+        self.store.set_group_configs(group_id, configs)
+        if configs:
+            self._group_configs[group_id] = configs
+        else:
+            self._group_configs.pop(group_id, None)
+        log.info("controller: group %s config overrides now %s", group_id, configs)
+        self._send_update_metadata(self._live, {})
 
     # -- partition reassignment (KIP-455; Kafka's steps in ZooKeeper mode) ---------------------
     #
@@ -1425,7 +1447,8 @@ class Controller:
                 topic_name=t, topic_id=self._topic_id(t), partition_states=ps,
                 _unknown_tagged_fields=self._configs_field(t))
                 for t, ps in by_topic.items()],
-            live_brokers=live_brokers)
+            live_brokers=live_brokers,
+            _unknown_tagged_fields=[group_configs_field(self._group_configs)])
         for b in sorted(brokers):
             self._send(b, req, UPDATE_METADATA_VERSION)
 

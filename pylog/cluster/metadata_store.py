@@ -327,6 +327,14 @@ class MetadataStore(abc.ABC):
         """callback(resource) after another session changed that resource's
         ACLs (stores whose only writer is this process need not call it)."""
 
+    def group_configs(self) -> dict[str, dict[str, str]]:
+        """Every group's config overrides (KIP-848 GROUP resources): {group id: {key: value}}."""
+        raise NotImplementedError
+
+    def set_group_configs(self, group_id: str, configs: dict[str, str]) -> None:
+        """Replace a group's config overrides (empty: it has none left). A fenced write."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     def cluster_id(self) -> str:
         """The cluster id, created by the first caller ever."""

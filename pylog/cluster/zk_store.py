@@ -22,6 +22,7 @@ import json
 import logging
 import threading
 import time
+import urllib.parse
 from typing import Callable
 
 from kazoo.client import KazooClient, KazooState
@@ -42,6 +43,7 @@ log = logging.getLogger("pylog.cluster.zk")
 BROKER_IDS = "/brokers/ids"
 TOPICS = "/brokers/topics"
 CONFIG_TOPICS = "/config/topics"
+CONFIG_GROUPS = "/config/groups"
 DELETE_TOPICS = "/admin/delete_topics"
 CONTROLLER = "/controller"
 CONTROLLER_EPOCH = "/controller_epoch"
@@ -522,13 +524,9 @@ class ZkMetadataStore(MetadataStore):
         out = {}
 
         def read(path):
-            try:
-                data, _ = self._zk.get(f"/config/{path}")
-            except NoNodeError:
-                return
-            config = (json.loads(data) if data else {}).get("config") or {}
+            config = self._entity_config(f"/config/{path}")
             if config:
-                out[path] = {k: str(v) for k, v in config.items()}
+                out[path] = config
         for user in self._children("/config/users"):
             read(f"users/{user}")
             for client in self._children(f"/config/users/{user}/clients"):
@@ -536,6 +534,15 @@ class ZkMetadataStore(MetadataStore):
         for client in self._children("/config/clients"):
             read(f"clients/{client}")
         return out
+
+    def _entity_config(self, path: str) -> dict[str, str]:
+        """The settings a ConfigEntity node ({"version": 1, "config": {...}}) holds; {} for none."""
+        try:
+            data, _ = self._zk.get(path)
+        except NoNodeError:
+            return {}
+        config = (json.loads(data) if data else {}).get("config") or {}
+        return {k: str(v) for k, v in config.items()}
 
     def _children(self, path: str) -> list[str]:
         try:
@@ -634,6 +641,40 @@ class ZkMetadataStore(MetadataStore):
                 return not self._closed
             ChildrenWatch(self._zk, changes, on_children)
 
+    # -- group configs: /config/groups/<group id> ----------------------------------------
+    # Kafka keeps group configs only in KRaft's metadata log; here they sit beside the topic
+    # configs in Kafka's ConfigEntity JSON. A group id may hold any character, so the node name
+    # is the id percent-encoded (Kafka's Sanitizer does the same for user and client ids).
+    def group_configs(self) -> dict[str, dict[str, str]]:
+        out = {}
+        for node in self._children(CONFIG_GROUPS):
+            config = self._entity_config(f"{CONFIG_GROUPS}/{node}")
+            if config:
+                out[urllib.parse.unquote(node)] = config
+        return out
+
+    def set_group_configs(self, group_id: str, configs: dict[str, str]) -> None:
+        path = f"{CONFIG_GROUPS}/{_group_node(group_id)}"
+        data = _dumps({"version": 1, "config": dict(configs)})
+        self._zk.ensure_path(CONFIG_GROUPS)
+        while True:
+            exists = self._zk.exists(path) is not None
+
+            def build(t):
+                if exists and configs:
+                    t.set_data(path, data)
+                elif exists:
+                    t.delete(path)
+                elif configs:
+                    t.create(path, data)
+            if not exists and not configs:
+                return
+            results = self._commit(build)
+            if isinstance(results[0], (NoNodeError, NodeExistsError)):
+                continue   # created or deleted by another writer in between: look again
+            _raise_any(results)
+            return
+
     # -- cluster-wide ----------------------------------------------------------------
     def cluster_id(self) -> str:
         while True:
@@ -662,6 +703,12 @@ class ZkMetadataStore(MetadataStore):
 
     def __repr__(self) -> str:
         return f"ZkMetadataStore({self.connect!r})"
+
+
+def _group_node(group_id: str) -> str:
+    node = urllib.parse.quote(group_id, safe="")
+    # "." and ".." are not node names ZooKeeper allows.
+    return node.replace(".", "%2E") if node in (".", "..") else node
 
 
 def _controller_from(data: bytes | None) -> int | None:

@@ -190,7 +190,7 @@ class Consumer:
                  heartbeat_interval_ms=3000, max_poll_interval_ms=300000,
                  partition_assignment_strategy=("range",), group_instance_id=None,
                  request_timeout_ms=30000, on_assign=None, on_revoke=None, on_lost=None,
-                 client_rack=None, read_only=False):
+                 client_rack=None, read_only=False, group_protocol="classic", group_remote_assignor=None):
         if (bootstrap_servers is None) == (log_dir is None):
             raise ValueError("give exactly one of bootstrap_servers and log_dir")
         if auto_offset_reset not in ("earliest", "latest", "none"):
@@ -200,6 +200,15 @@ class Consumer:
                              f"not {isolation_level!r}")
         if max_poll_records < 1:
             raise ValueError("max_poll_records must be at least 1")
+        # Java's group.protocol: classic (its default) or consumer (KIP-848, the broker assigns).
+        if group_protocol not in ("classic", "consumer"):
+            raise ValueError(f"group_protocol must be classic or consumer, not {group_protocol!r}")
+        if group_protocol == "consumer" and read_only:
+            raise ValueError("group_protocol='consumer' with read_only: a reader of another process's "
+                             "directory is no member of its groups")
+        if group_remote_assignor is not None and group_protocol != "consumer":
+            raise ValueError("group_remote_assignor is for group_protocol='consumer'")
+        self.group_protocol = group_protocol
         if isinstance(partition_assignment_strategy, str):
             partition_assignment_strategy = [s.strip() for s in partition_assignment_strategy.split(",")]
         self.group_id = group_id
@@ -223,6 +232,7 @@ class Consumer:
                             "group_instance_id": group_instance_id, "client_id": client_id,
                             "request_timeout_ms": request_timeout_ms}
         self._strategies = list(partition_assignment_strategy)
+        self._consumer_protocol_args = {"remote_assignor": group_remote_assignor, "client_rack": client_rack}
         self._callbacks = (on_assign, on_revoke, on_lost)
         self._embedded = log_dir is not None
         if self._embedded:
@@ -302,13 +312,19 @@ class Consumer:
         if self._membership is None:
             from .assignors import get_assignor
             assignors = [get_assignor(name) for name in self._strategies]
-            if self._embedded:
+            extra = {}
+            if self.group_protocol == "consumer":
+                from .consumer_membership import ConsumerProtocolMembership as membership_cls
+                extra = dict(self._consumer_protocol_args)
+                if self._embedded:   # a member of the store's own coordinator, in-process
+                    extra["local_store"] = self._source.store
+            elif self._embedded:
                 from .embedded_source import LocalMembership as membership_cls
             else:
                 from .membership import GroupMembership as membership_cls
             self._membership = membership_cls(self.group_id, listener=_Listener(self),
                                               assignors=assignors, source=self._source,
-                                              **self._group_args)
+                                              **self._group_args, **extra)
         return self._membership
 
     def subscription(self) -> set[str]:
@@ -643,9 +659,11 @@ class Consumer:
         generation, member_id = -1, ""
         if self._membership is not None:
             generation, member_id = self._membership.generation()
+        # A KIP-848 member's generation is its member epoch (OffsetCommit v9).
+        epoch = {"member_epoch": True} if self.group_protocol == "consumer" and self._membership is not None else {}
         self._source.commit_offsets(self.group_id, offsets, generation_id=generation,
                                     member_id=member_id,
-                                    group_instance_id=self._group_args["group_instance_id"])
+                                    group_instance_id=self._group_args["group_instance_id"], **epoch)
 
     def _complete_async_commits(self) -> None:
         while self._async_commits:

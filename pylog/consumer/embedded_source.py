@@ -200,10 +200,15 @@ class EmbeddedSource:
 
     def commit_offsets(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata], *,
                        generation_id: int = -1, member_id: str = "",
-                       group_instance_id: str | None = None) -> None:
-        # The local member is the group's only one: its commits need no
+                       group_instance_id: str | None = None, member_epoch: bool = False) -> None:
+        # A classic local member is the group's only one: its commits need no
         # generation check, and are stored as standalone commits (which is
         # also what a broker started later expects of a group with no members).
+        # A KIP-848 member is one of the store's coordinator's: it commits
+        # with its member epoch.
+        if member_epoch:
+            self.store.commit_offsets(group_id, offsets, member_id=member_id, member_epoch=generation_id)
+            return
         self.store.commit_offsets(group_id, offsets)
 
     def committed_offsets(self, group_id: str, partitions: list[TopicPartition],

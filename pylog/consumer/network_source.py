@@ -55,6 +55,7 @@ log = logging.getLogger("pylog.consumer")
 # librdkafka do, and a broker without it is refused (Java's
 # UnsupportedVersionException) rather than read unstably.
 OFFSET_COMMIT_VERSION = 3
+OFFSET_COMMIT_MEMBER_EPOCH_VERSION = 9   # KIP-848 members commit with their member epoch
 OFFSET_FETCH_VERSION = 3
 OFFSET_FETCH_STABLE_VERSION = 7
 OFFSET_FETCH = 9
@@ -65,7 +66,7 @@ METADATA_ERRORS = frozenset({Errors.UNKNOWN_TOPIC_OR_PARTITION, Errors.LEADER_NO
                              Errors.UNKNOWN_LEADER_EPOCH})
 # A commit from a member whose generation is gone: Java's CommitFailedException.
 GENERATION_ERRORS = frozenset({Errors.ILLEGAL_GENERATION, Errors.UNKNOWN_MEMBER_ID,
-                               Errors.REBALANCE_IN_PROGRESS})
+                               Errors.REBALANCE_IN_PROGRESS, Errors.STALE_MEMBER_EPOCH})
 # How long a preferred read replica is used before asking the leader again
 # (Java: until the next metadata expiry, metadata.max.age.ms = 5 min).
 READ_REPLICA_LEASE_S = 300.0
@@ -413,7 +414,9 @@ class NetworkSource:
 
     def commit_offsets(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata], *,
                        generation_id: int = -1, member_id: str = "",
-                       group_instance_id: str | None = None) -> None:
+                       group_instance_id: str | None = None, member_epoch: bool = False) -> None:
+        """member_epoch: generation_id is a KIP-848 member epoch, which the
+        broker takes from OffsetCommit v9 on."""
         if not offsets:
             return
         by_topic: dict[str, list] = {}
@@ -424,9 +427,11 @@ class NetworkSource:
         # v3 has no group_instance_id (v7+); the broker checks the member id.
         body = OffsetCommitRequest(
             group_id=group_id, generation_id_or_member_epoch=generation_id, member_id=member_id,
+            group_instance_id=group_instance_id if member_epoch else None,
             topics=[OffsetCommitRequest.OffsetCommitRequestTopic(name=t, partitions=ps)
                     for t, ps in by_topic.items()])
-        resp = self._group_request(group_id, body, OFFSET_COMMIT_VERSION, lambda r: next(
+        version = OFFSET_COMMIT_MEMBER_EPOCH_VERSION if member_epoch else OFFSET_COMMIT_VERSION
+        resp = self._group_request(group_id, body, version, lambda r: next(
             (p.error_code for t in r.topics for p in t.partitions if p.error_code in COORDINATOR_ERRORS), 0))
         for t in resp.topics:
             for p in t.partitions:

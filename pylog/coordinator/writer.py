@@ -51,6 +51,16 @@ class PartitionWriter(Protocol):
         the error (NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS_AFTER_APPEND,
         REQUEST_TIMED_OUT)."""
 
+    def topic_image(self) -> dict:
+        """{name: (topic_id, partition count)} of the cluster's topics, as
+        this broker knows them (KIP-848 groups subscribe by name or regex
+        and are assigned by topic id)."""
+
+    def group_config(self, group_id: str) -> dict:
+        """A KIP-848 group's effective consumer.session.timeout.ms and
+        consumer.heartbeat.interval.ms (its GROUP overrides, else the
+        broker's group.consumer.* values)."""
+
     def partition_exists(self, topic: str, index: int) -> bool:
         """Whether topic-index exists in the cluster (any topic)."""
 

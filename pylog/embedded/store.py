@@ -67,7 +67,7 @@ import threading
 from typing import ClassVar
 
 from .. import _engine
-from ..broker.api_versions import ADVERTISED, PRODUCE
+from ..broker.api_versions import ADVERTISED, CONSUMER_GROUP_HEARTBEAT, PRODUCE
 from ..broker.broker import Broker
 from ..broker.config import BrokerConfig, read_properties
 from ..broker.handlers import INTERNAL_TOPICS, produce_refused
@@ -82,6 +82,7 @@ from ..errors import (
     UnknownTopicOrPartitionError,
     UnsupportedVersionError,
 )
+from ..groups.consumer_group import ConsumerGroup
 from ..groups.coordinator import GroupState
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
@@ -109,7 +110,8 @@ _NOT_STABLE = _NOT_READY | {Errors.UNSTABLE_OFFSET_COMMIT}
 # all of which take a decoded request (Produce, for one, takes a frame).
 _COORDINATOR_APIS = frozenset({txn_api.FIND_COORDINATOR, txn_api.INIT_PRODUCER_ID, txn_api.ADD_PARTITIONS_TO_TXN,
                                txn_api.ADD_OFFSETS_TO_TXN, txn_api.END_TXN, txn_api.TXN_OFFSET_COMMIT,
-                               txn_api.DESCRIBE_TRANSACTIONS, txn_api.LIST_TRANSACTIONS})
+                               txn_api.DESCRIBE_TRANSACTIONS, txn_api.LIST_TRANSACTIONS,
+                               CONSUMER_GROUP_HEARTBEAT})   # KIP-848 members of the store's groups
 
 # How long a commit or offset fetch asks again while the group coordinator is
 # not ready (the offsets topic being created and loaded: well under a second).
@@ -454,9 +456,11 @@ class LocalStore:
 
     # ---- committed offsets: the OffsetCommit / OffsetFetch handlers ----
 
-    def commit_offsets(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+    def commit_offsets(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata], *,
+                       member_id: str = "", member_epoch: int = -1) -> None:
         """Store offsets for group_id as a standalone commit (no generation: a
-        local directory has one consumer process), answered once written.
+        local directory has one consumer process), or as a KIP-848 member's
+        (member_id and member_epoch: OffsetCommit v9), answered once written.
         Raises the pylog error of the first partition refused
         (UnknownTopicOrPartitionError, OffsetMetadataTooLarge's code, ...);
         the others are stored."""
@@ -468,10 +472,10 @@ class LocalStore:
             by_topic.setdefault(tp.topic, []).append(Q.OffsetCommitRequestPartition(
                 partition_index=tp.partition, committed_offset=om.offset, committed_leader_epoch=om.leader_epoch,
                 commit_timestamp=-1, committed_metadata=om.metadata))
-        req = Q(group_id=group_id, generation_id_or_member_epoch=-1, member_id="", group_instance_id=None,
-                retention_time_ms=-1, topics=[Q.OffsetCommitRequestTopic(name=t, partitions=ps)
-                                              for t, ps in by_topic.items()])
-        r = self._call(self._group_request, 8, 8, req,
+        req = Q(group_id=group_id, generation_id_or_member_epoch=member_epoch, member_id=member_id,
+                group_instance_id=None, retention_time_ms=-1,
+                topics=[Q.OffsetCommitRequestTopic(name=t, partitions=ps) for t, ps in by_topic.items()])
+        r = self._call(self._group_request, 8, 9 if member_id else 8, req,
                        lambda r: [p.error_code for t in r.topics for p in t.partitions])
         for code, t, p in sorted((p.error_code, t.name, p.partition_index) for t in r.topics for p in t.partitions):
             check(code, f"committing {t}-{p} for group {group_id}")
@@ -543,6 +547,11 @@ class LocalStore:
         while runtime.loading_partitions():
             await asyncio.sleep(0.01)
         for g in self.broker.groups.groups.values():
+            if isinstance(g, ConsumerGroup):   # KIP-848: no futures, its state follows its members
+                g.members.clear()
+                g.static.clear()
+                g.target.clear()
+                continue
             if g.members and g.state is not GroupState.DEAD:
                 for mm in g.members.values():
                     for fut in (mm.join_future, mm.sync_future):

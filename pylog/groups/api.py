@@ -31,6 +31,7 @@ import logging
 
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
+from .consumer_group import PROTOCOL_TYPE as CONSUMER, ConsumerGroup
 from .coordinator import GroupState, _join_error
 
 log = logging.getLogger("pylog.groups")
@@ -65,7 +66,8 @@ class GroupApis:
         return {
             10: self.find_coordinator, 11: self.join_group, 12: self.heartbeat, 13: self.leave_group,
             14: self.sync_group, 8: self.offset_commit, 9: self.offset_fetch, 15: self.describe_groups,
-            16: self.list_groups, 42: self.delete_groups,
+            16: self.list_groups, 42: self.delete_groups, 68: self.consumer_group_heartbeat,
+            69: self.consumer_group_describe,
         }
 
     # ---- FindCoordinator (10) ----
@@ -197,6 +199,36 @@ class GroupApis:
                    for mm in req.members]
         return R(throttle_time_ms=0, error_code=Errors.NONE, members=results)
 
+    # ---- ConsumerGroupHeartbeat (68) / ConsumerGroupDescribe (69): KIP-848 ----
+
+    def consumer_group_heartbeat(self, header, req):
+        return self._event(req.group_id, self._consumer_heartbeat, header, req) if req.group_id else \
+            self._consumer_heartbeat(header, req)
+
+    def _consumer_heartbeat(self, header, req):
+        c = self.coordinator
+        wrong = c.coordinator_error(req.group_id) if req.group_id else 0
+        if wrong:
+            return m.ConsumerGroupHeartbeatResponse(throttle_time_ms=0, error_code=wrong, member_id=None,
+                                                    member_epoch=0, heartbeat_interval_ms=0, assignment=None)
+        return c.consumer.heartbeat(header.request_api_version, req, header.client_id or "",
+                                    "/" + header.peer_host)
+
+    def consumer_group_describe(self, header, req):
+        R = m.ConsumerGroupDescribeResponse
+        ops = GROUP_OPERATIONS if req.include_authorized_operations else AUTHORIZED_OPERATIONS_OMITTED
+        described = [self._event(gid, self._consumer_describe, gid, ops) for gid in req.group_ids]
+        return _gathered(described, lambda groups: R(throttle_time_ms=0, groups=groups))
+
+    def _consumer_describe(self, gid, ops):
+        R = m.ConsumerGroupDescribeResponse
+        wrong = self.coordinator.coordinator_error(gid)
+        if wrong:
+            return R.DescribedGroup(error_code=wrong, group_id=gid, authorized_operations=ops)
+        d = self.coordinator.consumer.describe(gid)
+        d.authorized_operations = ops
+        return d
+
     # ---- OffsetCommit (8) / OffsetFetch (9) ----
 
     def offset_commit(self, header, req):
@@ -235,12 +267,14 @@ class GroupApis:
         require_stable = version >= 7 and req.require_stable
         if version < 8:
             wanted = None if req.topics is None else [(t.name, t.partition_indexes) for t in req.topics]
-            out = self._event(req.group_id, self._fetch_group, req.group_id, wanted, require_stable)
+            out = self._event(req.group_id, self._fetch_group, req.group_id, wanted, require_stable, None, -1)
             return self._later(out, self._single_group) if inspect.iscoroutine(out) else self._single_group(out)
         # v8+: several groups, each read by an event of its own partition.
         outs = [(g.group_id, self._event(g.group_id, self._fetch_group, g.group_id,
                                          None if g.topics is None else [(t.name, t.partition_indexes) for t in g.topics],
-                                         require_stable))
+                                         require_stable,
+                                         g.member_id if version >= 9 else None,
+                                         g.member_epoch if version >= 9 else -1))
                 for g in req.groups]
         if any(inspect.iscoroutine(o) for _gid, o in outs):
             return self._groups_later(outs)
@@ -253,7 +287,7 @@ class GroupApis:
     async def _groups_later(self, outs):
         return self._many_groups([(gid, await o if inspect.iscoroutine(o) else o) for gid, o in outs])
 
-    def _fetch_group(self, group_id, wanted, require_stable):
+    def _fetch_group(self, group_id, wanted, require_stable, member_id=None, member_epoch=-1):
         """One group's offsets: (error_code, [(topic, [(partition, offset,
         leader_epoch, metadata, error_code)])]). With require_stable a
         partition holding an offset of an open transaction is answered
@@ -263,6 +297,12 @@ class GroupApis:
         wrong = self.coordinator.coordinator_error(group_id)
         if wrong:
             return wrong, [(t, [(p, -1, -1, "", wrong) for p in ps]) for t, ps in wanted or []]
+        g = self.coordinator.describe(group_id)
+        if isinstance(g, ConsumerGroup):
+            # v9: a consumer group's member reads with its member epoch.
+            code = self.coordinator.consumer.fetch_error(g, member_id, member_epoch)
+            if code:
+                return code, []
         found = self.coordinator.fetch_offsets(
             group_id, None if wanted is None else [(t, p) for t, ps in wanted for p in ps])
         unstable = self.coordinator.pending_txn_offsets(group_id) if require_stable else ()
@@ -319,6 +359,8 @@ class GroupApis:
         # As Kafka: asked-for operations on every group answered without an error.
         ops = GROUP_OPERATIONS if with_operations else AUTHORIZED_OPERATIONS_OMITTED
         g = self.coordinator.describe(gid)
+        if isinstance(g, ConsumerGroup):
+            g = None   # as Kafka before DescribeGroups v6: not a classic group, so Dead
         if g is None:
             return R.DescribedGroup(error_code=Errors.NONE, group_id=gid, group_state=GroupState.DEAD.value,
                                     protocol_type="", protocol_data="", members=[], authorized_operations=ops)
@@ -346,9 +388,8 @@ class GroupApis:
         version = header.request_api_version
         # As Kafka: states match case-insensitively; an unknown type matches no group.
         states = {s.strip().lower() for s in req.states_filter} if version >= 4 and req.states_filter else None
-        if version >= 5 and req.types_filter and CLASSIC not in {t.lower() for t in req.types_filter}:
-            return R(throttle_time_ms=0, error_code=Errors.NONE, groups=[])
-        listed = [runtime.schedule(index, self._list_partition, index, states)
+        types = {t.lower() for t in req.types_filter} if version >= 5 and req.types_filter else None
+        listed = [runtime.schedule(index, self._list_partition, index, states, types)
                   for index in runtime.active_partitions()]
 
         def answer(per_partition):
@@ -358,15 +399,16 @@ class GroupApis:
                      groups=[lg for part in per_partition for lg in part])
         return _gathered(listed, answer)
 
-    def _list_partition(self, index, wanted):
+    def _list_partition(self, index, wanted, types=None):
         R = m.ListGroupsResponse
         c = self.coordinator
         if not c.runtime.is_active(index):
             return None   # unloaded or loading again since the request arrived
         return [R.ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value,
-                              group_type=CLASSIC)
+                              group_type=_group_type(g))
                 for g in c.list_groups() if c.partition_for(g.group_id) == index
-                and (wanted is None or g.state.value.lower() in wanted)]
+                and (wanted is None or g.state.value.lower() in wanted)
+                and (types is None or _group_type(g) in types)]
 
     def delete_groups(self, header, req):
         """Each group is deleted by an event on its partition's queue; the
@@ -379,6 +421,10 @@ class GroupApis:
     def _delete_group(self, gid):
         c = self.coordinator
         return c.coordinator_error(gid) or c.delete_group(gid)
+
+
+def _group_type(g) -> str:
+    return CONSUMER if isinstance(g, ConsumerGroup) else CLASSIC
 
 
 def _gathered(results, build):

@@ -55,6 +55,7 @@ from ..errors import NotLeaderOrFollowerError, PylogError
 from ..protocol.group_records import GroupMetadataValue
 from ..protocol.error_codes import Errors
 from . import offsets_topic as ot
+from .consumer_group import ConsumerGroup, ConsumerGroups
 from .offsets_topic import OffsetAndMetadata
 
 log = logging.getLogger("pylog.groups")
@@ -202,6 +203,8 @@ class GroupCoordinator:
         # Markers appended here whose high watermark wait is still on:
         # {index: [_MarkerWrite]}; their offsets still count as pending.
         self.txn_completing: dict[int, list] = {}
+        # KIP-848 groups share self.groups with the classic ones (one id, one group).
+        self.consumer = ConsumerGroups(self, config)
 
     # ---- start-up and shutdown ----
 
@@ -216,7 +219,7 @@ class GroupCoordinator:
     async def stop(self):
         await self.runtime.stop()
         for g in self.groups.values():
-            for m in g.members.values():
+            for m in () if isinstance(g, ConsumerGroup) else g.members.values():
                 for fut in (m.join_future, m.sync_future):
                     if fut is not None and not fut.done():
                         fut.cancel()
@@ -231,7 +234,9 @@ class GroupCoordinator:
         if out is None:
             return
         kind, key, value = out
-        if kind == "offset":
+        if kind == "consumer":
+            self.consumer.replay(key[0], key[1], value)
+        elif kind == "offset":
             group_id, topic, partition = key
             g = self._group(group_id, create=value is not None)
             if g is None:
@@ -241,14 +246,25 @@ class GroupCoordinator:
             else:
                 g.offsets[(topic, partition)] = value
         elif value is None:
-            self.groups.pop(key, None)
+            # Offsets outlive the group's metadata (a conversion to a consumer
+            # group writes this tombstone and keeps them), as in Kafka.
+            g = self.groups.get(key)
+            if isinstance(g, ConsumerGroup):
+                pass
+            elif g is not None and g.offsets:
+                self.groups[key] = Group(key)
+                self.groups[key].offsets = g.offsets
+            else:
+                self.groups.pop(key, None)
         else:
             self._restore_group(key, value)
 
     def loaded(self, index: int):
         for gid in [gid for gid, g in self.groups.items() if self.partition_for(gid) == index]:
             g = self.groups[gid]
-            if not g.members and not g.offsets:
+            if isinstance(g, ConsumerGroup):
+                self.consumer.arm_all(g)   # empty ones stay: their epochs go on
+            elif not g.members and not g.offsets:
                 del self.groups[gid]
             else:
                 self._arm(g)
@@ -282,7 +298,7 @@ class GroupCoordinator:
     def _forget_partition(self, index: int, code: int) -> int:
         gone = [g for gid, g in self.groups.items() if self.partition_for(gid) == index]
         for g in gone:
-            for mm in g.members.values():
+            for mm in () if isinstance(g, ConsumerGroup) else g.members.values():
                 for fut in (mm.join_future, mm.sync_future):
                     if fut is not None and not fut.done():
                         fut.set_result(code)
@@ -309,6 +325,10 @@ class GroupCoordinator:
                 "max.message.bytes": str(self.config.get("socket.request.max.bytes"))}
 
     def _restore_group(self, group_id, v: GroupMetadataValue):
+        old = self.groups.get(group_id)
+        if isinstance(old, ConsumerGroup):   # converted back to classic (JoinGroup on an empty one)
+            self.groups[group_id] = Group(group_id)
+            self.groups[group_id].offsets = old.offsets
         g = self._group(group_id, create=True)
         g.generation_id = v.generation
         g.protocol_type = v.protocol_type or None
@@ -405,6 +425,12 @@ class GroupCoordinator:
         if not protocols or not protocol_type:
             return _join_error(Errors.INCONSISTENT_GROUP_PROTOCOL, member_id)
         self.ensure_offsets_topic()
+        g = self.groups.get(group_id)
+        if isinstance(g, ConsumerGroup):
+            if g.members:
+                # The `disabled` migration policy: no classic member in a consumer group.
+                return _join_error(Errors.INCONSISTENT_GROUP_PROTOCOL, member_id)
+            self._consumer_to_classic(g)
         g = self._group(group_id, create=not member_id)
         if g is None or g.state is GroupState.DEAD:
             return _join_error(Errors.UNKNOWN_MEMBER_ID if member_id else Errors.COORDINATOR_NOT_AVAILABLE, member_id)
@@ -459,6 +485,15 @@ class GroupCoordinator:
         m.session_timeout_ms, m.rebalance_timeout_ms = session_timeout_ms, rebalance_timeout_ms
         self._prepare_rebalance(g, f"member {member_id} rejoined with new metadata or as leader{because}")
         return await self._wait_join(g, m)
+
+    def _consumer_to_classic(self, g: ConsumerGroup):
+        """An empty consumer group becomes a classic one (Kafka converts
+        empty groups whatever the policy): its records go, its offsets stay."""
+        records = self.consumer.delete_records(g)
+        self._store(g.group_id, [k for k, _ in records], [v for _, v in records])
+        cg = self.groups[g.group_id] = Group(g.group_id)
+        cg.offsets = g.offsets
+        log.info("group %s: empty consumer group converted to a classic group", g.group_id)
 
     async def _rejoin_static(self, version, g, old_id, new_id, client_id, client_host, session_timeout_ms,
                              rebalance_timeout_ms, protocols):
@@ -599,7 +634,7 @@ class GroupCoordinator:
         protocol_name (SyncGroup v5, KIP-559), when given, must be the group's:
         INCONSISTENT_GROUP_PROTOCOL otherwise."""
         g = self.groups.get(group_id)
-        if g is None or g.state is GroupState.DEAD:
+        if g is None or isinstance(g, ConsumerGroup) or g.state is GroupState.DEAD:
             return Errors.UNKNOWN_MEMBER_ID, b""
         m = g.members.get(member_id)
         if m is None:
@@ -682,7 +717,7 @@ class GroupCoordinator:
 
     def heartbeat(self, group_id, generation_id, member_id, group_instance_id):
         g = self.groups.get(group_id)
-        if g is None or g.state in (GroupState.DEAD, GroupState.EMPTY):
+        if g is None or isinstance(g, ConsumerGroup) or g.state in (GroupState.DEAD, GroupState.EMPTY):
             return Errors.UNKNOWN_MEMBER_ID
         m = g.members.get(member_id)
         if m is None:
@@ -703,7 +738,7 @@ class GroupCoordinator:
         admin removes one, KIP-345), a pending member id leaves at once, any
         other must be the member (and the instance's member)."""
         g = self.groups.get(group_id)
-        if g is None or g.state is GroupState.DEAD:
+        if g is None or isinstance(g, ConsumerGroup) or g.state is GroupState.DEAD:
             return Errors.UNKNOWN_MEMBER_ID
         why = f"left the group (reason: {reason or 'not provided'})"
         if not member_id:
@@ -798,7 +833,11 @@ class GroupCoordinator:
                 return fail(Errors.GROUP_ID_NOT_FOUND if version >= 9 else Errors.ILLEGAL_GENERATION)
             # A standalone consumer or an admin (assign + commit): a simple group.
             g = self.groups[group_id] = Group(group_id)
-        if generation_id < 0 and g.state is GroupState.EMPTY:
+        if isinstance(g, ConsumerGroup):
+            code = self.consumer.commit_error(g, member_id, generation_id, version)
+            if code:
+                return fail(code)
+        elif generation_id < 0 and g.state is GroupState.EMPTY:
             pass   # a simple group's commit, or any while the group is empty
         elif generation_id >= 0 or member_id or group_instance_id is not None:
             code = _member_error(g, member_id, group_instance_id)
@@ -880,7 +919,10 @@ class GroupCoordinator:
         g = self.groups.get(group_id)
         if g is None or g.state is GroupState.DEAD:
             return Errors.GROUP_ID_NOT_FOUND
-        if g.members or g.state is not GroupState.EMPTY:
+        if isinstance(g, ConsumerGroup):
+            if g.members:
+                return Errors.NON_EMPTY_GROUP
+        elif g.members or g.state is not GroupState.EMPTY:
             return Errors.NON_EMPTY_GROUP
         try:
             last = self._drop_group(g)
@@ -895,9 +937,15 @@ class GroupCoordinator:
     def _drop_group(self, g: Group) -> int:
         """Tombstones for g's offsets and metadata, and g forgotten; the
         offset of the last tombstone."""
-        keys = [ot.offset_key(g.group_id, t, p) for t, p in g.offsets] + [ot.group_key(g.group_id)]
+        keys = [ot.offset_key(g.group_id, t, p) for t, p in g.offsets]
+        if isinstance(g, ConsumerGroup):
+            keys += [k for k, _ in self.consumer.delete_records(g)]
+            g.dead = True
+        else:
+            keys.append(ot.group_key(g.group_id))
         last = self._store(g.group_id, keys, [None] * len(keys))
-        g.transition(GroupState.DEAD)
+        if not isinstance(g, ConsumerGroup):
+            g.transition(GroupState.DEAD)
         del self.groups[g.group_id]
         return last
 
@@ -928,7 +976,7 @@ class GroupCoordinator:
         """(Re-)arm the group's timer at its earliest deadline, unless it
         already fires no later. Needs the loop."""
         index = self.partition_for(g.group_id)
-        if not self.runtime.is_active(index):
+        if not self.runtime.is_active(index) or isinstance(g, ConsumerGroup):
             return
         key = ("group", g.group_id)
         when = self._next_deadline(g)
@@ -942,7 +990,7 @@ class GroupCoordinator:
 
     def _group_timer(self, group_id):
         g = self.groups.get(group_id)
-        if g is None:
+        if g is None or isinstance(g, ConsumerGroup):
             return
         try:
             self._tick_group(g, self.clock())
@@ -992,16 +1040,9 @@ class GroupCoordinator:
         wrong = self.coordinator_error(group_id)
         if wrong:
             return all_(wrong)
-        g = self.groups.get(group_id)
-        if g is not None and g.state is GroupState.DEAD:
-            return all_(Errors.COORDINATOR_NOT_AVAILABLE)
-        static = g.static.get(group_instance_id) if g is not None and group_instance_id is not None else None
-        if static is not None and static != member_id:
-            return all_(Errors.FENCED_INSTANCE_ID)
-        if member_id and (g is None or member_id not in g.members):
-            return all_(Errors.UNKNOWN_MEMBER_ID)
-        if generation_id >= 0 and generation_id != (g.generation_id if g is not None else 0):
-            return all_(Errors.ILLEGAL_GENERATION)
+        code = self._txn_commit_error(self.groups.get(group_id), generation_id, member_id, group_instance_id)
+        if code:
+            return all_(code)
         result, keys, values, accepted = self._offset_records(group_id, offsets)
         accepted = [((group_id, *tp), om) for tp, om in accepted]
         if not accepted:
@@ -1019,6 +1060,22 @@ class GroupCoordinator:
         pending = self.txn_offsets.setdefault(index, {}).setdefault(producer_id, {})
         pending.update(accepted)
         return self._txn_commit_wait(result, index, producer_id, accepted, last)
+
+    def _txn_commit_error(self, g, generation_id, member_id, group_instance_id) -> int:
+        """The member checks of a TxnOffsetCommit (a consumer group's are its
+        own: the generation is a member epoch)."""
+        if isinstance(g, ConsumerGroup):
+            return self.consumer.commit_error(g, member_id, generation_id, 9, transactional=True)
+        if g is not None and g.state is GroupState.DEAD:
+            return Errors.COORDINATOR_NOT_AVAILABLE
+        static = g.static.get(group_instance_id) if g is not None and group_instance_id is not None else None
+        if static is not None and static != member_id:
+            return Errors.FENCED_INSTANCE_ID
+        if member_id and (g is None or member_id not in g.members):
+            return Errors.UNKNOWN_MEMBER_ID
+        if generation_id >= 0 and generation_id != (g.generation_id if g is not None else 0):
+            return Errors.ILLEGAL_GENERATION
+        return Errors.NONE
 
     async def _txn_commit_wait(self, result, index, producer_id, accepted, last):
         code = self.runtime.committed_now(index, last)
@@ -1109,9 +1166,15 @@ class GroupCoordinator:
         offsets are forgotten."""
         now_ms = _now_ms() if now_ms is None else now_ms
         for g in list(self.groups.values()):
-            if g.members or g.pending or g.state is not GroupState.EMPTY:
-                continue
             if partition is not None and self.partition_for(g.group_id) != partition:
+                continue
+            if isinstance(g, ConsumerGroup):
+                # As a classic group with a protocol: empty that long, it goes with its offsets.
+                if not g.members and now_ms - g.empty_since > self.retention_ms:
+                    log.info("group %s: expired (empty consumer group, offsets past retention)", g.group_id)
+                    self._drop_group(g)
+                continue
+            if g.members or g.pending or g.state is not GroupState.EMPTY:
                 continue
             if g.protocol_type is None:
                 old = [tp for tp, om in g.offsets.items() if now_ms - om.commit_timestamp > self.retention_ms]

@@ -24,6 +24,7 @@ import logging
 import struct
 
 from .. import _engine
+from ..protocol import coordinator_records as cr
 from ..protocol.group_records import (
     GroupMetadataKey, GroupMetadataValue, OffsetCommitKey, OffsetCommitValue,
 )
@@ -90,10 +91,34 @@ def group_value(value: GroupMetadataValue) -> bytes:
     return _I16.pack(GROUP_VALUE_VERSION) + GroupMetadataValue.encode(value, GROUP_VALUE_VERSION)
 
 
+# KIP-848 consumer groups' record types (Kafka's CoordinatorRecordType):
+# type -> (key class, value class); keys are v0, values version 0.
+CONSUMER_RECORDS = {
+    3: (cr.ConsumerGroupMetadataKey, cr.ConsumerGroupMetadataValue),
+    4: (cr.ConsumerGroupPartitionMetadataKey, cr.ConsumerGroupPartitionMetadataValue),
+    5: (cr.ConsumerGroupMemberMetadataKey, cr.ConsumerGroupMemberMetadataValue),
+    6: (cr.ConsumerGroupTargetAssignmentMetadataKey, cr.ConsumerGroupTargetAssignmentMetadataValue),
+    7: (cr.ConsumerGroupTargetAssignmentMemberKey, cr.ConsumerGroupTargetAssignmentMemberValue),
+    8: (cr.ConsumerGroupCurrentMemberAssignmentKey, cr.ConsumerGroupCurrentMemberAssignmentValue),
+    16: (cr.ConsumerGroupRegularExpressionKey, cr.ConsumerGroupRegularExpressionValue),
+}
+
+
+def consumer_key(kind: int, group_id: str, member_id: str | None = None, **fields) -> bytes:
+    cls = CONSUMER_RECORDS[kind][0]
+    k = cls(group_id=group_id, **fields) if member_id is None else cls(group_id=group_id, member_id=member_id)
+    return _I16.pack(kind) + cls.encode(k, 0)
+
+
+def consumer_value(kind: int, value) -> bytes:
+    return _I16.pack(0) + CONSUMER_RECORDS[kind][1].encode(value, 0)
+
+
 def decode_record(key, value):
-    """("offset", (group, topic, partition), OffsetAndMetadata or None) or
-    ("group", group_id, GroupMetadataValue or None); None for keys of kinds
-    this broker does not use (newer group types)."""
+    """("offset", (group, topic, partition), OffsetAndMetadata or None),
+    ("group", group_id, GroupMetadataValue or None) or ("consumer", (type,
+    key struct), value struct or None) for a KIP-848 group's record; None
+    for keys of kinds this broker does not use (share, streams groups)."""
     key = bytes(key)
     kv = _I16.unpack_from(key, 0)[0]
     if kv in (0, 1):
@@ -112,6 +137,13 @@ def decode_record(key, value):
         value = bytes(value)
         vv = _I16.unpack_from(value, 0)[0]
         return "group", k.group, GroupMetadataValue.decode(value[2:], vv)
+    if kv in CONSUMER_RECORDS:
+        kcls, vcls = CONSUMER_RECORDS[kv]
+        k = kcls.decode(key[2:], 0)
+        if value is None:
+            return "consumer", (kv, k), None
+        value = bytes(value)
+        return "consumer", (kv, k), vcls.decode(value[2:], _I16.unpack_from(value, 0)[0])
     return None
 
 

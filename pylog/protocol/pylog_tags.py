@@ -23,12 +23,16 @@ ZooKeeper's /config/topics, or the KRaft metadata log):
   first_dirty_offset, end_offset, bytes_read, bytes_written, records_read,
   records_kept), for `pylog topics describe`. Kafka keeps these as the
   cleaner's JMX metrics and log lines, which a client cannot ask for.
+- GROUP_CONFIGS (tag 7005) on UpdateMetadata itself: every group's config
+  overrides (KIP-848 GROUP resources) as a JSON object {group id: {key:
+  value}}, always complete. Kafka's brokers read them from the KRaft
+  metadata log; the group coordinator on every broker needs them.
 """
 from __future__ import annotations
 
 import json
 
-__all__ = ["CLEANER_STATE_TAG", "cleaner_state_field", "cleaner_state_of", "CONTROLLER_EPOCH_TAG", "controller_epoch_field", "controller_epoch_of", "REASSIGNMENT_THROTTLE_TAG", "TOPIC_CONFIGS_TAG", "reassignment_throttle_field",
+__all__ = ["GROUP_CONFIGS_TAG", "group_configs_field", "group_configs_of", "CLEANER_STATE_TAG", "cleaner_state_field", "cleaner_state_of", "CONTROLLER_EPOCH_TAG", "controller_epoch_field", "controller_epoch_of", "REASSIGNMENT_THROTTLE_TAG", "TOPIC_CONFIGS_TAG", "reassignment_throttle_field",
            "reassignment_throttle_of", "topic_configs_field", "topic_configs_of"]
 
 # Far above the small numbers Kafka gives its own tagged fields.
@@ -36,6 +40,7 @@ TOPIC_CONFIGS_TAG = 7001
 REASSIGNMENT_THROTTLE_TAG = 7002
 CONTROLLER_EPOCH_TAG = 7003
 CLEANER_STATE_TAG = 7004
+GROUP_CONFIGS_TAG = 7005
 
 
 def topic_configs_field(configs: dict[str, str]) -> tuple[int, bytes]:
@@ -95,5 +100,23 @@ def cleaner_state_of(struct) -> dict | None:
             value = json.loads(bytes(data))
             if not isinstance(value, dict) or not isinstance(value.get("last_round"), (dict, type(None))):
                 raise ValueError(f"tagged field {tag}: not a cleaner state object")
+            return value
+    return None
+
+
+def group_configs_field(configs: dict[str, dict[str, str]]) -> tuple[int, bytes]:
+    return GROUP_CONFIGS_TAG, json.dumps(configs, separators=(",", ":"), sort_keys=True).encode()
+
+
+def group_configs_of(struct) -> dict[str, dict[str, str]] | None:
+    """Every group's overrides an UpdateMetadata carries, or None when it carries none."""
+    for tag, data in getattr(struct, "_unknown_tagged_fields", None) or ():
+        if tag == GROUP_CONFIGS_TAG:
+            value = json.loads(bytes(data))
+            if not isinstance(value, dict) or not all(
+                    isinstance(g, str) and isinstance(c, dict)
+                    and all(isinstance(k, str) and isinstance(v, str) for k, v in c.items())
+                    for g, c in value.items()):
+                raise ValueError(f"tagged field {tag}: not an object of objects of strings")
             return value
     return None
