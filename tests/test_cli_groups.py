@@ -150,14 +150,21 @@ def test_list_describe_delete_active_then_empty_group(broker):
             assert r["GROUP"] == "g" and r["CONSUMER-ID"] == member and r["CLIENT-ID"] == "cli-test"
             assert "127.0.0.1" in r["HOST"], r
 
+        # Kafka 4's verbose members: a classic group's members have no epochs and no target.
         out, _ = groups(broker, "describe", "g", "--members", "--verbose")
         assert table(out) == [{"GROUP": "g", "CONSUMER-ID": member, "HOST": rows[0]["HOST"],
-                               "CLIENT-ID": "cli-test", "#PARTITIONS": "3", "ASSIGNMENT": "t(0,1,2)"}]
+                               "CLIENT-ID": "cli-test", "#PARTITIONS": "3", "CURRENT-EPOCH": "-",
+                               "CURRENT-ASSIGNMENT": "t:0,1,2", "TARGET-EPOCH": "-", "TARGET-ASSIGNMENT": "-"}]
         out, _ = groups(broker, "describe", "g", "--state")
         lines = out.strip().splitlines()
         assert lines[0].split() == ["GROUP", "COORDINATOR", "(ID)", "ASSIGNMENT-STRATEGY", "STATE",
                                     "#MEMBERS"]
         assert lines[1].split()[0] == "g" and lines[1].split()[-3:] == ["range", "Stable", "1"]
+        out, _ = groups(broker, "describe", "g", "--state", "--verbose")
+        lines = out.strip().splitlines()
+        assert lines[0].split() == ["GROUP", "COORDINATOR", "(ID)", "ASSIGNMENT-STRATEGY", "STATE",
+                                    "GROUP-EPOCH", "TARGET-ASSIGNMENT-EPOCH", "#MEMBERS"]
+        assert lines[1].split()[-5:] == ["range", "Stable", "-", "-", "1"]
 
         # An active group can neither be reset nor deleted.
         out, err = groups(broker, "reset-offsets", "--group", "g", "--all-topics", "--to-earliest",

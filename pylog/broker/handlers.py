@@ -948,7 +948,7 @@ class Handlers:
     async def _alter_group(self, ctl, res, changes_of, validate_only):
         """A group's overrides: merged (or replaced, for AlterConfigs), checked against this
         controller's broker bounds as Kafka's controller does, stored and pushed to every broker."""
-        check_group_id(res.resource_name)
+        check_group_id(res.resource_name, altering=True)
         changes, incremental = changes_of(res)
         current = await asyncio.get_running_loop().run_in_executor(None, ctl.group_configs, res.resource_name)
         new = dict(current) if incremental else {}
@@ -1072,6 +1072,7 @@ _I32 = struct.Struct(">i")
 
 
 _SET, _DELETE, _APPEND, _SUBTRACT = 0, 1, 2, 3
+_LIST_CONFIGS = frozenset({"cleanup.policy"})
 _CONFIG_TYPE_INT = 3   # DescribeConfigs v3+ ConfigType
 
 
@@ -1087,12 +1088,11 @@ def _group_config_changes(configs) -> dict:
         elif c.config_operation == _DELETE:
             out[c.name] = None
         elif c.config_operation in (_APPEND, _SUBTRACT):
-            verb = "APPEND to" if c.config_operation == _APPEND else "SUBTRACT from"
-            raise InvalidConfigError(f"Can't {verb} key {c.name} because its type is not LIST.")
+            op = "APPEND" if c.config_operation == _APPEND else "SUBTRACT"
+            raise InvalidConfigError(f"Can't {op} to key {c.name} because its type is not LIST.")
         else:
             raise InvalidRequestError(f"unknown config operation {c.config_operation}")
     return out
-_LIST_CONFIGS = frozenset({"cleanup.policy"})
 
 
 def _apply_config_op(name, op, value, current, topic_config):

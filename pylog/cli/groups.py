@@ -1,6 +1,7 @@
-"""`pylog groups list|describe|reset-offsets|delete`: kafka-consumer-groups.sh
-over the Kafka protocol (ListGroups, FindCoordinator, DescribeGroups,
-OffsetFetch, ListOffsets, OffsetCommit, DeleteGroups).
+"""`pylog groups list|describe|reset-offsets|configs|delete`: kafka-consumer-groups.sh
+over the Kafka protocol (ListGroups, FindCoordinator, ConsumerGroupDescribe
+for KIP-848 groups and DescribeGroups for classic ones, OffsetFetch,
+ListOffsets, OffsetCommit, DeleteGroups).
 
 Output follows kafka-consumer-groups' (its tables, its "-" for an unknown
 value, its notes and error sentences) so that scripts written for it keep
@@ -17,7 +18,7 @@ import argparse
 import datetime
 import sys
 
-from ..client.client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
+from ..client.client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, RESOURCE_GROUP
 from ..client.errors import check, error_name
 from ..protocol.error_codes import Errors
 from ..protocol.errors import ProtocolError
@@ -26,7 +27,7 @@ from .common import action_parsers, open_client
 __all__ = ["add_groups_parser", "parse_datetime"]
 
 MISSING = "-"  # Kafka's MISSING_COLUMN_VALUE
-STATES = ("PreparingRebalance", "CompletingRebalance", "Stable", "Dead", "Empty")
+STATES = ("PreparingRebalance", "CompletingRebalance", "Stable", "Dead", "Empty", "Assigning", "Reconciling")
 # Kafka's GroupType names: --type values (case-insensitive) and the TYPE column.
 TYPES = {"consumer": "Consumer", "classic": "Classic", "share": "Share"}
 REBALANCING = ("PreparingRebalance", "CompletingRebalance", "Assigning", "Reconciling")
@@ -67,7 +68,8 @@ def add_groups_parser(sub) -> None:
                "LOG-END-OFFSET from ListOffsets latest, consumer columns from the\n"
                "member assignments of DescribeGroups; \"-\" where unknown).\n"
                "--members: one row per member; --state: the group's coordinator,\n"
-               "assignor, state and member count.\n"
+               "assignor, state and member count. Consumer-protocol groups (KIP-848)\n"
+               "are described with ConsumerGroupDescribe, classic ones with DescribeGroups.\n"
                "example: pylog groups describe my-group --members --verbose", _describe)
     d.add_argument("groups", nargs="*", metavar="GROUP", help="the group(s) to describe")
     d.add_argument("--group", action="append", default=[], help="a group to describe (repeatable)")
@@ -77,7 +79,8 @@ def add_groups_parser(sub) -> None:
     what.add_argument("--members", action="store_true", help="the group's members")
     what.add_argument("--state", action="store_true", help="the group's state")
     d.add_argument("--verbose", action="store_true",
-                   help="with --members: each member's assigned partitions too")
+                   help="with --members: each member's epoch, current and target assignment; with "
+                        "--state: the group and target assignment epochs")
 
     r = action("reset-offsets", "reset the committed offsets of an inactive group",
                "Compute new committed offsets for the group's partitions and print\n"
@@ -107,6 +110,22 @@ def add_groups_parser(sub) -> None:
     mode = r.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="only print the new offsets")
     mode.add_argument("--execute", action="store_true", help="commit the new offsets")
+
+    cf = action("configs", "describe or alter a group's configs (kafka-configs --entity-type groups)",
+                "A group's KIP-848 configs (consumer.session.timeout.ms,\n"
+                "consumer.heartbeat.interval.ms) as kafka-configs.sh --entity-type groups\n"
+                "--entity-name GROUP shows and changes them (DescribeConfigs,\n"
+                "IncrementalAlterConfigs on resource type GROUP). Without --add-config or\n"
+                "--delete-config: the configs set on the group (--all: every config).\n"
+                "example: pylog groups configs --group g --add-config consumer.session.timeout.ms=50000",
+                _configs)
+    cf.add_argument("--group", "--entity-name", dest="config_group", required=True, metavar="GROUP",
+                    help="the group")
+    cf.add_argument("--describe", action="store_true", help="show the configs (the default)")
+    cf.add_argument("--alter", action="store_true", help="change them (implied by --add-config/--delete-config)")
+    cf.add_argument("--all", action="store_true", help="with --describe: every config, defaults too")
+    cf.add_argument("--add-config", default=None, metavar="K=V[,K=V...]", help="configs to set")
+    cf.add_argument("--delete-config", default=None, metavar="K[,K...]", help="configs to remove")
 
     rm = action("delete", "delete consumer groups",
                 "Delete groups without active members, with their committed offsets\n"
@@ -238,7 +257,7 @@ def _describe(args) -> int:
             if args.members:
                 ok = _describe_members(args, desc)
             elif args.state:
-                ok = _describe_state(desc)
+                ok = _describe_state(args, desc)
             else:
                 ok = _describe_offsets(client, desc)
             rc = rc or (0 if ok else 1)
@@ -280,41 +299,77 @@ def _describe_offsets(client, desc) -> bool:
     return True
 
 
+def _assignment_text(tps) -> str:
+    """Kafka 4's getAssignmentString: "topic:0,1;other:2", topics and partitions sorted."""
+    by_topic: dict[str, list[int]] = {}
+    for t, p in tps:
+        by_topic.setdefault(t, []).append(p)
+    return ";".join(f"{t}:{','.join(str(p) for p in sorted(ps))}" for t, ps in sorted(by_topic.items()))
+
+
 def _describe_members(args, desc) -> bool:
+    """Kafka 4's printMembers: GROUP CONSUMER-ID [GROUP-INSTANCE-ID] HOST CLIENT-ID #PARTITIONS,
+    and with --verbose CURRENT-EPOCH CURRENT-ASSIGNMENT TARGET-EPOCH TARGET-ASSIGNMENT (UPGRADED
+    too in a group mixing classic and consumer-protocol members). A classic group's members have
+    no epochs and no target: "-"."""
     group = desc.group_id
     if not _state_note(group, desc.state, len(desc.members)):
         return desc.state != "Dead"
-    with_instance = any(m.group_instance_id for m in desc.members)
-    header = ["GROUP", "CONSUMER-ID", *(["GROUP-INSTANCE-ID"] if with_instance else []),
-              "HOST", "CLIENT-ID", "#PARTITIONS"]
-    table = []
+    rows = []
     for m in desc.members:
         tps = _assignment(m)
-        row = [group, m.member_id, *([m.group_instance_id or MISSING] if with_instance else []),
-               m.client_host, m.client_id, len(tps)]
-        if args.verbose:
-            by_topic: dict[str, list[int]] = {}
-            for t, p in tps:
-                by_topic.setdefault(t, []).append(p)
-            row.append(",".join(f"{t}({','.join(str(p) for p in sorted(ps))})"
-                                for t, ps in sorted(by_topic.items())) or MISSING)
-        table.append(row)
+        rows.append((m, tps, _assignment_text(tps) or MISSING, _assignment_text(m.target_partitions or ()) or MISSING))
+    with_instance = any(m.group_instance_id for m in desc.members)
+    migrating = any(m.upgraded is True for m in desc.members) and any(m.upgraded is False for m in desc.members)
+    widths = [max([15, len(group)]), max([15] + [len(m.member_id) for m in desc.members])]
+    if with_instance:
+        widths.append(max([17] + [len(m.group_instance_id or "") for m in desc.members]))
+    widths += [max([15] + [len(m.client_host) for m in desc.members]),
+               max([15] + [len(m.client_id) for m in desc.members]), 15]
+    header = ["GROUP", "CONSUMER-ID", *(["GROUP-INSTANCE-ID"] if with_instance else []), "HOST", "CLIENT-ID",
+              "#PARTITIONS"]
     if args.verbose:
-        header.append("ASSIGNMENT")
+        widths += [15, max([20] + [len(r[2]) for r in rows]), 15, max([20] + [len(r[3]) for r in rows])]
+        header += ["CURRENT-EPOCH", "CURRENT-ASSIGNMENT", "TARGET-EPOCH", "TARGET-ASSIGNMENT"]
+        if migrating:
+            widths.append(0)
+            header.append("UPGRADED")
+    table = []
+    for m, tps, current, target in rows:
+        row = [group, m.member_id, *([m.group_instance_id or ""] if with_instance else []), m.client_host,
+               m.client_id, len(tps)]
+        if args.verbose:
+            row += [_or_missing(m.member_epoch), current, _or_missing(desc.target_assignment_epoch), target]
+            if migrating:
+                row.append(_or_missing(None if m.upgraded is None else str(m.upgraded).lower()))
+        table.append(row)
     print()
-    print("\n".join(line.rstrip() for line in _columns(table, header)))
+    for r in (header, *table):
+        print(" ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
     return True
 
 
-def _describe_state(desc) -> bool:
+def _or_missing(value) -> str:
+    return MISSING if value is None else str(value)
+
+
+def _describe_state(args, desc) -> bool:
+    """Kafka 4's printStates; --verbose adds GROUP-EPOCH and TARGET-ASSIGNMENT-EPOCH ("-" for a
+    classic group)."""
     group = desc.group_id
-    if desc.state == "Dead":
-        return _state_note(group, desc.state, 0)
+    if not _state_note(group, desc.state, 1):
+        return False
     c = desc.coordinator
     coordinator = MISSING if c is None else f"{c.host}:{c.port}  ({c.node_id})"
-    header = ["GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"]
-    row = [group, coordinator, desc.protocol or "", desc.state, len(desc.members)]
-    widths = [max(15, len(group)), max(25, len(coordinator)), 25, 15]
+    header = ["GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE"]
+    row = [group, coordinator, desc.protocol or MISSING, desc.state]
+    widths = [max(15, len(group)), max(25, len(coordinator)), 20, 20]
+    if args.verbose:
+        header += ["GROUP-EPOCH", "TARGET-ASSIGNMENT-EPOCH"]
+        row += [_or_missing(desc.group_epoch), _or_missing(desc.target_assignment_epoch)]
+        widths += [15, 25]
+    header.append("#MEMBERS")
+    row.append(len(desc.members))
     print()
     for r in (header, row):
         print(" ".join(str(v).ljust(w) for v, w in zip(r, widths)) + " " + str(r[-1]))
@@ -440,6 +495,49 @@ def _reset(args) -> int:
               "Add --dry-run to keep this behaviour without the warning, or --execute to "
               "commit the new offsets.", file=sys.stderr)
     return rc
+
+
+# --- configs --------------------------------------------------------------------
+
+# DescribeConfigs config_source -> the name kafka-configs.sh prints (Kafka's ConfigEntry.ConfigSource).
+CONFIG_SOURCES = {1: "DYNAMIC_TOPIC_CONFIG", 2: "DYNAMIC_BROKER_CONFIG", 3: "DYNAMIC_DEFAULT_BROKER_CONFIG",
+                  4: "STATIC_BROKER_CONFIG", 5: "DEFAULT_CONFIG", 8: "DYNAMIC_GROUP_CONFIG"}
+GROUP_CONFIG_SOURCE = 8
+
+
+def _configs(args) -> int:
+    group = args.config_group
+    altering = args.add_config is not None or args.delete_config is not None
+    if args.alter and not altering:
+        _error("--alter needs --add-config and/or --delete-config")
+        return 2
+    if altering and (args.describe or args.all):
+        _error("--describe and --all cannot be combined with --add-config or --delete-config")
+        return 2
+    with open_client(args) as client:
+        if altering:
+            changes = {}
+            for item in filter(None, (x.strip() for x in (args.add_config or "").split(","))):
+                key, sep, value = item.partition("=")
+                if not sep or not key:
+                    _error(f"--add-config: expected key=value, got {item!r}")
+                    return 2
+                changes[key.strip()] = value.strip()
+            deletes = [k.strip() for k in (args.delete_config or "").split(",") if k.strip()]
+            client.incremental_alter_configs(RESOURCE_GROUP, group, changes, deletes)
+            print(f"Completed updating config for group {group}.")
+            return 0
+        entries = client.describe_configs(group, resource_type=RESOURCE_GROUP)
+        dynamic = [e for e in entries.values() if e.config_source == GROUP_CONFIG_SOURCE]
+        if not args.all and not dynamic and group not in {g.group_id for g in client.list_groups()}:
+            print(f"The group '{group}' doesn't exist and doesn't have dynamic config.")
+            return 0
+        print(f"{'All' if args.all else 'Dynamic'} configs for group {group} are:")
+        for e in sorted(entries.values() if args.all else dynamic, key=lambda e: e.name):
+            source = CONFIG_SOURCES.get(e.config_source, "UNKNOWN")
+            print(f"  {e.name}={e.value} sensitive={str(e.is_sensitive).lower()} "
+                  f"synonyms={{{source}:{e.name}={e.value}}}")
+    return 0
 
 
 # --- delete ---------------------------------------------------------------------

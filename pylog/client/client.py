@@ -9,8 +9,8 @@ Routing follows Kafka's: Produce, Fetch, ListOffsets and DeleteRecords go to
 the partition's leader, CreateTopics / DeleteTopics / CreatePartitions to the
 controller, Metadata and DescribeConfigs / AlterConfigs of topics to any
 broker (the bootstrap connection), the group requests (OffsetFetch,
-OffsetCommit, DescribeGroups, DeleteGroups) to the group's coordinator found
-with FindCoordinator, ListGroups to every broker. One Connection per broker
+OffsetCommit, ConsumerGroupDescribe, DescribeGroups, DeleteGroups) to the
+group's coordinator found with FindCoordinator, ListGroups to every broker. One Connection per broker
 id, opened on first use, reused after.
 
 Group requests are retried, until the client's timeout, while the answer is
@@ -42,6 +42,7 @@ from ..protocol.error_codes import Errors
 from ..protocol.errors import ProtocolError
 from ..protocol.messages import (
     AlterConfigsRequest,
+    ConsumerGroupDescribeRequest,
     ConsumerProtocolAssignment,
     CreatePartitionsRequest,
     CreateTopicsRequest,
@@ -52,6 +53,7 @@ from ..protocol.messages import (
     DescribeGroupsRequest,
     FetchRequest,
     FindCoordinatorRequest,
+    IncrementalAlterConfigsRequest,
     ListGroupsRequest,
     ListOffsetsRequest,
     MetadataRequest,
@@ -84,6 +86,7 @@ __all__ = [
 LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2
 RESOURCE_TOPIC = 2          # DescribeConfigs/AlterConfigs resource_type
+RESOURCE_GROUP = 32         # KIP-848 group configs
 DYNAMIC_TOPIC_CONFIG = 1    # DescribeConfigs config_source (v1+)
 DEFAULT_CONFIG = 5
 
@@ -169,19 +172,39 @@ class GroupMember:
     metadata: bytes
     assignment: bytes  # the protocol's bytes; consumer_assignment() reads the consumer protocol's
 
+    # A member of a KIP-848 consumer group (ConsumerGroupDescribe) has no protocol bytes: its
+    # epoch and its current and target assignments as (topic, partition)s instead.
+    member_epoch: int | None = None
+    partitions: list[tuple[str, int]] | None = None
+    target_partitions: list[tuple[str, int]] | None = None
+    upgraded: bool | None = None   # KIP-1099 MemberType: None unknown, False classic, True consumer
+
     def assigned_partitions(self) -> list[tuple[str, int]]:
-        """The (topic, partition)s of a consumer-protocol assignment."""
+        """The (topic, partition)s assigned to the member (a classic member's from its
+        consumer-protocol assignment bytes)."""
+        if self.partitions is not None:
+            return list(self.partitions)
         return consumer_assignment(self.assignment)
 
 
 @dataclass
 class GroupDescription:
     group_id: str
-    state: str          # Empty, PreparingRebalance, CompletingRebalance, Stable or Dead
+    state: str          # Empty, PreparingRebalance, CompletingRebalance, Stable or Dead; a consumer
+                        # group's Empty, Assigning, Reconciling, Stable
     protocol_type: str  # "consumer" for consumer groups; "" for a group with offsets only
     protocol: str       # the chosen assignor (protocol name), "" when none
     members: list[GroupMember]
     coordinator: BrokerMetadata | None = None
+    group_type: str = "classic"   # "consumer" when described by ConsumerGroupDescribe
+    group_epoch: int | None = None              # consumer groups only
+    target_assignment_epoch: int | None = None  # consumer groups only
+
+
+# ConsumerGroupDescribe v1 MemberType (KIP-1099) -> Kafka's ConsumerGroupDescription.upgraded().
+_MEMBER_TYPES = {0: False, 1: True}
+# Kafka's GroupState names of a consumer group's states (its Admin parses them case-insensitively).
+_CONSUMER_GROUP_STATES = {s.lower(): s for s in ("Empty", "Assigning", "Reconciling", "Stable", "Dead")}
 
 
 def consumer_assignment(data) -> list[tuple[str, int]]:
@@ -399,15 +422,17 @@ class Client:
         for r in resp.results:
             check(r.error_code, r.error_message or f"topic {r.name!r}")
 
-    def describe_configs(self, topic: str, keys=None) -> dict[str, ConfigEntry]:
-        """The topic's configs by name (keys=None: all of them)."""
+    def describe_configs(self, topic: str, keys=None, resource_type: int = RESOURCE_TOPIC) -> dict[str, ConfigEntry]:
+        """The topic's configs by name (keys=None: all of them); with resource_type
+        RESOURCE_GROUP, a group's (KIP-848)."""
         resp = self.any_connection().request(DescribeConfigsRequest(resources=[
             DescribeConfigsRequest.DescribeConfigsResource(
-                resource_type=RESOURCE_TOPIC, resource_name=topic,
+                resource_type=resource_type, resource_name=topic,
                 configuration_keys=None if keys is None else list(keys))]))
         out = {}
         for r in resp.results:
-            check(r.error_code, r.error_message or f"configs of topic {topic!r}")
+            what = "topic" if resource_type == RESOURCE_TOPIC else "group"
+            check(r.error_code, r.error_message or f"configs of {what} {topic!r}")
             for c in r.configs:
                 out[c.name] = ConfigEntry(c.name, c.value, c.read_only, c.config_source, c.is_sensitive)
         return out
@@ -423,6 +448,20 @@ class Client:
                          for k, v in configs.items()])], validate_only=validate_only))
         for r in resp.responses:
             check(r.error_code, r.error_message or f"configs of topic {topic!r}")
+
+    def incremental_alter_configs(self, resource_type: int, name: str, set_configs: dict | None = None,
+                                  delete: list | None = None, validate_only: bool = False) -> None:
+        """IncrementalAlterConfigs on one resource: SET each of set_configs, DELETE each key of
+        delete; the resource's other configs stay."""
+        ops = [IncrementalAlterConfigsRequest.AlterableConfig(name=k, config_operation=0, value=str(v))
+               for k, v in (set_configs or {}).items()]
+        ops += [IncrementalAlterConfigsRequest.AlterableConfig(name=k, config_operation=1, value=None)
+                for k in delete or ()]
+        resp = self.any_connection().request(IncrementalAlterConfigsRequest(resources=[
+            IncrementalAlterConfigsRequest.AlterConfigsResource(
+                resource_type=resource_type, resource_name=name, configs=ops)], validate_only=validate_only))
+        for r in resp.responses:
+            check(r.error_code, r.error_message or f"configs of {name!r}")
 
     def dynamic_configs(self, topic: str) -> dict[str, str]:
         """The configs set on the topic itself (source DYNAMIC_TOPIC_CONFIG)."""
@@ -606,9 +645,42 @@ class Client:
         return [out[g] for g in sorted(out)]
 
     def describe_group(self, group_id: str) -> GroupDescription:
-        """DescribeGroups for one group. A group the coordinator does not
-        know is state "Dead" with no members (older brokers answer that;
-        GROUP_ID_NOT_FOUND from newer ones is read the same way)."""
+        """One group, as Kafka's Admin.describeConsumerGroups finds it: ConsumerGroupDescribe
+        when the coordinator serves it (a KIP-848 consumer group), else DescribeGroups. A group
+        the coordinator does not know is state "Dead" with no members (older brokers answer
+        that; GROUP_ID_NOT_FOUND from newer ones is read the same way)."""
+        if ConsumerGroupDescribeRequest.API_KEY in self.connection(self.find_coordinator(group_id)).api_versions:
+            described = self._describe_consumer_group(group_id)
+            if described is not None:
+                return described
+        return self._describe_classic_group(group_id)
+
+    def _describe_consumer_group(self, group_id: str) -> GroupDescription | None:
+        """ConsumerGroupDescribe; None when the group is no consumer group (GROUP_ID_NOT_FOUND:
+        unknown, or of another type), which DescribeGroups then answers."""
+        resp = self._group_request(group_id, ConsumerGroupDescribeRequest(group_ids=[group_id]),
+                                   lambda r: next((g.error_code for g in r.groups), 0))
+        g = next((g for g in resp.groups if g.group_id == group_id), None)
+        if g is None:
+            raise error_for(Errors.UNKNOWN_SERVER_ERROR,
+                            f"ConsumerGroupDescribe response has no group {group_id!r}")
+        if g.error_code == Errors.GROUP_ID_NOT_FOUND:
+            return None
+        check(g.error_code, g.error_message or f"describe consumer group {group_id!r}")
+
+        def partitions(assignment):
+            return sorted((t.topic_name, p) for t in assignment.topic_partitions for p in t.partitions)
+        members = [GroupMember(m.member_id, m.instance_id, m.client_id, m.client_host, b"", b"",
+                               member_epoch=m.member_epoch, partitions=partitions(m.assignment),
+                               target_partitions=partitions(m.target_assignment),
+                               upgraded=_MEMBER_TYPES.get(getattr(m, "member_type", -1)))
+                   for m in g.members]
+        state = _CONSUMER_GROUP_STATES.get(g.group_state.lower(), g.group_state)
+        return GroupDescription(g.group_id, state, "consumer", g.assignor_name, members,
+                                self.coordinator(group_id), group_type="consumer",
+                                group_epoch=g.group_epoch, target_assignment_epoch=g.assignment_epoch)
+
+    def _describe_classic_group(self, group_id: str) -> GroupDescription:
         resp = self._group_request(group_id, DescribeGroupsRequest(groups=[group_id]),
                                    lambda r: next((g.error_code for g in r.groups), 0))
         g = next((g for g in resp.groups if g.group_id == group_id), None)

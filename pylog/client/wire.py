@@ -63,6 +63,8 @@ OUR_VERSIONS = {
     33: (0, 1),   # AlterConfigs
     37: (0, 1),   # CreatePartitions
     42: (0, 1),   # DeleteGroups
+    44: (0, 1),   # IncrementalAlterConfigs
+    69: (0, 0),   # ConsumerGroupDescribe
 }
 
 # A response larger than this is treated as a broken stream rather than

@@ -479,34 +479,35 @@ class LocalMetadataStore(MetadataStore):
                 "version": 1, "broker": self._broker_id if self._broker_id is not None else -1,
                 "block_start": str(next_id - 1), "block_end": str(next_id - 1)})
 
-    def client_quotas(self) -> dict[str, dict[str, str]]:
+    # Entity configs (client quotas, group configs): {entity: {key: value}} tables in cluster.json.
+    def _entity_table(self, table: str) -> dict[str, dict[str, str]]:
         with self._s.lock:
-            return {k: dict(v) for k, v in (self._s.cluster.get("client_quotas") or {}).items()}
+            return {k: dict(v) for k, v in (self._s.cluster.get(table) or {}).items()}
+
+    def _set_entity(self, table: str, entity: str, configs: dict[str, str], fenced: bool) -> None:
+        s = self._s
+        with s.lock:
+            if fenced:
+                self._check_epoch()
+            entries = dict(s.cluster.get(table) or {})
+            if configs:
+                entries[entity] = dict(configs)
+            else:
+                entries.pop(entity, None)
+            s.write_cluster(**{table: entries})
+
+    def client_quotas(self) -> dict[str, dict[str, str]]:
+        return self._entity_table("client_quotas")
 
     def set_client_quotas(self, entity_path: str, configs: dict[str, str]) -> None:
-        s = self._s
-        with s.lock:
-            table = dict(s.cluster.get("client_quotas") or {})
-            if configs:
-                table[entity_path] = dict(configs)
-            else:
-                table.pop(entity_path, None)
-            s.write_cluster(client_quotas=table)
+        self._set_entity("client_quotas", entity_path, configs, fenced=False)
 
     def group_configs(self) -> dict[str, dict[str, str]]:
-        with self._s.lock:
-            return {k: dict(v) for k, v in (self._s.cluster.get("group_configs") or {}).items()}
+        return self._entity_table("group_configs")
 
     def set_group_configs(self, group_id: str, configs: dict[str, str]) -> None:
-        s = self._s
-        with s.lock:
-            self._check_epoch()
-            table = dict(s.cluster.get("group_configs") or {})
-            if configs:
-                table[group_id] = dict(configs)
-            else:
-                table.pop(group_id, None)
-            s.write_cluster(group_configs=table)
+        # Written by the controller only, so fenced like its topic writes.
+        self._set_entity("group_configs", group_id, configs, fenced=True)
 
     def next_producer_id_block(self, size: int = PRODUCER_ID_BLOCK_SIZE) -> int:
         s = self._s

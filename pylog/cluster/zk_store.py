@@ -514,13 +514,9 @@ class ZkMetadataStore(MetadataStore):
         out = {}
 
         def read(path):
-            try:
-                data, _ = self._zk.get(f"/config/{path}")
-            except NoNodeError:
-                return
-            config = (json.loads(data) if data else {}).get("config") or {}
+            config = self._entity_config(f"/config/{path}")
             if config:
-                out[path] = {k: str(v) for k, v in config.items()}
+                out[path] = config
         for user in self._children("/config/users"):
             read(f"users/{user}")
             for client in self._children(f"/config/users/{user}/clients"):
@@ -528,6 +524,15 @@ class ZkMetadataStore(MetadataStore):
         for client in self._children("/config/clients"):
             read(f"clients/{client}")
         return out
+
+    def _entity_config(self, path: str) -> dict[str, str]:
+        """The settings a ConfigEntity node ({"version": 1, "config": {...}}) holds; {} for none."""
+        try:
+            data, _ = self._zk.get(path)
+        except NoNodeError:
+            return {}
+        config = (json.loads(data) if data else {}).get("config") or {}
+        return {k: str(v) for k, v in config.items()}
 
     def _children(self, path: str) -> list[str]:
         try:
@@ -558,13 +563,9 @@ class ZkMetadataStore(MetadataStore):
     def group_configs(self) -> dict[str, dict[str, str]]:
         out = {}
         for node in self._children(CONFIG_GROUPS):
-            try:
-                data, _ = self._zk.get(f"{CONFIG_GROUPS}/{node}")
-            except NoNodeError:
-                continue
-            config = (json.loads(data) if data else {}).get("config") or {}
+            config = self._entity_config(f"{CONFIG_GROUPS}/{node}")
             if config:
-                out[urllib.parse.unquote(node)] = {k: str(v) for k, v in config.items()}
+                out[urllib.parse.unquote(node)] = config
         return out
 
     def set_group_configs(self, group_id: str, configs: dict[str, str]) -> None:

@@ -12,9 +12,13 @@ built-in assignors (org.apache.kafka.coordinator.group.assignor):
   counts are co-partitioned. Kafka 4.1+ dropped the 4.0 variant that looked at the current
   assignment: stickiness comes only from static members' instance ids, and so it does here.
 
-Kafka iterates hash sets where the order does not matter for correctness; this module fixes every
-such order (members by id, topics by Kafka's signed-UUID order, partitions ascending) so the same
-input always yields the same assignment on every broker.
+The same input yields the same assignment on every broker: members go in id order (as Kafka's
+own tests order them), topics that must be ranked in Kafka's signed-UUID order, and where Kafka's
+homogeneous builder walks a HashSet or HashMap the walk follows Java's bucket order, which makes
+its layouts Kafka's (checked against the expected assignments of Kafka's tests).
+
+Neither assignor looks at racks (Kafka 4.2's do not either): ``rack_id`` is carried for the
+coordinator's sake only.
 
 Inputs Kafka never hands its assignors are tolerated rather than trusted: subscribed or assigned
 topics missing from ``partitions_per_topic`` (deleted topics) count as unsubscribed and are revoked,
@@ -25,7 +29,7 @@ assignments stays with the first member in id order.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import re2
@@ -109,8 +113,37 @@ def _java_uuid_order(topic_id: uuid.UUID) -> tuple[int, int]:
     return (msb - (1 << 64) if msb >> 63 else msb, lsb - (1 << 64) if lsb >> 63 else lsb)
 
 
-def _sorted_topics(topic_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
-    return sorted(topic_ids, key=_java_uuid_order)
+# Where Kafka's homogeneous builder walks a HashSet or HashMap (the subscribed topics, a
+# member's topics, a topic's partitions), the walk decides which partitions are dealt first and
+# which a member over its quota gives up. Java's order is that of the hash table's buckets:
+# (hash ^ hash >>> 16) & (table size - 1), the table at least 16 and grown while more than 3/4
+# full. Walking the same way gives Kafka's own layouts (its tests' expected assignments); keys
+# sharing a bucket, whose order is insertion order there, go in Kafka's sorted order here.
+def _java_table_size(count: int) -> int:
+    size = 16
+    while count > size * 3 // 4:
+        size *= 2
+    return size
+
+
+def _java_bucket(hash32: int, table_size: int) -> int:
+    return (hash32 ^ (hash32 >> 16)) & (table_size - 1)
+
+
+def _java_uuid_hash(topic_id: uuid.UUID) -> int:
+    """Kafka's Uuid.hashCode as an unsigned 32-bit value."""
+    x = (topic_id.int >> 64) ^ (topic_id.int & 0xFFFF_FFFF_FFFF_FFFF)
+    return ((x >> 32) ^ x) & 0xFFFF_FFFF
+
+
+def _java_topic_walk(topic_ids) -> list[uuid.UUID]:
+    size = _java_table_size(len(topic_ids))
+    return sorted(topic_ids, key=lambda t: (_java_bucket(_java_uuid_hash(t), size), _java_uuid_order(t)))
+
+
+def _java_partition_walk(partitions) -> list[int]:
+    size = _java_table_size(len(partitions))
+    return sorted(partitions, key=lambda p: (_java_bucket(p, size), p))
 
 
 class _GroupSpec:
@@ -118,17 +151,26 @@ class _GroupSpec:
 
     def __init__(self, members: Mapping[str, MemberSubscription], partitions_per_topic: Mapping[uuid.UUID, int]):
         self.partitions = {t: n for t, n in partitions_per_topic.items() if n > 0}
+        order = {t: _java_uuid_order(t) for t in self.partitions}
+        self.topic_order = order.__getitem__
         self.member_ids = sorted(members)
         self.instance_ids = {m: members[m].instance_id for m in self.member_ids}
         self.subscriptions: dict[str, frozenset[uuid.UUID]] = {}
         self.assignments: dict[str, dict[uuid.UUID, frozenset[int]]] = {}
         claimed: set[tuple[uuid.UUID, int]] = set()
+        # Members mostly share a handful of subscriptions: each distinct one is filtered once
+        # (UUID hashing is Python code, and large groups have members x topics of them).
+        existing: dict[frozenset, frozenset] = {}
         for member_id in self.member_ids:
             member = members[member_id]
-            self.subscriptions[member_id] = frozenset(t for t in member.subscribed_topic_ids if t in self.partitions)
+            subscribed = frozenset(member.subscribed_topic_ids)
+            kept_topics = existing.get(subscribed)
+            if kept_topics is None:
+                kept_topics = existing[subscribed] = frozenset(t for t in subscribed if t in self.partitions)
+            self.subscriptions[member_id] = kept_topics
             current: dict[uuid.UUID, frozenset[int]] = {}
-            for topic_id in _sorted_topics(member.assignment):
-                count = self.partitions.get(topic_id, 0)
+            for topic_id in sorted((t for t in member.assignment if t in order), key=self.topic_order):
+                count = self.partitions[topic_id]
                 kept = frozenset(
                     p for p in member.assignment[topic_id] if 0 <= p < count and (topic_id, p) not in claimed
                 )
@@ -150,7 +192,7 @@ def _uniform_homogeneous(spec: _GroupSpec) -> dict[str, Assignment]:
     subscribed = spec.subscriptions[spec.member_ids[0]]
     if not subscribed:
         return {}
-    topics = _sorted_topics(subscribed)
+    topics = _java_topic_walk(subscribed)
     owned = {(t, p) for a in spec.assignments.values() for t, ps in a.items() for p in ps}
     unassigned = [(t, p) for t in topics for p in range(spec.partitions[t]) if (t, p) not in owned]
     total = sum(spec.partitions[t] for t in topics)
@@ -165,10 +207,11 @@ def _uniform_homogeneous(spec: _GroupSpec) -> dict[str, Assignment]:
         if has_extra:
             quota += 1
         kept: dict[uuid.UUID, set[int]] = {}
-        for topic_id, partitions in spec.assignments[member_id].items():
+        current = spec.assignments[member_id]
+        for topic_id in _java_topic_walk(current):
             if topic_id not in subscribed:
                 continue
-            ordered = sorted(partitions)
+            ordered = _java_partition_walk(current[topic_id])
             keep, revoke = ordered[:quota], ordered[quota:]
             quota -= len(keep)
             if keep:
@@ -298,7 +341,7 @@ class _UniformHeterogeneous:
     def _topic_order(self, topic_id: uuid.UUID):
         # Partitions per subscriber descending, then fewer subscribers first, then topic id.
         count, subscribers = self.spec.partitions[topic_id], len(self.subscribers[topic_id])
-        return (-count / subscribers, subscribers, _java_uuid_order(topic_id))
+        return (-count / subscribers, subscribers, self.spec.topic_order(topic_id))
 
     def _revoke_unsubscribed(self) -> None:
         for index, member_id in enumerate(self.member_ids):
@@ -392,28 +435,28 @@ def _range(spec: _GroupSpec) -> dict[str, Assignment]:
         return (0, instance_id, "") if instance_id is not None else (1, "", member_id)
 
     members = sorted(spec.member_ids, key=order)
-    subscriber_counts: dict[uuid.UUID, int] = {}
+    # Each topic is cut on its own among its subscribers, in that one member order.
+    subscribers: dict[uuid.UUID, list[str]] = {}
+    by_subscription: dict[frozenset, list[str]] = {}
     for member_id in members:
-        for topic_id in spec.subscriptions[member_id]:
-            subscriber_counts[topic_id] = subscriber_counts.get(topic_id, 0) + 1
-    next_start = dict.fromkeys(subscriber_counts, 0)
-    extras = {t: spec.partitions[t] % n for t, n in subscriber_counts.items()}
-
-    result: dict[str, Assignment] = {}
-    for member_id in members:
-        assignment: Assignment = {}
-        for topic_id in _sorted_topics(spec.subscriptions[member_id]):
-            count = spec.partitions[topic_id]
-            quota = count // subscriber_counts[topic_id]
-            if extras[topic_id] > 0:
-                quota += 1
-                extras[topic_id] -= 1
-            start = next_start[topic_id]
-            stop = min(start + quota, count)
-            next_start[topic_id] = stop
-            if start < stop:
-                assignment[topic_id] = frozenset(range(start, stop))
-        result[member_id] = assignment
+        by_subscription.setdefault(spec.subscriptions[member_id], []).append(member_id)
+    position = {m: i for i, m in enumerate(members)}
+    for topics, group in by_subscription.items():
+        for topic_id in topics:
+            subscribers.setdefault(topic_id, []).extend(group)
+    result: dict[str, Assignment] = {member_id: {} for member_id in members}
+    for topic_id, subscribed in subscribers.items():
+        if len(by_subscription) > 1:
+            subscribed.sort(key=position.__getitem__)
+        count = spec.partitions[topic_id]
+        quota, extra = divmod(count, len(subscribed))
+        start = 0
+        for index, member_id in enumerate(subscribed):
+            stop = min(start + quota + (1 if index < extra else 0), count)
+            if start >= stop:
+                break
+            result[member_id][topic_id] = frozenset(range(start, stop))
+            start = stop
     return result
 
 

@@ -38,9 +38,11 @@ _UNSERVED_KEYS = {
 }
 
 
-def check_group_id(group_id: str | None) -> None:
+def check_group_id(group_id: str | None, altering: bool = False) -> None:
+    """Kafka refuses the empty group name (the "default" resource), in its two sentences."""
     if not group_id:
-        raise InvalidRequestError("Group name can't be empty.")
+        raise InvalidRequestError("Default group resources are not allowed." if altering
+                                  else "Group name must not be empty")
 
 
 def effective_group_config(broker_config, overrides: Mapping[str, str] | None) -> dict[str, int]:

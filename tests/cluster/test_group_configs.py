@@ -94,6 +94,36 @@ def test_out_of_bounds_is_invalid_config_and_changes_nothing(broker):
     assert group_entries(admin, "g")[SESSION].value == "20000"
 
 
+def test_legacy_alter_configs_replaces_a_groups_overrides(broker):
+    """AlterConfigs (33), which Kafka's controller takes for groups too: the given set replaces
+    what the group had."""
+    from pylog.client import Client
+    from pylog.protocol.messages import AlterConfigsRequest
+
+    admin = AdminClient({"bootstrap.servers": str(broker)})
+    alter(admin, "legacy", set_(SESSION, "20000"), set_(HEARTBEAT, "6000"))
+    R = AlterConfigsRequest
+    with Client(str(broker)) as client:
+        resp = client.any_connection().request(R(resources=[R.AlterConfigsResource(
+            resource_type=32, resource_name="legacy", configs=[R.AlterableConfig(name=HEARTBEAT, value="7000")])]))
+    assert [(r.error_code, r.resource_type, r.resource_name) for r in resp.responses] == [(0, 32, "legacy")]
+    entries = group_entries(admin, "legacy")
+    assert entries[HEARTBEAT].value == "7000" and entries[SESSION].value == "30000"
+
+
+def test_the_empty_group_name_is_refused(broker):
+    """confluent-kafka refuses an empty name itself; pylog's client sends it."""
+    from pylog.client import Client
+    from pylog.client.client import RESOURCE_GROUP
+    from pylog.errors import InvalidRequestError
+
+    with Client(str(broker)) as client:
+        with pytest.raises(InvalidRequestError, match="Group name must not be empty"):
+            client.describe_configs("", resource_type=RESOURCE_GROUP)
+        with pytest.raises(InvalidRequestError, match="Default group resources are not allowed."):
+            client.incremental_alter_configs(RESOURCE_GROUP, "", {SESSION: "20000"})
+
+
 def test_validate_only_changes_nothing(broker):
     admin = AdminClient({"bootstrap.servers": str(broker)})
     resource = ConfigResource(ResourceType.GROUP, "g", incremental_configs=[set_(SESSION, "20000")])
@@ -159,3 +189,35 @@ def test_zookeeper_new_controller_keeps_the_overrides(zk_connect):
         wait_until(lambda: all(b.broker.coordinator_writer.group_config("a/b c")[HEARTBEAT] == 5000
                                for b in survivors), what="the deletion through the new controller")
         assert new.broker.metadata_store.group_configs() == {}
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def pylog_groups(broker, *args, rc=0):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "pylog", "groups", *args, "--bootstrap-server", str(broker)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == rc, (args, out.returncode, out.stdout, out.stderr)
+    return out.stdout, out.stderr
+
+
+def test_groups_configs_command_as_kafka_configs(broker):
+    out, _ = pylog_groups(broker, "configs", "--group", "cli-g")
+    assert out == "The group 'cli-g' doesn't exist and doesn't have dynamic config.\n"
+    out, _ = pylog_groups(broker, "configs", "--group", "cli-g", "--alter",
+                          "--add-config", f"{SESSION}=25000,{HEARTBEAT}=6000")
+    assert out == "Completed updating config for group cli-g.\n"
+    out, _ = pylog_groups(broker, "configs", "--group", "cli-g", "--describe")
+    assert out == ("Dynamic configs for group cli-g are:\n"
+                   f"  {HEARTBEAT}=6000 sensitive=false synonyms={{DYNAMIC_GROUP_CONFIG:{HEARTBEAT}=6000}}\n"
+                   f"  {SESSION}=25000 sensitive=false synonyms={{DYNAMIC_GROUP_CONFIG:{SESSION}=25000}}\n")
+    pylog_groups(broker, "configs", "--entity-name", "cli-g", "--delete-config", HEARTBEAT)
+    out, _ = pylog_groups(broker, "configs", "--group", "cli-g", "--all")
+    assert out == ("All configs for group cli-g are:\n"
+                   f"  {HEARTBEAT}=5000 sensitive=false synonyms={{DEFAULT_CONFIG:{HEARTBEAT}=5000}}\n"
+                   f"  {SESSION}=25000 sensitive=false synonyms={{DYNAMIC_GROUP_CONFIG:{SESSION}=25000}}\n")
+    _, err = pylog_groups(broker, "configs", "--group", "cli-g", "--add-config", f"{SESSION}=5", rc=1)
+    assert err.strip() == ("Error: INVALID_CONFIG (40): consumer.session.timeout.ms must be greater than or equal "
+                           "to group.consumer.min.session.timeout.ms")

@@ -232,6 +232,7 @@ def _fenced_writes(store, topic):
         "create_partition_state": lambda: store.create_partition_state(topic, 1, tp_state),
         "update_partition_state": lambda: store.update_partition_state(topic, 0, tp_state, 0),
         "delete_topic": lambda: store.delete_topic(topic),
+        "set_group_configs": lambda: store.set_group_configs("g", {"consumer.session.timeout.ms": "50000"}),
     }
 
 
@@ -244,6 +245,7 @@ def _assert_fenced(stale, current, topic):
     assert set(current.topics()) == {topic}
     assert sorted(current.topics()[topic].partitions) == [0, 1]
     assert current.topic_configs(topic) == {"cleanup.policy": "delete"}
+    assert current.group_configs() == {}
     assert current.partition_state(topic, 0).partition_epoch == 0
     assert current.partition_state(topic, 1) is None
     # The current controller writes fine.
@@ -458,3 +460,17 @@ def test_zookeeper_server_reports_a_missing_package(monkeypatch):
     monkeypatch.setattr(zk_server, "ZOOKEEPER_JAR", "/nonexistent/zookeeper.jar")
     with pytest.raises(zk_server.ZooKeeperUnavailable, match="zookeeper package"):
         zk_server.ZooKeeperServer().start()
+
+
+def test_group_configs_any_group_id(make_store):
+    """Group ids may hold anything ('/', '%', '.', '..' are not ZooKeeper node names as they
+    are); every session reads back exactly what was written, and an empty set removes it."""
+    a, b = make_store(), make_store()
+    ids = ["g", "a/b c", "%41", ".", "..", "ü"]
+    for i, gid in enumerate(ids):
+        a.set_group_configs(gid, {"consumer.heartbeat.interval.ms": str(5000 + i)})
+    assert b.group_configs() == {gid: {"consumer.heartbeat.interval.ms": str(5000 + i)} for i, gid in enumerate(ids)}
+    for gid in ids[1:]:
+        b.set_group_configs(gid, {})
+    b.set_group_configs("never-set", {})
+    assert a.group_configs() == {"g": {"consumer.heartbeat.interval.ms": "5000"}}

@@ -200,10 +200,10 @@ def test_uniform_partitions_beyond_the_topic_and_double_owners_are_dropped():
     assert 0 in result["a"][T1] and 1 in result["b"][T1]
 
 
-def test_uniform_topic_order_is_kafkas_signed_uuid_order():
+def test_uniform_topic_order_is_javas_hash_order():
     members = {"a": member([T1, T_NEG]), "b": member([T1, T_NEG])}
     result = assign("uniform", members, {T1: 1, T_NEG: 1})
-    # T_NEG sorts first, so the first member takes it.
+    # T_NEG's hash falls in bucket 0, T1's in bucket 1: the first member takes T_NEG.
     assert result == {"a": {T_NEG: frozenset({0})}, "b": {T1: frozenset({0})}}
 
 
@@ -413,3 +413,114 @@ def test_compile_regex_is_re2_and_matches_whole_names():
 def test_compile_regex_refuses_what_re2_refuses(bad):
     with pytest.raises(ValueError):
         compile_regex(bad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(groups())
+def test_property_range_cuts_each_topic_into_contiguous_balanced_ranges(group):
+    members, partitions = group
+    result = assign("range", members, partitions)
+    for topic, count in partitions.items():
+        subscribers = [m for m, s in members.items() if topic in s.subscribed_topic_ids]
+        if not count or not subscribers:
+            continue
+        sizes_ = [len(result[m].get(topic, ())) for m in subscribers]
+        assert max(sizes_) - min(sizes_) <= 1
+        for m in subscribers:
+            ps = sorted(result[m].get(topic, ()))
+            assert ps == list(range(ps[0], ps[0] + len(ps))) if ps else True
+
+
+# -- Kafka's own expected layouts (UniformHeterogeneousAssignmentBuilderTest, members in id order) --
+
+
+def kafka_uuid(text: str) -> uuid.UUID:
+    """Kafka's Uuid.fromString: unpadded url-safe base64 of the 16 bytes."""
+    import base64
+    return uuid.UUID(bytes=base64.urlsafe_b64decode(text + "=="))
+
+
+K1, K2, K3 = (kafka_uuid(t) for t in ("T1-A4s3VTwiI5CTbEp6POw", "T2-B4s3VTwiI5YHbPp6YUe", "T3-CU8fVTLCz5YMkLoDQsa"))
+
+
+def layout(result):
+    return {m: {t: sorted(ps) for t, ps in a.items()} for m, a in result.items()}
+
+
+def test_kafka_heterogeneous_first_assignment():
+    members = {"A": member([K1, K3]), "B": member([K3])}
+    assert layout(assign("uniform", members, {K1: 3, K3: 6})) == {
+        "A": {K1: [0, 1, 2], K3: [4]}, "B": {K3: [0, 1, 2, 3, 5]}}
+
+
+def test_kafka_heterogeneous_unbalanced_previous_assignment():
+    members = {
+        "A": member([K1], {K1: {0, 1, 2}}),
+        "B": member([K1, K2], {K1: {3}, K2: {0}}),
+        "C": member([K1, K2, K3], {K1: {4, 5}, K2: {1, 2, 3}, K3: {0, 1, 2, 3}}),
+    }
+    assert layout(assign("uniform", members, {K1: 6, K2: 4, K3: 4})) == {
+        "A": {K1: [0, 1, 2, 5]}, "B": {K1: [3], K2: [0, 1, 2, 3]}, "C": {K1: [4], K3: [0, 1, 2, 3]}}
+
+
+def test_kafka_heterogeneous_member_and_partitions_added():
+    members = {
+        "A": member([K1], {K1: {0, 2}, K2: {0}}),
+        "B": member([K1, K2], {K1: {1}, K2: {1, 2}}),
+        "C": member([K1, K2]),
+    }
+    assert layout(assign("uniform", members, {K1: 6, K2: 7})) == {
+        "A": {K1: [0, 2, 3, 4, 5]}, "B": {K1: [1], K2: [1, 2, 6]}, "C": {K2: [0, 3, 4, 5]}}
+
+
+def test_kafka_heterogeneous_member_removed():
+    members = {
+        "A": member([K1, K3], {K1: {0, 1, 2}, K3: {0, 1}}),
+        "B": member([K2], {K2: {3, 4, 5, 6}}),
+    }
+    assert layout(assign("uniform", members, {K1: 3, K2: 8, K3: 3})) == {
+        "A": {K1: [0, 1, 2], K3: [0, 1, 2]}, "B": {K2: list(range(8))}}
+
+
+# -- Kafka's expected layouts of the homogeneous builder (OptimizedUniformAssignmentBuilderTest) --
+
+
+def test_kafka_homogeneous_first_assignment_two_topics():
+    # Kafka walks the subscribed topics in its HashSet's order: T3 before T1 here.
+    members = {"A": member([K1, K3]), "B": member([K1, K3])}
+    assert layout(assign("uniform", members, {K1: 3, K3: 2})) == {"A": {K3: [0, 1]}, "B": {K1: [0, 1, 2]}}
+
+
+def test_kafka_homogeneous_more_members_than_partitions():
+    members = {m: member([K3]) for m in "ABC"}
+    assert layout(assign("uniform", members, {K3: 2})) == {"A": {}, "B": {K3: [0]}, "C": {K3: [1]}}
+
+
+def test_kafka_homogeneous_member_added():
+    members = {
+        "A": member([K1, K2], {K1: {0, 2}, K2: {0}}),
+        "B": member([K1, K2], {K1: {1}, K2: {1, 2}}),
+        "C": member([K1, K2]),
+    }
+    # Kafka's test hands in insertion-ordered maps (T1 walked first; it expects A: T1 0,2,
+    # B: T1 1 + T2 1, C: T2 0,2). Its coordinator's maps are HashMaps, walked T2 first: the
+    # same two moves, to other partitions.
+    assert layout(assign("uniform", members, {K1: 3, K2: 3})) == {
+        "A": {K1: [0], K2: [0]}, "B": {K2: [1, 2]}, "C": {K1: [1, 2]}}
+
+
+def test_kafka_homogeneous_member_removed():
+    members = {"A": member([K1, K2], {K1: {0}, K2: {0}}), "B": member([K1, K2], {K1: {1}, K2: {1}})}
+    assert layout(assign("uniform", members, {K1: 3, K2: 3})) == {
+        "A": {K1: [0], K2: [0, 2]}, "B": {K1: [1, 2], K2: [1]}}
+
+
+def test_kafka_homogeneous_subscription_removed():
+    members = {"A": member([K2], {K1: {0}, K2: {0}}), "B": member([K2], {K1: {1}, K2: {1}})}
+    assert layout(assign("uniform", members, {K1: 2, K2: 2})) == {"A": {K2: [0]}, "B": {K2: [1]}}
+
+
+def test_kafka_homogeneous_already_balanced_stays():
+    members = {"A": member([K1], {K1: {0, 3}}), "B": member([K1, K2], {K1: {1}}),
+               "C": member([K1, K2], {K1: {2, 4}})}
+    assert layout(assign("uniform", members, {K1: 5})) == {"A": {K1: [0, 3]}, "B": {K1: [1]}, "C": {K1: [2, 4]}}
