@@ -32,6 +32,7 @@ import logging
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from .consumer_group import PROTOCOL_TYPE as CONSUMER, ConsumerGroup
+from .consumer_group import error_response as consumer_error_response
 from .coordinator import GroupState, _join_error
 
 log = logging.getLogger("pylog.groups")
@@ -209,8 +210,7 @@ class GroupApis:
         c = self.coordinator
         wrong = c.coordinator_error(req.group_id) if req.group_id else 0
         if wrong:
-            return m.ConsumerGroupHeartbeatResponse(throttle_time_ms=0, error_code=wrong, member_id=None,
-                                                    member_epoch=0, heartbeat_interval_ms=0, assignment=None)
+            return consumer_error_response(wrong)
         return c.consumer.heartbeat(header.request_api_version, req, header.client_id or "",
                                     "/" + header.peer_host)
 

@@ -39,6 +39,7 @@ import logging
 import time
 import uuid
 
+from ..errors import PylogError
 from ..protocol.coordinator_records import (
     ConsumerGroupCurrentMemberAssignmentValue as CurrentValue,
     ConsumerGroupMemberMetadataValue as MemberValue,
@@ -372,7 +373,6 @@ class ConsumerGroups:
         """One ConsumerGroupHeartbeat, as an event of the group's partition:
         the response, or a coroutine giving it once its records are
         replicated."""
-        R = _response_type()
         try:
             if not self.enabled:
                 raise HeartbeatError(Errors.UNSUPPORTED_VERSION, "The new consumer group protocol is not enabled "
@@ -380,30 +380,25 @@ class ConsumerGroups:
             self._validate(version, req)
             resp, records = self._heartbeat(version, req, client_id, client_host)
         except HeartbeatError as e:
-            return R(throttle_time_ms=0, error_code=e.code, error_message=e.message, member_id=None,
-                     member_epoch=0, heartbeat_interval_ms=0, assignment=None)
+            return error_response(e.code, e.message)
         if not records:
             return resp
-        return self._write(req.group_id, records, resp, R)
+        return self._write(req.group_id, records, resp)
 
-    def _write(self, group_id, records, resp, R):
-        from ..errors import PylogError
+    def _write(self, group_id, records, resp):
+        """Append the heartbeat's records; resp once they are replicated, else
+        the write's error as Kafka maps it."""
         try:
             last = self.c._store(group_id, [k for k, _ in records], [v for _, v in records])
         except (PylogError, OSError) as e:
-            return R(throttle_time_ms=0, error_code=_write_error(getattr(e, "error_code", -1)),
-                     error_message=None, member_id=None, member_epoch=0, heartbeat_interval_ms=0, assignment=None)
+            return error_response(_write_error(getattr(e, "error_code", -1)))
         code = self.c.runtime.committed_now(self.c.partition_for(group_id), last)
         if code is not None:
-            return resp if code == 0 else R(throttle_time_ms=0, error_code=_write_error(code),
-                                            member_id=None, member_epoch=0, heartbeat_interval_ms=0)
+            return error_response(_write_error(code)) if code else resp
 
         async def later():
             code = await self.c.runtime.committed(self.c.partition_for(group_id), last)
-            if code:
-                return R(throttle_time_ms=0, error_code=_write_error(code), member_id=None, member_epoch=0,
-                         heartbeat_interval_ms=0)
-            return resp
+            return error_response(_write_error(code)) if code else resp
         return later()
 
     def _validate(self, version, req):
@@ -696,7 +691,6 @@ class ConsumerGroups:
             return
         log.info("group %s: member %s fenced: %s", group_id, member_id, why)
         records = self._fence_records(g, m)
-        from ..errors import PylogError
         try:
             self.c._store(group_id, [k for k, _ in records], [v for _, v in records])
         except (PylogError, OSError) as e:
@@ -859,6 +853,12 @@ def _meta_tuple(m: ConsumerMember):
 def _response_type():
     from ..protocol import messages as msgs
     return msgs.ConsumerGroupHeartbeatResponse
+
+
+def error_response(code: int, message: str | None = None):
+    """A ConsumerGroupHeartbeat answer carrying only an error (Kafka's shape)."""
+    return _response_type()(throttle_time_ms=0, error_code=code, error_message=message, member_id=None,
+                            member_epoch=0, heartbeat_interval_ms=0, assignment=None)
 
 
 def _write_error(code: int) -> int:
