@@ -22,7 +22,6 @@ from ..client.records import consumed_records, next_fetch_offset
 from ..errors import PylogError
 from ..protocol.error_codes import Errors
 from ..protocol.messages import (
-    ConsumerGroupDescribeRequest,
     DescribeTransactionsRequest,
     ListTransactionsRequest,
 )
@@ -410,34 +409,12 @@ def list_groups(client) -> list[dict]:
     return out
 
 
-_CONSUMER_GROUP_DESCRIBE = 69
-
-
-def _consumer_group(client, group: str):
-    """The group as ConsumerGroupDescribe (KIP-848) sees it, or None where
-    the coordinator does not serve that API or knows no such consumer
-    group. DescribeGroups answers Dead for a KIP-848 group, as Kafka's
-    coordinator does for a group that is not classic."""
-    conn = client.connection(client.find_coordinator(group))
-    lo, hi = conn.api_versions.get(_CONSUMER_GROUP_DESCRIBE, (0, -1))
-    if hi < 0 or lo > 0:
-        return None
-    resp = conn.request(ConsumerGroupDescribeRequest(group_ids=[group]), api_version=0)
-    g = next((g for g in resp.groups if g.group_id == group), None)
-    if g is None or g.error_code == Errors.GROUP_ID_NOT_FOUND:
-        return None
-    check(g.error_code, g.error_message or f"describe consumer group {group!r}")
-    return g
-
-
 def _group_state(client, group: str) -> tuple[str, object]:
-    """(state, description): DescribeGroups', or ConsumerGroupDescribe's for
-    a KIP-848 group (its description then the response's group)."""
+    """(state, description) as the client's describe_group finds the group:
+    ConsumerGroupDescribe for a KIP-848 consumer group (group_type
+    "consumer"), DescribeGroups for a classic one (Kafka's coordinator calls
+    a consumer group Dead there)."""
     desc = client.describe_group(group)
-    if desc.state == "Dead":
-        modern = _consumer_group(client, group)
-        if modern is not None:
-            return modern.group_state, modern
     return desc.state, desc
 
 
@@ -445,7 +422,7 @@ def group_detail(client, group: str) -> dict:
     state, desc = _group_state(client, group)
     if state == "Dead":
         raise ConsoleError(404, f"There is no consumer group {group!r}.")
-    if not hasattr(desc, "protocol_type"):
+    if desc.group_type == "consumer":
         return _consumer_group_detail(client, group, desc)
     committed = client.committed_offsets(group)
     members = []
@@ -471,15 +448,15 @@ def _consumer_group_detail(client, group: str, g) -> dict:
     committed = client.committed_offsets(group)
     members, owner = [], {}
     for m in g.members:
-        tps = sorted((tp.topic_name, p) for tp in m.assignment.topic_partitions for p in tp.partitions)
+        tps = sorted(m.partitions or ())
         for tp in tps:
             owner[tp] = m.member_id
-        members.append({"id": m.member_id, "instance": m.instance_id, "client_id": m.client_id,
+        members.append({"id": m.member_id, "instance": m.group_instance_id, "client_id": m.client_id,
                         "host": m.client_host, "assignment": tps})
     rows = _lag_rows(client, committed, owner)
-    return {"id": group, "state": g.group_state, "protocol_type": "consumer (KIP-848)",
-            "protocol": g.assignor_name, "members": members, "offsets": rows,
-            "coordinator": client.coordinator(group), "total_lag": sum(r["lag"] or 0 for r in rows),
+    return {"id": group, "state": g.state, "protocol_type": "consumer (KIP-848)",
+            "protocol": g.protocol, "members": members, "offsets": rows,
+            "coordinator": g.coordinator, "total_lag": sum(r["lag"] or 0 for r in rows),
             "topics": sorted({r["topic"] for r in rows})}
 
 
