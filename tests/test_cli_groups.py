@@ -288,3 +288,54 @@ def test_rebalancing_group(broker):
         out, _ = groups(broker, "delete", "--group", "rb", rc=1)
         assert "NON_EMPTY_GROUP" in out
     assert committed(broker, "rb") == {0: 2, 1: 2, 2: 2}
+
+
+def test_reset_export_from_file_and_by_duration(broker, tmp_path):
+    with active_consumer(broker, "x", {0: 3, 1: 5, 2: 7}):
+        pass
+    # --export: Kafka's CSV (no header, no group column for one group), then a blank line.
+    out, _ = groups(broker, "reset-offsets", "--group", "x", "--all-topics", "--shift-by", "1", "--dry-run",
+                    "--export")
+    assert out == f"{TOPIC},0,4\n{TOPIC},1,6\n{TOPIC},2,8\n\n"
+    plan = tmp_path / "plan.csv"
+    plan.write_text(f"{TOPIC},0,1\n{TOPIC},2,9\n")
+    groups(broker, "reset-offsets", "--group", "x", "--from-file", str(plan), "--execute")
+    assert committed(broker, "x") == {0: 1, 1: 5, 2: 9}
+    # Several groups: a group column, and each group takes its own lines from the file.
+    with active_consumer(broker, "y", {0: 1, 1: 1, 2: 1}):
+        pass
+    out, _ = groups(broker, "reset-offsets", "--group", "x", "--group", "y", "--topic", f"{TOPIC}:1",
+                    "--to-latest", "--dry-run", "--export")
+    assert out == f"x,{TOPIC},1,10\ny,{TOPIC},1,10\n\n"
+    plan.write_text(f"x,{TOPIC},1,2\ny,{TOPIC},1,3\n")
+    groups(broker, "reset-offsets", "--group", "x", "--group", "y", "--from-file", str(plan), "--execute")
+    assert committed(broker, "x")[1] == 2 and committed(broker, "y")[1] == 3
+    # --by-duration: now minus the duration. Every record is from 2020-2021, so one
+    # hour back finds none (latest) and ten years back finds the first.
+    groups(broker, "reset-offsets", "--group", "x", "--topic", TOPIC, "--by-duration", "PT1H", "--execute")
+    assert committed(broker, "x") == {0: 10, 1: 10, 2: 10}
+    groups(broker, "reset-offsets", "--group", "x", "--topic", TOPIC, "--by-duration", "P3650D", "--execute")
+    assert committed(broker, "x") == {0: 0, 1: 0, 2: 0}
+    _, err = groups(broker, "reset-offsets", "--group", "x", "--topic", TOPIC, "--by-duration", "1h", rc=2)
+    assert "Text cannot be parsed to a Duration: 1h" in err
+
+
+def test_delete_offsets(broker):
+    with active_consumer(broker, "d", {0: 3, 1: 5, 2: 7}) as c:
+        # The group is active and subscribed to the topic: per-partition refusal.
+        _, err = groups(broker, "delete-offsets", "--group", "d", "--topic", f"{TOPIC}:0", rc=1)
+        assert "Encountered some partition-level error" in err
+        out, _ = groups(broker, "delete-offsets", "--group", "d", "--topic", f"{TOPIC}:0", rc=1)
+        assert out.split("\n")[2].split()[:3] == [TOPIC, "0", "Error:"]
+        assert out.split("\n")[2].endswith("Error: Deleting offsets of a topic is forbidden while the consumer "
+                                            "group is actively subscribed to it.")
+        assert committed(broker, "d") == {0: 3, 1: 5, 2: 7}
+        del c
+    out, _ = groups(broker, "delete-offsets", "--group", "d", "--topic", f"{TOPIC}:0,2")
+    lines = out.split("\n")
+    assert lines[0] == "Request succeeded for deleting offsets from group d."
+    assert [x.split() for x in lines[2:]] == [["TOPIC", "PARTITION", "STATUS"], [TOPIC, "0", "Successful"],
+                                               [TOPIC, "2", "Successful"], []]
+    assert committed(broker, "d") == {0: -1001, 1: 5, 2: -1001}
+    _, err = groups(broker, "delete-offsets", "--group", "nobody", "--topic", TOPIC, rc=1)
+    assert "The group id does not exist." in err

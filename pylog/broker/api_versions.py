@@ -42,6 +42,7 @@ DESCRIBE_ACLS, CREATE_ACLS, DELETE_ACLS = 29, 30, 31
 
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP = 8, 9, 10, 11, 12, 13
 SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS = 14, 15, 16, 42
+OFFSET_DELETE = 47
 CONSUMER_GROUP_HEARTBEAT, CONSUMER_GROUP_DESCRIBE = 68, 69
 
 # api_key: (min advertised, max advertised)
@@ -58,6 +59,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     DESCRIBE_GROUPS: (0, 5),  # v3: authorized operations; v4: group_instance_id of members
     LIST_GROUPS: (0, 5),      # v4: states filter; v5: types filter (KIP-848)
     DELETE_GROUPS: (0, 2),
+    OFFSET_DELETE: (0, 0),    # KIP-496: offsets of topics a group no longer consumes
     # KIP-848 consumer groups (pylog/groups/consumer_group.py): librdkafka
     # sends only heartbeat v1 (client-made member ids, regex subscriptions).
     CONSUMER_GROUP_HEARTBEAT: (0, 1),

@@ -352,6 +352,20 @@ _delete_groups = _named(DELETE, GROUP, "groups_names", "results", lambda R, g: R
     group_id=g, error_code=GROUP_DENIED))
 
 
+_offset_delete_topics = _topic_partitions(
+    READ, "topics", "name", "partitions", lambda p: p.partition_index,
+    lambda R, name, parts: R.OffsetDeleteResponseTopic(name=name, partitions=parts),
+    lambda R, index, code: R.OffsetDeleteResponsePartition(partition_index=index, error_code=code))
+
+
+def _offset_delete(az, header, req, handler):
+    """Kafka's handleDeleteOffsets: DELETE on the group (else the request's
+    GROUP_AUTHORIZATION_FAILED), then READ on each topic (per partition)."""
+    if not az.allows(header, DELETE, GROUP, req.group_id):
+        return m.OffsetDeleteResponse(error_code=GROUP_DENIED, throttle_time_ms=0, topics=[])
+    return _offset_delete_topics(az, header, req, handler)
+
+
 def _find_coordinator(az, header, req, handler):
     R = m.FindCoordinatorResponse
 
@@ -487,6 +501,7 @@ _GUARDS = {
     av.DESCRIBE_GROUPS: _describe_groups,
     av.LIST_GROUPS: _list_groups,
     av.DELETE_GROUPS: _delete_groups,
+    av.OFFSET_DELETE: _offset_delete,
     av.FIND_COORDINATOR: _find_coordinator,
     av.INIT_PRODUCER_ID: _init_producer_id,
     av.ADD_PARTITIONS_TO_TXN: _add_partitions_to_txn,

@@ -15,11 +15,16 @@ failed, 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
+import io
+import re
 import sys
+import time
 
 from ..client.client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, RESOURCE_GROUP
 from ..client.errors import check, error_name
+from ..errors import PylogError
 from ..protocol.error_codes import Errors
 from ..protocol.errors import ProtocolError
 from .common import action_parsers, open_client
@@ -107,6 +112,14 @@ def add_groups_parser(sub) -> None:
     to.add_argument("--to-datetime", type=parse_datetime, metavar="YYYY-MM-DDTHH:mm:SS.sss",
                     help="the first offset whose timestamp is at or after the time (latest where "
                          "none is); local time unless a zone is given (Z, +hh:mm)")
+    to.add_argument("--by-duration", type=parse_duration, metavar="PnDTnHnMnS",
+                    help="the first offset at or after now minus the duration (Java's Duration "
+                         "format, e.g. PT1H30M or P1DT2H)")
+    to.add_argument("--from-file", metavar="FILE",
+                    help="the offsets in a CSV file, as --export writes it (topic,partition,offset; "
+                         "with several groups group,topic,partition,offset)")
+    r.add_argument("--export", action="store_true",
+                   help="print the new offsets as CSV (for --from-file) instead of the table")
     mode = r.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="only print the new offsets")
     mode.add_argument("--execute", action="store_true", help="commit the new offsets")
@@ -127,6 +140,14 @@ def add_groups_parser(sub) -> None:
     cf.add_argument("--add-config", default=None, metavar="K=V[,K=V...]", help="configs to set")
     cf.add_argument("--delete-config", default=None, metavar="K[,K...]", help="configs to remove")
 
+    do = action("delete-offsets", "delete a group's committed offsets of some topics",
+                "Delete the committed offsets of topics the group no longer consumes\n"
+                "(OffsetDelete, KIP-496); kafka-consumer-groups.sh --delete-offsets.\n"
+                "example: pylog groups delete-offsets --group g --topic old-topic", _delete_offsets)
+    do.add_argument("--group", required=True, help="the group")
+    do.add_argument("--topic", action="append", required=True, metavar="TOPIC[:P,P...]",
+                    help="a topic, all its partitions or the listed ones (repeatable)")
+
     rm = action("delete", "delete consumer groups",
                 "Delete groups without active members, with their committed offsets\n"
                 "(DeleteGroups, at each group's coordinator).", _delete)
@@ -135,6 +156,23 @@ def add_groups_parser(sub) -> None:
 
 
 # --- helpers ------------------------------------------------------------------
+
+
+_DURATION = re.compile(r"([-+]?)P(?:([-+]?[0-9]+)D)?(T(?:([-+]?[0-9]+)H)?(?:([-+]?[0-9]+)M)?"
+                       r"(?:([-+]?[0-9]+)(?:[.,]([0-9]{0,9}))?S)?)?", re.I)
+
+
+def parse_duration(text: str) -> int:
+    """Java's Duration.parse (PnDTnHnMn.nS) in milliseconds, as Kafka's
+    --by-duration takes it."""
+    m = _DURATION.fullmatch(text.strip())
+    if m is None or m.group(3) == "T" or not any(m.group(i) for i in (2, 4, 5, 6)):
+        raise argparse.ArgumentTypeError(f"Text cannot be parsed to a Duration: {text}")
+    days, hours, minutes, seconds = (int(m.group(i) or 0) for i in (2, 4, 5, 6))
+    frac = (m.group(7) or "").ljust(9, "0")[:3]
+    ms = ((days * 24 + hours) * 60 + minutes) * 60_000 + seconds * 1000 + (int(frac) if frac else 0) * (
+        -1 if (m.group(6) or "").startswith("-") else 1)
+    return -ms if m.group(1) == "-" else ms
 
 
 def parse_datetime(text: str) -> int:
@@ -434,8 +472,13 @@ def _new_offsets(args, client, group, tps) -> dict:
         return _offsets(client, tps, LATEST_TIMESTAMP)
     if args.to_offset is not None:
         return _clamp(tps, {tp: args.to_offset for tp in tps}, client)
-    if args.to_datetime is not None:
-        got = client.list_offsets_many({tp: args.to_datetime for tp in tps})
+    if args.from_file is not None:
+        return _clamp(sorted(plan := _file_plan(args.from_file, group)), plan, client)
+    timestamp = args.to_datetime
+    if args.by_duration is not None:
+        timestamp = int(time.time() * 1000) - args.by_duration
+    if timestamp is not None:
+        got = client.list_offsets_many({tp: timestamp for tp in tps})
         found, empty = {}, []
         for tp in tps:
             check(got[tp][0], f"list offsets of {tp[0]}-{tp[1]}")
@@ -461,8 +504,32 @@ def _new_offsets(args, client, group, tps) -> dict:
     return _clamp(tps, {tp: committed[tp] + args.shift_by for tp in tps}, client)
 
 
+def _file_plan(path: str, group: str) -> dict:
+    """{(topic, partition): offset} for group from a CSV file as --export
+    writes it: topic,partition,offset lines, or group,topic,partition,offset
+    when it holds several groups (Kafka's CsvRecordNoGroup / WithGroup)."""
+    plan = {}
+    try:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.reader(f) if r]
+    except OSError as e:
+        raise SystemExit(f"Error: cannot read --from-file {path}: {e.strerror}") from None
+    for row in rows:
+        try:
+            if len(row) == 3:
+                plan[(row[0], int(row[1]))] = int(row[2])
+            elif len(row) == 4:
+                if row[0] == group:
+                    plan[(row[1], int(row[2]))] = int(row[3])
+            else:
+                raise ValueError(row)
+        except ValueError:
+            raise SystemExit(f"Error: {path}: not a reset plan line: {','.join(row)}") from None
+    return plan
+
+
 def _reset(args) -> int:
-    if bool(args.topic) == bool(args.all_topics):
+    if args.from_file is None and bool(args.topic) == bool(args.all_topics):
         _error("reset-offsets takes one of --topic and --all-topics")
         return 2
     with open_client(args) as client:
@@ -479,11 +546,19 @@ def _reset(args) -> int:
                        f"but the current state is {state}.")
                 rc = 1
                 continue
-            tps = _partitions_to_reset(args, client, group)
+            tps = [] if args.from_file is not None else _partitions_to_reset(args, client, group)
             plans[group] = _new_offsets(args, client, group, tps)
             if args.execute and plans[group]:
                 client.commit_offsets(group, plans[group])
-    if plans:
+    if plans and args.export:
+        # Kafka's CSV: no header, a group column only when several groups were asked for.
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        for group, plan in plans.items():
+            for (topic, partition), offset in sorted(plan.items()):
+                w.writerow(([group] if len(groups) > 1 else []) + [topic, partition, offset])
+        print(out.getvalue())
+    elif plans:
         fmt = "{:<30} {:<30} {:<10} {}"
         print()
         print(fmt.format("GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"))
@@ -495,6 +570,64 @@ def _reset(args) -> int:
               "Add --dry-run to keep this behaviour without the warning, or --execute to "
               "commit the new offsets.", file=sys.stderr)
     return rc
+
+
+def _delete_offsets(args) -> int:
+    """kafka-consumer-groups.sh --delete-offsets: Kafka's lines and table."""
+    from ..protocol.messages import OffsetDeleteRequest as Req
+    group = args.group
+    with open_client(args) as client:
+        wanted: dict[str, list[int]] = {}
+        for spec in args.topic:
+            topic, sep, parts = spec.partition(":")
+            try:
+                ps = [int(p) for p in parts.split(",")] if sep else None
+            except ValueError:
+                raise SystemExit(f"Error: bad partition list in --topic {spec!r}") from None
+            if ps is None:
+                try:
+                    ps = client.partitions_for(topic)
+                except PylogError:
+                    ps = [-1]     # Kafka's tool shows an unknown topic's row with partition "-"
+            wanted.setdefault(topic, []).extend(ps)
+        known = {t: ps for t, ps in wanted.items() if ps != [-1]}
+        results: dict[tuple[str, int], int] = {(t, -1): Errors.UNKNOWN_TOPIC_OR_PARTITION
+                                               for t, ps in wanted.items() if ps == [-1]}
+        top = 0
+        if known:
+            conn = client.connection(client.find_coordinator(group))
+            resp = conn.request(Req(group_id=group, topics=[
+                Req.OffsetDeleteRequestTopic(name=t, partitions=[Req.OffsetDeleteRequestPartition(partition_index=p)
+                                                                 for p in ps]) for t, ps in known.items()]),
+                api_version=0)
+            top = resp.error_code
+            for t in resp.topics:
+                for p in t.partitions:
+                    results[(t.name, p.partition_index)] = p.error_code
+            for t, ps in known.items():
+                for p in ps:
+                    results.setdefault((t, p), top)
+        if not top:
+            partition_errors = {c for c in results.values() if c}
+            top = next(iter(partition_errors)) if partition_errors else 0
+    if top == 0:
+        print(f"Request succeeded for deleting offsets from group {group}.")
+    elif top in (Errors.INVALID_GROUP_ID, Errors.GROUP_ID_NOT_FOUND, Errors.GROUP_AUTHORIZATION_FAILED,
+                 Errors.NON_EMPTY_GROUP):
+        print(f"\nError: {Errors.for_code(top).message}", file=sys.stderr)
+    elif top in (Errors.GROUP_SUBSCRIBED_TO_TOPIC, Errors.TOPIC_AUTHORIZATION_FAILED,
+                 Errors.UNKNOWN_TOPIC_OR_PARTITION):
+        print("\nError: Encountered some partition-level error, see the follow-up details.", file=sys.stderr)
+    else:
+        print(f"\nError: Encountered some unknown error: {error_name(top)}", file=sys.stderr)
+    width = max([15] + [len(t) for t, _ in results])
+    fmt = f"\n{{:<{width}}} {{:<10}} {{:<15}}"
+    out = fmt.format("TOPIC", "PARTITION", "STATUS")
+    for (topic, partition), code in sorted(results.items(), key=lambda kv: kv[0][0] + str(kv[0][1])):
+        status = "Successful" if not code else "Error: " + Errors.for_code(code).message
+        out += fmt.format(topic, partition if partition >= 0 else "-", status)
+    print(out)
+    return 0 if top == 0 else 1
 
 
 # --- configs --------------------------------------------------------------------

@@ -67,7 +67,7 @@ class GroupApis:
         return {
             10: self.find_coordinator, 11: self.join_group, 12: self.heartbeat, 13: self.leave_group,
             14: self.sync_group, 8: self.offset_commit, 9: self.offset_fetch, 15: self.describe_groups,
-            16: self.list_groups, 42: self.delete_groups, 68: self.consumer_group_heartbeat,
+            16: self.list_groups, 42: self.delete_groups, 47: self.offset_delete, 68: self.consumer_group_heartbeat,
             69: self.consumer_group_describe,
         }
 
@@ -421,6 +421,36 @@ class GroupApis:
     def _delete_group(self, gid):
         c = self.coordinator
         return c.coordinator_error(gid) or c.delete_group(gid)
+
+
+    # ---- OffsetDelete (47) ----
+
+    def offset_delete(self, header, req):
+        """KIP-496: a group's committed offsets of topics it no longer
+        consumes, deleted by an event on the group's partition; answered once
+        the tombstones are committed."""
+        R = m.OffsetDeleteResponse
+        wanted = [(t.name, p.partition_index) for t in req.topics for p in t.partitions]
+
+        def build(result):
+            code, codes = result
+            if code:
+                return R(error_code=code, throttle_time_ms=0, topics=[])
+            by_topic: dict[str, list] = {}
+            for (topic, index) in wanted:
+                by_topic.setdefault(topic, []).append(R.OffsetDeleteResponsePartition(
+                    partition_index=index, error_code=codes.get((topic, index), Errors.NONE)))
+            return R(error_code=0, throttle_time_ms=0, topics=[
+                R.OffsetDeleteResponseTopic(name=t, partitions=ps) for t, ps in by_topic.items()])
+        return _gathered([self._event(req.group_id, self._delete_offsets, req.group_id, wanted)],
+                         lambda got: build(got[0]))
+
+    def _delete_offsets(self, group_id, wanted):
+        c = self.coordinator
+        code = c.coordinator_error(group_id)
+        if code:
+            return code, {}
+        return c.delete_offsets(group_id, wanted)
 
 
 def _group_type(g) -> str:

@@ -50,10 +50,12 @@ import logging
 import time
 import uuid
 
+from ..consumer.assignors import decode_subscription
 from ..coordinator.runtime import CoordinatorRuntime, NotCoordinatorError
 from ..errors import NotLeaderOrFollowerError, PylogError
 from ..protocol.group_records import GroupMetadataValue
 from ..protocol.error_codes import Errors
+from ..protocol.errors import ProtocolError
 from . import offsets_topic as ot
 from .consumer_group import ConsumerGroup, ConsumerGroups
 from .offsets_topic import OffsetAndMetadata
@@ -933,6 +935,66 @@ class GroupCoordinator:
         if code is not None:
             return _store_error(code)
         return self._wait_committed(group_id, last)
+
+    def delete_offsets(self, group_id, partitions):
+        """OffsetDelete (KIP-496): (top-level code, {(topic, partition): code})
+        or a coroutine giving it once the tombstones are committed. As Kafka's
+        coordinator: GROUP_ID_NOT_FOUND for an unknown group, NON_EMPTY_GROUP
+        for an active classic group not using the consumer protocol, and per
+        partition GROUP_SUBSCRIBED_TO_TOPIC while a member subscribes to its
+        topic; partitions without an offset are answered NONE, nothing written."""
+        g = self.groups.get(group_id)
+        if g is None or (not isinstance(g, ConsumerGroup) and g.state is GroupState.DEAD) or \
+                (isinstance(g, ConsumerGroup) and g.dead):
+            return Errors.GROUP_ID_NOT_FOUND, {}
+        if not isinstance(g, ConsumerGroup) and g.state is not GroupState.EMPTY and g.protocol_type != "consumer":
+            return Errors.NON_EMPTY_GROUP, {}
+        subscribed = self._subscribed_topics(g)
+        codes, gone = {}, []
+        for tp in partitions:
+            if tp[0] in subscribed:
+                codes[tp] = Errors.GROUP_SUBSCRIBED_TO_TOPIC
+            else:
+                codes[tp] = Errors.NONE
+                if tp in g.offsets:
+                    gone.append(tp)
+        if not gone:
+            return Errors.NONE, codes
+        try:
+            last = self._store(group_id, [ot.offset_key(group_id, t, p) for t, p in gone], [None] * len(gone))
+        except (PylogError, OSError) as e:
+            return _store_error(getattr(e, "error_code", -1)), {}
+        for tp in gone:
+            g.offsets.pop(tp, None)
+        code = self.runtime.committed_now(self.partition_for(group_id), last)
+        if code is not None:
+            return _store_error(code), {}
+
+        async def answered():
+            code = await self._wait_committed(group_id, last)
+            return (code, {}) if code else (Errors.NONE, codes)
+        return answered()
+
+    def _subscribed_topics(self, g) -> set:
+        """The topics g's members subscribe to: a consumer group's names and
+        resolved regexes, a classic consumer-protocol group's members'
+        subscriptions (Kafka's isSubscribedToTopic; none for other protocols)."""
+        if isinstance(g, ConsumerGroup):
+            out = {t for m in g.members.values() for t in m.subscribed_topic_names}
+            for m in g.members.values():
+                regex = m.subscribed_topic_regex
+                if regex:
+                    out.update(g.regexes.get(regex, ()))
+            return out
+        if g.protocol_type != "consumer" or not g.members:
+            return set()
+        out = set()
+        for m in g.members.values():
+            try:
+                out.update(decode_subscription(m.metadata_for(g.protocol_name)).topics)
+            except (ProtocolError, KeyError, TypeError):
+                continue
+        return out
 
     def _drop_group(self, g: Group) -> int:
         """Tombstones for g's offsets and metadata, and g forgotten; the
