@@ -37,6 +37,7 @@ from ..errors import PylogError
 from ..groups.api import GroupApis
 from ..groups.coordinator import GroupCoordinator
 from ..log.checkpoint import atomic_write
+from ..metrics.broker import BrokerMetrics
 from ..protocol.error_codes import Errors
 from ..transactions.api import TransactionApis
 from ..transactions.channel import MarkerChannel, TxnPartitionWriter
@@ -94,6 +95,7 @@ class Broker:
         self.groups = None
         self.transactions = None      # the transaction coordinator (pylog/transactions)
         self.server = None
+        self.metrics = None           # a pylog.metrics.broker.BrokerMetrics with pylog.metrics.listener
         self.host, self.port = self.config.listener()
         self.advertised_host, self.advertised_port = self.host, self.port
         # (name, host, port) of every listener as bound (ports chosen), and as
@@ -219,6 +221,8 @@ class Broker:
                 self.handlers.table.pop(key, None)
         self.groups.start()
         self.transactions.start()
+        if self.config.get("pylog.metrics.listener") is not None:
+            self.metrics = BrokerMetrics(self)   # before any connection: every request is timed
         if self.listen:
             self.server = Server(self)
         await self._bind_listeners()
@@ -231,6 +235,8 @@ class Broker:
             await self._join_as_one_node_cluster()
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         self._tasks.append(asyncio.ensure_future(self._flusher()))
+        if self.metrics is not None:
+            self.metrics.start()
         log.info("broker %d %s with data in %s, started in %.0f ms", self.broker_id,
                  "listening on %s (advertised %s)" % (
                      ",".join(f"{n}://{h}:{p}" for n, h, p in self.bound_listeners),
@@ -620,6 +626,8 @@ class Broker:
         if self.stopping:
             return
         self.stopping = True
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.replica_manager is not None:
             # Before anything that may wait (the controlled shutdown talks to a
             # controller that may be stopping too): a fetcher left running

@@ -18,6 +18,7 @@ import re
 from typing import NamedTuple
 
 from ..errors import InvalidConfigError, InvalidTopicError
+from ..metrics import check_listener as check_metrics_listener
 
 log = logging.getLogger("pylog.broker")
 
@@ -135,6 +136,9 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "controller.quota.window.size.seconds": (int, 1),
     # pylog's own: auto (uvloop when installed), asyncio or uvloop.
     "pylog.event.loop": (str, "auto"),
+    # pylog's own: HOST:PORT where GET /metrics answers in Prometheus's text
+    # format (pylog/metrics); unset, no endpoint. Needs prometheus_client.
+    "pylog.metrics.listener": (str, None),
     # The transaction coordinator (KAFKA-NOTES §6.2; Kafka's names and defaults).
     "transaction.state.log.num.partitions": (int, 50),
     "transaction.state.log.replication.factor": (int, 3),
@@ -314,6 +318,8 @@ class BrokerConfig:
                                      "never move a byte)")
         self.replica_selector()
         self._check_listener_roles()
+        if self.get("pylog.metrics.listener") is not None:
+            check_metrics_listener(self.get("pylog.metrics.listener"))
 
     def _check_listener_roles(self) -> None:
         """Kafka's KafkaConfig listener rules, checked at start so a broker

@@ -29,6 +29,7 @@ import time
 import uuid
 
 from ..errors import NotLeaderOrFollowerError, OffsetOutOfRangeError, PylogError, code_for
+from ..metrics.stats import FETCH_NOT_FAILED
 from ..protocol.error_codes import Errors
 from ..protocol.types import write_unsigned_varint
 from .fetch_session import FetchManager
@@ -231,6 +232,7 @@ class FetchApi:
         served = []
         parts = []
         partitions = self.logs.partitions
+        stats = self.broker.handlers.topic_stats
         for key, tid, fps in wanted:
             name = self._name_of(tid) if by_id else key
             for fp in fps:
@@ -239,6 +241,7 @@ class FetchApi:
                                   None, None))
                     respond_now = True
                     continue
+                stats.fetch_total[name] += 1
                 p = partitions.get((name, fp.partition))
                 data = None
                 aborted = None
@@ -289,6 +292,7 @@ class FetchApi:
                             code = Errors.OFFSET_OUT_OF_RANGE
                         except PylogError as e:
                             code = code_for(e)
+                            stats.fetch_failed[name] += code not in FETCH_NOT_FAILED
                 if code:
                     respond_now = True
                 if read_committed:

@@ -33,6 +33,7 @@ from ..errors import (
     code_for,
 )
 from ..errors import for_code
+from ..metrics.stats import PRODUCE_NOT_FAILED, BrokerTopicStats
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.produce import decode_produce_request, encode_produce_response
@@ -83,6 +84,7 @@ class Handlers:
         self.broker = broker
         self.logs = broker.log_manager
         self.purgatory = Purgatory()  # acks=all produces, fetch long-polls, coordinator writes
+        self.topic_stats = BrokerTopicStats()
         self.fetch_api = FetchApi(broker, self.purgatory)
         self.table = {
             av.API_VERSIONS: self.api_versions,
@@ -485,6 +487,7 @@ class Handlers:
                 except (PylogError, ValueError, OSError) as e:
                     failed = True
                     code = self._not_hosted(name, index, _code(e))
+                    self.topic_stats.produce_failed[name] += code not in PRODUCE_NOT_FAILED
                     if code in (Errors.CORRUPT_MESSAGE, Errors.MESSAGE_TOO_LARGE, Errors.INVALID_RECORD,
                                 Errors.OUT_OF_ORDER_SEQUENCE_NUMBER, Errors.INVALID_PRODUCER_EPOCH):
                         log.info("produce to %s-%d refused: %s", name, index, e)
@@ -537,6 +540,7 @@ class Handlers:
         request holds a transactional batch but no transactional id
         (produce_refused). Returns (Partition, AppendResult); raises the
         partition's error, with nothing appended."""
+        self.topic_stats.produce_total[name] += 1
         if acks not in (0, 1, -1):
             raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {acks}")
         if refused:
@@ -544,7 +548,9 @@ class Handlers:
         if name in INTERNAL_TOPICS:
             raise InvalidTopicError(f"{name} is an internal topic: clients cannot produce to it")
         p = self.logs.get_partition(name, index)
-        return p, p.append_as_leader(records, acks, version)
+        r = p.append_as_leader(records, acks, version)
+        self.topic_stats.produced(name, r, len(records))
+        return p, r
 
     async def _produce_wait(self, correlation_id, version, results, waiting, timeout_ms):
         """acks=all: answer once the HW passed every appended offset (§4.1),
