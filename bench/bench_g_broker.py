@@ -33,7 +33,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -42,6 +44,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 VALUE = b"x" * 100
 PARTITIONS = 6
+SCRAPE_S = 1.0
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -61,25 +64,46 @@ def _self_cpu() -> float:
 
 
 class BrokerProcess:
-    def __init__(self):
+    """metrics: with pylog.metrics.listener, and a thread scraping /metrics
+    every SCRAPE_S (15x Prometheus's default rate) for as long as it runs."""
+
+    def __init__(self, metrics: bool = False):
+        self.label = ", metrics on" if metrics else ""
         self.dir = tempfile.mkdtemp(prefix="pylog-bench-broker-", dir=os.environ.get("BENCH_DIR"))
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         self.port = s.getsockname()[1]
+        m = socket.socket()
+        m.bind(("127.0.0.1", 0))
+        self.metrics_port = m.getsockname()[1]
         s.close()
+        m.close()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pylog.broker", "--data-dir", self.dir, "--port", str(self.port),
-             "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
+             "--log-level", "WARNING"] + (["--override", f"pylog.metrics.listener=127.0.0.1:{self.metrics_port}"]
+                                          if metrics else []), stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if "ready" not in line:
             self.stop()
             raise RuntimeError(f"broker did not start: {line!r}")
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self._stop_scraping = threading.Event()
+        self.scrapes = 0
+        if metrics:
+            threading.Thread(target=self._scrape, daemon=True).start()
+
+    def _scrape(self):
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        while not self._stop_scraping.wait(SCRAPE_S):
+            with urllib.request.urlopen(url, timeout=30) as r:
+                r.read()
+            self.scrapes += 1
 
     def cpu(self) -> float:
         return _cpu_seconds(self.proc.pid)
 
     def stop(self):
+        self._stop_scraping.set()
         self.proc.terminate()
         try:
             self.proc.wait(30)
@@ -88,11 +112,13 @@ class BrokerProcess:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def broker():
-    b = BrokerProcess()
+@pytest.fixture(scope="module", params=["off", "on"], ids=["metrics-off", "metrics-on"])
+def broker(request):
+    b = BrokerProcess(metrics=request.param == "on")
     yield b
     b.stop()
+    if request.param == "on":
+        assert b.scrapes > 0
 
 
 def _messages(request) -> int:
@@ -190,7 +216,7 @@ def test_g_produce(benchmark, broker, request, acks):
     benchmark.pedantic(produce, setup=setup, rounds=_rounds(request), iterations=1, warmup_rounds=1)
     assert len(samples) == _rounds(request) + 1
     samples.pop(0)  # the warm-up round's
-    _record(benchmark, "G_broker", f"produce acks={acks}", n, samples)
+    _record(benchmark, "G_broker", f"produce acks={acks}{broker.label}", n, samples)
 
 
 def test_g_consume(benchmark, broker, request):
@@ -225,4 +251,4 @@ def test_g_consume(benchmark, broker, request):
 
     benchmark.pedantic(consume, setup=setup, rounds=_rounds(request), iterations=1)
     state.pop("consumer").close()
-    _record(benchmark, "G_broker", "consume", n, samples)
+    _record(benchmark, "G_broker", f"consume{broker.label}", n, samples)

@@ -627,7 +627,8 @@ class Broker:
             return
         self.stopping = True
         if self.metrics is not None:
-            self.metrics.stop()
+            # Off the loop: the HTTP server's shutdown waits for its poll (0.5 s).
+            await asyncio.get_running_loop().run_in_executor(None, self.metrics.stop)
         if self.replica_manager is not None:
             # Before anything that may wait (the controlled shutdown talks to a
             # controller that may be stopping too): a fetcher left running

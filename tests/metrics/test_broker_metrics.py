@@ -150,12 +150,18 @@ def test_under_replicated_partitions_when_a_follower_dies():
         leader = next(b for b in bs if b.broker.broker_id == leader_id)
         victim = next(b for b in bs[1:] if b is not leader)
         port = leader.broker.metrics.port
-        s = scrape(port)
-        assert value(s, "kafka_server_replicamanager_underreplicatedpartitions") == 0
-        assert value(s, "kafka_server_replicamanager_leadercount") >= 1
+        # (Metadata may name the leader before its LeaderAndIsr is applied.)
+        wait_until(lambda: value(scrape(port), "kafka_server_replicamanager_leadercount") == 1,
+                   what="the leader leading")
+        assert value(scrape(port), "kafka_server_replicamanager_underreplicatedpartitions") == 0
         victim.broker.stop_in_thread()
+        # Records the dead follower never fetches: the leader drops it from
+        # the ISR after replica.lag.time.max.ms (if the controller has not).
+        produce(leader.bootstrap, "replicated", 10, acks="1")
+        p = leader.broker.log_manager.partitions[("replicated", 0)]
         wait_until(lambda: value(scrape(port), "kafka_server_replicamanager_underreplicatedpartitions") == 1,
-                   what="the leader reporting one under-replicated partition")
+                   what=f"the leader reporting one under-replicated partition ({p!r}, victim "
+                        f"{victim.broker.broker_id})")
 
 
 def _listening_sockets(pid: int) -> int:
@@ -202,6 +208,11 @@ def test_the_key_is_refused_without_prometheus_client(tmp_path):
                        text=True, timeout=120)
     assert r.returncode != 0
     assert "pylog.metrics.listener" in r.stderr and "pip install 'pylog[metrics]'" in r.stderr
+    # pylog's clients refuse metrics_registry= the same way.
+    client = subprocess.run([sys.executable, "-c", "from pylog.producer import Producer\n"
+                             "Producer('127.0.0.1:1', metrics_registry=object())"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert client.returncode != 0 and "metrics_registry needs the prometheus_client package" in client.stderr
     # The same shim leaves a broker without the key alone.
     ok = subprocess.run([sys.executable, "-c", "import pylog.broker.config as c; c.BrokerConfig({})"], env=env,
                         capture_output=True, text=True, timeout=120)
