@@ -188,6 +188,21 @@ def broker_md(impls):
         verdicts.append(("PASS" if ok_rate and ok_cpu else "FAIL",
                          f"{'PASS' if ok_rate and ok_cpu else 'FAIL'}: {impl} {fmt_rate(r['rps'])} msg/s, "
                          f"broker {r['broker_cpu']:.3f} s/M, client {r['client_cpu']:.3f} s/M ({goal})"))
+    overhead = []
+    for impl, _rate_goal, _cpu_goal in BROKER_ROWS:
+        off, r = impls.get(impl), impls.get(impl + ", metrics on")
+        if r is None:
+            continue
+        # The same phase against a broker with pylog.metrics.listener set and
+        # scraped every second: a reference, no goal.
+        rounds = ", ".join(f"{x:.3f}" for x in r.get("broker_cpu_rounds") or [])
+        out.append(f"| {impl}, metrics on | {fmt_rate(r['rps'])} | {r['gbps'] * 1e3:.0f} | {r['broker_cpu']:.3f} | "
+                   f"— | {r['client_cpu']:.3f} | {rounds} | {r['rounds']} |")
+        if off is not None:
+            overhead.append(f"{impl}: off/on throughput {off['rps'] / r['rps']:.3f}x, broker CPU on/off "
+                            f"{r['broker_cpu'] / off['broker_cpu']:.3f}x")
+    if overhead:
+        out += ["", "Metrics overhead (same run): " + "; ".join(overhead) + "."]
     out += ["", "Medians over rounds; CPU is user+system time of all threads (broker: /proc schedstat; "
             "client: getrusage, librdkafka's threads included). Where client CPU far exceeds broker CPU "
             "the client is the limit. 'plain file, same bytes': CPU to pwrite as many bytes as the broker "
