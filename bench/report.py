@@ -188,27 +188,27 @@ def broker_md(impls):
         verdicts.append(("PASS" if ok_rate and ok_cpu else "FAIL",
                          f"{'PASS' if ok_rate and ok_cpu else 'FAIL'}: {impl} {fmt_rate(r['rps'])} msg/s, "
                          f"broker {r['broker_cpu']:.3f} s/M, client {r['client_cpu']:.3f} s/M ({goal})"))
-    overhead = []
-    for impl, _rate_goal, _cpu_goal in BROKER_ROWS:
-        off, r = impls.get(impl), impls.get(impl + ", metrics on")
-        if r is None:
-            continue
-        # The same phase against a broker with pylog.metrics.listener set and
-        # scraped every second: a reference, no goal.
-        rounds = ", ".join(f"{x:.3f}" for x in r.get("broker_cpu_rounds") or [])
-        out.append(f"| {impl}, metrics on | {fmt_rate(r['rps'])} | {r['gbps'] * 1e3:.0f} | {r['broker_cpu']:.3f} | "
-                   f"— | {r['client_cpu']:.3f} | {rounds} | {r['rounds']} |")
-        if off is not None:
-            overhead.append(f"{impl}: off/on throughput {off['rps'] / r['rps']:.3f}x, broker CPU on/off "
-                            f"{r['broker_cpu'] / off['broker_cpu']:.3f}x")
-    if overhead:
-        out += ["", "Metrics overhead (same run): " + "; ".join(overhead) + "."]
     out += ["", "Medians over rounds; CPU is user+system time of all threads (broker: /proc schedstat; "
             "client: getrusage, librdkafka's threads included). Where client CPU far exceeds broker CPU "
             "the client is the limit. 'plain file, same bytes': CPU to pwrite as many bytes as the broker "
             "stored in that round (the floor of storing them), measured right after it.", ""]
     out += [f"**{v[1]}**" for v in verdicts] + [""]
     return out, verdicts
+
+
+def metrics_overhead_md(impls):
+    """G's metrics row: produce rounds alternating between a broker without and
+    one with pylog.metrics.listener (scraped every second); a reference, no goal."""
+    out = []
+    for impl, r in impls.items():
+        e = r["extra"]
+        out += [f"G, {impl} ({e['pairs']} pairs, {e['scrapes']} scrapes every {e['scrape_s']:g} s): "
+                f"off {fmt_rate(e['off_rate'])} msg/s, broker {e['off_broker_cpu_s_per_m']:.3f} s/M; "
+                f"on {fmt_rate(e['on_rate'])} msg/s, broker {e['on_broker_cpu_s_per_m']:.3f} s/M; "
+                f"median per pair: throughput off/on {e['rate_ratio_off_on']:.3f}x "
+                f"({', '.join(f'{x:.2f}' for x in e['rate_ratios'])}), broker CPU on/off "
+                f"{e['cpu_ratio_on_off']:.3f}x ({', '.join(f'{x:.2f}' for x in e['cpu_ratios'])}).", ""]
+    return out
 
 
 def _embedded_floor_lines(impls):
@@ -576,6 +576,8 @@ def build(data, rows, src_path):
     g_md, g_verdicts = broker_md(rows.get("G_broker", {}))
     lines += g_md
     known.add("G_broker")
+    lines += metrics_overhead_md(rows.get("G_metrics", {}))
+    known.add("G_metrics")
     h_md, h_verdicts = startup_md(rows.get("H_startup", {}))
     lines += h_md
     known.add("H_startup")

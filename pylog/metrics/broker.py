@@ -17,6 +17,7 @@ import logging
 from . import parse_listener
 from .requests import RequestMetrics, request_name
 from ..groups.coordinator import GroupState
+from ..log.flush_stats import FLUSHES
 
 log = logging.getLogger("pylog.metrics")
 
@@ -124,6 +125,7 @@ class _Collector:
                 cleaner = b.log_cleaner.stats()
             except Exception:  # noqa: BLE001 -- a log closed under the scrape: no cleaner figures this time
                 log.debug("cleaner stats failed", exc_info=True)
+        snap["flushes"] = FLUSHES.snapshot()
         yield from _families(snap, cleaner)
 
 
@@ -161,6 +163,18 @@ def _families(snap, cleaner):
             f.add_sample(f.name + "_total", {"topic": topic}, v)
         f.add_sample(f.name + "_total", {}, sum(values.values()))
         yield f
+
+    # ---- kafka.log:type=LogFlushStats (this process's logs) ----
+    count, total_ms, flushes = snap["flushes"]
+    ff = Metric("kafka_log_logflushstats_logflushrateandtimems", "LogFlushRateAndTimeMs: ms per log flush "
+                "(every log of this process)", "summary")
+    flushes.sort()
+    for label, q in QUANTILES:
+        if flushes:
+            ff.add_sample(ff.name, {"quantile": label}, flushes[min(len(flushes) - 1, int(q * len(flushes)))])
+    ff.add_sample(ff.name + "_count", {}, count)
+    ff.add_sample(ff.name + "_sum", {}, total_ms)
+    yield ff
 
     # ---- kafka.network:type=RequestMetrics ----
     req = snap["requests"]

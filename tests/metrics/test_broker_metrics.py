@@ -76,6 +76,7 @@ EXPECTED = [
     "kafka_log_logcleanermanager_max_dirty_percent", "kafka_log_logcleaner_cleaner_recopy_percent",
     "kafka_log_logcleaner_max_clean_time_secs", "kafka_server_socketservermetrics_connection_count",
     "kafka_server_socketservermetrics_connection_creation_total", "process_cpu_seconds_total",
+    "kafka_log_logflushstats_logflushrateandtimems_count",
 ]
 
 
@@ -121,6 +122,18 @@ def test_named_series_counters_and_request_metrics_move(tmp_path):
         produce_refused.flush(30)
         wait_until(lambda: value(scrape(port), "kafka_server_brokertopicmetrics_failedproducerequests_total",
                                  topic="__consumer_offsets") >= 1, what="a failed produce counted")
+
+
+def test_log_flushes_are_timed(tmp_path):
+    with running_broker(tmp_path / "d", config={**METRICS, "log.flush.interval.messages": "1"}) as b:
+        port = b.broker.metrics.port
+        before = value(scrape(port), "kafka_log_logflushstats_logflushrateandtimems_count")
+        produce(b, "durable", 20)
+        wait_until(lambda: value(scrape(port), "kafka_log_logflushstats_logflushrateandtimems_count") > before,
+                   what="a flush counted")
+        s = scrape(port)
+        assert value(s, "kafka_log_logflushstats_logflushrateandtimems_sum") > 0
+        assert value(s, "kafka_log_logflushstats_logflushrateandtimems", quantile="0.99") > 0
 
 
 def test_consumer_lag_is_the_high_watermark_minus_the_committed_offset(tmp_path):
