@@ -51,25 +51,22 @@ class Windowed:
 
     def rate(self, now: float) -> float:
         """Sum of the values per second (Kafka's Rate)."""
-        live = self._live(now)
-        if not live:
-            return 0.0
-        elapsed = now - live[0][0]
-        full = int(elapsed // WINDOW_S)
-        if full < SAMPLES - 1:
-            elapsed += (SAMPLES - 1 - full) * WINDOW_S
-        return sum(x[2] for x in live) / elapsed
+        return self._per_second(now, 2)
 
     def count_rate(self, now: float) -> float:
         """Events per second (Kafka's Rate of a count)."""
+        return self._per_second(now, 1)
+
+    def _per_second(self, now, field):
         live = self._live(now)
         if not live:
             return 0.0
+        # Kafka's Rate.windowSize: at least SAMPLES - 1 whole windows.
         elapsed = now - live[0][0]
         full = int(elapsed // WINDOW_S)
         if full < SAMPLES - 1:
             elapsed += (SAMPLES - 1 - full) * WINDOW_S
-        return sum(x[1] for x in live) / elapsed
+        return sum(x[field] for x in live) / elapsed
 
     def avg(self, now: float) -> float:
         live = self._live(now)

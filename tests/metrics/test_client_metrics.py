@@ -60,3 +60,20 @@ def test_producer_and_consumer_metrics(tmp_path):
         assert not math.isnan(s[("kafka_consumer_fetch_latency_avg", cid)])
         # Closed clients leave the registry.
         assert not any(k[1] in ((("client_id", "cons-1"),), (("client_id", "prod-1"),)) for k in samples(reg))
+
+
+def test_windows_follow_kafkas_sampled_stats():
+    from pylog.metrics.clients import Windowed
+    w = Windowed()
+    w.record(10, 100.0)
+    w.record(30, 101.0)
+    # Kafka's Rate: the elapsed time counts at least one whole 30 s window more.
+    assert w.rate(101.0) == pytest.approx(40 / 31.0)
+    assert w.count_rate(101.0) == pytest.approx(2 / 31.0)
+    assert (w.avg(101.0), w.max(101.0)) == (20, 30)
+    w.record(2, 131.0)      # a second window
+    assert w.max(131.0) == 30 and w.avg(131.0) == pytest.approx(14)
+    w.record(1, 162.0)      # a third: the first falls out
+    assert w.max(162.0) == 2 and w.avg(162.0) == pytest.approx(1.5)
+    assert w.rate(162.0) == pytest.approx(3 / 31.0)   # samples from 131 s: 31 s elapsed, one whole window
+    assert math.isnan(Windowed().avg(0.0))
