@@ -583,7 +583,7 @@ class Broker:
             time.sleep(backoff_s)
 
     def _submit_to_loop(self, fn) -> concurrent.futures.Future:
-        """fn() run on this broker's loop, from another thread (the log cleaner's)."""
+        """fn() run on this broker's loop, from another thread (the log cleaner's, a metrics scrape)."""
         fut = concurrent.futures.Future()
 
         def call():

@@ -241,8 +241,9 @@ class FetchApi:
                                   None, None))
                     respond_now = True
                     continue
-                stats.fetch_total[name] += 1
                 p = partitions.get((name, fp.partition))
+                if p is not None:   # (hosted partitions only: no key per unknown name)
+                    stats.fetch_total[name] += 1
                 data = None
                 aborted = None
                 preferred = -1
@@ -292,7 +293,8 @@ class FetchApi:
                             code = Errors.OFFSET_OUT_OF_RANGE
                         except PylogError as e:
                             code = code_for(e)
-                            stats.fetch_failed[name] += code not in FETCH_NOT_FAILED
+                            if code not in FETCH_NOT_FAILED:
+                                stats.fetch_failed[name] += 1
                 if code:
                     respond_now = True
                 if read_committed:

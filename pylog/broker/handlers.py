@@ -487,7 +487,8 @@ class Handlers:
                 except (PylogError, ValueError, OSError) as e:
                     failed = True
                     code = self._not_hosted(name, index, _code(e))
-                    self.topic_stats.produce_failed[name] += code not in PRODUCE_NOT_FAILED
+                    if code not in PRODUCE_NOT_FAILED and name in self.logs.topics:   # (no key per unknown name)
+                        self.topic_stats.produce_failed[name] += 1
                     if code in (Errors.CORRUPT_MESSAGE, Errors.MESSAGE_TOO_LARGE, Errors.INVALID_RECORD,
                                 Errors.OUT_OF_ORDER_SEQUENCE_NUMBER, Errors.INVALID_PRODUCER_EPOCH):
                         log.info("produce to %s-%d refused: %s", name, index, e)
@@ -540,7 +541,6 @@ class Handlers:
         request holds a transactional batch but no transactional id
         (produce_refused). Returns (Partition, AppendResult); raises the
         partition's error, with nothing appended."""
-        self.topic_stats.produce_total[name] += 1
         if acks not in (0, 1, -1):
             raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {acks}")
         if refused:
@@ -548,6 +548,7 @@ class Handlers:
         if name in INTERNAL_TOPICS:
             raise InvalidTopicError(f"{name} is an internal topic: clients cannot produce to it")
         p = self.logs.get_partition(name, index)
+        self.topic_stats.produce_total[name] += 1
         r = p.append_as_leader(records, acks, version)
         self.topic_stats.produced(name, r, len(records))
         return p, r

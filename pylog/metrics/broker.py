@@ -92,12 +92,20 @@ class BrokerMetrics:
             "data_dir": str(b.data_dir),
             "partitions": parts,
             "offline_replicas": sum(len(t.offline) for t in lm.topics.values()),
-            "topic_stats": b.handlers.topic_stats.snapshot() if b.handlers is not None else {},
+            "topic_stats": self._topic_stats(),
             "requests": self.requests.snapshot(),
             "purgatory": purgatory,
             "groups": groups,
             "controller": controller,
         }
+
+
+    def _topic_stats(self) -> dict:
+        b = self.broker
+        if b.handlers is None:
+            return {}
+        b.handlers.topic_stats.forget_topics_except(b.log_manager.topics)
+        return b.handlers.topic_stats.snapshot()
 
 
 class _Collector:

@@ -18,7 +18,8 @@ FETCH_NOT_FAILED = frozenset((
 
 
 class BrokerTopicStats:
-    """Counts per topic name, incremented once per partition of a request
+    """Counts per topic name (topics that exist here: no key is made for a
+    name a client invents), incremented once per partition of a request
     (never per record): MessagesInPerSec, BytesInPerSec,
     TotalProduceRequestsPerSec, FailedProduceRequestsPerSec,
     TotalFetchRequestsPerSec, FailedFetchRequestsPerSec. BytesOutPerSec is
@@ -39,6 +40,14 @@ class BrokerTopicStats:
     def produced(self, topic: str, result, nbytes: int) -> None:
         self.messages_in[topic] += result.last_offset - result.first_offset + 1
         self.bytes_in[topic] += nbytes
+
+    def forget_topics_except(self, topics) -> None:
+        """Drop the counts of topics no longer here (deleted): Kafka removes a
+        topic's meters with it."""
+        for name in self.__slots__:
+            counts = getattr(self, name)
+            for topic in [t for t in counts if t not in topics]:
+                del counts[topic]
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         return {name: dict(getattr(self, name)) for name in self.__slots__}

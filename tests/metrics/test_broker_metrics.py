@@ -230,3 +230,38 @@ def test_the_key_is_refused_without_prometheus_client(tmp_path):
     ok = subprocess.run([sys.executable, "-c", "import pylog.broker.config as c; c.BrokerConfig({})"], env=env,
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_topic_series_go_with_the_topic_and_unknown_names_make_none(tmp_path):
+    from confluent_kafka.admin import AdminClient
+    with running_broker(tmp_path / "d", config={**METRICS, "auto.create.topics.enable": "false"}) as b:
+        port = b.broker.metrics.port
+        admin = AdminClient({"bootstrap.servers": b})   # kept alive until the results are in
+        admin.create_topics([ck.admin.NewTopic("doomed", 1, 1)])["doomed"].result(30)
+        produce(b, "doomed", 5)
+        assert value(scrape(port), "kafka_server_brokertopicmetrics_messagesin_total", topic="doomed") == 5
+        # Produce and Fetch naming topics that do not exist (sent raw: clients
+        # ask Metadata first): refused, and no series per invented name.
+        from pylog.client.wire import Connection
+        from pylog.protocol import messages as m
+        P, F = m.ProduceRequest, m.FetchRequest
+        with Connection("127.0.0.1", b.port) as c:
+            for i in range(20):
+                r = c.request(P(acks=1, timeout_ms=1000, transactional_id=None, topic_data=[P.TopicProduceData(
+                    name=f"nope-{i}", partition_data=[P.PartitionProduceData(index=0, records=b"x" * 70)])]),
+                    api_version=7)
+                assert r.responses[0].partition_responses[0].error_code == 3   # UNKNOWN_TOPIC_OR_PARTITION
+                r = c.request(F(replica_id=-1, max_wait_ms=0, min_bytes=0, max_bytes=1000, isolation_level=0,
+                                session_id=0, session_epoch=-1, topics=[F.FetchTopic(topic=f"nope-{i}", partitions=[
+                                    F.FetchPartition(partition=0, current_leader_epoch=-1, fetch_offset=0,
+                                                     log_start_offset=-1, partition_max_bytes=1000)])],
+                                forgotten_topics_data=[]), api_version=11)
+                assert r.responses[0].partitions[0].error_code == 3
+        # Not even counted (metrics off, nothing would ever drop them).
+        stats = b.broker.handlers.topic_stats
+        counted = b.broker.call(lambda: {t for name in stats.__slots__ for t in getattr(stats, name)})
+        assert counted == {"doomed"}
+        assert not [k for k in scrape(port) if any(v.startswith("nope-") for _l, v in k[1])]
+        admin.delete_topics(["doomed"])["doomed"].result(30)
+        wait_until(lambda: not [k for k in scrape(port) if ("topic", "doomed") in k[1]],
+                   what="the deleted topic's series gone")
