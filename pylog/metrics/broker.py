@@ -96,6 +96,7 @@ class BrokerMetrics:
             "requests": self.requests.snapshot(),
             "purgatory": purgatory,
             "groups": groups,
+            "completed_rebalances": b.groups.completed_rebalances if b.groups is not None else 0,
             "controller": controller,
         }
 
@@ -294,6 +295,10 @@ def _families(snap, cleaner):
         g = gauge(f"kafka_coordinator_group_groupmetadatamanager_numgroups{s.value.lower()}", f"NumGroups{s.value}")
         g.add_metric([], by_state[s])
         yield g
+    g = gauge("kafka_server_group_coordinator_metrics_group_completed_rebalance_count",
+              "group-completed-rebalance-count (group-coordinator-metrics): rebalances ended Stable")
+    g.add_metric([], snap["completed_rebalances"])
+    yield g
     g = gauge("kafka_coordinator_group_groupmetadatamanager_numoffsets", "NumOffsets")
     g.add_metric([], sum(len(o) for _g, _s, o in groups))
     yield g

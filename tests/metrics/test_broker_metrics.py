@@ -153,6 +153,17 @@ def test_consumer_lag_is_the_high_watermark_minus_the_committed_offset(tmp_path)
         produce(b, "lagging", 5)
         assert value(scrape(port), "kafka_consumergroup_lag", consumergroup="g1", topic="lagging",
                      partition="0") == 35
+        assert value(scrape(port), "kafka_server_group_coordinator_metrics_group_completed_rebalance_count") == 0
+        # A member joins: one rebalance completes and the group is Stable.
+        c = ck.Consumer({"bootstrap.servers": b, "group.id": "g2", "auto.offset.reset": "earliest"})
+        try:
+            c.subscribe(["lagging"])
+            wait_until(lambda: c.poll(0.2) is not None and c.assignment(), what="an assignment")
+            s = scrape(port)
+        finally:
+            c.close()
+        assert value(s, "kafka_server_group_coordinator_metrics_group_completed_rebalance_count") == 1
+        assert value(s, "kafka_coordinator_group_groupmetadatamanager_numgroupsstable") == 1
 
 
 def test_under_replicated_partitions_when_a_follower_dies():
