@@ -25,6 +25,9 @@ Semantics follow Kafka's Java consumer:
   callback(consumer, partitions) from inside poll() (or close() /
   unsubscribe()), on the polling thread; on_lost defaults to on_revoke, as
   Java's onPartitionsLost does.
+- metrics_registry: a prometheus_client registry that gets Kafka's
+  consumer-fetch-manager-metrics (records-lag-max, fetch rate and latency,
+  records and bytes consumed; pylog/metrics/clients.py), per fetch and per poll.
 """
 from __future__ import annotations
 

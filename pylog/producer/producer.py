@@ -29,6 +29,10 @@ xxhash on request) and encodes the record into its partition's open batch, all
 in C. A background sender thread (sender.py) takes batches that are full, or
 older than linger_ms, and writes them out (transport.py).
 
+metrics_registry: a prometheus_client registry that gets Kafka's
+producer-metrics (record-send, batch-size, request-latency; pylog/metrics/clients.py),
+recorded per batch and per request by the sender thread.
+
 Invariants: see Sender (ordering, idempotent retries, every batch ends once).
 Thread-safety: send(), send_many(), flush() and close() may be called from
 any thread; the transactional calls from one thread at a time (as Kafka's). Delivery callbacks run on the sender thread; keep them short.
