@@ -15,7 +15,7 @@ import asyncio
 import logging
 
 from . import parse_listener
-from .requests import RequestMetrics, request_name
+from .requests import RequestMetrics
 from ..groups.coordinator import GroupState
 from ..log.flush_stats import FLUSHES
 
@@ -193,8 +193,7 @@ def _families(snap, cleaner):
                        f"newest samples, count and sum since start", "summary")
              for k, v in (("totaltimems", "TotalTimeMs"), ("localtimems", "LocalTimeMs"),
                           ("remotetimems", "RemoteTimeMs"))}
-    for key, a in sorted(req["apis"].items()):
-        name = request_name(key)
+    for name, a in sorted(req["apis"].items()):
         for version, n in sorted(a["versions"].items()):
             rf.add_metric([name, str(version)], n)
         for i, k in enumerate(("totaltimems", "localtimems", "remotetimems")):

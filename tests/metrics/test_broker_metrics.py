@@ -112,6 +112,10 @@ def test_named_series_counters_and_request_metrics_move(tmp_path):
         fetches = sum(v for (n, lab), v in s2.items()
                       if n == "kafka_network_requestmetrics_requests_total" and ("request", "Fetch") in lab)
         assert fetches >= 1
+        # Kafka's second name for a Fetch: a consumer's here (no followers).
+        assert sum(v for (n, lab), v in s2.items() if n == "kafka_network_requestmetrics_requests_total"
+                   and ("request", "FetchConsumer") in lab) == fetches
+        assert value(s2, "kafka_network_requestmetrics_totaltimems_count", request="FetchFollower") == 0
         # The consumer's long polls waited in the purgatory: remote time was measured.
         assert value(s2, "kafka_network_requestmetrics_remotetimems_count", request="Fetch") == fetches
 
@@ -177,7 +181,9 @@ def test_under_replicated_partitions_when_a_follower_dies():
         # (Metadata may name the leader before its LeaderAndIsr is applied.)
         wait_until(lambda: value(scrape(port), "kafka_server_replicamanager_leadercount") == 1,
                    what="the leader leading")
-        assert value(scrape(port), "kafka_server_replicamanager_underreplicatedpartitions") == 0
+        s = scrape(port)
+        assert value(s, "kafka_server_replicamanager_underreplicatedpartitions") == 0
+        assert value(s, "kafka_network_requestmetrics_totaltimems_count", request="FetchFollower") >= 1
         victim.broker.stop_in_thread()
         # Records the dead follower never fetches: the leader drops it from
         # the ISR after replica.lag.time.max.ms (if the controller has not).
