@@ -33,7 +33,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
+import uuid
 
 import pytest
 
@@ -42,6 +45,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 VALUE = b"x" * 100
 PARTITIONS = 6
+SCRAPE_S = 1.0
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -61,27 +65,47 @@ def _self_cpu() -> float:
 
 
 class BrokerProcess:
-    def __init__(self, overrides=None):
+    """overrides: broker configs (--override). metrics: with pylog.metrics.listener, and a
+    thread scraping /metrics every SCRAPE_S (15x Prometheus's default rate) for as long as it runs."""
+
+    def __init__(self, overrides=None, metrics: bool = False):
         self.dir = tempfile.mkdtemp(prefix="pylog-bench-broker-", dir=os.environ.get("BENCH_DIR"))
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         self.port = s.getsockname()[1]
+        m = socket.socket()
+        m.bind(("127.0.0.1", 0))
+        self.metrics_port = m.getsockname()[1]
         s.close()
+        m.close()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pylog.broker", "--data-dir", self.dir, "--port", str(self.port),
              "--log-level", "WARNING",
-             *(a for k, v in (overrides or {}).items() for a in ("--override", f"{k}={v}"))],
+             *(a for k, v in (overrides or {}).items() for a in ("--override", f"{k}={v}"))]
+            + (["--override", f"pylog.metrics.listener=127.0.0.1:{self.metrics_port}"] if metrics else []),
             stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if "ready" not in line:
             self.stop()
             raise RuntimeError(f"broker did not start: {line!r}")
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self._stop_scraping = threading.Event()
+        self.scrapes = 0
+        if metrics:
+            threading.Thread(target=self._scrape, daemon=True).start()
+
+    def _scrape(self):
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        while not self._stop_scraping.wait(SCRAPE_S):
+            with urllib.request.urlopen(url, timeout=30) as r:
+                r.read()
+            self.scrapes += 1
 
     def cpu(self) -> float:
         return _cpu_seconds(self.proc.pid)
 
     def stop(self):
+        self._stop_scraping.set()
         self.proc.terminate()
         try:
             self.proc.wait(30)
@@ -228,3 +252,58 @@ def test_g_consume(benchmark, broker, request):
     benchmark.pedantic(consume, setup=setup, rounds=_rounds(request), iterations=1)
     state.pop("consumer").close()
     _record(benchmark, "G_broker", "consume", n, samples)
+
+
+def test_g_metrics_overhead(benchmark, request):
+    """What pylog.metrics.listener costs: two brokers side by side, one without
+    metrics and one with them (scraped every SCRAPE_S), produce rounds as in
+    test_g_produce (acks=1) alternating between them (off, on, then on, off, ...)
+    so the machine's load drifts alike for both; ratios per pair, medians."""
+    n = _messages(request)
+    pairs = _rounds(request)
+    brokers = {"off": BrokerProcess(), "on": BrokerProcess(metrics=True)}
+    results = {"off": [], "on": []}
+
+    def one_round(b):
+        name = f"metrics-{uuid.uuid4().hex[:8]}"
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        admin.create_topics([NewTopic(name, PARTITIONS, 1)])[name].result(30)
+        p = ck.Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 5, "batch.size": 1000000, "acks": "1",
+                         "queue.buffering.max.messages": 2 * n, "queue.buffering.max.kbytes": 2097151})
+        p.list_topics(name, timeout=10)
+        os.sync()
+        b0, t0 = b.cpu(), time.perf_counter()
+        for i in range(n):
+            p.produce(name, VALUE, partition=i % PARTITIONS)
+        left = p.flush(120)
+        t1, b1 = time.perf_counter(), b.cpu()
+        assert left == 0, f"{left} messages not delivered"
+        del p
+        admin.delete_topics([name])[name].result(30)
+        return n / (t1 - t0), (b1 - b0) / n * 1e6
+
+    def run():
+        one_round(brokers["off"])   # warm-up, both
+        one_round(brokers["on"])
+        for i in range(pairs):
+            for k in (("off", "on") if i % 2 == 0 else ("on", "off")):
+                results[k].append(one_round(brokers[k]))
+
+    try:
+        benchmark.pedantic(run, rounds=1, iterations=1)
+    finally:
+        for b in brokers.values():
+            b.stop()
+    assert brokers["on"].scrapes > 0
+    rate_ratios = [off[0] / on[0] for off, on in zip(results["off"], results["on"])]
+    cpu_ratios = [on[1] / off[1] for off, on in zip(results["off"], results["on"])]
+    benchmark.extra_info.update(
+        scenario="G_metrics", impl="produce acks=1, metrics off vs on", records=n * pairs * 2,
+        bytes=n * pairs * 2 * len(VALUE), pairs=pairs, scrapes=brokers["on"].scrapes, scrape_s=SCRAPE_S,
+        off_rate=statistics.median(r[0] for r in results["off"]),
+        on_rate=statistics.median(r[0] for r in results["on"]),
+        off_broker_cpu_s_per_m=statistics.median(r[1] for r in results["off"]),
+        on_broker_cpu_s_per_m=statistics.median(r[1] for r in results["on"]),
+        rate_ratio_off_on=statistics.median(rate_ratios), rate_ratios=[round(x, 3) for x in rate_ratios],
+        cpu_ratio_on_off=statistics.median(cpu_ratios), cpu_ratios=[round(x, 3) for x in cpu_ratios],
+        loadavg1=os.getloadavg()[0])

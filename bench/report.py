@@ -196,6 +196,21 @@ def broker_md(impls):
     return out, verdicts
 
 
+def metrics_overhead_md(impls):
+    """G's metrics row: produce rounds alternating between a broker without and
+    one with pylog.metrics.listener (scraped every second); a reference, no goal."""
+    out = []
+    for impl, r in impls.items():
+        e = r["extra"]
+        out += [f"G, {impl} ({e['pairs']} pairs, {e['scrapes']} scrapes every {e['scrape_s']:g} s): "
+                f"off {fmt_rate(e['off_rate'])} msg/s, broker {e['off_broker_cpu_s_per_m']:.3f} s/M; "
+                f"on {fmt_rate(e['on_rate'])} msg/s, broker {e['on_broker_cpu_s_per_m']:.3f} s/M; "
+                f"median per pair: throughput off/on {e['rate_ratio_off_on']:.3f}x "
+                f"({', '.join(f'{x:.2f}' for x in e['rate_ratios'])}), broker CPU on/off "
+                f"{e['cpu_ratio_on_off']:.3f}x ({', '.join(f'{x:.2f}' for x in e['cpu_ratios'])}).", ""]
+    return out
+
+
 def _embedded_floor_lines(impls):
     """What goal 4 asks against what this run measured any producer must spend:
     5x a network row in wall time, on this machine's cores, set beside the
@@ -561,6 +576,8 @@ def build(data, rows, src_path):
     g_md, g_verdicts = broker_md(rows.get("G_broker", {}))
     lines += g_md
     known.add("G_broker")
+    lines += metrics_overhead_md(rows.get("G_metrics", {}))
+    known.add("G_metrics")
     h_md, h_verdicts = startup_md(rows.get("H_startup", {}))
     lines += h_md
     known.add("H_startup")

@@ -37,6 +37,7 @@ from ..errors import PylogError
 from ..groups.api import GroupApis
 from ..groups.coordinator import GroupCoordinator
 from ..log.checkpoint import atomic_write
+from ..metrics.broker import BrokerMetrics
 from ..protocol.error_codes import Errors
 from ..transactions.api import TransactionApis
 from ..transactions.channel import MarkerChannel, TxnPartitionWriter
@@ -98,6 +99,7 @@ class Broker:
         self.transactions = None      # the transaction coordinator (pylog/transactions)
         self.server = None
         self.console = None  # the web console, with pylog.console.listener
+        self.metrics = None           # a pylog.metrics.broker.BrokerMetrics with pylog.metrics.listener
         self.host, self.port = self.config.listener()
         self.advertised_host, self.advertised_port = self.host, self.port
         # (name, host, port) of every listener as bound (ports chosen), and as
@@ -229,6 +231,8 @@ class Broker:
             authz_guard.install(self.handlers.table, self.authorizer)
         self.groups.start()
         self.transactions.start()
+        if self.config.get("pylog.metrics.listener") is not None:
+            self.metrics = BrokerMetrics(self)   # before any connection: every request is timed
         if self.listen:
             self.server = Server(self)
         await self.acl_apis.preload()
@@ -251,6 +255,8 @@ class Broker:
             except BaseException:
                 await self.stop()  # a broker that cannot serve what it was told to does not start
                 raise
+        if self.metrics is not None:
+            self.metrics.start()
         log.info("broker %d %s with data in %s, started in %.0f ms", self.broker_id,
                  "listening on %s (advertised %s)" % (
                      ",".join(f"{n}://{h}:{p}" for n, h, p in self.bound_listeners),
@@ -603,7 +609,7 @@ class Broker:
             time.sleep(backoff_s)
 
     def _submit_to_loop(self, fn) -> concurrent.futures.Future:
-        """fn() run on this broker's loop, from another thread (the log cleaner's)."""
+        """fn() run on this broker's loop, from another thread (the log cleaner's, a metrics scrape)."""
         fut = concurrent.futures.Future()
 
         def call():
@@ -646,6 +652,9 @@ class Broker:
         if self.stopping:
             return
         self.stopping = True
+        if self.metrics is not None:
+            # Off the loop: the HTTP server's shutdown waits for its poll (0.5 s).
+            await asyncio.get_running_loop().run_in_executor(None, self.metrics.stop)
         if self.replica_manager is not None:
             # Before anything that may wait (the controlled shutdown talks to a
             # controller that may be stopping too): a fetcher left running

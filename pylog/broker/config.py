@@ -20,6 +20,7 @@ from typing import NamedTuple
 from ..errors import InvalidConfigError, InvalidTopicError
 from . import tls
 from .tls import SSL_DEFAULTS
+from ..metrics import check_listener as check_metrics_listener
 
 log = logging.getLogger("pylog.broker")
 
@@ -160,6 +161,9 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "controller.quota.window.size.seconds": (int, 1),
     # pylog's own: auto (uvloop when installed), asyncio or uvloop.
     "pylog.event.loop": (str, "auto"),
+    # pylog's own: HOST:PORT where GET /metrics answers in Prometheus's text
+    # format (pylog/metrics); unset, no endpoint. Needs prometheus_client.
+    "pylog.metrics.listener": (str, None),
     # The transaction coordinator (KAFKA-NOTES §6.2; Kafka's names and defaults).
     "transaction.state.log.num.partitions": (int, 50),
     "transaction.state.log.replication.factor": (int, 3),
@@ -382,6 +386,8 @@ class BrokerConfig:
         self.replica_selector()
         self._check_listener_roles()
         self._check_group_coordinator()
+        if self.get("pylog.metrics.listener") is not None:
+            check_metrics_listener(self.get("pylog.metrics.listener"))
 
     def _check_listener_roles(self) -> None:
         """Kafka's KafkaConfig listener rules, checked at start so a broker

@@ -29,6 +29,7 @@ import time
 import uuid
 
 from ..errors import NotLeaderOrFollowerError, OffsetOutOfRangeError, PylogError, code_for
+from ..metrics.stats import FETCH_NOT_FAILED
 from ..protocol.error_codes import Errors
 from ..protocol.types import write_unsigned_varint
 from .fetch_session import FetchManager
@@ -235,6 +236,7 @@ class FetchApi:
         served = []
         parts = []
         partitions = self.logs.partitions
+        stats = self.broker.handlers.topic_stats
         for key, tid, fps in wanted:
             name = self._name_of(tid) if by_id else key
             for fp in fps:
@@ -245,6 +247,8 @@ class FetchApi:
                     respond_now = True
                     continue
                 p = partitions.get((name, fp.partition))
+                if p is not None:   # (hosted partitions only: no key per unknown name)
+                    stats.fetch_total[name] += 1
                 data = None
                 aborted = None
                 preferred = -1
@@ -294,6 +298,8 @@ class FetchApi:
                             code = Errors.OFFSET_OUT_OF_RANGE
                         except PylogError as e:
                             code = code_for(e)
+                            if code not in FETCH_NOT_FAILED:
+                                stats.fetch_failed[name] += 1
                 if code:
                     respond_now = True
                 if read_committed:

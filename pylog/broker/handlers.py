@@ -33,6 +33,7 @@ from ..errors import (
     code_for,
 )
 from ..errors import for_code
+from ..metrics.stats import PRODUCE_NOT_FAILED, BrokerTopicStats
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.produce import decode_produce_request, encode_produce_response
@@ -84,6 +85,7 @@ class Handlers:
         self.broker = broker
         self.logs = broker.log_manager
         self.purgatory = Purgatory()  # acks=all produces, fetch long-polls, coordinator writes
+        self.topic_stats = BrokerTopicStats()
         self.fetch_api = FetchApi(broker, self.purgatory)
         self.table = {
             av.API_VERSIONS: self.api_versions,
@@ -512,6 +514,8 @@ class Handlers:
                 except (PylogError, ValueError, OSError) as e:
                     failed = True
                     code = self._not_hosted(name, index, _code(e))
+                    if code not in PRODUCE_NOT_FAILED and name in self.logs.topics:   # (no key per unknown name)
+                        self.topic_stats.produce_failed[name] += 1
                     if code in (Errors.CORRUPT_MESSAGE, Errors.MESSAGE_TOO_LARGE, Errors.INVALID_RECORD,
                                 Errors.OUT_OF_ORDER_SEQUENCE_NUMBER, Errors.INVALID_PRODUCER_EPOCH):
                         log.info("produce to %s-%d refused: %s", name, index, e)
@@ -571,7 +575,10 @@ class Handlers:
         if name in INTERNAL_TOPICS:
             raise InvalidTopicError(f"{name} is an internal topic: clients cannot produce to it")
         p = self.logs.get_partition(name, index)
-        return p, p.append_as_leader(records, acks, version)
+        self.topic_stats.produce_total[name] += 1
+        r = p.append_as_leader(records, acks, version)
+        self.topic_stats.produced(name, r, len(records))
+        return p, r
 
     async def _produce_wait(self, correlation_id, version, results, waiting, timeout_ms):
         """acks=all: answer once the HW passed every appended offset (§4.1),

@@ -182,6 +182,7 @@ class Partition:
         # consumers (replication excluded), counted when the answer is sent.
         # With KIP-392 it shows which replica consumers actually read from.
         self.bytes_out = 0
+        self.isr_shrinks = self.isr_expands = 0   # Kafka's IsrShrinksPerSec / IsrExpandsPerSec (as leader)
         # The task of a truncation whose file work is running off the loop.
         self._truncation = None
 
@@ -310,6 +311,8 @@ class Partition:
 
     def apply_isr(self, isr, partition_epoch: int):
         """The ISR the controller committed (an AlterPartition answer)."""
+        self.isr_shrinks += len(isr) < len(self.isr)
+        self.isr_expands += len(isr) > len(self.isr)
         self.isr = list(isr)
         self.partition_epoch = partition_epoch
         self.pending_isr = None

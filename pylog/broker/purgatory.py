@@ -109,6 +109,19 @@ class Purgatory:
             ops.update(self._watchers.get((partition, ev), ()))
         return len(ops)
 
+    def operations(self) -> dict[str, tuple[int, int]]:
+        """Kafka's DelayedOperationPurgatory gauges: {"Produce"|"Fetch":
+        (watches, operations)}. Coordinator and marker writes wait for the
+        high watermark as Kafka's do in its Produce purgatory."""
+        out = {}
+        for ops in self._watchers.values():
+            for op in ops:
+                kind = "Fetch" if type(op).__name__ == "_DelayedFetch" else "Produce"
+                watches, seen = out.get(kind, (0, set()))
+                seen.add(op)
+                out[kind] = (watches + 1, seen)
+        return {k: (w, len(seen)) for k, (w, seen) in out.items()}
+
     def complete_all(self):
         """Shutdown: every waiting operation is re-checked now and answered
         (its try_complete sees the broker stopping)."""

@@ -182,10 +182,14 @@ class Connection(asyncio.BufferedProtocol):
             log.debug("TLS connection from %s on listener %s: principal %s", self.peer, self.listener.name,
                       principal)
         self.server.connections.add(self)
+        if self.server.broker.metrics is not None:
+            self.server.broker.metrics.connection_made(self)   # counts it, times its requests
 
     def connection_lost(self, exc):
         self.closed = True
         self.server.connections.discard(self)
+        if self.server.broker.metrics is not None:
+            self.server.broker.metrics.connection_lost(self)
         for _header, item in self._pending:
             if isinstance(item, asyncio.Future):
                 item.cancel()  # long polls stop waiting for a socket that is gone

@@ -539,6 +539,16 @@ class Controller:
     def is_active(self) -> bool:
         return self._epoch is not None
 
+    def offline_partition_count(self) -> int:
+        """Kafka's OfflinePartitionsCount: partitions without a live leader.
+        Any thread: reads copies (a dict copy is atomic under the GIL)."""
+        live, states = dict(self._live), dict(self._states)
+        return sum(1 for s in states.values() if s.leader < 0 or s.leader not in live)
+
+    def event_queue_size(self) -> int:
+        """Kafka's ControllerEventManager EventQueueSize. Any thread."""
+        return self._events.qsize()
+
     @property
     def epoch(self) -> int | None:
         return self._epoch

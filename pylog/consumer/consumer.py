@@ -25,6 +25,9 @@ Semantics follow Kafka's Java consumer:
   callback(consumer, partitions) from inside poll() (or close() /
   unsubscribe()), on the polling thread; on_lost defaults to on_revoke, as
   Java's onPartitionsLost does.
+- metrics_registry: a prometheus_client registry that gets Kafka's
+  consumer-fetch-manager-metrics (records-lag-max, fetch rate and latency,
+  records and bytes consumed; pylog/metrics/clients.py), per fetch and per poll.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ from ..errors import (
     OffsetOutOfRangeError,
     PylogError,
 )
+from ..metrics.clients import ConsumerMetrics
 from ..protocol.error_codes import Errors
 from ..structs import OffsetAndMetadata, TopicPartition
 
@@ -150,6 +154,14 @@ class _Buffer:
         self.next_offset = max(self.next_offset, next_offset)
 
 
+def _fetch_figures(asked, fetched):
+    """(lags, record bytes) of a fetch answer, for the consumer's metrics:
+    each partition's high watermark minus the position it was fetched at."""
+    lags = [p.high_watermark - asked[tp] for tp, p in fetched.items()
+            if p.error is None and tp in asked and p.high_watermark >= 0]
+    return lags, sum(len(p.records) for p in fetched.values() if p.records)
+
+
 class _Listener:
     """What the membership calls back; forwards to the Consumer."""
 
@@ -190,7 +202,8 @@ class Consumer:
                  heartbeat_interval_ms=3000, max_poll_interval_ms=300000,
                  partition_assignment_strategy=("range",), group_instance_id=None,
                  request_timeout_ms=30000, on_assign=None, on_revoke=None, on_lost=None,
-                 client_rack=None, read_only=False, group_protocol="classic", group_remote_assignor=None):
+                 client_rack=None, read_only=False, group_protocol="classic", group_remote_assignor=None,
+                 metrics_registry=None):
         if (bootstrap_servers is None) == (log_dir is None):
             raise ValueError("give exactly one of bootstrap_servers and log_dir")
         if auto_offset_reset not in ("earliest", "latest", "none"):
@@ -214,6 +227,9 @@ class Consumer:
         self.group_id = group_id
         self.client_id = client_id
         self.auto_offset_reset = auto_offset_reset
+        # Kafka's consumer-fetch-manager-metrics in this prometheus_client registry (pylog/metrics/clients.py).
+        self._metrics_registry = metrics_registry
+        self._metrics = None if metrics_registry is None else ConsumerMetrics(client_id, metrics_registry)
         if read_only and log_dir is None:
             raise ValueError("read_only is for log_dir (a directory another process writes)")
         # A read-only consumer stores nothing, committed offsets included.
@@ -414,7 +430,10 @@ class Consumer:
             positions = self._fetchable()
             if positions:
                 wait_ms = int(max(0.0, min(self._fetch_max_wait_ms, remaining * 1000)))
+                t0 = time.monotonic()
                 fetched = self._source.fetch(positions, max_wait_ms=wait_ms, **self._fetch_args)
+                if self._metrics is not None:
+                    self._metrics.fetched((time.monotonic() - t0) * 1000, *_fetch_figures(positions, fetched))
                 self._apply(positions, fetched)
                 out = self._drain(max_records)
                 if out:
@@ -497,6 +516,8 @@ class Consumer:
                 del self._buffers[tp]
             if len(out) >= max_records:
                 break
+        if self._metrics is not None and out:
+            self._metrics.consumed(len(out))
         return out
 
     # --- positions ------------------------------------------------------------
@@ -762,3 +783,5 @@ class Consumer:
         finally:
             self._closed = True
             self._source.close()
+            if self._metrics is not None:
+                self._metrics.close(self._metrics_registry)

@@ -186,6 +186,7 @@ class GroupCoordinator:
         self.config = config
         self.writer = writer
         self.groups: dict[str, Group] = {}
+        self.completed_rebalances = 0   # Kafka's group-completed-rebalance-count (pylog/metrics)
         c = config
         self.num_partitions = c.get("offsets.topic.num.partitions")
         self.min_session = c.get("group.min.session.timeout.ms")
@@ -689,6 +690,7 @@ class GroupCoordinator:
                 for mid, mm in g.members.items():
                     mm.assignment = assignment.get(mid, b"")
                 g.transition(GroupState.STABLE)
+                self.completed_rebalances += 1
                 g.sync_deadline = None
                 for mm in g.members.values():
                     f, mm.sync_future = mm.sync_future, None

@@ -35,6 +35,7 @@ from .. import _engine
 from ..protocol import batch_layout as L
 from ..errors import (DiskFullError, LogClosedError, LogLockedError, OffsetOutOfRangeError,
                       RecordTooLargeError, StorageError)
+from .flush_stats import FLUSHES
 from .checkpoint import (CLEANER, LOG_START, RECOVERY_POINT, DirCheckpoints, fsync_dir, read_checkpoint,
                          topic_partition_of, write_checkpoint)
 
@@ -821,6 +822,7 @@ class Log(_engine.LogCore):
                 self._unflushed = 0
                 self._last_flush = time.monotonic()
         synced = False
+        t0 = time.monotonic()
         try:
             for seg, fd, _, index_fds in pending:
                 with _storage_errors(seg.path):
@@ -832,6 +834,8 @@ class Log(_engine.LogCore):
                 with _storage_errors(self.path):
                     fsync_dir(self.path)
             synced = True
+            if pending or sync_dir:
+                FLUSHES.record((time.monotonic() - t0) * 1000)
         finally:
             with self._lock:
                 same = synced and generation == self._truncations

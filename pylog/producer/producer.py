@@ -29,6 +29,10 @@ xxhash on request) and encodes the record into its partition's open batch, all
 in C. A background sender thread (sender.py) takes batches that are full, or
 older than linger_ms, and writes them out (transport.py).
 
+metrics_registry: a prometheus_client registry that gets Kafka's
+producer-metrics (record-send, batch-size, request-latency; pylog/metrics/clients.py),
+recorded per batch and per request by the sender thread.
+
 Invariants: see Sender (ordering, idempotent retries, every batch ends once).
 Thread-safety: send(), send_many(), flush() and close() may be called from
 any thread; the transactional calls from one thread at a time (as Kafka's). Delivery callbacks run on the sender thread; keep them short.
@@ -39,6 +43,7 @@ import threading
 import time
 
 from .. import _engine, errors
+from ..metrics.clients import ProducerMetrics
 from ..structs import RecordMetadata
 from .sender import Sender
 from .transactions import IllegalTransactionStateError, TransactionManager
@@ -134,7 +139,7 @@ class Producer:
                  enable_idempotence: bool = True, partitioner: str = "murmur2",
                  allow_auto_create_topics: bool = True, metadata_max_age_ms: int = 300_000,
                  num_partitions: int = 1, transactional_id: str | None = None,
-                 transaction_timeout_ms: int = 60_000):
+                 transaction_timeout_ms: int = 60_000, metrics_registry=None):
         if (bootstrap_servers is None) == (log_dir is None):
             raise ValueError("give exactly one of bootstrap_servers (network) or log_dir (embedded)")
         if transactional_id is not None:
@@ -158,6 +163,9 @@ class Producer:
             raise ValueError("batch_size must be > 0 and <= buffer_memory")
         self.max_block_ms = max_block_ms
         self._batch_size = batch_size
+        # Kafka's producer-metrics in this prometheus_client registry (pylog/metrics/clients.py).
+        self._metrics_registry = metrics_registry
+        self._metrics = None if metrics_registry is None else ProducerMetrics(client_id, metrics_registry)
         self._space = threading.Condition()
         self._closed = False
         self._blocked = 0   # send() calls waiting for buffer space
@@ -179,6 +187,7 @@ class Producer:
             transport = NetworkTransport(self._metadata, client_id=client_id, acks=self.acks,
                                          request_timeout_ms=request_timeout_ms,
                                          transactional_id=transactional_id)
+            transport.metrics = self._metrics
         self._txn = None
         if transactional_id is not None:
             self._txn = TransactionManager(
@@ -189,7 +198,7 @@ class Producer:
                               retry_backoff_ms=retry_backoff_ms,
                               delivery_timeout_ms=delivery_timeout_ms,
                               idempotent=enable_idempotence, on_progress=self._space_freed,
-                              txn=self._txn)
+                              txn=self._txn, metrics=self._metrics)
         self._sender.start()
         # The per-message path: a bound method of the native accumulator, and
         # send() itself in C (an instance attribute over the method below,
@@ -446,6 +455,8 @@ class Producer:
             if self._store is not None:
                 self._store.close()
             self._acc.trim_pool()
+            if self._metrics is not None:
+                self._metrics.close(self._metrics_registry)
             with self._space:
                 self._space.notify_all()
 

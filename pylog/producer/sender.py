@@ -63,7 +63,7 @@ class Sender(threading.Thread):
 
     def __init__(self, accumulator, transport, *, linger_ms: int, retries: int,
                  retry_backoff_ms: int, delivery_timeout_ms: int, idempotent: bool,
-                 on_progress=None, name: str = "pylog-producer-sender", txn=None):
+                 on_progress=None, name: str = "pylog-producer-sender", txn=None, metrics=None):
         super().__init__(name=name, daemon=True)
         self.acc = accumulator
         self.transport = transport
@@ -73,6 +73,7 @@ class Sender(threading.Thread):
         self.delivery_timeout_ms = delivery_timeout_ms
         self.idempotent = idempotent
         self.txn = txn   # a TransactionManager for a transactional producer, else None
+        self.metrics = metrics   # a pylog.metrics.clients.ProducerMetrics, or None
         self._on_progress = on_progress
         self._queues: dict[tuple[str, int], collections.deque] = {}
         self._in_flight: set[tuple[str, int]] = set()
@@ -255,6 +256,8 @@ class Sender(threading.Thread):
             self._in_flight.add((b.topic, b.partition))
             b.attempts += 1
         failed = self.transport.send(sendable, now)
+        if self.metrics is not None:
+            self.metrics.batches_sent(sendable)
         for b, exc in failed:
             self._retry_or_fail(b, exc, now)
 
@@ -374,6 +377,8 @@ class Sender(threading.Thread):
         if self.txn is not None and not isinstance(exc, _txn.TransactionAbortedError):
             exc = self.txn.batch_failed(exc)
         b.fail(exc)
+        if self.metrics is not None:
+            self.metrics.batch_failed(b.records_count)
         b.release()
         self._notify()
 

@@ -144,6 +144,7 @@ class NetworkTransport:
         self._conns: dict[int, Connection] = {}
         self._pending: dict[Connection, collections.deque] = {}   # (cid, sent_at_ms, batches)
         self._done: list = []
+        self.metrics = None   # a pylog.metrics.clients.ProducerMetrics, or None
 
     def _connection(self, node: int, address) -> Connection:
         conn = self._conns.get(node)
@@ -201,7 +202,7 @@ class NetworkTransport:
 
     def receive(self, conn):
         q = self._pending[conn]
-        _cid, _sent, group = q[0]
+        _cid, sent, group = q[0]
         try:
             resp = conn.receive()
         except (ConnectionClosedError, Exception) as e:   # the stream is unusable
@@ -214,6 +215,8 @@ class NetworkTransport:
             conn.close()
             return results
         q.popleft()
+        if self.metrics is not None:
+            self.metrics.request_done(time.time_ns() // 1_000_000 - sent)
         answers = {}
         for t in resp.responses:
             for p in t.partition_responses:

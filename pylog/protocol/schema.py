@@ -219,6 +219,10 @@ class ClassTable(Mapping):
             return cls
         return self[key] if key in self._names else default
 
+    def class_name(self, key):
+        """The class name of key ("ProduceRequest"), None if unknown; imports nothing."""
+        return self._names.get(key)
+
     def __contains__(self, key):
         return key in self._names
 
