@@ -50,7 +50,6 @@ import logging
 import time
 import uuid
 
-from ..consumer.assignors import decode_subscription
 from ..coordinator.runtime import CoordinatorRuntime, NotCoordinatorError
 from ..errors import NotLeaderOrFollowerError, PylogError
 from ..protocol.group_records import GroupMetadataValue
@@ -990,6 +989,9 @@ class GroupCoordinator:
             return out
         if g.protocol_type != "consumer" or not g.members:
             return set()
+        # Imported here: the consumer-protocol codecs are built on first use,
+        # and a broker's start must not build them (tests/protocol/test_lazy_messages.py).
+        from ..consumer.assignors import decode_subscription
         out = set()
         for m in g.members.values():
             try:
