@@ -38,6 +38,9 @@ ADD_PARTITIONS_TO_TXN, ADD_OFFSETS_TO_TXN, END_TXN, TXN_OFFSET_COMMIT = 24, 25, 
 DESCRIBE_TRANSACTIONS, LIST_TRANSACTIONS = 65, 66
 WRITE_TXN_MARKERS, DESCRIBE_PRODUCERS = 27, 61
 
+SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
+DESCRIBE_USER_SCRAM_CREDENTIALS, ALTER_USER_SCRAM_CREDENTIALS = 50, 51
+
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP = 8, 9, 10, 11, 12, 13
 SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS = 14, 15, 16, 42
 
@@ -105,7 +108,13 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     # Transaction coordinator -> partition leaders (v1 flexible); admins.
     WRITE_TXN_MARKERS: (0, 1),
     DESCRIBE_PRODUCERS: (0, 0),
-    DESCRIBE_LOG_DIRS: (0, 4),  # v2 flexible; v3 top-level error_code; v4 volume total/usable bytes
+    DESCRIBE_LOG_DIRS: (0, 4),
+    # SASL (broker/sasl.py): v0 handshake = raw tokens; SaslAuthenticate v1
+    # session lifetime (KIP-368), v2 flexible.
+    SASL_HANDSHAKE: (0, 1),
+    SASL_AUTHENTICATE: (0, 2),
+    DESCRIBE_USER_SCRAM_CREDENTIALS: (0, 0),
+    ALTER_USER_SCRAM_CREDENTIALS: (0, 0),  # v2 flexible; v3 top-level error_code; v4 volume total/usable bytes
 }
 
 # Sent only between brokers and their controller: a broker outside a cluster

@@ -41,6 +41,14 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # Kafka's older way to name the inter-broker listener (by protocol); only
     # PLAINTEXT can be honoured until TLS/SASL exist (see _refuse_security).
     "security.inter.broker.protocol": (str, "PLAINTEXT"),
+    # SASL on SASL_PLAINTEXT listeners (pylog/broker/sasl.py). The JAAS entries
+    # (listener.name.<l>.<mechanism>.sasl.jaas.config) and the per-listener
+    # listener.name.<l>.sasl.enabled.mechanisms are read there.
+    "sasl.enabled.mechanisms": (str, "GSSAPI"),
+    "sasl.mechanism.inter.broker.protocol": (str, "GSSAPI"),
+    "sasl.jaas.config": (str, None),
+    "connections.max.reauth.ms": (int, 0),
+    "connection.failed.authentication.delay.ms": (int, 100),
     "log.dirs": (str, None),
     "log.dir": (str, "/tmp/kafka-logs"),
     "num.partitions": (int, 1),
@@ -283,7 +291,7 @@ class BrokerConfig:
         for k, v in (props or {}).items():
             self.props[k] = _to_str(v)
         _refuse_security(self.props)
-        unknown = [k for k in self.props if k not in BROKER_DEFAULTS]
+        unknown = [k for k in self.props if k not in BROKER_DEFAULTS and not _sasl_key(k)]
         if unknown:
             log.warning("these broker configs were supplied but are not used: %s", ", ".join(sorted(unknown)))
         for k in self.props:
@@ -314,6 +322,9 @@ class BrokerConfig:
                                      "never move a byte)")
         self.replica_selector()
         self._check_listener_roles()
+        from .sasl import inter_broker_credentials, listener_settings
+        listener_settings(self)
+        inter_broker_credentials(self)
 
     def _check_listener_roles(self) -> None:
         """Kafka's KafkaConfig listener rules, checked at start so a broker
@@ -328,10 +339,11 @@ class BrokerConfig:
             if proto is None:
                 raise InvalidConfigError(f"No security protocol defined for listener {ln.name} "
                                          f"(listener.security.protocol.map)")
-            if proto != "PLAINTEXT":
+            if proto not in ("PLAINTEXT", "SASL_PLAINTEXT"):
                 raise InvalidConfigError(
-                    f"listener {ln.name} uses security protocol {proto}: pylog has no TLS or SASL yet (the "
-                    f"security issue), it speaks PLAINTEXT only; map the listener to PLAINTEXT or leave it out")
+                    f"listener {ln.name} uses security protocol {proto}: pylog has no TLS yet (the "
+                    f"security issue), it speaks PLAINTEXT and SASL_PLAINTEXT only; map the listener to one of "
+                    f"them or leave it out")
         names = {ln.name for ln in bound}
         advertised = self.advertised_listeners()
         adv_names = {ln.name for ln in advertised}
@@ -481,9 +493,17 @@ class BrokerConfig:
 _SECURITY_PREFIXES = ("ssl.", "sasl.", "listener.name.", "delegation.token.", "max.connection")
 _SECURITY_KEYS = frozenset({
     "authorizer.class.name", "super.users", "allow.everyone.if.no.acl.found", "principal.builder.class",
-    "connections.max.reauth.ms", "connection.failed.authentication.delay.ms", "security.providers",
-    "client.quota.callback.class",
+    "security.providers", "client.quota.callback.class",
 })
+# The SASL keys built (pylog/broker/sasl.py); other sasl.* keys (Kerberos,
+# callback handlers, OAUTHBEARER's) are still refused.
+_SASL_KEYS = frozenset({"sasl.enabled.mechanisms", "sasl.mechanism.inter.broker.protocol", "sasl.jaas.config"})
+_LISTENER_SASL_KEY = re.compile(r"listener\.name\.[a-z0-9_]+\.(sasl\.enabled\.mechanisms|"
+                                r"(plain|scram-sha-256|scram-sha-512)\.sasl\.jaas\.config)$")
+
+
+def _sasl_key(key: str) -> bool:
+    return key in _SASL_KEYS or _LISTENER_SASL_KEY.match(key) is not None
 
 
 def _refuse_security(props: dict[str, str]) -> None:
@@ -496,13 +516,15 @@ def _refuse_security(props: dict[str, str]) -> None:
         if key == "authorizer.class.name" and not value:
             continue
         if key == "security.inter.broker.protocol":
-            if value.upper() != "PLAINTEXT":
+            if value.upper() not in ("PLAINTEXT", "SASL_PLAINTEXT"):
                 raise InvalidConfigError(
-                    f"security.inter.broker.protocol={value}: pylog has no TLS or SASL yet (issue 19), "
-                    f"brokers talk PLAINTEXT only; refusing to start rather than talk in the clear")
+                    f"security.inter.broker.protocol={value}: pylog has no TLS yet (issue 19), "
+                    f"brokers talk PLAINTEXT or SASL_PLAINTEXT only; refusing to start rather than talk in the clear")
             if "inter.broker.listener.name" in props:
                 raise InvalidConfigError(
                     "Only one of inter.broker.listener.name and security.inter.broker.protocol should be set.")
+            continue
+        if _sasl_key(key):
             continue
         if key in _SECURITY_KEYS or key.startswith(_SECURITY_PREFIXES):
             raise InvalidConfigError(

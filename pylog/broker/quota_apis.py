@@ -38,7 +38,8 @@ class QuotaApis:
         if ep is None:
             return refuse("no controller is known")
         try:
-            return await asyncio.get_running_loop().run_in_executor(None, _forward, ep, req, version)
+            return await asyncio.get_running_loop().run_in_executor(None, _forward, ep, req, version,
+                                                                    self.broker.inter_broker_sasl)
         except (OSError, PylogError) as e:
             log.warning("forwarding %s to the controller failed: %s", type(req).__name__, e)
             return refuse(f"the controller cannot be reached: {e}")

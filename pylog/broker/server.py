@@ -39,6 +39,7 @@ from ..protocol.errors import ProtocolError, UnsupportedVersionError
 from ..protocol.framing import decode_request, encode_response
 from . import api_versions as av
 from .handlers import detach_chunks
+from .sasl import Authenticator, listener_settings
 
 log = logging.getLogger("pylog.broker")
 
@@ -59,6 +60,7 @@ _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _PRODUCE_KEY = b"\x00\x00"
 _I32I32 = struct.Struct(">ii")
+_SASL_KEYS = (b"\x00\x11", b"\x00\x24")   # SaslHandshake, SaslAuthenticate
 
 
 # Kafka's principal of a client that did not authenticate (KafkaPrincipal.ANONYMOUS).
@@ -101,11 +103,12 @@ class BoundListener:
     """One bound listener: its name, and whether it serves the inter-broker
     APIs (av.BROKER_ONLY_APIS). Immutable once bound: any thread may read it."""
 
-    __slots__ = ("inter_broker", "name")
+    __slots__ = ("inter_broker", "name", "sasl")
 
-    def __init__(self, name: str, inter_broker: bool):
+    def __init__(self, name: str, inter_broker: bool, sasl=None):
         self.name = name
         self.inter_broker = inter_broker
+        self.sasl = sasl   # a SASL listener's settings (sasl.ListenerSasl), None on others
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -121,6 +124,9 @@ class Connection(asyncio.BufferedProtocol):
         # Set once by authentication (TLS client certificate or SASL); every
         # request's RequestContext carries it.
         self.principal = ANONYMOUS_PRINCIPAL
+        # A SASL listener's authenticator sees every frame until the client
+        # authenticated (and SaslHandshake/SaslAuthenticate ones after).
+        self.sasl = Authenticator(listener.sasl, server.broker) if listener.sasl is not None else None
         self._buf = bytearray(RECV_BUFFER_MIN)
         self._view = memoryview(self._buf)
         self._start = 0          # unparsed bytes are _buf[_start:_end]
@@ -314,6 +320,9 @@ class Connection(asyncio.BufferedProtocol):
     # ---- requests ----
 
     def _on_frame(self, frame):
+        sasl = self.sasl
+        if sasl is not None and (sasl.gate or frame[:2] in _SASL_KEYS) and not sasl.admit(self, frame):
+            return
         if frame[:2] == _PRODUCE_KEY and len(frame) >= 4 and \
                 av.is_served(av.PRODUCE, _I16.unpack_from(frame, 2)[0]):
             self._on_produce(frame)
@@ -596,6 +605,7 @@ class Server:
         self.idle_ms = cfg.get("connections.max.idle.ms")
         self.read_timeout_ms = cfg.get("pylog.request.read.timeout.ms")
         self.connections: set[Connection] = set()
+        self.sasl_settings = listener_settings(cfg)
         self.native_sendfile = True
         self._servers = []
         self._sweeper = None
@@ -612,7 +622,7 @@ class Server:
         ports = []
         try:
             for name, host, port, inter_broker in listeners:
-                bound = BoundListener(name, inter_broker)
+                bound = BoundListener(name, inter_broker, self.sasl_settings.get(name))
                 srv = await loop.create_server(lambda b=bound: Connection(self, b), host or None, port,
                                                reuse_address=True, backlog=1024)
                 self._servers.append(srv)

@@ -302,6 +302,11 @@ class MetadataStore(abc.ABC):
         """Replace an entity's quota settings (empty: it has none left)."""
         raise NotImplementedError
 
+    def entity_config(self, entity_path: str) -> dict[str, str]:
+        """One entity's settings: its quotas and, for a user, its SCRAM
+        credentials (Kafka keeps both in /config/users/<user>)."""
+        return dict(self.client_quotas().get(entity_path, {}))
+
     @abc.abstractmethod
     def cluster_id(self) -> str:
         """The cluster id, created by the first caller ever."""

@@ -527,6 +527,14 @@ class ZkMetadataStore(MetadataStore):
             read(f"clients/{client}")
         return out
 
+    def entity_config(self, entity_path: str) -> dict[str, str]:
+        # One node read: SASL/SCRAM looks a user up on every authentication.
+        try:
+            data, _ = self._zk.get(f"/config/{entity_path}")
+        except NoNodeError:
+            return {}
+        return {k: str(v) for k, v in ((json.loads(data) if data else {}).get("config") or {}).items()}
+
     def _children(self, path: str) -> list[str]:
         try:
             return sorted(self._zk.get_children(path))
