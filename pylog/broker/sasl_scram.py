@@ -79,6 +79,17 @@ class ScramCredential:
         return cls(d(f["salt"]), d(f["stored_key"]), d(f["server_key"]), int(f["iterations"]))
 
 
+def _nonce() -> str:
+    """Letters and digits, as Kafka's ScramFormatter.secureRandomString."""
+    n = secrets.randbits(130)
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = []
+    while n:
+        n, r = divmod(n, 36)
+        out.append(digits[r])
+    return "".join(out) or "0"
+
+
 def _attrs(message: str) -> list[tuple[str, str]]:
     out = []
     for part in message.split(","):
@@ -105,7 +116,7 @@ class ScramServer:
         self.mechanism = mechanism
         self.hash = MECHANISMS[mechanism]
         self.username = None
-        self._bare = self._nonce = self._server_first = None
+        self._bare = self._nonce = self._client_nonce = self._server_first = None
         self._cred = None
 
     def first(self, token: bytes) -> str:
@@ -124,7 +135,8 @@ class ScramServer:
                 raise ScramAuthzError("Authentication failed: Client requested an authorization id that is "
                                       "different from username")
         self._bare = bare
-        self._nonce = attrs[1][1] + base64.b64encode(secrets.token_bytes(24)).decode().rstrip("=")
+        self._client_nonce = attrs[1][1]
+        self._nonce = self._client_nonce + _nonce()
         return self.username
 
     def challenge(self, cred: ScramCredential | None) -> bytes:
@@ -142,7 +154,11 @@ class ScramServer:
         if not sep:
             raise ScramError("client-final message without a proof")
         attrs = dict(_attrs(head))
-        if attrs.get("r") != self._nonce:
+        # librdkafka before 2.6.1 (kcat 1.7's 2.0.2 among them) sends its own
+        # nonce again in front of the server's; Kafka 3.8.1-3.9 took that
+        # (endsWith), 4.x refuses it. Taken here, as 3.9 did: the proof is
+        # computed over the message as sent, so nothing is weakened.
+        if attrs.get("r") not in (self._nonce, self._client_nonce + self._nonce):
             raise ScramError("Invalid client nonce in the final client message.")
         if attrs.get("c") != "biws":
             raise ScramError("invalid channel binding in the final client message")
@@ -164,7 +180,7 @@ class ScramClient:
     def __init__(self, mechanism: str, username: str, password: str):
         self.hash = MECHANISMS[mechanism]
         self.username, self.password = username, password
-        self._nonce = base64.b64encode(secrets.token_bytes(24)).decode().rstrip("=")
+        self._nonce = _nonce()
         self._bare = f"n={escape_name(username)},r={self._nonce}"
         self._signature = None
 

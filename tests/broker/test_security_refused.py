@@ -1,7 +1,9 @@
-"""Kafka's security settings, tried as a new user would try them, while pylog
-has no TLS, SASL or ACLs (issue 19): the broker refuses to start and names the
-key, instead of warning "supplied but not used" and serving every client in
-plaintext without authentication. Settings that ask for nothing still start."""
+"""Kafka's security settings pylog does not implement yet (TLS, ACLs, the SASL
+mechanisms and callbacks it lacks), tried as a new user would try them: the
+broker refuses to start and names the key, instead of warning "supplied but
+not used" and serving every client in plaintext without authentication.
+Settings that ask for nothing still start. (The SASL keys that are built:
+tests/security/test_sasl*.py.)"""
 from __future__ import annotations
 
 import subprocess
@@ -20,8 +22,11 @@ STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 
 
 @pytest.mark.parametrize("key, value", [
-    ("sasl.enabled.mechanisms", "PLAIN"),
-    ("sasl.mechanism.inter.broker.protocol", "PLAIN"),
+    ("sasl.kerberos.service.name", "kafka"),
+    ("sasl.server.callback.handler.class", "x.Handler"),
+    ("listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config",
+     'org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;'),
+    ("listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class", "x.Handler"),
     ("authorizer.class.name", STANDARD_AUTHORIZER),
     ("super.users", "User:admin"),
     ("allow.everyone.if.no.acl.found", "false"),
@@ -29,10 +34,7 @@ STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
     ("ssl.keystore.location", "/etc/kafka/broker.pem"),
     ("ssl.client.auth", "required"),
     ("ssl.truststore.certificates", "-----BEGIN CERTIFICATE-----"),
-    ("listener.name.sasl_plaintext.plain.sasl.jaas.config",
-     'org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret";'),
     ("principal.builder.class", "x.Builder"),
-    ("connections.max.reauth.ms", "3600000"),
     ("max.connections", "100"),
     ("max.connections.per.ip", "10"),
     ("max.connection.creation.rate", "5"),
