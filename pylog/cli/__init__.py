@@ -12,6 +12,7 @@
     dump_log.py      pylog dump-log                                   (kafka-dump-log)
     log_decoders.py  its --offsets-decoder / --transaction-log-decoder
     log_dirs.py      pylog log-dirs --describe                        (kafka-log-dirs)
+    configs.py       pylog configs --entity-type users --alter|--describe (kafka-configs, users)
     common.py        --bootstrap-server, k=v options, errors -> exit codes
 
 Each add_*_parser(subparsers) adds its parser(s); every leaf parser sets
@@ -20,6 +21,7 @@ pylog.__main__ runs through common.run_tool.
 """
 from .cluster import add_cluster_parser
 from .common import run_tool
+from .configs import add_configs_parser
 from .consume import add_consume_parser
 from .dump_log import add_dump_log_parser
 from .groups import add_groups_parser
@@ -44,3 +46,4 @@ def add_client_commands(sub) -> None:
     add_transactions_parser(sub)
     add_dump_log_parser(sub)
     add_log_dirs_parser(sub)
+    add_configs_parser(sub)

@@ -25,6 +25,7 @@ __all__ = [
     "client_properties",
     "key_value",
     "open_client",
+    "sasl_credentials",
     "parse_bool",
     "properties",
     "run_tool",
@@ -52,10 +53,10 @@ def add_bootstrap(p: argparse.ArgumentParser) -> None:
                    help="socket timeout of every request")
 
 
-def _plaintext(value: str) -> str:
-    if value.upper() != "PLAINTEXT":
-        raise argparse.ArgumentTypeError("pylog speaks PLAINTEXT only")
-    return value
+def _security_protocol(value: str) -> str:
+    if value.upper() not in ("PLAINTEXT", "SASL_PLAINTEXT"):
+        raise argparse.ArgumentTypeError("pylog's tools speak PLAINTEXT and SASL_PLAINTEXT only (no TLS yet)")
+    return value.upper()
 
 
 # Kafka client keys every tool honours: key -> (args attribute, converter).
@@ -63,16 +64,23 @@ COMMON_CLIENT_PROPERTIES = {
     "bootstrap.servers": ("bootstrap_server", str),
     "client.id": ("client_id", str),
     "request.timeout.ms": ("request_timeout_ms", int),
-    "security.protocol": ("security_protocol", _plaintext),
+    "security.protocol": ("security_protocol", _security_protocol),
+    # SASL (pylog/client/sasl.py): librdkafka's username/password keys or
+    # the Java client's JAAS line.
+    "sasl.mechanism": ("sasl_mechanism", str),
+    "sasl.username": ("sasl_username", str),
+    "sasl.password": ("sasl_password", str),
+    "sasl.jaas.config": ("sasl_jaas_config", str),
 }
 
 
 def client_properties(files, pairs) -> dict[str, str]:
     """Kafka client settings as its tools take them: properties files
     (--consumer.config, --producer.config, --command-config), then KEY=VALUE
-    pairs (--consumer-property, ...), later ones winning. Security settings
-    are refused: pylog has no TLS or SASL yet, and a client told to use them
-    must not silently talk in the clear."""
+    pairs (--consumer-property, ...), later ones winning. TLS settings are
+    refused: pylog has no TLS yet, and a client told to use it must not
+    silently talk in the clear; SASL is checked when the tool connects
+    (sasl_credentials)."""
     from ..broker.config import read_properties
     props: dict[str, str] = {}
     for path in files or ():
@@ -81,12 +89,25 @@ def client_properties(files, pairs) -> dict[str, str]:
         except OSError as e:
             raise SystemExit(f"cannot read the client config file {path}: {e.strerror}") from None
     props.update(dict(pairs or ()))
-    insecure = sorted(k for k in props if k.startswith(("ssl.", "sasl."))
-                      or (k == "security.protocol" and props[k].strip().upper() != "PLAINTEXT"))
+    insecure = sorted(k for k in props if k.startswith("ssl.")
+                      or (k.startswith("sasl.") and k not in COMMON_CLIENT_PROPERTIES)
+                      or (k == "security.protocol" and props[k].strip().upper() not in ("PLAINTEXT",
+                                                                                         "SASL_PLAINTEXT")))
     if insecure:
-        raise SystemExit(f"security settings are not supported (pylog has no TLS or SASL yet; it speaks "
-                         f"PLAINTEXT only): {', '.join(insecure)}")
+        raise SystemExit(f"security settings are not supported (pylog has no TLS yet; it speaks PLAINTEXT and "
+                         f"SASL_PLAINTEXT with PLAIN or SCRAM): {', '.join(insecure)}")
     return props
+
+
+def sasl_credentials(args):
+    """The SASL credentials the tool's settings ask for (None: PLAINTEXT)."""
+    from ..client.sasl import credentials_from_properties
+    props = {key: getattr(args, attr) for key, (attr, _conv) in COMMON_CLIENT_PROPERTIES.items()
+             if (key.startswith("sasl.") or key == "security.protocol") and getattr(args, attr, None) is not None}
+    try:
+        return credentials_from_properties(props)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
 
 def apply_client_properties(args, props: dict, table: dict, what: str) -> None:
@@ -111,7 +132,8 @@ def apply_client_properties(args, props: dict, table: dict, what: str) -> None:
 def add_command_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--command-config", metavar="FILE",
                    help="a properties file of client settings (bootstrap.servers, client.id, "
-                        "request.timeout.ms; security settings are refused)")
+                        "request.timeout.ms, security.protocol=SASL_PLAINTEXT with sasl.mechanism and "
+                        "sasl.username/sasl.password or sasl.jaas.config; TLS settings are refused)")
 
 
 def action_parsers(sub, name, help, description):
@@ -134,7 +156,7 @@ def open_client(args) -> Client:
     if getattr(args, "command_config", None):
         apply_client_properties(args, client_properties([args.command_config], ()), {}, "admin client")
     return Client(args.bootstrap_server, client_id=args.client_id,
-                  timeout=args.request_timeout_ms / 1000.0)
+                  timeout=args.request_timeout_ms / 1000.0, sasl=sasl_credentials(args))
 
 
 def key_value(text: str) -> tuple[str, str]:
