@@ -391,6 +391,8 @@ class Authenticator:
         return ms if ms > 0 else 0
 
     def _finish(self, conn):
+        log.debug("connection from %s %s as %s", conn.peer,
+                  "re-authenticated" if self.reauthenticating else "authenticated", self.principal)
         self.state = _DONE
         self.reauthenticating = False
         self.gate = self.expires_at is not None

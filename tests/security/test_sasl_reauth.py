@@ -1,0 +1,103 @@
+"""KIP-368 re-authentication with connections.max.reauth.ms: the session
+lifetime in SaslAuthenticate v1+, a request after the session ended closes
+the connection, a re-authentication on the same connection renews it (same
+principal only), and librdkafka keeps producing across several lifetimes."""
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import time
+import uuid
+
+import pytest
+
+from pylog.protocol import messages as m
+from pylog.protocol.error_codes import Errors
+from pylog.protocol.framing import decode_response, encode_request
+from pylog.testing import wait_until
+
+ck = pytest.importorskip("confluent_kafka")
+
+LIFETIME_MS = 1500
+pytestmark = pytest.mark.kafka_broker(sasl_users={"alice": "alice-secret", "bob": "bob-secret"},
+                                      config={"connections.max.reauth.ms": str(LIFETIME_MS)})
+
+
+class Raw:
+    def __init__(self, address):
+        host, port = address.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        self.cid = 0
+
+    def request(self, body, version):
+        self.cid += 1
+        self.sock.sendall(encode_request(self.cid, body.API_KEY, version, body, "raw"))
+        size = struct.unpack(">i", self._exact(4))[0]
+        return decode_response(self._exact(size), body.API_KEY, version)[1]
+
+    def _exact(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("closed by the broker")
+            buf += chunk
+        return buf
+
+    def login(self, user, password, mechanism="PLAIN"):
+        assert self.request(m.SaslHandshakeRequest(mechanism=mechanism), 1).error_code == 0
+        return self.request(m.SaslAuthenticateRequest(auth_bytes=f"\0{user}\0{password}".encode()), 1)
+
+
+@pytest.fixture
+def raw(kafka_broker):
+    r = Raw(kafka_broker)
+    yield r
+    r.sock.close()
+
+
+def test_session_lifetime_then_close_on_the_next_request(raw):
+    resp = raw.login("alice", "alice-secret")
+    assert resp.error_code == 0 and resp.session_lifetime_ms == LIFETIME_MS
+    raw.request(m.MetadataRequest(topics=None), 1)    # within the session
+    time.sleep(LIFETIME_MS / 1000 + 0.3)
+    with pytest.raises(ConnectionError):
+        raw.request(m.MetadataRequest(topics=None), 1)
+
+
+def test_reauthentication_renews_the_session(raw):
+    assert raw.login("alice", "alice-secret").error_code == 0
+    for _ in range(3):
+        time.sleep(LIFETIME_MS / 2000)
+        resp = raw.login("alice", "alice-secret")
+        assert resp.error_code == 0 and resp.session_lifetime_ms == LIFETIME_MS
+        raw.request(m.MetadataRequest(topics=None), 1)
+
+
+def test_reauthentication_cannot_change_the_principal(raw):
+    assert raw.login("alice", "alice-secret").error_code == 0
+    resp = raw.login("bob", "bob-secret")
+    assert resp.error_code == Errors.SASL_AUTHENTICATION_FAILED
+    assert resp.error_message == "Cannot change principals during re-authentication from User.alice: User.bob"
+
+
+def test_librdkafka_reauthenticates_and_keeps_producing(kafka_broker, caplog):
+    caplog.set_level(logging.DEBUG, logger="pylog.broker.sasl")
+    topic = f"reauth-{uuid.uuid4().hex[:8]}"
+    p = ck.Producer({**kafka_broker.sasl_client_config("SCRAM-SHA-256", "alice"), "acks": "all"})
+    delivered = []
+    deadline = time.monotonic() + 3 * LIFETIME_MS / 1000
+    i = 0
+    while time.monotonic() < deadline:
+        p.produce(topic, str(i).encode(), on_delivery=lambda err, msg: delivered.append(err))
+        p.poll(0.05)
+        i += 1
+    assert p.flush(30) == 0
+    assert delivered and all(err is None for err in delivered)
+    wait_until(lambda: len(delivered) == i, "every delivery report")
+    # librdkafka renewed its sessions on the same connections (at 90 % of the
+    # lifetime) before the broker had to close one
+    messages = [r.getMessage() for r in caplog.records if r.name == "pylog.broker.sasl"]
+    assert any("re-authenticated as User:alice" in x for x in messages), messages
+    assert not any("expired" in x for x in messages), messages
