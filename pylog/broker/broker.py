@@ -52,7 +52,7 @@ from .metadata_cache import MetadataCache
 from .producer_ids import PRODUCER_ID_BLOCK, PRODUCER_ID_FILE, ProducerIdBlocks
 from .log_dirs_api import LogDirsApi
 from .quota_apis import QuotaApis
-from .sasl import SaslApis, inter_broker_credentials, listener_settings
+from .sasl import SaslApis, inter_broker_credentials, listener_credentials, listener_settings
 from .scram_apis import ScramApis
 from .quotas import ControllerMutationQuotas
 from .replication import ReplicaManager
@@ -306,8 +306,10 @@ class Broker:
 
     def _broker_info(self):
         from ..cluster.metadata_store import BrokerInfo
+        protocols = self.config.security_protocol_map()
         return BrokerInfo(self.broker_id, self.advertised_host, self.advertised_port, self.config.get("broker.rack"),
-                          endpoints=self.endpoints)
+                          endpoints=self.endpoints,
+                          protocols=tuple((name, protocols.get(name, "PLAINTEXT")) for name, _h, _p in self.endpoints))
 
     # ---- cluster membership (zookeeper.connect set) ----
 
@@ -344,7 +346,7 @@ class Broker:
                 raise ValueError("pylog.controller.listener (host:port of the controller broker) must be set "
                                  "on every broker but the controller")
             client = ControllerClient(listener, info, cfg.get("broker.heartbeat.interval.ms"),
-                                      sasl=self.inter_broker_sasl)
+                                      ssl_context=cfg.inter_broker_tls(), sasl=self.inter_broker_sasl)
             self.controller_client = client
             self._pid_blocks = client.allocate_producer_ids
             client.start()
@@ -440,7 +442,10 @@ class Broker:
                                                     self._apply_from_controller,
                                                     None if self.lone else WireBrokerChannel(
                                                         listener=cfg.control_plane_listener_name(),
-                                                        sasl=self.inter_broker_sasl))
+                                                        ssl_context=cfg.client_tls(
+                                                            cfg.control_plane_listener_name()),
+                                                        sasl=listener_credentials(
+                                                            cfg, cfg.control_plane_listener_name())))
         self.local_channel.start()
         self.controller = Controller(
             self.broker_id, store, self.local_channel,
@@ -493,7 +498,7 @@ class Broker:
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 None, _create_topic_by_wire, ep.host, ep.port, self.broker_id, name, n, rf, configs or {},
-                self.inter_broker_sasl)
+                self.config.inter_broker_tls(), self.inter_broker_sasl)
         except Exception as e:  # the controller unreachable: the caller's client asks again
             log.warning("broker %d: asking controller %d to create %s failed: %s", self.broker_id, ep.id, name, e)
             return Errors.NOT_CONTROLLER, f"the controller cannot be reached: {e}"
@@ -593,7 +598,8 @@ class Broker:
                 resp = self.controller.submit("controlled_shutdown", self.broker_id, None).result(remaining)
             else:
                 with Connection(ctl.host, ctl.port, client_id=f"broker-{self.broker_id}",
-                                timeout=remaining, sasl=self.inter_broker_sasl) as c:
+                                timeout=remaining, ssl_context=self.config.inter_broker_tls(),
+                                sasl=self.inter_broker_sasl) as c:
                     resp = c.request(ControlledShutdownRequest(broker_id=self.broker_id,
                                                                broker_epoch=self.broker_epoch()), api_version=2)
             if resp.error_code == 0 and not resp.remaining_partitions:
@@ -741,7 +747,8 @@ class Broker:
         return asyncio.run_coroutine_threadsafe(inner(), self._loop).result(30)
 
 
-def _create_topic_by_wire(host, port, broker_id, name, n, rf, configs, sasl=None) -> tuple[int, str | None]:
+def _create_topic_by_wire(host, port, broker_id, name, n, rf, configs, ssl_context=None,
+                          sasl=None) -> tuple[int, str | None]:
     """CreateTopics for one topic sent to the controller at host:port (on a
     worker thread, as Kafka's AutoTopicCreationManager forwards it); its
     (error code, message)."""
@@ -750,7 +757,8 @@ def _create_topic_by_wire(host, port, broker_id, name, n, rf, configs, sasl=None
     req = Q(topics=[Q.CreatableTopic(
         name=name, num_partitions=n, replication_factor=rf, assignments=[],
         configs=[Q.CreatableTopicConfig(name=k, value=v) for k, v in configs.items()])], timeout_ms=30000)
-    with Connection(host, port, client_id=f"{INTERNAL_CLIENT_ID}-{broker_id}", timeout=30, sasl=sasl) as c:
+    with Connection(host, port, client_id=f"{INTERNAL_CLIENT_ID}-{broker_id}", timeout=30,
+                    ssl_context=ssl_context, sasl=sasl) as c:
         resp = c.request(req)
     return resp.topics[0].error_code, resp.topics[0].error_message
 

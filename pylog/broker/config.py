@@ -18,6 +18,8 @@ import re
 from typing import NamedTuple
 
 from ..errors import InvalidConfigError, InvalidTopicError
+from . import tls
+from .tls import SSL_DEFAULTS
 
 log = logging.getLogger("pylog.broker")
 
@@ -33,13 +35,13 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # is bound; the inter-broker one carries replication and broker ->
     # controller requests, the control-plane one (KIP-291) the controller's
     # requests. With several listeners, only those two serve the inter-broker
-    # APIs. Only the PLAINTEXT security protocol exists (no TLS/SASL yet).
+    # APIs. Every security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL.
     "listener.security.protocol.map": (str, "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,"
                                             "SASL_SSL:SASL_SSL"),
     "inter.broker.listener.name": (str, None),
     "control.plane.listener.name": (str, None),
-    # Kafka's older way to name the inter-broker listener (by protocol); only
-    # PLAINTEXT can be honoured until TLS/SASL exist (see _refuse_security).
+    # Kafka's older way to name the inter-broker listener (by protocol):
+    # PLAINTEXT or SSL until SASL exists (see _refuse_security).
     "security.inter.broker.protocol": (str, "PLAINTEXT"),
     # SASL on SASL_PLAINTEXT listeners (pylog/broker/sasl.py). The JAAS entries
     # (listener.name.<l>.<mechanism>.sasl.jaas.config) and the per-listener
@@ -291,7 +293,7 @@ class BrokerConfig:
         for k, v in (props or {}).items():
             self.props[k] = _to_str(v)
         _refuse_security(self.props)
-        unknown = [k for k in self.props if k not in BROKER_DEFAULTS and not _sasl_key(k)]
+        unknown = [k for k in self.props if k not in BROKER_DEFAULTS and not _is_tls_key(k) and not _sasl_key(k)]
         if unknown:
             log.warning("these broker configs were supplied but are not used: %s", ", ".join(sorted(unknown)))
         for k in self.props:
@@ -339,11 +341,10 @@ class BrokerConfig:
             if proto is None:
                 raise InvalidConfigError(f"No security protocol defined for listener {ln.name} "
                                          f"(listener.security.protocol.map)")
-            if proto not in ("PLAINTEXT", "SASL_PLAINTEXT"):
+            if proto not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
                 raise InvalidConfigError(
-                    f"listener {ln.name} uses security protocol {proto}: pylog has no TLS yet (the "
-                    f"security issue), it speaks PLAINTEXT and SASL_PLAINTEXT only; map the listener to one of "
-                    f"them or leave it out")
+                    f"listener {ln.name} uses security protocol {proto}: pylog speaks PLAINTEXT, SSL, "
+                    f"SASL_PLAINTEXT and SASL_SSL; map the listener to one of them or leave it out")
         names = {ln.name for ln in bound}
         advertised = self.advertised_listeners()
         adv_names = {ln.name for ln in advertised}
@@ -357,6 +358,7 @@ class BrokerConfig:
             raise InvalidConfigError(
                 f"inter.broker.listener.name must be a listener name defined in advertised.listeners. "
                 f"The valid options based on currently configured listeners are {','.join(sorted(adv_names))}")
+        self._check_tls(protocols, inter)
         control = self.get("control.plane.listener.name")
         if control is not None:
             control = control.upper()
@@ -369,6 +371,52 @@ class BrokerConfig:
                     f"control.plane.listener.name must be a listener name defined in advertised.listeners. "
                     f"The valid options based on currently configured listeners are "
                     f"{','.join(sorted(adv_names))}")
+
+    def _check_tls(self, protocols: dict[str, str], inter: str) -> None:
+        """Build every TLS context once at start, so a missing key store, a
+        wrong key password or a bad ssl.* value refuses the start with the
+        reason, before anything binds. Refused too: ssl.* keys on a listener
+        that is not SSL and no SSL listener at all (they would be accepted and
+        do nothing)."""
+        self._server_tls: dict[str, object] = {}
+        self._client_tls: dict[str, object] = {}
+        ssl_names = {ln.name for ln in self.listeners() if protocols.get(ln.name) in ("SSL", "SASL_SSL")}
+        for key in self.props:
+            if key.startswith("listener.name.") and _is_tls_key(key):
+                name = key[len("listener.name."):].partition(".")[0].upper()
+                if name not in ssl_names:
+                    raise InvalidConfigError(f"{key}: listener {name} is not an SSL or SASL_SSL listener of this "
+                                             f"broker")
+        for name in sorted(ssl_names):
+            self._server_tls[name] = tls.server_context(self.props, name, sasl=protocols[name] == "SASL_SSL")
+        self._principal_mappers = {name: tls.PrincipalMapper(tls.ssl_settings(self.props, name)
+                                                             ["ssl.principal.mapping.rules"])
+                                   for name in ssl_names}
+        for name in {inter, self.control_plane_listener_name()}:
+            if protocols.get(name) in ("SSL", "SASL_SSL"):
+                self._client_tls[name] = tls.client_context(self.props, name)
+        if not ssl_names and any(_is_tls_key(k) for k in self.props):
+            raise InvalidConfigError(
+                f"{', '.join(sorted(k for k in self.props if _is_tls_key(k)))}: no listener uses the SSL or "
+                f"SASL_SSL security protocol, so these would do nothing")
+
+    def server_tls(self, listener: str):
+        """The ssl.SSLContext listener accepts with; None for PLAINTEXT."""
+        return self._server_tls.get(listener)
+
+    def client_tls(self, listener: str):
+        """The ssl.SSLContext this broker connects to other brokers'
+        listener with (inter-broker or control plane); None for PLAINTEXT."""
+        return self._client_tls.get(listener)
+
+    def inter_broker_tls(self):
+        """The SSLContext for connections to other brokers' inter-broker
+        listener (replica fetchers, transaction markers, requests to the
+        controller); None when that listener is PLAINTEXT."""
+        return self._client_tls.get(self.inter_broker_listener_name())
+
+    def principal_mapper(self, listener: str):
+        return self._principal_mappers[listener]
 
     def security_protocol_map(self) -> dict[str, str]:
         out = {}
@@ -516,21 +564,31 @@ def _refuse_security(props: dict[str, str]) -> None:
         if key == "authorizer.class.name" and not value:
             continue
         if key == "security.inter.broker.protocol":
-            if value.upper() not in ("PLAINTEXT", "SASL_PLAINTEXT"):
+            if value.upper() not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
                 raise InvalidConfigError(
-                    f"security.inter.broker.protocol={value}: pylog has no TLS yet (issue 19), "
-                    f"brokers talk PLAINTEXT or SASL_PLAINTEXT only; refusing to start rather than talk in the clear")
+                    f"security.inter.broker.protocol={value}: not a security protocol (PLAINTEXT, SSL, "
+                    f"SASL_PLAINTEXT, SASL_SSL)")
             if "inter.broker.listener.name" in props:
                 raise InvalidConfigError(
                     "Only one of inter.broker.listener.name and security.inter.broker.protocol should be set.")
             continue
-        if _sasl_key(key):
+        if _is_tls_key(key) or _sasl_key(key):
             continue
         if key in _SECURITY_KEYS or key.startswith(_SECURITY_PREFIXES):
             raise InvalidConfigError(
                 f"{key} is a security setting pylog does not implement yet (issue 19: TLS, SASL, ACLs, "
                 f"connection limits); refusing to start rather than serve every client in plaintext without "
                 f"it. Remove the key to run an unsecured broker.")
+
+
+def _is_tls_key(key: str) -> bool:
+    """An ssl.* key pylog honours (tls.SSL_DEFAULTS), plain or in Kafka's
+    listener.name.<listener>.ssl.* form."""
+    if key.startswith("listener.name."):
+        _name, sep, key = key[len("listener.name."):].partition(".")
+        if not sep:
+            return False
+    return key in SSL_DEFAULTS
 
 
 class Listener(NamedTuple):

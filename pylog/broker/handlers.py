@@ -890,7 +890,8 @@ class Handlers:
             if ep is not None:
                 try:
                     return await loop.run_in_executor(None, _forward, ep, req, version,
-                                                              self.broker.inter_broker_sasl)
+                                                      self.broker.config.inter_broker_tls(),
+                                                      self.broker.inter_broker_sasl)
                 except PylogError as e:
                     log.warning("forwarding %s to the controller failed: %s", type(req).__name__, e)
             return R(throttle_time_ms=0, responses=[R.AlterConfigsResourceResponse(
@@ -1015,10 +1016,12 @@ def _created_fields(cfg, n, rf, configs) -> dict:
         for k in sorted(TOPIC_CONFIGS)])
 
 
-def _forward(ep, req, version, sasl=None):
-    """req sent as it came to the controller at ep (on a worker thread); its answer."""
+def _forward(ep, req, version, ssl_context=None, sasl=None):
+    """req sent as it came to the controller at ep (on a worker thread), over
+    TLS when the inter-broker listener is SSL, authenticated when it is SASL; its answer."""
     from ..client.wire import Connection
-    with Connection(ep.host, ep.port, client_id="pylog-forward", timeout=30, sasl=sasl) as c:
+    with Connection(ep.host, ep.port, client_id="pylog-forward", timeout=30, ssl_context=ssl_context,
+                    sasl=sasl) as c:
         return c.request(req, api_version=version)
 
 

@@ -39,6 +39,7 @@ class QuotaApis:
             return refuse("no controller is known")
         try:
             return await asyncio.get_running_loop().run_in_executor(None, _forward, ep, req, version,
+                                                                    self.broker.config.inter_broker_tls(),
                                                                     self.broker.inter_broker_sasl)
         except (OSError, PylogError) as e:
             log.warning("forwarding %s to the controller failed: %s", type(req).__name__, e)

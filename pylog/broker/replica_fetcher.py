@@ -55,8 +55,9 @@ class LeaderConnection:
     Threads: the broker's event loop only.
     """
 
-    def __init__(self, host: str, port: int, client_id: str, sasl=None):
+    def __init__(self, host: str, port: int, client_id: str, ssl=None, sasl=None):
         self.host, self.port, self.client_id = host, port, client_id
+        self.ssl = ssl   # the SSLContext of the inter-broker listener; None for PLAINTEXT
         self.sasl = sasl   # ClientCredentials on a SASL inter-broker listener
         self._reader = self._writer = None
         self._cid = 0
@@ -64,7 +65,7 @@ class LeaderConnection:
     async def request(self, body, version: int, timeout: float = REQUEST_TIMEOUT_S):
         if self._writer is None:
             self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), timeout)
+                asyncio.open_connection(self.host, self.port, ssl=self.ssl), timeout)
             if self.sasl is not None:
                 try:
                     await self._authenticate(timeout)
@@ -176,7 +177,7 @@ class ReplicaFetcher:
                         await asyncio.sleep(BACKOFF_S)
                         continue
                     self._conn = LeaderConnection(ep.host, ep.port, f"replica-fetcher-{self.broker_id}",
-                                                  self.manager.sasl)
+                                                  self.manager.tls, self.manager.sasl)
                 for key, st in list(self.partitions.items()):
                     if st.truncating:
                         await self._truncate(key, st)
@@ -371,6 +372,7 @@ class ReplicaFetcherManager:
         self.cache = metadata_cache
         self._logs = broker.log_manager
         cfg = broker.config
+        self.tls = cfg.inter_broker_tls()
         self.fetch_wait_max_ms = cfg.get("replica.fetch.wait.max.ms")
         self.fetch_max_bytes = cfg.get("replica.fetch.max.bytes")
         self.fetchers: dict[int, ReplicaFetcher] = {}

@@ -46,7 +46,7 @@ log = logging.getLogger("pylog.broker.sasl")
 PLAIN = "PLAIN"
 SUPPORTED_MECHANISMS = (PLAIN, *SCRAM_MECHANISMS)
 SASL_HANDSHAKE, SASL_AUTHENTICATE, API_VERSIONS = 17, 36, 18
-SASL_PROTOCOLS = ("SASL_PLAINTEXT",)   # SASL_SSL needs TLS listeners first
+SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")   # SASL_SSL: TLS first (broker/tls.py), then SASL
 LOGIN_MODULES = {
     PLAIN: "org.apache.kafka.common.security.plain.PlainLoginModule",
     "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
@@ -194,7 +194,12 @@ def inter_broker_credentials(config) -> ClientCredentials | None:
     """The inter-broker listener's mechanism (sasl.mechanism.inter.broker.protocol)
     with the username and password of its JAAS entry, or None when brokers
     talk without SASL."""
-    name = config.inter_broker_listener_name()
+    return listener_credentials(config, config.inter_broker_listener_name())
+
+
+def listener_credentials(config, name: str) -> ClientCredentials | None:
+    """What a broker authenticates with on another broker's listener name
+    (the inter-broker or control-plane one), or None when it has no SASL."""
     if config.security_protocol_map().get(name) not in SASL_PROTOCOLS:
         return None
     mech = config.get("sasl.mechanism.inter.broker.protocol")
@@ -209,7 +214,7 @@ def inter_broker_credentials(config) -> ClientCredentials | None:
         return None   # a one-node cluster never connects to another broker
     if "username" not in options or "password" not in options:
         raise InvalidConfigError(
-            f"listener {name} is the inter-broker listener: its {mech} JAAS configuration "
+            f"listener {name} carries the brokers' own traffic: its {mech} JAAS configuration "
             f"(listener.name.{name.lower()}.{mech.lower()}.sasl.jaas.config) needs username and password for "
             f"the brokers' own connections")
     return ClientCredentials(mech, options["username"], options["password"])

@@ -38,6 +38,7 @@ from collections import deque
 from ..protocol.errors import ProtocolError, UnsupportedVersionError
 from ..protocol.framing import decode_request, encode_response
 from . import api_versions as av
+from . import tls
 from .handlers import detach_chunks
 from .sasl import Authenticator, listener_settings
 
@@ -55,6 +56,9 @@ MAX_QUEUED = 1000  # requests in flight per connection before reading pauses
 # Kafka mutes a connection with a request in progress): the event loop keeps
 # serving everyone else while that CPU work runs.
 OFF_LOOP_BYTES = 256 << 10
+# A client that connects and never finishes the TLS handshake holds a socket
+# until this; asyncio's default is 60 s.
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -103,11 +107,13 @@ class BoundListener:
     """One bound listener: its name, and whether it serves the inter-broker
     APIs (av.BROKER_ONLY_APIS). Immutable once bound: any thread may read it."""
 
-    __slots__ = ("inter_broker", "name", "sasl")
+    __slots__ = ("inter_broker", "name", "principal_mapper", "sasl", "tls")
 
-    def __init__(self, name: str, inter_broker: bool, sasl=None):
+    def __init__(self, name: str, inter_broker: bool, tls=None, principal_mapper=None, sasl=None):
         self.name = name
         self.inter_broker = inter_broker
+        self.tls = tls                            # its ssl.SSLContext; None for PLAINTEXT
+        self.principal_mapper = principal_mapper  # ssl.principal.mapping.rules (TLS only)
         self.sasl = sasl   # a SASL listener's settings (sasl.ListenerSasl), None on others
 
 
@@ -159,10 +165,26 @@ class Connection(asyncio.BufferedProtocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-            self.sock_fd = sock.fileno() if self.server.native_sendfile else -1
+            # sendfile would put segment bytes on the wire unencrypted: a TLS
+            # connection's fetches go through the transport (copied, encrypted).
+            self.sock_fd = sock.fileno() if self.server.native_sendfile and self.listener.tls is None else -1
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.peer_host = peer[0] if peer else ""
+        if self.listener.tls is not None and self.listener.sasl is None:
+            # (On SASL_SSL the principal is SASL's.) asyncio calls
+            # connection_made once the handshake is done, so the
+            # peer certificate (verified against the trust store) is known.
+            principal = tls.principal_of(transport.get_extra_info("ssl_object"), self.listener.principal_mapper)
+            if principal is None:
+                log.warning("closing connection from %s on listener %s: no ssl.principal.mapping.rules rule "
+                            "applies to its certificate's subject", self.peer, self.listener.name)
+                self.closed = True
+                transport.abort()
+                return
+            self.principal = principal
+            log.debug("TLS connection from %s on listener %s: principal %s", self.peer, self.listener.name,
+                      principal)
         self.server.connections.add(self)
 
     def connection_lost(self, exc):
@@ -621,10 +643,16 @@ class Server:
         _quiet_accept_failures(loop)
         ports = []
         try:
+            cfg = self.broker.config
             for name, host, port, inter_broker in listeners:
-                bound = BoundListener(name, inter_broker, self.sasl_settings.get(name))
+                context = cfg.server_tls(name)
+                sasl = self.sasl_settings.get(name)
+                bound = BoundListener(name, inter_broker, context,
+                                      cfg.principal_mapper(name) if context is not None and sasl is None else None,
+                                      sasl)
                 srv = await loop.create_server(lambda b=bound: Connection(self, b), host or None, port,
-                                               reuse_address=True, backlog=1024)
+                                               reuse_address=True, backlog=1024, ssl=context,
+                                               ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if context else None)
                 self._servers.append(srv)
                 ports.append(srv.sockets[0].getsockname()[1])
         except BaseException:

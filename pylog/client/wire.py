@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import socket
+import ssl
 import struct
 
 from ..protocol.error_codes import Errors
@@ -76,9 +77,10 @@ _INT16 = struct.Struct(">h")
 class Connection:
     """A synchronous, pipelining connection to one broker (see the module doc)."""
 
-    def __init__(self, host: str, port: int, client_id: str = "pylog", timeout: float = 30.0, sasl=None):
+    def __init__(self, host: str, port: int, client_id: str = "pylog", timeout: float = 30.0,
+                 ssl_context=None, sasl=None):
         """sasl: ClientCredentials (pylog/client/sasl.py) to authenticate
-        with right after ApiVersions, on a SASL_PLAINTEXT listener."""
+        with right after ApiVersions, on a SASL_PLAINTEXT or SASL_SSL listener."""
         self.host = host
         self.port = int(port)
         self.client_id = client_id
@@ -89,6 +91,14 @@ class Connection:
             self._sock = socket.create_connection((host, self.port), timeout=timeout)
         except OSError as e:
             raise ConnectionClosedError(f"cannot connect to {host}:{port}: {e}") from e
+        if ssl_context is not None:
+            # A broker reaching another broker's TLS listener (inter-broker
+            # or control plane); the handshake runs here, under timeout.
+            try:
+                self._sock = ssl_context.wrap_socket(self._sock, server_hostname=host)
+            except OSError as e:
+                self._sock.close()
+                raise ConnectionClosedError(f"TLS handshake with {host}:{port} failed: {e}") from e
         # Requests are written whole with sendall; Nagle would only delay the
         # last segment of each one.
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -221,6 +231,10 @@ class Connection:
         self._next_cid = (cid + 1) & 0x7FFFFFFF
         try:
             views = [memoryview(b).cast("B") for b in buffers if len(b)]
+            if isinstance(self._sock, ssl.SSLSocket):
+                # TLS sockets have no scatter write: one copy, encrypted anyway.
+                self._sock.sendall(b"".join(views))
+                views = []
             while views:
                 sent = self._sock.sendmsg(views)
                 # A partial write (full socket buffer): drop what went out.

@@ -113,7 +113,8 @@ STOP_REPLICA_VERSION = 1
 # leader tell brokers to drop the topic from their metadata cache.
 LEADER_DURING_DELETE = -2
 
-SECURITY_PROTOCOL_PLAINTEXT = 0
+# Kafka's SecurityProtocol ids (the wire's security_protocol fields).
+SECURITY_PROTOCOL_IDS = {"PLAINTEXT": 0, "SSL": 1, "SASL_PLAINTEXT": 2, "SASL_SSL": 3}
 
 # A CAS write lost to a concurrent writer (a leader's ISR change through the
 # store, another controller) is re-decided this many times before giving up.
@@ -175,10 +176,12 @@ class WireBrokerChannel(BrokerChannel):
     Thread-safety: every method may be called from any thread (one lock)."""
 
     def __init__(self, live_brokers: Mapping[int, BrokerInfo] | None = None, timeout: float = 30.0,
-                 client_id: str = "pylog-controller", listener: str | None = None, sasl=None):
+                 client_id: str = "pylog-controller", listener: str | None = None, ssl_context=None,
+                 sasl=None):
         # Each broker is reached on its endpoint of this listener (the
         # control-plane one, else the inter-broker one: KIP-291).
         self._listener = listener
+        self._ssl = ssl_context   # that listener's client SSLContext; None for PLAINTEXT
         self._brokers: dict[int, BrokerInfo] = dict(live_brokers or {})
         self._conns: dict = {}
         self._senders: dict[int, _BrokerSender] = {}
@@ -224,7 +227,7 @@ class WireBrokerChannel(BrokerChannel):
             if info is None:
                 raise ConnectionError(f"broker {broker_id} is not live")
             conn = Connection(*info.address(self._listener), client_id=self._client_id, timeout=self._timeout,
-                              sasl=self._sasl)
+                              ssl_context=self._ssl, sasl=self._sasl)
             with self._lock:
                 now = self._brokers.get(broker_id)
                 # Kept only while the broker is still live at that address and
@@ -1371,7 +1374,7 @@ class Controller:
                 replicas=list(replicas), offline_replicas=[r for r in replicas if r not in self._live]))
         live_brokers = [UpdateMetadataRequest.UpdateMetadataBroker(
             id=b, endpoints=[UpdateMetadataRequest.UpdateMetadataEndpoint(
-                port=port, host=host, listener=name, security_protocol=SECURITY_PROTOCOL_PLAINTEXT)
+                port=port, host=host, listener=name, security_protocol=SECURITY_PROTOCOL_IDS[info.protocol(name)])
                 for name, host, port in info.all_endpoints()],
             rack=info.rack) for b, info in sorted(self._live.items())]
         req = UpdateMetadataRequest(

@@ -67,8 +67,9 @@ class BrokerIdInUseError(PylogError):
 class BrokerInfo:
     """A live broker's registration.
 
-    endpoints: (listener name, host, port) of every advertised listener (all
-    PLAINTEXT: the only security protocol pylog speaks); host and port are the
+    endpoints: (listener name, host, port) of every advertised listener
+    (PLAINTEXT or SSL: the security protocols pylog speaks; protocols maps a
+    name to its protocol, PLAINTEXT when absent); host and port are the
     first of them (Kafka's ZooKeeper JSON keeps the first PLAINTEXT endpoint
     there too). Who talks to a broker picks the endpoint of the listener its
     own configuration names (address()): the controller its control-plane
@@ -91,6 +92,7 @@ class BrokerInfo:
     rack: str | None = None
     broker_epoch: int = dataclasses.field(default=-1, compare=False)
     endpoints: tuple = ()
+    protocols: tuple = dataclasses.field(default=(), compare=False)   # (listener name, security protocol)
 
     def __post_init__(self):
         if not self.endpoints:   # one unnamed endpoint: Kafka's default listener name
@@ -109,6 +111,10 @@ class BrokerInfo:
 
     def all_endpoints(self) -> tuple:
         return self.endpoints
+
+    def protocol(self, listener: str) -> str:
+        """The security protocol of listener (PLAINTEXT or SSL)."""
+        return dict(self.protocols).get(listener, "PLAINTEXT")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,11 +67,11 @@ def _state_path(t: str, p: int) -> str:
 
 def broker_json(info: BrokerInfo) -> dict:
     """Kafka's BrokerIdZNode v5 registration: every listener in `endpoints`
-    and `listener_security_protocol_map`, host/port the first PLAINTEXT one."""
+    and `listener_security_protocol_map`, host/port the first one."""
     eps = info.all_endpoints()
     obj = {"version": 5, "host": eps[0][1], "port": eps[0][2],
            "endpoints": [f"{name}://{_bracketed(host)}:{port}" for name, host, port in eps],
-           "listener_security_protocol_map": {name: "PLAINTEXT" for name, _h, _p in eps},
+           "listener_security_protocol_map": {name: info.protocol(name) for name, _h, _p in eps},
            "jmx_port": -1, "timestamp": _now_ms(), "features": {}}
     if info.rack is not None:
         obj["rack"] = info.rack
@@ -85,22 +85,24 @@ def _bracketed(host: str) -> str:
 def broker_from_json(broker_id: int, obj: dict) -> BrokerInfo:
     """A registration as Kafka writes it. Endpoints whose protocol (from
     listener_security_protocol_map; a name with none is its own protocol,
-    as before the map existed) is not PLAINTEXT are left out: pylog cannot
-    speak to them."""
+    as before the map existed) is neither PLAINTEXT nor SSL are left out:
+    pylog cannot speak to them."""
     protocols = obj.get("listener_security_protocol_map") or {}
-    endpoints = []
+    endpoints, kinds = [], []
     for ep in obj.get("endpoints", []):
         name, _, addr = ep.partition("://")
-        if protocols.get(name, name) != "PLAINTEXT":
+        kind = protocols.get(name, name)
+        if kind not in ("PLAINTEXT", "SSL"):
             continue
         h, _, p = addr.rpartition(":")
         endpoints.append((name.upper(), h.strip("[]"), int(p)))
+        kinds.append((name.upper(), kind))
     if endpoints:
         host, port = endpoints[0][1], endpoints[0][2]
     else:   # the top-level host/port may be null/-1
         host, port = obj.get("host"), obj.get("port", -1)
     return BrokerInfo(broker_id=broker_id, host=host, port=int(port), rack=obj.get("rack"),
-                      endpoints=tuple(endpoints))
+                      endpoints=tuple(endpoints), protocols=tuple(kinds))
 
 
 def _split_chroot(connect: str) -> tuple[str, str]:

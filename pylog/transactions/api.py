@@ -325,8 +325,8 @@ class PartitionVerifier:
         entry = self._conns.get((host, port))
         if entry is None:
             entry = self._conns[(host, port)] = (LeaderConnection(
-                host, port, "txn-verify", getattr(self.coordinator.writer.broker, "inter_broker_sasl", None)),
-                asyncio.Lock())
+                host, port, "txn-verify", self.coordinator.config.inter_broker_tls(),
+                getattr(self.coordinator.writer.broker, "inter_broker_sasl", None)), asyncio.Lock())
         conn, lock = entry
         async with lock:
             resp = await conn.request(req, self.VERSION)
