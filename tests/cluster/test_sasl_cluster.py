@@ -21,11 +21,21 @@ from confluent_kafka import admin as ck_admin  # noqa: E402
 USERS = {"alice": "alice-secret"}
 
 
-@pytest.mark.parametrize("inter_broker", ["PLAIN", "SCRAM-SHA-512"])
-def test_sasl_cluster_replicates_and_survives_a_broker(zk_connect, inter_broker):
+@pytest.mark.parametrize("protocol, inter_broker", [("SASL_PLAINTEXT", "PLAIN"),
+                                                   ("SASL_PLAINTEXT", "SCRAM-SHA-512"),
+                                                   ("SASL_SSL", "SCRAM-SHA-256")])
+def test_sasl_cluster_replicates_and_survives_a_broker(zk_connect, tmp_path, protocol, inter_broker):
     mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-    base = {**CLUSTER, **sasl_config(USERS, mechanisms), "sasl.mechanism.inter.broker.protocol": inter_broker,
-            "security.inter.broker.protocol": "SASL_PLAINTEXT"}
+    base = {**CLUSTER, **sasl_config(USERS, mechanisms, protocol=protocol),
+            "sasl.mechanism.inter.broker.protocol": inter_broker, "security.inter.broker.protocol": protocol}
+    tls = {}
+    if protocol == "SASL_SSL":
+        pytest.importorskip("cryptography")
+        from pylog.testing import TestCertificates
+        certs = TestCertificates(tmp_path / "certs")
+        base.update({k: v for k, v in certs.broker_config("SASL_SSL").items() if k.startswith("ssl.")})
+        base["listener.security.protocol.map"] = "SASL_SSL:SASL_SSL"
+        tls = {"ssl.ca.location": certs.ca}
     if inter_broker.startswith("SCRAM"):
         # The brokers' own SCRAM credential must exist before they talk:
         # Kafka's way is kafka-configs against ZooKeeper before the start.
@@ -43,8 +53,8 @@ def test_sasl_cluster_replicates_and_survives_a_broker(zk_connect, inter_broker)
             zk.stop()
             zk.close()
     with cluster(zk_connect, base=base) as bs:
-        conf = {"bootstrap.servers": bootstrap(bs), "security.protocol": "SASL_PLAINTEXT",
-                "sasl.mechanism": "PLAIN", "sasl.username": "alice", "sasl.password": "alice-secret"}
+        conf = {"bootstrap.servers": bootstrap(bs), "security.protocol": protocol,
+                "sasl.mechanism": "PLAIN", "sasl.username": "alice", "sasl.password": "alice-secret", **tls}
         admin = ck_admin.AdminClient(conf)
         for f in admin.create_topics([ck_admin.NewTopic("s", 1, 3)]).values():
             f.result(timeout=30)
@@ -62,8 +72,14 @@ def test_sasl_cluster_replicates_and_survives_a_broker(zk_connect, inter_broker)
         for f in admin.alter_user_scram_credentials([carol]).values():
             f.result(timeout=30)
         for b in bs:
-            with Client(str(b), sasl=ClientCredentials("SCRAM-SHA-256", "carol", "carol-secret")) as c:
-                assert len(c.metadata(None).brokers) == 3
+            if protocol == "SASL_PLAINTEXT":
+                with Client(str(b), sasl=ClientCredentials("SCRAM-SHA-256", "carol", "carol-secret")) as c:
+                    assert len(c.metadata(None).brokers) == 3
+            else:   # pylog's client has no TLS: librdkafka, to this broker alone
+                md = ck_admin.AdminClient({**conf, "bootstrap.servers": str(b), "sasl.mechanism": "SCRAM-SHA-256",
+                                           "sasl.username": "carol", "sasl.password": "carol-secret"}
+                                          ).list_topics(timeout=30)
+                assert len(md.brokers) == 3
 
         leader = partition_md(admin, "s")[0].leader
         victim = next(b for b in bs if b.broker.broker_id == leader)

@@ -1,0 +1,71 @@
+"""SASL_SSL: TLS first (the listener's ssl.* keys, no client certificate
+asked), then SASL; the principal is SASL's. confluent-kafka and kcat with
+PLAIN and SCRAM; a wrong password over TLS fails as over plaintext."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+pytest.importorskip("cryptography")
+ck = pytest.importorskip("confluent_kafka")
+
+from pylog.testing import wait_until  # noqa: E402
+
+KCAT = shutil.which("kcat")
+pytestmark = pytest.mark.kafka_broker(tls=True, sasl_users={"alice": "alice-secret"})
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_confluent_kafka_over_sasl_ssl(kafka_broker, mechanism):
+    conf = kafka_broker.sasl_client_config(mechanism, "alice")
+    assert conf["security.protocol"] == "SASL_SSL"
+    topic = f"ss-{uuid.uuid4().hex[:8]}"
+    p = ck.Producer({**conf, "acks": "all"})
+    for i in range(3):
+        p.produce(topic, f"s{i}".encode())
+    assert p.flush(30) == 0
+    c = ck.Consumer({**conf, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    got = []
+
+    def three():
+        msg = c.poll(0.5)
+        if msg is not None and msg.error() is None:
+            got.append(msg.value())
+        return len(got) == 3
+    try:
+        wait_until(three, "three records over SASL_SSL")
+    finally:
+        c.close()
+    assert got == [b"s0", b"s1", b"s2"]
+    principals = kafka_broker.broker.call(lambda: {x.principal for x in kafka_broker.broker.server.connections})
+    assert "User:alice" in principals
+
+
+def test_wrong_password_over_tls(kafka_broker):
+    errors = []
+    p = ck.Producer({**kafka_broker.sasl_client_config("PLAIN", "alice", "nope"), "error_cb": errors.append})
+
+    def failed():
+        p.poll(0.2)
+        return any(e.code() == ck.KafkaError._AUTHENTICATION for e in errors)
+    wait_until(failed, "the authentication failure over TLS")
+    assert any("Invalid username or password" in e.str() for e in errors)
+
+
+@pytest.mark.skipif(KCAT is None and not os.environ.get("PYLOG_CI"), reason="kcat is not installed")
+def test_kcat_over_sasl_ssl(kafka_broker):
+    conf = kafka_broker.sasl_client_config("SCRAM-SHA-256", "alice")
+    args = [KCAT, "-b", str(kafka_broker)]
+    for k in ("security.protocol", "sasl.mechanism", "sasl.username", "sasl.password", "ssl.ca.location"):
+        args += ["-X", f"{k}={conf[k]}"]
+    topic = f"sk-{uuid.uuid4().hex[:8]}"
+    r = subprocess.run([*args, "-t", topic, "-P"], input="x\ny\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([*args, "-t", topic, "-C", "-e"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["x", "y"]
