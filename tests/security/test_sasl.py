@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import uuid
@@ -18,8 +17,10 @@ from pylog.client import Client
 from pylog.errors import PylogError
 from pylog.protocol import messages as m
 from pylog.protocol.error_codes import Errors
-from pylog.protocol.framing import decode_response, encode_request
+from pylog.protocol.framing import encode_request
 from pylog.testing import wait_until
+
+from .saslwire import Raw, close_all
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka import admin as ck_admin  # noqa: E402
@@ -160,48 +161,10 @@ def test_wrong_password_is_a_clear_authentication_error(kafka_broker, mechanism,
     assert message in str(e.value)
 
 
-_OPEN: list = []
-
-
 @pytest.fixture(autouse=True)
 def _close_raw_sockets():
     yield
-    while _OPEN:
-        _OPEN.pop().close()
-
-
-class Raw:
-    """A bare socket speaking Kafka frames, to see what the broker sends and when it closes."""
-
-    def __init__(self, address):
-        host, port = address.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=30)
-        _OPEN.append(self.sock)
-        self.cid = 0
-
-    def request(self, body, version):
-        self.cid += 1
-        self.sock.sendall(encode_request(self.cid, body.API_KEY, version, body, "raw"))
-        return decode_response(self.read_frame(), body.API_KEY, version)[1]
-
-    def read_frame(self):
-        size = struct.unpack(">i", self._exact(4))[0]
-        return self._exact(size)
-
-    def _exact(self, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("closed by the broker")
-            buf += chunk
-        return buf
-
-    def closed_by_broker(self):
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
+    close_all()
 
 
 def test_wrong_password_answer_then_close(kafka_broker):

@@ -5,8 +5,6 @@ principal only), and librdkafka keeps producing across several lifetimes."""
 from __future__ import annotations
 
 import logging
-import socket
-import struct
 import time
 import uuid
 
@@ -14,8 +12,9 @@ import pytest
 
 from pylog.protocol import messages as m
 from pylog.protocol.error_codes import Errors
-from pylog.protocol.framing import decode_response, encode_request
 from pylog.testing import wait_until
+
+from .saslwire import Raw, close_all
 
 ck = pytest.importorskip("confluent_kafka")
 
@@ -24,37 +23,10 @@ pytestmark = pytest.mark.kafka_broker(sasl_users={"alice": "alice-secret", "bob"
                                       config={"connections.max.reauth.ms": str(LIFETIME_MS)})
 
 
-class Raw:
-    def __init__(self, address):
-        host, port = address.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=30)
-        self.cid = 0
-
-    def request(self, body, version):
-        self.cid += 1
-        self.sock.sendall(encode_request(self.cid, body.API_KEY, version, body, "raw"))
-        size = struct.unpack(">i", self._exact(4))[0]
-        return decode_response(self._exact(size), body.API_KEY, version)[1]
-
-    def _exact(self, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("closed by the broker")
-            buf += chunk
-        return buf
-
-    def login(self, user, password, mechanism="PLAIN"):
-        assert self.request(m.SaslHandshakeRequest(mechanism=mechanism), 1).error_code == 0
-        return self.request(m.SaslAuthenticateRequest(auth_bytes=f"\0{user}\0{password}".encode()), 1)
-
-
 @pytest.fixture
 def raw(kafka_broker):
-    r = Raw(kafka_broker)
-    yield r
-    r.sock.close()
+    yield Raw(kafka_broker)
+    close_all()
 
 
 def test_session_lifetime_then_close_on_the_next_request(raw):
