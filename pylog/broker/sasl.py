@@ -139,10 +139,10 @@ def _jaas_options(config, listener: str, mechanism: str) -> dict[str, str] | Non
         key, text = "sasl.jaas.config", config.props.get("sasl.jaas.config")
     if text is None:
         return None
-    return _jaas_options_text(key, text, mechanism)
+    return jaas_login_options(key, text, mechanism)
 
 
-def _jaas_options_text(key: str, text: str, mechanism: str) -> dict[str, str]:
+def jaas_login_options(key: str, text: str, mechanism: str) -> dict[str, str]:
     """The options of the one login module of a mechanism's JAAS text."""
     entries = parse_jaas(key, text)
     if len(entries) != 1:

@@ -12,7 +12,7 @@ Pure functions; a Connection uses them from its own thread.
 """
 from __future__ import annotations
 
-from ..broker.sasl import PLAIN, SUPPORTED_MECHANISMS, ClientCredentials, _jaas_options_text
+from ..broker.sasl import PLAIN, SUPPORTED_MECHANISMS, ClientCredentials, jaas_login_options
 from ..broker.sasl_scram import MECHANISMS as SCRAM_MECHANISMS
 from ..broker.sasl_scram import ScramClient, ScramError
 from ..protocol.error_codes import Errors
@@ -45,7 +45,7 @@ def credentials_from_properties(props: dict[str, str]) -> ClientCredentials | No
         raise ValueError(f"sasl.mechanism={mech}: pylog's client speaks {', '.join(SUPPORTED_MECHANISMS)}")
     user, password = props.get("sasl.username"), props.get("sasl.password")
     if "sasl.jaas.config" in props:
-        options = _jaas_options_text("sasl.jaas.config", props["sasl.jaas.config"], mech)
+        options = jaas_login_options("sasl.jaas.config", props["sasl.jaas.config"], mech)
         user, password = options.get("username", user), options.get("password", password)
     if user is None or password is None:
         raise ValueError(f"SASL {mech} needs a username and a password (sasl.username and sasl.password, or "
