@@ -29,7 +29,6 @@ writes a table of medians and ratios to the terminal and .benchmarks/q-security.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -43,7 +42,7 @@ ck = pytest.importorskip("confluent_kafka")
 pytest.importorskip("cryptography")
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from bench_g_broker import _cpu_seconds  # noqa: E402
+from bench_g_broker import BrokerProcess  # noqa: E402
 
 VALUE = b"x" * 100
 PARTITIONS = 6
@@ -61,8 +60,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class TwoListenerBroker:
-    """`python -m pylog broker` with PLAINTEXT and SSL listeners, test certificates."""
+class TwoListenerBroker(BrokerProcess):
+    """`python -m pylog broker` with PLAINTEXT and SSL listeners, test certificates
+    (G's broker process but for its listeners: cpu() and stop() are G's)."""
 
     def __init__(self):
         from pylog.testing import TestCertificates
@@ -110,17 +110,6 @@ class TwoListenerBroker:
         if protocol == "SSL":
             c.update({"security.protocol": "SSL", "ssl.ca.location": self.certs.ca})
         return c
-
-    def cpu(self) -> float:
-        return _cpu_seconds(self.proc.pid)
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        finally:
-            self.proc.stdout.close()
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

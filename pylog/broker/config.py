@@ -385,8 +385,8 @@ class BrokerConfig:
             if key.startswith("listener.name.") and _is_tls_key(key):
                 name = key[len("listener.name."):].partition(".")[0].upper()
                 if name not in ssl_names:
-                    raise InvalidConfigError(f"{key}: listener {name} is not an SSL or SASL_SSL listener of this "
-                                             f"broker")
+                    raise InvalidConfigError(f"{key}: listener {name} is not an SSL listener of this broker (nor "
+                                             f"SASL_SSL)")
         for name in sorted(ssl_names):
             self._server_tls[name] = tls.server_context(self.props, name, sasl=protocols[name] == "SASL_SSL")
         self._principal_mappers = {name: tls.PrincipalMapper(tls.ssl_settings(self.props, name)
@@ -397,8 +397,8 @@ class BrokerConfig:
                 self._client_tls[name] = tls.client_context(self.props, name)
         if not ssl_names and any(_is_tls_key(k) for k in self.props):
             raise InvalidConfigError(
-                f"{', '.join(sorted(k for k in self.props if _is_tls_key(k)))}: no listener uses the SSL or "
-                f"SASL_SSL security protocol, so these would do nothing")
+                f"{', '.join(sorted(k for k in self.props if _is_tls_key(k)))}: no listener uses the SSL security "
+                f"protocol (nor SASL_SSL), so these would do nothing")
 
     def server_tls(self, listener: str):
         """The ssl.SSLContext listener accepts with; None for PLAINTEXT."""

@@ -19,7 +19,10 @@ reply instead, KAFKA-NOTES §3.2). None of this touches any log.
 Fetch responses carry segment bytes as FetchSlices: when the transport has
 nothing queued, large slices go out with os.sendfile straight from the
 segment file; otherwise they are handed to the transport as memoryviews of
-the mmap.
+the mmap. On an SSL listener (tls.py builds its context) the transport is
+asyncio's TLS one: connection_made comes after the handshake and sets the
+connection's principal from the client certificate, and fetched slices always
+go through the transport (sendfile would bypass the encryption).
 
 Runs on one event loop thread; no locking.
 """

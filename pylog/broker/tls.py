@@ -180,12 +180,7 @@ def _load_keystore(ctx: ssl.SSLContext, s: dict, listener: str) -> None:
     location = s["ssl.keystore.location"]
     chain, key = s["ssl.keystore.certificate.chain"], s["ssl.keystore.key"]
     where = f"listener {listener}"
-    if kind == "JKS":
-        raise InvalidConfigError(
-            f"{where}: ssl.keystore.type=JKS (Kafka's default) is a Java key store pylog cannot read; convert it "
-            f"(keytool -importkeystore -deststoretype PKCS12) and set ssl.keystore.type=PKCS12, or use PEM")
-    if kind not in ("PEM", "PKCS12"):
-        raise InvalidConfigError(f"{where}: ssl.keystore.type={kind}: pylog reads PEM and PKCS12 key stores")
+    _check_store_type("ssl.keystore.type", kind, where)
     if location and (chain or key):
         raise InvalidConfigError(f"{where}: set ssl.keystore.location or ssl.keystore.certificate.chain + "
                                  f"ssl.keystore.key, not both")
@@ -216,12 +211,7 @@ def _load_truststore(ctx: ssl.SSLContext, s: dict, listener: str) -> None:
     if not location and not inline:
         ctx.load_default_certs()   # as the JVM falls back to its cacerts
         return
-    if kind == "JKS":
-        raise InvalidConfigError(
-            f"{where}: ssl.truststore.type=JKS (Kafka's default) is a Java key store pylog cannot read; set "
-            f"ssl.truststore.type=PEM (or PKCS12)")
-    if kind not in ("PEM", "PKCS12"):
-        raise InvalidConfigError(f"{where}: ssl.truststore.type={kind}: pylog reads PEM and PKCS12 trust stores")
+    _check_store_type("ssl.truststore.type", kind, where)
     if location and inline:
         raise InvalidConfigError(f"{where}: set ssl.truststore.location or ssl.truststore.certificates, not both")
     if kind == "PEM" and s["ssl.truststore.password"] is not None:
@@ -237,6 +227,15 @@ def _load_truststore(ctx: ssl.SSLContext, s: dict, listener: str) -> None:
     except (ssl.SSLError, ValueError) as e:
         raise InvalidConfigError(f"{where}: no certificate could be read from the trust store "
                                  f"({location or 'ssl.truststore.certificates'}): {e}") from None
+
+
+def _check_store_type(key: str, kind: str, where: str) -> None:
+    if kind == "JKS":
+        raise InvalidConfigError(
+            f"{where}: {key}=JKS (Kafka's default) is a Java key store pylog cannot read; convert it "
+            f"(keytool -importkeystore -deststoretype PKCS12) and set {key}=PKCS12, or use PEM")
+    if kind not in ("PEM", "PKCS12"):
+        raise InvalidConfigError(f"{where}: {key}={kind}: pylog reads PEM and PKCS12 stores")
 
 
 def _read(path: str, key: str, where: str) -> bytes:

@@ -78,9 +78,9 @@ def client_properties(files, pairs) -> dict[str, str]:
     """Kafka client settings as its tools take them: properties files
     (--consumer.config, --producer.config, --command-config), then KEY=VALUE
     pairs (--consumer-property, ...), later ones winning. TLS settings are
-    refused: pylog has no TLS yet, and a client told to use it must not
-    silently talk in the clear; SASL is checked when the tool connects
-    (sasl_credentials)."""
+    refused: pylog's tools have no TLS yet (the broker has it), and a client
+    told to use it must not silently talk in the clear; SASL is checked when
+    the tool connects (sasl_credentials)."""
     from ..broker.config import read_properties
     props: dict[str, str] = {}
     for path in files or ():
@@ -94,8 +94,8 @@ def client_properties(files, pairs) -> dict[str, str]:
                       or (k == "security.protocol" and props[k].strip().upper() not in ("PLAINTEXT",
                                                                                          "SASL_PLAINTEXT")))
     if insecure:
-        raise SystemExit(f"security settings are not supported (pylog has no TLS yet; it speaks PLAINTEXT and "
-                         f"SASL_PLAINTEXT with PLAIN or SCRAM): {', '.join(insecure)}")
+        raise SystemExit(f"security settings are not supported (pylog's tools have no TLS yet; they speak "
+                         f"PLAINTEXT and SASL_PLAINTEXT with PLAIN or SCRAM): {', '.join(insecure)}")
     return props
 
 

@@ -1,5 +1,5 @@
 """Kafka's listeners on one broker: several named listeners bound at once,
-listener.security.protocol.map (PLAINTEXT the only protocol: TLS/SASL are
+listener.security.protocol.map (PLAINTEXT and SSL, tests/security; SASL is
 refused at start), advertised.listeners, inter.broker.listener.name and
 control.plane.listener.name checked as Kafka's KafkaConfig checks them, and
 each client answered with the addresses of the listener it came in on. The
@@ -47,22 +47,27 @@ def test_one_listener_of_any_name_is_every_role(tmp_path):
     ({**TWO, "advertised.listeners": "CLIENT://h:1,OTHER://h:2"}, "subset of the ones defined in listeners"),
     ({**TWO, "control.plane.listener.name": "REPLICATION"}, "should have a different value from the inter"),
     ({**TWO, "control.plane.listener.name": "CONTROL"}, "control.plane.listener.name must be a listener name"),
-    # no TLS or SASL yet: refused, never served in the clear
-    ({"listeners": "SSL://127.0.0.1:0"}, "security protocol SSL: pylog has no TLS or SASL"),
+    # an SSL listener with no key store, a SASL one with no JAAS users, an
+    # unknown protocol: refused, never served in the clear
+    ({"listeners": "SSL://127.0.0.1:0"}, "listener SSL: a TLS listener needs a key store"),
+    ({"listeners": "CLIENT://127.0.0.1:0", "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT",
+      "sasl.enabled.mechanisms": "PLAIN"}, "listener CLIENT enables PLAIN but has no JAAS configuration"),
     ({"listeners": "CLIENT://127.0.0.1:0", "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT"},
-     "security protocol SASL_PLAINTEXT"),
+     "SASL mechanism GSSAPI is not implemented by pylog"),
+    ({"listeners": "CLIENT://127.0.0.1:0", "listener.security.protocol.map": "CLIENT:TLS"},
+     "security protocol TLS: pylog speaks PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL"),
 ])
 def test_listener_configs_kafka_refuses_are_refused_at_startup(props, words):
     with pytest.raises(InvalidConfigError, match=words):
         BrokerConfig({k: v for k, v in props.items() if v is not None})
 
 
-def test_the_broker_command_refuses_a_tls_listener(tmp_path):
+def test_the_broker_command_refuses_a_tls_listener_without_a_key_store(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pylog", "broker", "--data-dir", str(tmp_path / "d"),
                         "--config", "/dev/null", "--override", "listeners=SSL://127.0.0.1:0"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
-    assert "SSL" in r.stderr and "TLS or SASL" in r.stderr and "Traceback" not in r.stderr
+    assert "SSL" in r.stderr and "needs a key store" in r.stderr and "Traceback" not in r.stderr
 
 
 def _ports(b):

@@ -191,31 +191,28 @@ def test_a_client_trusting_another_ca_refuses_the_broker(kafka_broker, tmp_path)
     assert _refused(_ssl_conf(kafka_broker, ca=other.ca))
 
 
-@pytest.mark.kafka_broker(tls="requested")
-def test_the_tls_principal_is_the_certificate_subject_dn(kafka_broker):
-    server = kafka_broker.broker.server
-    cert, key, _ = kafka_broker.certs.issue("bob")
-    p = ck.Producer(_ssl_conf(kafka_broker, cert, key))
+def _produces_as(broker, principal, cn=None):
+    """A producer with a certificate for cn (none when None) writes; the
+    broker then holds a connection whose principal is principal."""
+    cert, key = broker.certs.issue(cn)[:2] if cn else (None, None)
+    p = ck.Producer(_ssl_conf(broker, cert, key))
     p.produce(_topic(), b"x")
     assert p.flush(60) == 0
-    wait_until(lambda: "User:CN=bob,OU=test,O=pylog" in {c.principal for c in server.connections},
-               "a connection with bob's principal")
+    wait_until(lambda: principal in {c.principal for c in broker.broker.server.connections},
+               f"a connection with principal {principal}")
+
+
+@pytest.mark.kafka_broker(tls="requested")
+def test_the_tls_principal_is_the_certificate_subject_dn(kafka_broker):
+    _produces_as(kafka_broker, "User:CN=bob,OU=test,O=pylog", "bob")
     # requested, not required: a client without a certificate is ANONYMOUS
-    q = ck.Producer(_ssl_conf(kafka_broker))
-    q.produce(_topic(), b"y")
-    assert q.flush(60) == 0
-    wait_until(lambda: "User:ANONYMOUS" in {c.principal for c in server.connections}, "an anonymous TLS client")
+    _produces_as(kafka_broker, "User:ANONYMOUS")
 
 
 @pytest.mark.kafka_broker(tls="required", config={
     "ssl.principal.mapping.rules": "RULE:^CN=([a-z]+),OU=test,O=pylog$/$1/U,DEFAULT"})
 def test_principal_mapping_rules_apply(kafka_broker):
-    server = kafka_broker.broker.server
-    cert, key, _ = kafka_broker.certs.issue("carol")
-    p = ck.Producer(_ssl_conf(kafka_broker, cert, key))
-    p.produce(_topic(), b"x")
-    assert p.flush(60) == 0
-    wait_until(lambda: "User:CAROL" in {c.principal for c in server.connections}, "carol mapped to CAROL")
+    _produces_as(kafka_broker, "User:CAROL", "carol")
 
 
 def test_an_encrypted_broker_key_with_ssl_key_password(tmp_path):
@@ -295,3 +292,10 @@ def test_a_wrong_key_password_refuses_the_start(tmp_path):
         BrokerConfig({**certs.broker_config(), "ssl.keystore.location": both, "ssl.key.password": "wrong"})
     with pytest.raises(InvalidConfigError, match="encrypted and ssl.key.password is not set"):
         BrokerConfig({**certs.broker_config(), "ssl.keystore.location": both})
+
+
+@pytest.mark.kafka_broker(tls="required", config={"ssl.principal.mapping.rules": "RULE:^CN=admin,.*$/admin/"})
+def test_a_certificate_no_mapping_rule_applies_to_is_refused(kafka_broker):
+    cert, key, _ = kafka_broker.certs.issue("eve")
+    assert _refused(_ssl_conf(kafka_broker, cert, key))
+    _produces_as(kafka_broker, "User:admin", "admin")

@@ -11,7 +11,7 @@ import pytest
 from pylog.testing import TestCertificates, wait_until
 
 from cluster.conftest import zk_connect, zookeeper  # noqa: F401  (fixtures)
-from cluster.zkcluster import CLUSTER, cluster, ck, partition_md
+from cluster.zkcluster import cluster, ck, embedded_cluster, partition_md
 
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
@@ -20,17 +20,24 @@ pytest.importorskip("cryptography")
 BROKER_PRINCIPAL = "User:CN=broker,OU=test,O=pylog"
 
 
-def test_three_brokers_replicate_over_mtls_and_survive_a_leader_loss(zk_connect, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("mode", ["zookeeper", "embedded"])
+def test_three_brokers_replicate_over_mtls_and_survive_a_leader_loss(mode, request, tmp_path):
     certs = TestCertificates(tmp_path / "certs")
     cert, key, _ = certs.issue("app")
     client = {"security.protocol": "SSL", "ssl.ca.location": certs.ca,
               "ssl.certificate.location": cert, "ssl.key.location": key}
     tls = {**certs.broker_config(client_auth="required"), "security.inter.broker.protocol": "SSL"}
     del tls["listener.security.protocol.map"]   # Kafka's default map has SSL:SSL
-    with cluster(zk_connect, **tls) as bs:
+    if mode == "zookeeper":
+        brokers = cluster(request.getfixturevalue("zk_connect"), **tls)
+    else:
+        # the other brokers register with broker 1's controller over TLS too
+        brokers = embedded_cluster(**tls)
+    with brokers as bs:
         boot = ",".join(str(b) for b in bs)
         admin = AdminClient({"bootstrap.servers": boot, **client})
-        admin.create_topics([NewTopic("secure", 1, 3)])["secure"].result(60)
+        # led by broker 2: in the embedded mode broker 1 is the controller, which is not highly available
+        admin.create_topics([NewTopic("secure", num_partitions=1, replica_assignment=[[2, 3, 1]])])["secure"].result(60)
         wait_until(lambda: len((partition_md(admin, "secure").get(0) or _NoIsr).isrs) == 3, "3 in-sync replicas")
         # the followers' fetchers (and the controller's channels) are TLS
         # connections authenticated by the brokers' own certificate
