@@ -113,6 +113,8 @@ def sasl_config(users: dict[str, str], mechanisms=SASL_MECHANISMS, port: int = 0
             plain_users = " ".join(f'user_{u}="{p}"' for u, p in {admin: secret, **users}.items())
             jaas = (f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{admin}" '
                     f'password="{secret}" {plain_users};')
+        elif mech == "OAUTHBEARER":   # Kafka's unsecured-JWS validator, its default options
+            jaas = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
         else:
             jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{admin}" '
                     f'password="{secret}";')

@@ -38,19 +38,23 @@ from ..protocol.error_codes import Errors
 from ..protocol.errors import ProtocolError
 from ..protocol.framing import decode_request, encode_response
 from .quotas import USER, entity_path
+from .sasl_oauthbearer import LOGIN_MODULE as OAUTH_LOGIN_MODULE
+from .sasl_oauthbearer import OAUTHBEARER, OAuthBearerServer, OAuthFailure
+from .sasl_oauthbearer import check_options as check_oauth_options
 from .sasl_scram import MECHANISMS as SCRAM_MECHANISMS
 from .sasl_scram import ScramAuthzError, ScramCredential, ScramError, ScramServer
 
 log = logging.getLogger("pylog.broker.sasl")
 
 PLAIN = "PLAIN"
-SUPPORTED_MECHANISMS = (PLAIN, *SCRAM_MECHANISMS)
+SUPPORTED_MECHANISMS = (PLAIN, *SCRAM_MECHANISMS, OAUTHBEARER)
 SASL_HANDSHAKE, SASL_AUTHENTICATE, API_VERSIONS = 17, 36, 18
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")   # SASL_SSL: TLS first (broker/tls.py), then SASL
 LOGIN_MODULES = {
     PLAIN: "org.apache.kafka.common.security.plain.PlainLoginModule",
     "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
     "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    OAUTHBEARER: OAUTH_LOGIN_MODULE,
 }
 _I32 = struct.Struct(">i")
 
@@ -172,6 +176,11 @@ def listener_settings(config) -> dict[str, ListenerSasl]:
                     f"listener {ln.name} enables PLAIN but has no JAAS configuration: set "
                     f"listener.name.{ln.name.lower()}.plain.sasl.jaas.config to {LOGIN_MODULES[PLAIN]} required "
                     f"user_<name>=\"<password>\" ...;")
+            if mech == OAUTHBEARER:
+                try:
+                    check_oauth_options(f"listener {ln.name} OAUTHBEARER JAAS", options or {})
+                except ValueError as e:
+                    raise InvalidConfigError(str(e)) from None
             jaas[mech] = options or {}
         out[ln.name] = ListenerSasl(ln.name, mechs, jaas, config.get("connections.max.reauth.ms"),
                                     config.get("connection.failed.authentication.delay.ms"))
@@ -208,8 +217,13 @@ def listener_credentials(config, name: str) -> ClientCredentials | None:
         raise InvalidConfigError(
             f"sasl.mechanism.inter.broker.protocol={mech} must be included in sasl.enabled.mechanisms "
             f"when SASL is used for inter-broker communication (listener {name} enables {','.join(enabled)})")
-    options = _jaas_options(config, name, mech) or {}
     lone = not config.get("zookeeper.connect") and config.get("pylog.controller.id") is None
+    if mech == OAUTHBEARER:
+        if lone:
+            return None
+        raise InvalidConfigError("sasl.mechanism.inter.broker.protocol=OAUTHBEARER: brokers cannot get tokens "
+                                 "for each other in pylog (no login callback); use PLAIN or SCRAM between brokers")
+    options = _jaas_options(config, name, mech) or {}
     if lone and ("username" not in options or "password" not in options):
         return None   # a one-node cluster never connects to another broker
     if "username" not in options or "password" not in options:
@@ -262,6 +276,7 @@ class Authenticator:
         self._scram_step = 0
         self._next_mechanism = None
         self._bad_reauth_mechanism = None
+        self._credential_expiry = None   # epoch seconds: an OAUTHBEARER token's exp
         self.completed = False
 
     def admit(self, conn, frame) -> bool:
@@ -322,7 +337,12 @@ class Authenticator:
             # Kafka answers the handshake, then fails the first token.
             self._bad_reauth_mechanism = req.mechanism
         self.mechanism = req.mechanism if not self.reauthenticating else self.mechanism
-        self._server = ScramServer(req.mechanism) if req.mechanism in SCRAM_MECHANISMS else None
+        if req.mechanism in SCRAM_MECHANISMS:
+            self._server = ScramServer(req.mechanism)
+        elif req.mechanism == OAUTHBEARER:
+            self._server = OAuthBearerServer(self.settings.jaas.get(OAUTHBEARER, {}))
+        else:
+            self._server = None
         self._next_mechanism = req.mechanism
         self._scram_step = 0
         self.raw = header.request_api_version == 0
@@ -361,6 +381,17 @@ class Authenticator:
             self._complete(user)
             return b""
         srv = self._server
+        if mech == OAUTHBEARER:
+            try:
+                out = srv.evaluate(token)
+            except OAuthFailure as e:
+                raise AuthenticationFailed(str(e)) from e
+            if srv.principal is not None:
+                self._complete(srv.principal)
+                self._credential_expiry = srv.expires_at
+            else:
+                log.info("SASL OAUTHBEARER token refused: %s", getattr(srv, "reason", "?"))
+            return out
         try:
             if self._scram_step == 0:
                 user = srv.first(token)
@@ -391,9 +422,18 @@ class Authenticator:
         self.completed = True
 
     def _session_lifetime_ms(self) -> int:
+        """Kafka's rule: the shorter of connections.max.reauth.ms and the
+        credential's remaining life (an OAUTHBEARER token's exp), 0 with neither."""
         ms = self.settings.reauth_ms
-        self.expires_at = time.monotonic() + ms / 1000.0 if ms > 0 else None
-        return ms if ms > 0 else 0
+        expiry, self._credential_expiry = self._credential_expiry, None
+        if expiry is not None:
+            left = max(0, int((expiry - time.time()) * 1000))
+            ms = min(ms, left) if ms > 0 else left
+        elif ms <= 0:
+            self.expires_at = None
+            return 0
+        self.expires_at = time.monotonic() + ms / 1000.0
+        return ms
 
     def _finish(self, conn):
         log.debug("connection from %s %s as %s", conn.peer,

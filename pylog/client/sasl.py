@@ -41,8 +41,8 @@ def credentials_from_properties(props: dict[str, str]) -> ClientCredentials | No
     if other:
         raise ValueError(f"SASL settings not supported by pylog's client: {', '.join(other)}")
     mech = (props.get("sasl.mechanism") or props.get("sasl.mechanisms") or "GSSAPI").strip()
-    if mech not in SUPPORTED_MECHANISMS:
-        raise ValueError(f"sasl.mechanism={mech}: pylog's client speaks {', '.join(SUPPORTED_MECHANISMS)}")
+    if mech not in SUPPORTED_MECHANISMS or mech == "OAUTHBEARER":
+        raise ValueError(f"sasl.mechanism={mech}: pylog's client speaks PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512")
     user, password = props.get("sasl.username"), props.get("sasl.password")
     if "sasl.jaas.config" in props:
         options = jaas_login_options("sasl.jaas.config", props["sasl.jaas.config"], mech)

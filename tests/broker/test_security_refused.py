@@ -24,8 +24,7 @@ STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 @pytest.mark.parametrize("key, value", [
     ("sasl.kerberos.service.name", "kafka"),
     ("sasl.server.callback.handler.class", "x.Handler"),
-    ("listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config",
-     'org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;'),
+    ("sasl.oauthbearer.jwks.endpoint.url", "https://idp/keys"),
     ("listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class", "x.Handler"),
     ("authorizer.class.name", STANDARD_AUTHORIZER),
     ("super.users", "User:admin"),

@@ -52,7 +52,9 @@ def test_plain_users_and_the_brokers_own_login():
 
 @pytest.mark.parametrize("extra, message", [
     ({"sasl.enabled.mechanisms": "GSSAPI"}, "GSSAPI is not implemented"),
-    ({"sasl.enabled.mechanisms": "PLAIN,OAUTHBEARER"}, "OAUTHBEARER is not implemented"),
+    ({"sasl.enabled.mechanisms": "PLAIN,DIGEST-MD5"}, "DIGEST-MD5 is not implemented"),
+    ({"sasl.enabled.mechanisms": "PLAIN,OAUTHBEARER", "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER",
+      "zookeeper.connect": "127.0.0.1:1"}, "brokers cannot get tokens"),
     ({"listener.name.sasl_plaintext.sasl.enabled.mechanisms": "GSSAPI"}, "GSSAPI is not implemented"),
     ({JAAS_KEY: f'{SCRAM_MODULE} required;'}, "cannot serve PLAIN"),
     ({"sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-256"}, "must be included in sasl.enabled.mechanisms"),
