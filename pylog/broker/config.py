@@ -547,7 +547,8 @@ _SECURITY_KEYS = frozenset({
 # callback handlers, OAUTHBEARER's) are still refused.
 _SASL_KEYS = frozenset({"sasl.enabled.mechanisms", "sasl.mechanism.inter.broker.protocol", "sasl.jaas.config"})
 _LISTENER_SASL_KEY = re.compile(r"listener\.name\.[a-z0-9_]+\.(sasl\.enabled\.mechanisms|"
-                                r"(plain|scram-sha-256|scram-sha-512|oauthbearer)\.sasl\.jaas\.config)$")
+                                r"(plain|scram-sha-256|scram-sha-512|oauthbearer)\."
+                                r"(sasl\.jaas\.config|connections\.max\.reauth\.ms))$")
 
 
 def _sasl_key(key: str) -> bool:

@@ -110,12 +110,13 @@ def parse_jaas(key: str, text: str) -> list[tuple[str, str, dict[str, str]]]:
 class ListenerSasl:
     """What one SASL listener accepts. Immutable once built."""
 
-    def __init__(self, listener: str, mechanisms: list[str], jaas: dict[str, dict[str, str]], reauth_ms: int,
+    def __init__(self, listener: str, mechanisms: list[str], jaas: dict[str, dict[str, str]],
+                 reauth_ms: dict[str, int],
                  fail_delay_ms: int):
         self.listener = listener
         self.mechanisms = mechanisms
         self.jaas = jaas                  # mechanism -> its login module's options
-        self.reauth_ms = reauth_ms
+        self.reauth_ms = reauth_ms        # mechanism -> connections.max.reauth.ms (0: off)
         self.fail_delay_ms = fail_delay_ms
         self.plain_users = {k[5:]: v for k, v in jaas.get(PLAIN, {}).items() if k.startswith("user_")}
 
@@ -182,9 +183,25 @@ def listener_settings(config) -> dict[str, ListenerSasl]:
                 except ValueError as e:
                     raise InvalidConfigError(str(e)) from None
             jaas[mech] = options or {}
-        out[ln.name] = ListenerSasl(ln.name, mechs, jaas, config.get("connections.max.reauth.ms"),
+        out[ln.name] = ListenerSasl(ln.name, mechs, jaas, {m: _reauth_ms(config, ln.name, m) for m in mechs},
                                     config.get("connection.failed.authentication.delay.ms"))
     return out
+
+
+def _reauth_ms(config, listener: str, mechanism: str) -> int:
+    """connections.max.reauth.ms, or its listener-and-mechanism form
+    listener.name.<l>.<mechanism>.connections.max.reauth.ms (Kafka's)."""
+    key = f"listener.name.{listener.lower()}.{mechanism.lower()}.connections.max.reauth.ms"
+    text = config.props.get(key)
+    if text is None:
+        return config.get("connections.max.reauth.ms")
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidConfigError(f"Invalid value {text} for configuration {key}: Not a number of type LONG") from None
+    if value < 0:
+        raise InvalidConfigError(f"Invalid value {text} for configuration {key}: Value must be at least 0")
+    return value
 
 
 class ClientCredentials:
@@ -288,7 +305,7 @@ class Authenticator:
             return False
         key = (frame[0] << 8 | frame[1]) if len(frame) >= 2 else -1
         if state == _DONE:
-            if key == SASL_HANDSHAKE and self.settings.reauth_ms > 0:
+            if key == SASL_HANDSHAKE and self.expires_at is not None:
                 self.reauthenticating = True
                 self.state = state = _HANDSHAKE
             elif key in (SASL_HANDSHAKE, SASL_AUTHENTICATE):
@@ -424,7 +441,7 @@ class Authenticator:
     def _session_lifetime_ms(self) -> int:
         """Kafka's rule: the shorter of connections.max.reauth.ms and the
         credential's remaining life (an OAUTHBEARER token's exp), 0 with neither."""
-        ms = self.settings.reauth_ms
+        ms = self.settings.reauth_ms[self.mechanism]
         expiry, self._credential_expiry = self._credential_expiry, None
         if expiry is not None:
             left = max(0, int((expiry - time.time()) * 1000))

@@ -76,3 +76,11 @@ def test_plain_without_any_jaas_is_refused():
 
 def test_default_gssapi_is_fine_without_a_sasl_listener():
     BrokerConfig({"listeners": "PLAINTEXT://127.0.0.1:0", "sasl.enabled.mechanisms": "GSSAPI"})
+
+
+def test_reauth_ms_per_listener_and_mechanism():
+    cfg = BrokerConfig(sasl(**{"sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256", "connections.max.reauth.ms": "60000",
+                               "listener.name.sasl_plaintext.scram-sha-256.connections.max.reauth.ms": "5000"}))
+    assert listener_settings(cfg)["SASL_PLAINTEXT"].reauth_ms == {"PLAIN": 60000, "SCRAM-SHA-256": 5000}
+    with pytest.raises(InvalidConfigError, match="Value must be at least 0"):
+        BrokerConfig(sasl(**{"listener.name.sasl_plaintext.plain.connections.max.reauth.ms": "-1"}))
