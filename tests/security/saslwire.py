@@ -52,3 +52,32 @@ class Raw:
 def close_all():
     while OPEN:
         OPEN.pop().close()
+
+
+def confluent_roundtrip(conf: dict, values: list[bytes]) -> list[bytes]:
+    """values produced (acks=all) to a fresh topic and consumed back in a
+    group, with confluent-kafka settings conf; what the consumer got."""
+    import uuid
+
+    import confluent_kafka as ck
+
+    from pylog.testing import wait_until
+    topic = f"rt-{uuid.uuid4().hex[:8]}"
+    p = ck.Producer({**conf, "acks": "all"})
+    for v in values:
+        p.produce(topic, v, key=b"k")
+    assert p.flush(30) == 0
+    c = ck.Consumer({**conf, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    got = []
+
+    def all_in():
+        msg = c.poll(0.5)
+        if msg is not None and msg.error() is None:
+            got.append(msg.value())
+        return len(got) >= len(values)
+    try:
+        wait_until(all_in, f"{len(values)} records consumed")
+    finally:
+        c.close()
+    return got

@@ -15,6 +15,8 @@ ck = pytest.importorskip("confluent_kafka")
 
 from pylog.testing import wait_until  # noqa: E402
 
+from .saslwire import confluent_roundtrip  # noqa: E402
+
 KCAT = shutil.which("kcat")
 pytestmark = pytest.mark.kafka_broker(tls=True, sasl_users={"alice": "alice-secret"})
 
@@ -23,25 +25,8 @@ pytestmark = pytest.mark.kafka_broker(tls=True, sasl_users={"alice": "alice-secr
 def test_confluent_kafka_over_sasl_ssl(kafka_broker, mechanism):
     conf = kafka_broker.sasl_client_config(mechanism, "alice")
     assert conf["security.protocol"] == "SASL_SSL"
-    topic = f"ss-{uuid.uuid4().hex[:8]}"
-    p = ck.Producer({**conf, "acks": "all"})
-    for i in range(3):
-        p.produce(topic, f"s{i}".encode())
-    assert p.flush(30) == 0
-    c = ck.Consumer({**conf, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
-    c.subscribe([topic])
-    got = []
-
-    def three():
-        msg = c.poll(0.5)
-        if msg is not None and msg.error() is None:
-            got.append(msg.value())
-        return len(got) == 3
-    try:
-        wait_until(three, "three records over SASL_SSL")
-    finally:
-        c.close()
-    assert got == [b"s0", b"s1", b"s2"]
+    values = [b"s0", b"s1", b"s2"]
+    assert confluent_roundtrip(conf, values) == values
     principals = kafka_broker.broker.call(lambda: {x.principal for x in kafka_broker.broker.server.connections})
     assert "User:alice" in principals
 
