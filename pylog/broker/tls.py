@@ -160,13 +160,20 @@ def _common(ctx: ssl.SSLContext, s: dict, listener: str) -> None:
                 f"ssl.cipher.suites names {','.join(sorted(tls13))}: pylog cannot narrow the TLS 1.3 suites; "
                 f"name all of {','.join(sorted(_TLS13_SUITES))} or none, or disable TLSv1.3")
         tls12 = [_IANA_TO_OPENSSL.get(c, c) for c in suites if c not in _TLS13_SUITES]
-        if tls12:
+        # OpenSSL takes a list if any one name is known; each must be, or it
+        # would be accepted and ignored.
+        scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        for name, openssl_name in zip([c for c in suites if c not in _TLS13_SUITES], tls12):
             try:
-                ctx.set_ciphers(":".join(tls12))
+                scratch.set_ciphers(openssl_name)
             except ssl.SSLError:
-                raise InvalidConfigError(f"ssl.cipher.suites={s['ssl.cipher.suites']}: none of these suites is "
-                                         f"known (IANA names of ECDHE/DHE GCM/CHACHA20 suites, or OpenSSL names)")
-        elif ctx.minimum_version <= ssl.TLSVersion.TLSv1_2:
+                raise InvalidConfigError(f"ssl.cipher.suites: {name} is not a suite pylog knows (IANA names of "
+                                         f"the ECDHE/DHE AES-GCM/ChaCha20 suites, or OpenSSL names)") from None
+        if tls12:
+            ctx.set_ciphers(":".join(tls12))
+        elif ctx.maximum_version < ssl.TLSVersion.TLSv1_3:
+            raise InvalidConfigError("ssl.cipher.suites names only TLS 1.3 suites and TLSv1.3 is not enabled")
+        else:
             # Only TLS 1.3 suites named: TLS 1.2 gets none, so it is off.
             ctx.minimum_version = ssl.TLSVersion.TLSv1_3
 

@@ -54,8 +54,9 @@ def add_bootstrap(p: argparse.ArgumentParser) -> None:
 
 
 def _security_protocol(value: str) -> str:
-    if value.upper() not in ("PLAINTEXT", "SASL_PLAINTEXT"):
-        raise argparse.ArgumentTypeError("pylog's tools speak PLAINTEXT and SASL_PLAINTEXT only (no TLS yet)")
+    # Which protocols a tool takes is client_properties' business (TLS: the admin tools only).
+    if value.upper() not in ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"):
+        raise argparse.ArgumentTypeError("not a security protocol (PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL)")
     return value.upper()
 
 
@@ -74,13 +75,22 @@ COMMON_CLIENT_PROPERTIES = {
 }
 
 
-def client_properties(files, pairs) -> dict[str, str]:
+def _admin_tls_keys() -> frozenset:
+    """The TLS keys of Kafka's Java clients the admin tools (--command-config)
+    honour: the broker's own, less the server-side ones (imported when a
+    properties file is read: the broker package is not loaded otherwise)."""
+    from ..broker.tls import SSL_DEFAULTS
+    return frozenset(k for k in SSL_DEFAULTS if k not in ("ssl.client.auth", "ssl.principal.mapping.rules"))
+
+
+def client_properties(files, pairs, tls: bool = False) -> dict[str, str]:
     """Kafka client settings as its tools take them: properties files
     (--consumer.config, --producer.config, --command-config), then KEY=VALUE
-    pairs (--consumer-property, ...), later ones winning. TLS settings are
-    refused: pylog's tools have no TLS yet (the broker has it), and a client
-    told to use it must not silently talk in the clear; SASL is checked when
-    the tool connects (sasl_credentials)."""
+    pairs (--consumer-property, ...), later ones winning. SASL is taken
+    (checked when the tool connects: sasl_credentials); TLS only by the admin
+    tools (tls=True: security.protocol=SSL or SASL_SSL and _admin_tls_keys());
+    a client told to use what its tool lacks must not silently talk in the
+    clear, so the rest is refused."""
     from ..broker.config import read_properties
     props: dict[str, str] = {}
     for path in files or ():
@@ -89,13 +99,15 @@ def client_properties(files, pairs) -> dict[str, str]:
         except OSError as e:
             raise SystemExit(f"cannot read the client config file {path}: {e.strerror}") from None
     props.update(dict(pairs or ()))
-    insecure = sorted(k for k in props if k.startswith("ssl.")
+    allowed = ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL") if tls else ("PLAINTEXT", "SASL_PLAINTEXT")
+    tls_keys = _admin_tls_keys() if tls else frozenset()
+    insecure = sorted(k for k in props if (k.startswith("ssl.") and k not in tls_keys)
                       or (k.startswith("sasl.") and k not in COMMON_CLIENT_PROPERTIES)
-                      or (k == "security.protocol" and props[k].strip().upper() not in ("PLAINTEXT",
-                                                                                         "SASL_PLAINTEXT")))
+                      or (k == "security.protocol" and props[k].strip().upper() not in allowed))
     if insecure:
-        raise SystemExit(f"security settings are not supported (pylog's tools have no TLS yet; they speak "
-                         f"PLAINTEXT and SASL_PLAINTEXT with PLAIN or SCRAM): {', '.join(insecure)}")
+        raise SystemExit(f"security settings are not supported (pylog's tools speak PLAINTEXT and SASL_PLAINTEXT "
+                         f"with PLAIN or SCRAM, and TLS only in the admin tools' --command-config): "
+                         f"{', '.join(insecure)}")
     return props
 
 
@@ -132,8 +144,10 @@ def apply_client_properties(args, props: dict, table: dict, what: str) -> None:
 def add_command_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--command-config", metavar="FILE",
                    help="a properties file of client settings (bootstrap.servers, client.id, "
-                        "request.timeout.ms, security.protocol=SASL_PLAINTEXT with sasl.mechanism and "
-                        "sasl.username/sasl.password or sasl.jaas.config; TLS settings are refused)")
+                        "request.timeout.ms; SASL: security.protocol=SASL_PLAINTEXT (SASL_SSL) with "
+                        "sasl.mechanism and sasl.username/sasl.password or sasl.jaas.config; TLS as Kafka's tools "
+                        "take it: security.protocol=SSL, ssl.truststore.type=PEM, ssl.truststore.location, "
+                        "ssl.keystore.*)")
 
 
 def action_parsers(sub, name, help, description):
@@ -153,10 +167,22 @@ def action_parsers(sub, name, help, description):
 
 
 def open_client(args) -> Client:
+    context = None
     if getattr(args, "command_config", None):
-        apply_client_properties(args, client_properties([args.command_config], ()), {}, "admin client")
+        props = client_properties([args.command_config], (), tls=True)
+        tls_props = {k: props.pop(k) for k in list(props) if k in _admin_tls_keys()}
+        if props.get("security.protocol", "PLAINTEXT").strip().upper() in ("SSL", "SASL_SSL"):
+            from ..broker.tls import client_context
+            from ..errors import InvalidConfigError
+            try:
+                context = client_context(tls_props, "admin client")
+            except InvalidConfigError as e:
+                raise SystemExit(f"--command-config {args.command_config}: {e}") from None
+        elif tls_props:
+            raise SystemExit(f"{', '.join(sorted(tls_props))}: set security.protocol=SSL to use them")
+        apply_client_properties(args, props, {}, "admin client")
     return Client(args.bootstrap_server, client_id=args.client_id,
-                  timeout=args.request_timeout_ms / 1000.0, sasl=sasl_credentials(args))
+                  timeout=args.request_timeout_ms / 1000.0, ssl_context=context, sasl=sasl_credentials(args))
 
 
 def key_value(text: str) -> tuple[str, str]:

@@ -26,17 +26,18 @@ CLIENT_KEYS = ("security.protocol", "sasl.mechanism", "sasl.mechanisms", "sasl.u
 
 def credentials_from_properties(props: dict[str, str]) -> ClientCredentials | None:
     """Kafka client properties -> what to authenticate with; None for
-    PLAINTEXT. Anything pylog cannot honour (TLS, GSSAPI, OAUTHBEARER, a
-    SASL key without security.protocol=SASL_PLAINTEXT) raises ValueError."""
+    PLAINTEXT and SSL (the TLS part is the caller's). Anything pylog cannot
+    honour (GSSAPI, OAUTHBEARER, a SASL key without a SASL protocol) raises
+    ValueError."""
     protocol = props.get("security.protocol", "PLAINTEXT").strip().upper()
     sasl_keys = sorted(k for k in props if k.startswith("sasl."))
-    if protocol == "PLAINTEXT":
+    if protocol in ("PLAINTEXT", "SSL"):
         if sasl_keys:
-            raise ValueError(f"{', '.join(sasl_keys)} set with security.protocol=PLAINTEXT: the client would "
-                             f"not authenticate; set security.protocol=SASL_PLAINTEXT")
+            raise ValueError(f"{', '.join(sasl_keys)} set with security.protocol={protocol}: the client would "
+                             f"not authenticate; set security.protocol=SASL_PLAINTEXT (or SASL_SSL)")
         return None
-    if protocol != "SASL_PLAINTEXT":
-        raise ValueError(f"security.protocol={protocol}: pylog's client speaks PLAINTEXT and SASL_PLAINTEXT only")
+    if protocol not in ("SASL_PLAINTEXT", "SASL_SSL"):
+        raise ValueError(f"security.protocol={protocol}: not a security protocol")
     other = [k for k in sasl_keys if k not in CLIENT_KEYS]
     if other:
         raise ValueError(f"SASL settings not supported by pylog's client: {', '.join(other)}")

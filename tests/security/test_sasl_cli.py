@@ -83,7 +83,10 @@ def test_configs_refusals_are_kafkas(kafka_broker, tmp_path, config, message):
 
 def test_tools_refuse_tls_and_unknown_sasl_keys(kafka_broker, tmp_path):
     path = tmp_path / "bad.properties"
-    for text, message in [("security.protocol=SASL_SSL\n", "security.protocol"),
+    r = pylog("consume", "--bootstrap-server", str(kafka_broker), "--topic", "t", "--consumer-property",
+              "security.protocol=SASL_SSL", ok=False)   # the data tools have no TLS
+    assert r.returncode != 0 and "security settings are not supported" in r.stderr, r.stderr
+    for text, message in [("security.protocol=SASL_SSL\n", "GSSAPI"),
                           ("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=GSSAPI\nsasl.kerberos.service.name=k\n",
                            "sasl.kerberos.service.name"),
                           ("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=GSSAPI\n", "GSSAPI")]:

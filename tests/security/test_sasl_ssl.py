@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -56,3 +57,18 @@ def test_kcat_over_sasl_ssl(kafka_broker):
     r = subprocess.run([*args, "-t", topic, "-C", "-e"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["x", "y"]
+
+
+def test_admin_tool_over_sasl_ssl(kafka_broker, tmp_path):
+    conf = kafka_broker.sasl_client_config("SCRAM-SHA-512", "alice")
+    props = tmp_path / "admin.properties"
+    props.write_text(f"security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\nsasl.username=alice\n"
+                     f"sasl.password={conf['sasl.password']}\nssl.truststore.type=PEM\n"
+                     f"ssl.truststore.location={conf['ssl.ca.location']}\n")
+    base = [sys.executable, "-m", "pylog", "topics"]
+    r = subprocess.run([*base, "create", "--bootstrap-server", str(kafka_broker), "--command-config", str(props),
+                        "--topic", "over-sasl-ssl"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([*base, "list", "--bootstrap-server", str(kafka_broker), "--command-config", str(props)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "over-sasl-ssl" in r.stdout.split(), r.stderr

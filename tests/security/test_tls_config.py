@@ -46,6 +46,17 @@ def test_two_ssl_listeners_with_their_own_client_auth(certs):
     assert client.check_hostname and client.verify_mode == ssl.CERT_REQUIRED
 
 
+def test_endpoint_identification_off_for_the_broker_as_a_client(certs):
+    cfg = BrokerConfig({**certs.broker_config(), "security.inter.broker.protocol": "SSL",
+                        "listener.security.protocol.map": "SSL:SSL",
+                        "ssl.endpoint.identification.algorithm": ""})
+    client = cfg.inter_broker_tls()
+    assert not client.check_hostname and client.verify_mode == ssl.CERT_REQUIRED
+    with pytest.raises(InvalidConfigError, match="only https"):
+        BrokerConfig({**certs.broker_config(), "security.inter.broker.protocol": "SSL",
+                      "ssl.endpoint.identification.algorithm": "ldaps"})
+
+
 @pytest.mark.parametrize("extra, message", [
     ({"ssl.keystore.password": "x"}, "password cannot be specified with PEM"),
     ({"ssl.truststore.password": "x", "ssl.client.auth": "required"}, "cannot be specified for PEM"),
@@ -55,7 +66,8 @@ def test_two_ssl_listeners_with_their_own_client_auth(certs):
     ({"ssl.enabled.protocols": "TLSv1.1"}, "TLSv1.2 and TLSv1.3 only"),
     ({"ssl.protocol": "SSLv3"}, "ssl.protocol=SSLv3"),
     ({"ssl.cipher.suites": "TLS_AES_128_GCM_SHA256"}, "cannot narrow the TLS 1.3 suites"),
-    ({"ssl.cipher.suites": "NOT_A_SUITE"}, "none of these suites"),
+    ({"ssl.cipher.suites": "NOT_A_SUITE"}, "NOT_A_SUITE is not a suite"),
+    ({"ssl.cipher.suites": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TYPO_SUITE"}, "TYPO_SUITE is not a suite"),
     ({"ssl.principal.mapping.rules": "RULE:(/"}, "ssl.principal.mapping.rules"),
     ({"listener.name.other.ssl.client.auth": "required"}, "not an SSL listener"),
 ])
