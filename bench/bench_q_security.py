@@ -1,13 +1,20 @@
-"""Q. What TLS costs: one broker process with a PLAINTEXT and an SSL listener,
-driven by confluent-kafka over each in the same run.
+"""Q. What TLS and SASL cost: one broker process with PLAINTEXT, SSL,
+SASL_PLAINTEXT and SASL_SSL listeners, driven by confluent-kafka over the
+first two in the same run, and connection set-up timed on all four.
 
 Per round, as G does: a fresh 6-partition topic; --bench-broker-messages
 messages of 100 bytes produced (acks=1, linger.ms=5, batch.size=1000000) and
 flushed; then all of them consumed (assign() from offset 0). The same for the
 other listener, rounds alternating PLAINTEXT / SSL so load changes hit both.
 Broker CPU (all threads, /proc schedstat) per million messages; throughput in
-msg/s and MB/s. Connection set-up: --bench-q-connects fresh connections per
-listener, each TCP connect + TLS handshake (SSL) + ApiVersions, p50 and p99.
+msg/s and MB/s. Connection set-up: CONNECTS fresh connections per
+listener, each TCP connect + TLS handshake (SSL) + ApiVersions, p50 and p99;
+on the SASL listeners also SaslHandshake + SaslAuthenticate with PLAIN,
+SCRAM-SHA-256 and SCRAM-SHA-512 (4096 iterations, Kafka's minimum; the
+client's PBKDF2 is part of the cost, as for any SCRAM client), pylog's
+wire client. After authentication a SASL connection costs nothing per
+request (without connections.max.reauth.ms not even a check), so the
+throughput rounds stay PLAINTEXT / SSL.
 
 The certificates: an EC P-256 CA and broker certificate made in the run
 (pylog.testing.TestCertificates), TLS 1.3, no client certificate.
@@ -41,6 +48,10 @@ VALUE = b"x" * 100
 PARTITIONS = 6
 PROTOCOLS = ("PLAINTEXT", "SSL")
 CONNECTS = 200
+# (listener, mechanism) rows of the connection set-up table beyond PROTOCOLS
+SASL_SETUPS = (("SASL_PLAINTEXT", "PLAIN"), ("SASL_PLAINTEXT", "SCRAM-SHA-256"),
+               ("SASL_PLAINTEXT", "SCRAM-SHA-512"), ("SASL_SSL", "SCRAM-SHA-256"))
+ADMIN = ("admin", "admin-secret")
 
 
 def _free_port() -> int:
@@ -57,12 +68,17 @@ class TwoListenerBroker(BrokerProcess):
         from pylog.testing import TestCertificates
         self.dir = tempfile.mkdtemp(prefix="pylog-bench-q-", dir=os.environ.get("BENCH_DIR"))
         self.certs = TestCertificates(os.path.join(self.dir, "certs"))
-        self.ports = {"PLAINTEXT": _free_port(), "SSL": _free_port()}
+        from pylog.testing import sasl_config
+        self.ports = {p: _free_port() for p in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")}
         props = os.path.join(self.dir, "server.properties")
+        sasl = {}
+        for protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+            sasl.update({k: v for k, v in sasl_config({}, protocol=protocol).items() if k.startswith("listener.name.")})
         with open(props, "w") as f:
-            f.write(f"listeners=PLAINTEXT://127.0.0.1:{self.ports['PLAINTEXT']},"
-                    f"SSL://127.0.0.1:{self.ports['SSL']}\n"
+            f.write("listeners=" + ",".join(f"{p}://127.0.0.1:{port}" for p, port in self.ports.items()) + "\n"
                     "inter.broker.listener.name=PLAINTEXT\n"
+                    "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512\n"
+                    + "".join(f"{k}={v}\n" for k, v in sasl.items())
                     + os.environ.get("BENCH_Q_EXTRA", "") +
                     f"ssl.keystore.type=PEM\nssl.keystore.location={self.certs.broker}\n")
         self.proc = subprocess.Popen(
@@ -72,6 +88,22 @@ class TwoListenerBroker(BrokerProcess):
         if "ready" not in line:
             self.stop()
             raise RuntimeError(f"broker did not start: {line!r}")
+        self._scram_credentials()
+
+    def _scram_credentials(self):
+        """The admin user's SCRAM credentials, made over PLAIN as an admin would."""
+        from pylog.broker.sasl import ClientCredentials
+        from pylog.broker.sasl_scram import MECHANISMS, TYPE_OF, hi
+        from pylog.client.wire import Connection
+        from pylog.protocol import messages as m
+        R = m.AlterUserScramCredentialsRequest
+        salt = os.urandom(32)
+        with Connection("127.0.0.1", self.ports["SASL_PLAINTEXT"], sasl=ClientCredentials("PLAIN", *ADMIN)) as c:
+            resp = c.request(R(deletions=[], upsertions=[R.ScramCredentialUpsertion(
+                name=ADMIN[0], mechanism=TYPE_OF[mech], iterations=4096, salt=salt,
+                salted_password=hi(h, ADMIN[1].encode(), salt, 4096)) for mech, h in MECHANISMS.items()]),
+                api_version=0)
+        assert all(r.error_code == 0 for r in resp.results), resp
 
     def conf(self, protocol: str) -> dict:
         c = {"bootstrap.servers": f"127.0.0.1:{self.ports[protocol]}"}
@@ -173,6 +205,29 @@ def test_q_connection_setup(benchmark, broker):
                                 loadavg1=os.getloadavg()[0])
 
 
+def test_q_sasl_connection_setup(benchmark, broker):
+    """TCP connect (+ TLS) + ApiVersions + SaslHandshake + SaslAuthenticate."""
+    from pylog.broker.sasl import ClientCredentials
+    from pylog.client.wire import Connection
+    import ssl
+    ctx = ssl.create_default_context(cafile=broker.certs.ca)
+
+    def connects():
+        for listener, mech in SASL_SETUPS:
+            times = _samples.setdefault(("connect", f"{listener} {mech}"), [])
+            creds = ClientCredentials(mech, *ADMIN)
+            for _ in range(CONNECTS):
+                t0 = time.perf_counter()
+                c = Connection("127.0.0.1", broker.ports[listener], client_id="bench-q", timeout=30,
+                               ssl_context=ctx if listener == "SASL_SSL" else None, sasl=creds)
+                times.append(time.perf_counter() - t0)
+                c.close()
+
+    benchmark.pedantic(connects, rounds=1, iterations=1)
+    benchmark.extra_info.update(scenario="Q_security", impl="SASL connection set-up", records=CONNECTS,
+                                loadavg1=os.getloadavg()[0])
+
+
 def _rows() -> list[dict]:
     n = _n.get("messages", 0)
     out = []
@@ -200,11 +255,12 @@ def _write_summary() -> None:
                     f"{r['cpu_per_m'] / base[r['phase']]['cpu_per_m']:.2f}x CPU"
         lines.append(f"| {r['phase']} | {r['protocol']} | {r['rounds']} | {r['msgs_s']:,.0f} | {r['mb_s']:.1f} | "
                      f"{r['cpu_per_m']:.2f} | {ratio} |")
-    for protocol in PROTOCOLS:
+    for protocol in (*PROTOCOLS, *(f"{x} {y}" for x, y in SASL_SETUPS)):
         t = sorted(_samples.get(("connect", protocol), []))
         if t:
             p50, p99 = t[len(t) // 2], t[min(len(t) - 1, int(len(t) * 0.99))]
-            lines.append(f"| connect + ApiVersions | {protocol} | {len(t)} | p50 {p50 * 1000:.2f} ms | "
+            what = "connect + ApiVersions" + (" + SASL" if protocol.startswith("SASL") else "")
+            lines.append(f"| {what} | {protocol} | {len(t)} | p50 {p50 * 1000:.2f} ms | "
                          f"p99 {p99 * 1000:.2f} ms | | |")
     lines.append(f"\n1-min load average at the end: {os.getloadavg()[0]:.1f}")
     text = "\n".join(lines) + "\n"

@@ -28,6 +28,12 @@ certificates:
         confluent_kafka.Producer({"bootstrap.servers": kafka_broker, "security.protocol": "SSL",
                                   "ssl.ca.location": kafka_broker.certs.ca,
                                   "ssl.certificate.location": cert, "ssl.key.location": key})
+
+A SASL_PLAINTEXT broker (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; each user with
+a SCRAM credential too; handle.sasl_client_config(mechanism, user) gives
+librdkafka's settings); with tls=True as well, a SASL_SSL one:
+
+    @pytest.mark.kafka_broker(sasl_users={"alice": "alice-secret"})
 """
 from __future__ import annotations
 
@@ -36,8 +42,9 @@ import pytest
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "kafka_broker(config=None, tls=False): Kafka config keys for the kafka_broker fixture's "
-                   "broker; tls=True|'requested'|'required' serves an SSL listener with test certificates")
+        "markers", "kafka_broker(config=None, tls=False, sasl_users=None, sasl_mechanisms=None): Kafka config "
+                   "keys for the kafka_broker fixture's broker; tls=True|'requested'|'required' serves an SSL "
+                   "listener with test certificates; sasl_users a SASL_PLAINTEXT (with tls, SASL_SSL) one")
 
 
 @pytest.fixture
@@ -45,12 +52,17 @@ def kafka_broker(request, tmp_path):
     from .testing import FAST_GROUP_CONFIG, TestCertificates, running_broker
     marker = request.node.get_closest_marker("kafka_broker")
     tls = marker.kwargs.get("tls", False) if marker else False
+    kw = {k: marker.kwargs[k] for k in ("sasl_users", "sasl_mechanisms") if marker and marker.kwargs.get(k)}
     certs = None
     config = dict(FAST_GROUP_CONFIG)
     if tls:
         certs = TestCertificates(tmp_path / "certs")
-        config.update(certs.broker_config(client_auth=tls if isinstance(tls, str) else "none"))
+        if kw.get("sasl_users") is not None:
+            config.update(certs.broker_config("SASL_SSL"), **{"listener.security.protocol.map": "SASL_SSL:SASL_SSL"})
+            kw["sasl_protocol"] = "SASL_SSL"
+        else:
+            config.update(certs.broker_config(client_auth=tls if isinstance(tls, str) else "none"))
     config.update((marker.kwargs.get("config") or {}) if marker else {})
-    with running_broker(tmp_path / "kafka-data", config=config) as handle:
+    with running_broker(tmp_path / "kafka-data", config=config, **kw) as handle:
         handle.certs = certs
         yield handle

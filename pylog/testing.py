@@ -19,8 +19,8 @@ import time
 
 from .broker import Broker, BrokerConfig
 
-__all__ = ["FAST_GROUP_CONFIG", "SINGLE_BROKER_CONFIG", "BrokerHandle", "TestCertificates", "free_port",
-           "running_broker", "wait_until"]
+__all__ = ["FAST_GROUP_CONFIG", "SINGLE_BROKER_CONFIG", "BrokerHandle", "TestCertificates", "add_scram_user",
+           "free_port", "running_broker", "sasl_config", "wait_until"]
 
 # Broker settings for tests with consumer groups: the first rebalance waits
 # 100 ms instead of 3 s, and clients may use session timeouts down to 1 s.
@@ -53,11 +53,24 @@ class BrokerHandle(str):
         self.broker = broker
         self.data_dir = broker.data_dir
         self._config = config
+        self.sasl_users: dict[str, str] = {}
         return self
 
     @property
     def bootstrap(self) -> str:
         return str(self)
+
+    def sasl_client_config(self, mechanism: str, user: str, password: str | None = None) -> dict:
+        """librdkafka's (confluent-kafka's, kcat's) settings to reach this
+        SASL broker as user (its password from sasl_users unless given)."""
+        conf = {"bootstrap.servers": str(self), "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": mechanism,
+                "sasl.username": user,
+                "sasl.password": password if password is not None else self.sasl_users[user]}
+        if self._config.get("listeners", "").startswith("SASL_SSL:"):
+            conf["security.protocol"] = "SASL_SSL"
+            if self.certs is not None:
+                conf["ssl.ca.location"] = self.certs.ca
+        return conf
 
     @property
     def port(self) -> int:
@@ -81,19 +94,73 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SASL_ADMIN = ("admin", "admin-secret")   # the brokers' own user in sasl_config
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def sasl_config(users: dict[str, str], mechanisms=SASL_MECHANISMS, port: int = 0,
+                protocol: str = "SASL_PLAINTEXT") -> dict:
+    """Broker settings for one SASL_PLAINTEXT listener enabling mechanisms:
+    PLAIN knows users (and SASL_ADMIN) through its JAAS entry; the brokers
+    authenticate to each other as SASL_ADMIN with the first mechanism. SCRAM
+    users must still get credentials (add_scram_user, or running_broker's
+    sasl_users)."""
+    admin, secret = SASL_ADMIN
+    cfg = {"listeners": f"{protocol}://127.0.0.1:{port}", "sasl.enabled.mechanisms": ",".join(mechanisms),
+           "sasl.mechanism.inter.broker.protocol": mechanisms[0]}
+    for mech in mechanisms:
+        if mech == "PLAIN":
+            plain_users = " ".join(f'user_{u}="{p}"' for u, p in {admin: secret, **users}.items())
+            jaas = (f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{admin}" '
+                    f'password="{secret}" {plain_users};')
+        elif mech == "OAUTHBEARER":   # Kafka's unsecured-JWS validator, its default options
+            jaas = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
+        else:
+            jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{admin}" '
+                    f'password="{secret}";')
+        cfg[f"listener.name.{protocol.lower()}.{mech.lower()}.sasl.jaas.config"] = jaas
+    return cfg
+
+
+def add_scram_user(broker: Broker, user: str, password: str, mechanism: str = "SCRAM-SHA-256",
+                   iterations: int = 4096) -> None:
+    """Give user a SCRAM credential in the broker's metadata store, as
+    AlterUserScramCredentials would (for tests that need one before any
+    client can connect)."""
+    from .broker.quotas import USER, entity_path
+    from .broker.sasl_scram import ScramCredential
+    store = broker.metadata_store
+    path = entity_path({USER: user})
+    config = store.entity_config(path)
+    config[mechanism] = ScramCredential.from_password(mechanism, password, iterations).to_text()
+    store.set_client_quotas(path, config)
+
+
 @contextlib.contextmanager
-def running_broker(data_dir=None, config: dict | None = None, port: int = 0):
+def running_broker(data_dir=None, config: dict | None = None, port: int = 0, sasl_users: dict | None = None,
+                   sasl_mechanisms=SASL_MECHANISMS, sasl_protocol: str = "SASL_PLAINTEXT"):
     """Start a broker on 127.0.0.1:port (0: a free port) with its data in data_dir
     (a temporary directory, removed afterwards, when None), Kafka's defaults
     but SINGLE_BROKER_CONFIG under config's keys; yield its
-    BrokerHandle; stop it (flushing and closing every log) on exit."""
+    BrokerHandle; stop it (flushing and closing every log) on exit.
+    sasl_users {user: password}: the listener is SASL_PLAINTEXT with
+    sasl_mechanisms (sasl_config), and each user (SASL_ADMIN too) has a
+    credential for every SCRAM mechanism enabled."""
     tmp = None
     if data_dir is None:
         tmp = data_dir = tempfile.mkdtemp(prefix="pylog-broker-")
     cfg = {"log.dirs": str(data_dir), "listeners": f"PLAINTEXT://127.0.0.1:{port}", **SINGLE_BROKER_CONFIG}
+    if sasl_users is not None:
+        cfg.update(sasl_config(sasl_users, tuple(sasl_mechanisms), port, sasl_protocol))
     cfg.update(config or {})
     broker = Broker(BrokerConfig(cfg)).start_in_thread()
     handle = BrokerHandle(broker, cfg)
+    if sasl_users is not None:
+        handle.sasl_users = {SASL_ADMIN[0]: SASL_ADMIN[1], **sasl_users}
+        for mech in sasl_mechanisms:
+            if mech.startswith("SCRAM-"):
+                for user, password in handle.sasl_users.items():
+                    add_scram_user(broker, user, password, mech)
     try:
         yield handle
     finally:

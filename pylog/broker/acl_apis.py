@@ -126,7 +126,8 @@ class AclApis:
             if ep is not None:
                 try:
                     r = await loop.run_in_executor(None, _forward, ep, _describe_all(), 3,
-                                                   self.broker.config.inter_broker_tls())
+                                                   self.broker.config.inter_broker_tls(),
+                                                   self.broker.inter_broker_sasl)
                     if r.error_code == 0:
                         az.replace(_bindings_of(r))
                     else:

@@ -33,7 +33,7 @@ import threading
 import time
 
 from .. import _engine
-from ..errors import PylogError
+from ..errors import InvalidConfigError, PylogError
 from ..groups.api import GroupApis
 from ..groups.coordinator import GroupCoordinator
 from ..log.checkpoint import atomic_write
@@ -56,6 +56,8 @@ from .metadata_cache import MetadataCache
 from .producer_ids import PRODUCER_ID_BLOCK, PRODUCER_ID_FILE, ProducerIdBlocks
 from .log_dirs_api import LogDirsApi
 from .quota_apis import QuotaApis
+from .sasl import SaslApis, inter_broker_credentials, listener_credentials, listener_settings
+from .scram_apis import ScramApis
 from .quotas import ControllerMutationQuotas
 from .replication import ReplicaManager
 from .server import Server
@@ -127,6 +129,26 @@ class Broker:
         self._too_few_warned = 0.0    # monotonic time of the last "too few brokers" warning
         # ACLs (authorizer.class.name): None means no check anywhere.
         self.authorizer = Authorizer.from_config(self.config) if self.config.authorizer_enabled() else None
+        # What this broker authenticates with on other brokers' inter-broker
+        # listener (replica fetchers, controller channels), None without SASL.
+        self.inter_broker_sasl = inter_broker_credentials(self.config)
+        self._refuse_scram_without_store()
+
+    def _refuse_scram_without_store(self):
+        """SCRAM credentials are read from the metadata store at each
+        authentication; a broker of the embedded controller that is not the
+        controller has no store (its metadata comes over the wire, without
+        credentials), so it could never accept a SCRAM client: refused."""
+        cfg = self.config
+        if cfg.get("zookeeper.connect") or cfg.get("pylog.controller.id") in (None, self.broker_id):
+            return
+        for settings in listener_settings(cfg).values():
+            scram = [x for x in settings.mechanisms if x.startswith("SCRAM-")]
+            if scram:
+                raise InvalidConfigError(
+                    f"listener {settings.listener} enables {','.join(scram)}: SCRAM on a broker of the embedded "
+                    f"controller that is not the controller (pylog.controller.id) is not built (its credentials "
+                    f"live in the controller's store); use ZooKeeper, PLAIN, or enable SCRAM on the controller only")
 
     # Every broker is in a cluster (a lone one is a one-node cluster): topics,
     # leaders and replicas are the controller's. Kept as an attribute for the
@@ -215,6 +237,8 @@ class Broker:
         self.handlers.table.update(self.transaction_apis.table())
         self.handlers.table.update(ControllerApis(self).table())
         self.handlers.table.update(QuotaApis(self).table())
+        self.handlers.table.update(SaslApis().table())
+        self.handlers.table.update(ScramApis(self).table())
         self.handlers.table.update(LogDirsApi(self).table())
         self.acl_apis = AclApis(self)
         self.handlers.table.update(self.acl_apis.table())
@@ -348,7 +372,7 @@ class Broker:
                 raise ValueError("pylog.controller.listener (host:port of the controller broker) must be set "
                                  "on every broker but the controller")
             client = ControllerClient(listener, info, cfg.get("broker.heartbeat.interval.ms"),
-                                      ssl_context=cfg.inter_broker_tls())
+                                      ssl_context=cfg.inter_broker_tls(), sasl=self.inter_broker_sasl)
             self.controller_client = client
             self._pid_blocks = client.allocate_producer_ids
             client.start()
@@ -445,7 +469,9 @@ class Broker:
                                                     None if self.lone else WireBrokerChannel(
                                                         listener=cfg.control_plane_listener_name(),
                                                         ssl_context=cfg.client_tls(
-                                                            cfg.control_plane_listener_name())))
+                                                            cfg.control_plane_listener_name()),
+                                                        sasl=listener_credentials(
+                                                            cfg, cfg.control_plane_listener_name())))
         self.local_channel.start()
         self.controller = Controller(
             self.broker_id, store, self.local_channel,
@@ -498,7 +524,7 @@ class Broker:
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 None, _create_topic_by_wire, ep.host, ep.port, self.broker_id, name, n, rf, configs or {},
-                self.config.inter_broker_tls())
+                self.config.inter_broker_tls(), self.inter_broker_sasl)
         except Exception as e:  # the controller unreachable: the caller's client asks again
             log.warning("broker %d: asking controller %d to create %s failed: %s", self.broker_id, ep.id, name, e)
             return Errors.NOT_CONTROLLER, f"the controller cannot be reached: {e}"
@@ -598,7 +624,8 @@ class Broker:
                 resp = self.controller.submit("controlled_shutdown", self.broker_id, None).result(remaining)
             else:
                 with Connection(ctl.host, ctl.port, client_id=f"broker-{self.broker_id}",
-                                timeout=remaining, ssl_context=self.config.inter_broker_tls()) as c:
+                                timeout=remaining, ssl_context=self.config.inter_broker_tls(),
+                                sasl=self.inter_broker_sasl) as c:
                     resp = c.request(ControlledShutdownRequest(broker_id=self.broker_id,
                                                                broker_epoch=self.broker_epoch()), api_version=2)
             if resp.error_code == 0 and not resp.remaining_partitions:
@@ -752,7 +779,8 @@ class Broker:
         return asyncio.run_coroutine_threadsafe(inner(), self._loop).result(30)
 
 
-def _create_topic_by_wire(host, port, broker_id, name, n, rf, configs, ssl_context=None) -> tuple[int, str | None]:
+def _create_topic_by_wire(host, port, broker_id, name, n, rf, configs, ssl_context=None,
+                          sasl=None) -> tuple[int, str | None]:
     """CreateTopics for one topic sent to the controller at host:port (on a
     worker thread, as Kafka's AutoTopicCreationManager forwards it); its
     (error code, message)."""
@@ -762,7 +790,7 @@ def _create_topic_by_wire(host, port, broker_id, name, n, rf, configs, ssl_conte
         name=name, num_partitions=n, replication_factor=rf, assignments=[],
         configs=[Q.CreatableTopicConfig(name=k, value=v) for k, v in configs.items()])], timeout_ms=30000)
     with Connection(host, port, client_id=f"{INTERNAL_CLIENT_ID}-{broker_id}", timeout=30,
-                    ssl_context=ssl_context) as c:
+                    ssl_context=ssl_context, sasl=sasl) as c:
         resp = c.request(req)
     return resp.topics[0].error_code, resp.topics[0].error_message
 

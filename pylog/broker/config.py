@@ -36,7 +36,7 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # is bound; the inter-broker one carries replication and broker ->
     # controller requests, the control-plane one (KIP-291) the controller's
     # requests. With several listeners, only those two serve the inter-broker
-    # APIs. PLAINTEXT and SSL listeners exist (no SASL yet).
+    # APIs. Every security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL.
     "listener.security.protocol.map": (str, "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,"
                                             "SASL_SSL:SASL_SSL"),
     "inter.broker.listener.name": (str, None),
@@ -44,6 +44,14 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # Kafka's older way to name the inter-broker listener (by protocol):
     # PLAINTEXT or SSL until SASL exists (see _refuse_security).
     "security.inter.broker.protocol": (str, "PLAINTEXT"),
+    # SASL on SASL_PLAINTEXT listeners (pylog/broker/sasl.py). The JAAS entries
+    # (listener.name.<l>.<mechanism>.sasl.jaas.config) and the per-listener
+    # listener.name.<l>.sasl.enabled.mechanisms are read there.
+    "sasl.enabled.mechanisms": (str, "GSSAPI"),
+    "sasl.mechanism.inter.broker.protocol": (str, "GSSAPI"),
+    "sasl.jaas.config": (str, None),
+    "connections.max.reauth.ms": (int, 0),
+    "connection.failed.authentication.delay.ms": (int, 100),
     "log.dirs": (str, None),
     "log.dir": (str, "/tmp/kafka-logs"),
     "num.partitions": (int, 1),
@@ -350,7 +358,7 @@ class BrokerConfig:
             self.props[k] = config_text(v)
         _refuse_security(self.props)
         self.authorizer_enabled()
-        unknown = [k for k in self.props if k not in BROKER_DEFAULTS and not _is_tls_key(k)]
+        unknown = [k for k in self.props if k not in BROKER_DEFAULTS and not _is_tls_key(k) and not _sasl_key(k)]
         if unknown:
             log.warning("these broker configs were supplied but are not used: %s", ", ".join(sorted(unknown)))
         for k in self.props:
@@ -388,6 +396,9 @@ class BrokerConfig:
         self._check_group_coordinator()
         if self.get("pylog.metrics.listener") is not None:
             check_metrics_listener(self.get("pylog.metrics.listener"))
+        from .sasl import inter_broker_credentials, listener_settings
+        listener_settings(self)
+        inter_broker_credentials(self)
 
     def _check_listener_roles(self) -> None:
         """Kafka's KafkaConfig listener rules, checked at start so a broker
@@ -402,10 +413,10 @@ class BrokerConfig:
             if proto is None:
                 raise InvalidConfigError(f"No security protocol defined for listener {ln.name} "
                                          f"(listener.security.protocol.map)")
-            if proto not in ("PLAINTEXT", "SSL"):
+            if proto not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
                 raise InvalidConfigError(
-                    f"listener {ln.name} uses security protocol {proto}: pylog has no SASL yet (the security "
-                    f"issue), it speaks PLAINTEXT and SSL; map the listener to one of them or leave it out")
+                    f"listener {ln.name} uses security protocol {proto}: pylog speaks PLAINTEXT, SSL, "
+                    f"SASL_PLAINTEXT and SASL_SSL; map the listener to one of them or leave it out")
         names = {ln.name for ln in bound}
         advertised = self.advertised_listeners()
         adv_names = {ln.name for ln in advertised}
@@ -441,24 +452,25 @@ class BrokerConfig:
         do nothing)."""
         self._server_tls: dict[str, object] = {}
         self._client_tls: dict[str, object] = {}
-        ssl_names = {ln.name for ln in self.listeners() if protocols.get(ln.name) == "SSL"}
+        ssl_names = {ln.name for ln in self.listeners() if protocols.get(ln.name) in ("SSL", "SASL_SSL")}
         for key in self.props:
             if key.startswith("listener.name.") and _is_tls_key(key):
                 name = key[len("listener.name."):].partition(".")[0].upper()
                 if name not in ssl_names:
-                    raise InvalidConfigError(f"{key}: listener {name} is not an SSL listener of this broker")
+                    raise InvalidConfigError(f"{key}: listener {name} is not an SSL listener of this broker (nor "
+                                             f"SASL_SSL)")
         for name in sorted(ssl_names):
-            self._server_tls[name] = tls.server_context(self.props, name)
+            self._server_tls[name] = tls.server_context(self.props, name, sasl=protocols[name] == "SASL_SSL")
         self._principal_mappers = {name: tls.PrincipalMapper(tls.ssl_settings(self.props, name)
                                                              ["ssl.principal.mapping.rules"])
                                    for name in ssl_names}
         for name in {inter, self.control_plane_listener_name()}:
-            if protocols.get(name) == "SSL":
+            if protocols.get(name) in ("SSL", "SASL_SSL"):
                 self._client_tls[name] = tls.client_context(self.props, name)
         if not ssl_names and any(_is_tls_key(k) for k in self.props):
             raise InvalidConfigError(
-                f"{', '.join(sorted(k for k in self.props if _is_tls_key(k)))}: no listener uses the SSL "
-                f"security protocol, so these would do nothing")
+                f"{', '.join(sorted(k for k in self.props if _is_tls_key(k)))}: no listener uses the SSL security "
+                f"protocol (nor SASL_SSL), so these would do nothing")
 
     def server_tls(self, listener: str):
         """The ssl.SSLContext listener accepts with; None for PLAINTEXT."""
@@ -679,9 +691,18 @@ class BrokerConfig:
 _SECURITY_PREFIXES = ("ssl.", "sasl.", "listener.name.", "delegation.token.", "max.connection")
 _SECURITY_KEYS = frozenset({
     "principal.builder.class",
-    "connections.max.reauth.ms", "connection.failed.authentication.delay.ms", "security.providers",
-    "client.quota.callback.class",
+    "security.providers", "client.quota.callback.class",
 })
+# The SASL keys built (pylog/broker/sasl.py); other sasl.* keys (Kerberos,
+# callback handlers, OAUTHBEARER's) are still refused.
+_SASL_KEYS = frozenset({"sasl.enabled.mechanisms", "sasl.mechanism.inter.broker.protocol", "sasl.jaas.config"})
+_LISTENER_SASL_KEY = re.compile(r"listener\.name\.[a-z0-9_]+\.(sasl\.enabled\.mechanisms|"
+                                r"(plain|scram-sha-256|scram-sha-512|oauthbearer)\."
+                                r"(sasl\.jaas\.config|connections\.max\.reauth\.ms))$")
+
+
+def _sasl_key(key: str) -> bool:
+    return key in _SASL_KEYS or _LISTENER_SASL_KEY.match(key) is not None
 
 
 def _refuse_security(props: dict[str, str]) -> None:
@@ -691,15 +712,15 @@ def _refuse_security(props: dict[str, str]) -> None:
     for key in sorted(props):
         value = props[key].strip()
         if key == "security.inter.broker.protocol":
-            if value.upper() not in ("PLAINTEXT", "SSL"):
+            if value.upper() not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
                 raise InvalidConfigError(
-                    f"security.inter.broker.protocol={value}: pylog has no SASL yet (issue 19), brokers talk "
-                    f"PLAINTEXT or SSL; refusing to start rather than talk without the authentication asked for")
+                    f"security.inter.broker.protocol={value}: not a security protocol (PLAINTEXT, SSL, "
+                    f"SASL_PLAINTEXT, SASL_SSL)")
             if "inter.broker.listener.name" in props:
                 raise InvalidConfigError(
                     "Only one of inter.broker.listener.name and security.inter.broker.protocol should be set.")
             continue
-        if _is_tls_key(key):
+        if _is_tls_key(key) or _sasl_key(key):
             continue
         if key in _SECURITY_KEYS or key.startswith(_SECURITY_PREFIXES):
             raise InvalidConfigError(

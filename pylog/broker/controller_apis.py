@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from ..cluster.controller import SECURITY_PROTOCOL_IDS
 from ..cluster.metadata_store import PRODUCER_ID_BLOCK_SIZE, BrokerInfo
 from ..errors import code_for
 from ..protocol import messages as m
@@ -66,11 +67,12 @@ class ControllerApis:
             log.warning("broker %d registers for cluster %s, this is %s: refused", req.broker_id,
                         req.cluster_id, self.broker.log_manager.cluster_id)
             return R(throttle_time_ms=0, error_code=Errors.INCONSISTENT_CLUSTER_ID, broker_epoch=-1)
-        # Every listener the broker has that pylog can speak to (security
-        # protocol 0 PLAINTEXT, 1 SSL; SASL ones could not be reached).
-        reachable = [x for x in req.listeners if x.security_protocol in (0, 1)]
+        # Every listener the broker has, with Kafka's SecurityProtocol ids
+        # (0 PLAINTEXT, 1 SSL, 2 SASL_PLAINTEXT, 3 SASL_SSL); others unknown.
+        names = {v: k for k, v in SECURITY_PROTOCOL_IDS.items()}
+        reachable = [x for x in req.listeners if x.security_protocol in names]
         endpoints = tuple((x.name.upper(), x.host, x.port) for x in reachable)
-        protocols = tuple((x.name.upper(), "SSL" if x.security_protocol == 1 else "PLAINTEXT") for x in reachable)
+        protocols = tuple((x.name.upper(), names[x.security_protocol]) for x in reachable)
         if not endpoints:
             return R(throttle_time_ms=0, error_code=Errors.INVALID_REQUEST, broker_epoch=-1)
         info = BrokerInfo(req.broker_id, endpoints[0][1], endpoints[0][2], req.rack, endpoints=endpoints,

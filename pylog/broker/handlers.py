@@ -947,7 +947,8 @@ class Handlers:
             if ep is not None:
                 try:
                     return await loop.run_in_executor(None, _forward, ep, req, version,
-                                                      self.broker.config.inter_broker_tls())
+                                                      self.broker.config.inter_broker_tls(),
+                                                      self.broker.inter_broker_sasl)
                 except PylogError as e:
                     log.warning("forwarding %s to the controller failed: %s", type(req).__name__, e)
             return R(throttle_time_ms=0, responses=[R.AlterConfigsResourceResponse(
@@ -1095,11 +1096,12 @@ def _created_fields(cfg, n, rf, configs) -> dict:
         for k in sorted(TOPIC_CONFIGS)])
 
 
-def _forward(ep, req, version, ssl_context=None):
+def _forward(ep, req, version, ssl_context=None, sasl=None):
     """req sent as it came to the controller at ep (on a worker thread), over
-    TLS when the inter-broker listener is SSL; its answer."""
+    TLS when the inter-broker listener is SSL, authenticated when it is SASL; its answer."""
     from ..client.wire import Connection
-    with Connection(ep.host, ep.port, client_id="pylog-forward", timeout=30, ssl_context=ssl_context) as c:
+    with Connection(ep.host, ep.port, client_id="pylog-forward", timeout=30, ssl_context=ssl_context,
+                    sasl=sasl) as c:
         return c.request(req, api_version=version)
 
 
@@ -1111,7 +1113,8 @@ async def forward_to_controller(broker, req, version, refuse):
         return refuse("no controller is known")
     try:
         return await asyncio.get_running_loop().run_in_executor(None, _forward, ep, req, version,
-                                                                broker.config.inter_broker_tls())
+                                                                broker.config.inter_broker_tls(),
+                                                                broker.inter_broker_sasl)
     except (OSError, PylogError) as e:
         log.warning("forwarding %s to the controller failed: %s", type(req).__name__, e)
         return refuse(f"the controller cannot be reached: {e}")

@@ -55,9 +55,10 @@ class LeaderConnection:
     Threads: the broker's event loop only.
     """
 
-    def __init__(self, host: str, port: int, client_id: str, ssl=None):
+    def __init__(self, host: str, port: int, client_id: str, ssl=None, sasl=None):
         self.host, self.port, self.client_id = host, port, client_id
         self.ssl = ssl   # the SSLContext of the inter-broker listener; None for PLAINTEXT
+        self.sasl = sasl   # ClientCredentials on a SASL inter-broker listener
         self._reader = self._writer = None
         self._cid = 0
 
@@ -65,6 +66,34 @@ class LeaderConnection:
         if self._writer is None:
             self._reader, self._writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port, ssl=self.ssl), timeout)
+            if self.sasl is not None:
+                try:
+                    await self._authenticate(timeout)
+                except BaseException:
+                    self.close()
+                    raise
+        return await self._exchange(body, version, timeout)
+
+    async def _authenticate(self, timeout):
+        """SaslHandshake v1 then SaslAuthenticate v1 (both served by every
+        SASL-enabled Kafka broker, so no ApiVersions first)."""
+        from ..client.sasl import auth_failed, exchange, handshake_failed
+        where = f"broker {self.host}:{self.port}"
+        resp = await self._exchange(m.SaslHandshakeRequest(mechanism=self.sasl.mechanism), 1, timeout)
+        if resp.error_code:
+            raise handshake_failed(resp, self.sasl, where)
+        steps = exchange(self.sasl)
+        token = next(steps)
+        while True:
+            resp = await self._exchange(m.SaslAuthenticateRequest(auth_bytes=token), 1, timeout)
+            if resp.error_code:
+                raise auth_failed(resp, where)
+            try:
+                token = steps.send(bytes(resp.auth_bytes))
+            except StopIteration:
+                return
+
+    async def _exchange(self, body, version, timeout):
         self._cid = (self._cid + 1) & 0x7FFFFFFF
         self._writer.write(encode_request(self._cid, body.API_KEY, version, body, self.client_id))
         try:
@@ -148,7 +177,7 @@ class ReplicaFetcher:
                         await asyncio.sleep(BACKOFF_S)
                         continue
                     self._conn = LeaderConnection(ep.host, ep.port, f"replica-fetcher-{self.broker_id}",
-                                                  self.manager.tls)
+                                                  self.manager.tls, self.manager.sasl)
                 for key, st in list(self.partitions.items()):
                     if st.truncating:
                         await self._truncate(key, st)
@@ -339,6 +368,7 @@ class ReplicaFetcherManager:
 
     def __init__(self, broker, metadata_cache):
         self.broker_id = broker.broker_id
+        self.sasl = broker.inter_broker_sasl
         self.cache = metadata_cache
         self._logs = broker.log_manager
         cfg = broker.config

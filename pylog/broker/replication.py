@@ -479,7 +479,7 @@ class ReplicaManager:
         log.info("broker %d: asking controller %d to change the ISR of %s-%d from %s to %s", self.broker_id,
                  ctl.id, p.topic, p.index, p.isr, new_isr)
         conn = LeaderConnection(ctl.host, ctl.port, f"broker-{self.broker_id}-alter-partition",
-                                self.broker.config.inter_broker_tls())
+                                self.broker.config.inter_broker_tls(), self.broker.inter_broker_sasl)
         try:
             resp = await conn.request(req, ALTER_PARTITION_VERSION, timeout=ALTER_PARTITION_TIMEOUT_S)
         except (OSError, EOFError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:

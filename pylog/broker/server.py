@@ -43,6 +43,7 @@ from ..protocol.framing import decode_request, encode_response
 from . import api_versions as av
 from . import tls
 from .handlers import detach_chunks
+from .sasl import Authenticator, listener_settings
 
 log = logging.getLogger("pylog.broker")
 
@@ -66,6 +67,7 @@ _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _PRODUCE_KEY = b"\x00\x00"
 _I32I32 = struct.Struct(">ii")
+_SASL_KEYS = (b"\x00\x11", b"\x00\x24")   # SaslHandshake, SaslAuthenticate
 
 
 # Kafka's principal of a client that did not authenticate (KafkaPrincipal.ANONYMOUS).
@@ -108,13 +110,14 @@ class BoundListener:
     """One bound listener: its name, and whether it serves the inter-broker
     APIs (av.BROKER_ONLY_APIS). Immutable once bound: any thread may read it."""
 
-    __slots__ = ("inter_broker", "name", "principal_mapper", "tls")
+    __slots__ = ("inter_broker", "name", "principal_mapper", "sasl", "tls")
 
-    def __init__(self, name: str, inter_broker: bool, tls=None, principal_mapper=None):
+    def __init__(self, name: str, inter_broker: bool, tls=None, principal_mapper=None, sasl=None):
         self.name = name
         self.inter_broker = inter_broker
         self.tls = tls                            # its ssl.SSLContext; None for PLAINTEXT
         self.principal_mapper = principal_mapper  # ssl.principal.mapping.rules (TLS only)
+        self.sasl = sasl   # a SASL listener's settings (sasl.ListenerSasl), None on others
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -130,6 +133,9 @@ class Connection(asyncio.BufferedProtocol):
         # Set once by authentication (TLS client certificate or SASL); every
         # request's RequestContext carries it.
         self.principal = ANONYMOUS_PRINCIPAL
+        # A SASL listener's authenticator sees every frame until the client
+        # authenticated (and SaslHandshake/SaslAuthenticate ones after).
+        self.sasl = Authenticator(listener.sasl, server.broker) if listener.sasl is not None else None
         self._buf = bytearray(RECV_BUFFER_MIN)
         self._view = memoryview(self._buf)
         self._start = 0          # unparsed bytes are _buf[_start:_end]
@@ -168,8 +174,9 @@ class Connection(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.peer_host = peer[0] if peer else ""
-        if self.listener.tls is not None:
-            # asyncio calls connection_made once the handshake is done, so the
+        if self.listener.tls is not None and self.listener.sasl is None:
+            # (On SASL_SSL the principal is SASL's.) asyncio calls
+            # connection_made once the handshake is done, so the
             # peer certificate (verified against the trust store) is known.
             principal = tls.principal_of(transport.get_extra_info("ssl_object"), self.listener.principal_mapper)
             if principal is None:
@@ -342,6 +349,9 @@ class Connection(asyncio.BufferedProtocol):
     # ---- requests ----
 
     def _on_frame(self, frame):
+        sasl = self.sasl
+        if sasl is not None and (sasl.gate or frame[:2] in _SASL_KEYS) and not sasl.admit(self, frame):
+            return
         if frame[:2] == _PRODUCE_KEY and len(frame) >= 4 and \
                 av.is_served(av.PRODUCE, _I16.unpack_from(frame, 2)[0]):
             self._on_produce(frame)
@@ -624,6 +634,7 @@ class Server:
         self.idle_ms = cfg.get("connections.max.idle.ms")
         self.read_timeout_ms = cfg.get("pylog.request.read.timeout.ms")
         self.connections: set[Connection] = set()
+        self.sasl_settings = listener_settings(cfg)
         self.native_sendfile = True
         self._servers = []
         self._sweeper = None
@@ -642,8 +653,10 @@ class Server:
             cfg = self.broker.config
             for name, host, port, inter_broker in listeners:
                 context = cfg.server_tls(name)
+                sasl = self.sasl_settings.get(name)
                 bound = BoundListener(name, inter_broker, context,
-                                      cfg.principal_mapper(name) if context is not None else None)
+                                      cfg.principal_mapper(name) if context is not None and sasl is None else None,
+                                      sasl)
                 srv = await loop.create_server(lambda b=bound: Connection(self, b), host or None, port,
                                                reuse_address=True, backlog=1024, ssl=context,
                                                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if context else None)

@@ -20,6 +20,7 @@
     api_versions.py  pylog cluster api-versions                       (kafka-broker-api-versions)
     java_compat.py   Java's HashMap order and exception names, as the Java tools print them
     acls.py          pylog acls --add|--remove|--list                 (kafka-acls)
+    configs.py       pylog configs --entity-type users --alter|--describe (kafka-configs, users)
     common.py        --bootstrap-server, k=v options, errors -> exit codes
     (pylog/console)  pylog console                                    (the web console)
 
@@ -31,6 +32,7 @@ from ..console.cli import add_console_parser
 from .acls import add_acls_parser
 from .cluster import add_cluster_parser
 from .common import run_tool
+from .configs import add_configs_parser
 from .consume import add_consume_parser
 from .delete_records import add_delete_records_parser
 from .dump_log import add_dump_log_parser
@@ -67,3 +69,4 @@ def add_client_commands(sub) -> None:
     add_verifiable_consumer_parser(sub)
     add_console_parser(sub)
     add_acls_parser(sub)
+    add_configs_parser(sub)

@@ -26,6 +26,7 @@ __all__ = [
     "client_properties",
     "key_value",
     "open_client",
+    "sasl_credentials",
     "parse_bool",
     "properties",
     "run_tool",
@@ -53,10 +54,11 @@ def add_bootstrap(p: argparse.ArgumentParser) -> None:
                    help="socket timeout of every request")
 
 
-def _plaintext(value: str) -> str:
-    if value.upper() != "PLAINTEXT":
-        raise argparse.ArgumentTypeError("pylog speaks PLAINTEXT only")
-    return value
+def _security_protocol(value: str) -> str:
+    # Which protocols a tool takes is client_properties' business (TLS: the admin tools only).
+    if value.upper() not in ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"):
+        raise argparse.ArgumentTypeError("not a security protocol (PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL)")
+    return value.upper()
 
 
 # Kafka client keys every tool honours: key -> (args attribute, converter).
@@ -64,7 +66,13 @@ COMMON_CLIENT_PROPERTIES = {
     "bootstrap.servers": ("bootstrap_server", str),
     "client.id": ("client_id", str),
     "request.timeout.ms": ("request_timeout_ms", int),
-    "security.protocol": ("security_protocol", _plaintext),
+    "security.protocol": ("security_protocol", _security_protocol),
+    # SASL (pylog/client/sasl.py): librdkafka's username/password keys or
+    # the Java client's JAAS line.
+    "sasl.mechanism": ("sasl_mechanism", str),
+    "sasl.username": ("sasl_username", str),
+    "sasl.password": ("sasl_password", str),
+    "sasl.jaas.config": ("sasl_jaas_config", str),
 }
 
 
@@ -79,10 +87,11 @@ def _admin_tls_keys() -> frozenset:
 def client_properties(files, pairs, tls: bool = False) -> dict[str, str]:
     """Kafka client settings as its tools take them: properties files
     (--consumer.config, --producer.config, --command-config), then KEY=VALUE
-    pairs (--consumer-property, ...), later ones winning. Security settings
-    are refused: pylog's tools have no SASL yet, nor TLS but in the admin
-    tools (tls=True: security.protocol=SSL and _admin_tls_keys()), and a client
-    told to use them must not silently talk in the clear."""
+    pairs (--consumer-property, ...), later ones winning. SASL is taken
+    (checked when the tool connects: sasl_credentials); TLS only by the admin
+    tools (tls=True: security.protocol=SSL or SASL_SSL and _admin_tls_keys());
+    a client told to use what its tool lacks must not silently talk in the
+    clear, so the rest is refused."""
     from ..broker.config import read_properties
     props: dict[str, str] = {}
     for path in files or ():
@@ -91,14 +100,27 @@ def client_properties(files, pairs, tls: bool = False) -> dict[str, str]:
         except OSError as e:
             raise SystemExit(f"cannot read the client config file {path}: {e.strerror}") from None
     props.update(dict(pairs or ()))
-    allowed = ("PLAINTEXT", "SSL") if tls else ("PLAINTEXT",)
+    allowed = ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL") if tls else ("PLAINTEXT", "SASL_PLAINTEXT")
     tls_keys = _admin_tls_keys() if tls else frozenset()
-    insecure = sorted(k for k in props if (k.startswith(("ssl.", "sasl.")) and k not in tls_keys)
+    insecure = sorted(k for k in props if (k.startswith("ssl.") and k not in tls_keys)
+                      or (k.startswith("sasl.") and k not in COMMON_CLIENT_PROPERTIES)
                       or (k == "security.protocol" and props[k].strip().upper() not in allowed))
     if insecure:
-        raise SystemExit(f"security settings are not supported (pylog's tools have no SASL, and TLS only in the "
-                         f"admin tools' --command-config): {', '.join(insecure)}")
+        raise SystemExit(f"security settings are not supported (pylog's tools speak PLAINTEXT and SASL_PLAINTEXT "
+                         f"with PLAIN or SCRAM, and TLS only in the admin tools' --command-config): "
+                         f"{', '.join(insecure)}")
     return props
+
+
+def sasl_credentials(args):
+    """The SASL credentials the tool's settings ask for (None: PLAINTEXT)."""
+    from ..client.sasl import credentials_from_properties
+    props = {key: getattr(args, attr) for key, (attr, _conv) in COMMON_CLIENT_PROPERTIES.items()
+             if (key.startswith("sasl.") or key == "security.protocol") and getattr(args, attr, None) is not None}
+    try:
+        return credentials_from_properties(props)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
 
 def apply_client_properties(args, props: dict, table: dict, what: str) -> None:
@@ -123,8 +145,10 @@ def apply_client_properties(args, props: dict, table: dict, what: str) -> None:
 def add_command_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--command-config", metavar="FILE",
                    help="a properties file of client settings (bootstrap.servers, client.id, "
-                        "request.timeout.ms; TLS as Kafka's tools take it: security.protocol=SSL, "
-                        "ssl.truststore.type=PEM, ssl.truststore.location, ssl.keystore.*; SASL is refused)")
+                        "request.timeout.ms; SASL: security.protocol=SASL_PLAINTEXT (SASL_SSL) with "
+                        "sasl.mechanism and sasl.username/sasl.password or sasl.jaas.config; TLS as Kafka's tools "
+                        "take it: security.protocol=SSL, ssl.truststore.type=PEM, ssl.truststore.location, "
+                        "ssl.keystore.*)")
 
 
 def action_parsers(sub, name, help, description):
@@ -148,7 +172,7 @@ def open_client(args) -> Client:
     if getattr(args, "command_config", None):
         props = client_properties([args.command_config], (), tls=True)
         tls_props = {k: props.pop(k) for k in list(props) if k in _admin_tls_keys()}
-        if props.get("security.protocol", "PLAINTEXT").strip().upper() == "SSL":
+        if props.get("security.protocol", "PLAINTEXT").strip().upper() in ("SSL", "SASL_SSL"):
             from ..broker.tls import client_context
             from ..errors import InvalidConfigError
             try:
@@ -157,10 +181,9 @@ def open_client(args) -> Client:
                 raise SystemExit(f"--command-config {args.command_config}: {e}") from None
         elif tls_props:
             raise SystemExit(f"{', '.join(sorted(tls_props))}: set security.protocol=SSL to use them")
-        props.pop("security.protocol", None)
         apply_client_properties(args, props, {}, "admin client")
     return Client(args.bootstrap_server, client_id=args.client_id,
-                  timeout=args.request_timeout_ms / 1000.0, ssl_context=context)
+                  timeout=args.request_timeout_ms / 1000.0, ssl_context=context, sasl=sasl_credentials(args))
 
 
 def topic_include_list(raw: str) -> re.Pattern:

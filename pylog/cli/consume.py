@@ -21,8 +21,9 @@ null.literal).
 
 Kafka client settings: --consumer-property KEY=VALUE (repeatable) and
 --consumer.config FILE take the keys in CONSUMER_PROPERTIES; security
-settings (ssl.*, sasl.*, a security.protocol other than PLAINTEXT) are
-refused, since pylog has none yet.
+settings: security.protocol=SASL_PLAINTEXT with sasl.mechanism (PLAIN,
+SCRAM-SHA-256/512) and sasl.username/sasl.password or sasl.jaas.config; TLS
+settings (ssl.*, SSL, SASL_SSL) are refused, since pylog has none yet.
 
 --formatter takes Kafka's formatter classes: DefaultMessageFormatter (the
 default, above), LoggingMessageFormatter (the same, and each record logged
@@ -55,6 +56,7 @@ from .common import (
     client_properties,
     key_value,
     open_client,
+    sasl_credentials,
     parse_bool,
     properties,
 )
@@ -363,7 +365,8 @@ def _consume_in_group(args) -> int:
                         auto_offset_reset=args.auto_offset_reset or ("earliest" if args.from_beginning
                                                                      else "latest"),
                         isolation_level=args.isolation_level,
-                        max_partition_fetch_bytes=args.max_partition_fetch_bytes, **kw)
+                        max_partition_fetch_bytes=args.max_partition_fetch_bytes, sasl=sasl_credentials(args),
+                        **kw)
     out = sys.stdout.buffer
     count = 0
     last_record = time.monotonic()

@@ -33,7 +33,14 @@ from ..client.client import fetched_partitions
 from ..client.errors import check
 from ..client.records import batch_headers, whole_batches
 from ..protocol.error_codes import Errors
-from .common import RawHelp, add_bootstrap, apply_client_properties, client_properties, open_client
+from .common import (
+    RawHelp,
+    add_bootstrap,
+    apply_client_properties,
+    client_properties,
+    open_client,
+    sasl_credentials,
+)
 
 __all__ = ["add_perf_consume_parser"]
 
@@ -178,7 +185,7 @@ def _consume_in_group(args, progress) -> None:
     c = Consumer(args.topic, bootstrap_servers=args.bootstrap_server, group_id=args.group,
                  client_id=args.client_id, request_timeout_ms=args.request_timeout_ms,
                  auto_offset_reset=reset, max_partition_fetch_bytes=args.fetch_size,
-                 fetch_max_bytes=args.max_bytes, on_assign=assigned, **kw)
+                 fetch_max_bytes=args.max_bytes, on_assign=assigned, sasl=sasl_credentials(args), **kw)
     try:
         last_record = time.monotonic()
         while progress.messages < args.messages:

@@ -244,8 +244,12 @@ def parse_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
 class Client:
     """A client of one Kafka cluster (see the module doc)."""
 
-    def __init__(self, bootstrap: str, client_id: str = "pylog", timeout: float = 30.0, ssl_context=None):
+    def __init__(self, bootstrap: str, client_id: str = "pylog", timeout: float = 30.0, ssl_context=None,
+                 sasl=None):
+        """ssl_context: TLS to every broker (SSL, SASL_SSL); sasl: ClientCredentials
+        (pylog.client.sasl.credentials_from_properties) every connection authenticates with."""
         self.client_id = client_id
+        self.sasl = sasl
         self.timeout = timeout
         self.ssl_context = ssl_context   # TLS to every broker (security.protocol=SSL); None for PLAINTEXT
         self._bootstrap_servers = parse_bootstrap(bootstrap)
@@ -277,7 +281,8 @@ class Client:
         errors = []
         for host, port in self._bootstrap_servers:
             try:
-                self._bootstrap = Connection(host, port, self.client_id, self.timeout, self.ssl_context)
+                self._bootstrap = Connection(host, port, self.client_id, self.timeout, self.ssl_context,
+                                             sasl=self.sasl)
                 return self._bootstrap
             except ConnectionClosedError as e:
                 errors.append(str(e))
@@ -294,7 +299,7 @@ class Client:
         if broker is None:
             raise error_for(Errors.BROKER_NOT_AVAILABLE, f"broker {node_id} is not in the cluster metadata")
         conn = self._connections[node_id] = Connection(broker.host, broker.port, self.client_id,
-                                                       self.timeout, self.ssl_context)
+                                                       self.timeout, self.ssl_context, sasl=self.sasl)
         return conn
 
     def any_connection(self) -> Connection:

@@ -80,7 +80,9 @@ class Connection:
     """A synchronous, pipelining connection to one broker (see the module doc)."""
 
     def __init__(self, host: str, port: int, client_id: str = "pylog", timeout: float = 30.0,
-                 ssl_context=None):
+                 ssl_context=None, sasl=None):
+        """sasl: ClientCredentials (pylog/client/sasl.py) to authenticate
+        with right after ApiVersions, on a SASL_PLAINTEXT or SASL_SSL listener."""
         self.host = host
         self.port = int(port)
         self.client_id = client_id
@@ -105,6 +107,9 @@ class Connection:
         self.api_versions: dict[int, tuple[int, int]] = {}
         try:
             self.api_versions = self._handshake()
+            if sasl is not None:
+                from .sasl import authenticate
+                authenticate(self, sasl)
         except BaseException:
             self.close()
             raise

@@ -176,7 +176,8 @@ class WireBrokerChannel(BrokerChannel):
     Thread-safety: every method may be called from any thread (one lock)."""
 
     def __init__(self, live_brokers: Mapping[int, BrokerInfo] | None = None, timeout: float = 30.0,
-                 client_id: str = "pylog-controller", listener: str | None = None, ssl_context=None):
+                 client_id: str = "pylog-controller", listener: str | None = None, ssl_context=None,
+                 sasl=None):
         # Each broker is reached on its endpoint of this listener (the
         # control-plane one, else the inter-broker one: KIP-291).
         self._listener = listener
@@ -194,6 +195,7 @@ class WireBrokerChannel(BrokerChannel):
         self._send_locks: dict[int, threading.Lock] = {}
         self._timeout = timeout
         self._client_id = client_id
+        self._sasl = sasl   # the inter-broker listener's SASL credentials, or None
 
     def send_lock(self, broker_id: int) -> threading.Lock:
         with self._lock:
@@ -225,7 +227,7 @@ class WireBrokerChannel(BrokerChannel):
             if info is None:
                 raise ConnectionError(f"broker {broker_id} is not live")
             conn = Connection(*info.address(self._listener), client_id=self._client_id, timeout=self._timeout,
-                              ssl_context=self._ssl)
+                              ssl_context=self._ssl, sasl=self._sasl)
             with self._lock:
                 now = self._brokers.get(broker_id)
                 # Kept only while the broker is still live at that address and

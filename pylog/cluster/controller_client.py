@@ -42,13 +42,14 @@ class ControllerClient:
     """
 
     def __init__(self, controller: str, info: BrokerInfo, heartbeat_interval_ms: int = 2000,
-                 request_timeout_s: float = 10.0, ssl_context=None):
+                 request_timeout_s: float = 10.0, ssl_context=None, sasl=None):
         host, _, port = controller.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"pylog.controller.listener must be host:port, not {controller!r}")
         self.controller_host, self.controller_port = host, int(port)
         self.info = info
         self._ssl = ssl_context   # the inter-broker listener's client SSLContext; None for PLAINTEXT
+        self._sasl = sasl   # the inter-broker listener's SASL credentials, or None
         self.incarnation_id = uuid.uuid4()
         self.broker_epoch = -1
         self.cluster_id: str | None = None
@@ -144,7 +145,7 @@ class ControllerClient:
                 if self._conn is None:
                     self._conn = Connection(self.controller_host, self.controller_port,
                                             client_id=f"broker-{self.info.broker_id}", timeout=self._timeout_s,
-                                            ssl_context=self._ssl)
+                                            ssl_context=self._ssl, sasl=self._sasl)
                 return self._conn.request(body, api_version=version)
             except BaseException:
                 self._close()   # a half-read answer must not be taken for the next one's

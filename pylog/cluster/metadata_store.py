@@ -68,7 +68,7 @@ class BrokerInfo:
     """A live broker's registration.
 
     endpoints: (listener name, host, port) of every advertised listener
-    (PLAINTEXT or SSL: the security protocols pylog speaks; protocols maps a
+    (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; protocols maps a
     name to its protocol, PLAINTEXT when absent); host and port are the
     first of them (Kafka's ZooKeeper JSON keeps the first PLAINTEXT endpoint
     there too). Who talks to a broker picks the endpoint of the listener its
@@ -113,7 +113,7 @@ class BrokerInfo:
         return self.endpoints
 
     def protocol(self, listener: str) -> str:
-        """The security protocol of listener (PLAINTEXT or SSL)."""
+        """The security protocol of listener (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL)."""
         return dict(self.protocols).get(listener, "PLAINTEXT")
 
 
@@ -334,6 +334,11 @@ class MetadataStore(abc.ABC):
     def set_group_configs(self, group_id: str, configs: dict[str, str]) -> None:
         """Replace a group's config overrides (empty: it has none left). A fenced write."""
         raise NotImplementedError
+
+    def entity_config(self, entity_path: str) -> dict[str, str]:
+        """One entity's settings: its quotas and, for a user, its SCRAM
+        credentials (Kafka keeps both in /config/users/<user>)."""
+        return dict(self.client_quotas().get(entity_path, {}))
 
     @abc.abstractmethod
     def cluster_id(self) -> str:

@@ -95,14 +95,14 @@ def _bracketed(host: str) -> str:
 def broker_from_json(broker_id: int, obj: dict) -> BrokerInfo:
     """A registration as Kafka writes it. Endpoints whose protocol (from
     listener_security_protocol_map; a name with none is its own protocol,
-    as before the map existed) is neither PLAINTEXT nor SSL are left out:
-    pylog cannot speak to them."""
+    as before the map existed) is none of Kafka's four (PLAINTEXT, SSL,
+    SASL_PLAINTEXT, SASL_SSL) are left out: pylog cannot speak to them."""
     protocols = obj.get("listener_security_protocol_map") or {}
     endpoints, kinds = [], []
     for ep in obj.get("endpoints", []):
         name, _, addr = ep.partition("://")
         kind = protocols.get(name, name)
-        if kind not in ("PLAINTEXT", "SSL"):
+        if kind not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
             continue
         h, _, p = addr.rpartition(":")
         endpoints.append((name.upper(), h.strip("[]"), int(p)))
@@ -543,6 +543,10 @@ class ZkMetadataStore(MetadataStore):
             return {}
         config = (json.loads(data) if data else {}).get("config") or {}
         return {k: str(v) for k, v in config.items()}
+
+    def entity_config(self, entity_path: str) -> dict[str, str]:
+        # One node read: SASL/SCRAM looks a user up on every authentication.
+        return self._entity_config(f"/config/{entity_path}")
 
     def _children(self, path: str) -> list[str]:
         try:

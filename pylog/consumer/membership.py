@@ -219,8 +219,12 @@ class GroupMembership:
         _node, host, port = self._coordinator
         # A JoinGroup may be held for the whole rebalance timeout.
         timeout = max(self.request_timeout, self.rebalance_timeout_ms / 1000 + 5)
-        self._conn = Connection(host, port, self.client_id, timeout)
+        self._conn = Connection(host, port, self.client_id, timeout, sasl=self._sasl())
         return self._conn
+
+    def _sasl(self):
+        """The credentials the consumer's client authenticates with (None: PLAINTEXT)."""
+        return getattr(getattr(self._source, "client", None), "sasl", None)
 
     def _coordinator_lost(self, why) -> None:
         log.info("coordinator of group %s lost: %s", self.group_id, why)
@@ -404,7 +408,7 @@ class GroupMembership:
                             conn.close()
                         address = coordinator
                         conn = Connection(coordinator[1], coordinator[2], self.client_id,
-                                          self.request_timeout)
+                                          self.request_timeout, sasl=self._sasl())
                     if idle > self.max_poll_interval:
                         self._leave_for_poll_timeout(conn, member_id, idle)
                         continue

@@ -95,9 +95,9 @@ class NetworkSource:
     def __init__(self, bootstrap_servers: str, *, client_id: str = "pylog",
                  request_timeout_ms: int = 30000, retry_backoff_ms: int = 100,
                  reconnect_backoff_ms: int = 50, reconnect_backoff_max_ms: int = 1000,
-                 client_rack: str | None = None, require_stable: bool = False):
+                 client_rack: str | None = None, require_stable: bool = False, sasl=None):
         self.client = Client(bootstrap_servers, client_id=client_id,
-                             timeout=request_timeout_ms / 1000)
+                             timeout=request_timeout_ms / 1000, sasl=sasl)
         self.client_rack = client_rack or ""
         # OffsetFetch's require_stable: the consumer reads read_committed, so a
         # committed offset an open transaction is replacing is not used.
@@ -210,7 +210,7 @@ class NetworkSource:
             if broker is None:
                 raise ConnectionClosedError(f"broker {node} is not in the cluster metadata")
             conn = self._fetch_conns[node] = Connection(broker.host, broker.port, self.client.client_id,
-                                                        self.client.timeout)
+                                                        self.client.timeout, sasl=self.client.sasl)
         return conn
 
     def _connection_failed(self, node: int, exc) -> None:

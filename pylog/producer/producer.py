@@ -139,7 +139,9 @@ class Producer:
                  enable_idempotence: bool = True, partitioner: str = "murmur2",
                  allow_auto_create_topics: bool = True, metadata_max_age_ms: int = 300_000,
                  num_partitions: int = 1, transactional_id: str | None = None,
-                 transaction_timeout_ms: int = 60_000, metrics_registry=None):
+                 transaction_timeout_ms: int = 60_000, metrics_registry=None, sasl=None):
+        # sasl: ClientCredentials (pylog.client.sasl.credentials_from_properties)
+        # for a SASL_PLAINTEXT listener.
         if (bootstrap_servers is None) == (log_dir is None):
             raise ValueError("give exactly one of bootstrap_servers (network) or log_dir (embedded)")
         if transactional_id is not None:
@@ -183,17 +185,17 @@ class Producer:
             self._store = None
             self._metadata = ProducerMetadata(bootstrap_servers, client_id,
                                               request_timeout_ms / 1000,
-                                              allow_auto_create_topics, metadata_max_age_ms)
+                                              allow_auto_create_topics, metadata_max_age_ms, sasl=sasl)
             transport = NetworkTransport(self._metadata, client_id=client_id, acks=self.acks,
                                          request_timeout_ms=request_timeout_ms,
-                                         transactional_id=transactional_id)
+                                         transactional_id=transactional_id, sasl=sasl)
             transport.metrics = self._metrics
         self._txn = None
         if transactional_id is not None:
             self._txn = TransactionManager(
                 bootstrap_servers, transactional_id, transaction_timeout_ms=transaction_timeout_ms,
                 client_id=client_id, request_timeout_ms=request_timeout_ms,
-                retry_backoff_ms=retry_backoff_ms, store=self._store)
+                retry_backoff_ms=retry_backoff_ms, store=self._store, sasl=sasl)
         self._sender = Sender(self._acc, transport, linger_ms=linger_ms, retries=retries,
                               retry_backoff_ms=retry_backoff_ms,
                               delivery_timeout_ms=delivery_timeout_ms,

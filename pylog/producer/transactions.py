@@ -151,7 +151,7 @@ class TransactionManager:
 
     def __init__(self, bootstrap_servers: str | None, transactional_id: str, *,
                  transaction_timeout_ms: int, client_id: str, request_timeout_ms: int,
-                 retry_backoff_ms: int, store=None):
+                 retry_backoff_ms: int, store=None, sasl=None):
         """bootstrap_servers: network mode; store (a LocalStore) instead:
         embedded mode, every request answered by the store's broker core."""
         if not transactional_id:
@@ -164,7 +164,7 @@ class TransactionManager:
         # the cluster whose FindCoordinator answers name the connections.
         self._local = LocalCoordinator(store) if store is not None else None
         self._client = None if store is not None else Client(bootstrap_servers, client_id=client_id,
-                                                             timeout=self._request_timeout)
+                                                             timeout=self._request_timeout, sasl=sasl)
         self._client_id = client_id
         self._lock = threading.RLock()
         self._io_lock = threading.Lock()
@@ -200,7 +200,7 @@ class TransactionManager:
                     # In-process, the answer's host and port name a listener
                     # the store's broker core does not have: it is the coordinator.
                     return self._local or Connection(resp.host, resp.port, self._client_id,
-                                                     self._request_timeout)
+                                                     self._request_timeout, sasl=self._client.sasl)
                 code = resp.error_code
             except ConnectionClosedError as e:
                 if self._client is not None:

@@ -43,8 +43,8 @@ class ProducerMetadata:
     by one thread at a time."""
 
     def __init__(self, bootstrap_servers: str, client_id: str, timeout: float,
-                 allow_auto_create: bool, metadata_max_age_ms: int):
-        self._client = Client(bootstrap_servers, client_id=client_id, timeout=timeout)
+                 allow_auto_create: bool, metadata_max_age_ms: int, sasl=None):
+        self._client = Client(bootstrap_servers, client_id=client_id, timeout=timeout, sasl=sasl)
         self._lock = threading.Lock()
         self._allow_auto_create = allow_auto_create
         self._max_age_ms = metadata_max_age_ms
@@ -135,8 +135,9 @@ class NetworkTransport:
     connection per broker. Used by the sender thread only."""
 
     def __init__(self, metadata: ProducerMetadata, *, client_id: str, acks: int,
-                 request_timeout_ms: int, transactional_id: str | None = None):
+                 request_timeout_ms: int, transactional_id: str | None = None, sasl=None):
         self.metadata = metadata
+        self.sasl = sasl
         self.client_id = client_id
         self.acks = acks
         self.request_timeout_ms = request_timeout_ms
@@ -151,7 +152,7 @@ class NetworkTransport:
         if conn is None or conn.closed:
             host, port = address
             conn = Connection(host, port, client_id=self.client_id,
-                              timeout=self.request_timeout_ms / 1000)
+                              timeout=self.request_timeout_ms / 1000, sasl=self.sasl)
             self._conns[node] = conn
             self._pending[conn] = collections.deque()
         return conn

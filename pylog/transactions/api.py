@@ -324,9 +324,9 @@ class PartitionVerifier:
             verify_only=True, topics=[R.AddPartitionsToTxnTopic(name=tp[0], partitions=[tp[1]])])])
         entry = self._conns.get((host, port))
         if entry is None:
-            entry = self._conns[(host, port)] = (LeaderConnection(host, port, "txn-verify",
-                                                                   self.coordinator.config.inter_broker_tls()),
-                                                  asyncio.Lock())
+            entry = self._conns[(host, port)] = (LeaderConnection(
+                host, port, "txn-verify", self.coordinator.config.inter_broker_tls(),
+                getattr(self.coordinator.writer.broker, "inter_broker_sasl", None)), asyncio.Lock())
         conn, lock = entry
         async with lock:
             resp = await conn.request(req, self.VERSION)

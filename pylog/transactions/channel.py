@@ -222,7 +222,8 @@ class MarkerChannel:
             if conn is not None:
                 conn.close()
             conn = self._conns[broker_id] = LeaderConnection(ep.host, ep.port, f"txn-markers-{self.broker.broker_id}",
-                                                             self.broker.config.inter_broker_tls())
+                                                             self.broker.config.inter_broker_tls(),
+                                                             self.broker.inter_broker_sasl)
         from ..broker import api_versions as av
         version = min(1, av.ADVERTISED.get(WRITE_TXN_MARKERS, (0, 0))[1])
         return await conn.request(req, version, REQUEST_TIMEOUT_S)

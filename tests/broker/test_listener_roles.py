@@ -47,10 +47,15 @@ def test_one_listener_of_any_name_is_every_role(tmp_path):
     ({**TWO, "advertised.listeners": "CLIENT://h:1,OTHER://h:2"}, "subset of the ones defined in listeners"),
     ({**TWO, "control.plane.listener.name": "REPLICATION"}, "should have a different value from the inter"),
     ({**TWO, "control.plane.listener.name": "CONTROL"}, "control.plane.listener.name must be a listener name"),
-    # an SSL listener with no key store, and no SASL yet: refused, never served in the clear
+    # an SSL listener with no key store, a SASL one with no JAAS users, an
+    # unknown protocol: refused, never served in the clear
     ({"listeners": "SSL://127.0.0.1:0"}, "listener SSL: a TLS listener needs a key store"),
+    ({"listeners": "CLIENT://127.0.0.1:0", "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT",
+      "sasl.enabled.mechanisms": "PLAIN"}, "listener CLIENT enables PLAIN but has no JAAS configuration"),
     ({"listeners": "CLIENT://127.0.0.1:0", "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT"},
-     "security protocol SASL_PLAINTEXT"),
+     "SASL mechanism GSSAPI is not implemented by pylog"),
+    ({"listeners": "CLIENT://127.0.0.1:0", "listener.security.protocol.map": "CLIENT:TLS"},
+     "security protocol TLS: pylog speaks PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL"),
 ])
 def test_listener_configs_kafka_refuses_are_refused_at_startup(props, words):
     with pytest.raises(InvalidConfigError, match=words):

@@ -1,0 +1,174 @@
+"""`pylog configs`: kafka-configs.sh (Kafka's ConfigCommand) for users.
+
+    pylog configs --bootstrap-server H:P [--command-config FILE] --entity-type users
+        [--entity-name alice] (--describe | --alter [--add-config K=V,...] [--delete-config K,...])
+
+A user's configs are its SCRAM credentials (AlterUserScramCredentials /
+DescribeUserScramCredentials) and its client quotas (AlterClientQuotas /
+DescribeClientQuotas), as in Kafka's tool with --bootstrap-server:
+`--add-config 'SCRAM-SHA-256=[iterations=8192,password=alice-secret]'` (4096
+iterations when not given) salts and hashes the password here, so only the
+salted password crosses the wire; `--delete-config SCRAM-SHA-512` removes
+one. Credentials and quotas cannot be altered in one command. The output
+lines are Kafka's: `Completed updating config for user alice.`, `Quota
+configs for user-principal 'alice' are k=v, ...`, `SCRAM credential configs
+for user-principal 'alice' are SCRAM-SHA-256=iterations=8192`. Other entity
+types (topics, brokers, clients, ips) are refused by name: this command
+handles users only.
+
+One thread; blocking sockets (pylog's Client).
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from ..broker.quotas import CONTROLLER_MUTATION_RATE, NOT_BUILT
+from ..broker.sasl_scram import DEFAULT_ITERATIONS, MECHANISMS, MIN_ITERATIONS, TYPE_OF, hi
+from ..client.errors import error_for, error_name
+from ..protocol import messages as m
+from .common import add_bootstrap, add_command_config, open_client
+
+__all__ = ["add_configs_parser"]
+
+QUOTA_KEYS = (CONTROLLER_MUTATION_RATE, *NOT_BUILT)
+_SPLIT = re.compile(r",(?![^\[]*\])")   # commas outside [...]
+_CREDENTIAL = re.compile(r"(?:iterations=(-?[0-9]*),)?password=(.*)", re.S)
+
+
+def add_configs_parser(sub) -> None:
+    p = sub.add_parser("configs", help="alter and describe user SCRAM credentials and quotas (kafka-configs)",
+                       description="Change configs for users: SCRAM credentials and client quotas.")
+    add_bootstrap(p)
+    add_command_config(p)
+    p.add_argument("--entity-type", required=True, help="Type of entity (users)")
+    p.add_argument("--entity-name", help="Name of entity (the user); all users when describing without it")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--describe", action="store_true", help="List configs for the given entity.")
+    what.add_argument("--alter", action="store_true", help="Alter the configuration for the entity.")
+    p.add_argument("--add-config", default="",
+                   help="Key Value pairs of configs to add, e.g. "
+                        "'SCRAM-SHA-256=[iterations=8192,password=alice-secret],SCRAM-SHA-512=[password=alice-secret]'")
+    p.add_argument("--delete-config", default="", help="config keys to remove, e.g. 'SCRAM-SHA-512'")
+    p.set_defaults(tool=_run, client_id="configs-tool")
+
+
+def parse_add_config(text: str) -> dict[str, str]:
+    """Kafka's --add-config: k=v pairs split on commas outside square
+    brackets, a bracketed value taken without its brackets."""
+    out = {}
+    for item in (x.strip() for x in _SPLIT.split(text) if x.strip()):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"Invalid entity config: all configs to be added must be in the format "
+                             f"\"key=val\" ({item!r})")
+        if value.startswith("[") and value.endswith("]"):
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out
+
+
+def _credential(mechanism: str, text: str) -> tuple[int, str]:
+    mt = _CREDENTIAL.fullmatch(text)
+    if mt is None:
+        raise SystemExit(f"Invalid credential property {mechanism}={text}")
+    iterations = int(mt.group(1)) if mt.group(1) not in (None, "", "-1") else DEFAULT_ITERATIONS
+    if iterations < MIN_ITERATIONS:
+        raise SystemExit(f"Iterations {iterations} is less than the minimum {MIN_ITERATIONS} required for "
+                         f"{mechanism}")
+    return iterations, mt.group(2)
+
+
+def _run(args) -> int:
+    if args.entity_type != "users":
+        raise SystemExit(f"--entity-type {args.entity_type}: pylog configs handles users only (SCRAM credentials "
+                         f"and client quotas)")
+    if args.alter:
+        if not args.entity_name:
+            raise SystemExit("--entity-name is required with --alter")
+        return _alter(args)
+    if args.add_config or args.delete_config:
+        raise SystemExit("--add-config and --delete-config need --alter")
+    return _describe(args)
+
+
+def _alter(args) -> int:
+    user = args.entity_name
+    add = parse_add_config(args.add_config)
+    delete = [x.strip() for x in args.delete_config.split(",") if x.strip()]
+    if not add and not delete:
+        raise SystemExit("--alter needs --add-config or --delete-config")
+    unknown = [k for k in add if k not in MECHANISMS and k not in QUOTA_KEYS]
+    if unknown:
+        raise SystemExit(f"Only quota and SCRAM credential configs can be added for 'users' using "
+                         f"--bootstrap-server. Unexpected config names: {','.join(unknown)}")
+    unknown = [k for k in delete if k not in MECHANISMS and k not in QUOTA_KEYS]
+    if unknown:
+        raise SystemExit(f"Only quota and SCRAM credential configs can be deleted for 'users' using "
+                         f"--bootstrap-server. Unexpected config names: {','.join(unknown)}")
+    scram = any(k in MECHANISMS for k in (*add, *delete))
+    quota = any(k in QUOTA_KEYS for k in (*add, *delete))
+    if scram and quota:
+        raise SystemExit("Cannot alter both quota and SCRAM credential configs simultaneously for 'users' using "
+                         "--bootstrap-server.")
+    with open_client(args) as client:
+        conn = client.controller_connection()
+        if scram:
+            R = m.AlterUserScramCredentialsRequest
+            upserts = []
+            for mech, text in add.items():
+                iterations, password = _credential(mech, text)
+                salt = os.urandom(32)
+                upserts.append(R.ScramCredentialUpsertion(
+                    name=user, mechanism=TYPE_OF[mech], iterations=iterations, salt=salt,
+                    salted_password=hi(MECHANISMS[mech], password.encode(), salt, iterations)))
+            resp = conn.request(R(deletions=[R.ScramCredentialDeletion(name=user, mechanism=TYPE_OF[k])
+                                             for k in delete], upsertions=upserts), api_version=0)
+            for r in resp.results:
+                if r.error_code:
+                    raise error_for(r.error_code, r.error_message or error_name(r.error_code))
+        else:
+            Q = m.AlterClientQuotasRequest
+            ops = [Q.OpData(key=k, value=float(v), remove=False) for k, v in add.items()]
+            ops += [Q.OpData(key=k, value=0.0, remove=True) for k in delete]
+            resp = conn.request(Q(entries=[Q.EntryData(entity=[Q.EntityData(entity_type="user", entity_name=user)],
+                                                       ops=ops)], validate_only=False), api_version=0)
+            for e in resp.entries:
+                if e.error_code:
+                    raise error_for(e.error_code, e.error_message or error_name(e.error_code))
+    print(f"Completed updating config for user {user}.")
+    return 0
+
+
+def _describe(args) -> int:
+    user = args.entity_name
+    with open_client(args) as client:
+        conn = client.controller_connection()
+        Q = m.DescribeClientQuotasRequest
+        component = Q.ComponentData(entity_type="user", match_type=0 if user else 2, match=user)
+        resp = conn.request(Q(components=[component], strict=bool(user)), api_version=0)
+        if resp.error_code:
+            raise error_for(resp.error_code, resp.error_message)
+        for entry in resp.entries or ():
+            names = {e.entity_type: e.entity_name for e in entry.entity}
+            who = "the default user-principal" if names.get("user") is None else \
+                f"user-principal '{names['user']}'"
+            values = ", ".join(f"{v.key}={v.value}" for v in entry.values)
+            print(f"Quota configs for {who} are {values}")
+        D = m.DescribeUserScramCredentialsRequest
+        resp = conn.request(D(users=[D.UserName(name=user)] if user else None), api_version=0)
+        if resp.error_code:
+            raise error_for(resp.error_code, resp.error_message)
+        names = {v: k for k, v in TYPE_OF.items()}
+        for r in resp.results:
+            if r.error_code:
+                exc = "ResourceNotFoundException" if error_name(r.error_code) == "RESOURCE_NOT_FOUND" \
+                    else error_name(r.error_code)
+                print(f"Error retrieving SCRAM credential configs for user-principal '{r.user}': "
+                      f"{exc}: {r.error_message}")
+                continue
+            text = ", ".join(f"{names[i.mechanism]}=iterations={i.iterations}" for i in r.credential_infos)
+            print(f"SCRAM credential configs for user-principal '{r.user}' are {text}")
+    sys.stdout.flush()
+    return 0
