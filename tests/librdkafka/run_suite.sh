@@ -13,6 +13,8 @@
 #   PYLOG                         the pylog executable (default: the repo's .venv/bin/pylog)
 #   WORK                          scratch dir for data, logs and reports (default /tmp/rdk-pylog-<mode>)
 #   BASE_PORT                     first broker port (default 9092)
+#   SCENARIO                      default, or noautocreate (the scenario of 0107 and 0111:
+#                                 auto.create.topics.enable=false, test-runner -s noautocreate)
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -30,7 +32,13 @@ rm -rf "$work"; mkdir -p "$work"
 
 # The broker settings of librdkafka's default test scenario
 # (tests/scenarios/default.json and trivup's broker template).
-common=(--override num.partitions=4 --override auto.create.topics.enable=true
+scenario="${SCENARIO:-default}"
+case "$scenario" in
+default) autocreate=true ;;
+noautocreate) autocreate=false ;;
+*) echo "SCENARIO must be default or noautocreate" >&2; exit 2 ;;
+esac
+common=(--override num.partitions=4 --override auto.create.topics.enable=$autocreate
         --override delete.topic.enable=true)
 
 broker_pid=""
@@ -82,7 +90,7 @@ export LD_LIBRARY_PATH="$rdk/src:$rdk/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PAT
 
 cd "$rdk/tests"
 set +e
-./test-runner -r "$@" 2>&1 | tee "$work/test-runner.log"
+./test-runner -r -s "$scenario" "$@" 2>&1 | tee "$work/test-runner.log"
 rc=${PIPESTATUS[0]}
 mv -f test_report_*.json "$work/" 2>/dev/null
 echo "broker logs and the test report are in $work"
