@@ -276,6 +276,10 @@ void pl_offset_index_lookup(const pl_index *ix, int64_t target, int64_t *offset,
 
 int pl_time_index_append(pl_index *ix, int64_t timestamp, int64_t offset) {
     if (ix->ix_kind != PL_INDEX_TIME || !ix->ix_writable) return PL_EINVAL;
+    /* An empty index's last entry is Kafka's (NO_TIMESTAMP, base offset): a
+     * segment whose records carry no timestamp (-1) gets no entry (its offset
+     * of max timestamp is still -1 then). */
+    if (ix->ix_entries == 0 && timestamp <= -1) return PL_OK;
     int64_t rel = offset - ix->ix_base_offset;
     if (rel < 0) return PL_EINVAL;
     if (rel > INT32_MAX) return PL_EOVERFLOW;

@@ -1720,6 +1720,11 @@ static void test_index_time(void) {
     EQ(t, -1);
     EQ(o, base);
 
+    CTX("time index: no entry for records without a timestamp");
+    /* A segment of NO_TIMESTAMP records has max timestamp -1 at offset -1. */
+    E(pl_time_index_append(ix, -1, -1));
+    EQ(pl_index_entries(ix), 0);
+
     CTX("time index: append only when the timestamp grows");
     E(pl_time_index_append(ix, 100, 510));
     EQ(pl_index_entries(ix), 1);
