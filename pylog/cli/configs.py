@@ -1,4 +1,20 @@
-"""`pylog configs`: kafka-configs.sh (Kafka's ConfigCommand) for users.
+"""`pylog configs`: kafka-configs.sh (Kafka's ConfigCommand): topics, brokers,
+groups, users and clients.
+
+    pylog configs --bootstrap-server H:P --entity-type topics|brokers|groups
+        [--entity-name N] (--describe [--all] | --alter [--add-config K=V,...] [--delete-config K,...])
+    pylog configs --bootstrap-server H:P --entity-type clients [--entity-name C]
+        (--describe | --alter --add-config producer_byte_rate=1048576)
+
+Topics, brokers and groups: DescribeConfigs with synonyms, printed as Kafka
+prints them (`Dynamic configs for topic t are:` then `  k=v sensitive=false
+synonyms={DYNAMIC_TOPIC_CONFIG:k=v, DEFAULT_CONFIG:log.k=v}`, sorted by
+name; --all lists every config, not only the dynamic ones), and
+IncrementalAlterConfigs (deletes, then sets) for --alter, answered
+`Completed updating config for topic t.`. Without --entity-name, every topic,
+broker or group is described. Clients: their quotas (DescribeClientQuotas /
+AlterClientQuotas on the client-id entity), `Quota configs for client-id 'c'
+are k=v`.
 
     pylog configs --bootstrap-server H:P [--command-config FILE] --entity-type users
         [--entity-name alice] (--describe | --alter [--add-config K=V,...] [--delete-config K,...])
@@ -38,15 +54,20 @@ _CREDENTIAL = re.compile(r"(?:iterations=(-?[0-9]*),)?password=(.*)", re.S)
 
 
 def add_configs_parser(sub) -> None:
-    p = sub.add_parser("configs", help="alter and describe user SCRAM credentials and quotas (kafka-configs)",
-                       description="Change configs for users: SCRAM credentials and client quotas.")
+    p = sub.add_parser("configs", help="describe and alter configs of topics, brokers, groups, users and clients "
+                                       "(kafka-configs)",
+                       description="This tool helps to manipulate and describe entity config for a topic, "
+                                   "client, user, broker or group")
     add_bootstrap(p)
     add_command_config(p)
-    p.add_argument("--entity-type", required=True, help="Type of entity (users)")
+    p.add_argument("--entity-type", required=True, choices=("topics", "brokers", "groups", "users", "clients"),
+                   help="Type of entity (topics/brokers/groups/users/clients)")
     p.add_argument("--entity-name", help="Name of entity (the user); all users when describing without it")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--describe", action="store_true", help="List configs for the given entity.")
     what.add_argument("--alter", action="store_true", help="Alter the configuration for the entity.")
+    p.add_argument("--all", action="store_true", help="List all configs for the given topic, broker or group, "
+                                                      "not only the dynamic ones (with --describe).")
     p.add_argument("--add-config", default="",
                    help="Key Value pairs of configs to add, e.g. "
                         "'SCRAM-SHA-256=[iterations=8192,password=alice-secret],SCRAM-SHA-512=[password=alice-secret]'")
@@ -80,10 +101,23 @@ def _credential(mechanism: str, text: str) -> tuple[int, str]:
     return iterations, mt.group(2)
 
 
+# DescribeConfigs config_source -> Kafka's ConfigEntry.ConfigSource name.
+CONFIG_SOURCES = {1: "DYNAMIC_TOPIC_CONFIG", 2: "DYNAMIC_BROKER_CONFIG", 3: "DYNAMIC_DEFAULT_BROKER_CONFIG",
+                  4: "STATIC_BROKER_CONFIG", 5: "DEFAULT_CONFIG", 6: "DYNAMIC_BROKER_LOGGER_CONFIG",
+                  7: "CLIENT_METRICS_CONFIG", 8: "GROUP_CONFIG"}
+# entity type -> (ConfigResource type, the config source that counts as dynamic)
+_RESOURCES = {"topics": (2, 1), "brokers": (4, 2), "groups": (32, 8)}
+
+
 def _run(args) -> int:
-    if args.entity_type != "users":
-        raise SystemExit(f"--entity-type {args.entity_type}: pylog configs handles users only (SCRAM credentials "
-                         f"and client quotas)")
+    if args.all and not args.describe:
+        raise SystemExit("--all is only valid with --describe")
+    if args.entity_type in _RESOURCES:
+        return _resource(args)
+    if args.entity_type == "clients":
+        return _clients(args)
+    if args.all:
+        raise SystemExit(f"--all is only valid for topics, brokers and groups, not {args.entity_type}")
     if args.alter:
         if not args.entity_name:
             raise SystemExit("--entity-name is required with --alter")
@@ -171,4 +205,102 @@ def _describe(args) -> int:
             text = ", ".join(f"{names[i.mechanism]}=iterations={i.iterations}" for i in r.credential_infos)
             print(f"SCRAM credential configs for user-principal '{r.user}' are {text}")
     sys.stdout.flush()
+    return 0
+
+
+def _resource(args) -> int:
+    rtype, dynamic = _RESOURCES[args.entity_type]
+    singular = args.entity_type[:-1]
+    if args.entity_type == "brokers" and args.entity_name is not None:
+        try:
+            int(args.entity_name)
+        except ValueError:
+            raise SystemExit("The entity name for brokers must be a valid integer broker id, found: "
+                             f"{args.entity_name}") from None
+    with open_client(args) as client:
+        if args.alter:
+            if not args.entity_name:
+                raise SystemExit("--entity-name is required with --alter")
+            add = parse_add_config(args.add_config)
+            delete = [x.strip() for x in args.delete_config.split(",") if x.strip()]
+            if not add and not delete:
+                raise SystemExit("--alter needs --add-config or --delete-config")
+            R = m.IncrementalAlterConfigsRequest
+            ops = [R.AlterableConfig(name=k, config_operation=1, value=None) for k in delete]
+            ops += [R.AlterableConfig(name=k, config_operation=0, value=v) for k, v in add.items()]
+            conn = (client.connection(int(args.entity_name)) if args.entity_type == "brokers"
+                    else client.any_connection())
+            resp = conn.request(R(resources=[R.AlterConfigsResource(
+                resource_type=rtype, resource_name=args.entity_name, configs=ops)], validate_only=False))
+            for r in resp.responses:
+                if r.error_code:
+                    raise error_for(r.error_code, r.error_message or error_name(r.error_code))
+            print(f"Completed updating config for {singular} {args.entity_name}.")
+            return 0
+        if args.add_config or args.delete_config:
+            raise SystemExit("--add-config and --delete-config need --alter")
+        names = [args.entity_name] if args.entity_name else _entities(client, args.entity_type)
+        D = m.DescribeConfigsRequest
+        for name in names:
+            conn = client.connection(int(name)) if args.entity_type == "brokers" else client.any_connection()
+            resp = conn.request(D(resources=[D.DescribeConfigsResource(
+                resource_type=rtype, resource_name=name, configuration_keys=None)], include_synonyms=True,
+                include_documentation=False), api_version=min(2, conn.api_versions.get(32, (0, 2))[1]))
+            print(f"{'All' if args.all else 'Dynamic'} configs for {singular} {name} are:")
+            for r in resp.results:
+                if r.error_code:
+                    raise error_for(r.error_code, r.error_message or f"configs of {singular} {name!r}")
+                for c in sorted(r.configs, key=lambda c: c.name):
+                    if not args.all and c.config_source != dynamic:
+                        continue
+                    syn = ", ".join(f"{CONFIG_SOURCES.get(x.source, 'UNKNOWN')}:{x.name}={x.value}"
+                                    for x in (c.synonyms or ()))
+                    print(f"  {c.name}={c.value} sensitive={str(c.is_sensitive).lower()} synonyms={{{syn}}}")
+    return 0
+
+
+def _entities(client, entity_type: str) -> list[str]:
+    if entity_type == "topics":
+        return sorted(t for t, md in client.metadata(None).topics.items() if not md.error_code)
+    if entity_type == "brokers":
+        return [str(b) for b in sorted(client.metadata([]).brokers)]
+    return sorted(g.group_id for g in client.list_groups())
+
+
+def _clients(args) -> int:
+    """A client id's quotas (the client-id entity), as Kafka's tool shows and changes them."""
+    client_id = args.entity_name
+    with open_client(args) as client:
+        conn = client.controller_connection()
+        if args.alter:
+            if not client_id:
+                raise SystemExit("--entity-name is required with --alter")
+            add = parse_add_config(args.add_config)
+            delete = [x.strip() for x in args.delete_config.split(",") if x.strip()]
+            unknown = [k for k in (*add, *delete) if k not in QUOTA_KEYS]
+            if unknown:
+                raise SystemExit(f"Only quota configs can be added for 'clients' using --bootstrap-server. "
+                                 f"Unexpected config names: {','.join(unknown)}")
+            Q = m.AlterClientQuotasRequest
+            ops = [Q.OpData(key=k, value=float(v), remove=False) for k, v in add.items()]
+            ops += [Q.OpData(key=k, value=0.0, remove=True) for k in delete]
+            resp = conn.request(Q(entries=[Q.EntryData(entity=[Q.EntityData(entity_type="client-id",
+                                                                            entity_name=client_id)],
+                                                       ops=ops)], validate_only=False), api_version=0)
+            for e in resp.entries:
+                if e.error_code:
+                    raise error_for(e.error_code, e.error_message or error_name(e.error_code))
+            print(f"Completed updating config for client {client_id}.")
+            return 0
+        Q = m.DescribeClientQuotasRequest
+        component = Q.ComponentData(entity_type="client-id", match_type=0 if client_id else 2, match=client_id)
+        resp = conn.request(Q(components=[component], strict=bool(client_id)), api_version=0)
+        if resp.error_code:
+            raise error_for(resp.error_code, resp.error_message)
+        for entry in resp.entries or ():
+            names = {e.entity_type: e.entity_name for e in entry.entity}
+            who = "the default client-id" if names.get("client-id") is None else \
+                f"client-id '{names['client-id']}'"
+            values = ", ".join(f"{v.key}={v.value}" for v in entry.values)
+            print(f"Quota configs for {who} are {values}")
     return 0
