@@ -33,9 +33,6 @@ STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
      'org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret";'),
     ("principal.builder.class", "x.Builder"),
     ("connections.max.reauth.ms", "3600000"),
-    ("max.connections", "100"),
-    ("max.connections.per.ip", "10"),
-    ("max.connection.creation.rate", "5"),
     ("delegation.token.secret.key", "s"),
 ])
 def test_each_security_key_refuses_the_start_and_names_itself(key, value):
