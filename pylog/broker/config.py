@@ -328,6 +328,11 @@ class BrokerConfig:
         for k in _RANGES:
             if k in BROKER_DEFAULTS:
                 _check_range(k, self.get(k))
+        from .connection_quotas import parse_overrides  # here: it imports this package's quota helpers
+        parse_overrides(self.get("max.connections.per.ip.overrides"))
+        if self.get("max.connections.per.ip") == 0 and not self.get("max.connections.per.ip.overrides").strip():
+            raise InvalidConfigError("max.connections.per.ip can be set to zero only if "
+                                     "max.connections.per.ip.overrides property is set.")
         for k in self.props:
             m = _LISTENER_KEY.match(k)
             if m:

@@ -122,9 +122,6 @@ class ConnectionQuotas:
         self.max_connections = config.get("max.connections")
         self.per_ip = config.get("max.connections.per.ip")
         self.per_ip_overrides = parse_overrides(config.get("max.connections.per.ip.overrides"))
-        if self.per_ip == 0 and not self.per_ip_overrides:
-            raise InvalidConfigError("max.connections.per.ip can be set to zero only if "
-                                     "max.connections.per.ip.overrides property is set.")
         now = clock() * 1000.0
         self.rate_bound = config.get("max.connection.creation.rate")
         self.rate = Rate(self.samples, self.window_s, now) if self.rate_bound < UNLIMITED else None

@@ -138,14 +138,17 @@ def test_consumer_quota_throttles_a_fetching_consumer(tmp_path):
     with running_broker(data_dir=str(tmp_path / "d"), config=SHORT_WINDOWS) as b:
         admin = conn(b, "admin")
         create_topic(admin, "q-cons")
-        for _ in range(60):   # 6 MB, unthrottled: no quota for the client id "admin"
-            assert produce(admin, "q-cons", 10000, n=10) == (0, [0])
+        for _ in range(600):   # 6 MB, unthrottled: no quota for the client id "admin"
+            assert produce(admin, "q-cons", 10000) == (0, [0])
         assert alter(admin, [([("client-id", "q-cons")], [("consumer_byte_rate", float(quota))])]) == [(0, None)]
         enforced(b, "q-cons", "consumer_byte_rate")
         d = Delivered()
         c = ck.Consumer({"bootstrap.servers": str(b), "client.id": "q-cons", "group.id": "q-cons",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "fetch.max.bytes": 65536, "max.partition.fetch.bytes": 65536,
+                         # Small fetches: a fetch over the quota is withheld whole and
+                         # its bytes still count in the throttle time (Kafka's
+                         # algorithm), so large fetches get less than the quota.
+                         "fetch.max.bytes": 16384, "message.max.bytes": 16384, "max.partition.fetch.bytes": 16384,
                          "statistics.interval.ms": 500, "stats_cb": d.stats})
         measure_s = 12.0
         try:
