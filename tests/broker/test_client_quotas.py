@@ -17,33 +17,16 @@ import time
 import pytest
 
 from pylog import _engine
-from pylog.client.wire import Connection
 from pylog.protocol import messages as m
 from pylog.testing import running_broker, wait_until
 
-from .test_controller_mutation_quota import alter, describe
+# The autouse fixture closes what conn opened, here too.
+from .test_controller_mutation_quota import _close_connections, alter, conn, describe  # noqa: F401
 
 ck = pytest.importorskip("confluent_kafka")
 
 MB = 1 << 20
 SHORT_WINDOWS = {"quota.window.num": "2", "quota.window.size.seconds": "1"}
-
-_open: list = []
-
-
-@pytest.fixture(autouse=True)
-def _close_connections():
-    yield
-    while _open:
-        _open.pop().close()
-
-
-def conn(b, client_id):
-    host, port = str(b).rsplit(":", 1)
-    c = Connection(host, int(port), client_id=client_id, timeout=60)
-    _open.append(c)
-    return c
-
 
 def create_topic(c, name, partitions=1):
     T = m.CreateTopicsRequest

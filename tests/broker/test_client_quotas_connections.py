@@ -14,34 +14,17 @@ import time
 import pytest
 
 from pylog.broker.config import BrokerConfig
-from pylog.client.wire import Connection
 from pylog.errors import InvalidConfigError
 from pylog.protocol import messages as m
 from pylog.testing import running_broker, wait_until
 
-from .test_controller_mutation_quota import alter, describe
+# The autouse fixture closes what conn opened and what is put in _open, here too.
+from .test_controller_mutation_quota import _close_connections, _open, alter, conn, describe  # noqa: F401
 
 SHORT_WINDOWS = {"quota.window.num": "2", "quota.window.size.seconds": "1"}
 # ApiVersions v0, correlation id 7, client id "raw": one whole request frame.
 API_VERSIONS = struct.pack(">hhih", 18, 0, 7, 3) + b"raw"
 API_VERSIONS = struct.pack(">i", len(API_VERSIONS)) + API_VERSIONS
-
-_open: list = []
-
-
-@pytest.fixture(autouse=True)
-def _close_connections():
-    yield
-    while _open:
-        _open.pop().close()
-
-
-def wire(b, client_id="c"):
-    host, port = str(b).rsplit(":", 1)
-    c = Connection(host, int(port), client_id=client_id, timeout=60)
-    _open.append(c)
-    return c
-
 
 def raw(b, timeout=30.0):
     host, port = str(b).rsplit(":", 1)
@@ -66,7 +49,7 @@ def usable(c) -> bool:
 
 def test_max_connections_per_ip_closes_the_fourth_while_three_stay_usable():
     with running_broker(config={"max.connections.per.ip": "3"}) as b:
-        three = [wire(b, f"c{i}") for i in range(3)]
+        three = [conn(b, f"c{i}") for i in range(3)]
         assert all(usable(c) for c in three)
         assert not answered(raw(b))   # Kafka: "address already has the configured maximum of 3 connections"
         assert all(usable(c) for c in three)
@@ -78,7 +61,7 @@ def test_max_connections_per_ip_closes_the_fourth_while_three_stay_usable():
 def test_max_connections_per_ip_overrides():
     with running_broker(config={"max.connections.per.ip": "1",
                                 "max.connections.per.ip.overrides": "127.0.0.1:2,10.1.2.3:7"}) as b:
-        assert usable(wire(b)) and usable(wire(b))
+        assert usable(conn(b, "c")) and usable(conn(b, "c"))
         assert not answered(raw(b))
     with pytest.raises(InvalidConfigError, match="can be set to zero only if"):
         BrokerConfig({"max.connections.per.ip": "0"})
@@ -90,7 +73,7 @@ def test_max_connections_per_ip_overrides():
 def test_max_connections_holds_a_new_connection_until_one_closes():
     ck_admin = pytest.importorskip("confluent_kafka.admin")
     with running_broker(config={"max.connections": "2"}) as b:
-        first, second = wire(b), wire(b)
+        first, second = conn(b, "c"), conn(b, "c")
         assert usable(first) and usable(second)
         waiting = raw(b, timeout=60)
         waiting.sendall(API_VERSIONS)
@@ -115,7 +98,7 @@ def test_listener_max_connections_override():
     with pytest.raises(InvalidConfigError, match="Invalid max.connections 0"):
         BrokerConfig({"listener.name.plaintext.max.connections": "0"})
     with running_broker(config={"listener.name.plaintext.max.connections": "1"}) as b:
-        assert usable(wire(b))
+        assert usable(conn(b, "c"))
         waiting = raw(b)
         waiting.sendall(API_VERSIONS)
         waiting.settimeout(1.0)
@@ -142,7 +125,7 @@ def test_max_connection_creation_rate_takes_connections_at_that_rate():
 
 def test_ip_connection_creation_rate_quota():
     with running_broker(config=SHORT_WINDOWS) as b:
-        admin = wire(b, "admin")
+        admin = conn(b, "admin")
         assert alter(admin, [([("ip", "127.0.0.1")], [("connection_creation_rate", 2.0)]),
                              ([("ip", None)], [("connection_creation_rate", 100.0)])]) == [(0, None)] * 2
         assert describe(admin, [("ip", 2, None)]) == [
