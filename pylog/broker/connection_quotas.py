@@ -50,7 +50,7 @@ from collections import deque
 
 from ..errors import InvalidConfigError
 from .quota_rate import Rate
-from .quotas import CONNECTION_CREATION_RATE, DEFAULT
+from .quotas import CONNECTION_CREATION_RATE, IP, entity_of
 
 log = logging.getLogger("pylog.broker.quotas")
 
@@ -151,8 +151,8 @@ class ConnectionQuotas:
                 value = int(float(configs[CONNECTION_CREATION_RATE]))
             except ValueError:
                 continue
-            name = path[4:]
-            if name == DEFAULT:
+            name = entity_of(path)[IP]
+            if name is None:
                 default = value
             else:
                 bounds[normalize_ip(name)] = value
