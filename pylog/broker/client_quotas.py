@@ -39,7 +39,7 @@ kind costs nothing (the *_on flags).
   its own time recorded when its answer goes out, so the throttle is known
   before the answer is encoded and rides in its throttle_time_ms; as Kafka,
   it is capped at one window. Exempt, as Kafka's ClusterAction requests: the
-  inter-broker APIs and follower fetches.
+  inter-broker APIs and follower fetches; and acks=0 Produce, as in Kafka.
 
 A Produce or Fetch over both its byte quota and the request quota is
 throttled by the larger of the two, as Kafka.

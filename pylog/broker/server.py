@@ -480,18 +480,17 @@ class Connection(asyncio.BufferedProtocol):
 
     def _on_produce(self, frame):
         quotas = self.server.client_quotas
-        throttle = 0
+        by_bytes = by_time = 0
         t0 = None
         if quotas.produce_on or quotas.request_on:
             client_id = _client_id_of(frame)
             if quotas.request_on:
-                throttle = quotas.request_throttle(self.principal, client_id)
+                by_time = quotas.request_throttle(self.principal, client_id)
                 t0 = perf_counter()
             if quotas.produce_on:
-                throttle = max(throttle, quotas.record_bytes(PRODUCER_BYTE_RATE, self.principal, client_id,
-                                                             len(frame)))
+                by_bytes = quotas.record_bytes(PRODUCER_BYTE_RATE, self.principal, client_id, len(frame))
         try:
-            result = self.handlers.produce(frame, self.listener.name, throttle)
+            result = self.handlers.produce(frame, self.listener.name, max(by_bytes, by_time))
         except ProtocolError as e:
             log.warning("closing connection from %s: malformed request: %s", self.peer, e)
             self.close()
@@ -501,12 +500,15 @@ class Connection(asyncio.BufferedProtocol):
                 log.exception("closing connection from %s: Produce failed", self.peer)
             self.close()
             return
-        if t0 is not None:
+        # acks=0 (no answer) is exempt from the request quota, as in Kafka;
+        # its bytes still count, and its connection is muted for them.
+        if result is None:
+            by_time = 0
+        elif t0 is not None:
             quotas.record_time(self.principal, client_id, perf_counter() - t0)
-        if throttle > 0:
-            # Kafka mutes the channel once the answer is on its way (and for
-            # acks=0, which gets none, all the same).
-            self._mute(throttle)
+        if by_bytes or by_time:
+            # Kafka mutes the channel once the answer is on its way.
+            self._mute(max(by_bytes, by_time))
         if result is None:
             return  # acks=0
         if asyncio.iscoroutine(result):

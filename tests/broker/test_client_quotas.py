@@ -247,3 +247,21 @@ def test_request_percentage_throttles_a_client_hammering_metadata(tmp_path):
         n_free, free_throttled = hammer("free", 6)
         assert throttled > 0 and free_throttled == 0
         assert n_hammer * 3 < n_free, (n_hammer, n_free)
+
+
+def test_acks_0_produce_over_its_byte_quota_mutes_the_connection(tmp_path):
+    with running_broker(data_dir=str(tmp_path / "d"), config=SHORT_WINDOWS) as b:
+        admin = conn(b, "admin")
+        create_topic(admin, "q-acks0")
+        assert alter(admin, [([("client-id", "fire")], [("producer_byte_rate", 20000.0)])]) == [(0, None)]
+        enforced(b, "fire", "producer_byte_rate")
+        c = conn(b, "fire")
+        P = m.ProduceRequest
+        # 100 KB at 20 KB/s over a window of at least 1 s: throttled about 4 s,
+        # with no answer to say so: the broker reads nothing from it meanwhile.
+        assert c.send(P(transactional_id=None, acks=0, timeout_ms=30000, topic_data=[P.TopicProduceData(
+            name="q-acks0", partition_data=[P.PartitionProduceData(
+                index=0, records=_engine.encode_batch([b"x" * 100000]))])]), api_version=9) is None
+        t0 = time.monotonic()
+        assert c.request(m.ApiVersionsRequest(), api_version=0).error_code == 0
+        assert time.monotonic() - t0 >= 2.0
