@@ -93,7 +93,7 @@ class FetchApi:
         replica_id = req.replica_state.replica_id if version >= 15 else req.replica_id
         who = None  # (principal, client id) of a consumer, whose quotas apply
         cap = None
-        if replica_id < 0:
+        if replica_id < 0 and header is not None:
             who = (getattr(header, "principal", None) or ANONYMOUS_PRINCIPAL, getattr(header, "client_id", None))
             if self.broker.client_quotas.fetch_on:
                 cap = self.broker.client_quotas.max_fetch_bytes(*who)
@@ -119,7 +119,7 @@ class FetchApi:
         throttle time, as Kafka's, whose bytes are taken back out of the
         consumer's rate (it got none)."""
         if who is not None:
-            throttle = header.throttle_ms  # the request quota's, set when the request came in
+            throttle = getattr(header, "throttle_ms", 0)  # the request quota's, set when the request came in
             quotas = self.broker.client_quotas
             if quotas.fetch_on:
                 size = _response_size(parts)
