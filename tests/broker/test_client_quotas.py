@@ -265,3 +265,34 @@ def test_acks_0_produce_over_its_byte_quota_mutes_the_connection(tmp_path):
         t0 = time.monotonic()
         assert c.request(m.ApiVersionsRequest(), api_version=0).error_code == 0
         assert time.monotonic() - t0 >= 2.0
+
+
+def test_a_throttled_kafka_python_consumer_in_a_fetch_session_still_gets_everything(tmp_path):
+    """kafka-python fetches in incremental sessions (KIP-227): answers withheld
+    by the quota leave its session as it was, and every record still comes,
+    at the quota's pace."""
+    kafka = pytest.importorskip("kafka")
+    with running_broker(data_dir=str(tmp_path / "d"), config=SHORT_WINDOWS) as b:
+        admin = conn(b, "admin")
+        create_topic(admin, "q-kpc")
+        for _ in range(100):
+            assert produce(admin, "q-kpc", 10000) == (0, [0])
+        assert alter(admin, [([("client-id", "kpc")], [("consumer_byte_rate", 100000.0)])]) == [(0, None)]
+        enforced(b, "kpc", "consumer_byte_rate")
+        c = kafka.KafkaConsumer("q-kpc", bootstrap_servers=str(b), client_id="kpc", group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                fetch_max_bytes=32768, max_partition_fetch_bytes=32768)
+        try:
+            t0 = time.monotonic()
+            offsets = []
+            deadline = t0 + 120
+            while len(offsets) < 100 and time.monotonic() < deadline:
+                for records in c.poll(timeout_ms=500).values():
+                    offsets.extend(r.offset for r in records)
+            elapsed = time.monotonic() - t0
+            assert b.broker.handlers.fetch_api.sessions.size() >= 1   # it did fetch in a session
+        finally:
+            c.close()
+        assert offsets == list(range(100))
+        # 1 MB at 100 KB/s, less what the first window lets through at once.
+        assert elapsed >= 5.0, elapsed
