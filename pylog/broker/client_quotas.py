@@ -31,10 +31,12 @@ kind costs nothing (the *_on flags).
   thread (a quota of 50 is half of one thread). pylog handles every request
   on one event loop, so 100 is the whole loop: a quota of 10 lets a client
   use 10% of the loop's time, i.e. 100 ms of handling per second. The time
-  counted is what the request costs the loop (decoding, its handler's
-  synchronous work and each step of a waiting handler, encoding the answer),
-  plus the worker-thread time spent decoding and encoding a large request
-  off the loop; waiting (a long poll, acks=all) costs nothing. The rate is
+  counted is CPU time, so a machine too loaded to run the broker does not
+  charge its clients: the loop thread's time the request costs (decoding,
+  its handler's synchronous work and each step of a waiting handler,
+  encoding the answer), plus the worker thread's time decoding and encoding
+  a large request off the loop; waiting (a long poll, acks=all) costs
+  nothing. The rate is
   checked when a request arrives (the time of the requests before it) and
   its own time recorded when its answer goes out, so the throttle is known
   before the answer is encoded and rides in its throttle_time_ms; as Kafka,
