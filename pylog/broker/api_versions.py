@@ -95,7 +95,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     DESCRIBE_CONFIGS: (1, 2),
     ALTER_CONFIGS: (0, 1),
     CREATE_PARTITIONS: (0, 3),
-    DESCRIBE_CLIENT_QUOTAS: (0, 1),   # controller_mutation_rate only (broker/quotas.py)
+    DESCRIBE_CLIENT_QUOTAS: (0, 1),   # broker/quotas.py, client_quotas.py, connection_quotas.py
     ALTER_CLIENT_QUOTAS: (0, 1),
     INCREMENTAL_ALTER_CONFIGS: (0, 1),  # v1 is flexible; confluent-kafka's non-deprecated way
     # Inter-broker APIs (controller -> broker), advertised as Kafka brokers do;

@@ -55,7 +55,9 @@ from .log_manager import LogManager
 from .metadata_cache import MetadataCache
 from .producer_ids import PRODUCER_ID_BLOCK, PRODUCER_ID_FILE, ProducerIdBlocks
 from .log_dirs_api import LogDirsApi
-from .quota_apis import QuotaApis
+from .client_quotas import ClientQuotas, refresh as refresh_quotas
+from .connection_quotas import ConnectionQuotas
+from .quota_apis import QuotaApis, load_table
 from .sasl import SaslApis, inter_broker_credentials, listener_credentials, listener_settings
 from .scram_apis import ScramApis
 from .quotas import ControllerMutationQuotas
@@ -126,6 +128,12 @@ class Broker:
         # KIP-599, enforced where topics change: on the active controller.
         self.mutation_quotas = ControllerMutationQuotas(
             self.config, lambda: self.metadata_store.client_quotas() if self.metadata_store is not None else {})
+        # Client quotas and connection limits, enforced by every broker on
+        # the quota table refresh_quotas keeps (broker/client_quotas.py).
+        self.client_quotas = ClientQuotas(self.config)
+        self.connection_quotas = ConnectionQuotas(self.config, [ln.name for ln in self.config.listeners()],
+                                                  self.config.inter_broker_listener_name())
+        self.quotas_changed = None    # an asyncio.Event on the loop: set when this broker altered quotas
         self._too_few_warned = 0.0    # monotonic time of the last "too few brokers" warning
         # ACLs (authorizer.class.name): None means no check anywhere.
         self.authorizer = Authorizer.from_config(self.config) if self.config.authorizer_enabled() else None
@@ -271,6 +279,9 @@ class Broker:
         await self.acl_apis.start()
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         self._tasks.append(asyncio.ensure_future(self._flusher()))
+        self.quotas_changed = asyncio.Event()
+        self._tasks.append(asyncio.ensure_future(refresh_quotas(
+            self, lambda: load_table(self), (self.client_quotas, self.connection_quotas))))
         if self.config.get("pylog.console.listener"):
             from ..console.server import start_broker_console
             try:

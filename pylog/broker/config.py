@@ -167,6 +167,15 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # window.size.seconds tokens per quota entity (Kafka's names and defaults).
     "controller.quota.window.num": (int, 11),
     "controller.quota.window.size.seconds": (int, 1),
+    # Client quotas (broker/client_quotas.py) and connection limits
+    # (broker/connection_quotas.py): Kafka's names and defaults, 2147483647
+    # (Int.MaxValue) meaning no limit.
+    "quota.window.num": (int, 11),
+    "quota.window.size.seconds": (int, 1),
+    "max.connections": (int, 2147483647),
+    "max.connections.per.ip": (int, 2147483647),
+    "max.connections.per.ip.overrides": (str, ""),
+    "max.connection.creation.rate": (int, 2147483647),
     # pylog's own: auto (uvloop when installed), asyncio or uvloop.
     "pylog.event.loop": (str, "auto"),
     # pylog's own: HOST:PORT where GET /metrics answers in Prometheus's text
@@ -206,7 +215,16 @@ _RANGES: dict[str, tuple] = {
     "delete.retention.ms": (0, None),
     "min.compaction.lag.ms": (0, None),
     "max.compaction.lag.ms": (1, None),
+    "quota.window.num": (1, None),
+    "quota.window.size.seconds": (1, None),
+    "max.connections": (0, None),
+    "max.connections.per.ip": (0, None),
+    "max.connection.creation.rate": (0, None),
 }
+# Per-listener overrides of the connection limits (Kafka's
+# listener.name.<listener>.<key>); other listener.name. keys are security
+# settings (refused below until built).
+_LISTENER_KEY = re.compile(r"listener\.name\.([^.]+)\.(max\.connections|max\.connection\.creation\.rate)$")
 
 
 _GROUP_CONSUMER_INT_KEYS = (
@@ -358,7 +376,8 @@ class BrokerConfig:
             self.props[k] = config_text(v)
         _refuse_security(self.props)
         self.authorizer_enabled()
-        unknown = [k for k in self.props if k not in BROKER_DEFAULTS and not _is_tls_key(k) and not _sasl_key(k)]
+        unknown = [k for k in self.props if k not in BROKER_DEFAULTS and not _is_tls_key(k) and not _sasl_key(k)
+                   and not _LISTENER_KEY.match(k)]
         if unknown:
             log.warning("these broker configs were supplied but are not used: %s", ", ".join(sorted(unknown)))
         for k in self.props:
@@ -382,6 +401,17 @@ class BrokerConfig:
         for k in _RANGES:
             if k in BROKER_DEFAULTS:
                 _check_range(k, self.get(k))
+        from .connection_quotas import parse_overrides  # here: it imports this package's quota helpers
+        parse_overrides(self.get("max.connections.per.ip.overrides"))
+        if self.get("max.connections.per.ip") == 0 and not self.get("max.connections.per.ip.overrides").strip():
+            raise InvalidConfigError("max.connections.per.ip can be set to zero only if "
+                                     "max.connections.per.ip.overrides property is set.")
+        for k in self.props:
+            m = _LISTENER_KEY.match(k)
+            if m:
+                v = _parse(k, int, self.props[k])
+                if v <= 0:
+                    raise InvalidConfigError(f"Invalid {m.group(2)} {v}")
         console = self.get("pylog.console.listener")
         if console is not None and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]*):\d{1,5}", console.strip()):
             raise InvalidConfigError(f"pylog.console.listener={console!r}: expected host:port (the web "
@@ -605,6 +635,13 @@ class BrokerConfig:
     def is_set(self, key: str) -> bool:
         return key in self.props
 
+    def listener_int(self, listener: str, key: str) -> int:
+        """key (max.connections or max.connection.creation.rate) for one
+        listener: listener.name.<listener lower-cased>.<key>, else the broker's
+        key, as Kafka's valuesWithPrefixOverride."""
+        v = self.props.get(f"listener.name.{listener.lower()}.{key}")
+        return self.get(key) if v is None else _parse(key, int, v)
+
     # ---- derived values, as Kafka derives them ----
 
     @property
@@ -681,14 +718,14 @@ class BrokerConfig:
         return broker_key is not None and self.is_set(broker_key)
 
 
-# Kafka's broker keys that ask for authentication, encryption, authorization or
-# connection limits (BrokerSecurityConfigs, SslConfigs, SaslConfigs,
+# Kafka's broker keys that ask for authentication, encryption or authorization
+# (BrokerSecurityConfigs, SslConfigs, SaslConfigs,
 # SocketServerConfigs, DelegationTokenManagerConfigs). None is implemented
 # yet (issue 19), and a broker that warned "supplied but not used" and went on
 # would serve everyone in plaintext with no authentication, which is what the
 # user set these keys to prevent: each one refuses the start instead. A key
 # leaves these lists when its part is built.
-_SECURITY_PREFIXES = ("ssl.", "sasl.", "listener.name.", "delegation.token.", "max.connection")
+_SECURITY_PREFIXES = ("ssl.", "sasl.", "listener.name.", "delegation.token.")
 _SECURITY_KEYS = frozenset({
     "principal.builder.class",
     "security.providers", "client.quota.callback.class",
@@ -720,13 +757,13 @@ def _refuse_security(props: dict[str, str]) -> None:
                 raise InvalidConfigError(
                     "Only one of inter.broker.listener.name and security.inter.broker.protocol should be set.")
             continue
-        if _is_tls_key(key) or _sasl_key(key):
+        if _is_tls_key(key) or _sasl_key(key) or _LISTENER_KEY.match(key):
             continue
         if key in _SECURITY_KEYS or key.startswith(_SECURITY_PREFIXES):
             raise InvalidConfigError(
-                f"{key} is a security setting pylog does not implement yet (issue 19: TLS, SASL, ACLs, "
-                f"connection limits); refusing to start rather than serve every client in plaintext without "
-                f"it. Remove the key to run an unsecured broker.")
+                f"{key} is a security setting pylog does not implement yet (issue 19: TLS, SASL, ACLs); "
+                f"refusing to start rather than serve every client in plaintext without it. Remove the key to "
+                f"run an unsecured broker.")
 
 
 ACL_AUTHORIZERS = ("org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer")

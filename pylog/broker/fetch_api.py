@@ -34,6 +34,7 @@ from ..protocol.error_codes import Errors
 from ..protocol.types import write_unsigned_varint
 from .fetch_session import FetchManager
 from .purgatory import HIGH_WATERMARK, LOG_END, DelayedOperation
+from .quotas import CONSUMER_BYTE_RATE
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -46,6 +47,12 @@ _II = struct.Struct(">ii")
 _ZERO_UUID = uuid.UUID(int=0)
 # Part tuple fields (one per partition read).
 _KEY, _TID, _FP, _CODE, _HW, _LSS, _HAS, _PREF, _DIV, _LSO, _DATA, _ABORTED, _LEADER = range(13)
+# A partition's fixed fields in an answer (index, error, offsets, aborted
+# transactions' count, preferred replica, records' size), counted toward a
+# consumer's byte quota with its records.
+_PART_OVERHEAD = 46
+# Kafka's principal of a client that did not authenticate.
+ANONYMOUS_PRINCIPAL = "User:ANONYMOUS"
 
 
 def _uvarint(n: int) -> bytes:
@@ -85,7 +92,13 @@ class FetchApi:
         deadline = time.monotonic() + max(req.max_wait_ms, 0) / 1000.0
         version = header.request_api_version
         replica_id = req.replica_state.replica_id if version >= 15 else req.replica_id
-        source = self._fetch_source(req, version, replica_id)
+        who = None  # (principal, client id) of a consumer, whose quotas apply
+        cap = None
+        if replica_id < 0 and header is not None:
+            who = (getattr(header, "principal", None) or ANONYMOUS_PRINCIPAL, getattr(header, "client_id", None))
+            if self.broker.client_quotas.fetch_on:
+                cap = self.broker.client_quotas.max_fetch_bytes(*who)
+        source = self._fetch_source(req, version, replica_id, cap)
         ctx = self.sessions.new_context(version, req.session_id, req.session_epoch, replica_id >= 0,
                                         _fetch_wanted(req.topics, version), _forgotten(req, version))
         if ctx.error:
@@ -97,14 +110,32 @@ class FetchApi:
                                                                     self._name_of))
         parts, total, ready, served = self._fetch_once(req, version, source, wanted)
         if ready or total >= req.min_bytes or req.max_wait_ms <= 0 or not parts:
-            _count_bytes_out(served)
-            return self._answer(version, ctx, parts, listener)
+            return self._answer(version, ctx, parts, listener, header, who, served)
         del parts, served
         # The partitions' positions as this read saw them, taken now: whatever
         # moves before the wait starts completes it at once.
-        return self._fetch_wait(req, version, deadline, source, ctx, listener, self._delayed_fetch(version, wanted))
+        return self._fetch_wait(req, version, deadline, source, ctx, listener, self._delayed_fetch(version, wanted),
+                                header, who)
 
-    def _answer(self, version, ctx, parts, listener):
+    def _answer(self, version, ctx, parts, listener, header=None, who=None, served=()):
+        """The answer to send; for a consumer, unless its quotas withhold it
+        (broker/client_quotas.py): then an answer with no partitions and the
+        throttle time, as Kafka's, whose bytes are taken back out of the
+        consumer's rate (it got none)."""
+        if who is not None:
+            throttle = getattr(header, "throttle_ms", 0)  # the request quota's, set when the request came in
+            quotas = self.broker.client_quotas
+            if quotas.fetch_on:
+                size = _response_size(parts)
+                over = quotas.record_bytes(CONSUMER_BYTE_RATE, who[0], who[1], size)
+                if over or throttle:
+                    quotas.unrecord_bytes(CONSUMER_BYTE_RATE, who[0], who[1], size)
+                throttle = max(throttle, over)
+            if throttle > 0:
+                header.throttle_ms = throttle
+                error, session_id = ctx.throttled()
+                return _encode(version, error, session_id, [], (), throttle)
+        _count_bytes_out(served)
         error, session_id, parts = ctx.answer(parts)
         endpoints = ()
         if version >= 16:
@@ -124,7 +155,7 @@ class FetchApi:
                     parts.append(p)
         return _DelayedFetch(parts, self.broker)
 
-    async def _fetch_wait(self, req, version, deadline, source, ctx, listener, op):
+    async def _fetch_wait(self, req, version, deadline, source, ctx, listener, op, header=None, who=None):
         """Long-poll: wait in the purgatory until a fetched partition moves
         (new data, a new high watermark, a leadership change), read again,
         and answer once min_bytes are there or max_wait_ms has passed."""
@@ -138,15 +169,13 @@ class FetchApi:
                 break
             parts, total, ready, served = self._fetch_once(req, version, source, ctx.wanted)
             if ready or total >= req.min_bytes:
-                _count_bytes_out(served)
-                return detach_chunks(self._answer(version, ctx, parts, listener))
+                return detach_chunks(self._answer(version, ctx, parts, listener, header, who, served))
             del parts, served
             op = self._delayed_fetch(version, ctx.wanted)
         parts, _total, _ready, served = self._fetch_once(req, version, source, ctx.wanted)
-        _count_bytes_out(served)
-        return detach_chunks(self._answer(version, ctx, parts, listener))
+        return detach_chunks(self._answer(version, ctx, parts, listener, header, who, served))
 
-    def _fetch_source(self, req, version, replica_id):
+    def _fetch_source(self, req, version, replica_id, cap=None):
         """Who fetches, as Kafka's FetchParams sees it: (replica_id,
         from_follower, only_from_leader, client_rack). Fetch v11 carries
         client metadata (rack_id), and Kafka then lets any replica serve a
@@ -154,7 +183,8 @@ class FetchApi:
         selector; older consumers and every follower fetch are served by
         leaders only. client_rack is set when this broker, as leader, should
         look for a preferred read replica (replica.selector.class, a
-        non-empty rack_id)."""
+        non-empty rack_id). cap: a consumer quota's bound on the answer's
+        bytes (or None)."""
         from_follower = replica_id >= 0
         client_metadata = version >= 11 and not from_follower
         rack = None
@@ -163,7 +193,7 @@ class FetchApi:
         if (client_metadata and req.rack_id and req.rack_id != self.broker.config.get("broker.rack")
                 and self.broker.config.replica_selector() == "rack-aware"):
             rack = req.rack_id
-        return replica_id, from_follower, not client_metadata, rack
+        return replica_id, from_follower, not client_metadata, rack, cap
 
     def _may_serve(self, p, from_follower, follower, only_leader) -> bool:
         if from_follower:
@@ -210,7 +240,7 @@ class FetchApi:
         replica (Kafka answers those at once); served lists (partition,
         record bytes) read for a consumer, counted in bytes_out only by the
         caller that sends this answer."""
-        replica_id, from_follower, only_leader, client_rack, *denied = source
+        replica_id, from_follower, only_leader, client_rack, cap, *denied = source
         denied = denied[0] if denied else ()   # topics not authorized (broker/authorizer.py)
         self._read_number += 1
         # Kafka's bound on the whole answer: the request's max_bytes, capped by
@@ -218,6 +248,8 @@ class FetchApi:
         # for followers (the first batch still goes out whole, KIP-74).
         budget = req.max_bytes if req.max_bytes > 0 else 0x7FFFFFFF
         budget = min(budget, self._fetch_response_max_follower if from_follower else self._fetch_max_bytes)
+        if cap is not None:
+            budget = min(budget, cap)
         total = 0
         respond_now = False
         read_committed = req.isolation_level == 1 and not from_follower
@@ -403,13 +435,23 @@ def _count_bytes_out(served):
         p.bytes_out += n
 
 
-def _encode(version, error, session_id, parts, endpoints):
+def _response_size(parts) -> int:
+    """What an answer of these parts weighs for a consumer quota: the record
+    bytes plus each partition's fixed fields (no per-record work)."""
+    n = 0
+    for p in parts:
+        data = p[_DATA]
+        n += _PART_OVERHEAD if data is None else _PART_OVERHEAD + len(data)
+    return n
+
+
+def _encode(version, error, session_id, parts, endpoints, throttle_ms=0):
     """The response body as chunks (the connection writes the correlation
     id; for flexible versions the first chunk starts with the response
     header's empty tag section)."""
     if version >= 12:
-        return _encode_flexible(version, error, session_id, parts, endpoints)
-    head = bytearray(_I32.pack(0))  # throttle_time_ms
+        return _encode_flexible(version, error, session_id, parts, endpoints, throttle_ms)
+    head = bytearray(_I32.pack(throttle_ms))
     if version >= 7:
         head += _I16I32.pack(error, session_id)
     runs = _runs(parts)
@@ -445,9 +487,9 @@ def _encode(version, error, session_id, parts, endpoints):
     return chunks
 
 
-def _encode_flexible(version, error, session_id, parts, endpoints):
+def _encode_flexible(version, error, session_id, parts, endpoints, throttle_ms=0):
     head = bytearray(b"\x00")  # response header v1: no tags
-    head += _I32.pack(0)       # throttle_time_ms
+    head += _I32.pack(throttle_ms)
     head += _I16I32.pack(error, session_id)
     runs = _runs(parts)
     head += _uv(len(runs) + 1)

@@ -263,6 +263,17 @@ class FetchContext:
             cached_of[k] = cached_of.pop(k)
         return 0, session.id, out
 
+    def throttled(self):
+        """(error code, session id) of an answer a quota withholds (Kafka's
+        getThrottledResponse): it carries no partitions; a full request
+        creates no session, an incremental one keeps its session as it was."""
+        if self.kind == "incremental":
+            session = self.session
+            if session.epoch != self.expected_epoch:
+                return Errors.INVALID_FETCH_SESSION_EPOCH, session.id
+            return 0, session.id
+        return 0, INVALID_SESSION_ID
+
 
 def _cached_from(p):
     c = CachedPartition(p[1], p[2])

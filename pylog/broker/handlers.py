@@ -45,6 +45,7 @@ from .replication import leader_and_isr_response
 from .fetch_api import FetchApi
 from .log_manager import MAX_PARTITIONS_PER_BATCH, merge_overrides
 from .purgatory import HIGH_WATERMARK, DelayedOperation, Purgatory
+from .quotas import user_of
 from .txn_partition_apis import TxnPartitionApis
 
 log = logging.getLogger("pylog.broker")
@@ -482,13 +483,15 @@ class Handlers:
 
     # ---- Produce (0) ----
 
-    def produce(self, frame, listener=None, who=None):
+    def produce(self, frame, listener=None, who=None, throttle_ms=0):
         """A whole Produce request frame in, the whole response frame out (None
         for acks=0). Decoded by the hand-written codec (protocol/produce.py):
         this is the broker's hot path. Raises ProtocolError for malformed bytes.
         listener: the name of the listener it came on (None: the inter-broker
         one), where v10+ answers name the current leaders (KIP-951). who: the
-        connection (its principal and host), for the authorizer."""
+        connection (its principal and host), for the authorizer. throttle_ms:
+        what the client's quotas decided (broker/client_quotas.py), carried in
+        the answer's throttle_time_ms."""
         correlation_id, version, _client, txn_id, acks, timeout_ms, topics = decode_produce_request(frame)
         denied = None if self.broker.authorizer is None else self.broker.authorizer.produce_denials(
             who, txn_id, topics, _has_transactional_batch)
@@ -530,8 +533,8 @@ class Handlers:
                 raise ConnectionAbortedError("acks=0 produce failed")
             return None
         if waiting:
-            return self._produce_wait(correlation_id, version, results, waiting, timeout_ms)
-        return encode_produce_response(correlation_id, version, results, list(endpoints.values()))
+            return self._produce_wait(correlation_id, version, results, waiting, timeout_ms, throttle_ms)
+        return encode_produce_response(correlation_id, version, results, list(endpoints.values()), throttle_ms)
 
     def _not_hosted(self, topic, index, code):
         """Kafka's ReplicaManager.getPartitionOrError: a partition of a topic
@@ -580,7 +583,7 @@ class Handlers:
         self.topic_stats.produced(name, r, len(records))
         return p, r
 
-    async def _produce_wait(self, correlation_id, version, results, waiting, timeout_ms):
+    async def _produce_wait(self, correlation_id, version, results, waiting, timeout_ms, throttle_ms=0):
         """acks=all: answer once the HW passed every appended offset (§4.1),
         REQUEST_TIMED_OUT after timeout_ms, NOT_ENOUGH_REPLICAS_AFTER_APPEND
         when the ISR shrank below min.insync.replicas meanwhile. Waits in the
@@ -594,7 +597,7 @@ class Handlers:
             if code:
                 idx = results[ti][1][pi][0]
                 results[ti][1][pi] = (idx, code, -1, -1, -1, None)
-        return encode_produce_response(correlation_id, version, results)
+        return encode_produce_response(correlation_id, version, results, throttle_ms=throttle_ms)
 
     # ---- ListOffsets (2) ----
 
@@ -765,7 +768,8 @@ class Handlers:
         """This request's controller mutation quota (KIP-599): strict from
         strict_since, permissive before (broker/quotas.py)."""
         return await self.broker.mutation_quotas.quota_for(
-            getattr(header, "client_id", None), getattr(header, "request_api_version", strict_since) >= strict_since)
+            getattr(header, "client_id", None), getattr(header, "request_api_version", strict_since) >= strict_since,
+            user_of(getattr(header, "principal", None)))
 
     def _is_offsets_topic_request(self, t) -> bool:
         cfg = self.broker.config
@@ -1082,7 +1086,8 @@ def _throttled(header, quota) -> int:
     """The answer's throttle_time_ms; the connection is muted that long after it."""
     ms = quota.throttle_time_ms
     if header is not None:
-        header.throttle_ms = ms
+        # The request quota's throttle may be set already: the larger wins.
+        ms = header.throttle_ms = max(ms, header.throttle_ms)
     return ms
 
 

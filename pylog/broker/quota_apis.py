@@ -4,8 +4,9 @@ Served by any broker that holds the cluster's metadata store (ZooKeeper, the
 embedded controller's broker, a lone broker): read and written there, on a
 worker thread. A broker of the embedded controller without the store forwards
 the request to the controller, as KRaft brokers forward these. What the
-entries may hold is pylog/broker/quotas.py's business (only
-controller_mutation_rate is built; the other keys are refused per entry).
+entries may hold is pylog/broker/quotas.py's business. load_table is how
+every broker reads the table it enforces (client_quotas.refresh): from the
+store where it has one, else from the controller with DescribeClientQuotas.
 
 Threads: the handlers run on the broker's loop; store reads and writes run on
 worker threads.
@@ -19,7 +20,7 @@ from ..errors import InvalidRequestError, PylogError, code_for
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from . import api_versions as av
-from .quotas import CLIENT_ID, ENTITY_TYPES, USER, check_entity, check_op, entity_of, entity_path, matches
+from .quotas import CLIENT_ID, ENTITY_TYPES, IP, USER, check_entity, check_op, entity_of, entity_path, matches
 
 log = logging.getLogger("pylog.broker")
 
@@ -76,7 +77,7 @@ class QuotaApis:
                         continue
                 if values:
                     entries.append(R.EntryData(entity=[R.EntityData(entity_type=t, entity_name=entity[t])
-                                                       for t in (USER, CLIENT_ID) if t in entity], values=values))
+                                                       for t in (USER, CLIENT_ID, IP) if t in entity], values=values))
             return R(throttle_time_ms=0, error_code=0, error_message=None, entries=entries)
         return run()
 
@@ -102,7 +103,7 @@ class QuotaApis:
                     if op.key in keys:
                         raise InvalidRequestError(f"Duplicate quota key {op.key} not updated")
                     keys.add(op.key)
-                    check_op(op.key, op.value, op.remove)
+                    check_op(entity, op.key, op.value, op.remove)
                 checked.append((e, entity, None))
             except InvalidRequestError as err:
                 checked.append((e, None, err))
@@ -133,5 +134,26 @@ class QuotaApis:
             quotas = getattr(self.broker, "mutation_quotas", None)
             if quotas is not None:
                 quotas.invalidate()
+            changed = getattr(self.broker, "quotas_changed", None)
+            if changed is not None:
+                changed.set()  # this broker enforces the new table at once
             return R(throttle_time_ms=0, entries=entries)
         return run()
+
+
+def load_table(broker) -> dict:
+    """The cluster's quota table {entity path: {key: value}}, read on a
+    worker thread: from the metadata store, or asked of the controller."""
+    store = broker.metadata_store
+    if store is not None:
+        return store.client_quotas()
+    ep = broker.metadata_cache.controller()
+    if ep is None:
+        raise PylogError("no controller is known")
+    from .handlers import _forward
+    Q = m.DescribeClientQuotasRequest
+    r = _forward(ep, Q(components=[], strict=False), 1)
+    if r.error_code:
+        raise PylogError(f"DescribeClientQuotas: error {r.error_code}: {r.error_message}")
+    return {entity_path({e.entity_type: e.entity_name for e in entry.entity}):
+            {v.key: repr(float(v.value)) for v in entry.values} for entry in r.entries or ()}

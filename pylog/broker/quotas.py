@@ -1,14 +1,20 @@
-"""Client quotas: entities, the stored quota table, and KIP-599's controller
-mutation quota.
+"""Client quotas: entities, the stored quota table, the entity resolution
+every quota shares, and KIP-599's controller mutation quota.
 
 Entities are Kafka's: a `user`, a `client-id`, or both, each a name or the
-default (Kafka's `<default>`); stored under Kafka's ZooKeeper entity paths
+default (Kafka's `<default>`), and an `ip` (or the default ip) for
+connection_creation_rate; stored under Kafka's ZooKeeper entity paths
 (`users/<user>`, `clients/<client-id>`, `users/<user>/clients/<client-id>`,
-names sanitized as Kafka's Sanitizer does) in the cluster's metadata store.
-Only `controller_mutation_rate` is enforced; the other quota keys
-(producer_byte_rate, consumer_byte_rate, request_percentage,
-connection_creation_rate) are not built yet (issue 19) and are refused, never
-stored and ignored.
+`ips/<ip>`, names sanitized as Kafka's Sanitizer does) in the cluster's
+metadata store. Keys are Kafka's and checked as its ClientQuotaControlManager
+checks them: producer_byte_rate, consumer_byte_rate (whole numbers),
+request_percentage, controller_mutation_rate on user / client-id entities,
+connection_creation_rate (a whole number) on ip entities only.
+
+Who enforces what: controller_mutation_rate here (ControllerMutationQuotas);
+the byte rates and request_percentage in client_quotas.py; the ip
+connection_creation_rate and the broker's connection limits in
+connection_quotas.py.
 
 ControllerMutationQuotas is Kafka's ControllerMutationQuotaManager: one token
 bucket per quota entity (Kafka's metric tags: the user and/or client-id the
@@ -32,6 +38,7 @@ loop); the entity helpers are pure functions.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import math
 import time
@@ -46,8 +53,17 @@ ENTITY_TYPES = (USER, CLIENT_ID, IP)
 DEFAULT = "<default>"          # Kafka's ZooKeeper name of a default entity
 ANONYMOUS = "ANONYMOUS"        # the principal of every unauthenticated client
 CONTROLLER_MUTATION_RATE = "controller_mutation_rate"
-# Kafka's other client quota keys: known, not built yet (issue 19).
-NOT_BUILT = ("producer_byte_rate", "consumer_byte_rate", "request_percentage", "connection_creation_rate")
+PRODUCER_BYTE_RATE = "producer_byte_rate"
+CONSUMER_BYTE_RATE = "consumer_byte_rate"
+REQUEST_PERCENTAGE = "request_percentage"
+CONNECTION_CREATION_RATE = "connection_creation_rate"
+# Kafka's QuotaConfig: the keys of each kind of entity, and whether the value
+# must be a whole number (LONG / INT) or may be fractional (DOUBLE).
+USER_CLIENT_KEYS = {PRODUCER_BYTE_RATE: True, CONSUMER_BYTE_RATE: True, REQUEST_PERCENTAGE: False,
+                    CONTROLLER_MUTATION_RATE: False}
+IP_KEYS = {CONNECTION_CREATION_RATE: True}
+INT_MAX = (1 << 31) - 1
+LONG_MAX = (1 << 63) - 1
 # How long a controller's copy of the quota table may be out of date with
 # the store (a quota altered through another broker).
 RELOAD_S = 1.0
@@ -67,6 +83,8 @@ def entity_path(entity: dict) -> str:
         return f"users/{seg(entity[USER])}/clients/{seg(entity[CLIENT_ID])}"
     if USER in entity:
         return f"users/{seg(entity[USER])}"
+    if IP in entity:
+        return f"ips/{seg(entity[IP])}"
     return f"clients/{seg(entity[CLIENT_ID])}"
 
 
@@ -80,6 +98,8 @@ def entity_of(path: str) -> dict:
         out[USER] = name(parts[1])
         if len(parts) == 4:
             out[CLIENT_ID] = name(parts[3])
+    elif parts[0] == "ips":
+        out[IP] = name(parts[1])
     else:
         out[CLIENT_ID] = name(parts[1])
     return out
@@ -91,7 +111,7 @@ def check_entity(components) -> dict:
     entity: dict = {}
     for etype, name in components:
         if etype in entity:
-            raise InvalidRequestError(f"Duplicate {etype} entity type in request")
+            raise InvalidRequestError(f"Invalid client quota entity, duplicate entity entry {etype}")
         if etype not in ENTITY_TYPES:
             raise InvalidRequestError(f"Unhandled client quota entity type: {etype}")
         if name == "":
@@ -100,19 +120,77 @@ def check_entity(components) -> dict:
     if not entity:
         raise InvalidRequestError("Invalid empty client quota entity")
     if IP in entity:
-        raise InvalidRequestError("ip quotas (connection_creation_rate) are not supported by this broker yet "
-                                  "(issue 19)")
+        if len(entity) > 1:
+            raise InvalidRequestError("Invalid quota entity combination, IP entity should not be combined with "
+                                      "User or ClientId")
+        if entity[IP] is not None and not valid_ip(entity[IP]):
+            raise InvalidRequestError(f"{entity[IP]} is not a valid IP or resolvable host.")
     return entity
 
 
-def check_op(key: str, value: float, remove: bool) -> None:
-    if key in NOT_BUILT:
-        raise InvalidRequestError(f"{key} quotas are not supported by this broker yet (issue 19); "
-                                  f"only {CONTROLLER_MUTATION_RATE} is enforced")
-    if key != CONTROLLER_MUTATION_RATE:
+def valid_ip(text: str) -> bool:
+    """An IP address literal. Kafka also takes a host name it can resolve; a
+    lookup would block the loop and tie the quota to what DNS said once, so
+    pylog takes addresses only."""
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def check_op(entity: dict, key: str, value: float, remove: bool) -> None:
+    keys = IP_KEYS if IP in entity else USER_CLIENT_KEYS
+    whole = keys.get(key)
+    if whole is None:
         raise InvalidRequestError(f"Invalid configuration key {key}")
-    if not remove and (math.isnan(value) or math.isinf(value) or value <= 0):
-        raise InvalidRequestError(f"Invalid value {value} for {key}: a rate above 0")
+    if remove:
+        return
+    if math.isnan(value) or value <= 0.0:
+        raise InvalidRequestError(f"Quota {key} must be greater than 0")
+    if whole:
+        if value > (INT_MAX if key == CONNECTION_CREATION_RATE else LONG_MAX):
+            kind = "an INT" if key == CONNECTION_CREATION_RATE else "a LONG"
+            raise InvalidRequestError(f"Proposed value for {key} is too large for {kind}.")
+        if abs(value % 1.0) > 1e-6:
+            raise InvalidRequestError(f"{key} cannot be a fractional value.")
+    elif math.isinf(value):
+        raise InvalidRequestError(f"Quota {key} must be a finite number")
+
+
+def user_of(principal: str | None) -> str:
+    """The user a quota is looked up by: the principal's name
+    ("User:alice" -> "alice"), as Kafka's session.sanitizedUser; None is the
+    unauthenticated ANONYMOUS."""
+    if principal is None:
+        return ANONYMOUS
+    return principal.split(":", 1)[1] if ":" in principal else principal
+
+
+def resolve(table: dict, key: str, user: str, client_id: str):
+    """Kafka's DefaultQuotaCallback: (the bound, the metric tags) of the most
+    specific entity with a value for key, or (None, None). The order is
+    user+client, user+default client, user, default user+client, default
+    user+default client, default user, client, default client. The tags (the
+    user and/or client-id the matching entity is keyed by, a default
+    entity's being each actual name's own) say which clients share one rate."""
+    if not table:
+        return None, None
+    u, c = sanitize(user), sanitize(client_id)
+    order = ((f"users/{u}/clients/{c}", (user, client_id)), (f"users/{u}/clients/{DEFAULT}", (user, client_id)),
+             (f"users/{u}", (user, "")),
+             (f"users/{DEFAULT}/clients/{c}", (user, client_id)),
+             (f"users/{DEFAULT}/clients/{DEFAULT}", (user, client_id)),
+             (f"users/{DEFAULT}", (user, "")),
+             (f"clients/{c}", ("", client_id)), (f"clients/{DEFAULT}", ("", client_id)))
+    for path, tags in order:
+        value = table.get(path, {}).get(key)
+        if value is not None:
+            try:
+                return float(value), tags
+            except ValueError:
+                log.warning("ignoring a malformed %s at %s: %r", key, path, value)
+    return None, None
 
 
 def matches(entity: dict, filters: list, strict: bool) -> bool:
@@ -216,22 +294,4 @@ class ControllerMutationQuotas:
         return MutationQuota(bucket, rate, burst, strict, self._clock)
 
     def _resolve(self, user: str, client_id: str):
-        """Kafka's DefaultQuotaCallback order: the most specific entity with a
-        controller_mutation_rate wins; the bucket is keyed by the user and/or
-        client-id that entity is keyed by (a default entity's bucket is each
-        actual name's own)."""
-        u, c = sanitize(user), sanitize(client_id)
-        order = ((f"users/{u}/clients/{c}", (user, client_id)), (f"users/{u}/clients/{DEFAULT}", (user, client_id)),
-                 (f"users/{u}", (user, "")),
-                 (f"users/{DEFAULT}/clients/{c}", (user, client_id)),
-                 (f"users/{DEFAULT}/clients/{DEFAULT}", (user, client_id)),
-                 (f"users/{DEFAULT}", (user, "")),
-                 (f"clients/{c}", ("", client_id)), (f"clients/{DEFAULT}", ("", client_id)))
-        for path, tags in order:
-            value = (self._table or {}).get(path, {}).get(CONTROLLER_MUTATION_RATE)
-            if value is not None:
-                try:
-                    return float(value), tags
-                except ValueError:
-                    log.warning("ignoring a malformed %s at %s: %r", CONTROLLER_MUTATION_RATE, path, value)
-        return None, None
+        return resolve(self._table or {}, CONTROLLER_MUTATION_RATE, user, client_id)

@@ -37,12 +37,16 @@ import struct
 import sys
 import time
 from collections import deque
+# A request's cost to the loop is the loop thread's CPU time: a loaded machine
+# preempting the broker must not be charged to the client being served.
+from time import thread_time
 
 from ..protocol.errors import ProtocolError, UnsupportedVersionError
 from ..protocol.framing import decode_request, encode_response
 from . import api_versions as av
 from . import tls
 from .handlers import detach_chunks
+from .quotas import PRODUCER_BYTE_RATE
 from .sasl import Authenticator, listener_settings
 
 log = logging.getLogger("pylog.broker")
@@ -81,7 +85,7 @@ class RequestContext:
     a dispatch and an await. Immutable once built: any thread may read it."""
 
     __slots__ = ("request_api_key", "request_api_version", "correlation_id", "client_id", "peer_host",
-                 "listener", "throttle_ms", "principal")
+                 "listener", "throttle_ms", "principal", "loop_s")
 
     def __init__(self, header, peer_host: str, listener: "BoundListener", principal: str = ANONYMOUS_PRINCIPAL):
         self.request_api_key = header.request_api_key
@@ -98,6 +102,9 @@ class RequestContext:
         # goes out, the connection reads nothing more for this long (Kafka mutes
         # the channel; clients that do not back off by themselves wait too).
         self.throttle_ms = 0
+        # The loop time this request has cost so far, when a request_percentage
+        # quota counts it (broker/client_quotas.py); None: not counted.
+        self.loop_s = None
 
     @property
     def listener_name(self) -> str:
@@ -153,6 +160,7 @@ class Connection(asyncio.BufferedProtocol):
         self._reading_paused = False
         self._off_loop = False   # a large request is being decoded or encoded on a worker thread
         self._muted = False      # throttled by a quota: no reading until the throttle time is over
+        self._held = False       # not let in yet by the connection limits (broker/connection_quotas.py)
         self._out = None         # responses gathered while a read is processed
         self.closed = False
         self.last_active = time.monotonic()
@@ -191,12 +199,14 @@ class Connection(asyncio.BufferedProtocol):
         self.server.connections.add(self)
         if self.server.broker.metrics is not None:
             self.server.broker.metrics.connection_made(self)   # counts it, times its requests
+        self.server.connection_quotas.accepted(self)
 
     def connection_lost(self, exc):
         self.closed = True
         self.server.connections.discard(self)
         if self.server.broker.metrics is not None:
             self.server.broker.metrics.connection_lost(self)
+        self.server.connection_quotas.closed(self)
         for _header, item in self._pending:
             if isinstance(item, asyncio.Future):
                 item.cancel()  # long polls stop waiting for a socket that is gone
@@ -219,7 +229,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _maybe_resume_reading(self):
         if self._reading_paused and not self._paused_writing and len(self._pending) < MAX_QUEUED \
-                and not self._off_loop and not self._muted \
+                and not self._off_loop and not self._muted and not self._held \
                 and not self.closed:
             self._reading_paused = False
             self.transport.resume_reading()
@@ -356,6 +366,8 @@ class Connection(asyncio.BufferedProtocol):
                 av.is_served(av.PRODUCE, _I16.unpack_from(frame, 2)[0]):
             self._on_produce(frame)
             return
+        quotas = self.server.client_quotas
+        t0 = thread_time() if quotas.request_on else None
         if len(frame) >= OFF_LOOP_BYTES:
             self._off_loop = True
             self._pause_reading()
@@ -387,6 +399,10 @@ class Connection(asyncio.BufferedProtocol):
             self.close()
             return
         header = RequestContext(header, self.peer_host, self.listener, self.principal)
+        if t0 is not None and _counted(key, req):
+            header.throttle_ms = quotas.request_throttle(self.principal, header.client_id)
+        else:
+            t0 = None
         try:
             result = handler(header, req)
         except Exception as e:
@@ -395,9 +411,13 @@ class Connection(asyncio.BufferedProtocol):
                               version)
             self.close()
             return
+        if t0 is not None:
+            header.loop_s = thread_time() - t0
         if result is None:
             return  # acks=0
         if asyncio.iscoroutine(result):
+            if t0 is not None:
+                result = _timed(result, header)
             self._queue(header, asyncio.ensure_future(result))
             if self._drainer is None:
                 self._drainer = asyncio.ensure_future(self._drain())
@@ -429,7 +449,7 @@ class Connection(asyncio.BufferedProtocol):
         loop = asyncio.get_running_loop()
         try:
             try:
-                header, req = await loop.run_in_executor(None, decode_request, frame)
+                (header, req), decode_s = await loop.run_in_executor(None, _timed_call, decode_request, frame)
             except UnsupportedVersionError as e:
                 h = getattr(e, "header", None)
                 if h is not None and h.request_api_key == av.API_VERSIONS:
@@ -448,10 +468,17 @@ class Connection(asyncio.BufferedProtocol):
                 self.close()
                 return None
             header = RequestContext(header, self.peer_host, self.listener, self.principal)
+            quotas = self.server.client_quotas
+            if quotas.request_on and _counted(key, req):
+                header.throttle_ms = quotas.request_throttle(self.principal, header.client_id)
+                header.loop_s = decode_s  # off the loop, but this request's handling all the same
             try:
+                t0 = thread_time()
                 result = handler(header, req)
+                if header.loop_s is not None:
+                    header.loop_s += thread_time() - t0
                 if asyncio.iscoroutine(result):
-                    result = await result
+                    result = await (_timed(result, header) if header.loop_s is not None else result)
                 if header.throttle_ms > 0:
                     self._mute(header.throttle_ms)
             except asyncio.CancelledError:
@@ -464,8 +491,13 @@ class Connection(asyncio.BufferedProtocol):
                 return None
             if type(result) is list:
                 body = b"".join(detach_chunks(result))
+                self._record_time(header, 0.0)
                 return _I32I32.pack(len(body) + 4, header.correlation_id) + body
-            return await loop.run_in_executor(None, encode_response, header.correlation_id, key, version, result)
+            _set_throttle(header, result)
+            frame, spent = await loop.run_in_executor(None, _timed_call, encode_response, header.correlation_id, key,
+                                                      version, result)
+            self._record_time(header, spent)
+            return frame
         finally:
             self._off_loop = False
             self._maybe_resume_reading()
@@ -487,8 +519,18 @@ class Connection(asyncio.BufferedProtocol):
             self._respond(None, frame)
 
     def _on_produce(self, frame):
+        quotas = self.server.client_quotas
+        by_bytes = by_time = 0
+        t0 = None
+        if quotas.produce_on or quotas.request_on:
+            client_id = _client_id_of(frame)
+            if quotas.request_on:
+                by_time = quotas.request_throttle(self.principal, client_id)
+                t0 = thread_time()
+            if quotas.produce_on:
+                by_bytes = quotas.record_bytes(PRODUCER_BYTE_RATE, self.principal, client_id, len(frame))
         try:
-            result = self.handlers.produce(frame, self.listener.name, self)
+            result = self.handlers.produce(frame, self.listener.name, self, max(by_bytes, by_time))
         except ProtocolError as e:
             log.warning("closing connection from %s: malformed request: %s", self.peer, e)
             self.close()
@@ -498,6 +540,15 @@ class Connection(asyncio.BufferedProtocol):
                 log.exception("closing connection from %s: Produce failed", self.peer)
             self.close()
             return
+        # acks=0 (no answer) is exempt from the request quota, as in Kafka;
+        # its bytes still count, and its connection is muted for them.
+        if result is None:
+            by_time = 0
+        elif t0 is not None:
+            quotas.record_time(self.principal, client_id, thread_time() - t0)
+        if by_bytes or by_time:
+            # Kafka mutes the channel once the answer is on its way.
+            self._mute(max(by_bytes, by_time))
         if result is None:
             return  # acks=0
         if asyncio.iscoroutine(result):
@@ -546,12 +597,26 @@ class Connection(asyncio.BufferedProtocol):
         version = header.request_api_version
         if type(result) is list:
             self._write_chunks(header.correlation_id, result)
+            self._record_time(header, 0.0)
             return
-        data = encode_response(header.correlation_id, header.request_api_key, version, result)
+        if header.loop_s is None:
+            data = encode_response(header.correlation_id, header.request_api_key, version, result)
+        else:
+            _set_throttle(header, result)
+            t0 = thread_time()
+            data = encode_response(header.correlation_id, header.request_api_key, version, result)
+            self._record_time(header, thread_time() - t0)
         if self._out is not None:
             self._out.append(data)
         else:
             self.transport.write(data)
+
+    def _record_time(self, header, more_s):
+        """The request is answered: what it cost the loop goes to its
+        client's request_percentage rate."""
+        if header.loop_s is not None:
+            self.server.client_quotas.record_time(header.principal, header.client_id, header.loop_s + more_s)
+            header.loop_s = None
 
     def _mute(self, ms):
         self._muted = True
@@ -561,6 +626,22 @@ class Connection(asyncio.BufferedProtocol):
     def _unmute(self):
         self._muted = False
         self._maybe_resume_reading()
+
+    # ---- the connection limits' decisions (broker/connection_quotas.py) ----
+
+    def hold(self):
+        """Not accepted yet, as far as the client can tell: nothing is read."""
+        self._held = True
+        self._pause_reading()
+
+    def admit(self):
+        if self._held:
+            self._held = False
+            self._maybe_resume_reading()
+
+    def close_after(self, ms):
+        self.hold()
+        asyncio.get_running_loop().call_later(ms / 1000.0, self.close)
 
     def _write_chunks(self, correlation_id, chunks):
         """Write a response made of bytes and FetchSlices (response header v0)."""
@@ -623,12 +704,81 @@ def _frame_buffer(size, have):
         return bytearray(min(size, max(BIG_FRAME_START, 2 * have)))
 
 
+def _client_id_of(frame):
+    """A Produce request's client id, read where every request header version
+    keeps it (a nullable int16-length string after the correlation id)."""
+    if len(frame) < 10:
+        return None
+    n = _I16.unpack_from(frame, 8)[0]
+    return None if n < 0 else bytes(frame[10:10 + n]).decode("utf-8", "replace")
+
+
+def _counted(key, req) -> bool:
+    """Whether a request's time counts against request_percentage: not the
+    inter-broker APIs nor follower fetches (Kafka's ClusterAction requests,
+    exempt from the request quota)."""
+    if key in av.BROKER_ONLY_APIS:
+        return False
+    if key == av.FETCH:
+        state = getattr(req, "replica_state", None)
+        replica = state.replica_id if state is not None and state.replica_id >= 0 else req.replica_id
+        return replica < 0
+    return True
+
+
+def _set_throttle(header, result):
+    """The answer says how long the client is throttled for (the larger of
+    what its handler and the request quota decided)."""
+    if header.throttle_ms > getattr(result, "throttle_time_ms", header.throttle_ms):
+        result.throttle_time_ms = header.throttle_ms
+
+
+def _timed_call(fn, *args):
+    t0 = thread_time()
+    out = fn(*args)
+    return out, thread_time() - t0
+
+
+async def _timed(coro, header):
+    """Await coro, adding the loop time each of its steps takes (not the time
+    it waits) to header.loop_s."""
+    return await _StepTimer(coro, header)
+
+
+class _StepTimer:
+    __slots__ = ("coro", "header")
+
+    def __init__(self, coro, header):
+        self.coro, self.header = coro, header
+
+    def __await__(self):
+        coro, header = self.coro, self.header
+        send, exc = None, None
+        while True:
+            t0 = thread_time()
+            try:
+                waited = coro.send(send) if exc is None else coro.throw(exc)
+            except StopIteration as stop:
+                header.loop_s += thread_time() - t0
+                return stop.value
+            except BaseException:
+                header.loop_s += thread_time() - t0
+                raise
+            header.loop_s += thread_time() - t0
+            try:
+                send, exc = (yield waited), None
+            except BaseException as e:  # noqa: BLE001 - handed to the coroutine, as await would
+                send, exc = None, e
+
+
 class Server:
     """Accepts connections on every listener and sweeps idle and stalled ones."""
 
     def __init__(self, broker):
         self.broker = broker
         self.handlers = broker.handlers
+        self.client_quotas = broker.client_quotas
+        self.connection_quotas = broker.connection_quotas
         cfg = broker.config
         self.max_request_bytes = cfg.get("socket.request.max.bytes")
         self.idle_ms = cfg.get("connections.max.idle.ms")

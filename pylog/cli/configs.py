@@ -40,7 +40,12 @@ import os
 import re
 import sys
 
-from ..broker.quotas import CONTROLLER_MUTATION_RATE, NOT_BUILT
+from ..broker.quotas import (
+    CONSUMER_BYTE_RATE,
+    CONTROLLER_MUTATION_RATE,
+    PRODUCER_BYTE_RATE,
+    REQUEST_PERCENTAGE,
+)
 from ..broker.sasl_scram import DEFAULT_ITERATIONS, MECHANISMS, MIN_ITERATIONS, TYPE_OF, hi
 from ..client.errors import error_for, error_name
 from ..protocol import messages as m
@@ -48,7 +53,8 @@ from .common import add_bootstrap, add_command_config, open_client
 
 __all__ = ["add_configs_parser"]
 
-QUOTA_KEYS = (CONTROLLER_MUTATION_RATE, *NOT_BUILT)
+# The quota keys of users and clients (connection_creation_rate belongs to ip entities).
+QUOTA_KEYS = (CONTROLLER_MUTATION_RATE, PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE, REQUEST_PERCENTAGE)
 _SPLIT = re.compile(r",(?![^\[]*\])")   # commas outside [...]
 _CREDENTIAL = re.compile(r"(?:iterations=(-?[0-9]*),)?password=(.*)", re.S)
 

@@ -217,7 +217,7 @@ def _put_compact_string(out, s):
     out += b
 
 
-def _encode_flexible_response(correlation_id, version, results, node_endpoints):
+def _encode_flexible_response(correlation_id, version, results, node_endpoints, throttle_ms=0):
     out = bytearray(_SIZE_CORR.pack(0, correlation_id))
     out.append(0)  # response header v1: no tagged fields
     _put_uvarint(out, len(results) + 1)
@@ -245,7 +245,7 @@ def _encode_flexible_response(correlation_id, version, results, node_endpoints):
             else:
                 out.append(0)
         out.append(0)
-    out += _I32.pack(0)  # throttle_time_ms
+    out += _I32.pack(throttle_ms)
     if version >= 10 and node_endpoints:
         body = bytearray()
         _put_uvarint(body, len(node_endpoints) + 1)
@@ -264,16 +264,17 @@ def _encode_flexible_response(correlation_id, version, results, node_endpoints):
     return bytes(out)
 
 
-def encode_produce_response(correlation_id, version, results, node_endpoints=()):
+def encode_produce_response(correlation_id, version, results, node_endpoints=(), throttle_ms=0):
     """The whole response frame (size prefix included). results: a list of
     (topic, [(index, error_code, base_offset, log_append_time_ms,
     log_start_offset, error_message[, record_errors[, current_leader]])])
     with record_errors [(batch_index, batch_index_error_message)] and
     current_leader (leader_id, leader_epoch) or None; error messages and
     record errors exist only from v8 on, current_leader and node_endpoints
-    [(node_id, host, port, rack)] from v10 on."""
+    [(node_id, host, port, rack)] from v10 on; throttle_ms: a quota's
+    throttle time."""
     if version >= FIRST_FLEXIBLE:
-        return _encode_flexible_response(correlation_id, version, results, node_endpoints)
+        return _encode_flexible_response(correlation_id, version, results, node_endpoints, throttle_ms)
     out = bytearray(_SIZE_CORR.pack(0, correlation_id))
     out += _I32.pack(len(results))
     for name, parts in results:
@@ -303,7 +304,7 @@ def encode_produce_response(correlation_id, version, results, node_endpoints=())
                     mb = message.encode()
                     out += _I16.pack(len(mb))
                     out += mb
-    out += _I32.pack(0)  # throttle_time_ms
+    out += _I32.pack(throttle_ms)
     out[0:4] = _I32.pack(len(out) - 4)
     return bytes(out)
 

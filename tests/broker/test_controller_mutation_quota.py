@@ -1,7 +1,7 @@
 """KIP-599's controller mutation quota and KIP-546's client quota APIs on a
 real broker over real sockets: AlterClientQuotas / DescribeClientQuotas for
-controller_mutation_rate (Kafka's entities, defaults and filters; the quota
-keys not built yet refused per entry), a CreateTopics storm refused with
+controller_mutation_rate (Kafka's entities, defaults and filters; what Kafka
+refuses, refused per entry), a CreateTopics storm refused with
 THROTTLING_QUOTA_EXCEEDED once the token bucket is empty (v6+), older
 versions admitted but throttled (the connection muted), the quota kept in the
 cluster's metadata across a restart, and kafka-python's admin client
@@ -71,13 +71,23 @@ def test_client_quotas_are_altered_described_and_kept(tmp_path):
                          ([("user", None)], [("controller_mutation_rate", 50.0)]),
                          ([("user", "alice"), ("client-id", None)], [("controller_mutation_rate", 7.5)])]) == [
             (0, None)] * 3
-        refused = alter(c, [([("client-id", "x")], [("producer_byte_rate", 1000.0)]),
+        # Kafka's ClientQuotaControlManager refusals
+        refused = alter(c, [([("client-id", "x")], [("producer_byte_rate", 1000.5)]),
                             ([("client-id", "x")], [("no_such_quota", 1.0)]),
                             ([("client-id", "x"), ("client-id", "y")], [("controller_mutation_rate", 1.0)]),
-                            ([("client-id", "x")], [("controller_mutation_rate", -1.0)])])
-        assert [code for code, _ in refused] == [INVALID_REQUEST] * 4
-        assert "producer_byte_rate" in refused[0][1] and "not supported" in refused[0][1]
-        assert "Invalid configuration key" in refused[1][1]
+                            ([("client-id", "x")], [("controller_mutation_rate", -1.0)]),
+                            ([("client-id", "x")], [("connection_creation_rate", 5.0)]),
+                            ([("ip", "127.0.0.1")], [("producer_byte_rate", 5.0)]),
+                            ([("ip", "127.0.0.1"), ("user", "u")], [("connection_creation_rate", 5.0)]),
+                            ([("ip", "not an ip")], [("connection_creation_rate", 5.0)])])
+        assert [code for code, _ in refused] == [INVALID_REQUEST] * 8
+        assert refused[0][1] == "producer_byte_rate cannot be a fractional value."
+        assert refused[1][1] == "Invalid configuration key no_such_quota"
+        assert refused[3][1] == "Quota controller_mutation_rate must be greater than 0"
+        assert refused[4][1] == "Invalid configuration key connection_creation_rate"
+        assert refused[5][1] == "Invalid configuration key producer_byte_rate"
+        assert "IP entity should" in refused[6][1]
+        assert refused[7][1] == "not an ip is not a valid IP or resolvable host."
         # validate_only stores nothing
         assert alter(c, [([("client-id", "v")], [("controller_mutation_rate", 1.0)])], validate_only=True) == [
             (0, None)]

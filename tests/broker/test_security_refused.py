@@ -34,9 +34,6 @@ STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
     ("ssl.secure.random.implementation", "SHA1PRNG"),
     ("listener.name.ssl.ssl.keymanager.algorithm", "SunX509"),
     ("principal.builder.class", "x.Builder"),
-    ("max.connections", "100"),
-    ("max.connections.per.ip", "10"),
-    ("max.connection.creation.rate", "5"),
     ("delegation.token.secret.key", "s"),
 ])
 def test_each_security_key_refuses_the_start_and_names_itself(key, value):

@@ -1,7 +1,8 @@
 """Client quotas in a ZooKeeper cluster are stored as Kafka stores them
 (/config/clients/<id>, /config/users/<user>/clients/<id>, with a change
-notification under /config/changes), readable through any broker, and
-enforced by the active controller (KIP-599)."""
+notification under /config/changes), readable through any broker; the
+controller mutation quota enforced by the active controller (KIP-599), the
+other client quotas by every broker, whichever broker altered them."""
 from __future__ import annotations
 
 import json
@@ -65,3 +66,38 @@ def test_embedded_cluster_brokers_forward_client_quotas_to_the_controller():
         assert d.error_code == 0
         assert [[(v.key, v.value) for v in e.values] for e in d.entries] == [[("controller_mutation_rate", 4.0)]]
         assert bs[0].broker.metadata_store.client_quotas() == {"users/carol": {"controller_mutation_rate": "4.0"}}
+
+
+def _enforced_everywhere(bs, client_id):
+    """Every broker of the cluster holds the producer quota of client_id,
+    whichever broker it was altered through (the table each broker reads:
+    ZooKeeper, or the controller's answer to DescribeClientQuotas)."""
+    from pylog.testing import wait_until
+    for b in bs:
+        wait_until(lambda b=b: b.broker.client_quotas._quota("producer_byte_rate", "User:ANONYMOUS",
+                                                               client_id)[0] == 10000.0,
+                   f"broker {b.broker.broker_id} enforces the quota")
+
+
+def _alter_producer_quota(b, client_id):
+    Q = m.AlterClientQuotasRequest
+    host, port = str(b).rsplit(":", 1)
+    with Connection(host, int(port), client_id="admin", timeout=30) as c:
+        r = c.request(Q(validate_only=False, entries=[Q.EntryData(
+            entity=[Q.EntityData(entity_type="client-id", entity_name=client_id)],
+            ops=[Q.OpData(key="producer_byte_rate", value=10000.0, remove=False)])]), api_version=1)
+    assert [e.error_code for e in r.entries] == [0]
+
+
+def test_every_zookeeper_broker_enforces_a_quota_altered_through_another(zk_connect):
+    with cluster(zk_connect, n=2) as bs:
+        _alter_producer_quota(bs[0], "zk-slow")
+        _enforced_everywhere(bs, "zk-slow")
+
+
+def test_embedded_cluster_brokers_enforce_the_controllers_quotas():
+    from .zkcluster import embedded_cluster
+    with embedded_cluster(n=2) as bs:
+        _alter_producer_quota(bs[1], "emb-slow")   # forwarded to the controller's store
+        _enforced_everywhere(bs, "emb-slow")
+        assert bs[1].broker.metadata_store is None
