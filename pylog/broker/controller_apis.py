@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..cluster.controller import SECURITY_PROTOCOL_IDS
-from ..cluster.metadata_store import PRODUCER_ID_BLOCK_SIZE, BrokerInfo
+from ..cluster.metadata_store import PRODUCER_ID_BLOCK_SIZE, SECURITY_PROTOCOL_IDS, BrokerInfo
 from ..errors import code_for
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors

@@ -76,6 +76,7 @@ from ..protocol.pylog_tags import group_configs_field, reassignment_throttle_fie
 from . import election
 from .assignment import assign_replicas
 from .metadata_store import (
+    SECURITY_PROTOCOL_IDS,
     BrokerInfo,
     ControllerMovedError,
     MetadataStore,
@@ -114,7 +115,6 @@ STOP_REPLICA_VERSION = 1
 LEADER_DURING_DELETE = -2
 
 # Kafka's SecurityProtocol ids (the wire's security_protocol fields).
-SECURITY_PROTOCOL_IDS = {"PLAINTEXT": 0, "SSL": 1, "SASL_PLAINTEXT": 2, "SASL_SSL": 3}
 
 # A CAS write lost to a concurrent writer (a leader's ISR change through the
 # store, another controller) is re-decided this many times before giving up.

@@ -20,7 +20,7 @@ from ..protocol.messages import (
     BrokerRegistrationRequest,
     MetadataRequest,
 )
-from .controller import SECURITY_PROTOCOL_IDS
+from .metadata_store import SECURITY_PROTOCOL_IDS
 from .metadata_store import BrokerInfo
 
 __all__ = ["ControllerClient"]

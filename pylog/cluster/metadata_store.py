@@ -63,6 +63,9 @@ class BrokerIdInUseError(PylogError):
     """
 
 
+# Kafka's SecurityProtocol ids, as BrokerRegistration and UpdateMetadata carry them.
+SECURITY_PROTOCOL_IDS = {"PLAINTEXT": 0, "SSL": 1, "SASL_PLAINTEXT": 2, "SASL_SSL": 3}
+
 @dataclasses.dataclass(frozen=True)
 class BrokerInfo:
     """A live broker's registration.
