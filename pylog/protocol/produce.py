@@ -126,6 +126,8 @@ def _uvarint(buf, pos, end, what):
         pos += 1
         value |= (b & 0x7F) << shift
         if not b & 0x80:
+            if value > 0xFFFFFFFF:   # a fifth byte above 0x0F: more than 32 bits, as the codecs refuse
+                raise ProtocolError(f"Produce request: {what} is an unsigned varint over 32 bits")
             return value, pos
         shift += 7
         if shift > 28:

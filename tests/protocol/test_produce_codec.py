@@ -123,3 +123,14 @@ def test_trailing_bytes_are_ignored_as_the_generated_decoder_ignores_them(versio
     got = decode_produce_request(memoryview(frame))
     assert got[:6] == (5, version, "c", None, 1, 1000)
     assert [(n, [(i, bytes(r)) for i, r in parts]) for n, parts in got[6]] == [("t", [(0, b"xyz")])]
+
+
+def test_a_varint_over_32_bits_is_refused_as_the_generated_decoder_refuses_it():
+    # Found by the requests fuzzer: a v9 partition's tagged-field tag of five
+    # bytes whose value passes 2**32 (a5 a0 b3 be 32). Both decoders refuse it.
+    frame = bytes.fromhex("0000000900000007000466757a7a0000ffff000075300207676f6c64656e0200000000000002"
+                          "a5a0b3be3200000000656e000000")
+    with pytest.raises(ProtocolError):
+        decode_request(memoryview(frame))
+    with pytest.raises(ProtocolError, match="over 32 bits"):
+        decode_produce_request(memoryview(frame))
