@@ -150,7 +150,13 @@ class ReplicaFetcher:
         self.partitions.pop(key, None)
 
     async def stop(self):
-        self._task.cancel()
+        # Cancelled again until it ends: Python 3.11's asyncio.wait_for can
+        # swallow a cancellation that arrives as its inner request completes
+        # (seen when the loop stalls during a broker's stop), and one lost
+        # cancel left stop_in_thread waiting out its whole timeout.
+        while not self._task.done():
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=0.1)
         await asyncio.gather(self._task, return_exceptions=True)
         if self._conn is not None:
             self._conn.close()
