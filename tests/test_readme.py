@@ -28,7 +28,7 @@ pytest.importorskip("confluent_kafka")
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 _BLOCK = re.compile(r"^```(python|sh)\n(.*?)^```", re.M | re.S)
 # The tools that talk to a broker; `pylog dump-log`, `broker`, `cluster` do not.
-_TOOL = re.compile(r"(\bpylog (?:topics|produce|consume|perf|groups|log-dirs|get-offsets|delete-records|cluster api-versions|verifiable-producer|verifiable-consumer)\b[^|;&]*)")
+_TOOL = re.compile(r"(\bpylog (?:topics|produce|consume|perf|groups|log-dirs|get-offsets|delete-records|cluster api-versions|verifiable-producer|verifiable-consumer|configs|leader-election)\b[^|;&]*)")
 
 
 def readme_blocks(text: str) -> list[tuple[str, str]]:
