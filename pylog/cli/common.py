@@ -186,6 +186,28 @@ def open_client(args) -> Client:
                   timeout=args.request_timeout_ms / 1000.0, ssl_context=context, sasl=sasl_credentials(args))
 
 
+def verifiable_tool_settings(deprecated_file, deprecated_option: str, command_config, table: dict,
+                             kw: dict, what: str) -> dict:
+    """kw updated from the Kafka client settings of a system-test tool
+    (verifiable-producer/-consumer): its deprecated --producer.config /
+    --consumer.config or --command-config (not both, as Kafka's tools
+    refuse), each key mapped through table (key -> (argument, converter));
+    a key the tool does not take is refused by name."""
+    if deprecated_file and command_config:
+        raise SystemExit(f"Options {deprecated_option} and --command-config are mutually exclusive.")
+    if deprecated_file:
+        print(f"Option {deprecated_option} has been deprecated and will be removed in a future version. "
+              "Use --command-config instead.")
+    files = [f for f in (deprecated_file, command_config) if f]
+    for key, value in client_properties(files, ()).items():
+        if key not in table:
+            raise SystemExit(f"{what} property {key!r} is not supported by this tool; it takes "
+                             f"{', '.join(sorted(table))}")
+        name, conv = table[key]
+        kw[name] = conv(value)
+    return kw
+
+
 def topic_include_list(raw: str) -> re.Pattern:
     """Kafka's tools' IncludeList topic filter: a Java regex matched against
     the whole topic name; commas mean `|`, spaces and surrounding quotes are

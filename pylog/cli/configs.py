@@ -115,6 +115,38 @@ CONFIG_SOURCES = {1: "DYNAMIC_TOPIC_CONFIG", 2: "DYNAMIC_BROKER_CONFIG", 3: "DYN
 _RESOURCES = {"topics": (2, 1), "brokers": (4, 2), "groups": (32, 8)}
 
 
+
+# entity type in the quota APIs -> how Kafka's tool names one entity of it
+_QUOTA_ENTITY_NAMES = {"user": "user-principal", "client-id": "client-id"}
+
+
+def _alter_quotas(conn, entity_type: str, name: str, add: dict, delete: list) -> None:
+    """AlterClientQuotas on one entity (Kafka's user or client-id)."""
+    Q = m.AlterClientQuotasRequest
+    ops = [Q.OpData(key=k, value=float(v), remove=False) for k, v in add.items()]
+    ops += [Q.OpData(key=k, value=0.0, remove=True) for k in delete]
+    resp = conn.request(Q(entries=[Q.EntryData(entity=[Q.EntityData(entity_type=entity_type, entity_name=name)],
+                                               ops=ops)], validate_only=False), api_version=0)
+    for e in resp.entries:
+        if e.error_code:
+            raise error_for(e.error_code, e.error_message or error_name(e.error_code))
+
+
+def _print_quotas(conn, entity_type: str, name: str | None) -> None:
+    """DescribeClientQuotas of one entity (all of the type when name is None),
+    as Kafka's tool prints them: `Quota configs for user-principal 'a' are k=v`."""
+    Q = m.DescribeClientQuotasRequest
+    component = Q.ComponentData(entity_type=entity_type, match_type=0 if name else 2, match=name)
+    resp = conn.request(Q(components=[component], strict=bool(name)), api_version=0)
+    if resp.error_code:
+        raise error_for(resp.error_code, resp.error_message)
+    label = _QUOTA_ENTITY_NAMES[entity_type]
+    for entry in resp.entries or ():
+        names = {e.entity_type: e.entity_name for e in entry.entity}
+        who = f"the default {label}" if names.get(entity_type) is None else f"{label} '{names[entity_type]}'"
+        values = ", ".join(f"{v.key}={v.value}" for v in entry.values)
+        print(f"Quota configs for {who} are {values}")
+
 def _run(args) -> int:
     if args.all and not args.describe:
         raise SystemExit("--all is only valid with --describe")
@@ -169,14 +201,7 @@ def _alter(args) -> int:
                 if r.error_code:
                     raise error_for(r.error_code, r.error_message or error_name(r.error_code))
         else:
-            Q = m.AlterClientQuotasRequest
-            ops = [Q.OpData(key=k, value=float(v), remove=False) for k, v in add.items()]
-            ops += [Q.OpData(key=k, value=0.0, remove=True) for k in delete]
-            resp = conn.request(Q(entries=[Q.EntryData(entity=[Q.EntityData(entity_type="user", entity_name=user)],
-                                                       ops=ops)], validate_only=False), api_version=0)
-            for e in resp.entries:
-                if e.error_code:
-                    raise error_for(e.error_code, e.error_message or error_name(e.error_code))
+            _alter_quotas(conn, "user", user, add, delete)
     print(f"Completed updating config for user {user}.")
     return 0
 
@@ -185,17 +210,7 @@ def _describe(args) -> int:
     user = args.entity_name
     with open_client(args) as client:
         conn = client.controller_connection()
-        Q = m.DescribeClientQuotasRequest
-        component = Q.ComponentData(entity_type="user", match_type=0 if user else 2, match=user)
-        resp = conn.request(Q(components=[component], strict=bool(user)), api_version=0)
-        if resp.error_code:
-            raise error_for(resp.error_code, resp.error_message)
-        for entry in resp.entries or ():
-            names = {e.entity_type: e.entity_name for e in entry.entity}
-            who = "the default user-principal" if names.get("user") is None else \
-                f"user-principal '{names['user']}'"
-            values = ", ".join(f"{v.key}={v.value}" for v in entry.values)
-            print(f"Quota configs for {who} are {values}")
+        _print_quotas(conn, "user", user)
         D = m.DescribeUserScramCredentialsRequest
         resp = conn.request(D(users=[D.UserName(name=user)] if user else None), api_version=0)
         if resp.error_code:
@@ -287,26 +302,8 @@ def _clients(args) -> int:
             if unknown:
                 raise SystemExit(f"Only quota configs can be added for 'clients' using --bootstrap-server. "
                                  f"Unexpected config names: {','.join(unknown)}")
-            Q = m.AlterClientQuotasRequest
-            ops = [Q.OpData(key=k, value=float(v), remove=False) for k, v in add.items()]
-            ops += [Q.OpData(key=k, value=0.0, remove=True) for k in delete]
-            resp = conn.request(Q(entries=[Q.EntryData(entity=[Q.EntityData(entity_type="client-id",
-                                                                            entity_name=client_id)],
-                                                       ops=ops)], validate_only=False), api_version=0)
-            for e in resp.entries:
-                if e.error_code:
-                    raise error_for(e.error_code, e.error_message or error_name(e.error_code))
+            _alter_quotas(conn, "client-id", client_id, add, delete)
             print(f"Completed updating config for client {client_id}.")
             return 0
-        Q = m.DescribeClientQuotasRequest
-        component = Q.ComponentData(entity_type="client-id", match_type=0 if client_id else 2, match=client_id)
-        resp = conn.request(Q(components=[component], strict=bool(client_id)), api_version=0)
-        if resp.error_code:
-            raise error_for(resp.error_code, resp.error_message)
-        for entry in resp.entries or ():
-            names = {e.entity_type: e.entity_name for e in entry.entity}
-            who = "the default client-id" if names.get("client-id") is None else \
-                f"client-id '{names['client-id']}'"
-            values = ", ".join(f"{v.key}={v.value}" for v in entry.values)
-            print(f"Quota configs for {who} are {values}")
+        _print_quotas(conn, "client-id", client_id)
     return 0

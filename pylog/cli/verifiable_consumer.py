@@ -17,8 +17,8 @@ and success (and error when it failed); `shutdown_requested` on
 SIGTERM/SIGINT; `shutdown_complete` at the end. Values and keys are read as
 UTF-8 strings (Kafka's StringDeserializer).
 
---group-protocol consumer (KIP-848) is refused: pylog's Consumer speaks the
-classic protocol only.
+--group-protocol consumer makes it a KIP-848 member (the broker assigns;
+--group-remote-assignor names the broker's assignor).
 
 One thread (signal handlers only set a flag).
 """
@@ -29,7 +29,7 @@ import signal
 import sys
 import time
 
-from .common import client_properties
+from .common import verifiable_tool_settings
 
 __all__ = ["add_verifiable_consumer_parser"]
 
@@ -62,9 +62,9 @@ def add_verifiable_consumer_parser(sub) -> None:
     p.add_argument("--bootstrap-server", required=True, metavar="HOST1:PORT1[,HOST2:PORT2[...]]")
     p.add_argument("--topic", required=True, metavar="TOPIC", help="Consumes messages from this topic.")
     p.add_argument("--group-protocol", default="classic", metavar="GROUP-PROTOCOL",
-                   help="Group protocol (classic; consumer is refused: pylog's Consumer has no KIP-848)")
+                   help="Group protocol (must be one of classic, consumer)")
     p.add_argument("--group-remote-assignor", metavar="GROUP-REMOTE-ASSIGNOR",
-                   help="only with --group-protocol consumer (refused)")
+                   help="Group remote assignor; only used if the group protocol is consumer")
     p.add_argument("--group-id", required=True, metavar="GROUP-ID", help="The group id of the consumer group")
     p.add_argument("--group-instance-id", metavar="GROUP-INSTANCE-ID",
                    help="A unique identifier of the consumer instance")
@@ -103,36 +103,32 @@ def _text(b):
 
 
 def _settings(args) -> dict:
-    if args.group_protocol.lower() != "classic":
-        raise SystemExit(f"--group-protocol {args.group_protocol}: pylog's Consumer speaks the classic protocol "
-                         "only")
-    if args.group_remote_assignor is not None:
-        raise SystemExit("--group-remote-assignor is only used with --group-protocol consumer, which pylog's "
-                         "Consumer does not speak")
+    protocol = args.group_protocol.lower()
+    if protocol not in ("classic", "consumer"):
+        raise SystemExit(f"--group-protocol {args.group_protocol}: must be one of classic, consumer")
+    if args.group_remote_assignor is not None and protocol != "consumer":
+        raise SystemExit("--group-remote-assignor is only used with --group-protocol consumer")
     if args.assignment_strategy not in _STRATEGIES:
         raise SystemExit(f"--assignment-strategy {args.assignment_strategy}: pylog has "
                          + ", ".join(_STRATEGIES))
     if args.reset_policy not in ("earliest", "latest", "none"):
         raise SystemExit("--reset-policy must be either 'earliest', 'latest', or 'none'")
-    if args.consumer_config and args.command_config:
-        raise SystemExit("Options --consumer.config and --command-config are mutually exclusive.")
-    if args.consumer_config:
-        print("Option --consumer.config has been deprecated and will be removed in a future version. "
-              "Use --command-config instead.")
     kw = {"bootstrap_servers": args.bootstrap_server, "group_id": args.group_id,
           "enable_auto_commit": args.enable_autocommit, "auto_offset_reset": args.reset_policy,
-          "partition_assignment_strategy": (_STRATEGIES[args.assignment_strategy],),
-          "group_instance_id": args.group_instance_id}
+          "group_instance_id": args.group_instance_id, "group_protocol": protocol}
+    if protocol == "consumer":
+        # As Kafka's tool: the broker assigns; the client's strategy is not used.
+        if args.group_remote_assignor is not None:
+            kw["group_remote_assignor"] = args.group_remote_assignor
+    else:
+        kw["partition_assignment_strategy"] = (_STRATEGIES[args.assignment_strategy],)
     if args.session_timeout is not None:
+        if protocol == "consumer":
+            raise SystemExit("--session-timeout is not supported with --group-protocol consumer (the "
+                             "broker's group.consumer.session.timeout.ms applies)")
         kw["session_timeout_ms"] = args.session_timeout
-    files = [f for f in (args.consumer_config, args.command_config) if f]
-    for key, value in client_properties(files, ()).items():
-        if key not in _CONSUMER_KEYS:
-            raise SystemExit(f"consumer property {key!r} is not supported by this tool; it takes "
-                             f"{', '.join(sorted(_CONSUMER_KEYS))}")
-        name, conv = _CONSUMER_KEYS[key]
-        kw[name] = conv(value)
-    return kw
+    return verifiable_tool_settings(args.consumer_config, "--consumer.config", args.command_config,
+                                    _CONSUMER_KEYS, kw, "consumer")
 
 
 def _run(args) -> int:

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 
-from .common import client_properties
+from .common import verifiable_tool_settings
 from .java_compat import exception_class
 
 __all__ = ["add_verifiable_producer_parser"]
@@ -94,22 +94,11 @@ class _Printer:
 
 
 def _producer_settings(args) -> dict:
-    if args.producer_config and args.command_config:
-        raise SystemExit("Options --producer.config and --command-config are mutually exclusive.")
-    if args.producer_config:
-        print("Option --producer.config has been deprecated and will be removed in a future version. "
-              "Use --command-config instead.")
-    files = [f for f in (args.producer_config, args.command_config) if f]
     kw = {"bootstrap_servers": args.bootstrap_server, "acks": args.acks, "retries": 0,
           # Kafka's client turns idempotence off when retries=0 is the tool's own choice.
           "enable_idempotence": False}
-    for key, value in client_properties(files, ()).items():
-        if key not in _PRODUCER_KEYS:
-            raise SystemExit(f"producer property {key!r} is not supported by this tool; it takes "
-                             f"{', '.join(sorted(_PRODUCER_KEYS))}")
-        name, conv = _PRODUCER_KEYS[key]
-        kw[name] = conv(value)
-    return kw
+    return verifiable_tool_settings(args.producer_config, "--producer.config", args.command_config,
+                                    _PRODUCER_KEYS, kw, "producer")
 
 
 def _run(args) -> int:

@@ -92,6 +92,19 @@ def test_sigterm_ends_both_tools_with_their_closing_lines(broker):
     assert prod.returncode == 0 and cons.returncode == 0
 
 
+def test_the_consumer_as_a_kip848_member(broker):
+    r = tool("verifiable-producer", "--topic", "vt", "--bootstrap-server", str(broker), "--max-messages", "30")
+    assert r.returncode == 0, r.stderr
+    r = tool("verifiable-consumer", "--topic", "vt", "--group-id", "v848", "--bootstrap-server", str(broker),
+             "--group-protocol", "consumer", "--group-remote-assignor", "uniform", "--max-messages", "30")
+    assert r.returncode == 0, r.stderr
+    ev = events(r.stdout)
+    assigned = [p["partition"] for e in ev if e["name"] == "partitions_assigned" for p in e["partitions"]]
+    assert sorted(assigned) == [0, 1, 2]
+    assert sum(p["count"] for e in ev if e["name"] == "records_consumed" for p in e["partitions"]) == 30
+    assert all(e["success"] for e in ev if e["name"] == "offsets_committed")
+
+
 def test_the_consumer_refuses_what_pylog_has_not(broker):
     r = tool("verifiable-consumer", "--topic", "vt", "--group-id", "g", "--bootstrap-server", str(broker),
              "--assignment-strategy", "com.example.Mine")
