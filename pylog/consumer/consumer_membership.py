@@ -33,6 +33,7 @@ from ..client.wire import Connection
 from ..protocol.error_codes import Errors
 from ..protocol.messages import ConsumerGroupHeartbeatRequest
 from ..structs import TopicPartition
+from .membership import client_credentials
 
 __all__ = ["ConsumerProtocolMembership"]
 
@@ -160,7 +161,8 @@ class ConsumerProtocolMembership:
                 if self._local is not None:
                     self._local.handle(leave_req, HEARTBEAT_VERSION)
                 else:
-                    with Connection(coordinator[1], coordinator[2], self.client_id, self.request_timeout) as conn:
+                    with Connection(coordinator[1], coordinator[2], self.client_id, self.request_timeout,
+                                    sasl=client_credentials(self._source)) as conn:
                         conn.request(leave_req, HEARTBEAT_VERSION)
             except Exception as e:  # noqa: BLE001 - leaving is best effort: the session expires anyway
                 log.info("leaving group %s failed: %s", self.group_id, e)
@@ -252,7 +254,8 @@ class ConsumerProtocolMembership:
                         if conn is not None:
                             conn.close()
                         address = coordinator
-                        conn = Connection(coordinator[1], coordinator[2], self.client_id, self.request_timeout)
+                        conn = Connection(coordinator[1], coordinator[2], self.client_id, self.request_timeout,
+                                          sasl=client_credentials(self._source))
                     if epoch > 0 and idle > self.max_poll_interval:
                         self._leave_for_poll_timeout(conn, idle)
                         continue

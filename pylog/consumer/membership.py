@@ -223,8 +223,7 @@ class GroupMembership:
         return self._conn
 
     def _sasl(self):
-        """The credentials the consumer's client authenticates with (None: PLAINTEXT)."""
-        return getattr(getattr(self._source, "client", None), "sasl", None)
+        return client_credentials(self._source)
 
     def _coordinator_lost(self, why) -> None:
         log.info("coordinator of group %s lost: %s", self.group_id, why)
@@ -463,3 +462,10 @@ class GroupMembership:
             self._generation = -1
             self._member_id = ""
             self._lost = self._rejoin_needed = True
+
+
+def client_credentials(source):
+    """The SASL credentials the consumer's client authenticates with (None:
+    PLAINTEXT, or an embedded source); the classic and the consumer-protocol
+    memberships open their coordinator connections with them."""
+    return getattr(getattr(source, "client", None), "sasl", None)

@@ -397,7 +397,7 @@ class ConsumerGroups:
             return error_response(_write_error(code)) if code else resp
 
         async def later():
-            code = await self.c.runtime.committed(self.c.partition_for(group_id), last)
+            code = await self.c._wait_committed_raw(group_id, last)
             return error_response(_write_error(code)) if code else resp
         return later()
 
@@ -631,7 +631,7 @@ class ConsumerGroups:
         R = _response_type()
         g = self.c.groups.get(req.group_id)
         if not isinstance(g, ConsumerGroup):
-            raise HeartbeatError(Errors.GROUP_ID_NOT_FOUND if g is None else Errors.GROUP_ID_NOT_FOUND,
+            raise HeartbeatError(Errors.GROUP_ID_NOT_FOUND,
                                  f"Group {req.group_id} not found.")
         m = g.members.get(req.member_id)
         if req.instance_id is not None:

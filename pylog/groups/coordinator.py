@@ -968,8 +968,8 @@ class GroupCoordinator:
         for tp in gone:
             g.offsets.pop(tp, None)
         code = self.runtime.committed_now(self.partition_for(group_id), last)
-        if code is not None:
-            return _store_error(code), {}
+        if code is not None:   # committed already (0) or refused: the per-partition codes go with NONE only
+            return (_store_error(code), {}) if code else (Errors.NONE, codes)
 
         async def answered():
             code = await self._wait_committed(group_id, last)
