@@ -81,7 +81,8 @@ class AclApis:
         elif cfg.get("pylog.controller.id") not in (None, self.broker.broker_id):
             from ..client.wire import Connection
             host, _, port = (cfg.get("pylog.controller.listener") or "").rpartition(":")
-            with Connection(host, int(port), client_id="pylog-acls", timeout=10) as c:
+            with Connection(host, int(port), client_id="pylog-acls", timeout=10,
+                            ssl_context=cfg.inter_broker_tls(), sasl=self.broker.inter_broker_sasl) as c:
                 return _bindings_of(c.request(_describe_all(), api_version=3))
         else:
             from ..cluster.local_store import read_acls

@@ -49,6 +49,8 @@ PERMISSIONS = {DENY: "DENY", ALLOW: "ALLOW"}
 CLUSTER_NAME = "kafka-cluster"
 WILDCARD = "*"
 WILDCARD_PRINCIPAL = "User:*"
+# Metadata's and DescribeCluster's authorized operations when the request did not ask (Integer.MIN_VALUE).
+NOT_ASKED = -(1 << 31)
 
 # Kafka's AclEntry.supportedOperations per resource type (the bits of the
 # authorized-operations fields, and what AclCommand lets one grant).
@@ -367,8 +369,8 @@ class Authorizer:
         if all_topics and refused:
             names, refused = [n for n in names if n not in refused], ()
         p, h = ctx.principal, ctx.peer_host
-        t_ops = (lambda name: self.authorized_operations(p, h, TOPIC, name)) if topic_ops else -(1 << 31)
-        c_ops = self.cluster_operations(ctx) if cluster_ops else -(1 << 31)
+        t_ops = (lambda name: self.authorized_operations(p, h, TOPIC, name)) if topic_ops else NOT_ASKED
+        c_ops = self.cluster_operations(ctx) if cluster_ops else NOT_ASKED
         return names, refused, t_ops, c_ops
 
     def cluster_operations(self, ctx) -> int:

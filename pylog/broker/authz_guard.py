@@ -24,13 +24,9 @@ from .authorizer import (ALTER, ALTER_CONFIGS, CLUSTER, CLUSTER_ACTION, CLUSTER_
 
 TOPIC_DENIED, GROUP_DENIED = Errors.TOPIC_AUTHORIZATION_FAILED, Errors.GROUP_AUTHORIZATION_FAILED
 CLUSTER_DENIED, TXN_DENIED = Errors.CLUSTER_AUTHORIZATION_FAILED, Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-NOT_ASKED = -(1 << 31)
 # DescribeConfigs / AlterConfigs resource types: 2 topic, 4 broker, 8 broker logger, 32 group.
 _CONFIG_RESOURCES = {2: (TOPIC, TOPIC_DENIED), 4: (CLUSTER, CLUSTER_DENIED), 8: (CLUSTER, CLUSTER_DENIED),
                      32: (GROUP, GROUP_DENIED)}
-# Guarded once their handlers are in the table (KIP-848's group APIs; SCRAM credentials).
-CONSUMER_GROUP_HEARTBEAT, CONSUMER_GROUP_DESCRIBE = 68, 69
-DESCRIBE_USER_SCRAM_CREDENTIALS, ALTER_USER_SCRAM_CREDENTIALS = 50, 51
 
 
 def install(table: dict, az) -> None:
@@ -494,8 +490,8 @@ _GUARDS = {
     av.SYNC_GROUP: _group(READ),
     av.HEARTBEAT: _group(READ),
     av.LEAVE_GROUP: _group(READ),
-    CONSUMER_GROUP_HEARTBEAT: _group(READ),
-    CONSUMER_GROUP_DESCRIBE: _consumer_group_describe,
+    av.CONSUMER_GROUP_HEARTBEAT: _group(READ),
+    av.CONSUMER_GROUP_DESCRIBE: _consumer_group_describe,
     av.OFFSET_COMMIT: _offset_commit,
     av.OFFSET_FETCH: _offset_fetch,
     av.DESCRIBE_GROUPS: _describe_groups,
@@ -517,8 +513,8 @@ _GUARDS = {
     av.ALTER_PARTITION_REASSIGNMENTS: _cluster(ALTER),
     av.LIST_PARTITION_REASSIGNMENTS: _cluster(DESCRIBE),
     av.WRITE_TXN_MARKERS: _write_txn_markers,
-    DESCRIBE_USER_SCRAM_CREDENTIALS: _cluster(DESCRIBE),
-    ALTER_USER_SCRAM_CREDENTIALS: _alter_user_scram_credentials,
+    av.DESCRIBE_USER_SCRAM_CREDENTIALS: _cluster(DESCRIBE),
+    av.ALTER_USER_SCRAM_CREDENTIALS: _alter_user_scram_credentials,
     # Between brokers and their controller: the brokers' principal needs
     # CLUSTER_ACTION (or super.users), as in Kafka.
     av.LEADER_AND_ISR: _cluster(CLUSTER_ACTION),

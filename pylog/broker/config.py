@@ -748,6 +748,13 @@ def _refuse_security(props: dict[str, str]) -> None:
     security.inter.broker.protocol=PLAINTEXT."""
     for key in sorted(props):
         value = props[key].strip()
+        if key.startswith("listener.name."):
+            name = key[len("listener.name."):].partition(".")[0]
+            if name != name.lower():
+                # Kafka reads listener-prefixed keys under the lower-cased
+                # listener name only: this one would be accepted and unused.
+                raise InvalidConfigError(f"{key}: the listener name in listener.name.<listener>.* keys is "
+                                         f"lower case (listener.name.{name.lower()}....), as Kafka reads them")
         if key == "security.inter.broker.protocol":
             if value.upper() not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
                 raise InvalidConfigError(

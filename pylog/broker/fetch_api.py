@@ -34,7 +34,7 @@ from ..protocol.error_codes import Errors
 from ..protocol.types import write_unsigned_varint
 from .fetch_session import FetchManager
 from .purgatory import HIGH_WATERMARK, LOG_END, DelayedOperation
-from .quotas import CONSUMER_BYTE_RATE
+from .quotas import ANONYMOUS_PRINCIPAL, CONSUMER_BYTE_RATE
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -52,7 +52,6 @@ _KEY, _TID, _FP, _CODE, _HW, _LSS, _HAS, _PREF, _DIV, _LSO, _DATA, _ABORTED, _LE
 # consumer's byte quota with its records.
 _PART_OVERHEAD = 46
 # Kafka's principal of a client that did not authenticate.
-ANONYMOUS_PRINCIPAL = "User:ANONYMOUS"
 
 
 def _uvarint(n: int) -> bytes:
@@ -94,7 +93,7 @@ class FetchApi:
         replica_id = req.replica_state.replica_id if version >= 15 else req.replica_id
         who = None  # (principal, client id) of a consumer, whose quotas apply
         cap = None
-        if replica_id < 0 and header is not None:
+        if replica_id < 0:
             who = (getattr(header, "principal", None) or ANONYMOUS_PRINCIPAL, getattr(header, "client_id", None))
             if self.broker.client_quotas.fetch_on:
                 cap = self.broker.client_quotas.max_fetch_bytes(*who)
@@ -106,7 +105,7 @@ class FetchApi:
         listener = getattr(header, "listener_name", None)
         wanted = ctx.wanted
         if self.broker.authorizer is not None:
-            source = (*source, self.broker.authorizer.fetch_denials(header, replica_id >= 0, wanted, version,
+            source = (*source[:5], self.broker.authorizer.fetch_denials(header, replica_id >= 0, wanted, version,
                                                                     self._name_of))
         parts, total, ready, served = self._fetch_once(req, version, source, wanted)
         if ready or total >= req.min_bytes or req.max_wait_ms <= 0 or not parts:
@@ -193,7 +192,7 @@ class FetchApi:
         if (client_metadata and req.rack_id and req.rack_id != self.broker.config.get("broker.rack")
                 and self.broker.config.replica_selector() == "rack-aware"):
             rack = req.rack_id
-        return replica_id, from_follower, not client_metadata, rack, cap
+        return replica_id, from_follower, not client_metadata, rack, cap, ()   # () : no topics denied
 
     def _may_serve(self, p, from_follower, follower, only_leader) -> bool:
         if from_follower:
@@ -240,8 +239,7 @@ class FetchApi:
         replica (Kafka answers those at once); served lists (partition,
         record bytes) read for a consumer, counted in bytes_out only by the
         caller that sends this answer."""
-        replica_id, from_follower, only_leader, client_rack, cap, *denied = source
-        denied = denied[0] if denied else ()   # topics not authorized (broker/authorizer.py)
+        replica_id, from_follower, only_leader, client_rack, cap, denied = source   # denied: authorizer.py
         self._read_number += 1
         # Kafka's bound on the whole answer: the request's max_bytes, capped by
         # fetch.max.bytes for consumers and replica.fetch.response.max.bytes

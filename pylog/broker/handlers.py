@@ -45,6 +45,7 @@ from .replication import leader_and_isr_response
 from .fetch_api import FetchApi
 from .log_manager import MAX_PARTITIONS_PER_BATCH, merge_overrides
 from .purgatory import HIGH_WATERMARK, DelayedOperation, Purgatory
+from .authorizer import NOT_ASKED
 from .quotas import user_of
 from .txn_partition_apis import TxnPartitionApis
 
@@ -57,7 +58,6 @@ OFFSETS_TOPIC = "__consumer_offsets"
 # Metadata v8+ and DescribeCluster: with no authorizer, every operation the
 # resource type supports (Kafka's AclEntry.supportedOperations); NOT_ASKED
 # (Integer.MIN_VALUE) when the request did not ask for them.
-NOT_ASKED = -(1 << 31)
 TOPIC_OPERATIONS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))   # READ..DESCRIBE, DESCRIBE/ALTER_CONFIGS
 CLUSTER_OPERATIONS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))   # CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
                                                                      # DESCRIBE/ALTER_CONFIGS, IDEMPOTENT_WRITE

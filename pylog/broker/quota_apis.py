@@ -152,7 +152,7 @@ def load_table(broker) -> dict:
         raise PylogError("no controller is known")
     from .handlers import _forward
     Q = m.DescribeClientQuotasRequest
-    r = _forward(ep, Q(components=[], strict=False), 1)
+    r = _forward(ep, Q(components=[], strict=False), 1, broker.config.inter_broker_tls(), broker.inter_broker_sasl)
     if r.error_code:
         raise PylogError(f"DescribeClientQuotas: error {r.error_code}: {r.error_message}")
     return {entity_path({e.entity_type: e.entity_name for e in entry.entity}):

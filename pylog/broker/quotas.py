@@ -52,6 +52,7 @@ USER, CLIENT_ID, IP = "user", "client-id", "ip"
 ENTITY_TYPES = (USER, CLIENT_ID, IP)
 DEFAULT = "<default>"          # Kafka's ZooKeeper name of a default entity
 ANONYMOUS = "ANONYMOUS"        # the principal of every unauthenticated client
+ANONYMOUS_PRINCIPAL = "User:" + ANONYMOUS   # Kafka's KafkaPrincipal.ANONYMOUS
 CONTROLLER_MUTATION_RATE = "controller_mutation_rate"
 PRODUCER_BYTE_RATE = "producer_byte_rate"
 CONSUMER_BYTE_RATE = "consumer_byte_rate"

@@ -83,14 +83,21 @@ class LeaderConnection:
         if resp.error_code:
             raise handshake_failed(resp, self.sasl, where)
         steps = exchange(self.sasl)
+
+        def step(answer):
+            # SCRAM's client proof is PBKDF2 over thousands of iterations: off the loop.
+            try:
+                return steps.send(answer), False
+            except StopIteration:
+                return None, True
         token = next(steps)
+        loop = asyncio.get_running_loop()
         while True:
             resp = await self._exchange(m.SaslAuthenticateRequest(auth_bytes=token), 1, timeout)
             if resp.error_code:
                 raise auth_failed(resp, where)
-            try:
-                token = steps.send(bytes(resp.auth_bytes))
-            except StopIteration:
+            token, done = await loop.run_in_executor(None, step, bytes(resp.auth_bytes))
+            if done:
                 return
 
     async def _exchange(self, body, version, timeout):

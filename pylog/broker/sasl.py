@@ -48,7 +48,7 @@ log = logging.getLogger("pylog.broker.sasl")
 
 PLAIN = "PLAIN"
 SUPPORTED_MECHANISMS = (PLAIN, *SCRAM_MECHANISMS, OAUTHBEARER)
-SASL_HANDSHAKE, SASL_AUTHENTICATE, API_VERSIONS = 17, 36, 18
+from .api_versions import API_VERSIONS, SASL_AUTHENTICATE, SASL_HANDSHAKE  # noqa: E402
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")   # SASL_SSL: TLS first (broker/tls.py), then SASL
 LOGIN_MODULES = {
     PLAIN: "org.apache.kafka.common.security.plain.PlainLoginModule",

@@ -27,8 +27,6 @@ OAUTHBEARER = "OAUTHBEARER"
 LOGIN_MODULE = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
 _CTRL_A = "\x01"
 _AUTH = re.compile(r"(\w+) +([-_~+/.a-zA-Z0-9]+=*)")
-OPTIONS = ("unsecuredValidatorPrincipalClaimName", "unsecuredValidatorScopeClaimName",
-           "unsecuredValidatorRequiredScope", "unsecuredValidatorAllowableClockSkewMs")
 
 
 class OAuthFailure(Exception):

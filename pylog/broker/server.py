@@ -46,7 +46,7 @@ from ..protocol.framing import decode_request, encode_response
 from . import api_versions as av
 from . import tls
 from .handlers import detach_chunks
-from .quotas import PRODUCER_BYTE_RATE
+from .quotas import ANONYMOUS_PRINCIPAL, PRODUCER_BYTE_RATE
 from .sasl import Authenticator, listener_settings
 
 log = logging.getLogger("pylog.broker")
@@ -74,8 +74,6 @@ _I32I32 = struct.Struct(">ii")
 _SASL_KEYS = (b"\x00\x11", b"\x00\x24")   # SaslHandshake, SaslAuthenticate
 
 
-# Kafka's principal of a client that did not authenticate (KafkaPrincipal.ANONYMOUS).
-ANONYMOUS_PRINCIPAL = "User:ANONYMOUS"
 
 
 class RequestContext:

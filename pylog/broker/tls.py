@@ -381,7 +381,7 @@ def principal_of(ssl_object, mapper: PrincipalMapper) -> str | None:
     """Kafka's principal for a finished handshake: User:ANONYMOUS without a
     peer certificate, else User: + the mapped subject DN; None when no
     mapping rule applies."""
-    from .server import ANONYMOUS_PRINCIPAL
+    from .quotas import ANONYMOUS_PRINCIPAL
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     if not der:
         return ANONYMOUS_PRINCIPAL
