@@ -42,6 +42,13 @@ def test_each_security_key_refuses_the_start_and_names_itself(key, value):
     assert key in str(e.value) and "does not implement" in str(e.value)
 
 
+@pytest.mark.parametrize("key", ["listener.name.SSL.ssl.client.auth", "listener.name.EXTERNAL.max.connections"])
+def test_a_listener_prefixed_key_with_an_upper_case_listener_name_is_refused(key):
+    # Kafka reads listener.name.<listener lower-cased>.*: this key would be accepted and never used.
+    with pytest.raises(InvalidConfigError, match="the listener name in listener.name.<listener>.\\* keys is lower case"):
+        BrokerConfig({key: "required" if "ssl" in key else "5"})
+
+
 def test_an_unknown_security_inter_broker_protocol_is_refused():
     with pytest.raises(InvalidConfigError, match="security.inter.broker.protocol=TLS: not a security protocol"):
         BrokerConfig({"security.inter.broker.protocol": "TLS"})
