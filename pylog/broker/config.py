@@ -364,13 +364,17 @@ def read_properties(path: str) -> dict[str, str]:
 
 
 class BrokerConfig:
-    """The broker's settings: Kafka keys, typed on access. Immutable after start
-    (dynamic broker configs are not supported).
+    """The broker's settings: Kafka keys, typed on access. The static ones are
+    fixed at start; dynamic broker configs (broker/dynamic_config.py) lie over
+    them in Kafka's order: this broker's own, then the cluster default.
 
-    Threads: any (read-only after start; no lock: its dicts are only read).
+    Threads: any (no lock: the dicts are only read, and a dynamic change
+    replaces a layer's dict whole, on the event loop).
     """
 
     def __init__(self, props: dict[str, str] | None = None):
+        self.dynamic_broker: dict[str, str] = {}    # DYNAMIC_BROKER_CONFIG, this broker's
+        self.dynamic_default: dict[str, str] = {}   # DYNAMIC_DEFAULT_BROKER_CONFIG, the cluster's
         self.props: dict[str, str] = {}
         for k, v in (props or {}).items():
             self.props[k] = config_text(v)
@@ -562,9 +566,19 @@ class BrokerConfig:
 
     def get(self, key: str):
         typ, default = BROKER_DEFAULTS[key]
-        if key in self.props:
-            return _parse(key, typ, self.props[key])
+        for layer in (self.dynamic_broker, self.dynamic_default, self.props):
+            if key in layer:
+                return _parse(key, typ, layer[key])
         return default
+
+    def source(self, key: str) -> int:
+        """DescribeConfigs config_source of a broker key: 2 dynamic (this broker's),
+        3 dynamic cluster default, 4 static, 5 default."""
+        if key in self.dynamic_broker:
+            return 2
+        if key in self.dynamic_default:
+            return 3
+        return 4 if key in self.props else 5
 
     def _check_group_coordinator(self) -> None:
         """Kafka's GroupCoordinatorConfig checks (ConfigDef validators, then its `require`s and
@@ -716,6 +730,11 @@ class BrokerConfig:
     def topic_default_is_set(self, key: str) -> bool:
         broker_key = TOPIC_CONFIGS[key][0]
         return broker_key is not None and self.is_set(broker_key)
+
+    def topic_default_source(self, key: str) -> int:
+        """Where a topic config's broker-level default comes from (BrokerConfig.source's codes)."""
+        broker_key = TOPIC_CONFIGS[key][0]
+        return 5 if broker_key is None else self.source(broker_key)
 
 
 # Kafka's broker keys that ask for authentication, encryption or authorization
@@ -892,10 +911,10 @@ class TopicConfig:
         return _parse(key, TOPIC_CONFIGS[key][1], self.get_str(key))
 
     def source(self, key: str) -> int:
-        """DescribeConfigs config_source: 1 topic, 4 static broker, 5 default."""
+        """DescribeConfigs config_source: 1 topic, then the broker default's (2, 3, 4 or 5)."""
         if key in self.overrides:
             return 1
-        return 4 if self.broker.topic_default_is_set(key) else 5
+        return self.broker.topic_default_source(key)
 
     def log_options(self) -> dict:
         """Keyword arguments for Log.open."""

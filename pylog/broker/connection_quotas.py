@@ -139,6 +139,32 @@ class ConnectionQuotas:
         self.ip_bounds: dict[str, int] = {}
         self.ip_default = None
 
+    def reconfigure(self, config) -> None:
+        """New limits from a dynamic broker config change (Kafka's
+        ConnectionQuotas.updateMaxConnections / updateBrokerMaxConnectionRate /
+        updateMaxConnectionsPerIp): connections already in stay; held ones get in
+        if the new limits let them. On the event loop."""
+        now = self._clock() * 1000.0
+        self.max_connections = config.get("max.connections")
+        self.per_ip = config.get("max.connections.per.ip")
+        self.per_ip_overrides = parse_overrides(config.get("max.connections.per.ip.overrides"))
+        bound = config.get("max.connection.creation.rate")
+        if bound != self.rate_bound:
+            self.rate_bound = bound
+            if bound >= UNLIMITED:
+                self.rate = None
+            elif self.rate is None:
+                self.rate = Rate(self.samples, self.window_s, now)
+        for lq in self.listeners.values():
+            lq.max_connections = config.listener_int(lq.name, "max.connections")
+            rb = config.listener_int(lq.name, "max.connection.creation.rate")
+            if rb != lq.rate_bound:
+                lq.rate_bound = rb
+                lq.rate = None if rb >= UNLIMITED else (lq.rate or Rate(self.samples, self.window_s, now))
+        for lq in self.listeners.values():
+            if lq.held and lq.releasing is None:
+                self._drain(lq)
+
     # ---- ip quotas (AlterClientQuotas entity "ip") ----
 
     def set_table(self, table: dict) -> None:

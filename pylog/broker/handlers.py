@@ -38,8 +38,9 @@ from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.produce import decode_produce_request, encode_produce_response
 from . import api_versions as av
+from . import dynamic_config
 from ..groups.group_configs import check_group_id, effective_group_config, validate_group_configs
-from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, TopicConfig, config_text, validate_topic_name
+from .config import TOPIC_CONFIGS, TopicConfig, validate_topic_name
 from .epoch_api import offset_for_leader_epoch
 from .replication import leader_and_isr_response
 from .fetch_api import FetchApi
@@ -401,6 +402,7 @@ class Handlers:
             # coordinator here forgets their committed offsets, as Kafka's does on
             # UpdateMetadata, whether or not this broker held a replica.
             deleted = self.broker.metadata_cache.update(req)
+            dynamic_config.apply(self.broker, self.broker.metadata_cache.broker_configs)
             rm.apply_topic_configs(req)
             if self.broker.groups is not None:
                 for name in deleted:
@@ -864,6 +866,10 @@ class Handlers:
                             if key in tc.overrides:
                                 syn.append(S(name=key, value=tc.overrides[key], source=1))
                             broker_key = TOPIC_CONFIGS[key][0]
+                            bc = self.broker.config
+                            for layer, source in ((bc.dynamic_broker, 2), (bc.dynamic_default, 3)):
+                                if broker_key in layer:
+                                    syn.append(S(name=broker_key, value=layer[broker_key], source=source))
                             if broker_key and self.broker.config.is_set(broker_key):
                                 syn.append(S(name=broker_key, value=tc.broker.topic_default(key), source=4))
                             syn.append(S(name=broker_key or key, value=tc.broker.topic_default(key), source=5))
@@ -871,17 +877,8 @@ class Handlers:
                                          is_default=src == 5, config_source=src, is_sensitive=False,
                                          synonyms=syn))
                 elif res.resource_type == RESOURCE_BROKER:
-                    if res.resource_name not in ("", str(self.broker.broker_id)):
-                        raise InvalidRequestError(f"this is broker {self.broker.broker_id}, not {res.resource_name}")
-                    cfg = self.broker.config
-                    for key in sorted(BROKER_DEFAULTS):
-                        if keys is not None and key not in keys:
-                            continue
-                        v = cfg.get(key)
-                        value = None if v is None else config_text(v)
-                        src = 4 if cfg.is_set(key) else 5
-                        configs.append(C(name=key, value=value, read_only=True, is_default=src == 5,
-                                         config_source=src, is_sensitive=False, synonyms=[]))
+                    configs = dynamic_config.describe(self.broker.config, res.resource_name, keys,
+                                                      req.include_synonyms)
                 elif res.resource_type == RESOURCE_GROUP:
                     configs = self._describe_group_configs(res.resource_name, keys, req.include_synonyms)
                 else:
@@ -917,7 +914,7 @@ class Handlers:
     def alter_configs(self, header, req):
         """AlterConfigs: each resource's overrides replaced by the given set."""
         return self._alter(m.AlterConfigsResponse, req, lambda res: (
-            {c.name: c.value for c in res.configs}, False), header.request_api_version)
+            {c.name: c.value for c in res.configs}, False), header)
 
     def incremental_alter_configs(self, header, req):
         """IncrementalAlterConfigs: SET/DELETE/APPEND/SUBTRACT per key, others kept."""
@@ -930,7 +927,7 @@ class Handlers:
                 out[c.name] = _apply_config_op(c.name, c.config_operation, c.value,
                                                out.get(c.name, tc.overrides.get(c.name)), tc)
             return out, True
-        return self._alter(m.IncrementalAlterConfigsResponse, req, changes, header.request_api_version)
+        return self._alter(m.IncrementalAlterConfigsResponse, req, changes, header)
 
     def _topic_config(self, name):
         """A topic's configs: the controller's overrides (every broker has them
@@ -940,29 +937,60 @@ class Handlers:
             raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
         return TopicConfig(self.broker.config, cache.topic_configs.get(name, {}))
 
-    async def _alter(self, R, req, changes_of, version):
+    async def _alter(self, R, req, changes_of, header):
         """Topic overrides are the controller's: the active controller merges
         and stores them and tells every broker (UpdateMetadata); any other
-        broker forwards the request to it, as a KRaft broker does."""
+        broker forwards the request to it, as a KRaft broker does. A
+        per-broker BROKER resource is checked first by the broker it names
+        (Kafka's ConfigAdminManager), which is where clients send it."""
         loop = asyncio.get_running_loop()
+        version = header.request_api_version
+        forwarded = header.client_id == FORWARD_CLIENT_ID
+        refused = {}
+        if not forwarded:
+            for res in req.resources:
+                if res.resource_type == RESOURCE_BROKER and res.resource_name:
+                    try:
+                        dynamic_config.check_node_id(res.resource_name, self.broker.broker_id)
+                    except PylogError as e:
+                        refused[id(res)] = R.AlterConfigsResourceResponse(
+                            error_code=_code(e), error_message=str(e), resource_type=res.resource_type,
+                            resource_name=res.resource_name)
         ctl = self._active_controller()
         if ctl is None:
-            ep = self.broker.metadata_cache.controller()
-            if ep is not None:
-                try:
-                    return await loop.run_in_executor(None, _forward, ep, req, version,
-                                                      self.broker.config.inter_broker_tls(),
-                                                      self.broker.inter_broker_sasl)
-                except PylogError as e:
-                    log.warning("forwarding %s to the controller failed: %s", type(req).__name__, e)
-            return R(throttle_time_ms=0, responses=[R.AlterConfigsResourceResponse(
-                error_code=Errors.NOT_CONTROLLER, error_message="the controller cannot be reached",
-                resource_type=res.resource_type, resource_name=res.resource_name) for res in req.resources])
+            rest = [res for res in req.resources if id(res) not in refused]
+            answers = {}
+            if rest:
+                ep = self.broker.metadata_cache.controller()
+                sub = type(req)(resources=rest, validate_only=req.validate_only)
+                resp = None
+                if ep is not None:
+                    try:
+                        resp = await loop.run_in_executor(None, _forward, ep, sub, version,
+                                                          self.broker.config.inter_broker_tls(),
+                                                          self.broker.inter_broker_sasl)
+                    except PylogError as e:
+                        log.warning("forwarding %s to the controller failed: %s", type(req).__name__, e)
+                for i, res in enumerate(rest):
+                    answers[id(res)] = resp.responses[i] if resp is not None else R.AlterConfigsResourceResponse(
+                        error_code=Errors.NOT_CONTROLLER, error_message="the controller cannot be reached",
+                        resource_type=res.resource_type, resource_name=res.resource_name)
+            return R(throttle_time_ms=0, responses=[refused.get(id(res)) or answers[id(res)]
+                                                    for res in req.resources])
         out = []
         for res in req.resources:
+            if id(res) in refused:
+                out.append(refused[id(res)])
+                continue
             code, message = 0, None
             try:
                 name = res.resource_name
+                if res.resource_type == RESOURCE_BROKER:
+                    code, message = await self._alter_broker(ctl, res, R is m.IncrementalAlterConfigsResponse,
+                                                             req.validate_only)
+                    out.append(R.AlterConfigsResourceResponse(error_code=code, error_message=message,
+                                                              resource_type=res.resource_type, resource_name=name))
+                    continue
                 if res.resource_type == RESOURCE_GROUP:
                     code, message = await self._alter_group(ctl, res, changes_of, req.validate_only)
                     out.append(R.AlterConfigsResourceResponse(error_code=code, error_message=message,
@@ -983,6 +1011,25 @@ class Handlers:
             out.append(R.AlterConfigsResourceResponse(error_code=code, error_message=message,
                                                       resource_type=res.resource_type, resource_name=res.resource_name))
         return R(throttle_time_ms=0, responses=out)
+
+    async def _alter_broker(self, ctl, res, incremental, validate_only):
+        """A BROKER resource's dynamic configs, merged with the controller's (or replaced,
+        for AlterConfigs), checked, stored and pushed to every broker."""
+        entity = res.resource_name
+        if entity:
+            try:
+                int(entity)
+            except ValueError:
+                raise InvalidRequestError(f"Node id must be an integer, but it is: {entity}") from None
+        current = await asyncio.get_running_loop().run_in_executor(None, ctl.broker_configs, entity)
+        if incremental:
+            new = dynamic_config.apply_ops(current, [(c.name, c.config_operation, c.value) for c in res.configs])
+        else:
+            new = dynamic_config.apply_ops({}, [(c.name, 0, c.value) for c in res.configs])
+        new = dynamic_config.validate(new, per_broker=bool(entity))
+        if validate_only:
+            return 0, None
+        return await self._by_controller(ctl, "alter_broker_configs", entity, new)
 
     async def _alter_group(self, ctl, res, changes_of, validate_only):
         """A group's overrides: merged (or replaced, for AlterConfigs), checked against this
@@ -1101,11 +1148,16 @@ def _created_fields(cfg, n, rf, configs) -> dict:
         for k in sorted(TOPIC_CONFIGS)])
 
 
+# Requests this broker forwards to the controller say so (the controller then skips
+# the checks the forwarding broker made, as Kafka's Envelope lets it).
+FORWARD_CLIENT_ID = "pylog-forward"
+
+
 def _forward(ep, req, version, ssl_context=None, sasl=None):
     """req sent as it came to the controller at ep (on a worker thread), over
     TLS when the inter-broker listener is SSL, authenticated when it is SASL; its answer."""
     from ..client.wire import Connection
-    with Connection(ep.host, ep.port, client_id="pylog-forward", timeout=30, ssl_context=ssl_context,
+    with Connection(ep.host, ep.port, client_id=FORWARD_CLIENT_ID, timeout=30, ssl_context=ssl_context,
                     sasl=sasl) as c:
         return c.request(req, api_version=version)
 

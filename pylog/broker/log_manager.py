@@ -662,6 +662,16 @@ class LogManager:
             if p is not None:  # None: offline
                 p.apply_config(cfg)
 
+    def refresh_topic_defaults(self) -> None:
+        """The broker's topic-config defaults changed (a dynamic broker config):
+        every hosted partition takes them where its topic has no override."""
+        for name, meta in self.topics.items():
+            cfg = TopicConfig(self.config, meta.configs)
+            for i in meta.hosted:
+                p = self.partitions.get((name, i))
+                if p is not None:  # None: offline
+                    p.apply_config(cfg)
+
     # ---- upkeep ----
 
     async def housekeeping(self, now_ms: int | None = None):

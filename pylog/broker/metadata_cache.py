@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import uuid
 
-from ..protocol.pylog_tags import group_configs_of, topic_configs_of
+from ..protocol.pylog_tags import broker_configs_of, group_configs_of, topic_configs_of
 
 _ZERO_UUID = uuid.UUID(int=0)
 
@@ -82,6 +82,8 @@ class MetadataCache:
         self.topic_configs: dict[str, dict[str, str]] = {}
         # Every group's config overrides (KIP-848 GROUP resources), complete in each UpdateMetadata.
         self.group_configs: dict[str, dict[str, str]] = {}
+        # Dynamic broker configs ("" the cluster default, else a broker id), complete in each UpdateMetadata.
+        self.broker_configs: dict[str, dict[str, str]] = {}
         # Leaders named in LeaderAndIsr (live_leaders): how a follower finds
         # its leader even before the UpdateMetadata that lists it arrives.
         self.leader_endpoints: dict[int, BrokerEndpoint] = {}
@@ -107,6 +109,9 @@ class MetadataCache:
         group_configs = group_configs_of(req)
         if group_configs is not None:
             self.group_configs = group_configs
+        broker_configs = broker_configs_of(req)
+        if broker_configs is not None:
+            self.broker_configs = broker_configs
         removed = []
         for ts in req.topic_states:
             known = ts.topic_name in self.topics

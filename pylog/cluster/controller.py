@@ -72,7 +72,7 @@ from ..protocol.messages import (
     StopReplicaRequest,
     UpdateMetadataRequest,
 )
-from ..protocol.pylog_tags import group_configs_field, reassignment_throttle_field, topic_configs_field
+from ..protocol.pylog_tags import broker_configs_field, group_configs_field, reassignment_throttle_field, topic_configs_field
 from . import election
 from .assignment import assign_replicas
 from .metadata_store import (
@@ -468,6 +468,8 @@ class Controller:
         self._topics: dict[str, TopicAssignment] = {}
         self._configs: dict[str, dict[str, str]] = {}   # topic config overrides, as in the store
         self._group_configs: dict[str, dict[str, str]] = {}   # group config overrides, as in the store
+        # Dynamic broker configs ("" the cluster default, else a broker id), as in the store.
+        self._broker_configs: dict[str, dict[str, str]] = {}
         # Partitions being reassigned: target replicas and the copy throttle
         # (bytes/s for the adding replicas; None: unthrottled). The target is
         # also in the store (replicas minus removing); the throttle is not.
@@ -600,6 +602,14 @@ class Controller:
     def group_configs(self, group_id: str) -> dict[str, str]:
         return self._call(lambda: dict(self._group_configs.get(group_id, {})))
 
+    def alter_broker_configs(self, entity: str, configs: Mapping[str, str]) -> None:
+        """Replace one entity's dynamic broker configs (already validated) and tell every
+        broker (UpdateMetadata carries them all)."""
+        return self._call(self._alter_broker_configs, entity, configs)
+
+    def broker_configs(self, entity: str) -> dict[str, str]:
+        return self._call(lambda: dict(self._broker_configs.get(entity, {})))
+
     def reassign_partitions(self, targets: Mapping[TopicPartition, list[int] | None],
                             throttle: int | None = None) -> dict[TopicPartition, PylogError | None]:
         """Start moving each partition to its target replicas (None cancels a
@@ -641,6 +651,7 @@ class Controller:
               "create_partitions": self._create_partitions,
               "alter_topic_configs": self._alter_topic_configs,
               "alter_group_configs": self._alter_group_configs,
+              "alter_broker_configs": self._alter_broker_configs,
               "reassign_partitions": self._reassign,
               "reassignments": self._list_reassignments,
               "elect_leaders": self._elect_leaders}[fn_name]
@@ -736,6 +747,7 @@ class Controller:
         self._topics = dict(self.store.topics())
         self._configs = {name: dict(self.store.topic_configs(name)) for name in self._topics}
         self._group_configs = self.store.group_configs()
+        self._broker_configs = self.store.broker_configs()
         # A reassignment a previous controller started goes on (its throttle
         # was that controller's: unthrottled from here).
         self._reassigning = {(name, p): ([r for r in replicas if r not in topic.removing.get(p, ())], None)
@@ -821,6 +833,11 @@ class Controller:
     def _unclean_enabled(self, topic: str) -> bool:
         value = self.store.topic_configs(topic).get("unclean.leader.election.enable")
         if value is None:
+            # Kafka's controller: its own dynamic config, then the cluster default, then its static one.
+            for entity in (str(self.broker_id), ""):
+                value = self._broker_configs.get(entity, {}).get("unclean.leader.election.enable")
+                if value is not None:
+                    return str(value).strip().lower() == "true"
             return self.unclean_leader_election_enable
         return str(value).strip().lower() == "true"
 
@@ -1065,6 +1082,17 @@ class Controller:
         else:
             self._group_configs.pop(group_id, None)
         log.info("controller: group %s config overrides now %s", group_id, configs)
+        self._send_update_metadata(self._live, {})
+
+    def _alter_broker_configs(self, entity: str, configs: Mapping[str, str]) -> None:
+        self._require_active()
+        configs = dict(configs)
+        self.store.set_broker_configs(entity, configs)
+        if configs:
+            self._broker_configs[entity] = configs
+        else:
+            self._broker_configs.pop(entity, None)
+        log.info("controller: dynamic broker configs of %s now %s", entity or "the cluster default", configs)
         self._send_update_metadata(self._live, {})
 
     # -- partition reassignment (KIP-455; Kafka's steps in ZooKeeper mode) ---------------------
@@ -1460,7 +1488,8 @@ class Controller:
                 _unknown_tagged_fields=self._configs_field(t))
                 for t, ps in by_topic.items()],
             live_brokers=live_brokers,
-            _unknown_tagged_fields=[group_configs_field(self._group_configs)])
+            _unknown_tagged_fields=[group_configs_field(self._group_configs),
+                                    broker_configs_field(self._broker_configs)])
         for b in sorted(brokers):
             self._send(b, req, UPDATE_METADATA_VERSION)
 

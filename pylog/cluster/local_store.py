@@ -527,6 +527,12 @@ class LocalMetadataStore(MetadataStore):
         # Written by the controller only, so fenced like its topic writes.
         self._set_entity("group_configs", group_id, configs, fenced=True)
 
+    def broker_configs(self) -> dict[str, dict[str, str]]:
+        return self._entity_table("broker_configs")
+
+    def set_broker_configs(self, entity: str, configs: dict[str, str]) -> None:
+        self._set_entity("broker_configs", entity, configs, fenced=True)
+
     # ACLs live in cluster.json under "acls": {"<PATTERN>/<Type>/<name>": [entries]}.
     def acls(self) -> dict[tuple[str, str, str], list[dict]]:
         with self._s.lock:

@@ -338,6 +338,14 @@ class MetadataStore(abc.ABC):
         """Replace a group's config overrides (empty: it has none left). A fenced write."""
         raise NotImplementedError
 
+    def broker_configs(self) -> dict[str, dict[str, str]]:
+        """Dynamic broker configs: {broker id as text, or "" for the cluster default: {key: value}}."""
+        raise NotImplementedError
+
+    def set_broker_configs(self, entity: str, configs: dict[str, str]) -> None:
+        """Replace one entity's dynamic broker configs (empty: none left). A fenced write."""
+        raise NotImplementedError
+
     def entity_config(self, entity_path: str) -> dict[str, str]:
         """One entity's settings: its quotas and, for a user, its SCRAM
         credentials (Kafka keeps both in /config/users/<user>)."""

@@ -44,6 +44,9 @@ BROKER_IDS = "/brokers/ids"
 TOPICS = "/brokers/topics"
 CONFIG_TOPICS = "/config/topics"
 CONFIG_GROUPS = "/config/groups"
+# Kafka's dynamic broker configs: /config/brokers/<broker id>, the cluster default at <default>.
+CONFIG_BROKERS = "/config/brokers"
+DEFAULT_BROKER_NODE = "<default>"
 DELETE_TOPICS = "/admin/delete_topics"
 CONTROLLER = "/controller"
 CONTROLLER_EPOCH = "/controller_epoch"
@@ -658,9 +661,25 @@ class ZkMetadataStore(MetadataStore):
         return out
 
     def set_group_configs(self, group_id: str, configs: dict[str, str]) -> None:
-        path = f"{CONFIG_GROUPS}/{_group_node(group_id)}"
+        self._set_config_node(CONFIG_GROUPS, _group_node(group_id), configs)
+
+    # -- dynamic broker configs: /config/brokers/<id> and /config/brokers/<default> (Kafka's) --
+    def broker_configs(self) -> dict[str, dict[str, str]]:
+        out = {}
+        for node in self._children(CONFIG_BROKERS):
+            config = self._entity_config(f"{CONFIG_BROKERS}/{node}")
+            if config:
+                out["" if node == DEFAULT_BROKER_NODE else node] = config
+        return out
+
+    def set_broker_configs(self, entity: str, configs: dict[str, str]) -> None:
+        self._set_config_node(CONFIG_BROKERS, entity or DEFAULT_BROKER_NODE, configs)
+
+    def _set_config_node(self, parent: str, node: str, configs: dict[str, str]) -> None:
+        """Replace one ConfigEntity node's configs (none left: the node goes)."""
+        path = f"{parent}/{node}"
         data = _dumps({"version": 1, "config": dict(configs)})
-        self._zk.ensure_path(CONFIG_GROUPS)
+        self._zk.ensure_path(parent)
         while True:
             exists = self._zk.exists(path) is not None
 

@@ -27,12 +27,16 @@ ZooKeeper's /config/topics, or the KRaft metadata log):
   overrides (KIP-848 GROUP resources) as a JSON object {group id: {key:
   value}}, always complete. Kafka's brokers read them from the KRaft
   metadata log; the group coordinator on every broker needs them.
+- BROKER_CONFIGS (tag 7006) on UpdateMetadata itself: the dynamic broker
+  configs as a JSON object {broker id, or "" for the cluster default: {key:
+  value}}, always complete. Kafka's brokers read them from /config/brokers
+  or the KRaft metadata log; each broker applies its own and the default.
 """
 from __future__ import annotations
 
 import json
 
-__all__ = ["GROUP_CONFIGS_TAG", "group_configs_field", "group_configs_of", "CLEANER_STATE_TAG", "cleaner_state_field", "cleaner_state_of", "CONTROLLER_EPOCH_TAG", "controller_epoch_field", "controller_epoch_of", "REASSIGNMENT_THROTTLE_TAG", "TOPIC_CONFIGS_TAG", "reassignment_throttle_field",
+__all__ = ["BROKER_CONFIGS_TAG", "broker_configs_field", "broker_configs_of", "GROUP_CONFIGS_TAG", "group_configs_field", "group_configs_of", "CLEANER_STATE_TAG", "cleaner_state_field", "cleaner_state_of", "CONTROLLER_EPOCH_TAG", "controller_epoch_field", "controller_epoch_of", "REASSIGNMENT_THROTTLE_TAG", "TOPIC_CONFIGS_TAG", "reassignment_throttle_field",
            "reassignment_throttle_of", "topic_configs_field", "topic_configs_of"]
 
 # Far above the small numbers Kafka gives its own tagged fields.
@@ -41,6 +45,7 @@ REASSIGNMENT_THROTTLE_TAG = 7002
 CONTROLLER_EPOCH_TAG = 7003
 CLEANER_STATE_TAG = 7004
 GROUP_CONFIGS_TAG = 7005
+BROKER_CONFIGS_TAG = 7006
 
 
 def topic_configs_field(configs: dict[str, str]) -> tuple[int, bytes]:
@@ -110,8 +115,21 @@ def group_configs_field(configs: dict[str, dict[str, str]]) -> tuple[int, bytes]
 
 def group_configs_of(struct) -> dict[str, dict[str, str]] | None:
     """Every group's overrides an UpdateMetadata carries, or None when it carries none."""
+    return _configs_table_of(struct, GROUP_CONFIGS_TAG)
+
+
+def broker_configs_field(configs: dict[str, dict[str, str]]) -> tuple[int, bytes]:
+    return BROKER_CONFIGS_TAG, json.dumps(configs, separators=(",", ":"), sort_keys=True).encode()
+
+
+def broker_configs_of(struct) -> dict[str, dict[str, str]] | None:
+    """The dynamic broker configs an UpdateMetadata carries, or None when it carries none."""
+    return _configs_table_of(struct, BROKER_CONFIGS_TAG)
+
+
+def _configs_table_of(struct, wanted: int) -> dict[str, dict[str, str]] | None:
     for tag, data in getattr(struct, "_unknown_tagged_fields", None) or ():
-        if tag == GROUP_CONFIGS_TAG:
+        if tag == wanted:
             value = json.loads(bytes(data))
             if not isinstance(value, dict) or not all(
                     isinstance(g, str) and isinstance(c, dict)
