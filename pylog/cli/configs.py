@@ -2,7 +2,8 @@
 groups, users and clients.
 
     pylog configs --bootstrap-server H:P --entity-type topics|brokers|groups
-        [--entity-name N] (--describe [--all] | --alter [--add-config K=V,...] [--delete-config K,...])
+        [--entity-name N | --entity-default] (--describe [--all] | --alter [--add-config K=V,...]
+        [--delete-config K,...])
     pylog configs --bootstrap-server H:P --entity-type clients [--entity-name C]
         (--describe | --alter --add-config producer_byte_rate=1048576)
 
@@ -11,7 +12,10 @@ prints them (`Dynamic configs for topic t are:` then `  k=v sensitive=false
 synonyms={DYNAMIC_TOPIC_CONFIG:k=v, DEFAULT_CONFIG:log.k=v}`, sorted by
 name; --all lists every config, not only the dynamic ones), and
 IncrementalAlterConfigs (deletes, then sets) for --alter, answered
-`Completed updating config for topic t.`. Without --entity-name, every topic,
+`Completed updating config for topic t.`. Brokers: a broker's dynamic
+configs (sent to that broker) or, with --entity-default, the cluster-wide
+ones (`Default configs for brokers in the cluster are:`, `Completed
+updating default config for brokers in the cluster.`). Without --entity-name, every topic,
 broker or group is described. Clients: their quotas (DescribeClientQuotas /
 AlterClientQuotas on the client-id entity), `Quota configs for client-id 'c'
 are k=v`.
@@ -69,6 +73,8 @@ def add_configs_parser(sub) -> None:
     p.add_argument("--entity-type", required=True, choices=("topics", "brokers", "groups", "users", "clients"),
                    help="Type of entity (topics/brokers/groups/users/clients)")
     p.add_argument("--entity-name", help="Name of entity (the user); all users when describing without it")
+    p.add_argument("--entity-default", action="store_true",
+                   help="Default entity name for brokers (the cluster-wide dynamic broker configs)")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--describe", action="store_true", help="List configs for the given entity.")
     what.add_argument("--alter", action="store_true", help="Alter the configuration for the entity.")
@@ -113,6 +119,7 @@ CONFIG_SOURCES = {1: "DYNAMIC_TOPIC_CONFIG", 2: "DYNAMIC_BROKER_CONFIG", 3: "DYN
                   7: "CLIENT_METRICS_CONFIG", 8: "GROUP_CONFIG"}
 # entity type -> (ConfigResource type, the config source that counts as dynamic)
 _RESOURCES = {"topics": (2, 1), "brokers": (4, 2), "groups": (32, 8)}
+_DEFAULT_BROKER_SOURCE = 3   # DYNAMIC_DEFAULT_BROKER_CONFIG: what the default broker entity lists
 
 
 
@@ -150,6 +157,12 @@ def _print_quotas(conn, entity_type: str, name: str | None) -> None:
 def _run(args) -> int:
     if args.all and not args.describe:
         raise SystemExit("--all is only valid with --describe")
+    if args.entity_default:
+        if args.entity_type != "brokers":
+            raise SystemExit(f"--entity-default is not supported for {args.entity_type} (pylog: brokers only)")
+        if args.entity_name is not None:
+            raise SystemExit("Only one of --entity-name or --entity-default may be specified per entity type")
+        args.entity_name = ""   # Kafka's BROKER_DEFAULT_ENTITY_NAME
     if args.entity_type in _RESOURCES:
         return _resource(args)
     if args.entity_type == "clients":
@@ -232,7 +245,7 @@ def _describe(args) -> int:
 def _resource(args) -> int:
     rtype, dynamic = _RESOURCES[args.entity_type]
     singular = args.entity_type[:-1]
-    if args.entity_type == "brokers" and args.entity_name is not None:
+    if args.entity_type == "brokers" and args.entity_name:
         try:
             int(args.entity_name)
         except ValueError:
@@ -240,8 +253,8 @@ def _resource(args) -> int:
                              f"{args.entity_name}") from None
     with open_client(args) as client:
         if args.alter:
-            if not args.entity_name:
-                raise SystemExit("--entity-name is required with --alter")
+            if args.entity_name is None:
+                raise SystemExit("--entity-name or --entity-default is required with --alter")
             add = parse_add_config(args.add_config)
             delete = [x.strip() for x in args.delete_config.split(",") if x.strip()]
             if not add and not delete:
@@ -249,34 +262,42 @@ def _resource(args) -> int:
             R = m.IncrementalAlterConfigsRequest
             ops = [R.AlterableConfig(name=k, config_operation=1, value=None) for k in delete]
             ops += [R.AlterableConfig(name=k, config_operation=0, value=v) for k, v in add.items()]
-            conn = (client.connection(int(args.entity_name)) if args.entity_type == "brokers"
+            # A broker's own configs go to that broker, as Kafka's admin client sends them.
+            conn = (client.connection(int(args.entity_name)) if args.entity_type == "brokers" and args.entity_name
                     else client.any_connection())
             resp = conn.request(R(resources=[R.AlterConfigsResource(
                 resource_type=rtype, resource_name=args.entity_name, configs=ops)], validate_only=False))
             for r in resp.responses:
                 if r.error_code:
                     raise error_for(r.error_code, r.error_message or error_name(r.error_code))
-            print(f"Completed updating config for {singular} {args.entity_name}.")
+            if args.entity_name:
+                print(f"Completed updating config for {singular} {args.entity_name}.")
+            else:
+                print(f"Completed updating default config for {args.entity_type} in the cluster.")
             return 0
         if args.add_config or args.delete_config:
             raise SystemExit("--add-config and --delete-config need --alter")
-        names = [args.entity_name] if args.entity_name else _entities(client, args.entity_type)
+        names = [args.entity_name] if args.entity_name is not None else _entities(client, args.entity_type)
         D = m.DescribeConfigsRequest
         for name in names:
-            conn = client.connection(int(name)) if args.entity_type == "brokers" else client.any_connection()
+            conn = client.connection(int(name)) if args.entity_type == "brokers" and name else client.any_connection()
             resp = conn.request(D(resources=[D.DescribeConfigsResource(
                 resource_type=rtype, resource_name=name, configuration_keys=None)], include_synonyms=True,
                 include_documentation=False), api_version=min(2, conn.api_versions.get(32, (0, 2))[1]))
-            print(f"{'All' if args.all else 'Dynamic'} configs for {singular} {name} are:")
+            if args.entity_type == "brokers" and not name:
+                print("Default configs for brokers in the cluster are:")
+            else:
+                print(f"{'All' if args.all else 'Dynamic'} configs for {singular} {name} are:")
+            wanted = _DEFAULT_BROKER_SOURCE if args.entity_type == "brokers" and not name else dynamic
             for r in resp.results:
                 if r.error_code:
                     raise error_for(r.error_code, r.error_message or f"configs of {singular} {name!r}")
                 for c in sorted(r.configs, key=lambda c: c.name):
-                    if not args.all and c.config_source != dynamic:
+                    if not args.all and c.config_source != wanted:
                         continue
-                    syn = ", ".join(f"{CONFIG_SOURCES.get(x.source, 'UNKNOWN')}:{x.name}={x.value}"
+                    syn = ", ".join(f"{CONFIG_SOURCES.get(x.source, 'UNKNOWN')}:{x.name}={_text(x.value)}"
                                     for x in (c.synonyms or ()))
-                    print(f"  {c.name}={c.value} sensitive={str(c.is_sensitive).lower()} synonyms={{{syn}}}")
+                    print(f"  {c.name}={_text(c.value)} sensitive={str(c.is_sensitive).lower()} synonyms={{{syn}}}")
     return 0
 
 
@@ -284,7 +305,8 @@ def _entities(client, entity_type: str) -> list[str]:
     if entity_type == "topics":
         return sorted(t for t, md in client.metadata(None).topics.items() if not md.error_code)
     if entity_type == "brokers":
-        return [str(b) for b in sorted(client.metadata([]).brokers)]
+        # Every broker, then the cluster default (Kafka's tool lists it last).
+        return [str(b) for b in sorted(client.metadata([]).brokers)] + [""]
     return sorted(g.group_id for g in client.list_groups())
 
 
@@ -307,3 +329,8 @@ def _clients(args) -> int:
             return 0
         _print_quotas(conn, "client-id", client_id)
     return 0
+
+
+def _text(value) -> str:
+    # Java prints a null value as "null".
+    return "null" if value is None else value
