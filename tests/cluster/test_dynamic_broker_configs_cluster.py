@@ -1,0 +1,90 @@
+"""Dynamic broker configs in three-broker clusters (ZooKeeper and the embedded controller): a
+change made through any broker reaches the controller (forwarded), is stored in its metadata
+(/config/brokers/<default> and /config/brokers/<id> in ZooKeeper, as Kafka kept them) and is
+applied on every broker it concerns: the cluster default everywhere, a per-broker one on that
+broker only."""
+from __future__ import annotations
+
+import pytest
+
+from pylog.client import Client
+from pylog.testing import wait_until
+
+from .zkcluster import bootstrap, cluster, embedded_cluster
+
+ck = pytest.importorskip("confluent_kafka")
+from confluent_kafka.admin import (  # noqa: E402
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    ResourceType,
+)
+
+RESOURCE_BROKER = 4
+
+
+@pytest.mark.parametrize("mode", ["zookeeper", "embedded"])
+def test_a_change_through_any_broker_reaches_every_broker(request, mode):
+    brokers = cluster(request.getfixturevalue("zk_connect")) if mode == "zookeeper" else embedded_cluster()
+    with brokers as bs:
+        ctl = next(b for b in bs if b.broker.controller is not None and b.broker.controller.is_active)
+        other = next(b for b in bs if b is not ctl)
+        # the cluster default, through a broker that is not the controller
+        with Client(str(other)) as client:
+            client.incremental_alter_configs(RESOURCE_BROKER, "", {"log.retention.ms": "600000",
+                                                                   "max.connections": "5000"})
+        wait_until(lambda: all(b.broker.config.retention_ms() == 600000
+                               and b.broker.connection_quotas.max_connections == 5000 for b in bs),
+                   what="the cluster default applied on every broker")
+
+        # one broker's own: the admin client sends it to that broker, which forwards it
+        admin = AdminClient({"bootstrap.servers": bootstrap(bs)})
+        target = str(other.broker.broker_id)
+        resource = ConfigResource(ResourceType.BROKER, target, incremental_configs=[
+            ConfigEntry("log.retention.ms", "900000", incremental_operation=AlterConfigOpType.SET)])
+        admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+        wait_until(lambda: other.broker.config.retention_ms() == 900000, what="the per-broker value applied")
+        assert all(b.broker.config.retention_ms() == 600000 for b in bs if b is not other)
+
+        for b in bs:
+            r = ConfigResource(ResourceType.BROKER, str(b.broker.broker_id))
+            entry = admin.describe_configs([r])[r].result(timeout=30)["log.retention.ms"]
+            want = (("900000", ConfigSource.DYNAMIC_BROKER_CONFIG.value) if b is other
+                    else ("600000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value))
+            assert (entry.value, entry.source) == want
+
+        stored = ctl.broker.metadata_store.broker_configs()
+        assert stored == {"": {"log.retention.ms": "600000", "max.connections": "5000"},
+                          target: {"log.retention.ms": "900000"}}
+        if mode == "zookeeper":
+            import json
+
+            from kazoo.client import KazooClient
+            zk = KazooClient(hosts=request.getfixturevalue("zk_connect"))
+            zk.start(timeout=15)
+            try:
+                data, _ = zk.get("/config/brokers/<default>")
+                assert json.loads(data)["config"] == {"log.retention.ms": "600000", "max.connections": "5000"}
+            finally:
+                zk.stop()
+                zk.close()
+
+
+def test_zookeeper_new_controller_keeps_them(zk_connect):
+    with cluster(zk_connect) as bs:
+        with Client(str(bs[0])) as client:
+            client.incremental_alter_configs(RESOURCE_BROKER, "", {"log.retention.bytes": "7777777"})
+        wait_until(lambda: all(b.broker.config.get("log.retention.bytes") == 7777777 for b in bs),
+                   what="the default everywhere")
+        old = next(b for b in bs if b.broker.controller.is_active)
+        old.broker.stop_in_thread()
+        survivors = [b for b in bs if b is not old]
+        new = wait_until(lambda: next((b for b in survivors if b.broker.controller.is_active), None),
+                         what="a new controller")
+        assert new.broker.controller.broker_configs("") == {"log.retention.bytes": "7777777"}
+        with Client(str(new)) as client:
+            client.incremental_alter_configs(RESOURCE_BROKER, "", None, ["log.retention.bytes"])
+        wait_until(lambda: all(b.broker.config.get("log.retention.bytes") == -1 for b in survivors),
+                   what="the deletion through the new controller")
