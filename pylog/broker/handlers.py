@@ -38,7 +38,7 @@ from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.produce import decode_produce_request, encode_produce_response
 from . import api_versions as av
-from . import dynamic_config
+from . import broker_loggers, dynamic_config
 from ..groups.group_configs import check_group_id, effective_group_config, validate_group_configs
 from .config import TOPIC_CONFIGS, TopicConfig, validate_topic_name
 from .epoch_api import offset_for_leader_epoch
@@ -53,7 +53,7 @@ from .txn_partition_apis import TxnPartitionApis
 log = logging.getLogger("pylog.broker")
 TransactionalIdAuthorizationFailedError = for_code(Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
 
-RESOURCE_TOPIC, RESOURCE_BROKER, RESOURCE_GROUP = 2, 4, 32
+RESOURCE_TOPIC, RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_GROUP = 2, 4, 8, 32
 OFFSETS_TOPIC = "__consumer_offsets"
 # The authorized-operations bitfields (bit n = AclOperation code n) of
 # Metadata v8+ and DescribeCluster: with no authorizer, every operation the
@@ -879,6 +879,8 @@ class Handlers:
                 elif res.resource_type == RESOURCE_BROKER:
                     configs = dynamic_config.describe(self.broker.config, res.resource_name, keys,
                                                       req.include_synonyms)
+                elif res.resource_type == RESOURCE_BROKER_LOGGER:
+                    configs = broker_loggers.describe(res.resource_name, self.broker.broker_id, keys)
                 elif res.resource_type == RESOURCE_GROUP:
                     configs = self._describe_group_configs(res.resource_name, keys, req.include_synonyms)
                 else:
@@ -946,16 +948,25 @@ class Handlers:
         loop = asyncio.get_running_loop()
         version = header.request_api_version
         forwarded = header.client_id == FORWARD_CLIENT_ID
-        refused = {}
-        if not forwarded:
-            for res in req.resources:
-                if res.resource_type == RESOURCE_BROKER and res.resource_name:
-                    try:
-                        dynamic_config.check_node_id(res.resource_name, self.broker.broker_id)
-                    except PylogError as e:
-                        refused[id(res)] = R.AlterConfigsResourceResponse(
-                            error_code=_code(e), error_message=str(e), resource_type=res.resource_type,
-                            resource_name=res.resource_name)
+        refused = {}   # answered here: refused per-broker resources, and every BROKER_LOGGER one
+        for res in req.resources:
+            code, message = None, None
+            try:
+                if res.resource_type == RESOURCE_BROKER_LOGGER:
+                    if R is not m.IncrementalAlterConfigsResponse:
+                        # Kafka's AlterConfigs has no BROKER_LOGGER resource
+                        raise InvalidRequestError(f"Unknown resource type {res.resource_type}")
+                    broker_loggers.apply_changes(res.resource_name, self.broker.broker_id, res.configs,
+                                                 req.validate_only)
+                    code = 0
+                elif res.resource_type == RESOURCE_BROKER and res.resource_name and not forwarded:
+                    dynamic_config.check_node_id(res.resource_name, self.broker.broker_id)
+            except PylogError as e:
+                code, message = _code(e), str(e)
+            if code is not None:
+                refused[id(res)] = R.AlterConfigsResourceResponse(
+                    error_code=code, error_message=message, resource_type=res.resource_type,
+                    resource_name=res.resource_name)
         ctl = self._active_controller()
         if ctl is None:
             rest = [res for res in req.resources if id(res) not in refused]
@@ -997,8 +1008,7 @@ class Handlers:
                                                               resource_type=res.resource_type, resource_name=name))
                     continue
                 if res.resource_type != RESOURCE_TOPIC:
-                    raise InvalidRequestError("only topic and group configs can be altered (no dynamic broker "
-                                              "configs)")
+                    raise InvalidRequestError(f"Unknown resource type {res.resource_type}")
                 if name not in self.broker.metadata_cache.topics:
                     raise UnknownTopicOrPartitionError(f"topic {name} does not exist")
                 changes, incremental = changes_of(res)

@@ -15,7 +15,10 @@ IncrementalAlterConfigs (deletes, then sets) for --alter, answered
 `Completed updating config for topic t.`. Brokers: a broker's dynamic
 configs (sent to that broker) or, with --entity-default, the cluster-wide
 ones (`Default configs for brokers in the cluster are:`, `Completed
-updating default config for brokers in the cluster.`). Without --entity-name, every topic,
+updating default config for brokers in the cluster.`). Broker loggers
+(--entity-type broker-loggers --entity-name 1): the log levels of that
+broker's Python loggers in log4j's names, `--add-config pylog.broker=DEBUG`
+or `--delete-config pylog.broker` (back to inheriting). Without --entity-name, every topic,
 broker or group is described. Clients: their quotas (DescribeClientQuotas /
 AlterClientQuotas on the client-id entity), `Quota configs for client-id 'c'
 are k=v`.
@@ -70,8 +73,9 @@ def add_configs_parser(sub) -> None:
                                    "client, user, broker or group")
     add_bootstrap(p)
     add_command_config(p)
-    p.add_argument("--entity-type", required=True, choices=("topics", "brokers", "groups", "users", "clients"),
-                   help="Type of entity (topics/brokers/groups/users/clients)")
+    p.add_argument("--entity-type", required=True,
+                   choices=("topics", "brokers", "broker-loggers", "groups", "users", "clients"),
+                   help="Type of entity (topics/brokers/broker-loggers/groups/users/clients)")
     p.add_argument("--entity-name", help="Name of entity (the user); all users when describing without it")
     p.add_argument("--entity-default", action="store_true",
                    help="Default entity name for brokers (the cluster-wide dynamic broker configs)")
@@ -118,7 +122,7 @@ CONFIG_SOURCES = {1: "DYNAMIC_TOPIC_CONFIG", 2: "DYNAMIC_BROKER_CONFIG", 3: "DYN
                   4: "STATIC_BROKER_CONFIG", 5: "DEFAULT_CONFIG", 6: "DYNAMIC_BROKER_LOGGER_CONFIG",
                   7: "CLIENT_METRICS_CONFIG", 8: "GROUP_CONFIG"}
 # entity type -> (ConfigResource type, the config source that counts as dynamic)
-_RESOURCES = {"topics": (2, 1), "brokers": (4, 2), "groups": (32, 8)}
+_RESOURCES = {"topics": (2, 1), "brokers": (4, 2), "broker-loggers": (8, 6), "groups": (32, 8)}
 _DEFAULT_BROKER_SOURCE = 3   # DYNAMIC_DEFAULT_BROKER_CONFIG: what the default broker entity lists
 
 
@@ -245,11 +249,14 @@ def _describe(args) -> int:
 def _resource(args) -> int:
     rtype, dynamic = _RESOURCES[args.entity_type]
     singular = args.entity_type[:-1]
-    if args.entity_type == "brokers" and args.entity_name:
+    by_broker = args.entity_type in ("brokers", "broker-loggers")
+    if args.entity_type == "broker-loggers" and args.describe and not args.entity_name:
+        raise SystemExit("An entity name must be specified with --describe of broker-loggers")
+    if by_broker and args.entity_name:
         try:
             int(args.entity_name)
         except ValueError:
-            raise SystemExit("The entity name for brokers must be a valid integer broker id, found: "
+            raise SystemExit(f"The entity name for {args.entity_type} must be a valid integer broker id, found: "
                              f"{args.entity_name}") from None
     with open_client(args) as client:
         if args.alter:
@@ -259,11 +266,13 @@ def _resource(args) -> int:
             delete = [x.strip() for x in args.delete_config.split(",") if x.strip()]
             if not add and not delete:
                 raise SystemExit("--alter needs --add-config or --delete-config")
+            if args.entity_type == "broker-loggers":
+                _check_loggers(client, args.entity_name, [*delete, *add])
             R = m.IncrementalAlterConfigsRequest
             ops = [R.AlterableConfig(name=k, config_operation=1, value=None) for k in delete]
             ops += [R.AlterableConfig(name=k, config_operation=0, value=v) for k, v in add.items()]
             # A broker's own configs go to that broker, as Kafka's admin client sends them.
-            conn = (client.connection(int(args.entity_name)) if args.entity_type == "brokers" and args.entity_name
+            conn = (client.connection(int(args.entity_name)) if by_broker and args.entity_name
                     else client.any_connection())
             resp = conn.request(R(resources=[R.AlterConfigsResource(
                 resource_type=rtype, resource_name=args.entity_name, configs=ops)], validate_only=False))
@@ -280,7 +289,7 @@ def _resource(args) -> int:
         names = [args.entity_name] if args.entity_name is not None else _entities(client, args.entity_type)
         D = m.DescribeConfigsRequest
         for name in names:
-            conn = client.connection(int(name)) if args.entity_type == "brokers" and name else client.any_connection()
+            conn = client.connection(int(name)) if by_broker and name else client.any_connection()
             resp = conn.request(D(resources=[D.DescribeConfigsResource(
                 resource_type=rtype, resource_name=name, configuration_keys=None)], include_synonyms=True,
                 include_documentation=False), api_version=min(2, conn.api_versions.get(32, (0, 2))[1]))
@@ -299,6 +308,21 @@ def _resource(args) -> int:
                                     for x in (c.synonyms or ()))
                     print(f"  {c.name}={_text(c.value)} sensitive={str(c.is_sensitive).lower()} synonyms={{{syn}}}")
     return 0
+
+
+def _check_loggers(client, broker: str, names) -> None:
+    """Kafka's tool checks the loggers exist on that broker before it asks for a change."""
+    D = m.DescribeConfigsRequest
+    resp = client.connection(int(broker)).request(D(resources=[D.DescribeConfigsResource(
+        resource_type=8, resource_name=broker, configuration_keys=None)], include_synonyms=False,
+        include_documentation=False))
+    for r in resp.results:
+        if r.error_code:
+            raise error_for(r.error_code, r.error_message or error_name(r.error_code))
+        known = {c.name for c in r.configs}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise SystemExit(f"Error: Invalid broker logger(s): {','.join(unknown)}")
 
 
 def _entities(client, entity_type: str) -> list[str]:

@@ -246,3 +246,78 @@ def test_kept_across_a_restart(tmp_path):
 def test_invalid_config_error_class_is_the_clients():
     # the codes the assertions above name are Kafka's
     assert InvalidConfigError.error_code == 40 and InvalidRequestError.error_code == 42
+
+
+# -- BROKER_LOGGER resources: Python's loggers under log4j's level names ------------------------------
+# (confluent-kafka has no BROKER_LOGGER resource type: kafka-python's admin client and raw requests)
+
+def _loggers(admin, name="1"):
+    from kafka.admin import ConfigResource as KConfigResource
+    from kafka.admin import ConfigResourceType
+    return admin.describe_configs([KConfigResource(ConfigResourceType.BROKER_LOGGER, name)])["broker_logger"][name]
+
+
+def _incremental(broker, name, *ops):
+    from pylog.protocol.messages import IncrementalAlterConfigsRequest as R
+    with Client(str(broker)) as client:
+        resp = client.any_connection().request(R(resources=[R.AlterConfigsResource(
+            resource_type=8, resource_name=name, configs=[R.AlterableConfig(name=k, config_operation=op, value=v)
+                                                          for k, op, v in ops])], validate_only=False))
+    return [(r.error_code, r.error_message) for r in resp.responses][0]
+
+
+def test_broker_logger_levels_set_and_unset(broker):
+    import logging
+
+    from kafka.admin import ConfigResource as KConfigResource
+    from kafka.admin import ConfigResourceType, KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=str(broker))
+    logger = logging.getLogger("pylog.broker")
+    before = logger.level
+    try:
+        entries = _loggers(admin)
+        assert "root" in entries and "pylog.broker" in entries
+        assert entries["pylog.broker"]["config_source"] == "DYNAMIC_BROKER_LOGGER_CONFIG"
+        admin.alter_configs([KConfigResource(ConfigResourceType.BROKER_LOGGER, "1", configs={"pylog.broker": "TRACE"})])
+        assert logger.level == 5 and logger.isEnabledFor(5)
+        assert _loggers(admin)["pylog.broker"]["value"] == "TRACE"
+        assert _incremental(broker, "1", ("pylog.broker", 1, None)) == (0, None)
+        assert logger.level == logging.NOTSET
+        parent = logging.getLogger("pylog").getEffectiveLevel()
+        assert _loggers(admin)["pylog.broker"]["value"] == {50: "FATAL", 40: "ERROR", 30: "WARN", 20: "INFO",
+                                                            10: "DEBUG"}.get(parent, "TRACE")
+        # validate_only changes nothing
+        from pylog.protocol.messages import IncrementalAlterConfigsRequest as R
+        with Client(str(broker)) as client:
+            client.any_connection().request(R(resources=[R.AlterConfigsResource(
+                resource_type=8, resource_name="1", configs=[R.AlterableConfig(
+                    name="pylog.broker", config_operation=0, value="ERROR")])], validate_only=True))
+        assert logger.level == logging.NOTSET
+    finally:
+        logger.setLevel(before)
+        admin.close()
+
+
+@pytest.mark.parametrize("op, code, words", [
+    (("pylog.no.such.logger", 0, "INFO"), 40, "Logger pylog.no.such.logger does not exist!"),
+    (("pylog.broker", 0, "LOUD"), 40, "Cannot set the log level of pylog.broker to LOUD as it is not a supported "
+                                      "log level. Valid log levels are DEBUG, ERROR, FATAL, INFO, TRACE, WARN"),
+    (("root", 1, None), 42, "Removing the log level of the root logger is not allowed"),
+    (("pylog.broker", 2, "INFO"), 42, "APPEND operation is not allowed for the BROKER_LOGGER resource"),
+    (("pylog.broker", 0, None), 42, "Null value not supported for : pylog.broker"),
+])
+def test_broker_logger_refusals(broker, op, code, words):
+    got_code, message = _incremental(broker, "1", op)
+    assert got_code == code and words in message
+
+
+def test_broker_logger_node_ids_and_legacy_alter(broker):
+    from pylog.protocol.messages import AlterConfigsRequest as R
+    assert _incremental(broker, "2", ("root", 0, "INFO")) == (42, "Unexpected node id. Expected 1, but received 2")
+    with Client(str(broker)) as client:
+        with pytest.raises(InvalidRequestError, match="Broker id must not be empty"):
+            client.describe_configs("", resource_type=8)
+        resp = client.any_connection().request(R(resources=[R.AlterConfigsResource(
+            resource_type=8, resource_name="1", configs=[R.AlterableConfig(name="root", value="INFO")])],
+            validate_only=False))
+    assert [(r.error_code, r.error_message) for r in resp.responses] == [(42, "Unknown resource type 8")]
