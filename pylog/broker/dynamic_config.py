@@ -21,6 +21,8 @@ Threads: validation runs anywhere (pure); apply() on the broker's event loop.
 """
 from __future__ import annotations
 
+import asyncio
+import copy
 import logging
 import re
 
@@ -30,7 +32,8 @@ from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, config_text, validate_topic_
 
 log = logging.getLogger("pylog.broker")
 
-__all__ = ["ALL_DYNAMIC_CONFIGS", "LIVE", "apply", "apply_ops", "check_node_id", "describe", "validate"]
+__all__ = ["ALL_DYNAMIC_CONFIGS", "LIVE", "apply", "apply_ops", "check_node_id", "check_on_broker", "describe",
+           "validate"]
 
 # Kafka's SslConfigs.RECONFIGURABLE_CONFIGS: dynamic only per listener (listener.name.<l>.<key>).
 DYNAMIC_SECURITY_CONFIGS = frozenset({
@@ -95,9 +98,12 @@ _LISTENER_CONFIG = re.compile(r"listener\.name\.[^.]*\.(.*)")
 _TOPIC_DEFAULTS = frozenset(k for k, *_ in TOPIC_CONFIGS.values() if k is not None) & _LOG_CONFIGS
 _CONNECTION_KEYS = frozenset({"max.connections", "max.connection.creation.rate", "max.connections.per.ip",
                               "max.connections.per.ip.overrides"})
+# Kafka's LogCleaner.reconfigure: new threads with these.
+_CLEANER_KEYS = frozenset({"log.cleaner.threads", "log.cleaner.backoff.ms", "log.cleaner.io.max.bytes.per.second",
+                           "log.cleaner.dedupe.buffer.size", "log.cleaner.io.buffer.load.factor"})
 # What pylog changes live. unclean.leader.election.enable: the controller reads it per
 # election (cluster/controller.py); producer.id.expiration.ms: each partition's producer state.
-LIVE = frozenset(_TOPIC_DEFAULTS | _CONNECTION_KEYS | {"producer.id.expiration.ms"})
+LIVE = frozenset(_TOPIC_DEFAULTS | _CONNECTION_KEYS | _CLEANER_KEYS | {"producer.id.expiration.ms"})
 # Kafka's ConfigDef types of the live keys (its parse errors name them).
 _KAFKA_TYPES = {
     "log.segment.bytes": "INT", "log.index.size.max.bytes": "INT", "message.max.bytes": "INT",
@@ -105,7 +111,11 @@ _KAFKA_TYPES = {
     "max.connection.creation.rate": "INT", "max.connections.per.ip": "INT", "producer.id.expiration.ms": "INT",
     "log.cleaner.min.cleanable.ratio": "DOUBLE", "unclean.leader.election.enable": "BOOLEAN",
     "log.cleanup.policy": "LIST", "compression.type": "STRING", "log.message.timestamp.type": "STRING",
-    "max.connections.per.ip.overrides": "STRING"}
+    "max.connections.per.ip.overrides": "STRING", "log.cleaner.threads": "INT",
+    "log.cleaner.io.max.bytes.per.second": "DOUBLE", "log.cleaner.io.buffer.load.factor": "DOUBLE"}
+# Kafka's ConfigDef lower bounds of the live keys without a topic config behind them.
+_AT_LEAST = {"max.connections": 0, "max.connection.creation.rate": 0, "max.connections.per.ip": 0,
+             "producer.id.expiration.ms": 1, "log.cleaner.threads": 0, "log.cleaner.backoff.ms": 0}
 _BROKER_TO_TOPIC = {k: topic for topic, (k, *_) in TOPIC_CONFIGS.items() if k is not None}
 
 # IncrementalAlterConfigs operations.
@@ -225,10 +235,13 @@ def _checked_value(name: str, value: str) -> str:
             return validate_topic_configs({topic_key: text})[topic_key]
         except InvalidConfigError as e:
             raise InvalidRequestError(str(e).replace(topic_key, name)) from None
-    if name in _CONNECTION_KEYS - {"max.connections.per.ip.overrides"} and int(text) < 0:
-        raise InvalidRequestError(f"Invalid value {value} for configuration {name}: Value must be at least 0")
-    if name == "producer.id.expiration.ms" and int(text) < 1:
-        raise InvalidRequestError(f"Invalid value {value} for configuration {name}: Value must be at least 1")
+    if name in _AT_LEAST and int(text) < _AT_LEAST[name]:
+        raise InvalidRequestError(f"Invalid value {value} for configuration {name}: Value must be at least "
+                                  f"{_AT_LEAST[name]}")
+    if name == "log.cleaner.io.max.bytes.per.second" and not float(text) > 0:
+        # pylog refuses it at start-up too: the cleaner's throttler would never let a byte through
+        raise InvalidRequestError(f"Invalid value {value} for configuration {name}: must be above 0 (the cleaner "
+                                  "could never move a byte)")
     if name == "max.connections.per.ip.overrides":
         from .connection_quotas import parse_overrides
         try:
@@ -243,6 +256,50 @@ def _check_together(configs: dict[str, str]) -> None:
     if lo is not None and hi is not None and int(lo) > int(hi):
         raise InvalidRequestError(f"conflict config setting log.cleaner.min.compaction.lag.ms ({lo}) > "
                                   f"log.cleaner.max.compaction.lag.ms ({hi})")
+
+
+def check_on_broker(cfg, entity: str, configs: dict[str, str]) -> None:
+    """Kafka's DynamicBrokerConfig.validate on the broker that got the request: the
+    broker's config as it would be with the change (KafkaConfig's cross-key rules)
+    and its reconfigurables' validateReconfiguration. Kafka wraps what they throw
+    in a ConfigException whose words are these."""
+    if entity not in ("", str(cfg.broker_id)):
+        return   # another broker's own configs (forwarded): that broker checked them
+    new = copy.copy(cfg)
+    live = {k: v for k, v in configs.items() if k in LIVE}
+    if entity:
+        new.dynamic_broker = live
+    else:
+        new.dynamic_default = live
+    try:
+        _check_effective(cfg, new)
+    except InvalidConfigError as e:
+        raise InvalidRequestError(f"Invalid value org.apache.kafka.common.config.ConfigException: {e} for "
+                                  "configuration Invalid dynamic configuration") from None
+
+
+def _check_effective(old, new) -> None:
+    if new.get("max.connections.per.ip") == 0 and not new.get("max.connections.per.ip.overrides").strip():
+        raise InvalidConfigError("max.connections.per.ip can be set to zero only if "
+                                 "max.connections.per.ip.overrides property is set.")
+    lo, hi = new.get("log.cleaner.min.compaction.lag.ms"), new.get("log.cleaner.max.compaction.lag.ms")
+    if lo > hi:
+        raise InvalidConfigError(f"conflict config setting log.cleaner.min.compaction.lag.ms ({lo}) > "
+                                 f"log.cleaner.max.compaction.lag.ms ({hi})")
+    threads, current = new.get("log.cleaner.threads"), old.get("log.cleaner.threads")
+    if threads != current:
+        # Kafka's LogCleaner.validateReconfiguration
+        if threads < 1:
+            raise InvalidConfigError("Log cleaner threads should be at least 1")
+        if threads < current // 2:
+            raise InvalidConfigError(f"Log cleaner threads cannot be reduced to less than half the current value "
+                                     f"{current}")
+        if threads > current * 2:
+            raise InvalidConfigError(f"Log cleaner threads cannot be increased to more than double the current "
+                                     f"value {current}")
+    from .log_cleaner import check_offset_map
+    check_offset_map(threads, min(new.get("log.cleaner.dedupe.buffer.size") // max(threads, 1), (1 << 31) - 1),
+                     new.get("log.cleaner.io.buffer.load.factor"))
 
 
 # Kafka broker keys pylog does not list in BROKER_DEFAULTS but Kafka has as static ones:
@@ -279,10 +336,25 @@ def apply(broker, table: dict[str, dict[str, str]]) -> set[str]:
         logs.refresh_topic_defaults()
     if changed & _CONNECTION_KEYS:
         broker.connection_quotas.reconfigure(cfg)
+    if changed & _CLEANER_KEYS and broker.log_cleaner is not None:
+        _off_the_loop(broker.log_cleaner.reconfigure, cfg)
     if "producer.id.expiration.ms" in changed:
         for p in list(logs.partitions.values()):
             p.producer_state.expiration_ms = cfg.get("producer.id.expiration.ms")
     return changed
+
+
+def _off_the_loop(fn, *args) -> None:
+    """fn(*args) on a worker thread (it joins threads); its failure is logged."""
+    def run():
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 -- the broker goes on with what it has
+            log.exception("applying a dynamic broker config failed")
+    try:
+        asyncio.get_running_loop().run_in_executor(None, run)
+    except RuntimeError:   # no loop (a test's direct call)
+        run()
 
 
 # ---- DescribeConfigs on BROKER resources ----

@@ -959,8 +959,8 @@ class Handlers:
                     broker_loggers.apply_changes(res.resource_name, self.broker.broker_id, res.configs,
                                                  req.validate_only)
                     code = 0
-                elif res.resource_type == RESOURCE_BROKER and res.resource_name and not forwarded:
-                    dynamic_config.check_node_id(res.resource_name, self.broker.broker_id)
+                elif res.resource_type == RESOURCE_BROKER and not forwarded:
+                    self._check_broker_resource(res, R is m.IncrementalAlterConfigsResponse)
             except PylogError as e:
                 code, message = _code(e), str(e)
             if code is not None:
@@ -1022,6 +1022,15 @@ class Handlers:
                                                       resource_type=res.resource_type, resource_name=res.resource_name))
         return R(throttle_time_ms=0, responses=out)
 
+    def _check_broker_resource(self, res, incremental) -> None:
+        """What Kafka's ConfigAdminManager checks on the broker that got the request,
+        against that broker's view of the entity and its own config."""
+        entity = res.resource_name
+        if entity:
+            dynamic_config.check_node_id(entity, self.broker.broker_id)
+        new = _broker_config_changes(self.broker.metadata_cache.broker_configs.get(entity, {}), res, incremental)
+        dynamic_config.check_on_broker(self.broker.config, entity, dynamic_config.validate(new, bool(entity)))
+
     async def _alter_broker(self, ctl, res, incremental, validate_only):
         """A BROKER resource's dynamic configs, merged with the controller's (or replaced,
         for AlterConfigs), checked, stored and pushed to every broker."""
@@ -1032,11 +1041,7 @@ class Handlers:
             except ValueError:
                 raise InvalidRequestError(f"Node id must be an integer, but it is: {entity}") from None
         current = await asyncio.get_running_loop().run_in_executor(None, ctl.broker_configs, entity)
-        if incremental:
-            new = dynamic_config.apply_ops(current, [(c.name, c.config_operation, c.value) for c in res.configs])
-        else:
-            new = dynamic_config.apply_ops({}, [(c.name, 0, c.value) for c in res.configs])
-        new = dynamic_config.validate(new, per_broker=bool(entity))
+        new = dynamic_config.validate(_broker_config_changes(current, res, incremental), per_broker=bool(entity))
         if validate_only:
             return 0, None
         return await self._by_controller(ctl, "alter_broker_configs", entity, new)
@@ -1193,6 +1198,14 @@ _I32 = struct.Struct(">i")
 _SET, _DELETE, _APPEND, _SUBTRACT = 0, 1, 2, 3
 _LIST_CONFIGS = frozenset({"cleanup.policy"})
 _CONFIG_TYPE_INT = 3   # DescribeConfigs v3+ ConfigType
+
+
+def _broker_config_changes(current, res, incremental) -> dict:
+    """A BROKER resource's configs after the request: merged (IncrementalAlterConfigs)
+    or replaced (AlterConfigs)."""
+    if incremental:
+        return dynamic_config.apply_ops(current, [(c.name, c.config_operation, c.value) for c in res.configs])
+    return dynamic_config.apply_ops({}, [(c.name, _SET, c.value) for c in res.configs])
 
 
 def _group_config_changes(configs) -> dict:

@@ -57,6 +57,14 @@ CLEANER_NICE = 10
 LOOP_TIMEOUT_S = 30.0
 
 
+def check_offset_map(num_threads: int, map_bytes: int, load_factor: float) -> None:
+    """Kafka's Cleaner: each thread's offset map must hold at least one key."""
+    if num_threads and int(map_bytes / _engine.OffsetMap.bytes_per_entry * load_factor) < 1:
+        from ..errors import InvalidConfigError
+        raise InvalidConfigError(f"log.cleaner.dedupe.buffer.size gives each of the {num_threads} "
+                                 f"cleaner threads {map_bytes} bytes: too small for even one key")
+
+
 class Throttler:
     """Kafka's Throttler: the bytes observed per check interval (300 ms) kept
     at desired_rate on average by sleeping; a thread checks at most an
@@ -129,18 +137,13 @@ class LogCleaner:
         self.log_manager = log_manager
         self._submit_to_loop = submit_to_loop
         self.enabled = config.get("log.cleaner.enable")
-        self.num_threads = config.get("log.cleaner.threads") if self.enabled else 0
-        self.backoff_s = config.get("log.cleaner.backoff.ms") / 1000.0
-        self.load_factor = config.get("log.cleaner.io.buffer.load.factor")
-        self.map_bytes = min(config.get("log.cleaner.dedupe.buffer.size") // max(self.num_threads, 1), INT_MAX)
-        if self.num_threads and int(self.map_bytes / _engine.OffsetMap.bytes_per_entry * self.load_factor) < 1:
-            # Kafka's Cleaner: the map must hold at least one key.
-            from ..errors import InvalidConfigError
-            raise InvalidConfigError(f"log.cleaner.dedupe.buffer.size gives each of the {self.num_threads} "
-                                     f"cleaner threads {self.map_bytes} bytes: too small for even one key")
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self.throttler = Throttler(config.get("log.cleaner.io.max.bytes.per.second"), self._stop)
+        # A reconfigure (stop, then start threads) and the broker's shutdown, one at a time:
+        # no threads are started after the final shutdown.
+        self._life = threading.Lock()
+        self._closed = False
+        self._configure(config)
         self._cond = threading.Condition()
         self._in_progress: dict[tuple, str] = {}   # tp -> "cleaning" | "aborted"
         self._paused: dict[tuple, int] = {}        # tp -> how many pauses hold it
@@ -151,6 +154,30 @@ class LogCleaner:
         # for another round until it changes.
         self._stuck_horizon: dict[tuple, int] = {}
         self._threads: list[threading.Thread] = []
+
+    def _configure(self, config) -> None:
+        num_threads = config.get("log.cleaner.threads") if self.enabled else 0
+        map_bytes = min(config.get("log.cleaner.dedupe.buffer.size") // max(num_threads, 1), INT_MAX)
+        load_factor = config.get("log.cleaner.io.buffer.load.factor")
+        check_offset_map(num_threads, map_bytes, load_factor)
+        self.num_threads, self.map_bytes, self.load_factor = num_threads, map_bytes, load_factor
+        self.backoff_s = config.get("log.cleaner.backoff.ms") / 1000.0
+        self.throttler = Throttler(config.get("log.cleaner.io.max.bytes.per.second"), self._stop)
+
+    def reconfigure(self, config) -> None:
+        """New cleaner configs (dynamic broker configs): Kafka's LogCleaner.reconfigure
+        stops the threads (rounds in progress are aborted) and starts new ones with
+        them; pauses stay. Blocks while the threads stop: never on the event loop."""
+        with self._life:
+            if self._closed:
+                return
+            self._stop_threads()
+            self._stop.clear()
+            self._wake.clear()
+            try:
+                self._configure(config)
+            finally:
+                self.start()
 
     # ---- start and stop ----
 
@@ -165,6 +192,11 @@ class LogCleaner:
 
     def shutdown(self) -> None:
         """Stop the threads (a round in progress is aborted: its output is dropped)."""
+        with self._life:
+            self._closed = True
+            self._stop_threads()
+
+    def _stop_threads(self) -> None:
         self._stop.set()
         self._wake.set()
         with self._cond:

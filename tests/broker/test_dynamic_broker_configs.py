@@ -126,7 +126,13 @@ def test_kafka_python_alter_and_describe(broker):
      "Invalid value 1e3 for configuration max.connections: Not a number of type INT"),
     ("log.message.timestamp.type", "WallTime", "INVALID_REQUEST", "log.message.timestamp.type"),
     ("num.io.threads", "4", "INVALID_CONFIG", "num.io.threads: pylog does not implement this broker config"),
-    ("log.cleaner.threads", "2", "INVALID_CONFIG", "pylog reads this broker config only at start-up"),
+    ("sasl.enabled.mechanisms", "PLAIN", "INVALID_CONFIG", "pylog reads this broker config only at start-up"),
+    ("log.cleaner.threads", "3", "INVALID_REQUEST",
+     "Invalid value org.apache.kafka.common.config.ConfigException: Log cleaner threads cannot be increased to "
+     "more than double the current value 1 for configuration Invalid dynamic configuration"),
+    ("max.connections.per.ip", "0", "INVALID_REQUEST",
+     "max.connections.per.ip can be set to zero only if max.connections.per.ip.overrides property is set."),
+    ("log.cleaner.io.max.bytes.per.second", "0", "INVALID_REQUEST", "must be above 0"),
     ("no.such.key", "1", "INVALID_CONFIG", "not a broker config pylog knows"),
 ])
 def test_refused_with_kafkas_codes_and_nothing_changes(broker, key, value, code, words):
@@ -138,6 +144,18 @@ def test_refused_with_kafkas_codes_and_nothing_changes(broker, key, value, code,
     assert err.name() == code and words in err.str()
     assert broker.broker.config.get("log.retention.bytes") == 5000000
     assert broker.broker.config.dynamic_broker == {"log.retention.bytes": "5000000"}
+
+
+def test_cleaner_threads_restarted_with_the_new_configs(broker):
+    cleaner = broker.broker.log_cleaner
+    assert cleaner.num_threads == 1
+    admin = AdminClient({"bootstrap.servers": str(broker)})
+    alter(admin, "1", set_("log.cleaner.threads", "2"), set_("log.cleaner.backoff.ms", "250"))
+    wait_until(lambda: cleaner.num_threads == 2 and len(cleaner._threads) == 2
+               and all(t.is_alive() for t in cleaner._threads), what="two cleaner threads")
+    assert cleaner.backoff_s == 0.25
+    alter(admin, "1", delete("log.cleaner.threads"), delete("log.cleaner.backoff.ms"))
+    wait_until(lambda: cleaner.num_threads == 1 and len(cleaner._threads) == 1, what="back to one thread")
 
 
 def test_legacy_alter_configs_replaces_the_whole_set(broker):
