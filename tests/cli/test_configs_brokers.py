@@ -74,3 +74,29 @@ def test_refusals(broker):
     _, err = configs(broker, "--entity-name", "1", "--entity-default", "--describe", rc=1)
     assert "Only one of --entity-name or --entity-default" in err
     assert broker.broker.config.dynamic_broker == {} and broker.broker.config.dynamic_default == {}
+
+
+def test_broker_loggers(broker):
+    import logging
+    logger = logging.getLogger("pylog.broker.handlers")
+    before = logger.level
+    try:
+        out, _ = configs(broker, "--entity-type", "broker-loggers", "--entity-name", "1", "--alter",
+                         "--add-config", "pylog.broker.handlers=DEBUG")
+        assert out == "Completed updating config for broker-logger 1.\n"
+        assert logger.level == logging.DEBUG
+        out, _ = configs(broker, "--entity-type", "broker-loggers", "--entity-name", "1", "--describe")
+        lines = out.splitlines()
+        assert lines[0] == "Dynamic configs for broker-logger 1 are:"
+        assert "  pylog.broker.handlers=DEBUG sensitive=false synonyms={}" in lines
+        assert any(x.startswith("  root=") for x in lines)
+        out, _ = configs(broker, "--entity-type", "broker-loggers", "--entity-name", "1", "--alter",
+                         "--delete-config", "pylog.broker.handlers")
+        assert logger.level == logging.NOTSET
+        _, err = configs(broker, "--entity-type", "broker-loggers", "--entity-name", "1", "--alter",
+                         "--add-config", "no.such.logger=INFO", rc=1)
+        assert "Invalid broker logger(s): no.such.logger" in err
+        _, err = configs(broker, "--entity-type", "broker-loggers", "--describe", rc=1)
+        assert "An entity name must be specified with --describe of broker-loggers" in err
+    finally:
+        logger.setLevel(before)

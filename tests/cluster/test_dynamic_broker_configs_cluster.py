@@ -10,7 +10,7 @@ import pytest
 from pylog.client import Client
 from pylog.testing import wait_until
 
-from .zkcluster import bootstrap, cluster, embedded_cluster
+from .zkcluster import bootstrap, cluster, create_topic, embedded_cluster
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import (  # noqa: E402
@@ -54,6 +54,15 @@ def test_a_change_through_any_broker_reaches_every_broker(request, mode):
             want = (("900000", ConfigSource.DYNAMIC_BROKER_CONFIG.value) if b is other
                     else ("600000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value))
             assert (entry.value, entry.source) == want
+
+        # the controller's own elections follow the cluster default (no topic override)
+        create_topic(bs, "unclean-default", 1, rf=3)
+        assert not ctl.broker.controller._call(lambda: ctl.broker.controller._unclean_enabled("unclean-default"))
+        with Client(str(other)) as client:
+            client.incremental_alter_configs(RESOURCE_BROKER, "", {"unclean.leader.election.enable": "true"})
+        assert ctl.broker.controller._call(lambda: ctl.broker.controller._unclean_enabled("unclean-default"))
+        with Client(str(other)) as client:
+            client.incremental_alter_configs(RESOURCE_BROKER, "", None, ["unclean.leader.election.enable"])
 
         stored = ctl.broker.metadata_store.broker_configs()
         assert stored == {"": {"log.retention.ms": "600000", "max.connections": "5000"},
