@@ -1074,25 +1074,23 @@ class Controller:
                                                 if (name, p) in self._states})
 
     def _alter_group_configs(self, group_id: str, configs: Mapping[str, str]) -> None:
-        self._require_active()
-        configs = dict(configs)
-        self.store.set_group_configs(group_id, configs)
-        if configs:
-            self._group_configs[group_id] = configs
-        else:
-            self._group_configs.pop(group_id, None)
-        log.info("controller: group %s config overrides now %s", group_id, configs)
-        self._send_update_metadata(self._live, {})
+        self._alter_entity_configs(self._group_configs, self.store.set_group_configs, group_id, configs)
 
     def _alter_broker_configs(self, entity: str, configs: Mapping[str, str]) -> None:
+        self._alter_entity_configs(self._broker_configs, self.store.set_broker_configs, entity, configs)
+
+    def _alter_entity_configs(self, table: dict, store_write: Callable, entity: str,
+                              configs: Mapping[str, str]) -> None:
+        """Group and dynamic broker configs: stored, then every broker told (UpdateMetadata
+        carries each table whole)."""
         self._require_active()
         configs = dict(configs)
-        self.store.set_broker_configs(entity, configs)
+        store_write(entity, configs)
         if configs:
-            self._broker_configs[entity] = configs
+            table[entity] = configs
         else:
-            self._broker_configs.pop(entity, None)
-        log.info("controller: dynamic broker configs of %s now %s", entity or "the cluster default", configs)
+            table.pop(entity, None)
+        log.info("controller: configs of %r now %s", entity, configs)
         self._send_update_metadata(self._live, {})
 
     # -- partition reassignment (KIP-455; Kafka's steps in ZooKeeper mode) ---------------------
