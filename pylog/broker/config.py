@@ -224,7 +224,7 @@ _RANGES: dict[str, tuple] = {
 # Per-listener overrides of the connection limits (Kafka's
 # listener.name.<listener>.<key>); other listener.name. keys are security
 # settings (refused below until built).
-_LISTENER_KEY = re.compile(r"listener\.name\.([^.]+)\.(max\.connections|max\.connection\.creation\.rate)$")
+LISTENER_LIMIT_KEY = _LISTENER_KEY = re.compile(r"listener\.name\.([^.]+)\.(max\.connections|max\.connection\.creation\.rate)$")
 
 
 _GROUP_CONSUMER_INT_KEYS = (
@@ -652,9 +652,12 @@ class BrokerConfig:
     def listener_int(self, listener: str, key: str) -> int:
         """key (max.connections or max.connection.creation.rate) for one
         listener: listener.name.<listener lower-cased>.<key>, else the broker's
-        key, as Kafka's valuesWithPrefixOverride."""
-        v = self.props.get(f"listener.name.{listener.lower()}.{key}")
-        return self.get(key) if v is None else _parse(key, int, v)
+        key, as Kafka's valuesWithPrefixOverride over its dynamic layers."""
+        name = f"listener.name.{listener.lower()}.{key}"
+        for layer in (self.dynamic_broker, self.dynamic_default, self.props):
+            if name in layer:
+                return _parse(key, int, layer[name])
+        return self.get(key)
 
     # ---- derived values, as Kafka derives them ----
 

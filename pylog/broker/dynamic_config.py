@@ -28,7 +28,7 @@ import re
 
 from ..errors import InvalidConfigError, InvalidRequestError
 from ..protocol.messages import DescribeConfigsResponse
-from .config import BROKER_DEFAULTS, TOPIC_CONFIGS, config_text, validate_topic_configs
+from .config import BROKER_DEFAULTS, LISTENER_LIMIT_KEY, TOPIC_CONFIGS, config_text, validate_topic_configs
 
 log = logging.getLogger("pylog.broker")
 
@@ -104,6 +104,14 @@ _CLEANER_KEYS = frozenset({"log.cleaner.threads", "log.cleaner.backoff.ms", "log
 # What pylog changes live. unclean.leader.election.enable: the controller reads it per
 # election (cluster/controller.py); producer.id.expiration.ms: each partition's producer state.
 LIVE = frozenset(_TOPIC_DEFAULTS | _CONNECTION_KEYS | _CLEANER_KEYS | {"producer.id.expiration.ms"})
+
+
+def _is_live(name: str) -> bool:
+    """A key pylog changes live: LIVE, or a listener's own connection limits
+    (listener.name.<listener>.max.connections / .max.connection.creation.rate)."""
+    return name in LIVE or LISTENER_LIMIT_KEY.match(name) is not None
+
+
 # Kafka's ConfigDef types of the live keys (its parse errors name them).
 _KAFKA_TYPES = {
     "log.segment.bytes": "INT", "log.index.size.max.bytes": "INT", "message.max.bytes": "INT",
@@ -192,7 +200,12 @@ def validate(configs: dict[str, str], per_broker: bool) -> dict[str, str]:
             raise InvalidRequestError("Cannot update these configs at default cluster level, broker id must be "
                                       f"specified: {_kafka_set(only_per_broker)}")
     for name in sorted(names):
-        if name in LIVE:
+        listener = LISTENER_LIMIT_KEY.match(name)
+        if listener and listener.group(1) != listener.group(1).lower():
+            # Kafka reads listener-prefixed keys under the lower-cased name only (as at start-up)
+            raise InvalidConfigError(f"{name}: the listener name in listener.name.<listener>.* keys is lower "
+                                     f"case (listener.name.{listener.group(1).lower()}....), as Kafka reads them")
+        if _is_live(name):
             continue
         if name in ALL_DYNAMIC_CONFIGS and name in BROKER_DEFAULTS:
             raise InvalidConfigError(f"{name}: pylog reads this broker config only at start-up; it cannot be "
@@ -208,6 +221,9 @@ def validate(configs: dict[str, str], per_broker: bool) -> dict[str, str]:
 
 
 def _checked_value(name: str, value: str) -> str:
+    listener = LISTENER_LIMIT_KEY.match(name)
+    if listener:
+        name = listener.group(2)   # Kafka checks a listener's key as its base key
     kind = _KAFKA_TYPES.get(name, "LONG")
     text = str(value).strip()
     if kind in ("INT", "LONG"):
@@ -266,7 +282,7 @@ def check_on_broker(cfg, entity: str, configs: dict[str, str]) -> None:
     if entity not in ("", str(cfg.broker_id)):
         return   # another broker's own configs (forwarded): that broker checked them
     new = copy.copy(cfg)
-    live = {k: v for k, v in configs.items() if k in LIVE}
+    live = {k: v for k, v in configs.items() if _is_live(k)}
     if entity:
         new.dynamic_broker = live
     else:
@@ -320,21 +336,24 @@ def apply(broker, table: dict[str, dict[str, str]]) -> set[str]:
     to the parts that hold it. On the broker's event loop. The keys whose
     effective value changed."""
     cfg = broker.config
-    mine = {k: v for k, v in (table.get(str(cfg.broker_id)) or {}).items() if k in LIVE}
-    default = {k: v for k, v in (table.get("") or {}).items() if k in LIVE}
+    mine = {k: v for k, v in (table.get(str(cfg.broker_id)) or {}).items() if _is_live(k)}
+    default = {k: v for k, v in (table.get("") or {}).items() if _is_live(k)}
     if mine == cfg.dynamic_broker and default == cfg.dynamic_default:
         return set()
     before = {k: cfg.get(k) for k in LIVE}
+    listener_keys = {k for layer in (mine, default, cfg.dynamic_broker, cfg.dynamic_default) for k in layer
+                     if k not in LIVE}
+    before_listeners = {k: _layered(cfg, k) for k in listener_keys}
     cfg.dynamic_broker, cfg.dynamic_default = mine, default
     changed = {k for k in LIVE if cfg.get(k) != before[k]}
+    changed |= {k for k in listener_keys if _layered(cfg, k) != before_listeners[k]}
     if not changed:
         return changed
-    log.info("dynamic broker configs changed: %s", ", ".join(f"{k}={config_text(cfg.get(k))}"
-                                                            for k in sorted(changed)))
+    log.info("dynamic broker configs changed: %s", ", ".join(sorted(changed)))
     logs = broker.log_manager
     if changed & _TOPIC_DEFAULTS:
         logs.refresh_topic_defaults()
-    if changed & _CONNECTION_KEYS:
+    if changed & _CONNECTION_KEYS or changed & listener_keys:
         broker.connection_quotas.reconfigure(cfg)
     if changed & _CLEANER_KEYS and broker.log_cleaner is not None:
         _off_the_loop(broker.log_cleaner.reconfigure, cfg)
@@ -342,6 +361,14 @@ def apply(broker, table: dict[str, dict[str, str]]) -> set[str]:
         for p in list(logs.partitions.values()):
             p.producer_state.expiration_ms = cfg.get("producer.id.expiration.ms")
     return changed
+
+
+def _layered(cfg, key: str):
+    """A key outside BROKER_DEFAULTS (a listener's own) as the layers give it."""
+    for layer in (cfg.dynamic_broker, cfg.dynamic_default, cfg.props):
+        if key in layer:
+            return layer[key]
+    return None
 
 
 def _off_the_loop(fn, *args) -> None:
@@ -367,6 +394,9 @@ def _synonym_names(name: str) -> list[str]:
             return group
     if name == "log.flush.interval.ms":
         return ["log.flush.interval.ms", "log.flush.scheduler.interval.ms"]
+    listener = _LISTENER_CONFIG.fullmatch(name)
+    if listener:
+        return [name, listener.group(1)]
     return [name]
 
 
@@ -396,6 +426,9 @@ def describe(cfg, name: str, keys, include_synonyms: bool) -> list:
             raise InvalidRequestError(f"Unexpected broker id, expected {cfg.broker_id} or empty string, but "
                                       f"received {name}")
         entries = {k: (None if cfg.get(k) is None else config_text(cfg.get(k))) for k in BROKER_DEFAULTS}
+        # a listener's own connection limits, wherever they are set (Kafka lists the ones it has)
+        entries.update({k: _layered(cfg, k) for layer in (cfg.dynamic_broker, cfg.dynamic_default, cfg.props)
+                        for k in layer if LISTENER_LIMIT_KEY.match(k)})
     else:
         entries = dict(cfg.dynamic_default)
     out = []

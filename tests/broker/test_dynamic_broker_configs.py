@@ -248,6 +248,21 @@ def test_max_connections_changes_what_a_new_connection_gets(broker):
             s.close()
 
 
+def test_a_listeners_own_connection_limit(broker):
+    quotas = broker.broker.connection_quotas
+    admin = AdminClient({"bootstrap.servers": str(broker)})
+    set_default(broker, {"max.connections": "40"})
+    alter(admin, "1", set_("listener.name.plaintext.max.connections", "30"))
+    assert quotas.listeners["PLAINTEXT"].max_connections == 30 and quotas.max_connections == 40
+    e = broker_entries(admin)["listener.name.plaintext.max.connections"]
+    assert e.value == "30" and e.source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+    with pytest.raises(KafkaException) as err:
+        alter(admin, "1", set_("listener.name.PLAINTEXT.max.connections", "30"))
+    assert err.value.args[0].name() == "INVALID_CONFIG" and "lower case" in err.value.args[0].str()
+    alter(admin, "1", delete("listener.name.plaintext.max.connections"))
+    assert quotas.listeners["PLAINTEXT"].max_connections == 40
+
+
 def test_kept_across_a_restart(tmp_path):
     data = str(tmp_path / "d")
     with running_broker(data_dir=data) as b:
