@@ -28,7 +28,9 @@ import re
 
 from ..errors import InvalidConfigError, InvalidRequestError
 from ..protocol.messages import DescribeConfigsResponse
-from .config import BROKER_DEFAULTS, LISTENER_LIMIT_KEY, TOPIC_CONFIGS, config_text, validate_topic_configs
+from .tls import SSL_DEFAULTS
+from .config import (BROKER_DEFAULTS, LISTENER_LIMIT_KEY, TOPIC_CONFIGS, _sasl_key, config_text,
+                     validate_topic_configs)
 
 log = logging.getLogger("pylog.broker")
 
@@ -92,6 +94,9 @@ ALL_DYNAMIC_CONFIGS = frozenset(
 PER_BROKER_CONFIGS = frozenset((DYNAMIC_SECURITY_CONFIGS | _LISTENER_CONFIGS | {"cordoned.log.dirs"})
                                - _CLUSTER_LEVEL_LISTENER_CONFIGS)
 _LISTENER_CONFIG = re.compile(r"listener\.name\.[^.]*\.(.*)")
+# Kafka's listener.name.<l>.<mechanism>.<key> configs.
+_LISTENER_MECHANISM_CONFIGS = ("sasl.jaas.config", "sasl.login.callback.handler.class", "sasl.login.class",
+                               "sasl.server.callback.handler.class", "connections.max.reauth.ms")
 
 # Topic-config defaults pylog reads through TopicConfig: a change reaches every hosted
 # partition without an override of its own.
@@ -207,7 +212,11 @@ def validate(configs: dict[str, str], per_broker: bool) -> dict[str, str]:
                                      f"case (listener.name.{listener.group(1).lower()}....), as Kafka reads them")
         if _is_live(name):
             continue
-        if name in ALL_DYNAMIC_CONFIGS and name in BROKER_DEFAULTS:
+        listener = _LISTENER_CONFIG.fullmatch(name)
+        base = listener.group(1) if listener else name
+        mechanism_key = listener and base.endswith(_LISTENER_MECHANISM_CONFIGS)
+        if (base in ALL_DYNAMIC_CONFIGS or mechanism_key) and (
+                base in BROKER_DEFAULTS or base in SSL_DEFAULTS or _sasl_key(name)):
             raise InvalidConfigError(f"{name}: pylog reads this broker config only at start-up; it cannot be "
                                      f"changed dynamically yet (set it in server.properties and restart)")
         if name in ALL_DYNAMIC_CONFIGS or _LISTENER_CONFIG.fullmatch(name):

@@ -127,6 +127,8 @@ def test_kafka_python_alter_and_describe(broker):
     ("log.message.timestamp.type", "WallTime", "INVALID_REQUEST", "log.message.timestamp.type"),
     ("num.io.threads", "4", "INVALID_CONFIG", "num.io.threads: pylog does not implement this broker config"),
     ("sasl.enabled.mechanisms", "PLAIN", "INVALID_CONFIG", "pylog reads this broker config only at start-up"),
+    ("listener.name.ssl.ssl.keystore.location", "/k.jks", "INVALID_CONFIG",
+     "pylog reads this broker config only at start-up"),
     ("log.cleaner.threads", "3", "INVALID_REQUEST",
      "Invalid value org.apache.kafka.common.config.ConfigException: Log cleaner threads cannot be increased to "
      "more than double the current value 1 for configuration Invalid dynamic configuration"),
