@@ -948,7 +948,7 @@ class Handlers:
         loop = asyncio.get_running_loop()
         version = header.request_api_version
         forwarded = header.client_id == FORWARD_CLIENT_ID
-        refused = {}   # answered here: refused per-broker resources, and every BROKER_LOGGER one
+        answered = {}   # here: refused BROKER resources, and every BROKER_LOGGER one (never forwarded)
         for res in req.resources:
             code, message = None, None
             try:
@@ -964,34 +964,35 @@ class Handlers:
             except PylogError as e:
                 code, message = _code(e), str(e)
             if code is not None:
-                refused[id(res)] = R.AlterConfigsResourceResponse(
+                answered[id(res)] = R.AlterConfigsResourceResponse(
                     error_code=code, error_message=message, resource_type=res.resource_type,
                     resource_name=res.resource_name)
         ctl = self._active_controller()
         if ctl is None:
-            rest = [res for res in req.resources if id(res) not in refused]
-            answers = {}
-            if rest:
-                ep = self.broker.metadata_cache.controller()
+            rest = [res for res in req.resources if id(res) not in answered]
+            got, throttle = {}, 0
+            ep = self.broker.metadata_cache.controller()
+            if rest and ep is not None:
                 sub = type(req)(resources=rest, validate_only=req.validate_only)
-                resp = None
-                if ep is not None:
-                    try:
-                        resp = await loop.run_in_executor(None, _forward, ep, sub, version,
-                                                          self.broker.config.inter_broker_tls(),
-                                                          self.broker.inter_broker_sasl)
-                    except PylogError as e:
-                        log.warning("forwarding %s to the controller failed: %s", type(req).__name__, e)
-                for i, res in enumerate(rest):
-                    answers[id(res)] = resp.responses[i] if resp is not None else R.AlterConfigsResourceResponse(
-                        error_code=Errors.NOT_CONTROLLER, error_message="the controller cannot be reached",
-                        resource_type=res.resource_type, resource_name=res.resource_name)
-            return R(throttle_time_ms=0, responses=[refused.get(id(res)) or answers[id(res)]
-                                                    for res in req.resources])
+                try:
+                    resp = await loop.run_in_executor(None, _forward, ep, sub, version,
+                                                      self.broker.config.inter_broker_tls(),
+                                                      self.broker.inter_broker_sasl)
+                    got = {(r.resource_type, r.resource_name): r for r in resp.responses}
+                    throttle = resp.throttle_time_ms
+                except PylogError as e:
+                    log.warning("forwarding %s to the controller failed: %s", type(req).__name__, e)
+
+            def answer(res):
+                return answered.get(id(res)) or got.get((res.resource_type, res.resource_name)) or \
+                    R.AlterConfigsResourceResponse(error_code=Errors.NOT_CONTROLLER,
+                                                   error_message="the controller cannot be reached",
+                                                   resource_type=res.resource_type, resource_name=res.resource_name)
+            return R(throttle_time_ms=throttle, responses=[answer(res) for res in req.resources])
         out = []
         for res in req.resources:
-            if id(res) in refused:
-                out.append(refused[id(res)])
+            if id(res) in answered:
+                out.append(answered[id(res)])
                 continue
             code, message = 0, None
             try:
