@@ -287,6 +287,10 @@ def _resource(args) -> int:
         if args.add_config or args.delete_config:
             raise SystemExit("--add-config and --delete-config need --alter")
         names = [args.entity_name] if args.entity_name is not None else _entities(client, args.entity_type)
+        if by_broker and args.entity_name and not args.all \
+                and int(args.entity_name) not in client.metadata([]).brokers:
+            print(f"The {singular} '{args.entity_name}' doesn't exist and doesn't have dynamic config.")
+            return 0
         D = m.DescribeConfigsRequest
         for name in names:
             conn = client.connection(int(name)) if by_broker and name else client.any_connection()

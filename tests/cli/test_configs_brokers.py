@@ -71,6 +71,8 @@ def test_refusals(broker):
     assert "INVALID_REQUEST" in err and "Cannot update these configs dynamically: [log.retention.hours]" in err
     _, err = configs(broker, "--entity-name", "1", "--alter", "--add-config", "num.io.threads=4", rc=1)
     assert "INVALID_CONFIG" in err and "num.io.threads" in err
+    out, _ = configs(broker, "--entity-name", "9", "--describe")
+    assert out == "The broker '9' doesn't exist and doesn't have dynamic config.\n"
     _, err = configs(broker, "--entity-name", "1", "--entity-default", "--describe", rc=1)
     assert "Only one of --entity-name or --entity-default" in err
     assert broker.broker.config.dynamic_broker == {} and broker.broker.config.dynamic_default == {}
