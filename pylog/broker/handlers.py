@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections import Counter
 
 from ..errors import (
     InvalidConfigError,
@@ -949,9 +950,12 @@ class Handlers:
         version = header.request_api_version
         forwarded = header.client_id == FORWARD_CLIENT_ID
         answered = {}   # here: refused BROKER resources, and every BROKER_LOGGER one (never forwarded)
+        seen = Counter((res.resource_type, res.resource_name) for res in req.resources)
         for res in req.resources:
             code, message = None, None
             try:
+                if seen[(res.resource_type, res.resource_name)] > 1:
+                    raise InvalidRequestError("Each resource must appear at most once.")
                 if res.resource_type == RESOURCE_BROKER_LOGGER:
                     if R is not m.IncrementalAlterConfigsResponse:
                         # Kafka's AlterConfigs has no BROKER_LOGGER resource

@@ -172,6 +172,17 @@ def test_legacy_alter_configs_replaces_the_whole_set(broker):
     assert broker.broker.config.get("message.max.bytes") == 1048588
 
 
+def test_a_resource_twice_in_one_request_is_refused(broker):
+    from pylog.protocol.messages import IncrementalAlterConfigsRequest as R
+    twice = [R.AlterConfigsResource(resource_type=RESOURCE_BROKER, resource_name="1", configs=[
+        R.AlterableConfig(name="log.retention.bytes", config_operation=0, value=str(v))]) for v in (1000000, 2000000)]
+    with Client(str(broker)) as client:
+        resp = client.any_connection().request(R(resources=twice, validate_only=False))
+    assert [(r.error_code, r.error_message) for r in resp.responses] == [
+        (42, "Each resource must appear at most once.")] * 2
+    assert broker.broker.config.get("log.retention.bytes") == -1
+
+
 def test_broker_ids_and_operations_checked_as_kafka(broker):
     with Client(str(broker)) as client:
         with pytest.raises(InvalidRequestError, match="Unexpected broker id, expected 1, but received 9"):
