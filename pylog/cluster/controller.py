@@ -833,13 +833,16 @@ class Controller:
     def _unclean_enabled(self, topic: str) -> bool:
         value = self.store.topic_configs(topic).get("unclean.leader.election.enable")
         if value is None:
-            # Kafka's controller: its own dynamic config, then the cluster default, then its static one.
-            for entity in (str(self.broker_id), ""):
-                value = self._broker_configs.get(entity, {}).get("unclean.leader.election.enable")
-                if value is not None:
-                    return str(value).strip().lower() == "true"
-            return self.unclean_leader_election_enable
+            return self._unclean_default()
         return str(value).strip().lower() == "true"
+
+    def _unclean_default(self) -> bool:
+        """Kafka's controller: its own dynamic config, then the cluster default, then its static one."""
+        for entity in (str(self.broker_id), ""):
+            value = self._broker_configs.get(entity, {}).get("unclean.leader.election.enable")
+            if value is not None:
+                return str(value).strip().lower() == "true"
+        return self.unclean_leader_election_enable
 
     def _elect_offline_partitions(self) -> dict[TopicPartition, PartitionState]:
         """Elect a leader for every partition whose leader is not live."""
@@ -1077,7 +1080,15 @@ class Controller:
         self._alter_entity_configs(self._group_configs, self.store.set_group_configs, group_id, configs)
 
     def _alter_broker_configs(self, entity: str, configs: Mapping[str, str]) -> None:
+        unclean_before = self._unclean_default()
         self._alter_entity_configs(self._broker_configs, self.store.set_broker_configs, entity, configs)
+        if self._unclean_default() and not unclean_before:
+            # Kafka's enableDefaultUncleanLeaderElection: offline partitions may take an
+            # out-of-sync leader now, not only at the next broker change.
+            changed = self._elect_offline_partitions()
+            if changed:
+                self._send_leader_and_isr(set(changed))
+                self._send_update_metadata(self._live, changed)
 
     def _alter_entity_configs(self, table: dict, store_write: Callable, entity: str,
                               configs: Mapping[str, str]) -> None:

@@ -97,3 +97,24 @@ def test_zookeeper_new_controller_keeps_them(zk_connect):
             client.incremental_alter_configs(RESOURCE_BROKER, "", None, ["log.retention.bytes"])
         wait_until(lambda: all(b.broker.config.get("log.retention.bytes") == -1 for b in survivors),
                    what="the deletion through the new controller")
+
+
+# -- the controller itself (a real store, recorded channel: tests/cluster/test_controller.py's harness) --
+
+from .test_controller import alter_partition_request, cluster as controller_cluster, open_store  # noqa: E402,F401
+
+
+def test_a_dynamic_unclean_default_elects_offline_partitions_at_once(controller_cluster):
+    """Kafka's enableDefaultUncleanLeaderElection: the partition whose only live replica is out of
+    sync gets it as leader when the cluster default turns unclean election on, without waiting
+    for a broker to come or go."""
+    c = controller_cluster()
+    c.controller.create_topic("t", 1, 2, replica_assignment={0: [1, 2]})
+    cur = c.admin.partition_state("t", 0)
+    c.controller.alter_partition(alter_partition_request(1, "t", 0, cur.leader_epoch, cur.partition_epoch, [1]))
+    c.kill_broker(1)
+    wait_until(lambda: c.admin.partition_state("t", 0).leader == -1, what="offline")
+    c.controller.alter_broker_configs("", {"unclean.leader.election.enable": "true"})
+    s = c.admin.partition_state("t", 0)
+    assert s.leader == 2 and s.isr == [2]
+    assert c.admin.broker_configs() == {"": {"unclean.leader.election.enable": "true"}}
