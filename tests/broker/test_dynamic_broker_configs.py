@@ -234,6 +234,23 @@ def test_a_retention_default_changes_what_retention_deletes(broker, topic):
     assert own.log.log_start_offset == 0
 
 
+def test_message_max_bytes_and_producer_expiry_reach_existing_partitions(broker, topic):
+    admin = AdminClient({"bootstrap.servers": str(broker)})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+    part = broker.broker.log_manager.partitions[(topic, 0)]
+    set_default(broker, {"message.max.bytes": "2000", "producer.id.expiration.ms": "1234567"})
+    assert part.max_message_bytes == 2000 and part.producer_state.expiration_ms == 1234567
+    errors = []
+    p = Producer({"bootstrap.servers": str(broker), "message.max.bytes": 100000})
+    p.produce(topic, value=b"x" * 3000, on_delivery=lambda err, msg: errors.append(err))
+    assert p.flush(30) == 0
+    assert errors and errors[0].name() == "MSG_SIZE_TOO_LARGE"
+    set_default(broker, delete_keys=["message.max.bytes"])
+    errors.clear()
+    p.produce(topic, value=b"x" * 3000, on_delivery=lambda err, msg: errors.append(err))
+    assert p.flush(30) == 0 and errors == [None]
+
+
 def _open(broker):
     host, port = str(broker).rsplit(":", 1)
     return socket.create_connection((host, int(port)), timeout=30)
