@@ -345,8 +345,8 @@ def apply(broker, table: dict[str, dict[str, str]]) -> set[str]:
     to the parts that hold it. On the broker's event loop. The keys whose
     effective value changed."""
     cfg = broker.config
-    mine = {k: v for k, v in (table.get(str(cfg.broker_id)) or {}).items() if _is_live(k)}
-    default = {k: v for k, v in (table.get("") or {}).items() if _is_live(k)}
+    mine = _usable(table.get(str(cfg.broker_id)) or {}, True)
+    default = _usable(table.get("") or {}, False)
     if mine == cfg.dynamic_broker and default == cfg.dynamic_default:
         return set()
     before = {k: cfg.get(k) for k in LIVE}
@@ -370,6 +370,18 @@ def apply(broker, table: dict[str, dict[str, str]]) -> set[str]:
         for p in list(logs.partitions.values()):
             p.producer_state.expiration_ms = cfg.get("producer.id.expiration.ms")
     return changed
+
+
+def _usable(configs: dict[str, str], per_broker: bool) -> dict[str, str]:
+    """The stored configs this broker can apply. The controller checked them, but a
+    store written by another version may hold what this one cannot take: that entity
+    is left out whole (logged) rather than stopping the metadata update."""
+    live = {k: v for k, v in configs.items() if _is_live(k)}
+    try:
+        return validate(live, per_broker)
+    except (InvalidConfigError, InvalidRequestError) as e:
+        log.error("dynamic broker configs %s not applied: %s", live, e)
+        return {}
 
 
 def _layered(cfg, key: str):
