@@ -1038,18 +1038,18 @@ class Handlers:
 
     async def _alter_broker(self, ctl, res, incremental, validate_only):
         """A BROKER resource's dynamic configs, merged with the controller's (or replaced,
-        for AlterConfigs), checked, stored and pushed to every broker."""
+        for AlterConfigs) on its event thread, so two changes never lose one another,
+        checked, stored and pushed to every broker."""
         entity = res.resource_name
         if entity:
             try:
                 int(entity)
             except ValueError:
                 raise InvalidRequestError(f"Node id must be an integer, but it is: {entity}") from None
-        current = await asyncio.get_running_loop().run_in_executor(None, ctl.broker_configs, entity)
-        new = dynamic_config.validate(_broker_config_changes(current, res, incremental), per_broker=bool(entity))
-        if validate_only:
-            return 0, None
-        return await self._by_controller(ctl, "alter_broker_configs", entity, new)
+
+        def compute(current):
+            return dynamic_config.validate(_broker_config_changes(current, res, incremental), per_broker=bool(entity))
+        return await self._by_controller(ctl, "update_broker_configs", entity, compute, validate_only)
 
     async def _alter_group(self, ctl, res, changes_of, validate_only):
         """A group's overrides: merged (or replaced, for AlterConfigs), checked against this

@@ -607,6 +607,11 @@ class Controller:
         broker (UpdateMetadata carries them all)."""
         return self._call(self._alter_broker_configs, entity, configs)
 
+    def update_broker_configs(self, entity: str, compute: Callable[[dict], dict], validate_only: bool = False) -> None:
+        """compute(current configs) -> new ones, on the event thread, so no other change comes
+        in between (what it raises is the caller's answer); stored unless validate_only."""
+        return self._call(self._update_broker_configs, entity, compute, validate_only)
+
     def broker_configs(self, entity: str) -> dict[str, str]:
         return self._call(lambda: dict(self._broker_configs.get(entity, {})))
 
@@ -652,6 +657,7 @@ class Controller:
               "alter_topic_configs": self._alter_topic_configs,
               "alter_group_configs": self._alter_group_configs,
               "alter_broker_configs": self._alter_broker_configs,
+              "update_broker_configs": self._update_broker_configs,
               "reassign_partitions": self._reassign,
               "reassignments": self._list_reassignments,
               "elect_leaders": self._elect_leaders}[fn_name]
@@ -1078,6 +1084,12 @@ class Controller:
 
     def _alter_group_configs(self, group_id: str, configs: Mapping[str, str]) -> None:
         self._alter_entity_configs(self._group_configs, self.store.set_group_configs, group_id, configs)
+
+    def _update_broker_configs(self, entity: str, compute: Callable[[dict], dict], validate_only: bool) -> None:
+        self._require_active()
+        new = compute(dict(self._broker_configs.get(entity, {})))
+        if not validate_only:
+            self._alter_broker_configs(entity, new)
 
     def _alter_broker_configs(self, entity: str, configs: Mapping[str, str]) -> None:
         unclean_before = self._unclean_default()
