@@ -172,6 +172,27 @@ def test_legacy_alter_configs_replaces_the_whole_set(broker):
     assert broker.broker.config.get("message.max.bytes") == 1048588
 
 
+def test_concurrent_changes_of_one_entity_all_land(broker):
+    import threading
+    keys = {"log.retention.bytes": "111111111", "log.segment.bytes": "2222222", "message.max.bytes": "333333",
+            "log.index.interval.bytes": "4444", "max.connections": "5555", "max.connection.creation.rate": "666",
+            "producer.id.expiration.ms": "7777777", "log.roll.ms": "88888888"}
+    errors = []
+
+    def one(key, value):
+        try:
+            set_default(broker, {key: value})
+        except Exception as e:  # noqa: BLE001 -- reported below
+            errors.append(e)
+    threads = [threading.Thread(target=one, args=kv) for kv in keys.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    wait_until(lambda: broker.broker.config.dynamic_default == keys, what="every change kept")
+
+
 def test_a_resource_twice_in_one_request_is_refused(broker):
     from pylog.protocol.messages import IncrementalAlterConfigsRequest as R
     twice = [R.AlterConfigsResource(resource_type=RESOURCE_BROKER, resource_name="1", configs=[
