@@ -261,11 +261,14 @@ def _resource(args) -> int:
     with open_client(args) as client:
         if args.alter:
             if args.entity_name is None:
-                raise SystemExit("--entity-name or --entity-default is required with --alter")
+                raise SystemExit("An entity-name or default entity must be specified with --alter of users, "
+                                 "clients, brokers or ips" if args.entity_type == "brokers" else
+                                 f"An entity name must be specified with --alter of {args.entity_type}")
             add = parse_add_config(args.add_config)
             delete = [x.strip() for x in args.delete_config.split(",") if x.strip()]
             if not add and not delete:
-                raise SystemExit("--alter needs --add-config or --delete-config")
+                raise SystemExit("At least one of --add-config, --add-config-file, or --delete-config must be "
+                                 "specified with --alter")
             if args.entity_type == "broker-loggers":
                 _check_loggers(client, args.entity_name, [*delete, *add])
             R = m.IncrementalAlterConfigsRequest

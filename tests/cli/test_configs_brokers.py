@@ -71,6 +71,10 @@ def test_refusals(broker):
     assert "INVALID_REQUEST" in err and "Cannot update these configs dynamically: [log.retention.hours]" in err
     _, err = configs(broker, "--entity-name", "1", "--alter", "--add-config", "num.io.threads=4", rc=1)
     assert "INVALID_CONFIG" in err and "num.io.threads" in err
+    _, err = configs(broker, "--alter", "--add-config", "log.retention.ms=1", rc=1)
+    assert "An entity-name or default entity must be specified with --alter of users, clients, brokers or ips" in err
+    _, err = configs(broker, "--entity-name", "1", "--alter", rc=1)
+    assert "At least one of --add-config, --add-config-file, or --delete-config must be specified with --alter" in err
     out, _ = configs(broker, "--entity-name", "9", "--describe")
     assert out == "The broker '9' doesn't exist and doesn't have dynamic config.\n"
     _, err = configs(broker, "--entity-name", "1", "--entity-default", "--describe", rc=1)
