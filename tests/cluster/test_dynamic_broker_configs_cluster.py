@@ -81,6 +81,22 @@ def test_a_change_through_any_broker_reaches_every_broker(request, mode):
                 zk.close()
 
 
+def test_embedded_cluster_restarted_keeps_them(tmp_path):
+    dirs = [str(tmp_path / f"b{i}") for i in range(1, 4)]
+    with embedded_cluster(data_dirs=dirs) as bs:
+        with Client(str(bs[2])) as client:
+            client.incremental_alter_configs(RESOURCE_BROKER, "", {"log.retention.bytes": "5555555"})
+        admin = AdminClient({"bootstrap.servers": bootstrap(bs)})
+        resource = ConfigResource(ResourceType.BROKER, "2", incremental_configs=[
+            ConfigEntry("log.segment.bytes", "3333333", incremental_operation=AlterConfigOpType.SET)])
+        admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+        wait_until(lambda: bs[1].broker.config.get("log.segment.bytes") == 3333333, what="broker 2's own")
+    with embedded_cluster(data_dirs=dirs) as bs:
+        wait_until(lambda: all(b.broker.config.get("log.retention.bytes") == 5555555 for b in bs)
+                   and bs[1].broker.config.get("log.segment.bytes") == 3333333, what="all of them back")
+        assert [b.broker.config.get("log.segment.bytes") for b in (bs[0], bs[2])] == [1 << 30] * 2
+
+
 def test_zookeeper_new_controller_keeps_them(zk_connect):
     with cluster(zk_connect) as bs:
         with Client(str(bs[0])) as client:
