@@ -47,7 +47,7 @@ from .replication import leader_and_isr_response
 from .fetch_api import FetchApi
 from .log_manager import MAX_PARTITIONS_PER_BATCH, merge_overrides
 from .purgatory import HIGH_WATERMARK, DelayedOperation, Purgatory
-from .authorizer import NOT_ASKED
+from .authorizer import CLUSTER_ACTION, NOT_ASKED
 from .quotas import user_of
 from .txn_partition_apis import TxnPartitionApis
 
@@ -948,7 +948,11 @@ class Handlers:
         (Kafka's ConfigAdminManager), which is where clients send it."""
         loop = asyncio.get_running_loop()
         version = header.request_api_version
-        forwarded = header.client_id == FORWARD_CLIENT_ID
+        # The client id alone can be spoofed: with an authorizer, only a principal
+        # with CLUSTER_ACTION (a broker) skips the named broker's checks.
+        az = self.broker.authorizer
+        forwarded = header.client_id == FORWARD_CLIENT_ID and (
+            az is None or az.allows_cluster(header, CLUSTER_ACTION))
         answered = {}   # here: refused BROKER resources, and every BROKER_LOGGER one (never forwarded)
         seen = Counter((res.resource_type, res.resource_name) for res in req.resources)
         for res in req.resources:

@@ -39,3 +39,22 @@ def test_broker_and_logger_configs_need_alter_configs_on_the_cluster(acl_broker,
         assert acl_broker.broker.config.get("log.retention.bytes") == 4444444
     finally:
         revoke(admin, acl)
+
+
+def test_a_client_naming_itself_a_forwarding_broker_is_still_checked(acl_broker, admin):
+    """The forwarding client id is no pass: without CLUSTER_ACTION the named broker's
+    checks still run (here: a per-broker resource naming another broker)."""
+    A = m.IncrementalAlterConfigsRequest
+    host, port = str(acl_broker).rsplit(":", 1)
+    acl = binding(ResourceType.BROKER, "kafka-cluster", AclOperation.ALTER_CONFIGS)
+    grant(admin, acl)
+    try:
+        with Connection(host, int(port), client_id="pylog-forward", timeout=30) as c:
+            r = c.request(A(resources=[A.AlterConfigsResource(resource_type=4, resource_name="7", configs=[
+                A.AlterableConfig(name="log.retention.bytes", config_operation=0, value="5555555")])],
+                validate_only=False), api_version=1)
+        (res,) = r.responses
+        assert res.error_code == Errors.INVALID_REQUEST, res
+        assert "Unexpected broker id" in res.error_message
+    finally:
+        revoke(admin, acl)
