@@ -19,9 +19,11 @@ Invariants:
   request still in flight is lost.
 
 TLS (ssl_context): the handshake runs in the constructor under `timeout`;
-a certificate the context rejects (unknown CA, wrong host name) or a broker
-refusing this client's certificate (seen on the first read under TLS 1.3)
-raises SslAuthenticationError, never a retriable ConnectionClosedError.
+a certificate the context rejects (unknown CA, wrong host name) or a TLS
+alert from the broker refusing this client's certificate (seen on the first
+read under TLS 1.3) raises SslAuthenticationError, the ConnectionClosedError
+that is not retriable; a broker closing without an alert gets a (retriable)
+ConnectionClosedError whose message names the likely cause.
 A select() on fileno() is not enough over TLS: a response may already sit
 decrypted in the SSL object (nothing left for the kernel to report), and a
 readable socket may carry only TLS records with no data (session tickets).
