@@ -211,3 +211,26 @@ def test_security_settings_shapes(tmp_path):
     kw = security_settings({"security.protocol": "sasl_ssl", "ssl.ca.location": certs.ca,
                             "sasl.mechanism": "PLAIN", "sasl.username": "u", "sasl.password": "p"})
     assert kw["ssl_context"].check_hostname and kw["sasl"].username == "u"
+
+
+@pytest.mark.kafka_broker(tls=True, config={"num.partitions": "4"})
+@pytest.mark.parametrize("group_protocol", ["classic", "consumer"])
+def test_two_members_share_partitions_over_ssl(kafka_broker, group_protocol):
+    """A rebalance over TLS: the second member's join holds the first one's
+    JoinGroup (classic) or heartbeats (consumer protocol) until both have a share."""
+    kw = security_settings(ssl_props(kafka_broker))
+    with Client(str(kafka_broker), **kw) as client:
+        client.create_topics("shared", partitions=4)
+        client.wait_for_leaders("shared", timeout=30)
+    members = [Consumer("shared", bootstrap_servers=str(kafka_broker), group_id=f"two-{group_protocol}",
+                        group_protocol=group_protocol, **kw) for _ in range(2)]
+    try:
+        def split():
+            for c in members:
+                c.poll(0.2)
+            a, b = (c.assignment() for c in members)
+            return a and b and not (a & b) and len(a | b) == 4
+        wait_until(split, "4 partitions split between 2 members over TLS", timeout=120)
+    finally:
+        for c in members:
+            c.close()
