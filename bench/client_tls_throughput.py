@@ -8,7 +8,8 @@ a new Producer (connected untimed), N 100-byte values sent with
 Producer.send(topic, v, partition=i % 6), acks=1, linger 5 ms, timed until
 flush() returns with everything acknowledged; then a new Consumer assigned the 6
 partitions from offset 0, timed until N records were returned by poll().
-Prints the median of the rounds per protocol and the ratio to plaintext.
+Prints the median of the rounds per protocol, the median of the per-round
+ratios to plaintext, and every round's rate.
 
     .venv/bin/python bench/client_tls_throughput.py [--messages 500000] [--rounds 5]
 """
@@ -128,12 +129,16 @@ def main() -> None:
         broker.stop()
     mb = args.messages * len(VALUE) / 1e6
     print(f"{args.messages} x {len(VALUE)} B, {PARTITIONS} partitions, median of {args.rounds} rounds")
+    print("  (ratio: the median of each round's ratio to that round's plaintext run, which drifts of a "
+          "shared machine touch less than the ratio of medians)")
     for phase in ("produce", "consume"):
-        base = statistics.median(times[(phase, "PLAINTEXT")])
+        base = times[(phase, "PLAINTEXT")]
         for protocol in PROTOCOLS:
             t = statistics.median(times[(phase, protocol)])
+            ratio = statistics.median(b / x for b, x in zip(base, times[(phase, protocol)]))
+            spread = ", ".join(f"{args.messages / x / 1000:.0f}k" for x in times[(phase, protocol)])
             print(f"  pylog {phase:8s} {protocol:10s} {args.messages / t:12,.0f} msg/s {mb / t:8.1f} MB/s"
-                  f"  {base / t:5.2f}x plaintext")
+                  f"  {ratio:5.2f}x plaintext   rounds: {spread}")
 
 
 if __name__ == "__main__":
