@@ -18,7 +18,6 @@ One thread; blocking sockets (pylog's Client).
 """
 from __future__ import annotations
 
-from ..client.wire import Connection
 from ..protocol.messages import REQUESTS
 from .common import add_bootstrap, add_command_config, open_client
 from .java_compat import java_hash_order, java_int32, java_string_hash
@@ -84,8 +83,7 @@ def _api_versions(args) -> int:
             b = brokers[node]
             label = f"{b.host}:{b.port} (id: {node} rack: {b.rack if b.rack is not None else 'null'} isFenced: false)"
             try:
-                with Connection(b.host, b.port, client_id=args.client_id,
-                                timeout=args.request_timeout_ms / 1000.0) as conn:
+                with client.open_connection(b.host, b.port) as conn:
                     text = format_versions(conn.api_versions)
             except OSError as e:
                 print(f"{label} -> ERROR: {e}")

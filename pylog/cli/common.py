@@ -26,7 +26,7 @@ __all__ = [
     "client_properties",
     "key_value",
     "open_client",
-    "sasl_credentials",
+    "client_security",
     "parse_bool",
     "properties",
     "run_tool",
@@ -55,7 +55,6 @@ def add_bootstrap(p: argparse.ArgumentParser) -> None:
 
 
 def _security_protocol(value: str) -> str:
-    # Which protocols a tool takes is client_properties' business (TLS: the admin tools only).
     if value.upper() not in ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"):
         raise argparse.ArgumentTypeError("not a security protocol (PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL)")
     return value.upper()
@@ -76,23 +75,16 @@ COMMON_CLIENT_PROPERTIES = {
 }
 
 
-def _admin_tls_keys() -> frozenset:
-    """The TLS keys of Kafka's Java clients the admin tools (--command-config)
-    honour: the broker's own, less the server-side ones (imported when a
-    properties file is read: the broker package is not loaded otherwise)."""
-    from ..broker.tls import SSL_DEFAULTS
-    return frozenset(k for k in SSL_DEFAULTS if k not in ("ssl.client.auth", "ssl.principal.mapping.rules"))
-
-
-def client_properties(files, pairs, tls: bool = False) -> dict[str, str]:
+def client_properties(files, pairs) -> dict[str, str]:
     """Kafka client settings as its tools take them: properties files
     (--consumer.config, --producer.config, --command-config), then KEY=VALUE
-    pairs (--consumer-property, ...), later ones winning. SASL is taken
-    (checked when the tool connects: sasl_credentials); TLS only by the admin
-    tools (tls=True: security.protocol=SSL or SASL_SSL and _admin_tls_keys());
-    a client told to use what its tool lacks must not silently talk in the
-    clear, so the rest is refused."""
+    pairs (--consumer-property, ...), later ones winning. Security keys
+    (security.protocol, sasl.*, ssl.*: pylog/client/security.py) are checked
+    when the tool connects (client_security); an ssl.* or sasl.* key pylog's
+    client does not honour is refused here, by name: a client told to use
+    what it lacks must not silently talk otherwise."""
     from ..broker.config import read_properties
+    from ..client.security import CLIENT_TLS_KEYS
     props: dict[str, str] = {}
     for path in files or ():
         try:
@@ -100,25 +92,24 @@ def client_properties(files, pairs, tls: bool = False) -> dict[str, str]:
         except OSError as e:
             raise SystemExit(f"cannot read the client config file {path}: {e.strerror}") from None
     props.update(dict(pairs or ()))
-    allowed = ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL") if tls else ("PLAINTEXT", "SASL_PLAINTEXT")
-    tls_keys = _admin_tls_keys() if tls else frozenset()
-    insecure = sorted(k for k in props if (k.startswith("ssl.") and k not in tls_keys)
-                      or (k.startswith("sasl.") and k not in COMMON_CLIENT_PROPERTIES)
-                      or (k == "security.protocol" and props[k].strip().upper() not in allowed))
-    if insecure:
-        raise SystemExit(f"security settings are not supported (pylog's tools speak PLAINTEXT and SASL_PLAINTEXT "
-                         f"with PLAIN or SCRAM, and TLS only in the admin tools' --command-config): "
-                         f"{', '.join(insecure)}")
+    unknown = sorted(k for k in props if (k.startswith("ssl.") and k not in CLIENT_TLS_KEYS)
+                     or (k.startswith("sasl.") and k not in COMMON_CLIENT_PROPERTIES))
+    if unknown:
+        raise SystemExit(f"security settings are not supported by pylog's tools: {', '.join(unknown)} (they take "
+                         f"security.protocol, sasl.mechanism, sasl.username, sasl.password, sasl.jaas.config and "
+                         f"{', '.join(sorted(CLIENT_TLS_KEYS))})")
     return props
 
 
-def sasl_credentials(args):
-    """The SASL credentials the tool's settings ask for (None: PLAINTEXT)."""
-    from ..client.sasl import credentials_from_properties
+def client_security(args) -> dict:
+    """{"ssl_context": ..., "sasl": ...} from the tool's security settings
+    (pylog.client.security.security_settings; None, None for PLAINTEXT)."""
+    from ..client.security import security_settings
     props = {key: getattr(args, attr) for key, (attr, _conv) in COMMON_CLIENT_PROPERTIES.items()
              if (key.startswith("sasl.") or key == "security.protocol") and getattr(args, attr, None) is not None}
+    props.update(getattr(args, "ssl_properties", None) or {})
     try:
-        return credentials_from_properties(props)
+        return security_settings(props)
     except ValueError as e:
         raise SystemExit(str(e)) from None
 
@@ -130,6 +121,9 @@ def apply_client_properties(args, props: dict, table: dict, what: str) -> None:
     given, wins over bootstrap.servers, as in Kafka's tools."""
     table = {**COMMON_CLIENT_PROPERTIES, **table}
     for key, value in props.items():
+        if key.startswith("ssl."):   # client_properties checked the key; client_security reads it
+            args.ssl_properties = {**(getattr(args, "ssl_properties", None) or {}), key: value.strip()}
+            continue
         if key not in table:
             raise SystemExit(f"{what} property {key!r} is not supported by this tool; it takes "
                              f"{', '.join(sorted(table))}")
@@ -145,10 +139,11 @@ def apply_client_properties(args, props: dict, table: dict, what: str) -> None:
 def add_command_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--command-config", metavar="FILE",
                    help="a properties file of client settings (bootstrap.servers, client.id, "
-                        "request.timeout.ms; SASL: security.protocol=SASL_PLAINTEXT (SASL_SSL) with "
-                        "sasl.mechanism and sasl.username/sasl.password or sasl.jaas.config; TLS as Kafka's tools "
-                        "take it: security.protocol=SSL, ssl.truststore.type=PEM, ssl.truststore.location, "
-                        "ssl.keystore.*)")
+                        "request.timeout.ms; security.protocol PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; SASL: "
+                        "sasl.mechanism and sasl.username/sasl.password or sasl.jaas.config; TLS in the Java "
+                        "client's keys (ssl.truststore.type=PEM, ssl.truststore.location, ssl.keystore.*) or "
+                        "librdkafka's (ssl.ca.location, ssl.certificate.location, ssl.key.location, "
+                        "ssl.key.password))")
 
 
 def action_parsers(sub, name, help, description):
@@ -168,22 +163,10 @@ def action_parsers(sub, name, help, description):
 
 
 def open_client(args) -> Client:
-    context = None
     if getattr(args, "command_config", None):
-        props = client_properties([args.command_config], (), tls=True)
-        tls_props = {k: props.pop(k) for k in list(props) if k in _admin_tls_keys()}
-        if props.get("security.protocol", "PLAINTEXT").strip().upper() in ("SSL", "SASL_SSL"):
-            from ..broker.tls import client_context
-            from ..errors import InvalidConfigError
-            try:
-                context = client_context(tls_props, "admin client")
-            except InvalidConfigError as e:
-                raise SystemExit(f"--command-config {args.command_config}: {e}") from None
-        elif tls_props:
-            raise SystemExit(f"{', '.join(sorted(tls_props))}: set security.protocol=SSL to use them")
-        apply_client_properties(args, props, {}, "admin client")
+        apply_client_properties(args, client_properties([args.command_config], ()), {}, "admin client")
     return Client(args.bootstrap_server, client_id=args.client_id,
-                  timeout=args.request_timeout_ms / 1000.0, ssl_context=context, sasl=sasl_credentials(args))
+                  timeout=args.request_timeout_ms / 1000.0, **client_security(args))
 
 
 def verifiable_tool_settings(deprecated_file, deprecated_option: str, command_config, table: dict,
@@ -199,12 +182,21 @@ def verifiable_tool_settings(deprecated_file, deprecated_option: str, command_co
         print(f"Option {deprecated_option} has been deprecated and will be removed in a future version. "
               "Use --command-config instead.")
     files = [f for f in (deprecated_file, command_config) if f]
+    security = {}
     for key, value in client_properties(files, ()).items():
+        if key == "security.protocol" or key.startswith(("ssl.", "sasl.")):
+            security[key] = value.strip()
+            continue
         if key not in table:
             raise SystemExit(f"{what} property {key!r} is not supported by this tool; it takes "
                              f"{', '.join(sorted(table))}")
         name, conv = table[key]
         kw[name] = conv(value)
+    from ..client.security import security_settings
+    try:
+        kw.update(security_settings(security))
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     return kw
 
 

@@ -21,9 +21,10 @@ null.literal).
 
 Kafka client settings: --consumer-property KEY=VALUE (repeatable) and
 --consumer.config FILE take the keys in CONSUMER_PROPERTIES; security
-settings: security.protocol=SASL_PLAINTEXT with sasl.mechanism (PLAIN,
-SCRAM-SHA-256/512) and sasl.username/sasl.password or sasl.jaas.config; TLS
-settings (ssl.*, SSL, SASL_SSL) are refused, since pylog has none yet.
+settings: security.protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL),
+sasl.mechanism (PLAIN, SCRAM-SHA-256/512) with sasl.username/sasl.password
+or sasl.jaas.config, and TLS in the Java client's or librdkafka's keys
+(pylog/client/security.py).
 
 --formatter takes Kafka's formatter classes: DefaultMessageFormatter (the
 default, above), LoggingMessageFormatter (the same, and each record logged
@@ -54,9 +55,9 @@ from .common import (
     add_bootstrap,
     apply_client_properties,
     client_properties,
+    client_security,
     key_value,
     open_client,
-    sasl_credentials,
     parse_bool,
     properties,
 )
@@ -365,7 +366,7 @@ def _consume_in_group(args) -> int:
                         auto_offset_reset=args.auto_offset_reset or ("earliest" if args.from_beginning
                                                                      else "latest"),
                         isolation_level=args.isolation_level,
-                        max_partition_fetch_bytes=args.max_partition_fetch_bytes, sasl=sasl_credentials(args),
+                        max_partition_fetch_bytes=args.max_partition_fetch_bytes, **client_security(args),
                         **kw)
     out = sys.stdout.buffer
     count = 0

@@ -38,8 +38,8 @@ from .common import (
     add_bootstrap,
     apply_client_properties,
     client_properties,
+    client_security,
     open_client,
-    sasl_credentials,
 )
 
 __all__ = ["add_perf_consume_parser"]
@@ -185,7 +185,7 @@ def _consume_in_group(args, progress) -> None:
     c = Consumer(args.topic, bootstrap_servers=args.bootstrap_server, group_id=args.group,
                  client_id=args.client_id, request_timeout_ms=args.request_timeout_ms,
                  auto_offset_reset=reset, max_partition_fetch_bytes=args.fetch_size,
-                 fetch_max_bytes=args.max_bytes, on_assign=assigned, sasl=sasl_credentials(args), **kw)
+                 fetch_max_bytes=args.max_bytes, on_assign=assigned, **client_security(args), **kw)
     try:
         last_record = time.monotonic()
         while progress.messages < args.messages:

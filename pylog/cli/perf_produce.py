@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import collections
 import random
-import select
 import sys
 import time
 
 from .. import _engine
 from ..client.errors import ConnectionClosedError, error_for
+from ..client.wire import wait_readable
 from ..protocol.messages import ProduceRequest
 from .common import RawHelp, acks_value, add_bootstrap, apply_client_properties, client_properties, key_value, open_client
 
@@ -230,7 +230,7 @@ class _PerfProducer:
                 ready = busy
             else:
                 timeout = self._idle_wait(rate, linger, start) if rate else None
-                ready, _, _ = select.select([conns[b] for b in busy], [], [], timeout)
+                ready, _ = wait_readable([conns[b] for b in busy], (), timeout)
                 ready = [next(b for b in busy if conns[b] is c) for c in ready]
             for node in ready:
                 self._complete(conns[node], in_flight[node])

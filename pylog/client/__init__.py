@@ -1,6 +1,9 @@
 """A small synchronous Kafka protocol client, for pylog's tools and tests.
 
-    wire.py         Connection: one socket, ApiVersions handshake, version choice, pipelining
+    wire.py         Connection: one socket, ApiVersions handshake, version choice, pipelining;
+                    wait_readable (select over connections, TLS-correct)
+    security.py     Kafka's client keys (security.protocol, ssl.*, sasl.*) -> ssl_context and sasl
+    sasl.py         the client side of SASL PLAIN and SCRAM
     client.py       Client: metadata, leader routing, admin requests, produce, fetch, list_offsets
     records.py      reading fetched record batches as a consumer does (partial tail, control batches)
     partitioner.py  Kafka's murmur2 key partitioner
@@ -19,7 +22,7 @@ from .client import (
     PartitionMetadata,
     TopicMetadata,
 )
-from .errors import ConnectionClosedError, check, error_for, error_name
+from .errors import ConnectionClosedError, SslAuthenticationError, check, error_for, error_name
 from .wire import OUR_VERSIONS, Connection
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "ConnectionClosedError",
     "FetchedPartition",
     "PartitionMetadata",
+    "SslAuthenticationError",
     "TopicMetadata",
     "check",
     "error_for",

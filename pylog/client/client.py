@@ -62,7 +62,7 @@ from ..protocol.messages import (
     ProduceRequest,
 )
 from ..protocol.types import INT16, ZERO_UUID
-from .errors import COORDINATOR_ERRORS, ConnectionClosedError, check, error_for
+from .errors import COORDINATOR_ERRORS, ConnectionClosedError, SslAuthenticationError, check, error_for
 from .wire import Connection
 
 __all__ = [
@@ -246,12 +246,13 @@ class Client:
 
     def __init__(self, bootstrap: str, client_id: str = "pylog", timeout: float = 30.0, ssl_context=None,
                  sasl=None):
-        """ssl_context: TLS to every broker (SSL, SASL_SSL); sasl: ClientCredentials
-        (pylog.client.sasl.credentials_from_properties) every connection authenticates with."""
+        """ssl_context: TLS to every broker (SSL, SASL_SSL); sasl: ClientCredentials every
+        connection authenticates with; both from Kafka's client keys with
+        pylog.client.security.security_settings."""
         self.client_id = client_id
         self.sasl = sasl
         self.timeout = timeout
-        self.ssl_context = ssl_context   # TLS to every broker (security.protocol=SSL); None for PLAINTEXT
+        self.ssl_context = ssl_context   # None for PLAINTEXT and SASL_PLAINTEXT
         self._bootstrap_servers = parse_bootstrap(bootstrap)
         self._bootstrap: Connection | None = None
         self._connections: dict[int, Connection] = {}
@@ -279,13 +280,17 @@ class Client:
         if self._bootstrap is not None and not self._bootstrap.closed:
             return self._bootstrap
         errors = []
+        refused = None
         for host, port in self._bootstrap_servers:
             try:
-                self._bootstrap = Connection(host, port, self.client_id, self.timeout, self.ssl_context,
-                                             sasl=self.sasl)
+                self._bootstrap = self.open_connection(host, port)
                 return self._bootstrap
             except ConnectionClosedError as e:
                 errors.append(str(e))
+                if isinstance(e, SslAuthenticationError):
+                    refused = e
+        if refused is not None:   # not a server down: the settings are wrong, say so as such
+            raise SslAuthenticationError("; ".join(errors)) from refused
         raise ConnectionClosedError("no bootstrap server reachable: " + "; ".join(errors))
 
     def connection(self, node_id: int) -> Connection:
@@ -298,9 +303,14 @@ class Client:
         broker = self.cluster.brokers.get(node_id)
         if broker is None:
             raise error_for(Errors.BROKER_NOT_AVAILABLE, f"broker {node_id} is not in the cluster metadata")
-        conn = self._connections[node_id] = Connection(broker.host, broker.port, self.client_id,
-                                                       self.timeout, self.ssl_context, sasl=self.sasl)
+        conn = self._connections[node_id] = self.open_connection(broker.host, broker.port)
         return conn
+
+    def open_connection(self, host: str, port: int, timeout: float | None = None) -> Connection:
+        """A new Connection to host:port with this client's id, TLS and SASL
+        (the caller owns it), for the consumer's and producer's own sockets."""
+        return Connection(host, port, self.client_id, self.timeout if timeout is None else timeout,
+                          self.ssl_context, sasl=self.sasl)
 
     def any_connection(self) -> Connection:
         return self._bootstrap_connection()

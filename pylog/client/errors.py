@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from ..errors import Errors, PylogError, for_code
 
-__all__ = ["COORDINATOR_ERRORS", "RETRIABLE", "ConnectionClosedError", "check", "error_for", "error_name"]
+__all__ = ["COORDINATOR_ERRORS", "RETRIABLE", "ConnectionClosedError", "SslAuthenticationError", "check", "error_for",
+           "error_name"]
 
 # The codes whose Java exception is a RetriableException (including every
 # InvalidMetadataException): a client may retry after refreshing metadata.
@@ -33,6 +34,17 @@ class ConnectionClosedError(PylogError, ConnectionError):
     not something a broker answers with."""
 
     retriable = True
+
+
+class SslAuthenticationError(ConnectionClosedError):
+    """The TLS handshake with a broker failed: its certificate is not signed by
+    a trusted CA, does not name the host connected to, or the broker refused
+    this client's certificate. A ConnectionClosedError, so every path that
+    cleans up after a lost connection does so for it too, but not retriable:
+    trying again cannot help, so the clients give up at once (Kafka's
+    SslAuthenticationException is fatal likewise)."""
+
+    retriable = False
 
 
 def error_name(code: int) -> str:

@@ -18,6 +18,17 @@ Invariants:
   raises ConnectionClosedError: the stream position is then unknown, so every
   request still in flight is lost.
 
+TLS (ssl_context): the handshake runs in the constructor under `timeout`;
+a certificate the context rejects (unknown CA, wrong host name) or a TLS
+alert from the broker refusing this client's certificate (seen on the first
+read under TLS 1.3) raises SslAuthenticationError, the ConnectionClosedError
+that is not retriable; a broker closing without an alert gets a (retriable)
+ConnectionClosedError whose message names the likely cause.
+A select() on fileno() is not enough over TLS: a response may already sit
+decrypted in the SSL object (nothing left for the kernel to report), and a
+readable socket may carry only TLS records with no data (session tickets).
+wait_readable() handles both; every loop that selects on connections uses it.
+
 Thread-safety: none. One thread uses a Connection at a time (the Client and
 the tools are single-threaded); concurrent send/receive would interleave
 frames.
@@ -25,17 +36,19 @@ frames.
 from __future__ import annotations
 
 import collections
+import select
 import socket
 import ssl
 import struct
+import time
 
 from ..protocol.error_codes import Errors
 from ..protocol.errors import ProtocolError
 from ..protocol.framing import decode_response, encode_request, response_correlation_id
 from ..protocol.messages import ApiVersionsRequest, ApiVersionsResponse
-from .errors import ConnectionClosedError, check, error_for
+from .errors import ConnectionClosedError, SslAuthenticationError, check, error_for
 
-__all__ = ["MAX_FRAME_BYTES", "OUR_VERSIONS", "Connection"]
+__all__ = ["MAX_FRAME_BYTES", "OUR_VERSIONS", "Connection", "wait_readable"]
 
 API_VERSIONS = 18
 
@@ -89,24 +102,53 @@ class Connection:
         self.timeout = timeout
         self._next_cid = 0
         self._in_flight: collections.deque = collections.deque()  # (cid, api_key, version)
+        # The first bytes of the next frame, read ahead by read_ahead() (TLS only).
+        self._head = b""
         try:
             self._sock = socket.create_connection((host, self.port), timeout=timeout)
         except OSError as e:
             raise ConnectionClosedError(f"cannot connect to {host}:{port}: {e}") from e
         if ssl_context is not None:
-            # A broker reaching another broker's TLS listener (inter-broker
-            # or control plane); the handshake runs here, under timeout.
+            # The handshake runs here, under timeout (a silent peer cannot hold it longer).
             try:
                 self._sock = ssl_context.wrap_socket(self._sock, server_hostname=host)
+            except ssl.SSLCertVerificationError as e:
+                self._sock.close()
+                raise SslAuthenticationError(f"TLS handshake with {host}:{port} failed: {_why(e, host)}") from e
+            except ssl.SSLError as e:
+                self._sock.close()
+                if _is_alert(e):
+                    raise SslAuthenticationError(f"TLS handshake with {host}:{port} failed: "
+                                                 f"{_why(e, host)}") from e
+                raise ConnectionClosedError(f"TLS handshake with {host}:{port} failed: {e}") from e
             except OSError as e:
                 self._sock.close()
-                raise ConnectionClosedError(f"TLS handshake with {host}:{port} failed: {e}") from e
+                raise ConnectionClosedError(f"TLS handshake with {host}:{port} failed (is it a TLS "
+                                            f"listener?): {e}") from e
         # Requests are written whole with sendall; Nagle would only delay the
         # last segment of each one.
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.api_versions: dict[int, tuple[int, int]] = {}
         try:
-            self.api_versions = self._handshake()
+            try:
+                self.api_versions = self._handshake()
+            except ConnectionClosedError as e:
+                # TLS 1.3: the broker checks the client's certificate after
+                # the client's handshake is done; its refusal is an alert on
+                # the first read.
+                cause = e.__cause__
+                if isinstance(cause, ssl.SSLError) and _is_alert(cause):
+                    raise SslAuthenticationError(f"TLS handshake with {host}:{port} failed: "
+                                                 f"{_why(cause, host)}") from cause
+                if ssl_context is not None and not isinstance(cause, TimeoutError):
+                    # A broker whose TLS layer refuses the client may close
+                    # without an alert: still say what is most likely wrong.
+                    # Retriable all the same: a broker stopping looks alike.
+                    raise ConnectionClosedError(
+                        f"{e}: the broker closed the TLS connection before answering; it may require a "
+                        f"client certificate (ssl.certificate.location with ssl.key.location, or "
+                        f"ssl.keystore.*) or refuse this one (its log says which)") from cause
+                raise
             if sasl is not None:
                 from .sasl import authenticate
                 authenticate(self, sasl)
@@ -134,6 +176,33 @@ class Connection:
             raise ConnectionClosedError(f"connection to {self.host}:{self.port} is closed")
         return self._sock.fileno()
 
+    def has_buffered(self) -> bool:
+        """Response bytes already read from the socket (a select() on it would not report them)."""
+        sock = self._sock
+        return bool(self._head) or (isinstance(sock, ssl.SSLSocket) and sock.pending() > 0)
+
+    def read_ahead(self) -> bool:
+        """After select() reported the socket readable: True when receive()
+        has something to read (or a failure to report) without waiting for
+        the broker; False when what arrived carried no data (TLS records such
+        as session tickets, or a partial record), so the caller waits again.
+        Reads at most the 4-byte size of the next frame, kept for receive()."""
+        sock = self._sock
+        if sock is None or not isinstance(sock, ssl.SSLSocket) or self.has_buffered():
+            return True
+        try:
+            sock.settimeout(0)
+            try:
+                data = sock.recv(4)
+            finally:
+                sock.settimeout(self.timeout)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return False
+        except OSError:
+            return True   # receive() reads the failure and reports it
+        self._head = data
+        return True   # b"" (end of stream) too: receive() reports it
+
     @property
     def in_flight(self) -> int:
         """Requests sent whose response has not been received yet."""
@@ -142,6 +211,7 @@ class Connection:
     def close(self) -> None:
         sock, self._sock = self._sock, None
         self._in_flight.clear()
+        self._head = b""
         if sock is not None:
             # shutdown first: close() alone does not wake a thread blocked
             # receiving on this socket (a controller sender waiting on a
@@ -310,6 +380,11 @@ class Connection:
         sock = self._sock
         if sock is None:
             raise ConnectionClosedError(f"connection to {self.host}:{self.port} is closed")
+        head = self._head
+        if head:
+            got = min(n, len(head))
+            view[:got] = head[:got]
+            self._head = head[got:]
         try:
             while got < n:
                 k = sock.recv_into(view[got:])
@@ -320,3 +395,54 @@ class Connection:
             self.close()
             raise ConnectionClosedError(f"receive from {self.host}:{self.port} failed: {e}") from e
         return view
+
+
+def wait_readable(conns, others=(), timeout: float | None = None) -> tuple[list, list]:
+    """select() for connections and other descriptors (wake-up pipes), correct
+    over TLS: (connections receive() can read now or will fail on, others
+    readable). Connections with bytes already buffered are ready at once; a
+    socket made readable only by TLS records without data is waited on again,
+    within timeout (None: no limit). Closed connections are ready (receive()
+    reports them)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        ready = [c for c in conns if c.closed or c.has_buffered()]
+        if ready:
+            wait = 0.0
+        else:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        open_conns = [c for c in conns if not c.closed]
+        try:
+            readable, _, _ = select.select([*open_conns, *others], [], [], wait)
+        except (OSError, ValueError):
+            # A descriptor closed under us (another thread's close()): let
+            # every connection's receive() say which.
+            return list(conns), []
+        readable = set(map(id, readable))
+        ready_others = [o for o in others if id(o) in readable]
+        ready += [c for c in open_conns if id(c) in readable and c not in ready and c.read_ahead()]
+        if ready or ready_others or wait == 0.0:
+            return ready, ready_others
+
+
+def _is_alert(e: ssl.SSLError) -> bool:
+    """The peer refused the handshake (a TLS alert: bad or missing certificate, unknown CA...)."""
+    reason = getattr(e, "reason", None) or ""
+    return "ALERT" in reason or "CERTIFICATE" in reason
+
+
+def _why(e: ssl.SSLError, host: str) -> str:
+    """What went wrong, in the words a user can act on."""
+    reason = getattr(e, "reason", None) or ""
+    detail = getattr(e, "verify_message", None) or reason or str(e)
+    if isinstance(e, ssl.SSLCertVerificationError):
+        if "mismatch" in detail.lower() or "hostname" in detail.lower():
+            return (f"the broker's certificate does not name {host} ({detail}; "
+                    f"ssl.endpoint.identification.algorithm=https checks it)")
+        return (f"the broker's certificate is not trusted ({detail}); is ssl.ca.location / "
+                f"ssl.truststore.location the CA that signed it?")
+    if "CERTIFICATE_REQUIRED" in reason:
+        return f"the broker requires a client certificate (ssl.certificate.location / ssl.keystore.*) ({reason})"
+    if "UNKNOWN_CA" in reason or "BAD_CERTIFICATE" in reason or "DECRYPT" in reason:
+        return f"the broker refused this client's certificate ({reason})"
+    return detail

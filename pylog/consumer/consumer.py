@@ -203,7 +203,9 @@ class Consumer:
                  partition_assignment_strategy=("range",), group_instance_id=None,
                  request_timeout_ms=30000, on_assign=None, on_revoke=None, on_lost=None,
                  client_rack=None, read_only=False, group_protocol="classic", group_remote_assignor=None,
-                 metrics_registry=None, sasl=None):
+                 metrics_registry=None, ssl_context=None, sasl=None):
+        # ssl_context (SSL, SASL_SSL) and sasl (SASL_*): from Kafka's client
+        # keys with pylog.client.security.security_settings.
         if (bootstrap_servers is None) == (log_dir is None):
             raise ValueError("give exactly one of bootstrap_servers and log_dir")
         if auto_offset_reset not in ("earliest", "latest", "none"):
@@ -265,7 +267,8 @@ class Consumer:
             # transaction is committing is waited for, not read as it was.
             self._source = NetworkSource(bootstrap_servers, client_id=client_id,
                                          request_timeout_ms=request_timeout_ms, client_rack=client_rack,
-                                         require_stable=self.isolation_level == 1, sasl=sasl)
+                                         require_stable=self.isolation_level == 1,
+                                         ssl_context=ssl_context, sasl=sasl)
         self._membership = None
         self._subscription: set[str] | None = None
         self._pattern: re.Pattern | None = None

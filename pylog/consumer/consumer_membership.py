@@ -28,12 +28,12 @@ import threading
 import time
 import uuid
 
-from ..client.errors import COORDINATOR_ERRORS, ConnectionClosedError, error_for
+from ..client.errors import COORDINATOR_ERRORS, ConnectionClosedError, SslAuthenticationError, error_for
 from ..client.wire import Connection
 from ..protocol.error_codes import Errors
 from ..protocol.messages import ConsumerGroupHeartbeatRequest
 from ..structs import TopicPartition
-from .membership import client_credentials
+from .membership import coordinator_connection
 
 __all__ = ["ConsumerProtocolMembership"]
 
@@ -161,8 +161,8 @@ class ConsumerProtocolMembership:
                 if self._local is not None:
                     self._local.handle(leave_req, HEARTBEAT_VERSION)
                 else:
-                    with Connection(coordinator[1], coordinator[2], self.client_id, self.request_timeout,
-                                    sasl=client_credentials(self._source)) as conn:
+                    with coordinator_connection(self._source, coordinator[1], coordinator[2],
+                                                self.request_timeout) as conn:
                         conn.request(leave_req, HEARTBEAT_VERSION)
             except Exception as e:  # noqa: BLE001 - leaving is best effort: the session expires anyway
                 log.info("leaving group %s failed: %s", self.group_id, e)
@@ -254,14 +254,16 @@ class ConsumerProtocolMembership:
                         if conn is not None:
                             conn.close()
                         address = coordinator
-                        conn = Connection(coordinator[1], coordinator[2], self.client_id, self.request_timeout,
-                                          sasl=client_credentials(self._source))
+                        conn = coordinator_connection(self._source, coordinator[1], coordinator[2],
+                                                      self.request_timeout)
                     if epoch > 0 and idle > self.max_poll_interval:
                         self._leave_for_poll_timeout(conn, idle)
                         continue
                     resp = conn.request(self._request(epoch, full), HEARTBEAT_VERSION)
                 except ConnectionClosedError as e:
-                    log.info("consumer group heartbeat to %s:%s failed: %s", coordinator[1], coordinator[2], e)
+                    # A TLS refusal is logged louder: retrying will not cure it.
+                    log.log(logging.WARNING if isinstance(e, SslAuthenticationError) else logging.INFO,
+                            "consumer group heartbeat to %s:%s failed: %s", coordinator[1], coordinator[2], e)
                     conn = None
                     self._on_error(Errors.COORDINATOR_NOT_AVAILABLE, full)
                     continue

@@ -19,12 +19,11 @@ something so those partitions can be given to their new owner.
 from __future__ import annotations
 
 import logging
-import select
 import threading
 import time
 
 from ..client.errors import COORDINATOR_ERRORS, ConnectionClosedError, error_for
-from ..client.wire import Connection
+from ..client.wire import Connection, wait_readable
 from ..protocol.error_codes import Errors
 from ..protocol.messages import (
     ConsumerProtocolSubscription,
@@ -219,11 +218,8 @@ class GroupMembership:
         _node, host, port = self._coordinator
         # A JoinGroup may be held for the whole rebalance timeout.
         timeout = max(self.request_timeout, self.rebalance_timeout_ms / 1000 + 5)
-        self._conn = Connection(host, port, self.client_id, timeout, sasl=self._sasl())
+        self._conn = coordinator_connection(self._source, host, port, timeout)
         return self._conn
-
-    def _sasl(self):
-        return client_credentials(self._source)
 
     def _coordinator_lost(self, why) -> None:
         log.info("coordinator of group %s lost: %s", self.group_id, why)
@@ -239,10 +235,7 @@ class GroupMembership:
         if conn is None or conn.closed:
             self._state = _UNJOINED
             return False
-        try:
-            ready, _, _ = select.select([conn.fileno()], [], [], timeout)
-        except (OSError, ValueError):
-            ready = [True]  # let receive() report the failure
+        ready, _ = wait_readable([conn], (), timeout)
         return bool(ready)
 
     # --- join / sync ----------------------------------------------------------
@@ -406,8 +399,8 @@ class GroupMembership:
                         if conn is not None:
                             conn.close()
                         address = coordinator
-                        conn = Connection(coordinator[1], coordinator[2], self.client_id,
-                                          self.request_timeout, sasl=self._sasl())
+                        conn = coordinator_connection(self._source, coordinator[1], coordinator[2],
+                                                      self.request_timeout)
                     if idle > self.max_poll_interval:
                         self._leave_for_poll_timeout(conn, member_id, idle)
                         continue
@@ -464,8 +457,8 @@ class GroupMembership:
             self._lost = self._rejoin_needed = True
 
 
-def client_credentials(source):
-    """The SASL credentials the consumer's client authenticates with (None:
-    PLAINTEXT, or an embedded source); the classic and the consumer-protocol
-    memberships open their coordinator connections with them."""
-    return getattr(getattr(source, "client", None), "sasl", None)
+def coordinator_connection(source, host: str, port: int, timeout: float) -> Connection:
+    """A connection to the group coordinator with the consumer's client id,
+    TLS and SASL (those of the network source's client); the classic and the
+    consumer-protocol memberships open theirs here."""
+    return source.client.open_connection(host, port, timeout)

@@ -32,8 +32,8 @@ import socket
 import time
 
 from ..client.client import Client
-from ..client.errors import COORDINATOR_ERRORS, ConnectionClosedError, check, error_for
-from ..client.wire import Connection
+from ..client.errors import COORDINATOR_ERRORS, ConnectionClosedError, SslAuthenticationError, check, error_for
+from ..client.wire import Connection, wait_readable
 from ..errors import CommitFailedError, PylogError
 from ..protocol.error_codes import Errors
 from ..protocol.messages import (
@@ -95,9 +95,9 @@ class NetworkSource:
     def __init__(self, bootstrap_servers: str, *, client_id: str = "pylog",
                  request_timeout_ms: int = 30000, retry_backoff_ms: int = 100,
                  reconnect_backoff_ms: int = 50, reconnect_backoff_max_ms: int = 1000,
-                 client_rack: str | None = None, require_stable: bool = False, sasl=None):
+                 client_rack: str | None = None, require_stable: bool = False, ssl_context=None, sasl=None):
         self.client = Client(bootstrap_servers, client_id=client_id,
-                             timeout=request_timeout_ms / 1000, sasl=sasl)
+                             timeout=request_timeout_ms / 1000, ssl_context=ssl_context, sasl=sasl)
         self.client_rack = client_rack or ""
         # OffsetFetch's require_stable: the consumer reads read_committed, so a
         # committed offset an open transaction is replacing is not used.
@@ -194,6 +194,8 @@ class NetworkSource:
                 req = self.client.fetch_request(offsets, **kw)
                 req.rack_id = self.client_rack  # sent from Fetch v11 on
                 conn.send(req)
+            except SslAuthenticationError:
+                raise   # the settings are wrong: poll() says so rather than retrying forever
             except ConnectionClosedError as e:
                 self._connection_failed(node, e)
                 continue
@@ -209,8 +211,7 @@ class NetworkSource:
                 broker = self.client.cluster.brokers.get(node)
             if broker is None:
                 raise ConnectionClosedError(f"broker {node} is not in the cluster metadata")
-            conn = self._fetch_conns[node] = Connection(broker.host, broker.port, self.client.client_id,
-                                                        self.client.timeout, sasl=self.client.sasl)
+            conn = self._fetch_conns[node] = self.client.open_connection(broker.host, broker.port)
         return conn
 
     def _connection_failed(self, node: int, exc) -> None:
@@ -244,13 +245,11 @@ class NetworkSource:
         out: dict[TopicPartition, FetchedPartition] = {}
         deadline = time.monotonic() + max_wait_ms / 1000
         while self._in_flight and not out:
-            by_fd = {f.conn.fileno(): node for node, f in self._in_flight.items()}
-            ready = self._wait([self._wake_r, *by_fd], max(0.0, deadline - time.monotonic()))
-            woken = self._wake_r.fileno() in ready
-            for fd in ready:
-                node = by_fd.get(fd)
-                if node is not None:
-                    self._receive(node, positions, out)
+            by_conn = {id(f.conn): node for node, f in self._in_flight.items()}
+            ready, woken = wait_readable([f.conn for f in self._in_flight.values()], [self._wake_r],
+                                         max(0.0, deadline - time.monotonic()))
+            for conn in ready:
+                self._receive(by_conn[id(conn)], positions, out)
             if woken:
                 self._drain_wakeups()
                 break

@@ -139,9 +139,9 @@ class Producer:
                  enable_idempotence: bool = True, partitioner: str = "murmur2",
                  allow_auto_create_topics: bool = True, metadata_max_age_ms: int = 300_000,
                  num_partitions: int = 1, transactional_id: str | None = None,
-                 transaction_timeout_ms: int = 60_000, metrics_registry=None, sasl=None):
-        # sasl: ClientCredentials (pylog.client.sasl.credentials_from_properties)
-        # for a SASL_PLAINTEXT listener.
+                 transaction_timeout_ms: int = 60_000, metrics_registry=None, ssl_context=None, sasl=None):
+        # ssl_context (SSL, SASL_SSL) and sasl (SASL_*): from Kafka's client
+        # keys with pylog.client.security.security_settings.
         if (bootstrap_servers is None) == (log_dir is None):
             raise ValueError("give exactly one of bootstrap_servers (network) or log_dir (embedded)")
         if transactional_id is not None:
@@ -185,17 +185,19 @@ class Producer:
             self._store = None
             self._metadata = ProducerMetadata(bootstrap_servers, client_id,
                                               request_timeout_ms / 1000,
-                                              allow_auto_create_topics, metadata_max_age_ms, sasl=sasl)
+                                              allow_auto_create_topics, metadata_max_age_ms,
+                                              ssl_context=ssl_context, sasl=sasl)
             transport = NetworkTransport(self._metadata, client_id=client_id, acks=self.acks,
                                          request_timeout_ms=request_timeout_ms,
-                                         transactional_id=transactional_id, sasl=sasl)
+                                         transactional_id=transactional_id)
             transport.metrics = self._metrics
         self._txn = None
         if transactional_id is not None:
             self._txn = TransactionManager(
                 bootstrap_servers, transactional_id, transaction_timeout_ms=transaction_timeout_ms,
                 client_id=client_id, request_timeout_ms=request_timeout_ms,
-                retry_backoff_ms=retry_backoff_ms, store=self._store, sasl=sasl)
+                retry_backoff_ms=retry_backoff_ms, store=self._store,
+                ssl_context=ssl_context, sasl=sasl)
         self._sender = Sender(self._acc, transport, linger_ms=linger_ms, retries=retries,
                               retry_backoff_ms=retry_backoff_ms,
                               delivery_timeout_ms=delivery_timeout_ms,
@@ -469,5 +471,7 @@ class Producer:
         self.close()
 
     def __del__(self):
-        if not getattr(self, "_closed", True):
+        # A constructor that raised (no broker reachable, a refused TLS
+        # handshake) left no sender to stop.
+        if not getattr(self, "_closed", True) and hasattr(self, "_send_path"):
             self.close(0)

@@ -35,12 +35,12 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import select
 import threading
 import time
 
 from .. import errors
 from ..client.errors import RETRIABLE, ConnectionClosedError, error_for
+from ..client.wire import wait_readable
 from ..protocol.error_codes import Errors
 from . import transactions as _txn
 
@@ -180,14 +180,13 @@ class Sender(threading.Thread):
                     and self.acc.pending_count() == 0:
                 return
             timeout = self._wait_ms(now)
-            rlist = [self._rpipe] + transport.waitables()
-            ready, _, _ = select.select(rlist, [], [], None if timeout is None else timeout / 1000)
-            if self._rpipe in ready:
+            ready, woken = wait_readable(transport.waitables(), [self._rpipe],
+                                         None if timeout is None else timeout / 1000)
+            if woken:
                 os.read(self._rpipe, 4096)
                 self._signalled = False
             for c in ready:
-                if c is not self._rpipe:
-                    self._handle(transport.receive(c))
+                self._handle(transport.receive(c))
 
     def _wait_ms(self, now: int):
         """How long select() may sleep: until the next linger deadline, retry
@@ -222,7 +221,7 @@ class Sender(threading.Thread):
             try:
                 self._producer_id, self._producer_epoch = self.transport.init_producer_id()
             except errors.PylogError as e:
-                if not getattr(e, "retriable", False) and not isinstance(e, ConnectionClosedError):
+                if not getattr(e, "retriable", False):   # ConnectionClosedError is, but not a TLS refusal
                     self._fail_everything(e)
                 else:
                     for b in ready:
@@ -334,7 +333,7 @@ class Sender(threading.Thread):
         self._in_flight.discard(tp)
         if isinstance(err, BaseException):
             exc = err
-            retriable = isinstance(err, ConnectionClosedError) or getattr(err, "retriable", False)
+            retriable = getattr(err, "retriable", False)   # ConnectionClosedError is, but not a TLS refusal
             code = getattr(err, "error_code", -1)
         else:
             code = err

@@ -151,7 +151,7 @@ class TransactionManager:
 
     def __init__(self, bootstrap_servers: str | None, transactional_id: str, *,
                  transaction_timeout_ms: int, client_id: str, request_timeout_ms: int,
-                 retry_backoff_ms: int, store=None, sasl=None):
+                 retry_backoff_ms: int, store=None, ssl_context=None, sasl=None):
         """bootstrap_servers: network mode; store (a LocalStore) instead:
         embedded mode, every request answered by the store's broker core."""
         if not transactional_id:
@@ -164,8 +164,8 @@ class TransactionManager:
         # the cluster whose FindCoordinator answers name the connections.
         self._local = LocalCoordinator(store) if store is not None else None
         self._client = None if store is not None else Client(bootstrap_servers, client_id=client_id,
-                                                             timeout=self._request_timeout, sasl=sasl)
-        self._client_id = client_id
+                                                             timeout=self._request_timeout,
+                                                             ssl_context=ssl_context, sasl=sasl)
         self._lock = threading.RLock()
         self._io_lock = threading.Lock()
         self._coordinator: Connection | None = None
@@ -199,8 +199,7 @@ class TransactionManager:
                 if resp.error_code == Errors.NONE:
                     # In-process, the answer's host and port name a listener
                     # the store's broker core does not have: it is the coordinator.
-                    return self._local or Connection(resp.host, resp.port, self._client_id,
-                                                     self._request_timeout, sasl=self._client.sasl)
+                    return self._local or self._client.open_connection(resp.host, resp.port)
                 code = resp.error_code
             except ConnectionClosedError as e:
                 if self._client is not None:

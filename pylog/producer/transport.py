@@ -22,7 +22,7 @@ import time
 
 from .. import errors
 from ..client.client import Client
-from ..client.errors import ConnectionClosedError, error_for
+from ..client.errors import ConnectionClosedError, SslAuthenticationError, error_for
 from ..client.wire import Connection
 from ..protocol.error_codes import Errors
 from ..protocol.messages import InitProducerIdRequest
@@ -43,8 +43,9 @@ class ProducerMetadata:
     by one thread at a time."""
 
     def __init__(self, bootstrap_servers: str, client_id: str, timeout: float,
-                 allow_auto_create: bool, metadata_max_age_ms: int, sasl=None):
-        self._client = Client(bootstrap_servers, client_id=client_id, timeout=timeout, sasl=sasl)
+                 allow_auto_create: bool, metadata_max_age_ms: int, ssl_context=None, sasl=None):
+        self._client = Client(bootstrap_servers, client_id=client_id, timeout=timeout, ssl_context=ssl_context,
+                              sasl=sasl)
         self._lock = threading.Lock()
         self._allow_auto_create = allow_auto_create
         self._max_age_ms = metadata_max_age_ms
@@ -77,6 +78,8 @@ class ProducerMetadata:
         while True:
             try:
                 code, count = self.refresh(topic)
+            except SslAuthenticationError:
+                raise   # waiting cannot cure a refused certificate
             except ConnectionClosedError as e:
                 code, count, last = Errors.UNKNOWN_SERVER_ERROR, None, e
             else:
@@ -115,6 +118,10 @@ class ProducerMetadata:
         with self._lock:
             self._stale.add(topic)
 
+    def open_connection(self, host: str, port: int, timeout: float) -> Connection:
+        """A connection with the producer's client id, TLS and SASL, for the sender's own sockets."""
+        return self._client.open_connection(host, port, timeout)
+
     def init_producer_id(self) -> tuple[int, int]:
         with self._lock:
             conn = self._client.any_connection()
@@ -135,9 +142,8 @@ class NetworkTransport:
     connection per broker. Used by the sender thread only."""
 
     def __init__(self, metadata: ProducerMetadata, *, client_id: str, acks: int,
-                 request_timeout_ms: int, transactional_id: str | None = None, sasl=None):
+                 request_timeout_ms: int, transactional_id: str | None = None):
         self.metadata = metadata
-        self.sasl = sasl
         self.client_id = client_id
         self.acks = acks
         self.request_timeout_ms = request_timeout_ms
@@ -151,8 +157,7 @@ class NetworkTransport:
         conn = self._conns.get(node)
         if conn is None or conn.closed:
             host, port = address
-            conn = Connection(host, port, client_id=self.client_id,
-                              timeout=self.request_timeout_ms / 1000, sasl=self.sasl)
+            conn = self.metadata.open_connection(host, port, self.request_timeout_ms / 1000)
             self._conns[node] = conn
             self._pending[conn] = collections.deque()
         return conn

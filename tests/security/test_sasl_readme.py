@@ -19,7 +19,7 @@ README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 def sasl_section():
     text = README.read_text()
     start = text.index("### SASL (`SASL_PLAINTEXT` and `SASL_SSL` listeners)")
-    return text[start:text.index("\n## ", start)]
+    return text[start:text.index("\n#", start)]   # to the next heading
 
 
 def test_readme_sasl_example(tmp_path):
