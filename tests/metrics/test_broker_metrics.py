@@ -71,7 +71,10 @@ EXPECTED = [
     "kafka_controller_kafkacontroller_offlinepartitionscount",
     "kafka_controller_controllereventmanager_eventqueuesize",
     "kafka_coordinator_group_groupmetadatamanager_numgroups",
-    "kafka_coordinator_group_groupmetadatamanager_numgroupsstable", "kafka_log_log_size",
+    "kafka_coordinator_group_groupmetadatamanager_numgroupsstable",
+    "kafka_server_group_coordinator_metrics_group_count", "kafka_server_group_coordinator_metrics_classic_group_count",
+    "kafka_server_group_coordinator_metrics_consumer_group_count",
+    "kafka_server_group_coordinator_metrics_offset_count", "kafka_log_log_size",
     "kafka_log_log_logstartoffset", "kafka_log_log_logendoffset",
     "kafka_log_logcleanermanager_max_dirty_percent", "kafka_log_logcleaner_cleaner_recopy_percent",
     "kafka_log_logcleaner_max_clean_time_secs", "kafka_server_socketservermetrics_connection_count",
@@ -170,6 +173,53 @@ def test_consumer_lag_is_the_high_watermark_minus_the_committed_offset(tmp_path)
             c.close()
         assert value(s, "kafka_server_group_coordinator_metrics_group_completed_rebalance_count") == 1
         assert value(s, "kafka_coordinator_group_groupmetadatamanager_numgroupsstable") == 1
+
+
+def group_counts(port) -> dict:
+    s = scrape(port)
+    out = {p: value(s, "kafka_server_group_coordinator_metrics_group_count", protocol=p)
+           for p in ("classic", "consumer")}
+    for protocol, states in (("classic", ("Empty", "PreparingRebalance", "CompletingRebalance", "Stable", "Dead")),
+                             ("consumer", ("Empty", "Assigning", "Reconciling", "Stable", "Dead"))):
+        for st in states:
+            n = value(s, f"kafka_server_group_coordinator_metrics_{protocol}_group_count", state=st)
+            if n:
+                out[protocol, st] = n
+    out["NumGroups"] = value(s, "kafka_coordinator_group_groupmetadatamanager_numgroups")
+    out["offsets"] = value(s, "kafka_server_group_coordinator_metrics_offset_count")
+    return out
+
+
+def test_kip848_consumer_groups_are_counted_by_state(tmp_path):
+    with running_broker(tmp_path / "d", config=METRICS) as b:
+        port = b.broker.metrics.port
+        produce(b, "groups848", 20)
+        conf = {"bootstrap.servers": b, "auto.offset.reset": "earliest", "enable.auto.commit": False}
+        classic = ck.Consumer({**conf, "group.id": "old"})
+        modern = [ck.Consumer({**conf, "group.id": "new", "group.protocol": "consumer", "client.id": f"m{i}"})
+                  for i in range(2)]
+        try:
+            for c in [classic, *modern]:
+                c.subscribe(["groups848"])
+
+            def settled():
+                for c in [classic, *modern]:
+                    c.poll(0.1)
+                return group_counts(port) == {"classic": 1, "consumer": 1, ("classic", "Stable"): 1,
+                                              ("consumer", "Stable"): 1, "NumGroups": 1, "offsets": 0}
+            wait_until(settled, what="one Stable group of each protocol")
+            modern[0].commit(offsets=[ck.TopicPartition("groups848", 0, 7)], asynchronous=False)
+            wait_until(lambda: group_counts(port)["offsets"] == 1, what="the commit counted")
+            assert value(scrape(port), "kafka_consumergroup_lag", consumergroup="new", topic="groups848",
+                         partition="0") == 13
+        finally:
+            for c in modern:
+                c.close()
+        # Its members left: the consumer group is Empty, still counted, with its offsets.
+        wait_until(lambda: group_counts(port) == {"classic": 1, "consumer": 1, ("classic", "Stable"): 1,
+                                                  ("consumer", "Empty"): 1, "NumGroups": 1, "offsets": 1},
+                   what="the consumer group Empty")
+        classic.close()
 
 
 def test_under_replicated_partitions_when_a_follower_dies():
