@@ -335,3 +335,40 @@ def test_topic_series_go_with_the_topic_and_unknown_names_make_none(tmp_path):
         admin.delete_topics(["doomed"])["doomed"].result(30)
         wait_until(lambda: not [k for k in scrape(port) if ("topic", "doomed") in k[1]],
                    what="the deleted topic's series gone")
+
+
+def readme_series() -> set[str]:
+    """The series the README's metrics table names, abbreviations expanded:
+    `_x` and `..._x` after a full name are that name's family prefix + x,
+    as is a bare `x`."""
+    from pathlib import Path
+    import re
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("## Metrics: Prometheus"):]
+    section = section[:section.index("\n## ", 1)]
+    named, prefix = set(), ""
+    for line in section.splitlines():
+        cells = line.split(" | ")
+        if not line.startswith("| ") or len(cells) < 3:
+            continue
+        for tok in re.findall(r"`([^`]+)`", cells[1]):
+            tok = tok.split("{")[0]
+            if tok.startswith(("kafka_", "process_")):
+                name = tok
+                base = name.removesuffix("_total")
+                prefix = base[:base.rindex("_") + 1]
+            else:
+                name = prefix + tok.removeprefix("...").lstrip("_")
+            named.add(name.removesuffix("_total"))
+    return named
+
+
+def test_the_readme_names_every_series_emitted(tmp_path):
+    with running_broker(tmp_path / "d", config=METRICS) as b:
+        produce(b, "listed", 10)
+        consume_all(b, "listed", 10)
+        port = b.broker.metrics.port
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+        emitted = {f.name for f in text_string_to_metric_families(text) if not f.name.startswith("process_")}
+        assert "kafka_network_requestmetrics_responsesendtimems" in emitted
+        assert sorted(emitted - readme_series()) == []
