@@ -329,9 +329,11 @@ class _ConnectionTimer:
         began.end = self.written
         began.sent = None
         if self.transport.get_write_buffer_size() == 0:
-            for r in self.written_unsent:
-                if r.sent is None:
-                    r.sent = now
+            # Stamped in order: the unstamped ones are the newest.
+            for r in reversed(self.written_unsent):
+                if r.sent is not None:
+                    break
+                r.sent = now
         if self.check is None:
             self.delay = SEND_CHECK_FIRST_S
             self.check = asyncio.get_running_loop().call_soon(self._check)
