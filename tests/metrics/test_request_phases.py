@@ -162,3 +162,35 @@ def test_an_answer_the_client_does_not_read_is_send_time(tmp_path):
         assert send >= 500
         assert family(s, "totaltimems", "Fetch", "sum") >= send
         assert family(s, "remotetimems", "Fetch", "sum") < send
+
+
+@pytest.mark.kafka_broker(tls=True, config=METRICS)
+def test_requests_over_tls_are_timed_too(kafka_broker):
+    # The timer sits in front of asyncio's TLS transport as of the plain one.
+    ck = pytest.importorskip("confluent_kafka")
+    pytest.importorskip("cryptography")
+    port = kafka_broker.broker.metrics.port
+    conf = {"bootstrap.servers": str(kafka_broker), "security.protocol": "SSL",
+            "ssl.ca.location": kafka_broker.certs.ca}
+    p = ck.Producer({**conf, "acks": "all", "linger.ms": 5})
+    for i in range(200):
+        p.produce("tls-timed", b"%06d" % i + b"x" * 4000)
+    assert p.flush(60) == 0
+    c = ck.Consumer({**conf, "group.id": "tls-timed", "auto.offset.reset": "earliest"})
+    c.subscribe(["tls-timed"])
+    got = []
+    try:
+        wait_until(lambda: got.extend(m for m in c.consume(100, 0.5) if not m.error()) or len(got) >= 200,
+                   what="200 records over TLS")
+    finally:
+        c.close()
+
+    def all_timed():
+        s = scrape(port)
+        sent = {r: sum(v for (n, lab), v in s.items() if n == "kafka_network_requestmetrics_requests_total"
+                       and ("request", r) in lab) for r in ("Produce", "Fetch")}
+        return all(n > 0 and family(s, ph, r) == n for r, n in sent.items() for ph in PHASES)
+    wait_until(all_timed, what="every produce and fetch over TLS timed in every phase")
+    s = scrape(port)
+    assert family(s, "localtimems", "Produce", "sum") > 0
+    assert family(s, "totaltimems", "Produce", "sum") >= family(s, "localtimems", "Produce", "sum")
