@@ -160,6 +160,7 @@ class Connection(asyncio.BufferedProtocol):
         self._muted = False      # throttled by a quota: no reading until the throttle time is over
         self._held = False       # not let in yet by the connection limits (broker/connection_quotas.py)
         self._out = None         # responses gathered while a read is processed
+        self.step_timer = None   # with metrics on: times an answering coroutine's steps (metrics/requests.py)
         self.closed = False
         self.last_active = time.monotonic()
         self.partial_since = None
@@ -416,6 +417,8 @@ class Connection(asyncio.BufferedProtocol):
         if asyncio.iscoroutine(result):
             if t0 is not None:
                 result = _timed(result, header)
+            if self.step_timer is not None:
+                result = self.step_timer(result)
             self._queue(header, asyncio.ensure_future(result))
             if self._drainer is None:
                 self._drainer = asyncio.ensure_future(self._drain())
@@ -551,6 +554,8 @@ class Connection(asyncio.BufferedProtocol):
             return  # acks=0
         if asyncio.iscoroutine(result):
             # acks=all waiting for the followers: answered in order, like a long poll.
+            if self.step_timer is not None:
+                result = self.step_timer(result)
             self._queue(None, asyncio.ensure_future(result))
             if self._drainer is None:
                 self._drainer = asyncio.ensure_future(self._drain())

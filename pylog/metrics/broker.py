@@ -15,7 +15,8 @@ import asyncio
 import logging
 
 from . import parse_listener
-from .requests import RequestMetrics
+from .requests import PHASES, RequestMetrics
+from ..groups.consumer_group import ConsumerGroup, ConsumerGroupState
 from ..groups.coordinator import GroupState
 from ..log.flush_stats import FLUSHES
 
@@ -25,6 +26,15 @@ log = logging.getLogger("pylog.metrics")
 # (50thPercentile -> "0.50", 999thPercentile -> "0.999").
 QUANTILES = (("0.50", 0.50), ("0.75", 0.75), ("0.95", 0.95), ("0.98", 0.98), ("0.99", 0.99), ("0.999", 0.999))
 SCRAPE_TIMEOUT_S = 10.0
+# Kafka's group-coordinator-metrics protocol tags and their groups' states.
+GROUP_STATES = {"classic": tuple(st.value for st in GroupState),
+                "consumer": tuple(st.value for st in ConsumerGroupState)}
+
+
+def _protocol(group) -> str:
+    """The rebalance protocol of a group of GroupCoordinator.groups (KIP-848
+    groups share the dict with the classic ones)."""
+    return "consumer" if isinstance(group, ConsumerGroup) else "classic"
 
 
 class BrokerMetrics:
@@ -81,7 +91,8 @@ class BrokerMetrics:
         groups = []
         if b.groups is not None:
             for gid, g in list(b.groups.groups.items()):
-                groups.append((gid, g.state, [(t, i, om.offset) for (t, i), om in g.offsets.items()]))
+                groups.append((gid, _protocol(g), g.state.value,
+                               [(t, i, om.offset) for (t, i), om in g.offsets.items()]))
         ctl = b.controller
         controller = None
         if ctl is not None:
@@ -189,15 +200,12 @@ def _families(snap, cleaner):
     req = snap["requests"]
     rf = counter("kafka_network_requestmetrics_requests", "RequestsPerSec per API and version",
                  ["request", "version"])
-    times = {k: Metric(f"kafka_network_requestmetrics_{k}", f"RequestMetrics {v} (ms): percentiles of the "
-                       f"newest samples, count and sum since start", "summary")
-             for k, v in (("totaltimems", "TotalTimeMs"), ("localtimems", "LocalTimeMs"),
-                          ("remotetimems", "RemoteTimeMs"))}
+    times = [Metric(f"kafka_network_requestmetrics_{k}", f"RequestMetrics {v} (ms): percentiles of the newest "
+                    f"samples, count and sum since start", "summary") for k, v in PHASES]
     for name, a in sorted(req["apis"].items()):
         for version, n in sorted(a["versions"].items()):
             rf.add_metric([name, str(version)], n)
-        for i, k in enumerate(("totaltimems", "localtimems", "remotetimems")):
-            fam = times[k]
+        for i, fam in enumerate(times):
             samples = sorted(a["samples"][i])
             for label, q in QUANTILES:
                 if samples:
@@ -206,7 +214,7 @@ def _families(snap, cleaner):
             fam.add_sample(fam.name + "_count", {"request": name}, a["count"])
             fam.add_sample(fam.name + "_sum", {"request": name}, a["sums"][i])
     yield rf
-    yield from times.values()
+    yield from times
 
     # ---- kafka.server:type=socket-server-metrics ----
     cc = gauge("kafka_server_socketservermetrics_connection_count", "connection-count per listener",
@@ -284,28 +292,44 @@ def _families(snap, cleaner):
 
     # ---- kafka.coordinator.group:type=GroupMetadataManager; consumer lag ----
     groups = snap["groups"]
-    by_state = {s: 0 for s in GroupState}
-    for _gid, state, _offs in groups:
-        by_state[state] += 1
-    g = gauge("kafka_coordinator_group_groupmetadatamanager_numgroups", "NumGroups")
-    g.add_metric([], len(groups))
+    counts = {(p, st): 0 for p, states in GROUP_STATES.items() for st in states}
+    for _gid, protocol, state, _offs in groups:
+        counts[protocol, state] += 1
+    # Kafka's older GroupMetadataManager gauges count classic groups only.
+    g = gauge("kafka_coordinator_group_groupmetadatamanager_numgroups", "NumGroups (classic groups)")
+    g.add_metric([], sum(1 for gr in groups if gr[1] == "classic"))
     yield g
-    for s in GroupState:
-        g = gauge(f"kafka_coordinator_group_groupmetadatamanager_numgroups{s.value.lower()}", f"NumGroups{s.value}")
-        g.add_metric([], by_state[s])
+    for st in GROUP_STATES["classic"]:
+        g = gauge(f"kafka_coordinator_group_groupmetadatamanager_numgroups{st.lower()}", f"NumGroups{st}")
+        g.add_metric([], counts["classic", st])
         yield g
+    # ... and group-coordinator-metrics both protocols.
+    g = gauge("kafka_server_group_coordinator_metrics_group_count", "group-count per rebalance protocol",
+              ["protocol"])
+    for protocol, states in GROUP_STATES.items():
+        g.add_metric([protocol], sum(counts[protocol, st] for st in states))
+    yield g
+    for protocol, states in GROUP_STATES.items():
+        g = gauge(f"kafka_server_group_coordinator_metrics_{protocol}_group_count",
+                  f"{protocol}-group-count per state", ["state"])
+        for st in states:
+            g.add_metric([st], counts[protocol, st])
+        yield g
+    g = gauge("kafka_server_group_coordinator_metrics_offset_count", "offset-count: committed offsets retained")
+    g.add_metric([], sum(len(gr[3]) for gr in groups))
+    yield g
     g = gauge("kafka_server_group_coordinator_metrics_group_completed_rebalance_count",
               "group-completed-rebalance-count (group-coordinator-metrics): rebalances ended Stable")
     g.add_metric([], snap["completed_rebalances"])
     yield g
     g = gauge("kafka_coordinator_group_groupmetadatamanager_numoffsets", "NumOffsets")
-    g.add_metric([], sum(len(o) for _g, _s, o in groups))
+    g.add_metric([], sum(len(gr[3]) for gr in groups))
     yield g
     hws = {(p[0], p[1]): p[10] for p in parts}
     lag = gauge("kafka_consumergroup_lag", "high watermark minus the committed offset (partitions hosted here)",
                 ["consumergroup", "topic", "partition"])
     cur = gauge("kafka_consumergroup_current_offset", "the committed offset", ["consumergroup", "topic", "partition"])
-    for gid, _state, offs in groups:
+    for gid, _protocol, _state, offs in groups:
         for topic, index, off in offs:
             lab = [gid, topic, str(index)]
             cur.add_metric(lab, off)

@@ -71,7 +71,10 @@ EXPECTED = [
     "kafka_controller_kafkacontroller_offlinepartitionscount",
     "kafka_controller_controllereventmanager_eventqueuesize",
     "kafka_coordinator_group_groupmetadatamanager_numgroups",
-    "kafka_coordinator_group_groupmetadatamanager_numgroupsstable", "kafka_log_log_size",
+    "kafka_coordinator_group_groupmetadatamanager_numgroupsstable",
+    "kafka_server_group_coordinator_metrics_group_count", "kafka_server_group_coordinator_metrics_classic_group_count",
+    "kafka_server_group_coordinator_metrics_consumer_group_count",
+    "kafka_server_group_coordinator_metrics_offset_count", "kafka_log_log_size",
     "kafka_log_log_logstartoffset", "kafka_log_log_logendoffset",
     "kafka_log_logcleanermanager_max_dirty_percent", "kafka_log_logcleaner_cleaner_recopy_percent",
     "kafka_log_logcleaner_max_clean_time_secs", "kafka_server_socketservermetrics_connection_count",
@@ -116,8 +119,10 @@ def test_named_series_counters_and_request_metrics_move(tmp_path):
         assert sum(v for (n, lab), v in s2.items() if n == "kafka_network_requestmetrics_requests_total"
                    and ("request", "FetchConsumer") in lab) == fetches
         assert value(s2, "kafka_network_requestmetrics_totaltimems_count", request="FetchFollower") == 0
-        # The consumer's long polls waited in the purgatory: remote time was measured.
-        assert value(s2, "kafka_network_requestmetrics_remotetimems_count", request="Fetch") == fetches
+        # Every fetch is timed once, the long poll the consumer's close left
+        # waiting too, once the broker has seen the connection go.
+        wait_until(lambda: value(scrape(port), "kafka_network_requestmetrics_remotetimems_count",
+                                 request="Fetch") == fetches, what="every fetch timed")
 
         # A failed produce (an internal topic) counts as failed, as Kafka's
         # RecordValidation-like refusals do.
@@ -168,6 +173,53 @@ def test_consumer_lag_is_the_high_watermark_minus_the_committed_offset(tmp_path)
             c.close()
         assert value(s, "kafka_server_group_coordinator_metrics_group_completed_rebalance_count") == 1
         assert value(s, "kafka_coordinator_group_groupmetadatamanager_numgroupsstable") == 1
+
+
+def group_counts(port) -> dict:
+    s = scrape(port)
+    out = {p: value(s, "kafka_server_group_coordinator_metrics_group_count", protocol=p)
+           for p in ("classic", "consumer")}
+    for protocol, states in (("classic", ("Empty", "PreparingRebalance", "CompletingRebalance", "Stable", "Dead")),
+                             ("consumer", ("Empty", "Assigning", "Reconciling", "Stable", "Dead"))):
+        for st in states:
+            n = value(s, f"kafka_server_group_coordinator_metrics_{protocol}_group_count", state=st)
+            if n:
+                out[protocol, st] = n
+    out["NumGroups"] = value(s, "kafka_coordinator_group_groupmetadatamanager_numgroups")
+    out["offsets"] = value(s, "kafka_server_group_coordinator_metrics_offset_count")
+    return out
+
+
+def test_kip848_consumer_groups_are_counted_by_state(tmp_path):
+    with running_broker(tmp_path / "d", config=METRICS) as b:
+        port = b.broker.metrics.port
+        produce(b, "groups848", 20)
+        conf = {"bootstrap.servers": b, "auto.offset.reset": "earliest", "enable.auto.commit": False}
+        classic = ck.Consumer({**conf, "group.id": "old"})
+        modern = [ck.Consumer({**conf, "group.id": "new", "group.protocol": "consumer", "client.id": f"m{i}"})
+                  for i in range(2)]
+        try:
+            for c in [classic, *modern]:
+                c.subscribe(["groups848"])
+
+            def settled():
+                for c in [classic, *modern]:
+                    c.poll(0.1)
+                return group_counts(port) == {"classic": 1, "consumer": 1, ("classic", "Stable"): 1,
+                                              ("consumer", "Stable"): 1, "NumGroups": 1, "offsets": 0}
+            wait_until(settled, what="one Stable group of each protocol")
+            modern[0].commit(offsets=[ck.TopicPartition("groups848", 0, 7)], asynchronous=False)
+            wait_until(lambda: group_counts(port)["offsets"] == 1, what="the commit counted")
+            assert value(scrape(port), "kafka_consumergroup_lag", consumergroup="new", topic="groups848",
+                         partition="0") == 13
+        finally:
+            for c in modern:
+                c.close()
+        # Its members left: the consumer group is Empty, still counted, with its offsets.
+        wait_until(lambda: group_counts(port) == {"classic": 1, "consumer": 1, ("classic", "Stable"): 1,
+                                                  ("consumer", "Empty"): 1, "NumGroups": 1, "offsets": 1},
+                   what="the consumer group Empty")
+        classic.close()
 
 
 def test_under_replicated_partitions_when_a_follower_dies():
@@ -283,3 +335,40 @@ def test_topic_series_go_with_the_topic_and_unknown_names_make_none(tmp_path):
         admin.delete_topics(["doomed"])["doomed"].result(30)
         wait_until(lambda: not [k for k in scrape(port) if ("topic", "doomed") in k[1]],
                    what="the deleted topic's series gone")
+
+
+def readme_series() -> set[str]:
+    """The series the README's metrics table names, abbreviations expanded:
+    `_x` and `..._x` after a full name are that name's family prefix + x,
+    as is a bare `x`."""
+    from pathlib import Path
+    import re
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("## Metrics: Prometheus"):]
+    section = section[:section.index("\n## ", 1)]
+    named, prefix = set(), ""
+    for line in section.splitlines():
+        cells = line.split(" | ")
+        if not line.startswith("| ") or len(cells) < 3:
+            continue
+        for tok in re.findall(r"`([^`]+)`", cells[1]):
+            tok = tok.split("{")[0]
+            if tok.startswith(("kafka_", "process_")):
+                name = tok
+                base = name.removesuffix("_total")
+                prefix = base[:base.rindex("_") + 1]
+            else:
+                name = prefix + tok.removeprefix("...").lstrip("_")
+            named.add(name.removesuffix("_total"))
+    return named
+
+
+def test_the_readme_names_every_series_emitted(tmp_path):
+    with running_broker(tmp_path / "d", config=METRICS) as b:
+        produce(b, "listed", 10)
+        consume_all(b, "listed", 10)
+        port = b.broker.metrics.port
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+        emitted = {f.name for f in text_string_to_metric_families(text) if not f.name.startswith("process_")}
+        assert "kafka_network_requestmetrics_responsesendtimems" in emitted
+        assert sorted(emitted - readme_series()) == []
