@@ -21,6 +21,7 @@ from ..errors import InvalidConfigError, InvalidTopicError
 from . import tls
 from .tls import SSL_DEFAULTS
 from ..metrics import check_listener as check_metrics_listener
+from ..share.configs import BROKER_DEFAULTS as SHARE_BROKER_DEFAULTS
 
 log = logging.getLogger("pylog.broker")
 
@@ -113,6 +114,8 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # Kafka's default is bidirectional; pylog does not convert non-empty groups between the two
     # protocols, which is exactly Kafka's `disabled`, so that is its default and only value.
     "group.consumer.migration.policy": (str, "disabled"),
+    # KIP-932 share groups and the share coordinator (pylog/share/configs.py).
+    **{k: (int, v) for k, v in SHARE_BROKER_DEFAULTS.items()},
     "offset.metadata.max.bytes": (int, 4096),
     "offsets.retention.minutes": (int, 10080),
     "offsets.retention.check.interval.ms": (int, 600000),

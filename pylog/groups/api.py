@@ -404,11 +404,12 @@ class GroupApis:
         c = self.coordinator
         if not c.runtime.is_active(index):
             return None   # unloaded or loading again since the request arrived
+        share = c.share.listed(index, wanted, types) if getattr(c, "share", None) is not None else []
         return [R.ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value,
                               group_type=_group_type(g))
                 for g in c.list_groups() if c.partition_for(g.group_id) == index
                 and (wanted is None or g.state.value.lower() in wanted)
-                and (types is None or _group_type(g) in types)]
+                and (types is None or _group_type(g) in types)] + share
 
     def delete_groups(self, header, req):
         """Each group is deleted by an event on its partition's queue; the
