@@ -29,6 +29,7 @@ class ShareApis:
         group_coordinator.share = self.groups     # ListGroups lists share groups too (groups/api.py)
         self.coordinator = ShareCoordinator(broker.config, writer)
         self.manager = SharePartitionManager(broker, purgatory, self.coordinator, self.groups)
+        self.groups.share_state_topic = self.coordinator.ensure_topic
 
     def table(self):
         return {av.SHARE_GROUP_HEARTBEAT: self.heartbeat, av.SHARE_GROUP_DESCRIBE: self.describe,

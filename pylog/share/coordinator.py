@@ -150,9 +150,15 @@ class ShareCoordinator:
         n = self.writer.partition_count(TOPIC) or self.num_partitions
         return partition_for(group_id, topic_id, partition, n)
 
-    def coordinator_error(self, group_id, topic_id, partition) -> int:
+    def ensure_topic(self) -> bool:
+        """Ask for the topic when it does not exist; whether it exists."""
         if self.writer.partition_count(TOPIC) is None:
             self.writer.create_topic(TOPIC, self.num_partitions, self.replication_factor, self.topic_configs())
+            return False
+        return True
+
+    def coordinator_error(self, group_id, topic_id, partition) -> int:
+        if not self.ensure_topic():
             return Errors.COORDINATOR_NOT_AVAILABLE
         return self.runtime.partition_error(self.partition_of(group_id, topic_id, partition))
 

@@ -99,7 +99,7 @@ class ShareGroups:
         self.group_configs = group_configs          # group id -> its GROUP overrides (a callable)
         self.groups: dict[str, ShareGroup] = {}
         self.max_size = config.get("group.share.max.size")
-        self.on_member_gone = None                  # (group id, member id): the partition manager's hook
+        self.share_state_topic = None               # asks for __share_group_state if it does not exist
 
     def settings(self, group_id) -> dict:
         return share_group_config(self.config, self.group_configs(group_id))
@@ -128,6 +128,8 @@ class ShareGroups:
         code = c.coordinator_error(gid)
         if code:
             return error(code)
+        if self.share_state_topic is not None:
+            self.share_state_topic()   # asked for now, so the members' first fetches find the persister
         other = c.groups.get(gid)
         if other is not None and gid not in self.groups:
             return error(Errors.GROUP_ID_NOT_FOUND, f"Group {gid} is not a share group.")
@@ -211,13 +213,14 @@ class ShareGroups:
             self._remove(g, member)
 
     def _remove(self, g, member):
+        # Its share sessions stay: a leaving client sends its last
+        # acknowledgements with ShareAcknowledge epoch -1 alongside this
+        # heartbeat (Kafka releases a session on that, or on its connection).
         if member.timer is not None:
             member.timer.cancel()
         del g.members[member.member_id]
         g.epoch += 1
         self._reassign(g)
-        if self.on_member_gone is not None:
-            self.on_member_gone(g.group_id, member.member_id)
 
     def is_member(self, gid, mid) -> bool:
         g = self.groups.get(gid)

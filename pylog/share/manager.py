@@ -43,6 +43,8 @@ log = logging.getLogger("pylog.share")
 # acquirable again (released, lock expired), for fetches waiting on it.
 SHARE_AVAILABLE = "share_available"
 MAX_EPOCH = (1 << 31) - 1
+_NOT_READY = -1000          # internal: the share-partition's state is not loaded yet
+NOT_READY_RETRY_S = 0.05
 MAX_MEMBER_ID = 36
 
 
@@ -82,7 +84,6 @@ class SharePartitionManager:
         self.sessions: dict[tuple, ShareSession] = {}
         self.held: dict[tuple, _Held] = {}          # (group, topic id, index) -> _Held
         self._loading: dict[tuple, asyncio.Future] = {}
-        groups.on_member_gone = self._member_gone
 
     # ---- ShareFetch ----
 
@@ -165,7 +166,7 @@ class SharePartitionManager:
         deadline = loop.time() + max(req.max_wait_ms, 0) / 1000.0
         wanted = list(session.partitions)
         while True:
-            held, got = [], 0
+            held, got, not_ready = [], 0, False
             budget = req.max_bytes if req.max_bytes > 0 else (1 << 31) - 1
             for tid, idx in wanted:
                 pd = out.get((tid, idx))
@@ -177,6 +178,9 @@ class SharePartitionManager:
                 p = self._partition(tid, idx)
                 if p is not None:
                     pd.current_leader = R.LeaderIdAndEpoch(leader_id=p.leader_id, leader_epoch=p.leader_epoch)
+                if code == _NOT_READY:
+                    not_ready = True   # its state is still being read or initialized: nothing yet
+                    continue
                 if code:
                     pd.error_code = code
                     continue
@@ -192,8 +196,13 @@ class SharePartitionManager:
                     got += sum(l - f + 1 for f, l, c in acquired)
                     budget -= len(records)
             remaining = deadline - loop.time()
-            if got or remaining <= 0 or not held or self.broker.stopping:
+            if got or remaining <= 0 or self.broker.stopping:
                 return
+            if not_ready or not held:
+                # The share coordinator is loading (or its topic is being
+                # created): look again shortly, within MaxWaitMs.
+                await asyncio.sleep(min(remaining, NOT_READY_RETRY_S))
+                continue
             await self.purgatory.wait(_DelayedShareFetch(held, self.broker), [p for _, p in held],
                                       (HIGH_WATERMARK, SHARE_AVAILABLE), remaining)
             if loop.time() >= deadline and not _DelayedShareFetch(held, self.broker).try_complete():
@@ -281,7 +290,8 @@ class SharePartitionManager:
                 continue
             code, h = await self._share_partition(group_id, tid, idx)
             if code:
-                codes[(tid, idx)] = (code, None)
+                # Nothing acquired can be acknowledged before the state is loaded.
+                codes[(tid, idx)] = (Errors.INVALID_RECORD_STATE if code == _NOT_READY else code, None)
                 continue
             try:
                 renews = [(b.first_offset, b.last_offset) for b in batches
@@ -407,12 +417,6 @@ class SharePartitionManager:
                 self._arm(h)
                 self._wake(h)
 
-    def _member_gone(self, group_id, member_id):
-        """The member left the share group (or its session there ended): its
-        share session goes and its records are released at once."""
-        if self.sessions.pop((group_id, member_id), None) is not None:
-            self._release_member(group_id, member_id)
-
     def on_resign(self, topic, index):
         """This broker no longer leads topic-index: its share-partitions go
         (the next leader reads them back from the share coordinator)."""
@@ -471,9 +475,10 @@ def _invalid_batches(batches, renew_ok) -> str | None:
 
 
 def _retriable(code):
-    # As Kafka's SharePartition when its state cannot be read yet: the
-    # share-partition is not ready, which clients retry.
+    # The persister cannot answer yet (its topic being created or loaded):
+    # the share-partition is not ready, and a fetch hands out nothing from it
+    # rather than an error librdkafka would take as fatal.
     if code in (Errors.NOT_COORDINATOR, Errors.COORDINATOR_LOAD_IN_PROGRESS, Errors.COORDINATOR_NOT_AVAILABLE,
                 Errors.REQUEST_TIMED_OUT):
-        return Errors.LEADER_NOT_AVAILABLE
+        return _NOT_READY
     return code
