@@ -21,7 +21,7 @@ from ..errors import InvalidConfigError, InvalidTopicError
 from . import tls
 from .tls import SSL_DEFAULTS
 from ..metrics import check_listener as check_metrics_listener
-from ..share.configs import BROKER_DEFAULTS as SHARE_BROKER_DEFAULTS
+from ..share.configs import BROKER_DEFAULTS as SHARE_BROKER_DEFAULTS, check_share_broker_configs
 
 log = logging.getLogger("pylog.broker")
 
@@ -585,6 +585,7 @@ class BrokerConfig:
         if unserved:
             raise InvalidConfigError(f"{key}: pylog does not implement {', '.join(unserved)} groups "
                                      "(only classic and consumer)")
+        check_share_broker_configs(self.get)
         key = "group.consumer.assignors"
         _check_list(key, self.get(key))
         self.consumer_group_assignors()

@@ -4,8 +4,11 @@ pieces they run on: the share groups (groups.py), the share coordinator
 (coordinator.py) and the share-partition manager (manager.py), built once
 per broker by `ShareApis.start`.
 
-ACLs on share groups are not built: a broker with an authorizer refuses
-these APIs with GROUP_AUTHORIZATION_FAILED rather than serve them unchecked.
+Not built yet, so refused rather than served half: ACLs on share groups (a
+broker with an authorizer answers GROUP_AUTHORIZATION_FAILED), and share
+groups in a cluster, where a partition's leader must reach the share
+coordinator on another broker with the persister RPCs (a broker of a cluster
+answers UNSUPPORTED_VERSION, as a Kafka cluster without share.version does).
 
 Threads: the event loop's thread only.
 """
@@ -19,6 +22,7 @@ from .groups import ShareGroups
 from .manager import SharePartitionManager
 
 _DENIED = "Share-group ACLs are not implemented by pylog yet: refused on a broker with an authorizer."
+_CLUSTER = "Share groups are served by a lone pylog broker only: not yet in a cluster."
 
 
 class ShareApis:
@@ -43,31 +47,40 @@ class ShareApis:
         self.groups.stop()
         await self.coordinator.stop()
 
-    def _refused(self) -> bool:
-        return self.broker.authorizer is not None
+    def _refused(self):
+        """(error code, message) when this broker does not serve share groups, else None."""
+        if self.broker.authorizer is not None:
+            return Errors.GROUP_AUTHORIZATION_FAILED, _DENIED
+        if not self.broker.lone:
+            return Errors.UNSUPPORTED_VERSION, _CLUSTER
+        return None
 
     def heartbeat(self, header, req):
-        if self._refused():
-            return m.ShareGroupHeartbeatResponse(throttle_time_ms=0, error_code=Errors.GROUP_AUTHORIZATION_FAILED,
-                                                 error_message=_DENIED, member_epoch=0, heartbeat_interval_ms=0)
+        no = self._refused()
+        if no:
+            return m.ShareGroupHeartbeatResponse(throttle_time_ms=0, error_code=no[0], error_message=no[1],
+                                                 member_epoch=0, heartbeat_interval_ms=0)
         return self.groups.heartbeat(header, req)
 
     def describe(self, header, req):
         R = m.ShareGroupDescribeResponse
-        if self._refused():
+        no = self._refused()
+        if no:
             return R(throttle_time_ms=0, groups=[R.DescribedGroup(
-                error_code=Errors.GROUP_AUTHORIZATION_FAILED, error_message=_DENIED, group_id=g, group_state="",
-                assignor_name="") for g in req.group_ids])
+                error_code=no[0], error_message=no[1], group_id=g, group_state="", assignor_name="")
+                for g in req.group_ids])
         return self.groups.describe(header, req)
 
     def share_fetch(self, header, req):
-        if self._refused():
-            return m.ShareFetchResponse(throttle_time_ms=0, error_code=Errors.GROUP_AUTHORIZATION_FAILED,
-                                        error_message=_DENIED, responses=[], node_endpoints=[])
+        no = self._refused()
+        if no:
+            return m.ShareFetchResponse(throttle_time_ms=0, error_code=no[0], error_message=no[1], responses=[],
+                                        node_endpoints=[])
         return self.manager.share_fetch(header, req)
 
     def share_acknowledge(self, header, req):
-        if self._refused():
-            return m.ShareAcknowledgeResponse(throttle_time_ms=0, error_code=Errors.GROUP_AUTHORIZATION_FAILED,
-                                              error_message=_DENIED, responses=[], node_endpoints=[])
+        no = self._refused()
+        if no:
+            return m.ShareAcknowledgeResponse(throttle_time_ms=0, error_code=no[0], error_message=no[1],
+                                              responses=[], node_endpoints=[])
         return self.manager.share_acknowledge(header, req)

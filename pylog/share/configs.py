@@ -108,3 +108,40 @@ BROKER_DEFAULTS = {
     "share.coordinator.snapshot.update.records.per.snapshot": 500,
     "share.coordinator.write.timeout.ms": 5000,
 }
+
+# Kafka's ConfigDef ranges of the broker keys (ShareGroupConfig, GroupCoordinatorConfig).
+_BROKER_RANGES = {
+    "group.share.delivery.count.limit": (2, 10),
+    "group.share.record.lock.duration.ms": (1000, 3600000),
+    "group.share.min.record.lock.duration.ms": (1000, 30000),
+    "group.share.max.record.lock.duration.ms": (30000, 3600000),
+    "group.share.partition.max.record.locks": (100, 10000),
+    "group.share.max.share.sessions": (1, None),
+    "group.share.max.size": (1, 1000),
+    "share.coordinator.state.topic.num.partitions": (1, None),
+    "share.coordinator.state.topic.replication.factor": (1, None),
+    "share.coordinator.state.topic.min.isr": (1, None),
+    "share.coordinator.snapshot.update.records.per.snapshot": (0, 500),
+    "share.coordinator.write.timeout.ms": (1, None),
+}
+
+
+def check_share_broker_configs(get) -> None:
+    """The broker's share keys as Kafka checks them (ranges, then its
+    `require`s between them); InvalidConfigError else. get: key -> value."""
+    for key, (lo, hi) in _BROKER_RANGES.items():
+        v = get(key)
+        if v < lo or (hi is not None and v > hi):
+            bound = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+            raise InvalidConfigError(f"Invalid value {v} for configuration {key}: Value must be {bound}")
+    for low, high in (("group.share.min.record.lock.duration.ms", "group.share.record.lock.duration.ms"),
+                      ("group.share.record.lock.duration.ms", "group.share.max.record.lock.duration.ms"),
+                      ("group.share.min.session.timeout.ms", "group.share.session.timeout.ms"),
+                      ("group.share.session.timeout.ms", "group.share.max.session.timeout.ms"),
+                      ("group.share.min.heartbeat.interval.ms", "group.share.heartbeat.interval.ms"),
+                      ("group.share.heartbeat.interval.ms", "group.share.max.heartbeat.interval.ms"),
+                      ("group.share.max.size", "group.share.max.share.sessions")):
+        if get(low) > get(high):
+            raise InvalidConfigError(f"{high} must be greater than or equal to {low}")
+    if get("group.share.heartbeat.interval.ms") >= get("group.share.session.timeout.ms"):
+        raise InvalidConfigError("group.share.heartbeat.interval.ms must be less than group.share.session.timeout.ms")
