@@ -87,9 +87,9 @@ class SharePartitionManager:
 
     # ---- ShareFetch ----
 
-    async def share_fetch(self, ctx, req):
-        R = m.ShareFetchResponse
-        version = ctx.request_api_version
+    def _checked(self, R, req):
+        """(the group's lock duration, the top-level error answer or None):
+        the checks ShareFetch and ShareAcknowledge share."""
         lock_ms = self._settings(req.group_id)["share.record.lock.duration.ms"] if req.group_id else 0
 
         def top(code, msg=None):
@@ -97,9 +97,18 @@ class SharePartitionManager:
                      responses=[], node_endpoints=[])
 
         if not req.group_id:
-            return top(Errors.INVALID_REQUEST, "GroupId must be set.")
+            return lock_ms, top, top(Errors.INVALID_REQUEST, "GroupId must be set.")
         if not req.member_id or len(req.member_id) > MAX_MEMBER_ID:
-            return top(Errors.INVALID_REQUEST, "MemberId must be a non-empty string of at most 36 characters.")
+            return lock_ms, top, top(Errors.INVALID_REQUEST,
+                                     "MemberId must be a non-empty string of at most 36 characters.")
+        return lock_ms, top, None
+
+    async def share_fetch(self, ctx, req):
+        R = m.ShareFetchResponse
+        version = ctx.request_api_version
+        lock_ms, top, refused = self._checked(R, req)
+        if refused is not None:
+            return refused
         if version >= 2 and req.is_renew_ack and (req.max_bytes or req.min_bytes or req.max_records
                                                   or req.max_wait_ms):
             return top(Errors.INVALID_REQUEST, "With IsRenewAck, MaxBytes, MinBytes, MaxRecords and MaxWaitMs "
@@ -243,16 +252,9 @@ class SharePartitionManager:
     async def share_acknowledge(self, ctx, req):
         R = m.ShareAcknowledgeResponse
         version = ctx.request_api_version
-        lock_ms = self._settings(req.group_id)["share.record.lock.duration.ms"] if req.group_id else 0
-
-        def top(code, msg=None):
-            return R(throttle_time_ms=0, error_code=code, error_message=msg, acquisition_lock_timeout_ms=lock_ms,
-                     responses=[], node_endpoints=[])
-
-        if not req.group_id:
-            return top(Errors.INVALID_REQUEST, "GroupId must be set.")
-        if not req.member_id or len(req.member_id) > MAX_MEMBER_ID:
-            return top(Errors.INVALID_REQUEST, "MemberId must be a non-empty string of at most 36 characters.")
+        lock_ms, top, refused = self._checked(R, req)
+        if refused is not None:
+            return refused
         key = (req.group_id, req.member_id)
         epoch = req.share_session_epoch
         if epoch == 0:
