@@ -155,3 +155,43 @@ def test_a_broker_restart_resumes_where_the_group_was(tmp_path):
         c.close()
     assert sorted(accepted) == list(range(20))
     assert sorted(after) == list(range(20, 30))     # nothing accepted comes back, nothing else is lost
+
+
+def test_records_held_by_a_killed_consumer_come_back_after_the_lock(broker):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    topic, group = "sc-killed", "sc-killed-g"
+    setup(broker, topic, group, 10)
+    set_group_configs(broker, group, share_record_lock_duration_ms=2000)
+    code = textwrap.dedent(f"""
+        import sys
+        from confluent_kafka import ShareConsumer
+        c = ShareConsumer({{"bootstrap.servers": "{broker}", "group.id": "{group}"}})
+        c.subscribe(["{topic}"])
+        while True:
+            got = [m for m in c.poll(0.5) if m.error() is None]
+            if got:
+                print(len(got), flush=True)
+                sys.stdin.read()          # holds them, never acknowledging, until killed
+    """)
+    with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as child:
+        try:
+            assert int(child.stdout.readline()) == 10
+        finally:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(30)
+    c = share_consumer(broker, group)
+    c.subscribe([topic])
+    got = {}
+
+    def keep(_c, m):
+        got[m.offset()] = m.delivery_count()
+
+    poll_until([c], lambda: len(got) >= 10, "the killed consumer's records again", keep)
+    c.commit_sync()
+    c.close()
+    assert got == {i: 2 for i in range(10)}
