@@ -203,7 +203,7 @@ NEWER_SCHEMAS = frozenset(
     f"{api}{kind}" for kind in ("Request", "Response") for api in (
         "ShareGroupHeartbeat", "ShareGroupDescribe", "ShareFetch", "ShareAcknowledge",
         "InitializeShareGroupState", "ReadShareGroupState", "WriteShareGroupState",
-        "DeleteShareGroupState", "ReadShareGroupStateSummary"))
+        "DeleteShareGroupState", "ReadShareGroupStateSummary", "DescribeShareGroupOffsets"))
 
 
 def _newer_schema(path):
@@ -215,7 +215,13 @@ def _newer_schema(path):
 
 def load_specs(schemas_dir):
     specs = []
-    for path in sorted(Path(schemas_dir).glob("*.json")):
+    paths = sorted(Path(schemas_dir).glob("*.json"))
+    have = {p.stem for p in paths}
+    for name in sorted(NEWER_SCHEMAS - have):    # APIs the older snapshot does not have at all
+        newer = _newer_schema(Path(schemas_dir) / f"{name}.json")
+        if newer.is_file():
+            paths.append(newer)
+    for path in paths:
         path = _newer_schema(path)
         specs.append(MessageSpec(load_schema(path), path))
     if not specs:

@@ -17,9 +17,11 @@ from __future__ import annotations
 from ..broker import api_versions as av
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
+from ..protocol.schema import ZERO_UUID
 from .coordinator import ShareCoordinator
 from .groups import ShareGroups
 from .manager import SharePartitionManager
+from .partition import ACKNOWLEDGED, ARCHIVED
 
 _DENIED = "Share-group ACLs are not implemented by pylog yet: refused on a broker with an authorizer."
 _CLUSTER = "Share groups are served by a lone pylog broker only: not yet in a cluster."
@@ -37,7 +39,8 @@ class ShareApis:
 
     def table(self):
         return {av.SHARE_GROUP_HEARTBEAT: self.heartbeat, av.SHARE_GROUP_DESCRIBE: self.describe,
-                av.SHARE_FETCH: self.share_fetch, av.SHARE_ACKNOWLEDGE: self.share_acknowledge}
+                av.SHARE_FETCH: self.share_fetch, av.SHARE_ACKNOWLEDGE: self.share_acknowledge,
+                av.DESCRIBE_SHARE_GROUP_OFFSETS: self.describe_offsets}
 
     def start(self):
         self.coordinator.start()
@@ -84,3 +87,63 @@ class ShareApis:
             return m.ShareAcknowledgeResponse(throttle_time_ms=0, error_code=no[0], error_message=no[1],
                                               responses=[], node_endpoints=[])
         return self.manager.share_acknowledge(header, req)
+
+    def describe_offsets(self, header, req):
+        """DescribeShareGroupOffsets: each share-partition's start offset and
+        leader epoch as the share coordinator holds them, and (v1, KIP-1226)
+        its lag: the offsets below the high watermark not yet delivered to
+        completion. A share-partition never initialized has start offset -1."""
+        R = m.DescribeShareGroupOffsetsResponse
+        no = self._refused()
+        out = []
+        cache = self.broker.metadata_cache
+        states = self.coordinator.states
+        for g in req.groups:
+            gid = g.group_id
+            code = no[0] if no else self.groups.coordinator.coordinator_error(gid)
+            if not code and gid not in self.groups.groups and not any(k[0] == gid for k in states):
+                code = Errors.GROUP_ID_NOT_FOUND
+            if code:
+                out.append(R.DescribeShareGroupOffsetsResponseGroup(group_id=gid, topics=[], error_code=code,
+                                                                    error_message=no[1] if no else None))
+                continue
+            if g.topics is None:
+                wanted = {}
+                for (sg, tid, idx) in states:
+                    name = cache.topic_name(tid)
+                    if sg == gid and name is not None:
+                        wanted.setdefault(name, []).append(idx)
+            else:
+                wanted = {t.topic_name: list(t.partitions) for t in g.topics}
+            topics = []
+            for name, parts in sorted(wanted.items()):
+                tid = cache.topic_ids.get(name)
+                rows = []
+                for idx in sorted(parts):
+                    if tid is None or not cache.has_partition(name, idx):
+                        rows.append(R.DescribeShareGroupOffsetsResponsePartition(
+                            partition_index=idx, start_offset=-1, leader_epoch=-1,
+                            error_code=Errors.UNKNOWN_TOPIC_OR_PARTITION))
+                        continue
+                    st = states.get((gid, tid, idx))
+                    if st is None:
+                        rows.append(R.DescribeShareGroupOffsetsResponsePartition(
+                            partition_index=idx, start_offset=-1, leader_epoch=-1, lag=-1))
+                        continue
+                    rows.append(R.DescribeShareGroupOffsetsResponsePartition(
+                        partition_index=idx, start_offset=st.start_offset, leader_epoch=st.leader_epoch,
+                        lag=self._lag(name, idx, st)))
+                topics.append(R.DescribeShareGroupOffsetsResponseTopic(topic_name=name, topic_id=tid or ZERO_UUID,
+                                                                       partitions=rows))
+            out.append(R.DescribeShareGroupOffsetsResponseGroup(group_id=gid, topics=topics, error_code=0))
+        return R(throttle_time_ms=0, groups=out)
+
+    def _lag(self, name, idx, st) -> int:
+        p = self.broker.log_manager.partitions.get((name, idx))
+        if p is None:
+            return -1
+        hw = p.high_watermark
+        done = sum(min(last, hw - 1) - max(first, st.start_offset) + 1
+                   for first, last, state, _count in st.batches
+                   if state in (ACKNOWLEDGED, ARCHIVED) and last >= st.start_offset and first < hw)
+        return max(hw - st.start_offset - done, 0)

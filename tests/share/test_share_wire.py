@@ -239,3 +239,33 @@ def test_group_configs_refuse_what_is_not_built(broker):
                        ("share.delivery.count.limit", "3"), ("share.record.lock.duration.ms", "999999999")):
         with pytest.raises(KafkaException):
             set_group_configs(broker, "w-cfg-g", **{key.replace(".", "_"): value})
+
+
+def test_describe_share_group_offsets_gives_the_start_offset_and_lag(broker):
+    conn = connect(broker)
+    group, topic = "w-offs-g", "w-offs"
+    mid, _, tid = join(broker, conn, group, topic, 10, partitions=2)
+    tp0 = (tid, 0)
+    r, epoch = fetch_until(conn, group, mid, 0, [tp0], True)
+    [(first, last, _)] = acquired(r)[tp0]
+    a = share_ack(conn, group, mid, epoch, {tp0: [(first, first + 1, [ACCEPT])]})
+    assert a.responses[0].partitions[0].error_code == 0
+    R = m.DescribeShareGroupOffsetsRequest
+    req = R(groups=[R.DescribeShareGroupOffsetsRequestGroup(group_id=group, topics=None),
+                    R.DescribeShareGroupOffsetsRequestGroup(group_id=group, topics=[
+                        R.DescribeShareGroupOffsetsRequestTopic(topic_name=topic, partitions=[0, 1, 7])]),
+                    R.DescribeShareGroupOffsetsRequestGroup(group_id="w-offs-nope", topics=None)])
+    d = conn.request(req, api_version=1)
+    every, asked, missing = d.groups
+    assert every.error_code == 0
+    [t] = every.topics          # only the share-partition initialized so far
+    assert (t.topic_name, t.topic_id) == (topic, tid)
+    [p0] = t.partitions
+    assert (p0.partition_index, p0.start_offset, p0.error_code) == (0, first + 2, 0)
+    assert p0.lag == last - first - 1          # acquired but not yet acknowledged still count
+    rows = {p.partition_index: p for p in asked.topics[0].partitions}
+    assert rows[0].start_offset == first + 2
+    assert (rows[1].start_offset, rows[1].error_code) == (-1, 0)          # never fetched: not initialized
+    assert rows[7].error_code == Errors.UNKNOWN_TOPIC_OR_PARTITION
+    assert missing.error_code == Errors.GROUP_ID_NOT_FOUND
+    conn.close()
