@@ -49,10 +49,11 @@ MAX_MEMBER_ID = 36
 
 
 class ShareSession:
-    __slots__ = ("group_id", "member_id", "epoch", "partitions")
+    __slots__ = ("group_id", "member_id", "epoch", "partitions", "connection")
 
-    def __init__(self, group_id, member_id):
+    def __init__(self, group_id, member_id, connection):
         self.group_id, self.member_id = group_id, member_id
+        self.connection = connection                # the connection of its last request
         self.epoch = 1                              # the epoch the next request must carry
         self.partitions: dict = {}                  # (topic id, index) -> None, in order
 
@@ -126,7 +127,7 @@ class SharePartitionManager:
                 self._release_member(req.group_id, req.member_id)
             if len(self.sessions) >= self.max_sessions:
                 return top(Errors.SHARE_SESSION_LIMIT_REACHED, "The share session cache is full.")
-            session = self.sessions[key] = ShareSession(req.group_id, req.member_id)
+            session = self.sessions[key] = ShareSession(req.group_id, req.member_id, getattr(ctx, "connection", None))
         else:
             session = self.sessions.get(key)
             if session is None:
@@ -135,6 +136,7 @@ class SharePartitionManager:
                 return top(Errors.INVALID_SHARE_SESSION_EPOCH,
                            f"Share session epoch {epoch} is not the expected {session.epoch}.")
         if epoch != -1:
+            session.connection = getattr(ctx, "connection", None)
             if epoch != 0:
                 session.epoch = 1 if session.epoch == MAX_EPOCH else session.epoch + 1
             for t in req.topics:
@@ -267,6 +269,7 @@ class SharePartitionManager:
                 return top(Errors.INVALID_SHARE_SESSION_EPOCH,
                            f"Share session epoch {epoch} is not the expected {session.epoch}.")
             session.epoch = 1 if session.epoch == MAX_EPOCH else session.epoch + 1
+            session.connection = getattr(ctx, "connection", None)
         acks = [(t.topic_id, p.partition_index, p.acknowledgement_batches) for t in req.topics for p in t.partitions]
         codes = await self._acknowledge(req.group_id, req.member_id, acks, version >= 2 and req.is_renew_ack,
                                         lock_ms)
@@ -418,6 +421,15 @@ class SharePartitionManager:
                 self._persist(h)
                 self._arm(h)
                 self._wake(h)
+
+    def connection_closed(self, connection):
+        """A client's connection closed: the share sessions whose last
+        request came on it end, and their members' records are released (as
+        Kafka's ShareSessionCache does on a disconnect)."""
+        for key, session in list(self.sessions.items()):
+            if session.connection is connection:
+                del self.sessions[key]
+                self._release_member(*key)
 
     def on_resign(self, topic, index):
         """This broker no longer leads topic-index: its share-partitions go
