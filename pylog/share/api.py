@@ -36,6 +36,7 @@ class ShareApis:
         self.coordinator = ShareCoordinator(broker.config, writer)
         self.manager = SharePartitionManager(broker, purgatory, self.coordinator, self.groups)
         self.groups.share_state_topic = self.coordinator.ensure_topic
+        self.groups.on_assigned = self.manager.prepare
 
     def table(self):
         return {av.SHARE_GROUP_HEARTBEAT: self.heartbeat, av.SHARE_GROUP_DESCRIBE: self.describe,

@@ -100,6 +100,9 @@ class ShareGroups:
         self.groups: dict[str, ShareGroup] = {}
         self.max_size = config.get("group.share.max.size")
         self.share_state_topic = None               # asks for __share_group_state if it does not exist
+        # (group id, topic id, partition): a partition was assigned; its share-partition is
+        # initialized now, as Kafka's coordinator does before the members' first fetches.
+        self.on_assigned = None
 
     def settings(self, group_id) -> dict:
         return share_group_config(self.config, self.group_configs(group_id))
@@ -193,6 +196,9 @@ class ShareGroups:
             mm.epoch = g.epoch
             mm.assignment = {tid: sorted(ps) for tid, ps in target[mid].items()}
         g.assignment_epoch = g.epoch
+        if self.on_assigned is not None:
+            for tid, idx in sorted({(tid, idx) for a in target.values() for tid, ps in a.items() for idx in ps}):
+                self.on_assigned(g.group_id, tid, idx)
 
     def _image(self, g):
         names = {t for mm in g.members.values() for t in mm.topics}

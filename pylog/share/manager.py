@@ -335,6 +335,15 @@ class SharePartitionManager:
             return None
         return self.broker.log_manager.partitions.get((name, index))
 
+    def prepare(self, group_id, topic_id, index):
+        """Load (or initialize at share.auto.offset.reset) the share-partition
+        now, in the background: it was just assigned, and a group reading
+        from `latest` starts where the log was then, not at its first fetch."""
+        if (group_id, topic_id, index) in self.held:
+            return
+        task = asyncio.ensure_future(self._share_partition(group_id, topic_id, index))
+        task.add_done_callback(_ignore_outcome)
+
     async def _share_partition(self, group_id, topic_id, index):
         """(error, _Held) for the share-partition, loading it first if needed."""
         key = (group_id, topic_id, index)
@@ -496,3 +505,9 @@ def _retriable(code):
                 Errors.REQUEST_TIMED_OUT):
         return _NOT_READY
     return code
+
+
+def _ignore_outcome(task):
+    # A background load whose error the next fetch meets (and reports) again.
+    if not task.cancelled():
+        task.exception()

@@ -244,7 +244,8 @@ def test_group_configs_refuse_what_is_not_built(broker):
 def test_describe_share_group_offsets_gives_the_start_offset_and_lag(broker):
     conn = connect(broker)
     group, topic = "w-offs-g", "w-offs"
-    mid, _, tid = join(broker, conn, group, topic, 10, partitions=2)
+    mid, _, tid = join(broker, conn, group, topic, 10, partitions=2)     # 5 records in each partition
+    create_topic(broker, "w-offs-other", 1)
     tp0 = (tid, 0)
     r, epoch = fetch_until(conn, group, mid, 0, [tp0], True)
     [(first, last, _)] = acquired(r)[tp0]
@@ -253,19 +254,41 @@ def test_describe_share_group_offsets_gives_the_start_offset_and_lag(broker):
     R = m.DescribeShareGroupOffsetsRequest
     req = R(groups=[R.DescribeShareGroupOffsetsRequestGroup(group_id=group, topics=None),
                     R.DescribeShareGroupOffsetsRequestGroup(group_id=group, topics=[
-                        R.DescribeShareGroupOffsetsRequestTopic(topic_name=topic, partitions=[0, 1, 7])]),
+                        R.DescribeShareGroupOffsetsRequestTopic(topic_name=topic, partitions=[0, 1, 7]),
+                        R.DescribeShareGroupOffsetsRequestTopic(topic_name="w-offs-other", partitions=[0])]),
                     R.DescribeShareGroupOffsetsRequestGroup(group_id="w-offs-nope", topics=None)])
     d = conn.request(req, api_version=1)
     every, asked, missing = d.groups
     assert every.error_code == 0
-    [t] = every.topics          # only the share-partition initialized so far
+    [t] = every.topics          # the share-partitions initialized: both, at their assignment
     assert (t.topic_name, t.topic_id) == (topic, tid)
-    [p0] = t.partitions
+    p0, p1 = sorted(t.partitions, key=lambda p: p.partition_index)
     assert (p0.partition_index, p0.start_offset, p0.error_code) == (0, first + 2, 0)
     assert p0.lag == last - first - 1          # acquired but not yet acknowledged still count
+    assert (p1.start_offset, p1.lag) == (0, 5)
     rows = {p.partition_index: p for p in asked.topics[0].partitions}
     assert rows[0].start_offset == first + 2
-    assert (rows[1].start_offset, rows[1].error_code) == (-1, 0)          # never fetched: not initialized
     assert rows[7].error_code == Errors.UNKNOWN_TOPIC_OR_PARTITION
+    [other] = asked.topics[1].partitions
+    assert (other.start_offset, other.error_code) == (-1, 0)          # never assigned: not initialized
     assert missing.error_code == Errors.GROUP_ID_NOT_FOUND
+    conn.close()
+
+
+def test_a_latest_group_starts_where_the_log_was_at_assignment(broker):
+    conn = connect(broker)
+    group, topic = "w-latest-g", "w-latest"
+    create_topic(broker, topic, 1)
+    produce(broker, topic, 5)                       # before the group: never delivered
+    mid = member_id()
+    hb = heartbeat(conn, group, mid, 0, [topic])
+    tp = (hb.assignment.topic_partitions[0].topic_id, 0)
+    R = m.DescribeShareGroupOffsetsRequest
+    req = R(groups=[R.DescribeShareGroupOffsetsRequestGroup(group_id=group, topics=None)])
+    wait_until(lambda: any(t.partitions and t.partitions[0].start_offset == 5
+                           for t in conn.request(req, api_version=1).groups[0].topics),
+               "the share-partition initialized at the log end when it was assigned")
+    produce(broker, topic, 3, start=5)              # after the assignment, before any fetch: delivered
+    r, _ = fetch_until(conn, group, mid, 0, [tp], True)
+    assert acquired(r) == {tp: [(5, 7, 1)]}
     conn.close()
