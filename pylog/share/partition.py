@@ -132,11 +132,19 @@ class SharePartition:
                 hi = min(last, self.end - 1)
                 self._split_at(lo)
                 self._split_at(hi + 1)
-                for r in self._ranges_in(lo, hi):
-                    if r.state == AVAILABLE:
-                        r.state, r.count, r.member, r.deadline = ACQUIRED, r.count + 1, member, deadline
-                        got.append((r.first, r.last, r.count))
-                        taken += r.last - r.first + 1
+                avail = [r for r in self._ranges_in(lo, hi) if r.state == AVAILABLE]
+                throttled = next((r.count for r in avail if r.count >= self._throttle_from()), None)
+                if throttled is not None:
+                    # Records failing again and again: fewer at a time, so
+                    # one poison record does not take its neighbours to the
+                    # limit with it. Nothing else in this fetch.
+                    if not taken:
+                        got += self._acquire_throttled(member, avail, last - base + 1, throttled, deadline)
+                    break
+                for r in avail:
+                    r.state, r.count, r.member, r.deadline = ACQUIRED, r.count + 1, member, deadline
+                    got.append((r.first, r.last, r.count))
+                    taken += r.last - r.first + 1
             # The part past the window: new records, while the window may grow.
             if last >= self.end and self.can_grow():
                 first = max(lo, self.end)
@@ -148,6 +156,31 @@ class SharePartition:
                 taken += last - first + 1
         self._merge()
         return _coalesce(got)
+
+    def _throttle_from(self) -> int:
+        # Kafka's throttleRecordsDeliveryLimit: half the limit, at least 2.
+        return max(2, -(-self.delivery_limit // 2))
+
+    def _acquire_throttled(self, member, avail, batch_size, count, deadline) -> list:
+        """Kafka's isolation near the delivery limit: at most batch_size
+        halved once per delivery past the throttle point, and a record on its
+        last attempt alone."""
+        cap = max(1, batch_size >> (count - self._throttle_from() + 1))
+        got, n = [], 0
+        for r in avail:
+            if n >= cap:
+                break
+            last_try = self.delivery_limit > 2 and r.count + 1 == self.delivery_limit
+            if last_try and n:
+                break
+            k = 1 if last_try else min(cap - n, r.last - r.first + 1)
+            self._split_at(r.first + k)
+            r.state, r.count, r.member, r.deadline = ACQUIRED, r.count + 1, member, deadline
+            got.append((r.first, r.last, r.count))
+            n += k
+            if last_try:
+                break
+        return got
 
     # ---- acknowledging ----
 

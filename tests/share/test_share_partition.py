@@ -118,3 +118,30 @@ def test_state_partition_is_kafkas_hash_of_group_topic_id_partition():
     from pylog.groups.offsets_topic import java_string_hash
     h = java_string_hash("g:AAAAAAAAAAAAAAAAAAAAAA:0")
     assert partition_for("g", tid, 0, 50) == abs(h) % 50
+
+
+def test_records_near_the_limit_are_isolated_in_halving_batches():
+    # Kafka's example: limit 6 throttles records already delivered 3 times; a batch of 8.
+    s = sp(limit=6)
+    batch = [(0, 7)]
+    for _ in range(3):
+        [(f, l, c)] = s.acquire("a", batch, 100, deadline=1)
+        s.acknowledge("a", [(f, l, [RELEASE])])
+    assert (f, l, c) == (0, 7, 3)                                     # whole batches until then
+    assert s.acquire("a", batch, 100, deadline=1) == [(0, 3, 4)]      # 8 >> 1
+    s.acknowledge("a", [(0, 3, [RELEASE])])
+    assert s.acquire("a", batch, 100, deadline=1) == [(0, 1, 5)]      # 8 >> 2
+    s.acknowledge("a", [(0, 1, [RELEASE])])
+    assert s.acquire("a", batch, 100, deadline=1) == [(0, 0, 6)]      # the last attempt: alone
+    s.acknowledge("a", [(0, 0, [RELEASE])])                           # archived now
+    assert s.start == 1
+    assert s.acquire("a", batch, 100, deadline=1) == [(1, 1, 6)]      # the next one on its last attempt
+    s.acknowledge("a", [(1, 1, [ACCEPT])])
+    assert s.acquire("a", batch, 100, deadline=1) == [(2, 3, 5)]      # 8 >> 2 again
+
+
+def test_fresh_records_are_not_throttled_after_others():
+    s = sp(limit=5)
+    s.acquire("a", [(0, 1)], 100, deadline=1)
+    s.acknowledge("a", [(0, 1, [RELEASE])])
+    assert s.acquire("a", [(0, 1), (2, 5)], 100, deadline=1) == [(0, 1, 2), (2, 5, 1)]
