@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
@@ -277,7 +276,3 @@ class ShareGroups:
             for mm in g.members.values():
                 if mm.timer is not None:
                     mm.timer.cancel()
-
-
-def _now():
-    return time.monotonic()

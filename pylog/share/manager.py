@@ -283,7 +283,8 @@ class SharePartitionManager:
             responses.setdefault(tid, []).append(R.PartitionData(partition_index=idx, error_code=code,
                                                                  error_message=msg, current_leader=leader))
         return R(throttle_time_ms=0, error_code=0, acquisition_lock_timeout_ms=lock_ms, node_endpoints=[],
-                 responses=[R.ShareAcknowledgeTopicResponse(topic_id=tid, partitions=ps) for tid, ps in responses.items()])
+                 responses=[R.ShareAcknowledgeTopicResponse(topic_id=tid, partitions=ps)
+                            for tid, ps in responses.items()])
 
     async def _acknowledge(self, group_id, member_id, acks, renew_ok, lock_ms) -> dict:
         """Apply each partition's acknowledgement batches: {(topic id, index): (code, message)}."""
