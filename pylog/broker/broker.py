@@ -36,7 +36,6 @@ from .. import _engine
 from ..errors import InvalidConfigError, PylogError
 from ..groups.api import GroupApis
 from ..groups.coordinator import GroupCoordinator
-from ..share.api import ShareApis
 from ..log.checkpoint import atomic_write
 from ..metrics.broker import BrokerMetrics
 from ..protocol.error_codes import Errors
@@ -239,6 +238,7 @@ class Broker:
         self.coordinator_writer = BrokerPartitionWriter(self.log_manager, self, self.handlers.purgatory)
         self.groups = GroupCoordinator(self.config, self.coordinator_writer)
         self.handlers.table.update(GroupApis(self.groups, self._endpoint_on).table())
+        from ..share.api import ShareApis   # here: pylog.share uses the broker package's purgatory
         self.share = ShareApis(self, self.groups, self.coordinator_writer, self.handlers.purgatory)
         self.handlers.table.update(self.share.table())
         self.txn_writer = TxnPartitionWriter(self.log_manager, self, self.handlers.purgatory)

@@ -14,7 +14,6 @@ Threads: the event loop's thread only.
 """
 from __future__ import annotations
 
-from ..broker import api_versions as av
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.schema import ZERO_UUID
@@ -39,9 +38,12 @@ class ShareApis:
         self.groups.on_assigned = self.manager.prepare
 
     def table(self):
-        return {av.SHARE_GROUP_HEARTBEAT: self.heartbeat, av.SHARE_GROUP_DESCRIBE: self.describe,
-                av.SHARE_FETCH: self.share_fetch, av.SHARE_ACKNOWLEDGE: self.share_acknowledge,
-                av.DESCRIBE_SHARE_GROUP_OFFSETS: self.describe_offsets}
+        # Keyed by the codecs' api keys: this package is imported by the broker package.
+        return {m.ShareGroupHeartbeatRequest.API_KEY: self.heartbeat,
+                m.ShareGroupDescribeRequest.API_KEY: self.describe,
+                m.ShareFetchRequest.API_KEY: self.share_fetch,
+                m.ShareAcknowledgeRequest.API_KEY: self.share_acknowledge,
+                m.DescribeShareGroupOffsetsRequest.API_KEY: self.describe_offsets}
 
     def start(self):
         self.coordinator.start()
