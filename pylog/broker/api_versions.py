@@ -48,7 +48,7 @@ SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS = 14, 15, 16, 42
 OFFSET_DELETE = 47
 CONSUMER_GROUP_HEARTBEAT, CONSUMER_GROUP_DESCRIBE = 68, 69
 SHARE_GROUP_HEARTBEAT, SHARE_GROUP_DESCRIBE, SHARE_FETCH, SHARE_ACKNOWLEDGE = 76, 77, 78, 79
-DESCRIBE_SHARE_GROUP_OFFSETS = 90
+DESCRIBE_SHARE_GROUP_OFFSETS, ALTER_SHARE_GROUP_OFFSETS = 90, 91
 
 # api_key: (min advertised, max advertised)
 ADVERTISED: dict[int, tuple[int, int]] = {
@@ -77,6 +77,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     SHARE_FETCH: (1, 1),
     SHARE_ACKNOWLEDGE: (1, 1),
     DESCRIBE_SHARE_GROUP_OFFSETS: (0, 1),   # v1: Lag (KIP-1226)
+    ALTER_SHARE_GROUP_OFFSETS: (0, 0),
     PRODUCE: (0, 11),         # v8: record_errors (KIP-467); v9 flexible; v10-11: current leader (KIP-951)
     FETCH: (4, 17),           # v12 flexible, v13 topic ids, v15 replica_state, v16 node_endpoints (fetch_api.py)
     LIST_OFFSETS: (1, 9),     # v4: leader epochs; v7 MAX_TIMESTAMP; v8 EARLIEST_LOCAL; v9 LATEST_TIERED

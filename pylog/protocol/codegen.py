@@ -203,7 +203,8 @@ NEWER_SCHEMAS = frozenset(
     f"{api}{kind}" for kind in ("Request", "Response") for api in (
         "ShareGroupHeartbeat", "ShareGroupDescribe", "ShareFetch", "ShareAcknowledge",
         "InitializeShareGroupState", "ReadShareGroupState", "WriteShareGroupState",
-        "DeleteShareGroupState", "ReadShareGroupStateSummary", "DescribeShareGroupOffsets"))
+        "DeleteShareGroupState", "ReadShareGroupStateSummary", "DescribeShareGroupOffsets",
+        "AlterShareGroupOffsets"))
 
 
 def _newer_schema(path):

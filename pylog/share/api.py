@@ -43,7 +43,8 @@ class ShareApis:
                 m.ShareGroupDescribeRequest.API_KEY: self.describe,
                 m.ShareFetchRequest.API_KEY: self.share_fetch,
                 m.ShareAcknowledgeRequest.API_KEY: self.share_acknowledge,
-                m.DescribeShareGroupOffsetsRequest.API_KEY: self.describe_offsets}
+                m.DescribeShareGroupOffsetsRequest.API_KEY: self.describe_offsets,
+                m.AlterShareGroupOffsetsRequest.API_KEY: self.alter_offsets}
 
     def start(self):
         self.coordinator.start()
@@ -150,3 +151,51 @@ class ShareApis:
                    for first, last, state, _count in st.batches
                    if state in (ACKNOWLEDGED, ARCHIVED) and last >= st.start_offset and first < hw)
         return max(hw - st.start_offset - done, 0)
+
+    async def alter_offsets(self, header, req):
+        """AlterShareGroupOffsets: move an empty share group's share-partitions
+        to new start offsets. Each is initialized again at the next state
+        epoch (InitializeShareGroupState): what was in flight is forgotten,
+        and a leader's write at the old state epoch is fenced."""
+        R = m.AlterShareGroupOffsetsResponse
+        gid = req.group_id
+
+        def top(code, msg=None):
+            return R(throttle_time_ms=0, error_code=code, error_message=msg, responses=[])
+
+        no = self._refused()
+        if no:
+            return top(*no)
+        code = self.groups.coordinator.coordinator_error(gid)
+        if code:
+            return top(code)
+        g = self.groups.groups.get(gid)
+        if g is None and gid in self.groups.coordinator.groups:
+            return top(Errors.GROUP_ID_NOT_FOUND, f"Group {gid} is not a share group.")
+        if g is not None and g.members:
+            return top(Errors.NON_EMPTY_GROUP, "The group has active members: share group offsets can only be "
+                                               "altered while it is empty.")
+        cache = self.broker.metadata_cache
+        out = []
+        for t in req.topics:
+            tid = cache.topic_ids.get(t.topic_name)
+            rows = []
+            for p in t.partitions:
+                if tid is None or not cache.has_partition(t.topic_name, p.partition_index):
+                    code, msg = Errors.UNKNOWN_TOPIC_OR_PARTITION, None
+                elif p.start_offset < 0:
+                    code, msg = Errors.INVALID_REQUEST, f"StartOffset {p.start_offset} is negative."
+                else:
+                    key = (gid, tid, p.partition_index)
+                    st = self.coordinator.states.get(key)
+                    code = await self.coordinator.initialize(gid, tid, p.partition_index,
+                                                             st.state_epoch + 1 if st is not None else 0,
+                                                             p.start_offset)
+                    msg = None
+                    if not code:
+                        self.manager.forget(key)
+                rows.append(R.AlterShareGroupOffsetsResponsePartition(partition_index=p.partition_index,
+                                                                      error_code=code, error_message=msg))
+            out.append(R.AlterShareGroupOffsetsResponseTopic(topic_name=t.topic_name, topic_id=tid or ZERO_UUID,
+                                                             partitions=rows))
+        return R(throttle_time_ms=0, error_code=0, responses=out)

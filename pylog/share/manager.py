@@ -432,6 +432,13 @@ class SharePartitionManager:
                 self._arm(h)
                 self._wake(h)
 
+    def forget(self, key):
+        """Drop a loaded share-partition (its state was replaced at a new
+        state epoch): the next fetch reads it back from the share coordinator."""
+        h = self.held.pop(key, None)
+        if h is not None and h.timer is not None:
+            h.timer.cancel()
+
     def connection_closed(self, connection):
         """A client's connection closed: the share sessions whose last
         request came on it end, and their members' records are released (as

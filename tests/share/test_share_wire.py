@@ -304,3 +304,34 @@ def test_a_broker_with_an_authorizer_refuses_share_groups_rather_than_serve_them
         r = share_fetch(conn, "w-authz-g", member_id(), 0)
         assert r.error_code == Errors.GROUP_AUTHORIZATION_FAILED
         conn.close()
+
+
+def test_alter_share_group_offsets_resets_an_empty_group(broker):
+    conn = connect(broker)
+    group, topic = "w-alter-g", "w-alter"
+    mid, _, tid = join(broker, conn, group, topic, 6)
+    tp = (tid, 0)
+    r, epoch = fetch_until(conn, group, mid, 0, [tp], True)
+    assert acquired(r) == {tp: [(0, 5, 1)]}
+    share_ack(conn, group, mid, epoch, {tp: [(0, 5, [ACCEPT])]})
+    A = m.AlterShareGroupOffsetsRequest
+
+    def alter(offset, name=topic, parts=(0,)):
+        return conn.request(A(group_id=group, topics=[A.AlterShareGroupOffsetsRequestTopic(
+            topic_name=name, partitions=[A.AlterShareGroupOffsetsRequestPartition(partition_index=i, start_offset=offset)
+                                         for i in parts])]), api_version=0)
+
+    assert alter(2).error_code == Errors.NON_EMPTY_GROUP
+    assert heartbeat(conn, group, mid, -1).member_epoch == -1
+    share_ack(conn, group, mid, -1, {})
+    a = alter(2, parts=(0, 5))
+    assert a.error_code == 0
+    assert [(p.partition_index, p.error_code) for p in a.responses[0].partitions] == \
+        [(0, 0), (5, Errors.UNKNOWN_TOPIC_OR_PARTITION)]
+    assert alter(-3).responses[0].partitions[0].error_code == Errors.INVALID_REQUEST
+    # A new member gets the accepted records 2-5 again, as first deliveries.
+    other = member_id()
+    heartbeat(conn, group, other, 0, [topic])
+    r, _ = fetch_until(conn, group, other, 0, [tp], True)
+    assert acquired(r) == {tp: [(2, 5, 1)]}
+    conn.close()

@@ -206,6 +206,8 @@ _MODULE_OF = {
     'ReadShareGroupStateSummaryResponse': 'read_share_group_state_summary',
     'DescribeShareGroupOffsetsRequest': 'describe_share_group_offsets',
     'DescribeShareGroupOffsetsResponse': 'describe_share_group_offsets',
+    'AlterShareGroupOffsetsRequest': 'alter_share_group_offsets',
+    'AlterShareGroupOffsetsResponse': 'alter_share_group_offsets',
     'ConsumerProtocolAssignment': 'consumer_protocol_assignment',
     'ConsumerProtocolSubscription': 'consumer_protocol_subscription',
     'DefaultPrincipalData': 'default_principal_data',
@@ -324,6 +326,7 @@ REQUESTS = _ClassTable(__getattr__, {
     86: 'DeleteShareGroupStateRequest',
     87: 'ReadShareGroupStateSummaryRequest',
     90: 'DescribeShareGroupOffsetsRequest',
+    91: 'AlterShareGroupOffsetsRequest',
 })
 RESPONSES = _ClassTable(__getattr__, {
     0: 'ProduceResponse',
@@ -415,6 +418,7 @@ RESPONSES = _ClassTable(__getattr__, {
     86: 'DeleteShareGroupStateResponse',
     87: 'ReadShareGroupStateSummaryResponse',
     90: 'DescribeShareGroupOffsetsResponse',
+    91: 'AlterShareGroupOffsetsResponse',
 })
 # Schemas without an api key, such as ConsumerProtocolSubscription.
 DATA = _ClassTable(__getattr__, {
@@ -612,6 +616,8 @@ __all__ = [
     'ReadShareGroupStateSummaryResponse',
     'DescribeShareGroupOffsetsRequest',
     'DescribeShareGroupOffsetsResponse',
+    'AlterShareGroupOffsetsRequest',
+    'AlterShareGroupOffsetsResponse',
     'ConsumerProtocolAssignment',
     'ConsumerProtocolSubscription',
     'DefaultPrincipalData',
