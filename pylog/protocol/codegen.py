@@ -204,7 +204,7 @@ NEWER_SCHEMAS = frozenset(
         "ShareGroupHeartbeat", "ShareGroupDescribe", "ShareFetch", "ShareAcknowledge",
         "InitializeShareGroupState", "ReadShareGroupState", "WriteShareGroupState",
         "DeleteShareGroupState", "ReadShareGroupStateSummary", "DescribeShareGroupOffsets",
-        "AlterShareGroupOffsets"))
+        "AlterShareGroupOffsets", "DeleteShareGroupOffsets"))
 
 
 def _newer_schema(path):

@@ -44,7 +44,8 @@ class ShareApis:
                 m.ShareFetchRequest.API_KEY: self.share_fetch,
                 m.ShareAcknowledgeRequest.API_KEY: self.share_acknowledge,
                 m.DescribeShareGroupOffsetsRequest.API_KEY: self.describe_offsets,
-                m.AlterShareGroupOffsetsRequest.API_KEY: self.alter_offsets}
+                m.AlterShareGroupOffsetsRequest.API_KEY: self.alter_offsets,
+                m.DeleteShareGroupOffsetsRequest.API_KEY: self.delete_offsets}
 
     def start(self):
         self.coordinator.start()
@@ -163,18 +164,9 @@ class ShareApis:
         def top(code, msg=None):
             return R(throttle_time_ms=0, error_code=code, error_message=msg, responses=[])
 
-        no = self._refused()
-        if no:
-            return top(*no)
-        code = self.groups.coordinator.coordinator_error(gid)
-        if code:
-            return top(code)
-        g = self.groups.groups.get(gid)
-        if g is None and gid in self.groups.coordinator.groups:
-            return top(Errors.GROUP_ID_NOT_FOUND, f"Group {gid} is not a share group.")
-        if g is not None and g.members:
-            return top(Errors.NON_EMPTY_GROUP, "The group has active members: share group offsets can only be "
-                                               "altered while it is empty.")
+        refused = self._empty_group_error(gid, must_exist=False)
+        if refused:
+            return top(*refused)
         cache = self.broker.metadata_cache
         out = []
         for t in req.topics:
@@ -199,3 +191,42 @@ class ShareApis:
             out.append(R.AlterShareGroupOffsetsResponseTopic(topic_name=t.topic_name, topic_id=tid or ZERO_UUID,
                                                              partitions=rows))
         return R(throttle_time_ms=0, error_code=0, responses=out)
+
+    async def delete_offsets(self, header, req):
+        """DeleteShareGroupOffsets: forget an empty share group's state for
+        whole topics (DeleteShareGroupState); a member joining later starts
+        again at share.auto.offset.reset."""
+        R = m.DeleteShareGroupOffsetsResponse
+        gid = req.group_id
+        refused = self._empty_group_error(gid, must_exist=True)
+        if refused:
+            return R(throttle_time_ms=0, error_code=refused[0], error_message=refused[1], responses=[])
+        cache = self.broker.metadata_cache
+        out = []
+        for t in req.topics:
+            tid = cache.topic_ids.get(t.topic_name)
+            code = Errors.UNKNOWN_TOPIC_OR_PARTITION if tid is None else 0
+            for key in [k for k in self.coordinator.states if k[0] == gid and k[1] == tid]:
+                code = code or await self.coordinator.delete(*key)
+                self.manager.forget(key)
+            out.append(R.DeleteShareGroupOffsetsResponseTopic(topic_name=t.topic_name, topic_id=tid or ZERO_UUID,
+                                                              error_code=code))
+        return R(throttle_time_ms=0, error_code=0, responses=out)
+
+    def _empty_group_error(self, gid, must_exist):
+        """(code, message) unless gid names a share group without members (or,
+        when not must_exist, no group yet) that this broker coordinates."""
+        no = self._refused()
+        if no:
+            return no
+        code = self.groups.coordinator.coordinator_error(gid)
+        if code:
+            return code, None
+        g = self.groups.groups.get(gid)
+        if g is None and gid in self.groups.coordinator.groups:
+            return Errors.GROUP_ID_NOT_FOUND, f"Group {gid} is not a share group."
+        if g is None and must_exist and not any(k[0] == gid for k in self.coordinator.states):
+            return Errors.GROUP_ID_NOT_FOUND, f"Group {gid} not found."
+        if g is not None and g.members:
+            return Errors.NON_EMPTY_GROUP, "The share group has members: its offsets change only while it is empty."
+        return None

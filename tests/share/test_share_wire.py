@@ -335,3 +335,31 @@ def test_alter_share_group_offsets_resets_an_empty_group(broker):
     r, _ = fetch_until(conn, group, other, 0, [tp], True)
     assert acquired(r) == {tp: [(2, 5, 1)]}
     conn.close()
+
+
+def test_delete_share_group_offsets_starts_the_group_again_at_its_reset(broker):
+    conn = connect(broker)
+    group, topic = "w-del-g", "w-del"
+    mid, _, tid = join(broker, conn, group, topic, 4)
+    tp = (tid, 0)
+    r, epoch = fetch_until(conn, group, mid, 0, [tp], True)
+    share_ack(conn, group, mid, epoch, {tp: [(0, 3, [ACCEPT])]})
+    D = m.DeleteShareGroupOffsetsRequest
+
+    def delete(group_id, *names):
+        return conn.request(D(group_id=group_id, topics=[D.DeleteShareGroupOffsetsRequestTopic(topic_name=n)
+                                                         for n in names]), api_version=0)
+
+    assert delete(group, topic).error_code == Errors.NON_EMPTY_GROUP
+    heartbeat(conn, group, mid, -1)
+    share_ack(conn, group, mid, -1, {})
+    d = delete(group, topic, "w-del-nope")
+    assert d.error_code == 0
+    assert [(t.topic_name, t.error_code) for t in d.responses] == \
+        [(topic, 0), ("w-del-nope", Errors.UNKNOWN_TOPIC_OR_PARTITION)]
+    assert delete("w-del-never", topic).error_code == Errors.GROUP_ID_NOT_FOUND
+    other = member_id()
+    heartbeat(conn, group, other, 0, [topic])
+    r, _ = fetch_until(conn, group, other, 0, [tp], True)
+    assert acquired(r) == {tp: [(0, 3, 1)]}          # earliest again: everything, first deliveries
+    conn.close()

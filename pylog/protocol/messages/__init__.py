@@ -208,6 +208,8 @@ _MODULE_OF = {
     'DescribeShareGroupOffsetsResponse': 'describe_share_group_offsets',
     'AlterShareGroupOffsetsRequest': 'alter_share_group_offsets',
     'AlterShareGroupOffsetsResponse': 'alter_share_group_offsets',
+    'DeleteShareGroupOffsetsRequest': 'delete_share_group_offsets',
+    'DeleteShareGroupOffsetsResponse': 'delete_share_group_offsets',
     'ConsumerProtocolAssignment': 'consumer_protocol_assignment',
     'ConsumerProtocolSubscription': 'consumer_protocol_subscription',
     'DefaultPrincipalData': 'default_principal_data',
@@ -327,6 +329,7 @@ REQUESTS = _ClassTable(__getattr__, {
     87: 'ReadShareGroupStateSummaryRequest',
     90: 'DescribeShareGroupOffsetsRequest',
     91: 'AlterShareGroupOffsetsRequest',
+    92: 'DeleteShareGroupOffsetsRequest',
 })
 RESPONSES = _ClassTable(__getattr__, {
     0: 'ProduceResponse',
@@ -419,6 +422,7 @@ RESPONSES = _ClassTable(__getattr__, {
     87: 'ReadShareGroupStateSummaryResponse',
     90: 'DescribeShareGroupOffsetsResponse',
     91: 'AlterShareGroupOffsetsResponse',
+    92: 'DeleteShareGroupOffsetsResponse',
 })
 # Schemas without an api key, such as ConsumerProtocolSubscription.
 DATA = _ClassTable(__getattr__, {
@@ -618,6 +622,8 @@ __all__ = [
     'DescribeShareGroupOffsetsResponse',
     'AlterShareGroupOffsetsRequest',
     'AlterShareGroupOffsetsResponse',
+    'DeleteShareGroupOffsetsRequest',
+    'DeleteShareGroupOffsetsResponse',
     'ConsumerProtocolAssignment',
     'ConsumerProtocolSubscription',
     'DefaultPrincipalData',
