@@ -415,7 +415,9 @@ class GroupApis:
         """Each group is deleted by an event on its partition's queue; the
         answer waits until its tombstones are committed (a write event)."""
         R = m.DeleteGroupsResponse
-        codes = [self._event(gid, self._delete_group, gid) for gid in req.groups_names]
+        share = getattr(self.coordinator, "share", None)   # share groups (pylog/share/groups.py)
+        codes = [share.delete_group(gid) if share is not None and share.has_group(gid)
+                 else self._event(gid, self._delete_group, gid) for gid in req.groups_names]
         return _gathered(codes, lambda got: R(throttle_time_ms=0, results=[
             R.DeletableGroupResult(group_id=gid, error_code=code) for gid, code in zip(req.groups_names, got)]))
 

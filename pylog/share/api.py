@@ -36,6 +36,8 @@ class ShareApis:
         self.manager = SharePartitionManager(broker, purgatory, self.coordinator, self.groups)
         self.groups.share_state_topic = self.coordinator.ensure_topic
         self.groups.on_assigned = self.manager.prepare
+        self.groups.has_state = lambda gid: any(k[0] == gid for k in self.coordinator.states)
+        self.groups.delete_state = self._delete_state
 
     def table(self):
         # Keyed by the codecs' api keys: this package is imported by the broker package.
@@ -205,13 +207,19 @@ class ShareApis:
         out = []
         for t in req.topics:
             tid = cache.topic_ids.get(t.topic_name)
-            code = Errors.UNKNOWN_TOPIC_OR_PARTITION if tid is None else 0
-            for key in [k for k in self.coordinator.states if k[0] == gid and k[1] == tid]:
-                code = code or await self.coordinator.delete(*key)
-                self.manager.forget(key)
+            code = Errors.UNKNOWN_TOPIC_OR_PARTITION if tid is None else await self._delete_state(gid, tid)
             out.append(R.DeleteShareGroupOffsetsResponseTopic(topic_name=t.topic_name, topic_id=tid or ZERO_UUID,
                                                               error_code=code))
         return R(throttle_time_ms=0, error_code=0, responses=out)
+
+    async def _delete_state(self, gid, topic_id=None) -> int:
+        """The share coordinator forgets gid's share-partitions (of topic_id
+        only, when given); the first error, or 0."""
+        code = 0
+        for key in [k for k in self.coordinator.states if k[0] == gid and topic_id in (None, k[1])]:
+            code = code or await self.coordinator.delete(*key)
+            self.manager.forget(key)
+        return code
 
     def _empty_group_error(self, gid, must_exist):
         """(code, message) unless gid names a share group without members (or,

@@ -102,6 +102,8 @@ class ShareGroups:
         # (group id, topic id, partition): a partition was assigned; its share-partition is
         # initialized now, as Kafka's coordinator does before the members' first fetches.
         self.on_assigned = None
+        self.has_state = None                       # group id -> whether the share coordinator has its state
+        self.delete_state = None                    # group id -> coroutine: its state deleted, an error code
 
     def settings(self, group_id) -> dict:
         return share_group_config(self.config, self.group_configs(group_id))
@@ -226,6 +228,24 @@ class ShareGroups:
         del g.members[member.member_id]
         g.epoch += 1
         self._reassign(g)
+
+    def has_group(self, gid) -> bool:
+        """Whether gid is a share group here (with members, or only a state)."""
+        return gid in self.groups or (self.has_state is not None and self.has_state(gid))
+
+    async def delete_group(self, gid) -> int:
+        """DeleteGroups of a share group: refused while it has members; else
+        its state goes (DeleteShareGroupState) and then the group."""
+        code = self.coordinator.coordinator_error(gid)
+        if code:
+            return code
+        g = self.groups.get(gid)
+        if g is not None and g.members:
+            return Errors.NON_EMPTY_GROUP
+        code = await self.delete_state(gid)
+        if not code:
+            self.groups.pop(gid, None)
+        return code
 
     def is_member(self, gid, mid) -> bool:
         g = self.groups.get(gid)

@@ -363,3 +363,25 @@ def test_delete_share_group_offsets_starts_the_group_again_at_its_reset(broker):
     r, _ = fetch_until(conn, group, other, 0, [tp], True)
     assert acquired(r) == {tp: [(0, 3, 1)]}          # earliest again: everything, first deliveries
     conn.close()
+
+
+def test_delete_groups_deletes_an_empty_share_group_and_its_state(broker):
+    conn = connect(broker)
+    group, topic = "w-dg-g", "w-dg"
+    mid, _, tid = join(broker, conn, group, topic, 2)
+    tp = (tid, 0)
+    r, epoch = fetch_until(conn, group, mid, 0, [tp], True)
+    share_ack(conn, group, mid, epoch, {tp: [(0, 1, [ACCEPT])]})
+    dg = m.DeleteGroupsRequest(groups_names=[group])
+    assert conn.request(dg, api_version=2).results[0].error_code == Errors.NON_EMPTY_GROUP
+    heartbeat(conn, group, mid, -1)
+    assert conn.request(dg, api_version=2).results[0].error_code == 0
+    d = conn.request(m.ShareGroupDescribeRequest(group_ids=[group]), api_version=1)
+    assert d.groups[0].error_code == Errors.GROUP_ID_NOT_FOUND
+    assert conn.request(dg, api_version=2).results[0].error_code == Errors.GROUP_ID_NOT_FOUND
+    # Its state went too: a new member starts again at the group's reset (earliest).
+    other = member_id()
+    heartbeat(conn, group, other, 0, [topic])
+    r, _ = fetch_until(conn, group, other, 0, [tp], True)
+    assert acquired(r) == {tp: [(0, 1, 1)]}
+    conn.close()
