@@ -45,6 +45,7 @@ SHARE_AVAILABLE = "share_available"
 MAX_EPOCH = (1 << 31) - 1
 _NOT_READY = -1000          # internal: the share-partition's state is not loaded yet
 NOT_READY_RETRY_S = 0.05
+PREPARE_RETRY_S, PREPARE_TRIES = 0.1, 300
 MAX_MEMBER_ID = 36
 
 
@@ -342,8 +343,17 @@ class SharePartitionManager:
         from `latest` starts where the log was then, not at its first fetch."""
         if (group_id, topic_id, index) in self.held:
             return
-        task = asyncio.ensure_future(self._share_partition(group_id, topic_id, index))
+        task = asyncio.ensure_future(self._prepare(group_id, topic_id, index))
         task.add_done_callback(_ignore_outcome)
+
+    async def _prepare(self, group_id, topic_id, index):
+        # While the persister is not ready (its topic being created or
+        # loaded, the first time a share group is used), try again shortly.
+        for _ in range(PREPARE_TRIES):
+            code, _h = await self._share_partition(group_id, topic_id, index)
+            if code != _NOT_READY or self.broker.stopping:
+                return
+            await asyncio.sleep(PREPARE_RETRY_S)
 
     async def _share_partition(self, group_id, topic_id, index):
         """(error, _Held) for the share-partition, loading it first if needed."""
