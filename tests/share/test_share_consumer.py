@@ -198,3 +198,24 @@ def test_records_held_by_a_killed_consumer_come_back_when_its_connection_drops(b
     c.commit_sync()
     c.close()
     assert got == {i: 2 for i in range(10)}
+
+
+def test_a_consumer_carries_on_across_a_broker_restart(tmp_path):
+    """Membership is not persisted (docs/SHARE-GROUPS-STATUS.md): the running
+    consumer's next heartbeat is answered UNKNOWN_MEMBER_ID, and librdkafka
+    joins again and goes on with the records produced meanwhile."""
+    topic, group = "sc-carry", "sc-carry-g"
+    with running_broker(data_dir=tmp_path, config=CONFIG) as b:
+        setup(b, topic, group, 10)
+        c = share_consumer(b, group)
+        c.subscribe([topic])
+        got = []
+        poll_until([c], lambda: len(got) >= 10, "the first 10", lambda _c, m: got.append(m.offset()))
+        c.commit_sync()
+        b.restart()
+        produce(b, topic, 10, start=10)
+        poll_until([c], lambda: len(got) >= 20, "the 10 produced after the restart",
+                   lambda _c, m: got.append(m.offset()))
+        c.commit_sync()
+        c.close()
+    assert sorted(got) == list(range(20))
