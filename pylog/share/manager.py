@@ -127,6 +127,8 @@ class SharePartitionManager:
             if old is not None:
                 self._release_member(req.group_id, req.member_id)
             if len(self.sessions) >= self.max_sessions:
+                # As Kafka: after MaxWaitMs, so a client retrying does not spin.
+                await asyncio.sleep(max(req.max_wait_ms, 0) / 1000.0)
                 return top(Errors.SHARE_SESSION_LIMIT_REACHED, "The share session cache is full.")
             session = self.sessions[key] = ShareSession(req.group_id, req.member_id, getattr(ctx, "connection", None))
         else:

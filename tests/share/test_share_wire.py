@@ -385,3 +385,15 @@ def test_delete_groups_deletes_an_empty_share_group_and_its_state(broker):
     r, _ = fetch_until(conn, group, other, 0, [tp], True)
     assert acquired(r) == {tp: [(0, 1, 1)]}
     conn.close()
+
+
+def test_the_share_session_cache_has_a_limit(tmp_path):
+    # group.share.max.share.sessions must be at least group.share.max.size (Kafka's require).
+    cfg = {**CONFIG, "group.share.max.share.sessions": "2", "group.share.max.size": "2"}
+    with running_broker(data_dir=tmp_path, config=cfg) as b:
+        conn = connect(b)
+        for i in range(2):
+            assert share_fetch(conn, "w-cap-g", member_id(), 0, max_wait_ms=0).error_code == 0
+        r = share_fetch(conn, "w-cap-g", member_id(), 0, max_wait_ms=10)
+        assert r.error_code == Errors.SHARE_SESSION_LIMIT_REACHED
+        conn.close()
