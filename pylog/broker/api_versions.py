@@ -56,7 +56,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     # minima kept at or below aiokafka's maxima (§3.3).
     OFFSET_COMMIT: (2, 9),    # v6: leader epoch; v7: instance id; v8 flexible; v9: GROUP_ID_NOT_FOUND
     OFFSET_FETCH: (1, 9),     # v7: require_stable (KIP-447); v8: several groups (KIP-709); v9: member epoch
-    FIND_COORDINATOR: (0, 6),  # v4: batched keys (KIP-699); v6: share key type (refused: no share groups)
+    FIND_COORDINATOR: (0, 6),  # v4: batched keys (KIP-699); v6: share key type (refused: in-process only)
     JOIN_GROUP: (0, 9),       # v4: MEMBER_ID_REQUIRED (KIP-394); v5: static members; v9: skip_assignment (KIP-814)
     HEARTBEAT: (0, 4),
     LEAVE_GROUP: (0, 5),      # aiokafka's maximum is 1; v3: batched members; v5: reason

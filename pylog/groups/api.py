@@ -96,8 +96,9 @@ class GroupApis:
         for key in req.coordinator_keys:
             lookup = lookups.get(req.key_type)
             if lookup is None:
-                # Share groups (KIP-932) are not served: Kafka answers a
-                # broker without a share coordinator INVALID_REQUEST.
+                # The share coordinator (KIP-932) is reached in-process only
+                # (pylog/share/): Kafka answers a broker without one reachable
+                # this way INVALID_REQUEST.
                 code, node_id, host, port = Errors.INVALID_REQUEST, -1, "", -1
             else:
                 code, node_id, host, port = self._locate(header, lookup, key)
