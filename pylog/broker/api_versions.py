@@ -47,6 +47,8 @@ OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROU
 SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS = 14, 15, 16, 42
 OFFSET_DELETE = 47
 CONSUMER_GROUP_HEARTBEAT, CONSUMER_GROUP_DESCRIBE = 68, 69
+SHARE_GROUP_HEARTBEAT, SHARE_GROUP_DESCRIBE, SHARE_FETCH, SHARE_ACKNOWLEDGE = 76, 77, 78, 79
+DESCRIBE_SHARE_GROUP_OFFSETS, ALTER_SHARE_GROUP_OFFSETS, DELETE_SHARE_GROUP_OFFSETS = 90, 91, 92
 
 # api_key: (min advertised, max advertised)
 ADVERTISED: dict[int, tuple[int, int]] = {
@@ -54,7 +56,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     # minima kept at or below aiokafka's maxima (§3.3).
     OFFSET_COMMIT: (2, 9),    # v6: leader epoch; v7: instance id; v8 flexible; v9: GROUP_ID_NOT_FOUND
     OFFSET_FETCH: (1, 9),     # v7: require_stable (KIP-447); v8: several groups (KIP-709); v9: member epoch
-    FIND_COORDINATOR: (0, 6),  # v4: batched keys (KIP-699); v6: share key type (refused: no share groups)
+    FIND_COORDINATOR: (0, 6),  # v4: batched keys (KIP-699); v6: share key type (refused: in-process only)
     JOIN_GROUP: (0, 9),       # v4: MEMBER_ID_REQUIRED (KIP-394); v5: static members; v9: skip_assignment (KIP-814)
     HEARTBEAT: (0, 4),
     LEAVE_GROUP: (0, 5),      # aiokafka's maximum is 1; v3: batched members; v5: reason
@@ -67,6 +69,16 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     # sends only heartbeat v1 (client-made member ids, regex subscriptions).
     CONSUMER_GROUP_HEARTBEAT: (0, 1),
     CONSUMER_GROUP_DESCRIBE: (0, 0),   # v1's MemberType (KIP-1099) is not in the generated codec
+    # KIP-932 share groups (pylog/share/): v1 is Kafka 4.1+'s stable version and
+    # what librdkafka sends; ShareFetch/ShareAcknowledge v2 (KIP-1206 acquire
+    # modes, KIP-1222 renew) are not served.
+    SHARE_GROUP_HEARTBEAT: (1, 1),
+    SHARE_GROUP_DESCRIBE: (1, 1),
+    SHARE_FETCH: (1, 1),
+    SHARE_ACKNOWLEDGE: (1, 1),
+    DESCRIBE_SHARE_GROUP_OFFSETS: (0, 1),   # v1: Lag (KIP-1226)
+    ALTER_SHARE_GROUP_OFFSETS: (0, 0),
+    DELETE_SHARE_GROUP_OFFSETS: (0, 0),
     PRODUCE: (0, 11),         # v8: record_errors (KIP-467); v9 flexible; v10-11: current leader (KIP-951)
     FETCH: (4, 17),           # v12 flexible, v13 topic ids, v15 replica_state, v16 node_endpoints (fetch_api.py)
     LIST_OFFSETS: (1, 9),     # v4: leader epochs; v7 MAX_TIMESTAMP; v8 EARLIEST_LOCAL; v9 LATEST_TIERED

@@ -100,6 +100,7 @@ class Broker:
         self.log_cleaner = None
         self.handlers = None
         self.groups = None
+        self.share = None
         self.transactions = None      # the transaction coordinator (pylog/transactions)
         self.server = None
         self.console = None  # the web console, with pylog.console.listener
@@ -237,6 +238,9 @@ class Broker:
         self.coordinator_writer = BrokerPartitionWriter(self.log_manager, self, self.handlers.purgatory)
         self.groups = GroupCoordinator(self.config, self.coordinator_writer)
         self.handlers.table.update(GroupApis(self.groups, self._endpoint_on).table())
+        from ..share.api import ShareApis   # here: pylog.share uses the broker package's purgatory
+        self.share = ShareApis(self, self.groups, self.coordinator_writer, self.handlers.purgatory)
+        self.handlers.table.update(self.share.table())
         self.txn_writer = TxnPartitionWriter(self.log_manager, self, self.handlers.purgatory)
         self.transactions = TransactionCoordinator(self.config, self.txn_writer)
         self.transactions.markers = MarkerChannel(self, self.transactions.is_current)
@@ -262,6 +266,7 @@ class Broker:
         if self.authorizer is not None:
             authz_guard.install(self.handlers.table, self.authorizer)
         self.groups.start()
+        self.share.start()
         self.transactions.start()
         if self.config.get("pylog.metrics.listener") is not None:
             self.metrics = BrokerMetrics(self)   # before any connection: every request is timed
@@ -567,6 +572,8 @@ class Broker:
             prefix, configs = "offsets.topic", self.groups.offsets_topic_configs()
         elif name == TRANSACTION_TOPIC:
             prefix, configs = "transaction.state.log", self.transactions.topic_configs()
+        elif name == SHARE_STATE_TOPIC:
+            prefix, configs = "share.coordinator.state.topic", self.share.coordinator.topic_configs()
         else:
             raise ValueError(f"{name} is not an internal topic this broker creates")
         n, rf = cfg.get(f"{prefix}.num.partitions"), cfg.get(f"{prefix}.replication.factor")
@@ -713,6 +720,8 @@ class Broker:
             await asyncio.get_running_loop().run_in_executor(None, self.console.stop)
         if self.server is not None:
             await self.server.stop()
+        if self.share is not None:
+            await self.share.stop()
         if self.groups is not None:
             await self.groups.stop()
             await self.coordinator_writer.stop()
@@ -811,6 +820,7 @@ def _create_topic_by_wire(host, port, broker_id, name, n, rf, configs, ssl_conte
 INTERNAL_CLIENT_ID = "pylog-broker"
 OFFSETS_TOPIC = "__consumer_offsets"
 TRANSACTION_TOPIC = "__transaction_state"
+SHARE_STATE_TOPIC = "__share_group_state"
 
 
 def raise_nofile_limit() -> tuple[int, int]:

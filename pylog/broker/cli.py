@@ -47,6 +47,11 @@ def build_config(args) -> dict:
         # The same for __transaction_state (server.properties sets both keys to 1).
         props["transaction.state.log.replication.factor"] = "1"
         props.setdefault("transaction.state.log.min.isr", "1")
+    if not any(k in props for k in ("zookeeper.connect", "pylog.controller.id",
+                                    "share.coordinator.state.topic.replication.factor")):
+        # The same for __share_group_state (KIP-932 share groups).
+        props["share.coordinator.state.topic.replication.factor"] = "1"
+        props.setdefault("share.coordinator.state.topic.min.isr", "1")
     if args.host is not None or args.port is not None or "listeners" not in props:
         # --host / --port move the first listener; the others stay as given.
         from .config import parse_listeners

@@ -21,6 +21,7 @@ from ..errors import InvalidConfigError, InvalidTopicError
 from . import tls
 from .tls import SSL_DEFAULTS
 from ..metrics import check_listener as check_metrics_listener
+from ..share.configs import BROKER_DEFAULTS as SHARE_BROKER_DEFAULTS, check_share_broker_configs
 
 log = logging.getLogger("pylog.broker")
 
@@ -113,6 +114,8 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     # Kafka's default is bidirectional; pylog does not convert non-empty groups between the two
     # protocols, which is exactly Kafka's `disabled`, so that is its default and only value.
     "group.consumer.migration.policy": (str, "disabled"),
+    # KIP-932 share groups and the share coordinator (pylog/share/configs.py).
+    **{k: (int, v) for k, v in SHARE_BROKER_DEFAULTS.items()},
     "offset.metadata.max.bytes": (int, 4096),
     "offsets.retention.minutes": (int, 10080),
     "offsets.retention.check.interval.ms": (int, 600000),
@@ -596,6 +599,7 @@ class BrokerConfig:
         if unserved:
             raise InvalidConfigError(f"{key}: pylog does not implement {', '.join(unserved)} groups "
                                      "(only classic and consumer)")
+        check_share_broker_configs(self.get)
         key = "group.consumer.assignors"
         _check_list(key, self.get(key))
         self.consumer_group_assignors()

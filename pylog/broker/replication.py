@@ -44,6 +44,7 @@ log = logging.getLogger("pylog.broker.replication")
 BROKER_EPOCH_WAIT_S = 10.0
 OFFSETS_TOPIC = "__consumer_offsets"
 TRANSACTION_TOPIC = "__transaction_state"
+SHARE_STATE_TOPIC = "__share_group_state"
 ALTER_PARTITION_VERSION = 0
 ALTER_PARTITION_TIMEOUT_S = 10.0
 
@@ -346,6 +347,8 @@ class ReplicaManager:
                 self._offsets_leadership(ps.partition_index, p.is_leader)
             elif topic == TRANSACTION_TOPIC:
                 self._transaction_leadership(ps.partition_index, p.is_leader)
+            elif topic == SHARE_STATE_TOPIC:
+                self._share_state_leadership(ps.partition_index, p.is_leader)
 
     def _offsets_leadership(self, index, leader: bool):
         """The group coordinator follows the leadership of __consumer_offsets
@@ -355,6 +358,11 @@ class ReplicaManager:
     def _transaction_leadership(self, index, leader: bool):
         """The transaction coordinator follows __transaction_state's the same way."""
         self._coordinator_follows(getattr(self.broker, "transactions", None), TRANSACTION_TOPIC, index, leader)
+
+    def _share_state_leadership(self, index, leader: bool):
+        """The share coordinator follows __share_group_state's the same way."""
+        share = getattr(self.broker, "share", None)
+        self._coordinator_follows(share.coordinator if share is not None else None, SHARE_STATE_TOPIC, index, leader)
 
     def _coordinator_follows(self, coordinator, topic, index, leader: bool):
         if coordinator is None:
@@ -421,6 +429,8 @@ class ReplicaManager:
                     self._offsets_leadership(idx, False)
                 elif t.name == TRANSACTION_TOPIC:
                     self._transaction_leadership(idx, False)
+                elif t.name == SHARE_STATE_TOPIC:
+                    self._share_state_leadership(idx, False)
                 try:
                     if p is not None:
                         p.stop()

@@ -83,9 +83,10 @@ class RequestContext:
     a dispatch and an await. Immutable once built: any thread may read it."""
 
     __slots__ = ("request_api_key", "request_api_version", "correlation_id", "client_id", "peer_host",
-                 "listener", "throttle_ms", "principal", "loop_s")
+                 "listener", "throttle_ms", "principal", "loop_s", "connection")
 
-    def __init__(self, header, peer_host: str, listener: "BoundListener", principal: str = ANONYMOUS_PRINCIPAL):
+    def __init__(self, header, peer_host: str, listener: "BoundListener", principal: str = ANONYMOUS_PRINCIPAL,
+                 connection=None):
         self.request_api_key = header.request_api_key
         self.request_api_version = header.request_api_version
         self.correlation_id = header.correlation_id
@@ -103,6 +104,9 @@ class RequestContext:
         # The loop time this request has cost so far, when a request_percentage
         # quota counts it (broker/client_quotas.py); None: not counted.
         self.loop_s = None
+        # The connection it came on: what a share session is bound to (Kafka
+        # releases a share session's records when its connection closes).
+        self.connection = connection
 
     @property
     def listener_name(self) -> str:
@@ -206,6 +210,9 @@ class Connection(asyncio.BufferedProtocol):
         if self.server.broker.metrics is not None:
             self.server.broker.metrics.connection_lost(self)
         self.server.connection_quotas.closed(self)
+        share = getattr(self.server.broker, "share", None)
+        if share is not None:
+            share.manager.connection_closed(self)
         for _header, item in self._pending:
             if isinstance(item, asyncio.Future):
                 item.cancel()  # long polls stop waiting for a socket that is gone
@@ -397,7 +404,7 @@ class Connection(asyncio.BufferedProtocol):
                 return
             self.close()
             return
-        header = RequestContext(header, self.peer_host, self.listener, self.principal)
+        header = RequestContext(header, self.peer_host, self.listener, self.principal, self)
         if t0 is not None and _counted(key, req):
             header.throttle_ms = quotas.request_throttle(self.principal, header.client_id)
         else:
@@ -468,7 +475,7 @@ class Connection(asyncio.BufferedProtocol):
             if handler is None:
                 self.close()
                 return None
-            header = RequestContext(header, self.peer_host, self.listener, self.principal)
+            header = RequestContext(header, self.peer_host, self.listener, self.principal, self)
             quotas = self.server.client_quotas
             if quotas.request_on and _counted(key, req):
                 header.throttle_ms = quotas.request_throttle(self.principal, header.client_id)

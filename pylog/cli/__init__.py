@@ -4,6 +4,7 @@
     produce.py       pylog produce                                    (kafka-console-producer)
     consume.py       pylog consume                                    (kafka-console-consumer)
     groups.py        pylog groups list|describe|reset-offsets|delete  (kafka-consumer-groups)
+    share_groups.py  pylog share-groups list|describe|reset-offsets|delete  (kafka-share-groups)
     perf_produce.py  pylog perf produce                               (kafka-producer-perf-test)
     perf_consume.py  pylog perf consume                               (kafka-consumer-perf-test)
     cluster.py       pylog cluster up|status|down                     (a local cluster of processes)
@@ -43,6 +44,7 @@ from .log_dirs import add_log_dirs_parser
 from .perf import add_perf_parser
 from .produce import add_produce_parser
 from .reassign import add_reassign_parser
+from .share_groups import add_share_groups_parser
 from .topics import add_topics_parser
 from .transactions import add_transactions_parser
 from .verifiable_consumer import add_verifiable_consumer_parser
@@ -56,6 +58,7 @@ def add_client_commands(sub) -> None:
     add_produce_parser(sub)
     add_consume_parser(sub)
     add_groups_parser(sub)
+    add_share_groups_parser(sub)
     add_perf_parser(sub)
     add_cluster_parser(sub)
     add_reassign_parser(sub)

@@ -179,6 +179,8 @@ class LocalStore:
         props.setdefault("offsets.topic.replication.factor", "1")
         props.setdefault("transaction.state.log.replication.factor", "1")
         props.setdefault("transaction.state.log.min.isr", "1")
+        props.setdefault("share.coordinator.state.topic.replication.factor", "1")
+        props.setdefault("share.coordinator.state.topic.min.isr", "1")
         stored_id = _stored_broker_id(path)
         if stored_id is not None:
             # The directory belongs to that broker id; LogManager refuses another.

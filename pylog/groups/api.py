@@ -96,8 +96,9 @@ class GroupApis:
         for key in req.coordinator_keys:
             lookup = lookups.get(req.key_type)
             if lookup is None:
-                # Share groups (KIP-932) are not served: Kafka answers a
-                # broker without a share coordinator INVALID_REQUEST.
+                # The share coordinator (KIP-932) is reached in-process only
+                # (pylog/share/): Kafka answers a broker without one reachable
+                # this way INVALID_REQUEST.
                 code, node_id, host, port = Errors.INVALID_REQUEST, -1, "", -1
             else:
                 code, node_id, host, port = self._locate(header, lookup, key)
@@ -404,17 +405,20 @@ class GroupApis:
         c = self.coordinator
         if not c.runtime.is_active(index):
             return None   # unloaded or loading again since the request arrived
+        share = c.share.listed(index, wanted, types) if getattr(c, "share", None) is not None else []
         return [R.ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value,
                               group_type=_group_type(g))
                 for g in c.list_groups() if c.partition_for(g.group_id) == index
                 and (wanted is None or g.state.value.lower() in wanted)
-                and (types is None or _group_type(g) in types)]
+                and (types is None or _group_type(g) in types)] + share
 
     def delete_groups(self, header, req):
         """Each group is deleted by an event on its partition's queue; the
         answer waits until its tombstones are committed (a write event)."""
         R = m.DeleteGroupsResponse
-        codes = [self._event(gid, self._delete_group, gid) for gid in req.groups_names]
+        share = getattr(self.coordinator, "share", None)   # share groups (pylog/share/groups.py)
+        codes = [share.delete_group(gid) if share is not None and share.has_group(gid)
+                 else self._event(gid, self._delete_group, gid) for gid in req.groups_names]
         return _gathered(codes, lambda got: R(throttle_time_ms=0, results=[
             R.DeletableGroupResult(group_id=gid, error_code=code) for gid, code in zip(req.groups_names, got)]))
 

@@ -7,14 +7,16 @@ GroupConfigManager.validate: missing keys take the broker's group.consumer.* val
 value must lie within the broker's group.consumer.min/max bounds, with the session longer than
 the heartbeat interval.
 
-Kafka's GroupConfig also defines share.* and streams.* keys; pylog serves neither kind of group,
-so those keys are refused (INVALID_CONFIG) rather than stored and ignored.
+Kafka's GroupConfig also defines share.* keys, checked by pylog/share/configs.py, and streams.*
+keys; pylog does not serve streams groups, so those are refused (INVALID_CONFIG) rather than
+stored and ignored.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from ..errors import InvalidConfigError, InvalidRequestError
+from ..share.configs import SHARE_GROUP_KEYS, validate_share_group_configs
 
 __all__ = [
     "GROUP_CONFIG_KEYS",
@@ -30,9 +32,6 @@ GROUP_CONFIG_KEYS: dict[str, str] = {
 }
 # Kafka's other GroupConfig keys, for what pylog has not built.
 _UNSERVED_KEYS = {
-    "share.session.timeout.ms": "share", "share.heartbeat.interval.ms": "share",
-    "share.record.lock.duration.ms": "share", "share.auto.offset.reset": "share",
-    "share.isolation.level": "share",
     "streams.session.timeout.ms": "streams", "streams.heartbeat.interval.ms": "streams",
     "streams.num.standby.replicas": "streams", "streams.initial.rebalance.delay.ms": "streams",
 }
@@ -62,6 +61,9 @@ def validate_group_configs(broker_config, overrides: Mapping[str, str | None]) -
     nulls = sorted(k for k, v in overrides.items() if v is None)
     if nulls:
         raise InvalidConfigError(f"Null value not supported for group configs: {','.join(nulls)}")
+    share = validate_share_group_configs(broker_config, {k: v for k, v in overrides.items()
+                                                         if k in SHARE_GROUP_KEYS or k.startswith("share.")})
+    overrides = {k: v for k, v in overrides.items() if not (k in SHARE_GROUP_KEYS or k.startswith("share."))}
     for key in overrides:
         if key in _UNSERVED_KEYS:
             raise InvalidConfigError(f"{key}: pylog does not implement {_UNSERVED_KEYS[key]} groups")
@@ -96,4 +98,4 @@ def validate_group_configs(broker_config, overrides: Mapping[str, str | None]) -
     ):
         if not ok:
             raise InvalidConfigError(f"{key} must be {relation} {broker_key}")
-    return clean
+    return {**clean, **share}

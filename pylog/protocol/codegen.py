@@ -195,9 +195,35 @@ def load_schema(path):
     return json.loads(strip_comments(Path(path).read_text(encoding="utf-8")))
 
 
+# APIs taken from shared/kafka-protocol-4.5/messages when generating from
+# shared/kafka-protocol/messages: KIP-932 (share groups) became stable with
+# version 1 there, the only version clients send (KAFKA-NOTES §11.1); the
+# older snapshot holds only the early-access version 0 that Kafka removed.
+NEWER_SCHEMAS = frozenset(
+    f"{api}{kind}" for kind in ("Request", "Response") for api in (
+        "ShareGroupHeartbeat", "ShareGroupDescribe", "ShareFetch", "ShareAcknowledge",
+        "InitializeShareGroupState", "ReadShareGroupState", "WriteShareGroupState",
+        "DeleteShareGroupState", "ReadShareGroupStateSummary", "DescribeShareGroupOffsets",
+        "AlterShareGroupOffsets", "DeleteShareGroupOffsets"))
+
+
+def _newer_schema(path):
+    newer = path.parents[2] / "kafka-protocol-4.5" / path.parent.name / path.name
+    if path.stem in NEWER_SCHEMAS and path.parent.parent.name == "kafka-protocol" and newer.is_file():
+        return newer
+    return path
+
+
 def load_specs(schemas_dir):
     specs = []
-    for path in sorted(Path(schemas_dir).glob("*.json")):
+    paths = sorted(Path(schemas_dir).glob("*.json"))
+    have = {p.stem for p in paths}
+    for name in sorted(NEWER_SCHEMAS - have):    # APIs the older snapshot does not have at all
+        newer = _newer_schema(Path(schemas_dir) / f"{name}.json")
+        if newer.is_file():
+            paths.append(newer)
+    for path in paths:
+        path = _newer_schema(path)
         specs.append(MessageSpec(load_schema(path), path))
     if not specs:
         raise SystemExit(f"no *.json schemas in {schemas_dir}")

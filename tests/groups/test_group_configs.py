@@ -34,7 +34,7 @@ def test_defaults_come_from_the_broker():
     ({SESSION: "4294967296"}, "Not a number of type INT"),
     ({"consumer.session.timeout": "50000"}, "Unknown group config name: consumer.session.timeout"),
     ({"group.consumer.session.timeout.ms": "50000"}, "Unknown group config name: group.consumer.session.timeout.ms"),
-    ({"share.session.timeout.ms": "50000"}, "pylog does not implement share groups"),
+    ({"share.delivery.count.limit": "5"}, "pylog does not implement this share group config"),
     ({"streams.num.standby.replicas": "1"}, "pylog does not implement streams groups"),
     ({SESSION: None}, "Null value not supported for group configs: consumer.session.timeout.ms"),
 ])

@@ -204,6 +204,12 @@ _MODULE_OF = {
     'DeleteShareGroupStateResponse': 'delete_share_group_state',
     'ReadShareGroupStateSummaryRequest': 'read_share_group_state_summary',
     'ReadShareGroupStateSummaryResponse': 'read_share_group_state_summary',
+    'DescribeShareGroupOffsetsRequest': 'describe_share_group_offsets',
+    'DescribeShareGroupOffsetsResponse': 'describe_share_group_offsets',
+    'AlterShareGroupOffsetsRequest': 'alter_share_group_offsets',
+    'AlterShareGroupOffsetsResponse': 'alter_share_group_offsets',
+    'DeleteShareGroupOffsetsRequest': 'delete_share_group_offsets',
+    'DeleteShareGroupOffsetsResponse': 'delete_share_group_offsets',
     'ConsumerProtocolAssignment': 'consumer_protocol_assignment',
     'ConsumerProtocolSubscription': 'consumer_protocol_subscription',
     'DefaultPrincipalData': 'default_principal_data',
@@ -321,6 +327,9 @@ REQUESTS = _ClassTable(__getattr__, {
     85: 'WriteShareGroupStateRequest',
     86: 'DeleteShareGroupStateRequest',
     87: 'ReadShareGroupStateSummaryRequest',
+    90: 'DescribeShareGroupOffsetsRequest',
+    91: 'AlterShareGroupOffsetsRequest',
+    92: 'DeleteShareGroupOffsetsRequest',
 })
 RESPONSES = _ClassTable(__getattr__, {
     0: 'ProduceResponse',
@@ -411,6 +420,9 @@ RESPONSES = _ClassTable(__getattr__, {
     85: 'WriteShareGroupStateResponse',
     86: 'DeleteShareGroupStateResponse',
     87: 'ReadShareGroupStateSummaryResponse',
+    90: 'DescribeShareGroupOffsetsResponse',
+    91: 'AlterShareGroupOffsetsResponse',
+    92: 'DeleteShareGroupOffsetsResponse',
 })
 # Schemas without an api key, such as ConsumerProtocolSubscription.
 DATA = _ClassTable(__getattr__, {
@@ -606,6 +618,12 @@ __all__ = [
     'DeleteShareGroupStateResponse',
     'ReadShareGroupStateSummaryRequest',
     'ReadShareGroupStateSummaryResponse',
+    'DescribeShareGroupOffsetsRequest',
+    'DescribeShareGroupOffsetsResponse',
+    'AlterShareGroupOffsetsRequest',
+    'AlterShareGroupOffsetsResponse',
+    'DeleteShareGroupOffsetsRequest',
+    'DeleteShareGroupOffsetsResponse',
     'ConsumerProtocolAssignment',
     'ConsumerProtocolSubscription',
     'DefaultPrincipalData',

@@ -32,7 +32,6 @@ class InitializeShareGroupStateRequest(Message):
     API_KEY = 83
     VALID_VERSIONS = (0, 0)
     FLEXIBLE_MIN = 0
-    LATEST_VERSION_UNSTABLE = True
     __slots__ = ('group_id', 'topics')
     FIELDS = (
         Field('group_id', 'string', '0+', ''),

@@ -34,7 +34,6 @@ class ReadShareGroupStateRequest(Message):
     API_KEY = 84
     VALID_VERSIONS = (0, 0)
     FLEXIBLE_MIN = 0
-    LATEST_VERSION_UNSTABLE = True
     __slots__ = ('group_id', 'topics')
     FIELDS = (
         Field('group_id', 'string', '0+', ''),

@@ -23,17 +23,17 @@ from ..types import (
 
 _S_ih = _Struct('>ih')
 _S_ii = _Struct('>ii')
-_S_iq = _Struct('>iq')
 _S_U = _Struct('>16s')
+_S_iiq = _Struct('>iiq')
+_S_iiqi = _Struct('>iiqi')
 
 
 # --- ReadShareGroupStateSummaryRequest (request, api key 87) ---------------------
 
 class ReadShareGroupStateSummaryRequest(Message):
     API_KEY = 87
-    VALID_VERSIONS = (0, 0)
+    VALID_VERSIONS = (0, 1)
     FLEXIBLE_MIN = 0
-    LATEST_VERSION_UNSTABLE = True
     __slots__ = ('group_id', 'topics')
     FIELDS = (
         Field('group_id', 'string', '0+', ''),
@@ -122,14 +122,14 @@ def _d_ReadShareGroupStateSummaryRequest_v0(buf, pos):
     return ReadShareGroupStateSummaryRequest(group_id, topics, _unknown), pos
 
 
-ReadShareGroupStateSummaryRequest._ENCODERS = (_e_ReadShareGroupStateSummaryRequest_v0,)
-ReadShareGroupStateSummaryRequest._DECODERS = (_d_ReadShareGroupStateSummaryRequest_v0,)
+ReadShareGroupStateSummaryRequest._ENCODERS = (_e_ReadShareGroupStateSummaryRequest_v0, _e_ReadShareGroupStateSummaryRequest_v0,)
+ReadShareGroupStateSummaryRequest._DECODERS = (_d_ReadShareGroupStateSummaryRequest_v0, _d_ReadShareGroupStateSummaryRequest_v0,)
 
 # --- ReadShareGroupStateSummaryResponse (response, api key 87) -------------------
 
 class ReadShareGroupStateSummaryResponse(Message):
     API_KEY = 87
-    VALID_VERSIONS = (0, 0)
+    VALID_VERSIONS = (0, 1)
     FLEXIBLE_MIN = 0
     __slots__ = ('results',)
     FIELDS = (
@@ -141,21 +141,25 @@ class ReadShareGroupStateSummaryResponse(Message):
         self._unknown_tagged_fields = _unknown_tagged_fields
 
     class PartitionResult(Struct):
-        __slots__ = ('partition', 'error_code', 'error_message', 'state_epoch', 'start_offset')
+        __slots__ = ('partition', 'error_code', 'error_message', 'state_epoch', 'leader_epoch', 'start_offset', 'delivery_complete_count')
         FIELDS = (
             Field('partition', 'int32', '0+', 0),
             Field('error_code', 'int16', '0+', 0),
             Field('error_message', 'string', '0+', None, nullable_versions='0+'),
             Field('state_epoch', 'int32', '0+', 0),
+            Field('leader_epoch', 'int32', '0+', 0),
             Field('start_offset', 'int64', '0+', 0),
+            Field('delivery_complete_count', 'int32', '1+', -1),
         )
 
-        def __init__(self, partition=0, error_code=0, error_message=None, state_epoch=0, start_offset=0, _unknown_tagged_fields=None):
+        def __init__(self, partition=0, error_code=0, error_message=None, state_epoch=0, leader_epoch=0, start_offset=0, delivery_complete_count=-1, _unknown_tagged_fields=None):
             self.partition = partition
             self.error_code = error_code
             self.error_message = error_message
             self.state_epoch = state_epoch
+            self.leader_epoch = leader_epoch
             self.start_offset = start_offset
+            self.delivery_complete_count = delivery_complete_count
             self._unknown_tagged_fields = _unknown_tagged_fields
 
     class ReadStateSummaryResult(Struct):
@@ -174,7 +178,7 @@ class ReadShareGroupStateSummaryResponse(Message):
 def _e_ReadShareGroupStateSummaryResponse_PartitionResult_v0(out, o):
     out += _S_ih.pack(o.partition, o.error_code)
     write_compact_nullable_string(out, o.error_message)
-    out += _S_iq.pack(o.state_epoch, o.start_offset)
+    out += _S_iiq.pack(o.state_epoch, o.leader_epoch, o.start_offset)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -201,14 +205,44 @@ def _e_ReadShareGroupStateSummaryResponse_v0(out, o):
         out.append(0)
 
 
+def _e_ReadShareGroupStateSummaryResponse_PartitionResult_v1(out, o):
+    out += _S_ih.pack(o.partition, o.error_code)
+    write_compact_nullable_string(out, o.error_message)
+    out += _S_iiqi.pack(o.state_epoch, o.leader_epoch, o.start_offset, o.delivery_complete_count)
+    _u = o._unknown_tagged_fields
+    if _u:
+        write_tagged_fields(out, _u)
+    else:
+        out.append(0)
+
+
+def _e_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v1(out, o):
+    out += _S_U.pack(o.topic_id.bytes)
+    write_compact_array(out, o.partitions, _e_ReadShareGroupStateSummaryResponse_PartitionResult_v1)
+    _u = o._unknown_tagged_fields
+    if _u:
+        write_tagged_fields(out, _u)
+    else:
+        out.append(0)
+
+
+def _e_ReadShareGroupStateSummaryResponse_v1(out, o):
+    write_compact_array(out, o.results, _e_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v1)
+    _u = o._unknown_tagged_fields
+    if _u:
+        write_tagged_fields(out, _u)
+    else:
+        out.append(0)
+
+
 def _d_ReadShareGroupStateSummaryResponse_PartitionResult_v0(buf, pos):
     partition, error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
     error_message, pos = read_compact_nullable_string(buf, pos)
-    state_epoch, start_offset = _S_iq.unpack_from(buf, pos)
-    pos += 12
+    state_epoch, leader_epoch, start_offset = _S_iiq.unpack_from(buf, pos)
+    pos += 16
     _unknown, pos = read_tagged_fields(buf, pos)
-    return ReadShareGroupStateSummaryResponse.PartitionResult(partition, error_code, error_message, state_epoch, start_offset, _unknown), pos
+    return ReadShareGroupStateSummaryResponse.PartitionResult(partition, error_code, error_message, state_epoch, leader_epoch, start_offset, -1, _unknown), pos
 
 
 def _d_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v0(buf, pos):
@@ -226,8 +260,33 @@ def _d_ReadShareGroupStateSummaryResponse_v0(buf, pos):
     return ReadShareGroupStateSummaryResponse(results, _unknown), pos
 
 
-ReadShareGroupStateSummaryResponse._ENCODERS = (_e_ReadShareGroupStateSummaryResponse_v0,)
-ReadShareGroupStateSummaryResponse._DECODERS = (_d_ReadShareGroupStateSummaryResponse_v0,)
+def _d_ReadShareGroupStateSummaryResponse_PartitionResult_v1(buf, pos):
+    partition, error_code = _S_ih.unpack_from(buf, pos)
+    pos += 6
+    error_message, pos = read_compact_nullable_string(buf, pos)
+    state_epoch, leader_epoch, start_offset, delivery_complete_count = _S_iiqi.unpack_from(buf, pos)
+    pos += 20
+    _unknown, pos = read_tagged_fields(buf, pos)
+    return ReadShareGroupStateSummaryResponse.PartitionResult(partition, error_code, error_message, state_epoch, leader_epoch, start_offset, delivery_complete_count, _unknown), pos
+
+
+def _d_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v1(buf, pos):
+    topic_id, = _S_U.unpack_from(buf, pos)
+    pos += 16
+    topic_id = UUID(bytes=topic_id)
+    partitions, pos = read_compact_array(buf, pos, _d_ReadShareGroupStateSummaryResponse_PartitionResult_v1)
+    _unknown, pos = read_tagged_fields(buf, pos)
+    return ReadShareGroupStateSummaryResponse.ReadStateSummaryResult(topic_id, partitions, _unknown), pos
+
+
+def _d_ReadShareGroupStateSummaryResponse_v1(buf, pos):
+    results, pos = read_compact_array(buf, pos, _d_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v1)
+    _unknown, pos = read_tagged_fields(buf, pos)
+    return ReadShareGroupStateSummaryResponse(results, _unknown), pos
+
+
+ReadShareGroupStateSummaryResponse._ENCODERS = (_e_ReadShareGroupStateSummaryResponse_v0, _e_ReadShareGroupStateSummaryResponse_v1,)
+ReadShareGroupStateSummaryResponse._DECODERS = (_d_ReadShareGroupStateSummaryResponse_v0, _d_ReadShareGroupStateSummaryResponse_v1,)
 
 
 __all__ = [

@@ -25,6 +25,7 @@ from ..types import (
 )
 
 _S_i = _Struct('>i')
+_S_io = _Struct('>i?')
 _S_ih = _Struct('>ih')
 _S_ii = _Struct('>ii')
 _S_qq = _Struct('>qq')
@@ -35,21 +36,22 @@ _S_U = _Struct('>16s')
 
 class ShareAcknowledgeRequest(Message):
     API_KEY = 79
-    VALID_VERSIONS = (0, 0)
+    VALID_VERSIONS = (1, 2)
     FLEXIBLE_MIN = 0
-    LATEST_VERSION_UNSTABLE = True
-    __slots__ = ('group_id', 'member_id', 'share_session_epoch', 'topics')
+    __slots__ = ('group_id', 'member_id', 'share_session_epoch', 'is_renew_ack', 'topics')
     FIELDS = (
         Field('group_id', 'string', '0+', None, nullable_versions='0+'),
         Field('member_id', 'string', '0+', None, nullable_versions='0+'),
         Field('share_session_epoch', 'int32', '0+', 0),
+        Field('is_renew_ack', 'bool', '2+', False),
         Field('topics', '[]AcknowledgeTopic', '0+', ()),
     )
 
-    def __init__(self, group_id=None, member_id=None, share_session_epoch=0, topics=UNSET, _unknown_tagged_fields=None):
+    def __init__(self, group_id=None, member_id=None, share_session_epoch=0, is_renew_ack=False, topics=UNSET, _unknown_tagged_fields=None):
         self.group_id = group_id
         self.member_id = member_id
         self.share_session_epoch = share_session_epoch
+        self.is_renew_ack = is_renew_ack
         self.topics = [] if topics is UNSET else topics
         self._unknown_tagged_fields = _unknown_tagged_fields
 
@@ -92,7 +94,7 @@ class ShareAcknowledgeRequest(Message):
             self._unknown_tagged_fields = _unknown_tagged_fields
 
 
-def _e_ShareAcknowledgeRequest_AcknowledgementBatch_v0(out, o):
+def _e_ShareAcknowledgeRequest_AcknowledgementBatch_v1(out, o):
     out += _S_qq.pack(o.first_offset, o.last_offset)
     write_compact_fixed_array(out, 'b', o.acknowledge_types)
     _u = o._unknown_tagged_fields
@@ -102,9 +104,9 @@ def _e_ShareAcknowledgeRequest_AcknowledgementBatch_v0(out, o):
         out.append(0)
 
 
-def _e_ShareAcknowledgeRequest_AcknowledgePartition_v0(out, o):
+def _e_ShareAcknowledgeRequest_AcknowledgePartition_v1(out, o):
     out += _S_i.pack(o.partition_index)
-    write_compact_array(out, o.acknowledgement_batches, _e_ShareAcknowledgeRequest_AcknowledgementBatch_v0)
+    write_compact_array(out, o.acknowledgement_batches, _e_ShareAcknowledgeRequest_AcknowledgementBatch_v1)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -112,9 +114,9 @@ def _e_ShareAcknowledgeRequest_AcknowledgePartition_v0(out, o):
         out.append(0)
 
 
-def _e_ShareAcknowledgeRequest_AcknowledgeTopic_v0(out, o):
+def _e_ShareAcknowledgeRequest_AcknowledgeTopic_v1(out, o):
     out += _S_U.pack(o.topic_id.bytes)
-    write_compact_array(out, o.partitions, _e_ShareAcknowledgeRequest_AcknowledgePartition_v0)
+    write_compact_array(out, o.partitions, _e_ShareAcknowledgeRequest_AcknowledgePartition_v1)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -122,11 +124,11 @@ def _e_ShareAcknowledgeRequest_AcknowledgeTopic_v0(out, o):
         out.append(0)
 
 
-def _e_ShareAcknowledgeRequest_v0(out, o):
+def _e_ShareAcknowledgeRequest_v1(out, o):
     write_compact_nullable_string(out, o.group_id)
     write_compact_nullable_string(out, o.member_id)
     out += _S_i.pack(o.share_session_epoch)
-    write_compact_array(out, o.topics, _e_ShareAcknowledgeRequest_AcknowledgeTopic_v0)
+    write_compact_array(out, o.topics, _e_ShareAcknowledgeRequest_AcknowledgeTopic_v1)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -134,7 +136,19 @@ def _e_ShareAcknowledgeRequest_v0(out, o):
         out.append(0)
 
 
-def _d_ShareAcknowledgeRequest_AcknowledgementBatch_v0(buf, pos):
+def _e_ShareAcknowledgeRequest_v2(out, o):
+    write_compact_nullable_string(out, o.group_id)
+    write_compact_nullable_string(out, o.member_id)
+    out += _S_io.pack(o.share_session_epoch, o.is_renew_ack)
+    write_compact_array(out, o.topics, _e_ShareAcknowledgeRequest_AcknowledgeTopic_v1)
+    _u = o._unknown_tagged_fields
+    if _u:
+        write_tagged_fields(out, _u)
+    else:
+        out.append(0)
+
+
+def _d_ShareAcknowledgeRequest_AcknowledgementBatch_v1(buf, pos):
     first_offset, last_offset = _S_qq.unpack_from(buf, pos)
     pos += 16
     _n, pos = read_compact_array_length(buf, pos)
@@ -143,55 +157,67 @@ def _d_ShareAcknowledgeRequest_AcknowledgementBatch_v0(buf, pos):
     return ShareAcknowledgeRequest.AcknowledgementBatch(first_offset, last_offset, acknowledge_types, _unknown), pos
 
 
-def _d_ShareAcknowledgeRequest_AcknowledgePartition_v0(buf, pos):
+def _d_ShareAcknowledgeRequest_AcknowledgePartition_v1(buf, pos):
     partition_index, = _S_i.unpack_from(buf, pos)
     pos += 4
-    acknowledgement_batches, pos = read_compact_array(buf, pos, _d_ShareAcknowledgeRequest_AcknowledgementBatch_v0)
+    acknowledgement_batches, pos = read_compact_array(buf, pos, _d_ShareAcknowledgeRequest_AcknowledgementBatch_v1)
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareAcknowledgeRequest.AcknowledgePartition(partition_index, acknowledgement_batches, _unknown), pos
 
 
-def _d_ShareAcknowledgeRequest_AcknowledgeTopic_v0(buf, pos):
+def _d_ShareAcknowledgeRequest_AcknowledgeTopic_v1(buf, pos):
     topic_id, = _S_U.unpack_from(buf, pos)
     pos += 16
     topic_id = UUID(bytes=topic_id)
-    partitions, pos = read_compact_array(buf, pos, _d_ShareAcknowledgeRequest_AcknowledgePartition_v0)
+    partitions, pos = read_compact_array(buf, pos, _d_ShareAcknowledgeRequest_AcknowledgePartition_v1)
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareAcknowledgeRequest.AcknowledgeTopic(topic_id, partitions, _unknown), pos
 
 
-def _d_ShareAcknowledgeRequest_v0(buf, pos):
+def _d_ShareAcknowledgeRequest_v1(buf, pos):
     group_id, pos = read_compact_nullable_string(buf, pos)
     member_id, pos = read_compact_nullable_string(buf, pos)
     share_session_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    topics, pos = read_compact_array(buf, pos, _d_ShareAcknowledgeRequest_AcknowledgeTopic_v0)
+    topics, pos = read_compact_array(buf, pos, _d_ShareAcknowledgeRequest_AcknowledgeTopic_v1)
     _unknown, pos = read_tagged_fields(buf, pos)
-    return ShareAcknowledgeRequest(group_id, member_id, share_session_epoch, topics, _unknown), pos
+    return ShareAcknowledgeRequest(group_id, member_id, share_session_epoch, False, topics, _unknown), pos
 
 
-ShareAcknowledgeRequest._ENCODERS = (_e_ShareAcknowledgeRequest_v0,)
-ShareAcknowledgeRequest._DECODERS = (_d_ShareAcknowledgeRequest_v0,)
+def _d_ShareAcknowledgeRequest_v2(buf, pos):
+    group_id, pos = read_compact_nullable_string(buf, pos)
+    member_id, pos = read_compact_nullable_string(buf, pos)
+    share_session_epoch, is_renew_ack = _S_io.unpack_from(buf, pos)
+    pos += 5
+    topics, pos = read_compact_array(buf, pos, _d_ShareAcknowledgeRequest_AcknowledgeTopic_v1)
+    _unknown, pos = read_tagged_fields(buf, pos)
+    return ShareAcknowledgeRequest(group_id, member_id, share_session_epoch, is_renew_ack, topics, _unknown), pos
+
+
+ShareAcknowledgeRequest._ENCODERS = (_e_ShareAcknowledgeRequest_v1, _e_ShareAcknowledgeRequest_v2,)
+ShareAcknowledgeRequest._DECODERS = (_d_ShareAcknowledgeRequest_v1, _d_ShareAcknowledgeRequest_v2,)
 
 # --- ShareAcknowledgeResponse (response, api key 79) -----------------------------
 
 class ShareAcknowledgeResponse(Message):
     API_KEY = 79
-    VALID_VERSIONS = (0, 0)
+    VALID_VERSIONS = (1, 2)
     FLEXIBLE_MIN = 0
-    __slots__ = ('throttle_time_ms', 'error_code', 'error_message', 'responses', 'node_endpoints')
+    __slots__ = ('throttle_time_ms', 'error_code', 'error_message', 'acquisition_lock_timeout_ms', 'responses', 'node_endpoints')
     FIELDS = (
         Field('throttle_time_ms', 'int32', '0+', 0),
         Field('error_code', 'int16', '0+', 0),
         Field('error_message', 'string', '0+', None, nullable_versions='0+'),
+        Field('acquisition_lock_timeout_ms', 'int32', '2+', 0),
         Field('responses', '[]ShareAcknowledgeTopicResponse', '0+', ()),
         Field('node_endpoints', '[]NodeEndpoint', '0+', ()),
     )
 
-    def __init__(self, throttle_time_ms=0, error_code=0, error_message=None, responses=UNSET, node_endpoints=UNSET, _unknown_tagged_fields=None):
+    def __init__(self, throttle_time_ms=0, error_code=0, error_message=None, acquisition_lock_timeout_ms=0, responses=UNSET, node_endpoints=UNSET, _unknown_tagged_fields=None):
         self.throttle_time_ms = throttle_time_ms
         self.error_code = error_code
         self.error_message = error_message
+        self.acquisition_lock_timeout_ms = acquisition_lock_timeout_ms
         self.responses = [] if responses is UNSET else responses
         self.node_endpoints = [] if node_endpoints is UNSET else node_endpoints
         self._unknown_tagged_fields = _unknown_tagged_fields
@@ -253,7 +279,7 @@ class ShareAcknowledgeResponse(Message):
             self._unknown_tagged_fields = _unknown_tagged_fields
 
 
-def _e_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(out, o):
+def _e_ShareAcknowledgeResponse_LeaderIdAndEpoch_v1(out, o):
     out += _S_ii.pack(o.leader_id, o.leader_epoch)
     _u = o._unknown_tagged_fields
     if _u:
@@ -262,10 +288,10 @@ def _e_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(out, o):
         out.append(0)
 
 
-def _e_ShareAcknowledgeResponse_PartitionData_v0(out, o):
+def _e_ShareAcknowledgeResponse_PartitionData_v1(out, o):
     out += _S_ih.pack(o.partition_index, o.error_code)
     write_compact_nullable_string(out, o.error_message)
-    _e_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(out, o.current_leader)
+    _e_ShareAcknowledgeResponse_LeaderIdAndEpoch_v1(out, o.current_leader)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -273,9 +299,9 @@ def _e_ShareAcknowledgeResponse_PartitionData_v0(out, o):
         out.append(0)
 
 
-def _e_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(out, o):
+def _e_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v1(out, o):
     out += _S_U.pack(o.topic_id.bytes)
-    write_compact_array(out, o.partitions, _e_ShareAcknowledgeResponse_PartitionData_v0)
+    write_compact_array(out, o.partitions, _e_ShareAcknowledgeResponse_PartitionData_v1)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -283,7 +309,7 @@ def _e_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(out, o):
         out.append(0)
 
 
-def _e_ShareAcknowledgeResponse_NodeEndpoint_v0(out, o):
+def _e_ShareAcknowledgeResponse_NodeEndpoint_v1(out, o):
     out += _S_i.pack(o.node_id)
     write_compact_string(out, o.host)
     out += _S_i.pack(o.port)
@@ -295,11 +321,11 @@ def _e_ShareAcknowledgeResponse_NodeEndpoint_v0(out, o):
         out.append(0)
 
 
-def _e_ShareAcknowledgeResponse_v0(out, o):
+def _e_ShareAcknowledgeResponse_v1(out, o):
     out += _S_ih.pack(o.throttle_time_ms, o.error_code)
     write_compact_nullable_string(out, o.error_message)
-    write_compact_array(out, o.responses, _e_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0)
-    write_compact_array(out, o.node_endpoints, _e_ShareAcknowledgeResponse_NodeEndpoint_v0)
+    write_compact_array(out, o.responses, _e_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v1)
+    write_compact_array(out, o.node_endpoints, _e_ShareAcknowledgeResponse_NodeEndpoint_v1)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -307,32 +333,45 @@ def _e_ShareAcknowledgeResponse_v0(out, o):
         out.append(0)
 
 
-def _d_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(buf, pos):
+def _e_ShareAcknowledgeResponse_v2(out, o):
+    out += _S_ih.pack(o.throttle_time_ms, o.error_code)
+    write_compact_nullable_string(out, o.error_message)
+    out += _S_i.pack(o.acquisition_lock_timeout_ms)
+    write_compact_array(out, o.responses, _e_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v1)
+    write_compact_array(out, o.node_endpoints, _e_ShareAcknowledgeResponse_NodeEndpoint_v1)
+    _u = o._unknown_tagged_fields
+    if _u:
+        write_tagged_fields(out, _u)
+    else:
+        out.append(0)
+
+
+def _d_ShareAcknowledgeResponse_LeaderIdAndEpoch_v1(buf, pos):
     leader_id, leader_epoch = _S_ii.unpack_from(buf, pos)
     pos += 8
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareAcknowledgeResponse.LeaderIdAndEpoch(leader_id, leader_epoch, _unknown), pos
 
 
-def _d_ShareAcknowledgeResponse_PartitionData_v0(buf, pos):
+def _d_ShareAcknowledgeResponse_PartitionData_v1(buf, pos):
     partition_index, error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
     error_message, pos = read_compact_nullable_string(buf, pos)
-    current_leader, pos = _d_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(buf, pos)
+    current_leader, pos = _d_ShareAcknowledgeResponse_LeaderIdAndEpoch_v1(buf, pos)
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareAcknowledgeResponse.PartitionData(partition_index, error_code, error_message, current_leader, _unknown), pos
 
 
-def _d_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(buf, pos):
+def _d_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v1(buf, pos):
     topic_id, = _S_U.unpack_from(buf, pos)
     pos += 16
     topic_id = UUID(bytes=topic_id)
-    partitions, pos = read_compact_array(buf, pos, _d_ShareAcknowledgeResponse_PartitionData_v0)
+    partitions, pos = read_compact_array(buf, pos, _d_ShareAcknowledgeResponse_PartitionData_v1)
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse(topic_id, partitions, _unknown), pos
 
 
-def _d_ShareAcknowledgeResponse_NodeEndpoint_v0(buf, pos):
+def _d_ShareAcknowledgeResponse_NodeEndpoint_v1(buf, pos):
     node_id, = _S_i.unpack_from(buf, pos)
     pos += 4
     host, pos = read_compact_string(buf, pos)
@@ -343,18 +382,30 @@ def _d_ShareAcknowledgeResponse_NodeEndpoint_v0(buf, pos):
     return ShareAcknowledgeResponse.NodeEndpoint(node_id, host, port, rack, _unknown), pos
 
 
-def _d_ShareAcknowledgeResponse_v0(buf, pos):
+def _d_ShareAcknowledgeResponse_v1(buf, pos):
     throttle_time_ms, error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
     error_message, pos = read_compact_nullable_string(buf, pos)
-    responses, pos = read_compact_array(buf, pos, _d_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0)
-    node_endpoints, pos = read_compact_array(buf, pos, _d_ShareAcknowledgeResponse_NodeEndpoint_v0)
+    responses, pos = read_compact_array(buf, pos, _d_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v1)
+    node_endpoints, pos = read_compact_array(buf, pos, _d_ShareAcknowledgeResponse_NodeEndpoint_v1)
     _unknown, pos = read_tagged_fields(buf, pos)
-    return ShareAcknowledgeResponse(throttle_time_ms, error_code, error_message, responses, node_endpoints, _unknown), pos
+    return ShareAcknowledgeResponse(throttle_time_ms, error_code, error_message, 0, responses, node_endpoints, _unknown), pos
 
 
-ShareAcknowledgeResponse._ENCODERS = (_e_ShareAcknowledgeResponse_v0,)
-ShareAcknowledgeResponse._DECODERS = (_d_ShareAcknowledgeResponse_v0,)
+def _d_ShareAcknowledgeResponse_v2(buf, pos):
+    throttle_time_ms, error_code = _S_ih.unpack_from(buf, pos)
+    pos += 6
+    error_message, pos = read_compact_nullable_string(buf, pos)
+    acquisition_lock_timeout_ms, = _S_i.unpack_from(buf, pos)
+    pos += 4
+    responses, pos = read_compact_array(buf, pos, _d_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v1)
+    node_endpoints, pos = read_compact_array(buf, pos, _d_ShareAcknowledgeResponse_NodeEndpoint_v1)
+    _unknown, pos = read_tagged_fields(buf, pos)
+    return ShareAcknowledgeResponse(throttle_time_ms, error_code, error_message, acquisition_lock_timeout_ms, responses, node_endpoints, _unknown), pos
+
+
+ShareAcknowledgeResponse._ENCODERS = (_e_ShareAcknowledgeResponse_v1, _e_ShareAcknowledgeResponse_v2,)
+ShareAcknowledgeResponse._DECODERS = (_d_ShareAcknowledgeResponse_v1, _d_ShareAcknowledgeResponse_v2,)
 
 
 __all__ = [

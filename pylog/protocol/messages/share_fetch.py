@@ -13,15 +13,15 @@ from ..schema import UNSET, ZERO_UUID, Field, Message, Struct
 from ..types import (
     read_compact_array,
     read_compact_array_length,
-    read_compact_nullable_records,
     read_compact_nullable_string,
+    read_compact_records,
     read_compact_string,
     read_fixed_array,
     read_tagged_fields,
     write_compact_array,
     write_compact_fixed_array,
-    write_compact_nullable_records,
     write_compact_nullable_string,
+    write_compact_records,
     write_compact_string,
     write_tagged_fields,
 )
@@ -33,17 +33,17 @@ _S_ii = _Struct('>ii')
 _S_qq = _Struct('>qq')
 _S_U = _Struct('>16s')
 _S_qqh = _Struct('>qqh')
-_S_iiii = _Struct('>iiii')
+_S_iiiiii = _Struct('>iiiiii')
+_S_iiiiiibo = _Struct('>iiiiiib?')
 
 
 # --- ShareFetchRequest (request, api key 78) -------------------------------------
 
 class ShareFetchRequest(Message):
     API_KEY = 78
-    VALID_VERSIONS = (0, 0)
+    VALID_VERSIONS = (1, 2)
     FLEXIBLE_MIN = 0
-    LATEST_VERSION_UNSTABLE = True
-    __slots__ = ('group_id', 'member_id', 'share_session_epoch', 'max_wait_ms', 'min_bytes', 'max_bytes', 'topics', 'forgotten_topics_data')
+    __slots__ = ('group_id', 'member_id', 'share_session_epoch', 'max_wait_ms', 'min_bytes', 'max_bytes', 'max_records', 'batch_size', 'share_acquire_mode', 'is_renew_ack', 'topics', 'forgotten_topics_data')
     FIELDS = (
         Field('group_id', 'string', '0+', None, nullable_versions='0+'),
         Field('member_id', 'string', '0+', None, nullable_versions='0+'),
@@ -51,17 +51,25 @@ class ShareFetchRequest(Message):
         Field('max_wait_ms', 'int32', '0+', 0),
         Field('min_bytes', 'int32', '0+', 0),
         Field('max_bytes', 'int32', '0+', 2147483647),
+        Field('max_records', 'int32', '1+', 0),
+        Field('batch_size', 'int32', '1+', 0),
+        Field('share_acquire_mode', 'int8', '2+', 0),
+        Field('is_renew_ack', 'bool', '2+', False),
         Field('topics', '[]FetchTopic', '0+', ()),
         Field('forgotten_topics_data', '[]ForgottenTopic', '0+', ()),
     )
 
-    def __init__(self, group_id=None, member_id=None, share_session_epoch=0, max_wait_ms=0, min_bytes=0, max_bytes=2147483647, topics=UNSET, forgotten_topics_data=UNSET, _unknown_tagged_fields=None):
+    def __init__(self, group_id=None, member_id=None, share_session_epoch=0, max_wait_ms=0, min_bytes=0, max_bytes=2147483647, max_records=0, batch_size=0, share_acquire_mode=0, is_renew_ack=False, topics=UNSET, forgotten_topics_data=UNSET, _unknown_tagged_fields=None):
         self.group_id = group_id
         self.member_id = member_id
         self.share_session_epoch = share_session_epoch
         self.max_wait_ms = max_wait_ms
         self.min_bytes = min_bytes
         self.max_bytes = max_bytes
+        self.max_records = max_records
+        self.batch_size = batch_size
+        self.share_acquire_mode = share_acquire_mode
+        self.is_renew_ack = is_renew_ack
         self.topics = [] if topics is UNSET else topics
         self.forgotten_topics_data = [] if forgotten_topics_data is UNSET else forgotten_topics_data
         self._unknown_tagged_fields = _unknown_tagged_fields
@@ -84,7 +92,7 @@ class ShareFetchRequest(Message):
         __slots__ = ('partition_index', 'partition_max_bytes', 'acknowledgement_batches')
         FIELDS = (
             Field('partition_index', 'int32', '0+', 0),
-            Field('partition_max_bytes', 'int32', '0+', 0),
+            Field('partition_max_bytes', 'int32', '0', 0),
             Field('acknowledgement_batches', '[]AcknowledgementBatch', '0+', ()),
         )
 
@@ -119,7 +127,7 @@ class ShareFetchRequest(Message):
             self._unknown_tagged_fields = _unknown_tagged_fields
 
 
-def _e_ShareFetchRequest_AcknowledgementBatch_v0(out, o):
+def _e_ShareFetchRequest_AcknowledgementBatch_v1(out, o):
     out += _S_qq.pack(o.first_offset, o.last_offset)
     write_compact_fixed_array(out, 'b', o.acknowledge_types)
     _u = o._unknown_tagged_fields
@@ -129,9 +137,9 @@ def _e_ShareFetchRequest_AcknowledgementBatch_v0(out, o):
         out.append(0)
 
 
-def _e_ShareFetchRequest_FetchPartition_v0(out, o):
-    out += _S_ii.pack(o.partition_index, o.partition_max_bytes)
-    write_compact_array(out, o.acknowledgement_batches, _e_ShareFetchRequest_AcknowledgementBatch_v0)
+def _e_ShareFetchRequest_FetchPartition_v1(out, o):
+    out += _S_i.pack(o.partition_index)
+    write_compact_array(out, o.acknowledgement_batches, _e_ShareFetchRequest_AcknowledgementBatch_v1)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -139,9 +147,9 @@ def _e_ShareFetchRequest_FetchPartition_v0(out, o):
         out.append(0)
 
 
-def _e_ShareFetchRequest_FetchTopic_v0(out, o):
+def _e_ShareFetchRequest_FetchTopic_v1(out, o):
     out += _S_U.pack(o.topic_id.bytes)
-    write_compact_array(out, o.partitions, _e_ShareFetchRequest_FetchPartition_v0)
+    write_compact_array(out, o.partitions, _e_ShareFetchRequest_FetchPartition_v1)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -149,7 +157,7 @@ def _e_ShareFetchRequest_FetchTopic_v0(out, o):
         out.append(0)
 
 
-def _e_ShareFetchRequest_ForgottenTopic_v0(out, o):
+def _e_ShareFetchRequest_ForgottenTopic_v1(out, o):
     out += _S_U.pack(o.topic_id.bytes)
     write_compact_fixed_array(out, 'i', o.partitions)
     _u = o._unknown_tagged_fields
@@ -159,12 +167,12 @@ def _e_ShareFetchRequest_ForgottenTopic_v0(out, o):
         out.append(0)
 
 
-def _e_ShareFetchRequest_v0(out, o):
+def _e_ShareFetchRequest_v1(out, o):
     write_compact_nullable_string(out, o.group_id)
     write_compact_nullable_string(out, o.member_id)
-    out += _S_iiii.pack(o.share_session_epoch, o.max_wait_ms, o.min_bytes, o.max_bytes)
-    write_compact_array(out, o.topics, _e_ShareFetchRequest_FetchTopic_v0)
-    write_compact_array(out, o.forgotten_topics_data, _e_ShareFetchRequest_ForgottenTopic_v0)
+    out += _S_iiiiii.pack(o.share_session_epoch, o.max_wait_ms, o.min_bytes, o.max_bytes, o.max_records, o.batch_size)
+    write_compact_array(out, o.topics, _e_ShareFetchRequest_FetchTopic_v1)
+    write_compact_array(out, o.forgotten_topics_data, _e_ShareFetchRequest_ForgottenTopic_v1)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -172,7 +180,20 @@ def _e_ShareFetchRequest_v0(out, o):
         out.append(0)
 
 
-def _d_ShareFetchRequest_AcknowledgementBatch_v0(buf, pos):
+def _e_ShareFetchRequest_v2(out, o):
+    write_compact_nullable_string(out, o.group_id)
+    write_compact_nullable_string(out, o.member_id)
+    out += _S_iiiiiibo.pack(o.share_session_epoch, o.max_wait_ms, o.min_bytes, o.max_bytes, o.max_records, o.batch_size, o.share_acquire_mode, o.is_renew_ack)
+    write_compact_array(out, o.topics, _e_ShareFetchRequest_FetchTopic_v1)
+    write_compact_array(out, o.forgotten_topics_data, _e_ShareFetchRequest_ForgottenTopic_v1)
+    _u = o._unknown_tagged_fields
+    if _u:
+        write_tagged_fields(out, _u)
+    else:
+        out.append(0)
+
+
+def _d_ShareFetchRequest_AcknowledgementBatch_v1(buf, pos):
     first_offset, last_offset = _S_qq.unpack_from(buf, pos)
     pos += 16
     _n, pos = read_compact_array_length(buf, pos)
@@ -181,24 +202,24 @@ def _d_ShareFetchRequest_AcknowledgementBatch_v0(buf, pos):
     return ShareFetchRequest.AcknowledgementBatch(first_offset, last_offset, acknowledge_types, _unknown), pos
 
 
-def _d_ShareFetchRequest_FetchPartition_v0(buf, pos):
-    partition_index, partition_max_bytes = _S_ii.unpack_from(buf, pos)
-    pos += 8
-    acknowledgement_batches, pos = read_compact_array(buf, pos, _d_ShareFetchRequest_AcknowledgementBatch_v0)
+def _d_ShareFetchRequest_FetchPartition_v1(buf, pos):
+    partition_index, = _S_i.unpack_from(buf, pos)
+    pos += 4
+    acknowledgement_batches, pos = read_compact_array(buf, pos, _d_ShareFetchRequest_AcknowledgementBatch_v1)
     _unknown, pos = read_tagged_fields(buf, pos)
-    return ShareFetchRequest.FetchPartition(partition_index, partition_max_bytes, acknowledgement_batches, _unknown), pos
+    return ShareFetchRequest.FetchPartition(partition_index, 0, acknowledgement_batches, _unknown), pos
 
 
-def _d_ShareFetchRequest_FetchTopic_v0(buf, pos):
+def _d_ShareFetchRequest_FetchTopic_v1(buf, pos):
     topic_id, = _S_U.unpack_from(buf, pos)
     pos += 16
     topic_id = UUID(bytes=topic_id)
-    partitions, pos = read_compact_array(buf, pos, _d_ShareFetchRequest_FetchPartition_v0)
+    partitions, pos = read_compact_array(buf, pos, _d_ShareFetchRequest_FetchPartition_v1)
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareFetchRequest.FetchTopic(topic_id, partitions, _unknown), pos
 
 
-def _d_ShareFetchRequest_ForgottenTopic_v0(buf, pos):
+def _d_ShareFetchRequest_ForgottenTopic_v1(buf, pos):
     topic_id, = _S_U.unpack_from(buf, pos)
     pos += 16
     topic_id = UUID(bytes=topic_id)
@@ -208,39 +229,52 @@ def _d_ShareFetchRequest_ForgottenTopic_v0(buf, pos):
     return ShareFetchRequest.ForgottenTopic(topic_id, partitions, _unknown), pos
 
 
-def _d_ShareFetchRequest_v0(buf, pos):
+def _d_ShareFetchRequest_v1(buf, pos):
     group_id, pos = read_compact_nullable_string(buf, pos)
     member_id, pos = read_compact_nullable_string(buf, pos)
-    share_session_epoch, max_wait_ms, min_bytes, max_bytes = _S_iiii.unpack_from(buf, pos)
-    pos += 16
-    topics, pos = read_compact_array(buf, pos, _d_ShareFetchRequest_FetchTopic_v0)
-    forgotten_topics_data, pos = read_compact_array(buf, pos, _d_ShareFetchRequest_ForgottenTopic_v0)
+    share_session_epoch, max_wait_ms, min_bytes, max_bytes, max_records, batch_size = _S_iiiiii.unpack_from(buf, pos)
+    pos += 24
+    topics, pos = read_compact_array(buf, pos, _d_ShareFetchRequest_FetchTopic_v1)
+    forgotten_topics_data, pos = read_compact_array(buf, pos, _d_ShareFetchRequest_ForgottenTopic_v1)
     _unknown, pos = read_tagged_fields(buf, pos)
-    return ShareFetchRequest(group_id, member_id, share_session_epoch, max_wait_ms, min_bytes, max_bytes, topics, forgotten_topics_data, _unknown), pos
+    return ShareFetchRequest(group_id, member_id, share_session_epoch, max_wait_ms, min_bytes, max_bytes, max_records, batch_size, 0, False, topics, forgotten_topics_data, _unknown), pos
 
 
-ShareFetchRequest._ENCODERS = (_e_ShareFetchRequest_v0,)
-ShareFetchRequest._DECODERS = (_d_ShareFetchRequest_v0,)
+def _d_ShareFetchRequest_v2(buf, pos):
+    group_id, pos = read_compact_nullable_string(buf, pos)
+    member_id, pos = read_compact_nullable_string(buf, pos)
+    share_session_epoch, max_wait_ms, min_bytes, max_bytes, max_records, batch_size, share_acquire_mode, is_renew_ack = _S_iiiiiibo.unpack_from(buf, pos)
+    pos += 26
+    topics, pos = read_compact_array(buf, pos, _d_ShareFetchRequest_FetchTopic_v1)
+    forgotten_topics_data, pos = read_compact_array(buf, pos, _d_ShareFetchRequest_ForgottenTopic_v1)
+    _unknown, pos = read_tagged_fields(buf, pos)
+    return ShareFetchRequest(group_id, member_id, share_session_epoch, max_wait_ms, min_bytes, max_bytes, max_records, batch_size, share_acquire_mode, is_renew_ack, topics, forgotten_topics_data, _unknown), pos
+
+
+ShareFetchRequest._ENCODERS = (_e_ShareFetchRequest_v1, _e_ShareFetchRequest_v2,)
+ShareFetchRequest._DECODERS = (_d_ShareFetchRequest_v1, _d_ShareFetchRequest_v2,)
 
 # --- ShareFetchResponse (response, api key 78) -----------------------------------
 
 class ShareFetchResponse(Message):
     API_KEY = 78
-    VALID_VERSIONS = (0, 0)
+    VALID_VERSIONS = (1, 2)
     FLEXIBLE_MIN = 0
-    __slots__ = ('throttle_time_ms', 'error_code', 'error_message', 'responses', 'node_endpoints')
+    __slots__ = ('throttle_time_ms', 'error_code', 'error_message', 'acquisition_lock_timeout_ms', 'responses', 'node_endpoints')
     FIELDS = (
         Field('throttle_time_ms', 'int32', '0+', 0),
         Field('error_code', 'int16', '0+', 0),
         Field('error_message', 'string', '0+', None, nullable_versions='0+'),
+        Field('acquisition_lock_timeout_ms', 'int32', '1+', 0),
         Field('responses', '[]ShareFetchableTopicResponse', '0+', ()),
         Field('node_endpoints', '[]NodeEndpoint', '0+', ()),
     )
 
-    def __init__(self, throttle_time_ms=0, error_code=0, error_message=None, responses=UNSET, node_endpoints=UNSET, _unknown_tagged_fields=None):
+    def __init__(self, throttle_time_ms=0, error_code=0, error_message=None, acquisition_lock_timeout_ms=0, responses=UNSET, node_endpoints=UNSET, _unknown_tagged_fields=None):
         self.throttle_time_ms = throttle_time_ms
         self.error_code = error_code
         self.error_message = error_message
+        self.acquisition_lock_timeout_ms = acquisition_lock_timeout_ms
         self.responses = [] if responses is UNSET else responses
         self.node_endpoints = [] if node_endpoints is UNSET else node_endpoints
         self._unknown_tagged_fields = _unknown_tagged_fields
@@ -280,11 +314,11 @@ class ShareFetchResponse(Message):
             Field('acknowledge_error_code', 'int16', '0+', 0),
             Field('acknowledge_error_message', 'string', '0+', None, nullable_versions='0+'),
             Field('current_leader', 'LeaderIdAndEpoch', '0+', ...),
-            Field('records', 'records', '0+', None, nullable_versions='0+'),
+            Field('records', 'records', '0+', b'', nullable_versions='0'),
             Field('acquired_records', '[]AcquiredRecords', '0+', ()),
         )
 
-        def __init__(self, partition_index=0, error_code=0, error_message=None, acknowledge_error_code=0, acknowledge_error_message=None, current_leader=UNSET, records=None, acquired_records=UNSET, _unknown_tagged_fields=None):
+        def __init__(self, partition_index=0, error_code=0, error_message=None, acknowledge_error_code=0, acknowledge_error_message=None, current_leader=UNSET, records=b'', acquired_records=UNSET, _unknown_tagged_fields=None):
             self.partition_index = partition_index
             self.error_code = error_code
             self.error_message = error_message
@@ -324,7 +358,7 @@ class ShareFetchResponse(Message):
             self._unknown_tagged_fields = _unknown_tagged_fields
 
 
-def _e_ShareFetchResponse_LeaderIdAndEpoch_v0(out, o):
+def _e_ShareFetchResponse_LeaderIdAndEpoch_v1(out, o):
     out += _S_ii.pack(o.leader_id, o.leader_epoch)
     _u = o._unknown_tagged_fields
     if _u:
@@ -333,7 +367,7 @@ def _e_ShareFetchResponse_LeaderIdAndEpoch_v0(out, o):
         out.append(0)
 
 
-def _e_ShareFetchResponse_AcquiredRecords_v0(out, o):
+def _e_ShareFetchResponse_AcquiredRecords_v1(out, o):
     out += _S_qqh.pack(o.first_offset, o.last_offset, o.delivery_count)
     _u = o._unknown_tagged_fields
     if _u:
@@ -342,14 +376,14 @@ def _e_ShareFetchResponse_AcquiredRecords_v0(out, o):
         out.append(0)
 
 
-def _e_ShareFetchResponse_PartitionData_v0(out, o):
+def _e_ShareFetchResponse_PartitionData_v1(out, o):
     out += _S_ih.pack(o.partition_index, o.error_code)
     write_compact_nullable_string(out, o.error_message)
     out += _S_h.pack(o.acknowledge_error_code)
     write_compact_nullable_string(out, o.acknowledge_error_message)
-    _e_ShareFetchResponse_LeaderIdAndEpoch_v0(out, o.current_leader)
-    write_compact_nullable_records(out, o.records)
-    write_compact_array(out, o.acquired_records, _e_ShareFetchResponse_AcquiredRecords_v0)
+    _e_ShareFetchResponse_LeaderIdAndEpoch_v1(out, o.current_leader)
+    write_compact_records(out, o.records)
+    write_compact_array(out, o.acquired_records, _e_ShareFetchResponse_AcquiredRecords_v1)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -357,9 +391,9 @@ def _e_ShareFetchResponse_PartitionData_v0(out, o):
         out.append(0)
 
 
-def _e_ShareFetchResponse_ShareFetchableTopicResponse_v0(out, o):
+def _e_ShareFetchResponse_ShareFetchableTopicResponse_v1(out, o):
     out += _S_U.pack(o.topic_id.bytes)
-    write_compact_array(out, o.partitions, _e_ShareFetchResponse_PartitionData_v0)
+    write_compact_array(out, o.partitions, _e_ShareFetchResponse_PartitionData_v1)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -367,7 +401,7 @@ def _e_ShareFetchResponse_ShareFetchableTopicResponse_v0(out, o):
         out.append(0)
 
 
-def _e_ShareFetchResponse_NodeEndpoint_v0(out, o):
+def _e_ShareFetchResponse_NodeEndpoint_v1(out, o):
     out += _S_i.pack(o.node_id)
     write_compact_string(out, o.host)
     out += _S_i.pack(o.port)
@@ -379,11 +413,12 @@ def _e_ShareFetchResponse_NodeEndpoint_v0(out, o):
         out.append(0)
 
 
-def _e_ShareFetchResponse_v0(out, o):
+def _e_ShareFetchResponse_v1(out, o):
     out += _S_ih.pack(o.throttle_time_ms, o.error_code)
     write_compact_nullable_string(out, o.error_message)
-    write_compact_array(out, o.responses, _e_ShareFetchResponse_ShareFetchableTopicResponse_v0)
-    write_compact_array(out, o.node_endpoints, _e_ShareFetchResponse_NodeEndpoint_v0)
+    out += _S_i.pack(o.acquisition_lock_timeout_ms)
+    write_compact_array(out, o.responses, _e_ShareFetchResponse_ShareFetchableTopicResponse_v1)
+    write_compact_array(out, o.node_endpoints, _e_ShareFetchResponse_NodeEndpoint_v1)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -391,44 +426,44 @@ def _e_ShareFetchResponse_v0(out, o):
         out.append(0)
 
 
-def _d_ShareFetchResponse_LeaderIdAndEpoch_v0(buf, pos):
+def _d_ShareFetchResponse_LeaderIdAndEpoch_v1(buf, pos):
     leader_id, leader_epoch = _S_ii.unpack_from(buf, pos)
     pos += 8
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareFetchResponse.LeaderIdAndEpoch(leader_id, leader_epoch, _unknown), pos
 
 
-def _d_ShareFetchResponse_AcquiredRecords_v0(buf, pos):
+def _d_ShareFetchResponse_AcquiredRecords_v1(buf, pos):
     first_offset, last_offset, delivery_count = _S_qqh.unpack_from(buf, pos)
     pos += 18
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareFetchResponse.AcquiredRecords(first_offset, last_offset, delivery_count, _unknown), pos
 
 
-def _d_ShareFetchResponse_PartitionData_v0(buf, pos):
+def _d_ShareFetchResponse_PartitionData_v1(buf, pos):
     partition_index, error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
     error_message, pos = read_compact_nullable_string(buf, pos)
     acknowledge_error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
     acknowledge_error_message, pos = read_compact_nullable_string(buf, pos)
-    current_leader, pos = _d_ShareFetchResponse_LeaderIdAndEpoch_v0(buf, pos)
-    records, pos = read_compact_nullable_records(buf, pos)
-    acquired_records, pos = read_compact_array(buf, pos, _d_ShareFetchResponse_AcquiredRecords_v0)
+    current_leader, pos = _d_ShareFetchResponse_LeaderIdAndEpoch_v1(buf, pos)
+    records, pos = read_compact_records(buf, pos)
+    acquired_records, pos = read_compact_array(buf, pos, _d_ShareFetchResponse_AcquiredRecords_v1)
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareFetchResponse.PartitionData(partition_index, error_code, error_message, acknowledge_error_code, acknowledge_error_message, current_leader, records, acquired_records, _unknown), pos
 
 
-def _d_ShareFetchResponse_ShareFetchableTopicResponse_v0(buf, pos):
+def _d_ShareFetchResponse_ShareFetchableTopicResponse_v1(buf, pos):
     topic_id, = _S_U.unpack_from(buf, pos)
     pos += 16
     topic_id = UUID(bytes=topic_id)
-    partitions, pos = read_compact_array(buf, pos, _d_ShareFetchResponse_PartitionData_v0)
+    partitions, pos = read_compact_array(buf, pos, _d_ShareFetchResponse_PartitionData_v1)
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareFetchResponse.ShareFetchableTopicResponse(topic_id, partitions, _unknown), pos
 
 
-def _d_ShareFetchResponse_NodeEndpoint_v0(buf, pos):
+def _d_ShareFetchResponse_NodeEndpoint_v1(buf, pos):
     node_id, = _S_i.unpack_from(buf, pos)
     pos += 4
     host, pos = read_compact_string(buf, pos)
@@ -439,18 +474,20 @@ def _d_ShareFetchResponse_NodeEndpoint_v0(buf, pos):
     return ShareFetchResponse.NodeEndpoint(node_id, host, port, rack, _unknown), pos
 
 
-def _d_ShareFetchResponse_v0(buf, pos):
+def _d_ShareFetchResponse_v1(buf, pos):
     throttle_time_ms, error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
     error_message, pos = read_compact_nullable_string(buf, pos)
-    responses, pos = read_compact_array(buf, pos, _d_ShareFetchResponse_ShareFetchableTopicResponse_v0)
-    node_endpoints, pos = read_compact_array(buf, pos, _d_ShareFetchResponse_NodeEndpoint_v0)
+    acquisition_lock_timeout_ms, = _S_i.unpack_from(buf, pos)
+    pos += 4
+    responses, pos = read_compact_array(buf, pos, _d_ShareFetchResponse_ShareFetchableTopicResponse_v1)
+    node_endpoints, pos = read_compact_array(buf, pos, _d_ShareFetchResponse_NodeEndpoint_v1)
     _unknown, pos = read_tagged_fields(buf, pos)
-    return ShareFetchResponse(throttle_time_ms, error_code, error_message, responses, node_endpoints, _unknown), pos
+    return ShareFetchResponse(throttle_time_ms, error_code, error_message, acquisition_lock_timeout_ms, responses, node_endpoints, _unknown), pos
 
 
-ShareFetchResponse._ENCODERS = (_e_ShareFetchResponse_v0,)
-ShareFetchResponse._DECODERS = (_d_ShareFetchResponse_v0,)
+ShareFetchResponse._ENCODERS = (_e_ShareFetchResponse_v1, _e_ShareFetchResponse_v1,)
+ShareFetchResponse._DECODERS = (_d_ShareFetchResponse_v1, _d_ShareFetchResponse_v1,)
 
 
 __all__ = [

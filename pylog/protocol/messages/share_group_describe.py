@@ -35,9 +35,8 @@ _S_U = _Struct('>16s')
 
 class ShareGroupDescribeRequest(Message):
     API_KEY = 77
-    VALID_VERSIONS = (0, 0)
+    VALID_VERSIONS = (1, 1)
     FLEXIBLE_MIN = 0
-    LATEST_VERSION_UNSTABLE = True
     __slots__ = ('group_ids', 'include_authorized_operations')
     FIELDS = (
         Field('group_ids', '[]string', '0+', ()),
@@ -50,7 +49,7 @@ class ShareGroupDescribeRequest(Message):
         self._unknown_tagged_fields = _unknown_tagged_fields
 
 
-def _e_ShareGroupDescribeRequest_v0(out, o):
+def _e_ShareGroupDescribeRequest_v1(out, o):
     write_compact_array(out, o.group_ids, write_compact_string)
     out += _S_o.pack(o.include_authorized_operations)
     _u = o._unknown_tagged_fields
@@ -60,7 +59,7 @@ def _e_ShareGroupDescribeRequest_v0(out, o):
         out.append(0)
 
 
-def _d_ShareGroupDescribeRequest_v0(buf, pos):
+def _d_ShareGroupDescribeRequest_v1(buf, pos):
     group_ids, pos = read_compact_array(buf, pos, read_compact_string)
     include_authorized_operations, = _S_o.unpack_from(buf, pos)
     pos += 1
@@ -68,14 +67,14 @@ def _d_ShareGroupDescribeRequest_v0(buf, pos):
     return ShareGroupDescribeRequest(group_ids, include_authorized_operations, _unknown), pos
 
 
-ShareGroupDescribeRequest._ENCODERS = (_e_ShareGroupDescribeRequest_v0,)
-ShareGroupDescribeRequest._DECODERS = (_d_ShareGroupDescribeRequest_v0,)
+ShareGroupDescribeRequest._ENCODERS = (_e_ShareGroupDescribeRequest_v1,)
+ShareGroupDescribeRequest._DECODERS = (_d_ShareGroupDescribeRequest_v1,)
 
 # --- ShareGroupDescribeResponse (response, api key 77) ---------------------------
 
 class ShareGroupDescribeResponse(Message):
     API_KEY = 77
-    VALID_VERSIONS = (0, 0)
+    VALID_VERSIONS = (1, 1)
     FLEXIBLE_MIN = 0
     __slots__ = ('throttle_time_ms', 'groups')
     FIELDS = (
@@ -161,7 +160,7 @@ class ShareGroupDescribeResponse(Message):
             self._unknown_tagged_fields = _unknown_tagged_fields
 
 
-def _e_ShareGroupDescribeResponse_TopicPartitions_v0(out, o):
+def _e_ShareGroupDescribeResponse_TopicPartitions_v1(out, o):
     out += _S_U.pack(o.topic_id.bytes)
     write_compact_string(out, o.topic_name)
     write_compact_fixed_array(out, 'i', o.partitions)
@@ -172,8 +171,8 @@ def _e_ShareGroupDescribeResponse_TopicPartitions_v0(out, o):
         out.append(0)
 
 
-def _e_ShareGroupDescribeResponse_Assignment_v0(out, o):
-    write_compact_array(out, o.topic_partitions, _e_ShareGroupDescribeResponse_TopicPartitions_v0)
+def _e_ShareGroupDescribeResponse_Assignment_v1(out, o):
+    write_compact_array(out, o.topic_partitions, _e_ShareGroupDescribeResponse_TopicPartitions_v1)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -181,14 +180,14 @@ def _e_ShareGroupDescribeResponse_Assignment_v0(out, o):
         out.append(0)
 
 
-def _e_ShareGroupDescribeResponse_Member_v0(out, o):
+def _e_ShareGroupDescribeResponse_Member_v1(out, o):
     write_compact_string(out, o.member_id)
     write_compact_nullable_string(out, o.rack_id)
     out += _S_i.pack(o.member_epoch)
     write_compact_string(out, o.client_id)
     write_compact_string(out, o.client_host)
     write_compact_array(out, o.subscribed_topic_names, write_compact_string)
-    _e_ShareGroupDescribeResponse_Assignment_v0(out, o.assignment)
+    _e_ShareGroupDescribeResponse_Assignment_v1(out, o.assignment)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -196,14 +195,14 @@ def _e_ShareGroupDescribeResponse_Member_v0(out, o):
         out.append(0)
 
 
-def _e_ShareGroupDescribeResponse_DescribedGroup_v0(out, o):
+def _e_ShareGroupDescribeResponse_DescribedGroup_v1(out, o):
     out += _S_h.pack(o.error_code)
     write_compact_nullable_string(out, o.error_message)
     write_compact_string(out, o.group_id)
     write_compact_string(out, o.group_state)
     out += _S_ii.pack(o.group_epoch, o.assignment_epoch)
     write_compact_string(out, o.assignor_name)
-    write_compact_array(out, o.members, _e_ShareGroupDescribeResponse_Member_v0)
+    write_compact_array(out, o.members, _e_ShareGroupDescribeResponse_Member_v1)
     out += _S_i.pack(o.authorized_operations)
     _u = o._unknown_tagged_fields
     if _u:
@@ -212,9 +211,9 @@ def _e_ShareGroupDescribeResponse_DescribedGroup_v0(out, o):
         out.append(0)
 
 
-def _e_ShareGroupDescribeResponse_v0(out, o):
+def _e_ShareGroupDescribeResponse_v1(out, o):
     out += _S_i.pack(o.throttle_time_ms)
-    write_compact_array(out, o.groups, _e_ShareGroupDescribeResponse_DescribedGroup_v0)
+    write_compact_array(out, o.groups, _e_ShareGroupDescribeResponse_DescribedGroup_v1)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -222,7 +221,7 @@ def _e_ShareGroupDescribeResponse_v0(out, o):
         out.append(0)
 
 
-def _d_ShareGroupDescribeResponse_TopicPartitions_v0(buf, pos):
+def _d_ShareGroupDescribeResponse_TopicPartitions_v1(buf, pos):
     topic_id, = _S_U.unpack_from(buf, pos)
     pos += 16
     topic_id = UUID(bytes=topic_id)
@@ -233,13 +232,13 @@ def _d_ShareGroupDescribeResponse_TopicPartitions_v0(buf, pos):
     return ShareGroupDescribeResponse.TopicPartitions(topic_id, topic_name, partitions, _unknown), pos
 
 
-def _d_ShareGroupDescribeResponse_Assignment_v0(buf, pos):
-    topic_partitions, pos = read_compact_array(buf, pos, _d_ShareGroupDescribeResponse_TopicPartitions_v0)
+def _d_ShareGroupDescribeResponse_Assignment_v1(buf, pos):
+    topic_partitions, pos = read_compact_array(buf, pos, _d_ShareGroupDescribeResponse_TopicPartitions_v1)
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareGroupDescribeResponse.Assignment(topic_partitions, _unknown), pos
 
 
-def _d_ShareGroupDescribeResponse_Member_v0(buf, pos):
+def _d_ShareGroupDescribeResponse_Member_v1(buf, pos):
     member_id, pos = read_compact_string(buf, pos)
     rack_id, pos = read_compact_nullable_string(buf, pos)
     member_epoch, = _S_i.unpack_from(buf, pos)
@@ -247,12 +246,12 @@ def _d_ShareGroupDescribeResponse_Member_v0(buf, pos):
     client_id, pos = read_compact_string(buf, pos)
     client_host, pos = read_compact_string(buf, pos)
     subscribed_topic_names, pos = read_compact_array(buf, pos, read_compact_string)
-    assignment, pos = _d_ShareGroupDescribeResponse_Assignment_v0(buf, pos)
+    assignment, pos = _d_ShareGroupDescribeResponse_Assignment_v1(buf, pos)
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareGroupDescribeResponse.Member(member_id, rack_id, member_epoch, client_id, client_host, subscribed_topic_names, assignment, _unknown), pos
 
 
-def _d_ShareGroupDescribeResponse_DescribedGroup_v0(buf, pos):
+def _d_ShareGroupDescribeResponse_DescribedGroup_v1(buf, pos):
     error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
     error_message, pos = read_compact_nullable_string(buf, pos)
@@ -261,23 +260,23 @@ def _d_ShareGroupDescribeResponse_DescribedGroup_v0(buf, pos):
     group_epoch, assignment_epoch = _S_ii.unpack_from(buf, pos)
     pos += 8
     assignor_name, pos = read_compact_string(buf, pos)
-    members, pos = read_compact_array(buf, pos, _d_ShareGroupDescribeResponse_Member_v0)
+    members, pos = read_compact_array(buf, pos, _d_ShareGroupDescribeResponse_Member_v1)
     authorized_operations, = _S_i.unpack_from(buf, pos)
     pos += 4
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareGroupDescribeResponse.DescribedGroup(error_code, error_message, group_id, group_state, group_epoch, assignment_epoch, assignor_name, members, authorized_operations, _unknown), pos
 
 
-def _d_ShareGroupDescribeResponse_v0(buf, pos):
+def _d_ShareGroupDescribeResponse_v1(buf, pos):
     throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    groups, pos = read_compact_array(buf, pos, _d_ShareGroupDescribeResponse_DescribedGroup_v0)
+    groups, pos = read_compact_array(buf, pos, _d_ShareGroupDescribeResponse_DescribedGroup_v1)
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareGroupDescribeResponse(throttle_time_ms, groups, _unknown), pos
 
 
-ShareGroupDescribeResponse._ENCODERS = (_e_ShareGroupDescribeResponse_v0,)
-ShareGroupDescribeResponse._DECODERS = (_d_ShareGroupDescribeResponse_v0,)
+ShareGroupDescribeResponse._ENCODERS = (_e_ShareGroupDescribeResponse_v1,)
+ShareGroupDescribeResponse._DECODERS = (_d_ShareGroupDescribeResponse_v1,)
 
 
 __all__ = [

@@ -37,9 +37,8 @@ _S_U = _Struct('>16s')
 
 class ShareGroupHeartbeatRequest(Message):
     API_KEY = 76
-    VALID_VERSIONS = (0, 0)
+    VALID_VERSIONS = (1, 1)
     FLEXIBLE_MIN = 0
-    LATEST_VERSION_UNSTABLE = True
     __slots__ = ('group_id', 'member_id', 'member_epoch', 'rack_id', 'subscribed_topic_names')
     FIELDS = (
         Field('group_id', 'string', '0+', ''),
@@ -58,7 +57,7 @@ class ShareGroupHeartbeatRequest(Message):
         self._unknown_tagged_fields = _unknown_tagged_fields
 
 
-def _e_ShareGroupHeartbeatRequest_v0(out, o):
+def _e_ShareGroupHeartbeatRequest_v1(out, o):
     write_compact_string(out, o.group_id)
     write_compact_string(out, o.member_id)
     out += _S_i.pack(o.member_epoch)
@@ -71,7 +70,7 @@ def _e_ShareGroupHeartbeatRequest_v0(out, o):
         out.append(0)
 
 
-def _d_ShareGroupHeartbeatRequest_v0(buf, pos):
+def _d_ShareGroupHeartbeatRequest_v1(buf, pos):
     group_id, pos = read_compact_string(buf, pos)
     member_id, pos = read_compact_string(buf, pos)
     member_epoch, = _S_i.unpack_from(buf, pos)
@@ -82,14 +81,14 @@ def _d_ShareGroupHeartbeatRequest_v0(buf, pos):
     return ShareGroupHeartbeatRequest(group_id, member_id, member_epoch, rack_id, subscribed_topic_names, _unknown), pos
 
 
-ShareGroupHeartbeatRequest._ENCODERS = (_e_ShareGroupHeartbeatRequest_v0,)
-ShareGroupHeartbeatRequest._DECODERS = (_d_ShareGroupHeartbeatRequest_v0,)
+ShareGroupHeartbeatRequest._ENCODERS = (_e_ShareGroupHeartbeatRequest_v1,)
+ShareGroupHeartbeatRequest._DECODERS = (_d_ShareGroupHeartbeatRequest_v1,)
 
 # --- ShareGroupHeartbeatResponse (response, api key 76) --------------------------
 
 class ShareGroupHeartbeatResponse(Message):
     API_KEY = 76
-    VALID_VERSIONS = (0, 0)
+    VALID_VERSIONS = (1, 1)
     FLEXIBLE_MIN = 0
     __slots__ = ('throttle_time_ms', 'error_code', 'error_message', 'member_id', 'member_epoch', 'heartbeat_interval_ms', 'assignment')
     FIELDS = (
@@ -135,7 +134,7 @@ class ShareGroupHeartbeatResponse(Message):
             self._unknown_tagged_fields = _unknown_tagged_fields
 
 
-def _e_ShareGroupHeartbeatResponse_TopicPartitions_v0(out, o):
+def _e_ShareGroupHeartbeatResponse_TopicPartitions_v1(out, o):
     out += _S_U.pack(o.topic_id.bytes)
     write_compact_fixed_array(out, 'i', o.partitions)
     _u = o._unknown_tagged_fields
@@ -145,8 +144,8 @@ def _e_ShareGroupHeartbeatResponse_TopicPartitions_v0(out, o):
         out.append(0)
 
 
-def _e_ShareGroupHeartbeatResponse_Assignment_v0(out, o):
-    write_compact_array(out, o.topic_partitions, _e_ShareGroupHeartbeatResponse_TopicPartitions_v0)
+def _e_ShareGroupHeartbeatResponse_Assignment_v1(out, o):
+    write_compact_array(out, o.topic_partitions, _e_ShareGroupHeartbeatResponse_TopicPartitions_v1)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -154,7 +153,7 @@ def _e_ShareGroupHeartbeatResponse_Assignment_v0(out, o):
         out.append(0)
 
 
-def _e_ShareGroupHeartbeatResponse_v0(out, o):
+def _e_ShareGroupHeartbeatResponse_v1(out, o):
     out += _S_ih.pack(o.throttle_time_ms, o.error_code)
     write_compact_nullable_string(out, o.error_message)
     write_compact_nullable_string(out, o.member_id)
@@ -164,7 +163,7 @@ def _e_ShareGroupHeartbeatResponse_v0(out, o):
         out.append(255)
     else:
         out.append(1)
-        _e_ShareGroupHeartbeatResponse_Assignment_v0(out, _s)
+        _e_ShareGroupHeartbeatResponse_Assignment_v1(out, _s)
     _u = o._unknown_tagged_fields
     if _u:
         write_tagged_fields(out, _u)
@@ -172,7 +171,7 @@ def _e_ShareGroupHeartbeatResponse_v0(out, o):
         out.append(0)
 
 
-def _d_ShareGroupHeartbeatResponse_TopicPartitions_v0(buf, pos):
+def _d_ShareGroupHeartbeatResponse_TopicPartitions_v1(buf, pos):
     topic_id, = _S_U.unpack_from(buf, pos)
     pos += 16
     topic_id = UUID(bytes=topic_id)
@@ -182,13 +181,13 @@ def _d_ShareGroupHeartbeatResponse_TopicPartitions_v0(buf, pos):
     return ShareGroupHeartbeatResponse.TopicPartitions(topic_id, partitions, _unknown), pos
 
 
-def _d_ShareGroupHeartbeatResponse_Assignment_v0(buf, pos):
-    topic_partitions, pos = read_compact_array(buf, pos, _d_ShareGroupHeartbeatResponse_TopicPartitions_v0)
+def _d_ShareGroupHeartbeatResponse_Assignment_v1(buf, pos):
+    topic_partitions, pos = read_compact_array(buf, pos, _d_ShareGroupHeartbeatResponse_TopicPartitions_v1)
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareGroupHeartbeatResponse.Assignment(topic_partitions, _unknown), pos
 
 
-def _d_ShareGroupHeartbeatResponse_v0(buf, pos):
+def _d_ShareGroupHeartbeatResponse_v1(buf, pos):
     throttle_time_ms, error_code = _S_ih.unpack_from(buf, pos)
     pos += 6
     error_message, pos = read_compact_nullable_string(buf, pos)
@@ -199,13 +198,13 @@ def _d_ShareGroupHeartbeatResponse_v0(buf, pos):
     if _m < 0:
         assignment = None
     else:
-        assignment, pos = _d_ShareGroupHeartbeatResponse_Assignment_v0(buf, pos)
+        assignment, pos = _d_ShareGroupHeartbeatResponse_Assignment_v1(buf, pos)
     _unknown, pos = read_tagged_fields(buf, pos)
     return ShareGroupHeartbeatResponse(throttle_time_ms, error_code, error_message, member_id, member_epoch, heartbeat_interval_ms, assignment, _unknown), pos
 
 
-ShareGroupHeartbeatResponse._ENCODERS = (_e_ShareGroupHeartbeatResponse_v0,)
-ShareGroupHeartbeatResponse._DECODERS = (_d_ShareGroupHeartbeatResponse_v0,)
+ShareGroupHeartbeatResponse._ENCODERS = (_e_ShareGroupHeartbeatResponse_v1,)
+ShareGroupHeartbeatResponse._DECODERS = (_d_ShareGroupHeartbeatResponse_v1,)
 
 
 __all__ = [

@@ -25,15 +25,15 @@ _S_ih = _Struct('>ih')
 _S_U = _Struct('>16s')
 _S_iiiq = _Struct('>iiiq')
 _S_qqbh = _Struct('>qqbh')
+_S_iiiqi = _Struct('>iiiqi')
 
 
 # --- WriteShareGroupStateRequest (request, api key 85) ---------------------------
 
 class WriteShareGroupStateRequest(Message):
     API_KEY = 85
-    VALID_VERSIONS = (0, 0)
+    VALID_VERSIONS = (0, 1)
     FLEXIBLE_MIN = 0
-    LATEST_VERSION_UNSTABLE = True
     __slots__ = ('group_id', 'topics')
     FIELDS = (
         Field('group_id', 'string', '0+', ''),
@@ -62,20 +62,22 @@ class WriteShareGroupStateRequest(Message):
             self._unknown_tagged_fields = _unknown_tagged_fields
 
     class PartitionData(Struct):
-        __slots__ = ('partition', 'state_epoch', 'leader_epoch', 'start_offset', 'state_batches')
+        __slots__ = ('partition', 'state_epoch', 'leader_epoch', 'start_offset', 'delivery_complete_count', 'state_batches')
         FIELDS = (
             Field('partition', 'int32', '0+', 0),
             Field('state_epoch', 'int32', '0+', 0),
             Field('leader_epoch', 'int32', '0+', 0),
             Field('start_offset', 'int64', '0+', 0),
+            Field('delivery_complete_count', 'int32', '1+', -1),
             Field('state_batches', '[]StateBatch', '0+', ()),
         )
 
-        def __init__(self, partition=0, state_epoch=0, leader_epoch=0, start_offset=0, state_batches=UNSET, _unknown_tagged_fields=None):
+        def __init__(self, partition=0, state_epoch=0, leader_epoch=0, start_offset=0, delivery_complete_count=-1, state_batches=UNSET, _unknown_tagged_fields=None):
             self.partition = partition
             self.state_epoch = state_epoch
             self.leader_epoch = leader_epoch
             self.start_offset = start_offset
+            self.delivery_complete_count = delivery_complete_count
             self.state_batches = [] if state_batches is UNSET else state_batches
             self._unknown_tagged_fields = _unknown_tagged_fields
 
@@ -131,6 +133,36 @@ def _e_WriteShareGroupStateRequest_v0(out, o):
         out.append(0)
 
 
+def _e_WriteShareGroupStateRequest_PartitionData_v1(out, o):
+    out += _S_iiiqi.pack(o.partition, o.state_epoch, o.leader_epoch, o.start_offset, o.delivery_complete_count)
+    write_compact_array(out, o.state_batches, _e_WriteShareGroupStateRequest_StateBatch_v0)
+    _u = o._unknown_tagged_fields
+    if _u:
+        write_tagged_fields(out, _u)
+    else:
+        out.append(0)
+
+
+def _e_WriteShareGroupStateRequest_WriteStateData_v1(out, o):
+    out += _S_U.pack(o.topic_id.bytes)
+    write_compact_array(out, o.partitions, _e_WriteShareGroupStateRequest_PartitionData_v1)
+    _u = o._unknown_tagged_fields
+    if _u:
+        write_tagged_fields(out, _u)
+    else:
+        out.append(0)
+
+
+def _e_WriteShareGroupStateRequest_v1(out, o):
+    write_compact_string(out, o.group_id)
+    write_compact_array(out, o.topics, _e_WriteShareGroupStateRequest_WriteStateData_v1)
+    _u = o._unknown_tagged_fields
+    if _u:
+        write_tagged_fields(out, _u)
+    else:
+        out.append(0)
+
+
 def _d_WriteShareGroupStateRequest_StateBatch_v0(buf, pos):
     first_offset, last_offset, delivery_state, delivery_count = _S_qqbh.unpack_from(buf, pos)
     pos += 19
@@ -143,7 +175,7 @@ def _d_WriteShareGroupStateRequest_PartitionData_v0(buf, pos):
     pos += 20
     state_batches, pos = read_compact_array(buf, pos, _d_WriteShareGroupStateRequest_StateBatch_v0)
     _unknown, pos = read_tagged_fields(buf, pos)
-    return WriteShareGroupStateRequest.PartitionData(partition, state_epoch, leader_epoch, start_offset, state_batches, _unknown), pos
+    return WriteShareGroupStateRequest.PartitionData(partition, state_epoch, leader_epoch, start_offset, -1, state_batches, _unknown), pos
 
 
 def _d_WriteShareGroupStateRequest_WriteStateData_v0(buf, pos):
@@ -162,14 +194,38 @@ def _d_WriteShareGroupStateRequest_v0(buf, pos):
     return WriteShareGroupStateRequest(group_id, topics, _unknown), pos
 
 
-WriteShareGroupStateRequest._ENCODERS = (_e_WriteShareGroupStateRequest_v0,)
-WriteShareGroupStateRequest._DECODERS = (_d_WriteShareGroupStateRequest_v0,)
+def _d_WriteShareGroupStateRequest_PartitionData_v1(buf, pos):
+    partition, state_epoch, leader_epoch, start_offset, delivery_complete_count = _S_iiiqi.unpack_from(buf, pos)
+    pos += 24
+    state_batches, pos = read_compact_array(buf, pos, _d_WriteShareGroupStateRequest_StateBatch_v0)
+    _unknown, pos = read_tagged_fields(buf, pos)
+    return WriteShareGroupStateRequest.PartitionData(partition, state_epoch, leader_epoch, start_offset, delivery_complete_count, state_batches, _unknown), pos
+
+
+def _d_WriteShareGroupStateRequest_WriteStateData_v1(buf, pos):
+    topic_id, = _S_U.unpack_from(buf, pos)
+    pos += 16
+    topic_id = UUID(bytes=topic_id)
+    partitions, pos = read_compact_array(buf, pos, _d_WriteShareGroupStateRequest_PartitionData_v1)
+    _unknown, pos = read_tagged_fields(buf, pos)
+    return WriteShareGroupStateRequest.WriteStateData(topic_id, partitions, _unknown), pos
+
+
+def _d_WriteShareGroupStateRequest_v1(buf, pos):
+    group_id, pos = read_compact_string(buf, pos)
+    topics, pos = read_compact_array(buf, pos, _d_WriteShareGroupStateRequest_WriteStateData_v1)
+    _unknown, pos = read_tagged_fields(buf, pos)
+    return WriteShareGroupStateRequest(group_id, topics, _unknown), pos
+
+
+WriteShareGroupStateRequest._ENCODERS = (_e_WriteShareGroupStateRequest_v0, _e_WriteShareGroupStateRequest_v1,)
+WriteShareGroupStateRequest._DECODERS = (_d_WriteShareGroupStateRequest_v0, _d_WriteShareGroupStateRequest_v1,)
 
 # --- WriteShareGroupStateResponse (response, api key 85) -------------------------
 
 class WriteShareGroupStateResponse(Message):
     API_KEY = 85
-    VALID_VERSIONS = (0, 0)
+    VALID_VERSIONS = (0, 1)
     FLEXIBLE_MIN = 0
     __slots__ = ('results',)
     FIELDS = (
@@ -259,8 +315,8 @@ def _d_WriteShareGroupStateResponse_v0(buf, pos):
     return WriteShareGroupStateResponse(results, _unknown), pos
 
 
-WriteShareGroupStateResponse._ENCODERS = (_e_WriteShareGroupStateResponse_v0,)
-WriteShareGroupStateResponse._DECODERS = (_d_WriteShareGroupStateResponse_v0,)
+WriteShareGroupStateResponse._ENCODERS = (_e_WriteShareGroupStateResponse_v0, _e_WriteShareGroupStateResponse_v0,)
+WriteShareGroupStateResponse._DECODERS = (_d_WriteShareGroupStateResponse_v0, _d_WriteShareGroupStateResponse_v0,)
 
 
 __all__ = [

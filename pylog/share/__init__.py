@@ -1,0 +1,1 @@
+"""Share groups (KIP-932): queues on the log. See docs/SHARE-GROUPS-STATUS.md."""

@@ -1,0 +1,240 @@
+"""The share-group request handlers (KIP-932): ShareGroupHeartbeat (76),
+ShareGroupDescribe (77), ShareFetch (78), ShareAcknowledge (79), and the
+pieces they run on: the share groups (groups.py), the share coordinator
+(coordinator.py) and the share-partition manager (manager.py), built once
+per broker by `ShareApis.start`.
+
+Not built yet, so refused rather than served half: ACLs on share groups (a
+broker with an authorizer answers GROUP_AUTHORIZATION_FAILED), and share
+groups in a cluster, where a partition's leader must reach the share
+coordinator on another broker with the persister RPCs (a broker of a cluster
+answers UNSUPPORTED_VERSION, as a Kafka cluster without share.version does).
+
+Threads: the event loop's thread only.
+"""
+from __future__ import annotations
+
+from ..protocol import messages as m
+from ..protocol.error_codes import Errors
+from ..protocol.schema import ZERO_UUID
+from .coordinator import ShareCoordinator
+from .groups import ShareGroups
+from .manager import SharePartitionManager
+from .partition import ACKNOWLEDGED, ARCHIVED
+
+_DENIED = "Share-group ACLs are not implemented by pylog yet: refused on a broker with an authorizer."
+_CLUSTER = "Share groups are served by a lone pylog broker only: not yet in a cluster."
+
+
+class ShareApis:
+    def __init__(self, broker, group_coordinator, writer, purgatory):
+        self.broker = broker
+        cache = broker.metadata_cache
+        self.groups = ShareGroups(broker.config, group_coordinator, lambda gid: cache.group_configs.get(gid))
+        group_coordinator.share = self.groups     # ListGroups lists share groups too (groups/api.py)
+        self.coordinator = ShareCoordinator(broker.config, writer)
+        self.manager = SharePartitionManager(broker, purgatory, self.coordinator, self.groups)
+        self.groups.share_state_topic = self.coordinator.ensure_topic
+        self.groups.on_assigned = self.manager.prepare
+        self.groups.has_state = lambda gid: any(k[0] == gid for k in self.coordinator.states)
+        self.groups.delete_state = self._delete_state
+
+    def table(self):
+        # Keyed by the codecs' api keys: this package is imported by the broker package.
+        return {m.ShareGroupHeartbeatRequest.API_KEY: self.heartbeat,
+                m.ShareGroupDescribeRequest.API_KEY: self.describe,
+                m.ShareFetchRequest.API_KEY: self.share_fetch,
+                m.ShareAcknowledgeRequest.API_KEY: self.share_acknowledge,
+                m.DescribeShareGroupOffsetsRequest.API_KEY: self.describe_offsets,
+                m.AlterShareGroupOffsetsRequest.API_KEY: self.alter_offsets,
+                m.DeleteShareGroupOffsetsRequest.API_KEY: self.delete_offsets}
+
+    def start(self):
+        self.coordinator.start()
+
+    async def stop(self):
+        self.manager.stop()
+        self.groups.stop()
+        await self.coordinator.stop()
+
+    def _refused(self):
+        """(error code, message) when this broker does not serve share groups, else None."""
+        if self.broker.authorizer is not None:
+            return Errors.GROUP_AUTHORIZATION_FAILED, _DENIED
+        if not self.broker.lone:
+            return Errors.UNSUPPORTED_VERSION, _CLUSTER
+        return None
+
+    def heartbeat(self, header, req):
+        no = self._refused()
+        if no:
+            return m.ShareGroupHeartbeatResponse(throttle_time_ms=0, error_code=no[0], error_message=no[1],
+                                                 member_epoch=0, heartbeat_interval_ms=0)
+        return self.groups.heartbeat(header, req)
+
+    def describe(self, header, req):
+        R = m.ShareGroupDescribeResponse
+        no = self._refused()
+        if no:
+            return R(throttle_time_ms=0, groups=[R.DescribedGroup(
+                error_code=no[0], error_message=no[1], group_id=g, group_state="", assignor_name="")
+                for g in req.group_ids])
+        return self.groups.describe(header, req)
+
+    def share_fetch(self, header, req):
+        no = self._refused()
+        if no:
+            return m.ShareFetchResponse(throttle_time_ms=0, error_code=no[0], error_message=no[1], responses=[],
+                                        node_endpoints=[])
+        return self.manager.share_fetch(header, req)
+
+    def share_acknowledge(self, header, req):
+        no = self._refused()
+        if no:
+            return m.ShareAcknowledgeResponse(throttle_time_ms=0, error_code=no[0], error_message=no[1],
+                                              responses=[], node_endpoints=[])
+        return self.manager.share_acknowledge(header, req)
+
+    def describe_offsets(self, header, req):
+        """DescribeShareGroupOffsets: each share-partition's start offset and
+        leader epoch as the share coordinator holds them, and (v1, KIP-1226)
+        its lag: the offsets below the high watermark not yet delivered to
+        completion. A share-partition never initialized has start offset -1."""
+        R = m.DescribeShareGroupOffsetsResponse
+        no = self._refused()
+        out = []
+        cache = self.broker.metadata_cache
+        states = self.coordinator.states
+        for g in req.groups:
+            gid = g.group_id
+            code = no[0] if no else self.groups.coordinator.coordinator_error(gid)
+            if not code and gid not in self.groups.groups and not any(k[0] == gid for k in states):
+                code = Errors.GROUP_ID_NOT_FOUND
+            if code:
+                out.append(R.DescribeShareGroupOffsetsResponseGroup(group_id=gid, topics=[], error_code=code,
+                                                                    error_message=no[1] if no else None))
+                continue
+            if g.topics is None:
+                wanted = {}
+                for (sg, tid, idx) in states:
+                    name = cache.topic_name(tid)
+                    if sg == gid and name is not None:
+                        wanted.setdefault(name, []).append(idx)
+            else:
+                wanted = {t.topic_name: list(t.partitions) for t in g.topics}
+            topics = []
+            for name, parts in sorted(wanted.items()):
+                tid = cache.topic_ids.get(name)
+                rows = []
+                for idx in sorted(parts):
+                    if tid is None or not cache.has_partition(name, idx):
+                        rows.append(R.DescribeShareGroupOffsetsResponsePartition(
+                            partition_index=idx, start_offset=-1, leader_epoch=-1,
+                            error_code=Errors.UNKNOWN_TOPIC_OR_PARTITION))
+                        continue
+                    st = states.get((gid, tid, idx))
+                    if st is None:
+                        rows.append(R.DescribeShareGroupOffsetsResponsePartition(
+                            partition_index=idx, start_offset=-1, leader_epoch=-1, lag=-1))
+                        continue
+                    rows.append(R.DescribeShareGroupOffsetsResponsePartition(
+                        partition_index=idx, start_offset=st.start_offset, leader_epoch=st.leader_epoch,
+                        lag=self._lag(name, idx, st)))
+                topics.append(R.DescribeShareGroupOffsetsResponseTopic(topic_name=name, topic_id=tid or ZERO_UUID,
+                                                                       partitions=rows))
+            out.append(R.DescribeShareGroupOffsetsResponseGroup(group_id=gid, topics=topics, error_code=0))
+        return R(throttle_time_ms=0, groups=out)
+
+    def _lag(self, name, idx, st) -> int:
+        p = self.broker.log_manager.partitions.get((name, idx))
+        if p is None:
+            return -1
+        hw = p.high_watermark
+        done = sum(min(last, hw - 1) - max(first, st.start_offset) + 1
+                   for first, last, state, _count in st.batches
+                   if state in (ACKNOWLEDGED, ARCHIVED) and last >= st.start_offset and first < hw)
+        return max(hw - st.start_offset - done, 0)
+
+    async def alter_offsets(self, header, req):
+        """AlterShareGroupOffsets: move an empty share group's share-partitions
+        to new start offsets. Each is initialized again at the next state
+        epoch (InitializeShareGroupState): what was in flight is forgotten,
+        and a leader's write at the old state epoch is fenced."""
+        R = m.AlterShareGroupOffsetsResponse
+        gid = req.group_id
+
+        def top(code, msg=None):
+            return R(throttle_time_ms=0, error_code=code, error_message=msg, responses=[])
+
+        refused = self._empty_group_error(gid, must_exist=False)
+        if refused:
+            return top(*refused)
+        cache = self.broker.metadata_cache
+        out = []
+        for t in req.topics:
+            tid = cache.topic_ids.get(t.topic_name)
+            rows = []
+            for p in t.partitions:
+                if tid is None or not cache.has_partition(t.topic_name, p.partition_index):
+                    code, msg = Errors.UNKNOWN_TOPIC_OR_PARTITION, None
+                elif p.start_offset < 0:
+                    code, msg = Errors.INVALID_REQUEST, f"StartOffset {p.start_offset} is negative."
+                else:
+                    key = (gid, tid, p.partition_index)
+                    st = self.coordinator.states.get(key)
+                    code = await self.coordinator.initialize(gid, tid, p.partition_index,
+                                                             st.state_epoch + 1 if st is not None else 0,
+                                                             p.start_offset)
+                    msg = None
+                    if not code:
+                        self.manager.forget(key)
+                rows.append(R.AlterShareGroupOffsetsResponsePartition(partition_index=p.partition_index,
+                                                                      error_code=code, error_message=msg))
+            out.append(R.AlterShareGroupOffsetsResponseTopic(topic_name=t.topic_name, topic_id=tid or ZERO_UUID,
+                                                             partitions=rows))
+        return R(throttle_time_ms=0, error_code=0, responses=out)
+
+    async def delete_offsets(self, header, req):
+        """DeleteShareGroupOffsets: forget an empty share group's state for
+        whole topics (DeleteShareGroupState); a member joining later starts
+        again at share.auto.offset.reset."""
+        R = m.DeleteShareGroupOffsetsResponse
+        gid = req.group_id
+        refused = self._empty_group_error(gid, must_exist=True)
+        if refused:
+            return R(throttle_time_ms=0, error_code=refused[0], error_message=refused[1], responses=[])
+        cache = self.broker.metadata_cache
+        out = []
+        for t in req.topics:
+            tid = cache.topic_ids.get(t.topic_name)
+            code = Errors.UNKNOWN_TOPIC_OR_PARTITION if tid is None else await self._delete_state(gid, tid)
+            out.append(R.DeleteShareGroupOffsetsResponseTopic(topic_name=t.topic_name, topic_id=tid or ZERO_UUID,
+                                                              error_code=code))
+        return R(throttle_time_ms=0, error_code=0, responses=out)
+
+    async def _delete_state(self, gid, topic_id=None) -> int:
+        """The share coordinator forgets gid's share-partitions (of topic_id
+        only, when given); the first error, or 0."""
+        code = 0
+        for key in [k for k in self.coordinator.states if k[0] == gid and topic_id in (None, k[1])]:
+            code = code or await self.coordinator.delete(*key)
+            self.manager.forget(key)
+        return code
+
+    def _empty_group_error(self, gid, must_exist):
+        """(code, message) unless gid names a share group without members (or,
+        when not must_exist, no group yet) that this broker coordinates."""
+        no = self._refused()
+        if no:
+            return no
+        code = self.groups.coordinator.coordinator_error(gid)
+        if code:
+            return code, None
+        g = self.groups.groups.get(gid)
+        if g is None and gid in self.groups.coordinator.groups:
+            return Errors.GROUP_ID_NOT_FOUND, f"Group {gid} is not a share group."
+        if g is None and must_exist and not any(k[0] == gid for k in self.coordinator.states):
+            return Errors.GROUP_ID_NOT_FOUND, f"Group {gid} not found."
+        if g is not None and g.members:
+            return Errors.NON_EMPTY_GROUP, "The share group has members: its offsets change only while it is empty."
+        return None

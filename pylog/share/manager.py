@@ -1,0 +1,533 @@
+"""ShareFetch and ShareAcknowledge on the partition leader: share sessions,
+the share-partitions of this broker's led partitions, their acquisition
+locks, and their persistence (Kafka's SharePartitionManager and
+ShareSessionCache are the model; KAFKA-NOTES §11.3-11.5).
+
+- **Sessions** are keyed by (group, member): epoch 0 opens one with the
+  listed partitions, then each request carries the next epoch (1, 2, ...;
+  after MAX, 1); -1 closes it and releases what the member holds.
+- **Share-partitions** (partition.py) are loaded on first use from the share
+  coordinator (ReadShareGroupState); one never initialized is initialized
+  (InitializeShareGroupState) at share.auto.offset.reset: the high
+  watermark (latest) or the log start (earliest).
+- **Acquisition** reads whole log batches from the share-partition's next
+  fetch offset, below the high watermark, and hands out the offsets it
+  acquired with the batches' bytes; a fetch with nothing to hand out waits in
+  the broker's purgatory up to MaxWaitMs for new data or released records.
+- **Locks**: one loop timer per share-partition, at its earliest lock
+  deadline; an expired lock makes the records Available again (or Archived
+  at group.share.delivery.count.limit).
+- **Persistence**: every change of acknowledged, released or expired records
+  is written (WriteShareGroupState) before the acknowledgement is answered;
+  acquisitions are not (as in Kafka: a lock does not survive its leader).
+
+Threads: the event loop's thread only.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .._engine import batch_headers
+from ..broker.purgatory import HIGH_WATERMARK, DelayedOperation
+from ..errors import PylogError
+from ..protocol import messages as m
+from ..protocol.error_codes import Errors
+from .configs import share_group_config
+from .partition import RENEW, AckError, SharePartition
+
+log = logging.getLogger("pylog.share")
+
+# The purgatory event a share-partition fires when records become
+# acquirable again (released, lock expired), for fetches waiting on it.
+SHARE_AVAILABLE = "share_available"
+MAX_EPOCH = (1 << 31) - 1
+_NOT_READY = -1000          # internal: the share-partition's state is not loaded yet
+NOT_READY_RETRY_S = 0.05
+PREPARE_RETRY_S, PREPARE_TRIES = 0.1, 300
+MAX_MEMBER_ID = 36
+
+
+class ShareSession:
+    __slots__ = ("group_id", "member_id", "epoch", "partitions", "connection")
+
+    def __init__(self, group_id, member_id, connection):
+        self.group_id, self.member_id = group_id, member_id
+        self.connection = connection                # the connection of its last request
+        self.epoch = 1                              # the epoch the next request must carry
+        self.partitions: dict = {}                  # (topic id, index) -> None, in order
+
+
+class _Held:
+    """A loaded share-partition with its data partition's key and lock timer."""
+
+    __slots__ = ("key", "sp", "topic", "index", "timer")
+
+    def __init__(self, key, sp, topic, index):
+        self.key, self.sp, self.topic, self.index = key, sp, topic, index
+        self.timer = None
+
+
+class SharePartitionManager:
+    """See the module docstring. `broker` gives the logs, metadata cache,
+    config and purgatory; `coordinator` is the share coordinator (the
+    persister); `groups` the share groups (their configs)."""
+
+    def __init__(self, broker, purgatory, coordinator, groups):
+        self.broker = broker
+        self.purgatory = purgatory
+        self.coordinator = coordinator
+        self.groups = groups
+        cfg = broker.config
+        self.delivery_limit = cfg.get("group.share.delivery.count.limit")
+        self.max_locks = cfg.get("group.share.partition.max.record.locks")
+        self.max_sessions = cfg.get("group.share.max.share.sessions")
+        self.sessions: dict[tuple, ShareSession] = {}
+        self.held: dict[tuple, _Held] = {}          # (group, topic id, index) -> _Held
+        self._loading: dict[tuple, asyncio.Future] = {}
+
+    # ---- ShareFetch ----
+
+    def _checked(self, R, req):
+        """(the group's lock duration, the top-level error answer or None):
+        the checks ShareFetch and ShareAcknowledge share."""
+        lock_ms = self._settings(req.group_id)["share.record.lock.duration.ms"] if req.group_id else 0
+
+        def top(code, msg=None):
+            return R(throttle_time_ms=0, error_code=code, error_message=msg, acquisition_lock_timeout_ms=lock_ms,
+                     responses=[], node_endpoints=[])
+
+        if not req.group_id:
+            return lock_ms, top, top(Errors.INVALID_REQUEST, "GroupId must be set.")
+        if not req.member_id or len(req.member_id) > MAX_MEMBER_ID:
+            return lock_ms, top, top(Errors.INVALID_REQUEST,
+                                     "MemberId must be a non-empty string of at most 36 characters.")
+        return lock_ms, top, None
+
+    async def share_fetch(self, ctx, req):
+        R = m.ShareFetchResponse
+        version = ctx.request_api_version
+        lock_ms, top, refused = self._checked(R, req)
+        if refused is not None:
+            return refused
+        if version >= 2 and req.is_renew_ack and (req.max_bytes or req.min_bytes or req.max_records
+                                                  or req.max_wait_ms):
+            return top(Errors.INVALID_REQUEST, "With IsRenewAck, MaxBytes, MinBytes, MaxRecords and MaxWaitMs "
+                                               "must be 0.")
+        if version >= 2 and req.share_acquire_mode not in (0, 1):
+            return top(Errors.INVALID_REQUEST, f"Unknown ShareAcquireMode {req.share_acquire_mode}.")
+        key = (req.group_id, req.member_id)
+        epoch = req.share_session_epoch
+        has_acks = any(p.acknowledgement_batches for t in req.topics for p in t.partitions)
+        if epoch == 0:
+            if has_acks:
+                return top(Errors.INVALID_REQUEST, "Acknowledge data present on initial share fetch request.")
+            old = self.sessions.pop(key, None)
+            if old is not None:
+                self._release_member(req.group_id, req.member_id)
+            if len(self.sessions) >= self.max_sessions:
+                # As Kafka: after MaxWaitMs, so a client retrying does not spin.
+                await asyncio.sleep(max(req.max_wait_ms, 0) / 1000.0)
+                return top(Errors.SHARE_SESSION_LIMIT_REACHED, "The share session cache is full.")
+            session = self.sessions[key] = ShareSession(req.group_id, req.member_id, getattr(ctx, "connection", None))
+        else:
+            session = self.sessions.get(key)
+            if session is None:
+                return top(Errors.SHARE_SESSION_NOT_FOUND, f"Share session for {req.member_id} not found.")
+            if epoch != -1 and epoch != session.epoch:
+                return top(Errors.INVALID_SHARE_SESSION_EPOCH,
+                           f"Share session epoch {epoch} is not the expected {session.epoch}.")
+        if epoch != -1:
+            session.connection = getattr(ctx, "connection", None)
+            if epoch != 0:
+                session.epoch = 1 if session.epoch == MAX_EPOCH else session.epoch + 1
+            for t in req.topics:
+                for p in t.partitions:
+                    session.partitions[(t.topic_id, p.partition_index)] = None
+            for t in req.forgotten_topics_data:
+                for idx in t.partitions:
+                    session.partitions.pop((t.topic_id, idx), None)
+
+        out = {}                                    # (topic id, index) -> PartitionData
+        # Acknowledgements first, with their own error per partition.
+        acks = []
+        for t in req.topics:
+            for p in t.partitions:
+                if p.acknowledgement_batches:
+                    acks.append((t.topic_id, p.partition_index, p.acknowledgement_batches))
+        ack_codes = await self._acknowledge(req.group_id, req.member_id, acks,
+                                            version >= 2 and req.is_renew_ack, lock_ms)
+        for (tid, idx), (code, msg) in ack_codes.items():
+            out[(tid, idx)] = R.PartitionData(partition_index=idx, acknowledge_error_code=code,
+                                              acknowledge_error_message=msg, records=b"", acquired_records=[],
+                                              current_leader=R.LeaderIdAndEpoch(leader_id=-1, leader_epoch=-1))
+        if epoch == -1:
+            self.sessions.pop(key, None)
+            self._release_member(req.group_id, req.member_id)
+        elif req.max_records > 0 and not (version >= 2 and req.is_renew_ack):
+            await self._fetch(req, session, out, lock_ms)
+        responses = {}
+        for (tid, idx), pd in out.items():
+            responses.setdefault(tid, []).append(pd)
+        return R(throttle_time_ms=0, error_code=0, acquisition_lock_timeout_ms=lock_ms, node_endpoints=[],
+                 responses=[R.ShareFetchableTopicResponse(topic_id=tid, partitions=ps)
+                            for tid, ps in responses.items()])
+
+    async def _fetch(self, req, session, out, lock_ms):
+        R = m.ShareFetchResponse
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(req.max_wait_ms, 0) / 1000.0
+        wanted = list(session.partitions)
+        while True:
+            held, got, not_ready = [], 0, False
+            budget = req.max_bytes if req.max_bytes > 0 else (1 << 31) - 1
+            for tid, idx in wanted:
+                pd = out.get((tid, idx))
+                code, h = await self._share_partition(req.group_id, tid, idx)
+                if pd is None:
+                    pd = out[(tid, idx)] = R.PartitionData(partition_index=idx, records=b"", acquired_records=[],
+                                                           current_leader=R.LeaderIdAndEpoch(leader_id=-1,
+                                                                                             leader_epoch=-1))
+                p = self._partition(tid, idx)
+                if p is not None:
+                    pd.current_leader = R.LeaderIdAndEpoch(leader_id=p.leader_id, leader_epoch=p.leader_epoch)
+                if code == _NOT_READY:
+                    not_ready = True   # its state is still being read or initialized: nothing yet
+                    continue
+                if code:
+                    pd.error_code = code
+                    continue
+                held.append((h, p))
+                if got >= req.max_records or budget <= 0:
+                    continue
+                records, acquired = self._acquire(h, p, session.member_id, req.max_records - got, budget,
+                                                  lock_ms)
+                if acquired:
+                    pd.records = records
+                    pd.acquired_records = [R.AcquiredRecords(first_offset=f, last_offset=l, delivery_count=c)
+                                           for f, l, c in acquired]
+                    got += sum(l - f + 1 for f, l, c in acquired)
+                    budget -= len(records)
+            remaining = deadline - loop.time()
+            if got or remaining <= 0 or self.broker.stopping:
+                return
+            if not_ready or not held:
+                # The share coordinator is loading (or its topic is being
+                # created): look again shortly, within MaxWaitMs.
+                await asyncio.sleep(min(remaining, NOT_READY_RETRY_S))
+                continue
+            await self.purgatory.wait(_DelayedShareFetch(held, self.broker), [p for _, p in held],
+                                      (HIGH_WATERMARK, SHARE_AVAILABLE), remaining)
+            if loop.time() >= deadline and not _DelayedShareFetch(held, self.broker).try_complete():
+                return
+
+    def _acquire(self, h: _Held, p, member, max_records, budget, lock_ms):
+        sp = h.sp
+        if sp.archive_below(p.log_start_offset):
+            self._persist(h)
+        offset = sp.next_fetch_offset()
+        if offset >= p.high_watermark or (offset >= sp.end and not sp.can_grow()):
+            return b"", []
+        try:
+            data = p.read(offset, budget)
+        except PylogError as e:
+            log.warning("share fetch of %s-%d at %d failed: %s", h.topic, h.index, offset, e)
+            return b"", []
+        if data is None:
+            return b"", []
+        headers = batch_headers(data)
+        batches = [(hd[1], hd[1] + hd[2]) for hd in headers]
+        deadline = time.monotonic() + lock_ms / 1000.0
+        acquired = sp.acquire(member, batches, max_records, deadline)
+        if not acquired:
+            return b"", []
+        # The bytes of the batches up to the last one holding an acquired offset.
+        last = acquired[-1][1]
+        end = len(data)
+        for hd in headers:
+            if hd[1] > last:
+                end = hd[0]
+                break
+        self._arm(h)
+        return bytes(memoryview(data)[:end]), acquired
+
+    # ---- ShareAcknowledge ----
+
+    async def share_acknowledge(self, ctx, req):
+        R = m.ShareAcknowledgeResponse
+        version = ctx.request_api_version
+        lock_ms, top, refused = self._checked(R, req)
+        if refused is not None:
+            return refused
+        key = (req.group_id, req.member_id)
+        epoch = req.share_session_epoch
+        if epoch == 0:
+            return top(Errors.INVALID_SHARE_SESSION_EPOCH, "A ShareAcknowledge cannot open a share session.")
+        session = self.sessions.get(key)
+        if session is None:
+            return top(Errors.SHARE_SESSION_NOT_FOUND, f"Share session for {req.member_id} not found.")
+        if epoch != -1:
+            if epoch != session.epoch:
+                return top(Errors.INVALID_SHARE_SESSION_EPOCH,
+                           f"Share session epoch {epoch} is not the expected {session.epoch}.")
+            session.epoch = 1 if session.epoch == MAX_EPOCH else session.epoch + 1
+            session.connection = getattr(ctx, "connection", None)
+        acks = [(t.topic_id, p.partition_index, p.acknowledgement_batches) for t in req.topics for p in t.partitions]
+        codes = await self._acknowledge(req.group_id, req.member_id, acks, version >= 2 and req.is_renew_ack,
+                                        lock_ms)
+        if epoch == -1:
+            self.sessions.pop(key, None)
+            self._release_member(req.group_id, req.member_id)
+        responses = {}
+        for (tid, idx), (code, msg) in codes.items():
+            p = self._partition(tid, idx)
+            leader = R.LeaderIdAndEpoch(leader_id=p.leader_id if p else -1, leader_epoch=p.leader_epoch if p else -1)
+            responses.setdefault(tid, []).append(R.PartitionData(partition_index=idx, error_code=code,
+                                                                 error_message=msg, current_leader=leader))
+        return R(throttle_time_ms=0, error_code=0, acquisition_lock_timeout_ms=lock_ms, node_endpoints=[],
+                 responses=[R.ShareAcknowledgeTopicResponse(topic_id=tid, partitions=ps)
+                            for tid, ps in responses.items()])
+
+    async def _acknowledge(self, group_id, member_id, acks, renew_ok, lock_ms) -> dict:
+        """Apply each partition's acknowledgement batches: {(topic id, index): (code, message)}."""
+        codes, writes = {}, []
+        for tid, idx, batches in acks:
+            bad = _invalid_batches(batches, renew_ok)
+            if bad:
+                codes[(tid, idx)] = (Errors.INVALID_REQUEST, bad)
+                continue
+            code, h = await self._share_partition(group_id, tid, idx)
+            if code:
+                # Nothing acquired can be acknowledged before the state is loaded.
+                codes[(tid, idx)] = (Errors.INVALID_RECORD_STATE if code == _NOT_READY else code, None)
+                continue
+            try:
+                renews = [(b.first_offset, b.last_offset) for b in batches
+                          if len(b.acknowledge_types) == 1 and b.acknowledge_types[0] == RENEW]
+                others = [(b.first_offset, b.last_offset, list(b.acknowledge_types)) for b in batches
+                          if not (len(b.acknowledge_types) == 1 and b.acknowledge_types[0] == RENEW)]
+                if any(RENEW in types for _, _, types in others):
+                    raise AckError(Errors.INVALID_REQUEST, "Renew must cover a whole acknowledgement batch.")
+                deadline = time.monotonic() + lock_ms / 1000.0
+                for f, l in renews:
+                    h.sp.renew(member_id, f, l, deadline)
+                if others:
+                    h.sp.acknowledge(member_id, others)
+            except AckError as e:
+                codes[(tid, idx)] = (e.code, str(e))
+                continue
+            codes[(tid, idx)] = (0, None)
+            if others:
+                writes.append(((tid, idx), h))
+                self._arm(h)
+                self._wake(h)
+        for where, h in writes:
+            code = await self._persist(h)
+            if code:
+                codes[where] = (code, "The share-partition state could not be written.")
+        return codes
+
+    # ---- share-partitions ----
+
+    def _settings(self, group_id):
+        return share_group_config(self.broker.config, self.broker.metadata_cache.group_configs.get(group_id))
+
+    def _partition(self, topic_id, index):
+        name = self.broker.metadata_cache.topic_name(topic_id)
+        if name is None:
+            return None
+        return self.broker.log_manager.partitions.get((name, index))
+
+    def prepare(self, group_id, topic_id, index):
+        """Load (or initialize at share.auto.offset.reset) the share-partition
+        now, in the background: it was just assigned, and a group reading
+        from `latest` starts where the log was then, not at its first fetch."""
+        if (group_id, topic_id, index) in self.held:
+            return
+        task = asyncio.ensure_future(self._prepare(group_id, topic_id, index))
+        task.add_done_callback(_ignore_outcome)
+
+    async def _prepare(self, group_id, topic_id, index):
+        # While the persister is not ready (its topic being created or
+        # loaded, the first time a share group is used), try again shortly.
+        for _ in range(PREPARE_TRIES):
+            code, _h = await self._share_partition(group_id, topic_id, index)
+            if code != _NOT_READY or self.broker.stopping:
+                return
+            await asyncio.sleep(PREPARE_RETRY_S)
+
+    async def _share_partition(self, group_id, topic_id, index):
+        """(error, _Held) for the share-partition, loading it first if needed."""
+        key = (group_id, topic_id, index)
+        name = self.broker.metadata_cache.topic_name(topic_id)
+        if name is None:
+            return Errors.UNKNOWN_TOPIC_ID, None
+        p = self.broker.log_manager.partitions.get((name, index))
+        if p is None:
+            return (Errors.NOT_LEADER_OR_FOLLOWER if self.broker.metadata_cache.has_partition(name, index)
+                    else Errors.UNKNOWN_TOPIC_OR_PARTITION), None
+        if not p.is_leader:
+            return Errors.NOT_LEADER_OR_FOLLOWER, None
+        h = self.held.get(key)
+        if h is not None:
+            return 0, h
+        fut = self._loading.get(key)
+        if fut is None:
+            fut = self._loading[key] = asyncio.ensure_future(self._load(key, name, index, p))
+            fut.add_done_callback(lambda _f: self._loading.pop(key, None))
+        return await asyncio.shield(fut)
+
+    async def _load(self, key, name, index, p):
+        group_id, topic_id, _ = key
+        code, st = await self.coordinator.read(group_id, topic_id, index, p.leader_epoch)
+        if code:
+            return _retriable(code), None
+        if st is None:
+            reset = self._settings(group_id)["share.auto.offset.reset"]
+            start = p.log_start_offset if reset == "earliest" else p.high_watermark
+            code = await self.coordinator.initialize(group_id, topic_id, index, 0, start)
+            if code and code != Errors.FENCED_STATE_EPOCH:
+                return _retriable(code), None
+            code, st = await self.coordinator.read(group_id, topic_id, index, p.leader_epoch)
+            if code or st is None:
+                return _retriable(code or Errors.COORDINATOR_NOT_AVAILABLE), None
+        h = self.held.get(key)
+        if h is None:
+            sp = SharePartition(st.start_offset, st.batches, delivery_limit=self.delivery_limit,
+                                max_locks=self.max_locks, state_epoch=st.state_epoch)
+            h = self.held[key] = _Held(key, sp, name, index)
+            log.info("share group %s: %s-%d loaded at start offset %d, %d in flight", group_id, name, index,
+                     sp.start, sp.end - sp.start)
+        return 0, h
+
+    def _persist(self, h: _Held):
+        """Write the share-partition's state now; a future of the error code."""
+        start, batches = h.sp.persisted_state()
+        group_id, topic_id = h.key[:2]
+        p = self.broker.log_manager.partitions.get((h.topic, h.index))
+        epoch = p.leader_epoch if p is not None else -1
+        return asyncio.ensure_future(self.coordinator.write(group_id, topic_id, h.index, h.sp.state_epoch, epoch,
+                                                            start, batches))
+
+    # ---- locks ----
+
+    def _arm(self, h: _Held):
+        if h.timer is not None:
+            h.timer.cancel()
+            h.timer = None
+        d = h.sp.earliest_deadline()
+        if d is None:
+            return
+        h.timer = asyncio.get_running_loop().call_later(max(d - time.monotonic(), 0.0), self._expire, h)
+
+    def _expire(self, h: _Held):
+        h.timer = None
+        if self.held.get(h.key) is not h:
+            return
+        n = h.sp.expire(time.monotonic())
+        if n:
+            log.debug("%s-%d: %d records' acquisition locks expired", h.topic, h.index, n)
+            self._persist(h)
+            self._wake(h)
+        self._arm(h)
+
+    def _wake(self, h: _Held):
+        p = self.broker.log_manager.partitions.get((h.topic, h.index))
+        if p is not None:
+            self.purgatory.check_and_complete(p, SHARE_AVAILABLE)
+
+    def _release_member(self, group_id, member_id):
+        for (gid, _tid, _idx), h in list(self.held.items()):
+            if gid == group_id and h.sp.release_member(member_id):
+                self._persist(h)
+                self._arm(h)
+                self._wake(h)
+
+    def forget(self, key):
+        """Drop a loaded share-partition (its state was replaced at a new
+        state epoch): the next fetch reads it back from the share coordinator."""
+        h = self.held.pop(key, None)
+        if h is not None and h.timer is not None:
+            h.timer.cancel()
+
+    def connection_closed(self, connection):
+        """A client's connection closed: the share sessions whose last
+        request came on it end, and their members' records are released (as
+        Kafka's ShareSessionCache does on a disconnect)."""
+        for key, session in list(self.sessions.items()):
+            if session.connection is connection:
+                del self.sessions[key]
+                self._release_member(*key)
+
+    def on_resign(self, topic, index):
+        """This broker no longer leads topic-index: its share-partitions go
+        (the next leader reads them back from the share coordinator)."""
+        for key, h in list(self.held.items()):
+            if h.topic == topic and h.index == index:
+                if h.timer is not None:
+                    h.timer.cancel()
+                del self.held[key]
+
+    def stop(self):
+        for h in self.held.values():
+            if h.timer is not None:
+                h.timer.cancel()
+
+
+class _DelayedShareFetch(DelayedOperation):
+    """A ShareFetch with nothing to hand out yet: done when one of its
+    share-partitions has records to acquire (new data below the high
+    watermark, or records released), or it can never have (not leader,
+    broker stopping)."""
+
+    __slots__ = ("held", "broker")
+
+    def __init__(self, held, broker):
+        self.held, self.broker = held, broker
+
+    def try_complete(self) -> bool:
+        if self.broker.stopping:
+            return True
+        for h, p in self.held:
+            if not p.is_leader:
+                return True
+            sp = h.sp
+            offset = sp.next_fetch_offset()
+            if offset < sp.end or (p.high_watermark > sp.end and sp.can_grow()):
+                return True
+        return False
+
+
+def _invalid_batches(batches, renew_ok) -> str | None:
+    """Kafka's per-partition INVALID_REQUEST checks of acknowledgement batches."""
+    prev_last = None
+    for b in batches:
+        if b.first_offset > b.last_offset:
+            return f"FirstOffset {b.first_offset} is after LastOffset {b.last_offset}."
+        if prev_last is not None and b.first_offset <= prev_last:
+            return "Acknowledgement batches overlap or are out of order."
+        prev_last = b.last_offset
+        types = b.acknowledge_types
+        if not types or (len(types) != 1 and len(types) != b.last_offset - b.first_offset + 1):
+            return "AcknowledgeTypes must hold one type or one per offset."
+        for t in types:
+            if not 0 <= t <= 4 or (t == RENEW and not renew_ok):
+                return f"Invalid acknowledge type {t}."
+    return None
+
+
+def _retriable(code):
+    # The persister cannot answer yet (its topic being created or loaded):
+    # the share-partition is not ready, and a fetch hands out nothing from it
+    # rather than an error librdkafka would take as fatal.
+    if code in (Errors.NOT_COORDINATOR, Errors.COORDINATOR_LOAD_IN_PROGRESS, Errors.COORDINATOR_NOT_AVAILABLE,
+                Errors.REQUEST_TIMED_OUT):
+        return _NOT_READY
+    return code
+
+
+def _ignore_outcome(task):
+    # A background load whose error the next fetch meets (and reports) again.
+    if not task.cancelled():
+        task.exception()
