@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 
 from ..errors import InvalidConfigError, InvalidRequestError
-from ..protocol.messages import DescribeConfigsResponse
+from ..protocol import messages as m
 
 __all__ = ["apply_changes", "describe", "loggers"]
 
@@ -66,7 +66,7 @@ def _check_node(name: str, node_id: int, describing: bool) -> None:
 
 def describe(name: str, node_id: int, keys) -> list:
     _check_node(name, node_id, describing=True)
-    C = DescribeConfigsResponse.DescribeConfigsResourceResult
+    C = m.DescribeConfigsResponse.DescribeConfigsResourceResult
     return [C(name=k, value=v, read_only=False, is_default=False, config_source=_DYNAMIC_BROKER_LOGGER_CONFIG,
               is_sensitive=False, synonyms=[]) for k, v in sorted(loggers().items())
             if keys is None or k in keys]

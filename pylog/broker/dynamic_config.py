@@ -27,7 +27,7 @@ import logging
 import re
 
 from ..errors import InvalidConfigError, InvalidRequestError
-from ..protocol.messages import DescribeConfigsResponse
+from ..protocol import messages as m
 from .tls import SSL_DEFAULTS
 from .config import (BROKER_DEFAULTS, LISTENER_LIMIT_KEY, TOPIC_CONFIGS, _sasl_key, config_text,
                      validate_topic_configs)
@@ -436,8 +436,8 @@ def _synonyms(cfg, name: str) -> list[tuple[str, str, int]]:
 def describe(cfg, name: str, keys, include_synonyms: bool) -> list:
     """Kafka's ConfigHelper for a BROKER resource: "" lists the cluster-default
     dynamic configs, this broker's id every broker config with its source."""
-    C = DescribeConfigsResponse.DescribeConfigsResourceResult
-    S = DescribeConfigsResponse.DescribeConfigsSynonym
+    C = m.DescribeConfigsResponse.DescribeConfigsResourceResult
+    S = m.DescribeConfigsResponse.DescribeConfigsSynonym
     if name:
         try:
             got = int(name)
