@@ -34,6 +34,8 @@ Each gap over 250 ms gets a cause, from what the bench saw (--trace-ms prints
 the evidence: the partition's records, the owner's consume() calls and
 rebalance callbacks, this process's stalls, the broker's CPU wait):
 
+  eager stop    classic eager protocols: a member owns nothing between its
+                revoke callback and its next assignment, kept partitions too
   client pause  librdkafka pauses every assigned partition while an
                 incremental rebalance callback is pending (each revoke, and the
                 assign that follows it, even of 0 partitions); the resume does
@@ -93,6 +95,7 @@ class Member:
     def __init__(self, name, conf, topic, deliveries, lock, wake_fetcher=False):
         self.name = name
         self.topic = topic
+        self.eager = conf.get("partition.assignment.strategy") in ("range", "roundrobin")
         self.wake_fetcher = wake_fetcher
         self.owned: set[int] = set()
         self.calls: list[tuple[float, float, int]] = []  # every consume(): called, returned, messages
@@ -328,7 +331,7 @@ def _trace(kind, gap, deliveries, lock, everyone, t_event, t_done, wall_offset) 
     queued = STARVATION.broker_queued(t_a, t_b)
     lines.append(f"    this process's longest stall inside the gap: {stall * 1e3:.0f} ms; the broker's loop "
                  f"waited for a CPU {queued * 1e3:.0f} ms of it")
-    cause, why = _verdict(g, t_a, after, wall_offset, calls, callbacks, stall, queued)
+    cause, why = _verdict(g, t_a, after, wall_offset, calls, callbacks, stall, queued, owner.eager)
     lines.append(f"    verdict ({cause}): {why}")
     return "\n".join(lines), cause
 
@@ -343,7 +346,7 @@ def _quiet(recs, t0, t1, least) -> bool:
     return prev is not None and prev < t1 and t1 - max(prev, t0) >= least
 
 
-def _verdict(g, t_a, after, wall_offset, calls, callbacks, stall, queued) -> tuple[str, str]:
+def _verdict(g, t_a, after, wall_offset, calls, callbacks, stall, queued, eager) -> tuple[str, str]:
     """(cause, explanation) of a long gap, from what the bench saw."""
     if after and after[4] / 1e3 - wall_offset > t_a + g / 2:
         return "producer", "the producer wrote nothing to the partition for most of the gap"
@@ -353,6 +356,9 @@ def _verdict(g, t_a, after, wall_offset, calls, callbacks, stall, queued) -> tup
     if queued > g / 3:
         return "broker CPU", (f"the broker's event loop waited {queued * 1e3:.0f} ms for a CPU (the machine's "
                               "other load): every fetch answer waited")
+    if eager and any(t_a - 0.15 < t < t_a + g for t, _, _ in callbacks):
+        return "eager stop", ("the eager protocol: the owner held no partition from its revoke callback "
+                              "until the new assignment")
     if any(t_a - 0.15 < t < t_a + g for t, _, _ in callbacks):
         return "client pause", ("records waited while the owner's consume() calls returned empty, right after "
                                 "a rebalance callback: librdkafka's fetcher asleep after the callback's pause "
