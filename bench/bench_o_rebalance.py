@@ -463,6 +463,7 @@ def run(protocols, rounds, rate, hb, trace_ms=None, debug=None, wake_fetcher=Fal
     if not STARVATION.is_alive():
         STARVATION.start()
     results = {}
+    t0, cpu0 = time.monotonic(), broker.cpu()
     try:
         for rnd in range(rounds):
             for proto in protocols:
@@ -473,6 +474,9 @@ def run(protocols, rounds, rate, hb, trace_ms=None, debug=None, wake_fetcher=Fal
                           f"({time.strftime('%H:%M:%S')})", flush=True)
                     if "trace" in r:
                         print(r["trace"], flush=True)
+        wall = time.monotonic() - t0
+        print(f"broker CPU {broker.cpu() - cpu0:.0f} s over {wall:.0f} s "
+              f"({(broker.cpu() - cpu0) / wall * 100:.0f}% of one core)", flush=True)
     finally:
         broker.stop()
     return results
