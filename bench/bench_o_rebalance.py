@@ -356,10 +356,13 @@ def _verdict(g, t_a, after, wall_offset, calls, callbacks, stall, queued, eager)
     if queued > g / 3:
         return "broker CPU", (f"the broker's event loop waited {queued * 1e3:.0f} ms for a CPU (the machine's "
                               "other load): every fetch answer waited")
-    if eager and any(t_a - 0.15 < t < t_a + g for t, _, _ in callbacks):
+    # The pause starts when librdkafka queues the callback, the app runs it
+    # at its next consume() (within 50 ms): callbacks just around the gap's start.
+    at_start = any(t_a - 0.15 < t < t_a + 0.1 for t, _, _ in callbacks)
+    if eager and at_start:
         return "eager stop", ("the eager protocol: the owner held no partition from its revoke callback "
                               "until the new assignment")
-    if any(t_a - 0.15 < t < t_a + g for t, _, _ in callbacks):
+    if at_start:
         return "client pause", ("records waited while the owner's consume() calls returned empty, right after "
                                 "a rebalance callback: librdkafka's fetcher asleep after the callback's pause "
                                 "(see Member._wake)")
