@@ -66,7 +66,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     # KIP-848 consumer groups (pylog/groups/consumer_group.py): librdkafka
     # sends only heartbeat v1 (client-made member ids, regex subscriptions).
     CONSUMER_GROUP_HEARTBEAT: (0, 1),
-    CONSUMER_GROUP_DESCRIBE: (0, 0),   # v1's MemberType (KIP-1099) is not in the generated codec
+    CONSUMER_GROUP_DESCRIBE: (0, 1),
     PRODUCE: (0, 11),         # v8: record_errors (KIP-467); v9 flexible; v10-11: current leader (KIP-951)
     FETCH: (4, 17),           # v12 flexible, v13 topic ids, v15 replica_state, v16 node_endpoints (fetch_api.py)
     LIST_OFFSETS: (1, 9),     # v4: leader epochs; v7 MAX_TIMESTAMP; v8 EARLIEST_LOCAL; v9 LATEST_TIERED

@@ -89,7 +89,7 @@ class ConsumerMember:
 
     __slots__ = ("member_id", "instance_id", "rack_id", "client_id", "client_host", "subscribed_topic_names",
                  "subscribed_topic_regex", "rebalance_timeout_ms", "server_assignor", "member_epoch",
-                 "previous_member_epoch", "state", "assigned", "pending_revocation")
+                 "previous_member_epoch", "state", "assigned", "pending_revocation", "classic")
 
     def __init__(self, member_id: str):
         self.member_id = member_id
@@ -106,6 +106,14 @@ class ConsumerMember:
         self.state = MemberState.STABLE
         self.assigned: Assignment = {}
         self.pending_revocation: Assignment = {}
+        # A member speaking the classic protocol in a consumer group (online
+        # migration): its ClassicMemberState (classic_members.py), else None.
+        self.classic = None
+
+    @property
+    def member_type(self) -> int:
+        """ConsumerGroupDescribe v1 MemberType (KIP-1099): 0 classic, 1 consumer."""
+        return 1 if self.classic is None else 0
 
     def metadata_value(self) -> MemberValue:
         return MemberValue(instance_id=self.instance_id, rack_id=self.rack_id, client_id=self.client_id,
@@ -837,7 +845,8 @@ class ConsumerGroups:
                             member_epoch=m.member_epoch, client_id=m.client_id, client_host=m.client_host,
                             subscribed_topic_names=list(m.subscribed_topic_names),
                             subscribed_topic_regex=m.subscribed_topic_regex, assignment=assignment(m.assigned),
-                            target_assignment=assignment(g.target.get(m.member_id, {})))
+                            target_assignment=assignment(g.target.get(m.member_id, {})),
+                            member_type=m.member_type)
                    for m in g.members.values()]
         return R.DescribedGroup(error_code=0, error_message=None, group_id=gid, group_state=g.state.value,
                                 group_epoch=g.group_epoch, assignment_epoch=g.assignment_epoch,

@@ -195,9 +195,25 @@ def load_schema(path):
     return json.loads(strip_comments(Path(path).read_text(encoding="utf-8")))
 
 
+# APIs whose newer versions pylog serves, taken from the Kafka 4.5 snapshot
+# beside the old one (shared/kafka-protocol-4.5/messages): the rest of the
+# package stays on the old snapshot until each API moves on its own (the
+# 4.5 one drops versions and the ZooKeeper-era APIs pylog still serves).
+NEWER = frozenset({
+    "ConsumerGroupDescribeRequest", "ConsumerGroupDescribeResponse",   # v1: MemberType (KIP-1099)
+})
+
+
+def _newer_schema(schemas_dir, name):
+    path = Path(schemas_dir).parent.parent / "kafka-protocol-4.5" / Path(schemas_dir).name / f"{name}.json"
+    return path if path.is_file() else None
+
+
 def load_specs(schemas_dir):
     specs = []
     for path in sorted(Path(schemas_dir).glob("*.json")):
+        if path.stem in NEWER:
+            path = _newer_schema(schemas_dir, path.stem) or path
         specs.append(MessageSpec(load_schema(path), path))
     if not specs:
         raise SystemExit(f"no *.json schemas in {schemas_dir}")

@@ -47,6 +47,16 @@ def test_join_gets_every_partition_then_steady_heartbeats_carry_no_assignment(br
     assert left.error_code == 0 and left.member_epoch == -1
 
 
+def test_describe_v1_names_each_member_type(broker, conn):
+    create_topic(broker, "w-type", 2)
+    mid = member_id()
+    assert heartbeat(conn, "w-type-g", mid, 0, ["w-type"]).error_code == 0
+    g = describe(conn, "w-type-g", version=1)
+    assert [(mm.member_id, mm.member_type) for mm in g.members] == [(mid, 1)]   # KIP-1099: a consumer member
+    # v0 has no MemberType: what it decodes is the field's default (-1, unknown).
+    assert [mm.member_type for mm in describe(conn, "w-type-g", version=0).members] == [-1]
+
+
 def test_second_member_gets_partitions_only_after_the_first_revokes(broker, conn):
     create_topic(broker, "w-revoke", 4)
     a, b = member_id(), member_id()
