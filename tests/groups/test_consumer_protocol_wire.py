@@ -355,7 +355,11 @@ def test_records_in_consumer_offsets_have_kafkas_layouts(tmp_path):
         create_topic(b, "rx-layout", 1)
         conn = connect(b)
         mid = member_id()
-        assert heartbeat(conn, "w-layout-g", mid, 0, [], regex="rx-.*").error_code == 0
+        r = heartbeat(conn, "w-layout-g", mid, 0, [], regex="rx-.*")
+        assert r.error_code == 0
+        # The regex is resolved off the heartbeat; a later heartbeat gets its topic.
+        wait_until(lambda: (lambda r: r.assignment is not None and len(_parts(r)) == 1)(
+            heartbeat(conn, "w-layout-g", mid, r.member_epoch, owned=[])), "the regex's topic assigned")
         assert heartbeat(conn, "w-layout-g", mid, -1).error_code == 0
         conn.close()
     files = glob.glob(f"{data}/__consumer_offsets-{partition_for('w-layout-g', 50)}/*.log")
@@ -363,11 +367,14 @@ def test_records_in_consumer_offsets_have_kafkas_layouts(tmp_path):
                          capture_output=True, text=True, check=True).stdout
     rows = [(json.loads(k)["type"], v) for k, v in re.findall(r"key: (\{.*?\}\}) payload: (\S.*)$", out, re.M)]
     assert [(t, v == "<DELETE>") for t, v in rows] == [
-        ("5", False), ("3", False), ("16", False), ("7", False), ("6", False), ("8", False),   # the join
-        ("8", True), ("7", True), ("5", True), ("3", False), ("16", True)]                      # the leave
-    current = json.loads(rows[5][1])["data"]
+        ("5", False), ("3", False), ("7", False), ("6", False), ("8", False),   # the join
+        ("16", False), ("3", False),                                            # the regex resolved
+        ("7", False), ("6", False), ("8", False),                               # the heartbeat after
+        ("8", True), ("7", True), ("5", True), ("3", False), ("16", True)]      # the leave
+    current = json.loads(rows[4][1])["data"]
     assert current["memberEpoch"] == 1 and current["state"] == 0
-    assert json.loads(rows[2][1])["data"]["topics"] == ["rx-layout"]
+    assert json.loads(rows[5][1])["data"]["topics"] == ["rx-layout"]
+    assert json.loads(rows[9][1])["data"]["memberEpoch"] == 2
 
 
 def test_a_deleted_topic_leaves_the_assignment(broker, conn):
