@@ -659,10 +659,13 @@ class ConsumerGroups:
             g = self.c.groups[gid] = ConsumerGroup(gid)
             return g, []
         assert isinstance(g, Group)
-        if g.members or g.state is not GroupState.EMPTY or not create:
-            # A classic group in use: Kafka refuses the conversion when its
-            # migration policy (here always `disabled`) forbids it.
+        if not create:
             raise HeartbeatError(Errors.GROUP_ID_NOT_FOUND, f"Group {gid} is not a consumer group.")
+        if g.members or g.state is not GroupState.EMPTY:
+            # A classic group in use: Kafka's validateOnlineUpgrade under the
+            # `disabled` policy, the only one pylog serves (docs/KIP848-MIGRATION-STATUS.md).
+            raise HeartbeatError(Errors.GROUP_ID_NOT_FOUND, f"Cannot upgrade classic group {gid} to consumer group "
+                                                            "because online upgrade is disabled.")
         # An empty classic group converts: its metadata goes, its offsets stay.
         records = [(ot.group_key(gid), None)] if g.generation_id or g.protocol_type else []
         cg = ConsumerGroup(gid)

@@ -208,7 +208,13 @@ def test_consumer_heartbeat_on_a_classic_group_in_use(broker, conn):
             break
     assert j.error_code == 0
     r = heartbeat(conn, "w-classic-g", member_id(), 0, ["w-mix"])
-    assert r.error_code == Errors.GROUP_ID_NOT_FOUND
+    # Kafka's answers under group.consumer.migration.policy=disabled (validateOnlineUpgrade) ...
+    assert (r.error_code, r.error_message) == (
+        Errors.GROUP_ID_NOT_FOUND,
+        "Cannot upgrade classic group w-classic-g to consumer group because online upgrade is disabled.")
+    # ... and to a heartbeat that is not a join (getOrMaybeCreateConsumerGroup).
+    r = heartbeat(conn, "w-classic-g", member_id(), 3, owned=[])
+    assert (r.error_code, r.error_message) == (Errors.GROUP_ID_NOT_FOUND, "Group w-classic-g is not a consumer group.")
 
 
 def test_delete_an_empty_consumer_group(broker, conn):
