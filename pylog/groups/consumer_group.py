@@ -52,7 +52,7 @@ from ..protocol.coordinator_records import (
     ConsumerGroupTargetAssignmentMetadataValue as TargetMetaValue,
 )
 from ..protocol.error_codes import Errors
-from . import consumer_assignors
+from . import classic_members, consumer_assignors
 from . import offsets_topic as ot
 
 log = logging.getLogger("pylog.groups")
@@ -129,7 +129,8 @@ class ConsumerMember:
         return MemberValue(instance_id=self.instance_id, rack_id=self.rack_id, client_id=self.client_id,
                            client_host=self.client_host, subscribed_topic_names=list(self.subscribed_topic_names),
                            subscribed_topic_regex=self.subscribed_topic_regex,
-                           rebalance_timeout_ms=self.rebalance_timeout_ms, server_assignor=self.server_assignor)
+                           rebalance_timeout_ms=self.rebalance_timeout_ms, server_assignor=self.server_assignor,
+                           classic_member_metadata=None if self.classic is None else self.classic.record())
 
     def apply_metadata(self, v: MemberValue):
         self.instance_id, self.rack_id = v.instance_id, v.rack_id
@@ -137,6 +138,7 @@ class ConsumerMember:
         self.subscribed_topic_names = list(v.subscribed_topic_names)
         self.subscribed_topic_regex = v.subscribed_topic_regex
         self.rebalance_timeout_ms, self.server_assignor = v.rebalance_timeout_ms, v.server_assignor
+        self.classic = classic_members.ClassicState.from_record(v.classic_member_metadata)
 
     def current_value(self) -> CurrentValue:
         return CurrentValue(member_epoch=self.member_epoch, previous_member_epoch=self.previous_member_epoch,
@@ -428,7 +430,7 @@ class ConsumerGroups:
     def __init__(self, coordinator, config):
         self.c = coordinator
         # BrokerConfig checked the bounds and refused what pylog cannot honour
-        # (another migration policy than `disabled`, unknown assignors).
+        # (unknown assignors).
         # Sessions and heartbeat intervals: per group (GROUP config overrides,
         # else the broker's group.consumer.* values), through the writer.
         self.max_size = config.get("group.consumer.max.size")
@@ -436,6 +438,8 @@ class ConsumerGroups:
         # Kafka answers UNSUPPORTED_VERSION when `consumer` is not enabled.
         self.enabled = "consumer" in config.group_rebalance_protocols()
         self._image_names: frozenset = frozenset()
+        self.policy = config.get("group.consumer.migration.policy").lower()
+        self.classic = classic_members.ClassicMembers(self)
         self._image_version = 0
 
     # ---- topics ----
@@ -579,29 +583,32 @@ class ConsumerGroups:
         return self._write(snap, records, resp)
 
     def _write(self, snap: GroupSnapshot, records, resp):
-        """Append an answered event's records; resp once they are replicated,
-        else the write's error as Kafka maps it, and the group as before the
-        event (snap)."""
+        return self.write_result(snap, records, resp, error_response)
+
+    def write_result(self, snap: GroupSnapshot, records, result, failed):
+        """Append an answered event's records; result once they are
+        replicated, else failed(the write's error as Kafka maps it), and the
+        group as before the event (snap)."""
         group_id = snap.gid
         snap.done(self.c)
         try:
             last = self.c._store(group_id, [k for k, _ in records], [v for _, v in records])
         except (PylogError, OSError) as e:
             snap.restore(self)
-            return error_response(_write_error(getattr(e, "error_code", -1)))
+            return failed(_write_error(getattr(e, "error_code", -1)))
         code = self.c.runtime.committed_now(self.c.partition_for(group_id), last)
         if code is not None:
             if code:
                 snap.restore(self)
-                return error_response(_write_error(code))
-            return resp
+                return failed(_write_error(code))
+            return result
 
         async def later():
             code = await self.c._wait_committed_raw(group_id, last)
             if code:
                 snap.restore(self)
-                return error_response(_write_error(code))
-            return resp
+                return failed(_write_error(code))
+            return result
         return later()
 
     def _validate(self, version, req):
@@ -662,10 +669,16 @@ class ConsumerGroups:
         if not create:
             raise HeartbeatError(Errors.GROUP_ID_NOT_FOUND, f"Group {gid} is not a consumer group.")
         if g.members or g.state is not GroupState.EMPTY:
-            # A classic group in use: Kafka's validateOnlineUpgrade under the
-            # `disabled` policy, the only one pylog serves (docs/KIP848-MIGRATION-STATUS.md).
-            raise HeartbeatError(Errors.GROUP_ID_NOT_FOUND, f"Cannot upgrade classic group {gid} to consumer group "
-                                                            "because online upgrade is disabled.")
+            # A classic group in use: the online upgrade (classic_members.py).
+            try:
+                cg, records = classic_members.to_consumer_group(self, g)
+            except classic_members.MigrationError as e:
+                raise HeartbeatError(e.code, e.message)
+            self.c.groups[gid] = cg
+            self.c.runtime.cancel_timer(self.c.partition_for(gid), ("group", gid))
+            for m in cg.members.values():
+                self._arm_session(cg, m)
+            return cg, records
         # An empty classic group converts: its metadata goes, its offsets stay.
         records = [(ot.group_key(gid), None)] if g.generation_id or g.protocol_type else []
         cg = ConsumerGroup(gid)
@@ -866,7 +879,7 @@ class ConsumerGroups:
             log.info("group %s: static member %s (%s) left temporarily", g.group_id, m.member_id, m.instance_id)
             return resp, [(_current_key(g.group_id, m.member_id), _current_value(m))]
         log.info("group %s: member %s left", g.group_id, m.member_id)
-        return resp, self._fence_records(g, m)
+        return resp, self.fence_or_downgrade(g, m)
 
     def _remove_records(self, g, m) -> list:
         gid, mid = g.group_id, m.member_id
@@ -884,6 +897,25 @@ class ConsumerGroups:
             g.empty_since = _now_ms()
         if bump:
             g.group_epoch += 1
+
+    def fence_or_downgrade(self, g: ConsumerGroup, m: ConsumerMember) -> list:
+        """m leaves (or is fenced): the group becomes a classic one when only
+        classic members remain and the policy allows (Kafka's
+        consumerGroupFenceMembers), else m goes. The records."""
+        if classic_members.downgrade_possible(self, g, {m.member_id}):
+            return classic_members.to_classic_group(self, g, {m.member_id})
+        return self._fence_records(g, m)
+
+    def tombstones(self, g: ConsumerGroup) -> list:
+        """Kafka's createGroupTombstoneRecords: 8, 7 per member, 6, 5 per
+        member, 16 per regex, 3 (its offsets stay)."""
+        gid = g.group_id
+        return ([(_current_key(gid, mid), None) for mid in g.members]
+                + [(_target_key(gid, mid), None) for mid in g.members]
+                + [(_target_meta_key(gid), None)]
+                + [(_member_key(gid, mid), None) for mid in g.members]
+                + [(ot.consumer_key(16, gid, regular_expression=rx), None) for rx in g.regexes]
+                + [(_metadata_key(gid), None)])
 
     def _fence_records(self, g: ConsumerGroup, m: ConsumerMember) -> list:
         """Remove m and bump the group epoch: tombstones 8, 7, 5, then 3."""
@@ -903,7 +935,7 @@ class ConsumerGroups:
             return
         log.info("group %s: member %s fenced: %s", group_id, member_id, why)
         snap = GroupSnapshot(self.c, group_id)
-        records = self._fence_records(g, m)
+        records = self.fence_or_downgrade(g, m)
         snap.done(self.c)
         self._write_or_revert(snap, records)
 
@@ -914,7 +946,8 @@ class ConsumerGroups:
         index = self.c.partition_for(g.group_id)
         if not self.c.runtime.is_active(index):
             return
-        ms = self._group_config(g.group_id)["consumer.session.timeout.ms"]
+        ms = m.classic.session_timeout_ms if m.classic is not None else \
+            self._group_config(g.group_id)["consumer.session.timeout.ms"]
         self.c.runtime.schedule_timer(index, ("cg-session", g.group_id, m.member_id),
                                       self.c.clock() + ms / 1000, self._fence_timer,
                                       g.group_id, m.member_id, f"session timeout ({ms} ms)")
@@ -999,7 +1032,8 @@ class ConsumerGroups:
 
     @staticmethod
     def commit_error(g: ConsumerGroup, member_id, member_epoch, version, transactional=False) -> int:
-        """Kafka's ConsumerGroup.validateOffsetCommit."""
+        """Kafka's ConsumerGroup.validateOffsetCommit (a classic member
+        commits with any version, its generation being its member epoch)."""
         if member_epoch < 0 and not g.members:
             return Errors.NONE
         if transactional and member_epoch < 0 and not member_id:
@@ -1007,10 +1041,10 @@ class ConsumerGroups:
         m = g.members.get(member_id)
         if m is None:
             return Errors.UNKNOWN_MEMBER_ID
-        if not transactional and version < 9:
+        if not transactional and version < 9 and m.classic is None:
             return Errors.UNSUPPORTED_VERSION
         if member_epoch != m.member_epoch:
-            return Errors.STALE_MEMBER_EPOCH
+            return Errors.ILLEGAL_GENERATION if m.classic is not None else Errors.STALE_MEMBER_EPOCH
         return Errors.NONE
 
     @staticmethod

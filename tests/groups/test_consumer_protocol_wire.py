@@ -177,7 +177,7 @@ def test_offsets_with_member_epochs(broker, conn):
     assert fetch(None, -1).error_code == 0     # an admin's read
 
 
-def test_classic_and_consumer_groups_do_not_mix(broker, conn):
+def test_classic_apis_meet_a_consumer_group(broker, conn):
     create_topic(broker, "w-mix", 1)
     r = heartbeat(conn, "w-mix-g", member_id(), 0, ["w-mix"])
     assert r.error_code == 0
@@ -185,7 +185,8 @@ def test_classic_and_consumer_groups_do_not_mix(broker, conn):
     join = conn.request(J(group_id="w-mix-g", session_timeout_ms=10000, rebalance_timeout_ms=10000, member_id="",
                           group_instance_id=None, protocol_type="consumer", reason=None,
                           protocols=[J.JoinGroupRequestProtocol(name="range", metadata=b"")]), api_version=5)
-    assert join.error_code == Errors.INCONSISTENT_GROUP_PROTOCOL
+    # Served by the consumer group (a classic member joining it, `bidirectional`): first the KIP-394 id.
+    assert join.error_code == Errors.MEMBER_ID_REQUIRED and join.member_id
     # DescribeGroups (< v6) shows a consumer group as Dead, no error; ListGroups knows its type.
     d = conn.request(m.DescribeGroupsRequest(groups=["w-mix-g"], include_authorized_operations=False),
                      api_version=5).groups[0]
@@ -208,10 +209,12 @@ def test_consumer_heartbeat_on_a_classic_group_in_use(broker, conn):
             break
     assert j.error_code == 0
     r = heartbeat(conn, "w-classic-g", member_id(), 0, ["w-mix"])
-    # Kafka's answers under group.consumer.migration.policy=disabled (validateOnlineUpgrade) ...
+    # Kafka's answer when the classic members' subscriptions are not the consumer protocol's
+    # (convertToConsumerGroup; the policies themselves: test_group_migration.py) ...
     assert (r.error_code, r.error_message) == (
         Errors.GROUP_ID_NOT_FOUND,
-        "Cannot upgrade classic group w-classic-g to consumer group because online upgrade is disabled.")
+        "Cannot upgrade classic group w-classic-g to consumer group because the embedded consumer protocol is "
+        "malformed.")
     # ... and to a heartbeat that is not a join (getOrMaybeCreateConsumerGroup).
     r = heartbeat(conn, "w-classic-g", member_id(), 3, owned=[])
     assert (r.error_code, r.error_message) == (Errors.GROUP_ID_NOT_FOUND, "Group w-classic-g is not a consumer group.")
