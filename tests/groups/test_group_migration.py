@@ -73,12 +73,14 @@ def balanced(cs, n) -> bool:
     return sorted(every) == list(range(n)) and all(sets)
 
 
-def test_rolling_upgrade_then_downgrade_with_librdkafka(broker):
-    topic, group, n = "mig-roll", "mig-roll-g", 6
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+def test_rolling_upgrade_then_downgrade_with_librdkafka(broker, strategy):
+    topic, group, n = f"mig-roll-{strategy}", f"mig-roll-{strategy}-g", 6
     create_topic(broker, topic, n)
     produce(str(broker), topic, 600, n)
     conn = connect(broker)
-    classic = [librdkafka(broker, group, "classic") for _ in range(2)]
+    classic = [librdkafka(broker, group, "classic", {"partition.assignment.strategy": strategy})
+               for _ in range(2)]
     for c in classic:
         c.subscribe([topic])
     run = Consuming(*classic)
@@ -192,4 +194,58 @@ def test_a_classic_join_to_a_consumer_group_under_disabled_is_inconsistent():
         conn = connect(b)
         assert heartbeat(conn, "mig-dis-g", member_id(), 0, ["mig-dis"]).error_code == 0
         assert _classic_group(conn, "mig-dis-g", "mig-dis").error_code == Errors.INCONSISTENT_GROUP_PROTOCOL
+        conn.close()
+
+
+def test_conversions_survive_a_restart(tmp_path):
+    """The records each conversion writes are what a restarted coordinator
+    rebuilds the group from: after the upgrade a consumer group with its
+    classic member (and that member's assignment), after the downgrade a
+    classic group."""
+    from pylog.consumer.assignors import decode_assignment, encode_assignment
+    from pylog.structs import TopicPartition
+    with running_broker(tmp_path / "data", config=CONFIG) as b:
+        create_topic(b, "mig-re", 2)
+        conn = connect(b)
+        j = _classic_group(conn, "mig-re-g", "mig-re")
+        S = m.SyncGroupRequest
+        mine = encode_assignment([TopicPartition("mig-re", 0), TopicPartition("mig-re", 1)])
+        s = conn.request(S(group_id="mig-re-g", generation_id=j.generation_id, member_id=j.member_id,
+                           group_instance_id=None, assignments=[S.SyncGroupRequestAssignment(
+                               member_id=j.member_id, assignment=mine)]), api_version=3)
+        assert s.error_code == 0
+        new = member_id()
+        r = heartbeat(conn, "mig-re-g", new, 0, ["mig-re"])
+        assert r.error_code == 0
+        conn.close()
+        b.restart()
+        conn = connect(b)
+        g = wait_until(lambda: (lambda g: g if g.error_code == 0 else None)(describe(conn, "mig-re-g", 1)),
+                       "the consumer group reloaded")
+        types = {mm.member_id: mm.member_type for mm in g.members}
+        assert types == {j.member_id: 0, new: 1}
+        classic = next(mm for mm in g.members if mm.member_id == j.member_id)
+        assert classic.member_epoch == j.generation_id    # converted at the classic generation
+        # The classic member rejoins: told by its heartbeat, it joins at its member epoch.
+        H = m.HeartbeatRequest
+        hb = conn.request(H(group_id="mig-re-g", generation_id=j.generation_id, member_id=j.member_id,
+                            group_instance_id=None), api_version=3)
+        assert hb.error_code in (0, Errors.REBALANCE_IN_PROGRESS)
+        # The consumer-protocol member leaves: the group is classic again, also after a restart.
+        assert heartbeat(conn, "mig-re-g", new, -1).error_code == 0
+        assert describe(conn, "mig-re-g").error_code == Errors.GROUP_ID_NOT_FOUND
+        conn.close()
+        b.restart()
+        conn = connect(b)
+
+        def classic_group():
+            d = conn.request(m.DescribeGroupsRequest(groups=["mig-re-g"], include_authorized_operations=False),
+                             api_version=5).groups[0]
+            return d if d.error_code == 0 and d.members else None
+        d = wait_until(classic_group, "the classic group reloaded")
+        assert (d.protocol_type, d.protocol_data, [mm.member_id for mm in d.members]) == \
+            ("consumer", "range", [j.member_id])
+        assert {(tp.topic, tp.partition) for tp in decode_assignment(d.members[0].member_assignment)} <= \
+            {("mig-re", 0), ("mig-re", 1)}
+        assert describe(conn, "mig-re-g").error_code == Errors.GROUP_ID_NOT_FOUND
         conn.close()
