@@ -283,17 +283,18 @@ class ClassicMembers:
             return _join_error(Errors.INCONSISTENT_GROUP_PROTOCOL, member_id)
         if unknown and version >= 4 and instance_id is None:
             return _join_error(Errors.MEMBER_ID_REQUIRED, member_id)
+        # Kafka's getOrMaybeSubscribe{Static,Dynamic}ConsumerGroupMember with the classic protocol.
+        replaced = None
+        m = g.members.get(member_id)
         if instance_id is not None:
             sid = g.static.get(instance_id)
-            if sid is not None and sid != member_id:
-                # pylog does not move a static member's identity between protocols.
-                return _join_error(Errors.FENCED_INSTANCE_ID if not unknown else Errors.UNRELEASED_INSTANCE_ID,
-                                   member_id)
-        m = g.members.get(member_id)
-        if m is None and not unknown:
-            return _join_error(Errors.UNKNOWN_MEMBER_ID, member_id)
-        if m is not None and m.classic is None:
-            return _join_error(Errors.UNKNOWN_MEMBER_ID, member_id)
+            if unknown:
+                # A static member's return replaces its previous member, whatever its protocol or epoch.
+                replaced = g.members.get(sid) if sid is not None else None
+            elif sid is None:
+                return _join_error(Errors.UNKNOWN_MEMBER_ID, member_id)
+            elif sid != member_id:
+                return _join_error(Errors.FENCED_INSTANCE_ID, member_id)
         try:
             sub = _subscription(dict(protocols).get(protocols[0][0]) if protocols else b"")
         except ProtocolError:
@@ -301,9 +302,12 @@ class ClassicMembers:
         snap = GroupSnapshot(self.c, gid, (member_id,))
         records = []
         new = m is None
+        before = None if new else _meta_tuple(m)
         if new:
             m = ConsumerMember(member_id)
-        before = None if new else _meta_tuple(m)
+            if replaced is not None:
+                before = _meta_tuple(replaced)
+                records += gs.replace_static(g, replaced, m)
         m.instance_id = instance_id
         if sub.rack_id is not None:
             m.rack_id = sub.rack_id
@@ -319,7 +323,7 @@ class ClassicMembers:
                 g.static[instance_id] = member_id
         records.append((_member_key(gid, member_id), _member_value(m)))
         topics = gs._topics()
-        subs_changed = new or before[:3] != _meta_tuple(m)[:3]
+        subs_changed = before is None or before[:3] != _meta_tuple(m)[:3]
         subscribed = gs._subscribed(g, topics)
         new_hash = metadata_hash({n: topics[n] for n in set().union(*subscribed.values())})
         if subs_changed or new_hash != g.metadata_hash:
@@ -337,8 +341,6 @@ class ClassicMembers:
         except _Fenced:
             snap.restore(gs)
             return _join_error(Errors.UNKNOWN_MEMBER_ID, member_id)
-        if new:
-            m.previous_member_epoch = -1
         (m.member_epoch, m.previous_member_epoch, m.state, m.assigned, m.pending_revocation) = nxt
         records.append((_current_key(gid, member_id), _current_value(m)))
         index = self.c.partition_for(gid)

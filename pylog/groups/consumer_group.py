@@ -707,8 +707,9 @@ class ConsumerGroups:
             if epoch == JOIN_EPOCH:
                 check_epoch = False
                 if static is not None:
-                    # The instance comes back: only once its previous member left with -2.
-                    if static.member_epoch != LEAVE_STATIC_EPOCH:
+                    # The instance comes back: only once its previous member left with -2,
+                    # unless that one spoke the classic protocol (Kafka replaces it then).
+                    if static.classic is None and static.member_epoch != LEAVE_STATIC_EPOCH:
                         raise HeartbeatError(Errors.UNRELEASED_INSTANCE_ID,
                                              f"Static member {member_id} with instance id {req.instance_id} cannot "
                                              f"join the group because the instance id is owned by "
@@ -747,19 +748,8 @@ class ConsumerGroups:
         if new:
             m = ConsumerMember(member_id)
             if replaced is not None:
-                # The static member's return (Kafka copies the member under the
-                # new id at epoch 0): its subscription, partitions and target stay.
-                target = g.target.get(replaced.member_id, {})
-                records += self._remove_records(g, replaced)
-                self._drop_member(g, replaced, bump=False)
-                m.apply_metadata(replaced.metadata_value())
-                m.member_epoch = m.previous_member_epoch = 0
-                m.state = replaced.state
-                m.assigned, m.pending_revocation = replaced.assigned, replaced.pending_revocation
-                g.target[member_id] = target
-                records.append((_target_key(gid, member_id), _target_value(target)))
-                log.info("group %s: static member %s rejoined as %s (was %s)", gid, req.instance_id, member_id,
-                         replaced.member_id)
+                records += self.replace_static(g, replaced, m)
+                m.classic = None
         before_meta = _meta_tuple(replaced) if replaced is not None else None if new else _meta_tuple(m)
         before_current = None if new else m.current_key()
         # Null fields mean "unchanged since the last heartbeat".
@@ -881,6 +871,24 @@ class ConsumerGroups:
         log.info("group %s: member %s left", g.group_id, m.member_id)
         return resp, self.fence_or_downgrade(g, m)
 
+    def replace_static(self, g: ConsumerGroup, replaced: ConsumerMember, m: ConsumerMember) -> list:
+        """A static member's return under a new member id (Kafka copies the
+        member to the new id at epoch 0): its subscription, partitions and
+        target stay; the records that move them. m is not in g yet."""
+        gid = g.group_id
+        target = g.target.get(replaced.member_id, {})
+        records = self._remove_records(g, replaced)
+        self._drop_member(g, replaced, bump=False)
+        m.apply_metadata(replaced.metadata_value())
+        m.member_epoch = m.previous_member_epoch = 0
+        m.state = replaced.state
+        m.assigned, m.pending_revocation = replaced.assigned, replaced.pending_revocation
+        g.target[m.member_id] = target
+        records.append((_target_key(gid, m.member_id), _target_value(target)))
+        log.info("group %s: static member %s rejoined as %s (was %s)", gid, replaced.instance_id, m.member_id,
+                 replaced.member_id)
+        return records
+
     def _remove_records(self, g, m) -> list:
         gid, mid = g.group_id, m.member_id
         return [(_current_key(gid, mid), None), (_target_key(gid, mid), None), (_member_key(gid, mid), None)]
@@ -893,6 +901,7 @@ class ConsumerGroups:
         index = self.c.partition_for(g.group_id)
         self.c.runtime.cancel_timer(index, ("cg-session", g.group_id, m.member_id))
         self.c.runtime.cancel_timer(index, ("cg-rebalance", g.group_id, m.member_id))
+        self.c.runtime.cancel_timer(index, ("cg-classic", g.group_id, m.member_id))
         if not g.members:
             g.empty_since = _now_ms()
         if bump:

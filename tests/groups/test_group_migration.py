@@ -249,3 +249,41 @@ def test_conversions_survive_a_restart(tmp_path):
             {("mig-re", 0), ("mig-re", 1)}
         assert describe(conn, "mig-re-g").error_code == Errors.GROUP_ID_NOT_FOUND
         conn.close()
+
+
+def test_static_members_restart_one_by_one_into_the_consumer_protocol(broker):
+    """A rolling upgrade of static members: each instance comes back under
+    its group.instance.id speaking the other protocol and takes over its
+    previous member's partitions (Kafka replaces a static member whatever
+    protocol either uses), with no message consumed twice."""
+    topic, group, n = "mig-static", "mig-static-g", 4
+    create_topic(broker, topic, n)
+    produce(str(broker), topic, 400, n)
+    conn = connect(broker)
+    members = {i: librdkafka(broker, group, "classic", {"group.instance.id": f"inst-{i}"}) for i in "ab"}
+    for c in members.values():
+        c.subscribe([topic])
+    run = Consuming(*members.values())
+    try:
+        run.until(lambda: balanced(list(members.values()), n), "the static classic members balanced")
+        run.until(lambda: len(run.all()) >= 400, "every message consumed")
+        for i in "ab":
+            before = owned(members[i])
+            old = members.pop(i)
+            old.close()   # commits its offsets; a static member does not leave: its instance is kept for it
+            run.remove(old)
+            members[i] = librdkafka(broker, group, "consumer", {"group.instance.id": f"inst-{i}"})
+            members[i].subscribe([topic])
+            run.add(members[i])
+            run.until(lambda: owned(members[i]) == before and balanced(list(members.values()), n),
+                      f"inst-{i} back with the consumer protocol and its partitions")
+        g = describe(conn, group, version=1)
+        assert sorted((mm.instance_id, mm.member_type) for mm in g.members) == [("inst-a", 1), ("inst-b", 1)]
+        produce(str(broker), topic, 200, n)
+        run.until(lambda: len(run.all()) >= 600, "messages after the upgrade consumed")
+        seen = run.all()
+        assert len(seen) == len(set(seen)) == 600
+    finally:
+        for c in run.consumers:
+            c.close()
+        conn.close()
