@@ -303,6 +303,8 @@ class ClassicMembers:
         records = []
         new = m is None
         before = None if new else _meta_tuple(m)
+        before_value = None if new else bytes(_member_value(m))
+        before_current = None if new else m.current_key()
         if new:
             m = ConsumerMember(member_id)
             if replaced is not None:
@@ -321,7 +323,9 @@ class ClassicMembers:
             g.members[member_id] = m
             if instance_id is not None:
                 g.static[instance_id] = member_id
-        records.append((_member_key(gid, member_id), _member_value(m)))
+        value = _member_value(m)
+        if bytes(value) != before_value:
+            records.append((_member_key(gid, member_id), value))
         topics = gs._topics()
         subs_changed = before is None or before[:3] != _meta_tuple(m)[:3]
         subscribed = gs._subscribed(g, topics)
@@ -342,12 +346,16 @@ class ClassicMembers:
             snap.restore(gs)
             return _join_error(Errors.UNKNOWN_MEMBER_ID, member_id)
         (m.member_epoch, m.previous_member_epoch, m.state, m.assigned, m.pending_revocation) = nxt
-        records.append((_current_key(gid, member_id), _current_value(m)))
+        if m.current_key() != before_current:
+            records.append((_current_key(gid, member_id), _current_value(m)))
         index = self.c.partition_for(gid)
         self.c.runtime.cancel_timer(index, ("cg-classic", gid, member_id))
         gs._arm_session(g, m)
         self._arm_deadline(g, m, "did not sync after its join")
         result = (Errors.NONE, m.member_epoch, m.classic.protocol_name, "", member_id, [])
+
+        if not records:
+            return result   # a rejoin that changes nothing (it lost its answer)
 
         def failed(code):
             return _join_error(code, member_id)
