@@ -8,13 +8,15 @@ COORDINATOR_NOT_AVAILABLE and leave no member, epoch or assignment behind."""
 from __future__ import annotations
 
 from pylog.client.wire import Connection
+from pylog.consumer.assignors import encode_assignment, encode_subscription
+from pylog.protocol import messages as m
 from pylog.groups import offsets_topic as ot
 from pylog.protocol.error_codes import Errors
 
 from tests.cluster.test_groups_cluster import CLUSTER, coordinators
 from tests.cluster.zkcluster import create_topic, embedded_cluster, wait_for
 
-from .kip848 import CONFIG, describe, heartbeat, member_id, owned
+from .kip848 import CONFIG, RETRIABLE, describe, heartbeat, member_id, owned
 
 GROUP = "g-rollback"
 
@@ -31,6 +33,24 @@ def test_a_heartbeat_whose_records_fail_leaves_the_group_unchanged():
         assert heartbeat(conn, GROUP, a, r.member_epoch, owned=owned(r)).error_code == 0
         before = describe(conn, GROUP)
         assert before.group_state == "Stable"
+        # A classic group in use on the same offsets partition, for an upgrade that cannot be written.
+        index = ot.partition_for(GROUP, 6)
+        classic = next(f"g-rollback-classic-{i}" for i in range(1000)
+                       if ot.partition_for(f"g-rollback-classic-{i}", 6) == index)
+        J, S = m.JoinGroupRequest, m.SyncGroupRequest
+        while True:
+            j = conn.request(J(group_id=classic, session_timeout_ms=30000, rebalance_timeout_ms=30000, member_id="",
+                               group_instance_id=None, protocol_type="consumer", reason=None,
+                               protocols=[J.JoinGroupRequestProtocol(name="range",
+                                                                     metadata=encode_subscription(["rb"]))]),
+                             api_version=3)
+            if j.error_code not in RETRIABLE:
+                break
+        assert j.error_code == 0
+        assert conn.request(S(group_id=classic, generation_id=j.generation_id, member_id=j.member_id,
+                              group_instance_id=None, assignments=[S.SyncGroupRequestAssignment(
+                                  member_id=j.member_id, assignment=encode_assignment([]))]),
+                            api_version=3).error_code == 0
 
         key = (ot.TOPIC, ot.partition_for(GROUP, 6))
         part = coord.broker.log_manager.partitions[key]
@@ -46,6 +66,13 @@ def test_a_heartbeat_whose_records_fail_leaves_the_group_unchanged():
             tried.append(b)
             joined = heartbeat(conn, GROUP, b, 0, ["rb"], retry=False)
             assert joined.error_code == Errors.COORDINATOR_NOT_AVAILABLE, joined
+        # The upgrade of the classic group is refused with its records, and undone: still classic.
+        up = heartbeat(conn, classic, member_id(), 0, ["rb"], retry=False)
+        assert up.error_code == Errors.COORDINATOR_NOT_AVAILABLE
+        assert describe(conn, classic).error_code == Errors.GROUP_ID_NOT_FOUND
+        H = m.HeartbeatRequest
+        assert conn.request(H(group_id=classic, generation_id=j.generation_id, member_id=j.member_id,
+                              group_instance_id=None), api_version=3).error_code == 0
         # A member leaving is refused too, and stays.
         assert heartbeat(conn, GROUP, a, -1, retry=False).error_code == Errors.COORDINATOR_NOT_AVAILABLE
 
