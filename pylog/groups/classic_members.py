@@ -361,6 +361,21 @@ class ClassicMembers:
             return _join_error(code, member_id)
         return gs.write_result(snap, records, result, failed)
 
+    def downgrade_on_replace(self, g, member_id, instance_id) -> list | None:
+        """Kafka's validateOnlineDowngradeWithReplacedMember: a classic static
+        member coming back in place of the group's last consumer-protocol
+        member turns the group classic. The conversion's records (the joining
+        member then joins the classic group), or None."""
+        if member_id or instance_id is None:
+            return None
+        replaced = g.members.get(g.static.get(instance_id))
+        if replaced is None or replaced.classic is not None or \
+                not downgrade_possible(self.groups, g, {replaced.member_id}):
+            return None
+        log.info("group %s: classic static member %s replaces the last consumer-protocol member %s", g.group_id,
+                 instance_id, replaced.member_id)
+        return to_classic_group(self.groups, g, {replaced.member_id})
+
     # ---- SyncGroup ----
 
     def sync(self, g, member_id, instance_id, generation_id, protocol_type, protocol_name):

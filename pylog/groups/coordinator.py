@@ -428,6 +428,11 @@ class GroupCoordinator:
             return _join_error(Errors.INCONSISTENT_GROUP_PROTOCOL, member_id)
         self.ensure_offsets_topic()
         g = self.groups.get(group_id)
+        if isinstance(g, ConsumerGroup) and g.members:
+            code = await self._maybe_downgrade_on_replace(g, member_id, group_instance_id)
+            if code:
+                return _join_error(code, member_id)
+            g = self.groups.get(group_id)
         if isinstance(g, ConsumerGroup):
             if g.members:
                 # A classic member of a consumer group (online migration, classic_members.py).
@@ -490,6 +495,27 @@ class GroupCoordinator:
         m.session_timeout_ms, m.rebalance_timeout_ms = session_timeout_ms, rebalance_timeout_ms
         self._prepare_rebalance(g, f"member {member_id} rejoined with new metadata or as leader{because}")
         return await self._wait_join(g, m)
+
+    async def _maybe_downgrade_on_replace(self, g: ConsumerGroup, member_id, group_instance_id) -> int:
+        """A classic static member replacing the consumer group's last
+        consumer-protocol member: the group turns classic first (its records
+        written before the join goes on; undone if they are not). The
+        write's error, else 0."""
+        from .consumer_group import GroupSnapshot
+        snap = GroupSnapshot(self, g.group_id)
+        records = self.consumer.classic.downgrade_on_replace(g, member_id, group_instance_id)
+        if not records:
+            return Errors.NONE
+        snap.done(self)
+        try:
+            code = await self._wait_committed_raw(g.group_id, self._store(
+                g.group_id, [k for k, _ in records], [v for _, v in records]))
+        except (PylogError, OSError) as e:
+            code = getattr(e, "error_code", -1)
+        if code:
+            snap.restore(self.consumer)
+            return _group_store_error(code)
+        return Errors.NONE
 
     def _consumer_to_classic(self, g: ConsumerGroup):
         """An empty consumer group becomes a classic one (Kafka converts

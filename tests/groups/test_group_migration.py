@@ -287,3 +287,46 @@ def test_static_members_restart_one_by_one_into_the_consumer_protocol(broker):
         for c in run.consumers:
             c.close()
         conn.close()
+
+
+def test_a_static_member_back_to_classic_downgrades_the_group(broker):
+    """The group's only consumer-protocol member is a static one that comes
+    back speaking the classic protocol: the group turns classic again
+    (Kafka's downgrade on replacement), everyone keeps consuming."""
+    topic, group, n = "mig-back", "mig-back-g", 4
+    create_topic(broker, topic, n)
+    produce(str(broker), topic, 200, n)
+    conn = connect(broker)
+    members = {i: librdkafka(broker, group, "classic", {"group.instance.id": f"inst-{i}"}) for i in "ab"}
+    for c in members.values():
+        c.subscribe([topic])
+    run = Consuming(*members.values())
+
+    def restart(i, protocol):
+        old = members.pop(i)
+        old.close()
+        run.remove(old)
+        members[i] = librdkafka(broker, group, protocol, {"group.instance.id": f"inst-{i}"})
+        members[i].subscribe([topic])
+        run.add(members[i])
+    try:
+        run.until(lambda: balanced(list(members.values()), n), "the static classic members balanced")
+        restart("b", "consumer")
+        run.until(lambda: balanced(list(members.values()), n) and
+                  sorted(mm.member_type for mm in describe(conn, group, version=1).members) == [0, 1],
+                  "inst-b back with the consumer protocol")
+        restart("b", "classic")
+        run.until(lambda: describe(conn, group).error_code == Errors.GROUP_ID_NOT_FOUND,
+                  "the group classic again")
+        run.until(lambda: balanced(list(members.values()), n), "both classic members balanced")
+        produce(str(broker), topic, 200, n)
+        run.until(lambda: len(run.all()) >= 400, "every message consumed")
+        d = conn.request(m.DescribeGroupsRequest(groups=[group], include_authorized_operations=False),
+                         api_version=5).groups[0]
+        assert sorted(mm.group_instance_id for mm in d.members) == ["inst-a", "inst-b"]
+        seen = run.all()
+        assert len(seen) == len(set(seen)) == 400
+    finally:
+        for c in run.consumers:
+            c.close()
+        conn.close()
