@@ -251,6 +251,34 @@ def test_conversions_survive_a_restart(tmp_path):
         conn.close()
 
 
+class StaticPair:
+    """Two static librdkafka members (inst-a, inst-b) of one group, started
+    classic, consuming; restart(i, protocol) brings instance i back speaking
+    protocol (a static member's close does not leave the group)."""
+
+    def __init__(self, broker, group, topic, n):
+        self.broker, self.group, self.topic, self.n = broker, group, topic, n
+        self.members = {i: librdkafka(broker, group, "classic", {"group.instance.id": f"inst-{i}"}) for i in "ab"}
+        for c in self.members.values():
+            c.subscribe([topic])
+        self.run = Consuming(*self.members.values())
+
+    def balanced(self):
+        return balanced(list(self.members.values()), self.n)
+
+    def restart(self, i, protocol):
+        old = self.members.pop(i)
+        old.close()   # commits its offsets
+        self.run.remove(old)
+        self.members[i] = librdkafka(self.broker, self.group, protocol, {"group.instance.id": f"inst-{i}"})
+        self.members[i].subscribe([self.topic])
+        self.run.add(self.members[i])
+
+    def close(self):
+        for c in self.run.consumers:
+            c.close()
+
+
 def test_static_members_restart_one_by_one_into_the_consumer_protocol(broker):
     """A rolling upgrade of static members: each instance comes back under
     its group.instance.id speaking the other protocol and takes over its
@@ -260,22 +288,15 @@ def test_static_members_restart_one_by_one_into_the_consumer_protocol(broker):
     create_topic(broker, topic, n)
     produce(str(broker), topic, 400, n)
     conn = connect(broker)
-    members = {i: librdkafka(broker, group, "classic", {"group.instance.id": f"inst-{i}"}) for i in "ab"}
-    for c in members.values():
-        c.subscribe([topic])
-    run = Consuming(*members.values())
+    pair = StaticPair(broker, group, topic, n)
+    run = pair.run
     try:
-        run.until(lambda: balanced(list(members.values()), n), "the static classic members balanced")
+        run.until(pair.balanced, "the static classic members balanced")
         run.until(lambda: len(run.all()) >= 400, "every message consumed")
         for i in "ab":
-            before = owned(members[i])
-            old = members.pop(i)
-            old.close()   # commits its offsets; a static member does not leave: its instance is kept for it
-            run.remove(old)
-            members[i] = librdkafka(broker, group, "consumer", {"group.instance.id": f"inst-{i}"})
-            members[i].subscribe([topic])
-            run.add(members[i])
-            run.until(lambda: owned(members[i]) == before and balanced(list(members.values()), n),
+            before = owned(pair.members[i])
+            pair.restart(i, "consumer")
+            run.until(lambda: owned(pair.members[i]) == before and pair.balanced(),
                       f"inst-{i} back with the consumer protocol and its partitions")
         g = describe(conn, group, version=1)
         assert sorted((mm.instance_id, mm.member_type) for mm in g.members) == [("inst-a", 1), ("inst-b", 1)]
@@ -284,8 +305,7 @@ def test_static_members_restart_one_by_one_into_the_consumer_protocol(broker):
         seen = run.all()
         assert len(seen) == len(set(seen)) == 600
     finally:
-        for c in run.consumers:
-            c.close()
+        pair.close()
         conn.close()
 
 
@@ -297,28 +317,18 @@ def test_a_static_member_back_to_classic_downgrades_the_group(broker):
     create_topic(broker, topic, n)
     produce(str(broker), topic, 200, n)
     conn = connect(broker)
-    members = {i: librdkafka(broker, group, "classic", {"group.instance.id": f"inst-{i}"}) for i in "ab"}
-    for c in members.values():
-        c.subscribe([topic])
-    run = Consuming(*members.values())
-
-    def restart(i, protocol):
-        old = members.pop(i)
-        old.close()
-        run.remove(old)
-        members[i] = librdkafka(broker, group, protocol, {"group.instance.id": f"inst-{i}"})
-        members[i].subscribe([topic])
-        run.add(members[i])
+    pair = StaticPair(broker, group, topic, n)
+    run = pair.run
     try:
-        run.until(lambda: balanced(list(members.values()), n), "the static classic members balanced")
-        restart("b", "consumer")
-        run.until(lambda: balanced(list(members.values()), n) and
+        run.until(pair.balanced, "the static classic members balanced")
+        pair.restart("b", "consumer")
+        run.until(lambda: pair.balanced() and
                   sorted(mm.member_type for mm in describe(conn, group, version=1).members) == [0, 1],
                   "inst-b back with the consumer protocol")
-        restart("b", "classic")
+        pair.restart("b", "classic")
         run.until(lambda: describe(conn, group).error_code == Errors.GROUP_ID_NOT_FOUND,
                   "the group classic again")
-        run.until(lambda: balanced(list(members.values()), n), "both classic members balanced")
+        run.until(pair.balanced, "both classic members balanced")
         produce(str(broker), topic, 200, n)
         run.until(lambda: len(run.all()) >= 400, "every message consumed")
         d = conn.request(m.DescribeGroupsRequest(groups=[group], include_authorized_operations=False),
@@ -327,6 +337,5 @@ def test_a_static_member_back_to_classic_downgrades_the_group(broker):
         seen = run.all()
         assert len(seen) == len(set(seen)) == 400
     finally:
-        for c in run.consumers:
-            c.close()
+        pair.close()
         conn.close()
