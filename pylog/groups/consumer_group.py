@@ -26,9 +26,14 @@ the coordinator was down is noticed after a reload too.
 
 Everything runs as events of the coordinator runtime of the group's
 __consumer_offsets partition (GroupCoordinator.runtime): state changes apply
-at once, answers wait for the records' high watermark. Sessions and
-rebalance (revocation) deadlines are runtime timers per member. Threads: the
-event loop's only, as the runtime.
+at once, answers wait for the records' high watermark, and a write that fails
+reverts the group to what it was before the event (GroupSnapshot). Sessions
+and rebalance (revocation) deadlines are runtime timers per member. Regexes
+are resolved off the heartbeat, as Kafka does: an executor thread matches
+them against a copy of the topic names, and the result comes back as an
+event. Classic-protocol members of a consumer group and the conversions
+between the two kinds of group: classic_members.py. Threads: the event
+loop's only, but for that pure regex matching.
 """
 from __future__ import annotations
 
@@ -117,7 +122,7 @@ class ConsumerMember:
         self.assigned: Assignment = {}
         self.pending_revocation: Assignment = {}
         # A member speaking the classic protocol in a consumer group (online
-        # migration): its ClassicMemberState (classic_members.py), else None.
+        # migration): its classic_members.ClassicState, else None.
         self.classic = None
 
     @property
@@ -294,8 +299,8 @@ class GroupSnapshot:
         index = c.partition_for(self.gid)
         for mid in before:
             if not isinstance(g, ConsumerGroup) or mid not in g.members:
-                c.runtime.cancel_timer(index, ("cg-session", self.gid, mid))
-                c.runtime.cancel_timer(index, ("cg-rebalance", self.gid, mid))
+                for kind in ("cg-session", "cg-rebalance", "cg-classic"):
+                    c.runtime.cancel_timer(index, (kind, self.gid, mid))
         if isinstance(g, ConsumerGroup):
             for mid, m in g.members.items():
                 if mid not in before or before[mid] is not m:
