@@ -983,7 +983,8 @@ class ConsumerGroups:
 
     def arm_member(self, g: ConsumerGroup, m: ConsumerMember):
         self._arm_session(g, m)
-        if m.state is MemberState.UNREVOKED_PARTITIONS:
+        # A classic member's revocation deadline is its join/sync one (classic_members.py).
+        if m.state is MemberState.UNREVOKED_PARTITIONS and m.classic is None:
             self._arm_rebalance(g, m)
 
     # ---- replay ----
