@@ -68,7 +68,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     # KIP-848 consumer groups (pylog/groups/consumer_group.py): librdkafka
     # sends only heartbeat v1 (client-made member ids, regex subscriptions).
     CONSUMER_GROUP_HEARTBEAT: (0, 1),
-    CONSUMER_GROUP_DESCRIBE: (0, 0),   # v1's MemberType (KIP-1099) is not in the generated codec
+    CONSUMER_GROUP_DESCRIBE: (0, 1),   # v1: MemberType (KIP-1099)
     # KIP-932 share groups (pylog/share/): v1 is Kafka 4.1+'s stable version and
     # what librdkafka sends; ShareFetch/ShareAcknowledge v2 (KIP-1206 acquire
     # modes, KIP-1222 renew) are not served.

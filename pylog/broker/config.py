@@ -111,9 +111,8 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "group.consumer.min.heartbeat.interval.ms": (int, 5000),
     "group.consumer.max.heartbeat.interval.ms": (int, 15000),
     "group.consumer.max.size": (int, 2147483647),
-    # Kafka's default is bidirectional; pylog does not convert non-empty groups between the two
-    # protocols, which is exactly Kafka's `disabled`, so that is its default and only value.
-    "group.consumer.migration.policy": (str, "disabled"),
+    # Online conversion of groups in use between the two protocols (pylog/groups/classic_members.py).
+    "group.consumer.migration.policy": (str, "bidirectional"),
     # KIP-932 share groups and the share coordinator (pylog/share/configs.py).
     **{k: (int, v) for k, v in SHARE_BROKER_DEFAULTS.items()},
     "offset.metadata.max.bytes": (int, 4096),
@@ -608,9 +607,6 @@ class BrokerConfig:
         if policy.lower() not in _MIGRATION_POLICIES:
             raise InvalidConfigError(f"Invalid value {policy} for configuration {key}: String must be one of "
                                      f"(case insensitive): {', '.join(_MIGRATION_POLICIES)}")
-        if policy.lower() != "disabled":
-            raise InvalidConfigError(f"{key}={policy}: pylog implements only 'disabled' (classic and consumer "
-                                     "groups convert into each other only when empty)")
         g = {k: self.get(f"group.consumer.{k}") for k in (
             "session.timeout.ms", "min.session.timeout.ms", "max.session.timeout.ms",
             "heartbeat.interval.ms", "min.heartbeat.interval.ms", "max.heartbeat.interval.ms")}

@@ -26,6 +26,7 @@ answer waits for the rebalance. Threads: the broker's event loop only.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 
@@ -157,9 +158,11 @@ class GroupApis:
             *((req.protocol_type, req.protocol_name) if version >= 5 else ()))
         # v5+ name the group's protocol type and name (null on an error).
         g = self.coordinator.describe(req.group_id) if code == Errors.NONE else None
+        # A consumer group's classic member: Kafka echoes the request's.
+        name = getattr(g, "protocol_name", req.protocol_name if version >= 5 else None)
         return m.SyncGroupResponse(throttle_time_ms=0, error_code=code, assignment=assignment,
                                    protocol_type=g.protocol_type if g is not None else None,
-                                   protocol_name=g.protocol_name if g is not None else None)
+                                   protocol_name=name if g is not None else None)
 
     def sync_group(self, header, req):
         return self._event(req.group_id, self._sync, header, req)
@@ -183,22 +186,28 @@ class GroupApis:
     def leave_group(self, header, req):
         return self._event(req.group_id, self._leave_group, header, req)
 
-    def _leave_group(self, header, req):
+    async def _leave_group(self, header, req):
         version = header.request_api_version
         R = m.LeaveGroupResponse
         wrong = self.coordinator.coordinator_error(req.group_id)
         if wrong:
             return R(throttle_time_ms=0, error_code=wrong, members=[])
+
+        async def code_of(c):
+            # A consumer group's classic member is answered once its removal is written.
+            return (await c) if asyncio.iscoroutine(c) else c
         if version < 3:
-            return R(throttle_time_ms=0, error_code=self.coordinator.leave_group(req.group_id, req.member_id))
+            return R(throttle_time_ms=0,
+                     error_code=await code_of(self.coordinator.leave_group(req.group_id, req.member_id)))
         if self.coordinator.describe(req.group_id) is None:
             # As Kafka: a group it does not know fails the whole request.
             return R(throttle_time_ms=0, error_code=Errors.UNKNOWN_MEMBER_ID, members=[])
+        # Each member's leave applies before the next (its write may still be pending).
+        pending = [self.coordinator.leave_group(req.group_id, mm.member_id, mm.group_instance_id,
+                                                mm.reason if version >= 5 else None) for mm in req.members]
         results = [R.MemberResponse(member_id=mm.member_id, group_instance_id=mm.group_instance_id,
-                                    error_code=self.coordinator.leave_group(
-                                        req.group_id, mm.member_id, mm.group_instance_id,
-                                        mm.reason if version >= 5 else None))
-                   for mm in req.members]
+                                    error_code=await code_of(c))
+                   for mm, c in zip(req.members, pending)]
         return R(throttle_time_ms=0, error_code=Errors.NONE, members=results)
 
     # ---- ConsumerGroupHeartbeat (68) / ConsumerGroupDescribe (69): KIP-848 ----

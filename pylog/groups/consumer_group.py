@@ -26,19 +26,27 @@ the coordinator was down is noticed after a reload too.
 
 Everything runs as events of the coordinator runtime of the group's
 __consumer_offsets partition (GroupCoordinator.runtime): state changes apply
-at once, answers wait for the records' high watermark. Sessions and
-rebalance (revocation) deadlines are runtime timers per member. Threads: the
-event loop's only, as the runtime.
+at once, answers wait for the records' high watermark, and a write that fails
+reverts the group to what it was before the event (GroupSnapshot). Sessions
+and rebalance (revocation) deadlines are runtime timers per member. Regexes
+are resolved off the heartbeat, as Kafka does: an executor thread matches
+them against a copy of the topic names, and the result comes back as an
+event. Classic-protocol members of a consumer group and the conversions
+between the two kinds of group: classic_members.py. Threads: the event
+loop's only, but for that pure regex matching.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import enum
 import hashlib
+import itertools
 import logging
 import time
 import uuid
 
+from ..coordinator.runtime import NotCoordinatorError
 from ..errors import PylogError
 from ..protocol.coordinator_records import (
     ConsumerGroupCurrentMemberAssignmentValue as CurrentValue,
@@ -49,7 +57,7 @@ from ..protocol.coordinator_records import (
     ConsumerGroupTargetAssignmentMetadataValue as TargetMetaValue,
 )
 from ..protocol.error_codes import Errors
-from . import consumer_assignors
+from . import classic_members, consumer_assignors
 from . import offsets_topic as ot
 
 log = logging.getLogger("pylog.groups")
@@ -58,6 +66,13 @@ log = logging.getLogger("pylog.groups")
 JOIN_EPOCH, LEAVE_EPOCH, LEAVE_STATIC_EPOCH = 0, -1, -2
 
 PROTOCOL_TYPE = "consumer"
+
+# Regex resolutions of a group are at least this far apart, and at most
+# this old while the group subscribes to any (Kafka's
+# REGEX_BATCH_REFRESH_MIN_INTERVAL_MS and the default of its internal
+# group.consumer.regex.refresh.interval.ms).
+REGEX_REFRESH_MIN_MS = 10_000
+REGEX_REFRESH_MAX_MS = 10 * 60_000
 
 
 class MemberState(enum.IntEnum):
@@ -89,7 +104,7 @@ class ConsumerMember:
 
     __slots__ = ("member_id", "instance_id", "rack_id", "client_id", "client_host", "subscribed_topic_names",
                  "subscribed_topic_regex", "rebalance_timeout_ms", "server_assignor", "member_epoch",
-                 "previous_member_epoch", "state", "assigned", "pending_revocation")
+                 "previous_member_epoch", "state", "assigned", "pending_revocation", "classic")
 
     def __init__(self, member_id: str):
         self.member_id = member_id
@@ -106,12 +121,21 @@ class ConsumerMember:
         self.state = MemberState.STABLE
         self.assigned: Assignment = {}
         self.pending_revocation: Assignment = {}
+        # A member speaking the classic protocol in a consumer group (online
+        # migration): its classic_members.ClassicState, else None.
+        self.classic = None
+
+    @property
+    def member_type(self) -> int:
+        """ConsumerGroupDescribe v1 MemberType (KIP-1099): 0 classic, 1 consumer."""
+        return 1 if self.classic is None else 0
 
     def metadata_value(self) -> MemberValue:
         return MemberValue(instance_id=self.instance_id, rack_id=self.rack_id, client_id=self.client_id,
                            client_host=self.client_host, subscribed_topic_names=list(self.subscribed_topic_names),
                            subscribed_topic_regex=self.subscribed_topic_regex,
-                           rebalance_timeout_ms=self.rebalance_timeout_ms, server_assignor=self.server_assignor)
+                           rebalance_timeout_ms=self.rebalance_timeout_ms, server_assignor=self.server_assignor,
+                           classic_member_metadata=None if self.classic is None else self.classic.record())
 
     def apply_metadata(self, v: MemberValue):
         self.instance_id, self.rack_id = v.instance_id, v.rack_id
@@ -119,6 +143,7 @@ class ConsumerMember:
         self.subscribed_topic_names = list(v.subscribed_topic_names)
         self.subscribed_topic_regex = v.subscribed_topic_regex
         self.rebalance_timeout_ms, self.server_assignor = v.rebalance_timeout_ms, v.server_assignor
+        self.classic = classic_members.ClassicState.from_record(v.classic_member_metadata)
 
     def current_value(self) -> CurrentValue:
         return CurrentValue(member_epoch=self.member_epoch, previous_member_epoch=self.previous_member_epoch,
@@ -139,6 +164,13 @@ class ConsumerMember:
     def current_key(self):
         return (self.member_epoch, self.previous_member_epoch, self.state, self.assigned, self.pending_revocation)
 
+    def copy(self) -> "ConsumerMember":
+        # Its values are replaced, never mutated in place: a shallow copy is a snapshot.
+        out = ConsumerMember.__new__(ConsumerMember)
+        for name in self.__slots__:
+            setattr(out, name, getattr(self, name))
+        return out
+
 
 class ConsumerGroup:
     """A consumer group. Shares GroupCoordinator.groups with the classic
@@ -157,6 +189,13 @@ class ConsumerGroup:
         self.static: dict[str, str] = {}           # instance id -> member id
         self.offsets: dict = {}                    # (topic, partition) -> OffsetAndMetadata
         self.regexes: dict[str, list[str]] = {}    # subscription regex -> the topics it resolved to
+        # The asynchronous regex resolution (ConsumerGroups._maybe_refresh_regexes):
+        # when the last one ran (wall ms, as the type-16 records' timestamps), the
+        # topic-image version it saw (-1: none since this load), whether one runs.
+        self.regex_refreshed_ms = 0
+        self.regex_image_version = -1
+        self.regex_refreshing = False
+        self.reverted_at = -1   # GroupSnapshot's stamp of the last revert
         self.pending: dict = {}                    # (classic KIP-394 ids: never any here)
         self.dead = False
         self.empty_since = _now_ms()
@@ -200,6 +239,90 @@ class ConsumerGroup:
         if not votes:
             return names[0]
         return max(votes, key=lambda n: (votes[n], -names.index(n) if n in names else 0))
+
+
+_STAMPS = itertools.count()
+
+_GROUP_FIELDS = ("group_epoch", "metadata_hash", "assignment_epoch", "empty_since", "regex_refreshed_ms",
+                 "regex_image_version")
+
+
+class GroupSnapshot:
+    """A consumer group as it was before an event changed it, to go back to
+    when the event's records are not written (Kafka reverts its timeline
+    to the last committed offset): the group's fields and maps, copies of
+    the members the event may change in place, and which group object the
+    id named (a conversion replaces it). Events change members by replacing
+    their values, so shallow copies are snapshots.
+
+    A revert applies only when no later revert undid the group already (the
+    records of later events sit after this one's in the log: they fail with
+    it, and this snapshot is the older state)."""
+
+    def __init__(self, c, gid: str, member_ids=()):
+        self.gid = gid
+        self.group = g = c.groups.get(gid)
+        self.fields = self.maps = None
+        self.copies = []
+        if isinstance(g, ConsumerGroup):
+            self.fields = tuple(getattr(g, f) for f in _GROUP_FIELDS)
+            self.maps = (dict(g.members), dict(g.target), dict(g.static), dict(g.regexes))
+            self.copies = [(g.members[mid], g.members[mid].copy()) for mid in member_ids if mid in g.members]
+        self.after = self.after_group = None
+
+    def done(self, c):
+        """The event applied its change: what a revert must find to undo it."""
+        self.after = next(_STAMPS)
+        self.after_group = c.groups.get(self.gid)
+
+    def restore(self, groups: "ConsumerGroups") -> bool:
+        c = groups.c
+        if self.after is None:
+            self.done(c)
+        now = c.groups.get(self.gid)
+        if now is not self.after_group or self.after <= getattr(now, "reverted_at", -1):
+            return False
+        before = dict(now.members) if isinstance(now, ConsumerGroup) else {}
+        if self.group is None:
+            c.groups.pop(self.gid, None)
+        else:
+            c.groups[self.gid] = self.group
+        g = self.group
+        if isinstance(g, ConsumerGroup):
+            for f, v in zip(_GROUP_FIELDS, self.fields):
+                setattr(g, f, v)
+            g.members, g.target, g.static, g.regexes = (dict(x) for x in self.maps)
+            for obj, copy in self.copies:
+                for name in ConsumerMember.__slots__:
+                    setattr(obj, name, getattr(copy, name))
+            g.reverted_at = next(_STAMPS)
+        index = c.partition_for(self.gid)
+        for mid in before:
+            if not isinstance(g, ConsumerGroup) or mid not in g.members:
+                for kind in ("cg-session", "cg-rebalance", "cg-classic"):
+                    c.runtime.cancel_timer(index, (kind, self.gid, mid))
+        if isinstance(g, ConsumerGroup):
+            for mid, m in g.members.items():
+                if mid not in before or before[mid] is not m:
+                    groups.arm_member(g, m)
+        elif g is not None:
+            c._arm(g)   # a classic group put back (a conversion undone)
+        log.info("group %s: write failed, group state reverted", self.gid)
+        return True
+
+
+def _resolve_regexes(regexes, names) -> dict:
+    """{regex: sorted names it matches} (an invalid one matches nothing).
+    Runs in an executor thread: pure computation over copies."""
+    out = {}
+    for rx_text in regexes:
+        try:
+            rx = consumer_assignors.compile_regex(rx_text)
+        except ValueError:
+            out[rx_text] = []
+            continue
+        out[rx_text] = [n for n in names if rx.fullmatch(n)]
+    return out
 
 
 def _tp_list(cls, assignment: Assignment) -> list:
@@ -312,13 +435,17 @@ class ConsumerGroups:
     def __init__(self, coordinator, config):
         self.c = coordinator
         # BrokerConfig checked the bounds and refused what pylog cannot honour
-        # (another migration policy than `disabled`, unknown assignors).
+        # (unknown assignors).
         # Sessions and heartbeat intervals: per group (GROUP config overrides,
         # else the broker's group.consumer.* values), through the writer.
         self.max_size = config.get("group.consumer.max.size")
         self.assignors = config.consumer_group_assignors()
         # Kafka answers UNSUPPORTED_VERSION when `consumer` is not enabled.
         self.enabled = "consumer" in config.group_rebalance_protocols()
+        self._image_names: frozenset = frozenset()
+        self.policy = config.get("group.consumer.migration.policy").lower()
+        self.classic = classic_members.ClassicMembers(self)
+        self._image_version = 0
 
     # ---- topics ----
 
@@ -327,45 +454,114 @@ class ConsumerGroups:
         return self.c.writer.topic_image()
 
     def _subscribed(self, g: ConsumerGroup, topics: dict) -> dict:
-        """{member id: set of topic names} each member subscribes to now."""
-        resolved = self._resolve(g, topics)
+        """{member id: set of topic names} each member subscribes to now: its
+        names, and what its regex last resolved to (_maybe_refresh_regexes;
+        an unresolved one matches nothing yet)."""
         out = {}
         for mid, m in g.members.items():
             names = {n for n in m.subscribed_topic_names if n in topics}
             if m.subscribed_topic_regex:
-                names |= set(resolved.get(m.subscribed_topic_regex, ()))
+                names.update(n for n in g.regexes.get(m.subscribed_topic_regex, ()) if n in topics)
             out[mid] = names
         return out
 
-    @staticmethod
-    def _resolve(g: ConsumerGroup, topics: dict) -> dict:
-        """{regex: sorted topic names it matches} of the regexes g's members
-        use (an invalid one matches nothing)."""
-        out = {}
-        for rx_text in {m.subscribed_topic_regex for m in g.members.values() if m.subscribed_topic_regex}:
-            try:
-                rx = consumer_assignors.compile_regex(rx_text)
-            except ValueError:
-                out[rx_text] = []
-                continue
-            out[rx_text] = sorted(n for n in topics if rx.fullmatch(n))
-        return out
+    def _note_image(self, topics: dict):
+        """Count the topic images that brought new names (Kafka's
+        lastMetadataImageWithNewTopics): a resolution older than that is
+        redone."""
+        if not self._image_names.issuperset(topics):
+            self._image_version += 1
+        self._image_names = frozenset(topics)
 
-    def _regex_records(self, g: ConsumerGroup, topics: dict) -> list:
-        """Type-16 records for the regexes whose resolution changed, and
-        tombstones for those no member uses any more (Kafka keeps each
-        resolution in the log; here it is also what a reload shows)."""
-        now = self._resolve(g, topics)
+    def _unused_regex_records(self, g: ConsumerGroup) -> list:
+        """Tombstones (type 16) of the resolutions no member uses any more."""
+        used = {m.subscribed_topic_regex for m in g.members.values() if m.subscribed_topic_regex}
         records = []
-        for rx, names in now.items():
-            if g.regexes.get(rx) != names:
-                g.regexes[rx] = names
-                records.append((ot.consumer_key(16, g.group_id, regular_expression=rx), ot.consumer_value(
-                    16, RegexValue(topics=names, version=g.group_epoch, timestamp=_now_ms()))))
-        for rx in [rx for rx in g.regexes if rx not in now]:
+        for rx in [rx for rx in g.regexes if rx not in used]:
             del g.regexes[rx]
             records.append((ot.consumer_key(16, g.group_id, regular_expression=rx), None))
         return records
+
+    def _maybe_refresh_regexes(self, g: ConsumerGroup, topics: dict, new_regex: bool):
+        """Kafka's maybeUpdateRegularExpressions: resolve the group's regexes
+        off the heartbeat, when one is not resolved yet, topics appeared since
+        the last resolution, or that is REGEX_REFRESH_MAX_MS old; never twice
+        within REGEX_REFRESH_MIN_MS. The result comes back as an event of the
+        group's partition (_regexes_resolved), which bumps the group epoch
+        when a resolution changed."""
+        used = {m.subscribed_topic_regex for m in g.members.values() if m.subscribed_topic_regex}
+        if not used or g.regex_refreshing:
+            return
+        now = _now_ms()
+        if now <= g.regex_refreshed_ms + REGEX_REFRESH_MIN_MS:
+            return
+        if not (new_regex or not used <= g.regexes.keys() or g.regex_image_version < self._image_version
+                or now > g.regex_refreshed_ms + REGEX_REFRESH_MAX_MS):
+            return
+        g.regex_refreshing = True
+        regexes, names, version = sorted(used), sorted(topics), self._image_version
+        index = self.c.partition_for(g.group_id)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:   # no loop (a store driven without one): resolve in place
+            self._regexes_resolved(g, version, _resolve_regexes(regexes, names))
+            return
+
+        def done(fut):
+            try:
+                self.c.runtime.schedule(index, self._regexes_resolved, g, version, fut.result())
+            except NotCoordinatorError:
+                g.regex_refreshing = False
+        loop.run_in_executor(None, _resolve_regexes, regexes, names).add_done_callback(done)
+
+    def _regexes_resolved(self, g: ConsumerGroup, version: int, resolved: dict):
+        """Kafka's handleRegularExpressionsResult, as an event of the group's
+        partition: type-16 records for the regexes still used, and the group
+        epoch bumped when what they match changed."""
+        g.regex_refreshing = False
+        if self.c.groups.get(g.group_id) is not g or not self.c.runtime.is_active(self.c.partition_for(g.group_id)):
+            return
+        snap = GroupSnapshot(self.c, g.group_id)
+        used = {m.subscribed_topic_regex for m in g.members.values() if m.subscribed_topic_regex}
+        now, records, changed = _now_ms(), [], False
+        for rx, names in resolved.items():
+            if rx not in used:
+                continue
+            changed |= g.regexes.get(rx, []) != names
+            g.regexes[rx] = names
+            records.append((ot.consumer_key(16, g.group_id, regular_expression=rx), ot.consumer_value(
+                16, RegexValue(topics=names, version=version, timestamp=now))))
+        g.regex_refreshed_ms, g.regex_image_version = now, version
+        topics = self._topics()
+        subscribed = self._subscribed(g, topics)
+        new_hash = metadata_hash({n: topics[n] for n in set().union(*subscribed.values())})
+        if changed or new_hash != g.metadata_hash:
+            g.group_epoch += 1
+            g.metadata_hash = new_hash
+            records.append((_metadata_key(g.group_id), _metadata_value(g)))
+            log.info("group %s: epoch %d (a regular expression matches other topics)", g.group_id, g.group_epoch)
+        if records:
+            self._write_or_revert(snap, records)
+
+    def _write_or_revert(self, snap: "GroupSnapshot", records: list):
+        """Store records of an event with no answer to give (a timer, a regex
+        resolution); the group goes back to snap when the write fails."""
+        if snap.after is None:
+            snap.done(self.c)
+        try:
+            last = self.c._store(snap.gid, [k for k, _ in records], [v for _, v in records])
+        except (PylogError, OSError) as e:
+            log.warning("group %s: records not stored (%s): group state reverted", snap.gid, e)
+            snap.restore(self)
+            return
+        code = self.c.runtime.committed_now(self.c.partition_for(snap.gid), last)
+        if code:
+            snap.restore(self)
+        elif code is None:
+            async def later():
+                if await self.c._wait_committed_raw(snap.gid, last):
+                    snap.restore(self)
+            asyncio.ensure_future(later())
 
     # ---- the heartbeat ----
 
@@ -378,27 +574,46 @@ class ConsumerGroups:
                 raise HeartbeatError(Errors.UNSUPPORTED_VERSION, "The new consumer group protocol is not enabled "
                                                                  "(group.coordinator.rebalance.protocols).")
             self._validate(version, req)
+        except HeartbeatError as e:
+            return error_response(e.code, e.message)
+        snap = GroupSnapshot(self.c, req.group_id, (req.member_id,))
+        try:
             resp, records = self._heartbeat(version, req, client_id, client_host)
         except HeartbeatError as e:
+            # Refused after a change (a conversion): nothing of it stays.
+            snap.restore(self)
             return error_response(e.code, e.message)
         if not records:
             return resp
-        return self._write(req.group_id, records, resp)
+        return self._write(snap, records, resp)
 
-    def _write(self, group_id, records, resp):
-        """Append the heartbeat's records; resp once they are replicated, else
-        the write's error as Kafka maps it."""
+    def _write(self, snap: GroupSnapshot, records, resp):
+        return self.write_result(snap, records, resp, error_response)
+
+    def write_result(self, snap: GroupSnapshot, records, result, failed):
+        """Append an answered event's records; result once they are
+        replicated, else failed(the write's error as Kafka maps it), and the
+        group as before the event (snap)."""
+        group_id = snap.gid
+        snap.done(self.c)
         try:
             last = self.c._store(group_id, [k for k, _ in records], [v for _, v in records])
         except (PylogError, OSError) as e:
-            return error_response(_write_error(getattr(e, "error_code", -1)))
+            snap.restore(self)
+            return failed(_write_error(getattr(e, "error_code", -1)))
         code = self.c.runtime.committed_now(self.c.partition_for(group_id), last)
         if code is not None:
-            return error_response(_write_error(code)) if code else resp
+            if code:
+                snap.restore(self)
+                return failed(_write_error(code))
+            return result
 
         async def later():
             code = await self.c._wait_committed_raw(group_id, last)
-            return error_response(_write_error(code)) if code else resp
+            if code:
+                snap.restore(self)
+                return failed(_write_error(code))
+            return result
         return later()
 
     def _validate(self, version, req):
@@ -456,10 +671,19 @@ class ConsumerGroups:
             g = self.c.groups[gid] = ConsumerGroup(gid)
             return g, []
         assert isinstance(g, Group)
-        if g.members or g.state is not GroupState.EMPTY or not create:
-            # A classic group in use: Kafka refuses the conversion when its
-            # migration policy (here always `disabled`) forbids it.
+        if not create:
             raise HeartbeatError(Errors.GROUP_ID_NOT_FOUND, f"Group {gid} is not a consumer group.")
+        if g.members or g.state is not GroupState.EMPTY:
+            # A classic group in use: the online upgrade (classic_members.py).
+            try:
+                cg, records = classic_members.to_consumer_group(self, g)
+            except classic_members.MigrationError as e:
+                raise HeartbeatError(e.code, e.message)
+            self.c.groups[gid] = cg
+            self.c.runtime.cancel_timer(self.c.partition_for(gid), ("group", gid))
+            for m in cg.members.values():
+                self._arm_session(cg, m)
+            return cg, records
         # An empty classic group converts: its metadata goes, its offsets stay.
         records = [(ot.group_key(gid), None)] if g.generation_id or g.protocol_type else []
         cg = ConsumerGroup(gid)
@@ -488,8 +712,9 @@ class ConsumerGroups:
             if epoch == JOIN_EPOCH:
                 check_epoch = False
                 if static is not None:
-                    # The instance comes back: only once its previous member left with -2.
-                    if static.member_epoch != LEAVE_STATIC_EPOCH:
+                    # The instance comes back: only once its previous member left with -2,
+                    # unless that one spoke the classic protocol (Kafka replaces it then).
+                    if static.classic is None and static.member_epoch != LEAVE_STATIC_EPOCH:
                         raise HeartbeatError(Errors.UNRELEASED_INSTANCE_ID,
                                              f"Static member {member_id} with instance id {req.instance_id} cannot "
                                              f"join the group because the instance id is owned by "
@@ -528,19 +753,8 @@ class ConsumerGroups:
         if new:
             m = ConsumerMember(member_id)
             if replaced is not None:
-                # The static member's return (Kafka copies the member under the
-                # new id at epoch 0): its subscription, partitions and target stay.
-                target = g.target.get(replaced.member_id, {})
-                records += self._remove_records(g, replaced)
-                self._drop_member(g, replaced, bump=False)
-                m.apply_metadata(replaced.metadata_value())
-                m.member_epoch = m.previous_member_epoch = 0
-                m.state = replaced.state
-                m.assigned, m.pending_revocation = replaced.assigned, replaced.pending_revocation
-                g.target[member_id] = target
-                records.append((_target_key(gid, member_id), _target_value(target)))
-                log.info("group %s: static member %s rejoined as %s (was %s)", gid, req.instance_id, member_id,
-                         replaced.member_id)
+                records += self.replace_static(g, replaced, m)
+                m.classic = None
         before_meta = _meta_tuple(replaced) if replaced is not None else None if new else _meta_tuple(m)
         before_current = None if new else m.current_key()
         # Null fields mean "unchanged since the last heartbeat".
@@ -552,6 +766,7 @@ class ConsumerGroups:
             m.rebalance_timeout_ms = req.rebalance_timeout_ms
         if req.subscribed_topic_names is not None:
             m.subscribed_topic_names = list(req.subscribed_topic_names)
+        before_regex = m.subscribed_topic_regex
         if regex is not None:
             m.subscribed_topic_regex = regex or None
         if req.server_assignor is not None:
@@ -566,6 +781,12 @@ class ConsumerGroups:
         if meta_changed:
             records.append((_member_key(gid, member_id), _member_value(m)))
         topics = self._topics()
+        self._note_image(topics)
+        new_regex = m.subscribed_topic_regex is not None and m.subscribed_topic_regex != before_regex and \
+            m.subscribed_topic_regex not in g.regexes
+        if m.subscribed_topic_regex != before_regex:
+            records += self._unused_regex_records(g)
+        self._maybe_refresh_regexes(g, topics, new_regex)
         subscribed = self._subscribed(g, topics)
         used = set().union(*subscribed.values()) if subscribed else set()
         new_hash = metadata_hash({n: topics[n] for n in used})
@@ -576,7 +797,6 @@ class ConsumerGroups:
             log.info("group %s: epoch %d (%s)", gid, g.group_epoch,
                      f"member {member_id} joined or changed its subscription" if subs_changed
                      else "subscribed topics changed")
-        records += self._regex_records(g, topics)
         if g.group_epoch > g.assignment_epoch:
             records += self._assign(g, topics, subscribed)
         target = g.target.get(member_id, {})
@@ -654,7 +874,25 @@ class ConsumerGroups:
             log.info("group %s: static member %s (%s) left temporarily", g.group_id, m.member_id, m.instance_id)
             return resp, [(_current_key(g.group_id, m.member_id), _current_value(m))]
         log.info("group %s: member %s left", g.group_id, m.member_id)
-        return resp, self._fence_records(g, m)
+        return resp, self.fence_or_downgrade(g, m)
+
+    def replace_static(self, g: ConsumerGroup, replaced: ConsumerMember, m: ConsumerMember) -> list:
+        """A static member's return under a new member id (Kafka copies the
+        member to the new id at epoch 0): its subscription, partitions and
+        target stay; the records that move them. m is not in g yet."""
+        gid = g.group_id
+        target = g.target.get(replaced.member_id, {})
+        records = self._remove_records(g, replaced)
+        self._drop_member(g, replaced, bump=False)
+        m.apply_metadata(replaced.metadata_value())
+        m.member_epoch = m.previous_member_epoch = 0
+        m.state = replaced.state
+        m.assigned, m.pending_revocation = replaced.assigned, replaced.pending_revocation
+        g.target[m.member_id] = target
+        records.append((_target_key(gid, m.member_id), _target_value(target)))
+        log.info("group %s: static member %s rejoined as %s (was %s)", gid, replaced.instance_id, m.member_id,
+                 replaced.member_id)
+        return records
 
     def _remove_records(self, g, m) -> list:
         gid, mid = g.group_id, m.member_id
@@ -668,17 +906,37 @@ class ConsumerGroups:
         index = self.c.partition_for(g.group_id)
         self.c.runtime.cancel_timer(index, ("cg-session", g.group_id, m.member_id))
         self.c.runtime.cancel_timer(index, ("cg-rebalance", g.group_id, m.member_id))
+        self.c.runtime.cancel_timer(index, ("cg-classic", g.group_id, m.member_id))
         if not g.members:
             g.empty_since = _now_ms()
         if bump:
             g.group_epoch += 1
+
+    def fence_or_downgrade(self, g: ConsumerGroup, m: ConsumerMember) -> list:
+        """m leaves (or is fenced): the group becomes a classic one when only
+        classic members remain and the policy allows (Kafka's
+        consumerGroupFenceMembers), else m goes. The records."""
+        if classic_members.downgrade_possible(self, g, {m.member_id}):
+            return classic_members.to_classic_group(self, g, {m.member_id})
+        return self._fence_records(g, m)
+
+    def tombstones(self, g: ConsumerGroup) -> list:
+        """Kafka's createGroupTombstoneRecords: 8, 7 per member, 6, 5 per
+        member, 16 per regex, 3 (its offsets stay)."""
+        gid = g.group_id
+        return ([(_current_key(gid, mid), None) for mid in g.members]
+                + [(_target_key(gid, mid), None) for mid in g.members]
+                + [(_target_meta_key(gid), None)]
+                + [(_member_key(gid, mid), None) for mid in g.members]
+                + [(ot.consumer_key(16, gid, regular_expression=rx), None) for rx in g.regexes]
+                + [(_metadata_key(gid), None)])
 
     def _fence_records(self, g: ConsumerGroup, m: ConsumerMember) -> list:
         """Remove m and bump the group epoch: tombstones 8, 7, 5, then 3."""
         records = self._remove_records(g, m)
         self._drop_member(g, m, bump=True)
         records.append((_metadata_key(g.group_id), _metadata_value(g)))
-        return records + self._regex_records(g, self._topics())
+        return records + self._unused_regex_records(g)
 
     def _fence_timer(self, group_id, member_id, why, epoch=None):
         g = self.c.groups.get(group_id)
@@ -690,11 +948,10 @@ class ConsumerGroups:
         if epoch is not None and (m.member_epoch != epoch or m.state is not MemberState.UNREVOKED_PARTITIONS):
             return
         log.info("group %s: member %s fenced: %s", group_id, member_id, why)
-        records = self._fence_records(g, m)
-        try:
-            self.c._store(group_id, [k for k, _ in records], [v for _, v in records])
-        except (PylogError, OSError) as e:
-            log.warning("group %s: fencing %s not stored: %s", group_id, member_id, e)
+        snap = GroupSnapshot(self.c, group_id)
+        records = self.fence_or_downgrade(g, m)
+        snap.done(self.c)
+        self._write_or_revert(snap, records)
 
     def _group_config(self, group_id) -> dict:
         return self.c.writer.group_config(group_id)
@@ -703,7 +960,8 @@ class ConsumerGroups:
         index = self.c.partition_for(g.group_id)
         if not self.c.runtime.is_active(index):
             return
-        ms = self._group_config(g.group_id)["consumer.session.timeout.ms"]
+        ms = m.classic.session_timeout_ms if m.classic is not None else \
+            self._group_config(g.group_id)["consumer.session.timeout.ms"]
         self.c.runtime.schedule_timer(index, ("cg-session", g.group_id, m.member_id),
                                       self.c.clock() + ms / 1000, self._fence_timer,
                                       g.group_id, m.member_id, f"session timeout ({ms} ms)")
@@ -721,9 +979,13 @@ class ConsumerGroups:
         """After a load: every member gets a fresh session (and revocation
         deadline) to find the new coordinator."""
         for m in g.members.values():
-            self._arm_session(g, m)
-            if m.state is MemberState.UNREVOKED_PARTITIONS:
-                self._arm_rebalance(g, m)
+            self.arm_member(g, m)
+
+    def arm_member(self, g: ConsumerGroup, m: ConsumerMember):
+        self._arm_session(g, m)
+        # A classic member's revocation deadline is its join/sync one (classic_members.py).
+        if m.state is MemberState.UNREVOKED_PARTITIONS and m.classic is None:
+            self._arm_rebalance(g, m)
 
     # ---- replay ----
 
@@ -778,13 +1040,15 @@ class ConsumerGroups:
                 g.regexes.pop(key.regular_expression, None)
             else:
                 g.regexes[key.regular_expression] = list(value.topics)
+                g.regex_refreshed_ms = max(g.regex_refreshed_ms, value.timestamp)
         # 4 (partition metadata, Kafka 4.0 only) carries nothing needed here.
 
     # ---- offsets ----
 
     @staticmethod
     def commit_error(g: ConsumerGroup, member_id, member_epoch, version, transactional=False) -> int:
-        """Kafka's ConsumerGroup.validateOffsetCommit."""
+        """Kafka's ConsumerGroup.validateOffsetCommit (a classic member
+        commits with any version, its generation being its member epoch)."""
         if member_epoch < 0 and not g.members:
             return Errors.NONE
         if transactional and member_epoch < 0 and not member_id:
@@ -792,10 +1056,10 @@ class ConsumerGroups:
         m = g.members.get(member_id)
         if m is None:
             return Errors.UNKNOWN_MEMBER_ID
-        if not transactional and version < 9:
+        if not transactional and version < 9 and m.classic is None:
             return Errors.UNSUPPORTED_VERSION
         if member_epoch != m.member_epoch:
-            return Errors.STALE_MEMBER_EPOCH
+            return Errors.ILLEGAL_GENERATION if m.classic is not None else Errors.STALE_MEMBER_EPOCH
         return Errors.NONE
 
     @staticmethod
@@ -837,7 +1101,8 @@ class ConsumerGroups:
                             member_epoch=m.member_epoch, client_id=m.client_id, client_host=m.client_host,
                             subscribed_topic_names=list(m.subscribed_topic_names),
                             subscribed_topic_regex=m.subscribed_topic_regex, assignment=assignment(m.assigned),
-                            target_assignment=assignment(g.target.get(m.member_id, {})))
+                            target_assignment=assignment(g.target.get(m.member_id, {})),
+                            member_type=m.member_type)
                    for m in g.members.values()]
         return R.DescribedGroup(error_code=0, error_message=None, group_id=gid, group_state=g.state.value,
                                 group_epoch=g.group_epoch, assignment_epoch=g.assignment_epoch,

@@ -428,10 +428,18 @@ class GroupCoordinator:
             return _join_error(Errors.INCONSISTENT_GROUP_PROTOCOL, member_id)
         self.ensure_offsets_topic()
         g = self.groups.get(group_id)
+        if isinstance(g, ConsumerGroup) and g.members:
+            code = await self._maybe_downgrade_on_replace(g, member_id, group_instance_id)
+            if code:
+                return _join_error(code, member_id)
+            g = self.groups.get(group_id)
         if isinstance(g, ConsumerGroup):
             if g.members:
-                # The `disabled` migration policy: no classic member in a consumer group.
-                return _join_error(Errors.INCONSISTENT_GROUP_PROTOCOL, member_id)
+                # A classic member of a consumer group (online migration, classic_members.py).
+                result = self.consumer.classic.join(version, g, member_id, group_instance_id, client_id,
+                                                    client_host, session_timeout_ms, rebalance_timeout_ms,
+                                                    protocol_type, protocols)
+                return (await result) if asyncio.iscoroutine(result) else result
             self._consumer_to_classic(g)
         g = self._group(group_id, create=not member_id)
         if g is None or g.state is GroupState.DEAD:
@@ -487,6 +495,27 @@ class GroupCoordinator:
         m.session_timeout_ms, m.rebalance_timeout_ms = session_timeout_ms, rebalance_timeout_ms
         self._prepare_rebalance(g, f"member {member_id} rejoined with new metadata or as leader{because}")
         return await self._wait_join(g, m)
+
+    async def _maybe_downgrade_on_replace(self, g: ConsumerGroup, member_id, group_instance_id) -> int:
+        """A classic static member replacing the consumer group's last
+        consumer-protocol member: the group turns classic first (its records
+        written before the join goes on; undone if they are not). The
+        write's error, else 0."""
+        from .consumer_group import GroupSnapshot
+        snap = GroupSnapshot(self, g.group_id)
+        records = self.consumer.classic.downgrade_on_replace(g, member_id, group_instance_id)
+        if not records:
+            return Errors.NONE
+        snap.done(self)
+        try:
+            code = await self._wait_committed_raw(g.group_id, self._store(
+                g.group_id, [k for k, _ in records], [v for _, v in records]))
+        except (PylogError, OSError) as e:
+            code = getattr(e, "error_code", -1)
+        if code:
+            snap.restore(self.consumer)
+            return _group_store_error(code)
+        return Errors.NONE
 
     def _consumer_to_classic(self, g: ConsumerGroup):
         """An empty consumer group becomes a classic one (Kafka converts
@@ -636,7 +665,10 @@ class GroupCoordinator:
         protocol_name (SyncGroup v5, KIP-559), when given, must be the group's:
         INCONSISTENT_GROUP_PROTOCOL otherwise."""
         g = self.groups.get(group_id)
-        if g is None or isinstance(g, ConsumerGroup) or g.state is GroupState.DEAD:
+        if isinstance(g, ConsumerGroup):
+            return self.consumer.classic.sync(g, member_id, group_instance_id, generation_id, protocol_type,
+                                              protocol_name)
+        if g is None or g.state is GroupState.DEAD:
             return Errors.UNKNOWN_MEMBER_ID, b""
         m = g.members.get(member_id)
         if m is None:
@@ -720,7 +752,9 @@ class GroupCoordinator:
 
     def heartbeat(self, group_id, generation_id, member_id, group_instance_id):
         g = self.groups.get(group_id)
-        if g is None or isinstance(g, ConsumerGroup) or g.state in (GroupState.DEAD, GroupState.EMPTY):
+        if isinstance(g, ConsumerGroup):
+            return self.consumer.classic.heartbeat(g, member_id, group_instance_id, generation_id)
+        if g is None or g.state in (GroupState.DEAD, GroupState.EMPTY):
             return Errors.UNKNOWN_MEMBER_ID
         m = g.members.get(member_id)
         if m is None:
@@ -739,9 +773,12 @@ class GroupCoordinator:
         """One member's LeaveGroup, in Kafka's order of checks: an empty
         member id with a group.instance.id removes that static member (how an
         admin removes one, KIP-345), a pending member id leaves at once, any
-        other must be the member (and the instance's member)."""
+        other must be the member (and the instance's member). A consumer
+        group's member: its code, or a coroutine giving it once written."""
         g = self.groups.get(group_id)
-        if g is None or isinstance(g, ConsumerGroup) or g.state is GroupState.DEAD:
+        if isinstance(g, ConsumerGroup):
+            return self.consumer.classic.leave(g, member_id, group_instance_id)
+        if g is None or g.state is GroupState.DEAD:
             return Errors.UNKNOWN_MEMBER_ID
         why = f"left the group (reason: {reason or 'not provided'})"
         if not member_id:

@@ -196,15 +196,18 @@ def load_schema(path):
 
 
 # APIs taken from shared/kafka-protocol-4.5/messages when generating from
-# shared/kafka-protocol/messages: KIP-932 (share groups) became stable with
-# version 1 there, the only version clients send (KAFKA-NOTES §11.1); the
-# older snapshot holds only the early-access version 0 that Kafka removed.
+# shared/kafka-protocol/messages (the rest stays on the old snapshot until each
+# API moves on its own: the 4.5 one drops versions pylog still serves):
+# KIP-932 (share groups) became stable with version 1 there, the only version
+# clients send (KAFKA-NOTES §11.1), the older snapshot holding only the
+# early-access version 0 that Kafka removed; ConsumerGroupDescribe v1 adds
+# MemberType (KIP-1099).
 NEWER_SCHEMAS = frozenset(
     f"{api}{kind}" for kind in ("Request", "Response") for api in (
         "ShareGroupHeartbeat", "ShareGroupDescribe", "ShareFetch", "ShareAcknowledge",
         "InitializeShareGroupState", "ReadShareGroupState", "WriteShareGroupState",
         "DeleteShareGroupState", "ReadShareGroupStateSummary", "DescribeShareGroupOffsets",
-        "AlterShareGroupOffsets", "DeleteShareGroupOffsets"))
+        "AlterShareGroupOffsets", "DeleteShareGroupOffsets", "ConsumerGroupDescribe"))
 
 
 def _newer_schema(path):

@@ -30,7 +30,7 @@ def test_defaults_are_kafkas():
     assert c.consumer_group_assignors() == ("uniform", "range")
     # Kafka 4.0's default (4.1+ adds streams, which pylog does not serve)
     assert c.group_rebalance_protocols() == {"classic", "consumer"}
-    assert c.get("group.consumer.migration.policy") == "disabled"
+    assert c.get("group.consumer.migration.policy") == "bidirectional"   # Kafka's GroupCoordinatorConfig
 
 
 def test_assignors_by_name_or_kafka_class_name_first_is_default():
@@ -75,16 +75,9 @@ def test_classic_alone_is_accepted():
         "classic"}
 
 
-@pytest.mark.parametrize("value, accepted", [
-    ("disabled", True), ("DISABLED", True),
-    ("bidirectional", False), ("upgrade", False), ("downgrade", False),
-])
-def test_migration_policy_only_disabled_is_implemented(value, accepted):
-    if accepted:
-        BrokerConfig({"group.consumer.migration.policy": value})
-        return
-    with pytest.raises(InvalidConfigError, match="pylog implements only 'disabled'"):
-        BrokerConfig({"group.consumer.migration.policy": value})
+@pytest.mark.parametrize("value", ["disabled", "DISABLED", "bidirectional", "upgrade", "Downgrade"])
+def test_every_migration_policy_is_served(value):
+    assert BrokerConfig({"group.consumer.migration.policy": value}).get("group.consumer.migration.policy") == value
 
 
 def test_migration_policy_unknown_value_is_kafkas_error():

@@ -54,10 +54,10 @@ def owned(resp):
     return [T(topic_id=tp.topic_id, partitions=list(tp.partitions)) for tp in resp.assignment.topic_partitions]
 
 
-def describe(conn, group):
+def describe(conn, group, version=0):
     while True:
         r = conn.request(m.ConsumerGroupDescribeRequest(group_ids=[group], include_authorized_operations=False),
-                         api_version=0)
+                         api_version=version)
         g = r.groups[0]
         if g.error_code not in RETRIABLE:
             return g

@@ -47,6 +47,16 @@ def test_join_gets_every_partition_then_steady_heartbeats_carry_no_assignment(br
     assert left.error_code == 0 and left.member_epoch == -1
 
 
+def test_describe_v1_names_each_member_type(broker, conn):
+    create_topic(broker, "w-type", 2)
+    mid = member_id()
+    assert heartbeat(conn, "w-type-g", mid, 0, ["w-type"]).error_code == 0
+    g = describe(conn, "w-type-g", version=1)
+    assert [(mm.member_id, mm.member_type) for mm in g.members] == [(mid, 1)]   # KIP-1099: a consumer member
+    # v0 has no MemberType: what it decodes is the field's default (-1, unknown).
+    assert [mm.member_type for mm in describe(conn, "w-type-g", version=0).members] == [-1]
+
+
 def test_second_member_gets_partitions_only_after_the_first_revokes(broker, conn):
     create_topic(broker, "w-revoke", 4)
     a, b = member_id(), member_id()
@@ -167,7 +177,7 @@ def test_offsets_with_member_epochs(broker, conn):
     assert fetch(None, -1).error_code == 0     # an admin's read
 
 
-def test_classic_and_consumer_groups_do_not_mix(broker, conn):
+def test_classic_apis_meet_a_consumer_group(broker, conn):
     create_topic(broker, "w-mix", 1)
     r = heartbeat(conn, "w-mix-g", member_id(), 0, ["w-mix"])
     assert r.error_code == 0
@@ -175,7 +185,8 @@ def test_classic_and_consumer_groups_do_not_mix(broker, conn):
     join = conn.request(J(group_id="w-mix-g", session_timeout_ms=10000, rebalance_timeout_ms=10000, member_id="",
                           group_instance_id=None, protocol_type="consumer", reason=None,
                           protocols=[J.JoinGroupRequestProtocol(name="range", metadata=b"")]), api_version=5)
-    assert join.error_code == Errors.INCONSISTENT_GROUP_PROTOCOL
+    # Served by the consumer group (a classic member joining it, `bidirectional`): first the KIP-394 id.
+    assert join.error_code == Errors.MEMBER_ID_REQUIRED and join.member_id
     # DescribeGroups (< v6) shows a consumer group as Dead, no error; ListGroups knows its type.
     d = conn.request(m.DescribeGroupsRequest(groups=["w-mix-g"], include_authorized_operations=False),
                      api_version=5).groups[0]
@@ -198,7 +209,15 @@ def test_consumer_heartbeat_on_a_classic_group_in_use(broker, conn):
             break
     assert j.error_code == 0
     r = heartbeat(conn, "w-classic-g", member_id(), 0, ["w-mix"])
-    assert r.error_code == Errors.GROUP_ID_NOT_FOUND
+    # Kafka's answer when the classic members' subscriptions are not the consumer protocol's
+    # (convertToConsumerGroup; the policies themselves: test_group_migration.py) ...
+    assert (r.error_code, r.error_message) == (
+        Errors.GROUP_ID_NOT_FOUND,
+        "Cannot upgrade classic group w-classic-g to consumer group because the embedded consumer protocol is "
+        "malformed.")
+    # ... and to a heartbeat that is not a join (getOrMaybeCreateConsumerGroup).
+    r = heartbeat(conn, "w-classic-g", member_id(), 3, owned=[])
+    assert (r.error_code, r.error_message) == (Errors.GROUP_ID_NOT_FOUND, "Group w-classic-g is not a consumer group.")
 
 
 def test_delete_an_empty_consumer_group(broker, conn):
@@ -345,7 +364,11 @@ def test_records_in_consumer_offsets_have_kafkas_layouts(tmp_path):
         create_topic(b, "rx-layout", 1)
         conn = connect(b)
         mid = member_id()
-        assert heartbeat(conn, "w-layout-g", mid, 0, [], regex="rx-.*").error_code == 0
+        r = heartbeat(conn, "w-layout-g", mid, 0, [], regex="rx-.*")
+        assert r.error_code == 0
+        # The regex is resolved off the heartbeat; a later heartbeat gets its topic.
+        wait_until(lambda: (lambda r: r.assignment is not None and len(_parts(r)) == 1)(
+            heartbeat(conn, "w-layout-g", mid, r.member_epoch, owned=[])), "the regex's topic assigned")
         assert heartbeat(conn, "w-layout-g", mid, -1).error_code == 0
         conn.close()
     files = glob.glob(f"{data}/__consumer_offsets-{partition_for('w-layout-g', 50)}/*.log")
@@ -353,11 +376,14 @@ def test_records_in_consumer_offsets_have_kafkas_layouts(tmp_path):
                          capture_output=True, text=True, check=True).stdout
     rows = [(json.loads(k)["type"], v) for k, v in re.findall(r"key: (\{.*?\}\}) payload: (\S.*)$", out, re.M)]
     assert [(t, v == "<DELETE>") for t, v in rows] == [
-        ("5", False), ("3", False), ("16", False), ("7", False), ("6", False), ("8", False),   # the join
-        ("8", True), ("7", True), ("5", True), ("3", False), ("16", True)]                      # the leave
-    current = json.loads(rows[5][1])["data"]
+        ("5", False), ("3", False), ("7", False), ("6", False), ("8", False),   # the join
+        ("16", False), ("3", False),                                            # the regex resolved
+        ("7", False), ("6", False), ("8", False),                               # the heartbeat after
+        ("8", True), ("7", True), ("5", True), ("3", False), ("16", True)]      # the leave
+    current = json.loads(rows[4][1])["data"]
     assert current["memberEpoch"] == 1 and current["state"] == 0
-    assert json.loads(rows[2][1])["data"]["topics"] == ["rx-layout"]
+    assert json.loads(rows[5][1])["data"]["topics"] == ["rx-layout"]
+    assert json.loads(rows[9][1])["data"]["memberEpoch"] == 2
 
 
 def test_a_deleted_topic_leaves_the_assignment(broker, conn):

@@ -25,6 +25,7 @@ from ..types import (
 )
 
 _S_o = _Struct('>?')
+_S_b = _Struct('>b')
 _S_h = _Struct('>h')
 _S_i = _Struct('>i')
 _S_ii = _Struct('>ii')
@@ -35,7 +36,7 @@ _S_U = _Struct('>16s')
 
 class ConsumerGroupDescribeRequest(Message):
     API_KEY = 69
-    VALID_VERSIONS = (0, 0)
+    VALID_VERSIONS = (0, 1)
     FLEXIBLE_MIN = 0
     __slots__ = ('group_ids', 'include_authorized_operations')
     FIELDS = (
@@ -67,14 +68,14 @@ def _d_ConsumerGroupDescribeRequest_v0(buf, pos):
     return ConsumerGroupDescribeRequest(group_ids, include_authorized_operations, _unknown), pos
 
 
-ConsumerGroupDescribeRequest._ENCODERS = (_e_ConsumerGroupDescribeRequest_v0,)
-ConsumerGroupDescribeRequest._DECODERS = (_d_ConsumerGroupDescribeRequest_v0,)
+ConsumerGroupDescribeRequest._ENCODERS = (_e_ConsumerGroupDescribeRequest_v0, _e_ConsumerGroupDescribeRequest_v0,)
+ConsumerGroupDescribeRequest._DECODERS = (_d_ConsumerGroupDescribeRequest_v0, _d_ConsumerGroupDescribeRequest_v0,)
 
 # --- ConsumerGroupDescribeResponse (response, api key 69) ------------------------
 
 class ConsumerGroupDescribeResponse(Message):
     API_KEY = 69
-    VALID_VERSIONS = (0, 0)
+    VALID_VERSIONS = (0, 1)
     FLEXIBLE_MIN = 0
     __slots__ = ('throttle_time_ms', 'groups')
     FIELDS = (
@@ -112,7 +113,7 @@ class ConsumerGroupDescribeResponse(Message):
             self._unknown_tagged_fields = _unknown_tagged_fields
 
     class Member(Struct):
-        __slots__ = ('member_id', 'instance_id', 'rack_id', 'member_epoch', 'client_id', 'client_host', 'subscribed_topic_names', 'subscribed_topic_regex', 'assignment', 'target_assignment')
+        __slots__ = ('member_id', 'instance_id', 'rack_id', 'member_epoch', 'client_id', 'client_host', 'subscribed_topic_names', 'subscribed_topic_regex', 'assignment', 'target_assignment', 'member_type')
         FIELDS = (
             Field('member_id', 'string', '0+', ''),
             Field('instance_id', 'string', '0+', None, nullable_versions='0+'),
@@ -124,9 +125,10 @@ class ConsumerGroupDescribeResponse(Message):
             Field('subscribed_topic_regex', 'string', '0+', None, nullable_versions='0+'),
             Field('assignment', 'Assignment', '0+', ...),
             Field('target_assignment', 'Assignment', '0+', ...),
+            Field('member_type', 'int8', '1+', -1),
         )
 
-        def __init__(self, member_id='', instance_id=None, rack_id=None, member_epoch=0, client_id='', client_host='', subscribed_topic_names=UNSET, subscribed_topic_regex=None, assignment=UNSET, target_assignment=UNSET, _unknown_tagged_fields=None):
+        def __init__(self, member_id='', instance_id=None, rack_id=None, member_epoch=0, client_id='', client_host='', subscribed_topic_names=UNSET, subscribed_topic_regex=None, assignment=UNSET, target_assignment=UNSET, member_type=-1, _unknown_tagged_fields=None):
             self.member_id = member_id
             self.instance_id = instance_id
             self.rack_id = rack_id
@@ -137,6 +139,7 @@ class ConsumerGroupDescribeResponse(Message):
             self.subscribed_topic_regex = subscribed_topic_regex
             self.assignment = ConsumerGroupDescribeResponse.Assignment() if assignment is UNSET else assignment
             self.target_assignment = ConsumerGroupDescribeResponse.Assignment() if target_assignment is UNSET else target_assignment
+            self.member_type = member_type
             self._unknown_tagged_fields = _unknown_tagged_fields
 
     class DescribedGroup(Struct):
@@ -230,6 +233,51 @@ def _e_ConsumerGroupDescribeResponse_v0(out, o):
         out.append(0)
 
 
+def _e_ConsumerGroupDescribeResponse_Member_v1(out, o):
+    write_compact_string(out, o.member_id)
+    write_compact_nullable_string(out, o.instance_id)
+    write_compact_nullable_string(out, o.rack_id)
+    out += _S_i.pack(o.member_epoch)
+    write_compact_string(out, o.client_id)
+    write_compact_string(out, o.client_host)
+    write_compact_array(out, o.subscribed_topic_names, write_compact_string)
+    write_compact_nullable_string(out, o.subscribed_topic_regex)
+    _e_ConsumerGroupDescribeResponse_Assignment_v0(out, o.assignment)
+    _e_ConsumerGroupDescribeResponse_Assignment_v0(out, o.target_assignment)
+    out += _S_b.pack(o.member_type)
+    _u = o._unknown_tagged_fields
+    if _u:
+        write_tagged_fields(out, _u)
+    else:
+        out.append(0)
+
+
+def _e_ConsumerGroupDescribeResponse_DescribedGroup_v1(out, o):
+    out += _S_h.pack(o.error_code)
+    write_compact_nullable_string(out, o.error_message)
+    write_compact_string(out, o.group_id)
+    write_compact_string(out, o.group_state)
+    out += _S_ii.pack(o.group_epoch, o.assignment_epoch)
+    write_compact_string(out, o.assignor_name)
+    write_compact_array(out, o.members, _e_ConsumerGroupDescribeResponse_Member_v1)
+    out += _S_i.pack(o.authorized_operations)
+    _u = o._unknown_tagged_fields
+    if _u:
+        write_tagged_fields(out, _u)
+    else:
+        out.append(0)
+
+
+def _e_ConsumerGroupDescribeResponse_v1(out, o):
+    out += _S_i.pack(o.throttle_time_ms)
+    write_compact_array(out, o.groups, _e_ConsumerGroupDescribeResponse_DescribedGroup_v1)
+    _u = o._unknown_tagged_fields
+    if _u:
+        write_tagged_fields(out, _u)
+    else:
+        out.append(0)
+
+
 def _d_ConsumerGroupDescribeResponse_TopicPartitions_v0(buf, pos):
     topic_id, = _S_U.unpack_from(buf, pos)
     pos += 16
@@ -260,7 +308,7 @@ def _d_ConsumerGroupDescribeResponse_Member_v0(buf, pos):
     assignment, pos = _d_ConsumerGroupDescribeResponse_Assignment_v0(buf, pos)
     target_assignment, pos = _d_ConsumerGroupDescribeResponse_Assignment_v0(buf, pos)
     _unknown, pos = read_tagged_fields(buf, pos)
-    return ConsumerGroupDescribeResponse.Member(member_id, instance_id, rack_id, member_epoch, client_id, client_host, subscribed_topic_names, subscribed_topic_regex, assignment, target_assignment, _unknown), pos
+    return ConsumerGroupDescribeResponse.Member(member_id, instance_id, rack_id, member_epoch, client_id, client_host, subscribed_topic_names, subscribed_topic_regex, assignment, target_assignment, -1, _unknown), pos
 
 
 def _d_ConsumerGroupDescribeResponse_DescribedGroup_v0(buf, pos):
@@ -287,8 +335,50 @@ def _d_ConsumerGroupDescribeResponse_v0(buf, pos):
     return ConsumerGroupDescribeResponse(throttle_time_ms, groups, _unknown), pos
 
 
-ConsumerGroupDescribeResponse._ENCODERS = (_e_ConsumerGroupDescribeResponse_v0,)
-ConsumerGroupDescribeResponse._DECODERS = (_d_ConsumerGroupDescribeResponse_v0,)
+def _d_ConsumerGroupDescribeResponse_Member_v1(buf, pos):
+    member_id, pos = read_compact_string(buf, pos)
+    instance_id, pos = read_compact_nullable_string(buf, pos)
+    rack_id, pos = read_compact_nullable_string(buf, pos)
+    member_epoch, = _S_i.unpack_from(buf, pos)
+    pos += 4
+    client_id, pos = read_compact_string(buf, pos)
+    client_host, pos = read_compact_string(buf, pos)
+    subscribed_topic_names, pos = read_compact_array(buf, pos, read_compact_string)
+    subscribed_topic_regex, pos = read_compact_nullable_string(buf, pos)
+    assignment, pos = _d_ConsumerGroupDescribeResponse_Assignment_v0(buf, pos)
+    target_assignment, pos = _d_ConsumerGroupDescribeResponse_Assignment_v0(buf, pos)
+    member_type, = _S_b.unpack_from(buf, pos)
+    pos += 1
+    _unknown, pos = read_tagged_fields(buf, pos)
+    return ConsumerGroupDescribeResponse.Member(member_id, instance_id, rack_id, member_epoch, client_id, client_host, subscribed_topic_names, subscribed_topic_regex, assignment, target_assignment, member_type, _unknown), pos
+
+
+def _d_ConsumerGroupDescribeResponse_DescribedGroup_v1(buf, pos):
+    error_code, = _S_h.unpack_from(buf, pos)
+    pos += 2
+    error_message, pos = read_compact_nullable_string(buf, pos)
+    group_id, pos = read_compact_string(buf, pos)
+    group_state, pos = read_compact_string(buf, pos)
+    group_epoch, assignment_epoch = _S_ii.unpack_from(buf, pos)
+    pos += 8
+    assignor_name, pos = read_compact_string(buf, pos)
+    members, pos = read_compact_array(buf, pos, _d_ConsumerGroupDescribeResponse_Member_v1)
+    authorized_operations, = _S_i.unpack_from(buf, pos)
+    pos += 4
+    _unknown, pos = read_tagged_fields(buf, pos)
+    return ConsumerGroupDescribeResponse.DescribedGroup(error_code, error_message, group_id, group_state, group_epoch, assignment_epoch, assignor_name, members, authorized_operations, _unknown), pos
+
+
+def _d_ConsumerGroupDescribeResponse_v1(buf, pos):
+    throttle_time_ms, = _S_i.unpack_from(buf, pos)
+    pos += 4
+    groups, pos = read_compact_array(buf, pos, _d_ConsumerGroupDescribeResponse_DescribedGroup_v1)
+    _unknown, pos = read_tagged_fields(buf, pos)
+    return ConsumerGroupDescribeResponse(throttle_time_ms, groups, _unknown), pos
+
+
+ConsumerGroupDescribeResponse._ENCODERS = (_e_ConsumerGroupDescribeResponse_v0, _e_ConsumerGroupDescribeResponse_v1,)
+ConsumerGroupDescribeResponse._DECODERS = (_d_ConsumerGroupDescribeResponse_v0, _d_ConsumerGroupDescribeResponse_v1,)
 
 
 __all__ = [
