@@ -665,6 +665,8 @@ class ConsumerGroups:
         create = req.member_epoch == JOIN_EPOCH
         if isinstance(g, ConsumerGroup):
             return g, []
+        if g is None and self.c.is_share_group(gid):
+            raise HeartbeatError(Errors.GROUP_ID_NOT_FOUND, f"Group {gid} is not a consumer group.")
         if g is None:
             if not create:
                 raise HeartbeatError(Errors.GROUP_ID_NOT_FOUND, f"Group {gid} not found.")
@@ -851,8 +853,10 @@ class ConsumerGroups:
         R = _response_type()
         g = self.c.groups.get(req.group_id)
         if not isinstance(g, ConsumerGroup):
-            raise HeartbeatError(Errors.GROUP_ID_NOT_FOUND,
-                                 f"Group {req.group_id} not found.")
+            # Kafka's consumerGroup(id): "not found" only when no group of any type has the id.
+            known = g is not None or self.c.is_share_group(req.group_id)
+            raise HeartbeatError(Errors.GROUP_ID_NOT_FOUND, f"Group {req.group_id} is not a consumer group."
+                                 if known else f"Group {req.group_id} not found.")
         m = g.members.get(req.member_id)
         if req.instance_id is not None:
             sid = g.static.get(req.instance_id)
@@ -1085,7 +1089,7 @@ class ConsumerGroups:
         from ..protocol import messages as msgs
         R = msgs.ConsumerGroupDescribeResponse
         g = self.c.groups.get(gid)
-        if g is None:
+        if g is None and not self.c.is_share_group(gid):
             return R.DescribedGroup(error_code=Errors.GROUP_ID_NOT_FOUND, error_message=f"Group {gid} not found.",
                                     group_id=gid)
         if not isinstance(g, ConsumerGroup):

@@ -207,6 +207,9 @@ class GroupCoordinator:
         self.txn_completing: dict[int, list] = {}
         # KIP-848 groups share self.groups with the classic ones (one id, one group).
         self.consumer = ConsumerGroups(self, config)
+        # The share groups (pylog/share/groups.py, set by pylog/share/api.py): kept
+        # apart, yet an id is one group of one type, so each side refuses the other's.
+        self.share = None
 
     # ---- start-up and shutdown ----
 
@@ -405,6 +408,9 @@ class GroupCoordinator:
 
     # ---- lookups ----
 
+    def is_share_group(self, group_id) -> bool:
+        return self.share is not None and self.share.has_group(group_id)
+
     def _group(self, group_id, create=False):
         g = self.groups.get(group_id)
         if g is None and create:
@@ -422,6 +428,8 @@ class GroupCoordinator:
         because = f" (client reason: {reason})" if reason else ""
         if not group_id:
             return _join_error(Errors.INVALID_GROUP_ID, member_id)
+        if self.is_share_group(group_id):
+            return _join_error(Errors.INCONSISTENT_GROUP_PROTOCOL, "")   # Kafka's classicGroupJoin
         if not self.min_session <= session_timeout_ms <= self.max_session:
             return _join_error(Errors.INVALID_SESSION_TIMEOUT, member_id)
         if not protocols or not protocol_type:
@@ -866,6 +874,8 @@ class GroupCoordinator:
             return all_(code), None, [], [], []
         if not group_id:
             return fail(Errors.INVALID_GROUP_ID)
+        if self.is_share_group(group_id):
+            return fail(Errors.GROUP_ID_NOT_FOUND)   # Kafka's ShareGroup.validateOffsetCommit, every version
         g = self.groups.get(group_id)
         if g is None or g.state is GroupState.DEAD:
             if generation_id >= 0:
@@ -1143,6 +1153,8 @@ class GroupCoordinator:
         wrong = self.coordinator_error(group_id)
         if wrong:
             return all_(wrong)
+        if self.is_share_group(group_id):
+            return all_(Errors.GROUP_ID_NOT_FOUND)
         code = self._txn_commit_error(self.groups.get(group_id), generation_id, member_id, group_instance_id)
         if code:
             return all_(code)
