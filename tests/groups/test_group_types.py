@@ -10,7 +10,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from pylog.protocol import messages as m
@@ -65,6 +65,22 @@ def commit(conn, group, topic, version, generation=-1):
     return [p.error_code for t in r.topics for p in t.partitions]
 
 
+def txn_commit_error(b, group, topic):
+    """The error of a transactional producer's send_offsets_to_transaction for group."""
+    p = Producer({"bootstrap.servers": str(b), "transactional.id": f"gt-txn-{uuid.uuid4().hex[:8]}"})
+    c = Consumer({"bootstrap.servers": str(b), "group.id": group})
+    try:
+        p.init_transactions(30)
+        p.begin_transaction()
+        try:
+            p.send_offsets_to_transaction([TopicPartition(topic, 0, 1)], c.consumer_group_metadata(), 30)
+        except KafkaException as e:
+            return e.args[0].code()
+        return KafkaError.NO_ERROR
+    finally:
+        c.close()
+
+
 def listed_types(conn, group):
     r = conn.request(m.ListGroupsRequest(states_filter=[], types_filter=[]), api_version=5)
     return [(g.group_type, g.protocol_type) for g in r.groups if g.group_id == group]
@@ -92,11 +108,18 @@ def test_a_share_group_refuses_the_classic_and_consumer_protocols(broker, conn):
     assert r.error_code == Errors.UNKNOWN_MEMBER_ID
     r = conn.request(m.HeartbeatRequest(group_id=group, generation_id=1, member_id=mid), api_version=3)
     assert r.error_code == Errors.UNKNOWN_MEMBER_ID
+    r = conn.request(m.LeaveGroupRequest(group_id=group, member_id=mid), api_version=2)
+    assert r.error_code == Errors.UNKNOWN_MEMBER_ID
+    D = m.OffsetDeleteRequest
+    r = conn.request(D(group_id=group, topics=[D.OffsetDeleteRequestTopic(
+        name=topic, partitions=[D.OffsetDeleteRequestPartition(partition_index=0)])]), api_version=0)
+    assert r.error_code == Errors.GROUP_ID_NOT_FOUND
 
     # Kafka's ShareGroup.validateOffsetCommit, in every version; no simple
     # classic group appears beside the share group.
     assert commit(conn, group, topic, 9) == [Errors.GROUP_ID_NOT_FOUND]
     assert commit(conn, group, topic, 8) == [Errors.GROUP_ID_NOT_FOUND]
+    assert txn_commit_error(broker, group, topic) == KafkaError.GROUP_ID_NOT_FOUND
     assert listed_types(conn, group) == [("share", "share")]
 
     # OffsetFetch answers as for a group without offsets.
