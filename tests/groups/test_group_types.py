@@ -261,3 +261,28 @@ def test_a_share_consumer_is_refused_by_a_consumer_group_and_welcome_after_it_is
         assert listed_types(conn, group) == [("share", "share")]
     finally:
         share.close()
+
+
+def test_a_share_consumer_fails_fatally_on_a_classic_groups_id(broker, conn):
+    topic, group = names()
+    sw.create_topic(broker, topic)
+    c = Consumer({"bootstrap.servers": str(broker), "group.id": group, "group.protocol": "classic",
+                  "session.timeout.ms": 10000})
+    c.subscribe([topic])
+    from confluent_kafka import ShareConsumer
+    share = ShareConsumer({"bootstrap.servers": str(broker), "group.id": group})
+    try:
+        wait_until(lambda: (c.poll(0.1), c.assignment())[1], timeout=TIMEOUT, what="the classic member's assignment")
+        share.subscribe([topic])
+        deadline = time.monotonic() + TIMEOUT
+        with pytest.raises(KafkaException) as e:
+            while time.monotonic() < deadline:
+                share.poll(0.2)
+                c.poll(0.05)
+        err = e.value.args[0]
+        assert (err.code(), err.fatal()) == (KafkaError.GROUP_ID_NOT_FOUND, True)
+        assert [t for t, _ in listed_types(conn, group)] == ["classic"]
+        assert [(tp.topic, tp.partition) for tp in c.assignment()] == [(topic, 0)]
+    finally:
+        share.close()
+        c.close()
