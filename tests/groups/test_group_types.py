@@ -198,7 +198,7 @@ def poll_error(c, want, what):
         if msg is not None and msg.error() is not None:
             seen.append(msg.error().code())
             if msg.error().code() == want:
-                return
+                return msg.error()
     raise AssertionError(f"no {what}; errors seen: {seen}")
 
 
@@ -224,6 +224,15 @@ def test_clients_of_another_protocol_are_refused_by_a_share_group(broker, conn):
             assert classic.assignment() == []
         finally:
             classic.close()
+        # librdkafka takes a heartbeat's GROUP_ID_NOT_FOUND as fatal.
+        kip = kip848.consumer(broker, group)
+        kip.subscribe([topic])
+        try:
+            err = poll_error(kip, KafkaError._FATAL, "a fatal error")
+            assert "ConsumerGroupHeartbeat" in err.str() and "group id does not exist" in err.str(), err
+            assert kip.assignment() == []
+        finally:
+            kip.close()
         # Its commit of explicit offsets is refused too.
         standalone = Consumer({"bootstrap.servers": str(broker), "group.id": group, "enable.auto.commit": False})
         try:
