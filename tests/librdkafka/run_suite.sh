@@ -153,6 +153,7 @@ export LD_LIBRARY_PATH="$rdk/src:$rdk/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PAT
 # directory: a private (hard-linked) copy of tests/ lets several runs share one
 # librdkafka build at once.
 cp -al "$rdk/tests" "$work/rdk-tests" 2>/dev/null || cp -a "$rdk/tests" "$work/rdk-tests"
+ln -s "$rdk/src" "$work/src"   # 0053 reads ../src/statistics_schema.json
 cd "$work/rdk-tests"
 set +e
 rm -f test_report_*.json stats_*.json
