@@ -72,6 +72,18 @@ def _group(op, attr="group_id"):
     return guard
 
 
+def _consumer_group_heartbeat(az, header, req, handler):
+    """READ on the group, then DESCRIBE on every subscribed topic name: one
+    that is not allowed fails the whole heartbeat with
+    TOPIC_AUTHORIZATION_FAILED (no topic named, so the member cannot learn
+    which exist), as KafkaApis answers it."""
+    if not az.allows(header, READ, GROUP, req.group_id):
+        return m.RESPONSES[header.request_api_key](error_code=GROUP_DENIED)
+    if req.subscribed_topic_names and az.denied(header, DESCRIBE, TOPIC, set(req.subscribed_topic_names)):
+        return m.RESPONSES[header.request_api_key](error_code=TOPIC_DENIED)
+    return handler(header, req)
+
+
 def _txn(op=WRITE, then=None):
     def guard(az, header, req, handler):
         if not az.allows(header, op, TRANSACTIONAL_ID, req.transactional_id):
@@ -490,7 +502,7 @@ _GUARDS = {
     av.SYNC_GROUP: _group(READ),
     av.HEARTBEAT: _group(READ),
     av.LEAVE_GROUP: _group(READ),
-    av.CONSUMER_GROUP_HEARTBEAT: _group(READ),
+    av.CONSUMER_GROUP_HEARTBEAT: _consumer_group_heartbeat,
     av.CONSUMER_GROUP_DESCRIBE: _consumer_group_describe,
     av.OFFSET_COMMIT: _offset_commit,
     av.OFFSET_FETCH: _offset_fetch,
