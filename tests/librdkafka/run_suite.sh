@@ -28,6 +28,10 @@
 # 0119 through the kafka-acls.sh shim) and broker i has broker.rack=RACK<i>
 # with the RackAwareReplicaSelector (0101 fetch from follower).
 set -euo pipefail
+# The whole script is one brace group: bash reads it completely before it
+# runs, so editing this file during a run (runs take half an hour) cannot
+# change what the run executes next.
+{
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -174,3 +178,5 @@ for name, t in sorted(report["tests"].items()):
         print("FAILED", name)
 sys.exit(1 if states["FAILED"] else 0)
 PY
+exit
+}
