@@ -342,8 +342,22 @@ def _describe_groups(az, header, req, handler):
     return _then(handler(header, req), add)
 
 
-_consumer_group_describe = _named(DESCRIBE, GROUP, "group_ids", "groups", lambda R, g: R.DescribedGroup(
+_consumer_group_describe_named = _named(DESCRIBE, GROUP, "group_ids", "groups", lambda R, g: R.DescribedGroup(
     error_code=GROUP_DENIED, error_message=None, group_id=g))
+
+
+def _consumer_group_describe(az, header, req, handler):
+    """DESCRIBE on each group; the described groups' authorized_operations are
+    the principal's on that group (the coordinator, unaware of ACLs, fills in
+    every group operation), as KafkaApis sets them for groups without error."""
+    def ops(resp):
+        if req.include_authorized_operations:
+            for g in resp.groups:
+                if g.error_code == Errors.NONE:
+                    g.authorized_operations = az.authorized_operations(header.principal, header.peer_host, GROUP,
+                                                                       g.group_id)
+        return resp
+    return _then(_consumer_group_describe_named(az, header, req, handler), ops)
 
 
 def _list_groups(az, header, req, handler):

@@ -77,3 +77,30 @@ def test_a_librdkafka_consumer_protocol_member_sees_the_error_then_consumes(acl_
         assert wait_until(consumed, what="a record once DESCRIBE and READ are granted", timeout=90).value() == b"v"
     finally:
         c.close()
+
+
+def test_describe_answers_the_principals_operations_on_the_group(acl_broker, admin, topic):
+    """ConsumerGroupDescribe's authorized_operations are the principal's on
+    each group, not every group operation (librdkafka's 0081
+    DescribeConsumerGroups_with_authorized_ops, group.protocol=consumer)."""
+    from confluent_kafka.admin import AclOperation as Op
+    _make_topic(admin, topic)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    grant(admin, binding(G, group, OP.READ), binding(T, topic, OP.READ))
+    c = ck.Consumer({"bootstrap.servers": str(acl_broker), "group.id": group, "group.protocol": "consumer"})
+    try:
+        c.subscribe([topic])
+        wait_until(lambda: c.poll(0.2) is None and c.assignment(), what="an assignment", timeout=60)
+        [d] = admin.describe_consumer_groups([group], include_authorized_operations=True,
+                                             request_timeout=30).values()
+        d = d.result()
+        assert d.type == ck.ConsumerGroupType.CONSUMER
+        assert set(d.authorized_operations) == {Op.READ, Op.DESCRIBE}
+        host, port = str(acl_broker).rsplit(":", 1)
+        with Connection(host, int(port), client_id="acl-cg", timeout=30) as conn:
+            r = conn.request(m.ConsumerGroupDescribeRequest(group_ids=[group], include_authorized_operations=True),
+                             api_version=0)
+        assert r.groups[0].error_code == Errors.NONE
+        assert r.groups[0].authorized_operations == (1 << 3) | (1 << 8)   # READ and the DESCRIBE it implies
+    finally:
+        c.close()
