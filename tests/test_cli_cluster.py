@@ -342,3 +342,23 @@ def test_groups_outlive_a_killed_coordinator_in_a_three_broker_cluster(tmp_path)
         assert sum(committed.values()) == 40
     finally:
         pylog("cluster", "down", "--dir", d)
+
+
+def test_broker_override_sets_a_config_of_one_broker_only(tmp_path):
+    """--broker-override ID:KEY=VALUE: per-broker settings such as broker.rack
+    (librdkafka's test clusters give broker i rack RACK<i>)."""
+    from confluent_kafka.admin import AdminClient
+    d = str(tmp_path / "c")
+    port = _free_port(2)
+    bad = pylog("cluster", "up", "--brokers", "2", "--zookeeper", "no", "--dir", d, "--base-port", str(port),
+                "--broker-override", "3:broker.rack=RACK3", check=False)
+    assert bad.returncode == 1 and b"names broker 3" in bad.stderr
+    bootstrap = pylog("cluster", "up", "--brokers", "2", "--zookeeper", "no", "--dir", d, "--base-port", str(port),
+                      "--broker-override", "1:broker.rack=RACK1", "--broker-override", "2:broker.rack=RACK2"
+                      ).stdout.decode().strip()
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        nodes = admin.describe_cluster(request_timeout=30).result(timeout=60).nodes
+        assert sorted((n.id, n.rack) for n in nodes) == [(1, "RACK1"), (2, "RACK2")]
+    finally:
+        pylog("cluster", "down", "--dir", d)

@@ -72,6 +72,18 @@ def _group(op, attr="group_id"):
     return guard
 
 
+def _consumer_group_heartbeat(az, header, req, handler):
+    """READ on the group, then DESCRIBE on every subscribed topic name: one
+    that is not allowed fails the whole heartbeat with
+    TOPIC_AUTHORIZATION_FAILED (no topic named, so the member cannot learn
+    which exist), as KafkaApis answers it."""
+    if not az.allows(header, READ, GROUP, req.group_id):
+        return m.RESPONSES[header.request_api_key](error_code=GROUP_DENIED)
+    if req.subscribed_topic_names and az.denied(header, DESCRIBE, TOPIC, set(req.subscribed_topic_names)):
+        return m.RESPONSES[header.request_api_key](error_code=TOPIC_DENIED)
+    return handler(header, req)
+
+
 def _txn(op=WRITE, then=None):
     def guard(az, header, req, handler):
         if not az.allows(header, op, TRANSACTIONAL_ID, req.transactional_id):
@@ -330,8 +342,22 @@ def _describe_groups(az, header, req, handler):
     return _then(handler(header, req), add)
 
 
-_consumer_group_describe = _named(DESCRIBE, GROUP, "group_ids", "groups", lambda R, g: R.DescribedGroup(
+_consumer_group_describe_named = _named(DESCRIBE, GROUP, "group_ids", "groups", lambda R, g: R.DescribedGroup(
     error_code=GROUP_DENIED, error_message=None, group_id=g))
+
+
+def _consumer_group_describe(az, header, req, handler):
+    """DESCRIBE on each group; the described groups' authorized_operations are
+    the principal's on that group (the coordinator, unaware of ACLs, fills in
+    every group operation), as KafkaApis sets them for groups without error."""
+    def ops(resp):
+        if req.include_authorized_operations:
+            for g in resp.groups:
+                if g.error_code == Errors.NONE:
+                    g.authorized_operations = az.authorized_operations(header.principal, header.peer_host, GROUP,
+                                                                       g.group_id)
+        return resp
+    return _then(_consumer_group_describe_named(az, header, req, handler), ops)
 
 
 def _list_groups(az, header, req, handler):
@@ -490,7 +516,7 @@ _GUARDS = {
     av.SYNC_GROUP: _group(READ),
     av.HEARTBEAT: _group(READ),
     av.LEAVE_GROUP: _group(READ),
-    av.CONSUMER_GROUP_HEARTBEAT: _group(READ),
+    av.CONSUMER_GROUP_HEARTBEAT: _consumer_group_heartbeat,
     av.CONSUMER_GROUP_DESCRIBE: _consumer_group_describe,
     av.OFFSET_COMMIT: _offset_commit,
     av.OFFSET_FETCH: _offset_fetch,

@@ -68,6 +68,10 @@ def add_cluster_parser(sub) -> None:
                     help="ZooKeeper's client port (default: a free one)")
     up.add_argument("--override", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                     help="a broker config for every broker (repeatable)")
+    up.add_argument("--broker-override", type=_broker_key_value, action="append", default=[],
+                    metavar="ID:KEY=VALUE",
+                    help="a broker config for broker ID only, e.g. 2:broker.rack=RACK2 (repeatable; "
+                         "wins over --override)")
     action("status", "which processes of the cluster are alive (exit 0 all up, 1 some down, "
                      "3 none up, 4 no cluster)", _status)
     for name, help, tool in (("start", "start one broker of the cluster again", _start),
@@ -142,6 +146,10 @@ def _up(args) -> int:
     if old and (any(_alive(b.get("pid")) for b in old["brokers"])
                 or _alive((old.get("zookeeper") or {}).get("pid"))):
         return _fail(f"a cluster is already up in {directory} (pylog cluster down --dir {args.dir})")
+    strays = sorted({i for i, _, _ in args.broker_override if not 1 <= i <= args.brokers})
+    if strays:
+        return _fail(f"--broker-override names broker {', '.join(map(str, strays))}, but the cluster "
+                     f"has brokers 1..{args.brokers}")
     ports = [args.base_port + i for i in range(args.brokers)]
     busy = [p for p in ports if _port_in_use(p)]
     if busy:
@@ -182,7 +190,7 @@ def _up(args) -> int:
     for i, port in enumerate(ports, 1):
         cmd = [sys.executable, "-m", "pylog", "broker", "--data-dir", os.path.join(directory, f"broker-{i}"),
                "--port", str(port), "--broker-id", str(i)]
-        for o in overrides:
+        for o in overrides + [f"{k}={v}" for b_id, k, v in args.broker_override if b_id == i]:
             cmd += ["--override", o]
         b = {"id": i, "port": port, "dir": os.path.join(directory, f"broker-{i}"),
              "log": os.path.join(directory, f"broker-{i}.log"), "cmd": cmd, "pid": None}
@@ -229,6 +237,14 @@ def _wait_ready(b: dict, timeout: float = START_TIMEOUT_S) -> str | None:
             return (f"broker {b['id']} was not ready after {timeout:.0f} s; its last lines:\n"
                     f"{_tail(out)}\n(its log: {b['log']})")
         time.sleep(0.05)
+
+
+def _broker_key_value(text: str) -> tuple[int, str, str]:
+    """argparse type for ID:KEY=VALUE (--broker-override)."""
+    ident, sep, rest = text.partition(":")
+    if not sep or not ident.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected ID:KEY=VALUE, got {text!r}")
+    return (int(ident), *key_value(rest))
 
 
 def _tail(out: bytes, lines: int = 8) -> str:

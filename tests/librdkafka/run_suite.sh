@@ -15,7 +15,23 @@
 #   BASE_PORT                     first broker port (default 9092)
 #   SCENARIO                      default, or noautocreate (the scenario of 0107 and 0111:
 #                                 auto.create.topics.enable=false, test-runner -s noautocreate)
+#   SASL                          empty (default: the clients connect over PLAINTEXT), or PLAIN,
+#                                 SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER: the clients connect to a
+#                                 SASL_PLAINTEXT listener (ports BASE_PORT+100 on) with that
+#                                 mechanism, as librdkafka's trivup set-up does (user testuser /
+#                                 testpass; OAUTHBEARER: unsecured JWTs, principal admin, which is a
+#                                 super user), with connections.max.reauth.ms=10000 (0142)
+#
+# As in librdkafka's own test clusters (trivup's KafkaBrokerApp and
+# tests/cluster_testing.py), every broker runs the ACL authorizer with
+# allow.everyone.if.no.acl.found=true (0081's ACL subtests, and 0109, 0115,
+# 0119 through the kafka-acls.sh shim) and broker i has broker.rack=RACK<i>
+# with the RackAwareReplicaSelector (0101 fetch from follower).
 set -euo pipefail
+# The whole script is one brace group: bash reads it completely before it
+# runs, so editing this file during a run (runs take half an hour) cannot
+# change what the run executes next.
+{
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -39,7 +55,37 @@ noautocreate) autocreate=false ;;
 *) echo "SCENARIO must be default or noautocreate" >&2; exit 2 ;;
 esac
 common=(--override num.partitions=4 --override auto.create.topics.enable=$autocreate
-        --override delete.topic.enable=true)
+        --override delete.topic.enable=true
+        --override authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+        --override allow.everyone.if.no.acl.found=true
+        --override replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector)
+nbrokers=1; [ "$mode" = cluster ] && nbrokers=3
+
+# SASL: PLAINTEXT stays the first listener (inter-broker traffic, the
+# readiness check, the SCRAM set-up below); the clients get SASL_PLAINTEXT.
+sasl="${SASL:-}"
+sasl_user=testuser sasl_pass=testpass
+client_port_offset=0
+if [ -n "$sasl" ]; then
+    client_port_offset=100
+    common+=(--override "sasl.enabled.mechanisms=$sasl" --override connections.max.reauth.ms=10000)
+    case "$sasl" in
+    PLAIN) common+=(--override "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$sasl_user=\"$sasl_pass\";") ;;
+    SCRAM-SHA-256|SCRAM-SHA-512) ;;   # credentials are written after the start, as trivup does
+    OAUTHBEARER)
+        common+=(--override super.users=User:admin
+                 --override "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"admin\" unsecuredValidatorRequiredScope=\"requiredScope\";") ;;
+    *) echo "SASL must be empty, PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER" >&2; exit 2 ;;
+    esac
+fi
+# Per-broker settings: the rack, and with SASL the two listeners.
+per_broker() {  # $1: broker id -> the KEY=VALUE settings of that broker
+    echo "broker.rack=RACK$1"
+    if [ -n "$sasl" ]; then
+        local p=$((base_port + $1 - 1))
+        echo "listeners=PLAINTEXT://127.0.0.1:$p,SASL_PLAINTEXT://127.0.0.1:$((p + client_port_offset))"
+    fi
+}
 
 broker_pid=""
 cleanup() {
@@ -54,24 +100,29 @@ trap cleanup EXIT
 
 case "$mode" in
 single)
+    one=(); while read -r kv; do one+=(--override "$kv"); done < <(per_broker 1)
     "$PYLOG" broker --data-dir "$work/data" --host 127.0.0.1 --port "$base_port" \
-        "${common[@]}" --override default.replication.factor=1 \
+        "${common[@]}" "${one[@]}" --override default.replication.factor=1 \
         >"$work/broker.log" 2>&1 &
     broker_pid=$!
-    brokers="127.0.0.1:$base_port"
     ;;
 cluster)
+    each=(); for i in 1 2 3; do while read -r kv; do each+=(--broker-override "$i:$kv"); done < <(per_broker "$i"); done
     "$PYLOG" cluster up --brokers 3 --dir "$work/cluster" --base-port "$base_port" \
-        "${common[@]}" --override default.replication.factor=3 \
-        --override min.insync.replicas=1 >"$work/cluster-up.log" 2>&1
-    brokers="127.0.0.1:$base_port,127.0.0.1:$((base_port+1)),127.0.0.1:$((base_port+2))"
+        "${common[@]}" "${each[@]}" --override default.replication.factor=3 \
+        --override min.insync.replicas=1 >"$work/cluster-up.log" 2>&1 \
+        || { cat "$work/cluster-up.log" >&2; exit 2; }
     ;;
 *) echo "mode must be single or cluster" >&2; exit 2 ;;
 esac
+plain_brokers=$(for i in $(seq 1 $nbrokers); do printf '127.0.0.1:%d,' $((base_port + i - 1)); done)
+plain_brokers=${plain_brokers%,}
+brokers=$(for i in $(seq 1 $nbrokers); do printf '127.0.0.1:%d,' $((base_port + client_port_offset + i - 1)); done)
+brokers=${brokers%,}
 
 # Wait for every broker to answer Metadata.
 for _ in $(seq 1 120); do
-    if "$PYLOG" topics list --bootstrap-server "$brokers" >/dev/null 2>&1; then break; fi
+    if "$PYLOG" topics list --bootstrap-server "$plain_brokers" >/dev/null 2>&1; then break; fi
     sleep 0.5
 done
 
@@ -79,6 +130,20 @@ cat >"$work/test.conf" <<CONF
 bootstrap.servers=$brokers
 test.timeout.multiplier=3
 CONF
+case "$sasl" in
+"") ;;
+OAUTHBEARER)
+    printf '%s\n' security.protocol=SASL_PLAINTEXT sasl.mechanisms=OAUTHBEARER \
+        enable.sasl.oauthbearer.unsecure.jwt=true \
+        'sasl.oauthbearer.config=scope=requiredScope principal=admin' >>"$work/test.conf" ;;
+*)
+    if [ "${sasl#SCRAM}" != "$sasl" ]; then
+        "$PYLOG" configs --bootstrap-server "$plain_brokers" --alter --entity-type users \
+            --entity-name "$sasl_user" --add-config "$sasl=[iterations=4096,password=$sasl_pass]"
+    fi
+    printf '%s\n' security.protocol=SASL_PLAINTEXT "sasl.mechanisms=$sasl" \
+        "sasl.username=$sasl_user" "sasl.password=$sasl_pass" >>"$work/test.conf" ;;
+esac
 
 export RDKAFKA_TEST_CONF="$work/test.conf"
 export TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-4.0.0}"
@@ -88,9 +153,14 @@ export BROKERS="$brokers"
 export LD_LIBRARY_PATH="$rdk/src:$rdk/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 [ $# -gt 0 ] || set -- -L -p2
 
-cd "$rdk/tests"
+# The test-runner writes its report and stats files into its working
+# directory: a private (hard-linked) copy of tests/ lets several runs share one
+# librdkafka build at once.
+cp -al "$rdk/tests" "$work/rdk-tests" 2>/dev/null || cp -a "$rdk/tests" "$work/rdk-tests"
+ln -s "$rdk/src" "$work/src"   # 0053 reads ../src/statistics_schema.json
+cd "$work/rdk-tests"
 set +e
-rm -f test_report_*.json
+rm -f test_report_*.json stats_*.json
 ./test-runner -r -s "$scenario" "$@" 2>&1 | tee "$work/test-runner.log"
 mv -f test_report_*.json "$work/" 2>/dev/null
 echo "broker logs and the test report are in $work"
@@ -108,3 +178,5 @@ for name, t in sorted(report["tests"].items()):
         print("FAILED", name)
 sys.exit(1 if states["FAILED"] else 0)
 PY
+exit
+}
