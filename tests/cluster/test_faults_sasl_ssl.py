@@ -86,3 +86,28 @@ class SaslSsl(Plaintext):
 @pytest.fixture
 def security(tmp_path):
     return SaslSsl(tmp_path / "certs")
+
+
+def test_scram_clients_authenticate_while_zookeeper_is_unreachable(own_zookeeper):
+    """A broker whose ZooKeeper connection is lost (a resumed SIGSTOPped broker,
+    a ZooKeeper restart) still authenticates SCRAM users it knows, as Kafka's
+    brokers do from their credential cache: refusing them with "invalid
+    credentials" fails the clients for good (authentication errors are not
+    retried), where a produce to that broker should get a retriable error."""
+    from pylog.client.wire import Connection
+    from pylog.testing import running_broker
+    zk = own_zookeeper
+    with running_broker(config={"zookeeper.connect": zk.connect, "zookeeper.session.timeout.ms": "30000"},
+                        sasl_users=dict([CLIENT]), sasl_mechanisms=(MECHANISM,)) as b:
+        creds = ClientCredentials(MECHANISM, *CLIENT)
+        with Connection("127.0.0.1", b.port, sasl=creds):
+            pass
+        zk.process.kill()
+        zk.process.wait(30)
+        zk.process = None
+        with Connection("127.0.0.1", b.port, sasl=creds, timeout=30):
+            pass
+        # A user the broker never looked up gets the same answer as before the loss
+        # would have given (the store cannot be asked): refused, not hung.
+        with pytest.raises(Exception, match="SASL_AUTHENTICATION_FAILED|invalid credentials"):
+            Connection("127.0.0.1", b.port, sasl=ClientCredentials(MECHANISM, "mallory", "x"), timeout=30)
