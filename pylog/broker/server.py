@@ -648,6 +648,16 @@ class Connection(asyncio.BufferedProtocol):
         for c in chunks:
             size += len(c)
         t = self.transport
+        if self.listener.tls is not None:
+            # The cipher reads the segment slices where they are mapped (no
+            # copy into one buffer first); one write for the whole answer.
+            parts = self._out[:] if self._out else []
+            if self._out:
+                self._out.clear()
+            parts.append(_I32I32.pack(size, correlation_id))
+            parts.extend(c if type(c) is bytes else memoryview(c) for c in chunks)
+            t.writelines(parts)
+            return
         out = bytearray()
         if self._out:  # responses gathered before this one go first
             for b in self._out:
