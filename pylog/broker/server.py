@@ -808,6 +808,7 @@ class Server:
         # os.sendfile between its own writes safely.
         self.native_sendfile = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
         _quiet_accept_failures(loop)
+        tls_receive = tls.receive_buffer()
         ports = []
         try:
             cfg = self.broker.config
@@ -821,7 +822,7 @@ class Server:
                     factory = (lambda b=bound: Connection(self, b))
                 else:
                     factory = (lambda b=bound, c=context: tls.TlsProtocol(
-                        c, Connection(self, b), b.name, self.tls_failures, TLS_HANDSHAKE_TIMEOUT_S))
+                        c, Connection(self, b), b.name, self.tls_failures, TLS_HANDSHAKE_TIMEOUT_S, tls_receive))
                 srv = await loop.create_server(factory, host or None, port, reuse_address=True, backlog=1024)
                 self._servers.append(srv)
                 ports.append(srv.sockets[0].getsockname()[1])

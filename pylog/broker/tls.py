@@ -447,7 +447,15 @@ log = logging.getLogger("pylog.broker")
 
 # Ciphertext read per receive: up to 16 full TLS records, decrypted in one
 # pass straight into the connection's own buffer.
-_CIPHERTEXT_READ = 256 << 10
+CIPHERTEXT_READ = 256 << 10
+
+
+def receive_buffer() -> memoryview:
+    """The ciphertext buffer every TLS connection of one event loop receives
+    into: the transport fills it and hands it to buffer_updated in one
+    callback, which copies it into the connection's BIO at once, so one
+    buffer serves them all (not 256 KB per connection)."""
+    return memoryview(bytearray(CIPHERTEXT_READ))
 
 
 class HandshakeFailureLog:
@@ -498,7 +506,7 @@ class TlsProtocol(asyncio.BufferedProtocol):
     encrypted and sent, together."""
 
     def __init__(self, context: ssl.SSLContext, app, listener: str, failures: HandshakeFailureLog,
-                 handshake_timeout_s: float):
+                 handshake_timeout_s: float, receive: memoryview):
         self._app = app
         self._listener = listener
         self._failures = failures
@@ -511,8 +519,7 @@ class TlsProtocol(asyncio.BufferedProtocol):
         # Python wrapper's frame per call is a cost per record.
         self._sslobj = getattr(self._ssl, "_sslobj", self._ssl)
         self._raw = None
-        self._buf = bytearray(_CIPHERTEXT_READ)
-        self._view = memoryview(self._buf)
+        self._view = receive   # shared: see receive_buffer()
         self._handshaking = True
         self._timer = None
         self._reading = True        # the connection wants plaintext
