@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -81,6 +82,7 @@ class TwoListenerBroker(BrokerProcess):
                     + "".join(f"{k}={v}\n" for k, v in sasl.items())
                     + os.environ.get("BENCH_Q_EXTRA", "") +
                     f"ssl.keystore.type=PEM\nssl.keystore.location={self.certs.broker}\n")
+        self._stop_scraping = threading.Event()   # G's stop() sets it; nothing scrapes here
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pylog.broker", "--data-dir", os.path.join(self.dir, "data"),
              "--config", props, "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)

@@ -117,7 +117,7 @@ RECORDED = [
              label=(0, 1)),
     Recorded("Q_acl", BENCH_README, "| row | run 1 (100,000 msgs", "Q. produce with the authorizer off and on",
              [("run 1", 1, 0, None), ("run 2", 2, 0, None), ("run 3", 3, 0, None)], "msg/s", rows=r"^produce"),
-    Recorded("Q_tls", README, "| | PLAINTEXT | SSL |", "Q. PLAINTEXT and SSL, median of 5 runs",
+    Recorded("Q_tls", README, "| | PLAINTEXT | SSL |", "Q. PLAINTEXT and SSL, median of the runs",
              [("PLAINTEXT", 1, 0, None), ("SSL", 2, 0, None)], "msg/s", rows=r"msg/s"),
     Recorded("Q_sasl", README, "| set-up | p50", "Q. connection set-up, p50 of 4 runs", [("p50", 1, 0, None)], "ms",
              lower_better=True, log=True),

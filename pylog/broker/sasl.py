@@ -30,7 +30,9 @@ import hmac
 import logging
 import re
 import struct
+import threading
 import time
+import weakref
 
 from ..errors import InvalidConfigError
 from ..protocol import messages as m
@@ -253,11 +255,41 @@ def listener_credentials(config, name: str) -> ClientCredentials | None:
 
 # ---- credentials ----
 
+# store -> {(user, mechanism): credential text} of the last successful reads.
+# While the store cannot be read (ZooKeeper's session lost or being
+# re-established: a broker resumed after a pause, a ZooKeeper restart) users
+# seen before still authenticate, as Kafka's brokers authenticate from their
+# credential cache. Only existing credentials are kept, so unknown names
+# cost no memory.
+_known_credentials: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_known_lock = threading.Lock()
+
+
 def scram_credential(store, user: str, mechanism: str) -> ScramCredential | None:
-    """The stored credential (blocking: call on a worker thread)."""
+    """The stored credential (blocking: call on a worker thread); the last one
+    read when the store is unreachable."""
     if store is None:
         return None
-    text = store.entity_config(entity_path({USER: user})).get(mechanism)
+    key = (user, mechanism)
+    try:
+        # (A read while disconnected waits for the reconnection or the session's end.)
+        if not store.connected():
+            raise ConnectionError("the metadata store is not connected")
+        text = store.entity_config(entity_path({USER: user})).get(mechanism)
+    except Exception as e:
+        with _known_lock:
+            text = _known_credentials.get(store, {}).get(key)
+        if text is None:
+            raise
+        log.info("SCRAM credential of %r: the metadata store is unreachable (%s), using the one read last",
+                 user, e)
+    else:
+        with _known_lock:
+            known = _known_credentials.setdefault(store, {})
+            if text:
+                known[key] = text
+            else:
+                known.pop(key, None)
     return ScramCredential.from_text(text) if text else None
 
 

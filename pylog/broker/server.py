@@ -19,10 +19,11 @@ reply instead, KAFKA-NOTES §3.2). None of this touches any log.
 Fetch responses carry segment bytes as FetchSlices: when the transport has
 nothing queued, large slices go out with os.sendfile straight from the
 segment file; otherwise they are handed to the transport as memoryviews of
-the mmap. On an SSL listener (tls.py builds its context) the transport is
-asyncio's TLS one: connection_made comes after the handshake and sets the
-connection's principal from the client certificate, and fetched slices always
-go through the transport (sendfile would bypass the encryption).
+the mmap. On an SSL or SASL_SSL listener the transport is tls.TlsProtocol
+(TLS over the plain TCP transport, memory BIOs): connection_made comes after
+the handshake and sets the connection's principal from the client
+certificate, fetched slices always go through the transport (sendfile would
+bypass the encryption), and failed handshakes are logged there.
 
 Runs on one event loop thread; no locking.
 """
@@ -659,6 +660,16 @@ class Connection(asyncio.BufferedProtocol):
         for c in chunks:
             size += len(c)
         t = self.transport
+        if self.listener.tls is not None:
+            # The cipher reads the segment slices where they are mapped (no
+            # copy into one buffer first); one write for the whole answer.
+            parts = self._out[:] if self._out else []
+            if self._out:
+                self._out.clear()
+            parts.append(_I32I32.pack(size, correlation_id))
+            parts.extend(c if type(c) is bytes else memoryview(c) for c in chunks)
+            t.writelines(parts)
+            return
         out = bytearray()
         if self._out:  # responses gathered before this one go first
             for b in self._out:
@@ -796,6 +807,7 @@ class Server:
         self.connections: set[Connection] = set()
         self.sasl_settings = listener_settings(cfg)
         self.native_sendfile = True
+        self.tls_failures = tls.HandshakeFailureLog()
         self._servers = []
         self._sweeper = None
 
@@ -808,6 +820,7 @@ class Server:
         # os.sendfile between its own writes safely.
         self.native_sendfile = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
         _quiet_accept_failures(loop)
+        tls_receive = tls.receive_buffer()
         ports = []
         try:
             cfg = self.broker.config
@@ -817,9 +830,12 @@ class Server:
                 bound = BoundListener(name, inter_broker, context,
                                       cfg.principal_mapper(name) if context is not None and sasl is None else None,
                                       sasl)
-                srv = await loop.create_server(lambda b=bound: Connection(self, b), host or None, port,
-                                               reuse_address=True, backlog=1024, ssl=context,
-                                               ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if context else None)
+                if context is None:
+                    factory = (lambda b=bound: Connection(self, b))
+                else:
+                    factory = (lambda b=bound, c=context: tls.TlsProtocol(
+                        c, Connection(self, b), b.name, self.tls_failures, TLS_HANDSHAKE_TIMEOUT_S, tls_receive))
+                srv = await loop.create_server(factory, host or None, port, reuse_address=True, backlog=1024)
                 self._servers.append(srv)
                 ports.append(srv.sockets[0].getsockname()[1])
         except BaseException:

@@ -17,10 +17,13 @@ a socket is bound.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import re
 import ssl
 import tempfile
+import time
 
 from ..errors import InvalidConfigError
 
@@ -436,3 +439,284 @@ def _der_value(attr) -> bytes:
         raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
         length = bytes([0x80 | len(raw)]) + raw
     return bytes([tag]) + length + body
+
+
+# ---- the TLS layer of a listener's connections ----
+
+log = logging.getLogger("pylog.broker")
+
+# Ciphertext read per receive: up to 16 full TLS records, decrypted in one
+# pass straight into the connection's own buffer.
+CIPHERTEXT_READ = 256 << 10
+
+
+def receive_buffer() -> memoryview:
+    """The ciphertext buffer every TLS connection of one event loop receives
+    into: the transport fills it and hands it to buffer_updated in one
+    callback, which copies it into the connection's BIO at once, so one
+    buffer serves them all (not 256 KB per connection)."""
+    return memoryview(bytearray(CIPHERTEXT_READ))
+
+
+class HandshakeFailureLog:
+    """Failed TLS handshakes logged as Kafka's Selector logs a failed
+    authentication (INFO, the peer and the reason), at most LIMIT lines per
+    WINDOW_S seconds per server: a port scanner or a client configured for
+    PLAINTEXT retrying in a loop must not flood the log. What was left out is
+    counted in the next line."""
+
+    LIMIT = 20
+    WINDOW_S = 10.0
+
+    def __init__(self):
+        self._window_start = -1e9
+        self._logged = 0
+        self._suppressed = 0
+
+    def failed(self, peer: str, listener: str, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._window_start >= self.WINDOW_S:
+            if self._suppressed:
+                log.info("%d more failed TLS handshakes were not logged in the last %g s",
+                         self._suppressed, self.WINDOW_S)
+            self._window_start, self._logged, self._suppressed = now, 0, 0
+        if self._logged >= self.LIMIT:
+            self._suppressed += 1
+            return
+        self._logged += 1
+        log.info("Failed authentication with %s on listener %s (SSL handshake failed: %s)", peer, listener, reason)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, ssl.SSLError):
+        return e.reason or e.strerror or str(e)
+    return str(e) or type(e).__name__
+
+
+class TlsProtocol(asyncio.BufferedProtocol):
+    """Server-side TLS for one accepted connection, over the event loop's
+    plain TCP transport with OpenSSL memory BIOs, wrapping the connection's
+    own protocol (server.Connection), to which it is the transport.
+
+    Why not the loop's SSL transport: a handshake that fails there ends
+    without a word to the protocol (it is created only after the handshake),
+    so the broker could not log it as Kafka does; and here the records of one
+    receive are decrypted in one pass straight into the connection's receive
+    buffer, so the requests of one read are parsed, and their responses
+    encrypted and sent, together."""
+
+    def __init__(self, context: ssl.SSLContext, app, listener: str, failures: HandshakeFailureLog,
+                 handshake_timeout_s: float, receive: memoryview):
+        self._app = app
+        self._listener = listener
+        self._failures = failures
+        self._handshake_timeout_s = handshake_timeout_s
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._ssl = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        # The C object under ssl.SSLObject: clients such as librdkafka send a
+        # request as many small TLS records, one read call each, so the
+        # Python wrapper's frame per call is a cost per record.
+        self._sslobj = getattr(self._ssl, "_sslobj", self._ssl)
+        self._raw = None
+        self._view = receive   # shared: see receive_buffer()
+        self._handshaking = True
+        self._timer = None
+        self._reading = True        # the connection wants plaintext
+        self._corked = False        # writes collect in the outgoing BIO until uncorked
+        self._closed = False
+        self._peer = "?"
+
+    # ---- the TCP transport's protocol ----
+
+    def connection_made(self, transport):
+        self._raw = transport
+        peer = transport.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._timer = asyncio.get_running_loop().call_later(self._handshake_timeout_s, self._handshake_timed_out)
+
+    def get_buffer(self, sizehint):
+        return self._view
+
+    def buffer_updated(self, nbytes):
+        self._incoming.write(self._view[:nbytes])
+        if self._handshaking:
+            self._handshake()
+            if self._handshaking or self._closed:
+                return
+        self._decrypt()
+
+    def eof_received(self):
+        return False   # the transport closes; connection_lost follows
+
+    def connection_lost(self, exc):
+        was_closed, self._closed = self._closed, True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._handshaking:
+            if not was_closed:
+                # A TCP connection closed before any TLS (a health check, a
+                # port probe) is no failed authentication (Kafka: debug).
+                log.debug("connection from %s on listener %s closed during the TLS handshake", self._peer,
+                          self._listener)
+            return
+        self._app.connection_lost(exc)
+
+    def pause_writing(self):
+        if not self._handshaking:
+            self._app.pause_writing()
+
+    def resume_writing(self):
+        if not self._handshaking:
+            self._app.resume_writing()
+
+    # ---- the handshake ----
+
+    def _handshake(self):
+        try:
+            self._ssl.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush()
+            return
+        except (ssl.SSLError, ValueError) as e:
+            self._flush()   # the alert telling the client why
+            self._fail(_reason(e))
+            return
+        self._handshaking = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._flush()
+        self._app.connection_made(self)
+
+    def _handshake_timed_out(self):
+        self._timer = None
+        if self._handshaking and not self._closed:
+            self._fail(f"not finished within {self._handshake_timeout_s:g} s")
+
+    def _fail(self, reason: str):
+        self._failures.failed(self._peer, self._listener, reason)
+        self._closed = True
+        # What the alert needs is already written; close() sends it first.
+        self._raw.close()
+
+    # ---- records in ----
+
+    def _decrypt(self):
+        """Decrypt what arrived into the connection's buffer, one
+        buffer_updated per pass (all the records of a receive, or what fits)."""
+        app = self._app
+        ssl_read = self._sslobj.read
+        self._corked = True
+        try:
+            while self._reading and not self._closed:
+                buf = app.get_buffer(-1)
+                want = len(buf)
+                got = 0
+                eof = False
+                try:
+                    while got < want:
+                        n = ssl_read(want - got, buf[got:]) if got else ssl_read(want, buf)
+                        if n == 0:
+                            eof = True
+                            break
+                        got += n
+                except ssl.SSLWantReadError:
+                    pass
+                except ssl.SSLZeroReturnError:
+                    eof = True
+                except ssl.SSLError as e:
+                    log.info("closing connection from %s on listener %s: TLS error: %s", self._peer,
+                             self._listener, _reason(e))
+                    self._closed = True
+                    self._raw.abort()
+                    return
+                if got:
+                    app.buffer_updated(got)
+                if eof:
+                    self.close()
+                    return
+                if got < want:
+                    break   # everything received is decrypted
+        finally:
+            self._corked = False
+            self._flush()
+
+    # ---- the connection's transport ----
+
+    def write(self, data):
+        if self._closed:
+            return
+        self._encrypt(data)
+        if not self._corked:
+            self._flush()
+
+    def writelines(self, parts):
+        """Encrypted in turn, sent in one write: a fetch answer's segment
+        slices are read by the cipher straight from their mapping."""
+        if self._closed:
+            return
+        for data in parts:
+            self._encrypt(data)
+        if not self._corked:
+            self._flush()
+
+    def _encrypt(self, data):
+        write = self._sslobj.write
+        n = write(data)   # into a memory BIO: all of it, in records of up to 16 KB
+        if n < len(data):
+            view = memoryview(data)[n:]
+            while view:
+                view = view[write(view):]
+
+    def _flush(self):
+        if self._outgoing.pending and not self._raw.is_closing():
+            self._raw.write(self._outgoing.read())
+
+    def pause_reading(self):
+        self._reading = False
+        self._raw.pause_reading()
+
+    def resume_reading(self):
+        if self._reading or self._closed:
+            return
+        self._reading = True
+        self._raw.resume_reading()
+        # Records decrypted-but-unread or received while paused wait in the BIO.
+        asyncio.get_running_loop().call_soon(self._decrypt_if_reading)
+
+    def _decrypt_if_reading(self):
+        if self._reading and not self._closed and not self._handshaking:
+            self._decrypt()
+
+    def get_write_buffer_size(self):
+        return self._raw.get_write_buffer_size() + self._outgoing.pending
+
+    def is_closing(self):
+        return self._closed or self._raw.is_closing()
+
+    def get_extra_info(self, name, default=None):
+        if name == "ssl_object":
+            return self._ssl
+        if name == "peercert":
+            return self._ssl.getpeercert()
+        if name == "cipher":
+            return self._ssl.cipher()
+        return self._raw.get_extra_info(name, default)
+
+    def close(self):
+        """What was written goes out, then a close_notify, then the TCP close."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._ssl.unwrap()
+        except (ssl.SSLError, ValueError):
+            pass   # close_notify written; the client's is not awaited
+        self._flush()
+        self._raw.close()
+
+    def abort(self):
+        self._closed = True
+        self._raw.abort()
