@@ -101,17 +101,19 @@ def test_mutual_tls_with_java_keys(kafka_broker):
 @pytest.mark.kafka_broker(tls="required")
 def test_missing_or_untrusted_client_certificate_fails_clearly(kafka_broker, tmp_path):
     """The broker refuses the client after the client's side of a TLS 1.3
-    handshake is done: the client says what is most likely wrong (an alert
-    from the broker makes it an SslAuthenticationError; a bare close, a
-    ConnectionClosedError with the same hint) at construction, not later."""
+    handshake is done, with an alert (the broker's TLS layer sends it): the
+    client raises an SslAuthenticationError saying which of the two it is, at
+    construction, not later, and does not retry it."""
     stranger = TestCertificates(tmp_path / "stranger", ca_name="a CA the broker does not trust")
     cert, key, _ = stranger.issue("mallory")
-    for props in (ssl_props(kafka_broker),
-                  ssl_props(kafka_broker, **{"ssl.certificate.location": cert, "ssl.key.location": key})):
+    for props, why in ((ssl_props(kafka_broker), "requires a client certificate"),
+                       (ssl_props(kafka_broker, **{"ssl.certificate.location": cert, "ssl.key.location": key}),
+                        "refused this client's certificate")):
         kw = security_settings(props)
-        with pytest.raises(ConnectionClosedError, match="client certificate"):
+        with pytest.raises(SslAuthenticationError, match=why) as e:
             Producer(str(kafka_broker), request_timeout_ms=600_000, **kw)
-        with pytest.raises(ConnectionClosedError, match="client certificate"):
+        assert not e.value.retriable
+        with pytest.raises(SslAuthenticationError, match=why):
             Consumer("t", bootstrap_servers=str(kafka_broker), group_id="g", request_timeout_ms=600_000, **kw)
 
 
