@@ -165,6 +165,7 @@ def to_consumer_group(groups, g) -> tuple:
             cm.client_id, cm.client_host = m.client_id, m.client_host
             cm.subscribed_topic_names = sorted(sub.topics)
             cm.assigned = _ids(decode_assignment(m.assignment), topics) if m.assignment else {}
+            cm.epochs = {(tid, p): g.generation_id for tid, ps in cm.assigned.items() for p in ps}
             cm.classic = ClassicState(m.session_timeout_ms, m.protocols)
             cg.members[cm.member_id] = cm
             cg.target[cm.member_id] = dict(cm.assigned)
@@ -345,7 +346,7 @@ class ClassicMembers:
         except _Fenced:
             snap.restore(gs)
             return _join_error(Errors.UNKNOWN_MEMBER_ID, member_id)
-        (m.member_epoch, m.previous_member_epoch, m.state, m.assigned, m.pending_revocation) = nxt
+        (m.member_epoch, m.previous_member_epoch, m.state, m.assigned, m.pending_revocation, m.epochs) = nxt
         if m.current_key() != before_current:
             records.append((_current_key(gid, member_id), _current_value(m)))
         index = self.c.partition_for(gid)

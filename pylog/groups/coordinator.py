@@ -884,7 +884,7 @@ class GroupCoordinator:
             # A standalone consumer or an admin (assign + commit): a simple group.
             g = self.groups[group_id] = Group(group_id)
         if isinstance(g, ConsumerGroup):
-            code = self.consumer.commit_error(g, member_id, generation_id, version)
+            code = self.consumer.commit_error(g, member_id, generation_id, version, self._validated(offsets))
             if code:
                 return fail(code)
         elif generation_id < 0 and g.state is GroupState.EMPTY:
@@ -902,6 +902,14 @@ class GroupCoordinator:
             return fail(Errors.REBALANCE_IN_PROGRESS)
         result, keys, values, accepted = self._offset_records(group_id, offsets)
         return result, g, keys, values, accepted
+
+    def _validated(self, offsets) -> list:
+        """The (topic, partition) pairs of a commit that a consumer group's
+        per-partition epoch check sees: Kafka answers an unknown partition
+        before the coordinator, and one with oversized metadata before the
+        check."""
+        return [(t, p) for t, p, _o, _e, md in offsets
+                if len((md or "").encode()) <= self.metadata_max_bytes and self._topic_partition_exists(t, p)]
 
     def _offset_records(self, group_id, offsets):
         """The offsets' records: (codes of the refused ones, keys, values,
@@ -1155,7 +1163,8 @@ class GroupCoordinator:
             return all_(wrong)
         if self.is_share_group(group_id):
             return all_(Errors.GROUP_ID_NOT_FOUND)
-        code = self._txn_commit_error(self.groups.get(group_id), generation_id, member_id, group_instance_id)
+        code = self._txn_commit_error(self.groups.get(group_id), generation_id, member_id, group_instance_id,
+                                      offsets)
         if code:
             return all_(code)
         result, keys, values, accepted = self._offset_records(group_id, offsets)
@@ -1176,11 +1185,15 @@ class GroupCoordinator:
         pending.update(accepted)
         return self._txn_commit_wait(result, index, producer_id, accepted, last)
 
-    def _txn_commit_error(self, g, generation_id, member_id, group_instance_id) -> int:
+    def _txn_commit_error(self, g, generation_id, member_id, group_instance_id, offsets) -> int:
         """The member checks of a TxnOffsetCommit (a consumer group's are its
-        own: the generation is a member epoch)."""
+        own: the generation is a member epoch). TxnOffsetCommit before v6
+        (all pylog serves) answers a stale member epoch ILLEGAL_GENERATION,
+        as Kafka does (KIP-1319)."""
         if isinstance(g, ConsumerGroup):
-            return self.consumer.commit_error(g, member_id, generation_id, 9, transactional=True)
+            code = self.consumer.commit_error(g, member_id, generation_id, 9, self._validated(offsets),
+                                              transactional=True)
+            return Errors.ILLEGAL_GENERATION if code == Errors.STALE_MEMBER_EPOCH else code
         if g is not None and g.state is GroupState.DEAD:
             return Errors.COORDINATOR_NOT_AVAILABLE
         static = g.static.get(group_instance_id) if g is not None and group_instance_id is not None else None

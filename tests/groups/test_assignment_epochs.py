@@ -1,0 +1,181 @@
+"""Offset commits of a consumer group checked against each partition's
+assignment epoch (KIP-1251, Kafka's ConsumerGroup.validateOffsetCommit): a
+member whose epoch moved on may still commit, with the epoch it fetched
+under, the partitions it has held since then; a partition it got later, or
+does not hold, is refused (STALE_MEMBER_EPOCH for a consumer-protocol
+member, ILLEGAL_GENERATION for a classic one and for TxnOffsetCommit before
+v6). OffsetFetch stays strict. Raw requests over a real socket to a real
+broker: the epochs have to be steered exactly."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pylog.consumer.assignors import encode_subscription
+from pylog.protocol import messages as m
+from pylog.protocol.error_codes import Errors
+from pylog.testing import running_broker, wait_until
+
+from .helpers import create_topic
+from .kip848 import CONFIG, RETRIABLE, connect, heartbeat, member_id, owned
+
+STALE, ILLEGAL = Errors.STALE_MEMBER_EPOCH, Errors.ILLEGAL_GENERATION
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with running_broker(config=CONFIG) as b:
+        yield b
+
+
+@pytest.fixture
+def conn(broker):
+    c = connect(broker)
+    yield c
+    c.close()
+
+
+def _retry(send):
+    deadline = time.monotonic() + 60
+    while True:
+        r = send()
+        code = getattr(r, "error_code", None)
+        if code not in RETRIABLE or time.monotonic() > deadline:
+            return r
+        time.sleep(0.1)
+
+
+def commit(conn, group, member, epoch, topic, partition, version=9):
+    C = m.OffsetCommitRequest
+    req = C(group_id=group, generation_id_or_member_epoch=epoch, member_id=member, group_instance_id=None,
+            retention_time_ms=-1, topics=[C.OffsetCommitRequestTopic(name=topic, partitions=[
+                C.OffsetCommitRequestPartition(partition_index=partition, committed_offset=3,
+                                               committed_leader_epoch=-1, committed_metadata="")])])
+    return conn.request(req, api_version=version).topics[0].partitions[0].error_code
+
+
+def fetch(conn, group, member, epoch, topic):
+    F = m.OffsetFetchRequest
+    req = F(require_stable=False, groups=[F.OffsetFetchRequestGroup(
+        group_id=group, member_id=member, member_epoch=epoch,
+        topics=[F.OffsetFetchRequestTopics(name=topic, partition_indexes=[0])])])
+    return conn.request(req, api_version=9).groups[0].error_code
+
+
+def transaction(conn, tid, group):
+    """A transaction with group's offsets in it: (producer id, epoch)."""
+    _retry(lambda: conn.request(m.FindCoordinatorRequest(key=tid, key_type=1), api_version=1))
+    r = _retry(lambda: conn.request(m.InitProducerIdRequest(
+        transactional_id=tid, transaction_timeout_ms=60000, producer_id=-1, producer_epoch=-1), api_version=1))
+    assert r.error_code == 0
+    pid, pepoch = r.producer_id, r.producer_epoch
+    a = conn.request(m.AddOffsetsToTxnRequest(transactional_id=tid, producer_id=pid, producer_epoch=pepoch,
+                                              group_id=group), api_version=0)
+    assert a.error_code == 0
+    return pid, pepoch
+
+
+def txn_commit(conn, tid, pid, pepoch, group, member, generation, topic, partition):
+    R = m.TxnOffsetCommitRequest
+    r = conn.request(R(transactional_id=tid, group_id=group, producer_id=pid, producer_epoch=pepoch,
+                       generation_id=generation, member_id=member, group_instance_id=None,
+                       topics=[R.TxnOffsetCommitRequestTopic(name=topic, partitions=[
+                           R.TxnOffsetCommitRequestPartition(partition_index=partition, committed_offset=4,
+                                                             committed_leader_epoch=-1, committed_metadata="")])]),
+                     api_version=3)
+    return r.topics[0].partitions[0].error_code
+
+
+def _parts(resp) -> set:
+    return {p for tp in resp.assignment.topic_partitions for p in tp.partitions} if resp.assignment else set()
+
+
+def test_a_consumer_member_commits_what_it_held_since_an_older_epoch(broker, conn):
+    topic, group = "ae-cons", "ae-cons-g"
+    create_topic(broker, topic, 2)
+    a, b = member_id(), member_id()
+    ra = heartbeat(conn, group, a, 0, [topic])
+    assert ra.error_code == 0 and _parts(ra) == {0, 1}
+    first = ra.member_epoch
+    rb = heartbeat(conn, group, b, 0, [topic])
+    assert rb.error_code == 0
+    # a gives up one partition: it is asked to revoke it, then moves to the new epoch.
+    r = heartbeat(conn, group, a, first, owned=owned(ra))
+    assert r.error_code == 0 and r.member_epoch == first and len(_parts(r)) == 1
+    (kept,), (moved,) = _parts(r), {0, 1} - _parts(r)
+    T = m.ConsumerGroupHeartbeatRequest.TopicPartitions
+    r = heartbeat(conn, group, a, first, owned=[T(topic_id=tp.topic_id, partitions=list(tp.partitions))
+                                               for tp in r.assignment.topic_partitions])
+    assert r.error_code == 0 and r.member_epoch > first
+    now = r.member_epoch
+    # The partition held since `first`: its commits with `first` are good ...
+    assert commit(conn, group, a, first, topic, kept) == Errors.NONE
+    assert commit(conn, group, a, now, topic, kept) == Errors.NONE
+    # ... not with an epoch before it was assigned, nor a newer one than the member's,
+    # nor for the partition it gave away.
+    assert commit(conn, group, a, first - 1, topic, kept) == STALE
+    assert commit(conn, group, a, now + 1, topic, kept) == STALE
+    assert commit(conn, group, a, first, topic, moved) == STALE
+    # b gets the released partition at the new epoch: older epochs are refused for it.
+    rb = wait_until(lambda: (x := heartbeat(conn, group, b, rb.member_epoch, owned=[])) and moved in _parts(x) and x,
+                    "b gets the released partition", 30)
+    assert commit(conn, group, b, rb.member_epoch, topic, moved) == Errors.NONE
+    assert commit(conn, group, b, first, topic, moved) == STALE
+    # OffsetFetch does not look at assignment epochs.
+    assert fetch(conn, group, a, first, topic) == STALE
+    assert fetch(conn, group, a, now, topic) == Errors.NONE
+    # TxnOffsetCommit (v3 here: before v6 a stale epoch is ILLEGAL_GENERATION).
+    pid, pepoch = transaction(conn, "ae-cons-tx", group)
+    assert txn_commit(conn, "ae-cons-tx", pid, pepoch, group, a, first, topic, kept) == Errors.NONE
+    assert txn_commit(conn, "ae-cons-tx", pid, pepoch, group, a, first, topic, moved) == ILLEGAL
+    assert txn_commit(conn, "ae-cons-tx", pid, pepoch, group, a, now + 1, topic, kept) == ILLEGAL
+
+
+def classic_join(conn, group, topics, member="", generation=-1, version=5, instance_id=None):
+    J = m.JoinGroupRequest
+    req = J(group_id=group, session_timeout_ms=10000, rebalance_timeout_ms=10000, member_id=member,
+            group_instance_id=instance_id, protocol_type="consumer", reason=None,
+            protocols=[J.JoinGroupRequestProtocol(name="range", metadata=encode_subscription(topics))])
+    j = _retry(lambda: conn.request(req, api_version=version))
+    if j.error_code == Errors.MEMBER_ID_REQUIRED:
+        req.member_id = j.member_id
+        j = _retry(lambda: conn.request(req, api_version=version))
+    return j
+
+
+def classic_sync(conn, group, member, generation):
+    return conn.request(m.SyncGroupRequest(group_id=group, generation_id=generation, member_id=member,
+                                           group_instance_id=None, protocol_type="consumer", protocol_name="range",
+                                           assignments=[]), api_version=5)
+
+
+def test_a_classic_member_of_a_consumer_group_commits_with_an_older_generation(broker, conn):
+    topic, other, group = "ae-classic", "ae-classic-other", "ae-classic-g"
+    create_topic(broker, topic, 2)
+    create_topic(broker, other, 1)
+    assert heartbeat(conn, group, member_id(), 0, [other]).error_code == 0
+    j = classic_join(conn, group, [topic])
+    assert j.error_code == 0
+    k, first = j.member_id, j.generation_id
+    assert classic_sync(conn, group, k, first).error_code == 0
+    # Another consumer-protocol member moves the group epoch; k keeps its partitions
+    # and rejoins into the new generation.
+    assert heartbeat(conn, group, member_id(), 0, [other]).error_code == 0
+    hb = conn.request(m.HeartbeatRequest(group_id=group, generation_id=first, member_id=k, group_instance_id=None),
+                      api_version=4)
+    assert hb.error_code == Errors.REBALANCE_IN_PROGRESS
+    j = classic_join(conn, group, [topic], member=k)
+    assert j.error_code == 0 and j.generation_id > first
+    now = j.generation_id
+    assert classic_sync(conn, group, k, now).error_code == 0
+    for version in (9, 8, 5, 2):
+        assert commit(conn, group, k, first, topic, 0, version) == Errors.NONE
+        assert commit(conn, group, k, first - 1, topic, 1, version) == ILLEGAL
+        assert commit(conn, group, k, now + 1, topic, 1, version) == ILLEGAL
+        assert commit(conn, group, k, first, other, 0, version) == ILLEGAL
+    assert fetch(conn, group, k, first, topic) == ILLEGAL
+    assert fetch(conn, group, k, now, topic) == Errors.NONE
+    pid, pepoch = transaction(conn, "ae-classic-tx", group)
+    assert txn_commit(conn, "ae-classic-tx", pid, pepoch, group, k, first, topic, 1) == Errors.NONE
+    assert txn_commit(conn, "ae-classic-tx", pid, pepoch, group, k, first, other, 0) == ILLEGAL
