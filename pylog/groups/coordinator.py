@@ -437,9 +437,13 @@ class GroupCoordinator:
         self.ensure_offsets_topic()
         g = self.groups.get(group_id)
         if isinstance(g, ConsumerGroup) and g.members:
-            code = await self._maybe_downgrade_on_replace(g, member_id, group_instance_id)
+            code, answer = await self._maybe_downgrade_on_replace(
+                g, member_id, group_instance_id, client_id, client_host, session_timeout_ms, rebalance_timeout_ms,
+                protocols)
             if code:
                 return _join_error(code, member_id)
+            if answer is not None:
+                return answer
             g = self.groups.get(group_id)
         if isinstance(g, ConsumerGroup):
             if g.members:
@@ -504,16 +508,18 @@ class GroupCoordinator:
         self._prepare_rebalance(g, f"member {member_id} rejoined with new metadata or as leader{because}")
         return await self._wait_join(g, m)
 
-    async def _maybe_downgrade_on_replace(self, g: ConsumerGroup, member_id, group_instance_id) -> int:
+    async def _maybe_downgrade_on_replace(self, g: ConsumerGroup, member_id, group_instance_id, *join) -> tuple:
         """A classic static member replacing the consumer group's last
         consumer-protocol member: the group turns classic first (its records
-        written before the join goes on; undone if they are not). The
-        write's error, else 0."""
+        written before the join goes on; undone if they are not). (the
+        write's error else 0, the join's answer when the conversion gave it
+        else None)."""
         from .consumer_group import GroupSnapshot
         snap = GroupSnapshot(self, g.group_id)
-        records = self.consumer.classic.downgrade_on_replace(g, member_id, group_instance_id)
-        if not records:
-            return Errors.NONE
+        out = self.consumer.classic.downgrade_on_replace(g, member_id, group_instance_id, *join)
+        if not out:
+            return Errors.NONE, None
+        records, answer = out
         snap.done(self)
         try:
             code = await self._wait_committed_raw(g.group_id, self._store(
@@ -522,8 +528,8 @@ class GroupCoordinator:
             code = getattr(e, "error_code", -1)
         if code:
             snap.restore(self.consumer)
-            return _group_store_error(code)
-        return Errors.NONE
+            return _group_store_error(code), None
+        return Errors.NONE, answer
 
     def _consumer_to_classic(self, g: ConsumerGroup):
         """An empty consumer group becomes a classic one (Kafka converts

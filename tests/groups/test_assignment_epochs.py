@@ -179,3 +179,52 @@ def test_a_classic_member_of_a_consumer_group_commits_with_an_older_generation(b
     pid, pepoch = transaction(conn, "ae-classic-tx", group)
     assert txn_commit(conn, "ae-classic-tx", pid, pepoch, group, k, first, topic, 1) == Errors.NONE
     assert txn_commit(conn, "ae-classic-tx", pid, pepoch, group, k, first, other, 0) == ILLEGAL
+
+
+def test_a_static_classic_member_replacing_the_last_consumer_member_keeps_the_assignment(broker, conn):
+    """Kafka's downgrade on a static member's replacement with the assignment
+    current: the joining classic member is answered at once with the
+    replaced member's epoch and partitions, and the classic group stays
+    Stable at that generation (no rebalance: the other member's heartbeat
+    is not told to rejoin)."""
+    topic, group = "ae-down", "ae-down-g"
+    create_topic(broker, topic, 2)
+    s = member_id()
+    rs = heartbeat(conn, group, s, 0, [topic], instance_id="inst-s")
+    assert rs.error_code == 0 and _parts(rs) == {0, 1}
+    j = classic_join(conn, group, [topic])
+    assert j.error_code == 0
+    k = j.member_id
+    # s hands over one partition, then k rejoins to get it: both at the group epoch.
+    r = heartbeat(conn, group, s, rs.member_epoch, owned=owned(rs))
+    kept = _parts(r)
+    assert len(kept) == 1
+    T = m.ConsumerGroupHeartbeatRequest.TopicPartitions
+    r = heartbeat(conn, group, s, r.member_epoch, owned=[T(topic_id=tp.topic_id, partitions=list(tp.partitions))
+                                                         for tp in r.assignment.topic_partitions])
+    assert r.error_code == 0
+    epoch = r.member_epoch
+    j = classic_join(conn, group, [topic], member=k)
+    assert (j.error_code, j.generation_id) == (0, epoch)
+    assert classic_sync(conn, group, k, epoch).error_code == 0
+    # The static member comes back speaking the classic protocol, same subscription.
+    J = m.JoinGroupRequest
+    req = J(group_id=group, session_timeout_ms=10000, rebalance_timeout_ms=10000, member_id="",
+            group_instance_id="inst-s", protocol_type="consumer", reason=None,
+            protocols=[J.JoinGroupRequestProtocol(name="range", metadata=encode_subscription([topic]))])
+    back = _retry(lambda: conn.request(req, api_version=5))
+    assert (back.error_code, back.generation_id, back.protocol_name, back.leader) == (0, epoch, "range", "")
+    assert back.member_id and back.member_id != s and back.members == []
+    d = conn.request(m.DescribeGroupsRequest(groups=[group], include_authorized_operations=False),
+                     api_version=5).groups[0]
+    assert (d.group_state, d.protocol_type) == ("Stable", "consumer")
+    assert sorted(mm.member_id for mm in d.members) == sorted([k, back.member_id])
+    hb = conn.request(m.HeartbeatRequest(group_id=group, generation_id=epoch, member_id=k, group_instance_id=None),
+                      api_version=4)
+    assert hb.error_code == Errors.NONE
+    sync = conn.request(m.SyncGroupRequest(group_id=group, generation_id=epoch, member_id=back.member_id,
+                                           group_instance_id="inst-s", protocol_type="consumer",
+                                           protocol_name="range", assignments=[]), api_version=5)
+    assert sync.error_code == 0
+    from pylog.consumer.assignors import decode_assignment
+    assert {tp.partition for tp in decode_assignment(sync.assignment)} == kept
