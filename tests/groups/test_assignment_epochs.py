@@ -228,3 +228,57 @@ def test_a_static_classic_member_replacing_the_last_consumer_member_keeps_the_as
     assert sync.error_code == 0
     from pylog.consumer.assignors import decode_assignment
     assert {tp.partition for tp in decode_assignment(sync.assignment)} == kept
+
+
+def test_librdkafka_static_member_back_to_classic_moves_no_partition(broker):
+    """The same downgrade with real clients: librdkafka static members
+    inst-a (classic throughout) and inst-b (classic, then the consumer
+    protocol, then classic again). When inst-b comes back classic the group
+    turns classic without a rebalance: inst-a keeps its partitions and is
+    never asked to give them up; inst-b gets its own back."""
+    from .helpers import produce
+    from .kip848 import describe
+    from .test_group_migration import Consuming, balanced, librdkafka
+
+    topic, group, n = "ae-rdk", "ae-rdk-g", 4
+    create_topic(broker, topic, n)
+    produce(str(broker), topic, 200, n)
+    conn = connect(broker)
+    revoked = []
+    a = librdkafka(broker, group, "classic", {"group.instance.id": "inst-a"})
+    a.subscribe([topic], on_revoke=lambda c, parts: revoked.append([p.partition for p in parts]))
+    members = {"a": a}
+
+    def start_b(protocol):
+        c = librdkafka(broker, group, protocol, {"group.instance.id": "inst-b"})
+        c.subscribe([topic])
+        members["b"] = c
+        run.add(c)
+
+    run = Consuming(a)
+    start_b("classic")
+    try:
+        run.until(lambda: balanced(list(members.values()), n), "the classic static members balanced")
+        old = members.pop("b")
+        old.close()
+        run.remove(old)
+        start_b("consumer")
+        run.until(lambda: balanced(list(members.values()), n) and
+                  sorted(mm.member_type for mm in describe(conn, group, version=1).members) == [0, 1],
+                  "inst-b back with the consumer protocol")
+        run.until(lambda: len(run.all()) >= 200, "every message consumed")
+        before, seen = {tp.partition for tp in a.assignment()}, len(revoked)
+        old = members.pop("b")
+        old.close()
+        run.remove(old)
+        start_b("classic")
+        run.until(lambda: describe(conn, group).error_code == Errors.GROUP_ID_NOT_FOUND and
+                  balanced(list(members.values()), n), "the group classic again, inst-b with its partitions")
+        assert len(revoked) == seen and {tp.partition for tp in a.assignment()} == before
+        produce(str(broker), topic, 100, n)
+        run.until(lambda: len(run.all()) >= 300, "the messages after the downgrade consumed")
+        assert len(revoked) == seen
+    finally:
+        for c in run.consumers:
+            c.close()
+        conn.close()
