@@ -282,3 +282,48 @@ def test_librdkafka_static_member_back_to_classic_moves_no_partition(broker):
         for c in run.consumers:
             c.close()
         conn.close()
+
+
+def _commit_retrying(conn, group, member, epoch, topic, partition):
+    deadline = time.monotonic() + 60
+    while True:
+        code = commit(conn, group, member, epoch, topic, partition)
+        if code not in RETRIABLE or time.monotonic() > deadline:
+            return code
+        time.sleep(0.1)
+
+
+def test_assignment_epochs_survive_a_restart(tmp_path):
+    """The epochs are in the member's assignment record (its tagged
+    AssignmentEpochs): a reloaded coordinator still takes the older epoch
+    for the partition kept, and still refuses it for the one added later."""
+    topic, group = "ae-restart", "ae-restart-g"
+    with running_broker(tmp_path / "data", config=CONFIG) as b:
+        create_topic(b, topic, 2)
+        conn = connect(b)
+        a, other = member_id(), member_id()
+        ra = heartbeat(conn, group, a, 0, [topic], instance_id="keep")
+        assert _parts(ra) == {0, 1}
+        first = ra.member_epoch
+        # other joins and leaves again: a gives up a partition, then gets it back at a later epoch.
+        assert heartbeat(conn, group, other, 0, [topic]).error_code == 0
+        r = heartbeat(conn, group, a, first, owned=owned(ra))
+        (kept,) = _parts(r)
+        T = m.ConsumerGroupHeartbeatRequest.TopicPartitions
+        mine = [T(topic_id=tp.topic_id, partitions=list(tp.partitions)) for tp in r.assignment.topic_partitions]
+        r = heartbeat(conn, group, a, first, owned=mine)
+        assert r.error_code == 0 and r.member_epoch > first
+        assert heartbeat(conn, group, other, -1).error_code == 0
+        r = wait_until(lambda: (x := heartbeat(conn, group, a, r.member_epoch, owned=mine)) and
+                       _parts(x) == {0, 1} and x, "a holds both partitions again", 30)
+        now = r.member_epoch
+        (added,) = {0, 1} - {kept}
+        assert commit(conn, group, a, first, topic, kept) == Errors.NONE
+        assert commit(conn, group, a, first, topic, added) == STALE
+        conn.close()
+        b.restart()
+        conn = connect(b)
+        assert _commit_retrying(conn, group, a, first, topic, kept) == Errors.NONE
+        assert commit(conn, group, a, first, topic, added) == STALE
+        assert commit(conn, group, a, now, topic, added) == Errors.NONE
+        conn.close()
