@@ -327,3 +327,26 @@ def test_assignment_epochs_survive_a_restart(tmp_path):
         assert commit(conn, group, a, first, topic, added) == STALE
         assert commit(conn, group, a, now, topic, added) == Errors.NONE
         conn.close()
+
+
+def test_a_static_members_temporary_leave_resets_its_assignment_epochs(broker, conn):
+    """Kafka's consumerGroupStaticMemberGroupLeave: the partitions kept for
+    the returning instance drop to assignment epoch 0, so its new member id
+    may commit them with any epoch from 0 up to its own."""
+    topic, group = "ae-leave", "ae-leave-g"
+    create_topic(broker, topic, 1)
+    # A first member moves the group epoch on before the static one joins.
+    early = member_id()
+    assert heartbeat(conn, group, early, 0, ["ae-leave-other"]).error_code == 0
+    s = member_id()
+    rs = heartbeat(conn, group, s, 0, [topic], instance_id="inst-l")
+    assert rs.error_code == 0 and _parts(rs) == {0} and rs.member_epoch > 1
+    assert commit(conn, group, s, rs.member_epoch - 1, topic, 0) == STALE
+    left = heartbeat(conn, group, s, -2, instance_id="inst-l")
+    assert left.error_code == 0
+    s2 = member_id()
+    back = heartbeat(conn, group, s2, 0, [topic], instance_id="inst-l")
+    assert back.error_code == 0 and back.member_epoch == rs.member_epoch
+    assert commit(conn, group, s2, 0, topic, 0) == Errors.NONE
+    assert commit(conn, group, s2, rs.member_epoch - 1, topic, 0) == Errors.NONE
+    assert commit(conn, group, s, rs.member_epoch, topic, 0) == Errors.UNKNOWN_MEMBER_ID
