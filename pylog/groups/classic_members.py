@@ -373,7 +373,7 @@ class ClassicMembers:
         return gs.write_result(snap, records, result, failed)
 
     def downgrade_on_replace(self, g, member_id, instance_id, client_id, client_host, session_timeout_ms,
-                             rebalance_timeout_ms, protocols) -> tuple | None:
+                             rebalance_timeout_ms, protocol_type, protocols) -> tuple | None:
         """Kafka's validateOnlineDowngradeWithReplacedMember: a classic static
         member coming back in place of the group's last consumer-protocol
         member turns the group classic. (the conversion's records, the
@@ -387,16 +387,18 @@ class ClassicMembers:
             return None
         replaced = g.members.get(g.static.get(instance_id))
         if replaced is None or replaced.classic is not None or \
-                not downgrade_possible(self.groups, g, {replaced.member_id}):
+                not supports_protocols(g, protocol_type, protocols):
+            return None   # the consumer group's join refuses the protocols first, as Kafka's does
+        try:
+            sub = _subscription(dict(protocols).get(protocols[0][0]))
+        except ProtocolError:
+            return None
+        if not downgrade_possible(self.groups, g, {replaced.member_id}):
             return None
         log.info("group %s: classic static member %s replaces the last consumer-protocol member %s", g.group_id,
                  instance_id, replaced.member_id)
-        try:
-            sub = _subscription(dict(protocols).get(protocols[0][0]) if protocols else b"")
-        except ProtocolError:
-            sub = None
         topics = self.groups._topics()
-        current = sub is not None and not replaced.subscribed_topic_regex and \
+        current = not replaced.subscribed_topic_regex and \
             sorted(set(sub.topics)) == sorted(replaced.subscribed_topic_names) and \
             g.assignment_epoch >= g.group_epoch and g.metadata_hash == metadata_hash(
                 {n: topics[n] for n in set().union(*self.groups._subscribed(g, topics).values())})
@@ -410,11 +412,10 @@ class ClassicMembers:
         m.state, m.assigned, m.pending_revocation, m.epochs = (replaced.state, replaced.assigned,
                                                                replaced.pending_revocation, replaced.epochs)
         try:
-            nxt = reconcile(m, g.assignment_epoch, g.target.get(replaced.member_id, {}),
-                            g.owners(replaced.member_id), _ids(sub.owned_partitions, topics))
-            m.member_epoch = nxt[0]
-        except _Fenced:
-            pass   # Kafka keeps the member at epoch 0: its sync then fails and it rejoins
+            m.member_epoch = reconcile(m, g.assignment_epoch, g.target.get(replaced.member_id, {}),
+                                       g.owners(replaced.member_id), _ids(sub.owned_partitions, topics))[0]
+        except _Fenced:   # the replaced member's state is unknown: start the classic group afresh
+            return to_classic_group(self.groups, g, {replaced.member_id}), None
         records = to_classic_group(self.groups, g, set(), (m, replaced.member_id))
         return records, (Errors.NONE, m.member_epoch, m.classic.protocol_name, "", m.member_id, [])
 

@@ -439,7 +439,7 @@ class GroupCoordinator:
         if isinstance(g, ConsumerGroup) and g.members:
             code, answer = await self._maybe_downgrade_on_replace(
                 g, member_id, group_instance_id, client_id, client_host, session_timeout_ms, rebalance_timeout_ms,
-                protocols)
+                protocol_type, protocols)
             if code:
                 return _join_error(code, member_id)
             if answer is not None:
