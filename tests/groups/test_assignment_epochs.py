@@ -5,7 +5,10 @@ under, the partitions it has held since then; a partition it got later, or
 does not hold, is refused (STALE_MEMBER_EPOCH for a consumer-protocol
 member, ILLEGAL_GENERATION for a classic one and for TxnOffsetCommit before
 v6). OffsetFetch stays strict. Raw requests over a real socket to a real
-broker: the epochs have to be steered exactly."""
+broker for the commits: a real client only commits with an older epoch when
+a response is lost or races a heartbeat, so the epochs are steered by hand.
+Also the downgrade Kafka makes without a rebalance when a static classic
+member replaces the last consumer-protocol member (raw, and with librdkafka)."""
 from __future__ import annotations
 
 import time
