@@ -165,6 +165,7 @@ def to_consumer_group(groups, g) -> tuple:
             cm.client_id, cm.client_host = m.client_id, m.client_host
             cm.subscribed_topic_names = sorted(sub.topics)
             cm.assigned = _ids(decode_assignment(m.assignment), topics) if m.assignment else {}
+            cm.epochs = {(tid, p): g.generation_id for tid, ps in cm.assigned.items() for p in ps}
             cm.classic = ClassicState(m.session_timeout_ms, m.protocols)
             cg.members[cm.member_id] = cm
             cg.target[cm.member_id] = dict(cm.assigned)
@@ -207,9 +208,13 @@ def downgrade_possible(groups, g, leaving: set) -> bool:
     return True
 
 
-def to_classic_group(groups, g, leaving: set) -> list:
-    """Kafka's convertToClassicGroup (after members left): the classic group
-    replaces g in the coordinator, and rebalances; its records."""
+def to_classic_group(groups, g, leaving: set, joining=None) -> list:
+    """Kafka's convertToClassicGroup: the classic group replaces g in the
+    coordinator; its records. After members left it rebalances. joining:
+    (the classic ConsumerMember replacing a static member, the replaced
+    member's id) when the downgrade comes from that replacement with the
+    assignment current: the joining member takes the replaced one's place
+    and target, and the group stays Stable (Kafka skips the rebalance)."""
     from .coordinator import Group, GroupState, Member
     c = groups.c
     gid = g.group_id
@@ -219,7 +224,9 @@ def to_classic_group(groups, g, leaving: set) -> list:
     cg.offsets = g.offsets
     cg.generation_id = g.group_epoch
     cg.protocol_type = "consumer"
-    for mid, m in g.members.items():
+    if joining is not None:
+        leaving = leaving | {joining[1]}
+    for mid, m in [*g.members.items(), *([(joining[0].member_id, joining[0])] if joining else [])]:
         if mid in leaving:
             continue
         mm = Member(mid, m.instance_id, m.client_id, m.client_host, m.classic.session_timeout_ms,
@@ -232,7 +239,8 @@ def to_classic_group(groups, g, leaving: set) -> list:
     cg.protocol_name = cg.select_protocol()
     cg.leader_id = next(iter(cg.members))
     for mid, mm in cg.members.items():
-        mm.assignment = assignment_bytes(g.target.get(mid, {}), topics, [(cg.protocol_name,
+        owner = joining[1] if joining is not None and mid == joining[0].member_id else mid
+        mm.assignment = assignment_bytes(g.target.get(owner, {}), topics, [(cg.protocol_name,
                                                                          mm.metadata_for(cg.protocol_name))])
     cg.state = GroupState.STABLE
     members = [GroupMetadataValue.MemberMetadata(
@@ -249,7 +257,10 @@ def to_classic_group(groups, g, leaving: set) -> list:
         c.runtime.cancel_timer(index, ("cg-classic", gid, mid))
     c.groups[gid] = cg
     log.info("group %s: consumer group converted to a classic group (%d classic members)", gid, len(cg.members))
-    c._prepare_rebalance(cg, f"Downgrade group {gid} from consumer to classic for member leaving.")
+    if joining is None:
+        c._prepare_rebalance(cg, f"Downgrade group {gid} from consumer to classic for member leaving.")
+    else:
+        c._arm(cg)   # the members' sessions (Kafka's rescheduleClassicGroupMemberHeartbeat)
     return records
 
 
@@ -345,7 +356,7 @@ class ClassicMembers:
         except _Fenced:
             snap.restore(gs)
             return _join_error(Errors.UNKNOWN_MEMBER_ID, member_id)
-        (m.member_epoch, m.previous_member_epoch, m.state, m.assigned, m.pending_revocation) = nxt
+        (m.member_epoch, m.previous_member_epoch, m.state, m.assigned, m.pending_revocation, m.epochs) = nxt
         if m.current_key() != before_current:
             records.append((_current_key(gid, member_id), _current_value(m)))
         index = self.c.partition_for(gid)
@@ -361,20 +372,52 @@ class ClassicMembers:
             return _join_error(code, member_id)
         return gs.write_result(snap, records, result, failed)
 
-    def downgrade_on_replace(self, g, member_id, instance_id) -> list | None:
+    def downgrade_on_replace(self, g, member_id, instance_id, client_id, client_host, session_timeout_ms,
+                             rebalance_timeout_ms, protocol_type, protocols) -> tuple | None:
         """Kafka's validateOnlineDowngradeWithReplacedMember: a classic static
         member coming back in place of the group's last consumer-protocol
-        member turns the group classic. The conversion's records (the joining
-        member then joins the classic group), or None."""
+        member turns the group classic. (the conversion's records, the
+        JoinGroup answer or None), or None. With the assignment current (the
+        subscription and the topics unchanged, the target at the group
+        epoch), Kafka reconciles the joining member to the replaced one's
+        partitions and answers its join at once, no rebalance; else the
+        classic group rebalances and the member joins it."""
+        from .consumer_group import ConsumerMember, _Fenced, metadata_hash, reconcile
         if member_id or instance_id is None:
             return None
         replaced = g.members.get(g.static.get(instance_id))
         if replaced is None or replaced.classic is not None or \
-                not downgrade_possible(self.groups, g, {replaced.member_id}):
+                not supports_protocols(g, protocol_type, protocols):
+            return None   # the consumer group's join refuses the protocols first, as Kafka's does
+        try:
+            sub = _subscription(dict(protocols).get(protocols[0][0]))
+        except ProtocolError:
+            return None
+        if not downgrade_possible(self.groups, g, {replaced.member_id}):
             return None
         log.info("group %s: classic static member %s replaces the last consumer-protocol member %s", g.group_id,
                  instance_id, replaced.member_id)
-        return to_classic_group(self.groups, g, {replaced.member_id})
+        topics = self.groups._topics()
+        current = not replaced.subscribed_topic_regex and \
+            sorted(set(sub.topics)) == sorted(replaced.subscribed_topic_names) and \
+            g.assignment_epoch >= g.group_epoch and g.metadata_hash == metadata_hash(
+                {n: topics[n] for n in set().union(*self.groups._subscribed(g, topics).values())})
+        if not current:
+            return to_classic_group(self.groups, g, {replaced.member_id}), None
+        m = ConsumerMember(str(uuid.uuid4()))
+        m.instance_id, m.client_id, m.client_host = instance_id, client_id, client_host
+        m.rebalance_timeout_ms = rebalance_timeout_ms
+        m.classic = ClassicState(session_timeout_ms, protocols)
+        m.member_epoch = m.previous_member_epoch = 0
+        m.state, m.assigned, m.pending_revocation, m.epochs = (replaced.state, replaced.assigned,
+                                                               replaced.pending_revocation, replaced.epochs)
+        try:
+            m.member_epoch = reconcile(m, g.assignment_epoch, g.target.get(replaced.member_id, {}),
+                                       g.owners(replaced.member_id), _ids(sub.owned_partitions, topics))[0]
+        except _Fenced:   # the replaced member's state is unknown: start the classic group afresh
+            return to_classic_group(self.groups, g, {replaced.member_id}), None
+        records = to_classic_group(self.groups, g, set(), (m, replaced.member_id))
+        return records, (Errors.NONE, m.member_epoch, m.classic.protocol_name, "", m.member_id, [])
 
     # ---- SyncGroup ----
 

@@ -104,7 +104,7 @@ class ConsumerMember:
 
     __slots__ = ("member_id", "instance_id", "rack_id", "client_id", "client_host", "subscribed_topic_names",
                  "subscribed_topic_regex", "rebalance_timeout_ms", "server_assignor", "member_epoch",
-                 "previous_member_epoch", "state", "assigned", "pending_revocation", "classic")
+                 "previous_member_epoch", "state", "assigned", "pending_revocation", "epochs", "classic")
 
     def __init__(self, member_id: str):
         self.member_id = member_id
@@ -121,6 +121,11 @@ class ConsumerMember:
         self.state = MemberState.STABLE
         self.assigned: Assignment = {}
         self.pending_revocation: Assignment = {}
+        # {(topic_id, partition): the member epoch at which it was assigned}
+        # for every partition assigned or pending revocation (KIP-1251): a
+        # commit with an older member epoch is still good for a partition
+        # the member held since then.
+        self.epochs: dict = {}
         # A member speaking the classic protocol in a consumer group (online
         # migration): its classic_members.ClassicState, else None.
         self.classic = None
@@ -147,10 +152,22 @@ class ConsumerMember:
 
     def current_value(self) -> CurrentValue:
         return CurrentValue(member_epoch=self.member_epoch, previous_member_epoch=self.previous_member_epoch,
-                            state=int(self.state), assigned_partitions=_tp_list(CurrentValue.TopicPartitions,
-                                                                                self.assigned),
-                            partitions_pending_revocation=_tp_list(CurrentValue.TopicPartitions,
-                                                                   self.pending_revocation))
+                            state=int(self.state), assigned_partitions=self._epoch_list(self.assigned),
+                            partitions_pending_revocation=self._epoch_list(self.pending_revocation))
+
+    def _epoch_list(self, assignment: Assignment) -> list:
+        out = _tp_list(CurrentValue.TopicPartitions, assignment)
+        for tp in out:
+            tp.assignment_epochs = [self.assignment_epoch(tp.topic_id, p) for p in tp.partitions]
+        return out
+
+    def assignment_epoch(self, topic_id, partition):
+        """The epoch at which the member got the partition, None when it
+        neither holds it nor is revoking it (Kafka's assignmentEpoch, then
+        pendingRevocationEpoch)."""
+        if partition in self.assigned.get(topic_id, ()) or partition in self.pending_revocation.get(topic_id, ()):
+            return self.epochs.get((topic_id, partition), max(self.member_epoch, 0))
+        return None
 
     def apply_current(self, v: CurrentValue):
         self.member_epoch, self.previous_member_epoch = v.member_epoch, v.previous_member_epoch
@@ -160,9 +177,20 @@ class ConsumerMember:
             self.state = MemberState.UNKNOWN
         self.assigned = _tp_dict(v.assigned_partitions)
         self.pending_revocation = _tp_dict(v.partitions_pending_revocation)
+        # A record without epochs (older writer), or with a count that does
+        # not match, gives every partition the member's epoch, as Kafka's
+        # Utils.assignmentFromTopicPartitions does.
+        default = max(v.member_epoch, 0)
+        self.epochs = {}
+        for tp in list(v.assigned_partitions or ()) + list(v.partitions_pending_revocation or ()):
+            epochs = tp.assignment_epochs
+            if epochs is None or len(epochs) != len(tp.partitions):
+                epochs = [default] * len(tp.partitions)
+            self.epochs.update(((tp.topic_id, p), e) for p, e in zip(tp.partitions, epochs))
 
     def current_key(self):
-        return (self.member_epoch, self.previous_member_epoch, self.state, self.assigned, self.pending_revocation)
+        return (self.member_epoch, self.previous_member_epoch, self.state, self.assigned, self.pending_revocation,
+                self.epochs)
 
     def copy(self) -> "ConsumerMember":
         # Its values are replaced, never mutated in place: a shallow copy is a snapshot.
@@ -375,7 +403,9 @@ def _subset(owned: Assignment | None, a: Assignment) -> bool:
 def reconcile(member: ConsumerMember, target_epoch: int, target: Assignment, owners: dict,
               owned: Assignment | None):
     """Kafka's CurrentAssignmentBuilder: the member's next (epoch, previous
-    epoch, state, assigned, pending revocation). owners: partitions other
+    epoch, state, assigned, pending revocation, assignment epochs). A
+    partition kept or being revoked keeps its assignment epoch; one newly
+    given gets the target epoch. owners: partitions other
     members hold; owned: what the member reported (None: not reported)."""
     state = member.state
     if state is MemberState.UNKNOWN:
@@ -396,9 +426,16 @@ def reconcile(member: ConsumerMember, target_epoch: int, target: Assignment, own
         if mine:
             free[tid] = mine
     if revoke and _overlaps(owned, revoke):
-        return (member.member_epoch, member.member_epoch, MemberState.UNREVOKED_PARTITIONS, kept, revoke)
+        return (member.member_epoch, member.member_epoch, MemberState.UNREVOKED_PARTITIONS, kept, revoke,
+                _epochs_of(member, current))
     new_state = MemberState.UNRELEASED_PARTITIONS if unreleased else MemberState.STABLE
-    return (target_epoch, member.member_epoch, new_state, _union(kept, free), {})
+    epochs = _epochs_of(member, kept)
+    epochs.update(((tid, p), target_epoch) for tid, ps in free.items() for p in ps)
+    return (target_epoch, member.member_epoch, new_state, _union(kept, free), {}, epochs)
+
+
+def _epochs_of(member: ConsumerMember, a: Assignment) -> dict:
+    return {(tid, p): member.assignment_epoch(tid, p) for tid, ps in a.items() for p in ps}
 
 
 class _Fenced(Exception):
@@ -806,7 +843,7 @@ class ConsumerGroups:
             nxt = reconcile(m, g.assignment_epoch, target, g.owners(member_id), {} if epoch == JOIN_EPOCH else owned)
         except _Fenced as e:
             raise HeartbeatError(Errors.FENCED_MEMBER_EPOCH, str(e))
-        (m.member_epoch, m.previous_member_epoch, m.state, m.assigned, m.pending_revocation) = nxt
+        (m.member_epoch, m.previous_member_epoch, m.state, m.assigned, m.pending_revocation, m.epochs) = nxt
         if before_current is None or m.current_key() != before_current:
             records.append((_current_key(gid, member_id), _current_value(m)))
         self._arm_session(g, m)
@@ -873,8 +910,12 @@ class ConsumerGroups:
         resp = R(throttle_time_ms=0, error_code=0, error_message=None, member_id=m.member_id,
                  member_epoch=req.member_epoch, heartbeat_interval_ms=0, assignment=None)
         if req.member_epoch == LEAVE_STATIC_EPOCH:
-            # Kept with its partitions until its session ends, for its return.
+            # Kept with its partitions until its session ends, for its return;
+            # their epochs drop to 0 so that the returning member (a new
+            # member id) commits them while commits of the old id stay fenced.
             m.previous_member_epoch, m.member_epoch = m.member_epoch, LEAVE_STATIC_EPOCH
+            m.pending_revocation = {}
+            m.epochs = {(tid, p): 0 for tid, ps in m.assigned.items() for p in ps}
             log.info("group %s: static member %s (%s) left temporarily", g.group_id, m.member_id, m.instance_id)
             return resp, [(_current_key(g.group_id, m.member_id), _current_value(m))]
         log.info("group %s: member %s left", g.group_id, m.member_id)
@@ -891,7 +932,7 @@ class ConsumerGroups:
         m.apply_metadata(replaced.metadata_value())
         m.member_epoch = m.previous_member_epoch = 0
         m.state = replaced.state
-        m.assigned, m.pending_revocation = replaced.assigned, replaced.pending_revocation
+        m.assigned, m.pending_revocation, m.epochs = replaced.assigned, replaced.pending_revocation, replaced.epochs
         g.target[m.member_id] = target
         records.append((_target_key(gid, m.member_id), _target_value(target)))
         log.info("group %s: static member %s rejoined as %s (was %s)", gid, replaced.instance_id, m.member_id,
@@ -1028,6 +1069,7 @@ class ConsumerGroups:
                     g.target.pop(mid, None)
                 elif kind == 8 and m is not None:
                     m.member_epoch, m.state, m.assigned, m.pending_revocation = 0, MemberState.STABLE, {}, {}
+                    m.epochs = {}
                 return
             if m is None:
                 m = g.members[mid] = ConsumerMember(mid)
@@ -1049,10 +1091,15 @@ class ConsumerGroups:
 
     # ---- offsets ----
 
-    @staticmethod
-    def commit_error(g: ConsumerGroup, member_id, member_epoch, version, transactional=False) -> int:
-        """Kafka's ConsumerGroup.validateOffsetCommit (a classic member
-        commits with any version, its generation being its member epoch)."""
+    def commit_error(self, g: ConsumerGroup, member_id, member_epoch, version, partitions=(),
+                     transactional=False) -> int:
+        """Kafka's ConsumerGroup.validateOffsetCommit with its per-partition
+        validator (KIP-1251): a member epoch older than the member's is good
+        for each partition the member got at that epoch or before (assigned
+        or pending revocation). partitions: the (topic, partition) pairs
+        committed that exist. A classic member's generation is its member
+        epoch; it is answered ILLEGAL_GENERATION where a consumer-protocol
+        member is answered STALE_MEMBER_EPOCH."""
         if member_epoch < 0 and not g.members:
             return Errors.NONE
         if transactional and member_epoch < 0 and not member_id:
@@ -1062,8 +1109,17 @@ class ConsumerGroups:
             return Errors.UNKNOWN_MEMBER_ID
         if not transactional and version < 9 and m.classic is None:
             return Errors.UNSUPPORTED_VERSION
-        if member_epoch != m.member_epoch:
-            return Errors.ILLEGAL_GENERATION if m.classic is not None else Errors.STALE_MEMBER_EPOCH
+        if member_epoch == m.member_epoch:
+            return Errors.NONE
+        stale = Errors.ILLEGAL_GENERATION if m.classic is not None else Errors.STALE_MEMBER_EPOCH
+        if member_epoch > m.member_epoch:
+            return stale
+        topics = self._topics()
+        for topic, partition in partitions:
+            tid = topics.get(topic, (None,))[0]
+            epoch = m.assignment_epoch(tid, partition)
+            if epoch is None or member_epoch < epoch:
+                return stale
         return Errors.NONE
 
     @staticmethod
@@ -1075,7 +1131,7 @@ class ConsumerGroups:
         if m is None:
             return Errors.UNKNOWN_MEMBER_ID
         if member_epoch != m.member_epoch:
-            return Errors.STALE_MEMBER_EPOCH
+            return Errors.ILLEGAL_GENERATION if m.classic is not None else Errors.STALE_MEMBER_EPOCH
         return Errors.NONE
 
     def delete_records(self, g: ConsumerGroup) -> list:

@@ -437,9 +437,13 @@ class GroupCoordinator:
         self.ensure_offsets_topic()
         g = self.groups.get(group_id)
         if isinstance(g, ConsumerGroup) and g.members:
-            code = await self._maybe_downgrade_on_replace(g, member_id, group_instance_id)
+            code, answer = await self._maybe_downgrade_on_replace(
+                g, member_id, group_instance_id, client_id, client_host, session_timeout_ms, rebalance_timeout_ms,
+                protocol_type, protocols)
             if code:
                 return _join_error(code, member_id)
+            if answer is not None:
+                return answer
             g = self.groups.get(group_id)
         if isinstance(g, ConsumerGroup):
             if g.members:
@@ -504,16 +508,18 @@ class GroupCoordinator:
         self._prepare_rebalance(g, f"member {member_id} rejoined with new metadata or as leader{because}")
         return await self._wait_join(g, m)
 
-    async def _maybe_downgrade_on_replace(self, g: ConsumerGroup, member_id, group_instance_id) -> int:
+    async def _maybe_downgrade_on_replace(self, g: ConsumerGroup, member_id, group_instance_id, *join) -> tuple:
         """A classic static member replacing the consumer group's last
         consumer-protocol member: the group turns classic first (its records
-        written before the join goes on; undone if they are not). The
-        write's error, else 0."""
+        written before the join goes on; undone if they are not). (the
+        write's error else 0, the join's answer when the conversion gave it
+        else None)."""
         from .consumer_group import GroupSnapshot
         snap = GroupSnapshot(self, g.group_id)
-        records = self.consumer.classic.downgrade_on_replace(g, member_id, group_instance_id)
-        if not records:
-            return Errors.NONE
+        out = self.consumer.classic.downgrade_on_replace(g, member_id, group_instance_id, *join)
+        if not out:
+            return Errors.NONE, None
+        records, answer = out
         snap.done(self)
         try:
             code = await self._wait_committed_raw(g.group_id, self._store(
@@ -522,8 +528,8 @@ class GroupCoordinator:
             code = getattr(e, "error_code", -1)
         if code:
             snap.restore(self.consumer)
-            return _group_store_error(code)
-        return Errors.NONE
+            return _group_store_error(code), None
+        return Errors.NONE, answer
 
     def _consumer_to_classic(self, g: ConsumerGroup):
         """An empty consumer group becomes a classic one (Kafka converts
@@ -884,7 +890,7 @@ class GroupCoordinator:
             # A standalone consumer or an admin (assign + commit): a simple group.
             g = self.groups[group_id] = Group(group_id)
         if isinstance(g, ConsumerGroup):
-            code = self.consumer.commit_error(g, member_id, generation_id, version)
+            code = self.consumer.commit_error(g, member_id, generation_id, version, self._validated(offsets))
             if code:
                 return fail(code)
         elif generation_id < 0 and g.state is GroupState.EMPTY:
@@ -902,6 +908,14 @@ class GroupCoordinator:
             return fail(Errors.REBALANCE_IN_PROGRESS)
         result, keys, values, accepted = self._offset_records(group_id, offsets)
         return result, g, keys, values, accepted
+
+    def _validated(self, offsets) -> list:
+        """The (topic, partition) pairs of a commit that a consumer group's
+        per-partition epoch check sees: Kafka answers an unknown partition
+        before the coordinator, and one with oversized metadata before the
+        check."""
+        return [(t, p) for t, p, _o, _e, md in offsets
+                if len((md or "").encode()) <= self.metadata_max_bytes and self._topic_partition_exists(t, p)]
 
     def _offset_records(self, group_id, offsets):
         """The offsets' records: (codes of the refused ones, keys, values,
@@ -1155,7 +1169,8 @@ class GroupCoordinator:
             return all_(wrong)
         if self.is_share_group(group_id):
             return all_(Errors.GROUP_ID_NOT_FOUND)
-        code = self._txn_commit_error(self.groups.get(group_id), generation_id, member_id, group_instance_id)
+        code = self._txn_commit_error(self.groups.get(group_id), generation_id, member_id, group_instance_id,
+                                      offsets)
         if code:
             return all_(code)
         result, keys, values, accepted = self._offset_records(group_id, offsets)
@@ -1176,11 +1191,15 @@ class GroupCoordinator:
         pending.update(accepted)
         return self._txn_commit_wait(result, index, producer_id, accepted, last)
 
-    def _txn_commit_error(self, g, generation_id, member_id, group_instance_id) -> int:
+    def _txn_commit_error(self, g, generation_id, member_id, group_instance_id, offsets) -> int:
         """The member checks of a TxnOffsetCommit (a consumer group's are its
-        own: the generation is a member epoch)."""
+        own: the generation is a member epoch). TxnOffsetCommit before v6
+        (all pylog serves) answers a stale member epoch ILLEGAL_GENERATION,
+        as Kafka does (KIP-1319)."""
         if isinstance(g, ConsumerGroup):
-            return self.consumer.commit_error(g, member_id, generation_id, 9, transactional=True)
+            code = self.consumer.commit_error(g, member_id, generation_id, 9, self._validated(offsets),
+                                              transactional=True)
+            return Errors.ILLEGAL_GENERATION if code == Errors.STALE_MEMBER_EPOCH else code
         if g is not None and g.state is GroupState.DEAD:
             return Errors.COORDINATOR_NOT_AVAILABLE
         static = g.static.get(group_instance_id) if g is not None and group_instance_id is not None else None
