@@ -21,6 +21,13 @@
 #                                 mechanism, as librdkafka's trivup set-up does (user testuser /
 #                                 testpass; OAUTHBEARER: unsecured JWTs, principal admin, which is a
 #                                 super user), with connections.max.reauth.ms=10000 (0142)
+#   SSL                           empty (default), or 1: the clients connect to an SSL listener
+#                                 (SASL_SSL when SASL is given too; ports BASE_PORT+100 on) with
+#                                 ssl.client.auth=required, as trivup's --ssl clusters: a CA, the
+#                                 brokers' and the client's certificates are made in WORK/ssl
+#                                 (tests/librdkafka/ssl_files.py), test.conf gets ssl.ca.location,
+#                                 ssl.certificate.location, ssl.key.location, ssl.key.password and
+#                                 the test-runner trivup's SSL_* variables (0097)
 #
 # As in librdkafka's own test clusters (trivup's KafkaBrokerApp and
 # tests/cluster_testing.py), every broker runs the ACL authorizer with
@@ -61,29 +68,51 @@ common=(--override num.partitions=4 --override auto.create.topics.enable=$autocr
         --override replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector)
 nbrokers=1; [ "$mode" = cluster ] && nbrokers=3
 
-# SASL: PLAINTEXT stays the first listener (inter-broker traffic, the
-# readiness check, the SCRAM set-up below); the clients get SASL_PLAINTEXT.
+# SASL / SSL: PLAINTEXT stays the first listener (inter-broker traffic, the
+# readiness check, the SCRAM set-up below); the clients get SASL_PLAINTEXT,
+# SSL or SASL_SSL.
 sasl="${SASL:-}"
+ssl="${SSL:-}"
 sasl_user=testuser sasl_pass=testpass
 client_port_offset=0
+client_proto=PLAINTEXT
+case "$ssl" in
+"") if [ -n "$sasl" ]; then client_proto=SASL_PLAINTEXT; fi ;;
+1) client_proto=SSL; if [ -n "$sasl" ]; then client_proto=SASL_SSL; fi ;;
+*) echo "SSL must be empty or 1" >&2; exit 2 ;;
+esac
+client_listener=$(echo "$client_proto" | tr A-Z a-z)
+if [ -n "$ssl" ]; then
+    client_port_offset=100
+    mkdir -p "$work/ssl"
+    "$repo/.venv/bin/python" "$here/ssl_files.py" "$work/ssl" >"$work/ssl/files.txt"
+    # trivup's brokers speak TLS 1.2 and older only: there the broker's
+    # refusal of a client certificate ends the handshake (0097 expects an
+    # SSL error), where TLS 1.3 reports it after the handshake.
+    ssl_file() { sed -n "s/^$1=//p" "$work/ssl/files.txt"; }
+    common+=(--override ssl.keystore.type=PEM --override "ssl.keystore.location=$(ssl_file broker_keystore)"
+             --override ssl.truststore.type=PEM --override "ssl.truststore.location=$(ssl_file broker_truststore)"
+             --override ssl.client.auth=required
+             --override ssl.protocol=TLSv1.2 --override ssl.enabled.protocols=TLSv1.2)
+fi
 if [ -n "$sasl" ]; then
     client_port_offset=100
     common+=(--override "sasl.enabled.mechanisms=$sasl" --override connections.max.reauth.ms=10000)
     case "$sasl" in
-    PLAIN) common+=(--override "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$sasl_user=\"$sasl_pass\";") ;;
+    PLAIN) common+=(--override "listener.name.$client_listener.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$sasl_user=\"$sasl_pass\";") ;;
     SCRAM-SHA-256|SCRAM-SHA-512) ;;   # credentials are written after the start, as trivup does
     OAUTHBEARER)
         common+=(--override super.users=User:admin
-                 --override "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"admin\" unsecuredValidatorRequiredScope=\"requiredScope\";") ;;
+                 --override "listener.name.$client_listener.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"admin\" unsecuredValidatorRequiredScope=\"requiredScope\";") ;;
     *) echo "SASL must be empty, PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER" >&2; exit 2 ;;
     esac
 fi
 # Per-broker settings: the rack, and with SASL the two listeners.
 per_broker() {  # $1: broker id -> the KEY=VALUE settings of that broker
     echo "broker.rack=RACK$1"
-    if [ -n "$sasl" ]; then
+    if [ "$client_proto" != PLAINTEXT ]; then
         local p=$((base_port + $1 - 1))
-        echo "listeners=PLAINTEXT://127.0.0.1:$p,SASL_PLAINTEXT://127.0.0.1:$((p + client_port_offset))"
+        echo "listeners=PLAINTEXT://127.0.0.1:$p,$client_proto://127.0.0.1:$((p + client_port_offset))"
     fi
 }
 
@@ -133,7 +162,7 @@ CONF
 case "$sasl" in
 "") ;;
 OAUTHBEARER)
-    printf '%s\n' security.protocol=SASL_PLAINTEXT sasl.mechanisms=OAUTHBEARER \
+    printf '%s\n' security.protocol=$client_proto sasl.mechanisms=OAUTHBEARER \
         enable.sasl.oauthbearer.unsecure.jwt=true \
         'sasl.oauthbearer.config=scope=requiredScope principal=admin' >>"$work/test.conf" ;;
 *)
@@ -141,9 +170,15 @@ OAUTHBEARER)
         "$PYLOG" configs --bootstrap-server "$plain_brokers" --alter --entity-type users \
             --entity-name "$sasl_user" --add-config "$sasl=[iterations=4096,password=$sasl_pass]"
     fi
-    printf '%s\n' security.protocol=SASL_PLAINTEXT "sasl.mechanisms=$sasl" \
+    printf '%s\n' security.protocol=$client_proto "sasl.mechanisms=$sasl" \
         "sasl.username=$sasl_user" "sasl.password=$sasl_pass" >>"$work/test.conf" ;;
 esac
+
+if [ -n "$ssl" ]; then
+    if [ -z "$sasl" ]; then echo security.protocol=SSL >>"$work/test.conf"; fi
+    sed -n 's/^conf://p' "$work/ssl/files.txt" >>"$work/test.conf"
+    while IFS== read -r k v; do export "$k=$v"; done < <(grep '^SSL_' "$work/ssl/files.txt")
+fi
 
 export RDKAFKA_TEST_CONF="$work/test.conf"
 export TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-4.0.0}"
