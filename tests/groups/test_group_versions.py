@@ -6,6 +6,7 @@ answers Kafka gives for them."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -13,7 +14,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from kafkawire import Wire
 
 from pylog.protocol import messages as m
-from pylog.testing import running_broker
+from pylog.testing import running_broker, wait_until
 
 from .conftest import GROUP_CONFIG
 from .helpers import TIMEOUT, admin, create_topic
@@ -289,6 +290,53 @@ def test_describe_v5_authorized_operations_and_list_v5_types(broker):
 # ---- kafka-python in the new versions (JoinGroup 7, SyncGroup 5, LeaveGroup 5,
 # OffsetCommit/OffsetFetch 8, batched FindCoordinator) ----
 
+def _settle_kafka_python(groups, group_id, consumers, sizes):
+    """Poll each kafka-python consumer in a thread of its own, as an
+    application does, until the members hold that many partitions each, all 4
+    in all, in the broker's current generation of a Stable group.
+
+    Why threads and a poll timeout longer than a rebalance: kafka-python
+    3.0.12 throws away a JoinGroup/SyncGroup round trip that completes while
+    no poll() waits for it, and joins again. The leader's JoinGroup in a
+    Stable group starts a new rebalance (as in Kafka), so consumers polled in
+    turn from one thread with short timeouts can rebalance without end (each
+    one's join completes while the thread polls the other)."""
+    held, errors, stop = {}, [], threading.Event()
+
+    def run(i, c):
+        try:
+            while not stop.is_set():
+                c.poll(timeout_ms=1000)
+                held[i] = (c._coordinator._generation.generation_id, sorted(tp.partition for tp in c.assignment()))
+        except Exception as e:  # reported by the waiting thread
+            errors.append(e)
+
+    def settled():
+        if errors:
+            return True
+        g = groups.get(group_id)
+        now = [held.get(i) for i in range(len(consumers))]
+        return g is not None and g.state.value == "Stable" and None not in now and \
+            all(gen == g.generation_id for gen, _ in now) and [len(p) for _, p in now] == sizes and \
+            sorted(sum((p for _, p in now), [])) == [0, 1, 2, 3]
+
+    threads = [threading.Thread(target=run, args=(i, c), daemon=True) for i, c in enumerate(consumers)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(settled, "kafka-python members settled", timeout=90)
+    except AssertionError:
+        g = groups.get(group_id)
+        raise AssertionError(f"members never held {sizes} partitions: {held} (generation, partitions) each, "
+                             f"group {g and (g.state.value, g.generation_id)}, errors {errors}") from None
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
+
+
 def test_kafka_python_group_rebalances_commits_epochs_and_leaves(broker, group_log):
     from kafka import KafkaConsumer
     from kafka import TopicPartition as KTP
@@ -304,14 +352,7 @@ def test_kafka_python_group_rebalances_commits_epochs_and_leaves(broker, group_l
         return c
 
     def settle(consumers, sizes):
-        """Poll until the members hold that many partitions each, all 4 in all."""
-        def held():
-            return [sorted(tp.partition for tp in c.assignment()) for c in consumers]
-        deadline = time.monotonic() + 30
-        while [len(h) for h in held()] != sizes or sorted(sum(held(), [])) != [0, 1, 2, 3]:
-            assert time.monotonic() < deadline, [c.assignment() for c in consumers]
-            for c in consumers:
-                c.poll(timeout_ms=100)
+        _settle_kafka_python(broker.broker.groups.groups, "kpg", consumers, sizes)
 
     c1 = member("kp-1", instance="kp-static")
     c2 = None
