@@ -7,6 +7,7 @@ errors.deadletterqueue.auto.create.topics.enable; names and topics Kafka
 refuses are refused."""
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from confluent_kafka import AcknowledgeType, Consumer, KafkaException, ShareCons
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from pylog.client import Client
+from pylog.share.partition import ARCHIVING
 from pylog.testing import running_broker, wait_until
 
 from .wire import CONFIG, create_topic, produce, set_group_configs
@@ -235,3 +237,38 @@ def test_group_configs_refuse_what_kafka_refuses(broker):
         assert err.name() == "INVALID_CONFIG" and words in err.str()
     # A blank name is allowed: no dead-letter topic.
     set_group_configs(broker, "dlq-bad-g", errors_deadletterqueue_topic_name="")
+
+
+def on_loop(b, coro):
+    return asyncio.run_coroutine_threadsafe(coro, b.broker._loop).result(30)
+
+
+def test_records_left_archiving_by_a_crash_reach_the_dead_letter_topic_after_a_restart(tmp_path):
+    """What a crash between step 1 (Archiving persisted) and step 3 (Archived)
+    leaves in __share_group_state: the next load writes the dead letter (again)
+    and only then archives; the record is never delivered."""
+    topic, group, dlq = "dlq-crash", "dlq-crash-g", "dlq.crash"
+    config = {**CONFIG, "group.share.delivery.count.limit": "2"}
+    with running_broker(data_dir=tmp_path, config=config) as b:
+        create_topic(b, topic)
+        create_dlq_topic(b, dlq)
+        set_group_configs(b, group, share_auto_offset_reset="earliest", errors_deadletterqueue_topic_name=dlq)
+        produce(b, topic, 3)
+        tid = b.broker.metadata_cache.topic_ids[topic]
+        coord = b.broker.share.coordinator
+        wait_until(lambda: on_loop(b, coord.initialize(group, tid, 0, 0, 0)) == 0, timeout=TIMEOUT,
+                   what="the share-partition initialized")
+        code, st = on_loop(b, coord.read(group, tid, 0, 0))
+        assert code == 0
+        # Offset 0 rejected on its first delivery, Archiving persisted, then the crash.
+        assert on_loop(b, coord.write(group, tid, 0, st.state_epoch, 0, 0, [(0, 0, ARCHIVING, 1)])) == 0
+    with running_broker(data_dir=tmp_path, config=config) as b:
+        got = consume_share(b, topic, group, lambda _off, _n: AcknowledgeType.ACCEPT, lambda got: len(got) >= 2)
+        assert sorted(got) == [(1, 1), (2, 1)]
+        (msg,) = read_topic(b, dlq, 1)
+        # The reason is not persisted: inferred from the delivery count, as Kafka does.
+        assert dict(headers(msg)) == {"__dlq.errors.topic": topic.encode(), "__dlq.errors.partition": b"0",
+                                      "__dlq.errors.offset": b"0", "__dlq.errors.group": group.encode(),
+                                      "__dlq.errors.delivery.count": b"1", "__dlq.errors.message": REJECTED}
+        wait_until(lambda: describe_offsets(b, group)[1][2:5] == ["0", "3", "0"], timeout=TIMEOUT,
+                   what="the start offset past the dead letter")
