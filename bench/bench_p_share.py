@@ -10,13 +10,28 @@ point of share groups is that N > partitions still scales.
 
     .venv/bin/python bench/bench_p_share.py --consumers 1,4,16 --records 4000 --rounds 3
 
-Not yet measured here: broker CPU per million records, priority and delay
-(issue 18's other bench P figures).
+Not yet measured here: priority and delay (issue 18's other bench P figures).
+
+--cpu (measure_cpu): ShareFetch+acknowledge broker CPU per million records. The
+broker is its own process (`python -m pylog.broker`); per round a fresh
+one-partition topic gets --cpu-records records of 100 bytes (librdkafka's
+batching, linger.ms=20), then --cpu-consumers ShareConsumers (threads,
+implicit acknowledgement, no work per record) read them all and commit_sync
+their last acknowledgements; the broker's CPU time (utime+stime of all its
+threads, /proc/<pid>/stat) over that consumption phase, per million records.
+
+    .venv/bin/python bench/bench_p_share.py --cpu --cpu-records 200000 --cpu-consumers 1,4 --rounds 5
 """
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 
@@ -68,13 +83,111 @@ def run_once(b, n_consumers, records, work_s, tag):
     return records / elapsed
 
 
+class BrokerProcess:
+    """A pylog broker in its own process, so its CPU time is its own."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="pylog-bench-p-")
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        self.proc = subprocess.Popen([sys.executable, "-m", "pylog.broker", "--data-dir", self.dir, "--port",
+                                      str(port), "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if "ready" not in line:
+            self.stop()
+            raise RuntimeError(f"broker did not start: {line!r}")
+        self.bootstrap = f"127.0.0.1:{port}"
+
+    def cpu(self) -> float:
+        """User + system CPU seconds of the whole process (every thread): /proc/<pid>/stat."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        finally:
+            self.proc.stdout.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __str__(self):
+        return self.bootstrap
+
+
+def cpu_once(b: BrokerProcess, n_consumers, records, tag) -> float:
+    """Broker CPU seconds per million records share-fetched and acknowledged."""
+    topic, group = f"pcpu-{tag}", f"pcpu-{tag}-g"
+    a = AdminClient({"bootstrap.servers": str(b)})
+    a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
+    res = ConfigResource(ResourceType.GROUP, group, incremental_configs=[
+        ConfigEntry("share.auto.offset.reset", "earliest", incremental_operation=AlterConfigOpType.SET)])
+    a.incremental_alter_configs([res])[res].result(30)
+    p = Producer({"bootstrap.servers": str(b), "linger.ms": 20, "batch.size": 1 << 20})
+    value = b"x" * 100
+    for i in range(records):
+        while True:
+            try:
+                p.produce(topic, value)
+                break
+            except BufferError:
+                p.poll(0.05)
+    assert p.flush(120) == 0
+    count = [0]
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def consume():
+        c = ShareConsumer({"bootstrap.servers": str(b), "group.id": group})
+        c.subscribe([topic])
+        while not done.is_set():
+            got = sum(1 for m in c.poll(0.1) if m.error() is None)
+            if got:
+                with lock:
+                    count[0] += got
+                    if count[0] >= records:
+                        done.set()
+        c.commit_sync()     # the last poll's implicit ACCEPTs
+        c.close()
+
+    before = b.cpu()
+    threads = [threading.Thread(target=consume) for _ in range(n_consumers)]
+    for t in threads:
+        t.start()
+    if not done.wait(900):
+        raise RuntimeError(f"only {count[0]} of {records} records consumed")
+    for t in threads:
+        t.join(120)
+    return (b.cpu() - before) / records * 1e6
+
+
+def measure_cpu(args) -> None:
+    b = BrokerProcess()
+    try:
+        for n in [int(x) for x in args.cpu_consumers.split(",")]:
+            per_m = [cpu_once(b, n, args.cpu_records, f"{n}-{r}") for r in range(args.rounds)]
+            print(f"consumers={n:3d} broker CPU s per million records median={statistics.median(per_m):6.2f} "
+                  f"runs={' '.join(f'{x:.2f}' for x in per_m)}", flush=True)
+    finally:
+        b.stop()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--consumers", default="1,4,16")
     ap.add_argument("--records", type=int, default=4000)
     ap.add_argument("--work-ms", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cpu", action="store_true", help="measure broker CPU per million records instead")
+    ap.add_argument("--cpu-records", type=int, default=200000)
+    ap.add_argument("--cpu-consumers", default="1,4")
     args = ap.parse_args()
+    if args.cpu:
+        measure_cpu(args)
+        return
     with running_broker() as b:
         for n in [int(x) for x in args.consumers.split(",")]:
             rates = [run_once(b, n, args.records, args.work_ms / 1000.0, f"{n}-{r}") for r in range(args.rounds)]
