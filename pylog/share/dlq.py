@@ -56,7 +56,7 @@ from ..broker.config import TopicConfig
 from ..errors import PylogError
 from ..protocol.error_codes import Errors
 from ..protocol.pylog_tags import share_dlq_stats_field
-from .partition import ARCHIVING, EXHAUSTED, REJECTED
+from .partition import EXHAUSTED, REJECTED
 
 log = logging.getLogger("pylog.share.dlq")
 
@@ -124,9 +124,7 @@ class DeadLetters:
 
     def kick(self, h) -> None:
         """Start writing h's Archiving ranges unless a writer is on them already."""
-        if h.key in self._draining or self.broker.stopping:
-            return
-        if not any(r.state == ARCHIVING and r.member is None for r in h.sp.ranges):
+        if not h.sp.archiving or h.key in self._draining or self.broker.stopping:
             return
         self._draining[h.key] = asyncio.ensure_future(self._drain(h))
 

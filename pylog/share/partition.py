@@ -71,6 +71,7 @@ class SharePartition:
                  dlq=None):
         self.start = start
         self.dlq = dlq
+        self.archiving = False      # some Archiving range may be untaken (a cheap test for every write)
         self.state_epoch = state_epoch
         self.delivery_limit = delivery_limit
         self.max_locks = max_locks
@@ -85,6 +86,7 @@ class SharePartition:
             # A record acquired when the state was written is available again:
             # its lock did not survive the leader that held it.
             self.ranges.append(_Range(first, last, AVAILABLE if state == ACQUIRED else state, count))
+            self.archiving |= state == ARCHIVING
             at = last + 1
         self.end = at
         self._advance()
@@ -236,6 +238,7 @@ class SharePartition:
         # group has a dead-letter topic.
         if self.dlq is not None and self.dlq():
             r.why = why
+            self.archiving = True
             return ARCHIVING
         return ARCHIVED
 
@@ -273,6 +276,7 @@ class SharePartition:
         """The Archiving ranges no dead-letter write has taken yet, as
         (first, last, delivery count, why), now taken."""
         out = []
+        self.archiving = False
         for r in self.ranges:
             if r.state == ARCHIVING and r.member is None:
                 r.member = _TAKEN
@@ -284,6 +288,7 @@ class SharePartition:
         for r in self._ranges_in(first, last):
             if r.state == ARCHIVING:
                 r.member = None
+                self.archiving = True
         self._merge()
 
     def archive(self, first, last) -> None:
