@@ -26,12 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 
@@ -83,44 +78,16 @@ def run_once(b, n_consumers, records, work_s, tag):
     return records / elapsed
 
 
-class BrokerProcess:
-    """A pylog broker in its own process, so its CPU time is its own."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="pylog-bench-p-")
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        self.proc = subprocess.Popen([sys.executable, "-m", "pylog.broker", "--data-dir", self.dir, "--port",
-                                      str(port), "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if "ready" not in line:
-            self.stop()
-            raise RuntimeError(f"broker did not start: {line!r}")
-        self.bootstrap = f"127.0.0.1:{port}"
-
-    def cpu(self) -> float:
-        """User + system CPU seconds of the whole process (every thread): /proc/<pid>/stat."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        finally:
-            self.proc.stdout.close()
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __str__(self):
-        return self.bootstrap
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a whole process (every thread), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_once(b: BrokerProcess, n_consumers, records, tag) -> float:
+def cpu_once(broker, n_consumers, records, tag) -> float:
     """Broker CPU seconds per million records share-fetched and acknowledged."""
-    topic, group = f"pcpu-{tag}", f"pcpu-{tag}-g"
+    topic, group, b = f"pcpu-{tag}", f"pcpu-{tag}-g", broker.bootstrap
     a = AdminClient({"bootstrap.servers": str(b)})
     a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
     res = ConfigResource(ResourceType.GROUP, group, incremental_configs=[
@@ -153,7 +120,7 @@ def cpu_once(b: BrokerProcess, n_consumers, records, tag) -> float:
         c.commit_sync()     # the last poll's implicit ACCEPTs
         c.close()
 
-    before = b.cpu()
+    before = proc_cpu(broker.proc.pid)
     threads = [threading.Thread(target=consume) for _ in range(n_consumers)]
     for t in threads:
         t.start()
@@ -161,10 +128,11 @@ def cpu_once(b: BrokerProcess, n_consumers, records, tag) -> float:
         raise RuntimeError(f"only {count[0]} of {records} records consumed")
     for t in threads:
         t.join(120)
-    return (b.cpu() - before) / records * 1e6
+    return (proc_cpu(broker.proc.pid) - before) / records * 1e6
 
 
 def measure_cpu(args) -> None:
+    from bench_g_broker import BrokerProcess   # bench G's: `python -m pylog.broker` in its own process
     b = BrokerProcess()
     try:
         for n in [int(x) for x in args.cpu_consumers.split(",")]:
