@@ -14,13 +14,13 @@ Not yet measured here: priority and delay (issue 18's other bench P figures).
 
 --cpu (measure_cpu): ShareFetch+acknowledge broker CPU per million records. The
 broker is its own process (`python -m pylog.broker`); per round a fresh
-one-partition topic gets --cpu-records records of 100 bytes (librdkafka's
-batching, linger.ms=20), then --cpu-consumers ShareConsumers (threads,
+one-partition topic gets --cpu-records records of 100 bytes in log batches of
+--cpu-batch records (librdkafka's batch.num.messages), then --cpu-consumers ShareConsumers (threads,
 implicit acknowledgement, no work per record) read them all and commit_sync
 their last acknowledgements; the broker's CPU time (utime+stime of all its
 threads, /proc/<pid>/stat) over that consumption phase, per million records.
 
-    .venv/bin/python bench/bench_p_share.py --cpu --cpu-records 200000 --cpu-consumers 1,4 --rounds 5
+    .venv/bin/python bench/bench_p_share.py --cpu --cpu-records 1000000 --cpu-batch 50 --cpu-consumers 1,4,16 --rounds 5
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_once(broker, n_consumers, records, tag) -> float:
+def cpu_once(broker, n_consumers, records, batch, tag) -> float:
     """Broker CPU seconds per million records share-fetched and acknowledged."""
     topic, group, b = f"pcpu-{tag}", f"pcpu-{tag}-g", broker.bootstrap
     a = AdminClient({"bootstrap.servers": str(b)})
@@ -93,7 +93,8 @@ def cpu_once(broker, n_consumers, records, tag) -> float:
     res = ConfigResource(ResourceType.GROUP, group, incremental_configs=[
         ConfigEntry("share.auto.offset.reset", "earliest", incremental_operation=AlterConfigOpType.SET)])
     a.incremental_alter_configs([res])[res].result(30)
-    p = Producer({"bootstrap.servers": str(b), "linger.ms": 20, "batch.size": 1 << 20})
+    # A share-partition hands out whole log batches: their size sets the broker's work per record.
+    p = Producer({"bootstrap.servers": str(b), "linger.ms": 20, "batch.num.messages": batch})
     value = b"x" * 100
     for i in range(records):
         while True:
@@ -136,7 +137,7 @@ def measure_cpu(args) -> None:
     b = BrokerProcess()
     try:
         for n in [int(x) for x in args.cpu_consumers.split(",")]:
-            per_m = [cpu_once(b, n, args.cpu_records, f"{n}-{r}") for r in range(args.rounds)]
+            per_m = [cpu_once(b, n, args.cpu_records, args.cpu_batch, f"{n}-{r}") for r in range(args.rounds)]
             print(f"consumers={n:3d} broker CPU s per million records median={statistics.median(per_m):6.2f} "
                   f"runs={' '.join(f'{x:.2f}' for x in per_m)}", flush=True)
     finally:
@@ -151,7 +152,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cpu", action="store_true", help="measure broker CPU per million records instead")
     ap.add_argument("--cpu-records", type=int, default=200000)
-    ap.add_argument("--cpu-consumers", default="1,4")
+    ap.add_argument("--cpu-batch", type=int, default=50, help="records per log batch")
+    ap.add_argument("--cpu-consumers", default="1,4,16")
     args = ap.parse_args()
     if args.cpu:
         measure_cpu(args)
