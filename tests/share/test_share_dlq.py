@@ -134,9 +134,9 @@ def test_a_rejected_record_is_never_delivered_again_and_is_in_the_dead_letter_to
         assert msg.key() is None and msg.value() is None
         assert abs(msg.timestamp()[1] - time.time() * 1000) < 600_000
     # Written, then archived: the group's start offset is past them, nothing left.
-    rows = describe_offsets(broker, group)
-    assert rows[0] == ["GROUP", "TOPIC", "PARTITION", "START-OFFSET", "LAG", "DLQ-WRITTEN", "DLQ-FAILED"]
-    assert rows[1] == [group, topic, "0", "6", "0", "2", "0"]
+    wait_until(lambda: describe_offsets(broker, group) == [
+        ["GROUP", "TOPIC", "PARTITION", "START-OFFSET", "LAG", "DLQ-WRITTEN", "DLQ-FAILED"],
+        [group, topic, "0", "6", "0", "2", "0"]], timeout=TIMEOUT, what="the dead letters written, then archived")
 
 
 def test_records_released_to_the_delivery_limit_go_to_the_dead_letter_topic(broker):
@@ -202,7 +202,8 @@ def test_a_missing_dead_letter_topic_is_created_only_when_the_broker_allows(brok
         configs = a.describe_configs([res])[res].result(30)
         assert configs["errors.deadletterqueue.group.enable"].value == "true"
         assert configs["message.timestamp.type"].value == "CreateTime"
-        assert describe_offsets(broker, group)[1][-2:] == ["1", "2"]
+        wait_until(lambda: describe_offsets(broker, group)[1][-2:] == ["1", "2"], timeout=TIMEOUT,
+                   what="one dead letter written, two failed")
     finally:
         set_cluster_config(broker, errors_deadletterqueue_auto_create_topics_enable="false")
 
