@@ -18,6 +18,7 @@ from confluent_kafka import AcknowledgeType, Consumer, KafkaException, ShareCons
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from pylog.client import Client
+from pylog.errors import InvalidRequestError
 from pylog.share.partition import ARCHIVING
 from pylog.testing import running_broker, wait_until
 
@@ -273,3 +274,17 @@ def test_records_left_archiving_by_a_crash_reach_the_dead_letter_topic_after_a_r
                                       "__dlq.errors.delivery.count": b"1", "__dlq.errors.message": REJECTED}
         wait_until(lambda: describe_offsets(b, group)[1][2:5] == ["0", "3", "0"], timeout=TIMEOUT,
                    what="the start offset past the dead letter")
+
+
+def test_the_broker_and_topic_keys_take_only_their_types(broker):
+    with pytest.raises(InvalidRequestError, match="Expected value to be either true or false"):
+        set_cluster_config(broker, errors_deadletterqueue_auto_create_topics_enable="maybe")
+    a = admin(broker)
+    f = a.create_topics([NewTopic("dlq.typed", 1, 1, config={"errors.deadletterqueue.group.enable": "maybe"})])
+    with pytest.raises(KafkaException) as e:
+        f["dlq.typed"].result(30)
+    assert e.value.args[0].name() == "INVALID_CONFIG"
+    res = ConfigResource(ResourceType.BROKER, "1")
+    configs = a.describe_configs([res])[res].result(30)
+    assert configs["errors.deadletterqueue.topic.name.prefix"].value == "dlq."
+    assert configs["errors.deadletterqueue.auto.create.topics.enable"].value == "false"
