@@ -162,6 +162,8 @@ class DeadLetters:
                     await self._write_with_retries(group_id, h.topic, index, first, last, count, why)
                     self.written[h.key] = self.written.get(h.key, 0) + n
                 except (DlqError, PylogError) as e:
+                    if self.broker.stopping:
+                        return  # left Archiving: written at the next start
                     self.failed[h.key] = self.failed.get(h.key, 0) + n
                     log.error("share group %s: offsets %d-%d of %s-%d archived without a dead letter: %s",
                               group_id, first, last, h.topic, index, e)
