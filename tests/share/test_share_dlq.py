@@ -288,3 +288,20 @@ def test_the_broker_and_topic_keys_take_only_their_types(broker):
     configs = a.describe_configs([res])[res].result(30)
     assert configs["errors.deadletterqueue.topic.name.prefix"].value == "dlq."
     assert configs["errors.deadletterqueue.auto.create.topics.enable"].value == "false"
+
+
+def test_dead_letters_are_split_to_fit_the_dead_letter_topics_max_message_bytes(broker):
+    topic, group, dlq = "dlq-big", "dlq-big-g", "dlq.big"
+    create_topic(broker, topic)
+    a = admin(broker)
+    a.create_topics([NewTopic(dlq, 1, 1, config={"errors.deadletterqueue.group.enable": "true",
+                                                 "max.message.bytes": "2048"})])[dlq].result(30)
+    set_group_configs(broker, group, share_auto_offset_reset="earliest", errors_deadletterqueue_topic_name=dlq,
+                      errors_deadletterqueue_copy_record_enable="true")
+    produce(broker, topic, 60)
+    consume_share(broker, topic, group, lambda _off, _n: AcknowledgeType.REJECT, lambda got: len(got) >= 60)
+    letters = read_topic(broker, dlq, 60)
+    assert sorted(int(dict(headers(m))["__dlq.errors.offset"]) for m in letters) == list(range(60))
+    assert all(m.value() == b"v-" + dict(headers(m))["__dlq.errors.offset"] for m in letters)
+    wait_until(lambda: describe_offsets(broker, group)[1][2:] == ["0", "60", "0", "60", "0"], timeout=TIMEOUT,
+               what="60 dead letters written, none failed")
