@@ -4,7 +4,8 @@ count ran out land in the group's dead-letter topic with Kafka's headers and
 are never delivered again; without a dead-letter topic they are only
 archived; a missing topic is created only with
 errors.deadletterqueue.auto.create.topics.enable; names and topics Kafka
-refuses are refused."""
+refuses are refused; dead letters fit the topic's max.message.bytes; what a
+crash left Archiving is written after the restart."""
 from __future__ import annotations
 
 import asyncio
