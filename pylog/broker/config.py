@@ -115,6 +115,9 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
     "group.consumer.migration.policy": (str, "bidirectional"),
     # KIP-932 share groups and the share coordinator (pylog/share/configs.py).
     **{k: (int, v) for k, v in SHARE_BROKER_DEFAULTS.items()},
+    # KIP-1191 dead-letter topics of share groups (pylog/share/dlq.py), read at each write.
+    "errors.deadletterqueue.auto.create.topics.enable": (bool, False),
+    "errors.deadletterqueue.topic.name.prefix": (str, "dlq."),
     "offset.metadata.max.bytes": (int, 4096),
     "offsets.retention.minutes": (int, 10080),
     "offsets.retention.check.interval.ms": (int, 600000),
@@ -291,9 +294,11 @@ TOPIC_CONFIGS: dict[str, tuple[str | None, type, tuple | None]] = {
     "segment.index.bytes": ("log.index.size.max.bytes", int, None),
     "segment.ms": ("log.roll.ms", int, None),
     "unclean.leader.election.enable": ("unclean.leader.election.enable", bool, None),
+    # KIP-1191: a share group may write its dead letters only to a topic with this on (pylog/share/dlq.py).
+    "errors.deadletterqueue.group.enable": (None, bool, None),
 }
 # Defaults of topic keys with no broker key behind them (Kafka's).
-_TOPIC_ONLY_DEFAULTS = {"file.delete.delay.ms": "60000"}
+_TOPIC_ONLY_DEFAULTS = {"file.delete.delay.ms": "60000", "errors.deadletterqueue.group.enable": "false"}
 
 # Kafka's Topic.validate. fullmatch: `$` would let a final newline through,
 # and a topic name becomes a directory name.

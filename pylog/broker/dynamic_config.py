@@ -107,8 +107,10 @@ _CONNECTION_KEYS = frozenset({"max.connections", "max.connection.creation.rate",
 _CLEANER_KEYS = frozenset({"log.cleaner.threads", "log.cleaner.backoff.ms", "log.cleaner.io.max.bytes.per.second",
                            "log.cleaner.dedupe.buffer.size", "log.cleaner.io.buffer.load.factor"})
 # What pylog changes live. unclean.leader.election.enable: the controller reads it per
-# election (cluster/controller.py); producer.id.expiration.ms: each partition's producer state.
-LIVE = frozenset(_TOPIC_DEFAULTS | _CONNECTION_KEYS | _CLEANER_KEYS | {"producer.id.expiration.ms"})
+# election (cluster/controller.py); producer.id.expiration.ms: each partition's producer state;
+# errors.deadletterqueue.*: each dead-letter write (share/dlq.py).
+LIVE = frozenset(_TOPIC_DEFAULTS | _CONNECTION_KEYS | _CLEANER_KEYS | {"producer.id.expiration.ms"}
+                 | {"errors.deadletterqueue.auto.create.topics.enable", "errors.deadletterqueue.topic.name.prefix"})
 
 
 def _is_live(name: str) -> bool:
@@ -125,7 +127,8 @@ _KAFKA_TYPES = {
     "log.cleaner.min.cleanable.ratio": "DOUBLE", "unclean.leader.election.enable": "BOOLEAN",
     "log.cleanup.policy": "LIST", "compression.type": "STRING", "log.message.timestamp.type": "STRING",
     "max.connections.per.ip.overrides": "STRING", "log.cleaner.threads": "INT",
-    "log.cleaner.io.max.bytes.per.second": "DOUBLE", "log.cleaner.io.buffer.load.factor": "DOUBLE"}
+    "log.cleaner.io.max.bytes.per.second": "DOUBLE", "log.cleaner.io.buffer.load.factor": "DOUBLE",
+    "errors.deadletterqueue.auto.create.topics.enable": "BOOLEAN", "errors.deadletterqueue.topic.name.prefix": "STRING"}
 # Kafka's ConfigDef lower bounds of the live keys without a topic config behind them.
 _AT_LEAST = {"max.connections": 0, "max.connection.creation.rate": 0, "max.connections.per.ip": 0,
              "producer.id.expiration.ms": 1, "log.cleaner.threads": 0, "log.cleaner.backoff.ms": 0}

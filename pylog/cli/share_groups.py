@@ -3,6 +3,8 @@ kafka-share-groups.sh for KIP-932 share groups (its options and columns).
 
     pylog share-groups list
     pylog share-groups describe GROUP [--offsets | --members | --state]
+        (--offsets adds pylog's DLQ-WRITTEN and DLQ-FAILED columns for a group
+        with a dead-letter topic, KIP-1191)
     pylog share-groups reset-offsets --group G --topic T (--to-earliest | --to-latest | --to-offset N)
                                      (--dry-run | --execute)
     pylog share-groups delete --group G
@@ -17,6 +19,7 @@ from ..client.client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from ..client.errors import COORDINATOR_ERRORS, check, error_name
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
+from ..protocol.pylog_tags import share_dlq_stats_of
 from .common import action_parsers, open_client
 
 
@@ -115,10 +118,16 @@ def _describe(args) -> int:
                     group_id=gid, topics=None)]), lambda r: r.groups[0].error_code)
                 og = resp.groups[0]
                 check(og.error_code, og.error_message or f"describe share group offsets of {gid}")
+                parts = [(t, p) for t in og.topics for p in sorted(t.partitions, key=lambda p: p.partition_index)]
                 rows = [(gid, t.topic_name, p.partition_index, p.start_offset if p.start_offset >= 0 else "-",
-                         p.lag if p.lag >= 0 else "-")
-                        for t in og.topics for p in sorted(t.partitions, key=lambda p: p.partition_index)]
-                print("\n".join(_columns(rows, ("GROUP", "TOPIC", "PARTITION", "START-OFFSET", "LAG"))))
+                         p.lag if p.lag >= 0 else "-") for t, p in parts]
+                header = ("GROUP", "TOPIC", "PARTITION", "START-OFFSET", "LAG")
+                dlq = [share_dlq_stats_of(p) for _t, p in parts]
+                if any(d is not None for d in dlq):
+                    # pylog's own columns (kafka-share-groups.sh has none for KIP-1191).
+                    header += ("DLQ-WRITTEN", "DLQ-FAILED")
+                    rows = [r + ((d["written"], d["failed"]) if d else ("-", "-")) for r, d in zip(rows, dlq)]
+                print("\n".join(_columns(rows, header)))
             if g.group_state == "Empty" and not args.state:
                 print(f"\nShare group '{gid}' has no active members.", file=sys.stderr)
     return status

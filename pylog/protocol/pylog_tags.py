@@ -31,13 +31,20 @@ ZooKeeper's /config/topics, or the KRaft metadata log):
   configs as a JSON object {broker id, or "" for the cluster default: {key:
   value}}, always complete. Kafka's brokers read them from /config/brokers
   or the KRaft metadata log; each broker applies its own and the default.
+- SHARE_DLQ_STATS (tag 7010) on a DescribeShareGroupOffsets partition entry
+  of a share group with a dead-letter topic (KIP-1191): {"written": n,
+  "failed": k}, the records the share-partition's leader wrote to the
+  dead-letter topic and archived without writing, since it started, for
+  `pylog share-groups describe`. Kafka keeps them as JMX metrics
+  (DeadLetterQueueRecordCount), which a client cannot ask for.
 """
 from __future__ import annotations
 
 import json
 
 __all__ = ["BROKER_CONFIGS_TAG", "broker_configs_field", "broker_configs_of", "GROUP_CONFIGS_TAG", "group_configs_field", "group_configs_of", "CLEANER_STATE_TAG", "cleaner_state_field", "cleaner_state_of", "CONTROLLER_EPOCH_TAG", "controller_epoch_field", "controller_epoch_of", "REASSIGNMENT_THROTTLE_TAG", "TOPIC_CONFIGS_TAG", "reassignment_throttle_field",
-           "reassignment_throttle_of", "topic_configs_field", "topic_configs_of"]
+           "reassignment_throttle_of", "topic_configs_field", "topic_configs_of", "SHARE_DLQ_STATS_TAG",
+           "share_dlq_stats_field", "share_dlq_stats_of"]
 
 # Far above the small numbers Kafka gives its own tagged fields.
 TOPIC_CONFIGS_TAG = 7001
@@ -46,6 +53,7 @@ CONTROLLER_EPOCH_TAG = 7003
 CLEANER_STATE_TAG = 7004
 GROUP_CONFIGS_TAG = 7005
 BROKER_CONFIGS_TAG = 7006
+SHARE_DLQ_STATS_TAG = 7010
 
 
 def topic_configs_field(configs: dict[str, str]) -> tuple[int, bytes]:
@@ -136,5 +144,20 @@ def _configs_table_of(struct, wanted: int) -> dict[str, dict[str, str]] | None:
                     and all(isinstance(k, str) and isinstance(v, str) for k, v in c.items())
                     for g, c in value.items()):
                 raise ValueError(f"tagged field {tag}: not an object of objects of strings")
+            return value
+    return None
+
+
+def share_dlq_stats_field(written: int, failed: int) -> tuple[int, bytes]:
+    return SHARE_DLQ_STATS_TAG, json.dumps({"failed": failed, "written": written}, separators=(",", ":")).encode()
+
+
+def share_dlq_stats_of(struct) -> dict[str, int] | None:
+    """The dead-letter counts a DescribeShareGroupOffsets partition entry carries, or None."""
+    for tag, data in getattr(struct, "_unknown_tagged_fields", None) or ():
+        if tag == SHARE_DLQ_STATS_TAG:
+            value = json.loads(bytes(data))
+            if not isinstance(value, dict) or not all(isinstance(value.get(k), int) for k in ("written", "failed")):
+                raise ValueError(f"tagged field {tag}: not a dead-letter stats object")
             return value
     return None

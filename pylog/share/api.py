@@ -140,6 +140,7 @@ class ShareApis:
                     rows.append(R.DescribeShareGroupOffsetsResponsePartition(
                         partition_index=idx, start_offset=st.start_offset, leader_epoch=st.leader_epoch,
                         lag=self._lag(name, idx, st)))
+                    self.manager.dlq.tag_stats(rows[-1], gid, tid, idx)
                 topics.append(R.DescribeShareGroupOffsetsResponseTopic(topic_name=name, topic_id=tid or ZERO_UUID,
                                                                        partitions=rows))
             out.append(R.DescribeShareGroupOffsetsResponseGroup(group_id=gid, topics=topics, error_code=0))

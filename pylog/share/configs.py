@@ -5,7 +5,9 @@ its share-partitions use.
 
 Served: share.session.timeout.ms, share.heartbeat.interval.ms,
 share.record.lock.duration.ms, share.auto.offset.reset (latest | earliest),
-share.isolation.level (read_uncommitted). Refused with INVALID_CONFIG, not
+share.isolation.level (read_uncommitted), and KIP-1191's
+errors.deadletterqueue.topic.name and errors.deadletterqueue.copy.record.enable
+(dead-letter topics, dlq.py). Refused with INVALID_CONFIG, not
 stored and ignored: share.auto.offset.reset=by_duration:...,
 share.isolation.level=read_committed, and Kafka 4.3's group-level
 share.delivery.count.limit, share.partition.max.record.locks,
@@ -28,8 +30,11 @@ SHARE_GROUP_KEYS: dict[str, tuple] = {
                                        "group.share.max.record.lock.duration.ms")),
     "share.auto.offset.reset": (None, None),
     "share.isolation.level": (None, None),
+    "errors.deadletterqueue.topic.name": (None, None),
+    "errors.deadletterqueue.copy.record.enable": (None, None),
 }
-_STRING_DEFAULTS = {"share.auto.offset.reset": "latest", "share.isolation.level": "read_uncommitted"}
+_STRING_DEFAULTS = {"share.auto.offset.reset": "latest", "share.isolation.level": "read_uncommitted",
+                    "errors.deadletterqueue.topic.name": "", "errors.deadletterqueue.copy.record.enable": "false"}
 _NOT_BUILT = ("share.delivery.count.limit", "share.partition.max.record.locks", "share.renew.acknowledge.enable")
 
 
@@ -50,6 +55,20 @@ def validate_share_group_configs(broker_config, overrides: Mapping[str, str]) ->
                 raise InvalidConfigError(f"Invalid value {text} for configuration {key}: String must be one of: "
                                          "latest, earliest, by_duration:PnDTnHnMn.nS")
             clean[key] = low
+            continue
+        if key == "errors.deadletterqueue.topic.name":
+            # Kafka's GroupConfig.validate checks only this; the prefix, the
+            # topic's existence and its errors.deadletterqueue.group.enable are
+            # checked at each dead-letter write (dlq.py), as Kafka does.
+            if text.startswith("__"):
+                raise InvalidConfigError(f"{key}: DLQ topic name must not start with '__'")
+            clean[key] = text
+            continue
+        if key == "errors.deadletterqueue.copy.record.enable":
+            if text.lower() not in ("true", "false"):
+                raise InvalidConfigError(f"Invalid value {text} for configuration {key}: Expected value to be "
+                                         "either true or false")
+            clean[key] = text.lower()
             continue
         if key == "share.isolation.level":
             if text == "read_committed":

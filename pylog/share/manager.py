@@ -35,6 +35,7 @@ from ..errors import PylogError
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from .configs import share_group_config
+from .dlq import DeadLetters
 from .partition import RENEW, AckError, SharePartition
 
 log = logging.getLogger("pylog.share")
@@ -86,6 +87,7 @@ class SharePartitionManager:
         self.sessions: dict[tuple, ShareSession] = {}
         self.held: dict[tuple, _Held] = {}          # (group, topic id, index) -> _Held
         self._loading: dict[tuple, asyncio.Future] = {}
+        self.dlq = DeadLetters(broker, self)
 
     # ---- ShareFetch ----
 
@@ -395,8 +397,10 @@ class SharePartitionManager:
         h = self.held.get(key)
         if h is None:
             sp = SharePartition(st.start_offset, st.batches, delivery_limit=self.delivery_limit,
-                                max_locks=self.max_locks, state_epoch=st.state_epoch)
+                                max_locks=self.max_locks, state_epoch=st.state_epoch,
+                                dlq=lambda: self.dlq.enabled(group_id))
             h = self.held[key] = _Held(key, sp, name, index)
+            self.dlq.kick(h)    # records a crash left on their way to the dead-letter topic
             log.info("share group %s: %s-%d loaded at start offset %d, %d in flight", group_id, name, index,
                      sp.start, sp.end - sp.start)
         return 0, h
@@ -407,8 +411,10 @@ class SharePartitionManager:
         group_id, topic_id = h.key[:2]
         p = self.broker.log_manager.partitions.get((h.topic, h.index))
         epoch = p.leader_epoch if p is not None else -1
-        return asyncio.ensure_future(self.coordinator.write(group_id, topic_id, h.index, h.sp.state_epoch, epoch,
-                                                            start, batches))
+        fut = asyncio.ensure_future(self.coordinator.write(group_id, topic_id, h.index, h.sp.state_epoch, epoch,
+                                                           start, batches))
+        self.dlq.kick(h)        # new Archiving ranges: their dead letters, once this write is done
+        return fut
 
     # ---- locks ----
 
@@ -470,6 +476,7 @@ class SharePartitionManager:
                 del self.held[key]
 
     def stop(self):
+        self.dlq.stop()
         for h in self.held.values():
             if h.timer is not None:
                 h.timer.cancel()

@@ -13,6 +13,9 @@ split only where an acquisition or an acknowledgement cuts one:
     Acquired  -> Archived                 (Reject, Gap; Release/expiry at the limit)
     Acquired  -> Available                (Release, lock expiry, holder gone)
 
+With a dead-letter topic (KIP-1191; dlq.py), Reject and the limit lead to
+Archiving instead: persisted as such, written to the dead-letter topic, and
+only then Archived (archive()); Archiving is not final, so the SPSO waits.
 Acknowledged and Archived are final; leading final ranges move the SPSO.
 
 No I/O here: the partition manager (manager.py) reads the log, runs the
@@ -25,11 +28,15 @@ from bisect import bisect_right
 
 from ..protocol.error_codes import Errors
 
-AVAILABLE, ACQUIRED, ACKNOWLEDGED, ARCHIVED = 0, 1, 2, 4
+AVAILABLE, ACQUIRED, ACKNOWLEDGED, ARCHIVING, ARCHIVED = 0, 1, 2, 3, 4
 GAP, ACCEPT, RELEASE, REJECT, RENEW = 0, 1, 2, 3, 4
+# Why a range is Archiving (the dead-letter record's reason); None when read
+# back from the persister, which does not keep it.
+REJECTED, EXHAUSTED = "rejected", "exhausted"
+_TAKEN = object()   # the member of an Archiving range whose dead-letter write is under way
 
-__all__ = ["AVAILABLE", "ACQUIRED", "ACKNOWLEDGED", "ARCHIVED", "GAP", "ACCEPT", "RELEASE", "REJECT", "RENEW",
-           "SharePartition", "AckError"]
+__all__ = ["AVAILABLE", "ACQUIRED", "ACKNOWLEDGED", "ARCHIVING", "ARCHIVED", "GAP", "ACCEPT", "RELEASE", "REJECT",
+           "RENEW", "REJECTED", "EXHAUSTED", "SharePartition", "AckError"]
 
 
 class AckError(Exception):
@@ -41,14 +48,14 @@ class AckError(Exception):
 
 
 class _Range:
-    __slots__ = ("first", "last", "state", "count", "member", "deadline")
+    __slots__ = ("first", "last", "state", "count", "member", "deadline", "why")
 
-    def __init__(self, first, last, state, count, member=None, deadline=None):
+    def __init__(self, first, last, state, count, member=None, deadline=None, why=None):
         self.first, self.last, self.state, self.count = first, last, state, count
-        self.member, self.deadline = member, deadline
+        self.member, self.deadline, self.why = member, deadline, why
 
     def copy_from(self, first, last):
-        return _Range(first, last, self.state, self.count, self.member, self.deadline)
+        return _Range(first, last, self.state, self.count, self.member, self.deadline, self.why)
 
     def __repr__(self):
         return f"[{self.first}-{self.last} s{self.state} c{self.count} {self.member}]"
@@ -57,10 +64,14 @@ class _Range:
 class SharePartition:
     """See the module docstring. `delivery_limit` is
     group.share.delivery.count.limit, `max_locks` is
-    group.share.partition.max.record.locks."""
+    group.share.partition.max.record.locks. `dlq`: whether the group has a
+    dead-letter topic now (a callable; None: never)."""
 
-    def __init__(self, start: int, batches=(), *, delivery_limit: int, max_locks: int, state_epoch: int = 0):
+    def __init__(self, start: int, batches=(), *, delivery_limit: int, max_locks: int, state_epoch: int = 0,
+                 dlq=None):
         self.start = start
+        self.dlq = dlq
+        self.archiving = False      # some Archiving range may be untaken (a cheap test for every write)
         self.state_epoch = state_epoch
         self.delivery_limit = delivery_limit
         self.max_locks = max_locks
@@ -75,6 +86,7 @@ class SharePartition:
             # A record acquired when the state was written is available again:
             # its lock did not survive the leader that held it.
             self.ranges.append(_Range(first, last, AVAILABLE if state == ACQUIRED else state, count))
+            self.archiving |= state == ARCHIVING
             at = last + 1
         self.end = at
         self._advance()
@@ -213,11 +225,22 @@ class SharePartition:
                 if t == ACCEPT:
                     r.state = ACKNOWLEDGED
                 elif t == RELEASE:
-                    r.state = ARCHIVED if r.count >= self.delivery_limit else AVAILABLE
-                else:   # REJECT, GAP
+                    r.state = self._failed(r, EXHAUSTED) if r.count >= self.delivery_limit else AVAILABLE
+                elif t == REJECT:
+                    r.state = self._failed(r, REJECTED)
+                else:   # GAP: no record there to dead-letter
                     r.state = ARCHIVED
                 r.member = r.deadline = None
         self._advance()
+
+    def _failed(self, r, why) -> int:
+        # Kafka's recordStateWithDlq / tryUpdateState: Archiving while the
+        # group has a dead-letter topic.
+        if self.dlq is not None and self.dlq():
+            r.why = why
+            self.archiving = True
+            return ARCHIVING
+        return ARCHIVED
 
     def renew(self, member, first, last, deadline) -> None:
         for r in self._ranges_in(first, last):
@@ -240,12 +263,42 @@ class SharePartition:
         n = 0
         for r in self.ranges:
             if r.state == ACQUIRED and which(r):
-                r.state = ARCHIVED if r.count >= self.delivery_limit else AVAILABLE
+                r.state = self._failed(r, EXHAUSTED) if r.count >= self.delivery_limit else AVAILABLE
                 r.member = r.deadline = None
                 n += r.last - r.first + 1
         if n:
             self._advance()
         return n
+
+    # ---- dead letters ----
+
+    def take_archiving(self) -> list[tuple[int, int, int, str | None]]:
+        """The Archiving ranges no dead-letter write has taken yet, as
+        (first, last, delivery count, why), now taken."""
+        out = []
+        self.archiving = False
+        for r in self.ranges:
+            if r.state == ARCHIVING and r.member is None:
+                r.member = _TAKEN
+                out.append((r.first, r.last, r.count, r.why))
+        return out
+
+    def untake(self, first, last) -> None:
+        """A dead-letter write of first-last will be tried again: the ranges go back."""
+        for r in self._ranges_in(first, last):
+            if r.state == ARCHIVING:
+                r.member = None
+                self.archiving = True
+        self._merge()
+
+    def archive(self, first, last) -> None:
+        """first-last went to the dead-letter topic (or could not): Archived."""
+        self._split_at(first)
+        self._split_at(last + 1)
+        for r in self._ranges_in(first, last):
+            if r.state == ARCHIVING:
+                r.state, r.member, r.why = ARCHIVED, None, None
+        self._advance()
 
     def archive_below(self, offset: int) -> bool:
         """Offsets below the log start are gone: archived, and the SPSO moves
@@ -258,7 +311,7 @@ class SharePartition:
             return True
         self._split_at(offset)
         for r in self._ranges_in(self.start, offset - 1):
-            r.state, r.member, r.deadline = ARCHIVED, None, None
+            r.state, r.member, r.deadline, r.why = ARCHIVED, None, None, None
         self._advance()
         return True
 
@@ -301,7 +354,7 @@ class SharePartition:
         for r in self.ranges:
             p = out[-1] if out else None
             if (p is not None and r.state != ACQUIRED and p.state == r.state and p.count == r.count
-                    and p.last + 1 == r.first):
+                    and p.member is r.member and p.why == r.why and p.last + 1 == r.first):
                 p.last = r.last
             else:
                 out.append(r)

@@ -52,4 +52,5 @@ def test_group_overrides_within_the_brokers_bounds():
     assert share_group_config(c, {"share.auto.offset.reset": "earliest"}) == {
         "share.session.timeout.ms": 45000, "share.heartbeat.interval.ms": 5000,
         "share.record.lock.duration.ms": 30000, "share.auto.offset.reset": "earliest",
-        "share.isolation.level": "read_uncommitted"}
+        "share.isolation.level": "read_uncommitted", "errors.deadletterqueue.topic.name": "",
+        "errors.deadletterqueue.copy.record.enable": "false"}
