@@ -12,8 +12,12 @@ split only where an acquisition or an acknowledgement cuts one:
     Acquired  -> Acknowledged             (Accept)
     Acquired  -> Archived                 (Reject, Gap; Release/expiry at the limit)
     Acquired  -> Available                (Release, lock expiry, holder gone)
+    Available <-> Parked                  (delayed delivery: not due yet / due)
 
 Acknowledged and Archived are final; leading final ranges move the SPSO.
+Parked is pylog's (delivery.py): a record whose delivery time has not come;
+it is written as Available (the log says again when it is due) and does not
+count against max_locks.
 
 No I/O here: the partition manager (manager.py) reads the log, runs the
 lock timers and persists `persisted_state()` through the share coordinator.
@@ -26,9 +30,10 @@ from bisect import bisect_right
 from ..protocol.error_codes import Errors
 
 AVAILABLE, ACQUIRED, ACKNOWLEDGED, ARCHIVED = 0, 1, 2, 4
+PARKED = 8
 GAP, ACCEPT, RELEASE, REJECT, RENEW = 0, 1, 2, 3, 4
 
-__all__ = ["AVAILABLE", "ACQUIRED", "ACKNOWLEDGED", "ARCHIVED", "GAP", "ACCEPT", "RELEASE", "REJECT", "RENEW",
+__all__ = ["AVAILABLE", "ACQUIRED", "ACKNOWLEDGED", "ARCHIVED", "PARKED", "GAP", "ACCEPT", "RELEASE", "REJECT", "RENEW",
            "SharePartition", "AckError"]
 
 
@@ -90,7 +95,16 @@ class SharePartition:
         return self.end
 
     def can_grow(self) -> bool:
-        return self.end - self.start < self.max_locks
+        return self.end - self.start - self.parked() < self.max_locks
+
+    def parked(self) -> int:
+        return sum(r.last - r.first + 1 for r in self.ranges if r.state == PARKED)
+
+    def state_of(self, offset):
+        """The state of offset in the window, None outside it."""
+        if offset < self.start or offset >= self.end:
+            return None
+        return self.ranges[self._index_of(offset)].state
 
     def earliest_deadline(self):
         ds = [r.deadline for r in self.ranges if r.state == ACQUIRED]
@@ -105,7 +119,7 @@ class SharePartition:
         not durable), neighbours of equal state and count merged."""
         out = []
         for r in self.ranges:
-            state = AVAILABLE if r.state == ACQUIRED else r.state
+            state = AVAILABLE if r.state in (ACQUIRED, PARKED) else r.state
             if out and out[-1][2] == state and out[-1][3] == r.count and out[-1][1] + 1 == r.first:
                 out[-1][1] = r.last
             else:
@@ -181,6 +195,64 @@ class SharePartition:
             if last_try:
                 break
         return got
+
+    # ---- delayed and prioritized records (delivery.py) ----
+
+    def park(self, runs) -> None:
+        """Make the Available offsets of runs [(first, last)] (ascending)
+        Parked; runs past the window extend it (the gap before them Available,
+        never delivered)."""
+        for first, last in runs:
+            self._mark(first, last, AVAILABLE, PARKED)
+        self._merge()
+
+    def unpark(self, runs) -> None:
+        for first, last in runs:
+            if last >= self.start and first < self.end:
+                self._mark(max(first, self.start), min(last, self.end - 1), PARKED, AVAILABLE)
+        self._merge()
+
+    def acquire_runs(self, member, runs, deadline, max_records) -> list[tuple[int, int, int]]:
+        """Acquire for member the Available offsets of runs [(first, last)]
+        (ascending), extending the window past its end when a run lies there
+        (a priority record may be far ahead of the window; max_locks bounds the
+        window's growth in offset order only). Records near the delivery limit
+        are left to acquire(), which isolates them."""
+        got, taken = [], 0
+        for first, last in runs:
+            if taken >= max_records or last < self.start:
+                continue
+            first = max(first, self.start)
+            if last >= self.end:
+                self._grow(last + 1)
+            self._split_at(first)
+            self._split_at(last + 1)
+            for r in list(self._ranges_in(first, last)):
+                if r.state != AVAILABLE or r.count >= self._throttle_from() or taken >= max_records:
+                    continue
+                if r.last - r.first + 1 > max_records - taken:
+                    self._split_at(r.first + max_records - taken)
+                r.state, r.count, r.member, r.deadline = ACQUIRED, r.count + 1, member, deadline
+                got.append((r.first, r.last, r.count))
+                taken += r.last - r.first + 1
+        self._merge()
+        return _coalesce(sorted(got))
+
+    def _grow(self, end) -> None:
+        if end > self.end:
+            self.ranges.append(_Range(self.end, end - 1, AVAILABLE, 0))
+            self.end = end
+
+    def _mark(self, first, last, old, new) -> None:
+        if last < self.start:
+            return
+        first = max(first, self.start)
+        self._grow(last + 1)
+        self._split_at(first)
+        self._split_at(last + 1)
+        for r in self._ranges_in(first, last):
+            if r.state == old:
+                r.state = new
 
     # ---- acknowledging ----
 
@@ -265,8 +337,7 @@ class SharePartition:
     # ---- ranges ----
 
     def _index_of(self, offset) -> int:
-        firsts = [r.first for r in self.ranges]
-        return bisect_right(firsts, offset) - 1
+        return bisect_right(self.ranges, offset, key=_first) - 1
 
     def _split_at(self, offset) -> None:
         """Make offset the first of a range (when inside the window)."""
@@ -306,6 +377,10 @@ class SharePartition:
             else:
                 out.append(r)
         self.ranges = out
+
+
+def _first(r):
+    return r.first
 
 
 def _coalesce(got):
