@@ -252,6 +252,7 @@ class DeliveryIndex:
         self.scan_pos = sp.start             # the log is indexed below this offset
         self.sidecar = DelaySidecar(path, self._arm)
         self.any_delayed = False             # a delay header was met: acquisition checks for them
+        self.any_priority = False            # a priority header was met: fetches take no more than asked
         self.due: deque = deque()            # arrays of offsets that came due
         self.levels = [deque() for _ in range(TOP + 1)]   # priority -> arrays (2, n): offsets, timestamps
         self.blocked = None                  # (offset, due ms): a batch the topic delay holds back
@@ -291,6 +292,7 @@ class DeliveryIndex:
         if len(pr):
             pr = pr[~np.isin(pr[:, 0], offs[later])]   # a delayed record comes first when due anyway
             level = np.clip(pr[:, 3], 0, TOP)
+            self.any_priority = self.any_priority or bool((level > 0).any())
             for lv in np.unique(level[level > 0]).tolist():
                 sel = pr[level == lv]
                 self.levels[lv].append(np.ascontiguousarray(sel[:, [0, 2]].T))
@@ -461,7 +463,7 @@ def _acquire_in_order(dx, p, member, data, headers, quota, deadline, now, topic_
         later = offs[(due > now) & (offs >= sp.start)]
         if len(later):
             sp.park(runs_of(later))
-    acquired = sp.acquire(member, batches, quota, deadline)
+    acquired = sp.acquire(member, batches, quota, deadline, exact=dx.any_priority)
     if acquired:
         last = acquired[-1][1]
         mv = memoryview(data)

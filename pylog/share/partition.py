@@ -128,11 +128,13 @@ class SharePartition:
 
     # ---- acquiring ----
 
-    def acquire(self, member, batches, max_records: int, deadline) -> list[tuple[int, int, int]]:
+    def acquire(self, member, batches, max_records: int, deadline, exact=False) -> list[tuple[int, int, int]]:
         """Acquire for member from the log batches read at next_fetch_offset()
         ([(base_offset, last_offset)] in order), whole batches until more than
-        max_records are taken: the (first, last, delivery count) ranges
-        acquired, in offset order."""
+        max_records are taken (exact: no more than max_records, cutting a
+        batch; delivery.py's choice when priorities are in play, so a fetch
+        does not take a large batch of low ones): the (first, last, delivery
+        count) ranges acquired, in offset order."""
         got: list[tuple[int, int, int]] = []
         taken = 0
         for base, last in batches:
@@ -156,12 +158,18 @@ class SharePartition:
                         got += self._acquire_throttled(member, avail, last - base + 1, throttled, deadline)
                     break
                 for r in avail:
+                    if exact and taken >= max_records:
+                        break
+                    if exact and r.last - r.first + 1 > max_records - taken:
+                        self._split_at(r.first + max_records - taken)
                     r.state, r.count, r.member, r.deadline = ACQUIRED, r.count + 1, member, deadline
                     got.append((r.first, r.last, r.count))
                     taken += r.last - r.first + 1
             # The part past the window: new records, while the window may grow.
-            if last >= self.end and self.can_grow():
+            if last >= self.end and self.can_grow() and not (exact and taken >= max_records):
                 first = max(lo, self.end)
+                if exact:
+                    last = min(last, first + max_records - taken - 1)
                 if first > self.end:   # offsets the log no longer has (compacted): nothing to hand out
                     self.ranges.append(_Range(self.end, first - 1, ARCHIVED, 0))
                 self.ranges.append(_Range(first, last, ACQUIRED, 1, member, deadline))
