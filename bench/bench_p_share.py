@@ -172,6 +172,7 @@ def delay_lateness(b, pending, probes, tag):
     early = 0               # pending records handed out: must stay 0
     while time.monotonic() < t_end:
         early += sum(1 for m in c.poll(0.2) if m.error() is None)
+    stats = _delay_stats(b, topic)
     due = {}
     base = _now_ms()
     for i in range(probes):
@@ -188,7 +189,19 @@ def delay_lateness(b, pending, probes, tag):
             elif m.error() is None:
                 early += 1
     c.close()
-    return late, early
+    return late, early, stats
+
+
+def _delay_stats(b, topic):
+    # A look into the in-process broker (from this thread: plain reads of counters).
+    import os
+    for h in list(b.broker.share.manager.held.values()):
+        if h.topic == topic and h.dx is not None:
+            sc = h.dx.sidecar
+            size = os.path.getsize(sc.path) if os.path.exists(sc.path) else 0
+            return (f"broker: {len(sc)} pending, {len(sc.win)} of them in memory, sidecar file {size >> 20} MB, "
+                    f"{len(h.sp.ranges)} in-flight ranges")
+    return "broker: share-partition not loaded"
 
 
 def _rss_mb():
@@ -207,9 +220,9 @@ def main_delivery(args):
                 xs, low = priority_wait(b, args.backlog, f"{args.backlog}-{r}", args.work_ms / 1000.0)
                 what = f"priority-9 wait ms over {len(xs)} probes ({low} backlog records read meanwhile)"
             else:
-                xs, early = delay_lateness(b, args.pending, args.probes, f"{args.pending}-{r}")
+                xs, early, stats = delay_lateness(b, args.pending, args.probes, f"{args.pending}-{r}")
                 what = (f"delay lateness ms over {len(xs)} of {args.probes} probes, {args.pending} pending "
-                        f"({early} handed out early)")
+                        f"({early} handed out early; {stats})")
             p50s.append(_pct(xs, 50))
             p99s.append(_pct(xs, 99))
             print(f"run {r}: {what}: p50={p50s[-1]:.1f} p99={p99s[-1]:.1f} min={min(xs):.1f} max={max(xs):.1f} "

@@ -60,7 +60,9 @@ def find_headers(data, keys, int64_t max_inflated=-1):
                 raw_view = raw
                 sec = &raw_view[0] if len(raw) else NULL
                 sec_len = len(raw)
-            if h.records_count > 0x7FFFFFF // nkeys:
+            if h.records_count > sec_len:
+                # Every record takes bytes: a count beyond the section is a
+                # lie, and must not size an allocation.
                 check(PL_ECORRUPT, None, pos)
             cap = h.records_count * nkeys
             hits = <pl_header_hit *>realloc(hits, cap * sizeof(pl_header_hit))

@@ -109,10 +109,11 @@ def test_corrupt_records_raise_an_error_not_a_crash(section):
         scan(batch(0, [b""], section=section))
 
 
-def test_more_records_claimed_than_the_section_holds_is_corrupt():
+@pytest.mark.parametrize("count", [3, 1 << 30])
+def test_more_records_claimed_than_the_section_holds_is_corrupt(count):
     section = record(0, headers=[(b"pylog.priority", b"2")])
     with pytest.raises(CorruptRecordError):
-        scan(batch(0, [section], count=3))
+        scan(batch(0, [section], count=count))
 
 
 def test_without_the_shared_key_prefix_records_are_not_decoded():
