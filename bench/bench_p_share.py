@@ -19,7 +19,9 @@ Priority and delay (pylog/share/delivery.py), each its own run:
   by one ShareConsumer spending --work-ms on each (0.1 here: the backlog
   then lasts some seconds rather than a fraction of one); every 20 ms a producer sends one record with
   `pylog.priority: 9` (one more before the backlog, so the share-partition
-  cuts batches from the start); the wait of each (its receipt by poll() minus its
+  cuts batches from the start); the wait of each (a fetch of 50 records
+  cut from a 10,000-record batch still carries the whole batch: try
+  --batch-records 500) (its receipt by poll() minus its
   produce time) while the backlog lasts; p50/p99 per run.
 - delay: --pending records with `pylog.deliver.at` an hour away (they stay
   pending in the sidecar), then probe records due 2-6 s after they are sent;
@@ -97,11 +99,12 @@ def _pct(xs, q):
     return xs[min(len(xs) - 1, int(round(q / 100.0 * (len(xs) - 1))))] if xs else float("nan")
 
 
-def priority_wait(b, backlog, tag, work_s):
+def priority_wait(b, backlog, tag, work_s, batch_records):
     """Waits (ms) of priority-9 records sent while a backlog of priority-0 ones is consumed."""
     topic, group = f"pp-{tag}", f"pp-{tag}-g"
     _topic(b, topic, group)
-    p = Producer({"bootstrap.servers": str(b), "linger.ms": 5, "queue.buffering.max.messages": 1000000})
+    p = Producer({"bootstrap.servers": str(b), "linger.ms": 5, "queue.buffering.max.messages": 1000000,
+                  "batch.num.messages": batch_records})
     value = b"x" * 100
     # One priority record first: a share-partition takes whole batches (up
     # to 10,000 records from this producer) until it has seen one.
@@ -217,7 +220,8 @@ def main_delivery(args):
         p50s, p99s = [], []
         for r in range(args.rounds):
             if args.only == "priority":
-                xs, low = priority_wait(b, args.backlog, f"{args.backlog}-{r}", args.work_ms / 1000.0)
+                xs, low = priority_wait(b, args.backlog, f"{args.backlog}-{r}", args.work_ms / 1000.0,
+                                        args.batch_records)
                 what = f"priority-9 wait ms over {len(xs)} probes ({low} backlog records read meanwhile)"
             else:
                 xs, early, stats = delay_lateness(b, args.pending, args.probes, f"{args.pending}-{r}")
@@ -241,6 +245,8 @@ def main():
     ap.add_argument("--backlog", type=int, default=100_000)
     ap.add_argument("--pending", type=int, default=1_000_000)
     ap.add_argument("--probes", type=int, default=200)
+    ap.add_argument("--batch-records", type=int, default=10000,
+                    help="the backlog producer's batch.num.messages (librdkafka's default: 10000)")
     args = ap.parse_args()
     if args.only != "throughput":
         return main_delivery(args)

@@ -9,26 +9,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, ShareConsumer
+from confluent_kafka import Consumer, KafkaException, ShareConsumer
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic,
                                    ResourceType)
 
 from pylog.testing import running_broker
 
-from .wire import CONFIG, create_topic, set_group_configs
-
-TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="module")
-def broker():
-    with running_broker(config=CONFIG) as b:
-        yield b
-
-
-def now_ms():
-    return int(time.time() * 1000)
-
+from .delivery_clients import TIMEOUT, broker, now_ms, producer, setup  # noqa: F401 (broker: a fixture)
+from .wire import CONFIG, set_group_configs
 
 def share_consumer(b, group, **conf):
     c = ShareConsumer({"bootstrap.servers": str(b), "group.id": group,
@@ -53,15 +41,9 @@ def collect(c, want, timeout=TIMEOUT, extra=0.0):
     return got
 
 
-def producer(b):
-    return Producer({"bootstrap.servers": str(b), "acks": "all", "linger.ms": 5})
-
-
 def test_deliver_at_and_after_hold_records_until_due_and_plain_consumers_see_them_at_once(broker):
     topic, group = "dl-headers", "dl-headers-g"
-    create_topic(broker, topic)
-    set_group_configs(broker, group, share_auto_offset_reset="earliest")
-    p = producer(broker)
+    p = setup(broker, topic, group)
     base = now_ms()
     due = {}
     for i in range(10):
@@ -102,9 +84,7 @@ def test_deliver_at_and_after_hold_records_until_due_and_plain_consumers_see_the
 
 def test_a_malformed_header_value_is_as_if_absent(broker):
     topic, group = "dl-bad", "dl-bad-g"
-    create_topic(broker, topic)
-    set_group_configs(broker, group, share_auto_offset_reset="earliest")
-    p = producer(broker)
+    p = setup(broker, topic, group)
     p.produce(topic, b"x", headers=[("pylog.deliver.at", b"soon")])
     p.produce(topic, b"y", headers=[("pylog.deliver.after", None)])
     assert p.flush(30) == 0
@@ -159,9 +139,7 @@ def test_the_topic_delay_is_a_topic_config_and_holds_every_record(broker):
 def test_delayed_records_stay_delayed_across_a_broker_restart(tmp_path):
     topic, group = "dl-restart", "dl-restart-g"
     with running_broker(data_dir=tmp_path, config=CONFIG) as b:
-        create_topic(b, topic)
-        set_group_configs(b, group, share_auto_offset_reset="earliest")
-        p = producer(b)
+        p = setup(b, topic, group)
         base = now_ms()
         due = {}
         for i in range(10):

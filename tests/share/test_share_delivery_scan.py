@@ -10,17 +10,14 @@ import pytest
 
 from pylog import _engine
 from pylog.errors import CorruptRecordError
+from pylog.protocol.types import write_unsigned_varint
 
 KEYS = [b"pylog.deliver.at", b"pylog.deliver.after", b"pylog.priority"]
 
 
 def varint(v: int) -> bytes:
-    u = (v << 1) ^ (v >> 63)
     out = bytearray()
-    while u >= 0x80:
-        out.append((u & 0x7F) | 0x80)
-        u >>= 7
-    out.append(u)
+    write_unsigned_varint(out, (v << 1) ^ (v >> 63))     # Kafka's zigzag
     return bytes(out)
 
 

@@ -6,25 +6,11 @@ from __future__ import annotations
 
 import time
 
-import pytest
-from confluent_kafka import Producer, ShareConsumer
+from confluent_kafka import ShareConsumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pylog.testing import running_broker
-
-from .wire import CONFIG, create_topic, set_group_configs
-
-TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="module")
-def broker():
-    with running_broker(config=CONFIG) as b:
-        yield b
-
-
-def now_ms():
-    return int(time.time() * 1000)
+from .delivery_clients import TIMEOUT, broker, now_ms, producer, setup  # noqa: F401 (broker: a fixture)
+from .wire import set_group_configs
 
 
 def share_consumer(b, group):
@@ -34,9 +20,7 @@ def share_consumer(b, group):
 
 def test_higher_priority_records_come_before_a_backlog(broker):
     topic, group = "pr-backlog", "pr-backlog-g"
-    create_topic(broker, topic)
-    set_group_configs(broker, group, share_auto_offset_reset="earliest")
-    p = Producer({"bootstrap.servers": str(broker), "acks": "all", "linger.ms": 5})
+    p = setup(broker, topic, group)
     for i in range(300):
         p.produce(topic, b"low-%d" % i)
     for i in range(10):
@@ -71,7 +55,7 @@ def test_a_low_priority_record_waits_at_most_the_max_wait_then_counts_as_top(bro
     a = AdminClient({"bootstrap.servers": str(broker)})
     a.create_topics([NewTopic(topic, 1, 1, config={"pylog.priority.max.wait.ms": "1500"})])[topic].result(30)
     set_group_configs(broker, group, share_auto_offset_reset="earliest")
-    p = Producer({"bootstrap.servers": str(broker), "acks": "all", "linger.ms": 5})
+    p = producer(broker)
     sent = {}
     for i in range(5):
         sent[b"low-%d" % i] = now_ms()
