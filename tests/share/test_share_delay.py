@@ -16,7 +16,7 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
 from pylog.testing import running_broker
 
 from .delivery_clients import TIMEOUT, broker, now_ms, producer, setup  # noqa: F401 (broker: a fixture)
-from .wire import CONFIG, set_group_configs
+from .wire import CONFIG, acquired, connect, create_topic, heartbeat, member_id, set_group_configs, share_fetch
 
 def share_consumer(b, group, **conf):
     c = ShareConsumer({"bootstrap.servers": str(b), "group.id": group,
@@ -163,3 +163,32 @@ def test_delayed_records_stay_delayed_across_a_broker_restart(tmp_path):
         assert (first.get(v) or after[v]) >= at
     # Nothing accepted before the restart comes back after it.
     assert not {v for v in after if v.startswith(b"plain-")}
+
+
+def test_a_fetch_waiting_in_the_purgatory_is_woken_when_a_record_comes_due(broker):
+    # Wire level, to hold one ShareFetch open: it must come back with the
+    # record when it falls due, not empty at the end of its MaxWaitMs.
+    topic, group = "dl-wake", "dl-wake-g"
+    conn = connect(broker)
+    create_topic(broker, topic)
+    set_group_configs(broker, group, share_auto_offset_reset="earliest")
+    mid = member_id()
+    hb = heartbeat(conn, group, mid, 0, [topic])
+    tp = (hb.assignment.topic_partitions[0].topic_id, 0)
+    epoch = 0
+    held = broker.broker.share.manager.held
+    while (group, tp[0], 0) not in held:            # the share-partition loaded
+        assert share_fetch(conn, group, mid, epoch, [tp], max_wait_ms=100).error_code == 0
+        epoch += 1
+    p = producer(broker)
+    due = now_ms() + 3000
+    p.produce(topic, b"due", headers=[("pylog.deliver.at", str(due).encode())])
+    assert p.flush(30) == 0
+    r = share_fetch(conn, group, mid, epoch, [tp], max_wait_ms=28_000)
+    got = now_ms()
+    assert acquired(r) == {tp: [(0, 0, 1)]}
+    assert got >= due
+    # Woken at the due time, not found when MaxWaitMs ran out (25 s of slack
+    # between the two: this tells which, not how fast).
+    assert got < due + 20_000, got - due
+    conn.close()
