@@ -10,7 +10,22 @@ point of share groups is that N > partitions still scales.
 
     .venv/bin/python bench/bench_p_share.py --consumers 1,4,16 --records 4000 --rounds 3
 
-Not yet measured here: priority and delay (issue 18's other bench P figures).
+Priority and delay (pylog/share/delivery.py), each its own run:
+
+    .venv/bin/python bench/bench_p_share.py --only priority --backlog 100000 --work-ms 0.1 --rounds 3
+    .venv/bin/python bench/bench_p_share.py --only delay --pending 1000000 --rounds 3
+
+- priority: a backlog of --backlog priority-0 records (100 B) being consumed
+  by one ShareConsumer spending --work-ms on each (0.1 here: the backlog
+  then lasts some seconds rather than a fraction of one); every 20 ms a producer sends one record with
+  `pylog.priority: 9` (one more before the backlog, so the share-partition
+  cuts batches from the start); the wait of each (a fetch of 50 records
+  cut from a 10,000-record batch still carries the whole batch: try
+  --batch-records 500) (its receipt by poll() minus its
+  produce time) while the backlog lasts; p50/p99 per run.
+- delay: --pending records with `pylog.deliver.at` an hour away (they stay
+  pending in the sidecar), then probe records due 2-6 s after they are sent;
+  the lateness of each probe (receipt minus due time); p50/p99 per run.
 
 --cpu (measure_cpu): ShareFetch+acknowledge broker CPU per million records. The
 broker is its own process (`python -m pylog.broker`); per round a fresh
@@ -78,6 +93,159 @@ def run_once(b, n_consumers, records, work_s, tag):
     return records / elapsed
 
 
+def _topic(b, topic, group):
+    a = AdminClient({"bootstrap.servers": str(b)})
+    a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
+    res = ConfigResource(ResourceType.GROUP, group, incremental_configs=[
+        ConfigEntry("share.auto.offset.reset", "earliest", incremental_operation=AlterConfigOpType.SET)])
+    a.incremental_alter_configs([res])[res].result(30)
+
+
+def _now_ms():
+    return time.time() * 1000.0
+
+
+def _pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100.0 * (len(xs) - 1))))] if xs else float("nan")
+
+
+def priority_wait(b, backlog, tag, work_s, batch_records):
+    """Waits (ms) of priority-9 records sent while a backlog of priority-0 ones is consumed."""
+    topic, group = f"pp-{tag}", f"pp-{tag}-g"
+    _topic(b, topic, group)
+    p = Producer({"bootstrap.servers": str(b), "linger.ms": 5, "queue.buffering.max.messages": 1000000,
+                  "batch.num.messages": batch_records})
+    value = b"x" * 100
+    # One priority record first: a share-partition takes whole batches (up
+    # to 10,000 records from this producer) until it has seen one.
+    p.produce(topic, b"first", headers=[("pylog.priority", b"9")])
+    for i in range(backlog):
+        p.produce(topic, value)
+        if i % 10000 == 0:
+            p.poll(0)
+    p.flush(120)
+    probe = Producer({"bootstrap.servers": str(b), "linger.ms": 0})
+    c = ShareConsumer({"bootstrap.servers": str(b), "group.id": group, "max.poll.records": 50})
+    c.subscribe([topic])
+    waits, low, sent = [], 0, {}
+    stop = threading.Event()
+
+    def send():
+        i = 0
+        while not stop.is_set():
+            key = b"%d" % i
+            sent[key] = _now_ms()
+            probe.produce(topic, b"probe", key=key, headers=[("pylog.priority", b"9")])
+            probe.poll(0)
+            i += 1
+            time.sleep(0.02)
+        probe.flush(30)
+
+    started = False
+    t = threading.Thread(target=send)
+    deadline = time.monotonic() + 600
+    while low < backlog - 1000 and time.monotonic() < deadline:
+        for m in c.poll(0.1):
+            if m.error() is not None:
+                continue
+            if m.value() == b"first":
+                continue
+            if m.value() == b"probe":
+                waits.append(_now_ms() - sent[m.key()])
+            else:
+                low += 1
+                time.sleep(work_s)
+                if not started:     # the backlog is being read: the probes start
+                    started = True
+                    t.start()
+    stop.set()
+    if started:
+        t.join(60)
+    c.close()
+    return waits, low
+
+
+def delay_lateness(b, pending, probes, tag):
+    """Lateness (ms) of delayed records coming due while `pending` others wait."""
+    topic, group = f"pd-{tag}", f"pd-{tag}-g"
+    _topic(b, topic, group)
+    p = Producer({"bootstrap.servers": str(b), "linger.ms": 20, "queue.buffering.max.messages": 1000000,
+                  "batch.num.messages": 10000})
+    far = str(int(_now_ms()) + 3600_000).encode()
+    value = b"x" * 100
+    for i in range(pending):
+        p.produce(topic, value, headers=[("pylog.deliver.at", far)])
+        if i % 10000 == 0:
+            p.poll(0)
+    p.flush(300)
+    c = ShareConsumer({"bootstrap.servers": str(b), "group.id": group, "max.poll.records": 50})
+    c.subscribe([topic])
+    # Let the broker index and park the pending records before the probes go.
+    t_end = time.monotonic() + max(10.0, pending / 20000.0)
+    early = 0               # pending records handed out: must stay 0
+    while time.monotonic() < t_end:
+        early += sum(1 for m in c.poll(0.2) if m.error() is None)
+    stats = _delay_stats(b, topic)
+    due = {}
+    base = _now_ms()
+    for i in range(probes):
+        at = int(base + 2000 + 4000 * i / probes)
+        due[b"%d" % i] = at
+        p.produce(topic, b"probe", key=b"%d" % i, headers=[("pylog.deliver.at", str(at).encode())])
+    p.flush(30)
+    late = []
+    deadline = time.monotonic() + 120
+    while len(late) < probes and time.monotonic() < deadline:
+        for m in c.poll(0.05):
+            if m.error() is None and m.value() == b"probe":
+                late.append(_now_ms() - due[m.key()])
+            elif m.error() is None:
+                early += 1
+    c.close()
+    return late, early, stats
+
+
+def _delay_stats(b, topic):
+    # A look into the in-process broker (from this thread: plain reads of counters).
+    import os
+    for h in list(b.broker.share.manager.held.values()):
+        if h.topic == topic and h.dx is not None:
+            sc = h.dx.sidecar
+            size = os.path.getsize(sc.path) if os.path.exists(sc.path) else 0
+            return (f"broker: {len(sc)} pending, {len(sc.win)} of them in memory, sidecar file {size >> 20} MB, "
+                    f"{len(h.sp.ranges)} in-flight ranges")
+    return "broker: share-partition not loaded"
+
+
+def _rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def main_delivery(args):
+    with running_broker() as b:
+        p50s, p99s = [], []
+        for r in range(args.rounds):
+            if args.only == "priority":
+                xs, low = priority_wait(b, args.backlog, f"{args.backlog}-{r}", args.work_ms / 1000.0,
+                                        args.batch_records)
+                what = f"priority-9 wait ms over {len(xs)} probes ({low} backlog records read meanwhile)"
+            else:
+                xs, early, stats = delay_lateness(b, args.pending, args.probes, f"{args.pending}-{r}")
+                what = (f"delay lateness ms over {len(xs)} of {args.probes} probes, {args.pending} pending "
+                        f"({early} handed out early; {stats})")
+            p50s.append(_pct(xs, 50))
+            p99s.append(_pct(xs, 99))
+            print(f"run {r}: {what}: p50={p50s[-1]:.1f} p99={p99s[-1]:.1f} min={min(xs):.1f} max={max(xs):.1f} "
+                  f"rss={_rss_mb():.0f}MB", flush=True)
+        print(f"{args.only}: median of {args.rounds} runs: p50={statistics.median(p50s):.1f} ms "
+              f"p99={statistics.median(p99s):.1f} ms", flush=True)
+
+
 def proc_cpu(pid: int) -> float:
     """User + system CPU seconds of a whole process (every thread), from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat") as f:
@@ -88,11 +256,7 @@ def proc_cpu(pid: int) -> float:
 def cpu_once(broker, n_consumers, records, batch, tag) -> float:
     """Broker CPU seconds per million records share-fetched and acknowledged."""
     topic, group, b = f"pcpu-{tag}", f"pcpu-{tag}-g", broker.bootstrap
-    a = AdminClient({"bootstrap.servers": str(b)})
-    a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
-    res = ConfigResource(ResourceType.GROUP, group, incremental_configs=[
-        ConfigEntry("share.auto.offset.reset", "earliest", incremental_operation=AlterConfigOpType.SET)])
-    a.incremental_alter_configs([res])[res].result(30)
+    _topic(b, topic, group)
     # A share-partition hands out whole log batches: their size sets the broker's work per record.
     p = Producer({"bootstrap.servers": str(b), "linger.ms": 20, "batch.num.messages": batch})
     value = b"x" * 100
@@ -150,6 +314,12 @@ def main():
     ap.add_argument("--records", type=int, default=4000)
     ap.add_argument("--work-ms", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", choices=("throughput", "priority", "delay"), default="throughput")
+    ap.add_argument("--backlog", type=int, default=100_000)
+    ap.add_argument("--pending", type=int, default=1_000_000)
+    ap.add_argument("--probes", type=int, default=200)
+    ap.add_argument("--batch-records", type=int, default=10000,
+                    help="the backlog producer's batch.num.messages (librdkafka's default: 10000)")
     ap.add_argument("--cpu", action="store_true", help="measure broker CPU per million records instead")
     ap.add_argument("--cpu-records", type=int, default=200000)
     ap.add_argument("--cpu-batch", type=int, default=50, help="records per log batch")
@@ -158,6 +328,8 @@ def main():
     if args.cpu:
         measure_cpu(args)
         return
+    if args.only != "throughput":
+        return main_delivery(args)
     with running_broker() as b:
         for n in [int(x) for x in args.consumers.split(",")]:
             rates = [run_once(b, n, args.records, args.work_ms / 1000.0, f"{n}-{r}") for r in range(args.rounds)]

@@ -14,6 +14,7 @@ from c.index cimport *
 from c.segment cimport *
 from c.murmur2 cimport *
 from c.cleaner cimport *
+from c.delivery cimport *
 
 include "errors.pxi"
 include "crc.pyx"
@@ -25,3 +26,4 @@ include "logcore.pyx"
 include "hash.pyx"
 include "validate.pyx"
 include "cleaner.pyx"
+include "delivery.pyx"

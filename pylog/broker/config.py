@@ -296,9 +296,15 @@ TOPIC_CONFIGS: dict[str, tuple[str | None, type, tuple | None]] = {
     "unclean.leader.election.enable": ("unclean.leader.election.enable", bool, None),
     # KIP-1191: a share group may write its dead letters only to a topic with this on (pylog/share/dlq.py).
     "errors.deadletterqueue.group.enable": (None, bool, None),
+    # pylog's own, for share groups (pylog/share/delivery.py): a delay every
+    # record waits before share consumers may acquire it, and how long a
+    # record can wait behind higher-priority ones before it counts as top.
+    "pylog.delivery.delay.ms": (None, int, None),
+    "pylog.priority.max.wait.ms": (None, int, None),
 }
-# Defaults of topic keys with no broker key behind them (Kafka's).
-_TOPIC_ONLY_DEFAULTS = {"file.delete.delay.ms": "60000", "errors.deadletterqueue.group.enable": "false"}
+# Defaults of topic keys with no broker key behind them (Kafka's; pylog's).
+_TOPIC_ONLY_DEFAULTS = {"file.delete.delay.ms": "60000", "errors.deadletterqueue.group.enable": "false",
+                        "pylog.delivery.delay.ms": "0", "pylog.priority.max.wait.ms": "30000"}
 
 # Kafka's Topic.validate. fullmatch: `$` would let a final newline through,
 # and a topic name becomes a directory name.
@@ -881,7 +887,8 @@ def validate_topic_configs(configs: dict[str, str | None]) -> dict[str, str]:
             raise InvalidConfigError("min.insync.replicas must be at least 1")
         if key == "max.message.bytes" and parsed < 0:
             raise InvalidConfigError("max.message.bytes must not be negative")
-        if key in ("message.timestamp.before.max.ms", "message.timestamp.after.max.ms") and parsed < 0:
+        if key in ("message.timestamp.before.max.ms", "message.timestamp.after.max.ms", "pylog.delivery.delay.ms",
+                   "pylog.priority.max.wait.ms") and parsed < 0:
             raise InvalidConfigError(f"{key}={value}: the value must be at least 0")
         _check_range(key, parsed)
         out[key] = str(value).strip() if typ is float else config_text(parsed)

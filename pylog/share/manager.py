@@ -29,11 +29,10 @@ import asyncio
 import logging
 import time
 
-from .._engine import batch_headers
 from ..broker.purgatory import HIGH_WATERMARK, DelayedOperation
-from ..errors import PylogError
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
+from . import delivery
 from .configs import share_group_config
 from .dlq import DeadLetters
 from .partition import RENEW, AckError, SharePartition
@@ -63,11 +62,12 @@ class ShareSession:
 class _Held:
     """A loaded share-partition with its data partition's key and lock timer."""
 
-    __slots__ = ("key", "sp", "topic", "index", "timer")
+    __slots__ = ("key", "sp", "topic", "index", "timer", "dx")
 
     def __init__(self, key, sp, topic, index):
         self.key, self.sp, self.topic, self.index = key, sp, topic, index
         self.timer = None
+        self.dx = None                              # its delivery.DeliveryIndex (delays, priorities)
 
 
 class SharePartitionManager:
@@ -88,6 +88,7 @@ class SharePartitionManager:
         self.held: dict[tuple, _Held] = {}          # (group, topic id, index) -> _Held
         self._loading: dict[tuple, asyncio.Future] = {}
         self.dlq = DeadLetters(broker, self)
+        delivery.remove_stale(broker.data_dir)
 
     # ---- ShareFetch ----
 
@@ -228,31 +229,11 @@ class SharePartitionManager:
         sp = h.sp
         if sp.archive_below(p.log_start_offset):
             self._persist(h)
-        offset = sp.next_fetch_offset()
-        if offset >= p.high_watermark or (offset >= sp.end and not sp.can_grow()):
-            return b"", []
-        try:
-            data = p.read(offset, budget)
-        except PylogError as e:
-            log.warning("share fetch of %s-%d at %d failed: %s", h.topic, h.index, offset, e)
-            return b"", []
-        if data is None:
-            return b"", []
-        headers = batch_headers(data)
-        batches = [(hd[1], hd[1] + hd[2]) for hd in headers]
         deadline = time.monotonic() + lock_ms / 1000.0
-        acquired = sp.acquire(member, batches, max_records, deadline)
-        if not acquired:
-            return b"", []
-        # The bytes of the batches up to the last one holding an acquired offset.
-        last = acquired[-1][1]
-        end = len(data)
-        for hd in headers:
-            if hd[1] > last:
-                end = hd[0]
-                break
-        self._arm(h)
-        return bytes(memoryview(data)[:end]), acquired
+        data, acquired = delivery.acquire(h.dx, p, member, max_records, budget, deadline)
+        if acquired:
+            self._arm(h)
+        return data, acquired
 
     # ---- ShareAcknowledge ----
 
@@ -400,6 +381,8 @@ class SharePartitionManager:
                                 max_locks=self.max_locks, state_epoch=st.state_epoch,
                                 dlq=lambda: self.dlq.enabled(group_id))
             h = self.held[key] = _Held(key, sp, name, index)
+            h.dx = delivery.DeliveryIndex(sp, delivery.sidecar_path(self.broker.data_dir, group_id, name, index),
+                                          lambda: self._wake(h))
             self.dlq.kick(h)    # records a crash left on their way to the dead-letter topic
             log.info("share group %s: %s-%d loaded at start offset %d, %d in flight", group_id, name, index,
                      sp.start, sp.end - sp.start)
@@ -454,8 +437,8 @@ class SharePartitionManager:
         """Drop a loaded share-partition (its state was replaced at a new
         state epoch): the next fetch reads it back from the share coordinator."""
         h = self.held.pop(key, None)
-        if h is not None and h.timer is not None:
-            h.timer.cancel()
+        if h is not None:
+            _drop(h)
 
     def connection_closed(self, connection):
         """A client's connection closed: the share sessions whose last
@@ -471,15 +454,19 @@ class SharePartitionManager:
         (the next leader reads them back from the share coordinator)."""
         for key, h in list(self.held.items()):
             if h.topic == topic and h.index == index:
-                if h.timer is not None:
-                    h.timer.cancel()
+                _drop(h)
                 del self.held[key]
 
     def stop(self):
         self.dlq.stop()
         for h in self.held.values():
-            if h.timer is not None:
-                h.timer.cancel()
+            _drop(h)
+
+
+def _drop(h: _Held):
+    if h.timer is not None:
+        h.timer.cancel()
+    h.dx.close()
 
 
 class _DelayedShareFetch(DelayedOperation):
@@ -499,9 +486,7 @@ class _DelayedShareFetch(DelayedOperation):
         for h, p in self.held:
             if not p.is_leader:
                 return True
-            sp = h.sp
-            offset = sp.next_fetch_offset()
-            if offset < sp.end or (p.high_watermark > sp.end and sp.can_grow()):
+            if h.dx.ready(p, delivery.now_ms(), p.config.get("pylog.delivery.delay.ms")):
                 return True
         return False
 

@@ -12,11 +12,15 @@ split only where an acquisition or an acknowledgement cuts one:
     Acquired  -> Acknowledged             (Accept)
     Acquired  -> Archived                 (Reject, Gap; Release/expiry at the limit)
     Acquired  -> Available                (Release, lock expiry, holder gone)
+    Available <-> Parked                  (delayed delivery: not due yet / due)
 
 With a dead-letter topic (KIP-1191; dlq.py), Reject and the limit lead to
 Archiving instead: persisted as such, written to the dead-letter topic, and
 only then Archived (archive()); Archiving is not final, so the SPSO waits.
 Acknowledged and Archived are final; leading final ranges move the SPSO.
+Parked is pylog's (delivery.py): a record whose delivery time has not come;
+it is written as Available (the log says again when it is due) and does not
+count against max_locks.
 
 No I/O here: the partition manager (manager.py) reads the log, runs the
 lock timers and persists `persisted_state()` through the share coordinator.
@@ -29,14 +33,15 @@ from bisect import bisect_right
 from ..protocol.error_codes import Errors
 
 AVAILABLE, ACQUIRED, ACKNOWLEDGED, ARCHIVING, ARCHIVED = 0, 1, 2, 3, 4
+PARKED = 8
 GAP, ACCEPT, RELEASE, REJECT, RENEW = 0, 1, 2, 3, 4
 # Why a range is Archiving (the dead-letter record's reason); None when read
 # back from the persister, which does not keep it.
 REJECTED, EXHAUSTED = "rejected", "exhausted"
 _TAKEN = object()   # the member of an Archiving range whose dead-letter write is under way
 
-__all__ = ["AVAILABLE", "ACQUIRED", "ACKNOWLEDGED", "ARCHIVING", "ARCHIVED", "GAP", "ACCEPT", "RELEASE", "REJECT",
-           "RENEW", "REJECTED", "EXHAUSTED", "SharePartition", "AckError"]
+__all__ = ["AVAILABLE", "ACQUIRED", "ACKNOWLEDGED", "ARCHIVING", "ARCHIVED", "PARKED", "GAP", "ACCEPT", "RELEASE",
+           "REJECT", "RENEW", "REJECTED", "EXHAUSTED", "SharePartition", "AckError"]
 
 
 class AckError(Exception):
@@ -102,7 +107,16 @@ class SharePartition:
         return self.end
 
     def can_grow(self) -> bool:
-        return self.end - self.start < self.max_locks
+        return self.end - self.start - self.parked() < self.max_locks
+
+    def parked(self) -> int:
+        return sum(r.last - r.first + 1 for r in self.ranges if r.state == PARKED)
+
+    def state_of(self, offset):
+        """The state of offset in the window, None outside it."""
+        if offset < self.start or offset >= self.end:
+            return None
+        return self.ranges[self._index_of(offset)].state
 
     def earliest_deadline(self):
         ds = [r.deadline for r in self.ranges if r.state == ACQUIRED]
@@ -117,7 +131,7 @@ class SharePartition:
         not durable), neighbours of equal state and count merged."""
         out = []
         for r in self.ranges:
-            state = AVAILABLE if r.state == ACQUIRED else r.state
+            state = AVAILABLE if r.state in (ACQUIRED, PARKED) else r.state
             if out and out[-1][2] == state and out[-1][3] == r.count and out[-1][1] + 1 == r.first:
                 out[-1][1] = r.last
             else:
@@ -126,11 +140,13 @@ class SharePartition:
 
     # ---- acquiring ----
 
-    def acquire(self, member, batches, max_records: int, deadline) -> list[tuple[int, int, int]]:
+    def acquire(self, member, batches, max_records: int, deadline, exact=False) -> list[tuple[int, int, int]]:
         """Acquire for member from the log batches read at next_fetch_offset()
         ([(base_offset, last_offset)] in order), whole batches until more than
-        max_records are taken: the (first, last, delivery count) ranges
-        acquired, in offset order."""
+        max_records are taken (exact: no more than max_records, cutting a
+        batch; delivery.py's choice when priorities are in play, so a fetch
+        does not take a large batch of low ones): the (first, last, delivery
+        count) ranges acquired, in offset order."""
         got: list[tuple[int, int, int]] = []
         taken = 0
         for base, last in batches:
@@ -154,12 +170,18 @@ class SharePartition:
                         got += self._acquire_throttled(member, avail, last - base + 1, throttled, deadline)
                     break
                 for r in avail:
+                    if exact and taken >= max_records:
+                        break
+                    if exact and r.last - r.first + 1 > max_records - taken:
+                        self._split_at(r.first + max_records - taken)
                     r.state, r.count, r.member, r.deadline = ACQUIRED, r.count + 1, member, deadline
                     got.append((r.first, r.last, r.count))
                     taken += r.last - r.first + 1
             # The part past the window: new records, while the window may grow.
-            if last >= self.end and self.can_grow():
+            if last >= self.end and self.can_grow() and not (exact and taken >= max_records):
                 first = max(lo, self.end)
+                if exact:
+                    last = min(last, first + max_records - taken - 1)
                 if first > self.end:   # offsets the log no longer has (compacted): nothing to hand out
                     self.ranges.append(_Range(self.end, first - 1, ARCHIVED, 0))
                 self.ranges.append(_Range(first, last, ACQUIRED, 1, member, deadline))
@@ -193,6 +215,64 @@ class SharePartition:
             if last_try:
                 break
         return got
+
+    # ---- delayed and prioritized records (delivery.py) ----
+
+    def park(self, runs) -> None:
+        """Make the Available offsets of runs [(first, last)] (ascending)
+        Parked; runs past the window extend it (the gap before them Available,
+        never delivered)."""
+        for first, last in runs:
+            self._mark(first, last, AVAILABLE, PARKED)
+        self._merge()
+
+    def unpark(self, runs) -> None:
+        for first, last in runs:
+            if last >= self.start and first < self.end:
+                self._mark(max(first, self.start), min(last, self.end - 1), PARKED, AVAILABLE)
+        self._merge()
+
+    def acquire_runs(self, member, runs, deadline, max_records) -> list[tuple[int, int, int]]:
+        """Acquire for member the Available offsets of runs [(first, last)]
+        (ascending), extending the window past its end when a run lies there
+        (a priority record may be far ahead of the window; max_locks bounds the
+        window's growth in offset order only). Records near the delivery limit
+        are left to acquire(), which isolates them."""
+        got, taken = [], 0
+        for first, last in runs:
+            if taken >= max_records or last < self.start:
+                continue
+            first = max(first, self.start)
+            if last >= self.end:
+                self._grow(last + 1)
+            self._split_at(first)
+            self._split_at(last + 1)
+            for r in list(self._ranges_in(first, last)):
+                if r.state != AVAILABLE or r.count >= self._throttle_from() or taken >= max_records:
+                    continue
+                if r.last - r.first + 1 > max_records - taken:
+                    self._split_at(r.first + max_records - taken)
+                r.state, r.count, r.member, r.deadline = ACQUIRED, r.count + 1, member, deadline
+                got.append((r.first, r.last, r.count))
+                taken += r.last - r.first + 1
+        self._merge()
+        return _coalesce(sorted(got))
+
+    def _grow(self, end) -> None:
+        if end > self.end:
+            self.ranges.append(_Range(self.end, end - 1, AVAILABLE, 0))
+            self.end = end
+
+    def _mark(self, first, last, old, new) -> None:
+        if last < self.start:
+            return
+        first = max(first, self.start)
+        self._grow(last + 1)
+        self._split_at(first)
+        self._split_at(last + 1)
+        for r in self._ranges_in(first, last):
+            if r.state == old:
+                r.state = new
 
     # ---- acknowledging ----
 
@@ -318,8 +398,7 @@ class SharePartition:
     # ---- ranges ----
 
     def _index_of(self, offset) -> int:
-        firsts = [r.first for r in self.ranges]
-        return bisect_right(firsts, offset) - 1
+        return bisect_right(self.ranges, offset, key=_first) - 1
 
     def _split_at(self, offset) -> None:
         """Make offset the first of a range (when inside the window)."""
@@ -359,6 +438,10 @@ class SharePartition:
             else:
                 out.append(r)
         self.ranges = out
+
+
+def _first(r):
+    return r.first
 
 
 def _coalesce(got):
