@@ -40,6 +40,7 @@ from .consumer import Consumer as _Consumer
 from .producer import Producer as _Producer
 from .consumer.share_consumer import ACCEPT, RELEASE, failed_outcome
 from .consumer.share_consumer import ShareConsumer as _ShareConsumer
+from .producer.delivery_headers import delivery_headers
 from .producer.producer import FailedSend
 
 __all__ = ["Consumer", "Producer", "ShareConsumer"]
@@ -77,9 +78,12 @@ class Producer:
         return fut
 
     async def send(self, topic: str, value=None, key=None, partition=None, timestamp=None,
-                   headers=None) -> asyncio.Future:
-        """Queue a record; returns a future resolved with its RecordMetadata."""
+                   headers=None, *, deliver_at=None, priority=None) -> asyncio.Future:
+        """Queue a record; returns a future resolved with its RecordMetadata.
+        deliver_at / priority: as pylog.Producer.send."""
         p = self._producer
+        if deliver_at is not None or priority is not None:
+            headers = delivery_headers(headers, deliver_at, priority)
         if p._txn is not None:
             p._txn.check_can_send()
         try:
@@ -95,8 +99,9 @@ class Producer:
         return self._future_for(handle)
 
     async def send_and_wait(self, topic: str, value=None, key=None, partition=None,
-                            timestamp=None, headers=None):
-        return await (await self.send(topic, value, key, partition, timestamp, headers))
+                            timestamp=None, headers=None, *, deliver_at=None, priority=None):
+        return await (await self.send(topic, value, key, partition, timestamp, headers, deliver_at=deliver_at,
+                                      priority=priority))
 
     async def send_many(self, topic: str, values, keys=None, partition=None):
         """send_many in a thread; returns the list of per-batch RecordMetadata once acked."""
