@@ -202,9 +202,9 @@ class ShareConsumer:
             self._transport = NetworkShareTransport(bootstrap_servers, client_id=client_id,
                                                     request_timeout_ms=request_timeout_ms,
                                                     ssl_context=ssl_context, sasl=sasl)
-        self._membership = self._transport.membership(group_id, client_rack=client_rack,
-                                                       request_timeout_ms=request_timeout_ms,
-                                                       retry_backoff_ms=retry_backoff_ms)
+        self._membership_args = dict(client_rack=client_rack, request_timeout_ms=request_timeout_ms,
+                                     retry_backoff_ms=retry_backoff_ms)
+        self._membership = self._transport.membership(group_id, **self._membership_args)
         self.member_id = self._membership.member_id
         self._subscription: list[str] = []
         self._names: dict = {}                      # topic id -> name
@@ -245,9 +245,19 @@ class ShareConsumer:
         self._membership.subscribe(self._subscription)
 
     def unsubscribe(self) -> None:
+        """Send the acknowledgements made, end the share sessions (what is
+        still held goes back to the group) and leave the group."""
         self._check_open()
         self._subscription = []
-        self._membership.subscribe([])
+        try:
+            self._end_sessions()
+        finally:
+            self._membership.close()
+            # The same member id when it subscribes again, as Kafka's client keeps it.
+            self._membership = self._transport.membership(self.group_id, member_id=self.member_id,
+                                                           **self._membership_args)
+            self._assigned = set()
+            self._delivered = {}
 
     def subscription(self) -> set[str]:
         return set(self._subscription)
@@ -364,16 +374,29 @@ class ShareConsumer:
             acked = {k: a for k, a in send.items() if a}
             s.parts |= set(send)
             s.parts -= s.forgotten
-            s.forgotten = set()
-            tickets.append((node, s, acked, self._transport.start(node, req)))
+            # Listed for their acknowledgements only: out of the session with the next request.
+            s.forgotten = {k for k in send if k not in self._assigned}
+            try:
+                tickets.append((node, s, acked, self._transport.start(node, req)))
+            except PylogError as e:
+                log.info("share fetch to node %s failed: %s", node, e)
+                self._session_lost(node, acked, Errors.NETWORK_EXCEPTION, str(e))
         out: list = []
+        refused = None
+        # Every answer is read (a connection's answers come in order) before an error is raised.
         for node, s, acked, ticket in tickets:
             try:
                 resp = self._transport.finish(ticket)
             except PylogError as e:
+                log.info("share fetch from node %s failed: %s", node, e)
                 self._session_lost(node, acked, Errors.NETWORK_EXCEPTION, str(e))
                 continue
-            out.extend(self._fetched(node, s, acked, resp))
+            try:
+                out.extend(self._fetched(node, s, acked, resp))
+            except PylogError as e:
+                refused = refused or e
+        if refused is not None:
+            raise refused
         return out
 
     def _fetched(self, node, s: _Session, acked: dict, resp) -> list:
@@ -685,15 +708,20 @@ class ShareConsumer:
         self._closed = True
         try:
             try:
-                self._take_acks()
-                self._finish_async()
-                for node, ticket, acks in self._send_acks(FINAL_EPOCH):
-                    self._acked(node, acks, ticket)
-                self._run_callbacks()
+                self._end_sessions()
             finally:
                 self._membership.close()
         finally:
             self._transport.close()
+
+    def _end_sessions(self) -> None:
+        self._take_acks()
+        self._finish_async()
+        try:
+            for node, ticket, acks in self._send_acks(FINAL_EPOCH):
+                self._acked(node, acks, ticket)
+        finally:
+            self._run_callbacks()
 
 
 def failed_outcome(record, error, max_delivery_count) -> AcknowledgeType:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 
 from ..client.errors import COORDINATOR_ERRORS, ConnectionClosedError, SslAuthenticationError, error_for
@@ -50,15 +49,17 @@ class ShareMembership:
     network transport's (ignored with local_store)."""
 
     def __init__(self, group_id: str, *, coordinator=None, connect=None, local_store=None, client_rack=None,
-                 request_timeout_ms: int = 30000, retry_backoff_ms: int = 100):
+                 request_timeout_ms: int = 30000, retry_backoff_ms: int = 100, member_id: str | None = None,
+                 release=None):
         self.group_id = group_id
-        self.member_id = str(uuid.uuid4())
+        self.member_id = member_id or str(uuid.uuid4())
         self.client_rack = client_rack
         self.request_timeout = request_timeout_ms / 1000
         self.retry_backoff = retry_backoff_ms / 1000
         self._find = coordinator
         self._connect = connect
         self._local = local_store
+        self._release = release      # frees what coordinator/connect used, once the thread ended
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -105,18 +106,20 @@ class ShareMembership:
             self._thread.join(self.request_timeout + 1)
         with self._lock:
             epoch, self._epoch = self._epoch, JOIN
-        if epoch <= 0:
-            return
         try:
-            req = self._request(LEAVE)
-            if self._local is not None:
-                self._local.handle(req, HEARTBEAT_VERSION)
-            else:
-                host, port = self._find(False)
-                with self._connect(host, port) as conn:
-                    conn.request(req, HEARTBEAT_VERSION)
+            if epoch > 0:
+                req = self._request(LEAVE)
+                if self._local is not None:
+                    self._local.handle(req, HEARTBEAT_VERSION)
+                else:
+                    host, port = self._find(False)
+                    with self._connect(host, port) as conn:
+                        conn.request(req, HEARTBEAT_VERSION)
         except Exception as e:  # noqa: BLE001 - leaving is best effort: the session times out anyway
             log.info("leaving share group %s failed: %s", self.group_id, e)
+        finally:
+            if self._release is not None:
+                self._release()
 
     # --- the heartbeat thread -------------------------------------------------------
 
@@ -159,6 +162,13 @@ class ShareMembership:
                         return
                     log.info("share group %s: coordinator not found yet: %s", self.group_id, e)
                     refresh = True
+                    self._retry(sent_topics)
+                    continue
+                except Exception:  # noqa: BLE001 - a dead heartbeat thread would silently lose the membership
+                    log.exception("share group %s: heartbeat failed; trying again", self.group_id)
+                    if conn is not None:
+                        conn.close()
+                    conn, refresh = None, True
                     self._retry(sent_topics)
                     continue
                 code = resp.error_code

@@ -93,14 +93,15 @@ class NetworkShareTransport:
             _check_served(conn.api_versions, 76, f"{host}:{port}")
             return conn
 
-        self._membership_client = holder
-        return ShareMembership(group_id, coordinator=coordinator, connect=connect, **kw)
+        def release():
+            c = holder.pop("c", None)
+            if c is not None:
+                c.close()
+
+        return ShareMembership(group_id, coordinator=coordinator, connect=connect, release=release, **kw)
 
     def close(self) -> None:
         self.client.close()
-        c = getattr(self, "_membership_client", {}).get("c")
-        if c is not None:
-            c.close()
 
 
 class LocalShareTransport:

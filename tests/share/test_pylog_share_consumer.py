@@ -130,6 +130,31 @@ def test_close_releases_what_the_member_holds_to_another_member_at_once(broker):
     b.close()
 
 
+def test_commit_async_reports_to_the_callback_and_unsubscribe_releases_the_rest(broker):
+    topic, group = "psc-async", "psc-async-g"
+    setup(broker, topic, group, 10)
+    outcomes = []
+    c = ShareConsumer(topic, bootstrap_servers=str(broker), group_id=group, share_acknowledgement_mode="explicit",
+                      acknowledgement_commit_callback=lambda offsets, err: outcomes.append((offsets, err)))
+    got = []
+    poll_until(c, lambda: len(got) >= 10, "10 records", got.append)
+    for r in got[:5]:
+        c.acknowledge(r, ACCEPT)
+    c.commit_async()
+    assert outcomes == []            # not waited for: heard from a later call
+    c.unsubscribe()                  # reads the answer, ends the session, leaves
+    assert outcomes == [({(topic, 0): {0, 1, 2, 3, 4}}, None)]
+    with pytest.raises(IllegalStateError, match="not subscribed"):
+        c.poll(0)
+    other = ShareConsumer(topic, bootstrap_servers=str(broker), group_id=group)
+    again = []
+    poll_until(other, lambda: len(again) >= 5, "the 5 released records",
+               lambda r: again.append((r.offset, r.delivery_count)), timeout=10)
+    assert sorted(again) == [(o, 2) for o in range(5, 10)]
+    other.close()
+    c.close()
+
+
 def test_pylog_and_confluent_share_consumers_share_one_partition(broker):
     topic, group = "psc-mixed", "psc-mixed-g"
     n = 400

@@ -81,14 +81,16 @@ def test_embedded_share_consumers_share_a_group_in_one_process(tmp_path):
     with Producer(log_dir=tmp_path, linger_ms=0) as p:
         p.send(topic, b"first").get(30)
         # The group starts at the log's end when it first assigns the
-        # partition (share.auto.offset.reset=latest): send probes until one
-        # arrives, then the records counted.
+        # partition (share.auto.offset.reset=latest): both members in, then
+        # probes until one arrives, then the records counted.
         deadline = time.monotonic() + TIMEOUT
-        probes = 0
+        while not (a.assignment() and b.assignment()):
+            assert time.monotonic() < deadline, "members not assigned"
+            for c in (a, b):
+                assert c.poll(0.1) == []
         while not (got[a] or got[b]):
             assert time.monotonic() < deadline, "no probe arrived"
             p.send(topic, b"probe").get(30)
-            probes += 1
             for c in (a, b):
                 for r in c.poll(0.2):
                     got[c].append((bytes(r.value), r.delivery_count))
