@@ -305,15 +305,19 @@ class ShareConsumer:
         try:
             while True:
                 self._update_assignment()
-                remaining = deadline - time.monotonic()
+                started = time.monotonic()
+                remaining = deadline - started
                 wait_ms = int(max(0.0, min(self._fetch_max_wait_ms, remaining * 1000)))
                 records = self._fetch(wait_ms)
                 if records:
                     return records
-                if time.monotonic() >= deadline or self._stop.is_set():
+                now = time.monotonic()
+                if now >= deadline or self._stop.is_set():
                     return []
-                if not self._assigned:
-                    time.sleep(min(RETRY_BACKOFF_S, max(0.0, deadline - time.monotonic())))
+                if now - started < min(wait_ms / 2000, RETRY_BACKOFF_S):
+                    # Nothing waited on the broker (no assignment or leader yet,
+                    # a partition error): look again soon rather than spin.
+                    time.sleep(min(RETRY_BACKOFF_S, deadline - now))
         finally:
             self._run_callbacks()
 

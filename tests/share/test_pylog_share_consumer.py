@@ -188,20 +188,22 @@ def test_run_accepts_releases_and_rejects_at_the_delivery_limit(broker):
     setup(broker, topic, group, 10)
     c = ShareConsumer(topic, bootstrap_servers=str(broker), group_id=group)
     seen = []
-    watchdog = threading.Timer(TIMEOUT, c.stop)   # a failing test ends rather than hangs
+    fired = []
+    watchdog = threading.Timer(TIMEOUT, lambda: (fired.append(True), c.stop()))   # a failing test ends
     watchdog.start()
 
     def handler(r):
         seen.append((r.offset, r.delivery_count))
+        if len(seen) >= 12:     # 8 good + offsets 3 and 7 twice each, then stop
+            c.stop()
         if r.offset in (3, 7):
             raise ValueError(f"cannot handle {r.offset}")
-        if len(seen) >= 14:     # 8 good + offsets 3 and 7 twice each, then stop
-            c.stop()
 
     try:
         c.run(handler, max_delivery_count=2)
     finally:
         watchdog.cancel()
+    assert not fired and len(seen) == 12   # stopped by the handler, not the watchdog
     assert sorted(seen) == sorted([(o, 1) for o in range(10)] + [(3, 2), (7, 2)])
     # Accepted and (at the 2nd delivery) rejected: nothing is left, while a
     # new record still comes.

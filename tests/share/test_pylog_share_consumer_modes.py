@@ -41,9 +41,11 @@ def test_asyncio_run_with_a_coroutine_handler(broker):
                 if len(seen) >= 13:
                     c.stop_running()
 
-            watchdog = asyncio.get_running_loop().call_later(TIMEOUT, c.stop_running)
+            fired = []
+            watchdog = asyncio.get_running_loop().call_later(TIMEOUT, lambda: (fired.append(True), c.stop_running()))
             await c.run(handler)
             watchdog.cancel()
+            assert not fired     # stopped by the handler
             # Everything accepted (offset 5 at its 2nd delivery): nothing more comes.
             assert await c.getmany(timeout_ms=1500) == []
 
