@@ -82,6 +82,50 @@ def test_implicit_mode_delivers_each_record_once_and_accepts_at_the_next_poll(br
     c2.close()
 
 
+def test_one_member_reads_every_partition_of_a_topic(broker):
+    topic, group = "psc-partitions", "psc-partitions-g"
+    setup(broker, topic, group, 60, partitions=3)
+    c = ShareConsumer(topic, bootstrap_servers=str(broker), group_id=group)
+    got = []
+    poll_until(c, lambda: len(got) >= 60, "60 records", lambda r: got.append((r.partition, bytes(r.value))))
+    got += [(None, o) for o in drain(c, 1.0)]
+    assert sorted(got) == sorted((i % 3, b"v-%d" % i) for i in range(60))
+    assert c.assignment() == {(topic, 0), (topic, 1), (topic, 2)}
+    assert set(c.commit_sync()) <= {(topic, 0), (topic, 1), (topic, 2)}
+    c.close()
+
+
+def test_transaction_markers_in_acquired_ranges_are_acknowledged_as_gaps(broker):
+    from confluent_kafka import Producer as RdkProducer
+    topic, group = "psc-gaps", "psc-gaps-g"
+    create_topic(broker, topic, 1)
+    set_group_configs(broker, group, share_auto_offset_reset="earliest")
+    p = RdkProducer({"bootstrap.servers": str(broker), "transactional.id": "psc-gaps-tx"})
+    p.init_transactions(30)
+    for t in range(2):   # offsets 0-4, marker 5, 6-10, marker 11
+        p.begin_transaction()
+        for i in range(5):
+            p.produce(topic, b"t%d-%d" % (t, i))
+        p.commit_transaction(30)
+    outcomes = []
+    c = ShareConsumer(topic, bootstrap_servers=str(broker), group_id=group,
+                      acknowledgement_commit_callback=lambda offsets, err: outcomes.append((offsets, err)))
+    got = []
+    poll_until(c, lambda: len(got) >= 10, "10 records", lambda r: got.append(r.offset))
+    assert c.commit_sync() == {(topic, 0): None}
+    assert [e for _, e in outcomes] == [None] * len(outcomes)
+    assert set().union(*(o[(topic, 0)] for o, _ in outcomes)) == set(got)
+    c.close()
+    assert sorted(got) == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
+    # Everything, markers included, is acknowledged: a new record is all that is left.
+    produce(broker, topic, 1)
+    c2 = ShareConsumer(topic, bootstrap_servers=str(broker), group_id=group)
+    more = []
+    poll_until(c2, lambda: more, "the new record", lambda r: more.append(r.offset))
+    assert more + drain(c2, 1.0) == [12]
+    c2.close()
+
+
 def test_explicit_release_comes_back_with_delivery_count_2_and_reject_never(broker):
     topic, group = "psc-explicit", "psc-explicit-g"
     setup(broker, topic, group, 6)
