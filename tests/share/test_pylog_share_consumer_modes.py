@@ -9,6 +9,7 @@ import time
 import pytest
 
 from pylog import AcknowledgeType, Producer, ShareConsumer
+from pylog.aio import Producer as AioProducer
 from pylog.aio import ShareConsumer as AioShareConsumer
 from pylog.testing import running_broker
 
@@ -57,9 +58,11 @@ def test_asyncio_getmany_and_explicit_acknowledgement(broker):
     topic, group = "psc-aio-explicit", "psc-aio-explicit-g"
     create_topic(broker, topic, 1)
     set_group_configs(broker, group, share_auto_offset_reset="earliest")
-    produce(broker, topic, 4)
 
     async def main():
+        async with AioProducer(str(broker)) as p:
+            for i in range(4):
+                await p.send_and_wait(topic, b"v-%d" % i, priority=i)
         async with AioShareConsumer(topic, bootstrap_servers=str(broker), group_id=group,
                                     share_acknowledgement_mode="explicit") as c:
             got = []
@@ -68,6 +71,7 @@ def test_asyncio_getmany_and_explicit_acknowledgement(broker):
                 assert time.monotonic() < deadline
                 for r in await c.getmany(timeout_ms=200):
                     got.append(r)
+                    assert [(k, bytes(v)) for k, v in r.headers] == [("pylog.priority", b"%d" % r.offset)]
                     await c.acknowledge(r, AcknowledgeType.REJECT if r.offset == 0 else AcknowledgeType.ACCEPT)
             assert await c.commit_sync() == {(topic, 0): None}
             return sorted((r.offset, r.delivery_count) for r in got)
