@@ -174,6 +174,9 @@ class ShareConsumer:
             raise ValueError("give exactly one of bootstrap_servers and log_dir")
         if not group_id:
             raise ValueError("a share consumer needs a group_id (group.id)")
+        if log_dir is not None and (ssl_context is not None or sasl is not None):
+            raise ValueError("TLS and SASL settings are for bootstrap_servers; an embedded (log_dir) consumer "
+                             "has no connection to secure")
         mode = str(share_acknowledgement_mode).lower()
         if mode not in ("implicit", "explicit"):
             raise ValueError(f"share.acknowledgement.mode must be implicit or explicit, not "

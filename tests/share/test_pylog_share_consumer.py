@@ -304,6 +304,12 @@ def test_bad_use_is_refused_clearly(broker):
         ShareConsumer(bootstrap_servers=b, group_id="x", share_acquire_mode="record_limit")
     with pytest.raises(ValueError, match="needs a group_id"):
         ShareConsumer(bootstrap_servers=b)
+    with pytest.raises(ValueError, match="exactly one of bootstrap_servers and log_dir"):
+        ShareConsumer(group_id="x")
+    with pytest.raises(ValueError, match="no connection to secure"):
+        ShareConsumer(log_dir="unused", group_id="x", config={"security.protocol": "SASL_PLAINTEXT",
+                                                               "sasl.mechanism": "PLAIN", "sasl.username": "u",
+                                                               "sasl.password": "p"})
 
     topic, group = "psc-bad", "psc-bad-g"
     setup(broker, topic, group, 3)
