@@ -219,6 +219,7 @@ class ShareConsumer:
         self._in_flight: list = []                  # (ticket, node, {key: offsets}) of async commits
         self._outcomes: list = []                   # (offsets by TopicPartition, error) for the callback
         self._lock_timeout_ms = None
+        self._unapplied = None                      # an assignment whose topic names could not be had yet
         self._stop = threading.Event()
         self._closed = False
         if topics:
@@ -327,9 +328,16 @@ class ShareConsumer:
     def _update_assignment(self) -> None:
         given = self._membership.take_assignment()
         if given is None:
-            return
+            given, self._unapplied = self._unapplied, None
+            if given is None:
+                return
         if any(tid not in self._names for tid in given):
-            self._names = self._transport.topics()
+            try:
+                self._names = self._transport.topics()
+            except PylogError as e:   # the broker is away: apply it on a later poll
+                log.info("share group %s: topic names not known yet: %s", self.group_id, e)
+                self._unapplied = given
+                return
             self._ids = {n: t for t, n in self._names.items()}
         target = {(tid, i) for tid, parts in given.items() for i in parts}
         for key in self._assigned - target:
@@ -344,7 +352,11 @@ class ShareConsumer:
         R = m.ShareFetchRequest
         by_node: dict = {}
         for key in sorted(self._assigned, key=_order):
-            node = self._transport.leader(*key)
+            try:
+                node = self._transport.leader(*key)
+            except PylogError as e:   # no metadata now (a broker restarting): a later poll looks again
+                log.info("leader of %s-%d not known: %s", self._names.get(key[0], key[0]), key[1], e)
+                break
             if node is not None:
                 by_node.setdefault(node, {})[key] = []
         for key, (node, acks) in self._pending.items():
@@ -445,9 +457,13 @@ class ShareConsumer:
         tid, idx = key
         name = self._names.get(tid)
         if name is None:
-            self._names = self._transport.topics()
-            self._ids = {n: t for t, n in self._names.items()}
+            try:
+                self._names = self._transport.topics()
+                self._ids = {n: t for t, n in self._names.items()}
+            except PylogError as e:
+                log.info("topic names not known: %s", e)
             name = self._names.get(tid, str(tid))
+            self._ids.setdefault(name, tid)
         ranges = sorted((a.first_offset, a.last_offset, a.delivery_count) for a in p.acquired_records)
         decoded, _ = _decode_fetched(p.records, name, idx, ranges[0][0], self.check_crcs, -1, None)
         out: list = []

@@ -170,3 +170,34 @@ def test_share_consumer_over_sasl_ssl_with_kafka_client_keys(kafka_broker):
         assert bytes(headers["pylog.deliver.at"]) == str(now_ms - 1000).encode()
         assert bytes(headers["pylog.priority"]) == str(int(bytes(r.value)[2:]) % 10).encode()
         assert r.delivery_count == 1
+
+
+def test_a_member_carries_on_across_a_broker_restart(tmp_path):
+    topic, group = "psc-restart", "psc-restart-g"
+    with running_broker(data_dir=tmp_path, config=CONFIG) as b:
+        port = int(str(b).rsplit(":", 1)[1])
+        create_topic(b, topic, 1)
+        set_group_configs(b, group, share_auto_offset_reset="earliest")
+        produce(b, topic, 20)
+        c = ShareConsumer(topic, bootstrap_servers=str(b), group_id=group)
+        got = []
+        deadline = time.monotonic() + TIMEOUT
+        while len(got) < 20:
+            assert time.monotonic() < deadline
+            got.extend(r.offset for r in c.poll(0.2))
+        assert c.commit_sync() == {(topic, 0): None}
+    try:
+        with running_broker(data_dir=tmp_path, config=CONFIG, port=port) as b:
+            produce(b, topic, 10, start=20)
+            # The same consumer: a new connection, a new share session, the group joined again.
+            deadline = time.monotonic() + TIMEOUT
+            while len(got) < 30:
+                assert time.monotonic() < deadline, sorted(got)
+                got.extend(r.offset for r in c.poll(0.2))
+            end = time.monotonic() + 1.5
+            while time.monotonic() < end:
+                got.extend(r.offset for r in c.poll(0.2))
+            c.commit_sync()
+    finally:
+        c.close()
+    assert sorted(got) == list(range(30))
