@@ -27,6 +27,13 @@ cdef class ConsumerRecord:
     cdef readonly object value
     cdef readonly tuple headers
     cdef readonly int32_t leader_epoch
+    cdef int16_t _delivery_count     # 0: not a share-group delivery
+
+    @property
+    def delivery_count(self):
+        """How many times a share group has delivered this record (KIP-932:
+        1 the first time); None for a record not read by a share consumer."""
+        return None if self._delivery_count == 0 else self._delivery_count
 
     @property
     def serialized_key_size(self):
@@ -92,6 +99,16 @@ cdef bint _is_abort_marker(object mv, const uint8_t *ptr, Py_ssize_t pos, pl_bat
         return False
     key = b.base + b.rec_start + r.key_pos
     return key[2] == 0 and key[3] == 0
+
+
+def set_delivery_count(list records, Py_ssize_t start, Py_ssize_t end, int count):
+    """Stamp records[start:end] with a share fetch's delivery count for their
+    acquired range (one call per range, not per record)."""
+    cdef Py_ssize_t i
+    if start < 0 or end > len(records) or count < 1 or count > 32767:
+        raise ValueError("set_delivery_count: bad range or count")
+    for i in range(start, end):
+        (<ConsumerRecord?>records[i])._delivery_count = <int16_t>count
 
 
 def _first_offset(entry):

@@ -1354,20 +1354,26 @@ cdef class SendPath:
     cdef RecordAccumulator _acc
     cdef object _slow
     cdef object _refuse
+    cdef object _headers_for
     cdef bint _closed
 
-    def __cinit__(self, RecordAccumulator acc not None, object slow, object refuse):
+    def __cinit__(self, RecordAccumulator acc not None, object slow, object refuse, object headers_for=None):
+        # headers_for(headers, deliver_at, priority): the headers a send with
+        # deliver_at or priority carries (pylog/producer/delivery_headers.py).
         self._acc = acc
         self._slow = slow
         self._refuse = refuse
+        self._headers_for = headers_for
 
     def close(self):
         self._closed = True
 
     def send(self, str topic, value=None, key=None, partition=None, timestamp=None, headers=None,
-             on_delivery=None):
+             on_delivery=None, *, deliver_at=None, priority=None):
         if self._closed:
             return self._refuse()
+        if deliver_at is not None or priority is not None:
+            headers = self._headers_for(headers, deliver_at, priority)
         try:
             return self._acc.append(topic, -1 if partition is None else partition, key, value,
                                     timestamp, headers, on_delivery)

@@ -15,7 +15,7 @@ from .log.log import Log
 from .structs import OffsetAndMetadata, RecordMetadata, TopicPartition
 
 __version__ = "0.1.0"
-__all__ = ["Consumer", "Log", "OffsetAndMetadata", "Producer", "Record", "RecordMetadata",
+__all__ = ["AcknowledgeType", "Consumer", "Log", "ShareConsumer", "OffsetAndMetadata", "Producer", "Record", "RecordMetadata",
            "TopicPartition", "aio", "crc32c", "errors", "PylogError", "CorruptRecordError",
            "OffsetOutOfRangeError", "__version__"]
 
@@ -29,6 +29,9 @@ def __getattr__(name):
     if name == "Consumer":
         from .consumer import Consumer
         return Consumer
+    if name in ("ShareConsumer", "AcknowledgeType"):
+        from .consumer import share_consumer
+        return getattr(share_consumer, name)
     if name == "aio":
         import importlib
         return importlib.import_module(".aio", __name__)

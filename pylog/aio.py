@@ -13,6 +13,9 @@
         async for record in c:
             ...
 
+    async with pylog.aio.ShareConsumer("t", bootstrap_servers=..., group_id="workers") as c:
+        await c.run(handler)                 # handler: a function or a coroutine function
+
 Both wrap the threaded clients rather than re-implementing the protocol on
 the event loop: the producer's per-message path is already native and never
 blocks unless the buffer is full or the topic's metadata is unknown (then the
@@ -29,13 +32,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import inspect
+import threading
 
 from . import _engine
 from .consumer import Consumer as _Consumer
 from .producer import Producer as _Producer
+from .consumer.share_consumer import ACCEPT, RELEASE, failed_outcome
+from .consumer.share_consumer import ShareConsumer as _ShareConsumer
+from .producer.delivery_headers import delivery_headers
 from .producer.producer import FailedSend
 
-__all__ = ["Consumer", "Producer"]
+__all__ = ["Consumer", "Producer", "ShareConsumer"]
 
 
 def _resolve(fut: asyncio.Future, handle) -> None:
@@ -70,9 +78,12 @@ class Producer:
         return fut
 
     async def send(self, topic: str, value=None, key=None, partition=None, timestamp=None,
-                   headers=None) -> asyncio.Future:
-        """Queue a record; returns a future resolved with its RecordMetadata."""
+                   headers=None, *, deliver_at=None, priority=None) -> asyncio.Future:
+        """Queue a record; returns a future resolved with its RecordMetadata.
+        deliver_at / priority: as pylog.Producer.send."""
         p = self._producer
+        if deliver_at is not None or priority is not None:
+            headers = delivery_headers(headers, deliver_at, priority)
         if p._txn is not None:
             p._txn.check_can_send()
         try:
@@ -88,8 +99,9 @@ class Producer:
         return self._future_for(handle)
 
     async def send_and_wait(self, topic: str, value=None, key=None, partition=None,
-                            timestamp=None, headers=None):
-        return await (await self.send(topic, value, key, partition, timestamp, headers))
+                            timestamp=None, headers=None, *, deliver_at=None, priority=None):
+        return await (await self.send(topic, value, key, partition, timestamp, headers, deliver_at=deliver_at,
+                                      priority=priority))
 
     async def send_many(self, topic: str, values, keys=None, partition=None):
         """send_many in a thread; returns the list of per-batch RecordMetadata once acked."""
@@ -208,3 +220,60 @@ class Consumer:
 
     async def __aexit__(self, *exc):
         await self.stop()
+
+
+class ShareConsumer(Consumer):
+    """asyncio face of pylog.ShareConsumer; the same arguments. Every call
+    (poll, acknowledge, commit_sync, ...) runs on the consumer's own thread,
+    as Consumer's; run(handler) calls the handler on the event loop (awaiting
+    it when it is a coroutine function) and hands each poll's outcomes to the
+    consumer's thread in one call."""
+
+    def __init__(self, *topics, **config):
+        super().__init__(*topics, **config)
+        self._stopping = threading.Event()
+
+    async def start(self) -> None:
+        topics, config = self._args
+        self._consumer = await self._call(_ShareConsumer, *topics, **config)
+
+    async def getmany(self, timeout_ms: int = 1000, max_records: int | None = None) -> list:
+        """One poll (a whole acquired batch: max_records is not a bound here, as
+        the share consumer's batch_optimized poll)."""
+        return await self._call(self._consumer.poll, timeout_ms / 1000)
+
+    async def getone(self):
+        raise TypeError("a share consumer hands out whole acquired batches: use getmany() or run()")
+
+    async def run(self, handler, *, max_delivery_count: int | None = None, poll_timeout: float = 0.5) -> None:
+        """pylog.ShareConsumer.run on the event loop: return -> ACCEPT, raise
+        -> RELEASE (REJECT once delivery_count reached max_delivery_count);
+        stop() ends it, releasing what was not handled and committing."""
+        c = self._consumer
+        if max_delivery_count is not None and max_delivery_count < 1:
+            raise ValueError("max_delivery_count must be at least 1")
+        try:
+            while not self._stopping.is_set():
+                records = await self._call(c._next_records, poll_timeout)
+                outcomes = []
+                for record in records:
+                    if self._stopping.is_set():
+                        outcomes.append(RELEASE)
+                        continue
+                    try:
+                        result = handler(record)
+                        if inspect.isawaitable(result):
+                            await result
+                        outcomes.append(ACCEPT)
+                    except Exception as e:  # noqa: BLE001 - the handler's failure is the record's outcome
+                        outcomes.append(failed_outcome(record, e, max_delivery_count))
+                if records:
+                    await self._call(c._acknowledge_all, records, outcomes)
+        finally:
+            self._stopping.clear()
+        await self._call(c.commit_sync)
+
+    def stop_running(self) -> None:
+        """End run() (from the handler, the loop or any thread)."""
+        self._stopping.set()
+        self._consumer.stop()

@@ -67,7 +67,14 @@ import threading
 from typing import ClassVar
 
 from .. import _engine
-from ..broker.api_versions import ADVERTISED, CONSUMER_GROUP_HEARTBEAT, PRODUCE
+from ..broker.api_versions import (
+    ADVERTISED,
+    CONSUMER_GROUP_HEARTBEAT,
+    PRODUCE,
+    SHARE_ACKNOWLEDGE,
+    SHARE_FETCH,
+    SHARE_GROUP_HEARTBEAT,
+)
 from ..broker.broker import Broker
 from ..broker.config import BrokerConfig, read_properties
 from ..broker.handlers import INTERNAL_TOPICS, produce_refused
@@ -111,7 +118,9 @@ _NOT_STABLE = _NOT_READY | {Errors.UNSTABLE_OFFSET_COMMIT}
 _COORDINATOR_APIS = frozenset({txn_api.FIND_COORDINATOR, txn_api.INIT_PRODUCER_ID, txn_api.ADD_PARTITIONS_TO_TXN,
                                txn_api.ADD_OFFSETS_TO_TXN, txn_api.END_TXN, txn_api.TXN_OFFSET_COMMIT,
                                txn_api.DESCRIBE_TRANSACTIONS, txn_api.LIST_TRANSACTIONS,
-                               CONSUMER_GROUP_HEARTBEAT})   # KIP-848 members of the store's groups
+                               CONSUMER_GROUP_HEARTBEAT,    # KIP-848 members of the store's groups
+                               # ShareConsumer(log_dir=...): members of the store's share groups
+                               SHARE_GROUP_HEARTBEAT, SHARE_FETCH, SHARE_ACKNOWLEDGE})
 
 # How long a commit or offset fetch asks again while the group coordinator is
 # not ready (the offsets topic being created and loaded: well under a second).

@@ -45,6 +45,7 @@ import time
 from .. import _engine, errors
 from ..metrics.clients import ProducerMetrics
 from ..structs import RecordMetadata
+from .delivery_headers import delivery_headers
 from .sender import Sender
 from .transactions import IllegalTransactionStateError, TransactionManager
 from .transport import EmbeddedTransport, NetworkTransport, ProducerMetadata
@@ -208,7 +209,7 @@ class Producer:
         # send() itself in C (an instance attribute over the method below,
         # which documents it and does the same in Python).
         self._append = self._acc.append
-        self._send_path = _engine.SendPath(self._acc, self._send_slow, self._refuse)
+        self._send_path = _engine.SendPath(self._acc, self._send_slow, self._refuse, delivery_headers)
         self.send = self._send_path.send
         if self._txn is not None:
             # Records go out only inside a transaction: one state check per
@@ -216,9 +217,11 @@ class Producer:
             self.send = self._send_transactional
 
     def _send_transactional(self, topic: str, value=None, key=None, partition: int | None = None,
-                            timestamp: int | None = None, headers=None, on_delivery=None):
+                            timestamp: int | None = None, headers=None, on_delivery=None, *, deliver_at=None,
+                            priority=None):
         self._txn.check_can_send()
-        return self._send_path.send(topic, value, key, partition, timestamp, headers, on_delivery)
+        return self._send_path.send(topic, value, key, partition, timestamp, headers, on_delivery,
+                                    deliver_at=deliver_at, priority=priority)
 
     def _wakeup(self) -> None:
         self._sender.wakeup()
@@ -232,7 +235,7 @@ class Producer:
     # ---- sending ----------------------------------------------------------------
 
     def send(self, topic: str, value=None, key=None, partition: int | None = None,
-             timestamp: int | None = None, headers=None, on_delivery=None):
+             timestamp: int | None = None, headers=None, on_delivery=None, *, deliver_at=None, priority=None):
         """Queue one record; returns a DeliveryHandle (get(timeout) ->
         RecordMetadata). on_delivery(err, metadata) runs on the sender thread
         once the record is acknowledged or has failed. Blocks up to
@@ -242,7 +245,13 @@ class Producer:
         broker answers) the record is not queued: the returned handle has
         already failed with that error (get() raises it) and on_delivery has
         been called with it, as the Java client does. A full buffer raises
-        BufferFullError (a TimeoutError)."""
+        BufferFullError (a TimeoutError).
+
+        deliver_at (epoch ms or an aware datetime) and priority (0-9) add the
+        headers pylog.deliver.at and pylog.priority, which a pylog broker's
+        share groups act on (delayed delivery, priority; delivery_headers.py)."""
+        if deliver_at is not None or priority is not None:
+            headers = delivery_headers(headers, deliver_at, priority)
         try:
             return self._append(topic, -1 if partition is None else partition, key, value,
                                 timestamp, headers, on_delivery)
