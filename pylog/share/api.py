@@ -4,16 +4,20 @@ pieces they run on: the share groups (groups.py), the share coordinator
 (coordinator.py) and the share-partition manager (manager.py), built once
 per broker by `ShareApis.start`.
 
-Not built yet, so refused rather than served half: ACLs on share groups (a
-broker with an authorizer answers GROUP_AUTHORIZATION_FAILED), and share
-groups in a cluster, where a partition's leader must reach the share
-coordinator on another broker with the persister RPCs (a broker of a cluster
-answers UNSUPPORTED_VERSION, as a Kafka cluster without share.version does).
+ACLs: the broker's authz_guard checks the group (and the topics the answer
+names); ShareFetch and ShareAcknowledge need READ on each topic, checked per
+partition by the manager, and AlterShareGroupOffsets per topic here.
+
+Not built yet, so refused rather than served half: share groups in a
+cluster, where a partition's leader must reach the share coordinator on
+another broker with the persister RPCs (a broker of a cluster answers
+UNSUPPORTED_VERSION, as a Kafka cluster without share.version does).
 
 Threads: the event loop's thread only.
 """
 from __future__ import annotations
 
+from ..broker.authorizer import READ, TOPIC
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.schema import ZERO_UUID
@@ -22,7 +26,6 @@ from .groups import ShareGroups
 from .manager import SharePartitionManager
 from .partition import ACKNOWLEDGED, ARCHIVED
 
-_DENIED = "Share-group ACLs are not implemented by pylog yet: refused on a broker with an authorizer."
 _CLUSTER = "Share groups are served by a lone pylog broker only: not yet in a cluster."
 
 
@@ -59,8 +62,6 @@ class ShareApis:
 
     def _refused(self):
         """(error code, message) when this broker does not serve share groups, else None."""
-        if self.broker.authorizer is not None:
-            return Errors.GROUP_AUTHORIZATION_FAILED, _DENIED
         if not self.broker.lone:
             return Errors.UNSUPPORTED_VERSION, _CLUSTER
         return None
@@ -170,12 +171,16 @@ class ShareApis:
         if refused:
             return top(*refused)
         cache = self.broker.metadata_cache
+        az = self.broker.authorizer
         out = []
         for t in req.topics:
             tid = cache.topic_ids.get(t.topic_name)
             rows = []
+            readable = az is None or az.allows(header, READ, TOPIC, t.topic_name)
             for p in t.partitions:
-                if tid is None or not cache.has_partition(t.topic_name, p.partition_index):
+                if not readable:
+                    code, msg = Errors.TOPIC_AUTHORIZATION_FAILED, Errors.TOPIC_AUTHORIZATION_FAILED.message
+                elif tid is None or not cache.has_partition(t.topic_name, p.partition_index):
                     code, msg = Errors.UNKNOWN_TOPIC_OR_PARTITION, None
                 elif p.start_offset < 0:
                     code, msg = Errors.INVALID_REQUEST, f"StartOffset {p.start_offset} is negative."

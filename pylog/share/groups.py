@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from ..broker.authorizer import GROUP, NOT_ASKED, SUPPORTED_OPERATIONS
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from .configs import share_group_config
@@ -29,6 +30,7 @@ from .configs import share_group_config
 log = logging.getLogger("pylog.share")
 
 MAX_MEMBER_ID = 36
+GROUP_OPERATIONS = sum(1 << op for op in SUPPORTED_OPERATIONS[GROUP])
 
 
 class ShareMember:
@@ -255,6 +257,9 @@ class ShareGroups:
 
     def describe(self, ctx, req):
         R = m.ShareGroupDescribeResponse
+        # Every group operation, as Kafka without an authorizer answers; with
+        # one, the broker's authz_guard puts the principal's own instead.
+        ops = GROUP_OPERATIONS if req.include_authorized_operations else NOT_ASKED
         out = []
         names = {tid: n for n, (tid, _) in self.coordinator.writer.topic_image().items()}
         for gid in req.group_ids:
@@ -279,7 +284,7 @@ class ShareGroups:
             out.append(R.DescribedGroup(error_code=0, group_id=gid, group_state=g.state, group_epoch=g.epoch,
                                         assignment_epoch=g.assignment_epoch, assignor_name="simple",
                                         members=members,
-                                        authorized_operations=-2147483648))
+                                        authorized_operations=ops))
         return R(throttle_time_ms=0, groups=out)
 
     def listed(self, index, states, types) -> list:

@@ -30,6 +30,7 @@ import logging
 import time
 
 from .._engine import batch_headers
+from ..broker.authorizer import READ, TOPIC
 from ..broker.purgatory import HIGH_WATERMARK, DelayedOperation
 from ..errors import PylogError
 from ..protocol import messages as m
@@ -156,8 +157,9 @@ class SharePartitionManager:
             for p in t.partitions:
                 if p.acknowledgement_batches:
                     acks.append((t.topic_id, p.partition_index, p.acknowledgement_batches))
+        unreadable = self._unreadable(ctx, {tid for tid, _ in session.partitions} | {tid for tid, _, _ in acks})
         ack_codes = await self._acknowledge(req.group_id, req.member_id, acks,
-                                            version >= 2 and req.is_renew_ack, lock_ms)
+                                            version >= 2 and req.is_renew_ack, lock_ms, unreadable)
         for (tid, idx), (code, msg) in ack_codes.items():
             out[(tid, idx)] = R.PartitionData(partition_index=idx, acknowledge_error_code=code,
                                               acknowledge_error_message=msg, records=b"", acquired_records=[],
@@ -166,7 +168,7 @@ class SharePartitionManager:
             self.sessions.pop(key, None)
             self._release_member(req.group_id, req.member_id)
         elif req.max_records > 0 and not (version >= 2 and req.is_renew_ack):
-            await self._fetch(req, session, out, lock_ms)
+            await self._fetch(req, session, out, lock_ms, unreadable)
         responses = {}
         for (tid, idx), pd in out.items():
             responses.setdefault(tid, []).append(pd)
@@ -174,11 +176,21 @@ class SharePartitionManager:
                  responses=[R.ShareFetchableTopicResponse(topic_id=tid, partitions=ps)
                             for tid, ps in responses.items()])
 
-    async def _fetch(self, req, session, out, lock_ms):
+    async def _fetch(self, req, session, out, lock_ms, unreadable):
         R = m.ShareFetchResponse
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(req.max_wait_ms, 0) / 1000.0
-        wanted = list(session.partitions)
+        wanted = []
+        for tid, idx in session.partitions:
+            if tid in unreadable:
+                pd = out.get((tid, idx))
+                if pd is None:
+                    pd = out[(tid, idx)] = R.PartitionData(partition_index=idx, records=b"", acquired_records=[],
+                                                           current_leader=R.LeaderIdAndEpoch(leader_id=-1,
+                                                                                             leader_epoch=-1))
+                pd.error_code = Errors.TOPIC_AUTHORIZATION_FAILED
+            else:
+                wanted.append((tid, idx))
         while True:
             held, got, not_ready = [], 0, False
             budget = req.max_bytes if req.max_bytes > 0 else (1 << 31) - 1
@@ -275,7 +287,7 @@ class SharePartitionManager:
             session.connection = getattr(ctx, "connection", None)
         acks = [(t.topic_id, p.partition_index, p.acknowledgement_batches) for t in req.topics for p in t.partitions]
         codes = await self._acknowledge(req.group_id, req.member_id, acks, version >= 2 and req.is_renew_ack,
-                                        lock_ms)
+                                        lock_ms, self._unreadable(ctx, {tid for tid, _, _ in acks}))
         if epoch == -1:
             self.sessions.pop(key, None)
             self._release_member(req.group_id, req.member_id)
@@ -289,13 +301,16 @@ class SharePartitionManager:
                  responses=[R.ShareAcknowledgeTopicResponse(topic_id=tid, partitions=ps)
                             for tid, ps in responses.items()])
 
-    async def _acknowledge(self, group_id, member_id, acks, renew_ok, lock_ms) -> dict:
+    async def _acknowledge(self, group_id, member_id, acks, renew_ok, lock_ms, unreadable=frozenset()) -> dict:
         """Apply each partition's acknowledgement batches: {(topic id, index): (code, message)}."""
         codes, writes = {}, []
         for tid, idx, batches in acks:
             bad = _invalid_batches(batches, renew_ok)
             if bad:
                 codes[(tid, idx)] = (Errors.INVALID_REQUEST, bad)
+                continue
+            if tid in unreadable:
+                codes[(tid, idx)] = (Errors.TOPIC_AUTHORIZATION_FAILED, None)
                 continue
             code, h = await self._share_partition(group_id, tid, idx)
             if code:
@@ -329,6 +344,16 @@ class SharePartitionManager:
         return codes
 
     # ---- share-partitions ----
+
+    def _unreadable(self, ctx, topic_ids) -> set:
+        """The topic ids among these whose topics the request's principal may
+        not READ: KafkaApis refuses their partitions, fetched or acknowledged,
+        with TOPIC_AUTHORIZATION_FAILED (the group's READ was checked first)."""
+        az = self.broker.authorizer
+        if az is None:
+            return set()
+        name_of = self.broker.metadata_cache.topic_name
+        return {tid for tid in topic_ids if (n := name_of(tid)) is not None and not az.allows(ctx, READ, TOPIC, n)}
 
     def _settings(self, group_id):
         return share_group_config(self.broker.config, self.broker.metadata_cache.group_configs.get(group_id))

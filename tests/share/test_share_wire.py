@@ -294,18 +294,6 @@ def test_a_latest_group_starts_where_the_log_was_at_assignment(broker):
     conn.close()
 
 
-def test_a_broker_with_an_authorizer_refuses_share_groups_rather_than_serve_them_unchecked(tmp_path):
-    authz = {"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-             "super.users": "User:ANONYMOUS"}
-    with running_broker(data_dir=tmp_path, config=authz) as b:
-        conn = connect(b)
-        r = heartbeat(conn, "w-authz-g", member_id(), 0, ["t"])
-        assert r.error_code == Errors.GROUP_AUTHORIZATION_FAILED and "not implemented" in r.error_message
-        r = share_fetch(conn, "w-authz-g", member_id(), 0)
-        assert r.error_code == Errors.GROUP_AUTHORIZATION_FAILED
-        conn.close()
-
-
 def test_alter_share_group_offsets_resets_an_empty_group(broker):
     conn = connect(broker)
     group, topic = "w-alter-g", "w-alter"
