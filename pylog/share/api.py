@@ -38,7 +38,7 @@ class ShareApis:
         self.coordinator = ShareCoordinator(broker.config, writer)
         self.manager = SharePartitionManager(broker, purgatory, self.coordinator, self.groups)
         self.groups.share_state_topic = self.coordinator.ensure_topic
-        self.groups.on_assigned = self.manager.prepare
+        self.groups.initialize = self.manager.initialize
         self.groups.has_state = lambda gid: any(k[0] == gid for k in self.coordinator.states)
         self.groups.delete_state = self._delete_state
 
@@ -193,6 +193,7 @@ class ShareApis:
                     msg = None
                     if not code:
                         self.manager.forget(key)
+                        self.groups.initialized(gid, tid, t.topic_name, [p.partition_index])
                 rows.append(R.AlterShareGroupOffsetsResponsePartition(partition_index=p.partition_index,
                                                                       error_code=code, error_message=msg))
             out.append(R.AlterShareGroupOffsetsResponseTopic(topic_name=t.topic_name, topic_id=tid or ZERO_UUID,
@@ -213,6 +214,8 @@ class ShareApis:
         for t in req.topics:
             tid = cache.topic_ids.get(t.topic_name)
             code = Errors.UNKNOWN_TOPIC_OR_PARTITION if tid is None else await self._delete_state(gid, tid)
+            if tid is not None and not code:
+                self.groups.uninitialized(gid, tid)
             out.append(R.DeleteShareGroupOffsetsResponseTopic(topic_name=t.topic_name, topic_id=tid or ZERO_UUID,
                                                               error_code=code))
         return R(throttle_time_ms=0, error_code=0, responses=out)

@@ -364,23 +364,19 @@ class SharePartitionManager:
             return None
         return self.broker.log_manager.partitions.get((name, index))
 
-    def prepare(self, group_id, topic_id, index):
-        """Load (or initialize at share.auto.offset.reset) the share-partition
-        now, in the background: it was just assigned, and a group reading
-        from `latest` starts where the log was then, not at its first fetch."""
-        if (group_id, topic_id, index) in self.held:
-            return
-        task = asyncio.ensure_future(self._prepare(group_id, topic_id, index))
-        task.add_done_callback(_ignore_outcome)
-
-    async def _prepare(self, group_id, topic_id, index):
-        # While the persister is not ready (its topic being created or
-        # loaded, the first time a share group is used), try again shortly.
+    async def initialize(self, group_id, topic_id, index) -> int:
+        """The share-partition's state made to exist (read back, or
+        initialized at share.auto.offset.reset) before the group coordinator
+        assigns it, so a group reading from `latest` starts where the log was
+        then, not at its first fetch; 0 or the error. While the persister is
+        not ready (its topic being created or loaded, the first time a share
+        group is used), it tries again shortly."""
         for _ in range(PREPARE_TRIES):
             code, _h = await self._share_partition(group_id, topic_id, index)
             if code != _NOT_READY or self.broker.stopping:
-                return
+                return code
             await asyncio.sleep(PREPARE_RETRY_S)
+        return Errors.COORDINATOR_NOT_AVAILABLE
 
     async def _share_partition(self, group_id, topic_id, index):
         """(error, _Held) for the share-partition, loading it first if needed."""
@@ -550,9 +546,3 @@ def _retriable(code):
                 Errors.REQUEST_TIMED_OUT):
         return _NOT_READY
     return code
-
-
-def _ignore_outcome(task):
-    # A background load whose error the next fetch meets (and reports) again.
-    if not task.cancelled():
-        task.exception()

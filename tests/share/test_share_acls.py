@@ -23,12 +23,12 @@ from confluent_kafka.admin import AclOperation, AdminClient, ResourceType
 
 from pylog.protocol import messages as m
 from pylog.protocol.error_codes import Errors
-from pylog.testing import running_broker, wait_until
+from pylog.testing import running_broker
 
 from tests.security.conftest import ADMIN_ACLS, ANON, AUTHZ, binding, grant, revoke
 
-from .wire import CONFIG, connect, create_topic, heartbeat, member_id, produce, set_group_configs, share_ack, \
-    share_fetch
+from .wire import (CONFIG, connect, create_topic, heartbeat, join_assigned, member_id, produce, set_group_configs,
+                   share_ack, share_fetch)
 
 T, G = ResourceType.TOPIC, ResourceType.GROUP
 OP = AclOperation
@@ -76,14 +76,7 @@ def earliest(broker, admin, group):
 
 def join(conn, group, topic):
     mid = member_id()
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        r = heartbeat(conn, group, mid, 0, [topic])
-        assert r.error_code == Errors.NONE, r
-        if r.assignment.topic_partitions or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    (tp,) = r.assignment.topic_partitions
+    (tp,) = join_assigned(conn, group, mid, [topic]).assignment.topic_partitions
     return mid, tp.topic_id
 
 
@@ -262,20 +255,8 @@ def test_share_group_offsets_apis_check_group_and_topics(broker, admin, names):
     conn = connect(broker)
     try:
         mid = member_id()
-        r = heartbeat(conn, group, mid, 0, [topic, hidden])
-        assert r.error_code == Errors.NONE
-        tids = {}
-
-        def assigned():
-            hr = heartbeat(conn, group, mid, r.member_epoch if not tids else tids["epoch"], None)
-            assert hr.error_code == Errors.NONE, hr
-            tids["epoch"] = hr.member_epoch
-            if hr.assignment is not None:
-                tids["parts"] = [(tp.topic_id, 0) for tp in hr.assignment.topic_partitions]
-            return len(tids.get("parts", ())) == 2
-        if r.assignment is not None:
-            tids["parts"] = [(tp.topic_id, 0) for tp in r.assignment.topic_partitions]
-        wait_until(lambda: len(tids.get("parts", ())) == 2 or assigned(), "both topics assigned", timeout=TIMEOUT)
+        r = join_assigned(conn, group, mid, [topic, hidden], 2)
+        tids = {"parts": [(tp.topic_id, 0) for tp in r.assignment.topic_partitions]}
         # Both share-partitions initialized by a fetch, then the member leaves.
         epoch = 0
         deadline = time.monotonic() + TIMEOUT
