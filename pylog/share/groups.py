@@ -554,8 +554,7 @@ class ShareGroups:
             member.timer.cancel()
         del g.members[member.member_id]
         g.target.pop(member.member_id, None)
-        g.epoch += 1
-        self._reassign(g, False)
+        self._reassign(g, True)
 
     def has_group(self, gid) -> bool:
         """Whether gid is a share group here (with members, or only a state)."""
