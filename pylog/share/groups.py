@@ -28,6 +28,7 @@ Threads: the event loop's thread only.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import struct
 import time
@@ -50,6 +51,7 @@ STABLE = 0                                          # Kafka's MemberState.STABLE
 _I16 = struct.Struct(">h")
 # Tombstones go members' records first, the group epoch last (Kafka's order).
 _TOMBSTONE_ORDER = (14, 13, 12, 10, 15, 11)
+_STAMPS = itertools.count(1)
 
 
 class ShareMember:
@@ -85,7 +87,7 @@ class ShareGroup:
         self.initialized: dict = {}
         self.deleting: dict = {}
         self.written: dict[bytes, bytes] = {}       # the group's records as last written: key -> value
-        self.stamp = 0                              # events written, so a revert undoes only the latest
+        self.stamp = 0                              # its latest write's, so a revert undoes only that one
 
     @property
     def state(self) -> str:
@@ -408,8 +410,8 @@ class ShareGroups:
             if then is not None:
                 then()
             return answer
-        g.stamp += 1
-        stamp, gid, c = g.stamp, g.group_id, self.coordinator
+        g.stamp = stamp = next(_STAMPS)
+        gid, c = g.group_id, self.coordinator
 
         def fail(code):
             self._revert(gid, before, stamp)
@@ -440,9 +442,9 @@ class ShareGroups:
         """The group back as its records were before a failed write, unless a
         later event wrote since (its records sit after these and failed too)."""
         g = self.groups.get(gid)
-        if g is None or g.stamp != stamp:
+        if g is not None and g.stamp != stamp:
             return
-        self._drop(gid)
+        self._drop(gid)      # (a deletion dropped it already: it comes back)
         for k, v in before.items():
             out = ot.decode_record(k, v)
             if out is not None:

@@ -80,6 +80,25 @@ def join(conn, group, topic):
     return mid, tp.topic_id
 
 
+def share_consumer_error(broker, group, topic):
+    """The code of the first error an unmodified ShareConsumer of group meets
+    on topic (polled as an errored message or raised); no record may come."""
+    c = ShareConsumer({"bootstrap.servers": str(broker), "group.id": group})
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            assert time.monotonic() < deadline, "no error"
+            try:
+                for msg in c.poll(0.2):
+                    assert msg.error() is not None, f"a record: {msg.offset()}"
+                    return msg.error().code()
+            except KafkaException as e:
+                return e.args[0].code()
+    finally:
+        c.close()
+
+
 def test_a_principal_with_read_on_group_and_topic_consumes_with_a_share_consumer(broker, admin, names):
     topic, group = names
     make_topic(broker, admin, topic, 20)
@@ -126,22 +145,7 @@ def test_without_group_read_every_share_api_is_refused(broker, admin, names):
     finally:
         conn.close()
     # An unmodified ShareConsumer fails with it.
-    c = ShareConsumer({"bootstrap.servers": str(broker), "group.id": group})
-    try:
-        c.subscribe([topic])
-        deadline = time.monotonic() + TIMEOUT
-        seen = None
-        while seen is None:
-            assert time.monotonic() < deadline, "no GROUP_AUTHORIZATION_FAILED"
-            try:
-                for msg in c.poll(0.2):
-                    assert msg.error() is not None, "a record without group READ"
-                    seen = msg.error()
-            except KafkaException as e:
-                seen = e.args[0]
-        assert seen.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, seen
-    finally:
-        c.close()
+    assert share_consumer_error(broker, group, topic) == KafkaError.GROUP_AUTHORIZATION_FAILED
 
 
 def test_without_topic_read_its_partitions_are_refused_per_partition(broker, admin, names):
@@ -196,22 +200,7 @@ def test_a_share_consumer_without_topic_read_gets_topic_authorization_failed(bro
     make_topic(broker, admin, topic, 5)
     earliest(broker, admin, group)
     grant(admin, binding(G, group, OP.READ), binding(T, topic, OP.DESCRIBE))
-    c = ShareConsumer({"bootstrap.servers": str(broker), "group.id": group})
-    try:
-        c.subscribe([topic])
-        deadline = time.monotonic() + TIMEOUT
-        seen = None
-        while seen is None:
-            assert time.monotonic() < deadline, "no TOPIC_AUTHORIZATION_FAILED"
-            try:
-                for msg in c.poll(0.2):
-                    assert msg.error() is not None, "a record without topic READ"
-                    seen = msg.error()
-            except KafkaException as e:
-                seen = e.args[0]
-        assert seen.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, seen
-    finally:
-        c.close()
+    assert share_consumer_error(broker, group, topic) == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
 def test_share_group_describe_and_list_follow_describe_acls(broker, admin, names):
