@@ -5,6 +5,7 @@ a socket, the records read back with an unmodified confluent-kafka Consumer
 and decoded with the generated codecs, and an unmodified ShareConsumer."""
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 
@@ -14,6 +15,8 @@ from pylog.groups import offsets_topic as ot
 from pylog.protocol import messages as m
 from pylog.protocol.error_codes import Errors
 from pylog.testing import running_broker
+
+from tests.brokerproc import BrokerProc
 
 from .wire import CONFIG, connect, create_topic, heartbeat, join_assigned, member_id, produce, set_group_configs
 
@@ -241,3 +244,39 @@ def test_a_share_consumer_keeps_its_membership_across_a_restart(tmp_path):
             assert sorted(got) == list(range(20))
         finally:
             c.close()
+
+
+def test_members_survive_a_killed_broker_process(tmp_path):
+    """SIGKILL, no clean shutdown: what the heartbeats were answered for had
+    been committed to __consumer_offsets, and the next process replays it."""
+    topic, group = names()
+    data = tmp_path / "data"
+    overrides = [f"{k}={v}" for k, v in CONFIG.items()]
+    b = BrokerProc(data, overrides=overrides)
+    try:
+        create_topic(b.bootstrap, topic, 2)
+        conn = connect(b.bootstrap)
+        a, c = member_id(), member_id()
+        join_assigned(conn, group, a, [topic], 2)
+        rc = join_assigned(conn, group, c, [topic], 1)
+        members = {mm.member_id: (mm.member_epoch, parts(mm.assignment)) for mm in describe(conn, group).members}
+        assert set(members) == {a, c} and members[c][0] == rc.member_epoch
+        conn.close()
+        code, _ = b.signal(signal.SIGKILL)
+        assert code == -signal.SIGKILL
+        b = BrokerProc(data, port=b.port, overrides=overrides)
+        conn = connect(b.bootstrap)
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            d = describe(conn, group)
+            if d.error_code not in (Errors.COORDINATOR_LOAD_IN_PROGRESS, Errors.NOT_COORDINATOR):
+                break
+            assert time.monotonic() < deadline, d
+            time.sleep(0.1)
+        assert d.error_code == Errors.NONE
+        assert {mm.member_id: (mm.member_epoch, parts(mm.assignment)) for mm in d.members} == members
+        r = heartbeat(conn, group, c, members[c][0])
+        assert (r.error_code, r.member_epoch) == (Errors.NONE, members[c][0])
+        conn.close()
+    finally:
+        b.stop()
