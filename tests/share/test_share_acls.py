@@ -300,3 +300,29 @@ def test_share_group_offsets_apis_check_group_and_topics(broker, admin, names):
         admin.delete_consumer_groups([group], request_timeout=30)[group].result(30)
     finally:
         conn.close()
+
+
+def test_list_groups_shows_the_share_groups_the_principal_may_describe(tmp_path):
+    """Without DESCRIBE on the cluster (which ALTER on it implies), ListGroups
+    answers only the groups the principal may DESCRIBE, share groups too.
+    Set up while User:ANONYMOUS is a super user, listed after a restart
+    without it."""
+    topic, seen, unseen = "sa-list", "sa-list-seen", "sa-list-unseen"
+    config = {**CONFIG, **AUTHZ}
+    with running_broker(data_dir=tmp_path, config={**config, "super.users": ANON}) as b:
+        create_topic(b, topic)
+        conn = connect(b)
+        for group in (seen, unseen):
+            mid = member_id()
+            join_assigned(conn, group, mid, [topic])
+            assert heartbeat(conn, group, mid, -1).error_code == Errors.NONE
+        conn.close()
+        grant(AdminClient({"bootstrap.servers": str(b)}), binding(G, seen, OP.DESCRIBE))
+    with running_broker(data_dir=tmp_path, config=config) as b:
+        conn = connect(b)
+        try:
+            lr = conn.request(m.ListGroupsRequest(states_filter=[], types_filter=["share"]), api_version=5)
+            assert lr.error_code == Errors.NONE
+            assert [(g.group_id, g.group_type, g.group_state) for g in lr.groups] == [(seen, "share", "Empty")]
+        finally:
+            conn.close()
