@@ -72,7 +72,7 @@ class ShareMember:
 
 class ShareGroup:
     __slots__ = ("group_id", "epoch", "metadata_hash", "assignment_epoch", "assignment_ms", "members", "target",
-                 "initializing", "initialized", "deleting", "written", "stamp")
+                 "initializing", "initialized", "deleting", "written", "stamp", "memo")
 
     def __init__(self, group_id):
         self.group_id = group_id
@@ -88,6 +88,7 @@ class ShareGroup:
         self.deleting: dict = {}
         self.written: dict[bytes, bytes] = {}       # the group's records as last written: key -> value
         self.stamp = 0                              # its latest write's, so a revert undoes only that one
+        self.memo: dict = {}                        # (type, member id) -> (what it holds, key, value)
 
     @property
     def state(self) -> str:
@@ -136,30 +137,50 @@ def _tps(cls, assignment: dict) -> list:
     return [cls(topic_id=tid, partitions=list(ps)) for tid, ps in sorted(assignment.items())]
 
 
+def _frozen(assignment: dict) -> tuple:
+    return tuple((tid, tuple(ps)) for tid, ps in sorted(assignment.items()))
+
+
 def records_of(g: ShareGroup) -> dict:
-    """{key: value} of every record the group stands for now."""
+    """{key: value} of every record the group stands for now. Each record is
+    encoded again only when what it holds changed (g.memo): a heartbeat that
+    changes nothing costs no encoding, whatever the group's size."""
     R = {k: v for k, (_, v) in ot.SHARE_RECORDS.items()}
-    gid = g.group_id
-    out = {_key(11, gid): _value(11, R[11](epoch=g.epoch, metadata_hash=g.metadata_hash))}
+    memo, used = g.memo, {}
+
+    def rec(kind, mid, sig, make):
+        hit = memo.get((kind, mid))
+        if hit is None or hit[0] != sig:
+            hit = (sig, _key(kind, g.group_id, mid), _value(kind, make()))
+        used[(kind, mid)] = hit
+        out[hit[1]] = hit[2]
+
+    out = {}
+    rec(11, None, (g.epoch, g.metadata_hash), lambda: R[11](epoch=g.epoch, metadata_hash=g.metadata_hash))
     members = sorted(g.members.items())
     for mid, mm in members:
-        out[_key(10, gid, mid)] = _value(10, R[10](rack_id=mm.rack_id, client_id=mm.client_id,
-                                                   client_host=mm.client_host, subscribed_topic_names=list(mm.topics)))
+        rec(10, mid, (mm.rack_id, mm.client_id, mm.client_host, tuple(mm.topics)), lambda: R[10](
+            rack_id=mm.rack_id, client_id=mm.client_id, client_host=mm.client_host,
+            subscribed_topic_names=list(mm.topics)))
     for mid, _ in members:
-        out[_key(13, gid, mid)] = _value(13, R[13](topic_partitions=_tps(R[13].TopicPartition, g.target.get(mid, {}))))
-    out[_key(12, gid)] = _value(12, R[12](assignment_epoch=g.assignment_epoch, assignment_timestamp=g.assignment_ms))
+        target = g.target.get(mid, {})
+        rec(13, mid, _frozen(target), lambda: R[13](topic_partitions=_tps(R[13].TopicPartition, target)))
+    rec(12, None, (g.assignment_epoch, g.assignment_ms), lambda: R[12](assignment_epoch=g.assignment_epoch,
+                                                                       assignment_timestamp=g.assignment_ms))
     for mid, mm in members:
-        out[_key(14, gid, mid)] = _value(14, R[14](member_epoch=mm.epoch, previous_member_epoch=mm.previous_epoch,
-                                                   state=STABLE,
-                                                   assigned_partitions=_tps(R[14].TopicPartitions, mm.assignment)))
+        rec(14, mid, (mm.epoch, mm.previous_epoch, _frozen(mm.assignment)), lambda: R[14](
+            member_epoch=mm.epoch, previous_member_epoch=mm.previous_epoch, state=STABLE,
+            assigned_partitions=_tps(R[14].TopicPartitions, mm.assignment)))
     if g.initializing or g.initialized or g.deleting:
         info, topic = R[15].TopicPartitionsInfo, R[15].TopicInfo
-        out[_key(15, gid)] = _value(15, R[15](
-            initializing_topics=[info(topic_id=tid, topic_name=v[0], partitions=sorted(v[1]))
-                                 for tid, v in sorted(g.initializing.items())],
-            initialized_topics=[info(topic_id=tid, topic_name=v[0], partitions=sorted(v[1]))
-                                for tid, v in sorted(g.initialized.items())],
-            deleting_topics=[topic(topic_id=tid, topic_name=n) for tid, n in sorted(g.deleting.items())]))
+        sig = (tuple((tid, v[0], tuple(sorted(v[1]))) for tid, v in sorted(g.initializing.items())),
+               tuple((tid, v[0], tuple(sorted(v[1]))) for tid, v in sorted(g.initialized.items())),
+               tuple(sorted(g.deleting.items())))
+        rec(15, None, sig, lambda: R[15](
+            initializing_topics=[info(topic_id=tid, topic_name=n, partitions=list(ps)) for tid, n, ps in sig[0]],
+            initialized_topics=[info(topic_id=tid, topic_name=n, partitions=list(ps)) for tid, n, ps in sig[1]],
+            deleting_topics=[topic(topic_id=tid, topic_name=n) for tid, n in sig[2]]))
+    g.memo = used
     return out
 
 
