@@ -203,8 +203,8 @@ class ShareGroups:
         self.groups: dict[str, ShareGroup] = {}
         self.max_size = config.get("group.share.max.size")
         self.share_state_topic = None               # asks for __share_group_state if it does not exist
-        # (group id, topic id, partition) -> coroutine: the share-partition's
-        # state made to exist (at share.auto.offset.reset); 0 or an error.
+        # (group id, topic id, partition, reset) -> coroutine: the share-partition's
+        # state made to exist (at reset, else share.auto.offset.reset); 0 or an error.
         self.initialize = None
         self.has_state = None                       # group id -> whether the share coordinator has its state
         self.delete_state = None                    # group id -> coroutine: its state deleted, an error code
@@ -345,7 +345,11 @@ class ShareGroups:
     def _to_initialize(self, g: ShareGroup) -> dict:
         """Subscribed partitions neither initialized nor initializing (or
         initializing for longer than the retry interval), now recorded as
-        initializing: {topic id: (name, partitions)}."""
+        initializing: {topic id: (name, partitions, reset)}. As Kafka, the
+        new partitions of a topic the group already knows start at the log
+        start (records written to them before their initialization are not
+        skipped); a topic new to the group starts at share.auto.offset.reset
+        (reset None)."""
         now = time.monotonic()
         pending = {}
         for name, (tid, count) in self._image(g).items():
@@ -355,8 +359,9 @@ class ShareGroups:
                 have |= ini[1]
             missing = set(range(count)) - have
             if missing:
-                pending[tid] = (name, missing)
-        for tid, (name, parts) in pending.items():
+                known = tid in g.initialized or tid in g.initializing
+                pending[tid] = (name, missing, "earliest" if known else None)
+        for tid, (name, parts, _reset) in pending.items():
             old = g.initializing.get(tid)
             g.initializing[tid] = [name, (old[1] if old is not None else set()) | parts, now]
             g.deleting.pop(tid, None)
@@ -370,9 +375,9 @@ class ShareGroups:
         """Each pending share-partition's state initialized; those that are
         recorded as initialized (record 15), assignable from the next heartbeat."""
         done = {}
-        for tid, (name, parts) in pending.items():
+        for tid, (name, parts, reset) in pending.items():
             for idx in sorted(parts):
-                code = await self.initialize(gid, tid, idx)
+                code = await self.initialize(gid, tid, idx, reset)
                 if code:
                     log.info("share group %s: %s-%d not initialized (error %d): tried again later", gid, name, idx,
                              code)

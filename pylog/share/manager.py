@@ -364,21 +364,22 @@ class SharePartitionManager:
             return None
         return self.broker.log_manager.partitions.get((name, index))
 
-    async def initialize(self, group_id, topic_id, index) -> int:
+    async def initialize(self, group_id, topic_id, index, reset=None) -> int:
         """The share-partition's state made to exist (read back, or
         initialized at share.auto.offset.reset) before the group coordinator
         assigns it, so a group reading from `latest` starts where the log was
         then, not at its first fetch; 0 or the error. While the persister is
         not ready (its topic being created or loaded, the first time a share
-        group is used), it tries again shortly."""
+        group is used), it tries again shortly. reset: "earliest" or
+        "latest" instead of the group's share.auto.offset.reset."""
         for _ in range(PREPARE_TRIES):
-            code, _h = await self._share_partition(group_id, topic_id, index)
+            code, _h = await self._share_partition(group_id, topic_id, index, reset)
             if code != _NOT_READY or self.broker.stopping:
                 return code
             await asyncio.sleep(PREPARE_RETRY_S)
         return Errors.COORDINATOR_NOT_AVAILABLE
 
-    async def _share_partition(self, group_id, topic_id, index):
+    async def _share_partition(self, group_id, topic_id, index, reset=None):
         """(error, _Held) for the share-partition, loading it first if needed."""
         key = (group_id, topic_id, index)
         name = self.broker.metadata_cache.topic_name(topic_id)
@@ -395,17 +396,17 @@ class SharePartitionManager:
             return 0, h
         fut = self._loading.get(key)
         if fut is None:
-            fut = self._loading[key] = asyncio.ensure_future(self._load(key, name, index, p))
+            fut = self._loading[key] = asyncio.ensure_future(self._load(key, name, index, p, reset))
             fut.add_done_callback(lambda _f: self._loading.pop(key, None))
         return await asyncio.shield(fut)
 
-    async def _load(self, key, name, index, p):
+    async def _load(self, key, name, index, p, reset=None):
         group_id, topic_id, _ = key
         code, st = await self.coordinator.read(group_id, topic_id, index, p.leader_epoch)
         if code:
             return _retriable(code), None
         if st is None:
-            reset = self._settings(group_id)["share.auto.offset.reset"]
+            reset = reset or self._settings(group_id)["share.auto.offset.reset"]
             start = p.log_start_offset if reset == "earliest" else p.high_watermark
             code = await self.coordinator.initialize(group_id, topic_id, index, 0, start)
             if code and code != Errors.FENCED_STATE_EPOCH:

@@ -9,7 +9,8 @@ import signal
 import time
 import uuid
 
-from confluent_kafka import Consumer, ShareConsumer, TopicPartition
+from confluent_kafka import Consumer, Producer, ShareConsumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewPartitions
 
 from pylog.groups import offsets_topic as ot
 from pylog.protocol import messages as m
@@ -280,3 +281,38 @@ def test_members_survive_a_killed_broker_process(tmp_path):
         conn.close()
     finally:
         b.stop()
+
+
+def test_new_partitions_of_a_known_topic_start_at_the_log_start(tmp_path):
+    """share.auto.offset.reset=latest applies to a topic new to the group; a
+    partition added later to a topic the group knows starts at its log start,
+    so what is written to it before its initialization is delivered (Kafka's
+    coordinator initializes it at offset 0)."""
+    topic, group = names()
+    with running_broker(data_dir=tmp_path, config=CONFIG) as b:
+        create_topic(b, topic)
+        produce(b, topic, 3)                        # before the group: never delivered (latest)
+        conn = connect(b)
+        mid = member_id()
+        r = join_assigned(conn, group, mid, [topic])
+        [tid] = parts(r.assignment)
+        admin = AdminClient({"bootstrap.servers": str(b)})
+        admin.create_partitions([NewPartitions(topic, 2)])[topic].result(30)
+        p = Producer({"bootstrap.servers": str(b), "acks": "all"})
+        for i in range(4):
+            p.produce(topic, b"new-%d" % i, partition=1)
+        assert p.flush(30) == 0
+        deadline = time.monotonic() + TIMEOUT
+        assigned = parts(r.assignment)
+        while assigned.get(tid) != [0, 1]:
+            assert time.monotonic() < deadline, assigned
+            time.sleep(0.1)
+            r = heartbeat(conn, group, mid, r.member_epoch)
+            assert r.error_code == Errors.NONE, r
+            if r.assignment is not None:
+                assigned = parts(r.assignment)
+        R = m.DescribeShareGroupOffsetsRequest
+        d = conn.request(R(groups=[R.DescribeShareGroupOffsetsRequestGroup(group_id=group, topics=None)]),
+                         api_version=1).groups[0]
+        assert [(p.partition_index, p.start_offset) for t in d.topics for p in t.partitions] == [(0, 3), (1, 0)]
+        conn.close()
