@@ -134,7 +134,7 @@ class ShareApis:
                             error_code=Errors.UNKNOWN_TOPIC_OR_PARTITION))
                         continue
                     st = states.get((gid, tid, idx))
-                    if st is None:
+                    if st is None or st.start_offset < 0:     # never initialized, or not yet resolved
                         rows.append(R.DescribeShareGroupOffsetsResponsePartition(
                             partition_index=idx, start_offset=-1, leader_epoch=-1, lag=-1))
                         continue

@@ -374,6 +374,14 @@ class SharePartitionManager:
         "latest" instead of the group's share.auto.offset.reset."""
         for _ in range(PREPARE_TRIES):
             code, _h = await self._share_partition(group_id, topic_id, index, reset)
+            if code == Errors.NOT_LEADER_OR_FOLLOWER:
+                # Another broker leads the partition: its state is initialized
+                # as Kafka's coordinator does it, at 0 for a partition of a
+                # topic the group knows, else UNINITIALIZED (-1), which the
+                # leader resolves at share.auto.offset.reset when it loads it.
+                code = await self.coordinator.initialize(group_id, topic_id, index, 0,
+                                                         0 if reset == "earliest" else -1)
+                return 0 if code == Errors.FENCED_STATE_EPOCH else code    # initialized already
             if code != _NOT_READY or self.broker.stopping:
                 return code
             await asyncio.sleep(PREPARE_RETRY_S)
@@ -416,9 +424,18 @@ class SharePartitionManager:
                 return _retriable(code or Errors.COORDINATOR_NOT_AVAILABLE), None
         h = self.held.get(key)
         if h is None:
-            sp = SharePartition(st.start_offset, st.batches, delivery_limit=self.delivery_limit,
+            start, batches = st.start_offset, st.batches
+            if start < 0:
+                # Initialized by a group coordinator at Kafka's UNINITIALIZED
+                # start offset: share.auto.offset.reset is resolved here, by
+                # the leader, and written at once.
+                reset = self._settings(group_id)["share.auto.offset.reset"]
+                start, batches = (p.log_start_offset if reset == "earliest" else p.high_watermark), []
+            sp = SharePartition(start, batches, delivery_limit=self.delivery_limit,
                                 max_locks=self.max_locks, state_epoch=st.state_epoch)
             h = self.held[key] = _Held(key, sp, name, index)
+            if st.start_offset < 0:
+                self._persist(h)
             log.info("share group %s: %s-%d loaded at start offset %d, %d in flight", group_id, name, index,
                      sp.start, sp.end - sp.start)
         return 0, h

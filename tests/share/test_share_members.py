@@ -5,6 +5,7 @@ a socket, the records read back with an unmodified confluent-kafka Consumer
 and decoded with the generated codecs, and an unmodified ShareConsumer."""
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 import uuid
@@ -315,4 +316,57 @@ def test_new_partitions_of_a_known_topic_start_at_the_log_start(tmp_path):
         d = conn.request(R(groups=[R.DescribeShareGroupOffsetsRequestGroup(group_id=group, topics=None)]),
                          api_version=1).groups[0]
         assert [(p.partition_index, p.start_offset) for t in d.topics for p in t.partitions] == [(0, 3), (1, 0)]
+        conn.close()
+
+
+def test_a_state_initialized_at_uninitialized_is_resolved_by_the_leader(tmp_path):
+    """A group coordinator whose partition another broker leads initializes
+    the share-partition at Kafka's UNINITIALIZED start offset (-1); the
+    leader resolves it at share.auto.offset.reset when it loads the state
+    (here: latest, the log end then) and writes it. Driven in-process on a
+    lone broker: its share coordinator takes the -1 state, then a member
+    joins and the partition's leader loads it."""
+    topic, group = names()
+    with running_broker(data_dir=tmp_path, config=CONFIG) as b:
+        create_topic(b, topic)
+        produce(b, topic, 5)
+        broker = b.broker
+        tid = broker.metadata_cache.topic_ids[topic]
+
+        def on_loop(coro_fn):
+            async def run():
+                return await coro_fn()
+            return asyncio.run_coroutine_threadsafe(run(), broker._loop).result(30)
+
+        def initialize():
+            broker.share.coordinator.ensure_topic()
+            return broker.share.coordinator.initialize(group, tid, 0, 0, -1)
+        deadline = time.monotonic() + TIMEOUT
+        while (code := on_loop(initialize)) != Errors.NONE:
+            assert time.monotonic() < deadline, code
+            time.sleep(0.1)
+        produce(b, topic, 2, start=5)
+        conn = connect(b)
+        R = m.DescribeShareGroupOffsetsRequest
+        req = R(groups=[R.DescribeShareGroupOffsetsRequestGroup(group_id=group, topics=[
+            R.DescribeShareGroupOffsetsRequestTopic(topic_name=topic, partitions=[0])])])
+
+        def offsets():
+            """(start offset, lag) once the group's coordinator answers."""
+            while True:
+                d = conn.request(req, api_version=1).groups[0]
+                if d.error_code not in (Errors.NOT_COORDINATOR, Errors.COORDINATOR_LOAD_IN_PROGRESS):
+                    break
+                assert time.monotonic() < deadline, d
+                time.sleep(0.1)
+            assert d.error_code == Errors.NONE, d
+            [p] = d.topics[0].partitions
+            return p.start_offset, p.lag
+        assert offsets() == (-1, -1)
+        join_assigned(conn, group, member_id(), [topic])
+        assert offsets()[0] == 7
+        conn.close()
+        b.restart()
+        conn = connect(b)
+        assert offsets()[0] == 7
         conn.close()
