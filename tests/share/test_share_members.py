@@ -67,7 +67,14 @@ def latest(records):
 
 
 def describe(conn, group):
-    return conn.request(m.ShareGroupDescribeRequest(group_ids=[group]), api_version=1).groups[0]
+    """The group as ShareGroupDescribe answers once its coordinator has loaded it."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        d = conn.request(m.ShareGroupDescribeRequest(group_ids=[group]), api_version=1).groups[0]
+        if d.error_code not in (Errors.COORDINATOR_LOAD_IN_PROGRESS, Errors.NOT_COORDINATOR):
+            return d
+        assert time.monotonic() < deadline, d
+        time.sleep(0.1)
 
 
 def parts(assignment):
@@ -268,13 +275,7 @@ def test_members_survive_a_killed_broker_process(tmp_path):
         assert code == -signal.SIGKILL
         b = BrokerProc(data, port=b.port, overrides=overrides)
         conn = connect(b.bootstrap)
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            d = describe(conn, group)
-            if d.error_code not in (Errors.COORDINATOR_LOAD_IN_PROGRESS, Errors.NOT_COORDINATOR):
-                break
-            assert time.monotonic() < deadline, d
-            time.sleep(0.1)
+        d = describe(conn, group)
         assert d.error_code == Errors.NONE
         assert {mm.member_id: (mm.member_epoch, parts(mm.assignment)) for mm in d.members} == members
         r = heartbeat(conn, group, c, members[c][0])
