@@ -417,6 +417,90 @@ def _find_coordinator(az, header, req, handler):
     return _then(handler(header, req), add)
 
 
+# ---- share groups (KIP-932), as KafkaApis checks them ----
+
+def _share_group(op):
+    """op on the group, else the request's GROUP_AUTHORIZATION_FAILED; a
+    missing group id is left to the handler (INVALID_REQUEST). ShareFetch and
+    ShareAcknowledge then need READ on each topic, checked per partition by
+    the share-partition manager against the session's partitions, and
+    AlterShareGroupOffsets per topic beside its unknown topics (api.py)."""
+    def guard(az, header, req, handler):
+        if req.group_id is None or az.allows(header, op, GROUP, req.group_id):
+            return handler(header, req)
+        return m.RESPONSES[header.request_api_key](error_code=GROUP_DENIED)
+    return guard
+
+
+_UNDESCRIBABLE = "The group has described topic(s) that the client is not authorized to describe."
+
+
+def _share_group_describe(az, header, req, handler):
+    """As ConsumerGroupDescribe; then a group assigning a topic the principal
+    may not DESCRIBE is answered TOPIC_AUTHORIZATION_FAILED without members."""
+    R = m.ShareGroupDescribeResponse
+
+    def hide(resp):
+        names = {tp.topic_name for g in resp.groups for mm in g.members or () for tp in mm.assignment.topic_partitions}
+        denied = az.denied(header, DESCRIBE, TOPIC, names)
+        if denied:
+            resp.groups = [R.DescribedGroup(group_id=g.group_id, error_code=TOPIC_DENIED, error_message=_UNDESCRIBABLE)
+                           if any(tp.topic_name in denied for mm in g.members or ()
+                                  for tp in mm.assignment.topic_partitions) else g for g in resp.groups]
+        return resp
+    return _then(_consumer_group_describe(az, header, req, handler), hide)
+
+
+def _describe_share_group_offsets(az, header, req, handler):
+    """DESCRIBE on each group (else its GROUP_AUTHORIZATION_FAILED); topics
+    without DESCRIBE are left out of an all-topics answer and refused per
+    partition when named (start offset and lag -1)."""
+    R = m.DescribeShareGroupOffsetsResponse
+    refused = [g.group_id for g in req.groups if not az.allows(header, DESCRIBE, GROUP, g.group_id)]
+    req.groups = [g for g in req.groups if g.group_id not in refused]
+    named = {}
+    for g in req.groups:
+        if g.topics:
+            denied = az.denied(header, DESCRIBE, TOPIC, (t.topic_name for t in g.topics))
+            g.topics, named[g.group_id] = _split(g.topics, lambda t: t.topic_name, denied)
+
+    def add(resp):
+        for g in resp.groups:
+            if g.error_code:
+                continue
+            g.topics = [t for t in g.topics if az.allows(header, DESCRIBE, TOPIC, t.topic_name)]
+            g.topics.extend(R.DescribeShareGroupOffsetsResponseTopic(topic_name=t.topic_name, partitions=[
+                R.DescribeShareGroupOffsetsResponsePartition(partition_index=i, start_offset=-1, leader_epoch=-1,
+                                                             lag=-1, error_code=TOPIC_DENIED,
+                                                             error_message=TOPIC_DENIED.message)
+                for i in t.partitions]) for t in named.get(g.group_id, ()))
+        resp.groups.extend(R.DescribeShareGroupOffsetsResponseGroup(group_id=gid, topics=[], error_code=GROUP_DENIED)
+                           for gid in refused)
+        return resp
+    if not req.groups:
+        return add(R(throttle_time_ms=0, groups=[]))
+    return _then(handler(header, req), add)
+
+
+def _delete_share_group_offsets(az, header, req, handler):
+    """DELETE on the group, then READ on each topic; a group-level error answers alone."""
+    R = m.DeleteShareGroupOffsetsResponse
+    if not az.allows(header, DELETE, GROUP, req.group_id):
+        return R(throttle_time_ms=0, error_code=GROUP_DENIED, responses=[])
+    denied = az.denied(header, READ, TOPIC, (t.topic_name for t in req.topics))
+    if not denied:
+        return handler(header, req)
+    req.topics, out = _split(req.topics, lambda t: t.topic_name, denied)
+
+    def add(resp):
+        if not resp.error_code:
+            resp.responses[:0] = [R.DeleteShareGroupOffsetsResponseTopic(
+                topic_name=t.topic_name, error_code=TOPIC_DENIED, error_message=TOPIC_DENIED.message)
+                for t in out]
+        return resp
+    return _then(handler(header, req), add)
+
+
 def _init_producer_id(az, header, req, handler):
     R = m.InitProducerIdResponse
     if req.transactional_id is not None:
@@ -525,6 +609,13 @@ _GUARDS = {
     av.DELETE_GROUPS: _delete_groups,
     av.OFFSET_DELETE: _offset_delete,
     av.FIND_COORDINATOR: _find_coordinator,
+    av.SHARE_GROUP_HEARTBEAT: _consumer_group_heartbeat,
+    av.SHARE_GROUP_DESCRIBE: _share_group_describe,
+    av.SHARE_FETCH: _share_group(READ),
+    av.SHARE_ACKNOWLEDGE: _share_group(READ),
+    av.DESCRIBE_SHARE_GROUP_OFFSETS: _describe_share_group_offsets,
+    av.ALTER_SHARE_GROUP_OFFSETS: _share_group(READ),   # then READ per topic: pylog/share/api.py
+    av.DELETE_SHARE_GROUP_OFFSETS: _delete_share_group_offsets,
     av.INIT_PRODUCER_ID: _init_producer_id,
     av.ADD_PARTITIONS_TO_TXN: _add_partitions_to_txn,
     av.ADD_OFFSETS_TO_TXN: _txn(WRITE, lambda az, header, req: az.allows(header, READ, GROUP, req.group_id)),

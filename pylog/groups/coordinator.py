@@ -241,6 +241,9 @@ class GroupCoordinator:
         kind, key, value = out
         if kind == "consumer":
             self.consumer.replay(key[0], key[1], value)
+        elif kind == "share":
+            if self.share is not None:
+                self.share.replay(key[0], key[1], value)
         elif kind == "offset":
             group_id, topic, partition = key
             g = self._group(group_id, create=value is not None)
@@ -274,8 +277,12 @@ class GroupCoordinator:
             else:
                 self._arm(g)
         self._arm_retention(index)
+        if self.share is not None:
+            self.share.loaded(index)
 
     def unloaded(self, index: int):
+        if self.share is not None:
+            self.share.unloaded(index)
         self._forget_partition(index, Errors.NOT_COORDINATOR)
         self.txn_offsets.pop(index, None)
         self.txn_completing.pop(index, None)

@@ -104,6 +104,18 @@ CONSUMER_RECORDS = {
 }
 
 
+# KIP-932 share groups' record types (types 10-15): written and replayed by
+# pylog/share/groups.py; keys are v0, values version 0.
+SHARE_RECORDS = {
+    10: (cr.ShareGroupMemberMetadataKey, cr.ShareGroupMemberMetadataValue),
+    11: (cr.ShareGroupMetadataKey, cr.ShareGroupMetadataValue),
+    12: (cr.ShareGroupTargetAssignmentMetadataKey, cr.ShareGroupTargetAssignmentMetadataValue),
+    13: (cr.ShareGroupTargetAssignmentMemberKey, cr.ShareGroupTargetAssignmentMemberValue),
+    14: (cr.ShareGroupCurrentMemberAssignmentKey, cr.ShareGroupCurrentMemberAssignmentValue),
+    15: (cr.ShareGroupStatePartitionMetadataKey, cr.ShareGroupStatePartitionMetadataValue),
+}
+
+
 def consumer_key(kind: int, group_id: str, member_id: str | None = None, **fields) -> bytes:
     cls = CONSUMER_RECORDS[kind][0]
     k = cls(group_id=group_id, **fields) if member_id is None else cls(group_id=group_id, member_id=member_id)
@@ -117,8 +129,9 @@ def consumer_value(kind: int, value) -> bytes:
 def decode_record(key, value):
     """("offset", (group, topic, partition), OffsetAndMetadata or None),
     ("group", group_id, GroupMetadataValue or None) or ("consumer", (type,
-    key struct), value struct or None) for a KIP-848 group's record; None
-    for keys of kinds this broker does not use (share, streams groups)."""
+    key struct), value struct or None) for a KIP-848 group's record,
+    ("share", ...) alike for a share group's; None for keys of kinds this
+    broker does not use (streams groups)."""
     key = bytes(key)
     kv = _I16.unpack_from(key, 0)[0]
     if kv in (0, 1):
@@ -137,13 +150,14 @@ def decode_record(key, value):
         value = bytes(value)
         vv = _I16.unpack_from(value, 0)[0]
         return "group", k.group, GroupMetadataValue.decode(value[2:], vv)
-    if kv in CONSUMER_RECORDS:
-        kcls, vcls = CONSUMER_RECORDS[kv]
-        k = kcls.decode(key[2:], 0)
-        if value is None:
-            return "consumer", (kv, k), None
-        value = bytes(value)
-        return "consumer", (kv, k), vcls.decode(value[2:], _I16.unpack_from(value, 0)[0])
+    for kind, records in (("consumer", CONSUMER_RECORDS), ("share", SHARE_RECORDS)):
+        if kv in records:
+            kcls, vcls = records[kv]
+            k = kcls.decode(key[2:], 0)
+            if value is None:
+                return kind, (kv, k), None
+            value = bytes(value)
+            return kind, (kv, k), vcls.decode(value[2:], _I16.unpack_from(value, 0)[0])
     return None
 
 

@@ -4,16 +4,20 @@ pieces they run on: the share groups (groups.py), the share coordinator
 (coordinator.py) and the share-partition manager (manager.py), built once
 per broker by `ShareApis.start`.
 
-Not built yet, so refused rather than served half: ACLs on share groups (a
-broker with an authorizer answers GROUP_AUTHORIZATION_FAILED), and share
-groups in a cluster, where a partition's leader must reach the share
-coordinator on another broker with the persister RPCs (a broker of a cluster
-answers UNSUPPORTED_VERSION, as a Kafka cluster without share.version does).
+ACLs: the broker's authz_guard checks the group (and the topics the answer
+names); ShareFetch and ShareAcknowledge need READ on each topic, checked per
+partition by the manager, and AlterShareGroupOffsets per topic here.
+
+Not built yet, so refused rather than served half: share groups in a
+cluster, where a partition's leader must reach the share coordinator on
+another broker with the persister RPCs (a broker of a cluster answers
+UNSUPPORTED_VERSION, as a Kafka cluster without share.version does).
 
 Threads: the event loop's thread only.
 """
 from __future__ import annotations
 
+from ..broker.authorizer import READ, TOPIC
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.schema import ZERO_UUID
@@ -22,7 +26,6 @@ from .groups import ShareGroups
 from .manager import SharePartitionManager
 from .partition import ACKNOWLEDGED, ARCHIVED
 
-_DENIED = "Share-group ACLs are not implemented by pylog yet: refused on a broker with an authorizer."
 _CLUSTER = "Share groups are served by a lone pylog broker only: not yet in a cluster."
 
 
@@ -35,7 +38,7 @@ class ShareApis:
         self.coordinator = ShareCoordinator(broker.config, writer)
         self.manager = SharePartitionManager(broker, purgatory, self.coordinator, self.groups)
         self.groups.share_state_topic = self.coordinator.ensure_topic
-        self.groups.on_assigned = self.manager.prepare
+        self.groups.initialize = self.manager.initialize
         self.groups.has_state = lambda gid: any(k[0] == gid for k in self.coordinator.states)
         self.groups.delete_state = self._delete_state
 
@@ -59,8 +62,6 @@ class ShareApis:
 
     def _refused(self):
         """(error code, message) when this broker does not serve share groups, else None."""
-        if self.broker.authorizer is not None:
-            return Errors.GROUP_AUTHORIZATION_FAILED, _DENIED
         if not self.broker.lone:
             return Errors.UNSUPPORTED_VERSION, _CLUSTER
         return None
@@ -133,7 +134,7 @@ class ShareApis:
                             error_code=Errors.UNKNOWN_TOPIC_OR_PARTITION))
                         continue
                     st = states.get((gid, tid, idx))
-                    if st is None:
+                    if st is None or st.start_offset < 0:     # never initialized, or not yet resolved
                         rows.append(R.DescribeShareGroupOffsetsResponsePartition(
                             partition_index=idx, start_offset=-1, leader_epoch=-1, lag=-1))
                         continue
@@ -171,12 +172,16 @@ class ShareApis:
         if refused:
             return top(*refused)
         cache = self.broker.metadata_cache
+        az = self.broker.authorizer
         out = []
         for t in req.topics:
             tid = cache.topic_ids.get(t.topic_name)
             rows = []
+            readable = az is None or az.allows(header, READ, TOPIC, t.topic_name)
             for p in t.partitions:
-                if tid is None or not cache.has_partition(t.topic_name, p.partition_index):
+                if not readable:
+                    code, msg = Errors.TOPIC_AUTHORIZATION_FAILED, Errors.TOPIC_AUTHORIZATION_FAILED.message
+                elif tid is None or not cache.has_partition(t.topic_name, p.partition_index):
                     code, msg = Errors.UNKNOWN_TOPIC_OR_PARTITION, None
                 elif p.start_offset < 0:
                     code, msg = Errors.INVALID_REQUEST, f"StartOffset {p.start_offset} is negative."
@@ -189,6 +194,7 @@ class ShareApis:
                     msg = None
                     if not code:
                         self.manager.forget(key)
+                        self.groups.initialized(gid, tid, t.topic_name, [p.partition_index])
                 rows.append(R.AlterShareGroupOffsetsResponsePartition(partition_index=p.partition_index,
                                                                       error_code=code, error_message=msg))
             out.append(R.AlterShareGroupOffsetsResponseTopic(topic_name=t.topic_name, topic_id=tid or ZERO_UUID,
@@ -209,6 +215,8 @@ class ShareApis:
         for t in req.topics:
             tid = cache.topic_ids.get(t.topic_name)
             code = Errors.UNKNOWN_TOPIC_OR_PARTITION if tid is None else await self._delete_state(gid, tid)
+            if tid is not None and not code:
+                self.groups.uninitialized(gid, tid)
             out.append(R.DeleteShareGroupOffsetsResponseTopic(topic_name=t.topic_name, topic_id=tid or ZERO_UUID,
                                                               error_code=code))
         return R(throttle_time_ms=0, error_code=0, responses=out)

@@ -4,24 +4,40 @@ parts and its SimpleAssignor are the model; KAFKA-NOTES §11.2).
 
 A share group lives on the group coordinator of its id (the broker leading
 its __consumer_offsets partition). Members join with epoch 0 and a topic
-list, get the next group epoch and their partitions at once (no revocation
-phase: several members may share a partition), heartbeat every
-group.share.heartbeat.interval.ms and leave with epoch -1, or are removed
-after group.share.session.timeout.ms of silence.
+list, heartbeat every group.share.heartbeat.interval.ms and leave with epoch
+-1, or are removed after group.share.session.timeout.ms of silence. There is
+no revocation phase: several members may share a partition.
 
-Membership is kept in memory on the coordinator, not written to
-__consumer_offsets (records 10-15): after a coordinator restart members
-rejoin (UNKNOWN_MEMBER_ID) and get their partitions again. What the group
-has consumed is durable: that is the share-partition state, persisted by the
-share coordinator (coordinator.py).
+- **Records**: the group is written to __consumer_offsets in Kafka's layouts
+  (types 10-15: member metadata, group epoch and metadata hash, target
+  assignment, current assignment, state-partition metadata), through the
+  coordinator runtime, and a heartbeat is answered once its records are
+  committed; a failed write puts the group back as its records were. A load
+  replays them, so after a coordinator restart members keep their ids,
+  epochs and assignments (each with a fresh session, as Kafka arms them).
+- **Initialize before assign**: a subscribed partition is first recorded as
+  initializing (record 15), its share-partition state then initialized
+  (share.auto.offset.reset, by the share-partition manager), then recorded as
+  initialized; only initialized partitions are assigned, at the next
+  heartbeat after that (Kafka's initializedAssignmentPending bumps the group
+  epoch). An initialization still pending after 30 s (Kafka's
+  group.share.initialize.retry.interval.ms default) is tried again.
 
 Threads: the event loop's thread only.
 """
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import struct
+import time
 
+from ..broker.authorizer import GROUP, NOT_ASKED, SUPPORTED_OPERATIONS
+from ..errors import PylogError
+from ..groups import offsets_topic as ot
+from ..groups.consumer_group import metadata_hash
+from ..groups.coordinator import _group_store_error
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from .configs import share_group_config
@@ -29,13 +45,20 @@ from .configs import share_group_config
 log = logging.getLogger("pylog.share")
 
 MAX_MEMBER_ID = 36
+GROUP_OPERATIONS = sum(1 << op for op in SUPPORTED_OPERATIONS[GROUP])
+INITIALIZE_RETRY_S = 30.0
+STABLE = 0                                          # Kafka's MemberState.STABLE, record 14's State
+_I16 = struct.Struct(">h")
+# Tombstones go members' records first, the group epoch last (Kafka's order).
+_TOMBSTONE_ORDER = (14, 13, 12, 10, 15, 11)
+_STAMPS = itertools.count(1)
 
 
 class ShareMember:
     __slots__ = ("member_id", "epoch", "previous_epoch", "rack_id", "topics", "client_id", "client_host",
                  "assignment", "timer", "sent_epoch")
 
-    def __init__(self, member_id, client_id, client_host):
+    def __init__(self, member_id, client_id="", client_host=""):
         self.member_id = member_id
         self.epoch = 0
         self.previous_epoch = 0
@@ -48,14 +71,24 @@ class ShareMember:
 
 
 class ShareGroup:
-    __slots__ = ("group_id", "epoch", "assignment_epoch", "members", "image")
+    __slots__ = ("group_id", "epoch", "metadata_hash", "assignment_epoch", "assignment_ms", "members", "target",
+                 "initializing", "initialized", "deleting", "written", "stamp", "memo")
 
     def __init__(self, group_id):
         self.group_id = group_id
         self.epoch = 0
+        self.metadata_hash = 0          # of the subscribed topics the assignment was made for
         self.assignment_epoch = 0
+        self.assignment_ms = 0
         self.members: dict[str, ShareMember] = {}
-        self.image = None               # the topic metadata the assignment was made for
+        self.target: dict[str, dict] = {}           # member id -> {topic id: sorted partitions}
+        # Record 15: topic id -> [name, partitions, monotonic start] / [name, partitions] / name.
+        self.initializing: dict = {}
+        self.initialized: dict = {}
+        self.deleting: dict = {}
+        self.written: dict[bytes, bytes] = {}       # the group's records as last written: key -> value
+        self.stamp = 0                              # its latest write's, so a revert undoes only that one
+        self.memo: dict = {}                        # (type, member id) -> (what it holds, key, value)
 
     @property
     def state(self) -> str:
@@ -63,10 +96,11 @@ class ShareGroup:
 
 
 def assign(members: list[ShareMember], image: dict) -> dict:
-    """Kafka's simple assignor, balance first: per topic, M subscribed
-    members and P partitions; with M <= P each partition goes to one member,
-    round robin; with M > P member i shares partition i mod P, so every
-    partition has a member and more members than partitions still consume.
+    """Kafka's simple assignor, balance first, over image {name: (topic id,
+    [assignable partitions])}: per topic, M subscribed members and P
+    partitions; with M <= P each partition goes to one member, round robin;
+    with M > P member i shares partition i mod P, so every partition has a
+    member and more members than partitions still consume.
     {member id: {topic id: [partitions]}}."""
     out = {mm.member_id: {} for mm in members}
     topics = sorted({t for mm in members for t in mm.topics})
@@ -74,23 +108,93 @@ def assign(members: list[ShareMember], image: dict) -> dict:
         meta = image.get(name)
         if meta is None:
             continue
-        tid, count = meta
+        tid, parts = meta
         subs = sorted(mm.member_id for mm in members if name in mm.topics)
-        if not subs or count <= 0:
+        if not subs or not parts:
             continue
-        if len(subs) <= count:
-            for p in range(count):
-                out[subs[p % len(subs)]].setdefault(tid, []).append(p)
+        if len(subs) <= len(parts):
+            for i, p in enumerate(parts):
+                out[subs[i % len(subs)]].setdefault(tid, []).append(p)
         else:
             for i, mid in enumerate(subs):
-                out[mid].setdefault(tid, []).append(i % count)
+                out[mid].setdefault(tid, []).append(parts[i % len(parts)])
     return out
+
+
+# ---- the group's records (Kafka's layouts, pylog/groups/offsets_topic.py SHARE_RECORDS) ----
+
+def _key(kind, gid, mid=None) -> bytes:
+    cls = ot.SHARE_RECORDS[kind][0]
+    k = cls(group_id=gid) if mid is None else cls(group_id=gid, member_id=mid)
+    return _I16.pack(kind) + cls.encode(k, 0)
+
+
+def _value(kind, v) -> bytes:
+    return _I16.pack(0) + ot.SHARE_RECORDS[kind][1].encode(v, 0)
+
+
+def _tps(cls, assignment: dict) -> list:
+    return [cls(topic_id=tid, partitions=list(ps)) for tid, ps in sorted(assignment.items())]
+
+
+def _frozen(assignment: dict) -> tuple:
+    return tuple((tid, tuple(ps)) for tid, ps in sorted(assignment.items()))
+
+
+def records_of(g: ShareGroup) -> dict:
+    """{key: value} of every record the group stands for now. Each record is
+    encoded again only when what it holds changed (g.memo): a heartbeat that
+    changes nothing costs no encoding, whatever the group's size."""
+    R = {k: v for k, (_, v) in ot.SHARE_RECORDS.items()}
+    memo, used = g.memo, {}
+
+    def rec(kind, mid, sig, make):
+        hit = memo.get((kind, mid))
+        if hit is None or hit[0] != sig:
+            hit = (sig, _key(kind, g.group_id, mid), _value(kind, make()))
+        used[(kind, mid)] = hit
+        out[hit[1]] = hit[2]
+
+    out = {}
+    rec(11, None, (g.epoch, g.metadata_hash), lambda: R[11](epoch=g.epoch, metadata_hash=g.metadata_hash))
+    members = sorted(g.members.items())
+    for mid, mm in members:
+        rec(10, mid, (mm.rack_id, mm.client_id, mm.client_host, tuple(mm.topics)), lambda: R[10](
+            rack_id=mm.rack_id, client_id=mm.client_id, client_host=mm.client_host,
+            subscribed_topic_names=list(mm.topics)))
+    for mid, _ in members:
+        target = g.target.get(mid, {})
+        rec(13, mid, _frozen(target), lambda: R[13](topic_partitions=_tps(R[13].TopicPartition, target)))
+    rec(12, None, (g.assignment_epoch, g.assignment_ms), lambda: R[12](assignment_epoch=g.assignment_epoch,
+                                                                       assignment_timestamp=g.assignment_ms))
+    for mid, mm in members:
+        rec(14, mid, (mm.epoch, mm.previous_epoch, _frozen(mm.assignment)), lambda: R[14](
+            member_epoch=mm.epoch, previous_member_epoch=mm.previous_epoch, state=STABLE,
+            assigned_partitions=_tps(R[14].TopicPartitions, mm.assignment)))
+    if g.initializing or g.initialized or g.deleting:
+        info, topic = R[15].TopicPartitionsInfo, R[15].TopicInfo
+        sig = (tuple((tid, v[0], tuple(sorted(v[1]))) for tid, v in sorted(g.initializing.items())),
+               tuple((tid, v[0], tuple(sorted(v[1]))) for tid, v in sorted(g.initialized.items())),
+               tuple(sorted(g.deleting.items())))
+        rec(15, None, sig, lambda: R[15](
+            initializing_topics=[info(topic_id=tid, topic_name=n, partitions=list(ps)) for tid, n, ps in sig[0]],
+            initialized_topics=[info(topic_id=tid, topic_name=n, partitions=list(ps)) for tid, n, ps in sig[1]],
+            deleting_topics=[topic(topic_id=tid, topic_name=n) for tid, n in sig[2]]))
+    g.memo = used
+    return out
+
+
+def _changes(before: dict, now: dict) -> list:
+    """[(key, value or None)]: tombstones of what went, then what is new or changed."""
+    gone = sorted((k for k in before if k not in now), key=lambda k: _TOMBSTONE_ORDER.index(_I16.unpack_from(k)[0]))
+    return [(k, None) for k in gone] + [(k, v) for k, v in now.items() if before.get(k) != v]
 
 
 class ShareGroups:
     """The share groups this broker coordinates. `coordinator` is the group
-    coordinator (its partitions decide which broker coordinates an id and
-    its groups share the id space); `writer` its PartitionWriter."""
+    coordinator: its partitions decide which broker coordinates an id, its
+    runtime writes and replays the groups' records, and its groups share the
+    id space."""
 
     def __init__(self, config, coordinator, group_configs):
         self.config = config
@@ -99,9 +203,9 @@ class ShareGroups:
         self.groups: dict[str, ShareGroup] = {}
         self.max_size = config.get("group.share.max.size")
         self.share_state_topic = None               # asks for __share_group_state if it does not exist
-        # (group id, topic id, partition): a partition was assigned; its share-partition is
-        # initialized now, as Kafka's coordinator does before the members' first fetches.
-        self.on_assigned = None
+        # (group id, topic id, partition, reset) -> coroutine: the share-partition's
+        # state made to exist (at reset, else share.auto.offset.reset); 0 or an error.
+        self.initialize = None
         self.has_state = None                       # group id -> whether the share coordinator has its state
         self.delete_state = None                    # group id -> coroutine: its state deleted, an error code
 
@@ -145,19 +249,21 @@ class ShareGroups:
         if req.member_epoch == -1:
             if member is None:
                 return error(Errors.UNKNOWN_MEMBER_ID, f"Member {req.member_id} is not a member of group {gid}.")
+            before = dict(g.written)
             self._remove(g, member)
-            return R(throttle_time_ms=0, error_code=0, member_id=req.member_id, member_epoch=-1,
-                     heartbeat_interval_ms=interval, assignment=None)
+            return self._commit(g, before, R(throttle_time_ms=0, error_code=0, member_id=req.member_id,
+                                             member_epoch=-1, heartbeat_interval_ms=interval, assignment=None),
+                                error)
 
         if req.member_epoch == 0:
             if g is None:
                 g = self.groups[gid] = ShareGroup(gid)
+            before = dict(g.written)
             if member is None:
                 if len(g.members) >= self.max_size:
                     return error(Errors.GROUP_MAX_SIZE_REACHED,
                                  f"The share group has reached its maximum capacity of {self.max_size} members.")
-                member = g.members[req.member_id] = ShareMember(req.member_id, ctx.client_id or "",
-                                                                "/" + (getattr(ctx, "peer_host", "") or ""))
+                member = g.members[req.member_id] = ShareMember(req.member_id)
             member.sent_epoch = -1     # a (re)join is answered with its whole assignment
         else:
             if member is None:
@@ -166,45 +272,292 @@ class ShareGroups:
                 return error(Errors.FENCED_MEMBER_EPOCH,
                              f"The share group member has a smaller or larger member epoch "
                              f"({req.member_epoch}) than the one known by the group coordinator ({member.epoch}).")
+            before = dict(g.written)
+        member.client_id = ctx.client_id or ""
+        member.client_host = "/" + (getattr(ctx, "peer_host", "") or "")
         if req.rack_id is not None:
             member.rack_id = req.rack_id
-        if req.subscribed_topic_names is not None and sorted(req.subscribed_topic_names) != sorted(member.topics):
+        bump = False
+        if req.subscribed_topic_names is not None and sorted(set(req.subscribed_topic_names)) != member.topics:
             member.topics = sorted(set(req.subscribed_topic_names))
-            g.epoch += 1
-        self._reassign(g)
+            bump = True
+        self._reassign(g, bump)
+        pending = self._to_initialize(g)
         self._arm(g, member, s["share.session.timeout.ms"])
         assignment = None
         if member.sent_epoch != member.epoch or req.subscribed_topic_names is not None:
             member.sent_epoch = member.epoch
             assignment = R.Assignment(topic_partitions=[
                 R.TopicPartitions(topic_id=tid, partitions=list(ps)) for tid, ps in sorted(member.assignment.items())])
-        return R(throttle_time_ms=0, error_code=0, member_id=member.member_id, member_epoch=member.epoch,
-                 heartbeat_interval_ms=interval, assignment=assignment)
+        answer = R(throttle_time_ms=0, error_code=0, member_id=member.member_id, member_epoch=member.epoch,
+                   heartbeat_interval_ms=interval, assignment=assignment)
+        return self._commit(g, before, answer, error,
+                            then=(lambda: self._start_initialize(gid, pending)) if pending else None)
 
-    def _reassign(self, g: ShareGroup):
-        """A new target assignment when the group epoch moved or the topics
-        the members subscribe to changed (created, more partitions)."""
+    def _reassign(self, g: ShareGroup, bump: bool):
+        """A new target assignment when the group epoch moves: a member's
+        subscription changed, a member went, the subscribed topics' metadata
+        changed (created, more partitions), or initialized partitions wait
+        to be assigned (Kafka's initializedAssignmentPending)."""
         image = self._image(g)
-        if image != g.image:
-            g.image = image
-            if g.assignment_epoch == g.epoch:
-                g.epoch += 1
+        h = metadata_hash(image) if image else 0
+        if h != g.metadata_hash:
+            g.metadata_hash = h
+            bump = True
+        if g.assignment_epoch >= g.epoch and self._assignment_pending(g, image):
+            bump = True
+        if bump:
+            g.epoch += 1
         if g.assignment_epoch == g.epoch:
             return
-        target = assign(list(g.members.values()), image)
+        assignable = {}
+        for name, (tid, count) in image.items():
+            done = g.initialized.get(tid)
+            if done is not None:
+                assignable[name] = (tid, sorted(p for p in done[1] if p < count))
+        target = assign(list(g.members.values()), assignable)
         for mid, mm in g.members.items():
             mm.previous_epoch = mm.epoch
             mm.epoch = g.epoch
-            mm.assignment = {tid: sorted(ps) for tid, ps in target[mid].items()}
+            mm.assignment = g.target[mid] = {tid: sorted(ps) for tid, ps in target[mid].items()}
         g.assignment_epoch = g.epoch
-        if self.on_assigned is not None:
-            for tid, idx in sorted({(tid, idx) for a in target.values() for tid, ps in a.items() for idx in ps}):
-                self.on_assigned(g.group_id, tid, idx)
+        g.assignment_ms = int(time.time() * 1000)
+
+    def _assignment_pending(self, g: ShareGroup, image: dict) -> bool:
+        if not g.members or not g.initialized:
+            return False
+        assigned = {}
+        for a in g.target.values():
+            for tid, ps in a.items():
+                assigned.setdefault(tid, set()).update(ps)
+        subscribed = {tid for tid, _ in image.values()}
+        return any(tid in subscribed and assigned.get(tid) != set(parts)
+                   for tid, (_name, parts) in g.initialized.items())
 
     def _image(self, g):
+        """{name: (topic id, partition count)} of the topics the members subscribe to."""
         names = {t for mm in g.members.values() for t in mm.topics}
         image = self.coordinator.writer.topic_image()
         return {n: image[n] for n in sorted(names) if n in image and not n.startswith("__")}
+
+    # ---- initialize before assign ----
+
+    def _to_initialize(self, g: ShareGroup) -> dict:
+        """Subscribed partitions neither initialized nor initializing (or
+        initializing for longer than the retry interval), now recorded as
+        initializing: {topic id: (name, partitions, reset)}. As Kafka, the
+        new partitions of a topic the group already knows start at the log
+        start (records written to them before their initialization are not
+        skipped); a topic new to the group starts at share.auto.offset.reset
+        (reset None)."""
+        now = time.monotonic()
+        pending = {}
+        for name, (tid, count) in self._image(g).items():
+            have = set(g.initialized.get(tid, ("", set()))[1])
+            ini = g.initializing.get(tid)
+            if ini is not None and now - ini[2] < INITIALIZE_RETRY_S:
+                have |= ini[1]
+            missing = set(range(count)) - have
+            if missing:
+                known = tid in g.initialized or tid in g.initializing
+                pending[tid] = (name, missing, "earliest" if known else None)
+        for tid, (name, parts, _reset) in pending.items():
+            old = g.initializing.get(tid)
+            g.initializing[tid] = [name, (old[1] if old is not None else set()) | parts, now]
+            g.deleting.pop(tid, None)
+        return pending
+
+    def _start_initialize(self, gid, pending):
+        task = asyncio.ensure_future(self._initialize(gid, pending))
+        task.add_done_callback(_ignore_outcome)
+
+    async def _initialize(self, gid, pending):
+        """Each pending share-partition's state initialized; those that are
+        recorded as initialized (record 15), assignable from the next heartbeat."""
+        done = {}
+        for tid, (name, parts, reset) in pending.items():
+            for idx in sorted(parts):
+                code = await self.initialize(gid, tid, idx, reset)
+                if code:
+                    log.info("share group %s: %s-%d not initialized (error %d): tried again later", gid, name, idx,
+                             code)
+                else:
+                    done.setdefault(tid, (name, set()))[1].add(idx)
+        g = self.groups.get(gid)
+        if g is None or not done or self.coordinator.coordinator_error(gid):
+            return
+        before = dict(g.written)
+        for tid, (name, parts) in done.items():
+            ini = g.initializing.get(tid)
+            if ini is not None:
+                ini[1] -= parts
+                if not ini[1]:
+                    del g.initializing[tid]
+            g.initialized.setdefault(tid, [name, set()])[1].update(parts)
+        self._commit(g, before)
+
+    def initialized(self, gid, topic_id, name, partitions):
+        """AlterShareGroupOffsets initialized these share-partitions anew: recorded as initialized."""
+        g = self.groups.get(gid)
+        if g is None:
+            return
+        before = dict(g.written)
+        g.initialized.setdefault(topic_id, [name, set()])[1].update(partitions)
+        ini = g.initializing.get(topic_id)
+        if ini is not None:
+            ini[1] -= set(partitions)
+            if not ini[1]:
+                del g.initializing[topic_id]
+        self._commit(g, before)
+
+    def uninitialized(self, gid, topic_id):
+        """DeleteShareGroupOffsets deleted a topic's state: a member
+        subscribing again initializes it again (share.auto.offset.reset)."""
+        g = self.groups.get(gid)
+        if g is None:
+            return
+        before = dict(g.written)
+        g.initialized.pop(topic_id, None)
+        g.initializing.pop(topic_id, None)
+        g.deleting.pop(topic_id, None)
+        self._commit(g, before)
+
+    # ---- writing the records ----
+
+    def _commit(self, g: ShareGroup, before: dict, answer=None, failed=None, then=None):
+        """Write what the event changed in g's records (against before); the
+        answer once committed, else failed(the write's error) with the group
+        as its records were. Without an answer (timers, initializations) the
+        write goes on in the background."""
+        now = records_of(g) if g.group_id in self.groups else {}
+        records = _changes(before, now)
+        g.written = now
+        if not records:
+            if then is not None:
+                then()
+            return answer
+        g.stamp = stamp = next(_STAMPS)
+        gid, c = g.group_id, self.coordinator
+
+        def fail(code):
+            self._revert(gid, before, stamp)
+            return failed(_group_store_error(code)) if failed is not None else None
+
+        def ok():
+            if then is not None:
+                then()
+            return answer
+        try:
+            last = c._store(gid, [k for k, _ in records], [v for _, v in records])
+        except (PylogError, OSError) as e:
+            log.warning("share group %s: records not stored (%s): group state reverted", gid, e)
+            return fail(getattr(e, "error_code", Errors.NOT_COORDINATOR))
+        code = c.runtime.committed_now(c.partition_for(gid), last)
+        if code is not None:
+            return fail(code) if code else ok()
+
+        async def later():
+            code = await c._wait_committed_raw(gid, last)
+            return fail(code) if code else ok()
+        if answer is None:
+            asyncio.ensure_future(later()).add_done_callback(_ignore_outcome)
+            return None
+        return later()
+
+    def _revert(self, gid, before: dict, stamp: int):
+        """The group back as its records were before a failed write, unless a
+        later event wrote since (its records sit after these and failed too)."""
+        g = self.groups.get(gid)
+        if g is not None and g.stamp != stamp:
+            return
+        self._drop(gid)      # (a deletion dropped it already: it comes back)
+        for k, v in before.items():
+            out = ot.decode_record(k, v)
+            if out is not None:
+                self.replay(out[1][0], out[1][1], out[2])
+        g = self.groups.get(gid)
+        if g is not None:
+            g.stamp = stamp
+            self._arm_all(g)
+        log.info("share group %s: write failed, group state reverted", gid)
+
+    # ---- replay and load ----
+
+    def replay(self, kind: int, key, value):
+        """One ShareGroup* record of __consumer_offsets (types 10-15)."""
+        gid = key.group_id
+        g = self.groups.get(gid)
+        if g is None:
+            if value is None:
+                return
+            g = self.groups[gid] = ShareGroup(gid)
+        mid = getattr(key, "member_id", None)
+        k = _key(kind, gid, mid)
+        if value is None:
+            g.written.pop(k, None)
+        else:
+            g.written[k] = _value(kind, value)
+        if kind == 11:
+            if value is None:
+                self._drop(gid)
+            else:
+                g.epoch, g.metadata_hash = value.epoch, value.metadata_hash
+        elif kind == 12:
+            g.assignment_epoch, g.assignment_ms = (0, 0) if value is None else (value.assignment_epoch,
+                                                                                value.assignment_timestamp)
+        elif kind == 15:
+            g.initializing, g.initialized, g.deleting = {}, {}, {}
+            if value is not None:
+                # Initializations a restart cut short are tried again at once.
+                g.initializing = {t.topic_id: [t.topic_name, set(t.partitions), -INITIALIZE_RETRY_S]
+                                  for t in value.initializing_topics}
+                g.initialized = {t.topic_id: [t.topic_name, set(t.partitions)] for t in value.initialized_topics}
+                g.deleting = {t.topic_id: t.topic_name for t in value.deleting_topics}
+        elif value is None:
+            if kind == 10:
+                mm = g.members.pop(mid, None)
+                if mm is not None and mm.timer is not None:
+                    mm.timer.cancel()
+            elif kind == 13:
+                g.target.pop(mid, None)
+            elif kind == 14 and mid in g.members:
+                g.members[mid].assignment = {}
+        else:
+            mm = g.members.get(mid)
+            if mm is None:
+                mm = g.members[mid] = ShareMember(mid)
+            if kind == 10:
+                mm.rack_id, mm.client_id, mm.client_host = value.rack_id, value.client_id, value.client_host
+                mm.topics = sorted(value.subscribed_topic_names)
+            elif kind == 13:
+                g.target[mid] = {tp.topic_id: sorted(tp.partitions) for tp in value.topic_partitions}
+            elif kind == 14:
+                mm.epoch, mm.previous_epoch = value.member_epoch, value.previous_member_epoch
+                mm.assignment = {tp.topic_id: sorted(tp.partitions) for tp in value.assigned_partitions}
+
+    def loaded(self, index: int):
+        """A __consumer_offsets partition replayed: its groups' members get a
+        fresh session each, to find the coordinator again."""
+        for g in [g for g in self.groups.values() if self.coordinator.partition_for(g.group_id) == index]:
+            self._arm_all(g)
+
+    def unloaded(self, index: int):
+        for gid in [gid for gid in self.groups if self.coordinator.partition_for(gid) == index]:
+            self._drop(gid)
+
+    def _drop(self, gid):
+        g = self.groups.pop(gid, None)
+        if g is not None:
+            for mm in g.members.values():
+                if mm.timer is not None:
+                    mm.timer.cancel()
+
+    # ---- sessions ----
+
+    def _arm_all(self, g):
+        session_ms = self.settings(g.group_id)["share.session.timeout.ms"]
+        for mm in g.members.values():
+            self._arm(g, mm, session_ms)
 
     def _arm(self, g, member, session_ms):
         if member.timer is not None:
@@ -217,7 +570,9 @@ class ShareGroups:
         member = g.members.get(mid) if g is not None else None
         if member is not None:
             log.info("share group %s: member %s removed: session timed out", gid, mid)
+            before = dict(g.written)
             self._remove(g, member)
+            self._commit(g, before)
 
     def _remove(self, g, member):
         # Its share sessions stay: a leaving client sends its last
@@ -226,8 +581,8 @@ class ShareGroups:
         if member.timer is not None:
             member.timer.cancel()
         del g.members[member.member_id]
-        g.epoch += 1
-        self._reassign(g)
+        g.target.pop(member.member_id, None)
+        self._reassign(g, True)
 
     def has_group(self, gid) -> bool:
         """Whether gid is a share group here (with members, or only a state)."""
@@ -235,7 +590,7 @@ class ShareGroups:
 
     async def delete_group(self, gid) -> int:
         """DeleteGroups of a share group: refused while it has members; else
-        its state goes (DeleteShareGroupState) and then the group."""
+        its state goes (DeleteShareGroupState), then its records (tombstones)."""
         code = self.coordinator.coordinator_error(gid)
         if code:
             return code
@@ -243,9 +598,15 @@ class ShareGroups:
         if g is not None and g.members:
             return Errors.NON_EMPTY_GROUP
         code = await self.delete_state(gid)
-        if not code:
-            self.groups.pop(gid, None)
-        return code
+        g = self.groups.get(gid)
+        if code or g is None:
+            return code
+        if g.members:
+            return Errors.NON_EMPTY_GROUP
+        before = dict(g.written)
+        self._drop(gid)
+        result = self._commit(g, before, 0, lambda code, msg=None: code)
+        return await result if asyncio.iscoroutine(result) else result
 
     def is_member(self, gid, mid) -> bool:
         g = self.groups.get(gid)
@@ -255,6 +616,9 @@ class ShareGroups:
 
     def describe(self, ctx, req):
         R = m.ShareGroupDescribeResponse
+        # Every group operation, as Kafka without an authorizer answers; with
+        # one, the broker's authz_guard puts the principal's own instead.
+        ops = GROUP_OPERATIONS if req.include_authorized_operations else NOT_ASKED
         out = []
         names = {tid: n for n, (tid, _) in self.coordinator.writer.topic_image().items()}
         for gid in req.group_ids:
@@ -279,7 +643,7 @@ class ShareGroups:
             out.append(R.DescribedGroup(error_code=0, group_id=gid, group_state=g.state, group_epoch=g.epoch,
                                         assignment_epoch=g.assignment_epoch, assignor_name="simple",
                                         members=members,
-                                        authorized_operations=-2147483648))
+                                        authorized_operations=ops))
         return R(throttle_time_ms=0, groups=out)
 
     def listed(self, index, states, types) -> list:
@@ -296,3 +660,10 @@ class ShareGroups:
             for mm in g.members.values():
                 if mm.timer is not None:
                     mm.timer.cancel()
+
+
+def _ignore_outcome(task):
+    # A background write or initialization: its failure is logged where it
+    # happens, and the next heartbeat tries again.
+    if not task.cancelled():
+        task.exception()

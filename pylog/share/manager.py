@@ -29,6 +29,7 @@ import asyncio
 import logging
 import time
 
+from ..broker.authorizer import READ, TOPIC
 from ..broker.purgatory import HIGH_WATERMARK, DelayedOperation
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
@@ -159,8 +160,9 @@ class SharePartitionManager:
             for p in t.partitions:
                 if p.acknowledgement_batches:
                     acks.append((t.topic_id, p.partition_index, p.acknowledgement_batches))
+        unreadable = self._unreadable(ctx, {tid for tid, _ in session.partitions} | {tid for tid, _, _ in acks})
         ack_codes = await self._acknowledge(req.group_id, req.member_id, acks,
-                                            version >= 2 and req.is_renew_ack, lock_ms)
+                                            version >= 2 and req.is_renew_ack, lock_ms, unreadable)
         for (tid, idx), (code, msg) in ack_codes.items():
             out[(tid, idx)] = R.PartitionData(partition_index=idx, acknowledge_error_code=code,
                                               acknowledge_error_message=msg, records=b"", acquired_records=[],
@@ -169,7 +171,7 @@ class SharePartitionManager:
             self.sessions.pop(key, None)
             self._release_member(req.group_id, req.member_id)
         elif req.max_records > 0 and not (version >= 2 and req.is_renew_ack):
-            await self._fetch(req, session, out, lock_ms)
+            await self._fetch(req, session, out, lock_ms, unreadable)
         responses = {}
         for (tid, idx), pd in out.items():
             responses.setdefault(tid, []).append(pd)
@@ -177,11 +179,21 @@ class SharePartitionManager:
                  responses=[R.ShareFetchableTopicResponse(topic_id=tid, partitions=ps)
                             for tid, ps in responses.items()])
 
-    async def _fetch(self, req, session, out, lock_ms):
+    async def _fetch(self, req, session, out, lock_ms, unreadable):
         R = m.ShareFetchResponse
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(req.max_wait_ms, 0) / 1000.0
-        wanted = list(session.partitions)
+        wanted = []
+        for tid, idx in session.partitions:
+            if tid in unreadable:
+                pd = out.get((tid, idx))
+                if pd is None:
+                    pd = out[(tid, idx)] = R.PartitionData(partition_index=idx, records=b"", acquired_records=[],
+                                                           current_leader=R.LeaderIdAndEpoch(leader_id=-1,
+                                                                                             leader_epoch=-1))
+                pd.error_code = Errors.TOPIC_AUTHORIZATION_FAILED
+            else:
+                wanted.append((tid, idx))
         while True:
             held, got, not_ready = [], 0, False
             budget = req.max_bytes if req.max_bytes > 0 else (1 << 31) - 1
@@ -258,7 +270,7 @@ class SharePartitionManager:
             session.connection = getattr(ctx, "connection", None)
         acks = [(t.topic_id, p.partition_index, p.acknowledgement_batches) for t in req.topics for p in t.partitions]
         codes = await self._acknowledge(req.group_id, req.member_id, acks, version >= 2 and req.is_renew_ack,
-                                        lock_ms)
+                                        lock_ms, self._unreadable(ctx, {tid for tid, _, _ in acks}))
         if epoch == -1:
             self.sessions.pop(key, None)
             self._release_member(req.group_id, req.member_id)
@@ -272,13 +284,16 @@ class SharePartitionManager:
                  responses=[R.ShareAcknowledgeTopicResponse(topic_id=tid, partitions=ps)
                             for tid, ps in responses.items()])
 
-    async def _acknowledge(self, group_id, member_id, acks, renew_ok, lock_ms) -> dict:
+    async def _acknowledge(self, group_id, member_id, acks, renew_ok, lock_ms, unreadable=frozenset()) -> dict:
         """Apply each partition's acknowledgement batches: {(topic id, index): (code, message)}."""
         codes, writes = {}, []
         for tid, idx, batches in acks:
             bad = _invalid_batches(batches, renew_ok)
             if bad:
                 codes[(tid, idx)] = (Errors.INVALID_REQUEST, bad)
+                continue
+            if tid in unreadable:
+                codes[(tid, idx)] = (Errors.TOPIC_AUTHORIZATION_FAILED, None)
                 continue
             code, h = await self._share_partition(group_id, tid, idx)
             if code:
@@ -313,6 +328,16 @@ class SharePartitionManager:
 
     # ---- share-partitions ----
 
+    def _unreadable(self, ctx, topic_ids) -> set:
+        """The topic ids among these whose topics the request's principal may
+        not READ: KafkaApis refuses their partitions, fetched or acknowledged,
+        with TOPIC_AUTHORIZATION_FAILED (the group's READ was checked first)."""
+        az = self.broker.authorizer
+        if az is None:
+            return set()
+        name_of = self.broker.metadata_cache.topic_name
+        return {tid for tid in topic_ids if (n := name_of(tid)) is not None and not az.allows(ctx, READ, TOPIC, n)}
+
     def _settings(self, group_id):
         return share_group_config(self.broker.config, self.broker.metadata_cache.group_configs.get(group_id))
 
@@ -322,25 +347,30 @@ class SharePartitionManager:
             return None
         return self.broker.log_manager.partitions.get((name, index))
 
-    def prepare(self, group_id, topic_id, index):
-        """Load (or initialize at share.auto.offset.reset) the share-partition
-        now, in the background: it was just assigned, and a group reading
-        from `latest` starts where the log was then, not at its first fetch."""
-        if (group_id, topic_id, index) in self.held:
-            return
-        task = asyncio.ensure_future(self._prepare(group_id, topic_id, index))
-        task.add_done_callback(_ignore_outcome)
-
-    async def _prepare(self, group_id, topic_id, index):
-        # While the persister is not ready (its topic being created or
-        # loaded, the first time a share group is used), try again shortly.
+    async def initialize(self, group_id, topic_id, index, reset=None) -> int:
+        """The share-partition's state made to exist (read back, or
+        initialized at share.auto.offset.reset) before the group coordinator
+        assigns it, so a group reading from `latest` starts where the log was
+        then, not at its first fetch; 0 or the error. While the persister is
+        not ready (its topic being created or loaded, the first time a share
+        group is used), it tries again shortly. reset: "earliest" or
+        "latest" instead of the group's share.auto.offset.reset."""
         for _ in range(PREPARE_TRIES):
-            code, _h = await self._share_partition(group_id, topic_id, index)
+            code, _h = await self._share_partition(group_id, topic_id, index, reset)
+            if code == Errors.NOT_LEADER_OR_FOLLOWER:
+                # Another broker leads the partition: its state is initialized
+                # as Kafka's coordinator does it, at 0 for a partition of a
+                # topic the group knows, else UNINITIALIZED (-1), which the
+                # leader resolves at share.auto.offset.reset when it loads it.
+                code = await self.coordinator.initialize(group_id, topic_id, index, 0,
+                                                         0 if reset == "earliest" else -1)
+                return 0 if code == Errors.FENCED_STATE_EPOCH else code    # initialized already
             if code != _NOT_READY or self.broker.stopping:
-                return
+                return code
             await asyncio.sleep(PREPARE_RETRY_S)
+        return Errors.COORDINATOR_NOT_AVAILABLE
 
-    async def _share_partition(self, group_id, topic_id, index):
+    async def _share_partition(self, group_id, topic_id, index, reset=None):
         """(error, _Held) for the share-partition, loading it first if needed."""
         key = (group_id, topic_id, index)
         name = self.broker.metadata_cache.topic_name(topic_id)
@@ -357,17 +387,17 @@ class SharePartitionManager:
             return 0, h
         fut = self._loading.get(key)
         if fut is None:
-            fut = self._loading[key] = asyncio.ensure_future(self._load(key, name, index, p))
+            fut = self._loading[key] = asyncio.ensure_future(self._load(key, name, index, p, reset))
             fut.add_done_callback(lambda _f: self._loading.pop(key, None))
         return await asyncio.shield(fut)
 
-    async def _load(self, key, name, index, p):
+    async def _load(self, key, name, index, p, reset=None):
         group_id, topic_id, _ = key
         code, st = await self.coordinator.read(group_id, topic_id, index, p.leader_epoch)
         if code:
             return _retriable(code), None
         if st is None:
-            reset = self._settings(group_id)["share.auto.offset.reset"]
+            reset = reset or self._settings(group_id)["share.auto.offset.reset"]
             start = p.log_start_offset if reset == "earliest" else p.high_watermark
             code = await self.coordinator.initialize(group_id, topic_id, index, 0, start)
             if code and code != Errors.FENCED_STATE_EPOCH:
@@ -377,12 +407,21 @@ class SharePartitionManager:
                 return _retriable(code or Errors.COORDINATOR_NOT_AVAILABLE), None
         h = self.held.get(key)
         if h is None:
-            sp = SharePartition(st.start_offset, st.batches, delivery_limit=self.delivery_limit,
+            start, batches = st.start_offset, st.batches
+            if start < 0:
+                # Initialized by a group coordinator at Kafka's UNINITIALIZED
+                # start offset: share.auto.offset.reset is resolved here, by
+                # the leader, and written at once.
+                reset = self._settings(group_id)["share.auto.offset.reset"]
+                start, batches = (p.log_start_offset if reset == "earliest" else p.high_watermark), []
+            sp = SharePartition(start, batches, delivery_limit=self.delivery_limit,
                                 max_locks=self.max_locks, state_epoch=st.state_epoch,
                                 dlq=lambda: self.dlq.enabled(group_id))
             h = self.held[key] = _Held(key, sp, name, index)
             h.dx = delivery.DeliveryIndex(sp, delivery.sidecar_path(self.broker.data_dir, group_id, name, index),
                                           lambda: self._wake(h))
+            if st.start_offset < 0:
+                self._persist(h)
             self.dlq.kick(h)    # records a crash left on their way to the dead-letter topic
             log.info("share group %s: %s-%d loaded at start offset %d, %d in flight", group_id, name, index,
                      sp.start, sp.end - sp.start)
@@ -517,9 +556,3 @@ def _retriable(code):
                 Errors.REQUEST_TIMED_OUT):
         return _NOT_READY
     return code
-
-
-def _ignore_outcome(task):
-    # A background load whose error the next fetch meets (and reports) again.
-    if not task.cancelled():
-        task.exception()

@@ -201,9 +201,8 @@ def test_records_held_by_a_killed_consumer_come_back_when_its_connection_drops(b
 
 
 def test_a_consumer_carries_on_across_a_broker_restart(tmp_path):
-    """Membership is not persisted (docs/SHARE-GROUPS-STATUS.md): the running
-    consumer's next heartbeat is answered UNKNOWN_MEMBER_ID, and librdkafka
-    joins again and goes on with the records produced meanwhile."""
+    """The running consumer goes on with the records produced meanwhile (its
+    membership is replayed from __consumer_offsets: test_share_members.py)."""
     topic, group = "sc-carry", "sc-carry-g"
     with running_broker(data_dir=tmp_path, config=CONFIG) as b:
         setup(b, topic, group, 10)

@@ -10,7 +10,8 @@ import pytest
 from pylog.testing import running_broker
 
 from .test_share_wire import ACCEPT, fetch_until
-from .wire import CONFIG, acquired, connect, create_topic, heartbeat, member_id, produce, set_group_configs, share_ack
+from .wire import (CONFIG, acquired, connect, create_topic, heartbeat, join_assigned, member_id, produce,
+                   set_group_configs, share_ack)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def test_list_describe_reset_and_delete(broker):
     produce(broker, topic, 6, partitions=2)
     conn = connect(broker)
     mid = member_id()
-    r = heartbeat(conn, group, mid, 0, [topic])
+    r = join_assigned(conn, group, mid, [topic], 2)
     tid = r.assignment.topic_partitions[0].topic_id
     tp = (tid, 0)
     f, epoch = fetch_until(conn, group, mid, 0, [tp], True)

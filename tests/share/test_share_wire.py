@@ -12,8 +12,8 @@ from pylog.protocol import messages as m
 from pylog.protocol.error_codes import Errors
 from pylog.testing import running_broker, wait_until
 
-from .wire import (CONFIG, acquired, connect, create_topic, heartbeat, member_id, partition_errors, produce,
-                   set_group_configs, share_ack, share_fetch)
+from .wire import (CONFIG, acquired, connect, create_topic, heartbeat, join_assigned, member_id, partition_errors,
+                   produce, set_group_configs, share_ack, share_fetch)
 
 ACCEPT, RELEASE, REJECT, GAP = 1, 2, 3, 0
 
@@ -33,8 +33,7 @@ def join(b, conn, group, topic, n_records=0, partitions=1, earliest=True):
     if n_records:
         produce(b, topic, n_records, partitions)
     mid = member_id()
-    r = heartbeat(conn, group, mid, 0, [topic])
-    assert r.error_code == 0, r
+    r = join_assigned(conn, group, mid, [topic], partitions)
     assert r.member_id == mid and r.member_epoch > 0
     tps = r.assignment.topic_partitions
     assert len(tps) == 1 and sorted(tps[0].partitions) == list(range(partitions))
@@ -184,8 +183,7 @@ def test_heartbeat_errors(broker):
     assert heartbeat(conn, "w-hb-g", member_id(), -2, ["w-hb"]).error_code == Errors.INVALID_REQUEST
     assert heartbeat(conn, "w-hb-g", member_id(), 3, ["w-hb"]).error_code == Errors.UNKNOWN_MEMBER_ID
     mid = member_id()
-    r = heartbeat(conn, "w-hb-g", mid, 0, ["w-hb"])
-    assert r.error_code == 0
+    r = join_assigned(conn, "w-hb-g", mid, ["w-hb"])
     assert heartbeat(conn, "w-hb-g", mid, r.member_epoch + 7).error_code == Errors.FENCED_MEMBER_EPOCH
     ok = heartbeat(conn, "w-hb-g", mid, r.member_epoch)
     assert ok.error_code == 0 and ok.assignment is None        # nothing changed since the last answer
@@ -281,7 +279,7 @@ def test_a_latest_group_starts_where_the_log_was_at_assignment(broker):
     create_topic(broker, topic, 1)
     produce(broker, topic, 5)                       # before the group: never delivered
     mid = member_id()
-    hb = heartbeat(conn, group, mid, 0, [topic])
+    hb = join_assigned(conn, group, mid, [topic])
     tp = (hb.assignment.topic_partitions[0].topic_id, 0)
     R = m.DescribeShareGroupOffsetsRequest
     req = R(groups=[R.DescribeShareGroupOffsetsRequestGroup(group_id=group, topics=None)])
@@ -292,18 +290,6 @@ def test_a_latest_group_starts_where_the_log_was_at_assignment(broker):
     r, _ = fetch_until(conn, group, mid, 0, [tp], True)
     assert acquired(r) == {tp: [(5, 7, 1)]}
     conn.close()
-
-
-def test_a_broker_with_an_authorizer_refuses_share_groups_rather_than_serve_them_unchecked(tmp_path):
-    authz = {"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-             "super.users": "User:ANONYMOUS"}
-    with running_broker(data_dir=tmp_path, config=authz) as b:
-        conn = connect(b)
-        r = heartbeat(conn, "w-authz-g", member_id(), 0, ["t"])
-        assert r.error_code == Errors.GROUP_AUTHORIZATION_FAILED and "not implemented" in r.error_message
-        r = share_fetch(conn, "w-authz-g", member_id(), 0)
-        assert r.error_code == Errors.GROUP_AUTHORIZATION_FAILED
-        conn.close()
 
 
 def test_alter_share_group_offsets_resets_an_empty_group(broker):

@@ -64,6 +64,26 @@ def heartbeat(conn, group, member, epoch, topics=None, retry=True):
         time.sleep(0.1)
 
 
+def join_assigned(conn, group, member, topics, count=1, timeout=30.0):
+    """Join (epoch 0), then heartbeat until the member holds count
+    partitions: the coordinator assigns a share-partition only once its state
+    is initialized (Kafka's initialize-before-assign), at a heartbeat after
+    the join. The last answer, its assignment the last one sent."""
+    r = heartbeat(conn, group, member, 0, topics)
+    assert r.error_code == Errors.NONE, r
+    assignment = r.assignment
+    deadline = time.monotonic() + timeout
+    while sum(len(tp.partitions) for tp in assignment.topic_partitions) < count:
+        assert time.monotonic() < deadline, f"{member} not assigned {count} partitions: {assignment}"
+        time.sleep(0.05)
+        r = heartbeat(conn, group, member, r.member_epoch)
+        assert r.error_code == Errors.NONE, r
+        if r.assignment is not None:
+            assignment = r.assignment
+    r.assignment = assignment
+    return r
+
+
 def share_fetch(conn, group, member, epoch, parts=(), acks=None, max_wait_ms=500, max_records=500,
                 forgotten=()):
     """parts: [(topic_id, index)]; acks: {(topic_id, index): [(first, last, [types])]}."""
