@@ -16,7 +16,8 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
 from pylog.testing import running_broker
 
 from .delivery_clients import TIMEOUT, broker, now_ms, producer, setup  # noqa: F401 (broker: a fixture)
-from .wire import CONFIG, acquired, connect, create_topic, heartbeat, member_id, set_group_configs, share_fetch
+from .wire import (CONFIG, acquired, connect, create_topic, join_assigned, member_id, set_group_configs,
+                   share_fetch)
 
 def share_consumer(b, group, **conf):
     c = ShareConsumer({"bootstrap.servers": str(b), "group.id": group,
@@ -173,7 +174,7 @@ def test_a_fetch_waiting_in_the_purgatory_is_woken_when_a_record_comes_due(broke
     create_topic(broker, topic)
     set_group_configs(broker, group, share_auto_offset_reset="earliest")
     mid = member_id()
-    hb = heartbeat(conn, group, mid, 0, [topic])
+    hb = join_assigned(conn, group, mid, [topic])
     tp = (hb.assignment.topic_partitions[0].topic_id, 0)
     epoch = 0
     held = broker.broker.share.manager.held
