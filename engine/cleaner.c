@@ -147,7 +147,7 @@ int pl_cleaner_new(pl_cleaner **out, int64_t now_ms, int64_t delete_retention_ms
     c->delete_retention_ms = delete_retention_ms;
     c->upper_bound = upper_bound;
     c->map_end = upper_bound;
-    c->st.latest_delete_horizon = -1;
+    c->st.earliest_delete_horizon = -1;
     c->prod_cap = 64;
     c->prods = malloc(c->prod_cap * sizeof *c->prods);
     if (c->prods == NULL) { free(c); return PL_ENOMEM; }
@@ -646,11 +646,17 @@ static size_t write_kept(pl_cleaner *c, const pl_batch_header *h, const uint8_t 
     return w;
 }
 
-static void note_horizon(pl_cleaner *c, const uint8_t *batch) {
-    if (pl_load_be16(batch + PL_BATCH_ATTRIBUTES_OFFSET) & PL_ATTR_DELETE_HORIZON) {
-        int64_t h = (int64_t)pl_load_be64(batch + PL_BATCH_BASE_TIMESTAMP_OFFSET);
-        if (h > c->st.latest_delete_horizon) c->st.latest_delete_horizon = h;
-    }
+/* A kept batch's horizon (-1: none) counts when the batch still holds what a
+ * later round removes at it: a tombstone, or a marker (a data batch keeps its
+ * horizon after its tombstones went, with nothing left to remove). */
+static void note_horizon(pl_cleaner *c, const pl_batch_header *h, int64_t horizon, int tombstones) {
+    if (horizon < 0 || !(tombstones || (h->attributes & PL_ATTR_CONTROL))) return;
+    if (c->st.earliest_delete_horizon < 0 || horizon < c->st.earliest_delete_horizon)
+        c->st.earliest_delete_horizon = horizon;
+}
+
+static int64_t horizon_of(const pl_batch_header *h) {
+    return (h->attributes & PL_ATTR_DELETE_HORIZON) ? h->base_timestamp : -1;
 }
 
 static void write_empty(uint8_t *out, const pl_batch_header *h) {
@@ -725,7 +731,7 @@ int pl_cleaner_filter_walk(pl_cleaner *c, pl_offset_map *m, const uint8_t *buf, 
                 int64_t horizon = new_horizon(c, &plan, kept == h.records_count, tombstones);
                 if (horizon == -2) {
                     memcpy(o, b, total);
-                    note_horizon(c, o);
+                    note_horizon(c, &h, horizon_of(&h), tombstones);
                     written = total;
                     c->st.batches_copied++;
                 } else {
@@ -734,7 +740,7 @@ int pl_cleaner_filter_walk(pl_cleaner *c, pl_offset_map *m, const uint8_t *buf, 
                     pl_batch_write_header(o, &nh);
                     written = PL_BATCH_HEADER_SIZE + n;
                     pl_batch_seal(o, written);
-                    note_horizon(c, o);
+                    note_horizon(c, &h, horizon, tombstones);
                     c->st.batches_rewritten++;
                 }
             } else if (plan.retain_empty) {
@@ -767,10 +773,8 @@ int pl_cleaner_filter_inflated(pl_cleaner *c, pl_offset_map *m, const uint8_t *r
     c->st.records_kept += kept;
     if (kept > 0) {
         int64_t horizon = new_horizon(c, plan, kept == h->records_count, tombstones);
-        if (horizon >= 0 && horizon > c->st.latest_delete_horizon) c->st.latest_delete_horizon = horizon;
+        note_horizon(c, h, horizon == -2 ? horizon_of(h) : horizon, tombstones);
         if (horizon == -2) {
-            if (h->attributes & PL_ATTR_DELETE_HORIZON && h->base_timestamp > c->st.latest_delete_horizon)
-                c->st.latest_delete_horizon = h->base_timestamp;
             *decision = PL_KEEP_ORIGINAL;
             c->st.batches_copied++;
             c->st.bytes_written += plan->total;

@@ -88,7 +88,10 @@ typedef struct pl_cleaner_stats {
     int64_t batches_emptied;  /* kept as a header for producer state or the round's last offset */
     int64_t batches_dropped;
     int64_t invalid_records;  /* keyless records below the map's latest offset (dropped) */
-    int64_t latest_delete_horizon; /* the latest horizon among the batches kept, -1 none */
+    /* the earliest horizon among the kept batches that still hold something it
+     * removes (a tombstone, or a marker), -1 none: from then on a round with
+     * nothing new to map can remove something */
+    int64_t earliest_delete_horizon;
 } pl_cleaner_stats;
 
 /* now_ms: the cleaning's time (tombstone and marker horizons are compared to it);

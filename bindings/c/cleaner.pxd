@@ -41,7 +41,7 @@ cdef extern from "cleaner.h" nogil:
         int64_t batches_emptied
         int64_t batches_dropped
         int64_t invalid_records
-        int64_t latest_delete_horizon
+        int64_t earliest_delete_horizon
     int pl_cleaner_new(pl_cleaner **out, int64_t now_ms, int64_t delete_retention_ms, int64_t upper_bound)
     void pl_cleaner_free(pl_cleaner *c)
     void pl_cleaner_set_upper_bound(pl_cleaner *c, int64_t upper_bound)

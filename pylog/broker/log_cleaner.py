@@ -310,7 +310,7 @@ class LogCleaner:
             # early, at most one segment's span late.
             if earliest.max_timestamp < now - max_lag:
                 delay = now - max_lag - earliest.max_timestamp
-        horizon = getattr(plog, "_latest_delete_horizon", None)
+        horizon = getattr(plog, "_earliest_delete_horizon", None)
         horizon_due = bool(segs[:-1]) and horizon is not None and 0 <= horizon <= now and \
             self._stuck_horizon.get(tp) != horizon
         return _Candidate(tp, p, ratio, first_dirty, first_uncleanable, delay, horizon_due)
@@ -420,7 +420,7 @@ class LogCleaner:
             with self._cond:
                 self._last[tp] = (stats, _now_ms())
                 if stats.records_removed == 0:
-                    self._stuck_horizon[tp] = p.log._latest_delete_horizon
+                    self._stuck_horizon[tp] = p.log._earliest_delete_horizon
                 else:
                     self._stuck_horizon.pop(tp, None)
             if stats.segments_cleaned:

@@ -182,9 +182,12 @@ def _clean(lg, plan: _Plan, now, started, delete_retention_ms, dedupe_buffer_siz
     if plan.first_dirty >= plan.first_uncleanable or not dirty:
         dirty = []
         # Nothing new, but tombstones or markers of the cleaned part may be past
-        # their delete horizon (Kafka cleans such a log too): a round with an
-        # empty map, over the whole cleanable part. Unknown after an open: due.
-        horizon = lg._latest_delete_horizon
+        # their delete horizon: a round with an empty map, over the whole
+        # cleanable part (Kafka's cleaner waits for new dirty bytes to pick the
+        # log; removing them sooner is within delete.retention.ms's promise).
+        # The earliest horizon decides: with the latest, a tombstone already
+        # due would wait for the last one kept. Unknown after an open: due.
+        horizon = lg._earliest_delete_horizon
         if not plan.segments or (horizon is not None and (horizon < 0 or horizon > now)):
             return empty
     omap = offset_map if offset_map is not None else _engine.OffsetMap(dedupe_buffer_size, load_factor)
@@ -260,7 +263,7 @@ def _clean(lg, plan: _Plan, now, started, delete_retention_ms, dedupe_buffer_siz
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     st = cleaning.stats()
-    lg._latest_delete_horizon = st["latest_delete_horizon"]
+    lg._earliest_delete_horizon = st["earliest_delete_horizon"]
     read = st["records_read"]
     return CleanerStats(plan.first_dirty, end_offset, plan.first_uncleanable, len(todo), len(new_bases),
                         map_stats["map_bytes"] + st["bytes_read"], st["bytes_written"], read,

@@ -157,7 +157,9 @@ class Log(_engine.LogCore):
         self._retired = []          # renamed .deleted under the lock, removed outside it
         self._cleaning = False      # a compaction round is under way (cleaner.py)
         self._first_dirty = None    # the cleaner checkpoint, read at the first compact()
-        self._latest_delete_horizon = None  # of the cleaned part's batches; None: not known since the open
+        # The earliest delete horizon of the cleaned part's tombstones and markers
+        # (-1: none); None: not known since the open.
+        self._earliest_delete_horizon = None
         if create:
             os.makedirs(path, exist_ok=True)
         elif not os.path.isdir(path):
