@@ -5,10 +5,10 @@ pieces they run on: the share groups (groups.py), the share coordinator
 per broker by `ShareApis.start`.
 
 Not built yet, so refused rather than served half: ACLs on share groups (a
-broker with an authorizer answers GROUP_AUTHORIZATION_FAILED), and share
-groups in a cluster, where a partition's leader must reach the share
-coordinator on another broker with the persister RPCs (a broker of a cluster
-answers UNSUPPORTED_VERSION, as a Kafka cluster without share.version does).
+broker with an authorizer answers GROUP_AUTHORIZATION_FAILED). In a cluster a
+share-partition's leader reaches the share coordinator of its state through
+the persister (persister.py), over the wire when another broker leads the
+state partition.
 
 Threads: the event loop's thread only.
 """
@@ -20,10 +20,11 @@ from ..protocol.schema import ZERO_UUID
 from .coordinator import ShareCoordinator
 from .groups import ShareGroups
 from .manager import SharePartitionManager
+from .persister import Persister
+from .persister_apis import PersisterApis
 from .partition import ACKNOWLEDGED, ARCHIVED
 
 _DENIED = "Share-group ACLs are not implemented by pylog yet: refused on a broker with an authorizer."
-_CLUSTER = "Share groups are served by a lone pylog broker only: not yet in a cluster."
 
 
 class ShareApis:
@@ -33,7 +34,9 @@ class ShareApis:
         self.groups = ShareGroups(broker.config, group_coordinator, lambda gid: cache.group_configs.get(gid))
         group_coordinator.share = self.groups     # ListGroups lists share groups too (groups/api.py)
         self.coordinator = ShareCoordinator(broker.config, writer)
-        self.manager = SharePartitionManager(broker, purgatory, self.coordinator, self.groups)
+        self.persister = Persister(broker, self.coordinator)
+        self.persister_apis = PersisterApis(self.coordinator)
+        self.manager = SharePartitionManager(broker, purgatory, self.persister, self.groups)
         self.groups.share_state_topic = self.coordinator.ensure_topic
         self.groups.on_assigned = self.manager.prepare
         self.groups.has_state = lambda gid: any(k[0] == gid for k in self.coordinator.states)
@@ -55,14 +58,13 @@ class ShareApis:
     async def stop(self):
         self.manager.stop()
         self.groups.stop()
+        await self.persister.stop()
         await self.coordinator.stop()
 
     def _refused(self):
         """(error code, message) when this broker does not serve share groups, else None."""
         if self.broker.authorizer is not None:
             return Errors.GROUP_AUTHORIZATION_FAILED, _DENIED
-        if not self.broker.lone:
-            return Errors.UNSUPPORTED_VERSION, _CLUSTER
         return None
 
     def heartbeat(self, header, req):

@@ -11,9 +11,11 @@ share.coordinator.snapshot.update.records.per.snapshot updates the next write
 is a ShareSnapshot of the merged state with SnapshotEpoch + 1. Delete writes
 tombstones of both keys.
 
-The four operations are Kafka's persister RPCs (Initialize, Read, Write,
-Delete) as in-process calls: each runs as an event of its state partition and
-answers once the high watermark covers its records.
+The operations are Kafka's persister RPCs (Initialize, Read, Write, Delete,
+ReadSummary): each runs as an event of its state partition and answers once
+the high watermark covers its records. This broker's share-partition leaders
+reach them through the persister (persister.py), in-process when this broker
+leads the state partition, else over the wire (persister_apis.py serves them).
 
 Threads: the event loop's thread only.
 """
@@ -40,6 +42,14 @@ _I16 = struct.Struct(">h")
 def topic_id_text(topic_id: uuid.UUID) -> str:
     """Kafka's Uuid.toString: URL-safe base64 without padding."""
     return base64.urlsafe_b64encode(topic_id.bytes).decode("ascii").rstrip("=")
+
+
+def topic_id_from_text(text: str) -> uuid.UUID:
+    """Kafka's Uuid.fromString (ValueError when it is not one)."""
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if len(text) != 22 or len(raw) != 16:
+        raise ValueError(text)
+    return uuid.UUID(bytes=raw)
 
 
 def partition_for(group_id: str, topic_id: uuid.UUID, partition: int, num_partitions: int) -> int:
@@ -157,6 +167,29 @@ class ShareCoordinator:
             return False
         return True
 
+    def coordinator_for(self, key: str):
+        """FindCoordinator key type 2: the leader of the state partition of
+        "groupId:topicId:partition", as (error, node_id, host, port);
+        INVALID_REQUEST for a key not of that form (Kafka's
+        SharePartitionKey.validate), COORDINATOR_NOT_AVAILABLE while the topic
+        is being created or the partition has no live leader."""
+        tokens = key.split(":")
+        try:
+            if len(tokens) != 3 or not tokens[0].strip():
+                raise ValueError(key)
+            topic_id = topic_id_from_text(tokens[1])
+            partition = int(tokens[2])
+            if partition < 0:
+                raise ValueError(key)
+        except ValueError:
+            return Errors.INVALID_REQUEST, -1, "", -1
+        if not self.ensure_topic():
+            return Errors.COORDINATOR_NOT_AVAILABLE, -1, "", -1
+        ep = self.writer.leader_endpoint(TOPIC, self.partition_of(tokens[0].strip(), topic_id, partition))
+        if ep is None:
+            return Errors.COORDINATOR_NOT_AVAILABLE, -1, "", -1
+        return (Errors.NONE, *ep)
+
     def coordinator_error(self, group_id, topic_id, partition) -> int:
         if not self.ensure_topic():
             return Errors.COORDINATOR_NOT_AVAILABLE
@@ -168,7 +201,10 @@ class ShareCoordinator:
         return await self._run(group_id, topic_id, partition, self._initialize, state_epoch, start_offset)
 
     async def read(self, group_id, topic_id, partition, leader_epoch):
-        """(error, ShareState or None)."""
+        """(error, ShareState or None when never initialized). A read at a
+        newer leader epoch records that epoch first (a ShareUpdate without
+        batches, as Kafka's readStateAndMaybeUpdateLeaderEpoch), so the
+        previous leader's writes are fenced from then on."""
         key = (group_id, topic_id, partition)
         code = self.coordinator_error(*key)
         if code:
@@ -178,7 +214,23 @@ class ShareCoordinator:
             return Errors.NONE, None
         if leader_epoch < st.leader_epoch:
             return Errors.FENCED_LEADER_EPOCH, None
+        if leader_epoch > st.leader_epoch:
+            code = await self._run(group_id, topic_id, partition, self._new_leader_epoch, leader_epoch)
+            if code:
+                return code, None
+            st = self.states.get(key)
+            if st is None:
+                return Errors.NONE, None
         return Errors.NONE, st
+
+    def read_summary(self, group_id, topic_id, partition):
+        """(error, ShareState or None): what ReadShareGroupStateSummary
+        answers; nothing is written."""
+        key = (group_id, topic_id, partition)
+        code = self.coordinator_error(*key)
+        if code:
+            return code, None
+        return Errors.NONE, self.states.get(key)
 
     async def write(self, group_id, topic_id, partition, state_epoch, leader_epoch, start_offset, batches) -> int:
         return await self._run(group_id, topic_id, partition, self._write, state_epoch, leader_epoch, start_offset,
@@ -240,6 +292,16 @@ class ShareCoordinator:
                                      start_offset=start_offset, state_batches=wire)
             last = self.runtime.append(index, [_key(UPDATE, key)], [_value(ShareUpdateValue, value)])
             self._apply_update(st, leader_epoch, start_offset, batches)
+        return self._committed(index, last)
+
+    def _new_leader_epoch(self, index, key, leader_epoch):
+        st = self.states.get(key)
+        if st is None or leader_epoch <= st.leader_epoch:
+            return Errors.NONE if st is None or leader_epoch == st.leader_epoch else Errors.FENCED_LEADER_EPOCH
+        value = ShareUpdateValue(snapshot_epoch=st.snapshot_epoch, leader_epoch=leader_epoch,
+                                 start_offset=st.start_offset, state_batches=[])
+        last = self.runtime.append(index, [_key(UPDATE, key)], [_value(ShareUpdateValue, value)])
+        self._apply_update(st, leader_epoch, st.start_offset, [])
         return self._committed(index, last)
 
     def _delete(self, index, key):
