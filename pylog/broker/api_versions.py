@@ -83,12 +83,13 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     DELETE_SHARE_GROUP_OFFSETS: (0, 0),
     # Share-partition leaders -> the share coordinator (pylog/share/persister*.py),
     # advertised and served on every listener as Kafka's brokers do (CLUSTER_ACTION).
-    # Write v1 / ReadSummary v1 (KIP-1226 DeliveryCompleteCount) are not served.
+    # ReadSummary v1: DeliveryCompleteCount (KIP-1226); Write v1's (the leader's
+    # own count) is not served: the coordinator counts from the batches.
     INITIALIZE_SHARE_GROUP_STATE: (0, 0),
     READ_SHARE_GROUP_STATE: (0, 0),
     WRITE_SHARE_GROUP_STATE: (0, 0),
     DELETE_SHARE_GROUP_STATE: (0, 0),
-    READ_SHARE_GROUP_STATE_SUMMARY: (0, 0),
+    READ_SHARE_GROUP_STATE_SUMMARY: (0, 1),
     PRODUCE: (0, 11),         # v8: record_errors (KIP-467); v9 flexible; v10-11: current leader (KIP-951)
     FETCH: (4, 17),           # v12 flexible, v13 topic ids, v15 replica_state, v16 node_endpoints (fetch_api.py)
     LIST_OFFSETS: (1, 9),     # v4: leader epochs; v7 MAX_TIMESTAMP; v8 EARLIEST_LOCAL; v9 LATEST_TIERED

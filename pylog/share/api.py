@@ -14,6 +14,8 @@ Threads: the event loop's thread only.
 """
 from __future__ import annotations
 
+import asyncio
+
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.schema import ZERO_UUID
@@ -97,9 +99,10 @@ class ShareApis:
                                               responses=[], node_endpoints=[])
         return self.manager.share_acknowledge(header, req)
 
-    def describe_offsets(self, header, req):
+    async def describe_offsets(self, header, req):
         """DescribeShareGroupOffsets: each share-partition's start offset and
-        leader epoch as the share coordinator holds them, and (v1, KIP-1226)
+        leader epoch as the share coordinator holds them (this broker's, or
+        another's through ReadShareGroupStateSummary), and (v1, KIP-1226)
         its lag: the offsets below the high watermark not yet delivered to
         completion. A share-partition never initialized has start offset -1."""
         R = m.DescribeShareGroupOffsetsResponse
@@ -118,7 +121,7 @@ class ShareApis:
                 continue
             if g.topics is None:
                 wanted = {}
-                for (sg, tid, idx) in states:
+                for (sg, tid, idx) in self._known_share_partitions(gid):
                     name = cache.topic_name(tid)
                     if sg == gid and name is not None:
                         wanted.setdefault(name, []).append(idx)
@@ -134,7 +137,7 @@ class ShareApis:
                             partition_index=idx, start_offset=-1, leader_epoch=-1,
                             error_code=Errors.UNKNOWN_TOPIC_OR_PARTITION))
                         continue
-                    st = states.get((gid, tid, idx))
+                    st = await self._state_summary(gid, tid, idx)
                     if st is None:
                         rows.append(R.DescribeShareGroupOffsetsResponsePartition(
                             partition_index=idx, start_offset=-1, leader_epoch=-1, lag=-1))
@@ -147,11 +150,32 @@ class ShareApis:
             out.append(R.DescribeShareGroupOffsetsResponseGroup(group_id=gid, topics=topics, error_code=0))
         return R(throttle_time_ms=0, groups=out)
 
+    def _known_share_partitions(self, gid) -> set:
+        """gid's share-partitions known here: the states this broker's share
+        coordinator holds and, in a cluster, its members' assignments (the
+        states of an empty group led by other brokers are not listed)."""
+        keys = {k for k in self.coordinator.states if k[0] == gid}
+        g = self.groups.groups.get(gid)
+        for mm in g.members.values() if g is not None else ():
+            keys.update((gid, tid, idx) for tid, ps in mm.assignment.items() for idx in ps)
+        return keys
+
+    async def _state_summary(self, gid, tid, idx):
+        """The share-partition's ShareState (batches too when this broker's
+        share coordinator holds it), or None when never initialized."""
+        key = (gid, tid, idx)
+        if not self.coordinator.coordinator_error(*key):
+            return self.coordinator.states.get(key)
+        code, st = await self.persister.read_summary(gid, tid, idx)
+        return None if code else st
+
     def _lag(self, name, idx, st) -> int:
         p = self.broker.log_manager.partitions.get((name, idx))
         if p is None:
             return -1
         hw = p.high_watermark
+        if st.delivery_complete is not None:     # another broker's summary: counted there
+            return max(hw - st.start_offset - st.delivery_complete, 0)
         done = sum(min(last, hw - 1) - max(first, st.start_offset) + 1
                    for first, last, state, _count in st.batches
                    if state in (ACKNOWLEDGED, ARCHIVED) and last >= st.start_offset and first < hw)
@@ -183,10 +207,11 @@ class ShareApis:
                     code, msg = Errors.INVALID_REQUEST, f"StartOffset {p.start_offset} is negative."
                 else:
                     key = (gid, tid, p.partition_index)
-                    st = self.coordinator.states.get(key)
-                    code = await self.coordinator.initialize(gid, tid, p.partition_index,
-                                                             st.state_epoch + 1 if st is not None else 0,
-                                                             p.start_offset)
+                    code, st = await self.persister.read_summary(gid, tid, p.partition_index)
+                    if not code:
+                        code = await self.persister.initialize(gid, tid, p.partition_index,
+                                                               st.state_epoch + 1 if st is not None else 0,
+                                                               p.start_offset)
                     msg = None
                     if not code:
                         self.manager.forget(key)
@@ -217,11 +242,18 @@ class ShareApis:
     async def _delete_state(self, gid, topic_id=None) -> int:
         """The share coordinator forgets gid's share-partitions (of topic_id
         only, when given); the first error, or 0."""
-        code = 0
-        for key in [k for k in self.coordinator.states if k[0] == gid and topic_id in (None, k[1])]:
-            code = code or await self.coordinator.delete(*key)
+        keys = {k for k in self.coordinator.states if k[0] == gid and topic_id in (None, k[1])}
+        if not self.broker.lone:
+            # States led by other brokers: every partition of the topic (of
+            # every topic, for the whole group); deleting none is no error.
+            cache = self.broker.metadata_cache
+            tids = [topic_id] if topic_id is not None else [cache.topic_id(n) for n in cache.topics]
+            keys.update((gid, tid, idx) for tid in tids if tid is not None
+                        for idx in cache.topics.get(cache.topic_name(tid), {}))
+        codes = await asyncio.gather(*(self.persister.delete(*key) for key in sorted(keys, key=str)))
+        for key in keys:
             self.manager.forget(key)
-        return code
+        return next((c for c in codes if c), 0)
 
     def _empty_group_error(self, gid, must_exist):
         """(code, message) unless gid names a share group without members (or,

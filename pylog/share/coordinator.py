@@ -59,12 +59,19 @@ def partition_for(group_id: str, topic_id: uuid.UUID, partition: int, num_partit
 
 class ShareState:
     __slots__ = ("snapshot_epoch", "state_epoch", "leader_epoch", "start_offset", "batches", "create_ts",
-                 "updates")
+                 "updates", "delivery_complete")
 
     def __init__(self, snapshot_epoch, state_epoch, leader_epoch, start_offset, batches, create_ts):
         self.snapshot_epoch, self.state_epoch, self.leader_epoch = snapshot_epoch, state_epoch, leader_epoch
         self.start_offset, self.batches, self.create_ts = start_offset, batches, create_ts
         self.updates = 0    # ShareUpdate records since the last snapshot
+        self.delivery_complete = None   # a summary from another broker: its DeliveryCompleteCount
+
+    def delivery_complete_count(self) -> int:
+        """Offsets from the start offset on delivered to completion
+        (acknowledged or archived): ReadShareGroupStateSummary v1's count."""
+        return sum(last - max(first, self.start_offset) + 1 for first, last, state, _ in self.batches
+                   if state in (2, 4) and last >= self.start_offset)
 
 
 def merge_batches(old: list, start: int, new: list) -> list:

@@ -77,7 +77,7 @@ class SharePartitionManager:
     def __init__(self, broker, purgatory, coordinator, groups):
         self.broker = broker
         self.purgatory = purgatory
-        self.coordinator = coordinator
+        self.coordinator = coordinator      # the persister (persister.py): in-process or over the wire
         self.groups = groups
         cfg = broker.config
         self.delivery_limit = cfg.get("group.share.delivery.count.limit")
@@ -407,8 +407,20 @@ class SharePartitionManager:
         group_id, topic_id = h.key[:2]
         p = self.broker.log_manager.partitions.get((h.topic, h.index))
         epoch = p.leader_epoch if p is not None else -1
-        return asyncio.ensure_future(self.coordinator.write(group_id, topic_id, h.index, h.sp.state_epoch, epoch,
-                                                            start, batches))
+        fut = asyncio.ensure_future(self.coordinator.write(group_id, topic_id, h.index, h.sp.state_epoch, epoch,
+                                                           start, batches))
+        fut.add_done_callback(lambda f: self._fenced(h, f))
+        return fut
+
+    def _fenced(self, h: _Held, fut):
+        """A write fenced by a newer leader epoch (another broker leads now)
+        or state epoch (AlterShareGroupOffsets re-initialized the state): what
+        is held here is stale, and the next fetch reads the state back."""
+        if not fut.cancelled() and fut.exception() is None and fut.result() in (
+                Errors.FENCED_LEADER_EPOCH, Errors.FENCED_STATE_EPOCH) and self.held.get(h.key) is h:
+            log.info("share group %s: %s-%d's state fenced (error %d): read again", h.key[0], h.topic, h.index,
+                     fut.result())
+            self.forget(h.key)
 
     # ---- locks ----
 
@@ -438,11 +450,28 @@ class SharePartitionManager:
             self.purgatory.check_and_complete(p, SHARE_AVAILABLE)
 
     def _release_member(self, group_id, member_id):
+        writes = []
         for (gid, _tid, _idx), h in list(self.held.items()):
             if gid == group_id and h.sp.release_member(member_id):
-                self._persist(h)
+                writes.append(self._persist(h))
                 self._arm(h)
                 self._wake(h)
+        if not any(k[0] == group_id for k in self.sessions):
+            t = asyncio.ensure_future(self._group_empty(group_id, writes))
+            t.add_done_callback(_ignore_outcome)
+
+    async def _group_empty(self, group_id, writes):
+        """The group's last share session here ended: once its releases are
+        written, its share-partitions go (Kafka's onGroupEmpty), so a member
+        coming later reads them back from the share coordinator, as
+        AlterShareGroupOffsets or DeleteShareGroupOffsets (sent to the group
+        coordinator, maybe another broker) may have left them."""
+        await asyncio.gather(*writes, return_exceptions=True)
+        if any(k[0] == group_id for k in self.sessions):
+            return
+        for key, h in list(self.held.items()):
+            if key[0] == group_id and h.sp.earliest_deadline() is None:     # nothing acquired
+                self.forget(key)
 
     def forget(self, key):
         """Drop a loaded share-partition (its state was replaced at a new

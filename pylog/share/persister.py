@@ -205,7 +205,7 @@ class Persister:
             by_topic.setdefault(c.topic_id, []).append(cls.PartitionData(partition=c.partition, **c.fields))
         req = cls(group_id=group_id, topics=[getattr(cls, topic_cls)(topic_id=tid, partitions=ps)
                                              for tid, ps in by_topic.items()])
-        return await conn.request(req, 0, REQUEST_TIMEOUT_S)
+        return await conn.request(req, 1 if api == SUMMARY else 0, REQUEST_TIMEOUT_S)
 
     def _answer(self, api, batch, resp):
         rows = {}
@@ -229,7 +229,10 @@ class Persister:
                     [(b.first_offset, b.last_offset, b.delivery_state, b.delivery_count)
                      for b in p.state_batches], -1)))
             elif api == SUMMARY:
-                c.future.set_result((Errors.NONE, None if p.start_offset < 0 else ShareState(
-                    -1, p.state_epoch, p.leader_epoch, p.start_offset, [], -1)))
+                st = None
+                if p.start_offset >= 0:
+                    st = ShareState(-1, p.state_epoch, p.leader_epoch, p.start_offset, [], -1)
+                    st.delivery_complete = max(p.delivery_complete_count, 0)
+                c.future.set_result((Errors.NONE, st))
             else:
                 c.future.set_result((Errors.NONE, None))

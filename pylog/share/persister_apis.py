@@ -2,7 +2,8 @@
 by share-partition leaders of other brokers through persister.py):
 InitializeShareGroupState (83), ReadShareGroupState (84),
 WriteShareGroupState (85), DeleteShareGroupState (86),
-ReadShareGroupStateSummary (87), version 0 each. Every share-partition of a
+ReadShareGroupStateSummary (87): version 0 each, and Summary v1's
+DeliveryCompleteCount (KIP-1226). Every share-partition of a
 request is one operation of the share coordinator (coordinator.py), answered
 with its own error; a whole request without CLUSTER_ACTION is answered
 CLUSTER_AUTHORIZATION_FAILED for each of its share-partitions
@@ -112,7 +113,7 @@ class PersisterApis:
             if code or st is None:
                 return {**_error(code), "state_epoch": 0, "leader_epoch": -1, "start_offset": -1}
             return {"error_code": 0, "state_epoch": st.state_epoch, "leader_epoch": st.leader_epoch,
-                    "start_offset": st.start_offset}
+                    "start_offset": st.start_offset, "delivery_complete_count": st.delivery_complete_count()}
         return self._each(req, m.ReadShareGroupStateSummaryResponse, op)
 
 

@@ -222,3 +222,76 @@ def test_the_group_continues_when_the_broker_leading_its_state_partition_stops(b
     wait_for(lambda: (st := state_of(brokers, group, tid, 0)) is not None and st.start_offset == 40, TIMEOUT,
              "the next 20 accepted on the new share coordinator")
     c.close()
+
+
+def group_coordinator(brokers, group):
+    """The broker coordinating group (FindCoordinator key type 0, retried
+    while __consumer_offsets is made)."""
+    conn = connect(brokers[0])
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        c = conn.request(m.FindCoordinatorRequest(key_type=0, coordinator_keys=[group]), api_version=6).coordinators[0]
+        if c.error_code == 0:
+            conn.close()
+            return next(b for b in brokers if b.broker.broker_id == c.node_id)
+        assert c.error_code in RETRIABLE and time.monotonic() < deadline, c
+        time.sleep(0.2)
+
+
+def test_offsets_of_a_share_group_described_altered_and_deleted_through_other_brokers_share_coordinators(brokers):
+    topic = "scl-admin"
+    tid = create_topic(brokers, topic, [[1, 2, 3], [2, 3, 1], [3, 1, 2]])
+    state_leaders = state_topic(brokers)
+    group = "scl-admin-g"
+    gcb = group_coordinator(brokers, group)
+    # Some of its share-partitions' states live on other brokers than its group coordinator.
+    homes = {state_leaders[partition_for(group, tid, p, STATE_PARTITIONS)] for p in range(3)}
+    assert homes - {gcb.broker.broker_id}, homes
+    set_group_configs(brokers[0], group, share_auto_offset_reset="earliest")
+    produce(brokers, topic, range(30))
+    c = consumer(brokers, group)
+    c.subscribe([topic])
+    got = []
+    poll_until([c], lambda: len(got) >= 30, "30 records", lambda _c, msg: got.append(int(msg.value())))
+    c.commit_sync()
+    wait_for(lambda: all((st := state_of(brokers, group, tid, p)) is not None and st.start_offset == 10
+                         for p in range(3)), TIMEOUT, "every record accepted")
+    c.close()
+    wait_for(lambda: not gcb.broker.share.groups.groups[group].members, TIMEOUT, "the group empty")
+    conn = connect(gcb)
+    D = m.DescribeShareGroupOffsetsRequest
+
+    def describe():
+        r = conn.request(D(groups=[D.DescribeShareGroupOffsetsRequestGroup(group_id=group, topics=[
+            D.DescribeShareGroupOffsetsRequestTopic(topic_name=topic, partitions=[0, 1, 2])])]), api_version=1)
+        g = r.groups[0]
+        assert g.error_code == 0
+        return {p.partition_index: (p.error_code, p.start_offset, p.lag) for p in g.topics[0].partitions}
+    assert describe() == {0: (0, 10, 0), 1: (0, 10, 0), 2: (0, 10, 0)}
+    A = m.AlterShareGroupOffsetsRequest
+    r = conn.request(A(group_id=group, topics=[A.AlterShareGroupOffsetsRequestTopic(
+        topic_name=topic, partitions=[A.AlterShareGroupOffsetsRequestPartition(partition_index=0, start_offset=5)])]),
+        api_version=0)
+    assert (r.error_code, r.responses[0].partitions[0].error_code) == (0, 0)
+    assert describe() == {0: (0, 5, 5), 1: (0, 10, 0), 2: (0, 10, 0)}
+    # A member joining later gets partition 0 from offset 5 again (its leader read the new state).
+    c = consumer(brokers, group)
+    c.subscribe([topic])
+    again = []
+    poll_until([c], lambda: len(again) >= 5, "partition 0 from offset 5", lambda _c, msg: again.append(msg.offset()))
+    end = time.monotonic() + 2
+    while time.monotonic() < end:
+        again.extend(msg.offset() for msg in c.poll(0.2))
+    c.commit_sync()
+    c.close()
+    assert sorted(again) == [5, 6, 7, 8, 9]
+    wait_for(lambda: not gcb.broker.share.groups.groups[group].members, TIMEOUT, "the group empty again")
+    X = m.DeleteShareGroupOffsetsRequest
+    r = conn.request(X(group_id=group, topics=[X.DeleteShareGroupOffsetsRequestTopic(topic_name=topic)]),
+                     api_version=0)
+    assert (r.error_code, r.responses[0].error_code) == (0, 0)
+    assert describe() == {0: (0, -1, -1), 1: (0, -1, -1), 2: (0, -1, -1)}
+    assert all(state_of(brokers, group, tid, p) is None for p in range(3))
+    r = conn.request(m.DeleteGroupsRequest(groups_names=[group]), api_version=2)
+    assert r.results[0].error_code == 0
+    conn.close()

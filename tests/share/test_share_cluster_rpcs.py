@@ -37,14 +37,14 @@ def find_share_coordinator(conn, keys, version=6):
         time.sleep(0.1)
 
 
-def rpc(conn, cls, group, topic_id, rows, topic_cls):
+def rpc(conn, cls, group, topic_id, rows, topic_cls, version=0):
     """One request of cls for topic_id's partitions rows ([{field: value}]),
     retried while the share coordinator loads; {partition: result}."""
     req = cls(group_id=group, topics=[getattr(cls, topic_cls)(
         topic_id=topic_id, partitions=[cls.PartitionData(**r) for r in rows])])
     deadline = time.monotonic() + 60
     while True:
-        resp = conn.request(req, api_version=0)
+        resp = conn.request(req, api_version=version)
         out = {p.partition: p for t in resp.results for p in t.partitions}
         if all(p.error_code not in RETRIABLE for p in out.values()) or time.monotonic() > deadline:
             return out
@@ -70,9 +70,9 @@ def write(conn, group, tid, partition, state_epoch, leader_epoch, start, batches
                           for f, l, s, c in batches]}], "WriteStateData")[partition]
 
 
-def summary(conn, group, tid, partition):
+def summary(conn, group, tid, partition, version=1):
     return rpc(conn, m.ReadShareGroupStateSummaryRequest, group, tid,
-               [{"partition": partition, "leader_epoch": -1}], "ReadStateSummaryData")[partition]
+               [{"partition": partition, "leader_epoch": -1}], "ReadStateSummaryData", version)[partition]
 
 
 def delete(conn, group, tid, partition):
@@ -103,7 +103,10 @@ def test_the_persister_rpcs_keep_a_share_partitions_state_and_fence_old_epochs(b
     r = read(conn, group, tid, 0, 3)
     assert (r.start_offset, batches(r)) == (13, [(13, 13, 2, 2), (14, 14, 0, 1)])
     s = summary(conn, group, tid, 0)
-    assert (s.error_code, s.state_epoch, s.leader_epoch, s.start_offset) == (0, 0, 3, 13)
+    # Offset 13 acknowledged, 14 available: one delivered to completion.
+    assert (s.error_code, s.state_epoch, s.leader_epoch, s.start_offset, s.delivery_complete_count) == (0, 0, 3, 13, 1)
+    s = summary(conn, group, tid, 0, version=0)
+    assert (s.error_code, s.start_offset) == (0, 13)
     # A new state epoch (AlterShareGroupOffsets): writes at the old one are fenced.
     assert initialize(conn, group, tid, 0, 1, 40).error_code == 0
     assert write(conn, group, tid, 0, 0, 3, 13, [(13, 13, 2, 3)]).error_code == Errors.FENCED_STATE_EPOCH
@@ -147,8 +150,7 @@ def test_the_rpcs_are_advertised(broker):
     conn = connect(broker)
     r = conn.request(m.ApiVersionsRequest(client_software_name="t", client_software_version="1"), api_version=3)
     versions = {k.api_key: (k.min_version, k.max_version) for k in r.api_keys}
-    for key in (83, 84, 85, 86, 87):
-        assert versions[key] == (0, 0)
+    assert [versions[key] for key in (83, 84, 85, 86, 87)] == [(0, 0), (0, 0), (0, 0), (0, 0), (0, 1)]
     assert versions[10] == (0, 6)
     conn.close()
 
