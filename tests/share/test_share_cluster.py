@@ -15,7 +15,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pylog.protocol import messages as m
 from pylog.share.coordinator import partition_for, topic_id_text
-from tests.cluster.zkcluster import CLUSTER, bootstrap, embedded_cluster, wait_for
+from tests.cluster.conftest import zk_connect, zookeeper  # noqa: F401 (fixtures)
+from tests.cluster.zkcluster import CLUSTER, bootstrap, cluster, embedded_cluster, wait_for
 
 from .wire import CONFIG, RETRIABLE, connect, set_group_configs
 
@@ -29,9 +30,18 @@ BASE = {**CLUSTER, **CONFIG,
 
 
 @pytest.fixture
-def brokers():
+def brokers(request):
+    """Three brokers around the embedded controller (broker 1), or over
+    ZooKeeper when the test is parametrized so."""
+    if getattr(request, "param", "embedded") == "zookeeper":
+        with cluster(request.getfixturevalue("zk_connect"), 3, base=BASE) as bs:
+            yield bs
+        return
     with embedded_cluster(3, base=BASE) as bs:
         yield bs
+
+
+BOTH = pytest.mark.parametrize("brokers", ["embedded", "zookeeper"], indirect=True)
 
 
 def leaders(b, topic):
@@ -116,6 +126,7 @@ def state_of(brokers, group, tid, partition):
     return None
 
 
+@BOTH
 def test_share_consumers_read_partitions_led_by_different_brokers_each_record_accepted_once(brokers):
     topic = "scl-spread"
     tid = create_topic(brokers, topic, [[1, 2, 3], [2, 3, 1], [3, 1, 2]])
@@ -149,11 +160,12 @@ def test_share_consumers_read_partitions_led_by_different_brokers_each_record_ac
     b.close()
 
 
+@BOTH
 def test_a_share_partitions_leader_stops_nothing_accepted_comes_back_nothing_unaccepted_is_lost(brokers):
     topic = "scl-move"
     tid = create_topic(brokers, topic, [[2, 3, 1]])
     state_leaders = state_topic(brokers)
-    # The state on broker 1 (the controller, which stays) or 3: never on the stopped leader 2.
+    # The state on broker 1 or 3: never on the stopped leader 2.
     target = 1 if 1 in state_leaders.values() else 3
     group = group_led_by("scl-move-g", tid, [0], state_leaders, {0: target})
     set_group_configs(brokers[0], group, share_auto_offset_reset="earliest")
