@@ -247,7 +247,8 @@ class ShareApis:
             # States led by other brokers: every partition of the topic (of
             # every topic, for the whole group); deleting none is no error.
             cache = self.broker.metadata_cache
-            tids = [topic_id] if topic_id is not None else [cache.topic_id(n) for n in cache.topics]
+            tids = [topic_id] if topic_id is not None else [cache.topic_id(n) for n in cache.topics
+                                                            if not n.startswith("__")]   # never assigned
             keys.update((gid, tid, idx) for tid in tids if tid is not None
                         for idx in cache.topics.get(cache.topic_name(tid), {}))
         codes = await asyncio.gather(*(self.persister.delete(*key) for key in sorted(keys, key=str)))

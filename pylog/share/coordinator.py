@@ -159,7 +159,9 @@ class ShareCoordinator:
         await self.runtime.stop()
 
     def topic_configs(self) -> dict:
-        return {"cleanup.policy": "delete",
+        # KIP-932's (ShareCoordinatorService): kept forever, as the latest
+        # snapshot of a share-partition may be old.
+        return {"cleanup.policy": "delete", "compression.type": "producer", "retention.ms": "-1",
                 "segment.bytes": str(self.config.get("share.coordinator.state.topic.segment.bytes")),
                 "min.insync.replicas": str(self.config.get("share.coordinator.state.topic.min.isr"))}
 

@@ -181,3 +181,17 @@ def test_the_rpcs_need_cluster_action_when_an_authorizer_is_on(tmp_path, super_u
         got = find_share_coordinator(conn, [key])[key]
         assert got.error_code == (0 if super_user else Errors.CLUSTER_AUTHORIZATION_FAILED)
         conn.close()
+
+
+def test_the_state_topic_has_kip_932s_configs(broker):
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+    conn = connect(broker)
+    find_share_coordinator(conn, [f"cfg-g:{topic_id_text(uuid.uuid4())}:0"])
+    conn.close()
+    res = ConfigResource(ResourceType.TOPIC, STATE_TOPIC)
+    admin = AdminClient({"bootstrap.servers": str(broker)})
+    got = admin.describe_configs([res])[res].result(30)
+    assert {k: got[k].value for k in ("cleanup.policy", "compression.type", "retention.ms", "segment.bytes",
+                                      "min.insync.replicas")} == {
+        "cleanup.policy": "delete", "compression.type": "producer", "retention.ms": "-1",
+        "segment.bytes": "104857600", "min.insync.replicas": "1"}   # min ISR 1: the lone broker's setting
