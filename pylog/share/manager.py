@@ -35,6 +35,7 @@ from ..errors import PylogError
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from .configs import share_group_config
+from .leaders import add_leaders
 from .partition import RENEW, AckError, SharePartition
 
 log = logging.getLogger("pylog.share")
@@ -170,7 +171,8 @@ class SharePartitionManager:
         responses = {}
         for (tid, idx), pd in out.items():
             responses.setdefault(tid, []).append(pd)
-        return R(throttle_time_ms=0, error_code=0, acquisition_lock_timeout_ms=lock_ms, node_endpoints=[],
+        endpoints = add_leaders(self.broker, ctx, R, [(tid, pd) for (tid, _), pd in out.items()])
+        return R(throttle_time_ms=0, error_code=0, acquisition_lock_timeout_ms=lock_ms, node_endpoints=endpoints,
                  responses=[R.ShareFetchableTopicResponse(topic_id=tid, partitions=ps)
                             for tid, ps in responses.items()])
 
@@ -285,7 +287,8 @@ class SharePartitionManager:
             leader = R.LeaderIdAndEpoch(leader_id=p.leader_id if p else -1, leader_epoch=p.leader_epoch if p else -1)
             responses.setdefault(tid, []).append(R.PartitionData(partition_index=idx, error_code=code,
                                                                  error_message=msg, current_leader=leader))
-        return R(throttle_time_ms=0, error_code=0, acquisition_lock_timeout_ms=lock_ms, node_endpoints=[],
+        endpoints = add_leaders(self.broker, ctx, R, [(tid, pd) for tid, ps in responses.items() for pd in ps])
+        return R(throttle_time_ms=0, error_code=0, acquisition_lock_timeout_ms=lock_ms, node_endpoints=endpoints,
                  responses=[R.ShareAcknowledgeTopicResponse(topic_id=tid, partitions=ps)
                             for tid, ps in responses.items()])
 

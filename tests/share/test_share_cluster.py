@@ -14,6 +14,7 @@ from confluent_kafka import AcknowledgeType, ShareConsumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pylog.protocol import messages as m
+from pylog.protocol.error_codes import Errors
 from pylog.share.coordinator import partition_for, topic_id_text
 from tests.cluster.conftest import zk_connect, zookeeper  # noqa: F401 (fixtures)
 from tests.cluster.zkcluster import CLUSTER, bootstrap, cluster, embedded_cluster, wait_for
@@ -306,4 +307,23 @@ def test_offsets_of_a_share_group_described_altered_and_deleted_through_other_br
     assert all(state_of(brokers, group, tid, p) is None for p in range(3))
     r = conn.request(m.DeleteGroupsRequest(groups_names=[group]), api_version=2)
     assert r.results[0].error_code == 0
+    conn.close()
+
+
+def test_a_share_fetch_to_a_broker_not_leading_the_partition_names_its_leader(brokers):
+    from .wire import member_id, partition_errors, share_ack, share_fetch
+    topic = "scl-notleader"
+    tid = create_topic(brokers, topic, [[2, 3, 1]])
+    follower = brokers[2]                      # broker 3
+    conn = connect(follower)
+    mid = member_id()
+    r = share_fetch(conn, "scl-notleader-g", mid, 0, [(tid, 0)], max_wait_ms=0)
+    assert r.error_code == 0 and partition_errors(r)[(tid, 0)][0] == Errors.NOT_LEADER_OR_FOLLOWER
+    pd = r.responses[0].partitions[0]
+    assert pd.current_leader.leader_id == 2 and pd.current_leader.leader_epoch >= 0
+    assert [(e.node_id, e.port) for e in r.node_endpoints] == [(2, int(str(brokers[1]).rsplit(":", 1)[1]))]
+    r = share_ack(conn, "scl-notleader-g", mid, 1, {(tid, 0): [(0, 0, [1])]})
+    pd = r.responses[0].partitions[0]
+    assert (pd.error_code, pd.current_leader.leader_id) == (Errors.NOT_LEADER_OR_FOLLOWER, 2)
+    assert [e.node_id for e in r.node_endpoints] == [2]
     conn.close()
