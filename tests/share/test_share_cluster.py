@@ -305,8 +305,15 @@ def test_offsets_of_a_share_group_described_altered_and_deleted_through_other_br
     assert (r.error_code, r.responses[0].error_code) == (0, 0)
     assert describe() == {0: (0, -1, -1), 1: (0, -1, -1), 2: (0, -1, -1)}
     assert all(state_of(brokers, group, tid, p) is None for p in range(3))
+    # A state again (an empty group's alter initializes it), which DeleteGroups deletes wherever it lives.
+    r = conn.request(A(group_id=group, topics=[A.AlterShareGroupOffsetsRequestTopic(topic_name=topic, partitions=[
+        A.AlterShareGroupOffsetsRequestPartition(partition_index=i, start_offset=3) for i in range(3)])]),
+        api_version=0)
+    assert [p.error_code for p in r.responses[0].partitions] == [0, 0, 0]
+    assert all(state_of(brokers, group, tid, p).start_offset == 3 for p in range(3))
     r = conn.request(m.DeleteGroupsRequest(groups_names=[group]), api_version=2)
     assert r.results[0].error_code == 0
+    assert all(state_of(brokers, group, tid, p) is None for p in range(3))
     conn.close()
 
 
