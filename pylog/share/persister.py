@@ -70,6 +70,7 @@ class Persister:
         self._busy: set[int] = set()
         self._conns: dict[int, LeaderConnection] = {}
         self._tasks: set = set()
+        self._stopped = False
 
     # ---- the operations (the in-process coordinator's signatures) ----
 
@@ -96,9 +97,17 @@ class Persister:
         return await self._call(SUMMARY, group_id, topic_id, partition, {"leader_epoch": -1})
 
     async def stop(self):
+        # Stopped first: a cancelled send's finally starts no new one (whose
+        # connection would outlive the close below).
+        self._stopped = True
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for queue in self._queues.values():
+            for c in queue:
+                if not c.future.done():
+                    c.future.set_result((Errors.COORDINATOR_NOT_AVAILABLE, None))
+        self._queues.clear()
         for c in self._conns.values():
             c.close()
         self._conns.clear()
@@ -112,7 +121,7 @@ class Persister:
             if attempt:
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, REQUEST_BACKOFF_MAX_S)
-            if self.broker.stopping:
+            if self.broker.stopping or self._stopped:
                 return out
             node = self._coordinator_node(group_id, topic_id, partition)
             if node is None:
@@ -157,6 +166,11 @@ class Persister:
     # ---- the wire: one request in flight per coordinator broker ----
 
     def _kick(self, node):
+        if self._stopped:
+            for c in self._queues.pop(node, ()):
+                if not c.future.done():
+                    c.future.set_result((Errors.COORDINATOR_NOT_AVAILABLE, None))
+            return
         if node in self._busy or not self._queues.get(node):
             return
         self._busy.add(node)
