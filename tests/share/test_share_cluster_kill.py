@@ -55,7 +55,10 @@ def test_a_sigkilled_share_partition_leader_loses_nothing_accepted_and_nothing_u
     bootstrap = ",".join(p.address for p in processes)
     topic = "sck-move"
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[2, 3, 1]])])[topic].result(30)
+    # Ready processes register with ZooKeeper and elect a controller after: a loaded machine takes a while.
+    wait_for(lambda: len((md := admin.list_topics(timeout=10)).brokers) == 3 and md.controller_id > 0, TIMEOUT,
+             "three brokers and a controller")
+    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[2, 3, 1]])])[topic].result(TIMEOUT)
     wait_for(lambda: metadata(bootstrap, topic).get(0, (None, []))[0] == 2
              and len(metadata(bootstrap, topic)[0][1]) == 3, TIMEOUT, "the topic led by broker 2, full ISR")
     # __share_group_state made (FindCoordinator key type 2 asks for it) and led.
