@@ -322,6 +322,7 @@ def test_a_share_fetch_to_a_broker_not_leading_the_partition_names_its_leader(br
     topic = "scl-notleader"
     tid = create_topic(brokers, topic, [[2, 3, 1]])
     follower = brokers[2]                      # broker 3
+    wait_for(lambda: leaders(follower, topic) == {0: 2}, TIMEOUT, "broker 3 knowing the leader")
     conn = connect(follower)
     mid = member_id()
     r = share_fetch(conn, "scl-notleader-g", mid, 0, [(tid, 0)], max_wait_ms=0)
