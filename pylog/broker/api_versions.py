@@ -49,6 +49,8 @@ OFFSET_DELETE = 47
 CONSUMER_GROUP_HEARTBEAT, CONSUMER_GROUP_DESCRIBE = 68, 69
 SHARE_GROUP_HEARTBEAT, SHARE_GROUP_DESCRIBE, SHARE_FETCH, SHARE_ACKNOWLEDGE = 76, 77, 78, 79
 DESCRIBE_SHARE_GROUP_OFFSETS, ALTER_SHARE_GROUP_OFFSETS, DELETE_SHARE_GROUP_OFFSETS = 90, 91, 92
+INITIALIZE_SHARE_GROUP_STATE, READ_SHARE_GROUP_STATE, WRITE_SHARE_GROUP_STATE = 83, 84, 85
+DELETE_SHARE_GROUP_STATE, READ_SHARE_GROUP_STATE_SUMMARY = 86, 87
 
 # api_key: (min advertised, max advertised)
 ADVERTISED: dict[int, tuple[int, int]] = {
@@ -56,7 +58,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     # minima kept at or below aiokafka's maxima (§3.3).
     OFFSET_COMMIT: (2, 9),    # v6: leader epoch; v7: instance id; v8 flexible; v9: GROUP_ID_NOT_FOUND
     OFFSET_FETCH: (1, 9),     # v7: require_stable (KIP-447); v8: several groups (KIP-709); v9: member epoch
-    FIND_COORDINATOR: (0, 6),  # v4: batched keys (KIP-699); v6: share key type (refused: in-process only)
+    FIND_COORDINATOR: (0, 6),  # v4: batched keys (KIP-699); v6: share key type (KIP-932)
     JOIN_GROUP: (0, 9),       # v4: MEMBER_ID_REQUIRED (KIP-394); v5: static members; v9: skip_assignment (KIP-814)
     HEARTBEAT: (0, 4),
     LEAVE_GROUP: (0, 5),      # aiokafka's maximum is 1; v3: batched members; v5: reason
@@ -79,6 +81,15 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     DESCRIBE_SHARE_GROUP_OFFSETS: (0, 1),   # v1: Lag (KIP-1226)
     ALTER_SHARE_GROUP_OFFSETS: (0, 0),
     DELETE_SHARE_GROUP_OFFSETS: (0, 0),
+    # Share-partition leaders -> the share coordinator (pylog/share/persister*.py),
+    # advertised and served on every listener as Kafka's brokers do (CLUSTER_ACTION).
+    # ReadSummary v1: DeliveryCompleteCount (KIP-1226); Write v1's (the leader's
+    # own count) is not served: the coordinator counts from the batches.
+    INITIALIZE_SHARE_GROUP_STATE: (0, 0),
+    READ_SHARE_GROUP_STATE: (0, 0),
+    WRITE_SHARE_GROUP_STATE: (0, 0),
+    DELETE_SHARE_GROUP_STATE: (0, 0),
+    READ_SHARE_GROUP_STATE_SUMMARY: (0, 1),
     PRODUCE: (0, 11),         # v8: record_errors (KIP-467); v9 flexible; v10-11: current leader (KIP-951)
     FETCH: (4, 17),           # v12 flexible, v13 topic ids, v15 replica_state, v16 node_endpoints (fetch_api.py)
     LIST_OFFSETS: (1, 9),     # v4: leader epochs; v7 MAX_TIMESTAMP; v8 EARLIEST_LOCAL; v9 LATEST_TIERED

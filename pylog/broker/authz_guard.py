@@ -396,6 +396,8 @@ def _find_coordinator(az, header, req, handler):
             return None if az.allows(header, DESCRIBE, GROUP, key) else GROUP_DENIED
         if key_type == 1:
             return None if az.allows(header, DESCRIBE, TRANSACTIONAL_ID, key) else TXN_DENIED
+        if key_type == 2:   # the share coordinator: brokers only, as Kafka
+            return None if az.allows_cluster(header, CLUSTER_ACTION) else CLUSTER_DENIED
         return None
     if header.request_api_version < 4:
         code = refused(req.key, req.key_type)
@@ -585,6 +587,15 @@ def _describe_cluster(az, header, req, handler):
     return _then(handler(header, req), ops)
 
 
+def _persister(az, header, req, handler):
+    """The share coordinator's RPCs (83-87): CLUSTER_ACTION, else every
+    share-partition of the request CLUSTER_AUTHORIZATION_FAILED."""
+    if az.allows_cluster(header, CLUSTER_ACTION):
+        return handler(header, req)
+    from ..share.persister_apis import denied
+    return denied(req, m.RESPONSES[header.request_api_key])
+
+
 _GUARDS = {
     av.LIST_OFFSETS: _list_offsets,
     av.OFFSET_FOR_LEADER_EPOCH: _offset_for_leader_epoch,
@@ -642,4 +653,9 @@ _GUARDS = {
     av.BROKER_REGISTRATION: _cluster(CLUSTER_ACTION),
     av.BROKER_HEARTBEAT: _cluster(CLUSTER_ACTION),
     av.ALLOCATE_PRODUCER_IDS: _cluster(CLUSTER_ACTION),
+    av.INITIALIZE_SHARE_GROUP_STATE: _persister,
+    av.READ_SHARE_GROUP_STATE: _persister,
+    av.WRITE_SHARE_GROUP_STATE: _persister,
+    av.DELETE_SHARE_GROUP_STATE: _persister,
+    av.READ_SHARE_GROUP_STATE_SUMMARY: _persister,
 }

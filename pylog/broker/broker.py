@@ -237,10 +237,13 @@ class Broker:
         self.handlers = Handlers(self)
         self.coordinator_writer = BrokerPartitionWriter(self.log_manager, self, self.handlers.purgatory)
         self.groups = GroupCoordinator(self.config, self.coordinator_writer)
-        self.handlers.table.update(GroupApis(self.groups, self._endpoint_on).table())
+        group_apis = GroupApis(self.groups, self._endpoint_on)
+        self.handlers.table.update(group_apis.table())
         from ..share.api import ShareApis   # here: pylog.share uses the broker package's purgatory
         self.share = ShareApis(self, self.groups, self.coordinator_writer, self.handlers.purgatory)
         self.handlers.table.update(self.share.table())
+        self.handlers.table.update(self.share.persister_apis.table())
+        group_apis.share_lookup = self.share.coordinator.coordinator_for
         self.txn_writer = TxnPartitionWriter(self.log_manager, self, self.handlers.purgatory)
         self.transactions = TransactionCoordinator(self.config, self.txn_writer)
         self.transactions.markers = MarkerChannel(self, self.transactions.is_current)

@@ -349,6 +349,9 @@ class ReplicaManager:
                 self._transaction_leadership(ps.partition_index, p.is_leader)
             elif topic == SHARE_STATE_TOPIC:
                 self._share_state_leadership(ps.partition_index, p.is_leader)
+            elif not p.is_leader and getattr(self.broker, "share", None) is not None:
+                # Its share-partitions go: the next leader reads them back from the share coordinator.
+                self.broker.share.manager.on_resign(topic, ps.partition_index)
 
     def _offsets_leadership(self, index, leader: bool):
         """The group coordinator follows the leadership of __consumer_offsets

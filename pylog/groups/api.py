@@ -57,6 +57,9 @@ class GroupApis:
         # (broker id, listener name) -> (host, port) or None: the broker's
         # endpoint on the listener a FindCoordinator came in on.
         self.endpoint_on = endpoint_on
+        # FindCoordinator key type 2: "group:topicId:partition" -> (error,
+        # node_id, host, port), set by the broker (pylog/share/coordinator.py).
+        self.share_lookup = None
 
     def _event(self, group_id, fn, *args):
         """fn(*args) as an event of group_id's partition: its response, or a
@@ -88,6 +91,8 @@ class GroupApis:
             return R(throttle_time_ms=0, error_code=code, error_message=None, node_id=node_id, host=host,
                      port=port)
         lookups = {KEY_GROUP: self.coordinator.coordinator_for, **(resolvers or {})}
+        if self.share_lookup is not None and header.request_api_version >= 6:
+            lookups[KEY_SHARE] = self.share_lookup
         if req.key_type not in (KEY_GROUP, KEY_TRANSACTION, KEY_SHARE):
             # As Kafka: an unknown type fails the request, each key answered with it.
             return R(throttle_time_ms=0, coordinators=[R.Coordinator(
@@ -97,9 +102,7 @@ class GroupApis:
         for key in req.coordinator_keys:
             lookup = lookups.get(req.key_type)
             if lookup is None:
-                # The share coordinator (KIP-932) is reached in-process only
-                # (pylog/share/): Kafka answers a broker without one reachable
-                # this way INVALID_REQUEST.
+                # The share key type before v6 (KIP-932): Kafka answers INVALID_REQUEST.
                 code, node_id, host, port = Errors.INVALID_REQUEST, -1, "", -1
             else:
                 code, node_id, host, port = self._locate(header, lookup, key)

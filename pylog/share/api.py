@@ -8,14 +8,15 @@ ACLs: the broker's authz_guard checks the group (and the topics the answer
 names); ShareFetch and ShareAcknowledge need READ on each topic, checked per
 partition by the manager, and AlterShareGroupOffsets per topic here.
 
-Not built yet, so refused rather than served half: share groups in a
-cluster, where a partition's leader must reach the share coordinator on
-another broker with the persister RPCs (a broker of a cluster answers
-UNSUPPORTED_VERSION, as a Kafka cluster without share.version does).
+In a cluster a share-partition's leader reaches the share coordinator of its
+state through the persister (persister.py), over the wire when another
+broker leads the state partition.
 
 Threads: the event loop's thread only.
 """
 from __future__ import annotations
+
+import asyncio
 
 from ..broker.authorizer import READ, TOPIC
 from ..protocol import messages as m
@@ -24,9 +25,10 @@ from ..protocol.schema import ZERO_UUID
 from .coordinator import ShareCoordinator
 from .groups import ShareGroups
 from .manager import SharePartitionManager
+from .persister import Persister
+from .persister_apis import PersisterApis
 from .partition import ACKNOWLEDGED, ARCHIVED
 
-_CLUSTER = "Share groups are served by a lone pylog broker only: not yet in a cluster."
 
 
 class ShareApis:
@@ -36,7 +38,9 @@ class ShareApis:
         self.groups = ShareGroups(broker.config, group_coordinator, lambda gid: cache.group_configs.get(gid))
         group_coordinator.share = self.groups     # ListGroups lists share groups too (groups/api.py)
         self.coordinator = ShareCoordinator(broker.config, writer)
-        self.manager = SharePartitionManager(broker, purgatory, self.coordinator, self.groups)
+        self.persister = Persister(broker, self.coordinator)
+        self.persister_apis = PersisterApis(self.coordinator)
+        self.manager = SharePartitionManager(broker, purgatory, self.persister, self.groups)
         self.groups.share_state_topic = self.coordinator.ensure_topic
         self.groups.initialize = self.manager.initialize
         self.groups.has_state = lambda gid: any(k[0] == gid for k in self.coordinator.states)
@@ -58,66 +62,43 @@ class ShareApis:
     async def stop(self):
         self.manager.stop()
         self.groups.stop()
+        await self.persister.stop()
         await self.coordinator.stop()
 
-    def _refused(self):
-        """(error code, message) when this broker does not serve share groups, else None."""
-        if not self.broker.lone:
-            return Errors.UNSUPPORTED_VERSION, _CLUSTER
-        return None
-
     def heartbeat(self, header, req):
-        no = self._refused()
-        if no:
-            return m.ShareGroupHeartbeatResponse(throttle_time_ms=0, error_code=no[0], error_message=no[1],
-                                                 member_epoch=0, heartbeat_interval_ms=0)
         return self.groups.heartbeat(header, req)
 
     def describe(self, header, req):
-        R = m.ShareGroupDescribeResponse
-        no = self._refused()
-        if no:
-            return R(throttle_time_ms=0, groups=[R.DescribedGroup(
-                error_code=no[0], error_message=no[1], group_id=g, group_state="", assignor_name="")
-                for g in req.group_ids])
         return self.groups.describe(header, req)
 
     def share_fetch(self, header, req):
-        no = self._refused()
-        if no:
-            return m.ShareFetchResponse(throttle_time_ms=0, error_code=no[0], error_message=no[1], responses=[],
-                                        node_endpoints=[])
         return self.manager.share_fetch(header, req)
 
     def share_acknowledge(self, header, req):
-        no = self._refused()
-        if no:
-            return m.ShareAcknowledgeResponse(throttle_time_ms=0, error_code=no[0], error_message=no[1],
-                                              responses=[], node_endpoints=[])
         return self.manager.share_acknowledge(header, req)
 
-    def describe_offsets(self, header, req):
+    async def describe_offsets(self, header, req):
         """DescribeShareGroupOffsets: each share-partition's start offset and
-        leader epoch as the share coordinator holds them, and (v1, KIP-1226)
+        leader epoch as the share coordinator holds them (this broker's, or
+        another's through ReadShareGroupStateSummary), and (v1, KIP-1226)
         its lag: the offsets below the high watermark not yet delivered to
         completion. A share-partition never initialized has start offset -1."""
         R = m.DescribeShareGroupOffsetsResponse
-        no = self._refused()
         out = []
         cache = self.broker.metadata_cache
         states = self.coordinator.states
         for g in req.groups:
             gid = g.group_id
-            code = no[0] if no else self.groups.coordinator.coordinator_error(gid)
+            code = self.groups.coordinator.coordinator_error(gid)
             if not code and gid not in self.groups.groups and not any(k[0] == gid for k in states):
                 code = Errors.GROUP_ID_NOT_FOUND
             if code:
                 out.append(R.DescribeShareGroupOffsetsResponseGroup(group_id=gid, topics=[], error_code=code,
-                                                                    error_message=no[1] if no else None))
+                                                                    error_message=None))
                 continue
             if g.topics is None:
                 wanted = {}
-                for (sg, tid, idx) in states:
+                for (sg, tid, idx) in self._known_share_partitions(gid):
                     name = cache.topic_name(tid)
                     if sg == gid and name is not None:
                         wanted.setdefault(name, []).append(idx)
@@ -133,7 +114,7 @@ class ShareApis:
                             partition_index=idx, start_offset=-1, leader_epoch=-1,
                             error_code=Errors.UNKNOWN_TOPIC_OR_PARTITION))
                         continue
-                    st = states.get((gid, tid, idx))
+                    st = await self._state_summary(gid, tid, idx)
                     if st is None or st.start_offset < 0:     # never initialized, or not yet resolved
                         rows.append(R.DescribeShareGroupOffsetsResponsePartition(
                             partition_index=idx, start_offset=-1, leader_epoch=-1, lag=-1))
@@ -147,11 +128,32 @@ class ShareApis:
             out.append(R.DescribeShareGroupOffsetsResponseGroup(group_id=gid, topics=topics, error_code=0))
         return R(throttle_time_ms=0, groups=out)
 
+    def _known_share_partitions(self, gid) -> set:
+        """gid's share-partitions known here: the states this broker's share
+        coordinator holds and, in a cluster, its members' assignments (the
+        states of an empty group led by other brokers are not listed)."""
+        keys = {k for k in self.coordinator.states if k[0] == gid}
+        g = self.groups.groups.get(gid)
+        for mm in g.members.values() if g is not None else ():
+            keys.update((gid, tid, idx) for tid, ps in mm.assignment.items() for idx in ps)
+        return keys
+
+    async def _state_summary(self, gid, tid, idx):
+        """The share-partition's ShareState (batches too when this broker's
+        share coordinator holds it), or None when never initialized."""
+        key = (gid, tid, idx)
+        if not self.coordinator.coordinator_error(*key):
+            return self.coordinator.states.get(key)
+        code, st = await self.persister.read_summary(gid, tid, idx)
+        return None if code else st
+
     def _lag(self, name, idx, st) -> int:
         p = self.broker.log_manager.partitions.get((name, idx))
         if p is None:
             return -1
         hw = p.high_watermark
+        if st.delivery_complete is not None:     # another broker's summary: counted there
+            return max(hw - st.start_offset - st.delivery_complete, 0)
         done = sum(min(last, hw - 1) - max(first, st.start_offset) + 1
                    for first, last, state, _count in st.batches
                    if state in (ACKNOWLEDGED, ARCHIVED) and last >= st.start_offset and first < hw)
@@ -187,10 +189,11 @@ class ShareApis:
                     code, msg = Errors.INVALID_REQUEST, f"StartOffset {p.start_offset} is negative."
                 else:
                     key = (gid, tid, p.partition_index)
-                    st = self.coordinator.states.get(key)
-                    code = await self.coordinator.initialize(gid, tid, p.partition_index,
-                                                             st.state_epoch + 1 if st is not None else 0,
-                                                             p.start_offset)
+                    code, st = await self.persister.read_summary(gid, tid, p.partition_index)
+                    if not code:
+                        code = await self.persister.initialize(gid, tid, p.partition_index,
+                                                               st.state_epoch + 1 if st is not None else 0,
+                                                               p.start_offset)
                     msg = None
                     if not code:
                         self.manager.forget(key)
@@ -224,18 +227,23 @@ class ShareApis:
     async def _delete_state(self, gid, topic_id=None) -> int:
         """The share coordinator forgets gid's share-partitions (of topic_id
         only, when given); the first error, or 0."""
-        code = 0
-        for key in [k for k in self.coordinator.states if k[0] == gid and topic_id in (None, k[1])]:
-            code = code or await self.coordinator.delete(*key)
+        keys = {k for k in self.coordinator.states if k[0] == gid and topic_id in (None, k[1])}
+        if not self.broker.lone:
+            # States led by other brokers: every partition of the topic (of
+            # every topic, for the whole group); deleting none is no error.
+            cache = self.broker.metadata_cache
+            tids = [topic_id] if topic_id is not None else [cache.topic_id(n) for n in cache.topics
+                                                            if not n.startswith("__")]   # never assigned
+            keys.update((gid, tid, idx) for tid in tids if tid is not None
+                        for idx in cache.topics.get(cache.topic_name(tid), {}))
+        codes = await asyncio.gather(*(self.persister.delete(*key) for key in sorted(keys, key=str)))
+        for key in keys:
             self.manager.forget(key)
-        return code
+        return next((c for c in codes if c), 0)
 
     def _empty_group_error(self, gid, must_exist):
         """(code, message) unless gid names a share group without members (or,
         when not must_exist, no group yet) that this broker coordinates."""
-        no = self._refused()
-        if no:
-            return no
         code = self.groups.coordinator.coordinator_error(gid)
         if code:
             return code, None

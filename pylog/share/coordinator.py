@@ -11,9 +11,11 @@ share.coordinator.snapshot.update.records.per.snapshot updates the next write
 is a ShareSnapshot of the merged state with SnapshotEpoch + 1. Delete writes
 tombstones of both keys.
 
-The four operations are Kafka's persister RPCs (Initialize, Read, Write,
-Delete) as in-process calls: each runs as an event of its state partition and
-answers once the high watermark covers its records.
+The operations are Kafka's persister RPCs (Initialize, Read, Write, Delete,
+ReadSummary): each runs as an event of its state partition and answers once
+the high watermark covers its records. This broker's share-partition leaders
+reach them through the persister (persister.py), in-process when this broker
+leads the state partition, else over the wire (persister_apis.py serves them).
 
 Threads: the event loop's thread only.
 """
@@ -42,6 +44,14 @@ def topic_id_text(topic_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(topic_id.bytes).decode("ascii").rstrip("=")
 
 
+def topic_id_from_text(text: str) -> uuid.UUID:
+    """Kafka's Uuid.fromString (ValueError when it is not one)."""
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if len(text) != 22 or len(raw) != 16:
+        raise ValueError(text)
+    return uuid.UUID(bytes=raw)
+
+
 def partition_for(group_id: str, topic_id: uuid.UUID, partition: int, num_partitions: int) -> int:
     h = java_string_hash(f"{group_id}:{topic_id_text(topic_id)}:{partition}")
     return (0 if h == -(1 << 31) else abs(h)) % num_partitions
@@ -49,12 +59,19 @@ def partition_for(group_id: str, topic_id: uuid.UUID, partition: int, num_partit
 
 class ShareState:
     __slots__ = ("snapshot_epoch", "state_epoch", "leader_epoch", "start_offset", "batches", "create_ts",
-                 "updates")
+                 "updates", "delivery_complete")
 
     def __init__(self, snapshot_epoch, state_epoch, leader_epoch, start_offset, batches, create_ts):
         self.snapshot_epoch, self.state_epoch, self.leader_epoch = snapshot_epoch, state_epoch, leader_epoch
         self.start_offset, self.batches, self.create_ts = start_offset, batches, create_ts
         self.updates = 0    # ShareUpdate records since the last snapshot
+        self.delivery_complete = None   # a summary from another broker: its DeliveryCompleteCount
+
+    def delivery_complete_count(self) -> int:
+        """Offsets from the start offset on delivered to completion
+        (acknowledged or archived): ReadShareGroupStateSummary v1's count."""
+        return sum(last - max(first, self.start_offset) + 1 for first, last, state, _ in self.batches
+                   if state in (2, 4) and last >= self.start_offset)
 
 
 def merge_batches(old: list, start: int, new: list) -> list:
@@ -142,7 +159,9 @@ class ShareCoordinator:
         await self.runtime.stop()
 
     def topic_configs(self) -> dict:
-        return {"cleanup.policy": "delete",
+        # KIP-932's (ShareCoordinatorService): kept forever, as the latest
+        # snapshot of a share-partition may be old.
+        return {"cleanup.policy": "delete", "compression.type": "producer", "retention.ms": "-1",
                 "segment.bytes": str(self.config.get("share.coordinator.state.topic.segment.bytes")),
                 "min.insync.replicas": str(self.config.get("share.coordinator.state.topic.min.isr"))}
 
@@ -157,6 +176,29 @@ class ShareCoordinator:
             return False
         return True
 
+    def coordinator_for(self, key: str):
+        """FindCoordinator key type 2: the leader of the state partition of
+        "groupId:topicId:partition", as (error, node_id, host, port);
+        INVALID_REQUEST for a key not of that form (Kafka's
+        SharePartitionKey.validate), COORDINATOR_NOT_AVAILABLE while the topic
+        is being created or the partition has no live leader."""
+        tokens = key.split(":")
+        try:
+            if len(tokens) != 3 or not tokens[0].strip():
+                raise ValueError(key)
+            topic_id = topic_id_from_text(tokens[1])
+            partition = int(tokens[2])
+            if partition < 0:
+                raise ValueError(key)
+        except ValueError:
+            return Errors.INVALID_REQUEST, -1, "", -1
+        if not self.ensure_topic():
+            return Errors.COORDINATOR_NOT_AVAILABLE, -1, "", -1
+        ep = self.writer.leader_endpoint(TOPIC, self.partition_of(tokens[0].strip(), topic_id, partition))
+        if ep is None:
+            return Errors.COORDINATOR_NOT_AVAILABLE, -1, "", -1
+        return (Errors.NONE, *ep)
+
     def coordinator_error(self, group_id, topic_id, partition) -> int:
         if not self.ensure_topic():
             return Errors.COORDINATOR_NOT_AVAILABLE
@@ -168,7 +210,10 @@ class ShareCoordinator:
         return await self._run(group_id, topic_id, partition, self._initialize, state_epoch, start_offset)
 
     async def read(self, group_id, topic_id, partition, leader_epoch):
-        """(error, ShareState or None)."""
+        """(error, ShareState or None when never initialized). A read at a
+        newer leader epoch records that epoch first (a ShareUpdate without
+        batches, as Kafka's readStateAndMaybeUpdateLeaderEpoch), so the
+        previous leader's writes are fenced from then on."""
         key = (group_id, topic_id, partition)
         code = self.coordinator_error(*key)
         if code:
@@ -178,7 +223,23 @@ class ShareCoordinator:
             return Errors.NONE, None
         if leader_epoch < st.leader_epoch:
             return Errors.FENCED_LEADER_EPOCH, None
+        if leader_epoch > st.leader_epoch:
+            code = await self._run(group_id, topic_id, partition, self._new_leader_epoch, leader_epoch)
+            if code:
+                return code, None
+            st = self.states.get(key)
+            if st is None:
+                return Errors.NONE, None
         return Errors.NONE, st
+
+    def read_summary(self, group_id, topic_id, partition):
+        """(error, ShareState or None): what ReadShareGroupStateSummary
+        answers; nothing is written."""
+        key = (group_id, topic_id, partition)
+        code = self.coordinator_error(*key)
+        if code:
+            return code, None
+        return Errors.NONE, self.states.get(key)
 
     async def write(self, group_id, topic_id, partition, state_epoch, leader_epoch, start_offset, batches) -> int:
         return await self._run(group_id, topic_id, partition, self._write, state_epoch, leader_epoch, start_offset,
@@ -240,6 +301,16 @@ class ShareCoordinator:
                                      start_offset=start_offset, state_batches=wire)
             last = self.runtime.append(index, [_key(UPDATE, key)], [_value(ShareUpdateValue, value)])
             self._apply_update(st, leader_epoch, start_offset, batches)
+        return self._committed(index, last)
+
+    def _new_leader_epoch(self, index, key, leader_epoch):
+        st = self.states.get(key)
+        if st is None or leader_epoch <= st.leader_epoch:
+            return Errors.NONE if st is None or leader_epoch == st.leader_epoch else Errors.FENCED_LEADER_EPOCH
+        value = ShareUpdateValue(snapshot_epoch=st.snapshot_epoch, leader_epoch=leader_epoch,
+                                 start_offset=st.start_offset, state_batches=[])
+        last = self.runtime.append(index, [_key(UPDATE, key)], [_value(ShareUpdateValue, value)])
+        self._apply_update(st, leader_epoch, st.start_offset, [])
         return self._committed(index, last)
 
     def _delete(self, index, key):

@@ -36,6 +36,7 @@ from ..protocol.error_codes import Errors
 from . import delivery
 from .configs import share_group_config
 from .dlq import DeadLetters
+from .leaders import add_leaders
 from .partition import RENEW, AckError, SharePartition
 
 log = logging.getLogger("pylog.share")
@@ -79,7 +80,7 @@ class SharePartitionManager:
     def __init__(self, broker, purgatory, coordinator, groups):
         self.broker = broker
         self.purgatory = purgatory
-        self.coordinator = coordinator
+        self.coordinator = coordinator      # the persister (persister.py): in-process or over the wire
         self.groups = groups
         cfg = broker.config
         self.delivery_limit = cfg.get("group.share.delivery.count.limit")
@@ -175,7 +176,8 @@ class SharePartitionManager:
         responses = {}
         for (tid, idx), pd in out.items():
             responses.setdefault(tid, []).append(pd)
-        return R(throttle_time_ms=0, error_code=0, acquisition_lock_timeout_ms=lock_ms, node_endpoints=[],
+        endpoints = add_leaders(self.broker, ctx, R, [(tid, pd) for (tid, _), pd in out.items()])
+        return R(throttle_time_ms=0, error_code=0, acquisition_lock_timeout_ms=lock_ms, node_endpoints=endpoints,
                  responses=[R.ShareFetchableTopicResponse(topic_id=tid, partitions=ps)
                             for tid, ps in responses.items()])
 
@@ -280,7 +282,8 @@ class SharePartitionManager:
             leader = R.LeaderIdAndEpoch(leader_id=p.leader_id if p else -1, leader_epoch=p.leader_epoch if p else -1)
             responses.setdefault(tid, []).append(R.PartitionData(partition_index=idx, error_code=code,
                                                                  error_message=msg, current_leader=leader))
-        return R(throttle_time_ms=0, error_code=0, acquisition_lock_timeout_ms=lock_ms, node_endpoints=[],
+        endpoints = add_leaders(self.broker, ctx, R, [(tid, pd) for tid, ps in responses.items() for pd in ps])
+        return R(throttle_time_ms=0, error_code=0, acquisition_lock_timeout_ms=lock_ms, node_endpoints=endpoints,
                  responses=[R.ShareAcknowledgeTopicResponse(topic_id=tid, partitions=ps)
                             for tid, ps in responses.items()])
 
@@ -436,7 +439,18 @@ class SharePartitionManager:
         fut = asyncio.ensure_future(self.coordinator.write(group_id, topic_id, h.index, h.sp.state_epoch, epoch,
                                                            start, batches))
         self.dlq.kick(h)        # new Archiving ranges: their dead letters, once this write is done
+        fut.add_done_callback(lambda f: self._fenced(h, f))
         return fut
+
+    def _fenced(self, h: _Held, fut):
+        """A write fenced by a newer leader epoch (another broker leads now)
+        or state epoch (AlterShareGroupOffsets re-initialized the state): what
+        is held here is stale, and the next fetch reads the state back."""
+        if not fut.cancelled() and fut.exception() is None and fut.result() in (
+                Errors.FENCED_LEADER_EPOCH, Errors.FENCED_STATE_EPOCH) and self.held.get(h.key) is h:
+            log.info("share group %s: %s-%d's state fenced (error %d): read again", h.key[0], h.topic, h.index,
+                     fut.result())
+            self.forget(h.key)
 
     # ---- locks ----
 
@@ -466,11 +480,28 @@ class SharePartitionManager:
             self.purgatory.check_and_complete(p, SHARE_AVAILABLE)
 
     def _release_member(self, group_id, member_id):
+        writes = []
         for (gid, _tid, _idx), h in list(self.held.items()):
             if gid == group_id and h.sp.release_member(member_id):
-                self._persist(h)
+                writes.append(self._persist(h))
                 self._arm(h)
                 self._wake(h)
+        if not any(k[0] == group_id for k in self.sessions):
+            t = asyncio.ensure_future(self._group_empty(group_id, writes))
+            t.add_done_callback(_ignore_outcome)
+
+    async def _group_empty(self, group_id, writes):
+        """The group's last share session here ended: once its releases are
+        written, its share-partitions go (Kafka's onGroupEmpty), so a member
+        coming later reads them back from the share coordinator, as
+        AlterShareGroupOffsets or DeleteShareGroupOffsets (sent to the group
+        coordinator, maybe another broker) may have left them."""
+        await asyncio.gather(*writes, return_exceptions=True)
+        if any(k[0] == group_id for k in self.sessions):
+            return
+        for key, h in list(self.held.items()):
+            if key[0] == group_id and h.sp.earliest_deadline() is None:     # nothing acquired
+                self.forget(key)
 
     def forget(self, key):
         """Drop a loaded share-partition (its state was replaced at a new
