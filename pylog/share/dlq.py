@@ -226,8 +226,8 @@ class DeadLetters:
         target = index % (max(parts) + 1)
         p = broker.log_manager.partitions.get((name, target))
         if p is None or not p.is_leader:
-            # Share groups run on a lone broker (api.py): the leader is here
-            # once the controller's decision is applied.
+            # Written only where the dead-letter partition's leader is this
+            # broker (in a cluster another broker may lead it: not built yet).
             raise _Retry(f"this broker does not lead {name}-{target} yet")
         copies = self._source_records(group_id, topic, index, first, last)
         max_bytes = p.max_message_bytes
@@ -238,8 +238,7 @@ class DeadLetters:
                 if e.error_code in (Errors.NOT_LEADER_OR_FOLLOWER, Errors.NOT_ENOUGH_REPLICAS):
                     raise _Retry(f"appending to {name}-{target}: {e}") from None
                 raise DlqError(f"appending to {name}-{target}: {e}") from None
-            code = await self.manager.coordinator.writer.wait_committed(name, target, r.last_offset,
-                                                                        COMMIT_TIMEOUT_S)
+            code = await broker.coordinator_writer.wait_committed(name, target, r.last_offset, COMMIT_TIMEOUT_S)
             if code:
                 raise _Retry(f"{name}-{target} did not commit offset {r.last_offset}: error {code}")
 

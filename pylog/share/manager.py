@@ -587,3 +587,9 @@ def _retriable(code):
                 Errors.REQUEST_TIMED_OUT):
         return _NOT_READY
     return code
+
+
+def _ignore_outcome(task):
+    # A background task whose error the next fetch meets (and reports) again.
+    if not task.cancelled():
+        task.exception()
