@@ -26,6 +26,7 @@ import tempfile
 import time
 
 from ..errors import InvalidConfigError
+from .tls_client_ca import der_certificates, name_trusted_issuers
 
 # Kafka's defaults for the keys pylog honours (SslConfigs / BrokerSecurityConfigs).
 SSL_DEFAULTS: dict[str, str | None] = {
@@ -116,7 +117,10 @@ def server_context(props: dict[str, str], listener: str, sasl: bool = False) -> 
         except ImportError:
             raise InvalidConfigError(f"listener {listener}: ssl.client.auth={auth} needs the `cryptography` "
                                      f"package to read client certificates (pip install cryptography)") from None
-        _load_truststore(ctx, s, listener)
+        trusted = _load_truststore(ctx, s, listener)
+        # A Java broker names its trust store's subjects when it asks for
+        # the client's certificate; clients pick their certificate by them.
+        name_trusted_issuers(ctx, trusted, listener)
     return ctx
 
 
@@ -214,13 +218,14 @@ def _load_keystore(ctx: ssl.SSLContext, s: dict, listener: str) -> None:
     _load_pem_chain(ctx, pem, key_password, where)
 
 
-def _load_truststore(ctx: ssl.SSLContext, s: dict, listener: str) -> None:
+def _load_truststore(ctx: ssl.SSLContext, s: dict, listener: str) -> list[bytes]:
+    """Load the trust store into ctx; its certificates (DER)."""
     kind = (s["ssl.truststore.type"] or "JKS").strip().upper()
     location, inline = s["ssl.truststore.location"], s["ssl.truststore.certificates"]
     where = f"listener {listener}"
     if not location and not inline:
         ctx.load_default_certs()   # as the JVM falls back to its cacerts
-        return
+        return ctx.get_ca_certs(binary_form=True)
     _check_store_type("ssl.truststore.type", kind, where)
     if location and inline:
         raise InvalidConfigError(f"{where}: set ssl.truststore.location or ssl.truststore.certificates, not both")
@@ -237,6 +242,7 @@ def _load_truststore(ctx: ssl.SSLContext, s: dict, listener: str) -> None:
     except (ssl.SSLError, ValueError) as e:
         raise InvalidConfigError(f"{where}: no certificate could be read from the trust store "
                                  f"({location or 'ssl.truststore.certificates'}): {e}") from None
+    return der_certificates(pem)
 
 
 def _check_store_type(key: str, kind: str, where: str) -> None:
