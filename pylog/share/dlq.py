@@ -12,7 +12,10 @@ archived. In three steps, per range of offsets:
    and persists it (the acknowledgement is answered after that write).
 2. Here: one record per offset is appended to the dead-letter topic, at
    partition `source partition % its partition count`, and we wait until it
-   is committed (the high watermark passes it, acks=all).
+   is committed (the high watermark passes it, acks=all). When another
+   broker leads that partition, Kafka's way: a Produce with acks=all to it
+   over the inter-broker listener, whose answer means committed; the leader
+   is looked up in the metadata cache at each attempt, so a retry follows it.
 3. The range becomes Archived and is persisted again.
 
 A crash between 1 and 3 leaves the range Archiving in __share_group_state;
@@ -53,7 +56,9 @@ import time
 
 from .. import _engine
 from ..broker.config import TopicConfig
+from ..broker.replica_fetcher import LeaderConnection
 from ..errors import PylogError
+from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.pylog_tags import share_dlq_stats_field
 from .partition import EXHAUSTED, REJECTED
@@ -81,6 +86,12 @@ BACKOFF_S, BACKOFF_MAX_S, ATTEMPTS = 1.0, 30.0, 5
 PERSIST_RETRY_S = 0.5
 COMMIT_TIMEOUT_S = 30.0
 READ_BYTES = 1 << 20            # Kafka's DLQ_MAX_FETCH_BYTES
+PRODUCE_VERSION = 9             # flexible, answers with error_message; every pylog broker serves it
+# Kafka's DLQ writer retries these (a leader moving, the ISR short, the
+# topic's metadata not on the leader yet); other errors are final.
+_REMOTE_RETRIABLE = frozenset({Errors.NOT_LEADER_OR_FOLLOWER, Errors.NOT_ENOUGH_REPLICAS,
+                               Errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND, Errors.REQUEST_TIMED_OUT,
+                               Errors.UNKNOWN_TOPIC_OR_PARTITION, Errors.LEADER_NOT_AVAILABLE})
 _BATCH_OVERHEAD = 61
 _RECORD_OVERHEAD = 32           # a record's varints and attributes, at most
 
@@ -103,6 +114,8 @@ class DeadLetters:
         self.written: dict[tuple, int] = {}      # (group, topic id, index) -> records written
         self.failed: dict[tuple, int] = {}       # (group, topic id, index) -> records archived unwritten
         self._draining: dict[tuple, asyncio.Task] = {}
+        self._conns: dict[int, LeaderConnection] = {}   # leader broker id -> connection for remote writes
+        self._locks: dict[int, asyncio.Lock] = {}
 
     def _group_config(self, group_id) -> dict:
         return self.broker.metadata_cache.group_configs.get(group_id) or {}
@@ -131,6 +144,9 @@ class DeadLetters:
     def stop(self) -> None:
         for task in self._draining.values():
             task.cancel()
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
 
     async def _drain(self, h):
         try:
@@ -224,12 +240,19 @@ class DeadLetters:
         if not parts:
             raise _Retry(f"{name} has no partitions yet")
         target = index % (max(parts) + 1)
+        st = parts.get(target)
+        if st is None or st.leader < 0:
+            raise _Retry(f"{name}-{target} has no leader")
+        copies = self._source_records(group_id, topic, index, first, last)
+        if st.leader != broker.broker_id:
+            max_bytes = TopicConfig(broker.config, broker.metadata_cache.topic_configs.get(name, {})).get(
+                "max.message.bytes")
+            for batch in self._batches(group_id, topic, index, first, last, count, why, copies, max_bytes):
+                await self._produce_remote(st.leader, name, target, batch)
+            return
         p = broker.log_manager.partitions.get((name, target))
         if p is None or not p.is_leader:
-            # Written only where the dead-letter partition's leader is this
-            # broker (in a cluster another broker may lead it: not built yet).
             raise _Retry(f"this broker does not lead {name}-{target} yet")
-        copies = self._source_records(group_id, topic, index, first, last)
         max_bytes = p.max_message_bytes
         for batch in self._batches(group_id, topic, index, first, last, count, why, copies, max_bytes):
             try:
@@ -241,6 +264,39 @@ class DeadLetters:
             code = await broker.coordinator_writer.wait_committed(name, target, r.last_offset, COMMIT_TIMEOUT_S)
             if code:
                 raise _Retry(f"{name}-{target} did not commit offset {r.last_offset}: error {code}")
+
+    async def _produce_remote(self, node, name, target, batch):
+        """Kafka's way for every dead letter: a Produce with acks=all to the
+        partition's leader over the inter-broker listener, so its answer means
+        committed. One request at a time per broker (one connection each)."""
+        broker = self.broker
+        ep = broker.metadata_cache.brokers.get(node)
+        if ep is None:
+            raise _Retry(f"the leader of {name}-{target}, broker {node}, is not known")
+        lock = self._locks.setdefault(node, asyncio.Lock())
+        async with lock:
+            conn = self._conns.get(node)
+            if conn is None or (conn.host, conn.port) != (ep.host, ep.port):
+                if conn is not None:
+                    conn.close()
+                conn = self._conns[node] = LeaderConnection(
+                    ep.host, ep.port, f"share-dlq-{broker.broker_id}", broker.config.inter_broker_tls(),
+                    broker.inter_broker_sasl)
+            req = m.ProduceRequest(acks=-1, timeout_ms=int(COMMIT_TIMEOUT_S * 1000), topic_data=[
+                m.ProduceRequest.TopicProduceData(name=name, partition_data=[
+                    m.ProduceRequest.PartitionProduceData(index=target, records=batch)])])
+            try:
+                resp = await conn.request(req, PRODUCE_VERSION, COMMIT_TIMEOUT_S + 5)
+            except (OSError, EOFError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+                conn.close()
+                raise _Retry(f"producing to {name}-{target} on broker {node}: {e!r}") from None
+        rows = [p for t in resp.responses if t.name == name for p in t.partition_responses if p.index == target]
+        code = rows[0].error_code if rows else Errors.UNKNOWN_SERVER_ERROR
+        if code in _REMOTE_RETRIABLE:
+            raise _Retry(f"producing to {name}-{target} on broker {node}: error {code}")
+        if code:
+            msg = rows[0].error_message if rows else None
+            raise DlqError(f"producing to {name}-{target} on broker {node}: error {code} ({msg})")
 
     def _source_records(self, group_id, topic, index, first, last) -> dict:
         """{offset: (key, value)} of first-last as the log has them, when the
