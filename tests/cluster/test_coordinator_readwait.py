@@ -79,6 +79,35 @@ def owned_of(resp):
     return [T(topic_id=tp.topic_id, partitions=list(tp.partitions)) for tp in resp.assignment.topic_partitions]
 
 
+def classic_member(b, group):
+    """A classic group's lone member, joined and synced: (generation, member id)."""
+    J, S = m.JoinGroupRequest, m.SyncGroupRequest
+    with conn(b) as c:
+        mid = ""
+        while True:
+            j = c.request(J(group_id=group, session_timeout_ms=120000, rebalance_timeout_ms=30000, member_id=mid,
+                            group_instance_id=None, protocol_type="consumer", reason=None,
+                            protocols=[J.JoinGroupRequestProtocol(name="range", metadata=b"")]), api_version=4)
+            if j.error_code == Errors.MEMBER_ID_REQUIRED:
+                mid = j.member_id   # KIP-394: join again with the id given
+                continue
+            if j.error_code not in (Errors.COORDINATOR_LOAD_IN_PROGRESS, Errors.NOT_COORDINATOR):
+                break
+            time.sleep(0.1)
+        assert j.error_code == 0, j
+        s = c.request(S(group_id=group, generation_id=j.generation_id, member_id=j.member_id,
+                        group_instance_id=None, assignments=[S.SyncGroupRequestAssignment(
+                            member_id=j.member_id, assignment=b"")]), api_version=3)
+        assert s.error_code == 0, s
+    return j.generation_id, j.member_id
+
+
+def classic_heartbeat(b, group, generation, mid):
+    with conn(b) as c:
+        return c.request(m.HeartbeatRequest(group_id=group, generation_id=generation, member_id=mid,
+                                            group_instance_id=None), api_version=3).error_code
+
+
 def quiet_heartbeat(b, mid, epoch):
     """A heartbeat that changes nothing: same epoch, nothing re-sent."""
     with conn(b) as c:
@@ -108,36 +137,45 @@ def test_a_no_op_heartbeat_waits_for_the_pending_write_and_gets_its_error(zk_con
             r = heartbeat(c, GROUP, mid, epoch, ["rw"], owned=owned_of(got["r"]))
             assert r.error_code == 0 and r.member_epoch == epoch, r
         assert quiet_heartbeat(coord, mid, epoch).error_code == 0   # nothing pending: answered
+        # A classic group on the same offsets partition: its Heartbeat writes nothing either.
+        classic = next(f"{GROUP}-classic-{i}" for i in range(1000)
+                       if ot.partition_for(f"{GROUP}-classic-{i}", 3) == index)
+        generation, cmid = classic_member(coord, classic)
+        assert classic_heartbeat(coord, classic, generation, cmid) == 0
         leader_part = coord.broker.log_manager.partitions[key]
         follower = next(b for b in bs if b is not coord)
         fm = follower.broker.replica_manager.fetchers
 
         def held(pool, offset):
             """A commit appended and held below the high watermark, then a
-            quiet heartbeat sent: both futures."""
+            quiet heartbeat and a classic one sent: the three futures."""
             follower.broker.call(lambda: fm.remove(key))
             committing = pool.submit(commit, coord, mid, epoch, offset)
             wait_for(lambda: coord.broker.call(lambda: leader_part.log_end_offset > leader_part.high_watermark),
                      what="the commit appended")
             beating = pool.submit(quiet_heartbeat, coord, mid, epoch)
+            classic_beating = pool.submit(classic_heartbeat, coord, classic, generation, cmid)
             time.sleep(1.0)
             assert not committing.done()
-            # The heartbeat wrote nothing, but what it would say rests on the commit.
+            # The heartbeats wrote nothing, but what they would say rests on the commit.
             assert not beating.done()
-            return committing, beating
+            assert not classic_beating.done()
+            return committing, beating, classic_beating
 
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            committing, beating = held(pool, 5)
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            committing, beating, classic_beating = held(pool, 5)
             follower.broker.call(lambda: fm.add(follower.broker.log_manager.partitions[key], False))
             assert committing.result(90) == 0
             r = beating.result(90)
             assert r.error_code == 0 and r.member_epoch == epoch, r
+            assert classic_beating.result(90) == 0
 
             # The follower stays away: the commit times out, and the heartbeat
             # that waited on it is told as the commit's writer would be.
-            committing, beating = held(pool, 7)
+            committing, beating, classic_beating = held(pool, 7)
             assert committing.result(90) != 0
             assert beating.result(90).error_code == Errors.COORDINATOR_NOT_AVAILABLE
+            assert classic_beating.result(90) == Errors.COORDINATOR_NOT_AVAILABLE
             follower.broker.call(lambda: fm.add(follower.broker.log_manager.partitions[key], False))
 
         # Once that write is settled, a quiet heartbeat is answered at once again.
@@ -145,3 +183,4 @@ def test_a_no_op_heartbeat_waits_for_the_pending_write_and_gets_its_error(zk_con
                  what="the follower caught up")
         r = quiet_heartbeat(coord, mid, epoch)
         assert r.error_code == 0 and r.member_epoch == epoch, r
+        assert classic_heartbeat(coord, classic, generation, cmid) == 0
