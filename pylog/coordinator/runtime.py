@@ -32,6 +32,14 @@ For each partition of the topic the runtime keeps a context:
   request is answered only once `committed` says the high watermark covers
   them (the broker's purgatory completes that wait), so an acknowledged
   commit survives the leader's loss.
+- **write operations that write nothing**: an event scheduled with `failed`
+  (a request that may write: a heartbeat, a join, a commit) that appends no
+  records answered from state an earlier event changed; while that event's
+  records are not yet committed its answer waits for the partition's last
+  appended offset, and when that write fails it gets failed(the write's
+  error) instead, since the state it was built on is rolled back (Kafka's
+  CoordinatorWriteEvent with empty records). Nothing pending: answered at
+  once. Events without `failed` are reads and never wait.
 - **timers**: `schedule_timer` runs an event at its deadline (loop.call_at
   through the runtime's clock), not on a polling tick; a timer of a partition
   that unloads never fires. A timer's event goes through the partition's
@@ -87,10 +95,12 @@ class NotCoordinatorError(PylogError):
 class _Context:
     """One partition of the topic led here. Event-loop thread only."""
 
-    __slots__ = ("index", "timers", "state", "load_task", "records")
+    __slots__ = ("index", "timers", "state", "load_task", "records", "appends", "last_written")
 
     def __init__(self, index: int):
         self.index = index
+        self.appends = 0            # appends so far: tells whether an event wrote
+        self.last_written = -1      # offset of the last record appended; -1 once known committed
         self.timers: dict = {}      # key -> (asyncio.TimerHandle, deadline in the runtime's clock)
         self.state = LOADING
         self.load_task = None
@@ -294,11 +304,12 @@ class CoordinatorRuntime:
 
     # ---- events ----
 
-    def schedule(self, index: int, event, *args):
+    def schedule(self, index: int, event, *args, failed=None):
         """Run event(*args) as an event of partition index (module
         docstring). Its result when it completes at once; a coroutine giving
         its result when it suspended (or when it had to queue behind an event
-        of the same partition that scheduled it). An exception the event
+        of the same partition that scheduled it, or when it wrote nothing and
+        must wait for an earlier write: `failed`). An exception the event
         raises before suspending propagates."""
         q = self._queues.get(index)
         if q is None:
@@ -307,15 +318,15 @@ class CoordinatorRuntime:
             # Scheduled from inside one of this partition's events: it runs
             # when that one has applied its state change.
             fut = asyncio.get_running_loop().create_future()
-            q.pending.append((event, args, fut))
+            q.pending.append((event, args, failed, fut))
             return _await_future(fut)
         q.running = True
         try:
-            out = _run_event(event, args)
+            out = self._run(index, event, args, failed)
             while q.pending:
-                ev, a, fut = q.pending.popleft()
+                ev, a, f, fut = q.pending.popleft()
                 try:
-                    r = _run_event(ev, a)
+                    r = self._run(index, ev, a, f)
                 except Exception as e:
                     fut.set_exception(e)
                     continue
@@ -327,6 +338,32 @@ class CoordinatorRuntime:
             q.running = False
         return out
 
+    def _run(self, index: int, event, args, failed):
+        """_run_event, and for a write operation (failed given) that appended
+        nothing, its answer held behind the partition's pending write."""
+        ctx = self._contexts.get(index)
+        if failed is None or ctx is None:
+            return _run_event(event, args)
+        appends = ctx.appends
+        out = _run_event(event, args)
+        if ctx.appends != appends or ctx.last_written < 0 or self._contexts.get(index) is not ctx:
+            return out
+        last = ctx.last_written
+        code = self.writer.commit_outcome(self.topic, index, last)
+        if code is None or (code and asyncio.iscoroutine(out)):
+            return self._after_write(index, last, out, failed)
+        # Decided: committed, or failed and rolled back by its writer; either
+        # way later events no longer rest on it (the cheap path again).
+        self._settled(index, last)
+        return failed(code) if code else out
+
+    async def _after_write(self, index: int, last: int, out, failed):
+        # A suspended event still runs to its end (what it awaits may change
+        # state, as a join waiting for its rebalance); only its answer goes.
+        result = (await out) if asyncio.iscoroutine(out) else out
+        code = await self.committed(index, last)
+        return failed(code) if code else result
+
     # ---- writes ----
 
     def append(self, index: int, keys: list, values: list) -> int:
@@ -334,13 +371,28 @@ class CoordinatorRuntime:
         offset of the last one (for `committed`)."""
         if not self.is_active(index):
             raise NotCoordinatorError(f"node {self.writer.node_id} does not coordinate {self.topic}-{index}")
-        return self.writer.append(self.topic, index, keys, values)
+        ctx = self._contexts[index]
+        # Counted before it can fail: an event that tried to write answers
+        # with its own outcome, never a read's.
+        ctx.appends += 1
+        last = ctx.last_written = self.writer.append(self.topic, index, keys, values)
+        return last
+
+    def _settled(self, index: int, offset: int):
+        """The writer of offset knows its outcome (committed, or failed and
+        rolled back): events no longer rest on it."""
+        ctx = self._contexts.get(index)
+        if ctx is not None and ctx.last_written == offset:
+            ctx.last_written = -1
 
     def committed_now(self, index: int, last_offset: int) -> int | None:
         """After an event appended up to last_offset: its outcome if already
         known (0 when the high watermark covers it: a lone replica at once),
         None while it must wait (`committed`)."""
-        return self.writer.commit_outcome(self.topic, index, last_offset)
+        code = self.writer.commit_outcome(self.topic, index, last_offset)
+        if code is not None:
+            self._settled(index, last_offset)
+        return code
 
     async def committed(self, index: int, last_offset: int) -> int:
         """After an event appended up to last_offset: wait until the high
@@ -349,6 +401,7 @@ class CoordinatorRuntime:
         code = await self.writer.wait_committed(self.topic, index, last_offset, self.write_timeout_s)
         if code == 0 and index not in self._contexts:
             return Errors.NOT_COORDINATOR
+        self._settled(index, last_offset)
         return code
 
     # ---- timers ----

@@ -34,7 +34,7 @@ from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from .consumer_group import PROTOCOL_TYPE as CONSUMER, ConsumerGroup
 from .consumer_group import error_response as consumer_error_response
-from .coordinator import GroupState, _join_error
+from .coordinator import GroupState, _group_store_error, _join_error
 
 log = logging.getLogger("pylog.groups")
 
@@ -61,11 +61,12 @@ class GroupApis:
         # node_id, host, port), set by the broker (pylog/share/coordinator.py).
         self.share_lookup = None
 
-    def _event(self, group_id, fn, *args):
+    def _event(self, group_id, fn, *args, failed=None):
         """fn(*args) as an event of group_id's partition: its response, or a
-        coroutine giving it."""
+        coroutine giving it. failed (error code -> response) marks a request
+        that may write (see the runtime's write operations)."""
         c = self.coordinator
-        return c.runtime.schedule(c.partition_for(group_id), fn, *args)
+        return c.runtime.schedule(c.partition_for(group_id), fn, *args, failed=failed)
 
     def table(self):
         return {
@@ -173,7 +174,7 @@ class GroupApis:
     # ---- Heartbeat (12) / LeaveGroup (13) ----
 
     def heartbeat(self, header, req):
-        return self._event(req.group_id, self._heartbeat, header, req)
+        return self._event(req.group_id, self._heartbeat, header, req, failed=_heartbeat_failed)
 
     def _heartbeat(self, header, req):
         wrong = self.coordinator.coordinator_error(req.group_id)
@@ -216,7 +217,8 @@ class GroupApis:
     # ---- ConsumerGroupHeartbeat (68) / ConsumerGroupDescribe (69): KIP-848 ----
 
     def consumer_group_heartbeat(self, header, req):
-        return self._event(req.group_id, self._consumer_heartbeat, header, req) if req.group_id else \
+        return self._event(req.group_id, self._consumer_heartbeat, header, req,
+                           failed=_consumer_heartbeat_failed) if req.group_id else \
             self._consumer_heartbeat(header, req)
 
     def _consumer_heartbeat(self, header, req):
@@ -482,3 +484,13 @@ def _gathered(results, build):
     async def later():
         return build([await r if inspect.isawaitable(r) else r for r in results])
     return later()
+
+
+def _heartbeat_failed(code):
+    """A classic Heartbeat whose answer rested on a write that failed."""
+    return m.HeartbeatResponse(throttle_time_ms=0, error_code=_group_store_error(code))
+
+
+def _consumer_heartbeat_failed(code):
+    """A ConsumerGroupHeartbeat whose answer rested on a write that failed."""
+    return consumer_error_response(_group_store_error(code))
