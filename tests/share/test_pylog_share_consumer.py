@@ -17,7 +17,7 @@ from pylog import AcknowledgeType, Producer, ShareConsumer
 from pylog.consumer.share_consumer import IllegalStateError
 from pylog.testing import running_broker, wait_until
 
-from .wire import CONFIG, create_topic, produce, set_group_configs
+from .wire import CONFIG, create_topic, produce, set_group_configs, wait_all_assigned
 
 TIMEOUT = 60.0
 ACCEPT, RELEASE, REJECT = AcknowledgeType.ACCEPT, AcknowledgeType.RELEASE, AcknowledgeType.REJECT
@@ -209,14 +209,7 @@ def test_pylog_and_confluent_share_consumers_share_one_partition(broker):
     theirs.subscribe([topic])
     wait_until(lambda: mine.poll(0.1) == [] and mine.assignment(), "the pylog member assigned", timeout=30)
 
-    def both_hold_the_partition():
-        theirs.poll(0.1)        # librdkafka's member joins and heartbeats from its own threads; this lets it run
-        g = broker.broker.share.groups.groups.get(group)
-        return g is not None and len(g.members) == 2 and \
-            all(mm.assignment and mm.sent_epoch == mm.epoch for mm in g.members.values())
-    # Under load librdkafka's member may join seconds after pylog's: both must
-    # hold the partition before the records come, or one may take them all.
-    wait_until(both_hold_the_partition, "both members assigned the partition", timeout=60)
+    wait_all_assigned(broker, group, 2, [theirs])
     # In batches of 10: a share-partition hands out whole log batches.
     for start in range(0, n, 10):
         produce(broker, topic, 10, start=start)

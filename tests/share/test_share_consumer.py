@@ -9,9 +9,9 @@ import time
 import pytest
 from confluent_kafka import AcknowledgeType, ShareConsumer
 
-from pylog.testing import running_broker, wait_until
+from pylog.testing import running_broker
 
-from .wire import CONFIG, create_topic, produce, set_group_configs
+from .wire import CONFIG, create_topic, produce, set_group_configs, wait_all_assigned
 
 TIMEOUT = 60.0
 
@@ -111,17 +111,7 @@ def test_two_consumers_share_one_partition_and_no_record_is_accepted_twice(broke
     b = share_consumer(broker, group, max_poll_records=20)
     a.subscribe([topic])
     b.subscribe([topic])
-    # Both members hold the partition before the records arrive (a member is
-    # assigned at a heartbeat after its join, once the share-partition is
-    # initialized), or the first may take them all.
-
-    def both_hold_the_partition():
-        for c in (a, b):
-            c.poll(0.1)         # no records yet: this lets librdkafka's member run
-        g = broker.broker.share.groups.groups.get(group)
-        return g is not None and len(g.members) == 2 and \
-            all(mm.assignment and mm.sent_epoch == mm.epoch for mm in g.members.values())
-    wait_until(both_hold_the_partition, "both members assigned the partition", timeout=60)
+    wait_all_assigned(broker, group, 2, (a, b))
     # In batches of 10: a share-partition hands out whole log batches (Kafka's
     # batch-optimized acquisition), so one big batch would go to one member.
     for start in range(0, n, 10):

@@ -11,6 +11,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from pylog.client.wire import Connection
 from pylog.protocol import messages as m
 from pylog.protocol.error_codes import Errors
+from pylog.testing import wait_until
 
 # Share sessions and heartbeats as Kafka's minima allow; locks of 15 s
 # (the group minimum) unless a test sets its own bound.
@@ -127,3 +128,18 @@ def acquired(resp):
 def partition_errors(resp):
     return {(t.topic_id, p.partition_index): (p.error_code, p.acknowledge_error_code)
             for t in resp.responses for p in t.partitions}
+
+
+def wait_all_assigned(b, group, n, clients):
+    """Until the n members of the share group each hold their partitions
+    and were sent that assignment. A member is assigned at a heartbeat after
+    its join, once the share-partition is initialized, so records produced
+    earlier may all go to the first member. clients: consumers to poll
+    meanwhile (before any record exists: librdkafka's members run on it)."""
+    def assigned():
+        for c in clients:
+            c.poll(0.1)
+        g = b.broker.share.groups.groups.get(group)
+        return g is not None and len(g.members) == n and \
+            all(mm.assignment and mm.sent_epoch == mm.epoch for mm in g.members.values())
+    wait_until(assigned, f"the {n} members of {group} assigned", timeout=60)
