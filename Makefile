@@ -41,13 +41,15 @@ run: build
 # Two worker processes (pytest-xdist), each running whole test files
 # (--dist loadfile), so a file's module-scoped broker and its tests stay in one
 # process. Most tests wait on sockets, timers and child processes rather than
-# the CPU, so two workers roughly halve the wall time even on two cores.
+# the CPU (a quiet 2-core machine sat at a load average under 1 through a
+# whole two-worker run of 18 min), so three workers shorten the wall time
+# even on two cores.
 # PYTEST_WORKERS=0 runs everything in this process (as before). --durations
 # keeps the slowest tests in every CI log. --max-worker-restart=0: a worker
 # ended by the hard watchdog (a hung test) ends the run at once, naming the
 # test; a replaced worker can wait forever under loadfile (pytest-xdist #784,
 # #1323: seen here, the run sat idle after a worker's watchdog exit).
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 3
 test: build
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --max-worker-restart=0 --durations=25 tests
 
