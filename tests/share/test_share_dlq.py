@@ -84,8 +84,16 @@ def consume_share(b, topic, group, decide, until, timeout=TIMEOUT):
     return got
 
 
-def read_topic(b, topic, n, partition=0):
-    """The first n records of topic-partition (waits for them)."""
+def _poll_into(c, out):
+    msg = c.poll(0.2)
+    if msg is not None and msg.error() is None:
+        out.append(msg)
+
+
+def read_topic(b, topic, n, partition=0, then_s=0.0):
+    """The first n records of topic-partition (waits for them), and what
+    else comes in the then_s seconds after (so a caller can see there is
+    nothing beyond them)."""
     c = Consumer({"bootstrap.servers": str(b), "group.id": f"reader-{uuid.uuid4()}", "enable.auto.commit": False})
     c.assign([TopicPartition(topic, partition, 0)])
     out = []
@@ -93,9 +101,10 @@ def read_topic(b, topic, n, partition=0):
     try:
         while len(out) < n:
             assert time.monotonic() < deadline, f"{topic}-{partition}: {len(out)} of {n} records"
-            msg = c.poll(0.2)
-            if msg is not None and msg.error() is None:
-                out.append(msg)
+            _poll_into(c, out)
+        end = time.monotonic() + then_s
+        while time.monotonic() < end:
+            _poll_into(c, out)
     finally:
         c.close()
     return out

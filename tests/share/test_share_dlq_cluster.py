@@ -6,14 +6,14 @@ confluent_kafka.ShareConsumer rejecting records."""
 from __future__ import annotations
 
 import time
-import uuid
 
-from confluent_kafka import AcknowledgeType, Consumer, TopicPartition
+from confluent_kafka import AcknowledgeType
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.cluster.zkcluster import bootstrap, embedded_cluster, wait_for
 
 from .test_share_cluster import BASE, TIMEOUT, consumer, leaders, produce
+from .test_share_dlq import read_topic
 from .wire import set_group_configs
 
 REJECTED = b"Offset rejected by client."
@@ -29,29 +29,6 @@ def create(brokers, name, assignment, config=None):
                          and all(len(b.broker.metadata_cache.topics[name][i].isr) == 3
                                  for i in range(len(assignment))) for b in brokers),
              TIMEOUT, f"{name}'s leaders and full ISRs")
-
-
-def read_topic(brokers, topic, n, partition=0):
-    c = Consumer({"bootstrap.servers": bootstrap(brokers), "group.id": f"reader-{uuid.uuid4()}",
-                  "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, partition, 0)])
-    out = []
-    deadline = time.monotonic() + TIMEOUT
-    try:
-        while len(out) < n:
-            assert time.monotonic() < deadline, f"{topic}-{partition}: {len(out)} of {n} records"
-            msg = c.poll(0.2)
-            if msg is not None and msg.error() is None:
-                out.append(msg)
-        # Nothing beyond them (one dead letter per rejected offset).
-        end = time.monotonic() + 2
-        while time.monotonic() < end:
-            msg = c.poll(0.2)
-            if msg is not None and msg.error() is None:
-                out.append(msg)
-    finally:
-        c.close()
-    return out
 
 
 def test_a_dead_letter_goes_to_a_partition_led_by_another_broker():
@@ -77,7 +54,7 @@ def test_a_dead_letter_goes_to_a_partition_led_by_another_broker():
                 assert msg.error() is None, msg.error()
                 decide(c, msg)
         c.commit_sync()
-        letters = read_topic(brokers, dlq, 2)
+        letters = read_topic(bootstrap(brokers), dlq, 2, then_s=2)  # one dead letter per rejected offset
         assert len(letters) == 2
         for msg, offset in zip(letters, (1, 4)):
             assert msg.headers() == [("__dlq.errors.topic", topic.encode()), ("__dlq.errors.partition", b"0"),
@@ -133,6 +110,6 @@ def test_a_dead_letter_follows_its_partitions_new_leader():
         wait_for(lambda: sp_leader.share.manager.dlq.stats(group, tid, 0) == (4, 0), TIMEOUT,
                  "every dead letter written, none failed")
         c.close()
-        letters = read_topic([brokers[0], brokers[2]], dlq, 4)
+        letters = read_topic(bootstrap([brokers[0], brokers[2]]), dlq, 4, then_s=2)
         assert sorted(int(dict(msg.headers())["__dlq.errors.offset"]) for msg in letters) == [0, 1, 2, 3]
         assert sorted(got) == [(i, 1) for i in range(4)]
