@@ -413,6 +413,16 @@ class DeliveryIndex:
         """Delayed records not due yet (for describe and the bench)."""
         return len(self.sidecar)
 
+    def stats(self):
+        """(delayed records not due yet, ms until the earliest due time or None)
+        for `share-groups describe`; None when no delay was ever met here."""
+        due = self.sidecar.next_due()
+        if self.blocked is not None:
+            due = self.blocked[1] if due is None else min(due, self.blocked[1])
+        if not self.any_delayed and due is None:
+            return None
+        return self.pending(), None if due is None else max(due - now_ms(), 0)
+
     def close(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
