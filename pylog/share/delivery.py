@@ -26,9 +26,10 @@ nothing more for batches without these headers), and notes:
   a file (rebuilt at each load, from the log);
 - records with a priority header, per priority (offset, timestamp) arrays.
 The in-flight window parks a not-yet-due record (partition.PARKED) when
-acquisition reaches it, and a record of priority below D (the offset-order
-path leaves it to its own level; that level's take unparks it); a timer at the earliest due time unparks what came
-due and wakes the fetches waiting in the purgatory. The topic delay is
+acquisition reaches it, and a record of priority below D not yet delivered
+(the offset-order path leaves it to its own level; that level's take
+unparks it); a timer at the earliest due time unparks what came due and
+wakes the fetches waiting in the purgatory. The topic delay is
 applied per batch on the offset-order path (a batch waits for its newest
 record's time) and per record on the priority path.
 
@@ -505,7 +506,7 @@ def _acquire_in_order(dx, p, member, data, headers, quota, deadline, now, topic_
             low = np.unique(hits[(hits[:, 1] == _K_PRIORITY) & (hits[:, 3] < default), 0])
             low = low[low >= sp.start]
             if len(low):
-                sp.park(runs_of(low))
+                sp.park(runs_of(low), fresh=True)
     # Past a header above the default a fetch takes no more than asked, so
     # a large batch of default ones does not crowd out what comes next.
     acquired = sp.acquire(member, batches, quota, deadline, exact=bool(dx.seen >> (default + 1)))

@@ -9,7 +9,7 @@ import time
 import warnings
 
 import pytest
-from confluent_kafka import KafkaException, ShareConsumer
+from confluent_kafka import AcknowledgeType, KafkaException, ShareConsumer
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
                                    NewTopic, ResourceType)
 
@@ -138,3 +138,31 @@ def test_an_alter_of_the_default_applies_to_records_not_yet_delivered(broker):
     c.close()
     pos = {v: i for i, v in enumerate(rest)}
     assert max(pos[v] for v in threes) < 80, rest[:80]
+
+
+def test_a_released_record_below_the_default_comes_back(broker):
+    topic, group = "pd-release", "pd-release-g"
+    a = admin(broker)
+    a.create_topics([NewTopic(topic, 1, 1, config={KEY: "5", **NO_AGING})])[topic].result(30)
+    set_group_configs(broker, group, share_auto_offset_reset="earliest")
+    p = producer(broker)
+    for i in range(3):
+        p.produce(topic, b"low-%d" % i, headers=[("pylog.priority", b"1")])
+    assert p.flush(30) == 0
+    c = ShareConsumer({"bootstrap.servers": str(broker), "group.id": group,
+                       "share.acknowledgement.mode": "explicit"})
+    c.subscribe([topic])
+    got = []
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        # Released once, each comes back (in offset order, as any released record) and is accepted then.
+        while len([g for g in got if g[1] == 2]) < 3:
+            assert time.monotonic() < deadline, f"deliveries so far {got}"
+            for msg in c.poll(0.2):
+                assert msg.error() is None, msg.error()
+                got.append((msg.value(), msg.delivery_count()))
+                c.acknowledge(msg, AcknowledgeType.RELEASE if msg.delivery_count() == 1 else AcknowledgeType.ACCEPT)
+            c.commit_sync()
+    finally:
+        c.close()
+    assert sorted(got) == sorted((b"low-%d" % i, n) for i in range(3) for n in (1, 2))
