@@ -449,6 +449,9 @@ def run_round(broker, protocol, rnd, heartbeat_ms, rate, trace_ms=None, debug=No
     lock = threading.Lock()
     deliveries = {p: [] for p in range(PARTITIONS)}
     wall_offset = time.time() - time.monotonic()
+    # This process's CPU over the round (producer and consumers: every thread),
+    # and the broker's: the three and the machine's other load share 2 cores.
+    t0, cpu0, broker_cpu0 = time.monotonic(), time.process_time(), broker.cpu()
     producer = Producer(broker.bootstrap, topic, rate)
     producer.start()
     conf = {"bootstrap.servers": broker.bootstrap, "group.id": f"g-{topic}", "auto.offset.reset": "latest",
@@ -507,8 +510,11 @@ def run_round(broker, protocol, rnd, heartbeat_ms, rate, trace_ms=None, debug=No
         # A run of six protocols leaves 30 topics of 60 partitions: the
         # broker's shutdown took over the 30 s it is given to close them all.
         admin.delete_topics([topic])[topic].result(30)
+    wall = time.monotonic() - t0
     for r in out:
         r.pop("new_members", None)
+        r["bench_cpu"] = (time.process_time() - cpu0) / wall
+        r["broker_cpu"] = (broker.cpu() - broker_cpu0) / wall
     return out
 
 
@@ -565,6 +571,12 @@ def report(results, rounds, rate, hb, wake_fetcher=False) -> str:
         lines.append(f"| {proto} | {event} | {med('complete_ms'):.0f} ({worst('complete_ms'):.0f}) | "
                      f"{med('stay_gap_ms'):.0f} ({worst('stay_gap_ms'):.0f}) | {over} of {len(rs)}{why} | "
                      f"{med('moved'):.0f} |")
+    lines.append("")
+    for proto in dict.fromkeys(p for p, _ in results):
+        rs = results[(proto, "none")]
+        lines.append(f"{proto}: CPU over a round, median, of this process (producer and consumers) "
+                     f"{statistics.median(r['bench_cpu'] for r in rs) * 100:.0f}% of a core, of the broker "
+                     f"{statistics.median(r['broker_cpu'] for r in rs) * 100:.0f}%")
     return "\n".join(lines)
 
 
