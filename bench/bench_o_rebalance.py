@@ -163,7 +163,13 @@ class Member:
             kept = next(iter(self.owned), None)
         if kept is None or self._stop.is_set():
             return
-        consumer.get_watermark_offsets(ck.TopicPartition(self.topic, kept), timeout=1, cached=False)
+        try:
+            consumer.get_watermark_offsets(ck.TopicPartition(self.topic, kept), timeout=1, cached=False)
+        except ck.KafkaException:
+            # Timed out on a starved machine: it was sent, which is what wakes
+            # the thread. Raised out of the callback it would end this member's
+            # thread and leave its revocation unacknowledged for good.
+            pass
 
     def _run(self):
         while not self._stop.is_set():
