@@ -255,7 +255,8 @@ class Starvation(threading.Thread):
     def broker_queued(self, t0, t1) -> float:
         """Seconds the broker's loop waited for a CPU over about [t0, t1]."""
         before = [q for t, q in self.waits if t <= t0]
-        after = [q for t, q in self.waits if t >= t1]
+        # A gap that runs to the window's end ends about now: the last sample.
+        after = [q for t, q in self.waits if t >= t1] or [q for _, q in self.waits[-1:]]
         if not before or not after:
             return 0.0
         return after[0] - before[-1]
