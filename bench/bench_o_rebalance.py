@@ -3,8 +3,8 @@
 One `pylog broker` process; a 60-partition topic; a confluent-kafka producer
 writing --rate messages/s (default 50,000; 100 bytes, spread round robin over
 the partitions by explicit partition, linger.ms=5) for the whole run. Ten
-confluent-kafka consumers (one thread each, consume(500, 0.05)) subscribe and
-settle; then, with deliveries flowing:
+consumers (one thread each, consume(500, 0.05), or pylog's poll(0.05, 500))
+subscribe and settle; then, with deliveries flowing:
 
   none  : nothing happens to the group: the noise floor, the same window and
           figures with no rebalance (the 50 ms consume() timeout, the
@@ -17,6 +17,10 @@ For each protocol, in turn, in one run:
   classic-range       group.protocol=classic, partition.assignment.strategy=range (eager)
   classic-cooperative group.protocol=classic, cooperative-sticky (incremental)
   consumer            group.protocol=consumer (KIP-848), the broker's `uniform` assignor
+  classic-cooperative-refresh, consumer-refresh
+                      the same two with topic.metadata.refresh.interval.ms=100, a stock
+                      setting whose requests wake librdkafka's fetcher (client pause below)
+  pylog-consumer      pylog's own Consumer, group_protocol="consumer"
 
 Figures per event (medians over --rounds rounds, and the worst round):
   complete_ms : from the event (subscribe() / close() called) until every
