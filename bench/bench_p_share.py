@@ -6,9 +6,10 @@ start. N confluent_kafka.ShareConsumer instances (one thread each, implicit
 acknowledgement, max.poll.records=50) each spend --work-ms per record (a
 sleep: a handler waiting on I/O), until every record was received. The
 figures are records/s from the first subscribe to the last record, and from
-the first record received to the last (the join, a heartbeat interval while
-the new share-partition's state is initialized, left out), per N; the point
-of share groups is that N > partitions still scales.
+the first record received to the last, per N; the point of share groups is
+that N > partitions still scales. A member first joins and leaves the group
+before any record exists (warm_up; --cold leaves it out), since the members
+that join a new share-partition wait a heartbeat interval (5 s) for it.
 
     .venv/bin/python bench/bench_p_share.py --consumers 1,4,16 --records 4000 --rounds 3
 
@@ -53,18 +54,33 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from pylog.testing import running_broker
 
 
-def run_once(b, n_consumers, records, work_s, tag):
+def warm_up(b, topic, group):
+    """Join the group once, before any record exists, until the share-partition's
+    state is initialized, then leave: a member joining a new share-partition gets
+    it only at its next heartbeat after that (librdkafka's interval, 5 s, as in
+    Kafka), and that wait falls on whichever members joined first, one of four
+    or the only one; the figure is the throughput of members of a ready group."""
+    from pylog import ShareConsumer as PylogShareConsumer
+    from pylog.testing import wait_until
+    c = PylogShareConsumer(topic, bootstrap_servers=str(b), group_id=group)
+    try:
+        wait_until(lambda: c.poll(0.1) == [] and bool(c.assignment()), timeout=60, what="the warm-up's assignment")
+    finally:
+        c.close()
+
+
+def run_once(b, n_consumers, records, work_s, tag, warm=True):
     """(records/s from the first subscribe to the last record, records/s from
     the first record received to the last, seconds from subscribe to the first
-    record). The join is a heartbeat interval of librdkafka's (5 s) when the
-    share-partition's state is new, as in Kafka: it weighs on one consumer's
-    first figure far more than on sixteen's, so the second is the scaling one."""
+    record), the group warmed up first unless warm is False."""
     topic, group = f"p-{tag}", f"p-{tag}-g"
     a = AdminClient({"bootstrap.servers": str(b)})
     a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
     res = ConfigResource(ResourceType.GROUP, group, incremental_configs=[
         ConfigEntry("share.auto.offset.reset", "earliest", incremental_operation=AlterConfigOpType.SET)])
     a.incremental_alter_configs([res])[res].result(30)
+    if warm:
+        warm_up(b, topic, group)
     p = Producer({"bootstrap.servers": str(b), "linger.ms": 5})
     value = b"x" * 100
     for start in range(0, records, 50):
@@ -333,6 +349,9 @@ def main():
     ap.add_argument("--probes", type=int, default=200)
     ap.add_argument("--batch-records", type=int, default=10000,
                     help="the backlog producer's batch.num.messages (librdkafka's default: 10000)")
+    ap.add_argument("--cold", action="store_true",
+                    help="throughput: no warm-up member; the first members wait a heartbeat interval for the "
+                         "new share-partition")
     ap.add_argument("--cpu", action="store_true", help="measure broker CPU per million records instead")
     ap.add_argument("--cpu-records", type=int, default=200000)
     ap.add_argument("--cpu-batch", type=int, default=50, help="records per log batch")
@@ -345,7 +364,8 @@ def main():
         return main_delivery(args)
     with running_broker() as b:
         for n in [int(x) for x in args.consumers.split(",")]:
-            runs = [run_once(b, n, args.records, args.work_ms / 1000.0, f"{n}-{r}") for r in range(args.rounds)]
+            runs = [run_once(b, n, args.records, args.work_ms / 1000.0, f"{n}-{r}", not args.cold)
+                    for r in range(args.rounds)]
             total, steady, join = zip(*runs)
             print(f"consumers={n:3d} records/s from subscribe median={statistics.median(total):8.0f} "
                   f"runs={' '.join(f'{x:.0f}' for x in total)}; from the first record "
