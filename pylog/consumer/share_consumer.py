@@ -24,14 +24,26 @@ Kafka's KafkaShareConsumer is the model (names, modes, errors):
   each of them (ACCEPT, RELEASE, REJECT) before the next poll(), else
   IllegalStateError; acknowledging a record twice, or one not delivered by
   the last poll, is an IllegalStateError too.
+- Prefetch (Kafka's share.acquire.mode=batch_optimized): a poll that finds
+  no buffered records sends ShareFetch to each leader (fetch.max.wait.ms,
+  fetch.min.bytes, fetch.max.bytes, max.poll.records as its MaxRecords and
+  BatchSize); over the network that fetch outlives the poll, so records that
+  arrive between polls are acquired for this member and the next poll
+  returns them at once. A poll returns up to max.poll.records, completed to
+  the end of the log batch it stops in; the rest of an answer waits in the
+  buffer (share_fetch_buffer.py), its locks running, and no fetch goes while
+  it holds records. One request at a time per leader: commit_*() and close()
+  first read the answer of a fetch in flight.
 - Acknowledgements ride on the next ShareFetch to the partition's leader
-  (poll), or go in a ShareAcknowledge (commit_sync waits for the answer,
-  commit_async reads it later); acknowledgement_commit_callback(offsets,
-  error) hears every outcome, from poll(), commit_*() or close().
+  (poll), or go in a ShareAcknowledge (a poll served from the buffer sends
+  them so, read back later; commit_sync waits for the answer, commit_async
+  reads it later); acknowledgement_commit_callback(offsets, error) hears
+  every outcome, from poll(), commit_*() or close().
 - close() sends what was acknowledged and not yet sent, in a ShareAcknowledge
   of epoch -1 that also ends the session: every record still held (the
-  last poll's, in implicit mode, as Kafka's close does) is released to the
-  group at once. Then it leaves the group.
+  last poll's, in implicit mode, as Kafka's close does, and what was
+  prefetched and never returned) is released to the group at once. Then it
+  leaves the group.
 - Client config under Kafka's names, either as keywords (group_id=...) or a
   config mapping ({"group.id": ..., "share.acknowledgement.mode": ...,
   "security.protocol": "SASL_SSL", ...}); the keys ShareConsumerConfig
@@ -40,7 +52,9 @@ Kafka's KafkaShareConsumer is the model (names, modes, errors):
 
 Two places records live, as pylog.Consumer: a cluster (bootstrap_servers)
 or a broker data directory in-process (log_dir: the embedded store's own
-share-group handlers, so consumers of one process share a group).
+share-group handlers, so consumers of one process share a group; its calls
+answer synchronously, so there a fetch waits no longer than its poll and
+nothing is acquired between polls).
 
 Thread-safety: one thread uses a ShareConsumer (as Kafka's), except stop(),
 which any thread may call; the heartbeat runs on a thread of its own
@@ -289,8 +303,9 @@ class ShareConsumer:
 
     def poll(self, timeout: float = 1.0) -> list:
         """The records acquired for this member, waiting up to timeout seconds
-        for some; [] when none came. A whole acquired batch is returned, so a
-        poll may hold more than max_poll_records (Kafka's batch_optimized)."""
+        for some; [] when none came. Up to max_poll_records, completed to the
+        end of the log batch the last one is in, so a poll may hold more
+        (Kafka's batch_optimized)."""
         self._check_open()
         if not self._subscription:
             raise IllegalStateError("Consumer is not subscribed to any topics.")

@@ -171,3 +171,28 @@ def test_a_poll_takes_max_poll_records_completed_to_the_end_of_the_log_batch():
     buf.add(_completed([0, 1], [(0, 1, 2)], [1]))
     buf.add(_completed([5, 6], [(5, 6, 1)], [6]))
     assert [c.records[0].offset for c in buf.take(3)] == [0, 5]   # across parts, up to max
+
+
+def test_asyncio_close_releases_what_its_waiting_fetch_acquired(broker):
+    import asyncio
+
+    from pylog import aio
+    topic, group = "pre-aio", "pre-aio-g"
+    create_topic(broker, topic)
+    set_group_configs(broker, group, share_auto_offset_reset="earliest", share_record_lock_duration_ms=3600000)
+
+    async def member():
+        async with aio.ShareConsumer(topic, bootstrap_servers=str(broker), group_id=group,
+                                     fetch_max_wait_ms=30000) as c:
+            deadline = time.monotonic() + TIMEOUT
+            while not (await c.getmany(200) == [] and await c.assignment()):
+                assert time.monotonic() < deadline, "no assignment"
+            await asyncio.to_thread(produce, broker, topic, 5)
+        # Leaving the block closes it: the 5 records its fetch acquired go back to the group.
+
+    asyncio.run(member())
+    b = ShareConsumer(topic, bootstrap_servers=str(broker), group_id=group)
+    got = []
+    poll_until(b, lambda: len(got) >= 5, "the 5 records", lambda r: got.append((r.offset, r.delivery_count)))
+    assert sorted(got) == [(o, 2) for o in range(5)]
+    b.close()
