@@ -468,9 +468,16 @@ class ShareConsumer:
 
     def _drain_fetches(self) -> None:
         """Wait for every fetch in flight (before a request that must follow
-        it on the same connection, as Kafka's client waits for the node)."""
-        while self._outstanding:
-            self._read_fetches(self._fetch_max_wait_ms / 1000 + self._transport.request_timeout)
+        it on the same connection, as Kafka's client waits for the node); one
+        not answered within its wait and request.timeout.ms loses its
+        connection, and the session with it."""
+        if not self._outstanding:
+            return
+        self._read_fetches(self._fetch_max_wait_ms / 1000 + self._transport.request_timeout)
+        for node, (_, acked, ticket) in list(self._outstanding.items()):
+            del self._outstanding[node]
+            self._transport.abandon(ticket)
+            self._session_lost(node, acked, Errors.REQUEST_TIMED_OUT, "ShareFetch not answered in time")
 
     def _take_buffered(self) -> list:
         """Up to max.poll.records of the buffer, registered as this poll's."""

@@ -9,8 +9,9 @@ Both answer the same calls, so share_consumer.py holds no transport logic:
   transport pipelines on the leader's connection; the local one answers
   in start() and only hands the answer over in finish());
 - ready(tickets, timeout) -> the tickets finish() reads without waiting
-  for the broker, within timeout; outlives_poll: whether a request may stay
-  in flight after the poll that sent it (its answer read by a later one);
+  for the broker, within timeout; abandon(ticket) for one never answered;
+  outlives_poll: whether a request may stay in flight after the poll that
+  sent it (its answer read by a later one);
 - membership(group_id, ...) -> ShareMembership talking to the group's
   coordinator the same way.
 
@@ -77,6 +78,10 @@ class NetworkShareTransport:
     def ready(self, tickets, timeout: float) -> list:
         return wait_readable(tickets, timeout=timeout)[0]
 
+    def abandon(self, ticket) -> None:
+        """A request never answered: its connection's stream is given up (the next start() opens another)."""
+        ticket.close()
+
     def forget_leaders(self) -> None:
         self._leaders = {}
 
@@ -141,6 +146,9 @@ class LocalShareTransport:
 
     def ready(self, tickets, timeout: float) -> list:
         return list(tickets)
+
+    def abandon(self, ticket) -> None:
+        pass   # answered in start()
 
     def forget_leaders(self) -> None:
         pass
