@@ -352,6 +352,9 @@ def main():
     ap.add_argument("--cold", action="store_true",
                     help="throughput: no warm-up member; the first members wait a heartbeat interval for the "
                          "new share-partition")
+    ap.add_argument("--broker-process", action="store_true",
+                    help="throughput: the broker in its own process (`python -m pylog.broker`), not sharing the "
+                         "consumers' GIL")
     ap.add_argument("--cpu", action="store_true", help="measure broker CPU per million records instead")
     ap.add_argument("--cpu-records", type=int, default=200000)
     ap.add_argument("--cpu-batch", type=int, default=50, help="records per log batch")
@@ -362,15 +365,27 @@ def main():
         return
     if args.only != "throughput":
         return main_delivery(args)
+    if args.broker_process:
+        from bench_g_broker import BrokerProcess
+        proc = BrokerProcess()
+        try:
+            throughput(args, proc.bootstrap)
+        finally:
+            proc.stop()
+        return
     with running_broker() as b:
-        for n in [int(x) for x in args.consumers.split(",")]:
-            runs = [run_once(b, n, args.records, args.work_ms / 1000.0, f"{n}-{r}", not args.cold)
-                    for r in range(args.rounds)]
-            total, steady, join = zip(*runs)
-            print(f"consumers={n:3d} records/s from subscribe median={statistics.median(total):8.0f} "
-                  f"runs={' '.join(f'{x:.0f}' for x in total)}; from the first record "
-                  f"median={statistics.median(steady):8.0f} runs={' '.join(f'{x:.0f}' for x in steady)}; "
-                  f"subscribe to first record median={statistics.median(join):.2f} s", flush=True)
+        throughput(args, b)
+
+
+def throughput(args, b) -> None:
+    for n in [int(x) for x in args.consumers.split(",")]:
+        runs = [run_once(b, n, args.records, args.work_ms / 1000.0, f"{n}-{r}", not args.cold)
+                for r in range(args.rounds)]
+        total, steady, join = zip(*runs)
+        print(f"consumers={n:3d} records/s from subscribe median={statistics.median(total):8.0f} "
+              f"runs={' '.join(f'{x:.0f}' for x in total)}; from the first record "
+              f"median={statistics.median(steady):8.0f} runs={' '.join(f'{x:.0f}' for x in steady)}; "
+              f"subscribe to first record median={statistics.median(join):.2f} s", flush=True)
 
 
 if __name__ == "__main__":
