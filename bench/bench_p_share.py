@@ -11,7 +11,7 @@ that N > partitions still scales. A member first joins and leaves the group
 before any record exists (warm_up; --cold leaves it out), since the members
 that join a new share-partition wait a heartbeat interval (5 s) for it.
 
-    .venv/bin/python bench/bench_p_share.py --consumers 1,4,16 --records 4000 --rounds 3
+    .venv/bin/python bench/bench_p_share.py --consumers 1,4,16 --records 8000 --rounds 5
 
 Priority and delay (pylog/share/delivery.py), each its own run:
 
@@ -340,7 +340,7 @@ def measure_cpu(args) -> None:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--consumers", default="1,4,16")
-    ap.add_argument("--records", type=int, default=4000)
+    ap.add_argument("--records", type=int, default=8000)
     ap.add_argument("--work-ms", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", choices=("throughput", "priority", "delay"), default="throughput")
