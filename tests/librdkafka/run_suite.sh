@@ -74,6 +74,19 @@ common=(--override num.partitions=4 --override auto.create.topics.enable=$autocr
         --override allow.everyone.if.no.acl.found=true
         --override replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector)
 nbrokers=1; [ "$mode" = cluster ] && nbrokers=3
+# From Kafka 4.2 on, librdkafka's test clusters (tests/cluster_testing.py)
+# give the share coordinator's and the transaction coordinator's topics at
+# most the brokers there are, and lower the broker's floor for a share
+# group's record lock to 1 s (0173 sets a 3 s lock per group).
+kafka_version="${TEST_KAFKA_VERSION:-4.0.0}"
+if [ "$(printf '%s\n' 4.2.0 "$kafka_version" | sort -V | head -1)" = 4.2.0 ]; then
+    rf=$(( nbrokers < 3 ? nbrokers : 3 )); isr=$(( nbrokers < 2 ? nbrokers : 2 ))
+    common+=(--override share.coordinator.state.topic.replication.factor=$rf
+             --override share.coordinator.state.topic.min.isr=$isr
+             --override group.share.min.record.lock.duration.ms=1000
+             --override transaction.state.log.replication.factor=$rf
+             --override transaction.state.log.min.isr=$isr)
+fi
 
 # SASL / SSL: PLAINTEXT stays the first listener (inter-broker traffic, the
 # readiness check, the SCRAM set-up below); the clients get SASL_PLAINTEXT,
