@@ -303,7 +303,12 @@ class GroupSnapshot:
         self.after = next(_STAMPS)
         self.after_group = c.groups.get(self.gid)
 
-    def restore(self, groups: "ConsumerGroups") -> bool:
+    def restore(self, groups: "ConsumerGroups", *, refused: bool = False) -> bool:
+        """Back to the snapshot. refused: the event itself was refused (an
+        error answer, nothing appended) and undoes only its own changes; the
+        state it goes back to still holds every earlier event's, so it must
+        not keep those events' snapshots from reverting when their writes
+        fail (no revert stamp), and no write failed."""
         c = groups.c
         if self.after is None:
             self.done(c)
@@ -323,7 +328,8 @@ class GroupSnapshot:
             for obj, copy in self.copies:
                 for name in ConsumerMember.__slots__:
                     setattr(obj, name, getattr(copy, name))
-            g.reverted_at = next(_STAMPS)
+            if not refused:
+                g.reverted_at = next(_STAMPS)
         index = c.partition_for(self.gid)
         for mid in before:
             if not isinstance(g, ConsumerGroup) or mid not in g.members:
@@ -335,7 +341,10 @@ class GroupSnapshot:
                     groups.arm_member(g, m)
         elif g is not None:
             c._arm(g)   # a classic group put back (a conversion undone)
-        log.info("group %s: write failed, group state reverted", self.gid)
+        if refused:
+            log.debug("group %s: event refused, its changes undone", self.gid)
+        else:
+            log.info("group %s: write failed, group state reverted", self.gid)
         return True
 
 
@@ -617,8 +626,8 @@ class ConsumerGroups:
         try:
             resp, records = self._heartbeat(version, req, client_id, client_host)
         except HeartbeatError as e:
-            # Refused after a change (a conversion): nothing of it stays.
-            snap.restore(self)
+            # Refused, maybe after a change (a conversion): nothing of it stays.
+            snap.restore(self, refused=True)
             return error_response(e.code, e.message)
         if not records:
             return resp
