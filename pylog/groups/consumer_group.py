@@ -341,9 +341,7 @@ class GroupSnapshot:
                     groups.arm_member(g, m)
         elif g is not None:
             c._arm(g)   # a classic group put back (a conversion undone)
-        if refused:
-            log.debug("group %s: event refused, its changes undone", self.gid)
-        else:
+        if not refused:
             log.info("group %s: write failed, group state reverted", self.gid)
         return True
 
@@ -627,6 +625,8 @@ class ConsumerGroups:
             resp, records = self._heartbeat(version, req, client_id, client_host)
         except HeartbeatError as e:
             # Refused, maybe after a change (a conversion): nothing of it stays.
+            log.debug("group %s: heartbeat of %s at epoch %d refused: error %s (%s)", req.group_id, req.member_id,
+                      req.member_epoch, e.code, e.message)
             snap.restore(self, refused=True)
             return error_response(e.code, e.message)
         if not records:
