@@ -171,9 +171,18 @@ brokers=${brokers%,}
 
 # Wait for every broker to answer Metadata.
 for _ in $(seq 1 120); do
-    if "$PYLOG" topics list --bootstrap-server "$plain_brokers" >/dev/null 2>&1; then break; fi
+    # (one broker: its own "listening" line first, as another process's broker
+    # may answer on a port this one could not take)
+    if { [ -z "$broker_pid" ] || grep -q " listening on " "$work/broker.log"; } &&
+       "$PYLOG" topics list --bootstrap-server "$plain_brokers" >/dev/null 2>&1; then break; fi
+    # A broker that could not start (a port taken: BASE_PORT inside the
+    # host's ephemeral range can meet a client's port) ends the run here.
+    if [ -n "$broker_pid" ] && ! kill -0 "$broker_pid" 2>/dev/null; then
+        tail -3 "$work/broker.log" >&2; exit 2
+    fi
     sleep 0.5
 done
+if [ -n "$broker_pid" ] && ! kill -0 "$broker_pid" 2>/dev/null; then tail -3 "$work/broker.log" >&2; exit 2; fi
 
 cat >"$work/test.conf" <<CONF
 bootstrap.servers=$brokers
