@@ -86,6 +86,35 @@ class CoordinatorShard(Protocol):
         whatever waits on it with NOT_COORDINATOR."""
 
 
+class Refused:
+    """What a write operation answers when its checks refuse the request
+    (Kafka's operation throws, and the runtime completes it with the error at
+    once): given at once, even behind a pending write."""
+
+    __slots__ = ("answer",)
+
+    def __init__(self, answer):
+        self.answer = answer
+
+
+def operation_error(code: int) -> int:
+    """A write operation's failure as its answer's error code (Kafka's
+    CoordinatorOperationExceptionHelper.handleOperationException).
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND (pylog's high watermark passed with an
+    ISR below min.insync.replicas, where Kafka's holds back until the write
+    times out) is answered as that timeout."""
+    if code == Errors.NETWORK_EXCEPTION:
+        return Errors.COORDINATOR_LOAD_IN_PROGRESS
+    if code in (Errors.UNKNOWN_TOPIC_OR_PARTITION, Errors.NOT_ENOUGH_REPLICAS, Errors.REQUEST_TIMED_OUT,
+                Errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND):
+        return Errors.COORDINATOR_NOT_AVAILABLE
+    if code in (Errors.NOT_LEADER_OR_FOLLOWER, Errors.KAFKA_STORAGE_ERROR):
+        return Errors.NOT_COORDINATOR
+    if code in (Errors.MESSAGE_TOO_LARGE, Errors.RECORD_LIST_TOO_LARGE, Errors.INVALID_FETCH_SIZE):
+        return Errors.UNKNOWN_SERVER_ERROR
+    return code
+
+
 class NotCoordinatorError(PylogError):
     """An event for a partition of the topic this broker does not coordinate."""
 
@@ -167,8 +196,14 @@ class CoordinatorRuntime:
     module docstring). Event-loop thread only."""
 
     def __init__(self, topic: str, writer, shard: CoordinatorShard, *, write_timeout_ms: int,
-                 clock=time.monotonic):
+                 clock=time.monotonic, acks_all=False):
         self.topic = topic
+        # A write is committed once the high watermark passes it (Kafka's
+        # runtime listens to the high watermark alone), even with an ISR
+        # below min.insync.replicas; acks_all: as an acks=all produce, which
+        # is then told NOT_ENOUGH_REPLICAS_AFTER_APPEND (Kafka's transaction
+        # coordinator writes that way, outside the runtime).
+        self._after_append_error = Errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND if acks_all else 0
         self.writer = writer
         self.shard = shard
         self.write_timeout_s = write_timeout_ms / 1000.0
@@ -304,13 +339,14 @@ class CoordinatorRuntime:
 
     # ---- events ----
 
-    def schedule(self, index: int, event, *args, failed=None):
+    def schedule(self, index: int, event, *args, failed=None, own_answer=False):
         """Run event(*args) as an event of partition index (module
         docstring). Its result when it completes at once; a coroutine giving
         its result when it suspended (or when it had to queue behind an event
         of the same partition that scheduled it, or when it wrote nothing and
         must wait for an earlier write: `failed`). An exception the event
-        raises before suspending propagates."""
+        raises before suspending propagates. own_answer: see the module
+        docstring (JoinGroup, SyncGroup)."""
         q = self._queues.get(index)
         if q is None:
             q = self._queues[index] = _EventQueue()
@@ -318,11 +354,11 @@ class CoordinatorRuntime:
             # Scheduled from inside one of this partition's events: it runs
             # when that one has applied its state change.
             fut = asyncio.get_running_loop().create_future()
-            q.pending.append((event, args, failed, fut))
+            q.pending.append((event, args, (failed, own_answer), fut))
             return _await_future(fut)
         q.running = True
         try:
-            out = self._run(index, event, args, failed)
+            out = self._run(index, event, args, (failed, own_answer))
             while q.pending:
                 ev, a, f, fut = q.pending.popleft()
                 try:
@@ -338,49 +374,89 @@ class CoordinatorRuntime:
             q.running = False
         return out
 
-    def _run(self, index: int, event, args, failed):
+    def _run(self, index: int, event, args, kind):
         """_run_event, and for a write operation (failed given) that appended
         nothing, its answer held behind the partition's pending write."""
+        failed, own_answer = kind
         ctx = self._contexts.get(index)
         if failed is None or ctx is None:
             return _run_event(event, args)
         appends = ctx.appends
         out = _run_event(event, args)
+        if isinstance(out, Refused):
+            return out.answer
         if ctx.appends != appends or ctx.last_written < 0 or self._contexts.get(index) is not ctx:
             return out
+        if own_answer and not asyncio.iscoroutine(out):
+            return out       # given by the event itself: it goes now
         last = ctx.last_written
-        code = self.writer.commit_outcome(self.topic, index, last)
-        if code is None or (code and asyncio.iscoroutine(out)):
+        code = self._outcome(self.writer.commit_outcome(self.topic, index, last))
+        if code == 0:
+            self._settled(index, last)   # committed: later events no longer rest on it
+            return out
+        if own_answer:
+            return self._first_of(index, last, out, failed, code)
+        if code is None or asyncio.iscoroutine(out):
             return self._after_write(index, last, out, failed)
-        # Decided: committed, or failed and rolled back by its writer; either
-        # way later events no longer rest on it (the cheap path again).
-        self._settled(index, last)
-        return failed(code) if code else out
+        return failed(code)
 
     async def _after_write(self, index: int, last: int, out, failed):
         # A suspended event still runs to its end (what it awaits may change
         # state, as a join waiting for its rebalance); only its answer goes.
         result = (await out) if asyncio.iscoroutine(out) else out
+        if isinstance(result, Refused):
+            return result.answer
         code = await self.committed(index, last)
         return failed(code) if code else result
+
+    async def _first_of(self, index: int, last: int, out, failed, code):
+        """An own_answer event still waiting for its answer: the answer when
+        it comes first, failed(code) when the pending write fails first (the
+        event still runs to its end; its late answer goes nowhere, as Kafka
+        completes a response future only once)."""
+        answer = asyncio.ensure_future(out)
+        if code is None:
+            waiting = asyncio.ensure_future(self.committed(index, last))
+            await asyncio.wait((answer, waiting), return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                waiting.cancel()
+            code = 0 if answer.done() else waiting.result()
+        if code == 0 or answer.done():
+            result = await answer
+            return result.answer if isinstance(result, Refused) else result
+        answer.add_done_callback(_retrieved)
+        return failed(code)
 
     # ---- writes ----
 
     def append(self, index: int, keys: list, values: list) -> int:
         """Within an event: append records to the partition as leader; the
         offset of the last one (for `committed`)."""
+        return self.append_with(index, self.writer.append, self.topic, index, keys, values)
+
+    def append_with(self, index: int, write, *args) -> int:
+        """Within an event: write(*args) appends to the partition as leader
+        in another form (a transactional batch, a transaction marker) and
+        gives its last offset; counted as `append` is, so later events rest
+        on it too (Kafka's runtime moves its last written offset for those
+        as well)."""
         if not self.is_active(index):
             raise NotCoordinatorError(f"node {self.writer.node_id} does not coordinate {self.topic}-{index}")
         ctx = self._contexts[index]
         # Counted before it can fail: an event that tried to write answers
         # with its own outcome, never a read's.
         ctx.appends += 1
-        last = ctx.last_written = self.writer.append(self.topic, index, keys, values)
+        last = ctx.last_written = write(*args)
         return last
 
+    def _outcome(self, code):
+        return self._after_append_error if code == Errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND else code
+
     def _settled(self, index: int, offset: int):
-        """The writer of offset knows its outcome (committed, or failed and
-        rolled back): events no longer rest on it."""
+        """offset is committed: events no longer rest on it. (A write that
+        timed out is not settled: its records stay applied and in the log,
+        and the events after it still wait for them, as Kafka's runtime
+        keeps its last written offset ahead of the committed one.)"""
         ctx = self._contexts.get(index)
         if ctx is not None and ctx.last_written == offset:
             ctx.last_written = -1
@@ -389,8 +465,8 @@ class CoordinatorRuntime:
         """After an event appended up to last_offset: its outcome if already
         known (0 when the high watermark covers it: a lone replica at once),
         None while it must wait (`committed`)."""
-        code = self.writer.commit_outcome(self.topic, index, last_offset)
-        if code is not None:
+        code = self._outcome(self.writer.commit_outcome(self.topic, index, last_offset))
+        if code == 0:
             self._settled(index, last_offset)
         return code
 
@@ -398,10 +474,11 @@ class CoordinatorRuntime:
         """After an event appended up to last_offset: wait until the high
         watermark covers it; 0, NOT_COORDINATOR when the partition unloaded
         meanwhile, or the writer's error."""
-        code = await self.writer.wait_committed(self.topic, index, last_offset, self.write_timeout_s)
+        code = self._outcome(await self.writer.wait_committed(self.topic, index, last_offset, self.write_timeout_s))
         if code == 0 and index not in self._contexts:
             return Errors.NOT_COORDINATOR
-        self._settled(index, last_offset)
+        if code == 0:
+            self._settled(index, last_offset)
         return code
 
     # ---- timers ----
@@ -477,6 +554,11 @@ def _run_event(event, args):
     except StopIteration as done:
         return done.value
     return _finish(_Resume(out, waiting))
+
+
+def _retrieved(task):
+    if not task.cancelled():
+        task.exception()   # its outcome is no one's: retrieved so asyncio does not report it
 
 
 async def _await_future(fut):

@@ -50,7 +50,7 @@ import logging
 import time
 import uuid
 
-from ..coordinator.runtime import CoordinatorRuntime, NotCoordinatorError
+from ..coordinator.runtime import CoordinatorRuntime, Refused, operation_error
 from ..errors import NotLeaderOrFollowerError, PylogError
 from ..protocol.group_records import GroupMetadataValue
 from ..protocol.error_codes import Errors
@@ -529,12 +529,13 @@ class GroupCoordinator:
         records, answer = out
         snap.done(self)
         try:
-            code = await self._wait_committed_raw(g.group_id, self._store(
-                g.group_id, [k for k, _ in records], [v for _, v in records]))
+            last = self._store(g.group_id, [k for k, _ in records], [v for _, v in records])
         except (PylogError, OSError) as e:
-            code = getattr(e, "error_code", -1)
-        if code:
+            # Not in the log: undone (once appended it stays, see write_result).
             snap.restore(self.consumer)
+            return _group_store_error(getattr(e, "error_code", -1)), None
+        code = await self._wait_committed_raw(g.group_id, last)
+        if code:
             return _group_store_error(code), None
         return Errors.NONE, answer
 
@@ -842,11 +843,16 @@ class GroupCoordinator:
         """An OffsetCommit: the offsets are appended now and answered (and
         cached) once the offsets partition's high watermark covers them. The
         result ({(topic, partition): error_code}) when that is already so (a
-        lone replica), else a coroutine that waits for it."""
+        lone replica), else a coroutine that waits for it; Refused(result)
+        when the group's checks refuse it (Kafka's commitOffset throws) or
+        every partition's topic is unknown (Kafka's KafkaApis answers those
+        before the coordinator)."""
         self.ensure_offsets_topic()  # before the checks: loading the partition resets its groups
         result, g, keys, values, accepted = self._check_commit(
             group_id, generation_id, member_id, group_instance_id, offsets, version)
         if not keys:
+            if g is None or all(c == Errors.UNKNOWN_TOPIC_OR_PARTITION for c in result.values()):
+                return Refused(result)
             return result
         index = self.partition_for(group_id)
         try:
@@ -1170,7 +1176,8 @@ class GroupCoordinator:
         (write_txn_marker). {(topic, partition): code}, or a coroutine
         giving it once the batch is replicated."""
         def all_(code):
-            return {(t, p): code for t, p, *_ in offsets}
+            # Kafka's commitTransactionalOffset throws these: answered at once.
+            return Refused({(t, p): code for t, p, *_ in offsets})
         wrong = self.coordinator_error(group_id)
         if wrong:
             return all_(wrong)
@@ -1186,9 +1193,8 @@ class GroupCoordinator:
             return result
         index = self.partition_for(group_id)
         try:
-            if not self.runtime.is_active(index):
-                raise NotCoordinatorError(f"{ot.TOPIC}-{index} is not loaded here")
-            last = self.writer.append_transactional(ot.TOPIC, index, producer_id, producer_epoch, keys, values)
+            last = self.runtime.append_with(index, self.writer.append_transactional, ot.TOPIC, index, producer_id,
+                                            producer_epoch, keys, values)
         except Exception as e:  # a fenced producer epoch, leadership lost, a storage error
             from ..errors import code_for
             code = _txn_store_error(code_for(e))
@@ -1254,8 +1260,8 @@ class GroupCoordinator:
             raise NotLeaderOrFollowerError(
                 f"{ot.TOPIC}-{index}: the group coordinator is "
                 f"{'loading it' if code == Errors.COORDINATOR_LOAD_IN_PROGRESS else 'not here'}")
-        offset = self.writer.append_txn_marker(ot.TOPIC, index, producer_id, producer_epoch, coordinator_epoch,
-                                               committed)
+        offset = self.runtime.append_with(index, self.writer.append_txn_marker, ot.TOPIC, index, producer_id,
+                                          producer_epoch, coordinator_epoch, committed)
         write = _MarkerWrite(producer_id, self.txn_offsets.get(index, {}).pop(producer_id, None) or {}, committed)
         # Still pending (OffsetFetch require_stable answers UNSTABLE) until the
         # marker is replicated, as the offsets of an OffsetCommit are applied then.
@@ -1377,14 +1383,10 @@ def _store_error(code: int) -> int:
 
 
 def _group_store_error(code: int) -> int:
-    """A failed write of a group's metadata as the SyncGroup error (Kafka's
-    appendGroupMetadataErrorToResponseError: too-large records are
-    UNKNOWN_SERVER_ERROR here, a timeout COORDINATOR_NOT_AVAILABLE)."""
-    if code == Errors.REQUEST_TIMED_OUT:
-        return Errors.COORDINATOR_NOT_AVAILABLE
-    if code in _TOO_LARGE:
-        return Errors.UNKNOWN_SERVER_ERROR
-    return _WRITE_ERRORS.get(code, code)
+    """A failed write of a group's metadata as the SyncGroup error: the
+    runtime's mapping (too-large records are UNKNOWN_SERVER_ERROR here, a
+    timeout COORDINATOR_NOT_AVAILABLE)."""
+    return operation_error(code)
 
 
 def _txn_store_error(code: int) -> int:
