@@ -32,14 +32,27 @@ For each partition of the topic the runtime keeps a context:
   request is answered only once `committed` says the high watermark covers
   them (the broker's purgatory completes that wait), so an acknowledged
   commit survives the leader's loss.
+- **a failed write**, as Kafka's runtime: only an append that fails undoes
+  the event's change (nothing of it is in the log). A write appended but not
+  committed within the write timeout is answered with the timeout's error
+  and keeps its change: its records are in the log, commit when the
+  followers catch up (or go with the leadership, and the next leader
+  reloads from its log), and the partition's last written offset stays
+  ahead of the committed one until they do. So the state always is what the
+  log replays to.
 - **write operations that write nothing**: an event scheduled with `failed`
-  (a request that may write: a heartbeat, a join, a commit) that appends no
-  records answered from state an earlier event changed; while that event's
-  records are not yet committed its answer waits for the partition's last
-  appended offset, and when that write fails it gets failed(the write's
-  error) instead, since the state it was built on is rolled back (Kafka's
-  CoordinatorWriteEvent with empty records). Nothing pending: answered at
-  once. Events without `failed` are reads and never wait.
+  (a request Kafka runs as a write operation: a heartbeat, a join, a
+  commit) that appends no records answered from state earlier events
+  changed; while the partition's last appended offset is not committed its
+  answer waits for it, and gets failed(the error) when that wait fails
+  (timed out, leadership lost), as Kafka's CoordinatorWriteEvent with empty
+  records. Nothing pending: answered at once. An event returns
+  `Refused(answer)` for what Kafka's operation throws (a request refused by
+  its checks): answered at once. With `own_answer` (JoinGroup, SyncGroup,
+  whose operations Kafka hands a response future) an answer the event gives
+  goes when given; only while none is given does the pending write's
+  failure answer failed(error). Events without `failed` are reads and
+  never wait.
 - **timers**: `schedule_timer` runs an event at its deadline (loop.call_at
   through the runtime's clock), not on a polling tick; a timer of a partition
   that unloads never fires. A timer's event goes through the partition's
@@ -379,13 +392,13 @@ class CoordinatorRuntime:
         nothing, its answer held behind the partition's pending write."""
         failed, own_answer = kind
         ctx = self._contexts.get(index)
-        if failed is None or ctx is None:
+        if failed is None:
             return _run_event(event, args)
-        appends = ctx.appends
+        appends = ctx.appends if ctx is not None else 0
         out = _run_event(event, args)
         if isinstance(out, Refused):
             return out.answer
-        if ctx.appends != appends or ctx.last_written < 0 or self._contexts.get(index) is not ctx:
+        if ctx is None or ctx.appends != appends or ctx.last_written < 0 or self._contexts.get(index) is not ctx:
             return out
         if own_answer and not asyncio.iscoroutine(out):
             return out       # given by the event itself: it goes now

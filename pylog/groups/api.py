@@ -306,15 +306,17 @@ class GroupApis:
         require_stable = version >= 7 and req.require_stable
         if version < 8:
             wanted = None if req.topics is None else [(t.name, t.partition_indexes) for t in req.topics]
-            out = self._event(req.group_id, self._fetch_group, req.group_id, wanted, require_stable, None, -1)
+            out = self._event(req.group_id, self._fetch_group, req.group_id, wanted, require_stable, None, -1,
+                              failed=_fetch_failed(wanted) if require_stable else None)
             return self._later(out, self._single_group) if inspect.iscoroutine(out) else self._single_group(out)
         # v8+: several groups, each read by an event of its own partition.
-        outs = [(g.group_id, self._event(g.group_id, self._fetch_group, g.group_id,
-                                         None if g.topics is None else [(t.name, t.partition_indexes) for t in g.topics],
-                                         require_stable,
-                                         g.member_id if version >= 9 else None,
-                                         g.member_epoch if version >= 9 else -1))
-                for g in req.groups]
+        outs = []
+        for g in req.groups:
+            wanted = None if g.topics is None else [(t.name, t.partition_indexes) for t in g.topics]
+            outs.append((g.group_id, self._event(g.group_id, self._fetch_group, g.group_id, wanted, require_stable,
+                                                 g.member_id if version >= 9 else None,
+                                                 g.member_epoch if version >= 9 else -1,
+                                                 failed=_fetch_failed(wanted) if require_stable else None)))
         if any(inspect.iscoroutine(o) for _gid, o in outs):
             return self._groups_later(outs)
         return self._many_groups(outs)
@@ -332,7 +334,9 @@ class GroupApis:
         partition holding an offset of an open transaction is answered
         UNSTABLE_OFFSET_COMMIT, as Kafka's OffsetMetadataManager does, so a
         read_committed consumer retries instead of starting from the offset
-        before it."""
+        before it. With require_stable Kafka reads as a write operation: the
+        latest offsets, commits not yet replicated included, answered once
+        those are committed (the runtime holds the answer)."""
         wrong = self.coordinator.coordinator_error(group_id)
         if wrong:
             return wrong, [(t, [(p, -1, -1, "", wrong) for p in ps]) for t, ps in wanted or []]
@@ -341,9 +345,9 @@ class GroupApis:
             # v9: a consumer group's member reads with its member epoch.
             code = self.coordinator.consumer.fetch_error(g, member_id, member_epoch)
             if code:
-                return code, []
+                return Refused((code, [])) if require_stable else (code, [])
         found = self.coordinator.fetch_offsets(
-            group_id, None if wanted is None else [(t, p) for t, ps in wanted for p in ps])
+            group_id, None if wanted is None else [(t, p) for t, ps in wanted for p in ps], latest=require_stable)
         unstable = self.coordinator.pending_txn_offsets(group_id) if require_stable else ()
         by_topic: dict[str, list] = {}
         for (topic, partition), om in found.items():
@@ -511,6 +515,17 @@ def _gathered(results, build):
     async def later():
         return build([await r if inspect.isawaitable(r) else r for r in results])
     return later()
+
+
+def _fetch_failed(wanted):
+    """A require_stable OffsetFetch whose answer rested on a write that
+    failed (Kafka's handleOffsetFetchException: what older consumers would
+    not retry is NOT_COORDINATOR)."""
+    def failed(code):
+        code = Errors.NOT_COORDINATOR if code in (Errors.UNKNOWN_TOPIC_OR_PARTITION, Errors.NOT_ENOUGH_REPLICAS,
+                                                  Errors.REQUEST_TIMED_OUT) else operation_error(code)
+        return code, [(t, [(p, -1, -1, "", code) for p in ps]) for t, ps in wanted or []]
+    return failed
 
 
 def _every_partition(req, code) -> dict:

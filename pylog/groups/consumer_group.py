@@ -284,9 +284,9 @@ class GroupSnapshot:
     id named (a conversion replaces it). Events change members by replacing
     their values, so shallow copies are snapshots.
 
-    A revert applies only when no later revert undid the group already (the
-    records of later events sit after this one's in the log: they fail with
-    it, and this snapshot is the older state)."""
+    Only an append that fails reverts (within its event: nothing else ran
+    since). A revert applies only when no later revert undid the group
+    already."""
 
     def __init__(self, c, gid: str, member_ids=()):
         self.gid = gid

@@ -47,6 +47,16 @@ def simple_commit(b, group, offset, metadata="", generation=-1, member=""):
     return r.topics[0].partitions[0].error_code
 
 
+def fetch(b, group, require_stable):
+    """OffsetFetch v7 of rw-0: (error, offset)."""
+    O = m.OffsetFetchRequest
+    with conn(b) as c:
+        r = c.request(O(group_id=group, require_stable=require_stable,
+                        topics=[O.OffsetFetchRequestTopic(name="rw", partition_indexes=[0])]), api_version=7)
+    p = r.topics[0].partitions[0]
+    return r.error_code or p.error_code, p.committed_offset
+
+
 class Held:
     """The coordinator's offsets partition with one follower not fetching."""
 
@@ -60,8 +70,7 @@ class Held:
     def write(self, pool, offset):
         """A commit appended and held below the high watermark: its future.
         The follower fetches again on leaving."""
-        fm = self.follower.broker.replica_manager.fetchers
-        self.follower.broker.call(lambda: fm.remove(self.key))
+        self.hold()
         try:
             committing = pool.submit(simple_commit, self.coord, self.pending, offset)
             wait_for(lambda: self.coord.broker.call(lambda: self.part.log_end_offset > self.part.high_watermark),
@@ -69,6 +78,10 @@ class Held:
             yield committing
         finally:
             self.release()
+
+    def hold(self):
+        f = self.follower.broker
+        f.call(lambda: f.replica_manager.fetchers.remove(self.key))
 
     def release(self):
         f = self.follower.broker
@@ -134,7 +147,7 @@ def test_join_and_sync_answer_when_the_group_does_or_fail_with_the_pending_write
                 # timeout); the pending write times out first: that is its answer.
                 joining = pool.submit(join, coord, group, r.member_id)
                 j2 = joining.result(90)
-                assert pending.result(90) == Errors.REQUEST_TIMED_OUT
+                assert pending.result(90) == Errors.COORDINATOR_NOT_AVAILABLE
                 assert (j2.error_code, j2.member_id, j2.generation_id) == (Errors.COORDINATOR_NOT_AVAILABLE, "", -1)
             held.caught_up()
 
@@ -147,7 +160,7 @@ def test_join_and_sync_answer_when_the_group_does_or_fail_with_the_pending_write
                 # The other member's SyncGroup waits for the leader's assignment,
                 # which does not come; the pending write times out first.
                 s2 = pool.submit(sync, coord, group, again.generation_id, other).result(90)
-                assert pending.result(90) == Errors.REQUEST_TIMED_OUT
+                assert pending.result(90) == Errors.COORDINATOR_NOT_AVAILABLE
                 assert (s2.error_code, s2.assignment) == (Errors.COORDINATOR_NOT_AVAILABLE, b"")
             held.caught_up()
 
@@ -180,8 +193,21 @@ def test_offset_commits_wait_for_the_pending_write_unless_refused(zk_connect):
             with held.write(pool, 2) as pending:
                 refused = pool.submit(simple_commit, coord, simple, 6, too_large)
                 assert held_back(refused)
-                assert pending.result(90) == Errors.REQUEST_TIMED_OUT
+                assert pending.result(90) == Errors.COORDINATOR_NOT_AVAILABLE
                 assert refused.result(90) == Errors.COORDINATOR_NOT_AVAILABLE
+            held.caught_up()
+
+            # OffsetFetch with require_stable is a write operation in Kafka: it
+            # reads the latest offsets, the pending commit's included, and is
+            # answered once that commit is. Without the flag: a read of what
+            # is committed, at once.
+            with held.write(pool, 3) as pending:
+                assert answered_while(pending, pool.submit(fetch, coord, held.pending, False)) == (0, 2)
+                stable = pool.submit(fetch, coord, held.pending, True)
+                assert held_back(stable)
+                held.release()
+                assert pending.result(90) == 0
+                assert stable.result(90) == (0, 3)
             held.caught_up()
 
 
@@ -239,7 +265,7 @@ def test_a_txn_offset_commit_that_writes_nothing_waits_for_the_pending_write(zk_
             with held.write(pool, 1) as pending:
                 refused = pool.submit(txn_commit, "x" * 5000)
                 assert held_back(refused)
-                assert pending.result(90) == Errors.REQUEST_TIMED_OUT
+                assert pending.result(90) == Errors.COORDINATOR_NOT_AVAILABLE
                 assert refused.result(90) == Errors.COORDINATOR_NOT_AVAILABLE
             held.caught_up()
             # Nothing pending: answered as before.

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import uuid
 
-from pylog.groups import offsets_topic as ot
 from pylog.protocol import messages as m
 from pylog.protocol.error_codes import Errors
 
 from . import zkcluster
 from .test_coordinator_readwait import GROUP, conn, coordinator_of, heartbeat
+from .test_coordinator_readwait_ops import Held, simple_commit
 from .test_coordinator_runtime import CLUSTER
-from .zkcluster import create_topic, wait_for
+from .zkcluster import create_topic
 
 # Short: the failing write waits it out once.
 WRITE_TIMEOUT_MS = 3000
@@ -34,11 +34,9 @@ def test_a_timed_out_join_keeps_its_member_and_its_records_commit_later(zk_conne
     with zkcluster.cluster(zk_connect, 3, base=base) as bs:
         create_topic(bs, "rw", 2)
         coord, index = coordinator_of(bs)
-        key = (ot.TOPIC, index)
-        leader_part = coord.broker.log_manager.partitions[key]
-        follower = next(b for b in bs if b is not coord)
-        fm = follower.broker.replica_manager.fetchers
-        follower.broker.call(lambda: fm.remove(key))
+        held = Held(bs, coord, index)
+        leader_part = held.part
+        held.hold()
         mid = str(uuid.uuid4())
         before = coord.broker.call(lambda: leader_part.log_end_offset)
         with conn(coord) as c:
@@ -48,9 +46,8 @@ def test_a_timed_out_join_keeps_its_member_and_its_records_commit_later(zk_conne
         assert coord.broker.call(lambda: leader_part.log_end_offset) > before
         assert coord.broker.call(lambda: leader_part.high_watermark) <= before
 
-        follower.broker.call(lambda: fm.add(follower.broker.log_manager.partitions[key], False))
-        wait_for(lambda: coord.broker.call(lambda: leader_part.high_watermark == leader_part.log_end_offset),
-                 timeout=60, what="the follower caught up")
+        held.release()
+        held.caught_up()
         # The records committed: the coordinator's state is theirs (a reverted
         # member would be missing here while every replica's log has it).
         d = describe(coord, GROUP)
@@ -69,3 +66,33 @@ def test_a_timed_out_join_keeps_its_member_and_its_records_commit_later(zk_conne
         assert r.member_epoch == epoch
         assert sorted(p for tp in r.assignment.topic_partitions for p in tp.partitions) == [0, 1]
         assert describe(coord, GROUP).group_epoch == d.group_epoch
+
+
+def fetch_offset(b, group):
+    O = m.OffsetFetchRequest
+    with conn(b) as c:
+        r = c.request(O(group_id=group, topics=[O.OffsetFetchRequestTopic(name="rw", partition_indexes=[0])]),
+                      api_version=5)
+    assert r.error_code == 0, r
+    return r.topics[0].partitions[0].committed_offset
+
+
+def test_a_timed_out_commit_applies_once_its_records_commit(zk_connect):
+    """Kafka keeps a timed-out commit's offset in its state and reads it
+    once the high watermark passes it; the coordinator that answered the
+    timeout must not serve the older offset the log has overwritten."""
+    base = {**CLUSTER, "offsets.commit.timeout.ms": str(WRITE_TIMEOUT_MS)}
+    with zkcluster.cluster(zk_connect, 3, base=base) as bs:
+        create_topic(bs, "rw", 1)
+        coord, index = coordinator_of(bs)
+        held = Held(bs, coord, index)
+        assert simple_commit(coord, GROUP, 5) == 0
+        assert fetch_offset(coord, GROUP) == 5
+        held.hold()
+        # Appended, not replicated in time: Kafka 4's answer to a timed-out write.
+        assert simple_commit(coord, GROUP, 9) == Errors.COORDINATOR_NOT_AVAILABLE
+        assert fetch_offset(coord, GROUP) == 5        # not committed: not read
+        held.release()
+        held.caught_up()
+        # Committed now, on every replica: the coordinator reads it too.
+        assert fetch_offset(coord, GROUP) == 9
