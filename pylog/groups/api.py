@@ -154,17 +154,8 @@ class GroupApis:
     def join_group(self, header, req):
         # The answer goes when the group gives it (Kafka hands the operation
         # its response future); a pending write failing first answers it.
-        return self._event(req.group_id, self._join, header, req, "/" + header.peer_host,
-                           failed=lambda code: self._join_failed(header, code), own_answer=True)
-
-    @staticmethod
-    def _join_failed(header, code):
-        """Kafka's JoinGroup answer to a failed write operation: the error
-        alone (no member id)."""
-        return m.JoinGroupResponse(throttle_time_ms=0, error_code=operation_error(code), generation_id=-1,
-                                   protocol_type=None,
-                                   protocol_name="" if header.request_api_version < 7 else None, leader="",
-                                   skip_assignment=False, member_id="", members=[])
+        return self._event(req.group_id, self._join, header, req, "/" + header.peer_host, failed=_join_failed,
+                           own_answer=True)
 
     async def _sync(self, header, req):
         version = header.request_api_version
@@ -224,8 +215,11 @@ class GroupApis:
             return R(throttle_time_ms=0,
                      error_code=await code_of(self.coordinator.leave_group(req.group_id, req.member_id)))
         if self.coordinator.describe(req.group_id) is None:
-            # As Kafka: a group it does not know fails the whole request.
-            return Refused(R(throttle_time_ms=0, error_code=Errors.UNKNOWN_MEMBER_ID, members=[]))
+            # As Kafka 4: the operation throws UNKNOWN_MEMBER_ID for a group it
+            # does not know, answered as every member unknown.
+            return Refused(R(throttle_time_ms=0, error_code=Errors.NONE, members=[
+                R.MemberResponse(member_id=mm.member_id, group_instance_id=mm.group_instance_id,
+                                 error_code=Errors.UNKNOWN_MEMBER_ID) for mm in req.members]))
         # Each member's leave applies before the next (its write may still be pending).
         pending = [self.coordinator.leave_group(req.group_id, mm.member_id, mm.group_instance_id,
                                                 mm.reason if version >= 5 else None) for mm in req.members]
@@ -530,6 +524,14 @@ def _fetch_failed(wanted):
 
 def _every_partition(req, code) -> dict:
     return {(t.name, p.partition_index): code for t in req.topics for p in t.partitions}
+
+
+def _join_failed(code):
+    """Kafka's JoinGroup answer to a failed write operation: the error and
+    the fields' defaults (no member id, protocol name "")."""
+    return m.JoinGroupResponse(throttle_time_ms=0, error_code=operation_error(code), generation_id=-1,
+                               protocol_type=None, protocol_name="", leader="", skip_assignment=False, member_id="",
+                               members=[])
 
 
 def _sync_failed(code):
