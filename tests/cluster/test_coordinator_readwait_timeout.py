@@ -12,7 +12,7 @@ from pylog.protocol import messages as m
 from pylog.protocol.error_codes import Errors
 
 from . import zkcluster
-from .test_coordinator_readwait import GROUP, conn, coordinator_of, heartbeat
+from .test_coordinator_readwait import GROUP, conn, coordinator_of, heartbeat, owned_of
 from .test_coordinator_readwait_ops import Held, simple_commit
 from .test_coordinator_runtime import CLUSTER
 from .zkcluster import create_topic
@@ -96,3 +96,44 @@ def test_a_timed_out_commit_applies_once_its_records_commit(zk_connect):
         held.caught_up()
         # Committed now, on every replica: the coordinator reads it too.
         assert fetch_offset(coord, GROUP) == 9
+
+
+def test_a_timed_out_epoch_bump_is_found_by_the_retry_at_the_previous_epoch(zk_connect):
+    """librdkafka's path after a heartbeat answered COORDINATOR_NOT_AVAILABLE:
+    it heartbeats again at the epoch it knows. The bump that timed out is
+    kept, and the retry at the previous epoch (owning a subset of the new
+    assignment) is given the new epoch and partitions, with no new epoch."""
+    base = {**CLUSTER, "offsets.commit.timeout.ms": str(WRITE_TIMEOUT_MS),
+            "group.consumer.session.timeout.ms": "60000", "group.consumer.heartbeat.interval.ms": "5000"}
+    with zkcluster.cluster(zk_connect, 3, base=base) as bs:
+        create_topic(bs, "rw", 2)
+        create_topic(bs, "rw2", 2)
+        coord, index = coordinator_of(bs)
+        held = Held(bs, coord, index)
+        mid = str(uuid.uuid4())
+        with conn(coord) as c:
+            r = heartbeat(c, GROUP, mid, 0, ["rw"])
+            while not (r.assignment is not None and r.assignment.topic_partitions):
+                r = heartbeat(c, GROUP, mid, r.member_epoch)
+            epoch, owned = r.member_epoch, owned_of(r)
+            assert heartbeat(c, GROUP, mid, epoch, owned=owned).error_code == 0
+            d = describe(coord, GROUP)
+            held.hold()
+            # A new subscription: a new group epoch, target and member epoch, not replicated in time.
+            r = heartbeat(c, GROUP, mid, epoch, ["rw", "rw2"], owned=owned, retry=False)
+            assert r.error_code == Errors.COORDINATOR_NOT_AVAILABLE, r
+            held.release()
+            held.caught_up()
+            after = describe(coord, GROUP)
+            assert after.group_epoch == d.group_epoch + 1
+            assert after.members[0].member_epoch > epoch
+            # The retry, as a client sends one after an error (the Java client
+            # resets what it sent: a full request): the epoch it knows, what it owns.
+            r = c.request(m.ConsumerGroupHeartbeatRequest(
+                group_id=GROUP, member_id=mid, member_epoch=epoch, instance_id=None, rack_id=None,
+                rebalance_timeout_ms=30000, subscribed_topic_names=["rw", "rw2"], subscribed_topic_regex=None,
+                server_assignor=None, topic_partitions=owned), api_version=0)
+            assert r.error_code == 0, r
+            assert r.member_epoch == after.members[0].member_epoch
+            assert len([p for tp in r.assignment.topic_partitions for p in tp.partitions]) == 4
+        assert describe(coord, GROUP).group_epoch == after.group_epoch
