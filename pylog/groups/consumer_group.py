@@ -306,10 +306,9 @@ class GroupSnapshot:
 
     def restore(self, groups: "ConsumerGroups", *, refused: bool = False) -> bool:
         """Back to the snapshot. refused: the event itself was refused (an
-        error answer, nothing appended) and undoes only its own changes; the
-        state it goes back to still holds every earlier event's, so it must
-        not keep those events' snapshots from reverting when their writes
-        fail (no revert stamp), and no write failed."""
+        error answer, nothing appended): it undoes only its own changes,
+        leaves no revert stamp (the state it goes back to holds every
+        earlier event's) and is not a failed write (no INFO line)."""
         c = groups.c
         if self.after is None:
             self.done(c)
