@@ -251,6 +251,12 @@ class WireBrokerChannel(BrokerChannel):
             conn.close()
             raise
 
+    def reaches(self, broker_id: int) -> bool:
+        """Whether a request to broker_id may still be sent: the channel is
+        open and the broker live."""
+        with self._lock:
+            return not self._closed and broker_id in self._brokers
+
     def post(self, broker_id: int, request, api_version: int) -> None:
         with self._lock:
             if broker_id not in self._brokers:
@@ -409,26 +415,40 @@ class _BrokerSender:
             try:
                 if item is None:
                     return
-                if not self._dropping:
+                # Kafka's RequestSendThread: a request that could not be sent
+                # or answered (the broker closed an idle connection, a broker
+                # busy past the timeout) is sent again, on a new connection,
+                # until it goes through or the broker leaves the live set;
+                # dropping it left the broker without a partition's
+                # LeaderAndIsr for good.
+                while not self._dropping:
                     with self.channel.send_lock(self.broker_id):
                         # Re-checked under the lock: a dropped sender's request
                         # must not follow the new sender's (stale metadata).
-                        if not self._dropping:
-                            _send_and_log(self.channel, self.broker_id, *item)
+                        if self._dropping or _send_and_log(self.channel, self.broker_id, *item) is not _FAILED:
+                            break
+                    if not self.channel.reaches(self.broker_id):
+                        break
+                    time.sleep(_RESEND_BACKOFF_S)
             finally:
                 self._queue.task_done()
+
+
+# Kafka's RequestSendThread backs off 100 ms before sending a request again.
+_RESEND_BACKOFF_S = 0.1
+_FAILED = object()
 
 
 def _send_and_log(channel: BrokerChannel, broker_id: int, request, api_version: int):
     try:
         resp = channel.send(broker_id, request, api_version)
     except Exception as e:  # noqa: BLE001
-        # The broker gets the full state again when it re-registers. Any
-        # exception: a connection closed under a sender by update_brokers or
+        # A queued request is sent again (_BrokerSender); a broker that
+        # left gets the full state when it registers again. Any exception: a connection closed under a sender by update_brokers or
         # close fails in whatever way the socket read does, and a sender
         # thread that died would leave its broker's queue unsent for good.
         log.warning("controller: %s to broker %s failed: %r", type(request).__name__, broker_id, e)
-        return None
+        return _FAILED
     if resp is not None and getattr(resp, "error_code", 0):
         log.warning("controller: broker %s answered %s with error %s",
                     broker_id, type(request).__name__, resp.error_code)

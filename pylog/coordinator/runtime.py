@@ -32,14 +32,27 @@ For each partition of the topic the runtime keeps a context:
   request is answered only once `committed` says the high watermark covers
   them (the broker's purgatory completes that wait), so an acknowledged
   commit survives the leader's loss.
+- **a failed write**, as Kafka's runtime: only an append that fails undoes
+  the event's change (nothing of it is in the log). A write appended but not
+  committed within the write timeout is answered with the timeout's error
+  and keeps its change: its records are in the log, commit when the
+  followers catch up (or go with the leadership, and the next leader
+  reloads from its log), and the partition's last written offset stays
+  ahead of the committed one until they do. So the state always is what the
+  log replays to.
 - **write operations that write nothing**: an event scheduled with `failed`
-  (a request that may write: a heartbeat, a join, a commit) that appends no
-  records answered from state an earlier event changed; while that event's
-  records are not yet committed its answer waits for the partition's last
-  appended offset, and when that write fails it gets failed(the write's
-  error) instead, since the state it was built on is rolled back (Kafka's
-  CoordinatorWriteEvent with empty records). Nothing pending: answered at
-  once. Events without `failed` are reads and never wait.
+  (a request Kafka runs as a write operation: a heartbeat, a join, a
+  commit) that appends no records answered from state earlier events
+  changed; while the partition's last appended offset is not committed its
+  answer waits for it, and gets failed(the error) when that wait fails
+  (timed out, leadership lost), as Kafka's CoordinatorWriteEvent with empty
+  records. Nothing pending: answered at once. An event returns
+  `Refused(answer)` for what Kafka's operation throws (a request refused by
+  its checks): answered at once. With `own_answer` (JoinGroup, SyncGroup,
+  whose operations Kafka hands a response future) an answer the event gives
+  goes when given; only while none is given does the pending write's
+  failure answer failed(error). Events without `failed` are reads and
+  never wait.
 - **timers**: `schedule_timer` runs an event at its deadline (loop.call_at
   through the runtime's clock), not on a polling tick; a timer of a partition
   that unloads never fires. A timer's event goes through the partition's
@@ -84,6 +97,35 @@ class CoordinatorShard(Protocol):
     def unloaded(self, index: int) -> None:
         """Partition index is no longer led here: forget its state and answer
         whatever waits on it with NOT_COORDINATOR."""
+
+
+class Refused:
+    """What a write operation answers when its checks refuse the request
+    (Kafka's operation throws, and the runtime completes it with the error at
+    once): given at once, even behind a pending write."""
+
+    __slots__ = ("answer",)
+
+    def __init__(self, answer):
+        self.answer = answer
+
+
+def operation_error(code: int) -> int:
+    """A write operation's failure as its answer's error code (Kafka's
+    CoordinatorOperationExceptionHelper.handleOperationException).
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND (pylog's high watermark passed with an
+    ISR below min.insync.replicas, where Kafka's holds back until the write
+    times out) is answered as that timeout."""
+    if code == Errors.NETWORK_EXCEPTION:
+        return Errors.COORDINATOR_LOAD_IN_PROGRESS
+    if code in (Errors.UNKNOWN_TOPIC_OR_PARTITION, Errors.NOT_ENOUGH_REPLICAS, Errors.REQUEST_TIMED_OUT,
+                Errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND):
+        return Errors.COORDINATOR_NOT_AVAILABLE
+    if code in (Errors.NOT_LEADER_OR_FOLLOWER, Errors.KAFKA_STORAGE_ERROR):
+        return Errors.NOT_COORDINATOR
+    if code in (Errors.MESSAGE_TOO_LARGE, Errors.RECORD_LIST_TOO_LARGE, Errors.INVALID_FETCH_SIZE):
+        return Errors.UNKNOWN_SERVER_ERROR
+    return code
 
 
 class NotCoordinatorError(PylogError):
@@ -167,8 +209,14 @@ class CoordinatorRuntime:
     module docstring). Event-loop thread only."""
 
     def __init__(self, topic: str, writer, shard: CoordinatorShard, *, write_timeout_ms: int,
-                 clock=time.monotonic):
+                 clock=time.monotonic, acks_all=False):
         self.topic = topic
+        # A write is committed once the high watermark passes it (Kafka's
+        # runtime listens to the high watermark alone), even with an ISR
+        # below min.insync.replicas; acks_all: as an acks=all produce, which
+        # is then told NOT_ENOUGH_REPLICAS_AFTER_APPEND (Kafka's transaction
+        # coordinator writes that way, outside the runtime).
+        self._after_append_error = Errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND if acks_all else 0
         self.writer = writer
         self.shard = shard
         self.write_timeout_s = write_timeout_ms / 1000.0
@@ -304,13 +352,14 @@ class CoordinatorRuntime:
 
     # ---- events ----
 
-    def schedule(self, index: int, event, *args, failed=None):
+    def schedule(self, index: int, event, *args, failed=None, own_answer=False):
         """Run event(*args) as an event of partition index (module
         docstring). Its result when it completes at once; a coroutine giving
         its result when it suspended (or when it had to queue behind an event
         of the same partition that scheduled it, or when it wrote nothing and
         must wait for an earlier write: `failed`). An exception the event
-        raises before suspending propagates."""
+        raises before suspending propagates. own_answer: see the module
+        docstring (JoinGroup, SyncGroup)."""
         q = self._queues.get(index)
         if q is None:
             q = self._queues[index] = _EventQueue()
@@ -318,11 +367,11 @@ class CoordinatorRuntime:
             # Scheduled from inside one of this partition's events: it runs
             # when that one has applied its state change.
             fut = asyncio.get_running_loop().create_future()
-            q.pending.append((event, args, failed, fut))
+            q.pending.append((event, args, (failed, own_answer), fut))
             return _await_future(fut)
         q.running = True
         try:
-            out = self._run(index, event, args, failed)
+            out = self._run(index, event, args, (failed, own_answer))
             while q.pending:
                 ev, a, f, fut = q.pending.popleft()
                 try:
@@ -338,49 +387,89 @@ class CoordinatorRuntime:
             q.running = False
         return out
 
-    def _run(self, index: int, event, args, failed):
+    def _run(self, index: int, event, args, kind):
         """_run_event, and for a write operation (failed given) that appended
         nothing, its answer held behind the partition's pending write."""
+        failed, own_answer = kind
         ctx = self._contexts.get(index)
-        if failed is None or ctx is None:
+        if failed is None:
             return _run_event(event, args)
-        appends = ctx.appends
+        appends = ctx.appends if ctx is not None else 0
         out = _run_event(event, args)
-        if ctx.appends != appends or ctx.last_written < 0 or self._contexts.get(index) is not ctx:
+        if isinstance(out, Refused):
+            return out.answer
+        if ctx is None or ctx.appends != appends or ctx.last_written < 0 or self._contexts.get(index) is not ctx:
             return out
+        if own_answer and not asyncio.iscoroutine(out):
+            return out       # given by the event itself: it goes now
         last = ctx.last_written
-        code = self.writer.commit_outcome(self.topic, index, last)
-        if code is None or (code and asyncio.iscoroutine(out)):
+        code = self._outcome(self.writer.commit_outcome(self.topic, index, last))
+        if code == 0:
+            self._settled(index, last)   # committed: later events no longer rest on it
+            return out
+        if own_answer:
+            return self._first_of(index, last, out, failed, code)
+        if code is None or asyncio.iscoroutine(out):
             return self._after_write(index, last, out, failed)
-        # Decided: committed, or failed and rolled back by its writer; either
-        # way later events no longer rest on it (the cheap path again).
-        self._settled(index, last)
-        return failed(code) if code else out
+        return failed(code)
 
     async def _after_write(self, index: int, last: int, out, failed):
         # A suspended event still runs to its end (what it awaits may change
         # state, as a join waiting for its rebalance); only its answer goes.
         result = (await out) if asyncio.iscoroutine(out) else out
+        if isinstance(result, Refused):
+            return result.answer
         code = await self.committed(index, last)
         return failed(code) if code else result
+
+    async def _first_of(self, index: int, last: int, out, failed, code):
+        """An own_answer event still waiting for its answer: the answer when
+        it comes first, failed(code) when the pending write fails first (the
+        event still runs to its end; its late answer goes nowhere, as Kafka
+        completes a response future only once)."""
+        answer = asyncio.ensure_future(out)
+        if code is None:
+            waiting = asyncio.ensure_future(self.committed(index, last))
+            await asyncio.wait((answer, waiting), return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                waiting.cancel()
+            code = 0 if answer.done() else waiting.result()
+        if code == 0 or answer.done():
+            result = await answer
+            return result.answer if isinstance(result, Refused) else result
+        answer.add_done_callback(_retrieved)
+        return failed(code)
 
     # ---- writes ----
 
     def append(self, index: int, keys: list, values: list) -> int:
         """Within an event: append records to the partition as leader; the
         offset of the last one (for `committed`)."""
+        return self.append_with(index, self.writer.append, self.topic, index, keys, values)
+
+    def append_with(self, index: int, write, *args) -> int:
+        """Within an event: write(*args) appends to the partition as leader
+        in another form (a transactional batch, a transaction marker) and
+        gives its last offset; counted as `append` is, so later events rest
+        on it too (Kafka's runtime moves its last written offset for those
+        as well)."""
         if not self.is_active(index):
             raise NotCoordinatorError(f"node {self.writer.node_id} does not coordinate {self.topic}-{index}")
         ctx = self._contexts[index]
         # Counted before it can fail: an event that tried to write answers
         # with its own outcome, never a read's.
         ctx.appends += 1
-        last = ctx.last_written = self.writer.append(self.topic, index, keys, values)
+        last = ctx.last_written = write(*args)
         return last
 
+    def _outcome(self, code):
+        return self._after_append_error if code == Errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND else code
+
     def _settled(self, index: int, offset: int):
-        """The writer of offset knows its outcome (committed, or failed and
-        rolled back): events no longer rest on it."""
+        """offset is committed: events no longer rest on it. (A write that
+        timed out is not settled: its records stay applied and in the log,
+        and the events after it still wait for them, as Kafka's runtime
+        keeps its last written offset ahead of the committed one.)"""
         ctx = self._contexts.get(index)
         if ctx is not None and ctx.last_written == offset:
             ctx.last_written = -1
@@ -389,8 +478,8 @@ class CoordinatorRuntime:
         """After an event appended up to last_offset: its outcome if already
         known (0 when the high watermark covers it: a lone replica at once),
         None while it must wait (`committed`)."""
-        code = self.writer.commit_outcome(self.topic, index, last_offset)
-        if code is not None:
+        code = self._outcome(self.writer.commit_outcome(self.topic, index, last_offset))
+        if code == 0:
             self._settled(index, last_offset)
         return code
 
@@ -398,10 +487,11 @@ class CoordinatorRuntime:
         """After an event appended up to last_offset: wait until the high
         watermark covers it; 0, NOT_COORDINATOR when the partition unloaded
         meanwhile, or the writer's error."""
-        code = await self.writer.wait_committed(self.topic, index, last_offset, self.write_timeout_s)
+        code = self._outcome(await self.writer.wait_committed(self.topic, index, last_offset, self.write_timeout_s))
         if code == 0 and index not in self._contexts:
             return Errors.NOT_COORDINATOR
-        self._settled(index, last_offset)
+        if code == 0:
+            self._settled(index, last_offset)
         return code
 
     # ---- timers ----
@@ -477,6 +567,11 @@ def _run_event(event, args):
     except StopIteration as done:
         return done.value
     return _finish(_Resume(out, waiting))
+
+
+def _retrieved(task):
+    if not task.cancelled():
+        task.exception()   # its outcome is no one's: retrieved so asyncio does not report it
 
 
 async def _await_future(fut):

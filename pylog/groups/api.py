@@ -30,6 +30,7 @@ import asyncio
 import inspect
 import logging
 
+from ..coordinator.runtime import Refused, operation_error
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from .consumer_group import PROTOCOL_TYPE as CONSUMER, ConsumerGroup
@@ -61,12 +62,14 @@ class GroupApis:
         # node_id, host, port), set by the broker (pylog/share/coordinator.py).
         self.share_lookup = None
 
-    def _event(self, group_id, fn, *args, failed=None):
+    def _event(self, group_id, fn, *args, failed=None, own_answer=False):
         """fn(*args) as an event of group_id's partition: its response, or a
         coroutine giving it. failed (error code -> response) marks a request
-        that may write (see the runtime's write operations)."""
+        that Kafka runs as a write operation (see the runtime's write
+        operations); such an fn returns Refused(response) where Kafka's
+        operation throws."""
         c = self.coordinator
-        return c.runtime.schedule(c.partition_for(group_id), fn, *args, failed=failed)
+        return c.runtime.schedule(c.partition_for(group_id), fn, *args, failed=failed, own_answer=own_answer)
 
     def table(self):
         return {
@@ -149,7 +152,10 @@ class GroupApis:
                      for mid, gid, meta in members])
 
     def join_group(self, header, req):
-        return self._event(req.group_id, self._join, header, req, "/" + header.peer_host)
+        # The answer goes when the group gives it (Kafka hands the operation
+        # its response future); a pending write failing first answers it.
+        return self._event(req.group_id, self._join, header, req, "/" + header.peer_host, failed=_join_failed,
+                           own_answer=True)
 
     async def _sync(self, header, req):
         version = header.request_api_version
@@ -169,7 +175,7 @@ class GroupApis:
                                    protocol_name=name if g is not None else None)
 
     def sync_group(self, header, req):
-        return self._event(req.group_id, self._sync, header, req)
+        return self._event(req.group_id, self._sync, header, req, failed=_sync_failed, own_answer=True)
 
     # ---- Heartbeat (12) / LeaveGroup (13) ----
 
@@ -185,10 +191,15 @@ class GroupApis:
                                        error_code=Errors.NONE if wrong == Errors.COORDINATOR_LOAD_IN_PROGRESS else wrong)
         code = self.coordinator.heartbeat(req.group_id, req.generation_id, req.member_id,
                                           req.group_instance_id if header.request_api_version >= 3 else None)
-        return m.HeartbeatResponse(throttle_time_ms=0, error_code=code)
+        r = m.HeartbeatResponse(throttle_time_ms=0, error_code=code)
+        # Kafka's classicGroupHeartbeat throws on a bad member or generation;
+        # REBALANCE_IN_PROGRESS is an answer, as NONE is.
+        return r if code in (Errors.NONE, Errors.REBALANCE_IN_PROGRESS) else Refused(r)
 
     def leave_group(self, header, req):
-        return self._event(req.group_id, self._leave_group, header, req)
+        return self._event(req.group_id, self._leave_group, header, req,
+                           failed=lambda code: m.LeaveGroupResponse(throttle_time_ms=0,
+                                                                    error_code=operation_error(code), members=[]))
 
     async def _leave_group(self, header, req):
         version = header.request_api_version
@@ -204,8 +215,11 @@ class GroupApis:
             return R(throttle_time_ms=0,
                      error_code=await code_of(self.coordinator.leave_group(req.group_id, req.member_id)))
         if self.coordinator.describe(req.group_id) is None:
-            # As Kafka: a group it does not know fails the whole request.
-            return R(throttle_time_ms=0, error_code=Errors.UNKNOWN_MEMBER_ID, members=[])
+            # As Kafka 4: the operation throws UNKNOWN_MEMBER_ID for a group it
+            # does not know, answered as every member unknown.
+            return Refused(R(throttle_time_ms=0, error_code=Errors.NONE, members=[
+                R.MemberResponse(member_id=mm.member_id, group_instance_id=mm.group_instance_id,
+                                 error_code=Errors.UNKNOWN_MEMBER_ID) for mm in req.members]))
         # Each member's leave applies before the next (its write may still be pending).
         pending = [self.coordinator.leave_group(req.group_id, mm.member_id, mm.group_instance_id,
                                                 mm.reason if version >= 5 else None) for mm in req.members]
@@ -226,8 +240,9 @@ class GroupApis:
         wrong = c.coordinator_error(req.group_id) if req.group_id else 0
         if wrong:
             return consumer_error_response(wrong)
-        return c.consumer.heartbeat(header.request_api_version, req, header.client_id or "",
-                                    "/" + header.peer_host)
+        r = c.consumer.heartbeat(header.request_api_version, req, header.client_id or "", "/" + header.peer_host)
+        # Kafka's consumerGroupHeartbeat throws each error it answers.
+        return Refused(r) if not asyncio.iscoroutine(r) and r.error_code and req.group_id else r
 
     def consumer_group_describe(self, header, req):
         R = m.ConsumerGroupDescribeResponse
@@ -247,7 +262,8 @@ class GroupApis:
     # ---- OffsetCommit (8) / OffsetFetch (9) ----
 
     def offset_commit(self, header, req):
-        return self._event(req.group_id, self._offset_commit, header, req)
+        return self._event(req.group_id, self._offset_commit, header, req,
+                           failed=lambda code: self._commit_response(req, _every_partition(req, operation_error(code))))
 
     def _offset_commit(self, header, req):
         version = header.request_api_version
@@ -262,6 +278,8 @@ class GroupApis:
             return self._commit_response(req, {(t.name, p.partition_index): wrong
                                                for t in req.topics for p in t.partitions})
         codes = self.coordinator.commit_offsets_replicated(*args)
+        if isinstance(codes, Refused):
+            return Refused(self._commit_response(req, codes.answer))
         if isinstance(codes, dict):
             return self._commit_response(req, codes)
         return self._commit_later(req, codes)
@@ -282,15 +300,17 @@ class GroupApis:
         require_stable = version >= 7 and req.require_stable
         if version < 8:
             wanted = None if req.topics is None else [(t.name, t.partition_indexes) for t in req.topics]
-            out = self._event(req.group_id, self._fetch_group, req.group_id, wanted, require_stable, None, -1)
+            out = self._event(req.group_id, self._fetch_group, req.group_id, wanted, require_stable, None, -1,
+                              failed=_fetch_failed(wanted) if require_stable else None)
             return self._later(out, self._single_group) if inspect.iscoroutine(out) else self._single_group(out)
         # v8+: several groups, each read by an event of its own partition.
-        outs = [(g.group_id, self._event(g.group_id, self._fetch_group, g.group_id,
-                                         None if g.topics is None else [(t.name, t.partition_indexes) for t in g.topics],
-                                         require_stable,
-                                         g.member_id if version >= 9 else None,
-                                         g.member_epoch if version >= 9 else -1))
-                for g in req.groups]
+        outs = []
+        for g in req.groups:
+            wanted = None if g.topics is None else [(t.name, t.partition_indexes) for t in g.topics]
+            outs.append((g.group_id, self._event(g.group_id, self._fetch_group, g.group_id, wanted, require_stable,
+                                                 g.member_id if version >= 9 else None,
+                                                 g.member_epoch if version >= 9 else -1,
+                                                 failed=_fetch_failed(wanted) if require_stable else None)))
         if any(inspect.iscoroutine(o) for _gid, o in outs):
             return self._groups_later(outs)
         return self._many_groups(outs)
@@ -308,7 +328,9 @@ class GroupApis:
         partition holding an offset of an open transaction is answered
         UNSTABLE_OFFSET_COMMIT, as Kafka's OffsetMetadataManager does, so a
         read_committed consumer retries instead of starting from the offset
-        before it."""
+        before it. With require_stable Kafka reads as a write operation: the
+        latest offsets, commits not yet replicated included, answered once
+        those are committed (the runtime holds the answer)."""
         wrong = self.coordinator.coordinator_error(group_id)
         if wrong:
             return wrong, [(t, [(p, -1, -1, "", wrong) for p in ps]) for t, ps in wanted or []]
@@ -317,9 +339,9 @@ class GroupApis:
             # v9: a consumer group's member reads with its member epoch.
             code = self.coordinator.consumer.fetch_error(g, member_id, member_epoch)
             if code:
-                return code, []
+                return Refused((code, [])) if require_stable else (code, [])
         found = self.coordinator.fetch_offsets(
-            group_id, None if wanted is None else [(t, p) for t, ps in wanted for p in ps])
+            group_id, None if wanted is None else [(t, p) for t, ps in wanted for p in ps], latest=require_stable)
         unstable = self.coordinator.pending_txn_offsets(group_id) if require_stable else ()
         by_topic: dict[str, list] = {}
         for (topic, partition), om in found.items():
@@ -432,7 +454,7 @@ class GroupApis:
         R = m.DeleteGroupsResponse
         share = getattr(self.coordinator, "share", None)   # share groups (pylog/share/groups.py)
         codes = [share.delete_group(gid) if share is not None and share.has_group(gid)
-                 else self._event(gid, self._delete_group, gid) for gid in req.groups_names]
+                 else self._event(gid, self._delete_group, gid, failed=operation_error) for gid in req.groups_names]
         return _gathered(codes, lambda got: R(throttle_time_ms=0, results=[
             R.DeletableGroupResult(group_id=gid, error_code=code) for gid, code in zip(req.groups_names, got)]))
 
@@ -460,7 +482,8 @@ class GroupApis:
                     partition_index=index, error_code=codes.get((topic, index), Errors.NONE)))
             return R(error_code=0, throttle_time_ms=0, topics=[
                 R.OffsetDeleteResponseTopic(name=t, partitions=ps) for t, ps in by_topic.items()])
-        return _gathered([self._event(req.group_id, self._delete_offsets, req.group_id, wanted)],
+        return _gathered([self._event(req.group_id, self._delete_offsets, req.group_id, wanted,
+                                      failed=lambda code: (operation_error(code), {}))],
                          lambda got: build(got[0]))
 
     def _delete_offsets(self, group_id, wanted):
@@ -468,7 +491,9 @@ class GroupApis:
         code = c.coordinator_error(group_id)
         if code:
             return code, {}
-        return c.delete_offsets(group_id, wanted)
+        out = c.delete_offsets(group_id, wanted)
+        # A group-level error: Kafka's deleteOffsets threw it.
+        return Refused(out) if isinstance(out, tuple) and out[0] else out
 
 
 def _group_type(g) -> str:
@@ -484,6 +509,35 @@ def _gathered(results, build):
     async def later():
         return build([await r if inspect.isawaitable(r) else r for r in results])
     return later()
+
+
+def _fetch_failed(wanted):
+    """A require_stable OffsetFetch whose answer rested on a write that
+    failed (Kafka's handleOffsetFetchException: what older consumers would
+    not retry is NOT_COORDINATOR)."""
+    def failed(code):
+        code = Errors.NOT_COORDINATOR if code in (Errors.UNKNOWN_TOPIC_OR_PARTITION, Errors.NOT_ENOUGH_REPLICAS,
+                                                  Errors.REQUEST_TIMED_OUT) else operation_error(code)
+        return code, [(t, [(p, -1, -1, "", code) for p in ps]) for t, ps in wanted or []]
+    return failed
+
+
+def _every_partition(req, code) -> dict:
+    return {(t.name, p.partition_index): code for t in req.topics for p in t.partitions}
+
+
+def _join_failed(code):
+    """Kafka's JoinGroup answer to a failed write operation: the error and
+    the fields' defaults (no member id, protocol name "")."""
+    return m.JoinGroupResponse(throttle_time_ms=0, error_code=operation_error(code), generation_id=-1,
+                               protocol_type=None, protocol_name="", leader="", skip_assignment=False, member_id="",
+                               members=[])
+
+
+def _sync_failed(code):
+    """Kafka's SyncGroup answer to a failed write operation: the error alone."""
+    return m.SyncGroupResponse(throttle_time_ms=0, error_code=operation_error(code), assignment=b"",
+                               protocol_type=None, protocol_name=None)
 
 
 def _heartbeat_failed(code):

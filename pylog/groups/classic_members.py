@@ -354,7 +354,7 @@ class ClassicMembers:
         try:
             nxt = reconcile(m, g.assignment_epoch, g.target.get(member_id, {}), g.owners(member_id), owned)
         except _Fenced:
-            snap.restore(gs)
+            snap.restore(gs, refused=True)
             return _join_error(Errors.UNKNOWN_MEMBER_ID, member_id)
         (m.member_epoch, m.previous_member_epoch, m.state, m.assigned, m.pending_revocation, m.epochs) = nxt
         if m.current_key() != before_current:

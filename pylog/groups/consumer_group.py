@@ -26,9 +26,10 @@ the coordinator was down is noticed after a reload too.
 
 Everything runs as events of the coordinator runtime of the group's
 __consumer_offsets partition (GroupCoordinator.runtime): state changes apply
-at once, answers wait for the records' high watermark, and a write that fails
-reverts the group to what it was before the event (GroupSnapshot). Sessions
-and rebalance (revocation) deadlines are runtime timers per member. Regexes
+at once, answers wait for the records' high watermark, and a write whose
+append fails reverts the group to what it was before the event
+(GroupSnapshot); one appended but not replicated in time keeps its change.
+Sessions and rebalance (revocation) deadlines are runtime timers per member. Regexes
 are resolved off the heartbeat, as Kafka does: an executor thread matches
 them against a copy of the topic names, and the result comes back as an
 event. Classic-protocol members of a consumer group and the conversions
@@ -283,9 +284,9 @@ class GroupSnapshot:
     id named (a conversion replaces it). Events change members by replacing
     their values, so shallow copies are snapshots.
 
-    A revert applies only when no later revert undid the group already (the
-    records of later events sit after this one's in the log: they fail with
-    it, and this snapshot is the older state)."""
+    Only an append that fails reverts (within its event: nothing else ran
+    since). A revert applies only when no later revert undid the group
+    already."""
 
     def __init__(self, c, gid: str, member_ids=()):
         self.gid = gid
@@ -303,7 +304,11 @@ class GroupSnapshot:
         self.after = next(_STAMPS)
         self.after_group = c.groups.get(self.gid)
 
-    def restore(self, groups: "ConsumerGroups") -> bool:
+    def restore(self, groups: "ConsumerGroups", *, refused: bool = False) -> bool:
+        """Back to the snapshot. refused: the event itself was refused (an
+        error answer, nothing appended): it undoes only its own changes,
+        leaves no revert stamp (the state it goes back to holds every
+        earlier event's) and is not a failed write (no INFO line)."""
         c = groups.c
         if self.after is None:
             self.done(c)
@@ -323,7 +328,8 @@ class GroupSnapshot:
             for obj, copy in self.copies:
                 for name in ConsumerMember.__slots__:
                     setattr(obj, name, getattr(copy, name))
-            g.reverted_at = next(_STAMPS)
+            if not refused:
+                g.reverted_at = next(_STAMPS)
         index = c.partition_for(self.gid)
         for mid in before:
             if not isinstance(g, ConsumerGroup) or mid not in g.members:
@@ -335,7 +341,8 @@ class GroupSnapshot:
                     groups.arm_member(g, m)
         elif g is not None:
             c._arm(g)   # a classic group put back (a conversion undone)
-        log.info("group %s: write failed, group state reverted", self.gid)
+        if not refused:
+            log.info("group %s: write failed, group state reverted", self.gid)
         return True
 
 
@@ -582,23 +589,16 @@ class ConsumerGroups:
 
     def _write_or_revert(self, snap: "GroupSnapshot", records: list):
         """Store records of an event with no answer to give (a timer, a regex
-        resolution); the group goes back to snap when the write fails."""
+        resolution); the group goes back to snap when the append fails. Once
+        appended they stay applied whatever their replication does (Kafka
+        reverts only a failed append: see write_result)."""
         if snap.after is None:
             snap.done(self.c)
         try:
-            last = self.c._store(snap.gid, [k for k, _ in records], [v for _, v in records])
+            self.c._store(snap.gid, [k for k, _ in records], [v for _, v in records])
         except (PylogError, OSError) as e:
             log.warning("group %s: records not stored (%s): group state reverted", snap.gid, e)
             snap.restore(self)
-            return
-        code = self.c.runtime.committed_now(self.c.partition_for(snap.gid), last)
-        if code:
-            snap.restore(self)
-        elif code is None:
-            async def later():
-                if await self.c._wait_committed_raw(snap.gid, last):
-                    snap.restore(self)
-            asyncio.ensure_future(later())
 
     # ---- the heartbeat ----
 
@@ -617,8 +617,10 @@ class ConsumerGroups:
         try:
             resp, records = self._heartbeat(version, req, client_id, client_host)
         except HeartbeatError as e:
-            # Refused after a change (a conversion): nothing of it stays.
-            snap.restore(self)
+            # Refused, maybe after a change (a conversion): nothing of it stays.
+            log.debug("group %s: heartbeat of %s at epoch %d refused: error %s (%s)", req.group_id, req.member_id,
+                      req.member_epoch, e.code, e.message)
+            snap.restore(self, refused=True)
             return error_response(e.code, e.message)
         if not records:
             return resp
@@ -629,8 +631,16 @@ class ConsumerGroups:
 
     def write_result(self, snap: GroupSnapshot, records, result, failed):
         """Append an answered event's records; result once they are
-        replicated, else failed(the write's error as Kafka maps it), and the
-        group as before the event (snap)."""
+        replicated, else failed(the write's error as Kafka maps it).
+
+        Only an append that fails puts the group back as before the event
+        (snap): nothing of it is in the log. Records appended stay applied
+        when their replication times out or the answer fails otherwise, as in
+        Kafka's runtime (it reverts its timeline only when the batch cannot
+        be written; a timed-out write keeps its records, which commit later
+        or go with the leadership, and the state then is reloaded from the
+        log). Reverting them would leave the leader's state behind a log that
+        its followers replay."""
         group_id = snap.gid
         snap.done(self.c)
         try:
@@ -640,17 +650,11 @@ class ConsumerGroups:
             return failed(_write_error(getattr(e, "error_code", -1)))
         code = self.c.runtime.committed_now(self.c.partition_for(group_id), last)
         if code is not None:
-            if code:
-                snap.restore(self)
-                return failed(_write_error(code))
-            return result
+            return failed(_write_error(code)) if code else result
 
         async def later():
             code = await self.c._wait_committed_raw(group_id, last)
-            if code:
-                snap.restore(self)
-                return failed(_write_error(code))
-            return result
+            return failed(_write_error(code)) if code else result
         return later()
 
     def _validate(self, version, req):

@@ -50,7 +50,7 @@ import logging
 import time
 import uuid
 
-from ..coordinator.runtime import CoordinatorRuntime, NotCoordinatorError
+from ..coordinator.runtime import CoordinatorRuntime, Refused, operation_error
 from ..errors import NotLeaderOrFollowerError, PylogError
 from ..protocol.group_records import GroupMetadataValue
 from ..protocol.error_codes import Errors
@@ -205,6 +205,10 @@ class GroupCoordinator:
         # Markers appended here whose high watermark wait is still on:
         # {index: [_MarkerWrite]}; their offsets still count as pending.
         self.txn_completing: dict[int, list] = {}
+        # OffsetCommits appended and not yet known committed, in log order:
+        # {group id: [_WrittenOffsets]}. They apply once the high watermark
+        # passes them, also after their request was answered with a timeout.
+        self.written_offsets: dict[str, list] = {}
         # KIP-848 groups share self.groups with the classic ones (one id, one group).
         self.consumer = ConsumerGroups(self, config)
         # The share groups (pylog/share/groups.py, set by pylog/share/api.py): kept
@@ -284,6 +288,8 @@ class GroupCoordinator:
         if self.share is not None:
             self.share.unloaded(index)
         self._forget_partition(index, Errors.NOT_COORDINATOR)
+        for gid in [gid for gid in self.written_offsets if self.partition_for(gid) == index]:
+            del self.written_offsets[gid]    # the next load replays what was committed
         self.txn_offsets.pop(index, None)
         self.txn_completing.pop(index, None)
 
@@ -389,10 +395,9 @@ class GroupCoordinator:
         return self.runtime.append(index, keys, values)
 
     async def _wait_committed(self, group_id, last_offset) -> int:
-        """After _store: wait until the high watermark covers last_offset
-        (acks=all). The error code as Kafka's GroupMetadataManager maps it for
-        offsets: 0, COORDINATOR_NOT_AVAILABLE (ISR too small), NOT_COORDINATOR
-        (leadership lost) or REQUEST_TIMED_OUT."""
+        """After _store: wait until the high watermark covers last_offset.
+        The error code as Kafka's runtime maps it: 0, NOT_COORDINATOR
+        (leadership lost) or COORDINATOR_NOT_AVAILABLE (timed out)."""
         return _store_error(await self._wait_committed_raw(group_id, last_offset))
 
     async def _wait_committed_raw(self, group_id, last_offset) -> int:
@@ -518,7 +523,7 @@ class GroupCoordinator:
     async def _maybe_downgrade_on_replace(self, g: ConsumerGroup, member_id, group_instance_id, *join) -> tuple:
         """A classic static member replacing the consumer group's last
         consumer-protocol member: the group turns classic first (its records
-        written before the join goes on; undone if they are not). (the
+        written before the join goes on; undone if they cannot be appended). (the
         write's error else 0, the join's answer when the conversion gave it
         else None)."""
         from .consumer_group import GroupSnapshot
@@ -529,12 +534,13 @@ class GroupCoordinator:
         records, answer = out
         snap.done(self)
         try:
-            code = await self._wait_committed_raw(g.group_id, self._store(
-                g.group_id, [k for k, _ in records], [v for _, v in records]))
+            last = self._store(g.group_id, [k for k, _ in records], [v for _, v in records])
         except (PylogError, OSError) as e:
-            code = getattr(e, "error_code", -1)
-        if code:
+            # Not in the log: undone (once appended it stays, see write_result).
             snap.restore(self.consumer)
+            return _group_store_error(getattr(e, "error_code", -1)), None
+        code = await self._wait_committed_raw(g.group_id, last)
+        if code:
             return _group_store_error(code), None
         return Errors.NONE, answer
 
@@ -842,35 +848,97 @@ class GroupCoordinator:
         """An OffsetCommit: the offsets are appended now and answered (and
         cached) once the offsets partition's high watermark covers them. The
         result ({(topic, partition): error_code}) when that is already so (a
-        lone replica), else a coroutine that waits for it."""
+        lone replica), else a coroutine that waits for it; Refused(result)
+        when the group's checks refuse it (Kafka's commitOffset throws) or
+        every partition's topic is unknown (Kafka's KafkaApis answers those
+        before the coordinator)."""
         self.ensure_offsets_topic()  # before the checks: loading the partition resets its groups
         result, g, keys, values, accepted = self._check_commit(
             group_id, generation_id, member_id, group_instance_id, offsets, version)
         if not keys:
+            if g is None or all(c == Errors.UNKNOWN_TOPIC_OR_PARTITION for c in result.values()):
+                return Refused(result)
             return result
         index = self.partition_for(group_id)
+        tps = [tp for tp, _ in accepted]
         try:
             last = self._store(group_id, keys, values)
         except (PylogError, OSError) as e:
-            return self._commit_done(result, g, group_id, accepted, _store_error(getattr(e, "error_code", -1)))
+            return _answer_all(result, tps, _store_error(getattr(e, "error_code", -1)))
+        w = _WrittenOffsets(last, accepted, g.offsets)
+        self.written_offsets.setdefault(group_id, []).append(w)
         code = self.runtime.committed_now(index, last)
         if code is not None:
-            return self._commit_done(result, g, group_id, accepted, _store_error(code))
-        return self._commit_wait(result, g, group_id, accepted, last)
+            return _answer_all(result, tps, self._commit_outcome(group_id, w, code))
+        return self._commit_wait(result, group_id, w, tps)
 
-    async def _commit_wait(self, result, g, group_id, accepted, last):
-        code = await self._wait_committed(group_id, last)
-        return self._commit_done(result, g, group_id, accepted, code)
+    async def _commit_wait(self, result, group_id, w, tps):
+        code = await self._wait_committed_raw(group_id, w.last)
+        return _answer_all(result, tps, self._commit_outcome(group_id, w, code))
 
-    def _commit_done(self, result, g, group_id, accepted, code):
-        if code == Errors.NONE and self.groups.get(group_id) is g:
-            for tp, om in accepted:
-                g.offsets[tp] = om
-        elif code == Errors.NONE:
-            code = Errors.NOT_COORDINATOR  # unloaded meanwhile: the new coordinator replays it
-        for tp, _ in accepted:
-            result[tp] = code
-        return result
+    def _commit_outcome(self, group_id, w, code) -> int:
+        """A commit's write is decided for its request (code): its answer.
+        Committed: its offsets apply (after every commit before it). Timed
+        out: its records stay in the log, as Kafka keeps a timed-out write,
+        and its offsets apply once they commit (a later commit's success, a
+        read of the group's offsets, or one more wait finds that)."""
+        if code == Errors.NONE:
+            self._apply_written(group_id, w.last)
+            # Unloaded, or the group replaced meanwhile: the next load replays it.
+            return Errors.NONE if w.applied else Errors.NOT_COORDINATOR
+        if code == Errors.REQUEST_TIMED_OUT:
+            asyncio.ensure_future(self._apply_when_committed(group_id, w))
+        else:
+            self._drop_written(group_id, w)   # leadership lost: the partition unloads
+        return _store_error(code)
+
+    async def _apply_when_committed(self, group_id, w):
+        if await self._wait_committed_raw(group_id, w.last) == Errors.NONE:
+            self._apply_written(group_id, w.last)
+
+    def _apply_written(self, group_id, upto: int):
+        """Apply the written commits of group_id up to offset upto (the high
+        watermark passed it, so it passed every one before), in log order."""
+        queue = self.written_offsets.get(group_id)
+        if not queue:
+            return
+        g = self.groups.get(group_id)
+        while queue and queue[0].last <= upto:
+            w = queue.pop(0)
+            if g is not None and g.offsets is w.offsets:   # the same group (a conversion keeps its offsets)
+                for tp, om in w.accepted:
+                    g.offsets[tp] = om
+                w.applied = True
+        if not queue:
+            del self.written_offsets[group_id]
+
+    def _drain_written(self, group_id):
+        """Apply the written commits of group_id already committed (a read of
+        its offsets sees what the log holds as committed)."""
+        queue = self.written_offsets.get(group_id)
+        if queue:
+            index = self.partition_for(group_id)
+            upto = -1
+            for w in queue:
+                if self.runtime.committed_now(index, w.last) != Errors.NONE:
+                    break
+                upto = w.last
+            if upto >= 0:
+                self._apply_written(group_id, upto)
+
+    def _drop_written(self, group_id, w):
+        queue = self.written_offsets.get(group_id, [])
+        if w in queue:
+            queue.remove(w)
+        if not queue:
+            self.written_offsets.pop(group_id, None)
+
+    def _supersede_written(self, group_id, tps):
+        """Tombstones for tps were appended after the written commits: those
+        no longer apply to tps."""
+        gone = set(tps)
+        for w in self.written_offsets.get(group_id, ()):
+            w.accepted = [(tp, om) for tp, om in w.accepted if tp not in gone]
 
     def _topic_partition_exists(self, topic, partition) -> bool:
         return self.writer.partition_exists(topic, partition)
@@ -943,11 +1011,18 @@ class GroupCoordinator:
             accepted.append(((topic, partition), om))
         return result, keys, values, accepted
 
-    def fetch_offsets(self, group_id, partitions=None):
+    def fetch_offsets(self, group_id, partitions=None, latest=False):
         """{(topic, partition): OffsetAndMetadata or None}; all committed ones
-        when partitions is None."""
+        when partitions is None. latest: commits written but not yet known
+        committed too."""
+        self._drain_written(group_id)
         g = self.groups.get(group_id)
         offsets = g.offsets if g is not None else {}
+        if latest and self.written_offsets.get(group_id):
+            offsets = dict(offsets)
+            for w in self.written_offsets[group_id]:
+                if g is not None and w.offsets is g.offsets:
+                    offsets.update(w.accepted)
         if partitions is None:
             return dict(offsets)
         return {tp: offsets.get(tp) for tp in partitions}
@@ -973,6 +1048,7 @@ class GroupCoordinator:
             if not gone:
                 continue
             self._store(g.group_id, [ot.offset_key(g.group_id, t, p) for t, p in gone], [None] * len(gone))
+            self._supersede_written(g.group_id, gone)
             for tp in gone:
                 del g.offsets[tp]
             if g.state is GroupState.EMPTY and not g.members and not g.offsets:
@@ -1033,6 +1109,7 @@ class GroupCoordinator:
             last = self._store(group_id, [ot.offset_key(group_id, t, p) for t, p in gone], [None] * len(gone))
         except (PylogError, OSError) as e:
             return _store_error(getattr(e, "error_code", -1)), {}
+        self._supersede_written(group_id, gone)
         for tp in gone:
             g.offsets.pop(tp, None)
         code = self.runtime.committed_now(self.partition_for(group_id), last)
@@ -1071,7 +1148,8 @@ class GroupCoordinator:
     def _drop_group(self, g: Group) -> int:
         """Tombstones for g's offsets and metadata, and g forgotten; the
         offset of the last tombstone."""
-        keys = [ot.offset_key(g.group_id, t, p) for t, p in g.offsets]
+        written = {tp for w in self.written_offsets.pop(g.group_id, ()) for tp, _ in w.accepted}
+        keys = [ot.offset_key(g.group_id, t, p) for t, p in g.offsets.keys() | written]
         if isinstance(g, ConsumerGroup):
             keys += [k for k, _ in self.consumer.delete_records(g)]
             g.dead = True
@@ -1170,7 +1248,8 @@ class GroupCoordinator:
         (write_txn_marker). {(topic, partition): code}, or a coroutine
         giving it once the batch is replicated."""
         def all_(code):
-            return {(t, p): code for t, p, *_ in offsets}
+            # Kafka's commitTransactionalOffset throws these: answered at once.
+            return Refused({(t, p): code for t, p, *_ in offsets})
         wrong = self.coordinator_error(group_id)
         if wrong:
             return all_(wrong)
@@ -1186,9 +1265,8 @@ class GroupCoordinator:
             return result
         index = self.partition_for(group_id)
         try:
-            if not self.runtime.is_active(index):
-                raise NotCoordinatorError(f"{ot.TOPIC}-{index} is not loaded here")
-            last = self.writer.append_transactional(ot.TOPIC, index, producer_id, producer_epoch, keys, values)
+            last = self.runtime.append_with(index, self.writer.append_transactional, ot.TOPIC, index, producer_id,
+                                            producer_epoch, keys, values)
         except Exception as e:  # a fenced producer epoch, leadership lost, a storage error
             from ..errors import code_for
             code = _txn_store_error(code_for(e))
@@ -1222,12 +1300,10 @@ class GroupCoordinator:
         code = self.runtime.committed_now(index, last)
         if code is None:
             code = await self.runtime.committed(index, last)
+        # Appended, they stay pending whatever the wait says (as Kafka's
+        # timeline keeps them): the marker, whose record follows theirs,
+        # completes them; a lost leadership unloads them with the partition.
         code = _txn_store_error(code)
-        if code:
-            pending = self.txn_offsets.get(index, {}).get(producer_id, {})
-            for key, om in accepted:
-                if pending.get(key) is om:
-                    del pending[key]
         result.update({(t, p): code for (_g, t, p), _ in accepted})
         return result
 
@@ -1254,8 +1330,8 @@ class GroupCoordinator:
             raise NotLeaderOrFollowerError(
                 f"{ot.TOPIC}-{index}: the group coordinator is "
                 f"{'loading it' if code == Errors.COORDINATOR_LOAD_IN_PROGRESS else 'not here'}")
-        offset = self.writer.append_txn_marker(ot.TOPIC, index, producer_id, producer_epoch, coordinator_epoch,
-                                               committed)
+        offset = self.runtime.append_with(index, self.writer.append_txn_marker, ot.TOPIC, index, producer_id,
+                                          producer_epoch, coordinator_epoch, committed)
         write = _MarkerWrite(producer_id, self.txn_offsets.get(index, {}).pop(producer_id, None) or {}, committed)
         # Still pending (OffsetFetch require_stable answers UNSTABLE) until the
         # marker is replicated, as the offsets of an OffsetCommit are applied then.
@@ -1321,6 +1397,7 @@ class GroupCoordinator:
                 old = [tp for tp, om in g.offsets.items() if now_ms - om.commit_timestamp > self.retention_ms]
                 if old and len(old) < len(g.offsets):
                     self._store(g.group_id, [ot.offset_key(g.group_id, t, p) for t, p in old], [None] * len(old))
+                    self._supersede_written(g.group_id, old)
                     for tp in old:
                         del g.offsets[tp]
                     continue
@@ -1331,6 +1408,23 @@ class GroupCoordinator:
                 if g.offsets or g.generation_id:
                     log.info("group %s: expired (empty, offsets past retention)", g.group_id)
                 self._drop_group(g)
+
+
+class _WrittenOffsets:
+    """An OffsetCommit's records appended at last (their last offset): the
+    offsets to apply once committed, into `offsets` (its group's, which a
+    reload or a drop replaces)."""
+
+    __slots__ = ("last", "accepted", "offsets", "applied")
+
+    def __init__(self, last, accepted, offsets):
+        self.last, self.accepted, self.offsets, self.applied = last, accepted, offsets, False
+
+
+def _answer_all(result, tps, code):
+    for tp in tps:
+        result[tp] = code
+    return result
 
 
 def _join_error(code, member_id):
@@ -1355,36 +1449,19 @@ def _inconsistent(asked, the_groups) -> bool:
     return asked is not None and the_groups is not None and asked != the_groups
 
 
-# Where Kafka's two mappings of a failed write to the offsets partition agree
-# (GroupMetadataManager: offsets and group metadata).
-_WRITE_ERRORS = {
-    Errors.UNKNOWN_TOPIC_OR_PARTITION: Errors.COORDINATOR_NOT_AVAILABLE,
-    Errors.NOT_ENOUGH_REPLICAS: Errors.COORDINATOR_NOT_AVAILABLE,
-    Errors.NOT_LEADER_OR_FOLLOWER: Errors.NOT_COORDINATOR,
-    Errors.NOT_COORDINATOR: Errors.NOT_COORDINATOR,
-    Errors.KAFKA_STORAGE_ERROR: Errors.NOT_COORDINATOR,
-}
-_TOO_LARGE = (Errors.INVALID_FETCH_SIZE, Errors.MESSAGE_TOO_LARGE, Errors.RECORD_LIST_TOO_LARGE)
-
-
 def _store_error(code: int) -> int:
-    """A failed write of offsets as the OffsetCommit error."""
-    if code in (Errors.NONE, Errors.REQUEST_TIMED_OUT):
-        return code
-    if code in _TOO_LARGE:
-        return Errors.INVALID_COMMIT_OFFSET_SIZE
-    return _WRITE_ERRORS.get(code, Errors.COORDINATOR_NOT_AVAILABLE)
+    """A failed write of offsets as the OffsetCommit (DeleteGroups,
+    OffsetDelete) error: Kafka 4's group coordinator maps it as any write
+    operation's (a timeout COORDINATOR_NOT_AVAILABLE, too-large records
+    UNKNOWN_SERVER_ERROR)."""
+    return operation_error(code)
 
 
 def _group_store_error(code: int) -> int:
-    """A failed write of a group's metadata as the SyncGroup error (Kafka's
-    appendGroupMetadataErrorToResponseError: too-large records are
-    UNKNOWN_SERVER_ERROR here, a timeout COORDINATOR_NOT_AVAILABLE)."""
-    if code == Errors.REQUEST_TIMED_OUT:
-        return Errors.COORDINATOR_NOT_AVAILABLE
-    if code in _TOO_LARGE:
-        return Errors.UNKNOWN_SERVER_ERROR
-    return _WRITE_ERRORS.get(code, code)
+    """A failed write of a group's metadata as the SyncGroup error: the
+    runtime's mapping (too-large records are UNKNOWN_SERVER_ERROR here, a
+    timeout COORDINATOR_NOT_AVAILABLE)."""
+    return operation_error(code)
 
 
 def _txn_store_error(code: int) -> int:

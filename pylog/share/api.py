@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 
 from ..broker.authorizer import READ, TOPIC
+from ..coordinator.runtime import Refused, operation_error
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..protocol.pylog_tags import asks_share_leader_stats, share_delay_stats_field
@@ -67,7 +68,18 @@ class ShareApis:
         await self.coordinator.stop()
 
     def heartbeat(self, header, req):
-        return self.groups.heartbeat(header, req)
+        # Kafka's share-group-heartbeat write operation: one that writes
+        # nothing waits for the group partition's pending write; what its
+        # checks refuse is answered at once.
+        if not req.group_id:
+            return self.groups.heartbeat(header, req)
+        c = self.groups.coordinator
+        return c.runtime.schedule(c.partition_for(req.group_id), self._heartbeat, header, req,
+                                  failed=_heartbeat_failed)
+
+    def _heartbeat(self, header, req):
+        r = self.groups.heartbeat(header, req)
+        return Refused(r) if not asyncio.iscoroutine(r) and r.error_code else r
 
     def describe(self, header, req):
         return self.groups.describe(header, req)
@@ -295,3 +307,9 @@ class ShareApis:
         if g is not None and g.members:
             return Errors.NON_EMPTY_GROUP, "The share group has members: its offsets change only while it is empty."
         return None
+
+
+def _heartbeat_failed(code):
+    """A ShareGroupHeartbeat whose answer rested on a write that failed."""
+    return m.ShareGroupHeartbeatResponse(throttle_time_ms=0, error_code=operation_error(code), error_message=None,
+                                         member_id=None, member_epoch=0, heartbeat_interval_ms=0, assignment=None)

@@ -27,7 +27,7 @@ import struct
 import time
 import uuid
 
-from ..coordinator.runtime import CoordinatorRuntime, NotCoordinatorError
+from ..coordinator.runtime import CoordinatorRuntime, NotCoordinatorError, operation_error
 from ..groups.offsets_topic import java_string_hash
 from ..protocol.error_codes import Errors
 from ..protocol.share_records import ShareSnapshotKey, ShareSnapshotValue, ShareUpdateValue
@@ -255,7 +255,9 @@ class ShareCoordinator:
             return code
         index = self.partition_of(*key)
         try:
-            out = self.runtime.schedule(index, event, index, key, *args)
+            # Kafka runs each as a write operation: one that writes nothing
+            # (a refusal, a state already so) waits for the pending write.
+            out = self.runtime.schedule(index, event, index, key, *args, failed=operation_error)
             if not isinstance(out, int):
                 out = await out
         except NotCoordinatorError:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from ..coordinator.runtime import operation_error
 from ..groups import offsets_topic as ot
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
@@ -240,7 +241,8 @@ class TransactionApis:
         code = await self.verifier.verify(req.transactional_id, req.producer_id, req.producer_epoch, tp)
         if code:
             return respond({(t, p): code for t, p, *_ in args[-1]})
-        out = g.runtime.schedule(tp[1], g.txn_commit_offsets, *args)
+        out = g.runtime.schedule(tp[1], g.txn_commit_offsets, *args, failed=lambda code: {
+            (t, p): operation_error(code) for t, p, *_ in args[-1]})
         if hasattr(out, "__await__"):
             out = await out
         return respond(out)

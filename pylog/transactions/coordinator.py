@@ -128,7 +128,8 @@ class TransactionCoordinator:
         self.expire_interval_ms = config.get("transaction.remove.expired.transaction.cleanup.interval.ms")
         self.txns: dict[str, TxnMetadata] = {}
         self.coordinator_epochs: dict[int, int] = {}
-        self.runtime = CoordinatorRuntime(lr.TOPIC, writer, self, write_timeout_ms=WRITE_TIMEOUT_MS)
+        # Kafka's TransactionStateManager appends with acks=all.
+        self.runtime = CoordinatorRuntime(lr.TOPIC, writer, self, write_timeout_ms=WRITE_TIMEOUT_MS, acks_all=True)
         self.clock = self.runtime.clock
 
     # ---- start-up, shutdown, leadership ----

@@ -705,6 +705,46 @@ def test_a_sender_thread_survives_any_failure_of_one_request(tmp_path):
             fake.close()
 
 
+def test_a_request_on_a_connection_the_broker_closed_as_idle_is_sent_again(tmp_path):
+    """The broker closes the controller's connection once it has been idle
+    for connections.max.idle.ms; the next request, written on that dead
+    connection, fails on the read. As Kafka's RequestSendThread does, the
+    sender sends it again on a new connection: dropped, a LeaderAndIsr never
+    reached its broker (the librdkafka suite's 3-broker run lost two
+    partitions of a new topic this way after 0113's ten idle minutes)."""
+    from pylog.cluster.controller import WireBrokerChannel
+    from pylog.testing import running_broker, wait_until
+
+    from .controlhelper import FakeControllerListener
+
+    fake = FakeControllerListener(controller_id=0, controller_epoch=4)
+    config = {"broker.id": "1", "connections.max.idle.ms": "500", **fake.broker_config()}
+    with running_broker(data_dir=str(tmp_path / "b1"), config=config) as b:
+        host, port = b.bootstrap.rsplit(":", 1)
+        channel = WireBrokerChannel({1: BrokerInfo(1, host, int(port))}, timeout=10)
+        try:
+            def post(live):
+                """An UpdateMetadata naming the live brokers given."""
+                channel.post(1, UpdateMetadataRequest(controller_id=0, controller_epoch=4,
+                                                      broker_epoch=fake.broker_epoch(1), live_brokers=[
+                    UpdateMetadataRequest.UpdateMetadataBroker(id=i, endpoints=[
+                        UpdateMetadataRequest.UpdateMetadataEndpoint(port=int(port), host=host, listener="PLAINTEXT",
+                                                                     security_protocol=0)]) for i in live]),
+                             UPDATE_METADATA_VERSION)
+                assert channel.flush(timeout=60)
+                return set(b.broker.call(lambda: dict(b.broker.metadata_cache.brokers)))
+            assert post([1]) == {1}
+            conn = channel._conns[1]
+            # The broker closed it; the channel has not noticed (nothing read).
+            wait_until(lambda: b.broker.call(lambda: len(b.broker.server.connections)) == 0, timeout=60,
+                       what="the idle connection closed by the broker")
+            assert not conn.closed
+            assert post([1, 7]) == {1, 7}
+        finally:
+            channel.close()
+            fake.close()
+
+
 def test_lost_role_without_competitor_reelects_with_new_epoch(cluster):
     c = cluster()
     c.controller.create_topic("t", 1, 2, replica_assignment={0: [1, 2]})

@@ -22,7 +22,11 @@ GROUP = "g-rollback"
 
 
 def test_a_heartbeat_whose_records_fail_leaves_the_group_unchanged():
-    with embedded_cluster(3, base={**CLUSTER, **CONFIG, "min.insync.replicas": "2"}) as bs:
+    # The member sends nothing while the ISR shrinks: a session long enough
+    # that it is not fenced meanwhile (a fence appended before the shrink
+    # commits once the ISR is the leader alone, and stays).
+    with embedded_cluster(3, base={**CLUSTER, **CONFIG, "min.insync.replicas": "2",
+                                   "group.consumer.session.timeout.ms": "45000"}) as bs:
         create_topic(bs, "rb", 2)
         coord_id = next(iter(coordinators(bs, GROUP).values()))
         coord = next(b for b in bs if b.broker.broker_id == coord_id)
@@ -57,6 +61,17 @@ def test_a_heartbeat_whose_records_fail_leaves_the_group_unchanged():
         for f in (b for b in bs if b is not coord):
             fm = f.broker.replica_manager.fetchers
             f.broker.call(lambda fm=fm: fm.remove(key))
+        # A write the followers do not fetch: the leader drops them from the
+        # ISR (a follower with nothing to fetch is in sync), and the write
+        # commits then (the ISR is the leader alone).
+        O = m.OffsetCommitRequest
+        assert conn.request(O(group_id=classic, generation_id_or_member_epoch=j.generation_id,
+                              member_id=j.member_id, group_instance_id=None, topics=[
+                                  O.OffsetCommitRequestTopic(name="rb", partitions=[
+                                      O.OffsetCommitRequestPartition(partition_index=0, committed_offset=1,
+                                                                     committed_leader_epoch=-1,
+                                                                     committed_metadata="")])]),
+                            api_version=8).topics[0].partitions[0].error_code == 0
         wait_for(lambda: coord.broker.call(lambda: list(part.isr)) == [coord_id],
                  what="the offsets partition's ISR shrunk to its leader")
 

@@ -28,6 +28,13 @@
 #                                 (tests/librdkafka/ssl_files.py), test.conf gets ssl.ca.location,
 #                                 ssl.certificate.location, ssl.key.location, ssl.key.password and
 #                                 the test-runner trivup's SSL_* variables (0097)
+#   ALONE                         tests run after the others in a test-runner of their own, one at
+#                                 a time (default: the socket-emulator tests 0049,0068,0075,0076,
+#                                 0088,0094; empty: none). Only when no test is named (TESTS and
+#                                 TESTS_SKIP_BEFORE unset, no test argument). The socket emulator (tests/sockem.c) overrides
+#                                 close() for the whole process: 0076 has closed descriptor numbers
+#                                 under other tests' clients, which then read each other's answers
+#                                 (docs/LIBRDKAFKA-SUITE.md, 0077). The verdict counts both runs.
 #
 # As in librdkafka's own test clusters (trivup's KafkaBrokerApp and
 # tests/cluster_testing.py), every broker runs the ACL authorizer with
@@ -67,6 +74,19 @@ common=(--override num.partitions=4 --override auto.create.topics.enable=$autocr
         --override allow.everyone.if.no.acl.found=true
         --override replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector)
 nbrokers=1; [ "$mode" = cluster ] && nbrokers=3
+# From Kafka 4.2 on, librdkafka's test clusters (tests/cluster_testing.py)
+# give the share coordinator's and the transaction coordinator's topics at
+# most the brokers there are, and lower the broker's floor for a share
+# group's record lock to 1 s (0173 sets a 3 s lock per group).
+kafka_version="${TEST_KAFKA_VERSION:-4.0.0}"
+if [ "$(printf '%s\n' 4.2.0 "$kafka_version" | sort -V | head -1)" = 4.2.0 ]; then
+    rf=$(( nbrokers < 3 ? nbrokers : 3 )); isr=$(( nbrokers < 2 ? nbrokers : 2 ))
+    common+=(--override share.coordinator.state.topic.replication.factor=$rf
+             --override share.coordinator.state.topic.min.isr=$isr
+             --override group.share.min.record.lock.duration.ms=1000
+             --override transaction.state.log.replication.factor=$rf
+             --override transaction.state.log.min.isr=$isr)
+fi
 
 # SASL / SSL: PLAINTEXT stays the first listener (inter-broker traffic, the
 # readiness check, the SCRAM set-up below); the clients get SASL_PLAINTEXT,
@@ -151,9 +171,18 @@ brokers=${brokers%,}
 
 # Wait for every broker to answer Metadata.
 for _ in $(seq 1 120); do
-    if "$PYLOG" topics list --bootstrap-server "$plain_brokers" >/dev/null 2>&1; then break; fi
+    # (one broker: its own "listening" line first, as another process's broker
+    # may answer on a port this one could not take)
+    if { [ -z "$broker_pid" ] || grep -q " listening on " "$work/broker.log"; } &&
+       "$PYLOG" topics list --bootstrap-server "$plain_brokers" >/dev/null 2>&1; then break; fi
+    # A broker that could not start (a port taken: BASE_PORT inside the
+    # host's ephemeral range can meet a client's port) ends the run here.
+    if [ -n "$broker_pid" ] && ! kill -0 "$broker_pid" 2>/dev/null; then
+        tail -3 "$work/broker.log" >&2; exit 2
+    fi
     sleep 0.5
 done
+if [ -n "$broker_pid" ] && ! kill -0 "$broker_pid" 2>/dev/null; then tail -3 "$work/broker.log" >&2; exit 2; fi
 
 cat >"$work/test.conf" <<CONF
 bootstrap.servers=$brokers
@@ -194,21 +223,38 @@ export LD_LIBRARY_PATH="$rdk/src:$rdk/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PAT
 cp -al "$rdk/tests" "$work/rdk-tests" 2>/dev/null || cp -a "$rdk/tests" "$work/rdk-tests"
 ln -s "$rdk/src" "$work/src"   # 0053 reads ../src/statistics_schema.json
 cd "$work/rdk-tests"
+alone="${ALONE-0049,0068,0075,0076,0088,0094}"
+if [ -n "${TESTS:-}${TESTS_SKIP_BEFORE:-}" ]; then alone=""; fi
+for a in "$@"; do case "$a" in -*) ;; *) alone="" ;; esac; done
 set +e
 rm -f test_report_*.json stats_*.json
-./test-runner -r -s "$scenario" "$@" 2>&1 | tee "$work/test-runner.log"
-mv -f test_report_*.json "$work/" 2>/dev/null
+if [ -n "$alone" ]; then
+    TESTS_SKIP="${TESTS_SKIP:+$TESTS_SKIP,}$alone" ./test-runner -r -s "$scenario" "$@" 2>&1 | tee "$work/test-runner.log"
+    mv -f test_report_*.json "$work/test_report_main.json" 2>/dev/null
+    TESTS="$alone" ./test-runner -r -s "$scenario" "$@" -p1 2>&1 | tee "$work/test-runner-alone.log"
+    mv -f test_report_*.json "$work/test_report_alone.json" 2>/dev/null
+else
+    ./test-runner -r -s "$scenario" "$@" 2>&1 | tee "$work/test-runner.log"
+    mv -f test_report_*.json "$work/" 2>/dev/null
+fi
 echo "broker logs and the test report are in $work"
-# The verdict comes from the JSON report: this test-runner can abort at exit
-# (its "threads still active" check, a double free) after a clean run.
+# The verdict comes from the JSON reports: this test-runner can abort at exit
+# (its "threads still active" check, a double free) after a clean run. A test
+# the alone run ran takes its state from there (each run skips the other's tests).
 python3 - "$work"/test_report_*.json <<'PY'
 import collections, json, sys
-report = json.load(open(sys.argv[1]))
-states = collections.Counter(t["state"] for n, t in report["tests"].items() if n != "<MAIN>")
+reports = [json.load(open(f)) for f in sys.argv[1:]]
+tests = {}
+for r in reports:   # a test filtered out of a run is SKIPPED in its report
+    for name, t in r["tests"].items():
+        if name != "<MAIN>" and (name not in tests or t["state"] != "SKIPPED"):
+            tests[name] = t
+report = reports[0]
+states = collections.Counter(t["state"] for t in tests.values())
 print("librdkafka %s at TEST_KAFKA_VERSION=%s, scenario %s: %d passed, %d failed, %d skipped or not run"
       % (report["git_version"], report["broker_version"], report["scenario"],
          states["PASSED"], states["FAILED"], states["SKIPPED"]))
-for name, t in sorted(report["tests"].items()):
+for name, t in sorted(tests.items()):
     if t["state"] == "FAILED":
         print("FAILED", name)
 sys.exit(1 if states["FAILED"] else 0)
