@@ -92,6 +92,17 @@ class Held:
                  timeout=60, what="the follower caught up")
 
 
+@contextlib.contextmanager
+def held_cluster(zk_connect, base=BASE, topics=(("rw", 1),)):
+    """Three brokers, the topics, and the coordinator of GROUP (loaded) with
+    its partition's follower to hold: (brokers, coordinator, index, Held)."""
+    with zkcluster.cluster(zk_connect, 3, base=base) as bs:
+        for name, partitions in topics:
+            create_topic(bs, name, partitions)
+        coord, index = coordinator_of(bs)
+        yield bs, coord, index, Held(bs, coord, index)
+
+
 def join(b, group, member_id="", rebalance_timeout_ms=120000, version=4):
     J = m.JoinGroupRequest
     with conn(b) as c:
@@ -125,10 +136,7 @@ def held_back(fut):
 
 
 def test_join_and_sync_answer_when_the_group_does_or_fail_with_the_pending_write(zk_connect):
-    with zkcluster.cluster(zk_connect, 3, base=BASE) as bs:
-        create_topic(bs, "rw", 1)
-        coord, index = coordinator_of(bs)
-        held = Held(bs, coord, index)
+    with held_cluster(zk_connect) as (bs, coord, index, held):
         group = same_partition(index, "g-rw-join")
         r = join(coord, group)
         assert r.error_code == Errors.MEMBER_ID_REQUIRED
@@ -166,10 +174,7 @@ def test_join_and_sync_answer_when_the_group_does_or_fail_with_the_pending_write
 
 
 def test_offset_commits_wait_for_the_pending_write_unless_refused(zk_connect):
-    with zkcluster.cluster(zk_connect, 3, base=BASE) as bs:
-        create_topic(bs, "rw", 1)
-        coord, index = coordinator_of(bs)
-        held = Held(bs, coord, index)
+    with held_cluster(zk_connect) as (bs, coord, index, held):
         classic = same_partition(index, "g-rw-commit")
         r = join(coord, classic)
         mem = join(coord, classic, r.member_id)
@@ -225,12 +230,9 @@ def _txn_coordinator(bs, tid):
 
 
 def test_a_txn_offset_commit_that_writes_nothing_waits_for_the_pending_write(zk_connect):
-    with zkcluster.cluster(zk_connect, 3, base={**BASE, "transaction.state.log.replication.factor": "3",
-                                                "transaction.state.log.min.isr": "2",
-                                                "transaction.state.log.num.partitions": "3"}) as bs:
-        create_topic(bs, "rw", 1)
-        coord, index = coordinator_of(bs)
-        held = Held(bs, coord, index)
+    with held_cluster(zk_connect, {**BASE, "transaction.state.log.replication.factor": "3",
+                                   "transaction.state.log.min.isr": "2",
+                                   "transaction.state.log.num.partitions": "3"}) as (bs, coord, index, held):
         group = same_partition(index, "g-rw-txn")
         tid = f"t-{uuid.uuid4()}"
         tc = _txn_coordinator(bs, tid)

@@ -11,11 +11,9 @@ import uuid
 from pylog.protocol import messages as m
 from pylog.protocol.error_codes import Errors
 
-from . import zkcluster
-from .test_coordinator_readwait import GROUP, conn, coordinator_of, heartbeat, owned_of
-from .test_coordinator_readwait_ops import Held, simple_commit
+from .test_coordinator_readwait import GROUP, conn, heartbeat, owned_of
+from .test_coordinator_readwait_ops import held_cluster, simple_commit
 from .test_coordinator_runtime import CLUSTER
-from .zkcluster import create_topic
 
 # Short: the failing write waits it out once.
 WRITE_TIMEOUT_MS = 3000
@@ -31,10 +29,7 @@ def describe(b, group):
 def test_a_timed_out_join_keeps_its_member_and_its_records_commit_later(zk_connect):
     base = {**CLUSTER, "offsets.commit.timeout.ms": str(WRITE_TIMEOUT_MS),
             "group.consumer.session.timeout.ms": "60000", "group.consumer.heartbeat.interval.ms": "5000"}
-    with zkcluster.cluster(zk_connect, 3, base=base) as bs:
-        create_topic(bs, "rw", 2)
-        coord, index = coordinator_of(bs)
-        held = Held(bs, coord, index)
+    with held_cluster(zk_connect, base, (("rw", 2),)) as (bs, coord, index, held):
         leader_part = held.part
         held.hold()
         mid = str(uuid.uuid4())
@@ -82,10 +77,7 @@ def test_a_timed_out_commit_applies_once_its_records_commit(zk_connect):
     once the high watermark passes it; the coordinator that answered the
     timeout must not serve the older offset the log has overwritten."""
     base = {**CLUSTER, "offsets.commit.timeout.ms": str(WRITE_TIMEOUT_MS)}
-    with zkcluster.cluster(zk_connect, 3, base=base) as bs:
-        create_topic(bs, "rw", 1)
-        coord, index = coordinator_of(bs)
-        held = Held(bs, coord, index)
+    with held_cluster(zk_connect, base) as (bs, coord, index, held):
         assert simple_commit(coord, GROUP, 5) == 0
         assert fetch_offset(coord, GROUP) == 5
         held.hold()
@@ -105,11 +97,7 @@ def test_a_timed_out_epoch_bump_is_found_by_the_retry_at_the_previous_epoch(zk_c
     assignment) is given the new epoch and partitions, with no new epoch."""
     base = {**CLUSTER, "offsets.commit.timeout.ms": str(WRITE_TIMEOUT_MS),
             "group.consumer.session.timeout.ms": "60000", "group.consumer.heartbeat.interval.ms": "5000"}
-    with zkcluster.cluster(zk_connect, 3, base=base) as bs:
-        create_topic(bs, "rw", 2)
-        create_topic(bs, "rw2", 2)
-        coord, index = coordinator_of(bs)
-        held = Held(bs, coord, index)
+    with held_cluster(zk_connect, base, (("rw", 2), ("rw2", 2))) as (bs, coord, index, held):
         mid = str(uuid.uuid4())
         with conn(coord) as c:
             r = heartbeat(c, GROUP, mid, 0, ["rw"])
