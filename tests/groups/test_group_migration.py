@@ -7,6 +7,8 @@ consumer-protocol member leaves; kafka-python classic members beside a
 consumer-protocol member; and Kafka's refusals under the other policies."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 from confluent_kafka import Consumer
 from kafka import KafkaConsumer
@@ -119,40 +121,61 @@ def test_rolling_upgrade_then_downgrade_with_librdkafka(broker, strategy):
 
 
 def test_kafka_python_classic_members_with_a_consumer_protocol_member(broker):
+    """Each kafka-python member polls in a thread of its own, as an application
+    does: kafka-python 3.0.12 throws away a JoinGroup/SyncGroup round trip that
+    completes while no poll() waits for it and joins again, so members polled
+    in turn from one thread can keep the group rebalancing under load."""
     topic, group, n = "mig-kp", "mig-kp-g", 4
     create_topic(broker, topic, n)
     produce(str(broker), topic, 200, n)
     kp = [KafkaConsumer(topic, bootstrap_servers=str(broker), group_id=group, auto_offset_reset="earliest",
                         session_timeout_ms=6000, heartbeat_interval_ms=300, enable_auto_commit=True,
-                        auto_commit_interval_ms=200, consumer_timeout_ms=100) for _ in range(2)]
+                        auto_commit_interval_ms=200) for _ in range(2)]
     got: list = []
+    held: dict = {}
+    errors: list = []
+    stop = threading.Event()
 
-    def poll_kp():
-        for c in kp:
-            for recs in c.poll(timeout_ms=50).values():
-                got.extend((r.partition, r.offset) for r in recs)
+    def run(i, c):
+        try:
+            while not stop.is_set():
+                for recs in c.poll(timeout_ms=1000).values():
+                    got.extend((r.partition, r.offset) for r in recs)
+                held[i] = {tp.partition for tp in c.assignment()}
+        except Exception as e:  # reported by the waiting thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i, c), daemon=True) for i, c in enumerate(kp)]
+    for t in threads:
+        t.start()
     try:
-        wait_until(lambda: poll_kp() or len(got) >= 100 and all(c.assignment() for c in kp),
+        wait_until(lambda: errors or len(got) >= 100 and all(held.get(i) for i in range(len(kp))),
                    "kafka-python members consuming")
+        assert not errors, errors
         new = librdkafka(broker, group, "consumer")
         new.subscribe([topic])
         try:
             def spread():
-                poll_kp()
                 msg = new.poll(0.05)
                 if msg is not None and not msg.error():
                     got.append((msg.partition(), msg.offset()))
-                sets = [{tp.partition for tp in c.assignment()} for c in kp] + [owned(new)]
+                sets = [held.get(i, set()) for i in range(len(kp))] + [owned(new)]
                 return sorted(p for s in sets for p in s) == list(range(n)) and all(sets)
-            wait_until(spread, "the kafka-python members and the consumer-protocol member share the partitions")
+            wait_until(lambda: errors or spread(),
+                       "the kafka-python members and the consumer-protocol member share the partitions")
+            assert not errors, errors
             conn = connect(broker)
             assert sorted(mm.member_type for mm in describe(conn, group, version=1).members) == [0, 0, 1]
             conn.close()
-            wait_until(lambda: spread() or len(got) >= 200, "every message consumed")
+            wait_until(lambda: errors or spread() or len(got) >= 200, "every message consumed")
+            assert not errors, errors
             assert len(got) == len(set(got)) == 200
         finally:
             new.close()
     finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
         for c in kp:
             c.close()
 
