@@ -74,11 +74,19 @@ def test_produce_to_a_follower_names_the_leader_from_v10():
         epoch = hosted["lead", index].leader_epoch
         batch = bytes(_engine.encode_batch([b"x"]))
         with Connection("127.0.0.1", other.port) as c:
-            for version in (8, 9, 10, 11):
+            def produce(version):
                 resp = c.request(P(transactional_id=None, acks=1, timeout_ms=10000, topic_data=[
                     P.TopicProduceData(name="lead", partition_data=[
                         P.PartitionProduceData(index=index, records=batch)])]), api_version=version)
-                part = resp.responses[0].partition_responses[0]
+                return resp, resp.responses[0].partition_responses[0]
+
+            # The other broker learns the leader from the controller's
+            # UpdateMetadata, which may come after the leader took over.
+            wait_until(lambda: (lambda part: (part.error_code, part.current_leader.leader_id,
+                                              part.current_leader.leader_epoch))(produce(11)[1])
+                       == (Errors.NOT_LEADER_OR_FOLLOWER, leader, epoch), "the other broker knows the leader")
+            for version in (8, 9, 10, 11):
+                resp, part = produce(version)
                 assert part.error_code == Errors.NOT_LEADER_OR_FOLLOWER
                 if version >= 10:
                     assert (part.current_leader.leader_id, part.current_leader.leader_epoch) == (leader, epoch)
