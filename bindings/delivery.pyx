@@ -89,3 +89,35 @@ def find_headers(data, keys, int64_t max_inflated=-1):
     finally:
         free(hits)
     return bytes(out), end_offset, pos
+
+
+def trim_batch(batch, ranges):
+    """The one stored batch in `batch` (uncompressed, not control, CRC intact)
+    cut down to the records whose offsets lie in ranges (ascending, disjoint
+    (first, last) pairs): a batch in the form log compaction leaves, its
+    records byte for byte as stored (engine/delivery.c pl_batch_cut); b""
+    when no record is kept. CorruptRecordError for bytes that fail the
+    batch's checks, ValueError for a compressed or control batch."""
+    cdef const uint8_t[::1] view = batch
+    cdef Py_ssize_t n = view.shape[0]
+    cdef int32_t nr = len(ranges), i
+    cdef size_t out_len = 0
+    cdef int rc
+    if n == 0:
+        check(PL_ETRUNCATED, None, 0)
+    cdef int64_t *rs = <int64_t *>malloc(max(nr, 1) * 2 * sizeof(int64_t))
+    if rs == NULL:
+        raise MemoryError()
+    out = bytearray(n)
+    cdef uint8_t *o = <uint8_t *><char *>out
+    try:
+        for i in range(nr):
+            rs[2 * i] = ranges[i][0]
+            rs[2 * i + 1] = ranges[i][1]
+        with nogil:
+            rc = pl_batch_cut(&view[0], <size_t>n, rs, nr, o, <size_t>n, &out_len)
+    finally:
+        free(rs)
+    check(rc, None, 0)
+    del out[out_len:]
+    return bytes(out)
