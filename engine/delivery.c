@@ -89,8 +89,8 @@ int pl_records_find_headers(const uint8_t *buf, size_t len, int32_t count, const
     return PL_OK;
 }
 
-int pl_batch_cut(const uint8_t *batch, size_t len, const int64_t *ranges, int32_t nranges, uint8_t *out,
-                 size_t out_cap, size_t *out_len) {
+int pl_batch_cut(const uint8_t *batch, size_t len, const int64_t *ranges, int32_t nranges, int check_crc,
+                 uint8_t *out, size_t out_cap, size_t *out_len) {
     pl_batch_header h;
     *out_len = 0;
     if (nranges < 0 || out_cap < len) return PL_EINVAL;
@@ -98,7 +98,7 @@ int pl_batch_cut(const uint8_t *batch, size_t len, const int64_t *ranges, int32_
         if (ranges[2 * i] > ranges[2 * i + 1]) return PL_EINVAL;
         if (i > 0 && ranges[2 * i] <= ranges[2 * i - 1]) return PL_EINVAL;
     }
-    int rc = pl_batch_validate(batch, len, &h);
+    int rc = check_crc ? pl_batch_validate(batch, len, &h) : pl_batch_parse_header(batch, len, &h);
     if (rc != PL_OK) return rc;
     if ((size_t)h.batch_length + PL_BATCH_LOG_OVERHEAD != len) return PL_EINVAL;
     if ((h.attributes & PL_ATTR_COMPRESSION_MASK) != 0 || (h.attributes & PL_ATTR_CONTROL)) return PL_EINVAL;

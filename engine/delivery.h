@@ -49,15 +49,17 @@ int pl_records_find_headers(const uint8_t *buf, size_t len, int32_t count, const
  * offsets, the first record's offset delta may be above 0).
  *
  * batch[0,len) is exactly one batch, magic 2, uncompressed, not a control
- * batch, its stored CRC intact (checked first: a cut must not launder bytes
- * gone bad on disk into a batch with a valid CRC). ranges[0, 2*nranges) are
+ * batch, its stored CRC intact (checked first when check_crc: a cut must not
+ * launder bytes gone bad on disk into a batch with a valid CRC; 0 only for a
+ * batch the caller built from one whose CRC it checked, such as a compressed
+ * batch's records inflated under its header). ranges[0, 2*nranges) are
  * ascending, disjoint (first, last) absolute offsets; a record is kept when
  * its offset lies in one. out must hold len bytes (a cut is never larger).
  * @return PL_OK with *out_len set (0 when no record is kept: no batch);
  *   PL_EINVAL for a compressed or control batch, nranges < 0, out_cap < len,
  *   or ranges not ascending; PL_ECORRUPT/PL_EMAGIC/PL_ETRUNCATED as
  *   pl_batch_validate, or when the records do not fill the section. */
-int pl_batch_cut(const uint8_t *batch, size_t len, const int64_t *ranges, int32_t nranges, uint8_t *out,
-                 size_t out_cap, size_t *out_len);
+int pl_batch_cut(const uint8_t *batch, size_t len, const int64_t *ranges, int32_t nranges, int check_crc,
+                 uint8_t *out, size_t out_cap, size_t *out_len);
 
 #endif

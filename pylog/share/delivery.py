@@ -444,18 +444,19 @@ def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline):
     return b"".join(_trimmed(parts[k], got) for k in sorted(parts)), got
 
 
-_COMPRESSED_OR_CONTROL = 0x07 | 0x20
+_CONTROL = 0x20
 
 
 def _trimmed(part, got) -> bytes:
     """A batch as the fetch sends it: cut down to the records acquired
     (engine/delivery.c pl_batch_cut) when they are at most half of it, so a
     fetch cut from a big batch costs the wire, the client's decoding and its
-    skipping what it was not given only for what it was given. Compressed
-    batches go whole (cutting one means inflating and deflating it again for
-    each fetch); so do control batches (one record)."""
+    skipping what it was not given only for what it was given. A compressed
+    batch's cut goes uncompressed (inflating once beats every client
+    inflating it all), unless that is larger than the whole. Control batches
+    (one record) go as they are."""
     data, base, last, count, attributes = part
-    if count <= 1 or attributes & _COMPRESSED_OR_CONTROL:
+    if count <= 1 or attributes & _CONTROL:
         return data
     i = max(bisect_left(got, (base,)) - 1, 0)
     keep, n = [], 0
@@ -468,11 +469,12 @@ def _trimmed(part, got) -> bytes:
     if 2 * n > count:
         return data
     try:
-        return trim_batch(data, keep) or data
+        cut = trim_batch(data, keep)
     except (PylogError, ValueError) as e:
         # Sent as stored: the client's own checks judge it, as from Kafka.
         log.warning("share fetch: batch at offset %d not cut: %s", base, e)
         return data
+    return cut if cut and len(cut) < len(data) else data
 
 
 def _acquire_in_order(dx, p, member, data, headers, quota, deadline, now, topic_delay, parts):

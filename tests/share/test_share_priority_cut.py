@@ -74,9 +74,30 @@ def test_log_append_time_batches_keep_their_max_timestamp():
     assert struct.unpack_from(">q", cut, 35)[0] == 1_800_000_000_000
 
 
-def test_compressed_and_control_batches_are_refused():
-    with pytest.raises(ValueError):
-        trim_batch(_batch(compression="lz4"), [(BASE, BASE)])
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_a_compressed_batch_is_cut_to_an_uncompressed_one_with_the_same_records(codec):
+    whole = _batch(200, compression=codec)
+    ranges = [(BASE + 3, BASE + 9), (BASE + 150, BASE + 150)]
+    cut = trim_batch(whole, ranges)
+    assert _records(cut) == [r for r in _records(whole) if any(f <= r[0] <= l for f, l in ranges)]
+    attributes = struct.unpack_from(">h", cut, 21)[0]
+    assert attributes & 0x07 == 0 and attributes & ~0x07 == struct.unpack_from(">h", whole, 21)[0] & ~0x07
+    assert validate_batches(cut)[0] == len(cut) and validate_batches(cut)[4] is None
+    assert cut[43:57] == whole[43:57] and cut[:8] == whole[:8]
+
+
+def test_a_compressed_batch_gone_bad_is_an_error():
+    b = bytearray(_batch(200, compression="lz4"))
+    b[100] ^= 0x01
+    with pytest.raises(CorruptRecordError):
+        trim_batch(bytes(b), [(BASE, BASE)])
+    b = bytearray(_batch(200, compression="lz4"))
+    b[70:90] = bytes(20)        # an inflate that fails, under a good CRC
+    with pytest.raises(CorruptRecordError):
+        trim_batch(_reseal(b), [(BASE, BASE)])
+
+
+def test_control_batches_are_refused():
     b = bytearray(_batch())
     struct.pack_into(">h", b, 21, struct.unpack_from(">h", b, 21)[0] | 0x20)
     with pytest.raises(ValueError):
