@@ -15,12 +15,13 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka import ShareConsumer as RdkShareConsumer
 
 import pylog.share.delivery as delivery
-from pylog import ShareConsumer
+from pylog import AcknowledgeType, ShareConsumer
 
 from .delivery_clients import TIMEOUT, broker, setup  # noqa: F401 (broker: a fixture)
 from .wire import set_group_configs
 
 N_BIG, N_ZIP, N_TXN, N_ABORTED = 3000, 1200, 800, 300
+ACCEPT, RELEASE = AcknowledgeType.ACCEPT, AcknowledgeType.RELEASE
 
 
 def _value(i):
@@ -161,3 +162,38 @@ def test_pylog_share_consumer_gets_every_record_once_exactly_as_stored(broker, l
     c.close()
     assert got == want
     _cut_both_kinds(cuts)
+
+
+def test_released_records_of_a_big_batch_come_back_alone_in_a_cut_batch(broker, cuts):  # noqa: F811
+    # No priority here: the first fetch takes the whole 2,000-record batch,
+    # then every 10th record is released; their redelivery acquires a tenth
+    # of the batch, and the batch sent is cut to them.
+    topic, group = "pcut-release", "pcut-release-g"
+    setup(broker, topic, group)
+    p2 = Producer({"bootstrap.servers": str(broker), "linger.ms": 2000, "batch.num.messages": 10000,
+                   "batch.size": 16 << 20})
+    for i in range(2000):
+        p2.produce(topic, _value(i), key=_key(i), headers=_headers(i)[1:] if i % 97 == 0 else _headers(i))
+    assert p2.flush(60) == 0
+    want = _reference(broker, topic, 2000)
+    c = ShareConsumer(topic, bootstrap_servers=str(broker), group_id=group, share_acknowledgement_mode="explicit")
+    first, again = {}, {}
+    deadline = time.monotonic() + TIMEOUT * 2
+    while len(first) < 2000 or len(again) < 200:
+        assert time.monotonic() < deadline, f"timed out: {len(first)} first deliveries, {len(again)} again"
+        for r in c.poll(0.2):
+            rec = (None if r.key is None else bytes(r.key), None if r.value is None else bytes(r.value),
+                   tuple((k, None if v is None else bytes(v)) for k, v in r.headers), r.timestamp)
+            if r.delivery_count == 1:
+                assert r.offset not in first
+                first[r.offset] = rec
+                c.acknowledge(r, RELEASE if r.offset % 10 == 0 else ACCEPT)
+            else:
+                assert r.delivery_count == 2 and r.offset % 10 == 0 and r.offset not in again, r
+                again[r.offset] = rec
+                c.acknowledge(r, ACCEPT)
+    c.commit_sync()
+    c.close()
+    assert first == want
+    assert again == {o: rec for o, rec in want.items() if o % 10 == 0}
+    assert any(codec == 0 and 0 < after < before // 5 for codec, before, after in cuts), cuts[:5]
