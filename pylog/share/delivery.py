@@ -448,16 +448,15 @@ _CONTROL = 0x20
 
 
 def _trimmed(part, got) -> bytes:
-    """A batch as the fetch sends it: cut down to the records acquired
-    (engine/delivery.c pl_batch_cut) when they are at most half of it, so a
-    fetch cut from a big batch costs the wire, the client's decoding and its
-    skipping what it was not given only for what it was given. A compressed
-    batch's cut goes uncompressed (inflating once beats every client
-    inflating it all), unless that is larger than the whole. Control batches
-    (one record) go as they are."""
+    """A batch as the fetch sends it: nothing when none of its records was
+    acquired (a batch read past on the way to the acquired ones); cut down to
+    the records acquired (engine/delivery.c pl_batch_cut) when they are at
+    most half of it, so a fetch cut from a big batch costs the wire, the
+    client's decoding and its skipping what it was not given only for what
+    it was given. A compressed batch's cut goes uncompressed (inflating once
+    beats every client inflating it all), unless that is larger than the
+    whole. Control batches (one record) go as they are."""
     data, base, last, count, attributes = part
-    if count <= 1 or attributes & _CONTROL:
-        return data
     i = max(bisect_left(got, (base,)) - 1, 0)
     keep, n = [], 0
     while i < len(got) and got[i][0] <= last:
@@ -466,7 +465,9 @@ def _trimmed(part, got) -> bytes:
             keep.append((f, l))
             n += l - f + 1
         i += 1
-    if 2 * n > count:
+    if not n:
+        return b""
+    if count <= 1 or attributes & _CONTROL or 2 * n > count:
         return data
     try:
         cut = trim_batch(data, keep)
@@ -474,7 +475,7 @@ def _trimmed(part, got) -> bytes:
         # Sent as stored: the client's own checks judge it, as from Kafka.
         log.warning("share fetch: batch at offset %d not cut: %s", base, e)
         return data
-    return cut if cut and len(cut) < len(data) else data
+    return cut if len(cut) < len(data) else data
 
 
 def _acquire_in_order(dx, p, member, data, headers, quota, deadline, now, topic_delay, parts):

@@ -158,3 +158,26 @@ def test_random_damage_under_a_good_crc_never_crashes():
         if out:
             assert validate_batches(out)[0] == len(out)
             assert validate_batches(out)[4] is None
+
+
+def _part(data):
+    from pylog._engine import batch_headers
+    hd = batch_headers(data)[0]
+    return data, hd[1], hd[1] + hd[2], hd[7], hd[8]
+
+
+def test_what_a_fetch_sends_of_each_batch():
+    from pylog.share.delivery import _trimmed
+    whole = _batch(100)
+    part = _part(whole)
+    # Nothing of it acquired (read past on the way): nothing sent.
+    assert _trimmed(part, [(0, BASE - 1, 1), (BASE + 100, BASE + 200, 1)]) == b""
+    # More than half acquired: the batch as stored.
+    assert _trimmed(part, [(BASE, BASE + 60, 1)]) is whole
+    # At most half: cut, ranges from before and after the batch clipped to it.
+    cut = _trimmed(part, [(BASE - 5, BASE + 2, 2), (BASE + 97, BASE + 300, 1)])
+    assert [r[0] for r in _records(cut)] == [BASE, BASE + 1, BASE + 2, BASE + 97, BASE + 98, BASE + 99]
+    # A batch whose bytes went bad goes as stored: the client's CRC check judges it.
+    bad = bytearray(whole)
+    bad[300] ^= 1
+    assert _trimmed(_part(bytes(bad)), [(BASE, BASE, 1)]) == bytes(bad)
