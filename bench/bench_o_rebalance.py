@@ -3,8 +3,8 @@
 One `pylog broker` process; a 60-partition topic; a confluent-kafka producer
 writing --rate messages/s (default 50,000; 100 bytes, spread round robin over
 the partitions by explicit partition, linger.ms=5) for the whole run. Ten
-confluent-kafka consumers (one thread each, consume(500, 0.05)) subscribe and
-settle; then, with deliveries flowing:
+consumers (one thread each, consume(500, 0.05), or pylog's poll(0.05, 500))
+subscribe and settle; then, with deliveries flowing:
 
   none  : nothing happens to the group: the noise floor, the same window and
           figures with no rebalance (the 50 ms consume() timeout, the
@@ -17,6 +17,10 @@ For each protocol, in turn, in one run:
   classic-range       group.protocol=classic, partition.assignment.strategy=range (eager)
   classic-cooperative group.protocol=classic, cooperative-sticky (incremental)
   consumer            group.protocol=consumer (KIP-848), the broker's `uniform` assignor
+  classic-cooperative-refresh, consumer-refresh
+                      the same two with topic.metadata.refresh.interval.ms=100, a stock
+                      setting whose requests wake librdkafka's fetcher (client pause below)
+  pylog-consumer      pylog's own Consumer, group_protocol="consumer"
 
 Figures per event (medians over --rounds rounds, and the worst round):
   complete_ms : from the event (subscribe() / close() called) until every
@@ -84,6 +88,17 @@ PROTOCOLS = {
     "classic-range": {"group.protocol": "classic", "partition.assignment.strategy": "range"},
     "classic-cooperative": {"group.protocol": "classic", "partition.assignment.strategy": "cooperative-sticky"},
     "consumer": {"group.protocol": "consumer"},
+    # Stock librdkafka with a setting that bounds its fetcher's sleep after a
+    # rebalance callback's pause (see Member._wake): a Metadata request every
+    # 100 ms goes out on a broker thread's queue and its answer arrives on
+    # that thread's socket, either of which wakes it. In a one-broker cluster
+    # that is the fetching thread; with more brokers each refresh wakes one.
+    "classic-cooperative-refresh": {"group.protocol": "classic", "partition.assignment.strategy": "cooperative-sticky",
+                                    "topic.metadata.refresh.interval.ms": 100},
+    "consumer-refresh": {"group.protocol": "consumer", "topic.metadata.refresh.interval.ms": 100},
+    # pylog's own Consumer, group_protocol="consumer": the same protocol and
+    # broker without librdkafka's pause while a rebalance callback is pending.
+    "pylog-consumer": {"group.protocol": "consumer", "client": "pylog"},
 }
 
 
@@ -103,11 +118,19 @@ class Member:
         self._lock = lock
         self._deliveries = deliveries
         self._stop = threading.Event()
-        self.consumer = ck.Consumer(conf)
+        self.consumer = self._make(conf)
         self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+
+    def _make(self, conf):
+        return ck.Consumer(conf)
+
+    def _consume(self):
+        """One consume(500, 0.05): [(partition, offset, CreateTime ms)] of the records."""
+        return [(m.partition(), m.offset(), m.timestamp()[1]) for m in self.consumer.consume(500, 0.05)
+                if m.error() is None]
 
     def _on_assign(self, consumer, parts):
         self.callbacks.append((time.monotonic(), "assign", len(parts)))
@@ -144,21 +167,26 @@ class Member:
             kept = next(iter(self.owned), None)
         if kept is None or self._stop.is_set():
             return
-        consumer.get_watermark_offsets(ck.TopicPartition(self.topic, kept), timeout=1, cached=False)
+        try:
+            consumer.get_watermark_offsets(ck.TopicPartition(self.topic, kept), timeout=1, cached=False)
+        except ck.KafkaException:
+            # Timed out on a starved machine: it was sent, which is what wakes
+            # the thread. Raised out of the callback it would end this member's
+            # thread and leave its revocation unacknowledged for good.
+            pass
 
     def _run(self):
-        c = self.consumer
         while not self._stop.is_set():
             t_call = time.monotonic()
-            msgs = c.consume(500, 0.05)
+            msgs = self._consume()
             now = time.monotonic()
             self.calls.append((t_call, now, len(msgs)))
             if msgs:
                 # per partition: (delivered, called, member, first offset, first CreateTime ms)
                 first = {}
-                for m in msgs:
-                    if m.error() is None and m.partition() not in first:
-                        first[m.partition()] = (now, t_call, self.name, m.offset(), m.timestamp()[1])
+                for p, offset, created in msgs:
+                    if p not in first:
+                        first[p] = (now, t_call, self.name, offset, created)
                 with self._lock:
                     for p, rec in first.items():
                         self._deliveries[p].append(rec)
@@ -171,6 +199,24 @@ class Member:
         self.consumer.close()
         with self._lock:
             self.owned = set()
+
+
+class PylogMember(Member):
+    """The same member with pylog's Consumer (group_protocol="consumer"):
+    poll(0.05, 500) as consume(500, 0.05); the callbacks get (consumer,
+    [TopicPartition]) as confluent-kafka's do. Its rebalance handling runs
+    inside poll(), on this thread, and touches only the partitions that
+    move: kept ones keep their positions, buffers and fetches."""
+
+    def _make(self, conf):
+        import pylog
+        return pylog.Consumer(bootstrap_servers=conf["bootstrap.servers"], group_id=conf["group.id"],
+                              client_id=conf["client.id"], group_protocol="consumer",
+                              auto_offset_reset=conf["auto.offset.reset"],
+                              enable_auto_commit=conf["enable.auto.commit"], max_poll_records=500)
+
+    def _consume(self):
+        return [(r.partition, r.offset, r.timestamp) for r in self.consumer.poll(0.05, 500)]
 
 
 class Starvation(threading.Thread):
@@ -213,7 +259,8 @@ class Starvation(threading.Thread):
     def broker_queued(self, t0, t1) -> float:
         """Seconds the broker's loop waited for a CPU over about [t0, t1]."""
         before = [q for t, q in self.waits if t <= t0]
-        after = [q for t, q in self.waits if t >= t1]
+        # A gap that runs to the window's end ends about now: the last sample.
+        after = [q for t, q in self.waits if t >= t1] or [q for _, q in self.waits[-1:]]
         if not before or not after:
             return 0.0
         return after[0] - before[-1]
@@ -278,8 +325,10 @@ def _owners(members, lock) -> dict[int, str]:
 
 def _stay_gap(deliveries, lock, stayed, t0, t1):
     """The longest gap between consecutive deliveries of a partition that stayed,
-    over [t0, t1] (the gap across t0 from the delivery before it included), as
-    (gap s, partition, the delivery before it, the delivery that ended it)."""
+    over [t0, t1] (the gap across t0 from the delivery before it, and the one
+    across t1 to the end of the window, included), as (gap s, partition, the
+    delivery before it or None, the delivery that ended it or None). A
+    partition with no delivery in the window has a gap of the whole window."""
     worst = (0.0, None, None, None)
     with lock:
         series = {p: list(deliveries[p]) for p in stayed}
@@ -288,12 +337,16 @@ def _stay_gap(deliveries, lock, stayed, t0, t1):
         for rec in recs:
             t = rec[0]
             if t > t1:
-                if prev is not None and prev[0] >= t0 and t1 - prev[0] > worst[0]:
-                    worst = (t1 - prev[0], p, prev, None)
                 break
-            if prev is not None and t >= t0 and t - max(prev[0], t0) > worst[0]:
-                worst = (t - max(prev[0], t0), p, prev, rec)
+            if t >= t0:
+                start = t0 if prev is None else max(prev[0], t0)
+                if t - start > worst[0]:
+                    worst = (t - start, p, prev, rec)
             prev = rec
+        # the window's end with no delivery after prev (or none at all)
+        start = t0 if prev is None else max(prev[0], t0)
+        if t1 - start > worst[0]:
+            worst = (t1 - start, p, prev, None)
     return worst
 
 
@@ -304,6 +357,9 @@ def _trace(kind, gap, deliveries, lock, everyone, t_event, t_done, wall_offset) 
     partitions in the same window (all quiet: the process or the broker stalled;
     only this one: its fetch)."""
     g, p, before, after = gap
+    if before is None:
+        return (f"  trace {kind}: partition {p} delivered nothing from 1 s before the event to "
+                f"{(gap[0] - 1) * 1e3:.0f} ms after it"), "other"
     t_a = before[0]
     t_b = after[0] if after else t_a + g
     ms = lambda t: (t - t_event) * 1e3  # noqa: E731
@@ -331,7 +387,8 @@ def _trace(kind, gap, deliveries, lock, everyone, t_event, t_done, wall_offset) 
     queued = STARVATION.broker_queued(t_a, t_b)
     lines.append(f"    this process's longest stall inside the gap: {stall * 1e3:.0f} ms; the broker's loop "
                  f"waited for a CPU {queued * 1e3:.0f} ms of it")
-    cause, why = _verdict(g, t_a, after, wall_offset, calls, callbacks, stall, queued, owner.eager)
+    cause, why = _verdict(g, t_a, after, wall_offset, calls, callbacks, stall, queued, owner.eager,
+                          isinstance(owner, PylogMember))
     lines.append(f"    verdict ({cause}): {why}")
     return "\n".join(lines), cause
 
@@ -346,11 +403,15 @@ def _quiet(recs, t0, t1, least) -> bool:
     return prev is not None and prev < t1 and t1 - max(prev, t0) >= least
 
 
-def _verdict(g, t_a, after, wall_offset, calls, callbacks, stall, queued, eager) -> tuple[str, str]:
+def _verdict(g, t_a, after, wall_offset, calls, callbacks, stall, queued, eager, pylog=False) -> tuple[str, str]:
     """(cause, explanation) of a long gap, from what the bench saw."""
     if after and after[4] / 1e3 - wall_offset > t_a + g / 2:
         return "producer", "the producer wrote nothing to the partition for most of the gap"
-    if stall > min(0.15, g / 2) or any(b - a > 0.25 for a, b, _ in calls):
+    # A consume() of librdkafka waits only on its local queue (50 ms): one
+    # that returned 250 ms late was starved. pylog's poll() runs the
+    # rebalance (the commit before a revocation, offset lookups of new
+    # partitions) and so waits for the broker too: only the ticker counts.
+    if stall > min(0.15, g / 2) or (not pylog and any(b - a > 0.25 for a, b, _ in calls)):
         return "bench CPU", ("this process stalled (its threads got no CPU, or waited for the GIL): "
                              "the producer and the consumers alike")
     if queued > g / 3:
@@ -362,6 +423,9 @@ def _verdict(g, t_a, after, wall_offset, calls, callbacks, stall, queued, eager)
     if eager and at_start:
         return "eager stop", ("the eager protocol: the owner held no partition from its revoke callback "
                               "until the new assignment")
+    if at_start and pylog:
+        return "client pause", ("records waited while the owner's poll() calls returned empty, right after a "
+                                "rebalance callback of pylog's Consumer")
     if at_start:
         return "client pause", ("records waited while the owner's consume() calls returned empty, right after "
                                 "a rebalance callback: librdkafka's fetcher asleep after the callback's pause "
@@ -396,20 +460,25 @@ def run_round(broker, protocol, rnd, heartbeat_ms, rate, trace_ms=None, debug=No
     lock = threading.Lock()
     deliveries = {p: [] for p in range(PARTITIONS)}
     wall_offset = time.time() - time.monotonic()
+    # This process's CPU over the round (producer and consumers: every thread),
+    # and the broker's: the three and the machine's other load share 2 cores.
+    t0, cpu0, broker_cpu0 = time.monotonic(), time.process_time(), broker.cpu()
     producer = Producer(broker.bootstrap, topic, rate)
     producer.start()
     conf = {"bootstrap.servers": broker.bootstrap, "group.id": f"g-{topic}", "auto.offset.reset": "latest",
             "enable.auto.commit": True, **PROTOCOLS[protocol]}
-    if protocol != "consumer":
+    cls = PylogMember if conf.pop("client", None) == "pylog" else Member
+    if conf["group.protocol"] != "consumer":
         conf.update({"heartbeat.interval.ms": heartbeat_ms, "session.timeout.ms": 10000})
-    if debug:
+    if debug and cls is Member:
         conf["debug"] = debug  # librdkafka's own log on stderr, stamped to the millisecond
 
     everyone = {}
 
     def member(i):
-        m = everyone[f"m{i}"] = Member(f"m{i}", {**conf, "client.id": f"{protocol}-{rnd}-m{i}"}, topic,
-                                       deliveries, lock, wake_fetcher and protocol != "classic-range")
+        wake = wake_fetcher and cls is Member and not protocol.startswith("classic-range")
+        m = everyone[f"m{i}"] = cls(f"m{i}", {**conf, "client.id": f"{protocol}-{rnd}-m{i}"}, topic,
+                                    deliveries, lock, wake)
         return m
 
     members = [member(i) for i in range(MEMBERS)]
@@ -449,8 +518,14 @@ def run_round(broker, protocol, rnd, heartbeat_ms, rate, trace_ms=None, debug=No
                 m.close()
             except Exception:
                 pass
+        # A run of six protocols leaves 30 topics of 60 partitions: the
+        # broker's shutdown took over the 30 s it is given to close them all.
+        admin.delete_topics([topic])[topic].result(30)
+    wall = time.monotonic() - t0
     for r in out:
         r.pop("new_members", None)
+        r["bench_cpu"] = (time.process_time() - cpu0) / wall
+        r["broker_cpu"] = (broker.cpu() - broker_cpu0) / wall
     return out
 
 
@@ -458,7 +533,7 @@ def run(protocols, rounds, rate, hb, trace_ms=None, debug=None, wake_fetcher=Fal
     """{(protocol, event): [round results]}, rounds interleaved across protocols
     so the machine's load falls on all alike."""
     overrides = {"group.initial.rebalance.delay.ms": 0}
-    if "consumer" in protocols:
+    if any(PROTOCOLS[p]["group.protocol"] == "consumer" for p in protocols):
         overrides.update({"group.consumer.heartbeat.interval.ms": hb,
                           "group.consumer.min.heartbeat.interval.ms": min(hb, 5000)})
     broker = BrokerProcess(overrides=overrides)
@@ -490,7 +565,8 @@ def report(results, rounds, rate, hb, wake_fetcher=False) -> str:
     250 ms goal and why (_verdict); "none" is the noise floor (the same
     window, no event)."""
     lines = [f"Bench O: 10 consumers, 60 partitions, {rate} msg/s, heartbeat {hb} ms, {rounds} rounds"
-             f"{', fetcher woken after callbacks' if wake_fetcher else ''} (load {os.getloadavg()[0]:.1f})", "",
+             f"{', fetcher woken after callbacks' if wake_fetcher else ''}"
+             f" (load {os.getloadavg()[0]:.1f})", "",
              "| protocol | event | assignment complete, median (max) ms | longest gap of partitions that stay, "
              f"median (max) ms | rounds with a gap > {GOAL_MS} ms (cause) | moved |",
              "|---|---|---|---|---|---|"]
@@ -506,6 +582,12 @@ def report(results, rounds, rate, hb, wake_fetcher=False) -> str:
         lines.append(f"| {proto} | {event} | {med('complete_ms'):.0f} ({worst('complete_ms'):.0f}) | "
                      f"{med('stay_gap_ms'):.0f} ({worst('stay_gap_ms'):.0f}) | {over} of {len(rs)}{why} | "
                      f"{med('moved'):.0f} |")
+    lines.append("")
+    for proto in dict.fromkeys(p for p, _ in results):
+        rs = results[(proto, "none")]
+        lines.append(f"{proto}: CPU over a round, median, of this process (producer and consumers) "
+                     f"{statistics.median(r['bench_cpu'] for r in rs) * 100:.0f}% of a core, of the broker "
+                     f"{statistics.median(r['broker_cpu'] for r in rs) * 100:.0f}%")
     return "\n".join(lines)
 
 

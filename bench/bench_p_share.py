@@ -5,10 +5,13 @@ of 100 bytes, produced in batches of 50; a share group reading it from the
 start. N confluent_kafka.ShareConsumer instances (one thread each, implicit
 acknowledgement, max.poll.records=50) each spend --work-ms per record (a
 sleep: a handler waiting on I/O), until every record was received. The
-figure is records/s from the first subscribe to the last record, per N; the
-point of share groups is that N > partitions still scales.
+figures are records/s from the first subscribe to the last record, and from
+the first record received to the last, per N; the point of share groups is
+that N > partitions still scales. A member first joins and leaves the group
+before any record exists (warm_up; --cold leaves it out), since the members
+that join a new share-partition wait a heartbeat interval (5 s) for it.
 
-    .venv/bin/python bench/bench_p_share.py --consumers 1,4,16 --records 4000 --rounds 3
+    .venv/bin/python bench/bench_p_share.py --consumers 1,4,16 --records 8000 --rounds 5
 
 Priority and delay (pylog/share/delivery.py), each its own run:
 
@@ -56,13 +59,33 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from pylog.testing import running_broker
 
 
-def run_once(b, n_consumers, records, work_s, tag):
+def warm_up(b, topic, group):
+    """Join the group once, before any record exists, until the share-partition's
+    state is initialized, then leave: a member joining a new share-partition gets
+    it only at its next heartbeat after that (librdkafka's interval, 5 s, as in
+    Kafka), and that wait falls on whichever members joined first, one of four
+    or the only one; the figure is the throughput of members of a ready group."""
+    from pylog import ShareConsumer as PylogShareConsumer
+    from pylog.testing import wait_until
+    c = PylogShareConsumer(topic, bootstrap_servers=str(b), group_id=group)
+    try:
+        wait_until(lambda: c.poll(0.1) == [] and bool(c.assignment()), timeout=60, what="the warm-up's assignment")
+    finally:
+        c.close()
+
+
+def run_once(b, n_consumers, records, work_s, tag, warm=True):
+    """(records/s from the first subscribe to the last record, records/s from
+    the first record received to the last, seconds from subscribe to the first
+    record), the group warmed up first unless warm is False."""
     topic, group = f"p-{tag}", f"p-{tag}-g"
     a = AdminClient({"bootstrap.servers": str(b)})
     a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
     res = ConfigResource(ResourceType.GROUP, group, incremental_configs=[
         ConfigEntry("share.auto.offset.reset", "earliest", incremental_operation=AlterConfigOpType.SET)])
     a.incremental_alter_configs([res])[res].result(30)
+    if warm:
+        warm_up(b, topic, group)
     p = Producer({"bootstrap.servers": str(b), "linger.ms": 5})
     value = b"x" * 100
     for start in range(0, records, 50):
@@ -70,6 +93,7 @@ def run_once(b, n_consumers, records, work_s, tag):
             p.produce(topic, value)
         p.flush(30)
     seen = set()
+    first = []
     lock = threading.Lock()
     done = threading.Event()
 
@@ -77,7 +101,11 @@ def run_once(b, n_consumers, records, work_s, tag):
         c = ShareConsumer({"bootstrap.servers": str(b), "group.id": group, "max.poll.records": 50})
         c.subscribe([topic])
         while not done.is_set():
-            for m in c.poll(0.1):
+            got = c.poll(0.1)
+            if got and not first:
+                with lock:
+                    first.append(time.monotonic())
+            for m in got:
                 if m.error() is None:
                     time.sleep(work_s)
                     with lock:
@@ -92,10 +120,11 @@ def run_once(b, n_consumers, records, work_s, tag):
     for t in threads:
         t.start()
     done.wait(600)
-    elapsed = time.monotonic() - t0
+    end = time.monotonic()
     for t in threads:
         t.join(60)
-    return records / elapsed
+    t_first = min(first)
+    return records / (end - t0), records / (end - t_first), t_first - t0
 
 
 def _topic(b, topic, group):
@@ -349,7 +378,7 @@ def measure_cpu(args) -> None:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--consumers", default="1,4,16")
-    ap.add_argument("--records", type=int, default=4000)
+    ap.add_argument("--records", type=int, default=8000)
     ap.add_argument("--work-ms", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", choices=("throughput", "priority", "delay"), default="throughput")
@@ -358,6 +387,12 @@ def main():
     ap.add_argument("--probes", type=int, default=1000, help="delay: probe records, due 20 ms apart")
     ap.add_argument("--batch-records", type=int, default=10000,
                     help="the backlog producer's batch.num.messages (librdkafka's default: 10000)")
+    ap.add_argument("--cold", action="store_true",
+                    help="throughput: no warm-up member; the first members wait a heartbeat interval for the "
+                         "new share-partition")
+    ap.add_argument("--broker-process", action="store_true",
+                    help="throughput: the broker in its own process (`python -m pylog.broker`), not sharing the "
+                         "consumers' GIL")
     ap.add_argument("--cpu", action="store_true", help="measure broker CPU per million records instead")
     ap.add_argument("--cpu-records", type=int, default=200000)
     ap.add_argument("--cpu-batch", type=int, default=50, help="records per log batch")
@@ -368,11 +403,27 @@ def main():
         return
     if args.only != "throughput":
         return main_delivery(args)
+    if args.broker_process:
+        from bench_g_broker import BrokerProcess
+        proc = BrokerProcess()
+        try:
+            throughput(args, proc.bootstrap)
+        finally:
+            proc.stop()
+        return
     with running_broker() as b:
-        for n in [int(x) for x in args.consumers.split(",")]:
-            rates = [run_once(b, n, args.records, args.work_ms / 1000.0, f"{n}-{r}") for r in range(args.rounds)]
-            print(f"consumers={n:3d} records/s median={statistics.median(rates):8.0f} "
-                  f"runs={' '.join(f'{x:.0f}' for x in rates)}", flush=True)
+        throughput(args, b)
+
+
+def throughput(args, b) -> None:
+    for n in [int(x) for x in args.consumers.split(",")]:
+        runs = [run_once(b, n, args.records, args.work_ms / 1000.0, f"{n}-{r}", not args.cold)
+                for r in range(args.rounds)]
+        total, steady, join = zip(*runs)
+        print(f"consumers={n:3d} records/s from subscribe median={statistics.median(total):8.0f} "
+              f"runs={' '.join(f'{x:.0f}' for x in total)}; from the first record "
+              f"median={statistics.median(steady):8.0f} runs={' '.join(f'{x:.0f}' for x in steady)}; "
+              f"subscribe to first record median={statistics.median(join):.2f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@ confluent_kafka.ShareConsumer, implicit acknowledgement, one partition.
 
 One in-process pylog broker; per run a new topic holding --records records of
 100 bytes (librdkafka's producer, batches of up to 500) and a new share group
-reading it from the start; the figure is records/s from the consumer's
-creation to the commit of the last record. A first pylog run, not counted,
+reading it from the start, joined once by a member that leaves before the
+records exist (bench_p_share.warm_up); the figure is records/s from the
+consumer's creation to the commit of the last record. A first pylog run, not counted,
 creates __share_group_state (50 partitions).
 
     .venv/bin/python bench/share_client_throughput.py --records 50000 --rounds 5
@@ -20,6 +21,7 @@ from confluent_kafka import ShareConsumer as RdkShareConsumer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 import pylog
+from bench_p_share import warm_up
 from pylog.testing import running_broker
 
 
@@ -29,6 +31,8 @@ def prepare(b, topic, group, records):
     res = ConfigResource(ResourceType.GROUP, group, incremental_configs=[
         ConfigEntry("share.auto.offset.reset", "earliest", incremental_operation=AlterConfigOpType.SET)])
     admin.incremental_alter_configs([res])[res].result(30)
+    # The group's share-partition made ready first: its first members wait a heartbeat interval (5 s) for it.
+    warm_up(b, topic, group)
     p = RdkProducer({"bootstrap.servers": str(b), "linger.ms": 20, "batch.num.messages": 500})
     for _ in range(records):
         p.produce(topic, b"x" * 100)

@@ -238,8 +238,8 @@ class ShareConsumer(Consumer):
         self._consumer = await self._call(_ShareConsumer, *topics, **config)
 
     async def getmany(self, timeout_ms: int = 1000, max_records: int | None = None) -> list:
-        """One poll (a whole acquired batch: max_records is not a bound here, as
-        the share consumer's batch_optimized poll)."""
+        """One poll (max.poll.records completed to a log batch's end:
+        max_records is not a bound here, as the share consumer's batch_optimized poll)."""
         return await self._call(self._consumer.poll, timeout_ms / 1000)
 
     async def getone(self):

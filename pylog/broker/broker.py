@@ -757,7 +757,10 @@ class Broker:
 
     # ---- an in-process broker on its own thread ----
 
-    def start_in_thread(self, timeout: float = 30.0):
+    def start_in_thread(self, timeout: float = 120.0):
+        # The bound only keeps a caller from hanging forever: a cluster member's
+        # start waits for the controller and its log recovery, which on a loaded
+        # 2-core machine has taken over 30 s.
         ready = threading.Event()
         error = []
 

@@ -210,6 +210,7 @@ BROKER_DEFAULTS: dict[str, tuple[type, object]] = {
 }
 # Kafka's ConfigDef ranges of numeric broker and topic keys: (low, high), None open.
 _RANGES: dict[str, tuple] = {
+    "pylog.priority.default": (0, 9),
     "log.cleaner.threads": (0, None),
     "log.cleaner.backoff.ms": (0, None),
     "log.cleaner.min.cleanable.ratio": (0, 1),
@@ -301,10 +302,13 @@ TOPIC_CONFIGS: dict[str, tuple[str | None, type, tuple | None]] = {
     # record can wait behind higher-priority ones before it counts as top.
     "pylog.delivery.delay.ms": (None, int, None),
     "pylog.priority.max.wait.ms": (None, int, None),
+    # The priority (0-9) of a record without a pylog.priority header.
+    "pylog.priority.default": (None, int, None),
 }
 # Defaults of topic keys with no broker key behind them (Kafka's; pylog's).
 _TOPIC_ONLY_DEFAULTS = {"file.delete.delay.ms": "60000", "errors.deadletterqueue.group.enable": "false",
-                        "pylog.delivery.delay.ms": "0", "pylog.priority.max.wait.ms": "30000"}
+                        "pylog.delivery.delay.ms": "0", "pylog.priority.max.wait.ms": "30000",
+                        "pylog.priority.default": "0"}
 
 # Kafka's Topic.validate. fullmatch: `$` would let a final newline through,
 # and a topic name becomes a directory name.

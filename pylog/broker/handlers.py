@@ -40,7 +40,7 @@ from ..protocol.error_codes import Errors
 from ..protocol.produce import decode_produce_request, encode_produce_response
 from . import api_versions as av
 from . import broker_loggers, dynamic_config
-from ..groups.group_configs import check_group_id, effective_group_config, validate_group_configs
+from ..groups.group_configs import check_group_id, describe_group_configs, validate_group_configs
 from .config import TOPIC_CONFIGS, TopicConfig, validate_topic_name
 from .epoch_api import offset_for_leader_epoch
 from .replication import leader_and_isr_response
@@ -883,7 +883,9 @@ class Handlers:
                 elif res.resource_type == RESOURCE_BROKER_LOGGER:
                     configs = broker_loggers.describe(res.resource_name, self.broker.broker_id, keys)
                 elif res.resource_type == RESOURCE_GROUP:
-                    configs = self._describe_group_configs(res.resource_name, keys, req.include_synonyms)
+                    configs = describe_group_configs(self.broker.config, res.resource_name,
+                                                     self.broker.metadata_cache.group_configs.get(res.resource_name, {}),
+                                                     keys, req.include_synonyms, req.include_documentation)
                 else:
                     raise InvalidRequestError(f"resource type {res.resource_type} is not supported")
                 results.append(R.DescribeConfigsResult(error_code=0, error_message=None,
@@ -894,25 +896,6 @@ class Handlers:
                                                        resource_type=res.resource_type,
                                                        resource_name=res.resource_name, configs=[]))
         return R(throttle_time_ms=0, results=results)
-
-    def _describe_group_configs(self, group_id, keys, include_synonyms):
-        """A group's configs as Kafka's ConfigHelper shows them: the override (source
-        GROUP_CONFIG, 8) else the broker's value (DEFAULT_CONFIG, 5), a group need not exist."""
-        C = m.DescribeConfigsResponse.DescribeConfigsResourceResult
-        S = m.DescribeConfigsResponse.DescribeConfigsSynonym
-        check_group_id(group_id)
-        overrides = self.broker.metadata_cache.group_configs.get(group_id, {})
-        values = effective_group_config(self.broker.config, overrides)
-        out = []
-        for key in sorted(values):
-            if keys is not None and key not in keys:
-                continue
-            src = 8 if key in overrides else 5
-            value = str(values[key])
-            out.append(C(name=key, value=value, read_only=False, is_default=src == 5, config_source=src,
-                         is_sensitive=False, synonyms=[S(name=key, value=value, source=src)] if include_synonyms
-                         else [], config_type=_CONFIG_TYPE_INT))
-        return out
 
     def alter_configs(self, header, req):
         """AlterConfigs: each resource's overrides replaced by the given set."""
@@ -1206,7 +1189,6 @@ _I32 = struct.Struct(">i")
 
 _SET, _DELETE, _APPEND, _SUBTRACT = 0, 1, 2, 3
 _LIST_CONFIGS = frozenset({"cleanup.policy"})
-_CONFIG_TYPE_INT = 3   # DescribeConfigs v3+ ConfigType
 
 
 def _broker_config_changes(current, res, incremental) -> dict:

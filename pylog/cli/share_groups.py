@@ -4,7 +4,8 @@ kafka-share-groups.sh for KIP-932 share groups (its options and columns).
     pylog share-groups list
     pylog share-groups describe GROUP [--offsets | --members | --state]
         (--offsets adds pylog's DLQ-WRITTEN and DLQ-FAILED columns for a group
-        with a dead-letter topic, KIP-1191)
+        with a dead-letter topic, KIP-1191, and DELAYED and NEXT-DUE-MS for
+        partitions with delayed records; both from each partition's leader)
     pylog share-groups reset-offsets --group G --topic T (--to-earliest | --to-latest | --to-offset N)
                                      (--dry-run | --execute)
     pylog share-groups delete --group G
@@ -19,7 +20,7 @@ from ..client.client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from ..client.errors import COORDINATOR_ERRORS, check, error_name
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
-from ..protocol.pylog_tags import share_dlq_stats_of
+from ..protocol.pylog_tags import share_delay_stats_of, share_dlq_stats_of, share_leader_stats_field
 from .common import action_parsers, open_client
 
 
@@ -122,15 +123,54 @@ def _describe(args) -> int:
                 rows = [(gid, t.topic_name, p.partition_index, p.start_offset if p.start_offset >= 0 else "-",
                          p.lag if p.lag >= 0 else "-") for t, p in parts]
                 header = ("GROUP", "TOPIC", "PARTITION", "START-OFFSET", "LAG")
-                dlq = [share_dlq_stats_of(p) for _t, p in parts]
+                led = _leader_stats(client, gid, [(t.topic_name, p.partition_index) for t, p in parts])
+                stats = [led.get((t.topic_name, p.partition_index), p) for t, p in parts]
+                dlq = [share_dlq_stats_of(p) for p in stats]
                 if any(d is not None for d in dlq):
                     # pylog's own columns (kafka-share-groups.sh has none for KIP-1191).
                     header += ("DLQ-WRITTEN", "DLQ-FAILED")
                     rows = [r + ((d["written"], d["failed"]) if d else ("-", "-")) for r, d in zip(rows, dlq)]
+                delay = [share_delay_stats_of(p) for p in stats]
+                if any(d is not None for d in delay):
+                    # pylog's delayed delivery: records not due yet, and the wait for the earliest.
+                    header += ("DELAYED", "NEXT-DUE-MS")
+                    rows = [r + ((d["delayed"], "-" if d["next_due_ms"] is None else d["next_due_ms"]) if d
+                                 else ("-", "-")) for r, d in zip(rows, delay)]
                 print("\n".join(_columns(rows, header)))
             if g.group_state == "Empty" and not args.state:
                 print(f"\nShare group '{gid}' has no active members.", file=sys.stderr)
     return status
+
+
+def _leader_stats(client, gid, parts) -> dict:
+    """{(topic, partition): the leader's DescribeShareGroupOffsets entry} (pylog's
+    SHARE_LEADER_STATS), one request per leader; a partition whose leader cannot be
+    asked is left out (its columns then come from the coordinator's answer)."""
+    R = m.DescribeShareGroupOffsetsRequest
+    if not parts:
+        return {}
+    md = client.metadata(sorted({t for t, _ in parts}))
+    by_leader: dict[int, dict[str, list[int]]] = {}
+    for t, i in parts:
+        pm = md.topics[t].partitions.get(i) if t in md.topics else None
+        if pm is not None and pm.leader_id >= 0:
+            by_leader.setdefault(pm.leader_id, {}).setdefault(t, []).append(i)
+    out = {}
+    for leader, topics in sorted(by_leader.items()):
+        body = R(groups=[R.DescribeShareGroupOffsetsRequestGroup(group_id=gid, topics=[
+            R.DescribeShareGroupOffsetsRequestTopic(topic_name=t, partitions=ps) for t, ps in topics.items()])],
+                 _unknown_tagged_fields=[share_leader_stats_field()])
+        try:
+            resp = client.connection(leader).request(body, _VERSIONS[body.API_KEY])
+        except OSError as e:
+            print(f"Warning: statistics from broker {leader}: {e}", file=sys.stderr)
+            continue
+        for g in resp.groups:
+            for t in g.topics:
+                for p in t.partitions:
+                    if not p.error_code:
+                        out[(t.topic_name, p.partition_index)] = p
+    return out
 
 
 def _reset(args) -> int:

@@ -24,14 +24,26 @@ Kafka's KafkaShareConsumer is the model (names, modes, errors):
   each of them (ACCEPT, RELEASE, REJECT) before the next poll(), else
   IllegalStateError; acknowledging a record twice, or one not delivered by
   the last poll, is an IllegalStateError too.
+- Prefetch (Kafka's share.acquire.mode=batch_optimized): a poll that finds
+  no buffered records sends ShareFetch to each leader (fetch.max.wait.ms,
+  fetch.min.bytes, fetch.max.bytes, max.poll.records as its MaxRecords and
+  BatchSize); over the network that fetch outlives the poll, so records that
+  arrive between polls are acquired for this member and the next poll
+  returns them at once. A poll returns up to max.poll.records, completed to
+  the end of the log batch it stops in; the rest of an answer waits in the
+  buffer (share_fetch_buffer.py), its locks running, and no fetch goes while
+  it holds records. One request at a time per leader: commit_*() and close()
+  first read the answer of a fetch in flight.
 - Acknowledgements ride on the next ShareFetch to the partition's leader
-  (poll), or go in a ShareAcknowledge (commit_sync waits for the answer,
-  commit_async reads it later); acknowledgement_commit_callback(offsets,
-  error) hears every outcome, from poll(), commit_*() or close().
+  (poll), or go in a ShareAcknowledge (a poll served from the buffer sends
+  them so, read back later; commit_sync waits for the answer, commit_async
+  reads it later); acknowledgement_commit_callback(offsets, error) hears
+  every outcome, from poll(), commit_*() or close().
 - close() sends what was acknowledged and not yet sent, in a ShareAcknowledge
   of epoch -1 that also ends the session: every record still held (the
-  last poll's, in implicit mode, as Kafka's close does) is released to the
-  group at once. Then it leaves the group.
+  last poll's, in implicit mode, as Kafka's close does, and what was
+  prefetched and never returned) is released to the group at once. Then it
+  leaves the group.
 - Client config under Kafka's names, either as keywords (group_id=...) or a
   config mapping ({"group.id": ..., "share.acknowledgement.mode": ...,
   "security.protocol": "SASL_SSL", ...}); the keys ShareConsumerConfig
@@ -40,7 +52,9 @@ Kafka's KafkaShareConsumer is the model (names, modes, errors):
 
 Two places records live, as pylog.Consumer: a cluster (bootstrap_servers)
 or a broker data directory in-process (log_dir: the embedded store's own
-share-group handlers, so consumers of one process share a group).
+share-group handlers, so consumers of one process share a group; its calls
+answer synchronously, so there a fetch waits no longer than its poll and
+nothing is acquired between polls).
 
 Thread-safety: one thread uses a ShareConsumer (as Kafka's), except stop(),
 which any thread may call; the heartbeat runs on a thread of its own
@@ -60,6 +74,7 @@ from ..errors import PylogError
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
 from ..structs import TopicPartition
+from .share_fetch_buffer import Completed, ShareFetchBuffer
 from .share_transport import LocalShareTransport, NetworkShareTransport
 
 __all__ = ["ACCEPT", "AcknowledgeType", "IllegalStateError", "REJECT", "RELEASE", "ShareConsumer"]
@@ -86,6 +101,7 @@ _REROUTE = frozenset({Errors.NOT_LEADER_OR_FOLLOWER, Errors.UNKNOWN_TOPIC_OR_PAR
                       Errors.UNKNOWN_TOPIC_ID, Errors.LEADER_NOT_AVAILABLE})
 _decode_fetched = _engine.decode_fetched
 _set_delivery_count = _engine.set_delivery_count
+_batch_headers = _engine.batch_headers
 
 # What Kafka's ShareConsumerConfig refuses for a share group, with its message.
 _REFUSED = ("auto.offset.reset", "enable.auto.commit", "group.instance.id", "isolation.level",
@@ -217,6 +233,8 @@ class ShareConsumer:
         self._delivered: dict = {}                  # (topic id, index) -> _Delivered, of the last poll
         self._pending: dict = {}                    # (topic id, index) -> (node, [(offset, type)]) to send
         self._in_flight: list = []                  # (ticket, node, {key: offsets}) of async commits
+        self._outstanding: dict = {}                # node -> (_Session, acks it carries, ticket) of a ShareFetch
+        self._buffer = ShareFetchBuffer()           # acquired, not returned by a poll yet
         self._outcomes: list = []                   # (offsets by TopicPartition, error) for the callback
         self._lock_timeout_ms = None
         self._unapplied = None                      # an assignment whose topic names could not be had yet
@@ -285,8 +303,9 @@ class ShareConsumer:
 
     def poll(self, timeout: float = 1.0) -> list:
         """The records acquired for this member, waiting up to timeout seconds
-        for some; [] when none came. A whole acquired batch is returned, so a
-        poll may hold more than max_poll_records (Kafka's batch_optimized)."""
+        for some; [] when none came. Up to max_poll_records, completed to the
+        end of the log batch the last one is in, so a poll may hold more
+        (Kafka's batch_optimized)."""
         self._check_open()
         if not self._subscription:
             raise IllegalStateError("Consumer is not subscribed to any topics.")
@@ -304,21 +323,37 @@ class ShareConsumer:
         self._delivered = {}
 
     def _poll(self, timeout: float) -> list:
+        """Kafka's poll: records already buffered are returned at once (the
+        last poll's acknowledgements then go in a ShareAcknowledge); only a
+        poll that finds the buffer empty sends ShareFetch (carrying them), one
+        to each leader without one in flight, and sends again to a leader
+        that answered nothing while the poll lasts. Over the network a fetch
+        outlives the poll that sent it (it waits fetch.max.wait.ms on the
+        broker): its answer is read, and buffered, by the next call."""
         deadline = time.monotonic() + max(0.0, timeout)
         self._finish_async()
         try:
             while True:
                 self._update_assignment()
-                started = time.monotonic()
-                remaining = deadline - started
-                wait_ms = int(max(0.0, min(self._fetch_max_wait_ms, remaining * 1000)))
-                records = self._fetch(wait_ms)
+                self._read_fetches(0.0)
+                records = self._take_buffered()
                 if records:
+                    self._acknowledge_aside()
+                    return records
+                started = time.monotonic()
+                wait_ms = self._fetch_max_wait_ms
+                if not self._transport.outlives_poll:
+                    wait_ms = int(max(0.0, min(wait_ms, (deadline - started) * 1000)))
+                self._send_fetches(wait_ms)
+                self._read_fetches(max(0.0, deadline - time.monotonic()), until_records=True)
+                records = self._take_buffered()
+                if records:
+                    self._acknowledge_aside()
                     return records
                 now = time.monotonic()
                 if now >= deadline or self._stop.is_set():
                     return []
-                if now - started < min(wait_ms / 2000, RETRY_BACKOFF_S):
+                if not self._outstanding and now - started < min(wait_ms / 2000, RETRY_BACKOFF_S):
                     # Nothing waited on the broker (no assignment or leader yet,
                     # a partition error): look again soon rather than spin.
                     time.sleep(min(RETRY_BACKOFF_S, deadline - now))
@@ -346,9 +381,9 @@ class ShareConsumer:
                     s.forgotten.add(key)
         self._assigned = target
 
-    def _fetch(self, wait_ms: int) -> list:
+    def _send_fetches(self, wait_ms: int) -> None:
         """One ShareFetch to each leader of an assigned partition (or with
-        acknowledgements to carry), all waiting at once; the records acquired."""
+        acknowledgements to carry) that has none in flight."""
         R = m.ShareFetchRequest
         by_node: dict = {}
         for key in sorted(self._assigned, key=_order):
@@ -357,12 +392,15 @@ class ShareConsumer:
             except PylogError as e:   # no metadata now (a broker restarting): a later poll looks again
                 log.info("leader of %s-%d not known: %s", self._names.get(key[0], key[0]), key[1], e)
                 break
-            if node is not None:
+            if node is not None and node not in self._outstanding:
                 by_node.setdefault(node, {})[key] = []
+        waiting: dict = {}
         for key, (node, acks) in self._pending.items():
-            by_node.setdefault(node, {})[key] = acks
-        self._pending = {}
-        tickets = []
+            if node in self._outstanding:   # Kafka's rule too: one request at a time per leader
+                waiting[key] = (node, acks)
+            else:
+                by_node.setdefault(node, {})[key] = acks
+        self._pending = waiting
         for node, parts in by_node.items():
             s = self._sessions.setdefault(node, _Session())
             if s.epoch == 0:
@@ -396,29 +434,72 @@ class ShareConsumer:
             # Listed for their acknowledgements only: out of the session with the next request.
             s.forgotten = {k for k in send if k not in self._assigned}
             try:
-                tickets.append((node, s, acked, self._transport.start(node, req)))
+                self._outstanding[node] = (s, acked, self._transport.start(node, req))
             except PylogError as e:
                 log.info("share fetch to node %s failed: %s", node, e)
                 self._session_lost(node, acked, Errors.NETWORK_EXCEPTION, str(e))
-        out: list = []
+
+    def _read_fetches(self, timeout: float, until_records: bool = False) -> None:
+        """Buffer the answers of the fetches in flight that arrive within
+        timeout (until_records: stop waiting once one brought records, or
+        none is left in flight); every answer ready is read before an error
+        is raised."""
+        deadline = time.monotonic() + timeout
         refused = None
-        # Every answer is read (a connection's answers come in order) before an error is raised.
-        for node, s, acked, ticket in tickets:
-            try:
-                resp = self._transport.finish(ticket)
-            except PylogError as e:
-                log.info("share fetch from node %s failed: %s", node, e)
-                self._session_lost(node, acked, Errors.NETWORK_EXCEPTION, str(e))
-                continue
-            try:
-                out.extend(self._fetched(node, s, acked, resp))
-            except PylogError as e:
-                refused = refused or e
-        if refused is not None:
-            raise refused
+        while self._outstanding:
+            ready = {id(t) for t in self._transport.ready([t for _, _, t in self._outstanding.values()],
+                                                          max(0.0, deadline - time.monotonic()))}
+            for node in [n for n, (_, _, t) in self._outstanding.items() if id(t) in ready]:
+                s, acked, ticket = self._outstanding.pop(node)
+                try:
+                    resp = self._transport.finish(ticket)
+                except PylogError as e:
+                    log.info("share fetch from node %s failed: %s", node, e)
+                    self._session_lost(node, acked, Errors.NETWORK_EXCEPTION, str(e))
+                    continue
+                try:
+                    self._fetched(node, s, acked, resp)
+                except PylogError as e:
+                    refused = refused or e
+            if refused is not None:
+                raise refused
+            if not ready or (until_records and self._buffer) or time.monotonic() >= deadline:
+                return
+
+    def _drain_fetches(self) -> None:
+        """Wait for every fetch in flight (before a request that must follow
+        it on the same connection, as Kafka's client waits for the node); one
+        not answered within its wait and request.timeout.ms loses its
+        connection, and the session with it."""
+        if not self._outstanding:
+            return
+        self._read_fetches(self._fetch_max_wait_ms / 1000 + self._transport.request_timeout)
+        for node, (_, acked, ticket) in list(self._outstanding.items()):
+            del self._outstanding[node]
+            self._transport.abandon(ticket)
+            self._session_lost(node, acked, Errors.REQUEST_TIMED_OUT, "ShareFetch not answered in time")
+
+    def _take_buffered(self) -> list:
+        """Up to max.poll.records of the buffer, registered as this poll's."""
+        out: list = []
+        for c in self._buffer.take(self.max_poll_records):
+            out.extend(c.records)
+            self._deliver(c)
         return out
 
-    def _fetched(self, node, s: _Session, acked: dict, resp) -> list:
+    def _acknowledge_aside(self) -> None:
+        """The acknowledgements a poll made when it fetched nothing (buffered
+        records returned): in a ShareAcknowledge to each leader with no fetch
+        in flight, read back later; the others ride on the next fetch."""
+        if not self._pending:
+            return
+        held = {k: v for k, v in self._pending.items() if v[0] in self._outstanding}
+        self._pending = {k: v for k, v in self._pending.items() if k not in held}
+        for node, ticket, acks in self._send_acks(None):
+            self._in_flight.append((node, ticket, acks))
+        self._pending = held
+
+    def _fetched(self, node, s: _Session, acked: dict, resp) -> None:
         if resp.error_code:
             if resp.error_code in _SESSION_GONE:
                 log.info("share session with node %s lost (%s): opening a new one", node, resp.error_message)
@@ -429,7 +510,6 @@ class ShareConsumer:
                                              f"{resp.error_message or 'refused'}")
         s.epoch = 1 if s.epoch >= MAX_EPOCH else s.epoch + 1
         self._lock_timeout_ms = resp.acquisition_lock_timeout_ms
-        out: list = []
         answered = set()
         for t in resp.responses:
             for p in t.partitions:
@@ -445,12 +525,11 @@ class ShareConsumer:
                              p.partition_index, p.error_code, p.error_message or "")
                     continue
                 if p.acquired_records:
-                    out.extend(self._records(node, key, p))
+                    self._buffer.add(self._completed(node, key, p))
         for key in acked.keys() - answered:
             self._outcome(key, acked[key], 0, None)
-        return out
 
-    def _records(self, node, key, p) -> list:
+    def _completed(self, node, key, p) -> Completed:
         """The acquired records of one partition, with their delivery counts;
         records of the fetched batches outside the acquired ranges are not
         this member's and are dropped."""
@@ -468,28 +547,30 @@ class ShareConsumer:
         decoded, _ = _decode_fetched(p.records, name, idx, ranges[0][0], self.check_crcs, -1, None)
         out: list = []
         gaps: set = set()
-        count = 0
         for first, last, n in ranges:
             lo = bisect.bisect_left(decoded, first, key=_offset)
             hi = bisect.bisect_right(decoded, last, lo, key=_offset)
             _set_delivery_count(decoded, lo, hi, n)
             out.extend(decoded[lo:hi])
-            count += hi - lo
             if hi - lo != last - first + 1:   # compacted away, control records, not in the answer
                 have = {r.offset for r in decoded[lo:hi]}
                 gaps.update(o for o in range(first, last + 1) if o not in have)
-        d = self._delivered.get(key)
-        if d is None or not d.waiting:
-            self._delivered[key] = d = _Delivered(node, ranges, gaps, count)
-        else:   # a second fetch in one poll (several leaders): keep both
-            d.ranges = sorted(d.ranges + ranges)
+        ends = [h[1] + h[2] for h in _batch_headers(p.records)] if p.records is not None else []
+        return Completed(node, key, out, ranges, gaps, ends)
+
+    def _deliver(self, c: Completed) -> None:
+        """c's records are returned by this poll: they wait for their acknowledgement."""
+        d = self._delivered.get(c.key)
+        if d is None:
+            self._delivered[c.key] = d = _Delivered(c.node, c.ranges, c.gaps, len(c.records))
+        else:   # a second answer in one poll (several leaders, or a buffered part): keep both
+            d.ranges = sorted(d.ranges + c.ranges)
             d.firsts = [r[0] for r in d.ranges]
-            d.gaps |= gaps
-            d.waiting += count
-        for o in sorted(gaps):
+            d.gaps |= c.gaps
+            d.waiting += len(c.records)
+        for o in sorted(c.gaps):
             d.acked[o] = GAP
             d.unsent.append((o, GAP))
-        return out
 
     # --- acknowledgements -----------------------------------------------------------
 
@@ -559,6 +640,7 @@ class ShareConsumer:
             self._accept_rest()
         self._take_acks()
         self._finish_async()
+        self._drain_fetches()
         results: dict = {}
         try:
             for node, ticket, acks in self._send_acks(None):
@@ -574,6 +656,7 @@ class ShareConsumer:
         if not self.explicit:
             self._accept_rest()
         self._take_acks()
+        self._drain_fetches()
         for node, ticket, acks in self._send_acks(None):
             self._in_flight.append((node, ticket, acks))
 
@@ -738,9 +821,18 @@ class ShareConsumer:
             self._transport.close()
 
     def _end_sessions(self) -> None:
+        """Ends every share session: the records held, buffered ones too, go
+        back to the group."""
         self._take_acks()
         self._finish_async()
         try:
+            try:
+                self._drain_fetches()
+            except PylogError as e:   # the sessions end all the same
+                log.info("share fetch in flight at close failed: %s", e)
+            finally:
+                self._buffer.clear()
+                self._outstanding = {}
             for node, ticket, acks in self._send_acks(FINAL_EPOCH):
                 self._acked(node, acks, ticket)
         finally:

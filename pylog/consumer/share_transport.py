@@ -8,6 +8,10 @@ Both answer the same calls, so share_consumer.py holds no transport logic:
   asynchronous commit's ShareAcknowledge is read back later (the network
   transport pipelines on the leader's connection; the local one answers
   in start() and only hands the answer over in finish());
+- ready(tickets, timeout) -> the tickets finish() reads without waiting
+  for the broker, within timeout; abandon(ticket) for one never answered;
+  outlives_poll: whether a request may stay in flight after the poll that
+  sent it (its answer read by a later one);
 - membership(group_id, ...) -> ShareMembership talking to the group's
   coordinator the same way.
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 from ..client.client import Client
 from ..client.errors import error_for
+from ..client.wire import wait_readable
 from ..protocol.error_codes import Errors
 from .share_membership import ShareMembership
 
@@ -37,8 +42,11 @@ _SHARE_APIS = (76, 78, 79)   # ShareGroupHeartbeat, ShareFetch, ShareAcknowledge
 
 
 class NetworkShareTransport:
+    outlives_poll = True
+
     def __init__(self, bootstrap_servers: str, *, client_id: str, request_timeout_ms: int, ssl_context=None,
                  sasl=None):
+        self.request_timeout = request_timeout_ms / 1000
         self._args = dict(client_id=client_id, timeout=request_timeout_ms / 1000, ssl_context=ssl_context,
                           sasl=sasl)
         self._bootstrap = bootstrap_servers
@@ -66,6 +74,13 @@ class NetworkShareTransport:
 
     def finish(self, ticket):
         return ticket.receive()
+
+    def ready(self, tickets, timeout: float) -> list:
+        return wait_readable(tickets, timeout=timeout)[0]
+
+    def abandon(self, ticket) -> None:
+        """A request never answered: its connection's stream is given up (the next start() opens another)."""
+        ticket.close()
 
     def forget_leaders(self) -> None:
         self._leaders = {}
@@ -106,6 +121,10 @@ class NetworkShareTransport:
 
 class LocalShareTransport:
     NODE = 0   # the store's one broker core
+    # start() waits for the answer (the store's calls are synchronous), so a
+    # fetch waits no longer than the poll that sends it.
+    outlives_poll = False
+    request_timeout = 0.0
 
     def __init__(self, log_dir, **store_options):
         from ..embedded.store import LocalStore
@@ -124,6 +143,12 @@ class LocalShareTransport:
 
     def finish(self, ticket):
         return ticket
+
+    def ready(self, tickets, timeout: float) -> list:
+        return list(tickets)
+
+    def abandon(self, ticket) -> None:
+        pass   # answered in start()
 
     def forget_leaders(self) -> None:
         pass

@@ -37,6 +37,18 @@ ZooKeeper's /config/topics, or the KRaft metadata log):
   dead-letter topic and archived without writing, since it started, for
   `pylog share-groups describe`. Kafka keeps them as JMX metrics
   (DeadLetterQueueRecordCount), which a client cannot ask for.
+- SHARE_DELAY_STATS (tag 7011) on a DescribeShareGroupOffsets partition
+  entry of a share-partition loaded on its leader that has met delayed
+  records (pylog's delayed delivery, pylog/share/delivery.py): {"delayed": n,
+  "next_due_ms": ms or null}, the records the leader has indexed whose due
+  time is still ahead, and the milliseconds until the earliest due time (of
+  those, or of the batch the topic delay holds back).
+- SHARE_LEADER_STATS (tag 7012) on a DescribeShareGroupOffsets request
+  itself (value b"1"): the broker answers, without being the group's
+  coordinator, only the tags above for the named partitions it leads (the
+  other fields -1; NOT_LEADER_OR_FOLLOWER for one it does not lead). `pylog
+  share-groups describe` asks each partition's leader so, since the counts
+  live where the share-partition is.
 """
 from __future__ import annotations
 
@@ -44,7 +56,8 @@ import json
 
 __all__ = ["BROKER_CONFIGS_TAG", "broker_configs_field", "broker_configs_of", "GROUP_CONFIGS_TAG", "group_configs_field", "group_configs_of", "CLEANER_STATE_TAG", "cleaner_state_field", "cleaner_state_of", "CONTROLLER_EPOCH_TAG", "controller_epoch_field", "controller_epoch_of", "REASSIGNMENT_THROTTLE_TAG", "TOPIC_CONFIGS_TAG", "reassignment_throttle_field",
            "reassignment_throttle_of", "topic_configs_field", "topic_configs_of", "SHARE_DLQ_STATS_TAG",
-           "share_dlq_stats_field", "share_dlq_stats_of"]
+           "share_dlq_stats_field", "share_dlq_stats_of", "SHARE_DELAY_STATS_TAG", "share_delay_stats_field",
+           "share_delay_stats_of", "SHARE_LEADER_STATS_TAG", "share_leader_stats_field", "asks_share_leader_stats"]
 
 # Far above the small numbers Kafka gives its own tagged fields.
 TOPIC_CONFIGS_TAG = 7001
@@ -54,6 +67,8 @@ CLEANER_STATE_TAG = 7004
 GROUP_CONFIGS_TAG = 7005
 BROKER_CONFIGS_TAG = 7006
 SHARE_DLQ_STATS_TAG = 7010
+SHARE_DELAY_STATS_TAG = 7011
+SHARE_LEADER_STATS_TAG = 7012
 
 
 def topic_configs_field(configs: dict[str, str]) -> tuple[int, bytes]:
@@ -161,3 +176,29 @@ def share_dlq_stats_of(struct) -> dict[str, int] | None:
                 raise ValueError(f"tagged field {tag}: not a dead-letter stats object")
             return value
     return None
+
+
+def share_delay_stats_field(delayed: int, next_due_ms: int | None) -> tuple[int, bytes]:
+    return SHARE_DELAY_STATS_TAG, json.dumps({"delayed": delayed, "next_due_ms": next_due_ms},
+                                             separators=(",", ":")).encode()
+
+
+def share_delay_stats_of(struct) -> dict | None:
+    """The delay statistics a DescribeShareGroupOffsets partition entry carries, or None."""
+    for tag, data in getattr(struct, "_unknown_tagged_fields", None) or ():
+        if tag == SHARE_DELAY_STATS_TAG:
+            value = json.loads(bytes(data))
+            due = value.get("next_due_ms") if isinstance(value, dict) else None
+            if not isinstance(value, dict) or not isinstance(value.get("delayed"), int) \
+                    or not (due is None or isinstance(due, int)):
+                raise ValueError(f"tagged field {tag}: not a delay stats object")
+            return value
+    return None
+
+
+def share_leader_stats_field() -> tuple[int, bytes]:
+    return SHARE_LEADER_STATS_TAG, b"1"
+
+
+def asks_share_leader_stats(request) -> bool:
+    return any(tag == SHARE_LEADER_STATS_TAG for tag, _ in getattr(request, "_unknown_tagged_fields", None) or ())

@@ -21,6 +21,7 @@ import asyncio
 from ..broker.authorizer import READ, TOPIC
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
+from ..protocol.pylog_tags import asks_share_leader_stats, share_delay_stats_field
 from ..protocol.schema import ZERO_UUID
 from .coordinator import ShareCoordinator
 from .groups import ShareGroups
@@ -82,8 +83,12 @@ class ShareApis:
         leader epoch as the share coordinator holds them (this broker's, or
         another's through ReadShareGroupStateSummary), and (v1, KIP-1226)
         its lag: the offsets below the high watermark not yet delivered to
-        completion. A share-partition never initialized has start offset -1."""
+        completion. A share-partition never initialized has start offset -1.
+        With pylog's SHARE_LEADER_STATS tag: the statistics of the share-partitions
+        led here instead (pylog_tags)."""
         R = m.DescribeShareGroupOffsetsResponse
+        if asks_share_leader_stats(req):
+            return self._leader_stats(req)
         out = []
         cache = self.broker.metadata_cache
         states = self.coordinator.states
@@ -122,10 +127,45 @@ class ShareApis:
                     rows.append(R.DescribeShareGroupOffsetsResponsePartition(
                         partition_index=idx, start_offset=st.start_offset, leader_epoch=st.leader_epoch,
                         lag=self._lag(name, idx, st)))
-                    self.manager.dlq.tag_stats(rows[-1], gid, tid, idx)
+                    self._tag_stats(rows[-1], gid, tid, idx)
                 topics.append(R.DescribeShareGroupOffsetsResponseTopic(topic_name=name, topic_id=tid or ZERO_UUID,
                                                                        partitions=rows))
             out.append(R.DescribeShareGroupOffsetsResponseGroup(group_id=gid, topics=topics, error_code=0))
+        return R(throttle_time_ms=0, groups=out)
+
+    def _tag_stats(self, entry, gid, tid, idx) -> None:
+        """The leader's own statistics of a share-partition, as pylog's tagged fields."""
+        self.manager.dlq.tag_stats(entry, gid, tid, idx)
+        h = self.manager.held.get((gid, tid, idx))
+        stats = h.dx.stats() if h is not None and h.dx is not None else None
+        if stats is not None:
+            entry._unknown_tagged_fields = [*(entry._unknown_tagged_fields or ()), share_delay_stats_field(*stats)]
+
+    def _leader_stats(self, req):
+        """Per named partition led here, the leader's statistics alone (no start offset or
+        lag: those are the group coordinator's); NOT_LEADER_OR_FOLLOWER where another leads."""
+        R = m.DescribeShareGroupOffsetsResponse
+        cache = self.broker.metadata_cache
+        out = []
+        for g in req.groups:
+            topics = []
+            for t in g.topics or ():
+                tid = cache.topic_ids.get(t.topic_name)
+                rows = []
+                for idx in t.partitions:
+                    p = self.broker.log_manager.partitions.get((t.topic_name, idx))
+                    if tid is None or p is None or not p.is_leader:
+                        rows.append(R.DescribeShareGroupOffsetsResponsePartition(
+                            partition_index=idx, start_offset=-1, leader_epoch=-1,
+                            error_code=Errors.NOT_LEADER_OR_FOLLOWER if tid is not None
+                            else Errors.UNKNOWN_TOPIC_OR_PARTITION))
+                        continue
+                    rows.append(R.DescribeShareGroupOffsetsResponsePartition(partition_index=idx, start_offset=-1,
+                                                                             leader_epoch=-1))
+                    self._tag_stats(rows[-1], g.group_id, tid, idx)
+                topics.append(R.DescribeShareGroupOffsetsResponseTopic(topic_name=t.topic_name,
+                                                                       topic_id=tid or ZERO_UUID, partitions=rows))
+            out.append(R.DescribeShareGroupOffsetsResponseGroup(group_id=g.group_id, topics=topics, error_code=0))
         return R(throttle_time_ms=0, groups=out)
 
     def _known_share_partitions(self, gid) -> set:

@@ -33,7 +33,7 @@ SHARE_GROUP_KEYS: dict[str, tuple] = {
     "errors.deadletterqueue.topic.name": (None, None),
     "errors.deadletterqueue.copy.record.enable": (None, None),
 }
-_STRING_DEFAULTS = {"share.auto.offset.reset": "latest", "share.isolation.level": "read_uncommitted",
+STRING_DEFAULTS = {"share.auto.offset.reset": "latest", "share.isolation.level": "read_uncommitted",
                     "errors.deadletterqueue.topic.name": "", "errors.deadletterqueue.copy.record.enable": "false"}
 _NOT_BUILT = ("share.delivery.count.limit", "share.partition.max.record.locks", "share.renew.acknowledge.enable")
 
@@ -99,7 +99,7 @@ def share_group_config(broker_config, overrides: Mapping[str, str] | None) -> di
     for key, (broker_key, _) in SHARE_GROUP_KEYS.items():
         text = (overrides or {}).get(key)
         if broker_key is None:
-            out[key] = text if text is not None else _STRING_DEFAULTS[key]
+            out[key] = text if text is not None else STRING_DEFAULTS[key]
         else:
             out[key] = int(text) if text is not None else broker_config.get(broker_key)
     return out

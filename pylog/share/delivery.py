@@ -8,12 +8,15 @@ timestamps, so nothing here needs to be durable.
   LogAppendTime in such a topic), the later of the two when both; and at
   least its timestamp + the topic's `pylog.delivery.delay.ms`. Before it, share
   consumers cannot acquire the record; plain consumers read the log as it is.
-- **Priority**: the header `pylog.priority` (0-9, larger first; absent: 0).
-  A fetch takes records that came due first, then any source whose oldest
-  record has waited `pylog.priority.max.wait.ms` (the starvation bound: it
-  counts as top priority, oldest first), then priorities 9..1, then the rest
-  in offset order. Priority orders first deliveries; a released record comes
-  back in offset order.
+- **Priority**: the header `pylog.priority` (0-9, larger first; absent: the
+  topic's `pylog.priority.default`, D, 0 unless set). A fetch takes records
+  that came due first, then any source whose oldest record has waited
+  `pylog.priority.max.wait.ms` (the starvation bound: it counts as top
+  priority, oldest first), then priorities 9..D+1, then the log in offset
+  order (the records without the header, and those with D), then D-1..0.
+  Priority orders first deliveries; a released record comes back in offset
+  order. D is read at every fetch, so an alter applies to every record not
+  yet delivered: headers are indexed whatever D is.
 
 Per share-partition a DeliveryIndex reads the log ahead of the in-flight
 window (SCAN_BYTES per fetch, one C call per batch, engine/delivery.c, and
@@ -21,10 +24,12 @@ nothing more for batches without these headers), and notes:
 - records with a due time in the future, in a DelaySidecar: (due, offset)
   pairs of which only a window of the earliest lives in memory, the rest in
   a file (rebuilt at each load, from the log);
-- records with priority 1-9, per priority (offset, timestamp) arrays.
+- records with a priority header, per priority (offset, timestamp) arrays.
 The in-flight window parks a not-yet-due record (partition.PARKED) when
-acquisition reaches it; a timer at the earliest due time unparks what came
-due and wakes the fetches waiting in the purgatory. The topic delay is
+acquisition reaches it, and a record of priority below D not yet delivered
+(the offset-order path leaves it to its own level; that level's take
+unparks it); a timer at the earliest due time unparks what came due and
+wakes the fetches waiting in the purgatory. The topic delay is
 applied per batch on the offset-order path (a batch waits for its newest
 record's time) and per record on the priority path.
 
@@ -46,7 +51,7 @@ import numpy as np
 
 from .._engine import batch_headers, find_headers, trim_batch
 from ..errors import PylogError
-from .partition import AVAILABLE
+from .partition import AVAILABLE, PARKED
 
 log = logging.getLogger("pylog.share")
 
@@ -253,7 +258,7 @@ class DeliveryIndex:
         self.scan_pos = sp.start             # the log is indexed below this offset
         self.sidecar = DelaySidecar(path, self._arm)
         self.any_delayed = False             # a delay header was met: acquisition checks for them
-        self.any_priority = False            # a priority header was met: fetches take no more than asked
+        self.seen = 0                        # bit lv: a pylog.priority header of lv was met
         self.due: deque = deque()            # arrays of offsets that came due
         self.levels = [deque() for _ in range(TOP + 1)]   # priority -> arrays (2, n): offsets, timestamps
         self.blocked = None                  # (offset, due ms): a batch the topic delay holds back
@@ -293,35 +298,48 @@ class DeliveryIndex:
         if len(pr):
             pr = pr[~np.isin(pr[:, 0], offs[later])]   # a delayed record comes first when due anyway
             level = np.clip(pr[:, 3], 0, TOP)
-            self.any_priority = self.any_priority or bool((level > 0).any())
-            for lv in np.unique(level[level > 0]).tolist():
+            for lv in np.unique(level).tolist():
+                self.seen |= 1 << lv
                 sel = pr[level == lv]
                 self.levels[lv].append(np.ascontiguousarray(sel[:, [0, 2]].T))
 
     # ---- choosing ----
 
-    def sources(self, now, max_wait, head_ts):
+    def sources(self, now, max_wait, head_ts, default=0):
         """The order to take from: 'due', then sources whose oldest record has
-        waited max_wait (oldest first; 0 is the offset-order path, whose oldest
-        record's timestamp is head_ts or None), then priorities 9..1, then 0."""
+        waited max_wait (oldest first; None is the offset-order path, whose
+        oldest record's timestamp is head_ts or None), then priorities
+        9..default+1, then None, then default..0 (default's entries are the
+        log path's too: after it, they are mostly dropped as taken)."""
         aged, rest = [], []
-        for lv in range(TOP, 0, -1):
+        start = self.sp.start
+        for lv in range(TOP, -1, -1):
+            if lv == default:
+                if head_ts is not None and now - head_ts >= max_wait:
+                    aged.append((head_ts, None))
+                else:
+                    rest.append(None)
             q = self.levels[lv]
+            while q and int(q[0][0, -1]) < start:     # entries behind the start can never be taken
+                q.popleft()
             if q:
                 ts = int(q[0][1, 0])
-                (aged if now - ts >= max_wait else rest).append((ts, lv))
-        if head_ts is not None and now - head_ts >= max_wait:
-            aged.append((head_ts, 0))
-        else:
-            rest.append((0, 0))
-        return ["due"] + [lv for _, lv in sorted(aged)] + [lv for _, lv in rest]
+                if now - ts >= max_wait:
+                    aged.append((ts, lv))
+                else:
+                    rest.append(lv)
+        aged.sort(key=lambda a: (a[0], -1 if a[1] is None else a[1]))    # a tie: the log's head, lower offsets
+        return ["due"] + [lv for _, lv in aged] + rest
 
     def take(self, source, quota, now, topic_delay) -> list[int]:
         """Up to quota offsets of source that the window can acquire now
         (Available, or past its end), in offset order; entries that can
-        never be acquired from here (done, held, below the start) dropped."""
+        never be acquired from here (done, held, below the start) dropped.
+        Parked offsets of these sources (a priority below the default, met by
+        the offset-order path) are unparked: their turn has come."""
         sp = self.sp
         out: list[int] = []
+        parked: list[int] = []
         q = self.due if source == "due" else self.levels[source]
         while q and len(out) < quota:
             arr = q[0]
@@ -332,8 +350,10 @@ class DeliveryIndex:
                 if source != "due" and topic_delay and int(arr[1, i]) + topic_delay > now:
                     break
                 st = sp.state_of(o)
-                if o >= sp.start and (st is None or st == AVAILABLE) and o < self.scan_pos:
+                if o >= sp.start and (st is None or st == AVAILABLE or st == PARKED) and o < self.scan_pos:
                     out.append(o)
+                    if st == PARKED:
+                        parked.append(o)
                 i += 1
             if i == len(offs):
                 q.popleft()
@@ -341,6 +361,8 @@ class DeliveryIndex:
                 q[0] = arr[i:] if source == "due" else arr[:, i:]
                 break
         out.sort()
+        if parked:
+            sp.unpark(runs_of(sorted(parked)))
         return out
 
     def ready(self, p, now, topic_delay) -> bool:
@@ -348,7 +370,10 @@ class DeliveryIndex:
         sp = self.sp
         if self.due:
             return True
-        for lv in range(1, TOP + 1):
+        default = p.config.get("pylog.priority.default")
+        for lv in range(TOP + 1):
+            if lv == default:
+                continue                # the offset-order path's, checked below
             q = self.levels[lv]
             if q and (not topic_delay or int(q[0][1, 0]) + topic_delay <= now):
                 return True
@@ -390,6 +415,16 @@ class DeliveryIndex:
         """Delayed records not due yet (for describe and the bench)."""
         return len(self.sidecar)
 
+    def stats(self):
+        """(delayed records not due yet, ms until the earliest due time or None)
+        for `share-groups describe`; None when no delay was ever met here."""
+        due = self.sidecar.next_due()
+        if self.blocked is not None:
+            due = self.blocked[1] if due is None else min(due, self.blocked[1])
+        if not self.any_delayed and due is None:
+            return None
+        return self.pending(), None if due is None else max(due - now_ms(), 0)
+
     def close(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
@@ -405,6 +440,7 @@ def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline):
     now = now_ms()
     topic_delay = p.config.get("pylog.delivery.delay.ms")
     max_wait = p.config.get("pylog.priority.max.wait.ms")
+    default = p.config.get("pylog.priority.default")
     dx.scan(p, now, topic_delay)
     if dx.blocked is not None and now >= dx.blocked[1]:
         dx.blocked = None
@@ -421,12 +457,13 @@ def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline):
             headers = batch_headers(data)
     head_ts = headers[0][3] if headers else None
     quota = max_records
-    for source in dx.sources(now, max_wait, head_ts):
+    for source in dx.sources(now, max_wait, head_ts, default):
         if quota <= 0:
             break
-        if source == 0:
+        if source is None:
             if headers:
-                acquired = _acquire_in_order(dx, p, member, data, headers, quota, deadline, now, topic_delay, parts)
+                acquired = _acquire_in_order(dx, p, member, data, headers, quota, deadline, now, topic_delay,
+                                             default, parts)
                 got += acquired
                 quota -= sum(l - f + 1 for f, l, _ in acquired)
             continue
@@ -478,7 +515,7 @@ def _trimmed(part, got) -> bytes:
     return cut if len(cut) < len(data) else data
 
 
-def _acquire_in_order(dx, p, member, data, headers, quota, deadline, now, topic_delay, parts):
+def _acquire_in_order(dx, p, member, data, headers, quota, deadline, now, topic_delay, default, parts):
     sp = dx.sp
     batches, end = [], 0
     for i, hd in enumerate(headers):
@@ -492,13 +529,22 @@ def _acquire_in_order(dx, p, member, data, headers, quota, deadline, now, topic_
         end = headers[i + 1][0] if i + 1 < len(headers) else len(data)
     if not batches:
         return []
-    if dx.any_delayed:
+    below = dx.seen & ((1 << default) - 1)     # headers of a priority below the default were met
+    if dx.any_delayed or below:
         hits, _, _ = _hits(memoryview(data)[:end])
-        offs, due = _due_times(hits, topic_delay)
-        later = offs[(due > now) & (offs >= sp.start)]
-        if len(later):
-            sp.park(runs_of(later))
-    acquired = sp.acquire(member, batches, quota, deadline, exact=dx.any_priority)
+        if dx.any_delayed:
+            offs, due = _due_times(hits, topic_delay)
+            later = offs[(due > now) & (offs >= sp.start)]
+            if len(later):
+                sp.park(runs_of(later))
+        if below:
+            low = np.unique(hits[(hits[:, 1] == _K_PRIORITY) & (hits[:, 3] < default), 0])
+            low = low[low >= sp.start]
+            if len(low):
+                sp.park(runs_of(low), fresh=True)
+    # Past a header above the default a fetch takes no more than asked, so
+    # a large batch of default ones does not crowd out what comes next.
+    acquired = sp.acquire(member, batches, quota, deadline, exact=bool(dx.seen >> (default + 1)))
     if acquired:
         last = acquired[-1][1]
         mv = memoryview(data)

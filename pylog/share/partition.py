@@ -218,12 +218,13 @@ class SharePartition:
 
     # ---- delayed and prioritized records (delivery.py) ----
 
-    def park(self, runs) -> None:
+    def park(self, runs, fresh=False) -> None:
         """Make the Available offsets of runs [(first, last)] (ascending)
         Parked; runs past the window extend it (the gap before them Available,
-        never delivered)."""
+        never delivered). fresh: only offsets never delivered (a released
+        record comes back in offset order, whatever its priority)."""
         for first, last in runs:
-            self._mark(first, last, AVAILABLE, PARKED)
+            self._mark(first, last, AVAILABLE, PARKED, fresh)
         self._merge()
 
     def unpark(self, runs) -> None:
@@ -263,7 +264,7 @@ class SharePartition:
             self.ranges.append(_Range(self.end, end - 1, AVAILABLE, 0))
             self.end = end
 
-    def _mark(self, first, last, old, new) -> None:
+    def _mark(self, first, last, old, new, fresh=False) -> None:
         if last < self.start:
             return
         first = max(first, self.start)
@@ -271,7 +272,7 @@ class SharePartition:
         self._split_at(first)
         self._split_at(last + 1)
         for r in self._ranges_in(first, last):
-            if r.state == old:
+            if r.state == old and not (fresh and r.count):
                 r.state = new
 
     # ---- acknowledging ----

@@ -62,7 +62,8 @@ def test_broker_group_and_client_entities(broker):
     out, _ = configs(broker, "--entity-type", "groups", "--entity-name", "g1", "--describe")
     assert out.splitlines() == ["Dynamic configs for group g1 are:",
                                 "  consumer.session.timeout.ms=50000 sensitive=false "
-                                "synonyms={GROUP_CONFIG:consumer.session.timeout.ms=50000}"]
+                                "synonyms={GROUP_CONFIG:consumer.session.timeout.ms=50000, "
+                                "DEFAULT_CONFIG:group.consumer.session.timeout.ms=45000}"]
     out, _ = configs(broker, "--entity-type", "clients", "--entity-name", "app", "--alter",
                      "--add-config", "controller_mutation_rate=10")
     assert out == "Completed updating config for client app.\n"
