@@ -444,7 +444,7 @@ def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline):
     dx.scan(p, now, topic_delay)
     if dx.blocked is not None and now >= dx.blocked[1]:
         dx.blocked = None
-    parts: dict[int, bytes] = {}
+    parts: dict[int, tuple] = {}
     got: list = []
     offset = sp.next_fetch_offset()
     data, headers = None, ()
