@@ -18,17 +18,22 @@ Priority and delay (pylog/share/delivery.py), each its own run:
     .venv/bin/python bench/bench_p_share.py --only priority --backlog 100000 --work-ms 0.1 --rounds 3
     .venv/bin/python bench/bench_p_share.py --only delay --pending 1000000 --rounds 3
 
-- priority: a backlog of --backlog priority-0 records (100 B) being consumed
-  by one ShareConsumer spending --work-ms on each (0.1 here: the backlog
-  then lasts some seconds rather than a fraction of one); every 20 ms a producer sends one record with
-  `pylog.priority: 9` (one more before the backlog, so the share-partition
-  cuts batches from the start); the wait of each (a fetch of 50 records
-  cut from a 10,000-record batch still carries the whole batch: try
-  --batch-records 500) (its receipt by poll() minus its
-  produce time) while the backlog lasts; p50/p99 per run.
+- priority: a backlog of --backlog priority-0 records (100 B, in batches of
+  --batch-records: librdkafka's default 10,000) being consumed by one
+  ShareConsumer spending --work-ms on each (0.1 here: the backlog then lasts
+  some seconds rather than a fraction of one); every 20 ms a producer sends
+  one record with `pylog.priority: 9` (one more before the backlog, so the
+  share-partition takes exactly max.poll.records from the start, and a fetch
+  sends the 50 records it cut from a 10,000-record batch, not the batch);
+  the wait of each (its receipt by poll() minus its produce time) while the
+  backlog lasts; p50/p99 per run.
 - delay: --pending records with `pylog.deliver.at` an hour away (they stay
-  pending in the sidecar), then probe records due 2-6 s after they are sent;
-  the lateness of each probe (receipt minus due time); p50/p99 per run.
+  pending in the sidecar), then --probes probe records due 2 s after they
+  are sent and 20 ms apart; the lateness of each probe (receipt minus due
+  time); p50/p99 per run.
+- Both print the broker event loop's stalls over 40 ms during the run and
+  the process CPU time spent in them: a stall with next to none is the
+  machine not running the process (other load), not work in pylog.
 
 --cpu (measure_cpu): ShareFetch+acknowledge broker CPU per million records. The
 broker is its own process (`python -m pylog.broker`); per round a fresh
@@ -139,7 +144,7 @@ def _pct(xs, q):
     return xs[min(len(xs) - 1, int(round(q / 100.0 * (len(xs) - 1))))] if xs else float("nan")
 
 
-def priority_wait(b, backlog, tag, work_s, batch_records):
+def priority_wait(b, backlog, tag, work_s, batch_records, stalls=None):
     """Waits (ms) of priority-9 records sent while a backlog of priority-0 ones is consumed."""
     topic, group = f"pp-{tag}", f"pp-{tag}-g"
     _topic(b, topic, group)
@@ -187,6 +192,8 @@ def priority_wait(b, backlog, tag, work_s, batch_records):
                 time.sleep(work_s)
                 if not started:     # the backlog is being read: the probes start
                     started = True
+                    if stalls is not None:
+                        stalls.seen.clear()
                     t.start()
     stop.set()
     if started:
@@ -195,7 +202,7 @@ def priority_wait(b, backlog, tag, work_s, batch_records):
     return waits, low
 
 
-def delay_lateness(b, pending, probes, tag):
+def delay_lateness(b, pending, probes, tag, stalls=None):
     """Lateness (ms) of delayed records coming due while `pending` others wait."""
     topic, group = f"pd-{tag}", f"pd-{tag}-g"
     _topic(b, topic, group)
@@ -217,14 +224,16 @@ def delay_lateness(b, pending, probes, tag):
         early += sum(1 for m in c.poll(0.2) if m.error() is None)
     stats = _delay_stats(b, topic)
     due = {}
+    if stalls is not None:
+        stalls.seen.clear()
     base = _now_ms()
     for i in range(probes):
-        at = int(base + 2000 + 4000 * i / probes)
+        at = int(base + 2000 + 20 * i)
         due[b"%d" % i] = at
         p.produce(topic, b"probe", key=b"%d" % i, headers=[("pylog.deliver.at", str(at).encode())])
     p.flush(30)
     late = []
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 120 + probes * 0.02
     while len(late) < probes and time.monotonic() < deadline:
         for m in c.poll(0.05):
             if m.error() is None and m.value() == b"probe":
@@ -247,6 +256,34 @@ def _delay_stats(b, topic):
     return "broker: share-partition not loaded"
 
 
+class _Stalls:
+    """The in-process broker's event loop stalls over 40 ms while measuring, each
+    with the process CPU seconds spent during it (a look into the broker,
+    as _delay_stats)."""
+
+    def __init__(self, b):
+        import asyncio
+        while b.broker._stopped._loop is None:
+            time.sleep(0.01)
+        self.seen, self.stop = [], False
+
+        async def watch():
+            while not self.stop:
+                t, c = time.perf_counter(), time.process_time()
+                await asyncio.sleep(0.005)
+                lag = (time.perf_counter() - t) * 1000 - 5
+                if lag > 40:
+                    self.seen.append((lag, (time.process_time() - c) * 1000))
+        asyncio.run_coroutine_threadsafe(watch(), b.broker._stopped._loop)
+
+    def close(self):
+        self.stop = True
+        if not self.seen:
+            return "no event loop stall over 40 ms"
+        return (f"{len(self.seen)} event loop stalls over 40 ms (max {max(x for x, _ in self.seen):.0f} ms), "
+                f"process CPU in them {sum(c for _, c in self.seen):.0f} of {sum(x for x, _ in self.seen):.0f} ms")
+
+
 def _rss_mb():
     with open("/proc/self/status") as f:
         for line in f:
@@ -259,18 +296,19 @@ def main_delivery(args):
     with running_broker() as b:
         p50s, p99s = [], []
         for r in range(args.rounds):
+            stalls = _Stalls(b)
             if args.only == "priority":
                 xs, low = priority_wait(b, args.backlog, f"{args.backlog}-{r}", args.work_ms / 1000.0,
-                                        args.batch_records)
+                                        args.batch_records, stalls)
                 what = f"priority-9 wait ms over {len(xs)} probes ({low} backlog records read meanwhile)"
             else:
-                xs, early, stats = delay_lateness(b, args.pending, args.probes, f"{args.pending}-{r}")
+                xs, early, stats = delay_lateness(b, args.pending, args.probes, f"{args.pending}-{r}", stalls)
                 what = (f"delay lateness ms over {len(xs)} of {args.probes} probes, {args.pending} pending "
                         f"({early} handed out early; {stats})")
             p50s.append(_pct(xs, 50))
             p99s.append(_pct(xs, 99))
             print(f"run {r}: {what}: p50={p50s[-1]:.1f} p99={p99s[-1]:.1f} min={min(xs):.1f} max={max(xs):.1f} "
-                  f"rss={_rss_mb():.0f}MB", flush=True)
+                  f"rss={_rss_mb():.0f}MB; {stalls.close()}", flush=True)
         print(f"{args.only}: median of {args.rounds} runs: p50={statistics.median(p50s):.1f} ms "
               f"p99={statistics.median(p99s):.1f} ms", flush=True)
 
@@ -346,7 +384,7 @@ def main():
     ap.add_argument("--only", choices=("throughput", "priority", "delay"), default="throughput")
     ap.add_argument("--backlog", type=int, default=100_000)
     ap.add_argument("--pending", type=int, default=1_000_000)
-    ap.add_argument("--probes", type=int, default=200)
+    ap.add_argument("--probes", type=int, default=1000, help="delay: probe records, due 20 ms apart")
     ap.add_argument("--batch-records", type=int, default=10000,
                     help="the backlog producer's batch.num.messages (librdkafka's default: 10000)")
     ap.add_argument("--cold", action="store_true",

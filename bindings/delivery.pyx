@@ -1,5 +1,6 @@
 # Headers that steer share-group delivery (delayed delivery, priority): one C
 # walk per batch (engine/delivery.c), nothing per record in Python.
+import struct as _struct
 
 def find_headers(data, keys, int64_t max_inflated=-1):
     """The records of the whole batches in data carrying one of keys (bytes,
@@ -89,3 +90,57 @@ def find_headers(data, keys, int64_t max_inflated=-1):
     finally:
         free(hits)
     return bytes(out), end_offset, pos
+
+
+def trim_batch(batch, ranges, int64_t max_inflated=-1):
+    """The one stored batch in `batch` (not a control batch, CRC intact) cut
+    down to the records whose offsets lie in ranges (ascending, disjoint
+    (first, last) pairs): a batch in the form log compaction leaves, its
+    records byte for byte as stored (engine/delivery.c pl_batch_cut); b""
+    when no record is kept. A compressed batch's records are inflated (to at
+    most max_inflated bytes, -1: codecs.READ_MAX_INFLATED) and the cut batch
+    is uncompressed: a client reads each batch by its own attributes.
+    CorruptRecordError for bytes that fail the batch's checks, ValueError for
+    a control batch."""
+    cdef const uint8_t[::1] view = batch
+    cdef Py_ssize_t n = view.shape[0]
+    cdef int32_t nr = len(ranges), i
+    cdef size_t out_len = 0
+    cdef int rc, check_crc = 1, codec
+    cdef pl_batch_header h
+    cdef const uint8_t[::1] src = view
+    if n == 0:
+        check(PL_ETRUNCATED, None, 0)
+    check(pl_batch_parse_header(&view[0], <size_t>n, &h), None, 0)
+    codec = h.attributes & PL_ATTR_COMPRESSION_MASK
+    if codec != 0 and not h.attributes & PL_ATTR_CONTROL:
+        # The CRC of the stored bytes first; the records inflated under the
+        # same header, compression bits cleared, are then cut without one.
+        check(pl_batch_validate(&view[0], <size_t>n, &h), None, 0)
+        if h.batch_length + PL_BATCH_LOG_OVERHEAD != n:
+            raise ValueError("one whole batch expected")
+        raw = _inflate(codec, memoryview(batch)[PL_BATCH_HEADER_SIZE:], max_inflated, None, 0)
+        plain = bytearray(PL_BATCH_HEADER_SIZE + len(raw))
+        plain[:PL_BATCH_HEADER_SIZE] = memoryview(batch)[:PL_BATCH_HEADER_SIZE]
+        plain[PL_BATCH_HEADER_SIZE:] = raw
+        _struct.pack_into(">h", plain, PL_BATCH_ATTRIBUTES_OFFSET, h.attributes & ~PL_ATTR_COMPRESSION_MASK)
+        _struct.pack_into(">i", plain, PL_BATCH_LENGTH_OFFSET, len(plain) - PL_BATCH_LOG_OVERHEAD)
+        src = plain
+        n = len(plain)
+        check_crc = 0
+    cdef int64_t *rs = <int64_t *>malloc(max(nr, 1) * 2 * sizeof(int64_t))
+    if rs == NULL:
+        raise MemoryError()
+    out = bytearray(n)
+    cdef uint8_t *o = <uint8_t *><char *>out
+    try:
+        for i in range(nr):
+            rs[2 * i] = ranges[i][0]
+            rs[2 * i + 1] = ranges[i][1]
+        with nogil:
+            rc = pl_batch_cut(&src[0], <size_t>n, rs, nr, check_crc, o, <size_t>n, &out_len)
+    finally:
+        free(rs)
+    check(rc, None, 0)
+    del out[out_len:]
+    return bytes(out)

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "batch.h"
 #include "pl_common.h"
 #include "varint.h"
 
@@ -85,5 +86,56 @@ int pl_records_find_headers(const uint8_t *buf, size_t len, int32_t count, const
     }
     if (pos != len) return PL_ECORRUPT;
     *found = hits;
+    return PL_OK;
+}
+
+int pl_batch_cut(const uint8_t *batch, size_t len, const int64_t *ranges, int32_t nranges, int check_crc,
+                 uint8_t *out, size_t out_cap, size_t *out_len) {
+    pl_batch_header h;
+    *out_len = 0;
+    if (nranges < 0 || out_cap < len) return PL_EINVAL;
+    for (int32_t i = 0; i < nranges; i++) {
+        if (ranges[2 * i] > ranges[2 * i + 1]) return PL_EINVAL;
+        if (i > 0 && ranges[2 * i] <= ranges[2 * i - 1]) return PL_EINVAL;
+    }
+    int rc = check_crc ? pl_batch_validate(batch, len, &h) : pl_batch_parse_header(batch, len, &h);
+    if (rc != PL_OK) return rc;
+    if ((size_t)h.batch_length + PL_BATCH_LOG_OVERHEAD != len) return PL_EINVAL;
+    if ((h.attributes & PL_ATTR_COMPRESSION_MASK) != 0 || (h.attributes & PL_ATTR_CONTROL)) return PL_EINVAL;
+    if (h.records_count < 0) return PL_ECORRUPT;
+    const uint8_t *rec = batch + PL_BATCH_HEADER_SIZE;
+    size_t rec_len = len - PL_BATCH_HEADER_SIZE, pos = 0, w = PL_BATCH_HEADER_SIZE;
+    int32_t kept = 0, r = 0, prev_delta = -1;
+    int64_t max_ts = -1;
+    for (int32_t i = 0; i < h.records_count; i++) {
+        int32_t body, offset_delta;
+        int64_t ts_delta;
+        size_t start = pos;
+        if (!rd32(rec, &pos, rec_len, &body) || body < 1 || (size_t)body > rec_len - pos) return PL_ECORRUPT;
+        size_t end = pos + (size_t)body;
+        pos += 1; /* attributes */
+        if (!rd64(rec, &pos, end, &ts_delta) || !rd32(rec, &pos, end, &offset_delta)) return PL_ECORRUPT;
+        /* Ascending deltas within the batch's own span, as every stored batch has. */
+        if (offset_delta <= prev_delta || offset_delta > h.last_offset_delta) return PL_ECORRUPT;
+        prev_delta = offset_delta;
+        int64_t offset = h.base_offset + offset_delta;
+        while (r < nranges && ranges[2 * r + 1] < offset) r++;
+        if (r < nranges && ranges[2 * r] <= offset) {
+            memcpy(out + w, rec + start, end - start);
+            w += end - start;
+            kept++;
+            int64_t ts = (int64_t)((uint64_t)h.base_timestamp + (uint64_t)ts_delta);
+            if (ts > max_ts) max_ts = ts;
+        }
+        pos = end;
+    }
+    if (pos != rec_len) return PL_ECORRUPT;
+    if (kept == 0) return PL_OK;
+    memcpy(out, batch, PL_BATCH_HEADER_SIZE);
+    pl_store_be32(out + PL_BATCH_RECORDS_COUNT_OFFSET, (uint32_t)kept);
+    if (!(h.attributes & PL_ATTR_LOG_APPEND_TIME))
+        pl_store_be64(out + PL_BATCH_MAX_TIMESTAMP_OFFSET, (uint64_t)max_ts);
+    pl_batch_seal(out, w);
+    *out_len = w;
     return PL_OK;
 }

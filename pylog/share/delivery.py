@@ -43,12 +43,13 @@ import logging
 import os
 import shutil
 import time
+from bisect import bisect_left
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .._engine import batch_headers, find_headers
+from .._engine import batch_headers, find_headers, trim_batch
 from ..errors import PylogError
 from .partition import AVAILABLE, PARKED
 
@@ -443,7 +444,7 @@ def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline):
     dx.scan(p, now, topic_delay)
     if dx.blocked is not None and now >= dx.blocked[1]:
         dx.blocked = None
-    parts: dict[int, bytes] = {}
+    parts: dict[int, tuple] = {}
     got: list = []
     offset = sp.next_fetch_offset()
     data, headers = None, ()
@@ -477,7 +478,41 @@ def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline):
     if not got:
         return b"", []
     got.sort()
-    return b"".join(parts[k] for k in sorted(parts)), got
+    return b"".join(_trimmed(parts[k], got) for k in sorted(parts)), got
+
+
+_CONTROL = 0x20
+
+
+def _trimmed(part, got) -> bytes:
+    """A batch as the fetch sends it: nothing when none of its records was
+    acquired (a batch read past on the way to the acquired ones); cut down to
+    the records acquired (engine/delivery.c pl_batch_cut) when they are at
+    most half of it, so a fetch cut from a big batch costs the wire, the
+    client's decoding and its skipping what it was not given only for what
+    it was given. A compressed batch's cut goes uncompressed (inflating once
+    beats every client inflating it all), unless that is larger than the
+    whole. Control batches (one record) go as they are."""
+    data, base, last, count, attributes = part
+    i = max(bisect_left(got, (base,)) - 1, 0)
+    keep, n = [], 0
+    while i < len(got) and got[i][0] <= last:
+        f, l = max(got[i][0], base), min(got[i][1], last)
+        if f <= l:
+            keep.append((f, l))
+            n += l - f + 1
+        i += 1
+    if not n:
+        return b""
+    if count <= 1 or attributes & _CONTROL or 2 * n > count:
+        return data
+    try:
+        cut = trim_batch(data, keep)
+    except (PylogError, ValueError) as e:
+        # Sent as stored: the client's own checks judge it, as from Kafka.
+        log.warning("share fetch: batch at offset %d not cut: %s", base, e)
+        return data
+    return cut if len(cut) < len(data) else data
 
 
 def _acquire_in_order(dx, p, member, data, headers, quota, deadline, now, topic_delay, default, parts):
@@ -517,8 +552,14 @@ def _acquire_in_order(dx, p, member, data, headers, quota, deadline, now, topic_
             if hd[1] > last:
                 break
             nxt = headers[i + 1][0] if i + 1 < len(headers) else len(data)
-            parts.setdefault(hd[1], bytes(mv[hd[0]:nxt]))
+            if hd[1] not in parts:
+                parts[hd[1]] = _part(mv[hd[0]:nxt], hd)
     return acquired
+
+
+def _part(mv, hd):
+    # (bytes, base offset, last offset, records count, attributes) of one batch
+    return bytes(mv), hd[1], hd[1] + hd[2], hd[7], hd[8]
 
 
 def _collect(p, acquired, parts) -> None:
@@ -537,7 +578,8 @@ def _collect(p, acquired, parts) -> None:
         reach = first - 1
         for j, hd in enumerate(headers):
             nxt = headers[j + 1][0] if j + 1 < len(headers) else len(data)
-            parts.setdefault(hd[1], bytes(mv[hd[0]:nxt]))
+            if hd[1] not in parts:
+                parts[hd[1]] = _part(mv[hd[0]:nxt], hd)
             reach = hd[1] + hd[2]
         while i < len(acquired) and acquired[i][1] <= reach:
             i += 1

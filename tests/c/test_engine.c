@@ -37,6 +37,7 @@
 #include "murmur2.h"
 #include "xxhash64.h"
 #include "cleaner.h"
+#include "delivery.h"
 
 /* ------------------------------------------------------------------------- */
 /* check macros                                                              */
@@ -3162,6 +3163,77 @@ static void test_cleaner_map(void) {
     pl_offset_map_free(&m);
 }
 
+/* ------------------------------------------------------------------------- */
+/* delivery: cutting a batch to the records a share fetch acquired           */
+
+static void test_delivery_cut(void) {
+    tbatch t = gen_batch(40, 30, 1000, 0);
+    pl_batch_set_base_offset(t.buf, 500); /* outside the CRC */
+    uint8_t *out = xmalloc(t.len);
+    size_t olen = 0;
+    int32_t starts[40], cstarts[40];
+    E(pl_records_positions(t.buf + PL_BATCH_HEADER_SIZE, t.len - PL_BATCH_HEADER_SIZE, 40, starts));
+
+    CTX("three ranges, one past the batch");
+    int64_t r3[] = {505, 509, 520, 520, 539, 600};
+    E(pl_batch_cut(t.buf, t.len, r3, 3, 1, out, t.len, &olen));
+    pl_batch_header h, oh;
+    E(pl_batch_validate(t.buf, t.len, &oh));
+    E(pl_batch_validate(out, olen, &h));
+    EQ(h.records_count, 7);
+    EQ(h.base_offset, 500);
+    EQ(h.last_offset_delta, oh.last_offset_delta);
+    EQ(h.base_timestamp, oh.base_timestamp);
+    EQ(h.producer_id, oh.producer_id);
+    EQ(h.base_sequence, oh.base_sequence);
+    EQ((size_t)h.batch_length + PL_BATCH_LOG_OVERHEAD, olen);
+    E(pl_records_positions(out + PL_BATCH_HEADER_SIZE, olen - PL_BATCH_HEADER_SIZE, 7, cstarts));
+    const int keep[] = {5, 6, 7, 8, 9, 20, 39};
+    for (int i = 0; i < 7; i++) {
+        int k = keep[i];
+        size_t len = (size_t)((k + 1 < 40 ? starts[k + 1] : (int32_t)(t.len - PL_BATCH_HEADER_SIZE)) - starts[k]);
+        CHECK(memcmp(out + PL_BATCH_HEADER_SIZE + cstarts[i], t.buf + PL_BATCH_HEADER_SIZE + starts[k], len) == 0);
+    }
+
+    CTX("nothing kept: no batch");
+    int64_t none[] = {0, 499, 540, 1000};
+    E(pl_batch_cut(t.buf, t.len, none, 2, 1, out, t.len, &olen));
+    EQ(olen, 0);
+    E(pl_batch_cut(t.buf, t.len, none, 0, 1, out, t.len, &olen));
+    EQ(olen, 0);
+
+    CTX("bad arguments");
+    int64_t desc[] = {520, 530, 510, 511};
+    ERC(pl_batch_cut(t.buf, t.len, desc, 2, 1, out, t.len, &olen), PL_EINVAL);
+    int64_t inverted[] = {520, 510};
+    ERC(pl_batch_cut(t.buf, t.len, inverted, 1, 1, out, t.len, &olen), PL_EINVAL);
+    ERC(pl_batch_cut(t.buf, t.len, r3, 3, 1, out, t.len - 1, &olen), PL_EINVAL);
+    ERC(pl_batch_cut(t.buf, t.len - 1, r3, 3, 1, out, t.len, &olen), PL_ETRUNCATED);
+
+    CTX("a CRC that does not match is not resealed");
+    uint8_t *bad = xmalloc(t.len);
+    memcpy(bad, t.buf, t.len);
+    bad[t.len / 2] ^= 0x10;
+    ERC(pl_batch_cut(bad, t.len, r3, 3, 1, out, t.len, &olen), PL_ECORRUPT);
+
+    CTX("random damage under a good CRC");
+    for (int it = 0; it < 4000; it++) {
+        memcpy(bad, t.buf, t.len);
+        int flips = 1 + (int)rnd_below(4);
+        for (int f = 0; f < flips; f++) bad[PL_BATCH_ATTRIBUTES_OFFSET + rnd_below(t.len - PL_BATCH_ATTRIBUTES_OFFSET)] = (uint8_t)rnd();
+        pl_batch_seal(bad, t.len);
+        int rc = pl_batch_cut(bad, t.len, r3, 3, 1, out, t.len, &olen);
+        CHECK(rc == PL_OK || rc == PL_ECORRUPT || rc == PL_EINVAL || rc == PL_ETRUNCATED || rc == PL_EMAGIC);
+        if (rc == PL_OK && olen) {
+            CHECK(olen <= t.len);
+            E(pl_batch_validate(out, olen, &h));
+        }
+    }
+    free(bad);
+    free(out);
+    free(t.buf);
+}
+
 static const section sections[] = {
     {"crc32c", test_crc32c, 0},
     {"murmur2", test_murmur2, 0},
@@ -3176,6 +3248,7 @@ static const section sections[] = {
     {"segment_limits", test_segment_limits, 1},
     {"segment_seal", test_segment_seal, 1},
     {"cleaner_map", test_cleaner_map, 0},
+    {"delivery_cut", test_delivery_cut, 0},
 };
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
 

@@ -156,7 +156,8 @@ def test_delayed_records_stay_delayed_across_a_broker_restart(tmp_path):
         b.restart()
         c = share_consumer(b, group)
         c.subscribe([topic])
-        after = collect(c, set(due), extra=1.0)
+        # Under load the first session can outlast the due times and take some.
+        after = collect(c, set(due) - set(first), extra=1.0)
         c.commit_sync()
         c.close()
     assert not set(first) & set(due) or all(first[v] >= due[v] for v in set(first) & set(due))
