@@ -10,7 +10,7 @@ from confluent_kafka import ShareConsumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .delivery_clients import TIMEOUT, broker, now_ms, producer, setup  # noqa: F401 (broker: a fixture)
-from .wire import set_group_configs
+from .wire import acquired, connect, join_assigned, member_id, set_group_configs, share_fetch
 
 
 def share_consumer(b, group):
@@ -51,38 +51,50 @@ def test_higher_priority_records_come_before_a_backlog(broker):
 
 
 def test_a_low_priority_record_waits_at_most_the_max_wait_then_counts_as_top(broker):
-    topic, group = "pr-starve", "pr-starve-g"
+    """A member asks for 10 records at a time over the wire, as a busy
+    consumer would (0.2 s of work each time): the low records are not taken
+    while they have waited less than the max wait (the high ones come first),
+    and the first fetch sent after it takes them all. The clocks are the
+    test's and the broker's: one machine, so a fetch sent after the low ones
+    came of age is acquired after it too, however loaded the machine is.
+    (librdkafka's consumer acquires ahead of what it delivers, so its delivery
+    order cannot show the bound.)"""
+    topic, group, max_wait = "pr-starve", "pr-starve-g", 5000
     a = AdminClient({"bootstrap.servers": str(broker)})
-    a.create_topics([NewTopic(topic, 1, 1, config={"pylog.priority.max.wait.ms": "1500"})])[topic].result(30)
+    a.create_topics([NewTopic(topic, 1, 1, config={"pylog.priority.max.wait.ms": str(max_wait)})])[topic].result(30)
     set_group_configs(broker, group, share_auto_offset_reset="earliest")
+    conn = connect(broker)
+    member = member_id()
+    r = join_assigned(conn, group, member, [topic])
+    tid = r.assignment.topic_partitions[0].topic_id
     p = producer(broker)
-    sent = {}
+    sent = now_ms()
     for i in range(5):
-        sent[b"low-%d" % i] = now_ms()
-        p.produce(topic, b"low-%d" % i, timestamp=sent[b"low-%d" % i])
-    # Far more high-priority work than the consumer below can do in the max
-    # wait (12 s of it against 1.5 s), so the margin covers what librdkafka
-    # has acquired ahead when the low ones come of age.
+        p.produce(topic, b"low-%d" % i, timestamp=sent)
+    # 60 fetches of high records at 0.2 s each: 12 s, well past the max wait.
     for i in range(600):
         p.produce(topic, b"high-%d" % i, headers=[("pylog.priority", b"9")])
     assert p.flush(30) == 0
-    c = share_consumer(broker, group)
-    c.subscribe([topic])
-    order, arrived = [], {}
+    lows = set(range(5))
+    fetches, acks, epoch = [], None, 0
     deadline = time.monotonic() + TIMEOUT * 2
-    while len(order) < 605:
-        assert time.monotonic() < deadline, f"timed out after {len(order)} records"
-        for m in c.poll(0.2):
-            assert m.error() is None, m.error()
-            order.append(m.value())
-            arrived[m.value()] = now_ms()
-            time.sleep(0.02)        # 20 ms of work a record: 600 of them take 12 s at least
-    c.commit_sync()
-    c.close()
-    pos = {v: i for i, v in enumerate(order)}
-    lows = [b"low-%d" % i for i in range(5)]
-    for v in lows:
-        # Not before its max wait (the high ones were there all along) ...
-        assert arrived[v] >= sent[v] + 1500, (v, arrived[v] - sent[v])
-    # ... and not after all the high ones either: it did not starve.
-    assert max(pos[v] for v in lows) < 600 - 50, [pos[v] for v in lows]
+    while lows - {o for _, _, got in fetches for o in got}:
+        assert time.monotonic() < deadline, fetches[-3:]
+        asked = now_ms()
+        resp = share_fetch(conn, group, member, epoch, parts=[(tid, 0)], acks=acks, max_records=10)
+        epoch += 1
+        answered = now_ms()
+        ranges = acquired(resp).get((tid, 0), [])
+        got = {o for f, l, _ in ranges for o in range(f, l + 1)}
+        fetches.append((asked, answered, got))
+        acks = {(tid, 0): [(f, l, [1]) for f, l, _ in ranges]} if ranges else None
+        time.sleep(0.2)
+    share_fetch(conn, group, member, -1, parts=(), acks=acks)
+    conn.close()
+    came_of_age = sent + max_wait
+    # Not before its max wait: the high ones were there all along ...
+    early = [(asked - sent, got & lows) for asked, answered, got in fetches if answered < came_of_age]
+    assert early and not any(low for _, low in early), early
+    # ... and at the first fetch after it, all of them: they did not starve.
+    first_after = next(got for asked, _, got in fetches if asked >= came_of_age)
+    assert lows <= first_after, (sorted(first_after), [(a - sent, sorted(g)) for a, _, g in fetches])
