@@ -42,6 +42,7 @@ import hashlib
 import logging
 import os
 import shutil
+import struct
 import time
 from bisect import bisect_left
 from collections import deque
@@ -455,7 +456,7 @@ def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline):
             log.warning("share fetch of %s-%d at %d failed: %s", p.topic, p.index, offset, e)
         if data is not None:
             headers = batch_headers(data)
-    head_ts = headers[0][3] if headers else None
+    head_ts = _first_timestamp(data, headers[0]) if headers else None
     quota = max_records
     for source in dx.sources(now, max_wait, head_ts, default):
         if quota <= 0:
@@ -482,6 +483,18 @@ def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline):
 
 
 _CONTROL = 0x20
+_LOG_APPEND_TIME = 0x08
+
+
+def _first_timestamp(data, header) -> int:
+    """The timestamp of a batch's first record: its base timestamp (offset 27
+    of the header), or for LogAppendTime the one every record has. Not the
+    batch's max timestamp: a batch whose first records are low-priority and
+    whose later ones came seconds after would make the low ones wait that
+    much past the max wait."""
+    if header[8] & _LOG_APPEND_TIME:
+        return header[3]
+    return struct.unpack_from(">q", data, header[0] + 27)[0]
 
 
 def _trimmed(part, got) -> bytes:
