@@ -58,6 +58,7 @@ class ControllerClient:
         self._timeout_s = request_timeout_s
         self._lock = threading.Lock()
         self._conn = None
+        self._closed = False     # stopped: no connection is opened again
         self._failing = False
         self._stop = threading.Event()
         self._wake = threading.Event()   # stop() or poke(): the thread's wait ends early
@@ -87,6 +88,7 @@ class ControllerClient:
                 log.info("broker %d: no goodbye to the controller: %s", self.info.broker_id, e)
         with self._lock:
             self._close()
+            self._closed = True
 
     # ---- requests ----
 
@@ -141,6 +143,10 @@ class ControllerClient:
     def _request(self, body, version: int):
         from ..client.wire import Connection
         with self._lock:
+            if self._closed:
+                # A producer-id block asked for on a worker thread as the broker
+                # stops: a connection opened now would never be closed.
+                raise ConnectionError("the controller client is stopped")
             try:
                 if self._conn is None:
                     self._conn = Connection(self.controller_host, self.controller_port,

@@ -148,20 +148,43 @@ class DeadLetters:
             conn.close()
         self._conns.clear()
 
+    def busy(self, key) -> bool:
+        """Whether dead letters of share-partition key are being written here."""
+        return key in self._draining
+
     async def _drain(self, h):
         try:
-            await self._drain_ranges(h)
+            written = await self._drain_ranges(h)
         finally:
             # Here, not in a done callback: a kick in between would find the
-            # key taken and start nothing.
-            self._draining.pop(h.key, None)
+            # key taken and start nothing. Only this writer's own entry: a
+            # share-partition loaded again meanwhile may have its own.
+            if self._draining.get(h.key) is asyncio.current_task():
+                del self._draining[h.key]
+        if self.broker.stopping:
+            return
+        now = self.manager.held.get(h.key)
+        if now is not h:
+            if now is not None:
+                self.kick(now)      # loaded again while this writer ran: its kick found the key taken
+            return
+        if written is not None:
+            # The Archived ranges stored before the share-partition may go:
+            # the next load reads them back.
+            await asyncio.gather(written, return_exceptions=True)
+        # The group may have emptied meanwhile (manager.forget_idle kept the
+        # share-partition for this writer).
+        self.manager.forget_idle(h.key[0])
 
     async def _drain_ranges(self, h):
+        """Write h's Archiving ranges' dead letters, archive them; the future
+        of the last state write, None when none was made."""
         group_id, _topic_id, index = h.key
+        written = None
         while self.manager.held.get(h.key) is h and not self.broker.stopping:
             items = h.sp.take_archiving()
             if not items:
-                return
+                return written
             # Step 1 done durably, whoever made the ranges Archiving (an
             # acknowledgement waits for its own write; a lock expiry does not).
             code = await self.manager._persist(h)
@@ -186,8 +209,9 @@ class DeadLetters:
                 if self.manager.held.get(h.key) is not h:
                     return      # no longer led here: the next leader finds the range Archiving
                 h.sp.archive(first, last)
-            self.manager._persist(h)
+            written = self.manager._persist(h)
             self.manager._wake(h)
+        return written
 
     async def _write_with_retries(self, group_id, topic, index, first, last, count, why):
         delay = BACKOFF_S

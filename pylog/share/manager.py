@@ -497,10 +497,18 @@ class SharePartitionManager:
         AlterShareGroupOffsets or DeleteShareGroupOffsets (sent to the group
         coordinator, maybe another broker) may have left them."""
         await asyncio.gather(*writes, return_exceptions=True)
+        self.forget_idle(group_id)
+
+    def forget_idle(self, group_id):
+        """Forget the group's share-partitions here with nothing acquired,
+        when it has no share session here. One whose dead letters are being
+        written stays until they are (dlq.py calls this again then): dropped
+        meanwhile, its ranges would stay Archiving and the next load would
+        write their dead letters a second time."""
         if any(k[0] == group_id for k in self.sessions):
             return
         for key, h in list(self.held.items()):
-            if key[0] == group_id and h.sp.earliest_deadline() is None:     # nothing acquired
+            if key[0] == group_id and h.sp.earliest_deadline() is None and not self.dlq.busy(key):
                 self.forget(key)
 
     def forget(self, key):
