@@ -21,13 +21,15 @@ Threads: the event loop's thread only.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import struct
 import time
 import uuid
 
-from ..coordinator.runtime import CoordinatorRuntime, NotCoordinatorError, operation_error
+from ..coordinator.runtime import CoordinatorRuntime, operation_error
+from ..errors import PylogError
 from ..groups.offsets_topic import java_string_hash
 from ..protocol.error_codes import Errors
 from ..protocol.share_records import ShareSnapshotKey, ShareSnapshotValue, ShareUpdateValue
@@ -213,33 +215,16 @@ class ShareCoordinator:
         """(error, ShareState or None when never initialized). A read at a
         newer leader epoch records that epoch first (a ShareUpdate without
         batches, as Kafka's readStateAndMaybeUpdateLeaderEpoch), so the
-        previous leader's writes are fenced from then on."""
-        key = (group_id, topic_id, partition)
-        code = self.coordinator_error(*key)
-        if code:
-            return code, None
-        st = self.states.get(key)
-        if st is None:
-            return Errors.NONE, None
-        if leader_epoch < st.leader_epoch:
-            return Errors.FENCED_LEADER_EPOCH, None
-        if leader_epoch > st.leader_epoch:
-            code = await self._run(group_id, topic_id, partition, self._new_leader_epoch, leader_epoch)
-            if code:
-                return code, None
-            st = self.states.get(key)
-            if st is None:
-                return Errors.NONE, None
-        return Errors.NONE, st
+        previous leader's writes are fenced from then on. Kafka runs it as a
+        write operation: one that writes nothing is answered once the
+        partition's pending write commits, or with that write's error."""
+        return await self._run(group_id, topic_id, partition, self._read, leader_epoch, failed=_no_state)
 
-    def read_summary(self, group_id, topic_id, partition):
+    async def read_summary(self, group_id, topic_id, partition):
         """(error, ShareState or None): what ReadShareGroupStateSummary
-        answers; nothing is written."""
-        key = (group_id, topic_id, partition)
-        code = self.coordinator_error(*key)
-        if code:
-            return code, None
-        return Errors.NONE, self.states.get(key)
+        answers. Nothing is written, but Kafka runs it as a write operation
+        too (read-share-group-state-summary): it waits for the pending write."""
+        return await self._run(group_id, topic_id, partition, self._read_summary, failed=_no_state)
 
     async def write(self, group_id, topic_id, partition, state_epoch, leader_epoch, start_offset, batches) -> int:
         return await self._run(group_id, topic_id, partition, self._write, state_epoch, leader_epoch, start_offset,
@@ -248,21 +233,46 @@ class ShareCoordinator:
     async def delete(self, group_id, topic_id, partition) -> int:
         return await self._run(group_id, topic_id, partition, self._delete)
 
-    async def _run(self, group_id, topic_id, partition, event, *args) -> int:
+    async def _run(self, group_id, topic_id, partition, event, *args, failed=operation_error):
         key = (group_id, topic_id, partition)
         code = self.coordinator_error(*key)
         if code:
-            return code
+            return failed(code)
         index = self.partition_of(*key)
         try:
             # Kafka runs each as a write operation: one that writes nothing
-            # (a refusal, a state already so) waits for the pending write.
-            out = self.runtime.schedule(index, event, index, key, *args, failed=operation_error)
-            if not isinstance(out, int):
+            # (a refusal, a state already so, a read) waits for the pending write.
+            out = self.runtime.schedule(index, event, index, key, *args, failed=failed)
+            if asyncio.iscoroutine(out):
                 out = await out
-        except NotCoordinatorError:
-            return Errors.NOT_COORDINATOR
+        except (PylogError, OSError) as e:
+            # The append failed: nothing of the event is in the log or the state.
+            return failed(getattr(e, "error_code", Errors.KAFKA_STORAGE_ERROR))
         return out
+
+    def _read(self, index, key, leader_epoch):
+        st = self.states.get(key)
+        if st is None:
+            return Errors.NONE, None
+        if leader_epoch < st.leader_epoch:
+            return Errors.FENCED_LEADER_EPOCH, None
+        if leader_epoch == st.leader_epoch:
+            return Errors.NONE, _copy(st)
+        out = self._new_leader_epoch(index, key, leader_epoch)
+        # The answer is the state as this event leaves it (Kafka builds it
+        # in the operation), whatever later writes do while it waits.
+        seen = _copy(st)
+        if not asyncio.iscoroutine(out):
+            return (out, None) if out else (Errors.NONE, seen)
+
+        async def answer():
+            code = await out
+            return (code, None) if code else (Errors.NONE, seen)
+        return answer()
+
+    def _read_summary(self, index, key):
+        st = self.states.get(key)
+        return Errors.NONE, None if st is None else _copy(st)
 
     def _initialize(self, index, key, state_epoch, start_offset):
         st = self.states.get(key)
@@ -330,10 +340,27 @@ class ShareCoordinator:
         st.updates += 1
 
     def _committed(self, index, last):
+        # A failed wait as Kafka's handleOperationException maps it (a
+        # timeout: COORDINATOR_NOT_AVAILABLE); the change stays applied.
         code = self.runtime.committed_now(index, last)
         if code is not None:
-            return code
-        return self.runtime.committed(index, last)
+            return operation_error(code)
+
+        async def wait():
+            return operation_error(await self.runtime.committed(index, last))
+        return wait()
+
+
+def _no_state(code):
+    """A read's answer when its operation fails (Kafka's handleOperationException)."""
+    return operation_error(code), None
+
+
+def _copy(st: ShareState) -> ShareState:
+    out = ShareState(st.snapshot_epoch, st.state_epoch, st.leader_epoch, st.start_offset, list(st.batches),
+                     st.create_ts)
+    out.updates, out.delivery_complete = st.updates, st.delivery_complete
+    return out
 
 
 def _batches(wire) -> list:

@@ -12,7 +12,9 @@ no revocation phase: several members may share a partition.
   (types 10-15: member metadata, group epoch and metadata hash, target
   assignment, current assignment, state-partition metadata), through the
   coordinator runtime, and a heartbeat is answered once its records are
-  committed; a failed write puts the group back as its records were. A load
+  committed; an append that fails puts the group back as its records were,
+  while a write whose wait times out keeps its change (its records are in
+  the log), as Kafka's runtime does. A load
   replays them, so after a coordinator restart members keep their ids,
   epochs and assignments (each with a fresh session, as Kafka arms them).
 - **Initialize before assign**: a subscribed partition is first recorded as
@@ -28,7 +30,6 @@ Threads: the event loop's thread only.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import struct
 import time
@@ -51,7 +52,6 @@ STABLE = 0                                          # Kafka's MemberState.STABLE
 _I16 = struct.Struct(">h")
 # Tombstones go members' records first, the group epoch last (Kafka's order).
 _TOMBSTONE_ORDER = (14, 13, 12, 10, 15, 11)
-_STAMPS = itertools.count(1)
 
 
 class ShareMember:
@@ -72,7 +72,7 @@ class ShareMember:
 
 class ShareGroup:
     __slots__ = ("group_id", "epoch", "metadata_hash", "assignment_epoch", "assignment_ms", "members", "target",
-                 "initializing", "initialized", "deleting", "written", "stamp", "memo")
+                 "initializing", "initialized", "deleting", "written", "memo")
 
     def __init__(self, group_id):
         self.group_id = group_id
@@ -87,7 +87,6 @@ class ShareGroup:
         self.initialized: dict = {}
         self.deleting: dict = {}
         self.written: dict[bytes, bytes] = {}       # the group's records as last written: key -> value
-        self.stamp = 0                              # its latest write's, so a revert undoes only that one
         self.memo: dict = {}                        # (type, member id) -> (what it holds, key, value)
 
     @property
@@ -426,9 +425,16 @@ class ShareGroups:
 
     def _commit(self, g: ShareGroup, before: dict, answer=None, failed=None, then=None):
         """Write what the event changed in g's records (against before); the
-        answer once committed, else failed(the write's error) with the group
-        as its records were. Without an answer (timers, initializations) the
-        write goes on in the background."""
+        answer once committed, else failed(the write's error as Kafka maps
+        it). Without an answer (timers, initializations) the write goes on
+        in the background.
+
+        Only an append that fails puts the group back as its records were
+        (nothing of it is in the log). Records appended stay applied when
+        their wait fails (timed out, leadership lost), as in Kafka's runtime:
+        they commit once the followers catch up, or go with the leadership
+        and the next leader replays its log. Reverting them would leave the
+        leader's state behind the log its followers replay."""
         now = records_of(g) if g.group_id in self.groups else {}
         records = _changes(before, now)
         g.written = now
@@ -436,14 +442,11 @@ class ShareGroups:
             if then is not None:
                 then()
             return answer
-        g.stamp = stamp = next(_STAMPS)
         gid, c = g.group_id, self.coordinator
 
-        def fail(code):
-            self._revert(gid, before, stamp)
-            return failed(_group_store_error(code)) if failed is not None else None
-
-        def ok():
+        def outcome(code):
+            if code:
+                return failed(_group_store_error(code)) if failed is not None else None
             if then is not None:
                 then()
             return answer
@@ -451,25 +454,22 @@ class ShareGroups:
             last = c._store(gid, [k for k, _ in records], [v for _, v in records])
         except (PylogError, OSError) as e:
             log.warning("share group %s: records not stored (%s): group state reverted", gid, e)
-            return fail(getattr(e, "error_code", Errors.NOT_COORDINATOR))
+            self._revert(gid, before)
+            return outcome(getattr(e, "error_code", Errors.NOT_COORDINATOR))
         code = c.runtime.committed_now(c.partition_for(gid), last)
         if code is not None:
-            return fail(code) if code else ok()
+            return outcome(code)
 
         async def later():
-            code = await c._wait_committed_raw(gid, last)
-            return fail(code) if code else ok()
+            return outcome(await c._wait_committed_raw(gid, last))
         if answer is None:
             asyncio.ensure_future(later()).add_done_callback(_ignore_outcome)
             return None
         return later()
 
-    def _revert(self, gid, before: dict, stamp: int):
-        """The group back as its records were before a failed write, unless a
-        later event wrote since (its records sit after these and failed too)."""
-        g = self.groups.get(gid)
-        if g is not None and g.stamp != stamp:
-            return
+    def _revert(self, gid, before: dict):
+        """The group back as its records were before an append that failed
+        (within the same event: nothing wrote since)."""
         self._drop(gid)      # (a deletion dropped it already: it comes back)
         for k, v in before.items():
             out = ot.decode_record(k, v)
@@ -477,9 +477,7 @@ class ShareGroups:
                 self.replay(out[1][0], out[1][1], out[2])
         g = self.groups.get(gid)
         if g is not None:
-            g.stamp = stamp
             self._arm_all(g)
-        log.info("share group %s: write failed, group state reverted", gid)
 
     # ---- replay and load ----
 

@@ -161,7 +161,7 @@ class Persister:
                                  f["start_offset"], batches), None
         if api == DELETE:
             return await c.delete(group_id, topic_id, partition), None
-        return c.read_summary(group_id, topic_id, partition)
+        return await c.read_summary(group_id, topic_id, partition)
 
     # ---- the wire: one request in flight per coordinator broker ----
 

@@ -109,7 +109,7 @@ class PersisterApis:
             bad = self._invalid(p)
             if bad:
                 return {"error_code": Errors.INVALID_REQUEST, "error_message": bad}
-            code, st = c.read_summary(req.group_id, tid, p.partition)
+            code, st = await c.read_summary(req.group_id, tid, p.partition)
             if code or st is None:
                 return {**_error(code), "state_epoch": 0, "leader_epoch": -1, "start_offset": -1}
             return {"error_code": 0, "state_epoch": st.state_epoch, "leader_epoch": st.leader_epoch,
