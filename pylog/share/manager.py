@@ -251,9 +251,12 @@ class SharePartitionManager:
         if committed and acquired:
             aborted = txn.aborted_runs(p, data, acquired)
             if aborted:
-                sp.archive_acquired(aborted)
-                acquired = txn.without(acquired, aborted)
-                self._persist(h)
+                # Only what this fetch acquired: another member's lock on
+                # part of such a batch (taken before an alter) stays its own.
+                acquired, dropped = txn.split(acquired, aborted)
+                if dropped:
+                    sp.archive_acquired(dropped)
+                    self._persist(h)
         if acquired:
             self._arm(h)
         return data, acquired

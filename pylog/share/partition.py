@@ -382,10 +382,9 @@ class SharePartition:
         self._advance()
 
     def archive_acquired(self, runs) -> None:
-        """The Acquired offsets of runs [(first, last)] (ascending) are
-        records of aborted transactions a read_committed group acquired with
-        their batch: Archived, never delivered (Kafka archives them the same
-        way right after acquisition)."""
+        """Runs [(first, last)] (ascending) a read_committed fetch has just
+        acquired are records of aborted transactions: Archived, never
+        delivered (Kafka archives them the same way right after acquisition)."""
         for first, last in runs:
             if last < self.start or first >= self.end:
                 continue

@@ -42,10 +42,11 @@ def aborted_runs(p, data, acquired) -> list[tuple[int, int]]:
     return out
 
 
-def without(acquired, runs) -> list[tuple[int, int, int]]:
-    """The acquired ranges [(first, last, count)] less the offsets of runs
-    [(first, last)] (both ascending)."""
-    out, i = [], 0
+def split(acquired, runs):
+    """(kept, dropped): the acquired ranges [(first, last, count)] outside
+    and inside the offsets of runs [(first, last)] (both ascending); dropped
+    as (first, last) runs."""
+    kept, dropped, i = [], [], 0
     for first, last, count in acquired:
         while i < len(runs) and runs[i][1] < first:
             i += 1
@@ -53,9 +54,10 @@ def without(acquired, runs) -> list[tuple[int, int, int]]:
         while first <= last and j < len(runs) and runs[j][0] <= last:
             lo, hi = runs[j]
             if lo > first:
-                out.append((first, lo - 1, count))
+                kept.append((first, lo - 1, count))
+            dropped.append((max(first, lo), min(last, hi)))
             first = max(first, hi + 1)
             j += 1
         if first <= last:
-            out.append((first, last, count))
-    return out
+            kept.append((first, last, count))
+    return kept, dropped

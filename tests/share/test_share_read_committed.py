@@ -211,3 +211,22 @@ def _fetch_some(conn, group, mid, epoch, key):
             return got
         assert time.monotonic() < deadline, "nothing acquired"
         epoch += 1
+
+
+def test_split_keeps_what_lies_outside_the_aborted_batches():
+    from pylog.share.txn import split
+    acquired = [(0, 9, 1), (12, 20, 2), (30, 31, 1)]
+    kept, dropped = split(acquired, [(3, 4), (8, 13), (15, 15), (25, 26), (31, 40)])
+    assert kept == [(0, 2, 1), (5, 7, 1), (14, 14, 2), (16, 20, 2), (30, 30, 1)]
+    assert dropped == [(3, 4), (8, 9), (12, 13), (15, 15), (31, 31)]
+    assert split(acquired, []) == (acquired, [])
+
+
+def test_archive_acquired_moves_the_start_past_aborted_records():
+    from pylog.share.partition import ACQUIRED, ARCHIVED, SharePartition
+    sp = SharePartition(0, delivery_limit=5, max_locks=100)
+    assert sp.acquire("m", [(0, 4), (5, 9), (10, 10)], 100, None) == [(0, 10, 1)]
+    sp.archive_acquired([(0, 4)])
+    assert sp.start == 5 and sp.state_of(5) == ACQUIRED
+    sp.archive_acquired([(7, 8)])
+    assert sp.state_of(7) == ARCHIVED and sp.state_of(6) == ACQUIRED and sp.state_of(9) == ACQUIRED
