@@ -5,11 +5,10 @@ its share-partitions use.
 
 Served: share.session.timeout.ms, share.heartbeat.interval.ms,
 share.record.lock.duration.ms, share.auto.offset.reset (latest | earliest),
-share.isolation.level (read_uncommitted), and KIP-1191's
+share.isolation.level (read_uncommitted | read_committed: txn.py), and KIP-1191's
 errors.deadletterqueue.topic.name and errors.deadletterqueue.copy.record.enable
 (dead-letter topics, dlq.py). Refused with INVALID_CONFIG, not
-stored and ignored: share.auto.offset.reset=by_duration:...,
-share.isolation.level=read_committed, and Kafka 4.3's group-level
+stored and ignored: share.auto.offset.reset=by_duration:..., and Kafka 4.3's group-level
 share.delivery.count.limit, share.partition.max.record.locks,
 share.renew.acknowledge.enable.
 """
@@ -71,9 +70,7 @@ def validate_share_group_configs(broker_config, overrides: Mapping[str, str]) ->
             clean[key] = text.lower()
             continue
         if key == "share.isolation.level":
-            if text == "read_committed":
-                raise InvalidConfigError(f"{key}: read_committed is not implemented by pylog yet")
-            if text != "read_uncommitted":
+            if text not in ("read_committed", "read_uncommitted"):
                 raise InvalidConfigError(f"Invalid value {text} for configuration {key}: String must be one of: "
                                          "read_committed, read_uncommitted")
             clean[key] = text

@@ -332,12 +332,13 @@ class DeliveryIndex:
         aged.sort(key=lambda a: (a[0], -1 if a[1] is None else a[1]))    # a tie: the log's head, lower offsets
         return ["due"] + [lv for _, lv in aged] + rest
 
-    def take(self, source, quota, now, topic_delay) -> list[int]:
+    def take(self, source, quota, now, topic_delay, end=None) -> list[int]:
         """Up to quota offsets of source that the window can acquire now
         (Available, or past its end), in offset order; entries that can
         never be acquired from here (done, held, below the start) dropped.
         Parked offsets of these sources (a priority below the default, met by
-        the offset-order path) are unparked: their turn has come."""
+        the offset-order path) are unparked: their turn has come. end: the
+        last stable offset of a read_committed group; entries from it on wait."""
         sp = self.sp
         out: list[int] = []
         parked: list[int] = []
@@ -348,6 +349,8 @@ class DeliveryIndex:
             i = 0
             while i < len(offs) and len(out) < quota:
                 o = int(offs[i])
+                if end is not None and o >= end:
+                    break
                 if source != "due" and topic_delay and int(arr[1, i]) + topic_delay > now:
                     break
                 st = sp.state_of(o)
@@ -366,22 +369,24 @@ class DeliveryIndex:
             sp.unpark(runs_of(sorted(parked)))
         return out
 
-    def ready(self, p, now, topic_delay) -> bool:
-        """Whether a waiting fetch may find something now (the purgatory's check)."""
+    def ready(self, p, now, topic_delay, committed=False) -> bool:
+        """Whether a waiting fetch may find something now (the purgatory's
+        check); committed: below the last stable offset only."""
         sp = self.sp
-        if self.due:
+        end = p.last_stable_offset if committed else p.high_watermark
+        if self.due and int(self.due[0][0]) < end:
             return True
         default = p.config.get("pylog.priority.default")
         for lv in range(TOP + 1):
             if lv == default:
                 continue                # the offset-order path's, checked below
             q = self.levels[lv]
-            if q and (not topic_delay or int(q[0][1, 0]) + topic_delay <= now):
+            if q and int(q[0][0, 0]) < end and (not topic_delay or int(q[0][1, 0]) + topic_delay <= now):
                 return True
         offset = sp.next_fetch_offset()
         if self.blocked is not None and self.blocked[0] <= offset and now < self.blocked[1]:
             return False
-        return offset < sp.end or (p.high_watermark > sp.end and sp.can_grow())
+        return offset < min(sp.end, end) or (end > sp.end and sp.can_grow())
 
     def block(self, offset, due) -> None:
         self.blocked = (offset, due)
@@ -433,10 +438,12 @@ class DeliveryIndex:
         self.sidecar.close()
 
 
-def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline):
+def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline, committed=False):
     """The share fetch's acquisition from one share-partition with delays and
     priorities: (the bytes of the batches holding acquired records, in offset
-    order; the (first, last, delivery count) ranges acquired)."""
+    order; the (first, last, delivery count) ranges acquired). committed: the
+    group's share.isolation.level is read_committed, so nothing at or past
+    the last stable offset (Kafka's FetchIsolation.TXN_COMMITTED read)."""
     sp = dx.sp
     now = now_ms()
     topic_delay = p.config.get("pylog.delivery.delay.ms")
@@ -448,10 +455,11 @@ def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline):
     parts: dict[int, tuple] = {}
     got: list = []
     offset = sp.next_fetch_offset()
+    end = p.last_stable_offset if committed else p.high_watermark
     data, headers = None, ()
-    if offset < min(p.high_watermark, dx.scan_pos) and (offset < sp.end or sp.can_grow()):
+    if offset < min(end, dx.scan_pos) and (offset < sp.end or sp.can_grow()):
         try:
-            data = p.read(offset, budget)
+            data = p.read(offset, budget, committed)
         except PylogError as e:
             log.warning("share fetch of %s-%d at %d failed: %s", p.topic, p.index, offset, e)
         if data is not None:
@@ -468,7 +476,7 @@ def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline):
                 got += acquired
                 quota -= sum(l - f + 1 for f, l, _ in acquired)
             continue
-        offs = dx.take(source, quota, now, topic_delay)
+        offs = dx.take(source, quota, now, topic_delay, end if committed else None)
         if not offs:
             continue
         acquired = sp.acquire_runs(member, runs_of(offs), deadline, quota)

@@ -33,7 +33,7 @@ from ..broker.authorizer import READ, TOPIC
 from ..broker.purgatory import HIGH_WATERMARK, DelayedOperation
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
-from . import delivery
+from . import delivery, txn
 from .configs import share_group_config
 from .dlq import DeadLetters
 from .leaders import add_leaders
@@ -185,6 +185,9 @@ class SharePartitionManager:
         R = m.ShareFetchResponse
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(req.max_wait_ms, 0) / 1000.0
+        # Read at every ShareFetch, as Kafka's KafkaApis does: an altered
+        # share.isolation.level applies from the next fetch on.
+        committed = self._settings(req.group_id)["share.isolation.level"] == "read_committed"
         wanted = []
         for tid, idx in session.partitions:
             if tid in unreadable:
@@ -219,7 +222,7 @@ class SharePartitionManager:
                 if got >= req.max_records or budget <= 0:
                     continue
                 records, acquired = self._acquire(h, p, session.member_id, req.max_records - got, budget,
-                                                  lock_ms)
+                                                  lock_ms, committed)
                 if acquired:
                     pd.records = records
                     pd.acquired_records = [R.AcquiredRecords(first_offset=f, last_offset=l, delivery_count=c)
@@ -234,17 +237,26 @@ class SharePartitionManager:
                 # created): look again shortly, within MaxWaitMs.
                 await asyncio.sleep(min(remaining, NOT_READY_RETRY_S))
                 continue
-            await self.purgatory.wait(_DelayedShareFetch(held, self.broker), [p for _, p in held],
+            await self.purgatory.wait(_DelayedShareFetch(held, self.broker, committed), [p for _, p in held],
                                       (HIGH_WATERMARK, SHARE_AVAILABLE), remaining)
-            if loop.time() >= deadline and not _DelayedShareFetch(held, self.broker).try_complete():
+            if loop.time() >= deadline and not _DelayedShareFetch(held, self.broker, committed).try_complete():
                 return
 
-    def _acquire(self, h: _Held, p, member, max_records, budget, lock_ms):
+    def _acquire(self, h: _Held, p, member, max_records, budget, lock_ms, committed=False):
         sp = h.sp
         if sp.archive_below(p.log_start_offset):
             self._persist(h)
         deadline = time.monotonic() + lock_ms / 1000.0
-        data, acquired = delivery.acquire(h.dx, p, member, max_records, budget, deadline)
+        data, acquired = delivery.acquire(h.dx, p, member, max_records, budget, deadline, committed)
+        if committed and acquired:
+            aborted = txn.aborted_runs(p, data, acquired)
+            if aborted:
+                # Only what this fetch acquired: another member's lock on
+                # part of such a batch (taken before an alter) stays its own.
+                acquired, dropped = txn.split(acquired, aborted)
+                if dropped:
+                    sp.archive_acquired(dropped)
+                    self._persist(h)
         if acquired:
             self._arm(h)
         return data, acquired
@@ -553,10 +565,10 @@ class _DelayedShareFetch(DelayedOperation):
     watermark, or records released), or it can never have (not leader,
     broker stopping)."""
 
-    __slots__ = ("held", "broker")
+    __slots__ = ("held", "broker", "committed")
 
-    def __init__(self, held, broker):
-        self.held, self.broker = held, broker
+    def __init__(self, held, broker, committed=False):
+        self.held, self.broker, self.committed = held, broker, committed
 
     def try_complete(self) -> bool:
         if self.broker.stopping:
@@ -564,7 +576,7 @@ class _DelayedShareFetch(DelayedOperation):
         for h, p in self.held:
             if not p.is_leader:
                 return True
-            if h.dx.ready(p, delivery.now_ms(), p.config.get("pylog.delivery.delay.ms")):
+            if h.dx.ready(p, delivery.now_ms(), p.config.get("pylog.delivery.delay.ms"), self.committed):
                 return True
         return False
 

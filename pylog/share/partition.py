@@ -381,6 +381,21 @@ class SharePartition:
                 r.state, r.member, r.why = ARCHIVED, None, None
         self._advance()
 
+    def archive_acquired(self, runs) -> None:
+        """Runs [(first, last)] (ascending) a read_committed fetch has just
+        acquired are records of aborted transactions: Archived, never
+        delivered (Kafka archives them the same way right after acquisition)."""
+        for first, last in runs:
+            if last < self.start or first >= self.end:
+                continue
+            first, last = max(first, self.start), min(last, self.end - 1)
+            self._split_at(first)
+            self._split_at(last + 1)
+            for r in self._ranges_in(first, last):
+                if r.state == ACQUIRED:
+                    r.state, r.member, r.deadline = ARCHIVED, None, None
+        self._advance()
+
     def archive_below(self, offset: int) -> bool:
         """Offsets below the log start are gone: archived, and the SPSO moves
         past them. True when anything changed."""

@@ -233,7 +233,7 @@ def test_describe_and_list_share_groups(broker):
 
 def test_group_configs_refuse_what_is_not_built(broker):
     from confluent_kafka import KafkaException
-    for key, value in (("share.auto.offset.reset", "by_duration:PT1H"), ("share.isolation.level", "read_committed"),
+    for key, value in (("share.auto.offset.reset", "by_duration:PT1H"), ("share.isolation.level", "serializable"),
                        ("share.delivery.count.limit", "3"), ("share.record.lock.duration.ms", "999999999")):
         with pytest.raises(KafkaException):
             set_group_configs(broker, "w-cfg-g", **{key.replace(".", "_"): value})
