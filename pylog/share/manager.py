@@ -171,7 +171,9 @@ class SharePartitionManager:
         if epoch == -1:
             self.sessions.pop(key, None)
             self._release_member(req.group_id, req.member_id)
-        elif req.max_records > 0 and not (version >= 2 and req.is_renew_ack):
+        elif req.max_records > 0 and req.max_bytes > 0 and not (version >= 2 and req.is_renew_ack):
+            # As Kafka: MaxBytes 0 (fetch.max.bytes=0) asks for no data, so
+            # nothing is acquired and the answer does not wait.
             await self._fetch(req, session, out, lock_ms, unreadable)
         responses = {}
         for (tid, idx), pd in out.items():
@@ -198,7 +200,7 @@ class SharePartitionManager:
                 wanted.append((tid, idx))
         while True:
             held, got, not_ready = [], 0, False
-            budget = req.max_bytes if req.max_bytes > 0 else (1 << 31) - 1
+            budget = req.max_bytes
             for tid, idx in wanted:
                 pd = out.get((tid, idx))
                 code, h = await self._share_partition(req.group_id, tid, idx)
