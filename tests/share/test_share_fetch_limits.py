@@ -41,3 +41,31 @@ def _max_bytes_zero(broker, conn):
     got = acquired(r)[(tid, 0)]
     assert sorted(o for f, l, _ in got for o in range(f, l + 1)) == list(range(10)), r
     assert {c for _, _, c in got} == {1}, r
+
+
+def test_first_fetch_is_answered_with_the_first_share_partition_loaded(broker):
+    """librdkafka's 0179 do_test_destroy_with_explicit_ack: two new
+    share-partitions of 50 records each, one ShareFetch for both. As Kafka's
+    leader, pylog reads a share-partition's state at its first fetch and
+    answers as soon as one has records (DelayedShareFetch is checked as each
+    finishes loading), so the first answer carries one partition's 50 and the
+    next the other's."""
+    with connect(broker) as conn:
+        group, topic = "fl-split-g", "fl-split"
+        create_topic(broker, topic, 2)
+        set_group_configs(broker, group, share_auto_offset_reset="earliest")
+        produce(broker, topic, 100, partitions=2)
+        mid = member_id()
+        tid = join_assigned(conn, group, mid, [topic], 2).assignment.topic_partitions[0].topic_id
+        parts = [(tid, 0), (tid, 1)]
+        r = share_fetch(conn, group, mid, 0, parts, max_wait_ms=5000)
+        assert r.error_code == 0, r
+        first = acquired(r)
+        assert len(first) == 1, r
+        (tp, ranges), = first.items()
+        assert sum(l - f + 1 for f, l, _ in ranges) == 50, r
+        r = share_fetch(conn, group, mid, 1, parts, max_wait_ms=5000)
+        assert r.error_code == 0, r
+        second = acquired(r)
+        assert list(second) == [k for k in parts if k != tp], r
+        assert sum(l - f + 1 for f, l, _ in second[list(second)[0]]) == 50, r
