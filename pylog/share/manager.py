@@ -171,7 +171,9 @@ class SharePartitionManager:
         if epoch == -1:
             self.sessions.pop(key, None)
             self._release_member(req.group_id, req.member_id)
-        elif req.max_records > 0 and not (version >= 2 and req.is_renew_ack):
+        elif req.max_records > 0 and req.max_bytes > 0 and not (version >= 2 and req.is_renew_ack):
+            # As Kafka: MaxBytes 0 (fetch.max.bytes=0) asks for no data, so
+            # nothing is acquired and the answer does not wait.
             await self._fetch(req, session, out, lock_ms, unreadable)
         responses = {}
         for (tid, idx), pd in out.items():
@@ -199,12 +201,17 @@ class SharePartitionManager:
                 pd.error_code = Errors.TOPIC_AUTHORIZATION_FAILED
             else:
                 wanted.append((tid, idx))
+        arrived = []        # share-partitions whose state loaded while this fetch waited, in that order
         while True:
-            held, got, not_ready = [], 0, False
-            budget = req.max_bytes if req.max_bytes > 0 else (1 << 31) - 1
-            for tid, idx in wanted:
+            held, got, not_ready, loading = [], 0, False, []
+            budget = req.max_bytes
+            late = set(arrived)
+            for tid, idx in [k for k in wanted if k not in late] + arrived:
                 pd = out.get((tid, idx))
-                code, h = await self._share_partition(req.group_id, tid, idx)
+                code, h, fut = self._lookup(req.group_id, tid, idx)
+                if fut is not None:
+                    loading.append(((tid, idx), fut))
+                    code = _NOT_READY
                 if pd is None:
                     pd = out[(tid, idx)] = R.PartitionData(partition_index=idx, records=b"", acquired_records=[],
                                                            current_leader=R.LeaderIdAndEpoch(leader_id=-1,
@@ -219,7 +226,11 @@ class SharePartitionManager:
                     pd.error_code = code
                     continue
                 held.append((h, p))
-                if got >= req.max_records or budget <= 0:
+                if got >= req.max_records or budget <= 0 or (got and (tid, idx) in late):
+                    # As Kafka's DelayedShareFetch, checked as each
+                    # share-partition finishes loading: a fetch is answered
+                    # with the first one loaded that has records, not held
+                    # for the others still loading.
                     continue
                 records, acquired = self._acquire(h, p, session.member_id, req.max_records - got, budget,
                                                   lock_ms, committed)
@@ -232,6 +243,15 @@ class SharePartitionManager:
             remaining = deadline - loop.time()
             if got or remaining <= 0 or self.broker.stopping:
                 return
+            if loading:
+                # Bounded so the share-partitions already held are looked at
+                # again for new records meanwhile.
+                arrived = await _first_loaded(loading, min(remaining, NOT_READY_RETRY_S))
+                if arrived and not any((req.group_id, *k) in self.held for k in arrived):
+                    # Failed loads (the share coordinator not ready): again shortly.
+                    await asyncio.sleep(max(0.0, min(deadline - loop.time(), NOT_READY_RETRY_S)))
+                continue
+            arrived = []
             if not_ready or not held:
                 # The share coordinator is loading (or its topic is being
                 # created): look again shortly, within MaxWaitMs.
@@ -371,7 +391,11 @@ class SharePartitionManager:
         group is used), it tries again shortly. reset: "earliest" or
         "latest" instead of the group's share.auto.offset.reset."""
         for _ in range(PREPARE_TRIES):
-            code, _h = await self._share_partition(group_id, topic_id, index, reset)
+            code, _h, _fut = self._lookup(group_id, topic_id, index, reset, load=False)
+            if _fut is not None:
+                code, _h = await asyncio.shield(_fut)
+            elif code == 0 and _h is None:
+                code = await self._made_to_exist(group_id, topic_id, index, reset)
             if code == Errors.NOT_LEADER_OR_FOLLOWER:
                 # Another broker leads the partition: its state is initialized
                 # as Kafka's coordinator does it, at 0 for a partition of a
@@ -387,27 +411,51 @@ class SharePartitionManager:
 
     async def _share_partition(self, group_id, topic_id, index, reset=None):
         """(error, _Held) for the share-partition, loading it first if needed."""
+        code, h, fut = self._lookup(group_id, topic_id, index, reset)
+        if fut is None:
+            return code, h
+        return await asyncio.shield(fut)
+
+    def _lookup(self, group_id, topic_id, index, reset=None, load=True):
+        """(error, _Held, None) for the share-partition, or (0, None, its
+        load) while its state is being read; (0, None, None) if not loaded
+        and load is False."""
         key = (group_id, topic_id, index)
         name = self.broker.metadata_cache.topic_name(topic_id)
         if name is None:
-            return Errors.UNKNOWN_TOPIC_ID, None
+            return Errors.UNKNOWN_TOPIC_ID, None, None
         p = self.broker.log_manager.partitions.get((name, index))
         if p is None:
             return (Errors.NOT_LEADER_OR_FOLLOWER if self.broker.metadata_cache.has_partition(name, index)
-                    else Errors.UNKNOWN_TOPIC_OR_PARTITION), None
+                    else Errors.UNKNOWN_TOPIC_OR_PARTITION), None, None
         if not p.is_leader:
-            return Errors.NOT_LEADER_OR_FOLLOWER, None
+            return Errors.NOT_LEADER_OR_FOLLOWER, None, None
         h = self.held.get(key)
         if h is not None:
-            return 0, h
+            return 0, h, None
         fut = self._loading.get(key)
         if fut is None:
+            if not load:
+                return 0, None, None
             fut = self._loading[key] = asyncio.ensure_future(self._load(key, name, index, p, reset))
             fut.add_done_callback(lambda _f: self._loading.pop(key, None))
-        return await asyncio.shield(fut)
+        if fut.done():
+            return (*fut.result(), None)
+        return 0, None, fut
 
-    async def _load(self, key, name, index, p, reset=None):
-        group_id, topic_id, _ = key
+    async def _made_to_exist(self, group_id, topic_id, index, reset=None):
+        """The state written (at reset, else share.auto.offset.reset) if the
+        share coordinator has none, not loaded: as Kafka's leader, this one
+        reads it at the first fetch, so a fetch over several new
+        share-partitions is answered with the first one loaded. 0 or the error."""
+        p = self._partition(topic_id, index)
+        if p is None or not p.is_leader:
+            return Errors.NOT_LEADER_OR_FOLLOWER
+        code, _st = await self._state(group_id, topic_id, index, p, reset)
+        return code
+
+    async def _state(self, group_id, topic_id, index, p, reset=None):
+        """(error, persisted state), initializing it first if there is none."""
         code, st = await self.coordinator.read(group_id, topic_id, index, p.leader_epoch)
         if code:
             return _retriable(code), None
@@ -420,6 +468,13 @@ class SharePartitionManager:
             code, st = await self.coordinator.read(group_id, topic_id, index, p.leader_epoch)
             if code or st is None:
                 return _retriable(code or Errors.COORDINATOR_NOT_AVAILABLE), None
+        return 0, st
+
+    async def _load(self, key, name, index, p, reset=None):
+        group_id, topic_id, _ = key
+        code, st = await self._state(group_id, topic_id, index, p, reset)
+        if code:
+            return code, None
         h = self.held.get(key)
         if h is None:
             start, batches = st.start_offset, st.batches
@@ -597,6 +652,30 @@ def _invalid_batches(batches, renew_ok) -> str | None:
             if not 0 <= t <= 4 or (t == RENEW and not renew_ok):
                 return f"Invalid acknowledge type {t}."
     return None
+
+
+async def _first_loaded(loading, timeout_s):
+    """Until one of the loads ends (or timeout_s): the keys of those that
+    ended, in the order they did."""
+    ended = []
+    woken = asyncio.get_running_loop().create_future()
+
+    def done(key):
+        ended.append(key)
+        if not woken.done():
+            woken.set_result(None)
+
+    cbs = []
+    for key, fut in loading:
+        cb = (lambda _f, key=key: done(key))
+        fut.add_done_callback(cb)
+        cbs.append((fut, cb))
+    try:
+        await asyncio.wait([woken], timeout=timeout_s)
+    finally:
+        for fut, cb in cbs:
+            fut.remove_done_callback(cb)
+    return ended
 
 
 def _retriable(code):

@@ -16,11 +16,12 @@ from confluent_kafka.admin import AdminClient, NewPartitions
 from pylog.groups import offsets_topic as ot
 from pylog.protocol import messages as m
 from pylog.protocol.error_codes import Errors
-from pylog.testing import running_broker
+from pylog.testing import running_broker, wait_until
 
 from tests.brokerproc import BrokerProc
 
-from .wire import CONFIG, connect, create_topic, heartbeat, join_assigned, member_id, produce, set_group_configs
+from .wire import CONFIG, connect, create_topic, heartbeat, join_assigned, member_id, produce, set_group_configs, \
+    share_fetch
 
 TIMEOUT = 60.0
 # Sessions short enough to watch one expire; heartbeats well inside them.
@@ -326,7 +327,8 @@ def test_a_state_initialized_at_uninitialized_is_resolved_by_the_leader(tmp_path
     leader resolves it at share.auto.offset.reset when it loads the state
     (here: latest, the log end then) and writes it. Driven in-process on a
     lone broker: its share coordinator takes the -1 state, then a member
-    joins and the partition's leader loads it."""
+    joins and fetches, and the partition's leader loads it (at that first
+    fetch, as Kafka's)."""
     topic, group = names()
     with running_broker(data_dir=tmp_path, config=CONFIG) as b:
         create_topic(b, topic)
@@ -364,8 +366,11 @@ def test_a_state_initialized_at_uninitialized_is_resolved_by_the_leader(tmp_path
             [p] = d.topics[0].partitions
             return p.start_offset, p.lag
         assert offsets() == (-1, -1)
-        join_assigned(conn, group, member_id(), [topic])
-        assert offsets()[0] == 7
+        mid = member_id()
+        join_assigned(conn, group, mid, [topic])
+        assert offsets() == (-1, -1)
+        assert share_fetch(conn, group, mid, 0, [(tid, 0)], max_wait_ms=0).error_code == Errors.NONE
+        wait_until(lambda: offsets()[0] == 7, "the leader's load resolved the start offset", timeout=TIMEOUT)
         conn.close()
         b.restart()
         conn = connect(b)

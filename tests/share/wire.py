@@ -86,7 +86,7 @@ def join_assigned(conn, group, member, topics, count=1, timeout=30.0):
 
 
 def share_fetch(conn, group, member, epoch, parts=(), acks=None, max_wait_ms=500, max_records=500,
-                forgotten=()):
+                forgotten=(), max_bytes=1 << 20):
     """parts: [(topic_id, index)]; acks: {(topic_id, index): [(first, last, [types])]}."""
     R = m.ShareFetchRequest
     acks = acks or {}
@@ -97,7 +97,7 @@ def share_fetch(conn, group, member, epoch, parts=(), acks=None, max_wait_ms=500
             R.AcknowledgementBatch(first_offset=f, last_offset=l, acknowledge_types=list(t))
             for f, l, t in acks.get((tid, idx), ())]))
     req = R(group_id=group, member_id=member, share_session_epoch=epoch, max_wait_ms=max_wait_ms, min_bytes=1,
-            max_bytes=1 << 20, max_records=max_records, batch_size=max_records,
+            max_bytes=max_bytes, max_records=max_records, batch_size=max_records,
             topics=[R.FetchTopic(topic_id=tid, partitions=ps) for tid, ps in topics.items()],
             forgotten_topics_data=[R.ForgottenTopic(topic_id=tid, partitions=list(ps)) for tid, ps in forgotten])
     return conn.request(req, api_version=1)
