@@ -609,10 +609,15 @@ class BrokerConfig:
         _check_list(key, protocols, valid=_GROUP_TYPES)
         if "classic" not in protocols:
             raise InvalidConfigError("Disabling the 'CLASSIC' protocol is not supported.")
-        unserved = sorted(set(protocols) - {"classic", "consumer"})
+        unserved = sorted(set(protocols) - {"classic", "consumer", "share"})
         if unserved:
             raise InvalidConfigError(f"{key}: pylog does not implement {', '.join(unserved)} groups "
-                                     "(only classic and consumer)")
+                                     "(only classic, consumer and share)")
+        if "share" in protocols:
+            # Kafka 4.x accepts it with this warning: share groups are served
+            # (in Kafka: by the share.version feature) whether it is listed or not.
+            log.warning("'SHARE' in `%s` is deprecated. Share groups are controlled by the 'share.version' "
+                        "feature. This config will be removed in Kafka 5.0.", key)
         check_share_broker_configs(self.get)
         key = "group.consumer.assignors"
         _check_list(key, self.get(key))

@@ -62,12 +62,19 @@ def test_bad_assignors_refuse_the_start(value, message):
                          "String must be one of: consumer, classic, share, streams"),
     ("classic,classic", "values must not be duplicated"),
     ("classic,consumer,streams", "pylog does not implement streams groups"),
-    ("classic,share", "pylog does not implement share groups"),
 ])
 def test_rebalance_protocols_checked_as_kafka(value, message):
     with pytest.raises(InvalidConfigError) as e:
         BrokerConfig({"group.coordinator.rebalance.protocols": value})
     assert message in str(e.value)
+
+
+def test_share_is_accepted_with_kafkas_deprecation_warning(caplog):
+    with caplog.at_level("WARNING", logger="pylog.broker"):
+        cfg = BrokerConfig({"group.coordinator.rebalance.protocols": "classic,consumer,share"})
+    assert cfg.group_rebalance_protocols() == {"classic", "consumer", "share"}
+    assert "'SHARE' in `group.coordinator.rebalance.protocols` is deprecated. Share groups are controlled " \
+           "by the 'share.version' feature." in caplog.text
 
 
 def test_classic_alone_is_accepted():
