@@ -52,14 +52,14 @@ def test_higher_priority_records_come_before_a_backlog(broker):
 
 def test_a_low_priority_record_waits_at_most_the_max_wait_then_counts_as_top(broker):
     """A member asks for 10 records at a time over the wire, as a busy
-    consumer would (0.2 s of work each time): the low records are not taken
+    consumer would (0.4 s of work each time): the low records are not taken
     while they have waited less than the max wait (the high ones come first),
     and the first fetch sent after it takes them all. The clocks are the
     test's and the broker's: one machine, so a fetch sent after the low ones
     came of age is acquired after it too, however loaded the machine is.
     (librdkafka's consumer acquires ahead of what it delivers, so its delivery
     order cannot show the bound.)"""
-    topic, group, max_wait = "pr-starve", "pr-starve-g", 8000
+    topic, group, max_wait = "pr-starve", "pr-starve-g", 20000
     a = AdminClient({"bootstrap.servers": str(broker)})
     a.create_topics([NewTopic(topic, 1, 1, config={"pylog.priority.max.wait.ms": str(max_wait)})])[topic].result(30)
     set_group_configs(broker, group, share_auto_offset_reset="earliest")
@@ -73,7 +73,8 @@ def test_a_low_priority_record_waits_at_most_the_max_wait_then_counts_as_top(bro
     sent = now_ms() - 4000
     for i in range(5):
         p.produce(topic, b"low-%d" % i, timestamp=sent)
-    # 60 fetches of high records at 0.2 s each: 12 s, well past the max wait.
+    # 60 fetches of high records at 0.4 s each: 24 s, well past the max wait,
+    # which leaves 16 s for the producing before the first fetch.
     for i in range(600):
         p.produce(topic, b"high-%d" % i, headers=[("pylog.priority", b"9")])
     assert p.flush(30) == 0
@@ -90,7 +91,7 @@ def test_a_low_priority_record_waits_at_most_the_max_wait_then_counts_as_top(bro
         got = {o for f, l, _ in ranges for o in range(f, l + 1)}
         fetches.append((asked, answered, got))
         acks = {(tid, 0): [(f, l, [1]) for f, l, _ in ranges]} if ranges else None
-        time.sleep(0.2)
+        time.sleep(0.4)
     share_fetch(conn, group, member, -1, parts=(), acks=acks)
     conn.close()
     came_of_age = sent + max_wait
