@@ -137,8 +137,8 @@ _DESCRIBED: dict[str, tuple] = {
     "share.heartbeat.interval.ms": ("group.share.heartbeat.interval.ms", _INT, False,
                                     "Milliseconds between a share group member's heartbeats."),
     "share.isolation.level": (None, _STRING, False,
-                              "Which transactional records the share group delivers; pylog serves "
-                              "read_uncommitted."),
+                              "Which transactional records the share group delivers: read_uncommitted, "
+                              "or read_committed (below the last stable offset, aborted ones never)."),
     "share.partition.max.record.locks": ("group.share.partition.max.record.locks", _INT, True,
                                          "Records a share-partition may have in flight at once. pylog applies "
                                          "the broker's value to every group: read-only here."),

@@ -97,6 +97,22 @@ def make_topic(admin, name, assignment, config=None):
                                   config=config or {})])[name].result(30)
 
 
+def finish(consumers, got, due):
+    """Once the new leader served the marker: every delayed record, then 2 s
+    more of polling (nothing may come twice), then each checked against its
+    due time."""
+    served_at = got[b"marker"]
+    collect(consumers, set(due), got, DEADLINE, "the delayed records")
+    end = time.monotonic() + 2
+    while time.monotonic() < end:
+        poll_into(consumers, got)
+    for c in consumers:
+        c.commit_sync()
+    for c in reversed(consumers):
+        c.close()
+    check(got, due, served_at)
+
+
 def test_delayed_records_stay_delayed_when_the_share_partitions_leader_stops(brokers):
     topic, ttopic = "sdc-stop", "sdc-stop-t"
     admin = AdminClient({"bootstrap.servers": bootstrap(brokers)})
@@ -134,16 +150,7 @@ def test_delayed_records_stay_delayed_when_the_share_partitions_leader_stops(bro
     b = ShareConsumer({"bootstrap.servers": bootstrap(brokers), "group.id": group})
     b.subscribe([topic, ttopic])
     collect([a, b], {b"marker"}, got, DEADLINE, "the marker from the new leader")
-    served_at = got[b"marker"]
-    collect([a, b], set(due), got, DEADLINE, "the delayed records")
-    end = time.monotonic() + 2
-    while time.monotonic() < end:
-        poll_into([a, b], got)
-    a.commit_sync()
-    b.commit_sync()
-    b.close()
-    a.close()
-    check(got, due, served_at)
+    finish([a, b], got, due)
 
 
 def test_delayed_records_stay_delayed_when_the_share_partitions_leader_is_sigkilled(processes):  # noqa: F811
@@ -194,13 +201,4 @@ def test_delayed_records_stay_delayed_when_the_share_partitions_leader_is_sigkil
     b = ShareConsumer({"bootstrap.servers": survivors, "group.id": group})
     b.subscribe([topic, ttopic])
     collect([a, b], {b"marker"}, got, DEADLINE, "the marker from the new leader")
-    served_at = got[b"marker"]
-    collect([a, b], set(due), got, DEADLINE, "the delayed records")
-    end = time.monotonic() + 2
-    while time.monotonic() < end:
-        poll_into([a, b], got)
-    a.commit_sync()
-    b.commit_sync()
-    b.close()
-    a.close()
-    check(got, due, served_at)
+    finish([a, b], got, due)
