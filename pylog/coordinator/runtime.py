@@ -371,21 +371,29 @@ class CoordinatorRuntime:
             return _await_future(fut)
         q.running = True
         try:
-            out = self._run(index, event, args, (failed, own_answer))
-            while q.pending:
-                ev, a, f, fut = q.pending.popleft()
-                try:
-                    r = self._run(index, ev, a, f)
-                except Exception as e:
-                    fut.set_exception(e)
-                    continue
-                if asyncio.iscoroutine(r):
-                    _chain(r, fut)
-                else:
-                    fut.set_result(r)
+            return self._run(index, event, args, (failed, own_answer))
         finally:
-            q.running = False
-        return out
+            # Also when the event raised: what it scheduled before raising
+            # runs now, in order, not behind some later event (or never).
+            try:
+                self._drain(index, q)
+            finally:
+                q.running = False
+
+    def _drain(self, index: int, q: _EventQueue):
+        """Run the events scheduled from inside the event that just ran, and
+        those they schedule, each completing its caller's future."""
+        while q.pending:
+            ev, a, f, fut = q.pending.popleft()
+            try:
+                r = self._run(index, ev, a, f)
+            except Exception as e:
+                fut.set_exception(e)
+                continue
+            if asyncio.iscoroutine(r):
+                _chain(r, fut)
+            else:
+                fut.set_result(r)
 
     def _run(self, index: int, event, args, kind):
         """_run_event, and for a write operation (failed given) that appended

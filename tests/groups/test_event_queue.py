@@ -240,3 +240,46 @@ def test_a_partition_unloaded_during_its_load_stays_unloaded_until_led_again(gbr
             assert time.monotonic() < deadline
             time.sleep(0.01)
     assert r.error_code == NONE and r.topics[0].partitions[0].committed_offset == total - 1, r
+
+
+def test_events_scheduled_by_an_event_that_raises_still_run_in_order(gbroker):
+    """An event that schedules another on its partition and then raises (a
+    bug in a handler) must not strand the one it scheduled: it runs at once,
+    before any event scheduled later, and its caller gets its result. (They
+    stayed queued until the partition's next event, and then ran after it.)"""
+    import asyncio
+
+    b = gbroker
+    rt = b.broker.groups.runtime
+    with conn(b) as c:
+        find_coordinator(c, "q-raises")      # __consumer_offsets exists and is loaded
+    index = b.broker.call(b.broker.groups.partition_for, "q-raises")
+    ran, waits = [], []
+
+    def nested():
+        ran.append("nested")
+        return "nested's result"
+
+    def outer():
+        ran.append("outer")
+        waits.append(asyncio.ensure_future(rt.schedule(index, nested)))
+        raise RuntimeError("a handler's bug")
+
+    def later():
+        ran.append("later")
+
+    def go():
+        try:
+            rt.schedule(index, outer)
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("the event's exception did not propagate")
+        rt.schedule(index, later)
+        return list(ran)
+
+    assert b.broker.call(go) == ["outer", "nested", "later"]
+
+    async def result():
+        return await asyncio.wait_for(waits[0], DEADLINE)
+    assert asyncio.run_coroutine_threadsafe(result(), b.broker._loop).result(DEADLINE + 5) == "nested's result"
