@@ -438,12 +438,15 @@ class DeliveryIndex:
         self.sidecar.close()
 
 
-def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline, committed=False):
+def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline, committed=False, min_one=True):
     """The share fetch's acquisition from one share-partition with delays and
     priorities: (the bytes of the batches holding acquired records, in offset
-    order; the (first, last, delivery count) ranges acquired). committed: the
-    group's share.isolation.level is read_committed, so nothing at or past
-    the last stable offset (Kafka's FetchIsolation.TXN_COMMITTED read)."""
+    order; the (first, last, delivery count) ranges acquired; the bytes read
+    from the log at the next fetch offset). committed: the group's
+    share.isolation.level is read_committed, so nothing at or past the last
+    stable offset (Kafka's FetchIsolation.TXN_COMMITTED read). min_one: a
+    first batch above budget is read whole (Kafka's minOneMessage); else
+    nothing is read then."""
     sp = dx.sp
     now = now_ms()
     topic_delay = p.config.get("pylog.delivery.delay.ms")
@@ -459,9 +462,12 @@ def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline, committ
     data, headers = None, ()
     if offset < min(end, dx.scan_pos) and (offset < sp.end or sp.can_grow()):
         try:
-            data = p.read(offset, budget, committed)
+            if min_one or budget > 0:
+                data = p.read(offset, budget, committed)
         except PylogError as e:
             log.warning("share fetch of %s-%d at %d failed: %s", p.topic, p.index, offset, e)
+        if data is not None and not min_one and len(data) > budget:
+            data = None     # only its first batch was read, above budget
         if data is not None:
             headers = batch_headers(data)
     head_ts = _first_timestamp(data, headers[0]) if headers else None
@@ -484,10 +490,11 @@ def acquire(dx: DeliveryIndex, p, member, max_records, budget, deadline, committ
             _collect(p, acquired, parts)
             got += acquired
             quota -= sum(l - f + 1 for f, l, _ in acquired)
+    read = len(data) if data is not None else 0
     if not got:
-        return b"", []
+        return b"", [], read
     got.sort()
-    return b"".join(_trimmed(parts[k], got) for k in sorted(parts)), got
+    return b"".join(_trimmed(parts[k], got) for k in sorted(parts)), got, read
 
 
 _CONTROL = 0x20

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 
 from ..broker.authorizer import READ, TOPIC
@@ -201,10 +202,15 @@ class SharePartitionManager:
                 pd.error_code = Errors.TOPIC_AUTHORIZATION_FAILED
             else:
                 wanted.append((tid, idx))
+        # As Kafka's SharePartitionManager: the partitions known to the
+        # metadata, rotated round robin by the request's session epoch, so no
+        # partition is always read first (it alone may exceed its byte share
+        # and it takes MaxRecords first); the others only carry their errors.
+        known = [k for k in wanted if self._known(*k)]
+        wanted = _rotated(known, req.share_session_epoch) + [k for k in wanted if k not in set(known)]
         arrived = []        # share-partitions whose state loaded while this fetch waited, in that order
         while True:
-            held, got, not_ready, loading = [], 0, False, []
-            budget = req.max_bytes
+            held, got, not_ready, loading, readable = [], 0, False, [], []
             late = set(arrived)
             for tid, idx in [k for k in wanted if k not in late] + arrived:
                 pd = out.get((tid, idx))
@@ -226,20 +232,39 @@ class SharePartitionManager:
                     pd.error_code = code
                     continue
                 held.append((h, p))
-                if got >= req.max_records or budget <= 0 or (got and (tid, idx) in late):
-                    # As Kafka's DelayedShareFetch, checked as each
-                    # share-partition finishes loading: a fetch is answered
+                # Kafka's acquirablePartitions (canAcquireRecords), with or
+                # without new records: each one counts in the split. The
+                # others read no log (delivery.acquire), but may still hand
+                # out their due or prioritized records.
+                readable.append((h, p, (tid, idx), pd, h.sp.next_fetch_offset() < h.sp.end or h.sp.can_grow()))
+            # Kafka's ReplicaManager.readFromLog over the acquirable ones:
+            # each reads at most its share and what is left of MaxBytes; until
+            # one reads some bytes, a first batch above that still comes
+            # whole (minOneMessage), after it such a partition gives nothing.
+            left, min_one = req.max_bytes, True
+            shares = iter(_uniform_max_bytes(req.max_bytes, sum(1 for r in readable if r[-1])))
+            for h, p, key, pd, acquirable in readable:
+                share = next(shares) if acquirable else 0
+                if got >= req.max_records or (got and key in late):
+                    # got: as Kafka's ShareFetchUtils, MaxRecords less what
+                    # the partitions before took, nothing once it is reached.
+                    # late: as Kafka's DelayedShareFetch, checked as each
+                    # share-partition finishes loading, a fetch is answered
                     # with the first one loaded that has records, not held
                     # for the others still loading.
                     continue
-                records, acquired = self._acquire(h, p, session.member_id, req.max_records - got, budget,
-                                                  lock_ms, committed)
+                records, acquired, read = self._acquire(h, p, session.member_id, req.max_records - got,
+                                                        min(share, left), min_one, lock_ms, committed)
+                if read:
+                    min_one = False
+                # The bytes read from the log, as Kafka counts them; more when
+                # due or prioritized records came from elsewhere in the log.
+                left = max(0, left - max(read, len(records)))
                 if acquired:
                     pd.records = records
                     pd.acquired_records = [R.AcquiredRecords(first_offset=f, last_offset=l, delivery_count=c)
                                            for f, l, c in acquired]
                     got += sum(l - f + 1 for f, l, c in acquired)
-                    budget -= len(records)
             remaining = deadline - loop.time()
             if got or remaining <= 0 or self.broker.stopping:
                 return
@@ -262,12 +287,15 @@ class SharePartitionManager:
             if loop.time() >= deadline and not _DelayedShareFetch(held, self.broker, committed).try_complete():
                 return
 
-    def _acquire(self, h: _Held, p, member, max_records, budget, lock_ms, committed=False):
+    def _acquire(self, h: _Held, p, member, max_records, budget, min_one, lock_ms, committed=False):
+        """(the records' bytes, the ranges acquired, the bytes read from the
+        log for them)."""
         sp = h.sp
         if sp.archive_below(p.log_start_offset):
             self._persist(h)
         deadline = time.monotonic() + lock_ms / 1000.0
-        data, acquired = delivery.acquire(h.dx, p, member, max_records, budget, deadline, committed)
+        data, acquired, read = delivery.acquire(h.dx, p, member, max_records, budget, deadline, committed,
+                                                min_one)
         if committed and acquired:
             aborted = txn.aborted_runs(p, data, acquired)
             if aborted:
@@ -279,7 +307,7 @@ class SharePartitionManager:
                     self._persist(h)
         if acquired:
             self._arm(h)
-        return data, acquired
+        return data, acquired, read
 
     # ---- ShareAcknowledge ----
 
@@ -375,6 +403,10 @@ class SharePartitionManager:
 
     def _settings(self, group_id):
         return share_group_config(self.broker.config, self.broker.metadata_cache.group_configs.get(group_id))
+
+    def _known(self, topic_id, index) -> bool:
+        name = self.broker.metadata_cache.topic_name(topic_id)
+        return name is not None and self.broker.metadata_cache.has_partition(name, index)
 
     def _partition(self, topic_id, index):
         name = self.broker.metadata_cache.topic_name(topic_id)
@@ -652,6 +684,34 @@ def _invalid_batches(batches, renew_ok) -> str | None:
             if not 0 <= t <= 4 or (t == RENEW and not renew_ok):
                 return f"Invalid acknowledge type {t}."
     return None
+
+
+def _rotated(keys, epoch):
+    """Kafka's PartitionRotateStrategy round robin: keys moved left by the
+    session epoch modulo their number; the initial (0) and final (-1) epochs
+    keep them as they are."""
+    if len(keys) < 2 or epoch < 1:
+        return keys
+    at = epoch % len(keys)
+    return keys[at:] + keys[:at]
+
+
+def _uniform_max_bytes(max_bytes, n):
+    """Kafka's PartitionMaxBytesStrategy UNIFORM for n acquirable
+    share-partitions, in order: max_bytes // n each, the remainder to one
+    chosen at random; with fewer bytes than partitions, 1 byte to max_bytes
+    of them in a row from a random one, 0 to the others."""
+    if n == 0:
+        return []
+    if max_bytes >= n:
+        shares = [max_bytes // n] * n
+        shares[random.randrange(n)] += max_bytes % n
+        return shares
+    shares = [0] * n
+    at = random.randrange(n)
+    for i in range(max_bytes):
+        shares[(at + i) % n] = 1
+    return shares
 
 
 async def _first_loaded(loading, timeout_s):
