@@ -8,6 +8,15 @@ list, heartbeat every group.share.heartbeat.interval.ms and leave with epoch
 -1, or are removed after group.share.session.timeout.ms of silence. There is
 no revocation phase: several members may share a partition.
 
+- **Reconciliation** (Kafka's shareGroupHeartbeat, maybeUpdateTargetAssignment,
+  maybeReconcile, ShareGroupAssignmentBuilder): a heartbeat that bumps the
+  group epoch, or finds the target behind it, computes the group's target
+  assignment (records 13 for the members whose target changed, 12); then
+  only the heartbeating member moves to its target (its epoch and current
+  assignment, record 14). Every other member keeps its epoch and partitions
+  until its own next heartbeat. A member leaving bumps the group epoch
+  without a new target; the next heartbeat computes it.
+
 - **Records**: the group is written to __consumer_offsets in Kafka's layouts
   (types 10-15: member metadata, group epoch and metadata hash, target
   assignment, current assignment, state-partition metadata), through the
@@ -56,18 +65,17 @@ _TOMBSTONE_ORDER = (14, 13, 12, 10, 15, 11)
 
 class ShareMember:
     __slots__ = ("member_id", "epoch", "previous_epoch", "rack_id", "topics", "client_id", "client_host",
-                 "assignment", "timer", "sent_epoch")
+                 "assignment", "timer")
 
     def __init__(self, member_id, client_id="", client_host=""):
         self.member_id = member_id
         self.epoch = 0
-        self.previous_epoch = 0
+        self.previous_epoch = -1        # Kafka's ShareGroupMember default: 0 after the first reconciliation
         self.rack_id = None
         self.topics: list[str] = []
         self.client_id, self.client_host = client_id, client_host
         self.assignment: dict = {}      # topic id -> sorted partitions
         self.timer = None
-        self.sent_epoch = -1            # the epoch whose assignment the member was last sent
 
 
 class ShareGroup:
@@ -263,7 +271,6 @@ class ShareGroups:
                     return error(Errors.GROUP_MAX_SIZE_REACHED,
                                  f"The share group has reached its maximum capacity of {self.max_size} members.")
                 member = g.members[req.member_id] = ShareMember(req.member_id)
-            member.sent_epoch = -1     # a (re)join is answered with its whole assignment
         else:
             if member is None:
                 return error(Errors.UNKNOWN_MEMBER_ID, f"Member {req.member_id} is not a member of group {gid}.")
@@ -280,12 +287,17 @@ class ShareGroups:
         if req.subscribed_topic_names is not None and sorted(set(req.subscribed_topic_names)) != member.topics:
             member.topics = sorted(set(req.subscribed_topic_names))
             bump = True
-        self._reassign(g, bump)
+        held = member.assignment
+        bump = self._update_target(g, bump)
+        # Kafka forces the member's assignment to its subscription whenever
+        # the group epoch was bumped at this heartbeat.
+        self._reconcile(g, member, bump)
         pending = self._to_initialize(g)
         self._arm(g, member, s["share.session.timeout.ms"])
+        # Kafka sends the assignment on a (re)join, a full request (topics
+        # set) or when this heartbeat changed the member's partitions.
         assignment = None
-        if member.sent_epoch != member.epoch or req.subscribed_topic_names is not None:
-            member.sent_epoch = member.epoch
+        if req.member_epoch == 0 or req.subscribed_topic_names is not None or member.assignment != held:
             assignment = R.Assignment(topic_partitions=[
                 R.TopicPartitions(topic_id=tid, partitions=list(ps)) for tid, ps in sorted(member.assignment.items())])
         answer = R(throttle_time_ms=0, error_code=0, member_id=member.member_id, member_epoch=member.epoch,
@@ -293,11 +305,14 @@ class ShareGroups:
         return self._commit(g, before, answer, error,
                             then=(lambda: self._start_initialize(gid, pending)) if pending else None)
 
-    def _reassign(self, g: ShareGroup, bump: bool):
-        """A new target assignment when the group epoch moves: a member's
-        subscription changed, a member went, the subscribed topics' metadata
-        changed (created, more partitions), or initialized partitions wait
-        to be assigned (Kafka's initializedAssignmentPending)."""
+    def _update_target(self, g: ShareGroup, bump: bool) -> bool:
+        """The group epoch bumped when a member's subscription changed, the
+        subscribed topics' metadata changed (created, more partitions), or
+        initialized partitions wait to be assigned (Kafka's
+        initializedAssignmentPending); then, if the target assignment is
+        behind the group epoch, a new one. Members' current assignments are
+        not touched: each moves at its own heartbeat. Whether the epoch was
+        bumped."""
         image = self._image(g)
         h = metadata_hash(image) if image else 0
         if h != g.metadata_hash:
@@ -307,20 +322,34 @@ class ShareGroups:
             bump = True
         if bump:
             g.epoch += 1
-        if g.assignment_epoch == g.epoch:
-            return
+        if g.assignment_epoch >= g.epoch:
+            return bump
         assignable = {}
         for name, (tid, count) in image.items():
             done = g.initialized.get(tid)
             if done is not None:
                 assignable[name] = (tid, sorted(p for p in done[1] if p < count))
         target = assign(list(g.members.values()), assignable)
-        for mid, mm in g.members.items():
-            mm.previous_epoch = mm.epoch
-            mm.epoch = g.epoch
-            mm.assignment = g.target[mid] = {tid: sorted(ps) for tid, ps in target[mid].items()}
+        for mid in g.members:
+            g.target[mid] = {tid: sorted(ps) for tid, ps in target[mid].items()}
         g.assignment_epoch = g.epoch
         g.assignment_ms = int(time.time() * 1000)
+        return bump
+
+    def _reconcile(self, g: ShareGroup, member: ShareMember, subscription_changed: bool):
+        """The member moved to its target (Kafka's ShareGroupAssignmentBuilder):
+        a target of another epoch becomes its assignment and epoch (the
+        previous epoch kept for a lost answer); a changed subscription at the
+        same epoch refreshes its partitions alone. Either way the partitions
+        of topics it no longer subscribes to are left out."""
+        if not subscription_changed and member.epoch == g.assignment_epoch:
+            return
+        image = self.coordinator.writer.topic_image()
+        subscribed = {image[n][0] for n in member.topics if n in image}
+        target = {tid: ps for tid, ps in g.target.get(member.member_id, {}).items() if tid in subscribed}
+        if member.epoch != g.assignment_epoch:
+            member.previous_epoch, member.epoch = member.epoch, g.assignment_epoch
+        member.assignment = target
 
     def _assignment_pending(self, g: ShareGroup, image: dict) -> bool:
         if not g.members or not g.initialized:
@@ -580,7 +609,15 @@ class ShareGroups:
             member.timer.cancel()
         del g.members[member.member_id]
         g.target.pop(member.member_id, None)
-        self._reassign(g, True)
+        # Kafka's shareGroupFenceMember: the group epoch bumped with the
+        # metadata hash of what the others subscribe to, no new target (the
+        # next heartbeat computes it); the last member going brings the
+        # assignment epoch along, with no time, as a new group has.
+        image = self._image(g)
+        g.metadata_hash = metadata_hash(image) if image else 0
+        g.epoch += 1
+        if not g.members:
+            g.assignment_epoch, g.assignment_ms = g.epoch, 0
 
     def has_group(self, gid) -> bool:
         """Whether gid is a share group here (with members, or only a state)."""

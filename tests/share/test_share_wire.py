@@ -202,7 +202,11 @@ def test_more_members_than_partitions_share_the_partition(broker):
     assert [list(tp.partitions) for tp in rb.assignment.topic_partitions] == [[0]]
     ra = heartbeat(conn, group, a, epoch_a)
     assert ra.error_code == 0 and ra.member_epoch == rb.member_epoch
-    assert [list(tp.partitions) for tp in ra.assignment.topic_partitions] == [[0]]
+    # a keeps partition 0: Kafka sends no assignment when it did not change.
+    assert ra.assignment is None
+    d = conn.request(m.ShareGroupDescribeRequest(group_ids=[group]), api_version=1).groups[0]
+    assert sorted((mm.member_epoch, [list(tp.partitions) for tp in mm.assignment.topic_partitions])
+                  for mm in d.members) == [(rb.member_epoch, [[0]])] * 2
     conn.close()
 
 

@@ -140,6 +140,8 @@ def wait_all_assigned(b, group, n, clients):
         for c in clients:
             c.poll(0.1)
         g = b.broker.share.groups.groups.get(group)
-        return g is not None and len(g.members) == n and \
-            all(mm.assignment and mm.sent_epoch == mm.epoch for mm in g.members.values())
+        # A member moves to its target only at its own heartbeat, and that
+        # answer carries the partitions it moved to.
+        return g is not None and len(g.members) == n and g.assignment_epoch == g.epoch and \
+            all(mm.assignment and mm.epoch == g.epoch for mm in g.members.values())
     wait_until(assigned, f"the {n} members of {group} assigned", timeout=60)
