@@ -16,8 +16,12 @@ Semantics follow Kafka's Java consumer:
   commit() with no argument commits every assigned partition's position.
 - Auto commit (enable_auto_commit) runs inside poll() every
   auto_commit_interval_ms and commits the positions reached by the records
-  of earlier polls (at-least-once), and again before partitions are revoked
-  and on close().
+  of earlier polls (at-least-once) without waiting for the answer (a later
+  poll takes it; failures are logged), and synchronously before partitions
+  are revoked and on close(), after the auto commits still in flight.
+  group_protocol "consumer" sends no auto commit while one is unanswered, as
+  Java's CommitRequestManager; "classic" sends regardless, as its
+  ConsumerCoordinator.
 - Asynchronous commits run in order; each one's callback(err, offsets) is
   called from a later poll(), commit() or close(); a synchronous commit
   first completes every asynchronous one issued before it.
@@ -282,6 +286,7 @@ class Consumer:
         self._drain_start = 0
         self._async_commits: collections.deque = collections.deque()
         self._next_auto_commit = time.monotonic() + self.auto_commit_interval
+        self._auto_commits_in_flight = 0   # sent with send_commit, outcome not taken yet
         self._closing = False
         self._closed = False
         if topics:
@@ -392,12 +397,15 @@ class Consumer:
 
     def _partitions_revoked(self, partitions) -> None:
         if self.enable_auto_commit and not self._closing:
-            offsets = {tp: OffsetAndMetadata(p) for tp, p in self._positions.items()
-                       if tp in set(partitions) and p is not None}
+            # Synchronous, after the auto commits in flight (_commit_now), and
+            # of every position as Java's (subscriptions.allConsumed() in
+            # onJoinPrepare and in maybeAutoCommitSyncBeforeRevocation).
+            offsets = {tp: OffsetAndMetadata(p) for tp, p in self._positions.items() if p is not None}
             try:
                 self._commit_now(offsets)
             except PylogError as e:
-                log.warning("auto commit before revoking %d partition(s) failed: %s", len(offsets), e)
+                log.warning("auto commit before revoking %d partition(s) failed: %s", len(partitions), e)
+            self._auto_commit_outcomes()
         if self._callbacks[1] is not None:
             self._callbacks[1](self, list(partitions))
         self._forget(partitions)
@@ -677,17 +685,22 @@ class Consumer:
             callback(None, offsets)
         return offsets
 
-    def _commit_now(self, offsets) -> None:
-        if not offsets:
-            return
+    def _commit_identity(self) -> dict:
+        """The member fields an OffsetCommit carries now."""
         generation, member_id = -1, ""
         if self._membership is not None:
             generation, member_id = self._membership.generation()
         # A KIP-848 member's generation is its member epoch (OffsetCommit v9).
         epoch = {"member_epoch": True} if self.group_protocol == "consumer" and self._membership is not None else {}
-        self._source.commit_offsets(self.group_id, offsets, generation_id=generation,
-                                    member_id=member_id,
-                                    group_instance_id=self._group_args["group_instance_id"], **epoch)
+        return {"generation_id": generation, "member_id": member_id,
+                "group_instance_id": self._group_args["group_instance_id"], **epoch}
+
+    def _commit_now(self, offsets) -> None:
+        """A synchronous commit; the source answers auto commits sent
+        earlier first, so they never land after it."""
+        if not offsets:
+            return
+        self._source.commit_offsets(self.group_id, offsets, **self._commit_identity())
 
     def _complete_async_commits(self) -> None:
         while self._async_commits:
@@ -705,15 +718,47 @@ class Consumer:
     def _maybe_auto_commit(self) -> None:
         if not self.enable_auto_commit:
             return
+        self._auto_commit_outcomes()
         now = time.monotonic()
         if now < self._next_auto_commit:
             return
+        send = getattr(self._source, "send_commit", None)
+        if send is not None and self.group_protocol == "consumer" and self._auto_commits_in_flight:
+            # Java's CommitRequestManager (AutoCommitState.shouldAutoCommit):
+            # the next one waits for the answer, then goes at the next poll.
+            # Its classic ConsumerCoordinator sends regardless.
+            return
         self._next_auto_commit = now + self.auto_commit_interval
         offsets = {tp: OffsetAndMetadata(p) for tp, p in self._positions.items() if p is not None}
-        try:
-            self._commit_now(offsets)
-        except PylogError as e:
-            log.warning("auto commit of %d partition(s) failed: %s", len(offsets), e)
+        if not offsets:
+            return
+        if send is None:   # embedded: a commit is a local write
+            try:
+                self._commit_now(offsets)
+            except PylogError as e:
+                log.warning("auto commit of %d partition(s) failed: %s", len(offsets), e)
+            return
+        # Sent without waiting, as Java's poll does (maybeAutoCommitOffsetsAsync):
+        # the answer is taken by a later poll, commit or close.
+        send(self.group_id, offsets, **self._commit_identity())
+        self._auto_commits_in_flight += 1   # even when sending failed: the failure is an outcome too
+
+    def _auto_commit_outcomes(self, wait: bool = False) -> None:
+        """Take the answers to auto commits sent without waiting (all of them
+        with wait). A failure is logged, never raised (Java's
+        autoCommitOffsetsAsync callback); after a retriable one the next auto
+        commit goes after the retry backoff instead of the interval."""
+        if not self._auto_commits_in_flight:
+            return
+        for offsets, err in self._source.completed_commits(wait=wait):
+            self._auto_commits_in_flight -= 1
+            if err is None:
+                log.debug("auto commit of %d partition(s) done", len(offsets))
+            elif getattr(err, "retriable", False):
+                log.debug("auto commit of %d partition(s) failed (retriable): %s", len(offsets), err)
+                self._next_auto_commit = time.monotonic() + RETRY_BACKOFF_S
+            else:
+                log.warning("auto commit of %d partition(s) failed: %s", len(offsets), err)
 
     # --- offsets and metadata -------------------------------------------------
 
@@ -780,6 +825,8 @@ class Consumer:
                 except PylogError as e:
                     log.warning("auto commit on close failed: %s", e)
             self._complete_async_commits()
+            # As Java's close: the auto commits still in flight are waited for.
+            self._auto_commit_outcomes(wait=True)
             self._closing = True
             if self._membership is not None:
                 self._membership.close(leave=True)

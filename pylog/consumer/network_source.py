@@ -23,9 +23,15 @@ the partition with any error -- then from the leader again. An
 OFFSET_OUT_OF_RANGE from a read replica means it is behind, not that the
 position is bad: it is not passed on (no offset reset), the next fetch goes
 to the leader.
+
+Auto commits are sent without waiting (send_commit), on a coordinator
+connection of their own; their answers are taken by completed_commits(), and
+every synchronous group request (commit, OffsetFetch) first waits for them,
+so commits land in the order made, as on Java's one coordinator connection.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import select
 import socket
@@ -114,6 +120,11 @@ class NetworkSource:
         self._node_backoff: dict[int, tuple[float, float]] = {}  # node -> (retry at, last delay)
         self._stale_topics: set[str] = set()
         self._coordinators: dict[str, tuple[int, str, int]] = {}  # group -> (node, host, port)
+        # send_commit(): the coordinator connection its commits go on, those
+        # sent and not answered (group, offsets), and outcomes not yet taken.
+        self._commit_conn: Connection | None = None
+        self._commits_in_flight: collections.deque = collections.deque()
+        self._commits_done: list = []
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -392,6 +403,11 @@ class NetworkSource:
     def _group_request(self, group_id: str, body, version, error_of):
         """body to the group's coordinator, again while it answers a
         coordinator error; version: an int, or a function of the connection."""
+        if self._commits_in_flight:
+            # Kafka's consumer sends every group request on one connection,
+            # so the coordinator handles them in order: a commit or an
+            # OffsetFetch after an auto commit sees it done.
+            self.completed_commits(wait=True)
         deadline = time.monotonic() + self.client.timeout
         refresh = False
         while True:
@@ -411,13 +427,9 @@ class NetworkSource:
             refresh = code != Errors.COORDINATOR_LOAD_IN_PROGRESS
             time.sleep(self.retry_backoff)
 
-    def commit_offsets(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata], *,
-                       generation_id: int = -1, member_id: str = "",
-                       group_instance_id: str | None = None, member_epoch: bool = False) -> None:
-        """member_epoch: generation_id is a KIP-848 member epoch, which the
-        broker takes from OffsetCommit v9 on."""
-        if not offsets:
-            return
+    @staticmethod
+    def _commit_request(group_id, offsets, generation_id, member_id, group_instance_id, member_epoch):
+        """(OffsetCommit body, version)."""
         by_topic: dict[str, list] = {}
         for tp, om in offsets.items():
             by_topic.setdefault(tp.topic, []).append(OffsetCommitRequest.OffsetCommitRequestPartition(
@@ -429,9 +441,12 @@ class NetworkSource:
             group_instance_id=group_instance_id if member_epoch else None,
             topics=[OffsetCommitRequest.OffsetCommitRequestTopic(name=t, partitions=ps)
                     for t, ps in by_topic.items()])
-        version = OFFSET_COMMIT_MEMBER_EPOCH_VERSION if member_epoch else OFFSET_COMMIT_VERSION
-        resp = self._group_request(group_id, body, version, lambda r: next(
-            (p.error_code for t in r.topics for p in t.partitions if p.error_code in COORDINATOR_ERRORS), 0))
+        return body, OFFSET_COMMIT_MEMBER_EPOCH_VERSION if member_epoch else OFFSET_COMMIT_VERSION
+
+    @staticmethod
+    def _commit_error(group_id: str, resp) -> PylogError | None:
+        """The first partition error of an OffsetCommit answer as the
+        exception a synchronous commit raises; None when all succeeded."""
         for t in resp.topics:
             for p in t.partitions:
                 if p.error_code in GENERATION_ERRORS:
@@ -439,8 +454,107 @@ class NetworkSource:
                         f"commit of group {group_id!r} refused ({p.error_code}): the group "
                         "rebalanced; the partitions may belong to another member now")
                     exc.error_code = p.error_code
-                    raise exc
-                check(p.error_code, f"commit offset of group {group_id!r} for {t.name}-{p.partition_index}")
+                    return exc
+                if p.error_code:
+                    return error_for(p.error_code,
+                                     f"commit offset of group {group_id!r} for {t.name}-{p.partition_index}")
+        return None
+
+    def commit_offsets(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata], *,
+                       generation_id: int = -1, member_id: str = "",
+                       group_instance_id: str | None = None, member_epoch: bool = False) -> None:
+        """member_epoch: generation_id is a KIP-848 member epoch, which the
+        broker takes from OffsetCommit v9 on. Commits sent earlier with
+        send_commit() are answered first (_group_request)."""
+        if not offsets:
+            return
+        body, version = self._commit_request(group_id, offsets, generation_id, member_id, group_instance_id,
+                                             member_epoch)
+        resp = self._group_request(group_id, body, version, lambda r: next(
+            (p.error_code for t in r.topics for p in t.partitions if p.error_code in COORDINATOR_ERRORS), 0))
+        error = self._commit_error(group_id, resp)
+        if error is not None:
+            raise error
+
+    # --- commits without waiting (auto commit) --------------------------------
+
+    def send_commit(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata], *,
+                    generation_id: int = -1, member_id: str = "",
+                    group_instance_id: str | None = None, member_epoch: bool = False) -> None:
+        """Send an OffsetCommit and return without its answer, as Java's
+        consumer sends its auto commits; the outcome comes from a later
+        completed_commits(). Sent on a connection of its own so the Client's
+        connections stay free for request/response calls; the order of
+        commits is kept because every synchronous group request first
+        waits for these answers (_group_request)."""
+        body, version = self._commit_request(group_id, offsets, generation_id, member_id, group_instance_id,
+                                             member_epoch)
+        try:
+            conn = self._commit_connection(group_id)
+            conn.send(body, version)
+        except SslAuthenticationError:
+            raise
+        except PylogError as e:   # no coordinator found, or the connection failed
+            if self._commit_conn is not None and self._commit_conn.closed:
+                self._commit_connection_failed(e)
+            self._commits_done.append((offsets, e))
+            return
+        self._commits_in_flight.append((group_id, offsets))
+
+    def completed_commits(self, wait: bool = False) -> list:
+        """[(offsets, None or the exception)] of the commits sent with
+        send_commit() answered since the last call, in send order. wait: until
+        every one is answered (or its connection failed); otherwise only the
+        answers already here."""
+        while self._commits_in_flight:
+            conn = self._commit_conn
+            if not wait and not wait_readable([conn], (), 0.0)[0]:
+                break
+            self._receive_commit()
+        done, self._commits_done = self._commits_done, []
+        return done
+
+    @property
+    def commits_in_flight(self) -> int:
+        return len(self._commits_in_flight)
+
+    def _commit_connection(self, group_id: str) -> Connection:
+        _node, host, port = self.find_coordinator(group_id)
+        conn = self._commit_conn
+        if conn is not None and not conn.closed and (conn.host, conn.port) == (host, port):
+            return conn
+        if self._commits_in_flight:
+            # The coordinator moved: the answers to the old one come first,
+            # so commits still reach the broker's log in the order sent.
+            self.completed_commits(wait=True)
+        if conn is not None:
+            conn.close()
+        self._commit_conn = self.client.open_connection(host, port)
+        return self._commit_conn
+
+    def _receive_commit(self) -> None:
+        group_id, offsets = self._commits_in_flight[0]
+        try:
+            resp = self._commit_conn.receive()
+        except ConnectionClosedError as e:
+            self._commit_connection_failed(e)
+            return
+        self._commits_in_flight.popleft()
+        error = self._commit_error(group_id, resp)
+        if error is not None and error.error_code in COORDINATOR_ERRORS:
+            # Java marks the coordinator unknown: the next commit looks it up again.
+            self._coordinators.pop(group_id, None)
+        self._commits_done.append((offsets, error))
+
+    def _commit_connection_failed(self, exc) -> None:
+        # Every commit in flight on it is lost, its outcome unknown (retriable).
+        conn, self._commit_conn = self._commit_conn, None
+        if conn is not None:
+            conn.close()
+        for group_id, offsets in self._commits_in_flight:
+            self._coordinators.pop(group_id, None)
+            self._commits_done.append((offsets, exc))
+        self._commits_in_flight.clear()
 
     def committed_offsets(self, group_id: str, partitions: list[TopicPartition],
                           timeout: float | None = None) -> dict[TopicPartition, OffsetAndMetadata | None]:
@@ -492,6 +606,10 @@ class NetworkSource:
 
     def close(self) -> None:
         self._in_flight.clear()
+        if self._commit_conn is not None:
+            self._commit_conn.close()
+            self._commit_conn = None
+        self._commits_in_flight.clear()
         for conn in self._fetch_conns.values():
             conn.close()
         self._fetch_conns.clear()

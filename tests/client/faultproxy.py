@@ -12,6 +12,7 @@ thread while the pump threads run.
 """
 from __future__ import annotations
 
+import collections
 import socket
 import threading
 
@@ -109,9 +110,85 @@ class FaultProxy:
                 dst.sendall(data)
         except OSError:
             pass
-        for s in (src, dst):
+        _close_pair(src, dst)
+
+
+def _close_pair(src: socket.socket, dst: socket.socket) -> None:
+    for s in (src, dst):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
+
+
+class AnswerHoldingProxy(FaultProxy):
+    """A FaultProxy that reads Kafka's frames and, when told, holds back the
+    answers to one api key (hold_answers) while every other answer flows.
+    Kafka answers in request order, so an answer held holds the later ones
+    of its connection too. held counts the answers waiting whose client is
+    still connected: a client that gives up on one (its request timeout)
+    closes the connection, and the answer is dropped.
+
+    requests: {api key: requests seen}. Thread-safety: as FaultProxy."""
+
+    def __init__(self, target_port: int, listen_port: int = 0, host: str = "127.0.0.1"):
+        super().__init__(target_port, listen_port, host)
+        self._release = threading.Condition(self._lock)
+        self._held_key: int | None = None
+        self._asked: dict[socket.socket, dict[int, int]] = {}   # client socket -> {correlation id: api key}
+        self.requests: collections.Counter = collections.Counter()
+        self.held = 0
+
+    def hold_answers(self, api_key: int | None) -> None:
+        """Hold the answers to api_key from now on; None lets them all go."""
+        with self._lock:
+            self._held_key = api_key
+            self._release.notify_all()
+
+    def stop(self) -> None:
+        self.hold_answers(None)
+        super().stop()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_broker: bool) -> None:
+        client = dst if from_broker else src
+        with self._lock:
+            asked = self._asked.setdefault(client, {})
+        buf = bytearray()
+        try:
+            while True:
+                data = src.recv(1 << 20)
+                if not data:
+                    break
+                buf += data
+                while len(buf) >= 4:
+                    end = 4 + int.from_bytes(buf[:4], "big")
+                    if len(buf) < end:
+                        break
+                    frame = bytes(buf[:end])
+                    del buf[:end]
+                    if from_broker:
+                        self._wait_if_held(client, asked.pop(int.from_bytes(frame[4:8], "big"), None))
+                    else:
+                        key = int.from_bytes(frame[4:6], "big")
+                        with self._lock:
+                            asked[int.from_bytes(frame[8:12], "big")] = key
+                            self.requests[key] += 1
+                    dst.sendall(frame)
+        except OSError:
+            pass
+        with self._lock:
+            self._asked.pop(client, None)   # tells a held answer its client is gone
+            self._release.notify_all()
+        _close_pair(src, dst)
+
+    def _wait_if_held(self, client: socket.socket, api_key: int | None) -> None:
+        with self._lock:
+            if api_key is None or api_key != self._held_key:
+                return
+            self.held += 1
             try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+                while self._held_key == api_key and client in self._asked and not self._stopped:
+                    self._release.wait()
+            finally:
+                self.held -= 1

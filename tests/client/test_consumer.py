@@ -10,6 +10,7 @@ import pytest
 from pylog.consumer import Consumer, NoOffsetForPartitionError, OffsetAndTimestamp
 from pylog.errors import OffsetOutOfRangeError
 from pylog.structs import OffsetAndMetadata, TopicPartition
+from pylog.testing import wait_until
 
 from .conftest import create_topic, produce
 
@@ -179,6 +180,8 @@ def test_auto_commit_commits_what_earlier_polls_returned(cbroker, topic, group):
     time.sleep(0.15)
     c.poll(0, max_records=5)  # commits the 5 returned before, then returns 5 more
     with Consumer(bootstrap_servers=cbroker, group_id=group) as other:
+        # Sent by that poll, which did not wait for the answer (as Java's).
+        wait_until(lambda: other.committed(tp) is not None, "the auto commit")
         assert other.committed(tp).offset == 5
     c.close()  # auto commit on close: everything returned
     with Consumer(bootstrap_servers=cbroker, group_id=group) as other:
