@@ -51,28 +51,47 @@ def metadata(bootstrap, topic):
     return {i: (p.leader, list(p.isrs)) for i, p in md.partitions.items()}
 
 
+def cluster_up(admin):
+    # Ready processes register with ZooKeeper and elect a controller after: a loaded machine takes a while.
+    wait_for(lambda: len((md := admin.list_topics(timeout=10)).brokers) == 3 and md.controller_id > 0, TIMEOUT,
+             "three brokers and a controller")
+
+
+def state_topic_leaders(processes, bootstrap):
+    """__share_group_state made (FindCoordinator key type 2 asks for it, as a
+    share-partition leader does) and led: {partition: leader}."""
+    conn = processes[0].connect(10)
+    try:
+        key = f"probe:{topic_id_text(uuid.uuid4())}:0"
+        wait_for(lambda: conn.request(m.FindCoordinatorRequest(key_type=2, coordinator_keys=[key]),
+                                      6).coordinators[0].error_code not in RETRIABLE, TIMEOUT, "the share coordinator")
+    finally:
+        conn.close()
+    wait_for(lambda: len(md := metadata(bootstrap, "__share_group_state")) == STATE_PARTITIONS
+             and all(v[0] > 0 for v in md.values()), TIMEOUT, "the state topic's leaders")
+    return {i: v[0] for i, v in metadata(bootstrap, "__share_group_state").items()}
+
+
+def topic_id(process, topic):
+    conn = process.connect(10)
+    try:
+        r = conn.request(m.MetadataRequest(topics=[m.MetadataRequest.MetadataRequestTopic(name=topic)],
+                                           allow_auto_topic_creation=False), 12)
+    finally:
+        conn.close()
+    return r.topics[0].topic_id
+
+
 def test_a_sigkilled_share_partition_leader_loses_nothing_accepted_and_nothing_unaccepted(processes):
     bootstrap = ",".join(p.address for p in processes)
     topic = "sck-move"
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    # Ready processes register with ZooKeeper and elect a controller after: a loaded machine takes a while.
-    wait_for(lambda: len((md := admin.list_topics(timeout=10)).brokers) == 3 and md.controller_id > 0, TIMEOUT,
-             "three brokers and a controller")
+    cluster_up(admin)
     admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[2, 3, 1]])])[topic].result(TIMEOUT)
     wait_for(lambda: metadata(bootstrap, topic).get(0, (None, []))[0] == 2
              and len(metadata(bootstrap, topic)[0][1]) == 3, TIMEOUT, "the topic led by broker 2, full ISR")
-    # __share_group_state made (FindCoordinator key type 2 asks for it) and led.
-    conn = processes[0].connect(10)
-    key = f"probe:{topic_id_text(uuid.uuid4())}:0"
-    wait_for(lambda: conn.request(m.FindCoordinatorRequest(key_type=2, coordinator_keys=[key]),
-                                  6).coordinators[0].error_code not in RETRIABLE, TIMEOUT, "the share coordinator")
-    wait_for(lambda: len(md := metadata(bootstrap, "__share_group_state")) == STATE_PARTITIONS
-             and all(v[0] > 0 for v in md.values()), TIMEOUT, "the state topic's leaders")
-    state_leaders = {i: v[0] for i, v in metadata(bootstrap, "__share_group_state").items()}
-    r = conn.request(m.MetadataRequest(topics=[m.MetadataRequest.MetadataRequestTopic(name=topic)],
-                                       allow_auto_topic_creation=False), 12)
-    tid = r.topics[0].topic_id
-    conn.close()
+    state_leaders = state_topic_leaders(processes, bootstrap)
+    tid = topic_id(processes[0], topic)
     # The share-partition's state on a broker that stays (1 or 3).
     group = next(g for g in (f"sck-move-g-{i}" for i in range(10000))
                  if state_leaders[partition_for(g, tid, 0, STATE_PARTITIONS)] != 2)
