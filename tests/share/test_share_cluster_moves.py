@@ -187,8 +187,11 @@ def members_move_with_their_coordinator(membership, group, topic, reading, produ
     assert r.error_code == 0, r
     epoch = r.member_epoch
     before = []
-    wait_for(lambda: before.append(membership.call(lambda conn: described(conn, group))) or before[-1] is not None,
-             TIMEOUT, "the group's description")
+    # Each member moves to the epoch the raw member's join made at its own
+    # next heartbeat (as Kafka's): described once all have.
+    wait_for(lambda: before.append(membership.call(lambda conn: described(conn, group))) or (
+        before[-1] is not None and set(before[-1][1].values()) == {before[-1][0]}),
+        TIMEOUT, "every member at the group's epoch")
     before = before[-1]
     assert before[0] == epoch and len(before[1]) == 3, before
     stopper = threading.Thread(target=go)
