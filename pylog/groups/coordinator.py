@@ -257,6 +257,7 @@ class GroupCoordinator:
             if value is None:
                 g.offsets.pop((topic, partition), None)
             else:
+                value.record_offset = rec.offset
                 g.offsets[(topic, partition)] = value
         elif value is None:
             # Offsets outlive the group's metadata (a conversion to a consumer
@@ -866,6 +867,7 @@ class GroupCoordinator:
             last = self._store(group_id, keys, values)
         except (PylogError, OSError) as e:
             return _answer_all(result, tps, _store_error(getattr(e, "error_code", -1)))
+        _stamp(accepted, last)
         w = _WrittenOffsets(last, accepted, g.offsets)
         self.written_offsets.setdefault(group_id, []).append(w)
         code = self.runtime.committed_now(index, last)
@@ -911,7 +913,8 @@ class GroupCoordinator:
             g = self._group(group_id, create=True) if w.offsets is None else self.groups.get(group_id)
             if g is not None and (w.offsets is None or g.offsets is w.offsets):
                 for tp, om in w.accepted:
-                    g.offsets[tp] = om
+                    if not w.transactional or _newer(om, g.offsets.get(tp)):
+                        g.offsets[tp] = om
                 w.applied = True
         if not queue:
             del self.written_offsets[group_id]
@@ -1026,7 +1029,8 @@ class GroupCoordinator:
             offsets = dict(offsets)
             for w in self.written_offsets[group_id]:
                 if w.offsets is None or (g is not None and w.offsets is g.offsets):
-                    offsets.update(w.accepted)
+                    offsets.update((tp, om) for tp, om in w.accepted
+                                   if not w.transactional or _newer(om, offsets.get(tp)))
         if partitions is None:
             return dict(offsets)
         return {tp: offsets.get(tp) for tp in partitions}
@@ -1277,6 +1281,7 @@ class GroupCoordinator:
             code = _txn_store_error(code_for(e))
             result.update({(t, p): code for (_g, t, p), _ in accepted})
             return result
+        _stamp(accepted, last)
         pending = self.txn_offsets.setdefault(index, {}).setdefault(producer_id, {})
         pending.update(accepted)
         return self._txn_commit_wait(result, index, producer_id, accepted, last)
@@ -1351,7 +1356,7 @@ class GroupCoordinator:
             for group_id, accepted in by_group.items():
                 g = self.groups.get(group_id)
                 self.written_offsets.setdefault(group_id, []).append(
-                    _WrittenOffsets(offset, accepted, g.offsets if g is not None else None))
+                    _WrittenOffsets(offset, accepted, g.offsets if g is not None else None, transactional=True))
         return offset, write
 
     def txn_marker_replicated(self, index: int, write, code: int):
@@ -1391,7 +1396,7 @@ class GroupCoordinator:
         if pending and committed:
             for (group_id, topic, partition), om in pending.items():
                 g = self._group(group_id, create=True)
-                if g is not None:
+                if g is not None and _newer(om, g.offsets.get((topic, partition))):
                     g.offsets[(topic, partition)] = om
 
     def _replay_transactional(self, index: int, rec):
@@ -1400,6 +1405,7 @@ class GroupCoordinator:
             return
         out = ot.decode(rec, f"{ot.TOPIC}-{index}")
         if out is not None and out[0] == "offset" and out[2] is not None:
+            out[2].record_offset = rec.offset
             self.txn_offsets.setdefault(index, {}).setdefault(rec.producer_id, {})[out[1]] = out[2]
 
     def expire_offsets(self, now_ms=None, partition=None):
@@ -1442,10 +1448,28 @@ class _WrittenOffsets:
     offsets to apply once committed, into `offsets` (its group's, which a
     reload or a drop replaces)."""
 
-    __slots__ = ("last", "accepted", "offsets", "applied")
+    __slots__ = ("last", "accepted", "offsets", "applied", "transactional")
 
-    def __init__(self, last, accepted, offsets):
+    def __init__(self, last, accepted, offsets, transactional=False):
         self.last, self.accepted, self.offsets, self.applied = last, accepted, offsets, False
+        # A COMMIT marker's (last is the marker's offset): each offset applies
+        # only over an older one, as Kafka's replayEndTransactionMarker does.
+        self.transactional = transactional
+
+
+def _stamp(accepted, last):
+    """The offsets of accepted, written as one batch ending at last: their
+    record offsets."""
+    first = last - len(accepted) + 1
+    for i, (_tp, om) in enumerate(accepted):
+        om.record_offset = first + i
+
+
+def _newer(om, existing) -> bool:
+    """A transaction's committed offset replaces the group's only when its
+    record is the more recent (Kafka keeps the most recent of transactional
+    and plain commits, also across a compaction of the topic)."""
+    return existing is None or om.record_offset > existing.record_offset
 
 
 def _answer_all(result, tps, code):
