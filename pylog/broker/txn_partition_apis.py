@@ -121,7 +121,7 @@ class TxnPartitionApis:
                 code = p.produce_outcome(offset)
                 res.error_code = Errors.REQUEST_TIMED_OUT if code is None else code
                 if write is not None:
-                    self.broker.groups.txn_marker_replicated(p.index, write, res.error_code == 0)
+                    self.broker.groups.txn_marker_replicated(p.index, write, res.error_code)
         return R(markers=results)
 
     # ---- DescribeProducers (61) ----

@@ -161,14 +161,14 @@ class Group:
 
 
 class _MarkerWrite:
-    """A COMMIT/ABORT marker appended to an offsets partition, waiting to be
-    replicated, with the producer's offsets it completes. Event-loop thread
-    only, as the coordinator."""
+    """A COMMIT/ABORT marker appended to an offsets partition at offset, not
+    yet known committed, with the producer's offsets it completes. Event-loop
+    thread only, as the coordinator."""
 
-    __slots__ = ("producer_id", "pending", "committed")
+    __slots__ = ("offset", "producer_id", "pending", "committed")
 
-    def __init__(self, producer_id: int, pending: dict, committed: bool):
-        self.producer_id, self.pending, self.committed = producer_id, pending, committed
+    def __init__(self, offset: int, producer_id: int, pending: dict, committed: bool):
+        self.offset, self.producer_id, self.pending, self.committed = offset, producer_id, pending, committed
 
 
 class GroupCoordinator:
@@ -202,12 +202,13 @@ class GroupCoordinator:
         # TxnOffsetCommit: offsets written but not yet committed, per offsets
         # partition and producer id: {index: {producer_id: {(group, topic, partition): OffsetAndMetadata}}}.
         self.txn_offsets: dict[int, dict[int, dict]] = {}
-        # Markers appended here whose high watermark wait is still on:
-        # {index: [_MarkerWrite]}; their offsets still count as pending.
+        # Markers appended here not yet known committed: {index: [_MarkerWrite]};
+        # their offsets still count as pending (OffsetFetch require_stable).
         self.txn_completing: dict[int, list] = {}
-        # OffsetCommits appended and not yet known committed, in log order:
-        # {group id: [_WrittenOffsets]}. They apply once the high watermark
-        # passes them, also after their request was answered with a timeout.
+        # OffsetCommits and COMMIT markers' offsets appended and not yet known
+        # committed, in log order: {group id: [_WrittenOffsets]}. They apply
+        # once the high watermark passes them, also after their request was
+        # answered with a timeout.
         self.written_offsets: dict[str, list] = {}
         # KIP-848 groups share self.groups with the classic ones (one id, one group).
         self.consumer = ConsumerGroups(self, config)
@@ -256,6 +257,7 @@ class GroupCoordinator:
             if value is None:
                 g.offsets.pop((topic, partition), None)
             else:
+                value.record_offset = rec.offset
                 g.offsets[(topic, partition)] = value
         elif value is None:
             # Offsets outlive the group's metadata (a conversion to a consumer
@@ -865,6 +867,7 @@ class GroupCoordinator:
             last = self._store(group_id, keys, values)
         except (PylogError, OSError) as e:
             return _answer_all(result, tps, _store_error(getattr(e, "error_code", -1)))
+        _stamp(accepted, last)
         w = _WrittenOffsets(last, accepted, g.offsets)
         self.written_offsets.setdefault(group_id, []).append(w)
         code = self.runtime.committed_now(index, last)
@@ -902,12 +905,16 @@ class GroupCoordinator:
         queue = self.written_offsets.get(group_id)
         if not queue:
             return
-        g = self.groups.get(group_id)
         while queue and queue[0].last <= upto:
             w = queue.pop(0)
-            if g is not None and g.offsets is w.offsets:   # the same group (a conversion keeps its offsets)
+            # A marker's offsets for a group that did not exist when it was
+            # written create it, as the marker's replay does; otherwise they
+            # go to the same group (a conversion keeps its offsets).
+            g = self._group(group_id, create=True) if w.offsets is None else self.groups.get(group_id)
+            if g is not None and (w.offsets is None or g.offsets is w.offsets):
                 for tp, om in w.accepted:
-                    g.offsets[tp] = om
+                    if not w.transactional or _newer(om, g.offsets.get(tp)):
+                        g.offsets[tp] = om
                 w.applied = True
         if not queue:
             del self.written_offsets[group_id]
@@ -1021,8 +1028,9 @@ class GroupCoordinator:
         if latest and self.written_offsets.get(group_id):
             offsets = dict(offsets)
             for w in self.written_offsets[group_id]:
-                if g is not None and w.offsets is g.offsets:
-                    offsets.update(w.accepted)
+                if w.offsets is None or (g is not None and w.offsets is g.offsets):
+                    offsets.update((tp, om) for tp, om in w.accepted
+                                   if not w.transactional or _newer(om, offsets.get(tp)))
         if partitions is None:
             return dict(offsets)
         return {tp: offsets.get(tp) for tp in partitions}
@@ -1034,6 +1042,7 @@ class GroupCoordinator:
         answers them UNSTABLE_OFFSET_COMMIT (KIP-447)."""
         out = set()
         index = self.partition_for(group_id)
+        self._settle_markers(index)
         held = list(self.txn_offsets.get(index, {}).values())
         held += [w.pending for w in self.txn_completing.get(index, ())]
         for pending in held:
@@ -1272,6 +1281,7 @@ class GroupCoordinator:
             code = _txn_store_error(code_for(e))
             result.update({(t, p): code for (_g, t, p), _ in accepted})
             return result
+        _stamp(accepted, last)
         pending = self.txn_offsets.setdefault(index, {}).setdefault(producer_id, {})
         pending.update(accepted)
         return self._txn_commit_wait(result, index, producer_id, accepted, last)
@@ -1332,40 +1342,62 @@ class GroupCoordinator:
                 f"{'loading it' if code == Errors.COORDINATOR_LOAD_IN_PROGRESS else 'not here'}")
         offset = self.runtime.append_with(index, self.writer.append_txn_marker, ot.TOPIC, index, producer_id,
                                           producer_epoch, coordinator_epoch, committed)
-        write = _MarkerWrite(producer_id, self.txn_offsets.get(index, {}).pop(producer_id, None) or {}, committed)
+        pending = self.txn_offsets.get(index, {}).pop(producer_id, None) or {}
+        write = _MarkerWrite(offset, producer_id, pending, committed)
         # Still pending (OffsetFetch require_stable answers UNSTABLE) until the
-        # marker is replicated, as the offsets of an OffsetCommit are applied then.
+        # marker commits; a COMMIT's offsets then apply in log order with the
+        # plain commits around it, as Kafka's timeline applies the marker at
+        # its offset (a later retry of the marker finds nothing to apply).
         self.txn_completing.setdefault(index, []).append(write)
+        if committed:
+            by_group: dict[str, list] = {}
+            for (group_id, topic, partition), om in pending.items():
+                by_group.setdefault(group_id, []).append(((topic, partition), om))
+            for group_id, accepted in by_group.items():
+                g = self.groups.get(group_id)
+                self.written_offsets.setdefault(group_id, []).append(
+                    _WrittenOffsets(offset, accepted, g.offsets if g is not None else None, transactional=True))
         return offset, write
 
-    def txn_marker_replicated(self, index: int, write, ok: bool):
-        """The marker of write_txn_marker is replicated (ok) or failed: its
-        offsets become the groups' committed offsets (a COMMIT) or go; a
-        failed one keeps them pending for the transaction coordinator's retry.
-        Nothing when the partition was unloaded meanwhile (its next load
-        replays the log)."""
-        writes = self.txn_completing.get(index, [])
-        if not any(w is write for w in writes):
+    def txn_marker_replicated(self, index: int, write, code: int):
+        """The wait for the marker of write_txn_marker ended with code. Once
+        committed its offsets become the groups' committed offsets (a COMMIT)
+        or go. Timed out, it stays, as Kafka keeps a timed-out write: it
+        applies once the high watermark passes it (one more wait, or a read
+        of the pending offsets or of the groups' offsets finds that). Another
+        error means the partition is no longer led here and unloads (its next
+        load replays the log). Nothing when it was unloaded meanwhile."""
+        if not any(w is write for w in self.txn_completing.get(index, ())):
             return
-        writes[:] = [w for w in writes if w is not write]
-        if not ok:
-            if write.pending:
-                held = self.txn_offsets.setdefault(index, {})
-                held[write.producer_id] = {**write.pending, **held.get(write.producer_id, {})}
-            return
-        if write.committed:
-            self._apply_txn_offsets(write.pending)
+        if code == Errors.NONE:
+            self._settle_markers(index)
+        elif code == Errors.REQUEST_TIMED_OUT:
+            asyncio.ensure_future(self._settle_when_committed(index, write))
+
+    async def _settle_when_committed(self, index: int, write):
+        if await self.runtime.committed(index, write.offset) == Errors.NONE:
+            self._settle_markers(index)
+
+    def _settle_markers(self, index: int):
+        """Complete the markers of partition index the high watermark passed:
+        they no longer hold their offsets pending, and a COMMIT's apply, with
+        every commit of their groups before them."""
+        writes = self.txn_completing.get(index)
+        while writes and self.runtime.committed_now(index, writes[0].offset) == Errors.NONE:
+            write = writes.pop(0)
+            if write.committed:
+                for group_id in {g for g, _t, _p in write.pending}:
+                    self._apply_written(group_id, write.offset)
+        if not writes:
+            self.txn_completing.pop(index, None)
 
     def _complete_txn_offsets(self, index: int, producer_id: int, committed: bool):
         pending = self.txn_offsets.get(index, {}).pop(producer_id, None)
         if pending and committed:
-            self._apply_txn_offsets(pending)
-
-    def _apply_txn_offsets(self, pending: dict):
-        for (group_id, topic, partition), om in pending.items():
-            g = self._group(group_id, create=True)
-            if g is not None:
-                g.offsets[(topic, partition)] = om
+            for (group_id, topic, partition), om in pending.items():
+                g = self._group(group_id, create=True)
+                if g is not None and _newer(om, g.offsets.get((topic, partition))):
+                    g.offsets[(topic, partition)] = om
 
     def _replay_transactional(self, index: int, rec):
         if rec.marker is not None:
@@ -1373,6 +1405,7 @@ class GroupCoordinator:
             return
         out = ot.decode(rec, f"{ot.TOPIC}-{index}")
         if out is not None and out[0] == "offset" and out[2] is not None:
+            out[2].record_offset = rec.offset
             self.txn_offsets.setdefault(index, {}).setdefault(rec.producer_id, {})[out[1]] = out[2]
 
     def expire_offsets(self, now_ms=None, partition=None):
@@ -1415,10 +1448,28 @@ class _WrittenOffsets:
     offsets to apply once committed, into `offsets` (its group's, which a
     reload or a drop replaces)."""
 
-    __slots__ = ("last", "accepted", "offsets", "applied")
+    __slots__ = ("last", "accepted", "offsets", "applied", "transactional")
 
-    def __init__(self, last, accepted, offsets):
+    def __init__(self, last, accepted, offsets, transactional=False):
         self.last, self.accepted, self.offsets, self.applied = last, accepted, offsets, False
+        # A COMMIT marker's (last is the marker's offset): each offset applies
+        # only over an older one, as Kafka's replayEndTransactionMarker does.
+        self.transactional = transactional
+
+
+def _stamp(accepted, last):
+    """The offsets of accepted, written as one batch ending at last: their
+    record offsets."""
+    first = last - len(accepted) + 1
+    for i, (_tp, om) in enumerate(accepted):
+        om.record_offset = first + i
+
+
+def _newer(om, existing) -> bool:
+    """A transaction's committed offset replaces the group's only when its
+    record is the more recent (Kafka keeps the most recent of transactional
+    and plain commits, also across a compaction of the topic)."""
+    return existing is None or om.record_offset > existing.record_offset
 
 
 def _answer_all(result, tps, code):

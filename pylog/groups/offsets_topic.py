@@ -54,13 +54,17 @@ def partition_for(group_id: str, num_partitions: int) -> int:
 
 
 class OffsetAndMetadata:
-    __slots__ = ("offset", "leader_epoch", "metadata", "commit_timestamp")
+    """record_offset: the offset of its record in the topic (Kafka's
+    OffsetAndMetadata.recordOffset), -1 until written."""
 
-    def __init__(self, offset, leader_epoch=-1, metadata="", commit_timestamp=-1):
+    __slots__ = ("offset", "leader_epoch", "metadata", "commit_timestamp", "record_offset")
+
+    def __init__(self, offset, leader_epoch=-1, metadata="", commit_timestamp=-1, record_offset=-1):
         self.offset = offset
         self.leader_epoch = leader_epoch
         self.metadata = metadata
         self.commit_timestamp = commit_timestamp
+        self.record_offset = record_offset
 
     def __eq__(self, other):
         return isinstance(other, OffsetAndMetadata) and (
