@@ -10,15 +10,16 @@ import signal
 import time
 import uuid
 
-from confluent_kafka import Consumer, Producer, ShareConsumer, TopicPartition
+from confluent_kafka import Producer, ShareConsumer
 from confluent_kafka.admin import AdminClient, NewPartitions
 
-from pylog.groups import offsets_topic as ot
+from pylog.groups.metadata_hash import compute_group_hash, compute_topic_hash
 from pylog.protocol import messages as m
 from pylog.protocol.error_codes import Errors
 from pylog.testing import running_broker, wait_until
 
 from tests.brokerproc import BrokerProc
+from tests.groups.kip848 import group_records
 
 from .wire import CONFIG, connect, create_topic, heartbeat, join_assigned, member_id, produce, set_group_configs, \
     share_fetch
@@ -37,26 +38,7 @@ def names():
 def share_records(b, group):
     """[(type, key struct, value struct or None)] of the group's share records
     in its __consumer_offsets partition, in log order."""
-    index = ot.partition_for(group, 50)
-    c = Consumer({"bootstrap.servers": str(b), "group.id": f"sm-reader-{uuid.uuid4().hex[:6]}",
-                  "enable.auto.commit": False, "enable.partition.eof": True})
-    try:
-        c.assign([TopicPartition(ot.TOPIC, index, 0)])
-        out = []
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            assert time.monotonic() < deadline, "the end of __consumer_offsets not reached"
-            msg = c.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error() is not None:
-                break       # the partition's end
-            rec = ot.decode_record(msg.key(), msg.value())
-            if rec is not None and rec[0] == "share" and rec[1][1].group_id == group:
-                out.append((rec[1][0], rec[1][1], rec[2]))
-        return out
-    finally:
-        c.close()
+    return group_records(b, group, "share")
 
 
 def latest(records):
@@ -107,7 +89,8 @@ def test_the_group_is_written_in_kafkas_record_layouts(tmp_path):
         assert kinds.index(15) < [i for i, k in enumerate(kinds) if k == 11][-1]
         s = latest(recs)
         assert (s[(11, None)].epoch, s[(12, None)].assignment_epoch) == (epoch, epoch)
-        assert s[(11, None)].metadata_hash != 0
+        # Kafka's computeGroupHash (tests/groups/test_metadata_hash.py checks it against Kafka's values).
+        assert s[(11, None)].metadata_hash == compute_group_hash({topic: compute_topic_hash(topic, tid, [[], []])})
         assert s[(10, mid)].subscribed_topic_names == [topic] and s[(10, mid)].client_host.startswith("/")
         assert [(tp.topic_id, sorted(tp.partitions)) for tp in s[(13, mid)].topic_partitions] == [(tid, [0, 1])]
         cur = s[(14, mid)]
