@@ -7,8 +7,8 @@ with seed 0 (hash4j's Hashing.xxh3_64(), the same function as the reference
 XXH3_64bits) over a stream written with hash4j's HashStream64 layout, which
 is little-endian throughout: putByte one byte, putInt four, putLong eight,
 putString(s) the UTF-16 code units of s (two bytes each) then putInt(the
-number of code units). So a group coordinator moving between pylog and Kafka
-brokers keeps the group epoch.
+number of code units). So the records carry the value Kafka writes for the
+same topics.
 
 Threads: the owning coordinator's (a TopicHashes is not shared between threads).
 """
