@@ -3,6 +3,7 @@ ConsumerGroupHeartbeat/Describe requests over a real socket, librdkafka
 consumers with group.protocol=consumer."""
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 
@@ -129,3 +130,14 @@ def metadata_hashes(b, group, offsets_partitions=50):
     """The MetadataHash of each ConsumerGroupMetadataValue (type 3) of the group, in log order."""
     return [v.metadata_hash for t, _, v in group_records(b, group, "consumer", offsets_partitions)
             if t == 3 and v is not None]
+
+
+def former_metadata_hash(topics: dict) -> int:
+    """pylog's metadata hash of {name: (topic id, partition count)} before
+    Kafka's: what data dirs of earlier releases hold."""
+    h = hashlib.blake2b(digest_size=8)
+    for name in sorted(topics):
+        tid, n = topics[name]
+        h.update(f"{name}\0{tid}\0{n}\n".encode())
+    v = int.from_bytes(h.digest(), "big")
+    return v - (1 << 64) if v >= 1 << 63 else v

@@ -5,7 +5,6 @@ with pylog's former hash: the group reloads with its members and its epoch
 moves once, as on Kafka's upgrade to the hash."""
 from __future__ import annotations
 
-import hashlib
 import uuid
 from contextlib import closing
 
@@ -13,7 +12,7 @@ from pylog.groups import metadata_hash as mh
 from pylog.testing import running_broker, wait_until
 
 from .helpers import create_topic
-from .kip848 import CONFIG, connect, describe, heartbeat, member_id, metadata_hashes, owned
+from .kip848 import CONFIG, connect, describe, former_metadata_hash, heartbeat, member_id, metadata_hashes, owned
 
 
 def _uuid(msb, lsb):
@@ -64,27 +63,17 @@ def test_the_group_epoch_record_carries_kafkas_hash_with_the_brokers_rack(tmp_pa
         assert metadata_hashes(b, "mh-wire-g") == [kafka_hash("mh-wire", tp.topic_id, 3, "rack-a")]
 
 
-def _former_hash(topics: dict) -> int:
-    """pylog's metadata hash before Kafka's: blake2b over names, ids and counts."""
-    h = hashlib.blake2b(digest_size=8)
-    for name in sorted(topics):
-        tid, n = topics[name]
-        h.update(f"{name}\0{tid}\0{n}\n".encode())
-    v = int.from_bytes(h.digest(), "big")
-    return v - (1 << 64) if v >= 1 << 63 else v
-
-
 def test_a_data_dir_with_the_former_hash_keeps_its_members_and_bumps_the_epoch_once(tmp_path, monkeypatch):
     with running_broker(tmp_path / "data", config=CONFIG) as b:
         create_topic(b, "mh-old", 2)
         with monkeypatch.context() as p:
-            p.setattr(mh.TopicHashes, "group_hash", lambda self, topics: _former_hash(topics))
+            p.setattr(mh.TopicHashes, "group_hash", lambda self, topics: former_metadata_hash(topics))
             mid = member_id()
             with closing(connect(b)) as conn:
                 r = heartbeat(conn, "mh-old-g", mid, 0, ["mh-old"], instance_id="keep")
             assert r.error_code == 0, r.error_message
             [tp] = r.assignment.topic_partitions
-            old = _former_hash({"mh-old": (tp.topic_id, 2)})
+            old = former_metadata_hash({"mh-old": (tp.topic_id, 2)})
             assert metadata_hashes(b, "mh-old-g") == [old]
             epoch = r.member_epoch
         b.restart()

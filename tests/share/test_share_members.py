@@ -9,17 +9,18 @@ import asyncio
 import signal
 import time
 import uuid
+from contextlib import closing
 
 from confluent_kafka import Producer, ShareConsumer
 from confluent_kafka.admin import AdminClient, NewPartitions
 
-from pylog.groups.metadata_hash import compute_group_hash, compute_topic_hash
+from pylog.groups.metadata_hash import TopicHashes, compute_group_hash, compute_topic_hash
 from pylog.protocol import messages as m
 from pylog.protocol.error_codes import Errors
 from pylog.testing import running_broker, wait_until
 
 from tests.brokerproc import BrokerProc
-from tests.groups.kip848 import group_records
+from tests.groups.kip848 import former_metadata_hash, group_records
 
 from .wire import CONFIG, connect, create_topic, heartbeat, join_assigned, member_id, produce, set_group_configs, \
     share_fetch
@@ -154,6 +155,39 @@ def test_members_keep_their_ids_epochs_and_assignments_across_a_restart(tmp_path
         assert r.error_code == Errors.NONE and r.member_epoch > members[a][0]
         assert list(parts(r.assignment).values()) == [[0, 1, 2]]
         conn.close()
+
+
+def test_a_data_dir_with_the_former_metadata_hash_bumps_the_group_epoch_once(tmp_path, monkeypatch):
+    """A share group written by an earlier pylog (its own hash): reloaded
+    with its member, the next heartbeat finds the hash changed and moves the
+    group epoch once, as Kafka's upgrade to KIP-1101's hash does."""
+    topic, group = names()
+    with running_broker(data_dir=tmp_path, config=CONFIG) as b:
+        create_topic(b, topic, 2)
+        mid = member_id()
+        with monkeypatch.context() as p:
+            p.setattr(TopicHashes, "group_hash", lambda self, topics: former_metadata_hash(topics))
+            with closing(connect(b)) as conn:
+                r = join_assigned(conn, group, mid, [topic], 2)
+            [(tid, _ps)] = parts(r.assignment).items()
+            old = former_metadata_hash({topic: (tid, 2)})
+            assert latest(share_records(b, group))[(11, None)].metadata_hash == old
+        epoch = r.member_epoch
+        b.restart()
+        with closing(connect(b)) as conn:
+            d = describe(conn, group)
+            assert (d.group_epoch, [mm.member_id for mm in d.members]) == (epoch, [mid])
+            again = heartbeat(conn, group, mid, epoch)
+            assert (again.error_code, again.member_epoch) == (Errors.NONE, epoch + 1)
+            steady = heartbeat(conn, group, mid, epoch + 1)
+            assert (steady.error_code, steady.member_epoch) == (Errors.NONE, epoch + 1)
+            d = describe(conn, group)
+            assert (d.group_epoch, d.assignment_epoch) == (epoch + 1, epoch + 1)
+            [mm] = d.members
+            assert (mm.member_id, parts(mm.assignment)) == (mid, {tid: [0, 1]})
+        epochs = [v for k, _, v in share_records(b, group) if k == 11]
+        assert [v.metadata_hash for v in epochs[-2:]] == [
+            old, compute_group_hash({topic: compute_topic_hash(topic, tid, [[], []])})]
 
 
 def test_an_empty_share_group_keeps_its_id_across_a_restart_until_deleted(tmp_path):
