@@ -44,6 +44,18 @@ class BrokerPartitionWriter:
         cache = self.broker.metadata_cache
         return {name: (cache.topic_id(name), max(parts) + 1) for name, parts in cache.topics.items() if parts}
 
+    def partition_racks(self, topic, count):
+        cache = self.broker.metadata_cache
+        parts, racks = cache.topics.get(topic, {}), cache.broker_racks
+        out = []
+        for i in range(count):
+            st = parts.get(i)
+            out.append([] if st is None else [racks[r] for r in st.replicas if racks.get(r) is not None])
+        return out
+
+    def metadata_version(self):
+        return self.broker.metadata_cache.version
+
     def partition_exists(self, topic, index) -> bool:
         return index in self.broker.metadata_cache.topics.get(topic, {})
 

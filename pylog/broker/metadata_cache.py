@@ -73,6 +73,13 @@ class MetadataCache:
         self.controller_id = -1
         self.controller_epoch = -1
         self.brokers: dict[int, BrokerEndpoint] = {}
+        # The rack of every broker ever live here, kept after it goes: Kafka's
+        # cluster image keeps a stopped (fenced) broker's registration, so the
+        # racks in a group's metadata hash (partitionRacks) do not move when a
+        # replica's broker restarts.
+        self.broker_racks: dict[int, str | None] = {}
+        # Moves at every update: what the group coordinators' topic hashes were computed at.
+        self.version = 0
         # topic -> {partition index -> PartitionState}
         self.topics: dict[str, dict[int, PartitionState]] = {}
         self.topic_ids: dict[str, uuid.UUID] = {}
@@ -93,6 +100,7 @@ class MetadataCache:
         Returns the topics it removed (known before, every partition now
         LeaderDuringDelete): the ones the controller is deleting."""
         self.in_cluster = True
+        self.version += 1
         self.controller_id = req.controller_id
         self.controller_epoch = max(self.controller_epoch, req.controller_epoch)
         brokers, listeners = {}, {}
@@ -104,6 +112,7 @@ class MetadataCache:
             # A broker registered without this broker's inter-broker listener
             # (a mixed configuration) is still reached, at its first endpoint.
             brokers[b.id] = eps.get(self.inter_broker_listener) or next(iter(eps.values()))
+            self.broker_racks[b.id] = b.rack
         self.brokers = brokers
         self.listeners = listeners
         group_configs = group_configs_of(req)

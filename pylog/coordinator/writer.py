@@ -56,6 +56,16 @@ class PartitionWriter(Protocol):
         this broker knows them (KIP-848 groups subscribe by name or regex
         and are assigned by topic id)."""
 
+    def partition_racks(self, topic: str, count: int) -> list[list[str]]:
+        """For each of the topic's partitions 0..count-1, the racks of its
+        replicas' brokers (a rack once per replica; brokers without one left
+        out): Kafka's partitionRacks, hashed into KIP-848 and share groups'
+        metadata hash."""
+
+    def metadata_version(self) -> int:
+        """A number that moves whenever topic_image or partition_racks may
+        answer otherwise (cached topic hashes are dropped then)."""
+
     def group_config(self, group_id: str) -> dict:
         """A KIP-848 group's effective consumer.session.timeout.ms and
         consumer.heartbeat.interval.ms (its GROUP overrides, else the

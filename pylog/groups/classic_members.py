@@ -136,7 +136,7 @@ def supports_protocols(g, protocol_type: str, protocols: list) -> bool:
 def to_consumer_group(groups, g) -> tuple:
     """Kafka's convertToConsumerGroup: (the consumer group, its records).
     Raises MigrationError when g cannot be upgraded."""
-    from .consumer_group import ConsumerGroup, ConsumerMember, MemberState, metadata_hash
+    from .consumer_group import ConsumerGroup, ConsumerMember, MemberState
     gid = g.group_id
     if not upgrade_allowed(groups.policy):
         raise MigrationError(Errors.GROUP_ID_NOT_FOUND, f"Cannot upgrade classic group {gid} to consumer group "
@@ -176,7 +176,7 @@ def to_consumer_group(groups, g) -> tuple:
         raise MigrationError(Errors.GROUP_ID_NOT_FOUND, f"Cannot upgrade classic group {gid} to consumer group "
                                                         "because the embedded consumer protocol is malformed.")
     subscribed = groups._subscribed(cg, topics)
-    cg.metadata_hash = metadata_hash({n: topics[n] for n in set().union(*subscribed.values())})
+    cg.metadata_hash = groups.topic_hashes.group_hash({n: topics[n] for n in set().union(*subscribed.values())})
     # The classic group's waiting members must rejoin (now into the consumer group).
     for m in g.members.values():
         for fut in (m.join_future, m.sync_future):
@@ -280,7 +280,7 @@ class ClassicMembers:
         coroutine giving it once the records are written."""
         from .consumer_group import (ConsumerMember, GroupSnapshot, _Fenced,
                                      _current_key, _current_value, _member_key, _member_value, _meta_tuple,
-                                     _metadata_key, _metadata_value, metadata_hash, reconcile)
+                                     _metadata_key, _metadata_value, reconcile)
         gs = self.groups
         gid = g.group_id
         if gs.policy == "disabled":
@@ -340,7 +340,7 @@ class ClassicMembers:
         topics = gs._topics()
         subs_changed = before is None or before[:3] != _meta_tuple(m)[:3]
         subscribed = gs._subscribed(g, topics)
-        new_hash = metadata_hash({n: topics[n] for n in set().union(*subscribed.values())})
+        new_hash = gs.topic_hashes.group_hash({n: topics[n] for n in set().union(*subscribed.values())})
         if subs_changed or new_hash != g.metadata_hash:
             g.group_epoch += 1
             g.metadata_hash = new_hash
@@ -382,7 +382,7 @@ class ClassicMembers:
         epoch), Kafka reconciles the joining member to the replaced one's
         partitions and answers its join at once, no rebalance; else the
         classic group rebalances and the member joins it."""
-        from .consumer_group import ConsumerMember, _Fenced, metadata_hash, reconcile
+        from .consumer_group import ConsumerMember, _Fenced, reconcile
         if member_id or instance_id is None:
             return None
         replaced = g.members.get(g.static.get(instance_id))
@@ -400,7 +400,7 @@ class ClassicMembers:
         topics = self.groups._topics()
         current = not replaced.subscribed_topic_regex and \
             sorted(set(sub.topics)) == sorted(replaced.subscribed_topic_names) and \
-            g.assignment_epoch >= g.group_epoch and g.metadata_hash == metadata_hash(
+            g.assignment_epoch >= g.group_epoch and g.metadata_hash == self.groups.topic_hashes.group_hash(
                 {n: topics[n] for n in set().union(*self.groups._subscribed(g, topics).values())})
         if not current:
             return to_classic_group(self.groups, g, {replaced.member_id}), None

@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import enum
-import hashlib
 import itertools
 import logging
 import time
@@ -60,6 +59,7 @@ from ..protocol.coordinator_records import (
 from ..protocol.error_codes import Errors
 from . import classic_members, consumer_assignors
 from . import offsets_topic as ot
+from .metadata_hash import TopicHashes
 
 log = logging.getLogger("pylog.groups")
 
@@ -455,17 +455,6 @@ class HeartbeatError(Exception):
         self.code, self.message = code, message
 
 
-def metadata_hash(topics: dict) -> int:
-    """A stable int64 over {name: (topic_id, partitions)} of the subscribed
-    topics: what moves the group epoch when it changes."""
-    h = hashlib.blake2b(digest_size=8)
-    for name in sorted(topics):
-        tid, n = topics[name]
-        h.update(f"{name}\0{tid}\0{n}\n".encode())
-    v = int.from_bytes(h.digest(), "big")
-    return v - (1 << 64) if v >= 1 << 63 else v
-
-
 def new_member_id() -> str:
     """A v0 join without a member id gets one (v1 clients make their own): a
     random UUID as unpadded url-safe base64, as Kafka's Uuid.toString."""
@@ -490,6 +479,7 @@ class ConsumerGroups:
         self.policy = config.get("group.consumer.migration.policy").lower()
         self.classic = classic_members.ClassicMembers(self)
         self._image_version = 0
+        self.topic_hashes = TopicHashes(lambda: coordinator.writer)
 
     # ---- topics ----
 
@@ -578,7 +568,7 @@ class ConsumerGroups:
         g.regex_refreshed_ms, g.regex_image_version = now, version
         topics = self._topics()
         subscribed = self._subscribed(g, topics)
-        new_hash = metadata_hash({n: topics[n] for n in set().union(*subscribed.values())})
+        new_hash = self.topic_hashes.group_hash({n: topics[n] for n in set().union(*subscribed.values())})
         if changed or new_hash != g.metadata_hash:
             g.group_epoch += 1
             g.metadata_hash = new_hash
@@ -832,7 +822,7 @@ class ConsumerGroups:
         self._maybe_refresh_regexes(g, topics, new_regex)
         subscribed = self._subscribed(g, topics)
         used = set().union(*subscribed.values()) if subscribed else set()
-        new_hash = metadata_hash({n: topics[n] for n in used})
+        new_hash = self.topic_hashes.group_hash({n: topics[n] for n in used})
         if subs_changed or new_hash != g.metadata_hash or g.group_epoch == 0:
             g.group_epoch += 1
             g.metadata_hash = new_hash

@@ -46,7 +46,7 @@ import time
 from ..broker.authorizer import GROUP, NOT_ASKED, SUPPORTED_OPERATIONS
 from ..errors import PylogError
 from ..groups import offsets_topic as ot
-from ..groups.consumer_group import metadata_hash
+from ..groups.metadata_hash import TopicHashes
 from ..groups.coordinator import _group_store_error
 from ..protocol import messages as m
 from ..protocol.error_codes import Errors
@@ -215,6 +215,7 @@ class ShareGroups:
         self.initialize = None
         self.has_state = None                       # group id -> whether the share coordinator has its state
         self.delete_state = None                    # group id -> coroutine: its state deleted, an error code
+        self.topic_hashes = TopicHashes(lambda: coordinator.writer)
 
     def settings(self, group_id) -> dict:
         return share_group_config(self.config, self.group_configs(group_id))
@@ -314,7 +315,7 @@ class ShareGroups:
         not touched: each moves at its own heartbeat. Whether the epoch was
         bumped."""
         image = self._image(g)
-        h = metadata_hash(image) if image else 0
+        h = self.topic_hashes.group_hash(image)
         if h != g.metadata_hash:
             g.metadata_hash = h
             bump = True
@@ -614,7 +615,7 @@ class ShareGroups:
         # next heartbeat computes it); the last member going brings the
         # assignment epoch along, with no time, as a new group has.
         image = self._image(g)
-        g.metadata_hash = metadata_hash(image) if image else 0
+        g.metadata_hash = self.topic_hashes.group_hash(image)
         g.epoch += 1
         if not g.members:
             g.assignment_epoch, g.assignment_ms = g.epoch, 0

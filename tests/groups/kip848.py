@@ -3,12 +3,14 @@ ConsumerGroupHeartbeat/Describe requests over a real socket, librdkafka
 consumers with group.protocol=consumer."""
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from pylog.client.wire import Connection
+from pylog.groups import offsets_topic as ot
 from pylog.protocol import messages as m
 from pylog.protocol.error_codes import Errors
 from pylog.testing import FAST_GROUP_CONFIG, wait_until
@@ -97,3 +99,45 @@ def wait_balanced(consumers, topic, partitions, timeout=60.0, others=()):
         return None
     return wait_until(check, f"{len(consumers)} consumers balanced over {topic}'s {partitions} partitions",
                       timeout)
+
+
+def group_records(b, group, kind="consumer", offsets_partitions=50):
+    """[(type, key struct, value struct or None)] of the group's records of
+    kind ("consumer": KIP-848, "share": KIP-932) in its __consumer_offsets
+    partition, in log order, read by an unmodified Consumer (b: bootstrap
+    servers) and decoded with the generated codecs."""
+    c = Consumer({"bootstrap.servers": str(b), "group.id": f"records-reader-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False, "enable.partition.eof": True})
+    try:
+        c.assign([TopicPartition(ot.TOPIC, ot.partition_for(group, offsets_partitions), 0)])
+        out = []
+        deadline = time.monotonic() + 60.0
+        while True:
+            assert time.monotonic() < deadline, "the end of __consumer_offsets not reached"
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                return out      # the partition's end
+            rec = ot.decode_record(msg.key(), msg.value())
+            if rec is not None and rec[0] == kind and rec[1][1].group_id == group:
+                out.append((rec[1][0], rec[1][1], rec[2]))
+    finally:
+        c.close()
+
+
+def metadata_hashes(b, group, offsets_partitions=50):
+    """The MetadataHash of each ConsumerGroupMetadataValue (type 3) of the group, in log order."""
+    return [v.metadata_hash for t, _, v in group_records(b, group, "consumer", offsets_partitions)
+            if t == 3 and v is not None]
+
+
+def former_metadata_hash(topics: dict) -> int:
+    """pylog's metadata hash of {name: (topic id, partition count)} before
+    Kafka's: what data dirs of earlier releases hold."""
+    h = hashlib.blake2b(digest_size=8)
+    for name in sorted(topics):
+        tid, n = topics[name]
+        h.update(f"{name}\0{tid}\0{n}\n".encode())
+    v = int.from_bytes(h.digest(), "big")
+    return v - (1 << 64) if v >= 1 << 63 else v

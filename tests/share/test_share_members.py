@@ -9,16 +9,18 @@ import asyncio
 import signal
 import time
 import uuid
+from contextlib import closing
 
-from confluent_kafka import Consumer, Producer, ShareConsumer, TopicPartition
+from confluent_kafka import Producer, ShareConsumer
 from confluent_kafka.admin import AdminClient, NewPartitions
 
-from pylog.groups import offsets_topic as ot
+from pylog.groups.metadata_hash import TopicHashes, compute_group_hash, compute_topic_hash
 from pylog.protocol import messages as m
 from pylog.protocol.error_codes import Errors
 from pylog.testing import running_broker, wait_until
 
 from tests.brokerproc import BrokerProc
+from tests.groups.kip848 import former_metadata_hash, group_records
 
 from .wire import CONFIG, connect, create_topic, heartbeat, join_assigned, member_id, produce, set_group_configs, \
     share_fetch
@@ -37,26 +39,7 @@ def names():
 def share_records(b, group):
     """[(type, key struct, value struct or None)] of the group's share records
     in its __consumer_offsets partition, in log order."""
-    index = ot.partition_for(group, 50)
-    c = Consumer({"bootstrap.servers": str(b), "group.id": f"sm-reader-{uuid.uuid4().hex[:6]}",
-                  "enable.auto.commit": False, "enable.partition.eof": True})
-    try:
-        c.assign([TopicPartition(ot.TOPIC, index, 0)])
-        out = []
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            assert time.monotonic() < deadline, "the end of __consumer_offsets not reached"
-            msg = c.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error() is not None:
-                break       # the partition's end
-            rec = ot.decode_record(msg.key(), msg.value())
-            if rec is not None and rec[0] == "share" and rec[1][1].group_id == group:
-                out.append((rec[1][0], rec[1][1], rec[2]))
-        return out
-    finally:
-        c.close()
+    return group_records(b, group, "share")
 
 
 def latest(records):
@@ -107,7 +90,8 @@ def test_the_group_is_written_in_kafkas_record_layouts(tmp_path):
         assert kinds.index(15) < [i for i, k in enumerate(kinds) if k == 11][-1]
         s = latest(recs)
         assert (s[(11, None)].epoch, s[(12, None)].assignment_epoch) == (epoch, epoch)
-        assert s[(11, None)].metadata_hash != 0
+        # Kafka's computeGroupHash (tests/groups/test_metadata_hash.py checks it against Kafka's values).
+        assert s[(11, None)].metadata_hash == compute_group_hash({topic: compute_topic_hash(topic, tid, [[], []])})
         assert s[(10, mid)].subscribed_topic_names == [topic] and s[(10, mid)].client_host.startswith("/")
         assert [(tp.topic_id, sorted(tp.partitions)) for tp in s[(13, mid)].topic_partitions] == [(tid, [0, 1])]
         cur = s[(14, mid)]
@@ -171,6 +155,39 @@ def test_members_keep_their_ids_epochs_and_assignments_across_a_restart(tmp_path
         assert r.error_code == Errors.NONE and r.member_epoch > members[a][0]
         assert list(parts(r.assignment).values()) == [[0, 1, 2]]
         conn.close()
+
+
+def test_a_data_dir_with_the_former_metadata_hash_bumps_the_group_epoch_once(tmp_path, monkeypatch):
+    """A share group written by an earlier pylog (its own hash): reloaded
+    with its member, the next heartbeat finds the hash changed and moves the
+    group epoch once, as Kafka's upgrade to KIP-1101's hash does."""
+    topic, group = names()
+    with running_broker(data_dir=tmp_path, config=CONFIG) as b:
+        create_topic(b, topic, 2)
+        mid = member_id()
+        with monkeypatch.context() as p:
+            p.setattr(TopicHashes, "group_hash", lambda self, topics: former_metadata_hash(topics))
+            with closing(connect(b)) as conn:
+                r = join_assigned(conn, group, mid, [topic], 2)
+            [(tid, _ps)] = parts(r.assignment).items()
+            old = former_metadata_hash({topic: (tid, 2)})
+            assert latest(share_records(b, group))[(11, None)].metadata_hash == old
+        epoch = r.member_epoch
+        b.restart()
+        with closing(connect(b)) as conn:
+            d = describe(conn, group)
+            assert (d.group_epoch, [mm.member_id for mm in d.members]) == (epoch, [mid])
+            again = heartbeat(conn, group, mid, epoch)
+            assert (again.error_code, again.member_epoch) == (Errors.NONE, epoch + 1)
+            steady = heartbeat(conn, group, mid, epoch + 1)
+            assert (steady.error_code, steady.member_epoch) == (Errors.NONE, epoch + 1)
+            d = describe(conn, group)
+            assert (d.group_epoch, d.assignment_epoch) == (epoch + 1, epoch + 1)
+            [mm] = d.members
+            assert (mm.member_id, parts(mm.assignment)) == (mid, {tid: [0, 1]})
+        epochs = [v for k, _, v in share_records(b, group) if k == 11]
+        assert [v.metadata_hash for v in epochs[-2:]] == [
+            old, compute_group_hash({topic: compute_topic_hash(topic, tid, [[], []])})]
 
 
 def test_an_empty_share_group_keeps_its_id_across_a_restart_until_deleted(tmp_path):
