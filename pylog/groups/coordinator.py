@@ -205,6 +205,7 @@ class GroupCoordinator:
         # Markers appended here not yet known committed: {index: [_MarkerWrite]};
         # their offsets still count as pending (OffsetFetch require_stable).
         self.txn_completing: dict[int, list] = {}
+        self._settling: set = set()     # the waits of timed-out markers (_settle_when_committed)
         # OffsetCommits and COMMIT markers' offsets appended and not yet known
         # committed, in log order: {group id: [_WrittenOffsets]}. They apply
         # once the high watermark passes them, also after their request was
@@ -1372,7 +1373,10 @@ class GroupCoordinator:
         if code == Errors.NONE:
             self._settle_markers(index)
         elif code == Errors.REQUEST_TIMED_OUT:
-            asyncio.ensure_future(self._settle_when_committed(index, write))
+            # Held until done: the loop keeps only a weak reference to a task.
+            task = asyncio.ensure_future(self._settle_when_committed(index, write))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
 
     async def _settle_when_committed(self, index: int, write):
         if await self.runtime.committed(index, write.offset) == Errors.NONE:

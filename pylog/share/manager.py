@@ -206,8 +206,10 @@ class SharePartitionManager:
         # metadata, rotated round robin by the request's session epoch, so no
         # partition is always read first (it alone may exceed its byte share
         # and it takes MaxRecords first); the others only carry their errors.
-        known = [k for k in wanted if self._known(*k)]
-        wanted = _rotated(known, req.share_session_epoch) + [k for k in wanted if k not in set(known)]
+        known, unknown = [], []
+        for k in wanted:
+            (known if self._known(*k) else unknown).append(k)
+        wanted = _rotated(known, req.share_session_epoch) + unknown
         arrived = []        # share-partitions whose state loaded while this fetch waited, in that order
         while True:
             held, got, not_ready, loading, readable = [], 0, False, [], []
